@@ -1,0 +1,53 @@
+# Thin wrapper around Meson/ninja. The README's two commands are `make run` and `make check`.
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+PEERMCP_ARGS ?=
+
+.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-service clean
+
+all: deps
+	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release -Dtests=disabled >/dev/null
+	@ninja -C $(BUILD) peermcp
+
+deps:
+	@bash scripts/setup.sh
+
+test-deps:
+	@bash scripts/setup.sh --tests
+
+run: all
+	./$(BUILD)/peermcp serve $(PEERMCP_ARGS)
+
+# Unit tests with AddressSanitizer + UBSan, interop tests with real clients and peers,
+# short fuzz runs; ends with one line "N passed, N failed".
+check: test-deps all
+	@[ -f $(BUILD_ASAN)/build.ninja ] || meson setup $(BUILD_ASAN) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false -Dtests=enabled >/dev/null
+	@ninja -C $(BUILD_ASAN)
+	@bash tests/run-all.sh
+
+unit: test-deps
+	@[ -f $(BUILD_ASAN)/build.ninja ] || meson setup $(BUILD_ASAN) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false -Dtests=enabled >/dev/null
+	@ninja -C $(BUILD_ASAN)
+	@bash tests/suites/10-unit.sh
+
+# libFuzzer targets (clang); FUZZ_SECONDS per target (default 60).
+fuzz: test-deps
+	@[ -f $(BUILD_FUZZ)/build.ninja ] || CC=clang meson setup $(BUILD_FUZZ) --buildtype=debug -Dfuzz=true -Dtests=disabled -Db_lundef=false >/dev/null
+	@ninja -C $(BUILD_FUZZ)
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash fuzz/run.sh $(BUILD_FUZZ)
+
+bench-mcp: test-deps all
+	@bash bench/mcp/run.sh
+
+bench-store: all
+	@bash bench/store/run.sh
+
+bench-p2p: test-deps all
+	@bash bench/p2p/run.sh
+
+bench-service: test-deps all
+	@bash bench/service/run.sh
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
