@@ -21,4 +21,31 @@ void mcp_registry_free(mcp_registry *reg);
  * that is not valid JSON (the reason is logged), -EEXIST for a duplicate name, -ENOMEM. */
 int mcp_registry_add(mcp_registry *reg, const mcp_tool_def *def) __attribute__((warn_unused_result));
 
+/* A registered tool: a read-only view owned by the registry. */
+typedef struct mcp_tool mcp_tool;
+
+const mcp_tool *mcp_registry_find(const mcp_registry *reg, const char *name);
+/* Tools in listing order (category, then name); i < mcp_registry_count(). */
+size_t mcp_registry_count(const mcp_registry *reg);
+const mcp_tool *mcp_registry_at(const mcp_registry *reg, size_t i);
+
+/* Category names in sorted order; i < mcp_registry_category_count(). Strings owned by reg. */
+size_t mcp_registry_category_count(const mcp_registry *reg);
+const char *mcp_registry_category_at(const mcp_registry *reg, size_t i);
+/* Number of tools in a category (0 if it does not exist). */
+size_t mcp_registry_category_size(const mcp_registry *reg, const char *category);
+/* Optional category description (set with mcp_registry_describe_category), "" if none. */
+const char *mcp_registry_category_description(const mcp_registry *reg, const char *category);
+int mcp_registry_describe_category(mcp_registry *reg, const char *category, const char *description)
+    __attribute__((warn_unused_result));
+
+/* The definition as registered (strings owned by the registry; fn/ud as given). */
+const mcp_tool_def *mcp_tool_def_of(const mcp_tool *tool);
+/* Parsed schemas, borrowed (never NULL for input; NULL when no output schema). */
+json_t *mcp_tool_input_schema(const mcp_tool *tool);
+json_t *mcp_tool_output_schema(const mcp_tool *tool);
+/* The MCP Tool object {name, title?, description, inputSchema, outputSchema?, annotations?}
+ * as tools/list shows it; a new reference. */
+json_t *mcp_tool_to_json(const mcp_tool *tool);
+
 #endif

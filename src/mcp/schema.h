@@ -1,0 +1,25 @@
+/* schema.h — JSON Schema validation of tool arguments (the subset MCP tools use).
+ *
+ * Keywords: type (string or array; "integer" accepts integral reals), properties, required,
+ * additionalProperties (bool or schema), enum, const, minimum, maximum, exclusiveMinimum,
+ * exclusiveMaximum, minLength, maxLength (in Unicode code points), pattern (POSIX ERE via
+ * regcomp), items, minItems, maxItems, default, anyOf, oneOf, allOf, $ref to "#/$defs/…" and
+ * "#/definitions/…"; unknown keywords (title, description, format, $schema, …) are ignored.
+ * Depth and sizes are bounded. Pure functions: thread-safe on distinct instances. */
+#ifndef PEERMCP_MCP_SCHEMA_H
+#define PEERMCP_MCP_SCHEMA_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Checks that `schema` is a schema this validator understands (object, known type names,
+ * compilable patterns). 0 or -EINVAL with a reason in err. */
+int mcp_schema_check(const json_t *schema, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* Validates `instance` against `schema`. Properties absent from an object instance that have a
+ * "default" are filled in (instance is modified). Returns 0, or -EINVAL with a message naming
+ * the JSON path, e.g. "$.count: expected integer, got string". */
+int mcp_schema_validate(const json_t *schema, json_t *instance, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+#endif
