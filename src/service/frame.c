@@ -1,0 +1,209 @@
+/* frame.c — u32 length-prefixed and NDJSON framing for the service protocols (see frame.h;
+ * p2p_tasks_spec.md §2.2–2.3). No I/O: bytes in, JSON objects out. */
+#include "service/frame.h"
+
+#include <errno.h>
+#include <string.h>
+
+const char *svc_frame_status_str(svc_frame_status st) {
+  switch (st) {
+  case SVC_FRAME_TOO_LARGE: return "frame_too_large";
+  case SVC_FRAME_INVALID_JSON: return "invalid_json";
+  case SVC_FRAME_INVALID_MSG: return "invalid_message";
+  case SVC_FRAME_NOMEM: return "internal_error";
+  case SVC_FRAME_EMPTY: return "empty";
+  default: return "ok";
+  }
+}
+
+/* Parses a complete body. An empty body is invalid JSON (json.loads("") fails). */
+static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out) {
+  json_error_t jerr;
+  *out = NULL;
+  if (n == 0) return SVC_FRAME_INVALID_JSON;
+  json_t *v = json_loadb((const char *)p, n, JSON_DECODE_ANY, &jerr);
+  if (!v) return SVC_FRAME_INVALID_JSON;
+  if (!json_is_object(v)) {
+    json_decref(v);
+    return SVC_FRAME_INVALID_MSG;
+  }
+  *out = v;
+  return SVC_FRAME_READY;
+}
+
+void svc_frame_dec_init(svc_frame_dec *d, size_t max) {
+  memset(d, 0, sizeof *d);
+  d->max = max ? max : SVC_FRAME_DEFAULT_MAX;
+  buf_init(&d->body, d->max);
+}
+
+void svc_frame_dec_free(svc_frame_dec *d) {
+  buf_free(&d->body);
+  json_decref(d->ready);
+  d->ready = NULL;
+}
+
+int svc_frame_dec_mid_frame(const svc_frame_dec *d) { return d->hdr_have > 0; }
+
+svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n, size_t *consumed) {
+  size_t used = 0;
+  *consumed = 0;
+  if (d->err) return d->err;
+  if (d->ready) return SVC_FRAME_READY; /* caller must take the previous frame first */
+  while (used < n || (d->hdr_have == SVC_FRAME_HDR && buf_len(&d->body) == d->want)) {
+    if (d->hdr_have < SVC_FRAME_HDR) {
+      size_t k = SVC_FRAME_HDR - d->hdr_have;
+      if (k > n - used) k = n - used;
+      memcpy(d->hdr + d->hdr_have, p + used, k);
+      d->hdr_have += k;
+      used += k;
+      if (d->hdr_have < SVC_FRAME_HDR) break;
+      d->want = (uint32_t)d->hdr[0] << 24 | (uint32_t)d->hdr[1] << 16 | (uint32_t)d->hdr[2] << 8 |
+                (uint32_t)d->hdr[3];
+      /* The ceiling is checked on the declared length, before any body byte is kept. */
+      if ((size_t)d->want > d->max) {
+        d->err = SVC_FRAME_TOO_LARGE;
+        *consumed = used;
+        return d->err;
+      }
+      buf_reset(&d->body);
+      continue;
+    }
+    size_t have = buf_len(&d->body);
+    if (have < d->want) {
+      size_t k = d->want - have;
+      if (k > n - used) k = n - used;
+      if (buf_append(&d->body, p + used, k) != 0) {
+        d->err = SVC_FRAME_NOMEM;
+        *consumed = used;
+        return d->err;
+      }
+      used += k;
+      if (buf_len(&d->body) < d->want) break;
+    }
+    /* Complete frame. */
+    json_t *v;
+    svc_frame_status st = frame_parse(buf_ptr(&d->body), buf_len(&d->body), &v);
+    d->hdr_have = 0;
+    d->want = 0;
+    buf_reset(&d->body);
+    *consumed = used;
+    if (st != SVC_FRAME_READY) {
+      d->err = st;
+      return st;
+    }
+    d->ready = v;
+    return SVC_FRAME_READY;
+  }
+  *consumed = used;
+  return SVC_FRAME_NEED_MORE;
+}
+
+json_t *svc_frame_dec_take(svc_frame_dec *d) {
+  json_t *v = d->ready;
+  d->ready = NULL;
+  return v;
+}
+
+int svc_frame_encode(buf *out, const json_t *msg, size_t max) {
+  if (!msg) return -EINVAL;
+  size_t n = json_dumpb(msg, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+  if (n == 0) return -EINVAL;
+  if (max && n > max) return -E2BIG;
+  if (n > UINT32_MAX) return -E2BIG;
+  uint8_t *dst;
+  int rc = buf_reserve(out, SVC_FRAME_HDR + n, &dst);
+  if (rc) return rc;
+  dst[0] = (uint8_t)(n >> 24);
+  dst[1] = (uint8_t)(n >> 16);
+  dst[2] = (uint8_t)(n >> 8);
+  dst[3] = (uint8_t)n;
+  size_t w = json_dumpb(msg, (char *)dst + SVC_FRAME_HDR, n, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+  if (w != n) return -EINVAL;
+  buf_commit(out, SVC_FRAME_HDR + n);
+  return 0;
+}
+
+json_t *svc_frame_error_reply(svc_frame_status st) {
+  return json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error", "code",
+                   SVC_FRAME_ERR_CODE, "message", svc_frame_status_str(st));
+}
+
+/* --- NDJSON --- */
+
+void svc_ndjson_dec_init(svc_ndjson_dec *d, size_t max) {
+  memset(d, 0, sizeof *d);
+  d->max = max ? max : SVC_FRAME_DEFAULT_MAX;
+  buf_init(&d->line, d->max);
+}
+
+void svc_ndjson_dec_free(svc_ndjson_dec *d) {
+  buf_free(&d->line);
+  json_decref(d->ready);
+  d->ready = NULL;
+}
+
+static svc_frame_status ndjson_complete(svc_ndjson_dec *d) {
+  size_t n = buf_len(&d->line);
+  const uint8_t *p = buf_ptr(&d->line);
+  while (n && (p[n - 1] == '\n' || p[n - 1] == '\r')) n--;
+  json_t *v;
+  svc_frame_status st = frame_parse(p, n, &v);
+  d->done = 1;
+  if (st != SVC_FRAME_READY) {
+    d->err = st;
+    return st;
+  }
+  d->ready = v;
+  return SVC_FRAME_READY;
+}
+
+svc_frame_status svc_ndjson_dec_feed(svc_ndjson_dec *d, const uint8_t *p, size_t n) {
+  if (d->err) return d->err;
+  if (d->done) return d->ready ? SVC_FRAME_READY : SVC_FRAME_NEED_MORE;
+  const uint8_t *nl = n ? memchr(p, '\n', n) : NULL;
+  size_t k = nl ? (size_t)(nl - p) + 1 : n;
+  if (buf_append(&d->line, p, k) != 0) {
+    d->err = SVC_FRAME_TOO_LARGE; /* the line passed its ceiling without a newline */
+    return d->err;
+  }
+  if (!nl) {
+    if (buf_len(&d->line) >= d->max) {
+      d->err = SVC_FRAME_TOO_LARGE;
+      return d->err;
+    }
+    return SVC_FRAME_NEED_MORE;
+  }
+  return ndjson_complete(d);
+}
+
+svc_frame_status svc_ndjson_dec_finish(svc_ndjson_dec *d) {
+  if (d->err) return d->err;
+  if (d->done) return d->ready ? SVC_FRAME_READY : SVC_FRAME_NEED_MORE;
+  if (buf_len(&d->line) == 0) {
+    d->err = SVC_FRAME_EMPTY;
+    return d->err;
+  }
+  return ndjson_complete(d);
+}
+
+json_t *svc_ndjson_dec_take(svc_ndjson_dec *d) {
+  json_t *v = d->ready;
+  d->ready = NULL;
+  return v;
+}
+
+int svc_ndjson_encode(buf *out, const json_t *msg) {
+  if (!msg) return -EINVAL;
+  /* No JSON_COMPACT: jansson then separates with ", " and ": ", as Python's json.dumps does. */
+  const size_t flags = JSON_ENSURE_ASCII | JSON_ENCODE_ANY;
+  size_t n = json_dumpb(msg, NULL, 0, flags);
+  if (n == 0) return -EINVAL;
+  uint8_t *dst;
+  int rc = buf_reserve(out, n + 1, &dst);
+  if (rc) return rc;
+  if (json_dumpb(msg, (char *)dst, n, flags) != n) return -EINVAL;
+  dst[n] = '\n';
+  buf_commit(out, n + 1);
+  return 0;
+}

@@ -1,0 +1,101 @@
+/* frame.h — sans-I/O framing for the two service stream protocols (p2p_tasks_spec.md §2).
+ *
+ *  /mcp+p2p/1.0.0                  4-byte unsigned big-endian length + UTF-8 JSON object (§2.3)
+ *  /ipfs-datasets/task-queue/1.0.0 one newline-terminated JSON object per stream (§2.2, legacy)
+ *
+ * Decoders take bytes in whatever pieces the transport delivers (down to one byte at a time)
+ * and hand out parsed JSON objects. The declared length of a u32 frame is checked against the
+ * decoder's ceiling *before* any body byte is buffered or allocated. A decoder that reported an
+ * error is dead: every later feed returns the same error (the caller replies once and closes).
+ *
+ * Ownership: the decoder owns its buffer; svc_frame_dec_take / svc_ndjson_dec_take hand the
+ * parsed object to the caller (a new reference). Encoders append to a caller-owned buf.
+ * Threads: a decoder belongs to one stream and is used by one thread at a time. */
+#ifndef PEERMCP_SERVICE_FRAME_H
+#define PEERMCP_SERVICE_FRAME_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+#define SVC_FRAME_DEFAULT_MAX (1024u * 1024u) /* inbound default, §2.3 */
+#define SVC_FRAME_HDR 4u
+/* JSON-RPC error code for framing failures (frame_too_large, invalid_json, invalid_message). */
+#define SVC_FRAME_ERR_CODE (-32003)
+
+typedef enum {
+  SVC_FRAME_NEED_MORE = 0,     /* all input consumed, no complete frame yet */
+  SVC_FRAME_READY = 1,         /* a frame is ready: take it with *_dec_take */
+  SVC_FRAME_TOO_LARGE = -1,    /* "frame_too_large" */
+  SVC_FRAME_INVALID_JSON = -2, /* "invalid_json" (bad UTF-8 or JSON, empty body) */
+  SVC_FRAME_INVALID_MSG = -3,  /* "invalid_message" (valid JSON, not an object) */
+  SVC_FRAME_NOMEM = -4,        /* "internal_error" */
+  SVC_FRAME_EMPTY = -5,        /* legacy only: EOF before any byte ("empty": no reply, close) */
+} svc_frame_status;
+
+/* The wire string for an error status ("frame_too_large", …); "ok" for non-errors. */
+const char *svc_frame_status_str(svc_frame_status st);
+
+/* --- /mcp+p2p/1.0.0 u32 frames --- */
+
+typedef struct svc_frame_dec {
+  uint8_t hdr[SVC_FRAME_HDR];
+  size_t hdr_have;
+  uint32_t want; /* declared body length once the header is complete */
+  buf body;
+  size_t max; /* inbound ceiling on the declared length */
+  json_t *ready;
+  svc_frame_status err; /* sticky once negative */
+} svc_frame_dec;
+
+/* max = 0 means SVC_FRAME_DEFAULT_MAX. Allocates nothing. */
+void svc_frame_dec_init(svc_frame_dec *d, size_t max);
+void svc_frame_dec_free(svc_frame_dec *d);
+
+/* Feeds up to n bytes; *consumed says how many were used. Stops after one complete frame
+ * (SVC_FRAME_READY) so the caller can act on it before feeding the rest. On error the bytes
+ * after the bad header/body are left unconsumed. */
+svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n, size_t *consumed)
+    __attribute__((warn_unused_result));
+/* The ready frame (a JSON object, new reference), or NULL when none is ready. */
+json_t *svc_frame_dec_take(svc_frame_dec *d);
+/* True while a frame is partially received (EOF now would be "eof", not "empty"). */
+int svc_frame_dec_mid_frame(const svc_frame_dec *d);
+
+/* Appends one frame: header + compact ASCII JSON (separators ",", ":"; ensure_ascii), the
+ * shape the Python encoder writes. 0, -E2BIG when the body exceeds max (nothing appended),
+ * -ENOMEM, -EINVAL when msg cannot be encoded. */
+int svc_frame_encode(buf *out, const json_t *msg, size_t max) __attribute__((warn_unused_result));
+
+/* The framing error reply {"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":…}}
+ * (new reference, NULL on ENOMEM). */
+json_t *svc_frame_error_reply(svc_frame_status st);
+
+/* --- legacy NDJSON --- */
+
+typedef struct svc_ndjson_dec {
+  buf line;
+  size_t max; /* ceiling on the bytes of the line, newline included */
+  json_t *ready;
+  int done; /* a line was delivered: the stream carries one request only */
+  svc_frame_status err;
+} svc_ndjson_dec;
+
+void svc_ndjson_dec_init(svc_ndjson_dec *d, size_t max);
+void svc_ndjson_dec_free(svc_ndjson_dec *d);
+/* Feeds bytes until a newline; READY when the line parsed. Bytes after the newline are
+ * consumed and ignored (one request per stream). */
+svc_frame_status svc_ndjson_dec_feed(svc_ndjson_dec *d, const uint8_t *p, size_t n)
+    __attribute__((warn_unused_result));
+/* Peer half-closed: a line without its newline is still accepted (§2.2); nothing at all is
+ * SVC_FRAME_EMPTY. */
+svc_frame_status svc_ndjson_dec_finish(svc_ndjson_dec *d) __attribute__((warn_unused_result));
+json_t *svc_ndjson_dec_take(svc_ndjson_dec *d);
+
+/* Appends json.dumps(obj) + "\n" as Python writes it (", " and ": " separators, ASCII).
+ * 0, -E2BIG past out's ceiling, -ENOMEM, -EINVAL. */
+int svc_ndjson_encode(buf *out, const json_t *msg) __attribute__((warn_unused_result));
+
+#endif
