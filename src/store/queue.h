@@ -1,0 +1,284 @@
+/* queue.h — the durable task queue (TaskQueue), p2p_tasks_spec.md §5 with the fixes of §12.
+ *
+ * Owns: one queue database (SQLite, WAL, synchronous=FULL) behind an internal backend
+ * interface (queue_backend.h) so a server-grade backend can be added without touching callers.
+ * A task reads back field for field like the Python TaskQueue's task dict (§3.1, §5.2).
+ *
+ * States: queued → running → completed | failed | cancelled; running → queued on release,
+ * retry or an expired lease. Claim order: priority DESC, created_at ASC, task_id ASC.
+ *
+ * Fixes over the Python queue (§12):
+ *  - heartbeat renews the lease and reports cancel_requested;
+ *  - complete / fail / retry / release are fenced by (worker_id, lease_epoch): lease_epoch is
+ *    a counter bumped at every claim, so a worker whose lease expired and whose task was
+ *    claimed again cannot touch the new run (-ESTALE);
+ *  - release refunds the attempt; a task that runs out of attempts ends `failed` with a reason;
+ *  - cancel: queued → cancelled at once; running → cancel_requested flag seen at heartbeat;
+ *  - tq_wait wakes on the task's own terminal transition (condition variable), capped timeout;
+ *  - terminal tasks are pruned by age (tq_prune_terminal).
+ *
+ * Durability: every call that changes state returns only after its transaction is durable
+ * (fsynced). With group commit (default) a dedicated writer thread runs whatever operations
+ * arrived together in one transaction with one fsync; each operation still succeeds or fails
+ * on its own (savepoints), and a failed commit fails every operation of that group.
+ *
+ * Threads: every function is thread-safe and may block (disk I/O, the writer's queue, waits):
+ * never call them on the event-loop thread — use the worker pool, or tq_submit_async whose
+ * callback runs on the queue's writer thread. Readers (get/list/stats) use their own pooled
+ * connections and do not wait for the writer.
+ *
+ * Ownership: tq_task objects returned to the caller are heap-allocated; free with
+ * tq_task_free / tq_task_array_free. Strings and JSON passed in are borrowed.
+ *
+ * Errors (negative errno; tq_strerror gives the reply string):
+ *   -EINVAL  bad argument (empty worker id, non-object payload, invalid UTF-8, bad status…)
+ *   -E2BIG   payload or result over max_payload_bytes
+ *   -EEXIST  idempotency key or task_id already identifies different work
+ *   -ENOENT  no such task
+ *   -ESTALE  fencing failed: not running, other owner, or an older lease epoch
+ *   -ENOSPC  disk full;  -EROFS / -EACCES  read-only state;  -EIO  other storage error
+ *   -EBUSY   database locked longer than busy_timeout_ms, or too many waiters
+ *   -ESHUTDOWN queue is closing;  -ENOMEM. */
+#ifndef PEERMCP_STORE_QUEUE_H
+#define PEERMCP_STORE_QUEUE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tq_queue tq_queue;
+
+typedef enum {
+  TQ_QUEUED = 0,
+  TQ_RUNNING = 1,
+  TQ_COMPLETED = 2,
+  TQ_FAILED = 3,
+  TQ_CANCELLED = 4,
+  TQ_STATUS_COUNT = 5,
+  TQ_STATUS_ANY = -1 /* filter: every state */
+} tq_status;
+
+/* "queued", "running", … ; tq_status_parse returns -EINVAL for anything else. */
+const char *tq_status_name(tq_status s);
+int tq_status_parse(const char *name, tq_status *out) __attribute__((warn_unused_result));
+static inline bool tq_status_terminal(tq_status s) { return s >= TQ_COMPLETED && s <= TQ_CANCELLED; }
+
+typedef struct tq_options {
+  const char *path;          /* database file (required); its directory is created (0700) */
+  size_t max_payload_bytes;  /* 1048576: canonical payload_json / result_json ceiling */
+  double lease_seconds;      /* 300: default lease; a requested lease is clamped to 1..86400 */
+  int max_attempts;          /* 3: default when the submit does not say; 0 = unlimited */
+  double wait_max_seconds;   /* 300: ceiling on tq_wait timeouts */
+  bool group_commit;         /* true; false = one transaction (one fsync) per operation */
+  size_t group_max_ops;      /* 512: most operations in one group transaction */
+  double prune_after_seconds;/* 604800: age used by tq_maintain for terminal tasks */
+  int busy_timeout_ms;       /* 5000: SQLite busy timeout (other processes on the same file) */
+  unsigned read_connections; /* 4: pooled read connections */
+  size_t max_waiters;        /* 4096: concurrent tq_wait callers */
+} tq_options;
+
+void tq_options_default(tq_options *o);
+
+/* Opens (creating or migrating) the queue. Returns 0 and *out, or -errno (the reason is
+ * logged). A Python-created SQLite file with the §5.2 columns is migrated in place. */
+int tq_open(const tq_options *o, tq_queue **out) __attribute__((warn_unused_result));
+/* Stops accepting operations, finishes the ones already queued to the writer, wakes every
+ * waiter (they return their current view), closes the database. NULL is a no-op. */
+void tq_close(tq_queue *q);
+
+/* ---- tasks ---- */
+
+typedef struct tq_task {
+  char task_id[33];          /* 32 lower-case hex + NUL */
+  char *task_type;
+  char *model_name;
+  char *payload_json;        /* canonical: Python json.dumps(payload, sort_keys=True) */
+  tq_status status;
+  char *assigned_worker;     /* NULL when none */
+  double created_at, updated_at; /* float seconds (time.time()) */
+  char *result_json;         /* canonical JSON object or NULL */
+  char *error;               /* NULL when none */
+  int priority;              /* 1..10, 10 first */
+  int attempt;
+  int max_attempts;          /* 0 = unlimited */
+  double next_attempt_at;    /* 0 = now */
+  double lease_until;        /* valid when has_lease */
+  double heartbeat_at;       /* valid when has_heartbeat */
+  bool has_lease, has_heartbeat;
+  char *idempotency_key;     /* NULL when none */
+  /* beyond the Python columns */
+  int64_t lease_epoch;       /* fencing token: bumped by every claim */
+  bool cancel_requested;
+  char *session_id;          /* from payload session_id / session / p2p_session, or NULL */
+  char *sticky_worker_id;    /* from payload sticky_worker_id / sticky_worker, or NULL */
+} tq_task;
+
+void tq_task_free(tq_task *t);
+void tq_task_array_free(tq_task **v, size_t n);
+
+enum {
+  TQ_JSON_FULL = 0,       /* the 17-key Python "full task dict" (get / list) */
+  TQ_JSON_CLAIM = 1,      /* the 7-key claim reply: task_id, task_type, model_name, payload,
+                             created_at, status, assigned_worker */
+  TQ_JSON_EXTRA = 1u << 4 /* or-ed in: adds lease_epoch and cancel_requested */
+};
+/* A new JSON object for the task (payload / result parsed back to JSON); NULL on ENOMEM. */
+json_t *tq_task_to_json(const tq_task *t, unsigned flags);
+
+/* ---- submit ---- */
+
+typedef struct tq_submit_req {
+  const char *task_type;       /* required, 1..256 bytes UTF-8 */
+  const char *model_name;      /* NULL → "" */
+  json_t *payload;             /* must be an object (callers wrap non-objects as {"payload":x}) */
+  const char *task_id;         /* NULL → random 32 hex; else must be 32 lower-case hex */
+  const char *idempotency_key; /* NULL → payload["idempotency_key"] if a string */
+  /* Each below: has_* false → taken from the payload, else the default (Python rules §5.4). */
+  bool has_priority;     int priority;        /* clamped 1..10 */
+  bool has_max_attempts; int max_attempts;    /* 0 = unlimited, else clamped 1..1000 */
+  bool has_next_attempt_at; double next_attempt_at; /* floored at 0 */
+} tq_submit_req;
+
+/* Submits durably. *task_id_out (33 bytes) gets the id; *replayed (may be NULL) is true when an
+ * identical submit with the same idempotency key / task_id already existed. */
+int tq_submit(tq_queue *q, const tq_submit_req *req, char task_id_out[33], bool *replayed)
+    __attribute__((warn_unused_result));
+
+/* Asynchronous submit: validation errors are returned at once (cb not called); on 0 the
+ * callback runs exactly once, on the writer thread, after the commit is durable (or failed).
+ * The callback must be quick and must not call back into the queue. req is copied. */
+typedef void (*tq_submit_cb)(int rc, const char *task_id, bool replayed, void *ud);
+int tq_submit_async(tq_queue *q, const tq_submit_req *req, tq_submit_cb cb, void *ud)
+    __attribute__((warn_unused_result));
+
+/* ---- claim ---- */
+
+typedef struct tq_claim_opts {
+  const char *worker_id;          /* required, non-empty */
+  const char *const *task_types;  /* exact-match filter; NULL / 0 = any type */
+  size_t n_task_types;
+  const char *session_id;         /* when set: tasks whose session is NULL or equal */
+  int max_priority;               /* 0 = no cap; else only priority <= cap */
+  double lease_seconds;           /* 0 = queue default; clamped 1..86400 */
+  size_t max_tasks;               /* claim_many: clamped 1..128 (0 → 1) */
+  bool same_task_type;            /* claim_many: the first row fixes the type of the batch */
+} tq_claim_opts;
+
+/* Eligible: queued, next_attempt_at <= now, attempts left, sticky worker NULL or = worker_id,
+ * session rule above. Each claim first recovers expired leases (limit 1000). A claim sets
+ * running, assigned_worker, attempt+1, lease_epoch+1, heartbeat_at=now, lease_until.
+ * *out is NULL when nothing is claimable (return 0). */
+int tq_claim_next(tq_queue *q, const tq_claim_opts *o, tq_task **out) __attribute__((warn_unused_result));
+int tq_claim_many(tq_queue *q, const tq_claim_opts *o, tq_task ***out, size_t *n_out)
+    __attribute__((warn_unused_result));
+/* Claims one given task under the same guards (no priority cap). *out NULL if not claimable. */
+int tq_claim(tq_queue *q, const char *task_id, const tq_claim_opts *o, tq_task **out)
+    __attribute__((warn_unused_result));
+
+/* ---- the running task's owner ---- */
+
+/* Fencing token. lease_epoch 0 = "not given" (compat with Python workers, which only know
+ * their worker id): the owner still has to match and the task still has to be running. */
+typedef struct tq_fence {
+  const char *worker_id; /* required */
+  int64_t lease_epoch;
+} tq_fence;
+
+typedef struct tq_heartbeat_reply {
+  double lease_until;
+  bool cancel_requested;
+} tq_heartbeat_reply;
+
+/* Renews the lease (lease_seconds 0 = default). -ESTALE if fencing fails. */
+int tq_heartbeat(tq_queue *q, const char *task_id, const tq_fence *f, double lease_seconds,
+                 tq_heartbeat_reply *out) __attribute__((warn_unused_result));
+
+/* Ends a run: status TQ_COMPLETED, TQ_FAILED or TQ_CANCELLED. result (object, or NULL; a
+ * non-object becomes {"result": x}) is merged into the stored result (incoming keys win; old
+ * "logs"/"progress" kept when absent). f NULL = unfenced (local admin only): allowed on
+ * queued/running tasks, never on a terminal one. -ESTALE if fencing fails or already terminal. */
+int tq_complete(tq_queue *q, const char *task_id, const tq_fence *f, tq_status status,
+                json_t *result, const char *error) __attribute__((warn_unused_result));
+
+/* A failed run that may be retried: → queued with next_attempt_at = now + delay_s, or → failed
+ * with error "attempts exhausted: <error>" when no attempt is left. *final_status (may be NULL). */
+int tq_retry(tq_queue *q, const char *task_id, const tq_fence *f, double delay_s, const char *error,
+             tq_status *final_status) __attribute__((warn_unused_result));
+
+/* Gives the task back without failing it: → queued, the attempt is refunded, progress
+ * release_count / last_release_reason / last_release_ts recorded in the result. */
+int tq_release(tq_queue *q, const char *task_id, const tq_fence *f, const char *reason)
+    __attribute__((warn_unused_result));
+
+/* ---- anyone ---- */
+
+typedef enum {
+  TQ_CANCEL_NONE = 0,      /* already terminal (or no such task: rc -ENOENT) */
+  TQ_CANCEL_DONE = 1,      /* was queued, now cancelled */
+  TQ_CANCEL_REQUESTED = 2  /* running: cancel_requested set, the worker sees it at heartbeat */
+} tq_cancel_outcome;
+
+int tq_cancel(tq_queue *q, const char *task_id, const char *reason, tq_cancel_outcome *out)
+    __attribute__((warn_unused_result));
+
+/* Removes a task in any state. *deleted false when it did not exist. */
+int tq_delete(tq_queue *q, const char *task_id, bool *deleted) __attribute__((warn_unused_result));
+
+/* -ENOENT when absent. */
+int tq_get(tq_queue *q, const char *task_id, tq_task **out) __attribute__((warn_unused_result));
+
+/* Blocks until the task is terminal, the timeout passes (clamped to 0..wait_max_seconds), the
+ * queue closes, or cancelled(cancel_ud) turns true (checked every 200 ms when given; the state
+ * itself is never polled). *out: the task as it is then (may still be queued/running);
+ * -ENOENT if it does not exist. Sees changes made through this tq_queue; changes by another
+ * process are seen at the timeout. */
+int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled)(void *),
+            void *cancel_ud, tq_task **out) __attribute__((warn_unused_result));
+
+typedef struct tq_list_opts {
+  tq_status status;               /* TQ_STATUS_ANY for all */
+  const char *const *task_types;  /* exact match, NULL / 0 = all */
+  size_t n_task_types;
+  size_t limit;                   /* clamped 1..1000 (0 → 100) */
+} tq_list_opts;
+
+/* Ordered by created_at ASC, task_id ASC. */
+int tq_list(tq_queue *q, const tq_list_opts *o, tq_task ***out, size_t *n_out)
+    __attribute__((warn_unused_result));
+
+typedef struct tq_counts {
+  uint64_t by_status[TQ_STATUS_COUNT];
+  uint64_t cancel_requested;
+  uint64_t expired_leases; /* running with lease_until <= now */
+} tq_counts;
+int tq_count(tq_queue *q, tq_counts *out) __attribute__((warn_unused_result));
+
+/* {"queued":n,"running":n,"completed":n,"failed":n,"cancelled":n,"total":n,
+ *  "queued_by_type":{type:n},"running_by_type":{type:n}} — a new reference in *out. */
+int tq_stats_json(tq_queue *q, json_t **out) __attribute__((warn_unused_result));
+
+/* running tasks whose lease ended → queued (or failed "claim lease expired after maximum
+ * attempts" when none is left). now <= 0 = the clock. limit clamped 1..10000. */
+int tq_recover_expired(tq_queue *q, double now, size_t limit, size_t *n_out)
+    __attribute__((warn_unused_result));
+/* Deletes terminal tasks with updated_at < now - older_than_s (oldest first, limit 1..10000). */
+int tq_prune_terminal(tq_queue *q, double older_than_s, size_t limit, size_t *n_out)
+    __attribute__((warn_unused_result));
+/* What the owner calls periodically (e.g. every 30 s, off the loop): recover + prune by
+ * prune_after_seconds. */
+int tq_maintain(tq_queue *q) __attribute__((warn_unused_result));
+
+/* Counters since open, for stats and benchmarks. */
+typedef struct tq_io_stats {
+  uint64_t ops;         /* state-changing operations executed */
+  uint64_t commits;     /* write transactions committed (≈ fsyncs of the WAL) */
+  uint64_t max_group;   /* largest group */
+} tq_io_stats;
+void tq_io_stats_get(tq_queue *q, tq_io_stats *out);
+
+/* Reply string for an error code: "idempotency key or task_id already identifies different
+ * work", "payload_too_large", "task_not_found", "lease_lost", "disk_full", … (static). */
+const char *tq_strerror(int rc);
+
+#endif
