@@ -1,0 +1,167 @@
+/* config.h — peermcp's configuration: one JSON file, environment variables and CLI flags,
+ * merged with the precedence flags > environment > file > built-in defaults.
+ *
+ * Owns: the `config` struct and every string/array in it (free with config_free). The file is
+ * parsed with jansson; an unknown key, a wrong type or an out-of-range value is an error that
+ * names the key path and its line/column in the file ("config.json:12:5: queue.lease_seconds:
+ * expected an integer in 1..86400"), and the caller refuses to start.
+ *
+ * Typical use, in a subcommand:
+ *     config_args args;
+ *     config_args_init(&args);
+ *     if (config_args_parse(&args, &argc, argv, err, sizeof err) != 0) → usage error (exit 2)
+ *     … the subcommand parses what is left in argv …
+ *     config cfg;
+ *     if (config_load(&cfg, &args, err, sizeof err) != 0) → print err, exit 1
+ *     …
+ *     config_free(&cfg); config_args_free(&args);
+ *
+ * Threads: load on the main thread at start-up; afterwards the struct is read-only and may be
+ * read from any thread. docs/config.md lists every key, variable and flag. */
+#ifndef PEERMCP_CONFIG_CONFIG_H
+#define PEERMCP_CONFIG_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/log.h"
+
+/* Ceilings on the file itself. */
+#define CONFIG_FILE_MAX_BYTES (1u << 20)
+#define CONFIG_MAX_COMMANDS 256
+
+typedef enum { CONFIG_OUTPUT_AUTO = 0, CONFIG_OUTPUT_JSON, CONFIG_OUTPUT_TEXT } config_output;
+
+/* One entry of tools.commands[]: a tool that runs a program (see src/tools/command.h). */
+typedef struct config_command {
+  char *name;            /* tool name, [A-Za-z0-9_.-]{1,128} */
+  char *title;           /* optional, NULL if absent */
+  char *description;     /* "" if absent */
+  char *category;        /* default "commands" */
+  json_t *input_schema;  /* owned reference; default {"type":"object"} */
+  char **argv;           /* program + fixed args, NULL-terminated; argc entries */
+  size_t argc;
+  char *cwd;             /* NULL = inherit; relative paths were resolved against the file's dir */
+  char **env_allow;      /* variable names passed through from peermcp's environment */
+  size_t env_allow_count;
+  char **env;            /* fixed "NAME=value" strings from the "env" object */
+  size_t env_count;
+  uint32_t timeout_ms;   /* 0 = the server's tool_timeout_ms */
+  size_t max_output_bytes; /* cap on captured stdout (and on the stderr tail kept); default 1 MiB */
+  bool remote;           /* trusted peers may call it */
+  config_output output;  /* how stdout becomes the result; default auto */
+  int src_line;          /* line of the entry in the config file (0 if unknown), for messages */
+} config_command;
+
+typedef struct config {
+  char *config_path; /* the file that was loaded, NULL when none */
+
+  /* top level */
+  char *state_dir;           /* $XDG_STATE_HOME/peermcp, else ~/.local/state/peermcp */
+  log_level log_level;       /* default LOG_INFO */
+  size_t max_line_bytes;     /* 16 MiB: longest JSON-RPC line accepted on stdio */
+  uint32_t tool_timeout_ms;  /* 30000: default per-call deadline */
+  unsigned workers_threads;  /* 8: tool worker pool size */
+  unsigned page_size;        /* 50: tools/list page size */
+
+  struct {
+    config_command *commands;
+    size_t command_count;
+    char **disabled; /* tool names not to register */
+    size_t disabled_count;
+  } tools;
+
+  struct {
+    char *path;                   /* <state_dir>/queue.sqlite3 */
+    size_t max_payload_bytes;     /* 1048576 */
+    uint32_t lease_seconds;       /* 300 */
+    uint32_t max_attempts;        /* 3 */
+    uint32_t wait_max_seconds;    /* 300 */
+    bool group_commit;            /* true */
+    uint32_t prune_after_seconds; /* 604800 (7 days); 0 = never */
+  } queue;
+
+  struct {
+    char *dir;                       /* <state_dir>/cache */
+    uint64_t max_bytes;              /* 268435456 */
+    uint32_t max_entries;            /* 100000 */
+    size_t max_value_bytes;          /* 1048576 */
+    uint32_t default_ttl_seconds;    /* 0 = no expiry */
+    uint32_t sweep_interval_seconds; /* 60 */
+  } cache;
+
+  struct {
+    bool enabled;               /* true; --no-p2p */
+    char **listen;              /* multiaddrs; --p2p-listen (repeatable) replaces the list */
+    size_t listen_count;
+    char *announce_file;        /* <state_dir>/announce.json; NULL = do not write one */
+    char **trusted_peers;       /* PeerIds (base58 text), checked only for shape here */
+    size_t trusted_peer_count;
+    char *token;                /* shared token, NULL if none (the service then fails closed) */
+    uint32_t workers;           /* 0 */
+    bool enable_legacy_protocol; /* false */
+    size_t max_frame_bytes;     /* 1048576 */
+    uint32_t max_streams_per_peer;  /* 64 */
+    uint32_t rate_limit_per_second; /* 100 */
+    uint32_t max_connections;   /* 256 */
+  } p2p;
+
+  struct {
+    bool enabled; /* true; --no-stdio */
+  } stdio;
+} config;
+
+/* What the command line said, before merging. Strings are borrowed from argv, arrays owned. */
+typedef struct config_args {
+  const char *config_file; /* --config FILE */
+  const char *state_dir;   /* --state-dir DIR */
+  const char *log_level;   /* --log-level LEVEL */
+  bool no_p2p;             /* --no-p2p */
+  bool no_stdio;           /* --no-stdio */
+  const char **p2p_listen; /* --p2p-listen ADDR, repeatable */
+  size_t p2p_listen_count;
+} config_args;
+
+void config_args_init(config_args *args);
+void config_args_free(config_args *args);
+
+/* Removes the flags above from argv (both "--flag VALUE" and "--flag=VALUE"), shifting the
+ * remaining arguments down and updating *argc; argv[0] is kept. Unknown arguments are left
+ * for the caller; "--" stops the scan. Returns 0, or -EINVAL (a flag without its value, a bad
+ * log level) with a message in err. */
+int config_args_parse(config_args *args, int *argc, char **argv, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* One line per flag handled by config_args_parse, for a subcommand's --help. */
+const char *config_args_help(void);
+
+/* Builds the configuration: defaults, then the file (args->config_file, else $PEERMCP_CONFIG,
+ * else the default path if it exists), then the environment, then args (may be NULL).
+ * On success *cfg is filled (free with config_free). On failure returns -EINVAL (bad file
+ * content or value), -ENOENT (an explicitly named file is missing), -EFBIG, -ENOMEM or another
+ * -errno, writes a message to err, and leaves *cfg zeroed. */
+int config_load(config *cfg, const config_args *args, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Like config_load, but from file text already in memory (`name` is used in messages and to
+ * resolve relative paths; may be NULL). The environment and args still apply. For tests. */
+int config_load_text(config *cfg, const char *text, size_t len, const char *name, const config_args *args,
+                     char *err, size_t errlen) __attribute__((warn_unused_result));
+
+void config_free(config *cfg);
+
+/* The default config file path ($XDG_CONFIG_HOME/peermcp/config.json, else
+ * ~/.config/peermcp/config.json) and state dir; malloc'd, caller frees. NULL if neither
+ * XDG_* nor HOME is set, or on ENOMEM. */
+char *config_default_file(void);
+char *config_default_state_dir(void);
+
+/* True when `name` is listed in tools.disabled. */
+bool config_tool_disabled(const config *cfg, const char *name);
+
+/* The effective configuration as a JSON object (token redacted), for `server_info`/debugging. */
+json_t *config_to_json(const config *cfg);
+
+#endif
