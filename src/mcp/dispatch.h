@@ -1,0 +1,157 @@
+/* dispatch.h — the one dispatcher every transport uses to run a tool (the seed's ToolDispatcher).
+ *
+ * A call: look the tool up, refuse it to remote callers unless it is MCP_TOOL_REMOTE (a refused
+ * tool looks exactly like an unknown one), check the caller's scopes, validate the arguments
+ * against the input schema (filling defaults), run the handler on the worker pool (or inline for
+ * MCP_TOOL_INLINE), enforce the deadline (default 30 s, per-tool timeout_ms, per-call override),
+ * and produce one normalized envelope:
+ *
+ *   {"status":"success", "result":<value>, "request_id":"<uuid4>", "category":"…", "tool":"…",
+ *    "duration_ms":N}
+ *   {"status":"error", "error":"<message>", "error_type":"<kind>", "request_id":…, "category":…,
+ *    "tool":…, "duration_ms":N, …extra fields such as available_tools / available_categories}
+ *
+ * error_type is one of the mcp_dispatch_status names below ("tool_error", "invalid_arguments",
+ * "unknown_tool", "unknown_category", "forbidden", "timeout", "cancelled", "shutting_down",
+ * "internal"). mcp_dispatch_call_result() turns an envelope into an MCP CallToolResult.
+ *
+ * Threads: mcp_dispatcher_new/free, mcp_dispatch_start, mcp_dispatch_cancel and
+ * mcp_dispatch_detach run on the loop thread; the completion and notification callbacks are
+ * called on the loop thread. mcp_dispatch_invoke runs on a worker thread (inside a handler).
+ * The registry is read-only once the dispatcher exists. */
+#ifndef PEERMCP_MCP_DISPATCH_H
+#define PEERMCP_MCP_DISPATCH_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "mcp/registry.h"
+#include "mcp/tool.h"
+
+typedef struct mcp_dispatcher mcp_dispatcher;
+
+#define MCP_DISPATCH_DEFAULT_TIMEOUT_MS 30000u
+
+typedef enum {
+  MCP_DISPATCH_OK = 0,
+  MCP_DISPATCH_TOOL_ERROR,        /* the handler returned MCP_TOOL_ERROR */
+  MCP_DISPATCH_INVALID_ARGUMENTS, /* arguments failed the input schema */
+  MCP_DISPATCH_UNKNOWN_TOOL,      /* no such tool (or hidden from this caller) */
+  MCP_DISPATCH_UNKNOWN_CATEGORY,  /* mcp_dispatch_invoke with a category that does not exist */
+  MCP_DISPATCH_FORBIDDEN,         /* caller lacks a required scope */
+  MCP_DISPATCH_TIMEOUT,           /* deadline passed */
+  MCP_DISPATCH_CANCELLED,         /* the caller cancelled */
+  MCP_DISPATCH_SHUTTING_DOWN,     /* the dispatcher is draining; no new calls */
+  MCP_DISPATCH_INTERNAL,          /* out of memory, handler returned nothing, … */
+} mcp_dispatch_status;
+
+/* "tool_error", "invalid_arguments", … ("success" for MCP_DISPATCH_OK). */
+const char *mcp_dispatch_status_name(mcp_dispatch_status st);
+
+typedef struct mcp_dispatcher_opts {
+  uint32_t default_timeout_ms; /* 0 = MCP_DISPATCH_DEFAULT_TIMEOUT_MS */
+  unsigned threads;            /* worker threads; 0 = 8 */
+  unsigned max_threads;        /* growth cap for blocking handlers; 0 = 64 */
+} mcp_dispatcher_opts;
+
+/* The registry is borrowed and must outlive the dispatcher. opts may be NULL. */
+int mcp_dispatcher_new(uv_loop_t *loop, mcp_registry *reg, const mcp_dispatcher_opts *opts,
+                       mcp_dispatcher **out) __attribute__((warn_unused_result));
+/* Loop thread. Cancels nothing: call mcp_dispatcher_shutdown and wait for in-flight calls to
+ * complete first. Waits for running handlers (they see cancelled), joins the pool; run the loop
+ * once more afterwards so handles close. */
+void mcp_dispatcher_free(mcp_dispatcher *d);
+mcp_registry *mcp_dispatcher_registry(const mcp_dispatcher *d);
+/* After this, new calls complete at once with MCP_DISPATCH_SHUTTING_DOWN. */
+void mcp_dispatcher_shutdown(mcp_dispatcher *d);
+/* Calls started and not yet completed (loop thread). */
+size_t mcp_dispatcher_inflight(const mcp_dispatcher *d);
+/* Seconds since mcp_dispatcher_new (for server_info). */
+double mcp_dispatcher_uptime_s(const mcp_dispatcher *d);
+
+/* How a call reports progress and log lines back to its transport. Called on the loop thread,
+ * only while the call is neither completed nor detached, and always before its completion. */
+typedef struct mcp_call_sink {
+  /* progress_token is the caller's token (borrowed); total < 0 = unknown; message may be NULL. */
+  void (*progress)(void *ud, json_t *progress_token, double progress, double total, const char *message);
+  /* level is an MCP logging level name ("debug" … "emergency"). */
+  void (*log)(void *ud, const char *level, const char *message);
+  void *ud;
+} mcp_call_sink;
+
+/* What a transport asks for. Everything is borrowed for the duration of mcp_dispatch_start
+ * except `auth`, which must stay valid until the completion callback ran (or the call was
+ * detached). */
+typedef struct mcp_call_request {
+  const char *tool;
+  json_t *args;             /* NULL = {}; deep-copied */
+  const mcp_auth *auth;     /* required */
+  bool remote;              /* remote caller: only MCP_TOOL_REMOTE tools exist for it */
+  json_t *progress_token;   /* string or integer, NULL = none; copied */
+  uint32_t timeout_ms;      /* 0 = the tool's timeout_ms, else the default */
+  const char *request_id;   /* NULL = a fresh uuid4 */
+  mcp_call_sink sink;       /* may be all-NULL */
+} mcp_call_request;
+
+/* The outcome, handed to the completion callback; valid during the callback only. */
+typedef struct mcp_call_outcome {
+  mcp_dispatch_status status;
+  json_t *envelope;       /* the normalized envelope (borrowed; json_incref to keep) */
+  const mcp_tool *tool;   /* NULL when the tool was unknown */
+} mcp_call_outcome;
+
+typedef void (*mcp_call_done_fn)(void *ud, const mcp_call_outcome *outcome);
+
+/* Starts a call. On success *out (may be NULL if the caller does not need the handle) is the
+ * handle, valid until `done` has been called (exactly once, on the loop thread, never from
+ * inside mcp_dispatch_start) or until mcp_dispatch_detach. Returns 0 or -ENOMEM/-EINVAL; on an
+ * error `done` is never called. Unknown tools, bad arguments etc. are not errors here: they
+ * complete through `done` with an error envelope. */
+int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_done_fn done, void *ud,
+                       mcp_call **out) __attribute__((warn_unused_result));
+
+/* Loop thread. Asks the handler to stop (mcp_call_cancelled() turns true and mcp_call_sleep
+ * wakes). The completion still comes, with MCP_DISPATCH_CANCELLED unless the handler had
+ * already finished. */
+void mcp_dispatch_cancel(mcp_call *call);
+/* Loop thread. Cancels and forgets the call: neither `done` nor sink callbacks will run, and
+ * `auth` is no longer referenced. The handle is invalid afterwards. For transports that go away
+ * (a closed stream). */
+void mcp_dispatch_detach(mcp_call *call);
+
+/* Builds the MCP CallToolResult for an envelope (new reference):
+ *   success: {content:[{type:"text", text:<JSON of result>}], structuredContent:<result, or
+ *             {"result":<value>} when the result is not an object>, isError:false}
+ *   error:   {content:[{type:"text", text:<JSON of the error object>}],
+ *             structuredContent:{"error":…, "error_type":…, …extra}, isError:true}
+ * and in both cases _meta {"io.peermcp/request_id", "io.peermcp/duration_ms"}. */
+json_t *mcp_dispatch_call_result(const json_t *envelope);
+
+/* Runs a tool synchronously on the current (worker) thread, as a child of `parent`: same auth,
+ * remote flag and cancellation, deadline = min(parent's, now + the tool's timeout). Validates the
+ * arguments and checks scopes like mcp_dispatch_start. `category` NULL = any category; a
+ * category that does not exist gives an "unknown_category" envelope with
+ * available_categories, a tool not in it gives "unknown_tool" with available_tools (tools of
+ * that category visible to the caller). args is borrowed (copied before validation); NULL = {}.
+ * *envelope_out is a new reference, always set. Returns the status.
+ * Must not be called on the loop thread. */
+mcp_dispatch_status mcp_dispatch_invoke(mcp_call *parent, const char *category, const char *tool, json_t *args,
+                                        json_t **envelope_out);
+
+/* The registry the call runs against; for meta-tools. */
+mcp_registry *mcp_call_registry(const mcp_call *call);
+/* The dispatcher, and whether the caller is remote (remote callers see only MCP_TOOL_REMOTE
+ * tools: meta-tools must filter their listings the same way). */
+mcp_dispatcher *mcp_call_dispatcher(const mcp_call *call);
+bool mcp_call_is_remote(const mcp_call *call);
+/* True when the caller may see/call the tool (remote flag; hidden tools are still callable). */
+bool mcp_call_may_use(const mcp_call *call, const mcp_tool *tool);
+/* The tool being run. */
+const mcp_tool *mcp_call_tool(const mcp_call *call);
+
+/* A fresh uuid4 string into buf (at least 37 bytes). */
+void mcp_uuid4(char buf[37]);
+
+#endif

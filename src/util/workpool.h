@@ -1,0 +1,47 @@
+/* workpool.h — a pool of worker threads for work that may block, with completions delivered
+ * back on a libuv loop thread.
+ *
+ * A job is (work, done, arg): `work(arg)` runs on a worker thread; then `done(arg)` runs on the
+ * loop thread (through uv_async_send). The pool starts `threads` workers and grows up to
+ * `max_threads` when every worker is busy and jobs wait (handlers that block for a long time
+ * must not starve short ones). Jobs run in submission order (FIFO start order).
+ *
+ * Ownership: the caller owns `arg`; the pool never frees it. workpool_free() must be called on
+ * the loop thread: it waits for queued and running jobs to finish, runs their `done` callbacks,
+ * joins the threads and closes the async handle (the loop must run once more so the close
+ * completes; the memory is released in the close callback).
+ *
+ * Threads: workpool_submit() may be called from any thread (the loop thread or a worker). */
+#ifndef PEERMCP_UTIL_WORKPOOL_H
+#define PEERMCP_UTIL_WORKPOOL_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct workpool workpool;
+
+typedef void (*workpool_work_fn)(void *arg);
+typedef void (*workpool_done_fn)(void *arg);
+
+#define WORKPOOL_DEFAULT_THREADS 8u
+#define WORKPOOL_DEFAULT_MAX_THREADS 64u
+
+/* threads == 0 picks WORKPOOL_DEFAULT_THREADS; max_threads < threads means max_threads = threads.
+ * Returns 0, -ENOMEM, or the negative errno of thread creation. */
+int workpool_new(uv_loop_t *loop, unsigned threads, unsigned max_threads, workpool **out)
+    __attribute__((warn_unused_result));
+
+/* Queues a job. `done` may be NULL. Returns 0, -ENOMEM, or -ESHUTDOWN once workpool_free began.
+ * When it returns an error neither callback is ever called. */
+int workpool_submit(workpool *wp, workpool_work_fn work, workpool_done_fn done, void *arg)
+    __attribute__((warn_unused_result));
+
+/* Jobs queued or running (approximate when read off the loop thread). */
+size_t workpool_pending(workpool *wp);
+/* Current number of worker threads. */
+unsigned workpool_threads(workpool *wp);
+
+/* Loop thread only. Waits for all jobs, runs remaining done callbacks, joins, closes. */
+void workpool_free(workpool *wp);
+
+#endif
