@@ -1,0 +1,419 @@
+/* Tests for mcp/dispatch: envelope shape, validation as a tool error, scopes, the remote filter,
+ * deadlines that fire while a handler still runs, cancellation, progress ordering, and the
+ * synchronous child dispatch used by tools_dispatch. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mcp/dispatch.h"
+#include "util/clock.h"
+
+static atomic_bool g_saw_cancel;
+
+static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  *result = json_pack("{s:O}", "echo", args);
+  return MCP_TOOL_OK;
+}
+static mcp_tool_status fail_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  *result = json_pack("{s:s, s:i}", "error", "it broke", "code_hint", 7);
+  return MCP_TOOL_ERROR;
+}
+static mcp_tool_status sleepy_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  bool c = mcp_call_sleep(call, json_integer_value(json_object_get(args, "ms")));
+  atomic_store(&g_saw_cancel, c);
+  *result = json_pack("{s:b}", "cancelled", c);
+  return MCP_TOOL_OK;
+}
+/* Ignores cancellation for 300 ms: the deadline must still answer the caller on time. */
+static mcp_tool_status stubborn_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  usleep(300000);
+  atomic_store(&g_saw_cancel, mcp_call_cancelled(call));
+  *result = json_string("late");
+  return MCP_TOOL_OK;
+}
+static mcp_tool_status progress_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  mcp_call_progress(call, 1, 3, "one");
+  mcp_call_progress(call, 2, 3, NULL);
+  mcp_call_progress(call, 2, 3, "not increasing: dropped");
+  mcp_call_progress(call, 3, 3, "three");
+  mcp_call_log(call, "info", "hello from the tool");
+  *result = json_integer(42);
+  return MCP_TOOL_OK;
+}
+static mcp_tool_status parent_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  json_t *env = NULL;
+  const char *cat = json_string_value(json_object_get(args, "category"));
+  const char *tool = json_string_value(json_object_get(args, "tool"));
+  mcp_dispatch_invoke(call, cat, tool, json_object_get(args, "params"), &env);
+  *result = env;
+  return MCP_TOOL_OK;
+}
+
+static const mcp_tool_def k_tools[] = {
+    {.name = "echo", .category = "test", .description = "echo",
+     .input_schema = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"},\"d\":{\"type\":\"string\",\"default\":\"x\"}},\"required\":[\"n\"]}",
+     .flags = MCP_TOOL_REMOTE, .fn = echo_fn},
+    {.name = "echo_inline", .category = "test", .flags = MCP_TOOL_INLINE | MCP_TOOL_REMOTE, .fn = echo_fn},
+    {.name = "fail", .category = "test", .fn = fail_fn},
+    {.name = "sleepy", .category = "slow", .fn = sleepy_fn,
+     .input_schema = "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\"}}}"},
+    {.name = "stubborn", .category = "slow", .fn = stubborn_fn, .timeout_ms = 50},
+    {.name = "admin_only", .category = "test", .scopes = MCP_SCOPE_ADMIN, .flags = MCP_TOOL_REMOTE, .fn = echo_fn},
+    {.name = "progress", .category = "test", .fn = progress_fn},
+    {.name = "parent", .category = "meta", .fn = parent_fn, .flags = MCP_TOOL_REMOTE},
+};
+
+typedef struct {
+  uv_loop_t loop;
+  mcp_registry *reg;
+  mcp_dispatcher *d;
+  int done_calls;
+  mcp_dispatch_status st;
+  json_t *env;
+  int64_t done_at_ms;
+  json_t *events; /* ["progress:1", …, "log:…", "done"] */
+} fixture;
+
+static const mcp_auth k_local = {.scopes = MCP_SCOPE_ALL, .local = true};
+static const mcp_auth k_peer = {.peer_id = "12D3KooWtest", .scopes = MCP_SCOPE_TOOL_CALL};
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  uv_loop_init(&f->loop);
+  f->reg = mcp_registry_new();
+  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) assert_int_equal(mcp_registry_add(f->reg, &k_tools[i]), 0);
+  mcp_dispatcher_opts o = {.threads = 2, .max_threads = 4};
+  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+  f->events = json_array();
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  mcp_dispatcher_free(f->d);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  mcp_registry_free(f->reg);
+  json_decref(f->env);
+  json_decref(f->events);
+  free(f);
+  return 0;
+}
+
+static void on_done(void *ud, const mcp_call_outcome *o) {
+  fixture *f = ud;
+  f->done_calls++;
+  f->st = o->status;
+  json_decref(f->env);
+  f->env = json_incref(o->envelope);
+  f->done_at_ms = clock_mono_ms();
+  json_array_append_new(f->events, json_string("done"));
+}
+static void on_progress(void *ud, json_t *tok, double p, double t, const char *msg) {
+  fixture *f = ud;
+  char b[64];
+  snprintf(b, sizeof b, "progress:%g/%g:%s", p, t, json_string_value(tok));
+  json_array_append_new(f->events, json_string(b));
+}
+static void on_log(void *ud, const char *level, const char *msg) {
+  fixture *f = ud;
+  char b[128];
+  snprintf(b, sizeof b, "log:%s:%s", level, msg);
+  json_array_append_new(f->events, json_string(b));
+}
+
+static void wait_done(fixture *f, int want) {
+  for (int i = 0; i < 20000 && f->done_calls < want; i++) uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static mcp_call *start(fixture *f, const char *tool, const char *args_json, const mcp_auth *auth, bool remote) {
+  json_t *args = args_json ? json_loads(args_json, 0, NULL) : NULL;
+  json_t *tok = json_string("tok-1");
+  mcp_call_request rq = {.tool = tool, .args = args, .auth = auth, .remote = remote, .progress_token = tok,
+                         .sink = {.progress = on_progress, .log = on_log, .ud = f}};
+  mcp_call *c = NULL;
+  int before = f->done_calls;
+  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, &c), 0);
+  json_decref(args);
+  json_decref(tok);
+  assert_int_equal(f->done_calls, before); /* never completes inside start */
+  return c;
+}
+
+static const char *sget(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+
+static void test_dispatch_success_envelope_has_normalized_fields(void **state) {
+  fixture *f = *state;
+  start(f, "echo", "{\"n\":1}", &k_local, false);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_string_equal(sget(f->env, "status"), "success");
+  assert_string_equal(sget(f->env, "category"), "test");
+  assert_string_equal(sget(f->env, "tool"), "echo");
+  const char *rid = sget(f->env, "request_id");
+  assert_non_null(rid);
+  assert_int_equal(strlen(rid), 36);
+  assert_int_equal(rid[14], '4'); /* uuid version 4 */
+  assert_true(json_is_number(json_object_get(f->env, "duration_ms")));
+  /* defaults were filled in before the handler ran */
+  json_t *echo = json_object_get(json_object_get(f->env, "result"), "echo");
+  assert_string_equal(sget(echo, "d"), "x");
+  json_t *r = mcp_dispatch_call_result(f->env);
+  assert_true(json_is_false(json_object_get(r, "isError")));
+  assert_true(json_is_object(json_object_get(r, "structuredContent")));
+  assert_string_equal(sget(json_array_get(json_object_get(r, "content"), 0), "type"), "text");
+  json_decref(r);
+}
+
+static void test_dispatch_inline_tool_completes_asynchronously(void **state) {
+  fixture *f = *state;
+  start(f, "echo_inline", "{}", &k_local, false);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_OK);
+}
+
+static void test_dispatch_invalid_arguments_is_tool_error(void **state) {
+  fixture *f = *state;
+  start(f, "echo", "{\"n\":\"one\"}", &k_local, false);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  assert_string_equal(sget(f->env, "status"), "error");
+  assert_string_equal(sget(f->env, "error_type"), "invalid_arguments");
+  assert_non_null(strstr(sget(f->env, "error"), "n"));
+  json_t *r = mcp_dispatch_call_result(f->env);
+  assert_true(json_is_true(json_object_get(r, "isError")));
+  json_decref(r);
+}
+
+static void test_dispatch_tool_error_keeps_extra_fields(void **state) {
+  fixture *f = *state;
+  start(f, "fail", NULL, &k_local, false);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
+  assert_string_equal(sget(f->env, "error"), "it broke");
+  assert_int_equal(json_integer_value(json_object_get(f->env, "code_hint")), 7);
+}
+
+static void test_dispatch_unknown_tool(void **state) {
+  fixture *f = *state;
+  start(f, "nope", NULL, &k_local, false);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_UNKNOWN_TOOL);
+}
+
+static void test_dispatch_remote_caller_cannot_see_local_tool(void **state) {
+  fixture *f = *state;
+  start(f, "fail", NULL, &(mcp_auth){.peer_id = "p", .scopes = MCP_SCOPE_ALL}, true);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_UNKNOWN_TOOL);
+  start(f, "echo", "{\"n\":2}", &k_peer, true);
+  wait_done(f, 2);
+  assert_int_equal(f->st, MCP_DISPATCH_OK);
+}
+
+static void test_dispatch_missing_scope_is_forbidden(void **state) {
+  fixture *f = *state;
+  start(f, "admin_only", "{}", &k_peer, true);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_FORBIDDEN);
+}
+
+static void test_dispatch_deadline_answers_while_handler_still_runs(void **state) {
+  fixture *f = *state;
+  atomic_store(&g_saw_cancel, false);
+  int64_t t0 = clock_mono_ms();
+  start(f, "stubborn", NULL, &k_local, false);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_TIMEOUT);
+  assert_true(f->done_at_ms - t0 < 250); /* the handler sleeps 300 ms */
+  /* let the handler finish: it must observe that it was cancelled */
+  while (mcp_dispatcher_inflight(f->d) > 0) uv_run(&f->loop, UV_RUN_ONCE);
+  usleep(350000);
+  uv_run(&f->loop, UV_RUN_NOWAIT);
+  assert_true(atomic_load(&g_saw_cancel));
+  assert_int_equal(f->done_calls, 1); /* exactly one completion */
+}
+
+static void test_dispatch_per_call_timeout_override(void **state) {
+  fixture *f = *state;
+  json_t *args = json_pack("{s:i}", "ms", 5000);
+  mcp_call_request rq = {.tool = "sleepy", .args = args, .auth = &k_local, .timeout_ms = 30};
+  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
+  json_decref(args);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_TIMEOUT);
+}
+
+static void test_dispatch_cancel_reaches_sleeping_handler(void **state) {
+  fixture *f = *state;
+  atomic_store(&g_saw_cancel, false);
+  mcp_call *c = start(f, "sleepy", "{\"ms\":10000}", &k_local, false);
+  int64_t t0 = clock_mono_ms();
+  usleep(20000);
+  uv_run(&f->loop, UV_RUN_NOWAIT);
+  mcp_dispatch_cancel(c);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_CANCELLED);
+  assert_true(clock_mono_ms() - t0 < 2000);
+  assert_true(atomic_load(&g_saw_cancel));
+}
+
+static void test_dispatch_detach_never_calls_back(void **state) {
+  fixture *f = *state;
+  mcp_call *c = start(f, "sleepy", "{\"ms\":10000}", &k_local, false);
+  mcp_dispatch_detach(c);
+  mcp_call *c2 = start(f, "nope", NULL, &k_local, false); /* sits on the ready list */
+  mcp_dispatch_detach(c2);
+  assert_int_equal(mcp_dispatcher_inflight(f->d), 0);
+  for (int i = 0; i < 50; i++) uv_run(&f->loop, UV_RUN_NOWAIT), usleep(1000);
+  assert_int_equal(f->done_calls, 0);
+}
+
+static void test_dispatch_progress_precedes_completion_and_increases(void **state) {
+  fixture *f = *state;
+  start(f, "progress", NULL, &k_local, false);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  char *s = json_dumps(f->events, JSON_COMPACT);
+  assert_string_equal(s, "[\"progress:1/3:tok-1\",\"progress:2/3:tok-1\",\"progress:3/3:tok-1\","
+                         "\"log:info:hello from the tool\",\"done\"]");
+  free(s);
+  json_t *r = mcp_dispatch_call_result(f->env);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "structuredContent"), "result")), 42);
+  json_decref(r);
+}
+
+static void test_dispatch_invoke_unknown_category_lists_categories(void **state) {
+  fixture *f = *state;
+  start(f, "parent", "{\"category\":\"nope\",\"tool\":\"echo\"}", &k_local, false);
+  wait_done(f, 1);
+  json_t *inner = json_object_get(f->env, "result");
+  assert_string_equal(sget(inner, "error_type"), "unknown_category");
+  json_t *cats = json_object_get(inner, "available_categories");
+  assert_int_equal(json_array_size(cats), 3); /* meta, slow, test */
+  assert_string_equal(json_string_value(json_array_get(cats, 0)), "meta");
+  assert_non_null(sget(inner, "request_id"));
+}
+
+static void test_dispatch_invoke_unknown_tool_lists_category_tools(void **state) {
+  fixture *f = *state;
+  start(f, "parent", "{\"category\":\"slow\",\"tool\":\"echo\"}", &k_local, false);
+  wait_done(f, 1);
+  json_t *inner = json_object_get(f->env, "result");
+  assert_string_equal(sget(inner, "error_type"), "unknown_tool");
+  char *s = json_dumps(json_object_get(inner, "available_tools"), JSON_COMPACT);
+  assert_string_equal(s, "[\"sleepy\",\"stubborn\"]");
+  free(s);
+}
+
+static void test_dispatch_invoke_runs_child_with_validation(void **state) {
+  fixture *f = *state;
+  start(f, "parent", "{\"category\":\"test\",\"tool\":\"echo\",\"params\":{\"n\":5}}", &k_local, false);
+  wait_done(f, 1);
+  json_t *inner = json_object_get(f->env, "result");
+  assert_string_equal(sget(inner, "status"), "success");
+  assert_string_equal(sget(json_object_get(json_object_get(inner, "result"), "echo"), "d"), "x");
+  start(f, "parent", "{\"category\":\"test\",\"tool\":\"echo\",\"params\":{}}", &k_local, false);
+  wait_done(f, 2);
+  inner = json_object_get(f->env, "result");
+  assert_string_equal(sget(inner, "error_type"), "invalid_arguments");
+}
+
+static void test_dispatch_invoke_remote_parent_cannot_reach_local_tool(void **state) {
+  fixture *f = *state;
+  start(f, "parent", "{\"category\":\"test\",\"tool\":\"fail\"}", &k_peer, true);
+  wait_done(f, 1);
+  json_t *inner = json_object_get(f->env, "result");
+  assert_string_equal(sget(inner, "error_type"), "unknown_tool");
+  char *s = json_dumps(json_object_get(inner, "available_tools"), JSON_COMPACT);
+  assert_string_equal(s, "[\"admin_only\",\"echo\",\"echo_inline\"]");
+  free(s);
+}
+
+static void test_dispatch_shutdown_refuses_new_calls(void **state) {
+  fixture *f = *state;
+  mcp_dispatcher_shutdown(f->d);
+  start(f, "echo", "{\"n\":1}", &k_local, false);
+  wait_done(f, 1);
+  assert_int_equal(f->st, MCP_DISPATCH_SHUTTING_DOWN);
+}
+
+static void test_registry_rejects_bad_names_and_duplicates(void **state) {
+  (void)state;
+  mcp_registry *r = mcp_registry_new();
+  mcp_tool_def d = {.name = "ok.name-1_x", .category = "c", .fn = echo_fn};
+  assert_int_equal(mcp_registry_add(r, &d), 0);
+  assert_int_equal(mcp_registry_add(r, &d), -EEXIST);
+  d.name = "bad name";
+  assert_int_equal(mcp_registry_add(r, &d), -EINVAL);
+  d.name = "";
+  assert_int_equal(mcp_registry_add(r, &d), -EINVAL);
+  char longname[130];
+  memset(longname, 'a', 129);
+  longname[129] = 0;
+  d.name = longname;
+  assert_int_equal(mcp_registry_add(r, &d), -EINVAL);
+  longname[128] = 0;
+  assert_int_equal(mcp_registry_add(r, &d), 0);
+  d.name = "badschema";
+  d.input_schema = "{not json";
+  assert_int_equal(mcp_registry_add(r, &d), -EINVAL);
+  d.input_schema = "{\"type\":\"string\"}";
+  assert_int_equal(mcp_registry_add(r, &d), -EINVAL);
+  assert_int_equal(mcp_registry_count(r), 2);
+  mcp_registry_free(r);
+}
+
+static void test_registry_lists_by_category_then_name(void **state) {
+  (void)state;
+  mcp_registry *r = mcp_registry_new();
+  const char *names[][2] = {{"zeta", "b"}, {"alpha", "b"}, {"mid", "a"}, {"beta", "c"}};
+  for (int i = 0; i < 4; i++) {
+    mcp_tool_def d = {.name = names[i][0], .category = names[i][1], .fn = echo_fn};
+    assert_int_equal(mcp_registry_add(r, &d), 0);
+  }
+  const char *want[] = {"mid", "alpha", "zeta", "beta"};
+  for (size_t i = 0; i < 4; i++) assert_string_equal(mcp_tool_def_of(mcp_registry_at(r, i))->name, want[i]);
+  assert_int_equal(mcp_registry_category_count(r), 3);
+  assert_int_equal(mcp_registry_category_size(r, "b"), 2);
+  assert_non_null(mcp_registry_find(r, "beta"));
+  assert_null(mcp_registry_find(r, "gamma"));
+  json_t *j = mcp_tool_to_json(mcp_registry_find(r, "mid"));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "inputSchema"), "type")), "object");
+  json_decref(j);
+  mcp_registry_free(r);
+}
+
+int main(void) {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_dispatch_success_envelope_has_normalized_fields),
+      T(test_dispatch_inline_tool_completes_asynchronously),
+      T(test_dispatch_invalid_arguments_is_tool_error),
+      T(test_dispatch_tool_error_keeps_extra_fields),
+      T(test_dispatch_unknown_tool),
+      T(test_dispatch_remote_caller_cannot_see_local_tool),
+      T(test_dispatch_missing_scope_is_forbidden),
+      T(test_dispatch_deadline_answers_while_handler_still_runs),
+      T(test_dispatch_per_call_timeout_override),
+      T(test_dispatch_cancel_reaches_sleeping_handler),
+      T(test_dispatch_detach_never_calls_back),
+      T(test_dispatch_progress_precedes_completion_and_increases),
+      T(test_dispatch_invoke_unknown_category_lists_categories),
+      T(test_dispatch_invoke_unknown_tool_lists_category_tools),
+      T(test_dispatch_invoke_runs_child_with_validation),
+      T(test_dispatch_invoke_remote_parent_cannot_reach_local_tool),
+      T(test_dispatch_shutdown_refuses_new_calls),
+      cmocka_unit_test(test_registry_rejects_bad_names_and_duplicates),
+      cmocka_unit_test(test_registry_lists_by_category_then_name),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
