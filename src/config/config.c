@@ -1,0 +1,1166 @@
+/* config.c — loads peermcp's configuration (see config.h, docs/config.md).
+ *
+ * Layers are applied in order — built-in defaults, the JSON file, environment variables, CLI
+ * flags — each overwriting the previous; paths derived from state_dir (queue.path, cache.dir,
+ * p2p.announce_file) are filled in last, from the final state_dir, unless a layer set them.
+ * jansson does not keep source positions, so for messages about a key we re-scan the (already
+ * validated) file text with a tiny JSON walker that records where each key path starts. */
+#include "config/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mcp/schema.h"
+
+#define PATH_BUF 512
+#define LOC_MAX_DEPTH 128
+
+/* ---------- small helpers ---------- */
+
+static void strv_free(char **v, size_t n) {
+  if (!v) return;
+  for (size_t i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+static char *path_join(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  char *r = malloc(la + lb + 2);
+  if (!r) return NULL;
+  memcpy(r, a, la);
+  size_t o = la;
+  if (la && a[la - 1] != '/') r[o++] = '/';
+  memcpy(r + o, b, lb + 1);
+  return r;
+}
+
+static const char *env_nonempty(const char *name) {
+  const char *v = getenv(name);
+  return (v && *v) ? v : NULL;
+}
+
+/* Primary name, then the compat twin (p2p_tasks_spec §8 "P/C"). */
+static const char *env_pc(const char *primary, const char *compat) {
+  const char *v = env_nonempty(primary);
+  return v ? v : env_nonempty(compat);
+}
+
+static bool env_truthy(const char *v) {
+  static const char *const t[] = {"1", "true", "yes", "y", "on"};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+    if (strcasecmp(v, t[i]) == 0) return true;
+  return false;
+}
+
+static bool env_falsy_word(const char *v) {
+  static const char *const f[] = {"0", "false", "no", "off"};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+    if (strcasecmp(v, f[i]) == 0) return true;
+  return false;
+}
+
+char *config_default_file(void) {
+  const char *x = env_nonempty("XDG_CONFIG_HOME");
+  if (x) return path_join(x, "peermcp/config.json");
+  const char *h = env_nonempty("HOME");
+  return h ? path_join(h, ".config/peermcp/config.json") : NULL;
+}
+
+char *config_default_state_dir(void) {
+  const char *x = env_nonempty("XDG_STATE_HOME");
+  if (x) return path_join(x, "peermcp");
+  const char *h = env_nonempty("HOME");
+  return h ? path_join(h, ".local/state/peermcp") : NULL;
+}
+
+static bool name_valid(const char *s, size_t max) {
+  size_t n = strlen(s);
+  if (n == 0 || n > max) return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (!(isalnum(c) || c == '_' || c == '.' || c == '-')) return false;
+  }
+  return true;
+}
+
+static bool env_name_valid(const char *s) {
+  if (!*s || strlen(s) > 256 || isdigit((unsigned char)s[0])) return false;
+  for (const char *p = s; *p; p++)
+    if (!(isalnum((unsigned char)*p) || *p == '_')) return false;
+  return true;
+}
+
+/* ---------- locating a key path in the file text ---------- */
+
+typedef struct {
+  const char *s;
+  size_t n, i;
+  int line, col;
+  const char *want;
+  int fl, fc;
+  bool found;
+} loc;
+
+static void loc_adv(loc *L) {
+  if (L->s[L->i] == '\n') {
+    L->line++;
+    L->col = 1;
+  } else L->col++;
+  L->i++;
+}
+
+static void loc_ws(loc *L) {
+  while (L->i < L->n && (L->s[L->i] == ' ' || L->s[L->i] == '\t' || L->s[L->i] == '\n' || L->s[L->i] == '\r'))
+    loc_adv(L);
+}
+
+/* At '"': skips the string; copies its (simply unescaped) text into out[cap]. */
+static void loc_string(loc *L, char *out, size_t cap) {
+  size_t o = 0;
+  loc_adv(L); /* opening quote */
+  while (L->i < L->n && L->s[L->i] != '"') {
+    char c = L->s[L->i];
+    if (c == '\\' && L->i + 1 < L->n) {
+      loc_adv(L);
+      c = L->s[L->i];
+      if (c == 'n') c = '\n';
+      else if (c == 't') c = '\t';
+    }
+    if (out && o + 1 < cap) out[o++] = c;
+    loc_adv(L);
+  }
+  if (L->i < L->n) loc_adv(L); /* closing quote */
+  if (out && cap) out[o] = 0;
+}
+
+static void loc_value(loc *L, char *path, size_t plen, int depth) {
+  loc_ws(L);
+  if (L->i >= L->n || L->found) return;
+  char c = L->s[L->i];
+  if (c == '{') {
+    loc_adv(L);
+    for (;;) {
+      loc_ws(L);
+      if (L->i >= L->n || L->found) return;
+      if (L->s[L->i] == '}') {
+        loc_adv(L);
+        return;
+      }
+      if (L->s[L->i] == ',') {
+        loc_adv(L);
+        continue;
+      }
+      int kl = L->line, kc = L->col;
+      char key[256];
+      loc_string(L, key, sizeof key);
+      int w = snprintf(path + plen, PATH_BUF - plen, plen ? ".%s" : "%s", key);
+      size_t np = (w > 0 && (size_t)w < PATH_BUF - plen) ? plen + (size_t)w : plen;
+      if (strcmp(path, L->want) == 0) {
+        L->found = true;
+        L->fl = kl;
+        L->fc = kc;
+        return;
+      }
+      loc_ws(L);
+      if (L->i < L->n && L->s[L->i] == ':') loc_adv(L);
+      if (depth >= LOC_MAX_DEPTH) return; /* too deep to matter: give up locating */
+      loc_value(L, path, np, depth + 1);
+      path[plen] = 0;
+    }
+  } else if (c == '[') {
+    loc_adv(L);
+    size_t idx = 0;
+    for (;;) {
+      loc_ws(L);
+      if (L->i >= L->n || L->found) return;
+      if (L->s[L->i] == ']') {
+        loc_adv(L);
+        return;
+      }
+      if (L->s[L->i] == ',') {
+        loc_adv(L);
+        idx++;
+        continue;
+      }
+      int w = snprintf(path + plen, PATH_BUF - plen, "[%zu]", idx);
+      size_t np = (w > 0 && (size_t)w < PATH_BUF - plen) ? plen + (size_t)w : plen;
+      if (strcmp(path, L->want) == 0) {
+        L->found = true;
+        L->fl = L->line;
+        L->fc = L->col;
+        return;
+      }
+      if (depth >= LOC_MAX_DEPTH) return;
+      loc_value(L, path, np, depth + 1);
+      path[plen] = 0;
+    }
+  } else if (c == '"') {
+    loc_string(L, NULL, 0);
+  } else {
+    while (L->i < L->n && !strchr(",}] \t\r\n", L->s[L->i])) loc_adv(L);
+  }
+}
+
+/* Line/column (1-based) where `path` ("queue.lease_seconds", "tools.commands[0]") starts. */
+static bool locate(const char *text, size_t len, const char *path, int *line, int *col) {
+  if (!text || !path || !*path) return false;
+  char buf[PATH_BUF] = "";
+  loc L = {.s = text, .n = len, .line = 1, .col = 1, .want = path};
+  loc_value(&L, buf, 0, 0);
+  if (!L.found) return false;
+  *line = L.fl;
+  *col = L.fc;
+  return true;
+}
+
+/* ---------- load context and errors ---------- */
+
+typedef struct {
+  config *cfg;
+  const char *name; /* file name for messages, NULL when no file */
+  const char *text;
+  size_t len;
+  char *dir; /* directory of the file for relative paths, NULL = cwd */
+  char *err;
+  size_t errlen;
+  /* tri-state for announce_file: set by a layer (possibly to "disabled") */
+  bool announce_set;
+} lctx;
+
+__attribute__((format(printf, 3, 4))) static int kerr(lctx *c, const char *path, const char *fmt, ...) {
+  if (!c->err || !c->errlen) return -EINVAL;
+  int line = 0, col = 0;
+  int n;
+  if (c->name && locate(c->text, c->len, path, &line, &col))
+    n = snprintf(c->err, c->errlen, "%s:%d:%d: %s: ", c->name, line, col, path);
+  else if (c->name)
+    n = snprintf(c->err, c->errlen, "%s: %s: ", c->name, path);
+  else
+    n = snprintf(c->err, c->errlen, "%s: ", path);
+  if (n < 0 || (size_t)n >= c->errlen) return -EINVAL;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+  va_end(ap);
+  return -EINVAL;
+}
+
+__attribute__((format(printf, 2, 3))) static int gerr(lctx *c, const char *fmt, ...) {
+  if (!c->err || !c->errlen) return -EINVAL;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->err, c->errlen, fmt, ap);
+  va_end(ap);
+  return -EINVAL;
+}
+
+static const char *jtype(const json_t *v) {
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: return "an object";
+  case JSON_ARRAY: return "an array";
+  case JSON_STRING: return "a string";
+  case JSON_INTEGER: return "an integer";
+  case JSON_REAL: return "a number";
+  case JSON_TRUE:
+  case JSON_FALSE: return "a boolean";
+  case JSON_NULL: return "null";
+  }
+  return "?";
+}
+
+/* A path from the file: "~/" → $HOME, relative → against the file's directory. */
+static char *file_path(lctx *c, const char *v) {
+  if (v[0] == '~' && (v[1] == '/' || v[1] == 0)) {
+    const char *h = env_nonempty("HOME");
+    if (h) return path_join(h, v[1] ? v + 2 : "");
+  }
+  if (v[0] != '/' && c->dir) return path_join(c->dir, v);
+  return strdup(v);
+}
+
+/* ---------- typed key readers ---------- */
+
+typedef enum { K_U32, K_SIZE, K_U64, K_BOOL, K_STR, K_PATH, K_LOGLEVEL, K_STRARR } kkind;
+
+typedef struct {
+  const char *key;
+  kkind kind;
+  size_t off;   /* offset in config */
+  size_t coff;  /* K_STRARR: offset of the count */
+  uint64_t min, max;
+} keydef;
+
+#define OFF(f) offsetof(config, f)
+
+static int read_key(lctx *c, const keydef *k, const char *path, json_t *v) {
+  char *base = (char *)c->cfg;
+  switch (k->kind) {
+  case K_U32:
+  case K_SIZE:
+  case K_U64: {
+    if (!json_is_integer(v))
+      return kerr(c, path, "expected an integer in %llu..%llu, got %s", (unsigned long long)k->min,
+                  (unsigned long long)k->max, jtype(v));
+    if (json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < k->min ||
+        (uint64_t)json_integer_value(v) > k->max)
+      return kerr(c, path, "%" JSON_INTEGER_FORMAT " is out of range %llu..%llu", json_integer_value(v),
+                  (unsigned long long)k->min, (unsigned long long)k->max);
+    uint64_t x = (uint64_t)json_integer_value(v);
+    if (k->kind == K_U32) *(uint32_t *)(base + k->off) = (uint32_t)x;
+    else if (k->kind == K_SIZE) *(size_t *)(base + k->off) = (size_t)x;
+    else *(uint64_t *)(base + k->off) = x;
+    return 0;
+  }
+  case K_BOOL:
+    if (!json_is_boolean(v)) return kerr(c, path, "expected true or false, got %s", jtype(v));
+    *(bool *)(base + k->off) = json_is_true(v);
+    return 0;
+  case K_STR:
+  case K_PATH: {
+    char **dst = (char **)(base + k->off);
+    if (json_is_null(v) && k->off == OFF(p2p.announce_file)) {
+      free(*dst);
+      *dst = NULL;
+      c->announce_set = true;
+      return 0;
+    }
+    if (!json_is_string(v)) return kerr(c, path, "expected a string, got %s", jtype(v));
+    const char *s = json_string_value(v);
+    if (strlen(s) != json_string_length(v)) return kerr(c, path, "string contains a NUL byte");
+    if (k->max && json_string_length(v) > k->max) return kerr(c, path, "longer than %llu bytes", (unsigned long long)k->max);
+    free(*dst);
+    *dst = NULL;
+    if (k->off == OFF(p2p.announce_file)) c->announce_set = true;
+    if (*s == 0 && k->kind == K_PATH && k->off != OFF(p2p.announce_file))
+      return kerr(c, path, "must not be empty");
+    if (*s == 0) return 0; /* "" = unset (token, announce_file) */
+    *dst = k->kind == K_PATH ? file_path(c, s) : strdup(s);
+    return *dst ? 0 : -ENOMEM;
+  }
+  case K_LOGLEVEL: {
+    log_level lv;
+    if (!json_is_string(v)) return kerr(c, path, "expected a log level string, got %s", jtype(v));
+    if (log_level_parse(json_string_value(v), &lv) != 0)
+      return kerr(c, path, "unknown log level \"%s\" (debug, info, notice, warning, error, critical, off)",
+                  json_string_value(v));
+    c->cfg->log_level = lv;
+    return 0;
+  }
+  case K_STRARR: {
+    char ***dst = (char ***)(base + k->off);
+    size_t *cnt = (size_t *)(base + k->coff);
+    if (!json_is_array(v)) return kerr(c, path, "expected an array of strings, got %s", jtype(v));
+    if (json_array_size(v) > k->max) return kerr(c, path, "more than %llu entries", (unsigned long long)k->max);
+    char **arr = calloc(json_array_size(v) + 1, sizeof *arr);
+    if (!arr) return -ENOMEM;
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+      char sub[PATH_BUF];
+      snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+      if (!json_is_string(e) || json_string_length(e) == 0 || json_string_length(e) > 4096) {
+        strv_free(arr, i);
+        return kerr(c, sub, "expected a non-empty string, got %s", json_is_string(e) ? "\"\"" : jtype(e));
+      }
+      arr[i] = strdup(json_string_value(e));
+      if (!arr[i]) {
+        strv_free(arr, i);
+        return -ENOMEM;
+      }
+    }
+    strv_free(*dst, *cnt);
+    *dst = arr;
+    *cnt = json_array_size(v);
+    return 0;
+  }
+  }
+  return -EINVAL;
+}
+
+#define MiB (1024ull * 1024ull)
+#define DAY 86400ull
+#define YEARS10 (3650ull * DAY)
+
+static const keydef k_top[] = {
+    {"state_dir", K_PATH, OFF(state_dir), 0, 0, 4096},
+    {"log_level", K_LOGLEVEL, 0, 0, 0, 0},
+    {"max_line_bytes", K_SIZE, OFF(max_line_bytes), 0, 1024, 1024 * MiB},
+    {"tool_timeout_ms", K_U32, OFF(tool_timeout_ms), 0, 1, DAY * 1000},
+    {"workers_threads", K_U32, OFF(workers_threads), 0, 1, 256},
+    {"page_size", K_U32, OFF(page_size), 0, 1, 10000},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const keydef k_tools[] = {
+    {"disabled", K_STRARR, OFF(tools.disabled), OFF(tools.disabled_count), 0, 4096},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const keydef k_queue[] = {
+    {"path", K_PATH, OFF(queue.path), 0, 0, 4096},
+    {"max_payload_bytes", K_SIZE, OFF(queue.max_payload_bytes), 0, 1, 256 * MiB},
+    {"lease_seconds", K_U32, OFF(queue.lease_seconds), 0, 1, 7 * DAY},
+    {"max_attempts", K_U32, OFF(queue.max_attempts), 0, 1, 1000},
+    {"wait_max_seconds", K_U32, OFF(queue.wait_max_seconds), 0, 0, DAY},
+    {"group_commit", K_BOOL, OFF(queue.group_commit), 0, 0, 0},
+    {"prune_after_seconds", K_U32, OFF(queue.prune_after_seconds), 0, 0, YEARS10},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const keydef k_cache[] = {
+    {"dir", K_PATH, OFF(cache.dir), 0, 0, 4096},
+    {"max_bytes", K_U64, OFF(cache.max_bytes), 0, 0, 1024ull * 1024 * MiB},
+    {"max_entries", K_U32, OFF(cache.max_entries), 0, 1, 100000000},
+    {"max_value_bytes", K_SIZE, OFF(cache.max_value_bytes), 0, 1, 256 * MiB},
+    {"default_ttl_seconds", K_U32, OFF(cache.default_ttl_seconds), 0, 0, YEARS10},
+    {"sweep_interval_seconds", K_U32, OFF(cache.sweep_interval_seconds), 0, 1, DAY},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const keydef k_p2p[] = {
+    {"enabled", K_BOOL, OFF(p2p.enabled), 0, 0, 0},
+    {"listen", K_STRARR, OFF(p2p.listen), OFF(p2p.listen_count), 0, 64},
+    {"announce_file", K_PATH, OFF(p2p.announce_file), 0, 0, 4096},
+    {"trusted_peers", K_STRARR, OFF(p2p.trusted_peers), OFF(p2p.trusted_peer_count), 0, 4096},
+    {"token", K_STR, OFF(p2p.token), 0, 0, 4096},
+    {"workers", K_U32, OFF(p2p.workers), 0, 0, 256},
+    {"enable_legacy_protocol", K_BOOL, OFF(p2p.enable_legacy_protocol), 0, 0, 0},
+    {"max_frame_bytes", K_SIZE, OFF(p2p.max_frame_bytes), 0, 1024, 64 * MiB},
+    {"max_streams_per_peer", K_U32, OFF(p2p.max_streams_per_peer), 0, 1, 4096},
+    {"rate_limit_per_second", K_U32, OFF(p2p.rate_limit_per_second), 0, 0, 1000000},
+    {"max_connections", K_U32, OFF(p2p.max_connections), 0, 1, 65536},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const keydef k_stdio[] = {
+    {"enabled", K_BOOL, OFF(stdio.enabled), 0, 0, 0},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const keydef *find_key(const keydef *t, const char *key) {
+  for (; t->key; t++)
+    if (strcmp(t->key, key) == 0) return t;
+  return NULL;
+}
+
+static void append_known(char *out, size_t n, const keydef *t, const char *const *extra) {
+  size_t o = 0;
+  out[0] = 0;
+  for (; t && t->key; t++) {
+    int w = snprintf(out + o, n - o, "%s%s", o ? ", " : "", t->key);
+    if (w < 0 || (size_t)w >= n - o) return;
+    o += (size_t)w;
+  }
+  for (; extra && *extra; extra++) {
+    int w = snprintf(out + o, n - o, "%s%s", o ? ", " : "", *extra);
+    if (w < 0 || (size_t)w >= n - o) return;
+    o += (size_t)w;
+  }
+}
+
+/* Reads every key of a section object through table t; keys in `extra` are left to the caller. */
+static int read_section(lctx *c, const char *prefix, json_t *obj, const keydef *t, const char *const *extra) {
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    char path[PATH_BUF];
+    snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", key);
+    const keydef *k = find_key(t, key);
+    if (!k) {
+      bool is_extra = false;
+      for (const char *const *e = extra; e && *e; e++)
+        if (strcmp(*e, key) == 0) is_extra = true;
+      if (is_extra) continue;
+      char known[512];
+      append_known(known, sizeof known, t, extra);
+      return kerr(c, path, "unknown key (known keys here: %s)", known);
+    }
+    int rc = read_key(c, k, path, v);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+/* ---------- tools.commands[] ---------- */
+
+static void command_free(config_command *cmd) {
+  free(cmd->name);
+  free(cmd->title);
+  free(cmd->description);
+  free(cmd->category);
+  json_decref(cmd->input_schema);
+  strv_free(cmd->argv, cmd->argc);
+  free(cmd->cwd);
+  strv_free(cmd->env_allow, cmd->env_allow_count);
+  strv_free(cmd->env, cmd->env_count);
+  memset(cmd, 0, sizeof *cmd);
+}
+
+static int read_strv(lctx *c, const char *path, json_t *v, size_t max, bool envnames, char ***out, size_t *count) {
+  if (!json_is_array(v)) return kerr(c, path, "expected an array of strings, got %s", jtype(v));
+  if (json_array_size(v) > max) return kerr(c, path, "more than %zu entries", max);
+  char **arr = calloc(json_array_size(v) + 1, sizeof *arr);
+  if (!arr) return -ENOMEM;
+  size_t i;
+  json_t *e;
+  json_array_foreach(v, i, e) {
+    char sub[PATH_BUF];
+    snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+    int rc = 0;
+    if (!json_is_string(e)) rc = kerr(c, sub, "expected a string, got %s", jtype(e));
+    else if (strlen(json_string_value(e)) != json_string_length(e)) rc = kerr(c, sub, "string contains a NUL byte");
+    else if (json_string_length(e) > 65536) rc = kerr(c, sub, "longer than 65536 bytes");
+    else if (envnames && !env_name_valid(json_string_value(e)))
+      rc = kerr(c, sub, "\"%s\" is not a valid environment variable name", json_string_value(e));
+    if (rc == 0 && !(arr[i] = strdup(json_string_value(e)))) rc = -ENOMEM;
+    if (rc != 0) {
+      strv_free(arr, i);
+      return rc;
+    }
+  }
+  *out = arr;
+  *count = json_array_size(v);
+  return 0;
+}
+
+static int read_command(lctx *c, size_t idx, json_t *o, config_command *cmd) {
+  char base[64], path[PATH_BUF];
+  snprintf(base, sizeof base, "tools.commands[%zu]", idx);
+  int line = 0, col = 0;
+  if (c->name && locate(c->text, c->len, base, &line, &col)) cmd->src_line = line;
+  if (!json_is_object(o)) return kerr(c, base, "expected an object, got %s", jtype(o));
+  cmd->max_output_bytes = MiB;
+  cmd->output = CONFIG_OUTPUT_AUTO;
+
+  static const char *const known = "name, title, description, category, input_schema, argv, cwd, env_allow, env, "
+                                   "timeout_ms, max_output_bytes, remote, output";
+  const char *key;
+  json_t *v;
+  int rc;
+  json_object_foreach(o, key, v) {
+    snprintf(path, sizeof path, "%s.%s", base, key);
+    if (strcmp(key, "name") == 0 || strcmp(key, "title") == 0 || strcmp(key, "description") == 0 ||
+        strcmp(key, "category") == 0 || strcmp(key, "cwd") == 0) {
+      if (!json_is_string(v)) return kerr(c, path, "expected a string, got %s", jtype(v));
+      const char *s = json_string_value(v);
+      if (strlen(s) != json_string_length(v)) return kerr(c, path, "string contains a NUL byte");
+      if (json_string_length(v) > 65536) return kerr(c, path, "longer than 65536 bytes");
+      char **dst = key[0] == 'n' ? &cmd->name : key[0] == 't' ? &cmd->title : key[0] == 'd' ? &cmd->description
+                   : key[1] == 'a' ? &cmd->category : &cmd->cwd;
+      if (dst == &cmd->name && !name_valid(s, 128))
+        return kerr(c, path, "\"%s\" is not a valid tool name ([A-Za-z0-9_.-], 1 to 128 characters)", s);
+      if (dst == &cmd->category && !name_valid(s, 64))
+        return kerr(c, path, "\"%s\" is not a valid category ([A-Za-z0-9_.-], 1 to 64 characters)", s);
+      if (dst == &cmd->cwd && !*s) return kerr(c, path, "must not be empty");
+      free(*dst);
+      *dst = dst == &cmd->cwd ? file_path(c, s) : strdup(s);
+      if (!*dst) return -ENOMEM;
+    } else if (strcmp(key, "input_schema") == 0) {
+      if (!json_is_object(v)) return kerr(c, path, "expected a JSON Schema object, got %s", jtype(v));
+      const json_t *t = json_object_get(v, "type");
+      if (!json_is_string(t) || strcmp(json_string_value(t), "object") != 0)
+        return kerr(c, path, "a tool's input schema must have \"type\": \"object\"");
+      char why[256];
+      if (mcp_schema_check(v, why, sizeof why) != 0) return kerr(c, path, "%s", why);
+      json_decref(cmd->input_schema);
+      cmd->input_schema = json_deep_copy(v);
+      if (!cmd->input_schema) return -ENOMEM;
+    } else if (strcmp(key, "argv") == 0) {
+      strv_free(cmd->argv, cmd->argc);
+      cmd->argv = NULL;
+      cmd->argc = 0;
+      if ((rc = read_strv(c, path, v, 1024, false, &cmd->argv, &cmd->argc)) != 0) return rc;
+      if (cmd->argc == 0) return kerr(c, path, "must name a program: [\"/path/to/program\", \"arg\", …]");
+      if (!cmd->argv[0][0]) return kerr(c, path, "the program (argv[0]) must not be empty");
+      /* a relative path with a slash is relative to the config file; a bare name is looked up
+       * in PATH when the tool is registered */
+      if (strchr(cmd->argv[0], '/') && cmd->argv[0][0] != '/') {
+        char *abs = file_path(c, cmd->argv[0]);
+        if (!abs) return -ENOMEM;
+        free(cmd->argv[0]);
+        cmd->argv[0] = abs;
+      }
+    } else if (strcmp(key, "env_allow") == 0) {
+      strv_free(cmd->env_allow, cmd->env_allow_count);
+      cmd->env_allow = NULL;
+      if ((rc = read_strv(c, path, v, 1024, true, &cmd->env_allow, &cmd->env_allow_count)) != 0) return rc;
+    } else if (strcmp(key, "env") == 0) {
+      if (!json_is_object(v)) return kerr(c, path, "expected an object of strings, got %s", jtype(v));
+      if (json_object_size(v) > 1024) return kerr(c, path, "more than 1024 variables");
+      strv_free(cmd->env, cmd->env_count);
+      cmd->env = calloc(json_object_size(v) + 1, sizeof *cmd->env);
+      cmd->env_count = 0;
+      if (!cmd->env) return -ENOMEM;
+      const char *ek;
+      json_t *ev;
+      json_object_foreach(v, ek, ev) {
+        char sub[PATH_BUF + 128];
+        snprintf(sub, sizeof sub, "%s.%.100s", path, ek);
+        if (!env_name_valid(ek)) return kerr(c, sub, "not a valid environment variable name");
+        if (!json_is_string(ev)) return kerr(c, sub, "expected a string, got %s", jtype(ev));
+        if (strlen(json_string_value(ev)) != json_string_length(ev)) return kerr(c, sub, "string contains a NUL byte");
+        size_t n = strlen(ek) + json_string_length(ev) + 2;
+        char *kv = malloc(n);
+        if (!kv) return -ENOMEM;
+        snprintf(kv, n, "%s=%s", ek, json_string_value(ev));
+        cmd->env[cmd->env_count++] = kv;
+      }
+    } else if (strcmp(key, "timeout_ms") == 0) {
+      if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (json_int_t)(DAY * 1000))
+        return kerr(c, path, "expected an integer in 0..86400000 (0 = the server default), got %s", jtype(v));
+      cmd->timeout_ms = (uint32_t)json_integer_value(v);
+    } else if (strcmp(key, "max_output_bytes") == 0) {
+      if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > (json_int_t)(256 * MiB))
+        return kerr(c, path, "expected an integer in 1..268435456, got %s", jtype(v));
+      cmd->max_output_bytes = (size_t)json_integer_value(v);
+    } else if (strcmp(key, "remote") == 0) {
+      if (!json_is_boolean(v)) return kerr(c, path, "expected true or false, got %s", jtype(v));
+      cmd->remote = json_is_true(v);
+    } else if (strcmp(key, "output") == 0) {
+      const char *s = json_string_value(v);
+      if (s && strcmp(s, "json") == 0) cmd->output = CONFIG_OUTPUT_JSON;
+      else if (s && strcmp(s, "text") == 0) cmd->output = CONFIG_OUTPUT_TEXT;
+      else if (s && strcmp(s, "auto") == 0) cmd->output = CONFIG_OUTPUT_AUTO;
+      else return kerr(c, path, "expected \"json\", \"text\" or \"auto\"");
+    } else {
+      return kerr(c, path, "unknown key (known keys here: %s)", known);
+    }
+  }
+  if (!cmd->name) return kerr(c, base, "missing \"name\"");
+  if (!cmd->argv) return kerr(c, base, "missing \"argv\" (program and fixed arguments, never a shell string)");
+  if (!cmd->category && !(cmd->category = strdup("commands"))) return -ENOMEM;
+  if (!cmd->description && !(cmd->description = strdup(""))) return -ENOMEM;
+  if (!cmd->input_schema && !(cmd->input_schema = json_pack("{s:s}", "type", "object"))) return -ENOMEM;
+  return 0;
+}
+
+static int read_commands(lctx *c, json_t *arr) {
+  config *cfg = c->cfg;
+  if (!json_is_array(arr)) return kerr(c, "tools.commands", "expected an array of objects, got %s", jtype(arr));
+  if (json_array_size(arr) > CONFIG_MAX_COMMANDS)
+    return kerr(c, "tools.commands", "more than %d command tools", CONFIG_MAX_COMMANDS);
+  for (size_t i = 0; i < cfg->tools.command_count; i++) command_free(&cfg->tools.commands[i]);
+  free(cfg->tools.commands);
+  cfg->tools.command_count = 0;
+  cfg->tools.commands = calloc(json_array_size(arr) + 1, sizeof *cfg->tools.commands);
+  if (!cfg->tools.commands) return -ENOMEM;
+  size_t i;
+  json_t *o;
+  json_array_foreach(arr, i, o) {
+    config_command *cmd = &cfg->tools.commands[i];
+    cfg->tools.command_count = i + 1; /* so config_free releases a half-read entry */
+    int rc = read_command(c, i, o, cmd);
+    if (rc != 0) return rc;
+    for (size_t j = 0; j < i; j++) {
+      if (strcmp(cfg->tools.commands[j].name, cmd->name) == 0) {
+        char p[64];
+        snprintf(p, sizeof p, "tools.commands[%zu].name", i);
+        return kerr(c, p, "duplicate command tool name \"%s\" (also tools.commands[%zu])", cmd->name, j);
+      }
+    }
+  }
+  return 0;
+}
+
+/* ---------- the file layer ---------- */
+
+static int apply_file(lctx *c, json_t *root) {
+  if (!json_is_object(root)) return gerr(c, "%s: the configuration must be a JSON object", c->name);
+  static const char *const sections[] = {"tools", "queue", "cache", "p2p", "stdio", "auth", "http", NULL};
+  int rc = read_section(c, "", root, k_top, sections);
+  if (rc != 0) return rc;
+  const char *key;
+  json_t *v;
+  json_object_foreach(root, key, v) {
+    const keydef *t = NULL;
+    if (strcmp(key, "tools") == 0) {
+      if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
+      static const char *const extra[] = {"commands", NULL};
+      if ((rc = read_section(c, "tools", v, k_tools, extra)) != 0) return rc;
+      json_t *cmds = json_object_get(v, "commands");
+      if (cmds && (rc = read_commands(c, cmds)) != 0) return rc;
+      continue;
+    }
+    if (strcmp(key, "auth") == 0 || strcmp(key, "http") == 0) {
+      if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
+      const char *k2;
+      json_t *v2;
+      json_object_foreach(v, k2, v2) {
+        char p[PATH_BUF];
+        snprintf(p, sizeof p, "%s.%s", key, k2);
+        return kerr(c, p, "unknown key (the \"%s\" section is reserved and takes no keys yet)", key);
+      }
+      continue;
+    }
+    if (strcmp(key, "queue") == 0) t = k_queue;
+    else if (strcmp(key, "cache") == 0) t = k_cache;
+    else if (strcmp(key, "p2p") == 0) t = k_p2p;
+    else if (strcmp(key, "stdio") == 0) t = k_stdio;
+    else continue; /* top-level scalar, read above */
+    if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
+    if ((rc = read_section(c, key, v, t, NULL)) != 0) return rc;
+  }
+  return 0;
+}
+
+/* ---------- defaults, environment, flags ---------- */
+
+static const char *const k_default_listen[] = {"/ip4/0.0.0.0/tcp/9710", "/ip6/::/tcp/9710"};
+
+static int set_defaults(config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->log_level = LOG_INFO;
+  cfg->max_line_bytes = 16 * MiB;
+  cfg->tool_timeout_ms = 30000;
+  cfg->workers_threads = 8;
+  cfg->page_size = 50;
+  cfg->queue.max_payload_bytes = MiB;
+  cfg->queue.lease_seconds = 300;
+  cfg->queue.max_attempts = 3;
+  cfg->queue.wait_max_seconds = 300;
+  cfg->queue.group_commit = true;
+  cfg->queue.prune_after_seconds = 7 * DAY;
+  cfg->cache.max_bytes = 256 * MiB;
+  cfg->cache.max_entries = 100000;
+  cfg->cache.max_value_bytes = MiB;
+  cfg->cache.default_ttl_seconds = 0;
+  cfg->cache.sweep_interval_seconds = 60;
+  cfg->p2p.enabled = true;
+  cfg->p2p.listen = calloc(3, sizeof *cfg->p2p.listen);
+  if (!cfg->p2p.listen) return -ENOMEM;
+  for (size_t i = 0; i < 2; i++) {
+    if (!(cfg->p2p.listen[i] = strdup(k_default_listen[i]))) return -ENOMEM;
+    cfg->p2p.listen_count = i + 1;
+  }
+  cfg->p2p.workers = 0;
+  cfg->p2p.enable_legacy_protocol = false;
+  cfg->p2p.max_frame_bytes = MiB;
+  cfg->p2p.max_streams_per_peer = 64;
+  cfg->p2p.rate_limit_per_second = 100;
+  cfg->p2p.max_connections = 256;
+  cfg->stdio.enabled = true;
+  return 0;
+}
+
+static int set_str(char **dst, const char *v) {
+  char *n = strdup(v);
+  if (!n) return -ENOMEM;
+  free(*dst);
+  *dst = n;
+  return 0;
+}
+
+static int apply_env(lctx *c) {
+  config *cfg = c->cfg;
+  const char *v;
+  int rc = 0;
+  if ((v = env_nonempty("PEERMCP_STATE_DIR")) && (rc = set_str(&cfg->state_dir, v)) != 0) return rc;
+  if ((v = env_nonempty("PEERMCP_LOG_LEVEL"))) {
+    log_level lv;
+    if (log_level_parse(v, &lv) != 0)
+      return gerr(c, "PEERMCP_LOG_LEVEL: unknown log level \"%s\" (debug, info, notice, warning, error, critical, off)", v);
+    cfg->log_level = lv;
+  }
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_QUEUE_PATH", "IPFS_DATASETS_PY_TASK_QUEUE_PATH")) &&
+      (rc = set_str(&cfg->queue.path, v)) != 0)
+    return rc;
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_CACHE_DIR", "IPFS_DATASETS_PY_TASK_P2P_CACHE_DIR")) &&
+      (rc = set_str(&cfg->cache.dir, v)) != 0)
+    return rc;
+  if ((v = env_nonempty("IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE"))) {
+    c->announce_set = true;
+    if (env_falsy_word(v)) {
+      free(cfg->p2p.announce_file);
+      cfg->p2p.announce_file = NULL;
+    } else if ((rc = set_str(&cfg->p2p.announce_file, v)) != 0) return rc;
+  }
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_TOKEN", "IPFS_DATASETS_PY_TASK_P2P_TOKEN")) &&
+      (rc = set_str(&cfg->p2p.token, v)) != 0)
+    return rc;
+  if ((v = env_nonempty("IPFS_ACCELERATE_PY_TASK_P2P_ENABLE_LEGACY_PROTOCOL")))
+    cfg->p2p.enable_legacy_protocol = env_truthy(v);
+  return 0;
+}
+
+static int apply_args(lctx *c, const config_args *a) {
+  config *cfg = c->cfg;
+  int rc;
+  if (!a) return 0;
+  if (a->state_dir) {
+    if (!*a->state_dir) return gerr(c, "--state-dir: must not be empty");
+    if ((rc = set_str(&cfg->state_dir, a->state_dir)) != 0) return rc;
+  }
+  if (a->log_level) {
+    log_level lv;
+    if (log_level_parse(a->log_level, &lv) != 0) return gerr(c, "--log-level: unknown log level \"%s\"", a->log_level);
+    cfg->log_level = lv;
+  }
+  if (a->no_p2p) cfg->p2p.enabled = false;
+  if (a->no_stdio) cfg->stdio.enabled = false;
+  if (a->p2p_listen_count) {
+    char **arr = calloc(a->p2p_listen_count + 1, sizeof *arr);
+    if (!arr) return -ENOMEM;
+    for (size_t i = 0; i < a->p2p_listen_count; i++) {
+      if (!(arr[i] = strdup(a->p2p_listen[i]))) {
+        strv_free(arr, i);
+        return -ENOMEM;
+      }
+    }
+    strv_free(cfg->p2p.listen, cfg->p2p.listen_count);
+    cfg->p2p.listen = arr;
+    cfg->p2p.listen_count = a->p2p_listen_count;
+  }
+  return 0;
+}
+
+static int derive_paths(lctx *c) {
+  config *cfg = c->cfg;
+  if (!cfg->state_dir) {
+    cfg->state_dir = config_default_state_dir();
+    if (!cfg->state_dir)
+      return gerr(c, "no state directory: set --state-dir, PEERMCP_STATE_DIR, state_dir in the config file, "
+                     "XDG_STATE_HOME or HOME");
+  }
+  if (!cfg->queue.path && !(cfg->queue.path = path_join(cfg->state_dir, "queue.sqlite3"))) return -ENOMEM;
+  if (!cfg->cache.dir && !(cfg->cache.dir = path_join(cfg->state_dir, "cache"))) return -ENOMEM;
+  if (!c->announce_set && !cfg->p2p.announce_file &&
+      !(cfg->p2p.announce_file = path_join(cfg->state_dir, "announce.json")))
+    return -ENOMEM;
+  return 0;
+}
+
+/* Checks between keys that only make sense together. */
+static int cross_check(lctx *c) {
+  config *cfg = c->cfg;
+  if (cfg->cache.max_value_bytes > cfg->cache.max_bytes && cfg->cache.max_bytes > 0)
+    return kerr(c, "cache.max_value_bytes", "larger than cache.max_bytes (%llu)",
+                (unsigned long long)cfg->cache.max_bytes);
+  for (size_t i = 0; i < cfg->p2p.listen_count; i++) {
+    if (cfg->p2p.listen[i][0] != '/') {
+      char p[64];
+      snprintf(p, sizeof p, "p2p.listen[%zu]", i);
+      return kerr(c, p, "\"%s\" is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/9710)", cfg->p2p.listen[i]);
+    }
+  }
+  for (size_t i = 0; i < cfg->p2p.trusted_peer_count; i++) {
+    const char *p = cfg->p2p.trusted_peers[i];
+    bool ok = strlen(p) >= 40 && strlen(p) <= 128;
+    for (const char *q = p; ok && *q; q++)
+      ok = strchr("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz", *q) != NULL;
+    if (!ok) {
+      char path[64];
+      snprintf(path, sizeof path, "p2p.trusted_peers[%zu]", i);
+      return kerr(c, path, "\"%s\" is not a base58 PeerId", p);
+    }
+  }
+  return 0;
+}
+
+static int load_common(config *cfg, json_t *root, const char *text, size_t len, const char *name,
+                       const config_args *args, char *err, size_t errlen) {
+  lctx c = {.cfg = cfg, .name = name, .text = text, .len = len, .err = err, .errlen = errlen};
+  int rc = set_defaults(cfg);
+  if (rc == 0 && name) {
+    if (!(cfg->config_path = strdup(name))) rc = -ENOMEM;
+    const char *slash = strrchr(name, '/');
+    if (rc == 0 && slash && !(c.dir = strndup(name, (size_t)(slash - name) + (slash == name))))
+      rc = -ENOMEM;
+  }
+  if (rc == 0 && root) rc = apply_file(&c, root);
+  if (rc == 0) rc = apply_env(&c);
+  if (rc == 0) rc = apply_args(&c, args);
+  if (rc == 0) rc = derive_paths(&c);
+  if (rc == 0) rc = cross_check(&c);
+  free(c.dir);
+  if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory while loading the configuration");
+  if (rc != 0) {
+    config_free(cfg);
+    memset(cfg, 0, sizeof *cfg);
+  }
+  return rc;
+}
+
+int config_load_text(config *cfg, const char *text, size_t len, const char *name, const config_args *args, char *err,
+                     size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  memset(cfg, 0, sizeof *cfg);
+  if (!name) name = "<config>";
+  if (len > CONFIG_FILE_MAX_BYTES) {
+    if (err && errlen) snprintf(err, errlen, "%s: larger than %u bytes", name, CONFIG_FILE_MAX_BYTES);
+    return -EFBIG;
+  }
+  json_error_t jerr;
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!root) {
+    if (err && errlen) snprintf(err, errlen, "%s:%d:%d: %s", name, jerr.line, jerr.column, jerr.text);
+    return -EINVAL;
+  }
+  int rc = load_common(cfg, root, text, len, name, args, err, errlen);
+  json_decref(root);
+  return rc;
+}
+
+static int read_file(const char *path, char **out, size_t *len, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    snprintf(err, errlen, "%s: %s", path, strerror(e));
+    return -e;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    snprintf(err, errlen, "%s: not a regular file", path);
+    return -EINVAL;
+  }
+  if (st.st_size > (off_t)CONFIG_FILE_MAX_BYTES) {
+    close(fd);
+    snprintf(err, errlen, "%s: larger than %u bytes", path, CONFIG_FILE_MAX_BYTES);
+    return -EFBIG;
+  }
+  size_t cap = (size_t)st.st_size + 1, n = 0;
+  char *b = malloc(cap);
+  if (!b) {
+    close(fd);
+    return -ENOMEM;
+  }
+  for (;;) {
+    if (n == cap) { /* the file grew while reading: stay within the ceiling */
+      if (cap > CONFIG_FILE_MAX_BYTES) {
+        free(b);
+        close(fd);
+        snprintf(err, errlen, "%s: larger than %u bytes", path, CONFIG_FILE_MAX_BYTES);
+        return -EFBIG;
+      }
+      char *nb = realloc(b, cap * 2);
+      if (!nb) {
+        free(b);
+        close(fd);
+        return -ENOMEM;
+      }
+      b = nb;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, b + n, cap - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      free(b);
+      close(fd);
+      snprintf(err, errlen, "%s: %s", path, strerror(e));
+      return -e;
+    }
+    if (r == 0) break;
+    n += (size_t)r;
+  }
+  close(fd);
+  *out = b;
+  *len = n;
+  return 0;
+}
+
+int config_load(config *cfg, const config_args *args, char *err, size_t errlen) {
+  char dummy[1];
+  if (!err || !errlen) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  err[0] = 0;
+  memset(cfg, 0, sizeof *cfg);
+  const char *explicit_path = args && args->config_file ? args->config_file : env_nonempty("PEERMCP_CONFIG");
+  char *deflt = NULL;
+  const char *path = explicit_path;
+  if (args && args->config_file && !*args->config_file) {
+    snprintf(err, errlen, "--config: must not be empty");
+    return -EINVAL;
+  }
+  if (!path) {
+    deflt = config_default_file();
+    struct stat st;
+    if (deflt && stat(deflt, &st) == 0) path = deflt;
+  }
+  int rc;
+  if (!path) {
+    rc = load_common(cfg, NULL, NULL, 0, NULL, args, err, errlen);
+  } else {
+    char *text = NULL;
+    size_t len = 0;
+    rc = read_file(path, &text, &len, err, errlen);
+    if (rc == 0) rc = config_load_text(cfg, text, len, path, args, err, errlen);
+    free(text);
+  }
+  free(deflt);
+  return rc;
+}
+
+void config_free(config *cfg) {
+  if (!cfg) return;
+  free(cfg->config_path);
+  free(cfg->state_dir);
+  for (size_t i = 0; i < cfg->tools.command_count; i++) command_free(&cfg->tools.commands[i]);
+  free(cfg->tools.commands);
+  strv_free(cfg->tools.disabled, cfg->tools.disabled_count);
+  free(cfg->queue.path);
+  free(cfg->cache.dir);
+  strv_free(cfg->p2p.listen, cfg->p2p.listen_count);
+  free(cfg->p2p.announce_file);
+  strv_free(cfg->p2p.trusted_peers, cfg->p2p.trusted_peer_count);
+  if (cfg->p2p.token) {
+    volatile char *t = cfg->p2p.token;
+    for (size_t i = 0; t[i]; i++) t[i] = 0;
+    free(cfg->p2p.token);
+  }
+  memset(cfg, 0, sizeof *cfg);
+}
+
+bool config_tool_disabled(const config *cfg, const char *name) {
+  for (size_t i = 0; cfg && name && i < cfg->tools.disabled_count; i++)
+    if (strcmp(cfg->tools.disabled[i], name) == 0) return true;
+  return false;
+}
+
+/* ---------- argv ---------- */
+
+void config_args_init(config_args *args) { memset(args, 0, sizeof *args); }
+
+void config_args_free(config_args *args) {
+  free(args->p2p_listen);
+  memset(args, 0, sizeof *args);
+}
+
+const char *config_args_help(void) {
+  return "  --config FILE        configuration file (env PEERMCP_CONFIG; default $XDG_CONFIG_HOME/peermcp/config.json)\n"
+         "  --state-dir DIR      state directory (env PEERMCP_STATE_DIR; default $XDG_STATE_HOME/peermcp)\n"
+         "  --log-level LEVEL    debug, info, notice, warning, error, critical, off (env PEERMCP_LOG_LEVEL)\n"
+         "  --no-p2p             do not start the libp2p peer\n"
+         "  --no-stdio           do not serve MCP on stdin/stdout\n"
+         "  --p2p-listen ADDR    libp2p listen multiaddr (repeatable; replaces p2p.listen)\n";
+}
+
+int config_args_parse(config_args *args, int *argc, char **argv, char *err, size_t errlen) {
+  static const char *const with_value[] = {"--config", "--state-dir", "--log-level", "--p2p-listen"};
+  int out = 1;
+  int n = *argc;
+  int i = 1;
+  for (; i < n; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--") == 0) break;
+    if (strcmp(a, "--no-p2p") == 0) {
+      args->no_p2p = true;
+      continue;
+    }
+    if (strcmp(a, "--no-stdio") == 0) {
+      args->no_stdio = true;
+      continue;
+    }
+    int which = -1;
+    const char *val = NULL;
+    for (int k = 0; k < 4; k++) {
+      size_t l = strlen(with_value[k]);
+      if (strncmp(a, with_value[k], l) == 0 && (a[l] == 0 || a[l] == '=')) {
+        which = k;
+        if (a[l] == '=') val = a + l + 1;
+        break;
+      }
+    }
+    if (which < 0) {
+      argv[out++] = argv[i];
+      continue;
+    }
+    if (!val) {
+      if (i + 1 >= n) {
+        if (err && errlen) snprintf(err, errlen, "%s needs a value", with_value[which]);
+        return -EINVAL;
+      }
+      val = argv[++i];
+    }
+    switch (which) {
+    case 0: args->config_file = val; break;
+    case 1: args->state_dir = val; break;
+    case 2: {
+      log_level lv;
+      if (log_level_parse(val, &lv) != 0) {
+        if (err && errlen)
+          snprintf(err, errlen, "--log-level: unknown level \"%s\" (debug, info, notice, warning, error, critical, off)", val);
+        return -EINVAL;
+      }
+      args->log_level = val;
+      break;
+    }
+    case 3: {
+      if (args->p2p_listen_count >= 64) {
+        if (err && errlen) snprintf(err, errlen, "--p2p-listen given more than 64 times");
+        return -EINVAL;
+      }
+      const char **nl = realloc(args->p2p_listen, (args->p2p_listen_count + 1) * sizeof *nl);
+      if (!nl) return -ENOMEM;
+      nl[args->p2p_listen_count++] = val;
+      args->p2p_listen = nl;
+      break;
+    }
+    }
+  }
+  for (; i < n; i++) argv[out++] = argv[i]; /* "--" and everything after it */
+  argv[out] = NULL;
+  *argc = out;
+  return 0;
+}
+
+/* ---------- introspection ---------- */
+
+static json_t *strv_json(char **v, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(v[i]));
+  return a;
+}
+
+json_t *config_to_json(const config *cfg) {
+  json_t *cmds = json_array();
+  for (size_t i = 0; cmds && i < cfg->tools.command_count; i++) {
+    const config_command *c = &cfg->tools.commands[i];
+    static const char *const outs[] = {"auto", "json", "text"};
+    json_array_append_new(
+        cmds, json_pack("{s:s, s:s, s:O, s:o, s:s?, s:o, s:I, s:I, s:b, s:s}", "name", c->name, "category",
+                        c->category, "input_schema", c->input_schema, "argv", strv_json(c->argv, c->argc), "cwd",
+                        c->cwd, "env_allow", strv_json(c->env_allow, c->env_allow_count), "timeout_ms",
+                        (json_int_t)c->timeout_ms, "max_output_bytes", (json_int_t)c->max_output_bytes, "remote",
+                        c->remote, "output", outs[c->output]));
+  }
+  return json_pack(
+      "{s:s?, s:s, s:s, s:I, s:I, s:I, s:I,"
+      " s:{s:o, s:o},"
+      " s:{s:s, s:I, s:I, s:I, s:I, s:b, s:I},"
+      " s:{s:s, s:I, s:I, s:I, s:I, s:I},"
+      " s:{s:b, s:o, s:s?, s:o, s:s?, s:I, s:b, s:I, s:I, s:I, s:I},"
+      " s:{s:b}}",
+      "config_path", cfg->config_path, "state_dir", cfg->state_dir, "log_level", log_level_name(cfg->log_level),
+      "max_line_bytes", (json_int_t)cfg->max_line_bytes, "tool_timeout_ms", (json_int_t)cfg->tool_timeout_ms,
+      "workers_threads", (json_int_t)cfg->workers_threads, "page_size", (json_int_t)cfg->page_size,
+      "tools", "commands", cmds, "disabled", strv_json(cfg->tools.disabled, cfg->tools.disabled_count),
+      "queue", "path", cfg->queue.path, "max_payload_bytes", (json_int_t)cfg->queue.max_payload_bytes,
+      "lease_seconds", (json_int_t)cfg->queue.lease_seconds, "max_attempts", (json_int_t)cfg->queue.max_attempts,
+      "wait_max_seconds", (json_int_t)cfg->queue.wait_max_seconds, "group_commit", cfg->queue.group_commit,
+      "prune_after_seconds", (json_int_t)cfg->queue.prune_after_seconds,
+      "cache", "dir", cfg->cache.dir, "max_bytes", (json_int_t)cfg->cache.max_bytes, "max_entries",
+      (json_int_t)cfg->cache.max_entries, "max_value_bytes", (json_int_t)cfg->cache.max_value_bytes,
+      "default_ttl_seconds", (json_int_t)cfg->cache.default_ttl_seconds, "sweep_interval_seconds",
+      (json_int_t)cfg->cache.sweep_interval_seconds,
+      "p2p", "enabled", cfg->p2p.enabled, "listen", strv_json(cfg->p2p.listen, cfg->p2p.listen_count),
+      "announce_file", cfg->p2p.announce_file, "trusted_peers",
+      strv_json(cfg->p2p.trusted_peers, cfg->p2p.trusted_peer_count), "token", cfg->p2p.token ? "***" : NULL,
+      "workers", (json_int_t)cfg->p2p.workers, "enable_legacy_protocol", cfg->p2p.enable_legacy_protocol,
+      "max_frame_bytes", (json_int_t)cfg->p2p.max_frame_bytes, "max_streams_per_peer",
+      (json_int_t)cfg->p2p.max_streams_per_peer, "rate_limit_per_second", (json_int_t)cfg->p2p.rate_limit_per_second,
+      "max_connections", (json_int_t)cfg->p2p.max_connections,
+      "stdio", "enabled", cfg->stdio.enabled);
+}

@@ -1,0 +1,515 @@
+/* Unit tests for config: precedence flags > env > file > defaults, key paths with line/column
+ * in every error, unknown keys and bad values refused, command-tool declarations. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config/config.h"
+
+static const char *const k_vars[] = {
+    "PEERMCP_CONFIG", "PEERMCP_STATE_DIR", "PEERMCP_LOG_LEVEL", "XDG_CONFIG_HOME", "XDG_STATE_HOME",
+    "IPFS_ACCELERATE_PY_TASK_QUEUE_PATH", "IPFS_DATASETS_PY_TASK_QUEUE_PATH",
+    "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_DIR", "IPFS_DATASETS_PY_TASK_P2P_CACHE_DIR",
+    "IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE", "IPFS_ACCELERATE_PY_TASK_P2P_TOKEN",
+    "IPFS_DATASETS_PY_TASK_P2P_TOKEN", "IPFS_ACCELERATE_PY_TASK_P2P_ENABLE_LEGACY_PROTOCOL"};
+
+static char g_home[256];
+
+static int setup(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof k_vars / sizeof k_vars[0]; i++) unsetenv(k_vars[i]);
+  snprintf(g_home, sizeof g_home, "/tmp/peermcp-cfgtest-XXXXXX");
+  assert_non_null(mkdtemp(g_home));
+  setenv("HOME", g_home, 1);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_home);
+  assert_int_equal(system(cmd), 0);
+  return 0;
+}
+
+static int load(config *cfg, const char *text, const config_args *args, char *err, size_t errlen) {
+  return config_load_text(cfg, text, strlen(text), "/etc/peermcp/test.json", args, err, errlen);
+}
+
+static void test_config_defaults_without_file(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  assert_int_equal(config_load(&cfg, NULL, err, sizeof err), 0);
+  assert_null(cfg.config_path);
+  char want[512];
+  snprintf(want, sizeof want, "%s/.local/state/peermcp", g_home);
+  assert_string_equal(cfg.state_dir, want);
+  assert_int_equal(cfg.log_level, LOG_INFO);
+  assert_int_equal(cfg.max_line_bytes, 16u << 20);
+  assert_int_equal(cfg.tool_timeout_ms, 30000);
+  assert_int_equal(cfg.workers_threads, 8);
+  assert_int_equal(cfg.page_size, 50);
+  snprintf(want, sizeof want, "%s/.local/state/peermcp/queue.sqlite3", g_home);
+  assert_string_equal(cfg.queue.path, want);
+  snprintf(want, sizeof want, "%s/.local/state/peermcp/cache", g_home);
+  assert_string_equal(cfg.cache.dir, want);
+  assert_int_equal(cfg.queue.max_payload_bytes, 1048576);
+  assert_int_equal(cfg.queue.lease_seconds, 300);
+  assert_int_equal(cfg.queue.max_attempts, 3);
+  assert_int_equal(cfg.queue.wait_max_seconds, 300);
+  assert_true(cfg.queue.group_commit);
+  assert_int_equal(cfg.queue.prune_after_seconds, 604800);
+  assert_int_equal(cfg.cache.max_bytes, 268435456);
+  assert_int_equal(cfg.cache.max_entries, 100000);
+  assert_int_equal(cfg.cache.max_value_bytes, 1048576);
+  assert_int_equal(cfg.cache.default_ttl_seconds, 0);
+  assert_int_equal(cfg.cache.sweep_interval_seconds, 60);
+  assert_true(cfg.p2p.enabled);
+  assert_int_equal(cfg.p2p.listen_count, 2);
+  assert_string_equal(cfg.p2p.listen[0], "/ip4/0.0.0.0/tcp/9710");
+  assert_string_equal(cfg.p2p.listen[1], "/ip6/::/tcp/9710");
+  assert_null(cfg.p2p.token);
+  assert_false(cfg.p2p.enable_legacy_protocol);
+  assert_int_equal(cfg.p2p.max_frame_bytes, 1048576);
+  assert_int_equal(cfg.p2p.max_streams_per_peer, 64);
+  assert_int_equal(cfg.p2p.rate_limit_per_second, 100);
+  assert_int_equal(cfg.p2p.max_connections, 256);
+  assert_true(cfg.stdio.enabled);
+  assert_int_equal(cfg.tools.command_count, 0);
+  config_free(&cfg);
+}
+
+static void test_config_xdg_state_home_wins_over_home(void **state) {
+  (void)state;
+  setenv("XDG_STATE_HOME", "/var/xdgstate", 1);
+  config cfg;
+  char err[256];
+  assert_int_equal(config_load(&cfg, NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.state_dir, "/var/xdgstate/peermcp");
+  assert_string_equal(cfg.queue.path, "/var/xdgstate/peermcp/queue.sqlite3");
+  config_free(&cfg);
+}
+
+static void test_config_precedence_flags_over_env_over_file(void **state) {
+  (void)state;
+  const char *text = "{\"log_level\": \"debug\", \"state_dir\": \"/file/state\", \"p2p\": {\"enabled\": true}}";
+  config cfg;
+  char err[256];
+  /* file only */
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.log_level, LOG_DEBUG);
+  assert_string_equal(cfg.state_dir, "/file/state");
+  assert_string_equal(cfg.queue.path, "/file/state/queue.sqlite3");
+  config_free(&cfg);
+  /* env over file */
+  setenv("PEERMCP_LOG_LEVEL", "warning", 1);
+  setenv("PEERMCP_STATE_DIR", "/env/state", 1);
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.log_level, LOG_WARNING);
+  assert_string_equal(cfg.state_dir, "/env/state");
+  assert_string_equal(cfg.cache.dir, "/env/state/cache");
+  config_free(&cfg);
+  /* flags over env */
+  config_args a;
+  config_args_init(&a);
+  a.log_level = "error";
+  a.state_dir = "/flag/state";
+  a.no_p2p = true;
+  assert_int_equal(load(&cfg, text, &a, err, sizeof err), 0);
+  assert_int_equal(cfg.log_level, LOG_ERROR);
+  assert_string_equal(cfg.state_dir, "/flag/state");
+  assert_string_equal(cfg.p2p.announce_file, "/flag/state/announce.json");
+  assert_false(cfg.p2p.enabled);
+  config_free(&cfg);
+  config_args_free(&a);
+}
+
+static void test_config_queue_path_env_primary_then_compat(void **state) {
+  (void)state;
+  const char *text = "{\"queue\": {\"path\": \"/file/q.sqlite3\"}, \"cache\": {\"dir\": \"/file/cache\"}}";
+  config cfg;
+  char err[256];
+  setenv("IPFS_DATASETS_PY_TASK_QUEUE_PATH", "/compat/q", 1);
+  setenv("IPFS_DATASETS_PY_TASK_P2P_CACHE_DIR", "/compat/cache", 1);
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.queue.path, "/compat/q");
+  assert_string_equal(cfg.cache.dir, "/compat/cache");
+  config_free(&cfg);
+  setenv("IPFS_ACCELERATE_PY_TASK_QUEUE_PATH", "/primary/q", 1);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_CACHE_DIR", "/primary/cache", 1);
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.queue.path, "/primary/q");
+  assert_string_equal(cfg.cache.dir, "/primary/cache");
+  config_free(&cfg);
+  unsetenv("IPFS_ACCELERATE_PY_TASK_QUEUE_PATH");
+  unsetenv("IPFS_DATASETS_PY_TASK_QUEUE_PATH");
+  unsetenv("IPFS_ACCELERATE_PY_TASK_P2P_CACHE_DIR");
+  unsetenv("IPFS_DATASETS_PY_TASK_P2P_CACHE_DIR");
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.queue.path, "/file/q.sqlite3");
+  assert_string_equal(cfg.cache.dir, "/file/cache");
+  config_free(&cfg);
+}
+
+static void test_config_p2p_env_token_legacy_announce(void **state) {
+  (void)state;
+  config cfg;
+  char err[256];
+  const char *text = "{\"p2p\": {\"token\": \"filetoken\", \"enable_legacy_protocol\": true}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.p2p.token, "filetoken");
+  assert_true(cfg.p2p.enable_legacy_protocol);
+  config_free(&cfg);
+  setenv("IPFS_DATASETS_PY_TASK_P2P_TOKEN", "compat", 1);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_ENABLE_LEGACY_PROTOCOL", "0", 1);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE", "off", 1);
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.p2p.token, "compat");
+  assert_false(cfg.p2p.enable_legacy_protocol);
+  assert_null(cfg.p2p.announce_file);
+  json_t *j = config_to_json(&cfg);
+  assert_non_null(j);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "p2p"), "token")), "***");
+  json_decref(j);
+  config_free(&cfg);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_TOKEN", "primary", 1);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_ENABLE_LEGACY_PROTOCOL", "yes", 1);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE", "/run/announce.json", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.p2p.token, "primary");
+  assert_true(cfg.p2p.enable_legacy_protocol);
+  assert_string_equal(cfg.p2p.announce_file, "/run/announce.json");
+  config_free(&cfg);
+}
+
+static void test_config_p2p_listen_flag_replaces_list(void **state) {
+  (void)state;
+  config cfg;
+  char err[256];
+  const char *text = "{\"p2p\": {\"listen\": [\"/ip4/127.0.0.1/tcp/1\"]}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.p2p.listen_count, 1);
+  assert_string_equal(cfg.p2p.listen[0], "/ip4/127.0.0.1/tcp/1");
+  config_free(&cfg);
+  config_args a;
+  config_args_init(&a);
+  char *argv[] = {"serve", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--p2p-listen=/ip6/::1/tcp/0", NULL};
+  int argc = 4;
+  assert_int_equal(config_args_parse(&a, &argc, argv, err, sizeof err), 0);
+  assert_int_equal(argc, 1);
+  assert_int_equal(load(&cfg, text, &a, err, sizeof err), 0);
+  assert_int_equal(cfg.p2p.listen_count, 2);
+  assert_string_equal(cfg.p2p.listen[0], "/ip4/127.0.0.1/tcp/0");
+  assert_string_equal(cfg.p2p.listen[1], "/ip6/::1/tcp/0");
+  config_free(&cfg);
+  config_args_free(&a);
+}
+
+static void test_config_args_parse_consumes_common_flags_only(void **state) {
+  (void)state;
+  config_args a;
+  config_args_init(&a);
+  char err[256];
+  char *argv[] = {"call", "--config", "/x.json", "--peer", "ADDR", "--log-level=debug", "tool",
+                  "--state-dir", "/s", "--no-stdio", "--", "--config", NULL};
+  int argc = 12;
+  assert_int_equal(config_args_parse(&a, &argc, argv, err, sizeof err), 0);
+  assert_string_equal(a.config_file, "/x.json");
+  assert_string_equal(a.log_level, "debug");
+  assert_string_equal(a.state_dir, "/s");
+  assert_true(a.no_stdio);
+  assert_false(a.no_p2p);
+  assert_int_equal(argc, 6);
+  assert_string_equal(argv[0], "call");
+  assert_string_equal(argv[1], "--peer");
+  assert_string_equal(argv[2], "ADDR");
+  assert_string_equal(argv[3], "tool");
+  assert_string_equal(argv[4], "--");
+  assert_string_equal(argv[5], "--config");
+  assert_null(argv[6]);
+  config_args_free(&a);
+}
+
+static void test_config_args_parse_rejects_missing_value_and_bad_level(void **state) {
+  (void)state;
+  config_args a;
+  config_args_init(&a);
+  char err[256];
+  char *argv1[] = {"serve", "--state-dir", NULL};
+  int argc = 2;
+  assert_int_equal(config_args_parse(&a, &argc, argv1, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "--state-dir"));
+  char *argv2[] = {"serve", "--log-level", "loud", NULL};
+  argc = 3;
+  assert_int_equal(config_args_parse(&a, &argc, argv2, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "loud"));
+  config_args_free(&a);
+}
+
+static void test_config_unknown_key_reports_path_line_and_column(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  const char *text = "{\n  \"queue\": {\n    \"lease_seconds\": 10,\n    \"lease_secs\": 5\n  }\n}\n";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "/etc/peermcp/test.json:4:5: queue.lease_secs: unknown key"));
+  assert_non_null(strstr(err, "lease_seconds")); /* lists the known keys */
+  assert_null(cfg.state_dir);                    /* nothing half-loaded */
+  text = "{\"log_level\": \"info\",\n\"bogus\": 1}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, ":2:1: bogus: unknown key"));
+}
+
+static void test_config_bad_type_reports_path_and_line(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  const char *text = "{\n\"cache\": {\"max_entries\": 10},\n\"p2p\": {\n  \"max_connections\": \"many\"\n}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, ":4:3: p2p.max_connections: expected an integer"));
+  assert_non_null(strstr(err, "got a string"));
+  text = "{\"queue\": {\"group_commit\": 1}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "queue.group_commit: expected true or false, got an integer"));
+  text = "{\"queue\": []}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "queue: expected an object, got an array"));
+  text = "{\"p2p\": {\"listen\": [\"/ip4/1.2.3.4/tcp/1\", 7]}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "p2p.listen[1]: expected a non-empty string"));
+}
+
+static void test_config_out_of_range_values_are_refused(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  assert_int_equal(load(&cfg, "{\"workers_threads\": 0}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "workers_threads: 0 is out of range 1..256"));
+  assert_int_equal(load(&cfg, "{\"queue\": {\"lease_seconds\": -5}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "queue.lease_seconds"));
+  assert_int_equal(load(&cfg, "{\"log_level\": \"chatty\"}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "log_level: unknown log level \"chatty\""));
+  assert_int_equal(load(&cfg, "{\"max_line_bytes\": 1.5}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "got a number"));
+  assert_int_equal(load(&cfg, "{\"p2p\": {\"trusted_peers\": [\"not a peer id\"]}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "p2p.trusted_peers[0]"));
+  assert_int_equal(load(&cfg, "{\"p2p\": {\"listen\": [\"0.0.0.0:9710\"]}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "not a multiaddr"));
+  setenv("PEERMCP_LOG_LEVEL", "shouty", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "PEERMCP_LOG_LEVEL"));
+}
+
+static void test_config_syntax_error_and_duplicate_key_give_line(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  assert_int_equal(load(&cfg, "{\n  \"page_size\": 10,\n  \"page_size\": 20\n}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "/etc/peermcp/test.json:3:"));
+  assert_non_null(strstr(err, "duplicate"));
+  assert_int_equal(load(&cfg, "{\n\n  \"page_size\": 10,,\n}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "/etc/peermcp/test.json:3:"));
+  assert_int_equal(load(&cfg, "[1, 2]", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "must be a JSON object"));
+}
+
+static void test_config_reserved_sections_take_no_keys(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  assert_int_equal(load(&cfg, "{\"auth\": {}, \"http\": {}}", NULL, err, sizeof err), 0);
+  config_free(&cfg);
+  assert_int_equal(load(&cfg, "{\"http\": {\"port\": 8080}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "http.port: unknown key"));
+}
+
+static void test_config_relative_paths_resolve_against_file_dir(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  const char *text = "{\"state_dir\": \"state\", \"cache\": {\"dir\": \"~/c\"}, "
+                     "\"tools\": {\"commands\": [{\"name\": \"t\", \"argv\": [\"bin/tool\", \"x\"], \"cwd\": \"work\"}]}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.state_dir, "/etc/peermcp/state");
+  char want[512];
+  snprintf(want, sizeof want, "%s/c", g_home);
+  assert_string_equal(cfg.cache.dir, want);
+  assert_string_equal(cfg.tools.commands[0].argv[0], "/etc/peermcp/bin/tool");
+  assert_string_equal(cfg.tools.commands[0].argv[1], "x");
+  assert_string_equal(cfg.tools.commands[0].cwd, "/etc/peermcp/work");
+  config_free(&cfg);
+}
+
+static void test_config_command_tool_fields_and_defaults(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  const char *text =
+      "{\"tools\": {\"disabled\": [\"server_info\"], \"commands\": [\n"
+      "  {\"name\": \"wc\", \"description\": \"count\", \"argv\": [\"/usr/bin/wc\", \"-c\"]},\n"
+      "  {\"name\": \"grep.x\", \"category\": \"text\", \"argv\": [\"grep\"], \"env_allow\": [\"PATH\"],\n"
+      "   \"env\": {\"LC_ALL\": \"C\"}, \"timeout_ms\": 500, \"max_output_bytes\": 100, \"remote\": true,\n"
+      "   \"output\": \"text\", \"input_schema\": {\"type\": \"object\", \"properties\": {\"q\": {\"type\": \"string\"}}}}\n"
+      "]}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.tools.command_count, 2);
+  config_command *a = &cfg.tools.commands[0], *b = &cfg.tools.commands[1];
+  assert_string_equal(a->name, "wc");
+  assert_string_equal(a->category, "commands");
+  assert_int_equal(a->argc, 2);
+  assert_null(a->argv[2]);
+  assert_int_equal(a->max_output_bytes, 1048576);
+  assert_int_equal(a->timeout_ms, 0);
+  assert_false(a->remote);
+  assert_int_equal(a->output, CONFIG_OUTPUT_AUTO);
+  assert_string_equal(json_string_value(json_object_get(a->input_schema, "type")), "object");
+  assert_int_equal(a->src_line, 2);
+  assert_string_equal(b->category, "text");
+  assert_string_equal(b->argv[0], "grep");
+  assert_int_equal(b->env_allow_count, 1);
+  assert_string_equal(b->env[0], "LC_ALL=C");
+  assert_int_equal(b->timeout_ms, 500);
+  assert_int_equal(b->max_output_bytes, 100);
+  assert_true(b->remote);
+  assert_int_equal(b->output, CONFIG_OUTPUT_TEXT);
+  assert_int_equal(b->src_line, 3);
+  assert_true(config_tool_disabled(&cfg, "server_info"));
+  assert_false(config_tool_disabled(&cfg, "wc"));
+  config_free(&cfg);
+}
+
+static void test_config_command_tool_declaration_errors(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  struct {
+    const char *text, *want;
+  } cases[] = {
+      {"{\"tools\": {\"commands\": [{\"name\": \"x\"}]}}", "tools.commands[0]: missing \"argv\""},
+      {"{\"tools\": {\"commands\": [{\"argv\": [\"/bin/true\"]}]}}", "tools.commands[0]: missing \"name\""},
+      {"{\"tools\": {\"commands\": [{\"name\": \"a b\", \"argv\": [\"/bin/true\"]}]}}", "tools.commands[0].name"},
+      {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": \"/bin/sh -c ls\"}]}}",
+       "tools.commands[0].argv: expected an array"},
+      {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": []}]}}", "tools.commands[0].argv: must name a program"},
+      {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/bin/true\"], \"shell\": true}]}}",
+       "tools.commands[0].shell: unknown key"},
+      {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/bin/true\"], \"output\": \"xml\"}]}}",
+       "tools.commands[0].output"},
+      {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/bin/true\"], \"env_allow\": [\"A=B\"]}]}}",
+       "tools.commands[0].env_allow[0]"},
+      {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/bin/true\"], \"input_schema\": {\"type\": \"string\"}}]}}",
+       "must have \"type\": \"object\""},
+      {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/bin/true\"], \"input_schema\": "
+       "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integr\"}}}}]}}",
+       "unknown type \"integr\""},
+      {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/bin/true\"]}, {\"name\": \"x\", \"argv\": [\"/bin/false\"]}]}}",
+       "tools.commands[1].name: duplicate command tool name"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int rc = load(&cfg, cases[i].text, NULL, err, sizeof err);
+    if (rc != -EINVAL || !strstr(err, cases[i].want)) fail_msg("case %zu: rc=%d err=%s", i, rc, err);
+  }
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static void test_config_file_selection_flag_env_default(void **state) {
+  (void)state;
+  char p1[600], p2[600], dir[512];
+  config cfg;
+  char err[512];
+  /* default path under XDG_CONFIG_HOME, used only if it exists */
+  snprintf(dir, sizeof dir, "%s/xdg", g_home);
+  setenv("XDG_CONFIG_HOME", dir, 1);
+  assert_int_equal(config_load(&cfg, NULL, err, sizeof err), 0);
+  assert_null(cfg.config_path);
+  config_free(&cfg);
+  mkdir(dir, 0700);
+  snprintf(p1, sizeof p1, "%s/peermcp", dir);
+  mkdir(p1, 0700);
+  snprintf(p1, sizeof p1, "%s/peermcp/config.json", dir);
+  write_file(p1, "{\"page_size\": 7}");
+  assert_int_equal(config_load(&cfg, NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.config_path, p1);
+  assert_int_equal(cfg.page_size, 7);
+  config_free(&cfg);
+  /* PEERMCP_CONFIG over the default */
+  snprintf(p2, sizeof p2, "%s/env.json", g_home);
+  write_file(p2, "{\"page_size\": 8}");
+  setenv("PEERMCP_CONFIG", p2, 1);
+  assert_int_equal(config_load(&cfg, NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.page_size, 8);
+  config_free(&cfg);
+  /* --config over PEERMCP_CONFIG; a named file that is missing is an error */
+  config_args a;
+  config_args_init(&a);
+  a.config_file = p1;
+  assert_int_equal(config_load(&cfg, &a, err, sizeof err), 0);
+  assert_int_equal(cfg.page_size, 7);
+  config_free(&cfg);
+  char missing[512];
+  snprintf(missing, sizeof missing, "%s/nope.json", g_home);
+  a.config_file = missing;
+  assert_int_equal(config_load(&cfg, &a, err, sizeof err), -ENOENT);
+  assert_non_null(strstr(err, "nope.json"));
+  /* an error from a real file names the file and the line */
+  write_file(p2, "{\n \"page_size\": \"x\"}");
+  assert_int_equal(config_load(&cfg, NULL, err, sizeof err), -EINVAL);
+  char want[600];
+  snprintf(want, sizeof want, "%s:2:2: page_size:", p2);
+  assert_non_null(strstr(err, want));
+  unsetenv("XDG_CONFIG_HOME");
+}
+
+static void test_config_file_over_ceiling_is_refused(void **state) {
+  (void)state;
+  size_t n = CONFIG_FILE_MAX_BYTES + 10;
+  char *big = malloc(n + 1);
+  assert_non_null(big);
+  memset(big, ' ', n);
+  big[0] = '{';
+  big[n - 1] = '}';
+  big[n] = 0;
+  config cfg;
+  char err[256];
+  assert_int_equal(config_load_text(&cfg, big, n, "big.json", NULL, err, sizeof err), -EFBIG);
+  free(big);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_config_defaults_without_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_xdg_state_home_wins_over_home, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_precedence_flags_over_env_over_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_queue_path_env_primary_then_compat, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_p2p_env_token_legacy_announce, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_p2p_listen_flag_replaces_list, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_args_parse_consumes_common_flags_only, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_args_parse_rejects_missing_value_and_bad_level, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_unknown_key_reports_path_line_and_column, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_bad_type_reports_path_and_line, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_out_of_range_values_are_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_syntax_error_and_duplicate_key_give_line, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_reserved_sections_take_no_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_relative_paths_resolve_against_file_dir, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_command_tool_fields_and_defaults, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_command_tool_declaration_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_file_selection_flag_env_default, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_file_over_ceiling_is_refused, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
