@@ -845,7 +845,9 @@ typedef struct {
 
 __attribute__((format(printf, 2, 3))) static int cfail(cctx *c, const char *fmt, ...) {
   if (!c->err || c->errlen == 0) return -EINVAL;
-  int n = snprintf(c->err, c->errlen, "schema %s: ", c->path[0] ? c->path : "#");
+  size_t pl = strlen(c->path);
+  int n = pl > 96 ? snprintf(c->err, c->errlen, "schema #...%s: ", c->path + pl - 90)
+                  : snprintf(c->err, c->errlen, "schema #%s: ", c->path);
   if (n < 0 || (size_t)n >= c->errlen) return -EINVAL;
   va_list ap;
   va_start(ap, fmt);
