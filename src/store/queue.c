@@ -1,0 +1,829 @@
+/* queue.c — the TaskQueue front end (see queue.h): validation and normalisation of requests
+ * (p2p_tasks_spec.md §5.4 rules), synchronous calls over the backend's asynchronous durable
+ * ops, the waiters of tq_wait, and task → JSON. Storage lives in the backend. */
+#include "store/queue.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/pyjson.h"
+#include "store/queue_backend.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define TQ_MAX_TYPE_BYTES 256
+#define TQ_MAX_WORKER_BYTES 256
+#define TQ_MAX_KEY_BYTES 256
+#define TQ_MAX_TEXT_BYTES 65536 /* error / reason strings */
+#define TQ_MAX_LEASE 86400.0
+
+typedef struct tq_waiter {
+  char task_id[33];
+  pthread_cond_t cv;
+  bool fired;
+  struct tq_waiter *next;
+} tq_waiter;
+
+struct tq_queue {
+  tq_options o;
+  char *path;
+  const tq_backend_ops *ops;
+  tq_backend *be;
+  pthread_mutex_t wmu; /* waiters */
+  tq_waiter *waiters;
+  size_t n_waiters;
+  bool closing;
+};
+
+static const char *status_names[TQ_STATUS_COUNT] = {"queued", "running", "completed", "failed",
+                                                     "cancelled"};
+
+const char *tq_status_name(tq_status s) {
+  return (s >= 0 && s < TQ_STATUS_COUNT) ? status_names[s] : "unknown";
+}
+
+int tq_status_parse(const char *name, tq_status *out) {
+  if (!name) return -EINVAL;
+  for (int i = 0; i < TQ_STATUS_COUNT; i++)
+    if (strcmp(name, status_names[i]) == 0) {
+      *out = (tq_status)i;
+      return 0;
+    }
+  return -EINVAL;
+}
+
+void tq_options_default(tq_options *o) {
+  memset(o, 0, sizeof *o);
+  o->max_payload_bytes = 1048576;
+  o->lease_seconds = 300;
+  o->max_attempts = 3;
+  o->wait_max_seconds = 300;
+  o->group_commit = true;
+  o->group_max_ops = 512;
+  o->prune_after_seconds = 604800;
+  o->busy_timeout_ms = 5000;
+  o->read_connections = 4;
+  o->max_waiters = 4096;
+}
+
+char *tq__strdup(const char *s) { return s ? strdup(s) : NULL; }
+
+const char *tq_strerror(int rc) {
+  switch (rc) {
+  case 0: return "ok";
+  case -EINVAL: return "invalid_argument";
+  case -E2BIG: return "payload_too_large";
+  case -EEXIST: return "idempotency key or task_id already identifies different work";
+  case -ENOENT: return "task_not_found";
+  case -ESTALE: return "lease_lost";
+  case -ENOSPC: return "disk_full";
+  case -EROFS: return "read_only_storage";
+  case -EACCES: return "storage_permission_denied";
+  case -EIO: return "storage_error";
+  case -EBUSY: return "busy";
+  case -ESHUTDOWN: return "queue_closed";
+  case -ENOMEM: return "out_of_memory";
+  case -ETIMEDOUT: return "timeout";
+  default: return "internal_error";
+  }
+}
+
+/* ---- waiters ---- */
+
+static void on_terminal(void *ud, const char *task_id) {
+  tq_queue *q = ud;
+  pthread_mutex_lock(&q->wmu);
+  for (tq_waiter *w = q->waiters; w; w = w->next)
+    if (strcmp(w->task_id, task_id) == 0) {
+      w->fired = true;
+      pthread_cond_signal(&w->cv);
+    }
+  pthread_mutex_unlock(&q->wmu);
+}
+
+/* ---- open / close ---- */
+
+int tq_open(const tq_options *o, tq_queue **out) {
+  *out = NULL;
+  if (!o || !o->path || !*o->path) return -EINVAL;
+  if (sodium_init() < 0) return -EIO;
+  tq_queue *q = calloc(1, sizeof *q);
+  if (!q) return -ENOMEM;
+  q->o = *o;
+  q->path = strdup(o->path);
+  if (!q->path) {
+    free(q);
+    return -ENOMEM;
+  }
+  q->o.path = q->path;
+  if (!q->o.max_payload_bytes) q->o.max_payload_bytes = 1048576;
+  if (!(q->o.lease_seconds >= 1)) q->o.lease_seconds = q->o.lease_seconds > 0 ? 1 : 300;
+  if (q->o.lease_seconds > TQ_MAX_LEASE) q->o.lease_seconds = TQ_MAX_LEASE;
+  if (q->o.max_attempts < 0) q->o.max_attempts = 3;
+  if (q->o.max_attempts > 1000) q->o.max_attempts = 1000;
+  if (!(q->o.wait_max_seconds > 0)) q->o.wait_max_seconds = 300;
+  if (!q->o.group_max_ops) q->o.group_max_ops = 512;
+  if (!q->o.read_connections) q->o.read_connections = 4;
+  if (!q->o.max_waiters) q->o.max_waiters = 4096;
+  pthread_mutex_init(&q->wmu, NULL);
+  q->ops = &tq_sqlite_backend;
+  int rc = q->ops->open(&q->o, on_terminal, q, &q->be);
+  if (rc < 0) {
+    pthread_mutex_destroy(&q->wmu);
+    free(q->path);
+    free(q);
+    return rc;
+  }
+  *out = q;
+  return 0;
+}
+
+void tq_close(tq_queue *q) {
+  if (!q) return;
+  pthread_mutex_lock(&q->wmu);
+  q->closing = true;
+  for (tq_waiter *w = q->waiters; w; w = w->next) {
+    w->fired = true;
+    pthread_cond_signal(&w->cv);
+  }
+  pthread_mutex_unlock(&q->wmu);
+  q->ops->close(q->be); /* finishes queued ops */
+  /* waiters hold no reference to the backend once fired; wait for them to leave */
+  for (;;) {
+    pthread_mutex_lock(&q->wmu);
+    size_t n = q->n_waiters;
+    pthread_mutex_unlock(&q->wmu);
+    if (!n) break;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  pthread_mutex_destroy(&q->wmu);
+  free(q->path);
+  free(q);
+}
+
+/* ---- sync execution ---- */
+
+typedef struct {
+  sem_t sem;
+} sync_slot;
+
+static void sync_done(tq_op *op) { sem_post(&((sync_slot *)op->done_ud)->sem); }
+
+static int run_sync(tq_queue *q, tq_op *op) {
+  sync_slot s;
+  sem_init(&s.sem, 0, 0);
+  op->done = sync_done;
+  op->done_ud = &s;
+  int rc = q->ops->enqueue(q->be, op);
+  if (rc == 0) {
+    while (sem_wait(&s.sem) != 0 && errno == EINTR) {
+    }
+    rc = op->rc;
+  }
+  sem_destroy(&s.sem);
+  return rc;
+}
+
+/* ---- validation helpers ---- */
+
+static bool text_ok(const char *s, size_t max, bool allow_empty) {
+  if (!s) return false;
+  size_t n = strnlen(s, max + 1);
+  if (n > max || (!allow_empty && n == 0)) return false;
+  return pyjson_utf8_valid(s, n);
+}
+
+static bool task_id_ok(const char *s) {
+  if (!s || strlen(s) != 32) return false;
+  for (int i = 0; i < 32; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+  return true;
+}
+
+static bool lease_ok(double s) { return s == 0 || (isfinite(s) && s > 0); }
+
+static double clamp_lease(const tq_queue *q, double s) {
+  if (s == 0) return q->o.lease_seconds;
+  if (s < 1) return 1;
+  return s > TQ_MAX_LEASE ? TQ_MAX_LEASE : s;
+}
+
+/* Python int(x) for the payload fields: integers, finite reals (truncated), decimal strings. */
+static bool py_int(json_t *v, long long *out) {
+  if (json_is_integer(v)) {
+    *out = json_integer_value(v);
+    return true;
+  }
+  if (json_is_real(v) && isfinite(json_real_value(v)) && fabs(json_real_value(v)) < 1e15) {
+    *out = (long long)json_real_value(v);
+    return true;
+  }
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    while (*end == ' ') end++;
+    if (errno == 0 && end != s && *end == 0) {
+      *out = x;
+      return true;
+    }
+  }
+  return false;
+}
+
+static const char *payload_str(json_t *payload, const char *const *names) {
+  for (; *names; names++) {
+    json_t *v = json_object_get(payload, *names);
+    if (json_is_string(v) && json_string_length(v) > 0) return json_string_value(v);
+  }
+  return NULL;
+}
+
+static void random_task_id(char out[33]) {
+  unsigned char r[16];
+  randombytes_buf(r, sizeof r);
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < 16; i++) {
+    out[2 * i] = hex[r[i] >> 4];
+    out[2 * i + 1] = hex[r[i] & 15];
+  }
+  out[32] = 0;
+}
+
+/* Fills op from req; *payload_out is the canonical payload (caller frees). */
+static int prepare_submit(tq_queue *q, const tq_submit_req *req, tq_op *op, char **payload_out) {
+  *payload_out = NULL;
+  if (!req || !text_ok(req->task_type, TQ_MAX_TYPE_BYTES, false)) return -EINVAL;
+  if (req->model_name && !text_ok(req->model_name, TQ_MAX_TYPE_BYTES, true)) return -EINVAL;
+  if (!json_is_object(req->payload)) return -EINVAL;
+  if (req->task_id && !task_id_ok(req->task_id)) return -EINVAL;
+  int rc;
+  char *pj = pyjson_dumps(req->payload, PYJSON_PY_DEFAULT, q->o.max_payload_bytes, &rc);
+  if (!pj) return rc;
+  json_t *p = req->payload;
+  const char *idem = req->idempotency_key;
+  if (!idem) {
+    json_t *v = json_object_get(p, "idempotency_key");
+    if (json_is_string(v) && json_string_length(v) > 0) idem = json_string_value(v);
+  }
+  if (idem && !text_ok(idem, TQ_MAX_KEY_BYTES, false)) goto bad;
+  long long prio = 5, maxa = q->o.max_attempts;
+  if (req->has_priority) prio = req->priority;
+  else if (!py_int(json_object_get(p, "priority"), &prio)) prio = 5;
+  if (prio < 1) prio = 1;
+  if (prio > 10) prio = 10;
+  if (req->has_max_attempts) maxa = req->max_attempts;
+  else if (json_object_get(p, "max_attempts") && !py_int(json_object_get(p, "max_attempts"), &maxa))
+    maxa = 3;
+  if (maxa < 0) maxa = 1;
+  if (maxa > 1000) maxa = 1000;
+  double nat = 0;
+  if (req->has_next_attempt_at) {
+    nat = req->next_attempt_at;
+  } else {
+    json_t *v = json_object_get(p, "next_attempt_at");
+    if (json_is_number(v)) nat = json_number_value(v);
+  }
+  if (!isfinite(nat) || nat > 1e12) goto bad;
+  if (nat < 0) nat = 0;
+  static const char *const sess_names[] = {"session_id", "session", "p2p_session", NULL};
+  static const char *const sticky_names[] = {"sticky_worker_id", "sticky_worker", NULL};
+  memset(op, 0, sizeof *op);
+  op->kind = TQOP_SUBMIT;
+  if (req->task_id) {
+    memcpy(op->task_id, req->task_id, 33);
+    op->explicit_id = true;
+  } else {
+    random_task_id(op->task_id);
+  }
+  op->task_type = req->task_type;
+  op->model_name = req->model_name ? req->model_name : "";
+  op->payload_json = pj;
+  op->idem_key = idem;
+  op->session_id = payload_str(p, sess_names);
+  op->sticky = payload_str(p, sticky_names);
+  if ((op->session_id && strlen(op->session_id) > TQ_MAX_KEY_BYTES) ||
+      (op->sticky && strlen(op->sticky) > TQ_MAX_WORKER_BYTES))
+    goto bad;
+  op->priority = (int)prio;
+  op->max_attempts = (int)maxa;
+  op->next_attempt_at = nat;
+  *payload_out = pj;
+  return 0;
+bad:
+  free(pj);
+  return -EINVAL;
+}
+
+int tq_submit(tq_queue *q, const tq_submit_req *req, char task_id_out[33], bool *replayed) {
+  tq_op op;
+  char *pj;
+  int rc = prepare_submit(q, req, &op, &pj);
+  if (rc < 0) return rc;
+  rc = run_sync(q, &op);
+  if (rc == 0) {
+    memcpy(task_id_out, op.task_id, 33);
+    if (replayed) *replayed = op.replayed;
+  }
+  free(pj);
+  return rc;
+}
+
+/* An async submit owns copies of everything the op borrows. */
+typedef struct {
+  tq_op op;
+  tq_submit_cb cb;
+  void *ud;
+  char *payload, *type, *model, *idem, *session, *sticky;
+} async_submit;
+
+static void async_done(tq_op *op) {
+  async_submit *a = (async_submit *)op;
+  a->cb(op->rc, op->rc == 0 ? op->task_id : NULL, op->replayed, a->ud);
+  free(a->payload);
+  free(a->type);
+  free(a->model);
+  free(a->idem);
+  free(a->session);
+  free(a->sticky);
+  free(a);
+}
+
+int tq_submit_async(tq_queue *q, const tq_submit_req *req, tq_submit_cb cb, void *ud) {
+  if (!cb) return -EINVAL;
+  async_submit *a = calloc(1, sizeof *a);
+  if (!a) return -ENOMEM;
+  int rc = prepare_submit(q, req, &a->op, &a->payload);
+  if (rc < 0) {
+    free(a);
+    return rc;
+  }
+  a->type = strdup(a->op.task_type);
+  a->model = strdup(a->op.model_name);
+  a->idem = tq__strdup(a->op.idem_key);
+  a->session = tq__strdup(a->op.session_id);
+  a->sticky = tq__strdup(a->op.sticky);
+  if (!a->type || !a->model || (a->op.idem_key && !a->idem) || (a->op.session_id && !a->session) ||
+      (a->op.sticky && !a->sticky)) {
+    rc = -ENOMEM;
+    goto fail;
+  }
+  a->op.task_type = a->type;
+  a->op.model_name = a->model;
+  a->op.idem_key = a->idem;
+  a->op.session_id = a->session;
+  a->op.sticky = a->sticky;
+  a->cb = cb;
+  a->ud = ud;
+  a->op.done = async_done;
+  rc = q->ops->enqueue(q->be, &a->op);
+  if (rc == 0) return 0;
+fail:
+  free(a->payload);
+  free(a->type);
+  free(a->model);
+  free(a->idem);
+  free(a->session);
+  free(a->sticky);
+  free(a);
+  return rc;
+}
+
+/* ---- claim ---- */
+
+static int check_claim_opts(const tq_claim_opts *o) {
+  if (!o || !text_ok(o->worker_id, TQ_MAX_WORKER_BYTES, false)) return -EINVAL;
+  if (o->session_id && !text_ok(o->session_id, TQ_MAX_KEY_BYTES, true)) return -EINVAL;
+  if (!lease_ok(o->lease_seconds)) return -EINVAL;
+  if (o->n_task_types > 256) return -EINVAL;
+  for (size_t i = 0; i < o->n_task_types; i++)
+    if (!text_ok(o->task_types[i], TQ_MAX_TYPE_BYTES, false)) return -EINVAL;
+  return 0;
+}
+
+static int claim_common(tq_queue *q, const char *task_id, const tq_claim_opts *o, size_t max,
+                        tq_task ***out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  int rc = check_claim_opts(o);
+  if (rc < 0) return rc;
+  if (task_id && !task_id_ok(task_id)) return -EINVAL;
+  tq_op op;
+  memset(&op, 0, sizeof op);
+  op.kind = TQOP_CLAIM;
+  op.claim = *o;
+  if (op.claim.session_id && !*op.claim.session_id) op.claim.session_id = NULL;
+  op.claim.lease_seconds = clamp_lease(q, o->lease_seconds);
+  op.claim.max_tasks = max;
+  if (task_id) {
+    memcpy(op.task_id, task_id, 33);
+    op.claim_one_id = true;
+    op.claim.max_priority = 0;
+  }
+  rc = run_sync(q, &op);
+  if (rc == 0) {
+    *out = op.tasks;
+    *n = op.n_tasks;
+  } else {
+    tq_task_array_free(op.tasks, op.n_tasks);
+  }
+  return rc;
+}
+
+static int claim_one(tq_queue *q, const char *task_id, const tq_claim_opts *o, tq_task **out) {
+  tq_task **v;
+  size_t n;
+  *out = NULL;
+  int rc = claim_common(q, task_id, o, 1, &v, &n);
+  if (rc < 0) return rc;
+  if (n) *out = v[0];
+  free(v);
+  return 0;
+}
+
+int tq_claim_next(tq_queue *q, const tq_claim_opts *o, tq_task **out) {
+  return claim_one(q, NULL, o, out);
+}
+
+int tq_claim(tq_queue *q, const char *task_id, const tq_claim_opts *o, tq_task **out) {
+  if (!task_id) return -EINVAL;
+  return claim_one(q, task_id, o, out);
+}
+
+int tq_claim_many(tq_queue *q, const tq_claim_opts *o, tq_task ***out, size_t *n_out) {
+  size_t max = o ? o->max_tasks : 1;
+  if (max < 1) max = 1;
+  if (max > 128) max = 128;
+  return claim_common(q, NULL, o, max, out, n_out);
+}
+
+/* ---- owner ops ---- */
+
+static int fence_op(tq_op *op, tq_op_kind kind, const char *task_id, const tq_fence *f) {
+  memset(op, 0, sizeof *op);
+  op->kind = kind;
+  if (!task_id_ok(task_id)) return task_id && *task_id ? -ENOENT : -EINVAL;
+  memcpy(op->task_id, task_id, 33);
+  if (f) {
+    if (!text_ok(f->worker_id, TQ_MAX_WORKER_BYTES, false) || f->lease_epoch < 0) return -EINVAL;
+    op->fenced = true;
+    op->worker_id = f->worker_id;
+    op->lease_epoch = f->lease_epoch;
+  }
+  return 0;
+}
+
+int tq_heartbeat(tq_queue *q, const char *task_id, const tq_fence *f, double lease_seconds,
+                 tq_heartbeat_reply *out) {
+  tq_op op;
+  if (!f) return -EINVAL;
+  int rc = fence_op(&op, TQOP_HEARTBEAT, task_id, f);
+  if (rc < 0) return rc;
+  if (!lease_ok(lease_seconds)) return -EINVAL;
+  op.seconds = clamp_lease(q, lease_seconds);
+  rc = run_sync(q, &op);
+  if (rc == 0 && out) *out = op.hb;
+  return rc;
+}
+
+static int text_arg_ok(const char *s) { return !s || text_ok(s, TQ_MAX_TEXT_BYTES, true); }
+
+int tq_complete(tq_queue *q, const char *task_id, const tq_fence *f, tq_status status, json_t *result,
+                const char *error) {
+  tq_op op;
+  int rc = fence_op(&op, TQOP_COMPLETE, task_id, f);
+  if (rc < 0) return rc;
+  if (!tq_status_terminal(status) || !text_arg_ok(error)) return -EINVAL;
+  json_t *wrapped = NULL;
+  if (result && !json_is_object(result)) {
+    wrapped = json_pack("{s:O}", "result", result);
+    if (!wrapped) return -ENOMEM;
+    result = wrapped;
+  }
+  op.status = status;
+  op.result = result;
+  op.error = error;
+  op.max_text = q->o.max_payload_bytes;
+  rc = run_sync(q, &op);
+  json_decref(wrapped);
+  return rc;
+}
+
+int tq_retry(tq_queue *q, const char *task_id, const tq_fence *f, double delay_s, const char *error,
+             tq_status *final_status) {
+  tq_op op;
+  if (!f) return -EINVAL;
+  int rc = fence_op(&op, TQOP_RETRY, task_id, f);
+  if (rc < 0) return rc;
+  if (!isfinite(delay_s) || delay_s < 0 || delay_s > 365 * 86400.0 || !text_arg_ok(error))
+    return -EINVAL;
+  op.seconds = delay_s;
+  op.error = error;
+  rc = run_sync(q, &op);
+  if (rc == 0 && final_status) *final_status = op.final_status;
+  return rc;
+}
+
+int tq_release(tq_queue *q, const char *task_id, const tq_fence *f, const char *reason) {
+  tq_op op;
+  if (!f) return -EINVAL;
+  int rc = fence_op(&op, TQOP_RELEASE, task_id, f);
+  if (rc < 0) return rc;
+  if (!text_arg_ok(reason)) return -EINVAL;
+  op.error = reason;
+  op.max_text = q->o.max_payload_bytes;
+  return run_sync(q, &op);
+}
+
+int tq_cancel(tq_queue *q, const char *task_id, const char *reason, tq_cancel_outcome *out) {
+  tq_op op;
+  int rc = fence_op(&op, TQOP_CANCEL, task_id, NULL);
+  if (rc < 0) return rc;
+  if (!text_arg_ok(reason)) return -EINVAL;
+  op.error = reason;
+  op.max_text = q->o.max_payload_bytes;
+  rc = run_sync(q, &op);
+  if (rc == 0 && out) *out = op.cancel;
+  return rc;
+}
+
+int tq_delete(tq_queue *q, const char *task_id, bool *deleted) {
+  tq_op op;
+  int rc = fence_op(&op, TQOP_DELETE, task_id, NULL);
+  if (rc == -ENOENT) {
+    if (deleted) *deleted = false;
+    return 0;
+  }
+  if (rc < 0) return rc;
+  rc = run_sync(q, &op);
+  if (rc == 0 && deleted) *deleted = op.deleted;
+  return rc;
+}
+
+int tq_recover_expired(tq_queue *q, double now, size_t limit, size_t *n_out) {
+  tq_op op;
+  memset(&op, 0, sizeof op);
+  op.kind = TQOP_RECOVER;
+  op.seconds = now > 0 && isfinite(now) ? now : 0;
+  op.limit = limit < 1 ? 1 : limit > 10000 ? 10000 : limit;
+  int rc = run_sync(q, &op);
+  if (n_out) *n_out = rc == 0 ? op.count : 0;
+  return rc;
+}
+
+int tq_prune_terminal(tq_queue *q, double older_than_s, size_t limit, size_t *n_out) {
+  if (!isfinite(older_than_s) || older_than_s < 0) return -EINVAL;
+  tq_op op;
+  memset(&op, 0, sizeof op);
+  op.kind = TQOP_PRUNE;
+  op.seconds = older_than_s;
+  op.limit = limit < 1 ? 1 : limit > 10000 ? 10000 : limit;
+  int rc = run_sync(q, &op);
+  if (n_out) *n_out = rc == 0 ? op.count : 0;
+  return rc;
+}
+
+int tq_maintain(tq_queue *q) {
+  size_t n;
+  int rc = tq_recover_expired(q, 0, 10000, &n);
+  if (rc < 0) return rc;
+  if (n) log_write(LOG_INFO, "queue: recovered expired leases", "{s:I}", "count", (json_int_t)n);
+  rc = tq_prune_terminal(q, q->o.prune_after_seconds, 10000, &n);
+  if (rc == 0 && n) log_write(LOG_INFO, "queue: pruned terminal tasks", "{s:I}", "count", (json_int_t)n);
+  return rc;
+}
+
+/* ---- reads ---- */
+
+int tq_get(tq_queue *q, const char *task_id, tq_task **out) {
+  *out = NULL;
+  if (!task_id_ok(task_id)) return task_id && *task_id ? -ENOENT : -EINVAL;
+  return q->ops->get(q->be, task_id, out);
+}
+
+int tq_list(tq_queue *q, const tq_list_opts *o, tq_task ***out, size_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  if (!o) return -EINVAL;
+  tq_list_opts c = *o;
+  if (c.status != TQ_STATUS_ANY && (c.status < 0 || c.status >= TQ_STATUS_COUNT)) return -EINVAL;
+  if (c.limit == 0) c.limit = 100;
+  if (c.limit > 1000) c.limit = 1000;
+  if (c.n_task_types > 256) return -EINVAL;
+  for (size_t i = 0; i < c.n_task_types; i++)
+    if (!text_ok(c.task_types[i], TQ_MAX_TYPE_BYTES, false)) return -EINVAL;
+  return q->ops->list(q->be, &c, out, n_out);
+}
+
+int tq_count(tq_queue *q, tq_counts *out) { return q->ops->count(q->be, clock_wall_s(), out); }
+
+int tq_stats_json(tq_queue *q, json_t **out) { return q->ops->stats_json(q->be, out); }
+
+void tq_io_stats_get(tq_queue *q, tq_io_stats *out) { q->ops->io_stats(q->be, out); }
+
+int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled)(void *), void *cancel_ud,
+            tq_task **out) {
+  *out = NULL;
+  if (!task_id_ok(task_id)) return task_id && *task_id ? -ENOENT : -EINVAL;
+  if (!isfinite(timeout_s) || timeout_s < 0) timeout_s = 0;
+  if (timeout_s > q->o.wait_max_seconds) timeout_s = q->o.wait_max_seconds;
+  tq_waiter w;
+  memset(&w, 0, sizeof w);
+  memcpy(w.task_id, task_id, 33);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&w.cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_lock(&q->wmu);
+  if (q->n_waiters >= q->o.max_waiters || q->closing) {
+    int busy = q->closing ? -ESHUTDOWN : -EBUSY;
+    pthread_mutex_unlock(&q->wmu);
+    pthread_cond_destroy(&w.cv);
+    return busy;
+  }
+  w.next = q->waiters; /* registered before the first read: no transition can slip between */
+  q->waiters = &w;
+  q->n_waiters++;
+  pthread_mutex_unlock(&q->wmu);
+
+  int64_t deadline = clock_mono_ms() + (int64_t)(timeout_s * 1000.0);
+  tq_task *t = NULL;
+  int rc = q->ops->get(q->be, task_id, &t);
+  while (rc == 0 && !tq_status_terminal(t->status)) {
+    pthread_mutex_lock(&q->wmu);
+    bool timed_out = false;
+    while (!w.fired) {
+      int64_t now = clock_mono_ms();
+      if (now >= deadline) {
+        timed_out = true;
+        break;
+      }
+      int64_t until = deadline;
+      if (cancelled && until > now + 200) until = now + 200;
+      struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000L};
+      pthread_cond_timedwait(&w.cv, &q->wmu, &ts);
+      if (!w.fired && cancelled && cancelled(cancel_ud)) {
+        timed_out = true;
+        break;
+      }
+    }
+    bool fired = w.fired;
+    w.fired = false;
+    bool closing = q->closing;
+    pthread_mutex_unlock(&q->wmu);
+    if (!fired || closing) break; /* return the view we have */
+    tq_task_free(t);
+    t = NULL;
+    rc = q->ops->get(q->be, task_id, &t);
+    (void)timed_out;
+  }
+  pthread_mutex_lock(&q->wmu);
+  for (tq_waiter **pp = &q->waiters; *pp; pp = &(*pp)->next)
+    if (*pp == &w) {
+      *pp = w.next;
+      break;
+    }
+  q->n_waiters--;
+  pthread_mutex_unlock(&q->wmu);
+  pthread_cond_destroy(&w.cv);
+  if (rc == 0) *out = t;
+  return rc;
+}
+
+/* ---- tasks ---- */
+
+void tq_task_free(tq_task *t) {
+  if (!t) return;
+  free(t->task_type);
+  free(t->model_name);
+  free(t->payload_json);
+  free(t->assigned_worker);
+  free(t->result_json);
+  free(t->error);
+  free(t->idempotency_key);
+  free(t->session_id);
+  free(t->sticky_worker_id);
+  free(t);
+}
+
+void tq_task_array_free(tq_task **v, size_t n) {
+  if (!v) return;
+  for (size_t i = 0; i < n; i++) tq_task_free(v[i]);
+  free(v);
+}
+
+static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+
+static json_t *parse_or(const char *text, bool null_if_absent) {
+  if (!text) return null_if_absent ? json_null() : json_object();
+  json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+  return v ? v : json_string(text);
+}
+
+json_t *tq_task_to_json(const tq_task *t, unsigned flags) {
+  json_t *o = json_object();
+  if (!o) return NULL;
+  int bad = 0;
+  bad |= json_object_set_new(o, "task_id", json_string(t->task_id));
+  bad |= json_object_set_new(o, "task_type", json_string(t->task_type ? t->task_type : ""));
+  bad |= json_object_set_new(o, "model_name", json_string(t->model_name ? t->model_name : ""));
+  bad |= json_object_set_new(o, "payload", parse_or(t->payload_json, false));
+  bad |= json_object_set_new(o, "status", json_string(tq_status_name(t->status)));
+  bad |= json_object_set_new(o, "assigned_worker", str_or_null(t->assigned_worker));
+  bad |= json_object_set_new(o, "created_at", json_real(t->created_at));
+  if ((flags & 0xf) == TQ_JSON_FULL) {
+    bad |= json_object_set_new(o, "updated_at", json_real(t->updated_at));
+    bad |= json_object_set_new(o, "result", parse_or(t->result_json, true));
+    bad |= json_object_set_new(o, "error", str_or_null(t->error));
+    bad |= json_object_set_new(o, "priority", json_integer(t->priority));
+    bad |= json_object_set_new(o, "attempt", json_integer(t->attempt));
+    bad |= json_object_set_new(o, "max_attempts", json_integer(t->max_attempts));
+    bad |= json_object_set_new(o, "next_attempt_at", json_real(t->next_attempt_at));
+    bad |= json_object_set_new(o, "lease_until", t->has_lease ? json_real(t->lease_until) : json_null());
+    bad |= json_object_set_new(o, "heartbeat_at",
+                               t->has_heartbeat ? json_real(t->heartbeat_at) : json_null());
+    bad |= json_object_set_new(o, "idempotency_key", str_or_null(t->idempotency_key));
+  }
+  if (flags & TQ_JSON_EXTRA) {
+    bad |= json_object_set_new(o, "lease_epoch", json_integer(t->lease_epoch));
+    bad |= json_object_set_new(o, "cancel_requested", json_boolean(t->cancel_requested));
+  }
+  if (bad) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* ---- result merging (Python complete()/release()/cancel() rules) ---- */
+
+static json_t *load_result(const char *old_json) {
+  json_t *o = old_json ? json_loads(old_json, 0, NULL) : NULL;
+  if (!json_is_object(o)) {
+    json_decref(o);
+    o = json_object();
+  }
+  return o;
+}
+
+static int dump_result(json_t *o, size_t max, char **out) {
+  *out = NULL;
+  if (json_object_size(o) == 0) return 0;
+  int rc;
+  *out = pyjson_dumps(o, PYJSON_PY_DEFAULT, max, &rc);
+  return *out ? 0 : rc;
+}
+
+int tq__merge_result(const char *old_json, json_t *incoming, size_t max, char **out) {
+  json_t *old = load_result(old_json);
+  if (!old) return -ENOMEM;
+  json_t *merged = json_object();
+  if (!merged) {
+    json_decref(old);
+    return -ENOMEM;
+  }
+  if (incoming) json_object_update(merged, incoming);
+  const char *keep[] = {"logs", "progress"};
+  for (int i = 0; i < 2; i++)
+    if (!json_object_get(merged, keep[i]) && json_object_get(old, keep[i]))
+      json_object_set(merged, keep[i], json_object_get(old, keep[i]));
+  /* old keys that incoming does not mention stay too (incoming wins on conflicts) */
+  const char *k;
+  json_t *v;
+  json_object_foreach(old, k, v) if (!json_object_get(merged, k)) json_object_set(merged, k, v);
+  int rc = dump_result(merged, max, out);
+  json_decref(old);
+  json_decref(merged);
+  return rc;
+}
+
+int tq__progress_update(const char *old_json, size_t max, char **out, ...) {
+  json_t *old = load_result(old_json);
+  if (!old) return -ENOMEM;
+  json_t *prog = json_object_get(old, "progress");
+  if (!json_is_object(prog)) {
+    prog = json_object();
+    json_object_set_new(old, "progress", prog);
+  }
+  va_list ap;
+  va_start(ap, out);
+  const char *k;
+  while ((k = va_arg(ap, const char *))) {
+    json_t *v = va_arg(ap, json_t *);
+    if (v) json_object_set_new(prog, k, v);
+  }
+  va_end(ap);
+  int rc = dump_result(old, max, out);
+  json_decref(old);
+  return rc;
+}

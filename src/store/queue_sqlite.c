@@ -1,0 +1,1130 @@
+/* queue_sqlite.c — the SQLite backend of the task queue (queue_backend.h).
+ *
+ * One writer thread owns the write connection and executes every state-changing op. It takes
+ * whatever ops are pending (up to group_max_ops; 1 with group commit off), runs them in one
+ * BEGIN IMMEDIATE … COMMIT, each inside its own savepoint so one op's error does not undo the
+ * others, and answers them only after COMMIT returned (WAL + synchronous=FULL: the WAL is
+ * fsynced by the commit). Reads use a small pool of read-only connections; WAL lets them run
+ * while the writer commits. Schema: p2p_tasks_spec.md §5.2 plus the columns of the §12 fixes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/queue_backend.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define SCHEMA_VERSION 1
+#define RECOVER_IN_CLAIM 1000
+
+typedef struct rconn {
+  sqlite3 *db;
+  struct rconn *next;
+} rconn;
+
+struct tq_backend {
+  tq_options o;
+  tq_terminal_fn on_terminal;
+  void *ud;
+  sqlite3 *w; /* writer connection, writer thread only (and open/close) */
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  tq_op *head, *tail;
+  bool stop;
+  /* read pool */
+  pthread_mutex_t rmu;
+  pthread_cond_t rcv;
+  rconn *free_r;
+  unsigned n_r;
+  /* stats */
+  pthread_mutex_t smu;
+  tq_io_stats st;
+  /* ids that became terminal inside the current transaction */
+  char (*term)[33];
+  size_t n_term, cap_term;
+};
+
+/* ---- errors ---- */
+
+static int map_err(sqlite3 *db, int rc) {
+  int ext = db ? sqlite3_extended_errcode(db) : rc;
+  int sys = db ? sqlite3_system_errno(db) : 0;
+  switch (rc & 0xff) {
+  case SQLITE_OK: case SQLITE_ROW: case SQLITE_DONE: return 0;
+  case SQLITE_FULL: return -ENOSPC;
+  case SQLITE_READONLY: return -EROFS;
+  case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+  case SQLITE_NOMEM: return -ENOMEM;
+  case SQLITE_CONSTRAINT: return -EEXIST;
+  case SQLITE_TOOBIG: return -E2BIG;
+  case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
+  case SQLITE_CANTOPEN: return sys == EROFS ? -EROFS : -EACCES;
+  case SQLITE_IOERR:
+    if (sys == ENOSPC || sys == EFBIG || sys == EDQUOT) return -ENOSPC;
+    if (sys == EROFS) return -EROFS;
+    if (sys == EACCES || sys == EPERM) return -EACCES;
+    (void)ext;
+    return -EIO;
+  default: return -EIO;
+  }
+}
+
+static int exec(sqlite3 *db, const char *sql) {
+  char *msg = NULL;
+  int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+  if (rc != SQLITE_OK) {
+    log_write(LOG_ERROR, "queue: sqlite", "{s:s, s:s}", "sql", sql, "error", msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return map_err(db, rc);
+  }
+  return 0;
+}
+
+/* ---- row → task ---- */
+
+#define COLS                                                                                       \
+  "task_id, task_type, model_name, payload_json, status, assigned_worker, created_at, updated_at, " \
+  "result_json, error, priority, attempt, max_attempts, next_attempt_at, lease_until, heartbeat_at, " \
+  "idempotency_key, lease_epoch, cancel_requested, session_id, sticky_worker_id"
+
+static char *col_dup(sqlite3_stmt *s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL) return NULL;
+  const unsigned char *t = sqlite3_column_text(s, i);
+  return t ? strdup((const char *)t) : NULL;
+}
+
+static tq_task *row_task(sqlite3_stmt *s) {
+  tq_task *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  const unsigned char *id = sqlite3_column_text(s, 0);
+  snprintf(t->task_id, sizeof t->task_id, "%s", id ? (const char *)id : "");
+  t->task_type = col_dup(s, 1);
+  t->model_name = col_dup(s, 2);
+  t->payload_json = col_dup(s, 3);
+  const unsigned char *st = sqlite3_column_text(s, 4);
+  tq_status status = TQ_FAILED;
+  if (!st || tq_status_parse((const char *)st, &status) < 0) status = TQ_FAILED;
+  t->status = status;
+  t->assigned_worker = col_dup(s, 5);
+  t->created_at = sqlite3_column_double(s, 6);
+  t->updated_at = sqlite3_column_double(s, 7);
+  t->result_json = col_dup(s, 8);
+  t->error = col_dup(s, 9);
+  t->priority = sqlite3_column_type(s, 10) == SQLITE_NULL ? 5 : sqlite3_column_int(s, 10);
+  t->attempt = sqlite3_column_int(s, 11);
+  t->max_attempts = sqlite3_column_type(s, 12) == SQLITE_NULL ? 3 : sqlite3_column_int(s, 12);
+  t->next_attempt_at = sqlite3_column_double(s, 13);
+  t->has_lease = sqlite3_column_type(s, 14) != SQLITE_NULL;
+  t->lease_until = sqlite3_column_double(s, 14);
+  t->has_heartbeat = sqlite3_column_type(s, 15) != SQLITE_NULL;
+  t->heartbeat_at = sqlite3_column_double(s, 15);
+  t->idempotency_key = col_dup(s, 16);
+  t->lease_epoch = sqlite3_column_int64(s, 17);
+  t->cancel_requested = sqlite3_column_int(s, 18) != 0;
+  t->session_id = col_dup(s, 19);
+  t->sticky_worker_id = col_dup(s, 20);
+  if (!t->task_type || !t->model_name || !t->payload_json) {
+    tq_task_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+/* ---- schema ---- */
+
+static const char *schema_sql =
+    "CREATE TABLE IF NOT EXISTS tasks ("
+    " task_id TEXT PRIMARY KEY, task_type TEXT NOT NULL, model_name TEXT NOT NULL,"
+    " payload_json TEXT NOT NULL, status TEXT NOT NULL, assigned_worker TEXT,"
+    " created_at REAL NOT NULL, updated_at REAL NOT NULL, result_json TEXT, error TEXT,"
+    " priority INTEGER DEFAULT 5, attempt INTEGER DEFAULT 0, max_attempts INTEGER DEFAULT 3,"
+    " next_attempt_at REAL DEFAULT 0, lease_until REAL, heartbeat_at REAL, idempotency_key TEXT,"
+    " lease_epoch INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    " session_id TEXT, sticky_worker_id TEXT);";
+
+static const char *index_sql =
+    "CREATE INDEX IF NOT EXISTS idx_tasks_status_created ON tasks(status, created_at);"
+    "CREATE INDEX IF NOT EXISTS idx_tasks_claim ON tasks(status, priority DESC, created_at, task_id);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS idx_tasks_idempotency ON tasks(idempotency_key);"
+    "CREATE INDEX IF NOT EXISTS idx_tasks_lease ON tasks(status, lease_until);"
+    "CREATE INDEX IF NOT EXISTS idx_tasks_updated ON tasks(status, updated_at);";
+
+static const struct {
+  const char *name, *decl;
+} added_cols[] = {
+    {"priority", "INTEGER DEFAULT 5"},          {"attempt", "INTEGER DEFAULT 0"},
+    {"max_attempts", "INTEGER DEFAULT 3"},      {"next_attempt_at", "REAL DEFAULT 0"},
+    {"lease_until", "REAL"},                    {"heartbeat_at", "REAL"},
+    {"idempotency_key", "TEXT"},                {"lease_epoch", "INTEGER NOT NULL DEFAULT 0"},
+    {"cancel_requested", "INTEGER NOT NULL DEFAULT 0"}, {"session_id", "TEXT"},
+    {"sticky_worker_id", "TEXT"},
+};
+
+static bool has_column(sqlite3 *db, const char *name) {
+  sqlite3_stmt *s;
+  bool found = false;
+  if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('tasks') WHERE name = ?", -1, &s, NULL) !=
+      SQLITE_OK)
+    return false;
+  sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+  found = sqlite3_step(s) == SQLITE_ROW;
+  sqlite3_finalize(s);
+  return found;
+}
+
+static int migrate(sqlite3 *db) {
+  int rc = exec(db, "BEGIN IMMEDIATE");
+  if (rc) return rc;
+  if ((rc = exec(db, schema_sql))) goto out;
+  bool had_priority = has_column(db, "priority");
+  for (size_t i = 0; i < sizeof added_cols / sizeof added_cols[0]; i++) {
+    if (has_column(db, added_cols[i].name)) continue;
+    char sql[256];
+    snprintf(sql, sizeof sql, "ALTER TABLE tasks ADD COLUMN %s %s", added_cols[i].name, added_cols[i].decl);
+    if ((rc = exec(db, sql))) goto out;
+  }
+  if (!had_priority &&
+      (rc = exec(db, "UPDATE tasks SET priority = max(1, min(10, coalesce(CAST(json_extract("
+                     "payload_json,'$.priority') AS INTEGER), 5))) WHERE json_valid(payload_json)")))
+    goto out;
+  if ((rc = exec(db,
+                 "UPDATE tasks SET priority = coalesce(priority, 5), attempt = coalesce(attempt, 0),"
+                 " max_attempts = coalesce(max_attempts, 3), next_attempt_at = coalesce(next_attempt_at, 0)"
+                 " WHERE priority IS NULL OR attempt IS NULL OR max_attempts IS NULL OR next_attempt_at IS NULL")))
+    goto out;
+  /* Rows written by the Python queue: derive the session / sticky columns once. */
+  if ((rc = exec(db, "UPDATE tasks SET session_id = coalesce(nullif(json_extract(payload_json,'$.session_id'),''),"
+                     " nullif(json_extract(payload_json,'$.session'),''), nullif(json_extract(payload_json,"
+                     "'$.p2p_session'),'')), sticky_worker_id = coalesce(nullif(json_extract(payload_json,"
+                     "'$.sticky_worker_id'),''), nullif(json_extract(payload_json,'$.sticky_worker'),''))"
+                     " WHERE json_valid(payload_json) AND session_id IS NULL AND sticky_worker_id IS NULL"
+                     " AND (SELECT user_version FROM pragma_user_version) < 1")))
+    goto out;
+  /* Python zombies (§12.10): queued but out of attempts → failed with a reason. */
+  if ((rc = exec(db, "UPDATE tasks SET status = 'failed', error = CASE WHEN error IS NULL OR error = ''"
+                     " THEN 'attempts exhausted' ELSE error || '; attempts exhausted' END,"
+                     " updated_at = (julianday('now') - 2440587.5) * 86400.0"
+                     " WHERE status = 'queued' AND max_attempts > 0 AND attempt >= max_attempts")))
+    goto out;
+  if ((rc = exec(db, index_sql))) goto out;
+  rc = exec(db, "PRAGMA user_version = 1");
+out:
+  if (rc) {
+    (void)exec(db, "ROLLBACK");
+    return rc;
+  }
+  return exec(db, "COMMIT");
+}
+
+static int open_conn(tq_backend *b, bool readonly, sqlite3 **out) {
+  sqlite3 *db = NULL;
+  int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+              SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(b->o.path, &db, flags, NULL);
+  if (rc != SQLITE_OK) {
+    int e = map_err(db, rc);
+    log_write(LOG_ERROR, "queue: cannot open database", "{s:s, s:s}", "path", b->o.path, "error",
+              db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return e ? e : -EIO;
+  }
+  sqlite3_busy_timeout(db, b->o.busy_timeout_ms);
+  sqlite3_extended_result_codes(db, 1);
+  int e = 0;
+  if (!readonly) {
+    if ((e = exec(db, "PRAGMA journal_mode=WAL"))) goto fail;
+    /* journal_mode returns a row; verify it took (a read-only dir cannot create the WAL) */
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL) == SQLITE_OK) {
+      if (sqlite3_step(s) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(s, 0), "wal") != 0)
+        e = -EROFS;
+      sqlite3_finalize(s);
+      if (e) goto fail;
+    }
+    if ((e = exec(db, "PRAGMA synchronous=FULL"))) goto fail;
+    if ((e = exec(db, "PRAGMA foreign_keys=OFF"))) goto fail;
+  } else {
+    if ((e = exec(db, "PRAGMA query_only=1"))) goto fail;
+  }
+  *out = db;
+  return 0;
+fail:
+  sqlite3_close(db);
+  return e;
+}
+
+/* ---- read pool ---- */
+
+static int r_acquire(tq_backend *b, rconn **out) {
+  pthread_mutex_lock(&b->rmu);
+  while (!b->free_r && b->n_r >= b->o.read_connections) pthread_cond_wait(&b->rcv, &b->rmu);
+  rconn *c = b->free_r;
+  if (c) {
+    b->free_r = c->next;
+    pthread_mutex_unlock(&b->rmu);
+    *out = c;
+    return 0;
+  }
+  b->n_r++;
+  pthread_mutex_unlock(&b->rmu);
+  c = calloc(1, sizeof *c);
+  int rc = c ? open_conn(b, true, &c->db) : -ENOMEM;
+  if (rc < 0) {
+    free(c);
+    pthread_mutex_lock(&b->rmu);
+    b->n_r--;
+    pthread_cond_signal(&b->rcv);
+    pthread_mutex_unlock(&b->rmu);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+static void r_release(tq_backend *b, rconn *c) {
+  pthread_mutex_lock(&b->rmu);
+  c->next = b->free_r;
+  b->free_r = c;
+  pthread_cond_signal(&b->rcv);
+  pthread_mutex_unlock(&b->rmu);
+}
+
+/* ---- op execution (writer thread, inside a transaction) ---- */
+
+static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **s) {
+  /* sqlite3_prepare_v3 with PERSISTENT keeps hot statements cheap; a small cache by text */
+  int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, s, NULL);
+  if (rc != SQLITE_OK) {
+    log_write(LOG_ERROR, "queue: prepare", "{s:s, s:s}", "sql", sql, "error", sqlite3_errmsg(db));
+    return map_err(db, rc);
+  }
+  return 0;
+}
+
+/* Statement cache: the writer reuses prepared statements by slot. */
+enum {
+  S_FIND_IDEM, S_FIND_ID, S_INSERT, S_RECOVER_Q, S_RECOVER_F, S_CANDS, S_CLAIM_ONE, S_HEARTBEAT,
+  S_GET, S_COMPLETE, S_RETRY, S_RELEASE, S_CANCEL_Q, S_CANCEL_R, S_DELETE, S_PRUNE, S_NSTMT
+};
+
+static const char *stmt_sql[S_NSTMT] = {
+    [S_FIND_IDEM] = "SELECT task_id, task_type, model_name, payload_json FROM tasks WHERE idempotency_key = ?1",
+    [S_FIND_ID] = "SELECT task_id, task_type, model_name, payload_json FROM tasks WHERE task_id = ?1",
+    [S_INSERT] = "INSERT INTO tasks (task_id, task_type, model_name, payload_json, status, assigned_worker,"
+                 " created_at, updated_at, result_json, error, priority, attempt, max_attempts, next_attempt_at,"
+                 " lease_until, heartbeat_at, idempotency_key, lease_epoch, cancel_requested, session_id,"
+                 " sticky_worker_id) VALUES (?1, ?2, ?3, ?4, 'queued', NULL, ?5, ?5, NULL, NULL, ?6, 0, ?7, ?8,"
+                 " NULL, NULL, ?9, 0, 0, ?10, ?11)",
+    /* expired leases: tasks with attempts left go back to queued … */
+    [S_RECOVER_Q] = "UPDATE tasks SET status = 'queued', assigned_worker = NULL, lease_until = NULL,"
+                    " heartbeat_at = NULL, updated_at = ?1 WHERE task_id IN (SELECT task_id FROM tasks"
+                    " WHERE status = 'running' AND lease_until IS NOT NULL AND lease_until <= ?1"
+                    " AND (max_attempts = 0 OR attempt < max_attempts) AND cancel_requested = 0 LIMIT ?2)",
+    /* … and the others end failed (or cancelled, when a cancel was requested) with a reason */
+    [S_RECOVER_F] = "UPDATE tasks SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END,"
+                    " error = CASE WHEN cancel_requested THEN error WHEN error IS NULL OR error = '' THEN"
+                    " 'claim lease expired after maximum attempts' ELSE error || '; claim lease expired after"
+                    " maximum attempts' END, assigned_worker = NULL, lease_until = NULL, updated_at = ?1"
+                    " WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'running' AND lease_until IS"
+                    " NOT NULL AND lease_until <= ?1 LIMIT ?2) RETURNING task_id",
+    [S_CANDS] = "SELECT task_id, task_type FROM tasks INDEXED BY idx_tasks_claim WHERE status = 'queued'"
+                " AND next_attempt_at <= ?1 AND (max_attempts = 0 OR attempt < max_attempts)"
+                " AND (sticky_worker_id IS NULL OR sticky_worker_id = ?2)"
+                " AND (?3 IS NULL OR session_id IS NULL OR session_id = ?3)"
+                " AND (?4 = 0 OR priority <= ?4)"
+                " AND (?5 IS NULL OR task_type IN (SELECT value FROM json_each(?5)))"
+                " AND (?6 IS NULL OR task_type = ?6) AND (?7 IS NULL OR task_id = ?7)"
+                " ORDER BY priority DESC, created_at ASC, task_id ASC LIMIT ?8",
+    [S_CLAIM_ONE] = "UPDATE tasks SET status = 'running', assigned_worker = ?2, attempt = attempt + 1,"
+                    " lease_epoch = lease_epoch + 1, heartbeat_at = ?3, lease_until = ?4, updated_at = ?3"
+                    " WHERE task_id = ?1 AND status = 'queued' RETURNING " COLS,
+    [S_HEARTBEAT] = "UPDATE tasks SET heartbeat_at = ?4, lease_until = ?5 WHERE task_id = ?1 AND"
+                    " status = 'running' AND assigned_worker = ?2 AND (?3 = 0 OR lease_epoch = ?3)"
+                    " RETURNING lease_until, cancel_requested",
+    [S_GET] = "SELECT " COLS " FROM tasks WHERE task_id = ?1",
+    [S_COMPLETE] = "UPDATE tasks SET status = ?2, result_json = ?3, error = ?4, updated_at = ?5,"
+                   " lease_until = NULL WHERE task_id = ?1",
+    [S_RETRY] = "UPDATE tasks SET status = ?2, error = ?3, updated_at = ?4, next_attempt_at = ?5,"
+                " assigned_worker = CASE WHEN ?2 = 'queued' THEN NULL ELSE assigned_worker END,"
+                " lease_until = NULL, heartbeat_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE heartbeat_at END"
+                " WHERE task_id = ?1",
+    [S_RELEASE] = "UPDATE tasks SET status = ?2, attempt = max(attempt - 1, 0), assigned_worker = NULL,"
+                  " lease_until = NULL, heartbeat_at = NULL, next_attempt_at = ?3, updated_at = ?3,"
+                  " result_json = ?4 WHERE task_id = ?1",
+    [S_CANCEL_Q] = "UPDATE tasks SET status = 'cancelled', assigned_worker = NULL, lease_until = NULL,"
+                   " updated_at = ?2, result_json = ?3, cancel_requested = 1 WHERE task_id = ?1",
+    [S_CANCEL_R] = "UPDATE tasks SET cancel_requested = 1, result_json = ?3, updated_at = ?2 WHERE task_id = ?1",
+    [S_DELETE] = "DELETE FROM tasks WHERE task_id = ?1",
+    [S_PRUNE] = "DELETE FROM tasks WHERE task_id IN (SELECT task_id FROM tasks WHERE status IN"
+                " ('completed','failed','cancelled') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)"
+                " RETURNING task_id",
+};
+
+typedef struct {
+  tq_backend *b;
+  sqlite3_stmt *s[S_NSTMT];
+} wctx;
+
+static int st(wctx *w, int i, sqlite3_stmt **out) {
+  if (!w->s[i]) {
+    int rc = prep(w->b->w, stmt_sql[i], &w->s[i]);
+    if (rc) return rc;
+  }
+  sqlite3_reset(w->s[i]);
+  sqlite3_clear_bindings(w->s[i]);
+  *out = w->s[i];
+  return 0;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *t) {
+  if (t) sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(s, i);
+}
+
+static int note_terminal(tq_backend *b, const char *id) {
+  if (b->n_term == b->cap_term) {
+    size_t cap = b->cap_term ? b->cap_term * 2 : 64;
+    void *p = realloc(b->term, cap * sizeof *b->term);
+    if (!p) return -ENOMEM;
+    b->term = p;
+    b->cap_term = cap;
+  }
+  snprintf(b->term[b->n_term++], 33, "%s", id);
+  return 0;
+}
+
+static int step_done(wctx *w, sqlite3_stmt *s) {
+  int rc = sqlite3_step(s);
+  int e = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : map_err(w->b->w, rc);
+  sqlite3_reset(s);
+  return e;
+}
+
+static int do_submit(wctx *w, tq_op *op) {
+  sqlite3_stmt *s;
+  int rc;
+  for (int pass = 0; pass < 2; pass++) {
+    const char *key = pass == 0 ? op->idem_key : (op->explicit_id ? op->task_id : NULL);
+    if (!key) continue;
+    if ((rc = st(w, pass == 0 ? S_FIND_IDEM : S_FIND_ID, &s))) return rc;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      bool same = strcmp((const char *)sqlite3_column_text(s, 1), op->task_type) == 0 &&
+                  strcmp((const char *)sqlite3_column_text(s, 2), op->model_name) == 0 &&
+                  strcmp((const char *)sqlite3_column_text(s, 3), op->payload_json) == 0;
+      if (same) snprintf(op->task_id, sizeof op->task_id, "%s", (const char *)sqlite3_column_text(s, 0));
+      sqlite3_reset(s);
+      if (!same) return -EEXIST;
+      op->replayed = true;
+      return 0;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return map_err(w->b->w, rc);
+  }
+  if ((rc = st(w, S_INSERT, &s))) return rc;
+  sqlite3_bind_text(s, 1, op->task_id, 32, SQLITE_STATIC);
+  bind_text(s, 2, op->task_type);
+  bind_text(s, 3, op->model_name);
+  bind_text(s, 4, op->payload_json);
+  sqlite3_bind_double(s, 5, op->now);
+  sqlite3_bind_int(s, 6, op->priority);
+  sqlite3_bind_int(s, 7, op->max_attempts);
+  sqlite3_bind_double(s, 8, op->next_attempt_at);
+  bind_text(s, 9, op->idem_key);
+  bind_text(s, 10, op->session_id);
+  bind_text(s, 11, op->sticky);
+  return step_done(w, s);
+}
+
+static int do_recover(wctx *w, double now, size_t limit, size_t *count) {
+  sqlite3_stmt *s;
+  int rc;
+  size_t n = 0;
+  if ((rc = st(w, S_RECOVER_Q, &s))) return rc;
+  sqlite3_bind_double(s, 1, now);
+  sqlite3_bind_int64(s, 2, (sqlite3_int64)limit);
+  if ((rc = step_done(w, s))) return rc;
+  n += (size_t)sqlite3_changes(w->b->w);
+  if ((rc = st(w, S_RECOVER_F, &s))) return rc;
+  sqlite3_bind_double(s, 1, now);
+  sqlite3_bind_int64(s, 2, (sqlite3_int64)limit);
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    n++;
+    if (note_terminal(w->b, (const char *)sqlite3_column_text(s, 0)) < 0) {
+      sqlite3_reset(s);
+      return -ENOMEM;
+    }
+  }
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE) return map_err(w->b->w, rc);
+  if (count) *count = n;
+  return 0;
+}
+
+static char *types_json(const tq_claim_opts *c) {
+  if (!c->task_types || !c->n_task_types) return NULL;
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < c->n_task_types; i++) json_array_append_new(a, json_string(c->task_types[i]));
+  char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
+  json_decref(a);
+  return s;
+}
+
+static int do_claim(wctx *w, tq_op *op) {
+  int rc = do_recover(w, op->now, RECOVER_IN_CLAIM, NULL);
+  if (rc) return rc;
+  const tq_claim_opts *c = &op->claim;
+  char *types = types_json(c);
+  if (c->n_task_types && !types) return -ENOMEM;
+  size_t max = c->max_tasks ? c->max_tasks : 1;
+  char fixed_type[257] = "";
+  char (*ids)[33] = calloc(max, sizeof *ids);
+  tq_task **tasks = calloc(max, sizeof *tasks);
+  size_t n_ids = 0, n = 0;
+  if (!ids || !tasks) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  sqlite3_stmt *s;
+  for (int pass = 0; pass < 2; pass++) {
+    /* pass 0 finds the type of the first eligible row when the batch must share it */
+    bool first_only = pass == 0 && max > 1 && c->same_task_type;
+    if (pass == 0 && !first_only) continue;
+    if ((rc = st(w, S_CANDS, &s))) goto out;
+    sqlite3_bind_double(s, 1, op->now);
+    bind_text(s, 2, c->worker_id);
+    bind_text(s, 3, c->session_id);
+    sqlite3_bind_int(s, 4, c->max_priority > 0 ? c->max_priority : 0);
+    bind_text(s, 5, types);
+    bind_text(s, 6, fixed_type[0] ? fixed_type : NULL);
+    bind_text(s, 7, op->claim_one_id ? op->task_id : NULL);
+    sqlite3_bind_int64(s, 8, first_only ? 1 : (sqlite3_int64)max);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      if (first_only) {
+        snprintf(fixed_type, sizeof fixed_type, "%s", (const char *)sqlite3_column_text(s, 1));
+      } else if (n_ids < max) {
+        snprintf(ids[n_ids++], 33, "%s", (const char *)sqlite3_column_text(s, 0));
+      }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+      rc = map_err(w->b->w, rc);
+      goto out;
+    }
+    rc = 0;
+    if (first_only && !fixed_type[0]) goto out; /* nothing eligible */
+  }
+  for (size_t i = 0; i < n_ids; i++) {
+    if ((rc = st(w, S_CLAIM_ONE, &s))) goto out;
+    sqlite3_bind_text(s, 1, ids[i], 32, SQLITE_STATIC);
+    bind_text(s, 2, c->worker_id);
+    sqlite3_bind_double(s, 3, op->now);
+    sqlite3_bind_double(s, 4, op->now + c->lease_seconds);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      tasks[n] = row_task(s);
+      if (!tasks[n]) {
+        sqlite3_reset(s);
+        rc = -ENOMEM;
+        goto out;
+      }
+      n++;
+      rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+      rc = map_err(w->b->w, rc);
+      goto out;
+    }
+    rc = 0;
+  }
+out:
+  free(types);
+  free(ids);
+  if (rc) {
+    tq_task_array_free(tasks, n);
+    return rc;
+  }
+  op->tasks = tasks;
+  op->n_tasks = n;
+  return 0;
+}
+
+/* Loads the task row for an owner op. */
+static int load(wctx *w, const char *id, tq_task **out) {
+  sqlite3_stmt *s;
+  int rc = st(w, S_GET, &s);
+  if (rc) return rc;
+  sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+  rc = sqlite3_step(s);
+  *out = NULL;
+  if (rc == SQLITE_ROW) {
+    *out = row_task(s);
+    rc = *out ? 0 : -ENOMEM;
+  } else {
+    rc = rc == SQLITE_DONE ? -ENOENT : map_err(w->b->w, rc);
+  }
+  sqlite3_reset(s);
+  return rc;
+}
+
+static int fence_check(const tq_op *op, const tq_task *t) {
+  if (!op->fenced) return tq_status_terminal(t->status) ? -ESTALE : 0;
+  if (t->status != TQ_RUNNING || !t->assigned_worker || strcmp(t->assigned_worker, op->worker_id) != 0)
+    return -ESTALE;
+  if (op->lease_epoch != 0 && op->lease_epoch != t->lease_epoch) return -ESTALE;
+  return 0;
+}
+
+static int do_heartbeat(wctx *w, tq_op *op) {
+  sqlite3_stmt *s;
+  int rc = st(w, S_HEARTBEAT, &s);
+  if (rc) return rc;
+  sqlite3_bind_text(s, 1, op->task_id, 32, SQLITE_STATIC);
+  bind_text(s, 2, op->worker_id);
+  sqlite3_bind_int64(s, 3, op->lease_epoch);
+  sqlite3_bind_double(s, 4, op->now);
+  sqlite3_bind_double(s, 5, op->now + op->seconds);
+  rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    op->hb.lease_until = sqlite3_column_double(s, 0);
+    op->hb.cancel_requested = sqlite3_column_int(s, 1) != 0;
+    rc = sqlite3_step(s);
+  } else if (rc == SQLITE_DONE) {
+    sqlite3_reset(s);
+    tq_task *t;
+    rc = load(w, op->task_id, &t);
+    tq_task_free(t);
+    return rc == 0 ? -ESTALE : rc;
+  }
+  sqlite3_reset(s);
+  return rc == SQLITE_DONE ? 0 : map_err(w->b->w, rc);
+}
+
+static int do_complete(wctx *w, tq_op *op) {
+  tq_task *t;
+  int rc = load(w, op->task_id, &t);
+  if (rc) return rc;
+  if ((rc = fence_check(op, t))) goto out;
+  char *merged = NULL;
+  if ((rc = tq__merge_result(t->result_json, op->result, op->max_text, &merged))) goto out;
+  sqlite3_stmt *s;
+  if ((rc = st(w, S_COMPLETE, &s)) == 0) {
+    sqlite3_bind_text(s, 1, op->task_id, 32, SQLITE_STATIC);
+    bind_text(s, 2, tq_status_name(op->status));
+    bind_text(s, 3, merged);
+    bind_text(s, 4, op->error);
+    sqlite3_bind_double(s, 5, op->now);
+    rc = step_done(w, s);
+  }
+  free(merged);
+  if (rc == 0) rc = note_terminal(w->b, op->task_id);
+out:
+  tq_task_free(t);
+  return rc;
+}
+
+static int do_retry(wctx *w, tq_op *op) {
+  tq_task *t;
+  int rc = load(w, op->task_id, &t);
+  if (rc) return rc;
+  if ((rc = fence_check(op, t))) goto out;
+  bool exhausted = t->max_attempts > 0 && t->attempt >= t->max_attempts;
+  tq_status to = t->cancel_requested ? TQ_CANCELLED : exhausted ? TQ_FAILED : TQ_QUEUED;
+  char *err = NULL;
+  if (to == TQ_FAILED) {
+    size_t n = strlen("attempts exhausted: ") + (op->error ? strlen(op->error) : 0) + 1;
+    err = malloc(n);
+    if (!err) {
+      rc = -ENOMEM;
+      goto out;
+    }
+    snprintf(err, n, "attempts exhausted%s%s", op->error ? ": " : "", op->error ? op->error : "");
+  }
+  sqlite3_stmt *s;
+  if ((rc = st(w, S_RETRY, &s)) == 0) {
+    sqlite3_bind_text(s, 1, op->task_id, 32, SQLITE_STATIC);
+    bind_text(s, 2, tq_status_name(to));
+    bind_text(s, 3, err ? err : op->error);
+    sqlite3_bind_double(s, 4, op->now);
+    sqlite3_bind_double(s, 5, op->now + op->seconds);
+    rc = step_done(w, s);
+  }
+  free(err);
+  op->final_status = to;
+  if (rc == 0 && to != TQ_QUEUED) rc = note_terminal(w->b, op->task_id);
+out:
+  tq_task_free(t);
+  return rc;
+}
+
+static int do_release(wctx *w, tq_op *op) {
+  tq_task *t;
+  int rc = load(w, op->task_id, &t);
+  if (rc) return rc;
+  if ((rc = fence_check(op, t))) goto out;
+  json_t *rel = NULL;
+  json_t *prog = NULL;
+  if (t->result_json) {
+    json_t *r = json_loads(t->result_json, 0, NULL);
+    prog = json_object_get(r, "progress");
+    rel = json_integer(json_integer_value(json_object_get(prog, "release_count")) + 1);
+    json_decref(r);
+  } else {
+    rel = json_integer(1);
+  }
+  char *res = NULL;
+  rc = tq__progress_update(t->result_json, op->max_text, &res, "release_count", rel, "last_release_reason",
+                           json_string(op->error && *op->error ? op->error : "released"), "last_release_ts",
+                           json_real(op->now), (const char *)NULL);
+  if (rc) goto out;
+  tq_status to = t->cancel_requested ? TQ_CANCELLED : TQ_QUEUED;
+  sqlite3_stmt *s;
+  if ((rc = st(w, S_RELEASE, &s)) == 0) {
+    sqlite3_bind_text(s, 1, op->task_id, 32, SQLITE_STATIC);
+    bind_text(s, 2, tq_status_name(to));
+    sqlite3_bind_double(s, 3, op->now);
+    bind_text(s, 4, res);
+    rc = step_done(w, s);
+  }
+  free(res);
+  if (rc == 0 && to == TQ_CANCELLED) rc = note_terminal(w->b, op->task_id);
+out:
+  tq_task_free(t);
+  return rc;
+}
+
+static int do_cancel(wctx *w, tq_op *op) {
+  tq_task *t;
+  int rc = load(w, op->task_id, &t);
+  if (rc) return rc;
+  op->cancel = TQ_CANCEL_NONE;
+  if (tq_status_terminal(t->status)) goto out;
+  json_t *reason = op->error ? json_string(op->error) : json_null();
+  char *res = NULL;
+  rc = tq__progress_update(t->result_json, op->max_text, &res, "cancelled_at", json_real(op->now),
+                           "cancel_reason", reason, (const char *)NULL);
+  if (rc) goto out;
+  sqlite3_stmt *s;
+  bool queued = t->status == TQ_QUEUED;
+  if ((rc = st(w, queued ? S_CANCEL_Q : S_CANCEL_R, &s)) == 0) {
+    sqlite3_bind_text(s, 1, op->task_id, 32, SQLITE_STATIC);
+    sqlite3_bind_double(s, 2, op->now);
+    bind_text(s, 3, res);
+    rc = step_done(w, s);
+  }
+  free(res);
+  if (rc == 0) {
+    op->cancel = queued ? TQ_CANCEL_DONE : TQ_CANCEL_REQUESTED;
+    if (queued) rc = note_terminal(w->b, op->task_id);
+  }
+out:
+  tq_task_free(t);
+  return rc;
+}
+
+static int do_delete(wctx *w, tq_op *op) {
+  sqlite3_stmt *s;
+  int rc = st(w, S_DELETE, &s);
+  if (rc) return rc;
+  sqlite3_bind_text(s, 1, op->task_id, 32, SQLITE_STATIC);
+  if ((rc = step_done(w, s))) return rc;
+  op->deleted = sqlite3_changes(w->b->w) > 0;
+  return op->deleted ? note_terminal(w->b, op->task_id) : 0;
+}
+
+static int do_prune(wctx *w, tq_op *op) {
+  sqlite3_stmt *s;
+  int rc = st(w, S_PRUNE, &s);
+  if (rc) return rc;
+  sqlite3_bind_double(s, 1, op->now - op->seconds);
+  sqlite3_bind_int64(s, 2, (sqlite3_int64)op->limit);
+  size_t n = 0;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) n++;
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE) return map_err(w->b->w, rc);
+  op->count = n;
+  return 0;
+}
+
+static int exec_op(wctx *w, tq_op *op) {
+  switch (op->kind) {
+  case TQOP_SUBMIT: return do_submit(w, op);
+  case TQOP_CLAIM: return do_claim(w, op);
+  case TQOP_HEARTBEAT: return do_heartbeat(w, op);
+  case TQOP_COMPLETE: return do_complete(w, op);
+  case TQOP_RETRY: return do_retry(w, op);
+  case TQOP_RELEASE: return do_release(w, op);
+  case TQOP_CANCEL: return do_cancel(w, op);
+  case TQOP_DELETE: return do_delete(w, op);
+  case TQOP_RECOVER:
+    if (op->seconds > 0) op->now = op->seconds;
+    return do_recover(w, op->now, op->limit, &op->count);
+  case TQOP_PRUNE: return do_prune(w, op);
+  }
+  return -EINVAL;
+}
+
+/* ---- the writer thread ---- */
+
+static void finish_group(tq_backend *b, tq_op *g, int commit_rc) {
+  if (commit_rc == 0) {
+    for (size_t i = 0; i < b->n_term; i++) b->on_terminal(b->ud, b->term[i]);
+  }
+  b->n_term = 0;
+  while (g) {
+    tq_op *next = g->next;
+    if (commit_rc) {
+      g->rc = commit_rc;
+      tq_task_array_free(g->tasks, g->n_tasks);
+      g->tasks = NULL;
+      g->n_tasks = 0;
+    }
+    g->done(g);
+    g = next;
+  }
+}
+
+static void *writer_main(void *arg) {
+  tq_backend *b = arg;
+  wctx w = {.b = b};
+  for (;;) {
+    pthread_mutex_lock(&b->mu);
+    while (!b->head && !b->stop) pthread_cond_wait(&b->cv, &b->mu);
+    if (!b->head) {
+      pthread_mutex_unlock(&b->mu);
+      break;
+    }
+    size_t max = b->o.group_commit ? b->o.group_max_ops : 1;
+    tq_op *g = b->head, *last = g;
+    size_t n = 1;
+    while (last->next && n < max) {
+      last = last->next;
+      n++;
+    }
+    b->head = last->next;
+    if (!b->head) b->tail = NULL;
+    last->next = NULL;
+    pthread_mutex_unlock(&b->mu);
+
+    double now = clock_wall_s();
+    int rc = exec(b->w, "BEGIN IMMEDIATE");
+    if (rc == 0) {
+      int k = 0;
+      for (tq_op *op = g; op; op = op->next, k++) {
+        op->now = now;
+        size_t term_mark = b->n_term;
+        if (n > 1 && (rc = exec(b->w, "SAVEPOINT op")) != 0) {
+          op->rc = rc;
+          continue;
+        }
+        op->rc = exec_op(&w, op);
+        if (n > 1) {
+          if (op->rc) (void)exec(b->w, "ROLLBACK TO op");
+          (void)exec(b->w, "RELEASE op");
+        }
+        if (op->rc) {
+          b->n_term = term_mark;
+          if (n == 1) break;
+        }
+      }
+      rc = (n == 1 && g->rc) ? -1 : exec(b->w, "COMMIT");
+      if (rc == -1) {
+        (void)exec(b->w, "ROLLBACK");
+        rc = 0; /* the op carries its own error, nothing was written */
+        b->n_term = 0;
+      } else if (rc) {
+        if (!sqlite3_get_autocommit(b->w)) (void)exec(b->w, "ROLLBACK");
+        log_write(LOG_ERROR, "queue: commit failed", "{s:i, s:i}", "ops", (int)n, "rc", rc);
+      } else {
+        pthread_mutex_lock(&b->smu);
+        b->st.ops += n;
+        b->st.commits++;
+        if (n > b->st.max_group) b->st.max_group = n;
+        pthread_mutex_unlock(&b->smu);
+      }
+    }
+    finish_group(b, g, rc);
+  }
+  for (int i = 0; i < S_NSTMT; i++) sqlite3_finalize(w.s[i]);
+  return NULL;
+}
+
+/* ---- ops table ---- */
+
+static int sq_open(const tq_options *o, tq_terminal_fn on_terminal, void *ud, tq_backend **out) {
+  *out = NULL;
+  tq_backend *b = calloc(1, sizeof *b);
+  if (!b) return -ENOMEM;
+  b->o = *o;
+  b->on_terminal = on_terminal;
+  b->ud = ud;
+  /* the parent directory, private */
+  char *dir = strdup(o->path);
+  if (!dir) {
+    free(b);
+    return -ENOMEM;
+  }
+  char *slash = strrchr(dir, '/');
+  if (slash && slash != dir) {
+    *slash = 0;
+    for (char *p = dir + 1;; p++) { /* mkdir -p, 0700 */
+      bool end = *p == 0;
+      if (*p == '/' || end) {
+        *p = 0;
+        struct stat sb;
+        if (stat(dir, &sb) != 0 && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+          int e = -errno;
+          log_write(LOG_ERROR, "queue: cannot create directory", "{s:s, s:s}", "dir", dir, "error",
+                    strerror(errno));
+          free(dir);
+          free(b);
+          return e;
+        }
+        if (end) break;
+        *p = '/';
+      }
+    }
+  }
+  /* a clear error up front for a state directory we cannot write (WAL needs it) */
+  const char *d = slash && slash != dir ? dir : (slash ? "/" : ".");
+  if (access(d, W_OK | X_OK) != 0) {
+    int e = errno == EROFS ? -EROFS : -EACCES;
+    log_write(LOG_ERROR, "queue: state directory not writable", "{s:s, s:s}", "dir", d, "error", strerror(errno));
+    free(dir);
+    free(b);
+    return e;
+  }
+  free(dir);
+  int rc = open_conn(b, false, &b->w);
+  if (rc == 0) rc = migrate(b->w);
+  if (rc) {
+    if (b->w) sqlite3_close(b->w);
+    free(b);
+    return rc;
+  }
+  pthread_mutex_init(&b->mu, NULL);
+  pthread_cond_init(&b->cv, NULL);
+  pthread_mutex_init(&b->rmu, NULL);
+  pthread_cond_init(&b->rcv, NULL);
+  pthread_mutex_init(&b->smu, NULL);
+  if (pthread_create(&b->thread, NULL, writer_main, b) != 0) {
+    sqlite3_close(b->w);
+    free(b);
+    return -EAGAIN;
+  }
+  *out = b;
+  return 0;
+}
+
+static void sq_close(tq_backend *b) {
+  if (!b) return;
+  pthread_mutex_lock(&b->mu);
+  b->stop = true;
+  pthread_cond_signal(&b->cv);
+  pthread_mutex_unlock(&b->mu);
+  pthread_join(b->thread, NULL);
+  while (b->free_r) {
+    rconn *c = b->free_r;
+    b->free_r = c->next;
+    sqlite3_close(c->db);
+    free(c);
+  }
+  /* a clean close checkpoints and removes the WAL */
+  sqlite3_close(b->w);
+  free(b->term);
+  pthread_mutex_destroy(&b->mu);
+  pthread_cond_destroy(&b->cv);
+  pthread_mutex_destroy(&b->rmu);
+  pthread_cond_destroy(&b->rcv);
+  pthread_mutex_destroy(&b->smu);
+  free(b);
+}
+
+static int sq_enqueue(tq_backend *b, tq_op *op) {
+  op->next = NULL;
+  op->rc = 0;
+  pthread_mutex_lock(&b->mu);
+  if (b->stop) {
+    pthread_mutex_unlock(&b->mu);
+    return -ESHUTDOWN;
+  }
+  if (b->tail) b->tail->next = op;
+  else b->head = op;
+  b->tail = op;
+  pthread_cond_signal(&b->cv);
+  pthread_mutex_unlock(&b->mu);
+  return 0;
+}
+
+static int sq_get(tq_backend *b, const char *task_id, tq_task **out) {
+  rconn *c;
+  int rc = r_acquire(b, &c);
+  if (rc) return rc;
+  sqlite3_stmt *s;
+  rc = sqlite3_prepare_v3(c->db, stmt_sql[S_GET], -1, 0, &s, NULL);
+  if (rc != SQLITE_OK) {
+    rc = map_err(c->db, rc);
+    r_release(b, c);
+    return rc;
+  }
+  sqlite3_bind_text(s, 1, task_id, -1, SQLITE_STATIC);
+  rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    *out = row_task(s);
+    rc = *out ? 0 : -ENOMEM;
+  } else {
+    rc = rc == SQLITE_DONE ? -ENOENT : map_err(c->db, rc);
+  }
+  sqlite3_finalize(s);
+  r_release(b, c);
+  return rc;
+}
+
+static int sq_list(tq_backend *b, const tq_list_opts *o, tq_task ***out, size_t *n_out) {
+  tq_claim_opts tmp = {.task_types = o->task_types, .n_task_types = o->n_task_types};
+  char *types = types_json(&tmp);
+  if (o->n_task_types && !types) return -ENOMEM;
+  rconn *c;
+  int rc = r_acquire(b, &c);
+  if (rc) {
+    free(types);
+    return rc;
+  }
+  sqlite3_stmt *s;
+  rc = sqlite3_prepare_v3(c->db,
+                          "SELECT " COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) AND"
+                          " (?2 IS NULL OR task_type IN (SELECT value FROM json_each(?2)))"
+                          " ORDER BY created_at ASC, task_id ASC LIMIT ?3",
+                          -1, 0, &s, NULL);
+  tq_task **v = calloc(o->limit ? o->limit : 1, sizeof *v);
+  size_t n = 0;
+  if (rc != SQLITE_OK || !v) {
+    rc = v ? map_err(c->db, rc) : -ENOMEM;
+    goto out;
+  }
+  bind_text(s, 1, o->status == TQ_STATUS_ANY ? NULL : tq_status_name(o->status));
+  bind_text(s, 2, types);
+  sqlite3_bind_int64(s, 3, (sqlite3_int64)o->limit);
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < o->limit) {
+    if (!(v[n] = row_task(s))) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    n++;
+  }
+  rc = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : rc == SQLITE_NOMEM ? -ENOMEM : map_err(c->db, rc);
+out:
+  sqlite3_finalize(s);
+  r_release(b, c);
+  free(types);
+  if (rc) {
+    tq_task_array_free(v, n);
+    return rc;
+  }
+  *out = v;
+  *n_out = n;
+  return 0;
+}
+
+static int sq_count(tq_backend *b, double now, tq_counts *out) {
+  memset(out, 0, sizeof *out);
+  rconn *c;
+  int rc = r_acquire(b, &c);
+  if (rc) return rc;
+  sqlite3_stmt *s;
+  rc = sqlite3_prepare_v3(c->db,
+                          "SELECT status, count(*), sum(cancel_requested), sum(CASE WHEN status = 'running' AND"
+                          " lease_until <= ?1 THEN 1 ELSE 0 END) FROM tasks GROUP BY status",
+                          -1, 0, &s, NULL);
+  if (rc != SQLITE_OK) {
+    rc = map_err(c->db, rc);
+    r_release(b, c);
+    return rc;
+  }
+  sqlite3_bind_double(s, 1, now);
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    tq_status stt = TQ_FAILED;
+    if (tq_status_parse((const char *)sqlite3_column_text(s, 0), &stt) == 0)
+      out->by_status[stt] = (uint64_t)sqlite3_column_int64(s, 1);
+    if (stt == TQ_RUNNING) out->cancel_requested += (uint64_t)sqlite3_column_int64(s, 2);
+    out->expired_leases += (uint64_t)sqlite3_column_int64(s, 3);
+  }
+  rc = rc == SQLITE_DONE ? 0 : map_err(c->db, rc);
+  sqlite3_finalize(s);
+  r_release(b, c);
+  return rc;
+}
+
+static int sq_stats_json(tq_backend *b, json_t **out) {
+  *out = NULL;
+  rconn *c;
+  int rc = r_acquire(b, &c);
+  if (rc) return rc;
+  json_t *o = json_object(), *qb = json_object(), *rb = json_object();
+  sqlite3_stmt *s = NULL;
+  if (!o || !qb || !rb) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  for (int i = 0; i < TQ_STATUS_COUNT; i++) json_object_set_new(o, tq_status_name((tq_status)i), json_integer(0));
+  rc = sqlite3_prepare_v3(c->db, "SELECT status, task_type, count(*) FROM tasks GROUP BY status, task_type", -1, 0,
+                          &s, NULL);
+  if (rc != SQLITE_OK) {
+    rc = map_err(c->db, rc);
+    goto out;
+  }
+  json_int_t total = 0;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const char *stt = (const char *)sqlite3_column_text(s, 0);
+    const char *type = (const char *)sqlite3_column_text(s, 1);
+    json_int_t n = sqlite3_column_int64(s, 2);
+    total += n;
+    json_t *cur = json_object_get(o, stt);
+    if (cur) json_integer_set(cur, json_integer_value(cur) + n);
+    if (strcmp(stt, "queued") == 0) json_object_set_new(qb, type, json_integer(n));
+    if (strcmp(stt, "running") == 0) json_object_set_new(rb, type, json_integer(n));
+  }
+  rc = rc == SQLITE_DONE ? 0 : map_err(c->db, rc);
+  json_object_set_new(o, "total", json_integer(total));
+  json_object_set(o, "queued_by_type", qb);
+  json_object_set(o, "running_by_type", rb);
+out:
+  sqlite3_finalize(s);
+  r_release(b, c);
+  json_decref(qb);
+  json_decref(rb);
+  if (rc) {
+    json_decref(o);
+    return rc;
+  }
+  *out = o;
+  return 0;
+}
+
+static void sq_io_stats(tq_backend *b, tq_io_stats *out) {
+  pthread_mutex_lock(&b->smu);
+  *out = b->st;
+  pthread_mutex_unlock(&b->smu);
+}
+
+const tq_backend_ops tq_sqlite_backend = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .enqueue = sq_enqueue,
+    .get = sq_get,
+    .list = sq_list,
+    .count = sq_count,
+    .stats_json = sq_stats_json,
+    .io_stats = sq_io_stats,
+};

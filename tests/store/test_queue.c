@@ -1,0 +1,664 @@
+/* Unit tests for store/queue: each test is one rule of p2p_tasks_spec.md §5 or a §12 fix. */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "store/queue.h"
+#include "util/clock.h"
+
+typedef struct {
+  char dir[64];
+  char path[128];
+  tq_queue *q;
+} fx;
+
+static int fx_setup(void **state) {
+  fx *f = calloc(1, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/tq-test-XXXXXX");
+  if (!mkdtemp(f->dir)) return -1;
+  snprintf(f->path, sizeof f->path, "%s/sub/queue.sqlite3", f->dir);
+  tq_options o;
+  tq_options_default(&o);
+  o.path = f->path;
+  if (tq_open(&o, &f->q) != 0) return -1;
+  *state = f;
+  return 0;
+}
+
+static int fx_teardown(void **state) {
+  fx *f = *state;
+  tq_close(f->q);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+  if (system(cmd) != 0) return -1;
+  free(f);
+  return 0;
+}
+
+static void submit_p(tq_queue *q, const char *type, const char *payload, char id[33]) {
+  json_t *p = json_loads(payload, 0, NULL);
+  assert_non_null(p);
+  tq_submit_req r = {.task_type = type, .payload = p};
+  assert_int_equal(tq_submit(q, &r, id, NULL), 0);
+  json_decref(p);
+}
+
+static tq_claim_opts worker(const char *id) {
+  tq_claim_opts c = {.worker_id = id};
+  return c;
+}
+
+static void test_submit_returns_32_hex_id_and_full_task_dict(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "text-generation", "{\"b\": 1, \"a\": \"\\u00e9\"}", id);
+  assert_int_equal(strlen(id), 32);
+  for (int i = 0; i < 32; i++) assert_true(strchr("0123456789abcdef", id[i]) != NULL);
+  tq_task *t;
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  /* Python json.dumps(payload, sort_keys=True): default separators, ensure_ascii */
+  assert_string_equal(t->payload_json, "{\"a\": \"\\u00e9\", \"b\": 1}");
+  assert_int_equal(t->status, TQ_QUEUED);
+  assert_int_equal(t->priority, 5);
+  assert_int_equal(t->max_attempts, 3);
+  assert_int_equal(t->attempt, 0);
+  assert_true(fabs(t->created_at - clock_wall_s()) < 5);
+  json_t *j = tq_task_to_json(t, TQ_JSON_FULL);
+  const char *keys[] = {"task_id", "task_type", "model_name", "payload", "status", "assigned_worker",
+                        "created_at", "updated_at", "result", "error", "priority", "attempt",
+                        "max_attempts", "next_attempt_at", "lease_until", "heartbeat_at", "idempotency_key"};
+  assert_int_equal(json_object_size(j), 17);
+  for (size_t i = 0; i < 17; i++) assert_non_null(json_object_get(j, keys[i]));
+  assert_true(json_is_null(json_object_get(j, "assigned_worker")));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "payload"), "a")), "\xc3\xa9");
+  json_decref(j);
+  j = tq_task_to_json(t, TQ_JSON_CLAIM);
+  assert_int_equal(json_object_size(j), 7);
+  json_decref(j);
+  tq_task_free(t);
+}
+
+static void test_idempotency_same_work_replays_different_work_fails(void **state) {
+  fx *f = *state;
+  json_t *p = json_pack("{s:s, s:i}", "idempotency_key", "k1", "x", 1);
+  tq_submit_req r = {.task_type = "t", .payload = p};
+  char a[33], b[33];
+  bool replayed = true;
+  assert_int_equal(tq_submit(f->q, &r, a, &replayed), 0);
+  assert_false(replayed);
+  assert_int_equal(tq_submit(f->q, &r, b, &replayed), 0);
+  assert_true(replayed);
+  assert_string_equal(a, b);
+  json_object_set_new(p, "x", json_integer(2));
+  assert_int_equal(tq_submit(f->q, &r, b, &replayed), -EEXIST);
+  assert_string_equal(tq_strerror(-EEXIST), "idempotency key or task_id already identifies different work");
+  json_decref(p);
+  tq_counts c;
+  assert_int_equal(tq_count(f->q, &c), 0);
+  assert_int_equal(c.by_status[TQ_QUEUED], 1);
+}
+
+static void test_explicit_task_id_must_be_32_lower_hex(void **state) {
+  fx *f = *state;
+  json_t *p = json_object();
+  char id[33];
+  tq_submit_req r = {.task_type = "t", .payload = p, .task_id = "ABCDEF0123456789abcdef0123456789"};
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), -EINVAL);
+  r.task_id = "abcdef0123456789abcdef0123456789";
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), 0);
+  assert_string_equal(id, r.task_id);
+  json_decref(p);
+}
+
+static void test_claim_order_is_priority_desc_then_created(void **state) {
+  fx *f = *state;
+  char low[33], high[33], mid1[33], mid2[33], absurd[33];
+  submit_p(f->q, "t", "{\"priority\": 1}", low);
+  submit_p(f->q, "t", "{\"priority\": 5}", mid1);
+  submit_p(f->q, "t", "{\"priority\": 9}", high);
+  submit_p(f->q, "t", "{\"priority\": 5}", mid2);
+  submit_p(f->q, "t", "{\"priority\": 99999}", absurd); /* clamped to 10 */
+  const char *want[] = {absurd, high, mid1, mid2, low};
+  tq_claim_opts c = worker("w1");
+  for (int i = 0; i < 5; i++) {
+    tq_task *t;
+    assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+    assert_non_null(t);
+    assert_string_equal(t->task_id, want[i]);
+    assert_int_equal(t->status, TQ_RUNNING);
+    assert_string_equal(t->assigned_worker, "w1");
+    assert_int_equal(t->attempt, 1);
+    tq_task_free(t);
+  }
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  assert_null(t);
+}
+
+static void test_claim_respects_types_backoff_session_and_sticky(void **state) {
+  fx *f = *state;
+  char a[33], later[33], sess[33], sticky[33];
+  submit_p(f->q, "type-a", "{}", a);
+  char buf[128];
+  snprintf(buf, sizeof buf, "{\"next_attempt_at\": %.3f}", clock_wall_s() + 3600);
+  submit_p(f->q, "type-b", buf, later);
+  submit_p(f->q, "type-c", "{\"session_id\": \"S1\"}", sess);
+  submit_p(f->q, "type-d", "{\"sticky_worker_id\": \"w9\"}", sticky);
+  tq_task *t;
+  const char *tb[] = {"type-b"};
+  tq_claim_opts c = {.worker_id = "w1", .task_types = tb, .n_task_types = 1};
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  assert_null(t); /* backoff */
+  const char *tc[] = {"type-c"};
+  c.task_types = tc;
+  c.session_id = "S2";
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  assert_null(t); /* other session */
+  c.session_id = "S1";
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  assert_non_null(t);
+  assert_string_equal(t->task_id, sess);
+  tq_task_free(t);
+  const char *td[] = {"type-d"};
+  c.task_types = td;
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  assert_null(t); /* sticky to w9 */
+  c.worker_id = "w9";
+  assert_int_equal(tq_claim(f->q, sticky, &c, &t), 0);
+  assert_non_null(t);
+  tq_task_free(t);
+}
+
+static void test_claim_many_same_type_batch(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "x", "{\"priority\": 9}", id);
+  submit_p(f->q, "y", "{}", id);
+  submit_p(f->q, "x", "{}", id);
+  submit_p(f->q, "x", "{}", id);
+  tq_claim_opts c = {.worker_id = "w", .max_tasks = 10, .same_task_type = true};
+  tq_task **v;
+  size_t n;
+  assert_int_equal(tq_claim_many(f->q, &c, &v, &n), 0);
+  assert_int_equal(n, 3);
+  for (size_t i = 0; i < n; i++) assert_string_equal(v[i]->task_type, "x");
+  tq_task_array_free(v, n);
+}
+
+static void test_heartbeat_renews_lease_and_fencing_rejects_old_epoch(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  tq_claim_opts c = worker("w1");
+  c.lease_seconds = 5;
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  int64_t epoch1 = t->lease_epoch;
+  double lease1 = t->lease_until;
+  tq_task_free(t);
+  tq_fence fe = {"w1", epoch1};
+  tq_heartbeat_reply hb;
+  assert_int_equal(tq_heartbeat(f->q, id, &fe, 600, &hb), 0);
+  assert_true(hb.lease_until > lease1 + 500);
+  assert_false(hb.cancel_requested);
+  /* the lease expires (simulated clock), recovery requeues, another worker claims */
+  size_t n;
+  assert_int_equal(tq_recover_expired(f->q, clock_wall_s() + 10000, 100, &n), 0);
+  assert_int_equal(n, 1);
+  tq_claim_opts c2 = worker("w1");
+  assert_int_equal(tq_claim_next(f->q, &c2, &t), 0);
+  assert_non_null(t);
+  assert_true(t->lease_epoch > epoch1);
+  int64_t epoch2 = t->lease_epoch;
+  tq_task_free(t);
+  /* same worker id, old epoch: fenced out */
+  json_t *res = json_pack("{s:s}", "out", "stale");
+  assert_int_equal(tq_complete(f->q, id, &fe, TQ_COMPLETED, res, NULL), -ESTALE);
+  assert_int_equal(tq_heartbeat(f->q, id, &fe, 0, &hb), -ESTALE);
+  tq_fence other = {"w2", epoch2};
+  assert_int_equal(tq_complete(f->q, id, &other, TQ_COMPLETED, res, NULL), -ESTALE);
+  tq_fence cur = {"w1", epoch2};
+  assert_int_equal(tq_complete(f->q, id, &cur, TQ_COMPLETED, res, NULL), 0);
+  assert_int_equal(tq_complete(f->q, id, &cur, TQ_FAILED, NULL, "late"), -ESTALE);
+  json_decref(res);
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  assert_int_equal(t->status, TQ_COMPLETED);
+  assert_string_equal(t->result_json, "{\"out\": \"stale\"}");
+  assert_false(t->has_lease);
+  tq_task_free(t);
+}
+
+static void test_release_refunds_attempt(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{\"max_attempts\": 1}", id);
+  tq_claim_opts c = worker("w1");
+  tq_task *t;
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+    assert_non_null(t);
+    tq_fence fe = {"w1", t->lease_epoch};
+    tq_task_free(t);
+    assert_int_equal(tq_release(f->q, id, &fe, "not mine"), 0);
+  }
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  assert_int_equal(t->status, TQ_QUEUED);
+  assert_int_equal(t->attempt, 0);
+  json_t *j = tq_task_to_json(t, TQ_JSON_FULL);
+  json_t *prog = json_object_get(json_object_get(j, "result"), "progress");
+  assert_int_equal(json_integer_value(json_object_get(prog, "release_count")), 5);
+  assert_string_equal(json_string_value(json_object_get(prog, "last_release_reason")), "not mine");
+  json_decref(j);
+  tq_task_free(t);
+}
+
+static void test_out_of_attempts_ends_failed_with_reason(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{\"max_attempts\": 2}", id);
+  tq_claim_opts c = worker("w1");
+  tq_task *t;
+  tq_status fs;
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+    assert_non_null(t);
+    tq_fence fe = {"w1", t->lease_epoch};
+    tq_task_free(t);
+    assert_int_equal(tq_retry(f->q, id, &fe, 0, "boom", &fs), 0);
+  }
+  assert_int_equal(fs, TQ_FAILED);
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  assert_int_equal(t->status, TQ_FAILED);
+  assert_string_equal(t->error, "attempts exhausted: boom");
+  tq_task_free(t);
+  /* an expired lease with no attempt left also ends failed, never stuck queued */
+  submit_p(f->q, "t", "{\"max_attempts\": 1}", id);
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  tq_task_free(t);
+  size_t n;
+  assert_int_equal(tq_recover_expired(f->q, clock_wall_s() + 1e6, 10, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  assert_int_equal(t->status, TQ_FAILED);
+  assert_string_equal(t->error, "claim lease expired after maximum attempts");
+  tq_task_free(t);
+}
+
+static void test_unlimited_attempts_with_zero(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{\"max_attempts\": 0}", id);
+  tq_claim_opts c = worker("w1");
+  tq_task *t;
+  for (int i = 0; i < 6; i++) {
+    assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+    assert_non_null(t);
+    tq_fence fe = {"w1", t->lease_epoch};
+    tq_task_free(t);
+    tq_status fs;
+    assert_int_equal(tq_retry(f->q, id, &fe, 0, "again", &fs), 0);
+    assert_int_equal(fs, TQ_QUEUED);
+  }
+}
+
+static void test_cancel_queued_now_running_via_flag(void **state) {
+  fx *f = *state;
+  char q1[33], r1[33];
+  submit_p(f->q, "t", "{\"priority\": 1}", q1);
+  submit_p(f->q, "t", "{\"priority\": 9}", r1);
+  tq_claim_opts c = worker("w1");
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  assert_string_equal(t->task_id, r1);
+  tq_fence fe = {"w1", t->lease_epoch};
+  tq_task_free(t);
+  tq_cancel_outcome co;
+  assert_int_equal(tq_cancel(f->q, q1, "user", &co), 0);
+  assert_int_equal(co, TQ_CANCEL_DONE);
+  assert_int_equal(tq_cancel(f->q, r1, "user", &co), 0);
+  assert_int_equal(co, TQ_CANCEL_REQUESTED);
+  tq_heartbeat_reply hb;
+  assert_int_equal(tq_heartbeat(f->q, r1, &fe, 0, &hb), 0);
+  assert_true(hb.cancel_requested);
+  assert_int_equal(tq_release(f->q, r1, &fe, "cancelled by request"), 0);
+  assert_int_equal(tq_get(f->q, r1, &t), 0);
+  assert_int_equal(t->status, TQ_CANCELLED);
+  tq_task_free(t);
+  assert_int_equal(tq_cancel(f->q, q1, NULL, &co), 0);
+  assert_int_equal(co, TQ_CANCEL_NONE);
+  assert_int_equal(tq_cancel(f->q, "00000000000000000000000000000000", NULL, &co), -ENOENT);
+}
+
+typedef struct {
+  tq_queue *q;
+  char id[33];
+  int64_t epoch;
+} completer;
+
+static void *complete_later(void *arg) {
+  completer *c = arg;
+  usleep(150000);
+  tq_fence fe = {"w1", c->epoch};
+  json_t *r = json_pack("{s:i}", "v", 42);
+  assert_int_equal(tq_complete(c->q, c->id, &fe, TQ_COMPLETED, r, NULL), 0);
+  json_decref(r);
+  return NULL;
+}
+
+static void test_wait_wakes_on_completion_not_timeout(void **state) {
+  fx *f = *state;
+  completer c = {.q = f->q};
+  submit_p(f->q, "t", "{}", c.id);
+  tq_claim_opts w = worker("w1");
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &w, &t), 0);
+  c.epoch = t->lease_epoch;
+  tq_task_free(t);
+  pthread_t th;
+  pthread_create(&th, NULL, complete_later, &c);
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(tq_wait(f->q, c.id, 20, NULL, NULL, &t), 0);
+  int64_t took = clock_mono_ms() - t0;
+  pthread_join(th, NULL);
+  assert_int_equal(t->status, TQ_COMPLETED);
+  assert_true(took >= 100 && took < 5000);
+  tq_task_free(t);
+}
+
+static void test_wait_timeout_returns_current_state_and_is_capped(void **state) {
+  fx *f = *state;
+  tq_close(f->q);
+  tq_options o;
+  tq_options_default(&o);
+  o.path = f->path;
+  o.wait_max_seconds = 0.3;
+  assert_int_equal(tq_open(&o, &f->q), 0);
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  tq_task *t;
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(tq_wait(f->q, id, 1e9, NULL, NULL, &t), 0);
+  int64_t took = clock_mono_ms() - t0;
+  assert_true(took >= 250 && took < 3000);
+  assert_int_equal(t->status, TQ_QUEUED);
+  tq_task_free(t);
+  assert_int_equal(tq_wait(f->q, "ffffffffffffffffffffffffffffffff", 0.1, NULL, NULL, &t), -ENOENT);
+}
+
+static bool always(void *ud) { return ud != NULL; }
+
+static void test_wait_honours_cancellation(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  tq_task *t;
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(tq_wait(f->q, id, 30, always, f, &t), 0);
+  assert_true(clock_mono_ms() - t0 < 2000);
+  tq_task_free(t);
+}
+
+static void test_prune_removes_old_terminal_only(void **state) {
+  fx *f = *state;
+  char done[33], queued[33];
+  submit_p(f->q, "t", "{}", done);
+  submit_p(f->q, "t", "{}", queued);
+  tq_cancel_outcome co;
+  assert_int_equal(tq_cancel(f->q, done, NULL, &co), 0);
+  size_t n;
+  assert_int_equal(tq_prune_terminal(f->q, 3600, 100, &n), 0);
+  assert_int_equal(n, 0); /* too young */
+  usleep(20000);
+  assert_int_equal(tq_prune_terminal(f->q, 0.001, 100, &n), 0);
+  assert_int_equal(n, 1);
+  tq_task *t;
+  assert_int_equal(tq_get(f->q, done, &t), -ENOENT);
+  assert_int_equal(tq_get(f->q, queued, &t), 0);
+  tq_task_free(t);
+}
+
+static void test_bad_input_is_rejected_and_changes_nothing(void **state) {
+  fx *f = *state;
+  char id[33];
+  tq_submit_req r = {.task_type = "t"};
+  json_t *arr = json_array();
+  r.payload = arr;
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), -EINVAL); /* non-object */
+  json_decref(arr);
+  json_t *p = json_object();
+  r.payload = p;
+  r.task_type = "bad\xff\xfe";
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), -EINVAL); /* invalid UTF-8 */
+  r.task_type = "";
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), -EINVAL);
+  r.task_type = "t";
+  char *big = malloc(1100000);
+  memset(big, 'a', 1099999);
+  big[1099999] = 0;
+  json_object_set_new(p, "blob", json_string(big));
+  free(big);
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), -E2BIG);
+  json_object_clear(p);
+  r.has_next_attempt_at = true;
+  r.next_attempt_at = NAN;
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), -EINVAL);
+  r.has_next_attempt_at = false;
+  tq_claim_opts c = {.worker_id = ""};
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &c, &t), -EINVAL);
+  c.worker_id = "w";
+  c.lease_seconds = -5;
+  assert_int_equal(tq_claim_next(f->q, &c, &t), -EINVAL);
+  json_decref(p);
+  tq_counts n;
+  assert_int_equal(tq_count(f->q, &n), 0);
+  for (int i = 0; i < TQ_STATUS_COUNT; i++) assert_int_equal(n.by_status[i], 0);
+}
+
+typedef struct {
+  tq_queue *q;
+  int n;
+  int fails;
+} submitter;
+
+static void *submit_many(void *arg) {
+  submitter *s = arg;
+  json_t *p = json_object();
+  for (int i = 0; i < s->n; i++) {
+    json_object_set_new(p, "i", json_integer(i));
+    tq_submit_req r = {.task_type = "bulk", .payload = p};
+    char id[33];
+    if (tq_submit(s->q, &r, id, NULL) != 0) s->fails++;
+  }
+  json_decref(p);
+  return NULL;
+}
+
+static void test_group_commit_batches_concurrent_submits(void **state) {
+  fx *f = *state;
+  enum { T = 8, N = 100 };
+  pthread_t th[T];
+  submitter s[T];
+  tq_io_stats before, after;
+  tq_io_stats_get(f->q, &before);
+  for (int i = 0; i < T; i++) {
+    s[i] = (submitter){f->q, N, 0};
+    pthread_create(&th[i], NULL, submit_many, &s[i]);
+  }
+  for (int i = 0; i < T; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(s[i].fails, 0);
+  }
+  tq_io_stats_get(f->q, &after);
+  assert_int_equal(after.ops - before.ops, T * N);
+  assert_true(after.commits - before.commits < T * N); /* some groups held > 1 op */
+  assert_true(after.max_group > 1);
+  tq_counts c;
+  assert_int_equal(tq_count(f->q, &c), 0);
+  assert_int_equal(c.by_status[TQ_QUEUED], T * N);
+}
+
+static void test_tasks_survive_reopen(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{\"k\": [1, 2.5, null, true]}", id);
+  tq_close(f->q);
+  tq_options o;
+  tq_options_default(&o);
+  o.path = f->path;
+  assert_int_equal(tq_open(&o, &f->q), 0);
+  tq_task *t;
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  assert_string_equal(t->payload_json, "{\"k\": [1, 2.5, null, true]}");
+  tq_task_free(t);
+}
+
+static void test_list_filters_and_stats(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "a", "{}", id);
+  submit_p(f->q, "b", "{}", id);
+  submit_p(f->q, "a", "{}", id);
+  tq_claim_opts c = worker("w");
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  tq_task_free(t);
+  const char *ta[] = {"a"};
+  tq_list_opts lo = {.status = TQ_QUEUED, .task_types = ta, .n_task_types = 1, .limit = 10};
+  tq_task **v;
+  size_t n;
+  assert_int_equal(tq_list(f->q, &lo, &v, &n), 0);
+  assert_int_equal(n, 1);
+  tq_task_array_free(v, n);
+  json_t *s;
+  assert_int_equal(tq_stats_json(f->q, &s), 0);
+  assert_int_equal(json_integer_value(json_object_get(s, "queued")), 2);
+  assert_int_equal(json_integer_value(json_object_get(s, "running")), 1);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(s, "queued_by_type"), "b")), 1);
+  json_decref(s);
+}
+
+/* Runs in a child as an unprivileged user (root ignores permission bits). */
+static int ro_child(const char *dir) {
+  if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) return 99;
+  char path[256];
+  tq_options o;
+  tq_options_default(&o);
+  /* 1: a fresh queue in a read-only directory */
+  snprintf(path, sizeof path, "%s/ro/q.sqlite3", dir);
+  o.path = path;
+  tq_queue *q = NULL;
+  int rc = tq_open(&o, &q);
+  if (!(rc == -EACCES || rc == -EROFS) || q) { fprintf(stderr, "ro rc=%d\n", rc); return 1; }
+  /* 2: an existing queue file the user may not write */
+  snprintf(path, sizeof path, "%s/rofile/q.sqlite3", dir);
+  o.path = path;
+  rc = tq_open(&o, &q);
+  if (!(rc == -EACCES || rc == -EROFS) || q) return 2;
+  return 0;
+}
+
+static void test_read_only_state_dir_is_a_clear_error(void **state) {
+  fx *f = *state;
+  char p[256];
+  chmod(f->dir, 0755);
+  snprintf(p, sizeof p, "%s/ro", f->dir);
+  assert_int_equal(mkdir(p, 0555), 0);
+  snprintf(p, sizeof p, "%s/rofile", f->dir);
+  assert_int_equal(mkdir(p, 0755), 0);
+  snprintf(p, sizeof p, "%s/rofile/q.sqlite3", f->dir);
+  tq_options o;
+  tq_options_default(&o);
+  o.path = p;
+  tq_queue *q;
+  assert_int_equal(tq_open(&o, &q), 0);
+  char id[33];
+  submit_p(q, "t", "{}", id);
+  tq_close(q);
+  assert_int_equal(chmod(p, 0444), 0);
+  snprintf(p, sizeof p, "%s/rofile", f->dir);
+  assert_int_equal(chmod(p, 0555), 0);
+  pid_t pid = fork();
+  if (pid == 0) _exit(ro_child(f->dir));
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  chmod(p, 0755);
+}
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done, rc;
+  char id[33];
+} async_ctx;
+
+static void async_cb(int rc, const char *task_id, bool replayed, void *ud) {
+  async_ctx *a = ud;
+  (void)replayed;
+  pthread_mutex_lock(&a->mu);
+  a->rc = rc;
+  if (task_id) snprintf(a->id, sizeof a->id, "%s", task_id);
+  a->done++;
+  pthread_cond_signal(&a->cv);
+  pthread_mutex_unlock(&a->mu);
+}
+
+static void test_async_submit_calls_back_after_commit(void **state) {
+  fx *f = *state;
+  json_t *p = json_object();
+  tq_submit_req r = {.task_type = "t", .payload = p};
+  async_ctx a = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+  assert_int_equal(tq_submit_async(f->q, &r, async_cb, &a), 0);
+  json_decref(p); /* the request was copied */
+  pthread_mutex_lock(&a.mu);
+  while (!a.done) pthread_cond_wait(&a.cv, &a.mu);
+  pthread_mutex_unlock(&a.mu);
+  assert_int_equal(a.rc, 0);
+  tq_task *t;
+  assert_int_equal(tq_get(f->q, a.id, &t), 0);
+  tq_task_free(t);
+  r.payload = NULL;
+  assert_int_equal(tq_submit_async(f->q, &r, async_cb, &a), -EINVAL);
+  assert_int_equal(a.done, 1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+#define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
+      T(test_submit_returns_32_hex_id_and_full_task_dict),
+      T(test_idempotency_same_work_replays_different_work_fails),
+      T(test_explicit_task_id_must_be_32_lower_hex),
+      T(test_claim_order_is_priority_desc_then_created),
+      T(test_claim_respects_types_backoff_session_and_sticky),
+      T(test_claim_many_same_type_batch),
+      T(test_heartbeat_renews_lease_and_fencing_rejects_old_epoch),
+      T(test_release_refunds_attempt),
+      T(test_out_of_attempts_ends_failed_with_reason),
+      T(test_unlimited_attempts_with_zero),
+      T(test_cancel_queued_now_running_via_flag),
+      T(test_wait_wakes_on_completion_not_timeout),
+      T(test_wait_timeout_returns_current_state_and_is_capped),
+      T(test_wait_honours_cancellation),
+      T(test_prune_removes_old_terminal_only),
+      T(test_bad_input_is_rejected_and_changes_nothing),
+      T(test_group_commit_batches_concurrent_submits),
+      T(test_tasks_survive_reopen),
+      T(test_list_filters_and_stats),
+      T(test_read_only_state_dir_is_a_clear_error),
+      T(test_async_submit_calls_back_after_commit),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
