@@ -1,0 +1,656 @@
+/* session.c — the sans-I/O JSON-RPC/MCP session core (see session.h).
+ *
+ * Spec: MCP 2025-11-25 (basic/lifecycle, utilities/{ping,cancellation,progress,pagination},
+ * server/{tools,resources,prompts,utilities/logging,utilities/completion}) for the legacy era
+ * and 2026-07-28 (basic/index §_meta, basic/versioning, server/discover,
+ * server/utilities/caching) for the modern era. Every error is produced here, in one shape. */
+#include "mcp/session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+#ifndef PEERMCP_VERSION
+#define PEERMCP_VERSION "0.0.0"
+#endif
+
+enum {
+  RPC_PARSE_ERROR = -32700,
+  RPC_INVALID_REQUEST = -32600,
+  RPC_METHOD_NOT_FOUND = -32601,
+  RPC_INVALID_PARAMS = -32602,
+  RPC_INTERNAL_ERROR = -32603,
+  MCP_RESOURCE_NOT_FOUND_LEGACY = -32002,
+  MCP_UNSUPPORTED_VERSION = -32022,
+};
+
+static const char *const k_legacy_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"};
+#define N_LEGACY (sizeof k_legacy_versions / sizeof k_legacy_versions[0])
+
+static const char *const k_log_levels[] = {"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"};
+#define N_LEVELS 8
+
+typedef struct sess_req {
+  struct sess_req *next, *prev;
+  mcp_session *s;
+  json_t *id;
+  mcp_call *call;
+  bool cancelled;
+  bool modern;
+  int log_min; /* rank in k_log_levels; -1 = send no log notifications */
+} sess_req;
+
+struct mcp_session {
+  mcp_session_opts o;
+  char *legacy_version;
+  bool initialized;
+  int log_min; /* legacy: from logging/setLevel; default info */
+  sess_req *reqs;
+  size_t inflight;
+  void (*idle_cb)(void *ud);
+  void *idle_ud;
+};
+
+/* Per-request context. */
+typedef struct req_ctx {
+  json_t *id;     /* NULL for notifications */
+  json_t *params; /* object or NULL */
+  json_t *meta;   /* params._meta object or NULL */
+  bool modern;
+  int log_min;
+} req_ctx;
+
+static int level_rank(const char *name) {
+  if (!name) return -1;
+  for (int i = 0; i < N_LEVELS; i++)
+    if (strcmp(name, k_log_levels[i]) == 0) return i;
+  if (strcmp(name, "warn") == 0) return 3;
+  return -1;
+}
+
+/* ---------- output ---------- */
+
+static void send_msg(mcp_session *s, json_t *msg) {
+  if (!msg) return;
+  char *text = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(msg);
+  if (!text) {
+    log_error("session: cannot serialise a message (out of memory)", NULL);
+    return;
+  }
+  s->o.send(s->o.send_ud, text, strlen(text));
+}
+
+void mcp_session_reply_error(mcp_session *s, json_t *id, int code, const char *message, json_t *data) {
+  json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message ? message : "error");
+  if (err && data) json_object_set(err, "data", data);
+  json_decref(data);
+  json_t *m = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error", err);
+  send_msg(s, m);
+}
+
+void mcp_session_reply_result(mcp_session *s, json_t *id, json_t *result) {
+  json_t *m = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "result",
+                        result ? result : json_object());
+  send_msg(s, m);
+}
+
+static json_t *server_info(const mcp_session *s) {
+  return json_pack("{s:s, s:s}", "name", s->o.server_name, "version", s->o.server_version);
+}
+
+/* Adds the modern per-result fields. `cacheable` adds ttlMs/cacheScope. */
+static json_t *modern_result(const mcp_session *s, json_t *result, bool cacheable) {
+  json_object_set_new(result, "resultType", json_string("complete"));
+  json_t *meta = json_object_get(result, "_meta");
+  if (!json_is_object(meta)) {
+    meta = json_object();
+    json_object_set_new(result, "_meta", meta);
+  }
+  json_object_set_new(meta, "io.modelcontextprotocol/serverInfo", server_info(s));
+  if (cacheable) {
+    json_object_set_new(result, "ttlMs", json_integer(s->o.list_ttl_ms));
+    /* A remote caller's lists are filtered by what it may use: not shareable across callers. */
+    json_object_set_new(result, "cacheScope", json_string(s->o.remote ? "private" : "public"));
+  }
+  return result;
+}
+
+static void reply(mcp_session *s, const req_ctx *rc, json_t *result, bool cacheable) {
+  if (!rc->id) {
+    json_decref(result);
+    return;
+  }
+  if (rc->modern) result = modern_result(s, result, cacheable);
+  mcp_session_reply_result(s, rc->id, result);
+}
+
+static void reply_err(mcp_session *s, const req_ctx *rc, int code, const char *message, json_t *data) {
+  if (!rc->id) { /* notifications never get a response */
+    json_decref(data);
+    return;
+  }
+  mcp_session_reply_error(s, rc->id, code, message, data);
+}
+
+static json_t *supported_versions(void) {
+  json_t *a = json_array();
+  json_array_append_new(a, json_string(MCP_PROTOCOL_MODERN));
+  for (size_t i = 0; i < N_LEGACY; i++) json_array_append_new(a, json_string(k_legacy_versions[i]));
+  return a;
+}
+
+static json_t *capabilities(bool modern, const char *legacy_version) {
+  json_t *c = json_pack("{s:{s:b}, s:{}, s:{s:b}, s:{s:b}}", "tools", "listChanged", 0, "logging", "prompts",
+                        "listChanged", 0, "resources", "listChanged", 0);
+  /* completions arrived in 2025-03-26 */
+  if (modern || !legacy_version || strcmp(legacy_version, "2025-03-26") >= 0)
+    json_object_set_new(c, "completions", json_object());
+  return c;
+}
+
+/* ---------- lifecycle ---------- */
+
+int mcp_session_new(const mcp_session_opts *opts, mcp_session **out) {
+  *out = NULL;
+  if (!opts || !opts->dispatcher || !opts->auth || !opts->send) return -EINVAL;
+  mcp_session *s = calloc(1, sizeof *s);
+  if (!s) return -ENOMEM;
+  s->o = *opts;
+  if (!s->o.page_size) s->o.page_size = MCP_SESSION_DEFAULT_PAGE_SIZE;
+  if (!s->o.max_message_bytes) s->o.max_message_bytes = MCP_SESSION_DEFAULT_MAX_MESSAGE;
+  if (!s->o.list_ttl_ms) s->o.list_ttl_ms = 60000;
+  if (!s->o.server_name) s->o.server_name = "peermcp";
+  if (!s->o.server_version) s->o.server_version = PEERMCP_VERSION;
+  s->log_min = 1; /* info */
+  *out = s;
+  return 0;
+}
+
+static void req_unlink(mcp_session *s, sess_req *r) {
+  if (r->prev) r->prev->next = r->next;
+  else s->reqs = r->next;
+  if (r->next) r->next->prev = r->prev;
+  s->inflight--;
+}
+
+static void req_free(sess_req *r) {
+  json_decref(r->id);
+  free(r);
+}
+
+void mcp_session_free(mcp_session *s) {
+  if (!s) return;
+  sess_req *r = s->reqs;
+  while (r) {
+    sess_req *next = r->next;
+    if (r->call) mcp_dispatch_detach(r->call);
+    req_free(r);
+    r = next;
+  }
+  free(s->legacy_version);
+  free(s);
+}
+
+size_t mcp_session_inflight(const mcp_session *s) { return s->inflight; }
+void mcp_session_on_idle(mcp_session *s, void (*cb)(void *ud), void *ud) {
+  s->idle_cb = cb;
+  s->idle_ud = ud;
+}
+void mcp_session_cancel_all(mcp_session *s) {
+  for (sess_req *r = s->reqs; r; r = r->next) {
+    r->cancelled = true;
+    if (r->call) mcp_dispatch_cancel(r->call);
+  }
+}
+const char *mcp_session_legacy_version(const mcp_session *s) { return s->legacy_version; }
+
+/* ---------- tool calls ---------- */
+
+static void on_progress(void *ud, json_t *token, double progress, double total, const char *message) {
+  sess_req *r = ud;
+  if (r->cancelled) return;
+  json_t *p = json_pack("{s:O, s:f}", "progressToken", token, "progress", progress);
+  if (total >= 0) json_object_set_new(p, "total", json_real(total));
+  if (message) json_object_set_new(p, "message", json_string(message));
+  send_msg(r->s, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/progress", "params", p));
+}
+
+static void on_log(void *ud, const char *level, const char *message) {
+  sess_req *r = ud;
+  int rank = level_rank(level);
+  if (rank < 0) rank = 1;
+  int min = r->modern ? r->log_min : r->s->log_min;
+  if (r->cancelled || min < 0 || rank < min) return;
+  send_msg(r->s, json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "jsonrpc", "2.0", "method", "notifications/message",
+                           "params", "level", k_log_levels[rank], "logger", "peermcp", "data", message ? message : ""));
+}
+
+static void on_call_done(void *ud, const mcp_call_outcome *o) {
+  sess_req *r = ud;
+  mcp_session *s = r->s;
+  r->call = NULL;
+  req_unlink(s, r);
+  if (!r->cancelled) {
+    req_ctx rc = {.id = r->id, .modern = r->modern};
+    if (o->status == MCP_DISPATCH_UNKNOWN_TOOL) {
+      const char *tool = json_string_value(json_object_get(o->envelope, "tool"));
+      char msg[200];
+      snprintf(msg, sizeof msg, "Unknown tool: %.128s", tool ? tool : "");
+      reply_err(s, &rc, RPC_INVALID_PARAMS, msg, NULL);
+    } else {
+      json_t *res = mcp_dispatch_call_result(o->envelope);
+      if (res) reply(s, &rc, res, false);
+      else reply_err(s, &rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
+    }
+  }
+  req_free(r);
+  if (s->inflight == 0 && s->idle_cb) s->idle_cb(s->idle_ud); /* last: the callback may free s */
+}
+
+static sess_req *find_req(mcp_session *s, const json_t *id) {
+  for (sess_req *r = s->reqs; r; r = r->next)
+    if (json_equal(r->id, (json_t *)id)) return r;
+  return NULL;
+}
+
+static void m_tools_call(mcp_session *s, req_ctx *rc) {
+  json_t *name = json_object_get(rc->params, "name");
+  if (!json_is_string(name)) {
+    reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.name must be a string", NULL);
+    return;
+  }
+  json_t *args = json_object_get(rc->params, "arguments");
+  if (args && !json_is_null(args) && !json_is_object(args)) {
+    reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.arguments must be an object", NULL);
+    return;
+  }
+  if (!rc->id) return; /* a tools/call notification: nothing to answer, nothing to run */
+  if (find_req(s, rc->id)) {
+    reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
+    return;
+  }
+  if (s->inflight >= MCP_SESSION_MAX_INFLIGHT) {
+    reply_err(s, rc, RPC_INTERNAL_ERROR, "too many requests in flight", NULL);
+    return;
+  }
+  sess_req *r = calloc(1, sizeof *r);
+  if (!r) {
+    reply_err(s, rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
+    return;
+  }
+  r->s = s;
+  r->id = json_incref(rc->id);
+  r->modern = rc->modern;
+  r->log_min = rc->log_min;
+  json_t *tok = json_object_get(rc->meta, "progressToken");
+  if (tok && !json_is_string(tok) && !json_is_integer(tok)) tok = NULL;
+  mcp_call_request cr = {
+      .tool = json_string_value(name),
+      .args = json_is_object(args) ? args : NULL,
+      .auth = s->o.auth,
+      .remote = s->o.remote,
+      .progress_token = tok,
+      .timeout_ms = s->o.call_timeout_ms,
+      .sink = {.progress = on_progress, .log = on_log, .ud = r},
+  };
+  r->next = s->reqs;
+  if (s->reqs) s->reqs->prev = r;
+  s->reqs = r;
+  s->inflight++;
+  int err = mcp_dispatch_start(s->o.dispatcher, &cr, on_call_done, r, &r->call);
+  if (err != 0) {
+    req_unlink(s, r);
+    reply_err(s, rc, RPC_INTERNAL_ERROR, "cannot start the call", NULL);
+    req_free(r);
+  }
+}
+
+/* ---------- other methods ---------- */
+
+static bool tool_listed(const mcp_session *s, const mcp_tool *t) {
+  const mcp_tool_def *d = mcp_tool_def_of(t);
+  if (d->flags & MCP_TOOL_HIDDEN) return false;
+  if (s->o.remote && !(d->flags & MCP_TOOL_REMOTE)) return false;
+  return true;
+}
+
+/* Cursor format (opaque to clients): "t" + decimal registry index. */
+static void m_tools_list(mcp_session *s, req_ctx *rc) {
+  const mcp_registry *reg = mcp_dispatcher_registry(s->o.dispatcher);
+  size_t n = mcp_registry_count(reg), start = 0;
+  json_t *cur = json_object_get(rc->params, "cursor");
+  if (cur && !json_is_null(cur)) {
+    const char *c = json_string_value(cur);
+    char *end = NULL;
+    unsigned long long v = 0;
+    if (c && c[0] == 't' && c[1] >= '0' && c[1] <= '9') v = strtoull(c + 1, &end, 10);
+    if (!c || !end || *end || v > n) {
+      reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
+      return;
+    }
+    start = (size_t)v;
+  }
+  json_t *tools = json_array();
+  size_t i = start, taken = 0;
+  for (; i < n && taken < s->o.page_size; i++) {
+    const mcp_tool *t = mcp_registry_at(reg, i);
+    if (!tool_listed(s, t)) continue;
+    json_array_append_new(tools, mcp_tool_to_json(t));
+    taken++;
+  }
+  size_t more = i;
+  while (more < n && !tool_listed(s, mcp_registry_at(reg, more))) more++;
+  json_t *res = json_pack("{s:o}", "tools", tools);
+  if (more < n) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "t%zu", more);
+    json_object_set_new(res, "nextCursor", json_string(buf));
+  }
+  reply(s, rc, res, true);
+}
+
+static bool check_cursor_empty(mcp_session *s, req_ctx *rc) {
+  json_t *cur = json_object_get(rc->params, "cursor");
+  if (cur && !json_is_null(cur)) {
+    reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
+    return false;
+  }
+  return true;
+}
+
+static void m_initialize(mcp_session *s, req_ctx *rc) {
+  json_t *pv = json_object_get(rc->params, "protocolVersion");
+  if (!json_is_string(pv)) {
+    reply_err(s, rc, RPC_INVALID_PARAMS, "initialize: params.protocolVersion must be a string", NULL);
+    return;
+  }
+  const char *want = json_string_value(pv), *got = MCP_PROTOCOL_LEGACY_LATEST;
+  for (size_t i = 0; i < N_LEGACY; i++)
+    if (strcmp(want, k_legacy_versions[i]) == 0) got = k_legacy_versions[i];
+  char *dup = strdup(got);
+  if (!dup) {
+    reply_err(s, rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
+    return;
+  }
+  free(s->legacy_version);
+  s->legacy_version = dup;
+  json_t *ci = json_object_get(rc->params, "clientInfo");
+  log_info("session: initialize", "{s:s, s:s, s:s}", "requested", want, "negotiated", got, "client",
+           json_is_string(json_object_get(ci, "name")) ? json_string_value(json_object_get(ci, "name")) : "?");
+  json_t *si = server_info(s);
+  if (strcmp(got, "2025-06-18") >= 0) json_object_set_new(si, "title", json_string("peermcp"));
+  json_t *res = json_pack("{s:s, s:o, s:o}", "protocolVersion", got, "capabilities", capabilities(false, got),
+                          "serverInfo", si);
+  if (s->o.instructions) json_object_set_new(res, "instructions", json_string(s->o.instructions));
+  reply(s, rc, res, false);
+}
+
+static void m_discover(mcp_session *s, req_ctx *rc) {
+  json_t *res = json_pack("{s:o, s:o}", "supportedVersions", supported_versions(), "capabilities",
+                          capabilities(true, NULL));
+  if (s->o.instructions) json_object_set_new(res, "instructions", json_string(s->o.instructions));
+  reply(s, rc, res, true);
+}
+
+static void m_set_level(mcp_session *s, req_ctx *rc) {
+  int r = level_rank(json_string_value(json_object_get(rc->params, "level")));
+  if (r < 0) {
+    reply_err(s, rc, RPC_INVALID_PARAMS, "logging/setLevel: params.level must be a logging level", NULL);
+    return;
+  }
+  s->log_min = r;
+  reply(s, rc, json_object(), false);
+}
+
+static void m_complete(mcp_session *s, req_ctx *rc) {
+  json_t *ref = json_object_get(rc->params, "ref");
+  json_t *arg = json_object_get(rc->params, "argument");
+  if (!json_is_object(ref) || !json_is_string(json_object_get(ref, "type")) || !json_is_object(arg)) {
+    reply_err(s, rc, RPC_INVALID_PARAMS, "completion/complete: params.ref and params.argument are required", NULL);
+    return;
+  }
+  /* No prompts or resource templates are registered, so there is nothing to complete. */
+  reply(s, rc, json_pack("{s:{s:[], s:i, s:b}}", "completion", "values", "total", 0, "hasMore", 0), false);
+}
+
+static void m_resources_read(mcp_session *s, req_ctx *rc) {
+  json_t *uri = json_object_get(rc->params, "uri");
+  if (!json_is_string(uri)) {
+    reply_err(s, rc, RPC_INVALID_PARAMS, "resources/read: params.uri must be a string", NULL);
+    return;
+  }
+  /* 2026-07-28 moved resource-not-found to -32602; earlier revisions use -32002. */
+  reply_err(s, rc, rc->modern ? RPC_INVALID_PARAMS : MCP_RESOURCE_NOT_FOUND_LEGACY, "Resource not found",
+            json_pack("{s:O}", "uri", uri));
+}
+
+static void m_prompts_get(mcp_session *s, req_ctx *rc) {
+  json_t *name = json_object_get(rc->params, "name");
+  char msg[200];
+  snprintf(msg, sizeof msg, "Unknown prompt: %.128s", json_is_string(name) ? json_string_value(name) : "");
+  reply_err(s, rc, RPC_INVALID_PARAMS, msg, NULL);
+}
+
+static void m_cancelled(mcp_session *s, req_ctx *rc) {
+  json_t *rid = json_object_get(rc->params, "requestId");
+  if (!rid) return;
+  sess_req *r = find_req(s, rid);
+  if (!r || r->cancelled) return; /* unknown or finished: races are fine (cancellation.mdx) */
+  r->cancelled = true;
+  json_t *reason = json_object_get(rc->params, "reason");
+  char *idtext = json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT);
+  log_info("session: request cancelled by the client", "{s:s, s:s}", "id", idtext ? idtext : "?", "reason",
+           json_is_string(reason) ? json_string_value(reason) : "");
+  free(idtext);
+  if (r->call) mcp_dispatch_cancel(r->call);
+}
+
+typedef void (*method_fn)(mcp_session *s, req_ctx *rc);
+
+typedef struct method_entry {
+  const char *name;
+  method_fn fn;
+  unsigned eras; /* 1 = legacy, 2 = modern */
+} method_entry;
+
+static void m_ping(mcp_session *s, req_ctx *rc) { reply(s, rc, json_object(), false); }
+static void m_resources_list(mcp_session *s, req_ctx *rc) {
+  if (check_cursor_empty(s, rc)) reply(s, rc, json_pack("{s:[]}", "resources"), true);
+}
+static void m_templates_list(mcp_session *s, req_ctx *rc) {
+  if (check_cursor_empty(s, rc)) reply(s, rc, json_pack("{s:[]}", "resourceTemplates"), true);
+}
+static void m_prompts_list(mcp_session *s, req_ctx *rc) {
+  if (check_cursor_empty(s, rc)) reply(s, rc, json_pack("{s:[]}", "prompts"), true);
+}
+static void m_initialized(mcp_session *s, req_ctx *rc) { s->initialized = true; }
+static void m_ignore(mcp_session *s, req_ctx *rc) {}
+
+#define LEGACY 1u
+#define MODERN 2u
+#define BOTH 3u
+
+static const method_entry k_requests[] = {
+    {"initialize", m_initialize, LEGACY},
+    {"ping", m_ping, LEGACY},
+    {"logging/setLevel", m_set_level, LEGACY},
+    {"server/discover", m_discover, MODERN},
+    {"tools/list", m_tools_list, BOTH},
+    {"tools/call", m_tools_call, BOTH},
+    {"resources/list", m_resources_list, BOTH},
+    {"resources/templates/list", m_templates_list, BOTH},
+    {"resources/read", m_resources_read, BOTH},
+    {"prompts/list", m_prompts_list, BOTH},
+    {"prompts/get", m_prompts_get, BOTH},
+    {"completion/complete", m_complete, BOTH},
+};
+
+static const method_entry k_notifications[] = {
+    {"notifications/initialized", m_initialized, LEGACY},
+    {"notifications/cancelled", m_cancelled, BOTH},
+    {"notifications/roots/list_changed", m_ignore, LEGACY},
+    {"notifications/progress", m_ignore, BOTH},
+};
+
+/* ---------- parsing and routing ---------- */
+
+/* True when brackets nest deeper than max (outside strings). Checked before parsing so a deep
+ * document cannot make the parser or any recursive consumer burn stack. */
+static bool too_deep(const char *p, size_t n, int max) {
+  int depth = 0;
+  bool in_str = false, esc = false;
+  for (size_t i = 0; i < n; i++) {
+    char c = p[i];
+    if (in_str) {
+      if (esc) esc = false;
+      else if (c == '\\') esc = true;
+      else if (c == '"') in_str = false;
+      continue;
+    }
+    if (c == '"') in_str = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > max) return true;
+    } else if (c == ']' || c == '}') depth--;
+  }
+  return false;
+}
+
+static bool id_valid(const json_t *id) { return json_is_string(id) || json_is_integer(id); }
+
+static void handle_message(mcp_session *s, json_t *m) {
+  if (!json_is_object(m)) {
+    if (json_is_array(m))
+      mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported", NULL);
+    else
+      mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: expected a JSON object", NULL);
+    return;
+  }
+  json_t *id = json_object_get(m, "id");
+  json_t *method = json_object_get(m, "method");
+  json_t *ver = json_object_get(m, "jsonrpc");
+  bool has_id = id != NULL;
+  json_t *reply_id = has_id && id_valid(id) ? id : NULL;
+  if (!json_is_string(ver) || strcmp(json_string_value(ver), "2.0") != 0) {
+    mcp_session_reply_error(s, reply_id, RPC_INVALID_REQUEST, "Invalid Request: jsonrpc must be \"2.0\"", NULL);
+    return;
+  }
+  if (!method) {
+    if (json_object_get(m, "result") || json_object_get(m, "error")) return; /* a response: we send no requests */
+    mcp_session_reply_error(s, reply_id, RPC_INVALID_REQUEST, "Invalid Request: no method", NULL);
+    return;
+  }
+  if (has_id && !id_valid(id)) {
+    mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: id must be a string or an integer", NULL);
+    return;
+  }
+  if (!json_is_string(method)) {
+    mcp_session_reply_error(s, reply_id, RPC_INVALID_REQUEST, "Invalid Request: method must be a string", NULL);
+    return;
+  }
+  const char *name = json_string_value(method);
+  json_t *params = json_object_get(m, "params");
+  req_ctx rc = {.id = reply_id, .params = NULL, .meta = NULL, .modern = false, .log_min = -1};
+  if (params && !json_is_null(params)) {
+    if (!json_is_object(params)) {
+      reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: params must be an object", NULL);
+      return;
+    }
+    rc.params = params;
+  }
+  json_t *meta = json_object_get(rc.params, "_meta");
+  if (meta && !json_is_object(meta)) {
+    reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: _meta must be an object", NULL);
+    return;
+  }
+  rc.meta = meta;
+
+  if (s->o.hook && s->o.hook(s->o.hook_ud, s, name, rc.id, rc.params)) return;
+
+  /* Era: per request, from _meta (2026-07-28 versioning.mdx). */
+  json_t *pv = json_object_get(meta, "io.modelcontextprotocol/protocolVersion");
+  if (pv && has_id) {
+    if (!json_is_string(pv)) {
+      reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: io.modelcontextprotocol/protocolVersion must be a string", NULL);
+      return;
+    }
+    const char *v = json_string_value(pv);
+    bool legacy = false;
+    for (size_t i = 0; i < N_LEGACY; i++)
+      if (strcmp(v, k_legacy_versions[i]) == 0) legacy = true;
+    if (strcmp(v, MCP_PROTOCOL_MODERN) == 0) {
+      rc.modern = true;
+    } else if (!legacy) {
+      reply_err(s, &rc, MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
+                json_pack("{s:o, s:s}", "supported", supported_versions(), "requested", v));
+      return;
+    }
+  }
+  if (rc.modern) {
+    if (!json_is_object(json_object_get(meta, "io.modelcontextprotocol/clientCapabilities"))) {
+      reply_err(s, &rc, RPC_INVALID_PARAMS,
+                "Invalid params: missing required _meta field io.modelcontextprotocol/clientCapabilities", NULL);
+      return;
+    }
+    json_t *ll = json_object_get(meta, "io.modelcontextprotocol/logLevel");
+    if (ll) {
+      rc.log_min = level_rank(json_string_value(ll));
+      if (rc.log_min < 0) {
+        reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: io.modelcontextprotocol/logLevel is not a logging level", NULL);
+        return;
+      }
+    }
+  }
+  unsigned era = rc.modern ? MODERN : LEGACY;
+
+  if (!has_id) {
+    for (size_t i = 0; i < sizeof k_notifications / sizeof k_notifications[0]; i++)
+      if (strcmp(name, k_notifications[i].name) == 0) {
+        k_notifications[i].fn(s, &rc);
+        return;
+      }
+    return; /* unknown notifications are ignored */
+  }
+  for (size_t i = 0; i < sizeof k_requests / sizeof k_requests[0]; i++) {
+    if (strcmp(name, k_requests[i].name) != 0) continue;
+    if (k_requests[i].eras & era) {
+      k_requests[i].fn(s, &rc);
+      return;
+    }
+    if (!rc.modern && strcmp(name, "server/discover") == 0) {
+      reply_err(s, &rc, RPC_INVALID_PARAMS,
+                "Invalid params: server/discover requires _meta io.modelcontextprotocol/protocolVersion", NULL);
+      return;
+    }
+    break; /* removed in this era */
+  }
+  char msg[200];
+  snprintf(msg, sizeof msg, "Method not found: %.120s", name);
+  reply_err(s, &rc, RPC_METHOD_NOT_FOUND, msg, NULL);
+}
+
+void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {
+  if (len > s->o.max_message_bytes) {
+    char m[96];
+    snprintf(m, sizeof m, "Invalid Request: message of %zu bytes exceeds the limit of %zu", len, s->o.max_message_bytes);
+    mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, m, NULL);
+    return;
+  }
+  if (too_deep(msg, len, MCP_SESSION_MAX_DEPTH)) {
+    mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
+    return;
+  }
+  json_error_t jerr;
+  json_t *m = json_loadb(msg, len, JSON_DECODE_ANY, &jerr);
+  if (!m) {
+    char em[240];
+    snprintf(em, sizeof em, "Parse error: %s (at byte %d)", jerr.text, jerr.position);
+    mcp_session_reply_error(s, NULL, RPC_PARSE_ERROR, em, NULL);
+    return;
+  }
+  handle_message(s, m);
+  json_decref(m);
+}

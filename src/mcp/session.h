@@ -1,0 +1,93 @@
+/* session.h — the MCP JSON-RPC session core, shared by every transport (stdio now, Streamable
+ * HTTP and /mcp+p2p/1.0.0 streams later). Sans-I/O: the transport feeds one complete message
+ * (the bytes of one JSON-RPC message, no framing) with mcp_session_feed(); the session answers
+ * through the `send` callback. No sockets, no files, no threads of its own.
+ *
+ * Implements JSON-RPC 2.0 (errors -32700 with id null, -32600, -32601, -32602, -32603) and both
+ * MCP eras, chosen per request as 2026-07-28 basic/versioning.mdx §Backward Compatibility says:
+ *  - a request whose params._meta carries "io.modelcontextprotocol/protocolVersion" is served
+ *    statelessly as 2026-07-28 (server/discover, per-request clientCapabilities/clientInfo/
+ *    logLevel, resultType, ttlMs/cacheScope, -32022 for an unsupported version, removed methods
+ *    answered -32601);
+ *  - anything else is legacy (initialize negotiating 2025-11-25 … 2024-11-05,
+ *    notifications/initialized, ping, logging/setLevel + notifications/message, …).
+ * tools/call runs through the dispatcher (mcp/dispatch.h); several calls may be in flight and
+ * their responses go out as they complete, matched by id. notifications/cancelled reaches the
+ * handler; a cancelled request gets no response. notifications/progress echoes the request's
+ * _meta.progressToken.
+ *
+ * Ownership: the session borrows the dispatcher and the auth context for its whole life.
+ * Threads: loop thread only (the dispatcher's loop). */
+#ifndef PEERMCP_MCP_SESSION_H
+#define PEERMCP_MCP_SESSION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mcp/dispatch.h"
+#include "mcp/tool.h"
+
+typedef struct mcp_session mcp_session;
+
+#define MCP_SESSION_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)
+#define MCP_SESSION_DEFAULT_PAGE_SIZE 50u
+#define MCP_SESSION_MAX_DEPTH 128     /* JSON nesting accepted in a message */
+#define MCP_SESSION_MAX_INFLIGHT 1024 /* concurrent requests per session */
+
+/* The newest revision (modern era) and the legacy revisions initialize may negotiate. */
+#define MCP_PROTOCOL_MODERN "2026-07-28"
+#define MCP_PROTOCOL_LEGACY_LATEST "2025-11-25"
+
+/* Hands one complete outgoing message to the transport: `msg` is a malloc'd, NUL-terminated
+ * compact JSON text of `len` bytes with no newline; the transport owns it and free()s it. */
+typedef void (*mcp_session_send_fn)(void *ud, char *msg, size_t len);
+
+/* Optional: lets a transport take over methods (e.g. P2P-specific ones) before the session's
+ * own table. Return true when handled (the hook then answers with mcp_session_reply_*; for a
+ * notification, id is NULL and nothing must be sent). params may be NULL. */
+typedef bool (*mcp_session_method_hook)(void *ud, mcp_session *s, const char *method, json_t *id, json_t *params);
+
+typedef struct mcp_session_opts {
+  mcp_dispatcher *dispatcher; /* required */
+  const mcp_auth *auth;       /* required; borrowed for the session's life */
+  bool remote;                /* remote caller: only MCP_TOOL_REMOTE tools are listed/callable */
+  size_t page_size;           /* tools/list page; 0 = 50 */
+  size_t max_message_bytes;   /* 0 = 16 MiB; larger messages get -32600 */
+  uint32_t call_timeout_ms;   /* per-call deadline override; 0 = the tool's / the dispatcher's */
+  uint32_t list_ttl_ms;       /* ttlMs on modern list/discover results; 0 = 60000 */
+  const char *server_name;    /* NULL = "peermcp" */
+  const char *server_version; /* NULL = PEERMCP_VERSION */
+  const char *instructions;   /* NULL = none */
+  mcp_session_send_fn send;   /* required */
+  void *send_ud;
+  mcp_session_method_hook hook; /* may be NULL */
+  void *hook_ud;
+} mcp_session_opts;
+
+/* 0, -EINVAL (missing required field) or -ENOMEM. */
+int mcp_session_new(const mcp_session_opts *opts, mcp_session **out) __attribute__((warn_unused_result));
+
+/* Detaches every in-flight call (their handlers see cancelled; no response is sent) and frees. */
+void mcp_session_free(mcp_session *s);
+
+/* Handles one message. Bad input is answered with a JSON-RPC error, never fatal. */
+void mcp_session_feed(mcp_session *s, const char *msg, size_t len);
+
+/* For transports that detect a framing problem themselves (a line over the limit): sends an
+ * error response with id null. */
+void mcp_session_reply_error(mcp_session *s, json_t *id, int code, const char *message, json_t *data /* stolen */);
+void mcp_session_reply_result(mcp_session *s, json_t *id, json_t *result /* stolen */);
+
+/* Requests in flight (tools/call waiting for the dispatcher). */
+size_t mcp_session_inflight(const mcp_session *s);
+/* Called (loop thread) each time the in-flight count drops to zero. */
+void mcp_session_on_idle(mcp_session *s, void (*cb)(void *ud), void *ud);
+/* Cancels every in-flight call (their completions still arrive, without responses). */
+void mcp_session_cancel_all(mcp_session *s);
+
+/* The legacy protocol version negotiated by initialize, or NULL before one. */
+const char *mcp_session_legacy_version(const mcp_session *s);
+
+#endif

@@ -1,0 +1,477 @@
+/* Tests for mcp/session: JSON-RPC framing errors, era detection (2026-07-28 versioning.mdx),
+ * legacy lifecycle, modern per-request _meta, pagination, concurrent calls matched by id,
+ * cancellation and progress. Messages in, messages out; no I/O. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mcp/session.h"
+
+static atomic_bool g_cancel_seen;
+
+static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  *result = json_pack("{s:O}", "echo", args);
+  return MCP_TOOL_OK;
+}
+static mcp_tool_status sleep_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  int64_t ms = json_integer_value(json_object_get(args, "ms"));
+  mcp_call_progress(call, 0.5, 1, "half");
+  mcp_call_log(call, "debug", "a debug line");
+  mcp_call_log(call, "warning", "a warning line");
+  bool c = mcp_call_sleep(call, ms);
+  atomic_store(&g_cancel_seen, c);
+  *result = json_pack("{s:I}", "slept", (json_int_t)ms);
+  return MCP_TOOL_OK;
+}
+
+static const mcp_tool_def k_tools[] = {
+    {.name = "a1", .category = "a", .fn = echo_fn, .flags = MCP_TOOL_REMOTE},
+    {.name = "a2", .category = "a", .fn = echo_fn},
+    {.name = "b1", .category = "b", .fn = echo_fn, .flags = MCP_TOOL_REMOTE},
+    {.name = "b2", .category = "b", .fn = echo_fn, .flags = MCP_TOOL_HIDDEN},
+    {.name = "c1", .category = "c", .fn = echo_fn,
+     .input_schema = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":0}},\"required\":[\"n\"]}"},
+    {.name = "sleep", .category = "c", .fn = sleep_fn,
+     .input_schema = "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\"}}}"},
+};
+
+typedef struct {
+  uv_loop_t loop;
+  mcp_registry *reg;
+  mcp_dispatcher *d;
+  mcp_session *s;
+  json_t *out; /* messages sent */
+  int idle_calls;
+} fx;
+
+static const mcp_auth k_auth = {.scopes = MCP_SCOPE_ALL, .local = true};
+
+static void capture(void *ud, char *msg, size_t len) {
+  fx *f = ud;
+  assert_int_equal(strlen(msg), len);
+  assert_null(strchr(msg, '\n')); /* stdio framing: no embedded newline */
+  json_t *j = json_loads(msg, 0, NULL);
+  assert_non_null(j);
+  json_array_append_new(f->out, j);
+  free(msg);
+}
+static void on_idle(void *ud) { ((fx *)ud)->idle_calls++; }
+
+static int make(void **state, bool remote) {
+  fx *f = calloc(1, sizeof *f);
+  uv_loop_init(&f->loop);
+  f->reg = mcp_registry_new();
+  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) assert_int_equal(mcp_registry_add(f->reg, &k_tools[i]), 0);
+  mcp_dispatcher_opts o = {.threads = 2};
+  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+  f->out = json_array();
+  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth, .remote = remote, .page_size = 2, .send = capture,
+                         .send_ud = f, .max_message_bytes = 4096};
+  assert_int_equal(mcp_session_new(&so, &f->s), 0);
+  mcp_session_on_idle(f->s, on_idle, f);
+  *state = f;
+  return 0;
+}
+static int setup(void **state) { return make(state, false); }
+static int setup_remote(void **state) { return make(state, true); }
+
+static int teardown(void **state) {
+  fx *f = *state;
+  mcp_session_free(f->s);
+  mcp_dispatcher_free(f->d);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  mcp_registry_free(f->reg);
+  json_decref(f->out);
+  free(f);
+  return 0;
+}
+
+static void feed(fx *f, const char *text) { mcp_session_feed(f->s, text, strlen(text)); }
+
+/* The last message sent, or fails. */
+static json_t *last(fx *f) {
+  size_t n = json_array_size(f->out);
+  assert_true(n > 0);
+  return json_array_get(f->out, n - 1);
+}
+static json_int_t err_code(json_t *m) { return json_integer_value(json_object_get(json_object_get(m, "error"), "code")); }
+static json_t *result(json_t *m) { return json_object_get(m, "result"); }
+
+static void run_until_out(fx *f, size_t n) {
+  for (int i = 0; i < 20000 && json_array_size(f->out) < n; i++) uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+#define MODERN_META "\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{}}"
+
+static void test_session_bad_json_is_parse_error_with_null_id(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":");
+  assert_int_equal(err_code(last(f)), -32700);
+  assert_true(json_is_null(json_object_get(last(f), "id")));
+  feed(f, "\x01\xff\xfe garbage");
+  assert_int_equal(err_code(last(f)), -32700);
+}
+
+static void test_session_non_object_and_batch_are_invalid_request(void **state) {
+  fx *f = *state;
+  feed(f, "42");
+  assert_int_equal(err_code(last(f)), -32600);
+  feed(f, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]");
+  assert_int_equal(err_code(last(f)), -32600);
+  assert_true(json_is_null(json_object_get(last(f), "id")));
+}
+
+static void test_session_wrong_jsonrpc_version_keeps_id(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"1.0\",\"id\":7,\"method\":\"ping\"}");
+  assert_int_equal(err_code(last(f)), -32600);
+  assert_int_equal(json_integer_value(json_object_get(last(f), "id")), 7);
+}
+
+static void test_session_bad_id_types_are_invalid_request(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}");
+  assert_int_equal(err_code(last(f)), -32600);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1.5,\"method\":\"ping\"}");
+  assert_int_equal(err_code(last(f)), -32600);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"ping\"}");
+  assert_int_equal(err_code(last(f)), -32600);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":5}");
+  assert_int_equal(err_code(last(f)), -32600);
+  assert_int_equal(json_array_size(f->out), 4);
+}
+
+static void test_session_unknown_method_is_method_not_found(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"no/such\"}");
+  assert_int_equal(err_code(last(f)), -32601);
+  assert_string_equal(json_string_value(json_object_get(last(f), "id")), "x");
+}
+
+static void test_session_params_must_be_object(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":[1]}");
+  assert_int_equal(err_code(last(f)), -32602);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":5}}");
+  assert_int_equal(err_code(last(f)), -32602);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"a1\",\"arguments\":\"x\"}}");
+  assert_int_equal(err_code(last(f)), -32602);
+}
+
+static void test_session_notifications_get_no_response(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/whatever\",\"params\":{}}");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":99}}");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}"); /* a stray response */
+  assert_int_equal(json_array_size(f->out), 0);
+}
+
+static void test_session_oversize_and_deep_messages_rejected(void **state) {
+  fx *f = *state;
+  char *big = malloc(5000);
+  memset(big, ' ', 4999);
+  big[4999] = 0;
+  feed(f, big);
+  free(big);
+  assert_int_equal(err_code(last(f)), -32600);
+  char deep[600];
+  for (int i = 0; i < 300; i++) deep[i] = '[';
+  for (int i = 0; i < 299; i++) deep[300 + i] = ']';
+  deep[599] = 0;
+  feed(f, deep);
+  assert_int_equal(err_code(last(f)), -32600);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"s\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}}");
+  assert_non_null(result(last(f))); /* brackets inside strings do not count */
+}
+
+static void test_session_initialize_negotiates_legacy_version(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}");
+  json_t *r = result(last(f));
+  assert_string_equal(json_string_value(json_object_get(r, "protocolVersion")), "2025-06-18");
+  assert_true(json_is_object(json_object_get(json_object_get(r, "capabilities"), "tools")));
+  assert_true(json_is_false(json_object_get(json_object_get(json_object_get(r, "capabilities"), "tools"), "listChanged")));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(r, "serverInfo"), "name")), "peermcp");
+  assert_null(json_object_get(r, "resultType")); /* legacy results carry no modern fields */
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"1999-01-01\",\"capabilities\":{}}}");
+  assert_string_equal(json_string_value(json_object_get(result(last(f)), "protocolVersion")), "2025-11-25");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2024-11-05\",\"capabilities\":{}}}");
+  r = result(last(f));
+  assert_string_equal(json_string_value(json_object_get(r, "protocolVersion")), "2024-11-05");
+  assert_null(json_object_get(json_object_get(r, "capabilities"), "completions")); /* added in 2025-03-26 */
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"initialize\",\"params\":{}}");
+  assert_int_equal(err_code(last(f)), -32602);
+}
+
+static void test_session_ping_is_legacy_only(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+  assert_true(json_is_object(result(last(f))));
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\",\"params\":{" MODERN_META "}}");
+  assert_int_equal(err_code(last(f)), -32601);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"," MODERN_META "}}");
+  assert_int_equal(err_code(last(f)), -32601);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"logging/setLevel\",\"params\":{\"level\":\"info\"," MODERN_META "}}");
+  assert_int_equal(err_code(last(f)), -32601);
+}
+
+static void test_session_modern_request_without_initialize(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\",\"params\":{" MODERN_META "}}");
+  json_t *r = result(last(f));
+  assert_non_null(r);
+  assert_string_equal(json_string_value(json_object_get(r, "resultType")), "complete");
+  assert_string_equal(json_string_value(json_array_get(json_object_get(r, "supportedVersions"), 0)), "2026-07-28");
+  assert_true(json_is_integer(json_object_get(r, "ttlMs")));
+  assert_string_equal(json_string_value(json_object_get(r, "cacheScope")), "public");
+  assert_non_null(json_object_get(json_object_get(r, "_meta"), "io.modelcontextprotocol/serverInfo"));
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\",\"params\":{" MODERN_META "}}");
+  r = result(last(f));
+  assert_int_equal(json_array_size(json_object_get(r, "tools")), 2);
+  assert_true(json_is_integer(json_object_get(r, "ttlMs")));
+}
+
+static void test_session_modern_missing_capabilities_is_invalid_params(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}}");
+  assert_int_equal(err_code(last(f)), -32602);
+}
+
+static void test_session_unsupported_version_lists_supported(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"server/discover\",\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"1900-01-01\",\"io.modelcontextprotocol/clientCapabilities\":{}}}}");
+  json_t *m = last(f);
+  assert_int_equal(err_code(m), -32022);
+  json_t *data = json_object_get(json_object_get(m, "error"), "data");
+  assert_string_equal(json_string_value(json_object_get(data, "requested")), "1900-01-01");
+  assert_string_equal(json_string_value(json_array_get(json_object_get(data, "supported"), 0)), "2026-07-28");
+  assert_int_equal(json_integer_value(json_object_get(m, "id")), 9);
+}
+
+static void test_session_legacy_discover_without_meta_is_not_modern(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\"}");
+  assert_int_equal(err_code(last(f)), -32602);
+}
+
+static void test_session_tools_list_paginates_with_opaque_cursor(void **state) {
+  fx *f = *state;
+  /* visible: a1 a2 b1 c1 sleep (b2 is hidden), page size 2 */
+  const char *want[] = {"a1", "a2", "b1", "c1", "sleep"};
+  size_t got = 0;
+  char req[256];
+  const char *cursor = NULL;
+  char curbuf[64];
+  for (int page = 0; page < 5; page++) {
+    if (cursor) snprintf(req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/list\",\"params\":{\"cursor\":\"%s\"}}", page, cursor);
+    else snprintf(req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/list\"}", page);
+    feed(f, req);
+    json_t *r = result(last(f));
+    assert_non_null(r);
+    json_t *tools = json_object_get(r, "tools");
+    assert_true(json_array_size(tools) <= 2);
+    for (size_t i = 0; i < json_array_size(tools); i++)
+      assert_string_equal(json_string_value(json_object_get(json_array_get(tools, i), "name")), want[got++]);
+    json_t *nc = json_object_get(r, "nextCursor");
+    if (!nc) break;
+    snprintf(curbuf, sizeof curbuf, "%s", json_string_value(nc));
+    cursor = curbuf;
+  }
+  assert_int_equal(got, 5);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":50,\"method\":\"tools/list\",\"params\":{\"cursor\":\"bogus\"}}");
+  assert_int_equal(err_code(last(f)), -32602);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":51,\"method\":\"tools/list\",\"params\":{\"cursor\":\"t999\"}}");
+  assert_int_equal(err_code(last(f)), -32602);
+}
+
+static void test_session_remote_session_lists_only_remote_tools(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{" MODERN_META "}}");
+  json_t *r = result(last(f));
+  json_t *tools = json_object_get(r, "tools");
+  assert_int_equal(json_array_size(tools), 2);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(tools, 1), "name")), "b1");
+  assert_null(json_object_get(r, "nextCursor"));
+  assert_string_equal(json_string_value(json_object_get(r, "cacheScope")), "private");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"a2\"}}");
+  run_until_out(f, 2);
+  assert_int_equal(err_code(last(f)), -32602); /* a local-only tool does not exist for a peer */
+}
+
+static void test_session_tools_call_answers_with_call_tool_result(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":\"c\",\"method\":\"tools/call\",\"params\":{\"name\":\"c1\",\"arguments\":{\"n\":3}}}");
+  assert_int_equal(json_array_size(f->out), 0); /* asynchronous */
+  run_until_out(f, 1);
+  json_t *m = last(f);
+  assert_string_equal(json_string_value(json_object_get(m, "id")), "c");
+  json_t *r = result(m);
+  assert_true(json_is_false(json_object_get(r, "isError")));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r, "structuredContent"), "echo"), "n")), 3);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(r, "content"), 0), "type")), "text");
+  assert_int_equal(f->idle_calls, 1);
+}
+
+static void test_session_validation_failure_is_tool_error_not_protocol_error(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"c1\",\"arguments\":{\"n\":-1}}}");
+  run_until_out(f, 1);
+  json_t *r = result(last(f));
+  assert_non_null(r);
+  assert_true(json_is_true(json_object_get(r, "isError")));
+}
+
+static void test_session_unknown_tool_is_invalid_params(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"nope\"}}");
+  run_until_out(f, 1);
+  assert_int_equal(err_code(last(f)), -32602);
+}
+
+static void test_session_modern_tools_call_result_has_result_type(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a1\",\"arguments\":{}," MODERN_META "}}");
+  run_until_out(f, 1);
+  json_t *r = result(last(f));
+  assert_string_equal(json_string_value(json_object_get(r, "resultType")), "complete");
+  assert_null(json_object_get(r, "ttlMs")); /* tools/call results are not cacheable */
+}
+
+static void test_session_concurrent_calls_are_matched_by_id(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":300}}}");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":10}}}");
+  assert_int_equal(mcp_session_inflight(f->s), 2);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"a1\"}}");
+  assert_int_equal(err_code(last(f)), -32600); /* duplicate id while in flight */
+  json_array_clear(f->out);
+  for (int i = 0; i < 20000 && mcp_session_inflight(f->s) > 0; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  /* responses only (the tool also logs a warning line per call): the short call answers first */
+  json_int_t ids[2] = {0, 0};
+  int k = 0;
+  for (size_t i = 0; i < json_array_size(f->out); i++) {
+    json_t *id = json_object_get(json_array_get(f->out, i), "id");
+    if (id && k < 2) ids[k++] = json_integer_value(id);
+  }
+  assert_int_equal(k, 2);
+  assert_int_equal(ids[0], 2);
+  assert_int_equal(ids[1], 1);
+  assert_int_equal(f->idle_calls, 1);
+}
+
+static void test_session_cancelled_request_gets_no_response(void **state) {
+  fx *f = *state;
+  atomic_store(&g_cancel_seen, false);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":\"slow\",\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":20000}}}");
+  usleep(20000);
+  uv_run(&f->loop, UV_RUN_NOWAIT);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"slow\",\"reason\":\"user\"}}");
+  json_array_clear(f->out);
+  for (int i = 0; i < 20000 && mcp_session_inflight(f->s) > 0; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  assert_int_equal(mcp_session_inflight(f->s), 0);
+  assert_true(atomic_load(&g_cancel_seen));
+  for (size_t i = 0; i < json_array_size(f->out); i++) /* nothing about that request after the cancel */
+    assert_null(json_object_get(json_array_get(f->out, i), "id"));
+}
+
+static void test_session_progress_echoes_token_and_log_respects_level(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":1},\"_meta\":{\"progressToken\":\"pt-9\"}}}");
+  run_until_out(f, 3);
+  json_t *p = json_array_get(f->out, 0);
+  assert_string_equal(json_string_value(json_object_get(p, "method")), "notifications/progress");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(p, "params"), "progressToken")), "pt-9");
+  json_t *l = json_array_get(f->out, 1); /* default legacy level info: the debug line is dropped */
+  assert_string_equal(json_string_value(json_object_get(l, "method")), "notifications/message");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(l, "params"), "level")), "warning");
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(f->out, 2), "id")), 1);
+  assert_int_equal(json_array_size(f->out), 3);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"logging/setLevel\",\"params\":{\"level\":\"loud\"}}");
+  assert_int_equal(err_code(last(f)), -32602);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"logging/setLevel\",\"params\":{\"level\":\"error\"}}");
+  json_array_clear(f->out);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":1}}}");
+  run_until_out(f, 1);
+  assert_int_equal(json_array_size(f->out), 1); /* no progress token, no warning at level error */
+}
+
+static void test_session_modern_logs_only_when_request_sets_level(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":1}," MODERN_META "}}");
+  run_until_out(f, 1);
+  assert_int_equal(json_array_size(f->out), 1);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":1},\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{},\"io.modelcontextprotocol/logLevel\":\"debug\"}}}");
+  run_until_out(f, 4);
+  assert_int_equal(json_array_size(f->out), 4); /* debug + warning + response */
+}
+
+static void test_session_empty_lists_and_not_found(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/list\"}");
+  assert_int_equal(json_array_size(json_object_get(result(last(f)), "resources")), 0);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"resources/templates/list\"}");
+  assert_int_equal(json_array_size(json_object_get(result(last(f)), "resourceTemplates")), 0);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"prompts/list\"}");
+  assert_int_equal(json_array_size(json_object_get(result(last(f)), "prompts")), 0);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"resources/read\",\"params\":{\"uri\":\"file:///x\"}}");
+  assert_int_equal(err_code(last(f)), -32002);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"resources/read\",\"params\":{\"uri\":\"file:///x\"," MODERN_META "}}");
+  assert_int_equal(err_code(last(f)), -32602);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"completion/complete\",\"params\":{\"ref\":{\"type\":\"ref/prompt\",\"name\":\"p\"},\"argument\":{\"name\":\"a\",\"value\":\"\"}}}");
+  assert_int_equal(json_array_size(json_object_get(json_object_get(result(last(f)), "completion"), "values")), 0);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"completion/complete\",\"params\":{}}");
+  assert_int_equal(err_code(last(f)), -32602);
+}
+
+static void test_session_free_with_calls_in_flight(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":20000}}}");
+  mcp_session_free(f->s); /* detaches: the handler is cancelled, nothing is sent */
+  f->s = NULL;
+  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth, .send = capture, .send_ud = f};
+  assert_int_equal(mcp_session_new(&so, &f->s), 0);
+  for (int i = 0; i < 50; i++) uv_run(&f->loop, UV_RUN_NOWAIT), usleep(1000);
+  assert_int_equal(json_array_size(f->out), 0);
+}
+
+int main(void) {
+#define T(n) cmocka_unit_test_setup_teardown(n, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_session_bad_json_is_parse_error_with_null_id),
+      T(test_session_non_object_and_batch_are_invalid_request),
+      T(test_session_wrong_jsonrpc_version_keeps_id),
+      T(test_session_bad_id_types_are_invalid_request),
+      T(test_session_unknown_method_is_method_not_found),
+      T(test_session_params_must_be_object),
+      T(test_session_notifications_get_no_response),
+      T(test_session_oversize_and_deep_messages_rejected),
+      T(test_session_initialize_negotiates_legacy_version),
+      T(test_session_ping_is_legacy_only),
+      T(test_session_modern_request_without_initialize),
+      T(test_session_modern_missing_capabilities_is_invalid_params),
+      T(test_session_unsupported_version_lists_supported),
+      T(test_session_legacy_discover_without_meta_is_not_modern),
+      T(test_session_tools_list_paginates_with_opaque_cursor),
+      cmocka_unit_test_setup_teardown(test_session_remote_session_lists_only_remote_tools, setup_remote, teardown),
+      T(test_session_tools_call_answers_with_call_tool_result),
+      T(test_session_validation_failure_is_tool_error_not_protocol_error),
+      T(test_session_unknown_tool_is_invalid_params),
+      T(test_session_modern_tools_call_result_has_result_type),
+      T(test_session_concurrent_calls_are_matched_by_id),
+      T(test_session_cancelled_request_gets_no_response),
+      T(test_session_progress_echoes_token_and_log_respects_level),
+      T(test_session_modern_logs_only_when_request_sets_level),
+      T(test_session_empty_lists_and_not_found),
+      T(test_session_free_with_calls_in_flight),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
