@@ -66,6 +66,9 @@ void perf_client_init(perf_client *c, uint64_t upload_bytes, uint64_t download_b
  * state becomes PERF_CLI_RECEIVE: close the write side. */
 size_t perf_client_fill(const perf_client *c, uint8_t *dst, size_t cap);
 void perf_client_sent(perf_client *c, size_t n);
+/* Timer-based upload: stop early (after at least the header went out) and move to
+ * PERF_CLI_RECEIVE. -EPROTO if the 8-byte header has not been fully sent. */
+int perf_client_end_upload(perf_client *c) __attribute__((warn_unused_result));
 /* Download bytes. -EPROTO if more than requested arrive. */
 int perf_client_feed(perf_client *c, const uint8_t *data, size_t len)
     __attribute__((warn_unused_result));
