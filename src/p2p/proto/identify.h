@@ -52,7 +52,7 @@ int identify_decode(const uint8_t *p, size_t n, identify_msg *out) __attribute__
 void identify_msg_clear(identify_msg *m);
 
 /* Framing: finds one varint-length-prefixed message at the front of in[0..n).
- * 0: *msg/*msg_len point at the body and *consumed is prefix+body; -EAGAIN: need more
+ * 0: *msg and *msg_len point at the body and *consumed is prefix+body; -EAGAIN: need more
  * bytes; -EMSGSIZE: declared length over max_len; -EINVAL: bad varint. */
 int identify_frame_parse(const uint8_t *in, size_t n, size_t max_len, const uint8_t **msg,
                          size_t *msg_len, size_t *consumed) __attribute__((warn_unused_result));

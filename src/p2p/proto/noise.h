@@ -87,4 +87,20 @@ size_t noise_pending_input(const noise_session *s);
 /* Tests only: sets the next send nonce (to exercise the 2^64-1 limit). */
 void noise_test_set_send_nonce(noise_session *s, uint64_t n);
 
+/* --- Raw Noise_XX_25519_ChaChaPoly_SHA256 (no libp2p payload, no framing) -------------
+ * The HandshakeState machine the session is built on, exposed so tests can check it
+ * against the Noise test vectors (cacophony). Messages alternate initiator/responder; after
+ * the third handshake message write/read use the transport ciphers. */
+typedef struct noise_xx noise_xx;
+/* e_sk NULL = random ephemeral. */
+int noise_xx_new(bool initiator, const uint8_t *prologue, size_t prologue_len, const uint8_t s_sk[32],
+                 const uint8_t *e_sk, noise_xx **out) __attribute__((warn_unused_result));
+void noise_xx_free(noise_xx *x);
+int noise_xx_write(noise_xx *x, const uint8_t *payload, size_t n, uint8_t *out, size_t cap, size_t *outlen)
+    __attribute__((warn_unused_result));
+int noise_xx_read(noise_xx *x, const uint8_t *msg, size_t n, uint8_t *payload, size_t cap, size_t *outlen)
+    __attribute__((warn_unused_result));
+/* h after the handshake (the channel binding). */
+void noise_xx_handshake_hash(const noise_xx *x, uint8_t h[32]);
+
 #endif
