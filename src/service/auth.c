@@ -193,6 +193,17 @@ void svc_auth_copy(svc_auth *dst, const svc_auth *src) {
   auth_fix_view(dst);
 }
 
+void svc_auth_from_mcp(svc_auth *dst, const mcp_auth *src) {
+  memset(dst, 0, sizeof *dst);
+  if (src->peer_id && strlen(src->peer_id) <= SVC_AUTH_MAX_PEER_ID)
+    snprintf(dst->peer_id, sizeof dst->peer_id, "%s", src->peer_id);
+  if (src->subject) snprintf(dst->subject, sizeof dst->subject, "%s", src->subject);
+  dst->a.scopes = src->scopes;
+  dst->a.local = src->local;
+  dst->a.credential = src->credential;
+  auth_fix_view(dst);
+}
+
 bool svc_auth_token_ok(const svc_auth_policy *p, const char *token) {
   if (!p || !p->has_token || !token) return false;
   size_t n = strnlen(token, SVC_AUTH_MAX_TOKEN + 1);

@@ -74,6 +74,9 @@ void svc_auth_init_local(svc_auth *out);
  * trusted_peers and the anonymous grant give it. */
 void svc_auth_init_peer(svc_auth *out, const svc_auth_policy *p, const char *peer_id);
 void svc_auth_copy(svc_auth *dst, const svc_auth *src);
+/* Rebuilds a svc_auth from the mcp_auth a tool handler was given (strings copied; an over-long
+ * peer id is dropped). */
+void svc_auth_from_mcp(svc_auth *dst, const mcp_auth *src);
 /* Constant-time check of a presented token. False when no token is configured. */
 bool svc_auth_token_ok(const svc_auth_policy *p, const char *token);
 /* Adds the token's scopes to *a when `token` is right (subject becomes "token"); returns

@@ -1,0 +1,834 @@
+/* taskq_ops.c — the TaskQueue op table over store/queue and store/cache (see taskq_ops.h;
+ * p2p_tasks_spec.md §3). One function per op; svc_taskq_handle checks scopes and dispatches. */
+#include "service/taskq_ops.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/clock.h"
+#include "util/log.h"
+
+#define TQO_MAX_TYPES 64
+#define TQO_MAX_KEY 4096
+
+typedef struct known_peer {
+  char *peer_id;
+  double last_seen;
+  json_t *extra; /* {worker_id, supported_task_types, transport_peer_id, peer_hint} */
+} known_peer;
+
+struct svc_taskq_ctx {
+  svc_taskq_config cfg;
+  char *peer_id;
+  char *session;
+  json_t *capabilities;
+  pthread_mutex_t mu; /* guards clock and peers */
+  json_t *clock_vector; /* {node: int} */
+  known_peer *peers;
+  size_t n_peers;
+};
+
+void svc_taskq_config_default(svc_taskq_config *c) {
+  memset(c, 0, sizeof *c);
+  c->tools_enabled = true;
+  c->wait_max_s = 300;
+  c->tool_timeout_max_s = 300;
+  c->max_known_peers = 1024;
+  c->peer_timeout_s = 300;
+}
+
+svc_taskq_ctx *svc_taskq_new(const svc_taskq_config *cfg) {
+  if (sodium_init() < 0) return NULL;
+  svc_taskq_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return NULL;
+  ctx->cfg = *cfg;
+  if (ctx->cfg.wait_max_s <= 0) ctx->cfg.wait_max_s = 300;
+  if (ctx->cfg.tool_timeout_max_s <= 0) ctx->cfg.tool_timeout_max_s = 300;
+  if (!ctx->cfg.max_known_peers) ctx->cfg.max_known_peers = 1024;
+  if (ctx->cfg.peer_timeout_s <= 0) ctx->cfg.peer_timeout_s = 300;
+  ctx->peer_id = strdup(cfg->peer_id ? cfg->peer_id : "");
+  ctx->session = strdup(cfg->session ? cfg->session : "");
+  ctx->capabilities = cfg->capabilities
+                          ? json_deep_copy(cfg->capabilities)
+                          : json_pack("{s:[s], s:[], s:{}, s:{}, s:{}, s:[]}", "task_types", "tool.call", "models",
+                                      "endpoints_by_model", "endpoint_types_by_model", "hwtest", "resource_keys");
+  ctx->clock_vector = json_pack("{s:i}", "taskqueue-service", 0);
+  ctx->peers = calloc(ctx->cfg.max_known_peers, sizeof *ctx->peers);
+  if (!ctx->peer_id || !ctx->session || !ctx->capabilities || !ctx->clock_vector || !ctx->peers ||
+      pthread_mutex_init(&ctx->mu, NULL) != 0) {
+    free(ctx->peer_id);
+    free(ctx->session);
+    json_decref(ctx->capabilities);
+    json_decref(ctx->clock_vector);
+    free(ctx->peers);
+    free(ctx);
+    return NULL;
+  }
+  ctx->cfg.peer_id = ctx->peer_id;
+  ctx->cfg.session = ctx->session;
+  ctx->cfg.capabilities = ctx->capabilities;
+  return ctx;
+}
+
+void svc_taskq_free(svc_taskq_ctx *ctx) {
+  if (!ctx) return;
+  for (size_t i = 0; i < ctx->n_peers; i++) {
+    free(ctx->peers[i].peer_id);
+    json_decref(ctx->peers[i].extra);
+  }
+  free(ctx->peers);
+  json_decref(ctx->clock_vector);
+  json_decref(ctx->capabilities);
+  pthread_mutex_destroy(&ctx->mu);
+  free(ctx->peer_id);
+  free(ctx->session);
+  free(ctx);
+}
+
+const char *svc_taskq_peer_id(const svc_taskq_ctx *ctx) { return ctx->peer_id; }
+
+/* ---------- small JSON helpers ---------- */
+
+static json_t *reply_ok(const svc_taskq_ctx *ctx) { return json_pack("{s:b, s:s}", "ok", 1, "peer_id", ctx->peer_id); }
+
+json_t *svc_taskq_error(const svc_taskq_ctx *ctx, const char *code) {
+  return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "peer_id", ctx->peer_id);
+}
+
+static const char *get_str(const json_t *msg, const char *key) {
+  const json_t *v = json_object_get(msg, key);
+  return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* First non-empty string among keys. */
+static const char *get_str_any(const json_t *msg, const char *const *keys) {
+  for (; *keys; keys++) {
+    const char *s = get_str(msg, *keys);
+    if (s && *s) return s;
+  }
+  return NULL;
+}
+
+static bool json_truthy(const json_t *v) {
+  if (!v) return false;
+  switch (json_typeof(v)) {
+  case JSON_TRUE: return true;
+  case JSON_INTEGER: return json_integer_value(v) != 0;
+  case JSON_REAL: return json_real_value(v) != 0.0;
+  case JSON_STRING: return json_string_length(v) > 0;
+  case JSON_ARRAY: return json_array_size(v) > 0;
+  case JSON_OBJECT: return json_object_size(v) > 0;
+  default: return false;
+  }
+}
+
+/* A number (or numeric string) at key, else dflt. */
+static double get_num(const json_t *msg, const char *key, double dflt) {
+  const json_t *v = json_object_get(msg, key);
+  if (json_is_number(v)) return json_number_value(v);
+  if (json_is_string(v)) {
+    char *end;
+    double d = strtod(json_string_value(v), &end);
+    if (end != json_string_value(v) && *end == 0 && isfinite(d)) return d;
+  }
+  return dflt;
+}
+
+static bool get_bool(const json_t *msg, const char *key, bool dflt) {
+  const json_t *v = json_object_get(msg, key);
+  return v && !json_is_null(v) ? json_truthy(v) : dflt;
+}
+
+/* ---------- task types (§10.3) ---------- */
+
+static const char *const type_families[][12] = {
+    {"text-generation", "text_generation", "generation", NULL},
+    {"text2text-generation", "text2text_generation", "text2text", NULL},
+    {"embedding", "embeddings", "text-embedding", "text_embedding", "text_embeddings", NULL},
+    {"text-classification", "text_classification", NULL},
+    {"hf.pipeline", "hf_pipeline", NULL},
+    {"llm.generate", "llm_generate", NULL},
+    {"multimodal-generation", "multimodal_generation", "vision-generation", "vision_generation", NULL},
+    {"tool.call", "tool", NULL},
+    {"voice.tts", "voice_tts", "voice-tts", "tts", "text-to-speech", "text_to_speech", NULL},
+    {"voice.asr", "voice_asr", "voice-asr", "voice.stt", "voice_stt", "voice-stt", "asr", "stt",
+     "speech-to-text", "speech_to_text", "automatic-speech-recognition", NULL},
+    {"voice.audio-validate", "voice.audio_validate", "voice_audio_validate", "voice-audio-validate",
+     "audio-validate", "audio_validate", "audio-validation", "audio_validation", NULL},
+};
+#define N_FAMILIES (sizeof type_families / sizeof type_families[0])
+
+static int type_family(const char *t) {
+  for (size_t f = 0; f < N_FAMILIES; f++)
+    for (size_t i = 0; type_families[f][i]; i++)
+      if (strcmp(type_families[f][i], t) == 0) return (int)f;
+  /* "automatic_speech_recognition" does not fit the fixed row width; check it here. */
+  if (strcmp(t, "automatic_speech_recognition") == 0) return 9;
+  return -1;
+}
+
+const char *svc_task_type_canonical(const char *t) {
+  int f = t ? type_family(t) : -1;
+  return f >= 0 ? type_families[f][0] : t;
+}
+
+static void types_add_unique(json_t *out, const char *s) {
+  size_t i;
+  json_t *v;
+  if (json_array_size(out) >= TQO_MAX_TYPES * 12) return;
+  json_array_foreach(out, i, v) if (strcmp(json_string_value(v), s) == 0) return;
+  json_array_append_new(out, json_string(s));
+}
+
+static void types_add_one(json_t *out, const char *s, size_t n, bool expand) {
+  char w[128];
+  while (n && isspace((unsigned char)*s)) s++, n--;
+  while (n && isspace((unsigned char)s[n - 1])) n--;
+  if (n == 0 || n >= sizeof w) return;
+  for (size_t i = 0; i < n; i++) w[i] = (char)tolower((unsigned char)s[i]);
+  w[n] = 0;
+  int f = expand ? type_family(w) : -1;
+  if (f < 0) {
+    types_add_unique(out, w);
+    return;
+  }
+  for (size_t i = 0; type_families[f][i]; i++) types_add_unique(out, type_families[f][i]);
+  if (f == 9) types_add_unique(out, "automatic_speech_recognition");
+}
+
+json_t *svc_task_types_normalize(const json_t *v, bool expand) {
+  json_t *out = json_array();
+  if (!out || !v) return out;
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    size_t count = 0;
+    while (*s && count < TQO_MAX_TYPES) {
+      const char *e = strchr(s, ',');
+      size_t n = e ? (size_t)(e - s) : strlen(s);
+      types_add_one(out, s, n, expand);
+      count++;
+      s += n + (e ? 1 : 0);
+    }
+  } else if (json_is_array(v)) {
+    size_t i;
+    json_t *x;
+    json_array_foreach(v, i, x) {
+      if (i >= TQO_MAX_TYPES) break;
+      if (json_is_string(x)) types_add_one(out, json_string_value(x), json_string_length(x), expand);
+    }
+  }
+  return out;
+}
+
+/* Borrowed C string view of a JSON array of strings (for tq filters). */
+typedef struct types_view {
+  const char *v[TQO_MAX_TYPES * 12];
+  size_t n;
+} types_view;
+
+static void types_view_of(const json_t *arr, types_view *tv) {
+  size_t i;
+  json_t *x;
+  tv->n = 0;
+  json_array_foreach(arr, i, x) {
+    if (tv->n >= sizeof tv->v / sizeof tv->v[0]) break;
+    tv->v[tv->n++] = json_string_value(x);
+  }
+}
+
+/* ---------- scheduler state: MerkleClock + known peers (§3.2) ---------- */
+
+static int cmp_keys(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+void svc_merkle_root(const json_t *vector, char out[65]) {
+  /* json.dumps(sorted(vector.items())) with Python's default separators. */
+  size_t n = json_object_size(vector), k = 0;
+  const char **keys = calloc(n ? n : 1, sizeof *keys);
+  const char *key;
+  json_t *val;
+  json_object_foreach((json_t *)vector, key, val) {
+    if (keys) keys[k++] = key;
+  }
+  if (keys) qsort(keys, k, sizeof *keys, cmp_keys);
+  json_t *arr = json_array();
+  for (size_t i = 0; keys && i < k; i++)
+    json_array_append_new(arr, json_pack("[s, O]", keys[i], json_object_get(vector, keys[i])));
+  char *text = json_dumps(arr, JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+  unsigned char h[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(h, (const unsigned char *)(text ? text : ""), text ? strlen(text) : 0);
+  sodium_bin2hex(out, 65, h, sizeof h);
+  free(text);
+  json_decref(arr);
+  free(keys);
+}
+
+static json_t *clock_dict_locked(svc_taskq_ctx *ctx) {
+  char root[65];
+  svc_merkle_root(ctx->clock_vector, root);
+  return json_pack("{s:s, s:O, s:s}", "node_id", "taskqueue-service", "vector", ctx->clock_vector, "merkle_root", root);
+}
+
+/* MerkleClock.update(other): element-wise max, then tick ourselves. */
+static void clock_merge_locked(svc_taskq_ctx *ctx, const json_t *clock) {
+  const json_t *vec = json_object_get(clock, "vector");
+  if (!json_is_object(vec)) return;
+  const char *key;
+  json_t *val;
+  size_t added = 0;
+  json_object_foreach((json_t *)vec, key, val) {
+    if (!json_is_integer(val)) continue;
+    json_t *mine = json_object_get(ctx->clock_vector, key);
+    if (!mine) {
+      if (json_object_size(ctx->clock_vector) >= ctx->cfg.max_known_peers || ++added > 64) continue;
+      json_object_set_new(ctx->clock_vector, key, json_integer(json_integer_value(val)));
+    } else if (json_integer_value(val) > json_integer_value(mine)) {
+      json_integer_set(mine, json_integer_value(val));
+    }
+  }
+  json_t *self = json_object_get(ctx->clock_vector, "taskqueue-service");
+  if (self) json_integer_set(self, json_integer_value(self) + 1);
+}
+
+static void peer_seen(svc_taskq_ctx *ctx, const char *peer, const json_t *clock, json_t *extra) {
+  double now = clock_wall_s();
+  pthread_mutex_lock(&ctx->mu);
+  if (json_is_object(clock)) clock_merge_locked(ctx, clock);
+  size_t idx = ctx->n_peers;
+  for (size_t i = 0; i < ctx->n_peers; i++)
+    if (strcmp(ctx->peers[i].peer_id, peer) == 0) {
+      idx = i;
+      break;
+    }
+  if (idx == ctx->n_peers) {
+    char *dup = strdup(peer);
+    if (!dup) goto out;
+    if (ctx->n_peers == ctx->cfg.max_known_peers) {
+      /* full: drop the peer seen longest ago */
+      size_t old = 0;
+      for (size_t i = 1; i < ctx->n_peers; i++)
+        if (ctx->peers[i].last_seen < ctx->peers[old].last_seen) old = i;
+      free(ctx->peers[old].peer_id);
+      json_decref(ctx->peers[old].extra);
+      ctx->peers[old] = ctx->peers[--ctx->n_peers];
+      idx = ctx->n_peers;
+    }
+    ctx->peers[idx] = (known_peer){dup, now, NULL};
+    ctx->n_peers++;
+  }
+  ctx->peers[idx].last_seen = now;
+  if (extra) {
+    json_decref(ctx->peers[idx].extra);
+    ctx->peers[idx].extra = json_incref(extra);
+  }
+out:
+  pthread_mutex_unlock(&ctx->mu);
+}
+
+/* [{peer_id,last_seen,…extra}] of peers seen within the timeout (full: with the extra keys). */
+static json_t *known_peers_json(svc_taskq_ctx *ctx, bool full, bool workers_only) {
+  json_t *arr = json_array();
+  double now = clock_wall_s();
+  pthread_mutex_lock(&ctx->mu);
+  for (size_t i = 0; i < ctx->n_peers; i++) {
+    known_peer *p = &ctx->peers[i];
+    if (now - p->last_seen > ctx->cfg.peer_timeout_s) continue;
+    const char *wid = p->extra ? get_str(p->extra, "worker_id") : NULL;
+    if (workers_only && !(wid && *wid)) continue;
+    json_t *row = json_pack("{s:s, s:f}", "peer_id", p->peer_id, "last_seen", p->last_seen);
+    if (full && p->extra) json_object_update_missing(row, p->extra);
+    json_array_append_new(arr, row);
+  }
+  pthread_mutex_unlock(&ctx->mu);
+  return arr;
+}
+
+/* ---------- ops ---------- */
+
+typedef struct op_env {
+  svc_taskq_ctx *ctx;
+  const json_t *msg;
+  const svc_taskq_call *call;
+  const svc_auth *auth; /* effective (transport + message token) */
+} op_env;
+
+static json_t *err(op_env *e, const char *code) { return svc_taskq_error(e->ctx, code); }
+
+static json_t *err_detail(op_env *e, const char *code, const char *detail) {
+  json_t *r = err(e, code);
+  if (r && detail) json_object_set_new(r, "detail", json_string(detail));
+  return r;
+}
+
+static json_t *op_submit(op_env *e) {
+  const json_t *m = e->msg;
+  const char *task_type = get_str(m, "task_type");
+  const char *model = get_str(m, "model_name");
+  json_t *payload = json_object_get(m, "payload");
+  json_t *owned = NULL;
+  if (!json_is_object(payload)) {
+    owned = json_pack("{s:O}", "payload", payload ? payload : json_null());
+    payload = owned;
+  }
+  tq_submit_req req = {0};
+  req.task_type = task_type && *task_type ? task_type : "text-generation";
+  req.model_name = model ? model : "";
+  req.payload = payload;
+  req.task_id = get_str(m, "task_id");
+  req.idempotency_key = get_str(m, "idempotency_key");
+  char id[33];
+  bool replayed = false;
+  int rc = tq_submit(e->ctx->cfg.queue, &req, id, &replayed);
+  json_decref(owned);
+  if (rc < 0) {
+    /* Python lets the queue's exception escape: internal_error + detail (§3.1). */
+    return err_detail(e, "internal_error", tq_strerror(rc));
+  }
+  json_t *r = reply_ok(e->ctx);
+  json_object_set_new(r, "task_id", json_string(id));
+  if (replayed) json_object_set_new(r, "replayed", json_true());
+  return r;
+}
+
+static const char *const K_SESSION[] = {"session_id", "session", "p2p_session", NULL};
+static const char *const K_PEER[] = {"peer", "peer_id", NULL};
+static const char *const K_WORKER[] = {"worker_id", "assigned_worker", NULL};
+
+static json_t *op_claim(op_env *e, bool many) {
+  const json_t *m = e->msg;
+  const char *worker = get_str(m, "worker_id");
+  if (!worker || !*worker) return err(e, "missing_worker_id");
+  const json_t *types_in = json_object_get(m, "supported_task_types");
+  if (!types_in || json_is_null(types_in)) types_in = json_object_get(m, "task_types");
+  json_t *types = svc_task_types_normalize(types_in, true);
+  if (!types) return NULL;
+  const char *session = get_str_any(m, K_SESSION);
+  const char *peer = get_str_any(m, K_PEER);
+  const char *transport = e->auth->a.peer_id;
+  const char *ident = peer ? peer : transport ? transport : worker;
+  json_t *extra = json_pack("{s:s, s:s, s:s, s:O, s:s*}", "worker_id", worker, "peer_hint", peer ? peer : "",
+                            "transport_peer_id", transport ? transport : "", "supported_task_types", types,
+                            "session_id", session);
+  peer_seen(e->ctx, ident, json_object_get(m, "clock"), extra);
+  json_decref(extra);
+
+  types_view tv;
+  types_view_of(types, &tv);
+  tq_claim_opts o = {0};
+  o.worker_id = worker;
+  o.task_types = tv.n ? tv.v : NULL;
+  o.n_task_types = tv.n;
+  o.session_id = session;
+  o.lease_seconds = get_num(m, "lease_seconds", 0);
+  if (o.lease_seconds < 0) o.lease_seconds = 0;
+  json_t *r = NULL;
+  if (!many) {
+    tq_task *t = NULL;
+    int rc = tq_claim_next(e->ctx->cfg.queue, &o, &t);
+    if (rc < 0) {
+      r = err(e, tq_strerror(rc));
+    } else {
+      r = reply_ok(e->ctx);
+      json_object_set_new(r, "task", t ? tq_task_to_json(t, TQ_JSON_CLAIM | TQ_JSON_EXTRA) : json_null());
+      tq_task_free(t);
+    }
+  } else {
+    double mt = get_num(m, "max_tasks", NAN);
+    if (isnan(mt)) mt = get_num(m, "limit", 1);
+    o.max_tasks = mt < 1 ? 1 : mt > 128 ? 128 : (size_t)mt;
+    const json_t *st = json_object_get(m, "same_task_type");
+    if (!st) st = json_object_get(m, "same_type");
+    o.same_task_type = st && !json_is_null(st) ? json_truthy(st) : true;
+    tq_task **v = NULL;
+    size_t n = 0;
+    int rc = tq_claim_many(e->ctx->cfg.queue, &o, &v, &n);
+    if (rc < 0) {
+      r = err(e, tq_strerror(rc));
+    } else {
+      json_t *arr = json_array();
+      for (size_t i = 0; i < n; i++) json_array_append_new(arr, tq_task_to_json(v[i], TQ_JSON_CLAIM | TQ_JSON_EXTRA));
+      tq_task_array_free(v, n);
+      r = reply_ok(e->ctx);
+      json_object_set_new(r, "tasks", arr);
+    }
+  }
+  json_decref(types);
+  return r;
+}
+
+/* The fence a worker presents: worker_id (or assigned_worker) and optional lease_epoch. */
+static bool fence_of(op_env *e, tq_fence *f) {
+  f->worker_id = get_str_any(e->msg, K_WORKER);
+  double ep = get_num(e->msg, "lease_epoch", 0);
+  f->lease_epoch = ep > 0 ? (int64_t)ep : 0;
+  return f->worker_id != NULL;
+}
+
+static json_t *reply_task_ok(op_env *e, bool ok, const char *task_id, int rc) {
+  json_t *r = json_pack("{s:b, s:s, s:s}", "ok", ok, "task_id", task_id, "peer_id", e->ctx->peer_id);
+  if (r && !ok && rc < 0) json_object_set_new(r, "error", json_string(tq_strerror(rc)));
+  return r;
+}
+
+static json_t *op_complete(op_env *e) {
+  const char *task_id = get_str(e->msg, "task_id");
+  if (!task_id || !*task_id) return err(e, "missing_task_id");
+  const char *st = get_str(e->msg, "status");
+  tq_status status = TQ_COMPLETED;
+  if (st && *st) {
+    char w[16];
+    snprintf(w, sizeof w, "%s", st);
+    for (char *c = w; *c; c++) *c = (char)tolower((unsigned char)*c);
+    if (strcmp(w, "completed") == 0) status = TQ_COMPLETED;
+    else if (strcmp(w, "cancelled") == 0) status = TQ_CANCELLED;
+    else status = TQ_FAILED; /* anything else becomes failed (§3.1) */
+  }
+  tq_fence f;
+  bool fenced = fence_of(e, &f);
+  if (!fenced && !e->ctx->cfg.compat_unfenced_complete && !e->auth->a.local) return err(e, "missing_worker_id");
+  json_t *result = json_object_get(e->msg, "result");
+  if (json_is_null(result)) result = NULL;
+  const char *error = get_str(e->msg, "error");
+  int rc = tq_complete(e->ctx->cfg.queue, task_id, fenced ? &f : NULL, status, result, error);
+  return reply_task_ok(e, rc == 0, task_id, rc);
+}
+
+static json_t *op_fail(op_env *e) {
+  const char *task_id = get_str(e->msg, "task_id");
+  if (!task_id || !*task_id) return err(e, "missing_task_id");
+  tq_fence f;
+  if (!fence_of(e, &f)) return err(e, "missing_worker_id");
+  const char *error = get_str(e->msg, "error");
+  if (!error) error = "failed";
+  tq_status final = TQ_FAILED;
+  int rc;
+  if (get_bool(e->msg, "retry", true)) {
+    double delay = get_num(e->msg, "delay_s", 0);
+    rc = tq_retry(e->ctx->cfg.queue, task_id, &f, delay < 0 ? 0 : delay, error, &final);
+  } else {
+    json_t *result = json_object_get(e->msg, "result");
+    rc = tq_complete(e->ctx->cfg.queue, task_id, &f, TQ_FAILED, json_is_null(result) ? NULL : result, error);
+  }
+  json_t *r = reply_task_ok(e, rc == 0, task_id, rc);
+  if (r && rc == 0) json_object_set_new(r, "status", json_string(tq_status_name(final)));
+  return r;
+}
+
+static json_t *op_release(op_env *e) {
+  const char *task_id = get_str(e->msg, "task_id");
+  if (!task_id || !*task_id) return err(e, "missing_task_id");
+  tq_fence f;
+  if (!fence_of(e, &f)) return err(e, "missing_worker_id");
+  const char *reason = get_str(e->msg, "reason");
+  int rc = tq_release(e->ctx->cfg.queue, task_id, &f, reason && *reason ? reason : NULL);
+  return reply_task_ok(e, rc == 0, task_id, rc);
+}
+
+static json_t *op_task_heartbeat(op_env *e) {
+  const char *task_id = get_str(e->msg, "task_id");
+  if (!task_id || !*task_id) return err(e, "missing_task_id");
+  tq_fence f;
+  if (!fence_of(e, &f)) return err(e, "missing_worker_id");
+  double lease = get_num(e->msg, "lease_seconds", 0);
+  tq_heartbeat_reply hb = {0};
+  int rc = tq_heartbeat(e->ctx->cfg.queue, task_id, &f, lease < 0 ? 0 : lease, &hb);
+  json_t *r = reply_task_ok(e, rc == 0, task_id, rc);
+  if (r && rc == 0) {
+    json_object_set_new(r, "lease_until", json_real(hb.lease_until));
+    json_object_set_new(r, "cancel_requested", json_boolean(hb.cancel_requested));
+  }
+  return r;
+}
+
+static json_t *op_peer_heartbeat(op_env *e) {
+  const char *peer = get_str_any(e->msg, K_PEER);
+  if (!peer) peer = e->auth->a.peer_id;
+  if (!peer || !*peer) return err(e, "missing_peer_id");
+  peer_seen(e->ctx, peer, json_object_get(e->msg, "clock"), NULL);
+  json_t *r = reply_ok(e->ctx);
+  pthread_mutex_lock(&e->ctx->mu);
+  json_t *clock = clock_dict_locked(e->ctx);
+  pthread_mutex_unlock(&e->ctx->mu);
+  json_object_set_new(r, "peer", json_string(peer));
+  json_object_set_new(r, "scheduler", json_pack("{s:o, s:o}", "clock", clock, "known_peers", known_peers_json(e->ctx, false, false)));
+  return r;
+}
+
+static json_t *tasks_json(tq_task **v, size_t n, unsigned flags) {
+  json_t *arr = json_array();
+  for (size_t i = 0; i < n; i++) json_array_append_new(arr, tq_task_to_json(v[i], flags));
+  return arr;
+}
+
+static json_t *op_list(op_env *e) {
+  tq_list_opts o = {0};
+  o.status = TQ_STATUS_ANY;
+  const char *st = get_str(e->msg, "status");
+  if (st && *st) {
+    char w[16];
+    snprintf(w, sizeof w, "%s", st);
+    for (char *c = w; *c; c++) *c = (char)tolower((unsigned char)*c);
+    tq_status s;
+    if (tq_status_parse(w, &s) != 0) {
+      json_t *r = reply_ok(e->ctx); /* a status nobody has: nothing matches */
+      json_object_set_new(r, "tasks", json_array());
+      return r;
+    }
+    o.status = s;
+  }
+  double lim = get_num(e->msg, "limit", 50);
+  o.limit = lim < 1 ? 1 : lim > 1000 ? 1000 : (size_t)lim;
+  json_t *types = svc_task_types_normalize(json_object_get(e->msg, "task_types"), false);
+  types_view tv;
+  types_view_of(types, &tv);
+  o.task_types = tv.n ? tv.v : NULL;
+  o.n_task_types = tv.n;
+  tq_task **v = NULL;
+  size_t n = 0;
+  int rc = tq_list(e->ctx->cfg.queue, &o, &v, &n);
+  json_decref(types);
+  if (rc < 0) return err(e, tq_strerror(rc));
+  json_t *r = reply_ok(e->ctx);
+  json_object_set_new(r, "tasks", tasks_json(v, n, TQ_JSON_FULL | TQ_JSON_EXTRA));
+  tq_task_array_free(v, n);
+  return r;
+}
+
+static json_t *op_cancel(op_env *e) {
+  const char *task_id = get_str(e->msg, "task_id");
+  if (!task_id || !*task_id) return err(e, "missing_task_id");
+  const json_t *rv = json_object_get(e->msg, "reason");
+  char reason[256] = "";
+  if (json_is_string(rv)) snprintf(reason, sizeof reason, "%s", json_string_value(rv));
+  else if (json_is_integer(rv)) snprintf(reason, sizeof reason, "%lld", (long long)json_integer_value(rv));
+  else if (json_is_real(rv)) snprintf(reason, sizeof reason, "%g", json_real_value(rv));
+  tq_cancel_outcome out = TQ_CANCEL_NONE;
+  int rc = tq_cancel(e->ctx->cfg.queue, task_id, reason[0] ? reason : NULL, &out);
+  if (rc < 0 && rc != -ENOENT) return err(e, tq_strerror(rc));
+  json_t *r = reply_ok(e->ctx);
+  json_object_set_new(r, "cancelled", json_boolean(out == TQ_CANCEL_DONE));
+  if (out == TQ_CANCEL_REQUESTED) json_object_set_new(r, "cancel_requested", json_true());
+  return r;
+}
+
+static json_t *op_status(op_env *e) {
+  bool detail = json_truthy(json_object_get(e->msg, "detail"));
+  json_t *r = reply_ok(e->ctx);
+  json_object_set_new(r, "capabilities", json_deep_copy(e->ctx->capabilities));
+  json_object_set_new(r, "nat", json_pack("{s:{s:b, s:s, s:n}}", "autonat", "supported", 0, "status", "unknown", "code"));
+  json_object_set_new(r, "session", json_string(e->ctx->session));
+  if (detail) {
+    json_t *q = NULL;
+    if (e->ctx->cfg.queue && tq_stats_json(e->ctx->cfg.queue, &q) == 0 && q) json_object_set_new(r, "queue", q);
+    json_t *peers = known_peers_json(e->ctx, true, false);
+    json_t *workers = known_peers_json(e->ctx, true, true);
+    size_t docker = 0, i;
+    json_t *w;
+    json_array_foreach(workers, i, w) {
+      const json_t *types = json_object_get(w, "supported_task_types");
+      size_t j;
+      json_t *t;
+      json_array_foreach(types, j, t) {
+        const char *s = json_string_value(t);
+        if (s && (!strcmp(s, "docker.execute") || !strcmp(s, "docker.execute_docker_container") || !strcmp(s, "docker.github"))) {
+          docker++;
+          break;
+        }
+      }
+    }
+    pthread_mutex_lock(&e->ctx->mu);
+    json_t *clock = clock_dict_locked(e->ctx);
+    pthread_mutex_unlock(&e->ctx->mu);
+    json_object_set_new(r, "scheduler",
+                        json_pack("{s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I}}", "clock", clock, "known_peers", peers,
+                                  "known_workers", workers, "counts", "peers", (json_int_t)json_array_size(peers),
+                                  "workers", (json_int_t)json_array_size(workers), "docker_workers", (json_int_t)docker,
+                                  "docker_workers_configured", (json_int_t)0));
+  }
+  if (e->ctx->cfg.status_hook) {
+    json_t *extra = e->ctx->cfg.status_hook(e->ctx->cfg.status_ud, detail);
+    if (json_is_object(extra)) json_object_update(r, extra);
+    json_decref(extra);
+  }
+  return r;
+}
+
+static const char *tool_err_code(int rc) {
+  switch (rc) {
+  case -ENOENT: return "unknown_tool";
+  case -EPERM:
+  case -EACCES: return "unauthorized";
+  case -ETIMEDOUT: return "timeout";
+  case -ECANCELED: return "cancelled";
+  case -EINVAL: return "invalid_params";
+  case -ENOMEM: return "internal_error";
+  default: return "tool_error";
+  }
+}
+
+static json_t *op_tool(op_env *e) {
+  if (!e->ctx->cfg.tools_enabled) return err(e, "tools_disabled");
+  static const char *const K_TOOL[] = {"tool", "tool_name", "name", NULL};
+  const char *name = get_str_any(e->msg, K_TOOL);
+  if (!name) return err(e, "missing_tool_name");
+  svc_tool_call_fn fn = e->call->tool_call ? e->call->tool_call : e->ctx->cfg.tool_call;
+  void *fn_ud = e->call->tool_call ? e->call->tool_ud : e->ctx->cfg.tool_ud;
+  if (!fn) return err(e, "mcp_registry_unavailable");
+  json_t *args = json_object_get(e->msg, "args");
+  if (!args) args = json_object_get(e->msg, "arguments");
+  if (!args) args = json_object_get(e->msg, "params");
+  json_t *owned = NULL;
+  if (!args || json_is_null(args)) args = owned = json_object();
+  else if (!json_is_object(args)) args = owned = json_pack("{s:O}", "value", args);
+  double t = get_num(e->msg, "timeout_s", 30.0);
+  if (!(t > 0)) t = 30.0;
+  if (t > e->ctx->cfg.tool_timeout_max_s) t = e->ctx->cfg.tool_timeout_max_s;
+  json_t *result = NULL;
+  bool is_error = false;
+  int rc = fn(fn_ud, &e->auth->a, name, args, (int64_t)(t * 1000), &result, &is_error);
+  json_decref(owned);
+  json_t *r;
+  if (rc < 0) {
+    r = err(e, tool_err_code(rc));
+    json_object_set_new(r, "tool", json_string(name));
+  } else if (is_error) {
+    r = json_pack("{s:b, s:s, s:O, s:s}", "ok", 0, "tool", name, "error", result ? result : json_null(), "peer_id",
+                  e->ctx->peer_id);
+  } else {
+    r = json_pack("{s:b, s:s, s:O, s:s}", "ok", 1, "tool", name, "result", result ? result : json_null(), "peer_id",
+                  e->ctx->peer_id);
+  }
+  json_decref(result);
+  return r;
+}
+
+static json_t *op_cache(op_env *e, svc_op op) {
+  if (!e->ctx->cfg.cache) return err(e, "cache_disabled");
+  const char *key = get_str(e->msg, "key");
+  if (!key || !*key) return err(e, "missing_key");
+  if (strlen(key) > TQO_MAX_KEY) return err(e, "invalid_key");
+  ttlcache *c = e->ctx->cfg.cache;
+  json_t *r = NULL;
+  switch (op) {
+  case SVC_OP_CACHE_GET: {
+    json_t *v = NULL;
+    int rc = ttlcache_get(c, key, &v);
+    if (rc < 0 && rc != -ENOENT) return err(e, ttlcache_strerror(rc));
+    r = json_pack("{s:b, s:s, s:b, s:o, s:s}", "ok", 1, "key", key, "hit", rc == 0, "value", v ? v : json_null(),
+                  "peer_id", e->ctx->peer_id);
+    break;
+  }
+  case SVC_OP_CACHE_HAS: {
+    bool hit = false;
+    int rc = ttlcache_has(c, key, &hit);
+    if (rc < 0) return err(e, ttlcache_strerror(rc));
+    r = json_pack("{s:b, s:s, s:b, s:s}", "ok", 1, "key", key, "hit", hit, "peer_id", e->ctx->peer_id);
+    break;
+  }
+  case SVC_OP_CACHE_SET: {
+    json_t *v = json_object_get(e->msg, "value");
+    const json_t *tv = json_object_get(e->msg, "ttl_s");
+    double ttl = 0;
+    const double *pttl = NULL;
+    if (json_is_number(tv)) {
+      ttl = json_number_value(tv);
+      if (ttl < 0) ttl = 0; /* Python: ttl_s <= 0 means never expires */
+      pttl = &ttl;
+    }
+    int rc = ttlcache_set(c, key, v ? v : json_null(), pttl);
+    if (rc < 0) return err(e, ttlcache_strerror(rc));
+    r = json_pack("{s:b, s:s, s:s}", "ok", 1, "key", key, "peer_id", e->ctx->peer_id);
+    break;
+  }
+  case SVC_OP_CACHE_DELETE: {
+    bool deleted = false;
+    int rc = ttlcache_delete(c, key, &deleted);
+    if (rc < 0) return err(e, ttlcache_strerror(rc));
+    r = json_pack("{s:b, s:s, s:b, s:s}", "ok", 1, "key", key, "deleted", deleted, "peer_id", e->ctx->peer_id);
+    break;
+  }
+  default: r = err(e, "unknown_op");
+  }
+  return r;
+}
+
+static json_t *op_get(op_env *e) {
+  const char *task_id = get_str(e->msg, "task_id");
+  tq_task *t = NULL;
+  if (task_id && *task_id) {
+    int rc = tq_get(e->ctx->cfg.queue, task_id, &t);
+    if (rc < 0 && rc != -ENOENT) return err(e, tq_strerror(rc));
+  }
+  json_t *r = reply_ok(e->ctx);
+  json_object_set_new(r, "task", t ? tq_task_to_json(t, TQ_JSON_FULL | TQ_JSON_EXTRA) : json_null());
+  tq_task_free(t);
+  return r;
+}
+
+static bool wait_cancelled(void *ud) {
+  const svc_taskq_call *call = ud;
+  return call->cancelled && call->cancelled(call->cancel_ud);
+}
+
+static json_t *op_wait(op_env *e) {
+  const char *task_id = get_str(e->msg, "task_id");
+  double t = get_num(e->msg, "timeout_s", 60.0);
+  if (!(t > 0)) t = 60.0; /* a falsy value becomes 60 (§3.1) */
+  if (t > e->ctx->cfg.wait_max_s) t = e->ctx->cfg.wait_max_s;
+  tq_task *task = NULL;
+  if (task_id && *task_id) {
+    int rc = tq_wait(e->ctx->cfg.queue, task_id, t, wait_cancelled, (void *)e->call, &task);
+    if (rc < 0 && rc != -ENOENT) return err(e, tq_strerror(rc));
+  }
+  json_t *r = reply_ok(e->ctx);
+  json_object_set_new(r, "task", task ? tq_task_to_json(task, TQ_JSON_FULL | TQ_JSON_EXTRA) : json_null());
+  tq_task_free(task);
+  return r;
+}
+
+static bool op_needs_queue(svc_op op) {
+  switch (op) {
+  case SVC_OP_SUBMIT: case SVC_OP_CLAIM: case SVC_OP_CLAIM_MANY: case SVC_OP_COMPLETE:
+  case SVC_OP_FAIL: case SVC_OP_RELEASE: case SVC_OP_TASK_HEARTBEAT: case SVC_OP_LIST:
+  case SVC_OP_CANCEL: case SVC_OP_GET: case SVC_OP_WAIT: return true;
+  default: return false;
+  }
+}
+
+json_t *svc_taskq_handle(svc_taskq_ctx *ctx, const json_t *msg, const svc_taskq_call *call) {
+  if (!json_is_object(msg)) return svc_taskq_error(ctx, "invalid_message");
+  svc_auth eff;
+  svc_auth_copy(&eff, call->auth);
+  svc_auth_present_msg_token(&eff, ctx->cfg.policy, msg);
+  svc_op op = svc_op_parse(get_str(msg, "op"));
+  /* Authorisation runs before dispatch (§4); unknown ops need no scope and say unknown_op. */
+  if (!svc_auth_has(&eff, svc_op_scopes(op))) return svc_taskq_error(ctx, "unauthorized");
+  if (op_needs_queue(op) && !ctx->cfg.queue) return svc_taskq_error(ctx, "queue_disabled");
+  op_env e = {ctx, msg, call, &eff};
+  switch (op) {
+  case SVC_OP_SUBMIT: return op_submit(&e);
+  case SVC_OP_CLAIM: return op_claim(&e, false);
+  case SVC_OP_CLAIM_MANY: return op_claim(&e, true);
+  case SVC_OP_COMPLETE: return op_complete(&e);
+  case SVC_OP_FAIL: return op_fail(&e);
+  case SVC_OP_RELEASE: return op_release(&e);
+  case SVC_OP_TASK_HEARTBEAT: return op_task_heartbeat(&e);
+  case SVC_OP_PEER_HEARTBEAT: return op_peer_heartbeat(&e);
+  case SVC_OP_LIST: return op_list(&e);
+  case SVC_OP_CANCEL: return op_cancel(&e);
+  case SVC_OP_STATUS: return op_status(&e);
+  case SVC_OP_TOOL: return op_tool(&e);
+  case SVC_OP_CACHE_GET:
+  case SVC_OP_CACHE_HAS:
+  case SVC_OP_CACHE_SET:
+  case SVC_OP_CACHE_DELETE: return op_cache(&e, op);
+  case SVC_OP_GET: return op_get(&e);
+  case SVC_OP_WAIT: return op_wait(&e);
+  default: return svc_taskq_error(ctx, "unknown_op");
+  }
+}

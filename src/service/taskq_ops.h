@@ -1,0 +1,100 @@
+/* taskq_ops.h — the TaskQueue op table (p2p_tasks_spec.md §3.1, §3.3, §3.4) as one function:
+ * op message + caller + context → reply, over the queue and cache of store/.
+ *
+ * Every reply carries "peer_id" (ours). Errors are {"ok":false,"error":"<code>","peer_id":…}
+ * with the codes of §3.1 (missing_worker_id, missing_task_id, missing_key, cache_disabled,
+ * tools_disabled, unknown_op, …) plus "unauthorized" (closed by default, auth.h) and
+ * "queue_disabled". Beyond the original:
+ *   - task.heartbeat {task_id, worker_id, lease_epoch?, lease_seconds?} renews the lease and
+ *     reports cancel_requested;
+ *   - fail {task_id, worker_id, lease_epoch?, error, result?, retry (true), delay_s (0)};
+ *   - complete / release / fail / task.heartbeat are fenced by worker_id (+ lease_epoch when
+ *     given): a stale worker gets {"ok":false,"error":"lease_lost"}. complete without worker_id
+ *     (what Python workers send) is refused with missing_worker_id unless the context allows
+ *     unfenced completes (compat_unfenced_complete) or the caller is local;
+ *   - claim replies add lease_epoch and cancel_requested to the task;
+ *   - wait is capped (wait_max_s) and stops early when the caller goes away;
+ *   - submit accepts a top-level idempotency_key (makes client retries safe).
+ * Not implemented: deterministic claim scheduling (§3.2; claims use plain queue order — the
+ * MerkleClock and known-peer table are kept and reported), trust tiers (§4.3), cache
+ * replication (§3.5).
+ *
+ * Threads: svc_taskq_handle blocks (SQLite, cache files, wait, tool calls): call it on a
+ * worker thread, never on the event loop. The context is shared read-mostly by all threads
+ * (its peer table has its own lock). */
+#ifndef PEERMCP_SERVICE_TASKQ_OPS_H
+#define PEERMCP_SERVICE_TASKQ_OPS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "service/auth.h"
+#include "store/cache.h"
+#include "store/queue.h"
+
+/* Runs a tool for the `tool` / `call_tool` op. Blocking, called on the worker thread that
+ * runs the op. Returns 0 with *result (new reference: the tool's structured result, or its
+ * error value when *is_error) or a negative errno: -ENOENT unknown tool (or one this caller
+ * may not see), -EPERM not allowed, -ETIMEDOUT, -ECANCELED, others → the error's name. */
+typedef int (*svc_tool_call_fn)(void *ud, const mcp_auth *auth, const char *tool, json_t *args,
+                                int64_t timeout_ms, json_t **result, bool *is_error);
+
+/* Adds transport / worker sections to the status reply (detail or not). Returns a new object
+ * whose keys are merged into the reply, or NULL. */
+typedef json_t *(*svc_status_hook_fn)(void *ud, bool detail);
+
+typedef struct svc_taskq_ctx svc_taskq_ctx;
+
+typedef struct svc_taskq_config {
+  tq_queue *queue;          /* borrowed; NULL → queue ops answer queue_disabled */
+  ttlcache *cache;          /* borrowed; NULL → cache ops answer cache_disabled */
+  const svc_auth_policy *policy; /* borrowed; for message tokens (may be NULL: none) */
+  const char *peer_id;      /* ours, copied */
+  const char *session;      /* IPFS_ACCELERATE_PY_TASK_P2P_SESSION, copied; NULL → "" */
+  bool tools_enabled;       /* false → tools_disabled */
+  svc_tool_call_fn tool_call; void *tool_ud; /* NULL → mcp_registry_unavailable */
+  svc_status_hook_fn status_hook; void *status_ud;
+  json_t *capabilities;     /* status "capabilities" (borrowed, copied per reply); NULL → default */
+  double wait_max_s;        /* cap on wait timeout_s (default 300) */
+  double tool_timeout_max_s;/* cap on call_tool timeout_s (default 300) */
+  bool compat_unfenced_complete; /* accept complete without worker_id (Python mesh workers) */
+  size_t max_known_peers;   /* 1024: peer.heartbeat table (oldest dropped) */
+  double peer_timeout_s;    /* 300: "alive" window for known peers */
+} svc_taskq_config;
+
+void svc_taskq_config_default(svc_taskq_config *c);
+/* Copies what it needs from cfg. NULL on ENOMEM. */
+svc_taskq_ctx *svc_taskq_new(const svc_taskq_config *cfg);
+void svc_taskq_free(svc_taskq_ctx *ctx);
+const char *svc_taskq_peer_id(const svc_taskq_ctx *ctx);
+
+/* Per-request extras. */
+typedef struct svc_taskq_call {
+  const svc_auth *auth;           /* the caller as the transport knows it (required) */
+  bool (*cancelled)(void *ud);    /* the caller went away (may be NULL) */
+  void *cancel_ud;
+  svc_tool_call_fn tool_call;     /* overrides the context's runner for this request (e.g. a
+                                     nested mcp_dispatch_invoke under the running call) */
+  void *tool_ud;
+} svc_taskq_call;
+
+/* Handles one TaskQueue message (a JSON object; the message's own "token" is honoured).
+ * Always returns a reply object (new reference); NULL only on ENOMEM. Blocking. */
+json_t *svc_taskq_handle(svc_taskq_ctx *ctx, const json_t *msg, const svc_taskq_call *call);
+
+/* {"ok":false,"error":code,"peer_id":…} (new reference). */
+json_t *svc_taskq_error(const svc_taskq_ctx *ctx, const char *code);
+
+/* Task-type normalisation of §10.3: lower-case, trim, expand every item to its alias family
+ * (when expand), de-duplicated in order. v is a list or a comma-separated string. Returns a new
+ * array of strings (never NULL unless ENOMEM). */
+json_t *svc_task_types_normalize(const json_t *v, bool expand);
+/* The canonical name of a task type or alias ("tool" → "tool.call"); the input otherwise. */
+const char *svc_task_type_canonical(const char *t);
+
+/* The scheduler's MerkleClock root of §3.2 for a vector {node: counter}: sha256 hex of
+ * Python's json.dumps(sorted(vector.items())). out: 65 bytes. */
+void svc_merkle_root(const json_t *vector, char out[65]);
+
+#endif

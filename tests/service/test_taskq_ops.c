@@ -1,0 +1,666 @@
+/* test_taskq_ops.c — the TaskQueue op table (p2p_tasks_spec.md §3.1, §3.3, §3.4) over a real
+ * queue and cache in a temp directory, with a fake tool runner. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "service/taskq_ops.h"
+#include "util/clock.h"
+
+#define OUR_ID "12D3KooWServerServerServerServerServerServerServerSe"
+#define PEER_W "12D3KooWWorkerWorkerWorkerWorkerWorkerWorkerWorkerWo"
+
+typedef struct fx {
+  char dir[256];
+  tq_queue *q;
+  ttlcache *c;
+  svc_auth_policy *pol;
+  svc_taskq_ctx *ctx;
+  svc_auth all;    /* a peer with every default scope */
+  svc_auth anon;   /* an unknown peer */
+  int tool_calls;
+  char last_tool[64];
+  json_t *last_args;
+} fx;
+
+static fx *g; /* for the fake tool runner */
+
+static int fake_tool(void *ud, const mcp_auth *auth, const char *tool, json_t *args, int64_t timeout_ms,
+                     json_t **result, bool *is_error) {
+  fx *f = ud;
+  (void)auth;
+  (void)timeout_ms;
+  f->tool_calls++;
+  snprintf(f->last_tool, sizeof f->last_tool, "%s", tool);
+  json_decref(f->last_args);
+  f->last_args = json_deep_copy(args);
+  if (strcmp(tool, "echo") == 0) {
+    *result = json_pack("{s:O}", "echo", args);
+    *is_error = false;
+    return 0;
+  }
+  if (strcmp(tool, "boom") == 0) {
+    *result = json_string("it broke");
+    *is_error = true;
+    return 0;
+  }
+  return -ENOENT;
+}
+
+static int setup(void **state) {
+  fx *f = calloc(1, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/peermcp-taskq-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  char path[512];
+  snprintf(path, sizeof path, "%s/queue.sqlite3", f->dir);
+  tq_options qo;
+  tq_options_default(&qo);
+  qo.path = path;
+  assert_int_equal(tq_open(&qo, &f->q), 0);
+  char cdir[512];
+  snprintf(cdir, sizeof cdir, "%s/cache", f->dir);
+  ttlcache_options co;
+  ttlcache_options_default(&co);
+  co.dir = cdir;
+  co.durable = false;
+  assert_int_equal(ttlcache_open(&co, &f->c), 0);
+  f->pol = svc_auth_policy_new();
+  assert_int_equal(svc_auth_policy_add_peer(f->pol, PEER_W, 0), 0);
+  assert_int_equal(svc_auth_policy_set_token(f->pol, "s3cr3t", 0), 0);
+  svc_taskq_config cfg;
+  svc_taskq_config_default(&cfg);
+  cfg.queue = f->q;
+  cfg.cache = f->c;
+  cfg.policy = f->pol;
+  cfg.peer_id = OUR_ID;
+  cfg.tool_call = fake_tool;
+  cfg.tool_ud = f;
+  cfg.wait_max_s = 0.3;
+  f->ctx = svc_taskq_new(&cfg);
+  assert_non_null(f->ctx);
+  svc_auth_init_peer(&f->all, f->pol, PEER_W);
+  svc_auth_init_peer(&f->anon, f->pol, "12D3KooWStrangerStrangerStrangerStrangerStrangerStr");
+  g = f;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx *f = *state;
+  svc_taskq_free(f->ctx);
+  svc_auth_policy_free(f->pol);
+  ttlcache_close(f->c);
+  tq_close(f->q);
+  json_decref(f->last_args);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+  assert_int_equal(system(cmd), 0);
+  free(f);
+  return 0;
+}
+
+/* Runs one op message (JSON text) as `who`; returns the reply. */
+static json_t *run(fx *f, const svc_auth *who, const char *text) {
+  json_error_t e;
+  json_t *msg = json_loads(text, 0, &e);
+  if (!msg) fail_msg("bad test JSON %s: %s", text, e.text);
+  svc_taskq_call call = {.auth = who};
+  json_t *r = svc_taskq_handle(f->ctx, msg, &call);
+  json_decref(msg);
+  assert_non_null(r);
+  assert_string_equal(json_string_value(json_object_get(r, "peer_id")), OUR_ID);
+  return r;
+}
+
+static bool r_ok(const json_t *r) { return json_is_true(json_object_get(r, "ok")); }
+static const char *r_err(const json_t *r) { return json_string_value(json_object_get(r, "error")); }
+
+static void submit_one(fx *f, const char *type, char id[33]) {
+  char text[256];
+  snprintf(text, sizeof text, "{\"op\":\"submit\",\"task_type\":\"%s\",\"payload\":{\"tool\":\"echo\",\"args\":{\"x\":1}}}", type);
+  json_t *r = run(f, &f->all, text);
+  assert_true(r_ok(r));
+  const char *tid = json_string_value(json_object_get(r, "task_id"));
+  assert_non_null(tid);
+  assert_int_equal(strlen(tid), 32);
+  snprintf(id, 33, "%s", tid);
+  json_decref(r);
+}
+
+static void test_unauthorized_peer_gets_status_only(void **state) {
+  fx *f = *state;
+  static const char *ops[] = {"submit", "claim", "claim_many", "complete", "release", "peer.heartbeat", "list",
+                              "cancel", "call_tool", "cache.get", "cache.has", "cache.set", "cache.delete", "get",
+                              "wait", "task.heartbeat", "fail"};
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+    char text[128];
+    snprintf(text, sizeof text, "{\"op\":\"%s\",\"task_id\":\"x\",\"key\":\"k\",\"worker_id\":\"w\"}", ops[i]);
+    json_t *r = run(f, &f->anon, text);
+    assert_false(r_ok(r));
+    assert_string_equal(r_err(r), "unauthorized");
+    json_decref(r);
+  }
+  json_t *r = run(f, &f->anon, "{\"op\":\"status\"}");
+  assert_true(r_ok(r));
+  assert_true(json_is_object(json_object_get(r, "capabilities")));
+  assert_true(json_is_string(json_object_get(r, "session")));
+  json_decref(r);
+  /* a wrong token changes nothing, the right one opens the door */
+  r = run(f, &f->anon, "{\"op\":\"list\",\"token\":\"wrong\"}");
+  assert_string_equal(r_err(r), "unauthorized");
+  json_decref(r);
+  r = run(f, &f->anon, "{\"op\":\"list\",\"token\":\"s3cr3t\"}");
+  assert_true(r_ok(r));
+  json_decref(r);
+}
+
+static void test_unknown_op(void **state) {
+  fx *f = *state;
+  json_t *r = run(f, &f->all, "{\"op\":\"enqueue\"}");
+  assert_string_equal(r_err(r), "unknown_op");
+  json_decref(r);
+  r = run(f, &f->all, "{}");
+  assert_string_equal(r_err(r), "unknown_op");
+  json_decref(r);
+}
+
+static void test_submit_get_list_shapes(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_one(f, "tool.call", id);
+  char text[128];
+  snprintf(text, sizeof text, "{\"op\":\"get\",\"task_id\":\"%s\"}", id);
+  json_t *r = run(f, &f->all, text);
+  assert_true(r_ok(r));
+  json_t *t = json_object_get(r, "task");
+  static const char *keys[] = {"task_id", "task_type", "model_name", "payload", "status", "assigned_worker",
+                               "created_at", "updated_at", "result", "error", "priority", "attempt",
+                               "max_attempts", "next_attempt_at", "lease_until", "heartbeat_at", "idempotency_key"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_non_null(json_object_get(t, keys[i]));
+  assert_string_equal(json_string_value(json_object_get(t, "status")), "queued");
+  json_decref(r);
+  /* get of an unknown task: ok with task null */
+  r = run(f, &f->all, "{\"op\":\"get\",\"task_id\":\"00000000000000000000000000000000\"}");
+  assert_true(r_ok(r));
+  assert_true(json_is_null(json_object_get(r, "task")));
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"queue.list\",\"status\":\"QUEUED\"}");
+  assert_true(r_ok(r));
+  assert_int_equal(json_array_size(json_object_get(r, "tasks")), 1);
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"list\",\"status\":\"running\"}");
+  assert_int_equal(json_array_size(json_object_get(r, "tasks")), 0);
+  json_decref(r);
+}
+
+static void test_submit_wraps_non_object_payload_and_default_type(void **state) {
+  fx *f = *state;
+  json_t *r = run(f, &f->all, "{\"op\":\"submit\",\"payload\":42}");
+  assert_true(r_ok(r));
+  char text[128];
+  snprintf(text, sizeof text, "{\"op\":\"get\",\"task_id\":\"%s\"}", json_string_value(json_object_get(r, "task_id")));
+  json_decref(r);
+  r = run(f, &f->all, text);
+  json_t *t = json_object_get(r, "task");
+  assert_string_equal(json_string_value(json_object_get(t, "task_type")), "text-generation");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "payload"), "payload")), 42);
+  json_decref(r);
+}
+
+static void test_submit_idempotency_key_replays(void **state) {
+  fx *f = *state;
+  json_t *a = run(f, &f->all, "{\"op\":\"submit\",\"task_type\":\"tool.call\",\"idempotency_key\":\"k1\",\"payload\":{\"a\":1}}");
+  json_t *b = run(f, &f->all, "{\"op\":\"submit\",\"task_type\":\"tool.call\",\"idempotency_key\":\"k1\",\"payload\":{\"a\":1}}");
+  assert_string_equal(json_string_value(json_object_get(a, "task_id")), json_string_value(json_object_get(b, "task_id")));
+  json_t *c = run(f, &f->all, "{\"op\":\"submit\",\"task_type\":\"tool.call\",\"idempotency_key\":\"k1\",\"payload\":{\"a\":2}}");
+  assert_false(r_ok(c));
+  assert_string_equal(r_err(c), "internal_error");
+  assert_non_null(strstr(json_string_value(json_object_get(c, "detail")), "different work"));
+  json_decref(a);
+  json_decref(b);
+  json_decref(c);
+}
+
+static void test_claim_requires_worker_and_expands_aliases(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_one(f, "tool.call", id);
+  json_t *r = run(f, &f->all, "{\"op\":\"claim\"}");
+  assert_string_equal(r_err(r), "missing_worker_id");
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"claim\",\"worker_id\":\"w1\",\"supported_task_types\":\"embedding\"}");
+  assert_true(r_ok(r));
+  assert_true(json_is_null(json_object_get(r, "task")));
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"claim_next\",\"worker_id\":\"w1\",\"task_types\":\"TOOL, embedding\"}");
+  assert_true(r_ok(r));
+  json_t *t = json_object_get(r, "task");
+  assert_string_equal(json_string_value(json_object_get(t, "task_id")), id);
+  assert_string_equal(json_string_value(json_object_get(t, "status")), "running");
+  assert_string_equal(json_string_value(json_object_get(t, "assigned_worker")), "w1");
+  assert_true(json_integer_value(json_object_get(t, "lease_epoch")) >= 1);
+  for (const char **k = (const char *[]){"task_id", "task_type", "model_name", "payload", "created_at", "status",
+                                         "assigned_worker", NULL};
+       *k; k++)
+    assert_non_null(json_object_get(t, *k));
+  json_decref(r);
+}
+
+static void test_claim_many_returns_batch(void **state) {
+  fx *f = *state;
+  char id[33];
+  for (int i = 0; i < 3; i++) submit_one(f, "tool.call", id);
+  json_t *r = run(f, &f->all, "{\"op\":\"claim_batch\",\"worker_id\":\"w1\",\"limit\":2}");
+  assert_true(r_ok(r));
+  assert_int_equal(json_array_size(json_object_get(r, "tasks")), 2);
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"claim_many\",\"worker_id\":\"w2\",\"max_tasks\":10}");
+  assert_int_equal(json_array_size(json_object_get(r, "tasks")), 1);
+  json_decref(r);
+}
+
+/* Claims the only queued task as worker; returns its lease_epoch. */
+static int64_t claim_it(fx *f, const char *worker, char id[33]) {
+  char text[128];
+  snprintf(text, sizeof text, "{\"op\":\"claim\",\"worker_id\":\"%s\"}", worker);
+  json_t *r = run(f, &f->all, text);
+  json_t *t = json_object_get(r, "task");
+  assert_non_null(t);
+  assert_false(json_is_null(t));
+  snprintf(id, 33, "%s", json_string_value(json_object_get(t, "task_id")));
+  int64_t ep = json_integer_value(json_object_get(t, "lease_epoch"));
+  json_decref(r);
+  return ep;
+}
+
+static void test_complete_is_fenced_by_owner_and_epoch(void **state) {
+  fx *f = *state;
+  char id[33], cid[33];
+  submit_one(f, "tool.call", id);
+  int64_t ep = claim_it(f, "w1", cid);
+  char text[256];
+  snprintf(text, sizeof text, "{\"op\":\"complete\",\"task_id\":\"%s\",\"result\":{\"v\":1}}", id);
+  json_t *r = run(f, &f->all, text);
+  assert_string_equal(r_err(r), "missing_worker_id"); /* strict by default */
+  json_decref(r);
+  snprintf(text, sizeof text, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"intruder\"}", id);
+  r = run(f, &f->all, text);
+  assert_false(r_ok(r));
+  assert_string_equal(r_err(r), "lease_lost");
+  assert_string_equal(json_string_value(json_object_get(r, "task_id")), id);
+  json_decref(r);
+  snprintf(text, sizeof text, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld}", id,
+           (long long)ep + 1);
+  r = run(f, &f->all, text);
+  assert_string_equal(r_err(r), "lease_lost");
+  json_decref(r);
+  snprintf(text, sizeof text,
+           "{\"op\":\"task.complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld,\"result\":{\"v\":1}}",
+           id, (long long)ep);
+  r = run(f, &f->all, text);
+  assert_true(r_ok(r));
+  json_decref(r);
+  /* exactly once */
+  r = run(f, &f->all, text);
+  assert_false(r_ok(r));
+  json_decref(r);
+  snprintf(text, sizeof text, "{\"op\":\"get\",\"task_id\":\"%s\"}", id);
+  r = run(f, &f->all, text);
+  json_t *t = json_object_get(r, "task");
+  assert_string_equal(json_string_value(json_object_get(t, "status")), "completed");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "result"), "v")), 1);
+  json_decref(r);
+}
+
+static void test_complete_odd_status_becomes_failed(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_one(f, "tool.call", id);
+  claim_it(f, "w1", id);
+  char text[256];
+  snprintf(text, sizeof text, "{\"op\":\"complete_task\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"status\":\"weird\",\"error\":\"e\"}", id);
+  json_t *r = run(f, &f->all, text);
+  assert_true(r_ok(r));
+  json_decref(r);
+  snprintf(text, sizeof text, "{\"op\":\"get\",\"task_id\":\"%s\"}", id);
+  r = run(f, &f->all, text);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(r, "task"), "status")), "failed");
+  json_decref(r);
+}
+
+static void test_release_requires_worker_and_requeues(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_one(f, "tool.call", id);
+  claim_it(f, "w1", id);
+  char text[256];
+  snprintf(text, sizeof text, "{\"op\":\"release\",\"task_id\":\"%s\"}", id);
+  json_t *r = run(f, &f->all, text);
+  assert_string_equal(r_err(r), "missing_worker_id");
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"release\",\"worker_id\":\"w1\"}");
+  assert_string_equal(r_err(r), "missing_task_id");
+  json_decref(r);
+  snprintf(text, sizeof text, "{\"op\":\"release_task\",\"task_id\":\"%s\",\"assigned_worker\":\"w1\",\"reason\":\"bye\"}", id);
+  r = run(f, &f->all, text);
+  assert_true(r_ok(r));
+  json_decref(r);
+  snprintf(text, sizeof text, "{\"op\":\"get\",\"task_id\":\"%s\"}", id);
+  r = run(f, &f->all, text);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(r, "task"), "status")), "queued");
+  json_decref(r);
+}
+
+static void test_task_heartbeat_renews_and_reports_cancel(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_one(f, "tool.call", id);
+  int64_t ep = claim_it(f, "w1", id);
+  char text[256];
+  snprintf(text, sizeof text, "{\"op\":\"task.heartbeat\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld,\"lease_seconds\":60}",
+           id, (long long)ep);
+  json_t *r = run(f, &f->all, text);
+  assert_true(r_ok(r));
+  assert_true(json_real_value(json_object_get(r, "lease_until")) > clock_wall_s() + 30);
+  assert_true(json_is_false(json_object_get(r, "cancel_requested")));
+  json_decref(r);
+  char ctext[128];
+  snprintf(ctext, sizeof ctext, "{\"op\":\"cancel\",\"task_id\":\"%s\",\"reason\":7}", id);
+  json_t *c = run(f, &f->all, ctext);
+  assert_true(r_ok(c));
+  assert_true(json_is_false(json_object_get(c, "cancelled")));
+  assert_true(json_is_true(json_object_get(c, "cancel_requested")));
+  json_decref(c);
+  r = run(f, &f->all, text);
+  assert_true(json_is_true(json_object_get(r, "cancel_requested")));
+  json_decref(r);
+  /* a non-owner's heartbeat is refused */
+  snprintf(text, sizeof text, "{\"op\":\"task.heartbeat\",\"task_id\":\"%s\",\"worker_id\":\"w2\"}", id);
+  r = run(f, &f->all, text);
+  assert_string_equal(r_err(r), "lease_lost");
+  json_decref(r);
+}
+
+static void test_fail_retries_then_fails(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_one(f, "tool.call", id);
+  claim_it(f, "w1", id);
+  char text[256];
+  snprintf(text, sizeof text, "{\"op\":\"fail\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"error\":\"oops\"}", id);
+  json_t *r = run(f, &f->all, text);
+  assert_true(r_ok(r));
+  assert_string_equal(json_string_value(json_object_get(r, "status")), "queued");
+  json_decref(r);
+  claim_it(f, "w1", id);
+  snprintf(text, sizeof text, "{\"op\":\"fail\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"error\":\"fatal\",\"retry\":false}", id);
+  r = run(f, &f->all, text);
+  assert_true(r_ok(r));
+  assert_string_equal(json_string_value(json_object_get(r, "status")), "failed");
+  json_decref(r);
+}
+
+static void test_cancel_queued(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_one(f, "tool.call", id);
+  char text[128];
+  snprintf(text, sizeof text, "{\"op\":\"task.cancel\",\"task_id\":\"%s\"}", id);
+  json_t *r = run(f, &f->all, text);
+  assert_true(json_is_true(json_object_get(r, "cancelled")));
+  json_decref(r);
+  r = run(f, &f->all, text);
+  assert_true(json_is_false(json_object_get(r, "cancelled")));
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"cancel\"}");
+  assert_string_equal(r_err(r), "missing_task_id");
+  json_decref(r);
+}
+
+static void test_wait_is_capped(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_one(f, "tool.call", id);
+  char text[128];
+  snprintf(text, sizeof text, "{\"op\":\"wait\",\"task_id\":\"%s\",\"timeout_s\":3600}", id);
+  int64_t t0 = clock_mono_ms();
+  json_t *r = run(f, &f->all, text);
+  int64_t dt = clock_mono_ms() - t0;
+  assert_true(r_ok(r));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(r, "task"), "status")), "queued");
+  assert_true(dt < 2000);
+  json_decref(r);
+}
+
+typedef struct completer {
+  fx *f;
+  char id[33];
+} completer;
+
+static void *complete_later(void *arg) {
+  completer *c = arg;
+  usleep(50 * 1000);
+  char text[256];
+  snprintf(text, sizeof text, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"result\":{\"done\":true}}", c->id);
+  json_t *msg = json_loads(text, 0, NULL);
+  svc_taskq_call call = {.auth = &c->f->all};
+  json_decref(svc_taskq_handle(c->f->ctx, msg, &call));
+  json_decref(msg);
+  return NULL;
+}
+
+static void test_wait_returns_on_completion(void **state) {
+  fx *f = *state;
+  completer c = {f, ""};
+  submit_one(f, "tool.call", c.id);
+  claim_it(f, "w1", c.id);
+  pthread_t th;
+  pthread_create(&th, NULL, complete_later, &c);
+  char text[128];
+  snprintf(text, sizeof text, "{\"op\":\"wait\",\"task_id\":\"%s\",\"timeout_s\":0}", c.id);
+  json_t *r = run(f, &f->all, text);
+  pthread_join(th, NULL);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(r, "task"), "status")), "completed");
+  json_decref(r);
+}
+
+static void test_peer_heartbeat_reports_scheduler(void **state) {
+  fx *f = *state;
+  json_t *r = run(f, &f->all, "{\"op\":\"peer.heartbeat\",\"peer_id\":\"peer-A\",\"clock\":{\"vector\":{\"peer-A\":3}}}");
+  assert_true(r_ok(r));
+  assert_string_equal(json_string_value(json_object_get(r, "peer")), "peer-A");
+  json_t *sch = json_object_get(r, "scheduler");
+  json_t *clock = json_object_get(sch, "clock");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(clock, "vector"), "peer-A")), 3);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(clock, "vector"), "taskqueue-service")), 1);
+  assert_int_equal(strlen(json_string_value(json_object_get(clock, "merkle_root"))), 64);
+  assert_int_equal(json_array_size(json_object_get(sch, "known_peers")), 1);
+  json_decref(r);
+  /* falls back to the transport PeerId */
+  r = run(f, &f->all, "{\"op\":\"heartbeat\"}");
+  assert_string_equal(json_string_value(json_object_get(r, "peer")), PEER_W);
+  json_decref(r);
+  svc_auth nopeer;
+  svc_auth_init_local(&nopeer);
+  r = run(f, &nopeer, "{\"op\":\"peer\"}");
+  assert_string_equal(r_err(r), "missing_peer_id");
+  json_decref(r);
+}
+
+static void test_status_detail_sections(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_one(f, "tool.call", id);
+  json_t *r = run(f, &f->anon, "{\"op\":\"describe\",\"detail\":true}");
+  assert_true(r_ok(r));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "queue"), "queued")), 1);
+  assert_non_null(json_object_get(json_object_get(r, "scheduler"), "counts"));
+  json_decref(r);
+  r = run(f, &f->anon, "{\"op\":\"capabilities\"}");
+  assert_null(json_object_get(r, "queue"));
+  json_decref(r);
+}
+
+static void test_call_tool_shapes(void **state) {
+  fx *f = *state;
+  json_t *r = run(f, &f->all, "{\"op\":\"call_tool\"}");
+  assert_string_equal(r_err(r), "missing_tool_name");
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"tool\",\"tool_name\":\"echo\",\"args\":{\"x\":1}}");
+  assert_true(r_ok(r));
+  assert_string_equal(json_string_value(json_object_get(r, "tool")), "echo");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r, "result"), "echo"), "x")), 1);
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"tool.call\",\"name\":\"echo\",\"params\":5}");
+  assert_int_equal(json_integer_value(json_object_get(f->last_args, "value")), 5);
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"call_tool\",\"tool\":\"boom\"}");
+  assert_false(r_ok(r));
+  assert_string_equal(json_string_value(json_object_get(r, "error")), "it broke");
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"call_tool\",\"tool\":\"nope\"}");
+  assert_string_equal(r_err(r), "unknown_tool");
+  json_decref(r);
+}
+
+static void test_call_tool_disabled_and_unavailable(void **state) {
+  fx *f = *state;
+  svc_taskq_config cfg;
+  svc_taskq_config_default(&cfg);
+  cfg.peer_id = OUR_ID;
+  cfg.tools_enabled = false;
+  svc_taskq_ctx *ctx = svc_taskq_new(&cfg);
+  json_t *msg = json_pack("{s:s, s:s}", "op", "call_tool", "tool", "echo");
+  svc_taskq_call call = {.auth = &f->all};
+  json_t *r = svc_taskq_handle(ctx, msg, &call);
+  assert_string_equal(r_err(r), "tools_disabled");
+  json_decref(r);
+  svc_taskq_free(ctx);
+  cfg.tools_enabled = true;
+  ctx = svc_taskq_new(&cfg);
+  r = svc_taskq_handle(ctx, msg, &call);
+  assert_string_equal(r_err(r), "mcp_registry_unavailable");
+  json_decref(r);
+  /* no queue, no cache */
+  json_t *m2 = json_pack("{s:s, s:s}", "op", "cache.get", "key", "k");
+  r = svc_taskq_handle(ctx, m2, &call);
+  assert_string_equal(r_err(r), "cache_disabled");
+  json_decref(r);
+  json_decref(m2);
+  m2 = json_pack("{s:s}", "op", "list");
+  r = svc_taskq_handle(ctx, m2, &call);
+  assert_string_equal(r_err(r), "queue_disabled");
+  json_decref(r);
+  json_decref(m2);
+  svc_taskq_free(ctx);
+  json_decref(msg);
+}
+
+static void test_cache_ops_shapes(void **state) {
+  fx *f = *state;
+  json_t *r = run(f, &f->all, "{\"op\":\"cache.get\",\"key\":\"k1\"}");
+  assert_true(r_ok(r));
+  assert_true(json_is_false(json_object_get(r, "hit")));
+  assert_true(json_is_null(json_object_get(r, "value")));
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"cache_set\",\"key\":\"k1\",\"value\":{\"a\":1},\"ttl_s\":null}");
+  assert_true(r_ok(r));
+  assert_string_equal(json_string_value(json_object_get(r, "key")), "k1");
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"cache\",\"key\":\"k1\"}");
+  assert_true(json_is_true(json_object_get(r, "hit")));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "value"), "a")), 1);
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"cache_has\",\"key\":\"k1\"}");
+  assert_true(json_is_true(json_object_get(r, "hit")));
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"cache_del\",\"key\":\"k1\"}");
+  assert_true(json_is_true(json_object_get(r, "deleted")));
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"cache_delete\",\"key\":\"k1\"}");
+  assert_true(json_is_false(json_object_get(r, "deleted")));
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"cache.get\"}");
+  assert_string_equal(r_err(r), "missing_key");
+  json_decref(r);
+}
+
+static void test_cache_scopes_are_separate(void **state) {
+  fx *f = *state;
+  svc_auth_policy *p = svc_auth_policy_new();
+  assert_int_equal(svc_auth_policy_add_peer(p, PEER_W, MCP_SCOPE_CACHE_READ), 0);
+  svc_auth ro;
+  svc_auth_init_peer(&ro, p, PEER_W);
+  json_t *r = run(f, &ro, "{\"op\":\"cache.get\",\"key\":\"k\"}");
+  assert_true(r_ok(r));
+  json_decref(r);
+  r = run(f, &ro, "{\"op\":\"cache.set\",\"key\":\"k\",\"value\":1}");
+  assert_string_equal(r_err(r), "unauthorized");
+  json_decref(r);
+  svc_auth_policy_free(p);
+}
+
+static void test_merkle_root_matches_python_vector(void **state) {
+  (void)state;
+  json_t *v = json_pack("{s:i}", "taskqueue-service", 0);
+  char root[65];
+  svc_merkle_root(v, root);
+  assert_string_equal(root, "d83964234cb3f7451644cb8dfbd8a97cb70571490208c3ffcb5b346c43c380fa");
+  json_decref(v);
+}
+
+static void test_task_types_normalize(void **state) {
+  (void)state;
+  json_t *in = json_pack("[s, s, s]", " Tool ", "embedding", "tool.call");
+  json_t *out = svc_task_types_normalize(in, true);
+  assert_string_equal(json_string_value(json_array_get(out, 0)), "tool.call");
+  assert_string_equal(json_string_value(json_array_get(out, 1)), "tool");
+  assert_string_equal(json_string_value(json_array_get(out, 2)), "embedding");
+  assert_int_equal(json_array_size(out), 7); /* tool family (2) + embedding family (5) */
+  json_decref(out);
+  out = svc_task_types_normalize(in, false);
+  assert_int_equal(json_array_size(out), 3);
+  json_decref(out);
+  json_decref(in);
+  assert_string_equal(svc_task_type_canonical("stt"), "voice.asr");
+  assert_string_equal(svc_task_type_canonical("custom"), "custom");
+}
+
+int main(void) {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_unauthorized_peer_gets_status_only),
+      T(test_unknown_op),
+      T(test_submit_get_list_shapes),
+      T(test_submit_wraps_non_object_payload_and_default_type),
+      T(test_submit_idempotency_key_replays),
+      T(test_claim_requires_worker_and_expands_aliases),
+      T(test_claim_many_returns_batch),
+      T(test_complete_is_fenced_by_owner_and_epoch),
+      T(test_complete_odd_status_becomes_failed),
+      T(test_release_requires_worker_and_requeues),
+      T(test_task_heartbeat_renews_and_reports_cancel),
+      T(test_fail_retries_then_fails),
+      T(test_cancel_queued),
+      T(test_wait_is_capped),
+      T(test_wait_returns_on_completion),
+      T(test_peer_heartbeat_reports_scheduler),
+      T(test_status_detail_sections),
+      T(test_call_tool_shapes),
+      T(test_call_tool_disabled_and_unavailable),
+      T(test_cache_ops_shapes),
+      T(test_cache_scopes_are_separate),
+      cmocka_unit_test(test_merkle_root_matches_python_vector),
+      cmocka_unit_test(test_task_types_normalize),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
