@@ -69,9 +69,11 @@ static int map_err(sqlite3 *db, int rc) {
   case SQLITE_CANTOPEN: return sys == EROFS ? -EROFS : -EACCES;
   case SQLITE_IOERR:
     if (sys == ENOSPC || sys == EFBIG || sys == EDQUOT) return -ENOSPC;
+    /* a short write with no errno: the file system took fewer bytes (full, or RLIMIT_FSIZE) */
+    if (ext == SQLITE_IOERR_WRITE && sys == 0) return -ENOSPC;
     if (sys == EROFS) return -EROFS;
     if (sys == EACCES || sys == EPERM) return -EACCES;
-    (void)ext;
+    log_write(LOG_DEBUG, "queue: io error", "{s:i, s:i}", "ext", ext, "errno", sys);
     return -EIO;
   default: return -EIO;
   }
@@ -81,7 +83,7 @@ static int exec(sqlite3 *db, const char *sql) {
   char *msg = NULL;
   int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
   if (rc != SQLITE_OK) {
-    log_write(LOG_ERROR, "queue: sqlite", "{s:s, s:s}", "sql", sql, "error", msg ? msg : sqlite3_errstr(rc));
+    log_write(LOG_ERROR, "queue: sqlite", "{s:s, s:s, s:i, s:i}", "sql", sql, "error", msg ? msg : sqlite3_errstr(rc), "ext", sqlite3_extended_errcode(db), "errno", sqlite3_system_errno(db));
     sqlite3_free(msg);
     return map_err(db, rc);
   }

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -598,6 +600,42 @@ static void test_read_only_state_dir_is_a_clear_error(void **state) {
   chmod(p, 0755);
 }
 
+/* A full disk, simulated with RLIMIT_FSIZE in a child process that opens its own handle:
+ * the submit fails with -ENOSPC and nothing is stored. */
+static void test_full_disk_is_a_clear_error_and_changes_nothing(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  pid_t pid = fork();
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {256 * 1024, 256 * 1024};
+    setrlimit(RLIMIT_FSIZE, &rl);
+    tq_options o;
+    tq_options_default(&o);
+    o.path = f->path;
+    tq_queue *q;
+    if (tq_open(&o, &q) != 0) _exit(2);
+    json_t *p = json_object();
+    char *big = malloc(600000);
+    memset(big, 'x', 599999);
+    big[599999] = 0;
+    json_object_set_new(p, "blob", json_string(big));
+    tq_submit_req r = {.task_type = "big", .payload = p};
+    int rc = tq_submit(q, &r, id, NULL);
+    if (rc != -ENOSPC) fprintf(stderr, "full-disk submit rc=%d\n", rc);
+    _exit(rc == -ENOSPC ? 0 : 1);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  tq_counts c;
+  assert_int_equal(tq_count(f->q, &c), 0);
+  assert_int_equal(c.by_status[TQ_QUEUED], 1);
+  submit_p(f->q, "t", "{}", id); /* and the queue still works */
+}
+
 typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -659,6 +697,7 @@ int main(void) {
       T(test_list_filters_and_stats),
       T(test_read_only_state_dir_is_a_clear_error),
       T(test_async_submit_calls_back_after_commit),
+      T(test_full_disk_is_a_clear_error_and_changes_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
