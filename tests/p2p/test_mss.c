@@ -147,7 +147,9 @@ static void test_mss_listener_answers_na_to_unknown(void **st) {
   buf_init(&exp, BIG);
   put(&in, "/multistream/1.0.0");
   put(&in, "/tls/1.0.0");
+  /* Without mss_start() the feed sends our header first, then the answer. */
   assert_int_equal(mss_feed(m, buf_ptr(&in), buf_len(&in), &out), (ssize_t)buf_len(&in));
+  put(&exp, "/multistream/1.0.0");
   put(&exp, "na");
   assert_int_equal(buf_len(&out), buf_len(&exp));
   assert_memory_equal(buf_ptr(&out), buf_ptr(&exp), buf_len(&exp));
@@ -168,6 +170,8 @@ static void test_mss_listener_ls_lists_protocols(void **st) {
   buf_init(&out, BIG);
   put(&in, "/multistream/1.0.0");
   put(&in, "ls");
+  assert_int_equal(mss_start(m, &out), 0);
+  buf_reset(&out);
   assert_int_equal(mss_feed(m, buf_ptr(&in), buf_len(&in), &out), (ssize_t)buf_len(&in));
   /* outer length, then "\x05/a/1\n" "\x06/bb/2\n" "\n" */
   const uint8_t exp[] = "\x0e\x05/a/1\n\x06/bb/2\n\n";

@@ -236,6 +236,11 @@ ssize_t mss_feed(mss *m, const uint8_t *data, size_t len, buf *out) {
   if (m->state == MSS_FAILED) return m->err;
   if (m->state == MSS_DONE) return 0;
   if (!data && len) return -EINVAL;
+  if (!m->started) {
+    /* Our header (and first proposal) must precede any reply. */
+    int rc = mss_start(m, out);
+    if (rc) return mss_fail(m, rc);
+  }
   size_t pos = 0;
   while (pos < len && m->state == MSS_NEGOTIATING) {
     const uint8_t *body;

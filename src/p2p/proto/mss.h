@@ -74,7 +74,7 @@ void mss_listener_set_match(mss *m, mss_match_fn fn, void *ud);
 void mss_free(mss *m);
 
 /* Appends the opening bytes: the header (listener) or header + first proposal (dialer).
- * Call once, before or after the first mss_feed(). */
+ * Call it first; mss_feed() calls it itself if the owner has not. Idempotent. */
 int mss_start(mss *m, buf *out) __attribute__((warn_unused_result));
 
 /* Consumes received bytes, appending replies to `out`. Returns the number of bytes consumed
