@@ -1,11 +1,194 @@
-/* src/cli/serve.c — placeholder: replaced by the module that implements these commands. */
+/* serve.c — `peermcp serve`: load the configuration, register the built-in tools, serve MCP on
+ * stdio (and, later, the libp2p peer), and shut down in one ordered path:
+ *   EOF on stdin or SIGINT/SIGTERM → stop reading → in-flight calls finish or hit their
+ *   deadline → stdout flushed → stop P2P → close the dispatcher (joins workers) → close handles
+ *   → exit 0. A second signal cancels the calls still running. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
 
 #include "cli/cli.h"
+#include "config/config.h"
+#include "mcp/dispatch.h"
+#include "mcp/registry.h"
+#include "mcp/stdio.h"
+#include "tools/system.h"
+#include "util/log.h"
 
-int cli_serve(int argc, char **argv) {
-  (void)argc;
-  fprintf(stderr, "peermcp %s: not implemented yet\n", argv[0]);
-  return 2;
+typedef struct serve_ctx {
+  uv_loop_t loop;
+  uv_signal_t sigint, sigterm;
+  mcp_stdio *stdio;
+  int signals;
+} serve_ctx;
+
+static void serve_usage(FILE *f) {
+  fprintf(f,
+          "usage: peermcp serve [OPTIONS]\n"
+          "\n"
+          "Serves MCP (JSON-RPC, newline-delimited) on stdin/stdout, both the 2026-07-28 and the\n"
+          "2025-11-25…2024-11-05 revisions, plus the libp2p peer. Logs are JSON lines on stderr.\n"
+          "Exits 0 when stdin closes (after in-flight calls finish) or on SIGINT/SIGTERM.\n"
+          "\n"
+          "options:\n"
+          "%s"
+          "  --no-stdio           do not serve MCP on stdin/stdout (run the P2P side only)\n"
+          "  --no-p2p             do not start the libp2p host\n"
+          "  --p2p-listen ADDR    libp2p listen multiaddr (repeatable)\n"
+          "  -h, --help           this text\n",
+          config_args_help());
 }
 
+/* mkdir -p with mode 0700 for every directory it creates. */
+static int mkdir_p(const char *path) {
+  char *p = strdup(path);
+  if (!p) return -ENOMEM;
+  int rc = 0;
+  for (char *s = p + 1;; s++) {
+    if (*s == '/' || *s == 0) {
+      char c = *s;
+      *s = 0;
+      if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+        rc = -errno;
+        break;
+      }
+      *s = c;
+      if (c == 0) break;
+    }
+  }
+  free(p);
+  return rc;
+}
+
+static void on_stdio_closed(void *ud) {
+  serve_ctx *c = ud;
+  log_info("serve: stdio closed; shutting down", NULL);
+  uv_stop(&c->loop);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  serve_ctx *c = h->data;
+  c->signals++;
+  log_info("serve: signal received; shutting down", "{s:i, s:i}", "signal", signum, "count", c->signals);
+  if (c->stdio) mcp_stdio_stop(c->stdio); /* on_closed stops the loop once calls have drained */
+  else uv_stop(&c->loop);
+}
+
+int cli_serve(int argc, char **argv) {
+  config_args args;
+  config_args_init(&args);
+  char err[1024];
+  if (config_args_parse(&args, &argc, argv, err, sizeof err) != 0) {
+    fprintf(stderr, "peermcp serve: %s\n", err);
+    config_args_free(&args);
+    return 2;
+  }
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      serve_usage(stdout);
+      config_args_free(&args);
+      return 0;
+    }
+    fprintf(stderr, "peermcp serve: unknown argument '%s'\n\n", argv[i]);
+    serve_usage(stderr);
+    config_args_free(&args);
+    return 2;
+  }
+  config cfg;
+  if (config_load(&cfg, &args, err, sizeof err) != 0) {
+    fprintf(stderr, "peermcp serve: %s\n", err);
+    config_args_free(&args);
+    return 1;
+  }
+  log_set_level(cfg.log_level);
+  int exit_code = 1;
+  mcp_registry *reg = NULL;
+  mcp_dispatcher *disp = NULL;
+  serve_ctx ctx;
+  memset(&ctx, 0, sizeof ctx);
+  bool loop_ok = false;
+
+  int rc = mkdir_p(cfg.state_dir);
+  if (rc != 0) {
+    log_error("serve: cannot create the state directory", "{s:s, s:s}", "state_dir", cfg.state_dir, "error",
+              strerror(-rc));
+    goto out;
+  }
+  signal(SIGPIPE, SIG_IGN); /* a client that closed stdout must not kill us mid-write */
+  if (uv_loop_init(&ctx.loop) != 0) goto out;
+  loop_ok = true;
+
+  reg = mcp_registry_new();
+  if (!reg) goto out;
+  if ((rc = tools_system_register(reg)) != 0) {
+    log_error("serve: cannot register the system tools", "{s:i}", "errno", -rc);
+    goto out;
+  }
+  /* More categories register here: meta-tools, command tools, queue/cache tools. */
+
+  mcp_dispatcher_opts dopts = {.default_timeout_ms = cfg.tool_timeout_ms, .threads = cfg.workers_threads};
+  if ((rc = mcp_dispatcher_new(&ctx.loop, reg, &dopts, &disp)) != 0) {
+    log_error("serve: cannot start the dispatcher", "{s:i}", "errno", -rc);
+    goto out;
+  }
+
+  uv_signal_init(&ctx.loop, &ctx.sigint);
+  uv_signal_init(&ctx.loop, &ctx.sigterm);
+  ctx.sigint.data = ctx.sigterm.data = &ctx;
+  uv_signal_start(&ctx.sigint, on_signal, SIGINT);
+  uv_signal_start(&ctx.sigterm, on_signal, SIGTERM);
+
+  if (cfg.p2p.enabled) {
+    /* HOOK(p2p): start the libp2p host here, before stdio is served */
+  }
+
+  /* The local stdio client is the operator: every scope. */
+  static const mcp_auth k_local_auth = {.scopes = MCP_SCOPE_ALL, .local = true};
+  if (cfg.stdio.enabled) {
+    mcp_stdio_opts so = {
+        .in_fd = 0,
+        .out_fd = 1,
+        .max_line_bytes = cfg.max_line_bytes,
+        .session = {.dispatcher = disp, .auth = &k_local_auth, .page_size = cfg.page_size},
+        .on_closed = on_stdio_closed,
+        .ud = &ctx,
+    };
+    if ((rc = mcp_stdio_start(&ctx.loop, &so, &ctx.stdio)) != 0) {
+      log_error("serve: cannot start stdio", "{s:i}", "errno", -rc);
+      ctx.stdio = NULL;
+      goto shutdown;
+    }
+  }
+  log_info("serve: ready", "{s:s, s:I, s:b, s:b, s:s}", "version", PEERMCP_VERSION, "tools",
+           (json_int_t)mcp_registry_count(reg), "stdio", cfg.stdio.enabled, "p2p", cfg.p2p.enabled, "state_dir",
+           cfg.state_dir);
+
+  uv_run(&ctx.loop, UV_RUN_DEFAULT);
+  exit_code = 0;
+
+shutdown:
+  /* HOOK(p2p-stop) */
+  mcp_dispatcher_shutdown(disp);
+  if (ctx.stdio) mcp_stdio_free(ctx.stdio);
+  ctx.stdio = NULL;
+  uv_close((uv_handle_t *)&ctx.sigint, NULL);
+  uv_close((uv_handle_t *)&ctx.sigterm, NULL);
+  mcp_dispatcher_free(disp); /* waits for running handlers (they see cancelled) */
+  disp = NULL;
+  uv_run(&ctx.loop, UV_RUN_DEFAULT); /* let every handle close */
+out:
+  if (disp) mcp_dispatcher_free(disp);
+  if (loop_ok) {
+    uv_run(&ctx.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&ctx.loop) != 0) log_warn("serve: loop closed with handles still open", NULL);
+  }
+  mcp_registry_free(reg);
+  config_free(&cfg);
+  config_args_free(&args);
+  log_info("serve: exit", "{s:i}", "code", exit_code);
+  return exit_code;
+}
