@@ -16,6 +16,7 @@
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
 #include "mcp/stdio.h"
+#include "tools/meta.h"
 #include "tools/system.h"
 #include "util/log.h"
 
@@ -128,7 +129,11 @@ int cli_serve(int argc, char **argv) {
     log_error("serve: cannot register the system tools", "{s:i}", "errno", -rc);
     goto out;
   }
-  /* More categories register here: meta-tools, command tools, queue/cache tools. */
+  if ((rc = tools_meta_register(reg)) != 0) {
+    log_error("serve: cannot register the meta-tools", "{s:i}", "errno", -rc);
+    goto out;
+  }
+  /* More categories register here: command tools, queue/cache tools. */
 
   mcp_dispatcher_opts dopts = {.default_timeout_ms = cfg.tool_timeout_ms, .threads = cfg.workers_threads};
   if ((rc = mcp_dispatcher_new(&ctx.loop, reg, &dopts, &disp)) != 0) {

@@ -178,6 +178,9 @@ static json_t *envelope_tool_error(const mcp_call *c, const char *category, cons
     }
     json_t *e = envelope_error(c, category, tool, MCP_DISPATCH_TOOL_ERROR, m ? m : "tool failed", extra);
     free(dumped);
+    /* a handler relaying another call's error (tools_dispatch) keeps that call's kind */
+    json_t *kind = json_object_get(value, "error_type");
+    if (e && json_is_string(kind)) json_object_set(e, "error_type", kind);
     return e;
   }
   json_t *extra = NULL;
