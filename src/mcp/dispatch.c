@@ -303,6 +303,12 @@ static void call_complete_ran(mcp_call *c) {
                   envelope_error(c, def->category, def->name, MCP_DISPATCH_CANCELLED, "cancelled by the caller", NULL));
     return;
   }
+  if (c->ran && clock_mono_ms() >= c->deadline_ms) { /* finished, but too late: same as the timer */
+    char msg[96];
+    snprintf(msg, sizeof msg, "deadline exceeded after %lld ms", (long long)(c->deadline_ms - c->start_us / 1000));
+    call_complete(c, MCP_DISPATCH_TIMEOUT, envelope_error(c, def->category, def->name, MCP_DISPATCH_TIMEOUT, msg, NULL));
+    return;
+  }
   if (c->pre_envelope) { /* validation failed on the worker */
     json_t *e = c->pre_envelope;
     c->pre_envelope = NULL;
