@@ -47,7 +47,8 @@ int identify_encode(const identify_msg *m, buf *out) __attribute__((warn_unused_
 
 /* Decodes one Identify protobuf body (without the length prefix). Invalid multiaddrs in
  * listenAddrs are skipped and counted; an invalid observedAddr is treated as absent; too
- * many entries → -E2BIG; malformed protobuf or a string with an embedded NUL → -EINVAL. */
+ * many entries → -E2BIG; malformed protobuf or an over-long string → -EINVAL. Strings are
+ * kept up to their first NUL byte. */
 int identify_decode(const uint8_t *p, size_t n, identify_msg *out) __attribute__((warn_unused_result));
 void identify_msg_clear(identify_msg *m);
 
