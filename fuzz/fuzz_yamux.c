@@ -39,6 +39,14 @@ static void fz_drop(fz *f, yamux_stream *st) {
 static int on_open(yamux_session *s, yamux_stream *st, void *ud) {
   fz *f = ud;
   if ((f->mode & 2) && (yamux_stream_id(st) % 5 == 0)) return -1;
+  if ((f->mode & 2) && (yamux_stream_id(st) % 7 == 0)) {
+    yamux_stream_release(st); /* re-entrant release from the open callback */
+    return 0;
+  }
+  if ((f->mode & 2) && (yamux_stream_id(st) % 11 == 0)) {
+    yamux_stream_reset(st);
+    return -1;
+  }
   fz_hold(f, st);
   return 0;
 }

@@ -22,6 +22,7 @@ typedef struct side {
   uint64_t now;
   bool auto_consume;     /* consume data as soon as it arrives (fast reader) */
   int refuse_open;       /* on_stream_open return value */
+  int open_action;       /* 1 release, 2 reset+refuse, 3 reset+keep (re-entrancy tests) */
   bool write_on_open;    /* send one byte from on_stream_open (ACKs the stream) */
   yamux_stream *accepted[MAXS];
   size_t n_accepted;
@@ -36,6 +37,19 @@ typedef struct side {
 
 static int cb_open(yamux_session *s, yamux_stream *st, void *ud) {
   side *d = ud;
+  if (d->open_action == 1) { /* release at once, accept */
+    yamux_stream_release(st);
+    return 0;
+  }
+  if (d->open_action == 2) { /* reset, then refuse */
+    yamux_stream_reset(st);
+    return -1;
+  }
+  if (d->open_action == 3) { /* reset, keep the handle */
+    yamux_stream_reset(st);
+    if (d->n_accepted < MAXS) d->accepted[d->n_accepted++] = st;
+    return 0;
+  }
   if (d->refuse_open) return d->refuse_open;
   if (d->n_accepted < MAXS) d->accepted[d->n_accepted++] = st;
   if (d->write_on_open) assert_int_equal(yamux_stream_write(st, (const uint8_t *)"!", 1), 1);
@@ -548,6 +562,26 @@ static void test_yamux_refused_open_sends_rst(void **st) {
   side_free(s);
 }
 
+static void test_yamux_open_callback_may_release_or_reset_the_new_stream(void **st) {
+  (void)st;
+  for (int action = 1; action <= 3; action++) {
+    side *c, *s;
+    pair(&c, &s, NULL);
+    s->open_action = action;
+    yamux_stream *a;
+    assert_int_equal(yamux_stream_open(c->s, &a), 0);
+    assert_int_equal(yamux_stream_write(a, (const uint8_t *)"data", 4), 4);
+    pump(c, s);
+    assert_int_equal(c->resets[1], 1); /* exactly one RST reached the opener */
+    assert_int_equal(yamux_session_stream_count(s->s), 0);
+    assert_int_equal(yamux_session_error(s->s), 0);
+    if (action == 3) yamux_stream_release(s->accepted[0]);
+    yamux_stream_release(a);
+    side_free(c);
+    side_free(s);
+  }
+}
+
 static void test_yamux_transport_closed_resets_every_stream(void **st) {
   (void)st;
   side *c, *s;
@@ -620,6 +654,7 @@ int main(void) {
       cmocka_unit_test(test_yamux_byte_by_byte_input),
       cmocka_unit_test(test_yamux_output_soft_limit_blocks_writes_until_drained),
       cmocka_unit_test(test_yamux_refused_open_sends_rst),
+      cmocka_unit_test(test_yamux_open_callback_may_release_or_reset_the_new_stream),
       cmocka_unit_test(test_yamux_transport_closed_resets_every_stream),
       cmocka_unit_test(test_yamux_many_concurrent_streams_echo),
   };

@@ -35,6 +35,7 @@ struct yamux_stream {
   bool acked;        /* outbound: peer's ACK received (or no longer relevant) */
   bool fin_sent, fin_recv, reset;
   bool released;
+  bool in_open_cb;   /* inside on_stream_open: the session frees it afterwards if needed */
   bool want_writable;
   uint32_t send_window;
   uint32_t recv_size;   /* current receive window size */
@@ -216,7 +217,7 @@ static void yamux_maybe_finish(yamux_stream *st) {
     st->acked = true;
     s->unacked_out--;
   }
-  if (st->released) yamux_stream_destroy(st);
+  if (st->released && !st->in_open_cb) yamux_stream_destroy(st);
 }
 
 /* The extra window we advertise beyond the 256 KiB both sides assume. */
@@ -320,7 +321,7 @@ static void yamux_reset_all(yamux_session *s) {
       s->unacked_out--;
     }
     if (st->released) {
-      yamux_stream_destroy(st);
+      if (!st->in_open_cb) yamux_stream_destroy(st);
     } else if (s->cb.on_stream_reset) {
       s->cb.on_stream_reset(s, st, s->ud);
     }
@@ -335,7 +336,7 @@ static void yamux_reset_all(yamux_session *s) {
         s->unacked_out--;
       }
       yamux_set_blocked(st, false);
-      if (st->released) yamux_stream_destroy(st);
+      if (st->released && !st->in_open_cb) yamux_stream_destroy(st);
     }
   }
   free(ids);
@@ -484,12 +485,22 @@ static yamux_stream *yamux_rx_syn(yamux_session *s, uint32_t id, int *err) {
     *err = yamux_emit_ctl(s, YAMUX_TYPE_WINDOW_UPDATE, YAMUX_FLAG_RST, id, 0);
     return NULL;
   }
-  if (s->cb.on_stream_open(s, st, s->ud) < 0) {
+  st->in_open_cb = true;
+  int verdict = s->cb.on_stream_open(s, st, s->ud);
+  st->in_open_cb = false;
+  if (verdict < 0) {
+    bool rst_sent = st->reset;
     yamux_stream_destroy(st);
-    *err = yamux_emit_ctl(s, YAMUX_TYPE_WINDOW_UPDATE, YAMUX_FLAG_RST, id, 0);
+    if (!rst_sent && !s->err)
+      *err = yamux_emit_ctl(s, YAMUX_TYPE_WINDOW_UPDATE, YAMUX_FLAG_RST, id, 0);
     return NULL;
   }
-  return yamux_find(s, id);
+  if (st->released && !st->live) {
+    yamux_stream_destroy(st); /* released (and so reset) from inside the callback */
+    return NULL;
+  }
+  if (s->err) *err = s->err;
+  return st->live ? st : NULL;
 }
 
 static int yamux_rx_ping(yamux_session *s, const yamux_header *h) {
@@ -720,7 +731,7 @@ void yamux_stream_release(yamux_stream *st) {
   st->released = true;
   yamux_set_blocked(st, false);
   if (!st->live) {
-    yamux_stream_destroy(st);
+    if (!st->in_open_cb) yamux_stream_destroy(st);
     return;
   }
   if (!st->fin_sent) {

@@ -37,7 +37,8 @@
  *
  * Re-entrancy: callbacks may call any yamux_* function on the same session (write, close,
  * consume, reset, release — also of the stream the callback is about — open, ping,
- * goaway), except yamux_session_free(). Not thread-safe: one owner (the loop thread).
+ * goaway, out/out_consume), except yamux_session_free() and yamux_session_feed().
+ * Not thread-safe: one owner (the loop thread).
  *
  * Errors (negative errno): -EPROTO protocol violation by the peer (a GoAway(protocol error)
  * has been queued; drain the output, then close the transport), -ENOBUFS the output
@@ -68,7 +69,7 @@ typedef struct yamux_stream yamux_stream;
 typedef struct yamux_callbacks {
   /* Peer opened a stream (SYN). Return 0 to accept (the ACK goes out with the first frame
    * the owner causes on it: write, close, consume), negative to refuse (RST is sent and
-   * the handle is gone when this returns). Required. */
+   * the handle is gone when this returns: do not release it). Required. */
   int (*on_stream_open)(yamux_session *s, yamux_stream *st, void *ud);
   /* Payload received on a stream (a frame may arrive in several pieces). The bytes point
    * into the fed buffer: copy what you keep. Call yamux_stream_consume() once processed. */
