@@ -121,8 +121,17 @@ static void stream_send_raw(p2p_stream *st, buf *out) {
   stream_pump(st);
 }
 
+static void stream_pump_locked(p2p_stream *st);
+
+/* Moves queued bytes into Yamux, sends FIN when asked and drained, reports writability. */
 static void stream_pump(p2p_stream *st) {
   if (st->state == STREAM_DEAD || !st->ys) return;
+  stream_ref(st);
+  stream_pump_locked(st);
+  stream_unref(st);
+}
+
+static void stream_pump_locked(p2p_stream *st) {
   while (buf_len(&st->sendq)) {
     ssize_t n = yamux_stream_write(st->ys, buf_ptr(&st->sendq), buf_len(&st->sendq));
     if (n == -EAGAIN) break;
@@ -142,9 +151,7 @@ static void stream_pump(p2p_stream *st) {
   if (st->state == STREAM_OPEN && st->want_writable && buf_len(&st->sendq) < st->conn->h->cfg.stream_send_hwm) {
     st->want_writable = false;
     if (st->has_cbs && st->cbs.on_writable) {
-      stream_ref(st);
       st->cbs.on_writable(st, st->ud);
-      stream_unref(st);
       if (st->state == STREAM_DEAD) return;
     }
   }
@@ -288,7 +295,9 @@ static void y_on_data(yamux_session *s, yamux_stream *ys, const uint8_t *data, s
   (void)ud;
   p2p_stream *st = yamux_stream_user(ys);
   if (!st) return;
+  stream_ref(st);
   stream_on_bytes(st, data, len);
+  stream_unref(st);
 }
 
 static void y_on_fin(yamux_session *s, yamux_stream *ys, void *ud) {
@@ -687,8 +696,9 @@ void p2p_stream_set_callbacks(p2p_stream *s, const p2p_stream_callbacks *cbs, vo
   s->ud = ud;
   s->has_cbs = true;
   if (s->state == STREAM_OPEN && !s->in_setup) {
+    p2p_conn *c = s->conn;
     stream_deliver(s);
-    if (s->conn->state == CONN_READY) conn_flush(s->conn);
+    if (c->state == CONN_READY) conn_flush(c);
   }
 }
 

@@ -43,9 +43,9 @@ const log = (...a) => console.error('[js]', ...a)
 // Deterministic payload so both ends can checksum without sharing data.
 function pattern (n, seed = 1) {
   const b = Buffer.allocUnsafe(n)
-  let x = (seed * 2654435761) >>> 0
+  let x = Math.imul(seed, 2654435761 | 0) >>> 0
   for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0
     b[i] = x >>> 24
   }
   return b
@@ -118,11 +118,11 @@ async function makeNode (listen) {
             const b = toBuf(ev.data)
             h.update(b)
             n += b.length
-            stream.pause()
-            setTimeout(() => stream.resume(), slowMs)
+            try { stream.pause() } catch {}
+            setTimeout(() => { try { stream.resume() } catch {} }, slowMs)
           })
-          stream.addEventListener('remoteCloseWrite', resolve)
-          stream.addEventListener('close', (ev) => ev.error ? reject(ev.error) : resolve())
+          stream.addEventListener('end', resolve)
+          stream.addEventListener('close', (ev) => { if (ev.error) reject(ev.error) })
         })
         log('slow sink read', n)
       } else {
@@ -282,11 +282,11 @@ const checks = {
         const b = toBuf(ev.data)
         h.update(b); got += b.length
         maxBuffered = Math.max(maxBuffered, s.readBufferLength)
-        s.pause()
-        setTimeout(() => s.resume(), 5)
+        try { s.pause() } catch {}
+        setTimeout(() => { try { s.resume() } catch {} }, 5)
       })
-      s.addEventListener('remoteCloseWrite', resolve)
-      s.addEventListener('close', (ev) => ev.error ? reject(ev.error) : resolve())
+      s.addEventListener('end', resolve)
+      s.addEventListener('close', (ev) => { if (ev.error) reject(ev.error) })
     })
     const ok = got === n && h.digest('hex') === createHash('sha256').update(pattern(n)).digest('hex')
     return { ok, bytes: got, secs: (performance.now() - t0) / 1000, max_read_buffer: maxBuffered }
