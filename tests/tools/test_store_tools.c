@@ -1,0 +1,284 @@
+/* Tests for tools/store_tools through the real dispatcher: result shapes of the native and the
+ * ipfs_datasets_py names (mcp_server_spec.md §3.4), schema refusals, scopes, disabled stores,
+ * task_wait waking on completion and honouring cancellation. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "mcp/dispatch.h"
+#include "store/cache.h"
+#include "store/queue.h"
+#include "tools/store_tools.h"
+#include "util/clock.h"
+
+typedef struct {
+  char dir[64];
+  tq_queue *q;
+  ttlcache *c;
+  uv_loop_t loop;
+  mcp_registry *reg;
+  mcp_dispatcher *d;
+  int done;
+  mcp_dispatch_status st;
+  json_t *env;
+} fixture;
+
+static const mcp_auth k_local = {.scopes = MCP_SCOPE_ALL, .local = true};
+static const mcp_auth k_reader = {.peer_id = "12D3KooWreader", .scopes = MCP_SCOPE_CACHE_READ};
+
+static int setup_with(void **state, bool stores) {
+  fixture *f = calloc(1, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/store-tools-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  if (stores) {
+    char p[128];
+    tq_options qo;
+    tq_options_default(&qo);
+    snprintf(p, sizeof p, "%s/queue.sqlite3", f->dir);
+    qo.path = p;
+    assert_int_equal(tq_open(&qo, &f->q), 0);
+    ttlcache_options co;
+    ttlcache_options_default(&co);
+    snprintf(p, sizeof p, "%s/cache", f->dir);
+    co.dir = p;
+    assert_int_equal(ttlcache_open(&co, &f->c), 0);
+  }
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  f->reg = mcp_registry_new();
+  assert_int_equal(store_tools_register(f->reg, f->q, f->c), 0);
+  mcp_dispatcher_opts o = {.threads = 2, .max_threads = 4};
+  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+  *state = f;
+  return 0;
+}
+static int setup(void **state) { return setup_with(state, true); }
+static int setup_disabled(void **state) { return setup_with(state, false); }
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  mcp_dispatcher_free(f->d);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  mcp_registry_free(f->reg);
+  json_decref(f->env);
+  tq_close(f->q);
+  ttlcache_close(f->c);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+  assert_int_equal(system(cmd), 0);
+  free(f);
+  return 0;
+}
+
+static void on_done(void *ud, const mcp_call_outcome *o) {
+  fixture *f = ud;
+  f->done++;
+  f->st = o->status;
+  json_decref(f->env);
+  f->env = json_incref(o->envelope);
+}
+
+static json_t *call_as(fixture *f, const char *tool, json_t *args, const mcp_auth *auth) {
+  mcp_call_request rq = {.tool = tool, .args = args, .auth = auth, .remote = !auth->local};
+  int before = f->done;
+  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
+  json_decref(args);
+  for (int i = 0; i < 200000 && f->done == before; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  assert_int_equal(f->done, before + 1);
+  return f->env;
+}
+
+static json_t *call(fixture *f, const char *tool, const char *args_json) {
+  json_t *args = json_loads(args_json, 0, NULL);
+  if (!args) fail_msg("bad args %s", args_json);
+  return call_as(f, tool, args, &k_local);
+}
+
+static json_t *res(json_t *env) { return json_object_get(env, "result"); }
+static const char *sget(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+
+static void test_tools_registered_with_categories(void **state) {
+  fixture *f = *state;
+  const char *names[] = {"task_submit", "task_get", "task_wait", "task_list", "task_cancel", "task_stats",
+                         "cache_get", "cache_set", "cache_has", "cache_delete", "cache_stats", "p2p_task_submit",
+                         "p2p_task_get", "p2p_task_delete", "p2p_cache_get", "p2p_cache_has", "p2p_cache_set",
+                         "p2p_cache_delete"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) assert_non_null(mcp_registry_find(f->reg, names[i]));
+  assert_string_equal(mcp_tool_def_of(mcp_registry_find(f->reg, "task_submit"))->category, "queue");
+  assert_string_equal(mcp_tool_def_of(mcp_registry_find(f->reg, "cache_set"))->category, "cache");
+  assert_string_equal(mcp_tool_def_of(mcp_registry_find(f->reg, "p2p_cache_set"))->category, "p2p");
+}
+
+static void test_task_submit_get_and_p2p_shapes(void **state) {
+  fixture *f = *state;
+  json_t *env = call(f, "task_submit", "{\"task_type\":\"echo\",\"payload\":{\"x\":1},\"priority\":7}");
+  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_true(json_is_true(json_object_get(res(env), "ok")));
+  char id[33];
+  snprintf(id, sizeof id, "%s", sget(res(env), "task_id"));
+  assert_int_equal(strlen(id), 32);
+  char args[128];
+  snprintf(args, sizeof args, "{\"task_id\":\"%s\"}", id);
+  env = call(f, "task_get", args);
+  json_t *t = json_object_get(res(env), "task");
+  assert_int_equal(json_integer_value(json_object_get(t, "priority")), 7);
+  assert_string_equal(sget(t, "status"), "queued");
+  assert_non_null(json_object_get(t, "lease_epoch"));
+  /* the p2p names: exact ipfs_datasets_py shapes */
+  env = call(f, "p2p_task_submit", "{\"task_type\":\"echo\",\"payload\":{\"y\":2}}");
+  assert_int_equal(json_object_size(res(env)), 2); /* {ok, task_id} */
+  snprintf(args, sizeof args, "{\"task_id\":\"%s\"}", sget(res(env), "task_id"));
+  env = call(f, "p2p_task_get", args);
+  assert_int_equal(json_object_size(json_object_get(res(env), "task")), 17);
+  env = call(f, "p2p_task_get", "{\"task_id\":\"00000000000000000000000000000000\"}");
+  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
+  env = call(f, "p2p_task_delete", args);
+  assert_true(json_is_true(json_object_get(res(env), "deleted")));
+  env = call(f, "p2p_task_delete", args);
+  assert_true(json_is_false(json_object_get(res(env), "deleted")));
+}
+
+static void test_task_submit_rejects_absurd_and_unknown_arguments(void **state) {
+  fixture *f = *state;
+  call(f, "task_submit", "{\"task_type\":\"t\",\"priority\":1000}");
+  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  call(f, "task_submit", "{\"task_type\":\"t\",\"bogus\":1}");
+  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  call(f, "task_submit", "{\"task_type\":\"t\",\"delay_seconds\":-1}");
+  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  call(f, "task_wait", "{\"task_id\":\"00000000000000000000000000000000\",\"timeout_s\":-5}");
+  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  call(f, "cache_set", "{\"key\":\"k\",\"value\":1,\"ttl_s\":-1}");
+  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  /* a non-object payload is wrapped as the Python service does */
+  json_t *env = call(f, "task_submit", "{\"task_type\":\"t\",\"payload\":[1,2]}");
+  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  char args[128];
+  snprintf(args, sizeof args, "{\"task_id\":\"%s\"}", sget(res(env), "task_id"));
+  env = call(f, "task_get", args);
+  assert_true(json_is_array(json_object_get(json_object_get(json_object_get(res(env), "task"), "payload"), "payload")));
+}
+
+typedef struct {
+  tq_queue *q;
+  char id[33];
+} completer;
+
+static void *complete_soon(void *arg) {
+  completer *c = arg;
+  tq_claim_opts o = {.worker_id = "w"};
+  tq_task *t = NULL;
+  for (int i = 0; i < 100 && !t; i++) {
+    usleep(20000);
+    assert_int_equal(tq_claim(c->q, c->id, &o, &t), 0);
+  }
+  assert_non_null(t);
+  tq_fence fe = {"w", t->lease_epoch};
+  tq_task_free(t);
+  json_t *r = json_pack("{s:s}", "answer", "42");
+  assert_int_equal(tq_complete(c->q, c->id, &fe, TQ_COMPLETED, r, NULL), 0);
+  json_decref(r);
+  return NULL;
+}
+
+static void test_task_wait_returns_when_completed(void **state) {
+  fixture *f = *state;
+  json_t *env = call(f, "task_submit", "{\"task_type\":\"t\"}");
+  completer c = {.q = f->q};
+  snprintf(c.id, sizeof c.id, "%s", sget(res(env), "task_id"));
+  pthread_t th;
+  pthread_create(&th, NULL, complete_soon, &c);
+  char args[128];
+  snprintf(args, sizeof args, "{\"task_id\":\"%s\",\"timeout_s\":20}", c.id);
+  int64_t t0 = clock_mono_ms();
+  env = call(f, "task_wait", args);
+  pthread_join(th, NULL);
+  assert_true(clock_mono_ms() - t0 < 10000);
+  assert_true(json_is_true(json_object_get(res(env), "done")));
+  json_t *t = json_object_get(res(env), "task");
+  assert_string_equal(sget(t, "status"), "completed");
+  assert_string_equal(sget(json_object_get(t, "result"), "answer"), "42");
+}
+
+static void test_task_list_cancel_stats(void **state) {
+  fixture *f = *state;
+  json_t *env = call(f, "task_submit", "{\"task_type\":\"a\"}");
+  char args[160];
+  snprintf(args, sizeof args, "{\"task_id\":\"%s\",\"reason\":\"no longer needed\"}", sget(res(env), "task_id"));
+  call(f, "task_submit", "{\"task_type\":\"b\"}");
+  env = call(f, "task_list", "{\"status\":\"queued\",\"task_types\":[\"a\"]}");
+  assert_int_equal(json_integer_value(json_object_get(res(env), "count")), 1);
+  env = call(f, "task_cancel", args);
+  assert_true(json_is_true(json_object_get(res(env), "cancelled")));
+  env = call(f, "task_stats", "{}");
+  assert_int_equal(json_integer_value(json_object_get(res(env), "cancelled")), 1);
+  assert_int_equal(json_integer_value(json_object_get(res(env), "queued")), 1);
+  call(f, "task_list", "{\"status\":\"bogus\"}");
+  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+}
+
+static void test_cache_tools_shapes(void **state) {
+  fixture *f = *state;
+  json_t *env = call(f, "p2p_cache_set", "{\"key\":\"k\",\"value\":{\"v\":[1,2]},\"ttl_s\":null}");
+  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_string_equal(sget(res(env), "key"), "k");
+  env = call(f, "p2p_cache_get", "{\"key\":\"k\"}");
+  assert_true(json_is_true(json_object_get(res(env), "hit")));
+  assert_int_equal(json_array_size(json_object_get(json_object_get(res(env), "value"), "v")), 2);
+  env = call(f, "cache_has", "{\"key\":\"nope\"}");
+  assert_true(json_is_false(json_object_get(res(env), "hit")));
+  env = call(f, "cache_get", "{\"key\":\"nope\"}");
+  assert_true(json_is_null(json_object_get(res(env), "value")));
+  env = call(f, "cache_delete", "{\"key\":\"k\"}");
+  assert_true(json_is_true(json_object_get(res(env), "deleted")));
+  env = call(f, "p2p_cache_delete", "{\"key\":\"k\"}");
+  assert_true(json_is_false(json_object_get(res(env), "deleted")));
+  env = call(f, "cache_stats", "{}");
+  assert_int_equal(json_integer_value(json_object_get(res(env), "hits")), 1);
+  assert_int_equal(json_integer_value(json_object_get(res(env), "misses")), 2);
+}
+
+static void test_cache_write_needs_write_scope(void **state) {
+  fixture *f = *state;
+  call_as(f, "cache_set", json_pack("{s:s, s:i}", "key", "k", "value", 1), &k_reader);
+  assert_int_equal(f->st, MCP_DISPATCH_FORBIDDEN);
+  call_as(f, "cache_get", json_pack("{s:s}", "key", "k"), &k_reader);
+  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  /* the local-only admin tool does not exist for a remote caller */
+  call_as(f, "p2p_task_delete", json_pack("{s:s}", "task_id", "00000000000000000000000000000000"), &k_reader);
+  assert_int_equal(f->st, MCP_DISPATCH_UNKNOWN_TOOL);
+}
+
+static void test_disabled_stores_answer_disabled(void **state) {
+  fixture *f = *state;
+  json_t *env = call(f, "p2p_cache_get", "{\"key\":\"k\"}");
+  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
+  char *s = json_dumps(env, 0);
+  assert_non_null(strstr(s, "cache_disabled"));
+  free(s);
+  env = call(f, "task_submit", "{\"task_type\":\"t\"}");
+  s = json_dumps(env, 0);
+  assert_non_null(strstr(s, "queue_disabled"));
+  free(s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_tools_registered_with_categories, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_task_submit_get_and_p2p_shapes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_task_submit_rejects_absurd_and_unknown_arguments, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_task_wait_returns_when_completed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_task_list_cancel_stats, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cache_tools_shapes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cache_write_needs_write_scope, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_disabled_stores_answer_disabled, setup_disabled, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
