@@ -243,6 +243,10 @@ static void on_call_done(void *ud, const mcp_call_outcome *o) {
       reply_err(s, &rc, RPC_INVALID_PARAMS, msg, NULL);
     } else {
       json_t *res = mcp_dispatch_call_result(o->envelope);
+      /* An error need not match the tool's outputSchema, and some clients validate whatever
+       * structuredContent they get: leave it out there (the text block still carries it). */
+      if (res && o->status != MCP_DISPATCH_OK && o->tool && mcp_tool_output_schema(o->tool))
+        json_object_del(res, "structuredContent");
       if (res) reply(s, &rc, res, false);
       else reply_err(s, &rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
     }

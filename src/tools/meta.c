@@ -293,7 +293,7 @@ static const char k_dispatch_in[] =
     "\"additionalProperties\":false}";
 static const char k_dispatch_out[] =
     "{\"type\":\"object\",\"required\":[\"status\",\"request_id\",\"category\",\"tool\"],\"properties\":{"
-    "\"status\":{\"const\":\"success\"},\"result\":true,\"request_id\":{\"type\":\"string\"},"
+    "\"status\":{\"const\":\"success\"},\"result\":{},\"request_id\":{\"type\":\"string\"},"
     "\"category\":{\"type\":\"string\"},\"tool\":{\"type\":\"string\"},\"duration_ms\":{\"type\":\"number\"}}}";
 
 static const char k_read_only[] = "{\"readOnlyHint\":true,\"idempotentHint\":true,\"openWorldHint\":false}";
