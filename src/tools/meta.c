@@ -216,9 +216,9 @@ static mcp_tool_status dispatch(mcp_call *call, json_t *args, json_t **result, v
     owned = json_loadb(json_string_value(params), json_string_length(params), 0, &jerr);
     if (!json_is_object(owned)) {
       json_decref(owned);
-      *result = json_pack("{s:s, s:s, s:s, s:s}", "status", "error", "error",
+      *result = json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", "error", "error",
                           "Invalid parameters: params must be an object (or a JSON string holding one)",
-                          "category", category, "tool", tool);
+                          "error_type", "invalid_arguments", "category", category, "tool", tool);
       return MCP_TOOL_ERROR;
     }
     params = owned;
@@ -232,8 +232,9 @@ static mcp_tool_status dispatch(mcp_call *call, json_t *args, json_t **result, v
     char msg[300];
     snprintf(msg, sizeof msg, "Invalid parameters: $.%.128s: unexpected parameter (%.100s does not declare it)", bad,
              tool);
-    *result = json_pack("{s:s, s:s, s:s, s:s, s:o}", "status", "error", "error", msg, "category", category, "tool",
-                        tool, "parameters", parameters_of(mcp_tool_input_schema(t)));
+    *result = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "status", "error", "error", msg, "error_type",
+                        "invalid_arguments", "category", category, "tool", tool, "parameters",
+                        parameters_of(mcp_tool_input_schema(t)));
     json_decref(owned);
     return MCP_TOOL_ERROR;
   }

@@ -246,6 +246,7 @@ static void test_meta_dispatch_unknown_category_and_tool_errors(void **state) {
   assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
   assert_string_equal(sget(env, "status"), "error");
   assert_string_equal(sget(env, "error"), "Category 'nope' not found");
+  assert_string_equal(sget(env, "error_type"), "unknown_category");
   assert_true(array_has(json_object_get(env, "available_categories"), "math"));
   assert_non_null(sget(env, "request_id"));
   env = call(f, "tools_dispatch", "{\"category\":\"math\",\"tool\":\"mul\"}", &k_local);
@@ -259,6 +260,7 @@ static void test_meta_dispatch_refuses_undeclared_params(void **state) {
   json_t *env = call(f, "tools_dispatch", "{\"category\":\"math\",\"tool\":\"add\",\"params\":{\"a\":1,\"c\":2}}", &k_local);
   assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
   assert_non_null(strstr(sget(env, "error"), "$.c: unexpected parameter"));
+  assert_string_equal(sget(env, "error_type"), "invalid_arguments");
   assert_non_null(json_object_get(json_object_get(env, "parameters"), "a"));
   /* a schema that says additionalProperties: true keeps them */
   call(f, "tools_dispatch", "{\"category\":\"math\",\"tool\":\"open\",\"params\":{\"x\":1,\"y\":2}}", &k_local);
@@ -270,6 +272,7 @@ static void test_meta_dispatch_invalid_params_name_the_path(void **state) {
   json_t *env = call(f, "tools_dispatch", "{\"category\":\"math\",\"tool\":\"add\",\"params\":{\"a\":\"x\"}}", &k_local);
   assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
   assert_non_null(strstr(sget(env, "error"), "$.a: expected integer, got string"));
+  assert_string_equal(sget(env, "error_type"), "invalid_arguments"); /* the target's kind, relayed */
   env = call(f, "tools_dispatch", "{\"category\":\"math\",\"tool\":\"add\",\"params\":{}}", &k_local);
   assert_non_null(strstr(sget(env, "error"), "$.a: required property is missing"));
 }
