@@ -16,15 +16,24 @@
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
 #include "mcp/stdio.h"
+#include "store/cache.h"
+#include "store/queue.h"
 #include "tools/meta.h"
+#include "tools/store_tools.h"
 #include "tools/system.h"
 #include "util/log.h"
+#include "util/workpool.h"
 
 typedef struct serve_ctx {
   uv_loop_t loop;
   uv_signal_t sigint, sigterm;
   mcp_stdio *stdio;
   int signals;
+  tq_queue *queue;   /* NULL when it could not be opened (tools answer queue_disabled) */
+  ttlcache *cache;   /* NULL likewise */
+  mcp_dispatcher *disp;
+  uv_timer_t maint;  /* storage maintenance: queue recovery/pruning, cache sweep */
+  bool maint_running;
 } serve_ctx;
 
 static void serve_usage(FILE *f) {
@@ -63,6 +72,61 @@ static int mkdir_p(const char *path) {
   }
   free(p);
   return rc;
+}
+
+/* Opens the queue and the cache from the configuration. A failure is logged and leaves the
+ * handle NULL: the server still starts, and the store tools say the store is disabled. */
+static void open_store(serve_ctx *c, const config *cfg) {
+  tq_options qo;
+  tq_options_default(&qo);
+  qo.path = cfg->queue.path;
+  qo.max_payload_bytes = cfg->queue.max_payload_bytes;
+  qo.lease_seconds = cfg->queue.lease_seconds;
+  qo.max_attempts = (int)cfg->queue.max_attempts;
+  qo.wait_max_seconds = cfg->queue.wait_max_seconds;
+  qo.group_commit = cfg->queue.group_commit;
+  qo.prune_after_seconds = cfg->queue.prune_after_seconds;
+  int rc = tq_open(&qo, &c->queue);
+  if (rc != 0) {
+    c->queue = NULL;
+    log_error("serve: cannot open the task queue; queue tools disabled", "{s:s, s:s}", "path", cfg->queue.path,
+              "error", strerror(-rc));
+  }
+  ttlcache_options co;
+  ttlcache_options_default(&co);
+  co.dir = cfg->cache.dir;
+  co.max_bytes = cfg->cache.max_bytes;
+  co.max_entries = cfg->cache.max_entries;
+  co.max_value_bytes = cfg->cache.max_value_bytes;
+  co.default_ttl_seconds = cfg->cache.default_ttl_seconds;
+  co.sweep_interval_seconds = cfg->cache.sweep_interval_seconds;
+  rc = ttlcache_open(&co, &c->cache);
+  if (rc != 0) {
+    c->cache = NULL;
+    log_error("serve: cannot open the cache; cache tools disabled", "{s:s, s:s}", "dir", cfg->cache.dir, "error",
+              strerror(-rc));
+  }
+}
+
+static void maint_work(void *arg) {
+  serve_ctx *c = arg;
+  if (c->queue) {
+    int rc = tq_maintain(c->queue);
+    if (rc != 0) log_warn("serve: queue maintenance failed", "{s:s}", "error", tq_strerror(rc));
+  }
+  if (c->cache) {
+    size_t removed = 0;
+    int rc = ttlcache_sweep(c->cache, &removed);
+    if (rc != 0) log_warn("serve: cache sweep failed", "{s:s}", "error", strerror(-rc));
+    else if (removed) log_debug("serve: cache sweep", "{s:I}", "removed", (json_int_t)removed);
+  }
+}
+static void maint_done(void *arg) { ((serve_ctx *)arg)->maint_running = false; }
+
+static void on_maint_timer(uv_timer_t *t) {
+  serve_ctx *c = t->data;
+  if (c->maint_running || !c->disp) return;
+  if (workpool_submit(mcp_dispatcher_pool(c->disp), maint_work, maint_done, c) == 0) c->maint_running = true;
 }
 
 static void on_stdio_closed(void *ud) {
@@ -133,7 +197,12 @@ int cli_serve(int argc, char **argv) {
     log_error("serve: cannot register the meta-tools", "{s:i}", "errno", -rc);
     goto out;
   }
-  /* More categories register here: command tools, queue/cache tools. */
+  open_store(&ctx, &cfg);
+  if ((rc = store_tools_register(reg, ctx.queue, ctx.cache)) != 0) {
+    log_error("serve: cannot register the queue/cache tools", "{s:i}", "errno", -rc);
+    goto out;
+  }
+  /* More categories register here: command tools. */
 
   mcp_dispatcher_opts dopts = {.default_timeout_ms = cfg.tool_timeout_ms, .threads = cfg.workers_threads};
   if ((rc = mcp_dispatcher_new(&ctx.loop, reg, &dopts, &disp)) != 0) {
@@ -141,6 +210,14 @@ int cli_serve(int argc, char **argv) {
     goto out;
   }
 
+  ctx.disp = disp;
+  uv_timer_init(&ctx.loop, &ctx.maint);
+  ctx.maint.data = &ctx;
+  {
+    uint64_t every_ms = (uint64_t)(cfg.cache.sweep_interval_seconds ? cfg.cache.sweep_interval_seconds : 60) * 1000u;
+    if (every_ms > 30000) every_ms = 30000; /* the queue wants recovery about every 30 s */
+    uv_timer_start(&ctx.maint, on_maint_timer, 1000, every_ms);
+  }
   uv_signal_init(&ctx.loop, &ctx.sigint);
   uv_signal_init(&ctx.loop, &ctx.sigterm);
   ctx.sigint.data = ctx.sigterm.data = &ctx;
@@ -182,8 +259,9 @@ shutdown:
   ctx.stdio = NULL;
   uv_close((uv_handle_t *)&ctx.sigint, NULL);
   uv_close((uv_handle_t *)&ctx.sigterm, NULL);
-  mcp_dispatcher_free(disp); /* waits for running handlers (they see cancelled) */
-  disp = NULL;
+  uv_close((uv_handle_t *)&ctx.maint, NULL);
+  mcp_dispatcher_free(disp); /* waits for running handlers (they see cancelled) and maintenance */
+  disp = ctx.disp = NULL;
   uv_run(&ctx.loop, UV_RUN_DEFAULT); /* let every handle close */
 out:
   if (disp) mcp_dispatcher_free(disp);
@@ -191,7 +269,9 @@ out:
     uv_run(&ctx.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&ctx.loop) != 0) log_warn("serve: loop closed with handles still open", NULL);
   }
-  mcp_registry_free(reg);
+  mcp_registry_free(reg); /* before the store: tool ud may refer to it */
+  tq_close(ctx.queue);     /* after every handler has returned */
+  ttlcache_close(ctx.cache);
   config_free(&cfg);
   config_args_free(&args);
   log_info("serve: exit", "{s:i}", "code", exit_code);

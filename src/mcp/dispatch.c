@@ -479,6 +479,7 @@ void mcp_dispatcher_free(mcp_dispatcher *d) {
 }
 
 mcp_registry *mcp_dispatcher_registry(const mcp_dispatcher *d) { return d ? d->reg : NULL; }
+workpool *mcp_dispatcher_pool(const mcp_dispatcher *d) { return d ? d->pool : NULL; }
 void mcp_dispatcher_shutdown(mcp_dispatcher *d) { d->shutting_down = true; }
 size_t mcp_dispatcher_inflight(const mcp_dispatcher *d) { return d->inflight; }
 double mcp_dispatcher_uptime_s(const mcp_dispatcher *d) { return (double)(clock_mono_ms() - d->started_ms) / 1000.0; }

@@ -68,6 +68,9 @@ mcp_registry *mcp_dispatcher_registry(const mcp_dispatcher *d);
 void mcp_dispatcher_shutdown(mcp_dispatcher *d);
 /* Calls started and not yet completed (loop thread). */
 size_t mcp_dispatcher_inflight(const mcp_dispatcher *d);
+/* The worker pool, for blocking background jobs of the server itself (storage maintenance).
+ * Valid until mcp_dispatcher_free, which drains it. */
+struct workpool *mcp_dispatcher_pool(const mcp_dispatcher *d);
 /* Seconds since mcp_dispatcher_new (for server_info). */
 double mcp_dispatcher_uptime_s(const mcp_dispatcher *d);
 
