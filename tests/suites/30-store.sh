@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Storage suite: crash consistency of the task queue and the TTL cache under SIGKILL
+# (tests/store/crashtest.c), CRASH_ITERATIONS times (default 200; set e.g. 5000 for the long
+# mode), plus the store unit tests. Last line: "store: N passed, N failed".
+set -u
+root=${PEERMCP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+b="$root/build-asan"
+iters=${CRASH_ITERATIONS:-200}
+pass=0; fail=0
+bin="$b/tests/store/crashtest"
+if [ ! -x "$bin" ]; then
+  ninja -C "$b" tests/store/crashtest >/dev/null 2>&1 || true
+fi
+if [ ! -x "$bin" ]; then
+  echo "crashtest binary missing ($bin)"; echo "store: 0 passed, 1 failed"; exit 1
+fi
+dir=$(mktemp -d /tmp/peermcp-crash.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+seed=${CRASH_SEED:-$(date +%s)}
+start=$(date +%s)
+out=$(ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 "$bin" run "$dir" "$iters" "$seed" 2>"$dir.err"; echo "rc=$?")
+grep -E 'VIOLATION|iteration|crashtest:' "$dir.err" | head -20
+rm -f "$dir.err"
+line=$(grep -E '^crash: [0-9]+ passed' <<<"$out")
+echo "$line ($(( $(date +%s) - start )) s, seed $seed)"
+if [ -n "$line" ]; then
+  p=$(sed -E 's/^crash: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
+  f=$(sed -E 's/^crash: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+  # one pass/fail per iteration is too fine for the summary: count the run as one check
+  if [ "$f" -eq 0 ] && [ "$p" -eq "$iters" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+else
+  fail=$((fail + 1))
+fi
+echo "store: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
