@@ -12,15 +12,18 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/p2p.h"
 #include "config/config.h"
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
 #include "mcp/stdio.h"
 #include "store/cache.h"
 #include "store/queue.h"
+#include "tools/command.h"
 #include "tools/meta.h"
 #include "tools/store_tools.h"
 #include "tools/system.h"
+#include "tools/testing.h"
 #include "util/log.h"
 #include "util/workpool.h"
 
@@ -34,6 +37,7 @@ typedef struct serve_ctx {
   mcp_dispatcher *disp;
   uv_timer_t maint;  /* storage maintenance: queue recovery/pruning, cache sweep */
   bool maint_running;
+  p2p_host *p2p;     /* the libp2p host; NULL when --no-p2p */
 } serve_ctx;
 
 static void serve_usage(FILE *f) {
@@ -202,7 +206,20 @@ int cli_serve(int argc, char **argv) {
     log_error("serve: cannot register the queue/cache tools", "{s:i}", "errno", -rc);
     goto out;
   }
-  /* More categories register here: command tools. */
+  if ((rc = tools_testing_register(reg)) != 0) {
+    log_error("serve: cannot register the testing tools", "{s:i}", "errno", -rc);
+    goto out;
+  }
+  if ((rc = tools_command_register(reg, &cfg, err, sizeof err)) != 0) {
+    fprintf(stderr, "peermcp serve: %s\n", err);
+    log_error("serve: bad command tool", "{s:s}", "error", err);
+    goto out;
+  }
+  /* tools.disabled removes built-in tools too (command tools named there were never added) */
+  for (size_t i = 0; i < cfg.tools.disabled_count; i++) {
+    if (mcp_registry_remove(reg, cfg.tools.disabled[i]) == 0)
+      log_info("serve: tool disabled by configuration", "{s:s}", "tool", cfg.tools.disabled[i]);
+  }
 
   mcp_dispatcher_opts dopts = {.default_timeout_ms = cfg.tool_timeout_ms, .threads = cfg.workers_threads};
   if ((rc = mcp_dispatcher_new(&ctx.loop, reg, &dopts, &disp)) != 0) {
@@ -226,6 +243,7 @@ int cli_serve(int argc, char **argv) {
 
   if (cfg.p2p.enabled) {
     /* HOOK(p2p): start the libp2p host here, before stdio is served */
+    if ((rc = cli_p2p_start(&ctx.loop, &cfg, &ctx.p2p)) != 0) goto shutdown;
   }
 
   /* The local stdio client is the operator: every scope. */
@@ -254,6 +272,8 @@ int cli_serve(int argc, char **argv) {
 
 shutdown:
   /* HOOK(p2p-stop) */
+  cli_p2p_stop(ctx.p2p); /* GoAway to peers; its handles close in the uv_run below */
+  ctx.p2p = NULL;
   mcp_dispatcher_shutdown(disp);
   if (ctx.stdio) mcp_stdio_free(ctx.stdio);
   ctx.stdio = NULL;

@@ -676,14 +676,21 @@ static void announce_addr(const char *listen, char *out, size_t cap) {
   snprintf(out, cap, "/%s/%s%s", fam, ip, rest);
 }
 
+int p2p_host_announce_addr(const p2p_host *h, size_t i, char *out, size_t cap) {
+  if (i >= h->n_listeners) return -ENOENT;
+  char a[MULTIADDR_STR_MAX];
+  announce_addr(h->listeners[i]->addr, a, sizeof a);
+  if ((size_t)snprintf(out, cap, "%s/p2p/%s", a, h->id_str) >= cap) return -ENOSPC;
+  return 0;
+}
+
 int p2p_host_write_announce(const p2p_host *h, const char *path) {
   if (!h->n_listeners) return -ENOTCONN;
   json_t *arr = json_array();
   char first[MULTIADDR_STR_MAX + PEERID_STR_MAX + 8] = "";
   for (size_t i = 0; i < h->n_listeners; i++) {
-    char a[MULTIADDR_STR_MAX], full[MULTIADDR_STR_MAX + PEERID_STR_MAX + 8];
-    announce_addr(h->listeners[i]->addr, a, sizeof a);
-    snprintf(full, sizeof full, "%s/p2p/%s", a, h->id_str);
+    char full[MULTIADDR_STR_MAX + PEERID_STR_MAX + 8];
+    if (p2p_host_announce_addr(h, i, full, sizeof full) != 0) continue;
     if (!first[0]) snprintf(first, sizeof first, "%s", full);
     json_array_append_new(arr, json_string(full));
   }

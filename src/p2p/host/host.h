@@ -71,6 +71,11 @@ const char *p2p_host_peer_id(const p2p_host *h);
  * pointers that stay valid until the next p2p_host_listen or close. */
 size_t p2p_host_listen_addrs(const p2p_host *h, const char **out, size_t max);
 
+/* The i-th listen address as others should dial it, with /p2p/<id> (0.0.0.0 / :: replaced by
+ * the first non-internal interface address of that family, else loopback). 0, -ENOENT, -ENOSPC. */
+int p2p_host_announce_addr(const p2p_host *h, size_t i, char *out, size_t cap)
+    __attribute__((warn_unused_result));
+
 /* Writes {"peer_id":…, "multiaddr":…, "multiaddrs":[…]} atomically (temp file, fsync, rename)
  * to `path`. multiaddr is the first listen address + /p2p/<id>, with 0.0.0.0 / :: replaced by
  * the loopback address. */

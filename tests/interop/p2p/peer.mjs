@@ -208,7 +208,7 @@ const checks = {
     const listen = r.listenAddrs.map(String)
     const observed = r.observedAddr?.toString()
     const local = conn.localAddr?.toString() // may be undefined for dialers in some versions
-    const wantProtos = ['/ipfs/id/1.0.0', '/ipfs/ping/1.0.0', ECHO]
+    const wantProtos = opt('--want-protocols', `/ipfs/id/1.0.0,/ipfs/ping/1.0.0,${ECHO}`).split(',')
     const targetTcp = target.toString().split('/p2p/')[0]
     const ok = keyMatches && wantProtos.every(p => protocols.includes(p)) &&
       listen.some(a => a.startsWith(targetTcp)) && typeof r.agentVersion === 'string' &&
