@@ -635,6 +635,186 @@ static void test_yamux_many_concurrent_streams_echo(void **st) {
   side_free(s);
 }
 
+/* ---- randomized two-peer run: random operations, random transport splits ---------------- */
+
+typedef struct rnd_side {
+  yamux_session *s;
+  int idx;                 /* 0 client, 1 server */
+  yamux_stream *h[64];     /* held handles by id % 64 (ids stay < 64 in this test) */
+  uint64_t sent[64], recv[64];
+  bool reset_seen[64], fin_seen[64], released[64];
+  bool consume_all;
+  struct rnd_side *peer;
+} rnd_side;
+
+static uint64_t rnd_state;
+static uint32_t rnd(void) {
+  rnd_state ^= rnd_state << 13;
+  rnd_state ^= rnd_state >> 7;
+  rnd_state ^= rnd_state << 17;
+  return (uint32_t)(rnd_state >> 11);
+}
+static uint8_t pattern(int dir, uint32_t id, uint64_t off) {
+  return (uint8_t)(off * 31 + id * 7 + (uint64_t)dir * 101);
+}
+
+static int r_open(yamux_session *s, yamux_stream *st, void *ud) {
+  rnd_side *d = ud;
+  uint32_t id = yamux_stream_id(st);
+  if (id >= 64) return -1; /* beyond the test's table: refused (the opener reset it anyway) */
+  assert_null(d->h[id]);
+  d->h[id] = st;
+  return 0;
+}
+static void r_data(yamux_session *s, yamux_stream *st, const uint8_t *p, size_t n, void *ud) {
+  rnd_side *d = ud;
+  uint32_t id = yamux_stream_id(st);
+  for (size_t i = 0; i < n; i++) assert_int_equal(p[i], pattern(!d->idx, id, d->recv[id] + i));
+  d->recv[id] += n;
+  assert_true(yamux_stream_unconsumed(st) <= yamux_stream_recv_window(st));
+  if (d->consume_all) assert_int_equal(yamux_stream_consume(st, yamux_stream_unconsumed(st)), 0);
+}
+static void r_fin(yamux_session *s, yamux_stream *st, void *ud) {
+  ((rnd_side *)ud)->fin_seen[yamux_stream_id(st)] = true;
+}
+static void r_reset(yamux_session *s, yamux_stream *st, void *ud) {
+  ((rnd_side *)ud)->reset_seen[yamux_stream_id(st)] = true;
+}
+
+/* Moves up to `max` pending bytes from a to b. */
+static void r_move(rnd_side *a, rnd_side *b, size_t max) {
+  size_t len;
+  const uint8_t *p = yamux_session_out(a->s, &len);
+  if (len > max) len = max;
+  if (!len) return;
+  uint8_t *copy = malloc(len);
+  memcpy(copy, p, len);
+  yamux_session_out_consume(a->s, len);
+  assert_int_equal(yamux_session_feed(b->s, copy, len), 0);
+  free(copy);
+}
+
+static void r_write(rnd_side *d, uint32_t id, size_t want) {
+  yamux_stream *st = d->h[id];
+  if (!st || d->released[id]) return;
+  static uint8_t tmp[300000];
+  if (want > sizeof tmp) want = sizeof tmp;
+  for (size_t i = 0; i < want; i++) tmp[i] = pattern(d->idx, id, d->sent[id] + i);
+  ssize_t n = yamux_stream_write(st, tmp, want);
+  if (n > 0) {
+    assert_true((size_t)n <= want);
+    d->sent[id] += (uint64_t)n;
+  } else if (want) {
+    assert_true(n == -EAGAIN || n == -EPIPE || n == -ECONNRESET);
+  }
+}
+
+static void test_yamux_random_operations_keep_streams_intact(void **state) {
+  (void)state;
+  for (uint64_t seed = 1; seed <= 12; seed++) {
+    rnd_state = seed * 0x9E3779B97F4A7C15ull;
+    yamux_callbacks cb = {r_open, r_data, r_fin, r_reset, NULL, NULL, NULL, NULL, NULL};
+    rnd_side *sd = calloc(2, sizeof *sd);
+    yamux_config cfg;
+    yamux_config_default(&cfg);
+    cfg.out_soft_limit = 1 + rnd() % 300000;
+    cfg.max_frame_data = 1 + rnd() % 70000;
+    for (int i = 0; i < 2; i++) {
+      sd[i].idx = i;
+      sd[i].peer = &sd[1 - i];
+      assert_int_equal(yamux_session_new(&sd[i].s, i == 0, &cfg, &cb, &sd[i]), 0);
+    }
+    for (int step = 0; step < 3000; step++) {
+      rnd_side *d = &sd[rnd() % 2];
+      uint32_t id = rnd() % 64;
+      switch (rnd() % 12) {
+        case 0: {
+          yamux_stream *st;
+          int rc = yamux_stream_open(d->s, &st);
+          if (rc == 0) {
+            uint32_t nid = yamux_stream_id(st);
+            if (nid >= 64) { /* out of test ids: drop it */
+              yamux_stream_reset(st);
+              yamux_stream_release(st);
+            } else {
+              d->h[nid] = st;
+            }
+          }
+          break;
+        }
+        case 1: case 2: r_write(d, id, rnd() % 100000); break;
+        case 3:
+          if (d->h[id] && !d->released[id] && rnd() % 4 == 0) {
+            int rc = yamux_stream_close(d->h[id]);
+            assert_true(rc == 0 || rc == -ECONNRESET);
+          }
+          break;
+        case 4:
+          if (d->h[id] && !d->released[id] && rnd() % 40 == 0) yamux_stream_reset(d->h[id]);
+          break;
+        case 5:
+          if (d->h[id] && !d->released[id]) {
+            size_t u = yamux_stream_unconsumed(d->h[id]);
+            if (u) assert_int_equal(yamux_stream_consume(d->h[id], 1 + rnd() % u), 0);
+          }
+          break;
+        case 6: case 7: case 8: r_move(d, d->peer, 1 + rnd() % 200000); break;
+        case 9: {
+          int rc = yamux_session_ping(d->s, rnd());
+          assert_true(rc == 0 || rc == -EAGAIN);
+          break;
+        }
+        case 10:
+          if (d->h[id] && !d->released[id] && yamux_stream_read_closed(d->h[id]) &&
+              yamux_stream_write_closed(d->h[id])) {
+            if (yamux_stream_is_reset(d->h[id])) d->reset_seen[id] = true;
+            yamux_stream_release(d->h[id]);
+            d->released[id] = true;
+          }
+          break;
+        case 11: d->consume_all = rnd() % 2; break;
+      }
+    }
+    /* Wind down: everyone consumes, writes finish, both sides close, until quiet. */
+    for (int i = 0; i < 2; i++) sd[i].consume_all = true;
+    for (int round = 0; round < 200; round++) {
+      for (int i = 0; i < 2; i++)
+        for (uint32_t id = 0; id < 64; id++) {
+          yamux_stream *st = sd[i].h[id];
+          if (!st || sd[i].released[id]) continue;
+          size_t u = yamux_stream_unconsumed(st);
+          if (u) assert_int_equal(yamux_stream_consume(st, u), 0);
+          if (round > 100) {
+            int rc = yamux_stream_close(st);
+            assert_true(rc == 0 || rc == -ECONNRESET);
+          }
+        }
+      r_move(&sd[0], &sd[1], SIZE_MAX);
+      r_move(&sd[1], &sd[0], SIZE_MAX);
+    }
+    /* Every stream neither side reset delivered exactly what was written, then FIN. */
+    int verified = 0;
+    uint64_t bytes = 0;
+    for (uint32_t id = 1; id < 64; id++) {
+      if (!sd[0].h[id] || !sd[1].h[id]) continue;
+      bool reset = sd[0].reset_seen[id] || sd[1].reset_seen[id];
+      for (int i = 0; i < 2; i++)
+        if (!sd[i].released[id] && yamux_stream_is_reset(sd[i].h[id])) reset = true;
+      if (reset) continue;
+      assert_int_equal(sd[1].recv[id], sd[0].sent[id]);
+      assert_int_equal(sd[0].recv[id], sd[1].sent[id]);
+      assert_true(sd[0].fin_seen[id] && sd[1].fin_seen[id]);
+      verified++;
+      bytes += sd[0].sent[id] + sd[1].sent[id];
+    }
+    assert_true(verified >= 5 && bytes > 1000000); /* the run really moved data */
+    assert_int_equal(yamux_session_stream_count(sd[0].s), 0);
+    assert_int_equal(yamux_session_stream_count(sd[1].s), 0);
+    for (int i = 0; i < 2; i++) yamux_session_free(sd[i].s);
+    free(sd);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_yamux_header_is_big_endian_12_bytes),
@@ -657,6 +837,7 @@ int main(void) {
       cmocka_unit_test(test_yamux_open_callback_may_release_or_reset_the_new_stream),
       cmocka_unit_test(test_yamux_transport_closed_resets_every_stream),
       cmocka_unit_test(test_yamux_many_concurrent_streams_echo),
+      cmocka_unit_test(test_yamux_random_operations_keep_streams_intact),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
