@@ -280,8 +280,9 @@ static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope)
   if (!c->detached && c->done) {
     if (!envelope) envelope = json_pack("{s:s, s:s, s:s}", "status", "error", "error", "out of memory", "error_type", "internal");
     const mcp_tool_def *def = mcp_tool_def_of(c->tool);
+    const char *tname = def ? def->name : json_string_value(json_object_get(envelope, "tool"));
     log_write(st == MCP_DISPATCH_OK ? LOG_DEBUG : LOG_INFO, "dispatch", "{s:s, s:s, s:s, s:f}", "request_id",
-              c->request_id, "tool", def ? def->name : "?", "status", mcp_dispatch_status_name(st), "duration_ms",
+              c->request_id, "tool", tname ? tname : "?", "status", mcp_dispatch_status_name(st), "duration_ms",
               elapsed_ms(c));
     mcp_call_outcome o = {.status = st, .envelope = envelope, .tool = c->tool};
     c->done(c->done_ud, &o);

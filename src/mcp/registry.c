@@ -31,6 +31,8 @@ struct mcp_registry {
   size_t n, cap;
   reg_category *cats; /* sorted by name */
   size_t ncats, catcap;
+  mcp_tool **removed; /* kept until free: several tools may share one ud, freed by one of them */
+  size_t nremoved;
 };
 
 mcp_registry *mcp_registry_new(void) { return calloc(1, sizeof(mcp_registry)); }
@@ -54,6 +56,8 @@ static void tool_free(mcp_tool *t) {
 void mcp_registry_free(mcp_registry *reg) {
   if (!reg) return;
   for (size_t i = 0; i < reg->n; i++) tool_free(reg->tools[i]);
+  for (size_t i = 0; i < reg->nremoved; i++) tool_free(reg->removed[i]);
+  free(reg->removed);
   free(reg->tools);
   free(reg->by_name);
   for (size_t i = 0; i < reg->ncats; i++) {
@@ -252,6 +256,34 @@ oom:
   t->def.ud_free = NULL;
   tool_free(t);
   return -ENOMEM;
+}
+
+int mcp_registry_remove(mcp_registry *reg, const char *name) {
+  mcp_tool *t = (mcp_tool *)mcp_registry_find(reg, name);
+  if (!t) return -ENOENT;
+  mcp_tool **g = realloc(reg->removed, (reg->nremoved + 1) * sizeof *g);
+  if (!g) return -ENOMEM;
+  reg->removed = g;
+  reg->removed[reg->nremoved++] = t;
+  for (size_t i = 0; i < reg->n; i++)
+    if (reg->tools[i] == t) {
+      memmove(&reg->tools[i], &reg->tools[i + 1], (reg->n - i - 1) * sizeof *reg->tools);
+      break;
+    }
+  for (size_t i = 0; i < reg->n; i++)
+    if (reg->by_name[i] == t) {
+      memmove(&reg->by_name[i], &reg->by_name[i + 1], (reg->n - i - 1) * sizeof *reg->by_name);
+      break;
+    }
+  reg->n--;
+  size_t pos;
+  reg_category *c = cat_find(reg, t->category, &pos);
+  if (c && --c->count == 0 && !c->description) { /* an empty, undescribed category disappears */
+    free(c->name);
+    memmove(&reg->cats[pos], &reg->cats[pos + 1], (reg->ncats - pos - 1) * sizeof *reg->cats);
+    reg->ncats--;
+  }
+  return 0;
 }
 
 const mcp_tool *mcp_registry_find(const mcp_registry *reg, const char *name) {

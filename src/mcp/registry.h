@@ -21,6 +21,11 @@ void mcp_registry_free(mcp_registry *reg);
  * that is not valid JSON (the reason is logged), -EEXIST for a duplicate name, -ENOMEM. */
 int mcp_registry_add(mcp_registry *reg, const mcp_tool_def *def) __attribute__((warn_unused_result));
 
+/* Removes a tool (start-up only, before any dispatcher exists); used to apply the
+ * configuration's tools.disabled. Its ud_free still runs, at mcp_registry_free (tools may
+ * share a ud). 0, -ENOENT or -ENOMEM. */
+int mcp_registry_remove(mcp_registry *reg, const char *name) __attribute__((warn_unused_result));
+
 /* A registered tool: a read-only view owned by the registry. */
 typedef struct mcp_tool mcp_tool;
 

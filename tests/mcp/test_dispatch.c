@@ -392,6 +392,31 @@ static void test_registry_lists_by_category_then_name(void **state) {
   mcp_registry_free(r);
 }
 
+static int g_ud_frees;
+static void count_free(void *ud) { g_ud_frees++; }
+
+static void test_registry_remove_keeps_shared_ud_until_free(void **state) {
+  (void)state;
+  mcp_registry *r = mcp_registry_new();
+  mcp_tool_def a = {.name = "owner", .category = "x", .fn = echo_fn, .ud = &g_ud_frees, .ud_free = count_free};
+  mcp_tool_def b = {.name = "sharer", .category = "x", .fn = echo_fn, .ud = &g_ud_frees};
+  mcp_tool_def c = {.name = "alone", .category = "y", .fn = echo_fn};
+  assert_int_equal(mcp_registry_add(r, &a), 0);
+  assert_int_equal(mcp_registry_add(r, &b), 0);
+  assert_int_equal(mcp_registry_add(r, &c), 0);
+  g_ud_frees = 0;
+  assert_int_equal(mcp_registry_remove(r, "owner"), 0);
+  assert_int_equal(mcp_registry_remove(r, "owner"), -ENOENT);
+  assert_int_equal(g_ud_frees, 0); /* "sharer" still uses the ud */
+  assert_null(mcp_registry_find(r, "owner"));
+  assert_int_equal(mcp_registry_count(r), 2);
+  assert_int_equal(mcp_registry_category_size(r, "x"), 1);
+  assert_int_equal(mcp_registry_remove(r, "alone"), 0);
+  assert_int_equal(mcp_registry_category_count(r), 1); /* empty category y is gone */
+  mcp_registry_free(r);
+  assert_int_equal(g_ud_frees, 1);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -414,6 +439,7 @@ int main(void) {
       T(test_dispatch_shutdown_refuses_new_calls),
       cmocka_unit_test(test_registry_rejects_bad_names_and_duplicates),
       cmocka_unit_test(test_registry_lists_by_category_then_name),
+      cmocka_unit_test(test_registry_remove_keeps_shared_ud_until_free),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

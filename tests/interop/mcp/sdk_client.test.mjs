@@ -5,12 +5,28 @@ import assert from 'node:assert/strict';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { execFileSync } from 'node:child_process';
 import { peermcpBin, scratch, serverEnv } from './common.mjs';
+
+// A unique sleep argument, so the test can tell whether its process group was killed.
+const SLEEP_ARG = `${30 + (process.pid % 1000) / 1000}`;
+function sleepersAlive() {
+  try { return execFileSync('pgrep', ['-f', `^/bin/sleep ${SLEEP_ARG}$`]).toString().trim().length > 0; }
+  catch { return false; }
+}
 
 let sc, client, transport, stderr = '';
 
 before(async () => {
-  sc = scratch();
+  sc = scratch({
+    tools: {
+      commands: [
+        { name: 'cmd_cat', description: 'returns its JSON arguments', argv: ['/bin/cat'],
+          input_schema: { type: 'object', properties: { word: { type: 'string' } }, required: ['word'] } },
+        { name: 'cmd_sleep', description: 'sleeps', argv: ['/bin/sleep', SLEEP_ARG], timeout_ms: 60000 },
+      ],
+    },
+  });
   transport = new StdioClientTransport({ command: peermcpBin(), args: sc.args, env: serverEnv(), stderr: 'pipe' });
   transport.stderr.on('data', (d) => { stderr += d; });
   client = new Client({ name: 'peermcp-interop', version: '1.0.0' });
@@ -149,6 +165,27 @@ test('cancelling a slow call reaches the handler and the server keeps serving', 
   assert.match(stderr, /request cancelled by the client/);
   const r = await client.callTool({ name: 'server_info', arguments: {} });
   assert.equal(r.isError, false);
+});
+
+test('a command tool gets its arguments as JSON on stdin and returns its stdout', async () => {
+  const r = await client.callTool({ name: 'cmd_cat', arguments: { word: 'hello' } });
+  assert.equal(r.isError, false);
+  assert.deepEqual(r.structuredContent, { word: 'hello' });
+  const bad = await client.callTool({ name: 'cmd_cat', arguments: {} });
+  assert.equal(bad.isError, true, 'schema validation applies to command tools');
+});
+
+test('cancelling a slow command tool kills its process group', async () => {
+  const ac = new AbortController();
+  const p = client.callTool({ name: 'cmd_sleep', arguments: {} }, undefined, { signal: ac.signal });
+  const deadline0 = Date.now() + 5000;
+  while (!sleepersAlive() && Date.now() < deadline0) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(sleepersAlive(), 'the command is running');
+  ac.abort('test cancels the command');
+  await assert.rejects(p);
+  const deadline = Date.now() + 5000;
+  while (sleepersAlive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(sleepersAlive(), false, 'the sleeping process was killed');
 });
 
 test('32 concurrent calls are answered and matched by id', async () => {
