@@ -1,0 +1,317 @@
+// bench.mjs — bench-mcp: the same trivial tool served by peermcp and by the official TypeScript
+// SDK (ts-server.mjs), driven by the same Node client, sequentially and with 32 calls in flight.
+// Reports calls/s, p50/p99 latency and the servers' peak RSS (VmHWM), and their ratios.
+//
+// Two clients, both run against both servers:
+//   raw — a minimal newline-delimited JSON-RPC client (JSON.stringify / JSON.parse per message),
+//         so the figures measure the servers rather than client-side validation;
+//   sdk — the official SDK Client over StdioClientTransport (callTool), as an MCP app would.
+//
+// usage: node bench.mjs --peermcp BIN [--seconds S] [--json OUT] [--results FILE --machine FILE]
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { readFileSync, writeFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const require = createRequire(new URL('../../tests/package.json', import.meta.url));
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
+const SECONDS = Number(args.seconds ?? 3);
+const WARMUP = 300;
+const INFLIGHT = 32;
+const PROTOCOL = '2025-06-18';
+
+function vm(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const get = (k) => Number((s.match(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm')) || [])[1] || 0);
+    return { hwm_kb: get('VmHWM'), rss_kb: get('VmRSS') };
+  } catch {
+    return { hwm_kb: 0, rss_kb: 0 };
+  }
+}
+
+function pct(sorted, p) {
+  if (!sorted.length) return 0;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+
+function summarize(lat, seconds) {
+  const s = Float64Array.from(lat).sort();
+  return {
+    calls: lat.length,
+    seconds: +seconds.toFixed(3),
+    calls_per_s: Math.round(lat.length / seconds),
+    p50_ms: +pct(s, 50).toFixed(4),
+    p99_ms: +pct(s, 99).toFixed(4),
+  };
+}
+
+const now = () => Number(process.hrtime.bigint()) / 1e6; // ms
+
+// ---------- raw client ----------
+class RawClient {
+  constructor(cmd, argv, env) {
+    this.child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'ignore'], env });
+    this.pending = new Map();
+    this.nextId = 1;
+    this.buf = '';
+    this.out = [];
+    this.flushQueued = false;
+    this.child.stdout.setEncoding('utf8');
+    this.child.stdout.on('data', (d) => {
+      // split once per chunk; keep the unfinished tail
+      const parts = (this.buf + d).split('\n');
+      this.buf = parts.pop();
+      for (const line of parts) {
+        if (!line) continue;
+        const msg = JSON.parse(line);
+        if (msg.id === undefined || msg.method) continue; // notifications / server requests
+        const p = this.pending.get(msg.id);
+        if (p) {
+          this.pending.delete(msg.id);
+          p(msg);
+        }
+      }
+    });
+    this.exited = new Promise((r) => this.child.on('exit', r));
+  }
+  get pid() {
+    return this.child.pid;
+  }
+  request(method, params) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, (msg) => (msg.error ? reject(new Error(JSON.stringify(msg.error))) : resolve(msg.result)));
+      this.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
+    });
+  }
+  // Messages produced in the same tick go out in one write (what a pipelining client does).
+  send(line) {
+    this.out.push(line);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => {
+        this.flushQueued = false;
+        const data = this.out.join('\n') + '\n';
+        this.out = [];
+        this.child.stdin.write(data);
+      });
+    }
+  }
+  notify(method, params) {
+    this.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
+  }
+  async init() {
+    await this.request('initialize', {
+      protocolVersion: PROTOCOL,
+      capabilities: {},
+      clientInfo: { name: 'bench-mcp-raw', version: '1.0.0' },
+    });
+    this.notify('notifications/initialized', {});
+  }
+  async listTools() {
+    const names = [];
+    let cursor;
+    do {
+      const r = await this.request('tools/list', cursor ? { cursor } : {});
+      for (const t of r.tools) names.push(t.name);
+      cursor = r.nextCursor;
+    } while (cursor);
+    return names;
+  }
+  call(name, a) {
+    return this.request('tools/call', { name, arguments: a });
+  }
+  async close() {
+    this.child.stdin.end();
+    const t = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+// ---------- SDK client ----------
+async function sdkClient(cmd, argv, env) {
+  const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
+  const { StdioClientTransport } = require('@modelcontextprotocol/sdk/client/stdio.js');
+  const transport = new StdioClientTransport({ command: cmd, args: argv, env, stderr: 'ignore' });
+  const client = new Client({ name: 'bench-mcp-sdk', version: '1.0.0' });
+  await client.connect(transport);
+  return {
+    get pid() {
+      return transport.pid;
+    },
+    async listTools() {
+      const names = [];
+      let cursor;
+      do {
+        const r = await client.listTools(cursor ? { cursor } : {});
+        for (const t of r.tools) names.push(t.name);
+        cursor = r.nextCursor;
+      } while (cursor);
+      return names;
+    },
+    call: (name, a) => client.callTool({ name, arguments: a }),
+    close: () => client.close(),
+  };
+}
+
+function check(r) {
+  if (!r || r.isError || !r.structuredContent) throw new Error('bad tool result: ' + JSON.stringify(r));
+}
+
+async function sequential(c, tool, seconds) {
+  for (let i = 0; i < WARMUP; i++) check(await c.call(tool, { text: 'hello', n: i }));
+  const lat = [];
+  const t0 = now();
+  const end = t0 + seconds * 1000;
+  let i = 0;
+  while (now() < end) {
+    const s = now();
+    const r = await c.call(tool, { text: 'hello', n: i++ });
+    lat.push(now() - s);
+    check(r);
+  }
+  return summarize(lat, (now() - t0) / 1000);
+}
+
+async function concurrent(c, tool, seconds) {
+  await Promise.all(Array.from({ length: INFLIGHT }, (_, i) => c.call(tool, { text: 'warm', n: i })));
+  const lat = [];
+  const t0 = now();
+  const end = t0 + seconds * 1000;
+  let i = 0;
+  async function lane() {
+    while (now() < end) {
+      const s = now();
+      const r = await c.call(tool, { text: 'hello', n: i++ });
+      lat.push(now() - s);
+      check(r);
+    }
+  }
+  await Promise.all(Array.from({ length: INFLIGHT }, lane));
+  return summarize(lat, (now() - t0) / 1000);
+}
+
+async function measure(kind, server, clientKind) {
+  const c = clientKind === 'raw' ? new RawClient(server.cmd, server.argv, server.env) : await sdkClient(server.cmd, server.argv, server.env);
+  if (clientKind === 'raw') await c.init();
+  const tools = await c.listTools();
+  const tool = server.pickTool(tools);
+  if (!tool) throw new Error(`${kind}: no echo tool in tools/list (${tools.join(', ')})`);
+  const seq = await sequential(c, tool, SECONDS);
+  const conc = await concurrent(c, tool, SECONDS);
+  const mem = vm(c.pid);
+  await c.close();
+  return { server: kind, client: clientKind, tool, sequential: seq, concurrent32: conc, ...mem };
+}
+
+// ---------- main ----------
+const node = process.execPath;
+const peermcp = args.peermcp;
+if (!peermcp || !existsSync(peermcp)) {
+  console.error('bench.mjs: --peermcp BIN is required (build it with `make`)');
+  process.exit(2);
+}
+const scratch = mkdtempSync(join(tmpdir(), 'bench-mcp-'));
+const baseEnv = { PATH: process.env.PATH, HOME: scratch, XDG_CONFIG_HOME: join(scratch, 'config'), XDG_STATE_HOME: join(scratch, 'state') };
+const servers = {
+  peermcp: {
+    cmd: peermcp,
+    argv: ['serve', '--no-p2p', '--state-dir', join(scratch, 'state'), '--log-level', 'warning'],
+    env: { ...baseEnv, PEERMCP_TEST_TOOLS: '1' },
+    pickTool: (t) => ['echo', 'test_echo'].find((n) => t.includes(n)),
+  },
+  typescript: {
+    cmd: node,
+    argv: [join(here, 'ts-server.mjs')],
+    env: baseEnv,
+    pickTool: (t) => (t.includes('echo') ? 'echo' : undefined),
+  },
+};
+
+const results = [];
+try {
+  for (const clientKind of ['raw', 'sdk']) {
+    for (const kind of ['peermcp', 'typescript']) {
+      const r = await measure(kind, servers[kind], clientKind);
+      results.push(r);
+      console.error(
+        `${clientKind.padEnd(3)} ${kind.padEnd(10)} seq ${r.sequential.calls_per_s} calls/s p50 ${r.sequential.p50_ms} ms p99 ${r.sequential.p99_ms} ms | ` +
+          `32 in flight ${r.concurrent32.calls_per_s} calls/s p50 ${r.concurrent32.p50_ms} ms p99 ${r.concurrent32.p99_ms} ms | peak RSS ${(r.hwm_kb / 1024).toFixed(1)} MiB`,
+      );
+    }
+  }
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
+}
+
+const ratios = {};
+for (const clientKind of ['raw', 'sdk']) {
+  const p = results.find((r) => r.server === 'peermcp' && r.client === clientKind);
+  const t = results.find((r) => r.server === 'typescript' && r.client === clientKind);
+  ratios[clientKind] = {
+    sequential_calls_per_s: +(p.sequential.calls_per_s / t.sequential.calls_per_s).toFixed(2),
+    concurrent32_calls_per_s: +(p.concurrent32.calls_per_s / t.concurrent32.calls_per_s).toFixed(2),
+    peak_rss: +(p.hwm_kb / t.hwm_kb).toFixed(3),
+  };
+}
+const out = { date: new Date().toISOString(), seconds_per_phase: SECONDS, inflight: INFLIGHT, results, ratios };
+if (args.json) writeFileSync(args.json, JSON.stringify(out, null, 2) + '\n');
+
+// ---------- bench/RESULTS.md section ----------
+if (args.results) {
+  const machine = args.machine && existsSync(args.machine) ? readFileSync(args.machine, 'utf8').trim() : '(not recorded)';
+  const row = (r) =>
+    `| ${r.client} | ${r.server} | ${r.sequential.calls_per_s} | ${r.sequential.p50_ms} | ${r.sequential.p99_ms} | ` +
+    `${r.concurrent32.calls_per_s} | ${r.concurrent32.p50_ms} | ${r.concurrent32.p99_ms} | ${(r.hwm_kb / 1024).toFixed(1)} |`;
+  const goal = (x) => (x.concurrent32_calls_per_s >= 10 && x.peak_rss <= 0.1 ? 'met' : 'not met');
+  const section = [
+    '## MCP (bench-mcp)',
+    '',
+    `Run with \`make bench-mcp\` (\`bench/mcp/run.sh\`) on ${out.date}. One trivial tool — \`echo\`, returning its`,
+    'validated arguments as structuredContent plus one JSON text block — served by `peermcp serve` (release build,',
+    '`PEERMCP_TEST_TOOLS=1`, `--no-p2p --log-level warning`) and by the official TypeScript SDK',
+    '(`McpServer` + `StdioServerTransport`, `bench/mcp/ts-server.mjs`, zod input schema), each over stdio.',
+    `Each phase runs ${SECONDS} s after a warm-up; "32 in flight" keeps 32 calls outstanding. Latency is per call as the`,
+    'client sees it. Peak RSS is the server process\'s VmHWM from /proc. Two Node clients drive both servers:',
+    '`raw` is a minimal newline-delimited JSON-RPC client (measures the servers), `sdk` is the SDK `Client`',
+    '(`callTool` with its result validation, what an MCP app sees; on this machine it is the bottleneck).',
+    'Client and server share the machine\'s cores.',
+    '',
+    '| client | server | seq calls/s | seq p50 ms | seq p99 ms | 32-in-flight calls/s | p50 ms | p99 ms | peak RSS MiB |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...results.map(row),
+    '',
+    '| client | peermcp/TS calls/s, sequential | peermcp/TS calls/s, 32 in flight | peermcp/TS peak RSS | goal (≥10× calls/s at ≤1/10 RSS) |',
+    '|---|---|---|---|---|',
+    ...Object.entries(ratios).map(
+      ([k, x]) => `| ${k} | ${x.sequential_calls_per_s}× | ${x.concurrent32_calls_per_s}× | ${x.peak_rss} | ${goal(x)} |`,
+    ),
+    '',
+    'Machine:',
+    '',
+    '```',
+    machine,
+    '```',
+    '',
+  ].join('\n');
+  let text = existsSync(args.results) ? readFileSync(args.results, 'utf8') : '# Benchmark results\n\n';
+  const start = text.indexOf('## MCP (bench-mcp)');
+  if (start >= 0) {
+    const next = text.indexOf('\n## ', start + 1);
+    text = text.slice(0, start) + section + (next >= 0 ? '\n' + text.slice(next + 1) : '');
+  } else {
+    text = text.replace(/\s*$/, '\n\n') + section;
+  }
+  writeFileSync(args.results, text);
+  console.error(`bench-mcp: wrote the "MCP (bench-mcp)" section of ${args.results}`);
+}
+console.log(JSON.stringify(ratios));

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# bench-mcp: peermcp vs the official TypeScript SDK server, same tool, same Node client.
+# Called by `make bench-mcp` after `make` built build/peermcp and the npm packages are installed.
+# Writes the "MCP (bench-mcp)" section of bench/RESULTS.md and bench/mcp/last.json.
+# BENCH_SECONDS (default 3) sets the length of each measured phase.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${PEERMCP_BIN:-$root/build/peermcp}
+node=$root/tests/node_modules/node/bin/node
+[ -x "$bin" ] || { echo "bench-mcp: $bin missing (run make)" >&2; exit 1; }
+[ -x "$node" ] || { echo "bench-mcp: $node missing (run make test-deps)" >&2; exit 1; }
+
+machine=$(mktemp)
+trap 'rm -f "$machine"' EXIT
+{
+  echo "\$ nproc"; nproc
+  echo "\$ lscpu (excerpt)"; lscpu | grep -E '^(Architecture|CPU\(s\)|Model name|Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)|CPU max MHz|L2 cache|L3 cache):' || true
+  echo "\$ free -h"; free -h
+  echo "\$ uname -srm"; uname -srm
+  echo "node $("$node" --version); $("$bin" --version)"
+} >"$machine"
+
+nice -n 5 "$node" "$root/bench/mcp/bench.mjs" --peermcp "$bin" --seconds "${BENCH_SECONDS:-3}" \
+  --json "$root/bench/mcp/last.json" --results "$root/bench/RESULTS.md" --machine "$machine"
