@@ -63,6 +63,25 @@ static void test_identity_created_once_with_mode_0600_and_reloaded(void **state)
   assert_int_equal(st.st_size, 68);
 }
 
+static void test_identity_creates_missing_parent_directories(void **state) {
+  (void)state;
+  char sd[300], deep[320], file[340];
+  snprintf(sd, sizeof sd, "%s/sub", dir);
+  snprintf(deep, sizeof deep, "%s/a/b", sd);
+  snprintf(file, sizeof file, "%s/identity.key", deep);
+  keys_private k;
+  bool created = false;
+  assert_int_equal(identity_load_or_create(deep, &k, &created), 0);
+  assert_true(created);
+  struct stat st;
+  assert_int_equal(stat(deep, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0700);
+  unlink(file);
+  rmdir(deep);
+  snprintf(deep, sizeof deep, "%s/a", sd);
+  rmdir(deep);
+}
+
 static void test_identity_refuses_group_or_world_readable_file(void **state) {
   (void)state;
   char sd[300];
@@ -122,6 +141,7 @@ static void test_identity_save_replaces_atomically(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_identity_created_once_with_mode_0600_and_reloaded, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_identity_creates_missing_parent_directories, setup, teardown),
       cmocka_unit_test_setup_teardown(test_identity_refuses_group_or_world_readable_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_identity_loads_spec_private_key_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_identity_refuses_junk_file, setup, teardown),

@@ -162,6 +162,23 @@ static void test_noise_handshake_survives_one_byte_reads(void **state) {
   side_free(&b);
 }
 
+/* The initiator may send its first transport frame in the same segment as message 3. */
+static void test_noise_transport_data_right_after_message_3(void **state) {
+  (void)state;
+  side a, b;
+  side_init(&a, true, NULL, NULL, 0);
+  side_init(&b, false, NULL, NULL, 0);
+  assert_int_equal(noise_start(a.s, &a.wire), 0);
+  assert_true(deliver(&a, &b, 1 << 20) >= 0);
+  assert_int_equal(deliver(&b, &a, 1 << 20), NOISE_EV_ESTABLISHED);
+  assert_int_equal(noise_encrypt(a.s, (const uint8_t *)"early", 5, &a.wire), 0);
+  assert_int_equal(deliver(&a, &b, 1 << 20), NOISE_EV_ESTABLISHED);
+  assert_int_equal(buf_len(&b.plain), 5);
+  assert_memory_equal(buf_ptr(&b.plain), "early", 5);
+  side_free(&a);
+  side_free(&b);
+}
+
 static void test_noise_large_write_is_split_into_max_frames(void **state) {
   (void)state;
   side a, b;
@@ -471,6 +488,7 @@ int main(void) {
       cmocka_unit_test(test_noise_xx_matches_cacophony_vector),
       cmocka_unit_test(test_noise_handshake_authenticates_both_peers),
       cmocka_unit_test(test_noise_handshake_survives_one_byte_reads),
+      cmocka_unit_test(test_noise_transport_data_right_after_message_3),
       cmocka_unit_test(test_noise_large_write_is_split_into_max_frames),
       cmocka_unit_test(test_noise_rejects_wrong_peer_id),
       cmocka_unit_test(test_noise_responder_can_expect_a_peer_too),
