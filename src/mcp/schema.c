@@ -14,6 +14,7 @@
 #include "mcp/schema.h"
 
 #include <errno.h>
+#include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <regex.h>
@@ -29,6 +30,28 @@
 #define MCP_SCHEMA_REGEX_CACHE 128
 
 /* ---------- regex translation and cache ---------- */
+
+/* JSON Schema patterns work on code points ("." is one character), so regcomp/regexec run in a
+ * UTF-8 LC_CTYPE, switched per thread with uselocale() (the process locale is untouched).
+ * Without a UTF-8 locale on the system we fall back to bytes. */
+static pthread_once_t g_utf8_once = PTHREAD_ONCE_INIT;
+static locale_t g_utf8_locale = (locale_t)0;
+
+static void utf8_locale_init(void) {
+  static const char *const names[] = {"C.UTF-8", "C.utf8", "en_US.UTF-8"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0] && !g_utf8_locale; i++)
+    g_utf8_locale = newlocale(LC_CTYPE_MASK, names[i], (locale_t)0);
+}
+
+/* Switches this thread to the UTF-8 locale; returns what to restore (0 = nothing). */
+static locale_t utf8_enter(void) {
+  pthread_once(&g_utf8_once, utf8_locale_init);
+  return g_utf8_locale ? uselocale(g_utf8_locale) : (locale_t)0;
+}
+
+static void utf8_leave(locale_t old) {
+  if (old) uselocale(old);
+}
 
 typedef struct {
   char *pattern; /* the schema's pattern text (cache key) */
@@ -307,7 +330,9 @@ static int regex_compile(const char *pattern, size_t n, regex_t *re, char *why, 
   }
   char *ere = pattern_translate(pattern, n, why, whylen);
   if (!ere) return -EINVAL;
+  locale_t old = utf8_enter();
   int rc = regcomp(re, ere, REG_EXTENDED | REG_NOSUB);
+  utf8_leave(old);
   free(ere);
   if (rc != 0) {
     char msg[128];
@@ -622,7 +647,9 @@ static int validate_string(vctx *c, const json_t *s, const json_t *inst) {
     regmatch_t m[1];
     m[0].rm_so = 0;
     m[0].rm_eo = (regoff_t)bytes;
+    locale_t old = utf8_enter();
     int mr = regexec(re, str, 1, m, REG_STARTEND);
+    utf8_leave(old);
     if (owned) regfree(&tmp);
     if (mr != 0) return fail(c, "string does not match pattern %s", pat);
   }

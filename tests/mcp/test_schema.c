@@ -167,6 +167,11 @@ static void test_schema_pattern_uses_search_semantics_and_ecma_escapes(void **st
   BAD("{\"pattern\":\"^a\\\\.b$\"}", "\"axb\"", "does not match");
   OK("{\"pattern\":\"^[^\\\\]]+$\"}", "\"abc\"");
   BAD("{\"pattern\":\"^[^\\\\]]+$\"}", "\"a]c\"", "does not match");
+  /* "." and bracket expressions match code points, not bytes */
+  OK("{\"pattern\":\"^.{3}$\"}", "\"h\\u00e9\\u00e9\"");
+  OK("{\"pattern\":\"^.{3}$\"}", "\"\\u65e5\\u672c\\u8a9e\"");
+  BAD("{\"pattern\":\"^.{3}$\"}", "\"\\u65e5\\u672c\"", "does not match");
+  OK("{\"pattern\":\"^[\\u00e9a]+$\"}", "\"a\\u00e9a\"");
   /* a NUL inside the string does not end matching early */
   BAD("{\"pattern\":\"^[a-z]*$\"}", "\"ab\\u0000C\"", "does not match");
 }
