@@ -1,0 +1,77 @@
+/* client.h — the client side of /mcp+p2p/1.0.0 on the libp2p host (p2p_tasks_spec.md §2.3,
+ * §9; fixing §12.11 and §12.23).
+ *
+ * One svc_client = one remote peer = one long-lived stream (opened lazily, over the host's
+ * connection to that peer) carrying any number of requests, pipelined and matched by id. The
+ * Python client built a new host and stream per request; this one sends `initialize` once and
+ * then everything else on the same stream.
+ *
+ * Failures: when the stream breaks (reset, connection lost, dial error) or a request times out,
+ * idempotent requests are retried on a fresh stream with exponential back-off and jitter
+ * (base backoff_ms, doubling, capped at 5 s), up to `retries` more times; every other request
+ * fails with the error. svc_client_rpc decides idempotency from the op (auth.h
+ * svc_op_idempotent; a submit that carries an idempotency_key is idempotent too).
+ *
+ * Callbacks: exactly once per accepted request, on the loop thread, never from inside the call
+ * that queued it. err < 0 is a transport error (-ETIMEDOUT, -ECONNRESET, -ECANCELED when the
+ * client was closed, a dial error from the host); otherwise exactly one of result / error (the
+ * JSON-RPC error object) is non-NULL. Both are borrowed for the callback's duration.
+ *
+ * Threads: loop thread only. Ownership: svc_client_close frees the client (after failing what
+ * is pending with -ECANCELED). */
+#ifndef PEERMCP_SERVICE_CLIENT_H
+#define PEERMCP_SERVICE_CLIENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "p2p/host/host.h"
+
+typedef struct svc_client svc_client;
+
+typedef struct svc_client_opts {
+  const char *token;           /* shared token: sent in initialize and in every rpc message */
+  uint32_t request_timeout_ms; /* per attempt; 0 → 30000 */
+  unsigned retries;            /* extra attempts for idempotent requests; default 2 (set
+                                  no_retries to disable) */
+  bool no_retries;
+  uint32_t backoff_ms;         /* 0 → 50 */
+  size_t max_frame_bytes;      /* inbound reply cap; 0 → 16 MiB */
+  size_t max_inflight;         /* requests sent and unanswered on the stream; 0 → 32 (the
+                                  server answers more than 64 with -32010) */
+  const char *client_name;     /* clientInfo.name; NULL → "peermcp" */
+} svc_client_opts;
+
+typedef void (*svc_client_cb)(void *ud, int err, json_t *result, json_t *error);
+
+/* target: a multiaddr with /p2p/<id> or a bare PeerId known to the peerstore. Copies it. */
+int svc_client_new(uv_loop_t *loop, p2p_host *host, const char *target, const svc_client_opts *o,
+                   svc_client **out) __attribute__((warn_unused_result));
+
+/* A JSON-RPC request (params borrowed, copied). timeout_ms 0 → the default. */
+int svc_client_request(svc_client *c, const char *method, json_t *params, bool idempotent, uint32_t timeout_ms,
+                       svc_client_cb cb, void *ud) __attribute__((warn_unused_result));
+
+/* A TaskQueue op over tools/call task_queue.rpc; the callback's result is the op reply (the
+ * "content" of the Python shape). The token is added to the message if it has none. */
+int svc_client_rpc(svc_client *c, json_t *msg, uint32_t timeout_ms, svc_client_cb cb, void *ud)
+    __attribute__((warn_unused_result));
+
+/* tools/call of any other tool; result is the CallToolResult. Never retried (a tool may not be
+ * idempotent) unless idempotent is set. */
+int svc_client_call_tool(svc_client *c, const char *tool, json_t *args, bool idempotent, uint32_t timeout_ms,
+                         svc_client_cb cb, void *ud) __attribute__((warn_unused_result));
+
+/* The server's initialize result once known (borrowed), else NULL. */
+const json_t *svc_client_server_info(const svc_client *c);
+/* Requests queued or in flight. */
+size_t svc_client_pending(const svc_client *c);
+/* Counters: streams opened, retries done (for tests and benchmarks). */
+void svc_client_counters(const svc_client *c, uint64_t *streams_opened, uint64_t *retries);
+
+/* Fails pending requests with -ECANCELED and frees the client (the stream is closed). */
+void svc_client_close(svc_client *c);
+
+#endif

@@ -1,0 +1,78 @@
+/* rpc_tool.c — the task_queue.rpc tool (see rpc_tool.h). */
+#include "service/rpc_tool.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "mcp/dispatch.h"
+#include "service/mcpp.h"
+
+static bool rpc_cancelled(void *ud) { return mcp_call_cancelled(ud); }
+
+/* The `call_tool` op: the named tool runs as a child of the task_queue.rpc call. */
+static int rpc_nested_tool(void *ud, const mcp_auth *auth, const char *tool, json_t *args, int64_t timeout_ms,
+                           json_t **result, bool *is_error) {
+  mcp_call *call = ud;
+  (void)auth; /* the child inherits the parent's auth (which already holds the message token) */
+  (void)timeout_ms;
+  *result = NULL;
+  *is_error = false;
+  if (strcmp(tool, SVC_TASKQ_TOOL) == 0) return -ENOENT; /* no recursion through the op table */
+  json_t *env = NULL;
+  mcp_dispatch_status st = mcp_dispatch_invoke(call, NULL, tool, args, &env);
+  int rc = 0;
+  switch (st) {
+  case MCP_DISPATCH_OK: *result = json_incref(json_object_get(env, "result")); break;
+  case MCP_DISPATCH_TOOL_ERROR:
+    *is_error = true;
+    *result = json_incref(json_object_get(env, "error"));
+    break;
+  case MCP_DISPATCH_UNKNOWN_TOOL:
+  case MCP_DISPATCH_UNKNOWN_CATEGORY: rc = -ENOENT; break;
+  case MCP_DISPATCH_FORBIDDEN: rc = -EPERM; break;
+  case MCP_DISPATCH_TIMEOUT: rc = -ETIMEDOUT; break;
+  case MCP_DISPATCH_CANCELLED: rc = -ECANCELED; break;
+  case MCP_DISPATCH_INVALID_ARGUMENTS:
+    *is_error = true;
+    *result = json_incref(json_object_get(env, "error"));
+    break;
+  default: rc = -EIO; break;
+  }
+  json_decref(env);
+  return rc;
+}
+
+static mcp_tool_status rpc_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  svc_taskq_ctx *ctx = ud;
+  svc_auth who;
+  svc_auth_from_mcp(&who, mcp_call_auth(call));
+  svc_taskq_call tc = {.auth = &who,
+                       .cancelled = rpc_cancelled,
+                       .cancel_ud = call,
+                       .tool_call = rpc_nested_tool,
+                       .tool_ud = call};
+  const json_t *msg = svc_mcpp_rpc_message(args);
+  *result = svc_taskq_handle(ctx, msg, &tc);
+  if (!*result) {
+    *result = json_string("out of memory");
+    return MCP_TOOL_ERROR;
+  }
+  return MCP_TOOL_OK;
+}
+
+int svc_rpc_tool_register(mcp_registry *reg, svc_taskq_ctx *ctx) {
+  mcp_tool_def d = {0};
+  d.name = SVC_TASKQ_TOOL;
+  d.category = "p2p";
+  d.title = "TaskQueue RPC";
+  d.description =
+      "Runs one TaskQueue op message (submit, claim, complete, list, get, wait, cancel, status, call_tool, "
+      "cache.get/set/has/delete, …) and returns the op's reply. Each op checks the caller's scopes.";
+  d.input_schema = "{\"type\":\"object\",\"properties\":{\"op\":{\"type\":\"string\"}}}";
+  d.scopes = 0; /* per op (auth.h) */
+  d.flags = MCP_TOOL_REMOTE;
+  d.timeout_ms = SVC_RPC_TOOL_TIMEOUT_MS;
+  d.fn = rpc_fn;
+  d.ud = ctx;
+  return mcp_registry_add(reg, &d);
+}

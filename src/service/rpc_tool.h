@@ -1,0 +1,25 @@
+/* rpc_tool.h — the MCP tool `task_queue.rpc`: a TaskQueue op message in, the op's reply out
+ * (p2p_tasks_spec.md §2.3 "How task_queue.rpc runs"). Both service protocols end here: a
+ * /mcp+p2p/1.0.0 tools/call of task_queue.rpc and a legacy NDJSON request are dispatched as
+ * this tool, so auth, the op table and the reply shapes are the same on every path; a local
+ * MCP client may call it too.
+ *
+ * The arguments are the message itself, or {"<any key>": <message object>} (unwrapped). The
+ * result is the op reply object ({"ok":…, "peer_id":…, …}); transports that speak the Python
+ * shape wrap it as {"content": reply}. The op `call_tool` runs the named tool as a child of
+ * this call (mcp_dispatch_invoke): same caller, same remote filter, the parent's deadline.
+ *
+ * Ownership: ctx is borrowed and must outlive the registry. Register once, on the main thread,
+ * before serving. */
+#ifndef PEERMCP_SERVICE_RPC_TOOL_H
+#define PEERMCP_SERVICE_RPC_TOOL_H
+
+#include "mcp/registry.h"
+#include "service/taskq_ops.h"
+
+/* Deadline of one task_queue.rpc call: the longest wait (300 s) plus a margin. */
+#define SVC_RPC_TOOL_TIMEOUT_MS 330000u
+
+int svc_rpc_tool_register(mcp_registry *reg, svc_taskq_ctx *ctx) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,467 @@
+/* server.c — /mcp+p2p/1.0.0 and legacy NDJSON stream handlers on the host (see server.h). */
+#include "service/server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service/frame.h"
+#include "service/mcpp.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+#define SRV_MAX_PEERS 4096  /* peer entries kept (idle ones are dropped past this) */
+#define SRV_WRITE_CHUNK (64u * 1024u)
+
+typedef struct peer_entry {
+  char id[SVC_AUTH_MAX_PEER_ID + 1];
+  unsigned streams;
+  svc_rate rate;
+  uint64_t last_use;
+} peer_entry;
+
+enum { ST_MCPP = 1, ST_LEGACY = 2 };
+
+typedef struct svc_stream {
+  svc_server *srv;
+  p2p_stream *s;
+  peer_entry *peer;
+  int kind;
+  struct svc_stream *prev, *next;
+  bool linked;
+  bool write_blocked, closed_write;
+  /* ST_MCPP */
+  svc_mcpp_conn *conn;
+  /* ST_LEGACY */
+  svc_ndjson_dec nd;
+  buf lout;
+  svc_auth lauth;
+  mcp_call *lcall;
+  bool lstarted, ldone;
+} svc_stream;
+
+typedef struct call_ctx {
+  svc_stream *st;
+  uint64_t call_no;
+  mcp_call *call;
+} call_ctx;
+
+struct svc_server {
+  svc_server_opts o;
+  peer_entry *peers;
+  size_t n_peers;
+  uint64_t use_clock;
+  svc_stream *streams;
+  size_t n_streams;
+  bool stopping;
+  uv_timer_t timer;
+  bool timer_init;
+  int64_t stop_deadline;
+  void (*stop_done)(void *);
+  void *stop_ud;
+};
+
+/* ---------- peers ---------- */
+
+static peer_entry *peer_get(svc_server *srv, const char *id) {
+  if (!id) id = "";
+  for (size_t i = 0; i < srv->n_peers; i++)
+    if (strcmp(srv->peers[i].id, id) == 0) {
+      srv->peers[i].last_use = ++srv->use_clock;
+      return &srv->peers[i];
+    }
+  if (srv->n_peers == SRV_MAX_PEERS) {
+    /* drop the least recently used idle entry */
+    size_t victim = SIZE_MAX;
+    for (size_t i = 0; i < srv->n_peers; i++)
+      if (srv->peers[i].streams == 0 && (victim == SIZE_MAX || srv->peers[i].last_use < srv->peers[victim].last_use))
+        victim = i;
+    if (victim == SIZE_MAX) return NULL;
+    /* Streams point at their entries: only idle entries move, and the last one moves only if
+     * it is idle too — otherwise overwrite the victim in place. */
+    peer_entry *last = &srv->peers[srv->n_peers - 1];
+    if (last->streams == 0) {
+      srv->peers[victim] = *last;
+      srv->n_peers--;
+    } else {
+      peer_entry *p = &srv->peers[victim];
+      memset(p, 0, sizeof *p);
+      snprintf(p->id, sizeof p->id, "%s", id);
+      svc_rate_init(&p->rate, srv->o.rate_burst, srv->o.rate_per_s);
+      p->last_use = ++srv->use_clock;
+      return p;
+    }
+  }
+  peer_entry *p = &srv->peers[srv->n_peers++];
+  memset(p, 0, sizeof *p);
+  snprintf(p->id, sizeof p->id, "%s", id);
+  svc_rate_init(&p->rate, srv->o.rate_burst, srv->o.rate_per_s);
+  p->last_use = ++srv->use_clock;
+  return p;
+}
+
+/* ---------- streams ---------- */
+
+static void st_unlink(svc_stream *st) {
+  if (!st->linked) return;
+  svc_server *srv = st->srv;
+  if (st->prev) st->prev->next = st->next;
+  else srv->streams = st->next;
+  if (st->next) st->next->prev = st->prev;
+  st->linked = false;
+  srv->n_streams--;
+  if (st->peer && st->peer->streams) st->peer->streams--;
+}
+
+static buf *st_out(svc_stream *st) { return st->kind == ST_MCPP ? svc_mcpp_output(st->conn) : &st->lout; }
+
+static bool st_finished(svc_stream *st) { return st->kind == ST_MCPP ? svc_mcpp_done(st->conn) : st->ldone; }
+
+static void st_flush(svc_stream *st) {
+  if (!st->s) return;
+  buf *out = st_out(st);
+  while (buf_len(out) && !st->write_blocked) {
+    size_t n = buf_len(out) < SRV_WRITE_CHUNK ? buf_len(out) : SRV_WRITE_CHUNK;
+    int rc = p2p_stream_write(st->s, buf_ptr(out), n);
+    if (rc == -ENOBUFS) {
+      st->write_blocked = true;
+      break;
+    }
+    if (rc < 0) { /* write side gone: nothing more can be sent */
+      buf_reset(out);
+      break;
+    }
+    buf_consume(out, n);
+    if (rc == 1) st->write_blocked = true;
+  }
+  if (st->write_blocked) p2p_stream_pause_read(st->s, true);
+  if (!buf_len(out) && st_finished(st) && !st->closed_write) {
+    st->closed_write = true;
+    p2p_stream_close_write(st->s);
+  }
+}
+
+static void st_on_writable(p2p_stream *s, void *ud) {
+  svc_stream *st = ud;
+  (void)s;
+  st->write_blocked = false;
+  st_flush(st);
+  if (!st->write_blocked) p2p_stream_pause_read(st->s, false);
+}
+
+static void st_free(svc_stream *st) {
+  st_unlink(st);
+  if (st->kind == ST_MCPP) {
+    svc_mcpp_free(st->conn); /* detaches calls in flight */
+  } else {
+    if (st->lcall) mcp_dispatch_detach(st->lcall);
+    svc_ndjson_dec_free(&st->nd);
+    buf_free(&st->lout);
+  }
+  free(st);
+}
+
+static void st_on_close(p2p_stream *s, int err, void *ud) {
+  svc_stream *st = ud;
+  (void)s;
+  (void)err;
+  st->s = NULL;
+  st_free(st);
+}
+
+/* ---------- /mcp+p2p/1.0.0 ---------- */
+
+static void mcpp_call_done(void *ud, const mcp_call_outcome *out) {
+  call_ctx *cc = ud;
+  svc_stream *st = cc->st;
+  svc_mcpp_call_done(st->conn, cc->call_no, out->status, out->envelope);
+  free(cc);
+  st_flush(st);
+}
+
+static int mcpp_call_start(void *ud, svc_mcpp_conn *c, uint64_t call_no, const char *tool, json_t *args,
+                           const mcp_auth *auth, uint32_t timeout_ms, void **handle) {
+  svc_stream *st = ud;
+  (void)c;
+  call_ctx *cc = calloc(1, sizeof *cc);
+  if (!cc) return -ENOMEM;
+  cc->st = st;
+  cc->call_no = call_no;
+  mcp_call_request req = {0};
+  req.tool = tool;
+  req.args = args;
+  req.auth = auth;
+  req.remote = true;
+  req.timeout_ms = timeout_ms;
+  int rc = mcp_dispatch_start(st->srv->o.dispatcher, &req, mcpp_call_done, cc, &cc->call);
+  if (rc < 0) {
+    free(cc);
+    return rc;
+  }
+  *handle = cc;
+  return 0;
+}
+
+static void mcpp_call_cancel(void *ud, void *handle) {
+  (void)ud;
+  mcp_dispatch_cancel(((call_ctx *)handle)->call);
+}
+
+static void mcpp_call_detach(void *ud, void *handle) {
+  (void)ud;
+  call_ctx *cc = handle;
+  mcp_dispatch_detach(cc->call);
+  free(cc);
+}
+
+static void mcpp_on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
+  svc_stream *st = ud;
+  (void)s;
+  if (!svc_mcpp_done(st->conn)) {
+    int rc = svc_mcpp_feed(st->conn, data, len);
+    (void)rc; /* -EPIPE: the conn is closing; st_flush sends what is left then FIN */
+  }
+  st_flush(st);
+}
+
+static void mcpp_on_eof(p2p_stream *s, void *ud) {
+  svc_stream *st = ud;
+  (void)s;
+  svc_mcpp_eof(st->conn);
+  st_flush(st);
+}
+
+static const p2p_stream_callbacks mcpp_cbs = {mcpp_on_data, mcpp_on_eof, st_on_writable, st_on_close};
+
+static svc_stream *st_new(svc_server *srv, p2p_stream *s, int kind) {
+  const char *remote = p2p_stream_remote_peer(s);
+  peer_entry *peer = peer_get(srv, remote);
+  if (srv->stopping || !peer || peer->streams >= srv->o.max_streams_per_peer) {
+    log_write(LOG_NOTICE, "service stream refused", "{s:s, s:s}", "peer", remote ? remote : "",
+              "reason", srv->stopping ? "stopping" : "max_streams_per_peer");
+    p2p_stream_reset(s);
+    return NULL;
+  }
+  svc_stream *st = calloc(1, sizeof *st);
+  if (!st) {
+    p2p_stream_reset(s);
+    return NULL;
+  }
+  st->srv = srv;
+  st->s = s;
+  st->peer = peer;
+  st->kind = kind;
+  peer->streams++;
+  st->next = srv->streams;
+  if (srv->streams) srv->streams->prev = st;
+  srv->streams = st;
+  st->linked = true;
+  srv->n_streams++;
+  return st;
+}
+
+static void mcpp_handler(p2p_stream *s, void *ud) {
+  svc_server *srv = ud;
+  svc_stream *st = st_new(srv, s, ST_MCPP);
+  if (!st) return;
+  svc_mcpp_env env = {0};
+  env.peer_id = p2p_host_peer_id(srv->o.host);
+  env.policy = srv->o.policy;
+  env.registry = mcp_dispatcher_registry(srv->o.dispatcher);
+  env.max_frame_bytes = srv->o.max_frame_bytes;
+  env.max_frames = srv->o.max_frames;
+  env.rate_capacity = srv->o.rate_burst;
+  env.rate_refill_per_s = srv->o.rate_per_s;
+  env.call_timeout_ms = srv->o.call_timeout_ms;
+  env.call_start = mcpp_call_start;
+  env.call_cancel = mcpp_call_cancel;
+  env.call_detach = mcpp_call_detach;
+  env.hooks_ud = st;
+  st->conn = svc_mcpp_new(&env, p2p_stream_remote_peer(s), &st->peer->rate);
+  if (!st->conn) {
+    st_unlink(st);
+    free(st);
+    p2p_stream_reset(s);
+    return;
+  }
+  p2p_stream_set_callbacks(s, &mcpp_cbs, st);
+}
+
+/* ---------- legacy NDJSON ---------- */
+
+static void legacy_reply(svc_stream *st, json_t *reply) {
+  if (reply) {
+    if (svc_ndjson_encode(&st->lout, reply) != 0) buf_reset(&st->lout);
+    json_decref(reply);
+  }
+  st->ldone = true;
+  st_flush(st);
+}
+
+static json_t *legacy_error(svc_stream *st, const char *code) {
+  return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "peer_id", p2p_host_peer_id(st->srv->o.host));
+}
+
+static void legacy_call_done(void *ud, const mcp_call_outcome *out) {
+  svc_stream *st = ud;
+  st->lcall = NULL;
+  json_t *res = json_object_get(out->envelope, "result");
+  if (out->status == MCP_DISPATCH_OK && json_is_object(res)) {
+    legacy_reply(st, json_incref(res));
+  } else {
+    legacy_reply(st, legacy_error(st, out->status == MCP_DISPATCH_TIMEOUT ? "timeout" : "internal_error"));
+  }
+}
+
+static void legacy_start(svc_stream *st) {
+  json_t *msg = svc_ndjson_dec_take(&st->nd);
+  st->lstarted = true;
+  svc_auth_init_peer(&st->lauth, st->srv->o.policy, p2p_stream_remote_peer(st->s));
+  svc_auth_present_msg_token(&st->lauth, st->srv->o.policy, msg);
+  mcp_call_request req = {0};
+  req.tool = SVC_TASKQ_TOOL;
+  req.args = msg;
+  req.auth = &st->lauth.a;
+  req.remote = true;
+  int rc = mcp_dispatch_start(st->srv->o.dispatcher, &req, legacy_call_done, st, &st->lcall);
+  json_decref(msg);
+  if (rc < 0) legacy_reply(st, legacy_error(st, "internal_error"));
+}
+
+static void legacy_status(svc_stream *st, svc_frame_status fs) {
+  if (st->lstarted || st->ldone) return;
+  if (fs == SVC_FRAME_READY) legacy_start(st);
+  else if (fs == SVC_FRAME_EMPTY) legacy_reply(st, NULL); /* nothing said: close without a reply */
+  else if (fs < 0) legacy_reply(st, legacy_error(st, svc_frame_status_str(fs)));
+}
+
+static void legacy_on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
+  svc_stream *st = ud;
+  (void)s;
+  if (st->lstarted || st->ldone) return; /* one request per stream */
+  legacy_status(st, svc_ndjson_dec_feed(&st->nd, data, len));
+}
+
+static void legacy_on_eof(p2p_stream *s, void *ud) {
+  svc_stream *st = ud;
+  (void)s;
+  if (!st->lstarted && !st->ldone) legacy_status(st, svc_ndjson_dec_finish(&st->nd));
+}
+
+static const p2p_stream_callbacks legacy_cbs = {legacy_on_data, legacy_on_eof, st_on_writable, st_on_close};
+
+static void legacy_handler(p2p_stream *s, void *ud) {
+  svc_server *srv = ud;
+  svc_stream *st = st_new(srv, s, ST_LEGACY);
+  if (!st) return;
+  svc_ndjson_dec_init(&st->nd, srv->o.max_frame_bytes);
+  buf_init(&st->lout, 64u * 1024 * 1024);
+  p2p_stream_set_callbacks(s, &legacy_cbs, st);
+}
+
+/* ---------- life cycle ---------- */
+
+int svc_server_start(const svc_server_opts *o, svc_server **out) {
+  if (!o->host || !o->dispatcher || !o->loop) return -EINVAL;
+  svc_server *srv = calloc(1, sizeof *srv);
+  if (!srv) return -ENOMEM;
+  srv->o = *o;
+  if (!srv->o.max_frame_bytes) srv->o.max_frame_bytes = SVC_FRAME_DEFAULT_MAX;
+  if (!srv->o.max_frames) srv->o.max_frames = 1000000;
+  if (!srv->o.max_streams_per_peer) srv->o.max_streams_per_peer = 64;
+  if (!(srv->o.rate_per_s > 0)) srv->o.rate_per_s = 100;
+  if (!(srv->o.rate_burst > 0)) srv->o.rate_burst = srv->o.rate_per_s;
+  srv->peers = calloc(SRV_MAX_PEERS, sizeof *srv->peers);
+  if (!srv->peers) {
+    free(srv);
+    return -ENOMEM;
+  }
+  int rc = p2p_host_handle(o->host, SVC_MCPP_PROTOCOL, mcpp_handler, srv);
+  if (rc == 0 && o->legacy) {
+    rc = p2p_host_handle(o->host, SVC_LEGACY_PROTOCOL, legacy_handler, srv);
+    if (rc < 0) p2p_host_unhandle(o->host, SVC_MCPP_PROTOCOL);
+  }
+  if (rc < 0) {
+    free(srv->peers);
+    free(srv);
+    return rc;
+  }
+  log_write(LOG_INFO, "p2p service protocols registered", "{s:s, s:b}", "protocol", SVC_MCPP_PROTOCOL, "legacy",
+            o->legacy);
+  *out = srv;
+  return 0;
+}
+
+static size_t srv_inflight(svc_server *srv) {
+  size_t n = 0;
+  for (svc_stream *st = srv->streams; st; st = st->next)
+    n += st->kind == ST_MCPP ? svc_mcpp_inflight(st->conn) : (st->lcall ? 1 : 0);
+  return n;
+}
+
+static void srv_reset_all(svc_server *srv) {
+  while (srv->streams) {
+    svc_stream *st = srv->streams;
+    p2p_stream *s = st->s;
+    st_unlink(st); /* on_close will free it */
+    if (s) p2p_stream_reset(s);
+  }
+}
+
+static void stop_timer_closed(uv_handle_t *h) {
+  svc_server *srv = h->data;
+  srv->timer_init = false;
+  if (srv->stop_done) srv->stop_done(srv->stop_ud);
+}
+
+static void stop_tick(uv_timer_t *t) {
+  svc_server *srv = t->data;
+  if (srv_inflight(srv) > 0 && uv_now(srv->o.loop) < (uint64_t)srv->stop_deadline) return;
+  srv_reset_all(srv);
+  uv_timer_stop(t);
+  uv_close((uv_handle_t *)t, stop_timer_closed);
+}
+
+void svc_server_stop(svc_server *srv, uint32_t deadline_ms, void (*done)(void *ud), void *ud) {
+  if (!srv->stopping) {
+    srv->stopping = true;
+    p2p_host_unhandle(srv->o.host, SVC_MCPP_PROTOCOL);
+    if (srv->o.legacy) p2p_host_unhandle(srv->o.host, SVC_LEGACY_PROTOCOL);
+  }
+  srv->stop_done = done;
+  srv->stop_ud = ud;
+  srv->stop_deadline = (int64_t)uv_now(srv->o.loop) + deadline_ms;
+  if (uv_timer_init(srv->o.loop, &srv->timer) != 0) {
+    srv_reset_all(srv);
+    if (done) done(ud);
+    return;
+  }
+  srv->timer_init = true;
+  srv->timer.data = srv;
+  uv_timer_start(&srv->timer, stop_tick, 0, 50);
+}
+
+void svc_server_free(svc_server *srv) {
+  if (!srv) return;
+  if (!srv->stopping) {
+    p2p_host_unhandle(srv->o.host, SVC_MCPP_PROTOCOL);
+    if (srv->o.legacy) p2p_host_unhandle(srv->o.host, SVC_LEGACY_PROTOCOL);
+  }
+  /* Streams still linked are reset; their on_close (from the host) frees them. Detach them
+   * from the server so those callbacks do not touch freed memory. */
+  while (srv->streams) {
+    svc_stream *st = srv->streams;
+    p2p_stream *s = st->s;
+    st_unlink(st);
+    st->peer = NULL;
+    if (s) p2p_stream_reset(s);
+  }
+  free(srv->peers);
+  free(srv);
+}
+
+json_t *svc_server_stats_json(const svc_server *srv) {
+  return json_pack("{s:I, s:I, s:b, s:{s:o}}", "streams", (json_int_t)srv->n_streams, "peers",
+                   (json_int_t)srv->n_peers, "legacy", srv->o.legacy, "mcp_p2p", "stats", svc_mcpp_stats_json());
+}

@@ -1,0 +1,376 @@
+/* test_net.c — the service over real libp2p hosts on 127.0.0.1, in one process and one loop:
+ * server (host A), a trusted client (host B), a stranger (host C). Checks the wire contract
+ * end to end: initialize, task_queue.rpc, tools/call, tools/list filtering, many requests on
+ * one stream, the legacy NDJSON protocol, and that a stranger is refused. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mcp/dispatch.h"
+#include "mcp/registry.h"
+#include "service/client.h"
+#include "service/mcpp.h"
+#include "service/rpc_tool.h"
+#include "service/server.h"
+#include "service/taskq_ops.h"
+#include "util/clock.h"
+
+typedef struct world {
+  char dir[128];
+  uv_loop_t loop;
+  p2p_host *a, *b, *c;
+  char a_addr[256];
+  mcp_registry *reg;
+  mcp_dispatcher *disp;
+  tq_queue *q;
+  ttlcache *cache;
+  svc_auth_policy *pol;
+  svc_taskq_ctx *tq;
+  svc_server *srv;
+  int hosts_closed;
+} world;
+
+static world W;
+
+static mcp_tool_status echo_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  (void)call;
+  (void)ud;
+  *result = json_pack("{s:O}", "echo", args);
+  return MCP_TOOL_OK;
+}
+
+static void add_tool(const char *name, unsigned flags, unsigned scopes) {
+  mcp_tool_def d = {0};
+  d.name = name;
+  d.category = "test";
+  d.description = "test tool";
+  d.flags = flags;
+  d.scopes = scopes;
+  d.fn = echo_tool;
+  assert_int_equal(mcp_registry_add(W.reg, &d), 0);
+}
+
+static p2p_host *mk_host(const char *name) {
+  char dir[256];
+  snprintf(dir, sizeof dir, "%s/%s", W.dir, name);
+  p2p_host_config hc = {0};
+  hc.state_dir = dir;
+  hc.no_peerstore_file = true;
+  p2p_host *h;
+  assert_int_equal(p2p_host_new(&W.loop, &hc, &h), 0);
+  return h;
+}
+
+/* Runs the loop until *flag or 20 s. */
+static void run_until(int *flag) {
+  int64_t end = clock_mono_ms() + 20000;
+  while (!*flag && clock_mono_ms() < end) uv_run(&W.loop, UV_RUN_ONCE);
+  assert_true(*flag);
+}
+
+static int setup(void **state) {
+  (void)state;
+  memset(&W, 0, sizeof W);
+  snprintf(W.dir, sizeof W.dir, "/tmp/peermcp-svcnet-XXXXXX");
+  assert_non_null(mkdtemp(W.dir));
+  assert_int_equal(uv_loop_init(&W.loop), 0);
+  W.a = mk_host("a");
+  W.b = mk_host("b");
+  W.c = mk_host("c");
+  assert_int_equal(p2p_host_listen(W.a, "/ip4/127.0.0.1/tcp/0"), 0);
+  const char *addrs[4];
+  assert_true(p2p_host_listen_addrs(W.a, addrs, 4) >= 1);
+  snprintf(W.a_addr, sizeof W.a_addr, "%s/p2p/%s", addrs[0], p2p_host_peer_id(W.a));
+
+  char path[256];
+  snprintf(path, sizeof path, "%s/q.sqlite3", W.dir);
+  tq_options qo;
+  tq_options_default(&qo);
+  qo.path = path;
+  assert_int_equal(tq_open(&qo, &W.q), 0);
+  char cdir[256];
+  snprintf(cdir, sizeof cdir, "%s/cache", W.dir);
+  ttlcache_options co;
+  ttlcache_options_default(&co);
+  co.dir = cdir;
+  assert_int_equal(ttlcache_open(&co, &W.cache), 0);
+
+  W.pol = svc_auth_policy_new();
+  assert_int_equal(svc_auth_policy_add_peer(W.pol, p2p_host_peer_id(W.b), 0), 0);
+  svc_taskq_config tc;
+  svc_taskq_config_default(&tc);
+  tc.queue = W.q;
+  tc.cache = W.cache;
+  tc.policy = W.pol;
+  tc.peer_id = p2p_host_peer_id(W.a);
+  W.tq = svc_taskq_new(&tc);
+
+  W.reg = mcp_registry_new();
+  add_tool("echo", MCP_TOOL_REMOTE, MCP_SCOPE_TOOL_CALL);
+  add_tool("secret", 0, 0);
+  assert_int_equal(svc_rpc_tool_register(W.reg, W.tq), 0);
+  assert_int_equal(mcp_dispatcher_new(&W.loop, W.reg, NULL, &W.disp), 0);
+
+  svc_server_opts so = {0};
+  so.loop = &W.loop;
+  so.host = W.a;
+  so.dispatcher = W.disp;
+  so.policy = W.pol;
+  so.rate_per_s = 100000;
+  so.legacy = true;
+  assert_int_equal(svc_server_start(&so, &W.srv), 0);
+  return 0;
+}
+
+static void stopped(void *ud) { *(int *)ud = 1; }
+static void host_closed(p2p_host *h, void *ud) {
+  (void)h;
+  (void)ud;
+  W.hosts_closed++;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  int done = 0;
+  svc_server_stop(W.srv, 2000, stopped, &done);
+  run_until(&done);
+  svc_server_free(W.srv);
+  mcp_dispatcher_shutdown(W.disp);
+  p2p_host_close(W.a, host_closed, NULL);
+  p2p_host_close(W.b, host_closed, NULL);
+  p2p_host_close(W.c, host_closed, NULL);
+  int64_t end = clock_mono_ms() + 10000;
+  while (W.hosts_closed < 3 && clock_mono_ms() < end) uv_run(&W.loop, UV_RUN_ONCE);
+  mcp_dispatcher_free(W.disp);
+  end = clock_mono_ms() + 5000;
+  while (uv_run(&W.loop, UV_RUN_NOWAIT) != 0 && clock_mono_ms() < end) usleep(1000);
+  assert_int_equal(uv_loop_close(&W.loop), 0);
+  mcp_registry_free(W.reg);
+  svc_taskq_free(W.tq);
+  svc_auth_policy_free(W.pol);
+  tq_close(W.q);
+  ttlcache_close(W.cache);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", W.dir);
+  assert_int_equal(system(cmd), 0);
+  return 0;
+}
+
+/* One reply captured. */
+typedef struct got {
+  int done;
+  int err;
+  json_t *result, *error;
+} got;
+
+static void got_cb(void *ud, int err, json_t *result, json_t *error) {
+  got *g = ud;
+  g->done = 1;
+  g->err = err;
+  g->result = json_incref(result);
+  g->error = json_incref(error);
+}
+
+static void got_clear(got *g) {
+  json_decref(g->result);
+  json_decref(g->error);
+  memset(g, 0, sizeof *g);
+}
+
+static json_t *rpc(svc_client *cl, const char *text, got *g) {
+  json_t *m = json_loads(text, 0, NULL);
+  assert_non_null(m);
+  memset(g, 0, sizeof *g);
+  assert_int_equal(svc_client_rpc(cl, m, 0, got_cb, g), 0);
+  json_decref(m);
+  run_until(&g->done);
+  assert_int_equal(g->err, 0);
+  return g->result;
+}
+
+static svc_client *mk_client(p2p_host *h) {
+  svc_client *cl;
+  assert_int_equal(svc_client_new(&W.loop, h, W.a_addr, NULL, &cl), 0);
+  return cl;
+}
+
+static void test_trusted_peer_uses_queue_tools_and_one_stream(void **state) {
+  (void)state;
+  svc_client *cl = mk_client(W.b);
+  got g;
+  json_t *r = rpc(cl, "{\"op\":\"status\"}", &g);
+  assert_true(json_is_true(json_object_get(r, "ok")));
+  assert_string_equal(json_string_value(json_object_get(r, "peer_id")), p2p_host_peer_id(W.a));
+  const json_t *info = svc_client_server_info(cl);
+  assert_string_equal(json_string_value(json_object_get(info, "transport")), "/mcp+p2p/1.0.0");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(info, "server"), "peer_id")),
+                      p2p_host_peer_id(W.a));
+  got_clear(&g);
+
+  r = rpc(cl, "{\"op\":\"submit\",\"task_type\":\"tool.call\",\"payload\":{\"tool\":\"echo\",\"args\":{\"x\":1}}}", &g);
+  assert_true(json_is_true(json_object_get(r, "ok")));
+  char id[64];
+  snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r, "task_id")));
+  got_clear(&g);
+  char text[256];
+  snprintf(text, sizeof text, "{\"op\":\"get\",\"task_id\":\"%s\"}", id);
+  r = rpc(cl, text, &g);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(r, "task"), "status")), "queued");
+  got_clear(&g);
+
+  /* the call_tool op runs the tool as a child call */
+  r = rpc(cl, "{\"op\":\"call_tool\",\"tool_name\":\"echo\",\"args\":{\"y\":2}}", &g);
+  assert_true(json_is_true(json_object_get(r, "ok")));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r, "result"), "echo"), "y")), 2);
+  got_clear(&g);
+  /* a local-only tool does not exist for a peer */
+  r = rpc(cl, "{\"op\":\"call_tool\",\"tool_name\":\"secret\"}", &g);
+  assert_string_equal(json_string_value(json_object_get(r, "error")), "unknown_tool");
+  got_clear(&g);
+
+  /* 200 pipelined requests on the same stream */
+  got many[200];
+  memset(many, 0, sizeof many);
+  json_t *m = json_pack("{s:s}", "op", "status");
+  for (int i = 0; i < 200; i++) assert_int_equal(svc_client_rpc(cl, m, 0, got_cb, &many[i]), 0);
+  json_decref(m);
+  for (int i = 0; i < 200; i++) {
+    run_until(&many[i].done);
+    assert_int_equal(many[i].err, 0);
+    assert_true(json_is_true(json_object_get(many[i].result, "ok")));
+    got_clear(&many[i]);
+  }
+  uint64_t streams = 0, retries = 0;
+  svc_client_counters(cl, &streams, &retries);
+  assert_int_equal(streams, 1);
+  assert_int_equal(retries, 0);
+  svc_client_close(cl);
+}
+
+static void test_tools_call_and_list_for_trusted_peer(void **state) {
+  (void)state;
+  svc_client *cl = mk_client(W.b);
+  got g = {0};
+  json_t *args = json_pack("{s:i}", "z", 3);
+  assert_int_equal(svc_client_call_tool(cl, "echo", args, false, 0, got_cb, &g), 0);
+  json_decref(args);
+  run_until(&g.done);
+  assert_int_equal(g.err, 0);
+  assert_true(json_is_false(json_object_get(g.result, "isError")));
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(json_object_get(g.result, "structuredContent"), "echo"), "z")), 3);
+  got_clear(&g);
+  assert_int_equal(svc_client_request(cl, "tools/list", NULL, true, 0, got_cb, &g), 0);
+  run_until(&g.done);
+  json_t *tools = json_object_get(g.result, "tools");
+  assert_int_equal(json_array_size(tools), 2); /* echo, task_queue.rpc — not secret */
+  got_clear(&g);
+  svc_client_close(cl);
+}
+
+static void test_stranger_is_refused_everywhere(void **state) {
+  (void)state;
+  svc_client *cl = mk_client(W.c);
+  got g;
+  json_t *r = rpc(cl, "{\"op\":\"submit\",\"payload\":{}}", &g);
+  assert_string_equal(json_string_value(json_object_get(r, "error")), "unauthorized");
+  got_clear(&g);
+  r = rpc(cl, "{\"op\":\"cache.get\",\"key\":\"k\"}", &g);
+  assert_string_equal(json_string_value(json_object_get(r, "error")), "unauthorized");
+  got_clear(&g);
+  r = rpc(cl, "{\"op\":\"status\"}", &g);
+  assert_true(json_is_true(json_object_get(r, "ok")));
+  got_clear(&g);
+  memset(&g, 0, sizeof g);
+  assert_int_equal(svc_client_request(cl, "tools/list", NULL, true, 0, got_cb, &g), 0);
+  run_until(&g.done);
+  assert_int_equal(json_array_size(json_object_get(g.result, "tools")), 0);
+  got_clear(&g);
+  assert_int_equal(svc_client_call_tool(cl, "echo", NULL, false, 0, got_cb, &g), 0);
+  run_until(&g.done);
+  assert_non_null(g.error);
+  assert_int_equal(json_integer_value(json_object_get(g.error, "code")), -32001);
+  got_clear(&g);
+  svc_client_close(cl);
+}
+
+/* --- legacy NDJSON, raw --- */
+typedef struct raw {
+  int done;
+  char buf[8192];
+  size_t len;
+  const char *send;
+} raw;
+
+static void raw_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  raw *r = ud;
+  (void)s;
+  if (r->len + n < sizeof r->buf) {
+    memcpy(r->buf + r->len, d, n);
+    r->len += n;
+  }
+}
+static void raw_eof(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_close_write(s);
+}
+static void raw_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  (void)err;
+  ((raw *)ud)->done = 1;
+}
+static const p2p_stream_callbacks raw_cbs = {raw_data, raw_eof, NULL, raw_close};
+static void raw_open(p2p_stream *s, int err, void *ud) {
+  raw *r = ud;
+  if (err < 0) {
+    r->done = 1;
+    return;
+  }
+  p2p_stream_set_callbacks(s, &raw_cbs, r);
+  int rc = p2p_stream_write(s, r->send, strlen(r->send));
+  assert_true(rc >= 0);
+}
+
+static void test_legacy_ndjson_one_request_per_stream(void **state) {
+  (void)state;
+  raw r = {0};
+  r.send = "{\"op\": \"status\"}\n";
+  assert_int_equal(p2p_host_open_stream(W.b, W.a_addr, SVC_LEGACY_PROTOCOL, raw_open, &r), 0);
+  run_until(&r.done);
+  r.buf[r.len] = 0;
+  assert_true(r.len > 0);
+  assert_int_equal(r.buf[r.len - 1], '\n');
+  json_t *v = json_loads(r.buf, 0, NULL);
+  assert_non_null(v);
+  assert_true(json_is_true(json_object_get(v, "ok")));
+  assert_string_equal(json_string_value(json_object_get(v, "peer_id")), p2p_host_peer_id(W.a));
+  json_decref(v);
+  /* junk gets invalid_json */
+  raw j = {0};
+  j.send = "not json\n";
+  assert_int_equal(p2p_host_open_stream(W.b, W.a_addr, SVC_LEGACY_PROTOCOL, raw_open, &j), 0);
+  run_until(&j.done);
+  j.buf[j.len] = 0;
+  v = json_loads(j.buf, 0, NULL);
+  assert_string_equal(json_string_value(json_object_get(v, "error")), "invalid_json");
+  json_decref(v);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_trusted_peer_uses_queue_tools_and_one_stream, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tools_call_and_list_for_trusted_peer, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stranger_is_refused_everywhere, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_legacy_ndjson_one_request_per_stream, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
