@@ -429,7 +429,7 @@ static void write_file(const char *path, const char *text) {
 
 static void test_config_file_selection_flag_env_default(void **state) {
   (void)state;
-  char p1[600], p2[600], dir[512];
+  char p1[600], p2[600], dir[400];
   config cfg;
   char err[512];
   /* default path under XDG_CONFIG_HOME, used only if it exists */
@@ -469,7 +469,7 @@ static void test_config_file_selection_flag_env_default(void **state) {
   /* an error from a real file names the file and the line */
   write_file(p2, "{\n \"page_size\": \"x\"}");
   assert_int_equal(config_load(&cfg, NULL, err, sizeof err), -EINVAL);
-  char want[600];
+  char want[700];
   snprintf(want, sizeof want, "%s:2:2: page_size:", p2);
   assert_non_null(strstr(err, want));
   unsetenv("XDG_CONFIG_HOME");
@@ -488,6 +488,47 @@ static void test_config_file_over_ceiling_is_refused(void **state) {
   char err[256];
   assert_int_equal(config_load_text(&cfg, big, n, "big.json", NULL, err, sizeof err), -EFBIG);
   free(big);
+}
+
+/* Random byte mutations of a valid file: every outcome is 0 or a clean error, never a crash or
+ * a leak (ASan), and an error always leaves the struct zeroed. Deterministic seed. */
+static void test_config_survives_mutated_files(void **state) {
+  (void)state;
+  const char *base =
+      "{\"log_level\": \"debug\", \"page_size\": 10, \"tools\": {\"disabled\": [\"a\"], \"commands\": ["
+      "{\"name\": \"t\", \"argv\": [\"/bin/true\"], \"env\": {\"A\": \"b\"}, \"input_schema\": "
+      "{\"type\": \"object\", \"properties\": {\"x\": {\"type\": \"string\", \"pattern\": \"^a\"}}}}]},"
+      " \"queue\": {\"lease_seconds\": 5}, \"p2p\": {\"listen\": [\"/ip4/127.0.0.1/tcp/1\"], \"token\": \"t\"}}";
+  size_t n = strlen(base);
+  char *buf = malloc(n + 1);
+  assert_non_null(buf);
+  unsigned seed = 12345;
+  static const char alphabet[] = "{}[]\":,0123456789-.eE \\/abcnrtu\x01\xff";
+  int ok = 0, bad = 0;
+  for (int iter = 0; iter < 3000; iter++) {
+    memcpy(buf, base, n + 1);
+    int muts = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 4;
+    for (int m = 0; m < muts; m++) {
+      seed = seed * 1103515245u + 12345u;
+      size_t pos = (seed >> 8) % n;
+      seed = seed * 1103515245u + 12345u;
+      buf[pos] = alphabet[(seed >> 8) % (sizeof alphabet - 1)];
+    }
+    config cfg;
+    char err[256];
+    int rc = config_load_text(&cfg, buf, n, "m.json", NULL, err, sizeof err);
+    if (rc == 0) {
+      ok++;
+      config_free(&cfg);
+    } else {
+      bad++;
+      assert_true(rc < 0);
+      assert_null(cfg.state_dir);
+      assert_true(err[0] != 0);
+    }
+  }
+  free(buf);
+  assert_true(ok > 0 && bad > 0);
 }
 
 int main(void) {
@@ -510,6 +551,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_config_command_tool_declaration_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_file_selection_flag_env_default, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_file_over_ceiling_is_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_survives_mutated_files, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
