@@ -152,12 +152,18 @@ static const char *schema_sql =
     " lease_epoch INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0,"
     " session_id TEXT, sticky_worker_id TEXT);";
 
+/* Partial indexes: a submit touches only the primary key, idx_tasks_status_created and the
+ * queued-only claim index; the lease and prune indexes hold running / terminal rows only. */
 static const char *index_sql =
+    "DROP INDEX IF EXISTS idx_tasks_lease; DROP INDEX IF EXISTS idx_tasks_updated;"
+    "DROP INDEX IF EXISTS idx_tasks_claim;"
     "CREATE INDEX IF NOT EXISTS idx_tasks_status_created ON tasks(status, created_at);"
-    "CREATE INDEX IF NOT EXISTS idx_tasks_claim ON tasks(status, priority DESC, created_at, task_id);"
+    "CREATE INDEX IF NOT EXISTS idx_tasks_claim_q ON tasks(priority DESC, created_at, task_id)"
+    " WHERE status = 'queued';"
     "CREATE UNIQUE INDEX IF NOT EXISTS idx_tasks_idempotency ON tasks(idempotency_key);"
-    "CREATE INDEX IF NOT EXISTS idx_tasks_lease ON tasks(status, lease_until);"
-    "CREATE INDEX IF NOT EXISTS idx_tasks_updated ON tasks(status, updated_at);";
+    "CREATE INDEX IF NOT EXISTS idx_tasks_lease_r ON tasks(lease_until) WHERE status = 'running';"
+    "CREATE INDEX IF NOT EXISTS idx_tasks_done ON tasks(updated_at)"
+    " WHERE status IN ('completed','failed','cancelled');";
 
 static const struct {
   const char *name, *decl;
@@ -314,7 +320,8 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **s) {
 /* Statement cache: the writer reuses prepared statements by slot. */
 enum {
   S_FIND_IDEM, S_FIND_ID, S_INSERT, S_RECOVER_Q, S_RECOVER_F, S_CANDS, S_CLAIM_ONE, S_HEARTBEAT,
-  S_GET, S_COMPLETE, S_RETRY, S_RELEASE, S_CANCEL_Q, S_CANCEL_R, S_DELETE, S_PRUNE, S_NSTMT
+  S_GET, S_COMPLETE, S_RETRY, S_RELEASE, S_CANCEL_Q, S_CANCEL_R, S_DELETE, S_PRUNE,
+  S_SAVEPOINT, S_RELEASE_SP, S_ROLLBACK_SP, S_NSTMT
 };
 
 static const char *stmt_sql[S_NSTMT] = {
@@ -337,7 +344,7 @@ static const char *stmt_sql[S_NSTMT] = {
                     " maximum attempts' END, assigned_worker = NULL, lease_until = NULL, updated_at = ?1"
                     " WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'running' AND lease_until IS"
                     " NOT NULL AND lease_until <= ?1 LIMIT ?2) RETURNING task_id",
-    [S_CANDS] = "SELECT task_id, task_type FROM tasks INDEXED BY idx_tasks_claim WHERE status = 'queued'"
+    [S_CANDS] = "SELECT task_id, task_type FROM tasks INDEXED BY idx_tasks_claim_q WHERE status = 'queued'"
                 " AND next_attempt_at <= ?1 AND (max_attempts = 0 OR attempt < max_attempts)"
                 " AND (sticky_worker_id IS NULL OR sticky_worker_id = ?2)"
                 " AND (?3 IS NULL OR session_id IS NULL OR session_id = ?3)"
@@ -368,6 +375,9 @@ static const char *stmt_sql[S_NSTMT] = {
     [S_PRUNE] = "DELETE FROM tasks WHERE task_id IN (SELECT task_id FROM tasks WHERE status IN"
                 " ('completed','failed','cancelled') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)"
                 " RETURNING task_id",
+    [S_SAVEPOINT] = "SAVEPOINT op",
+    [S_RELEASE_SP] = "RELEASE op",
+    [S_ROLLBACK_SP] = "ROLLBACK TO op",
 };
 
 typedef struct {
@@ -825,14 +835,15 @@ static void *writer_main(void *arg) {
       for (tq_op *op = g; op; op = op->next, k++) {
         op->now = now;
         size_t term_mark = b->n_term;
-        if (n > 1 && (rc = exec(b->w, "SAVEPOINT op")) != 0) {
+        sqlite3_stmt *sp;
+        if (n > 1 && ((rc = st(&w, S_SAVEPOINT, &sp)) != 0 || (rc = step_done(&w, sp)) != 0)) {
           op->rc = rc;
           continue;
         }
         op->rc = exec_op(&w, op);
         if (n > 1) {
-          if (op->rc) (void)exec(b->w, "ROLLBACK TO op");
-          (void)exec(b->w, "RELEASE op");
+          if (op->rc && st(&w, S_ROLLBACK_SP, &sp) == 0) (void)step_done(&w, sp);
+          if (st(&w, S_RELEASE_SP, &sp) == 0) (void)step_done(&w, sp);
         }
         if (op->rc) {
           b->n_term = term_mark;
