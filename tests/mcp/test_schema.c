@@ -371,6 +371,50 @@ static void test_schema_null_schema_is_rejected(void **state) {
   json_decref(i);
 }
 
+/* Random mutations of schemas: whatever parses is either refused by mcp_schema_check or usable
+ * by mcp_schema_validate on a few instances, without crashes or leaks (ASan). */
+static void test_schema_survives_mutated_schemas(void **state) {
+  (void)state;
+  static const char *const bases[] = {
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"^[a-z]+\\\\d$\",\"maxLength\":5},"
+      "\"b\":{\"type\":\"array\",\"items\":{\"enum\":[1,2,3]},\"default\":[1]}},\"required\":[\"a\"],"
+      "\"additionalProperties\":false}",
+      "{\"$defs\":{\"n\":{\"anyOf\":[{\"type\":\"integer\",\"minimum\":0},{\"$ref\":\"#/$defs/n\"}]}},"
+      "\"oneOf\":[{\"$ref\":\"#/$defs/n\"},{\"type\":\"null\"}],\"allOf\":[true]}",
+  };
+  static const char *const insts[] = {"{\"a\":\"ab1\",\"b\":[2]}", "3", "null", "{\"a\":\"\"}", "[[[]]]"};
+  static const char alphabet[] = "{}[]\":,0123456789-.$#/ abdefimnoprstuy\\^*+?()";
+  unsigned seed = 777;
+  int checked_ok = 0;
+  for (int iter = 0; iter < 4000; iter++) {
+    const char *b = bases[iter % 2];
+    size_t n = strlen(b);
+    char buf[512];
+    memcpy(buf, b, n + 1);
+    int muts = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 3;
+    for (int m = 0; m < muts; m++) {
+      seed = seed * 1103515245u + 12345u;
+      size_t pos = (seed >> 8) % n;
+      seed = seed * 1103515245u + 12345u;
+      buf[pos] = alphabet[(seed >> 8) % (sizeof alphabet - 1)];
+    }
+    json_t *s = json_loads(buf, JSON_DECODE_ANY, NULL);
+    if (!s) continue;
+    char err[128];
+    if (mcp_schema_check(s, err, sizeof err) == 0) {
+      checked_ok++;
+      for (size_t k = 0; k < sizeof insts / sizeof insts[0]; k++) {
+        json_t *i = json_loads(insts[k], JSON_DECODE_ANY, NULL);
+        int r = mcp_schema_validate(s, i, err, sizeof err);
+        assert_true(r == 0 || r == -EINVAL);
+        json_decref(i);
+      }
+    }
+    json_decref(s);
+  }
+  assert_true(checked_ok > 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_schema_type_single_and_union),
@@ -396,6 +440,7 @@ int main(void) {
       cmocka_unit_test(test_schema_check_rejects_bad_schemas),
       cmocka_unit_test(test_schema_check_depth_limit),
       cmocka_unit_test(test_schema_null_schema_is_rejected),
+      cmocka_unit_test(test_schema_survives_mutated_schemas),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
