@@ -15,6 +15,10 @@
 
 #define READ_CHUNK (64u * 1024u)
 #define MAX_QUEUED_CHUNKS 8 /* reader backpressure: at most 512 KiB waiting for the loop */
+/* Output backpressure: past OUT_HIGH bytes queued for stdout, no more input is processed (the
+ * reader then blocks, and the client's writes block) until the queue drains below OUT_LOW. */
+#define OUT_HIGH (64u * 1024u * 1024u)
+#define OUT_LOW (16u * 1024u * 1024u)
 
 typedef struct chunk {
   struct chunk *next;
@@ -25,6 +29,7 @@ typedef struct chunk {
 typedef struct out_req {
   uv_write_t req;
   char *msg;
+  size_t len;
   struct mcp_stdio *st;
 } out_req;
 
@@ -58,6 +63,8 @@ struct mcp_stdio {
   bool out_stream; /* else blocking write(2) */
   bool out_broken; /* EPIPE etc.: drop further output */
   size_t out_pending;
+  size_t out_bytes;  /* queued for stdout */
+  bool input_paused; /* by output backpressure */
 
   /* shutdown */
   bool eof;
@@ -125,9 +132,14 @@ static void write_cb(uv_write_t *req, int status) {
     st->out_broken = true;
     log_warn("stdio: write to stdout failed; dropping further output", "{s:s}", "error", uv_strerror(status));
   }
+  st->out_bytes -= w->len;
   free(w->msg);
   free(w);
   st->out_pending--;
+  if (st->input_paused && st->out_bytes < OUT_LOW && st->session) {
+    st->input_paused = false;
+    uv_async_send(&st->async); /* resume input */
+  }
   check_closed(st);
 }
 
@@ -179,6 +191,7 @@ static void stdio_send(void *ud, char *msg, size_t len) {
   }
   line[len] = '\n';
   w->msg = line;
+  w->len = len + 1;
   w->st = st;
   uv_buf_t b = uv_buf_init(line, (unsigned)(len + 1));
   int rc = uv_write(&w->req, (uv_stream_t *)&st->out, &b, 1, write_cb);
@@ -190,6 +203,7 @@ static void stdio_send(void *ud, char *msg, size_t len) {
     return;
   }
   st->out_pending++;
+  st->out_bytes += len + 1;
 }
 
 /* ---------- input ---------- */
@@ -253,20 +267,26 @@ static void input_eof(mcp_stdio *st) {
 
 static void async_cb(uv_async_t *h) {
   mcp_stdio *st = h->data;
-  pthread_mutex_lock(&st->mu);
-  chunk *c = st->q_head;
-  st->q_head = st->q_tail = NULL;
-  st->q_len = 0;
-  pthread_cond_signal(&st->cv);
-  pthread_mutex_unlock(&st->mu);
-  while (c) {
-    chunk *next = c->next;
+  for (;;) {
+    if (st->out_bytes > OUT_HIGH && !st->eof) {
+      st->input_paused = true; /* write_cb resumes us */
+      return;
+    }
+    pthread_mutex_lock(&st->mu);
+    chunk *c = st->q_head;
+    if (c) {
+      st->q_head = c->next;
+      if (!st->q_head) st->q_tail = NULL;
+      st->q_len--;
+      pthread_cond_signal(&st->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (!c) return;
     if (!st->eof) {
       if (c->len == 0) input_eof(st);
       else consume(st, c->data, c->len);
     }
     free(c);
-    c = next;
   }
 }
 
@@ -276,7 +296,8 @@ static void on_session_idle(void *ud) { check_closed(ud); }
 
 static void check_closed(mcp_stdio *st) {
   if (!st->eof || st->closed_notified || !st->session) return;
-  if (mcp_session_inflight(st->session) > 0 || st->out_pending > 0) return;
+  if (mcp_session_inflight(st->session) > 0) return;
+  if (st->out_pending > 0 && st->stop_requests < 2) return; /* a second signal stops waiting for a stuck reader */
   st->closed_notified = true;
   if (st->o.on_closed) st->o.on_closed(st->o.ud);
 }
@@ -300,6 +321,7 @@ void mcp_stdio_stop(mcp_stdio *st) {
   if (st->stop_requests > 1) {
     log_info("stdio: second stop request; cancelling in-flight calls", NULL);
     mcp_session_cancel_all(st->session);
+    check_closed(st);
   }
   stop_reader(st);
   input_eof(st);
