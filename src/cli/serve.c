@@ -50,9 +50,6 @@ static void serve_usage(FILE *f) {
           "\n"
           "options:\n"
           "%s"
-          "  --no-stdio           do not serve MCP on stdin/stdout (run the P2P side only)\n"
-          "  --no-p2p             do not start the libp2p host\n"
-          "  --p2p-listen ADDR    libp2p listen multiaddr (repeatable)\n"
           "  -h, --help           this text\n",
           config_args_help());
 }

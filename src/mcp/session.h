@@ -41,7 +41,8 @@ typedef struct mcp_session mcp_session;
 #define MCP_PROTOCOL_LEGACY_LATEST "2025-11-25"
 
 /* Hands one complete outgoing message to the transport: `msg` is a malloc'd, NUL-terminated
- * compact JSON text of `len` bytes with no newline; the transport owns it and free()s it. */
+ * compact JSON text of `len` bytes with no newline; the transport owns it and free()s it.
+ * The callback must not free the session (defer that, e.g. to a uv_idle/uv_async callback). */
 typedef void (*mcp_session_send_fn)(void *ud, char *msg, size_t len);
 
 /* Optional: lets a transport take over methods (e.g. P2P-specific ones) before the session's
@@ -51,7 +52,9 @@ typedef bool (*mcp_session_method_hook)(void *ud, mcp_session *s, const char *me
 
 typedef struct mcp_session_opts {
   mcp_dispatcher *dispatcher; /* required */
-  const mcp_auth *auth;       /* required; borrowed for the session's life */
+  const mcp_auth *auth;       /* required; borrowed for the session's life. The transport may
+                                 update it in place (e.g. after an authentication step) only
+                                 while no call is in flight (mcp_session_inflight() == 0). */
   bool remote;                /* remote caller: only MCP_TOOL_REMOTE tools are listed/callable */
   size_t page_size;           /* tools/list page; 0 = 50 */
   size_t max_message_bytes;   /* 0 = 16 MiB; larger messages get -32600 */
