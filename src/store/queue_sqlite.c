@@ -832,16 +832,25 @@ static void *writer_main(void *arg) {
     int rc = exec(b->w, "BEGIN IMMEDIATE");
     if (rc == 0) {
       int k = 0;
+      int lost = 0; /* SQLite rolled the whole transaction back (I/O error, disk full) */
       for (tq_op *op = g; op; op = op->next, k++) {
         op->now = now;
         size_t term_mark = b->n_term;
+        /* Ops that write once are atomic by SQLite's statement rollback; only the multi-statement
+         * ones (claim, recover) need a savepoint to fail alone inside a group. */
+        bool sp_needed = n > 1 && (op->kind == TQOP_CLAIM || op->kind == TQOP_RECOVER);
         sqlite3_stmt *sp;
-        if (n > 1 && ((rc = st(&w, S_SAVEPOINT, &sp)) != 0 || (rc = step_done(&w, sp)) != 0)) {
+        if (sp_needed && ((rc = st(&w, S_SAVEPOINT, &sp)) != 0 || (rc = step_done(&w, sp)) != 0)) {
           op->rc = rc;
+          rc = 0;
           continue;
         }
         op->rc = exec_op(&w, op);
-        if (n > 1) {
+        if (sqlite3_get_autocommit(b->w)) {
+          lost = op->rc ? op->rc : -EIO;
+          break;
+        }
+        if (sp_needed) {
           if (op->rc && st(&w, S_ROLLBACK_SP, &sp) == 0) (void)step_done(&w, sp);
           if (st(&w, S_RELEASE_SP, &sp) == 0) (void)step_done(&w, sp);
         }
@@ -849,6 +858,12 @@ static void *writer_main(void *arg) {
           b->n_term = term_mark;
           if (n == 1) break;
         }
+      }
+      if (lost) {
+        log_write(LOG_ERROR, "queue: transaction rolled back by the storage", "{s:i, s:i}", "ops", (int)n, "rc", lost);
+        b->n_term = 0;
+        finish_group(b, g, lost);
+        continue;
       }
       rc = (n == 1 && g->rc) ? -1 : exec(b->w, "COMMIT");
       if (rc == -1) {
