@@ -24,8 +24,9 @@
  * application calls yamux_stream_consume(); window updates are sent as it does, so a slow
  * reader holds back the sender. The most a peer can have outstanding on one stream (and so
  * the most the owner ever has to buffer for it) is yamux_stream_recv_window() <=
- * cfg.max_window. Window auto-tuning: see docs/yamux.md (doubles when a whole window is
- * consumed within 2 RTT, up to cfg.max_window = 16 MiB).
+ * cfg.max_window. Window auto-tuning: see docs/yamux.md (a window update is due when half
+ * the window has been consumed; if that happens within 2 RTT of the previous update the
+ * window doubles, up to cfg.max_window = 16 MiB).
  *
  * Stream handles: yamux_stream_open() and on_stream_open hand the owner a yamux_stream*.
  * The owner releases each handle exactly once with yamux_stream_release(); until then the
