@@ -1,6 +1,6 @@
 /* p2p_driver.c — test and benchmark driver for the libp2p host (not a unit test).
  *
- *   p2p_driver listen --state DIR [--listen MA]... [--slow-sink-ms MS] [--max-streams N]
+ *   p2p_driver listen --state DIR [--listen MA]... [--slow-sink-ms MS] [--max-streams N] [--window B]
  *       Serves /peermcp/echo/1.0.0, /peermcp/sink/1.0.0, /peermcp/source/1.0.0 (same meaning
  *       as tests/interop/p2p/peer.mjs) and /perf/1.0.0; prints {"peer_id","addrs"} on stdout;
  *       runs until stdin closes or SIGTERM, then closes the host gracefully. Per-stream
@@ -857,7 +857,7 @@ int main(int argc, char **argv) {
   size_t n_listen = 0;
   const char *pos[4];
   size_t n_pos = 0;
-  uint32_t max_streams = 0;
+  uint32_t max_streams = 0, window = 0;
   perf_streams = 1;
   setup_n = 10;
   for (int i = 2; i < argc; i++) {
@@ -867,6 +867,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--listen") && v && n_listen < 8) listens[n_listen++] = argv[++i];
     else if (!strcmp(a, "--slow-sink-ms") && v) slow_sink_ms = atoi(argv[++i]);
     else if (!strcmp(a, "--max-streams") && v) max_streams = (uint32_t)atoi(argv[++i]);
+    else if (!strcmp(a, "--window") && v) window = (uint32_t)strtoul(argv[++i], NULL, 10);
     else if (!strcmp(a, "--upload") && v) perf_up = strtoull(argv[++i], NULL, 10);
     else if (!strcmp(a, "--download") && v) perf_down = strtoull(argv[++i], NULL, 10);
     else if (!strcmp(a, "--streams") && v) perf_streams = atoi(argv[++i]);
@@ -892,6 +893,7 @@ int main(int argc, char **argv) {
   cfg.enable_perf = true;
   cfg.max_streams_per_conn = max_streams ? max_streams : 1024;
   cfg.no_peerstore_file = true;
+  cfg.yamux_window = window;
   int rc = p2p_host_new(loop, &cfg, &host);
   if (rc) {
     fprintf(stderr, "host: %s\n", strerror(-rc));

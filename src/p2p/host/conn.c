@@ -23,6 +23,7 @@ typedef struct wreq {
   uv_write_t req;
   p2p_conn *c;
   buf data;
+  struct wreq *next; /* in the connection's free list */
 } wreq;
 
 static void conn_flush(p2p_conn *c);
@@ -339,12 +340,49 @@ static void y_on_goaway(yamux_session *s, uint32_t code, void *ud) {
 
 /* ---------------------------------------------------------------- socket I/O */
 
+/* A write request whose buffer can take `need` bytes: recycled when possible, because fresh
+ * 256 KiB buffers would be mmap'd and page-faulted on every write. */
+static wreq *wreq_get(p2p_conn *c, size_t need) {
+  wreq *w = c->wfree;
+  if (w) {
+    c->wfree = w->next;
+    c->n_wfree--;
+    buf_reset(&w->data);
+  } else {
+    w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+  }
+  w->c = c;
+  w->data.max = need > w->data.cap ? need : w->data.cap;
+  return w;
+}
+
+static void wreq_put(p2p_conn *c, wreq *w) {
+  if (c->state != CONN_CLOSED && c->n_wfree < HOST_WPOOL && w->data.cap <= 2 * HOST_WRITE_CHUNK) {
+    w->next = c->wfree;
+    c->wfree = w;
+    c->n_wfree++;
+    return;
+  }
+  buf_free(&w->data);
+  free(w);
+}
+
+static void conn_free_wpool(p2p_conn *c) {
+  while (c->wfree) {
+    wreq *w = c->wfree;
+    c->wfree = w->next;
+    buf_free(&w->data);
+    free(w);
+  }
+  c->n_wfree = 0;
+}
+
 static void on_written(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
   p2p_conn *c = w->c;
   c->tx_pending -= buf_len(&w->data);
-  buf_free(&w->data);
-  free(w);
+  wreq_put(c, w);
   if (c->state == CONN_CLOSED) return;
   if (status < 0) {
     conn_close(c, -ECONNABORTED);
@@ -356,18 +394,7 @@ static void on_written(uv_write_t *req, int status) {
   }
 }
 
-/* Hands b's bytes to the socket (b is left empty and reusable). */
-static int conn_write_buf(p2p_conn *c, buf *b) {
-  if (!buf_len(b)) return 0;
-  if (c->state == CONN_CLOSED) {
-    buf_reset(b);
-    return -ECONNABORTED;
-  }
-  wreq *w = malloc(sizeof *w);
-  if (!w) return -ENOMEM;
-  w->c = c;
-  w->data = *b;
-  buf_init(b, w->data.max);
+static int wreq_submit(p2p_conn *c, wreq *w) {
   uv_buf_t ub = uv_buf_init((char *)buf_ptr(&w->data), (unsigned)buf_len(&w->data));
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
   if (rc < 0) {
@@ -380,14 +407,36 @@ static int conn_write_buf(p2p_conn *c, buf *b) {
   return 0;
 }
 
+/* Hands b's bytes to the socket (b is left empty and reusable). */
+static int conn_write_buf(p2p_conn *c, buf *b) {
+  if (!buf_len(b)) return 0;
+  if (c->state == CONN_CLOSED) {
+    buf_reset(b);
+    return -ECONNABORTED;
+  }
+  wreq *w = wreq_get(c, buf_len(b));
+  if (!w) return -ENOMEM;
+  int rc = buf_append(&w->data, buf_ptr(b), buf_len(b));
+  buf_reset(b);
+  if (rc) {
+    wreq_put(c, w);
+    return rc;
+  }
+  return wreq_submit(c, w);
+}
+
+/* Encrypts n plaintext bytes straight into a write buffer and sends it. */
 static int conn_send_plain(p2p_conn *c, const uint8_t *p, size_t n) {
+  if (c->state == CONN_CLOSED) return -ECONNABORTED;
   size_t frames = n / NOISE_MAX_PLAINTEXT + 1;
-  buf w;
-  buf_init(&w, n + frames * (2 + NOISE_TAG_LEN));
-  int rc = noise_encrypt(c->noise, p, n, &w);
-  if (rc == 0) rc = conn_write_buf(c, &w);
-  buf_free(&w);
-  return rc;
+  wreq *w = wreq_get(c, n + frames * (2 + NOISE_TAG_LEN));
+  if (!w) return -ENOMEM;
+  int rc = noise_encrypt(c->noise, p, n, &w->data);
+  if (rc) {
+    wreq_put(c, w);
+    return rc;
+  }
+  return wreq_submit(c, w);
 }
 
 static void conn_flush(p2p_conn *c) {
@@ -428,6 +477,7 @@ static int conn_start_yamux(p2p_conn *c) {
   yamux_config yc;
   yamux_config_default(&yc);
   yc.max_streams = c->h->cfg.max_streams_per_conn;
+  if (c->h->cfg.yamux_window) yc.initial_window = c->h->cfg.yamux_window;
   yamux_callbacks cb = {
       .on_stream_open = y_on_open,
       .on_stream_data = y_on_data,
@@ -607,6 +657,7 @@ int conn_start(p2p_conn *c) {
 
 static void on_conn_closed(uv_handle_t *hd) {
   p2p_conn *c = hd->data;
+  conn_free_wpool(c);
   if (c->ymx) yamux_session_transport_closed(c->ymx);
   while (c->streams) stream_finalize(c->streams, -ECONNABORTED);
   host_conn_closed(c);

@@ -51,6 +51,9 @@ typedef struct p2p_host_config {
   size_t stream_send_hwm;         /* 256 KiB: write() returns 1 at or above this queue size */
   size_t stream_send_max;         /* 4 MiB: write() refuses past this (-ENOBUFS) */
   size_t conn_write_queue_max;    /* 1 MiB: encrypted bytes queued to one socket */
+  uint32_t yamux_window;          /* 0 = Yamux default (256 KiB, auto-tuned up to 16 MiB):
+                                     initial receive window per stream; also the most a
+                                     paused stream buffers until the window grows */
   bool enable_perf;               /* serve /perf/1.0.0 (off by default: perf spec §Security) */
   bool no_peerstore_file;         /* do not load/save <state_dir>/peers */
 } p2p_host_config;

@@ -22,6 +22,7 @@
 #define HOST_READ_CHUNK (256u * 1024u)
 #define HOST_PLAIN_MAX (2u * 1024u * 1024u)  /* decrypted bytes per read awaiting Yamux */
 #define HOST_WRITE_CHUNK (256u * 1024u)      /* plaintext per socket write */
+#define HOST_WPOOL 8                         /* write buffers kept for reuse per connection */
 #define HOST_MAX_PROTO 256
 #define HOST_TICK_MS 250
 #define HOST_BACKOFF_SLOTS 256
@@ -93,6 +94,8 @@ struct p2p_conn {
   char dial_key[MULTIADDR_STR_MAX];     /* back-off key for outbound dials */
   buf plain;              /* decrypted bytes waiting for the current stage */
   size_t tx_pending;      /* bytes handed to uv_write and not completed */
+  void *wfree;            /* recycled write requests (conn.c), at most HOST_WPOOL */
+  int n_wfree;
   bool flushing, flush_again;
   bool draining;          /* GoAway sent or received: close when no streams remain */
   bool identify_started;

@@ -95,7 +95,7 @@ async function makeNode (listen) {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ maxInboundStreams: 1024, maxOutboundStreams: 1024 })],
     connectionGater: { denyDialMultiaddr: () => false },
-    connectionManager: { maxConnections: 1000 },
+    connectionManager: { maxConnections: 1000, inboundConnectionThreshold: 10000, maxIncomingPendingConnections: 100 },
     services: { identify: identify({ agentVersion: 'peermcp-interop-js/1' }), ping: ping() }
   })
   const slowMs = Number(opt('--slow-sink-ms', '0'))
