@@ -15,6 +15,7 @@
 #include "mcp/session.h"
 
 static atomic_bool g_cancel_seen;
+static atomic_bool g_sleep_started;
 
 static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   *result = json_pack("{s:O}", "echo", args);
@@ -22,6 +23,7 @@ static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, vo
 }
 static mcp_tool_status sleep_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   int64_t ms = json_integer_value(json_object_get(args, "ms"));
+  atomic_store(&g_sleep_started, true);
   mcp_call_progress(call, 0.5, 1, "half");
   mcp_call_log(call, "debug", "a debug line");
   mcp_call_log(call, "warning", "a warning line");
@@ -371,8 +373,9 @@ static void test_session_concurrent_calls_are_matched_by_id(void **state) {
 static void test_session_cancelled_request_gets_no_response(void **state) {
   fx *f = *state;
   atomic_store(&g_cancel_seen, false);
+  atomic_store(&g_sleep_started, false);
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":\"slow\",\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":20000}}}");
-  usleep(20000);
+  for (int i = 0; i < 5000 && !atomic_load(&g_sleep_started); i++) usleep(1000);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"slow\",\"reason\":\"user\"}}");
   json_array_clear(f->out);
