@@ -345,6 +345,40 @@ static void test_yamux_release_of_open_stream_sends_rst(void **st) {
   side_free(s);
 }
 
+static void test_yamux_released_half_closed_stream_lets_peer_finish(void **st) {
+  (void)st;
+  side *c, *s;
+  pair(&c, &s, NULL);
+  s->write_on_open = true;
+  yamux_stream *a;
+  assert_int_equal(yamux_stream_open(c->s, &a), 0);
+  pump(c, s);
+  yamux_stream *b = s->accepted[0];
+  /* The server is done: closes its write side and drops the handle without reading. */
+  assert_int_equal(yamux_stream_close(b), 0);
+  yamux_stream_release(b);
+  pump(c, s);
+  /* The client still sends 1 MiB (4 windows): the released stream must keep crediting. */
+  static uint8_t big[1 << 20];
+  size_t sent = 0;
+  for (int i = 0; i < 100 && sent < sizeof big; i++) {
+    ssize_t n = yamux_stream_write(a, big + sent, sizeof big - sent);
+    if (n > 0) sent += (size_t)n;
+    pump(c, s);
+  }
+  assert_int_equal(sent, sizeof big);
+  assert_int_equal(buf_len(&s->rx[1]), 0); /* nothing reached the server app after release */
+  assert_int_equal(buf_len(&c->rx[1]), 1); /* the client got the server's "!" */
+  assert_int_equal(yamux_stream_close(a), 0);
+  pump(c, s);
+  assert_int_equal(yamux_session_stream_count(s->s), 0); /* freed on the peer's FIN */
+  assert_int_equal(yamux_session_stream_count(c->s), 0);
+  assert_int_equal(c->resets[1], 0);
+  yamux_stream_release(a);
+  side_free(c);
+  side_free(s);
+}
+
 static void test_yamux_goaway_refuses_new_streams(void **st) {
   (void)st;
   side *c, *s;
@@ -825,6 +859,7 @@ int main(void) {
       cmocka_unit_test(test_yamux_window_grows_to_16mib_for_fast_reader),
       cmocka_unit_test(test_yamux_rst_resets_peer_stream),
       cmocka_unit_test(test_yamux_release_of_open_stream_sends_rst),
+      cmocka_unit_test(test_yamux_released_half_closed_stream_lets_peer_finish),
       cmocka_unit_test(test_yamux_goaway_refuses_new_streams),
       cmocka_unit_test(test_yamux_stream_cap_refuses_excess_syn_with_rst),
       cmocka_unit_test(test_yamux_ack_backlog_caps_unacknowledged_opens_at_256),
