@@ -23,6 +23,7 @@ const args = Object.fromEntries(
 );
 const SECONDS = Number(args.seconds ?? 3);
 const WARMUP = 300;
+const WARMUP_SECONDS = Number(args.warmup ?? 1.5);
 const INFLIGHT = 32;
 const PROTOCOL = '2025-06-18';
 
@@ -36,16 +37,27 @@ function vm(pid) {
   }
 }
 
+// CPU time (user + system) the process has used so far, in ms (clock ticks are 10 ms).
+function cpuMs(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
 function pct(sorted, p) {
   if (!sorted.length) return 0;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i];
 }
 
-function summarize(lat, seconds) {
+function summarize(lat, seconds, cpu) {
   const s = Float64Array.from(lat).sort();
   return {
     calls: lat.length,
+    server_cpu_us_per_call: lat.length ? +((cpu * 1000) / lat.length).toFixed(1) : 0,
     seconds: +seconds.toFixed(3),
     calls_per_s: Math.round(lat.length / seconds),
     p50_ms: +pct(s, 50).toFixed(4),
@@ -170,6 +182,7 @@ function check(r) {
 async function sequential(c, tool, seconds) {
   for (let i = 0; i < WARMUP; i++) check(await c.call(tool, { text: 'hello', n: i }));
   const lat = [];
+  const cpu0 = cpuMs(c.pid);
   const t0 = now();
   const end = t0 + seconds * 1000;
   let i = 0;
@@ -179,12 +192,13 @@ async function sequential(c, tool, seconds) {
     lat.push(now() - s);
     check(r);
   }
-  return summarize(lat, (now() - t0) / 1000);
+  return summarize(lat, (now() - t0) / 1000, cpuMs(c.pid) - cpu0);
 }
 
 async function concurrent(c, tool, seconds) {
   await Promise.all(Array.from({ length: INFLIGHT }, (_, i) => c.call(tool, { text: 'warm', n: i })));
   const lat = [];
+  const cpu0 = cpuMs(c.pid);
   const t0 = now();
   const end = t0 + seconds * 1000;
   let i = 0;
@@ -197,7 +211,7 @@ async function concurrent(c, tool, seconds) {
     }
   }
   await Promise.all(Array.from({ length: INFLIGHT }, lane));
-  return summarize(lat, (now() - t0) / 1000);
+  return summarize(lat, (now() - t0) / 1000, cpuMs(c.pid) - cpu0);
 }
 
 async function measure(kind, server, clientKind) {
@@ -206,6 +220,9 @@ async function measure(kind, server, clientKind) {
   const tools = await c.listTools();
   const tool = server.pickTool(tools);
   if (!tool) throw new Error(`${kind}: no echo tool in tools/list (${tools.join(', ')})`);
+  // Warm up (V8 needs thousands of calls to optimise; a long-running server is warm): 32 in
+  // flight for WARMUP_SECONDS, discarded.
+  await concurrent(c, tool, WARMUP_SECONDS);
   const seq = await sequential(c, tool, SECONDS);
   const conc = await concurrent(c, tool, SECONDS);
   const mem = vm(c.pid);
@@ -245,7 +262,8 @@ try {
       results.push(r);
       console.error(
         `${clientKind.padEnd(3)} ${kind.padEnd(10)} seq ${r.sequential.calls_per_s} calls/s p50 ${r.sequential.p50_ms} ms p99 ${r.sequential.p99_ms} ms | ` +
-          `32 in flight ${r.concurrent32.calls_per_s} calls/s p50 ${r.concurrent32.p50_ms} ms p99 ${r.concurrent32.p99_ms} ms | peak RSS ${(r.hwm_kb / 1024).toFixed(1)} MiB`,
+          `32 in flight ${r.concurrent32.calls_per_s} calls/s p50 ${r.concurrent32.p50_ms} ms p99 ${r.concurrent32.p99_ms} ms ` +
+          `${r.concurrent32.server_cpu_us_per_call} us cpu/call | peak RSS ${(r.hwm_kb / 1024).toFixed(1)} MiB`,
       );
     }
   }
@@ -260,6 +278,9 @@ for (const clientKind of ['raw', 'sdk']) {
   ratios[clientKind] = {
     sequential_calls_per_s: +(p.sequential.calls_per_s / t.sequential.calls_per_s).toFixed(2),
     concurrent32_calls_per_s: +(p.concurrent32.calls_per_s / t.concurrent32.calls_per_s).toFixed(2),
+    cpu_per_call_ts_over_peermcp: p.concurrent32.server_cpu_us_per_call
+      ? +(t.concurrent32.server_cpu_us_per_call / p.concurrent32.server_cpu_us_per_call).toFixed(2)
+      : 0,
     peak_rss: +(p.hwm_kb / t.hwm_kb).toFixed(3),
   };
 }
@@ -271,7 +292,8 @@ if (args.results) {
   const machine = args.machine && existsSync(args.machine) ? readFileSync(args.machine, 'utf8').trim() : '(not recorded)';
   const row = (r) =>
     `| ${r.client} | ${r.server} | ${r.sequential.calls_per_s} | ${r.sequential.p50_ms} | ${r.sequential.p99_ms} | ` +
-    `${r.concurrent32.calls_per_s} | ${r.concurrent32.p50_ms} | ${r.concurrent32.p99_ms} | ${(r.hwm_kb / 1024).toFixed(1)} |`;
+    `${r.concurrent32.calls_per_s} | ${r.concurrent32.p50_ms} | ${r.concurrent32.p99_ms} | ${r.concurrent32.server_cpu_us_per_call} | ` +
+    `${(r.hwm_kb / 1024).toFixed(1)} |`;
   const goal = (x) => (x.concurrent32_calls_per_s >= 10 && x.peak_rss <= 0.1 ? 'met' : 'not met');
   const section = [
     '## MCP (bench-mcp)',
@@ -280,20 +302,23 @@ if (args.results) {
     'validated arguments as structuredContent plus one JSON text block — served by `peermcp serve` (release build,',
     '`PEERMCP_TEST_TOOLS=1`, `--no-p2p --log-level warning`) and by the official TypeScript SDK',
     '(`McpServer` + `StdioServerTransport`, `bench/mcp/ts-server.mjs`, zod input schema), each over stdio.',
-    `Each phase runs ${SECONDS} s after a warm-up; "32 in flight" keeps 32 calls outstanding. Latency is per call as the`,
-    'client sees it. Peak RSS is the server process\'s VmHWM from /proc. Two Node clients drive both servers:',
+    `Each phase runs ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up at 32 in flight (so V8 has optimised the TS server);`,
+    '"32 in flight" keeps 32 calls outstanding. Latency is per call as the',
+    'client sees it. Server CPU per call is the server\'s user+system time over the 32-in-flight phase divided by',
+    'the calls (from /proc/<pid>/stat; robust to a busy machine). Peak RSS is the server\'s VmHWM. Two Node clients drive both servers:',
     '`raw` is a minimal newline-delimited JSON-RPC client (measures the servers), `sdk` is the SDK `Client`',
     '(`callTool` with its result validation, what an MCP app sees; on this machine it is the bottleneck).',
     'Client and server share the machine\'s cores.',
     '',
-    '| client | server | seq calls/s | seq p50 ms | seq p99 ms | 32-in-flight calls/s | p50 ms | p99 ms | peak RSS MiB |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| client | server | seq calls/s | seq p50 ms | seq p99 ms | 32-in-flight calls/s | p50 ms | p99 ms | server CPU µs/call | peak RSS MiB |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...results.map(row),
     '',
-    '| client | peermcp/TS calls/s, sequential | peermcp/TS calls/s, 32 in flight | peermcp/TS peak RSS | goal (≥10× calls/s at ≤1/10 RSS) |',
-    '|---|---|---|---|---|',
+    '| client | peermcp/TS calls/s, sequential | peermcp/TS calls/s, 32 in flight | TS/peermcp server CPU per call | peermcp/TS peak RSS | goal (≥10× calls/s at ≤1/10 RSS) |',
+    '|---|---|---|---|---|---|',
     ...Object.entries(ratios).map(
-      ([k, x]) => `| ${k} | ${x.sequential_calls_per_s}× | ${x.concurrent32_calls_per_s}× | ${x.peak_rss} | ${goal(x)} |`,
+      ([k, x]) =>
+        `| ${k} | ${x.sequential_calls_per_s}× | ${x.concurrent32_calls_per_s}× | ${x.cpu_per_call_ts_over_peermcp}× | ${x.peak_rss} | ${goal(x)} |`,
     ),
     '',
     'Machine:',
