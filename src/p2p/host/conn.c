@@ -680,6 +680,7 @@ void conn_drain(p2p_conn *c) {
   }
   if (!yamux_session_goaway_sent(c->ymx)) (void)!yamux_session_goaway(c->ymx, YAMUX_GOAWAY_NORMAL);
   c->draining = true;
+  if (!c->drain_deadline_ms) c->drain_deadline_ms = clock_mono_ms() + HOST_DRAIN_GRACE_MS;
   conn_flush(c);
   conn_check_drain(c);
 }
@@ -723,6 +724,11 @@ void conn_tick(p2p_conn *c, int64_t now_ms) {
       log_info("p2p handshake timeout", "{s:s}", "addr", c->remote_addr);
       conn_close(c, -ETIMEDOUT);
     }
+    return;
+  }
+  if (c->drain_deadline_ms && now_ms > c->drain_deadline_ms) {
+    log_info("p2p drain grace over; closing", "{s:s, s:i}", "peer", c->remote_id, "streams", (int)c->n_streams);
+    conn_close(c, 0);
     return;
   }
   for (p2p_stream *st = c->streams, *next; st; st = next) {

@@ -25,6 +25,7 @@
 #define HOST_WPOOL 8                         /* write buffers kept for reuse per connection */
 #define HOST_MAX_PROTO 256
 #define HOST_TICK_MS 250
+#define HOST_DRAIN_GRACE_MS 5000               /* streams get this long after our GoAway */
 #define HOST_BACKOFF_SLOTS 256
 #define HOST_BACKOFF_MAX_MS (5u * 60u * 1000u)
 
@@ -98,6 +99,7 @@ struct p2p_conn {
   int n_wfree;
   bool flushing, flush_again;
   bool draining;          /* GoAway sent or received: close when no streams remain */
+  int64_t drain_deadline_ms; /* after our GoAway: close even if streams remain (0 = none) */
   bool identify_started;
   bool was_ready;         /* reached CONN_READY once */
   int64_t created_ms, deadline_ms, idle_since_ms;
