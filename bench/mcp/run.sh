@@ -17,6 +17,7 @@ trap 'rm -f "$machine"' EXIT
   echo "\$ lscpu (excerpt)"; lscpu | grep -E '^(Architecture|CPU\(s\)|Model name|Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)|CPU max MHz|L2 cache|L3 cache):' || true
   echo "\$ free -h"; free -h
   echo "\$ uname -srm"; uname -srm
+  echo "\$ uptime (load from other work on the machine during the run)"; uptime
   echo "node $("$node" --version); $("$bin" --version)"
 } >"$machine"
 
