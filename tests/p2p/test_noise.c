@@ -9,13 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sodium.h>
 
 #include "hexutil.h"
 #include "noise.pb-c.h"
+#include "p2p/core/identity.h"
 #include "p2p/proto/noise.h"
+#include "util/log.h"
 
 #define BUFMAX (16u << 20)
 
@@ -483,7 +486,53 @@ static void test_noise_handshake_between_two_fresh_identities_both_ways(void **s
   }
 }
 
+/* Identities as two real runs leave them on disk: created by identity_load_or_create in two
+ * state directories, reloaded from the files, then used for a handshake. */
+static void test_noise_handshake_with_identities_loaded_from_disk(void **state) {
+  (void)state;
+  char d1[] = "/tmp/peermcp-noise-a-XXXXXX", d2[] = "/tmp/peermcp-noise-b-XXXXXX";
+  assert_non_null(mkdtemp(d1));
+  assert_non_null(mkdtemp(d2));
+  keys_private k1, k2, r1, r2;
+  bool created;
+  assert_int_equal(identity_load_or_create(d1, &k1, &created), 0);
+  assert_int_equal(identity_load_or_create(d2, &k2, &created), 0);
+  assert_int_equal(identity_load_or_create(d1, &r1, &created), 0); /* second run: reload */
+  assert_false(created);
+  assert_int_equal(identity_load_or_create(d2, &r2, &created), 0);
+  keys_public p1, p2;
+  keys_private_public(&r1, &p1);
+  keys_private_public(&r2, &p2);
+  peerid id2;
+  assert_int_equal(peerid_from_public(&p2, &id2), 0);
+  buf aw, ap, bw, bp;
+  buf_init(&aw, BUFMAX), buf_init(&ap, BUFMAX), buf_init(&bw, BUFMAX), buf_init(&bp, BUFMAX);
+  noise_config ca = {.initiator = true, .identity = &r1, .expected_remote = &id2};
+  noise_config cb = {.initiator = false, .identity = &r2};
+  noise_session *a, *b;
+  assert_int_equal(noise_session_new(&ca, &a), 0);
+  assert_int_equal(noise_session_new(&cb, &b), 0);
+  assert_int_equal(noise_start(a, &aw), 0);
+  assert_int_equal(noise_feed(b, buf_ptr(&aw), buf_len(&aw), &bw, &bp), 0);
+  assert_int_equal(noise_feed(a, buf_ptr(&bw), buf_len(&bw), &aw, &ap), NOISE_EV_ESTABLISHED);
+  buf_consume(&aw, 2 + 32);
+  assert_int_equal(noise_feed(b, buf_ptr(&aw), buf_len(&aw), &bw, &bp), NOISE_EV_ESTABLISHED);
+  assert_true(peerid_matches_public(noise_remote_peer(b), &p1));
+  assert_true(peerid_matches_public(noise_remote_peer(a), &p2));
+  noise_session_free(a);
+  noise_session_free(b);
+  buf_free(&aw), buf_free(&ap), buf_free(&bw), buf_free(&bp);
+  char f[128];
+  snprintf(f, sizeof f, "%s/identity.key", d1);
+  unlink(f);
+  snprintf(f, sizeof f, "%s/identity.key", d2);
+  unlink(f);
+  rmdir(d1);
+  rmdir(d2);
+}
+
 int main(void) {
+  log_set_level(LOG_OFF);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_noise_xx_matches_cacophony_vector),
       cmocka_unit_test(test_noise_handshake_authenticates_both_peers),
@@ -507,6 +556,7 @@ int main(void) {
       cmocka_unit_test(test_noise_rejects_payload_without_identity),
       cmocka_unit_test(test_noise_config_validation),
       cmocka_unit_test(test_noise_handshake_between_two_fresh_identities_both_ways),
+      cmocka_unit_test(test_noise_handshake_with_identities_loaded_from_disk),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
