@@ -39,6 +39,7 @@ struct mcp_call {
   mcp_dispatcher *d;
   const mcp_tool *tool;
   mcp_call *root; /* self for top-level calls; the top-level call for invoke children */
+  int depth;      /* 0 for top-level calls; nesting level of mcp_dispatch_invoke children */
   int refs;       /* loop thread only (top-level calls) */
   atomic_bool cancel;
   bool timed_out;
@@ -715,6 +716,7 @@ mcp_dispatch_status mcp_dispatch_invoke(mcp_call *parent, const char *category, 
   memset(&c, 0, sizeof c);
   c.d = parent->d;
   c.root = parent->root;
+  c.depth = parent->depth + 1;
   c.auth = parent->auth;
   c.remote = parent->remote;
   c.start_us = clock_mono_us();
@@ -736,6 +738,11 @@ mcp_dispatch_status mcp_dispatch_invoke(mcp_call *parent, const char *category, 
                                      json_pack("{s:o}", "available_categories", visible_categories(reg, c.remote)));
       return MCP_DISPATCH_UNKNOWN_CATEGORY;
     }
+  }
+  if (c.depth > MCP_DISPATCH_MAX_DEPTH) { /* tools_dispatch → tools_dispatch → … */
+    *envelope_out = envelope_error(&c, category, tool, MCP_DISPATCH_INVALID_ARGUMENTS,
+                                   "dispatch nested too deeply", NULL);
+    return MCP_DISPATCH_INVALID_ARGUMENTS;
   }
   const mcp_tool *t = tool ? mcp_registry_find(reg, tool) : NULL;
   if (t && (!may_use(c.remote, t) || (category && strcmp(mcp_tool_def_of(t)->category, category) != 0))) t = NULL;

@@ -33,6 +33,7 @@
 typedef struct mcp_dispatcher mcp_dispatcher;
 
 #define MCP_DISPATCH_DEFAULT_TIMEOUT_MS 30000u
+#define MCP_DISPATCH_MAX_DEPTH 8 /* nested mcp_dispatch_invoke levels */
 
 typedef enum {
   MCP_DISPATCH_OK = 0,

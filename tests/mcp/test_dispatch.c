@@ -346,6 +346,21 @@ static void test_dispatch_invoke_remote_parent_cannot_reach_local_tool(void **st
   free(s);
 }
 
+static void test_dispatch_invoke_nesting_is_bounded(void **state) {
+  fixture *f = *state;
+  /* parent → parent → … : each level passes the same request one level down */
+  json_t *args = json_pack("{s:s, s:s, s:{s:s, s:s}}", "category", "meta", "tool", "parent", "params", "category",
+                           "test", "tool", "echo_inline");
+  for (int i = 0; i < 12; i++) args = json_pack("{s:s, s:s, s:o}", "category", "meta", "tool", "parent", "params", args);
+  mcp_call_request rq = {.tool = "parent", .args = args, .auth = &k_local};
+  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
+  json_decref(args);
+  wait_done(f, 1);
+  char *s = json_dumps(f->env, JSON_COMPACT);
+  assert_non_null(strstr(s, "dispatch nested too deeply"));
+  free(s);
+}
+
 static void test_dispatch_shutdown_refuses_new_calls(void **state) {
   fixture *f = *state;
   mcp_dispatcher_shutdown(f->d);
@@ -444,6 +459,7 @@ int main(void) {
       T(test_dispatch_invoke_unknown_tool_lists_category_tools),
       T(test_dispatch_invoke_runs_child_with_validation),
       T(test_dispatch_invoke_remote_parent_cannot_reach_local_tool),
+      T(test_dispatch_invoke_nesting_is_bounded),
       T(test_dispatch_shutdown_refuses_new_calls),
       cmocka_unit_test(test_registry_rejects_bad_names_and_duplicates),
       cmocka_unit_test(test_registry_lists_by_category_then_name),
