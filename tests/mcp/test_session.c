@@ -446,6 +446,31 @@ static void test_session_free_with_calls_in_flight(void **state) {
   assert_int_equal(json_array_size(f->out), 0);
 }
 
+static bool hook(void *ud, mcp_session *s, const char *method, json_t *id, json_t *params) {
+  if (strcmp(method, "p2p/hello") == 0) {
+    if (id) mcp_session_reply_result(s, id, json_pack("{s:s}", "hello", "peer"));
+    return true;
+  }
+  if (strcmp(method, "tools/call") == 0 && !json_object_get(params, "token")) {
+    if (id) mcp_session_reply_error(s, id, -32001, "unauthorized", NULL);
+    return true;
+  }
+  return false;
+}
+
+static void test_session_hook_takes_over_methods_first(void **state) {
+  fx *f = *state;
+  mcp_session_free(f->s);
+  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth, .send = capture, .send_ud = f, .hook = hook};
+  assert_int_equal(mcp_session_new(&so, &f->s), 0);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p2p/hello\"}");
+  assert_string_equal(json_string_value(json_object_get(result(last(f)), "hello")), "peer");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"a1\"}}");
+  assert_int_equal(err_code(last(f)), -32001);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}"); /* not hooked: the session answers */
+  assert_true(json_is_object(result(last(f))));
+}
+
 int main(void) {
 #define T(n) cmocka_unit_test_setup_teardown(n, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -475,6 +500,7 @@ int main(void) {
       T(test_session_modern_logs_only_when_request_sets_level),
       T(test_session_empty_lists_and_not_found),
       T(test_session_free_with_calls_in_flight),
+      T(test_session_hook_takes_over_methods_first),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
