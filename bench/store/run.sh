@@ -19,7 +19,7 @@ secs=${BENCH_SECONDS:-3}
   echo "memory: $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')"
   echo "disk: $(df -h "$dir" | awk 'NR==2 {print $1 " " $2 " size, " $4 " free, mounted on " $6}')"
   echo "build: $build ($(sed -n "s/.*buildtype *= *//p" "$build/meson-private/cmd_line.txt" 2>/dev/null | head -1))"
-  echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "date: $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d" " -f1-3 /proc/loadavg) at start"
 } | tee "$build/bench-store.md.head" >&2
 out=$(nice -n 5 "$build/bench/store/bench_store" "$dir" "$secs")
 echo "$out"
