@@ -17,10 +17,10 @@ for s in "$here"/suites/*.sh; do
   start=$(date +%s)
   bash "$s" 2>&1 | tee "$logdir/$name.log"
   rc=${PIPESTATUS[0]}
-  line=$(grep -E '^([A-Za-z]+: )?[0-9]+ passed, [0-9]+ failed' "$logdir/$name.log" | tail -n 1)
+  line=$(grep -E '^([A-Za-z0-9_.-]+: )?[0-9]+ passed, [0-9]+ failed' "$logdir/$name.log" | tail -n 1)
   if [ -n "$line" ]; then
-    p=$(sed -E 's/^([A-Za-z]+: )?([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
-    f=$(sed -E 's/^([A-Za-z]+: )?([0-9]+) passed, ([0-9]+) failed.*/\3/' <<<"$line")
+    p=$(sed -E 's/^([A-Za-z0-9_.-]+: )?([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+    f=$(sed -E 's/^([A-Za-z0-9_.-]+: )?([0-9]+) passed, ([0-9]+) failed.*/\3/' <<<"$line")
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
   else
     p=0; f=1
