@@ -1,35 +1,613 @@
-/* src/cli/client.c — placeholder: replaced by the module that implements these commands. */
+/* client.c — `peermcp call | task | cache | status | worker`: the P2P service from the command
+ * line (p2p_tasks_spec.md §9, §10.1; issue 5 "Clients", "Workers").
+ *
+ * With --peer TARGET (a multiaddr with /p2p/<id>, or a bare PeerId found in the announce file)
+ * the command speaks /mcp+p2p/1.0.0 to that peer over one connection (service/client.h), with
+ * this node's identity (<state_dir>/identity.key) and the configured token. Without --peer it
+ * acts on the local state directory (queue, cache, tools) directly. Output: one JSON object
+ * on stdout. Exit code: 0 when the reply says ok (or the tool call is not an error), 1 when
+ * the operation failed, 2 for usage errors. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
 
 #include "cli/cli.h"
+#include "config/config.h"
+#include "mcp/dispatch.h"
+#include "mcp/registry.h"
+#include "p2p/host/host.h"
+#include "service/auth.h"
+#include "service/client.h"
+#include "service/taskq_ops.h"
+#include "service/worker.h"
+#include "store/cache.h"
+#include "store/queue.h"
+#include "tools/command.h"
+#include "tools/store_tools.h"
+#include "tools/system.h"
+#include "tools/testing.h"
+#include "util/clock.h"
+#include "util/log.h"
 
-int cli_call(int argc, char **argv) {
-  (void)argc;
-  fprintf(stderr, "peermcp %s: not implemented yet\n", argv[0]);
-  return 2;
+#define MAX_PEERS 32
+
+typedef struct cli_opts {
+  const char *peers[MAX_PEERS];
+  size_t n_peers;
+  const char *pos[16];
+  size_t n_pos;
+  bool detail, once;
+  double timeout_s; /* < 0: not given */
+  const char *type, *model, *status, *worker_id, *idem;
+  double ttl_s;
+  bool has_ttl;
+  long limit;
+  unsigned slots;
+  double lease_s;
+} cli_opts;
+
+typedef struct cenv {
+  config_args args;
+  config cfg;
+  bool cfg_ok;
+  uv_loop_t loop;
+  bool loop_ok;
+  p2p_host *host;
+  int host_closed;
+  tq_queue *q;
+  ttlcache *cache;
+  svc_taskq_ctx *tq;
+  mcp_registry *reg;
+  mcp_dispatcher *disp;
+} cenv;
+
+static void usage(const char *cmd) {
+  fprintf(stderr,
+          "usage:\n"
+          "  peermcp call [--peer TARGET] TOOL [ARGS_JSON]\n"
+          "  peermcp task submit [--peer TARGET] [--type T] [--model M] [--idempotency-key K] PAYLOAD_JSON\n"
+          "  peermcp task get|wait|cancel [--peer TARGET] [--timeout S] TASK_ID\n"
+          "  peermcp task list [--peer TARGET] [--status S] [--limit N]\n"
+          "  peermcp cache get|has|delete [--peer TARGET] KEY\n"
+          "  peermcp cache set [--peer TARGET] [--ttl S] KEY VALUE_JSON\n"
+          "  peermcp status [--peer TARGET] [--detail]\n"
+          "  peermcp worker [--peer TARGET]... [--slots N] [--once] [--worker-id ID] [--lease S]\n"
+          "TARGET: /ip4/A/tcp/P/p2p/<PeerId>, or a PeerId found in the announce file.\n"
+          "Common options:\n%s",
+          config_args_help());
+  (void)cmd;
+}
+
+/* ---------- argument parsing ---------- */
+
+static int parse_opts(int argc, char **argv, cli_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->timeout_s = -1;
+  o->limit = -1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+#define NEXT() (i + 1 < argc ? argv[++i] : NULL)
+    if (strcmp(a, "--peer") == 0) {
+      const char *v = NEXT();
+      if (!v || o->n_peers == MAX_PEERS) return -1;
+      o->peers[o->n_peers++] = v;
+    } else if (strcmp(a, "--detail") == 0) {
+      o->detail = true;
+    } else if (strcmp(a, "--once") == 0) {
+      o->once = true;
+    } else if (strcmp(a, "--timeout") == 0) {
+      const char *v = NEXT();
+      if (!v) return -1;
+      o->timeout_s = atof(v);
+    } else if (strcmp(a, "--ttl") == 0) {
+      const char *v = NEXT();
+      if (!v) return -1;
+      o->ttl_s = atof(v);
+      o->has_ttl = true;
+    } else if (strcmp(a, "--type") == 0) {
+      if (!(o->type = NEXT())) return -1;
+    } else if (strcmp(a, "--model") == 0) {
+      if (!(o->model = NEXT())) return -1;
+    } else if (strcmp(a, "--status") == 0) {
+      if (!(o->status = NEXT())) return -1;
+    } else if (strcmp(a, "--worker-id") == 0) {
+      if (!(o->worker_id = NEXT())) return -1;
+    } else if (strcmp(a, "--idempotency-key") == 0) {
+      if (!(o->idem = NEXT())) return -1;
+    } else if (strcmp(a, "--limit") == 0) {
+      const char *v = NEXT();
+      if (!v) return -1;
+      o->limit = atol(v);
+    } else if (strcmp(a, "--slots") == 0) {
+      const char *v = NEXT();
+      if (!v) return -1;
+      o->slots = (unsigned)atoi(v);
+    } else if (strcmp(a, "--lease") == 0) {
+      const char *v = NEXT();
+      if (!v) return -1;
+      o->lease_s = atof(v);
+    } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      return 1;
+    } else if (a[0] == '-' && a[1] == '-' && a[2]) {
+      fprintf(stderr, "unknown option %s\n", a);
+      return -1;
+    } else {
+      if (o->n_pos == sizeof o->pos / sizeof o->pos[0]) return -1;
+      o->pos[o->n_pos++] = a;
+    }
+#undef NEXT
+  }
+  return 0;
+}
+
+static json_t *parse_json_arg(const char *text) {
+  json_error_t e;
+  json_t *v = json_loads(text, JSON_DECODE_ANY, &e);
+  if (!v) fprintf(stderr, "invalid JSON argument: %s (line %d column %d)\n", e.text, e.line, e.column);
+  return v;
+}
+
+/* ---------- environment ---------- */
+
+static int env_open(cenv *e, int *argc, char **argv) {
+  memset(e, 0, sizeof *e);
+  config_args_init(&e->args);
+  char err[1024];
+  if (config_args_parse(&e->args, argc, argv, err, sizeof err) != 0) {
+    fprintf(stderr, "peermcp %s: %s\n", argv[0], err);
+    return 2;
+  }
+  if (config_load(&e->cfg, &e->args, err, sizeof err) != 0) {
+    fprintf(stderr, "peermcp %s: %s\n", argv[0], err);
+    return 1;
+  }
+  e->cfg_ok = true;
+  log_set_level(e->cfg.log_level > LOG_WARNING ? e->cfg.log_level : LOG_WARNING);
+  if (uv_loop_init(&e->loop) != 0) return 1;
+  e->loop_ok = true;
+  signal(SIGPIPE, SIG_IGN);
+  return 0;
+}
+
+static int env_local_store(cenv *e) {
+  tq_options qo;
+  tq_options_default(&qo);
+  qo.path = e->cfg.queue.path;
+  qo.max_payload_bytes = e->cfg.queue.max_payload_bytes;
+  qo.lease_seconds = e->cfg.queue.lease_seconds;
+  qo.max_attempts = (int)e->cfg.queue.max_attempts;
+  qo.wait_max_seconds = e->cfg.queue.wait_max_seconds;
+  int rc = tq_open(&qo, &e->q);
+  if (rc != 0) {
+    fprintf(stderr, "cannot open the task queue %s: %s\n", e->cfg.queue.path, tq_strerror(rc));
+    e->q = NULL;
+  }
+  ttlcache_options co;
+  ttlcache_options_default(&co);
+  co.dir = e->cfg.cache.dir;
+  co.max_bytes = e->cfg.cache.max_bytes;
+  co.max_entries = e->cfg.cache.max_entries;
+  co.max_value_bytes = e->cfg.cache.max_value_bytes;
+  co.default_ttl_seconds = e->cfg.cache.default_ttl_seconds;
+  if (ttlcache_open(&co, &e->cache) != 0) e->cache = NULL;
+  svc_taskq_config tc;
+  svc_taskq_config_default(&tc);
+  tc.queue = e->q;
+  tc.cache = e->cache;
+  tc.peer_id = "local";
+  tc.wait_max_s = e->cfg.queue.wait_max_seconds ? e->cfg.queue.wait_max_seconds : 300;
+  e->tq = svc_taskq_new(&tc);
+  return e->tq ? 0 : -ENOMEM;
+}
+
+/* Registry + dispatcher with the tools a worker or a local `call` may run. */
+static int env_tools(cenv *e) {
+  e->reg = mcp_registry_new();
+  if (!e->reg) return -ENOMEM;
+  char err[512];
+  int rc;
+  if ((rc = tools_system_register(e->reg)) != 0) return rc;
+  if ((rc = store_tools_register(e->reg, e->q, e->cache)) != 0) return rc;
+  if ((rc = tools_testing_register(e->reg)) != 0) return rc;
+  if ((rc = tools_command_register(e->reg, &e->cfg, err, sizeof err)) != 0) {
+    fprintf(stderr, "%s\n", err);
+    return rc;
+  }
+  mcp_dispatcher_opts dopts = {.default_timeout_ms = e->cfg.tool_timeout_ms, .threads = e->cfg.workers_threads};
+  return mcp_dispatcher_new(&e->loop, e->reg, &dopts, &e->disp);
+}
+
+static void host_closed_cb(p2p_host *h, void *ud) {
+  (void)h;
+  ((cenv *)ud)->host_closed = 1;
+}
+
+static void env_close(cenv *e) {
+  if (e->disp) mcp_dispatcher_shutdown(e->disp);
+  if (e->host) {
+    p2p_host_close(e->host, host_closed_cb, e);
+    int64_t end = clock_mono_ms() + 5000;
+    while (!e->host_closed && clock_mono_ms() < end) uv_run(&e->loop, UV_RUN_ONCE);
+    e->host = NULL;
+  }
+  if (e->disp) mcp_dispatcher_free(e->disp);
+  e->disp = NULL;
+  if (e->loop_ok) {
+    int64_t end = clock_mono_ms() + 5000;
+    while (uv_run(&e->loop, UV_RUN_NOWAIT) != 0 && clock_mono_ms() < end) uv_sleep(1);
+    (void)uv_loop_close(&e->loop);
+  }
+  mcp_registry_free(e->reg);
+  svc_taskq_free(e->tq);
+  tq_close(e->q);
+  ttlcache_close(e->cache);
+  if (e->cfg_ok) config_free(&e->cfg);
+  config_args_free(&e->args);
+}
+
+/* A bare PeerId becomes the announce file's multiaddr when the file names that peer. */
+static char *resolve_target(cenv *e, const char *t) {
+  if (t[0] == '/') return strdup(t);
+  const char *files[3] = {e->cfg.p2p.announce_file, NULL, NULL};
+  char path[4096];
+  snprintf(path, sizeof path, "%s/announce.json", e->cfg.state_dir);
+  files[1] = path;
+  files[2] = getenv("IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE");
+  for (size_t i = 0; i < 3; i++) {
+    if (!files[i]) continue;
+    json_t *a = json_load_file(files[i], 0, NULL);
+    const char *pid = json_string_value(json_object_get(a, "peer_id"));
+    const char *ma = json_string_value(json_object_get(a, "multiaddr"));
+    if (pid && ma && strcmp(pid, t) == 0 && strstr(ma, "/p2p/")) {
+      char *r = strdup(ma);
+      json_decref(a);
+      return r;
+    }
+    json_decref(a);
+  }
+  return strdup(t); /* the host may still know it */
+}
+
+static int env_host(cenv *e) {
+  p2p_host_config hc = {0};
+  hc.state_dir = e->cfg.state_dir;
+  hc.no_peerstore_file = true;
+  int rc = p2p_host_new(&e->loop, &hc, &e->host);
+  if (rc != 0) {
+    fprintf(stderr, "cannot create the libp2p host (state dir %s): %s\n", e->cfg.state_dir, strerror(-rc));
+    e->host = NULL;
+  }
+  return rc;
+}
+
+static svc_client *env_client(cenv *e, const char *target) {
+  char *t = resolve_target(e, target);
+  svc_client_opts o = {0};
+  o.token = e->cfg.p2p.token;
+  o.client_name = "peermcp-cli";
+  svc_client *c = NULL;
+  if (!t || svc_client_new(&e->loop, e->host, t, &o, &c) != 0) c = NULL;
+  free(t);
+  return c;
+}
+
+/* ---------- one request, synchronously ---------- */
+
+typedef struct sync_reply {
+  int done, err;
+  json_t *result, *error;
+} sync_reply;
+
+static void sync_cb(void *ud, int err, json_t *result, json_t *error) {
+  sync_reply *r = ud;
+  r->done = 1;
+  r->err = err;
+  r->result = json_incref(result);
+  r->error = json_incref(error);
+}
+
+static void print_json(const json_t *v) {
+  char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (s) {
+    fputs(s, stdout);
+    fputc('\n', stdout);
+    free(s);
+  }
+  fflush(stdout);
+}
+
+/* Runs op `msg` (stolen) on the peer or locally; prints the reply; returns the exit code. */
+static int run_op(cenv *e, const cli_opts *o, json_t *msg, double timeout_s) {
+  json_t *reply = NULL;
+  if (o->n_peers) {
+    if (env_host(e) != 0) {
+      json_decref(msg);
+      return 1;
+    }
+    svc_client *c = env_client(e, o->peers[0]);
+    if (!c) {
+      fprintf(stderr, "bad peer target %s\n", o->peers[0]);
+      json_decref(msg);
+      return 2;
+    }
+    sync_reply r = {0};
+    if (svc_client_rpc(c, msg, (uint32_t)(timeout_s * 1000), sync_cb, &r) != 0) r.done = 1, r.err = -ENOMEM;
+    while (!r.done) uv_run(&e->loop, UV_RUN_ONCE);
+    svc_client_close(c);
+    if (r.err < 0) {
+      reply = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unreachable", "detail", strerror(-r.err));
+    } else if (r.result) {
+      reply = json_incref(r.result);
+    } else {
+      reply = json_pack("{s:b, s:s, s:O?}", "ok", 0, "error", "rpc_error", "detail", r.error);
+    }
+    json_decref(r.result);
+    json_decref(r.error);
+  } else {
+    if (env_local_store(e) != 0) {
+      json_decref(msg);
+      return 1;
+    }
+    svc_auth local;
+    svc_auth_init_local(&local);
+    svc_taskq_call call = {.auth = &local};
+    reply = svc_taskq_handle(e->tq, msg, &call);
+  }
+  json_decref(msg);
+  print_json(reply);
+  int rc = json_is_true(json_object_get(reply, "ok")) ? 0 : 1;
+  json_decref(reply);
+  return rc;
+}
+
+/* ---------- commands ---------- */
+
+static int cmd_begin(cenv *e, int *argc, char **argv, cli_opts *o) {
+  int rc = env_open(e, argc, argv);
+  if (rc) return rc;
+  rc = parse_opts(*argc, argv, o);
+  if (rc != 0) {
+    usage(argv[0]);
+    return rc > 0 ? 0 : 2;
+  }
+  return -1; /* go on */
 }
 
 int cli_task(int argc, char **argv) {
-  (void)argc;
-  fprintf(stderr, "peermcp %s: not implemented yet\n", argv[0]);
-  return 2;
+  cenv e;
+  cli_opts o;
+  int rc = cmd_begin(&e, &argc, argv, &o);
+  if (rc >= 0) goto out;
+  rc = 2;
+  if (o.n_pos < 1) {
+    usage(argv[0]);
+    goto out;
+  }
+  const char *sub = o.pos[0];
+  json_t *m = NULL;
+  double t = 35;
+  if (strcmp(sub, "submit") == 0 && o.n_pos == 2) {
+    json_t *payload = parse_json_arg(o.pos[1]);
+    if (!payload) goto out;
+    m = json_pack("{s:s, s:s, s:s, s:o}", "op", "submit", "task_type", o.type ? o.type : "tool.call", "model_name",
+                  o.model ? o.model : "", "payload", payload);
+    if (o.idem) json_object_set_new(m, "idempotency_key", json_string(o.idem));
+  } else if ((strcmp(sub, "get") == 0 || strcmp(sub, "cancel") == 0) && o.n_pos == 2) {
+    m = json_pack("{s:s, s:s}", "op", sub, "task_id", o.pos[1]);
+  } else if (strcmp(sub, "wait") == 0 && o.n_pos == 2) {
+    double w = o.timeout_s >= 0 ? o.timeout_s : 60;
+    m = json_pack("{s:s, s:s, s:f}", "op", "wait", "task_id", o.pos[1], "timeout_s", w);
+    t = w + 15;
+  } else if (strcmp(sub, "list") == 0 && o.n_pos == 1) {
+    m = json_pack("{s:s, s:I}", "op", "list", "limit", (json_int_t)(o.limit > 0 ? o.limit : 50));
+    if (o.status) json_object_set_new(m, "status", json_string(o.status));
+  } else {
+    usage(argv[0]);
+    goto out;
+  }
+  rc = run_op(&e, &o, m, t);
+out:
+  env_close(&e);
+  return rc;
 }
 
 int cli_cache(int argc, char **argv) {
-  (void)argc;
-  fprintf(stderr, "peermcp %s: not implemented yet\n", argv[0]);
-  return 2;
+  cenv e;
+  cli_opts o;
+  int rc = cmd_begin(&e, &argc, argv, &o);
+  if (rc >= 0) goto out;
+  rc = 2;
+  if (o.n_pos < 2) {
+    usage(argv[0]);
+    goto out;
+  }
+  const char *sub = o.pos[0];
+  json_t *m = NULL;
+  if ((strcmp(sub, "get") == 0 || strcmp(sub, "has") == 0 || strcmp(sub, "delete") == 0) && o.n_pos == 2) {
+    char op[32];
+    snprintf(op, sizeof op, "cache.%s", sub);
+    m = json_pack("{s:s, s:s}", "op", op, "key", o.pos[1]);
+  } else if (strcmp(sub, "set") == 0 && o.n_pos == 3) {
+    json_t *v = parse_json_arg(o.pos[2]);
+    if (!v) goto out;
+    m = json_pack("{s:s, s:s, s:o}", "op", "cache.set", "key", o.pos[1], "value", v);
+    if (o.has_ttl) json_object_set_new(m, "ttl_s", json_real(o.ttl_s));
+  } else {
+    usage(argv[0]);
+    goto out;
+  }
+  rc = run_op(&e, &o, m, o.timeout_s > 0 ? o.timeout_s + 2 : 15);
+out:
+  env_close(&e);
+  return rc;
 }
 
 int cli_status(int argc, char **argv) {
-  (void)argc;
-  fprintf(stderr, "peermcp %s: not implemented yet\n", argv[0]);
-  return 2;
+  cenv e;
+  cli_opts o;
+  int rc = cmd_begin(&e, &argc, argv, &o);
+  if (rc >= 0) goto out;
+  json_t *m = json_pack("{s:s, s:b}", "op", "status", "detail", o.detail);
+  rc = run_op(&e, &o, m, o.timeout_s > 0 ? o.timeout_s : 15);
+out:
+  env_close(&e);
+  return rc;
 }
+
+typedef struct local_call {
+  int done;
+  json_t *result;
+  mcp_dispatch_status st;
+} local_call;
+
+static void local_call_done(void *ud, const mcp_call_outcome *out) {
+  local_call *lc = ud;
+  lc->done = 1;
+  lc->st = out->status;
+  lc->result = mcp_dispatch_call_result(out->envelope);
+}
+
+int cli_call(int argc, char **argv) {
+  cenv e;
+  cli_opts o;
+  int rc = cmd_begin(&e, &argc, argv, &o);
+  if (rc >= 0) goto out;
+  rc = 2;
+  if (o.n_pos < 1 || o.n_pos > 2) {
+    usage(argv[0]);
+    goto out;
+  }
+  json_t *args = o.n_pos == 2 ? parse_json_arg(o.pos[1]) : json_object();
+  if (!args) goto out;
+  if (!json_is_object(args)) {
+    fprintf(stderr, "ARGS_JSON must be an object\n");
+    json_decref(args);
+    goto out;
+  }
+  uint32_t tmo = (uint32_t)((o.timeout_s > 0 ? o.timeout_s : 30) * 1000);
+  json_t *result = NULL;
+  if (o.n_peers) {
+    rc = 1;
+    if (env_host(&e) != 0) {
+      json_decref(args);
+      goto out;
+    }
+    svc_client *c = env_client(&e, o.peers[0]);
+    sync_reply r = {0};
+    if (!c || svc_client_call_tool(c, o.pos[0], args, false, tmo + 5000, sync_cb, &r) != 0) r.done = 1, r.err = -EINVAL;
+    while (!r.done) uv_run(&e.loop, UV_RUN_ONCE);
+    if (c) svc_client_close(c);
+    if (r.err < 0) result = json_pack("{s:b, s:s, s:s}", "isError", 1, "error", "unreachable", "detail", strerror(-r.err));
+    else if (r.result) result = json_incref(r.result);
+    else result = json_pack("{s:b, s:O?}", "isError", 1, "error", r.error);
+    json_decref(r.result);
+    json_decref(r.error);
+  } else {
+    rc = 1;
+    if (env_local_store(&e) != 0 || env_tools(&e) != 0) {
+      json_decref(args);
+      goto out;
+    }
+    static const mcp_auth k_local = {.scopes = MCP_SCOPE_ALL, .local = true};
+    mcp_call_request req = {.tool = o.pos[0], .args = args, .auth = &k_local, .timeout_ms = tmo};
+    local_call lc = {0};
+    if (mcp_dispatch_start(e.disp, &req, local_call_done, &lc, NULL) != 0) lc.done = 1;
+    while (!lc.done) uv_run(&e.loop, UV_RUN_ONCE);
+    result = lc.result;
+  }
+  json_decref(args);
+  if (result) print_json(result);
+  rc = result && !json_is_true(json_object_get(result, "isError")) ? 0 : 1;
+  json_decref(result);
+out:
+  env_close(&e);
+  return rc;
+}
+
+/* ---------- worker ---------- */
+
+static volatile sig_atomic_t g_stop_signal;
+static void on_worker_signal(uv_signal_t *h, int signum) {
+  (void)signum;
+  g_stop_signal = 1;
+  uv_stop(h->loop);
+}
+
+static void workers_stopped(void *ud) { *(int *)ud = 1; }
 
 int cli_worker(int argc, char **argv) {
-  (void)argc;
-  fprintf(stderr, "peermcp %s: not implemented yet\n", argv[0]);
-  return 2;
+  cenv e;
+  cli_opts o;
+  svc_client *clients[MAX_PEERS] = {0};
+  svc_workers *w = NULL;
+  uv_signal_t sint, sterm;
+  bool sig_ok = false;
+  int rc = cmd_begin(&e, &argc, argv, &o);
+  if (rc >= 0) goto out;
+  rc = 1;
+  if (!o.n_peers && env_local_store(&e) != 0) goto out;
+  if (env_tools(&e) != 0) goto out;
+  char wid[256];
+  if (o.n_peers) {
+    if (env_host(&e) != 0) goto out;
+    for (size_t i = 0; i < o.n_peers; i++)
+      if (!(clients[i] = env_client(&e, o.peers[i]))) {
+        fprintf(stderr, "bad peer target %s\n", o.peers[i]);
+        rc = 2;
+        goto out;
+      }
+    snprintf(wid, sizeof wid, "%s", o.worker_id ? o.worker_id : p2p_host_peer_id(e.host));
+  } else {
+    snprintf(wid, sizeof wid, "%s", o.worker_id ? o.worker_id : "local-worker");
+  }
+  uv_signal_init(&e.loop, &sint);
+  uv_signal_init(&e.loop, &sterm);
+  sig_ok = true;
+  uv_signal_start(&sint, on_worker_signal, SIGINT);
+  uv_signal_start(&sterm, on_worker_signal, SIGTERM);
+  svc_workers_opts wo = {0};
+  wo.loop = &e.loop;
+  wo.dispatcher = e.disp;
+  wo.slots = o.slots ? o.slots : 1;
+  wo.worker_id = wid;
+  wo.local = o.n_peers ? NULL : e.tq;
+  wo.remotes = clients;
+  wo.n_remotes = o.n_peers;
+  wo.lease_seconds = o.lease_s > 0 ? o.lease_s : 60;
+  wo.once = o.once;
+  if (svc_workers_start(&wo, &w) != 0) goto out;
+  log_write(LOG_WARNING, "worker running", "{s:s, s:i}", "worker_id", wid, "peers", (int)o.n_peers);
+  while (!g_stop_signal && !(o.once && svc_workers_finished(w))) uv_run(&e.loop, UV_RUN_ONCE);
+  int done = 0;
+  svc_workers_stop(w, 2000, workers_stopped, &done);
+  int64_t end = clock_mono_ms() + 15000;
+  while (!done && clock_mono_ms() < end) uv_run(&e.loop, UV_RUN_ONCE);
+  svc_workers_stats st;
+  svc_workers_stats_get(w, &st);
+  json_t *summary = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I}", "ok", 1, "worker_id", wid, "claimed",
+                              (json_int_t)st.claimed, "completed", (json_int_t)st.completed, "failed",
+                              (json_int_t)st.failed, "released", (json_int_t)st.released, "lease_lost",
+                              (json_int_t)st.lease_lost);
+  print_json(summary);
+  json_decref(summary);
+  rc = 0;
+out:
+  if (w && rc != 0) {
+    int done = 0;
+    svc_workers_stop(w, 0, workers_stopped, &done);
+    int64_t end = clock_mono_ms() + 5000;
+    while (!done && clock_mono_ms() < end) uv_run(&e.loop, UV_RUN_ONCE);
+  }
+  svc_workers_free(w);
+  for (size_t i = 0; i < MAX_PEERS; i++)
+    if (clients[i]) svc_client_close(clients[i]);
+  if (sig_ok) {
+    uv_close((uv_handle_t *)&sint, NULL);
+    uv_close((uv_handle_t *)&sterm, NULL);
+  }
+  env_close(&e);
+  return rc;
 }
-

@@ -23,6 +23,7 @@
 #include "tools/meta.h"
 #include "tools/store_tools.h"
 #include "tools/system.h"
+#include "service/service.h"
 #include "tools/testing.h"
 #include "util/log.h"
 #include "util/workpool.h"
@@ -144,6 +145,17 @@ static void on_signal(uv_signal_t *h, int signum) {
   else uv_stop(&c->loop);
 }
 
+/* The P2P service (src/service/service.h): registered before the dispatcher, started after
+ * the host, stopped (requests drained, workers' tasks released) before the host closes. */
+static svc_service *g_svc;
+static void svc_stopped(void *ud) { *(int *)ud = 1; }
+static void serve_stop_service(uv_loop_t *loop) {
+  if (!g_svc) return;
+  int done = 0;
+  svc_service_stop(g_svc, 5000, svc_stopped, &done);
+  while (!done) uv_run(loop, UV_RUN_ONCE);
+}
+
 int cli_serve(int argc, char **argv) {
   config_args args;
   config_args_init(&args);
@@ -212,6 +224,10 @@ int cli_serve(int argc, char **argv) {
     log_error("serve: bad command tool", "{s:s}", "error", err);
     goto out;
   }
+  if ((rc = svc_service_new(&cfg, ctx.queue, ctx.cache, reg, &g_svc)) != 0) {
+    log_error("serve: cannot set up the p2p service", "{s:i}", "errno", -rc);
+    goto out;
+  }
   /* tools.disabled removes built-in tools too (command tools named there were never added) */
   for (size_t i = 0; i < cfg.tools.disabled_count; i++) {
     if (mcp_registry_remove(reg, cfg.tools.disabled[i]) == 0)
@@ -242,6 +258,10 @@ int cli_serve(int argc, char **argv) {
     /* HOOK(p2p): start the libp2p host here, before stdio is served */
     if ((rc = cli_p2p_start(&ctx.loop, &cfg, &ctx.p2p)) != 0) goto shutdown;
   }
+  if ((rc = svc_service_start(g_svc, &ctx.loop, ctx.p2p, disp)) != 0) {
+    log_error("serve: cannot start the p2p service", "{s:i}", "errno", -rc);
+    goto shutdown;
+  }
 
   /* The local stdio client is the operator: every scope. */
   static const mcp_auth k_local_auth = {.scopes = MCP_SCOPE_ALL, .local = true};
@@ -269,6 +289,7 @@ int cli_serve(int argc, char **argv) {
 
 shutdown:
   /* HOOK(p2p-stop) */
+  serve_stop_service(&ctx.loop);
   cli_p2p_stop(ctx.p2p); /* GoAway to peers; its handles close in the uv_run below */
   ctx.p2p = NULL;
   mcp_dispatcher_shutdown(disp);
@@ -286,6 +307,8 @@ out:
     uv_run(&ctx.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&ctx.loop) != 0) log_warn("serve: loop closed with handles still open", NULL);
   }
+  svc_service_free(g_svc); /* after the dispatcher: its tools' ud */
+  g_svc = NULL;
   mcp_registry_free(reg); /* before the store: tool ud may refer to it */
   tq_close(ctx.queue);     /* after every handler has returned */
   ttlcache_close(ctx.cache);

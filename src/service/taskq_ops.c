@@ -93,6 +93,15 @@ void svc_taskq_free(svc_taskq_ctx *ctx) {
 
 const char *svc_taskq_peer_id(const svc_taskq_ctx *ctx) { return ctx->peer_id; }
 
+int svc_taskq_set_peer_id(svc_taskq_ctx *ctx, const char *peer_id) {
+  char *dup = strdup(peer_id ? peer_id : "");
+  if (!dup) return -ENOMEM;
+  free(ctx->peer_id);
+  ctx->peer_id = dup;
+  ctx->cfg.peer_id = dup;
+  return 0;
+}
+
 /* ---------- small JSON helpers ---------- */
 
 static json_t *reply_ok(const svc_taskq_ctx *ctx) { return json_pack("{s:b, s:s}", "ok", 1, "peer_id", ctx->peer_id); }

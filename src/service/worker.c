@@ -443,15 +443,17 @@ void svc_workers_stop(svc_workers *w, uint32_t grace_ms, void (*done)(void *ud),
   w->stop_done = done;
   w->stop_ud = ud;
   if (w->stopping) return;
-  w->stopping = true;
-  for (unsigned i = 0; i < w->o.slots; i++) {
-    slot *s = &w->slots[i];
-    if (s->state == SL_SLEEPING || s->state == SL_IDLE) slot_stop(s);
-  }
+  /* The grace timer exists before any slot can report "all stopped", so it is closed with
+   * the slots' timers. */
   if (uv_timer_init(w->o.loop, &w->grace) == 0) {
     w->grace_init = true;
     w->grace.data = w;
     uv_timer_start(&w->grace, on_grace, grace_ms, 0);
+  }
+  w->stopping = true;
+  for (unsigned i = 0; i < w->o.slots; i++) {
+    slot *s = &w->slots[i];
+    if (s->state == SL_SLEEPING || s->state == SL_IDLE) slot_stop(s);
   }
   maybe_all_stopped(w);
 }

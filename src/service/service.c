@@ -1,0 +1,648 @@
+/* service.c — the P2P service as one unit: policy, op context, tools, server, workers, and a
+ * loop bridge for the p2p_* tools (see service.h). */
+#include "service/service.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "service/auth.h"
+#include "service/client.h"
+#include "service/mcpp.h"
+#include "service/rpc_tool.h"
+#include "service/server.h"
+#include "service/taskq_ops.h"
+#include "service/worker.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define SVC_MAX_CLIENTS 32
+#define SVC_MAX_SEEN 256
+
+enum { BJ_RPC = 1, BJ_PEERS, BJ_STATUS };
+
+typedef struct bjob {
+  struct bjob *next;
+  int kind;
+  char *target;
+  json_t *msg;
+  uint32_t timeout_ms;
+  int limit;
+  bool include_peers;
+  pthread_cond_t cv;
+  bool done;
+  int err;
+  json_t *result;
+  int refs; /* handler + loop; guarded by the service mutex */
+} bjob;
+
+typedef struct client_slot {
+  char *target;
+  svc_client *c;
+  uint64_t last_use;
+} client_slot;
+
+typedef struct seen_peer {
+  char id[SVC_AUTH_MAX_PEER_ID + 1];
+  double last_seen;
+} seen_peer;
+
+struct svc_service {
+  const config *cfg;
+  tq_queue *q;
+  ttlcache *cache;
+  svc_auth_policy *policy;
+  svc_taskq_ctx *tq;
+  /* loop side */
+  uv_loop_t *loop;
+  p2p_host *host;
+  mcp_dispatcher *disp;
+  svc_server *server;
+  svc_workers *workers;
+  uv_async_t async;
+  bool async_init, started, stopping;
+  client_slot clients[SVC_MAX_CLIENTS];
+  uint64_t use_clock;
+  seen_peer seen[SVC_MAX_SEEN];
+  size_t n_seen;
+  double started_at;
+  char peer_id[SVC_AUTH_MAX_PEER_ID + 1];
+  /* bridge */
+  pthread_mutex_t mu;
+  bjob *jobs;
+  /* stop */
+  int stop_pending;
+  void (*stop_done)(void *);
+  void *stop_ud;
+};
+
+/* ---------- bridge: worker thread side ---------- */
+
+static void job_unref_locked(bjob *j) {
+  if (--j->refs > 0) return;
+  pthread_cond_destroy(&j->cv);
+  free(j->target);
+  json_decref(j->msg);
+  json_decref(j->result);
+  free(j);
+}
+
+static bjob *job_new(int kind) {
+  bjob *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  j->kind = kind;
+  j->refs = 2;
+  pthread_cond_init(&j->cv, NULL);
+  return j;
+}
+
+/* Hands the job to the loop and waits for it (or for cancellation / deadline). Returns the
+ * result (new reference) or NULL with *err. */
+static json_t *bridge_run(svc_service *s, bjob *j, mcp_call *call, int *err) {
+  pthread_mutex_lock(&s->mu);
+  if (!s->async_init || s->stopping) {
+    j->refs = 1;
+    job_unref_locked(j);
+    pthread_mutex_unlock(&s->mu);
+    *err = -ENOTCONN;
+    return NULL;
+  }
+  j->next = s->jobs;
+  s->jobs = j;
+  pthread_mutex_unlock(&s->mu);
+  uv_async_send(&s->async);
+  pthread_mutex_lock(&s->mu);
+  while (!j->done && !mcp_call_cancelled(call)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&j->cv, &s->mu, &ts);
+  }
+  json_t *r = NULL;
+  if (j->done) {
+    r = j->result;
+    j->result = NULL;
+    *err = j->err;
+  } else {
+    *err = -ECANCELED;
+  }
+  job_unref_locked(j);
+  pthread_mutex_unlock(&s->mu);
+  return r;
+}
+
+/* ---------- bridge: loop side ---------- */
+
+static void job_complete(svc_service *s, bjob *j, int err, json_t *result /* stolen */) {
+  pthread_mutex_lock(&s->mu);
+  j->done = true;
+  j->err = err;
+  j->result = result;
+  pthread_cond_signal(&j->cv);
+  job_unref_locked(j);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static svc_client *client_for(svc_service *s, const char *target) {
+  client_slot *free_slot = NULL, *lru = NULL;
+  for (size_t i = 0; i < SVC_MAX_CLIENTS; i++) {
+    client_slot *cs = &s->clients[i];
+    if (cs->c && strcmp(cs->target, target) == 0) {
+      cs->last_use = ++s->use_clock;
+      return cs->c;
+    }
+    if (!cs->c && !free_slot) free_slot = cs;
+    if (cs->c && (!lru || cs->last_use < lru->last_use)) lru = cs;
+  }
+  client_slot *cs = free_slot;
+  if (!cs) {
+    cs = lru;
+    svc_client_close(cs->c);
+    free(cs->target);
+    cs->c = NULL;
+    cs->target = NULL;
+  }
+  svc_client_opts o = {0};
+  o.token = s->cfg ? s->cfg->p2p.token : NULL;
+  o.max_frame_bytes = 16u * 1024 * 1024;
+  svc_client *c;
+  if (svc_client_new(s->loop, s->host, target, &o, &c) != 0) return NULL;
+  cs->target = strdup(target);
+  if (!cs->target) {
+    svc_client_close(c);
+    return NULL;
+  }
+  cs->c = c;
+  cs->last_use = ++s->use_clock;
+  return c;
+}
+
+typedef struct rpc_wait {
+  svc_service *s;
+  bjob *j;
+} rpc_wait;
+
+static void job_rpc_done(void *ud, int err, json_t *result, json_t *error) {
+  rpc_wait *w = ud;
+  json_t *r;
+  if (err < 0) r = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unreachable", "detail", strerror(-err));
+  else if (result) r = json_incref(result);
+  else r = json_pack("{s:b, s:s, s:O?}", "ok", 0, "error", "rpc_error", "detail", error);
+  job_complete(w->s, w->j, 0, r);
+  free(w);
+}
+
+static json_t *peers_json(svc_service *s, int limit) {
+  json_t *arr = json_array();
+  double now = clock_wall_s();
+  for (size_t i = 0; i < s->n_seen && (limit <= 0 || (int)json_array_size(arr) < limit); i++) {
+    seen_peer *sp = &s->seen[i];
+    json_t *row = json_pack("{s:s, s:f, s:f, s:b}", "peer_id", sp->id, "last_seen", sp->last_seen, "age_s",
+                            now - sp->last_seen, "alive", now - sp->last_seen <= 300);
+    p2p_peer_info pi;
+    if (s->host && p2p_host_peer_info(s->host, sp->id, &pi) == 0) {
+      json_t *addrs = json_array(), *protos = json_array();
+      for (size_t k = 0; k < pi.n_listen_addrs; k++) json_array_append_new(addrs, json_string(pi.listen_addrs[k]));
+      for (size_t k = 0; k < pi.n_protocols; k++) json_array_append_new(protos, json_string(pi.protocols[k]));
+      json_object_set_new(row, "addresses", addrs);
+      json_object_set_new(row, "protocols", protos);
+      json_object_set_new(row, "agent", json_string(pi.agent_version ? pi.agent_version : ""));
+      if (pi.last_seen > 0) json_object_set_new(row, "last_seen", json_real(pi.last_seen));
+    }
+    json_array_append_new(arr, row);
+  }
+  return arr;
+}
+
+static json_t *status_json(svc_service *s, bool include_peers, int limit) {
+  json_t *addrs = json_array();
+  const char *la[16];
+  size_t n = s->host ? p2p_host_listen_addrs(s->host, la, 16) : 0;
+  int port = 0;
+  for (size_t i = 0; i < n; i++) {
+    json_array_append_new(addrs, json_string(la[i]));
+    const char *t = strstr(la[i], "/tcp/");
+    if (t && !port) port = atoi(t + 5);
+  }
+  json_t *r = json_pack("{s:b, s:s, s:b, s:{s:b, s:s, s:i, s:f, s:o, s:b}}", "ok", 1, "status", "ok", "degraded_mode",
+                        s->host == NULL, "service", "running", s->started && s->host != NULL, "peer_id", s->peer_id,
+                        "listen_port", port, "started_at", s->started_at, "listen_addrs", addrs, "legacy",
+                        s->cfg && s->cfg->p2p.enable_legacy_protocol);
+  if (s->server) json_object_set_new(json_object_get(r, "service"), "server", svc_server_stats_json(s->server));
+  if (s->workers) {
+    svc_workers_stats ws;
+    svc_workers_stats_get(s->workers, &ws);
+    json_object_set_new(r, "workers",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "claimed", (json_int_t)ws.claimed, "completed",
+                                  (json_int_t)ws.completed, "failed", (json_int_t)ws.failed, "released",
+                                  (json_int_t)ws.released, "lease_lost", (json_int_t)ws.lease_lost, "cancelled",
+                                  (json_int_t)ws.cancelled));
+  }
+  if (include_peers) json_object_set_new(r, "peers", peers_json(s, limit));
+  return r;
+}
+
+static void on_async(uv_async_t *a) {
+  svc_service *s = a->data;
+  pthread_mutex_lock(&s->mu);
+  bjob *list = s->jobs;
+  s->jobs = NULL;
+  pthread_mutex_unlock(&s->mu);
+  while (list) {
+    bjob *j = list;
+    list = j->next;
+    if (j->kind == BJ_STATUS) {
+      job_complete(s, j, 0, status_json(s, j->include_peers, j->limit));
+    } else if (j->kind == BJ_PEERS) {
+      job_complete(s, j, 0, json_pack("{s:b, s:o}", "ok", 1, "peers", peers_json(s, j->limit)));
+    } else if (!s->host || s->stopping) {
+      job_complete(s, j, 0, json_pack("{s:b, s:s}", "ok", 0, "error", "p2p_disabled"));
+    } else {
+      svc_client *c = client_for(s, j->target);
+      rpc_wait *w = c ? calloc(1, sizeof *w) : NULL;
+      if (!w) {
+        job_complete(s, j, 0, json_pack("{s:b, s:s}", "ok", 0, "error", "bad_target"));
+        continue;
+      }
+      w->s = s;
+      w->j = j;
+      if (svc_client_rpc(c, j->msg, j->timeout_ms, job_rpc_done, w) != 0) {
+        free(w);
+        job_complete(s, j, 0, json_pack("{s:b, s:s}", "ok", 0, "error", "internal_error"));
+      }
+    }
+  }
+}
+
+static void on_identify(p2p_host *h, const char *peer_id, void *ud) {
+  svc_service *s = ud;
+  (void)h;
+  if (!peer_id || strlen(peer_id) > SVC_AUTH_MAX_PEER_ID) return;
+  size_t i;
+  for (i = 0; i < s->n_seen; i++)
+    if (strcmp(s->seen[i].id, peer_id) == 0) break;
+  if (i == s->n_seen) {
+    if (s->n_seen == SVC_MAX_SEEN) { /* drop the oldest */
+      size_t old = 0;
+      for (size_t k = 1; k < s->n_seen; k++)
+        if (s->seen[k].last_seen < s->seen[old].last_seen) old = k;
+      i = old;
+    } else {
+      i = s->n_seen++;
+    }
+    snprintf(s->seen[i].id, sizeof s->seen[i].id, "%s", peer_id);
+  }
+  s->seen[i].last_seen = clock_wall_s();
+}
+
+/* ---------- the p2p_* tools ---------- */
+
+static const char *arg_str(const json_t *args, const char *k) {
+  const json_t *v = json_object_get(args, k);
+  return json_is_string(v) && json_string_length(v) ? json_string_value(v) : NULL;
+}
+
+static double arg_num(const json_t *args, const char *k, double dflt) {
+  const json_t *v = json_object_get(args, k);
+  return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+static const char *arg_target(const json_t *args) {
+  static const char *const keys[] = {"remote_multiaddr", "multiaddr", "remote_peer_id", "peer_id", NULL};
+  for (const char *const *k = keys; *k; k++) {
+    const char *v = arg_str(args, *k);
+    if (v) return v;
+  }
+  return NULL;
+}
+
+static mcp_tool_status remote_op(svc_service *s, mcp_call *call, json_t *args, json_t *msg /* stolen */,
+                                 double timeout_s, json_t **result) {
+  const char *target = arg_target(args);
+  if (!target) {
+    json_decref(msg);
+    *result = json_pack("{s:b, s:s}", "ok", 0, "error", "missing_remote");
+    return MCP_TOOL_ERROR;
+  }
+  bjob *j = job_new(BJ_RPC);
+  if (!j || !(j->target = strdup(target))) {
+    if (j) {
+      pthread_cond_destroy(&j->cv);
+      free(j);
+    }
+    json_decref(msg);
+    *result = json_string("out of memory");
+    return MCP_TOOL_ERROR;
+  }
+  j->msg = msg;
+  j->timeout_ms = (uint32_t)(timeout_s * 1000);
+  int err = 0;
+  json_t *r = bridge_run(s, j, call, &err);
+  if (!r) {
+    *result = json_pack("{s:b, s:s}", "ok", 0, "error", err == -ECANCELED ? "cancelled" : "p2p_disabled");
+    return MCP_TOOL_ERROR;
+  }
+  *result = r;
+  return json_is_true(json_object_get(r, "ok")) ? MCP_TOOL_OK : MCP_TOOL_ERROR;
+}
+
+static mcp_tool_status t_remote_status(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  double t = arg_num(args, "timeout_s", 10);
+  json_t *m = json_pack("{s:s, s:b}", "op", "status", "detail", json_is_true(json_object_get(args, "detail")));
+  return remote_op(ud, call, args, m, t + 5, result);
+}
+
+static mcp_tool_status t_remote_call_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  const char *tool = arg_str(args, "tool_name");
+  if (!tool) tool = arg_str(args, "tool");
+  if (!tool) {
+    *result = json_pack("{s:b, s:s}", "ok", 0, "error", "missing_tool_name");
+    return MCP_TOOL_ERROR;
+  }
+  double t = arg_num(args, "timeout_s", 30);
+  json_t *a = json_object_get(args, "args");
+  json_t *m = json_pack("{s:s, s:s, s:O, s:f}", "op", "call_tool", "tool_name", tool, "args", a ? a : json_object(),
+                        "timeout_s", t);
+  if (!a) json_decref(json_object_get(m, "args")); /* drop the extra ref of the {} made above */
+  return remote_op(ud, call, args, m, t + 5, result);
+}
+
+static mcp_tool_status t_remote_submit(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  const char *type = arg_str(args, "task_type");
+  json_t *payload = json_object_get(args, "payload");
+  json_t *m = json_pack("{s:s, s:s, s:s, s:O}", "op", "submit", "task_type", type ? type : "tool.call", "model_name",
+                        arg_str(args, "model_name") ? arg_str(args, "model_name") : "", "payload",
+                        payload ? payload : json_null());
+  const char *ik = arg_str(args, "idempotency_key");
+  if (ik) json_object_set_new(m, "idempotency_key", json_string(ik));
+  return remote_op(ud, call, args, m, 35, result);
+}
+
+static mcp_tool_status t_remote_get(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  json_t *m = json_pack("{s:s, s:s?}", "op", "get", "task_id", arg_str(args, "task_id"));
+  return remote_op(ud, call, args, m, 35, result);
+}
+
+static mcp_tool_status t_remote_wait(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  double t = arg_num(args, "timeout_s", 60);
+  json_t *m = json_pack("{s:s, s:s?, s:f}", "op", "wait", "task_id", arg_str(args, "task_id"), "timeout_s", t);
+  return remote_op(ud, call, args, m, t + 15, result);
+}
+
+static mcp_tool_status cache_op(const char *op, mcp_call *call, json_t *args, json_t **result, void *ud) {
+  double t = arg_num(args, "timeout_s", 10);
+  json_t *m = json_pack("{s:s, s:s?}", "op", op, "key", arg_str(args, "key"));
+  if (strcmp(op, "cache.set") == 0) {
+    json_t *v = json_object_get(args, "value");
+    json_object_set(m, "value", v ? v : json_null());
+    json_t *ttl = json_object_get(args, "ttl_s");
+    if (json_is_number(ttl)) json_object_set(m, "ttl_s", ttl);
+  }
+  return remote_op(ud, call, args, m, t + 2, result);
+}
+static mcp_tool_status t_cache_get(mcp_call *c, json_t *a, json_t **r, void *ud) { return cache_op("cache.get", c, a, r, ud); }
+static mcp_tool_status t_cache_has(mcp_call *c, json_t *a, json_t **r, void *ud) { return cache_op("cache.has", c, a, r, ud); }
+static mcp_tool_status t_cache_set(mcp_call *c, json_t *a, json_t **r, void *ud) { return cache_op("cache.set", c, a, r, ud); }
+static mcp_tool_status t_cache_del(mcp_call *c, json_t *a, json_t **r, void *ud) { return cache_op("cache.delete", c, a, r, ud); }
+
+static mcp_tool_status local_job(svc_service *s, mcp_call *call, bjob *j, json_t **result) {
+  int err = 0;
+  json_t *r = bridge_run(s, j, call, &err);
+  if (!r) {
+    *result = json_pack("{s:b, s:s}", "ok", 0, "error", err == -ECANCELED ? "cancelled" : "not_started");
+    return MCP_TOOL_ERROR;
+  }
+  *result = r;
+  return MCP_TOOL_OK;
+}
+
+static mcp_tool_status t_service_status(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  bjob *j = job_new(BJ_STATUS);
+  if (!j) return MCP_TOOL_ERROR;
+  const json_t *ip = json_object_get(args, "include_peers");
+  j->include_peers = !ip || json_is_true(ip);
+  j->limit = (int)arg_num(args, "peers_limit", 50);
+  return local_job(ud, call, j, result);
+}
+
+static mcp_tool_status t_list_peers(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  bjob *j = job_new(BJ_PEERS);
+  if (!j) return MCP_TOOL_ERROR;
+  j->limit = (int)arg_num(args, "limit", 100);
+  return local_job(ud, call, j, result);
+}
+
+#define REMOTE_PROPS                                                                                               \
+  "\"remote_multiaddr\":{\"type\":\"string\",\"description\":\"/ip4/…/tcp/…/p2p/<id>\"},"                         \
+  "\"remote_peer_id\":{\"type\":\"string\",\"description\":\"PeerId already known to this node\"},"               \
+  "\"timeout_s\":{\"type\":\"number\",\"minimum\":0,\"maximum\":300}"
+
+static const struct {
+  const char *name, *title, *desc, *schema;
+  mcp_tool_fn fn;
+} k_tools[] = {
+    {"p2p_service_status", "P2P service status", "This node's P2P service: peer id, addresses, streams, peers, workers.",
+     "{\"type\":\"object\",\"properties\":{\"include_peers\":{\"type\":\"boolean\",\"default\":true},"
+     "\"peers_limit\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":1000,\"default\":50}}}",
+     t_service_status},
+    {"p2p_list_peers", "List peers", "Peers this node has seen: peer_id, addresses, protocols, agent, last_seen.",
+     "{\"type\":\"object\",\"properties\":{\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":100}}}",
+     t_list_peers},
+    {"p2p_remote_status", "Remote status", "The TaskQueue status of another peer (op status).",
+     "{\"type\":\"object\",\"properties\":{\"detail\":{\"type\":\"boolean\"},\"peer_id\":{\"type\":\"string\"},"
+     "\"multiaddr\":{\"type\":\"string\"}," REMOTE_PROPS "}}",
+     t_remote_status},
+    {"p2p_remote_call_tool", "Call a tool on a peer", "Runs a tool on another peer (op call_tool) and returns its reply.",
+     "{\"type\":\"object\",\"required\":[\"tool_name\"],\"properties\":{\"tool_name\":{\"type\":\"string\"},"
+     "\"args\":{\"type\":\"object\"}," REMOTE_PROPS "}}",
+     t_remote_call_tool},
+    {"p2p_remote_submit_task", "Submit a task to a peer", "Queues a task on another peer (op submit).",
+     "{\"type\":\"object\",\"required\":[\"payload\"],\"properties\":{\"task_type\":{\"type\":\"string\",\"default\":"
+     "\"tool.call\"},\"model_name\":{\"type\":\"string\"},\"payload\":{},\"idempotency_key\":{\"type\":\"string\"},"
+     REMOTE_PROPS "}}",
+     t_remote_submit},
+    {"p2p_remote_task_get", "Get a task from a peer", "A task as another peer's queue has it (op get).",
+     "{\"type\":\"object\",\"required\":[\"task_id\"],\"properties\":{\"task_id\":{\"type\":\"string\"}," REMOTE_PROPS "}}",
+     t_remote_get},
+    {"p2p_remote_task_wait", "Wait for a task on a peer",
+     "Waits until a task on another peer ends or timeout_s passes (op wait, capped by the peer).",
+     "{\"type\":\"object\",\"required\":[\"task_id\"],\"properties\":{\"task_id\":{\"type\":\"string\"}," REMOTE_PROPS "}}",
+     t_remote_wait},
+    {"p2p_remote_cache_get", "Read a peer's cache", "op cache.get on another peer.",
+     "{\"type\":\"object\",\"required\":[\"key\"],\"properties\":{\"key\":{\"type\":\"string\"}," REMOTE_PROPS "}}",
+     t_cache_get},
+    {"p2p_remote_cache_has", "Check a peer's cache", "op cache.has on another peer.",
+     "{\"type\":\"object\",\"required\":[\"key\"],\"properties\":{\"key\":{\"type\":\"string\"}," REMOTE_PROPS "}}",
+     t_cache_has},
+    {"p2p_remote_cache_set", "Write a peer's cache", "op cache.set on another peer.",
+     "{\"type\":\"object\",\"required\":[\"key\",\"value\"],\"properties\":{\"key\":{\"type\":\"string\"},\"value\":{},"
+     "\"ttl_s\":{\"type\":[\"number\",\"null\"]}," REMOTE_PROPS "}}",
+     t_cache_set},
+    {"p2p_remote_cache_delete", "Delete from a peer's cache", "op cache.delete on another peer.",
+     "{\"type\":\"object\",\"required\":[\"key\"],\"properties\":{\"key\":{\"type\":\"string\"}," REMOTE_PROPS "}}",
+     t_cache_del},
+};
+
+/* ---------- life cycle ---------- */
+
+int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *reg, svc_service **out) {
+  svc_service *s = calloc(1, sizeof *s);
+  if (!s) return -ENOMEM;
+  s->cfg = cfg;
+  s->q = q;
+  s->cache = c;
+  pthread_mutex_init(&s->mu, NULL);
+  int rc = -ENOMEM;
+  s->policy = svc_auth_policy_new();
+  if (!s->policy) goto fail;
+  for (size_t i = 0; cfg && i < cfg->p2p.trusted_peer_count; i++) {
+    if ((rc = svc_auth_policy_add_peer(s->policy, cfg->p2p.trusted_peers[i], 0)) != 0) {
+      log_write(LOG_ERROR, "p2p: bad trusted peer", "{s:s}", "peer_id", cfg->p2p.trusted_peers[i]);
+      goto fail;
+    }
+  }
+  if (cfg && cfg->p2p.token) {
+    if ((rc = svc_auth_policy_set_token(s->policy, cfg->p2p.token, 0)) != 0) goto fail;
+  } else {
+    svc_auth_policy_token_from_env(s->policy, 0);
+  }
+  svc_taskq_config tc;
+  svc_taskq_config_default(&tc);
+  tc.queue = q;
+  tc.cache = c;
+  tc.policy = s->policy;
+  tc.peer_id = "";
+  tc.session = getenv("IPFS_ACCELERATE_PY_TASK_P2P_SESSION");
+  if (cfg && cfg->queue.wait_max_seconds) tc.wait_max_s = cfg->queue.wait_max_seconds;
+  rc = -ENOMEM;
+  if (!(s->tq = svc_taskq_new(&tc))) goto fail;
+  if ((rc = svc_rpc_tool_register(reg, s->tq)) != 0) goto fail;
+  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) {
+    if (cfg && config_tool_disabled(cfg, k_tools[i].name)) continue;
+    mcp_tool_def d = {0};
+    d.name = k_tools[i].name;
+    d.category = "p2p";
+    d.title = k_tools[i].title;
+    d.description = k_tools[i].desc;
+    d.input_schema = k_tools[i].schema;
+    d.scopes = MCP_SCOPE_TOOL_CALL;
+    d.flags = 0; /* local only: a peer must not make us dial others */
+    d.timeout_ms = 330000;
+    d.fn = k_tools[i].fn;
+    d.ud = s;
+    if ((rc = mcp_registry_add(reg, &d)) != 0) goto fail;
+  }
+  log_write(LOG_INFO, "p2p service configured", "{s:I, s:b, s:b}", "trusted_peers",
+            (json_int_t)svc_auth_policy_peer_count(s->policy), "token", svc_auth_policy_has_token(s->policy),
+            "legacy", cfg && cfg->p2p.enable_legacy_protocol);
+  *out = s;
+  return 0;
+fail:
+  svc_taskq_free(s->tq);
+  svc_auth_policy_free(s->policy);
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+  return rc;
+}
+
+int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispatcher *d) {
+  s->loop = loop;
+  s->host = host;
+  s->disp = d;
+  s->started_at = clock_wall_s();
+  if (host) snprintf(s->peer_id, sizeof s->peer_id, "%s", p2p_host_peer_id(host));
+  int rc = svc_taskq_set_peer_id(s->tq, s->peer_id);
+  if (rc != 0) return rc;
+  rc = uv_async_init(loop, &s->async, on_async);
+  if (rc != 0) return rc;
+  s->async.data = s;
+  pthread_mutex_lock(&s->mu);
+  s->async_init = true;
+  pthread_mutex_unlock(&s->mu);
+  if (host) {
+    p2p_host_on_identify(host, on_identify, s);
+    svc_server_opts so = {0};
+    so.loop = loop;
+    so.host = host;
+    so.dispatcher = d;
+    so.policy = s->policy;
+    so.max_frame_bytes = s->cfg ? s->cfg->p2p.max_frame_bytes : 0;
+    so.max_streams_per_peer = s->cfg ? s->cfg->p2p.max_streams_per_peer : 0;
+    so.rate_per_s = s->cfg ? s->cfg->p2p.rate_limit_per_second : 0;
+    so.rate_burst = so.rate_per_s * 2;
+    so.legacy = s->cfg && s->cfg->p2p.enable_legacy_protocol;
+    if ((rc = svc_server_start(&so, &s->server)) != 0) return rc;
+  }
+  unsigned nw = s->cfg ? s->cfg->p2p.workers : 0;
+  if (nw > 0 && s->q) {
+    svc_workers_opts wo = {0};
+    wo.loop = loop;
+    wo.dispatcher = d;
+    wo.slots = nw;
+    char wid[200];
+    snprintf(wid, sizeof wid, "%s", s->peer_id[0] ? s->peer_id : "local");
+    wo.worker_id = wid;
+    wo.local = s->tq;
+    if ((rc = svc_workers_start(&wo, &s->workers)) != 0) return rc;
+  }
+  s->started = true;
+  return 0;
+}
+
+static void stop_step_done(void *ud) {
+  svc_service *s = ud;
+  if (--s->stop_pending == 0 && s->stop_done) s->stop_done(s->stop_ud);
+}
+
+static void async_closed(uv_handle_t *h) { stop_step_done(h->data); }
+
+void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *ud), void *ud) {
+  s->stop_done = done;
+  s->stop_ud = ud;
+  pthread_mutex_lock(&s->mu);
+  s->stopping = true;
+  bjob *list = s->jobs;
+  s->jobs = NULL;
+  pthread_mutex_unlock(&s->mu);
+  /* jobs not yet picked up by the loop end now */
+  while (list) {
+    bjob *j = list;
+    list = j->next;
+    job_complete(s, j, 0, json_pack("{s:b, s:s}", "ok", 0, "error", "shutting_down"));
+  }
+  for (size_t i = 0; i < SVC_MAX_CLIENTS; i++)
+    if (s->clients[i].c) {
+      svc_client_close(s->clients[i].c); /* pending tool calls see -ECANCELED */
+      free(s->clients[i].target);
+      s->clients[i].c = NULL;
+      s->clients[i].target = NULL;
+    }
+  s->stop_pending = 1; /* this function's own step, released at the end */
+  if (s->server) {
+    s->stop_pending++;
+    svc_server_stop(s->server, deadline_ms, stop_step_done, s);
+  }
+  if (s->workers) {
+    s->stop_pending++;
+    svc_workers_stop(s->workers, deadline_ms, stop_step_done, s);
+  }
+  if (s->async_init) {
+    s->stop_pending++;
+    uv_close((uv_handle_t *)&s->async, async_closed);
+  }
+  stop_step_done(s);
+}
+
+void svc_service_free(svc_service *s) {
+  if (!s) return;
+  svc_server_free(s->server);
+  svc_workers_free(s->workers);
+  svc_taskq_free(s->tq);
+  svc_auth_policy_free(s->policy);
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+}

@@ -1,0 +1,58 @@
+/* service.h — the in-process P2P service as one unit for `peermcp serve`: the AuthContext
+ * policy from the configuration, the TaskQueue op context, the task_queue.rpc tool, the
+ * /mcp+p2p/1.0.0 (+ legacy NDJSON) stream handlers, the in-process workers (`p2p.workers`),
+ * and the MCP tools a local client uses to reach other peers (mcp_server_spec.md §3.4):
+ *
+ *   p2p_service_status {include_peers?, peers_limit?}   this node: peer id, addresses, streams,
+ *                                                         known peers, worker counters
+ *   p2p_list_peers {limit?}                              peers seen: peer_id, addresses,
+ *                                                         protocols, agent, last_seen
+ *   p2p_remote_status {remote_multiaddr|peer_id, detail?, timeout_s?}
+ *   p2p_remote_call_tool {tool_name, args?, remote_multiaddr|remote_peer_id, timeout_s?}
+ *   p2p_remote_submit_task {task_type, model_name?, payload, idempotency_key?, remote_…}
+ *   p2p_remote_task_get {task_id, remote_…}   p2p_remote_task_wait {task_id, timeout_s?, remote_…}
+ *   p2p_remote_cache_get|has|delete {key, remote_…}   p2p_remote_cache_set {key, value, ttl_s?, …}
+ * Each remote tool replies with the remote op reply ({"ok":…, "peer_id":<remote>, …}) or
+ * {"ok":false,"error":…} when the peer cannot be reached. They are local-only tools (a peer
+ * cannot make this node dial others). One connection and one stream per remote target is kept
+ * and reused across calls.
+ *
+ * Two phases, because tools must be registered before the dispatcher exists and the host
+ * comes after it:
+ *   svc_service_new      main thread, before mcp_dispatcher_new: builds the policy, the op
+ *                        context, registers the tools;
+ *   svc_service_start    loop thread, after the host listens and the dispatcher exists
+ *                        (host may be NULL with --no-p2p: workers and local tools still run);
+ *   svc_service_stop     loop thread: stop accepting, drain in-flight requests until the
+ *                        deadline, stop workers (running tasks released), close clients;
+ *                        then done(ud);
+ *   svc_service_free     after the dispatcher has been freed (the tools' ud is the service).
+ * Threads: the tools run on dispatcher workers and hand network work to the loop through a
+ * uv_async bridge; everything else is loop-thread only. */
+#ifndef PEERMCP_SERVICE_SERVICE_H
+#define PEERMCP_SERVICE_SERVICE_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "mcp/dispatch.h"
+#include "mcp/registry.h"
+#include "p2p/host/host.h"
+#include "store/cache.h"
+#include "store/queue.h"
+
+typedef struct svc_service svc_service;
+
+/* q / c may be NULL (their ops answer queue_disabled / cache_disabled). cfg is borrowed and
+ * must outlive the service. Errors: -EINVAL (bad trusted peer or token), -ENOMEM, registry
+ * errors. */
+int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *reg, svc_service **out)
+    __attribute__((warn_unused_result));
+int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispatcher *d)
+    __attribute__((warn_unused_result));
+void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *ud), void *ud);
+void svc_service_free(svc_service *s);
+
+#endif
