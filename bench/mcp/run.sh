@@ -2,7 +2,8 @@
 # bench-mcp: peermcp vs the official TypeScript SDK server, same tool, same Node client.
 # Called by `make bench-mcp` after `make` built build/peermcp and the npm packages are installed.
 # Writes the "MCP (bench-mcp)" section of bench/RESULTS.md and bench/mcp/last.json.
-# BENCH_SECONDS (default 3) sets the length of each measured phase.
+# BENCH_SECONDS (default 3) sets the length of each measured phase, BENCH_TRIALS (default 3) the
+# number of interleaved runs per server (the median is reported).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${PEERMCP_BIN:-$root/build/peermcp}
@@ -21,5 +22,5 @@ trap 'rm -f "$machine"' EXIT
   echo "node $("$node" --version); $("$bin" --version)"
 } >"$machine"
 
-nice -n 5 "$node" "$root/bench/mcp/bench.mjs" --peermcp "$bin" --seconds "${BENCH_SECONDS:-3}" \
+nice -n 5 "$node" "$root/bench/mcp/bench.mjs" --peermcp "$bin" --seconds "${BENCH_SECONDS:-3}" --trials "${BENCH_TRIALS:-3}" \
   --json "$root/bench/mcp/last.json" --results "$root/bench/RESULTS.md" --machine "$machine"
