@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -315,6 +316,59 @@ static void test_cache_full_disk_keeps_old_value(void **state) {
   assert_int_equal(count_files(f->dir), 1); /* the failed temp file was removed */
 }
 
+typedef struct {
+  ttlcache *c;
+  int id;
+  int torn;
+} racer;
+
+static void *race(void *arg) {
+  racer *r = arg;
+  char pad[4097];
+  for (int i = 0; i < 150; i++) {
+    size_t len = (size_t)((i * 37 + r->id * 101) % 4096);
+    memset(pad, 'a' + r->id, len);
+    pad[len] = 0;
+    json_t *v = json_pack("{s:s, s:I}", "pad", pad, "len", (json_int_t)len);
+    if (ttlcache_set(r->c, "shared", v, NULL) != 0) r->torn++;
+    json_decref(v);
+    json_t *got;
+    if (ttlcache_get(r->c, "shared", &got) == 0) {
+      if ((json_int_t)json_string_length(json_object_get(got, "pad")) != json_integer_value(json_object_get(got, "len")))
+        r->torn++;
+      json_decref(got);
+    } else {
+      r->torn++; /* the key always exists once written */
+    }
+  }
+  return NULL;
+}
+
+static void test_cache_concurrent_writers_never_tear(void **state) {
+  fx *f = *state;
+  ttlcache_close(f->c);
+  ttlcache_options o;
+  ttlcache_options_default(&o);
+  o.dir = f->dir;
+  o.durable = false; /* atomicity comes from rename, not from fsync */
+  assert_int_equal(ttlcache_open(&o, &f->c), 0);
+  pthread_t th[4];
+  racer r[4];
+  for (int i = 0; i < 4; i++) {
+    r[i] = (racer){f->c, i, 0};
+    pthread_create(&th[i], NULL, race, &r[i]);
+  }
+  for (int i = 0; i < 4; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(r[i].torn, 0);
+  }
+  ttlcache_stats st;
+  ttlcache_stats_get(f->c, &st);
+  assert_int_equal(st.entries, 1);
+  assert_int_equal(st.corrupt, 0);
+  assert_int_equal(count_files(f->dir), 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -330,6 +384,7 @@ int main(void) {
       T(test_cache_bad_input_rejected_and_nothing_written),
       T(test_cache_reopen_indexes_existing_files),
       T(test_cache_full_disk_keeps_old_value),
+      T(test_cache_concurrent_writers_never_tear),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

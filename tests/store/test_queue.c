@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include "store/queue.h"
 #include "util/clock.h"
 
@@ -673,6 +675,67 @@ static void test_async_submit_calls_back_after_commit(void **state) {
   assert_int_equal(a.done, 1);
 }
 
+static void test_claim_recovers_expired_lease_itself(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  tq_claim_opts c = worker("w1");
+  c.lease_seconds = 1;
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  int64_t e1 = t->lease_epoch;
+  tq_task_free(t);
+  usleep(1100000);
+  tq_claim_opts c2 = worker("w2");
+  assert_int_equal(tq_claim_next(f->q, &c2, &t), 0); /* no separate recovery call */
+  assert_non_null(t);
+  assert_string_equal(t->task_id, id);
+  assert_string_equal(t->assigned_worker, "w2");
+  assert_true(t->lease_epoch > e1);
+  assert_int_equal(t->attempt, 2);
+  tq_task_free(t);
+}
+
+/* A database with only the Python columns (§5.2) opens: the new columns are added, queued
+ * tasks out of attempts (Python zombies, §12.10) end failed, sessions are extracted. */
+static void test_python_schema_is_migrated(void **state) {
+  fx *f = *state;
+  tq_close(f->q);
+  f->q = NULL;
+  char path[160];
+  snprintf(path, sizeof path, "%s/py.sqlite3", f->dir);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db,
+      "CREATE TABLE tasks (task_id VARCHAR PRIMARY KEY, task_type VARCHAR NOT NULL, model_name VARCHAR NOT NULL,"
+      " payload_json VARCHAR NOT NULL, status VARCHAR NOT NULL, assigned_worker VARCHAR, created_at DOUBLE NOT NULL,"
+      " updated_at DOUBLE NOT NULL, result_json VARCHAR, error VARCHAR);"
+      "INSERT INTO tasks VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa','t','m','{\"priority\": 8, \"session\": \"S\"}',"
+      " 'queued',NULL,1.0,1.0,NULL,NULL);",
+      NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "ALTER TABLE tasks ADD COLUMN attempt INTEGER DEFAULT 0;"
+                                    "ALTER TABLE tasks ADD COLUMN max_attempts INTEGER DEFAULT 3;"
+                                    "INSERT INTO tasks (task_id, task_type, model_name, payload_json, status, created_at,"
+                                    " updated_at, attempt, max_attempts) VALUES ('bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb','t','m',"
+                                    "'{}','queued',2.0,2.0,3,3);",
+                                NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  tq_options o;
+  tq_options_default(&o);
+  o.path = path;
+  assert_int_equal(tq_open(&o, &f->q), 0);
+  tq_task *t;
+  assert_int_equal(tq_get(f->q, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &t), 0);
+  assert_int_equal(t->priority, 8); /* back-filled from the payload */
+  assert_string_equal(t->session_id, "S");
+  assert_int_equal(t->status, TQ_QUEUED);
+  tq_task_free(t);
+  assert_int_equal(tq_get(f->q, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", &t), 0);
+  assert_int_equal(t->status, TQ_FAILED);
+  assert_string_equal(t->error, "attempts exhausted");
+  tq_task_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -698,6 +761,8 @@ int main(void) {
       T(test_read_only_state_dir_is_a_clear_error),
       T(test_async_submit_calls_back_after_commit),
       T(test_full_disk_is_a_clear_error_and_changes_nothing),
+      T(test_claim_recovers_expired_lease_itself),
+      T(test_python_schema_is_migrated),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
