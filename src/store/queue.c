@@ -154,8 +154,7 @@ void tq_close(tq_queue *q) {
     pthread_cond_signal(&w->cv);
   }
   pthread_mutex_unlock(&q->wmu);
-  q->ops->close(q->be); /* finishes queued ops */
-  /* waiters hold no reference to the backend once fired; wait for them to leave */
+  /* fired waiters may still be reading their task: let them leave before the backend goes */
   for (;;) {
     pthread_mutex_lock(&q->wmu);
     size_t n = q->n_waiters;
@@ -164,6 +163,7 @@ void tq_close(tq_queue *q) {
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
   }
+  q->ops->close(q->be); /* finishes the ops already queued to the writer */
   pthread_mutex_destroy(&q->wmu);
   free(q->path);
   free(q);

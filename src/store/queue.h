@@ -83,8 +83,9 @@ void tq_options_default(tq_options *o);
 /* Opens (creating or migrating) the queue. Returns 0 and *out, or -errno (the reason is
  * logged). A Python-created SQLite file with the §5.2 columns is migrated in place. */
 int tq_open(const tq_options *o, tq_queue **out) __attribute__((warn_unused_result));
-/* Stops accepting operations, finishes the ones already queued to the writer, wakes every
- * waiter (they return their current view), closes the database. NULL is a no-op. */
+/* Stops accepting operations, wakes every waiter (tq_wait returns its current view), finishes
+ * the operations already queued to the writer (async callbacks still run), closes the
+ * database. Other threads must be out of every other tq_ call. NULL is a no-op. */
 void tq_close(tq_queue *q);
 
 /* ---- tasks ---- */

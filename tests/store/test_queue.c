@@ -736,6 +736,37 @@ static void test_python_schema_is_migrated(void **state) {
   tq_task_free(t);
 }
 
+typedef struct {
+  tq_queue *q;
+  char id[33];
+  int rc;
+  int64_t took;
+} waiter_arg;
+
+static void *wait_long(void *arg) {
+  waiter_arg *w = arg;
+  tq_task *t = NULL;
+  int64_t t0 = clock_mono_ms();
+  w->rc = tq_wait(w->q, w->id, 60, NULL, NULL, &t);
+  w->took = clock_mono_ms() - t0;
+  tq_task_free(t);
+  return NULL;
+}
+
+static void test_close_wakes_waiters(void **state) {
+  fx *f = *state;
+  waiter_arg w = {.q = f->q};
+  submit_p(f->q, "t", "{}", w.id);
+  pthread_t th;
+  pthread_create(&th, NULL, wait_long, &w);
+  usleep(100000);
+  tq_close(f->q);
+  f->q = NULL;
+  pthread_join(th, NULL);
+  assert_int_equal(w.rc, 0);
+  assert_true(w.took < 5000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -763,6 +794,7 @@ int main(void) {
       T(test_full_disk_is_a_clear_error_and_changes_nothing),
       T(test_claim_recovers_expired_lease_itself),
       T(test_python_schema_is_migrated),
+      T(test_close_wakes_waiters),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
