@@ -6,7 +6,7 @@
  *       runs until stdin closes or SIGTERM, then closes the host gracefully. Per-stream
  *       buffering peaks go to stderr as {"stream_stats":…} lines.
  *   p2p_driver dial --state DIR TARGET CHECK[,CHECK…]
- *       Checks against a remote peer (ping, identify, echo100, big, slowread, slowwrite,
+ *       Checks against a remote peer (ping, identify, push, echo100, big, slowread, slowwrite,
  *       wrongid, goaway); one JSON line per check; exit 0 when all passed.
  *   p2p_driver perf --state DIR TARGET --upload N --download N [--streams K]
  *   p2p_driver setup --state DIR TARGET [--n N]     connection set-up + first echoed byte
@@ -675,10 +675,42 @@ static void check_goaway(void) {
   if (p2p_host_ping(host, target, goaway_first_ping, NULL) != 0) check_done(false);
 }
 
+/* ---- identify-push: we add a protocol (the peer must learn it; the suite reads its log),
+ * and the peer adds /peermcp/late-js/1.0.0 (we must learn it) ---- */
+static void late_serve(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_reset(s);
+}
+static void push_poll(uv_timer_t *t) {
+  p2p_peer_info pi;
+  if (p2p_host_peer_info(host, target_peer, &pi) != 0) return;
+  for (size_t i = 0; i < pi.n_protocols; i++) {
+    if (strcmp(pi.protocols[i], "/peermcp/late-js/1.0.0") == 0) {
+      uv_timer_stop(t);
+      json_object_set_new(check_detail, "learned", json_string(pi.protocols[i]));
+      check_done(true);
+      return;
+    }
+  }
+}
+static void push_ping_cb(int err, uint64_t rtt, void *ud) {
+  (void)rtt;
+  (void)ud;
+  if (err || p2p_host_handle(host, "/peermcp/late/1.0.0", late_serve, NULL) != 0) {
+    check_done(false);
+    return;
+  }
+  uv_timer_start(&poll_timer, push_poll, 20, 20);
+}
+static void check_push(void) {
+  if (p2p_host_ping(host, target, push_ping_cb, NULL) != 0) check_done(false);
+}
+
 static const struct {
   const char *name;
   check_fn fn;
 } checks[] = {
+    {"push", check_push},
     {"ping", check_ping},         {"identify", check_identify}, {"echo100", check_echo100},
     {"big", check_big},           {"slowread", check_slowread}, {"slowwrite", check_slowwrite},
     {"wrongid", check_wrongid},   {"goaway", check_goaway},

@@ -107,7 +107,7 @@ fi
 if start_listener jl timeout 200 "$node" "$peer_js" listen --ip6 --slow-sink-ms 5; then
   j4=$(jget 'd["addrs"][0]' <<<"$LISTEN_JSON")
   j6=$(jget 'd["addrs"][1]' <<<"$LISTEN_JSON")
-  checks=ping,identify,echo100,big,slowread,slowwrite,wrongid,goaway
+  checks=ping,identify,push,echo100,big,slowread,slowwrite,wrongid,goaway
   P2P_DRIVER_TIMEOUT_S=150 timeout 160 "$driver" dial --state "$tmp/d-state" "$j4" "$checks" \
     >"$tmp/c-dials-js.out" 2>"$tmp/c-dials-js.err"
   count_checks "c->js ip4" "$tmp/c-dials-js.out" "$checks"
@@ -119,6 +119,8 @@ if start_listener jl timeout 200 "$node" "$peer_js" listen --ip6 --slow-sink-ms 
   else ko "c recv buffer bounded by the yamux window" "max_recv_buffered=$rb"; fi
   if [ "$sq" -ge 0 ] && [ "$sq" -le $((4 * 1024 * 1024 + 65536)) ]; then ok "c send queue bounded under a slow js sink (max $sq B)"
   else ko "c send queue bounded under a slow js sink" "sink_max_send_queued=$sq"; fi
+  if grep -q 'peer:update.*/peermcp/late/1.0.0' "$tmp/jl.err"; then ok "c->js identify-push (js learned our new protocol)"
+  else ko "c->js identify-push (js learned our new protocol)" "$(grep -m3 'peer:update' "$tmp/jl.err")"; fi
   P2P_DRIVER_TIMEOUT_S=60 timeout 70 "$driver" dial --state "$tmp/d-state" "$j6" ping,identify \
     >"$tmp/c-dials-js6.out" 2>"$tmp/c-dials-js6.err"
   count_checks "c->js ip6" "$tmp/c-dials-js6.out" ping,identify

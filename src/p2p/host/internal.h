@@ -21,8 +21,8 @@
 #define HOST_MAX_LISTENERS 16
 #define HOST_READ_CHUNK (256u * 1024u)
 #define HOST_PLAIN_MAX (2u * 1024u * 1024u)  /* decrypted bytes per read awaiting Yamux */
-#define HOST_WRITE_CHUNK (256u * 1024u)      /* plaintext per socket write */
-#define HOST_WPOOL 8                         /* write buffers kept for reuse per connection */
+#define HOST_WRITE_CHUNK (1280u * 1024u)     /* plaintext per socket write: all pending Yamux output */
+#define HOST_WPOOL 3                         /* write buffers kept for reuse per connection */
 #define HOST_MAX_PROTO 256
 #define HOST_TICK_MS 250
 #define HOST_DRAIN_GRACE_MS 5000               /* streams get this long after our GoAway */

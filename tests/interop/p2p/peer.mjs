@@ -19,7 +19,7 @@ const { createLibp2p } = await import('libp2p')
 const { tcp } = await import('@libp2p/tcp')
 const { noise } = await import('@chainsafe/libp2p-noise')
 const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify } = await import('@libp2p/identify')
+const { identify, identifyPush } = await import('@libp2p/identify')
 const { ping } = await import('@libp2p/ping')
 const { multiaddr } = await import('@multiformats/multiaddr')
 const { peerIdFromPublicKey, peerIdFromString } = await import('@libp2p/peer-id')
@@ -96,7 +96,7 @@ async function makeNode (listen) {
     streamMuxers: [yamux({ maxInboundStreams: 1024, maxOutboundStreams: 1024 })],
     connectionGater: { denyDialMultiaddr: () => false },
     connectionManager: { maxConnections: 1000, inboundConnectionThreshold: 10000, maxIncomingPendingConnections: 100 },
-    services: { identify: identify({ agentVersion: 'peermcp-interop-js/1' }), ping: ping() }
+    services: { identify: identify(), identifyPush: identifyPush(), ping: ping() }
   })
   const slowMs = Number(opt('--slow-sink-ms', '0'))
   await node.handle(ECHO, async (stream) => {
@@ -326,6 +326,16 @@ async function main () {
     const node = await makeNode(listen)
     node.addEventListener('peer:connect', (e) => log('peer:connect', e.detail.toString()))
     node.addEventListener('peer:disconnect', (e) => log('peer:disconnect', e.detail.toString()))
+    // identify-push both ways: log protocol updates we learn, and add a protocol of our own
+    // shortly after the first peer identified us (js pushes it to connected peers).
+    node.addEventListener('peer:update', (e) => log('peer:update', JSON.stringify({
+      peer: e.detail.peer.id.toString(), protocols: e.detail.peer.protocols })))
+    let lateDone = false
+    node.addEventListener('peer:identify', () => {
+      if (lateDone) return
+      lateDone = true
+      setTimeout(() => node.handle('/peermcp/late-js/1.0.0', (s) => s.abort(new Error('unused'))).catch(() => {}), 300)
+    })
     node.addEventListener('peer:identify', (e) => log('peer:identify', JSON.stringify({
       agent: e.detail.agentVersion, protocols: e.detail.protocols,
       observed: e.detail.observedAddr?.toString(), listen: e.detail.listenAddrs.map(String)
