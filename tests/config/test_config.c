@@ -531,7 +531,46 @@ static void test_config_survives_mutated_files(void **state) {
   assert_true(ok > 0 && bad > 0);
 }
 
-int main(void) {
+/* The examples in docs/config.md and docs/command-tools.md load (the docs cannot rot). The
+ * source root comes from meson (argv[1]); without it the test is skipped. */
+static const char *g_source_root;
+
+static char *first_json_block(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return NULL;
+  static char text[65536];
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  const char *a = strstr(text, "## Example");
+  a = a ? strstr(a, "```json\n") : NULL;
+  if (!a) return NULL;
+  a += 8;
+  const char *b = strstr(a, "```");
+  return b ? strndup(a, (size_t)(b - a)) : NULL;
+}
+
+static void test_config_docs_examples_load(void **state) {
+  (void)state;
+  if (!g_source_root) skip();
+  static const char *const docs[] = {"docs/config.md", "docs/command-tools.md"};
+  for (size_t i = 0; i < 2; i++) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", g_source_root, docs[i]);
+    char *json = first_json_block(path);
+    if (!json) fail_msg("%s: no ```json block after \"## Example\"", path);
+    config cfg;
+    char err[512];
+    int rc = config_load_text(&cfg, json, strlen(json), path, NULL, err, sizeof err);
+    free(json);
+    if (rc != 0) fail_msg("%s example: %s", docs[i], err);
+    assert_true(cfg.tools.command_count > 0);
+    config_free(&cfg);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1) g_source_root = argv[1];
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_config_defaults_without_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_xdg_state_home_wins_over_home, setup, teardown),
@@ -552,6 +591,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_config_file_selection_flag_env_default, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_file_over_ceiling_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_survives_mutated_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_docs_examples_load, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
