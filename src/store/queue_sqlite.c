@@ -349,7 +349,8 @@ static const char *stmt_sql[S_NSTMT] = {
                     " 'claim lease expired after maximum attempts' ELSE error || '; claim lease expired after"
                     " maximum attempts' END, assigned_worker = NULL, lease_until = NULL, updated_at = ?1"
                     " WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'running' AND lease_until IS"
-                    " NOT NULL AND lease_until <= ?1 LIMIT ?2) RETURNING task_id",
+                    " NOT NULL AND lease_until <= ?1 AND (cancel_requested != 0 OR (max_attempts > 0 AND"
+                    " attempt >= max_attempts)) LIMIT ?2) RETURNING task_id",
     [S_CANDS] = "SELECT task_id, task_type FROM tasks INDEXED BY idx_tasks_claim_q WHERE status = 'queued'"
                 " AND next_attempt_at <= ?1 AND (max_attempts = 0 OR attempt < max_attempts)"
                 " AND (sticky_worker_id IS NULL OR sticky_worker_id = ?2)"

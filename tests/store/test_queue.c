@@ -767,6 +767,27 @@ static void test_close_wakes_waiters(void **state) {
   assert_true(w.took < 5000);
 }
 
+static void test_recovery_limit_never_fails_tasks_with_attempts_left(void **state) {
+  fx *f = *state;
+  char a[33], b[33];
+  submit_p(f->q, "t", "{}", a);
+  submit_p(f->q, "t", "{}", b);
+  tq_claim_opts c = worker("w");
+  tq_task **v;
+  size_t n;
+  c.max_tasks = 2;
+  assert_int_equal(tq_claim_many(f->q, &c, &v, &n), 0);
+  assert_int_equal(n, 2);
+  tq_task_array_free(v, n);
+  assert_int_equal(tq_recover_expired(f->q, clock_wall_s() + 1e6, 1, &n), 0);
+  assert_int_equal(n, 1);
+  tq_counts k;
+  assert_int_equal(tq_count(f->q, &k), 0);
+  assert_int_equal(k.by_status[TQ_FAILED], 0);
+  assert_int_equal(k.by_status[TQ_QUEUED], 1);
+  assert_int_equal(k.by_status[TQ_RUNNING], 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -795,6 +816,7 @@ int main(void) {
       T(test_claim_recovers_expired_lease_itself),
       T(test_python_schema_is_migrated),
       T(test_close_wakes_waiters),
+      T(test_recovery_limit_never_fails_tasks_with_attempts_left),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
