@@ -1,0 +1,291 @@
+/* svc_driver.c — load and benchmark driver for the P2P service (not a unit test); used by
+ * tests/suites/60-service.sh and bench/service/run.sh.
+ *
+ *   svc_driver many    --state DIR --peer MA --n N            N status ops pipelined on one stream
+ *   svc_driver streams --state DIR --peer MA --n N            N streams at once (one client each,
+ *                                                             one connection), one op per stream
+ *   svc_driver bench   --state DIR --peer MA --n N --conns K --inflight F [--tool NAME]
+ *                      tools/call round trips: K connections (one identity each), F requests in
+ *                      flight per connection; prints p50/p99 latency (µs) and calls/s
+ *   svc_driver tasks   --state DIR --peer MA --n N [--inflight F]
+ *                      submit a tool.call echo task and wait for it, N times (F at once); prints
+ *                      submit→complete p50/p99 and tasks/s (a worker must be attached to MA)
+ * Every identity lives under DIR (DIR/0, DIR/1, …); the server must trust them or get the token
+ * through --token. One JSON line on stdout; exit 0 when every request succeeded. Bounded by a
+ * watchdog (SVC_DRIVER_TIMEOUT_S, default 120 s). */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "p2p/host/host.h"
+#include "service/client.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define MAXC 64
+
+static uv_loop_t loop;
+static const char *state_dir, *peer, *token, *tool = "echo";
+static long n = 100, conns = 1, inflight = 1;
+static p2p_host *hosts[MAXC];
+static svc_client *clients[1024];
+static long n_clients;
+static long sent, done_ok, done_err;
+static int64_t *lat_us;
+static int hosts_closed;
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static p2p_host *mk_host(int i) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/%d", state_dir, i);
+  p2p_host_config hc = {0};
+  hc.state_dir = dir;
+  hc.no_peerstore_file = true;
+  hc.max_streams_per_conn = 1024;
+  p2p_host *h;
+  if (p2p_host_new(&loop, &hc, &h) != 0) {
+    fprintf(stderr, "host %d failed\n", i);
+    exit(1);
+  }
+  return h;
+}
+
+static svc_client *mk_client(p2p_host *h) {
+  svc_client_opts o = {0};
+  o.token = token;
+  o.max_inflight = 64;
+  o.request_timeout_ms = 60000;
+  svc_client *c;
+  if (svc_client_new(&loop, h, peer, &o, &c) != 0) exit(1);
+  return c;
+}
+
+typedef struct req {
+  int64_t t0;
+  long idx;
+  svc_client *c;
+} req;
+
+static void issue(svc_client *c);
+
+static void on_reply(void *ud, int err, json_t *result, json_t *error) {
+  req *r = ud;
+  bool ok = err == 0 && result &&
+            (json_is_true(json_object_get(result, "ok")) || json_is_false(json_object_get(result, "isError")));
+  if (ok) {
+    lat_us[r->idx] = clock_mono_us() - r->t0;
+    done_ok++;
+  } else {
+    done_err++;
+    if (done_err < 5) {
+      char *s = error ? json_dumps(error, JSON_COMPACT) : result ? json_dumps(result, JSON_COMPACT) : NULL;
+      fprintf(stderr, "request failed: err=%d %s\n", err, s ? s : "");
+      free(s);
+    }
+  }
+  svc_client *c = r->c;
+  free(r);
+  issue(c);
+}
+
+static const char *mode;
+
+static void issue(svc_client *c) {
+  if (sent >= n) return;
+  req *r = calloc(1, sizeof *r);
+  r->idx = sent++;
+  r->c = c;
+  r->t0 = clock_mono_us();
+  int rc;
+  if (strcmp(mode, "bench") == 0) {
+    json_t *args = json_pack("{s:i}", "i", (int)r->idx);
+    rc = svc_client_call_tool(c, tool, args, false, 0, on_reply, r);
+    json_decref(args);
+  } else {
+    json_t *m = json_pack("{s:s}", "op", "status");
+    rc = svc_client_rpc(c, m, 0, on_reply, r);
+    json_decref(m);
+  }
+  if (rc != 0) {
+    free(r);
+    done_err++;
+  }
+}
+
+/* tasks mode: submit then wait */
+typedef struct task_req {
+  int64_t t0;
+  long idx;
+  svc_client *c;
+} task_req;
+
+static void task_issue(svc_client *c);
+
+static void on_wait(void *ud, int err, json_t *result, json_t *error) {
+  task_req *r = ud;
+  (void)error;
+  const char *st = json_string_value(json_object_get(json_object_get(result, "task"), "status"));
+  if (err == 0 && st && strcmp(st, "completed") == 0) {
+    lat_us[r->idx] = clock_mono_us() - r->t0;
+    done_ok++;
+  } else {
+    done_err++;
+  }
+  svc_client *c = r->c;
+  free(r);
+  task_issue(c);
+}
+
+static void on_submit(void *ud, int err, json_t *result, json_t *error) {
+  task_req *r = ud;
+  (void)error;
+  const char *id = json_string_value(json_object_get(result, "task_id"));
+  if (err != 0 || !id) {
+    done_err++;
+    svc_client *c = r->c;
+    free(r);
+    task_issue(c);
+    return;
+  }
+  json_t *m = json_pack("{s:s, s:s, s:i}", "op", "wait", "task_id", id, "timeout_s", 60);
+  if (svc_client_rpc(r->c, m, 75000, on_wait, r) != 0) {
+    done_err++;
+    free(r);
+  }
+  json_decref(m);
+}
+
+static void task_issue(svc_client *c) {
+  if (sent >= n) return;
+  task_req *r = calloc(1, sizeof *r);
+  r->idx = sent++;
+  r->c = c;
+  r->t0 = clock_mono_us();
+  json_t *m = json_pack("{s:s, s:s, s:{s:s, s:{s:i}}}", "op", "submit", "task_type", "tool.call", "payload", "tool",
+                        tool, "args", "i", (int)r->idx);
+  if (svc_client_rpc(c, m, 0, on_submit, r) != 0) {
+    done_err++;
+    free(r);
+  }
+  json_decref(m);
+}
+
+static void watchdog(uv_timer_t *t) {
+  (void)t;
+  fprintf(stderr, "svc_driver: watchdog expired (%ld ok, %ld failed of %ld)\n", done_ok, done_err, n);
+  exit(3);
+}
+
+static void host_closed(p2p_host *h, void *ud) {
+  (void)h;
+  (void)ud;
+  hosts_closed++;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: svc_driver many|streams|bench|tasks --state DIR --peer MA [--n N] ...\n");
+    return 2;
+  }
+  mode = argv[1];
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--state")) state_dir = argv[i + 1];
+    else if (!strcmp(argv[i], "--peer")) peer = argv[i + 1];
+    else if (!strcmp(argv[i], "--token")) token = argv[i + 1];
+    else if (!strcmp(argv[i], "--tool")) tool = argv[i + 1];
+    else if (!strcmp(argv[i], "--n")) n = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--conns")) conns = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--inflight")) inflight = atol(argv[i + 1]);
+    else {
+      fprintf(stderr, "unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+  if (!state_dir || !peer || n < 1 || conns < 1 || conns > MAXC || inflight < 1) return 2;
+  log_set_level(LOG_WARNING);
+  uv_loop_init(&loop);
+  uv_timer_t wd;
+  uv_timer_init(&loop, &wd);
+  const char *wds = getenv("SVC_DRIVER_TIMEOUT_S");
+  uv_timer_start(&wd, watchdog, (uint64_t)(wds ? atoi(wds) : 120) * 1000, 0);
+  uv_unref((uv_handle_t *)&wd);
+  lat_us = calloc((size_t)n, sizeof *lat_us);
+
+  int64_t t0 = clock_mono_us();
+  if (!strcmp(mode, "many")) {
+    hosts[0] = mk_host(0);
+    clients[n_clients++] = mk_client(hosts[0]);
+    for (long i = 0; i < n; i++) issue(clients[0]);
+  } else if (!strcmp(mode, "streams")) {
+    hosts[0] = mk_host(0);
+    if (n > 1024) n = 1024;
+    for (long i = 0; i < n; i++) clients[n_clients++] = mk_client(hosts[0]);
+    for (long i = 0; i < n; i++) issue(clients[i]);
+  } else if (!strcmp(mode, "bench") || !strcmp(mode, "tasks")) {
+    for (long k = 0; k < conns; k++) {
+      hosts[k] = mk_host((int)k);
+      clients[n_clients++] = mk_client(hosts[k]);
+    }
+    /* warm-up: one status per connection so set-up is not measured */
+    for (long k = 0; k < conns; k++) {
+      json_t *m = json_pack("{s:s}", "op", "status");
+      int flag = 0;
+      void cb_warm(void *ud, int err, json_t *r, json_t *e);
+      if (svc_client_rpc(clients[k], m, 0, cb_warm, &flag) != 0) flag = 1;
+      json_decref(m);
+      while (!flag) uv_run(&loop, UV_RUN_ONCE);
+    }
+    t0 = clock_mono_us();
+    for (long k = 0; k < conns; k++)
+      for (long f = 0; f < inflight; f++) {
+        if (!strcmp(mode, "bench")) issue(clients[k]);
+        else task_issue(clients[k]);
+      }
+  } else {
+    return 2;
+  }
+  while (done_ok + done_err < n) uv_run(&loop, UV_RUN_ONCE);
+  int64_t el = clock_mono_us() - t0;
+
+  uint64_t streams_total = 0;
+  for (long i = 0; i < n_clients; i++) {
+    uint64_t s = 0;
+    svc_client_counters(clients[i], &s, NULL);
+    streams_total += s;
+  }
+  qsort(lat_us, (size_t)done_ok, sizeof *lat_us, cmp_i64);
+  int64_t p50 = done_ok ? lat_us[done_ok / 2] : 0, p99 = done_ok ? lat_us[(done_ok * 99) / 100] : 0;
+  printf("{\"mode\":\"%s\",\"n\":%ld,\"ok\":%ld,\"failed\":%ld,\"conns\":%ld,\"inflight\":%ld,\"streams_opened\":%llu,"
+         "\"elapsed_ms\":%.1f,\"per_s\":%.1f,\"p50_us\":%lld,\"p99_us\":%lld}\n",
+         mode, n, done_ok, done_err, !strcmp(mode, "bench") || !strcmp(mode, "tasks") ? conns : 1, inflight,
+         (unsigned long long)streams_total, el / 1000.0, el > 0 ? done_ok * 1e6 / el : 0.0, (long long)p50,
+         (long long)p99);
+  fflush(stdout);
+  for (long i = 0; i < n_clients; i++) svc_client_close(clients[i]);
+  int nh = 0;
+  for (int k = 0; k < MAXC; k++)
+    if (hosts[k]) {
+      p2p_host_close(hosts[k], host_closed, NULL);
+      nh++;
+    }
+  int64_t end = clock_mono_ms() + 5000;
+  while (hosts_closed < nh && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&wd, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  free(lat_us);
+  return done_err == 0 ? 0 : 1;
+}
+
+void cb_warm(void *ud, int err, json_t *r, json_t *e) {
+  (void)err;
+  (void)r;
+  (void)e;
+  *(int *)ud = 1;
+}
