@@ -21,9 +21,10 @@ shopt -s nullglob
 for exe in "$b"/fuzz/fuzz_*; do
   [ -f "$exe" ] && [ -x "$exe" ] || continue
   stem=${exe##*/fuzz_}
-  seeds="$root/fuzz/corpus/$stem"
-  mkdir -p "$seeds"
   work=$(mktemp -d "${TMPDIR:-/tmp}/fuzz-$stem.XXXXXX")
+  seeds="$root/fuzz/corpus/$stem"
+  corpora=("$work")
+  [ -d "$seeds" ] && corpora+=("$seeds")
   art="$out/$stem"
   mkdir -p "$art"
   extra=""
@@ -31,13 +32,14 @@ for exe in "$b"/fuzz/fuzz_*; do
   # -timeout: one input may take at most 10 s; -rss_limit_mb bounds memory growth.
   # shellcheck disable=SC2086
   nice -n 10 "$exe" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$art/" $extra "$work" "$seeds" >"$out/$stem.log" 2>&1
+    -artifact_prefix="$art/" $extra "${corpora[@]}" >"$out/$stem.log" 2>&1
   rc=$?
   runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$out/$stem.log" | grep -oE '[0-9]+$' || true)
   if [ "$rc" -eq 0 ]; then
     pass=$((pass + 1))
     echo "fuzz_$stem: ok (${runs:-?} runs in ${secs}s)"
     if [ "${FUZZ_MERGE:-0}" = 1 ]; then
+      mkdir -p "$seeds"
       nice -n 10 "$exe" -merge=1 $extra "$seeds" "$work" >>"$out/$stem.log" 2>&1 || true
     fi
   else
