@@ -43,8 +43,17 @@ typedef struct sess_req {
   int log_min; /* rank in k_log_levels; -1 = send no log notifications */
 } sess_req;
 
+typedef struct sess_sub {
+  struct sess_sub *next;
+  json_t *id; /* the subscriptions/listen request id = the subscription id */
+} sess_sub;
+
+#define MCP_SESSION_MAX_SUBSCRIPTIONS 64
+
 struct mcp_session {
   mcp_session_opts o;
+  sess_sub *subs;
+  size_t nsubs;
   char *legacy_version;
   bool initialized;
   int log_min; /* legacy: from logging/setLevel; default info */
@@ -182,8 +191,18 @@ static void req_free(sess_req *r) {
   free(r);
 }
 
+static void sub_free(sess_sub *u) {
+  json_decref(u->id);
+  free(u);
+}
+
 void mcp_session_free(mcp_session *s) {
   if (!s) return;
+  while (s->subs) {
+    sess_sub *n = s->subs->next;
+    sub_free(s->subs);
+    s->subs = n;
+  }
   sess_req *r = s->reqs;
   while (r) {
     sess_req *next = r->next;
@@ -261,6 +280,60 @@ static sess_req *find_req(mcp_session *s, const json_t *id) {
   return NULL;
 }
 
+static sess_sub *find_sub(mcp_session *s, const json_t *id, sess_sub ***link) {
+  for (sess_sub **pp = &s->subs; *pp; pp = &(*pp)->next)
+    if (json_equal((*pp)->id, (json_t *)id)) {
+      if (link) *link = pp;
+      return *pp;
+    }
+  return NULL;
+}
+
+/* 2026-07-28 basic/patterns/subscriptions.mdx. peermcp's tool, prompt and resource lists never
+ * change while it runs and it has no resources, so the acknowledged filter is empty; the stream
+ * stays open until the client cancels it or the server ends it (mcp_session_end_subscriptions). */
+static void m_subscriptions_listen(mcp_session *s, req_ctx *rc) {
+  if (!rc->id) return;
+  json_t *filter = json_object_get(rc->params, "notifications");
+  if (filter && !json_is_object(filter)) {
+    reply_err(s, rc, RPC_INVALID_PARAMS, "subscriptions/listen: params.notifications must be an object", NULL);
+    return;
+  }
+  if (find_req(s, rc->id) || find_sub(s, rc->id, NULL)) {
+    reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
+    return;
+  }
+  if (s->nsubs >= MCP_SESSION_MAX_SUBSCRIPTIONS) {
+    reply_err(s, rc, RPC_INTERNAL_ERROR, "too many subscriptions", NULL);
+    return;
+  }
+  sess_sub *u = calloc(1, sizeof *u);
+  if (!u) {
+    reply_err(s, rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
+    return;
+  }
+  u->id = json_incref(rc->id);
+  u->next = s->subs;
+  s->subs = u;
+  s->nsubs++;
+  send_msg(s, json_pack("{s:s, s:s, s:{s:{s:O}, s:{}}}", "jsonrpc", "2.0", "method",
+                        "notifications/subscriptions/acknowledged", "params", "_meta",
+                        "io.modelcontextprotocol/subscriptionId", u->id, "notifications"));
+}
+
+void mcp_session_end_subscriptions(mcp_session *s) {
+  while (s->subs) {
+    sess_sub *u = s->subs;
+    s->subs = u->next;
+    s->nsubs--;
+    json_t *res = json_pack("{s:{s:O}}", "_meta", "io.modelcontextprotocol/subscriptionId", u->id);
+    mcp_session_reply_result(s, u->id, modern_result(s, res, false));
+    sub_free(u);
+  }
+}
+
+size_t mcp_session_subscriptions(const mcp_session *s) { return s->nsubs; }
+
 static void m_tools_call(mcp_session *s, req_ctx *rc) {
   json_t *name = json_object_get(rc->params, "name");
   if (!json_is_string(name)) {
@@ -273,7 +346,7 @@ static void m_tools_call(mcp_session *s, req_ctx *rc) {
     return;
   }
   if (!rc->id) return; /* a tools/call notification: nothing to answer, nothing to run */
-  if (find_req(s, rc->id)) {
+  if (find_req(s, rc->id) || find_sub(s, rc->id, NULL)) {
     reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
     return;
   }
@@ -442,6 +515,14 @@ static void m_prompts_get(mcp_session *s, req_ctx *rc) {
 static void m_cancelled(mcp_session *s, req_ctx *rc) {
   json_t *rid = json_object_get(rc->params, "requestId");
   if (!rid) return;
+  sess_sub **link;
+  sess_sub *u = find_sub(s, rid, &link);
+  if (u) { /* the client closes its subscription: no response (cancellation.mdx) */
+    *link = u->next;
+    s->nsubs--;
+    sub_free(u);
+    return;
+  }
   sess_req *r = find_req(s, rid);
   if (!r || r->cancelled) return; /* unknown or finished: races are fine (cancellation.mdx) */
   r->cancelled = true;
@@ -491,6 +572,7 @@ static const method_entry k_requests[] = {
     {"prompts/list", m_prompts_list, BOTH},
     {"prompts/get", m_prompts_get, BOTH},
     {"completion/complete", m_complete, BOTH},
+    {"subscriptions/listen", m_subscriptions_listen, MODERN},
 };
 
 static const method_entry k_notifications[] = {

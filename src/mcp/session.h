@@ -8,7 +8,8 @@
  *  - a request whose params._meta carries "io.modelcontextprotocol/protocolVersion" is served
  *    statelessly as 2026-07-28 (server/discover, per-request clientCapabilities/clientInfo/
  *    logLevel, resultType, ttlMs/cacheScope, -32022 for an unsupported version, removed methods
- *    answered -32601);
+ *    answered -32601, subscriptions/listen streams — acknowledged with an empty filter, since
+ *    nothing peermcp lists ever changes);
  *  - anything else is legacy (initialize negotiating 2025-11-25 … 2024-11-05,
  *    notifications/initialized, ping, logging/setLevel + notifications/message, …).
  * tools/call runs through the dispatcher (mcp/dispatch.h); several calls may be in flight and
@@ -89,6 +90,11 @@ size_t mcp_session_inflight(const mcp_session *s);
 void mcp_session_on_idle(mcp_session *s, void (*cb)(void *ud), void *ud);
 /* Cancels every in-flight call (their completions still arrive, without responses). */
 void mcp_session_cancel_all(mcp_session *s);
+
+/* Ends every open subscriptions/listen stream gracefully (a completion result to each listen
+ * request), e.g. at shutdown; stdio calls it at end of input. */
+void mcp_session_end_subscriptions(mcp_session *s);
+size_t mcp_session_subscriptions(const mcp_session *s);
 
 /* The legacy protocol version negotiated by initialize, or NULL before one. */
 const char *mcp_session_legacy_version(const mcp_session *s);

@@ -260,6 +260,7 @@ static void input_eof(mcp_stdio *st) {
   if (!st->skipping && buf_len(&st->line) > 0) /* EOF in the middle of a message */
     handle_line(st, (const char *)buf_ptr(&st->line), buf_len(&st->line));
   buf_reset(&st->line);
+  mcp_session_end_subscriptions(st->session); /* a listen stream must not hold the process open */
   log_info("stdio: end of input; finishing in-flight calls", "{s:I}", "inflight",
            (json_int_t)mcp_session_inflight(st->session));
   check_closed(st);

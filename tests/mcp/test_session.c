@@ -446,6 +446,32 @@ static void test_session_free_with_calls_in_flight(void **state) {
   assert_int_equal(json_array_size(f->out), 0);
 }
 
+static void test_session_subscriptions_listen_acknowledges_and_ends(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":\"L1\",\"method\":\"subscriptions/listen\",\"params\":{\"notifications\":{\"toolsListChanged\":true}," MODERN_META "}}");
+  json_t *ack = last(f);
+  assert_string_equal(json_string_value(json_object_get(ack, "method")), "notifications/subscriptions/acknowledged");
+  assert_null(json_object_get(ack, "id"));
+  json_t *p = json_object_get(ack, "params");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(p, "_meta"), "io.modelcontextprotocol/subscriptionId")), "L1");
+  assert_int_equal(json_object_size(json_object_get(p, "notifications")), 0); /* nothing ever changes */
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":\"L1\",\"method\":\"subscriptions/listen\",\"params\":{" MODERN_META "}}");
+  assert_int_equal(err_code(last(f)), -32600); /* id in use */
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":\"L2\",\"method\":\"subscriptions/listen\",\"params\":{" MODERN_META "}}");
+  assert_int_equal(mcp_session_subscriptions(f->s), 2);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"L2\"}}");
+  assert_int_equal(mcp_session_subscriptions(f->s), 1);
+  size_t before = json_array_size(f->out);
+  mcp_session_end_subscriptions(f->s);
+  assert_int_equal(json_array_size(f->out), before + 1); /* one graceful completion, for L1 */
+  json_t *r = last(f);
+  assert_string_equal(json_string_value(json_object_get(r, "id")), "L1");
+  assert_string_equal(json_string_value(json_object_get(result(r), "resultType")), "complete");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(result(r), "_meta"), "io.modelcontextprotocol/subscriptionId")), "L1");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"subscriptions/listen\"}");
+  assert_int_equal(err_code(last(f)), -32601); /* legacy era: no such method */
+}
+
 static bool hook(void *ud, mcp_session *s, const char *method, json_t *id, json_t *params) {
   if (strcmp(method, "p2p/hello") == 0) {
     if (id) mcp_session_reply_result(s, id, json_pack("{s:s}", "hello", "peer"));
@@ -501,6 +527,7 @@ int main(void) {
       T(test_session_empty_lists_and_not_found),
       T(test_session_free_with_calls_in_flight),
       T(test_session_hook_takes_over_methods_first),
+      T(test_session_subscriptions_listen_acknowledges_and_ends),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

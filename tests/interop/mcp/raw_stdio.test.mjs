@@ -138,6 +138,17 @@ test('modern era: server/discover and tools/list without initialize', () => with
   assert.equal(m.error.code, -32602);
 }));
 
+test('modern era: subscriptions/listen is acknowledged and ended gracefully at EOF', () => withServer(async (s) => {
+  await s.send({ jsonrpc: '2.0', id: 'sub', method: 'subscriptions/listen', params: { notifications: { toolsListChanged: true }, _meta: MODERN_META } });
+  const ack = await s.waitFor((m) => m.method === 'notifications/subscriptions/acknowledged');
+  assert.equal(ack.params._meta['io.modelcontextprotocol/subscriptionId'], 'sub');
+  assert.deepEqual((await s.request(ping(1))).result, {}); // the stream does not block other requests
+  s.end();
+  const done = await s.byId('sub');
+  assert.equal(done.result.resultType, 'complete');
+  assert.equal(done.result._meta['io.modelcontextprotocol/subscriptionId'], 'sub');
+}));
+
 test('modern era: an unsupported version gets -32022 with the supported list', () => withServer(async (s) => {
   const r = await s.request({ jsonrpc: '2.0', id: 1, method: 'server/discover',
     params: { _meta: { ...MODERN_META, 'io.modelcontextprotocol/protocolVersion': '1900-01-01' } } });
