@@ -25,10 +25,16 @@ static mcp_tool_status fail(json_t **result, const char *code) {
   return MCP_TOOL_ERROR;
 }
 
+/* {"ok":true, …obj} (ok first, as the Python tools write it); takes obj. */
 static mcp_tool_status ok(json_t **result, json_t *obj) {
-  if (!obj) return fail(result, "out_of_memory");
-  json_object_set_new(obj, "ok", json_true());
-  *result = obj;
+  json_t *r = obj ? json_pack("{s:b}", "ok", 1) : NULL;
+  if (!r || json_object_update(r, obj) != 0) {
+    json_decref(obj);
+    json_decref(r);
+    return fail(result, "out_of_memory");
+  }
+  json_decref(obj);
+  *result = r;
   return MCP_TOOL_OK;
 }
 
