@@ -1,6 +1,7 @@
 /* system.c — category "system" (server_info) and the opt-in "test" tools (see system.h). */
 #include "tools/system.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,9 @@ static mcp_tool_status test_slow_fn(mcp_call *call, json_t *args, json_t **resul
   int64_t ms = json_integer_value(json_object_get(args, "ms"));
   int64_t step = json_integer_value(json_object_get(args, "progress_every_ms"));
   if (step <= 0) step = 100;
+  char msg[80];
+  snprintf(msg, sizeof msg, "test_slow: sleeping %lld ms", (long long)ms);
+  mcp_call_log(call, "info", msg);
   int64_t done = 0;
   bool cancelled = false;
   while (done < ms && !cancelled) {

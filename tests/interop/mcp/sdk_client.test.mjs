@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { McpError, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { execFileSync } from 'node:child_process';
 import { peermcpBin, scratch, serverEnv } from './common.mjs';
 
@@ -194,7 +194,19 @@ test('32 concurrent calls are answered and matched by id', async () => {
   results.forEach((r, i) => assert.equal(r.structuredContent.echo.i, i));
 });
 
-test('logging/setLevel, completion/complete, empty resources and prompts', async () => {
+test('logging/setLevel controls notifications/message from tools', async () => {
+  const got = [];
+  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => got.push(n.params));
+  assert.deepEqual(await client.setLoggingLevel('info'), {});
+  await client.callTool({ name: 'test_slow', arguments: { ms: 10 } });
+  assert.ok(got.some((p) => p.level === 'info' && /sleeping 10 ms/.test(String(p.data))), JSON.stringify(got));
+  assert.deepEqual(await client.setLoggingLevel('error'), {});
+  const n = got.length;
+  await client.callTool({ name: 'test_slow', arguments: { ms: 10 } });
+  assert.equal(got.length, n, 'info lines are filtered at level error');
+});
+
+test('completion/complete, empty resources and prompts', async () => {
   assert.deepEqual(await client.setLoggingLevel('debug'), {});
   const c = await client.complete({ ref: { type: 'ref/prompt', name: 'x' }, argument: { name: 'a', value: '' } });
   assert.deepEqual(c.completion.values, []);
