@@ -340,13 +340,14 @@ static void y_on_goaway(yamux_session *s, uint32_t code, void *ud) {
 
 /* ---------------------------------------------------------------- socket I/O */
 
-/* A write request whose buffer can take `need` bytes: recycled when possible, because fresh
- * 256 KiB buffers would be mmap'd and page-faulted on every write. */
+/* A write request whose buffer can take `need` bytes: recycled from the host's pool when
+ * possible, because fresh large buffers would be mmap'd and page-faulted on every write. */
 static wreq *wreq_get(p2p_conn *c, size_t need) {
-  wreq *w = c->wfree;
+  p2p_host *h = c->h;
+  wreq *w = h->wfree;
   if (w) {
-    c->wfree = w->next;
-    c->n_wfree--;
+    h->wfree = w->next;
+    h->n_wfree--;
     buf_reset(&w->data);
   } else {
     w = calloc(1, sizeof *w);
@@ -358,24 +359,25 @@ static wreq *wreq_get(p2p_conn *c, size_t need) {
 }
 
 static void wreq_put(p2p_conn *c, wreq *w) {
-  if (c->state != CONN_CLOSED && c->n_wfree < HOST_WPOOL && w->data.cap <= 2 * HOST_WRITE_CHUNK) {
-    w->next = c->wfree;
-    c->wfree = w;
-    c->n_wfree++;
+  p2p_host *h = c->h;
+  if (h->n_wfree < HOST_WPOOL && w->data.cap <= 2 * HOST_WRITE_CHUNK) {
+    w->next = h->wfree;
+    h->wfree = w;
+    h->n_wfree++;
     return;
   }
   buf_free(&w->data);
   free(w);
 }
 
-static void conn_free_wpool(p2p_conn *c) {
-  while (c->wfree) {
-    wreq *w = c->wfree;
-    c->wfree = w->next;
+void conn_free_wpool(p2p_host *h) {
+  while (h->wfree) {
+    wreq *w = h->wfree;
+    h->wfree = w->next;
     buf_free(&w->data);
     free(w);
   }
-  c->n_wfree = 0;
+  h->n_wfree = 0;
 }
 
 static void on_written(uv_write_t *req, int status) {
@@ -657,7 +659,6 @@ int conn_start(p2p_conn *c) {
 
 static void on_conn_closed(uv_handle_t *hd) {
   p2p_conn *c = hd->data;
-  conn_free_wpool(c);
   if (c->ymx) yamux_session_transport_closed(c->ymx);
   while (c->streams) stream_finalize(c->streams, -ECONNABORTED);
   host_conn_closed(c);

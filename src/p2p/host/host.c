@@ -506,6 +506,7 @@ static void on_tick_closed(uv_handle_t *hd) {
     free(hd2);
   }
   peerstore_free(h->ps);
+  conn_free_wpool(h);
   keys_private_wipe(&h->key);
   free(h->state_dir);
   free(h->agent_version);

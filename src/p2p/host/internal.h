@@ -21,8 +21,8 @@
 #define HOST_MAX_LISTENERS 16
 #define HOST_READ_CHUNK (256u * 1024u)
 #define HOST_PLAIN_MAX (2u * 1024u * 1024u)  /* decrypted bytes per read awaiting Yamux */
-#define HOST_WRITE_CHUNK (1280u * 1024u)     /* plaintext per socket write: all pending Yamux output */
-#define HOST_WPOOL 3                         /* write buffers kept for reuse per connection */
+#define HOST_WRITE_CHUNK (512u * 1024u)      /* plaintext per socket write */
+#define HOST_WPOOL 8                         /* write buffers kept for reuse, per host */
 #define HOST_MAX_PROTO 256
 #define HOST_TICK_MS 250
 #define HOST_DRAIN_GRACE_MS 5000               /* streams get this long after our GoAway */
@@ -95,8 +95,6 @@ struct p2p_conn {
   char dial_key[MULTIADDR_STR_MAX];     /* back-off key for outbound dials */
   buf plain;              /* decrypted bytes waiting for the current stage */
   size_t tx_pending;      /* bytes handed to uv_write and not completed */
-  void *wfree;            /* recycled write requests (conn.c), at most HOST_WPOOL */
-  int n_wfree;
   bool flushing, flush_again;
   bool draining;          /* GoAway sent or received: close when no streams remain */
   int64_t drain_deadline_ms; /* after our GoAway: close even if streams remain (0 = none) */
@@ -157,6 +155,8 @@ struct p2p_host {
   p2p_identify_fn on_identify;
   void *on_identify_ud;
   p2p_host_stats stats;
+  void *wfree;                      /* recycled write requests (conn.c), at most HOST_WPOOL */
+  int n_wfree;
   bool peers_dirty;
   int64_t peers_saved_ms;
   bool save_in_flight;
@@ -178,6 +178,8 @@ void conn_drain(p2p_conn *c);
 int conn_open_stream(p2p_conn *c, const char *protocol, p2p_open_fn cb, void *ud);
 /* Periodic checks: handshake and negotiation deadlines, idle timeout. */
 void conn_tick(p2p_conn *c, int64_t now_ms);
+/* Frees the host's pool of recycled write buffers (at host free). */
+void conn_free_wpool(p2p_host *h);
 bool conn_is_usable(const p2p_conn *c);
 
 /* ---- host.c (called by conn.c) ---- */
