@@ -91,6 +91,7 @@ const char *tq_strerror(int rc) {
   case -ESHUTDOWN: return "queue_closed";
   case -ENOMEM: return "out_of_memory";
   case -ETIMEDOUT: return "timeout";
+  case -ENOTSUP: return "not_an_sqlite_database";
   default: return "internal_error";
   }
 }

@@ -38,6 +38,7 @@
  *   -ESTALE  fencing failed: not running, other owner, or an older lease epoch
  *   -ENOSPC  disk full;  -EROFS / -EACCES  read-only state;  -EIO  other storage error
  *   -EBUSY   database locked longer than busy_timeout_ms, or too many waiters
+ *   -ENOTSUP the file is not an SQLite database (e.g. the Python queue's DuckDB file)
  *   -ESHUTDOWN queue is closing;  -ENOMEM. */
 #ifndef PEERMCP_STORE_QUEUE_H
 #define PEERMCP_STORE_QUEUE_H

@@ -65,6 +65,7 @@ static int map_err(sqlite3 *db, int rc) {
   case SQLITE_NOMEM: return -ENOMEM;
   case SQLITE_CONSTRAINT: return -EEXIST;
   case SQLITE_TOOBIG: return -E2BIG;
+  case SQLITE_NOTADB: return -ENOTSUP; /* e.g. the Python queue's DuckDB file */
   case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
   case SQLITE_CANTOPEN: return sys == EROFS ? -EROFS : -EACCES;
   case SQLITE_IOERR:
@@ -942,6 +943,9 @@ static int sq_open(const tq_options *o, tq_terminal_fn on_terminal, void *ud, tq
   free(dir);
   int rc = open_conn(b, false, &b->w);
   if (rc == 0) rc = migrate(b->w);
+  if (rc == -ENOTSUP)
+    log_write(LOG_ERROR, "queue: the file is not an SQLite database (a DuckDB task_queue.duckdb from the Python"
+              " queue cannot be shared; point the queue path at a new file)", "{s:s}", "path", o->path);
   if (rc) {
     if (b->w) sqlite3_close(b->w);
     free(b);

@@ -788,6 +788,22 @@ static void test_recovery_limit_never_fails_tasks_with_attempts_left(void **stat
   assert_int_equal(k.by_status[TQ_RUNNING], 1);
 }
 
+static void test_foreign_file_is_a_clear_error(void **state) {
+  fx *f = *state;
+  char path[160];
+  snprintf(path, sizeof path, "%s/task_queue.duckdb", f->dir);
+  FILE *fp = fopen(path, "wb");
+  assert_non_null(fp);
+  for (int i = 0; i < 512; i++) fputs("DUCK", fp); /* not an SQLite header */
+  fclose(fp);
+  tq_options o;
+  tq_options_default(&o);
+  o.path = path;
+  tq_queue *q = NULL;
+  assert_int_equal(tq_open(&o, &q), -ENOTSUP);
+  assert_null(q);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -817,6 +833,7 @@ int main(void) {
       T(test_python_schema_is_migrated),
       T(test_close_wakes_waiters),
       T(test_recovery_limit_never_fails_tasks_with_attempts_left),
+      T(test_foreign_file_is_a_clear_error),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
