@@ -369,6 +369,30 @@ static void test_cache_concurrent_writers_never_tear(void **state) {
   assert_int_equal(count_files(f->dir), 1);
 }
 
+/* Files another process writes are seen by the sweep: counted, expired ones and corrupt ones
+ * removed, live ones kept. */
+static void test_cache_sweep_sees_other_writers(void **state) {
+  fx *f = *state;
+  char live[70], dead[70], junk[70];
+  ttlcache_key_filename("live", live);
+  ttlcache_key_filename("dead", dead);
+  ttlcache_key_filename("junk", junk);
+  write_file(f->dir, live, "{\"created_at\":1.0,\"expires_at\":null,\"key\":\"live\",\"value\":1}");
+  write_file(f->dir, dead, "{\"created_at\":1.0,\"expires_at\":2.0,\"key\":\"dead\",\"value\":1}");
+  write_file(f->dir, junk, "not json at all");
+  size_t removed = 0;
+  assert_int_equal(ttlcache_sweep(f->c, &removed), 0);
+  assert_int_equal(removed, 2);
+  assert_true(file_exists(f->dir, live));
+  assert_false(file_exists(f->dir, dead));
+  assert_false(file_exists(f->dir, junk));
+  ttlcache_stats st;
+  ttlcache_stats_get(f->c, &st);
+  assert_int_equal(st.entries, 1);
+  assert_int_equal(st.expired, 1);
+  assert_int_equal(st.corrupt, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -385,6 +409,7 @@ int main(void) {
       T(test_cache_reopen_indexes_existing_files),
       T(test_cache_full_disk_keeps_old_value),
       T(test_cache_concurrent_writers_never_tear),
+      T(test_cache_sweep_sees_other_writers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
