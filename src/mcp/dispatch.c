@@ -45,7 +45,8 @@ struct mcp_call {
   bool timed_out;
   int64_t deadline_ms;
   int64_t start_us;
-  const mcp_auth *auth;
+  const mcp_auth *auth; /* &auth_copy for top-level calls; the parent's for children */
+  mcp_auth auth_copy;   /* the caller's identity, owned: handlers may outlive the transport */
   bool remote;
   json_t *args;
   json_t *progress_token;
@@ -244,6 +245,9 @@ static mcp_call *call_new(mcp_dispatcher *d) {
 }
 
 static void call_free(mcp_call *c) {
+  free((char *)c->auth_copy.peer_id);
+  free((char *)c->auth_copy.subject);
+  free((char *)c->auth_copy.credential);
   json_decref(c->args);
   json_decref(c->progress_token);
   json_decref(c->result);
@@ -501,11 +505,17 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   c->request_id = strdup(req->request_id ? req->request_id : uuid);
   c->args = req->args ? json_deep_copy(req->args) : json_object();
   if (req->progress_token) c->progress_token = json_deep_copy(req->progress_token);
-  if (!c->request_id || !c->args || (req->progress_token && !c->progress_token)) {
+  c->auth_copy = *req->auth;
+  c->auth_copy.peer_id = req->auth->peer_id ? strdup(req->auth->peer_id) : NULL;
+  c->auth_copy.subject = req->auth->subject ? strdup(req->auth->subject) : NULL;
+  c->auth_copy.credential = req->auth->credential ? strdup(req->auth->credential) : NULL;
+  c->auth = &c->auth_copy;
+  if (!c->request_id || !c->args || (req->progress_token && !c->progress_token) ||
+      (req->auth->peer_id && !c->auth_copy.peer_id) || (req->auth->subject && !c->auth_copy.subject) ||
+      (req->auth->credential && !c->auth_copy.credential)) {
     call_free(c);
     return -ENOMEM;
   }
-  c->auth = req->auth;
   c->remote = req->remote;
   c->sink = req->sink;
   c->done = done;

@@ -86,12 +86,11 @@ typedef struct mcp_call_sink {
 } mcp_call_sink;
 
 /* What a transport asks for. Everything is borrowed for the duration of mcp_dispatch_start
- * except `auth`, which must stay valid until the completion callback ran (or the call was
- * detached). */
+ * only: `auth` is copied (strings included), so a handler may outlive its transport. */
 typedef struct mcp_call_request {
   const char *tool;
   json_t *args;             /* NULL = {}; deep-copied */
-  const mcp_auth *auth;     /* required */
+  const mcp_auth *auth;     /* required; copied */
   bool remote;              /* remote caller: only MCP_TOOL_REMOTE tools exist for it */
   json_t *progress_token;   /* string or integer, NULL = none; copied */
   uint32_t timeout_ms;      /* 0 = the tool's timeout_ms, else the default */
@@ -120,9 +119,8 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
  * wakes). The completion still comes, with MCP_DISPATCH_CANCELLED unless the handler had
  * already finished. */
 void mcp_dispatch_cancel(mcp_call *call);
-/* Loop thread. Cancels and forgets the call: neither `done` nor sink callbacks will run, and
- * `auth` is no longer referenced. The handle is invalid afterwards. For transports that go away
- * (a closed stream). */
+/* Loop thread. Cancels and forgets the call: neither `done` nor sink callbacks will run. The
+ * handle is invalid afterwards. For transports that go away (a closed stream). */
 void mcp_dispatch_detach(mcp_call *call);
 
 /* Builds the MCP CallToolResult for an envelope (new reference):

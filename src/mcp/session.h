@@ -53,9 +53,10 @@ typedef bool (*mcp_session_method_hook)(void *ud, mcp_session *s, const char *me
 
 typedef struct mcp_session_opts {
   mcp_dispatcher *dispatcher; /* required */
-  const mcp_auth *auth;       /* required; borrowed for the session's life. The transport may
-                                 update it in place (e.g. after an authentication step) only
-                                 while no call is in flight (mcp_session_inflight() == 0). */
+  const mcp_auth *auth;       /* required; borrowed for the session's life and read at each
+                                 tools/call (each call keeps its own copy), so the transport may
+                                 update it in place between messages, e.g. after an
+                                 authentication step. */
   bool remote;                /* remote caller: only MCP_TOOL_REMOTE tools are listed/callable */
   size_t page_size;           /* tools/list page; 0 = 50 */
   size_t max_message_bytes;   /* 0 = 16 MiB; larger messages get -32600 */

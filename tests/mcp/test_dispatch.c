@@ -51,6 +51,12 @@ static mcp_tool_status progress_fn(mcp_call *call, json_t *args, json_t **result
   *result = json_integer(42);
   return MCP_TOOL_OK;
 }
+static mcp_tool_status whoami_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  usleep(20000); /* the caller's auth struct is gone by now */
+  const mcp_auth *a = mcp_call_auth(call);
+  *result = json_pack("{s:s?, s:i}", "peer", a->peer_id, "scopes", (int)a->scopes);
+  return MCP_TOOL_OK;
+}
 static mcp_tool_status parent_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   json_t *env = NULL;
   const char *cat = json_string_value(json_object_get(args, "category"));
@@ -72,6 +78,7 @@ static const mcp_tool_def k_tools[] = {
     {.name = "admin_only", .category = "test", .scopes = MCP_SCOPE_ADMIN, .flags = MCP_TOOL_REMOTE, .fn = echo_fn},
     {.name = "progress", .category = "test", .fn = progress_fn},
     {.name = "parent", .category = "meta", .fn = parent_fn, .flags = MCP_TOOL_REMOTE},
+    {.name = "whoami", .category = "test", .fn = whoami_fn, .flags = MCP_TOOL_REMOTE},
 };
 
 typedef struct {
@@ -342,7 +349,7 @@ static void test_dispatch_invoke_remote_parent_cannot_reach_local_tool(void **st
   json_t *inner = json_object_get(f->env, "result");
   assert_string_equal(sget(inner, "error_type"), "unknown_tool");
   char *s = json_dumps(json_object_get(inner, "available_tools"), JSON_COMPACT);
-  assert_string_equal(s, "[\"admin_only\",\"echo\",\"echo_inline\"]");
+  assert_string_equal(s, "[\"admin_only\",\"echo\",\"echo_inline\",\"whoami\"]");
   free(s);
 }
 
@@ -359,6 +366,23 @@ static void test_dispatch_invoke_nesting_is_bounded(void **state) {
   char *s = json_dumps(f->env, JSON_COMPACT);
   assert_non_null(strstr(s, "dispatch nested too deeply"));
   free(s);
+}
+
+static void test_dispatch_copies_the_callers_auth(void **state) {
+  fixture *f = *state;
+  char *peer = strdup("12D3KooWcopy");
+  mcp_auth *a = calloc(1, sizeof *a);
+  a->peer_id = peer;
+  a->scopes = MCP_SCOPE_TOOL_CALL;
+  mcp_call_request rq = {.tool = "whoami", .auth = a, .remote = true};
+  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
+  memset(peer, 'X', strlen(peer)); /* the transport's stream (and its auth) goes away */
+  free(peer);
+  free(a);
+  wait_done(f, 1);
+  json_t *res = json_object_get(f->env, "result");
+  assert_string_equal(sget(res, "peer"), "12D3KooWcopy");
+  assert_int_equal(json_integer_value(json_object_get(res, "scopes")), MCP_SCOPE_TOOL_CALL);
 }
 
 static void test_dispatch_shutdown_refuses_new_calls(void **state) {
@@ -460,6 +484,7 @@ int main(void) {
       T(test_dispatch_invoke_runs_child_with_validation),
       T(test_dispatch_invoke_remote_parent_cannot_reach_local_tool),
       T(test_dispatch_invoke_nesting_is_bounded),
+      T(test_dispatch_copies_the_callers_auth),
       T(test_dispatch_shutdown_refuses_new_calls),
       cmocka_unit_test(test_registry_rejects_bad_names_and_duplicates),
       cmocka_unit_test(test_registry_lists_by_category_then_name),
