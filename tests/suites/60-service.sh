@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# The P2P service across processes on 127.0.0.1 (issue 5 §9): three peermcp nodes and workers.
+#   A  serve with MCP on stdio, driven by a small MCP client (python) — uses the p2p_* tools
+#   B  serve --no-stdio, trusts A, the CLI and the workers; legacy NDJSON on; no local workers
+#   C  serve --no-stdio, trusts A and the CLI, shared token "tok-c", low rate limit
+#   W… `peermcp worker --peer B` processes
+# Each check is one test; last line "service: N passed, N failed".
+set -u
+root="${PEERMCP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
+bin="${PEERMCP_ASAN_BIN:-$root/build-asan/peermcp}"
+[ -x "$bin" ] || bin="${PEERMCP_BIN:-$root/build/peermcp}"
+driver="${SVC_DRIVER:-$root/build-asan/tests/service/svc_driver}"
+node="$root/tests/node_modules/node/bin/node"
+peer_js="$root/tests/interop/service/mcpp_peer.mjs"
+tmp=$(mktemp -d)
+pass=0
+fail=0
+pids=()
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+export PEERMCP_TEST_TOOLS=1
+unset IPFS_ACCELERATE_PY_TASK_P2P_TOKEN IPFS_DATASETS_PY_TASK_P2P_TOKEN
+
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 0.3
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+ok() { pass=$((pass + 1)); echo "PASS $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL $1${2:+: $2}"; }
+check() { # name, then a command whose success means pass
+  local name=$1
+  shift
+  if "$@"; then ok "$name"; else ko "$name"; fi
+}
+jget() { python3 -c "import json,sys; d=json.loads(sys.stdin.read() or 'null'); print($1)" 2>/dev/null; }
+id_of() { "$bin" id --state-dir "$tmp/$1" 2>/dev/null; }
+ma_of() { python3 -c "import json; print(json.load(open('$tmp/$1/announce.json'))['multiaddr'])" 2>/dev/null; }
+wait_announce() {
+  for _ in $(seq 100); do
+    [ -s "$tmp/$1/announce.json" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+cli() { # cli STATE_NAME args… → stdout JSON; bounded
+  local who=$1
+  shift
+  timeout 60 "$bin" "$@" --state-dir "$tmp/$who" 2>>"$tmp/cli.err"
+}
+
+for n in a b c cli stranger w1 w2 w3; do mkdir -p "$tmp/$n"; done
+A_ID=$(id_of a)
+CLI_ID=$(id_of cli)
+W1_ID=$(id_of w1)
+W2_ID=$(id_of w2)
+W3_ID=$(id_of w3)
+if [ -z "$A_ID" ] || [ -z "$CLI_ID" ]; then
+  ko "setup: peermcp id"
+  echo "service: $pass passed, $fail failed"
+  exit 1
+fi
+
+cat >"$tmp/b.json" <<EOF
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$A_ID", "$CLI_ID", "$W1_ID", "$W2_ID", "$W3_ID"],
+         "enable_legacy_protocol": true, "max_streams_per_peer": 256, "rate_limit_per_second": 100000}}
+EOF
+cat >"$tmp/c.json" <<EOF
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$A_ID", "$CLI_ID"], "token": "tok-c",
+         "enable_legacy_protocol": true, "rate_limit_per_second": 50}}
+EOF
+"$bin" serve --no-stdio --config "$tmp/b.json" --state-dir "$tmp/b" 2>"$tmp/b.err" &
+B_PID=$!
+pids+=($B_PID)
+"$bin" serve --no-stdio --config "$tmp/c.json" --state-dir "$tmp/c" 2>"$tmp/c.err" &
+C_PID=$!
+pids+=($C_PID)
+if ! wait_announce b || ! wait_announce c; then
+  ko "setup: nodes B and C start"
+  echo "service: $pass passed, $fail failed"
+  exit 1
+fi
+B_MA=$(ma_of b)
+C_MA=$(ma_of c)
+B_ID=$(id_of b)
+
+# ---- a worker attached to B (mesh over the network), and node A's MCP client ----
+timeout 120 "$bin" worker --peer "$B_MA" --state-dir "$tmp/w3" --slots 2 2>"$tmp/w3.err" >"$tmp/w3.out" &
+W3_PID=$!
+pids+=($W3_PID)
+
+cat >"$tmp/a.json" <<EOF
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"]}}
+EOF
+cat >"$tmp/drive_a.py" <<'PYEOF'
+import json, subprocess, sys, time
+binp, state, cfg, b_ma, c_ma = sys.argv[1:6]
+p = subprocess.Popen([binp, "serve", "--config", cfg, "--state-dir", state], stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE, stderr=open(state + "/../a.err", "w"), text=True)
+nid = [0]
+def rpc(method, params=None):
+    nid[0] += 1
+    msg = {"jsonrpc": "2.0", "id": nid[0], "method": method}
+    if params is not None: msg["params"] = params
+    p.stdin.write(json.dumps(msg) + "\n"); p.stdin.flush()
+    while True:
+        line = p.stdout.readline()
+        if not line: raise SystemExit("A closed stdout")
+        r = json.loads(line)
+        if r.get("id") == nid[0]: return r
+def tool(name, args):
+    r = rpc("tools/call", {"name": name, "arguments": args})
+    res = r.get("result") or {}
+    return res.get("structuredContent"), bool(res.get("isError"))
+def out(check, ok, detail=None):
+    print(json.dumps({"check": check, "ok": bool(ok), "detail": detail}), flush=True)
+try:
+    rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "suite", "version": "1"}})
+    p.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n"); p.stdin.flush()
+    names = [t["name"] for t in rpc("tools/list")["result"]["tools"]]
+    need = ["p2p_service_status", "p2p_list_peers", "p2p_remote_call_tool", "p2p_remote_status", "p2p_remote_submit_task",
+            "p2p_remote_task_get", "p2p_remote_task_wait", "p2p_remote_cache_get", "p2p_remote_cache_set",
+            "p2p_remote_cache_has", "p2p_remote_cache_delete", "task_queue.rpc"]
+    out("A lists the p2p_* tools", all(n in names for n in need), [n for n in need if n not in names])
+    # A submits to B, B's worker (W3) runs it, A's wait returns the result
+    r, err = tool("p2p_remote_submit_task", {"task_type": "tool.call", "payload": {"tool": "echo", "args": {"from": "A"}},
+                                             "remote_multiaddr": b_ma})
+    tid = (r or {}).get("task_id")
+    out("A submits a task to B", not err and tid, r)
+    r, err = tool("p2p_remote_task_wait", {"task_id": tid or "", "timeout_s": 30, "remote_multiaddr": b_ma})
+    task = (r or {}).get("task") or {}
+    out("B's worker ran A's task; A's wait returned the result",
+        task.get("status") == "completed" and task.get("result", {}).get("result", {}).get("from") == "A", task)
+    r, err = tool("p2p_remote_task_get", {"task_id": tid or "", "remote_multiaddr": b_ma})
+    out("A gets the task from B", not err and (r or {}).get("task", {}).get("task_id") == tid, r)
+    # A calls a tool on C (C trusts A's PeerId)
+    r, err = tool("p2p_remote_call_tool", {"tool_name": "echo", "args": {"hi": 1}, "remote_multiaddr": c_ma})
+    out("A calls a tool on C", not err and (r or {}).get("result", {}).get("hi") == 1, r)
+    r, err = tool("p2p_remote_status", {"remote_multiaddr": c_ma, "detail": True})
+    out("A reads C's status", not err and (r or {}).get("ok") is True, r)
+    # a cache entry set through A lands on B (read back by the CLI through B)
+    r, err = tool("p2p_remote_cache_set", {"key": "shared-key", "value": {"v": 42}, "remote_multiaddr": b_ma})
+    out("A sets a cache entry on B", not err and (r or {}).get("ok") is True, r)
+    r, err = tool("p2p_remote_cache_has", {"key": "shared-key", "remote_multiaddr": b_ma})
+    out("A sees the entry on B", not err and (r or {}).get("hit") is True, r)
+    r, err = tool("p2p_service_status", {})
+    out("A's p2p_service_status", not err and (r or {}).get("service", {}).get("peer_id"), r)
+    r, err = tool("p2p_list_peers", {})
+    ids = [x.get("peer_id") for x in (r or {}).get("peers", [])]
+    out("A lists the peers it talked to", not err and len(ids) >= 2, ids)
+finally:
+    p.stdin.close()
+    try: p.wait(timeout=20)
+    except Exception: p.kill()
+    out("A exits cleanly on EOF", p.returncode == 0, p.returncode)
+PYEOF
+timeout 150 python3 "$tmp/drive_a.py" "$bin" "$tmp/a" "$tmp/a.json" "$B_MA" "$C_MA" >"$tmp/a.out" 2>"$tmp/a.py.err"
+while read -r line; do
+  name=$(echo "$line" | jget 'd["check"]')
+  if [ "$(echo "$line" | jget 'd["ok"]')" = "True" ]; then ok "$name"; else ko "$name" "$(echo "$line" | jget 'd.get("detail")')"; fi
+done <"$tmp/a.out"
+[ -s "$tmp/a.out" ] || ko "node A driver produced no results" "$(tail -3 "$tmp/a.py.err")"
+
+# ---- the CLI against B ----
+got=$(cli cli cache get --peer "$B_MA" shared-key)
+check "cache entry set through A is read through B (CLI)" [ "$(echo "$got" | jget 'd["value"]["v"]')" = "42" ]
+got=$(IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE="$tmp/b/announce.json" cli cli status --peer "$B_ID")
+check "CLI --peer with a bare PeerId from the announce file" [ "$(echo "$got" | jget 'd["peer_id"]')" = "$B_ID" ]
+got=$(cli cli status --peer "$B_MA" --detail)
+check "CLI status --detail" [ "$(echo "$got" | jget 'd["ok"] and "queue" in d')" = "True" ]
+got=$(cli cli task submit --peer "$B_MA" --type tool.call '{"tool":"echo","args":{"n":7}}')
+tid=$(echo "$got" | jget 'd["task_id"]')
+got=$(cli cli task wait --peer "$B_MA" --timeout 30 "$tid")
+check "CLI submit + wait through a remote worker" [ "$(echo "$got" | jget 'd["task"]["result"]["result"]["n"]')" = "7" ]
+got=$(cli cli task list --peer "$B_MA" --status completed)
+check "CLI task list" [ "$(echo "$got" | jget 'len(d["tasks"]) >= 2')" = "True" ]
+got=$(cli cli call --peer "$B_MA" echo '{"z":3}')
+check "CLI call a tool on B" [ "$(echo "$got" | jget 'd["structuredContent"]["z"]')" = "3" ]
+
+# ---- an unauthorized peer is refused on every op and sees no tool list ----
+refused=0
+total=0
+for op in '{"op":"submit","payload":{}}' '{"op":"claim","worker_id":"x"}' '{"op":"claim_many","worker_id":"x"}' \
+  '{"op":"complete","task_id":"'"$tid"'","worker_id":"x"}' '{"op":"fail","task_id":"'"$tid"'","worker_id":"x"}' \
+  '{"op":"release","task_id":"'"$tid"'","worker_id":"x"}' '{"op":"task.heartbeat","task_id":"'"$tid"'","worker_id":"x"}' \
+  '{"op":"peer.heartbeat","peer_id":"x"}' '{"op":"list"}' '{"op":"cancel","task_id":"'"$tid"'"}' \
+  '{"op":"get","task_id":"'"$tid"'"}' '{"op":"wait","task_id":"'"$tid"'","timeout_s":1}' \
+  '{"op":"call_tool","tool":"echo"}' '{"op":"cache.get","key":"shared-key"}' '{"op":"cache.has","key":"k"}' \
+  '{"op":"cache.set","key":"k","value":1}' '{"op":"cache.delete","key":"shared-key"}'; do
+  total=$((total + 1))
+  got=$(cli stranger call --peer "$B_MA" task_queue.rpc "$op")
+  e=$(echo "$got" | jget '(d["content"] if isinstance(d.get("content"), dict) else d.get("structuredContent") or d).get("error")')
+  [ "$e" = "unauthorized" ] && refused=$((refused + 1))
+done
+check "stranger refused on every op ($refused/$total)" [ "$refused" = "$total" ]
+got=$(cli stranger status --peer "$B_MA")
+check "stranger may still read status" [ "$(echo "$got" | jget 'd["ok"]')" = "True" ]
+got=$(cli stranger call --peer "$B_MA" echo '{}')
+check "stranger cannot call tools" [ "$(echo "$got" | jget 'd.get("isError")')" = "True" ]
+got=$(cli cli cache get --peer "$B_MA" shared-key)
+check "stranger's cache.delete did nothing" [ "$(echo "$got" | jget 'd["hit"]')" = "True" ]
+
+# ---- js-libp2p peer speaking /mcp+p2p/1.0.0 with hand-written frames (against C) ----
+if [ -x "$node" ]; then
+  (cd "$root/tests" && timeout 90 "$node" "$peer_js" "$C_MA" authorized,unauthorized,before_init,oversize,junk,legacy,ratelimit \
+    --token tok-c >"$tmp/js.out" 2>"$tmp/js.err")
+  while read -r line; do
+    name=$(echo "$line" | jget 'd["check"]')
+    if [ "$(echo "$line" | jget 'd["ok"]')" = "True" ]; then ok "js-libp2p: $name"; else ko "js-libp2p: $name" "$(echo "$line" | jget 'd.get("detail")')"; fi
+  done <"$tmp/js.out"
+  [ -s "$tmp/js.out" ] || ko "js-libp2p peer produced no results" "$(tail -3 "$tmp/js.err")"
+else
+  ko "js-libp2p peer" "node 22 missing (run make test-deps)"
+fi
+
+# ---- load: 1,000 requests on one connection, 200 concurrent streams ----
+if [ -x "$driver" ]; then
+  mkdir -p "$tmp/drv"
+  cp "$tmp/cli/identity.key" "$tmp/drv/" 2>/dev/null
+  mkdir -p "$tmp/drv/0" && cp "$tmp/cli/identity.key" "$tmp/drv/0/"
+  got=$(SVC_DRIVER_TIMEOUT_S=60 "$driver" many --state "$tmp/drv" --peer "$B_MA" --n 1000 2>>"$tmp/drv.err")
+  check "1000 requests on one connection (one stream)" [ "$(echo "$got" | jget 'd["ok"] == 1000 and d["streams_opened"] == 1')" = "True" ]
+  got=$(SVC_DRIVER_TIMEOUT_S=60 "$driver" streams --state "$tmp/drv" --peer "$B_MA" --n 200 2>>"$tmp/drv.err")
+  check "200 concurrent streams" [ "$(echo "$got" | jget 'd["ok"] == 200')" = "True" ]
+else
+  ko "svc_driver missing ($driver)"
+fi
+
+# ---- a worker killed with SIGKILL mid-task: the lease expires, another worker completes it once ----
+kill -TERM $W3_PID 2>/dev/null
+wait $W3_PID 2>/dev/null
+check "worker W3 stops cleanly on SIGTERM" grep -q '"completed"' "$tmp/w3.out"
+got=$(cli cli task submit --peer "$B_MA" --type tool.call '{"tool":"sleep","args":{"ms":4000}}')
+ktid=$(echo "$got" | jget 'd["task_id"]')
+"$bin" worker --peer "$B_MA" --state-dir "$tmp/w1" --lease 2 2>"$tmp/w1.err" >"$tmp/w1.out" &
+W1_PID=$!
+pids+=($W1_PID)
+running=no
+for _ in $(seq 100); do
+  st=$(cli cli task get --peer "$B_MA" "$ktid" | jget 'd["task"]["status"]')
+  [ "$st" = "running" ] && running=yes && break
+  sleep 0.1
+done
+check "W1 claimed the sleep task" [ "$running" = yes ]
+kill -9 $W1_PID 2>/dev/null
+wait $W1_PID 2>/dev/null
+timeout 60 "$bin" worker --peer "$B_MA" --state-dir "$tmp/w2" --lease 2 2>"$tmp/w2.err" >"$tmp/w2.out" &
+W2_PID=$!
+pids+=($W2_PID)
+got=$(cli cli task wait --peer "$B_MA" --timeout 40 "$ktid")
+check "after W1's SIGKILL, W2 ran the task to completion" [ "$(echo "$got" | jget 'd["task"]["status"]')" = "completed" ]
+check "…on the second attempt, owned by W2" [ "$(echo "$got" | jget 'd["task"]["attempt"] == 2 and d["task"]["assigned_worker"].startswith("'"$W2_ID"'")')" = "True" ]
+kill -TERM $W2_PID 2>/dev/null
+wait $W2_PID 2>/dev/null
+check "…and it completed exactly once" [ "$(jget 'd["completed"]' <"$tmp/w2.out")" = "1" ]
+
+# ---- clean shutdown of the nodes (no leaks, exit 0) ----
+for pair in "B:$B_PID" "C:$C_PID"; do
+  name=${pair%%:*}
+  pid=${pair#*:}
+  kill -TERM "$pid" 2>/dev/null
+  rc=0
+  wait "$pid" || rc=$?
+  lower=$(echo "$name" | tr 'A-Z' 'a-z')
+  if [ "$rc" = 0 ] && ! grep -q 'LeakSanitizer\|ERROR: AddressSanitizer\|runtime error' "$tmp/$lower.err"; then
+    ok "node $name stops cleanly on SIGTERM"
+  else
+    ko "node $name stops cleanly on SIGTERM" "rc=$rc $(grep -m1 -E 'Sanitizer|runtime error' "$tmp/$lower.err")"
+  fi
+done
+if grep -q 'LeakSanitizer\|ERROR: AddressSanitizer\|runtime error' "$tmp/a.err" 2>/dev/null; then
+  ko "node A: no sanitizer reports" "$(grep -m1 -E 'Sanitizer|runtime error' "$tmp/a.err")"
+else
+  ok "node A: no sanitizer reports"
+fi
+
+echo "service: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
