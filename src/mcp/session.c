@@ -172,6 +172,7 @@ int mcp_session_new(const mcp_session_opts *opts, mcp_session **out) {
   if (!s->o.page_size) s->o.page_size = MCP_SESSION_DEFAULT_PAGE_SIZE;
   if (!s->o.max_message_bytes) s->o.max_message_bytes = MCP_SESSION_DEFAULT_MAX_MESSAGE;
   if (!s->o.list_ttl_ms) s->o.list_ttl_ms = 60000;
+  if (!s->o.max_inflight || s->o.max_inflight > MCP_SESSION_MAX_INFLIGHT) s->o.max_inflight = MCP_SESSION_MAX_INFLIGHT;
   if (!s->o.server_name) s->o.server_name = "peermcp";
   if (!s->o.server_version) s->o.server_version = PEERMCP_VERSION;
   s->log_min = 1; /* info */
@@ -350,7 +351,7 @@ static void m_tools_call(mcp_session *s, req_ctx *rc) {
     reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
     return;
   }
-  if (s->inflight >= MCP_SESSION_MAX_INFLIGHT) {
+  if (s->inflight >= s->o.max_inflight) {
     reply_err(s, rc, RPC_INTERNAL_ERROR, "too many requests in flight", NULL);
     return;
   }

@@ -62,6 +62,7 @@ typedef struct mcp_session_opts {
   size_t max_message_bytes;   /* 0 = 16 MiB; larger messages get -32600 */
   uint32_t call_timeout_ms;   /* per-call deadline override; 0 = the tool's / the dispatcher's */
   uint32_t list_ttl_ms;       /* ttlMs on modern list/discover results; 0 = 60000 */
+  size_t max_inflight;        /* concurrent tools/call; 0 = MCP_SESSION_MAX_INFLIGHT; over it: -32603 */
   const char *server_name;    /* NULL = "peermcp" */
   const char *server_version; /* NULL = PEERMCP_VERSION */
   const char *instructions;   /* NULL = none */

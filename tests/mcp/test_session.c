@@ -472,6 +472,18 @@ static void test_session_subscriptions_listen_acknowledges_and_ends(void **state
   assert_int_equal(err_code(last(f)), -32601); /* legacy era: no such method */
 }
 
+static void test_session_inflight_cap_refuses_extra_calls(void **state) {
+  fx *f = *state;
+  mcp_session_free(f->s);
+  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth, .send = capture, .send_ud = f, .max_inflight = 1};
+  assert_int_equal(mcp_session_new(&so, &f->s), 0);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":200}}}");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"a1\"}}");
+  assert_int_equal(err_code(last(f)), -32603);
+  assert_int_equal(json_integer_value(json_object_get(last(f), "id")), 2);
+  for (int i = 0; i < 20000 && mcp_session_inflight(f->s) > 0; i++) uv_run(&f->loop, UV_RUN_ONCE);
+}
+
 static bool hook(void *ud, mcp_session *s, const char *method, json_t *id, json_t *params) {
   if (strcmp(method, "p2p/hello") == 0) {
     if (id) mcp_session_reply_result(s, id, json_pack("{s:s}", "hello", "peer"));
@@ -527,6 +539,7 @@ int main(void) {
       T(test_session_empty_lists_and_not_found),
       T(test_session_free_with_calls_in_flight),
       T(test_session_hook_takes_over_methods_first),
+      T(test_session_inflight_cap_refuses_extra_calls),
       T(test_session_subscriptions_listen_acknowledges_and_ends),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
