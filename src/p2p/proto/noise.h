@@ -84,6 +84,11 @@ const char *noise_negotiated_muxer(const noise_session *s);
 /* Bytes buffered inside the session waiting for the rest of a frame (for accounting). */
 size_t noise_pending_input(const noise_session *s);
 
+/* "openssl" or "libsodium": which ChaCha20-Poly1305 implementation the transport phase uses
+ * (same algorithm and bytes; OpenSSL is faster on AVX2/AVX-512 CPUs and is the default;
+ * PEERMCP_NOISE_AEAD=libsodium selects libsodium). The handshake always uses libsodium. */
+const char *noise_transport_aead_backend(void);
+
 /* Tests only: sets the next send nonce (to exercise the 2^64-1 limit). */
 void noise_test_set_send_nonce(noise_session *s, uint64_t n);
 
