@@ -336,6 +336,38 @@ static json_t *tail_json(const tailbuf *t) {
   return utf8_string(s, n);
 }
 
+/* stderr lines forwarded to the client as log notifications (level "debug"), bounded so a
+ * chatty program cannot flood the transport. */
+#define LOG_LINES_MAX 64
+#define LOG_LINE_MAX 1024
+
+typedef struct {
+  char line[LOG_LINE_MAX + 1];
+  size_t len;
+  bool overlong;
+  int sent;
+} linefwd;
+
+static void linefwd_emit(mcp_call *call, linefwd *lf) {
+  if (lf->sent < LOG_LINES_MAX && (lf->len > 0 || lf->overlong)) {
+    lf->line[lf->len] = 0;
+    json_t *v = utf8_string(lf->line, lf->len); /* valid UTF-8 for the JSON message */
+    if (v) mcp_call_log(call, "debug", json_string_value(v));
+    json_decref(v);
+    lf->sent++;
+  }
+  lf->len = 0;
+  lf->overlong = false;
+}
+
+static void linefwd_add(mcp_call *call, linefwd *lf, const char *p, size_t n) {
+  for (size_t i = 0; i < n && lf->sent < LOG_LINES_MAX; i++) {
+    if (p[i] == '\n') linefwd_emit(call, lf);
+    else if (lf->len < LOG_LINE_MAX) lf->line[lf->len++] = p[i];
+    else lf->overlong = true;
+  }
+}
+
 /* A descriptor at or above 3, so dup2 onto 0/1/2 in the child never is a no-op. */
 static int fd_above_stdio(int fd) {
   if (fd > 2) return fd;
@@ -500,6 +532,7 @@ static mcp_tool_status cmd_run(mcp_call *call, json_t *args, json_t **result, vo
 
   capbuf out = {.max = t->max_output};
   tailbuf *errt = calloc(1, sizeof *errt);
+  linefwd *lfwd = calloc(1, sizeof *lfwd); /* optional: no forwarding without memory */
   end_reason why = END_EXITED;
   int64_t deadline = mcp_call_deadline_ms(call);
   int64_t exited_at = -1;
@@ -561,8 +594,13 @@ static mcp_tool_status cmd_run(mcp_call *call, json_t *args, json_t **result, vo
     }
     if (i_err >= 0 && pf[i_err].revents) {
       ssize_t r = read(perr[0], chunk, sizeof chunk);
-      if (r > 0) tail_add(errt, chunk, (size_t)r);
-      else if (r == 0 || (errno != EAGAIN && errno != EINTR)) close_fd(&perr[0]);
+      if (r > 0) {
+        tail_add(errt, chunk, (size_t)r);
+        if (lfwd) linefwd_add(call, lfwd, chunk, (size_t)r);
+      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        close_fd(&perr[0]);
+        if (lfwd) linefwd_emit(call, lfwd); /* an unterminated last line */
+      }
     }
   }
   bool abnormal = why != END_EXITED;
@@ -575,6 +613,7 @@ static mcp_tool_status cmd_run(mcp_call *call, json_t *args, json_t **result, vo
 
   json_t *stderr_tail = errt ? tail_json(errt) : json_string("");
   free(errt);
+  free(lfwd);
   mcp_tool_status st = MCP_TOOL_ERROR;
   if (why == END_TIMEOUT) {
     *result = json_pack("{s:s, s:b, s:I, s:o}", "error", "command timed out and was killed", "timed_out", 1,

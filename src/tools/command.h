@@ -7,7 +7,8 @@
  * stdout (up to max_output_bytes) and the tail of stderr. Exit 0 → the result: stdout parsed as
  * JSON (output "json", or "auto" when it parses), else stdout as text. A non-zero exit, a
  * signal, output over the cap, a timeout or a cancel is a tool error carrying exit_code /
- * signal and a bounded stderr tail. On timeout or cancel the whole process group gets SIGTERM,
+ * signal and a bounded stderr tail. The first stderr lines are also sent as "debug" log
+ * notifications to the caller while the program runs. On timeout or cancel the whole process group gets SIGTERM,
  * then SIGKILL after a grace period, and is always reaped; stragglers left in the group after
  * the program exits are killed too. Every descriptor is O_CLOEXEC and the child closes
  * everything above 2.

@@ -28,6 +28,7 @@ typedef struct {
   int done;
   mcp_dispatch_status st;
   json_t *env;
+  json_t *logs; /* ["level:message", …] from the call's log sink */
   char dir[64];
 } fixture;
 
@@ -54,6 +55,7 @@ static const char k_config[] =
     " {\"name\": \"fds\", \"argv\": [\"/bin/sh\", \"-c\", \"ls /proc/$$/fd\"], \"output\": \"text\"},\n"
     " {\"name\": \"no_stdin\", \"argv\": [\"/bin/sh\", \"-c\", \"exec 0<&-; echo done\"], \"output\": \"text\"},\n"
     " {\"name\": \"bad_utf8\", \"argv\": [\"/bin/sh\", \"-c\", \"printf 'a\\\\377b'\"], \"output\": \"text\"},\n"
+    " {\"name\": \"chatty\", \"argv\": [\"/bin/sh\", \"-c\", \"i=0; while [ $i -lt 100 ]; do i=$((i+1)); echo line$i >&2; done; printf 'tail-no-newline' >&2; echo '{}'\"]},\n"
     " {\"name\": \"disabled_one\", \"argv\": [\"/nonexistent/never/checked\"]},\n"
     " {\"name\": \"typed\", \"argv\": [\"/bin/cat\"], \"input_schema\": {\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\"}}, \"required\": [\"n\"]}}\n"
     "]}}";
@@ -88,6 +90,7 @@ static int teardown(void **state) {
   mcp_registry_free(f->reg);
   config_free(&f->cfg);
   json_decref(f->env);
+  json_decref(f->logs);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
   assert_int_equal(system(cmd), 0);
@@ -103,8 +106,16 @@ static void on_done(void *ud, const mcp_call_outcome *o) {
   f->env = json_incref(o->envelope);
 }
 
+static void on_log(void *ud, const char *level, const char *msg) {
+  fixture *f = ud;
+  char b[1200];
+  snprintf(b, sizeof b, "%s:%s", level, msg);
+  if (!f->logs) f->logs = json_array();
+  json_array_append_new(f->logs, json_string(b));
+}
+
 static mcp_call *start(fixture *f, const char *tool, json_t *args) {
-  mcp_call_request rq = {.tool = tool, .args = args, .auth = &k_local};
+  mcp_call_request rq = {.tool = tool, .args = args, .auth = &k_local, .sink = {.log = on_log, .ud = f}};
   mcp_call *c = NULL;
   assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, &c), 0);
   json_decref(args);
@@ -324,6 +335,16 @@ static void test_command_arguments_are_validated_first(void **state) {
   assert_non_null(strstr(sget(env, "error"), "$.n"));
 }
 
+static void test_command_stderr_lines_become_bounded_debug_logs(void **state) {
+  fixture *f = *state;
+  run(f, "chatty", NULL);
+  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_non_null(f->logs);
+  assert_int_equal(json_array_size(f->logs), 64); /* capped */
+  assert_string_equal(json_string_value(json_array_get(f->logs, 0)), "debug:line1");
+  assert_string_equal(json_string_value(json_array_get(f->logs, 63)), "debug:line64");
+}
+
 static void test_command_registration_skips_disabled_and_sets_flags(void **state) {
   fixture *f = *state;
   assert_null(mcp_registry_find(f->reg, "disabled_one"));
@@ -406,6 +427,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_command_child_closing_stdin_early_is_fine, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_invalid_utf8_output_is_replaced, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_arguments_are_validated_first, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_stderr_lines_become_bounded_debug_logs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_registration_skips_disabled_and_sets_flags, setup, teardown),
       cmocka_unit_test(test_command_registration_rejects_missing_program),
       cmocka_unit_test(test_command_registration_rejects_non_executable_and_bad_cwd),
