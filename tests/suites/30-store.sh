@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Storage suite: crash consistency of the task queue and the TTL cache under SIGKILL
 # (tests/store/crashtest.c), CRASH_ITERATIONS times (default 200; set e.g. 5000 for the long
-# mode), plus the store unit tests. Last line: "store: N passed, N failed".
+# mode), and store/pyjson against CPython's json.dumps. (The store unit tests run in 10-unit.)
+# Last line: "store: N passed, N failed".
 set -u
 root=${PEERMCP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 b="$root/build-asan"
@@ -9,7 +10,7 @@ iters=${CRASH_ITERATIONS:-200}
 pass=0; fail=0
 bin="$b/tests/store/crashtest"
 if [ ! -x "$bin" ]; then
-  ninja -C "$b" tests/store/crashtest >/dev/null 2>&1 || true
+  ninja -C "$b" tests/store/crashtest tests/store/pyjson_echo >/dev/null 2>&1 || true
 fi
 if [ ! -x "$bin" ]; then
   echo "crashtest binary missing ($bin)"; echo "store: 0 passed, 1 failed"; exit 1
@@ -30,6 +31,13 @@ if [ -n "$line" ]; then
   if [ "$f" -eq 0 ] && [ "$p" -eq "$iters" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 else
   fail=$((fail + 1))
+fi
+# Python-compatible JSON (the canonical payload form and the cache record) against CPython
+echo_bin="$b/tests/store/pyjson_echo"
+if command -v python3 >/dev/null 2>&1 && [ -x "$echo_bin" ]; then
+  if python3 "$root/tests/store/pyjson_check.py" "$echo_bin" "$seed" 2000; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+else
+  echo "pyjson check skipped (python3 or $echo_bin missing)"
 fi
 echo "store: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
