@@ -606,12 +606,11 @@ static int conn_feed_wire(p2p_conn *c, const uint8_t *p, size_t n) {
 static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *b) {
   (void)suggested;
   p2p_conn *c = hd->data;
-  b->base = (char *)c->rbuf;
-  b->len = sizeof c->rbuf;
+  b->base = (char *)c->h->rbuf;
+  b->len = HOST_READ_CHUNK;
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-  (void)b;
   p2p_conn *c = s->data;
   if (n == 0 || c->state == CONN_CLOSED) return;
   if (n < 0) {
@@ -619,7 +618,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     return;
   }
   c->h->stats.bytes_in += (uint64_t)n;
-  int rc = conn_feed_wire(c, c->rbuf, (size_t)n);
+  int rc = conn_feed_wire(c, (const uint8_t *)b->base, (size_t)n);
   if (rc < 0) {
     if (c->state == CONN_READY) conn_flush(c); /* a GoAway(protocol error) may be queued */
     conn_close(c, rc);

@@ -462,6 +462,7 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
   }
   if (!rc) rc = peerid_to_string(&h->id, h->id_str, sizeof h->id_str);
   if (!rc) rc = peerstore_new(&h->ps);
+  if (!rc && !(h->rbuf = malloc(HOST_READ_CHUNK))) rc = -ENOMEM;
   if (!rc && !c->no_peerstore_file) {
     char *p = peers_path(h);
     int lrc = p ? peerstore_load(h->ps, p) : -ENOMEM;
@@ -471,6 +472,7 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
   if (!rc) rc = uv_timer_init(loop, &h->tick);
   if (rc) {
     if (h->ps) peerstore_free(h->ps);
+    free(h->rbuf);
     keys_private_wipe(&h->key);
     free(h->state_dir);
     free(h->agent_version);
@@ -507,6 +509,7 @@ static void on_tick_closed(uv_handle_t *hd) {
   }
   peerstore_free(h->ps);
   conn_free_wpool(h);
+  free(h->rbuf);
   keys_private_wipe(&h->key);
   free(h->state_dir);
   free(h->agent_version);

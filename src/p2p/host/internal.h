@@ -105,7 +105,6 @@ struct p2p_conn {
   size_t n_streams;
   host_open_req *waiters; /* opens queued until the connection is ready */
   int close_err;
-  uint8_t rbuf[HOST_READ_CHUNK];
   p2p_conn *prev, *next;
 };
 
@@ -155,6 +154,9 @@ struct p2p_host {
   p2p_identify_fn on_identify;
   void *on_identify_ud;
   p2p_host_stats stats;
+  uint8_t *rbuf;                    /* HOST_READ_CHUNK bytes shared by every connection's reads:
+                                       libuv calls alloc_cb and read_cb back to back and we
+                                       consume the bytes before returning */
   void *wfree;                      /* recycled write requests (conn.c), at most HOST_WPOOL */
   int n_wfree;
   bool peers_dirty;

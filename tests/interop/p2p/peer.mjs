@@ -309,8 +309,12 @@ const checks = {
     await c.close()
     await new Promise(r => setTimeout(r, 100))
     const c2 = await node.dial(target, { force: true })
-    const rtt = await node.services.ping.ping(target)
-    return { ok: c.status === 'closed' && c2.status === 'open' && rtt >= 0, status: c.status }
+    const s = await c2.newStream(ECHO, STREAM_OPTS)
+    const it = s[Symbol.asyncIterator]()
+    s.send(Buffer.from([7]))
+    const [b] = await readExact(it, 1)
+    await s.close()
+    return { ok: c.status === 'closed' && c2.status === 'open' && b[0] === 7, status: c.status }
   }
 }
 
