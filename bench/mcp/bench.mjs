@@ -77,6 +77,8 @@ class RawClient {
     this.buf = '';
     this.out = [];
     this.flushQueued = false;
+    this.child.stdin.on('error', () => {}); // EPIPE when the server died: reported via 'exit'
+    this.child.on('error', (e) => console.error(`bench-mcp: cannot start ${cmd}: ${e.message}`));
     this.child.stdout.setEncoding('utf8');
     this.child.stdout.on('data', (d) => {
       // split once per chunk; keep the unfinished tail
@@ -93,7 +95,14 @@ class RawClient {
         }
       }
     });
-    this.exited = new Promise((r) => this.child.on('exit', r));
+    this.exited = new Promise((r) =>
+      this.child.on('exit', (code, sig) => {
+        // a server that dies must fail the run, not hang it
+        for (const p of this.pending.values()) p({ error: { message: `server exited (${code ?? sig})` } });
+        this.pending.clear();
+        r();
+      }),
+    );
   }
   get pid() {
     return this.child.pid;
@@ -254,6 +263,13 @@ const servers = {
     pickTool: (t) => (t.includes('echo') ? 'echo' : undefined),
   },
 };
+
+// A watchdog: a stuck server or client must not hang `make bench-mcp`.
+const watchdog = setTimeout(() => {
+  console.error('bench-mcp: timed out');
+  process.exit(1);
+}, Math.max(120, TRIALS * 4 * (WARMUP_SECONDS + 2 * SECONDS + 5) * 3) * 1000);
+watchdog.unref();
 
 const results = [];
 try {
