@@ -10,6 +10,9 @@
  *   svc_driver tasks   --state DIR --peer MA --n N [--inflight F]
  *                      submit a tool.call echo task and wait for it, N times (F at once); prints
  *                      submit→complete p50/p99 and tasks/s (a worker must be attached to MA)
+ *   svc_driver stdio   --bin PEERMCP --state DIR --n N [--inflight F] [--tool NAME]
+ *                      the same tools/call made locally: spawns `PEERMCP serve --no-p2p` and
+ *                      speaks MCP over its stdin/stdout (newline-delimited JSON-RPC)
  * Every identity lives under DIR (DIR/0, DIR/1, …); the server must trust them or get the token
  * through --token. One JSON line on stdout; exit 0 when every request succeeded. Bounded by a
  * watchdog (SVC_DRIVER_TIMEOUT_S, default 120 s). */
@@ -18,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "p2p/host/host.h"
@@ -28,7 +33,7 @@
 #define MAXC 64
 
 static uv_loop_t loop;
-static const char *state_dir, *peer, *token, *tool = "echo";
+static const char *state_dir, *peer, *token, *tool = "echo", *bin_path;
 static long n = 100, conns = 1, inflight = 1;
 static p2p_host *hosts[MAXC];
 static svc_client *clients[1024];
@@ -183,6 +188,64 @@ static void watchdog(uv_timer_t *t) {
   exit(3);
 }
 
+/* Local baseline over stdio: blocking pipes, one line per message. */
+static int run_stdio(const char *binp) {
+  int in[2], outp[2];
+  if (pipe(in) != 0 || pipe(outp) != 0) return 1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(outp[1], 1);
+    close(in[1]);
+    close(outp[0]);
+    execl(binp, binp, "serve", "--no-p2p", "--state-dir", state_dir, "--log-level", "warning", (char *)NULL);
+    _exit(127);
+  }
+  close(in[0]);
+  close(outp[1]);
+  FILE *w = fdopen(in[1], "w"), *r = fdopen(outp[0], "r");
+  static char line[1 << 20];
+  fprintf(w, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
+             "\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"b\",\"version\":\"1\"}}}\n");
+  fflush(w);
+  if (!fgets(line, sizeof line, r)) return 1;
+  fprintf(w, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
+  int64_t t0 = clock_mono_us();
+  long next = 0, got = 0;
+  int64_t *start = calloc((size_t)n, sizeof *start);
+  while (got < n) {
+    while (next < n && next - got < inflight) {
+      start[next] = clock_mono_us();
+      fprintf(w, "{\"jsonrpc\":\"2.0\",\"id\":%ld,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\","
+                 "\"arguments\":{\"i\":%ld}}}\n", next + 1, tool, next);
+      next++;
+    }
+    fflush(w);
+    if (!fgets(line, sizeof line, r)) break;
+    json_t *m = json_loads(line, 0, NULL);
+    long id = (long)json_integer_value(json_object_get(m, "id"));
+    bool ok = json_object_get(m, "result") && !json_is_true(json_object_get(json_object_get(m, "result"), "isError"));
+    json_decref(m);
+    if (id < 1 || id > n) continue; /* a notification */
+    if (ok) lat_us[done_ok++] = clock_mono_us() - start[id - 1];
+    else done_err++;
+    got++;
+  }
+  int64_t el = clock_mono_us() - t0;
+  fclose(w);
+  fclose(r);
+  int st;
+  waitpid(pid, &st, 0);
+  qsort(lat_us, (size_t)done_ok, sizeof *lat_us, cmp_i64);
+  printf("{\"mode\":\"stdio\",\"n\":%ld,\"ok\":%ld,\"failed\":%ld,\"inflight\":%ld,\"elapsed_ms\":%.1f,"
+         "\"per_s\":%.1f,\"p50_us\":%lld,\"p99_us\":%lld}\n",
+         n, done_ok, done_err, inflight, el / 1000.0, el > 0 ? done_ok * 1e6 / el : 0.0,
+         (long long)(done_ok ? lat_us[done_ok / 2] : 0), (long long)(done_ok ? lat_us[(done_ok * 99) / 100] : 0));
+  free(start);
+  free(lat_us);
+  return done_err == 0 && got == n ? 0 : 1;
+}
+
 static void host_closed(p2p_host *h, void *ud) {
   (void)h;
   (void)ud;
@@ -200,6 +263,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--peer")) peer = argv[i + 1];
     else if (!strcmp(argv[i], "--token")) token = argv[i + 1];
     else if (!strcmp(argv[i], "--tool")) tool = argv[i + 1];
+    else if (!strcmp(argv[i], "--bin")) bin_path = argv[i + 1];
     else if (!strcmp(argv[i], "--n")) n = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--conns")) conns = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--inflight")) inflight = atol(argv[i + 1]);
@@ -207,6 +271,11 @@ int main(int argc, char **argv) {
       fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
     }
+  }
+  if (!strcmp(mode, "stdio")) {
+    if (!bin_path || !state_dir || n < 1 || inflight < 1) return 2;
+    lat_us = calloc((size_t)n, sizeof *lat_us);
+    return run_stdio(bin_path);
   }
   if (!state_dir || !peer || n < 1 || conns < 1 || conns > MAXC || inflight < 1) return 2;
   log_set_level(LOG_WARNING);
