@@ -134,6 +134,15 @@ int tq_open(const tq_options *o, tq_queue **out) {
   if (!q->o.read_connections) q->o.read_connections = 4;
   if (!q->o.max_waiters) q->o.max_waiters = 4096;
   pthread_mutex_init(&q->wmu, NULL);
+  /* The backend is chosen by the path: a file path is SQLite; a server URL would select a
+   * server backend (none is built yet). */
+  if (strncmp(o->path, "postgres://", 11) == 0 || strncmp(o->path, "postgresql://", 13) == 0) {
+    log_write(LOG_ERROR, "queue: no PostgreSQL backend in this build", NULL);
+    pthread_mutex_destroy(&q->wmu);
+    free(q->path);
+    free(q);
+    return -ENOTSUP;
+  }
   q->ops = &tq_sqlite_backend;
   int rc = q->ops->open(&q->o, on_terminal, q, &q->be);
   if (rc < 0) {
