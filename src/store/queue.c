@@ -9,6 +9,7 @@
 #include <semaphore.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -71,6 +72,7 @@ void tq_options_default(tq_options *o) {
   o->busy_timeout_ms = 5000;
   o->read_connections = 4;
   o->max_waiters = 4096;
+  o->wait_recheck_ms = 1000;
 }
 
 char *tq__strdup(const char *s) { return s ? strdup(s) : NULL; }
@@ -667,35 +669,42 @@ int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled
   pthread_mutex_unlock(&q->wmu);
 
   int64_t deadline = clock_mono_ms() + (int64_t)(timeout_s * 1000.0);
+  int64_t recheck = q->o.wait_recheck_ms;
+  int64_t next_recheck = recheck ? clock_mono_ms() + recheck : INT64_MAX;
   tq_task *t = NULL;
   int rc = q->ops->get(q->be, task_id, &t);
   while (rc == 0 && !tq_status_terminal(t->status)) {
+    enum { WOKEN, RECHECK, DONE } why = DONE;
     pthread_mutex_lock(&q->wmu);
-    bool timed_out = false;
-    while (!w.fired) {
-      int64_t now = clock_mono_ms();
-      if (now >= deadline) {
-        timed_out = true;
+    for (;;) {
+      if (w.fired) {
+        why = WOKEN;
         break;
       }
-      int64_t until = deadline;
+      if (q->closing) break;
+      int64_t now = clock_mono_ms();
+      if (now >= deadline) break;
+      if (now >= next_recheck) {
+        why = RECHECK;
+        break;
+      }
+      int64_t until = deadline < next_recheck ? deadline : next_recheck;
       if (cancelled && until > now + 200) until = now + 200;
       struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000L};
       pthread_cond_timedwait(&w.cv, &q->wmu, &ts);
-      if (!w.fired && cancelled && cancelled(cancel_ud)) {
-        timed_out = true;
-        break;
-      }
+      if (!w.fired && cancelled && cancelled(cancel_ud)) break;
     }
-    bool fired = w.fired;
     w.fired = false;
     bool closing = q->closing;
     pthread_mutex_unlock(&q->wmu);
-    if (!fired || closing) break; /* return the view we have */
+    if (closing) break; /* return the view we have */
+    if (why == RECHECK) next_recheck = clock_mono_ms() + recheck;
+    /* woken: read the new state; recheck: another process may have changed it; done (timeout
+     * or cancelled): return a fresh view */
     tq_task_free(t);
     t = NULL;
     rc = q->ops->get(q->be, task_id, &t);
-    (void)timed_out;
+    if (why == DONE) break;
   }
   pthread_mutex_lock(&q->wmu);
   for (tq_waiter **pp = &q->waiters; *pp; pp = &(*pp)->next)

@@ -77,6 +77,9 @@ typedef struct tq_options {
   int busy_timeout_ms;       /* 5000: SQLite busy timeout (other processes on the same file) */
   unsigned read_connections; /* 4: pooled read connections */
   size_t max_waiters;        /* 4096: concurrent tq_wait callers */
+  unsigned wait_recheck_ms;  /* 1000: tq_wait also re-reads its task this often, for changes
+                                committed by another process sharing the file (in-process
+                                transitions wake it at once); 0 = in-process wakes only */
 } tq_options;
 
 void tq_options_default(tq_options *o);
@@ -231,10 +234,10 @@ int tq_delete(tq_queue *q, const char *task_id, bool *deleted) __attribute__((wa
 int tq_get(tq_queue *q, const char *task_id, tq_task **out) __attribute__((warn_unused_result));
 
 /* Blocks until the task is terminal, the timeout passes (clamped to 0..wait_max_seconds), the
- * queue closes, or cancelled(cancel_ud) turns true (checked every 200 ms when given; the state
- * itself is never polled). *out: the task as it is then (may still be queued/running);
- * -ENOENT if it does not exist. Sees changes made through this tq_queue; changes by another
- * process are seen at the timeout. */
+ * queue closes, or cancelled(cancel_ud) turns true (checked every 200 ms when given; the task
+ * is read again only when a transition wakes it, every wait_recheck_ms for other processes'
+ * commits, and at the end). *out: the task as it is then (may still be queued/running);
+ * -ENOENT if it does not exist. Transitions made through this tq_queue wake it at once. */
 int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled)(void *),
             void *cancel_ud, tq_task **out) __attribute__((warn_unused_result));
 

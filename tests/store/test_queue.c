@@ -804,6 +804,54 @@ static void test_foreign_file_is_a_clear_error(void **state) {
   assert_null(q);
 }
 
+typedef struct {
+  const char *path;
+  char id[33];
+} other_proc;
+
+/* A second handle on the same file stands for another process (e.g. `peermcp worker` with the
+ * local store): its completion is not signalled in this handle, the recheck finds it. */
+static void *complete_via_other_handle(void *arg) {
+  other_proc *o = arg;
+  tq_options opt;
+  tq_options_default(&opt);
+  opt.path = o->path;
+  tq_queue *q2;
+  assert_int_equal(tq_open(&opt, &q2), 0);
+  usleep(200000);
+  tq_claim_opts c = worker("remote");
+  tq_task *t;
+  assert_int_equal(tq_claim(q2, o->id, &c, &t), 0);
+  assert_non_null(t);
+  tq_fence fe = {"remote", t->lease_epoch};
+  tq_task_free(t);
+  assert_int_equal(tq_complete(q2, o->id, &fe, TQ_COMPLETED, NULL, NULL), 0);
+  tq_close(q2);
+  return NULL;
+}
+
+static void test_wait_sees_other_process_commits(void **state) {
+  fx *f = *state;
+  tq_close(f->q);
+  tq_options o;
+  tq_options_default(&o);
+  o.path = f->path;
+  o.wait_recheck_ms = 300;
+  assert_int_equal(tq_open(&o, &f->q), 0);
+  other_proc op = {.path = f->path};
+  submit_p(f->q, "t", "{}", op.id);
+  pthread_t th;
+  pthread_create(&th, NULL, complete_via_other_handle, &op);
+  tq_task *t;
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(tq_wait(f->q, op.id, 20, NULL, NULL, &t), 0);
+  int64_t took = clock_mono_ms() - t0;
+  pthread_join(th, NULL);
+  assert_int_equal(t->status, TQ_COMPLETED);
+  assert_true(took < 5000);
+  tq_task_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -834,6 +882,7 @@ int main(void) {
       T(test_close_wakes_waiters),
       T(test_recovery_limit_never_fails_tasks_with_attempts_left),
       T(test_foreign_file_is_a_clear_error),
+      T(test_wait_sees_other_process_commits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
