@@ -6,7 +6,7 @@
 #   - aggregate throughput over 100 concurrent perf streams on one connection;
 #   - CPU seconds per GiB moved (client getrusage/process.cpuUsage + server /proc/<pid>/stat);
 #   - libsodium's raw ChaCha20-Poly1305 speed on this CPU (the ceiling for one Noise direction).
-# Writes bench/p2p/last-run.jsonl and replaces the "P2P" section of bench/RESULTS.md.
+# Writes $BUILD/bench-p2p-last-run.jsonl and replaces the "P2P" section of bench/RESULTS.md.
 # Bounded: about a minute on an idle 2-core machine; every step has a timeout.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -18,7 +18,7 @@ ninja -C "$BUILD" bench/p2p/p2p_bench_driver bench/p2p/aead_speed >/dev/null || 
 drv="$BUILD/bench/p2p/p2p_bench_driver"
 aead="$BUILD/bench/p2p/aead_speed"
 tmp=$(mktemp -d)
-out="$root/bench/p2p/last-run.jsonl"
+out="$BUILD/bench-p2p-last-run.jsonl"
 : >"$out"
 pids=()
 cleanup() {
@@ -154,9 +154,10 @@ jjb = by.get("JS<->JS download", {}).get("cpu_bound_gbit_s") or 0
 if ccb and jjb and ceil:
     L.append(f"Same check on the CPU-bound figures (what each end's CPU per GiB allows with a core each): "
              f"{ccb/jjb:.2f}x JS<->JS, {ccb/ceil*100:.0f}% of the AEAD ceiling.")
-L.append("Note: the machine is shared; throughput depends on what else runs (see the load average above). "
-         "Both ends share the same 2 cores, so the C<->C figure is bounded by two processes doing "
-         "crypto + copies on those cores.")
+L.append("Note: the machine is shared and both ends run on its 2 cores, so measured throughput swings "
+         "with other load (a run at load average 8 measured C<->C single-stream at 1.9 Gbit/s, one at "
+         "load 1-4 at 8-9 Gbit/s). The CPU-per-GiB columns are stable across runs; the last column is "
+         "what they allow when each end has a core.")
 section = "\n".join(L) + "\n"
 try:
     text = open(path).read()
