@@ -269,6 +269,27 @@ static void test_disabled_stores_answer_disabled(void **state) {
   free(s);
 }
 
+static void test_task_wait_stops_when_the_call_is_cancelled(void **state) {
+  fixture *f = *state;
+  json_t *env = call(f, "task_submit", "{\"task_type\":\"t\"}");
+  char args[128];
+  snprintf(args, sizeof args, "{\"task_id\":\"%s\",\"timeout_s\":60}", sget(res(env), "task_id"));
+  json_t *a = json_loads(args, 0, NULL);
+  mcp_call_request rq = {.tool = "task_wait", .args = a, .auth = &k_local};
+  mcp_call *handle = NULL;
+  int before = f->done;
+  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, &handle), 0);
+  json_decref(a);
+  int64_t t0 = clock_mono_ms();
+  while (clock_mono_ms() - t0 < 300) uv_run(&f->loop, UV_RUN_NOWAIT);
+  assert_int_equal(f->done, before); /* still waiting */
+  mcp_dispatch_cancel(handle);
+  for (int i = 0; i < 200000 && f->done == before; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  assert_int_equal(f->done, before + 1);
+  assert_true(clock_mono_ms() - t0 < 5000);
+  assert_int_equal(f->st, MCP_DISPATCH_CANCELLED);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_tools_registered_with_categories, setup, teardown),
@@ -276,6 +297,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_task_submit_rejects_absurd_and_unknown_arguments, setup, teardown),
       cmocka_unit_test_setup_teardown(test_task_wait_returns_when_completed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_task_list_cancel_stats, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_task_wait_stops_when_the_call_is_cancelled, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cache_tools_shapes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cache_write_needs_write_scope, setup, teardown),
       cmocka_unit_test_setup_teardown(test_disabled_stores_answer_disabled, setup_disabled, teardown),
