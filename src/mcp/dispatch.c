@@ -103,14 +103,32 @@ static void sodium_once(void) {
   if (sodium_init() < 0) log_error("dispatch: sodium_init failed", NULL);
 }
 
+/* Request ids come from a per-thread ChaCha20 stream (key from the system RNG once per thread,
+ * then a counter nonce): unpredictable like getrandom(), without a system call per call. */
+static _Thread_local unsigned char t_uuid_key[crypto_stream_chacha20_KEYBYTES];
+static _Thread_local uint64_t t_uuid_ctr;
+static _Thread_local bool t_uuid_init;
+
 void mcp_uuid4(char buf[37]) {
   pthread_once(&g_sodium_once, sodium_once);
-  unsigned char b[16];
-  randombytes_buf(b, sizeof b);
+  if (!t_uuid_init) {
+    randombytes_buf(t_uuid_key, sizeof t_uuid_key);
+    t_uuid_init = true;
+  }
+  unsigned char b[16], nonce[crypto_stream_chacha20_NONCEBYTES] = {0};
+  uint64_t ctr = t_uuid_ctr++;
+  memcpy(nonce, &ctr, sizeof ctr < sizeof nonce ? sizeof ctr : sizeof nonce);
+  crypto_stream_chacha20(b, sizeof b, nonce, t_uuid_key);
   b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
   b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-  snprintf(buf, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-           b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  static const char hex[] = "0123456789abcdef";
+  char *o = buf;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+    *o++ = hex[b[i] >> 4];
+    *o++ = hex[b[i] & 15];
+  }
+  *o = 0;
 }
 
 /* ---------- envelopes ---------- */
@@ -198,7 +216,8 @@ json_t *mcp_dispatch_call_result(const json_t *envelope) {
   json_t *structured;
   if (ok) {
     json_t *res = json_object_get(envelope, "result");
-    if (json_is_object(res)) structured = json_deep_copy(res);
+    /* shared, not copied: nothing mutates a finished envelope */
+    if (json_is_object(res)) structured = json_incref(res);
     else structured = json_pack("{s:O}", "result", res ? res : json_null());
   } else {
     structured = json_object();

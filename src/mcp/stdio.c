@@ -1,4 +1,11 @@
-/* stdio.c — newline-delimited JSON-RPC over two file descriptors (see stdio.h). */
+/* stdio.c — newline-delimited JSON-RPC over two file descriptors (see stdio.h).
+ *
+ * Input: a pipe or a socket (what an MCP client gives its server) is read by libuv on the loop
+ * thread; anything else (a regular file, a tty, a character device) by a reader thread with
+ * blocking read(2), whose chunks reach the loop through uv_async. Both feed consume().
+ * Output: messages produced during one loop iteration are coalesced into one buffer and
+ * written with one uv_write (or blocking write(2) for files) from a uv_check callback, so a
+ * burst of responses costs one system call. */
 #include "mcp/stdio.h"
 
 #include <errno.h>
@@ -28,7 +35,7 @@ typedef struct chunk {
 
 typedef struct out_req {
   uv_write_t req;
-  char *msg;
+  char *data;
   size_t len;
   struct mcp_stdio *st;
 } out_req;
@@ -40,7 +47,14 @@ struct mcp_stdio {
   int in_fd, out_fd;
   size_t max_line;
 
-  /* reader thread */
+  /* input through libuv (pipes, sockets) */
+  uv_pipe_t in;
+  bool has_in;     /* the handle exists (closed at free) */
+  bool in_uv;      /* input comes through it (else through the reader thread) */
+  bool in_reading;
+  char *rbuf; /* reused read buffer */
+
+  /* input through the reader thread (files, ttys, …) */
   pthread_t reader;
   bool reader_started;
   int stop_pipe[2];
@@ -62,17 +76,26 @@ struct mcp_stdio {
   } out;
   bool out_stream; /* else blocking write(2) */
   bool out_broken; /* EPIPE etc.: drop further output */
-  size_t out_pending;
-  size_t out_bytes;  /* queued for stdout */
-  bool input_paused; /* by output backpressure */
+  char *pend;      /* messages of this loop iteration, not yet written */
+  size_t pend_len, pend_cap;
+  uv_check_t flush_check; /* writes `pend` after the poll phase */
+  uv_idle_t flush_idle;   /* keeps that poll from blocking while `pend` is not empty */
+  size_t out_pending;     /* uv_write requests in flight */
+  size_t out_bytes;       /* bytes queued for stdout (pending + in flight) */
+  bool input_paused;      /* by output backpressure */
 
   /* shutdown */
   bool eof;
   int stop_requests;
   bool closed_notified;
-  bool has_out, has_async;
+  bool has_out, has_async, has_flush;
   int handles_open;
 };
+
+static void check_closed(mcp_stdio *st);
+static void consume(mcp_stdio *st, const char *p, size_t n);
+static void input_eof(mcp_stdio *st);
+static void resume_input(mcp_stdio *st);
 
 /* ---------- reader thread ---------- */
 
@@ -121,9 +144,81 @@ static void *reader_main(void *arg) {
   }
 }
 
-/* ---------- output ---------- */
+static void async_cb(uv_async_t *h) {
+  mcp_stdio *st = h->data;
+  for (;;) {
+    if (st->out_bytes > OUT_HIGH && !st->eof) {
+      st->input_paused = true; /* resume_input() wakes us */
+      return;
+    }
+    pthread_mutex_lock(&st->mu);
+    chunk *c = st->q_head;
+    if (c) {
+      st->q_head = c->next;
+      if (!st->q_head) st->q_tail = NULL;
+      st->q_len--;
+      pthread_cond_signal(&st->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (!c) return;
+    if (!st->eof) {
+      if (c->len == 0) input_eof(st);
+      else consume(st, c->data, c->len);
+    }
+    free(c);
+  }
+}
 
-static void check_closed(mcp_stdio *st);
+static void stop_reader(mcp_stdio *st) {
+  if (!st->reader_started) return;
+  pthread_mutex_lock(&st->mu);
+  st->q_stop = true;
+  pthread_cond_broadcast(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+  char b = 1;
+  ssize_t w;
+  do w = write(st->stop_pipe[1], &b, 1);
+  while (w < 0 && errno == EINTR);
+  pthread_join(st->reader, NULL);
+  st->reader_started = false;
+}
+
+/* ---------- input through libuv ---------- */
+
+static void in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  mcp_stdio *st = h->data;
+  *b = uv_buf_init(st->rbuf, st->rbuf ? READ_CHUNK : 0);
+}
+
+static void in_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  mcp_stdio *st = s->data;
+  if (n > 0) {
+    if (!st->eof) consume(st, b->base, (size_t)n);
+    if (st->out_bytes > OUT_HIGH && !st->eof && st->in_reading) {
+      uv_read_stop(s);
+      st->in_reading = false;
+      st->input_paused = true;
+    }
+    return;
+  }
+  if (n == 0) return; /* EAGAIN */
+  if (n != UV_EOF) log_warn("stdio: read failed, treating as end of input", "{s:s}", "error", uv_strerror((int)n));
+  uv_read_stop(s);
+  st->in_reading = false;
+  input_eof(st);
+}
+
+static void resume_input(mcp_stdio *st) {
+  if (!st->input_paused || !st->session || st->eof) return;
+  st->input_paused = false;
+  if (st->in_uv) {
+    if (uv_read_start((uv_stream_t *)&st->in, in_alloc, in_read) == 0) st->in_reading = true;
+  } else if (st->has_async) {
+    uv_async_send(&st->async);
+  }
+}
+
+/* ---------- output ---------- */
 
 static void write_cb(uv_write_t *req, int status) {
   out_req *w = (out_req *)req;
@@ -133,13 +228,10 @@ static void write_cb(uv_write_t *req, int status) {
     log_warn("stdio: write to stdout failed; dropping further output", "{s:s}", "error", uv_strerror(status));
   }
   st->out_bytes -= w->len;
-  free(w->msg);
+  free(w->data);
   free(w);
   st->out_pending--;
-  if (st->input_paused && st->out_bytes < OUT_LOW && st->session) {
-    st->input_paused = false;
-    uv_async_send(&st->async); /* resume input */
-  }
+  if (st->out_bytes < OUT_LOW) resume_input(st);
   check_closed(st);
 }
 
@@ -162,51 +254,91 @@ static void write_all_blocking(mcp_stdio *st, const char *p, size_t n) {
   }
 }
 
-/* Session output: msg (malloc'd, no newline) becomes one line. */
+/* Writes what this iteration produced. */
+static void flush_out(mcp_stdio *st) {
+  if (st->has_flush) {
+    uv_check_stop(&st->flush_check);
+    uv_idle_stop(&st->flush_idle);
+  }
+  if (st->pend_len == 0) return;
+  char *data = st->pend;
+  size_t len = st->pend_len;
+  st->pend = NULL;
+  st->pend_len = st->pend_cap = 0;
+  if (st->out_broken) {
+    st->out_bytes -= len;
+    free(data);
+    return;
+  }
+  if (!st->out_stream) {
+    write_all_blocking(st, data, len);
+    st->out_bytes -= len;
+    free(data);
+    return;
+  }
+  out_req *w = malloc(sizeof *w);
+  if (!w) {
+    st->out_bytes -= len;
+    free(data);
+    log_error("stdio: out of memory writing output", NULL);
+    return;
+  }
+  w->data = data;
+  w->len = len;
+  w->st = st;
+  uv_buf_t b = uv_buf_init(data, (unsigned)len);
+  int rc = uv_write(&w->req, (uv_stream_t *)&st->out, &b, 1, write_cb);
+  if (rc < 0) {
+    st->out_broken = true;
+    log_warn("stdio: cannot write to stdout", "{s:s}", "error", uv_strerror(rc));
+    st->out_bytes -= len;
+    free(data);
+    free(w);
+    return;
+  }
+  st->out_pending++;
+}
+
+static void flush_check_cb(uv_check_t *h) {
+  mcp_stdio *st = h->data;
+  flush_out(st);
+  check_closed(st);
+}
+static void flush_idle_cb(uv_idle_t *h) { (void)h; }
+
+/* Session output: msg (malloc'd, no newline) becomes one line of the next write. */
 static void stdio_send(void *ud, char *msg, size_t len) {
   mcp_stdio *st = ud;
   if (st->out_broken) {
     free(msg);
     return;
   }
-  if (!st->out_stream) {
-    /* one write for message + newline keeps lines whole */
-    char *line = realloc(msg, len + 1);
-    if (!line) {
+  if (st->pend_len + len + 1 > st->pend_cap) {
+    size_t cap = st->pend_cap ? st->pend_cap : 4096;
+    while (cap < st->pend_len + len + 1) cap *= 2;
+    char *n = realloc(st->pend, cap);
+    if (!n) {
       free(msg);
+      log_error("stdio: out of memory queueing a message", NULL);
       return;
     }
-    line[len] = '\n';
-    write_all_blocking(st, line, len + 1);
-    free(line);
-    return;
+    st->pend = n;
+    st->pend_cap = cap;
   }
-  out_req *w = malloc(sizeof *w);
-  char *line = w ? realloc(msg, len + 1) : NULL;
-  if (!line) {
-    free(w);
-    free(msg);
-    log_error("stdio: out of memory writing a message", NULL);
-    return;
-  }
-  line[len] = '\n';
-  w->msg = line;
-  w->len = len + 1;
-  w->st = st;
-  uv_buf_t b = uv_buf_init(line, (unsigned)(len + 1));
-  int rc = uv_write(&w->req, (uv_stream_t *)&st->out, &b, 1, write_cb);
-  if (rc < 0) {
-    st->out_broken = true;
-    log_warn("stdio: cannot write to stdout", "{s:s}", "error", uv_strerror(rc));
-    free(line);
-    free(w);
-    return;
-  }
-  st->out_pending++;
+  memcpy(st->pend + st->pend_len, msg, len);
+  st->pend[st->pend_len + len] = '\n';
+  st->pend_len += len + 1;
   st->out_bytes += len + 1;
+  free(msg);
+  if (!st->has_flush) {
+    flush_out(st);
+  } else if (!uv_is_active((uv_handle_t *)&st->flush_check)) {
+    uv_check_start(&st->flush_check, flush_check_cb);
+    uv_idle_start(&st->flush_idle, flush_idle_cb);
+  }
 }
 
-/* ---------- input ---------- */
+/* ---------- input framing ---------- */
 
 static void handle_line(mcp_stdio *st, const char *p, size_t n) {
   if (n > 0 && p[n - 1] == '\r') n--;
@@ -266,31 +398,6 @@ static void input_eof(mcp_stdio *st) {
   check_closed(st);
 }
 
-static void async_cb(uv_async_t *h) {
-  mcp_stdio *st = h->data;
-  for (;;) {
-    if (st->out_bytes > OUT_HIGH && !st->eof) {
-      st->input_paused = true; /* write_cb resumes us */
-      return;
-    }
-    pthread_mutex_lock(&st->mu);
-    chunk *c = st->q_head;
-    if (c) {
-      st->q_head = c->next;
-      if (!st->q_head) st->q_tail = NULL;
-      st->q_len--;
-      pthread_cond_signal(&st->cv);
-    }
-    pthread_mutex_unlock(&st->mu);
-    if (!c) return;
-    if (!st->eof) {
-      if (c->len == 0) input_eof(st);
-      else consume(st, c->data, c->len);
-    }
-    free(c);
-  }
-}
-
 /* ---------- shutdown ---------- */
 
 static void on_session_idle(void *ud) { check_closed(ud); }
@@ -298,23 +405,10 @@ static void on_session_idle(void *ud) { check_closed(ud); }
 static void check_closed(mcp_stdio *st) {
   if (!st->eof || st->closed_notified || !st->session) return;
   if (mcp_session_inflight(st->session) > 0) return;
+  if (st->pend_len > 0) flush_out(st);
   if (st->out_pending > 0 && st->stop_requests < 2) return; /* a second signal stops waiting for a stuck reader */
   st->closed_notified = true;
   if (st->o.on_closed) st->o.on_closed(st->o.ud);
-}
-
-static void stop_reader(mcp_stdio *st) {
-  if (!st->reader_started) return;
-  pthread_mutex_lock(&st->mu);
-  st->q_stop = true;
-  pthread_cond_broadcast(&st->cv);
-  pthread_mutex_unlock(&st->mu);
-  char b = 1;
-  ssize_t w;
-  do w = write(st->stop_pipe[1], &b, 1);
-  while (w < 0 && errno == EINTR);
-  pthread_join(st->reader, NULL);
-  st->reader_started = false;
 }
 
 void mcp_stdio_stop(mcp_stdio *st) {
@@ -322,10 +416,14 @@ void mcp_stdio_stop(mcp_stdio *st) {
   if (st->stop_requests > 1) {
     log_info("stdio: second stop request; cancelling in-flight calls", NULL);
     mcp_session_cancel_all(st->session);
-    check_closed(st);
   }
   stop_reader(st);
+  if (st->in_uv && st->in_reading) {
+    uv_read_stop((uv_stream_t *)&st->in);
+    st->in_reading = false;
+  }
   input_eof(st);
+  check_closed(st);
 }
 
 mcp_session *mcp_stdio_session(mcp_stdio *st) { return st->session; }
@@ -363,7 +461,27 @@ int mcp_stdio_start(uv_loop_t *loop, const mcp_stdio_opts *opts, mcp_stdio **out
   }
   /* anything else (a regular file, /dev/null, …): blocking write(2) */
   if (st->has_out) st->out.pipe.data = st;
+  if (uv_check_init(loop, &st->flush_check) == 0 && uv_idle_init(loop, &st->flush_idle) == 0) {
+    st->has_flush = true;
+    st->flush_check.data = st->flush_idle.data = st;
+  } else {
+    rc = -ENOMEM;
+    goto fail;
+  }
 
+  if (uv_guess_handle(st->in_fd) == UV_NAMED_PIPE && (st->rbuf = malloc(READ_CHUNK)) != NULL) {
+    if (uv_pipe_init(loop, &st->in, 0) == 0) {
+      st->has_in = true;
+      st->in.data = st;
+      if (uv_pipe_open(&st->in, st->in_fd) == 0 &&
+          uv_read_start((uv_stream_t *)&st->in, in_alloc, in_read) == 0) {
+        st->in_uv = st->in_reading = true;
+        *out = st;
+        return 0;
+      }
+      /* fall back to the reader thread below; the half-made handle is closed at free */
+    }
+  }
   rc = uv_async_init(loop, &st->async, async_cb);
   if (rc != 0) goto fail;
   st->async.data = st;
@@ -402,10 +520,15 @@ void mcp_stdio_free(mcp_stdio *st) {
   st->q_head = st->q_tail = NULL;
   mcp_session_free(st->session);
   st->session = NULL;
+  if (st->pend_len) flush_out(st); /* whatever is still pending goes out (or is dropped) */
+  free(st->pend);
+  st->pend = NULL;
+  free(st->rbuf);
+  st->rbuf = NULL;
   buf_free(&st->line);
   if (st->stop_pipe[0] >= 0) close(st->stop_pipe[0]);
   if (st->stop_pipe[1] >= 0) close(st->stop_pipe[1]);
-  st->handles_open = (st->has_out ? 1 : 0) + (st->has_async ? 1 : 0);
+  st->handles_open = (st->has_out ? 1 : 0) + (st->has_async ? 1 : 0) + (st->has_in ? 1 : 0) + (st->has_flush ? 2 : 0);
   if (st->handles_open == 0) {
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
@@ -414,4 +537,9 @@ void mcp_stdio_free(mcp_stdio *st) {
   }
   if (st->has_out) uv_close((uv_handle_t *)&st->out, handle_closed);
   if (st->has_async) uv_close((uv_handle_t *)&st->async, handle_closed);
+  if (st->has_in) uv_close((uv_handle_t *)&st->in, handle_closed);
+  if (st->has_flush) {
+    uv_close((uv_handle_t *)&st->flush_check, handle_closed);
+    uv_close((uv_handle_t *)&st->flush_idle, handle_closed);
+  }
 }

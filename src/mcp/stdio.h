@@ -1,13 +1,15 @@
 /* stdio.h — the MCP stdio transport: newline-delimited JSON-RPC on a pair of file descriptors
  * (0 and 1 by default), around one mcp_session (MCP basic/transports/stdio.mdx).
  *
- * Input is read by a small reader thread with blocking read(2), so stdin may be a pipe, a tty,
- * a socket or a regular file (`peermcp serve < requests.jsonl`); chunks go to the loop thread
- * through uv_async and are split into lines there. A line longer than max_line_bytes is answered
+ * Input from a pipe or a socket is read by libuv on the loop thread; anything else (a tty, a
+ * regular file as in `peermcp serve < requests.jsonl`, a character device) by a small reader
+ * thread with blocking read(2), whose chunks reach the loop through uv_async. Lines are split
+ * on the loop thread. A line longer than max_line_bytes is answered
  * with -32600 (id null, "line too long") as soon as the limit is passed, and the rest of it is
  * discarded as it arrives — never buffered whole. Empty lines and a trailing '\r' are ignored.
- * Output: one message per line on the output fd through libuv (pipe/tty) or blocking writes
- * (regular files). Nothing else is ever written to it.
+ * Output: one message per line; the messages of one loop iteration go out in one write, through
+ * libuv (pipe/tty) or blocking writes (regular files). Nothing else is ever written to it.
+ * Backpressure: past 64 MiB of unwritten output no more input is processed until it drains.
  *
  * Shutdown: on EOF (or mcp_stdio_stop, e.g. from a signal) reading stops; in-flight calls finish
  * or reach their deadline; output is flushed; then `on_closed` runs once on the loop thread.

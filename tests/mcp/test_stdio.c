@@ -213,6 +213,52 @@ static void test_stdio_stop_without_eof_closes(void **state) {
   close(out[1]);
 }
 
+static void test_stdio_regular_file_input_uses_the_reader_thread(void **state) {
+  fx *f = *state;
+  char path[] = "/tmp/peermcp-test-stdin-XXXXXX";
+  int in = mkstemp(path);
+  assert_true(in >= 0);
+  unlink(path);
+  const char *s = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n"
+                  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}\n";
+  write_all(in, s, strlen(s));
+  lseek(in, 0, SEEK_SET);
+  int out[2];
+  assert_int_equal(pipe(out), 0);
+  start(f, in, out[1], 0);
+  run_until_closed(f);
+  json_t *msgs = read_messages(out[0]);
+  assert_int_equal(json_array_size(msgs), 2);
+  assert_int_equal(id_of(msgs, 0), 1);
+  assert_int_equal(id_of(msgs, 1), 2);
+  json_decref(msgs);
+  close(in);
+  close(out[0]);
+  close(out[1]);
+}
+
+static void test_stdio_burst_of_responses_in_order(void **state) {
+  fx *f = *state;
+  int in[2], out[2];
+  assert_int_equal(pipe(in), 0);
+  assert_int_equal(pipe(out), 0);
+  start(f, in[0], out[1], 0);
+  char line[128];
+  for (int i = 1; i <= 200; i++) {
+    int n = snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ping\"}\n", i);
+    write_all(in[1], line, (size_t)n);
+  }
+  close(in[1]);
+  run_until_closed(f);
+  json_t *msgs = read_messages(out[0]);
+  assert_int_equal(json_array_size(msgs), 200);
+  for (size_t i = 0; i < 200; i++) assert_int_equal(id_of(msgs, i), (json_int_t)i + 1);
+  json_decref(msgs);
+  close(in[0]);
+  close(out[0]);
+  close(out[1]);
+}
+
 int main(void) {
 #define T(n) cmocka_unit_test_setup_teardown(n, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -220,6 +266,8 @@ int main(void) {
       T(test_stdio_over_long_line_is_answered_and_skipped),
       T(test_stdio_eof_mid_message_and_regular_file_output),
       T(test_stdio_stop_without_eof_closes),
+      T(test_stdio_regular_file_input_uses_the_reader_thread),
+      T(test_stdio_burst_of_responses_in_order),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
