@@ -98,6 +98,26 @@ test('SIGTERM: clean exit 0', () => withServer(async (s) => {
   assert.equal(code, 0);
 }));
 
+test('SIGTERM with a call in flight: the call completes, then exit 0', () => withServer(async (s) => {
+  await s.send({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'test_slow', arguments: { ms: 800 }, _meta: { progressToken: 1 } } });
+  await s.waitFor((m) => m.method === 'notifications/progress');
+  s.proc.kill('SIGTERM');
+  const r = await s.byId(1);
+  assert.equal(r.result.structuredContent.slept_ms, 800);
+  assert.equal((await s.exited).code, 0);
+}));
+
+test('a second SIGTERM cancels what still runs: exit 0 at once', () => withServer(async (s) => {
+  await s.send({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'test_slow', arguments: { ms: 60000 }, _meta: { progressToken: 1 } } });
+  await s.waitFor((m) => m.method === 'notifications/progress');
+  const t0 = Date.now();
+  s.proc.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 200));
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+  assert.ok(Date.now() - t0 < 10000);
+}));
+
 test('stdin from a regular file works', async () => {
   const sc = scratch();
   const file = path.join(sc.dir, 'in.jsonl');
