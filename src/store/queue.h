@@ -246,6 +246,9 @@ typedef struct tq_list_opts {
   const char *const *task_types;  /* exact match, NULL / 0 = all */
   size_t n_task_types;
   size_t limit;                   /* clamped 1..1000 (0 → 100) */
+  size_t max_bytes;               /* 0 = no cap; else stop before the listed tasks' payload +
+                                     result text would pass it (at least one task is listed) */
+  bool *truncated;                /* out, may be NULL: true when max_bytes cut the list */
 } tq_list_opts;
 
 /* Ordered by created_at ASC, task_id ASC. */

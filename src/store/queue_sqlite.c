@@ -1054,7 +1054,16 @@ static int sq_list(tq_backend *b, const tq_list_opts *o, tq_task ***out, size_t 
   bind_text(s, 1, o->status == TQ_STATUS_ANY ? NULL : tq_status_name(o->status));
   bind_text(s, 2, types);
   sqlite3_bind_int64(s, 3, (sqlite3_int64)o->limit);
+  size_t bytes = 0;
+  if (o->truncated) *o->truncated = false;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < o->limit) {
+    /* the size cap is checked on the row's text lengths before anything is copied */
+    size_t row_bytes = (size_t)sqlite3_column_bytes(s, 3) + (size_t)sqlite3_column_bytes(s, 8);
+    if (o->max_bytes && n > 0 && bytes + row_bytes > o->max_bytes) {
+      if (o->truncated) *o->truncated = true;
+      break;
+    }
+    bytes += row_bytes;
     if (!(v[n] = row_task(s))) {
       rc = SQLITE_NOMEM;
       break;

@@ -126,7 +126,9 @@ static mcp_tool_status t_task_wait(mcp_call *call, json_t *args, json_t **result
 static mcp_tool_status t_task_list(mcp_call *call, json_t *args, json_t **result, void *ud) {
   store_ctx *x = ud;
   if (!x->q) return fail(result, "queue_disabled");
-  tq_list_opts o = {.status = TQ_STATUS_ANY, .limit = 50};
+  bool truncated = false;
+  /* a listing is one tool result: keep it far below the transports' frame caps */
+  tq_list_opts o = {.status = TQ_STATUS_ANY, .limit = 50, .max_bytes = 4u << 20, .truncated = &truncated};
   const char *st = sarg(args, "status");
   if (st && tq_status_parse(st, &o.status) < 0) return fail(result, "invalid_status");
   json_t *lim = json_object_get(args, "limit");
@@ -147,7 +149,7 @@ static mcp_tool_status t_task_list(mcp_call *call, json_t *args, json_t **result
   for (size_t i = 0; arr && i < n; i++) json_array_append_new(arr, tq_task_to_json(v[i], TQ_JSON_FULL | TQ_JSON_EXTRA));
   tq_task_array_free(v, n);
   if (!arr) return fail(result, "out_of_memory");
-  return ok(result, json_pack("{s:o, s:I}", "tasks", arr, "count", (json_int_t)n));
+  return ok(result, json_pack("{s:o, s:I, s:b}", "tasks", arr, "count", (json_int_t)n, "truncated", truncated));
 }
 
 static mcp_tool_status t_task_cancel(mcp_call *call, json_t *args, json_t **result, void *ud) {

@@ -852,6 +852,32 @@ static void test_wait_sees_other_process_commits(void **state) {
   tq_task_free(t);
 }
 
+static void test_list_byte_cap_truncates(void **state) {
+  fx *f = *state;
+  char id[33], big[2001];
+  memset(big, 'x', 2000);
+  big[2000] = 0;
+  for (int i = 0; i < 10; i++) {
+    json_t *p = json_pack("{s:s, s:i}", "blob", big, "i", i);
+    tq_submit_req r = {.task_type = "t", .payload = p};
+    assert_int_equal(tq_submit(f->q, &r, id, NULL), 0);
+    json_decref(p);
+  }
+  bool truncated = false;
+  tq_list_opts lo = {.status = TQ_STATUS_ANY, .limit = 100, .max_bytes = 5000, .truncated = &truncated};
+  tq_task **v;
+  size_t n;
+  assert_int_equal(tq_list(f->q, &lo, &v, &n), 0);
+  assert_int_equal(n, 2);
+  assert_true(truncated);
+  tq_task_array_free(v, n);
+  lo.max_bytes = 0;
+  assert_int_equal(tq_list(f->q, &lo, &v, &n), 0);
+  assert_int_equal(n, 10);
+  assert_false(truncated);
+  tq_task_array_free(v, n);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -883,6 +909,7 @@ int main(void) {
       T(test_recovery_limit_never_fails_tasks_with_attempts_left),
       T(test_foreign_file_is_a_clear_error),
       T(test_wait_sees_other_process_commits),
+      T(test_list_byte_cap_truncates),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
