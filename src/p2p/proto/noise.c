@@ -573,6 +573,11 @@ static int on_handshake_message(noise_session *s, const uint8_t *f, size_t fl, b
 out:
   sodium_memzero(payload, fl ? fl : 1);
   free(payload);
+  if (!rc && ev) {
+    /* Long-term secrets are not needed once the transport keys exist. */
+    keys_private_wipe(&s->id);
+    sodium_memzero(s->xx.s_sk, sizeof s->xx.s_sk);
+  }
   return rc ? rc : ev;
 }
 
