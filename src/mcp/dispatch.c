@@ -65,6 +65,7 @@ struct mcp_call {
   bool completed, detached, has_timer;
   uv_timer_t timer;
   struct mcp_call *ready_next;
+  struct mcp_call *live_prev, *live_next; /* dispatcher's list of calls not yet completed */
   /* sleep/cancel wakeups and progress monotonicity (top-level calls) */
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -80,6 +81,7 @@ struct mcp_dispatcher {
   uint32_t default_timeout_ms;
   bool shutting_down;
   size_t inflight;
+  mcp_call *live; /* started, not completed (loop thread only) */
   int64_t started_ms;
   pthread_mutex_t mu; /* guards events */
   call_event *ev_head, *ev_tail;
@@ -301,6 +303,10 @@ static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope)
   }
   c->completed = true;
   c->d->inflight--;
+  if (c->live_prev) c->live_prev->live_next = c->live_next;
+  else c->d->live = c->live_next;
+  if (c->live_next) c->live_next->live_prev = c->live_prev;
+  c->live_prev = c->live_next = NULL;
   if (!c->detached && c->done) {
     if (!envelope) envelope = json_pack("{s:s, s:s, s:s}", "status", "error", "error", "out of memory", "error_type", "internal");
     const mcp_tool_def *def = mcp_tool_def_of(c->tool);
@@ -497,6 +503,12 @@ static void dispatcher_closed(uv_handle_t *h) {
 void mcp_dispatcher_free(mcp_dispatcher *d) {
   if (!d) return;
   d->shutting_down = true;
+  /* Callers should have drained or detached every call; any left is detached now, so no timer
+   * or callback can outlive the dispatcher. */
+  while (d->live) {
+    log_warn("dispatch: freed with a call in flight; detaching it", "{s:s}", "request_id", d->live->request_id);
+    mcp_dispatch_detach(d->live);
+  }
   if (d->pool) workpool_free(d->pool); /* runs work_done for every job */
   d->pool = NULL;
   dispatcher_async_cb(&d->async);     /* completes anything still on the ready list */
@@ -540,6 +552,9 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   c->done = done;
   c->done_ud = ud;
   d->inflight++;
+  c->live_next = d->live;
+  if (d->live) d->live->live_prev = c;
+  d->live = c;
   if (out) *out = c;
 
   const mcp_tool *t = mcp_registry_find(d->reg, req->tool);

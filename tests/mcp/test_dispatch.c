@@ -385,6 +385,19 @@ static void test_dispatch_copies_the_callers_auth(void **state) {
   assert_int_equal(json_integer_value(json_object_get(res, "scopes")), MCP_SCOPE_TOOL_CALL);
 }
 
+static void test_dispatch_free_with_calls_in_flight_detaches_them(void **state) {
+  fixture *f = *state;
+  start(f, "sleepy", "{\"ms\":10000}", &k_local, false);
+  start(f, "nope", NULL, &k_local, false);
+  /* teardown frees the dispatcher now: no callback may run afterwards, nothing may leak */
+  assert_int_equal(mcp_dispatcher_inflight(f->d), 2);
+  mcp_dispatcher_free(f->d);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(f->done_calls, 0);
+  mcp_dispatcher_opts o = {.threads = 1};
+  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0); /* for teardown */
+}
+
 static void test_dispatch_shutdown_refuses_new_calls(void **state) {
   fixture *f = *state;
   mcp_dispatcher_shutdown(f->d);
@@ -485,6 +498,7 @@ int main(void) {
       T(test_dispatch_invoke_remote_parent_cannot_reach_local_tool),
       T(test_dispatch_invoke_nesting_is_bounded),
       T(test_dispatch_copies_the_callers_auth),
+      T(test_dispatch_free_with_calls_in_flight_detaches_them),
       T(test_dispatch_shutdown_refuses_new_calls),
       cmocka_unit_test(test_registry_rejects_bad_names_and_duplicates),
       cmocka_unit_test(test_registry_lists_by_category_then_name),
