@@ -168,6 +168,8 @@ typedef struct tq_claim_opts {
   double lease_seconds;           /* 0 = queue default; clamped 1..86400 */
   size_t max_tasks;               /* claim_many: clamped 1..128 (0 → 1) */
   bool same_task_type;            /* claim_many: the first row fixes the type of the batch */
+  size_t max_bytes;               /* claim_many: 0 = no cap; else the batch's payload text stays
+                                     under it (at least one task), so a reply fits its frame */
 } tq_claim_opts;
 
 /* Eligible: queued, next_attempt_at <= now, attempts left, sticky worker NULL or = worker_id,

@@ -352,7 +352,8 @@ static const char *stmt_sql[S_NSTMT] = {
                     " WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'running' AND lease_until IS"
                     " NOT NULL AND lease_until <= ?1 AND (cancel_requested != 0 OR (max_attempts > 0 AND"
                     " attempt >= max_attempts)) LIMIT ?2) RETURNING task_id",
-    [S_CANDS] = "SELECT task_id, task_type FROM tasks INDEXED BY idx_tasks_claim_q WHERE status = 'queued'"
+    [S_CANDS] = "SELECT task_id, task_type, length(CAST(payload_json AS BLOB)) FROM tasks"
+                " INDEXED BY idx_tasks_claim_q WHERE status = 'queued'"
                 " AND next_attempt_at <= ?1 AND (max_attempts = 0 OR attempt < max_attempts)"
                 " AND (sticky_worker_id IS NULL OR sticky_worker_id = ?2)"
                 " AND (?3 IS NULL OR session_id IS NULL OR session_id = ?3)"
@@ -528,15 +529,20 @@ static int do_claim(wctx *w, tq_op *op) {
     bind_text(s, 6, fixed_type[0] ? fixed_type : NULL);
     bind_text(s, 7, op->claim_one_id ? op->task_id : NULL);
     sqlite3_bind_int64(s, 8, first_only ? 1 : (sqlite3_int64)max);
+    size_t bytes = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
       if (first_only) {
         snprintf(fixed_type, sizeof fixed_type, "%s", (const char *)sqlite3_column_text(s, 1));
       } else if (n_ids < max) {
+        /* a batch the claimer cannot receive would sit leased: stop at the byte cap */
+        size_t len = (size_t)sqlite3_column_int64(s, 2);
+        if (c->max_bytes && n_ids > 0 && bytes + len > c->max_bytes) break;
+        bytes += len;
         snprintf(ids[n_ids++], 33, "%s", (const char *)sqlite3_column_text(s, 0));
       }
     }
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) { /* ROW: stopped early at the byte cap */
       rc = map_err(w->b->w, rc);
       goto out;
     }

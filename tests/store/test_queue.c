@@ -878,6 +878,29 @@ static void test_list_byte_cap_truncates(void **state) {
   tq_task_array_free(v, n);
 }
 
+static void test_claim_many_byte_cap(void **state) {
+  fx *f = *state;
+  char id[33], big[3001];
+  memset(big, 'y', 3000);
+  big[3000] = 0;
+  for (int i = 0; i < 5; i++) {
+    json_t *p = json_pack("{s:s, s:i}", "blob", big, "i", i);
+    tq_submit_req r = {.task_type = "t", .payload = p};
+    assert_int_equal(tq_submit(f->q, &r, id, NULL), 0);
+    json_decref(p);
+  }
+  tq_claim_opts c = {.worker_id = "w", .max_tasks = 5, .max_bytes = 7000};
+  tq_task **v;
+  size_t n;
+  assert_int_equal(tq_claim_many(f->q, &c, &v, &n), 0);
+  assert_int_equal(n, 2);
+  tq_task_array_free(v, n);
+  tq_counts k;
+  assert_int_equal(tq_count(f->q, &k), 0);
+  assert_int_equal(k.by_status[TQ_RUNNING], 2); /* nothing claimed beyond what was returned */
+  assert_int_equal(k.by_status[TQ_QUEUED], 3);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -910,6 +933,7 @@ int main(void) {
       T(test_foreign_file_is_a_clear_error),
       T(test_wait_sees_other_process_commits),
       T(test_list_byte_cap_truncates),
+      T(test_claim_many_byte_cap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
