@@ -31,6 +31,7 @@ typedef struct svc_stream {
   struct svc_stream *prev, *next;
   bool linked;
   bool write_blocked, closed_write;
+  uint64_t created_ms, last_ms; /* loop time: opened, last bytes received */
   /* ST_MCPP */
   svc_mcpp_conn *conn;
   /* ST_LEGACY */
@@ -57,6 +58,9 @@ struct svc_server {
   bool stopping;
   uv_timer_t timer;
   bool timer_init;
+  uv_timer_t sweep; /* init / idle timeouts, every second */
+  bool sweep_open, free_requested;
+  int closing;      /* stop: handles still closing */
   int64_t stop_deadline;
   void (*stop_done)(void *);
   void *stop_ud;
@@ -218,6 +222,7 @@ static void mcpp_call_detach(void *ud, void *handle) {
 static void mcpp_on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
   svc_stream *st = ud;
   (void)s;
+  st->last_ms = uv_now(st->srv->o.loop);
   if (!svc_mcpp_done(st->conn)) {
     int rc = svc_mcpp_feed(st->conn, data, len);
     (void)rc; /* -EPIPE: the conn is closing; st_flush sends what is left then FIN */
@@ -252,6 +257,7 @@ static svc_stream *st_new(svc_server *srv, p2p_stream *s, int kind) {
   st->s = s;
   st->peer = peer;
   st->kind = kind;
+  st->created_ms = st->last_ms = uv_now(srv->o.loop);
   peer->streams++;
   st->next = srv->streams;
   if (srv->streams) srv->streams->prev = st;
@@ -339,6 +345,7 @@ static void legacy_status(svc_stream *st, svc_frame_status fs) {
 static void legacy_on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
   svc_stream *st = ud;
   (void)s;
+  st->last_ms = uv_now(st->srv->o.loop);
   if (st->lstarted || st->ldone) return; /* one request per stream */
   legacy_status(st, svc_ndjson_dec_feed(&st->nd, data, len));
 }
@@ -360,6 +367,43 @@ static void legacy_handler(p2p_stream *s, void *ud) {
   p2p_stream_set_callbacks(s, &legacy_cbs, st);
 }
 
+/* ---------- timeouts ---------- */
+
+static void sweep_tick(uv_timer_t *t) {
+  svc_server *srv = t->data;
+  uint64_t now = uv_now(srv->o.loop);
+  svc_stream *st = srv->streams;
+  while (st) {
+    svc_stream *next = st->next;
+    const char *why = NULL;
+    if (st->kind == ST_MCPP) {
+      if (!svc_mcpp_initialized(st->conn) && now - st->created_ms > srv->o.init_timeout_ms) why = "init_timeout";
+      else if (svc_mcpp_inflight(st->conn) == 0 && now - st->last_ms > srv->o.idle_timeout_ms) why = "idle_timeout";
+    } else if (!st->lstarted && !st->ldone && now - st->created_ms > srv->o.init_timeout_ms) {
+      why = "init_timeout";
+    }
+    if (why && st->s) {
+      log_write(LOG_INFO, "service stream closed", "{s:s, s:s}", "peer", st->peer ? st->peer->id : "", "reason", why);
+      p2p_stream *s = st->s;
+      st_unlink(st); /* on_close frees it */
+      p2p_stream_reset(s);
+    }
+    st = next;
+  }
+}
+
+static void srv_release(svc_server *srv) {
+  free(srv->peers);
+  free(srv);
+}
+
+static void sweep_closed(uv_handle_t *h) {
+  svc_server *srv = h->data;
+  srv->sweep_open = false;
+  if (srv->free_requested) srv_release(srv);
+  else if (--srv->closing == 0 && srv->stop_done) srv->stop_done(srv->stop_ud);
+}
+
 /* ---------- life cycle ---------- */
 
 int svc_server_start(const svc_server_opts *o, svc_server **out) {
@@ -372,6 +416,8 @@ int svc_server_start(const svc_server_opts *o, svc_server **out) {
   if (!srv->o.max_streams_per_peer) srv->o.max_streams_per_peer = 64;
   if (!(srv->o.rate_per_s > 0)) srv->o.rate_per_s = 100;
   if (!(srv->o.rate_burst > 0)) srv->o.rate_burst = srv->o.rate_per_s;
+  if (!srv->o.init_timeout_ms) srv->o.init_timeout_ms = 10000;
+  if (!srv->o.idle_timeout_ms) srv->o.idle_timeout_ms = 300000;
   srv->peers = calloc(SRV_MAX_PEERS, sizeof *srv->peers);
   if (!srv->peers) {
     free(srv);
@@ -386,6 +432,11 @@ int svc_server_start(const svc_server_opts *o, svc_server **out) {
     free(srv->peers);
     free(srv);
     return rc;
+  }
+  if (uv_timer_init(o->loop, &srv->sweep) == 0) {
+    srv->sweep.data = srv;
+    srv->sweep_open = true;
+    uv_timer_start(&srv->sweep, sweep_tick, 1000, 1000);
   }
   log_write(LOG_INFO, "p2p service protocols registered", "{s:s, s:b}", "protocol", SVC_MCPP_PROTOCOL, "legacy",
             o->legacy);
@@ -412,7 +463,7 @@ static void srv_reset_all(svc_server *srv) {
 static void stop_timer_closed(uv_handle_t *h) {
   svc_server *srv = h->data;
   srv->timer_init = false;
-  if (srv->stop_done) srv->stop_done(srv->stop_ud);
+  if (--srv->closing == 0 && srv->stop_done) srv->stop_done(srv->stop_ud);
 }
 
 static void stop_tick(uv_timer_t *t) {
@@ -420,7 +471,12 @@ static void stop_tick(uv_timer_t *t) {
   if (srv_inflight(srv) > 0 && uv_now(srv->o.loop) < (uint64_t)srv->stop_deadline) return;
   srv_reset_all(srv);
   uv_timer_stop(t);
+  srv->closing = 1 + (srv->sweep_open ? 1 : 0);
   uv_close((uv_handle_t *)t, stop_timer_closed);
+  if (srv->sweep_open) {
+    uv_timer_stop(&srv->sweep);
+    uv_close((uv_handle_t *)&srv->sweep, sweep_closed);
+  }
 }
 
 void svc_server_stop(svc_server *srv, uint32_t deadline_ms, void (*done)(void *ud), void *ud) {
@@ -434,7 +490,13 @@ void svc_server_stop(svc_server *srv, uint32_t deadline_ms, void (*done)(void *u
   srv->stop_deadline = (int64_t)uv_now(srv->o.loop) + deadline_ms;
   if (uv_timer_init(srv->o.loop, &srv->timer) != 0) {
     srv_reset_all(srv);
-    if (done) done(ud);
+    if (srv->sweep_open) { /* done comes from the sweep handle's close */
+      srv->closing = 1;
+      uv_timer_stop(&srv->sweep);
+      uv_close((uv_handle_t *)&srv->sweep, sweep_closed);
+    } else if (done) {
+      done(ud);
+    }
     return;
   }
   srv->timer_init = true;
@@ -457,8 +519,15 @@ void svc_server_free(svc_server *srv) {
     st->peer = NULL;
     if (s) p2p_stream_reset(s);
   }
-  free(srv->peers);
-  free(srv);
+  if (srv->sweep_open) { /* never stopped: the memory goes when the handle has closed */
+    srv->free_requested = true;
+    if (!uv_is_closing((uv_handle_t *)&srv->sweep)) {
+      uv_timer_stop(&srv->sweep);
+      uv_close((uv_handle_t *)&srv->sweep, sweep_closed);
+    }
+    return;
+  }
+  srv_release(srv);
 }
 
 json_t *svc_server_stats_json(const svc_server *srv) {

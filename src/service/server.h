@@ -42,6 +42,10 @@ typedef struct svc_server_opts {
   double rate_burst;             /* bucket capacity; 0 → rate_per_s */
   uint32_t call_timeout_ms;      /* tools/call deadline; 0 → the tool's / dispatcher's */
   bool legacy;                   /* also serve /ipfs-datasets/task-queue/1.0.0 */
+  uint32_t init_timeout_ms;      /* a stream must initialize (legacy: send its line) within
+                                    this; 0 → 10000 */
+  uint32_t idle_timeout_ms;      /* a stream with nothing in flight and no frame for this long
+                                    is closed; 0 → 300000 */
 } svc_server_opts;
 
 /* Registers the handlers. 0 or -errno (nothing registered then). */
@@ -50,7 +54,8 @@ int svc_server_start(const svc_server_opts *o, svc_server **out) __attribute__((
 /* Stops accepting streams (handlers removed), lets requests in flight finish until
  * deadline_ms (monotonic ms from now), then resets what is left and calls done(ud). */
 void svc_server_stop(svc_server *s, uint32_t deadline_ms, void (*done)(void *ud), void *ud);
-/* After done ran (or if never started): frees. Streams still open are reset. */
+/* After done ran (or if never started): frees (the memory goes once the sweep timer's handle
+ * has closed, on the next loop iteration). Streams still open are reset. */
 void svc_server_free(svc_server *s);
 
 /* {"streams":n,"peers":n,"legacy":bool,"mcp_p2p":{"stats":{…counters…}}} (new reference). */

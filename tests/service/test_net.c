@@ -39,6 +39,7 @@ typedef struct world {
 } world;
 
 static world W;
+static uint32_t g_max_streams, g_init_timeout_ms; /* server limits for the next setup */
 
 static mcp_tool_status echo_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
   (void)call;
@@ -126,6 +127,8 @@ static int setup(void **state) {
   so.policy = W.pol;
   so.rate_per_s = 100000;
   so.legacy = true;
+  so.max_streams_per_peer = g_max_streams;
+  so.init_timeout_ms = g_init_timeout_ms;
   assert_int_equal(svc_server_start(&so, &W.srv), 0);
   return 0;
 }
@@ -364,6 +367,49 @@ static void test_legacy_ndjson_one_request_per_stream(void **state) {
   json_decref(v);
 }
 
+static int setup_limits(void **state) {
+  g_max_streams = 2;
+  g_init_timeout_ms = 300;
+  int rc = setup(state);
+  g_max_streams = 0;
+  g_init_timeout_ms = 0;
+  return rc;
+}
+
+static void test_streams_per_peer_are_capped(void **state) {
+  (void)state;
+  svc_client_opts o = {0};
+  o.no_retries = true;
+  svc_client *cl[3];
+  got g[3];
+  memset(g, 0, sizeof g);
+  json_t *m = json_pack("{s:s}", "op", "status");
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(svc_client_new(&W.loop, W.b, W.a_addr, &o, &cl[i]), 0);
+    assert_int_equal(svc_client_rpc(cl[i], m, 5000, got_cb, &g[i]), 0);
+    run_until(&g[i].done); /* one at a time: the first two keep their streams open */
+  }
+  json_decref(m);
+  assert_int_equal(g[0].err, 0);
+  assert_int_equal(g[1].err, 0);
+  assert_true(g[2].err < 0); /* the third stream was reset */
+  for (int i = 0; i < 3; i++) {
+    got_clear(&g[i]);
+    svc_client_close(cl[i]);
+  }
+}
+
+static void test_silent_stream_is_closed_after_init_timeout(void **state) {
+  (void)state;
+  raw r = {0};
+  r.send = ""; /* opens the stream, says nothing */
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(p2p_host_open_stream(W.b, W.a_addr, SVC_MCPP_PROTOCOL, raw_open, &r), 0);
+  run_until(&r.done);
+  assert_int_equal(r.len, 0);
+  assert_true(clock_mono_ms() - t0 < 5000);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
   const struct CMUnitTest tests[] = {
@@ -371,6 +417,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tools_call_and_list_for_trusted_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stranger_is_refused_everywhere, setup, teardown),
       cmocka_unit_test_setup_teardown(test_legacy_ndjson_one_request_per_stream, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_streams_per_peer_are_capped, setup_limits, teardown),
+      cmocka_unit_test_setup_teardown(test_silent_stream_is_closed_after_init_timeout, setup_limits, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
