@@ -947,7 +947,13 @@ static int sq_open(const tq_options *o, tq_terminal_fn on_terminal, void *ud, tq
     return e;
   }
   free(dir);
+  struct stat before;
+  bool created = stat(o->path, &before) != 0;
   int rc = open_conn(b, false, &b->w);
+  /* task payloads are private: a new database is 0600 (SQLite gives its -wal and -shm the
+   * same mode) */
+  if (rc == 0 && created && chmod(o->path, 0600) != 0)
+    log_write(LOG_WARNING, "queue: cannot chmod the new database", "{s:s, s:s}", "path", o->path, "error", strerror(errno));
   if (rc == 0) rc = migrate(b->w);
   if (rc == -ENOTSUP)
     log_write(LOG_ERROR, "queue: the file is not an SQLite database (a DuckDB task_queue.duckdb from the Python"

@@ -526,6 +526,9 @@ static void test_tasks_survive_reopen(void **state) {
   assert_int_equal(tq_get(f->q, id, &t), 0);
   assert_string_equal(t->payload_json, "{\"k\": [1, 2.5, null, true]}");
   tq_task_free(t);
+  struct stat sb;
+  assert_int_equal(stat(f->path, &sb), 0);
+  assert_int_equal(sb.st_mode & 0777, 0600); /* private */
 }
 
 static void test_list_filters_and_stats(void **state) {
