@@ -393,6 +393,27 @@ static void test_cache_sweep_sees_other_writers(void **state) {
   assert_int_equal(st.corrupt, 1);
 }
 
+static void test_cache_default_ttl_applies_when_none_given(void **state) {
+  fx *f = *state;
+  ttlcache_close(f->c);
+  ttlcache_options o;
+  ttlcache_options_default(&o);
+  o.dir = f->dir;
+  o.default_ttl_seconds = 0.05;
+  assert_int_equal(ttlcache_open(&o, &f->c), 0);
+  json_t *v = json_integer(1);
+  double never = 0;
+  assert_int_equal(ttlcache_set(f->c, "defaulted", v, NULL), 0);
+  assert_int_equal(ttlcache_set(f->c, "explicit-never", v, &never), 0);
+  json_decref(v);
+  usleep(80000);
+  bool hit;
+  assert_int_equal(ttlcache_has(f->c, "defaulted", &hit), 0);
+  assert_false(hit);
+  assert_int_equal(ttlcache_has(f->c, "explicit-never", &hit), 0);
+  assert_true(hit);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -410,6 +431,7 @@ int main(void) {
       T(test_cache_full_disk_keeps_old_value),
       T(test_cache_concurrent_writers_never_tear),
       T(test_cache_sweep_sees_other_writers),
+      T(test_cache_default_ttl_applies_when_none_given),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
