@@ -252,7 +252,7 @@ static mcp_tool_status t_cache_stats(mcp_call *call, json_t *args, json_t **resu
 
 #define TASK_ID "\"task_id\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"description\":\"32 lower-case hex\"}"
 #define KEY "\"key\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":4096}"
-#define TTL "\"ttl_s\":{\"type\":[\"number\",\"null\"],\"minimum\":0,\"maximum\":315360000,\"description\":\"seconds; 0 or null = the default (never expires unless configured)\"}"
+#define TTL "\"ttl_s\":{\"type\":[\"number\",\"null\"],\"minimum\":0,\"maximum\":315360000,\"description\":\"seconds; 0 = never expires; null or absent = the configured default\"}"
 #define TYPE_PROP "\"task_type\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":256}"
 #define MODEL_PROP "\"model_name\":{\"type\":\"string\",\"maxLength\":256,\"default\":\"\"}"
 #define OBJ(props, req) "{\"type\":\"object\",\"properties\":{" props "},\"required\":[" req "],\"additionalProperties\":false}"
