@@ -53,6 +53,9 @@ struct svc_client {
   int64_t next_open_at;
   unsigned open_failures;
   int open_err; /* a synchronous open failure, reported at the next tick */
+  uint64_t frames_on_stream; /* frames we sent on the current stream (initialize included) */
+  uint64_t max_frames;       /* the server's limits.max_frames; 0 = no limit */
+  bool rotating;             /* the stream is used up: finish it, then open a fresh one */
   uint64_t n_streams, n_retries;
 };
 
@@ -135,10 +138,16 @@ static void send_ready(svc_client *c) {
     if (r->id) sent++;
   for (creq *r = c->reqs; r && sent < c->o.max_inflight; r = r->next) {
     if (r->id || r->retry_at > now) continue;
+    if (c->max_frames && c->frames_on_stream >= c->max_frames) {
+      c->rotating = true; /* the server would refuse more frames on this stream */
+      break;
+    }
     sent++;
     r->id = c->next_id++;
+    c->frames_on_stream++;
     if (send_frame(c, r->id, r->method, r->params) != 0) r->id = 0;
   }
+  if (c->rotating && sent == 0 && c->s) p2p_stream_close_write(c->s); /* ends the session */
 }
 
 /* ---------- stream ---------- */
@@ -188,11 +197,24 @@ static void handle_reply(svc_client *c, json_t *m) {
     c->server_info = json_incref(result);
     c->state = CS_READY;
     c->open_failures = 0;
+    const json_t *mf = json_object_get(json_object_get(result, "limits"), "max_frames");
+    c->max_frames = json_is_integer(mf) && json_integer_value(mf) > 0 ? (uint64_t)json_integer_value(mf) : 0;
     send_ready(c);
     return;
   }
   for (creq *r = c->reqs; r; r = r->next) {
     if (r->id != id) continue;
+    const json_t *code = json_object_get(error, "code");
+    if (!result && json_is_integer(code) && json_integer_value(code) == -32010 && r->idempotent &&
+        r->failures < c->o.retries) {
+      /* rate-limited: the server closes this stream; try again later on a new one */
+      r->failures++;
+      r->id = 0;
+      r->retry_at = now_ms(c) + backoff(c, r->failures);
+      r->deadline = r->retry_at + r->timeout_ms;
+      c->n_retries++;
+      return;
+    }
     if (result && r->rpc) {
       json_t *content = json_object_get(result, "content");
       req_finish(c, r, 0, content ? content : result, NULL);
@@ -246,6 +268,21 @@ static void on_writable(p2p_stream *s, void *ud) {
 static void on_close(p2p_stream *s, int err, void *ud) {
   svc_client *c = ud;
   (void)s;
+  bool in_flight = false;
+  for (creq *r = c->reqs; r; r = r->next) in_flight |= r->id != 0;
+  if (c->rotating && !in_flight && !c->closed) {
+    /* a used-up stream ended as planned: no request failed; the tick opens the next one */
+    c->s = NULL;
+    c->state = CS_NONE;
+    c->rotating = false;
+    c->write_blocked = false;
+    buf_reset(&c->wbuf);
+    svc_frame_dec_free(&c->dec);
+    svc_frame_dec_init(&c->dec, c->o.max_frame_bytes);
+    client_unref(c);
+    return;
+  }
+  c->rotating = false;
   stream_failed(c, err ? err : -ECONNRESET);
   client_unref(c); /* the stream's reference */
 }
@@ -273,6 +310,8 @@ static void on_open(p2p_stream *s, int err, void *ud) {
   c->s = s;
   c->state = CS_INIT;
   c->n_streams++;
+  c->frames_on_stream = 1; /* initialize */
+  c->rotating = false;
   p2p_stream_set_callbacks(s, &client_cbs, c);
   c->init_id = c->next_id++;
   json_t *params = json_pack("{s:{s:s, s:s}, s:[s], s:{}}", "clientInfo", "name", c->client_name, "version",

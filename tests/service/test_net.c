@@ -39,7 +39,7 @@ typedef struct world {
 } world;
 
 static world W;
-static uint32_t g_max_streams, g_init_timeout_ms; /* server limits for the next setup */
+static uint32_t g_max_streams, g_init_timeout_ms, g_max_frames; /* server limits for the next setup */
 
 static mcp_tool_status echo_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
   (void)call;
@@ -129,6 +129,7 @@ static int setup(void **state) {
   so.legacy = true;
   so.max_streams_per_peer = g_max_streams;
   so.init_timeout_ms = g_init_timeout_ms;
+  so.max_frames = g_max_frames;
   assert_int_equal(svc_server_start(&so, &W.srv), 0);
   return 0;
 }
@@ -410,6 +411,41 @@ static void test_silent_stream_is_closed_after_init_timeout(void **state) {
   assert_true(clock_mono_ms() - t0 < 5000);
 }
 
+static int setup_few_frames(void **state) {
+  g_max_frames = 5; /* like a Python server with a small MCP_P2P_MAX_FRAMES */
+  int rc = setup(state);
+  g_max_frames = 0;
+  return rc;
+}
+
+static void test_client_rotates_streams_before_the_frame_cap(void **state) {
+  (void)state;
+  svc_client_opts o = {0};
+  o.no_retries = true; /* rotation must not need retries */
+  svc_client *cl;
+  assert_int_equal(svc_client_new(&W.loop, W.b, W.a_addr, &o, &cl), 0);
+  got g[20];
+  memset(g, 0, sizeof g);
+  /* submits are not idempotent: none may be lost or duplicated by the rotation */
+  json_t *m = json_pack("{s:s, s:s, s:{}}", "op", "submit", "task_type", "tool.call", "payload");
+  for (int i = 0; i < 20; i++) assert_int_equal(svc_client_rpc(cl, m, 10000, got_cb, &g[i]), 0);
+  json_decref(m);
+  for (int i = 0; i < 20; i++) {
+    run_until(&g[i].done);
+    assert_int_equal(g[i].err, 0);
+    assert_true(json_is_true(json_object_get(g[i].result, "ok")));
+    got_clear(&g[i]);
+  }
+  uint64_t streams = 0, retries = 0;
+  svc_client_counters(cl, &streams, &retries);
+  assert_int_equal(streams, 5); /* 4 requests + initialize per stream */
+  assert_int_equal(retries, 0);
+  svc_client_close(cl);
+  tq_counts cnt;
+  assert_int_equal(tq_count(W.q, &cnt), 0);
+  assert_int_equal(cnt.by_status[TQ_QUEUED], 20);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
   const struct CMUnitTest tests[] = {
@@ -419,6 +455,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_legacy_ndjson_one_request_per_stream, setup, teardown),
       cmocka_unit_test_setup_teardown(test_streams_per_peer_are_capped, setup_limits, teardown),
       cmocka_unit_test_setup_teardown(test_silent_stream_is_closed_after_init_timeout, setup_limits, teardown),
+      cmocka_unit_test_setup_teardown(test_client_rotates_streams_before_the_frame_cap, setup_few_frames, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
