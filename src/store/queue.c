@@ -288,6 +288,11 @@ static int prepare_submit(tq_queue *q, const tq_submit_req *req, tq_op *op, char
     if (json_is_string(v) && json_string_length(v) > 0) idem = json_string_value(v);
   }
   if (idem && !text_ok(idem, TQ_MAX_KEY_BYTES, false)) goto bad;
+  /* Explicit fields are checked (a clear error); payload fields follow the Python clamps. */
+  if ((req->has_priority && (req->priority < 1 || req->priority > 10)) ||
+      (req->has_max_attempts && (req->max_attempts < 0 || req->max_attempts > 1000)) ||
+      (req->has_next_attempt_at && !(req->next_attempt_at >= 0)))
+    goto bad;
   long long prio = 5, maxa = q->o.max_attempts;
   if (req->has_priority) prio = req->priority;
   else if (!py_int(json_object_get(p, "priority"), &prio)) prio = 5;

@@ -139,10 +139,11 @@ typedef struct tq_submit_req {
   json_t *payload;             /* must be an object (callers wrap non-objects as {"payload":x}) */
   const char *task_id;         /* NULL → random 32 hex; else must be 32 lower-case hex */
   const char *idempotency_key; /* NULL → payload["idempotency_key"] if a string */
-  /* Each below: has_* false → taken from the payload, else the default (Python rules §5.4). */
-  bool has_priority;     int priority;        /* clamped 1..10 */
-  bool has_max_attempts; int max_attempts;    /* 0 = unlimited, else clamped 1..1000 */
-  bool has_next_attempt_at; double next_attempt_at; /* floored at 0 */
+  /* Each below: has_* true → this value, which must be in range (else -EINVAL); has_* false →
+   * taken from the payload with the Python clamps (§5.4), else the default. */
+  bool has_priority;     int priority;        /* 1..10 (payload: clamped, non-int → 5) */
+  bool has_max_attempts; int max_attempts;    /* 0 = unlimited or 1..1000 (payload: clamped) */
+  bool has_next_attempt_at; double next_attempt_at; /* >= 0 (payload: floored at 0) */
 } tq_submit_req;
 
 /* Submits durably. *task_id_out (33 bytes) gets the id; *replayed (may be NULL) is true when an

@@ -457,7 +457,19 @@ static void test_bad_input_is_rejected_and_changes_nothing(void **state) {
   r.has_next_attempt_at = true;
   r.next_attempt_at = NAN;
   assert_int_equal(tq_submit(f->q, &r, id, NULL), -EINVAL);
+  r.next_attempt_at = -1;
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), -EINVAL);
   r.has_next_attempt_at = false;
+  r.has_priority = true; /* explicit values must be in range; payload ones are clamped */
+  r.priority = 11;
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), -EINVAL);
+  r.priority = -2147483647;
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), -EINVAL);
+  r.has_priority = false;
+  r.has_max_attempts = true;
+  r.max_attempts = 1001;
+  assert_int_equal(tq_submit(f->q, &r, id, NULL), -EINVAL);
+  r.has_max_attempts = false;
   tq_claim_opts c = {.worker_id = ""};
   tq_task *t;
   assert_int_equal(tq_claim_next(f->q, &c, &t), -EINVAL);
