@@ -561,6 +561,22 @@ int tq_release(tq_queue *q, const char *task_id, const tq_fence *f, const char *
   return run_sync(q, &op);
 }
 
+int tq_progress(tq_queue *q, const char *task_id, const tq_fence *f, json_t *result_patch, const char *log_line,
+                const char *stream) {
+  tq_op op;
+  if (!f) return -EINVAL;
+  int rc = fence_op(&op, TQOP_PROGRESS, task_id, f);
+  if (rc < 0) return rc;
+  if ((result_patch && !json_is_object(result_patch)) || !text_arg_ok(log_line) ||
+      (stream && !text_ok(stream, 64, false)))
+    return -EINVAL;
+  op.result = result_patch;
+  op.error = log_line;
+  op.stream = stream ? stream : "stdout";
+  op.max_text = q->o.max_payload_bytes;
+  return run_sync(q, &op);
+}
+
 int tq_cancel(tq_queue *q, const char *task_id, const char *reason, tq_cancel_outcome *out) {
   tq_op op;
   int rc = fence_op(&op, TQOP_CANCEL, task_id, NULL);
@@ -849,5 +865,30 @@ int tq__progress_update(const char *old_json, size_t max, char **out, ...) {
   va_end(ap);
   int rc = dump_result(old, max, out);
   json_decref(old);
+  return rc;
+}
+
+int tq__progress_merge(const char *old_json, json_t *patch, const char *stream, const char *message, double ts,
+                       size_t max_logs, size_t max, char **out) {
+  json_t *res = load_result(old_json);
+  if (!res) return -ENOMEM;
+  const char *k;
+  json_t *v;
+  json_object_foreach(patch, k, v) {
+    json_t *cur = json_object_get(res, k);
+    if (json_is_object(cur) && json_is_object(v)) json_object_update(cur, v); /* one level deep */
+    else json_object_set(res, k, v);
+  }
+  if (message) {
+    json_t *logs = json_object_get(res, "logs");
+    if (!json_is_array(logs)) {
+      logs = json_array();
+      json_object_set_new(res, "logs", logs);
+    }
+    json_array_append_new(logs, json_pack("{s:f, s:s, s:s}", "ts", ts, "stream", stream, "message", message));
+    while (json_array_size(logs) > max_logs) json_array_remove(logs, 0);
+  }
+  int rc = dump_result(res, max, out);
+  json_decref(res);
   return rc;
 }

@@ -219,6 +219,15 @@ int tq_retry(tq_queue *q, const char *task_id, const tq_fence *f, double delay_s
 int tq_release(tq_queue *q, const char *task_id, const tq_fence *f, const char *reason)
     __attribute__((warn_unused_result));
 
+/* Reports progress on a running task without touching its state (the Python update() wrote
+ * status and error unguarded, §12.9): result_patch (object or NULL) is merged into the stored
+ * result one level deep, and log_line (or NULL) is appended to result.logs as
+ * {"ts","stream","message"} (stream NULL → "stdout"), keeping the last 200 lines; heartbeat_at
+ * is set, the lease is not renewed (use tq_heartbeat). Fenced like heartbeat (-ESTALE). Durable
+ * on return. */
+int tq_progress(tq_queue *q, const char *task_id, const tq_fence *f, json_t *result_patch,
+                const char *log_line, const char *stream) __attribute__((warn_unused_result));
+
 /* ---- anyone ---- */
 
 typedef enum {

@@ -13,7 +13,7 @@
 
 typedef enum {
   TQOP_SUBMIT, TQOP_CLAIM, TQOP_HEARTBEAT, TQOP_COMPLETE, TQOP_RETRY, TQOP_RELEASE,
-  TQOP_CANCEL, TQOP_DELETE, TQOP_RECOVER, TQOP_PRUNE
+  TQOP_CANCEL, TQOP_DELETE, TQOP_RECOVER, TQOP_PRUNE, TQOP_PROGRESS
 } tq_op_kind;
 
 typedef struct tq_op tq_op;
@@ -35,7 +35,8 @@ struct tq_op {
   bool fenced;
   tq_status status;
   json_t *result;           /* borrowed; object or NULL */
-  const char *error;        /* also: release / cancel reason */
+  const char *error;        /* also: release / cancel reason, progress log line */
+  const char *stream;       /* progress: log stream name */
   double seconds;           /* lease, delay, prune age */
   size_t limit;
   size_t max_text;          /* max_payload_bytes: ceiling on merged result_json */
@@ -81,6 +82,11 @@ int tq__merge_result(const char *old_json, json_t *incoming, size_t max, char **
 /* Sets result.progress.<k> = v for each (k, v) pair (NULL-terminated list of json_t* values,
  * stolen). A new canonical string in *out. */
 int tq__progress_update(const char *old_json, size_t max, char **out, ...);
+/* Progress update (fixed Python update(), §12.9): merges patch (object or NULL) into the
+ * stored result one level deep and appends {"ts","stream","message"} to result.logs when
+ * message is given, keeping the last max_logs. A new canonical string in *out. */
+int tq__progress_merge(const char *old_json, json_t *patch, const char *stream, const char *message,
+                       double ts, size_t max_logs, size_t max, char **out);
 char *tq__strdup(const char *s);
 
 #endif

@@ -328,7 +328,7 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **s) {
 enum {
   S_FIND_IDEM, S_FIND_ID, S_INSERT, S_RECOVER_Q, S_RECOVER_F, S_CANDS, S_CLAIM_ONE, S_HEARTBEAT,
   S_GET, S_COMPLETE, S_RETRY, S_RELEASE, S_CANCEL_Q, S_CANCEL_R, S_DELETE, S_PRUNE,
-  S_SAVEPOINT, S_RELEASE_SP, S_ROLLBACK_SP, S_NSTMT
+  S_SAVEPOINT, S_RELEASE_SP, S_ROLLBACK_SP, S_PROGRESS, S_NSTMT
 };
 
 static const char *stmt_sql[S_NSTMT] = {
@@ -387,6 +387,7 @@ static const char *stmt_sql[S_NSTMT] = {
     [S_SAVEPOINT] = "SAVEPOINT op",
     [S_RELEASE_SP] = "RELEASE op",
     [S_ROLLBACK_SP] = "ROLLBACK TO op",
+    [S_PROGRESS] = "UPDATE tasks SET result_json = ?2, heartbeat_at = ?3 WHERE task_id = ?1",
 };
 
 typedef struct {
@@ -782,6 +783,27 @@ static int do_prune(wctx *w, tq_op *op) {
   return 0;
 }
 
+static int do_progress(wctx *w, tq_op *op) {
+  tq_task *t;
+  int rc = load(w, op->task_id, &t);
+  if (rc) return rc;
+  if ((rc = fence_check(op, t))) goto out;
+  char *res = NULL;
+  if ((rc = tq__progress_merge(t->result_json, op->result, op->stream, op->error, op->now, 200, op->max_text, &res)))
+    goto out;
+  sqlite3_stmt *s;
+  if ((rc = st(w, S_PROGRESS, &s)) == 0) {
+    sqlite3_bind_text(s, 1, op->task_id, 32, SQLITE_STATIC);
+    bind_text(s, 2, res);
+    sqlite3_bind_double(s, 3, op->now);
+    rc = step_done(w, s);
+  }
+  free(res);
+out:
+  tq_task_free(t);
+  return rc;
+}
+
 static int exec_op(wctx *w, tq_op *op) {
   switch (op->kind) {
   case TQOP_SUBMIT: return do_submit(w, op);
@@ -796,6 +818,7 @@ static int exec_op(wctx *w, tq_op *op) {
     if (op->seconds > 0) op->now = op->seconds;
     return do_recover(w, op->now, op->limit, &op->count);
   case TQOP_PRUNE: return do_prune(w, op);
+  case TQOP_PROGRESS: return do_progress(w, op);
   }
   return -EINVAL;
 }

@@ -916,6 +916,44 @@ static void test_claim_many_byte_cap(void **state) {
   assert_int_equal(k.by_status[TQ_QUEUED], 3);
 }
 
+static void test_progress_is_fenced_and_keeps_state(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  tq_claim_opts c = worker("w1");
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  tq_fence fe = {"w1", t->lease_epoch};
+  tq_task_free(t);
+  json_t *patch = json_pack("{s:{s:i}}", "progress", "pct", 10);
+  assert_int_equal(tq_progress(f->q, id, &fe, patch, "step 1", NULL), 0);
+  json_decref(patch);
+  patch = json_pack("{s:{s:s}}", "progress", "phase", "b");
+  for (int i = 0; i < 205; i++) assert_int_equal(tq_progress(f->q, id, &fe, i ? NULL : patch, "line", "stderr"), 0);
+  json_decref(patch);
+  tq_fence stale = {"w1", fe.lease_epoch + 1};
+  assert_int_equal(tq_progress(f->q, id, &stale, NULL, "x", NULL), -ESTALE);
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  assert_int_equal(t->status, TQ_RUNNING); /* state untouched */
+  json_t *j = tq_task_to_json(t, TQ_JSON_FULL);
+  json_t *r = json_object_get(j, "result");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "progress"), "pct")), 10); /* merged */
+  assert_string_equal(json_string_value(json_object_get(json_object_get(r, "progress"), "phase")), "b");
+  assert_int_equal(json_array_size(json_object_get(r, "logs")), 200);
+  json_decref(j);
+  tq_task_free(t);
+  /* the logs survive completion (Python's merge rule) */
+  json_t *res = json_pack("{s:s}", "out", "ok");
+  assert_int_equal(tq_complete(f->q, id, &fe, TQ_COMPLETED, res, NULL), 0);
+  json_decref(res);
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  j = tq_task_to_json(t, TQ_JSON_FULL);
+  assert_int_equal(json_array_size(json_object_get(json_object_get(j, "result"), "logs")), 200);
+  json_decref(j);
+  tq_task_free(t);
+  assert_int_equal(tq_progress(f->q, id, &fe, NULL, "late", NULL), -ESTALE);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -949,6 +987,7 @@ int main(void) {
       T(test_wait_sees_other_process_commits),
       T(test_list_byte_cap_truncates),
       T(test_claim_many_byte_cap),
+      T(test_progress_is_fenced_and_keeps_state),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
