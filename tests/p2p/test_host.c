@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -37,8 +38,17 @@ static int setup(void **state) {
   return uv_loop_init(&loop);
 }
 
+static void close_any(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
 static int teardown(void **state) {
   (void)state;
+  /* After a failed assertion hosts may still be open: close whatever is left so the run ends
+   * (their memory leaks, which only happens on a failure). */
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_walk(&loop, close_any, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&loop);
   rm_rf(dir_a);
@@ -307,6 +317,87 @@ static void test_host_unknown_protocol_is_refused(void **state) {
   close_hosts(a, b);
 }
 
+static void test_host_survives_garbage_from_a_peer(void **state) {
+  (void)state;
+  /* Random bytes can pass for a Noise message 1 (an ephemeral key and a plaintext payload), so
+   * round 2 ends by the handshake timeout rather than a parse error. */
+  p2p_host_config cfg = {.handshake_timeout_ms = 500};
+  p2p_host *a = make_host(dir_a, &cfg);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  const char *addrs[1];
+  p2p_host_listen_addrs(a, addrs, 1);
+  int port = atoi(strrchr(addrs[0], '/') + 1);
+  /* 1: not multistream-select at all; 2: a valid header, then /noise, then junk "handshake". */
+  static const char hdr[] = "\x13/multistream/1.0.0\n\x07/noise\n";
+  for (int round = 0; round < 2; round++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    uint8_t junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)(i * 131 + 7);
+    if (round == 1) assert_int_equal(write(fd, hdr, sizeof hdr - 1), (ssize_t)(sizeof hdr - 1));
+    (void)!write(fd, junk, sizeof junk); /* may fail: the host can close before reading it all */
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    bool eof = false;
+    int64_t t0 = clock_mono_ms();
+    while (!eof && clock_mono_ms() - t0 < 3000) {
+      uv_run(&loop, UV_RUN_NOWAIT);
+      char b[4096];
+      ssize_t n = read(fd, b, sizeof b);
+      if (n == 0 || (n < 0 && errno != EAGAIN)) eof = true;
+      usleep(5000);
+    }
+    assert_true(eof); /* closed by the host: parse error or handshake timeout */
+    close(fd);
+  }
+  /* The host still serves a real peer. */
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  p2p_host *b = make_host(dir_b, NULL);
+  ping_res r = {0};
+  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
+  assert_true(run_until(&r.done, 5000));
+  assert_int_equal(r.err, 0);
+  close_hosts(a, b);
+}
+
+static void test_host_dials_a_bare_peer_id_from_the_peerstore(void **state) {
+  (void)state;
+  p2p_host *a = make_host(dir_a, NULL);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  p2p_host *b = make_host(dir_b, NULL);
+  char id[128];
+  snprintf(id, sizeof id, "%s", p2p_host_peer_id(a));
+  ping_res r = {0};
+  assert_int_equal(p2p_host_ping(b, id, ping_cb, &r), -EHOSTUNREACH); /* no address known yet */
+  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
+  assert_true(run_until(&r.done, 5000));
+  assert_int_equal(r.err, 0);
+  /* Identify filled in the peerstore; drop the connection and dial by PeerId alone. */
+  p2p_peer_info pi;
+  bool never = false;
+  run_until(&never, 300);
+  assert_int_equal(p2p_host_peer_info(b, id, &pi), 0);
+  assert_true(pi.public_key_matches);
+  assert_true(pi.n_listen_addrs >= 1);
+  assert_int_equal(p2p_host_disconnect(b, id), 0);
+  p2p_host_stats st;
+  int64_t t0 = clock_mono_ms();
+  do {
+    uv_run(&loop, UV_RUN_ONCE);
+    p2p_host_get_stats(b, &st);
+  } while (st.connections && clock_mono_ms() - t0 < 5000);
+  assert_int_equal(st.connections, 0);
+  ping_res r2 = {0};
+  assert_int_equal(p2p_host_ping(b, id, ping_cb, &r2), 0);
+  assert_true(run_until(&r2.done, 5000));
+  assert_int_equal(r2.err, 0);
+  close_hosts(a, b);
+}
+
 static void test_host_announce_file_has_the_real_port(void **state) {
   (void)state;
   p2p_host *a = make_host(dir_a, NULL);
@@ -383,6 +474,7 @@ static void test_peerstore_evicts_the_least_recently_seen_unconnected_peer(void 
 }
 
 int main(void) {
+  signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_host_handshake_timeout_closes_silent_connection, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_refuses_connections_over_the_limit, setup, teardown),
@@ -391,6 +483,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_dial_with_wrong_peer_id_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_slow_reader_bounds_the_writer_queue, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_unknown_protocol_is_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_survives_garbage_from_a_peer, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_dials_a_bare_peer_id_from_the_peerstore, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_announce_file_has_the_real_port, setup, teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_snapshot_round_trips, setup, teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_evicts_the_least_recently_seen_unconnected_peer, setup, teardown),
