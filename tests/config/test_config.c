@@ -1,6 +1,7 @@
 /* Unit tests for config: precedence flags > env > file > defaults, key paths with line/column
  * in every error, unknown keys and bad values refused, command-tool declarations. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "cli/cli.h"
 #include "config/config.h"
 
 static const char *const k_vars[] = {
@@ -531,6 +533,51 @@ static void test_config_survives_mutated_files(void **state) {
   assert_true(ok > 0 && bad > 0);
 }
 
+/* Runs `peermcp serve ARGS…` in-process with stderr captured into out[outlen]; returns its exit
+ * code. Only for paths that return before serving. */
+static int serve_captured(char *out, size_t outlen, int argc, char **argv) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/stderr.txt", g_home);
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  assert_true(fd >= 0);
+  fflush(stderr);
+  int saved = dup(2);
+  dup2(fd, 2);
+  char *args[16];
+  assert_true(argc < 16);
+  for (int i = 0; i <= argc; i++) args[i] = argv[i]; /* cli_serve compacts its argv */
+  int rc = cli_serve(argc, args);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  lseek(fd, 0, SEEK_SET);
+  ssize_t n = read(fd, out, outlen - 1);
+  out[n > 0 ? n : 0] = 0;
+  close(fd);
+  return rc;
+}
+
+static void test_config_serve_refuses_to_start_on_bad_config(void **state) {
+  (void)state;
+  char cfgpath[400], statedir[400], out[4096];
+  snprintf(cfgpath, sizeof cfgpath, "%s/bad.json", g_home);
+  snprintf(statedir, sizeof statedir, "%s/state", g_home);
+  write_file(cfgpath, "{\n  \"stdio\": {\"enabled\": true},\n  \"queue\": {\"lease_secs\": 5}\n}\n");
+  char *argv1[] = {"serve", "--config", cfgpath, "--state-dir", statedir, "--no-p2p", NULL};
+  assert_int_equal(serve_captured(out, sizeof out, 6, argv1), 1);
+  char want[600];
+  snprintf(want, sizeof want, "%s:3:13: queue.lease_secs: unknown key", cfgpath);
+  if (!strstr(out, want)) fail_msg("stderr: %s", out);
+  /* a command tool whose program does not exist also stops start-up */
+  write_file(cfgpath, "{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/nonexistent/x\"]}]}}");
+  assert_int_equal(serve_captured(out, sizeof out, 6, argv1), 1);
+  if (!strstr(out, "program \"/nonexistent/x\" does not exist")) fail_msg("stderr: %s", out);
+  /* a bad flag value is a usage error */
+  char *argv2[] = {"serve", "--log-level", "loud", NULL};
+  assert_int_equal(serve_captured(out, sizeof out, 3, argv2), 2);
+  if (!strstr(out, "loud")) fail_msg("stderr: %s", out);
+}
+
 /* The examples in docs/config.md and docs/command-tools.md load (the docs cannot rot). The
  * source root comes from meson (argv[1]); without it the test is skipped. */
 static const char *g_source_root;
@@ -592,6 +639,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_config_file_over_ceiling_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_survives_mutated_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_docs_examples_load, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_serve_refuses_to_start_on_bad_config, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
