@@ -256,6 +256,21 @@ kill -TERM $W2_PID 2>/dev/null
 wait $W2_PID 2>/dev/null
 check "…and it completed exactly once" [ "$(jget 'd["completed"]' <"$tmp/w2.out")" = "1" ]
 
+# ---- mesh: one worker claims from two peers (B by PeerId, C by token) ----
+echo '{"p2p": {"token": "tok-c"}}' >"$tmp/w3.json"
+"$bin" worker --peer "$B_MA" --peer "$C_MA" --config "$tmp/w3.json" --state-dir "$tmp/w3" --lease 5 \
+  2>"$tmp/w3m.err" >"$tmp/w3m.out" &
+W3M_PID=$!
+pids+=($W3M_PID)
+tb=$(cli cli task submit --peer "$B_MA" --type tool.call '{"tool":"echo","args":{"on":"B"}}' | jget 'd["task_id"]')
+tc=$(cli cli task submit --peer "$C_MA" --type tool.call '{"tool":"echo","args":{"on":"C"}}' | jget 'd["task_id"]')
+gb=$(cli cli task wait --peer "$B_MA" --timeout 30 "$tb")
+gc=$(cli cli task wait --peer "$C_MA" --timeout 30 "$tc")
+check "mesh worker completed B's task" [ "$(echo "$gb" | jget 'd["task"]["status"] == "completed" and d["task"]["assigned_worker"].startswith("'"$W3_ID"'")')" = "True" ]
+check "mesh worker completed C's task" [ "$(echo "$gc" | jget 'd["task"]["status"] == "completed" and d["task"]["result"]["result"]["on"] == "C"')" = "True" ]
+kill -TERM $W3M_PID 2>/dev/null
+wait $W3M_PID 2>/dev/null
+
 # ---- clean shutdown of the nodes (no leaks, exit 0) ----
 for pair in "B:$B_PID" "C:$C_PID"; do
   name=${pair%%:*}
