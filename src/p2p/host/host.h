@@ -42,7 +42,7 @@ typedef struct p2p_host_config {
   const char *state_dir;          /* identity.key and the `peers` snapshot live here (required) */
   const char *agent_version;      /* identify agentVersion; default "peermcp/<version>" */
   uint32_t max_connections;       /* 256: established + handshaking; more are refused */
-  uint32_t max_streams_per_conn;  /* 256: open Yamux streams per connection (each direction) */
+  uint32_t max_streams_per_conn;  /* 256: open Yamux streams per connection (both directions) */
   uint32_t max_pending_handshakes;/* 64: connections still upgrading */
   uint32_t handshake_timeout_ms;  /* 10000: TCP connect + whole upgrade */
   uint32_t idle_timeout_ms;       /* 120000: a connection with no streams for this long closes */
