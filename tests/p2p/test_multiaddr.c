@@ -124,6 +124,7 @@ static void test_multiaddr_rejects_malformed_binary(void **state) {
   assert_int_equal(multiaddr_from_bytes(noncanon, sizeof noncanon, &ma), -EINVAL);
   assert_int_equal(multiaddr_from_bytes(bad_p2p, sizeof bad_p2p, &ma), -EINVAL);
   assert_int_equal(multiaddr_from_bytes(slash_dns, sizeof slash_dns, &ma), -EINVAL);
+  assert_int_equal(multiaddr_from_bytes(NULL, 0, &ma), -EINVAL); /* empty (found by fuzz_identify) */
   static uint8_t big[MULTIADDR_MAX_BYTES + 1];
   assert_int_equal(multiaddr_from_bytes(big, sizeof big, &ma), -E2BIG);
 }

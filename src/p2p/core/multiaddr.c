@@ -146,6 +146,7 @@ int multiaddr_next(const multiaddr *ma, size_t *offset, multiaddr_component *c) 
 
 int multiaddr_from_bytes(const uint8_t *p, size_t n, multiaddr *out) {
   if (n > MULTIADDR_MAX_BYTES) return -E2BIG;
+  if (n == 0) return -EINVAL; /* an empty address names nothing (and p may be NULL) */
   size_t off = 0;
   multiaddr_component c;
   int rc;

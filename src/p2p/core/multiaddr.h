@@ -47,7 +47,7 @@ typedef struct multiaddr_component {
 
 /* Text → binary. 0, -EINVAL (syntax / unknown protocol / bad value), -E2BIG (too long). */
 int multiaddr_parse(const char *text, multiaddr *out) __attribute__((warn_unused_result));
-/* Binary → validated multiaddr (copies). 0, -EINVAL, -E2BIG. */
+/* Binary → validated multiaddr (copies). 0, -EINVAL (malformed or empty), -E2BIG. */
 int multiaddr_from_bytes(const uint8_t *p, size_t n, multiaddr *out) __attribute__((warn_unused_result));
 /* Binary → text, NUL-terminated. 0, -ENOSPC, -EINVAL. */
 int multiaddr_to_string(const multiaddr *ma, char *out, size_t cap) __attribute__((warn_unused_result));
