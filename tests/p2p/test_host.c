@@ -398,6 +398,22 @@ static void test_host_dials_a_bare_peer_id_from_the_peerstore(void **state) {
   close_hosts(a, b);
 }
 
+static void test_host_dials_dns4_localhost(void **state) {
+  (void)state;
+  p2p_host *a = make_host(dir_a, NULL);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  const char *addrs[1];
+  p2p_host_listen_addrs(a, addrs, 1);
+  char ma[512];
+  snprintf(ma, sizeof ma, "/dns4/localhost/tcp/%s/p2p/%s", strrchr(addrs[0], '/') + 1, p2p_host_peer_id(a));
+  p2p_host *b = make_host(dir_b, NULL);
+  ping_res r = {0};
+  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
+  assert_true(run_until(&r.done, 5000));
+  assert_int_equal(r.err, 0);
+  close_hosts(a, b);
+}
+
 static void test_host_announce_file_has_the_real_port(void **state) {
   (void)state;
   p2p_host *a = make_host(dir_a, NULL);
@@ -485,6 +501,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_unknown_protocol_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_survives_garbage_from_a_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_dials_a_bare_peer_id_from_the_peerstore, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_dials_dns4_localhost, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_announce_file_has_the_real_port, setup, teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_snapshot_round_trips, setup, teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_evicts_the_least_recently_seen_unconnected_peer, setup, teardown),

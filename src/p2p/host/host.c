@@ -19,6 +19,14 @@
 
 /* ---------------------------------------------------------------- helpers */
 
+/* /dns, /dns4, /dns6 dials: resolved with uv_getaddrinfo on the thread pool. The request
+ * outlives a connection closed meanwhile (c is cleared then). */
+struct host_resolve {
+  uv_getaddrinfo_t req;
+  p2p_conn *c;
+};
+
+
 static void conn_link(p2p_host *h, p2p_conn *c) {
   c->next = h->conns;
   if (h->conns) h->conns->prev = c;
@@ -144,6 +152,7 @@ void host_conn_closed(p2p_conn *c) {
     log_info("p2p connection closed", "{s:s, s:s, s:i}", "peer", c->remote_id, "reason",
              err ? strerror(err < 0 ? -err : err) : "normal", "error", err);
   }
+  if (c->resolve) c->resolve->c = NULL; /* its callback frees it */
   conn_unlink(h, c);
   if (c->mss) mss_free(c->mss);
   if (c->noise) noise_session_free(c->noise);
@@ -248,6 +257,50 @@ static void on_connected(uv_connect_t *req, int status) {
   if (rc) conn_close(c, rc);
 }
 
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  struct host_resolve *r = req->data;
+  p2p_conn *c = r->c;
+  if (c) c->resolve = NULL;
+  free(r);
+  if (!c || c->state == CONN_CLOSED) {
+    uv_freeaddrinfo(res);
+    return;
+  }
+  int rc = status < 0 || !res ? -EHOSTUNREACH : 0;
+  if (!rc) rc = uv_tcp_connect(&c->connect_req, &c->tcp, res->ai_addr, on_connected);
+  uv_freeaddrinfo(res);
+  if (rc) conn_close(c, rc);
+}
+
+/* If `bare` is /dns|dns4|dns6/NAME/tcp/PORT, starts resolving it for c. 0, or -EAFNOSUPPORT. */
+static int host_resolve_start(p2p_host *h, p2p_conn *c, const multiaddr *bare) {
+  size_t off = 0;
+  multiaddr_component a, b, extra;
+  if (multiaddr_next(bare, &off, &a) != 1 || multiaddr_next(bare, &off, &b) != 1 ||
+      multiaddr_next(bare, &off, &extra) != 0)
+    return -EAFNOSUPPORT;
+  if ((a.code != MA_DNS && a.code != MA_DNS4 && a.code != MA_DNS6) || b.code != MA_TCP || b.value_len != 2 ||
+      a.value_len == 0 || a.value_len > 253)
+    return -EAFNOSUPPORT;
+  char name[256], port[8];
+  memcpy(name, a.value, a.value_len);
+  name[a.value_len] = 0;
+  snprintf(port, sizeof port, "%u", (unsigned)(b.value[0] << 8 | b.value[1]));
+  struct host_resolve *r = calloc(1, sizeof *r);
+  if (!r) return -ENOMEM;
+  r->c = c;
+  r->req.data = r;
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                           .ai_family = a.code == MA_DNS4 ? AF_INET : a.code == MA_DNS6 ? AF_INET6 : AF_UNSPEC};
+  int rc = uv_getaddrinfo(h->loop, &r->req, on_resolved, name, port, &hints);
+  if (rc) {
+    free(r);
+    return rc;
+  }
+  c->resolve = r;
+  return 0;
+}
+
 /* Starts a TCP dial to `ma` (its /p2p/ part, if any, is `expected`). */
 static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p2p_conn **out) {
   multiaddr bare;
@@ -269,7 +322,14 @@ static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p
   struct sockaddr_storage ss;
   socklen_t sslen;
   rc = multiaddr_to_sockaddr(&bare, &ss, &sslen);
-  if (rc) return rc;
+  bool dns = false;
+  if (rc == -EAFNOSUPPORT) {
+    size_t off = 0;
+    multiaddr_component first;
+    dns = multiaddr_next(&bare, &off, &first) == 1 &&
+          (first.code == MA_DNS || first.code == MA_DNS4 || first.code == MA_DNS6);
+  }
+  if (rc && !dns) return rc;
   p2p_conn *c = conn_new(h, true);
   if (!c) return -ENOMEM;
   rc = uv_tcp_init(h->loop, &c->tcp);
@@ -288,7 +348,7 @@ static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p
   conn_link(h, c);
   c->counted_pending = true;
   h->pending_handshakes++;
-  rc = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&ss, on_connected);
+  rc = dns ? host_resolve_start(h, c, &bare) : uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&ss, on_connected);
   if (rc) {
     c->dial_key[0] = 0; /* synchronous failure: no back-off, the caller sees the error */
     conn_close(c, rc);

@@ -105,6 +105,7 @@ struct p2p_conn {
   size_t n_streams;
   host_open_req *waiters; /* opens queued until the connection is ready */
   int close_err;
+  struct host_resolve *resolve; /* /dns* dial waiting for getaddrinfo (host.c) */
   p2p_conn *prev, *next;
 };
 
