@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "service/auth.h"
@@ -73,6 +74,9 @@ struct svc_service {
   /* bridge */
   pthread_mutex_t mu;
   bjob *jobs;
+  /* cache replication targets (env, §3.5) */
+  char *repl[8];
+  size_t n_repl;
   /* stop */
   int stop_pending;
   void (*stop_done)(void *);
@@ -299,6 +303,69 @@ static void on_identify(p2p_host *h, const char *peer_id, void *ud) {
   s->seen[i].last_seen = clock_wall_s();
 }
 
+/* ---------- cache replication (§3.5, opt-in) ---------- */
+
+static const char *env_pc(const char *suffix) {
+  char name[128];
+  snprintf(name, sizeof name, "IPFS_ACCELERATE_PY_%s", suffix);
+  const char *v = getenv(name);
+  if (v && *v) return v;
+  snprintf(name, sizeof name, "IPFS_DATASETS_PY_%s", suffix);
+  v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+static bool truthy(const char *v) {
+  return v && (!strcasecmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"));
+}
+
+/* IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE=1 plus explicit targets
+ * (…_CACHE_REPLICATE_TARGETS or …_CACHE_REPLICATE_PEERS: comma-separated multiaddrs / PeerIds).
+ * The Python LAN heuristic (every peerstore peer with a private address) is not copied: writes
+ * go only where the operator said. */
+static void repl_configure(svc_service *s) {
+  if (!truthy(env_pc("TASK_P2P_CACHE_REPLICATE"))) return;
+  const char *t = env_pc("TASK_P2P_CACHE_REPLICATE_TARGETS");
+  if (!t) t = env_pc("TASK_P2P_CACHE_REPLICATE_PEERS");
+  const char *mx = env_pc("TASK_P2P_CACHE_REPLICATE_MAX_PEERS");
+  size_t max = mx ? (size_t)atoi(mx) : 6;
+  if (max > sizeof s->repl / sizeof s->repl[0]) max = sizeof s->repl / sizeof s->repl[0];
+  while (t && *t && s->n_repl < max) {
+    const char *e = strchr(t, ',');
+    size_t n = e ? (size_t)(e - t) : strlen(t);
+    while (n && (*t == ' ')) t++, n--;
+    while (n && t[n - 1] == ' ') n--;
+    if (n) s->repl[s->n_repl++] = strndup(t, n);
+    t = e ? e + 1 : NULL;
+  }
+  if (s->n_repl)
+    log_write(LOG_INFO, "p2p cache replication on", "{s:I}", "targets", (json_int_t)s->n_repl);
+}
+
+/* Worker thread: queue one fire-and-forget cache op per target for the loop. */
+static void repl_hook(void *ud, const json_t *fwd) {
+  svc_service *s = ud;
+  if (json_dumpb(fwd, NULL, 0, JSON_COMPACT) > 65536) return; /* …_MAX_MESSAGE_BYTES default */
+  for (size_t i = 0; i < s->n_repl; i++) {
+    bjob *j = job_new(BJ_RPC);
+    if (!j) return;
+    j->refs = 1; /* nobody waits: the loop's completion frees it */
+    j->target = strdup(s->repl[i]);
+    j->msg = json_deep_copy(fwd);
+    j->timeout_ms = 2000;
+    pthread_mutex_lock(&s->mu);
+    if (!j->target || !j->msg || !s->async_init || s->stopping) {
+      job_unref_locked(j);
+      pthread_mutex_unlock(&s->mu);
+      continue;
+    }
+    j->next = s->jobs;
+    s->jobs = j;
+    pthread_mutex_unlock(&s->mu);
+    uv_async_send(&s->async);
+  }
+}
+
 /* ---------- the p2p_* tools ---------- */
 
 static const char *arg_str(const json_t *args, const char *k) {
@@ -518,6 +585,11 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
   tc.peer_id = "";
   tc.session = getenv("IPFS_ACCELERATE_PY_TASK_P2P_SESSION");
   if (cfg && cfg->queue.wait_max_seconds) tc.wait_max_s = cfg->queue.wait_max_seconds;
+  repl_configure(s);
+  if (s->n_repl) {
+    tc.replicate = repl_hook;
+    tc.replicate_ud = s;
+  }
   rc = -ENOMEM;
   if (!(s->tq = svc_taskq_new(&tc))) goto fail;
   if ((rc = svc_rpc_tool_register(reg, s->tq)) != 0) goto fail;
@@ -542,6 +614,7 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
   *out = s;
   return 0;
 fail:
+  for (size_t i = 0; i < s->n_repl; i++) free(s->repl[i]);
   svc_taskq_free(s->tq);
   svc_auth_policy_free(s->policy);
   pthread_mutex_destroy(&s->mu);
@@ -643,6 +716,7 @@ void svc_service_free(svc_service *s) {
   svc_workers_free(s->workers);
   svc_taskq_free(s->tq);
   svc_auth_policy_free(s->policy);
+  for (size_t i = 0; i < s->n_repl; i++) free(s->repl[i]);
   pthread_mutex_destroy(&s->mu);
   free(s);
 }

@@ -716,6 +716,21 @@ static json_t *op_tool(op_env *e) {
   return r;
 }
 
+/* Forwards a cache write to the replication hook unless the message said replicate:false
+ * (which replicated writes always say, so nothing loops). */
+static void replicate(op_env *e, const char *op, const char *key, json_t *value, const double *ttl) {
+  if (!e->ctx->cfg.replicate) return;
+  const json_t *rep = json_object_get(e->msg, "replicate");
+  if (rep && !json_truthy(rep) && !json_is_null(rep)) return;
+  json_t *fwd = json_pack("{s:s, s:s, s:s, s:b}", "op", op, "key", key, "origin_peer_id", e->ctx->peer_id,
+                          "replicate", 0);
+  if (!fwd) return;
+  if (value) json_object_set(fwd, "value", value);
+  if (value) json_object_set_new(fwd, "ttl_s", ttl ? json_real(*ttl) : json_null());
+  e->ctx->cfg.replicate(e->ctx->cfg.replicate_ud, fwd);
+  json_decref(fwd);
+}
+
 static json_t *op_cache(op_env *e, svc_op op) {
   if (!e->ctx->cfg.cache) return err(e, "cache_disabled");
   const char *key = get_str(e->msg, "key");
@@ -752,6 +767,7 @@ static json_t *op_cache(op_env *e, svc_op op) {
     int rc = ttlcache_set(c, key, v ? v : json_null(), pttl);
     if (rc < 0) return err(e, ttlcache_strerror(rc));
     r = json_pack("{s:b, s:s, s:s}", "ok", 1, "key", key, "peer_id", e->ctx->peer_id);
+    replicate(e, "cache.set", key, v ? v : json_null(), pttl);
     break;
   }
   case SVC_OP_CACHE_DELETE: {
@@ -759,6 +775,7 @@ static json_t *op_cache(op_env *e, svc_op op) {
     int rc = ttlcache_delete(c, key, &deleted);
     if (rc < 0) return err(e, ttlcache_strerror(rc));
     r = json_pack("{s:b, s:s, s:b, s:s}", "ok", 1, "key", key, "deleted", deleted, "peer_id", e->ctx->peer_id);
+    replicate(e, "cache.delete", key, NULL, NULL);
     break;
   }
   default: r = err(e, "unknown_op");

@@ -16,8 +16,8 @@
  *   - wait is capped (wait_max_s) and stops early when the caller goes away;
  *   - submit accepts a top-level idempotency_key (makes client retries safe).
  * Not implemented: deterministic claim scheduling (§3.2; claims use plain queue order — the
- * MerkleClock and known-peer table are kept and reported), trust tiers (§4.3), cache
- * replication (§3.5).
+ * MerkleClock and known-peer table are kept and reported), trust tiers (§4.3). Cache
+ * replication (§3.5) is a hook (replicate) that the service wires to its clients.
  *
  * Threads: svc_taskq_handle blocks (SQLite, cache files, wait, tool calls): call it on a
  * worker thread, never on the event loop. The context is shared read-mostly by all threads
@@ -55,6 +55,10 @@ typedef struct svc_taskq_config {
   bool tools_enabled;       /* false → tools_disabled */
   svc_tool_call_fn tool_call; void *tool_ud; /* NULL → mcp_registry_unavailable */
   svc_status_hook_fn status_hook; void *status_ud;
+  /* Cache replication (§3.5, opt-in): called after a successful cache.set / cache.delete whose
+   * message did not say "replicate": false, with the message to forward ({"op","key",["value",
+   * "ttl_s"],"origin_peer_id","replicate":false}; borrowed). Must not block. */
+  void (*replicate)(void *ud, const json_t *fwd); void *replicate_ud;
   json_t *capabilities;     /* status "capabilities" (borrowed, copied per reply); NULL → default */
   double wait_max_s;        /* cap on wait timeout_s (default 300) */
   double tool_timeout_max_s;/* cap on call_tool timeout_s (default 300) */

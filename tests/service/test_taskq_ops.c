@@ -609,6 +609,43 @@ static void test_cache_scopes_are_separate(void **state) {
   svc_auth_policy_free(p);
 }
 
+static json_t *g_fwd;
+static void record_fwd(void *ud, const json_t *fwd) {
+  (void)ud;
+  json_array_append_new(g_fwd, json_deep_copy(fwd));
+}
+
+static void test_cache_writes_are_replicated_unless_told_not_to(void **state) {
+  fx *f = *state;
+  svc_taskq_config cfg;
+  svc_taskq_config_default(&cfg);
+  cfg.cache = f->c;
+  cfg.peer_id = OUR_ID;
+  cfg.replicate = record_fwd;
+  svc_taskq_ctx *ctx = svc_taskq_new(&cfg);
+  g_fwd = json_array();
+  svc_taskq_call call = {.auth = &f->all};
+  json_t *m = json_pack("{s:s, s:s, s:{s:i}, s:f}", "op", "cache.set", "key", "rk", "value", "a", 1, "ttl_s", 30.0);
+  json_decref(svc_taskq_handle(ctx, m, &call));
+  json_decref(m);
+  m = json_pack("{s:s, s:s, s:i, s:b}", "op", "cache.set", "key", "rk2", "value", 2, "replicate", 0);
+  json_decref(svc_taskq_handle(ctx, m, &call));
+  json_decref(m);
+  m = json_pack("{s:s, s:s}", "op", "cache.delete", "key", "rk");
+  json_decref(svc_taskq_handle(ctx, m, &call));
+  json_decref(m);
+  assert_int_equal(json_array_size(g_fwd), 2); /* the replicate:false write stayed local */
+  json_t *a = json_array_get(g_fwd, 0);
+  assert_string_equal(json_string_value(json_object_get(a, "op")), "cache.set");
+  assert_string_equal(json_string_value(json_object_get(a, "origin_peer_id")), OUR_ID);
+  assert_true(json_is_false(json_object_get(a, "replicate")));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(a, "value"), "a")), 1);
+  assert_true(json_real_value(json_object_get(a, "ttl_s")) == 30.0);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(g_fwd, 1), "op")), "cache.delete");
+  json_decref(g_fwd);
+  svc_taskq_free(ctx);
+}
+
 static void test_merkle_root_matches_python_vector(void **state) {
   (void)state;
   json_t *v = json_pack("{s:i}", "taskqueue-service", 0);
@@ -659,6 +696,7 @@ int main(void) {
       T(test_call_tool_disabled_and_unavailable),
       T(test_cache_ops_shapes),
       T(test_cache_scopes_are_separate),
+      T(test_cache_writes_are_replicated_unless_told_not_to),
       cmocka_unit_test(test_merkle_root_matches_python_vector),
       cmocka_unit_test(test_task_types_normalize),
   };

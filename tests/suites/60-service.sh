@@ -57,6 +57,7 @@ CLI_ID=$(id_of cli)
 W1_ID=$(id_of w1)
 W2_ID=$(id_of w2)
 W3_ID=$(id_of w3)
+B_ID=$(id_of b)
 if [ -z "$A_ID" ] || [ -z "$CLI_ID" ]; then
   ko "setup: peermcp id"
   echo "service: $pass passed, $fail failed"
@@ -68,23 +69,25 @@ cat >"$tmp/b.json" <<EOF
          "enable_legacy_protocol": true, "max_streams_per_peer": 256, "rate_limit_per_second": 100000}}
 EOF
 cat >"$tmp/c.json" <<EOF
-{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$A_ID", "$CLI_ID"], "token": "tok-c",
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$A_ID", "$CLI_ID", "$B_ID"], "token": "tok-c",
          "enable_legacy_protocol": true, "rate_limit_per_second": 50}}
 EOF
-"$bin" serve --no-stdio --config "$tmp/b.json" --state-dir "$tmp/b" 2>"$tmp/b.err" &
-B_PID=$!
-pids+=($B_PID)
 "$bin" serve --no-stdio --config "$tmp/c.json" --state-dir "$tmp/c" 2>"$tmp/c.err" &
 C_PID=$!
 pids+=($C_PID)
-if ! wait_announce b || ! wait_announce c; then
+wait_announce c
+C_MA=$(ma_of c)
+# B replicates cache writes that arrive over the service to C (opt-in, explicit target)
+IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE=1 IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_TARGETS="$C_MA" \
+  "$bin" serve --no-stdio --config "$tmp/b.json" --state-dir "$tmp/b" 2>"$tmp/b.err" &
+B_PID=$!
+pids+=($B_PID)
+if ! wait_announce b || [ -z "$C_MA" ]; then
   ko "setup: nodes B and C start"
   echo "service: $pass passed, $fail failed"
   exit 1
 fi
 B_MA=$(ma_of b)
-C_MA=$(ma_of c)
-B_ID=$(id_of b)
 
 # ---- a worker attached to B (mesh over the network), and node A's MCP client ----
 timeout 120 "$bin" worker --peer "$B_MA" --state-dir "$tmp/w3" --slots 2 2>"$tmp/w3.err" >"$tmp/w3.out" &
@@ -166,6 +169,8 @@ done <"$tmp/a.out"
 # ---- the CLI against B ----
 got=$(cli cli cache get --peer "$B_MA" shared-key)
 check "cache entry set through A is read through B (CLI)" [ "$(echo "$got" | jget 'd["value"]["v"]')" = "42" ]
+got=$(cli cli cache get --peer "$C_MA" shared-key)
+check "…and B replicated it to C" [ "$(echo "$got" | jget 'd["value"]["v"]')" = "42" ]
 got=$(IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE="$tmp/b/announce.json" cli cli status --peer "$B_ID")
 check "CLI --peer with a bare PeerId from the announce file" [ "$(echo "$got" | jget 'd["peer_id"]')" = "$B_ID" ]
 got=$(cli cli status --peer "$B_MA" --detail)
