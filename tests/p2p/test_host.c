@@ -398,6 +398,53 @@ static void test_host_dials_a_bare_peer_id_from_the_peerstore(void **state) {
   close_hosts(a, b);
 }
 
+static void test_host_dial_by_peer_id_tries_every_known_address(void **state) {
+  (void)state;
+  p2p_host *a = make_host(dir_a, NULL);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  p2p_host *b = make_host(dir_b, NULL);
+  ping_res r = {0};
+  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
+  assert_true(run_until(&r.done, 5000));
+  assert_int_equal(r.err, 0);
+  char id[128];
+  snprintf(id, sizeof id, "%s", p2p_host_peer_id(a));
+  assert_int_equal(p2p_host_disconnect(b, id), 0);
+  p2p_host_stats st;
+  int64_t t0 = clock_mono_ms();
+  do {
+    uv_run(&loop, UV_RUN_ONCE);
+    p2p_host_get_stats(b, &st);
+  } while (st.connections && clock_mono_ms() - t0 < 5000);
+  /* a restarts on a new port with the same identity (same state dir): the oldest address b
+   * knows for a is dead now. b learns the new one by dialing it once. */
+  close_hosts(a, NULL);
+  a = make_host(dir_a, NULL);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  char ma2[1024];
+  full_addr(a, ma2, sizeof ma2);
+  ping_res r2 = {0};
+  assert_int_equal(p2p_host_ping(b, ma2, ping_cb, &r2), 0);
+  assert_true(run_until(&r2.done, 5000));
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(p2p_host_disconnect(b, id), 0);
+  t0 = clock_mono_ms();
+  do {
+    uv_run(&loop, UV_RUN_ONCE);
+    p2p_host_get_stats(b, &st);
+  } while (st.connections && clock_mono_ms() - t0 < 5000);
+  p2p_peer_info pi;
+  assert_int_equal(p2p_host_peer_info(b, id, &pi), 0);
+  assert_true(pi.n_listen_addrs >= 2); /* the dead one first, the live one later */
+  ping_res r3 = {0};
+  assert_int_equal(p2p_host_ping(b, id, ping_cb, &r3), 0);
+  assert_true(run_until(&r3.done, 5000));
+  assert_int_equal(r3.err, 0);
+  close_hosts(a, b);
+}
+
 static void test_host_dials_dns4_localhost(void **state) {
   (void)state;
   p2p_host *a = make_host(dir_a, NULL);
@@ -501,6 +548,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_unknown_protocol_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_survives_garbage_from_a_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_dials_a_bare_peer_id_from_the_peerstore, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_dial_by_peer_id_tries_every_known_address, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_dials_dns4_localhost, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_announce_file_has_the_real_port, setup, teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_snapshot_round_trips, setup, teardown),

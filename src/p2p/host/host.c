@@ -62,6 +62,7 @@ static host_backoff *backoff_find(p2p_host *h, const char *key, bool create) {
 }
 
 static void maybe_finish_close(p2p_host *h);
+static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p2p_conn **out);
 
 void host_mark_peers_dirty(p2p_host *h) { h->peers_dirty = true; }
 
@@ -129,7 +130,24 @@ void host_conn_closed(p2p_conn *c) {
     h->pending_handshakes--;
   }
   int err = c->close_err;
-  if (c->outbound && !c->was_ready) {
+  if (c->outbound && !c->was_ready && c->waiters && c->n_alts && !h->closing && c->has_expected) {
+    /* Dial by PeerId: move the waiters to the next address. */
+    h->stats.dials_failed++;
+    log_info("p2p dial failed; trying the next address", "{s:s, s:i}", "addr", c->remote_addr, "error", err);
+    for (size_t i = 0; i < c->n_alts; i++) {
+      multiaddr ma;
+      p2p_conn *next = NULL;
+      c->dial_key[0] = 0; /* no back-off between a peer's own addresses */
+      if (multiaddr_parse(c->alts[i], &ma) != 0 || host_dial(h, &ma, &c->expected, &next) != 0) continue;
+      next->waiters = c->waiters;
+      c->waiters = NULL;
+      for (size_t j = i + 1; j < c->n_alts; j++) {
+        next->alts[next->n_alts++] = c->alts[j];
+        c->alts[j] = NULL;
+      }
+      break;
+    }
+  } else if (c->outbound && !c->was_ready) {
     h->stats.dials_failed++;
     if (c->dial_key[0]) {
       host_backoff *b = backoff_find(h, c->dial_key, true);
@@ -153,6 +171,7 @@ void host_conn_closed(p2p_conn *c) {
              err ? strerror(err < 0 ? -err : err) : "normal", "error", err);
   }
   if (c->resolve) c->resolve->c = NULL; /* its callback frees it */
+  for (size_t i = 0; i < c->n_alts; i++) free(c->alts[i]);
   conn_unlink(h, c);
   if (c->mss) mss_free(c->mss);
   if (c->noise) noise_session_free(c->noise);
@@ -398,13 +417,20 @@ int p2p_host_open_stream(p2p_host *h, const char *target, const char *protocol, 
       if (peerid_to_string(&pid, id, sizeof id) != 0) return -EINVAL;
       peerstore_entry *e = peerstore_get(h->ps, id);
       if (!e || !e->n_addrs) return -EHOSTUNREACH;
+      /* Oldest first (the address we dialed ourselves precedes what identify reported); the
+       * others are kept on the connection and tried in turn if this dial fails. */
       int rc = -EHOSTUNREACH;
-      for (size_t i = e->n_addrs; i-- > 0;) {
+      size_t i = 0;
+      for (; i < e->n_addrs; i++) {
         if (multiaddr_parse(e->addrs[i], &ma) != 0) continue;
         rc = host_dial(h, &ma, &pid, &pending);
         if (rc == 0) break;
       }
       if (rc) return rc;
+      for (i++; i < e->n_addrs && pending->n_alts < PEERSTORE_MAX_ADDRS; i++) {
+        char *d = strdup(e->addrs[i]);
+        if (d) pending->alts[pending->n_alts++] = d;
+      }
     } else {
       int rc = host_dial(h, &ma, has_pid ? &pid : NULL, &pending);
       if (rc) return rc;

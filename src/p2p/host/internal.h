@@ -106,6 +106,8 @@ struct p2p_conn {
   host_open_req *waiters; /* opens queued until the connection is ready */
   int close_err;
   struct host_resolve *resolve; /* /dns* dial waiting for getaddrinfo (host.c) */
+  char *alts[PEERSTORE_MAX_ADDRS]; /* dial by PeerId: addresses still to try if this one fails */
+  size_t n_alts;
   p2p_conn *prev, *next;
 };
 
