@@ -554,6 +554,15 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
     int lrc = p ? peerstore_load(h->ps, p) : -ENOMEM;
     if (lrc) log_warn("p2p peerstore snapshot ignored", "{s:s, s:s}", "path", p ? p : "", "error", strerror(-lrc));
     free(p);
+    /* The snapshot is not trusted for key/PeerId agreement: check it again. */
+    for (size_t i = 0; i < peerstore_count(h->ps); i++) {
+      peerstore_entry *e = peerstore_at(h->ps, i);
+      keys_public pk;
+      peerid pid;
+      e->public_key_matches = e->public_key && keys_public_decode(e->public_key, e->public_key_len, &pk) == 0 &&
+                              peerid_parse(e->peer_id, strlen(e->peer_id), &pid) == 0 &&
+                              peerid_matches_public(&pid, &pk);
+    }
   }
   if (!rc) rc = uv_timer_init(loop, &h->tick);
   if (rc) {

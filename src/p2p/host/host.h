@@ -191,7 +191,7 @@ int p2p_host_peer_info(p2p_host *h, const char *peer_id, p2p_peer_info *out)
     __attribute__((warn_unused_result));
 
 /* Called once per connection when the peer's identify response has been processed
- * (also after an identify-push). */
+ * (also after an identify-push). One callback per host: a second call replaces the first. */
 typedef void (*p2p_identify_fn)(p2p_host *h, const char *peer_id, void *ud);
 void p2p_host_on_identify(p2p_host *h, p2p_identify_fn fn, void *ud);
 
