@@ -585,6 +585,7 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
   tc.peer_id = "";
   tc.session = getenv("IPFS_ACCELERATE_PY_TASK_P2P_SESSION");
   if (cfg && cfg->queue.wait_max_seconds) tc.wait_max_s = cfg->queue.wait_max_seconds;
+  tc.deterministic = truthy(env_pc("TASK_P2P_DETERMINISTIC"));
   repl_configure(s);
   if (s->n_repl) {
     tc.replicate = repl_hook;

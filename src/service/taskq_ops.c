@@ -408,6 +408,101 @@ static const char *const K_SESSION[] = {"session_id", "session", "p2p_session", 
 static const char *const K_PEER[] = {"peer", "peer_id", NULL};
 static const char *const K_WORKER[] = {"worker_id", "assigned_worker", NULL};
 
+/* ---------- deterministic claim (§3.2, opt-in) ---------- */
+
+static void sha256_hex_of(const char *text, char out[65]) {
+  unsigned char h[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(h, (const unsigned char *)text, strlen(text));
+  sodium_bin2hex(out, 65, h, sizeof h);
+}
+
+/* Hamming distance between two 64-hex-digit values (256 bits). */
+static int hex_hamming(const char *a, const char *b) {
+  int d = 0;
+  for (size_t i = 0; i < 64; i++) {
+    int x = (isdigit((unsigned char)a[i]) ? a[i] - '0' : a[i] - 'a' + 10) ^
+            (isdigit((unsigned char)b[i]) ? b[i] - '0' : b[i] - 'a' + 10);
+    d += __builtin_popcount((unsigned)x);
+  }
+  return d;
+}
+
+/* select_owner_peer: the peer whose sha256 is nearest (Hamming) to sha256(clock:task); the first
+ * one wins a tie. Returns the index into peers. */
+static size_t owner_of(const char *clock_hash, const char *task_hash, const char *const *peers, size_t n) {
+  char combined_in[160], combined[65];
+  snprintf(combined_in, sizeof combined_in, "%s:%s", clock_hash, task_hash);
+  sha256_hex_of(combined_in, combined);
+  size_t best = 0;
+  int best_d = 1 << 30;
+  for (size_t i = 0; i < n; i++) {
+    char ph[65];
+    sha256_hex_of(peers[i], ph);
+    int d = hex_hamming(combined, ph);
+    if (d < best_d) best_d = d, best = i;
+  }
+  return best;
+}
+
+static int cmp_candidates(const void *x, const void *y) {
+  const tq_task *a = *(tq_task *const *)x, *b = *(tq_task *const *)y;
+  int pa = a->priority < 1 ? 1 : a->priority > 10 ? 10 : a->priority;
+  int pb = b->priority < 1 ? 1 : b->priority > 10 ? 10 : b->priority;
+  if (pa != pb) return pb - pa; /* (10 - p) ascending */
+  return a->created_at < b->created_at ? -1 : a->created_at > b->created_at;
+}
+
+/* Picks the task this peer owns among the oldest 200 queued ones and claims exactly that one;
+ * *out NULL when it owns none or the claim lost (no fallback, as in the Python service). */
+static int deterministic_claim(op_env *e, const char *ident, const tq_claim_opts *o, tq_task **out) {
+  *out = NULL;
+  tq_list_opts lo = {0};
+  lo.status = TQ_QUEUED;
+  lo.task_types = o->task_types;
+  lo.n_task_types = o->n_task_types;
+  lo.limit = 200;
+  tq_task **v = NULL;
+  size_t n = 0;
+  int rc = tq_list(e->ctx->cfg.queue, &lo, &v, &n);
+  if (rc < 0) return rc;
+  qsort(v, n, sizeof *v, cmp_candidates);
+  /* alive peers, in the order they were first seen, then the requester */
+  svc_taskq_ctx *ctx = e->ctx;
+  const char **peers = calloc(ctx->cfg.max_known_peers + 1, sizeof *peers);
+  char **owned = calloc(ctx->cfg.max_known_peers + 1, sizeof *owned);
+  size_t np = 0;
+  char clock_hash[65];
+  double now = clock_wall_s();
+  pthread_mutex_lock(&ctx->mu);
+  svc_merkle_root(ctx->clock_vector, clock_hash);
+  for (size_t i = 0; peers && owned && i < ctx->n_peers; i++)
+    if (now - ctx->peers[i].last_seen <= ctx->cfg.peer_timeout_s && (owned[np] = strdup(ctx->peers[i].peer_id)))
+      peers[np] = owned[np], np++;
+  pthread_mutex_unlock(&ctx->mu);
+  const char *pick = NULL;
+  if (peers && owned) {
+    peers[np++] = ident;
+    for (size_t i = 0; i < n && !pick; i++) {
+      tq_task *t = v[i];
+      if (t->session_id && (!o->session_id || strcmp(o->session_id, t->session_id) != 0)) continue;
+      if (t->sticky_worker_id) {
+        if (strcmp(t->sticky_worker_id, ident) == 0) pick = t->task_id;
+        continue;
+      }
+      char th_in[600], th[65];
+      snprintf(th_in, sizeof th_in, "%s:%s:%s", t->task_id, t->task_type, t->model_name ? t->model_name : "");
+      sha256_hex_of(th_in, th);
+      if (strcmp(peers[owner_of(clock_hash, th, peers, np)], ident) == 0) pick = t->task_id;
+    }
+  }
+  if (pick) rc = tq_claim(ctx->cfg.queue, pick, o, out);
+  for (size_t i = 0; owned && i < np; i++) free(owned[i]); /* the requester's slot is NULL */
+  free(owned);
+  free(peers);
+  tq_task_array_free(v, n);
+  return rc < 0 ? rc : 0;
+}
+
 static json_t *op_claim(op_env *e, bool many) {
   const json_t *m = e->msg;
   const char *worker = get_str(m, "worker_id");
@@ -436,7 +531,20 @@ static json_t *op_claim(op_env *e, bool many) {
   o.lease_seconds = get_num(m, "lease_seconds", 0);
   if (o.lease_seconds < 0) o.lease_seconds = 0;
   json_t *r = NULL;
-  if (!many) {
+  if (e->ctx->cfg.deterministic) {
+    /* deterministic mode hands out at most one task per claim, claim_many included (§3.1) */
+    tq_task *t = NULL;
+    int rc = deterministic_claim(e, ident, &o, &t);
+    if (rc < 0) {
+      r = err(e, tq_strerror(rc));
+    } else {
+      r = reply_ok(e->ctx);
+      json_t *tj = t ? tq_task_to_json(t, TQ_JSON_CLAIM | TQ_JSON_EXTRA) : NULL;
+      if (many) json_object_set_new(r, "tasks", tj ? json_pack("[o]", tj) : json_array());
+      else json_object_set_new(r, "task", tj ? tj : json_null());
+      tq_task_free(t);
+    }
+  } else if (!many) {
     tq_task *t = NULL;
     int rc = tq_claim_next(e->ctx->cfg.queue, &o, &t);
     if (rc < 0) {

@@ -15,8 +15,8 @@
  *   - claim replies add lease_epoch and cancel_requested to the task;
  *   - wait is capped (wait_max_s) and stops early when the caller goes away;
  *   - submit accepts a top-level idempotency_key (makes client retries safe).
- * Not implemented: deterministic claim scheduling (§3.2; claims use plain queue order — the
- * MerkleClock and known-peer table are kept and reported), trust tiers (§4.3). Cache
+ * Deterministic claim scheduling (§3.2) is opt-in (deterministic); otherwise claims use queue
+ * order (priority, then age). Not implemented: trust tiers (§4.3). Cache
  * replication (§3.5) is a hook (replicate) that the service wires to its clients.
  *
  * Threads: svc_taskq_handle blocks (SQLite, cache files, wait, tool calls): call it on a
@@ -63,6 +63,9 @@ typedef struct svc_taskq_config {
   double wait_max_s;        /* cap on wait timeout_s (default 300) */
   double tool_timeout_max_s;/* cap on call_tool timeout_s (default 300) */
   bool compat_unfenced_complete; /* accept complete without worker_id (Python mesh workers) */
+  bool deterministic;       /* §3.2 deterministic claims (off by default here; the Python
+                               service defaults it on): a claim gets only a task this peer owns
+                               by Hamming distance over the MerkleClock, at most one per claim */
   size_t max_known_peers;   /* 1024: peer.heartbeat table (oldest dropped) */
   double peer_timeout_s;    /* 300: "alive" window for known peers */
 } svc_taskq_config;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "service/taskq_ops.h"
 #include "util/clock.h"
@@ -646,6 +647,81 @@ static void test_cache_writes_are_replicated_unless_told_not_to(void **state) {
   svc_taskq_free(ctx);
 }
 
+/* The spec's formula, derived again here: owner = argmin Hamming(sha256(clock:sha256(id:type:model)),
+ * sha256(peer)), first on a tie. */
+static void hex_sha(const char *t, char out[65]) {
+  unsigned char h[32];
+  crypto_hash_sha256(h, (const unsigned char *)t, strlen(t));
+  sodium_bin2hex(out, 65, h, 32);
+}
+static int nib(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+static const char *expected_owner(const char *id, const char *type, const char *model, const char *const *peers, int n) {
+  const char *clock = "d83964234cb3f7451644cb8dfbd8a97cb70571490208c3ffcb5b346c43c380fa";
+  char buf[256], th[65], comb[65];
+  snprintf(buf, sizeof buf, "%s:%s:%s", id, type, model);
+  hex_sha(buf, th);
+  snprintf(buf, sizeof buf, "%s:%s", clock, th);
+  hex_sha(buf, comb);
+  int best = -1, bd = 1000;
+  for (int i = 0; i < n; i++) {
+    char ph[65];
+    hex_sha(peers[i], ph);
+    int d = 0;
+    for (int k = 0; k < 64; k++) d += __builtin_popcount((unsigned)(nib(comb[k]) ^ nib(ph[k])));
+    if (d < bd) bd = d, best = i;
+  }
+  return peers[best];
+}
+
+static void test_deterministic_claim_gives_each_peer_its_own_tasks(void **state) {
+  fx *f = *state;
+  svc_taskq_config cfg;
+  svc_taskq_config_default(&cfg);
+  cfg.queue = f->q;
+  cfg.peer_id = OUR_ID;
+  cfg.deterministic = true;
+  svc_taskq_ctx *ctx = svc_taskq_new(&cfg);
+  svc_taskq_call call = {.auth = &f->all};
+  const char *names[2] = {"peer-A", "peer-B"};
+  for (int i = 0; i < 2; i++) {
+    json_t *m = json_pack("{s:s, s:s}", "op", "peer.heartbeat", "peer_id", names[i]);
+    json_decref(svc_taskq_handle(ctx, m, &call));
+    json_decref(m);
+  }
+  char ids[8][33];
+  for (int i = 0; i < 8; i++) {
+    json_t *m = json_pack("{s:s, s:s, s:{s:i}}", "op", "submit", "task_type", "tool.call", "payload", "priority", 10 - i);
+    json_t *r = svc_taskq_handle(ctx, m, &call);
+    snprintf(ids[i], 33, "%s", json_string_value(json_object_get(r, "task_id")));
+    json_decref(r);
+    json_decref(m);
+  }
+  bool taken[8] = {false};
+  int claims = 0;
+  for (int round = 0; round < 8; round++) {
+    for (int who = 0; who < 2; who++) {
+      const char *peers[3] = {names[0], names[1], names[who]};
+      int want = -1; /* highest priority first: ids are in priority order */
+      for (int i = 0; i < 8 && want < 0; i++)
+        if (!taken[i] && strcmp(expected_owner(ids[i], "tool.call", "", peers, 3), names[who]) == 0) want = i;
+      json_t *m = json_pack("{s:s, s:s, s:s}", "op", "claim", "worker_id", names[who], "peer_id", names[who]);
+      json_t *r = svc_taskq_handle(ctx, m, &call);
+      json_t *t = json_object_get(r, "task");
+      if (want < 0) {
+        assert_true(json_is_null(t));
+      } else {
+        assert_string_equal(json_string_value(json_object_get(t, "task_id")), ids[want]);
+        taken[want] = true;
+        claims++;
+      }
+      json_decref(r);
+      json_decref(m);
+    }
+  }
+  assert_int_equal(claims, 8); /* every task went to its owner */
+  svc_taskq_free(ctx);
+}
+
 static void test_merkle_root_matches_python_vector(void **state) {
   (void)state;
   json_t *v = json_pack("{s:i}", "taskqueue-service", 0);
@@ -697,6 +773,7 @@ int main(void) {
       T(test_cache_ops_shapes),
       T(test_cache_scopes_are_separate),
       T(test_cache_writes_are_replicated_unless_told_not_to),
+      T(test_deterministic_claim_gives_each_peer_its_own_tasks),
       cmocka_unit_test(test_merkle_root_matches_python_vector),
       cmocka_unit_test(test_task_types_normalize),
   };
