@@ -207,7 +207,8 @@ static void call_done(void *ud, const mcp_call_outcome *out) {
     slot_finish(s, "fail", NULL, NULL, env_error_text(out->envelope, mcp_dispatch_status_name(out->status)), true);
     return;
   default: { /* tool error, bad arguments, unknown tool, forbidden: a definite failure */
-    json_t *res = json_pack("{s:s, s:O?}", "tool", s->tool, "error", json_object_get(out->envelope, "error"));
+    json_t *res = json_pack("{s:s, s:O?, s:s}", "tool", s->tool, "error", json_object_get(out->envelope, "error"),
+                            "error_type", mcp_dispatch_status_name(out->status));
     w->st.failed++;
     slot_finish(s, "complete", "failed", res, env_error_text(out->envelope, mcp_dispatch_status_name(out->status)),
                 false);
