@@ -186,6 +186,13 @@ if [ -x "$bin" ] && "$bin" serve --help 2>&1 | grep -q -- "--p2p-listen"; then
   fi
   kill -TERM "$spid" 2>/dev/null
   wait "$spid" 2>/dev/null
+  src=$?
+  if [ "$src" -eq 0 ] && ! grep -q "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$tmp/serve.err" &&
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["peers"]' "$tmp/serve-state/peers" 2>/dev/null; then
+    ok "serve stops cleanly on SIGTERM and saves the peerstore"
+  else
+    ko "serve stops cleanly on SIGTERM and saves the peerstore" "rc=$src $(grep -m1 -A4 'Sanitizer\|runtime error' "$tmp/serve.err")"
+  fi
 fi
 
 echo "p2p-interop: $pass passed, $fail failed"
