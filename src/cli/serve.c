@@ -20,6 +20,7 @@
 #include "store/cache.h"
 #include "store/queue.h"
 #include "tools/command.h"
+#include "tools/mcp_tasks_queue.h"
 #include "tools/meta.h"
 #include "tools/store_tools.h"
 #include "tools/system.h"
@@ -39,6 +40,7 @@ typedef struct serve_ctx {
   uv_timer_t maint;  /* storage maintenance: queue recovery/pruning, cache sweep */
   bool maint_running;
   p2p_host *p2p;     /* the libp2p host; NULL when --no-p2p */
+  mcp_tasks_queue *tasks; /* MCP Tasks over the queue; NULL without a queue */
 } serve_ctx;
 
 static void serve_usage(FILE *f) {
@@ -143,6 +145,15 @@ static void on_signal(uv_signal_t *h, int signum) {
   log_info("serve: signal received; shutting down", "{s:i, s:i}", "signal", signum, "count", c->signals);
   if (c->stdio) mcp_stdio_stop(c->stdio); /* on_closed stops the loop once calls have drained */
   else uv_stop(&c->loop);
+}
+
+static void tasks_stopped(void *ud) { *(int *)ud = 1; }
+/* MCP Tasks: stops the in-process runner (running tasks are released for the next start). */
+static void serve_stop_tasks(serve_ctx *c) {
+  if (!c->tasks) return;
+  int done = 0;
+  mcp_tasks_queue_stop(c->tasks, tasks_stopped, &done);
+  while (!done) uv_run(&c->loop, UV_RUN_ONCE);
 }
 
 /* The P2P service (src/service/service.h): registered before the dispatcher, started after
@@ -263,6 +274,19 @@ int cli_serve(int argc, char **argv) {
     goto shutdown;
   }
 
+  /* MCP Tasks (tools/mcp_tasks_queue.h): a task-augmented tools/call becomes a durable
+   * "tool.call" queue task. Workers (p2p.workers, or `peermcp worker --peer` elsewhere) run
+   * them; with p2p.workers = 0 an in-process runner does, so a task always completes on a
+   * single node. */
+  if (ctx.queue) {
+    mcp_tasks_queue_opts to = {.loop = &ctx.loop, .dispatcher = disp, .queue = ctx.queue,
+                               .runner = cfg.p2p.workers == 0};
+    if ((rc = mcp_tasks_queue_new(&to, &ctx.tasks)) != 0) {
+      log_error("serve: cannot set up MCP tasks; tasks disabled", "{s:i}", "errno", -rc);
+      ctx.tasks = NULL;
+    }
+  }
+
   /* The local stdio client is the operator: every scope. */
   static const mcp_auth k_local_auth = {.scopes = MCP_SCOPE_ALL, .local = true};
   if (cfg.stdio.enabled) {
@@ -270,7 +294,8 @@ int cli_serve(int argc, char **argv) {
         .in_fd = 0,
         .out_fd = 1,
         .max_line_bytes = cfg.max_line_bytes,
-        .session = {.dispatcher = disp, .auth = &k_local_auth, .page_size = cfg.page_size},
+        .session = {.dispatcher = disp, .auth = &k_local_auth, .page_size = cfg.page_size,
+                    .tasks = ctx.tasks ? mcp_tasks_queue_backend(ctx.tasks) : NULL},
         .on_closed = on_stdio_closed,
         .ud = &ctx,
     };
@@ -290,6 +315,7 @@ int cli_serve(int argc, char **argv) {
 shutdown:
   /* HOOK(p2p-stop) */
   serve_stop_service(&ctx.loop);
+  serve_stop_tasks(&ctx);
   cli_p2p_stop(ctx.p2p); /* GoAway to peers; its handles close in the uv_run below */
   ctx.p2p = NULL;
   mcp_dispatcher_shutdown(disp);
@@ -307,6 +333,7 @@ out:
     uv_run(&ctx.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&ctx.loop) != 0) log_warn("serve: loop closed with handles still open", NULL);
   }
+  mcp_tasks_queue_free(ctx.tasks); /* after the dispatcher: its pool held our jobs */
   svc_service_free(g_svc); /* after the dispatcher: its tools' ud */
   g_svc = NULL;
   mcp_registry_free(reg); /* before the store: tool ud may refer to it */

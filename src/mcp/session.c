@@ -25,7 +25,11 @@ enum {
   RPC_INTERNAL_ERROR = -32603,
   MCP_RESOURCE_NOT_FOUND_LEGACY = -32002,
   MCP_UNSUPPORTED_VERSION = -32022,
+  MCP_MISSING_CLIENT_CAPABILITY = -32021,
 };
+
+/* What a request in flight is waiting for. */
+enum { RK_CALL = 0, RK_TASK_CREATE, RK_TASK_GET, RK_TASK_RESULT, RK_TASK_LIST, RK_TASK_CANCEL };
 
 static const char *const k_legacy_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"};
 #define N_LEGACY (sizeof k_legacy_versions / sizeof k_legacy_versions[0])
@@ -38,6 +42,8 @@ typedef struct sess_req {
   mcp_session *s;
   json_t *id;
   mcp_call *call;
+  mcp_tasks_op *top; /* a task operation in flight (kind != RK_CALL) */
+  int kind;
   bool cancelled;
   bool modern;
   int log_min; /* rank in k_log_levels; -1 = send no log notifications */
@@ -152,12 +158,21 @@ static json_t *supported_versions(void) {
   return a;
 }
 
-static json_t *capabilities(bool modern, const char *legacy_version) {
+/* Tasks arrived in 2025-11-25 (legacy core) and live in an extension in 2026-07-28. */
+static bool legacy_has_tasks(const mcp_session *s) {
+  return s->o.tasks && (!s->legacy_version || strcmp(s->legacy_version, "2025-11-25") >= 0);
+}
+
+static json_t *capabilities(const mcp_session *s, bool modern, const char *legacy_version) {
   json_t *c = json_pack("{s:{s:b}, s:{}, s:{s:b}, s:{s:b}}", "tools", "listChanged", 0, "logging", "prompts",
                         "listChanged", 0, "resources", "listChanged", 0);
   /* completions arrived in 2025-03-26 */
   if (modern || !legacy_version || strcmp(legacy_version, "2025-03-26") >= 0)
     json_object_set_new(c, "completions", json_object());
+  if (s->o.tasks && modern)
+    json_object_set_new(c, "extensions", json_pack("{s:{}}", MCP_TASKS_EXTENSION));
+  else if (s->o.tasks && (!legacy_version || strcmp(legacy_version, "2025-11-25") >= 0))
+    json_object_set_new(c, "tasks", json_pack("{s:{}, s:{}, s:{s:{s:{}}}}", "list", "cancel", "requests", "tools", "call"));
   return c;
 }
 
@@ -208,6 +223,7 @@ void mcp_session_free(mcp_session *s) {
   while (r) {
     sess_req *next = r->next;
     if (r->call) mcp_dispatch_detach(r->call);
+    if (r->top) s->o.tasks->detach(s->o.tasks->impl, r->top);
     req_free(r);
     r = next;
   }
@@ -220,10 +236,15 @@ void mcp_session_on_idle(mcp_session *s, void (*cb)(void *ud), void *ud) {
   s->idle_cb = cb;
   s->idle_ud = ud;
 }
+static void task_wait_abort(mcp_session *s, sess_req *r, bool reply_retry);
+
 void mcp_session_cancel_all(mcp_session *s) {
-  for (sess_req *r = s->reqs; r; r = r->next) {
+  for (sess_req *r = s->reqs, *next; r; r = next) {
+    next = r->next;
     r->cancelled = true;
     if (r->call) mcp_dispatch_cancel(r->call);
+    /* other task operations are short and their completions still come; a result wait is not */
+    if (r->top && r->kind == RK_TASK_RESULT) task_wait_abort(s, r, false);
   }
 }
 const char *mcp_session_legacy_version(const mcp_session *s) { return s->legacy_version; }
@@ -323,6 +344,10 @@ static void m_subscriptions_listen(mcp_session *s, req_ctx *rc) {
 }
 
 void mcp_session_end_subscriptions(mcp_session *s) {
+  for (sess_req *r = s->reqs, *next; r; r = next) {
+    next = r->next;
+    if (r->top && r->kind == RK_TASK_RESULT) task_wait_abort(s, r, true);
+  }
   while (s->subs) {
     sess_sub *u = s->subs;
     s->subs = u->next;
@@ -334,6 +359,8 @@ void mcp_session_end_subscriptions(mcp_session *s) {
 }
 
 size_t mcp_session_subscriptions(const mcp_session *s) { return s->nsubs; }
+
+static bool task_call_route(mcp_session *s, req_ctx *rc, const char *tool, json_t *args);
 
 static void m_tools_call(mcp_session *s, req_ctx *rc) {
   json_t *name = json_object_get(rc->params, "name");
@@ -347,6 +374,7 @@ static void m_tools_call(mcp_session *s, req_ctx *rc) {
     return;
   }
   if (!rc->id) return; /* a tools/call notification: nothing to answer, nothing to run */
+  if (s->o.tasks && task_call_route(s, rc, json_string_value(name), args)) return;
   if (find_req(s, rc->id) || find_sub(s, rc->id, NULL)) {
     reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
     return;
@@ -387,6 +415,282 @@ static void m_tools_call(mcp_session *s, req_ctx *rc) {
   }
 }
 
+/* ---------- MCP Tasks (mcp/tasks.h) ---------- */
+
+/* Registers a request in flight, after the duplicate-id and capacity checks. NULL = answered. */
+static sess_req *req_begin(mcp_session *s, req_ctx *rc, int kind) {
+  if (find_req(s, rc->id) || find_sub(s, rc->id, NULL)) {
+    reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
+    return NULL;
+  }
+  if (s->inflight >= s->o.max_inflight) {
+    reply_err(s, rc, RPC_INTERNAL_ERROR, "too many requests in flight", NULL);
+    return NULL;
+  }
+  sess_req *r = calloc(1, sizeof *r);
+  if (!r) {
+    reply_err(s, rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
+    return NULL;
+  }
+  r->s = s;
+  r->id = json_incref(rc->id);
+  r->modern = rc->modern;
+  r->log_min = rc->log_min;
+  r->kind = kind;
+  r->next = s->reqs;
+  if (s->reqs) s->reqs->prev = r;
+  s->reqs = r;
+  s->inflight++;
+  return r;
+}
+
+/* Ends a tasks/result wait early: the backend forgets the op; optionally the client hears why. */
+static void task_wait_abort(mcp_session *s, sess_req *r, bool reply_retry) {
+  s->o.tasks->detach(s->o.tasks->impl, r->top);
+  r->top = NULL;
+  req_unlink(s, r);
+  if (reply_retry && !r->cancelled)
+    mcp_session_reply_error(s, r->id, RPC_INTERNAL_ERROR,
+                            "the server is shutting down; the task goes on: retry tasks/result later", NULL);
+  req_free(r);
+}
+
+static void task_reply_rc(mcp_session *s, const req_ctx *rc, int err) {
+  if (err == -ENOENT) reply_err(s, rc, RPC_INVALID_PARAMS, "Failed to retrieve task: Task not found", NULL);
+  else if (err == -EINVAL) reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
+  else if (err == -ESHUTDOWN) reply_err(s, rc, RPC_INTERNAL_ERROR, "the task store is shutting down", NULL);
+  else if (err == -EBUSY) reply_err(s, rc, RPC_INTERNAL_ERROR, "too many task operations waiting", NULL);
+  else reply_err(s, rc, RPC_INTERNAL_ERROR, "task store error", NULL);
+}
+
+/* tasks/result for a terminal task: exactly what the tools/call would have answered. */
+static void task_reply_result(mcp_session *s, const req_ctx *rc, const mcp_task_view *v) {
+  json_t *related = json_pack("{s:s}", "taskId", v->task_id);
+  if (v->result && !v->error) {
+    json_t *res = json_deep_copy(v->result);
+    json_t *meta = json_object_get(res, "_meta");
+    if (!json_is_object(meta)) {
+      meta = json_object();
+      json_object_set_new(res, "_meta", meta);
+    }
+    json_object_set_new(meta, MCP_TASKS_RELATED_META, related);
+    reply(s, rc, res, false);
+    return;
+  }
+  int code = RPC_INTERNAL_ERROR;
+  const char *msg = v->status == MCP_TASK_CANCELLED ? "the task was cancelled" : "the task failed";
+  if (v->error) {
+    json_t *c = json_object_get(v->error, "code");
+    if (json_is_integer(c)) code = (int)json_integer_value(c);
+    const char *m = json_string_value(json_object_get(v->error, "message"));
+    if (m) msg = m;
+  } else if (v->status_message) {
+    msg = v->status_message;
+  }
+  reply_err(s, rc, code, msg, json_pack("{s:{s:o}}", "_meta", MCP_TASKS_RELATED_META, related));
+}
+
+static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, const char *next_cursor) {
+  sess_req *r = ud;
+  mcp_session *s = r->s;
+  r->top = NULL;
+  req_unlink(s, r);
+  req_ctx rc = {.id = r->id, .modern = r->modern};
+  if (r->cancelled) goto done;
+  if (r->kind == RK_TASK_CANCEL && r->modern) { /* SEP-2663: always an empty acknowledgement */
+    reply(s, &rc, json_object(), false);
+    goto done;
+  }
+  if (err == -EALREADY && r->kind == RK_TASK_CANCEL && n == 1) {
+    char m[160];
+    snprintf(m, sizeof m, "Cannot cancel task: already in terminal status '%s'", mcp_task_status_name(v[0].status));
+    reply_err(s, &rc, RPC_INVALID_PARAMS, m, NULL);
+    goto done;
+  }
+  if (err != 0 || (r->kind != RK_TASK_LIST && n != 1)) {
+    task_reply_rc(s, &rc, err != 0 ? err : -EIO);
+    goto done;
+  }
+  switch (r->kind) {
+  case RK_TASK_CREATE:
+    log_info("session: task created", "{s:s, s:s}", "task_id", v[0].task_id, "era", r->modern ? "modern" : "legacy");
+    if (r->modern) {
+      json_t *res = modern_result(s, mcp_tasks_modern_json(&v[0], false), false);
+      json_object_set_new(res, "resultType", json_string("task"));
+      mcp_session_reply_result(s, r->id, res);
+    } else {
+      reply(s, &rc, json_pack("{s:o}", "task", mcp_tasks_legacy_json(&v[0])), false);
+    }
+    break;
+  case RK_TASK_GET:
+    reply(s, &rc, r->modern ? mcp_tasks_modern_json(&v[0], true) : mcp_tasks_legacy_json(&v[0]), false);
+    break;
+  case RK_TASK_CANCEL:
+    reply(s, &rc, mcp_tasks_legacy_json(&v[0]), false);
+    break;
+  case RK_TASK_RESULT:
+    task_reply_result(s, &rc, &v[0]);
+    break;
+  case RK_TASK_LIST: {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, mcp_tasks_legacy_json(&v[i]));
+    json_t *res = json_pack("{s:o}", "tasks", a);
+    if (next_cursor) json_object_set_new(res, "nextCursor", json_string(next_cursor));
+    reply(s, &rc, res, false);
+    break;
+  }
+  }
+done:
+  req_free(r);
+  if (s->inflight == 0 && s->idle_cb) s->idle_cb(s->idle_ud); /* last: the callback may free s */
+}
+
+/* Checks that the backend accepted the op; on a synchronous refusal answers and forgets r. */
+static void task_op_started(mcp_session *s, req_ctx *rc, sess_req *r, int err) {
+  if (err == 0) return;
+  req_unlink(s, r);
+  req_free(r);
+  task_reply_rc(s, rc, err);
+}
+
+static bool owner_of(mcp_session *s, req_ctx *rc, char owner[MCP_TASKS_MAX_OWNER]) {
+  if (mcp_tasks_owner_key(s->o.auth, owner, MCP_TASKS_MAX_OWNER)) return true;
+  reply_err(s, rc, RPC_INTERNAL_ERROR, "caller identity too long to bind a task to", NULL);
+  return false;
+}
+
+/* Decides whether a tools/call becomes a task (2025-11-25 tasks.mdx §Tool-Level Negotiation;
+ * SEP-2663 §Capability Negotiation). Returns true when it answered or started a task. */
+static bool task_call_route(mcp_session *s, req_ctx *rc, const char *name, json_t *args) {
+  const mcp_registry *reg = mcp_dispatcher_registry(s->o.dispatcher);
+  const mcp_tool *t = mcp_registry_find(reg, name);
+  if (!t || (s->o.remote && !(mcp_tool_def_of(t)->flags & MCP_TOOL_REMOTE))) return false; /* unknown: normal path */
+  mcp_task_support sup = mcp_tasks_tool_support(s->o.tasks, t);
+  json_t *task = json_object_get(rc->params, "task");
+  int64_t ttl_ms = -1;
+  bool want;
+  char m[300];
+  if (rc->modern) {
+    json_t *caps = json_object_get(rc->meta, "io.modelcontextprotocol/clientCapabilities");
+    bool ext = json_is_object(json_object_get(json_object_get(caps, "extensions"), MCP_TASKS_EXTENSION));
+    if (!ext && sup == MCP_TASK_SUPPORT_REQUIRED) {
+      snprintf(m, sizeof m, "Tool %.128s runs only as a task: declare the %s extension", name, MCP_TASKS_EXTENSION);
+      reply_err(s, rc, MCP_MISSING_CLIENT_CAPABILITY, m, NULL);
+      return true;
+    }
+    /* The server decides (SEP-2663): every task-capable tool runs as a task for a client that
+     * declared the extension on this request. */
+    want = ext && sup != MCP_TASK_SUPPORT_FORBIDDEN;
+  } else {
+    if (!legacy_has_tasks(s)) return false; /* no capability negotiated: process normally */
+    if (task && !json_is_null(task) && !json_is_object(task)) {
+      reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.task must be an object", NULL);
+      return true;
+    }
+    want = json_is_object(task);
+    if (want && sup == MCP_TASK_SUPPORT_FORBIDDEN) {
+      snprintf(m, sizeof m, "Tool %.128s does not support task-augmented calls", name);
+      reply_err(s, rc, RPC_METHOD_NOT_FOUND, m, NULL);
+      return true;
+    }
+    if (!want && sup == MCP_TASK_SUPPORT_REQUIRED) {
+      snprintf(m, sizeof m, "Tool %.128s requires task augmentation", name);
+      reply_err(s, rc, RPC_METHOD_NOT_FOUND, m, NULL);
+      return true;
+    }
+  }
+  if (!want) return false;
+  json_t *ttl = json_object_get(task, "ttl");
+  if (ttl && !json_is_null(ttl)) {
+    if (!json_is_number(ttl) || json_number_value(ttl) < 0) {
+      reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.task.ttl must be a non-negative number", NULL);
+      return true;
+    }
+    double v = json_number_value(ttl);
+    ttl_ms = v > 9.0e15 ? (int64_t)9e15 : (int64_t)v;
+  }
+  char owner[MCP_TASKS_MAX_OWNER];
+  if (!owner_of(s, rc, owner)) return true;
+  sess_req *r = req_begin(s, rc, RK_TASK_CREATE);
+  if (!r) return true;
+  json_t *empty = NULL;
+  if (!json_is_object(args)) args = empty = json_object();
+  mcp_task_create cr = {.owner = owner, .tool = name, .args = args, .ttl_ms = ttl_ms};
+  int err = s->o.tasks->create(s->o.tasks->impl, &cr, on_task_done, r, &r->top);
+  json_decref(empty);
+  task_op_started(s, rc, r, err);
+  return true;
+}
+
+/* params.taskId: a non-empty string of bounded length. NULL = answered with -32602. */
+static const char *task_id_param(mcp_session *s, req_ctx *rc) {
+  json_t *id = json_object_get(rc->params, "taskId");
+  if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > MCP_TASKS_MAX_ID) {
+    reply_err(s, rc, RPC_INVALID_PARAMS, "params.taskId must be a task id string", NULL);
+    return NULL;
+  }
+  return json_string_value(id);
+}
+
+static bool tasks_enabled(mcp_session *s, req_ctx *rc, const char *method) {
+  if (s->o.tasks) return true;
+  char m[120];
+  snprintf(m, sizeof m, "Method not found: %s", method);
+  reply_err(s, rc, RPC_METHOD_NOT_FOUND, m, NULL);
+  return false;
+}
+
+static void task_get_common(mcp_session *s, req_ctx *rc, int kind, const char *method) {
+  if (!tasks_enabled(s, rc, method)) return;
+  const char *tid = task_id_param(s, rc);
+  char owner[MCP_TASKS_MAX_OWNER];
+  if (!tid || !owner_of(s, rc, owner)) return;
+  sess_req *r = req_begin(s, rc, kind);
+  if (!r) return;
+  int err;
+  if (kind == RK_TASK_CANCEL)
+    err = s->o.tasks->cancel(s->o.tasks->impl, owner, tid, on_task_done, r, &r->top);
+  else
+    err = s->o.tasks->get(s->o.tasks->impl, owner, tid, kind == RK_TASK_RESULT, on_task_done, r, &r->top);
+  task_op_started(s, rc, r, err);
+}
+
+static void m_tasks_get(mcp_session *s, req_ctx *rc) { task_get_common(s, rc, RK_TASK_GET, "tasks/get"); }
+static void m_tasks_result(mcp_session *s, req_ctx *rc) { task_get_common(s, rc, RK_TASK_RESULT, "tasks/result"); }
+static void m_tasks_cancel(mcp_session *s, req_ctx *rc) { task_get_common(s, rc, RK_TASK_CANCEL, "tasks/cancel"); }
+
+/* SEP-2663 tasks/update: peermcp's tools never ask for input, so there is never an outstanding
+ * input request; the acknowledgement is empty whatever the task id (as the SEP requires). */
+static void m_tasks_update(mcp_session *s, req_ctx *rc) {
+  if (!tasks_enabled(s, rc, "tasks/update")) return;
+  if (!task_id_param(s, rc)) return;
+  json_t *in = json_object_get(rc->params, "inputResponses");
+  if (in && !json_is_object(in)) {
+    reply_err(s, rc, RPC_INVALID_PARAMS, "tasks/update: params.inputResponses must be an object", NULL);
+    return;
+  }
+  reply(s, rc, json_object(), false);
+}
+
+static void m_tasks_list(mcp_session *s, req_ctx *rc) {
+  if (!tasks_enabled(s, rc, "tasks/list")) return;
+  json_t *cur = json_object_get(rc->params, "cursor");
+  const char *cursor = NULL;
+  if (cur && !json_is_null(cur)) {
+    if (!json_is_string(cur) || json_string_length(cur) == 0 || json_string_length(cur) > MCP_TASKS_MAX_CURSOR) {
+      reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
+      return;
+    }
+    cursor = json_string_value(cur);
+  }
+  char owner[MCP_TASKS_MAX_OWNER];
+  if (!owner_of(s, rc, owner)) return;
+  sess_req *r = req_begin(s, rc, RK_TASK_LIST);
+  if (!r) return;
+  int err = s->o.tasks->list(s->o.tasks->impl, owner, cursor, s->o.page_size, on_task_done, r, &r->top);
+  task_op_started(s, rc, r, err);
+}
+
 /* ---------- other methods ---------- */
 
 static bool tool_listed(const mcp_session *s, const mcp_tool *t) {
@@ -417,7 +721,11 @@ static void m_tools_list(mcp_session *s, req_ctx *rc) {
   for (; i < n && taken < s->o.page_size; i++) {
     const mcp_tool *t = mcp_registry_at(reg, i);
     if (!tool_listed(s, t)) continue;
-    json_array_append_new(tools, mcp_tool_to_json(t));
+    json_t *tj = mcp_tool_to_json(t);
+    if (tj && !rc->modern && legacy_has_tasks(s))
+      json_object_set_new(tj, "execution", json_pack("{s:s}", "taskSupport",
+                                                     mcp_task_support_name(mcp_tasks_tool_support(s->o.tasks, t))));
+    json_array_append_new(tools, tj);
     taken++;
   }
   size_t more = i;
@@ -461,7 +769,7 @@ static void m_initialize(mcp_session *s, req_ctx *rc) {
            json_is_string(json_object_get(ci, "name")) ? json_string_value(json_object_get(ci, "name")) : "?");
   json_t *si = server_info(s);
   if (strcmp(got, "2025-06-18") >= 0) json_object_set_new(si, "title", json_string("peermcp"));
-  json_t *res = json_pack("{s:s, s:o, s:o}", "protocolVersion", got, "capabilities", capabilities(false, got),
+  json_t *res = json_pack("{s:s, s:o, s:o}", "protocolVersion", got, "capabilities", capabilities(s, false, got),
                           "serverInfo", si);
   if (s->o.instructions) json_object_set_new(res, "instructions", json_string(s->o.instructions));
   reply(s, rc, res, false);
@@ -469,7 +777,7 @@ static void m_initialize(mcp_session *s, req_ctx *rc) {
 
 static void m_discover(mcp_session *s, req_ctx *rc) {
   json_t *res = json_pack("{s:o, s:o}", "supportedVersions", supported_versions(), "capabilities",
-                          capabilities(true, NULL));
+                          capabilities(s, true, NULL));
   if (s->o.instructions) json_object_set_new(res, "instructions", json_string(s->o.instructions));
   reply(s, rc, res, true);
 }
@@ -533,6 +841,7 @@ static void m_cancelled(mcp_session *s, req_ctx *rc) {
            json_is_string(reason) ? json_string_value(reason) : "");
   free(idtext);
   if (r->call) mcp_dispatch_cancel(r->call);
+  if (r->top && r->kind == RK_TASK_RESULT) task_wait_abort(s, r, false);
 }
 
 typedef void (*method_fn)(mcp_session *s, req_ctx *rc);
@@ -574,6 +883,11 @@ static const method_entry k_requests[] = {
     {"prompts/get", m_prompts_get, BOTH},
     {"completion/complete", m_complete, BOTH},
     {"subscriptions/listen", m_subscriptions_listen, MODERN},
+    {"tasks/get", m_tasks_get, BOTH},
+    {"tasks/cancel", m_tasks_cancel, BOTH},
+    {"tasks/result", m_tasks_result, LEGACY},
+    {"tasks/list", m_tasks_list, LEGACY},
+    {"tasks/update", m_tasks_update, MODERN},
 };
 
 static const method_entry k_notifications[] = {

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "mcp/dispatch.h"
+#include "mcp/tasks.h"
 #include "mcp/tool.h"
 
 typedef struct mcp_session mcp_session;
@@ -70,6 +71,9 @@ typedef struct mcp_session_opts {
   void *send_ud;
   mcp_session_method_hook hook; /* may be NULL */
   void *hook_ud;
+  const mcp_tasks_backend *tasks; /* MCP Tasks (mcp/tasks.h); NULL = no tasks: the capability is
+                                     not advertised, params.task is ignored, the tasks methods are -32601.
+                                     Borrowed for the session's life. */
 } mcp_session_opts;
 
 /* 0, -EINVAL (missing required field) or -ENOMEM. */
@@ -94,7 +98,8 @@ void mcp_session_on_idle(mcp_session *s, void (*cb)(void *ud), void *ud);
 void mcp_session_cancel_all(mcp_session *s);
 
 /* Ends every open subscriptions/listen stream gracefully (a completion result to each listen
- * request), e.g. at shutdown; stdio calls it at end of input. */
+ * request), e.g. at shutdown; stdio calls it at end of input. Pending tasks/result waits end
+ * too, with a -32603 "retry" error (the task itself goes on). */
 void mcp_session_end_subscriptions(mcp_session *s);
 size_t mcp_session_subscriptions(const mcp_session *s);
 

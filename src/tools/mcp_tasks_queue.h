@@ -1,0 +1,80 @@
+/* mcp_tasks_queue.h — MCP Tasks (mcp/tasks.h) over the durable task queue (store/queue.h).
+ *
+ * A task-augmented tools/call becomes a queue task of type "tool.call" with the payload
+ *   {"tool": <name>, "args": {...}, "mcp_task": {"owner": <owner key>, "ttl_ms": N}}
+ * submitted durably (tq_submit returns after the fsync) before the backend answers, so the
+ * CreateTaskResult never names a task that a restart would lose. Its queue id (32 hex digits,
+ * random) is the MCP taskId. Only tasks carrying "mcp_task" are visible through MCP, and only
+ * to the owner that created them (the authorization context of the session).
+ *
+ * Who runs a task: anything that claims "tool.call" tasks from this queue — the in-process
+ * workers (`p2p.workers = N`), a `peermcp worker --peer <this node>` elsewhere — or, when the
+ * runner is enabled (serve enables it when p2p.workers = 0), this module's own runner: it
+ * claims queued MCP tasks (found by a scan every scan_interval_ms and right after each create,
+ * which also picks up tasks left over by a previous process), runs them through the dispatcher
+ * as a remote caller (the same rule as the workers: only MCP_TOOL_REMOTE tools), renews the
+ * lease while they run and completes them with the workers' result shapes:
+ *   completed {"tool", "result"}  ·  failed {"tool", "error", "error_type"} (tool error)  ·
+ *   retry on timeout / internal error  ·  cancelled.
+ *
+ * Status mapping: queued / running → working; completed, failed, cancelled as they are.
+ * tasks/cancel: queued → cancelled at once; running → cancel requested and the task marked
+ * cancelled at once (the worker sees its lease fenced off at the next heartbeat; the local
+ * runner cancels its call immediately).
+ * TTL: requested ttl clamped to max_ttl_ms (default: 1 hour when none is asked); a task past
+ * createdAt + ttl is deleted on sight and answers "not found". tasks/list shows the owner's
+ * MCP tasks among the oldest 1000 "tool.call" tasks in the queue.
+ *
+ * Threads: every backend entry point and the runner run on the loop thread; queue calls run on
+ * the dispatcher's worker pool (tasks/result waits there too, at most max_waiters at once).
+ * Ownership: borrows the loop, the dispatcher and the queue. Order at shutdown:
+ * mcp_tasks_queue_stop (loop running) → sessions freed → dispatcher freed →
+ * mcp_tasks_queue_free → tq_close. */
+#ifndef PEERMCP_TOOLS_MCP_TASKS_QUEUE_H
+#define PEERMCP_TOOLS_MCP_TASKS_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "mcp/dispatch.h"
+#include "mcp/tasks.h"
+#include "store/queue.h"
+
+typedef struct mcp_tasks_queue mcp_tasks_queue;
+
+typedef struct mcp_tasks_queue_opts {
+  uv_loop_t *loop;            /* required */
+  mcp_dispatcher *dispatcher; /* required: its pool runs the queue calls; the runner calls tools */
+  tq_queue *queue;            /* required */
+  bool runner;                /* run MCP tasks in-process */
+  unsigned runner_slots;      /* concurrent runs; 0 → 4 */
+  double lease_seconds;       /* runner lease; 0 → 30 (heartbeat every lease/3) */
+  int64_t default_ttl_ms;     /* 0 → 3600000 */
+  int64_t max_ttl_ms;         /* 0 → 604800000 (the queue prunes terminal tasks after 7 days) */
+  uint32_t poll_interval_ms;  /* suggested to clients; 0 → 1000 */
+  uint32_t scan_interval_ms;  /* runner scan for queued MCP tasks; 0 → 2000 */
+  unsigned max_waiters;       /* concurrent tasks/result waits; 0 → 32; more get -EBUSY */
+} mcp_tasks_queue_opts;
+
+/* Loop thread. 0, -EINVAL or -ENOMEM. The runner (if enabled) starts at once. */
+int mcp_tasks_queue_new(const mcp_tasks_queue_opts *o, mcp_tasks_queue **out) __attribute__((warn_unused_result));
+
+/* The backend to put in mcp_session_opts.tasks (valid until mcp_tasks_queue_free). */
+const mcp_tasks_backend *mcp_tasks_queue_backend(mcp_tasks_queue *q);
+
+/* Loop thread: stops the runner (running calls are cancelled and their tasks released, so they
+ * run again after a restart), closes its handles, then calls done(ud) from the loop. New
+ * operations afterwards fail with -ESHUTDOWN. */
+void mcp_tasks_queue_stop(mcp_tasks_queue *q, void (*done)(void *ud), void *ud);
+
+/* After mcp_tasks_queue_stop's done and after the dispatcher has been freed (its pool may
+ * still hold this module's jobs until then). NULL is a no-op. */
+void mcp_tasks_queue_free(mcp_tasks_queue *q);
+
+typedef struct mcp_tasks_queue_stats {
+  uint64_t created, runs_started, runs_completed, runs_failed, runs_cancelled, runs_released;
+} mcp_tasks_queue_stats;
+void mcp_tasks_queue_stats_get(const mcp_tasks_queue *q, mcp_tasks_queue_stats *out);
+
+#endif
