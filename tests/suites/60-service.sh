@@ -262,7 +262,10 @@ wait $W2_PID 2>/dev/null
 check "…and it completed exactly once" [ "$(jget 'd["completed"]' <"$tmp/w2.out")" = "1" ]
 
 # ---- mesh: one worker claims from two peers (B by PeerId, C by token) ----
-echo '{"p2p": {"token": "tok-c"}}' >"$tmp/w3.json"
+cat >"$tmp/w3.json" <<'EOF'
+{"p2p": {"token": "tok-c"},
+ "tools": {"commands": [{"name": "wordcount", "argv": ["wc", "-c"], "remote": true, "output": "json"}]}}
+EOF
 "$bin" worker --peer "$B_MA" --peer "$C_MA" --config "$tmp/w3.json" --state-dir "$tmp/w3" --lease 5 \
   2>"$tmp/w3m.err" >"$tmp/w3m.out" &
 W3M_PID=$!
@@ -273,6 +276,9 @@ gb=$(cli cli task wait --peer "$B_MA" --timeout 30 "$tb")
 gc=$(cli cli task wait --peer "$C_MA" --timeout 30 "$tc")
 check "mesh worker completed B's task" [ "$(echo "$gb" | jget 'd["task"]["status"] == "completed" and d["task"]["assigned_worker"].startswith("'"$W3_ID"'")')" = "True" ]
 check "mesh worker completed C's task" [ "$(echo "$gc" | jget 'd["task"]["status"] == "completed" and d["task"]["result"]["result"]["on"] == "C"')" = "True" ]
+tw=$(cli cli task submit --peer "$B_MA" --type wordcount '{"x":1}' | jget 'd["task_id"]')
+gw=$(cli cli task wait --peer "$B_MA" --timeout 30 "$tw")
+check "a task type naming a command tool runs that command" [ "$(echo "$gw" | jget 'd["task"]["result"]["result"]')" = "8" ]
 kill -TERM $W3M_PID 2>/dev/null
 wait $W3M_PID 2>/dev/null
 
