@@ -9,6 +9,7 @@
 #include "service/frame.h"
 #include "service/mcpp.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define SRV_MAX_PEERS 4096  /* peer entries kept (idle ones are dropped past this) */
@@ -323,6 +324,13 @@ static void legacy_call_done(void *ud, const mcp_call_outcome *out) {
 static void legacy_start(svc_stream *st) {
   json_t *msg = svc_ndjson_dec_take(&st->nd);
   st->lstarted = true;
+  if (st->peer && !svc_rate_take(&st->peer->rate, clock_mono_us())) {
+    /* one request per stream, but streams come from the same per-peer bucket */
+    json_decref(msg);
+    st->lstarted = false;
+    legacy_reply(st, legacy_error(st, "rate_limited"));
+    return;
+  }
   svc_auth_init_peer(&st->lauth, st->srv->o.policy, p2p_stream_remote_peer(st->s));
   svc_auth_present_msg_token(&st->lauth, st->srv->o.policy, msg);
   mcp_call_request req = {0};

@@ -941,7 +941,11 @@ json_t *svc_taskq_handle(svc_taskq_ctx *ctx, const json_t *msg, const svc_taskq_
   svc_auth_present_msg_token(&eff, ctx->cfg.policy, msg);
   svc_op op = svc_op_parse(get_str(msg, "op"));
   /* Authorisation runs before dispatch (§4); unknown ops need no scope and say unknown_op. */
-  if (!svc_auth_has(&eff, svc_op_scopes(op))) return svc_taskq_error(ctx, "unauthorized");
+  if (!svc_auth_has(&eff, svc_op_scopes(op))) {
+    log_write(LOG_INFO, "p2p op refused", "{s:s, s:s, s:s}", "op", svc_op_name(op), "peer",
+              eff.a.peer_id ? eff.a.peer_id : "", "reason", "unauthorized");
+    return svc_taskq_error(ctx, "unauthorized");
+  }
   if (op_needs_queue(op) && !ctx->cfg.queue) return svc_taskq_error(ctx, "queue_disabled");
   op_env e = {ctx, msg, call, &eff};
   switch (op) {
