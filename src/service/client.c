@@ -494,6 +494,6 @@ void svc_client_close(svc_client *c) {
   }
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, timer_closed);
-  client_unref(c); /* the extra one above */
+  c->refs--;       /* the extra one above; the timer handle's reference still holds c */
   client_unref(c); /* the user's */
 }
