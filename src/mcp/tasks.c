@@ -36,9 +36,9 @@ bool mcp_tasks_owner_key(const mcp_auth *auth, char *buf, size_t cap) {
 
 void mcp_tasks_iso8601(double unix_s, char buf[32]) {
   if (!(unix_s >= 0) || unix_s > 253402300799.0) unix_s = 0; /* NaN, negative, past year 9999 */
-  time_t secs = (time_t)floor(unix_s);
-  int ms = (int)((unix_s - (double)secs) * 1000.0);
-  if (ms > 999) ms = 999;
+  long long total_ms = llround(unix_s * 1000.0); /* nearest: 0.123 s must not print as .122 */
+  time_t secs = (time_t)(total_ms / 1000);
+  int ms = (int)(total_ms % 1000);
   struct tm tm;
   gmtime_r(&secs, &tm);
   char tmp[96]; /* roomy: the compiler cannot see that every field is in range */
