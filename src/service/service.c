@@ -74,6 +74,8 @@ struct svc_service {
   /* bridge */
   pthread_mutex_t mu;
   bjob *jobs;
+  json_t *task_types; /* what this node's workers run (status capabilities) */
+  unsigned n_workers;
   /* cache replication targets (env, §3.5) */
   char *repl[8];
   size_t n_repl;
@@ -301,6 +303,16 @@ static void on_identify(p2p_host *h, const char *peer_id, void *ud) {
     snprintf(s->seen[i].id, sizeof s->seen[i].id, "%s", peer_id);
   }
   s->seen[i].last_seen = clock_wall_s();
+}
+
+/* ---------- status extras (worker thread; everything read here is immutable or atomic) ---------- */
+
+static json_t *status_hook(void *ud, bool detail) {
+  svc_service *s = ud;
+  if (!detail) return NULL;
+  return json_pack("{s:{s:{s:o}}, s:{s:b, s:i, s:O}}", "transport", "mcp_p2p", "stats", svc_mcpp_stats_json(),
+                   "local_worker", "enabled", s->n_workers > 0, "slots", (int)s->n_workers, "supported_task_types",
+                   s->task_types ? s->task_types : json_array());
 }
 
 /* ---------- cache replication (§3.5, opt-in) ---------- */
@@ -586,6 +598,8 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
   tc.session = getenv("IPFS_ACCELERATE_PY_TASK_P2P_SESSION");
   if (cfg && cfg->queue.wait_max_seconds) tc.wait_max_s = cfg->queue.wait_max_seconds;
   tc.deterministic = truthy(env_pc("TASK_P2P_DETERMINISTIC"));
+  tc.status_hook = status_hook;
+  tc.status_ud = s;
   repl_configure(s);
   if (s->n_repl) {
     tc.replicate = repl_hook;
@@ -631,6 +645,22 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
   if (host) snprintf(s->peer_id, sizeof s->peer_id, "%s", p2p_host_peer_id(host));
   int rc = svc_taskq_set_peer_id(s->tq, s->peer_id);
   if (rc != 0) return rc;
+  /* capabilities: the task types a worker here runs (tool.call + remote command tools) */
+  s->task_types = json_pack("[s, s]", "tool.call", "tool");
+  const mcp_registry *reg = mcp_dispatcher_registry(d);
+  for (size_t i = 0; s->task_types && reg && i < mcp_registry_count(reg); i++) {
+    const mcp_tool_def *def = mcp_tool_def_of(mcp_registry_at(reg, i));
+    if (def->category && !strcmp(def->category, "commands") && (def->flags & MCP_TOOL_REMOTE))
+      json_array_append_new(s->task_types, json_string(def->name));
+  }
+  s->n_workers = s->cfg && s->q ? s->cfg->p2p.workers : 0;
+  json_t *caps = json_pack("{s:O, s:[], s:{}, s:{}, s:{}, s:[]}", "task_types", s->task_types ? s->task_types : json_array(),
+                           "models", "endpoints_by_model", "endpoint_types_by_model", "hwtest", "resource_keys");
+  if (caps) {
+    rc = svc_taskq_set_capabilities(s->tq, caps);
+    json_decref(caps);
+    if (rc != 0) return rc;
+  }
   rc = uv_async_init(loop, &s->async, on_async);
   if (rc != 0) return rc;
   s->async.data = s;
@@ -718,6 +748,7 @@ void svc_service_free(svc_service *s) {
   svc_taskq_free(s->tq);
   svc_auth_policy_free(s->policy);
   for (size_t i = 0; i < s->n_repl; i++) free(s->repl[i]);
+  json_decref(s->task_types);
   pthread_mutex_destroy(&s->mu);
   free(s);
 }

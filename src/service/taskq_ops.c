@@ -93,6 +93,15 @@ void svc_taskq_free(svc_taskq_ctx *ctx) {
 
 const char *svc_taskq_peer_id(const svc_taskq_ctx *ctx) { return ctx->peer_id; }
 
+int svc_taskq_set_capabilities(svc_taskq_ctx *ctx, const json_t *caps) {
+  json_t *c = json_deep_copy(caps);
+  if (!c) return -ENOMEM;
+  json_decref(ctx->capabilities);
+  ctx->capabilities = c;
+  ctx->cfg.capabilities = c;
+  return 0;
+}
+
 int svc_taskq_set_peer_id(svc_taskq_ctx *ctx, const char *peer_id) {
   char *dup = strdup(peer_id ? peer_id : "");
   if (!dup) return -ENOMEM;

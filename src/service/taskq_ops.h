@@ -75,6 +75,8 @@ void svc_taskq_config_default(svc_taskq_config *c);
 svc_taskq_ctx *svc_taskq_new(const svc_taskq_config *cfg);
 void svc_taskq_free(svc_taskq_ctx *ctx);
 const char *svc_taskq_peer_id(const svc_taskq_ctx *ctx);
+/* Replaces the status "capabilities" object (copied). Same rule as svc_taskq_set_peer_id. */
+int svc_taskq_set_capabilities(svc_taskq_ctx *ctx, const json_t *caps);
 /* Sets our PeerId (known only once the host exists). Call before any op is handled: it is
  * not synchronised with readers. 0 or -ENOMEM. */
 int svc_taskq_set_peer_id(svc_taskq_ctx *ctx, const char *peer_id);
