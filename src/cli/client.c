@@ -338,7 +338,10 @@ static int run_op(cenv *e, const cli_opts *o, json_t *msg, double timeout_s) {
     while (!r.done) uv_run(&e->loop, UV_RUN_ONCE);
     svc_client_close(c);
     if (r.err < 0) {
-      reply = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unreachable", "detail", strerror(-r.err));
+      const char *pid = p2p_host_peer_id(e->host);
+      bool self = pid && strstr(o->peers[0], pid);
+      reply = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unreachable", "detail",
+                        self ? "that is this node's own PeerId (use another --state-dir)" : strerror(-r.err));
     } else if (r.result) {
       reply = json_incref(r.result);
     } else {

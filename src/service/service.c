@@ -598,6 +598,8 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
   tc.session = getenv("IPFS_ACCELERATE_PY_TASK_P2P_SESSION");
   if (cfg && cfg->queue.wait_max_seconds) tc.wait_max_s = cfg->queue.wait_max_seconds;
   tc.deterministic = truthy(env_pc("TASK_P2P_DETERMINISTIC"));
+  /* Python mesh workers complete without worker_id; accepting that gives up fencing. */
+  tc.compat_unfenced_complete = truthy(getenv("PEERMCP_P2P_UNFENCED_COMPLETE"));
   tc.status_hook = status_hook;
   tc.status_ud = s;
   repl_configure(s);
