@@ -4,6 +4,7 @@
 #include "tools/mcp_tasks_queue.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,7 @@ struct mcp_tasks_queue {
   /* runner */
   run_slot *slots;
   uv_timer_t scan_timer;
-  bool scan_timer_init, scan_inflight, scan_again;
+  bool scan_timer_init, scan_inflight, scan_again, recovered;
   unsigned jobs;     /* runner jobs in flight on the pool */
   unsigned closing;  /* handles being closed */
   void (*stop_done)(void *);
@@ -494,6 +495,7 @@ typedef struct run_job {
   int kind; /* 1 scan, 2 finish, 3 heartbeat */
   /* scan */
   unsigned want;
+  bool recover; /* first scan: give back tasks held by runners of processes that are gone */
   tq_task **claimed;
   size_t n_claimed;
   /* finish */
@@ -516,9 +518,32 @@ static void job_submit(mcp_tasks_queue *q, run_job *j, workpool_work_fn work, wo
   }
 }
 
+/* A task claimed as "mcp-tasks/<pid>/<k>" by a process of this host that no longer exists
+ * (killed with -9) would wait for its lease to expire; release it now (fenced by its epoch). */
+static void recover_dead_runners(mcp_tasks_queue *q) {
+  const char *types[] = {TASK_TYPE};
+  tq_list_opts lo = {.status = TQ_RUNNING, .task_types = types, .n_task_types = 1, .limit = LIST_SCAN_LIMIT,
+                     .max_bytes = LIST_SCAN_BYTES};
+  tq_task **v = NULL;
+  size_t n = 0;
+  if (tq_list(q->o.queue, &lo, &v, &n) != 0) return;
+  for (size_t i = 0; i < n; i++) {
+    long pid = 0;
+    const char *w = v[i]->assigned_worker;
+    if (!w || sscanf(w, "mcp-tasks/%ld/", &pid) != 1 || pid <= 0 || pid == (long)getpid()) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+    tq_fence f = {.worker_id = w, .lease_epoch = v[i]->lease_epoch};
+    if (tq_release(q->o.queue, v[i]->task_id, &f, "runner process gone") == 0)
+      log_info("mcp tasks: released a task held by a runner that is gone", "{s:s, s:s}", "task_id", v[i]->task_id,
+               "worker", w);
+  }
+  tq_task_array_free(v, n);
+}
+
 static void scan_work(void *arg) {
   run_job *j = arg;
   mcp_tasks_queue *q = j->q;
+  if (j->recover) recover_dead_runners(q);
   const char *types[] = {TASK_TYPE};
   tq_list_opts lo = {.status = TQ_QUEUED, .task_types = types, .n_task_types = 1, .limit = RUNNER_SCAN_LIMIT,
                      .max_bytes = LIST_SCAN_BYTES};
@@ -585,6 +610,8 @@ static void runner_kick(mcp_tasks_queue *q) {
   j->q = q;
   j->kind = 1;
   j->want = free_slots;
+  j->recover = !q->recovered;
+  q->recovered = true;
   q->scan_inflight = true;
   job_submit(q, j, scan_work, scan_done);
 }

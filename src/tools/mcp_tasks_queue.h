@@ -11,7 +11,8 @@
  * workers (`p2p.workers = N`), a `peermcp worker --peer <this node>` elsewhere — or, when the
  * runner is enabled (serve enables it when p2p.workers = 0), this module's own runner: it
  * claims queued MCP tasks (found by a scan every scan_interval_ms and right after each create,
- * which also picks up tasks left over by a previous process), runs them through the dispatcher
+ * which also picks up tasks left over by a previous process; at its first scan it releases the
+ * tasks held by runners of processes of this host that are gone), runs them through the dispatcher
  * as a remote caller (the same rule as the workers: only MCP_TOOL_REMOTE tools), renews the
  * lease while they run and completes them with the workers' result shapes:
  *   completed {"tool", "result"}  ·  failed {"tool", "error", "error_type"} (tool error)  ·

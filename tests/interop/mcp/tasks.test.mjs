@@ -1,7 +1,8 @@
 // MCP Tasks over stdio: the official TypeScript SDK's experimental tasks client (2025-11-25
 // tasks) against peermcp, raw JSON-RPC for the 2026-07-28 io.modelcontextprotocol/tasks
 // extension, and durability (a task survives kill -9 of the server). Test tools: echo, sleep
-// (PEERMCP_TEST_TOOLS=1); tasks run on serve's in-process runner (p2p.workers = 0).
+// (PEERMCP_TEST_TOOLS=1); tasks run on serve's in-process runner (p2p.workers = 0), which
+// also takes back, at start, the tasks a killed predecessor was running.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -194,6 +195,13 @@ test('a task survives kill -9 of the server: created before the reply, found aft
       assert.equal(g.result?.taskId, id, JSON.stringify(g));
       assert.equal(g.result.status, 'working');
       assert.equal(g.result.ttl, 600000);
+      // the dead process's run is released at once (not after the lease) and runs again here
+      let again = g;
+      for (let i = 0; i < 100 && !again.result.statusMessage?.includes(`mcp-tasks/${b.proc.pid}/`); i++) {
+        await sleep(100);
+        again = await b.request({ jsonrpc: '2.0', id: 1000 + i, method: 'tasks/get', params: { taskId: id } });
+      }
+      assert.match(again.result.statusMessage, new RegExp(`running on worker mcp-tasks/${b.proc.pid}/`));
       const l = await b.request({ jsonrpc: '2.0', id: 3, method: 'tasks/list', params: {} });
       assert.ok(l.result.tasks.some((t) => t.taskId === id));
       const k = await b.request({ jsonrpc: '2.0', id: 4, method: 'tasks/cancel', params: { taskId: id } });
