@@ -874,6 +874,10 @@ static void maybe_stopped(mcp_tasks_queue *q) {
 }
 
 void mcp_tasks_queue_stop(mcp_tasks_queue *q, void (*done)(void *ud), void *ud) {
+  if (q->stop_reported) { /* stopped already */
+    if (done) done(ud);
+    return;
+  }
   q->stop_done = done;
   q->stop_ud = ud;
   if (q->stopping) return;

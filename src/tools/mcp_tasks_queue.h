@@ -65,8 +65,8 @@ int mcp_tasks_queue_new(const mcp_tasks_queue_opts *o, mcp_tasks_queue **out) __
 const mcp_tasks_backend *mcp_tasks_queue_backend(mcp_tasks_queue *q);
 
 /* Loop thread: stops the runner (running calls are cancelled and their tasks released, so they
- * run again after a restart), closes its handles, then calls done(ud) from the loop. New
- * operations afterwards fail with -ESHUTDOWN. */
+ * run again after a restart), closes its handles, then calls done(ud) from the loop (at once
+ * when it had stopped already). New operations afterwards fail with -ESHUTDOWN. */
 void mcp_tasks_queue_stop(mcp_tasks_queue *q, void (*done)(void *ud), void *ud);
 
 /* After mcp_tasks_queue_stop's done and after the dispatcher has been freed (its pool may
