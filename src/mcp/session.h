@@ -16,6 +16,11 @@
  * their responses go out as they complete, matched by id. notifications/cancelled reaches the
  * handler; a cancelled request gets no response. notifications/progress echoes the request's
  * _meta.progressToken.
+ * MCP Tasks (opts.tasks, mcp/tasks.h): a task-augmented tools/call (legacy params.task, or a
+ * modern request declaring the io.modelcontextprotocol/tasks extension) is answered with a
+ * CreateTaskResult once the backend has made the task durable; tasks/get, tasks/result,
+ * tasks/list, tasks/cancel (legacy) and tasks/get, tasks/update, tasks/cancel (modern) map onto
+ * the backend, bound to the caller's authorization context.
  *
  * Ownership: the session borrows the dispatcher and the auth context for its whole life.
  * Threads: loop thread only (the dispatcher's loop). */
