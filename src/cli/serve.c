@@ -279,8 +279,11 @@ int cli_serve(int argc, char **argv) {
    * them; with p2p.workers = 0 an in-process runner does, so a task always completes on a
    * single node. */
   if (ctx.queue) {
-    mcp_tasks_queue_opts to = {.loop = &ctx.loop, .dispatcher = disp, .queue = ctx.queue,
-                               .runner = cfg.p2p.workers == 0};
+    /* PEERMCP_MCP_TASKS_RUNNER=0|1 overrides the rule (e.g. to leave every task to remote
+     * workers). */
+    const char *rv = getenv("PEERMCP_MCP_TASKS_RUNNER");
+    bool runner = rv && (strcmp(rv, "0") == 0 || strcmp(rv, "1") == 0) ? rv[0] == '1' : cfg.p2p.workers == 0;
+    mcp_tasks_queue_opts to = {.loop = &ctx.loop, .dispatcher = disp, .queue = ctx.queue, .runner = runner};
     if ((rc = mcp_tasks_queue_new(&to, &ctx.tasks)) != 0) {
       log_error("serve: cannot set up MCP tasks; tasks disabled", "{s:i}", "errno", -rc);
       ctx.tasks = NULL;
