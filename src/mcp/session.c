@@ -55,6 +55,16 @@ typedef struct sess_sub {
 } sess_sub;
 
 #define MCP_SESSION_MAX_SUBSCRIPTIONS 64
+#define MCP_SESSION_MAX_TASK_WATCHES 4 /* tasks watched for notifications/tasks/status */
+
+/* A task this session created, watched until terminal to send notifications/tasks/status
+ * (optional in both eras; best effort: at most MCP_SESSION_MAX_TASK_WATCHES at once). */
+typedef struct sess_watch {
+  struct sess_watch *next;
+  mcp_session *s;
+  mcp_tasks_op *op;
+  bool modern;
+} sess_watch;
 
 struct mcp_session {
   mcp_session_opts o;
@@ -65,6 +75,8 @@ struct mcp_session {
   int log_min; /* legacy: from logging/setLevel; default info */
   sess_req *reqs;
   size_t inflight;
+  sess_watch *watches;
+  size_t nwatches;
   void (*idle_cb)(void *ud);
   void *idle_ud;
 };
@@ -214,6 +226,12 @@ static void sub_free(sess_sub *u) {
 
 void mcp_session_free(mcp_session *s) {
   if (!s) return;
+  while (s->watches) {
+    sess_watch *w = s->watches;
+    s->watches = w->next;
+    s->o.tasks->detach(s->o.tasks->impl, w->op);
+    free(w);
+  }
   while (s->subs) {
     sess_sub *n = s->subs->next;
     sub_free(s->subs);
@@ -490,6 +508,39 @@ static void task_reply_result(mcp_session *s, const req_ctx *rc, const mcp_task_
   reply_err(s, rc, code, msg, json_pack("{s:{s:o}}", "_meta", MCP_TASKS_RELATED_META, related));
 }
 
+static void on_watch_done(void *ud, int err, const mcp_task_view *v, size_t n, const char *next_cursor) {
+  sess_watch *w = ud;
+  mcp_session *s = w->s;
+  for (sess_watch **pp = &s->watches; *pp; pp = &(*pp)->next)
+    if (*pp == w) {
+      *pp = w->next;
+      s->nwatches--;
+      break;
+    }
+  if (err == 0 && n == 1) {
+    /* the full task, as tasks/get would show it now; no related-task _meta (tasks.mdx) */
+    json_t *p = w->modern ? mcp_tasks_modern_json(&v[0], true) : mcp_tasks_legacy_json(&v[0]);
+    send_msg(s, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/tasks/status", "params", p));
+  }
+  free(w);
+}
+
+static void task_watch(mcp_session *s, const char *task_id, bool modern) {
+  char owner[MCP_TASKS_MAX_OWNER];
+  if (s->nwatches >= MCP_SESSION_MAX_TASK_WATCHES || !mcp_tasks_owner_key(s->o.auth, owner, sizeof owner)) return;
+  sess_watch *w = calloc(1, sizeof *w);
+  if (!w) return;
+  w->s = s;
+  w->modern = modern;
+  if (s->o.tasks->get(s->o.tasks->impl, owner, task_id, true, on_watch_done, w, &w->op) != 0) {
+    free(w); /* e.g. too many waits: notifications are optional */
+    return;
+  }
+  w->next = s->watches;
+  s->watches = w;
+  s->nwatches++;
+}
+
 static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, const char *next_cursor) {
   sess_req *r = ud;
   mcp_session *s = r->s;
@@ -521,6 +572,7 @@ static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, co
     } else {
       reply(s, &rc, json_pack("{s:o}", "task", mcp_tasks_legacy_json(&v[0])), false);
     }
+    task_watch(s, v[0].task_id, r->modern);
     break;
   case RK_TASK_GET:
     reply(s, &rc, r->modern ? mcp_tasks_modern_json(&v[0], true) : mcp_tasks_legacy_json(&v[0]), false);

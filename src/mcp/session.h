@@ -20,7 +20,8 @@
  * modern request declaring the io.modelcontextprotocol/tasks extension) is answered with a
  * CreateTaskResult once the backend has made the task durable; tasks/get, tasks/result,
  * tasks/list, tasks/cancel (legacy) and tasks/get, tasks/update, tasks/cancel (modern) map onto
- * the backend, bound to the caller's authorization context.
+ * the backend, bound to the caller's authorization context; up to 4 tasks per session are
+ * watched and notifications/tasks/status sent when they end.
  *
  * Ownership: the session borrows the dispatcher and the auth context for its whole life.
  * Threads: loop thread only (the dispatcher's loop). */

@@ -265,6 +265,34 @@ static void test_tool_call_with_task_replies_create_task_result_after_durable_cr
   assert_int_equal(mcp_session_inflight(f->s), 0);
 }
 
+static void test_status_notification_follows_a_created_task(void **state) {
+  fx *f = *state;
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"remote_echo\",\"task\":{}}}");
+  mcp_task_view v = view("t9", MCP_TASK_WORKING);
+  fake_finish(&f->fk, 0, 0, &v, 1, NULL);
+  /* the session watches its task (a waiting get, not counted as a request in flight) */
+  assert_int_equal(f->fk.n, 2);
+  assert_int_equal(f->fk.ops[1].kind, F_WAIT);
+  assert_string_equal(f->fk.ops[1].task_id, "t9");
+  assert_int_equal(mcp_session_inflight(f->s), 0);
+  size_t before = json_array_size(f->out);
+  v = view("t9", MCP_TASK_COMPLETED);
+  fake_finish(&f->fk, 1, 0, &v, 1, NULL);
+  assert_int_equal(json_array_size(f->out), before + 1);
+  json_t *m = last(f);
+  assert_string_equal(str_at(m, "method"), "notifications/tasks/status");
+  assert_null(json_object_get(m, "id"));
+  assert_string_equal(str_at(json_object_get(m, "params"), "taskId"), "t9");
+  assert_string_equal(str_at(json_object_get(m, "params"), "status"), "completed");
+  /* a failed watch sends nothing */
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"remote_echo\",\"task\":{}}}");
+  v = view("t10", MCP_TASK_WORKING);
+  fake_finish(&f->fk, 2, 0, &v, 1, NULL);
+  before = json_array_size(f->out);
+  fake_finish(&f->fk, 3, -ENOENT, NULL, 0, NULL);
+  assert_int_equal(json_array_size(f->out), before);
+}
+
 static void test_task_create_failure_is_internal_error(void **state) {
   fx *f = *state;
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"remote_echo\",\"task\":{}}}");
@@ -548,6 +576,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tasks_capability_absent_without_backend, setup_no_tasks, teardown),
       cmocka_unit_test_setup_teardown(test_tools_list_declares_execution_task_support, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tool_call_with_task_replies_create_task_result_after_durable_create, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_status_notification_follows_a_created_task, setup, teardown),
       cmocka_unit_test_setup_teardown(test_task_create_failure_is_internal_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_forbidden_tool_with_task_is_method_not_found, setup, teardown),
       cmocka_unit_test_setup_teardown(test_required_tool_without_task_is_method_not_found, setup, teardown),

@@ -162,6 +162,10 @@ test('2026-07-28 extension: server/discover, resultType task, tasks/get with the
     assert.equal(g.result.resultType, 'complete');
     assert.equal(g.result.status, 'completed');
     assert.deepEqual(g.result.result.structuredContent, { m: 1 });
+    // the optional status notification, with the DetailedTask of SEP-2663
+    const note = await srv.waitFor((m) => m.method === 'notifications/tasks/status' && m.params?.taskId === id, 5000);
+    assert.equal(note.params.status, 'completed');
+    assert.deepEqual(note.params.result.structuredContent, { m: 1 });
     const u = await srv.request({ jsonrpc: '2.0', id: 3, method: 'tasks/update',
       params: { taskId: id, inputResponses: {}, _meta: EXT_META } });
     assert.equal(u.result.resultType, 'complete');
