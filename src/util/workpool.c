@@ -29,7 +29,9 @@ struct workpool {
   wp_job *head, *tail;    /* queued, not started */
   wp_job *done_head, *done_tail;
   wp_thread *threads;
-  unsigned nthreads, max_threads, idle;
+  unsigned nthreads, max_threads;
+  unsigned idle;  /* threads not running a job (waiting, or started and not yet waiting) */
+  size_t queued;  /* jobs on head..tail, not yet taken by a thread */
   size_t pending; /* queued + running */
   bool stopping;
 };
@@ -38,20 +40,19 @@ static void *wp_main(void *p) {
   workpool *wp = p;
   pthread_mutex_lock(&wp->mu);
   for (;;) {
-    while (!wp->head && !wp->stopping) {
-      wp->idle++;
-      pthread_cond_wait(&wp->cv, &wp->mu);
-      wp->idle--;
-    }
+    while (!wp->head && !wp->stopping) pthread_cond_wait(&wp->cv, &wp->mu);
     if (!wp->head) break; /* stopping and nothing left */
     wp_job *j = wp->head;
     wp->head = j->next;
     if (!wp->head) wp->tail = NULL;
+    wp->queued--;
+    wp->idle--;
     pthread_mutex_unlock(&wp->mu);
 
     j->work(j->arg);
 
     pthread_mutex_lock(&wp->mu);
+    wp->idle++;
     j->next = NULL;
     if (wp->done_tail) wp->done_tail->next = j;
     else wp->done_head = j;
@@ -98,6 +99,7 @@ static int wp_spawn_locked(workpool *wp) {
   t->next = wp->threads;
   wp->threads = t;
   wp->nthreads++;
+  wp->idle++; /* it takes a job as soon as it runs */
   return 0;
 }
 
@@ -152,8 +154,11 @@ int workpool_submit(workpool *wp, workpool_work_fn work, workpool_done_fn done, 
   else wp->head = j;
   wp->tail = j;
   wp->pending++;
-  /* Grow when every worker is busy: a blocked handler must not hold up the queue. */
-  if (wp->idle == 0 && wp->nthreads < wp->max_threads) {
+  wp->queued++;
+  /* Grow when the queued jobs outnumber the threads free to take them (a blocked handler must
+   * not hold up the queue). Counting queued jobs, not threads asleep in the wait, also covers
+   * a thread that was signalled for an earlier job and has not woken yet. */
+  if (wp->queued > wp->idle && wp->nthreads < wp->max_threads) {
     int rc = wp_spawn_locked(wp); /* never 0 threads: workpool_new started at least one */
     if (rc != 0) log_warn("workpool: cannot add a thread", "{s:i}", "errno", -rc);
   }

@@ -408,7 +408,7 @@ static void test_silent_stream_is_closed_after_init_timeout(void **state) {
   assert_int_equal(p2p_host_open_stream(W.b, W.a_addr, SVC_MCPP_PROTOCOL, raw_open, &r), 0);
   run_until(&r.done);
   assert_int_equal(r.len, 0);
-  assert_true(clock_mono_ms() - t0 < 5000);
+  assert_true(clock_mono_ms() - t0 < 15000); /* the 300 ms init timeout, under load */
 }
 
 static int setup_few_frames(void **state) {

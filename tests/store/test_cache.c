@@ -156,14 +156,14 @@ static void test_cache_corrupt_file_is_miss_and_removed(void **state) {
 static void test_cache_ttl_expiry_and_sweep(void **state) {
   fx *f = *state;
   json_t *v = json_integer(7);
-  double ttl = 0.05, forever = 0;
+  double ttl = 1.0, forever = 0; /* long enough that the first get is a hit even under load */
   assert_int_equal(ttlcache_set(f->c, "short", v, &ttl), 0);
   assert_int_equal(ttlcache_set(f->c, "short2", v, &ttl), 0);
   assert_int_equal(ttlcache_set(f->c, "long", v, &forever), 0);
   json_t *got;
   assert_int_equal(ttlcache_get(f->c, "short", &got), 0);
   json_decref(got);
-  usleep(80000);
+  usleep(1100000);
   assert_int_equal(ttlcache_get(f->c, "short", &got), -ENOENT);
   size_t removed = 0;
   assert_int_equal(ttlcache_sweep(f->c, &removed), 0);

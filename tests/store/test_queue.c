@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -370,13 +371,13 @@ static void test_wait_wakes_on_completion_not_timeout(void **state) {
   c.epoch = t->lease_epoch;
   tq_task_free(t);
   pthread_t th;
+  int64_t t0 = clock_mono_ms(); /* before the thread starts its 150 ms sleep */
   pthread_create(&th, NULL, complete_later, &c);
-  int64_t t0 = clock_mono_ms();
   assert_int_equal(tq_wait(f->q, c.id, 20, NULL, NULL, &t), 0);
   int64_t took = clock_mono_ms() - t0;
   pthread_join(th, NULL);
   assert_int_equal(t->status, TQ_COMPLETED);
-  assert_true(took >= 100 && took < 5000);
+  assert_true(took >= 100 && took < 15000); /* woken, not the 20 s timeout */
   tq_task_free(t);
 }
 
@@ -394,7 +395,7 @@ static void test_wait_timeout_returns_current_state_and_is_capped(void **state) 
   int64_t t0 = clock_mono_ms();
   assert_int_equal(tq_wait(f->q, id, 1e9, NULL, NULL, &t), 0);
   int64_t took = clock_mono_ms() - t0;
-  assert_true(took >= 250 && took < 3000);
+  assert_true(took >= 250 && took < 15000); /* capped at 0.3 s, not 1e9 s */
   assert_int_equal(t->status, TQ_QUEUED);
   tq_task_free(t);
   assert_int_equal(tq_wait(f->q, "ffffffffffffffffffffffffffffffff", 0.1, NULL, NULL, &t), -ENOENT);
@@ -409,7 +410,7 @@ static void test_wait_honours_cancellation(void **state) {
   tq_task *t;
   int64_t t0 = clock_mono_ms();
   assert_int_equal(tq_wait(f->q, id, 30, always, f, &t), 0);
-  assert_true(clock_mono_ms() - t0 < 2000);
+  assert_true(clock_mono_ms() - t0 < 15000); /* not the 30 s timeout */
   tq_task_free(t);
 }
 
@@ -756,13 +757,20 @@ typedef struct {
   char id[33];
   int rc;
   int64_t took;
+  atomic_bool waiting; /* set from inside tq_wait: the waiter is registered */
 } waiter_arg;
+
+/* tq_wait polls this (every 200 ms at most) only once its waiter is registered. */
+static bool note_waiting(void *ud) {
+  atomic_store(&((waiter_arg *)ud)->waiting, true);
+  return false;
+}
 
 static void *wait_long(void *arg) {
   waiter_arg *w = arg;
   tq_task *t = NULL;
   int64_t t0 = clock_mono_ms();
-  w->rc = tq_wait(w->q, w->id, 60, NULL, NULL, &t);
+  w->rc = tq_wait(w->q, w->id, 60, note_waiting, w, &t);
   w->took = clock_mono_ms() - t0;
   tq_task_free(t);
   return NULL;
@@ -774,12 +782,15 @@ static void test_close_wakes_waiters(void **state) {
   submit_p(f->q, "t", "{}", w.id);
   pthread_t th;
   pthread_create(&th, NULL, wait_long, &w);
-  usleep(100000);
+  /* close only once the thread is inside tq_wait (closing first would free the queue under it) */
+  int64_t t0 = clock_mono_ms();
+  while (!atomic_load(&w.waiting) && clock_mono_ms() - t0 < 30000) usleep(1000);
+  assert_true(atomic_load(&w.waiting));
   tq_close(f->q);
   f->q = NULL;
   pthread_join(th, NULL);
   assert_int_equal(w.rc, 0);
-  assert_true(w.took < 5000);
+  assert_true(w.took < 40000); /* woken by the close, not the 60 s timeout */
 }
 
 static void test_recovery_limit_never_fails_tasks_with_attempts_left(void **state) {
@@ -863,7 +874,7 @@ static void test_wait_sees_other_process_commits(void **state) {
   int64_t took = clock_mono_ms() - t0;
   pthread_join(th, NULL);
   assert_int_equal(t->status, TQ_COMPLETED);
-  assert_true(took < 5000);
+  assert_true(took < 15000); /* the recheck found it, not the 20 s timeout */
   tq_task_free(t);
 }
 

@@ -200,7 +200,7 @@ static void test_task_wait_returns_when_completed(void **state) {
   int64_t t0 = clock_mono_ms();
   env = call(f, "task_wait", args);
   pthread_join(th, NULL);
-  assert_true(clock_mono_ms() - t0 < 10000);
+  assert_true(clock_mono_ms() - t0 < 15000); /* woken by the completion, not the 20 s timeout */
   assert_true(json_is_true(json_object_get(res(env), "done")));
   json_t *t = json_object_get(res(env), "task");
   assert_string_equal(sget(t, "status"), "completed");
@@ -286,7 +286,7 @@ static void test_task_wait_stops_when_the_call_is_cancelled(void **state) {
   mcp_dispatch_cancel(handle);
   for (int i = 0; i < 200000 && f->done == before; i++) uv_run(&f->loop, UV_RUN_ONCE);
   assert_int_equal(f->done, before + 1);
-  assert_true(clock_mono_ms() - t0 < 5000);
+  assert_true(clock_mono_ms() - t0 < 30000); /* not the 60 s timeout */
   assert_int_equal(f->st, MCP_DISPATCH_CANCELLED);
 }
 

@@ -1,12 +1,15 @@
 /* Tests for util/workpool: jobs run off the loop thread, completions come back on it, the pool
  * grows when workers block, and free drains everything. */
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -36,8 +39,16 @@ static void done_fn(void *arg) {
   j->done_calls++;
 }
 
+/* Runs the loop until *flag reaches want, for at most 30 s (generous for a loaded machine). */
 static void run_until(uv_loop_t *loop, int *flag, int want) {
-  for (int i = 0; i < 5000 && *flag < want; i++) uv_run(loop, UV_RUN_NOWAIT), usleep(200);
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do {
+    uv_run(loop, UV_RUN_NOWAIT);
+    if (*flag >= want) return;
+    usleep(200);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while (t.tv_sec - t0.tv_sec < 30);
 }
 
 static void test_workpool_runs_job_off_loop_and_completes_on_loop(void **state) {
@@ -81,6 +92,53 @@ static void test_workpool_grows_when_all_workers_block(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The blocking job and the quick one are queued back to back, before the one worker has woken
+ * for the first: the pool must still grow (it counts queued jobs, not sleeping threads). */
+static void test_workpool_grows_when_jobs_arrive_before_the_worker_wakes(void **state) {
+  (void)state;
+  /* On one CPU the woken worker cannot run between the two submissions (as on a loaded
+   * machine), which makes the race this test is about (nearly) certain to happen. */
+  cpu_set_t old, one;
+  bool pinned = sched_getaffinity(0, sizeof old, &old) == 0;
+  if (pinned) {
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+      if (CPU_ISSET(c, &old)) {
+        CPU_SET(c, &one);
+        break;
+      }
+    pinned = sched_setaffinity(0, sizeof one, &one) == 0;
+  }
+  for (int round = 0; round < 20; round++) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    workpool *wp;
+    assert_int_equal(workpool_new(&loop, 1, 4, &wp), 0);
+    usleep(2000);
+    atomic_int gate = 0, counter = 0;
+    job warm = {.counter = &counter};
+    job blocked = {.gate = &gate, .counter = &counter};
+    job quick = {.counter = &counter};
+    /* a first job, so the worker is asleep waiting for work (not starting up) when the two
+     * arrive; the pause only makes that likely, correctness does not depend on it */
+    assert_int_equal(workpool_submit(wp, work_fn, done_fn, &warm), 0);
+    run_until(&loop, &warm.done_calls, 1);
+    usleep(2000);
+    assert_int_equal(workpool_threads(wp), 1); /* one idle thread was enough so far */
+    assert_int_equal(workpool_submit(wp, work_fn, done_fn, &blocked), 0);
+    assert_int_equal(workpool_submit(wp, work_fn, done_fn, &quick), 0);
+    run_until(&loop, &quick.done_calls, 1);
+    assert_int_equal(quick.done_calls, 1);
+    assert_int_equal(blocked.done_calls, 0);
+    atomic_store(&gate, 1);
+    workpool_free(wp);
+    assert_int_equal(blocked.done_calls, 1);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+  }
+  if (pinned) assert_int_equal(sched_setaffinity(0, sizeof old, &old), 0);
+}
+
 static void test_workpool_free_drains_queued_jobs(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -106,6 +164,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_workpool_runs_job_off_loop_and_completes_on_loop),
       cmocka_unit_test(test_workpool_grows_when_all_workers_block),
+      cmocka_unit_test(test_workpool_grows_when_jobs_arrive_before_the_worker_wakes),
       cmocka_unit_test(test_workpool_free_drains_queued_jobs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
