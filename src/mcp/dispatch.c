@@ -756,6 +756,11 @@ static json_t *visible_tools(const mcp_registry *reg, bool remote, const char *c
 
 mcp_dispatch_status mcp_dispatch_invoke(mcp_call *parent, const char *category, const char *tool, json_t *args,
                                         json_t **envelope_out) {
+  return mcp_dispatch_invoke_timeout(parent, category, tool, args, 0, envelope_out);
+}
+
+mcp_dispatch_status mcp_dispatch_invoke_timeout(mcp_call *parent, const char *category, const char *tool,
+                                                json_t *args, uint32_t timeout_ms, json_t **envelope_out) {
   mcp_call c;
   memset(&c, 0, sizeof c);
   c.d = parent->d;
@@ -800,7 +805,7 @@ mcp_dispatch_status mcp_dispatch_invoke(mcp_call *parent, const char *category, 
   }
   const mcp_tool_def *def = mcp_tool_def_of(t);
   c.tool = t;
-  uint32_t timeout = def->timeout_ms ? def->timeout_ms : c.d->default_timeout_ms;
+  uint32_t timeout = timeout_ms ? timeout_ms : def->timeout_ms ? def->timeout_ms : c.d->default_timeout_ms;
   c.deadline_ms = clock_mono_ms() + (int64_t)timeout;
   if (c.deadline_ms > parent->deadline_ms) c.deadline_ms = parent->deadline_ms;
 

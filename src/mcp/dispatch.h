@@ -141,6 +141,10 @@ json_t *mcp_dispatch_call_result(const json_t *envelope);
  * Must not be called on the loop thread. */
 mcp_dispatch_status mcp_dispatch_invoke(mcp_call *parent, const char *category, const char *tool, json_t *args,
                                         json_t **envelope_out);
+/* The same with a per-call timeout: timeout_ms (0 = the tool's timeout, else the default)
+ * replaces the tool's own, and the deadline is still clamped to the parent's. */
+mcp_dispatch_status mcp_dispatch_invoke_timeout(mcp_call *parent, const char *category, const char *tool,
+                                                json_t *args, uint32_t timeout_ms, json_t **envelope_out);
 
 /* The registry the call runs against; for meta-tools. */
 mcp_registry *mcp_call_registry(const mcp_call *call);

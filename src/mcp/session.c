@@ -79,16 +79,20 @@ struct mcp_session {
   size_t nwatches;
   void (*idle_cb)(void *ud);
   void *idle_ud;
+  bool ended; /* init_required refused a request: input is ignored */
+  bool ready; /* initialized, or a modern request was served */
+  struct req_ctx *cur; /* the request a method hook is handling (mcp_session_start_call) */
 };
 
 /* Per-request context. */
-typedef struct req_ctx {
+struct req_ctx {
   json_t *id;     /* NULL for notifications */
   json_t *params; /* object or NULL */
   json_t *meta;   /* params._meta object or NULL */
   bool modern;
   int log_min;
-} req_ctx;
+};
+typedef struct req_ctx req_ctx;
 
 static int level_rank(const char *name) {
   if (!name) return -1;
@@ -202,7 +206,11 @@ int mcp_session_new(const mcp_session_opts *opts, mcp_session **out) {
   if (!s->o.max_inflight || s->o.max_inflight > MCP_SESSION_MAX_INFLIGHT) s->o.max_inflight = MCP_SESSION_MAX_INFLIGHT;
   if (!s->o.server_name) s->o.server_name = "peermcp";
   if (!s->o.server_version) s->o.server_version = PEERMCP_VERSION;
-  s->log_min = 1; /* info */
+  if (!s->o.init_required_code) s->o.init_required_code = RPC_INVALID_REQUEST;
+  if (!s->o.init_required_message) s->o.init_required_message = "initialize first";
+  if (!s->o.busy_code) s->o.busy_code = RPC_INTERNAL_ERROR;
+  if (!s->o.busy_message) s->o.busy_message = "too many requests in flight";
+  s->log_min = s->o.quiet_logs ? -1 : 1; /* info */
   *out = s;
   return 0;
 }
@@ -293,7 +301,12 @@ static void on_call_done(void *ud, const mcp_call_outcome *o) {
   mcp_session *s = r->s;
   r->call = NULL;
   req_unlink(s, r);
-  if (!r->cancelled) {
+  mcp_session_shaped shaped = {0};
+  if (!r->cancelled && s->o.result_shaper && s->o.result_shaper(s->o.hook_ud, o, &shaped)) {
+    req_ctx rc = {.id = r->id, .modern = r->modern};
+    if (shaped.result) reply(s, &rc, shaped.result, false);
+    else reply_err(s, &rc, shaped.code ? shaped.code : RPC_INTERNAL_ERROR, shaped.message, NULL);
+  } else if (!r->cancelled) {
     req_ctx rc = {.id = r->id, .modern = r->modern};
     if (o->status == MCP_DISPATCH_UNKNOWN_TOOL) {
       const char *tool = json_string_value(json_object_get(o->envelope, "tool"));
@@ -379,6 +392,8 @@ void mcp_session_end_subscriptions(mcp_session *s) {
 size_t mcp_session_subscriptions(const mcp_session *s) { return s->nsubs; }
 
 static bool task_call_route(mcp_session *s, req_ctx *rc, const char *tool, json_t *args);
+static void call_start(mcp_session *s, req_ctx *rc, const char *tool, json_t *args, const mcp_auth *auth,
+                       uint32_t timeout_ms);
 
 static void m_tools_call(mcp_session *s, req_ctx *rc) {
   json_t *name = json_object_get(rc->params, "name");
@@ -393,12 +408,30 @@ static void m_tools_call(mcp_session *s, req_ctx *rc) {
   }
   if (!rc->id) return; /* a tools/call notification: nothing to answer, nothing to run */
   if (s->o.tasks && task_call_route(s, rc, json_string_value(name), args)) return;
+  call_start(s, rc, json_string_value(name), args, s->o.auth, s->o.call_timeout_ms);
+}
+
+int mcp_session_start_call(mcp_session *s, const mcp_session_call *call) {
+  if (!s->cur || !s->cur->id || !call || !call->tool) return -EINVAL;
+  json_t *args = call->args;
+  if (args && !json_is_null(args) && !json_is_object(args)) {
+    reply_err(s, s->cur, RPC_INVALID_PARAMS, "tools/call: params.arguments must be an object", NULL);
+    return 0;
+  }
+  call_start(s, s->cur, call->tool, args, call->auth ? call->auth : s->o.auth,
+             call->timeout_ms ? call->timeout_ms : s->o.call_timeout_ms);
+  return 0;
+}
+
+/* Starts one tracked dispatch for request rc (answered in every case). */
+static void call_start(mcp_session *s, req_ctx *rc, const char *tool, json_t *args, const mcp_auth *auth,
+                       uint32_t timeout_ms) {
   if (find_req(s, rc->id) || find_sub(s, rc->id, NULL)) {
     reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
     return;
   }
   if (s->inflight >= s->o.max_inflight) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, "too many requests in flight", NULL);
+    reply_err(s, rc, s->o.busy_code, s->o.busy_message, NULL);
     return;
   }
   sess_req *r = calloc(1, sizeof *r);
@@ -413,12 +446,12 @@ static void m_tools_call(mcp_session *s, req_ctx *rc) {
   json_t *tok = json_object_get(rc->meta, "progressToken");
   if (tok && !json_is_string(tok) && !json_is_integer(tok)) tok = NULL;
   mcp_call_request cr = {
-      .tool = json_string_value(name),
+      .tool = tool,
       .args = json_is_object(args) ? args : NULL,
-      .auth = s->o.auth,
+      .auth = auth,
       .remote = s->o.remote,
       .progress_token = tok,
-      .timeout_ms = s->o.call_timeout_ms,
+      .timeout_ms = timeout_ms,
       .sink = {.progress = on_progress, .log = on_log, .ud = r},
   };
   r->next = s->reqs;
@@ -442,7 +475,7 @@ static sess_req *req_begin(mcp_session *s, req_ctx *rc, int kind) {
     return NULL;
   }
   if (s->inflight >= s->o.max_inflight) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, "too many requests in flight", NULL);
+    reply_err(s, rc, s->o.busy_code, s->o.busy_message, NULL);
     return NULL;
   }
   sess_req *r = calloc(1, sizeof *r);
@@ -617,6 +650,7 @@ static bool task_call_route(mcp_session *s, req_ctx *rc, const char *name, json_
   const mcp_registry *reg = mcp_dispatcher_registry(s->o.dispatcher);
   const mcp_tool *t = mcp_registry_find(reg, name);
   if (!t || (s->o.remote && !(mcp_tool_def_of(t)->flags & MCP_TOOL_REMOTE))) return false; /* unknown: normal path */
+  if (s->o.tool_filter && !s->o.tool_filter(s->o.hook_ud, t, s->o.auth)) return false; /* the dispatcher refuses it */
   mcp_task_support sup = mcp_tasks_tool_support(s->o.tasks, t);
   json_t *task = json_object_get(rc->params, "task");
   int64_t ttl_ms = -1;
@@ -749,6 +783,7 @@ static bool tool_listed(const mcp_session *s, const mcp_tool *t) {
   const mcp_tool_def *d = mcp_tool_def_of(t);
   if (d->flags & MCP_TOOL_HIDDEN) return false;
   if (s->o.remote && !(d->flags & MCP_TOOL_REMOTE)) return false;
+  if (s->o.tool_filter && !s->o.tool_filter(s->o.hook_ud, t, s->o.auth)) return false;
   return true;
 }
 
@@ -802,13 +837,18 @@ static bool check_cursor_empty(mcp_session *s, req_ctx *rc) {
 
 static void m_initialize(mcp_session *s, req_ctx *rc) {
   json_t *pv = json_object_get(rc->params, "protocolVersion");
-  if (!json_is_string(pv)) {
+  if (!json_is_string(pv) && !(s->o.init_default_version && (!pv || json_is_null(pv)))) {
     reply_err(s, rc, RPC_INVALID_PARAMS, "initialize: params.protocolVersion must be a string", NULL);
     return;
   }
-  const char *want = json_string_value(pv), *got = MCP_PROTOCOL_LEGACY_LATEST;
+  const char *want = json_is_string(pv) ? json_string_value(pv) : "", *got = NULL;
   for (size_t i = 0; i < N_LEGACY; i++)
     if (strcmp(want, k_legacy_versions[i]) == 0) got = k_legacy_versions[i];
+  if (!got) {
+    got = MCP_PROTOCOL_LEGACY_LATEST;
+    for (size_t i = 0; s->o.init_default_version && i < N_LEGACY; i++)
+      if (strcmp(s->o.init_default_version, k_legacy_versions[i]) == 0) got = k_legacy_versions[i];
+  }
   char *dup = strdup(got);
   if (!dup) {
     reply_err(s, rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
@@ -824,6 +864,8 @@ static void m_initialize(mcp_session *s, req_ctx *rc) {
   json_t *res = json_pack("{s:s, s:o, s:o}", "protocolVersion", got, "capabilities", capabilities(s, false, got),
                           "serverInfo", si);
   if (s->o.instructions) json_object_set_new(res, "instructions", json_string(s->o.instructions));
+  if (s->o.init_decorator && res) s->o.init_decorator(s->o.hook_ud, s, rc->params, res);
+  s->ready = true;
   reply(s, rc, res, false);
 }
 
@@ -1021,8 +1063,6 @@ static void handle_message(mcp_session *s, json_t *m) {
   }
   rc.meta = meta;
 
-  if (s->o.hook && s->o.hook(s->o.hook_ud, s, name, rc.id, rc.params)) return;
-
   /* Era: per request, from _meta (2026-07-28 versioning.mdx). */
   json_t *pv = json_object_get(meta, "io.modelcontextprotocol/protocolVersion");
   if (pv && has_id) {
@@ -1059,6 +1099,19 @@ static void handle_message(mcp_session *s, json_t *m) {
   }
   unsigned era = rc.modern ? MODERN : LEGACY;
 
+  if (s->o.init_required && has_id && !s->ready && !rc.modern && strcmp(name, "initialize") != 0) {
+    reply_err(s, &rc, s->o.init_required_code, s->o.init_required_message, NULL);
+    s->ended = true;
+    return;
+  }
+  if (rc.modern) s->ready = true;
+  if (s->o.hook) {
+    s->cur = &rc;
+    bool taken = s->o.hook(s->o.hook_ud, s, name, rc.id, rc.params);
+    s->cur = NULL;
+    if (taken) return;
+  }
+
   if (!has_id) {
     for (size_t i = 0; i < sizeof k_notifications / sizeof k_notifications[0]; i++)
       if (strcmp(name, k_notifications[i].name) == 0) {
@@ -1085,7 +1138,15 @@ static void handle_message(mcp_session *s, json_t *m) {
   reply_err(s, &rc, RPC_METHOD_NOT_FOUND, msg, NULL);
 }
 
+bool mcp_session_ended(const mcp_session *s) { return s->ended; }
+bool mcp_session_ready(const mcp_session *s) { return s->ready; }
+
+void mcp_session_feed_json(mcp_session *s, json_t *msg) {
+  if (!s->ended && msg) handle_message(s, msg);
+}
+
 void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {
+  if (s->ended) return;
   if (len > s->o.max_message_bytes) {
     char m[96];
     snprintf(m, sizeof m, "Invalid Request: message of %zu bytes exceeds the limit of %zu", len, s->o.max_message_bytes);

@@ -54,9 +54,34 @@ typedef struct mcp_session mcp_session;
 typedef void (*mcp_session_send_fn)(void *ud, char *msg, size_t len);
 
 /* Optional: lets a transport take over methods (e.g. P2P-specific ones) before the session's
- * own table. Return true when handled (the hook then answers with mcp_session_reply_*; for a
- * notification, id is NULL and nothing must be sent). params may be NULL. */
+ * own table — after JSON-RPC validation, era detection and the init_required check. Return
+ * true when handled (the hook then answers with mcp_session_reply_* or
+ * mcp_session_start_call; for a notification, id is NULL and nothing must be sent). params
+ * may be NULL. */
 typedef bool (*mcp_session_method_hook)(void *ud, mcp_session *s, const char *method, json_t *id, json_t *params);
+
+/* Optional extension points, for transports that must keep an older wire contract (e.g. the
+ * /mcp+p2p/1.0.0 one). Each gets opts.hook_ud. */
+
+/* Which tools this caller is shown: tools/list lists, and a task-augmented tools/call accepts,
+ * only tools for which it returns true (on top of the remote/hidden rules). Plain calls still
+ * go to the dispatcher, which checks scopes itself. */
+typedef bool (*mcp_session_tool_filter)(void *ud, const mcp_tool *tool, const mcp_auth *auth);
+
+/* Called with a successful (legacy) initialize result before it is sent: may add or replace
+ * keys. params may be NULL. */
+typedef void (*mcp_session_init_decorator)(void *ud, mcp_session *s, const json_t *params, json_t *result);
+
+/* How a tools/call outcome is answered. Return false for the standard answer (a
+ * CallToolResult, or -32602 for an unknown tool); return true after setting either
+ * out->result (a new reference: the result object, era fields are still added) or
+ * out->code + out->message (a static string) for a JSON-RPC error. */
+typedef struct mcp_session_shaped {
+  json_t *result;
+  int code;
+  const char *message;
+} mcp_session_shaped;
+typedef bool (*mcp_session_result_shaper)(void *ud, const mcp_call_outcome *outcome, mcp_session_shaped *out);
 
 typedef struct mcp_session_opts {
   mcp_dispatcher *dispatcher; /* required */
@@ -80,6 +105,21 @@ typedef struct mcp_session_opts {
   const mcp_tasks_backend *tasks; /* MCP Tasks (mcp/tasks.h); NULL = no tasks: the capability is
                                      not advertised, params.task is ignored, the tasks methods are -32601.
                                      Borrowed for the session's life. */
+  /* Extension points (all optional; the callbacks get hook_ud). */
+  mcp_session_tool_filter tool_filter;
+  mcp_session_init_decorator init_decorator;
+  mcp_session_result_shaper result_shaper;
+  bool init_required;          /* a legacy-era request before a successful initialize is answered
+                                  init_required_code/message and ends the session
+                                  (mcp_session_ended); 2026-07-28 requests need no initialize */
+  int init_required_code;      /* 0 = -32600 */
+  const char *init_required_message; /* NULL = "initialize first" */
+  const char *init_default_version;  /* initialize without a protocolVersion we speak negotiates
+                                        this (one of the legacy revisions); NULL = a missing
+                                        protocolVersion is -32602 and an unknown one gets the latest */
+  bool quiet_logs;             /* legacy era: no notifications/message until logging/setLevel */
+  int busy_code;               /* max_inflight reached: 0 = -32603 */
+  const char *busy_message;    /* NULL = "too many requests in flight" */
 } mcp_session_opts;
 
 /* 0, -EINVAL (missing required field) or -ENOMEM. */
@@ -90,6 +130,28 @@ void mcp_session_free(mcp_session *s);
 
 /* Handles one message. Bad input is answered with a JSON-RPC error, never fatal. */
 void mcp_session_feed(mcp_session *s, const char *msg, size_t len);
+/* The same for a message the transport has parsed itself (borrowed; it checked its size and
+ * nesting against its own ceilings). */
+void mcp_session_feed_json(mcp_session *s, json_t *msg);
+
+/* True once the session refused to go on (init_required): the transport flushes and closes;
+ * further input is ignored. */
+bool mcp_session_ended(const mcp_session *s);
+/* True after a successful initialize or once a 2026-07-28 request was served. */
+bool mcp_session_ready(const mcp_session *s);
+
+/* From a method hook only, for the request it is handling: runs a tools/call the session
+ * tracks like its own (duplicate id, max_inflight, cancellation, progress, result_shaper), but
+ * with the hook's tool, arguments, caller and deadline. auth NULL = the session's (copied by the
+ * dispatcher); timeout_ms 0 = opts.call_timeout_ms. Answers the request in every case; returns
+ * 0, or -EINVAL when called outside a hook or for a notification (nothing sent then). */
+typedef struct mcp_session_call {
+  const char *tool;
+  json_t *args; /* object or NULL = {}; borrowed */
+  const mcp_auth *auth;
+  uint32_t timeout_ms;
+} mcp_session_call;
+int mcp_session_start_call(mcp_session *s, const mcp_session_call *call) __attribute__((warn_unused_result));
 
 /* For transports that detect a framing problem themselves (a line over the limit): sends an
  * error response with id null. */

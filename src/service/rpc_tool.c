@@ -14,12 +14,14 @@ static int rpc_nested_tool(void *ud, const mcp_auth *auth, const char *tool, jso
                            json_t **result, bool *is_error) {
   mcp_call *call = ud;
   (void)auth; /* the child inherits the parent's auth (which already holds the message token) */
-  (void)timeout_ms;
   *result = NULL;
   *is_error = false;
   if (strcmp(tool, SVC_TASKQ_TOOL) == 0) return -ENOENT; /* no recursion through the op table */
   json_t *env = NULL;
-  mcp_dispatch_status st = mcp_dispatch_invoke(call, NULL, tool, args, &env);
+  /* the op's timeout_s (already clamped by the op table) bounds the child; the parent's
+   * deadline still applies */
+  uint32_t tmo = timeout_ms <= 0 ? 0 : timeout_ms > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)timeout_ms;
+  mcp_dispatch_status st = mcp_dispatch_invoke_timeout(call, NULL, tool, args, tmo, &env);
   int rc = 0;
   switch (st) {
   case MCP_DISPATCH_OK: *result = json_incref(json_object_get(env, "result")); break;

@@ -1,6 +1,7 @@
 /* Tests for mcp/session: JSON-RPC framing errors, era detection (2026-07-28 versioning.mdx),
  * legacy lifecycle, modern per-request _meta, pagination, concurrent calls matched by id,
  * cancellation and progress. Messages in, messages out; no I/O. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -509,6 +510,155 @@ static void test_session_hook_takes_over_methods_first(void **state) {
   assert_true(json_is_object(result(last(f))));
 }
 
+/* ---- extension points (tool_filter, init_decorator, result_shaper, init_required,
+ * init_default_version, quiet_logs, busy code, mcp_session_start_call) ---- */
+
+static bool only_b(void *ud, const mcp_tool *t, const mcp_auth *auth) {
+  (void)ud;
+  (void)auth;
+  return strcmp(mcp_tool_def_of(t)->category, "b") == 0;
+}
+static void decorate(void *ud, mcp_session *s, const json_t *params, json_t *res) {
+  (void)ud;
+  (void)s;
+  json_object_set_new(res, "ok", json_true());
+  json_object_set_new(res, "echoed", json_incref(json_object_get((json_t *)params, "x") ? json_object_get((json_t *)params, "x") : json_null()));
+}
+static bool shape(void *ud, const mcp_call_outcome *o, mcp_session_shaped *out) {
+  (void)ud;
+  if (o->status == MCP_DISPATCH_UNKNOWN_TOOL) {
+    out->code = -32002;
+    out->message = "unknown_tool";
+    return true;
+  }
+  if (o->tool && strcmp(mcp_tool_def_of(o->tool)->name, "a1") == 0) {
+    out->result = json_pack("{s:O}", "content", json_object_get(o->envelope, "result"));
+    return true;
+  }
+  return false;
+}
+static bool start_hook(void *ud, mcp_session *s, const char *method, json_t *id, json_t *params) {
+  (void)ud;
+  if (strcmp(method, "x/call") != 0) return false;
+  static const mcp_auth none = {.scopes = 0};
+  mcp_session_call c = {.tool = json_string_value(json_object_get(params, "name")),
+                        .args = json_object_get(params, "arguments"), .auth = &none, .timeout_ms = 5000};
+  assert_int_equal(mcp_session_start_call(s, &c), 0);
+  return true;
+}
+
+static void remake(fx *f, mcp_session_opts *so) {
+  mcp_session_free(f->s);
+  so->dispatcher = f->d;
+  so->auth = &k_auth;
+  so->send = capture;
+  so->send_ud = f;
+  assert_int_equal(mcp_session_new(so, &f->s), 0);
+}
+
+static void test_session_tool_filter_hides_tools_from_list(void **state) {
+  fx *f = *state;
+  mcp_session_opts so = {.tool_filter = only_b};
+  remake(f, &so);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+  json_t *tools = json_object_get(result(last(f)), "tools");
+  assert_int_equal(json_array_size(tools), 1); /* b1 (b2 is hidden) */
+  assert_string_equal(json_string_value(json_object_get(json_array_get(tools, 0), "name")), "b1");
+}
+
+static void test_session_init_required_refuses_then_ends(void **state) {
+  fx *f = *state;
+  mcp_session_opts so = {.init_required = true, .init_required_code = -32000, .init_required_message = "init_required"};
+  remake(f, &so);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}"); /* notifications: ignored */
+  assert_int_equal(json_array_size(f->out), 0);
+  assert_false(mcp_session_ended(f->s));
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+  assert_int_equal(err_code(last(f)), -32000);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(last(f), "error"), "message")), "init_required");
+  assert_true(mcp_session_ended(f->s));
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}");
+  assert_int_equal(json_array_size(f->out), 1); /* ignored once ended */
+}
+
+static void test_session_init_required_lets_modern_requests_through(void **state) {
+  fx *f = *state;
+  mcp_session_opts so = {.init_required = true};
+  remake(f, &so);
+  assert_false(mcp_session_ready(f->s));
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\",\"params\":{" MODERN_META "}}");
+  assert_non_null(json_object_get(result(last(f)), "supportedVersions"));
+  assert_false(mcp_session_ended(f->s));
+  assert_true(mcp_session_ready(f->s));
+}
+
+static void test_session_init_decorator_and_default_version(void **state) {
+  fx *f = *state;
+  mcp_session_opts so = {.init_required = true, .init_decorator = decorate, .init_default_version = "2024-11-05"};
+  remake(f, &so);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"x\":5}}");
+  json_t *r = result(last(f));
+  assert_string_equal(json_string_value(json_object_get(r, "protocolVersion")), "2024-11-05");
+  assert_true(json_is_true(json_object_get(r, "ok")));
+  assert_int_equal(json_integer_value(json_object_get(r, "echoed")), 5);
+  assert_true(mcp_session_ready(f->s));
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\"}}");
+  assert_string_equal(json_string_value(json_object_get(result(last(f)), "protocolVersion")), "2025-06-18");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}");
+  assert_true(json_is_object(result(last(f))));
+}
+
+static void test_session_result_shaper_replaces_answers(void **state) {
+  fx *f = *state;
+  mcp_session_opts so = {.result_shaper = shape};
+  remake(f, &so);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a1\",\"arguments\":{\"k\":1}}}");
+  run_until_out(f, 1);
+  json_t *content = json_object_get(result(last(f)), "content");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(content, "echo"), "k")), 1);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"nope\"}}");
+  run_until_out(f, 2);
+  assert_int_equal(err_code(last(f)), -32002);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"b1\"}}");
+  run_until_out(f, 3);
+  assert_true(json_is_array(json_object_get(result(last(f)), "content"))); /* standard shape */
+}
+
+static void test_session_hook_starts_tracked_call_with_its_auth(void **state) {
+  fx *f = *state;
+  mcp_session_opts so = {.hook = start_hook};
+  remake(f, &so);
+  /* a tool needing no scope runs with the hook's (empty) auth */
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x/call\",\"params\":{\"name\":\"b1\",\"arguments\":{\"v\":2}}}");
+  assert_int_equal(mcp_session_inflight(f->s), 1);
+  /* the same id while in flight is refused like any tools/call */
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x/call\",\"params\":{\"name\":\"b1\"}}");
+  assert_int_equal(err_code(last(f)), -32600);
+  run_until_out(f, 2);
+  assert_int_equal(mcp_session_inflight(f->s), 0);
+  json_t *sc = json_object_get(result(last(f)), "structuredContent");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(sc, "echo"), "v")), 2);
+  /* outside a hook there is no request to answer */
+  mcp_session_call c = {.tool = "b1"};
+  assert_int_equal(mcp_session_start_call(f->s, &c), -EINVAL);
+}
+
+static void test_session_busy_code_and_quiet_logs(void **state) {
+  fx *f = *state;
+  mcp_session_opts so = {.max_inflight = 1, .busy_code = -32010, .busy_message = "too_many_requests", .quiet_logs = true};
+  remake(f, &so);
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":50}}}");
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":1}}}");
+  assert_int_equal(err_code(last(f)), -32010);
+  run_until_out(f, 3);
+  for (int i = 0; i < 50 && mcp_session_inflight(f->s); i++) uv_run(&f->loop, UV_RUN_ONCE);
+  /* the tool logged a warning, but no logging/setLevel came: only the response went out */
+  size_t n = json_array_size(f->out);
+  for (size_t i = 0; i < n; i++) assert_null(json_object_get(json_array_get(f->out, i), "method"));
+  assert_int_equal(json_integer_value(json_object_get(last(f), "id")), 2);
+}
+
 int main(void) {
 #define T(n) cmocka_unit_test_setup_teardown(n, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -541,6 +691,13 @@ int main(void) {
       T(test_session_hook_takes_over_methods_first),
       T(test_session_inflight_cap_refuses_extra_calls),
       T(test_session_subscriptions_listen_acknowledges_and_ends),
+      T(test_session_tool_filter_hides_tools_from_list),
+      T(test_session_init_required_refuses_then_ends),
+      T(test_session_init_required_lets_modern_requests_through),
+      T(test_session_init_decorator_and_default_version),
+      T(test_session_result_shaper_replaces_answers),
+      T(test_session_hook_starts_tracked_call_with_its_auth),
+      T(test_session_busy_code_and_quiet_logs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
