@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Lifecycle of `peermcp serve` with everything on (issue 5 item 8): MCP on stdio, the libp2p
+# peer, the P2P service and in-process workers (p2p.workers = 2). Each run does real work (an
+# MCP tool call, a task submitted over the network and run by a local worker, a call still in
+# flight at shutdown) and is then stopped by EOF on stdin, SIGINT or SIGTERM. Under the ASan
+# build (LeakSanitizer on) it must exit 0 within a bounded time with no sanitizer report and no
+# libuv handle left open; once under valgrind (release build) with no definite leak or memory
+# error. Last line: "lifecycle: N passed, N failed".
+set -u
+root=${PEERMCP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+asan_bin="${PEERMCP_ASAN_BIN:-$root/build-asan/peermcp}"
+rel_bin="${PEERMCP_BIN:-$root/build/peermcp}"
+tmp=$(mktemp -d /tmp/peermcp-lifecycle.XXXXXX)
+pass=0
+fail=0
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+export PEERMCP_TEST_TOOLS=1
+unset IPFS_ACCELERATE_PY_TASK_P2P_TOKEN IPFS_DATASETS_PY_TASK_P2P_TOKEN
+trap 'rm -rf "$tmp"' EXIT
+
+ok() { pass=$((pass + 1)); echo "PASS $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL $1${2:+: $2}"; }
+
+# The driver starts serve (argv after the options), speaks MCP to it, submits a task over the
+# network with the CLI, starts a slow call, stops serve the chosen way and reports one JSON
+# line with what happened. Every wait is bounded.
+cat >"$tmp/drive.py" <<'PYEOF'
+import json, os, signal, subprocess, sys, time
+mode, state, cli_bin, cli_state, errf, grace = sys.argv[1:7]
+cmd = sys.argv[7:]
+grace = float(grace)
+res = {"mode": mode, "steps": []}
+p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(errf, "w"), text=True)
+nid = [0]
+def send(method, params=None, want=True):
+    nid[0] += 1
+    msg = {"jsonrpc": "2.0", "id": nid[0], "method": method}
+    if params is not None: msg["params"] = params
+    p.stdin.write(json.dumps(msg) + "\n"); p.stdin.flush()
+    if not want: return None
+    while True:
+        line = p.stdout.readline()
+        if not line: raise RuntimeError("serve closed stdout")
+        r = json.loads(line)
+        if r.get("id") == nid[0]: return r
+def cli(*args):
+    out = subprocess.run([cli_bin, *args, "--state-dir", cli_state], capture_output=True, text=True, timeout=90)
+    return json.loads(out.stdout or "null")
+try:
+    send("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "lc", "version": "1"}})
+    p.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n"); p.stdin.flush()
+    r = send("tools/call", {"name": "echo", "arguments": {"x": 1}})
+    res["steps"].append(("mcp echo", (r.get("result") or {}).get("structuredContent", {}).get("x") == 1))
+    ann = os.path.join(state, "announce.json")
+    t0 = time.time()
+    while not (os.path.exists(ann) and os.path.getsize(ann) > 0) and time.time() - t0 < 60: time.sleep(0.1)
+    ma = json.load(open(ann))["multiaddr"]
+    sub = cli("task", "submit", "--peer", ma, "--type", "tool.call", json.dumps({"tool": "echo", "args": {"n": 7}}))
+    got = cli("task", "wait", "--peer", ma, "--timeout", "60", sub["task_id"])
+    res["steps"].append(("task run by an in-process worker",
+                         (got or {}).get("task", {}).get("result", {}).get("result", {}).get("n") == 7))
+    # a call still running when the stop arrives: it finishes (EOF) or is answered (signal)
+    send("tools/call", {"name": "sleep", "arguments": {"ms": 300}}, want=False)
+    time.sleep(0.05)
+    if mode == "eof": p.stdin.close()
+    else: p.send_signal(signal.SIGINT if mode == "int" else signal.SIGTERM)
+    try:
+        rc = p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        p.kill(); p.wait(); rc = "hung"
+    res["rc"] = rc
+except Exception as e:
+    res["error"] = repr(e)
+    try: p.kill(); p.wait(timeout=30)
+    except Exception: pass
+print(json.dumps(res), flush=True)
+PYEOF
+
+cli_state="$tmp/cli"
+mkdir -p "$cli_state"
+cli_id=$("$rel_bin" id --state-dir "$cli_state" 2>/dev/null || "$asan_bin" id --state-dir "$cli_state" 2>/dev/null)
+cli_bin="$rel_bin"
+[ -x "$cli_bin" ] || cli_bin="$asan_bin"
+
+# run_one NAME MODE GRACE_S BINARY [PREFIX…]: one serve lifetime; checks its report and stderr.
+run_one() {
+  local name=$1 mode=$2 grace=$3
+  shift 3
+  local st="$tmp/$name"
+  mkdir -p "$st"
+  cat >"$st.json" <<EOF
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "workers": 2, "trusted_peers": ["$cli_id"]}}
+EOF
+  local bin=$1
+  shift
+  local out
+  out=$(timeout $((${grace%.*} + 300)) python3 "$tmp/drive.py" "$mode" "$st" "$cli_bin" "$cli_state" "$st.err" "$grace" \
+    "$@" "$bin" serve --config "$st.json" --state-dir "$st" 2>"$st.py.err")
+  local steps_ok rc
+  steps_ok=$(python3 -c 'import json,sys; d=json.loads(sys.stdin.read() or "{}"); print("yes" if d.get("steps") and all(s[1] for s in d["steps"]) and len(d["steps"]) == 2 else "no: %s" % d)' <<<"$out")
+  rc=$(python3 -c 'import json,sys; d=json.loads(sys.stdin.read() or "{}"); print(d.get("rc"))' <<<"$out")
+  if [ "$steps_ok" = yes ]; then ok "$name: serves MCP and runs a network task on its workers"; else ko "$name: work" "$steps_ok $(tail -2 "$st.py.err")"; fi
+  if [ "$rc" = 0 ]; then ok "$name: exits 0"; else ko "$name: exits 0" "rc=$rc $(grep -m3 -E 'error|Sanitizer' "$st.err")"; fi
+  if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer|Invalid (read|write)|definitely lost|ERROR SUMMARY: [1-9]' "$st.err" "$st.vg" 2>/dev/null; then
+    ko "$name: no leak or memory error" "$(grep -m1 -A6 -E 'Sanitizer|runtime error|Invalid|definitely lost|ERROR SUMMARY' "$st.err" "$st.vg" 2>/dev/null | head -8)"
+  else
+    ok "$name: no leak or memory error"
+  fi
+  if grep -q 'handles still open' "$st.err"; then ko "$name: no libuv handle left open"; else ok "$name: no libuv handle left open"; fi
+}
+
+if [ ! -x "$asan_bin" ] || [ -z "$cli_id" ]; then
+  ko "setup" "no ASan binary ($asan_bin) or no CLI identity"
+else
+  run_one asan-eof eof 60 "$asan_bin"
+  run_one asan-sigint int 60 "$asan_bin"
+  run_one asan-sigterm term 60 "$asan_bin"
+fi
+
+# valgrind on the release build (no sanitizer runtime in the way), stopped by SIGTERM.
+if command -v valgrind >/dev/null 2>&1 && [ -x "$rel_bin" ]; then
+  run_one valgrind-sigterm term 240 "$rel_bin" valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+    --error-exitcode=99 --log-file="$tmp/valgrind-sigterm.vg"
+else
+  echo "valgrind or the release build missing: valgrind run skipped"
+fi
+
+echo "lifecycle: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
