@@ -1,36 +1,79 @@
-/* fuzz_service_mcpp.c — libFuzzer target: the /mcp+p2p/1.0.0 server session (service/mcpp.h)
- * and the legacy NDJSON decoder (service/frame.h) on arbitrary bytes.
+/* fuzz_service_mcpp.c — libFuzzer target: the /mcp+p2p/1.0.0 server session (service/mcpp.h,
+ * on the MCP session core with a real dispatcher and the task_queue.rpc tool) and the legacy
+ * NDJSON decoder (service/frame.h) on arbitrary bytes.
  *
- * Input layout: byte 0 = feed chunk size - 1; byte 1 bit 0 = complete tool calls at once
- * (else they stay in flight until the conn is freed, which must detach them); the rest is fed
- * as received bytes. Checks the contract: every output byte is a well-formed frame whose JSON
- * is an object, the conn is done after an error, and nothing leaks. */
+ * Input layout: byte 0 = feed chunk size - 1; byte 1 bit 0 = run the loop until calls in
+ * flight are done after each chunk (else they stay in flight until the conn is freed, which
+ * must detach them), bit 1 = the remote peer holds the token's scopes from the start; the rest
+ * is fed as received bytes. Checks the contract: every output byte is a well-formed frame whose
+ * JSON is an object, the conn is done after an error, and nothing leaks. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
+#include "mcp/dispatch.h"
 #include "service/frame.h"
 #include "service/mcpp.h"
+#include "service/rpc_tool.h"
+#include "service/taskq_ops.h"
+#include "util/log.h"
 
-typedef struct pending {
-  uint64_t call_no[64];
-  size_t n;
-  int detached;
-} pending;
-
-static int start(void *ud, svc_mcpp_conn *c, uint64_t call_no, const char *tool, json_t *args,
-                 const mcp_auth *auth, uint32_t timeout_ms, void **handle) {
-  pending *p = ud;
-  (void)c, (void)tool, (void)args, (void)auth, (void)timeout_ms;
-  if (p->n == 64) return -12;
-  p->call_no[p->n++] = call_no;
-  *handle = p;
-  return 0;
+static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  (void)ud;
+  mcp_call_progress(call, 1, 2, "half");
+  mcp_call_log(call, "warning", "fuzz");
+  *result = json_incref(args);
+  return MCP_TOOL_OK;
 }
-static void detach(void *ud, void *h) {
-  (void)h;
-  ((pending *)ud)->detached++;
+static mcp_tool_status fail_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  (void)call, (void)ud;
+  *result = json_pack("{s:s, s:O}", "error", "no", "args", args);
+  return MCP_TOOL_ERROR;
+}
+
+static const mcp_tool_def k_tools[] = {
+    {.name = "echo", .category = "f", .fn = echo_fn, .flags = MCP_TOOL_REMOTE,
+     .input_schema = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"maximum\":5}}}"},
+    {.name = "inline", .category = "f", .fn = echo_fn, .flags = MCP_TOOL_INLINE | MCP_TOOL_REMOTE},
+    {.name = "fail", .category = "g", .fn = fail_fn, .flags = MCP_TOOL_REMOTE, .scopes = MCP_SCOPE_CACHE_READ},
+    {.name = "local", .category = "g", .fn = echo_fn},
+};
+
+static uv_loop_t g_loop;
+static mcp_registry *g_reg;
+static mcp_dispatcher *g_disp;
+static svc_auth_policy *g_pol;
+static svc_taskq_ctx *g_tq;
+static int g_outputs;
+
+static void on_output(void *ud) {
+  (void)ud;
+  g_outputs++;
+}
+
+static void init_once(void) {
+  if (g_reg) return;
+  log_set_level(LOG_OFF);
+  uv_loop_init(&g_loop);
+  g_pol = svc_auth_policy_new();
+  if (svc_auth_policy_set_token(g_pol, "tok", 0) != 0) abort();
+  if (svc_auth_policy_add_peer(g_pol, "12D3KooWTrustedTrustedTrustedTrustedTrustedTrustedTr", 0) != 0) abort();
+  g_reg = mcp_registry_new();
+  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++)
+    if (mcp_registry_add(g_reg, &k_tools[i]) != 0) abort();
+  svc_taskq_config tc;
+  svc_taskq_config_default(&tc);
+  tc.policy = g_pol;
+  tc.peer_id = "12D3KooWFuzz";
+  tc.tools_enabled = true;
+  tc.wait_max_s = 0.01;
+  tc.tool_timeout_max_s = 1;
+  if (!(g_tq = svc_taskq_new(&tc))) abort();
+  if (svc_rpc_tool_register(g_reg, g_tq) != 0) abort();
+  mcp_dispatcher_opts o = {.threads = 2, .max_threads = 2, .default_timeout_ms = 2000};
+  if (mcp_dispatcher_new(&g_loop, g_reg, &o, &g_disp) != 0) abort();
 }
 
 static void check_output(buf *out) {
@@ -50,39 +93,37 @@ static void check_output(buf *out) {
   buf_reset(out);
 }
 
+static void drain(svc_mcpp_conn *c) {
+  for (int i = 0; i < 100000 && svc_mcpp_inflight(c) > 0; i++) uv_run(&g_loop, UV_RUN_ONCE);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2) return 0;
+  init_once();
   size_t chunk = (size_t)data[0] + 1;
   bool complete_now = data[1] & 1;
+  const char *peer = data[1] & 2 ? "12D3KooWTrustedTrustedTrustedTrustedTrustedTrustedTr" : "12D3KooWPeer";
   data += 2;
   size -= 2;
-  static svc_auth_policy *pol;
-  if (!pol) {
-    pol = svc_auth_policy_new();
-    if (svc_auth_policy_set_token(pol, "tok", 0) != 0) abort();
-  }
-  pending p = {0};
   svc_mcpp_env env = {0};
   env.peer_id = "12D3KooWFuzz";
-  env.policy = pol;
+  env.policy = g_pol;
+  env.dispatcher = g_disp;
   env.max_frame_bytes = 4096;
   env.rate_capacity = 64;
   env.rate_refill_per_s = 1;
-  env.call_start = start;
-  env.call_detach = detach;
-  env.hooks_ud = &p;
-  svc_mcpp_conn *c = svc_mcpp_new(&env, "12D3KooWPeer", NULL);
+  env.max_inflight = 8;
+  env.page_size = 2;
+  env.rpc_timeout_ms = 2000;
+  env.on_output = on_output;
+  svc_mcpp_conn *c = svc_mcpp_new(&env, peer, NULL);
   if (!c) return 0;
-  json_t *envelope = json_pack("{s:s, s:{s:i}}", "status", "success", "result", "x", 1);
   size_t pos = 0;
   while (pos < size) {
     size_t n = size - pos < chunk ? size - pos : chunk;
     int rc = svc_mcpp_feed(c, data + pos, n);
     pos += n;
-    if (complete_now) {
-      for (size_t i = 0; i < p.n; i++) svc_mcpp_call_done(c, p.call_no[i], MCP_DISPATCH_OK, envelope);
-      p.n = 0;
-    }
+    if (complete_now) drain(c);
     check_output(svc_mcpp_output(c));
     if (rc < 0) {
       if (!svc_mcpp_done(c)) abort();
@@ -90,8 +131,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
   }
   svc_mcpp_eof(c);
+  if (complete_now) {
+    drain(c);
+    check_output(svc_mcpp_output(c));
+    if (!svc_mcpp_done(c)) abort(); /* EOF and nothing in flight: done */
+  }
   svc_mcpp_free(c);
-  json_decref(envelope);
+  uv_run(&g_loop, UV_RUN_NOWAIT);
 
   /* the same bytes as one legacy NDJSON request */
   svc_ndjson_dec nd;

@@ -269,11 +269,6 @@ int cli_serve(int argc, char **argv) {
     /* HOOK(p2p): start the libp2p host here, before stdio is served */
     if ((rc = cli_p2p_start(&ctx.loop, &cfg, &ctx.p2p)) != 0) goto shutdown;
   }
-  if ((rc = svc_service_start(g_svc, &ctx.loop, ctx.p2p, disp)) != 0) {
-    log_error("serve: cannot start the p2p service", "{s:i}", "errno", -rc);
-    goto shutdown;
-  }
-
   /* MCP Tasks (tools/mcp_tasks_queue.h): a task-augmented tools/call becomes a durable
    * "tool.call" queue task. Workers (p2p.workers, or `peermcp worker --peer` elsewhere) run
    * them; with p2p.workers = 0 an in-process runner does, so a task always completes on a
@@ -288,6 +283,13 @@ int cli_serve(int argc, char **argv) {
       log_error("serve: cannot set up MCP tasks; tasks disabled", "{s:i}", "errno", -rc);
       ctx.tasks = NULL;
     }
+  }
+  /* Peers get MCP Tasks over /mcp+p2p/1.0.0 too (owner = the peer's identity). */
+  if (ctx.tasks) svc_service_set_mcp_tasks(g_svc, mcp_tasks_queue_backend(ctx.tasks));
+
+  if ((rc = svc_service_start(g_svc, &ctx.loop, ctx.p2p, disp)) != 0) {
+    log_error("serve: cannot start the p2p service", "{s:i}", "errno", -rc);
+    goto shutdown;
   }
 
   /* The local stdio client is the operator: every scope. */

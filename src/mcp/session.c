@@ -106,7 +106,7 @@ static int level_rank(const char *name) {
 
 static void send_msg(mcp_session *s, json_t *msg) {
   if (!msg) return;
-  char *text = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *text = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY | (s->o.ascii_only ? JSON_ENSURE_ASCII : 0));
   json_decref(msg);
   if (!text) {
     log_error("session: cannot serialise a message (out of memory)", NULL);

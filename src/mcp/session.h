@@ -118,6 +118,7 @@ typedef struct mcp_session_opts {
                                         this (one of the legacy revisions); NULL = a missing
                                         protocolVersion is -32602 and an unknown one gets the latest */
   bool quiet_logs;             /* legacy era: no notifications/message until logging/setLevel */
+  bool ascii_only;             /* escape non-ASCII in outgoing messages (\uXXXX) */
   int busy_code;               /* max_inflight reached: 0 = -32603 */
   const char *busy_message;    /* NULL = "too many requests in flight" */
 } mcp_session_opts;

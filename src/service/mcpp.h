@@ -1,33 +1,36 @@
 /* mcpp.h — the server side of /mcp+p2p/1.0.0 (MCP++ Profile E) for one stream, sans-I/O
  * (p2p_tasks_spec.md §2.3, mcp_server_spec.md §5.3(b); the fixes of §12.4, §12.21).
  *
- * Bytes in (svc_mcpp_feed), bytes out (svc_mcpp_output), and tool calls handed to the caller
- * through hooks, so the whole protocol is testable without sockets:
+ * A thin transport around the one MCP session core (mcp/session.h), the same as stdio uses:
+ * both MCP eras, MCP Tasks (env.tasks), notifications/cancelled, progress, pagination, logging —
+ * with the extension points set so the wire contract Python clients rely on holds:
  *   - u32 frames (frame.h), the declared size checked before allocation; a framing error →
  *     {"id":null,"error":{"code":-32003,"message":"frame_too_large|invalid_json|invalid_message"}}
- *     then close;
+ *     then close; outgoing frames are compact ASCII JSON;
  *   - a token bucket (shared per peer by the caller, or one per stream) and a frame cap per
  *     stream: past either → -32010 "rate_limited" then close (a notification just closes);
- *   - jsonrpc != "2.0" → -32600 "invalid_jsonrpc" then close; the first request must be
- *     initialize (else -32000 "init_required" then close); notifications never get replies;
+ *   - jsonrpc != "2.0" → -32600 "invalid_jsonrpc" then close; the first legacy-era request
+ *     must be initialize (else -32000 "init_required" then close; 2026-07-28 requests, which
+ *     carry their version in _meta, need none); notifications never get replies;
  *   - several requests in flight, answered by id in completion order (cap: max_inflight,
- *     over it → -32010 "too_many_requests", the stream stays open); notifications/cancelled
- *     cancels one;
- *   - initialize → the keys Python clients read: ok, protocolVersion, serverInfo,
- *     capabilities, transport, server.peer_id, profile_negotiation, active_profile, limits;
- *     a "token" in its params (or any frame's top-level "token") adds the token's scopes for
- *     the rest of the stream;
+ *     over it → -32010 "too_many_requests", the stream stays open);
+ *   - initialize without a protocolVersion (Python) negotiates 2024-11-05; the result also
+ *     carries the keys Python clients read: ok, transport, server.peer_id, profile_negotiation,
+ *     active_profile, limits, capabilities.mcpPlusPlusProfiles/experimental; a "token" in its
+ *     params (or any frame's top-level "token") adds the token's scopes for the rest of the
+ *     stream;
  *   - tools/list (alias tools.list): only MCP_TOOL_REMOTE, non-hidden tools whose scopes the
- *     caller holds, and nothing at all for a caller without any scope;
- *   - tools/call (alias tools.call) through the call hook with the caller's auth: the result
- *     is a standard CallToolResult, except task_queue.rpc, answered {"content": <op reply>}
- *     as the Python service does; unknown (or invisible) tool → -32002 "unknown_tool",
- *     missing scope → -32001 "unauthorized", bad params → -32602 "invalid_params";
- *   - ping → {}; anything else → -32601 "method_not_found" (the stream stays open).
+ *     caller holds (and tool.call, except task_queue.rpc); nothing for a caller without scopes;
+ *   - tools/call (alias tools.call) through the dispatcher with the caller's auth: a standard
+ *     CallToolResult, except task_queue.rpc, answered {"content": <op reply>} and run with the
+ *     message's own "token" too; unknown tool → -32002 "unknown_tool", missing scope (or no
+ *     tool.call scope, also for tasks/*) → -32001 "unauthorized";
+ *   - no notifications/message unless the client asked (logging/setLevel or _meta logLevel).
  *
  * Ownership: svc_mcpp_conn is created and freed by its transport; it owns its buffers and its
- * in-flight table. The environment (svc_mcpp_env) is borrowed and must outlive every conn.
- * Threads: one thread (the loop) per conn; hooks are called on that thread. */
+ * session (freeing it detaches calls in flight). The environment is copied; what it points to
+ * is borrowed and must outlive every conn.
+ * Threads: the dispatcher's loop thread only. */
 #ifndef PEERMCP_SERVICE_MCPP_H
 #define PEERMCP_SERVICE_MCPP_H
 
@@ -38,6 +41,7 @@
 
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
+#include "mcp/tasks.h"
 #include "service/auth.h"
 #include "util/buf.h"
 
@@ -68,35 +72,30 @@ bool svc_rate_take(svc_rate *r, int64_t now_us);
 
 typedef struct svc_mcpp_conn svc_mcpp_conn;
 
-/* Starts a tool call for the conn. Return 0 and set *handle (passed back to cancel/detach),
- * then later call svc_mcpp_call_done(c, call_no, …) exactly once unless detached; or return
- * a negative errno (the request then gets -32603). auth stays valid until done or detach. */
-typedef int (*svc_mcpp_call_start_fn)(void *ud, svc_mcpp_conn *c, uint64_t call_no, const char *tool, json_t *args,
-                                      const mcp_auth *auth, uint32_t timeout_ms, void **handle);
-typedef void (*svc_mcpp_call_handle_fn)(void *ud, void *handle);
-
 typedef struct svc_mcpp_env {
   const char *peer_id;            /* ours */
   const svc_auth_policy *policy;  /* trusted peers + token (may be NULL: closed) */
-  const mcp_registry *registry;   /* for tools/list (may be NULL: empty) */
+  mcp_dispatcher *dispatcher;     /* required */
+  const mcp_tasks_backend *tasks; /* MCP Tasks; NULL = not offered */
   size_t max_frame_bytes;         /* inbound cap (0 → 1 MiB) */
   size_t max_out_frame_bytes;     /* outbound cap (0 → 16 MiB) */
   uint32_t max_frames;            /* frames per stream (0 → 1000000) */
   double rate_capacity;           /* per bucket (0 → 100) */
   double rate_refill_per_s;       /* (0 → 100) */
   size_t max_inflight;            /* requests in flight per stream (0 → 64) */
+  size_t page_size;               /* tools/list page (0 → 50) */
   uint32_t call_timeout_ms;       /* 0 → the tool's / dispatcher's default */
   uint32_t rpc_timeout_ms;        /* task_queue.rpc deadline (0 → 330000: wait cap + margin) */
-  svc_mcpp_call_start_fn call_start;
-  svc_mcpp_call_handle_fn call_cancel; /* may be NULL */
-  svc_mcpp_call_handle_fn call_detach; /* may be NULL */
-  void *hooks_ud;
+  /* Output was appended outside svc_mcpp_feed (a call or task op completed): the transport
+   * should flush soon — later, from its own callback: the conn must not be freed inside. */
+  void (*on_output)(void *ud);
+  void *ud;
 } svc_mcpp_env;
 
 /* remote_peer_id: the PeerId Noise proved (NULL for tests / unknown). rate: the peer's shared
  * bucket, or NULL to give this stream its own. NULL on ENOMEM. */
 svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id, svc_rate *rate);
-/* Detaches every call still in flight, frees everything. */
+/* Detaches every call still in flight, frees everything (never from inside on_output). */
 void svc_mcpp_free(svc_mcpp_conn *c);
 
 /* Feeds received bytes. Returns 0, or -EPIPE once the conn is closing (input ignored). */
@@ -104,8 +103,6 @@ int svc_mcpp_feed(svc_mcpp_conn *c, const uint8_t *data, size_t len) __attribute
 /* The peer closed its write side: once in-flight calls are answered the conn is done. A frame
  * cut short just ends the session (Python's "eof"). */
 void svc_mcpp_eof(svc_mcpp_conn *c);
-/* A completed call: envelope is the dispatcher's (borrowed). Unknown call_no is ignored. */
-void svc_mcpp_call_done(svc_mcpp_conn *c, uint64_t call_no, mcp_dispatch_status st, const json_t *envelope);
 
 /* Bytes waiting to be written (they stay until consumed). */
 buf *svc_mcpp_output(svc_mcpp_conn *c);
@@ -113,6 +110,7 @@ buf *svc_mcpp_output(svc_mcpp_conn *c);
 bool svc_mcpp_done(const svc_mcpp_conn *c);
 /* Requests in flight. */
 size_t svc_mcpp_inflight(const svc_mcpp_conn *c);
+/* initialize done, or a 2026-07-28 request served. */
 bool svc_mcpp_initialized(const svc_mcpp_conn *c);
 /* The stream's current caller (after tokens presented so far). */
 const svc_auth *svc_mcpp_auth(const svc_mcpp_conn *c);

@@ -32,6 +32,7 @@ typedef struct svc_stream {
   struct svc_stream *prev, *next;
   bool linked;
   bool write_blocked, closed_write;
+  bool flush_pending; /* output appeared from a completion: flushed from the server's idle */
   uint64_t created_ms, last_ms; /* loop time: opened, last bytes received */
   /* ST_MCPP */
   svc_mcpp_conn *conn;
@@ -42,12 +43,6 @@ typedef struct svc_stream {
   mcp_call *lcall;
   bool lstarted, ldone;
 } svc_stream;
-
-typedef struct call_ctx {
-  svc_stream *st;
-  uint64_t call_no;
-  mcp_call *call;
-} call_ctx;
 
 struct svc_server {
   svc_server_opts o;
@@ -61,6 +56,8 @@ struct svc_server {
   bool timer_init;
   uv_timer_t sweep; /* init / idle timeouts, every second */
   bool sweep_open, free_requested;
+  uv_idle_t flush; /* deferred flushes (never inside a session callback) */
+  bool flush_open;
   int closing;      /* stop: handles still closing */
   int64_t stop_deadline;
   void (*stop_done)(void *);
@@ -177,47 +174,24 @@ static void st_on_close(p2p_stream *s, int err, void *ud) {
 
 /* ---------- /mcp+p2p/1.0.0 ---------- */
 
-static void mcpp_call_done(void *ud, const mcp_call_outcome *out) {
-  call_ctx *cc = ud;
-  svc_stream *st = cc->st;
-  svc_mcpp_call_done(st->conn, cc->call_no, out->status, out->envelope);
-  free(cc);
-  st_flush(st);
+/* Output appeared inside a session callback: flush later, from the loop (a flush may close the
+ * stream, which frees the session). */
+static void flush_cb(uv_idle_t *h) {
+  svc_server *srv = h->data;
+  uv_idle_stop(h);
+again:
+  for (svc_stream *st = srv->streams; st; st = st->next)
+    if (st->flush_pending) {
+      st->flush_pending = false;
+      st_flush(st); /* may free st, or others on the same connection: rescan */
+      goto again;
+    }
 }
 
-static int mcpp_call_start(void *ud, svc_mcpp_conn *c, uint64_t call_no, const char *tool, json_t *args,
-                           const mcp_auth *auth, uint32_t timeout_ms, void **handle) {
+static void mcpp_on_output(void *ud) {
   svc_stream *st = ud;
-  (void)c;
-  call_ctx *cc = calloc(1, sizeof *cc);
-  if (!cc) return -ENOMEM;
-  cc->st = st;
-  cc->call_no = call_no;
-  mcp_call_request req = {0};
-  req.tool = tool;
-  req.args = args;
-  req.auth = auth;
-  req.remote = true;
-  req.timeout_ms = timeout_ms;
-  int rc = mcp_dispatch_start(st->srv->o.dispatcher, &req, mcpp_call_done, cc, &cc->call);
-  if (rc < 0) {
-    free(cc);
-    return rc;
-  }
-  *handle = cc;
-  return 0;
-}
-
-static void mcpp_call_cancel(void *ud, void *handle) {
-  (void)ud;
-  mcp_dispatch_cancel(((call_ctx *)handle)->call);
-}
-
-static void mcpp_call_detach(void *ud, void *handle) {
-  (void)ud;
-  call_ctx *cc = handle;
-  mcp_dispatch_detach(cc->call);
-  free(cc);
+  st->flush_pending = true;
+  if (st->srv->flush_open) uv_idle_start(&st->srv->flush, flush_cb);
 }
 
 static void mcpp_on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
@@ -275,16 +249,15 @@ static void mcpp_handler(p2p_stream *s, void *ud) {
   svc_mcpp_env env = {0};
   env.peer_id = p2p_host_peer_id(srv->o.host);
   env.policy = srv->o.policy;
-  env.registry = mcp_dispatcher_registry(srv->o.dispatcher);
+  env.dispatcher = srv->o.dispatcher;
+  env.tasks = srv->o.tasks;
   env.max_frame_bytes = srv->o.max_frame_bytes;
   env.max_frames = srv->o.max_frames;
   env.rate_capacity = srv->o.rate_burst;
   env.rate_refill_per_s = srv->o.rate_per_s;
   env.call_timeout_ms = srv->o.call_timeout_ms;
-  env.call_start = mcpp_call_start;
-  env.call_cancel = mcpp_call_cancel;
-  env.call_detach = mcpp_call_detach;
-  env.hooks_ud = st;
+  env.on_output = mcpp_on_output;
+  env.ud = st;
   st->conn = svc_mcpp_new(&env, p2p_stream_remote_peer(s), &st->peer->rate);
   if (!st->conn) {
     st_unlink(st);
@@ -405,11 +378,40 @@ static void srv_release(svc_server *srv) {
   free(srv);
 }
 
+static void handle_closed(svc_server *srv) {
+  if (srv->free_requested) {
+    if (!srv->sweep_open && !srv->flush_open) srv_release(srv);
+  } else if (--srv->closing == 0 && srv->stop_done) {
+    srv->stop_done(srv->stop_ud);
+  }
+}
+
 static void sweep_closed(uv_handle_t *h) {
   svc_server *srv = h->data;
   srv->sweep_open = false;
-  if (srv->free_requested) srv_release(srv);
-  else if (--srv->closing == 0 && srv->stop_done) srv->stop_done(srv->stop_ud);
+  handle_closed(srv);
+}
+
+static void flush_closed(uv_handle_t *h) {
+  svc_server *srv = h->data;
+  srv->flush_open = false;
+  handle_closed(srv);
+}
+
+/* Closes the sweep timer and the flush idle (those still open); returns how many. */
+static int close_handles(svc_server *srv) {
+  int n = 0;
+  if (srv->sweep_open && !uv_is_closing((uv_handle_t *)&srv->sweep)) {
+    uv_timer_stop(&srv->sweep);
+    uv_close((uv_handle_t *)&srv->sweep, sweep_closed);
+    n++;
+  }
+  if (srv->flush_open && !uv_is_closing((uv_handle_t *)&srv->flush)) {
+    uv_idle_stop(&srv->flush);
+    uv_close((uv_handle_t *)&srv->flush, flush_closed);
+    n++;
+  }
+  return n;
 }
 
 /* ---------- life cycle ---------- */
@@ -446,6 +448,10 @@ int svc_server_start(const svc_server_opts *o, svc_server **out) {
     srv->sweep_open = true;
     uv_timer_start(&srv->sweep, sweep_tick, 1000, 1000);
   }
+  if (uv_idle_init(o->loop, &srv->flush) == 0) {
+    srv->flush.data = srv;
+    srv->flush_open = true;
+  }
   log_write(LOG_INFO, "p2p service protocols registered", "{s:s, s:b}", "protocol", SVC_MCPP_PROTOCOL, "legacy",
             o->legacy);
   *out = srv;
@@ -479,12 +485,9 @@ static void stop_tick(uv_timer_t *t) {
   if (srv_inflight(srv) > 0 && uv_now(srv->o.loop) < (uint64_t)srv->stop_deadline) return;
   srv_reset_all(srv);
   uv_timer_stop(t);
-  srv->closing = 1 + (srv->sweep_open ? 1 : 0);
+  srv->closing = 1;
   uv_close((uv_handle_t *)t, stop_timer_closed);
-  if (srv->sweep_open) {
-    uv_timer_stop(&srv->sweep);
-    uv_close((uv_handle_t *)&srv->sweep, sweep_closed);
-  }
+  srv->closing += close_handles(srv);
 }
 
 void svc_server_stop(svc_server *srv, uint32_t deadline_ms, void (*done)(void *ud), void *ud) {
@@ -498,13 +501,8 @@ void svc_server_stop(svc_server *srv, uint32_t deadline_ms, void (*done)(void *u
   srv->stop_deadline = (int64_t)uv_now(srv->o.loop) + deadline_ms;
   if (uv_timer_init(srv->o.loop, &srv->timer) != 0) {
     srv_reset_all(srv);
-    if (srv->sweep_open) { /* done comes from the sweep handle's close */
-      srv->closing = 1;
-      uv_timer_stop(&srv->sweep);
-      uv_close((uv_handle_t *)&srv->sweep, sweep_closed);
-    } else if (done) {
-      done(ud);
-    }
+    srv->closing = close_handles(srv); /* done comes from the last handle's close */
+    if (srv->closing == 0 && done) done(ud);
     return;
   }
   srv->timer_init = true;
@@ -527,12 +525,9 @@ void svc_server_free(svc_server *srv) {
     st->peer = NULL;
     if (s) p2p_stream_reset(s);
   }
-  if (srv->sweep_open) { /* never stopped: the memory goes when the handle has closed */
+  if (srv->sweep_open || srv->flush_open) { /* never stopped: the memory goes when the handles have closed */
     srv->free_requested = true;
-    if (!uv_is_closing((uv_handle_t *)&srv->sweep)) {
-      uv_timer_stop(&srv->sweep);
-      uv_close((uv_handle_t *)&srv->sweep, sweep_closed);
-    }
+    (void)close_handles(srv);
     return;
   }
   srv_release(srv);

@@ -2,9 +2,10 @@
  * legacy NDJSON /ipfs-datasets/task-queue/1.0.0 (only when enabled), p2p_tasks_spec.md §1.4,
  * §2.1–2.3.
  *
- * Each inbound /mcp+p2p/1.0.0 stream gets a svc_mcpp_conn (mcpp.h) whose tool calls go to the
- * dispatcher as remote calls with the stream's AuthContext (the Noise-proven PeerId plus any
- * token presented). Per peer: at most max_streams_per_peer concurrent service streams (more are
+ * Each inbound /mcp+p2p/1.0.0 stream gets a svc_mcpp_conn (mcpp.h) — the MCP session core
+ * (mcp/session.h) behind u32 framing — whose tool calls go to the dispatcher as remote calls
+ * with the stream's AuthContext (the Noise-proven PeerId plus any token presented), and whose
+ * MCP Tasks go to opts.tasks. Per peer: at most max_streams_per_peer concurrent service streams (more are
  * reset) and one token bucket shared by all its streams (rate_per_s frames per second, burst
  * rate_burst). A legacy stream carries one request: it is dispatched as task_queue.rpc and
  * answered with one NDJSON line, then the stream is closed.
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "mcp/dispatch.h"
+#include "mcp/tasks.h"
 #include "p2p/host/host.h"
 #include "service/auth.h"
 
@@ -34,6 +36,8 @@ typedef struct svc_server_opts {
   uv_loop_t *loop;               /* the host's loop */
   p2p_host *host;
   mcp_dispatcher *dispatcher;
+  const mcp_tasks_backend *tasks; /* MCP Tasks offered to peers; NULL = none (borrowed: must
+                                     outlive the server's streams) */
   const svc_auth_policy *policy; /* NULL: closed (status only) */
   size_t max_frame_bytes;        /* inbound; 0 → 1 MiB */
   uint32_t max_frames;           /* per stream; 0 → 1000000 */

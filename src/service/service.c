@@ -61,6 +61,7 @@ struct svc_service {
   uv_loop_t *loop;
   p2p_host *host;
   mcp_dispatcher *disp;
+  const mcp_tasks_backend *mcp_tasks; /* offered to peers over /mcp+p2p/1.0.0 */
   svc_server *server;
   svc_workers *workers;
   uv_async_t async;
@@ -639,6 +640,8 @@ fail:
   return rc;
 }
 
+void svc_service_set_mcp_tasks(svc_service *s, const mcp_tasks_backend *tasks) { s->mcp_tasks = tasks; }
+
 int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispatcher *d) {
   s->loop = loop;
   s->host = host;
@@ -675,6 +678,7 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
     so.loop = loop;
     so.host = host;
     so.dispatcher = d;
+    so.tasks = s->mcp_tasks;
     so.policy = s->policy;
     so.max_frame_bytes = s->cfg ? s->cfg->p2p.max_frame_bytes : 0;
     so.max_streams_per_peer = s->cfg ? s->cfg->p2p.max_streams_per_peer : 0;

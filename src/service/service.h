@@ -39,6 +39,7 @@
 #include "config/config.h"
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
+#include "mcp/tasks.h"
 #include "p2p/host/host.h"
 #include "store/cache.h"
 #include "store/queue.h"
@@ -50,6 +51,9 @@ typedef struct svc_service svc_service;
  * errors. */
 int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *reg, svc_service **out)
     __attribute__((warn_unused_result));
+/* MCP Tasks for peers (mcp/tasks.h): call before svc_service_start; the backend must outlive
+ * svc_service_stop (peers' sessions are gone by then). NULL (default) = not offered. */
+void svc_service_set_mcp_tasks(svc_service *s, const mcp_tasks_backend *tasks);
 int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispatcher *d)
     __attribute__((warn_unused_result));
 void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *ud), void *ud);

@@ -1,6 +1,8 @@
 /* test_mcpp.c — the /mcp+p2p/1.0.0 server session (p2p_tasks_spec.md §2.3), driven with bytes
  * and a fake call hook. */
 #include <errno.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,100 +16,136 @@
 #include "mcp/registry.h"
 #include "service/frame.h"
 #include "service/mcpp.h"
+#include "service/rpc_tool.h"
+#include "service/taskq_ops.h"
+#include "store/queue.h"
+#include "tools/mcp_tasks_queue.h"
+#include "util/clock.h"
+#include "util/log.h"
 
 #define OUR_ID "12D3KooWServerServerServerServerServerServerServerSe"
 #define PEER_T "12D3KooWTrustedTrustedTrustedTrustedTrustedTrustedTr"
 #define PEER_X "12D3KooWStrangerStrangerStrangerStrangerStrangerStr"
+#define PEER_L "12D3KooWLimitedLimitedLimitedLimitedLimitedLimitedLi"
 
-typedef struct started {
-  uint64_t call_no;
-  char tool[64];
-  json_t *args;
-  unsigned scopes;
-  int cancelled, detached;
-} started;
+static atomic_int g_echo_runs;
 
-typedef struct fx {
-  mcp_registry *reg;
-  svc_auth_policy *pol;
-  svc_mcpp_env env;
-  started calls[16];
-  size_t n_calls;
-  int fail_start;
-} fx;
-
-static int hook_start(void *ud, svc_mcpp_conn *c, uint64_t call_no, const char *tool, json_t *args,
-                      const mcp_auth *auth, uint32_t timeout_ms, void **handle) {
-  fx *f = ud;
-  (void)c;
-  (void)timeout_ms;
-  if (f->fail_start) return -ENOMEM;
-  started *s = &f->calls[f->n_calls++];
-  memset(s, 0, sizeof *s);
-  s->call_no = call_no;
-  snprintf(s->tool, sizeof s->tool, "%s", tool);
-  s->args = json_incref(args);
-  s->scopes = auth->scopes;
-  *handle = s;
-  return 0;
-}
-static void hook_cancel(void *ud, void *h) {
-  (void)ud;
-  ((started *)h)->cancelled++;
-}
-static void hook_detach(void *ud, void *h) {
-  (void)ud;
-  ((started *)h)->detached++;
-}
-
-static mcp_tool_status noop_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
+static mcp_tool_status echo_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
   (void)call;
-  (void)args;
   (void)ud;
-  *result = json_object();
+  atomic_fetch_add(&g_echo_runs, 1);
+  *result = json_pack("{s:O}", "echo", args);
   return MCP_TOOL_OK;
 }
 
-static void add_tool(mcp_registry *r, const char *name, unsigned flags, unsigned scopes) {
+static mcp_tool_status sleepy_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  (void)ud;
+  int64_t ms = json_integer_value(json_object_get(args, "ms"));
+  bool cancelled = mcp_call_sleep(call, ms);
+  *result = json_pack("{s:I, s:b}", "slept", (json_int_t)ms, "cancelled", cancelled);
+  return MCP_TOOL_OK;
+}
+
+static void add_tool(mcp_registry *r, const char *name, unsigned flags, unsigned scopes, mcp_tool_fn fn) {
   mcp_tool_def d = {0};
   d.name = name;
   d.category = "test";
   d.description = "t";
   d.flags = flags;
   d.scopes = scopes;
-  d.fn = noop_tool;
+  d.fn = fn;
   assert_int_equal(mcp_registry_add(r, &d), 0);
 }
 
-static int setup(void **state) {
+typedef struct fx {
+  char dir[64];
+  uv_loop_t loop;
+  mcp_registry *reg;
+  mcp_dispatcher *d;
+  svc_taskq_ctx *tq;
+  tq_queue *q;
+  mcp_tasks_queue *mt;
+  svc_auth_policy *pol;
+  svc_mcpp_env env;
+  int outputs; /* on_output calls */
+} fx;
+
+static void on_output(void *ud) { ((fx *)ud)->outputs++; }
+
+static int make(void **state, bool tasks) {
   fx *f = calloc(1, sizeof *f);
+  log_set_level(LOG_WARNING);
+  assert_int_equal(uv_loop_init(&f->loop), 0);
   f->reg = mcp_registry_new();
-  add_tool(f->reg, "zeta_remote", MCP_TOOL_REMOTE, 0);
-  add_tool(f->reg, "alpha_remote", MCP_TOOL_REMOTE, MCP_SCOPE_CACHE_READ);
-  add_tool(f->reg, "local_only", 0, 0);
-  add_tool(f->reg, "hidden_remote", MCP_TOOL_REMOTE | MCP_TOOL_HIDDEN, 0);
-  add_tool(f->reg, "admin_remote", MCP_TOOL_REMOTE, MCP_SCOPE_ADMIN);
-  add_tool(f->reg, SVC_TASKQ_TOOL, MCP_TOOL_REMOTE, 0);
+  add_tool(f->reg, "zeta_remote", MCP_TOOL_REMOTE, 0, echo_tool);
+  add_tool(f->reg, "alpha_remote", MCP_TOOL_REMOTE, MCP_SCOPE_CACHE_READ, echo_tool);
+  add_tool(f->reg, "local_only", 0, 0, echo_tool);
+  add_tool(f->reg, "hidden_remote", MCP_TOOL_REMOTE | MCP_TOOL_HIDDEN, 0, echo_tool);
+  add_tool(f->reg, "admin_remote", MCP_TOOL_REMOTE, MCP_SCOPE_ADMIN, echo_tool);
+  add_tool(f->reg, "sleepy", MCP_TOOL_REMOTE, 0, sleepy_tool);
   f->pol = svc_auth_policy_new();
   assert_int_equal(svc_auth_policy_add_peer(f->pol, PEER_T, 0), 0);
+  assert_int_equal(svc_auth_policy_add_peer(f->pol, PEER_L, MCP_SCOPE_TOOL_CALL), 0);
   assert_int_equal(svc_auth_policy_set_token(f->pol, "tok", 0), 0);
+  svc_taskq_config tc;
+  svc_taskq_config_default(&tc);
+  tc.policy = f->pol;
+  tc.peer_id = OUR_ID;
+  tc.tools_enabled = true;
+  f->tq = svc_taskq_new(&tc);
+  assert_non_null(f->tq);
+  assert_int_equal(svc_rpc_tool_register(f->reg, f->tq), 0);
+  mcp_dispatcher_opts o = {.threads = 2, .max_threads = 8};
+  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+  if (tasks) {
+    snprintf(f->dir, sizeof f->dir, "/tmp/mcpp-tasks-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char path[128];
+    tq_options qo;
+    tq_options_default(&qo);
+    snprintf(path, sizeof path, "%s/queue.sqlite3", f->dir);
+    qo.path = path;
+    assert_int_equal(tq_open(&qo, &f->q), 0);
+    mcp_tasks_queue_opts to = {.loop = &f->loop, .dispatcher = f->d, .queue = f->q, .runner = true,
+                               .runner_slots = 2, .scan_interval_ms = 50, .lease_seconds = 3};
+    assert_int_equal(mcp_tasks_queue_new(&to, &f->mt), 0);
+    f->env.tasks = mcp_tasks_queue_backend(f->mt);
+  }
   f->env.peer_id = OUR_ID;
   f->env.policy = f->pol;
-  f->env.registry = f->reg;
-  f->env.call_start = hook_start;
-  f->env.call_cancel = hook_cancel;
-  f->env.call_detach = hook_detach;
-  f->env.hooks_ud = f;
+  f->env.dispatcher = f->d;
+  f->env.on_output = on_output;
+  f->env.ud = f;
   f->env.rate_capacity = 1000;
   f->env.rate_refill_per_s = 1000;
   *state = f;
   return 0;
 }
+static int setup(void **state) { return make(state, false); }
+static int setup_tasks(void **state) { return make(state, true); }
+
+static void stopped(void *ud) { *(int *)ud = 1; }
 
 static int teardown(void **state) {
   fx *f = *state;
-  for (size_t i = 0; i < f->n_calls; i++) json_decref(f->calls[i].args);
+  if (f->mt) {
+    int done = 0;
+    mcp_tasks_queue_stop(f->mt, stopped, &done);
+    while (!done) uv_run(&f->loop, UV_RUN_ONCE);
+  }
+  mcp_dispatcher_shutdown(f->d);
+  mcp_dispatcher_free(f->d);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  if (f->mt) {
+    mcp_tasks_queue_free(f->mt);
+    tq_close(f->q);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+  }
   mcp_registry_free(f->reg);
+  svc_taskq_free(f->tq);
   svc_auth_policy_free(f->pol);
   free(f);
   return 0;
@@ -148,15 +186,34 @@ static const char *err_msg(const json_t *r) {
 }
 
 #define INIT "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"clientInfo\":{\"name\":\"t\"},\"profiles\":[\"mcp++/p2p-transport\"]}}"
+#define MODERN_META "\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{}}"
 
-static svc_mcpp_conn *open_init(fx *f, const char *peer) {
+/* Runs the loop until the conn has output (or ~10 s pass); pops the next reply. */
+static json_t *wait_reply(fx *f, svc_mcpp_conn *c) {
+  for (int i = 0; i < 10000 && buf_len(svc_mcpp_output(c)) == 0; i++) {
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    if (buf_len(svc_mcpp_output(c)) == 0) usleep(1000);
+  }
+  return next_reply(c);
+}
+
+static void wait_idle(fx *f, svc_mcpp_conn *c) {
+  for (int i = 0; i < 10000 && svc_mcpp_inflight(c) > 0; i++) {
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    if (svc_mcpp_inflight(c) > 0) usleep(1000);
+  }
+}
+
+static svc_mcpp_conn *open_init_with(fx *f, const char *peer, const char *init) {
   svc_mcpp_conn *c = svc_mcpp_new(&f->env, peer, NULL);
-  assert_int_equal(send_text(c, INIT), 0);
+  assert_non_null(c);
+  assert_int_equal(send_text(c, init), 0);
   json_t *r = next_reply(c);
   assert_non_null(json_object_get(r, "result"));
   json_decref(r);
   return c;
 }
+static svc_mcpp_conn *open_init(fx *f, const char *peer) { return open_init_with(f, peer, INIT); }
 
 static void test_first_request_must_be_initialize(void **state) {
   fx *f = *state;
@@ -184,10 +241,15 @@ static void test_initialize_result_keys(void **state) {
   assert_true(json_is_true(json_object_get(res, "ok")));
   assert_string_equal(json_string_value(json_object_get(res, "protocolVersion")), "2024-11-05");
   assert_non_null(json_object_get(json_object_get(res, "serverInfo"), "name"));
-  assert_non_null(json_object_get(json_object_get(res, "capabilities"), "tools"));
+  json_t *caps = json_object_get(res, "capabilities");
+  assert_non_null(json_object_get(caps, "tools"));
+  assert_true(json_is_array(json_object_get(caps, "mcpPlusPlusProfiles")));
+  assert_true(json_is_true(json_object_get(json_object_get(caps, "experimental"), "mcp++/p2p-transport")));
+  assert_null(json_object_get(caps, "tasks")); /* no tasks backend, and 2024-11-05 anyway */
   assert_string_equal(json_string_value(json_object_get(res, "transport")), "/mcp+p2p/1.0.0");
   assert_string_equal(json_string_value(json_object_get(json_object_get(res, "server"), "peer_id")), OUR_ID);
   assert_string_equal(json_string_value(json_object_get(res, "active_profile")), "mcp++/p2p-transport");
+  assert_true(json_is_true(json_object_get(json_object_get(res, "profile_negotiation"), "supports_profile_negotiation")));
   json_t *lim = json_object_get(res, "limits");
   assert_int_equal(json_integer_value(json_object_get(lim, "max_frame_bytes")), 1048576);
   assert_non_null(json_object_get(lim, "max_frames"));
@@ -195,6 +257,19 @@ static void test_initialize_result_keys(void **state) {
   assert_non_null(json_object_get(lim, "rate_refill_per_sec"));
   json_decref(r);
   assert_true(svc_mcpp_initialized(c));
+  svc_mcpp_free(c);
+}
+
+static void test_output_frames_are_ascii(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":\"\xc3\xa9\",\"method\":\"ping\"}"), 0);
+  buf *out = svc_mcpp_output(c);
+  for (size_t i = 0; i < buf_len(out); i++)
+    if (i % 1 == 0 && i >= 4) assert_true(buf_ptr(out)[i] < 0x80);
+  json_t *r = next_reply(c);
+  assert_string_equal(json_string_value(json_object_get(r, "id")), "\xc3\xa9");
+  json_decref(r);
   svc_mcpp_free(c);
 }
 
@@ -286,7 +361,7 @@ static void test_max_frames_per_stream(void **state) {
 static void test_unknown_method_keeps_stream(void **state) {
   fx *f = *state;
   svc_mcpp_conn *c = open_init(f, PEER_T);
-  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"resources/list\"}"), 0);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"mcp++/policy/evaluate\"}"), 0);
   json_t *r = next_reply(c);
   assert_int_equal(err_code(r), -32601);
   json_decref(r);
@@ -298,16 +373,27 @@ static void test_unknown_method_keeps_stream(void **state) {
   svc_mcpp_free(c);
 }
 
-static json_t *list_names(svc_mcpp_conn *c) {
-  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/list\"}"), 0);
+static json_t *list_names_method(svc_mcpp_conn *c, const char *method) {
+  char m[128];
+  snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"%s\"}", method);
+  assert_int_equal(send_text(c, m), 0);
   json_t *r = next_reply(c);
   json_t *tools = json_object_get(json_object_get(r, "result"), "tools");
+  assert_true(json_is_array(tools));
   json_t *names = json_array();
   size_t i;
   json_t *t;
   json_array_foreach(tools, i, t) json_array_append(names, json_object_get(t, "name"));
   json_decref(r);
   return names;
+}
+static json_t *list_names(svc_mcpp_conn *c) { return list_names_method(c, "tools/list"); }
+
+static bool has_name(const json_t *names, const char *name) {
+  size_t i;
+  json_t *v;
+  json_array_foreach(names, i, v) if (strcmp(json_string_value(v), name) == 0) return true;
+  return false;
 }
 
 static void test_tools_list_unauthorized_peer_sees_nothing(void **state) {
@@ -322,35 +408,59 @@ static void test_tools_list_unauthorized_peer_sees_nothing(void **state) {
 static void test_tools_list_shows_remote_tools_the_peer_may_use(void **state) {
   fx *f = *state;
   svc_mcpp_conn *c = open_init(f, PEER_T);
-  json_t *names = list_names(c);
-  /* sorted by name; local_only, hidden_remote and admin_remote are not shown */
-  assert_int_equal(json_array_size(names), 3);
-  assert_string_equal(json_string_value(json_array_get(names, 0)), "alpha_remote");
-  assert_string_equal(json_string_value(json_array_get(names, 1)), SVC_TASKQ_TOOL);
-  assert_string_equal(json_string_value(json_array_get(names, 2)), "zeta_remote");
+  json_t *names = list_names_method(c, "tools.list"); /* the Python alias */
+  /* local_only, hidden_remote and admin_remote are not shown */
+  assert_int_equal(json_array_size(names), 4);
+  assert_true(has_name(names, "alpha_remote"));
+  assert_true(has_name(names, "sleepy"));
+  assert_true(has_name(names, SVC_TASKQ_TOOL));
+  assert_true(has_name(names, "zeta_remote"));
   json_decref(names);
+  svc_mcpp_free(c);
+}
+
+static void test_peer_without_a_scope_sees_only_tools_it_may_call(void **state) {
+  fx *f = *state;
+  /* PEER_L holds tool.call but not cache.read: alpha_remote (cache.read) is neither listed
+   * nor callable */
+  svc_mcpp_conn *c = open_init(f, PEER_L);
+  json_t *names = list_names(c);
+  assert_int_equal(json_array_size(names), 3);
+  assert_false(has_name(names, "alpha_remote"));
+  assert_true(has_name(names, "zeta_remote"));
+  json_decref(names);
+  int before = atomic_load(&g_echo_runs);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"alpha_remote\"}}"), 0);
+  json_t *r = wait_reply(f, c);
+  assert_int_equal(err_code(r), -32001);
+  assert_string_equal(err_msg(r), "unauthorized");
+  json_decref(r);
+  assert_int_equal(atomic_load(&g_echo_runs), before);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}"), 0);
+  r = wait_reply(f, c);
+  assert_true(json_is_false(json_object_get(json_object_get(r, "result"), "isError")));
+  json_decref(r);
   svc_mcpp_free(c);
 }
 
 static void test_token_in_initialize_opens_the_stream(void **state) {
   fx *f = *state;
-  svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_X, NULL);
-  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"token\":\"tok\"}}"), 0);
-  json_decref(next_reply(c));
+  svc_mcpp_conn *c = open_init_with(f, PEER_X, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"token\":\"tok\"}}");
   json_t *names = list_names(c);
-  assert_int_equal(json_array_size(names), 3);
+  assert_int_equal(json_array_size(names), 4);
   json_decref(names);
   svc_mcpp_free(c);
 }
 
 static void test_tools_call_unauthorized_peer_refused(void **state) {
   fx *f = *state;
+  int before = atomic_load(&g_echo_runs);
   svc_mcpp_conn *c = open_init(f, PEER_X);
   assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}"), 0);
   json_t *r = next_reply(c);
   assert_int_equal(err_code(r), -32001);
   json_decref(r);
-  assert_int_equal(f->n_calls, 0);
+  assert_int_equal(atomic_load(&g_echo_runs), before);
   svc_mcpp_free(c);
 }
 
@@ -371,29 +481,27 @@ static void test_tools_call_bad_params(void **state) {
 static void test_tools_call_standard_result_and_concurrency(void **state) {
   fx *f = *state;
   svc_mcpp_conn *c = open_init(f, PEER_T);
-  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"arguments\":{\"a\":1}}}"), 0);
-  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":11,\"method\":\"tools.call\",\"params\":{\"name\":\"zeta_remote\"}}"), 0);
-  assert_int_equal(f->n_calls, 2);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":300}}}"), 0);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":11,\"method\":\"tools.call\",\"params\":{\"name\":\"zeta_remote\",\"arguments\":{\"n\":2}}}"), 0);
   assert_int_equal(svc_mcpp_inflight(c), 2);
   assert_null(next_reply(c));
-  assert_int_equal(json_integer_value(json_object_get(f->calls[0].args, "a")), 1);
-  /* answer the second first */
-  json_t *env = json_pack("{s:s, s:{s:i}, s:s, s:s, s:s, s:i}", "status", "success", "result", "n", 2, "request_id",
-                          "r", "category", "test", "tool", "zeta_remote", "duration_ms", 1);
-  svc_mcpp_call_done(c, f->calls[1].call_no, MCP_DISPATCH_OK, env);
-  json_t *r = next_reply(c);
+  f->outputs = 0;
+  json_t *r = wait_reply(f, c); /* the quick one first */
+  assert_true(f->outputs > 0);  /* output from a completion is announced */
   assert_int_equal(json_integer_value(json_object_get(r, "id")), 11);
   json_t *res = json_object_get(r, "result");
   assert_true(json_is_array(json_object_get(res, "content")));
-  assert_int_equal(json_integer_value(json_object_get(json_object_get(res, "structuredContent"), "n")), 2);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(res, "structuredContent"), "echo"), "n")), 2);
   assert_true(json_is_false(json_object_get(res, "isError")));
   json_decref(r);
-  svc_mcpp_call_done(c, f->calls[0].call_no, MCP_DISPATCH_UNKNOWN_TOOL, env);
-  r = next_reply(c);
+  r = wait_reply(f, c);
   assert_int_equal(json_integer_value(json_object_get(r, "id")), 10);
-  assert_int_equal(err_code(r), -32002);
   json_decref(r);
-  json_decref(env);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"tools/call\",\"params\":{\"name\":\"local_only\"}}"), 0);
+  r = wait_reply(f, c);
+  assert_int_equal(err_code(r), -32002);
+  assert_string_equal(err_msg(r), "unknown_tool");
+  json_decref(r);
   assert_int_equal(svc_mcpp_inflight(c), 0);
   svc_mcpp_free(c);
 }
@@ -401,59 +509,91 @@ static void test_tools_call_standard_result_and_concurrency(void **state) {
 static void test_task_queue_rpc_answers_content_and_uses_message_token(void **state) {
   fx *f = *state;
   svc_mcpp_conn *c = open_init(f, PEER_X);
-  assert_int_equal(
-      send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rpc\","
-                   "\"arguments\":{\"op\":\"submit\",\"token\":\"tok\"}}}"),
-      0);
-  assert_int_equal(f->n_calls, 1);
-  assert_string_equal(f->calls[0].tool, SVC_TASKQ_TOOL);
-  assert_true(f->calls[0].scopes & MCP_SCOPE_TASK_SUBMIT); /* the message's token counted */
-  json_t *env = json_pack("{s:s, s:{s:b, s:s, s:s}}", "status", "success", "result", "ok", 1, "task_id", "abc",
-                          "peer_id", OUR_ID);
-  svc_mcpp_call_done(c, f->calls[0].call_no, MCP_DISPATCH_OK, env);
-  json_decref(env);
-  json_t *r = next_reply(c);
+  /* without a token the op table refuses the anonymous peer */
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rpc\","
+                                "\"arguments\":{\"op\":\"call_tool\",\"tool\":\"zeta_remote\",\"args\":{\"q\":1}}}}"),
+                   0);
+  json_t *r = wait_reply(f, c);
   json_t *content = json_object_get(json_object_get(r, "result"), "content");
   assert_true(json_is_object(content));
-  assert_string_equal(json_string_value(json_object_get(content, "task_id")), "abc");
+  assert_true(json_is_false(json_object_get(content, "ok")));
+  assert_string_equal(json_string_value(json_object_get(content, "error")), "unauthorized");
   json_decref(r);
-  /* an anonymous rpc call still goes through (status is open) with no scopes */
+  /* the message's token counts for this call only */
   assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rpc\","
-                                "\"arguments\":{\"message\":{\"op\":\"status\"}}}}"),
+                                "\"arguments\":{\"message\":{\"op\":\"call_tool\",\"tool\":\"zeta_remote\",\"args\":{\"q\":1},\"token\":\"tok\"}}}}"),
                    0);
-  assert_int_equal(f->calls[1].scopes, 0);
+  r = wait_reply(f, c);
+  content = json_object_get(json_object_get(r, "result"), "content");
+  assert_true(json_is_true(json_object_get(content, "ok")));
+  assert_string_equal(json_string_value(json_object_get(content, "peer_id")), OUR_ID);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(content, "result"), "echo"), "q")), 1);
+  json_decref(r);
+  json_t *names = list_names(c); /* the stream itself is still anonymous */
+  assert_int_equal(json_array_size(names), 0);
+  json_decref(names);
   svc_mcpp_free(c);
-  assert_int_equal(f->calls[1].detached, 1);
+}
+
+static void test_call_tool_timeout_s_is_honoured(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rpc\","
+                                "\"arguments\":{\"op\":\"call_tool\",\"tool\":\"sleepy\",\"args\":{\"ms\":5000},\"timeout_s\":0.3}}}"),
+                   0);
+  json_t *r = wait_reply(f, c);
+  int64_t took = clock_mono_ms() - t0;
+  json_t *content = json_object_get(json_object_get(r, "result"), "content");
+  assert_true(json_is_false(json_object_get(content, "ok")));
+  assert_string_equal(json_string_value(json_object_get(content, "error")), "timeout");
+  assert_true(took >= 250);
+  assert_true(took < 4000); /* not the tool's 5 s, nor the rpc deadline */
+  json_decref(r);
+  svc_mcpp_free(c);
 }
 
 static void test_cancel_notification_and_eof_drain(void **state) {
   fx *f = *state;
   svc_mcpp_conn *c = open_init(f, PEER_T);
-  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}"), 0);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":10000}}}"), 0);
   assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":5}}"), 0);
-  assert_int_equal(f->calls[0].cancelled, 1);
   svc_mcpp_eof(c);
-  assert_false(svc_mcpp_done(c)); /* still answering id 5 */
-  json_t *env = json_pack("{s:s, s:s, s:s}", "status", "error", "error", "cancelled", "error_type", "cancelled");
-  svc_mcpp_call_done(c, f->calls[0].call_no, MCP_DISPATCH_CANCELLED, env);
-  json_decref(env);
-  json_t *r = next_reply(c);
-  assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "isError")));
-  json_decref(r);
+  assert_false(svc_mcpp_done(c)); /* still running id 5 */
+  int64_t t0 = clock_mono_ms();
+  f->outputs = 0;
+  wait_idle(f, c);
+  assert_true(clock_mono_ms() - t0 < 5000); /* the handler saw the cancellation */
+  assert_null(next_reply(c)); /* a cancelled request gets no response (MCP cancellation) */
   assert_true(svc_mcpp_done(c));
+  assert_true(f->outputs > 0); /* the transport is told to flush and close */
   svc_mcpp_free(c);
 }
 
 static void test_duplicate_inflight_id_refused(void **state) {
   fx *f = *state;
   svc_mcpp_conn *c = open_init(f, PEER_T);
-  const char *m = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}";
+  const char *m = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":200}}}";
   assert_int_equal(send_text(c, m), 0);
   assert_int_equal(send_text(c, m), 0);
   json_t *r = next_reply(c);
   assert_int_equal(err_code(r), -32600);
   json_decref(r);
-  assert_int_equal(f->n_calls, 1);
+  assert_int_equal(svc_mcpp_inflight(c), 1);
+  svc_mcpp_free(c); /* detaches the call in flight */
+}
+
+static void test_inflight_cap_is_too_many_requests(void **state) {
+  fx *f = *state;
+  f->env.max_inflight = 1;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":200}}}"), 0);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":1}}}"), 0);
+  json_t *r = next_reply(c);
+  assert_int_equal(err_code(r), -32010);
+  assert_string_equal(err_msg(r), "too_many_requests");
+  json_decref(r);
+  assert_false(svc_mcpp_done(c));
   svc_mcpp_free(c);
 }
 
@@ -472,6 +612,112 @@ static void test_byte_by_byte_session(void **state) {
   svc_mcpp_free(c);
 }
 
+static void test_modern_era_over_a_stream_needs_no_initialize(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_T, NULL);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\",\"params\":{" MODERN_META "}}"), 0);
+  json_t *r = next_reply(c);
+  json_t *res = json_object_get(r, "result");
+  assert_true(json_is_array(json_object_get(res, "supportedVersions")));
+  assert_string_equal(json_string_value(json_object_get(res, "resultType")), "complete");
+  assert_string_equal(json_string_value(json_object_get(res, "cacheScope")), "private");
+  json_decref(r);
+  assert_true(svc_mcpp_initialized(c));
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"arguments\":{\"m\":1}," MODERN_META "}}"), 0);
+  r = wait_reply(f, c);
+  res = json_object_get(r, "result");
+  assert_string_equal(json_string_value(json_object_get(res, "resultType")), "complete");
+  assert_true(json_is_false(json_object_get(res, "isError")));
+  json_decref(r);
+  /* the same filters apply: an anonymous peer's modern tools/list is empty */
+  svc_mcpp_conn *x = svc_mcpp_new(&f->env, PEER_X, NULL);
+  assert_int_equal(send_text(x, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{" MODERN_META "}}"), 0);
+  r = next_reply(x);
+  assert_int_equal(json_array_size(json_object_get(json_object_get(r, "result"), "tools")), 0);
+  json_decref(r);
+  svc_mcpp_free(x);
+  svc_mcpp_free(c);
+}
+
+static void test_tools_list_paginates_over_a_stream(void **state) {
+  fx *f = *state;
+  f->env.page_size = 3;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}"), 0);
+  json_t *r = next_reply(c);
+  json_t *res = json_object_get(r, "result");
+  assert_int_equal(json_array_size(json_object_get(res, "tools")), 3);
+  const char *cur = json_string_value(json_object_get(res, "nextCursor"));
+  assert_non_null(cur);
+  char m[200];
+  snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/list\",\"params\":{\"cursor\":\"%s\"}}", cur);
+  json_decref(r);
+  assert_int_equal(send_text(c, m), 0);
+  r = next_reply(c);
+  res = json_object_get(r, "result");
+  assert_int_equal(json_array_size(json_object_get(res, "tools")), 1);
+  assert_null(json_object_get(res, "nextCursor"));
+  json_decref(r);
+  svc_mcpp_free(c);
+}
+
+static void test_mcp_tasks_over_a_stream(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init_with(
+      f, PEER_T, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}");
+  /* capability advertised in the 2025-11-25 initialize (checked through tools/list's execution) */
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\","
+                                "\"arguments\":{\"v\":7},\"task\":{\"ttl\":60000}}}"),
+                   0);
+  json_t *r = wait_reply(f, c);
+  json_t *task = json_object_get(json_object_get(r, "result"), "task");
+  assert_non_null(task);
+  char tid[80];
+  snprintf(tid, sizeof tid, "%s", json_string_value(json_object_get(task, "taskId")));
+  json_decref(r);
+  char m[256];
+  snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tasks/get\",\"params\":{\"taskId\":\"%s\"}}", tid);
+  assert_int_equal(send_text(c, m), 0);
+  r = wait_reply(f, c);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(r, "result"), "taskId")), tid);
+  json_decref(r);
+  snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"%s\"}}", tid);
+  assert_int_equal(send_text(c, m), 0);
+  /* the runner completes it; tasks/result answers what the call would have (a status
+   * notification may come first) */
+  json_t *res = NULL;
+  for (int i = 0; i < 3 && !res; i++) {
+    r = wait_reply(f, c);
+    assert_non_null(r);
+    if (json_integer_value(json_object_get(r, "id")) == 4) res = json_incref(json_object_get(r, "result"));
+    json_decref(r);
+  }
+  assert_non_null(res);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(res, "structuredContent"), "echo"), "v")), 7);
+  json_decref(res);
+  /* another peer does not see the task, and an anonymous one may not use tasks at all */
+  svc_mcpp_conn *l = open_init_with(
+      f, PEER_L, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}");
+  snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tasks/get\",\"params\":{\"taskId\":\"%s\"}}", tid);
+  assert_int_equal(send_text(l, m), 0);
+  r = wait_reply(f, l);
+  assert_int_equal(err_code(r), -32602);
+  json_decref(r);
+  svc_mcpp_conn *x = open_init_with(
+      f, PEER_X, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}");
+  assert_int_equal(send_text(x, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tasks/list\"}"), 0);
+  r = next_reply(x);
+  assert_int_equal(err_code(r), -32001);
+  json_decref(r);
+  assert_int_equal(send_text(x, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"task\":{}}}"), 0);
+  r = next_reply(x);
+  assert_int_equal(err_code(r), -32001);
+  json_decref(r);
+  svc_mcpp_free(x);
+  svc_mcpp_free(l);
+  svc_mcpp_free(c);
+}
+
 static void test_rpc_message_unwrap(void **state) {
   (void)state;
   json_t *a = json_pack("{s:{s:s}}", "message", "op", "status");
@@ -487,6 +733,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_first_request_must_be_initialize),
       T(test_initialize_result_keys),
+      T(test_output_frames_are_ascii),
       T(test_oversized_frame_gets_32003_then_close),
       T(test_junk_frames),
       T(test_wrong_jsonrpc_version_closes),
@@ -496,14 +743,20 @@ int main(void) {
       T(test_unknown_method_keeps_stream),
       T(test_tools_list_unauthorized_peer_sees_nothing),
       T(test_tools_list_shows_remote_tools_the_peer_may_use),
+      T(test_peer_without_a_scope_sees_only_tools_it_may_call),
       T(test_token_in_initialize_opens_the_stream),
       T(test_tools_call_unauthorized_peer_refused),
       T(test_tools_call_bad_params),
       T(test_tools_call_standard_result_and_concurrency),
       T(test_task_queue_rpc_answers_content_and_uses_message_token),
+      T(test_call_tool_timeout_s_is_honoured),
       T(test_cancel_notification_and_eof_drain),
       T(test_duplicate_inflight_id_refused),
+      T(test_inflight_cap_is_too_many_requests),
       T(test_byte_by_byte_session),
+      T(test_modern_era_over_a_stream_needs_no_initialize),
+      T(test_tools_list_paginates_over_a_stream),
+      cmocka_unit_test_setup_teardown(test_mcp_tasks_over_a_stream, setup_tasks, teardown),
       cmocka_unit_test(test_rpc_message_unwrap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
