@@ -1,5 +1,8 @@
 /* fuzz_mcp_session.c — feeds newline-separated messages to one mcp_session (both eras, tool
  * calls through a real dispatcher and worker pool) and runs the loop until every call is done.
+ * Byte 0 bit 0: a remote caller; bit 1: the extension points a transport with an older wire
+ * contract sets (tool filter, initialize decorator, result shaper, a hook starting tracked
+ * calls, init_required, ASCII-only output, …).
  * Checks: no crash, no leak, no sanitizer report, every output is one line of valid JSON. */
 #include <jansson.h>
 #include <stdint.h>
@@ -34,8 +37,12 @@ static mcp_registry *g_reg;
 static mcp_dispatcher *g_disp;
 static const mcp_auth g_auth = {.scopes = MCP_SCOPE_ALL, .local = true};
 
+static bool g_ascii; /* the session was asked for ASCII-only output */
+
 static void on_send(void *ud, char *msg, size_t len) {
   if (strlen(msg) != len || memchr(msg, '\n', len)) abort();
+  for (size_t i = 0; g_ascii && i < len; i++)
+    if ((unsigned char)msg[i] >= 0x80) abort();
   json_t *j = json_loadb(msg, len, 0, NULL);
   if (!j) abort();
   json_decref(j);
@@ -53,14 +60,64 @@ static void init_once(void) {
   if (mcp_dispatcher_new(&g_loop, g_reg, &o, &g_disp) != 0) abort();
 }
 
+/* Extension points (byte 0 bit 1): the shape a transport with an older wire contract uses. */
+static bool x_filter(void *ud, const mcp_tool *t, const mcp_auth *auth) {
+  (void)ud, (void)auth;
+  return strcmp(mcp_tool_def_of(t)->name, "fail") != 0;
+}
+static void x_decorate(void *ud, mcp_session *s, const json_t *params, json_t *res) {
+  (void)ud, (void)s;
+  json_object_set_new(res, "ok", json_true());
+  json_object_set(res, "echo", json_object_get(params, "x") ? json_object_get(params, "x") : json_null());
+}
+static bool x_shape(void *ud, const mcp_call_outcome *o, mcp_session_shaped *out) {
+  (void)ud;
+  if (o->status == MCP_DISPATCH_UNKNOWN_TOOL) {
+    out->code = -32002;
+    out->message = "unknown_tool";
+    return true;
+  }
+  if (o->tool && strcmp(mcp_tool_def_of(o->tool)->name, "inline") == 0) {
+    out->result = json_pack("{s:O?}", "content", json_object_get(o->envelope, "result"));
+    return out->result != NULL;
+  }
+  return false;
+}
+static bool x_hook(void *ud, mcp_session *s, const char *method, json_t *id, json_t *params) {
+  (void)ud;
+  if (strcmp(method, "x/call") != 0) return false;
+  static const mcp_auth none = {0};
+  json_t *name = json_object_get(params, "name");
+  mcp_session_call c = {.tool = json_is_string(name) ? json_string_value(name) : "echo",
+                        .args = json_object_get(params, "arguments"), .auth = &none, .timeout_ms = 1000};
+  if (mcp_session_start_call(s, &c) != 0 && id) abort(); /* inside a hook with an id: must start */
+  return true;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   init_once();
   mcp_session *s;
+  bool ext = size > 0 && (data[0] & 2);
   mcp_session_opts so = {.dispatcher = g_disp, .auth = &g_auth, .remote = size > 0 && (data[0] & 1),
                          .page_size = 1, .max_message_bytes = 4096, .send = on_send};
+  g_ascii = ext;
+  if (ext) {
+    so.tool_filter = x_filter;
+    so.init_decorator = x_decorate;
+    so.result_shaper = x_shape;
+    so.hook = x_hook;
+    so.init_required = true;
+    so.init_required_code = -32000;
+    so.init_required_message = "init_required";
+    so.init_default_version = "2024-11-05";
+    so.quiet_logs = true;
+    so.ascii_only = true;
+    so.max_inflight = 4;
+    so.busy_code = -32010;
+  }
   if (mcp_session_new(&so, &s) != 0) abort();
   const char *p = (const char *)data, *end = p + size;
-  while (p < end) {
+  while (p < end && !mcp_session_ended(s)) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
     mcp_session_feed(s, p, n);

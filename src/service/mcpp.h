@@ -24,7 +24,7 @@
  *   - tools/call (alias tools.call) through the dispatcher with the caller's auth: a standard
  *     CallToolResult, except task_queue.rpc, answered {"content": <op reply>} and run with the
  *     message's own "token" too; unknown tool → -32002 "unknown_tool", missing scope (or no
- *     tool.call scope, also for tasks/*) → -32001 "unauthorized";
+ *     tool.call scope, also for the tasks methods) → -32001 "unauthorized";
  *   - no notifications/message unless the client asked (logging/setLevel or _meta logLevel).
  *
  * Ownership: svc_mcpp_conn is created and freed by its transport; it owns its buffers and its
