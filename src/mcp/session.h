@@ -1,7 +1,10 @@
-/* session.h — the MCP JSON-RPC session core, shared by every transport (stdio now, Streamable
- * HTTP and /mcp+p2p/1.0.0 streams later). Sans-I/O: the transport feeds one complete message
- * (the bytes of one JSON-RPC message, no framing) with mcp_session_feed(); the session answers
- * through the `send` callback. No sockets, no files, no threads of its own.
+/* session.h — the MCP JSON-RPC session core, shared by every transport (stdio, /mcp+p2p/1.0.0
+ * streams via service/mcpp.c, Streamable HTTP later). Sans-I/O: the transport feeds one
+ * complete message (the bytes of one JSON-RPC message, no framing) with mcp_session_feed();
+ * the session answers through the `send` callback. No sockets, no files, no threads of its own.
+ * Transports with an older wire contract adjust it through the extension points in
+ * mcp_session_opts (tool filter, initialize decorator, result shaper, init_required, …) and a
+ * method hook that may start tracked calls (mcp_session_start_call).
  *
  * Implements JSON-RPC 2.0 (errors -32700 with id null, -32600, -32601, -32602, -32603) and both
  * MCP eras, chosen per request as 2026-07-28 basic/versioning.mdx §Backward Compatibility says:
