@@ -1141,8 +1141,30 @@ static void handle_message(mcp_session *s, json_t *m) {
 bool mcp_session_ended(const mcp_session *s) { return s->ended; }
 bool mcp_session_ready(const mcp_session *s) { return s->ready; }
 
+/* True when a parsed document nests deeper than max (the same ceiling as for text). */
+static bool json_too_deep(const json_t *j, int max) {
+  if (!json_is_object(j) && !json_is_array(j)) return false;
+  if (max <= 0) return true;
+  if (json_is_array(j)) {
+    for (size_t i = 0; i < json_array_size(j); i++)
+      if (json_too_deep(json_array_get(j, i), max - 1)) return true;
+    return false;
+  }
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)j, k, v) {
+    if (json_too_deep(v, max - 1)) return true;
+  }
+  return false;
+}
+
 void mcp_session_feed_json(mcp_session *s, json_t *msg) {
-  if (!s->ended && msg) handle_message(s, msg);
+  if (s->ended || !msg) return;
+  if (json_too_deep(msg, MCP_SESSION_MAX_DEPTH)) {
+    mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
+    return;
+  }
+  handle_message(s, msg);
 }
 
 void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {

@@ -134,8 +134,8 @@ void mcp_session_free(mcp_session *s);
 
 /* Handles one message. Bad input is answered with a JSON-RPC error, never fatal. */
 void mcp_session_feed(mcp_session *s, const char *msg, size_t len);
-/* The same for a message the transport has parsed itself (borrowed; it checked its size and
- * nesting against its own ceilings). */
+/* The same for a message the transport has parsed itself (borrowed; the transport checked its
+ * size; nesting deeper than MCP_SESSION_MAX_DEPTH is refused here, as in mcp_session_feed). */
 void mcp_session_feed_json(mcp_session *s, json_t *msg);
 
 /* True once the session refused to go on (init_required): the transport flushes and closes;

@@ -718,6 +718,24 @@ static void test_mcp_tasks_over_a_stream(void **state) {
   svc_mcpp_free(c);
 }
 
+static void test_deep_json_refused_stream_stays(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  char m[1200];
+  int n = snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\",\"params\":{\"x\":");
+  for (int i = 0; i < 200; i++) m[n++] = '[';
+  for (int i = 0; i < 200; i++) m[n++] = ']';
+  m[n++] = '}';
+  m[n++] = '}';
+  m[n] = 0;
+  assert_int_equal(send_text(c, m), 0);
+  json_t *r = next_reply(c);
+  assert_int_equal(err_code(r), -32600);
+  json_decref(r);
+  assert_false(svc_mcpp_done(c));
+  svc_mcpp_free(c);
+}
+
 static void test_rpc_message_unwrap(void **state) {
   (void)state;
   json_t *a = json_pack("{s:{s:s}}", "message", "op", "status");
@@ -754,6 +772,7 @@ int main(void) {
       T(test_duplicate_inflight_id_refused),
       T(test_inflight_cap_is_too_many_requests),
       T(test_byte_by_byte_session),
+      T(test_deep_json_refused_stream_stays),
       T(test_modern_era_over_a_stream_needs_no_initialize),
       T(test_tools_list_paginates_over_a_stream),
       cmocka_unit_test_setup_teardown(test_mcp_tasks_over_a_stream, setup_tasks, teardown),
