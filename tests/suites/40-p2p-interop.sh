@@ -31,8 +31,9 @@ ko() { fail=$((fail + 1)); echo "FAIL $1${2:+: $2}"; }
 # Runs a python expression over one JSON line (stdin) and prints its value.
 jget() { python3 -c "import json,sys; d=json.loads(sys.stdin.read()); print($1)"; }
 
-# Starts a listener whose first stdout line is JSON with "addrs"; waits for it (10 s).
-# usage: start_listener NAME cmd...   → sets LISTEN_JSON
+# Starts a listener whose first stdout line is JSON with "addrs"; waits for it (60 s: node and
+# ASan start slowly on a loaded machine). usage: start_listener NAME cmd... → sets LISTEN_JSON
+# and PID_<NAME>
 start_listener() {
   local name=$1
   shift
@@ -40,9 +41,10 @@ start_listener() {
   mkfifo "$fifo"
   "$@" <"$fifo" >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pids+=($!)
+  eval "PID_$name=$!"
   exec {fd}>"$fifo" # keep stdin open; closing it stops the listener
   eval "FD_$name=$fd"
-  for _ in $(seq 100); do
+  for _ in $(seq 600); do
     [ -s "$tmp/$name.out" ] && break
     sleep 0.1
   done
@@ -93,7 +95,8 @@ print(max([json.loads(l)["max_send_queued"] for l in sys.stdin] or [-1]))')
     ko "c send queue bounded under a slow js reader" "max_send_queued=$maxq"
   fi
   eval "exec {FD_cl}>&-"
-  sleep 1
+  # the listener exits on EOF; its sanitizer report (if any) is written by then (bounded: 30 s)
+  for _ in $(seq 300); do kill -0 "$PID_cl" 2>/dev/null || break; sleep 0.1; done
   if grep -q "ERROR: AddressSanitizer\|runtime error:" "$tmp/cl.err"; then
     ko "c listener clean under ASan/UBSan" "$(grep -m1 -A3 'ERROR\|runtime error' "$tmp/cl.err")"
   else
@@ -132,10 +135,10 @@ if start_listener jl timeout 200 "$node" "$peer_js" listen --ip6 --slow-sink-ms 
 
   # CLI against the JS peer
   if [ -x "$bin" ]; then
-    out=$(timeout 30 "$bin" ping "$j4" -n 3 --state-dir "$tmp/cli-state" 2>"$tmp/cli-ping.err")
+    out=$(timeout 90 "$bin" ping "$j4" -n 3 --state-dir "$tmp/cli-state" 2>"$tmp/cli-ping.err")
     if [ $? -eq 0 ] && [ "$(grep -c 'time=' <<<"$out")" -eq 3 ]; then ok "cli ping js -n 3"
     else ko "cli ping js -n 3" "$out $(tail -n 3 "$tmp/cli-ping.err")"; fi
-    id=$(timeout 10 "$bin" id --state-dir "$tmp/cli-state" 2>/dev/null)
+    id=$(timeout 60 "$bin" id --state-dir "$tmp/cli-state" 2>/dev/null)
     if [[ "$id" =~ ^12D3KooW[1-9A-HJ-NP-Za-km-z]+$ ]]; then ok "cli id"; else ko "cli id" "$id"; fi
     wrong="${j4%/p2p/*}/p2p/$id"
     if timeout 30 "$bin" ping "$wrong" -n 1 --state-dir "$tmp/cli-state2" >/dev/null 2>&1; then
@@ -167,7 +170,7 @@ if [ -x "$bin" ] && "$bin" serve --help 2>&1 | grep -q -- "--p2p-listen"; then
     --state-dir "$tmp/serve-state" --p2p-listen /ip4/127.0.0.1/tcp/0 >"$tmp/serve.out" 2>"$tmp/serve.err" &
   spid=$!
   pids+=($spid)
-  for _ in $(seq 100); do [ -s "$tmp/serve-state/announce.json" ] && [ -s "$ann" ] && break; sleep 0.1; done
+  for _ in $(seq 600); do [ -s "$tmp/serve-state/announce.json" ] && [ -s "$ann" ] && break; sleep 0.1; done
   if [ -s "$tmp/serve-state/announce.json" ] && [ -s "$ann" ]; then
     ma=$(jget 'd["multiaddr"]' <"$tmp/serve-state/announce.json")
     pid=$(jget 'd["peer_id"]' <"$tmp/serve-state/announce.json")

@@ -38,8 +38,8 @@ check() { # name, then a command whose success means pass
 jget() { python3 -c "import json,sys; d=json.loads(sys.stdin.read() or 'null'); print($1)" 2>/dev/null; }
 id_of() { "$bin" id --state-dir "$tmp/$1" 2>/dev/null; }
 ma_of() { python3 -c "import json; print(json.load(open('$tmp/$1/announce.json'))['multiaddr'])" 2>/dev/null; }
-wait_announce() {
-  for _ in $(seq 100); do
+wait_announce() { # up to 60 s: ASan startup on a loaded machine can be slow
+  for _ in $(seq 600); do
     [ -s "$tmp/$1/announce.json" ] && return 0
     sleep 0.1
   done
@@ -48,7 +48,23 @@ wait_announce() {
 cli() { # cli STATE_NAME args… → stdout JSON; bounded
   local who=$1
   shift
-  timeout 60 "$bin" "$@" --state-dir "$tmp/$who" 2>>"$tmp/cli.err"
+  timeout 120 "$bin" "$@" --state-dir "$tmp/$who" 2>>"$tmp/cli.err"
+}
+# stop_wait PID [SIGNAL] [SECS]: signals a process we started and waits for it, bounded (60 s):
+# a process that does not stop is killed and reported as exit status 124.
+stop_wait() {
+  local pid=$1 sig=${2:-TERM} secs=${3:-60} i
+  kill "-$sig" "$pid" 2>/dev/null
+  for ((i = 0; i < secs * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 124
+  fi
+  wait "$pid" 2>/dev/null
 }
 
 for n in a b c cli stranger w1 w2 w3; do mkdir -p "$tmp/$n"; done
@@ -90,7 +106,7 @@ fi
 B_MA=$(ma_of b)
 
 # ---- a worker attached to B (mesh over the network), and node A's MCP client ----
-timeout 120 "$bin" worker --peer "$B_MA" --state-dir "$tmp/w3" --slots 2 2>"$tmp/w3.err" >"$tmp/w3.out" &
+timeout 900 "$bin" worker --peer "$B_MA" --state-dir "$tmp/w3" --slots 2 2>"$tmp/w3.err" >"$tmp/w3.out" &
 W3_PID=$!
 pids+=($W3_PID)
 
@@ -234,10 +250,9 @@ else
 fi
 
 # ---- a worker killed with SIGKILL mid-task: the lease expires, another worker completes it once ----
-kill -TERM $W3_PID 2>/dev/null
-wait $W3_PID 2>/dev/null
+stop_wait $W3_PID
 check "worker W3 stops cleanly on SIGTERM" grep -q '"completed"' "$tmp/w3.out"
-got=$(cli cli task submit --peer "$B_MA" --type tool.call '{"tool":"sleep","args":{"ms":4000}}')
+got=$(cli cli task submit --peer "$B_MA" --type tool.call '{"tool":"sleep","args":{"ms":12000}}')
 ktid=$(echo "$got" | jget 'd["task_id"]')
 "$bin" worker --peer "$B_MA" --state-dir "$tmp/w1" --lease 2 2>"$tmp/w1.err" >"$tmp/w1.out" &
 W1_PID=$!
@@ -249,16 +264,14 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 check "W1 claimed the sleep task" [ "$running" = yes ]
-kill -9 $W1_PID 2>/dev/null
-wait $W1_PID 2>/dev/null
-timeout 60 "$bin" worker --peer "$B_MA" --state-dir "$tmp/w2" --lease 2 2>"$tmp/w2.err" >"$tmp/w2.out" &
+stop_wait $W1_PID 9
+timeout 300 "$bin" worker --peer "$B_MA" --state-dir "$tmp/w2" --lease 2 2>"$tmp/w2.err" >"$tmp/w2.out" &
 W2_PID=$!
 pids+=($W2_PID)
-got=$(cli cli task wait --peer "$B_MA" --timeout 40 "$ktid")
+got=$(cli cli task wait --peer "$B_MA" --timeout 100 "$ktid")
 check "after W1's SIGKILL, W2 ran the task to completion" [ "$(echo "$got" | jget 'd["task"]["status"]')" = "completed" ]
 check "…on the second attempt, owned by W2" [ "$(echo "$got" | jget 'd["task"]["attempt"] == 2 and d["task"]["assigned_worker"].startswith("'"$W2_ID"'")')" = "True" ]
-kill -TERM $W2_PID 2>/dev/null
-wait $W2_PID 2>/dev/null
+stop_wait $W2_PID
 check "…and it completed exactly once" [ "$(jget 'd["completed"]' <"$tmp/w2.out")" = "1" ]
 
 # ---- mesh: one worker claims from two peers (B by PeerId, C by token) ----
@@ -279,16 +292,14 @@ check "mesh worker completed C's task" [ "$(echo "$gc" | jget 'd["task"]["status
 tw=$(cli cli task submit --peer "$B_MA" --type wordcount '{"x":1}' | jget 'd["task_id"]')
 gw=$(cli cli task wait --peer "$B_MA" --timeout 30 "$tw")
 check "a task type naming a command tool runs that command" [ "$(echo "$gw" | jget 'd["task"]["result"]["result"]')" = "8" ]
-kill -TERM $W3M_PID 2>/dev/null
-wait $W3M_PID 2>/dev/null
+stop_wait $W3M_PID
 
 # ---- clean shutdown of the nodes (no leaks, exit 0) ----
 for pair in "B:$B_PID" "C:$C_PID"; do
   name=${pair%%:*}
   pid=${pair#*:}
-  kill -TERM "$pid" 2>/dev/null
   rc=0
-  wait "$pid" || rc=$?
+  stop_wait "$pid" TERM 60 || rc=$?
   lower=$(echo "$name" | tr 'A-Z' 'a-z')
   if [ "$rc" = 0 ] && ! grep -q 'LeakSanitizer\|ERROR: AddressSanitizer\|runtime error' "$tmp/$lower.err"; then
     ok "node $name stops cleanly on SIGTERM"
