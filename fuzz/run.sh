@@ -8,7 +8,8 @@
 # that file into fuzz/corpus/<stem>/: every corpus file is replayed first by the fuzzer, and
 # by the unit tests (tests/p2p fuzz_regress_<stem>), so it stays a regression test.
 # FUZZ_MERGE=1 additionally merges new coverage-increasing inputs into the tree corpus.
-# Optional extra libFuzzer flags per target: a file fuzz/<stem>.options (one line).
+# Optional extra libFuzzer flags per target: a file fuzz/<stem>.options (one line); for every
+# target: $FUZZ_FLAGS (e.g. "-seed=1", which tests/suites/50-fuzz.sh uses for repeatable runs).
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 b=${1:?usage: fuzz/run.sh BUILD_DIR}
@@ -32,7 +33,7 @@ for exe in "$b"/fuzz/fuzz_*; do
   # -timeout: one input may take at most 10 s; -rss_limit_mb bounds memory growth.
   # shellcheck disable=SC2086
   nice -n 10 "$exe" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$art/" $extra "${corpora[@]}" >"$out/$stem.log" 2>&1
+    -artifact_prefix="$art/" ${FUZZ_FLAGS:-} $extra "${corpora[@]}" >"$out/$stem.log" 2>&1
   rc=$?
   runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$out/$stem.log" | grep -oE '[0-9]+$' || true)
   if [ "$rc" -eq 0 ]; then

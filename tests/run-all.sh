@@ -2,6 +2,8 @@
 # Runs every suite in tests/suites/ in name order and ends with one line "N passed, N failed".
 # A suite is an executable script whose last line of output is "N passed, N failed"; a suite
 # that exits non-zero without that line counts as one failure. SUITES=pattern picks suites.
+# Each suite is bounded (SUITE_TIMEOUT seconds, default 1800): a hung suite is killed (with the
+# processes it started) and counts as a failure, so `make check` always ends.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -15,7 +17,7 @@ for s in "$here"/suites/*.sh; do
   if [ -n "${SUITES:-}" ] && [[ "$name" != *${SUITES}* ]]; then continue; fi
   echo "=== suite $name" >&2
   start=$(date +%s)
-  bash "$s" 2>&1 | tee "$logdir/$name.log"
+  timeout -k 30 "${SUITE_TIMEOUT:-1800}" bash "$s" </dev/null 2>&1 | tee "$logdir/$name.log"
   rc=${PIPESTATUS[0]}
   line=$(grep -E '^([A-Za-z0-9_.-]+: )?[0-9]+ passed, [0-9]+ failed' "$logdir/$name.log" | tail -n 1)
   if [ -n "$line" ]; then
