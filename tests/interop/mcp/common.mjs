@@ -68,7 +68,7 @@ export class RawServer {
   _wake() {
     for (const w of this.waiters.splice(0)) w();
   }
-  async waitFor(pred, ms = 10000) {
+  async waitFor(pred, ms = 30000) { // generous: an ASan server on a loaded 2-core machine
     const deadline = Date.now() + ms;
     for (;;) {
       const hit = this.lines.find(pred);

@@ -115,7 +115,7 @@ test('a second SIGTERM cancels what still runs: exit 0 at once', () => withServe
   await new Promise((r) => setTimeout(r, 200));
   s.proc.kill('SIGTERM');
   assert.equal((await s.exited).code, 0);
-  assert.ok(Date.now() - t0 < 10000);
+  assert.ok(Date.now() - t0 < 30000); // not the 60 s call
 }));
 
 test('stdin from a regular file works', async () => {
