@@ -407,3 +407,9 @@ int svc_mcpp_feed(svc_mcpp_conn *c, const uint8_t *data, size_t len) {
 }
 
 void svc_mcpp_eof(svc_mcpp_conn *c) { c->eof = true; }
+
+void svc_mcpp_stopping(svc_mcpp_conn *c) {
+  c->in_feed++; /* output goes out with the caller's flush */
+  mcp_session_end_subscriptions(c->sess);
+  c->in_feed--;
+}

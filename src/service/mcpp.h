@@ -104,6 +104,10 @@ int svc_mcpp_feed(svc_mcpp_conn *c, const uint8_t *data, size_t len) __attribute
  * cut short just ends the session (Python's "eof"). */
 void svc_mcpp_eof(svc_mcpp_conn *c);
 
+/* The server is stopping: ends open subscriptions and tasks/result waits (those get a -32603
+ * "retry later" error; the tasks go on) so that only real calls are drained. */
+void svc_mcpp_stopping(svc_mcpp_conn *c);
+
 /* Bytes waiting to be written (they stay until consumed). */
 buf *svc_mcpp_output(svc_mcpp_conn *c);
 /* True once the conn will produce nothing more: flush the output, then close the stream. */

@@ -33,6 +33,7 @@ typedef struct svc_stream {
   bool linked;
   bool write_blocked, closed_write;
   bool flush_pending; /* output appeared from a completion: flushed from the server's idle */
+  bool stop_seen;     /* told the server is stopping */
   uint64_t created_ms, last_ms; /* loop time: opened, last bytes received */
   /* ST_MCPP */
   svc_mcpp_conn *conn;
@@ -495,6 +496,18 @@ void svc_server_stop(svc_server *srv, uint32_t deadline_ms, void (*done)(void *u
     srv->stopping = true;
     p2p_host_unhandle(srv->o.host, SVC_MCPP_PROTOCOL);
     if (srv->o.legacy) p2p_host_unhandle(srv->o.host, SVC_LEGACY_PROTOCOL);
+  }
+  /* Waits that would only run into the deadline (tasks/result, subscriptions) end now, with
+   * an answer the peer can act on. Safe to flush here: no session callback is running. */
+  for (svc_stream *st = srv->streams; st;) {
+    if (st->kind == ST_MCPP && !st->stop_seen) {
+      st->stop_seen = true;
+      svc_mcpp_stopping(st->conn);
+      st_flush(st); /* may free streams: rescan */
+      st = srv->streams;
+      continue;
+    }
+    st = st->next;
   }
   srv->stop_done = done;
   srv->stop_ud = ud;
