@@ -736,6 +736,29 @@ static void test_deep_json_refused_stream_stays(void **state) {
   svc_mcpp_free(c);
 }
 
+static void test_stopping_ends_task_result_waits(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init_with(
+      f, PEER_T, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}");
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\","
+                                "\"arguments\":{\"ms\":3000},\"task\":{}}}"),
+                   0);
+  json_t *r = wait_reply(f, c);
+  char m[256];
+  snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"%s\"}}",
+           json_string_value(json_object_get(json_object_get(json_object_get(r, "result"), "task"), "taskId")));
+  json_decref(r);
+  assert_int_equal(send_text(c, m), 0);
+  assert_int_equal(svc_mcpp_inflight(c), 1);
+  svc_mcpp_stopping(c);
+  r = next_reply(c);
+  assert_int_equal(json_integer_value(json_object_get(r, "id")), 3);
+  assert_int_equal(err_code(r), -32603);
+  json_decref(r);
+  assert_int_equal(svc_mcpp_inflight(c), 0);
+  svc_mcpp_free(c);
+}
+
 static void test_rpc_message_unwrap(void **state) {
   (void)state;
   json_t *a = json_pack("{s:{s:s}}", "message", "op", "status");
@@ -776,6 +799,7 @@ int main(void) {
       T(test_modern_era_over_a_stream_needs_no_initialize),
       T(test_tools_list_paginates_over_a_stream),
       cmocka_unit_test_setup_teardown(test_mcp_tasks_over_a_stream, setup_tasks, teardown),
+      cmocka_unit_test_setup_teardown(test_stopping_ends_task_result_waits, setup_tasks, teardown),
       cmocka_unit_test(test_rpc_message_unwrap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
