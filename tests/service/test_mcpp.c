@@ -481,7 +481,7 @@ static void test_tools_call_bad_params(void **state) {
 static void test_tools_call_standard_result_and_concurrency(void **state) {
   fx *f = *state;
   svc_mcpp_conn *c = open_init(f, PEER_T);
-  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":300}}}"), 0);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":1500}}}"), 0);
   assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":11,\"method\":\"tools.call\",\"params\":{\"name\":\"zeta_remote\",\"arguments\":{\"n\":2}}}"), 0);
   assert_int_equal(svc_mcpp_inflight(c), 2);
   assert_null(next_reply(c));
