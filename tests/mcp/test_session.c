@@ -351,7 +351,8 @@ static void test_session_modern_tools_call_result_has_result_type(void **state) 
 
 static void test_session_concurrent_calls_are_matched_by_id(void **state) {
   fx *f = *state;
-  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":300}}}");
+  /* 3 s against 10 ms: the short call answers first even on a loaded machine */
+  feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":3000}}}");
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":10}}}");
   assert_int_equal(mcp_session_inflight(f->s), 2);
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"a1\"}}");
@@ -376,7 +377,7 @@ static void test_session_cancelled_request_gets_no_response(void **state) {
   atomic_store(&g_cancel_seen, false);
   atomic_store(&g_sleep_started, false);
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":\"slow\",\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":20000}}}");
-  for (int i = 0; i < 5000 && !atomic_load(&g_sleep_started); i++) usleep(1000);
+  for (int i = 0; i < 30000 && !atomic_load(&g_sleep_started); i++) usleep(1000);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"slow\",\"reason\":\"user\"}}");
   json_array_clear(f->out);
