@@ -6,6 +6,7 @@ root=${PEERMCP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 b="$root/build-asan"
 # Per-test timeouts are in tests/*/meson.build; the multiplier leaves room for a loaded
 # 2-core machine running two ASan tests at once (a hung test still ends, as a failure).
+rm -f "$b/meson-logs/testlog.json" # never count a previous run's results
 meson test -C "$b" --suite unit --print-errorlogs --num-processes 2 --timeout-multiplier "${UNIT_TIMEOUT_MULTIPLIER:-3}" \
   >"$b/unit.out" 2>&1
 rc=$?
