@@ -225,7 +225,7 @@ check "stranger's cache.delete did nothing" [ "$(echo "$got" | jget 'd["hit"]')"
 
 # ---- js-libp2p peer speaking /mcp+p2p/1.0.0 with hand-written frames (against C) ----
 if [ -x "$node" ]; then
-  (cd "$root/tests" && timeout 90 "$node" "$peer_js" "$C_MA" authorized,unauthorized,before_init,oversize,junk,legacy,ratelimit \
+  (cd "$root/tests" && timeout 90 "$node" "$peer_js" "$C_MA" authorized,mcp_tasks,unauthorized,before_init,oversize,junk,legacy,ratelimit \
     --token tok-c >"$tmp/js.out" 2>"$tmp/js.err")
   while read -r line; do
     name=$(echo "$line" | jget 'd["check"]')

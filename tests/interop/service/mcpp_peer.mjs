@@ -4,6 +4,7 @@
 // Checks (one JSON line each: {"check","ok","detail"}):
 //   authorized   initialize (with --token) → keys Python clients read; tools/list shows echo;
 //                tools/call echo → CallToolResult; task_queue.rpc status → {"content":{"ok":true}}
+//   mcp_tasks    MCP Tasks over the stream: CreateTaskResult, tasks/result, tasks/get
 //   unauthorized no token: tools/list is empty, tools/call → -32001, rpc submit → unauthorized
 //   before_init  tools/list before initialize → -32000 init_required, then the stream ends
 //   oversize     a header declaring 2 MiB → -32003 frame_too_large (body never sent), stream ends
@@ -128,6 +129,31 @@ const impl = {
     await s.close()
     return names.length
   },
+  // MCP Tasks (2025-11-25) over a stream: the call becomes a durable queue task that the
+  // node's task runner executes; tasks/get and tasks/result reach it from this peer.
+  async mcp_tasks () {
+    const { s, f } = await open()
+    const params = { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'js-test', version: '1' }, token }
+    s.send(frame({ jsonrpc: '2.0', id: 1, method: 'initialize', params }))
+    const r = await f.next()
+    expect(r.result && r.result.capabilities && r.result.capabilities.tasks, 'tasks capability ' + JSON.stringify(r.result && r.result.capabilities))
+    s.send(frame({ jsonrpc: '2.0', method: 'notifications/initialized' }))
+    s.send(frame({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { via: 'task' }, task: { ttl: 60000 } } }))
+    const c = await f.next()
+    const task = c.result && c.result.task
+    expect(task && typeof task.taskId === 'string' && task.status === 'working', 'CreateTaskResult ' + JSON.stringify(c))
+    s.send(frame({ jsonrpc: '2.0', id: 3, method: 'tasks/result', params: { taskId: task.taskId } }))
+    let res
+    for (;;) { const m = await f.next(20000); if (m && m.id === 3) { res = m; break } }
+    expect(res.result && res.result.isError === false && res.result.structuredContent && res.result.structuredContent.via === 'task', 'tasks/result ' + JSON.stringify(res))
+    s.send(frame({ jsonrpc: '2.0', id: 4, method: 'tasks/get', params: { taskId: task.taskId } }))
+    let g
+    for (;;) { const m = await f.next(); if (m && m.id === 4) { g = m; break } }
+    expect(g.result && g.result.status === 'completed', 'tasks/get ' + JSON.stringify(g))
+    await s.close()
+    return task.taskId
+  },
+
   async unauthorized () {
     const { s, f } = await open()
     await init(s, f, false)
