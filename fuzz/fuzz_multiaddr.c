@@ -24,7 +24,7 @@ static void check_roundtrip(const multiaddr *ma) {
   }
   if (rc != 0) abort();
   peerid id;
-  (void)multiaddr_get_peerid(&back, &id);
+  (void)!multiaddr_get_peerid(&back, &id);
   struct sockaddr_storage ss;
   socklen_t sl;
   if (multiaddr_to_sockaddr(&back, &ss, &sl) == 0) {

@@ -11,7 +11,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_INPUT (1 << 20)
+#define FUZZ_MAX_INPUT (1 << 20)
 
 static int run_file(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -19,8 +19,8 @@ static int run_file(const char *path) {
     perror(path);
     return -1;
   }
-  uint8_t *data = malloc(MAX_INPUT);
-  size_t n = data ? fread(data, 1, MAX_INPUT, f) : 0;
+  uint8_t *data = malloc(FUZZ_MAX_INPUT);
+  size_t n = data ? fread(data, 1, FUZZ_MAX_INPUT, f) : 0;
   fclose(f);
   if (!data) return -1;
   /* Exact-size copy so ASan catches reads past the end. */

@@ -366,7 +366,7 @@ static int read_key(lctx *c, const keydef *k, const char *path, json_t *v) {
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e) {
-      char sub[PATH_BUF];
+      char sub[PATH_BUF + 24];
       snprintf(sub, sizeof sub, "%s[%zu]", path, i);
       if (!json_is_string(e) || json_string_length(e) == 0 || json_string_length(e) > 4096) {
         strv_free(arr, i);

@@ -1170,7 +1170,7 @@ void mcp_session_feed_json(mcp_session *s, json_t *msg) {
 void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {
   if (s->ended) return;
   if (len > s->o.max_message_bytes) {
-    char m[96];
+    char m[128];
     snprintf(m, sizeof m, "Invalid Request: message of %zu bytes exceeds the limit of %zu", len, s->o.max_message_bytes);
     mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, m, NULL);
     return;
