@@ -42,7 +42,7 @@ class Frames {
     this.ended = false
   }
 
-  async next (timeoutMs = 10000) {
+  async next (timeoutMs = 30000) { // generous: an ASan node on a loaded 2-core machine
     const deadline = Date.now() + timeoutMs
     for (;;) {
       if (this.buf.length >= 4) {
@@ -144,7 +144,7 @@ const impl = {
     expect(task && typeof task.taskId === 'string' && task.status === 'working', 'CreateTaskResult ' + JSON.stringify(c))
     s.send(frame({ jsonrpc: '2.0', id: 3, method: 'tasks/result', params: { taskId: task.taskId } }))
     let res
-    for (;;) { const m = await f.next(20000); if (m && m.id === 3) { res = m; break } }
+    for (;;) { const m = await f.next(60000); if (m && m.id === 3) { res = m; break } }
     expect(res.result && res.result.isError === false && res.result.structuredContent && res.result.structuredContent.via === 'task', 'tasks/result ' + JSON.stringify(res))
     s.send(frame({ jsonrpc: '2.0', id: 4, method: 'tasks/get', params: { taskId: task.taskId } }))
     let g
