@@ -80,7 +80,7 @@ test('callToolStream: task created, polled, result delivered', async () => {
 });
 
 test('tasks/result blocks until the task completes and carries related-task _meta', async () => {
-  const task = await createTask('sleep', { ms: 400 });
+  const task = await createTask('sleep', { ms: 1500 }); // the run may start before t0: keep a margin
   const t0 = Date.now();
   const res = await client.experimental.tasks.getTaskResult(task.taskId, CallToolResultSchema);
   assert.ok(Date.now() - t0 >= 200, 'waited for the run');
@@ -157,7 +157,7 @@ test('2026-07-28 extension: server/discover, resultType task, tasks/get with the
     for (let i = 0; i < 200; i++) {
       g = await srv.request({ jsonrpc: '2.0', id: 100 + i, method: 'tasks/get', params: { taskId: id, _meta: EXT_META } });
       if (g.result.status !== 'working') break;
-      await sleep(50);
+      await sleep(250); // up to ~50 s on a loaded machine
     }
     assert.equal(g.result.resultType, 'complete');
     assert.equal(g.result.status, 'completed');
@@ -202,7 +202,7 @@ test('a task survives kill -9 of the server: created before the reply, found aft
       // the dead process's run is released at once (not after the lease) and runs again here
       let again = g;
       for (let i = 0; i < 100 && !again.result.statusMessage?.includes(`mcp-tasks/${b.proc.pid}/`); i++) {
-        await sleep(100);
+        await sleep(500); // up to ~50 s on a loaded machine
         again = await b.request({ jsonrpc: '2.0', id: 1000 + i, method: 'tasks/get', params: { taskId: id } });
       }
       assert.match(again.result.statusMessage, new RegExp(`running on worker mcp-tasks/${b.proc.pid}/`));

@@ -12,7 +12,7 @@ import { RawServer, peermcpBin, serverEnv } from './common.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFile(p, ms = 15000) {
+async function waitFile(p, ms = 60000) {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     try { if (fs.statSync(p).size > 0) return; } catch {}
@@ -53,7 +53,7 @@ test('a task created over MCP on A runs on peer W\'s worker', async () => {
     for (let i = 0; i < 200; i++) {
       g = await a.request({ jsonrpc: '2.0', id: n++, method: 'tasks/get', params: { taskId: id } });
       if (g.result.statusMessage?.includes(wId) || g.result.status !== 'working') break;
-      await sleep(50);
+      await sleep(250); // the worker (ASan) may take a while to start on a loaded machine
     }
     assert.ok(g.result.statusMessage?.startsWith(`running on worker ${wId}`), `${JSON.stringify(g)}\n${wErr.slice(-1500)}`);
     const r = await a.request({ jsonrpc: '2.0', id: 500, method: 'tasks/result', params: { taskId: id } }, 30000);
