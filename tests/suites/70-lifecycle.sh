@@ -5,7 +5,7 @@
 # flight at shutdown) and is then stopped by EOF on stdin, SIGINT or SIGTERM. Under the ASan
 # build (LeakSanitizer on) it must exit 0 within a bounded time with no sanitizer report and no
 # libuv handle left open; once under valgrind (release build) with no definite leak or memory
-# error. Last line: "lifecycle: N passed, N failed".
+# error and no thread left unjoined. Last line: "lifecycle: N passed, N failed".
 set -u
 root=${PEERMCP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 asan_bin="${PEERMCP_ASAN_BIN:-$root/build-asan/peermcp}"
@@ -107,6 +107,14 @@ EOF
     ok "$name: no leak or memory error"
   fi
   if grep -q 'handles still open' "$st.err"; then ko "$name: no libuv handle left open"; else ok "$name: no libuv handle left open"; fi
+  # valgrind lists a thread never joined as a "possibly lost" TLS block from pthread_create
+  if [ -f "$st.vg" ]; then
+    if grep -q 'pthread_create' "$st.vg"; then
+      ko "$name: no thread left running" "$(grep -m1 -B8 pthread_create "$st.vg" | head -10)"
+    else
+      ok "$name: no thread left running"
+    fi
+  fi
 }
 
 if [ ! -x "$asan_bin" ] || [ -z "$cli_id" ]; then
@@ -119,7 +127,7 @@ fi
 
 # valgrind on the release build (no sanitizer runtime in the way), stopped by SIGTERM.
 if command -v valgrind >/dev/null 2>&1 && [ -x "$rel_bin" ]; then
-  run_one valgrind-sigterm term 240 "$rel_bin" valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+  run_one valgrind-sigterm term 240 "$rel_bin" valgrind -q --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite,possible \
     --error-exitcode=99 --log-file="$tmp/valgrind-sigterm.vg"
 else
   echo "valgrind or the release build missing: valgrind run skipped"
