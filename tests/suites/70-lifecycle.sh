@@ -125,6 +125,43 @@ else
   run_one asan-sigterm term 60 "$asan_bin"
 fi
 
+# `peermcp worker --peer` (ASan) attached to a serve --no-stdio node: runs a task, then stops on
+# SIGINT (the worker) and SIGTERM (the node); both exit 0 with no sanitizer report.
+sanitizer_re='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|handles still open'
+if [ -x "$asan_bin" ] && [ -n "$cli_id" ]; then
+  st="$tmp/wnode"
+  mkdir -p "$st" "$tmp/wk"
+  wk_id=$("$asan_bin" id --state-dir "$tmp/wk" 2>/dev/null)
+  cat >"$st.json" <<EOF
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$cli_id", "$wk_id"]}}
+EOF
+  # no in-process task runner on the node: the task must go to the worker
+  PEERMCP_MCP_TASKS_RUNNER=0 timeout 300 "$asan_bin" serve --no-stdio --config "$st.json" --state-dir "$st" 2>"$st.err" &
+  npid=$!
+  for _ in $(seq 600); do [ -s "$st/announce.json" ] && break; sleep 0.1; done
+  ma=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["multiaddr"])' "$st/announce.json" 2>/dev/null)
+  timeout 300 "$asan_bin" worker --peer "$ma" --state-dir "$tmp/wk" --slots 2 2>"$tmp/wk.err" >"$tmp/wk.out" &
+  wpid=$!
+  tid=$(timeout 120 "$cli_bin" task submit --peer "$ma" --type tool.call '{"tool":"echo","args":{"w":5}}' \
+    --state-dir "$cli_state" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["task_id"])' 2>/dev/null)
+  got=$(timeout 120 "$cli_bin" task wait --peer "$ma" --timeout 90 "$tid" --state-dir "$cli_state" 2>/dev/null |
+    python3 -c 'import json,sys; t=json.load(sys.stdin)["task"]; print(t["result"]["result"]["w"], t["assigned_worker"].startswith(sys.argv[1]))' "$wk_id" 2>/dev/null)
+  if [ "$got" = "5 True" ]; then ok "worker: runs a task from the node"; else ko "worker: runs a task from the node" "got=$got $(tail -2 "$tmp/wk.err")"; fi
+  for pair in "worker:$wpid:INT:$tmp/wk.err" "node:$npid:TERM:$st.err"; do
+    IFS=: read -r who pid sig errf <<<"$pair"
+    kill "-$sig" "$pid" 2>/dev/null
+    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null && ko "$who: stops on SIG$sig within 60 s"
+    rc=0
+    wait "$pid" || rc=$?
+    if [ "$rc" = 0 ] && ! grep -qE "$sanitizer_re" "$errf"; then
+      ok "$who: SIG$sig: exit 0, no leak, no handle left"
+    else
+      ko "$who: SIG$sig: exit 0, no leak, no handle left" "rc=$rc $(grep -m1 -A6 -E "$sanitizer_re" "$errf" | head -8)"
+    fi
+  done
+fi
+
 # valgrind on the release build (no sanitizer runtime in the way), stopped by SIGTERM.
 if command -v valgrind >/dev/null 2>&1 && [ -x "$rel_bin" ]; then
   run_one valgrind-sigterm term 240 "$rel_bin" valgrind -q --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite,possible \
