@@ -135,12 +135,14 @@ if [ -x "$asan_bin" ] && [ -n "$cli_id" ]; then
   cat >"$st.json" <<EOF
 {"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$cli_id", "$wk_id"]}}
 EOF
-  # no in-process task runner on the node: the task must go to the worker
-  PEERMCP_MCP_TASKS_RUNNER=0 timeout 300 "$asan_bin" serve --no-stdio --config "$st.json" --state-dir "$st" 2>"$st.err" &
+  # no in-process task runner on the node: the task must go to the worker. Both run without a
+  # `timeout` wrapper: the signals below must reach them, not a wrapper (GNU timeout relays a
+  # SIGINT to its whole process group and may exit 130 itself); the loop below bounds them.
+  PEERMCP_MCP_TASKS_RUNNER=0 "$asan_bin" serve --no-stdio --config "$st.json" --state-dir "$st" 2>"$st.err" &
   npid=$!
   for _ in $(seq 600); do [ -s "$st/announce.json" ] && break; sleep 0.1; done
   ma=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["multiaddr"])' "$st/announce.json" 2>/dev/null)
-  timeout 300 "$asan_bin" worker --peer "$ma" --state-dir "$tmp/wk" --slots 2 2>"$tmp/wk.err" >"$tmp/wk.out" &
+  "$asan_bin" worker --peer "$ma" --state-dir "$tmp/wk" --slots 2 2>"$tmp/wk.err" >"$tmp/wk.out" &
   wpid=$!
   tid=$(timeout 120 "$cli_bin" task submit --peer "$ma" --type tool.call '{"tool":"echo","args":{"w":5}}' \
     --state-dir "$cli_state" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["task_id"])' 2>/dev/null)
