@@ -40,6 +40,15 @@
 #include "mcp/tasks.h"
 #include "mcp/tool.h"
 
+/* JSON-RPC 2.0 error codes (the standard ones every transport answers with). */
+enum {
+  MCP_RPC_PARSE_ERROR = -32700,
+  MCP_RPC_INVALID_REQUEST = -32600,
+  MCP_RPC_METHOD_NOT_FOUND = -32601,
+  MCP_RPC_INVALID_PARAMS = -32602,
+  MCP_RPC_INTERNAL_ERROR = -32603,
+};
+
 typedef struct mcp_session mcp_session;
 
 #define MCP_SESSION_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)

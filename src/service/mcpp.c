@@ -109,7 +109,7 @@ static void on_send(void *ud, char *msg, size_t len) {
   if (len > c->env.max_out_frame_bytes) {
     /* A reply too large for one frame becomes an error the client can read. */
     json_t *m = json_loadb(msg, len, 0, NULL);
-    if (m && json_object_get(m, "result")) send_error(c, json_object_get(m, "id"), SVC_MCPP_E_INTERNAL, "response_too_large");
+    if (m && json_object_get(m, "result")) send_error(c, json_object_get(m, "id"), MCP_RPC_INTERNAL_ERROR, "response_too_large");
     else COUNT(st_internal); /* a notification or error that large: dropped */
     json_decref(m);
     rc = 0;
@@ -201,7 +201,7 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
     out->code = SVC_MCPP_E_UNAUTHORIZED;
     out->message = "unauthorized";
   } else if (o->status == MCP_DISPATCH_SHUTTING_DOWN) {
-    out->code = SVC_MCPP_E_INTERNAL;
+    out->code = MCP_RPC_INTERNAL_ERROR;
     out->message = "shutting_down";
   } else if (tool && strcmp(tool, SVC_TASKQ_TOOL) == 0) {
     json_t *content;
@@ -253,7 +253,7 @@ static bool method_hook(void *ud, mcp_session *s, const char *method, json_t *id
       mcp_session_call call = {.tool = SVC_TASKQ_TOOL, .args = args, .auth = &a.a, .timeout_ms = c->env.rpc_timeout_ms};
       if (mcp_session_start_call(s, &call) != 0) {
         COUNT(st_internal);
-        mcp_session_reply_error(s, id, SVC_MCPP_E_INTERNAL, "internal_error", NULL);
+        mcp_session_reply_error(s, id, MCP_RPC_INTERNAL_ERROR, "internal_error", NULL);
       }
       return true;
     }
@@ -359,7 +359,7 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg) {
   const json_t *jv = json_object_get(msg, "jsonrpc");
   if (!json_is_string(jv) || strcmp(json_string_value(jv), "2.0") != 0) {
     if (id) {
-      send_error(c, id, SVC_MCPP_E_INVALID_REQUEST, "invalid_jsonrpc");
+      send_error(c, id, MCP_RPC_INVALID_REQUEST, "invalid_jsonrpc");
       close_now(c);
     }
     return;

@@ -55,11 +55,7 @@ enum {
   SVC_MCPP_E_TOOL = -32002,
   SVC_MCPP_E_FRAME = -32003,
   SVC_MCPP_E_RATE = -32010,
-  SVC_MCPP_E_INVALID_REQUEST = -32600,
-  SVC_MCPP_E_METHOD = -32601,
-  SVC_MCPP_E_PARAMS = -32602,
-  SVC_MCPP_E_INTERNAL = -32603,
-};
+}; /* the standard JSON-RPC codes are MCP_RPC_* in mcp/session.h */
 
 /* A token bucket: `capacity` tokens, refilled at `rate` per second, one per frame. */
 typedef struct svc_rate {
