@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "store/queue_backend.h"
+#include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -845,6 +846,7 @@ static void finish_group(tq_backend *b, tq_op *g, int commit_rc) {
 
 static void *writer_main(void *arg) {
   tq_backend *b = arg;
+  check_thread_is_worker();
   wctx w = {.b = b};
   for (;;) {
     pthread_mutex_lock(&b->mu);

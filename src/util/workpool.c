@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "util/check.h"
 #include "util/log.h"
 
 typedef struct wp_job {
@@ -38,6 +39,7 @@ struct workpool {
 
 static void *wp_main(void *p) {
   workpool *wp = p;
+  check_thread_is_worker();
   pthread_mutex_lock(&wp->mu);
   for (;;) {
     while (!wp->head && !wp->stopping) pthread_cond_wait(&wp->cv, &wp->mu);
@@ -191,6 +193,7 @@ static void wp_close_cb(uv_handle_t *h) {
 
 void workpool_free(workpool *wp) {
   if (!wp) return;
+  LOOP_THREAD_ONLY();
   pthread_mutex_lock(&wp->mu);
   /* Done callbacks may submit follow-up jobs, so drain until the pool is quiet before refusing
    * new work. */
