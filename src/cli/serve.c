@@ -16,7 +16,7 @@
 #include "config/config.h"
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
-#include "mcp/stdio.h"
+#include "transport/stdio.h"
 #include "store/cache.h"
 #include "store/queue.h"
 #include "tools/command.h"

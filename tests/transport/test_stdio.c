@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "mcp/stdio.h"
+#include "transport/stdio.h"
 
 static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   *result = json_incref(args);

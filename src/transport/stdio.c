@@ -6,7 +6,7 @@
  * Output: messages produced during one loop iteration are coalesced into one buffer and
  * written with one uv_write (or blocking write(2) for files) from a uv_check callback, so a
  * burst of responses costs one system call. */
-#include "mcp/stdio.h"
+#include "transport/stdio.h"
 
 #include <errno.h>
 #include <fcntl.h>

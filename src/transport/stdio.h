@@ -1,4 +1,4 @@
-/* stdio.h — the MCP stdio transport: newline-delimited JSON-RPC on a pair of file descriptors
+/* transport/stdio.h — the MCP stdio transport: newline-delimited JSON-RPC on a pair of file descriptors
  * (0 and 1 by default), around one mcp_session (MCP basic/transports/stdio.mdx).
  *
  * Input from a pipe or a socket is read by libuv on the loop thread; anything else (a tty, a
@@ -15,9 +15,12 @@
  * or reach their deadline; output is flushed; then `on_closed` runs once on the loop thread.
  * After that, mcp_stdio_free() releases everything (run the loop afterwards so handles close).
  *
+ * src/transport/ holds the MCP transports side by side (stdio.c, http.c); their public names
+ * keep the mcp_<transport>_ prefix.
+ *
  * Threads: every function runs on the loop thread. */
-#ifndef PEERMCP_MCP_STDIO_H
-#define PEERMCP_MCP_STDIO_H
+#ifndef PEERMCP_TRANSPORT_STDIO_H
+#define PEERMCP_TRANSPORT_STDIO_H
 
 #include <stddef.h>
 #include <uv.h>
