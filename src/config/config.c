@@ -784,9 +784,21 @@ static int apply_env(lctx *c) {
       cfg->p2p.announce_file = NULL;
     } else if ((rc = set_str(&cfg->p2p.announce_file, v)) != 0) return rc;
   }
-  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_TOKEN", "IPFS_DATASETS_PY_TASK_P2P_TOKEN")) &&
-      (rc = set_str(&cfg->p2p.token, v)) != 0)
-    return rc;
+  /* The shared token: the first of the two that is not blank, trimmed (the Python
+   * get_shared_token()); a blank one does not hide the other or the file's. */
+  static const char *const tok_vars[] = {"IPFS_ACCELERATE_PY_TASK_P2P_TOKEN", "IPFS_DATASETS_PY_TASK_P2P_TOKEN"};
+  for (size_t i = 0; i < 2; i++) {
+    if (!(v = env_nonempty(tok_vars[i]))) continue;
+    size_t n = strlen(v);
+    while (n && isspace((unsigned char)*v)) v++, n--;
+    while (n && isspace((unsigned char)v[n - 1])) n--;
+    if (!n) continue;
+    char *t = strndup(v, n);
+    if (!t) return -ENOMEM;
+    free(cfg->p2p.token);
+    cfg->p2p.token = t;
+    break;
+  }
   if ((v = env_nonempty("IPFS_ACCELERATE_PY_TASK_P2P_ENABLE_LEGACY_PROTOCOL")))
     cfg->p2p.enable_legacy_protocol = env_truthy(v);
   return 0;

@@ -193,6 +193,32 @@ static void test_config_p2p_env_token_legacy_announce(void **state) {
   config_free(&cfg);
 }
 
+/* The shared token from the environment is the first of the two names that is not blank,
+ * trimmed, as the Python get_shared_token() reads it (p2p_tasks_spec.md §4.1). */
+static void test_config_p2p_token_env_first_not_blank_trimmed(void **state) {
+  (void)state;
+  config cfg;
+  char err[256];
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_TOKEN", " \t ", 1);
+  setenv("IPFS_DATASETS_PY_TASK_P2P_TOKEN", "  compat\n", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.p2p.token, "compat");
+  config_free(&cfg);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_TOKEN", " primary ", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.p2p.token, "primary");
+  config_free(&cfg);
+  /* both blank: no token from the environment; the file's stays */
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_TOKEN", "  ", 1);
+  setenv("IPFS_DATASETS_PY_TASK_P2P_TOKEN", "\t", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_null(cfg.p2p.token);
+  config_free(&cfg);
+  assert_int_equal(load(&cfg, "{\"p2p\": {\"token\": \"filetoken\"}}", NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.p2p.token, "filetoken");
+  config_free(&cfg);
+}
+
 static void test_config_p2p_listen_flag_replaces_list(void **state) {
   (void)state;
   config cfg;
@@ -624,6 +650,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_config_precedence_flags_over_env_over_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_queue_path_env_primary_then_compat, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_p2p_env_token_legacy_announce, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_p2p_token_env_first_not_blank_trimmed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_p2p_listen_flag_replaces_list, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_args_parse_consumes_common_flags_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_args_parse_rejects_missing_value_and_bad_level, setup, teardown),
