@@ -35,7 +35,7 @@ static const mcp_tool_def k_tools[] = {
 static uv_loop_t g_loop;
 static mcp_registry *g_reg;
 static mcp_dispatcher *g_disp;
-static const mcp_auth g_auth = {.scopes = MCP_SCOPE_ALL, .local = true};
+static const mcp_auth g_auth = AUTH_CTX_LOCAL_INIT;
 
 static bool g_ascii; /* the session was asked for ASCII-only output */
 

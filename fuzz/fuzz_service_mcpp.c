@@ -16,8 +16,8 @@
 #include "mcp/dispatch.h"
 #include "service/frame.h"
 #include "service/mcpp.h"
-#include "service/rpc_tool.h"
-#include "service/taskq_ops.h"
+#include "taskq/rpc_tool.h"
+#include "taskq/table.h"
 #include "util/log.h"
 
 static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
@@ -37,15 +37,15 @@ static const mcp_tool_def k_tools[] = {
     {.name = "echo", .category = "f", .fn = echo_fn, .flags = MCP_TOOL_REMOTE,
      .input_schema = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"maximum\":5}}}"},
     {.name = "inline", .category = "f", .fn = echo_fn, .flags = MCP_TOOL_INLINE | MCP_TOOL_REMOTE},
-    {.name = "fail", .category = "g", .fn = fail_fn, .flags = MCP_TOOL_REMOTE, .scopes = MCP_SCOPE_CACHE_READ},
+    {.name = "fail", .category = "g", .fn = fail_fn, .flags = MCP_TOOL_REMOTE, .scopes = AUTH_SCOPES_INIT(AUTH_CACHE_READ)},
     {.name = "local", .category = "g", .fn = echo_fn},
 };
 
 static uv_loop_t g_loop;
 static mcp_registry *g_reg;
 static mcp_dispatcher *g_disp;
-static svc_auth_policy *g_pol;
-static svc_taskq_ctx *g_tq;
+static auth_policy *g_pol;
+static taskq_ctx *g_tq;
 static int g_outputs;
 
 static void on_output(void *ud) {
@@ -57,21 +57,21 @@ static void init_once(void) {
   if (g_reg) return;
   log_set_level(LOG_OFF);
   uv_loop_init(&g_loop);
-  g_pol = svc_auth_policy_new();
-  if (svc_auth_policy_set_token(g_pol, "tok", 0) != 0) abort();
-  if (svc_auth_policy_add_peer(g_pol, "12D3KooWTrustedTrustedTrustedTrustedTrustedTrustedTr", 0) != 0) abort();
+  g_pol = auth_policy_new();
+  if (auth_policy_set_token(g_pol, "tok", NULL) != 0) abort();
+  if (auth_policy_add_peer(g_pol, "12D3KooWTrustedTrustedTrustedTrustedTrustedTrustedTr", NULL) != 0) abort();
   g_reg = mcp_registry_new();
   for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++)
     if (mcp_registry_add(g_reg, &k_tools[i]) != 0) abort();
-  svc_taskq_config tc;
-  svc_taskq_config_default(&tc);
+  taskq_config tc;
+  taskq_config_default(&tc);
   tc.policy = g_pol;
   tc.peer_id = "12D3KooWFuzz";
   tc.tools_enabled = true;
   tc.wait_max_s = 0.01;
   tc.tool_timeout_max_s = 1;
-  if (!(g_tq = svc_taskq_new(&tc))) abort();
-  if (svc_rpc_tool_register(g_reg, g_tq) != 0) abort();
+  if (!(g_tq = taskq_new(&tc))) abort();
+  if (taskq_rpc_tool_register(g_reg, g_tq) != 0) abort();
   mcp_dispatcher_opts o = {.threads = 2, .max_threads = 2, .default_timeout_ms = 2000};
   if (mcp_dispatcher_new(&g_loop, g_reg, &o, &g_disp) != 0) abort();
 }

@@ -19,12 +19,11 @@
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
 #include "p2p/host/host.h"
-#include "service/auth.h"
 #include "service/client.h"
-#include "service/taskq_ops.h"
 #include "service/worker.h"
 #include "store/cache.h"
 #include "store/queue.h"
+#include "taskq/table.h"
 #include "tools/command.h"
 #include "tools/store_tools.h"
 #include "tools/system.h"
@@ -59,7 +58,7 @@ typedef struct cenv {
   int host_closed;
   tq_queue *q;
   ttlcache *cache;
-  svc_taskq_ctx *tq;
+  taskq_ctx *tq;
   mcp_registry *reg;
   mcp_dispatcher *disp;
 } cenv;
@@ -193,13 +192,13 @@ static int env_local_store(cenv *e) {
   co.max_value_bytes = e->cfg.cache.max_value_bytes;
   co.default_ttl_seconds = e->cfg.cache.default_ttl_seconds;
   if (ttlcache_open(&co, &e->cache) != 0) e->cache = NULL;
-  svc_taskq_config tc;
-  svc_taskq_config_default(&tc);
+  taskq_config tc;
+  taskq_config_default(&tc);
   tc.queue = e->q;
   tc.cache = e->cache;
   tc.peer_id = "local";
   tc.wait_max_s = e->cfg.queue.wait_max_seconds ? e->cfg.queue.wait_max_seconds : 300;
-  e->tq = svc_taskq_new(&tc);
+  e->tq = taskq_new(&tc);
   return e->tq ? 0 : -ENOMEM;
 }
 
@@ -241,7 +240,7 @@ static void env_close(cenv *e) {
     (void)uv_loop_close(&e->loop);
   }
   mcp_registry_free(e->reg);
-  svc_taskq_free(e->tq);
+  taskq_free(e->tq);
   tq_close(e->q);
   ttlcache_close(e->cache);
   if (e->cfg_ok) config_free(&e->cfg);
@@ -354,10 +353,10 @@ static int run_op(cenv *e, const cli_opts *o, json_t *msg, double timeout_s) {
       json_decref(msg);
       return 1;
     }
-    svc_auth local;
-    svc_auth_init_local(&local);
-    svc_taskq_call call = {.auth = &local};
-    reply = svc_taskq_handle(e->tq, msg, &call);
+    auth_ctx local;
+    auth_ctx_local(&local);
+    taskq_call call = {.auth = &local};
+    reply = taskq_handle(e->tq, msg, &call);
   }
   json_decref(msg);
   print_json(reply);
@@ -514,7 +513,7 @@ int cli_call(int argc, char **argv) {
       json_decref(args);
       goto out;
     }
-    static const mcp_auth k_local = {.scopes = MCP_SCOPE_ALL, .local = true};
+    static const mcp_auth k_local = AUTH_CTX_LOCAL_INIT;
     mcp_call_request req = {.tool = o.pos[0], .args = args, .auth = &k_local, .timeout_ms = tmo};
     local_call lc = {0};
     if (mcp_dispatch_start(e.disp, &req, local_call_done, &lc, NULL) != 0) lc.done = 1;

@@ -293,7 +293,7 @@ int cli_serve(int argc, char **argv) {
   }
 
   /* The local stdio client is the operator: every scope. */
-  static const mcp_auth k_local_auth = {.scopes = MCP_SCOPE_ALL, .local = true};
+  static const mcp_auth k_local_auth = AUTH_CTX_LOCAL_INIT;
   if (cfg.stdio.enabled) {
     mcp_stdio_opts so = {
         .in_fd = 0,

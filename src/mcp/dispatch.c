@@ -266,9 +266,6 @@ static mcp_call *call_new(mcp_dispatcher *d) {
 }
 
 static void call_free(mcp_call *c) {
-  free((char *)c->auth_copy.peer_id);
-  free((char *)c->auth_copy.subject);
-  free((char *)c->auth_copy.credential);
   json_decref(c->args);
   json_decref(c->progress_token);
   json_decref(c->result);
@@ -536,14 +533,9 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   c->request_id = strdup(req->request_id ? req->request_id : uuid);
   c->args = req->args ? json_deep_copy(req->args) : json_object();
   if (req->progress_token) c->progress_token = json_deep_copy(req->progress_token);
-  c->auth_copy = *req->auth;
-  c->auth_copy.peer_id = req->auth->peer_id ? strdup(req->auth->peer_id) : NULL;
-  c->auth_copy.subject = req->auth->subject ? strdup(req->auth->subject) : NULL;
-  c->auth_copy.credential = req->auth->credential ? strdup(req->auth->credential) : NULL;
+  c->auth_copy = *req->auth; /* a plain value (auth/auth.h) */
   c->auth = &c->auth_copy;
-  if (!c->request_id || !c->args || (req->progress_token && !c->progress_token) ||
-      (req->auth->peer_id && !c->auth_copy.peer_id) || (req->auth->subject && !c->auth_copy.subject) ||
-      (req->auth->credential && !c->auth_copy.credential)) {
+  if (!c->request_id || !c->args || (req->progress_token && !c->progress_token)) {
     call_free(c);
     return -ENOMEM;
   }
@@ -576,7 +568,7 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
     return 0;
   }
   const mcp_tool_def *def = mcp_tool_def_of(t);
-  if (def->scopes & ~req->auth->scopes) {
+  if (!auth_allows(req->auth, &def->scopes)) {
     c->pre_status = MCP_DISPATCH_FORBIDDEN;
     c->pre_envelope = envelope_error(c, def->category, def->name, MCP_DISPATCH_FORBIDDEN,
                                      "Forbidden: the caller lacks a scope this tool requires", NULL);
@@ -809,7 +801,7 @@ mcp_dispatch_status mcp_dispatch_invoke_timeout(mcp_call *parent, const char *ca
   c.deadline_ms = clock_mono_ms() + (int64_t)timeout;
   if (c.deadline_ms > parent->deadline_ms) c.deadline_ms = parent->deadline_ms;
 
-  if (def->scopes & ~c.auth->scopes) {
+  if (!auth_allows(c.auth, &def->scopes)) {
     *envelope_out = envelope_error(&c, def->category, def->name, MCP_DISPATCH_FORBIDDEN,
                                    "Forbidden: the caller lacks a scope this tool requires", NULL);
     return MCP_DISPATCH_FORBIDDEN;

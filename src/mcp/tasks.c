@@ -26,10 +26,15 @@ mcp_task_support mcp_tasks_tool_support(const mcp_tasks_backend *b, const mcp_to
 
 bool mcp_tasks_owner_key(const mcp_auth *auth, char *buf, size_t cap) {
   int n;
-  if (auth && auth->peer_id && auth->subject) n = snprintf(buf, cap, "peer:%s/sub:%s", auth->peer_id, auth->subject);
-  else if (auth && auth->peer_id) n = snprintf(buf, cap, "peer:%s", auth->peer_id);
-  else if (auth && auth->subject) n = snprintf(buf, cap, "sub:%s", auth->subject);
-  else if (auth && auth->local) n = snprintf(buf, cap, "local");
+  const char *peer = auth ? auth->peer_id : "", *sub = auth ? auth->subject : "", *iss = auth ? auth->issuer : "";
+  /* A JWT subject is unique within its issuer only: the issuer is part of the key then. */
+  char subj[AUTH_MAX_ISSUER + AUTH_MAX_SUBJECT + 16];
+  if (iss[0]) snprintf(subj, sizeof subj, "iss:%s/sub:%s", iss, sub);
+  else snprintf(subj, sizeof subj, "sub:%s", sub);
+  if (auth && peer[0] && sub[0]) n = snprintf(buf, cap, "peer:%s/%s", peer, subj);
+  else if (auth && peer[0]) n = snprintf(buf, cap, "peer:%s", peer);
+  else if (auth && auth_ctx_is_local(auth)) n = snprintf(buf, cap, "local");
+  else if (auth && sub[0]) n = snprintf(buf, cap, "%s", subj);
   else n = snprintf(buf, cap, "anonymous");
   return n >= 0 && (size_t)n < cap;
 }

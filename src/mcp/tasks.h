@@ -37,7 +37,7 @@
 #define MCP_TASKS_EXTENSION "io.modelcontextprotocol/tasks"
 #define MCP_TASKS_RELATED_META "io.modelcontextprotocol/related-task"
 #define MCP_TASKS_MAX_ID 64       /* task ids longer than this are refused before any lookup */
-#define MCP_TASKS_MAX_OWNER 512   /* owner key ceiling */
+#define MCP_TASKS_MAX_OWNER 768   /* owner key ceiling (PeerId + issuer + subject fit) */
 #define MCP_TASKS_MAX_CURSOR 128  /* tasks/list cursor ceiling */
 
 typedef enum {
@@ -109,8 +109,9 @@ typedef struct mcp_tasks_backend {
 /* The default taskSupport rule applied through backend->support (or the REMOTE rule). */
 mcp_task_support mcp_tasks_tool_support(const mcp_tasks_backend *b, const mcp_tool *tool);
 
-/* The authorization context a task is bound to: "peer:<PeerId>[/sub:<subject>]",
- * "sub:<subject>", "local" for the local operator, "anonymous" otherwise. Writes at most
+/* The authorization context a task is bound to: "peer:<PeerId>[/<who>]", "<who>", "local" for
+ * the local operator, "anonymous" otherwise, where <who> is "sub:<subject>", or
+ * "iss:<issuer>/sub:<subject>" for a JWT (a subject is unique within its issuer only). Writes at most
  * `cap` bytes (NUL included); returns false when it does not fit. */
 bool mcp_tasks_owner_key(const mcp_auth *auth, char *buf, size_t cap);
 

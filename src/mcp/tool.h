@@ -15,25 +15,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Scopes a caller may hold and a tool may require (bitmask). A local stdio client holds all. */
-enum {
-  MCP_SCOPE_CACHE_READ = 1u << 0,
-  MCP_SCOPE_CACHE_WRITE = 1u << 1,
-  MCP_SCOPE_TASK_SUBMIT = 1u << 2,
-  MCP_SCOPE_WORKER = 1u << 3, /* claim / heartbeat / complete / fail / release */
-  MCP_SCOPE_TOOL_CALL = 1u << 4,
-  MCP_SCOPE_ADMIN = 1u << 5,
-  MCP_SCOPE_ALL = 0x3fu
-};
+#include "auth/auth.h"
 
-/* Who is calling. Borrowed by the call; owned by the transport for the call's lifetime. */
-typedef struct mcp_auth {
-  const char *peer_id;    /* remote libp2p PeerId, NULL for a local client */
-  const char *subject;    /* token / JWT subject when one was presented, else NULL */
-  const char *credential; /* raw credential as presented (reserved for JWT), else NULL */
-  unsigned scopes;        /* MCP_SCOPE_* granted */
-  bool local;             /* true for stdio / the local operator */
-} mcp_auth;
+/* Who is calling: the AuthContext (auth/auth.h) — kind, PeerId, subject, issuer, expiry and
+ * the scopes held. A plain value: the dispatcher copies it per call, so a handler may outlive
+ * the transport that built it. */
+typedef auth_ctx mcp_auth;
 
 /* Tool flags. */
 enum {
@@ -63,7 +50,7 @@ typedef struct mcp_tool_def {
   const char *input_schema;  /* JSON Schema text; NULL means {"type":"object"} */
   const char *output_schema; /* JSON Schema text or NULL */
   const char *annotations;   /* JSON object text (readOnlyHint, …) or NULL */
-  unsigned scopes;           /* MCP_SCOPE_* a caller needs */
+  auth_scopes scopes;        /* what a caller needs (AUTH_SCOPES_INIT(AUTH_TOOL_CALL), …) */
   unsigned flags;            /* MCP_TOOL_* */
   uint32_t timeout_ms;       /* 0 = the dispatcher's default (30 s) */
   mcp_tool_fn fn;

@@ -8,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "service/auth.h"
 #include "service/frame.h"
 #include "service/mcpp.h"
+#include "taskq/op.h"
+#include "taskq/rpc_tool.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -455,9 +456,9 @@ int svc_client_rpc(svc_client *c, json_t *msg, uint32_t timeout_ms, svc_client_c
   if (!m) return -ENOMEM;
   if (c->token && !json_object_get(m, "token")) json_object_set_new(m, "token", json_string(c->token));
   const json_t *opv = json_object_get(m, "op");
-  svc_op op = svc_op_parse(json_is_string(opv) ? json_string_value(opv) : NULL);
-  bool idem = svc_op_idempotent(op) || (op == SVC_OP_SUBMIT && json_is_string(json_object_get(m, "idempotency_key")));
-  json_t *params = json_pack("{s:s, s:o}", "name", SVC_TASKQ_TOOL, "arguments", m);
+  taskq_op op = taskq_op_parse(json_is_string(opv) ? json_string_value(opv) : NULL);
+  bool idem = taskq_op_idempotent(op) || (op == TASKQ_OP_SUBMIT && json_is_string(json_object_get(m, "idempotency_key")));
+  json_t *params = json_pack("{s:s, s:o}", "name", TASKQ_RPC_TOOL, "arguments", m);
   if (!params) return -ENOMEM;
   int rc = enqueue(c, "tools/call", params, idem, true, timeout_ms, cb, ud);
   json_decref(params);

@@ -9,8 +9,8 @@
  * Failures: when the stream breaks (reset, connection lost, dial error) or a request times out,
  * idempotent requests are retried on a fresh stream with exponential back-off and jitter
  * (base backoff_ms, doubling, capped at 5 s), up to `retries` more times; every other request
- * fails with the error. svc_client_rpc decides idempotency from the op (auth.h
- * svc_op_idempotent; a submit that carries an idempotency_key is idempotent too).
+ * fails with the error. svc_client_rpc decides idempotency from the op (taskq/op.h
+ * taskq_op_idempotent; a submit that carries an idempotency_key is idempotent too).
  *
  * Callbacks: exactly once per accepted request, on the loop thread, never from inside the call
  * that queued it. err < 0 is a transport error (-ETIMEDOUT, -ECONNRESET, -ECANCELED when the

@@ -52,7 +52,7 @@ struct svc_mcpp_conn {
   svc_mcpp_env env;
   svc_frame_dec dec;
   buf out;
-  svc_auth auth; /* the session reads auth.a at each call: tokens update it in place */
+  auth_ctx auth; /* the session reads it at each call: tokens update it in place */
   svc_rate own_rate;
   svc_rate *rate;
   uint64_t frames;
@@ -133,15 +133,15 @@ static void on_idle(void *ud) {
 
 /* ---- session extension points ---- */
 
-static bool caller_may_list(const svc_auth *a, const mcp_tool_def *d) {
-  if (!a->a.local && a->a.scopes == 0) return false; /* an unknown peer sees nothing */
-  if (!svc_auth_has(a, d->scopes)) return false;
-  return strcmp(d->name, SVC_TASKQ_TOOL) == 0 || svc_auth_has(a, MCP_SCOPE_TOOL_CALL);
+static bool caller_may_list(const auth_ctx *a, const mcp_tool_def *d) {
+  if (!auth_ctx_is_local(a) && auth_scopes_empty(&a->scopes)) return false; /* an unknown peer sees nothing */
+  if (!auth_allows(a, &d->scopes)) return false;
+  return strcmp(d->name, TASKQ_RPC_TOOL) == 0 || auth_allows_mask(a, AUTH_TOOL_CALL);
 }
 
 static bool tool_filter(void *ud, const mcp_tool *t, const mcp_auth *auth) {
   svc_mcpp_conn *c = ud;
-  (void)auth; /* = &c->auth.a */
+  (void)auth; /* = &c->auth */
   return caller_may_list(&c->auth, mcp_tool_def_of(t));
 }
 
@@ -203,7 +203,7 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
   } else if (o->status == MCP_DISPATCH_SHUTTING_DOWN) {
     out->code = MCP_RPC_INTERNAL_ERROR;
     out->message = "shutting_down";
-  } else if (tool && strcmp(tool, SVC_TASKQ_TOOL) == 0) {
+  } else if (tool && strcmp(tool, TASKQ_RPC_TOOL) == 0) {
     json_t *content;
     if (o->status == MCP_DISPATCH_OK && json_object_get(o->envelope, "result")) {
       content = json_incref(json_object_get(o->envelope, "result"));
@@ -223,17 +223,6 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
   return true;
 }
 
-const json_t *svc_mcpp_rpc_message(const json_t *args) {
-  if (json_is_object(args) && json_object_size(args) == 1) {
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)args, k, v) {
-      if (json_is_object(v)) return v;
-    }
-  }
-  return args;
-}
-
 /* Service policy the session does not know: task_queue.rpc runs with its message's token too,
  * under its own deadline; other tools and MCP Tasks need the tool.call scope. */
 static bool method_hook(void *ud, mcp_session *s, const char *method, json_t *id, json_t *params) {
@@ -244,13 +233,12 @@ static bool method_hook(void *ud, mcp_session *s, const char *method, json_t *id
     json_t *args = json_object_get(params, "arguments");
     if (!json_is_string(name) || (args && !json_is_null(args) && !json_is_object(args))) return false; /* -32602 */
     if (json_is_null(args)) args = NULL;
-    if (strcmp(json_string_value(name), SVC_TASKQ_TOOL) == 0) {
+    if (strcmp(json_string_value(name), TASKQ_RPC_TOOL) == 0) {
       /* The TaskQueue message carries its own token (§4.1): the nested call_tool op then runs
        * with the token's scopes too. */
-      svc_auth a;
-      svc_auth_copy(&a, &c->auth);
-      svc_auth_present_msg_token(&a, c->env.policy, svc_mcpp_rpc_message(args));
-      mcp_session_call call = {.tool = SVC_TASKQ_TOOL, .args = args, .auth = &a.a, .timeout_ms = c->env.rpc_timeout_ms};
+      auth_ctx a = c->auth;
+      taskq_present_msg_token(c->env.policy, taskq_rpc_message(args), &a);
+      mcp_session_call call = {.tool = TASKQ_RPC_TOOL, .args = args, .auth = &a, .timeout_ms = c->env.rpc_timeout_ms};
       if (mcp_session_start_call(s, &call) != 0) {
         COUNT(st_internal);
         mcp_session_reply_error(s, id, MCP_RPC_INTERNAL_ERROR, "internal_error", NULL);
@@ -260,7 +248,7 @@ static bool method_hook(void *ud, mcp_session *s, const char *method, json_t *id
   } else if (strncmp(method, "tasks/", 6) != 0) {
     return false;
   }
-  if (svc_auth_has(&c->auth, MCP_SCOPE_TOOL_CALL)) return false;
+  if (auth_allows_mask(&c->auth, AUTH_TOOL_CALL)) return false;
   COUNT(st_unauthorized);
   mcp_session_reply_error(s, id, SVC_MCPP_E_UNAUTHORIZED, "unauthorized", NULL);
   return true;
@@ -281,7 +269,7 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
   svc_frame_dec_init(&c->dec, c->env.max_frame_bytes);
   /* Output ceiling: a few maximal replies; the transport pauses reading when it lags. */
   buf_init(&c->out, c->env.max_out_frame_bytes * 4 + 4096);
-  svc_auth_init_peer(&c->auth, env->policy, remote_peer_id);
+  auth_policy_peer_ctx(env->policy, remote_peer_id, &c->auth);
   if (rate) {
     c->rate = rate;
   } else {
@@ -290,7 +278,7 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
   }
   mcp_session_opts so = {
       .dispatcher = c->env.dispatcher,
-      .auth = &c->auth.a,
+      .auth = &c->auth,
       .remote = true,
       .page_size = c->env.page_size,
       .max_message_bytes = c->env.max_frame_bytes,
@@ -337,7 +325,7 @@ buf *svc_mcpp_output(svc_mcpp_conn *c) { return &c->out; }
 bool svc_mcpp_done(const svc_mcpp_conn *c) { return c->closing || (c->eof && mcp_session_inflight(c->sess) == 0); }
 size_t svc_mcpp_inflight(const svc_mcpp_conn *c) { return mcp_session_inflight(c->sess); }
 bool svc_mcpp_initialized(const svc_mcpp_conn *c) { return mcp_session_ready(c->sess); }
-const svc_auth *svc_mcpp_auth(const svc_mcpp_conn *c) { return &c->auth; }
+const auth_ctx *svc_mcpp_auth(const svc_mcpp_conn *c) { return &c->auth; }
 
 static void close_now(svc_mcpp_conn *c) {
   c->closing = true;
@@ -355,7 +343,7 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg) {
     close_now(c);
     return;
   }
-  svc_auth_present_msg_token(&c->auth, c->env.policy, msg);
+  taskq_present_msg_token(c->env.policy, msg, &c->auth);
   const json_t *jv = json_object_get(msg, "jsonrpc");
   if (!json_is_string(jv) || strcmp(json_string_value(jv), "2.0") != 0) {
     if (id) {
@@ -368,7 +356,7 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg) {
   const char *method = json_is_string(mv) ? json_string_value(mv) : NULL;
   if (method && id && strcmp(method, "initialize") == 0) {
     const json_t *tok = json_object_get(json_object_get(msg, "params"), "token");
-    if (json_is_string(tok)) svc_auth_present_token(&c->auth, c->env.policy, json_string_value(tok));
+    if (json_is_string(tok)) auth_policy_present_token(c->env.policy, json_string_value(tok), &c->auth);
   }
   /* the Python service's aliases */
   if (method && strcmp(method, "tools.list") == 0) json_object_set_new(msg, "method", json_string("tools/list"));

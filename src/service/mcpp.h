@@ -42,11 +42,12 @@
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
 #include "mcp/tasks.h"
-#include "service/auth.h"
+#include "auth/auth.h"
+#include "auth/policy.h"
+#include "taskq/rpc_tool.h"
 #include "util/buf.h"
 
 #define SVC_MCPP_PROTOCOL "/mcp+p2p/1.0.0"
-#define SVC_TASKQ_TOOL "task_queue.rpc"
 
 /* JSON-RPC error codes of the Python service. */
 enum {
@@ -70,7 +71,7 @@ typedef struct svc_mcpp_conn svc_mcpp_conn;
 
 typedef struct svc_mcpp_env {
   const char *peer_id;            /* ours */
-  const svc_auth_policy *policy;  /* trusted peers + token (may be NULL: closed) */
+  const auth_policy *policy;  /* trusted peers + token (may be NULL: closed) */
   mcp_dispatcher *dispatcher;     /* required */
   const mcp_tasks_backend *tasks; /* MCP Tasks; NULL = not offered */
   size_t max_frame_bytes;         /* inbound cap (0 → 1 MiB) */
@@ -113,11 +114,7 @@ size_t svc_mcpp_inflight(const svc_mcpp_conn *c);
 /* initialize done, or a 2026-07-28 request served. */
 bool svc_mcpp_initialized(const svc_mcpp_conn *c);
 /* The stream's current caller (after tokens presented so far). */
-const svc_auth *svc_mcpp_auth(const svc_mcpp_conn *c);
-
-/* For task_queue.rpc: the op message inside tools/call arguments (§2.3: a single key whose
- * value is an object is unwrapped). Borrowed from args. */
-const json_t *svc_mcpp_rpc_message(const json_t *args);
+const auth_ctx *svc_mcpp_auth(const svc_mcpp_conn *c);
 
 /* Process-wide counters (§2.3 get_mcp_p2p_stats), a new object. */
 json_t *svc_mcpp_stats_json(void);

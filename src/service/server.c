@@ -16,7 +16,7 @@
 #define SRV_WRITE_CHUNK (64u * 1024u)
 
 typedef struct peer_entry {
-  char id[SVC_AUTH_MAX_PEER_ID + 1];
+  char id[AUTH_MAX_PEER_ID + 1];
   unsigned streams;
   svc_rate rate;
   uint64_t last_use;
@@ -40,7 +40,7 @@ typedef struct svc_stream {
   /* ST_LEGACY */
   svc_ndjson_dec nd;
   buf lout;
-  svc_auth lauth;
+  auth_ctx lauth;
   mcp_call *lcall;
   bool lstarted, ldone;
 } svc_stream;
@@ -305,12 +305,12 @@ static void legacy_start(svc_stream *st) {
     legacy_reply(st, legacy_error(st, "rate_limited"));
     return;
   }
-  svc_auth_init_peer(&st->lauth, st->srv->o.policy, p2p_stream_remote_peer(st->s));
-  svc_auth_present_msg_token(&st->lauth, st->srv->o.policy, msg);
+  auth_policy_peer_ctx(st->srv->o.policy, p2p_stream_remote_peer(st->s), &st->lauth);
+  taskq_present_msg_token(st->srv->o.policy, msg, &st->lauth);
   mcp_call_request req = {0};
-  req.tool = SVC_TASKQ_TOOL;
+  req.tool = TASKQ_RPC_TOOL;
   req.args = msg;
-  req.auth = &st->lauth.a;
+  req.auth = &st->lauth;
   req.remote = true;
   int rc = mcp_dispatch_start(st->srv->o.dispatcher, &req, legacy_call_done, st, &st->lcall);
   json_decref(msg);

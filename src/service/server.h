@@ -26,7 +26,7 @@
 #include "mcp/dispatch.h"
 #include "mcp/tasks.h"
 #include "p2p/host/host.h"
-#include "service/auth.h"
+#include "auth/policy.h"
 
 #define SVC_LEGACY_PROTOCOL "/ipfs-datasets/task-queue/1.0.0"
 
@@ -38,7 +38,7 @@ typedef struct svc_server_opts {
   mcp_dispatcher *dispatcher;
   const mcp_tasks_backend *tasks; /* MCP Tasks offered to peers; NULL = none (borrowed: must
                                      outlive the server's streams) */
-  const svc_auth_policy *policy; /* NULL: closed (status only) */
+  const auth_policy *policy; /* NULL: closed (status only) */
   size_t max_frame_bytes;        /* inbound; 0 → 1 MiB */
   uint32_t max_frames;           /* per stream; 0 → 1000000 */
   uint32_t max_streams_per_peer; /* 0 → 64 */

@@ -10,13 +10,15 @@
 #include <strings.h>
 #include <time.h>
 
-#include "service/auth.h"
+#include "auth/policy.h"
 #include "service/client.h"
 #include "service/mcpp.h"
-#include "service/rpc_tool.h"
+#include "taskq/rpc_tool.h"
 #include "service/server.h"
-#include "service/taskq_ops.h"
+#include "taskq/table.h"
 #include "service/worker.h"
+#include "taskq/rpc_tool.h"
+#include "taskq/table.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -47,7 +49,7 @@ typedef struct client_slot {
 } client_slot;
 
 typedef struct seen_peer {
-  char id[SVC_AUTH_MAX_PEER_ID + 1];
+  char id[AUTH_MAX_PEER_ID + 1];
   double last_seen;
 } seen_peer;
 
@@ -55,8 +57,8 @@ struct svc_service {
   const config *cfg;
   tq_queue *q;
   ttlcache *cache;
-  svc_auth_policy *policy;
-  svc_taskq_ctx *tq;
+  auth_policy *policy;
+  taskq_ctx *tq;
   /* loop side */
   uv_loop_t *loop;
   p2p_host *host;
@@ -71,7 +73,7 @@ struct svc_service {
   seen_peer seen[SVC_MAX_SEEN];
   size_t n_seen;
   double started_at;
-  char peer_id[SVC_AUTH_MAX_PEER_ID + 1];
+  char peer_id[AUTH_MAX_PEER_ID + 1];
   /* bridge */
   pthread_mutex_t mu;
   bjob *jobs;
@@ -288,7 +290,7 @@ static void on_async(uv_async_t *a) {
 static void on_identify(p2p_host *h, const char *peer_id, void *ud) {
   svc_service *s = ud;
   (void)h;
-  if (!peer_id || strlen(peer_id) > SVC_AUTH_MAX_PEER_ID) return;
+  if (!peer_id || strlen(peer_id) > AUTH_MAX_PEER_ID) return;
   size_t i;
   for (i = 0; i < s->n_seen; i++)
     if (strcmp(s->seen[i].id, peer_id) == 0) break;
@@ -577,21 +579,19 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
   s->cache = c;
   pthread_mutex_init(&s->mu, NULL);
   int rc = -ENOMEM;
-  s->policy = svc_auth_policy_new();
+  s->policy = auth_policy_new();
   if (!s->policy) goto fail;
   for (size_t i = 0; cfg && i < cfg->p2p.trusted_peer_count; i++) {
-    if ((rc = svc_auth_policy_add_peer(s->policy, cfg->p2p.trusted_peers[i], 0)) != 0) {
+    if ((rc = auth_policy_add_peer(s->policy, cfg->p2p.trusted_peers[i], NULL)) != 0) {
       log_write(LOG_ERROR, "p2p: bad trusted peer", "{s:s}", "peer_id", cfg->p2p.trusted_peers[i]);
       goto fail;
     }
   }
-  if (cfg && cfg->p2p.token) {
-    if ((rc = svc_auth_policy_set_token(s->policy, cfg->p2p.token, 0)) != 0) goto fail;
-  } else {
-    svc_auth_policy_token_from_env(s->policy, 0);
-  }
-  svc_taskq_config tc;
-  svc_taskq_config_default(&tc);
+  /* the token comes from config only (which reads IPFS_ACCELERATE_PY_TASK_P2P_TOKEN /
+   * IPFS_DATASETS_PY_TASK_P2P_TOKEN) */
+  if (cfg && (rc = auth_policy_set_token(s->policy, cfg->p2p.token, NULL)) != 0) goto fail;
+  taskq_config tc;
+  taskq_config_default(&tc);
   tc.queue = q;
   tc.cache = c;
   tc.policy = s->policy;
@@ -609,8 +609,8 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
     tc.replicate_ud = s;
   }
   rc = -ENOMEM;
-  if (!(s->tq = svc_taskq_new(&tc))) goto fail;
-  if ((rc = svc_rpc_tool_register(reg, s->tq)) != 0) goto fail;
+  if (!(s->tq = taskq_new(&tc))) goto fail;
+  if ((rc = taskq_rpc_tool_register(reg, s->tq)) != 0) goto fail;
   for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) {
     if (cfg && config_tool_disabled(cfg, k_tools[i].name)) continue;
     mcp_tool_def d = {0};
@@ -619,7 +619,7 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
     d.title = k_tools[i].title;
     d.description = k_tools[i].desc;
     d.input_schema = k_tools[i].schema;
-    d.scopes = MCP_SCOPE_TOOL_CALL;
+    d.scopes = AUTH_SCOPES(AUTH_TOOL_CALL);
     d.flags = 0; /* local only: a peer must not make us dial others */
     d.timeout_ms = 330000;
     d.fn = k_tools[i].fn;
@@ -627,14 +627,14 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
     if ((rc = mcp_registry_add(reg, &d)) != 0) goto fail;
   }
   log_write(LOG_INFO, "p2p service configured", "{s:I, s:b, s:b}", "trusted_peers",
-            (json_int_t)svc_auth_policy_peer_count(s->policy), "token", svc_auth_policy_has_token(s->policy),
+            (json_int_t)auth_policy_peer_count(s->policy), "token", auth_policy_has_token(s->policy),
             "legacy", cfg && cfg->p2p.enable_legacy_protocol);
   *out = s;
   return 0;
 fail:
   for (size_t i = 0; i < s->n_repl; i++) free(s->repl[i]);
-  svc_taskq_free(s->tq);
-  svc_auth_policy_free(s->policy);
+  taskq_free(s->tq);
+  auth_policy_free(s->policy);
   pthread_mutex_destroy(&s->mu);
   free(s);
   return rc;
@@ -648,7 +648,7 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
   s->disp = d;
   s->started_at = clock_wall_s();
   if (host) snprintf(s->peer_id, sizeof s->peer_id, "%s", p2p_host_peer_id(host));
-  int rc = svc_taskq_set_peer_id(s->tq, s->peer_id);
+  int rc = taskq_set_peer_id(s->tq, s->peer_id);
   if (rc != 0) return rc;
   /* capabilities: the task types a worker here runs (tool.call + remote command tools) */
   s->task_types = json_pack("[s, s]", "tool.call", "tool");
@@ -662,7 +662,7 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
   json_t *caps = json_pack("{s:O, s:[], s:{}, s:{}, s:{}, s:[]}", "task_types", s->task_types ? s->task_types : json_array(),
                            "models", "endpoints_by_model", "endpoint_types_by_model", "hwtest", "resource_keys");
   if (caps) {
-    rc = svc_taskq_set_capabilities(s->tq, caps);
+    rc = taskq_set_capabilities(s->tq, caps);
     json_decref(caps);
     if (rc != 0) return rc;
   }
@@ -751,8 +751,8 @@ void svc_service_free(svc_service *s) {
   if (!s) return;
   svc_server_free(s->server);
   svc_workers_free(s->workers);
-  svc_taskq_free(s->tq);
-  svc_auth_policy_free(s->policy);
+  taskq_free(s->tq);
+  auth_policy_free(s->policy);
   for (size_t i = 0; i < s->n_repl; i++) free(s->repl[i]);
   json_decref(s->task_types);
   pthread_mutex_destroy(&s->mu);

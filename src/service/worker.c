@@ -25,7 +25,7 @@ struct svc_workers {
   void (*stop_done)(void *);
   void *stop_ud;
   svc_workers_stats st;
-  svc_auth local_auth; /* ops on the local queue: the operator */
+  auth_ctx local_auth; /* ops on the local queue: the operator */
 };
 
 struct slot {
@@ -43,7 +43,7 @@ struct slot {
   int64_t epoch;
   char tool[160];
   mcp_call *call;
-  svc_auth auth;
+  auth_ctx auth;
   bool hb_inflight, cancel_sent, lease_lost, stop_cancel;
   unsigned pending; /* async ops in flight */
 };
@@ -61,8 +61,8 @@ typedef struct op_job {
 
 static void op_local_work(void *arg) {
   op_job *j = arg;
-  svc_taskq_call call = {.auth = &j->s->w->local_auth};
-  j->reply = svc_taskq_handle(j->s->w->o.local, j->msg, &call);
+  taskq_call call = {.auth = &j->s->w->local_auth};
+  j->reply = taskq_handle(j->s->w->o.local, j->msg, &call);
 }
 
 static void maybe_all_stopped(svc_workers *w);
@@ -281,7 +281,7 @@ static void slot_run(slot *s, json_t *task) {
   mcp_call_request req = {0};
   req.tool = s->tool;
   req.args = args;
-  req.auth = &s->auth.a;
+  req.auth = &s->auth;
   req.remote = true;
   req.timeout_ms = w->o.tool_timeout_ms;
   int rc = mcp_dispatch_start(w->o.dispatcher, &req, call_done, s, &s->call);
@@ -384,17 +384,16 @@ int svc_workers_start(const svc_workers_opts *o, svc_workers **out) {
     free(w);
     return -ENOMEM;
   }
-  svc_auth_init_local(&w->local_auth);
+  auth_ctx_local(&w->local_auth);
   for (unsigned i = 0; i < w->o.slots; i++) {
     slot *s = &w->slots[i];
     s->w = w;
     s->idx = i;
     s->next_src = i; /* spread the first claims over the sources */
     snprintf(s->worker_id, sizeof s->worker_id, "%s/%u", o->worker_id, i);
-    svc_auth_init_peer(&s->auth, NULL, NULL);
-    s->auth.a.scopes = SVC_AUTH_DEFAULT_SCOPES;
+    auth_ctx_init(&s->auth, AUTH_KIND_PEER);
+    s->auth.scopes = AUTH_SCOPES(AUTH_DEFAULT_MASK);
     snprintf(s->auth.subject, sizeof s->auth.subject, "worker");
-    s->auth.a.subject = s->auth.subject;
     uv_timer_init(o->loop, &s->timer);
     s->timer.data = s;
   }

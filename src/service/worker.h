@@ -3,12 +3,12 @@
  *
  * A worker speaks TaskQueue op messages to one or more sources:
  *   - the local queue (in-process workers, `workers = N`): ops run on the dispatcher's worker
- *     pool through svc_taskq_handle as the local operator;
+ *     pool through taskq_handle as the local operator;
  *   - remote peers (`peermcp worker --peer A --peer B`, mesh mode): ops go over /mcp+p2p/1.0.0
  *     (client.h) to each peer in turn.
  * Task types: "tool.call" / "tool" (payload {tool|tool_name|name, args|arguments|params}) and
  * any type that names a registered tool of category "commands" (payload = its arguments).
- * Tools run as a remote caller (only MCP_TOOL_REMOTE tools, SVC_AUTH_DEFAULT_SCOPES, subject
+ * Tools run as a remote caller (only MCP_TOOL_REMOTE tools, AUTH_DEFAULT_MASK, subject
  * "worker"): a peer that may submit tasks must not reach local-only tools through a worker.
  * Results: {"tool": name, "result": <structured result>} (the Python worker's shape); a tool
  * error completes the task `failed`; a dispatcher timeout or internal error is a `fail` with
@@ -30,7 +30,7 @@
 
 #include "mcp/dispatch.h"
 #include "service/client.h"
-#include "service/taskq_ops.h"
+#include "taskq/table.h"
 
 typedef struct svc_workers svc_workers;
 
@@ -39,7 +39,7 @@ typedef struct svc_workers_opts {
   mcp_dispatcher *dispatcher;
   unsigned slots;             /* concurrent tasks (workers); 0 → 1 */
   const char *worker_id;      /* base id; slot i claims as "<worker_id>/<i>"; required */
-  svc_taskq_ctx *local;       /* claim from the local queue (may be NULL) */
+  taskq_ctx *local;       /* claim from the local queue (may be NULL) */
   svc_client **remotes;       /* claim from these peers (borrowed; may be NULL) */
   size_t n_remotes;
   double lease_seconds;       /* requested lease; 0 → 60 */

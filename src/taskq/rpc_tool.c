@@ -1,22 +1,21 @@
 /* rpc_tool.c — the task_queue.rpc tool (see rpc_tool.h). */
-#include "service/rpc_tool.h"
+#include "taskq/rpc_tool.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "mcp/dispatch.h"
-#include "service/mcpp.h"
 
 static bool rpc_cancelled(void *ud) { return mcp_call_cancelled(ud); }
 
 /* The `call_tool` op: the named tool runs as a child of the task_queue.rpc call. */
-static int rpc_nested_tool(void *ud, const mcp_auth *auth, const char *tool, json_t *args, int64_t timeout_ms,
+static int rpc_nested_tool(void *ud, const auth_ctx *auth, const char *tool, json_t *args, int64_t timeout_ms,
                            json_t **result, bool *is_error) {
   mcp_call *call = ud;
   (void)auth; /* the child inherits the parent's auth (which already holds the message token) */
   *result = NULL;
   *is_error = false;
-  if (strcmp(tool, SVC_TASKQ_TOOL) == 0) return -ENOENT; /* no recursion through the op table */
+  if (strcmp(tool, TASKQ_RPC_TOOL) == 0) return -ENOENT; /* no recursion through the op table */
   json_t *env = NULL;
   /* the op's timeout_s (already clamped by the op table) bounds the child; the parent's
    * deadline still applies */
@@ -45,16 +44,14 @@ static int rpc_nested_tool(void *ud, const mcp_auth *auth, const char *tool, jso
 }
 
 static mcp_tool_status rpc_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
-  svc_taskq_ctx *ctx = ud;
-  svc_auth who;
-  svc_auth_from_mcp(&who, mcp_call_auth(call));
-  svc_taskq_call tc = {.auth = &who,
+  taskq_ctx *ctx = ud;
+  taskq_call tc = {.auth = mcp_call_auth(call),
                        .cancelled = rpc_cancelled,
                        .cancel_ud = call,
                        .tool_call = rpc_nested_tool,
                        .tool_ud = call};
-  const json_t *msg = svc_mcpp_rpc_message(args);
-  *result = svc_taskq_handle(ctx, msg, &tc);
+  const json_t *msg = taskq_rpc_message(args);
+  *result = taskq_handle(ctx, msg, &tc);
   if (!*result) {
     *result = json_string("out of memory");
     return MCP_TOOL_ERROR;
@@ -62,18 +59,29 @@ static mcp_tool_status rpc_fn(mcp_call *call, json_t *args, json_t **result, voi
   return MCP_TOOL_OK;
 }
 
-int svc_rpc_tool_register(mcp_registry *reg, svc_taskq_ctx *ctx) {
+const json_t *taskq_rpc_message(const json_t *args) {
+  if (json_is_object(args) && json_object_size(args) == 1) {
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)args, k, v) {
+      if (json_is_object(v)) return v;
+    }
+  }
+  return args;
+}
+
+int taskq_rpc_tool_register(mcp_registry *reg, taskq_ctx *ctx) {
   mcp_tool_def d = {0};
-  d.name = SVC_TASKQ_TOOL;
+  d.name = TASKQ_RPC_TOOL;
   d.category = "p2p";
   d.title = "TaskQueue RPC";
   d.description =
       "Runs one TaskQueue op message (submit, claim, complete, list, get, wait, cancel, status, call_tool, "
       "cache.get/set/has/delete, …) and returns the op's reply. Each op checks the caller's scopes.";
   d.input_schema = "{\"type\":\"object\",\"properties\":{\"op\":{\"type\":\"string\"}}}";
-  d.scopes = 0; /* per op (auth.h) */
+  d.scopes = AUTH_SCOPES(0); /* per op (op.h) */
   d.flags = MCP_TOOL_REMOTE;
-  d.timeout_ms = SVC_RPC_TOOL_TIMEOUT_MS;
+  d.timeout_ms = TASKQ_RPC_TOOL_TIMEOUT_MS;
   d.fn = rpc_fn;
   d.ud = ctx;
   return mcp_registry_add(reg, &d);

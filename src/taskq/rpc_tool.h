@@ -12,15 +12,23 @@
  *
  * Ownership: ctx is borrowed and must outlive the registry. Register once, on the main thread,
  * before serving. */
-#ifndef PEERMCP_SERVICE_RPC_TOOL_H
-#define PEERMCP_SERVICE_RPC_TOOL_H
+#ifndef PEERMCP_TASKQ_RPC_TOOL_H
+#define PEERMCP_TASKQ_RPC_TOOL_H
+
+#include <jansson.h>
 
 #include "mcp/registry.h"
-#include "service/taskq_ops.h"
+#include "taskq/table.h"
+
+#define TASKQ_RPC_TOOL "task_queue.rpc"
 
 /* Deadline of one task_queue.rpc call: the longest wait (300 s) plus a margin. */
-#define SVC_RPC_TOOL_TIMEOUT_MS 330000u
+#define TASKQ_RPC_TOOL_TIMEOUT_MS 330000u
 
-int svc_rpc_tool_register(mcp_registry *reg, svc_taskq_ctx *ctx) __attribute__((warn_unused_result));
+int taskq_rpc_tool_register(mcp_registry *reg, taskq_ctx *ctx) __attribute__((warn_unused_result));
+
+/* The op message inside task_queue.rpc arguments (§2.3: a single key whose value is an object
+ * is unwrapped; anything else is the message itself). Borrowed from args. */
+const json_t *taskq_rpc_message(const json_t *args);
 
 #endif

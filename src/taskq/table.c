@@ -1,6 +1,6 @@
-/* taskq_ops.c — the TaskQueue op table over store/queue and store/cache (see taskq_ops.h;
- * p2p_tasks_spec.md §3). One function per op; svc_taskq_handle checks scopes and dispatches. */
-#include "service/taskq_ops.h"
+/* table.c — the TaskQueue op table over store/queue and store/cache (see table.h;
+ * p2p_tasks_spec.md §3). One function per op; taskq_handle checks scopes and dispatches. */
+#include "taskq/table.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,7 +14,6 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-#define TQO_MAX_TYPES 64
 #define TQO_MAX_KEY 4096
 
 typedef struct known_peer {
@@ -23,8 +22,8 @@ typedef struct known_peer {
   json_t *extra; /* {worker_id, supported_task_types, transport_peer_id, peer_hint} */
 } known_peer;
 
-struct svc_taskq_ctx {
-  svc_taskq_config cfg;
+struct taskq_ctx {
+  taskq_config cfg;
   char *peer_id;
   char *session;
   json_t *capabilities;
@@ -34,7 +33,7 @@ struct svc_taskq_ctx {
   size_t n_peers;
 };
 
-void svc_taskq_config_default(svc_taskq_config *c) {
+void taskq_config_default(taskq_config *c) {
   memset(c, 0, sizeof *c);
   c->tools_enabled = true;
   c->wait_max_s = 300;
@@ -43,9 +42,9 @@ void svc_taskq_config_default(svc_taskq_config *c) {
   c->peer_timeout_s = 300;
 }
 
-svc_taskq_ctx *svc_taskq_new(const svc_taskq_config *cfg) {
+taskq_ctx *taskq_new(const taskq_config *cfg) {
   if (sodium_init() < 0) return NULL;
-  svc_taskq_ctx *ctx = calloc(1, sizeof *ctx);
+  taskq_ctx *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return NULL;
   ctx->cfg = *cfg;
   if (ctx->cfg.wait_max_s <= 0) ctx->cfg.wait_max_s = 300;
@@ -76,7 +75,7 @@ svc_taskq_ctx *svc_taskq_new(const svc_taskq_config *cfg) {
   return ctx;
 }
 
-void svc_taskq_free(svc_taskq_ctx *ctx) {
+void taskq_free(taskq_ctx *ctx) {
   if (!ctx) return;
   for (size_t i = 0; i < ctx->n_peers; i++) {
     free(ctx->peers[i].peer_id);
@@ -91,9 +90,9 @@ void svc_taskq_free(svc_taskq_ctx *ctx) {
   free(ctx);
 }
 
-const char *svc_taskq_peer_id(const svc_taskq_ctx *ctx) { return ctx->peer_id; }
+const char *taskq_peer_id(const taskq_ctx *ctx) { return ctx->peer_id; }
 
-int svc_taskq_set_capabilities(svc_taskq_ctx *ctx, const json_t *caps) {
+int taskq_set_capabilities(taskq_ctx *ctx, const json_t *caps) {
   json_t *c = json_deep_copy(caps);
   if (!c) return -ENOMEM;
   json_decref(ctx->capabilities);
@@ -102,7 +101,7 @@ int svc_taskq_set_capabilities(svc_taskq_ctx *ctx, const json_t *caps) {
   return 0;
 }
 
-int svc_taskq_set_peer_id(svc_taskq_ctx *ctx, const char *peer_id) {
+int taskq_set_peer_id(taskq_ctx *ctx, const char *peer_id) {
   char *dup = strdup(peer_id ? peer_id : "");
   if (!dup) return -ENOMEM;
   free(ctx->peer_id);
@@ -113,9 +112,9 @@ int svc_taskq_set_peer_id(svc_taskq_ctx *ctx, const char *peer_id) {
 
 /* ---------- small JSON helpers ---------- */
 
-static json_t *reply_ok(const svc_taskq_ctx *ctx) { return json_pack("{s:b, s:s}", "ok", 1, "peer_id", ctx->peer_id); }
+static json_t *reply_ok(const taskq_ctx *ctx) { return json_pack("{s:b, s:s}", "ok", 1, "peer_id", ctx->peer_id); }
 
-json_t *svc_taskq_error(const svc_taskq_ctx *ctx, const char *code) {
+json_t *taskq_error(const taskq_ctx *ctx, const char *code) {
   return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "peer_id", ctx->peer_id);
 }
 
@@ -163,90 +162,9 @@ static bool get_bool(const json_t *msg, const char *key, bool dflt) {
   return v && !json_is_null(v) ? json_truthy(v) : dflt;
 }
 
-/* ---------- task types (§10.3) ---------- */
-
-static const char *const type_families[][12] = {
-    {"text-generation", "text_generation", "generation", NULL},
-    {"text2text-generation", "text2text_generation", "text2text", NULL},
-    {"embedding", "embeddings", "text-embedding", "text_embedding", "text_embeddings", NULL},
-    {"text-classification", "text_classification", NULL},
-    {"hf.pipeline", "hf_pipeline", NULL},
-    {"llm.generate", "llm_generate", NULL},
-    {"multimodal-generation", "multimodal_generation", "vision-generation", "vision_generation", NULL},
-    {"tool.call", "tool", NULL},
-    {"voice.tts", "voice_tts", "voice-tts", "tts", "text-to-speech", "text_to_speech", NULL},
-    {"voice.asr", "voice_asr", "voice-asr", "voice.stt", "voice_stt", "voice-stt", "asr", "stt",
-     "speech-to-text", "speech_to_text", "automatic-speech-recognition", NULL},
-    {"voice.audio-validate", "voice.audio_validate", "voice_audio_validate", "voice-audio-validate",
-     "audio-validate", "audio_validate", "audio-validation", "audio_validation", NULL},
-};
-#define N_FAMILIES (sizeof type_families / sizeof type_families[0])
-
-static int type_family(const char *t) {
-  for (size_t f = 0; f < N_FAMILIES; f++)
-    for (size_t i = 0; type_families[f][i]; i++)
-      if (strcmp(type_families[f][i], t) == 0) return (int)f;
-  /* "automatic_speech_recognition" does not fit the fixed row width; check it here. */
-  if (strcmp(t, "automatic_speech_recognition") == 0) return 9;
-  return -1;
-}
-
-const char *svc_task_type_canonical(const char *t) {
-  int f = t ? type_family(t) : -1;
-  return f >= 0 ? type_families[f][0] : t;
-}
-
-static void types_add_unique(json_t *out, const char *s) {
-  size_t i;
-  json_t *v;
-  if (json_array_size(out) >= TQO_MAX_TYPES * 12) return;
-  json_array_foreach(out, i, v) if (strcmp(json_string_value(v), s) == 0) return;
-  json_array_append_new(out, json_string(s));
-}
-
-static void types_add_one(json_t *out, const char *s, size_t n, bool expand) {
-  char w[128];
-  while (n && isspace((unsigned char)*s)) s++, n--;
-  while (n && isspace((unsigned char)s[n - 1])) n--;
-  if (n == 0 || n >= sizeof w) return;
-  for (size_t i = 0; i < n; i++) w[i] = (char)tolower((unsigned char)s[i]);
-  w[n] = 0;
-  int f = expand ? type_family(w) : -1;
-  if (f < 0) {
-    types_add_unique(out, w);
-    return;
-  }
-  for (size_t i = 0; type_families[f][i]; i++) types_add_unique(out, type_families[f][i]);
-  if (f == 9) types_add_unique(out, "automatic_speech_recognition");
-}
-
-json_t *svc_task_types_normalize(const json_t *v, bool expand) {
-  json_t *out = json_array();
-  if (!out || !v) return out;
-  if (json_is_string(v)) {
-    const char *s = json_string_value(v);
-    size_t count = 0;
-    while (*s && count < TQO_MAX_TYPES) {
-      const char *e = strchr(s, ',');
-      size_t n = e ? (size_t)(e - s) : strlen(s);
-      types_add_one(out, s, n, expand);
-      count++;
-      s += n + (e ? 1 : 0);
-    }
-  } else if (json_is_array(v)) {
-    size_t i;
-    json_t *x;
-    json_array_foreach(v, i, x) {
-      if (i >= TQO_MAX_TYPES) break;
-      if (json_is_string(x)) types_add_one(out, json_string_value(x), json_string_length(x), expand);
-    }
-  }
-  return out;
-}
-
 /* Borrowed C string view of a JSON array of strings (for tq filters). */
 typedef struct types_view {
-  const char *v[TQO_MAX_TYPES * 12];
+  const char *v[TASKQ_MAX_TYPES * 12];
   size_t n;
 } types_view;
 
@@ -264,7 +182,7 @@ static void types_view_of(const json_t *arr, types_view *tv) {
 
 static int cmp_keys(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-void svc_merkle_root(const json_t *vector, char out[65]) {
+void taskq_merkle_root(const json_t *vector, char out[65]) {
   /* json.dumps(sorted(vector.items())) with Python's default separators. */
   size_t n = json_object_size(vector), k = 0;
   const char **keys = calloc(n ? n : 1, sizeof *keys);
@@ -286,14 +204,14 @@ void svc_merkle_root(const json_t *vector, char out[65]) {
   free(keys);
 }
 
-static json_t *clock_dict_locked(svc_taskq_ctx *ctx) {
+static json_t *clock_dict_locked(taskq_ctx *ctx) {
   char root[65];
-  svc_merkle_root(ctx->clock_vector, root);
+  taskq_merkle_root(ctx->clock_vector, root);
   return json_pack("{s:s, s:O, s:s}", "node_id", "taskqueue-service", "vector", ctx->clock_vector, "merkle_root", root);
 }
 
 /* MerkleClock.update(other): element-wise max, then tick ourselves. */
-static void clock_merge_locked(svc_taskq_ctx *ctx, const json_t *clock) {
+static void clock_merge_locked(taskq_ctx *ctx, const json_t *clock) {
   const json_t *vec = json_object_get(clock, "vector");
   if (!json_is_object(vec)) return;
   const char *key;
@@ -313,7 +231,7 @@ static void clock_merge_locked(svc_taskq_ctx *ctx, const json_t *clock) {
   if (self) json_integer_set(self, json_integer_value(self) + 1);
 }
 
-static void peer_seen(svc_taskq_ctx *ctx, const char *peer, const json_t *clock, json_t *extra) {
+static void peer_seen(taskq_ctx *ctx, const char *peer, const json_t *clock, json_t *extra) {
   double now = clock_wall_s();
   pthread_mutex_lock(&ctx->mu);
   if (json_is_object(clock)) clock_merge_locked(ctx, clock);
@@ -349,7 +267,7 @@ out:
 }
 
 /* [{peer_id,last_seen,…extra}] of peers seen within the timeout (full: with the extra keys). */
-static json_t *known_peers_json(svc_taskq_ctx *ctx, bool full, bool workers_only) {
+static json_t *known_peers_json(taskq_ctx *ctx, bool full, bool workers_only) {
   json_t *arr = json_array();
   double now = clock_wall_s();
   pthread_mutex_lock(&ctx->mu);
@@ -369,13 +287,13 @@ static json_t *known_peers_json(svc_taskq_ctx *ctx, bool full, bool workers_only
 /* ---------- ops ---------- */
 
 typedef struct op_env {
-  svc_taskq_ctx *ctx;
+  taskq_ctx *ctx;
   const json_t *msg;
-  const svc_taskq_call *call;
-  const svc_auth *auth; /* effective (transport + message token) */
+  const taskq_call *call;
+  const auth_ctx *auth; /* effective (transport + message token) */
 } op_env;
 
-static json_t *err(op_env *e, const char *code) { return svc_taskq_error(e->ctx, code); }
+static json_t *err(op_env *e, const char *code) { return taskq_error(e->ctx, code); }
 
 static json_t *err_detail(op_env *e, const char *code, const char *detail) {
   json_t *r = err(e, code);
@@ -476,14 +394,14 @@ static int deterministic_claim(op_env *e, const char *ident, const tq_claim_opts
   if (rc < 0) return rc;
   qsort(v, n, sizeof *v, cmp_candidates);
   /* alive peers, in the order they were first seen, then the requester */
-  svc_taskq_ctx *ctx = e->ctx;
+  taskq_ctx *ctx = e->ctx;
   const char **peers = calloc(ctx->cfg.max_known_peers + 1, sizeof *peers);
   char **owned = calloc(ctx->cfg.max_known_peers + 1, sizeof *owned);
   size_t np = 0;
   char clock_hash[65];
   double now = clock_wall_s();
   pthread_mutex_lock(&ctx->mu);
-  svc_merkle_root(ctx->clock_vector, clock_hash);
+  taskq_merkle_root(ctx->clock_vector, clock_hash);
   for (size_t i = 0; peers && owned && i < ctx->n_peers; i++)
     if (now - ctx->peers[i].last_seen <= ctx->cfg.peer_timeout_s && (owned[np] = strdup(ctx->peers[i].peer_id)))
       peers[np] = owned[np], np++;
@@ -518,11 +436,11 @@ static json_t *op_claim(op_env *e, bool many) {
   if (!worker || !*worker) return err(e, "missing_worker_id");
   const json_t *types_in = json_object_get(m, "supported_task_types");
   if (!types_in || json_is_null(types_in)) types_in = json_object_get(m, "task_types");
-  json_t *types = svc_task_types_normalize(types_in, true);
+  json_t *types = taskq_task_types_normalize(types_in, true);
   if (!types) return NULL;
   const char *session = get_str_any(m, K_SESSION);
   const char *peer = get_str_any(m, K_PEER);
-  const char *transport = e->auth->a.peer_id;
+  const char *transport = e->auth->peer_id[0] ? e->auth->peer_id : NULL;
   const char *ident = peer ? peer : transport ? transport : worker;
   json_t *extra = json_pack("{s:s, s:s, s:s, s:O, s:s*}", "worker_id", worker, "peer_hint", peer ? peer : "",
                             "transport_peer_id", transport ? transport : "", "supported_task_types", types,
@@ -616,7 +534,7 @@ static json_t *op_complete(op_env *e) {
   }
   tq_fence f;
   bool fenced = fence_of(e, &f);
-  if (!fenced && !e->ctx->cfg.compat_unfenced_complete && !e->auth->a.local) return err(e, "missing_worker_id");
+  if (!fenced && !e->ctx->cfg.compat_unfenced_complete && !auth_ctx_is_local(e->auth)) return err(e, "missing_worker_id");
   json_t *result = json_object_get(e->msg, "result");
   if (json_is_null(result)) result = NULL;
   const char *error = get_str(e->msg, "error");
@@ -673,7 +591,7 @@ static json_t *op_task_heartbeat(op_env *e) {
 
 static json_t *op_peer_heartbeat(op_env *e) {
   const char *peer = get_str_any(e->msg, K_PEER);
-  if (!peer) peer = e->auth->a.peer_id;
+  if (!peer) peer = e->auth->peer_id;
   if (!peer || !*peer) return err(e, "missing_peer_id");
   peer_seen(e->ctx, peer, json_object_get(e->msg, "clock"), NULL);
   json_t *r = reply_ok(e->ctx);
@@ -709,7 +627,7 @@ static json_t *op_list(op_env *e) {
   }
   double lim = get_num(e->msg, "limit", 50);
   o.limit = lim < 1 ? 1 : lim > 1000 ? 1000 : (size_t)lim;
-  json_t *types = svc_task_types_normalize(json_object_get(e->msg, "task_types"), false);
+  json_t *types = taskq_task_types_normalize(json_object_get(e->msg, "task_types"), false);
   types_view tv;
   types_view_of(types, &tv);
   o.task_types = tv.n ? tv.v : NULL;
@@ -802,7 +720,7 @@ static json_t *op_tool(op_env *e) {
   static const char *const K_TOOL[] = {"tool", "tool_name", "name", NULL};
   const char *name = get_str_any(e->msg, K_TOOL);
   if (!name) return err(e, "missing_tool_name");
-  svc_tool_call_fn fn = e->call->tool_call ? e->call->tool_call : e->ctx->cfg.tool_call;
+  taskq_tool_call_fn fn = e->call->tool_call ? e->call->tool_call : e->ctx->cfg.tool_call;
   void *fn_ud = e->call->tool_call ? e->call->tool_ud : e->ctx->cfg.tool_ud;
   if (!fn) return err(e, "mcp_registry_unavailable");
   json_t *args = json_object_get(e->msg, "args");
@@ -816,7 +734,7 @@ static json_t *op_tool(op_env *e) {
   if (t > e->ctx->cfg.tool_timeout_max_s) t = e->ctx->cfg.tool_timeout_max_s;
   json_t *result = NULL;
   bool is_error = false;
-  int rc = fn(fn_ud, &e->auth->a, name, args, (int64_t)(t * 1000), &result, &is_error);
+  int rc = fn(fn_ud, e->auth, name, args, (int64_t)(t * 1000), &result, &is_error);
   json_decref(owned);
   json_t *r;
   if (rc < 0) {
@@ -848,7 +766,7 @@ static void replicate(op_env *e, const char *op, const char *key, json_t *value,
   json_decref(fwd);
 }
 
-static json_t *op_cache(op_env *e, svc_op op) {
+static json_t *op_cache(op_env *e, taskq_op op) {
   if (!e->ctx->cfg.cache) return err(e, "cache_disabled");
   const char *key = get_str(e->msg, "key");
   if (!key || !*key) return err(e, "missing_key");
@@ -856,7 +774,7 @@ static json_t *op_cache(op_env *e, svc_op op) {
   ttlcache *c = e->ctx->cfg.cache;
   json_t *r = NULL;
   switch (op) {
-  case SVC_OP_CACHE_GET: {
+  case TASKQ_OP_CACHE_GET: {
     json_t *v = NULL;
     int rc = ttlcache_get(c, key, &v);
     if (rc < 0 && rc != -ENOENT) return err(e, ttlcache_strerror(rc));
@@ -864,14 +782,14 @@ static json_t *op_cache(op_env *e, svc_op op) {
                   "peer_id", e->ctx->peer_id);
     break;
   }
-  case SVC_OP_CACHE_HAS: {
+  case TASKQ_OP_CACHE_HAS: {
     bool hit = false;
     int rc = ttlcache_has(c, key, &hit);
     if (rc < 0) return err(e, ttlcache_strerror(rc));
     r = json_pack("{s:b, s:s, s:b, s:s}", "ok", 1, "key", key, "hit", hit, "peer_id", e->ctx->peer_id);
     break;
   }
-  case SVC_OP_CACHE_SET: {
+  case TASKQ_OP_CACHE_SET: {
     json_t *v = json_object_get(e->msg, "value");
     const json_t *tv = json_object_get(e->msg, "ttl_s");
     double ttl = 0;
@@ -887,7 +805,7 @@ static json_t *op_cache(op_env *e, svc_op op) {
     replicate(e, "cache.set", key, v ? v : json_null(), pttl);
     break;
   }
-  case SVC_OP_CACHE_DELETE: {
+  case TASKQ_OP_CACHE_DELETE: {
     bool deleted = false;
     int rc = ttlcache_delete(c, key, &deleted);
     if (rc < 0) return err(e, ttlcache_strerror(rc));
@@ -914,7 +832,7 @@ static json_t *op_get(op_env *e) {
 }
 
 static bool wait_cancelled(void *ud) {
-  const svc_taskq_call *call = ud;
+  const taskq_call *call = ud;
   return call->cancelled && call->cancelled(call->cancel_ud);
 }
 
@@ -934,48 +852,53 @@ static json_t *op_wait(op_env *e) {
   return r;
 }
 
-static bool op_needs_queue(svc_op op) {
+static bool op_needs_queue(taskq_op op) {
   switch (op) {
-  case SVC_OP_SUBMIT: case SVC_OP_CLAIM: case SVC_OP_CLAIM_MANY: case SVC_OP_COMPLETE:
-  case SVC_OP_FAIL: case SVC_OP_RELEASE: case SVC_OP_TASK_HEARTBEAT: case SVC_OP_LIST:
-  case SVC_OP_CANCEL: case SVC_OP_GET: case SVC_OP_WAIT: return true;
+  case TASKQ_OP_SUBMIT: case TASKQ_OP_CLAIM: case TASKQ_OP_CLAIM_MANY: case TASKQ_OP_COMPLETE:
+  case TASKQ_OP_FAIL: case TASKQ_OP_RELEASE: case TASKQ_OP_TASK_HEARTBEAT: case TASKQ_OP_LIST:
+  case TASKQ_OP_CANCEL: case TASKQ_OP_GET: case TASKQ_OP_WAIT: return true;
   default: return false;
   }
 }
 
-json_t *svc_taskq_handle(svc_taskq_ctx *ctx, const json_t *msg, const svc_taskq_call *call) {
-  if (!json_is_object(msg)) return svc_taskq_error(ctx, "invalid_message");
-  svc_auth eff;
-  svc_auth_copy(&eff, call->auth);
-  svc_auth_present_msg_token(&eff, ctx->cfg.policy, msg);
-  svc_op op = svc_op_parse(get_str(msg, "op"));
+bool taskq_present_msg_token(const auth_policy *p, const json_t *msg, auth_ctx *a) {
+  const json_t *t = json_is_object(msg) ? json_object_get(msg, "token") : NULL;
+  return json_is_string(t) && auth_policy_present_token(p, json_string_value(t), a);
+}
+
+json_t *taskq_handle(taskq_ctx *ctx, const json_t *msg, const taskq_call *call) {
+  if (!json_is_object(msg)) return taskq_error(ctx, "invalid_message");
+  auth_ctx eff = *call->auth;
+  taskq_present_msg_token(ctx->cfg.policy, msg, &eff);
+  taskq_op op = taskq_op_parse(get_str(msg, "op"));
   /* Authorisation runs before dispatch (§4); unknown ops need no scope and say unknown_op. */
-  if (!svc_auth_has(&eff, svc_op_scopes(op))) {
-    log_write(LOG_INFO, "p2p op refused", "{s:s, s:s, s:s}", "op", svc_op_name(op), "peer",
-              eff.a.peer_id ? eff.a.peer_id : "", "reason", "unauthorized");
-    return svc_taskq_error(ctx, "unauthorized");
+  auth_scopes need = taskq_op_scopes(op);
+  if (!auth_allows(&eff, &need)) {
+    log_write(LOG_INFO, "p2p op refused", "{s:s, s:s, s:s}", "op", taskq_op_name(op), "peer",
+              eff.peer_id, "reason", "unauthorized");
+    return taskq_error(ctx, "unauthorized");
   }
-  if (op_needs_queue(op) && !ctx->cfg.queue) return svc_taskq_error(ctx, "queue_disabled");
+  if (op_needs_queue(op) && !ctx->cfg.queue) return taskq_error(ctx, "queue_disabled");
   op_env e = {ctx, msg, call, &eff};
   switch (op) {
-  case SVC_OP_SUBMIT: return op_submit(&e);
-  case SVC_OP_CLAIM: return op_claim(&e, false);
-  case SVC_OP_CLAIM_MANY: return op_claim(&e, true);
-  case SVC_OP_COMPLETE: return op_complete(&e);
-  case SVC_OP_FAIL: return op_fail(&e);
-  case SVC_OP_RELEASE: return op_release(&e);
-  case SVC_OP_TASK_HEARTBEAT: return op_task_heartbeat(&e);
-  case SVC_OP_PEER_HEARTBEAT: return op_peer_heartbeat(&e);
-  case SVC_OP_LIST: return op_list(&e);
-  case SVC_OP_CANCEL: return op_cancel(&e);
-  case SVC_OP_STATUS: return op_status(&e);
-  case SVC_OP_TOOL: return op_tool(&e);
-  case SVC_OP_CACHE_GET:
-  case SVC_OP_CACHE_HAS:
-  case SVC_OP_CACHE_SET:
-  case SVC_OP_CACHE_DELETE: return op_cache(&e, op);
-  case SVC_OP_GET: return op_get(&e);
-  case SVC_OP_WAIT: return op_wait(&e);
-  default: return svc_taskq_error(ctx, "unknown_op");
+  case TASKQ_OP_SUBMIT: return op_submit(&e);
+  case TASKQ_OP_CLAIM: return op_claim(&e, false);
+  case TASKQ_OP_CLAIM_MANY: return op_claim(&e, true);
+  case TASKQ_OP_COMPLETE: return op_complete(&e);
+  case TASKQ_OP_FAIL: return op_fail(&e);
+  case TASKQ_OP_RELEASE: return op_release(&e);
+  case TASKQ_OP_TASK_HEARTBEAT: return op_task_heartbeat(&e);
+  case TASKQ_OP_PEER_HEARTBEAT: return op_peer_heartbeat(&e);
+  case TASKQ_OP_LIST: return op_list(&e);
+  case TASKQ_OP_CANCEL: return op_cancel(&e);
+  case TASKQ_OP_STATUS: return op_status(&e);
+  case TASKQ_OP_TOOL: return op_tool(&e);
+  case TASKQ_OP_CACHE_GET:
+  case TASKQ_OP_CACHE_HAS:
+  case TASKQ_OP_CACHE_SET:
+  case TASKQ_OP_CACHE_DELETE: return op_cache(&e, op);
+  case TASKQ_OP_GET: return op_get(&e);
+  case TASKQ_OP_WAIT: return op_wait(&e);
+  default: return taskq_error(ctx, "unknown_op");
   }
 }

@@ -1,9 +1,10 @@
-/* taskq_ops.h — the TaskQueue op table (p2p_tasks_spec.md §3.1, §3.3, §3.4) as one function:
+/* table.h — the TaskQueue op table (p2p_tasks_spec.md §3.1, §3.3, §3.4) as one function:
  * op message + caller + context → reply, over the queue and cache of store/.
  *
  * Every reply carries "peer_id" (ours). Errors are {"ok":false,"error":"<code>","peer_id":…}
  * with the codes of §3.1 (missing_worker_id, missing_task_id, missing_key, cache_disabled,
- * tools_disabled, unknown_op, …) plus "unauthorized" (closed by default, auth.h) and
+ * tools_disabled, unknown_op, …) plus "unauthorized" (the caller lacks the op's scope, op.h;
+ * closed by default, auth/policy.h) and
  * "queue_disabled". Beyond the original:
  *   - task.heartbeat {task_id, worker_id, lease_epoch?, lease_seconds?} renews the lease and
  *     reports cancel_requested;
@@ -19,17 +20,26 @@
  * order (priority, then age). Not implemented: trust tiers (§4.3). Cache
  * replication (§3.5) is a hook (replicate) that the service wires to its clients.
  *
- * Threads: svc_taskq_handle blocks (SQLite, cache files, wait, tool calls): call it on a
+ * Auth: the caller's context (auth/auth.h) plus the message's own "token" (checked against the
+ * policy, §4.1) must hold the scope the op needs (op.h), checked before anything else runs.
+ *
+ * Layering: taskq/ sees auth/, store/ and mcp/, never service/ or p2p/: the transport hands
+ * in the caller and the tool runner.
+ *
+ * Threads: taskq_handle blocks (SQLite, cache files, wait, tool calls): call it on a
  * worker thread, never on the event loop. The context is shared read-mostly by all threads
  * (its peer table has its own lock). */
-#ifndef PEERMCP_SERVICE_TASKQ_OPS_H
-#define PEERMCP_SERVICE_TASKQ_OPS_H
+#ifndef PEERMCP_TASKQ_TABLE_H
+#define PEERMCP_TASKQ_TABLE_H
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "service/auth.h"
+#include "auth/auth.h"
+#include "auth/policy.h"
+#include "taskq/op.h"
+#include "taskq/task_type.h"
 #include "store/cache.h"
 #include "store/queue.h"
 
@@ -37,24 +47,24 @@
  * runs the op. Returns 0 with *result (new reference: the tool's structured result, or its
  * error value when *is_error) or a negative errno: -ENOENT unknown tool (or one this caller
  * may not see), -EPERM not allowed, -ETIMEDOUT, -ECANCELED, others → the error's name. */
-typedef int (*svc_tool_call_fn)(void *ud, const mcp_auth *auth, const char *tool, json_t *args,
+typedef int (*taskq_tool_call_fn)(void *ud, const auth_ctx *auth, const char *tool, json_t *args,
                                 int64_t timeout_ms, json_t **result, bool *is_error);
 
 /* Adds transport / worker sections to the status reply (detail or not). Returns a new object
  * whose keys are merged into the reply, or NULL. */
-typedef json_t *(*svc_status_hook_fn)(void *ud, bool detail);
+typedef json_t *(*taskq_status_hook_fn)(void *ud, bool detail);
 
-typedef struct svc_taskq_ctx svc_taskq_ctx;
+typedef struct taskq_ctx taskq_ctx;
 
-typedef struct svc_taskq_config {
+typedef struct taskq_config {
   tq_queue *queue;          /* borrowed; NULL → queue ops answer queue_disabled */
   ttlcache *cache;          /* borrowed; NULL → cache ops answer cache_disabled */
-  const svc_auth_policy *policy; /* borrowed; for message tokens (may be NULL: none) */
+  const auth_policy *policy; /* borrowed; for message tokens (may be NULL: none) */
   const char *peer_id;      /* ours, copied */
   const char *session;      /* IPFS_ACCELERATE_PY_TASK_P2P_SESSION, copied; NULL → "" */
   bool tools_enabled;       /* false → tools_disabled */
-  svc_tool_call_fn tool_call; void *tool_ud; /* NULL → mcp_registry_unavailable */
-  svc_status_hook_fn status_hook; void *status_ud;
+  taskq_tool_call_fn tool_call; void *tool_ud; /* NULL → mcp_registry_unavailable */
+  taskq_status_hook_fn status_hook; void *status_ud;
   /* Cache replication (§3.5, opt-in): called after a successful cache.set / cache.delete whose
    * message did not say "replicate": false, with the message to forward ({"op","key",["value",
    * "ttl_s"],"origin_peer_id","replicate":false}; borrowed). Must not block. */
@@ -68,45 +78,42 @@ typedef struct svc_taskq_config {
                                by Hamming distance over the MerkleClock, at most one per claim */
   size_t max_known_peers;   /* 1024: peer.heartbeat table (oldest dropped) */
   double peer_timeout_s;    /* 300: "alive" window for known peers */
-} svc_taskq_config;
+} taskq_config;
 
-void svc_taskq_config_default(svc_taskq_config *c);
+void taskq_config_default(taskq_config *c);
 /* Copies what it needs from cfg. NULL on ENOMEM. */
-svc_taskq_ctx *svc_taskq_new(const svc_taskq_config *cfg);
-void svc_taskq_free(svc_taskq_ctx *ctx);
-const char *svc_taskq_peer_id(const svc_taskq_ctx *ctx);
-/* Replaces the status "capabilities" object (copied). Same rule as svc_taskq_set_peer_id. */
-int svc_taskq_set_capabilities(svc_taskq_ctx *ctx, const json_t *caps);
+taskq_ctx *taskq_new(const taskq_config *cfg);
+void taskq_free(taskq_ctx *ctx);
+const char *taskq_peer_id(const taskq_ctx *ctx);
+/* Replaces the status "capabilities" object (copied). Same rule as taskq_set_peer_id. */
+int taskq_set_capabilities(taskq_ctx *ctx, const json_t *caps);
 /* Sets our PeerId (known only once the host exists). Call before any op is handled: it is
  * not synchronised with readers. 0 or -ENOMEM. */
-int svc_taskq_set_peer_id(svc_taskq_ctx *ctx, const char *peer_id);
+int taskq_set_peer_id(taskq_ctx *ctx, const char *peer_id);
 
 /* Per-request extras. */
-typedef struct svc_taskq_call {
-  const svc_auth *auth;           /* the caller as the transport knows it (required) */
+typedef struct taskq_call {
+  const auth_ctx *auth;           /* the caller as the transport knows it (required) */
   bool (*cancelled)(void *ud);    /* the caller went away (may be NULL) */
   void *cancel_ud;
-  svc_tool_call_fn tool_call;     /* overrides the context's runner for this request (e.g. a
+  taskq_tool_call_fn tool_call;     /* overrides the context's runner for this request (e.g. a
                                      nested mcp_dispatch_invoke under the running call) */
   void *tool_ud;
-} svc_taskq_call;
+} taskq_call;
 
 /* Handles one TaskQueue message (a JSON object; the message's own "token" is honoured).
  * Always returns a reply object (new reference); NULL only on ENOMEM. Blocking. */
-json_t *svc_taskq_handle(svc_taskq_ctx *ctx, const json_t *msg, const svc_taskq_call *call);
+json_t *taskq_handle(taskq_ctx *ctx, const json_t *msg, const taskq_call *call);
 
 /* {"ok":false,"error":code,"peer_id":…} (new reference). */
-json_t *svc_taskq_error(const svc_taskq_ctx *ctx, const char *code);
+json_t *taskq_error(const taskq_ctx *ctx, const char *code);
 
-/* Task-type normalisation of §10.3: lower-case, trim, expand every item to its alias family
- * (when expand), de-duplicated in order. v is a list or a comma-separated string. Returns a new
- * array of strings (never NULL unless ENOMEM). */
-json_t *svc_task_types_normalize(const json_t *v, bool expand);
-/* The canonical name of a task type or alias ("tool" → "tool.call"); the input otherwise. */
-const char *svc_task_type_canonical(const char *t);
+/* Adds the scopes of msg["token"] (a string equal to the policy's shared token) to *a. Returns
+ * whether it did. For transports that see the message before the table does. */
+bool taskq_present_msg_token(const auth_policy *p, const json_t *msg, auth_ctx *a);
 
 /* The scheduler's MerkleClock root of §3.2 for a vector {node: counter}: sha256 hex of
  * Python's json.dumps(sorted(vector.items())). out: 65 bytes. */
-void svc_merkle_root(const json_t *vector, char out[65]);
+void taskq_merkle_root(const json_t *vector, char out[65]);
 
 #endif

@@ -218,7 +218,7 @@ int tools_command_register(mcp_registry *reg, const config *cfg, char *err, size
         .description = c->description,
         .input_schema = schema,
         .annotations = "{\"openWorldHint\":true}",
-        .scopes = MCP_SCOPE_TOOL_CALL,
+        .scopes = AUTH_SCOPES_INIT(AUTH_TOOL_CALL),
         .flags = c->remote ? MCP_TOOL_REMOTE : 0,
         .timeout_ms = c->timeout_ms,
         .fn = cmd_run,

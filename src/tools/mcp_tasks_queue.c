@@ -818,9 +818,9 @@ int mcp_tasks_queue_new(const mcp_tasks_queue_opts *o, mcp_tasks_queue **out) {
                                    .cancel = be_cancel, .detach = be_detach};
   /* Runs like the workers do: a remote caller (only MCP_TOOL_REMOTE tools) with the scopes a
    * trusted peer gets by default, never the creator's full local rights. */
-  q->run_auth = (mcp_auth){.subject = "mcp-task-runner",
-                           .scopes = MCP_SCOPE_CACHE_READ | MCP_SCOPE_CACHE_WRITE | MCP_SCOPE_TASK_SUBMIT |
-                                     MCP_SCOPE_TOOL_CALL};
+  auth_ctx_init(&q->run_auth, AUTH_KIND_PEER);
+  q->run_auth.scopes = AUTH_SCOPES(AUTH_CACHE_READ | AUTH_CACHE_WRITE | AUTH_TASK_SUBMIT | AUTH_TOOL_CALL);
+  snprintf(q->run_auth.subject, sizeof q->run_auth.subject, "mcp-task-runner");
   snprintf(q->worker_base, sizeof q->worker_base, "mcp-tasks/%ld", (long)getpid());
   if (q->o.runner) {
     q->slots = calloc(q->o.runner_slots, sizeof *q->slots);

@@ -283,7 +283,7 @@ static const char *s_set = OBJ(KEY ",\"value\":{}," TTL, "\"key\",\"value\"");
 static const char *ro = "{\"readOnlyHint\":true}";
 
 #define TOOL(n, cat, desc, schema, fn_, scope, fl, ann) \
-  {.name = n, .category = cat, .description = desc, .input_schema = schema, .scopes = scope, .flags = fl, \
+  {.name = n, .category = cat, .description = desc, .input_schema = schema, .scopes = AUTH_SCOPES_INIT(scope), .flags = fl, \
    .fn = fn_, .annotations = ann}
 
 int store_tools_register(mcp_registry *reg, tq_queue *q, ttlcache *c) {
@@ -295,46 +295,46 @@ int store_tools_register(mcp_registry *reg, tq_queue *q, ttlcache *c) {
       TOOL("task_submit", "queue",
            "Submit a task to the durable queue; returns its task_id once the task is on disk. Same "
            "idempotency_key + same work replays the existing id.",
-           s_submit, t_task_submit, MCP_SCOPE_TASK_SUBMIT, MCP_TOOL_REMOTE, NULL),
+           s_submit, t_task_submit, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, NULL),
       TOOL("task_get", "queue", "Get a task (the full task dict) by id.", s_task_id, t_task_get,
-           MCP_SCOPE_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
+           AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
       TOOL("task_wait", "queue",
            "Wait until a task is completed, failed or cancelled, or the timeout passes; returns the task "
            "and done=true when it finished.",
-           s_wait, t_task_wait, MCP_SCOPE_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
+           s_wait, t_task_wait, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
       TOOL("task_list", "queue", "List tasks (oldest first), optionally by status and task types.", s_list,
-           t_task_list, MCP_SCOPE_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
+           t_task_list, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
       TOOL("task_cancel", "queue",
            "Cancel a task: a queued task is cancelled at once, a running one gets cancel_requested (its worker "
            "sees it at the next heartbeat).",
-           s_cancel, t_task_cancel, MCP_SCOPE_TASK_SUBMIT, MCP_TOOL_REMOTE, NULL),
+           s_cancel, t_task_cancel, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, NULL),
       TOOL("task_stats", "queue", "Task counts by status and by type, and the queue's commit counters.", s_empty,
-           t_task_stats, MCP_SCOPE_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
-      TOOL("cache_get", "cache", "Read a cache entry: {key, hit, value}.", s_key, t_cache_get, MCP_SCOPE_CACHE_READ,
+           t_task_stats, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
+      TOOL("cache_get", "cache", "Read a cache entry: {key, hit, value}.", s_key, t_cache_get, AUTH_CACHE_READ,
            MCP_TOOL_REMOTE, ro),
       TOOL("cache_has", "cache", "Whether a live cache entry exists: {key, hit}.", s_key, t_cache_has,
-           MCP_SCOPE_CACHE_READ, MCP_TOOL_REMOTE, ro),
+           AUTH_CACHE_READ, MCP_TOOL_REMOTE, ro),
       TOOL("cache_set", "cache", "Write a cache entry durably, with an optional TTL in seconds.", s_set, t_cache_set,
-           MCP_SCOPE_CACHE_WRITE, MCP_TOOL_REMOTE, NULL),
+           AUTH_CACHE_WRITE, MCP_TOOL_REMOTE, NULL),
       TOOL("cache_delete", "cache", "Delete a cache entry: {key, deleted}.", s_key, t_cache_delete,
-           MCP_SCOPE_CACHE_WRITE, MCP_TOOL_REMOTE, NULL),
+           AUTH_CACHE_WRITE, MCP_TOOL_REMOTE, NULL),
       TOOL("cache_stats", "cache", "Cache counters: hits, misses, evictions, expired, corrupt, bytes, entries.",
-           s_empty, t_cache_stats, MCP_SCOPE_CACHE_READ, MCP_TOOL_REMOTE, ro),
+           s_empty, t_cache_stats, AUTH_CACHE_READ, MCP_TOOL_REMOTE, ro),
       TOOL("p2p_task_submit", "p2p", "ipfs_datasets_py compatible: submit a task; returns {ok, task_id}.",
-           s_p2p_submit, t_p2p_task_submit, MCP_SCOPE_TASK_SUBMIT, MCP_TOOL_REMOTE, NULL),
+           s_p2p_submit, t_p2p_task_submit, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, NULL),
       TOOL("p2p_task_get", "p2p",
            "ipfs_datasets_py compatible: {ok, task} or {ok:false, error:\"task_not_found\"}.", s_task_id,
-           t_p2p_task_get, MCP_SCOPE_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
+           t_p2p_task_get, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
       TOOL("p2p_task_delete", "p2p", "ipfs_datasets_py compatible: delete a task in any state (local admin).",
-           s_task_id, t_p2p_task_delete, MCP_SCOPE_ADMIN, 0, NULL),
+           s_task_id, t_p2p_task_delete, AUTH_ADMIN, 0, NULL),
       TOOL("p2p_cache_get", "p2p", "ipfs_datasets_py compatible cache read: {ok, key, hit, value}.", s_key,
-           t_cache_get, MCP_SCOPE_CACHE_READ, MCP_TOOL_REMOTE, ro),
+           t_cache_get, AUTH_CACHE_READ, MCP_TOOL_REMOTE, ro),
       TOOL("p2p_cache_has", "p2p", "ipfs_datasets_py compatible: {ok, key, hit}.", s_key, t_cache_has,
-           MCP_SCOPE_CACHE_READ, MCP_TOOL_REMOTE, ro),
+           AUTH_CACHE_READ, MCP_TOOL_REMOTE, ro),
       TOOL("p2p_cache_set", "p2p", "ipfs_datasets_py compatible cache write: {ok, key}.", s_set, t_cache_set,
-           MCP_SCOPE_CACHE_WRITE, MCP_TOOL_REMOTE, NULL),
+           AUTH_CACHE_WRITE, MCP_TOOL_REMOTE, NULL),
       TOOL("p2p_cache_delete", "p2p", "ipfs_datasets_py compatible: {ok, key, deleted}.", s_key, t_cache_delete,
-           MCP_SCOPE_CACHE_WRITE, MCP_TOOL_REMOTE, NULL),
+           AUTH_CACHE_WRITE, MCP_TOOL_REMOTE, NULL),
   };
   size_t n = sizeof defs / sizeof defs[0];
   for (size_t i = 0; i < n; i++) {

@@ -57,7 +57,7 @@ static mcp_tool_status progress_fn(mcp_call *call, json_t *args, json_t **result
 static mcp_tool_status whoami_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   usleep(20000); /* the caller's auth struct is gone by now */
   const mcp_auth *a = mcp_call_auth(call);
-  *result = json_pack("{s:s?, s:i}", "peer", a->peer_id, "scopes", (int)a->scopes);
+  *result = json_pack("{s:s, s:I}", "peer", a->peer_id, "scopes", (json_int_t)a->scopes.w[0]);
   return MCP_TOOL_OK;
 }
 static mcp_tool_status parent_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
@@ -78,7 +78,7 @@ static const mcp_tool_def k_tools[] = {
     {.name = "sleepy", .category = "slow", .fn = sleepy_fn,
      .input_schema = "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\"}}}"},
     {.name = "stubborn", .category = "slow", .fn = stubborn_fn, .timeout_ms = 50},
-    {.name = "admin_only", .category = "test", .scopes = MCP_SCOPE_ADMIN, .flags = MCP_TOOL_REMOTE, .fn = echo_fn},
+    {.name = "admin_only", .category = "test", .scopes = AUTH_SCOPES_INIT(AUTH_ADMIN), .flags = MCP_TOOL_REMOTE, .fn = echo_fn},
     {.name = "progress", .category = "test", .fn = progress_fn},
     {.name = "parent", .category = "meta", .fn = parent_fn, .flags = MCP_TOOL_REMOTE},
     {.name = "whoami", .category = "test", .fn = whoami_fn, .flags = MCP_TOOL_REMOTE},
@@ -95,8 +95,8 @@ typedef struct {
   json_t *events; /* ["progress:1", …, "log:…", "done"] */
 } fixture;
 
-static const mcp_auth k_local = {.scopes = MCP_SCOPE_ALL, .local = true};
-static const mcp_auth k_peer = {.peer_id = "12D3KooWtest", .scopes = MCP_SCOPE_TOOL_CALL};
+static const mcp_auth k_local = AUTH_CTX_LOCAL_INIT;
+static const mcp_auth k_peer = {.kind = AUTH_KIND_PEER, .peer_id = "12D3KooWtest", .scopes = AUTH_SCOPES_INIT(AUTH_TOOL_CALL)};
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
@@ -225,7 +225,7 @@ static void test_dispatch_unknown_tool(void **state) {
 
 static void test_dispatch_remote_caller_cannot_see_local_tool(void **state) {
   fixture *f = *state;
-  start(f, "fail", NULL, &(mcp_auth){.peer_id = "p", .scopes = MCP_SCOPE_ALL}, true);
+  start(f, "fail", NULL, &(mcp_auth){.kind = AUTH_KIND_PEER, .peer_id = "p", .scopes = AUTH_SCOPES_ALL_INIT}, true);
   wait_done(f, 1);
   assert_int_equal(f->st, MCP_DISPATCH_UNKNOWN_TOOL);
   start(f, "echo", "{\"n\":2}", &k_peer, true);
@@ -375,19 +375,18 @@ static void test_dispatch_invoke_nesting_is_bounded(void **state) {
 
 static void test_dispatch_copies_the_callers_auth(void **state) {
   fixture *f = *state;
-  char *peer = strdup("12D3KooWcopy");
   mcp_auth *a = calloc(1, sizeof *a);
-  a->peer_id = peer;
-  a->scopes = MCP_SCOPE_TOOL_CALL;
+  auth_ctx_init(a, AUTH_KIND_PEER);
+  assert_int_equal(auth_ctx_set_peer_id(a, "12D3KooWcopy"), 0);
+  a->scopes = AUTH_SCOPES(AUTH_TOOL_CALL);
   mcp_call_request rq = {.tool = "whoami", .auth = a, .remote = true};
   assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
-  memset(peer, 'X', strlen(peer)); /* the transport's stream (and its auth) goes away */
-  free(peer);
+  memset(a, 'X', sizeof *a); /* the transport's stream (and its auth) goes away */
   free(a);
   wait_done(f, 1);
   json_t *res = json_object_get(f->env, "result");
   assert_string_equal(sget(res, "peer"), "12D3KooWcopy");
-  assert_int_equal(json_integer_value(json_object_get(res, "scopes")), MCP_SCOPE_TOOL_CALL);
+  assert_int_equal(json_integer_value(json_object_get(res, "scopes")), AUTH_TOOL_CALL);
 }
 
 static void test_dispatch_free_with_calls_in_flight_detaches_them(void **state) {

@@ -54,7 +54,7 @@ typedef struct {
   int idle_calls;
 } fx;
 
-static const mcp_auth k_auth = {.scopes = MCP_SCOPE_ALL, .local = true};
+static const mcp_auth k_auth = AUTH_CTX_LOCAL_INIT;
 
 static void capture(void *ud, char *msg, size_t len) {
   fx *f = ud;
@@ -541,7 +541,7 @@ static bool shape(void *ud, const mcp_call_outcome *o, mcp_session_shaped *out) 
 static bool start_hook(void *ud, mcp_session *s, const char *method, json_t *id, json_t *params) {
   (void)ud;
   if (strcmp(method, "x/call") != 0) return false;
-  static const mcp_auth none = {.scopes = 0};
+  static const mcp_auth none = {.kind = AUTH_KIND_NONE};
   mcp_session_call c = {.tool = json_string_value(json_object_get(params, "name")),
                         .args = json_object_get(params, "arguments"), .auth = &none, .timeout_ms = 5000};
   assert_int_equal(mcp_session_start_call(s, &c), 0);

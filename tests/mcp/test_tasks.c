@@ -145,7 +145,7 @@ static int make(void **state, bool with_tasks) {
   f->out = json_array();
   f->be = (mcp_tasks_backend){.impl = &f->fk, .support = fake_support, .create = fake_create, .get = fake_get,
                               .list = fake_list, .cancel = fake_cancel, .detach = fake_detach};
-  f->auth = (mcp_auth){.scopes = MCP_SCOPE_ALL, .local = true};
+  f->auth = (mcp_auth)AUTH_CTX_LOCAL_INIT;
   mcp_session_opts so = {.dispatcher = f->d, .auth = &f->auth, .page_size = 2, .send = capture, .send_ud = f,
                          .tasks = with_tasks ? &f->be : NULL};
   assert_int_equal(mcp_session_new(&so, &f->s), 0);
@@ -336,7 +336,7 @@ static void test_bad_task_params_are_invalid_params(void **state) {
 
 static void test_task_ops_use_the_callers_authorization_context(void **state) {
   fx *f = *state;
-  f->auth = (mcp_auth){.peer_id = "12D3KooWPeer", .subject = "alice", .scopes = MCP_SCOPE_ALL};
+  f->auth = (mcp_auth){.kind = AUTH_KIND_JWT, .peer_id = "12D3KooWPeer", .subject = "alice", .scopes = AUTH_SCOPES_ALL_INIT};
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"params\":{\"taskId\":\"t1\"}}");
   assert_string_equal(f->fk.ops[0].owner, "peer:12D3KooWPeer/sub:alice");
   fake_finish(&f->fk, 0, -ENOENT, NULL, 0, NULL); /* another owner's task looks absent */
@@ -543,20 +543,35 @@ static void test_modern_cancel_and_update_are_empty_acknowledgements(void **stat
 
 static void test_owner_key_binds_the_authorization_context(void **state) {
   char b[64];
-  mcp_auth a = {.local = true};
+  char big[MCP_TASKS_MAX_OWNER];
+  mcp_auth a = AUTH_CTX_LOCAL_INIT;
   assert_true(mcp_tasks_owner_key(&a, b, sizeof b));
   assert_string_equal(b, "local");
-  a = (mcp_auth){.peer_id = "P"};
+  a = (mcp_auth){.kind = AUTH_KIND_PEER, .peer_id = "P"};
   assert_true(mcp_tasks_owner_key(&a, b, sizeof b));
   assert_string_equal(b, "peer:P");
-  a = (mcp_auth){.subject = "s"};
+  a = (mcp_auth){.kind = AUTH_KIND_TOKEN, .peer_id = "P", .subject = "token"};
+  assert_true(mcp_tasks_owner_key(&a, b, sizeof b));
+  assert_string_equal(b, "peer:P/sub:token");
+  a = (mcp_auth){.kind = AUTH_KIND_PEER, .subject = "s"};
   assert_true(mcp_tasks_owner_key(&a, b, sizeof b));
   assert_string_equal(b, "sub:s");
+  /* a JWT subject is unique within its issuer only */
+  a = (mcp_auth){.kind = AUTH_KIND_JWT, .subject = "s", .issuer = "https://i"};
+  assert_true(mcp_tasks_owner_key(&a, b, sizeof b));
+  assert_string_equal(b, "iss:https://i/sub:s");
+  /* the longest context still fits the ceiling */
+  memset(&a, 0, sizeof a);
+  a.kind = AUTH_KIND_JWT;
+  memset(a.peer_id, 'p', AUTH_MAX_PEER_ID);
+  memset(a.subject, 's', AUTH_MAX_SUBJECT);
+  memset(a.issuer, 'i', AUTH_MAX_ISSUER);
+  assert_true(mcp_tasks_owner_key(&a, big, sizeof big));
   a = (mcp_auth){0};
   assert_true(mcp_tasks_owner_key(&a, b, sizeof b));
   assert_string_equal(b, "anonymous");
   char small[8];
-  a = (mcp_auth){.peer_id = "12D3KooWlong"};
+  a = (mcp_auth){.kind = AUTH_KIND_PEER, .peer_id = "12D3KooWlong"};
   assert_false(mcp_tasks_owner_key(&a, small, sizeof small));
 }
 

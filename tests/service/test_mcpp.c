@@ -16,8 +16,8 @@
 #include "mcp/registry.h"
 #include "service/frame.h"
 #include "service/mcpp.h"
-#include "service/rpc_tool.h"
-#include "service/taskq_ops.h"
+#include "taskq/rpc_tool.h"
+#include "taskq/table.h"
 #include "store/queue.h"
 #include "tools/mcp_tasks_queue.h"
 #include "util/clock.h"
@@ -46,13 +46,13 @@ static mcp_tool_status sleepy_tool(mcp_call *call, json_t *args, json_t **result
   return MCP_TOOL_OK;
 }
 
-static void add_tool(mcp_registry *r, const char *name, unsigned flags, unsigned scopes, mcp_tool_fn fn) {
+static void add_tool(mcp_registry *r, const char *name, unsigned flags, uint64_t scopes, mcp_tool_fn fn) {
   mcp_tool_def d = {0};
   d.name = name;
   d.category = "test";
   d.description = "t";
   d.flags = flags;
-  d.scopes = scopes;
+  d.scopes = AUTH_SCOPES(scopes);
   d.fn = fn;
   assert_int_equal(mcp_registry_add(r, &d), 0);
 }
@@ -62,10 +62,10 @@ typedef struct fx {
   uv_loop_t loop;
   mcp_registry *reg;
   mcp_dispatcher *d;
-  svc_taskq_ctx *tq;
+  taskq_ctx *tq;
   tq_queue *q;
   mcp_tasks_queue *mt;
-  svc_auth_policy *pol;
+  auth_policy *pol;
   svc_mcpp_env env;
   int outputs; /* on_output calls */
 } fx;
@@ -78,23 +78,24 @@ static int make(void **state, bool tasks) {
   assert_int_equal(uv_loop_init(&f->loop), 0);
   f->reg = mcp_registry_new();
   add_tool(f->reg, "zeta_remote", MCP_TOOL_REMOTE, 0, echo_tool);
-  add_tool(f->reg, "alpha_remote", MCP_TOOL_REMOTE, MCP_SCOPE_CACHE_READ, echo_tool);
+  add_tool(f->reg, "alpha_remote", MCP_TOOL_REMOTE, AUTH_CACHE_READ, echo_tool);
   add_tool(f->reg, "local_only", 0, 0, echo_tool);
   add_tool(f->reg, "hidden_remote", MCP_TOOL_REMOTE | MCP_TOOL_HIDDEN, 0, echo_tool);
-  add_tool(f->reg, "admin_remote", MCP_TOOL_REMOTE, MCP_SCOPE_ADMIN, echo_tool);
+  add_tool(f->reg, "admin_remote", MCP_TOOL_REMOTE, AUTH_ADMIN, echo_tool);
   add_tool(f->reg, "sleepy", MCP_TOOL_REMOTE, 0, sleepy_tool);
-  f->pol = svc_auth_policy_new();
-  assert_int_equal(svc_auth_policy_add_peer(f->pol, PEER_T, 0), 0);
-  assert_int_equal(svc_auth_policy_add_peer(f->pol, PEER_L, MCP_SCOPE_TOOL_CALL), 0);
-  assert_int_equal(svc_auth_policy_set_token(f->pol, "tok", 0), 0);
-  svc_taskq_config tc;
-  svc_taskq_config_default(&tc);
+  f->pol = auth_policy_new();
+  assert_int_equal(auth_policy_add_peer(f->pol, PEER_T, NULL), 0);
+  auth_scopes tool_call = AUTH_SCOPES(AUTH_TOOL_CALL);
+  assert_int_equal(auth_policy_add_peer(f->pol, PEER_L, &tool_call), 0);
+  assert_int_equal(auth_policy_set_token(f->pol, "tok", NULL), 0);
+  taskq_config tc;
+  taskq_config_default(&tc);
   tc.policy = f->pol;
   tc.peer_id = OUR_ID;
   tc.tools_enabled = true;
-  f->tq = svc_taskq_new(&tc);
+  f->tq = taskq_new(&tc);
   assert_non_null(f->tq);
-  assert_int_equal(svc_rpc_tool_register(f->reg, f->tq), 0);
+  assert_int_equal(taskq_rpc_tool_register(f->reg, f->tq), 0);
   mcp_dispatcher_opts o = {.threads = 2, .max_threads = 8};
   assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
   if (tasks) {
@@ -145,8 +146,8 @@ static int teardown(void **state) {
     assert_int_equal(system(cmd), 0);
   }
   mcp_registry_free(f->reg);
-  svc_taskq_free(f->tq);
-  svc_auth_policy_free(f->pol);
+  taskq_free(f->tq);
+  auth_policy_free(f->pol);
   free(f);
   return 0;
 }
@@ -413,7 +414,7 @@ static void test_tools_list_shows_remote_tools_the_peer_may_use(void **state) {
   assert_int_equal(json_array_size(names), 4);
   assert_true(has_name(names, "alpha_remote"));
   assert_true(has_name(names, "sleepy"));
-  assert_true(has_name(names, SVC_TASKQ_TOOL));
+  assert_true(has_name(names, TASKQ_RPC_TOOL));
   assert_true(has_name(names, "zeta_remote"));
   json_decref(names);
   svc_mcpp_free(c);
@@ -762,10 +763,10 @@ static void test_stopping_ends_task_result_waits(void **state) {
 static void test_rpc_message_unwrap(void **state) {
   (void)state;
   json_t *a = json_pack("{s:{s:s}}", "message", "op", "status");
-  assert_string_equal(json_string_value(json_object_get(svc_mcpp_rpc_message(a), "op")), "status");
+  assert_string_equal(json_string_value(json_object_get(taskq_rpc_message(a), "op")), "status");
   json_decref(a);
   a = json_pack("{s:s, s:s}", "op", "get", "task_id", "x");
-  assert_ptr_equal(svc_mcpp_rpc_message(a), a);
+  assert_ptr_equal(taskq_rpc_message(a), a);
   json_decref(a);
 }
 

@@ -18,9 +18,9 @@
 #include "mcp/registry.h"
 #include "service/client.h"
 #include "service/mcpp.h"
-#include "service/rpc_tool.h"
+#include "taskq/rpc_tool.h"
 #include "service/server.h"
-#include "service/taskq_ops.h"
+#include "taskq/table.h"
 #include "util/clock.h"
 
 typedef struct world {
@@ -32,8 +32,8 @@ typedef struct world {
   mcp_dispatcher *disp;
   tq_queue *q;
   ttlcache *cache;
-  svc_auth_policy *pol;
-  svc_taskq_ctx *tq;
+  auth_policy *pol;
+  taskq_ctx *tq;
   svc_server *srv;
   int hosts_closed;
 } world;
@@ -48,13 +48,13 @@ static mcp_tool_status echo_tool(mcp_call *call, json_t *args, json_t **result, 
   return MCP_TOOL_OK;
 }
 
-static void add_tool(const char *name, unsigned flags, unsigned scopes) {
+static void add_tool(const char *name, unsigned flags, uint64_t scopes) {
   mcp_tool_def d = {0};
   d.name = name;
   d.category = "test";
   d.description = "test tool";
   d.flags = flags;
-  d.scopes = scopes;
+  d.scopes = AUTH_SCOPES(scopes);
   d.fn = echo_tool;
   assert_int_equal(mcp_registry_add(W.reg, &d), 0);
 }
@@ -104,20 +104,20 @@ static int setup(void **state) {
   co.dir = cdir;
   assert_int_equal(ttlcache_open(&co, &W.cache), 0);
 
-  W.pol = svc_auth_policy_new();
-  assert_int_equal(svc_auth_policy_add_peer(W.pol, p2p_host_peer_id(W.b), 0), 0);
-  svc_taskq_config tc;
-  svc_taskq_config_default(&tc);
+  W.pol = auth_policy_new();
+  assert_int_equal(auth_policy_add_peer(W.pol, p2p_host_peer_id(W.b), NULL), 0);
+  taskq_config tc;
+  taskq_config_default(&tc);
   tc.queue = W.q;
   tc.cache = W.cache;
   tc.policy = W.pol;
   tc.peer_id = p2p_host_peer_id(W.a);
-  W.tq = svc_taskq_new(&tc);
+  W.tq = taskq_new(&tc);
 
   W.reg = mcp_registry_new();
-  add_tool("echo", MCP_TOOL_REMOTE, MCP_SCOPE_TOOL_CALL);
+  add_tool("echo", MCP_TOOL_REMOTE, AUTH_TOOL_CALL);
   add_tool("secret", 0, 0);
-  assert_int_equal(svc_rpc_tool_register(W.reg, W.tq), 0);
+  assert_int_equal(taskq_rpc_tool_register(W.reg, W.tq), 0);
   assert_int_equal(mcp_dispatcher_new(&W.loop, W.reg, NULL, &W.disp), 0);
 
   svc_server_opts so = {0};
@@ -158,8 +158,8 @@ static int teardown(void **state) {
   while (uv_run(&W.loop, UV_RUN_NOWAIT) != 0 && clock_mono_ms() < end) usleep(1000);
   assert_int_equal(uv_loop_close(&W.loop), 0);
   mcp_registry_free(W.reg);
-  svc_taskq_free(W.tq);
-  svc_auth_policy_free(W.pol);
+  taskq_free(W.tq);
+  auth_policy_free(W.pol);
   tq_close(W.q);
   ttlcache_close(W.cache);
   char cmd[256];

@@ -23,7 +23,7 @@ static struct {
   char dir[128];
   uv_loop_t loop;
   tq_queue *q;
-  svc_taskq_ctx *tq;
+  taskq_ctx *tq;
   mcp_registry *reg;
   mcp_dispatcher *disp;
   svc_workers *w;
@@ -76,11 +76,11 @@ static int setup(void **state) {
   tq_options_default(&qo);
   qo.path = path;
   assert_int_equal(tq_open(&qo, &W.q), 0);
-  svc_taskq_config tc;
-  svc_taskq_config_default(&tc);
+  taskq_config tc;
+  taskq_config_default(&tc);
   tc.queue = W.q;
   tc.peer_id = "12D3KooWLocal";
-  W.tq = svc_taskq_new(&tc);
+  W.tq = taskq_new(&tc);
   W.reg = mcp_registry_new();
   add("echo", MCP_TOOL_REMOTE, echo_fn);
   add("sleepy", MCP_TOOL_REMOTE, sleepy_fn);
@@ -106,7 +106,7 @@ static int teardown(void **state) {
   uv_run(&W.loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&W.loop), 0);
   mcp_registry_free(W.reg);
-  svc_taskq_free(W.tq);
+  taskq_free(W.tq);
   tq_close(W.q);
   char cmd[256];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", W.dir);

@@ -1,4 +1,4 @@
-/* test_taskq_ops.c — the TaskQueue op table (p2p_tasks_spec.md §3.1, §3.3, §3.4) over a real
+/* test_table.c — the TaskQueue op table (p2p_tasks_spec.md §3.1, §3.3, §3.4) over a real
  * queue and cache in a temp directory, with a fake tool runner. */
 #include <errno.h>
 #include <pthread.h>
@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "service/taskq_ops.h"
+#include "taskq/table.h"
 #include "util/clock.h"
 
 #define OUR_ID "12D3KooWServerServerServerServerServerServerServerSe"
@@ -24,10 +24,10 @@ typedef struct fx {
   char dir[256];
   tq_queue *q;
   ttlcache *c;
-  svc_auth_policy *pol;
-  svc_taskq_ctx *ctx;
-  svc_auth all;    /* a peer with every default scope */
-  svc_auth anon;   /* an unknown peer */
+  auth_policy *pol;
+  taskq_ctx *ctx;
+  auth_ctx all;    /* a peer with every default scope */
+  auth_ctx anon;   /* an unknown peer */
   int tool_calls;
   char last_tool[64];
   json_t *last_args;
@@ -35,7 +35,7 @@ typedef struct fx {
 
 static fx *g; /* for the fake tool runner */
 
-static int fake_tool(void *ud, const mcp_auth *auth, const char *tool, json_t *args, int64_t timeout_ms,
+static int fake_tool(void *ud, const auth_ctx *auth, const char *tool, json_t *args, int64_t timeout_ms,
                      json_t **result, bool *is_error) {
   fx *f = ud;
   (void)auth;
@@ -58,9 +58,9 @@ static int fake_tool(void *ud, const mcp_auth *auth, const char *tool, json_t *a
 }
 
 /* The service context over the fixture's queue, cache and policy; waits capped at wait_max_s. */
-static svc_taskq_ctx *make_ctx(fx *f, double wait_max_s) {
-  svc_taskq_config cfg;
-  svc_taskq_config_default(&cfg);
+static taskq_ctx *make_ctx(fx *f, double wait_max_s) {
+  taskq_config cfg;
+  taskq_config_default(&cfg);
   cfg.queue = f->q;
   cfg.cache = f->c;
   cfg.policy = f->pol;
@@ -68,7 +68,7 @@ static svc_taskq_ctx *make_ctx(fx *f, double wait_max_s) {
   cfg.tool_call = fake_tool;
   cfg.tool_ud = f;
   cfg.wait_max_s = wait_max_s;
-  return svc_taskq_new(&cfg);
+  return taskq_new(&cfg);
 }
 
 static int setup(void **state) {
@@ -88,13 +88,13 @@ static int setup(void **state) {
   co.dir = cdir;
   co.durable = false;
   assert_int_equal(ttlcache_open(&co, &f->c), 0);
-  f->pol = svc_auth_policy_new();
-  assert_int_equal(svc_auth_policy_add_peer(f->pol, PEER_W, 0), 0);
-  assert_int_equal(svc_auth_policy_set_token(f->pol, "s3cr3t", 0), 0);
+  f->pol = auth_policy_new();
+  assert_int_equal(auth_policy_add_peer(f->pol, PEER_W, NULL), 0);
+  assert_int_equal(auth_policy_set_token(f->pol, "s3cr3t", NULL), 0);
   f->ctx = make_ctx(f, 0.3);
   assert_non_null(f->ctx);
-  svc_auth_init_peer(&f->all, f->pol, PEER_W);
-  svc_auth_init_peer(&f->anon, f->pol, "12D3KooWStrangerStrangerStrangerStrangerStrangerStr");
+  auth_policy_peer_ctx(f->pol, PEER_W, &f->all);
+  auth_policy_peer_ctx(f->pol, "12D3KooWStrangerStrangerStrangerStrangerStrangerStr", &f->anon);
   g = f;
   *state = f;
   return 0;
@@ -102,8 +102,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fx *f = *state;
-  svc_taskq_free(f->ctx);
-  svc_auth_policy_free(f->pol);
+  taskq_free(f->ctx);
+  auth_policy_free(f->pol);
   ttlcache_close(f->c);
   tq_close(f->q);
   json_decref(f->last_args);
@@ -115,12 +115,12 @@ static int teardown(void **state) {
 }
 
 /* Runs one op message (JSON text) as `who`; returns the reply. */
-static json_t *run(fx *f, const svc_auth *who, const char *text) {
+static json_t *run(fx *f, const auth_ctx *who, const char *text) {
   json_error_t e;
   json_t *msg = json_loads(text, 0, &e);
   if (!msg) fail_msg("bad test JSON %s: %s", text, e.text);
-  svc_taskq_call call = {.auth = who};
-  json_t *r = svc_taskq_handle(f->ctx, msg, &call);
+  taskq_call call = {.auth = who};
+  json_t *r = taskq_handle(f->ctx, msg, &call);
   json_decref(msg);
   assert_non_null(r);
   assert_string_equal(json_string_value(json_object_get(r, "peer_id")), OUR_ID);
@@ -458,8 +458,8 @@ static void *complete_later(void *arg) {
   char text[256];
   snprintf(text, sizeof text, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"result\":{\"done\":true}}", c->id);
   json_t *msg = json_loads(text, 0, NULL);
-  svc_taskq_call call = {.auth = &c->f->all};
-  json_decref(svc_taskq_handle(c->f->ctx, msg, &call));
+  taskq_call call = {.auth = &c->f->all};
+  json_decref(taskq_handle(c->f->ctx, msg, &call));
   json_decref(msg);
   return NULL;
 }
@@ -467,7 +467,7 @@ static void *complete_later(void *arg) {
 static void test_wait_returns_on_completion(void **state) {
   fx *f = *state;
   /* a cap far above the completer's 50 ms, so a loaded machine cannot turn it into a timeout */
-  svc_taskq_free(f->ctx);
+  taskq_free(f->ctx);
   f->ctx = make_ctx(f, 30);
   assert_non_null(f->ctx);
   completer c = {f, ""};
@@ -499,8 +499,8 @@ static void test_peer_heartbeat_reports_scheduler(void **state) {
   r = run(f, &f->all, "{\"op\":\"heartbeat\"}");
   assert_string_equal(json_string_value(json_object_get(r, "peer")), PEER_W);
   json_decref(r);
-  svc_auth nopeer;
-  svc_auth_init_local(&nopeer);
+  auth_ctx nopeer;
+  auth_ctx_local(&nopeer);
   r = run(f, &nopeer, "{\"op\":\"peer\"}");
   assert_string_equal(r_err(r), "missing_peer_id");
   json_decref(r);
@@ -544,34 +544,34 @@ static void test_call_tool_shapes(void **state) {
 
 static void test_call_tool_disabled_and_unavailable(void **state) {
   fx *f = *state;
-  svc_taskq_config cfg;
-  svc_taskq_config_default(&cfg);
+  taskq_config cfg;
+  taskq_config_default(&cfg);
   cfg.peer_id = OUR_ID;
   cfg.tools_enabled = false;
-  svc_taskq_ctx *ctx = svc_taskq_new(&cfg);
+  taskq_ctx *ctx = taskq_new(&cfg);
   json_t *msg = json_pack("{s:s, s:s}", "op", "call_tool", "tool", "echo");
-  svc_taskq_call call = {.auth = &f->all};
-  json_t *r = svc_taskq_handle(ctx, msg, &call);
+  taskq_call call = {.auth = &f->all};
+  json_t *r = taskq_handle(ctx, msg, &call);
   assert_string_equal(r_err(r), "tools_disabled");
   json_decref(r);
-  svc_taskq_free(ctx);
+  taskq_free(ctx);
   cfg.tools_enabled = true;
-  ctx = svc_taskq_new(&cfg);
-  r = svc_taskq_handle(ctx, msg, &call);
+  ctx = taskq_new(&cfg);
+  r = taskq_handle(ctx, msg, &call);
   assert_string_equal(r_err(r), "mcp_registry_unavailable");
   json_decref(r);
   /* no queue, no cache */
   json_t *m2 = json_pack("{s:s, s:s}", "op", "cache.get", "key", "k");
-  r = svc_taskq_handle(ctx, m2, &call);
+  r = taskq_handle(ctx, m2, &call);
   assert_string_equal(r_err(r), "cache_disabled");
   json_decref(r);
   json_decref(m2);
   m2 = json_pack("{s:s}", "op", "list");
-  r = svc_taskq_handle(ctx, m2, &call);
+  r = taskq_handle(ctx, m2, &call);
   assert_string_equal(r_err(r), "queue_disabled");
   json_decref(r);
   json_decref(m2);
-  svc_taskq_free(ctx);
+  taskq_free(ctx);
   json_decref(msg);
 }
 
@@ -606,17 +606,18 @@ static void test_cache_ops_shapes(void **state) {
 
 static void test_cache_scopes_are_separate(void **state) {
   fx *f = *state;
-  svc_auth_policy *p = svc_auth_policy_new();
-  assert_int_equal(svc_auth_policy_add_peer(p, PEER_W, MCP_SCOPE_CACHE_READ), 0);
-  svc_auth ro;
-  svc_auth_init_peer(&ro, p, PEER_W);
+  auth_policy *p = auth_policy_new();
+  auth_scopes rs = AUTH_SCOPES(AUTH_CACHE_READ);
+  assert_int_equal(auth_policy_add_peer(p, PEER_W, &rs), 0);
+  auth_ctx ro;
+  auth_policy_peer_ctx(p, PEER_W, &ro);
   json_t *r = run(f, &ro, "{\"op\":\"cache.get\",\"key\":\"k\"}");
   assert_true(r_ok(r));
   json_decref(r);
   r = run(f, &ro, "{\"op\":\"cache.set\",\"key\":\"k\",\"value\":1}");
   assert_string_equal(r_err(r), "unauthorized");
   json_decref(r);
-  svc_auth_policy_free(p);
+  auth_policy_free(p);
 }
 
 static json_t *g_fwd;
@@ -627,22 +628,22 @@ static void record_fwd(void *ud, const json_t *fwd) {
 
 static void test_cache_writes_are_replicated_unless_told_not_to(void **state) {
   fx *f = *state;
-  svc_taskq_config cfg;
-  svc_taskq_config_default(&cfg);
+  taskq_config cfg;
+  taskq_config_default(&cfg);
   cfg.cache = f->c;
   cfg.peer_id = OUR_ID;
   cfg.replicate = record_fwd;
-  svc_taskq_ctx *ctx = svc_taskq_new(&cfg);
+  taskq_ctx *ctx = taskq_new(&cfg);
   g_fwd = json_array();
-  svc_taskq_call call = {.auth = &f->all};
+  taskq_call call = {.auth = &f->all};
   json_t *m = json_pack("{s:s, s:s, s:{s:i}, s:f}", "op", "cache.set", "key", "rk", "value", "a", 1, "ttl_s", 30.0);
-  json_decref(svc_taskq_handle(ctx, m, &call));
+  json_decref(taskq_handle(ctx, m, &call));
   json_decref(m);
   m = json_pack("{s:s, s:s, s:i, s:b}", "op", "cache.set", "key", "rk2", "value", 2, "replicate", 0);
-  json_decref(svc_taskq_handle(ctx, m, &call));
+  json_decref(taskq_handle(ctx, m, &call));
   json_decref(m);
   m = json_pack("{s:s, s:s}", "op", "cache.delete", "key", "rk");
-  json_decref(svc_taskq_handle(ctx, m, &call));
+  json_decref(taskq_handle(ctx, m, &call));
   json_decref(m);
   assert_int_equal(json_array_size(g_fwd), 2); /* the replicate:false write stayed local */
   json_t *a = json_array_get(g_fwd, 0);
@@ -653,7 +654,7 @@ static void test_cache_writes_are_replicated_unless_told_not_to(void **state) {
   assert_true(json_real_value(json_object_get(a, "ttl_s")) == 30.0);
   assert_string_equal(json_string_value(json_object_get(json_array_get(g_fwd, 1), "op")), "cache.delete");
   json_decref(g_fwd);
-  svc_taskq_free(ctx);
+  taskq_free(ctx);
 }
 
 /* The spec's formula, derived again here: owner = argmin Hamming(sha256(clock:sha256(id:type:model)),
@@ -684,23 +685,23 @@ static const char *expected_owner(const char *id, const char *type, const char *
 
 static void test_deterministic_claim_gives_each_peer_its_own_tasks(void **state) {
   fx *f = *state;
-  svc_taskq_config cfg;
-  svc_taskq_config_default(&cfg);
+  taskq_config cfg;
+  taskq_config_default(&cfg);
   cfg.queue = f->q;
   cfg.peer_id = OUR_ID;
   cfg.deterministic = true;
-  svc_taskq_ctx *ctx = svc_taskq_new(&cfg);
-  svc_taskq_call call = {.auth = &f->all};
+  taskq_ctx *ctx = taskq_new(&cfg);
+  taskq_call call = {.auth = &f->all};
   const char *names[2] = {"peer-A", "peer-B"};
   for (int i = 0; i < 2; i++) {
     json_t *m = json_pack("{s:s, s:s}", "op", "peer.heartbeat", "peer_id", names[i]);
-    json_decref(svc_taskq_handle(ctx, m, &call));
+    json_decref(taskq_handle(ctx, m, &call));
     json_decref(m);
   }
   char ids[8][33];
   for (int i = 0; i < 8; i++) {
     json_t *m = json_pack("{s:s, s:s, s:{s:i}}", "op", "submit", "task_type", "tool.call", "payload", "priority", 10 - i);
-    json_t *r = svc_taskq_handle(ctx, m, &call);
+    json_t *r = taskq_handle(ctx, m, &call);
     snprintf(ids[i], 33, "%s", json_string_value(json_object_get(r, "task_id")));
     json_decref(r);
     json_decref(m);
@@ -714,7 +715,7 @@ static void test_deterministic_claim_gives_each_peer_its_own_tasks(void **state)
       for (int i = 0; i < 8 && want < 0; i++)
         if (!taken[i] && strcmp(expected_owner(ids[i], "tool.call", "", peers, 3), names[who]) == 0) want = i;
       json_t *m = json_pack("{s:s, s:s, s:s}", "op", "claim", "worker_id", names[who], "peer_id", names[who]);
-      json_t *r = svc_taskq_handle(ctx, m, &call);
+      json_t *r = taskq_handle(ctx, m, &call);
       json_t *t = json_object_get(r, "task");
       if (want < 0) {
         assert_true(json_is_null(t));
@@ -728,14 +729,14 @@ static void test_deterministic_claim_gives_each_peer_its_own_tasks(void **state)
     }
   }
   assert_int_equal(claims, 8); /* every task went to its owner */
-  svc_taskq_free(ctx);
+  taskq_free(ctx);
 }
 
 static void test_merkle_root_matches_python_vector(void **state) {
   (void)state;
   json_t *v = json_pack("{s:i}", "taskqueue-service", 0);
   char root[65];
-  svc_merkle_root(v, root);
+  taskq_merkle_root(v, root);
   assert_string_equal(root, "d83964234cb3f7451644cb8dfbd8a97cb70571490208c3ffcb5b346c43c380fa");
   json_decref(v);
 }
@@ -743,18 +744,18 @@ static void test_merkle_root_matches_python_vector(void **state) {
 static void test_task_types_normalize(void **state) {
   (void)state;
   json_t *in = json_pack("[s, s, s]", " Tool ", "embedding", "tool.call");
-  json_t *out = svc_task_types_normalize(in, true);
+  json_t *out = taskq_task_types_normalize(in, true);
   assert_string_equal(json_string_value(json_array_get(out, 0)), "tool.call");
   assert_string_equal(json_string_value(json_array_get(out, 1)), "tool");
   assert_string_equal(json_string_value(json_array_get(out, 2)), "embedding");
   assert_int_equal(json_array_size(out), 7); /* tool family (2) + embedding family (5) */
   json_decref(out);
-  out = svc_task_types_normalize(in, false);
+  out = taskq_task_types_normalize(in, false);
   assert_int_equal(json_array_size(out), 3);
   json_decref(out);
   json_decref(in);
-  assert_string_equal(svc_task_type_canonical("stt"), "voice.asr");
-  assert_string_equal(svc_task_type_canonical("custom"), "custom");
+  assert_string_equal(taskq_task_type_canonical("stt"), "voice.asr");
+  assert_string_equal(taskq_task_type_canonical("custom"), "custom");
 }
 
 int main(void) {

@@ -32,7 +32,7 @@ typedef struct {
   char dir[64];
 } fixture;
 
-static const mcp_auth k_local = {.scopes = MCP_SCOPE_ALL, .local = true};
+static const mcp_auth k_local = AUTH_CTX_LOCAL_INIT;
 
 /* The command tools every test can use; %s is the fixture's temp dir. */
 static const char k_config[] =

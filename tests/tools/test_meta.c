@@ -48,8 +48,8 @@ typedef struct {
   json_t *env;
 } fixture;
 
-static const mcp_auth k_local = {.scopes = MCP_SCOPE_ALL, .local = true};
-static const mcp_auth k_peer = {.peer_id = "12D3KooWpeer", .scopes = MCP_SCOPE_TOOL_CALL};
+static const mcp_auth k_local = AUTH_CTX_LOCAL_INIT;
+static const mcp_auth k_peer = {.kind = AUTH_KIND_PEER, .peer_id = "12D3KooWpeer", .scopes = AUTH_SCOPES_INIT(AUTH_TOOL_CALL)};
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);

@@ -30,8 +30,8 @@ typedef struct {
   json_t *env;
 } fixture;
 
-static const mcp_auth k_local = {.scopes = MCP_SCOPE_ALL, .local = true};
-static const mcp_auth k_reader = {.peer_id = "12D3KooWreader", .scopes = MCP_SCOPE_CACHE_READ};
+static const mcp_auth k_local = AUTH_CTX_LOCAL_INIT;
+static const mcp_auth k_reader = {.kind = AUTH_KIND_PEER, .peer_id = "12D3KooWreader", .scopes = AUTH_SCOPES_INIT(AUTH_CACHE_READ)};
 
 static int setup_with(void **state, bool stores) {
   fixture *f = calloc(1, sizeof *f);
@@ -86,7 +86,7 @@ static void on_done(void *ud, const mcp_call_outcome *o) {
 }
 
 static json_t *call_as(fixture *f, const char *tool, json_t *args, const mcp_auth *auth) {
-  mcp_call_request rq = {.tool = tool, .args = args, .auth = auth, .remote = !auth->local};
+  mcp_call_request rq = {.tool = tool, .args = args, .auth = auth, .remote = !auth_ctx_is_local(auth)};
   int before = f->done;
   assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
   json_decref(args);

@@ -20,7 +20,7 @@ static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, vo
   return MCP_TOOL_OK;
 }
 static const mcp_tool_def k_echo = {.name = "echo", .category = "t", .fn = echo_fn};
-static const mcp_auth k_auth = {.scopes = MCP_SCOPE_ALL, .local = true};
+static const mcp_auth k_auth = AUTH_CTX_LOCAL_INIT;
 
 typedef struct {
   uv_loop_t loop;
