@@ -52,6 +52,8 @@ struct mcp_call {
   json_t *progress_token;
   char *request_id;
   mcp_call_sink sink;
+  void *ext; /* the transport's per-call context (mcp_call_request.ext), freed with the call */
+  void (*ext_free)(void *ext);
   mcp_call_done_fn done;
   void *done_ud;
   /* outcome of the handler (written by the worker, read after work_done) */
@@ -271,6 +273,7 @@ static void call_free(mcp_call *c) {
   json_decref(c->result);
   json_decref(c->pre_envelope);
   free(c->request_id);
+  if (c->ext && c->ext_free) c->ext_free(c->ext);
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
   free(c);
@@ -541,6 +544,8 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   }
   c->remote = req->remote;
   c->sink = req->sink;
+  c->ext = req->ext;
+  c->ext_free = req->ext_free;
   c->done = done;
   c->done_ud = ud;
   d->inflight++;
@@ -651,6 +656,8 @@ mcp_dispatcher *mcp_call_dispatcher(const mcp_call *c) { return c->d; }
 bool mcp_call_is_remote(const mcp_call *c) { return c->remote; }
 bool mcp_call_may_use(const mcp_call *c, const mcp_tool *t) { return t && may_use(c->remote, t); }
 const mcp_tool *mcp_call_tool(const mcp_call *c) { return c->tool; }
+void *mcp_call_ext(const mcp_call *c) { return c->root->ext; }
+uv_loop_t *mcp_dispatcher_loop(const mcp_dispatcher *d) { return d->loop; }
 
 static void push_event(mcp_call *root, call_event *e) {
   mcp_dispatcher *d = root->d;

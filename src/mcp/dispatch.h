@@ -96,6 +96,12 @@ typedef struct mcp_call_request {
   uint32_t timeout_ms;      /* 0 = the tool's timeout_ms, else the default */
   const char *request_id;   /* NULL = a fresh uuid4 */
   mcp_call_sink sink;       /* may be all-NULL */
+  /* Optional per-call context of the transport's session (mcp/reqctx.h: what the client
+   * declared and answered, what the handler asks back). The call takes it over: ext_free(ext)
+   * runs once when the call is freed (after `done`, or after a detach), on the loop thread or
+   * the handler's. When mcp_dispatch_start fails the caller keeps it. NULL = none. */
+  void *ext;
+  void (*ext_free)(void *ext);
 } mcp_call_request;
 
 /* The outcome, handed to the completion callback; valid during the callback only. */
@@ -156,6 +162,12 @@ bool mcp_call_is_remote(const mcp_call *call);
 bool mcp_call_may_use(const mcp_call *call, const mcp_tool *tool);
 /* The tool being run. */
 const mcp_tool *mcp_call_tool(const mcp_call *call);
+/* The request's ext (mcp_call_request.ext) — the top-level call's for mcp_dispatch_invoke
+ * children; NULL when none. */
+void *mcp_call_ext(const mcp_call *call);
+/* The loop the dispatcher runs on (for modules that schedule their own loop work, e.g. a
+ * resource provider's timer). */
+uv_loop_t *mcp_dispatcher_loop(const mcp_dispatcher *d);
 
 /* A fresh uuid4 string into buf (at least 37 bytes). */
 void mcp_uuid4(char buf[37]);

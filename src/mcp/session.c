@@ -23,9 +23,10 @@ enum {
   RPC_METHOD_NOT_FOUND = MCP_RPC_METHOD_NOT_FOUND,
   RPC_INVALID_PARAMS = MCP_RPC_INVALID_PARAMS,
   RPC_INTERNAL_ERROR = MCP_RPC_INTERNAL_ERROR,
-  MCP_RESOURCE_NOT_FOUND_LEGACY = -32002,
-  MCP_UNSUPPORTED_VERSION = -32022,
-  MCP_MISSING_CLIENT_CAPABILITY = -32021,
+  MCP_RESOURCE_NOT_FOUND_LEGACY = MCP_RPC_RESOURCE_NOT_FOUND,
+  MCP_UNSUPPORTED_VERSION = MCP_RPC_UNSUPPORTED_VERSION,
+  MCP_MISSING_CLIENT_CAPABILITY = MCP_RPC_MISSING_CLIENT_CAPABILITY,
+  MCP_HEADER_MISMATCH = MCP_RPC_HEADER_MISMATCH,
 };
 
 /* What a request in flight is waiting for. */
@@ -94,6 +95,11 @@ struct req_ctx {
 };
 typedef struct req_ctx req_ctx;
 
+/* The era of the request being handled, for replies made through the public reply functions. */
+static bool cur_modern(const mcp_session *s, const json_t *id) {
+  return s->cur && s->cur->modern && id && s->cur->id && json_equal(s->cur->id, (json_t *)id);
+}
+
 static int level_rank(const char *name) {
   if (!name) return -1;
   for (int i = 0; i < N_LEVELS; i++)
@@ -104,7 +110,9 @@ static int level_rank(const char *name) {
 
 /* ---------- output ---------- */
 
-static void send_msg(mcp_session *s, json_t *msg) {
+/* The one exit of every outgoing message: serialises msg (stolen) and hands it to the
+ * transport with where it belongs (session.h, per-request routing). */
+static void emit(mcp_session *s, mcp_out_kind kind, const json_t *request_id, int error_code, bool modern, json_t *msg) {
   if (!msg) return;
   char *text = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY | (s->o.ascii_only ? JSON_ENSURE_ASCII : 0));
   json_decref(msg);
@@ -112,21 +120,41 @@ static void send_msg(mcp_session *s, json_t *msg) {
     log_error("session: cannot serialise a message (out of memory)", NULL);
     return;
   }
-  s->o.send(s->o.send_ud, text, strlen(text));
+  if (s->o.route) {
+    mcp_session_out out = {.kind = kind, .request_id = request_id, .error_code = error_code, .modern = modern};
+    s->o.route(s->o.send_ud, &out, text, strlen(text));
+  } else {
+    s->o.send(s->o.send_ud, text, strlen(text));
+  }
 }
 
-void mcp_session_reply_error(mcp_session *s, json_t *id, int code, const char *message, json_t *data) {
+/* A notification caused by request `rid` (NULL = of the session as a whole). */
+static void notify(mcp_session *s, const json_t *rid, bool modern, json_t *msg) {
+  emit(s, MCP_OUT_NOTIFICATION, rid, 0, modern, msg);
+}
+
+static bool cur_modern(const mcp_session *s, const json_t *id);
+
+static void reply_error_era(mcp_session *s, json_t *id, bool modern, int code, const char *message, json_t *data) {
   json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message ? message : "error");
   if (err && data) json_object_set(err, "data", data);
   json_decref(data);
   json_t *m = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error", err);
-  send_msg(s, m);
+  emit(s, MCP_OUT_RESPONSE, id, code, modern, m);
+}
+
+static void reply_result_era(mcp_session *s, json_t *id, bool modern, json_t *result) {
+  json_t *m = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "result",
+                        result ? result : json_object());
+  emit(s, MCP_OUT_RESPONSE, id, 0, modern, m);
+}
+
+void mcp_session_reply_error(mcp_session *s, json_t *id, int code, const char *message, json_t *data) {
+  reply_error_era(s, id, cur_modern(s, id), code, message, data);
 }
 
 void mcp_session_reply_result(mcp_session *s, json_t *id, json_t *result) {
-  json_t *m = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "result",
-                        result ? result : json_object());
-  send_msg(s, m);
+  reply_result_era(s, id, cur_modern(s, id), result);
 }
 
 static json_t *server_info(const mcp_session *s) {
@@ -156,7 +184,7 @@ static void reply(mcp_session *s, const req_ctx *rc, json_t *result, bool cachea
     return;
   }
   if (rc->modern) result = modern_result(s, result, cacheable);
-  mcp_session_reply_result(s, rc->id, result);
+  reply_result_era(s, rc->id, rc->modern, result);
 }
 
 static void reply_err(mcp_session *s, const req_ctx *rc, int code, const char *message, json_t *data) {
@@ -164,7 +192,7 @@ static void reply_err(mcp_session *s, const req_ctx *rc, int code, const char *m
     json_decref(data);
     return;
   }
-  mcp_session_reply_error(s, rc->id, code, message, data);
+  reply_error_era(s, rc->id, rc->modern, code, message, data);
 }
 
 static json_t *supported_versions(void) {
@@ -196,7 +224,7 @@ static json_t *capabilities(const mcp_session *s, bool modern, const char *legac
 
 int mcp_session_new(const mcp_session_opts *opts, mcp_session **out) {
   *out = NULL;
-  if (!opts || !opts->dispatcher || !opts->auth || !opts->send) return -EINVAL;
+  if (!opts || !opts->dispatcher || !opts->auth || (!opts->send && !opts->route)) return -EINVAL;
   mcp_session *s = calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
   s->o = *opts;
@@ -283,7 +311,7 @@ static void on_progress(void *ud, json_t *token, double progress, double total, 
   json_t *p = json_pack("{s:O, s:f}", "progressToken", token, "progress", progress);
   if (total >= 0) json_object_set_new(p, "total", json_real(total));
   if (message) json_object_set_new(p, "message", json_string(message));
-  send_msg(r->s, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/progress", "params", p));
+  notify(r->s, r->id, r->modern, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/progress", "params", p));
 }
 
 static void on_log(void *ud, const char *level, const char *message) {
@@ -292,7 +320,7 @@ static void on_log(void *ud, const char *level, const char *message) {
   if (rank < 0) rank = 1;
   int min = r->modern ? r->log_min : r->s->log_min;
   if (r->cancelled || min < 0 || rank < min) return;
-  send_msg(r->s, json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "jsonrpc", "2.0", "method", "notifications/message",
+  notify(r->s, r->id, r->modern, json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "jsonrpc", "2.0", "method", "notifications/message",
                            "params", "level", k_log_levels[rank], "logger", "peermcp", "data", message ? message : ""));
 }
 
@@ -369,7 +397,7 @@ static void m_subscriptions_listen(mcp_session *s, req_ctx *rc) {
   u->next = s->subs;
   s->subs = u;
   s->nsubs++;
-  send_msg(s, json_pack("{s:s, s:s, s:{s:{s:O}, s:{}}}", "jsonrpc", "2.0", "method",
+  notify(s, u->id, true, json_pack("{s:s, s:s, s:{s:{s:O}, s:{}}}", "jsonrpc", "2.0", "method",
                         "notifications/subscriptions/acknowledged", "params", "_meta",
                         "io.modelcontextprotocol/subscriptionId", u->id, "notifications"));
 }
@@ -384,7 +412,7 @@ void mcp_session_end_subscriptions(mcp_session *s) {
     s->subs = u->next;
     s->nsubs--;
     json_t *res = json_pack("{s:{s:O}}", "_meta", "io.modelcontextprotocol/subscriptionId", u->id);
-    mcp_session_reply_result(s, u->id, modern_result(s, res, false));
+    reply_result_era(s, u->id, true, modern_result(s, res, false));
     sub_free(u);
   }
 }
@@ -501,8 +529,8 @@ static void task_wait_abort(mcp_session *s, sess_req *r, bool reply_retry) {
   r->top = NULL;
   req_unlink(s, r);
   if (reply_retry && !r->cancelled)
-    mcp_session_reply_error(s, r->id, RPC_INTERNAL_ERROR,
-                            "the server is shutting down; the task goes on: retry tasks/result later", NULL);
+    reply_error_era(s, r->id, r->modern, RPC_INTERNAL_ERROR,
+                    "the server is shutting down; the task goes on: retry tasks/result later", NULL);
   req_free(r);
 }
 
@@ -553,7 +581,7 @@ static void on_watch_done(void *ud, int err, const mcp_task_view *v, size_t n, c
   if (err == 0 && n == 1) {
     /* the full task, as tasks/get would show it now; no related-task _meta (tasks.mdx) */
     json_t *p = w->modern ? mcp_tasks_modern_json(&v[0], true) : mcp_tasks_legacy_json(&v[0]);
-    send_msg(s, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/tasks/status", "params", p));
+    notify(s, NULL, w->modern, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/tasks/status", "params", p));
   }
   free(w);
 }
@@ -601,7 +629,7 @@ static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, co
     if (r->modern) {
       json_t *res = modern_result(s, mcp_tasks_modern_json(&v[0], false), false);
       json_object_set_new(res, "resultType", json_string("task"));
-      mcp_session_reply_result(s, r->id, res);
+      reply_result_era(s, r->id, true, res);
     } else {
       reply(s, &rc, json_pack("{s:o}", "task", mcp_tasks_legacy_json(&v[0])), false);
     }
@@ -915,9 +943,20 @@ static void m_prompts_get(mcp_session *s, req_ctx *rc) {
   reply_err(s, rc, RPC_INVALID_PARAMS, msg, NULL);
 }
 
+static void cancel_id(mcp_session *s, const json_t *rid, const char *reason);
+
 static void m_cancelled(mcp_session *s, req_ctx *rc) {
   json_t *rid = json_object_get(rc->params, "requestId");
   if (!rid) return;
+  json_t *reason = json_object_get(rc->params, "reason");
+  cancel_id(s, rid, json_is_string(reason) ? json_string_value(reason) : "");
+}
+
+void mcp_session_cancel_request(mcp_session *s, const json_t *id) {
+  if (s && id) cancel_id(s, id, "the client closed the request's stream");
+}
+
+static void cancel_id(mcp_session *s, const json_t *rid, const char *reason) {
   sess_sub **link;
   sess_sub *u = find_sub(s, rid, &link);
   if (u) { /* the client closes its subscription: no response (cancellation.mdx) */
@@ -929,10 +968,8 @@ static void m_cancelled(mcp_session *s, req_ctx *rc) {
   sess_req *r = find_req(s, rid);
   if (!r || r->cancelled) return; /* unknown or finished: races are fine (cancellation.mdx) */
   r->cancelled = true;
-  json_t *reason = json_object_get(rc->params, "reason");
   char *idtext = json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT);
-  log_info("session: request cancelled by the client", "{s:s, s:s}", "id", idtext ? idtext : "?", "reason",
-           json_is_string(reason) ? json_string_value(reason) : "");
+  log_info("session: request cancelled by the client", "{s:s, s:s}", "id", idtext ? idtext : "?", "reason", reason);
   free(idtext);
   if (r->call) mcp_dispatch_cancel(r->call);
   if (r->top && r->kind == RK_TASK_RESULT) task_wait_abort(s, r, false);
@@ -1016,7 +1053,7 @@ static bool too_deep(const char *p, size_t n, int max) {
 
 static bool id_valid(const json_t *id) { return json_is_string(id) || json_is_integer(id); }
 
-static void handle_message(mcp_session *s, json_t *m) {
+static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
   if (!json_is_object(m)) {
     if (json_is_array(m))
       mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported", NULL);
@@ -1065,6 +1102,24 @@ static void handle_message(mcp_session *s, json_t *m) {
 
   /* Era: per request, from _meta (2026-07-28 versioning.mdx). */
   json_t *pv = json_object_get(meta, "io.modelcontextprotocol/protocolVersion");
+  if (hdr_version && has_id) { /* streamable-http.mdx: the header and _meta must agree */
+    bool hdr_modern = strcmp(hdr_version, MCP_PROTOCOL_MODERN) == 0;
+    if (json_is_string(pv) && strcmp(json_string_value(pv), hdr_version) != 0 &&
+        (hdr_modern || strcmp(json_string_value(pv), MCP_PROTOCOL_MODERN) == 0)) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "Header mismatch: MCP-Protocol-Version %.40s, _meta protocolVersion %.40s", hdr_version,
+               json_string_value(pv));
+      rc.modern = true;
+      reply_err(s, &rc, MCP_HEADER_MISMATCH, msg, NULL);
+      return;
+    }
+    if (hdr_modern && !pv) {
+      rc.modern = true;
+      reply_err(s, &rc, RPC_INVALID_PARAMS,
+                "Invalid params: missing required _meta field io.modelcontextprotocol/protocolVersion", NULL);
+      return;
+    }
+  }
   if (pv && has_id) {
     if (!json_is_string(pv)) {
       reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: io.modelcontextprotocol/protocolVersion must be a string", NULL);
@@ -1164,7 +1219,28 @@ void mcp_session_feed_json(mcp_session *s, json_t *msg) {
     mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
     return;
   }
-  handle_message(s, msg);
+  handle_message(s, msg, NULL);
+}
+
+void mcp_session_feed_json_versioned(mcp_session *s, json_t *msg, const char *header_version) {
+  if (s->ended || !msg) return;
+  if (json_too_deep(msg, MCP_SESSION_MAX_DEPTH)) {
+    mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
+    return;
+  }
+  handle_message(s, msg, header_version && *header_version ? header_version : NULL);
+}
+
+void mcp_session_msg_route(const json_t *msg, const char **method, const char **name) {
+  *method = json_string_value(json_object_get(msg, "method"));
+  *name = NULL;
+  if (!*method) return;
+  json_t *p = json_object_get(msg, "params");
+  const char *m = *method;
+  if (strcmp(m, "tools/call") == 0 || strcmp(m, "prompts/get") == 0) *name = json_string_value(json_object_get(p, "name"));
+  else if (strcmp(m, "resources/read") == 0) *name = json_string_value(json_object_get(p, "uri"));
+  else if (strcmp(m, "tasks/get") == 0 || strcmp(m, "tasks/update") == 0 || strcmp(m, "tasks/cancel") == 0)
+    *name = json_string_value(json_object_get(p, "taskId"));
 }
 
 void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {
@@ -1187,6 +1263,6 @@ void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {
     mcp_session_reply_error(s, NULL, RPC_PARSE_ERROR, em, NULL);
     return;
   }
-  handle_message(s, m);
+  handle_message(s, m, NULL);
   json_decref(m);
 }

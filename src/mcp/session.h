@@ -1,7 +1,9 @@
 /* session.h — the MCP JSON-RPC session core, shared by every transport (stdio, /mcp+p2p/1.0.0
  * streams via service/mcpp.c, Streamable HTTP later). Sans-I/O: the transport feeds one
  * complete message (the bytes of one JSON-RPC message, no framing) with mcp_session_feed();
- * the session answers through the `send` callback. No sockets, no files, no threads of its own.
+ * the session answers through the `send` callback — or, for transports with one channel per
+ * request (Streamable HTTP), through `route`, which also says which request each message belongs
+ * to (see "Per-request routing" below). No sockets, no files, no threads of its own.
  * Transports with an older wire contract adjust it through the extension points in
  * mcp_session_opts (tool filter, initialize decorator, result shaper, init_required, …) and a
  * method hook that may start tracked calls (mcp_session_start_call).
@@ -40,13 +42,17 @@
 #include "mcp/tasks.h"
 #include "mcp/tool.h"
 
-/* JSON-RPC 2.0 error codes (the standard ones every transport answers with). */
+/* JSON-RPC 2.0 error codes (the standard ones every transport answers with) and MCP's own. */
 enum {
   MCP_RPC_PARSE_ERROR = -32700,
   MCP_RPC_INVALID_REQUEST = -32600,
   MCP_RPC_METHOD_NOT_FOUND = -32601,
   MCP_RPC_INVALID_PARAMS = -32602,
   MCP_RPC_INTERNAL_ERROR = -32603,
+  MCP_RPC_RESOURCE_NOT_FOUND = -32002,      /* up to 2025-11-25; 2026-07-28 uses -32602 */
+  MCP_RPC_HEADER_MISMATCH = -32020,         /* 2026-07-28: header vs _meta (HTTP: 400) */
+  MCP_RPC_MISSING_CLIENT_CAPABILITY = -32021, /* 2026-07-28: data.requiredCapabilities (HTTP: 400) */
+  MCP_RPC_UNSUPPORTED_VERSION = -32022,     /* 2026-07-28: data.supported, data.requested (HTTP: 400) */
 };
 
 typedef struct mcp_session mcp_session;
@@ -64,6 +70,43 @@ typedef struct mcp_session mcp_session;
  * compact JSON text of `len` bytes with no newline; the transport owns it and free()s it.
  * The callback must not free the session (defer that, e.g. to a uv_idle/uv_async callback). */
 typedef void (*mcp_session_send_fn)(void *ud, char *msg, size_t len);
+
+/* ---- Per-request routing of outgoing messages (for Streamable HTTP) ----
+ * stdio and /mcp+p2p/1.0.0 write every message to one channel and use `send`. A transport that
+ * has one channel per request sets `route` instead and learns, with each message, which client
+ * request it belongs to:
+ *  - MCP_OUT_RESPONSE: the response (result or error) to `request_id` — the last message of that
+ *    request (HTTP: end its SSE stream, or answer it as application/json when nothing else was
+ *    sent). error_code tells the HTTP status to use (e.g. 2026-07-28: -32601 → 404;
+ *    -32020/-32021/-32022 and -32602 for a missing _meta → 400). request_id NULL = an error
+ *    to a message whose id could not be read (answer it on the POST that carried it).
+ *  - MCP_OUT_NOTIFICATION with request_id: caused by that request while it runs (progress,
+ *    notifications/message, notifications/subscriptions/acknowledged and the
+ *    notifications/resources/updated of a 2026-07-28 subscriptions/listen stream, whose id is
+ *    the listen request's) — always before that request's response. With request_id NULL: of
+ *    the session as a whole (2025-11-25 resources/subscribe updates, notifications/tasks/status):
+ *    the standalone GET stream, or nowhere when there is none.
+ *  - MCP_OUT_REQUEST: a server-to-client request (2025-11-25 and earlier: sampling/createMessage,
+ *    elicitation/create, roots/list) made while handling `request_id`; HTTP sends it on that
+ *    request's SSE stream. The client's JSON-RPC response arrives later (a new POST) and is fed
+ *    like any message (mcp_session_feed*); the session matches it by id and resumes the request.
+ *    2026-07-28 requests never cause one (they get an InputRequiredResult instead).
+ * `modern` says the request was served as 2026-07-28. Everything in `out` is borrowed for the
+ * duration of the callback. */
+typedef enum {
+  MCP_OUT_RESPONSE = 0,
+  MCP_OUT_NOTIFICATION = 1,
+  MCP_OUT_REQUEST = 2,
+} mcp_out_kind;
+
+typedef struct mcp_session_out {
+  mcp_out_kind kind;
+  const json_t *request_id; /* the client request it belongs to, or NULL (see above) */
+  int error_code;           /* MCP_OUT_RESPONSE: 0 for a result, else the JSON-RPC error code */
+  bool modern;
+} mcp_session_out;
+
+typedef void (*mcp_session_route_fn)(void *ud, const mcp_session_out *out, char *msg, size_t len);
 
 /* Optional: lets a transport take over methods (e.g. P2P-specific ones) before the session's
  * own table — after JSON-RPC validation, era detection and the init_required check. Return
@@ -110,8 +153,9 @@ typedef struct mcp_session_opts {
   const char *server_name;    /* NULL = "peermcp" */
   const char *server_version; /* NULL = PEERMCP_VERSION */
   const char *instructions;   /* NULL = none */
-  mcp_session_send_fn send;   /* required */
-  void *send_ud;
+  mcp_session_send_fn send;   /* required unless `route` is set */
+  mcp_session_route_fn route; /* optional: replaces `send`, with per-request routing (above) */
+  void *send_ud;              /* handed to send / route */
   mcp_session_method_hook hook; /* may be NULL */
   void *hook_ud;
   const mcp_tasks_backend *tasks; /* MCP Tasks (mcp/tasks.h); NULL = no tasks: the capability is
@@ -146,6 +190,28 @@ void mcp_session_feed(mcp_session *s, const char *msg, size_t len);
 /* The same for a message the transport has parsed itself (borrowed; the transport checked its
  * size; nesting deeper than MCP_SESSION_MAX_DEPTH is refused here, as in mcp_session_feed). */
 void mcp_session_feed_json(mcp_session *s, json_t *msg);
+
+/* For transports that carry a protocol version outside the body (Streamable HTTP's
+ * MCP-Protocol-Version header, given as `header_version`; NULL = none, as mcp_session_feed_json):
+ * also applies the 2026-07-28 rules that tie the header to the request's
+ * _meta["io.modelcontextprotocol/protocolVersion"] (basic/transports/streamable-http.mdx):
+ *  - both present, different, and either is 2026-07-28 → -32020 HeaderMismatch (HTTP 400);
+ *  - header 2026-07-28 and a request without that _meta field → -32602 (HTTP 400);
+ *  - both the same unknown version → -32022 UnsupportedProtocolVersion (as without a header).
+ * A notification or a response is not checked. */
+void mcp_session_feed_json_versioned(mcp_session *s, json_t *msg, const char *header_version);
+
+/* What a transport's routing headers must match (2026-07-28 Mcp-Method / Mcp-Name): the
+ * message's method (NULL for a response or a non-object) and the name it is about — params.name
+ * for tools/call and prompts/get, params.uri for resources/read, params.taskId for tasks/get,
+ * tasks/update, tasks/cancel — or NULL. Both borrowed from msg. */
+void mcp_session_msg_route(const json_t *msg, const char **method, const char **name);
+
+/* Cancels one request as notifications/cancelled would (2026-07-28 HTTP: the client closed
+ * that request's response stream): a running call is told to stop and gets no response, a
+ * subscriptions/listen stream ends without one, a wait for client input is dropped. Unknown or
+ * finished ids are ignored. Loop thread. */
+void mcp_session_cancel_request(mcp_session *s, const json_t *id);
 
 /* True once the session refused to go on (init_required): the transport flushes and closes;
  * further input is ignored. */
