@@ -51,7 +51,7 @@ typedef struct {
   size_t n;
 } fx;
 
-static const mcp_auth k_auth = {.scopes = MCP_SCOPE_ALL, .local = true};
+static const mcp_auth k_auth = AUTH_CTX_LOCAL_INIT;
 
 static void route(void *ud, const mcp_session_out *o, char *msg, size_t len) {
   fx *f = ud;
