@@ -1,10 +1,11 @@
 /* client.c — `peermcp call | task | cache | status | worker`: the P2P service from the command
  * line (p2p_tasks_spec.md §9, §10.1; issue 5 "Clients", "Workers").
  *
- * With --peer TARGET (a multiaddr with /p2p/<id>, or a bare PeerId found in the announce file)
- * the command speaks /mcp+p2p/1.0.0 to that peer over one connection (service/client.h), with
- * this node's identity (<state_dir>/identity.key) and the configured token. Without --peer it
- * acts on the local state directory (queue, cache, tools) directly. Output: one JSON object
+ * Each command builds the node it needs (src/node/node.h): with --peer TARGET (a multiaddr
+ * with /p2p/<id>, or a bare PeerId found in the announce file) a dialing host, and the command
+ * speaks /mcp+p2p/1.0.0 to that peer over one connection (service/client.h), with this node's
+ * identity (<state_dir>/identity.key) and the configured token; without --peer the local
+ * store (and, for `call` and `worker`, the tools) opened as `serve` opens them. Output: one JSON object
  * on stdout. Exit code: 0 when the reply says ok (or the tool call is not an error), 1 when
  * the operation failed, 2 for usage errors. */
 #include <errno.h>
@@ -17,18 +18,12 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "mcp/dispatch.h"
-#include "mcp/registry.h"
+#include "node/node.h"
 #include "p2p/host/host.h"
+#include "auth/auth.h"
 #include "service/client.h"
-#include "service/worker.h"
-#include "store/cache.h"
-#include "store/queue.h"
 #include "taskq/table.h"
-#include "tools/command.h"
-#include "tools/store_tools.h"
-#include "tools/system.h"
-#include "tools/testing.h"
-#include "util/clock.h"
+#include "service/worker.h"
 #include "util/log.h"
 
 #define MAX_PEERS 32
@@ -49,18 +44,11 @@ typedef struct cli_opts {
 } cli_opts;
 
 typedef struct cenv {
+  const char *cmd;
   config_args args;
   config cfg;
   bool cfg_ok;
-  uv_loop_t loop;
-  bool loop_ok;
-  p2p_host *host;
-  int host_closed;
-  tq_queue *q;
-  ttlcache *cache;
-  taskq_ctx *tq;
-  mcp_registry *reg;
-  mcp_dispatcher *disp;
+  node *n;
 } cenv;
 
 static void usage(const char *cmd) {
@@ -149,10 +137,11 @@ static json_t *parse_json_arg(const char *text) {
   return v;
 }
 
-/* ---------- environment ---------- */
+/* ---------- the node each command needs ---------- */
 
 static int env_open(cenv *e, int *argc, char **argv) {
   memset(e, 0, sizeof *e);
+  e->cmd = argv[0];
   config_args_init(&e->args);
   char err[1024];
   if (config_args_parse(&e->args, argc, argv, err, sizeof err) != 0) {
@@ -165,132 +154,31 @@ static int env_open(cenv *e, int *argc, char **argv) {
   }
   e->cfg_ok = true;
   log_set_level(e->cfg.log_level > LOG_WARNING ? e->cfg.log_level : LOG_WARNING);
-  if (uv_loop_init(&e->loop) != 0) return 1;
-  e->loop_ok = true;
-  signal(SIGPIPE, SIG_IGN);
   return 0;
 }
 
-static int env_local_store(cenv *e) {
-  tq_options qo;
-  tq_options_default(&qo);
-  qo.path = e->cfg.queue.path;
-  qo.max_payload_bytes = e->cfg.queue.max_payload_bytes;
-  qo.lease_seconds = e->cfg.queue.lease_seconds;
-  qo.max_attempts = (int)e->cfg.queue.max_attempts;
-  qo.wait_max_seconds = e->cfg.queue.wait_max_seconds;
-  int rc = tq_open(&qo, &e->q);
-  if (rc != 0) {
-    fprintf(stderr, "cannot open the task queue %s: %s\n", e->cfg.queue.path, tq_strerror(rc));
-    e->q = NULL;
-  }
-  ttlcache_options co;
-  ttlcache_options_default(&co);
-  co.dir = e->cfg.cache.dir;
-  co.max_bytes = e->cfg.cache.max_bytes;
-  co.max_entries = e->cfg.cache.max_entries;
-  co.max_value_bytes = e->cfg.cache.max_value_bytes;
-  co.default_ttl_seconds = e->cfg.cache.default_ttl_seconds;
-  if (ttlcache_open(&co, &e->cache) != 0) e->cache = NULL;
-  taskq_config tc;
-  taskq_config_default(&tc);
-  tc.queue = e->q;
-  tc.cache = e->cache;
-  tc.peer_id = "local";
-  tc.wait_max_s = e->cfg.queue.wait_max_seconds ? e->cfg.queue.wait_max_seconds : 300;
-  e->tq = taskq_new(&tc);
-  return e->tq ? 0 : -ENOMEM;
-}
-
-/* Registry + dispatcher with the tools a worker or a local `call` may run. */
-static int env_tools(cenv *e) {
-  e->reg = mcp_registry_new();
-  if (!e->reg) return -ENOMEM;
-  char err[512];
-  int rc;
-  if ((rc = tools_system_register(e->reg)) != 0) return rc;
-  if ((rc = store_tools_register(e->reg, e->q, e->cache)) != 0) return rc;
-  if ((rc = tools_testing_register(e->reg)) != 0) return rc;
-  if ((rc = tools_command_register(e->reg, &e->cfg, err, sizeof err)) != 0) {
-    fprintf(stderr, "%s\n", err);
-    return rc;
-  }
-  mcp_dispatcher_opts dopts = {.default_timeout_ms = e->cfg.tool_timeout_ms, .threads = e->cfg.workers_threads};
-  return mcp_dispatcher_new(&e->loop, e->reg, &dopts, &e->disp);
-}
-
-static void host_closed_cb(p2p_host *h, void *ud) {
-  (void)h;
-  ((cenv *)ud)->host_closed = 1;
-}
-
-static void env_close(cenv *e) {
-  if (e->disp) mcp_dispatcher_shutdown(e->disp);
-  if (e->host) {
-    p2p_host_close(e->host, host_closed_cb, e);
-    int64_t end = clock_mono_ms() + 5000;
-    while (!e->host_closed && clock_mono_ms() < end) uv_run(&e->loop, UV_RUN_ONCE);
-    e->host = NULL;
-  }
-  if (e->disp) mcp_dispatcher_free(e->disp);
-  e->disp = NULL;
-  if (e->loop_ok) {
-    int64_t end = clock_mono_ms() + 5000;
-    while (uv_run(&e->loop, UV_RUN_NOWAIT) != 0 && clock_mono_ms() < end) uv_sleep(1);
-    (void)uv_loop_close(&e->loop);
-  }
-  mcp_registry_free(e->reg);
-  taskq_free(e->tq);
-  tq_close(e->q);
-  ttlcache_close(e->cache);
-  if (e->cfg_ok) config_free(&e->cfg);
-  config_args_free(&e->args);
-}
-
-/* A bare PeerId becomes the announce file's multiaddr when the file names that peer. */
-static char *resolve_target(cenv *e, const char *t) {
-  if (t[0] == '/') return strdup(t);
-  const char *files[3] = {e->cfg.p2p.announce_file, NULL, NULL};
-  char path[4096];
-  snprintf(path, sizeof path, "%s/announce.json", e->cfg.state_dir);
-  files[1] = path;
-  files[2] = getenv("IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE");
-  for (size_t i = 0; i < 3; i++) {
-    if (!files[i]) continue;
-    json_t *a = json_load_file(files[i], 0, NULL);
-    const char *pid = json_string_value(json_object_get(a, "peer_id"));
-    const char *ma = json_string_value(json_object_get(a, "multiaddr"));
-    if (pid && ma && strcmp(pid, t) == 0 && strstr(ma, "/p2p/")) {
-      char *r = strdup(ma);
-      json_decref(a);
-      return r;
-    }
-    json_decref(a);
-  }
-  return strdup(t); /* the host may still know it */
-}
-
-static int env_host(cenv *e) {
-  p2p_host_config hc = {0};
-  hc.state_dir = e->cfg.state_dir;
-  hc.no_peerstore_file = true;
-  int rc = p2p_host_new(&e->loop, &hc, &e->host);
-  if (rc != 0) {
-    fprintf(stderr, "cannot create the libp2p host (state dir %s): %s\n", e->cfg.state_dir, strerror(-rc));
-    e->host = NULL;
-  }
+/* Opens and starts the node; on failure prints why and returns the node_open/node_start error
+ * (the node, if any, is closed by env_close). */
+static int env_node(cenv *e, node_options *o) {
+  char err[1024];
+  o->name = e->cmd;
+  int rc = node_open(&e->cfg, o, &e->n, err, sizeof err);
+  if (rc == 0) rc = node_start(e->n, err, sizeof err);
+  if (rc != 0) fprintf(stderr, "peermcp %s: %s\n", e->cmd, err);
   return rc;
 }
 
-static svc_client *env_client(cenv *e, const char *target) {
-  char *t = resolve_target(e, target);
-  svc_client_opts o = {0};
-  o.token = e->cfg.p2p.token;
-  o.client_name = "peermcp-cli";
-  svc_client *c = NULL;
-  if (!t || svc_client_new(&e->loop, e->host, t, &o, &c) != 0) c = NULL;
-  free(t);
-  return c;
+/* A node that only dials out (--peer). */
+static int env_dialer(cenv *e) {
+  node_options o = {.host = NODE_HOST_DIAL};
+  return env_node(e, &o);
+}
+
+static void env_close(cenv *e) {
+  node_close(e->n); /* stops it first: clients' connections GoAway, handles closed */
+  e->n = NULL;
+  if (e->cfg_ok) config_free(&e->cfg);
+  config_args_free(&e->args);
 }
 
 /* ---------- one request, synchronously ---------- */
@@ -322,22 +210,22 @@ static void print_json(const json_t *v) {
 static int run_op(cenv *e, const cli_opts *o, json_t *msg, double timeout_s) {
   json_t *reply = NULL;
   if (o->n_peers) {
-    if (env_host(e) != 0) {
+    if (env_dialer(e) != 0) {
       json_decref(msg);
       return 1;
     }
-    svc_client *c = env_client(e, o->peers[0]);
-    if (!c) {
+    svc_client *c = NULL;
+    if (node_dial(e->n, o->peers[0], &c) != 0) {
       fprintf(stderr, "bad peer target %s\n", o->peers[0]);
       json_decref(msg);
       return 2;
     }
     sync_reply r = {0};
     if (svc_client_rpc(c, msg, (uint32_t)(timeout_s * 1000), sync_cb, &r) != 0) r.done = 1, r.err = -ENOMEM;
-    while (!r.done) uv_run(&e->loop, UV_RUN_ONCE);
+    while (!r.done) uv_run(node_loop(e->n), UV_RUN_ONCE);
     svc_client_close(c);
     if (r.err < 0) {
-      const char *pid = p2p_host_peer_id(e->host);
+      const char *pid = p2p_host_peer_id(node_host(e->n));
       bool self = pid && strstr(o->peers[0], pid);
       reply = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unreachable", "detail",
                         self ? "that is this node's own PeerId (use another --state-dir)" : strerror(-r.err));
@@ -349,14 +237,15 @@ static int run_op(cenv *e, const cli_opts *o, json_t *msg, double timeout_s) {
     json_decref(r.result);
     json_decref(r.error);
   } else {
-    if (env_local_store(e) != 0) {
+    node_options no = {.store = true, .local_ops = true};
+    if (env_node(e, &no) != 0) {
       json_decref(msg);
       return 1;
     }
     auth_ctx local;
     auth_ctx_local(&local);
     taskq_call call = {.auth = &local};
-    reply = taskq_handle(e->tq, msg, &call);
+    reply = taskq_handle(node_taskq(e->n), msg, &call);
   }
   json_decref(msg);
   print_json(reply);
@@ -493,14 +382,15 @@ int cli_call(int argc, char **argv) {
   json_t *result = NULL;
   if (o.n_peers) {
     rc = 1;
-    if (env_host(&e) != 0) {
+    if (env_dialer(&e) != 0) {
       json_decref(args);
       goto out;
     }
-    svc_client *c = env_client(&e, o.peers[0]);
+    svc_client *c = NULL;
+    if (node_dial(e.n, o.peers[0], &c) != 0) c = NULL;
     sync_reply r = {0};
     if (!c || svc_client_call_tool(c, o.pos[0], args, false, tmo + 5000, sync_cb, &r) != 0) r.done = 1, r.err = -EINVAL;
-    while (!r.done) uv_run(&e.loop, UV_RUN_ONCE);
+    while (!r.done) uv_run(node_loop(e.n), UV_RUN_ONCE);
     if (c) svc_client_close(c);
     if (r.err < 0) result = json_pack("{s:b, s:s, s:s}", "isError", 1, "error", "unreachable", "detail", strerror(-r.err));
     else if (r.result) result = json_incref(r.result);
@@ -509,15 +399,16 @@ int cli_call(int argc, char **argv) {
     json_decref(r.error);
   } else {
     rc = 1;
-    if (env_local_store(&e) != 0 || env_tools(&e) != 0) {
+    node_options no = {.store = true, .tools = true};
+    if (env_node(&e, &no) != 0) {
       json_decref(args);
       goto out;
     }
     static const mcp_auth k_local = AUTH_CTX_LOCAL_INIT;
     mcp_call_request req = {.tool = o.pos[0], .args = args, .auth = &k_local, .timeout_ms = tmo};
     local_call lc = {0};
-    if (mcp_dispatch_start(e.disp, &req, local_call_done, &lc, NULL) != 0) lc.done = 1;
-    while (!lc.done) uv_run(&e.loop, UV_RUN_ONCE);
+    if (mcp_dispatch_start(node_dispatcher(e.n), &req, local_call_done, &lc, NULL) != 0) lc.done = 1;
+    while (!lc.done) uv_run(node_loop(e.n), UV_RUN_ONCE);
     result = lc.result;
   }
   json_decref(args);
@@ -531,85 +422,51 @@ out:
 
 /* ---------- worker ---------- */
 
-static volatile sig_atomic_t g_stop_signal;
-static void on_worker_signal(uv_signal_t *h, int signum) {
-  (void)signum;
-  g_stop_signal = 1;
-  uv_stop(h->loop);
-}
-
-static void workers_stopped(void *ud) { *(int *)ud = 1; }
-
 int cli_worker(int argc, char **argv) {
   cenv e;
   cli_opts o;
-  svc_client *clients[MAX_PEERS] = {0};
-  svc_workers *w = NULL;
-  uv_signal_t sint, sterm;
-  bool sig_ok = false;
   int rc = cmd_begin(&e, &argc, argv, &o);
   if (rc >= 0) goto out;
-  rc = 1;
-  if (!o.n_peers && env_local_store(&e) != 0) goto out;
-  if (env_tools(&e) != 0) goto out;
-  char wid[256];
-  if (o.n_peers) {
-    if (env_host(&e) != 0) goto out;
-    for (size_t i = 0; i < o.n_peers; i++)
-      if (!(clients[i] = env_client(&e, o.peers[i]))) {
-        fprintf(stderr, "bad peer target %s\n", o.peers[i]);
-        rc = 2;
-        goto out;
-      }
-    snprintf(wid, sizeof wid, "%s", o.worker_id ? o.worker_id : p2p_host_peer_id(e.host));
-  } else {
-    snprintf(wid, sizeof wid, "%s", o.worker_id ? o.worker_id : "local-worker");
+  node_workers_opts wo = {
+      .slots = o.slots ? o.slots : 1,
+      .worker_id = o.worker_id,
+      .peers = (const char *const *)o.peers,
+      .n_peers = o.n_peers,
+      .lease_seconds = o.lease_s > 0 ? o.lease_s : 60,
+      .once = o.once,
+      .stop_grace_ms = 2000,
+  };
+  node_options no = {
+      .tools = true,
+      .store = !o.n_peers,
+      .local_ops = !o.n_peers,
+      .host = o.n_peers ? NODE_HOST_DIAL : NODE_HOST_NONE,
+      .signals = true, /* SIGINT/SIGTERM: stop claiming, release what runs after the grace period */
+      .workers = &wo,
+  };
+  int nrc = env_node(&e, &no);
+  if (nrc != 0) {
+    rc = nrc == -EINVAL ? 2 : 1; /* a bad --peer target is a usage error */
+    goto out;
   }
-  uv_signal_init(&e.loop, &sint);
-  uv_signal_init(&e.loop, &sterm);
-  sig_ok = true;
-  uv_signal_start(&sint, on_worker_signal, SIGINT);
-  uv_signal_start(&sterm, on_worker_signal, SIGTERM);
-  svc_workers_opts wo = {0};
-  wo.loop = &e.loop;
-  wo.dispatcher = e.disp;
-  wo.slots = o.slots ? o.slots : 1;
-  wo.worker_id = wid;
-  wo.local = o.n_peers ? NULL : e.tq;
-  wo.remotes = clients;
-  wo.n_remotes = o.n_peers;
-  wo.lease_seconds = o.lease_s > 0 ? o.lease_s : 60;
-  wo.once = o.once;
-  if (svc_workers_start(&wo, &w) != 0) goto out;
-  log_write(LOG_WARNING, "worker running", "{s:s, s:i}", "worker_id", wid, "peers", (int)o.n_peers);
-  while (!g_stop_signal && !(o.once && svc_workers_finished(w))) uv_run(&e.loop, UV_RUN_ONCE);
-  int done = 0;
-  svc_workers_stop(w, 2000, workers_stopped, &done);
-  int64_t end = clock_mono_ms() + 15000;
-  while (!done && clock_mono_ms() < end) uv_run(&e.loop, UV_RUN_ONCE);
+  uv_loop_t *loop = node_loop(e.n);
+  log_write(LOG_WARNING, "worker running", "{s:s, s:i}", "worker_id", node_worker_id(e.n), "peers", (int)o.n_peers);
+  while (!node_stopping(e.n) && !(o.once && node_workers_finished(e.n))) uv_run(loop, UV_RUN_ONCE);
+  if (!node_stopping(e.n)) node_stop(e.n, NULL, NULL);
+  if (node_run(e.n) != 0) {
+    rc = 1;
+    goto out;
+  }
   svc_workers_stats st;
-  svc_workers_stats_get(w, &st);
-  json_t *summary = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I}", "ok", 1, "worker_id", wid, "claimed",
-                              (json_int_t)st.claimed, "completed", (json_int_t)st.completed, "failed",
+  node_workers_stats(e.n, &st);
+  json_t *summary = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I}", "ok", 1, "worker_id", node_worker_id(e.n),
+                              "claimed", (json_int_t)st.claimed, "completed", (json_int_t)st.completed, "failed",
                               (json_int_t)st.failed, "released", (json_int_t)st.released, "lease_lost",
                               (json_int_t)st.lease_lost);
   print_json(summary);
   json_decref(summary);
   rc = 0;
 out:
-  if (w && rc != 0) {
-    int done = 0;
-    svc_workers_stop(w, 0, workers_stopped, &done);
-    int64_t end = clock_mono_ms() + 5000;
-    while (!done && clock_mono_ms() < end) uv_run(&e.loop, UV_RUN_ONCE);
-  }
-  svc_workers_free(w);
-  for (size_t i = 0; i < MAX_PEERS; i++)
-    if (clients[i]) svc_client_close(clients[i]);
-  if (sig_ok) {
-    uv_close((uv_handle_t *)&sint, NULL);
-    uv_close((uv_handle_t *)&sterm, NULL);
-  }
   env_close(&e);
   return rc;
 }

@@ -1,10 +1,9 @@
-/* src/cli/p2p.c — the libp2p subcommands and the host start-up used by `serve`:
+/* src/cli/p2p.c — the libp2p subcommands:
  *   peermcp id                               print this node's PeerId (creates the key)
  *   peermcp ping MULTIADDR [-n N]            /ipfs/ping/1.0.0 round trips, one line per RTT
  *   peermcp perf MULTIADDR [--upload B] [--download B]   /perf/1.0.0 client, JSON result
- * All take the common configuration flags (--state-dir, --config, --log-level). */
-#include "cli/p2p.h"
-
+ * All take the common configuration flags (--state-dir, --config, --log-level). ping and perf
+ * run a node with a dialing host only (src/node/node.h). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,69 +11,14 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "config/config.h"
+#include "node/node.h"
 #include "p2p/core/identity.h"
 #include "p2p/core/peerid.h"
 #include "util/clock.h"
 #include "util/log.h"
 
 #define CLI_TIMEOUT_MS 30000
-
-/* ---------------------------------------------------------------- serve's host */
-
-int cli_p2p_start(uv_loop_t *loop, const config *cfg, p2p_host **out) {
-  p2p_host_config hc = {0};
-  hc.state_dir = cfg->state_dir;
-  hc.max_connections = cfg->p2p.max_connections;
-  hc.max_streams_per_conn = cfg->p2p.max_streams_per_peer;
-  const char *perf = getenv("PEERMCP_P2P_ENABLE_PERF");
-  hc.enable_perf = perf && (!strcmp(perf, "1") || !strcmp(perf, "true") || !strcmp(perf, "yes"));
-  p2p_host *h;
-  int rc = p2p_host_new(loop, &hc, &h);
-  if (rc) {
-    log_error("p2p: cannot create the host", "{s:s, s:s}", "state_dir", cfg->state_dir, "error", strerror(-rc));
-    return rc;
-  }
-  size_t ok = 0;
-  int last = -EINVAL;
-  for (size_t i = 0; i < cfg->p2p.listen_count; i++) {
-    rc = p2p_host_listen(h, cfg->p2p.listen[i]);
-    if (rc == 0) ok++;
-    else last = rc;
-  }
-  if (!ok) {
-    log_error("p2p: no listen address could be bound", "{s:i}", "listen_count", (int)cfg->p2p.listen_count);
-    p2p_host_close(h, NULL, NULL);
-    return last;
-  }
-  char msg[1200];
-  snprintf(msg, sizeof msg, "peer_id=%s", p2p_host_peer_id(h));
-  log_info(msg, "{s:s}", "peer_id", p2p_host_peer_id(h));
-  char first[1100] = "";
-  for (size_t i = 0;; i++) {
-    char full[1100];
-    if (p2p_host_announce_addr(h, i, full, sizeof full) != 0) break;
-    if (!first[0]) snprintf(first, sizeof first, "%s", full);
-    snprintf(msg, sizeof msg, "multiaddr=%s", full);
-    log_info(msg, "{s:s, s:s}", "peer_id", p2p_host_peer_id(h), "multiaddr", full);
-  }
-  if (cfg->p2p.announce_file) {
-    char def[4200];
-    snprintf(def, sizeof def, "%s/announce.json", cfg->state_dir);
-    const char *paths[2] = {def, strcmp(def, cfg->p2p.announce_file) ? cfg->p2p.announce_file : NULL};
-    for (int i = 0; i < 2; i++) {
-      if (!paths[i]) continue;
-      rc = p2p_host_write_announce(h, paths[i]);
-      if (rc) log_warn("p2p: cannot write the announce file", "{s:s, s:s}", "path", paths[i], "error", strerror(-rc));
-      else log_info("p2p: announce file written", "{s:s, s:s}", "path", paths[i], "multiaddr", first);
-    }
-  }
-  *out = h;
-  return 0;
-}
-
-void cli_p2p_stop(p2p_host *h) {
-  if (h) p2p_host_close(h, NULL, NULL);
-}
 
 /* ---------------------------------------------------------------- common */
 
@@ -138,7 +82,7 @@ int cli_id(int argc, char **argv) {
 /* ---------------------------------------------------------------- ping / perf clients */
 
 typedef struct cli_run {
-  uv_loop_t loop;
+  node *node;
   uv_timer_t timer;
   p2p_host *host;
   const char *target;
@@ -151,8 +95,8 @@ static void cli_finish(cli_run *r, int code) {
   r->exit_code = code;
   uv_timer_stop(&r->timer);
   if (!uv_is_closing((uv_handle_t *)&r->timer)) uv_close((uv_handle_t *)&r->timer, NULL);
-  if (r->host) p2p_host_close(r->host, NULL, NULL);
   r->host = NULL;
+  node_stop(r->node, NULL, NULL); /* closes the host */
 }
 
 static void cli_timeout(uv_timer_t *t) {
@@ -249,18 +193,14 @@ static int cli_client(const char *name, int argc, char **argv, bool is_perf) {
     config_args_free(&args);
     return usage == 1 ? 0 : 2;
   }
-  signal(SIGPIPE, SIG_IGN);
-  if (uv_loop_init(&r.loop) != 0) goto out;
-  p2p_host_config hc = {0};
-  hc.state_dir = cfg.state_dir;
-  hc.no_peerstore_file = true;
-  rc = p2p_host_new(&r.loop, &hc, &r.host);
-  if (rc) {
-    fprintf(stderr, "peermcp %s: cannot start the host: %s\n", name, strerror(-rc));
-    uv_loop_close(&r.loop);
+  char err[1024];
+  node_options no = {.name = name, .host = NODE_HOST_DIAL};
+  if (node_open(&cfg, &no, &r.node, err, sizeof err) != 0 || node_start(r.node, err, sizeof err) != 0) {
+    fprintf(stderr, "peermcp %s: %s\n", name, err);
     goto out;
   }
-  uv_timer_init(&r.loop, &r.timer);
+  r.host = node_host(r.node);
+  uv_timer_init(node_loop(r.node), &r.timer);
   r.timer.data = &r;
   uv_timer_start(&r.timer, cli_timeout, CLI_TIMEOUT_MS + (uint64_t)r.count * 1000u, 0);
   rc = is_perf ? p2p_host_perf(r.host, r.target, r.upload, r.download, perf_cb, &r)
@@ -269,9 +209,9 @@ static int cli_client(const char *name, int argc, char **argv, bool is_perf) {
     fprintf(stderr, "peermcp %s %s: %s\n", name, r.target, strerror(-rc));
     cli_finish(&r, rc == -EINVAL ? 2 : 1);
   }
-  uv_run(&r.loop, UV_RUN_DEFAULT);
-  uv_loop_close(&r.loop);
+  if (node_run(r.node) != 0) r.exit_code = 1;
 out:
+  node_close(r.node); /* runs the loop until the timer and the host have closed */
   config_free(&cfg);
   config_args_free(&args);
   return r.exit_code;

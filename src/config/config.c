@@ -4,7 +4,12 @@
  * flags — each overwriting the previous; paths derived from state_dir (queue.path, cache.dir,
  * p2p.announce_file) are filled in last, from the final state_dir, unless a layer set them.
  * jansson does not keep source positions, so for messages about a key we re-scan the (already
- * validated) file text with a tiny JSON walker that records where each key path starts. */
+ * validated) file text with a tiny JSON walker that records where each key path starts.
+ *
+ * This is the only file that reads the environment (a test greps src/ for getenv). A command
+ * tool's input_schema is checked here for its shape only ("type": "object"); its JSON Schema
+ * keywords are checked when tools/command.c registers it (config/ knows nothing of mcp/), with
+ * the position recorded here. */
 #include "config/config.h"
 
 #include <ctype.h>
@@ -19,8 +24,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "mcp/schema.h"
 
 #define PATH_BUF 512
 #define LOC_MAX_DEPTH 128
@@ -290,7 +293,7 @@ static char *file_path(lctx *c, const char *v) {
 
 /* ---------- typed key readers ---------- */
 
-typedef enum { K_U32, K_SIZE, K_U64, K_BOOL, K_STR, K_PATH, K_LOGLEVEL, K_STRARR } kkind;
+typedef enum { K_U32, K_SIZE, K_U64, K_BOOL, K_STR, K_PATH, K_LOGLEVEL, K_STRARR, K_AEAD, K_TRISTATE } kkind;
 
 typedef struct {
   const char *key;
@@ -356,6 +359,21 @@ static int read_key(lctx *c, const keydef *k, const char *path, json_t *v) {
     c->cfg->log_level = lv;
     return 0;
   }
+  case K_AEAD: {
+    const char *s = json_string_value(v);
+    if (s && strcmp(s, "openssl") == 0) *(config_aead *)(base + k->off) = CONFIG_AEAD_OPENSSL;
+    else if (s && strcmp(s, "libsodium") == 0) *(config_aead *)(base + k->off) = CONFIG_AEAD_LIBSODIUM;
+    else if (s) return kerr(c, path, "unknown AEAD \"%s\" (openssl, libsodium)", s);
+    else return kerr(c, path, "expected \"openssl\" or \"libsodium\", got %s", jtype(v));
+    return 0;
+  }
+  case K_TRISTATE: {
+    config_tristate *dst = (config_tristate *)(base + k->off);
+    if (json_is_boolean(v)) *dst = json_is_true(v) ? CONFIG_ON : CONFIG_OFF;
+    else if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0) *dst = CONFIG_AUTO;
+    else return kerr(c, path, "expected true, false or \"auto\", got %s", jtype(v));
+    return 0;
+  }
   case K_STRARR: {
     char ***dst = (char ***)(base + k->off);
     size_t *cnt = (size_t *)(base + k->coff);
@@ -403,6 +421,7 @@ static const keydef k_top[] = {
 
 static const keydef k_tools[] = {
     {"disabled", K_STRARR, OFF(tools.disabled), OFF(tools.disabled_count), 0, 4096},
+    {"test_tools", K_BOOL, OFF(tools.test_tools), 0, 0, 0},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -439,6 +458,20 @@ static const keydef k_p2p[] = {
     {"max_streams_per_peer", K_U32, OFF(p2p.max_streams_per_peer), 0, 1, 4096},
     {"rate_limit_per_second", K_U32, OFF(p2p.rate_limit_per_second), 0, 0, 1000000},
     {"max_connections", K_U32, OFF(p2p.max_connections), 0, 1, 65536},
+    {"enable_perf", K_BOOL, OFF(p2p.enable_perf), 0, 0, 0},
+    {"noise_aead", K_AEAD, OFF(p2p.noise_aead), 0, 0, 0},
+    {"unfenced_complete", K_BOOL, OFF(p2p.unfenced_complete), 0, 0, 0},
+    {"session", K_STR, OFF(p2p.session), 0, 0, 4096},
+    {"deterministic", K_BOOL, OFF(p2p.deterministic), 0, 0, 0},
+    {"cache_replicate", K_BOOL, OFF(p2p.cache_replicate), 0, 0, 0},
+    {"cache_replicate_targets", K_STRARR, OFF(p2p.cache_replicate_targets), OFF(p2p.cache_replicate_target_count), 0,
+     64},
+    {"cache_replicate_max_peers", K_U32, OFF(p2p.cache_replicate_max_peers), 0, 0, CONFIG_MAX_REPLICATE_PEERS},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const keydef k_mcp_tasks[] = {
+    {"runner", K_TRISTATE, OFF(mcp_tasks.runner), 0, 0, 0},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -502,6 +535,7 @@ static void command_free(config_command *cmd) {
   strv_free(cmd->argv, cmd->argc);
   free(cmd->cwd);
   strv_free(cmd->env_allow, cmd->env_allow_count);
+  strv_free(cmd->env_pass, cmd->env_pass_count);
   strv_free(cmd->env, cmd->env_count);
   memset(cmd, 0, sizeof *cmd);
 }
@@ -570,8 +604,8 @@ static int read_command(lctx *c, size_t idx, json_t *o, config_command *cmd) {
       const json_t *t = json_object_get(v, "type");
       if (!json_is_string(t) || strcmp(json_string_value(t), "object") != 0)
         return kerr(c, path, "a tool's input schema must have \"type\": \"object\"");
-      char why[256];
-      if (mcp_schema_check(v, why, sizeof why) != 0) return kerr(c, path, "%s", why);
+      /* its keywords are checked at registration (tools/command.c), with this position */
+      if (c->name) (void)locate(c->text, c->len, path, &cmd->schema_line, &cmd->schema_col);
       json_decref(cmd->input_schema);
       cmd->input_schema = json_deep_copy(v);
       if (!cmd->input_schema) return -ENOMEM;
@@ -676,7 +710,7 @@ static int read_commands(lctx *c, json_t *arr) {
 
 static int apply_file(lctx *c, json_t *root) {
   if (!json_is_object(root)) return gerr(c, "%s: the configuration must be a JSON object", c->name);
-  static const char *const sections[] = {"tools", "queue", "cache", "p2p", "stdio", "auth", "http", NULL};
+  static const char *const sections[] = {"tools", "queue", "cache", "p2p", "stdio", "mcp_tasks", "auth", "http", NULL};
   int rc = read_section(c, "", root, k_top, sections);
   if (rc != 0) return rc;
   const char *key;
@@ -706,6 +740,7 @@ static int apply_file(lctx *c, json_t *root) {
     else if (strcmp(key, "cache") == 0) t = k_cache;
     else if (strcmp(key, "p2p") == 0) t = k_p2p;
     else if (strcmp(key, "stdio") == 0) t = k_stdio;
+    else if (strcmp(key, "mcp_tasks") == 0) t = k_mcp_tasks;
     else continue; /* top-level scalar, read above */
     if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
     if ((rc = read_section(c, key, v, t, NULL)) != 0) return rc;
@@ -748,6 +783,10 @@ static int set_defaults(config *cfg) {
   cfg->p2p.max_streams_per_peer = 64;
   cfg->p2p.rate_limit_per_second = 100;
   cfg->p2p.max_connections = 256;
+  cfg->p2p.enable_perf = false;
+  cfg->p2p.noise_aead = CONFIG_AEAD_OPENSSL;
+  cfg->p2p.cache_replicate_max_peers = 6;
+  cfg->mcp_tasks.runner = CONFIG_AUTO;
   cfg->stdio.enabled = true;
   return 0;
 }
@@ -757,6 +796,53 @@ static int set_str(char **dst, const char *v) {
   if (!n) return -ENOMEM;
   free(*dst);
   *dst = n;
+  return 0;
+}
+
+/* A PEERMCP_* switch: 1/true/yes/y/on or 0/false/no/off (any case); anything else is an error. */
+static int env_bool(lctx *c, const char *name, bool *dst) {
+  const char *v = env_nonempty(name);
+  if (!v) return 0;
+  if (env_truthy(v)) *dst = true;
+  else if (env_falsy_word(v)) *dst = false;
+  else return gerr(c, "%s: expected a boolean (1, true, yes, on or 0, false, no, off), got \"%s\"", name, v);
+  return 0;
+}
+
+/* A switch of the Python services, read as they read it: truthy words are true, anything else
+ * false. Primary name, then the compat twin. */
+static void env_compat_bool(const char *primary, const char *compat, bool *dst) {
+  const char *v = compat ? env_pc(primary, compat) : env_nonempty(primary);
+  if (v) *dst = env_truthy(v);
+}
+
+/* A comma-separated list ("a, b,,c" → ["a", "b", "c"]) replacing *dst. */
+static int env_list(lctx *c, const char *name, const char *v, size_t max, char ***dst, size_t *count) {
+  size_t cap = 1;
+  for (const char *p = v; *p; p++) cap += *p == ',';
+  char **arr = calloc(cap + 1, sizeof *arr);
+  if (!arr) return -ENOMEM;
+  size_t n = 0;
+  for (const char *t = v; t;) {
+    const char *e = strchr(t, ',');
+    size_t len = e ? (size_t)(e - t) : strlen(t);
+    while (len && isspace((unsigned char)*t)) t++, len--;
+    while (len && isspace((unsigned char)t[len - 1])) len--;
+    if (len) {
+      if (n == max) {
+        strv_free(arr, n);
+        return gerr(c, "%s: more than %zu entries", name, max);
+      }
+      if (!(arr[n++] = strndup(t, len))) {
+        strv_free(arr, n - 1);
+        return -ENOMEM;
+      }
+    }
+    t = e ? e + 1 : NULL;
+  }
+  strv_free(*dst, *count);
+  *dst = arr;
+  *count = n;
   return 0;
 }
 
@@ -777,7 +863,7 @@ static int apply_env(lctx *c) {
   if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_CACHE_DIR", "IPFS_DATASETS_PY_TASK_P2P_CACHE_DIR")) &&
       (rc = set_str(&cfg->cache.dir, v)) != 0)
     return rc;
-  if ((v = env_nonempty("IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE"))) {
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE", "IPFS_DATASETS_PY_TASK_P2P_ANNOUNCE_FILE"))) {
     c->announce_set = true;
     if (env_falsy_word(v)) {
       free(cfg->p2p.announce_file);
@@ -801,6 +887,73 @@ static int apply_env(lctx *c) {
   }
   if ((v = env_nonempty("IPFS_ACCELERATE_PY_TASK_P2P_ENABLE_LEGACY_PROTOCOL")))
     cfg->p2p.enable_legacy_protocol = env_truthy(v);
+  if ((v = env_nonempty("IPFS_ACCELERATE_PY_TASK_P2P_SESSION"))) {
+    if (strlen(v) > 4096) return gerr(c, "IPFS_ACCELERATE_PY_TASK_P2P_SESSION: longer than 4096 bytes");
+    if ((rc = set_str(&cfg->p2p.session, v)) != 0) return rc;
+  }
+  env_compat_bool("IPFS_ACCELERATE_PY_TASK_P2P_DETERMINISTIC", "IPFS_DATASETS_PY_TASK_P2P_DETERMINISTIC",
+                  &cfg->p2p.deterministic);
+  env_compat_bool("IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE", "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE",
+                  &cfg->p2p.cache_replicate);
+  const char *tn = "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_TARGETS";
+  if (!(v = env_pc(tn, "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_TARGETS"))) {
+    tn = "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_PEERS";
+    v = env_pc(tn, "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_PEERS");
+  }
+  if (v && (rc = env_list(c, tn, v, 64, &cfg->p2p.cache_replicate_targets, &cfg->p2p.cache_replicate_target_count)) != 0)
+    return rc;
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS",
+                  "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS"))) {
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < 0 || n > CONFIG_MAX_REPLICATE_PEERS)
+      return gerr(c, "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS: expected an integer in 0..%d, got \"%s\"",
+                  CONFIG_MAX_REPLICATE_PEERS, v);
+    cfg->p2p.cache_replicate_max_peers = (uint32_t)n;
+  }
+  if ((rc = env_bool(c, "PEERMCP_TEST_TOOLS", &cfg->tools.test_tools)) != 0) return rc;
+  if ((rc = env_bool(c, "PEERMCP_P2P_ENABLE_PERF", &cfg->p2p.enable_perf)) != 0) return rc;
+  if ((rc = env_bool(c, "PEERMCP_P2P_UNFENCED_COMPLETE", &cfg->p2p.unfenced_complete)) != 0) return rc;
+  if ((v = env_nonempty("PEERMCP_NOISE_AEAD"))) {
+    if (strcmp(v, "openssl") == 0) cfg->p2p.noise_aead = CONFIG_AEAD_OPENSSL;
+    else if (strcmp(v, "libsodium") == 0) cfg->p2p.noise_aead = CONFIG_AEAD_LIBSODIUM;
+    else return gerr(c, "PEERMCP_NOISE_AEAD: unknown AEAD \"%s\" (openssl, libsodium)", v);
+  }
+  if ((v = env_nonempty("PEERMCP_MCP_TASKS_RUNNER"))) {
+    if (strcasecmp(v, "auto") == 0) cfg->mcp_tasks.runner = CONFIG_AUTO;
+    else if (env_truthy(v)) cfg->mcp_tasks.runner = CONFIG_ON;
+    else if (env_falsy_word(v)) cfg->mcp_tasks.runner = CONFIG_OFF;
+    else return gerr(c, "PEERMCP_MCP_TASKS_RUNNER: expected 1, 0 or auto (or true, false, …), got \"%s\"", v);
+  }
+  return 0;
+}
+
+/* What command tools take from peermcp's environment, read once here: PATH (to find their
+ * programs) and the values of their env_allow variables (empty values included). */
+static int capture_env(lctx *c) {
+  config *cfg = c->cfg;
+  const char *path = getenv("PATH");
+  if (path && *path && !(cfg->env_path = strdup(path))) return -ENOMEM;
+  for (size_t i = 0; i < cfg->tools.command_count; i++) {
+    config_command *cmd = &cfg->tools.commands[i];
+    if (!cmd->env_allow_count) continue;
+    if (!(cmd->env_pass = calloc(cmd->env_allow_count + 1, sizeof *cmd->env_pass))) return -ENOMEM;
+    for (size_t j = 0; j < cmd->env_allow_count; j++) {
+      const char *name = cmd->env_allow[j];
+      size_t kl = strlen(name);
+      bool fixed = false;
+      for (size_t k = 0; k < cmd->env_count; k++)
+        if (strncmp(cmd->env[k], name, kl) == 0 && cmd->env[k][kl] == '=') fixed = true;
+      const char *v = getenv(name);
+      if (fixed || !v) continue;
+      size_t len = kl + strlen(v) + 2;
+      char *kv = malloc(len);
+      if (!kv) return -ENOMEM;
+      snprintf(kv, len, "%s=%s", name, v);
+      cmd->env_pass[cmd->env_pass_count++] = kv;
+    }
+  }
   return 0;
 }
 
@@ -893,6 +1046,7 @@ static int load_common(config *cfg, json_t *root, const char *text, size_t len, 
   if (rc == 0) rc = apply_args(&c, args);
   if (rc == 0) rc = derive_paths(&c);
   if (rc == 0) rc = cross_check(&c);
+  if (rc == 0) rc = capture_env(&c);
   free(c.dir);
   if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory while loading the configuration");
   if (rc != 0) {
@@ -1019,6 +1173,7 @@ void config_free(config *cfg) {
   if (!cfg) return;
   free(cfg->config_path);
   free(cfg->state_dir);
+  free(cfg->env_path);
   for (size_t i = 0; i < cfg->tools.command_count; i++) command_free(&cfg->tools.commands[i]);
   free(cfg->tools.commands);
   strv_free(cfg->tools.disabled, cfg->tools.disabled_count);
@@ -1027,6 +1182,8 @@ void config_free(config *cfg) {
   strv_free(cfg->p2p.listen, cfg->p2p.listen_count);
   free(cfg->p2p.announce_file);
   strv_free(cfg->p2p.trusted_peers, cfg->p2p.trusted_peer_count);
+  free(cfg->p2p.session);
+  strv_free(cfg->p2p.cache_replicate_targets, cfg->p2p.cache_replicate_target_count);
   if (cfg->p2p.token) {
     volatile char *t = cfg->p2p.token;
     for (size_t i = 0; t[i]; i++) t[i] = 0;
@@ -1136,6 +1293,11 @@ static json_t *strv_json(char **v, size_t n) {
   return a;
 }
 
+/* As the file spells it: true, false or "auto". */
+static json_t *tristate_json(config_tristate t) {
+  return t == CONFIG_ON ? json_true() : t == CONFIG_OFF ? json_false() : json_string("auto");
+}
+
 json_t *config_to_json(const config *cfg) {
   json_t *cmds = json_array();
   for (size_t i = 0; cmds && i < cfg->tools.command_count; i++) {
@@ -1148,31 +1310,46 @@ json_t *config_to_json(const config *cfg) {
                         (json_int_t)c->timeout_ms, "max_output_bytes", (json_int_t)c->max_output_bytes, "remote",
                         c->remote, "output", outs[c->output]));
   }
-  return json_pack(
-      "{s:s?, s:s, s:s, s:I, s:I, s:I, s:I,"
-      " s:{s:o, s:o},"
-      " s:{s:s, s:I, s:I, s:I, s:I, s:b, s:I},"
-      " s:{s:s, s:I, s:I, s:I, s:I, s:I},"
-      " s:{s:b, s:o, s:s?, s:o, s:s?, s:I, s:b, s:I, s:I, s:I, s:I},"
-      " s:{s:b}}",
-      "config_path", cfg->config_path, "state_dir", cfg->state_dir, "log_level", log_level_name(cfg->log_level),
-      "max_line_bytes", (json_int_t)cfg->max_line_bytes, "tool_timeout_ms", (json_int_t)cfg->tool_timeout_ms,
-      "workers_threads", (json_int_t)cfg->workers_threads, "page_size", (json_int_t)cfg->page_size,
-      "tools", "commands", cmds, "disabled", strv_json(cfg->tools.disabled, cfg->tools.disabled_count),
-      "queue", "path", cfg->queue.path, "max_payload_bytes", (json_int_t)cfg->queue.max_payload_bytes,
-      "lease_seconds", (json_int_t)cfg->queue.lease_seconds, "max_attempts", (json_int_t)cfg->queue.max_attempts,
-      "wait_max_seconds", (json_int_t)cfg->queue.wait_max_seconds, "group_commit", cfg->queue.group_commit,
-      "prune_after_seconds", (json_int_t)cfg->queue.prune_after_seconds,
-      "cache", "dir", cfg->cache.dir, "max_bytes", (json_int_t)cfg->cache.max_bytes, "max_entries",
-      (json_int_t)cfg->cache.max_entries, "max_value_bytes", (json_int_t)cfg->cache.max_value_bytes,
-      "default_ttl_seconds", (json_int_t)cfg->cache.default_ttl_seconds, "sweep_interval_seconds",
-      (json_int_t)cfg->cache.sweep_interval_seconds,
-      "p2p", "enabled", cfg->p2p.enabled, "listen", strv_json(cfg->p2p.listen, cfg->p2p.listen_count),
-      "announce_file", cfg->p2p.announce_file, "trusted_peers",
+  json_t *tools = json_pack("{s:o, s:o, s:b}", "commands", cmds, "disabled",
+                            strv_json(cfg->tools.disabled, cfg->tools.disabled_count), "test_tools",
+                            cfg->tools.test_tools);
+  json_t *queue = json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:I}", "path", cfg->queue.path, "max_payload_bytes",
+                            (json_int_t)cfg->queue.max_payload_bytes, "lease_seconds",
+                            (json_int_t)cfg->queue.lease_seconds, "max_attempts", (json_int_t)cfg->queue.max_attempts,
+                            "wait_max_seconds", (json_int_t)cfg->queue.wait_max_seconds, "group_commit",
+                            cfg->queue.group_commit, "prune_after_seconds", (json_int_t)cfg->queue.prune_after_seconds);
+  json_t *cache = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "dir", cfg->cache.dir, "max_bytes",
+                            (json_int_t)cfg->cache.max_bytes, "max_entries", (json_int_t)cfg->cache.max_entries,
+                            "max_value_bytes", (json_int_t)cfg->cache.max_value_bytes, "default_ttl_seconds",
+                            (json_int_t)cfg->cache.default_ttl_seconds, "sweep_interval_seconds",
+                            (json_int_t)cfg->cache.sweep_interval_seconds);
+  json_t *p2p = json_pack(
+      "{s:b, s:o, s:s?, s:o, s:s?, s:I, s:b, s:I, s:I, s:I, s:I}", "enabled", cfg->p2p.enabled, "listen",
+      strv_json(cfg->p2p.listen, cfg->p2p.listen_count), "announce_file", cfg->p2p.announce_file, "trusted_peers",
       strv_json(cfg->p2p.trusted_peers, cfg->p2p.trusted_peer_count), "token", cfg->p2p.token ? "***" : NULL,
       "workers", (json_int_t)cfg->p2p.workers, "enable_legacy_protocol", cfg->p2p.enable_legacy_protocol,
       "max_frame_bytes", (json_int_t)cfg->p2p.max_frame_bytes, "max_streams_per_peer",
       (json_int_t)cfg->p2p.max_streams_per_peer, "rate_limit_per_second", (json_int_t)cfg->p2p.rate_limit_per_second,
-      "max_connections", (json_int_t)cfg->p2p.max_connections,
-      "stdio", "enabled", cfg->stdio.enabled);
+      "max_connections", (json_int_t)cfg->p2p.max_connections);
+  if (p2p) {
+    json_t *more = json_pack(
+        "{s:b, s:s, s:b, s:s?, s:b, s:b, s:o, s:I}", "enable_perf", cfg->p2p.enable_perf, "noise_aead",
+        cfg->p2p.noise_aead == CONFIG_AEAD_LIBSODIUM ? "libsodium" : "openssl", "unfenced_complete",
+        cfg->p2p.unfenced_complete, "session", cfg->p2p.session, "deterministic", cfg->p2p.deterministic,
+        "cache_replicate", cfg->p2p.cache_replicate, "cache_replicate_targets",
+        strv_json(cfg->p2p.cache_replicate_targets, cfg->p2p.cache_replicate_target_count),
+        "cache_replicate_max_peers", (json_int_t)cfg->p2p.cache_replicate_max_peers);
+    if (!more || json_object_update(p2p, more) != 0) {
+      json_decref(p2p);
+      p2p = NULL;
+    }
+    json_decref(more);
+  }
+  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b}}", "config_path",
+                   cfg->config_path, "state_dir", cfg->state_dir, "log_level", log_level_name(cfg->log_level),
+                   "max_line_bytes", (json_int_t)cfg->max_line_bytes, "tool_timeout_ms",
+                   (json_int_t)cfg->tool_timeout_ms, "workers_threads", (json_int_t)cfg->workers_threads,
+                   "page_size", (json_int_t)cfg->page_size, "tools", tools, "queue", queue, "cache", cache, "p2p",
+                   p2p, "mcp_tasks", "runner", tristate_json(cfg->mcp_tasks.runner), "stdio", "enabled",
+                   cfg->stdio.enabled);
 }

@@ -16,6 +16,10 @@
  *     …
  *     config_free(&cfg); config_args_free(&args);
  *
+ * This module is the only one that reads the process environment: every switch (including the
+ * Python services' IPFS_ACCELERATE_PY_* / IPFS_DATASETS_PY_* variables) becomes a field here,
+ * and what command tools pass through (env_allow, PATH) is captured at load.
+ *
  * Threads: load on the main thread at start-up; afterwards the struct is read-only and may be
  * read from any thread. docs/config.md lists every key, variable and flag. */
 #ifndef PEERMCP_CONFIG_CONFIG_H
@@ -34,6 +38,15 @@
 
 typedef enum { CONFIG_OUTPUT_AUTO = 0, CONFIG_OUTPUT_JSON, CONFIG_OUTPUT_TEXT } config_output;
 
+/* Noise transport cipher implementation (same algorithm and wire format either way). */
+typedef enum { CONFIG_AEAD_OPENSSL = 0, CONFIG_AEAD_LIBSODIUM } config_aead;
+
+/* A switch whose default depends on other keys. */
+typedef enum { CONFIG_AUTO = 0, CONFIG_ON, CONFIG_OFF } config_tristate;
+
+/* Ceiling on p2p.cache_replicate_max_peers (targets written to per cache write). */
+#define CONFIG_MAX_REPLICATE_PEERS 8
+
 /* One entry of tools.commands[]: a tool that runs a program (see src/tools/command.h). */
 typedef struct config_command {
   char *name;            /* tool name, [A-Za-z0-9_.-]{1,128} */
@@ -46,6 +59,9 @@ typedef struct config_command {
   char *cwd;             /* NULL = inherit; relative paths were resolved against the file's dir */
   char **env_allow;      /* variable names passed through from peermcp's environment */
   size_t env_allow_count;
+  char **env_pass;       /* "NAME=value" for each env_allow name set in peermcp's environment
+                            when the configuration was loaded (and not fixed by env) */
+  size_t env_pass_count;
   char **env;            /* fixed "NAME=value" strings from the "env" object */
   size_t env_count;
   uint32_t timeout_ms;   /* 0 = the server's tool_timeout_ms */
@@ -53,6 +69,7 @@ typedef struct config_command {
   bool remote;           /* trusted peers may call it */
   config_output output;  /* how stdout becomes the result; default auto */
   int src_line;          /* line of the entry in the config file (0 if unknown), for messages */
+  int schema_line, schema_col; /* where its "input_schema" key is (0 if unknown or absent) */
 } config_command;
 
 typedef struct config {
@@ -65,12 +82,15 @@ typedef struct config {
   uint32_t tool_timeout_ms;  /* 30000: default per-call deadline */
   unsigned workers_threads;  /* 8: tool worker pool size */
   unsigned page_size;        /* 50: tools/list page size */
+  char *env_path;            /* PATH of peermcp's environment at load, NULL if unset: command
+                                tools' programs without a '/' are searched there */
 
   struct {
     config_command *commands;
     size_t command_count;
     char **disabled; /* tool names not to register */
     size_t disabled_count;
+    bool test_tools; /* false; PEERMCP_TEST_TOOLS: register the test-only tools */
   } tools;
 
   struct {
@@ -106,7 +126,21 @@ typedef struct config {
     uint32_t max_streams_per_peer;  /* 64 */
     uint32_t rate_limit_per_second; /* 100 */
     uint32_t max_connections;   /* 256 */
+    bool enable_perf;           /* false; PEERMCP_P2P_ENABLE_PERF: serve /perf/1.0.0 */
+    config_aead noise_aead;     /* openssl; PEERMCP_NOISE_AEAD */
+    bool unfenced_complete;     /* false; PEERMCP_P2P_UNFENCED_COMPLETE: accept `complete`
+                                   without worker_id (Python mesh workers; gives up fencing) */
+    char *session;              /* NULL; IPFS_ACCELERATE_PY_TASK_P2P_SESSION: status "session" */
+    bool deterministic;         /* false; …_TASK_P2P_DETERMINISTIC: §3.2 claim scheduling */
+    bool cache_replicate;       /* false; …_TASK_P2P_CACHE_REPLICATE: forward cache writes */
+    char **cache_replicate_targets; /* multiaddrs / PeerIds; …_CACHE_REPLICATE_TARGETS|PEERS */
+    size_t cache_replicate_target_count;
+    uint32_t cache_replicate_max_peers; /* 6 (0..CONFIG_MAX_REPLICATE_PEERS) */
   } p2p;
+
+  struct {
+    config_tristate runner; /* auto (on when p2p.workers = 0); PEERMCP_MCP_TASKS_RUNNER */
+  } mcp_tasks;
 
   struct {
     bool enabled; /* true; --no-stdio */
@@ -161,7 +195,8 @@ char *config_default_state_dir(void);
 /* True when `name` is listed in tools.disabled. */
 bool config_tool_disabled(const config *cfg, const char *name);
 
-/* The effective configuration as a JSON object (token redacted), for `server_info`/debugging. */
+/* The effective configuration as a JSON object (token redacted; the values captured from the
+ * environment for command tools and PATH are left out), for `server_info`/debugging. */
 json_t *config_to_json(const config *cfg);
 
 #endif

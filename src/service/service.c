@@ -320,39 +320,17 @@ static json_t *status_hook(void *ud, bool detail) {
 
 /* ---------- cache replication (§3.5, opt-in) ---------- */
 
-static const char *env_pc(const char *suffix) {
-  char name[128];
-  snprintf(name, sizeof name, "IPFS_ACCELERATE_PY_%s", suffix);
-  const char *v = getenv(name);
-  if (v && *v) return v;
-  snprintf(name, sizeof name, "IPFS_DATASETS_PY_%s", suffix);
-  v = getenv(name);
-  return v && *v ? v : NULL;
-}
-
-static bool truthy(const char *v) {
-  return v && (!strcasecmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"));
-}
-
-/* IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE=1 plus explicit targets
- * (…_CACHE_REPLICATE_TARGETS or …_CACHE_REPLICATE_PEERS: comma-separated multiaddrs / PeerIds).
+/* p2p.cache_replicate (IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE=1) plus explicit targets
+ * (p2p.cache_replicate_targets: multiaddrs / PeerIds), at most p2p.cache_replicate_max_peers.
  * The Python LAN heuristic (every peerstore peer with a private address) is not copied: writes
  * go only where the operator said. */
 static void repl_configure(svc_service *s) {
-  if (!truthy(env_pc("TASK_P2P_CACHE_REPLICATE"))) return;
-  const char *t = env_pc("TASK_P2P_CACHE_REPLICATE_TARGETS");
-  if (!t) t = env_pc("TASK_P2P_CACHE_REPLICATE_PEERS");
-  const char *mx = env_pc("TASK_P2P_CACHE_REPLICATE_MAX_PEERS");
-  size_t max = mx ? (size_t)atoi(mx) : 6;
+  const config *cfg = s->cfg;
+  if (!cfg || !cfg->p2p.cache_replicate) return;
+  size_t max = cfg->p2p.cache_replicate_max_peers;
   if (max > sizeof s->repl / sizeof s->repl[0]) max = sizeof s->repl / sizeof s->repl[0];
-  while (t && *t && s->n_repl < max) {
-    const char *e = strchr(t, ',');
-    size_t n = e ? (size_t)(e - t) : strlen(t);
-    while (n && (*t == ' ')) t++, n--;
-    while (n && t[n - 1] == ' ') n--;
-    if (n) s->repl[s->n_repl++] = strndup(t, n);
-    t = e ? e + 1 : NULL;
-  }
+  for (size_t i = 0; i < cfg->p2p.cache_replicate_target_count && s->n_repl < max; i++)
+    if ((s->repl[s->n_repl] = strdup(cfg->p2p.cache_replicate_targets[i]))) s->n_repl++;
   if (s->n_repl)
     log_write(LOG_INFO, "p2p cache replication on", "{s:I}", "targets", (json_int_t)s->n_repl);
 }
@@ -596,11 +574,11 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
   tc.cache = c;
   tc.policy = s->policy;
   tc.peer_id = "";
-  tc.session = getenv("IPFS_ACCELERATE_PY_TASK_P2P_SESSION");
+  tc.session = cfg ? cfg->p2p.session : NULL;
   if (cfg && cfg->queue.wait_max_seconds) tc.wait_max_s = cfg->queue.wait_max_seconds;
-  tc.deterministic = truthy(env_pc("TASK_P2P_DETERMINISTIC"));
+  tc.deterministic = cfg && cfg->p2p.deterministic;
   /* Python mesh workers complete without worker_id; accepting that gives up fencing. */
-  tc.compat_unfenced_complete = truthy(getenv("PEERMCP_P2P_UNFENCED_COMPLETE"));
+  tc.compat_unfenced_complete = cfg && cfg->p2p.unfenced_complete;
   tc.status_hook = status_hook;
   tc.status_ud = s;
   repl_configure(s);

@@ -31,8 +31,6 @@
 #define TICK_MS 25
 #define STRAGGLER_GRACE_MS 200
 
-extern char **environ;
-
 typedef struct cmd_tool {
   char *name;
   char *path;    /* resolved executable */
@@ -70,7 +68,7 @@ static int check_exec(const char *path) {
   return 0;
 }
 
-int tools_command_resolve(const char *program, char **path_out) {
+int tools_command_resolve(const char *program, const char *search_path, char **path_out) {
   *path_out = NULL;
   if (!program || !*program) return -ENOENT;
   if (strchr(program, '/')) {
@@ -78,8 +76,7 @@ int tools_command_resolve(const char *program, char **path_out) {
     if (rc != 0) return rc;
     return (*path_out = strdup(program)) ? 0 : -ENOMEM;
   }
-  const char *path = getenv("PATH");
-  if (!path || !*path) path = DEFAULT_PATH;
+  const char *path = search_path && *search_path ? search_path : DEFAULT_PATH;
   int best = -ENOENT;
   const char *p = path;
   while (*p) {
@@ -109,24 +106,16 @@ static char **strv_dup(char *const *v, size_t n) {
   return r;
 }
 
-/* The child's environment: allowed variables from ours (as of start-up), then the fixed ones
- * (which win), then PATH=DEFAULT_PATH if neither gave a PATH. */
+/* The child's environment: the allowed variables of ours (captured by config_load at start-up,
+ * minus those fixed by env), then the fixed ones, then PATH=DEFAULT_PATH if neither gave a PATH. */
 static char **build_envp(const config_command *c) {
-  size_t cap = c->env_allow_count + c->env_count + 2, n = 0;
+  size_t cap = c->env_pass_count + c->env_count + 2, n = 0;
   char **envp = calloc(cap, sizeof *envp);
   if (!envp) return NULL;
   bool has_path = false;
-  for (size_t i = 0; i < c->env_allow_count; i++) {
-    bool fixed = false;
-    size_t kl = strlen(c->env_allow[i]);
-    for (size_t j = 0; j < c->env_count; j++)
-      if (strncmp(c->env[j], c->env_allow[i], kl) == 0 && c->env[j][kl] == '=') fixed = true;
-    const char *v = getenv(c->env_allow[i]);
-    if (fixed || !v) continue;
-    size_t len = kl + strlen(v) + 2;
-    if (!(envp[n] = malloc(len))) goto oom;
-    snprintf(envp[n++], len, "%s=%s", c->env_allow[i], v);
-    if (strcmp(c->env_allow[i], "PATH") == 0) has_path = true;
+  for (size_t i = 0; i < c->env_pass_count; i++) {
+    if (!(envp[n++] = strdup(c->env_pass[i]))) goto oom;
+    if (strncmp(c->env_pass[i], "PATH=", 5) == 0) has_path = true;
   }
   for (size_t j = 0; j < c->env_count; j++) {
     if (!(envp[n++] = strdup(c->env[j]))) goto oom;
@@ -159,13 +148,33 @@ __attribute__((format(printf, 6, 7))) static int reg_err(const config *cfg, cons
   return 0;
 }
 
+/* A bad input_schema, reported as config_load reports a key: "file:line:col: path: why". */
+static int schema_err(const config *cfg, const config_command *c, size_t idx, const char *why, char *err,
+                      size_t errlen) {
+  if (!err || !errlen) return -EINVAL;
+  if (cfg->config_path && c->schema_line > 0)
+    snprintf(err, errlen, "%s:%d:%d: tools.commands[%zu].input_schema: %s", cfg->config_path, c->schema_line,
+             c->schema_col, idx, why);
+  else if (cfg->config_path)
+    snprintf(err, errlen, "%s: tools.commands[%zu].input_schema: %s", cfg->config_path, idx, why);
+  else
+    snprintf(err, errlen, "tools.commands[%zu].input_schema: %s", idx, why);
+  return -EINVAL;
+}
+
 int tools_command_register(mcp_registry *reg, const config *cfg, char *err, size_t errlen) {
   if (err && errlen) err[0] = 0;
+  /* Every declaration's schema first, disabled ones too: a typo is refused wherever it is. */
+  for (size_t i = 0; i < cfg->tools.command_count; i++) {
+    const config_command *c = &cfg->tools.commands[i];
+    char why[256];
+    if (mcp_schema_check(c->input_schema, why, sizeof why) != 0) return schema_err(cfg, c, i, why, err, errlen);
+  }
   for (size_t i = 0; i < cfg->tools.command_count; i++) {
     const config_command *c = &cfg->tools.commands[i];
     if (config_tool_disabled(cfg, c->name)) continue;
     char *path = NULL;
-    int rc = tools_command_resolve(c->argv[0], &path);
+    int rc = tools_command_resolve(c->argv[0], cfg->env_path, &path);
     if (rc == -ENOMEM) return rc;
     if (rc != 0) {
       if (strchr(c->argv[0], '/'))
@@ -174,7 +183,7 @@ int tools_command_register(mcp_registry *reg, const config *cfg, char *err, size
       else
         reg_err(cfg, c, i, err, errlen, "program \"%s\" %s in PATH (%s)", c->argv[0],
                 rc == -EACCES ? "is not executable" : "was not found",
-                getenv("PATH") ? getenv("PATH") : DEFAULT_PATH);
+                cfg->env_path ? cfg->env_path : DEFAULT_PATH);
       return rc;
     }
     if (c->cwd) {
@@ -184,12 +193,6 @@ int tools_command_register(mcp_registry *reg, const config *cfg, char *err, size
         reg_err(cfg, c, i, err, errlen, "cwd \"%s\" is not an accessible directory", c->cwd);
         return -ENOENT;
       }
-    }
-    char why[256];
-    if (mcp_schema_check(c->input_schema, why, sizeof why) != 0) {
-      free(path);
-      reg_err(cfg, c, i, err, errlen, "input_schema: %s", why);
-      return -EINVAL;
     }
     cmd_tool *t = calloc(1, sizeof *t);
     char *schema = json_dumps(c->input_schema, JSON_COMPACT);

@@ -89,11 +89,10 @@ static const mcp_tool_def k_test[] = {
      .fn = test_echo_fn},
 };
 
-int tools_system_register(mcp_registry *reg) {
+int tools_system_register(mcp_registry *reg, bool test_tools) {
   int rc = mcp_registry_describe_category(reg, "system", "The server itself: version, uptime, protocol revisions.");
   for (size_t i = 0; rc == 0 && i < sizeof k_system / sizeof k_system[0]; i++) rc = mcp_registry_add(reg, &k_system[i]);
-  const char *t = getenv("PEERMCP_TEST_TOOLS");
-  if (rc == 0 && t && strcmp(t, "1") == 0) {
+  if (rc == 0 && test_tools) {
     rc = mcp_registry_describe_category(reg, "test", "Test-only tools (PEERMCP_TEST_TOOLS=1).");
     for (size_t i = 0; rc == 0 && i < sizeof k_test / sizeof k_test[0]; i++) rc = mcp_registry_add(reg, &k_test[i]);
   }

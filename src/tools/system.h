@@ -1,12 +1,14 @@
 /* system.h — the built-in "system" category: server_info (version, uptime, protocol eras, tool
- * counts). With PEERMCP_TEST_TOOLS=1 in the environment it also registers category "test"
- * tools used by the interop suites: test_slow (sleeps, reports progress, honours cancellation)
- * and test_echo. Call once on the main thread before serving. */
+ * counts). With test_tools (config tools.test_tools, PEERMCP_TEST_TOOLS=1) it also registers
+ * category "test" tools used by the interop suites: test_slow (sleeps, reports progress,
+ * honours cancellation) and test_echo. Call once on the main thread before serving. */
 #ifndef PEERMCP_TOOLS_SYSTEM_H
 #define PEERMCP_TOOLS_SYSTEM_H
 
+#include <stdbool.h>
+
 #include "mcp/registry.h"
 
-int tools_system_register(mcp_registry *reg) __attribute__((warn_unused_result));
+int tools_system_register(mcp_registry *reg, bool test_tools) __attribute__((warn_unused_result));
 
 #endif

@@ -6,11 +6,6 @@
 
 #include "util/clock.h"
 
-bool tools_testing_enabled(void) {
-  const char *v = getenv("PEERMCP_TEST_TOOLS");
-  return v && strcmp(v, "1") == 0;
-}
-
 static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   (void)call;
   (void)ud;
@@ -61,7 +56,6 @@ static const mcp_tool_def k_testing[] = {
 };
 
 int tools_testing_register(mcp_registry *reg) {
-  if (!tools_testing_enabled()) return 0;
   int rc = mcp_registry_describe_category(reg, "testing", "Tools for tests and benchmarks (PEERMCP_TEST_TOOLS=1)");
   for (size_t i = 0; rc == 0 && i < sizeof k_testing / sizeof k_testing[0]; i++) rc = mcp_registry_add(reg, &k_testing[i]);
   return rc;

@@ -1,5 +1,5 @@
 /* testing.h — tools for tests and benchmarks, category "testing", registered only when the
- * environment has PEERMCP_TEST_TOOLS=1 (never in a normal server):
+ * configuration says tools.test_tools (PEERMCP_TEST_TOOLS=1; never in a normal server):
  *
  *   echo  {…any…}               → the arguments object itself. INLINE: no worker hop, so it
  *                                  measures the server's own overhead (bench/mcp).
@@ -11,14 +11,9 @@
 #ifndef PEERMCP_TOOLS_TESTING_H
 #define PEERMCP_TOOLS_TESTING_H
 
-#include <stdbool.h>
-
 #include "mcp/registry.h"
 
-/* True when PEERMCP_TEST_TOOLS is "1". */
-bool tools_testing_enabled(void);
-
-/* Registers the testing tools if tools_testing_enabled(); 0 otherwise too. */
+/* Registers the testing tools (the caller decides whether: config tools.test_tools). */
 int tools_testing_register(mcp_registry *reg) __attribute__((warn_unused_result));
 
 #endif

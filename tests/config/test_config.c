@@ -21,7 +21,15 @@ static const char *const k_vars[] = {
     "IPFS_ACCELERATE_PY_TASK_QUEUE_PATH", "IPFS_DATASETS_PY_TASK_QUEUE_PATH",
     "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_DIR", "IPFS_DATASETS_PY_TASK_P2P_CACHE_DIR",
     "IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE", "IPFS_ACCELERATE_PY_TASK_P2P_TOKEN",
-    "IPFS_DATASETS_PY_TASK_P2P_TOKEN", "IPFS_ACCELERATE_PY_TASK_P2P_ENABLE_LEGACY_PROTOCOL"};
+    "IPFS_DATASETS_PY_TASK_P2P_TOKEN", "IPFS_ACCELERATE_PY_TASK_P2P_ENABLE_LEGACY_PROTOCOL",
+    "IPFS_DATASETS_PY_TASK_P2P_ANNOUNCE_FILE", "IPFS_ACCELERATE_PY_TASK_P2P_SESSION",
+    "IPFS_ACCELERATE_PY_TASK_P2P_DETERMINISTIC", "IPFS_DATASETS_PY_TASK_P2P_DETERMINISTIC",
+    "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE", "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE",
+    "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_TARGETS", "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_TARGETS",
+    "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_PEERS", "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_PEERS",
+    "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS", "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS",
+    "PEERMCP_TEST_TOOLS", "PEERMCP_P2P_ENABLE_PERF", "PEERMCP_P2P_UNFENCED_COMPLETE", "PEERMCP_NOISE_AEAD",
+    "PEERMCP_MCP_TASKS_RUNNER"};
 
 static char g_home[256];
 
@@ -216,6 +224,183 @@ static void test_config_p2p_token_env_first_not_blank_trimmed(void **state) {
   config_free(&cfg);
   assert_int_equal(load(&cfg, "{\"p2p\": {\"token\": \"filetoken\"}}", NULL, err, sizeof err), 0);
   assert_string_equal(cfg.p2p.token, "filetoken");
+  config_free(&cfg);
+}
+
+/* The switches that used to be read with getenv all over src/: each is a file key and a
+ * variable (env over file), validated, and shown by config_to_json. */
+static void test_config_switches_file_env_and_json(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_false(cfg.tools.test_tools);
+  assert_false(cfg.p2p.enable_perf);
+  assert_int_equal(cfg.p2p.noise_aead, CONFIG_AEAD_OPENSSL);
+  assert_false(cfg.p2p.unfenced_complete);
+  assert_null(cfg.p2p.session);
+  assert_false(cfg.p2p.deterministic);
+  assert_false(cfg.p2p.cache_replicate);
+  assert_int_equal(cfg.p2p.cache_replicate_target_count, 0);
+  assert_int_equal(cfg.p2p.cache_replicate_max_peers, 6);
+  assert_int_equal(cfg.mcp_tasks.runner, CONFIG_AUTO);
+  config_free(&cfg);
+
+  const char *text = "{\"tools\": {\"test_tools\": true}, \"mcp_tasks\": {\"runner\": false},"
+                     " \"p2p\": {\"enable_perf\": true, \"noise_aead\": \"libsodium\", \"unfenced_complete\": true,"
+                     " \"session\": \"s1\", \"deterministic\": true, \"cache_replicate\": true,"
+                     " \"cache_replicate_targets\": [\"/ip4/127.0.0.1/tcp/1/p2p/X\"], \"cache_replicate_max_peers\": 2}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_true(cfg.tools.test_tools);
+  assert_true(cfg.p2p.enable_perf);
+  assert_int_equal(cfg.p2p.noise_aead, CONFIG_AEAD_LIBSODIUM);
+  assert_true(cfg.p2p.unfenced_complete);
+  assert_string_equal(cfg.p2p.session, "s1");
+  assert_true(cfg.p2p.deterministic);
+  assert_true(cfg.p2p.cache_replicate);
+  assert_int_equal(cfg.p2p.cache_replicate_target_count, 1);
+  assert_int_equal(cfg.p2p.cache_replicate_max_peers, 2);
+  assert_int_equal(cfg.mcp_tasks.runner, CONFIG_OFF);
+  json_t *j = config_to_json(&cfg);
+  assert_non_null(j);
+  json_t *p2p = json_object_get(j, "p2p");
+  assert_true(json_is_true(json_object_get(json_object_get(j, "tools"), "test_tools")));
+  assert_true(json_is_false(json_object_get(json_object_get(j, "mcp_tasks"), "runner")));
+  assert_true(json_is_true(json_object_get(p2p, "enable_perf")));
+  assert_string_equal(json_string_value(json_object_get(p2p, "noise_aead")), "libsodium");
+  assert_true(json_is_true(json_object_get(p2p, "unfenced_complete")));
+  assert_string_equal(json_string_value(json_object_get(p2p, "session")), "s1");
+  assert_true(json_is_true(json_object_get(p2p, "deterministic")));
+  assert_true(json_is_true(json_object_get(p2p, "cache_replicate")));
+  assert_int_equal(json_array_size(json_object_get(p2p, "cache_replicate_targets")), 1);
+  assert_int_equal(json_integer_value(json_object_get(p2p, "cache_replicate_max_peers")), 2);
+  json_decref(j);
+  config_free(&cfg);
+
+  /* the environment wins over the file */
+  setenv("PEERMCP_TEST_TOOLS", "0", 1);
+  setenv("PEERMCP_P2P_ENABLE_PERF", "off", 1);
+  setenv("PEERMCP_NOISE_AEAD", "openssl", 1);
+  setenv("PEERMCP_P2P_UNFENCED_COMPLETE", "FALSE", 1);
+  setenv("PEERMCP_MCP_TASKS_RUNNER", "1", 1);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_SESSION", "envsession", 1);
+  setenv("IPFS_DATASETS_PY_TASK_P2P_DETERMINISTIC", "0", 1);         /* the compat twin */
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE", "no", 1);
+  setenv("IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_PEERS", " a, b ,,c", 1); /* PEERS when no TARGETS */
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS", "8", 1);
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_false(cfg.tools.test_tools);
+  assert_false(cfg.p2p.enable_perf);
+  assert_int_equal(cfg.p2p.noise_aead, CONFIG_AEAD_OPENSSL);
+  assert_false(cfg.p2p.unfenced_complete);
+  assert_int_equal(cfg.mcp_tasks.runner, CONFIG_ON);
+  assert_string_equal(cfg.p2p.session, "envsession");
+  assert_false(cfg.p2p.deterministic);
+  assert_false(cfg.p2p.cache_replicate);
+  assert_int_equal(cfg.p2p.cache_replicate_target_count, 3);
+  assert_string_equal(cfg.p2p.cache_replicate_targets[0], "a");
+  assert_string_equal(cfg.p2p.cache_replicate_targets[1], "b");
+  assert_string_equal(cfg.p2p.cache_replicate_targets[2], "c");
+  assert_int_equal(cfg.p2p.cache_replicate_max_peers, 8);
+  config_free(&cfg);
+  /* TARGETS before PEERS; the primary name before its twin */
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_TARGETS", "t1", 1);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_DETERMINISTIC", "yes", 1);
+  setenv("PEERMCP_MCP_TASKS_RUNNER", "auto", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.p2p.cache_replicate_target_count, 1);
+  assert_string_equal(cfg.p2p.cache_replicate_targets[0], "t1");
+  assert_true(cfg.p2p.deterministic);
+  assert_int_equal(cfg.mcp_tasks.runner, CONFIG_AUTO);
+  config_free(&cfg);
+}
+
+static void test_config_switches_refuse_bad_values(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  struct {
+    const char *text, *want;
+  } files[] = {
+      {"{\"p2p\": {\"noise_aead\": \"aesgcm\"}}", "p2p.noise_aead: unknown AEAD \"aesgcm\" (openssl, libsodium)"},
+      {"{\"p2p\": {\"noise_aead\": 1}}", "p2p.noise_aead: expected \"openssl\" or \"libsodium\""},
+      {"{\"p2p\": {\"enable_perf\": \"yes\"}}", "p2p.enable_perf: expected true or false"},
+      {"{\"p2p\": {\"cache_replicate_max_peers\": 9}}", "p2p.cache_replicate_max_peers: 9 is out of range 0..8"},
+      {"{\"p2p\": {\"cache_replicate_targets\": \"a,b\"}}", "p2p.cache_replicate_targets: expected an array"},
+      {"{\"p2p\": {\"session\": 5}}", "p2p.session: expected a string"},
+      {"{\"mcp_tasks\": {\"runner\": \"sometimes\"}}", "mcp_tasks.runner: expected true, false or \"auto\""},
+      {"{\"mcp_tasks\": {\"runners\": true}}", "mcp_tasks.runners: unknown key"},
+      {"{\"tools\": {\"test_tools\": 1}}", "tools.test_tools: expected true or false"},
+  };
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    int rc = load(&cfg, files[i].text, NULL, err, sizeof err);
+    if (rc != -EINVAL || !strstr(err, files[i].want)) fail_msg("file case %zu: rc=%d err=%s", i, rc, err);
+  }
+  struct {
+    const char *var, *value, *want;
+  } envs[] = {
+      {"PEERMCP_TEST_TOOLS", "maybe", "PEERMCP_TEST_TOOLS: expected a boolean"},
+      {"PEERMCP_P2P_ENABLE_PERF", "2", "PEERMCP_P2P_ENABLE_PERF: expected a boolean"},
+      {"PEERMCP_P2P_UNFENCED_COMPLETE", "sure", "PEERMCP_P2P_UNFENCED_COMPLETE: expected a boolean"},
+      {"PEERMCP_NOISE_AEAD", "LIBSODIUM", "PEERMCP_NOISE_AEAD: unknown AEAD \"LIBSODIUM\""},
+      {"PEERMCP_MCP_TASKS_RUNNER", "2", "PEERMCP_MCP_TASKS_RUNNER: expected 1, 0 or auto"},
+      {"IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS", "9", "CACHE_REPLICATE_MAX_PEERS: expected an integer in 0..8"},
+      {"IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS", "six", "CACHE_REPLICATE_MAX_PEERS: expected an integer"},
+  };
+  for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
+    setenv(envs[i].var, envs[i].value, 1);
+    int rc = load(&cfg, "{}", NULL, err, sizeof err);
+    unsetenv(envs[i].var);
+    if (rc != -EINVAL || !strstr(err, envs[i].want)) fail_msg("env case %zu: rc=%d err=%s", i, rc, err);
+  }
+  /* an empty variable is unset */
+  setenv("PEERMCP_NOISE_AEAD", "", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  config_free(&cfg);
+}
+
+/* What command tools take from the environment is captured at load: PATH and the values of
+ * their env_allow variables (not those fixed by "env"), never shown by config_to_json. */
+static void test_config_captures_command_environment(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  setenv("CFGTEST_A", "alpha", 1);
+  setenv("CFGTEST_B", "beta", 1);
+  setenv("CFGTEST_EMPTY", "", 1);
+  unsetenv("CFGTEST_UNSET");
+  const char *text = "{\"tools\": {\"commands\": [{\"name\": \"t\", \"argv\": [\"/bin/true\"],"
+                     " \"env_allow\": [\"CFGTEST_A\", \"CFGTEST_B\", \"CFGTEST_EMPTY\", \"CFGTEST_UNSET\"],"
+                     " \"env\": {\"CFGTEST_B\": \"fixed\"}}]}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  setenv("CFGTEST_A", "changed", 1); /* after load: not seen */
+  const config_command *c = &cfg.tools.commands[0];
+  assert_int_equal(c->env_pass_count, 2);
+  assert_string_equal(c->env_pass[0], "CFGTEST_A=alpha");
+  assert_string_equal(c->env_pass[1], "CFGTEST_EMPTY=");
+  if (getenv("PATH") && *getenv("PATH")) assert_string_equal(cfg.env_path, getenv("PATH"));
+  json_t *j = config_to_json(&cfg);
+  char *dump = json_dumps(j, 0);
+  assert_null(strstr(dump, "alpha"));
+  free(dump);
+  json_decref(j);
+  config_free(&cfg);
+  unsetenv("CFGTEST_A");
+  unsetenv("CFGTEST_B");
+  unsetenv("CFGTEST_EMPTY");
+}
+
+static void test_config_announce_file_compat_twin(void **state) {
+  (void)state;
+  config cfg;
+  char err[256];
+  setenv("IPFS_DATASETS_PY_TASK_P2P_ANNOUNCE_FILE", "/run/compat.json", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.p2p.announce_file, "/run/compat.json");
+  config_free(&cfg);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_ANNOUNCE_FILE", "/run/primary.json", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.p2p.announce_file, "/run/primary.json");
   config_free(&cfg);
 }
 
@@ -436,9 +621,6 @@ static void test_config_command_tool_declaration_errors(void **state) {
        "tools.commands[0].env_allow[0]"},
       {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/bin/true\"], \"input_schema\": {\"type\": \"string\"}}]}}",
        "must have \"type\": \"object\""},
-      {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/bin/true\"], \"input_schema\": "
-       "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integr\"}}}}]}}",
-       "unknown type \"integr\""},
       {"{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/bin/true\"]}, {\"name\": \"x\", \"argv\": [\"/bin/false\"]}]}}",
        "tools.commands[1].name: duplicate command tool name"},
   };
@@ -651,6 +833,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_config_queue_path_env_primary_then_compat, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_p2p_env_token_legacy_announce, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_p2p_token_env_first_not_blank_trimmed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_switches_file_env_and_json, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_switches_refuse_bad_values, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_captures_command_environment, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_announce_file_compat_twin, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_p2p_listen_flag_replaces_list, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_args_parse_consumes_common_flags_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_args_parse_rejects_missing_value_and_bad_level, setup, teardown),

@@ -401,16 +401,61 @@ static void test_command_registration_rejects_non_executable_and_bad_cwd(void **
 static void test_command_resolve_searches_path(void **state) {
   (void)state;
   char *p = NULL;
-  assert_int_equal(tools_command_resolve("sh", &p), 0);
+  assert_int_equal(tools_command_resolve("sh", NULL, &p), 0); /* the default search path */
   assert_non_null(strstr(p, "/sh"));
   assert_int_equal(access(p, X_OK), 0);
   free(p);
-  assert_int_equal(tools_command_resolve("", &p), -ENOENT);
+  assert_int_equal(tools_command_resolve("sh", "/nonexistent-dir:/bin", &p), 0); /* the path given */
+  assert_string_equal(p, "/bin/sh");
+  free(p);
+  assert_int_equal(tools_command_resolve("sh", "/nonexistent-dir", &p), -ENOENT);
+  assert_int_equal(tools_command_resolve("", NULL, &p), -ENOENT);
+}
+
+/* The search path is the PATH config_load captured, not the environment at registration. */
+static void test_command_registration_uses_the_path_config_captured(void **state) {
+  (void)state;
+  const char *text = "{\"tools\":{\"commands\":[{\"name\":\"x\",\"argv\":[\"sh\"]}]}}";
+  char *saved = getenv("PATH") ? strdup(getenv("PATH")) : NULL;
+  config cfg;
+  char err[512];
+  setenv("PATH", "/nonexistent-dir", 1);
+  assert_int_equal(config_load_text(&cfg, text, strlen(text), "/etc/p/c.json", NULL, err, sizeof err), 0);
+  setenv("PATH", "/bin:/usr/bin", 1); /* too late: not looked at */
+  mcp_registry *reg = mcp_registry_new();
+  assert_int_equal(tools_command_register(reg, &cfg, err, sizeof err), -ENOENT);
+  assert_non_null(strstr(err, "was not found in PATH (/nonexistent-dir)"));
+  mcp_registry_free(reg);
+  config_free(&cfg);
+  if (saved) setenv("PATH", saved, 1);
+  else unsetenv("PATH");
+  free(saved);
+}
+
+/* JSON Schema keywords are checked at registration, for every entry (disabled ones too), and
+ * the message points at the input_schema key in the file, as config errors do. */
+static void test_command_registration_rejects_bad_schema_with_position(void **state) {
+  (void)state;
+  char err[512];
+  assert_int_equal(register_text("{\"tools\":{\"commands\":[\n  {\"name\":\"x\",\"argv\":[\"/bin/true\"],\n"
+                                 "   \"input_schema\": {\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integr\"}}}}]}}",
+                                 err, sizeof err),
+                   -EINVAL);
+  if (!strstr(err, "/etc/p/c.json:3:4: tools.commands[0].input_schema: ") || !strstr(err, "unknown type \"integr\""))
+    fail_msg("err: %s", err);
+  assert_int_equal(register_text("{\"tools\":{\"disabled\":[\"y\"],\"commands\":[{\"name\":\"x\",\"argv\":[\"/bin/true\"]},"
+                                 "{\"name\":\"y\",\"argv\":[\"/nonexistent\"],\"input_schema\":{\"type\":\"object\","
+                                 "\"required\":\"n\"}}]}}",
+                                 err, sizeof err),
+                   -EINVAL);
+  assert_non_null(strstr(err, "tools.commands[1].input_schema: "));
 }
 
 int main(void) {
   signal(SIGPIPE, SIG_DFL); /* a stray SIGPIPE must kill the test, not be hidden */
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_command_registration_uses_the_path_config_captured),
+      cmocka_unit_test(test_command_registration_rejects_bad_schema_with_position),
       cmocka_unit_test_setup_teardown(test_command_stdin_is_json_args_and_json_stdout_is_result, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_text_stdout_becomes_text, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_output_json_requires_json, setup, teardown),

@@ -1,0 +1,839 @@
+/* node.c — the composition root (see node.h). The start order is node_start, top to bottom;
+ * the stop order is k_stop_steps below, run one step at a time by stop_advance: a step either
+ * finishes at once or holds `pending` until its part calls back. */
+#include "node/node.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "transport/stdio.h"
+#include "service/service.h"
+#include "tools/command.h"
+#include "tools/mcp_tasks_queue.h"
+#include "tools/meta.h"
+#include "tools/store_tools.h"
+#include "tools/system.h"
+#include "tools/testing.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/workpool.h"
+
+/* How long the service drains in-flight requests at stop (step 2). */
+#define NODE_SERVICE_DRAIN_MS 5000u
+/* An own loop's final run, waiting for handles to finish closing, gives up after this. */
+#define NODE_CLOSE_DEADLINE_MS 10000
+
+typedef enum { NODE_OPEN = 0, NODE_STARTED, NODE_STOPPING, NODE_STOPPED } node_state;
+
+typedef struct node_transport {
+  const node_transport_ops *ops;
+  void *self;
+  bool started, stopped, freed;
+} node_transport;
+
+/* The built-in stdio transport (transport/stdio.h) as a node_transport. */
+typedef struct node_stdio {
+  node *n;
+  mcp_stdio *st;
+  int in_fd, out_fd;
+  bool closed;
+  void (*done)(void *arg);
+  void *done_arg;
+} node_stdio;
+
+struct node {
+  const config *cfg;
+  char name[32];
+  node_options o;
+  node_state state;
+
+  uv_loop_t own_loop;
+  uv_loop_t *loop;
+  bool own, loop_ok;
+
+  tq_queue *queue;
+  ttlcache *cache;
+  taskq_ctx *taskq;
+  mcp_registry *reg;
+  mcp_dispatcher *disp;
+  svc_service *svc;
+  mcp_tasks_queue *tasks;
+  p2p_host *host;
+
+  /* `peermcp worker` */
+  bool has_workers;
+  node_workers_opts wopts;
+  char **peers;
+  svc_client **wclients;
+  svc_workers *workers;
+  char worker_id[256];
+
+  uv_signal_t sigint, sigterm;
+  bool signals_on;
+  int signal_count;
+  uv_timer_t maint;
+  bool maint_on, maint_running;
+
+  node_transport tr[NODE_MAX_TRANSPORTS];
+  size_t n_tr;
+  node_stdio stdio;
+
+  /* the stop sequence */
+  size_t step;
+  int pending;
+  bool advancing;
+  void (*done)(void *ud);
+  void *done_ud;
+  bool error_logged; /* node_open: the failure was logged where it happened */
+};
+
+/* ---------- small helpers ---------- */
+
+__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* Logs "<name>: msg" with extra fields (a jansson pack format, may be NULL). */
+static void nlog(const node *n, log_level lv, const char *msg, const char *fmt, ...) {
+  if (lv < log_get_level()) return;
+  char full[256];
+  snprintf(full, sizeof full, "%s: %s", n->name, msg);
+  va_list ap;
+  va_start(ap, fmt);
+  log_vwrite(lv, full, fmt, ap);
+  va_end(ap);
+}
+
+/* mkdir -p with mode 0700 for every directory it creates. */
+static int mkdir_p(const char *path) {
+  char *p = strdup(path);
+  if (!p) return -ENOMEM;
+  int rc = 0;
+  for (char *s = p + 1;; s++) {
+    if (*s == '/' || *s == 0) {
+      char c = *s;
+      *s = 0;
+      if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+        rc = -errno;
+        break;
+      }
+      *s = c;
+      if (c == 0) break;
+    }
+  }
+  free(p);
+  return rc;
+}
+
+/* ---------- node_open: store, op table, tools, dispatcher ---------- */
+
+/* Opens the queue and the cache from the configuration. A failure is logged and leaves the
+ * handle NULL: the node still starts, and the store tools say the store is disabled. */
+static void open_store(node *n) {
+  const config *cfg = n->cfg;
+  tq_options qo;
+  tq_options_default(&qo);
+  qo.path = cfg->queue.path;
+  qo.max_payload_bytes = cfg->queue.max_payload_bytes;
+  qo.lease_seconds = cfg->queue.lease_seconds;
+  qo.max_attempts = (int)cfg->queue.max_attempts;
+  qo.wait_max_seconds = cfg->queue.wait_max_seconds;
+  qo.group_commit = cfg->queue.group_commit;
+  qo.prune_after_seconds = cfg->queue.prune_after_seconds;
+  int rc = tq_open(&qo, &n->queue);
+  if (rc != 0) {
+    n->queue = NULL;
+    nlog(n, LOG_ERROR, "cannot open the task queue; queue tools disabled", "{s:s, s:s}", "path", cfg->queue.path,
+         "error", tq_strerror(rc));
+  }
+  ttlcache_options co;
+  ttlcache_options_default(&co);
+  co.dir = cfg->cache.dir;
+  co.max_bytes = cfg->cache.max_bytes;
+  co.max_entries = cfg->cache.max_entries;
+  co.max_value_bytes = cfg->cache.max_value_bytes;
+  co.default_ttl_seconds = cfg->cache.default_ttl_seconds;
+  co.sweep_interval_seconds = cfg->cache.sweep_interval_seconds;
+  rc = ttlcache_open(&co, &n->cache);
+  if (rc != 0) {
+    n->cache = NULL;
+    nlog(n, LOG_ERROR, "cannot open the cache; cache tools disabled", "{s:s, s:s}", "dir", cfg->cache.dir, "error",
+         strerror(-rc));
+  }
+}
+
+/* The op table over the local store, as the local operator (no token, no PeerId). */
+static int open_local_ops(node *n) {
+  taskq_config tc;
+  taskq_config_default(&tc);
+  tc.queue = n->queue;
+  tc.cache = n->cache;
+  tc.peer_id = "local";
+  tc.wait_max_s = n->cfg->queue.wait_max_seconds ? n->cfg->queue.wait_max_seconds : 300;
+  n->taskq = taskq_new(&tc);
+  return n->taskq ? 0 : -ENOMEM;
+}
+
+/* Registry: built-in tools, command tools, the service's tools; then tools.disabled. */
+static int open_tools(node *n, char *err, size_t errlen) {
+  const config *cfg = n->cfg;
+  int rc;
+  if (!(n->reg = mcp_registry_new())) return -ENOMEM;
+  if ((rc = tools_system_register(n->reg, cfg->tools.test_tools)) != 0) {
+    seterr(err, errlen, "cannot register the system tools: %s", strerror(-rc));
+    return rc;
+  }
+  if ((rc = tools_meta_register(n->reg)) != 0) {
+    seterr(err, errlen, "cannot register the meta-tools: %s", strerror(-rc));
+    return rc;
+  }
+  if ((rc = store_tools_register(n->reg, n->queue, n->cache)) != 0) {
+    seterr(err, errlen, "cannot register the queue/cache tools: %s", strerror(-rc));
+    return rc;
+  }
+  if (cfg->tools.test_tools && (rc = tools_testing_register(n->reg)) != 0) {
+    seterr(err, errlen, "cannot register the testing tools: %s", strerror(-rc));
+    return rc;
+  }
+  char why[1024];
+  why[0] = 0;
+  if ((rc = tools_command_register(n->reg, cfg, why, sizeof why)) != 0) {
+    nlog(n, LOG_ERROR, "bad command tool", "{s:s}", "error", why);
+    n->error_logged = true;
+    seterr(err, errlen, "%s", why[0] ? why : strerror(-rc));
+    return rc;
+  }
+  if (n->o.service && (rc = svc_service_new(cfg, n->queue, n->cache, n->reg, &n->svc)) != 0) {
+    n->svc = NULL;
+    seterr(err, errlen, "cannot set up the p2p service: %s", strerror(-rc));
+    return rc;
+  }
+  /* tools.disabled removes built-in tools too (command tools named there were never added) */
+  for (size_t i = 0; i < cfg->tools.disabled_count; i++)
+    if (mcp_registry_remove(n->reg, cfg->tools.disabled[i]) == 0)
+      nlog(n, LOG_INFO, "tool disabled by configuration", "{s:s}", "tool", cfg->tools.disabled[i]);
+  mcp_dispatcher_opts dopts = {.default_timeout_ms = cfg->tool_timeout_ms, .threads = cfg->workers_threads};
+  if ((rc = mcp_dispatcher_new(n->loop, n->reg, &dopts, &n->disp)) != 0) {
+    n->disp = NULL;
+    seterr(err, errlen, "cannot start the dispatcher: %s", strerror(-rc));
+    return rc;
+  }
+  return 0;
+}
+
+/* ---------- the stdio transport ---------- */
+
+static void stdio_on_closed(void *ud) {
+  node_stdio *s = ud;
+  s->closed = true;
+  if (s->done) {
+    void (*done)(void *) = s->done;
+    s->done = NULL;
+    done(s->done_arg);
+  } else if (!node_stopping(s->n)) {
+    nlog(s->n, LOG_INFO, "stdio closed; shutting down", NULL);
+    node_stop(s->n, NULL, NULL);
+  }
+}
+
+static int stdio_start(void *self, node *n) {
+  node_stdio *s = self;
+  /* The local stdio client is the operator: every scope. */
+  static const mcp_auth k_local_auth = AUTH_CTX_LOCAL_INIT;
+  mcp_stdio_opts so = {
+      .in_fd = s->in_fd,
+      .out_fd = s->out_fd,
+      .max_line_bytes = n->cfg->max_line_bytes,
+      .session = {.dispatcher = n->disp, .auth = &k_local_auth, .page_size = n->cfg->page_size,
+                  .tasks = node_mcp_tasks(n)},
+      .on_closed = stdio_on_closed,
+      .ud = s,
+  };
+  int rc = mcp_stdio_start(n->loop, &so, &s->st);
+  if (rc != 0) s->st = NULL;
+  return rc;
+}
+
+static void stdio_stop(void *self, void (*done)(void *arg), void *arg) {
+  node_stdio *s = self;
+  if (s->closed || !s->st) {
+    done(arg);
+    return;
+  }
+  s->done = done;
+  s->done_arg = arg;
+  mcp_stdio_stop(s->st); /* on_closed once in-flight calls have drained and output is flushed */
+}
+
+static void stdio_cancel(void *self) {
+  node_stdio *s = self;
+  if (s->st && !s->closed) mcp_stdio_stop(s->st); /* a second stop cancels every call in flight */
+}
+
+static void stdio_free(void *self) {
+  node_stdio *s = self;
+  if (s->st) mcp_stdio_free(s->st);
+  s->st = NULL;
+}
+
+static const node_transport_ops k_stdio_ops = {
+    .name = "stdio", .start = stdio_start, .stop = stdio_stop, .cancel = stdio_cancel, .free = stdio_free};
+
+/* ---------- node_open ---------- */
+
+static int check_options(const node_options *o, char *err, size_t errlen) {
+  const char *why = NULL;
+  if (o->service && !o->tools) why = "the service needs the tools";
+  else if (o->mcp_tasks && !(o->tools && o->store)) why = "MCP Tasks need the tools and the store";
+  else if (o->stdio && !o->tools) why = "stdio needs the tools";
+  else if (o->local_ops && !o->store) why = "the local op table needs the store";
+  else if (o->maintenance && !(o->store && o->tools)) why = "maintenance needs the store and the tools";
+  else if (o->workers && !o->tools) why = "workers need the tools";
+  else if (o->workers && o->workers->n_peers && o->host == NODE_HOST_NONE) why = "workers of peers need a host";
+  else if (o->workers && !o->workers->n_peers && !o->local_ops) why = "local workers need the local op table";
+  if (!why) return 0;
+  seterr(err, errlen, "node options: %s", why);
+  return -EINVAL;
+}
+
+int node_open(const config *cfg, const node_options *o, node **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (err && errlen) err[0] = 0;
+  assert(cfg && o);
+  int rc = check_options(o, err, errlen);
+  if (rc != 0) return rc;
+  node *n = calloc(1, sizeof *n);
+  if (!n) return -ENOMEM;
+  n->cfg = cfg;
+  n->o = *o;
+  snprintf(n->name, sizeof n->name, "%s", o->name ? o->name : "node");
+  n->o.name = n->name;
+  n->o.workers = NULL;
+  if (o->workers) {
+    n->has_workers = true;
+    n->wopts = *o->workers;
+    n->wopts.worker_id = NULL;
+    n->wopts.peers = NULL;
+    if (o->workers->worker_id) snprintf(n->worker_id, sizeof n->worker_id, "%s", o->workers->worker_id);
+    if (o->workers->n_peers) {
+      n->peers = calloc(o->workers->n_peers, sizeof *n->peers);
+      n->wclients = calloc(o->workers->n_peers, sizeof *n->wclients);
+      if (!n->peers || !n->wclients) goto oom;
+      for (size_t i = 0; i < o->workers->n_peers; i++)
+        if (!(n->peers[i] = strdup(o->workers->peers[i]))) goto oom;
+    }
+  }
+
+  if ((rc = mkdir_p(cfg->state_dir)) != 0) {
+    nlog(n, LOG_ERROR, "cannot create the state directory", "{s:s, s:s}", "state_dir", cfg->state_dir, "error",
+         strerror(-rc));
+    seterr(err, errlen, "cannot create the state directory %s: %s", cfg->state_dir, strerror(-rc));
+    n->error_logged = true;
+    goto fail;
+  }
+  if (o->loop) {
+    n->loop = o->loop;
+  } else {
+    signal(SIGPIPE, SIG_IGN); /* a peer or client that went away must not kill us mid-write */
+    if ((rc = uv_loop_init(&n->own_loop)) != 0) {
+      seterr(err, errlen, "cannot make the event loop: %s", uv_strerror(rc));
+      goto fail;
+    }
+    n->loop = &n->own_loop;
+    n->own = n->loop_ok = true;
+  }
+  if (o->signals) signal(SIGPIPE, SIG_IGN);
+
+  if (o->store) open_store(n);
+  if (o->local_ops && (rc = open_local_ops(n)) != 0) goto fail;
+  if (o->tools && (rc = open_tools(n, err, errlen)) != 0) goto fail;
+  if (o->stdio && cfg->stdio.enabled) {
+    n->stdio.n = n;
+    bool fds = o->stdio_in_fd || o->stdio_out_fd;
+    n->stdio.in_fd = fds ? o->stdio_in_fd : 0;
+    n->stdio.out_fd = fds ? o->stdio_out_fd : 1;
+    n->tr[n->n_tr++] = (node_transport){.ops = &k_stdio_ops, .self = &n->stdio};
+  }
+  *out = n;
+  return 0;
+oom:
+  rc = -ENOMEM;
+fail:
+  if (rc == -ENOMEM && err && errlen && !err[0]) seterr(err, errlen, "out of memory");
+  if (err && errlen && !err[0]) seterr(err, errlen, "%s", strerror(-rc));
+  if (!n->error_logged) nlog(n, LOG_ERROR, "cannot build the node", "{s:s}", "error", err && errlen ? err : strerror(-rc));
+  node_close(n);
+  return rc;
+}
+
+int node_add_transport(node *n, const node_transport_ops *ops, void *self) {
+  if (!ops || !ops->start || !ops->stop || n->state != NODE_OPEN || !n->disp) return -EINVAL;
+  if (n->n_tr == NODE_MAX_TRANSPORTS) return -ENOSPC;
+  n->tr[n->n_tr++] = (node_transport){.ops = ops, .self = self};
+  return 0;
+}
+
+/* ---------- node_start ---------- */
+
+static void on_signal(uv_signal_t *h, int signum) {
+  node *n = h->data;
+  n->signal_count++;
+  nlog(n, LOG_INFO, "signal received; shutting down", "{s:i, s:i}", "signal", signum, "count", n->signal_count);
+  node_stop(n, NULL, NULL);
+}
+
+static void maint_work(void *arg) {
+  node *n = arg;
+  if (n->queue) {
+    int rc = tq_maintain(n->queue);
+    if (rc != 0) nlog(n, LOG_WARNING, "queue maintenance failed", "{s:s}", "error", tq_strerror(rc));
+  }
+  if (n->cache) {
+    size_t removed = 0;
+    int rc = ttlcache_sweep(n->cache, &removed);
+    if (rc != 0) nlog(n, LOG_WARNING, "cache sweep failed", "{s:s}", "error", strerror(-rc));
+    else if (removed) nlog(n, LOG_DEBUG, "cache sweep", "{s:I}", "removed", (json_int_t)removed);
+  }
+}
+static void maint_done(void *arg) { ((node *)arg)->maint_running = false; }
+
+static void on_maint_timer(uv_timer_t *t) {
+  node *n = t->data;
+  if (n->maint_running || !n->disp || n->state != NODE_STARTED) return;
+  if (workpool_submit(mcp_dispatcher_pool(n->disp), maint_work, maint_done, n) == 0) n->maint_running = true;
+}
+
+/* Host for a server: listens on p2p.listen (failing only if no address binds), logs
+ * "peer_id=<id>" and one "multiaddr=<addr>/p2p/<id>" per address, writes the announce file to
+ * <state_dir>/announce.json and to p2p.announce_file (unless it is disabled). */
+static int start_listening_host(node *n, char *err, size_t errlen) {
+  const config *cfg = n->cfg;
+  p2p_host_config hc = {0};
+  hc.state_dir = cfg->state_dir;
+  hc.max_connections = cfg->p2p.max_connections;
+  hc.max_streams_per_conn = cfg->p2p.max_streams_per_peer;
+  hc.enable_perf = cfg->p2p.enable_perf;
+  int rc = p2p_host_new(n->loop, &hc, &n->host);
+  if (rc) {
+    n->host = NULL;
+    log_error("p2p: cannot create the host", "{s:s, s:s}", "state_dir", cfg->state_dir, "error", strerror(-rc));
+    seterr(err, errlen, "cannot create the libp2p host (state dir %s): %s", cfg->state_dir, strerror(-rc));
+    return rc;
+  }
+  size_t ok = 0;
+  int last = -EINVAL;
+  for (size_t i = 0; i < cfg->p2p.listen_count; i++) {
+    rc = p2p_host_listen(n->host, cfg->p2p.listen[i]);
+    if (rc == 0) ok++;
+    else last = rc;
+  }
+  if (!ok) {
+    log_error("p2p: no listen address could be bound", "{s:i}", "listen_count", (int)cfg->p2p.listen_count);
+    seterr(err, errlen, "no listen address could be bound");
+    return last;
+  }
+  const char *pid = p2p_host_peer_id(n->host);
+  char msg[1200];
+  snprintf(msg, sizeof msg, "peer_id=%s", pid);
+  log_info(msg, "{s:s}", "peer_id", pid);
+  char first[1100] = "";
+  for (size_t i = 0;; i++) {
+    char full[1100];
+    if (p2p_host_announce_addr(n->host, i, full, sizeof full) != 0) break;
+    if (!first[0]) snprintf(first, sizeof first, "%s", full);
+    snprintf(msg, sizeof msg, "multiaddr=%s", full);
+    log_info(msg, "{s:s, s:s}", "peer_id", pid, "multiaddr", full);
+  }
+  if (cfg->p2p.announce_file) {
+    char def[4200];
+    snprintf(def, sizeof def, "%s/announce.json", cfg->state_dir);
+    const char *paths[2] = {def, strcmp(def, cfg->p2p.announce_file) ? cfg->p2p.announce_file : NULL};
+    for (int i = 0; i < 2; i++) {
+      if (!paths[i]) continue;
+      rc = p2p_host_write_announce(n->host, paths[i]);
+      if (rc) log_warn("p2p: cannot write the announce file", "{s:s, s:s}", "path", paths[i], "error", strerror(-rc));
+      else log_info("p2p: announce file written", "{s:s, s:s}", "path", paths[i], "multiaddr", first);
+    }
+  }
+  return 0;
+}
+
+/* Host for a client: dials only; the peerstore file is left to the node that serves. */
+static int start_dialing_host(node *n, char *err, size_t errlen) {
+  p2p_host_config hc = {0};
+  hc.state_dir = n->cfg->state_dir;
+  hc.no_peerstore_file = true;
+  int rc = p2p_host_new(n->loop, &hc, &n->host);
+  if (rc) {
+    n->host = NULL;
+    seterr(err, errlen, "cannot create the libp2p host (state dir %s): %s", n->cfg->state_dir, strerror(-rc));
+  }
+  return rc;
+}
+
+static int start_workers(node *n, char *err, size_t errlen) {
+  size_t np = n->wopts.n_peers;
+  for (size_t i = 0; i < np; i++) {
+    int rc = node_dial(n, n->peers[i], &n->wclients[i]);
+    if (rc != 0) {
+      n->wclients[i] = NULL;
+      seterr(err, errlen, "bad peer target %s", n->peers[i]);
+      return rc;
+    }
+  }
+  if (!n->worker_id[0])
+    snprintf(n->worker_id, sizeof n->worker_id, "%s", np ? p2p_host_peer_id(n->host) : "local-worker");
+  svc_workers_opts wo = {0};
+  wo.loop = n->loop;
+  wo.dispatcher = n->disp;
+  wo.slots = n->wopts.slots ? n->wopts.slots : 1;
+  wo.worker_id = n->worker_id;
+  wo.local = np ? NULL : n->taskq;
+  wo.remotes = n->wclients;
+  wo.n_remotes = np;
+  wo.lease_seconds = n->wopts.lease_seconds > 0 ? n->wopts.lease_seconds : 60;
+  wo.once = n->wopts.once;
+  int rc = svc_workers_start(&wo, &n->workers);
+  if (rc != 0) {
+    n->workers = NULL;
+    seterr(err, errlen, "cannot start the workers: %s", strerror(-rc));
+  }
+  return rc;
+}
+
+int node_start(node *n, char *err, size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  if (n->state != NODE_OPEN) return -EALREADY;
+  const config *cfg = n->cfg;
+  n->state = NODE_STARTED;
+  int rc = 0;
+  if (n->o.signals) {
+    uv_signal_init(n->loop, &n->sigint);
+    uv_signal_init(n->loop, &n->sigterm);
+    n->sigint.data = n->sigterm.data = n;
+    n->signals_on = true;
+    uv_signal_start(&n->sigint, on_signal, SIGINT);
+    uv_signal_start(&n->sigterm, on_signal, SIGTERM);
+  }
+  if (n->o.maintenance) {
+    uv_timer_init(n->loop, &n->maint);
+    n->maint.data = n;
+    n->maint_on = true;
+    uint64_t every_ms = (uint64_t)(cfg->cache.sweep_interval_seconds ? cfg->cache.sweep_interval_seconds : 60) * 1000u;
+    if (every_ms > 30000) every_ms = 30000; /* the queue wants recovery about every 30 s */
+    uv_timer_start(&n->maint, on_maint_timer, 1000, every_ms);
+  }
+  if (n->o.host == NODE_HOST_LISTEN && cfg->p2p.enabled) rc = start_listening_host(n, err, errlen);
+  else if (n->o.host == NODE_HOST_DIAL) rc = start_dialing_host(n, err, errlen);
+  if (rc != 0) return rc;
+  /* MCP Tasks (tools/mcp_tasks_queue.h): a task-augmented tools/call becomes a durable
+   * "tool.call" queue task. Workers (p2p.workers, or `peermcp worker --peer` elsewhere) run
+   * them; mcp_tasks.runner decides whether an in-process runner does too ("auto": when
+   * p2p.workers = 0, so a task always completes on a single node). A failure leaves MCP Tasks
+   * off; the node still serves. */
+  if (n->o.mcp_tasks && n->queue) {
+    bool runner = cfg->mcp_tasks.runner == CONFIG_AUTO ? cfg->p2p.workers == 0 : cfg->mcp_tasks.runner == CONFIG_ON;
+    mcp_tasks_queue_opts to = {.loop = n->loop, .dispatcher = n->disp, .queue = n->queue, .runner = runner};
+    if ((rc = mcp_tasks_queue_new(&to, &n->tasks)) != 0) {
+      nlog(n, LOG_ERROR, "cannot set up MCP tasks; tasks disabled", "{s:i}", "errno", -rc);
+      n->tasks = NULL;
+    }
+  }
+  if (n->svc) {
+    /* Peers get MCP Tasks over /mcp+p2p/1.0.0 too (owner = the peer's identity). */
+    if (n->tasks) svc_service_set_mcp_tasks(n->svc, mcp_tasks_queue_backend(n->tasks));
+    if ((rc = svc_service_start(n->svc, n->loop, n->host, n->disp)) != 0) {
+      nlog(n, LOG_ERROR, "cannot start the p2p service", "{s:i}", "errno", -rc);
+      seterr(err, errlen, "cannot start the p2p service: %s", strerror(-rc));
+      return rc;
+    }
+  }
+  if (n->has_workers && (rc = start_workers(n, err, errlen)) != 0) return rc;
+  for (size_t i = 0; i < n->n_tr; i++) {
+    node_transport *t = &n->tr[i];
+    if ((rc = t->ops->start(t->self, n)) != 0) {
+      nlog(n, LOG_ERROR, "cannot start a transport", "{s:s, s:i}", "transport", t->ops->name, "errno", -rc);
+      seterr(err, errlen, "cannot start %s: %s", t->ops->name, strerror(-rc));
+      return rc;
+    }
+    t->started = true;
+  }
+  nlog(n, LOG_INFO, "ready", "{s:s, s:I, s:b, s:b, s:s}", "version", PEERMCP_VERSION, "tools",
+       (json_int_t)(n->reg ? mcp_registry_count(n->reg) : 0), "stdio", n->stdio.n != NULL, "p2p",
+       n->o.host == NODE_HOST_LISTEN && cfg->p2p.enabled, "state_dir", cfg->state_dir);
+  return 0;
+}
+
+/* ---------- node_stop: the shutdown order, as code ---------- */
+
+static void stop_advance(node *n);
+
+/* A step's part finished. */
+static void step_done(void *ud) {
+  node *n = ud;
+  assert(n->pending > 0);
+  n->pending--;
+  stop_advance(n);
+}
+
+/* 1. Transports: stop reading, drain in-flight calls to their deadline, flush. */
+static void step_transports(node *n) {
+  for (size_t i = 0; i < n->n_tr; i++) {
+    node_transport *t = &n->tr[i];
+    if (!t->started || t->stopped) continue;
+    t->stopped = true;
+    n->pending++;
+    t->ops->stop(t->self, step_done, n);
+  }
+}
+
+/* 2. The P2P service: no new streams, requests drained, in-process workers release their
+ *    tasks, remote-tool clients closed. */
+static void step_service(node *n) {
+  if (!n->svc) return;
+  n->pending++;
+  svc_service_stop(n->svc, NODE_SERVICE_DRAIN_MS, step_done, n);
+}
+
+/* 3. `peermcp worker` workers: running tasks get the grace period, then are released; then
+ *    their clients close. */
+static void workers_stopped(void *ud) {
+  node *n = ud;
+  for (size_t i = 0; i < n->wopts.n_peers; i++)
+    if (n->wclients[i]) {
+      svc_client_close(n->wclients[i]);
+      n->wclients[i] = NULL;
+    }
+  step_done(n);
+}
+static void step_workers(node *n) {
+  if (!n->has_workers) return;
+  n->pending++;
+  if (n->workers) svc_workers_stop(n->workers, n->wopts.stop_grace_ms, workers_stopped, n);
+  else workers_stopped(n);
+}
+
+/* 4. MCP Tasks: the runner stops; running tasks are released for the next start. */
+static void step_mcp_tasks(node *n) {
+  if (!n->tasks) return;
+  n->pending++;
+  mcp_tasks_queue_stop(n->tasks, step_done, n);
+}
+
+/* 5. The host: GoAway to every peer, listeners closed, peerstore saved. */
+static void host_closed(p2p_host *h, void *ud) {
+  (void)h;
+  node *n = ud;
+  n->host = NULL; /* freed by the host after this returns */
+  step_done(n);
+}
+static void step_host(node *n) {
+  if (!n->host) return;
+  n->pending++;
+  p2p_host_close(n->host, host_closed, n);
+}
+
+/* 6. No new calls; transports released; the node's own handles closed. */
+static void handle_closed(uv_handle_t *h) { step_done(h->data); }
+static void step_handles(node *n) {
+  if (n->disp) mcp_dispatcher_shutdown(n->disp);
+  for (size_t i = 0; i < n->n_tr; i++) {
+    node_transport *t = &n->tr[i];
+    if (!t->freed && t->ops->free) t->ops->free(t->self);
+    t->freed = true;
+  }
+  if (n->signals_on) {
+    n->signals_on = false;
+    n->pending += 2;
+    uv_close((uv_handle_t *)&n->sigint, handle_closed);
+    uv_close((uv_handle_t *)&n->sigterm, handle_closed);
+  }
+  if (n->maint_on) {
+    n->maint_on = false;
+    n->pending++;
+    uv_close((uv_handle_t *)&n->maint, handle_closed);
+  }
+}
+
+static const struct {
+  const char *name;
+  void (*run)(node *n);
+} k_stop_steps[] = {
+    {"transports", step_transports}, {"service", step_service}, {"workers", step_workers},
+    {"mcp_tasks", step_mcp_tasks},   {"host", step_host},       {"handles", step_handles},
+};
+#define NODE_STOP_STEPS (sizeof k_stop_steps / sizeof k_stop_steps[0])
+
+/* Runs the next steps while nothing is pending; re-entrant calls (a part answering at once)
+ * only return, the outer loop goes on. */
+static void stop_advance(node *n) {
+  if (n->advancing) return;
+  n->advancing = true;
+  while (n->pending == 0 && n->step < NODE_STOP_STEPS) {
+    size_t s = n->step++;
+    nlog(n, LOG_DEBUG, "stop step", "{s:s}", "step", k_stop_steps[s].name);
+    n->pending++; /* the step's own hold, so a synchronous answer cannot skip ahead */
+    k_stop_steps[s].run(n);
+    n->pending--;
+  }
+  n->advancing = false;
+  if (n->pending == 0 && n->step == NODE_STOP_STEPS && n->state == NODE_STOPPING) {
+    n->state = NODE_STOPPED;
+    void (*done)(void *) = n->done;
+    n->done = NULL;
+    if (done) done(n->done_ud); /* last: done may close the node */
+  }
+}
+
+void node_stop(node *n, void (*done)(void *ud), void *ud) {
+  if (n->state == NODE_STOPPED) {
+    if (done) done(ud);
+    return;
+  }
+  if (n->state == NODE_STOPPING) { /* a second request: hurry */
+    for (size_t i = 0; i < n->n_tr; i++)
+      if (n->tr[i].started && !n->tr[i].freed && n->tr[i].ops->cancel) n->tr[i].ops->cancel(n->tr[i].self);
+    return;
+  }
+  n->state = NODE_STOPPING;
+  n->done = done;
+  n->done_ud = ud;
+  stop_advance(n);
+}
+
+bool node_stopping(const node *n) { return n->state >= NODE_STOPPING; }
+
+int node_run(node *n) {
+  if (!n->own) return -EINVAL;
+  bool idle_once = false;
+  while (n->state != NODE_STOPPED) {
+    if (uv_run(n->loop, UV_RUN_ONCE) != 0) continue;
+    if (n->state == NODE_STOPPED) break;
+    if (!node_stopping(n)) { /* nothing left that could ever stop the node: stop it */
+      nlog(n, LOG_DEBUG, "loop out of work; stopping", NULL);
+      node_stop(n, NULL, NULL);
+    } else if (idle_once) {
+      nlog(n, LOG_ERROR, "stop sequence stalled with nothing left to run", "{s:i}", "step", (int)n->step);
+      break;
+    } else {
+      idle_once = true;
+    }
+  }
+  return 0;
+}
+
+/* ---------- node_close ---------- */
+
+static void count_open(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h)) (*(int *)arg)++;
+}
+
+void node_close(node *n) {
+  if (!n) return;
+  if (n->state == NODE_STARTED || n->state == NODE_STOPPING) {
+    if (n->own) {
+      if (n->state == NODE_STARTED) node_stop(n, NULL, NULL);
+      if (node_run(n) != 0 || n->state != NODE_STOPPED)
+        nlog(n, LOG_ERROR, "closed before its stop sequence finished", NULL);
+    } else {
+      nlog(n, LOG_ERROR, "node_close on a running node with a borrowed loop; stop it first", NULL);
+      assert(!"node_close: node still running on a borrowed loop");
+    }
+  }
+  for (size_t i = 0; i < n->n_tr; i++) { /* never started: the stop sequence did not free them */
+    node_transport *t = &n->tr[i];
+    if (!t->freed && t->ops->free) t->ops->free(t->self);
+    t->freed = true;
+  }
+  /* 7. The dispatcher: waits for running handlers (they see cancelled) and maintenance. */
+  mcp_dispatcher_free(n->disp);
+  n->disp = NULL;
+  /* 8. An own loop: let every handle finish closing, then close it. */
+  if (n->loop_ok) {
+    int open = 0;
+    uv_walk(n->loop, count_open, &open);
+    if (open == 0) {
+      uv_run(n->loop, UV_RUN_DEFAULT);
+    } else { /* a handle someone forgot to close: do not wait for it forever */
+      int64_t end = clock_mono_ms() + NODE_CLOSE_DEADLINE_MS;
+      while (uv_run(n->loop, UV_RUN_NOWAIT) != 0 && clock_mono_ms() < end) uv_sleep(1);
+    }
+    if (uv_loop_close(n->loop) != 0) nlog(n, LOG_WARNING, "loop closed with handles still open", NULL);
+  }
+  /* 9. What the handlers and the loop no longer use. */
+  mcp_tasks_queue_free(n->tasks); /* after the dispatcher: its pool held the runner's jobs */
+  svc_service_free(n->svc);       /* after the dispatcher: its tools' ud */
+  svc_workers_free(n->workers);
+  mcp_registry_free(n->reg);      /* before the store: tool ud may refer to it */
+  taskq_free(n->taskq);
+  tq_close(n->queue);             /* after every handler has returned */
+  ttlcache_close(n->cache);
+  if (n->peers)
+    for (size_t i = 0; i < n->wopts.n_peers; i++) free(n->peers[i]);
+  free(n->peers);
+  free(n->wclients);
+  free(n);
+}
+
+/* ---------- accessors ---------- */
+
+uv_loop_t *node_loop(node *n) { return n->loop; }
+const config *node_config(const node *n) { return n->cfg; }
+mcp_registry *node_registry(node *n) { return n->reg; }
+mcp_dispatcher *node_dispatcher(node *n) { return n->disp; }
+tq_queue *node_queue(node *n) { return n->queue; }
+ttlcache *node_cache(node *n) { return n->cache; }
+taskq_ctx *node_taskq(node *n) { return n->taskq; }
+p2p_host *node_host(node *n) { return n->host; }
+const mcp_tasks_backend *node_mcp_tasks(node *n) { return n->tasks ? mcp_tasks_queue_backend(n->tasks) : NULL; }
+const char *node_worker_id(const node *n) { return n->worker_id; }
+bool node_workers_finished(const node *n) { return n->workers && svc_workers_finished(n->workers); }
+void node_workers_stats(const node *n, svc_workers_stats *out) {
+  memset(out, 0, sizeof *out);
+  if (n->workers) svc_workers_stats_get(n->workers, out);
+}
+
+/* A bare PeerId becomes the announce file's multiaddr when a file names that peer. */
+static char *resolve_target(const node *n, const char *t) {
+  if (t[0] == '/') return strdup(t);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/announce.json", n->cfg->state_dir);
+  const char *files[2] = {n->cfg->p2p.announce_file, path};
+  for (size_t i = 0; i < 2; i++) {
+    if (!files[i]) continue;
+    json_t *a = json_load_file(files[i], 0, NULL);
+    const char *pid = json_string_value(json_object_get(a, "peer_id"));
+    const char *ma = json_string_value(json_object_get(a, "multiaddr"));
+    if (pid && ma && strcmp(pid, t) == 0 && strstr(ma, "/p2p/")) {
+      char *r = strdup(ma);
+      json_decref(a);
+      return r;
+    }
+    json_decref(a);
+  }
+  return strdup(t); /* the host may still know it */
+}
+
+int node_dial(node *n, const char *target, svc_client **out) {
+  *out = NULL;
+  if (!n->host) return -ENODEV;
+  char *t = resolve_target(n, target);
+  if (!t) return -ENOMEM;
+  svc_client_opts o = {0};
+  o.token = n->cfg->p2p.token;
+  o.client_name = "peermcp-cli";
+  int rc = svc_client_new(n->loop, n->host, t, &o, out);
+  free(t);
+  if (rc != 0) *out = NULL;
+  return rc;
+}
