@@ -20,6 +20,7 @@
 #include "tools/store_tools.h"
 #include "tools/system.h"
 #include "tools/testing.h"
+#include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/workpool.h"
@@ -314,6 +315,7 @@ int node_open(const config *cfg, const node_options *o, node **out, char *err, s
   if (rc != 0) return rc;
   node *n = calloc(1, sizeof *n);
   if (!n) return -ENOMEM;
+  check_loop_thread_enter(); /* this thread runs the loop: LOOP_THREAD_ONLY() checks hold to it */
   n->cfg = cfg;
   n->o = *o;
   snprintf(n->name, sizeof n->name, "%s", o->name ? o->name : "node");
@@ -512,6 +514,7 @@ static int start_workers(node *n, char *err, size_t errlen) {
 }
 
 int node_start(node *n, char *err, size_t errlen) {
+  LOOP_THREAD_ONLY();
   if (err && errlen) err[0] = 0;
   if (n->state != NODE_OPEN) return -EALREADY;
   const config *cfg = n->cfg;
@@ -677,6 +680,7 @@ static const struct {
 /* Runs the next steps while nothing is pending; re-entrant calls (a part answering at once)
  * only return, the outer loop goes on. */
 static void stop_advance(node *n) {
+  assert(n->state == NODE_STOPPING && n->pending >= 0 && n->step <= NODE_STOP_STEPS);
   if (n->advancing) return;
   n->advancing = true;
   while (n->pending == 0 && n->step < NODE_STOP_STEPS) {
@@ -696,6 +700,7 @@ static void stop_advance(node *n) {
 }
 
 void node_stop(node *n, void (*done)(void *ud), void *ud) {
+  LOOP_THREAD_ONLY();
   if (n->state == NODE_STOPPED) {
     if (done) done(ud);
     return;
@@ -740,6 +745,7 @@ static void count_open(uv_handle_t *h, void *arg) {
 
 void node_close(node *n) {
   if (!n) return;
+  LOOP_THREAD_ONLY();
   if (n->state == NODE_STARTED || n->state == NODE_STOPPING) {
     if (n->own) {
       if (n->state == NODE_STARTED) node_stop(n, NULL, NULL);
@@ -783,6 +789,7 @@ void node_close(node *n) {
   free(n->peers);
   free(n->wclients);
   free(n);
+  check_loop_thread_leave();
 }
 
 /* ---------- accessors ---------- */
