@@ -646,15 +646,11 @@ static void step_host(node *n) {
   p2p_host_close(n->host, host_closed, n);
 }
 
-/* 6. No new calls; transports released; the node's own handles closed. */
+/* 6. No new calls; the node's own handles closed. (Transports are released by node_close:
+ *    this step may run inside a transport's own callback, e.g. stdio's on_closed at EOF.) */
 static void handle_closed(uv_handle_t *h) { step_done(h->data); }
 static void step_handles(node *n) {
   if (n->disp) mcp_dispatcher_shutdown(n->disp);
-  for (size_t i = 0; i < n->n_tr; i++) {
-    node_transport *t = &n->tr[i];
-    if (!t->freed && t->ops->free) t->ops->free(t->self);
-    t->freed = true;
-  }
   if (n->signals_on) {
     n->signals_on = false;
     n->pending += 2;
@@ -756,12 +752,13 @@ void node_close(node *n) {
       assert(!"node_close: node still running on a borrowed loop");
     }
   }
-  for (size_t i = 0; i < n->n_tr; i++) { /* never started: the stop sequence did not free them */
+  /* 7. Transports released (stdio: its session, reader thread and handles), then the
+   *    dispatcher: waits for running handlers (they see cancelled) and maintenance. */
+  for (size_t i = 0; i < n->n_tr; i++) {
     node_transport *t = &n->tr[i];
     if (!t->freed && t->ops->free) t->ops->free(t->self);
     t->freed = true;
   }
-  /* 7. The dispatcher: waits for running handlers (they see cancelled) and maintenance. */
   mcp_dispatcher_free(n->disp);
   n->disp = NULL;
   /* 8. An own loop: let every handle finish closing, then close it. */

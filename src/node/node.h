@@ -44,12 +44,14 @@
  *                  5. the host closes (GoAway to every peer, peerstore saved)
  *                  6. the dispatcher refuses new calls; signal handlers and the maintenance
  *                     timer close
- *                then done(ud) runs once. Stopping again while stopping (a second signal)
- *                cancels what the transports still run. Stopping before start, or twice
- *                after it finished, is harmless.
- *   node_close   7. the dispatcher is freed (waits for running handlers, joins its threads),
+ *                then done(ud) runs once, on the loop — possibly from inside a part's own
+ *                callback, so done must not call node_close (set a flag; close after the loop
+ *                returns). Stopping again while stopping (a second signal) cancels what the
+ *                transports still run. Stopping before start, or after it finished, is harmless.
+ *   node_close   7. transports are released, then the dispatcher (waits for running handlers,
+ *                   joins its threads),
  *                8. an own loop runs until every handle has closed and is closed,
- *                9. MCP Tasks, the service, transports, registry, op table, queue, cache freed.
+ *                9. MCP Tasks, the service, workers, registry, op table, queue, cache freed.
  *                On an own loop it first stops a node still running (running the loop). On a
  *                borrowed loop the node must be stopped (or never started), and the caller runs
  *                its loop afterwards so the dispatcher's handles finish closing.
@@ -127,8 +129,8 @@ typedef struct node_transport_ops {
   void (*stop)(void *self, void (*done)(void *arg), void *arg);
   /* A second stop request while draining: cancel what still runs (NULL: nothing to do). */
   void (*cancel)(void *self);
-  /* After the node stopped (or when start was never reached): release everything. Handles it
-   * closes finish closing when the loop runs. NULL: nothing to free. */
+  /* From node_close (never from inside a node callback): release everything. Handles it closes
+   * finish closing when the loop runs. NULL: nothing to free. */
   void (*free)(void *self);
 } node_transport_ops;
 
@@ -146,8 +148,9 @@ int node_open(const config *cfg, const node_options *o, node **out, char *err, s
 int node_start(node *n, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Starts the ordered shutdown; done(ud) (may be NULL) runs once on the loop when step 6 is
- * over. A second call while stopping cancels in-flight transport calls and does not replace
- * the first done. */
+ * over (not from inside node_stop unless nothing was left to wait for; never call node_close
+ * from done). A second call while stopping cancels in-flight transport calls and does not
+ * replace the first done. */
 void node_stop(node *n, void (*done)(void *ud), void *ud);
 
 /* Own loop only: runs it until the node has stopped (a stop trigger, or the loop running out

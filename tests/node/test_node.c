@@ -185,6 +185,34 @@ static void test_node_everything_on_stops_in_order_on_stdio_eof(void **state) {
   config_free(&cfg);
 }
 
+/* Tools and stdio only: at EOF every stop step finishes at once, inside stdio's own
+ * on_closed; the transport must outlive that callback (released by node_close). */
+static void test_node_stdio_only_stops_inside_its_own_callback(void **state) {
+  (void)state;
+  config cfg;
+  load_cfg(&cfg, "stdio", "");
+  int in[2], out[2];
+  assert_int_equal(pipe(in), 0);
+  assert_int_equal(pipe(out), 0);
+  node_options o = {.name = "t", .tools = true, .stdio = true, .stdio_in_fd = in[0], .stdio_out_fd = out[1]};
+  node *n = NULL;
+  char err[256];
+  assert_int_equal(node_open(&cfg, &o, &n, err, sizeof err), 0);
+  assert_int_equal(node_start(n, err, sizeof err), 0);
+  const char *req = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"server_info\"}}\n";
+  assert_int_equal(write(in[1], req, strlen(req)), (ssize_t)strlen(req));
+  json_t *resp = read_reply(n, out[0]);
+  assert_non_null(json_object_get(resp, "result"));
+  json_decref(resp);
+  close(in[1]);
+  assert_int_equal(node_run(n), 0);
+  node_close(n);
+  close(in[0]);
+  close(out[0]);
+  close(out[1]);
+  config_free(&cfg);
+}
+
 /* No part selected: the loop runs out of work at once, which stops the node. */
 static void test_node_nothing_selected_stops_when_the_loop_runs_out_of_work(void **state) {
   (void)state;
@@ -295,8 +323,9 @@ static void test_node_borrowed_loop_and_transport_hook(void **state) {
   assert_int_equal(ft.cancelled, 1);
   ft.done(ft.arg);
   run_until(&loop, &done, 30000);
-  assert_int_equal(ft.freed, 1);
+  assert_int_equal(ft.freed, 0); /* released by node_close, never from inside a callback */
   node_close(n);
+  assert_int_equal(ft.freed, 1);
   uv_run(&loop, UV_RUN_DEFAULT); /* the dispatcher's handles finish closing */
   assert_int_equal(uv_loop_close(&loop), 0);
   config_free(&cfg);
@@ -488,6 +517,7 @@ static void test_node_local_workers_run_a_task(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_node_everything_on_stops_in_order_on_stdio_eof, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_node_stdio_only_stops_inside_its_own_callback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_node_nothing_selected_stops_when_the_loop_runs_out_of_work, setup, teardown),
       cmocka_unit_test_setup_teardown(test_node_store_and_op_table_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_node_borrowed_loop_and_transport_hook, setup, teardown),
