@@ -415,6 +415,8 @@ static const keydef k_top[] = {
     {"max_line_bytes", K_SIZE, OFF(max_line_bytes), 0, 1024, 1024 * MiB},
     {"tool_timeout_ms", K_U32, OFF(tool_timeout_ms), 0, 1, DAY * 1000},
     {"workers_threads", K_U32, OFF(workers_threads), 0, 1, 256},
+    {"workers_long_threads", K_U32, OFF(workers_long_threads), 0, 1, 1024},
+    {"workers_long_queue", K_U32, OFF(workers_long_queue), 0, 1, 65536},
     {"page_size", K_U32, OFF(page_size), 0, 1, 10000},
     {NULL, 0, 0, 0, 0, 0},
 };
@@ -758,6 +760,8 @@ static int set_defaults(config *cfg) {
   cfg->max_line_bytes = 16 * MiB;
   cfg->tool_timeout_ms = 30000;
   cfg->workers_threads = 8;
+  cfg->workers_long_threads = 64;
+  cfg->workers_long_queue = 256;
   cfg->page_size = 50;
   cfg->queue.max_payload_bytes = MiB;
   cfg->queue.lease_seconds = 300;
@@ -1345,11 +1349,12 @@ json_t *config_to_json(const config *cfg) {
     }
     json_decref(more);
   }
-  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b}}", "config_path",
-                   cfg->config_path, "state_dir", cfg->state_dir, "log_level", log_level_name(cfg->log_level),
-                   "max_line_bytes", (json_int_t)cfg->max_line_bytes, "tool_timeout_ms",
-                   (json_int_t)cfg->tool_timeout_ms, "workers_threads", (json_int_t)cfg->workers_threads,
-                   "page_size", (json_int_t)cfg->page_size, "tools", tools, "queue", queue, "cache", cache, "p2p",
+  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b}}",
+                   "config_path", cfg->config_path, "state_dir", cfg->state_dir, "log_level",
+                   log_level_name(cfg->log_level), "max_line_bytes", (json_int_t)cfg->max_line_bytes,
+                   "tool_timeout_ms", (json_int_t)cfg->tool_timeout_ms, "workers_threads",
+                   (json_int_t)cfg->workers_threads, "workers_long_threads", (json_int_t)cfg->workers_long_threads,
+                   "workers_long_queue", (json_int_t)cfg->workers_long_queue, "page_size", (json_int_t)cfg->page_size, "tools", tools, "queue", queue, "cache", cache, "p2p",
                    p2p, "mcp_tasks", "runner", tristate_json(cfg->mcp_tasks.runner), "stdio", "enabled",
                    cfg->stdio.enabled);
 }

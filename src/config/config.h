@@ -80,7 +80,9 @@ typedef struct config {
   log_level log_level;       /* default LOG_INFO */
   size_t max_line_bytes;     /* 16 MiB: longest JSON-RPC line accepted on stdio */
   uint32_t tool_timeout_ms;  /* 30000: default per-call deadline */
-  unsigned workers_threads;  /* 8: tool worker pool size */
+  unsigned workers_threads;  /* 8: short pool, threads at start (grows to 64 while all are busy) */
+  unsigned workers_long_threads; /* 64: long pool (waits, command tools), most threads */
+  unsigned workers_long_queue;   /* 256: long calls waiting for a thread before "busy" */
   unsigned page_size;        /* 50: tools/list page size */
   char *env_path;            /* PATH of peermcp's environment at load, NULL if unset: command
                                 tools' programs without a '/' are searched there */

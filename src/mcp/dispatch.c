@@ -1,16 +1,31 @@
 /* dispatch.c — the dispatcher (see dispatch.h) and the handler-side call context (tool.h).
  *
- * Life of a call (all bookkeeping on the loop thread, so the reference count needs no atomics):
- *   start → [pre-check error or INLINE handler] → ready list → async → complete
- *   start → timer + worker job → handler on a worker → work_done on the loop → complete
- *                             └→ timer fires first → complete(TIMEOUT); the worker's ref keeps
- *                                the call alive until the handler returns.
- * References: one for the loop side (dropped when the timer handle has closed after
- * completion), one for the worker job (dropped in work_done). Handler-side notifications go
- * through a dispatcher queue + uv_async and are flushed before a call completes, so progress
- * always precedes the response. */
+ * Life of a call (bookkeeping on the loop thread):
+ *   start → [pre-check error, or INLINE handler] → ready list → async → complete
+ *   start → timer + job on the short or long pool → handler on a worker → work_done on the loop
+ *         → settle → complete
+ *   start → timer + ASYNC handler on the loop → (PENDING) … mcp_call_complete → ready list
+ *         → settle → complete
+ *   any of these: the timer fires first → complete(TIMEOUT) and the pending tool's cancel
+ *   callback; the references held by the job or the pending tool keep the call alive until the
+ *   handler returned / the tool completed.
+ * References (atomic: a call may be freed on the thread that drops the last one): the loop
+ * side's (dropped when the timer has closed after completion, or at completion without timer),
+ * one per ready-list entry, the pool job's (dropped in work_done), the pending tool's (dropped
+ * when its completion is settled), one per queued notification, and a child's on its root.
+ * Each call holds a reference on the dispatcher, so a tool completing after
+ * mcp_dispatcher_free still finds valid memory (the completion is dropped).
+ *
+ * Children of mcp_dispatch_invoke run on the invoking worker's stack, except MCP_TOOL_ASYNC
+ * tools: those are "kids", heap calls started on the loop (through the cross-thread queue)
+ * with an internal completion that wakes the invoker. A kid is linked to its root, so the
+ * root's cancellation, deadline or detach reaches the kid's cancel callback.
+ *
+ * Handler-side notifications go through a dispatcher queue + uv_async and are flushed before a
+ * call completes, so progress always precedes the response. */
 #include "mcp/dispatch.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -26,6 +41,10 @@
 #include "util/log.h"
 #include "util/workpool.h"
 
+/* How long an invoker waits past its kid's deadline for the loop to finish it (a safety net:
+ * the kid's timer normally ends it at the deadline). */
+#define KID_GRACE_MS 5000
+
 typedef struct call_event {
   struct call_event *next;
   mcp_call *root;
@@ -38,14 +57,18 @@ typedef struct call_event {
 struct mcp_call {
   mcp_dispatcher *d;
   const mcp_tool *tool;
-  mcp_call *root; /* self for top-level calls; the top-level call for invoke children */
+  mcp_call *root; /* self for top-level calls; the top-level call for invoke children and kids */
   int depth;      /* 0 for top-level calls; nesting level of mcp_dispatch_invoke children */
-  int refs;       /* loop thread only (top-level calls) */
-  atomic_bool cancel;
+  atomic_int refs;
+  atomic_bool cancel; /* this call's own cancellation (top-level calls and kids) */
   bool timed_out;
+  bool is_kid;        /* a loop-started child of mcp_dispatch_invoke (ASYNC tool) */
+  bool is_long;       /* runs on the long pool */
+  bool in_pool;       /* a pool job was submitted */
+  atomic_bool claimed; /* the job's worker began it, or the loop took it back (cancelled) */
   int64_t deadline_ms;
   int64_t start_us;
-  const mcp_auth *auth; /* &auth_copy for top-level calls; the parent's for children */
+  const mcp_auth *auth; /* &auth_copy for top-level calls; the root's for children */
   mcp_auth auth_copy;   /* the caller's identity, owned: handlers may outlive the transport */
   bool remote;
   json_t *args;
@@ -56,19 +79,39 @@ struct mcp_call {
   void (*ext_free)(void *ext);
   mcp_call_done_fn done;
   void *done_ud;
-  /* outcome of the handler (written by the worker, read after work_done) */
+  /* outcome of the handler (written by the handler's thread, read on the loop after it returned) */
   mcp_tool_status tstatus;
   json_t *result;
   bool ran;
   /* outcome decided before running (unknown tool, bad arguments, …) */
   mcp_dispatch_status pre_status;
   json_t *pre_envelope;
+  /* asynchronous completion, loop view */
+  bool returned;     /* the handler has returned (loop knows its tstatus) */
+  bool pending;      /* it returned MCP_TOOL_PENDING and the completion is not settled: a ref */
+  bool tool_done;    /* mcp_call_complete was seen */
+  bool cancel_fired; /* cancel_fn ran (at most once) */
+  mcp_call_cancel_fn cancel_fn;
+  void *cancel_ud;
+  mcp_tool_status xstatus; /* the tool's completion, until settled */
+  json_t *xresult;
+  /* cross-thread queue entry (under d->mu): a completion from another thread, or a kid start */
+  struct mcp_call *xq_next;
+  bool q_queued;
+  mcp_tool_status q_status;
+  json_t *q_result;
   /* loop-side state */
   bool completed, detached, has_timer;
   uv_timer_t timer;
   struct mcp_call *ready_next;
   struct mcp_call *live_prev, *live_next; /* dispatcher's list of calls not yet completed */
-  /* sleep/cancel wakeups and progress monotonicity (top-level calls) */
+  struct mcp_call *kids;                  /* root: live kids */
+  struct mcp_call *kid_prev, *kid_next;
+  /* kid → invoker handoff (under root->mu) */
+  bool kid_finished;
+  mcp_dispatch_status kid_status;
+  json_t *kid_env;
+  /* sleep/cancel wakeups, kid handoff and progress monotonicity (top-level calls) */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   double last_progress;
@@ -77,22 +120,32 @@ struct mcp_call {
 
 struct mcp_dispatcher {
   uv_loop_t *loop;
+  pthread_t loop_thread;
   mcp_registry *reg;
-  workpool *pool;
+  workpool *pool;      /* short calls */
+  workpool *long_pool; /* MCP_TOOL_LONG / is_long calls */
   uv_async_t async;
   uint32_t default_timeout_ms;
   bool shutting_down;
   size_t inflight;
   mcp_call *live; /* started, not completed (loop thread only) */
   int64_t started_ms;
-  pthread_mutex_t mu; /* guards events */
+  atomic_int refs;    /* the async handle + one per call object */
+  pthread_mutex_t mu; /* guards events, the cross-thread queues and closing/closed */
   call_event *ev_head, *ev_tail;
+  mcp_call *xq_head, *xq_tail;   /* completions from other threads */
+  mcp_call *kid_head, *kid_tail; /* kids to start */
+  bool closing;                  /* mcp_dispatcher_free began: no new kids */
+  bool closed;                   /* the async handle is closing: completions are dropped */
   mcp_call *ready_head, *ready_tail; /* loop thread only */
 };
+
+#define ON_LOOP(d) pthread_equal(pthread_self(), (d)->loop_thread)
 
 static const char *const k_status_names[] = {
     "success",   "tool_error", "invalid_arguments", "unknown_tool", "unknown_category",
     "forbidden", "timeout",    "cancelled",         "shutting_down", "internal",
+    "busy",
 };
 
 const char *mcp_dispatch_status_name(mcp_dispatch_status st) {
@@ -250,13 +303,16 @@ json_t *mcp_dispatch_call_result(const json_t *envelope) {
 
 /* ---------- call objects ---------- */
 
+static void dispatcher_unref(mcp_dispatcher *d);
+
 static mcp_call *call_new(mcp_dispatcher *d) {
   mcp_call *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->d = d;
   c->root = c;
-  c->refs = 1;
+  atomic_init(&c->refs, 1);
   atomic_init(&c->cancel, false);
+  atomic_init(&c->claimed, false);
   pthread_mutex_init(&c->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -264,56 +320,110 @@ static mcp_call *call_new(mcp_dispatcher *d) {
   pthread_cond_init(&c->cv, &ca);
   pthread_condattr_destroy(&ca);
   c->start_us = clock_mono_us();
+  atomic_fetch_add(&d->refs, 1);
   return c;
 }
 
+static void call_unref(mcp_call *c);
+
 static void call_free(mcp_call *c) {
+  mcp_dispatcher *d = c->d;
+  mcp_call *root = c->root != c ? c->root : NULL;
   json_decref(c->args);
   json_decref(c->progress_token);
   json_decref(c->result);
+  json_decref(c->xresult);
   json_decref(c->pre_envelope);
+  json_decref(c->kid_env);
   free(c->request_id);
   if (c->ext && c->ext_free) c->ext_free(c->ext);
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
   free(c);
+  if (root) call_unref(root); /* a kid's hold on its root */
+  dispatcher_unref(d);
 }
 
+static void call_ref(mcp_call *c) { atomic_fetch_add(&c->refs, 1); }
 static void call_unref(mcp_call *c) {
-  if (--c->refs == 0) call_free(c);
+  int before = atomic_fetch_sub(&c->refs, 1);
+  assert(before > 0);
+  if (before == 1) call_free(c);
 }
 
 static void timer_closed(uv_handle_t *h) { call_unref(h->data); }
 
 /* Wakes sleepers and marks cancelled. Any thread. */
-static void call_signal_cancel(mcp_call *root) {
+static void call_signal_cancel(mcp_call *c) {
+  mcp_call *root = c->root;
   pthread_mutex_lock(&root->mu);
-  atomic_store(&root->cancel, true);
+  atomic_store(&c->cancel, true);
   pthread_cond_broadcast(&root->cv);
   pthread_mutex_unlock(&root->mu);
 }
 
-static void flush_events(mcp_dispatcher *d);
+static bool call_cancel_requested(const mcp_call *c) {
+  return atomic_load(&c->cancel) || atomic_load(&c->root->cancel);
+}
 
-/* Loop thread: the single place a top-level call finishes. Takes envelope (stolen). */
+static void flush_events(mcp_dispatcher *d);
+static void ready_push(mcp_dispatcher *d, mcp_call *c);
+
+static void live_unlink(mcp_call *c) {
+  if (c->live_prev) c->live_prev->live_next = c->live_next;
+  else c->d->live = c->live_next;
+  if (c->live_next) c->live_next->live_prev = c->live_prev;
+  c->live_prev = c->live_next = NULL;
+}
+
+static void live_link(mcp_call *c) {
+  mcp_dispatcher *d = c->d;
+  c->live_prev = NULL;
+  c->live_next = d->live;
+  if (d->live) d->live->live_prev = c;
+  d->live = c;
+}
+
+static void kid_unlink(mcp_call *k) {
+  mcp_call *root = k->root;
+  if (k->kid_prev) k->kid_prev->kid_next = k->kid_next;
+  else if (root->kids == k) root->kids = k->kid_next;
+  if (k->kid_next) k->kid_next->kid_prev = k->kid_prev;
+  k->kid_prev = k->kid_next = NULL;
+}
+
+/* Loop thread: tells a pending tool that its answer is no longer wanted (at most once, never
+ * after its completion was seen). */
+static void call_fire_cancel(mcp_call *c) {
+  if (!c->pending || c->tool_done || c->cancel_fired || !c->cancel_fn) return;
+  c->cancel_fired = true;
+  call_ref(c);
+  c->cancel_fn(c, c->cancel_ud);
+  call_unref(c);
+}
+
+static void call_cancel_kids(mcp_call *root);
+
+/* Loop thread: the single place a call finishes. Takes envelope (stolen). */
 static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope) {
+  assert(ON_LOOP(c->d));
   if (c->completed) {
     json_decref(envelope);
     return;
   }
   c->completed = true;
-  c->d->inflight--;
-  if (c->live_prev) c->live_prev->live_next = c->live_next;
-  else c->d->live = c->live_next;
-  if (c->live_next) c->live_next->live_prev = c->live_prev;
-  c->live_prev = c->live_next = NULL;
+  if (!c->is_kid) c->d->inflight--;
+  else kid_unlink(c);
+  live_unlink(c);
   if (!c->detached && c->done) {
     if (!envelope) envelope = json_pack("{s:s, s:s, s:s}", "status", "error", "error", "out of memory", "error_type", "internal");
-    const mcp_tool_def *def = mcp_tool_def_of(c->tool);
-    const char *tname = def ? def->name : json_string_value(json_object_get(envelope, "tool"));
-    log_write(st == MCP_DISPATCH_OK ? LOG_DEBUG : LOG_INFO, "dispatch", "{s:s, s:s, s:s, s:f}", "request_id",
-              c->request_id, "tool", tname ? tname : "?", "status", mcp_dispatch_status_name(st), "duration_ms",
-              elapsed_ms(c));
+    if (!c->is_kid) {
+      const mcp_tool_def *def = mcp_tool_def_of(c->tool);
+      const char *tname = def ? def->name : json_string_value(json_object_get(envelope, "tool"));
+      log_write(st == MCP_DISPATCH_OK ? LOG_DEBUG : LOG_INFO, "dispatch", "{s:s, s:s, s:s, s:f}", "request_id",
+                c->request_id, "tool", tname ? tname : "?", "status", mcp_dispatch_status_name(st), "duration_ms",
+                elapsed_ms(c));
+    }
     mcp_call_outcome o = {.status = st, .envelope = envelope, .tool = c->tool};
     c->done(c->done_ud, &o);
   }
@@ -326,18 +436,24 @@ static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope)
   }
 }
 
-/* Builds the outcome of a call whose handler returned (worker or inline). Loop thread. */
+static json_t *timeout_envelope(mcp_call *c) {
+  const mcp_tool_def *def = mcp_tool_def_of(c->tool);
+  char msg[96];
+  snprintf(msg, sizeof msg, "deadline exceeded after %lld ms", (long long)(c->deadline_ms - c->start_us / 1000));
+  return envelope_error(c, def->category, def->name, MCP_DISPATCH_TIMEOUT, msg, NULL);
+}
+
+/* Builds the outcome of a call whose handler finished (its result or its tool's completion).
+ * Loop thread. */
 static void call_complete_ran(mcp_call *c) {
   const mcp_tool_def *def = mcp_tool_def_of(c->tool);
-  if (atomic_load(&c->cancel) && !c->timed_out) {
+  if (call_cancel_requested(c) && !c->timed_out) {
     call_complete(c, MCP_DISPATCH_CANCELLED,
                   envelope_error(c, def->category, def->name, MCP_DISPATCH_CANCELLED, "cancelled by the caller", NULL));
     return;
   }
   if (c->ran && clock_mono_ms() >= c->deadline_ms) { /* finished, but too late: same as the timer */
-    char msg[96];
-    snprintf(msg, sizeof msg, "deadline exceeded after %lld ms", (long long)(c->deadline_ms - c->start_us / 1000));
-    call_complete(c, MCP_DISPATCH_TIMEOUT, envelope_error(c, def->category, def->name, MCP_DISPATCH_TIMEOUT, msg, NULL));
+    call_complete(c, MCP_DISPATCH_TIMEOUT, timeout_envelope(c));
     return;
   }
   if (c->pre_envelope) { /* validation failed on the worker */
@@ -353,16 +469,62 @@ static void call_complete_ran(mcp_call *c) {
   }
 }
 
+/* Loop thread: does what is due once the handler returned or the tool's completion arrived. */
+static void call_settle(mcp_call *c) {
+  if (!c->returned) {
+    /* not run (pre-check error, or skipped) or still running on a worker: work_done settles */
+    if (c->pre_envelope && !c->completed) {
+      json_t *e = c->pre_envelope;
+      c->pre_envelope = NULL;
+      call_complete(c, c->pre_status, e);
+    }
+    return;
+  }
+  if (c->tstatus != MCP_TOOL_PENDING) {
+    if (c->tool_done && c->xresult) { /* a completion for a call that was not pending */
+      log_error("dispatch: mcp_call_complete on a call whose handler did not return pending; ignored",
+                "{s:s}", "request_id", c->request_id);
+      json_decref(c->xresult);
+      c->xresult = NULL;
+    }
+    if (!c->completed) {
+      if (c->ran || c->pre_envelope) call_complete_ran(c);
+      else call_complete(c, MCP_DISPATCH_INTERNAL, NULL);
+    }
+    return;
+  }
+  if (!c->tool_done) {
+    if (!c->pending) {
+      c->pending = true;
+      call_ref(c); /* the pending tool's */
+    }
+    /* the answer may already be unwanted (cancelled or timed out while the handler ran) */
+    if (c->completed || call_cancel_requested(c) || clock_mono_ms() >= c->deadline_ms) call_fire_cancel(c);
+    return;
+  }
+  /* the tool completed: its result becomes the handler's */
+  bool held = c->pending;
+  c->pending = false;
+  c->tstatus = c->xstatus == MCP_TOOL_OK ? MCP_TOOL_OK : MCP_TOOL_ERROR;
+  json_decref(c->result);
+  c->result = c->xresult;
+  c->xresult = NULL;
+  c->ran = true;
+  if (!c->completed) call_complete_ran(c);
+  if (held) call_unref(c);
+}
+
 static void call_timer_cb(uv_timer_t *t) {
   mcp_call *c = t->data;
   if (c->completed) return;
   c->timed_out = true;
   call_signal_cancel(c);
-  const mcp_tool_def *def = mcp_tool_def_of(c->tool);
-  char msg[96];
-  snprintf(msg, sizeof msg, "deadline exceeded after %lld ms", (long long)(c->deadline_ms - c->start_us / 1000));
+  call_ref(c);
   flush_events(c->d);
-  call_complete(c, MCP_DISPATCH_TIMEOUT, envelope_error(c, def->category, def->name, MCP_DISPATCH_TIMEOUT, msg, NULL));
+  call_complete(c, MCP_DISPATCH_TIMEOUT, timeout_envelope(c));
+  call_fire_cancel(c);
+  call_cancel_kids(c);
+  call_unref(c);
 }
 
 /* Validates c->args against the tool's schema. Returns false with c->pre_* set on failure. */
@@ -385,38 +547,78 @@ static bool call_validate(mcp_call *c) {
   return true;
 }
 
-static void call_run_handler(mcp_call *c) {
+/* Runs the handler on the current thread (a worker, or the loop for INLINE / ASYNC tools). The
+ * loop learns the outcome in work_done, or right after for the loop-run kinds. */
+static void call_run_handler(mcp_call *c, bool validate) {
   const mcp_tool_def *def = mcp_tool_def_of(c->tool);
-  if (!call_validate(c)) return;
+  if (validate && !call_validate(c)) return;
   if (mcp_call_cancelled(c)) return; /* cancelled or timed out while queued */
   json_t *res = NULL;
-  c->tstatus = def->fn(c, c->args, &res, def->ud);
+  mcp_tool_status ts = def->fn(c, c->args, &res, def->ud);
+  if (ts == MCP_TOOL_PENDING) {
+    /* only MCP_TOOL_ASYNC handlers may return pending (tool.h); a top-level call still copes */
+    assert(def->flags & MCP_TOOL_ASYNC);
+    if (res) { /* a pending handler gives no result */
+      log_error("dispatch: a pending handler set a result; dropped", "{s:s}", "tool", def->name);
+      json_decref(res);
+    }
+    c->tstatus = MCP_TOOL_PENDING;
+    return;
+  }
   c->result = res;
-  if (c->tstatus != MCP_TOOL_OK && c->tstatus != MCP_TOOL_ERROR) c->tstatus = MCP_TOOL_ERROR;
+  c->tstatus = ts == MCP_TOOL_OK ? MCP_TOOL_OK : MCP_TOOL_ERROR;
   c->ran = true;
 }
 
-static void call_work(void *arg) { call_run_handler(arg); }
+static void call_work(void *arg) {
+  mcp_call *c = arg;
+  if (atomic_exchange(&c->claimed, true)) return; /* cancelled while queued: already answered */
+  call_run_handler(c, true);
+}
 
 static void call_work_done(void *arg) {
   mcp_call *c = arg;
   flush_events(c->d);
-  if (!c->completed) {
-    if (!c->ran && !c->pre_envelope) {
-      /* skipped: cancelled while queued (a timeout completes from the timer) */
-      const mcp_tool_def *def = mcp_tool_def_of(c->tool);
-      call_complete(c, MCP_DISPATCH_CANCELLED,
-                    envelope_error(c, def->category, def->name, MCP_DISPATCH_CANCELLED, "cancelled by the caller", NULL));
-    } else {
-      call_complete_ran(c);
-    }
+  c->returned = c->ran || c->tstatus == MCP_TOOL_PENDING;
+  if (!c->returned && !c->completed && !c->pre_envelope) {
+    /* skipped: cancelled while queued (a timeout completes from the timer) */
+    const mcp_tool_def *def = mcp_tool_def_of(c->tool);
+    call_complete(c, MCP_DISPATCH_CANCELLED,
+                  envelope_error(c, def->category, def->name, MCP_DISPATCH_CANCELLED, "cancelled by the caller", NULL));
+  } else {
+    call_settle(c);
   }
-  call_unref(c);
+  call_unref(c); /* the job's */
+}
+
+/* Loop thread: runs an INLINE or ASYNC handler now (arguments already validated). */
+static void call_run_on_loop(mcp_call *c) {
+  call_run_handler(c, false);
+  c->returned = c->ran || c->tstatus == MCP_TOOL_PENDING;
+  if (c->tstatus == MCP_TOOL_PENDING) {
+    /* takes the pending reference; a completion given inside the handler is already on the
+     * ready list and settles from there (never inside mcp_dispatch_start) */
+    if (!c->tool_done) call_settle(c);
+  } else {
+    ready_push(c->d, c); /* completes from the loop's next turn, never inside start */
+  }
+}
+
+/* Loop thread: cancels every kid of a root (its cancellation, deadline or detach). */
+static void call_cancel_kids(mcp_call *root) {
+  for (mcp_call *k = root->kids, *next; k; k = next) {
+    next = k->kid_next;
+    call_signal_cancel(k);
+    call_ref(k);
+    call_fire_cancel(k);
+    call_unref(k);
+  }
 }
 
 /* ---------- dispatcher ---------- */
 
 static void ready_push(mcp_dispatcher *d, mcp_call *c) {
+  call_ref(c); /* the ready list's */
   c->ready_next = NULL;
   if (d->ready_tail) d->ready_tail->ready_next = c;
   else d->ready_head = c;
@@ -439,29 +641,56 @@ static void flush_events(mcp_dispatcher *d) {
         c->sink.progress(c->sink.ud, c->progress_token, e->progress, e->total, e->message);
       }
     }
+    call_unref(c); /* the event's */
     free(e->message);
     free(e);
     e = next;
   }
 }
 
+/* Loop thread: records a tool's completion; the settling happens from the ready list. */
+static void call_take_completion(mcp_call *c, mcp_tool_status st, json_t *result) {
+  if (c->tool_done) {
+    log_error("dispatch: mcp_call_complete called twice; ignored", "{s:s}", "request_id", c->request_id);
+    json_decref(result);
+    return;
+  }
+  c->tool_done = true;
+  c->xstatus = st;
+  c->xresult = result;
+  ready_push(c->d, c);
+}
+
+static void kid_start(mcp_call *k);
+
 static void dispatcher_async_cb(uv_async_t *h) {
   mcp_dispatcher *d = h->data;
   flush_events(d);
+  pthread_mutex_lock(&d->mu);
+  mcp_call *x = d->xq_head, *kids = d->kid_head;
+  d->xq_head = d->xq_tail = NULL;
+  d->kid_head = d->kid_tail = NULL;
+  pthread_mutex_unlock(&d->mu);
+  while (x) { /* completions from other threads */
+    mcp_call *next = x->xq_next;
+    json_t *r = x->q_result;
+    x->q_result = NULL;
+    x->q_queued = false;
+    call_take_completion(x, x->q_status, r);
+    call_unref(x); /* the queue entry's */
+    x = next;
+  }
+  while (kids) {
+    mcp_call *next = kids->xq_next;
+    kid_start(kids);
+    kids = next;
+  }
   mcp_call *c = d->ready_head;
   d->ready_head = d->ready_tail = NULL;
   while (c) {
     mcp_call *next = c->ready_next;
-    if (c->ran || c->pre_envelope) {
-      if (c->ran) call_complete_ran(c);
-      else {
-        json_t *e = c->pre_envelope;
-        c->pre_envelope = NULL;
-        call_complete(c, c->pre_status, e);
-      }
-    } else {
-      call_complete(c, MCP_DISPATCH_INTERNAL, NULL);
-    }
+    call_settle(c);
+    call_unref(c); /* the ready list's */
     c = next;
   }
 }
@@ -472,9 +701,11 @@ int mcp_dispatcher_new(uv_loop_t *loop, mcp_registry *reg, const mcp_dispatcher_
   mcp_dispatcher *d = calloc(1, sizeof *d);
   if (!d) return -ENOMEM;
   d->loop = loop;
+  d->loop_thread = pthread_self();
   d->reg = reg;
   d->default_timeout_ms = opts && opts->default_timeout_ms ? opts->default_timeout_ms : MCP_DISPATCH_DEFAULT_TIMEOUT_MS;
   d->started_ms = clock_mono_ms();
+  atomic_init(&d->refs, 1); /* the async handle's */
   pthread_mutex_init(&d->mu, NULL);
   int rc = uv_async_init(loop, &d->async, dispatcher_async_cb);
   if (rc != 0) {
@@ -485,8 +716,18 @@ int mcp_dispatcher_new(uv_loop_t *loop, mcp_registry *reg, const mcp_dispatcher_
   d->async.data = d;
   rc = workpool_new(loop, opts && opts->threads ? opts->threads : WORKPOOL_DEFAULT_THREADS,
                     opts && opts->max_threads ? opts->max_threads : WORKPOOL_DEFAULT_MAX_THREADS, &d->pool);
-  if (rc != 0) {
+  if (rc == 0) {
+    unsigned lmax = opts && opts->long_threads ? opts->long_threads : MCP_DISPATCH_DEFAULT_LONG_THREADS;
+    /* started small: threads are added as long calls arrive, up to lmax */
+    rc = workpool_new(loop, lmax < 2 ? lmax : 2, lmax, &d->long_pool);
+    if (rc == 0)
+      workpool_set_max_queued(d->long_pool,
+                              opts && opts->long_queue ? opts->long_queue : MCP_DISPATCH_DEFAULT_LONG_QUEUE);
+    else d->long_pool = NULL;
+  } else {
     d->pool = NULL;
+  }
+  if (rc != 0) {
     mcp_dispatcher_free(d);
     return rc;
   }
@@ -494,29 +735,67 @@ int mcp_dispatcher_new(uv_loop_t *loop, mcp_registry *reg, const mcp_dispatcher_
   return 0;
 }
 
-static void dispatcher_closed(uv_handle_t *h) {
-  mcp_dispatcher *d = h->data;
+static void dispatcher_unref(mcp_dispatcher *d) {
+  if (atomic_fetch_sub(&d->refs, 1) != 1) return;
   pthread_mutex_destroy(&d->mu);
   free(d);
 }
 
+static void dispatcher_closed(uv_handle_t *h) { dispatcher_unref(h->data); }
+
 void mcp_dispatcher_free(mcp_dispatcher *d) {
   if (!d) return;
+  assert(ON_LOOP(d));
   d->shutting_down = true;
-  /* Callers should have drained or detached every call; any left is detached now, so no timer
-   * or callback can outlive the dispatcher. */
+  pthread_mutex_lock(&d->mu);
+  d->closing = true; /* invokers start no new kids from here on */
+  mcp_call *kids = d->kid_head;
+  d->kid_head = d->kid_tail = NULL;
+  pthread_mutex_unlock(&d->mu);
+  /* kids queued and never started: their invokers (workers the pools wait for below) must wake */
+  while (kids) {
+    mcp_call *next = kids->xq_next;
+    live_link(kids);
+    const mcp_tool_def *def = mcp_tool_def_of(kids->tool);
+    call_complete(kids, MCP_DISPATCH_SHUTTING_DOWN,
+                  envelope_error(kids, def->category, def->name, MCP_DISPATCH_SHUTTING_DOWN, "Server is shutting down", NULL));
+    kids = next;
+  }
+  /* Callers should have drained or detached every call; any left is detached now (kids are
+   * completed, so their invokers wake), so no timer or callback can outlive the dispatcher. */
   while (d->live) {
-    log_warn("dispatch: freed with a call in flight; detaching it", "{s:s}", "request_id", d->live->request_id);
-    mcp_dispatch_detach(d->live);
+    mcp_call *c = d->live;
+    if (!c->is_kid)
+      log_warn("dispatch: freed with a call in flight; detaching it", "{s:s}", "request_id", c->request_id);
+    mcp_dispatch_detach(c);
   }
   if (d->pool) workpool_free(d->pool); /* runs work_done for every job */
-  d->pool = NULL;
-  dispatcher_async_cb(&d->async);     /* completes anything still on the ready list */
+  if (d->long_pool) workpool_free(d->long_pool);
+  d->pool = d->long_pool = NULL;
+  dispatcher_async_cb(&d->async); /* settles what is on the ready list and the queues */
+  pthread_mutex_lock(&d->mu);
+  d->closed = true;
+  mcp_call *x = d->xq_head;
+  d->xq_head = d->xq_tail = NULL;
+  pthread_mutex_unlock(&d->mu);
+  while (x) { /* arrived after the last turn: dropped */
+    mcp_call *next = x->xq_next;
+    json_decref(x->q_result);
+    x->q_result = NULL;
+    x->tool_done = true;
+    if (x->pending) {
+      x->pending = false;
+      call_unref(x);
+    }
+    call_unref(x); /* the queue entry's */
+    x = next;
+  }
   uv_close((uv_handle_t *)&d->async, dispatcher_closed);
 }
 
 mcp_registry *mcp_dispatcher_registry(const mcp_dispatcher *d) { return d ? d->reg : NULL; }
 workpool *mcp_dispatcher_pool(const mcp_dispatcher *d) { return d ? d->pool : NULL; }
+workpool *mcp_dispatcher_long_pool(const mcp_dispatcher *d) { return d ? d->long_pool : NULL; }
 void mcp_dispatcher_shutdown(mcp_dispatcher *d) { d->shutting_down = true; }
 size_t mcp_dispatcher_inflight(const mcp_dispatcher *d) { return d->inflight; }
 double mcp_dispatcher_uptime_s(const mcp_dispatcher *d) { return (double)(clock_mono_ms() - d->started_ms) / 1000.0; }
@@ -525,10 +804,51 @@ static bool may_use(bool remote, const mcp_tool *t) {
   return !remote || (mcp_tool_def_of(t)->flags & MCP_TOOL_REMOTE);
 }
 
+/* Loop thread: the call passed every check; runs it where its class says. */
+static void call_launch(mcp_call *c) {
+  mcp_dispatcher *d = c->d;
+  const mcp_tool_def *def = mcp_tool_def_of(c->tool);
+  if (def->flags & MCP_TOOL_INLINE) {
+    if (call_validate(c)) call_run_on_loop(c);
+    else ready_push(d, c);
+    return;
+  }
+  int rc = uv_timer_init(d->loop, &c->timer);
+  if (rc == 0) {
+    c->timer.data = c;
+    c->has_timer = true;
+    int64_t left = c->deadline_ms - clock_mono_ms();
+    rc = uv_timer_start(&c->timer, call_timer_cb, left > 0 ? (uint64_t)left : 0, 0);
+  }
+  if (rc == 0 && (def->flags & MCP_TOOL_ASYNC)) {
+    if (c->is_kid || call_validate(c)) call_run_on_loop(c); /* a kid was validated by its invoker */
+    else ready_push(d, c);
+    return;
+  }
+  if (rc == 0) {
+    call_ref(c); /* the job's */
+    rc = workpool_submit(c->is_long ? d->long_pool : d->pool, call_work, call_work_done, c);
+    if (rc != 0) call_unref(c);
+    else c->in_pool = true;
+  }
+  if (rc != 0) {
+    mcp_dispatch_status st = rc == -EBUSY ? MCP_DISPATCH_BUSY : MCP_DISPATCH_INTERNAL;
+    c->pre_status = st;
+    c->pre_envelope = envelope_error(c, def->category, def->name, st,
+                                     st == MCP_DISPATCH_BUSY
+                                         ? "Server busy: every thread for long-running calls is taken and the queue "
+                                           "is full; retry later"
+                                         : "cannot schedule the call",
+                                     NULL);
+    ready_push(d, c);
+  }
+}
+
 int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_done_fn done, void *ud,
                        mcp_call **out) {
   if (out) *out = NULL;
   if (!d || !req || !req->tool || !req->auth) return -EINVAL;
+  assert(ON_LOOP(d));
   mcp_call *c = call_new(d);
   if (!c) return -ENOMEM;
   char uuid[37];
@@ -549,9 +869,7 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   c->done = done;
   c->done_ud = ud;
   d->inflight++;
-  c->live_next = d->live;
-  if (d->live) d->live->live_prev = c;
-  d->live = c;
+  live_link(c);
   if (out) *out = c;
 
   const mcp_tool *t = mcp_registry_find(d->reg, req->tool);
@@ -582,71 +900,54 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   }
   uint32_t timeout = req->timeout_ms ? req->timeout_ms : def->timeout_ms ? def->timeout_ms : d->default_timeout_ms;
   c->deadline_ms = c->start_us / 1000 + (int64_t)timeout;
-
-  if (def->flags & MCP_TOOL_INLINE) {
-    call_run_handler(c);
-    ready_push(d, c);
-    return 0;
-  }
-  int rc = uv_timer_init(d->loop, &c->timer);
-  if (rc == 0) {
-    c->timer.data = c;
-    c->has_timer = true;
-    rc = uv_timer_start(&c->timer, call_timer_cb, timeout, 0);
-  }
-  if (rc == 0) {
-    c->refs++; /* the worker's */
-    rc = workpool_submit(d->pool, call_work, call_work_done, c);
-    if (rc != 0) c->refs--;
-  }
-  if (rc != 0) {
-    c->pre_status = MCP_DISPATCH_INTERNAL;
-    c->pre_envelope = envelope_error(c, def->category, def->name, MCP_DISPATCH_INTERNAL, "cannot schedule the call", NULL);
-    ready_push(d, c);
-  }
+  c->is_long = (def->flags & MCP_TOOL_LONG) || (def->is_long && def->is_long(c, c->args, def->ud));
+  call_launch(c);
   return 0;
 }
 
 void mcp_dispatch_cancel(mcp_call *c) {
   if (!c || c->completed) return;
+  assert(ON_LOOP(c->d));
   call_signal_cancel(c);
+  call_ref(c);
+  if (c->in_pool && !atomic_exchange(&c->claimed, true)) {
+    /* still waiting for a thread (a full long pool may hold it for minutes): answered from the
+     * loop's next turn, not when a thread reaches the job (which then only drops its reference) */
+    const mcp_tool_def *def = mcp_tool_def_of(c->tool);
+    c->pre_status = MCP_DISPATCH_CANCELLED;
+    c->pre_envelope = envelope_error(c, def->category, def->name, MCP_DISPATCH_CANCELLED, "cancelled by the caller", NULL);
+    ready_push(c->d, c);
+  }
+  call_fire_cancel(c);
+  call_cancel_kids(c);
+  call_unref(c);
 }
 
 void mcp_dispatch_detach(mcp_call *c) {
   if (!c || c->completed) return;
-  c->detached = true;
+  assert(ON_LOOP(c->d));
+  call_ref(c);
   call_signal_cancel(c);
-  /* Completes silently now. If it sits on the ready list or has a worker job, those paths see
-   * `completed` and only drop their references. */
-  bool queued = false;
-  for (mcp_call *r = c->d->ready_head; r; r = r->ready_next)
-    if (r == c) queued = true;
-  if (queued) {
-    c->refs++; /* the ready list's entry drops it below */
-    call_complete(c, MCP_DISPATCH_CANCELLED, NULL);
-    /* Remove from the ready list. */
-    mcp_dispatcher *d = c->d;
-    mcp_call **pp = &d->ready_head;
-    mcp_call *prev = NULL;
-    while (*pp) {
-      if (*pp == c) {
-        *pp = c->ready_next;
-        if (d->ready_tail == c) d->ready_tail = prev;
-        break;
-      }
-      prev = *pp;
-      pp = &(*pp)->ready_next;
-    }
-    call_unref(c);
+  if (c->is_kid) {
+    /* a kid's completion only wakes its invoker, who must always be woken */
+    const mcp_tool_def *def = mcp_tool_def_of(c->tool);
+    call_complete(c, MCP_DISPATCH_CANCELLED,
+                  envelope_error(c, def->category, def->name, MCP_DISPATCH_CANCELLED, "cancelled by the caller", NULL));
   } else {
+    /* Completes silently now. If it sits on the ready list or has a worker job, those paths see
+     * `completed` and only drop their references. */
+    c->detached = true;
     call_complete(c, MCP_DISPATCH_CANCELLED, NULL);
   }
+  call_fire_cancel(c);
+  call_cancel_kids(c);
+  call_unref(c);
 }
 
 /* ---------- handler-side context (tool.h) ---------- */
 
 bool mcp_call_cancelled(const mcp_call *c) {
-  return atomic_load(&c->root->cancel) || clock_mono_ms() >= c->deadline_ms;
+  return atomic_load(&c->cancel) || atomic_load(&c->root->cancel) || clock_mono_ms() >= c->deadline_ms;
 }
 int64_t mcp_call_deadline_ms(const mcp_call *c) { return c->deadline_ms; }
 const mcp_auth *mcp_call_auth(const mcp_call *c) { return c->auth; }
@@ -659,10 +960,72 @@ const mcp_tool *mcp_call_tool(const mcp_call *c) { return c->tool; }
 void *mcp_call_ext(const mcp_call *c) { return c->root->ext; }
 uv_loop_t *mcp_dispatcher_loop(const mcp_dispatcher *d) { return d->loop; }
 
+void mcp_call_complete(mcp_call *c, mcp_tool_status st, json_t *result) {
+  mcp_dispatcher *d = c->d;
+  if (st != MCP_TOOL_OK) st = MCP_TOOL_ERROR;
+  if (ON_LOOP(d)) {
+    if (d->closed) { /* after mcp_dispatcher_free: nobody waits; drop it */
+      json_decref(result);
+      if (c->tool_done) return;
+      c->tool_done = true;
+      if (c->pending) {
+        c->pending = false;
+        call_unref(c);
+      }
+      return;
+    }
+    call_take_completion(c, st, result);
+    return;
+  }
+  pthread_mutex_lock(&d->mu);
+  if (d->closed) {
+    pthread_mutex_unlock(&d->mu);
+    json_decref(result);
+    if (c->tool_done) return; /* the loop no longer touches the call: this thread owns the flags */
+    c->tool_done = true;
+    if (c->pending) {
+      c->pending = false;
+      call_unref(c);
+    }
+    return;
+  }
+  if (c->q_queued) { /* already queued once */
+    pthread_mutex_unlock(&d->mu);
+    log_error("dispatch: mcp_call_complete called twice; ignored", "{s:s}", "request_id", c->request_id);
+    json_decref(result);
+    return;
+  }
+  call_ref(c); /* the queue entry's */
+  c->q_queued = true;
+  c->q_status = st;
+  c->q_result = result;
+  c->xq_next = NULL;
+  if (d->xq_tail) d->xq_tail->xq_next = c;
+  else d->xq_head = c;
+  d->xq_tail = c;
+  pthread_mutex_unlock(&d->mu);
+  uv_async_send(&d->async);
+}
+
+void mcp_call_on_cancel(mcp_call *c, mcp_call_cancel_fn fn, void *ud) {
+  assert(ON_LOOP(c->d));
+  c->cancel_fn = fn;
+  c->cancel_ud = ud;
+  /* registered after the answer became unwanted: tell the tool now */
+  if (fn && c->pending && (c->completed || mcp_call_cancelled(c))) call_fire_cancel(c);
+}
+
 static void push_event(mcp_call *root, call_event *e) {
   mcp_dispatcher *d = root->d;
   e->root = root;
   pthread_mutex_lock(&d->mu);
+  if (d->closed) {
+    pthread_mutex_unlock(&d->mu);
+    free(e->message);
+    free(e);
+    return;
+  }
+  call_ref(root); /* the event's: flushed after the call may have completed */
   if (d->ev_tail) d->ev_tail->next = e;
   else d->ev_head = e;
   d->ev_tail = e;
@@ -702,28 +1065,128 @@ void mcp_call_log(mcp_call *call, const char *level, const char *message) {
   push_event(call->root, e);
 }
 
+static void deadline_timespec(int64_t until_ms, struct timespec *ts) {
+  int64_t left = until_ms - clock_mono_ms();
+  if (left < 0) left = 0;
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += left / 1000;
+  ts->tv_nsec += (long)(left % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
 bool mcp_call_sleep(mcp_call *call, int64_t ms) {
+  assert(!ON_LOOP(call->d)); /* the loop never blocks */
   mcp_call *root = call->root;
   int64_t until = clock_mono_ms() + (ms > 0 ? ms : 0);
   if (until > call->deadline_ms) until = call->deadline_ms;
   pthread_mutex_lock(&root->mu);
   for (;;) {
-    if (atomic_load(&root->cancel)) break;
-    int64_t now = clock_mono_ms();
-    if (now >= until) break;
+    if (atomic_load(&root->cancel) || atomic_load(&call->cancel)) break;
+    if (clock_mono_ms() >= until) break;
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t left = until - now;
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (long)(left % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
+    deadline_timespec(until, &ts);
     pthread_cond_timedwait(&root->cv, &root->mu, &ts);
   }
   pthread_mutex_unlock(&root->mu);
   return mcp_call_cancelled(call);
+}
+
+/* ---------- kids: ASYNC tools invoked from a worker ---------- */
+
+/* Loop thread: a kid's completion hands the envelope to its invoker. */
+static void kid_done(void *ud, const mcp_call_outcome *o) {
+  mcp_call *k = ud;
+  mcp_call *root = k->root;
+  pthread_mutex_lock(&root->mu);
+  k->kid_finished = true;
+  k->kid_status = o->status;
+  k->kid_env = json_incref(o->envelope);
+  pthread_cond_broadcast(&root->cv);
+  pthread_mutex_unlock(&root->mu);
+}
+
+/* Loop thread: starts a kid taken off the queue. */
+static void kid_start(mcp_call *k) {
+  mcp_call *root = k->root;
+  live_link(k);
+  k->kid_prev = NULL;
+  k->kid_next = root->kids;
+  if (root->kids) root->kids->kid_prev = k;
+  root->kids = k;
+  const mcp_tool_def *def = mcp_tool_def_of(k->tool);
+  if (root->completed || call_cancel_requested(k)) {
+    k->pre_status = MCP_DISPATCH_CANCELLED;
+    k->pre_envelope = envelope_error(k, def->category, def->name, MCP_DISPATCH_CANCELLED, "cancelled by the caller", NULL);
+    ready_push(k->d, k);
+    return;
+  }
+  call_launch(k); /* the timer covers a deadline already past */
+}
+
+/* Worker thread: runs an ASYNC tool as a kid and waits for its envelope. c is the validated
+ * child prepared on the stack by mcp_dispatch_invoke_timeout (its args are taken). */
+static mcp_dispatch_status kid_invoke(mcp_call *parent, mcp_call *c, json_t **envelope_out) {
+  mcp_dispatcher *d = parent->d;
+  const mcp_tool_def *def = mcp_tool_def_of(c->tool);
+  mcp_call *k = call_new(d);
+  if (!k || !(k->request_id = strdup(c->request_id))) {
+    if (k) call_free(k);
+    *envelope_out = envelope_error(c, def->category, def->name, MCP_DISPATCH_INTERNAL, "out of memory", NULL);
+    return MCP_DISPATCH_INTERNAL;
+  }
+  mcp_call *root = parent->root;
+  call_ref(root); /* dropped in call_free(k) */
+  k->root = root;
+  k->is_kid = true;
+  k->depth = c->depth;
+  k->auth = c->auth;
+  k->remote = c->remote;
+  k->tool = c->tool;
+  k->args = c->args;
+  c->args = NULL;
+  k->start_us = c->start_us;
+  k->deadline_ms = c->deadline_ms;
+  k->done = kid_done;
+  k->done_ud = k;
+  call_ref(k); /* the invoker's; the other is the loop side's */
+  pthread_mutex_lock(&d->mu);
+  bool refused = d->closing;
+  if (!refused) {
+    k->xq_next = NULL;
+    if (d->kid_tail) d->kid_tail->xq_next = k;
+    else d->kid_head = k;
+    d->kid_tail = k;
+  }
+  pthread_mutex_unlock(&d->mu);
+  if (refused) {
+    *envelope_out = envelope_error(c, def->category, def->name, MCP_DISPATCH_SHUTTING_DOWN, "Server is shutting down", NULL);
+    call_unref(k);
+    call_unref(k);
+    return MCP_DISPATCH_SHUTTING_DOWN;
+  }
+  uv_async_send(&d->async);
+  pthread_mutex_lock(&root->mu);
+  while (!k->kid_finished && clock_mono_ms() < k->deadline_ms + KID_GRACE_MS) {
+    struct timespec ts;
+    deadline_timespec(k->deadline_ms + KID_GRACE_MS, &ts);
+    pthread_cond_timedwait(&root->cv, &root->mu, &ts);
+  }
+  bool finished = k->kid_finished;
+  mcp_dispatch_status st = k->kid_status;
+  json_t *env = k->kid_env;
+  k->kid_env = NULL;
+  pthread_mutex_unlock(&root->mu);
+  if (!finished) { /* the loop did not end it in time (it is stuck or gone): give up on it */
+    log_warn("dispatch: an asynchronous child call outlived its deadline", "{s:s}", "tool", def->name);
+    st = MCP_DISPATCH_TIMEOUT;
+    env = envelope_error(c, def->category, def->name, st, "deadline exceeded", NULL);
+  }
+  call_unref(k); /* the invoker's */
+  *envelope_out = env;
+  return st;
 }
 
 /* ---------- synchronous child calls (tools_dispatch) ---------- */
@@ -760,8 +1223,11 @@ mcp_dispatch_status mcp_dispatch_invoke(mcp_call *parent, const char *category, 
 
 mcp_dispatch_status mcp_dispatch_invoke_timeout(mcp_call *parent, const char *category, const char *tool,
                                                 json_t *args, uint32_t timeout_ms, json_t **envelope_out) {
+  assert(!ON_LOOP(parent->d)); /* the loop never waits for a tool */
   mcp_call c;
   memset(&c, 0, sizeof c);
+  atomic_init(&c.cancel, false);
+  atomic_init(&c.refs, 1);
   c.d = parent->d;
   c.root = parent->root;
   c.depth = parent->depth + 1;
@@ -825,9 +1291,18 @@ mcp_dispatch_status mcp_dispatch_invoke_timeout(mcp_call *parent, const char *ca
     bool to = !atomic_load(&c.root->cancel);
     st = to ? MCP_DISPATCH_TIMEOUT : MCP_DISPATCH_CANCELLED;
     env = envelope_error(&c, def->category, def->name, st, to ? "deadline exceeded" : "cancelled by the caller", NULL);
+  } else if (def->flags & MCP_TOOL_ASYNC) { /* on the loop, as a kid; this thread waits */
+    st = kid_invoke(parent, &c, &env);
   } else {
     json_t *res = NULL;
     mcp_tool_status ts = def->fn(&c, c.args, &res, def->ud);
+    if (ts == MCP_TOOL_PENDING) { /* only ASYNC tools may: a contract violation (tool.h) */
+      assert(!"a non-asynchronous tool returned MCP_TOOL_PENDING");
+      log_error("dispatch: a tool that is not MCP_TOOL_ASYNC returned pending", "{s:s}", "tool", def->name);
+      json_decref(res);
+      res = json_string("the tool returned no result");
+      ts = MCP_TOOL_ERROR;
+    }
     if (atomic_load(&c.root->cancel)) {
       st = MCP_DISPATCH_CANCELLED;
       env = envelope_error(&c, def->category, def->name, st, "cancelled by the caller", NULL);

@@ -2,9 +2,10 @@
  *
  * A call: look the tool up, refuse it to remote callers unless it is MCP_TOOL_REMOTE (a refused
  * tool looks exactly like an unknown one), check the caller's scopes, validate the arguments
- * against the input schema (filling defaults), run the handler on the worker pool (or inline for
- * MCP_TOOL_INLINE), enforce the deadline (default 30 s, per-tool timeout_ms, per-call override),
- * and produce one normalized envelope:
+ * against the input schema (filling defaults), run the handler where its flags say (tool.h: the
+ * short pool, the long pool, inline, or on the loop for MCP_TOOL_ASYNC tools, which may finish
+ * later with mcp_call_complete), enforce the deadline (default 30 s, per-tool timeout_ms,
+ * per-call override), and produce one normalized envelope:
  *
  *   {"status":"success", "result":<value>, "request_id":"<uuid4>", "category":"…", "tool":"…",
  *    "duration_ms":N}
@@ -13,12 +14,27 @@
  *
  * error_type is one of the mcp_dispatch_status names below ("tool_error", "invalid_arguments",
  * "unknown_tool", "unknown_category", "forbidden", "timeout", "cancelled", "shutting_down",
- * "internal"). mcp_dispatch_call_result() turns an envelope into an MCP CallToolResult.
+ * "internal", "busy"). mcp_dispatch_call_result() turns an envelope into an MCP CallToolResult.
+ *
+ * Two bounded pools. Short calls (the default) run on the short pool: `threads` workers growing
+ * to `max_threads` while every worker is busy. Calls that may block for long (MCP_TOOL_LONG, or
+ * a tool's is_long saying so for these arguments) run on the long pool: up to `long_threads`
+ * workers, then up to `long_queue` calls wait for a thread (their deadline runs meanwhile); a
+ * long call beyond that completes at once with MCP_DISPATCH_BUSY ("busy": retry later). So
+ * waits and child processes can never take the threads short calls need, and a flood of waits
+ * is refused instead of queued without bound. MCP_TOOL_ASYNC calls hold no thread at all.
+ *
+ * Deadline and cancellation of an asynchronous (pending) call: when the deadline passes the
+ * caller gets "timeout" at once and the tool's cancel callback runs; on mcp_dispatch_cancel the
+ * cancel callback runs and the completion comes when the tool completes (with "cancelled"), or
+ * at the deadline; on mcp_dispatch_detach or mcp_dispatcher_free the cancel callback runs and
+ * nobody is told. In every case the tool's later mcp_call_complete is accepted and its result
+ * dropped; the call's memory lives until then (tool.h "Asynchronous completion").
  *
  * Threads: mcp_dispatcher_new/free, mcp_dispatch_start, mcp_dispatch_cancel and
- * mcp_dispatch_detach run on the loop thread; the completion and notification callbacks are
- * called on the loop thread. mcp_dispatch_invoke runs on a worker thread (inside a handler).
- * The registry is read-only once the dispatcher exists. */
+ * mcp_dispatch_detach run on the loop thread; the completion, notification and cancel
+ * callbacks are called on the loop thread. mcp_dispatch_invoke runs on a worker thread (inside
+ * a handler). The registry is read-only once the dispatcher exists. */
 #ifndef PEERMCP_MCP_DISPATCH_H
 #define PEERMCP_MCP_DISPATCH_H
 
@@ -46,32 +62,43 @@ typedef enum {
   MCP_DISPATCH_CANCELLED,         /* the caller cancelled */
   MCP_DISPATCH_SHUTTING_DOWN,     /* the dispatcher is draining; no new calls */
   MCP_DISPATCH_INTERNAL,          /* out of memory, handler returned nothing, … */
+  MCP_DISPATCH_BUSY,              /* a long call found the long pool and its queue full */
 } mcp_dispatch_status;
 
 /* "tool_error", "invalid_arguments", … ("success" for MCP_DISPATCH_OK). */
 const char *mcp_dispatch_status_name(mcp_dispatch_status st);
 
+#define MCP_DISPATCH_DEFAULT_LONG_THREADS 64u
+#define MCP_DISPATCH_DEFAULT_LONG_QUEUE 256u
+
 typedef struct mcp_dispatcher_opts {
   uint32_t default_timeout_ms; /* 0 = MCP_DISPATCH_DEFAULT_TIMEOUT_MS */
-  unsigned threads;            /* worker threads; 0 = 8 */
-  unsigned max_threads;        /* growth cap for blocking handlers; 0 = 64 */
+  unsigned threads;            /* short pool: worker threads at start; 0 = 8 */
+  unsigned max_threads;        /* short pool: growth cap while all are busy; 0 = 64 */
+  unsigned long_threads;       /* long pool: most threads (started as needed); 0 = 64 */
+  unsigned long_queue;         /* long pool: most calls waiting for a thread; 0 = 256 */
 } mcp_dispatcher_opts;
 
 /* The registry is borrowed and must outlive the dispatcher. opts may be NULL. */
 int mcp_dispatcher_new(uv_loop_t *loop, mcp_registry *reg, const mcp_dispatcher_opts *opts,
                        mcp_dispatcher **out) __attribute__((warn_unused_result));
 /* Loop thread. Cancels nothing: call mcp_dispatcher_shutdown and wait for in-flight calls to
- * complete first. Waits for running handlers (they see cancelled), joins the pool; run the loop
- * once more afterwards so handles close. */
+ * complete first. Calls still in flight are detached (cancel callbacks of pending asynchronous
+ * tools run); waits for running handlers (they see cancelled), joins both pools; run the loop
+ * once more afterwards so handles close. The dispatcher's memory is released when the last
+ * pending asynchronous tool has called mcp_call_complete. */
 void mcp_dispatcher_free(mcp_dispatcher *d);
 mcp_registry *mcp_dispatcher_registry(const mcp_dispatcher *d);
 /* After this, new calls complete at once with MCP_DISPATCH_SHUTTING_DOWN. */
 void mcp_dispatcher_shutdown(mcp_dispatcher *d);
 /* Calls started and not yet completed (loop thread). */
 size_t mcp_dispatcher_inflight(const mcp_dispatcher *d);
-/* The worker pool, for blocking background jobs of the server itself (storage maintenance).
+/* The short pool, for blocking background jobs of the server itself (storage maintenance).
  * Valid until mcp_dispatcher_free, which drains it. */
 struct workpool *mcp_dispatcher_pool(const mcp_dispatcher *d);
+/* The long pool, for background jobs that may block for long (a tasks/result wait); its queue
+ * bound applies (workpool_submit answers -EBUSY). Valid until mcp_dispatcher_free. */
+struct workpool *mcp_dispatcher_long_pool(const mcp_dispatcher *d);
 /* Seconds since mcp_dispatcher_new (for server_info). */
 double mcp_dispatcher_uptime_s(const mcp_dispatcher *d);
 
@@ -122,8 +149,9 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
                        mcp_call **out) __attribute__((warn_unused_result));
 
 /* Loop thread. Asks the handler to stop (mcp_call_cancelled() turns true and mcp_call_sleep
- * wakes). The completion still comes, with MCP_DISPATCH_CANCELLED unless the handler had
- * already finished. */
+ * wakes; a pending asynchronous tool's cancel callback runs). The completion still comes, from
+ * a later loop turn, with MCP_DISPATCH_CANCELLED unless the handler had already finished; a
+ * call still waiting for a pool thread is answered then without waiting for the thread. */
 void mcp_dispatch_cancel(mcp_call *call);
 /* Loop thread. Cancels and forgets the call: neither `done` nor sink callbacks will run. The
  * handle is invalid afterwards. For transports that go away (a closed stream). */
@@ -139,7 +167,9 @@ json_t *mcp_dispatch_call_result(const json_t *envelope);
 
 /* Runs a tool synchronously on the current (worker) thread, as a child of `parent`: same auth,
  * remote flag and cancellation, deadline = min(parent's, now + the tool's timeout). Validates the
- * arguments and checks scopes like mcp_dispatch_start. `category` NULL = any category; a
+ * arguments and checks scopes like mcp_dispatch_start. An MCP_TOOL_ASYNC tool is started on the
+ * loop thread and this thread waits for its completion (or its deadline, or the parent's
+ * cancellation, which reach the tool's cancel callback); the loop never waits for this thread. `category` NULL = any category; a
  * category that does not exist gives an "unknown_category" envelope with
  * available_categories, a tool not in it gives "unknown_tool" with available_tools (tools of
  * that category visible to the caller). args is borrowed (copied before validation); NULL = {}.

@@ -184,6 +184,12 @@ int mcp_registry_add(mcp_registry *reg, const mcp_tool_def *def) {
     log_error("registry: tool has no handler", "{s:s}", "tool", def->name);
     return -EINVAL;
   }
+  /* where a handler runs is one choice: inline, long pool, or the loop (tool.h) */
+  unsigned kind = def->flags & (MCP_TOOL_INLINE | MCP_TOOL_LONG | MCP_TOOL_ASYNC);
+  if ((kind & (kind - 1)) != 0 || (def->is_long && (def->flags & (MCP_TOOL_INLINE | MCP_TOOL_ASYNC)))) {
+    log_error("registry: a tool is at most one of inline, long (or is_long) and async", "{s:s}", "tool", def->name);
+    return -EINVAL;
+  }
   if (mcp_registry_find(reg, def->name)) {
     log_error("registry: duplicate tool name", "{s:s}", "tool", def->name);
     return -EEXIST;

@@ -17,8 +17,8 @@ typedef struct mcp_registry mcp_registry;
 mcp_registry *mcp_registry_new(void);
 void mcp_registry_free(mcp_registry *reg);
 
-/* Copies def (strings and schemas). Returns 0, -EINVAL for a bad name/category or a schema
- * that is not valid JSON (the reason is logged), -EEXIST for a duplicate name, -ENOMEM. */
+/* Copies def (strings and schemas). Returns 0, -EINVAL for a bad name/category, a schema
+ * that is not valid JSON or flags that pick two places to run (the reason is logged), -EEXIST for a duplicate name, -ENOMEM. */
 int mcp_registry_add(mcp_registry *reg, const mcp_tool_def *def) __attribute__((warn_unused_result));
 
 /* Removes a tool (start-up only, before any dispatcher exists); used to apply the

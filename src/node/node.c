@@ -223,7 +223,8 @@ static int open_tools(node *n, char *err, size_t errlen) {
   for (size_t i = 0; i < cfg->tools.disabled_count; i++)
     if (mcp_registry_remove(n->reg, cfg->tools.disabled[i]) == 0)
       nlog(n, LOG_INFO, "tool disabled by configuration", "{s:s}", "tool", cfg->tools.disabled[i]);
-  mcp_dispatcher_opts dopts = {.default_timeout_ms = cfg->tool_timeout_ms, .threads = cfg->workers_threads};
+  mcp_dispatcher_opts dopts = {.default_timeout_ms = cfg->tool_timeout_ms, .threads = cfg->workers_threads,
+                               .long_threads = cfg->workers_long_threads, .long_queue = cfg->workers_long_queue};
   if ((rc = mcp_dispatcher_new(n->loop, n->reg, &dopts, &n->disp)) != 0) {
     n->disp = NULL;
     seterr(err, errlen, "cannot start the dispatcher: %s", strerror(-rc));

@@ -211,6 +211,7 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
       const json_t *e = json_object_get(o->envelope, "error");
       content = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
                           o->status == MCP_DISPATCH_TIMEOUT ? "timeout"
+                          : o->status == MCP_DISPATCH_BUSY  ? "busy"
                           : json_is_string(e)               ? json_string_value(e)
                                                             : "internal_error",
                           "peer_id", c->env.peer_id ? c->env.peer_id : "");

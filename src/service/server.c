@@ -291,7 +291,9 @@ static void legacy_call_done(void *ud, const mcp_call_outcome *out) {
   if (out->status == MCP_DISPATCH_OK && json_is_object(res)) {
     legacy_reply(st, json_incref(res));
   } else {
-    legacy_reply(st, legacy_error(st, out->status == MCP_DISPATCH_TIMEOUT ? "timeout" : "internal_error"));
+    legacy_reply(st, legacy_error(st, out->status == MCP_DISPATCH_TIMEOUT ? "timeout"
+                                      : out->status == MCP_DISPATCH_BUSY  ? "busy"
+                                                                          : "internal_error"));
   }
 }
 

@@ -203,6 +203,7 @@ static void call_done(void *ud, const mcp_call_outcome *out) {
   case MCP_DISPATCH_TIMEOUT:
   case MCP_DISPATCH_INTERNAL:
   case MCP_DISPATCH_SHUTTING_DOWN:
+  case MCP_DISPATCH_BUSY: /* transient: retried like a timeout */
     w->st.failed++;
     slot_finish(s, "fail", NULL, NULL, env_error_text(out->envelope, mcp_dispatch_status_name(out->status)), true);
     return;

@@ -43,6 +43,16 @@ static int rpc_nested_tool(void *ud, const auth_ctx *auth, const char *tool, jso
   return rc;
 }
 
+/* The ops that may block for long run on the dispatcher's long pool: wait (up to wait_max_s)
+ * and call_tool (any tool, command tools included); every other op is short. */
+static bool rpc_is_long(mcp_call *call, const json_t *args, void *ud) {
+  (void)call;
+  (void)ud;
+  const json_t *op = json_object_get(taskq_rpc_message(args), "op");
+  taskq_op o = taskq_op_parse(json_is_string(op) ? json_string_value(op) : NULL);
+  return o == TASKQ_OP_WAIT || o == TASKQ_OP_TOOL;
+}
+
 static mcp_tool_status rpc_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   taskq_ctx *ctx = ud;
   taskq_call tc = {.auth = mcp_call_auth(call),
@@ -83,6 +93,7 @@ int taskq_rpc_tool_register(mcp_registry *reg, taskq_ctx *ctx) {
   d.flags = MCP_TOOL_REMOTE;
   d.timeout_ms = TASKQ_RPC_TOOL_TIMEOUT_MS;
   d.fn = rpc_fn;
+  d.is_long = rpc_is_long;
   d.ud = ctx;
   return mcp_registry_add(reg, &d);
 }

@@ -8,7 +8,8 @@
  * result is the op reply object ({"ok":…, "peer_id":…, …}); transports that speak the Python
  * shape wrap it as {"content": reply}. The op `call_tool` runs the named tool as a child of
  * this call (mcp_dispatch_invoke_timeout): same caller, same remote filter, deadline = the op's
- * timeout_s (clamped by the op table) or the parent's, whichever comes first.
+ * timeout_s (clamped by the op table) or the parent's, whichever comes first. The ops wait and
+ * call_tool run on the dispatcher's long pool (is_long), the others on the short pool.
  *
  * Ownership: ctx is borrowed and must outlive the registry. Register once, on the main thread,
  * before serving. */

@@ -222,7 +222,8 @@ int tools_command_register(mcp_registry *reg, const config *cfg, char *err, size
         .input_schema = schema,
         .annotations = "{\"openWorldHint\":true}",
         .scopes = AUTH_SCOPES_INIT(AUTH_TOOL_CALL),
-        .flags = c->remote ? MCP_TOOL_REMOTE : 0,
+        /* the handler supervises a child process for up to timeout_ms: a long call */
+        .flags = (c->remote ? MCP_TOOL_REMOTE : 0) | MCP_TOOL_LONG,
         .timeout_ms = c->timeout_ms,
         .fn = cmd_run,
         .ud = t,

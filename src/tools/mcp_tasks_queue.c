@@ -27,7 +27,8 @@ typedef struct run_slot run_slot;
 struct mcp_tasks_queue {
   mcp_tasks_queue_opts o;
   mcp_tasks_backend backend;
-  workpool *pool;
+  workpool *pool;      /* the dispatcher's short pool: queue reads and writes */
+  workpool *long_pool; /* its long pool: tasks/result waits (up to an hour each) */
   atomic_uint waiters;
   bool stopping;
   /* runner */
@@ -379,9 +380,10 @@ static int op_start(mcp_tasks_queue *q, mcp_tasks_op *op, mcp_tasks_done_fn cb, 
   op->q = q;
   op->cb = cb;
   op->ud = ud;
-  int rc = workpool_submit(q->pool, op_work, op_done, op);
+  bool waits = op->kind == OP_GET && op->wait;
+  int rc = workpool_submit(waits ? q->long_pool : q->pool, op_work, op_done, op);
   if (rc != 0) {
-    if (op->kind == OP_GET && op->wait) atomic_fetch_sub(&q->waiters, 1);
+    if (waits) atomic_fetch_sub(&q->waiters, 1);
     op_free(op);
     return rc;
   }
@@ -738,6 +740,7 @@ static void call_done(void *ud, const mcp_call_outcome *out) {
   case MCP_DISPATCH_TIMEOUT:
   case MCP_DISPATCH_INTERNAL:
   case MCP_DISPATCH_SHUTTING_DOWN:
+  case MCP_DISPATCH_BUSY: /* transient: retried like a timeout */
     q->st.runs_failed++;
     finish_run(s, TQ_FAILED, NULL, err ? err : mcp_dispatch_status_name(out->status), true, false);
     return;
@@ -813,6 +816,7 @@ int mcp_tasks_queue_new(const mcp_tasks_queue_opts *o, mcp_tasks_queue **out) {
   if (!q->o.scan_interval_ms) q->o.scan_interval_ms = 2000;
   if (!q->o.max_waiters) q->o.max_waiters = 32;
   q->pool = mcp_dispatcher_pool(o->dispatcher);
+  q->long_pool = mcp_dispatcher_long_pool(o->dispatcher);
   atomic_init(&q->waiters, 0);
   q->backend = (mcp_tasks_backend){.impl = q, .create = be_create, .get = be_get, .list = be_list,
                                    .cancel = be_cancel, .detach = be_detach};

@@ -247,6 +247,24 @@ static mcp_tool_status dispatch(mcp_call *call, json_t *args, json_t **result, v
   return st == MCP_DISPATCH_OK ? MCP_TOOL_OK : MCP_TOOL_ERROR;
 }
 
+/* tools_dispatch runs where its target would: on the long pool when the target may block for
+ * long, or is asynchronous (this worker then waits for it). A target with a per-call class
+ * whose params are not an object yet (a JSON string) counts as long. */
+static bool dispatch_is_long(mcp_call *call, const json_t *args, void *ud) {
+  (void)ud;
+  const char *category = json_string_value(json_object_get(args, "category"));
+  const char *tool = json_string_value(json_object_get(args, "tool"));
+  if (!category || !tool) return false;
+  const mcp_tool *t = find_in_category(call, mcp_call_registry(call), category, tool);
+  if (!t) return false;
+  const mcp_tool_def *def = mcp_tool_def_of(t);
+  if (def->flags & (MCP_TOOL_LONG | MCP_TOOL_ASYNC)) return true;
+  if (!def->is_long) return false;
+  const json_t *params = json_object_get(args, "params");
+  if (params && !json_is_object(params) && !json_is_null(params)) return true;
+  return def->is_long(call, params ? params : json_null(), def->ud);
+}
+
 /* ---------- registration ---------- */
 
 #define NAME_PATTERN "^[A-Za-z0-9_.-]{1,128}$"
@@ -315,7 +333,8 @@ static const mcp_tool_def k_meta_tools[] = {
     {.name = "tools_dispatch", .category = TOOLS_META_CATEGORY, .title = "Call a tool by category and name",
      .description = "Run a tool from any category with the given params and return its result envelope "
                     "{status, result|error, request_id, category, tool, duration_ms}.",
-     .input_schema = k_dispatch_in, .output_schema = k_dispatch_out, .flags = MCP_TOOL_REMOTE, .fn = dispatch},
+     .input_schema = k_dispatch_in, .output_schema = k_dispatch_out, .flags = MCP_TOOL_REMOTE, .fn = dispatch,
+     .is_long = dispatch_is_long},
 };
 
 int tools_meta_register(mcp_registry *reg) {

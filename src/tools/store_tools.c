@@ -301,7 +301,7 @@ int store_tools_register(mcp_registry *reg, tq_queue *q, ttlcache *c) {
       TOOL("task_wait", "queue",
            "Wait until a task is completed, failed or cancelled, or the timeout passes; returns the task "
            "and done=true when it finished.",
-           s_wait, t_task_wait, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
+           s_wait, t_task_wait, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE | MCP_TOOL_LONG, ro),
       TOOL("task_list", "queue", "List tasks (oldest first), optionally by status and task types.", s_list,
            t_task_list, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),
       TOOL("task_cancel", "queue",

@@ -79,6 +79,7 @@ static const mcp_tool_def k_test[] = {
      .description = "Test only: sleeps `ms` milliseconds, reporting progress; stops when cancelled.",
      .input_schema = "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":600000,\"default\":10000},"
                      "\"progress_every_ms\":{\"type\":\"integer\",\"minimum\":1,\"default\":100}},\"additionalProperties\":false}",
+     .flags = MCP_TOOL_LONG,
      .fn = test_slow_fn,
      .timeout_ms = 120000},
     {.name = "test_echo",

@@ -48,7 +48,7 @@ static const mcp_tool_def k_testing[] = {
      .input_schema = "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\",\"minimum\":0,"
                      "\"maximum\":600000},\"steps\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,"
                      "\"default\":1}},\"required\":[\"ms\"],\"additionalProperties\":false}",
-     .flags = MCP_TOOL_REMOTE, .timeout_ms = 600000, .fn = sleep_fn},
+     .flags = MCP_TOOL_REMOTE | MCP_TOOL_LONG, .timeout_ms = 600000, .fn = sleep_fn},
     {.name = "fail", .category = "testing", .description = "Always fail with a tool error (testing only).",
      .input_schema = "{\"type\":\"object\",\"properties\":{\"message\":{\"type\":\"string\"}},"
                      "\"additionalProperties\":false}",

@@ -34,6 +34,7 @@ struct workpool {
   unsigned idle;  /* threads not running a job (waiting, or started and not yet waiting) */
   size_t queued;  /* jobs on head..tail, not yet taken by a thread */
   size_t pending; /* queued + running */
+  size_t max_queued; /* 0 = unbounded */
   bool stopping;
 };
 
@@ -152,6 +153,13 @@ int workpool_submit(workpool *wp, workpool_work_fn work, workpool_done_fn done, 
     free(j);
     return -ESHUTDOWN;
   }
+  /* Refuse what would wait with no thread to take it beyond the bound: threads free now or
+   * still to be started count as takers. */
+  if (wp->max_queued && wp->queued + 1 > wp->idle + (wp->max_threads - wp->nthreads) + wp->max_queued) {
+    pthread_mutex_unlock(&wp->mu);
+    free(j);
+    return -EBUSY;
+  }
   if (wp->tail) wp->tail->next = j;
   else wp->head = j;
   wp->tail = j;
@@ -167,6 +175,12 @@ int workpool_submit(workpool *wp, workpool_work_fn work, workpool_done_fn done, 
   pthread_cond_signal(&wp->cv);
   pthread_mutex_unlock(&wp->mu);
   return 0;
+}
+
+void workpool_set_max_queued(workpool *wp, size_t max_queued) {
+  pthread_mutex_lock(&wp->mu);
+  wp->max_queued = max_queued;
+  pthread_mutex_unlock(&wp->mu);
 }
 
 size_t workpool_pending(workpool *wp) {

@@ -4,7 +4,9 @@
  * A job is (work, done, arg): `work(arg)` runs on a worker thread; then `done(arg)` runs on the
  * loop thread (through uv_async_send). The pool starts `threads` workers and grows up to
  * `max_threads` when every worker is busy and jobs wait (handlers that block for a long time
- * must not starve short ones). Jobs run in submission order (FIFO start order).
+ * must not starve short ones). Jobs run in submission order (FIFO start order). With a queue
+ * bound (workpool_set_max_queued), a job that would wait behind more than that many others
+ * with no thread to take it is refused with -EBUSY instead of queued.
  *
  * Ownership: the caller owns `arg`; the pool never frees it. workpool_free() must be called on
  * the loop thread: it waits for queued and running jobs to finish, runs their `done` callbacks,
@@ -31,8 +33,12 @@ typedef void (*workpool_done_fn)(void *arg);
 int workpool_new(uv_loop_t *loop, unsigned threads, unsigned max_threads, workpool **out)
     __attribute__((warn_unused_result));
 
-/* Queues a job. `done` may be NULL. Returns 0, -ENOMEM, or -ESHUTDOWN once workpool_free began.
- * When it returns an error neither callback is ever called. */
+/* Bounds the jobs waiting for a thread once all max_threads are busy (0 = no bound, the
+ * default). Any thread. */
+void workpool_set_max_queued(workpool *wp, size_t max_queued);
+
+/* Queues a job. `done` may be NULL. Returns 0, -ENOMEM, -EBUSY (the queue bound is reached), or
+ * -ESHUTDOWN once workpool_free began. When it returns an error neither callback is ever called. */
 int workpool_submit(workpool *wp, workpool_work_fn work, workpool_done_fn done, void *arg)
     __attribute__((warn_unused_result));
 

@@ -67,6 +67,8 @@ static void test_config_defaults_without_file(void **state) {
   assert_int_equal(cfg.max_line_bytes, 16u << 20);
   assert_int_equal(cfg.tool_timeout_ms, 30000);
   assert_int_equal(cfg.workers_threads, 8);
+  assert_int_equal(cfg.workers_long_threads, 64);
+  assert_int_equal(cfg.workers_long_queue, 256);
   assert_int_equal(cfg.page_size, 50);
   snprintf(want, sizeof want, "%s/.local/state/peermcp/queue.sqlite3", g_home);
   assert_string_equal(cfg.queue.path, want);
@@ -507,6 +509,10 @@ static void test_config_out_of_range_values_are_refused(void **state) {
   char err[512];
   assert_int_equal(load(&cfg, "{\"workers_threads\": 0}", NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "workers_threads: 0 is out of range 1..256"));
+  assert_int_equal(load(&cfg, "{\"workers_long_threads\": 0}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "workers_long_threads: 0 is out of range 1..1024"));
+  assert_int_equal(load(&cfg, "{\"workers_long_queue\": 65537}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "workers_long_queue: 65537 is out of range 1..65536"));
   assert_int_equal(load(&cfg, "{\"queue\": {\"lease_seconds\": -5}}", NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "queue.lease_seconds"));
   assert_int_equal(load(&cfg, "{\"log_level\": \"chatty\"}", NULL, err, sizeof err), -EINVAL);

@@ -1,5 +1,6 @@
 /* Tests for util/workpool: jobs run off the loop thread, completions come back on it, the pool
  * grows when workers block, and free drains everything. */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -160,12 +161,41 @@ static void test_workpool_free_drains_queued_jobs(void **state) {
   free(jobs);
 }
 
+/* With a queue bound, a job that would wait beyond it (every thread busy, max_threads reached)
+ * is refused with -EBUSY and neither callback runs; once the pool drains, jobs are accepted. */
+static void test_workpool_queue_bound_refuses_with_ebusy(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  workpool *wp;
+  assert_int_equal(workpool_new(&loop, 1, 2, &wp), 0);
+  workpool_set_max_queued(wp, 1);
+  atomic_int gate = 0, counter = 0;
+  job b1 = {.gate = &gate, .counter = &counter}, b2 = b1, queued = b1, refused = b1, later = {.counter = &counter};
+  assert_int_equal(workpool_submit(wp, work_fn, done_fn, &b1), 0);
+  assert_int_equal(workpool_submit(wp, work_fn, done_fn, &b2), 0);     /* a second thread starts */
+  assert_int_equal(workpool_submit(wp, work_fn, done_fn, &queued), 0); /* waits: within the bound */
+  assert_int_equal(workpool_submit(wp, work_fn, done_fn, &refused), -EBUSY);
+  atomic_store(&gate, 1);
+  run_until(&loop, &queued.done_calls, 1);
+  run_until(&loop, &b2.done_calls, 1);
+  run_until(&loop, &b1.done_calls, 1);
+  assert_int_equal(workpool_submit(wp, work_fn, done_fn, &later), 0);
+  run_until(&loop, &later.done_calls, 1);
+  assert_int_equal(atomic_load(&counter), 4);
+  assert_int_equal(refused.done_calls, 0);
+  workpool_free(wp);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_workpool_runs_job_off_loop_and_completes_on_loop),
       cmocka_unit_test(test_workpool_grows_when_all_workers_block),
       cmocka_unit_test(test_workpool_grows_when_jobs_arrive_before_the_worker_wakes),
       cmocka_unit_test(test_workpool_free_drains_queued_jobs),
+      cmocka_unit_test(test_workpool_queue_bound_refuses_with_ebusy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
