@@ -125,8 +125,9 @@ typedef struct mcp_call_request {
   mcp_call_sink sink;       /* may be all-NULL */
   /* Optional per-call context of the transport's session (mcp/reqctx.h: what the client
    * declared and answered, what the handler asks back). The call takes it over: ext_free(ext)
-   * runs once when the call is freed (after `done`, or after a detach), on the loop thread or
-   * the handler's. When mcp_dispatch_start fails the caller keeps it. NULL = none. */
+   * runs once when the call is freed (after `done`, or after a detach), on the loop thread, the
+   * handler's, or the thread that completed a pending asynchronous call after the dispatcher
+   * was freed. When mcp_dispatch_start fails the caller keeps it. NULL = none. */
   void *ext;
   void (*ext_free)(void *ext);
 } mcp_call_request;
