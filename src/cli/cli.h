@@ -1,6 +1,8 @@
 /* cli.h — the peermcp subcommands. main.c parses nothing but the subcommand name and hands
- * argv (argv[0] = the subcommand) to one of these. Each returns the process exit code:
- * 0 success, 1 failure of the operation, 2 usage error. */
+ * argv (argv[0] = the subcommand) to one of these. Each parses its flags, loads the
+ * configuration, builds the parts it needs through the node (src/node/node.h; `id` needs
+ * none) and prints the result. Each returns the process exit code: 0 success, 1 failure of
+ * the operation, 2 usage error. */
 #ifndef PEERMCP_CLI_CLI_H
 #define PEERMCP_CLI_CLI_H
 
