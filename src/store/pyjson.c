@@ -165,7 +165,7 @@ static int dump_value(const json_t *v, pyjson_style style, buf *o, int depth) {
   }
   case JSON_OBJECT: {
     size_t n = json_object_size(v);
-    if (n > o->max) return -E2BIG; /* each key needs bytes anyway: bounds the key array */
+    if (n > buf_max(o)) return -E2BIG; /* each key needs bytes anyway: bounds the key array */
     const char **keys = n ? malloc(n * sizeof *keys) : NULL;
     if (n && !keys) return -ENOMEM;
     size_t k = 0;

@@ -1,6 +1,7 @@
 /* buf.c — bounded growable buffer (see buf.h). */
 #include "util/buf.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,17 @@ void buf_free(buf *b) {
   size_t max = b->max;
   memset(b, 0, sizeof *b);
   b->max = max;
+}
+
+void buf_set_max(buf *b, size_t max) {
+  assert(max >= b->len);
+  b->max = max;
+}
+
+void buf_truncate(buf *b, size_t len) {
+  assert(len <= b->len);
+  b->len = len;
+  if (!len) b->off = 0;
 }
 
 void buf_reset(buf *b) {
@@ -51,7 +63,10 @@ int buf_reserve(buf *b, size_t n, uint8_t **out) {
   return 0;
 }
 
-void buf_commit(buf *b, size_t n) { b->len += n; }
+void buf_commit(buf *b, size_t n) {
+  assert(b->off + b->len + n <= b->cap && b->len + n <= b->max); /* within the last reserve */
+  b->len += n;
+}
 
 int buf_append(buf *b, const void *p, size_t n) {
   if (n == 0) return 0;
@@ -66,6 +81,7 @@ int buf_append(buf *b, const void *p, size_t n) {
 int buf_append_byte(buf *b, uint8_t c) { return buf_append(b, &c, 1); }
 
 void buf_consume(buf *b, size_t n) {
+  assert(n <= b->len);
   if (n >= b->len) {
     b->off = 0;
     b->len = 0;

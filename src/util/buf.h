@@ -3,7 +3,11 @@
  * Appends that would pass `max` fail with -E2BIG and leave the buffer unchanged, so every
  * place input arrives has a ceiling chosen on purpose. The buffer owns `data`; buf_free()
  * releases it. Data consumed from the front is dropped lazily (an offset), compacting
- * when that pays. Not thread-safe: one owner at a time. */
+ * when that pays. Not thread-safe: one owner at a time.
+ *
+ * The fields are buf.c's own (curl's dynbuf rule): other modules read and change a buffer
+ * only through the functions below, so its invariants (off + len <= cap, len <= max) hold
+ * wherever it travels. Zero-initialised (or buf_init'ed) buffers hold no allocation. */
 #ifndef PEERMCP_UTIL_BUF_H
 #define PEERMCP_UTIL_BUF_H
 
@@ -25,6 +29,17 @@ void buf_reset(buf *b);
 
 static inline uint8_t *buf_ptr(const buf *b) { return b->data ? b->data + b->off : NULL; }
 static inline size_t buf_len(const buf *b) { return b->len; }
+/* The ceiling given at buf_init (or buf_set_max). */
+static inline size_t buf_max(const buf *b) { return b->max; }
+/* How many more bytes may be appended before the ceiling. */
+static inline size_t buf_room(const buf *b) { return b->max - b->len; }
+/* Bytes currently allocated (0 before the first append). */
+static inline size_t buf_cap(const buf *b) { return b->cap; }
+
+/* Changes the ceiling; max must be >= buf_len(b). Contents and allocation are kept. */
+void buf_set_max(buf *b, size_t max);
+/* Keeps the first len bytes and drops the rest (len <= buf_len(b)): undoes appends. */
+void buf_truncate(buf *b, size_t len);
 
 /* 0, -E2BIG past max, -ENOMEM. */
 int buf_append(buf *b, const void *p, size_t n) __attribute__((warn_unused_result));

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "failmalloc.h"
 #include "p2p/host/host.h"
 #include "p2p/host/peerstore.h"
 #include "util/clock.h"
@@ -508,6 +509,163 @@ static void test_host_announce_file_has_the_real_port(void **state) {
   close_hosts(a, NULL);
 }
 
+/* A handler that keeps every byte it receives (one stream at a time). */
+typedef struct collector {
+  uint8_t *data;
+  size_t len, cap;
+  bool eof, closed;
+  int close_err;
+} collector;
+static collector coll;
+static void coll_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  (void)s;
+  (void)ud;
+  if (coll.len + n > coll.cap) {
+    coll.cap = (coll.len + n) * 2;
+    coll.data = realloc(coll.data, coll.cap);
+    assert_non_null(coll.data);
+  }
+  memcpy(coll.data + coll.len, d, n);
+  coll.len += n;
+}
+static void coll_eof(p2p_stream *s, void *ud) {
+  (void)ud;
+  coll.eof = true;
+  p2p_stream_close_write(s);
+}
+static void coll_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  (void)ud;
+  coll.closed = true;
+  coll.close_err = err;
+}
+static void coll_serve(p2p_stream *s, void *ud) {
+  (void)ud;
+  static const p2p_stream_callbacks cbs = {.on_data = coll_data, .on_eof = coll_eof, .on_close = coll_close};
+  p2p_stream_set_callbacks(s, &cbs, NULL);
+}
+
+/* A writer that follows the backpressure contract: writes until write() returns 1, resumes on
+ * on_writable, closes its side when everything was taken. */
+typedef struct pump {
+  const uint8_t *data;
+  size_t len, off, chunk;
+  bool done;
+  int err;
+} pump;
+static void pump_run(p2p_stream *s, pump *w) {
+  while (w->off < w->len) {
+    size_t n = w->len - w->off < w->chunk ? w->len - w->off : w->chunk;
+    int rc = p2p_stream_write(s, w->data + w->off, n);
+    if (rc < 0) {
+      w->err = rc;
+      return;
+    }
+    w->off += n;
+    if (rc == 1) return; /* on_writable continues */
+  }
+  p2p_stream_close_write(s);
+}
+static void pump_writable(p2p_stream *s, void *ud) { pump_run(s, ud); }
+static void pump_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  pump *w = ud;
+  if (err) w->err = err;
+  w->done = true;
+}
+static void pump_opened(p2p_stream *s, int err, void *ud) {
+  pump *w = ud;
+  if (!s) {
+    w->err = err;
+    w->done = true;
+    return;
+  }
+  static const p2p_stream_callbacks cbs = {.on_writable = pump_writable, .on_close = pump_close};
+  p2p_stream_set_callbacks(s, &cbs, w);
+  pump_run(s, w);
+}
+
+/* Writes larger than the peer's window (one at a time, each partly taken by Yamux and partly
+ * queued) arrive whole and in order: the queue is pumped as the window opens. */
+static void test_host_writes_larger_than_the_window_arrive_in_order(void **state) {
+  (void)state;
+  p2p_host *a = make_host(dir_a, NULL);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  assert_int_equal(p2p_host_handle(a, "/test/collect/1.0.0", coll_serve, NULL), 0);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  p2p_host *b = make_host(dir_b, NULL);
+  size_t total = 8u << 20;
+  uint8_t *data = malloc(total);
+  assert_non_null(data);
+  for (size_t i = 0; i < total; i++) data[i] = (uint8_t)(i * 2654435761u >> 13);
+  size_t chunks[] = {300 * 1024, 1u << 20, 7};
+  for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+    memset(&coll, 0, sizeof coll);
+    pump w = {.data = data, .len = k == 2 ? 64 * 1024 : total, .chunk = chunks[k]};
+    assert_int_equal(p2p_host_open_stream(b, ma, "/test/collect/1.0.0", pump_opened, &w), 0);
+    assert_true(run_until(&w.done, WAIT_MS * 3));
+    assert_int_equal(w.err, 0);
+    assert_true(run_until(&coll.closed, WAIT_MS));
+    assert_true(coll.eof);
+    assert_int_equal(coll.len, w.len);
+    assert_memory_equal(coll.data, data, w.len);
+    free(coll.data);
+    coll.data = NULL;
+  }
+  free(data);
+  close_hosts(a, b);
+}
+
+/* p2p_stream_write is all or nothing: with the Nth allocation failing (N = 1, 2, …) a write
+ * either takes every byte or returns -ENOBUFS having taken none (so resending the chunk, as
+ * service/server.c does, never duplicates bytes on the wire); a failure elsewhere may cost the
+ * connection, never the order of the bytes. The chunk is larger than Yamux's 256 KiB window,
+ * so Yamux takes a part and the send queue (fresh on every stream) must take the rest. */
+static void test_host_stream_write_is_all_or_nothing_under_allocation_failure(void **state) {
+  (void)state;
+  p2p_host *a = make_host(dir_a, NULL);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  assert_int_equal(p2p_host_handle(a, "/test/collect/1.0.0", coll_serve, NULL), 0);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  p2p_host *b = make_host(dir_b, NULL);
+  static uint8_t chunk[300 * 1024];
+  int refused = 0, intact = 0;
+  for (unsigned long n = 1; n <= 12; n++) {
+    for (size_t i = 0; i < sizeof chunk; i++) chunk[i] = (uint8_t)(i * 7 + n * 13 + i / 1024);
+    memset(&coll, 0, sizeof coll);
+    open_done = false;
+    assert_int_equal(p2p_host_open_stream(b, ma, "/test/collect/1.0.0", on_open, NULL), 0);
+    assert_true(run_until(&open_done, WAIT_MS));
+    assert_non_null(opened);
+    failmalloc_arm(n, false);
+    int rc = p2p_stream_write(opened, chunk, sizeof chunk);
+    failmalloc_disarm();
+    if (rc == -ENOBUFS) {
+      refused++;
+      rc = p2p_stream_write(opened, chunk, sizeof chunk); /* what server.c does: send it again */
+    }
+    if (opened && rc >= 0) p2p_stream_close_write(opened);
+    assert_true(run_until(&coll.closed, WAIT_MS));
+    /* Whatever arrived is the chunk, once, in order: all of it after a clean end, a prefix if
+     * the failure cost the connection. */
+    assert_true(coll.len <= sizeof chunk);
+    if (coll.len) assert_memory_equal(coll.data, chunk, coll.len);
+    if (coll.eof && coll.close_err == 0) {
+      assert_int_equal(coll.len, sizeof chunk);
+      intact++;
+    }
+    free(coll.data);
+    coll.data = NULL;
+    if (opened) p2p_stream_reset(opened);
+    assert_null(opened);
+  }
+  assert_true(refused >= 1); /* the failing allocation did hit the queue at least once */
+  assert_true(intact >= 1);
+  close_hosts(a, b);
+}
+
 static void test_peerstore_snapshot_round_trips(void **state) {
   (void)state;
   peerstore *ps;
@@ -577,6 +735,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_dial_by_peer_id_tries_every_known_address, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_dials_dns4_localhost, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_announce_file_has_the_real_port, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_writes_larger_than_the_window_arrive_in_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_stream_write_is_all_or_nothing_under_allocation_failure, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_snapshot_round_trips, setup, teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_evicts_the_least_recently_seen_unconnected_peer, setup, teardown),
   };

@@ -99,7 +99,7 @@ static void test_frame_rejects_declared_length_over_max_before_body(void **st) {
   assert_int_equal(svc_frame_dec_feed(&d, hdr, 4, &used), SVC_FRAME_TOO_LARGE);
   assert_int_equal(used, 4);
   /* nothing was buffered for the body */
-  assert_null(d.body.data);
+  assert_int_equal(buf_cap(&d.body), 0);
   /* sticky */
   uint8_t more[1] = {'{'};
   assert_int_equal(svc_frame_dec_feed(&d, more, 1, &used), SVC_FRAME_TOO_LARGE);

@@ -52,11 +52,50 @@ static void test_buf_consume_and_compact(void **state) {
   buf_free(&b);
 }
 
+static void test_buf_truncate_undoes_appends(void **state) {
+  (void)state;
+  buf b;
+  buf_init(&b, 64);
+  assert_int_equal(buf_cap(&b), 0); /* nothing allocated before the first append */
+  assert_int_equal(buf_append(&b, "header", 6), 0);
+  size_t mark = buf_len(&b);
+  assert_int_equal(buf_append(&b, "partial", 7), 0);
+  buf_truncate(&b, mark);
+  assert_int_equal(buf_len(&b), 6);
+  assert_int_equal(buf_room(&b), 58);
+  assert_int_equal(buf_append(&b, "!", 1), 0);
+  assert_memory_equal(buf_ptr(&b), "header!", 7);
+  buf_consume(&b, 3);
+  buf_truncate(&b, 0);
+  assert_int_equal(buf_len(&b), 0);
+  assert_true(buf_cap(&b) > 0); /* the allocation is kept */
+  buf_free(&b);
+}
+
+static void test_buf_set_max_moves_the_ceiling_only(void **state) {
+  (void)state;
+  buf b;
+  buf_init(&b, 4);
+  assert_int_equal(buf_append(&b, "abcd", 4), 0);
+  assert_int_equal(buf_room(&b), 0);
+  assert_int_equal(buf_append(&b, "e", 1), -E2BIG);
+  buf_set_max(&b, 8);
+  assert_int_equal(buf_max(&b), 8);
+  assert_int_equal(buf_append(&b, "efgh", 4), 0);
+  assert_memory_equal(buf_ptr(&b), "abcdefgh", 8);
+  buf_set_max(&b, 8);
+  assert_int_equal(buf_append(&b, "i", 1), -E2BIG);
+  buf_free(&b);
+  assert_int_equal(buf_max(&b), 8); /* buf_free keeps the ceiling for reuse */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_buf_append_within_max),
       cmocka_unit_test(test_buf_rejects_past_max_and_keeps_contents),
       cmocka_unit_test(test_buf_consume_and_compact),
+      cmocka_unit_test(test_buf_truncate_undoes_appends),
+      cmocka_unit_test(test_buf_set_max_moves_the_ceiling_only),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
  * Yamux output (soft-limited) → noise_encrypt → uv_write (at most conn_write_queue_max bytes in
  * flight). Data path in: uv read → noise_feed → yamux_session_feed → stream → app, with the
  * Yamux window credited only when the app has taken the bytes. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +53,7 @@ static p2p_stream *stream_new(p2p_conn *c, yamux_stream *ys, bool inbound) {
   st->ys = ys;
   st->inbound = inbound;
   st->refs = 1;
-  /* +4 KiB: multistream-select replies may sit in front of a full queue. */
-  buf_init(&st->sendq, c->h->cfg.stream_send_max + 4096);
+  buf_init(&st->sendq, c->h->cfg.stream_send_max + HOST_STREAM_RAW_SLACK);
   /* Yamux never lets the peer have more than max_window outstanding. */
   buf_init(&st->recvq, (16u << 20) + (1u << 20));
   st->deadline_ms = clock_mono_ms() + c->h->cfg.stream_negotiate_timeout_ms;
@@ -107,13 +107,11 @@ static void stream_check_done(p2p_stream *st) {
     stream_finalize(st, 0);
 }
 
-/* Bytes that must go out regardless of the app's cap (multistream-select replies). */
+/* Bytes that must go out regardless of the app's cap (multistream-select replies): the queue's
+ * ceiling leaves HOST_STREAM_RAW_SLACK above the app's cap for them. */
 static void stream_send_raw(p2p_stream *st, buf *out) {
   if (!buf_len(out)) return;
-  size_t save = st->sendq.max;
-  st->sendq.max = SIZE_MAX / 2;
   int rc = buf_append(&st->sendq, buf_ptr(out), buf_len(out));
-  st->sendq.max = save;
   buf_reset(out);
   if (rc) {
     p2p_stream_reset(st);
@@ -354,13 +352,13 @@ static wreq *wreq_get(p2p_conn *c, size_t need) {
     if (!w) return NULL;
   }
   w->c = c;
-  w->data.max = need > w->data.cap ? need : w->data.cap;
+  buf_set_max(&w->data, need > buf_cap(&w->data) ? need : buf_cap(&w->data));
   return w;
 }
 
 static void wreq_put(p2p_conn *c, wreq *w) {
   p2p_host *h = c->h;
-  if (h->n_wfree < HOST_WPOOL && w->data.cap <= 2 * HOST_WRITE_CHUNK) {
+  if (h->n_wfree < HOST_WPOOL && buf_cap(&w->data) <= 2 * HOST_WRITE_CHUNK) {
     w->next = h->wfree;
     h->wfree = w;
     h->n_wfree++;
@@ -762,24 +760,40 @@ void p2p_stream_set_callbacks(p2p_stream *s, const p2p_stream_callbacks *cbs, vo
 int p2p_stream_write(p2p_stream *s, const void *data, size_t len) {
   if (s->state != STREAM_OPEN || s->fin_requested || !s->ys) return -EPIPE;
   p2p_host *h = s->conn->h;
-  if (buf_len(&s->sendq) + len > h->cfg.stream_send_max) return -ENOBUFS;
+  if (len > h->cfg.stream_send_max || buf_len(&s->sendq) > h->cfg.stream_send_max - len) return -ENOBUFS;
+  /* All or nothing: room in the queue for whatever Yamux will not take is made before Yamux
+   * takes anything, so a failed allocation leaves the stream as it was (-ENOBUFS). */
   const uint8_t *p = data;
+  bool queued_before = buf_len(&s->sendq) > 0;
+  size_t direct = queued_before ? 0 : yamux_stream_write_room(s->ys);
+  if (direct > len) direct = len;
+  uint8_t *room;
+  if (len > direct && buf_reserve(&s->sendq, len - direct, &room) != 0) return -ENOBUFS;
   stream_ref(s);
-  if (!buf_len(&s->sendq)) {
-    while (len) {
-      ssize_t n = yamux_stream_write(s->ys, p, len);
-      if (n == -EAGAIN) break;
-      if (n < 0) {
-        stream_finalize(s, -ECONNRESET);
+  if (!queued_before) {
+    /* Yamux takes exactly `direct` (its room) or nothing; offered everything, it arms
+     * on_stream_writable when it could not take it all. */
+    ssize_t n = yamux_stream_write(s->ys, p, len);
+    if (n == -ENOMEM || n == -EAGAIN) {
+      n = 0; /* Yamux took nothing: the whole write goes to the queue */
+      if (buf_reserve(&s->sendq, len, &room) != 0) {
         stream_unref(s);
-        return -EPIPE;
+        return -ENOBUFS;
       }
-      p += n;
-      len -= (size_t)n;
+    } else if (n < 0) {
+      stream_finalize(s, -ECONNRESET);
+      stream_unref(s);
+      return -EPIPE;
     }
+    assert((size_t)n == direct || n == 0); /* Yamux takes all its room or nothing */
+    p += n;
+    len -= (size_t)n;
   }
   int rc = 0;
-  if (len && buf_append(&s->sendq, p, len) != 0) rc = -ENOBUFS;
+  if (len) {
+    rc = buf_append(&s->sendq, p, len); /* within the reservation: cannot fail */
+    assert(rc == 0);
+  }
   if (buf_len(&s->sendq) > s->max_sendq) s->max_sendq = buf_len(&s->sendq);
   conn_flush(s->conn);
   if (rc == 0 && s->state == STREAM_OPEN && buf_len(&s->sendq) >= h->cfg.stream_send_hwm) {

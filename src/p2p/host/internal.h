@@ -24,6 +24,8 @@
 #define HOST_WRITE_CHUNK (512u * 1024u)      /* plaintext per socket write */
 #define HOST_WPOOL 8                         /* write buffers kept for reuse, per host */
 #define HOST_MAX_PROTO 256
+#define HOST_STREAM_RAW_SLACK (64u * 1024u)   /* send-queue room for multistream-select replies
+                                                 above the app's cap (stream_send_max) */
 #define HOST_TICK_MS 250
 #define HOST_DRAIN_GRACE_MS 5000               /* streams get this long after our GoAway */
 #define HOST_BACKOFF_SLOTS 256

@@ -141,7 +141,7 @@ int mss_start(mss *m, buf *out) {
   int rc = mss_write_msg(out, MSS_PROTO_ID, MSS_HDR_LEN);
   if (!rc && m->role == MSS_DIALER) rc = mss_write_msg(out, m->protos[0].id, m->protos[0].len);
   if (rc) {
-    out->len = mark; /* all or nothing */
+    buf_truncate(out, mark); /* all or nothing */
     return rc;
   }
   m->started = true;

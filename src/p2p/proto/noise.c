@@ -649,7 +649,7 @@ int noise_encrypt(noise_session *s, const uint8_t *in, size_t n, buf *wire_out) 
   if (s->state != ST_ESTABLISHED) return -ENOTCONN;
   size_t frames = (n + NOISE_MAX_PLAINTEXT - 1) / NOISE_MAX_PLAINTEXT;
   /* All or nothing: check room for every frame before writing any. */
-  if (n + frames * (2 + NOISE_TAG_LEN) > wire_out->max - buf_len(wire_out)) return -E2BIG;
+  if (n + frames * (2 + NOISE_TAG_LEN) > buf_room(wire_out)) return -E2BIG;
   if (frames > UINT64_MAX - s->xx.tx.n) return fail(s, -EOVERFLOW);
   while (n > 0) {
     size_t chunk = n < NOISE_MAX_PLAINTEXT ? n : NOISE_MAX_PLAINTEXT;

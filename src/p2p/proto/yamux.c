@@ -11,6 +11,7 @@
  * id and never touches a pointer it held across the call. */
 #include "p2p/proto/yamux.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,12 +639,20 @@ int yamux_stream_open(yamux_session *s, yamux_stream **out) {
   if (rc) return rc == -ENOBUFS ? -EAGAIN : rc;
   yamux_stream *st = yamux_stream_alloc(s, id, true);
   if (!st) {
-    s->out.len -= YAMUX_HEADER_LEN; /* take the SYN back */
+    buf_truncate(&s->out, buf_len(&s->out) - YAMUX_HEADER_LEN); /* take the SYN back */
     return -ENOMEM;
   }
   s->next_id += 2;
   *out = st;
   return 0;
+}
+
+size_t yamux_stream_write_room(const yamux_stream *st) {
+  const yamux_session *s = st->s;
+  if (s->err || st->reset || st->fin_sent) return 0;
+  size_t pending = buf_len(&s->out);
+  size_t room = pending < s->cfg.out_soft_limit ? s->cfg.out_soft_limit - pending : 0;
+  return room < st->send_window ? room : st->send_window;
 }
 
 ssize_t yamux_stream_write(yamux_stream *st, const uint8_t *data, size_t len) {
@@ -652,15 +661,18 @@ ssize_t yamux_stream_write(yamux_stream *st, const uint8_t *data, size_t len) {
   if (st->reset) return -ECONNRESET;
   if (st->fin_sent) return -EPIPE;
   if (len == 0) return 0;
-  size_t pending = buf_len(&s->out);
-  size_t room = pending < s->cfg.out_soft_limit ? s->cfg.out_soft_limit - pending : 0;
-  size_t n = len;
-  if (n > st->send_window) n = st->send_window;
-  if (n > room) n = room;
+  size_t n = yamux_stream_write_room(st);
+  if (n > len) n = len;
   if (n == 0) {
     yamux_set_blocked(st, true);
     return -EAGAIN;
   }
+  /* All or nothing: room for every frame (and a separate ACK update) before writing any, so
+   * an allocation failure leaves nothing half-taken. */
+  size_t frames = (n + s->cfg.max_frame_data - 1) / s->cfg.max_frame_data;
+  uint8_t *unused;
+  int rrc = buf_reserve(&s->out, n + (frames + 1) * YAMUX_HEADER_LEN, &unused);
+  if (rrc) return rrc == -E2BIG ? -EAGAIN : rrc;
   if (st->ack_needed && yamux_extra_window(s)) {
     /* The ACK carries our larger initial window: send it as its own update first. */
     int rc = yamux_send_window_update(st, 0);
@@ -676,12 +688,8 @@ ssize_t yamux_stream_write(yamux_stream *st, const uint8_t *data, size_t len) {
       st->ack_needed = false;
     }
     int rc = yamux_emit(s, YAMUX_TYPE_DATA, flags, st->id, (uint32_t)chunk, data + done, chunk);
-    if (rc) {
-      if (flags) st->ack_needed = true;
-      if (done) break;
-      yamux_set_blocked(st, true);
-      return -EAGAIN;
-    }
+    assert(rc == 0); /* the space was reserved above */
+    (void)rc;
     done += chunk;
   }
   st->send_window -= (uint32_t)done;

@@ -155,10 +155,15 @@ bool yamux_session_is_client(const yamux_session *s);
  * still unacknowledged, -EMFILE at the stream cap, -EPIPE after GoAway. */
 int yamux_stream_open(yamux_session *s, yamux_stream **out) __attribute__((warn_unused_result));
 
-/* Copies up to len bytes into Data frames; returns bytes taken (>0), or -EAGAIN (nothing
- * taken; on_stream_writable follows), -EPIPE (write side closed), -ECONNRESET, -ESHUTDOWN. */
+/* Copies min(len, yamux_stream_write_room(st)) bytes into Data frames; returns bytes taken
+ * (>0), or -EAGAIN (nothing taken; on_stream_writable follows), -ENOMEM (nothing taken: the
+ * output could not grow), -EPIPE (write side closed), -ECONNRESET, -ESHUTDOWN. Never takes a
+ * part of what the room allowed. */
 ssize_t yamux_stream_write(yamux_stream *st, const uint8_t *data, size_t len)
     __attribute__((warn_unused_result));
+/* What yamux_stream_write would take now: min(the peer's window, room under the output soft
+ * limit); 0 once the write side is closed or the session failed. */
+size_t yamux_stream_write_room(const yamux_stream *st);
 /* Half-close: FIN. Idempotent. */
 int yamux_stream_close(yamux_stream *st) __attribute__((warn_unused_result));
 /* Abort both directions: RST (nothing sent if already fully closed). Idempotent. */
