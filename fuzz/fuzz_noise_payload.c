@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   buf_init(&p, 1 << 20);
   if (noise_start(ini, &w) != 0) abort();
   noise_xx *r;
-  if (noise_xx_new(false, NULL, 0, STAT_R, EPH_R, &r) != 0) abort();
+  if (noise_xx_new(false, NULL, 0, STAT_R, EPH_R, NOISE_AEAD_OPENSSL, &r) != 0) abort();
   uint8_t scratch[64];
   size_t sn;
   if (noise_xx_read(r, buf_ptr(&w) + 2, buf_len(&w) - 2, scratch, sizeof scratch, &sn) != 0) abort();

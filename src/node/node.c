@@ -426,6 +426,7 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
   hc.max_connections = cfg->p2p.max_connections;
   hc.max_streams_per_conn = cfg->p2p.max_streams_per_peer;
   hc.enable_perf = cfg->p2p.enable_perf;
+  hc.noise_aead = cfg->p2p.noise_aead == CONFIG_AEAD_LIBSODIUM ? NOISE_AEAD_LIBSODIUM : NOISE_AEAD_OPENSSL;
   int rc = p2p_host_new(n->loop, &hc, &n->host);
   if (rc) {
     n->host = NULL;
@@ -476,6 +477,7 @@ static int start_dialing_host(node *n, char *err, size_t errlen) {
   p2p_host_config hc = {0};
   hc.state_dir = n->cfg->state_dir;
   hc.no_peerstore_file = true;
+  hc.noise_aead = n->cfg->p2p.noise_aead == CONFIG_AEAD_LIBSODIUM ? NOISE_AEAD_LIBSODIUM : NOISE_AEAD_OPENSSL;
   int rc = p2p_host_new(n->loop, &hc, &n->host);
   if (rc) {
     n->host = NULL;

@@ -509,6 +509,26 @@ static void test_host_announce_file_has_the_real_port(void **state) {
   close_hosts(a, NULL);
 }
 
+/* The Noise AEAD backend is a host setting (no environment read in src/p2p): a libsodium host
+ * and an OpenSSL host talk (same bytes); an unknown backend is refused. */
+static void test_host_noise_aead_is_a_config_choice(void **state) {
+  (void)state;
+  p2p_host_config bad = {.state_dir = dir_a, .noise_aead = (noise_aead)9};
+  p2p_host *x = NULL;
+  assert_int_equal(p2p_host_new(&loop, &bad, &x), -EINVAL);
+  p2p_host_config ca = {.noise_aead = NOISE_AEAD_LIBSODIUM};
+  p2p_host *a = make_host(dir_a, &ca);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  p2p_host *b = make_host(dir_b, NULL);
+  ping_res r = {0};
+  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
+  assert_true(run_until(&r.done, WAIT_MS));
+  assert_int_equal(r.err, 0);
+  close_hosts(a, b);
+}
+
 /* A handler that keeps every byte it receives (one stream at a time). */
 typedef struct collector {
   uint8_t *data;
@@ -735,6 +755,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_dial_by_peer_id_tries_every_known_address, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_dials_dns4_localhost, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_announce_file_has_the_real_port, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_noise_aead_is_a_config_choice, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_writes_larger_than_the_window_arrive_in_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_stream_write_is_all_or_nothing_under_allocation_failure, setup,
                                       teardown),

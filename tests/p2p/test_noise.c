@@ -45,6 +45,10 @@ static const char *const V_MSGS[][2] = {
      "eb3f3515110702e047a6c9da4478b6ead94873c11c0f2d710ddb3f09fce024b3a58502ae3f"},
 };
 
+/* The transport AEAD backend every session and raw XX state of this run uses: the suite runs
+ * once per backend (meson passes "libsodium" as the argument for the second run). */
+static noise_aead g_aead = NOISE_AEAD_OPENSSL;
+
 static void test_noise_xx_matches_cacophony_vector(void **state) {
   (void)state;
   uint8_t pro[16], is[32], ie[32], rs[32], re[32], h[32], want_h[32];
@@ -55,8 +59,8 @@ static void test_noise_xx_matches_cacophony_vector(void **state) {
   hex_decode(V_RESP_EPH, re, 32);
   hex_decode(V_HASH, want_h, 32);
   noise_xx *ini, *res;
-  assert_int_equal(noise_xx_new(true, pro, pl, is, ie, &ini), 0);
-  assert_int_equal(noise_xx_new(false, pro, pl, rs, re, &res), 0);
+  assert_int_equal(noise_xx_new(true, pro, pl, is, ie, g_aead, &ini), 0);
+  assert_int_equal(noise_xx_new(false, pro, pl, rs, re, g_aead, &res), 0);
   for (size_t i = 0; i < sizeof V_MSGS / sizeof V_MSGS[0]; i++) {
     uint8_t pt[128], ct[256], out[256], back[256];
     size_t pn = hex_decode(V_MSGS[i][0], pt, sizeof pt), cn = hex_decode(V_MSGS[i][1], ct, sizeof ct), on, bn;
@@ -93,7 +97,8 @@ static void side_init(side *x, bool initiator, const peerid *expect, const char 
   assert_int_equal(peerid_from_public(&kp, &x->pid), 0);
   buf_init(&x->wire, BUFMAX);
   buf_init(&x->plain, BUFMAX);
-  noise_config cfg = {.initiator = initiator, .identity = &x->id, .expected_remote = expect, .muxers = mux, .n_muxers = nmux};
+  noise_config cfg = {.initiator = initiator, .identity = &x->id, .expected_remote = expect, .muxers = mux, .n_muxers = nmux,
+                     .aead = g_aead};
   assert_int_equal(noise_session_new(&cfg, &x->s), 0);
 }
 
@@ -403,7 +408,7 @@ static void test_noise_rejects_bad_static_key_signature(void **state) {
   randombytes_buf(other_sk, 32);
   crypto_scalarmult_base(other_pk, other_sk);
   noise_xx *r;
-  assert_int_equal(noise_xx_new(false, NULL, 0, rs_sk, NULL, &r), 0);
+  assert_int_equal(noise_xx_new(false, NULL, 0, rs_sk, NULL, g_aead, &r), 0);
   uint8_t pl[256];
   size_t pn;
   assert_int_equal(noise_xx_read(r, buf_ptr(&a.wire) + 2, buf_len(&a.wire) - 2, pl, sizeof pl, &pn), 0);
@@ -442,7 +447,7 @@ static void test_noise_rejects_payload_without_identity(void **state) {
   size_t pn;
   randombytes_buf(rs_sk, 32);
   noise_xx *r;
-  assert_int_equal(noise_xx_new(false, NULL, 0, rs_sk, NULL, &r), 0);
+  assert_int_equal(noise_xx_new(false, NULL, 0, rs_sk, NULL, g_aead, &r), 0);
   assert_int_equal(noise_xx_read(r, buf_ptr(&a.wire) + 2, buf_len(&a.wire) - 2, pl, sizeof pl, &pn), 0);
   uint8_t msg[2 + 256];
   size_t mn;
@@ -507,8 +512,8 @@ static void test_noise_handshake_with_identities_loaded_from_disk(void **state) 
   assert_int_equal(peerid_from_public(&p2, &id2), 0);
   buf aw, ap, bw, bp;
   buf_init(&aw, BUFMAX), buf_init(&ap, BUFMAX), buf_init(&bw, BUFMAX), buf_init(&bp, BUFMAX);
-  noise_config ca = {.initiator = true, .identity = &r1, .expected_remote = &id2};
-  noise_config cb = {.initiator = false, .identity = &r2};
+  noise_config ca = {.initiator = true, .identity = &r1, .expected_remote = &id2, .aead = g_aead};
+  noise_config cb = {.initiator = false, .identity = &r2, .aead = g_aead};
   noise_session *a, *b;
   assert_int_equal(noise_session_new(&ca, &a), 0);
   assert_int_equal(noise_session_new(&cb, &b), 0);
@@ -531,8 +536,64 @@ static void test_noise_handshake_with_identities_loaded_from_disk(void **state) 
   rmdir(d2);
 }
 
-int main(void) {
+/* The backend is a per-session choice and both produce the same bytes: an OpenSSL session
+ * talks to a libsodium one. */
+static void test_noise_aead_backends_interoperate(void **state) {
+  (void)state;
+  side a, b;
+  side_init(&a, true, NULL, NULL, 0);
+  noise_aead other = g_aead == NOISE_AEAD_OPENSSL ? NOISE_AEAD_LIBSODIUM : NOISE_AEAD_OPENSSL;
+  noise_aead saved = g_aead;
+  g_aead = other;
+  side_init(&b, false, NULL, NULL, 0);
+  g_aead = saved;
+  assert_int_equal(noise_session_aead(a.s), saved);
+  assert_int_equal(noise_session_aead(b.s), other);
+  assert_int_equal(handshake(&a, &b, 1 << 20), 0);
+  static uint8_t msg[200000];
+  for (size_t i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)(i * 31);
+  assert_int_equal(noise_encrypt(a.s, msg, sizeof msg, &a.wire), 0);
+  assert_true(deliver(&a, &b, 4096) >= 0);
+  assert_int_equal(buf_len(&b.plain), sizeof msg);
+  assert_memory_equal(buf_ptr(&b.plain), msg, sizeof msg);
+  assert_int_equal(noise_encrypt(b.s, msg, 1000, &b.wire), 0);
+  assert_true(deliver(&b, &a, 7) >= 0);
+  assert_int_equal(buf_len(&a.plain), 1000);
+  assert_memory_equal(buf_ptr(&a.plain), msg, 1000);
+  side_free(&a);
+  side_free(&b);
+}
+
+static void test_noise_aead_names_parse(void **state) {
+  (void)state;
+  noise_aead a = NOISE_AEAD_LIBSODIUM;
+  assert_int_equal(noise_aead_parse(NULL, &a), 0);
+  assert_int_equal(a, NOISE_AEAD_LIBSODIUM); /* unset: unchanged */
+  assert_int_equal(noise_aead_parse("openssl", &a), 0);
+  assert_int_equal(a, NOISE_AEAD_OPENSSL);
+  assert_int_equal(noise_aead_parse("libsodium", &a), 0);
+  assert_int_equal(a, NOISE_AEAD_LIBSODIUM);
+  assert_int_equal(noise_aead_parse("LibSodium", &a), -EINVAL);
+  assert_int_equal(noise_aead_parse("aes", &a), -EINVAL);
+  assert_int_equal(a, NOISE_AEAD_LIBSODIUM);
+  assert_string_equal(noise_aead_name(NOISE_AEAD_OPENSSL), "openssl");
+  assert_string_equal(noise_aead_name(NOISE_AEAD_LIBSODIUM), "libsodium");
+  keys_private id;
+  assert_int_equal(keys_ed25519_generate(&id), 0);
+  noise_config cfg = {.initiator = true, .identity = &id, .aead = (noise_aead)7};
+  noise_session *s;
+  assert_int_equal(noise_session_new(&cfg, &s), -EINVAL);
+  uint8_t sk[32] = {1};
+  noise_xx *x;
+  assert_int_equal(noise_xx_new(true, NULL, 0, sk, NULL, (noise_aead)7, &x), -EINVAL);
+}
+
+int main(int argc, char **argv) {
   log_set_level(LOG_OFF);
+  if (argc > 1 && noise_aead_parse(argv[1], &g_aead) != 0) {
+    fprintf(stderr, "usage: %s [openssl|libsodium]\n", argv[0]);
+    return 2;
+  }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_noise_xx_matches_cacophony_vector),
       cmocka_unit_test(test_noise_handshake_authenticates_both_peers),
@@ -557,6 +618,8 @@ int main(void) {
       cmocka_unit_test(test_noise_config_validation),
       cmocka_unit_test(test_noise_handshake_between_two_fresh_identities_both_ways),
       cmocka_unit_test(test_noise_handshake_with_identities_loaded_from_disk),
+      cmocka_unit_test(test_noise_aead_backends_interoperate),
+      cmocka_unit_test(test_noise_aead_names_parse),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -526,6 +526,7 @@ static int conn_start_noise(p2p_conn *c) {
       .expected_remote = c->has_expected ? &c->expected : NULL,
       .muxers = MUX_PROTOS,
       .n_muxers = 1,
+      .aead = c->h->cfg.noise_aead,
   };
   int rc = noise_session_new(&nc, &c->noise);
   if (rc) return rc;

@@ -520,6 +520,7 @@ static void on_tick(uv_timer_t *t) {
 
 int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
   if (!loop || !cfg || !cfg->state_dir || !*cfg->state_dir) return -EINVAL;
+  if (cfg->noise_aead != NOISE_AEAD_OPENSSL && cfg->noise_aead != NOISE_AEAD_LIBSODIUM) return -EINVAL;
   p2p_host *h = calloc(1, sizeof *h);
   if (!h) return -ENOMEM;
   h->loop = loop;

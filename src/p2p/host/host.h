@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "p2p/proto/noise.h"
+
 typedef struct p2p_host p2p_host;
 typedef struct p2p_stream p2p_stream;
 
@@ -55,6 +57,8 @@ typedef struct p2p_host_config {
                                      initial receive window per stream; also the most a
                                      paused stream buffers until the window grows */
   bool enable_perf;               /* serve /perf/1.0.0 (off by default: perf spec §Security) */
+  noise_aead noise_aead;          /* Noise transport AEAD backend: NOISE_AEAD_OPENSSL (0, the
+                                     default) or NOISE_AEAD_LIBSODIUM; same bytes on the wire */
   bool no_peerstore_file;         /* do not load/save <state_dir>/peers */
 } p2p_host_config;
 

@@ -4,6 +4,7 @@
  * See noise.h. */
 #include "p2p/proto/noise.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,25 +44,23 @@ static void cs_wipe(cstate *c) {
   sodium_memzero(c, sizeof *c);
 }
 
-/* The transport phase moves all the bulk data. Same algorithm and wire format either way;
- * OpenSSL's ChaCha20-Poly1305 is several times faster than libsodium's on CPUs with AVX2 /
- * AVX-512, so it is the default. PEERMCP_NOISE_AEAD=libsodium selects libsodium (the
- * handshake always uses libsodium). */
-static bool use_openssl_aead(void) {
-  static int choice = -1; /* benign race: every thread computes the same value */
-  if (choice < 0) {
-    const char *e = getenv("PEERMCP_NOISE_AEAD");
-    choice = !(e && strcmp(e, "libsodium") == 0);
-  }
-  return choice == 1;
+int noise_aead_parse(const char *name, noise_aead *out) {
+  if (!name || !*name) return 0;
+  if (strcmp(name, "openssl") == 0) *out = NOISE_AEAD_OPENSSL;
+  else if (strcmp(name, "libsodium") == 0) *out = NOISE_AEAD_LIBSODIUM;
+  else return -EINVAL;
+  return 0;
 }
 
-const char *noise_transport_aead_backend(void) { return use_openssl_aead() ? "openssl" : "libsodium"; }
+const char *noise_aead_name(noise_aead a) { return a == NOISE_AEAD_LIBSODIUM ? "libsodium" : "openssl"; }
 
-/* Keys a transport cipher, with an OpenSSL context when that backend is selected. */
-static int cs_init_transport(cstate *c, const uint8_t k[32], bool encrypt) {
+/* Keys a transport cipher. The transport phase moves all the bulk data: with the OpenSSL
+ * backend (the default; several times faster than libsodium's on CPUs with AVX2 / AVX-512) it
+ * gets an EVP context keyed once; with libsodium it uses the key directly. */
+static int cs_init_transport(cstate *c, const uint8_t k[32], bool encrypt, noise_aead aead) {
   cs_init_key(c, k);
-  if (!use_openssl_aead()) return 0;
+  if (aead == NOISE_AEAD_LIBSODIUM) return 0;
+  assert(aead == NOISE_AEAD_OPENSSL);
   c->evp = EVP_CIPHER_CTX_new();
   if (!c->evp) return -ENOMEM;
   int ok = encrypt ? EVP_EncryptInit_ex(c->evp, EVP_chacha20_poly1305(), NULL, k, NULL)
@@ -151,6 +150,7 @@ struct noise_xx {
   cstate cs;
   uint8_t s_sk[32], s_pk[32], e_sk[32], e_pk[32], rs[32], re[32];
   bool e_fixed;
+  noise_aead aead; /* backend of tx and rx */
   cstate tx, rx;
 };
 
@@ -224,8 +224,8 @@ static int dh_mix(noise_xx *x, const uint8_t sk[32], const uint8_t pk[32]) {
 static int split(noise_xx *x) {
   uint8_t k1[32], k2[32];
   hkdf2(x->ck, NULL, 0, k1, k2);
-  int rc = cs_init_transport(x->initiator ? &x->tx : &x->rx, k1, x->initiator);
-  if (!rc) rc = cs_init_transport(x->initiator ? &x->rx : &x->tx, k2, !x->initiator);
+  int rc = cs_init_transport(x->initiator ? &x->tx : &x->rx, k1, x->initiator, x->aead);
+  if (!rc) rc = cs_init_transport(x->initiator ? &x->rx : &x->tx, k2, !x->initiator, x->aead);
   sodium_memzero(k1, sizeof k1);
   sodium_memzero(k2, sizeof k2);
   sodium_memzero(&x->cs, sizeof x->cs);
@@ -241,9 +241,10 @@ static void xx_wipe(noise_xx *x) {
 }
 
 static void xx_init(noise_xx *x, bool initiator, const uint8_t *prologue, size_t plen, const uint8_t s_sk[32],
-                    const uint8_t *e_sk) {
+                    const uint8_t *e_sk, noise_aead aead) {
   memset(x, 0, sizeof *x);
   x->initiator = initiator;
+  x->aead = aead;
   memcpy(x->h, protocol_name, HASHLEN);
   memcpy(x->ck, x->h, HASHLEN);
   mix_hash2(x->h, prologue, plen);
@@ -344,11 +345,12 @@ int noise_xx_read(noise_xx *x, const uint8_t *msg, size_t n, uint8_t *payload, s
 }
 
 int noise_xx_new(bool initiator, const uint8_t *prologue, size_t prologue_len, const uint8_t s_sk[32],
-                 const uint8_t *e_sk, noise_xx **out) {
+                 const uint8_t *e_sk, noise_aead aead, noise_xx **out) {
+  if (aead != NOISE_AEAD_OPENSSL && aead != NOISE_AEAD_LIBSODIUM) return -EINVAL;
   if (sodium_init() < 0) return -EIO;
   noise_xx *x = malloc(sizeof *x);
   if (!x) return -ENOMEM;
-  xx_init(x, initiator, prologue, prologue_len, s_sk, e_sk);
+  xx_init(x, initiator, prologue, prologue_len, s_sk, e_sk, aead);
   *out = x;
   return 0;
 }
@@ -371,6 +373,7 @@ struct noise_session {
   int state;
   int err;
   bool initiator;
+  noise_aead aead;
   keys_private id;
   bool has_expected;
   peerid expected;
@@ -388,6 +391,7 @@ struct noise_session {
 int noise_session_new(const noise_config *cfg, noise_session **out) {
   if (!cfg || !cfg->identity || cfg->identity->type != KEYS_TYPE_ED25519) return -EINVAL;
   if (cfg->n_muxers > NOISE_MAX_MUXERS || (cfg->n_muxers && !cfg->muxers)) return -EINVAL;
+  if (cfg->aead != NOISE_AEAD_OPENSSL && cfg->aead != NOISE_AEAD_LIBSODIUM) return -EINVAL;
   for (size_t i = 0; i < cfg->n_muxers; i++)
     if (!cfg->muxers[i] || !cfg->muxers[i][0] || strlen(cfg->muxers[i]) > NOISE_MUXER_NAME_MAX) return -EINVAL;
   if (sodium_init() < 0) return -EIO;
@@ -396,9 +400,10 @@ int noise_session_new(const noise_config *cfg, noise_session **out) {
   uint8_t s_sk[32];
   if (cfg->test_static_sk) memcpy(s_sk, cfg->test_static_sk, 32);
   else randombytes_buf(s_sk, 32);
-  xx_init(&s->xx, cfg->initiator, NULL, 0, s_sk, cfg->test_ephemeral_sk); /* libp2p: empty prologue */
+  xx_init(&s->xx, cfg->initiator, NULL, 0, s_sk, cfg->test_ephemeral_sk, cfg->aead); /* libp2p: empty prologue */
   sodium_memzero(s_sk, sizeof s_sk);
   s->initiator = cfg->initiator;
+  s->aead = cfg->aead;
   s->state = cfg->initiator ? ST_I_START : ST_R_WAIT1;
   s->id = *cfg->identity;
   if (cfg->expected_remote) {
@@ -676,4 +681,5 @@ const char *noise_negotiated_muxer(const noise_session *s) {
   return s->state == ST_ESTABLISHED ? s->negotiated : NULL;
 }
 size_t noise_pending_input(const noise_session *s) { return s->rx_len; }
+noise_aead noise_session_aead(const noise_session *s) { return s->aead; }
 void noise_test_set_send_nonce(noise_session *s, uint64_t n) { s->xx.tx.n = n; }

@@ -32,6 +32,17 @@
 
 typedef struct noise_session noise_session;
 
+/* Which ChaCha20-Poly1305 implementation the transport phase uses: the same algorithm and the
+ * same bytes either way. OpenSSL (the default, 0) is several times faster on AVX2/AVX-512 CPUs;
+ * the handshake always uses libsodium. */
+typedef enum noise_aead { NOISE_AEAD_OPENSSL = 0, NOISE_AEAD_LIBSODIUM = 1 } noise_aead;
+
+/* "openssl" / "libsodium" → *out (0); NULL or "" leave *out unchanged (0); anything else
+ * -EINVAL (*out unchanged). */
+int noise_aead_parse(const char *name, noise_aead *out) __attribute__((warn_unused_result));
+/* "openssl" or "libsodium". */
+const char *noise_aead_name(noise_aead a);
+
 typedef struct noise_config {
   bool initiator;                 /* true on the dialing side */
   const keys_private *identity;   /* signs our static key; copied */
@@ -40,6 +51,7 @@ typedef struct noise_config {
    * n_muxers = 0 sends no extension and the caller runs multistream-select afterwards. */
   const char *const *muxers;
   size_t n_muxers;
+  noise_aead aead;                /* transport-phase AEAD backend (0 = OpenSSL) */
   /* Tests and fuzzing only: fixed X25519 secrets instead of fresh random ones (NULL = random). */
   const uint8_t *test_static_sk;    /* 32 bytes */
   const uint8_t *test_ephemeral_sk; /* 32 bytes */
@@ -84,10 +96,8 @@ const char *noise_negotiated_muxer(const noise_session *s);
 /* Bytes buffered inside the session waiting for the rest of a frame (for accounting). */
 size_t noise_pending_input(const noise_session *s);
 
-/* "openssl" or "libsodium": which ChaCha20-Poly1305 implementation the transport phase uses
- * (same algorithm and bytes; OpenSSL is faster on AVX2/AVX-512 CPUs and is the default;
- * PEERMCP_NOISE_AEAD=libsodium selects libsodium). The handshake always uses libsodium. */
-const char *noise_transport_aead_backend(void);
+/* The transport-phase AEAD backend this session was configured with. */
+noise_aead noise_session_aead(const noise_session *s);
 
 /* Tests only: sets the next send nonce (to exercise the 2^64-1 limit). */
 void noise_test_set_send_nonce(noise_session *s, uint64_t n);
@@ -97,9 +107,9 @@ void noise_test_set_send_nonce(noise_session *s, uint64_t n);
  * against the Noise test vectors (cacophony). Messages alternate initiator/responder; after
  * the third handshake message write/read use the transport ciphers. */
 typedef struct noise_xx noise_xx;
-/* e_sk NULL = random ephemeral. */
+/* e_sk NULL = random ephemeral; aead: the transport ciphers' backend. */
 int noise_xx_new(bool initiator, const uint8_t *prologue, size_t prologue_len, const uint8_t s_sk[32],
-                 const uint8_t *e_sk, noise_xx **out) __attribute__((warn_unused_result));
+                 const uint8_t *e_sk, noise_aead aead, noise_xx **out) __attribute__((warn_unused_result));
 void noise_xx_free(noise_xx *x);
 int noise_xx_write(noise_xx *x, const uint8_t *payload, size_t n, uint8_t *out, size_t cap, size_t *outlen)
     __attribute__((warn_unused_result));
