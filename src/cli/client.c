@@ -23,7 +23,6 @@
 #include "auth/auth.h"
 #include "service/client.h"
 #include "taskq/table.h"
-#include "service/worker.h"
 #include "util/log.h"
 
 #define MAX_PEERS 32
@@ -457,7 +456,7 @@ int cli_worker(int argc, char **argv) {
     rc = 1;
     goto out;
   }
-  svc_workers_stats st;
+  taskq_runner_stats st;
   node_workers_stats(e.n, &st);
   json_t *summary = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I}", "ok", 1, "worker_id", node_worker_id(e.n),
                               "claimed", (json_int_t)st.claimed, "completed", (json_int_t)st.completed, "failed",

@@ -13,7 +13,9 @@
 #include <sys/stat.h>
 
 #include "transport/stdio.h"
+#include "service/remote_source.h"
 #include "service/service.h"
+#include "taskq/local_source.h"
 #include "tools/command.h"
 #include "tools/mcp_tasks_queue.h"
 #include "tools/meta.h"
@@ -72,7 +74,9 @@ struct node {
   node_workers_opts wopts;
   char **peers;
   svc_client **wclients;
-  svc_workers *workers;
+  taskq_source **wsources; /* one per peer, or the local queue */
+  size_t n_wsources;
+  taskq_runner *workers;
   char worker_id[256];
 
   uv_signal_t sigint, sigterm;
@@ -498,17 +502,28 @@ static int start_workers(node *n, char *err, size_t errlen) {
   }
   if (!n->worker_id[0])
     snprintf(n->worker_id, sizeof n->worker_id, "%s", np ? p2p_host_peer_id(n->host) : "local-worker");
-  svc_workers_opts wo = {0};
+  int rc = 0;
+  if (!(n->wsources = calloc(np ? np : 1, sizeof *n->wsources))) rc = -ENOMEM;
+  for (size_t i = 0; rc == 0 && i < np; i++)
+    if ((rc = svc_remote_source_new(n->wclients[i], n->peers[i], &n->wsources[i])) == 0) n->n_wsources++;
+  if (rc == 0 && !np) {
+    taskq_local_source_opts lo = {.queue = n->queue, .pool = mcp_dispatcher_pool(n->disp)};
+    if ((rc = taskq_local_source_new(&lo, &n->wsources[0])) == 0) n->n_wsources = 1;
+  }
+  if (rc != 0) {
+    seterr(err, errlen, "cannot start the workers: %s", strerror(-rc));
+    return rc;
+  }
+  taskq_runner_opts wo = {0};
   wo.loop = n->loop;
   wo.dispatcher = n->disp;
   wo.slots = n->wopts.slots ? n->wopts.slots : 1;
   wo.worker_id = n->worker_id;
-  wo.local = np ? NULL : n->taskq;
-  wo.remotes = n->wclients;
-  wo.n_remotes = np;
+  wo.sources = n->wsources;
+  wo.n_sources = n->n_wsources;
   wo.lease_seconds = n->wopts.lease_seconds > 0 ? n->wopts.lease_seconds : 60;
   wo.once = n->wopts.once;
-  int rc = svc_workers_start(&wo, &n->workers);
+  rc = taskq_runner_start(&wo, &n->workers);
   if (rc != 0) {
     n->workers = NULL;
     seterr(err, errlen, "cannot start the workers: %s", strerror(-rc));
@@ -615,6 +630,10 @@ static void step_service(node *n) {
  *    their clients close. */
 static void workers_stopped(void *ud) {
   node *n = ud;
+  for (size_t i = 0; i < n->n_wsources; i++) { /* the runner asks nothing more of them */
+    taskq_source_free(n->wsources[i]);
+    n->wsources[i] = NULL;
+  }
   for (size_t i = 0; i < n->wopts.n_peers; i++)
     if (n->wclients[i]) {
       svc_client_close(n->wclients[i]);
@@ -625,7 +644,7 @@ static void workers_stopped(void *ud) {
 static void step_workers(node *n) {
   if (!n->has_workers) return;
   n->pending++;
-  if (n->workers) svc_workers_stop(n->workers, n->wopts.stop_grace_ms, workers_stopped, n);
+  if (n->workers) taskq_runner_stop(n->workers, n->wopts.stop_grace_ms, workers_stopped, n);
   else workers_stopped(n);
 }
 
@@ -779,7 +798,9 @@ void node_close(node *n) {
   /* 9. What the handlers and the loop no longer use. */
   mcp_tasks_queue_free(n->tasks); /* after the dispatcher: its pool held the runner's jobs */
   svc_service_free(n->svc);       /* after the dispatcher: its tools' ud */
-  svc_workers_free(n->workers);
+  taskq_runner_free(n->workers);
+  for (size_t i = 0; n->wsources && i < n->n_wsources; i++) taskq_source_free(n->wsources[i]); /* never started */
+  free(n->wsources);
   mcp_registry_free(n->reg);      /* before the store: tool ud may refer to it */
   taskq_free(n->taskq);
   tq_close(n->queue);             /* after every handler has returned */
@@ -804,10 +825,10 @@ taskq_ctx *node_taskq(node *n) { return n->taskq; }
 p2p_host *node_host(node *n) { return n->host; }
 const mcp_tasks_backend *node_mcp_tasks(node *n) { return n->tasks ? mcp_tasks_queue_backend(n->tasks) : NULL; }
 const char *node_worker_id(const node *n) { return n->worker_id; }
-bool node_workers_finished(const node *n) { return n->workers && svc_workers_finished(n->workers); }
-void node_workers_stats(const node *n, svc_workers_stats *out) {
+bool node_workers_finished(const node *n) { return n->workers && taskq_runner_finished(n->workers); }
+void node_workers_stats(const node *n, taskq_runner_stats *out) {
   memset(out, 0, sizeof *out);
-  if (n->workers) svc_workers_stats_get(n->workers, out);
+  if (n->workers) taskq_runner_stats_get(n->workers, out);
 }
 
 /* A bare PeerId becomes the announce file's multiaddr when a file names that peer. */

@@ -75,7 +75,8 @@
 #include "p2p/host/host.h"
 #include "service/client.h"
 #include "taskq/table.h"
-#include "service/worker.h"
+#include "service/client.h"
+#include "taskq/runner.h"
 #include "store/cache.h"
 #include "store/queue.h"
 
@@ -188,6 +189,6 @@ int node_dial(node *n, const char *target, svc_client **out) __attribute__((warn
  * (valid until node_close). */
 const char *node_worker_id(const node *n);
 bool node_workers_finished(const node *n);
-void node_workers_stats(const node *n, svc_workers_stats *out);
+void node_workers_stats(const node *n, taskq_runner_stats *out);
 
 #endif

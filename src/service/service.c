@@ -13,11 +13,14 @@
 #include "auth/policy.h"
 #include "service/client.h"
 #include "service/mcpp.h"
+#include "taskq/local_source.h"
 #include "taskq/rpc_tool.h"
+#include "taskq/runner.h"
 #include "service/server.h"
 #include "taskq/table.h"
-#include "service/worker.h"
+#include "taskq/local_source.h"
 #include "taskq/rpc_tool.h"
+#include "taskq/runner.h"
 #include "taskq/table.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -65,7 +68,8 @@ struct svc_service {
   mcp_dispatcher *disp;
   const mcp_tasks_backend *mcp_tasks; /* offered to peers over /mcp+p2p/1.0.0 */
   svc_server *server;
-  svc_workers *workers;
+  taskq_runner *workers;       /* p2p.workers in-process workers */
+  taskq_source *local_source; /* the local queue, for them */
   uv_async_t async;
   bool async_init, started, stopping;
   client_slot clients[SVC_MAX_CLIENTS];
@@ -243,8 +247,8 @@ static json_t *status_json(svc_service *s, bool include_peers, int limit) {
                         s->cfg && s->cfg->p2p.enable_legacy_protocol);
   if (s->server) json_object_set_new(json_object_get(r, "service"), "server", svc_server_stats_json(s->server));
   if (s->workers) {
-    svc_workers_stats ws;
-    svc_workers_stats_get(s->workers, &ws);
+    taskq_runner_stats ws;
+    taskq_runner_stats_get(s->workers, &ws);
     json_object_set_new(r, "workers",
                         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "claimed", (json_int_t)ws.claimed, "completed",
                                   (json_int_t)ws.completed, "failed", (json_int_t)ws.failed, "released",
@@ -629,13 +633,7 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
   int rc = taskq_set_peer_id(s->tq, s->peer_id);
   if (rc != 0) return rc;
   /* capabilities: the task types a worker here runs (tool.call + remote command tools) */
-  s->task_types = json_pack("[s, s]", "tool.call", "tool");
-  const mcp_registry *reg = mcp_dispatcher_registry(d);
-  for (size_t i = 0; s->task_types && reg && i < mcp_registry_count(reg); i++) {
-    const mcp_tool_def *def = mcp_tool_def_of(mcp_registry_at(reg, i));
-    if (def->category && !strcmp(def->category, "commands") && (def->flags & MCP_TOOL_REMOTE))
-      json_array_append_new(s->task_types, json_string(def->name));
-  }
+  s->task_types = taskq_runner_default_types(mcp_dispatcher_registry(d));
   s->n_workers = s->cfg && s->q ? s->cfg->p2p.workers : 0;
   json_t *caps = json_pack("{s:O, s:[], s:{}, s:{}, s:{}, s:[]}", "task_types", s->task_types ? s->task_types : json_array(),
                            "models", "endpoints_by_model", "endpoint_types_by_model", "hwtest", "resource_keys");
@@ -667,15 +665,13 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
   }
   unsigned nw = s->cfg ? s->cfg->p2p.workers : 0;
   if (nw > 0 && s->q) {
-    svc_workers_opts wo = {0};
-    wo.loop = loop;
-    wo.dispatcher = d;
-    wo.slots = nw;
+    taskq_local_source_opts lo = {.queue = s->q, .pool = mcp_dispatcher_pool(d)};
+    if ((rc = taskq_local_source_new(&lo, &s->local_source)) != 0) return rc;
     char wid[200];
     snprintf(wid, sizeof wid, "%s", s->peer_id[0] ? s->peer_id : "local");
-    wo.worker_id = wid;
-    wo.local = s->tq;
-    if ((rc = svc_workers_start(&wo, &s->workers)) != 0) return rc;
+    taskq_runner_opts ro = {.loop = loop, .dispatcher = d, .sources = &s->local_source, .n_sources = 1, .slots = nw,
+                            .worker_id = wid};
+    if ((rc = taskq_runner_start(&ro, &s->workers)) != 0) return rc;
   }
   s->started = true;
   return 0;
@@ -716,7 +712,7 @@ void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *u
   }
   if (s->workers) {
     s->stop_pending++;
-    svc_workers_stop(s->workers, deadline_ms, stop_step_done, s);
+    taskq_runner_stop(s->workers, deadline_ms, stop_step_done, s);
   }
   if (s->async_init) {
     s->stop_pending++;
@@ -728,7 +724,8 @@ void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *u
 void svc_service_free(svc_service *s) {
   if (!s) return;
   svc_server_free(s->server);
-  svc_workers_free(s->workers);
+  taskq_runner_free(s->workers);
+  taskq_source_free(s->local_source); /* after the runner: no job of it is left */
   taskq_free(s->tq);
   auth_policy_free(s->policy);
   for (size_t i = 0; i < s->n_repl; i++) free(s->repl[i]);

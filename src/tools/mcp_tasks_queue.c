@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "taskq/local_source.h"
+#include "taskq/runner.h"
 #include "util/log.h"
 #include "util/workpool.h"
 
@@ -22,8 +24,6 @@
 
 enum { OP_CREATE = 1, OP_GET, OP_LIST, OP_CANCEL };
 
-typedef struct run_slot run_slot;
-
 struct mcp_tasks_queue {
   mcp_tasks_queue_opts o;
   mcp_tasks_backend backend;
@@ -32,17 +32,13 @@ struct mcp_tasks_queue {
   atomic_uint waiters;
   bool stopping;
   /* runner */
-  run_slot *slots;
-  uv_timer_t scan_timer;
-  bool scan_timer_init, scan_inflight, scan_again, recovered;
-  unsigned jobs;     /* runner jobs in flight on the pool */
-  unsigned closing;  /* handles being closed */
+  taskq_source *source; /* the local queue, claiming MCP tasks only (claim_mcp_task) */
+  taskq_runner *runner;
+  atomic_bool recovered; /* the first claim gave back what dead runners held */
   void (*stop_done)(void *);
   void *stop_ud;
   bool stop_reported;
-  mcp_auth run_auth;
-  char worker_base[64];
-  mcp_tasks_queue_stats st;
+  uint64_t created;
 };
 
 /* A task as prepared off the loop: the view's strings and JSON live here. */
@@ -343,18 +339,15 @@ static void op_free(mcp_tasks_op *op) {
   free(op);
 }
 
-static void runner_kick(mcp_tasks_queue *q);
-static void runner_cancel_task(mcp_tasks_queue *q, const char *task_id);
-
 static void op_done(void *arg) {
   mcp_tasks_op *op = arg;
   mcp_tasks_queue *q = op->q;
   if (op->kind == OP_GET && op->wait) atomic_fetch_sub(&q->waiters, 1);
   if (op->kind == OP_CREATE && op->rc == 0) {
-    q->st.created++;
-    runner_kick(q);
+    q->created++;
+    taskq_runner_kick(q->runner); /* no-op without a runner */
   }
-  if (op->kind == OP_CANCEL && op->cancel_running) runner_cancel_task(q, op->task_id);
+  if (op->kind == OP_CANCEL && op->cancel_running) taskq_runner_cancel_task(q->runner, op->task_id);
   if (!atomic_load(&op->detached)) {
     mcp_task_view views[MAX_PAGE];
     size_t n = op->n < MAX_PAGE ? op->n : MAX_PAGE;
@@ -475,50 +468,7 @@ static void be_detach(void *impl, mcp_tasks_op *op) {
   atomic_store(&op->detached, true); /* op_done frees it without calling back */
 }
 
-/* ---------- the runner ---------- */
-
-struct run_slot {
-  mcp_tasks_queue *q;
-  unsigned idx;
-  bool busy;
-  char worker_id[96];
-  char task_id[33];
-  int64_t epoch;
-  char tool[160];
-  json_t *args;
-  mcp_call *call;
-  uv_timer_t hb;
-  bool hb_inflight, cancel_sent, stop_cancel;
-};
-
-typedef struct run_job {
-  mcp_tasks_queue *q;
-  run_slot *slot;
-  int kind; /* 1 scan, 2 finish, 3 heartbeat */
-  /* scan */
-  unsigned want;
-  bool recover; /* first scan: give back tasks held by runners of processes that are gone */
-  tq_task **claimed;
-  size_t n_claimed;
-  /* finish */
-  tq_status status;
-  json_t *result;
-  char *error;
-  bool retry, release;
-  /* heartbeat */
-  int rc;
-  bool cancel_requested;
-} run_job;
-
-static void maybe_stopped(mcp_tasks_queue *q);
-
-static void job_submit(mcp_tasks_queue *q, run_job *j, workpool_work_fn work, workpool_done_fn done) {
-  q->jobs++;
-  if (workpool_submit(q->pool, work, done, j) != 0) {
-    work(j); /* the pool is going away: do it here (rare; shutdown only) */
-    done(j);
-  }
-}
+/* ---------- the runner: taskq/runner.h over the local queue, MCP tasks only ---------- */
 
 /* A task claimed as "mcp-tasks/<pid>/<k>" by a process of this host that no longer exists
  * (killed with -9) would wait for its lease to expire; release it now (fenced by its epoch). */
@@ -542,18 +492,20 @@ static void recover_dead_runners(mcp_tasks_queue *q) {
   tq_task_array_free(v, n);
 }
 
-static void scan_work(void *arg) {
-  run_job *j = arg;
-  mcp_tasks_queue *q = j->q;
-  if (j->recover) recover_dead_runners(q);
+/* The runner's claim (a pool thread): the oldest queued MCP task this worker may take; tasks
+ * not created through MCP are left to the workers, expired ones are deleted on the way. */
+static int claim_mcp_task(void *ud, tq_queue *queue, const tq_claim_opts *co, tq_task **out) {
+  mcp_tasks_queue *q = ud;
+  *out = NULL;
+  if (!atomic_exchange(&q->recovered, true)) recover_dead_runners(q);
   const char *types[] = {TASK_TYPE};
   tq_list_opts lo = {.status = TQ_QUEUED, .task_types = types, .n_task_types = 1, .limit = RUNNER_SCAN_LIMIT,
                      .max_bytes = LIST_SCAN_BYTES};
   tq_task **v = NULL;
   size_t n = 0;
-  if (tq_list(q->o.queue, &lo, &v, &n) != 0) return;
-  j->claimed = calloc(j->want ? j->want : 1, sizeof *j->claimed);
-  for (size_t i = 0; j->claimed && i < n && j->n_claimed < j->want; i++) {
+  int rc = tq_list(queue, &lo, &v, &n);
+  if (rc != 0) return rc;
+  for (size_t i = 0; i < n && !*out; i++) {
     json_t *payload = json_loads(v[i]->payload_json, 0, NULL);
     json_t *m = mcp_part(payload);
     json_t *ttl = json_object_get(m, "ttl_ms");
@@ -562,245 +514,40 @@ static void scan_work(void *arg) {
     if (!m) continue; /* not an MCP task: left to the workers */
     if (gone) {
       bool deleted;
-      if (tq_delete(q->o.queue, v[i]->task_id, &deleted) != 0) continue;
+      if (tq_delete(queue, v[i]->task_id, &deleted) == 0 && deleted)
+        log_debug("mcp tasks: expired task deleted", "{s:s}", "task_id", v[i]->task_id);
       continue;
     }
-    char wid[96];
-    snprintf(wid, sizeof wid, "%s/%zu", q->worker_base, j->n_claimed);
-    tq_claim_opts co = {.worker_id = wid, .lease_seconds = q->o.lease_seconds};
-    tq_task *t = NULL;
-    if (tq_claim(q->o.queue, v[i]->task_id, &co, &t) == 0 && t) j->claimed[j->n_claimed++] = t;
+    if (tq_claim(queue, v[i]->task_id, co, out) != 0) *out = NULL; /* lost a race: try the next */
   }
   tq_task_array_free(v, n);
-}
-
-static void slot_start(run_slot *s, tq_task *t);
-static void finish_run(run_slot *s, tq_status status, json_t *result, const char *error, bool retry, bool release);
-
-static void scan_done(void *arg) {
-  run_job *j = arg;
-  mcp_tasks_queue *q = j->q;
-  q->jobs--;
-  q->scan_inflight = false;
-  size_t k = 0;
-  for (unsigned i = 0; i < q->o.runner_slots && k < j->n_claimed; i++) {
-    run_slot *s = &q->slots[i];
-    if (s->busy) continue;
-    slot_start(s, j->claimed[k]);
-    j->claimed[k++] = NULL;
-  }
-  for (size_t i = k; i < j->n_claimed; i++) tq_task_free(j->claimed[i]); /* cannot happen: want ≤ free slots */
-  free(j->claimed);
-  bool again = q->scan_again || j->n_claimed == j->want;
-  free(j);
-  q->scan_again = false;
-  if (again) runner_kick(q);
-  maybe_stopped(q);
-}
-
-static void runner_kick(mcp_tasks_queue *q) {
-  if (!q->slots || q->stopping) return;
-  if (q->scan_inflight) {
-    q->scan_again = true;
-    return;
-  }
-  unsigned free_slots = 0;
-  for (unsigned i = 0; i < q->o.runner_slots; i++) free_slots += !q->slots[i].busy;
-  if (!free_slots) return;
-  run_job *j = calloc(1, sizeof *j);
-  if (!j) return;
-  j->q = q;
-  j->kind = 1;
-  j->want = free_slots;
-  j->recover = !q->recovered;
-  q->recovered = true;
-  q->scan_inflight = true;
-  job_submit(q, j, scan_work, scan_done);
-}
-
-static void on_scan_timer(uv_timer_t *t) { runner_kick(t->data); }
-
-/* Claims are made under "<base>/<k>"; the slot adopts the id the task was claimed with. */
-static void call_done(void *ud, const mcp_call_outcome *out);
-
-static void on_hb_timer(uv_timer_t *t);
-
-static void slot_start(run_slot *s, tq_task *t) {
-  mcp_tasks_queue *q = s->q;
-  s->busy = true;
-  s->hb_inflight = s->cancel_sent = s->stop_cancel = false;
-  snprintf(s->task_id, sizeof s->task_id, "%s", t->task_id);
-  snprintf(s->worker_id, sizeof s->worker_id, "%s", t->assigned_worker ? t->assigned_worker : "");
-  s->epoch = t->lease_epoch;
-  json_t *payload = json_loads(t->payload_json, 0, NULL);
-  const char *tool = json_string_value(json_object_get(payload, "tool"));
-  snprintf(s->tool, sizeof s->tool, "%s", tool ? tool : "");
-  json_t *args = json_object_get(payload, "args");
-  s->args = json_is_object(args) ? json_incref(args) : json_object();
-  json_decref(payload);
-  tq_task_free(t);
-  if (q->stopping) { /* claimed while stopping: give it back untouched */
-    finish_run(s, TQ_QUEUED, NULL, NULL, false, true);
-    return;
-  }
-  q->st.runs_started++;
-  log_debug("mcp tasks: running", "{s:s, s:s}", "task_id", s->task_id, "tool", s->tool);
-  if (!s->tool[0]) {
-    finish_run(s, TQ_FAILED, NULL, "missing_tool_name", false, false);
-    return;
-  }
-  mcp_call_request req = {.tool = s->tool, .args = s->args, .auth = &q->run_auth, .remote = true};
-  if (mcp_dispatch_start(q->o.dispatcher, &req, call_done, s, &s->call) != 0) {
-    s->call = NULL;
-    finish_run(s, TQ_FAILED, NULL, "dispatch_failed", true, false);
-    return;
-  }
-  uint64_t every = (uint64_t)(q->o.lease_seconds * 1000 / 3);
-  if (every < 1000) every = 1000;
-  uv_timer_start(&s->hb, on_hb_timer, every, every);
-}
-
-static void finish_work(void *arg) {
-  run_job *j = arg;
-  mcp_tasks_queue *q = j->q;
-  run_slot *s = j->slot;
-  tq_fence f = {.worker_id = s->worker_id, .lease_epoch = s->epoch};
-  int rc;
-  if (j->release) rc = tq_release(q->o.queue, s->task_id, &f, "server_stopping");
-  else if (j->retry) rc = tq_retry(q->o.queue, s->task_id, &f, 1.0, j->error ? j->error : "error", NULL);
-  else rc = tq_complete(q->o.queue, s->task_id, &f, j->status, j->result, j->error);
-  j->rc = rc;
-}
-
-static void finish_done(void *arg) {
-  run_job *j = arg;
-  mcp_tasks_queue *q = j->q;
-  run_slot *s = j->slot;
-  q->jobs--;
-  if (j->rc == -ESTALE)
-    log_debug("mcp tasks: the task changed under the run (cancelled or lease lost)", "{s:s}", "task_id", s->task_id);
-  else if (j->rc != 0)
-    log_warn("mcp tasks: finishing a run failed", "{s:s, s:s}", "task_id", s->task_id, "error", tq_strerror(j->rc));
-  json_decref(j->result);
-  free(j->error);
-  free(j);
-  json_decref(s->args);
-  s->args = NULL;
-  s->task_id[0] = 0;
-  s->busy = false;
-  if (q->stopping) maybe_stopped(q);
-  else runner_kick(q);
-}
-
-static void finish_run(run_slot *s, tq_status status, json_t *result, const char *error, bool retry, bool release) {
-  mcp_tasks_queue *q = s->q;
-  uv_timer_stop(&s->hb);
-  run_job *j = calloc(1, sizeof *j);
-  if (!j) { /* the lease will expire and the task run again */
-    json_decref(s->args);
-    s->args = NULL;
-    s->busy = false;
-    return;
-  }
-  j->q = q;
-  j->slot = s;
-  j->kind = 2;
-  j->status = status;
-  j->result = result ? json_deep_copy(result) : NULL;
-  j->error = error ? strdup(error) : NULL;
-  j->retry = retry;
-  j->release = release;
-  job_submit(q, j, finish_work, finish_done);
-}
-
-static void call_done(void *ud, const mcp_call_outcome *out) {
-  run_slot *s = ud;
-  mcp_tasks_queue *q = s->q;
-  s->call = NULL;
-  const json_t *env = out->envelope;
-  const char *err = json_string_value(json_object_get(env, "error"));
-  switch (out->status) {
-  case MCP_DISPATCH_OK: {
-    json_t *res = json_pack("{s:s, s:O}", "tool", s->tool, "result",
-                            json_object_get(env, "result") ? json_object_get(env, "result") : json_null());
-    q->st.runs_completed++;
-    finish_run(s, TQ_COMPLETED, res, NULL, false, false);
-    json_decref(res);
-    return;
-  }
-  case MCP_DISPATCH_CANCELLED:
-    if (s->stop_cancel) {
-      q->st.runs_released++;
-      finish_run(s, TQ_QUEUED, NULL, NULL, false, true);
-    } else {
-      q->st.runs_cancelled++;
-      finish_run(s, TQ_CANCELLED, NULL, "cancelled", false, false);
-    }
-    return;
-  case MCP_DISPATCH_TIMEOUT:
-  case MCP_DISPATCH_INTERNAL:
-  case MCP_DISPATCH_SHUTTING_DOWN:
-  case MCP_DISPATCH_BUSY: /* transient: retried like a timeout */
-    q->st.runs_failed++;
-    finish_run(s, TQ_FAILED, NULL, err ? err : mcp_dispatch_status_name(out->status), true, false);
-    return;
-  default: {
-    json_t *res = json_pack("{s:s, s:O?, s:s}", "tool", s->tool, "error", json_object_get(env, "error"), "error_type",
-                            mcp_dispatch_status_name(out->status));
-    q->st.runs_failed++;
-    finish_run(s, TQ_FAILED, res, err ? err : mcp_dispatch_status_name(out->status), false, false);
-    json_decref(res);
-    return;
-  }
-  }
-}
-
-static void hb_work(void *arg) {
-  run_job *j = arg;
-  run_slot *s = j->slot;
-  tq_fence f = {.worker_id = s->worker_id, .lease_epoch = s->epoch};
-  tq_heartbeat_reply r = {0};
-  j->rc = tq_heartbeat(j->q->o.queue, s->task_id, &f, j->q->o.lease_seconds, &r);
-  j->cancel_requested = r.cancel_requested;
-}
-
-static void hb_done(void *arg) {
-  run_job *j = arg;
-  mcp_tasks_queue *q = j->q;
-  run_slot *s = j->slot;
-  q->jobs--;
-  s->hb_inflight = false;
-  if (s->call && !s->cancel_sent && (j->rc == -ESTALE || (j->rc == 0 && j->cancel_requested))) {
-    s->cancel_sent = true;
-    mcp_dispatch_cancel(s->call);
-  }
-  free(j);
-  maybe_stopped(q);
-}
-
-static void on_hb_timer(uv_timer_t *t) {
-  run_slot *s = t->data;
-  if (!s->call || s->hb_inflight) return;
-  run_job *j = calloc(1, sizeof *j);
-  if (!j) return;
-  j->q = s->q;
-  j->slot = s;
-  j->kind = 3;
-  s->hb_inflight = true;
-  job_submit(s->q, j, hb_work, hb_done);
-}
-
-static void runner_cancel_task(mcp_tasks_queue *q, const char *task_id) {
-  for (unsigned i = 0; q->slots && i < q->o.runner_slots; i++) {
-    run_slot *s = &q->slots[i];
-    if (s->busy && s->call && !s->cancel_sent && strcmp(s->task_id, task_id) == 0) {
-      s->cancel_sent = true;
-      mcp_dispatch_cancel(s->call);
-    }
-  }
+  return 0;
 }
 
 /* ---------- life cycle ---------- */
+
+/* Runs like the workers do: a remote caller (only MCP_TOOL_REMOTE tools) with the scopes a
+ * trusted peer gets by default minus worker, never the creator's full local rights. */
+static int runner_start(mcp_tasks_queue *q) {
+  taskq_local_source_opts lo = {.queue = q->o.queue, .pool = q->pool, .claim_fn = claim_mcp_task, .claim_ud = q};
+  int rc = taskq_local_source_new(&lo, &q->source);
+  if (rc != 0) return rc;
+  auth_ctx run_as;
+  auth_ctx_init(&run_as, AUTH_KIND_PEER);
+  run_as.scopes = AUTH_SCOPES(AUTH_CACHE_READ | AUTH_CACHE_WRITE | AUTH_TASK_SUBMIT | AUTH_TOOL_CALL);
+  memcpy(run_as.subject, "mcp-task-runner", sizeof "mcp-task-runner");
+  char base[64];
+  snprintf(base, sizeof base, "mcp-tasks/%ld", (long)getpid());
+  const char *types[] = {TASK_TYPE};
+  taskq_runner_opts ro = {.loop = q->o.loop, .dispatcher = q->o.dispatcher, .sources = &q->source, .n_sources = 1,
+                          .slots = q->o.runner_slots, .worker_id = base, .run_as = &run_as, .task_types = types,
+                          .n_task_types = 1, .lease_seconds = q->o.lease_seconds,
+                          .idle_poll_ms = q->o.scan_interval_ms, .retry_delay_s = 1.0,
+                          .stop_reason = "server_stopping"};
+  if ((rc = taskq_runner_start(&ro, &q->runner)) != 0) return rc;
+  log_info("mcp tasks: in-process runner started", "{s:i}", "slots", (int)q->o.runner_slots);
+  return 0;
+}
 
 int mcp_tasks_queue_new(const mcp_tasks_queue_opts *o, mcp_tasks_queue **out) {
   *out = NULL;
@@ -820,30 +567,14 @@ int mcp_tasks_queue_new(const mcp_tasks_queue_opts *o, mcp_tasks_queue **out) {
   atomic_init(&q->waiters, 0);
   q->backend = (mcp_tasks_backend){.impl = q, .create = be_create, .get = be_get, .list = be_list,
                                    .cancel = be_cancel, .detach = be_detach};
-  /* Runs like the workers do: a remote caller (only MCP_TOOL_REMOTE tools) with the scopes a
-   * trusted peer gets by default, never the creator's full local rights. */
-  auth_ctx_init(&q->run_auth, AUTH_KIND_PEER);
-  q->run_auth.scopes = AUTH_SCOPES(AUTH_CACHE_READ | AUTH_CACHE_WRITE | AUTH_TASK_SUBMIT | AUTH_TOOL_CALL);
-  snprintf(q->run_auth.subject, sizeof q->run_auth.subject, "mcp-task-runner");
-  snprintf(q->worker_base, sizeof q->worker_base, "mcp-tasks/%ld", (long)getpid());
+  atomic_init(&q->recovered, false);
   if (q->o.runner) {
-    q->slots = calloc(q->o.runner_slots, sizeof *q->slots);
-    if (!q->slots) {
+    int rc = runner_start(q);
+    if (rc != 0) {
+      taskq_source_free(q->source);
       free(q);
-      return -ENOMEM;
+      return rc;
     }
-    for (unsigned i = 0; i < q->o.runner_slots; i++) {
-      run_slot *s = &q->slots[i];
-      s->q = q;
-      s->idx = i;
-      uv_timer_init(o->loop, &s->hb);
-      s->hb.data = s;
-    }
-    uv_timer_init(o->loop, &q->scan_timer);
-    q->scan_timer.data = q;
-    q->scan_timer_init = true;
-    uv_timer_start(&q->scan_timer, on_scan_timer, 0, q->o.scan_interval_ms);
-    log_info("mcp tasks: in-process runner started", "{s:i}", "slots", (int)q->o.runner_slots);
   }
   *out = q;
   return 0;
@@ -851,30 +582,10 @@ int mcp_tasks_queue_new(const mcp_tasks_queue_opts *o, mcp_tasks_queue **out) {
 
 const mcp_tasks_backend *mcp_tasks_queue_backend(mcp_tasks_queue *q) { return &q->backend; }
 
-static void handle_closed(uv_handle_t *h) {
-  mcp_tasks_queue *q = h->data; /* every handle points at the queue once closing */
-  if (--q->closing == 0 && q->stop_done && !q->stop_reported) {
-    q->stop_reported = true;
-    q->stop_done(q->stop_ud);
-  }
-}
-
-static void maybe_stopped(mcp_tasks_queue *q) {
-  if (!q->stopping || q->closing || q->stop_reported) return;
-  for (unsigned i = 0; q->slots && i < q->o.runner_slots; i++)
-    if (q->slots[i].busy) return;
-  if (q->jobs) return;
-  if (!q->scan_timer_init) {
-    q->stop_reported = true;
-    if (q->stop_done) q->stop_done(q->stop_ud);
-    return;
-  }
-  q->closing = q->o.runner_slots + 1;
-  for (unsigned i = 0; i < q->o.runner_slots; i++) {
-    q->slots[i].hb.data = q;
-    uv_close((uv_handle_t *)&q->slots[i].hb, handle_closed);
-  }
-  uv_close((uv_handle_t *)&q->scan_timer, handle_closed);
+static void runner_stopped(void *ud) {
+  mcp_tasks_queue *q = ud;
+  q->stop_reported = true;
+  if (q->stop_done) q->stop_done(q->stop_ud);
 }
 
 void mcp_tasks_queue_stop(mcp_tasks_queue *q, void (*done)(void *ud), void *ud) {
@@ -886,23 +597,23 @@ void mcp_tasks_queue_stop(mcp_tasks_queue *q, void (*done)(void *ud), void *ud) 
   q->stop_ud = ud;
   if (q->stopping) return;
   q->stopping = true;
-  if (q->scan_timer_init) uv_timer_stop(&q->scan_timer);
-  for (unsigned i = 0; q->slots && i < q->o.runner_slots; i++) {
-    run_slot *s = &q->slots[i];
-    uv_timer_stop(&s->hb);
-    if (s->busy && s->call && !s->cancel_sent) {
-      s->stop_cancel = true;
-      s->cancel_sent = true;
-      mcp_dispatch_cancel(s->call);
-    }
+  if (!q->runner) {
+    runner_stopped(q);
+    return;
   }
-  maybe_stopped(q);
+  taskq_runner_stop(q->runner, 0, runner_stopped, q); /* running calls cancelled, tasks released */
 }
 
 void mcp_tasks_queue_free(mcp_tasks_queue *q) {
   if (!q) return;
-  free(q->slots);
+  taskq_runner_free(q->runner);
+  taskq_source_free(q->source);
   free(q);
 }
 
-void mcp_tasks_queue_stats_get(const mcp_tasks_queue *q, mcp_tasks_queue_stats *out) { *out = q->st; }
+void mcp_tasks_queue_stats_get(const mcp_tasks_queue *q, mcp_tasks_queue_stats *out) {
+  taskq_runner_stats st = {0};
+  if (q->runner) taskq_runner_stats_get(q->runner, &st);
+  *out = (mcp_tasks_queue_stats){.created = q->created, .runs_started = st.claimed, .runs_completed = st.completed,
+                                 .runs_failed = st.failed, .runs_cancelled = st.cancelled, .runs_released = st.released};
+}

@@ -9,14 +9,14 @@
  *
  * Who runs a task: anything that claims "tool.call" tasks from this queue — the in-process
  * workers (`p2p.workers = N`), a `peermcp worker --peer <this node>` elsewhere — or, when the
- * runner is enabled (serve enables it when p2p.workers = 0), this module's own runner: it
- * claims queued MCP tasks (found by a scan every scan_interval_ms and right after each create,
- * which also picks up tasks left over by a previous process; at its first scan it releases the
- * tasks held by runners of processes of this host that are gone), runs them through the dispatcher
- * as a remote caller (the same rule as the workers: only MCP_TOOL_REMOTE tools), renews the
- * lease while they run and completes them with the workers' result shapes:
+ * runner is enabled (serve enables it when p2p.workers = 0), this module's own: the one task
+ * runner (taskq/runner.h) over the local queue with a claim that takes only queued MCP tasks
+ * (and deletes expired ones on the way; its first claim also releases the tasks held by
+ * runners of processes of this host that are gone). Idle runner slots look again every
+ * scan_interval_ms at most, and at once after each create. Tools run as a remote caller
+ * (subject "mcp-task-runner": only MCP_TOOL_REMOTE tools), with the runner's result shapes:
  *   completed {"tool", "result"}  ·  failed {"tool", "error", "error_type"} (tool error)  ·
- *   retry on timeout / internal error  ·  cancelled.
+ *   retry after 1 s on timeout / internal error  ·  cancelled.
  *
  * Status mapping: queued / running → working; completed, failed, cancelled as they are.
  * tasks/cancel: queued → cancelled at once; running → cancel requested and the task marked
@@ -54,7 +54,7 @@ typedef struct mcp_tasks_queue_opts {
   int64_t default_ttl_ms;     /* 0 → 3600000 */
   int64_t max_ttl_ms;         /* 0 → 604800000 (the queue prunes terminal tasks after 7 days) */
   uint32_t poll_interval_ms;  /* suggested to clients; 0 → 1000 */
-  uint32_t scan_interval_ms;  /* runner scan for queued MCP tasks; 0 → 2000 */
+  uint32_t scan_interval_ms;  /* longest wait of an idle runner slot before it looks again; 0 → 2000 */
   unsigned max_waiters;       /* concurrent tasks/result waits; 0 → 32; more get -EBUSY */
 } mcp_tasks_queue_opts;
 

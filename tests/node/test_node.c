@@ -506,7 +506,7 @@ static void test_node_local_workers_run_a_task(void **state) {
   assert_true(node_workers_finished(n));
   node_stop(n, NULL, NULL);
   assert_int_equal(node_run(n), 0);
-  svc_workers_stats st;
+  taskq_runner_stats st;
   node_workers_stats(n, &st);
   assert_int_equal(st.claimed, 1);
   assert_int_equal(st.completed, 1);

@@ -1,0 +1,152 @@
+/* remote_source.c — the task source over a peer's op table (see remote_source.h). */
+#include "service/remote_source.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct remote_src {
+  svc_client *client;
+} remote_src;
+
+enum { R_CLAIM = 1, R_HEARTBEAT, R_FINISH };
+
+typedef struct rop {
+  int kind;
+  void *ud;
+  union {
+    taskq_claim_cb claim;
+    taskq_heartbeat_cb heartbeat;
+    taskq_finish_cb finish;
+  } cb;
+  char worker_id[TASKQ_MAX_WORKER_ID + 1];
+} rop;
+
+/* The op reply → rc. */
+static int reply_rc(int err, const json_t *result) {
+  if (err < 0) return err;
+  if (!json_is_object(result)) return -EPROTO;
+  if (json_is_true(json_object_get(result, "ok"))) return 0;
+  const char *e = json_string_value(json_object_get(result, "error"));
+  if (e && strcmp(e, "lease_lost") == 0) return -ESTALE;
+  if (e && strcmp(e, "unauthorized") == 0) return -EACCES;
+  return -EPROTO;
+}
+
+static void on_reply(void *ud, int err, json_t *result, json_t *error) {
+  (void)error;
+  rop *o = ud;
+  int rc = reply_rc(err, result);
+  switch (o->kind) {
+  case R_CLAIM: {
+    taskq_task *t = NULL;
+    const json_t *task = rc == 0 ? json_object_get(result, "task") : NULL;
+    if (json_is_object(task) && !(t = taskq_task_from_json(task, o->worker_id))) rc = -EPROTO; /* not a task */
+    o->cb.claim(o->ud, rc, t);
+    break;
+  }
+  case R_HEARTBEAT:
+    o->cb.heartbeat(o->ud, rc, rc == 0 && json_is_true(json_object_get(result, "cancel_requested")));
+    break;
+  default: o->cb.finish(o->ud, rc); break;
+  }
+  free(o);
+}
+
+static int send_op(remote_src *s, json_t *msg /* stolen */, rop *o) {
+  int rc = msg ? svc_client_rpc(s->client, msg, 0, on_reply, o) : -ENOMEM;
+  json_decref(msg);
+  if (rc != 0) free(o);
+  return rc;
+}
+
+static rop *rop_new(int kind, void *ud) {
+  rop *o = calloc(1, sizeof *o);
+  if (o) o->kind = kind, o->ud = ud;
+  return o;
+}
+
+static int src_claim(void *impl, const taskq_claim_req *req, taskq_claim_cb cb, void *ud) {
+  size_t wn = req->worker_id ? strlen(req->worker_id) : 0;
+  if (!wn || wn > TASKQ_MAX_WORKER_ID || !cb) return -EINVAL;
+  rop *o = rop_new(R_CLAIM, ud);
+  if (!o) return -ENOMEM;
+  o->cb.claim = cb;
+  memcpy(o->worker_id, req->worker_id, wn + 1);
+  json_t *types = json_array();
+  for (size_t i = 0; types && i < req->n_task_types; i++) json_array_append_new(types, json_string(req->task_types[i]));
+  json_t *m = types ? json_pack("{s:s, s:s, s:o, s:f}", "op", "claim", "worker_id", req->worker_id,
+                                "supported_task_types", types, "lease_seconds", req->lease_seconds)
+                    : NULL;
+  /* not yet: a claim that waits (req->wait_s) needs the peer to know it; sent only when asked */
+  if (m && req->wait_s > 0) json_object_set_new(m, "wait_s", json_real(req->wait_s));
+  return send_op(impl, m, o);
+}
+
+static json_t *lease_msg(const char *op, const taskq_lease *l) {
+  if (!l || !l->task_id || !l->worker_id) return NULL;
+  return json_pack("{s:s, s:s, s:s, s:I}", "op", op, "task_id", l->task_id, "worker_id", l->worker_id, "lease_epoch",
+                   (json_int_t)l->lease_epoch);
+}
+
+static int src_heartbeat(void *impl, const taskq_lease *l, double lease_seconds, taskq_heartbeat_cb cb, void *ud) {
+  if (!cb || !l || !l->task_id || !l->worker_id) return -EINVAL;
+  rop *o = rop_new(R_HEARTBEAT, ud);
+  if (!o) return -ENOMEM;
+  o->cb.heartbeat = cb;
+  json_t *m = lease_msg("task.heartbeat", l);
+  if (m) json_object_set_new(m, "lease_seconds", json_real(lease_seconds));
+  return send_op(impl, m, o);
+}
+
+static int src_finish(void *impl, const taskq_lease *l, const taskq_finish *f, taskq_finish_cb cb, void *ud) {
+  if (!cb || !f || !l || !l->task_id || !l->worker_id) return -EINVAL;
+  rop *o = rop_new(R_FINISH, ud);
+  if (!o) return -ENOMEM;
+  o->cb.finish = cb;
+  json_t *m = NULL;
+  switch (f->kind) {
+  case TASKQ_FINISH_RELEASE:
+    if ((m = lease_msg("release", l))) json_object_set_new(m, "reason", json_string(f->reason ? f->reason : "released"));
+    break;
+  case TASKQ_FINISH_RETRY:
+    if ((m = lease_msg("fail", l))) {
+      json_object_set_new(m, "error", json_string(f->error ? f->error : "failed"));
+      json_object_set_new(m, "retry", json_true());
+      if (f->delay_s > 0) json_object_set_new(m, "delay_s", json_real(f->delay_s));
+    }
+    break;
+  default:
+    if ((m = lease_msg("complete", l))) {
+      json_object_set_new(m, "status", json_string(tq_status_name(f->status)));
+      if (f->result) json_object_set(m, "result", f->result);
+      if (f->error) json_object_set_new(m, "error", json_string(f->error));
+    }
+    break;
+  }
+  return send_op(impl, m, o);
+}
+
+static void src_free(void *impl) { free(impl); }
+
+static const taskq_source_vt k_remote_vt = {
+    .claim = src_claim, .heartbeat = src_heartbeat, .finish = src_finish, .free = src_free};
+
+int svc_remote_source_new(svc_client *c, const char *name, taskq_source **out) {
+  *out = NULL;
+  if (!c) return -EINVAL;
+  taskq_source *s = calloc(1, sizeof *s);
+  remote_src *rs = calloc(1, sizeof *rs);
+  if (!s || !rs) {
+    free(s);
+    free(rs);
+    return -ENOMEM;
+  }
+  rs->client = c;
+  s->vt = &k_remote_vt;
+  s->impl = rs;
+  snprintf(s->name, sizeof s->name, "%s", name ? name : "remote");
+  *out = s;
+  return 0;
+}

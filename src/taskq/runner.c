@@ -1,0 +1,549 @@
+/* runner.c — claim / run / heartbeat / finish, one small state machine per slot (see runner.h). */
+#include "taskq/runner.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "taskq/task_type.h"
+#include "util/log.h"
+
+#define MAX_TYPES 256
+
+enum { SL_IDLE = 0, SL_CLAIMING, SL_RUNNING, SL_FINISHING, SL_SLEEPING, SL_STOPPED };
+
+/* Why a running call was cancelled; decides how the run ends. */
+enum { CX_NONE = 0, CX_LEASE_LOST, CX_CANCEL, CX_STOP };
+
+typedef struct slot slot;
+
+struct taskq_runner {
+  taskq_runner_opts o;
+  taskq_source **sources;
+  auth_ctx run_as;
+  char **types;
+  size_t n_types;
+  slot *slots;
+  bool stopping, finished;
+  uv_timer_t grace;
+  bool grace_init;
+  unsigned closing_handles;
+  void (*stop_done)(void *);
+  void *stop_ud;
+  bool stop_reported;
+  taskq_runner_stats st;
+  char stop_reason[64];
+};
+
+struct slot {
+  taskq_runner *r;
+  unsigned idx;
+  char worker_id[TASKQ_MAX_WORKER_ID + 1];
+  int state;
+  size_t next_src; /* round-robin cursor */
+  size_t tried;    /* sources tried in this round */
+  uint32_t sleep_ms;
+  uv_timer_t timer; /* back-off while sleeping, heartbeat while running */
+  /* the running task */
+  size_t src;
+  taskq_task *task;
+  char tool[160];
+  mcp_call *call;
+  uint64_t run_gen; /* bumped per task: a heartbeat answer for an earlier run is ignored */
+  uint64_t hb_gen;  /* run_gen of the heartbeat in flight */
+  bool hb_inflight;
+  int cancel_why;
+  unsigned pending; /* source operations in flight */
+};
+
+static void maybe_all_stopped(taskq_runner *r);
+static void slot_claim(slot *s);
+static void slot_sleep(slot *s);
+
+static taskq_source *src_of(slot *s) { return s->r->sources[s->src]; }
+
+static taskq_lease lease_of(const slot *s) {
+  return (taskq_lease){.task_id = s->task->task_id, .worker_id = s->task->worker_id, .lease_epoch = s->task->lease_epoch};
+}
+
+/* ---------- slot life ---------- */
+
+static void slot_stop(slot *s) {
+  s->state = SL_STOPPED;
+  uv_timer_stop(&s->timer);
+  maybe_all_stopped(s->r);
+}
+
+static bool no_more_claims(const taskq_runner *r) { return r->stopping || (r->o.once && r->finished); }
+
+static void slot_idle(slot *s) {
+  s->state = SL_IDLE;
+  if (no_more_claims(s->r)) {
+    slot_stop(s);
+    return;
+  }
+  slot_claim(s);
+}
+
+static void task_done_with(slot *s) {
+  taskq_task_free(s->task);
+  s->task = NULL;
+  s->tool[0] = 0;
+  if (s->r->o.once) s->r->finished = true;
+}
+
+static void finish_cb(void *ud, int rc) {
+  slot *s = ud;
+  s->pending--;
+  if (rc == -ESTALE)
+    log_write(LOG_DEBUG, "runner: the task changed under the run (cancelled or lease lost)", "{s:s, s:s}", "worker",
+              s->worker_id, "task_id", s->task ? s->task->task_id : "");
+  else if (rc != 0)
+    log_write(LOG_WARNING, "runner: finishing a task failed", "{s:s, s:s, s:s, s:s}", "worker", s->worker_id, "task_id",
+              s->task ? s->task->task_id : "", "source", src_of(s)->name, "error", strerror(rc < 0 ? -rc : rc));
+  task_done_with(s);
+  slot_idle(s);
+}
+
+/* Reports the end of the run to the task's source, then claims again. */
+static void slot_finish(slot *s, const taskq_finish *f) {
+  uv_timer_stop(&s->timer);
+  s->state = SL_FINISHING;
+  taskq_lease l = lease_of(s);
+  s->pending++;
+  int rc = src_of(s)->vt->finish(src_of(s)->impl, &l, f, finish_cb, s);
+  if (rc != 0) {
+    s->pending--;
+    finish_cb(s, rc); /* the lease will run out and the task come back */
+  }
+}
+
+static void finish_complete(slot *s, tq_status st, json_t *result, const char *error) {
+  taskq_finish f = {.kind = TASKQ_FINISH_COMPLETE, .status = st, .result = result, .error = error};
+  slot_finish(s, &f);
+}
+
+static void finish_retry(slot *s, const char *error) {
+  s->r->st.failed++;
+  taskq_finish f = {.kind = TASKQ_FINISH_RETRY, .error = error, .delay_s = s->r->o.retry_delay_s};
+  slot_finish(s, &f);
+}
+
+static void finish_release(slot *s, const char *reason) {
+  s->r->st.released++;
+  taskq_finish f = {.kind = TASKQ_FINISH_RELEASE, .reason = reason};
+  slot_finish(s, &f);
+}
+
+static const char *env_error_text(const json_t *env, const char *dflt) {
+  const json_t *e = json_object_get(env, "error");
+  return json_is_string(e) ? json_string_value(e) : dflt;
+}
+
+static void call_done(void *ud, const mcp_call_outcome *out) {
+  slot *s = ud;
+  taskq_runner *r = s->r;
+  s->call = NULL;
+  uv_timer_stop(&s->timer);
+  int why = s->cancel_why;
+  if (why == CX_LEASE_LOST) { /* another worker owns it now: do not touch it */
+    r->st.lease_lost++;
+    task_done_with(s);
+    slot_idle(s);
+    return;
+  }
+  const json_t *env = out->envelope;
+  switch (out->status) {
+  case MCP_DISPATCH_OK: {
+    const json_t *res = json_object_get(env, "result");
+    json_t *shaped = json_pack("{s:s, s:O}", "tool", s->tool, "result", res ? res : json_null());
+    r->st.completed++;
+    finish_complete(s, TQ_COMPLETED, shaped, NULL);
+    json_decref(shaped);
+    return;
+  }
+  case MCP_DISPATCH_CANCELLED:
+    if (why == CX_STOP) {
+      finish_release(s, r->stop_reason);
+    } else {
+      r->st.cancelled++;
+      finish_complete(s, TQ_CANCELLED, NULL, "cancelled");
+    }
+    return;
+  case MCP_DISPATCH_TIMEOUT:
+  case MCP_DISPATCH_INTERNAL:
+  case MCP_DISPATCH_SHUTTING_DOWN:
+  case MCP_DISPATCH_BUSY: /* transient: retried like a timeout */
+    finish_retry(s, env_error_text(env, mcp_dispatch_status_name(out->status)));
+    return;
+  default: { /* tool error, bad arguments, unknown tool, forbidden: a definite failure */
+    json_t *shaped = json_pack("{s:s, s:O?, s:s}", "tool", s->tool, "error", json_object_get(env, "error"),
+                               "error_type", mcp_dispatch_status_name(out->status));
+    r->st.failed++;
+    finish_complete(s, TQ_FAILED, shaped, env_error_text(env, mcp_dispatch_status_name(out->status)));
+    json_decref(shaped);
+    return;
+  }
+  }
+}
+
+static void call_cancel(slot *s, int why) {
+  if (why > s->cancel_why) s->cancel_why = why; /* stop > cancel > lease lost */
+  if (s->call) mcp_dispatch_cancel(s->call);
+}
+
+static void heartbeat_cb(void *ud, int rc, bool cancel_requested) {
+  slot *s = ud;
+  s->pending--;
+  s->hb_inflight = false;
+  if (s->hb_gen != s->run_gen) { /* the run it was for has ended */
+    maybe_all_stopped(s->r);
+    return;
+  }
+  if (s->call && rc == 0 && cancel_requested && s->cancel_why < CX_CANCEL) {
+    call_cancel(s, CX_CANCEL);
+  } else if (s->call && rc == -ESTALE && s->cancel_why == CX_NONE) {
+    log_write(LOG_WARNING, "runner: lease lost; abandoning the run", "{s:s, s:s}", "worker", s->worker_id, "task_id",
+              s->task->task_id);
+    call_cancel(s, CX_LEASE_LOST);
+  }
+  maybe_all_stopped(s->r);
+}
+
+static uint32_t hb_interval(const taskq_runner *r) {
+  uint32_t ms = (uint32_t)(r->o.lease_seconds * 1000 / 3);
+  return ms < 1000 ? 1000 : ms;
+}
+
+static void on_timer(uv_timer_t *t) {
+  slot *s = t->data;
+  if (s->state == SL_SLEEPING) {
+    slot_idle(s);
+  } else if (s->state == SL_RUNNING && s->call && !s->hb_inflight) {
+    taskq_lease l = lease_of(s);
+    s->hb_inflight = true;
+    s->hb_gen = s->run_gen;
+    s->pending++;
+    if (src_of(s)->vt->heartbeat(src_of(s)->impl, &l, s->r->o.lease_seconds, heartbeat_cb, s) != 0) {
+      s->pending--;
+      s->hb_inflight = false; /* try again at the next tick */
+    }
+  }
+}
+
+static bool type_supported(const taskq_runner *r, const char *type) {
+  const char *canon = taskq_task_type_canonical(type);
+  for (size_t i = 0; i < r->n_types; i++)
+    if (strcmp(r->types[i], type) == 0 || strcmp(taskq_task_type_canonical(r->types[i]), canon) == 0) return true;
+  return false;
+}
+
+static bool is_tool_call(const char *type) { return strcmp(taskq_task_type_canonical(type), "tool.call") == 0; }
+
+static void slot_run(slot *s) {
+  taskq_runner *r = s->r;
+  taskq_task *t = s->task;
+  s->run_gen++;
+  s->cancel_why = CX_NONE;
+  r->st.claimed++;
+  if (!type_supported(r, t->task_type)) {
+    /* the source did not filter (a peer that ignores supported_task_types): leave it to a
+     * worker that can run it, without burning an attempt */
+    log_write(LOG_INFO, "runner: released a task of a type this runner cannot run", "{s:s, s:s, s:s}", "worker",
+              s->worker_id, "task_id", t->task_id, "task_type", t->task_type);
+    finish_release(s, "unsupported_task_type");
+    return;
+  }
+  const char *tool = NULL;
+  json_t *args = NULL;
+  if (is_tool_call(t->task_type)) {
+    static const char *const tk[] = {"tool", "tool_name", "name"};
+    for (size_t i = 0; i < 3 && !tool; i++) {
+      const json_t *v = json_object_get(t->payload, tk[i]);
+      if (json_is_string(v) && json_string_length(v)) tool = json_string_value(v);
+    }
+    static const char *const ak[] = {"args", "arguments", "params"};
+    for (size_t i = 0; i < 3 && !args; i++) args = json_object_get(t->payload, ak[i]);
+  } else {
+    tool = t->task_type; /* a command tool named by the task type; the payload is its arguments */
+    args = t->payload;
+  }
+  if (!tool) {
+    r->st.failed++;
+    finish_complete(s, TQ_FAILED, NULL, "missing_tool_name");
+    return;
+  }
+  snprintf(s->tool, sizeof s->tool, "%s", tool);
+  json_t *owned = NULL;
+  if (!json_is_object(args)) args = owned = args && !json_is_null(args) ? json_pack("{s:O}", "value", args) : json_object();
+  s->state = SL_RUNNING;
+  mcp_call_request req = {.tool = s->tool, .args = args, .auth = &r->run_as, .remote = true,
+                          .timeout_ms = r->o.tool_timeout_ms};
+  int rc = mcp_dispatch_start(r->o.dispatcher, &req, call_done, s, &s->call);
+  json_decref(owned);
+  if (rc < 0) {
+    s->call = NULL;
+    finish_retry(s, "dispatch_failed");
+    return;
+  }
+  uv_timer_start(&s->timer, on_timer, hb_interval(r), hb_interval(r));
+}
+
+static void claim_cb(void *ud, int rc, taskq_task *task) {
+  slot *s = ud;
+  taskq_runner *r = s->r;
+  s->pending--;
+  if (task) {
+    s->task = task;
+    s->sleep_ms = 0;
+    s->tried = 0;
+    if (r->stopping) { /* claimed while stopping: give it back */
+      finish_release(s, r->stop_reason);
+      return;
+    }
+    slot_run(s);
+    return;
+  }
+  if (rc != 0) {
+    r->st.claim_errors++;
+    log_write(LOG_DEBUG, "runner: claim failed", "{s:s, s:s, s:s}", "worker", s->worker_id, "source",
+              r->sources[s->src]->name, "error", strerror(-rc));
+  }
+  if (++s->tried < r->o.n_sources && !r->stopping) {
+    slot_claim(s);
+    return;
+  }
+  s->tried = 0;
+  if (r->o.once) r->finished = true;
+  slot_sleep(s);
+}
+
+static void slot_claim(slot *s) {
+  taskq_runner *r = s->r;
+  s->state = SL_CLAIMING;
+  s->src = s->next_src++ % r->o.n_sources;
+  taskq_claim_req req = {.worker_id = s->worker_id, .task_types = (const char *const *)r->types,
+                         .n_task_types = r->n_types, .lease_seconds = r->o.lease_seconds};
+  s->pending++;
+  int rc = src_of(s)->vt->claim(src_of(s)->impl, &req, claim_cb, s);
+  if (rc != 0) {
+    s->pending--;
+    r->st.claim_errors++;
+    log_write(LOG_WARNING, "runner: cannot claim", "{s:s, s:s, s:s}", "worker", s->worker_id, "source",
+              src_of(s)->name, "error", strerror(-rc));
+    s->tried = 0;
+    slot_sleep(s);
+  }
+}
+
+static void slot_sleep(slot *s) {
+  taskq_runner *r = s->r;
+  if (no_more_claims(r)) {
+    slot_stop(s);
+    return;
+  }
+  s->state = SL_SLEEPING;
+  s->sleep_ms = s->sleep_ms ? s->sleep_ms * 2 : 20;
+  if (s->sleep_ms > r->o.idle_poll_ms) s->sleep_ms = r->o.idle_poll_ms;
+  uv_timer_start(&s->timer, on_timer, s->sleep_ms, 0);
+}
+
+/* ---------- task types ---------- */
+
+json_t *taskq_runner_default_types(const mcp_registry *reg) {
+  json_t *t = json_pack("[s, s]", "tool.call", "tool");
+  for (size_t i = 0; t && reg && i < mcp_registry_count(reg); i++) {
+    const mcp_tool_def *def = mcp_tool_def_of(mcp_registry_at(reg, i));
+    if (def->category && strcmp(def->category, "commands") == 0 && (def->flags & MCP_TOOL_REMOTE))
+      json_array_append_new(t, json_string(def->name));
+  }
+  return t;
+}
+
+/* The runner's types with every alias expanded (§10.3), as the op table expands a claim's, so a
+ * local and a remote source hand out the same tasks. */
+static int types_copy(taskq_runner *r, const char *const *v, size_t n) {
+  json_t *in = json_array(), *norm = NULL;
+  for (size_t i = 0; in && i < n && i < MAX_TYPES; i++)
+    if (v[i] && *v[i]) json_array_append_new(in, json_string(v[i]));
+  if (in) norm = taskq_task_types_normalize(in, true);
+  json_decref(in);
+  if (!norm) return -ENOMEM;
+  size_t m = json_array_size(norm);
+  r->types = calloc(m ? m : 1, sizeof *r->types);
+  int rc = r->types ? 0 : -ENOMEM;
+  for (size_t i = 0; rc == 0 && i < m; i++) {
+    if (!(r->types[r->n_types] = strdup(json_string_value(json_array_get(norm, i))))) rc = -ENOMEM;
+    else r->n_types++;
+  }
+  json_decref(norm);
+  return rc;
+}
+
+/* ---------- life cycle ---------- */
+
+static void runner_free_parts(taskq_runner *r) {
+  for (size_t i = 0; r->types && i < r->n_types; i++) free(r->types[i]);
+  free(r->types);
+  free(r->sources);
+  free(r->slots);
+  free(r);
+}
+
+int taskq_runner_start(const taskq_runner_opts *o, taskq_runner **out) {
+  *out = NULL;
+  if (!o || !o->loop || !o->dispatcher || !o->worker_id || !o->sources || !o->n_sources) return -EINVAL;
+  for (size_t i = 0; i < o->n_sources; i++)
+    if (!o->sources[i] || !o->sources[i]->vt) return -EINVAL;
+  taskq_runner *r = calloc(1, sizeof *r);
+  if (!r) return -ENOMEM;
+  r->o = *o;
+  if (!r->o.slots) r->o.slots = 1;
+  if (!(r->o.lease_seconds > 0)) r->o.lease_seconds = 60;
+  if (!r->o.idle_poll_ms) r->o.idle_poll_ms = 500;
+  if (!(r->o.retry_delay_s > 0)) r->o.retry_delay_s = 0;
+  snprintf(r->stop_reason, sizeof r->stop_reason, "%s", o->stop_reason ? o->stop_reason : "worker_stopping");
+  if (o->run_as) {
+    r->run_as = *o->run_as;
+  } else {
+    auth_ctx_init(&r->run_as, AUTH_KIND_PEER);
+    r->run_as.scopes = AUTH_SCOPES(AUTH_DEFAULT_MASK);
+    memcpy(r->run_as.subject, "worker", sizeof "worker");
+  }
+  r->sources = calloc(o->n_sources, sizeof *r->sources);
+  r->slots = calloc(r->o.slots, sizeof *r->slots);
+  int rc = r->sources && r->slots ? 0 : -ENOMEM;
+  if (rc == 0) {
+    memcpy(r->sources, o->sources, o->n_sources * sizeof *r->sources);
+    if (o->task_types) {
+      rc = types_copy(r, o->task_types, o->n_task_types);
+    } else {
+      json_t *dt = taskq_runner_default_types(mcp_dispatcher_registry(o->dispatcher));
+      const char *v[MAX_TYPES];
+      size_t n = 0, i;
+      json_t *x;
+      json_array_foreach(dt, i, x) if (n < MAX_TYPES) v[n++] = json_string_value(x);
+      rc = dt ? types_copy(r, v, n) : -ENOMEM;
+      json_decref(dt);
+    }
+  }
+  if (rc != 0) {
+    runner_free_parts(r);
+    return rc;
+  }
+  r->o.sources = NULL; /* the copy is r->sources */
+  r->o.task_types = NULL;
+  for (unsigned i = 0; i < r->o.slots; i++) {
+    slot *s = &r->slots[i];
+    s->r = r;
+    s->idx = i;
+    s->next_src = i; /* spread the first claims over the sources */
+    snprintf(s->worker_id, sizeof s->worker_id, "%.180s/%u", o->worker_id, i);
+    uv_timer_init(o->loop, &s->timer);
+    s->timer.data = s;
+  }
+  for (unsigned i = 0; i < r->o.slots; i++) slot_claim(&r->slots[i]);
+  log_write(LOG_INFO, "runner started", "{s:s, s:i, s:i}", "worker_id", o->worker_id, "slots", (int)r->o.slots,
+            "sources", (int)o->n_sources);
+  *out = r;
+  return 0;
+}
+
+void taskq_runner_kick(taskq_runner *r) {
+  if (!r || no_more_claims(r)) return;
+  for (unsigned i = 0; i < r->o.slots; i++) {
+    slot *s = &r->slots[i];
+    if (s->state != SL_SLEEPING) continue;
+    uv_timer_stop(&s->timer);
+    s->sleep_ms = 0;
+    slot_idle(s);
+  }
+}
+
+void taskq_runner_cancel_task(taskq_runner *r, const char *task_id) {
+  if (!r || !task_id) return;
+  for (unsigned i = 0; i < r->o.slots; i++) {
+    slot *s = &r->slots[i];
+    if (s->state == SL_RUNNING && s->call && s->task && strcmp(s->task->task_id, task_id) == 0 &&
+        s->cancel_why < CX_CANCEL)
+      call_cancel(s, CX_CANCEL);
+  }
+}
+
+static void handle_closed(uv_handle_t *h) {
+  taskq_runner *r = h->data;
+  assert(r->closing_handles > 0);
+  if (--r->closing_handles == 0 && !r->stop_reported) {
+    r->stop_reported = true;
+    if (r->stop_done) r->stop_done(r->stop_ud);
+  }
+}
+
+static void maybe_all_stopped(taskq_runner *r) {
+  if (!r->stopping || r->closing_handles || r->stop_reported) return;
+  for (unsigned i = 0; i < r->o.slots; i++)
+    if (r->slots[i].state != SL_STOPPED || r->slots[i].pending) return;
+  r->closing_handles = r->o.slots + (r->grace_init ? 1 : 0);
+  for (unsigned i = 0; i < r->o.slots; i++) {
+    r->slots[i].timer.data = r; /* every handle points at the runner once closing */
+    uv_close((uv_handle_t *)&r->slots[i].timer, handle_closed);
+  }
+  if (r->grace_init) {
+    uv_timer_stop(&r->grace);
+    uv_close((uv_handle_t *)&r->grace, handle_closed);
+  }
+}
+
+static void on_grace(uv_timer_t *t) {
+  taskq_runner *r = t->data;
+  for (unsigned i = 0; i < r->o.slots; i++) {
+    slot *s = &r->slots[i];
+    if (s->state == SL_RUNNING && s->call && s->cancel_why < CX_STOP) call_cancel(s, CX_STOP);
+  }
+}
+
+void taskq_runner_stop(taskq_runner *r, uint32_t grace_ms, void (*done)(void *ud), void *ud) {
+  if (r->stop_reported) { /* stopped already */
+    if (done) done(ud);
+    return;
+  }
+  r->stop_done = done;
+  r->stop_ud = ud;
+  if (r->stopping) return;
+  r->stopping = true;
+  /* The grace timer exists before any slot can report "all stopped", so it is closed with the
+   * slots' timers. */
+  if (uv_timer_init(r->o.loop, &r->grace) == 0) {
+    r->grace_init = true;
+    r->grace.data = r;
+    uv_timer_start(&r->grace, on_grace, grace_ms, 0);
+  }
+  for (unsigned i = 0; i < r->o.slots; i++) {
+    slot *s = &r->slots[i];
+    if (s->state == SL_SLEEPING || s->state == SL_IDLE) slot_stop(s);
+  }
+  maybe_all_stopped(r);
+}
+
+void taskq_runner_free(taskq_runner *r) {
+  if (!r) return;
+  for (unsigned i = 0; r->slots && i < r->o.slots; i++) taskq_task_free(r->slots[i].task);
+  runner_free_parts(r);
+}
+
+void taskq_runner_stats_get(const taskq_runner *r, taskq_runner_stats *out) { *out = r->st; }
+
+bool taskq_runner_finished(const taskq_runner *r) {
+  if (!r->o.once || !r->finished) return false;
+  for (unsigned i = 0; i < r->o.slots; i++)
+    if (r->slots[i].state == SL_RUNNING || r->slots[i].state == SL_FINISHING || r->slots[i].state == SL_CLAIMING)
+      return false;
+  return true;
+}
+
+const char *const *taskq_runner_task_types(const taskq_runner *r, size_t *n) {
+  *n = r->n_types;
+  return (const char *const *)r->types;
+}
