@@ -55,6 +55,7 @@ struct slot {
   uint64_t hb_gen;  /* run_gen of the heartbeat in flight */
   bool hb_inflight;
   int cancel_why;
+  bool sleep_after; /* back off after this finish (a release of a task we cannot run) */
   unsigned pending; /* source operations in flight */
 };
 
@@ -104,6 +105,12 @@ static void finish_cb(void *ud, int rc) {
     log_write(LOG_WARNING, "runner: finishing a task failed", "{s:s, s:s, s:s, s:s}", "worker", s->worker_id, "task_id",
               s->task ? s->task->task_id : "", "source", src_of(s)->name, "error", strerror(rc < 0 ? -rc : rc));
   task_done_with(s);
+  if (s->sleep_after) {
+    /* a source that hands out what we cannot run would hand it out again at once */
+    s->sleep_after = false;
+    slot_sleep(s);
+    return;
+  }
   slot_idle(s);
 }
 
@@ -248,14 +255,6 @@ static void slot_run(slot *s) {
   s->run_gen++;
   s->cancel_why = CX_NONE;
   r->st.claimed++;
-  if (!type_supported(r, t->task_type)) {
-    /* the source did not filter (a peer that ignores supported_task_types): leave it to a
-     * worker that can run it, without burning an attempt */
-    log_write(LOG_INFO, "runner: released a task of a type this runner cannot run", "{s:s, s:s, s:s}", "worker",
-              s->worker_id, "task_id", t->task_id, "task_type", t->task_type);
-    finish_release(s, "unsupported_task_type");
-    return;
-  }
   const char *tool = NULL;
   json_t *args = NULL;
   if (is_tool_call(t->task_type)) {
@@ -297,12 +296,22 @@ static void claim_cb(void *ud, int rc, taskq_task *task) {
   s->pending--;
   if (task) {
     s->task = task;
-    s->sleep_ms = 0;
     s->tried = 0;
     if (r->stopping) { /* claimed while stopping: give it back */
       finish_release(s, r->stop_reason);
       return;
     }
+    if (!type_supported(r, task->task_type)) {
+      /* the source did not filter (a peer that ignores supported_task_types): leave it to a
+       * worker that can run it, without burning an attempt, and look again later */
+      r->st.claimed++;
+      log_write(LOG_INFO, "runner: released a task of a type this runner cannot run", "{s:s, s:s, s:s}", "worker",
+                s->worker_id, "task_id", task->task_id, "task_type", task->task_type);
+      s->sleep_after = true;
+      finish_release(s, "unsupported_task_type");
+      return;
+    }
+    s->sleep_ms = 0;
     slot_run(s);
     return;
   }

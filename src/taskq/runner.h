@@ -12,7 +12,8 @@
  * the tool of that name, with the payload as its arguments (command tools). The runner claims
  * only the types it can run (task_types; by default "tool.call", "tool" and every remotely
  * callable tool of category "commands"); a task of another type that a source hands out anyway
- * is released ("unsupported_task_type"), not failed, so a worker that can run it gets it.
+ * is released ("unsupported_task_type"), not failed, so a worker that can run it gets it (and
+ * the slot backs off before it claims again).
  * Tools run as `run_as` with remote = true: only MCP_TOOL_REMOTE tools, never the submitter's
  * or the local operator's rights.
  *
