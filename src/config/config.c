@@ -24,6 +24,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #define PATH_BUF 512
 #define LOC_MAX_DEPTH 128
@@ -482,6 +483,21 @@ static const keydef k_stdio[] = {
     {NULL, 0, 0, 0, 0, 0},
 };
 
+static const keydef k_http[] = {
+    {"allowed_origins", K_STRARR, OFF(http.allowed_origins), OFF(http.allowed_origin_count), 0, 256},
+    {"allowed_hosts", K_STRARR, OFF(http.allowed_hosts), OFF(http.allowed_host_count), 0, 256},
+    {"allow_unauthenticated", K_BOOL, OFF(http.allow_unauthenticated), 0, 0, 0},
+    {"session_idle_seconds", K_U32, OFF(http.session_idle_seconds), 0, 1, 7 * DAY},
+    {"max_sessions", K_U32, OFF(http.max_sessions), 0, 1, 1000000},
+    {"max_connections", K_U32, OFF(http.max_connections), 0, 1, 65536},
+    {"max_body_bytes", K_SIZE, OFF(http.max_body_bytes), 0, 1024, 1024 * MiB},
+    {"max_header_bytes", K_SIZE, OFF(http.max_header_bytes), 0, 1024, MiB},
+    {"request_timeout_seconds", K_U32, OFF(http.request_timeout_seconds), 0, 1, 3600},
+    {"idle_timeout_seconds", K_U32, OFF(http.idle_timeout_seconds), 0, 1, DAY},
+    {"sse_keepalive_seconds", K_U32, OFF(http.sse_keepalive_seconds), 0, 0, 3600},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
 static const keydef *find_key(const keydef *t, const char *key) {
   for (; t->key; t++)
     if (strcmp(t->key, key) == 0) return t;
@@ -708,6 +724,33 @@ static int read_commands(lctx *c, json_t *arr) {
   return 0;
 }
 
+/* ---------- http.listen: a string or an array of strings ---------- */
+
+static int set_strv(char ***dst, size_t *cnt, const char *const *src, size_t n) {
+  char **arr = calloc(n + 1, sizeof *arr);
+  if (!arr) return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if (!(arr[i] = strdup(src[i]))) {
+      strv_free(arr, i);
+      return -ENOMEM;
+    }
+  }
+  strv_free(*dst, *cnt);
+  *dst = arr;
+  *cnt = n;
+  return 0;
+}
+
+static int read_http_listen(lctx *c, json_t *v) {
+  if (json_is_string(v)) {
+    const char *one = json_string_value(v);
+    if (!*one) return kerr(c, "http.listen", "must not be empty (omit the key to serve no HTTP)");
+    return set_strv(&c->cfg->http.listen, &c->cfg->http.listen_count, &one, 1);
+  }
+  static const keydef k = {"listen", K_STRARR, OFF(http.listen), OFF(http.listen_count), 0, 16};
+  return read_key(c, &k, "http.listen", v);
+}
+
 /* ---------- the file layer ---------- */
 
 static int apply_file(lctx *c, json_t *root) {
@@ -727,7 +770,15 @@ static int apply_file(lctx *c, json_t *root) {
       if (cmds && (rc = read_commands(c, cmds)) != 0) return rc;
       continue;
     }
-    if (strcmp(key, "auth") == 0 || strcmp(key, "http") == 0) {
+    if (strcmp(key, "http") == 0) {
+      if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
+      static const char *const extra[] = {"listen", NULL};
+      if ((rc = read_section(c, "http", v, k_http, extra)) != 0) return rc;
+      json_t *l = json_object_get(v, "listen");
+      if (l && (rc = read_http_listen(c, l)) != 0) return rc;
+      continue;
+    }
+    if (strcmp(key, "auth") == 0) {
       if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
       const char *k2;
       json_t *v2;
@@ -792,6 +843,14 @@ static int set_defaults(config *cfg) {
   cfg->p2p.cache_replicate_max_peers = 6;
   cfg->mcp_tasks.runner = CONFIG_AUTO;
   cfg->stdio.enabled = true;
+  cfg->http.session_idle_seconds = 1800;
+  cfg->http.max_sessions = 1024;
+  cfg->http.max_connections = 1024;
+  cfg->http.max_body_bytes = 4 * MiB;
+  cfg->http.max_header_bytes = 16 * 1024;
+  cfg->http.request_timeout_seconds = 10;
+  cfg->http.idle_timeout_seconds = 60;
+  cfg->http.sse_keepalive_seconds = 15;
   return 0;
 }
 
@@ -930,6 +989,9 @@ static int apply_env(lctx *c) {
     else if (env_falsy_word(v)) cfg->mcp_tasks.runner = CONFIG_OFF;
     else return gerr(c, "PEERMCP_MCP_TASKS_RUNNER: expected 1, 0 or auto (or true, false, …), got \"%s\"", v);
   }
+  if ((v = env_nonempty("PEERMCP_HTTP_LISTEN")) && /* comma-separated HOST:PORT list */
+      (rc = env_list(c, "PEERMCP_HTTP_LISTEN", v, 16, &cfg->http.listen, &cfg->http.listen_count)) != 0)
+    return rc;
   return 0;
 }
 
@@ -989,6 +1051,9 @@ static int apply_args(lctx *c, const config_args *a) {
     cfg->p2p.listen = arr;
     cfg->p2p.listen_count = a->p2p_listen_count;
   }
+  if (a->http_listen_count &&
+      (rc = set_strv(&cfg->http.listen, &cfg->http.listen_count, a->http_listen, a->http_listen_count)) != 0)
+    return rc;
   return 0;
 }
 
@@ -1019,6 +1084,16 @@ static int cross_check(lctx *c) {
       char p[64];
       snprintf(p, sizeof p, "p2p.listen[%zu]", i);
       return kerr(c, p, "\"%s\" is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/9710)", cfg->p2p.listen[i]);
+    }
+  }
+  for (size_t i = 0; i < cfg->http.listen_count; i++) {
+    char host[64];
+    uint16_t port;
+    if (config_host_port_parse(cfg->http.listen[i], host, sizeof host, &port) != 0) {
+      char p[64];
+      snprintf(p, sizeof p, "http.listen[%zu]", i);
+      return kerr(c, p, "\"%s\" is not HOST:PORT (an IP address or localhost, and a port 0..65535; e.g. 127.0.0.1:8080)",
+                  cfg->http.listen[i]);
     }
   }
   for (size_t i = 0; i < cfg->p2p.trusted_peer_count; i++) {
@@ -1188,12 +1263,61 @@ void config_free(config *cfg) {
   strv_free(cfg->p2p.trusted_peers, cfg->p2p.trusted_peer_count);
   free(cfg->p2p.session);
   strv_free(cfg->p2p.cache_replicate_targets, cfg->p2p.cache_replicate_target_count);
+  strv_free(cfg->http.listen, cfg->http.listen_count);
+  strv_free(cfg->http.allowed_origins, cfg->http.allowed_origin_count);
+  strv_free(cfg->http.allowed_hosts, cfg->http.allowed_host_count);
   if (cfg->p2p.token) {
     volatile char *t = cfg->p2p.token;
     for (size_t i = 0; t[i]; i++) t[i] = 0;
     free(cfg->p2p.token);
   }
   memset(cfg, 0, sizeof *cfg);
+}
+
+int config_host_port_parse(const char *s, char *host, size_t hostcap, uint16_t *port) {
+  if (!s || !*s || !host || hostcap < 2) return -EINVAL;
+  const char *h = NULL, *p;
+  size_t hl = 0;
+  if (s[0] == '[') { /* [IPv6]:PORT */
+    const char *e = strchr(s, ']');
+    if (!e || e[1] != ':') return -EINVAL;
+    h = s + 1;
+    hl = (size_t)(e - h);
+    p = e + 2;
+  } else {
+    const char *colon = strrchr(s, ':');
+    if (colon && strchr(s, ':') != colon) return -EINVAL; /* a bare IPv6 address needs brackets */
+    if (colon) {
+      h = s;
+      hl = (size_t)(colon - s);
+      p = colon + 1;
+    } else {
+      p = s; /* a bare port */
+    }
+  }
+  if (!*p || strlen(p) > 5) return -EINVAL;
+  unsigned long v = 0;
+  for (const char *q = p; *q; q++) {
+    if (*q < '0' || *q > '9') return -EINVAL;
+    v = v * 10 + (unsigned long)(*q - '0');
+  }
+  if (v > 65535) return -EINVAL;
+  char buf[64];
+  if (!h) {
+    snprintf(buf, sizeof buf, "127.0.0.1");
+  } else {
+    if (hl == 0 || hl >= sizeof buf) return -EINVAL;
+    memcpy(buf, h, hl);
+    buf[hl] = 0;
+    if (strcmp(buf, "localhost") == 0) snprintf(buf, sizeof buf, "127.0.0.1");
+  }
+  unsigned char addr[16];
+  bool v6 = s[0] == '[';
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, addr) != 1) return -EINVAL;
+  if (strlen(buf) + 1 > hostcap) return -EINVAL;
+  memcpy(host, buf, strlen(buf) + 1);
+  *port = (uint16_t)v;
+  return 0;
 }
 
 bool config_tool_disabled(const config *cfg, const char *name) {
@@ -1208,6 +1332,7 @@ void config_args_init(config_args *args) { memset(args, 0, sizeof *args); }
 
 void config_args_free(config_args *args) {
   free(args->p2p_listen);
+  free(args->http_listen);
   memset(args, 0, sizeof *args);
 }
 
@@ -1217,11 +1342,13 @@ const char *config_args_help(void) {
          "  --log-level LEVEL    debug, info, notice, warning, error, critical, off (env PEERMCP_LOG_LEVEL)\n"
          "  --no-p2p             do not start the libp2p peer\n"
          "  --no-stdio           do not serve MCP on stdin/stdout\n"
-         "  --p2p-listen ADDR    libp2p listen multiaddr (repeatable; replaces p2p.listen)\n";
+         "  --p2p-listen ADDR    libp2p listen multiaddr (repeatable; replaces p2p.listen)\n"
+         "  --http-listen HOST:PORT  serve MCP over Streamable HTTP at http://HOST:PORT/mcp (repeatable;\n"
+         "                       replaces http.listen; env PEERMCP_HTTP_LISTEN; a bare PORT = 127.0.0.1)\n";
 }
 
 int config_args_parse(config_args *args, int *argc, char **argv, char *err, size_t errlen) {
-  static const char *const with_value[] = {"--config", "--state-dir", "--log-level", "--p2p-listen"};
+  static const char *const with_value[] = {"--config", "--state-dir", "--log-level", "--p2p-listen", "--http-listen"};
   int out = 1;
   int n = *argc;
   int i = 1;
@@ -1238,7 +1365,7 @@ int config_args_parse(config_args *args, int *argc, char **argv, char *err, size
     }
     int which = -1;
     const char *val = NULL;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
       size_t l = strlen(with_value[k]);
       if (strncmp(a, with_value[k], l) == 0 && (a[l] == 0 || a[l] == '=')) {
         which = k;
@@ -1279,6 +1406,17 @@ int config_args_parse(config_args *args, int *argc, char **argv, char *err, size
       if (!nl) return -ENOMEM;
       nl[args->p2p_listen_count++] = val;
       args->p2p_listen = nl;
+      break;
+    }
+    case 4: {
+      if (args->http_listen_count >= 16) {
+        if (err && errlen) snprintf(err, errlen, "--http-listen given more than 16 times");
+        return -EINVAL;
+      }
+      const char **nl = realloc(args->http_listen, (args->http_listen_count + 1) * sizeof *nl);
+      if (!nl) return -ENOMEM;
+      nl[args->http_listen_count++] = val;
+      args->http_listen = nl;
       break;
     }
     }
@@ -1349,12 +1487,22 @@ json_t *config_to_json(const config *cfg) {
     }
     json_decref(more);
   }
-  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b}}",
+  json_t *http = json_pack(
+      "{s:o, s:o, s:o, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "listen",
+      strv_json(cfg->http.listen, cfg->http.listen_count), "allowed_origins",
+      strv_json(cfg->http.allowed_origins, cfg->http.allowed_origin_count), "allowed_hosts",
+      strv_json(cfg->http.allowed_hosts, cfg->http.allowed_host_count), "allow_unauthenticated",
+      cfg->http.allow_unauthenticated, "session_idle_seconds", (json_int_t)cfg->http.session_idle_seconds,
+      "max_sessions", (json_int_t)cfg->http.max_sessions, "max_connections", (json_int_t)cfg->http.max_connections,
+      "max_body_bytes", (json_int_t)cfg->http.max_body_bytes, "max_header_bytes", (json_int_t)cfg->http.max_header_bytes,
+      "request_timeout_seconds", (json_int_t)cfg->http.request_timeout_seconds, "idle_timeout_seconds",
+      (json_int_t)cfg->http.idle_timeout_seconds, "sse_keepalive_seconds", (json_int_t)cfg->http.sse_keepalive_seconds);
+  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b}, s:o}",
                    "config_path", cfg->config_path, "state_dir", cfg->state_dir, "log_level",
                    log_level_name(cfg->log_level), "max_line_bytes", (json_int_t)cfg->max_line_bytes,
                    "tool_timeout_ms", (json_int_t)cfg->tool_timeout_ms, "workers_threads",
                    (json_int_t)cfg->workers_threads, "workers_long_threads", (json_int_t)cfg->workers_long_threads,
                    "workers_long_queue", (json_int_t)cfg->workers_long_queue, "page_size", (json_int_t)cfg->page_size, "tools", tools, "queue", queue, "cache", cache, "p2p",
                    p2p, "mcp_tasks", "runner", tristate_json(cfg->mcp_tasks.runner), "stdio", "enabled",
-                   cfg->stdio.enabled);
+                   cfg->stdio.enabled, "http", http);
 }

@@ -147,6 +147,29 @@ typedef struct config {
   struct {
     bool enabled; /* true; --no-stdio */
   } stdio;
+
+  /* MCP over Streamable HTTP (src/transport/http.h). Off while `listen` is empty. */
+  struct {
+    char **listen;                    /* "HOST:PORT" (a bare PORT = 127.0.0.1:PORT); --http-listen
+                                         (repeatable) and PEERMCP_HTTP_LISTEN (comma-separated)
+                                         replace the list; checked by config_host_port_parse */
+    size_t listen_count;
+    char **allowed_origins;           /* Origin values accepted besides loopback ones */
+    size_t allowed_origin_count;
+    char **allowed_hosts;             /* Host values accepted besides loopback names and the
+                                         listen addresses; "*" accepts any Host */
+    size_t allowed_host_count;
+    bool allow_unauthenticated;       /* false: a non-loopback listen address without
+                                         authentication is refused at start-up */
+    uint32_t session_idle_seconds;    /* 1800: a 2025-11-25 session unused this long ends */
+    uint32_t max_sessions;            /* 1024 */
+    uint32_t max_connections;         /* 1024 per listen address */
+    size_t max_body_bytes;            /* 4 MiB: larger request bodies get 413 */
+    size_t max_header_bytes;          /* 16 KiB: request line + headers; larger get 431 */
+    uint32_t request_timeout_seconds; /* 10: a request must arrive whole within this */
+    uint32_t idle_timeout_seconds;    /* 60: an idle keep-alive connection is closed */
+    uint32_t sse_keepalive_seconds;   /* 15: comment line on a quiet SSE stream; 0 = never */
+  } http;
 } config;
 
 /* What the command line said, before merging. Strings are borrowed from argv, arrays owned. */
@@ -158,6 +181,8 @@ typedef struct config_args {
   bool no_stdio;           /* --no-stdio */
   const char **p2p_listen; /* --p2p-listen ADDR, repeatable */
   size_t p2p_listen_count;
+  const char **http_listen; /* --http-listen HOST:PORT, repeatable */
+  size_t http_listen_count;
 } config_args;
 
 void config_args_init(config_args *args);
@@ -193,6 +218,13 @@ void config_free(config *cfg);
  * XDG_* nor HOME is set, or on ENOMEM. */
 char *config_default_file(void);
 char *config_default_state_dir(void);
+
+/* Parses an http.listen entry: "PORT", "HOST:PORT" or "[IPv6]:PORT", HOST an IPv4 or IPv6
+ * literal or "localhost" (= 127.0.0.1); a bare PORT means 127.0.0.1. Writes the numeric
+ * address text (no brackets) into host[hostcap] and the port (0 = any free port). Returns 0 or
+ * -EINVAL. */
+int config_host_port_parse(const char *s, char *host, size_t hostcap, uint16_t *port)
+    __attribute__((warn_unused_result));
 
 /* True when `name` is listed in tools.disabled. */
 bool config_tool_disabled(const config *cfg, const char *name);

@@ -29,7 +29,7 @@ static const char *const k_vars[] = {
     "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_PEERS", "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_PEERS",
     "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS", "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS",
     "PEERMCP_TEST_TOOLS", "PEERMCP_P2P_ENABLE_PERF", "PEERMCP_P2P_UNFENCED_COMPLETE", "PEERMCP_NOISE_AEAD",
-    "PEERMCP_MCP_TASKS_RUNNER"};
+    "PEERMCP_MCP_TASKS_RUNNER", "PEERMCP_HTTP_LISTEN"};
 
 static char g_home[256];
 
@@ -549,6 +549,118 @@ static void test_config_reserved_sections_take_no_keys(void **state) {
   config_free(&cfg);
   assert_int_equal(load(&cfg, "{\"http\": {\"port\": 8080}}", NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "http.port: unknown key"));
+  assert_int_equal(load(&cfg, "{\"auth\": {\"jwt\": {}}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "auth.jwt: unknown key"));
+}
+
+static void test_config_http_keys_defaults_and_limits(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.http.listen_count, 0); /* HTTP is off unless asked for */
+  assert_false(cfg.http.allow_unauthenticated);
+  assert_int_equal(cfg.http.session_idle_seconds, 1800);
+  assert_int_equal(cfg.http.max_sessions, 1024);
+  assert_int_equal(cfg.http.max_connections, 1024);
+  assert_int_equal(cfg.http.max_body_bytes, 4u << 20);
+  assert_int_equal(cfg.http.max_header_bytes, 16384);
+  assert_int_equal(cfg.http.request_timeout_seconds, 10);
+  assert_int_equal(cfg.http.idle_timeout_seconds, 60);
+  assert_int_equal(cfg.http.sse_keepalive_seconds, 15);
+  config_free(&cfg);
+  /* listen: a string (issue 13's shape) or an array */
+  const char *text = "{\"http\": {\"listen\": \"127.0.0.1:8080\", \"allowed_origins\": [\"https://app.example\"],"
+                     " \"allowed_hosts\": [\"mcp.example\"], \"allow_unauthenticated\": true,"
+                     " \"session_idle_seconds\": 60, \"max_body_bytes\": 2048}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.http.listen_count, 1);
+  assert_string_equal(cfg.http.listen[0], "127.0.0.1:8080");
+  assert_int_equal(cfg.http.allowed_origin_count, 1);
+  assert_string_equal(cfg.http.allowed_origins[0], "https://app.example");
+  assert_string_equal(cfg.http.allowed_hosts[0], "mcp.example");
+  assert_true(cfg.http.allow_unauthenticated);
+  assert_int_equal(cfg.http.session_idle_seconds, 60);
+  assert_int_equal(cfg.http.max_body_bytes, 2048);
+  json_t *j = config_to_json(&cfg);
+  assert_non_null(j);
+  assert_string_equal(json_string_value(json_array_get(json_object_get(json_object_get(j, "http"), "listen"), 0)),
+                      "127.0.0.1:8080");
+  json_decref(j);
+  config_free(&cfg);
+  assert_int_equal(load(&cfg, "{\"http\": {\"listen\": [\"8080\", \"[::1]:0\"]}}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.http.listen_count, 2);
+  config_free(&cfg);
+  /* bad values name the key */
+  static const char *const bad[][2] = {
+      {"{\"http\": {\"listen\": \"example.com:80\"}}", "http.listen[0]"},
+      {"{\"http\": {\"listen\": [\"127.0.0.1:65536\"]}}", "http.listen[0]"},
+      {"{\"http\": {\"listen\": [\"127.0.0.1\"]}}", "http.listen[0]"},
+      {"{\"http\": {\"listen\": [\"::1:80\"]}}", "http.listen[0]"},
+      {"{\"http\": {\"listen\": \"\"}}", "http.listen"},
+      {"{\"http\": {\"listen\": 8080}}", "http.listen"},
+      {"{\"http\": {\"max_body_bytes\": 10}}", "http.max_body_bytes"},
+      {"{\"http\": {\"max_sessions\": 0}}", "http.max_sessions"},
+      {"{\"http\": {\"allow_unauthenticated\": \"yes\"}}", "http.allow_unauthenticated"},
+      {"{\"http\": {\"allowed_origins\": \"*\"}}", "http.allowed_origins"},
+      {"{\"http\": []}", "http"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (load(&cfg, bad[i][0], NULL, err, sizeof err) != -EINVAL) fail_msg("accepted %s", bad[i][0]);
+    if (!strstr(err, bad[i][1])) fail_msg("%s: message \"%s\" does not name %s", bad[i][0], err, bad[i][1]);
+  }
+}
+
+static void test_config_http_listen_flag_over_env_over_file(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  const char *text = "{\"http\": {\"listen\": [\"127.0.0.1:1\"]}}";
+  setenv("PEERMCP_HTTP_LISTEN", "127.0.0.1:2, [::1]:3", 1);
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.http.listen_count, 2);
+  assert_string_equal(cfg.http.listen[0], "127.0.0.1:2");
+  assert_string_equal(cfg.http.listen[1], "[::1]:3");
+  config_free(&cfg);
+  config_args a;
+  config_args_init(&a);
+  char *argv[] = {"serve", "--http-listen", "0", "--http-listen=localhost:4", "--other", NULL};
+  int argc = 5;
+  assert_int_equal(config_args_parse(&a, &argc, argv, err, sizeof err), 0);
+  assert_int_equal(argc, 2);
+  assert_string_equal(argv[1], "--other");
+  assert_int_equal(load(&cfg, text, &a, err, sizeof err), 0);
+  assert_int_equal(cfg.http.listen_count, 2);
+  assert_string_equal(cfg.http.listen[0], "0");
+  assert_string_equal(cfg.http.listen[1], "localhost:4");
+  config_free(&cfg);
+  config_args_free(&a);
+  setenv("PEERMCP_HTTP_LISTEN", "nonsense", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "http.listen[0]"));
+  unsetenv("PEERMCP_HTTP_LISTEN");
+}
+
+static void test_config_host_port_parse_forms(void **state) {
+  (void)state;
+  char host[64];
+  uint16_t port = 1;
+  assert_int_equal(config_host_port_parse("8080", host, sizeof host, &port), 0);
+  assert_string_equal(host, "127.0.0.1");
+  assert_int_equal(port, 8080);
+  assert_int_equal(config_host_port_parse("localhost:0", host, sizeof host, &port), 0);
+  assert_string_equal(host, "127.0.0.1");
+  assert_int_equal(port, 0);
+  assert_int_equal(config_host_port_parse("0.0.0.0:65535", host, sizeof host, &port), 0);
+  assert_string_equal(host, "0.0.0.0");
+  assert_int_equal(port, 65535);
+  assert_int_equal(config_host_port_parse("[::1]:9", host, sizeof host, &port), 0);
+  assert_string_equal(host, "::1");
+  static const char *const bad[] = {"", ":80", "127.0.0.1:", "127.0.0.1:x", "127.0.0.1:123456", "[::1]80",
+                                    "[::1", "::1:80", "host.example:80", "1.2.3:80", "[127.0.0.1]:80", "-1"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (config_host_port_parse(bad[i], host, sizeof host, &port) != -EINVAL) fail_msg("accepted \"%s\"", bad[i]);
+  assert_int_equal(config_host_port_parse("127.0.0.1:1", host, 4, &port), -EINVAL); /* host buffer too small */
 }
 
 static void test_config_relative_paths_resolve_against_file_dir(void **state) {
@@ -851,6 +963,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_config_out_of_range_values_are_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_syntax_error_and_duplicate_key_give_line, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_reserved_sections_take_no_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_http_keys_defaults_and_limits, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_http_listen_flag_over_env_over_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_host_port_parse_forms, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_relative_paths_resolve_against_file_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_command_tool_fields_and_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_command_tool_declaration_errors, setup, teardown),
