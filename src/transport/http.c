@@ -1,0 +1,1746 @@
+/* transport/http.c — MCP over Streamable HTTP on libmicrohttpd and the libuv loop (see http.h).
+ *
+ * Objects:
+ *  - listener: one MHD daemon (external epoll mode) per listen address; a uv_poll on its epoll
+ *    descriptor runs MHD_run, a timer follows MHD_get_timeout.
+ *  - hconn: one TCP connection (MHD's socket context): the deadline for a whole request to
+ *    arrive, and a uv_poll that watches for the peer going away while the connection is
+ *    suspended.
+ *  - hreq: one HTTP request (MHD's per-request context), freed when MHD reports it completed.
+ *  - hstream: where the outgoing messages of one MCP request go (a POST stream), or the
+ *    server-to-client messages of a session (its GET stream). It decides JSON or SSE: JSON when
+ *    the response is its first message, else an SSE stream (transport/sse.h). A stream outlives
+ *    a broken connection in a 2025-11-25 session (events kept for Last-Event-ID).
+ *  - hsess: a 2025-11-25 session: id, its mcp_session, its streams.
+ * A 2026-07-28 request gets an "ephemeral" stream that owns its own mcp_session; when its
+ * HTTP response ends (answered, or closed by the client) that session is freed, which detaches
+ * a call still running (the dispatcher cancels it).
+ *
+ * Freeing discipline: a session core must not be freed from inside its send callback, so
+ * ephemeral streams are freed from a uv_check callback (the zombie list), which is also where
+ * MHD_run runs after connections were resumed in this loop iteration. */
+#include "transport/http.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "mcp/session.h"
+#include "transport/http_rules.h"
+#include "transport/sse.h"
+#include "util/buf.h"
+#include "util/check.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define SESSION_BUCKETS 1024u
+#define SESSION_ID_BYTES 32                   /* 256 random bits */
+#define SESSION_ID_LEN 43                     /* base64url without padding */
+#define MAX_DETACHED_STREAMS 16               /* finished-but-unread streams kept per session */
+#define STREAM_RETAIN_BYTES (256u * 1024u)    /* replay window per session stream */
+#define SSE_BLOCK 16384u                      /* MHD asks the reader for at most this */
+#define SWEEP_MS 1000u
+#define MAX_NAME_HEADER 8192u                 /* decoded Mcp-Name / body value compared */
+#define GET_STREAM_MAX (256u * 1024u)         /* unread bytes a session's GET stream holds */
+
+/* The legacy revisions a 2025-11-25 session may name in MCP-Protocol-Version (the ones the
+ * session core negotiates, mcp/session.c). */
+static const char *const k_legacy_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"};
+
+typedef struct hsess hsess;
+typedef struct hstream hstream;
+typedef struct hreq hreq;
+typedef struct hconn hconn;
+
+typedef struct listener {
+  mcp_http *h;
+  struct MHD_Daemon *d;
+  uv_poll_t poll;
+  bool poll_init;
+  bool loopback;
+  char url[MCP_HTTP_MAX_URL + 8]; /* http://HOST:PORT/mcp */
+  char base[MCP_HTTP_MAX_URL];     /* http://HOST:PORT */
+  char hostport[64];           /* HOST:PORT as a Host header names it */
+} listener;
+
+struct hconn {
+  hconn *prev, *next;
+  mcp_http *h;
+  struct MHD_Connection *mc;
+  int fd;
+  int64_t deadline; /* the current request must be whole by then; 0 = none */
+  uv_poll_t *watch; /* disconnect watch, created on first need */
+  bool watching;
+  hreq *req;
+};
+
+typedef enum { RQ_NONE = 0, RQ_POST, RQ_GET, RQ_DELETE, RQ_OTHER } rq_kind;
+
+struct hreq {
+  hreq *prev, *next; /* in h->streaming while an SSE body is open */
+  mcp_http *h;
+  hconn *c;
+  struct MHD_Connection *mc;
+  listener *l;
+  rq_kind kind;
+  buf body;
+  mcp_http_auth_result ar; /* who is calling (ar.auth borrowed by an ephemeral session) */
+  const char *sid;         /* Mcp-Session-Id to put on the response (borrowed from hsess) */
+  hstream *st;             /* the stream this request waits on or drains */
+  bool answered;           /* a response is queued */
+  bool streaming;          /* the response is an SSE body */
+  bool suspended;
+  bool gone;               /* the client went away: end the body */
+  bool watch_cancels;      /* a disconnect cancels the MCP request (2026-07-28) */
+};
+
+struct hstream {
+  hstream *next;     /* in the session's list, or the zombie list */
+  mcp_http *h;
+  hsess *sess;       /* NULL: an ephemeral 2026-07-28 stream */
+  mcp_session *eph;  /* ephemeral: its own session core */
+  mcp_auth eph_auth; /* ephemeral: the caller (strings owned) */
+  uint32_t no;
+  char *rid;         /* raw JSON id of the request (NULL for a GET stream) */
+  size_t rid_len;
+  char *ptok;        /* raw JSON progressToken of the request, NULL if none */
+  size_t ptok_len;
+  hreq *req;         /* the HTTP request attached, NULL when detached */
+  sse_stream *sse;   /* once the answer is an SSE stream */
+  bool is_get;
+  bool final;        /* the response is in: end once drained */
+  bool overflow;     /* the client does not read: end with an error */
+  bool zombie;
+  int64_t last_out;  /* for keep-alives */
+  int64_t detached_at;
+};
+
+struct hsess {
+  hsess *hnext;       /* hash chain */
+  hsess *prev, *next; /* all sessions, most recently used first */
+  mcp_http *h;
+  char id[SESSION_ID_LEN + 1];
+  mcp_session *ms;
+  mcp_auth auth;      /* owned strings; bound subject = auth.subject */
+  hstream *streams;
+  hstream *get;       /* the standalone GET stream (also in streams), NULL until a GET */
+  uint32_t next_no;
+  int64_t last_used;
+};
+
+struct mcp_http {
+  uv_loop_t *loop;
+  mcp_http_opts o;
+  http_origin_policy policy;
+  const char **hosts; /* allowed_hosts + listener host:port */
+  listener lst[MCP_HTTP_MAX_LISTENERS];
+  size_t nlst;
+  uv_timer_t mhd_timer;
+  uv_timer_t sweep;
+  uv_check_t check;
+  uv_idle_t idle;
+  bool handles_init;
+  int handles_open;
+  bool dirty; /* MHD_run needed (a connection was resumed) */
+  hconn *conns;
+  size_t nconns;
+  hreq *streaming;
+  size_t nstreaming;
+  hsess *buckets[SESSION_BUCKETS];
+  hsess *lru; /* most recently used first */
+  hsess *lru_tail;
+  size_t nsessions;
+  hstream *zombies;
+  hstream *feeding; /* the stream whose request is being fed (synchronous answers) */
+  hsess *capturing; /* feeding a notification/response: an error about it is caught here */
+  char *captured;
+  size_t captured_len;
+  size_t pending;   /* MCP requests waiting for an answer (undecided or streaming) */
+  bool ready, stopping, cancelled, stopped;
+  void (*stop_done)(void *);
+  void *stop_arg;
+  uint64_t requests, rejected;
+  bool in_run; /* inside MHD_run (no nested runs) */
+};
+
+static void mark_dirty(mcp_http *h);
+static void stream_detach(hstream *st);
+static void check_stopped(mcp_http *h);
+
+/* ---------- small helpers ---------- */
+
+static const char *hdr(struct MHD_Connection *mc, const char *name) {
+  return MHD_lookup_connection_value(mc, MHD_HEADER_KIND, name);
+}
+
+static bool legacy_version_known(const char *v) {
+  for (size_t i = 0; i < sizeof k_legacy_versions / sizeof k_legacy_versions[0]; i++)
+    if (strcmp(v, k_legacy_versions[i]) == 0) return true;
+  return false;
+}
+
+static void auth_clear(mcp_auth *a) {
+  free((char *)a->peer_id);
+  free((char *)a->subject);
+  if (a->credential) sodium_memzero((char *)a->credential, strlen(a->credential));
+  free((char *)a->credential);
+  memset(a, 0, sizeof *a);
+}
+
+static int auth_copy(mcp_auth *dst, const mcp_auth *src) {
+  memset(dst, 0, sizeof *dst);
+  dst->scopes = src->scopes;
+  dst->local = src->local;
+  if ((src->peer_id && !(dst->peer_id = strdup(src->peer_id))) ||
+      (src->subject && !(dst->subject = strdup(src->subject))) ||
+      (src->credential && !(dst->credential = strdup(src->credential)))) {
+    auth_clear(dst);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+static bool same_subject(const char *a, const char *b) {
+  if (!a || !b) return a == b;
+  return strcmp(a, b) == 0;
+}
+
+/* ---------- responses ---------- */
+
+static void add_common_headers(hreq *r, struct MHD_Response *resp) {
+  if (r->sid) MHD_add_response_header(resp, "Mcp-Session-Id", r->sid);
+}
+
+/* Queues body (malloc'd, taken) with status; wakes a suspended request. */
+static void respond_take(hreq *r, unsigned status, const char *ctype, char *body, size_t len) {
+  assert(!r->answered);
+  struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+  if (!resp) {
+    free(body);
+    return;
+  }
+  if (ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  add_common_headers(r, resp);
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->kind == RQ_OTHER ? "GET, POST, DELETE" : "POST");
+  if (MHD_queue_response(r->mc, status, resp) == MHD_YES) r->answered = true;
+  MHD_destroy_response(resp);
+  if (status >= 400) r->h->rejected++;
+}
+
+static void respond_empty(hreq *r, unsigned status) {
+  struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  if (!resp) return;
+  add_common_headers(r, resp);
+  if (MHD_queue_response(r->mc, status, resp) == MHD_YES) r->answered = true;
+  MHD_destroy_response(resp);
+}
+
+/* A JSON-RPC error answered by the transport itself (id: raw JSON text or NULL for null). */
+static void respond_rpc_error(hreq *r, unsigned status, int code, const char *message, const char *id, size_t id_len,
+                              json_t *data /* stolen */) {
+  json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
+  if (err && data) json_object_set(err, "data", data);
+  json_decref(data);
+  char *e = err ? json_dumps(err, JSON_COMPACT) : NULL;
+  json_decref(err);
+  size_t n = (e ? strlen(e) : 2) + (id ? id_len : 4) + 48;
+  char *body = malloc(n);
+  if (!body) {
+    free(e);
+    return;
+  }
+  int w = snprintf(body, n, "{\"jsonrpc\":\"2.0\",\"id\":%.*s,\"error\":%s}", id ? (int)id_len : 4, id ? id : "null",
+                   e ? e : "{}");
+  free(e);
+  respond_take(r, status, "application/json", body, (size_t)w);
+}
+
+static void respond_text(hreq *r, unsigned status, const char *ctype, const char *text) {
+  char *b = strdup(text);
+  if (b) respond_take(r, status, ctype, b, strlen(b));
+}
+
+/* ---------- the loop glue ---------- */
+
+static void run_mhd(mcp_http *h);
+
+static void on_mhd_timer(uv_timer_t *t) { run_mhd(t->data); }
+
+static void rearm_timer(mcp_http *h) {
+  uint64_t best = UINT64_MAX;
+  for (size_t i = 0; i < h->nlst; i++) {
+    MHD_UNSIGNED_LONG_LONG to;
+    if (h->lst[i].d && MHD_get_timeout(h->lst[i].d, &to) == MHD_YES && to < best) best = to;
+  }
+  if (best == UINT64_MAX) {
+    uv_timer_stop(&h->mhd_timer);
+    return;
+  }
+  if (best == 0) { /* work pending right now */
+    mark_dirty(h);
+    return;
+  }
+  uv_timer_start(&h->mhd_timer, on_mhd_timer, best, 0);
+}
+
+static void free_zombies(mcp_http *h);
+
+static void run_mhd(mcp_http *h) {
+  if (h->in_run) return;
+  h->in_run = true;
+  h->dirty = false;
+  for (size_t i = 0; i < h->nlst; i++)
+    if (h->lst[i].d) MHD_run(h->lst[i].d);
+  h->in_run = false;
+  free_zombies(h);
+  rearm_timer(h);
+  if (!h->dirty && h->handles_init) {
+    uv_check_stop(&h->check);
+    uv_idle_stop(&h->idle);
+  }
+}
+
+static void on_check(uv_check_t *c) {
+  mcp_http *h = c->data;
+  free_zombies(h);
+  if (h->dirty) run_mhd(h);
+  else {
+    uv_check_stop(&h->check);
+    uv_idle_stop(&h->idle);
+  }
+  check_stopped(h);
+}
+
+static void on_idle(uv_idle_t *i) { (void)i; }
+
+/* Asks for MHD_run before the loop next blocks (after this iteration's completions). */
+static void mark_dirty(mcp_http *h) {
+  h->dirty = true;
+  if (!h->handles_init) return;
+  if (!uv_is_active((uv_handle_t *)&h->check)) uv_check_start(&h->check, on_check);
+  if (!uv_is_active((uv_handle_t *)&h->idle)) uv_idle_start(&h->idle, on_idle);
+}
+
+static void on_epoll(uv_poll_t *p, int status, int events) {
+  listener *l = p->data;
+  (void)status;
+  (void)events;
+  run_mhd(l->h);
+}
+
+/* ---------- disconnect watch (while suspended) ---------- */
+
+static void req_wake(hreq *r);
+
+static void on_watch(uv_poll_t *p, int status, int events) {
+  hconn *c = p->data;
+  (void)status;
+  (void)events;
+  uv_poll_stop(p);
+  c->watching = false;
+  hreq *r = c->req;
+  if (!r || !r->suspended) return;
+  log_debug("http: client went away", "{s:b}", "cancels", r->watch_cancels);
+  r->gone = true;
+  hstream *st = r->st;
+  if (st && r->watch_cancels) {
+    stream_detach(st); /* an ephemeral stream without its request is cancelled and freed */
+  }
+  if (!r->answered) respond_empty(r, MHD_HTTP_INTERNAL_SERVER_ERROR); /* lets MHD go on and close */
+  req_wake(r);
+}
+
+static void watch_start(hreq *r) {
+  hconn *c = r->c;
+  if (!c || c->fd < 0 || c->watching) return;
+  if (!c->watch) {
+    c->watch = malloc(sizeof *c->watch);
+    if (!c->watch) return;
+    if (uv_poll_init_socket(r->h->loop, c->watch, c->fd) != 0) {
+      free(c->watch);
+      c->watch = NULL;
+      return;
+    }
+    c->watch->data = c;
+  }
+  if (uv_poll_start(c->watch, UV_DISCONNECT, on_watch) == 0) c->watching = true;
+}
+
+static void watch_stop(hconn *c) {
+  if (c && c->watching) {
+    uv_poll_stop(c->watch);
+    c->watching = false;
+  }
+}
+
+static void req_suspend(hreq *r) {
+  if (r->suspended) return;
+  MHD_suspend_connection(r->mc);
+  r->suspended = true;
+  watch_start(r);
+}
+
+static void req_wake(hreq *r) {
+  if (!r->suspended) return;
+  watch_stop(r->c);
+  r->suspended = false;
+  MHD_resume_connection(r->mc);
+  mark_dirty(r->h);
+}
+
+/* ---------- streams ---------- */
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max);
+
+static void streaming_add(hreq *r) {
+  mcp_http *h = r->h;
+  r->streaming = true;
+  r->prev = NULL;
+  r->next = h->streaming;
+  if (h->streaming) h->streaming->prev = r;
+  h->streaming = r;
+  h->nstreaming++;
+}
+
+static void streaming_remove(hreq *r) {
+  if (!r->streaming) return;
+  mcp_http *h = r->h;
+  if (r->prev) r->prev->next = r->next;
+  else h->streaming = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->streaming = false;
+  h->nstreaming--;
+}
+
+static void respond_sse(hreq *r) {
+  struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_reader, r, NULL);
+  if (!resp) return;
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+  MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+  add_common_headers(r, resp);
+  if (MHD_queue_response(r->mc, MHD_HTTP_OK, resp) == MHD_YES) {
+    r->answered = true;
+    streaming_add(r);
+  }
+  MHD_destroy_response(resp);
+}
+
+static void stream_attach(hstream *st, hreq *r) {
+  st->req = r;
+  r->st = st;
+  st->last_out = clock_mono_ms();
+}
+
+static void stream_free(hstream *st) {
+  if (st->eph) mcp_session_free(st->eph);
+  auth_clear(&st->eph_auth);
+  sse_stream_free(st->sse);
+  free(st->rid);
+  free(st->ptok);
+  free(st);
+}
+
+static void free_zombies(mcp_http *h) {
+  while (h->zombies) {
+    hstream *st = h->zombies;
+    h->zombies = st->next;
+    stream_free(st);
+  }
+}
+
+static void sess_stream_unlink(hsess *s, hstream *st) {
+  for (hstream **pp = &s->streams; *pp; pp = &(*pp)->next)
+    if (*pp == st) {
+      *pp = st->next;
+      break;
+    }
+  if (s->get == st) s->get = NULL;
+}
+
+static void zombie_add(hstream *st) {
+  mcp_http *h = st->h;
+  if (st->zombie) return;
+  st->zombie = true;
+  st->next = h->zombies;
+  h->zombies = st;
+  mark_dirty(h);
+}
+
+/* The request stops draining st. An ephemeral stream then goes (cancelling an unanswered
+ * call: its session core is freed); a session stream stays for resumption unless it is
+ * finished and read. Streams are freed later (free_zombies): st may be in use up the stack. */
+static void stream_detach(hstream *st) {
+  hreq *r = st->req;
+  mcp_http *h = st->h;
+  if (r) {
+    r->st = NULL;
+    st->req = NULL;
+    if (h->pending) h->pending--;
+  }
+  st->detached_at = clock_mono_ms();
+  if (!st->sess) {
+    zombie_add(st);
+    return;
+  }
+  if (st->is_get || st->zombie) return;
+  if (st->final && (!st->sse || sse_stream_unread(st->sse) == 0)) {
+    sess_stream_unlink(st->sess, st);
+    zombie_add(st);
+    return;
+  }
+  /* keep a bounded number of detached streams for Last-Event-ID */
+  size_t n = 0;
+  hstream *oldest = NULL;
+  for (hstream *x = st->sess->streams; x; x = x->next)
+    if (!x->req && !x->is_get) {
+      n++;
+      if (!oldest || x->detached_at < oldest->detached_at) oldest = x;
+    }
+  if (n > MAX_DETACHED_STREAMS && oldest) {
+    sess_stream_unlink(st->sess, oldest);
+    zombie_add(oldest);
+  }
+}
+
+/* One outgoing message for stream st (msg malloc'd; taken). */
+static void stream_deliver(hstream *st, char *msg, size_t len, const http_msg_info *mi) {
+  mcp_http *h = st->h;
+  if (st->final || st->zombie) { /* nothing may follow the response */
+    free(msg);
+    return;
+  }
+  bool final = mi->kind == HTTP_MSG_RESPONSE && !st->is_get;
+  hreq *r = st->req;
+  if (final && !st->sse) {
+    st->final = true;
+    if (r && !r->answered) {
+      unsigned status = mi->is_error ? http_status_for_rpc_error(mi->error_code, !st->sess) : MHD_HTTP_OK;
+      respond_take(r, status, "application/json", msg, len);
+      req_wake(r);
+      stream_detach(st);
+      return;
+    }
+    free(msg); /* the client left before anything was sent: nobody can resume this */
+    if (!r) stream_detach(st);
+    return;
+  }
+  if (!st->sse) {
+    st->sse = sse_stream_new(st->no, st->sess != NULL, st->is_get ? GET_STREAM_MAX : h->o.max_stream_bytes,
+                             st->sess ? STREAM_RETAIN_BYTES : 0);
+    if (!st->sse) {
+      free(msg);
+      return;
+    }
+    if (st->sess && sse_stream_prime(st->sse) != 0) { /* only out of memory: the event below says the rest */
+    }
+  }
+  int rc = sse_stream_event(st->sse, msg, len);
+  free(msg);
+  if (rc == -ENOBUFS) {
+    if (st->is_get && !r) { /* nobody listens on the GET stream: drop, do not grow */
+      log_debug("http: GET stream buffer full; event dropped", NULL);
+      return;
+    }
+    log_warn("http: client does not read its SSE stream; ending it", "{s:I}", "unread",
+             (json_int_t)sse_stream_unread(st->sse));
+    st->overflow = true;
+    st->final = true;
+  } else if (rc != 0) {
+    return;
+  }
+  if (final) st->final = true;
+  if (!r) return;
+  if (!r->answered) {
+    respond_sse(r);
+    req_wake(r);
+  } else {
+    req_wake(r);
+  }
+}
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max) {
+  hreq *r = cls;
+  (void)pos;
+  if (r->gone) return MHD_CONTENT_READER_END_WITH_ERROR;
+  hstream *st = r->st;
+  if (!st) return MHD_CONTENT_READER_END_OF_STREAM;
+  if (st->sse) {
+    size_t n = sse_stream_read(st->sse, out, max);
+    if (n > 0) {
+      st->last_out = clock_mono_ms();
+      return (ssize_t)n;
+    }
+  }
+  if (st->overflow) {
+    stream_detach(st);
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+  }
+  if (st->final) {
+    stream_detach(st);
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  }
+  req_suspend(r);
+  return 0;
+}
+
+static hstream *stream_new(mcp_http *h, hsess *s, const char *rid, size_t rid_len) {
+  hstream *st = calloc(1, sizeof *st);
+  if (!st) return NULL;
+  st->h = h;
+  st->sess = s;
+  if (rid) {
+    if (!(st->rid = malloc(rid_len + 1))) {
+      free(st);
+      return NULL;
+    }
+    memcpy(st->rid, rid, rid_len);
+    st->rid[rid_len] = 0;
+    st->rid_len = rid_len;
+  }
+  if (s) {
+    st->no = ++s->next_no;
+    st->next = s->streams;
+    s->streams = st;
+  }
+  return st;
+}
+
+/* ---------- routing the output of a session core ---------- */
+
+static bool raw_eq(const char *a, size_t al, const char *b, size_t bl) { return a && b && al == bl && memcmp(a, b, al) == 0; }
+
+/* 2026-07-28: everything an ephemeral session says belongs to its one request. */
+static void eph_send(void *ud, char *msg, size_t len) {
+  hstream *st = ud;
+  http_msg_info mi;
+  http_msg_inspect(msg, len, &mi);
+  stream_deliver(st, msg, len, &mi);
+}
+
+/* Streams of s with a request still waiting for its response. */
+static hstream *only_open_post(hsess *s) {
+  hstream *one = NULL;
+  for (hstream *st = s->streams; st; st = st->next) {
+    if (st->is_get || st->final) continue;
+    if (one) return NULL;
+    one = st;
+  }
+  return one;
+}
+
+static hstream *get_stream(hsess *s) {
+  if (!s->get) {
+    hstream *st = stream_new(s->h, s, NULL, 0);
+    if (!st) return NULL;
+    st->is_get = true;
+    s->get = st;
+  }
+  return s->get;
+}
+
+/* 2025-11-25: responses go to the stream of their request, progress to the stream whose
+ * request gave the token; logging and server-to-client requests to the one open POST stream
+ * when there is exactly one (the session core does not say which request they belong to),
+ * else to the GET stream, like every other notification. */
+static void sess_send(void *ud, char *msg, size_t len) {
+  hsess *s = ud;
+  mcp_http *h = s->h;
+  http_msg_info mi;
+  http_msg_inspect(msg, len, &mi);
+  hstream *to = NULL;
+  if (mi.kind == HTTP_MSG_RESPONSE) {
+    hstream *f = h->feeding;
+    if (f && f->sess == s && !f->final && raw_eq(f->rid, f->rid_len, mi.id, mi.id_len)) to = f;
+    for (hstream *st = s->streams; !to && st; st = st->next)
+      if (!st->is_get && !st->final && raw_eq(st->rid, st->rid_len, mi.id, mi.id_len)) to = st;
+    if (!to && h->feeding && h->feeding->sess == s && mi.id_len == 4 && memcmp(mi.id, "null", 4) == 0)
+      to = h->feeding; /* an error about the message being fed (it had no usable id) */
+    if (!to && h->capturing == s && !h->captured) {
+      h->captured = msg; /* the notification or response being fed was refused */
+      h->captured_len = len;
+      return;
+    }
+    if (!to) {
+      log_debug("http: a response for no open request; dropped", NULL);
+      free(msg);
+      return;
+    }
+  } else if (mi.kind == HTTP_MSG_NOTIFICATION && http_msg_method_is(&mi, "notifications/progress")) {
+    const char *p, *t;
+    size_t pl, tl;
+    if (http_json_peek(msg, len, "params", &p, &pl) && http_json_peek(p, pl, "progressToken", &t, &tl))
+      for (hstream *st = s->streams; !to && st; st = st->next)
+        if (!st->is_get && !st->final && raw_eq(st->ptok, st->ptok_len, t, tl)) to = st;
+  } else if (mi.kind == HTTP_MSG_REQUEST || (mi.kind == HTTP_MSG_NOTIFICATION && http_msg_method_is(&mi, "notifications/message"))) {
+    to = h->feeding && h->feeding->sess == s && !h->feeding->final ? h->feeding : only_open_post(s);
+  }
+  if (!to) to = get_stream(s);
+  if (!to) {
+    free(msg);
+    return;
+  }
+  stream_deliver(to, msg, len, &mi);
+}
+
+/* ---------- sessions (2025-11-25) ---------- */
+
+static unsigned sess_hash(const char *id) {
+  uint32_t x = 2166136261u;
+  for (; *id; id++) x = (x ^ (unsigned char)*id) * 16777619u;
+  return x % SESSION_BUCKETS;
+}
+
+static hsess *sess_find(mcp_http *h, const char *id) {
+  if (!id || strlen(id) != SESSION_ID_LEN) return NULL;
+  for (hsess *s = h->buckets[sess_hash(id)]; s; s = s->hnext)
+    if (sodium_memcmp(s->id, id, SESSION_ID_LEN) == 0) return s;
+  return NULL;
+}
+
+static void lru_unlink(mcp_http *h, hsess *s) {
+  if (s->prev) s->prev->next = s->next;
+  else h->lru = s->next;
+  if (s->next) s->next->prev = s->prev;
+  else h->lru_tail = s->prev;
+  s->prev = s->next = NULL;
+}
+
+static void lru_push(mcp_http *h, hsess *s) {
+  s->prev = NULL;
+  s->next = h->lru;
+  if (h->lru) h->lru->prev = s;
+  h->lru = s;
+  if (!h->lru_tail) h->lru_tail = s;
+}
+
+static void sess_touch(hsess *s) {
+  s->last_used = clock_mono_ms();
+  if (s->h->lru != s) {
+    lru_unlink(s->h, s);
+    lru_push(s->h, s);
+  }
+}
+
+static bool sess_busy(hsess *s) {
+  if (mcp_session_inflight(s->ms) > 0) return true;
+  for (hstream *st = s->streams; st; st = st->next)
+    if (st->req) return true;
+  return false;
+}
+
+/* Ends a session: requests attached to its streams end (an undecided one gets 404), in-flight
+ * calls are detached, the id is forgotten. Never called from inside its session core. */
+static void sess_end(hsess *s, const char *why) {
+  mcp_http *h = s->h;
+  log_info("http: session ended", "{s:s, s:s}", "session", s->id, "reason", why);
+  for (hsess **pp = &h->buckets[sess_hash(s->id)]; *pp; pp = &(*pp)->hnext)
+    if (*pp == s) {
+      *pp = s->hnext;
+      break;
+    }
+  lru_unlink(h, s);
+  h->nsessions--;
+  while (s->streams) {
+    hstream *st = s->streams;
+    s->streams = st->next;
+    hreq *r = st->req;
+    if (r) {
+      r->st = NULL;
+      st->req = NULL;
+      if (h->pending) h->pending--;
+      r->sid = NULL;
+      if (!r->answered) respond_rpc_error(r, MHD_HTTP_NOT_FOUND, HTTP_RPC_SESSION_NOT_FOUND, "Session terminated", NULL, 0, NULL);
+      req_wake(r); /* an SSE reader sees no stream and ends */
+    }
+    st->sess = NULL; /* freed below; the stream goes with the zombies */
+    st->zombie = true;
+    st->next = h->zombies;
+    h->zombies = st;
+  }
+  mark_dirty(h);
+  s->get = NULL;
+  mcp_session_free(s->ms);
+  auth_clear(&s->auth);
+  sodium_memzero(s->id, sizeof s->id);
+  free(s);
+}
+
+/* Room for one more session: ends the least recently used idle one when full. */
+static bool sess_make_room(mcp_http *h) {
+  if (h->nsessions < h->o.max_sessions) return true;
+  for (hsess *s = h->lru_tail; s; s = s->prev)
+    if (!sess_busy(s)) {
+      sess_end(s, "evicted: max_sessions reached");
+      return true;
+    }
+  return false;
+}
+
+static hsess *sess_new(mcp_http *h, const mcp_auth *auth) {
+  hsess *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->h = h;
+  if (auth_copy(&s->auth, auth) != 0) {
+    free(s);
+    return NULL;
+  }
+  unsigned char raw[SESSION_ID_BYTES];
+  randombytes_buf(raw, sizeof raw);
+  sodium_bin2base64(s->id, sizeof s->id, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  sodium_memzero(raw, sizeof raw);
+  mcp_session_opts so = {
+      .dispatcher = h->o.dispatcher,
+      .auth = &s->auth,
+      .page_size = h->o.page_size,
+      .max_message_bytes = h->o.max_body_bytes,
+      .tasks = h->o.tasks,
+      .send = sess_send,
+      .send_ud = s,
+  };
+  if (mcp_session_new(&so, &s->ms) != 0) {
+    auth_clear(&s->auth);
+    free(s);
+    return NULL;
+  }
+  unsigned b = sess_hash(s->id);
+  s->hnext = h->buckets[b];
+  h->buckets[b] = s;
+  lru_push(h, s);
+  s->last_used = clock_mono_ms();
+  h->nsessions++;
+  return s;
+}
+
+/* ---------- POST ---------- */
+
+/* Copies a string member of params into a NUL-terminated raw value for comparison. */
+static const char *param_str(json_t *params, const char *key) {
+  return json_string_value(json_object_get(params, key));
+}
+
+static const char *check_param_headers(hreq *r, json_t *params, char *why, size_t whylen);
+
+/* 2026-07-28 §Request Metadata checks (HeaderMismatch -32020 on any failure). Returns NULL when
+ * they pass, else the message. */
+static const char *check_standard_headers(hreq *r, json_t *msg, const char *method, const char *hv, const char *bv,
+                                          char *why, size_t whylen) {
+  if (!hv) return "Header mismatch: the MCP-Protocol-Version header is required";
+  if (strcmp(hv, bv) != 0) {
+    snprintf(why, whylen, "Header mismatch: MCP-Protocol-Version header value '%.64s' does not match body value '%.64s'", hv, bv);
+    return why;
+  }
+  const char *hm = hdr(r->mc, "Mcp-Method");
+  if (!hm) return "Header mismatch: the Mcp-Method header is required";
+  if (strcmp(hm, method) != 0) {
+    snprintf(why, whylen, "Header mismatch: Mcp-Method header value '%.64s' does not match body value '%.64s'", hm, method);
+    return why;
+  }
+  json_t *params = json_object_get(msg, "params");
+  const char *body_name = NULL;
+  bool required = false;
+  if (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0) {
+    body_name = param_str(params, "name");
+    required = true;
+  } else if (strcmp(method, "resources/read") == 0) {
+    body_name = param_str(params, "uri");
+    required = true;
+  } else if (strcmp(method, "tasks/get") == 0 || strcmp(method, "tasks/update") == 0 ||
+             strcmp(method, "tasks/cancel") == 0) {
+    body_name = param_str(params, "taskId");
+  }
+  const char *hn = hdr(r->mc, "Mcp-Name");
+  if (!body_name) return NULL; /* the session core reports the missing field */
+  if (!hn) return required ? "Header mismatch: the Mcp-Name header is required" : NULL;
+  char *dec = malloc(MAX_NAME_HEADER);
+  if (!dec) return "Header mismatch: out of memory";
+  long dl = http_header_value_decode(hn, dec, MAX_NAME_HEADER);
+  const char *res = NULL;
+  if (dl < 0) res = "Header mismatch: the Mcp-Name header value is malformed";
+  else if (strcmp(dec, body_name) != 0) {
+    snprintf(why, whylen, "Header mismatch: Mcp-Name header value '%.64s' does not match body value '%.64s'", dec,
+             body_name);
+    res = why;
+  }
+  free(dec);
+  if (!res && strcmp(method, "tools/call") == 0) res = check_param_headers(r, params, why, whylen);
+  return res;
+}
+
+/* x-mcp-header (2026-07-28 §Custom Headers): every annotated property of the tool's input schema
+ * whose argument is present and not null needs an Mcp-Param-<Name> header with the same value
+ * (numbers compared numerically, booleans as true/false). Returns NULL or the failure. */
+static const char *check_param_props(hreq *r, json_t *schema, json_t *value, int depth, char *why, size_t whylen) {
+  json_t *props = json_object_get(schema, "properties");
+  if (!json_is_object(props) || !json_is_object(value) || depth > 8) return NULL;
+  const char *k;
+  json_t *sub;
+  json_object_foreach(props, k, sub) {
+    json_t *v = json_object_get(value, k);
+    if (!v || json_is_null(v)) continue;
+    const char *hname = json_string_value(json_object_get(sub, "x-mcp-header"));
+    if (hname) {
+      char hn[160];
+      snprintf(hn, sizeof hn, "Mcp-Param-%.140s", hname);
+      const char *hv = hdr(r->mc, hn);
+      if (!hv) {
+        snprintf(why, whylen, "Header mismatch: the %s header is required (argument %.64s is present)", hn, k);
+        return why;
+      }
+      char dec[1024];
+      if (http_header_value_decode(hv, dec, sizeof dec) < 0) {
+        snprintf(why, whylen, "Header mismatch: the %s header value is malformed", hn);
+        return why;
+      }
+      bool ok;
+      if (json_is_string(v)) ok = strcmp(dec, json_string_value(v)) == 0;
+      else if (json_is_boolean(v)) ok = strcmp(dec, json_is_true(v) ? "true" : "false") == 0;
+      else if (json_is_number(v)) {
+        char *end = NULL;
+        double d = strtod(dec, &end);
+        ok = end && end != dec && *end == 0 && d == json_number_value(v);
+      } else ok = false; /* objects and arrays cannot be mirrored */
+      if (!ok) {
+        snprintf(why, whylen, "Header mismatch: %s header value '%.64s' does not match argument %.64s", hn, dec, k);
+        return why;
+      }
+    }
+    const char *res = check_param_props(r, sub, v, depth + 1, why, whylen);
+    if (res) return res;
+  }
+  return NULL;
+}
+
+static const char *check_param_headers(hreq *r, json_t *params, char *why, size_t whylen) {
+  const char *name = json_string_value(json_object_get(params, "name"));
+  const mcp_tool *t = name ? mcp_registry_find(mcp_dispatcher_registry(r->h->o.dispatcher), name) : NULL;
+  json_t *args = json_object_get(params, "arguments");
+  if (!t || !json_is_object(args)) return NULL;
+  return check_param_props(r, mcp_tool_input_schema(t), args, 0, why, whylen);
+}
+
+/* Runs msg on a fresh ephemeral session whose output goes to a new stream for r. */
+static void post_modern(hreq *r, json_t *msg, const char *id_raw, size_t id_len) {
+  mcp_http *h = r->h;
+  hstream *st = stream_new(h, NULL, id_raw, id_len);
+  if (!st || auth_copy(&st->eph_auth, &r->ar.auth) != 0) {
+    if (st) stream_free(st);
+    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", id_raw, id_len, NULL);
+    return;
+  }
+  mcp_session_opts so = {
+      .dispatcher = h->o.dispatcher,
+      .auth = &st->eph_auth,
+      .page_size = h->o.page_size,
+      .max_message_bytes = h->o.max_body_bytes,
+      .tasks = h->o.tasks,
+      .send = eph_send,
+      .send_ud = st,
+  };
+  if (mcp_session_new(&so, &st->eph) != 0) {
+    stream_free(st);
+    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", id_raw, id_len, NULL);
+    return;
+  }
+  stream_attach(st, r);
+  h->pending++;
+  r->watch_cancels = true;
+  mcp_session_feed_json(st->eph, msg);
+  if (st->req == r && !r->answered) req_suspend(r); /* the answer comes later */
+}
+
+static void post_legacy(hreq *r, json_t *msg, const http_msg_info *mi, const char *method) {
+  mcp_http *h = r->h;
+  const char *sid = hdr(r->mc, "Mcp-Session-Id");
+  const char *hv = hdr(r->mc, "MCP-Protocol-Version");
+  hsess *s = NULL;
+  bool init = mi->kind == HTTP_MSG_REQUEST && method && strcmp(method, "initialize") == 0;
+  if (init) {
+    if (!sess_make_room(h)) {
+      respond_rpc_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, MCP_RPC_INTERNAL_ERROR, "Too many sessions; retry later", mi->id,
+                        mi->id_len, NULL);
+      return;
+    }
+    s = sess_new(h, &r->ar.auth);
+    if (!s) {
+      respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", mi->id, mi->id_len, NULL);
+      return;
+    }
+    log_info("http: session created", "{s:s}", "session", s->id);
+  } else {
+    if (!sid) {
+      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Mcp-Session-Id header is required", mi->id,
+                        mi->id_len, NULL);
+      return;
+    }
+    s = sess_find(h, sid);
+    if (!s || !same_subject(s->auth.subject, r->ar.auth.subject)) {
+      respond_rpc_error(r, MHD_HTTP_NOT_FOUND, HTTP_RPC_SESSION_NOT_FOUND, "Session not found", mi->id, mi->id_len, NULL);
+      return;
+    }
+    if (hv && !legacy_version_known(hv)) {
+      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Unsupported protocol version", mi->id, mi->id_len,
+                        json_pack("{s:s, s:[s,s,s,s]}", "requested", hv, "supported", k_legacy_versions[0],
+                                  k_legacy_versions[1], k_legacy_versions[2], k_legacy_versions[3]));
+      return;
+    }
+  }
+  sess_touch(s);
+  r->sid = s->id;
+  if (mi->kind != HTTP_MSG_REQUEST) { /* a notification or a response to the server */
+    h->capturing = s;
+    mcp_session_feed_json(s->ms, msg);
+    h->capturing = NULL;
+    if (h->captured) { /* "If the server cannot accept the input, … 400" */
+      char *c = h->captured;
+      h->captured = NULL;
+      respond_take(r, MHD_HTTP_BAD_REQUEST, "application/json", c, h->captured_len);
+    } else {
+      respond_empty(r, MHD_HTTP_ACCEPTED);
+    }
+    return;
+  }
+  hstream *st = stream_new(h, s, mi->id, mi->id_len);
+  if (!st) {
+    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", mi->id, mi->id_len, NULL);
+    if (init) sess_end(s, "out of memory");
+    return;
+  }
+  json_t *tok = json_object_get(json_object_get(json_object_get(msg, "params"), "_meta"), "progressToken");
+  if (json_is_string(tok) || json_is_integer(tok)) {
+    st->ptok = json_dumps(tok, JSON_COMPACT | JSON_ENCODE_ANY);
+    st->ptok_len = st->ptok ? strlen(st->ptok) : 0;
+  }
+  stream_attach(st, r);
+  h->pending++;
+  hstream *prev = h->feeding;
+  h->feeding = st;
+  mcp_session_feed_json(s->ms, msg);
+  h->feeding = prev;
+  if (init && st->final && !mcp_session_ready(s->ms)) { /* initialize failed: no session */
+    r->sid = NULL;
+    sess_end(s, "initialize failed");
+    return;
+  }
+  if (st->req == r && !r->answered) req_suspend(r);
+}
+
+static void handle_post(hreq *r) {
+  mcp_http *h = r->h;
+  size_t len = buf_len(&r->body);
+  const char *text = len ? (const char *)buf_ptr(&r->body) : "";
+  json_error_t jerr;
+  json_t *msg = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+  if (!msg) {
+    char m[240];
+    snprintf(m, sizeof m, "Parse error: %s (at byte %d)", jerr.text, jerr.position);
+    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_PARSE_ERROR, m, NULL, 0, NULL);
+    return;
+  }
+  if (!json_is_object(msg)) {
+    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_INVALID_REQUEST,
+                      json_is_array(msg) ? "Invalid Request: JSON-RPC batches are not supported"
+                                         : "Invalid Request: expected a JSON object",
+                      NULL, 0, NULL);
+    json_decref(msg);
+    return;
+  }
+  http_msg_info mi;
+  http_msg_inspect(text, len, &mi); /* raw id text for our own answers */
+  json_t *id = json_object_get(msg, "id");
+  if (id && !json_is_string(id) && !json_is_integer(id)) mi.id = NULL; /* never echo a bad id */
+  char *id_raw = NULL;
+  if (mi.id && id) { /* canonical text, as the session core will write it */
+    id_raw = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+    mi.id = id_raw;
+    mi.id_len = id_raw ? strlen(id_raw) : 0;
+    if (!id_raw) mi.id = NULL;
+  }
+  const char *method = json_string_value(json_object_get(msg, "method"));
+  json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+  const char *bv = json_string_value(json_object_get(meta, "io.modelcontextprotocol/protocolVersion"));
+  const char *hv = hdr(r->mc, "MCP-Protocol-Version");
+  const char *sid = hdr(r->mc, "Mcp-Session-Id");
+  bool modern = bv || (hv && !legacy_version_known(hv) && !sid);
+  if (!modern) {
+    post_legacy(r, msg, &mi, method);
+  } else if (mi.kind == HTTP_MSG_RESPONSE || (!method && !mi.id)) {
+    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_INVALID_REQUEST,
+                      "Invalid Request: a 2026-07-28 client sends only requests and notifications", NULL, 0, NULL);
+  } else if (mi.kind == HTTP_MSG_NOTIFICATION) {
+    respond_empty(r, MHD_HTTP_ACCEPTED); /* no notification means anything over stateless HTTP */
+  } else if (!bv) {
+    if (hv && strcmp(hv, MCP_PROTOCOL_MODERN) != 0)
+      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, HTTP_RPC_UNSUPPORTED_VERSION, "Unsupported protocol version", mi.id,
+                        mi.id_len,
+                        json_pack("{s:[s,s,s,s,s], s:s}", "supported", MCP_PROTOCOL_MODERN, k_legacy_versions[0],
+                                  k_legacy_versions[1], k_legacy_versions[2], k_legacy_versions[3], "requested", hv));
+    else
+      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_INVALID_PARAMS,
+                        "Invalid params: missing required _meta field io.modelcontextprotocol/protocolVersion", mi.id,
+                        mi.id_len, NULL);
+  } else {
+    char why[256];
+    const char *bad = method ? check_standard_headers(r, msg, method, hv, bv, why, sizeof why) : NULL;
+    if (bad) respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, HTTP_RPC_HEADER_MISMATCH, bad, mi.id, mi.id_len, NULL);
+    else post_modern(r, msg, mi.id, mi.id_len);
+  }
+  (void)h;
+  free(id_raw);
+  json_decref(msg);
+}
+
+/* ---------- GET and DELETE ---------- */
+
+static hsess *session_of(hreq *r) {
+  const char *sid = hdr(r->mc, "Mcp-Session-Id");
+  if (!sid) {
+    respond_rpc_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, -32000, "Method Not Allowed: no session (2026-07-28 has no GET or DELETE)",
+                      NULL, 0, NULL);
+    return NULL;
+  }
+  hsess *s = sess_find(r->h, sid);
+  if (!s || !same_subject(s->auth.subject, r->ar.auth.subject)) {
+    respond_rpc_error(r, MHD_HTTP_NOT_FOUND, HTTP_RPC_SESSION_NOT_FOUND, "Session not found", NULL, 0, NULL);
+    return NULL;
+  }
+  const char *hv = hdr(r->mc, "MCP-Protocol-Version");
+  if (hv && !legacy_version_known(hv)) {
+    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Unsupported protocol version", NULL, 0, NULL);
+    return NULL;
+  }
+  sess_touch(s);
+  r->sid = s->id;
+  return s;
+}
+
+static void handle_get(hreq *r) {
+  hsess *s = session_of(r);
+  if (!s) return;
+  hstream *st = NULL;
+  const char *last = hdr(r->mc, "Last-Event-ID");
+  uint32_t no;
+  uint64_t seq;
+  if (last && sse_event_id_parse(last, &no, &seq)) {
+    for (hstream *x = s->streams; x; x = x->next)
+      if (x->no == no) st = x;
+    if (st && (!st->sse || sse_stream_rewind(st->sse, seq) != 0)) st = NULL;
+    if (st) log_debug("http: stream resumed", "{s:s, s:s}", "session", s->id, "last_event_id", last);
+  }
+  if (!st) st = get_stream(s);
+  if (!st) {
+    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", NULL, 0, NULL);
+    return;
+  }
+  if (st->req) { /* one connection per stream */
+    respond_rpc_error(r, MHD_HTTP_CONFLICT, -32000, "Conflict: only one SSE stream is allowed per session", NULL, 0, NULL);
+    return;
+  }
+  if (!st->sse) {
+    st->sse = sse_stream_new(st->no, true, st->is_get ? GET_STREAM_MAX : r->h->o.max_stream_bytes, STREAM_RETAIN_BYTES);
+    if (!st->sse) {
+      respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", NULL, 0, NULL);
+      return;
+    }
+  }
+  if (sse_stream_unread(st->sse) == 0 && sse_stream_prime(st->sse) != 0) {
+    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", NULL, 0, NULL);
+    return;
+  }
+  stream_attach(st, r);
+  r->h->pending++;
+  respond_sse(r);
+}
+
+static void handle_delete(hreq *r) {
+  hsess *s = session_of(r);
+  if (!s) return;
+  r->sid = NULL;
+  sess_end(s, "deleted by the client");
+  respond_empty(r, MHD_HTTP_OK);
+}
+
+/* ---------- health ---------- */
+
+static void handle_health(hreq *r, bool ready_check) {
+  mcp_http *h = r->h;
+  if (!ready_check) {
+    respond_text(r, MHD_HTTP_OK, "application/json", "{\"status\":\"ok\"}");
+    return;
+  }
+  bool ok = h->ready && !h->stopping;
+  respond_text(r, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+               ok ? "{\"status\":\"ready\"}" : (h->stopping ? "{\"status\":\"stopping\"}" : "{\"status\":\"starting\"}"));
+}
+
+/* ---------- the MHD callbacks ---------- */
+
+static hconn *conn_of(struct MHD_Connection *mc) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
+/* First call for a request: the headers are in. Answers what can be answered from them. */
+static void request_begin(hreq *r, const char *url, const char *method) {
+  mcp_http *h = r->h;
+  if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0) {
+    r->kind = RQ_OTHER;
+    if (r->c) r->c->deadline = 0;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+      respond_text(r, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json", "{\"error\":\"method not allowed\"}");
+      return;
+    }
+    handle_health(r, url[1] == 'r');
+    return;
+  }
+  if (strcmp(url, "/mcp") != 0) {
+    r->kind = RQ_OTHER;
+    mcp_http_reply rep = {0};
+    if (h->o.route && h->o.route(h->o.route_ud, method, url, &rep)) {
+      respond_take(r, rep.status ? rep.status : MHD_HTTP_OK, rep.content_type ? rep.content_type : "text/plain",
+                   rep.body ? rep.body : strdup(""), rep.body ? rep.body_len : 0);
+      return;
+    }
+    respond_text(r, MHD_HTTP_NOT_FOUND, "application/json", "{\"error\":\"not found: the MCP endpoint is /mcp\"}");
+    return;
+  }
+  h->requests++;
+  if (strcmp(method, "POST") != 0 && r->c) r->c->deadline = 0; /* no body to wait for */
+  if (strcmp(method, "POST") == 0) r->kind = RQ_POST;
+  else if (strcmp(method, "GET") == 0) r->kind = RQ_GET;
+  else if (strcmp(method, "DELETE") == 0) r->kind = RQ_DELETE;
+  else {
+    r->kind = RQ_OTHER;
+    respond_rpc_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, -32000, "Method Not Allowed", NULL, 0, NULL);
+    return;
+  }
+  /* DNS rebinding (2025-11-25 §Security Warning): Host and Origin, both */
+  const char *host = hdr(r->mc, MHD_HTTP_HEADER_HOST);
+  const char *origin = hdr(r->mc, "Origin");
+  if (!http_host_allowed(&h->policy, host)) {
+    log_warn("http: request refused: Host not allowed", "{s:s}", "host", host ? host : "");
+    respond_rpc_error(r, MHD_HTTP_FORBIDDEN, -32000, "Forbidden: Host header not allowed", NULL, 0, NULL);
+    return;
+  }
+  if (!http_origin_allowed(&h->policy, origin)) {
+    log_warn("http: request refused: Origin not allowed", "{s:s}", "origin", origin);
+    respond_rpc_error(r, MHD_HTTP_FORBIDDEN, -32000, "Forbidden: Origin not allowed", NULL, 0, NULL);
+    return;
+  }
+  if (h->stopping) {
+    respond_rpc_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, MCP_RPC_INTERNAL_ERROR, "Server is shutting down", NULL, 0, NULL);
+    return;
+  }
+  /* Authentication (issue 13): NULL hook = the local operator. */
+  r->ar.auth = (mcp_auth){.scopes = MCP_SCOPE_ALL, .local = true};
+  if (h->o.authenticate) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char addr[INET6_ADDRSTRLEN] = "";
+    if (ci && ci->client_addr) {
+      if (ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)ci->client_addr)->sin_addr, addr, sizeof addr);
+      else if (ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ci->client_addr)->sin6_addr, addr, sizeof addr);
+    }
+    mcp_http_request_info ri = {.method = method, .path = url, .authorization = hdr(r->mc, "Authorization"),
+                                .remote_addr = addr, .base_url = r->l->base};
+    memset(&r->ar, 0, sizeof r->ar);
+    if (h->o.authenticate(h->o.auth_ud, &ri, &r->ar) != 0 || r->ar.status) {
+      unsigned st = r->ar.status ? r->ar.status : MHD_HTTP_UNAUTHORIZED;
+      struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+      if (resp) {
+        if (r->ar.www_authenticate[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->ar.www_authenticate);
+        if (MHD_queue_response(r->mc, st, resp) == MHD_YES) r->answered = true;
+        MHD_destroy_response(resp);
+      }
+      h->rejected++;
+      return;
+    }
+  }
+  if (r->kind == RQ_POST) {
+    if (!http_content_type_is_json(hdr(r->mc, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+      respond_rpc_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, -32000,
+                        "Unsupported Media Type: Content-Type must be application/json", NULL, 0, NULL);
+      return;
+    }
+    const char *acc = hdr(r->mc, MHD_HTTP_HEADER_ACCEPT);
+    if (!http_accepts(acc, "application/json") || !http_accepts(acc, "text/event-stream")) {
+      respond_rpc_error(r, MHD_HTTP_NOT_ACCEPTABLE, -32000,
+                        "Not Acceptable: Client must accept both application/json and text/event-stream", NULL, 0, NULL);
+      return;
+    }
+    const char *cl = hdr(r->mc, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+      char *end = NULL;
+      unsigned long long v = strtoull(cl, &end, 10);
+      if (end && *end == 0 && v > h->o.max_body_bytes) {
+        char m[128];
+        snprintf(m, sizeof m, "Content Too Large: the body limit is %zu bytes", h->o.max_body_bytes);
+        respond_rpc_error(r, MHD_HTTP_CONTENT_TOO_LARGE, MCP_RPC_INVALID_REQUEST, m, NULL, 0, NULL);
+        return;
+      }
+    }
+    buf_init(&r->body, h->o.max_body_bytes);
+    return; /* the body follows */
+  }
+  if (r->kind == RQ_GET) {
+    if (!http_accepts(hdr(r->mc, MHD_HTTP_HEADER_ACCEPT), "text/event-stream")) {
+      respond_rpc_error(r, MHD_HTTP_NOT_ACCEPTABLE, -32000, "Not Acceptable: Client must accept text/event-stream", NULL,
+                        0, NULL);
+      return;
+    }
+    handle_get(r);
+    return;
+  }
+  handle_delete(r);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
+                                 const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+  listener *l = cls;
+  mcp_http *h = l->h;
+  hreq *r = *con_cls;
+  (void)version;
+  if (!r) {
+    r = calloc(1, sizeof *r);
+    if (!r) return MHD_NO;
+    r->h = h;
+    r->mc = mc;
+    r->l = l;
+    r->c = conn_of(mc);
+    *con_cls = r;
+    if (r->c) {
+      r->c->req = r;
+      r->c->deadline = clock_mono_ms() + (int64_t)h->o.request_timeout_seconds * 1000; /* the body too */
+    }
+    request_begin(r, url, method);
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    if (!r->answered && buf_append(&r->body, upload, *upload_size) != 0) {
+      char m[128];
+      snprintf(m, sizeof m, "Content Too Large: the body limit is %zu bytes", h->o.max_body_bytes);
+      respond_rpc_error(r, MHD_HTTP_CONTENT_TOO_LARGE, MCP_RPC_INVALID_REQUEST, m, NULL, 0, NULL);
+    }
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (r->c) r->c->deadline = 0;
+  if (r->answered || r->st) return MHD_YES;
+  if (r->kind == RQ_POST) handle_post(r);
+  else respond_empty(r, MHD_HTTP_INTERNAL_SERVER_ERROR); /* never reached: other kinds answer at once */
+  return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode toe) {
+  mcp_http *h = cls;
+  hreq *r = *con_cls;
+  (void)mc;
+  if (!r) return;
+  *con_cls = NULL;
+  if (r->c) {
+    watch_stop(r->c);
+    if (r->c->req == r) r->c->req = NULL;
+    /* the next request must be whole within idle + request timeout */
+    r->c->deadline = clock_mono_ms() + (int64_t)(h->o.idle_timeout_seconds + h->o.request_timeout_seconds) * 1000;
+  }
+  streaming_remove(r);
+  if (r->st) {
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+      log_debug("http: response ended early", "{s:i}", "reason", (int)toe);
+    stream_detach(r->st);
+  }
+  buf_free(&r->body);
+  if (h->o.authenticate) auth_clear(&r->ar.auth);
+  free(r);
+  check_stopped(h);
+}
+
+static void watch_closed(uv_handle_t *hd) { free(hd); }
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  mcp_http *h = cls;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    hconn *c = calloc(1, sizeof *c);
+    if (!c) return;
+    c->h = h;
+    c->mc = mc;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    c->fd = ci ? (int)ci->connect_fd : -1;
+    c->deadline = clock_mono_ms() + (int64_t)h->o.request_timeout_seconds * 1000;
+    c->next = h->conns;
+    if (h->conns) h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    *socket_context = c;
+    return;
+  }
+  hconn *c = *socket_context;
+  if (!c) return;
+  *socket_context = NULL;
+  if (c->prev) c->prev->next = c->next;
+  else h->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  h->nconns--;
+  if (c->req) c->req->c = NULL;
+  if (c->watch) {
+    if (c->watching) uv_poll_stop(c->watch);
+    uv_close((uv_handle_t *)c->watch, watch_closed);
+  }
+  free(c);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  char m[256];
+  vsnprintf(m, sizeof m, fmt, ap);
+  size_t n = strlen(m);
+  while (n && (m[n - 1] == '\n' || m[n - 1] == '\r')) m[--n] = 0;
+  log_debug("http: libmicrohttpd", "{s:s}", "detail", m);
+}
+
+/* ---------- the sweep: slow clients, idle sessions, keep-alives ---------- */
+
+static void on_sweep(uv_timer_t *t) {
+  mcp_http *h = t->data;
+  int64_t now = clock_mono_ms();
+  for (hconn *c = h->conns; c; c = c->next) {
+    if (c->deadline && now > c->deadline && c->fd >= 0 && !(c->req && c->req->suspended)) {
+      log_debug("http: closing a connection that did not send a whole request in time", NULL);
+      c->deadline = 0;
+      shutdown(c->fd, SHUT_RDWR); /* MHD sees the socket end and closes it */
+      mark_dirty(h);
+    }
+  }
+  int64_t idle_ms = (int64_t)h->o.session_idle_seconds * 1000;
+  for (hsess *s = h->lru_tail, *prev; s; s = prev) {
+    prev = s->prev;
+    if (now - s->last_used <= idle_ms) break; /* the rest were used more recently */
+    if (!sess_busy(s)) sess_end(s, "idle");
+  }
+  if (h->o.sse_keepalive_seconds) {
+    int64_t ka = (int64_t)h->o.sse_keepalive_seconds * 1000;
+    for (hreq *r = h->streaming; r; r = r->next) {
+      hstream *st = r->st;
+      if (st && st->sse && now - st->last_out >= ka && sse_stream_comment(st->sse) == 0) {
+        st->last_out = now;
+        req_wake(r);
+      }
+    }
+  }
+}
+
+/* ---------- start / stop ---------- */
+
+static int write_url_file(mcp_http *h) {
+  if (!h->o.url_file || h->nlst == 0) return 0;
+  json_t *urls = json_array();
+  for (size_t i = 0; i < h->nlst; i++) json_array_append_new(urls, json_string(h->lst[i].url));
+  json_t *j = json_pack("{s:s, s:o}", "url", h->lst[0].url, "urls", urls);
+  char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+  json_decref(j);
+  if (!text) return -ENOMEM;
+  size_t pl = strlen(h->o.url_file);
+  char *tmp = malloc(pl + 8);
+  int rc = 0;
+  if (!tmp) rc = -ENOMEM;
+  else {
+    snprintf(tmp, pl + 8, "%s.tmp", h->o.url_file);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) rc = -errno;
+    else {
+      size_t n = strlen(text);
+      ssize_t w = write(fd, text, n);
+      if (w != (ssize_t)n || write(fd, "\n", 1) != 1) rc = w < 0 ? -errno : -EIO;
+      if (close(fd) != 0 && rc == 0) rc = -errno;
+      if (rc == 0 && rename(tmp, h->o.url_file) != 0) rc = -errno;
+      if (rc != 0) unlink(tmp);
+    }
+  }
+  free(tmp);
+  free(text);
+  return rc;
+}
+
+static int listener_start(mcp_http *h, listener *l, const char *spec, char *err, size_t errlen) {
+  char host[64];
+  uint16_t port;
+  if (config_host_port_parse(spec, host, sizeof host, &port) != 0) {
+    snprintf(err, errlen, "http.listen: \"%s\" is not HOST:PORT", spec);
+    return -EINVAL;
+  }
+  bool v6 = strchr(host, ':') != NULL;
+  l->loopback = http_addr_is_loopback(host);
+  if (!l->loopback && !h->o.authenticate && !h->o.allow_unauthenticated) {
+    snprintf(err, errlen,
+             "http.listen: %s is not a loopback address and HTTP has no authentication; refusing to serve it "
+             "(set http.allow_unauthenticated: true to serve it anyway)",
+             spec);
+    return -EINVAL;
+  }
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  if (v6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, host, &a->sin6_addr);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    inet_pton(AF_INET, host, &a->sin_addr);
+  }
+  l->h = h;
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO | (v6 ? MHD_USE_IPv6 : 0);
+  l->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, l,
+                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->o.max_connections,
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(h->o.max_header_bytes + 8192),
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->o.idle_timeout_seconds,
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                          MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+                          MHD_OPTION_LISTEN_BACKLOG_SIZE, 511u,
+                          MHD_OPTION_STRICT_FOR_CLIENT, 1,
+                          MHD_OPTION_END);
+  if (!l->d) {
+    int e = errno ? errno : EADDRINUSE;
+    snprintf(err, errlen, "http.listen: cannot listen on %s: %s", spec, strerror(e));
+    return -e;
+  }
+  const union MHD_DaemonInfo *pi = MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_BIND_PORT);
+  const union MHD_DaemonInfo *ei = MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_EPOLL_FD);
+  if (!pi || !ei || ei->epoll_fd < 0) {
+    snprintf(err, errlen, "http.listen: libmicrohttpd gave no port or epoll descriptor for %s", spec);
+    return -EIO;
+  }
+  unsigned bound = pi->port;
+  snprintf(l->hostport, sizeof l->hostport, v6 ? "[%s]:%u" : "%s:%u", host, bound);
+  snprintf(l->base, sizeof l->base, "http://%s", l->hostport);
+  snprintf(l->url, sizeof l->url, "%s/mcp", l->base);
+  if (uv_poll_init(h->loop, &l->poll, ei->epoll_fd) != 0) {
+    snprintf(err, errlen, "http.listen: cannot watch the libmicrohttpd descriptor for %s", spec);
+    return -EIO;
+  }
+  l->poll_init = true;
+  l->poll.data = l;
+  h->handles_open++;
+  uv_poll_start(&l->poll, UV_READABLE, on_epoll);
+  return 0;
+}
+
+static void handle_closed(uv_handle_t *hd) {
+  mcp_http *h = hd->data;
+  if (--h->handles_open == 0) free(h);
+}
+
+static void listener_poll_closed(uv_handle_t *hd) {
+  listener *l = hd->data; /* the poll's data is its listener */
+  mcp_http *h = l->h;
+  if (--h->handles_open == 0) free(h);
+}
+
+/* Resumes every suspended connection (MHD_stop_daemon requires it) and stops the daemons. */
+static void listeners_stop(mcp_http *h) {
+  for (hconn *c = h->conns; c; c = c->next) {
+    hreq *r = c->req;
+    if (r && r->suspended) {
+      r->gone = true;
+      if (!r->answered) respond_empty(r, MHD_HTTP_SERVICE_UNAVAILABLE);
+      req_wake(r);
+    }
+  }
+  for (size_t i = 0; i < h->nlst; i++) {
+    listener *l = &h->lst[i];
+    if (l->poll_init) uv_poll_stop(&l->poll);
+    if (l->d) {
+      MHD_run(l->d); /* let resumed connections finish their state change */
+      MHD_stop_daemon(l->d);
+      l->d = NULL;
+    }
+  }
+}
+
+int mcp_http_start(uv_loop_t *loop, const mcp_http_opts *opts, mcp_http **out, char *err, size_t errlen) {
+  *out = NULL;
+  char dummy[1];
+  if (!err || !errlen) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  err[0] = 0;
+  if (!opts || !opts->dispatcher || opts->n_listen == 0 || opts->n_listen > MCP_HTTP_MAX_LISTENERS) {
+    snprintf(err, errlen, "http: no dispatcher or no listen address (at most %d)", MCP_HTTP_MAX_LISTENERS);
+    return -EINVAL;
+  }
+  if (sodium_init() < 0) {
+    snprintf(err, errlen, "http: libsodium failed to initialise");
+    return -EIO;
+  }
+  mcp_http *h = calloc(1, sizeof *h);
+  if (!h) return -ENOMEM;
+  h->loop = loop;
+  h->o = *opts;
+  if (!h->o.session_idle_seconds) h->o.session_idle_seconds = 1800;
+  if (!h->o.max_sessions) h->o.max_sessions = 1024;
+  if (!h->o.max_connections) h->o.max_connections = 1024;
+  if (!h->o.max_body_bytes) h->o.max_body_bytes = 4u << 20;
+  if (!h->o.max_header_bytes) h->o.max_header_bytes = 16u << 10;
+  if (!h->o.request_timeout_seconds) h->o.request_timeout_seconds = 10;
+  if (!h->o.idle_timeout_seconds) h->o.idle_timeout_seconds = 60;
+  if (!h->o.max_stream_bytes) h->o.max_stream_bytes = 4u << 20;
+  h->policy.origins = opts->allowed_origins;
+  h->policy.n_origins = opts->n_allowed_origins;
+  h->hosts = calloc(opts->n_allowed_hosts + opts->n_listen + 1, sizeof *h->hosts);
+  if (!h->hosts) {
+    free(h);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < opts->n_allowed_hosts; i++) {
+    if (strcmp(opts->allowed_hosts[i], "*") == 0) h->policy.any_host = true;
+    h->hosts[h->policy.n_hosts++] = opts->allowed_hosts[i];
+  }
+  uv_timer_init(loop, &h->mhd_timer);
+  uv_timer_init(loop, &h->sweep);
+  uv_check_init(loop, &h->check);
+  uv_idle_init(loop, &h->idle);
+  h->mhd_timer.data = h->sweep.data = h->check.data = h->idle.data = h;
+  h->handles_init = true;
+  h->handles_open = 4;
+  int rc = 0;
+  for (size_t i = 0; i < opts->n_listen; i++) {
+    listener *l = &h->lst[h->nlst];
+    rc = listener_start(h, l, opts->listen[i], err, errlen);
+    if (l->d || l->poll_init) h->nlst++;
+    if (rc != 0) break;
+    h->hosts[h->policy.n_hosts++] = l->hostport; /* its own address is a fine Host */
+  }
+  h->policy.hosts = h->hosts;
+  if (rc != 0) {
+    log_error("http: cannot start", "{s:s}", "error", err);
+    listeners_stop(h);
+    h->stopping = h->stopped = true;
+    mcp_http_free(h);
+    return rc;
+  }
+  uv_timer_start(&h->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+  for (size_t i = 0; i < h->nlst; i++)
+    log_info("http listening", "{s:s, s:b}", "url", h->lst[i].url, "loopback", h->lst[i].loopback);
+  if ((rc = write_url_file(h)) != 0)
+    log_warn("http: cannot write the URL file", "{s:s, s:s}", "path", h->o.url_file, "error", strerror(-rc));
+  rearm_timer(h);
+  *out = h;
+  return 0;
+}
+
+const char *mcp_http_url(const mcp_http *h, size_t i) { return h && i < h->nlst ? h->lst[i].url : NULL; }
+
+void mcp_http_set_ready(mcp_http *h, bool ready) {
+  if (h) h->ready = ready;
+}
+
+static void check_stopped(mcp_http *h) {
+  if (!h->stopping || h->stopped || h->pending > 0) return;
+  if (h->in_run) { /* never stop the daemons from inside their callbacks */
+    mark_dirty(h);
+    return;
+  }
+  h->stopped = true;
+  listeners_stop(h);
+  free_zombies(h);
+  if (h->o.url_file) unlink(h->o.url_file);
+  log_info("http: stopped", NULL);
+  if (h->stop_done) h->stop_done(h->stop_arg);
+}
+
+void mcp_http_stop(mcp_http *h, void (*done)(void *arg), void *arg) {
+  LOOP_THREAD_ONLY();
+  if (h->stopping) {
+    mcp_http_cancel(h);
+    return;
+  }
+  h->stopping = true;
+  h->stop_done = done;
+  h->stop_arg = arg;
+  log_info("http: stopping; finishing in-flight requests", "{s:I}", "pending", (json_int_t)h->pending);
+  /* long-lived streams end now: subscriptions, GET streams */
+  for (hsess *s = h->lru; s; s = s->next) {
+    mcp_session_end_subscriptions(s->ms);
+    if (s->get && s->get->req) {
+      s->get->final = true;
+      req_wake(s->get->req);
+    }
+  }
+  for (hreq *r = h->streaming; r; r = r->next)
+    if (r->st && r->st->eph) mcp_session_end_subscriptions(r->st->eph);
+  mark_dirty(h);
+  check_stopped(h);
+}
+
+void mcp_http_cancel(mcp_http *h) {
+  if (h->cancelled) return;
+  h->cancelled = true;
+  log_info("http: cancelling in-flight requests", "{s:I}", "pending", (json_int_t)h->pending);
+  while (h->lru) sess_end(h->lru, "server stopping");
+  for (hconn *c = h->conns; c; c = c->next) {
+    hreq *r = c->req;
+    if (!r || !r->st) continue;
+    hstream *st = r->st;
+    if (st->eph) mcp_session_cancel_all(st->eph);
+    stream_detach(st);
+    r->gone = true;
+    if (!r->answered) respond_rpc_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, MCP_RPC_INTERNAL_ERROR, "Server is shutting down", NULL, 0, NULL);
+    req_wake(r);
+  }
+  h->pending = 0;
+  mark_dirty(h);
+  check_stopped(h);
+}
+
+void mcp_http_free(mcp_http *h) {
+  if (!h) return;
+  if (!h->stopped) {
+    h->stopping = h->stopped = true;
+    while (h->lru) sess_end(h->lru, "server stopped");
+    listeners_stop(h);
+  }
+  while (h->lru) sess_end(h->lru, "server stopped");
+  free_zombies(h);
+  free(h->hosts);
+  h->hosts = NULL;
+  if (!h->handles_init) {
+    free(h);
+    return;
+  }
+  uv_close((uv_handle_t *)&h->mhd_timer, handle_closed);
+  uv_close((uv_handle_t *)&h->sweep, handle_closed);
+  uv_close((uv_handle_t *)&h->check, handle_closed);
+  uv_close((uv_handle_t *)&h->idle, handle_closed);
+  for (size_t i = 0; i < MCP_HTTP_MAX_LISTENERS; i++)
+    if (h->lst[i].poll_init) uv_close((uv_handle_t *)&h->lst[i].poll, listener_poll_closed);
+}
+
+void mcp_http_get_stats(const mcp_http *h, mcp_http_stats *out) {
+  memset(out, 0, sizeof *out);
+  if (!h) return;
+  out->requests = h->requests;
+  out->rejected = h->rejected;
+  out->connections = h->nconns;
+  out->sessions = h->nsessions;
+  out->inflight = h->pending;
+  out->streams = h->nstreaming;
+}
