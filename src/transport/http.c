@@ -50,7 +50,8 @@
 #define MAX_DETACHED_STREAMS 16               /* finished-but-unread streams kept per session */
 #define STREAM_RETAIN_BYTES (256u * 1024u)    /* replay window per session stream */
 #define SSE_BLOCK 16384u                      /* MHD asks the reader for at most this */
-#define SWEEP_MS 1000u
+#define SWEEP_MS 250u
+#define WATCH_AFTER_MS 200 /* a request suspended this long gets a disconnect watch */
 #define MAX_NAME_HEADER 8192u                 /* decoded Mcp-Name / body value compared */
 #define GET_STREAM_MAX (256u * 1024u)         /* unread bytes a session's GET stream holds */
 
@@ -103,6 +104,17 @@ struct hreq {
   bool suspended;
   bool gone;               /* the client went away: end the body */
   bool watch_cancels;      /* a disconnect cancels the MCP request (2026-07-28) */
+  bool too_big;            /* the body passed max_body_bytes: the rest is discarded, then 413 */
+  bool in_handler;         /* inside on_access: a response may be queued now */
+  int polls;               /* final-call repeats while the answer is awaited (not suspended) */
+  int64_t suspended_at;
+  struct {                 /* an answer that came while libmicrohttpd was not asking */
+    bool set, sse;
+    unsigned status;
+    const char *ctype;
+    char *body;
+    size_t len;
+  } later;
 };
 
 struct hstream {
@@ -222,10 +234,12 @@ static void add_common_headers(hreq *r, struct MHD_Response *resp) {
   if (r->sid) MHD_add_response_header(resp, "Mcp-Session-Id", r->sid);
 }
 
-/* Queues body (malloc'd, taken) with status; wakes a suspended request. */
-static void respond_take(hreq *r, unsigned status, const char *ctype, char *body, size_t len) {
-  assert(!r->answered);
-  struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+static void req_wake(hreq *r);
+static void queue_sse(hreq *r);
+
+static void queue_take(hreq *r, unsigned status, const char *ctype, char *body, size_t len) {
+  struct MHD_Response *resp = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+                                   : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
   if (!resp) {
     free(body);
     return;
@@ -239,12 +253,48 @@ static void respond_take(hreq *r, unsigned status, const char *ctype, char *body
   if (status >= 400) r->h->rejected++;
 }
 
-static void respond_empty(hreq *r, unsigned status) {
-  struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-  if (!resp) return;
-  add_common_headers(r, resp);
-  if (MHD_queue_response(r->mc, status, resp) == MHD_YES) r->answered = true;
-  MHD_destroy_response(resp);
+/* Answers r with body (malloc'd and taken; NULL = empty). libmicrohttpd takes a response only
+ * inside the access handler or for a suspended connection: otherwise (a request being polled,
+ * see on_access) the answer waits in r->later for the next handler call, which comes from the
+ * MHD_run that mark_dirty asks for. */
+static void respond_take(hreq *r, unsigned status, const char *ctype, char *body, size_t len) {
+  if (r->answered || r->later.set) {
+    free(body);
+    return;
+  }
+  if (r->in_handler || r->suspended) {
+    queue_take(r, status, ctype, body, len);
+    req_wake(r);
+    return;
+  }
+  r->later.set = true;
+  r->later.status = status;
+  r->later.ctype = ctype;
+  r->later.body = body;
+  r->later.len = len;
+  mark_dirty(r->h);
+}
+
+static void respond_empty(hreq *r, unsigned status) { respond_take(r, status, NULL, NULL, 0); }
+
+static void respond_sse(hreq *r) {
+  if (r->answered || r->later.set) return;
+  if (r->in_handler || r->suspended) {
+    queue_sse(r);
+    req_wake(r);
+    return;
+  }
+  r->later.set = r->later.sse = true;
+  mark_dirty(r->h);
+}
+
+/* From the access handler: queues what r->later holds. */
+static void deliver_later(hreq *r) {
+  if (!r->later.set) return;
+  r->later.set = false;
+  if (r->later.sse) queue_sse(r);
+  else queue_take(r, r->later.status, r->later.ctype, r->later.body, r->later.len);
+  r->later.body = NULL;
 }
 
 /* A JSON-RPC error answered by the transport itself (id: raw JSON text or NULL for null). */
@@ -342,7 +392,6 @@ static void on_epoll(uv_poll_t *p, int status, int events) {
 
 /* ---------- disconnect watch (while suspended) ---------- */
 
-static void req_wake(hreq *r);
 
 static void on_watch(uv_poll_t *p, int status, int events) {
   hconn *c = p->data;
@@ -385,11 +434,13 @@ static void watch_stop(hconn *c) {
   }
 }
 
+/* The disconnect watch starts from the sweep once a request has waited WATCH_AFTER_MS: a call
+ * answered within a loop iteration or two costs no epoll_ctl for it. */
 static void req_suspend(hreq *r) {
   if (r->suspended) return;
   MHD_suspend_connection(r->mc);
   r->suspended = true;
-  watch_start(r);
+  r->suspended_at = clock_mono_ms();
 }
 
 static void req_wake(hreq *r) {
@@ -424,7 +475,7 @@ static void streaming_remove(hreq *r) {
   h->nstreaming--;
 }
 
-static void respond_sse(hreq *r) {
+static void queue_sse(hreq *r) {
   struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_reader, r, NULL);
   if (!resp) return;
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
@@ -529,7 +580,6 @@ static void stream_deliver(hstream *st, char *msg, size_t len, const http_msg_in
     if (r && !r->answered) {
       unsigned status = mi->is_error ? http_status_for_rpc_error(mi->error_code, !st->sess) : MHD_HTTP_OK;
       respond_take(r, status, "application/json", msg, len);
-      req_wake(r);
       stream_detach(st);
       return;
     }
@@ -563,12 +613,8 @@ static void stream_deliver(hstream *st, char *msg, size_t len, const http_msg_in
   }
   if (final) st->final = true;
   if (!r) return;
-  if (!r->answered) {
-    respond_sse(r);
-    req_wake(r);
-  } else {
-    req_wake(r);
-  }
+  if (!r->answered) respond_sse(r);
+  else req_wake(r);
 }
 
 static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max) {
@@ -957,8 +1003,7 @@ static void post_modern(hreq *r, json_t *msg, const char *id_raw, size_t id_len)
   stream_attach(st, r);
   h->pending++;
   r->watch_cancels = true;
-  mcp_session_feed_json(st->eph, msg);
-  if (st->req == r && !r->answered) req_suspend(r); /* the answer comes later */
+  mcp_session_feed_json(st->eph, msg); /* an answer that comes later: see on_access */
 }
 
 static void post_legacy(hreq *r, json_t *msg, const http_msg_info *mi, const char *method) {
@@ -1034,7 +1079,6 @@ static void post_legacy(hreq *r, json_t *msg, const http_msg_info *mi, const cha
     sess_end(s, "initialize failed");
     return;
   }
-  if (st->req == r && !r->answered) req_suspend(r);
 }
 
 static void handle_post(hreq *r) {
@@ -1092,7 +1136,7 @@ static void handle_post(hreq *r) {
                         "Invalid params: missing required _meta field io.modelcontextprotocol/protocolVersion", mi.id,
                         mi.id_len, NULL);
   } else {
-    char why[256];
+    char why[1024];
     const char *bad = method ? check_standard_headers(r, msg, method, hv, bv, why, sizeof why) : NULL;
     if (bad) respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, HTTP_RPC_HEADER_MISMATCH, bad, mi.id, mi.id_len, NULL);
     else post_modern(r, msg, mi.id, mi.id_len);
@@ -1144,6 +1188,13 @@ static void handle_get(hreq *r) {
     respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", NULL, 0, NULL);
     return;
   }
+  if (st->req && last) { /* resuming: the old connection is gone (the client would not resume
+                            otherwise), even if its close has not been seen yet */
+    hreq *old = st->req;
+    stream_detach(st);
+    old->gone = true;
+    req_wake(old);
+  }
   if (st->req) { /* one connection per stream */
     respond_rpc_error(r, MHD_HTTP_CONFLICT, -32000, "Conflict: only one SSE stream is allowed per session", NULL, 0, NULL);
     return;
@@ -1192,6 +1243,13 @@ static hconn *conn_of(struct MHD_Connection *mc) {
   return ci ? ci->socket_context : NULL;
 }
 
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+  size_t *n = cls;
+  (void)kind;
+  *n += strlen(key) + (value ? strlen(value) : 0) + 4;
+  return MHD_YES;
+}
+
 /* First call for a request: the headers are in. Answers what can be answered from them. */
 static void request_begin(hreq *r, const char *url, const char *method) {
   mcp_http *h = r->h;
@@ -1218,6 +1276,13 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   }
   h->requests++;
   if (strcmp(method, "POST") != 0 && r->c) r->c->deadline = 0; /* no body to wait for */
+  size_t hbytes = strlen(url) + strlen(method) + 16;
+  MHD_get_connection_values(r->mc, MHD_HEADER_KIND, count_header, &hbytes);
+  if (hbytes > h->o.max_header_bytes) { /* libmicrohttpd's own ceiling is its memory pool, coarser */
+    respond_rpc_error(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, MCP_RPC_INVALID_REQUEST,
+                      "Request Header Fields Too Large", NULL, 0, NULL);
+    return;
+  }
   if (strcmp(method, "POST") == 0) r->kind = RQ_POST;
   else if (strcmp(method, "GET") == 0) r->kind = RQ_GET;
   else if (strcmp(method, "DELETE") == 0) r->kind = RQ_DELETE;
@@ -1307,12 +1372,29 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   handle_delete(r);
 }
 
+static enum MHD_Result handle_access(listener *l, struct MHD_Connection *mc, const char *url, const char *method,
+                              const char *upload, size_t *upload_size, hreq **rp);
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
   listener *l = cls;
-  mcp_http *h = l->h;
   hreq *r = *con_cls;
   (void)version;
+  if (r) r->in_handler = true;
+  enum MHD_Result res = handle_access(l, mc, url, method, upload, upload_size, &r);
+  if (!*con_cls) *con_cls = r;
+  if (r) r->in_handler = false;
+  return res;
+}
+
+/* The access handler proper. libmicrohttpd calls it once with the headers, once per body chunk,
+ * then ("final") again and again until a response is queued or the connection is suspended.
+ * Waiting answers are polled, not suspended, for a few calls: a quick tool call then costs no
+ * epoll_ctl for suspend/resume (libmicrohttpd removes and re-adds a suspended socket). */
+static enum MHD_Result handle_access(listener *l, struct MHD_Connection *mc, const char *url, const char *method,
+                              const char *upload, size_t *upload_size, hreq **rp) {
+  mcp_http *h = l->h;
+  hreq *r = *rp;
   if (!r) {
     r = calloc(1, sizeof *r);
     if (!r) return MHD_NO;
@@ -1320,7 +1402,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
     r->mc = mc;
     r->l = l;
     r->c = conn_of(mc);
-    *con_cls = r;
+    r->in_handler = true;
+    *rp = r;
     if (r->c) {
       r->c->req = r;
       r->c->deadline = clock_mono_ms() + (int64_t)h->o.request_timeout_seconds * 1000; /* the body too */
@@ -1329,16 +1412,31 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
     return MHD_YES;
   }
   if (*upload_size) {
-    if (!r->answered && buf_append(&r->body, upload, *upload_size) != 0) {
-      char m[128];
-      snprintf(m, sizeof m, "Content Too Large: the body limit is %zu bytes", h->o.max_body_bytes);
-      respond_rpc_error(r, MHD_HTTP_CONTENT_TOO_LARGE, MCP_RPC_INVALID_REQUEST, m, NULL, 0, NULL);
+    /* libmicrohttpd takes no response in the middle of an upload: past the ceiling the rest is
+     * read and dropped (never stored), and 413 goes out at the end; request_timeout bounds it */
+    if (!r->answered && !r->too_big && buf_append(&r->body, upload, *upload_size) != 0) {
+      r->too_big = true;
+      buf_free(&r->body);
     }
     *upload_size = 0;
     return MHD_YES;
   }
   if (r->c) r->c->deadline = 0;
-  if (r->answered || r->st) return MHD_YES;
+  if (r->answered) return MHD_YES;
+  if (r->later.set) {
+    deliver_later(r);
+    return MHD_YES;
+  }
+  if (r->st) { /* still waiting: poll a few times, then suspend */
+    if (++r->polls >= 3) req_suspend(r);
+    return MHD_YES;
+  }
+  if (r->too_big) {
+    char m[128];
+    snprintf(m, sizeof m, "Content Too Large: the body limit is %zu bytes", h->o.max_body_bytes);
+    respond_rpc_error(r, MHD_HTTP_CONTENT_TOO_LARGE, MCP_RPC_INVALID_REQUEST, m, NULL, 0, NULL);
+    return MHD_YES;
+  }
   if (r->kind == RQ_POST) handle_post(r);
   else respond_empty(r, MHD_HTTP_INTERNAL_SERVER_ERROR); /* never reached: other kinds answer at once */
   return MHD_YES;
@@ -1363,6 +1461,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
     stream_detach(r->st);
   }
   buf_free(&r->body);
+  free(r->later.body);
   if (h->o.authenticate) auth_clear(&r->ar.auth);
   free(r);
   check_stopped(h);
@@ -1418,6 +1517,7 @@ static void on_sweep(uv_timer_t *t) {
   mcp_http *h = t->data;
   int64_t now = clock_mono_ms();
   for (hconn *c = h->conns; c; c = c->next) {
+    if (c->req && c->req->suspended && !c->watching && now - c->req->suspended_at >= WATCH_AFTER_MS) watch_start(c->req);
     if (c->deadline && now > c->deadline && c->fd >= 0 && !(c->req && c->req->suspended)) {
       log_debug("http: closing a connection that did not send a whole request in time", NULL);
       c->deadline = 0;
@@ -1509,7 +1609,7 @@ static int listener_start(mcp_http *h, listener *l, const char *spec, char *err,
   l->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, l,
                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                           MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->o.max_connections,
-                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(h->o.max_header_bytes + 8192),
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(h->o.max_header_bytes + 4096),
                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->o.idle_timeout_seconds,
                           MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                           MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
@@ -1529,9 +1629,12 @@ static int listener_start(mcp_http *h, listener *l, const char *spec, char *err,
     return -EIO;
   }
   unsigned bound = pi->port;
-  snprintf(l->hostport, sizeof l->hostport, v6 ? "[%s]:%u" : "%s:%u", host, bound);
-  snprintf(l->base, sizeof l->base, "http://%s", l->hostport);
-  snprintf(l->url, sizeof l->url, "%s/mcp", l->base);
+  char hp[64], base[MCP_HTTP_MAX_URL];
+  snprintf(hp, sizeof hp, v6 ? "[%s]:%u" : "%s:%u", host, bound);
+  snprintf(base, sizeof base, "http://%s", hp);
+  memcpy(l->hostport, hp, sizeof hp);
+  memcpy(l->base, base, sizeof base);
+  snprintf(l->url, sizeof l->url, "%s/mcp", base);
   if (uv_poll_init(h->loop, &l->poll, ei->epoll_fd) != 0) {
     snprintf(err, errlen, "http.listen: cannot watch the libmicrohttpd descriptor for %s", spec);
     return -EIO;
