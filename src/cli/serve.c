@@ -1,7 +1,7 @@
 /* serve.c — `peermcp serve`: load the configuration and run a node with every part the
  * configuration turns on (src/node/node.h): the store, the built-in and command tools, MCP
- * Tasks, the libp2p peer and the P2P service, MCP on stdio, signals. It runs until stdin
- * closes or SIGINT/SIGTERM arrives, then stops in the node's documented order (node.h:
+ * Tasks, the libp2p peer and the P2P service, MCP on stdio and Streamable HTTP, signals. It
+ * runs until stdin closes (without HTTP listeners) or SIGINT/SIGTERM arrives, then stops in the node's documented order (node.h:
  * transports drain → service → MCP Tasks → host → dispatcher → handles) and exits 0. A second
  * signal cancels the calls still running. */
 #include <stdio.h>
@@ -17,8 +17,10 @@ static void serve_usage(FILE *f) {
           "usage: peermcp serve [OPTIONS]\n"
           "\n"
           "Serves MCP (JSON-RPC, newline-delimited) on stdin/stdout, both the 2026-07-28 and the\n"
-          "2025-11-25…2024-11-05 revisions, plus the libp2p peer. Logs are JSON lines on stderr.\n"
-          "Exits 0 when stdin closes (after in-flight calls finish) or on SIGINT/SIGTERM.\n"
+          "2025-11-25…2024-11-05 revisions, plus the libp2p peer, and with --http-listen over\n"
+          "Streamable HTTP at http://HOST:PORT/mcp. Logs are JSON lines on stderr.\n"
+          "Exits 0 when stdin closes (after in-flight calls finish; with HTTP listeners only stdio\n"
+          "closes then) or on SIGINT/SIGTERM.\n"
           "\n"
           "options:\n"
           "%s"
@@ -63,6 +65,7 @@ int cli_serve(int argc, char **argv) {
       .mcp_tasks = true,
       .host = NODE_HOST_LISTEN, /* when p2p.enabled */
       .stdio = true,            /* when stdio.enabled */
+      .http = true,             /* when http.listen is set */
       .signals = true,
   };
   node *n = NULL;

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "transport/http.h"
+#include "transport/http_rules.h"
 #include "transport/stdio.h"
 #include "service/remote_source.h"
 #include "service/service.h"
@@ -49,6 +51,15 @@ typedef struct node_stdio {
   void (*done)(void *arg);
   void *done_arg;
 } node_stdio;
+
+/* The Streamable HTTP transport (transport/http.h) as a node_transport. */
+typedef struct node_http {
+  node *n;
+  mcp_http *h;
+  void (*done)(void *arg);
+  void *done_arg;
+  char url_file[4096];
+} node_http;
 
 struct node {
   const config *cfg;
@@ -88,6 +99,7 @@ struct node {
   node_transport tr[NODE_MAX_TRANSPORTS];
   size_t n_tr;
   node_stdio stdio;
+  node_http http;
 
   /* the stop sequence */
   size_t step;
@@ -246,6 +258,8 @@ static void stdio_on_closed(void *ud) {
     void (*done)(void *) = s->done;
     s->done = NULL;
     done(s->done_arg);
+  } else if (!node_stopping(s->n) && s->n->http.h) {
+    nlog(s->n, LOG_INFO, "stdio closed; HTTP goes on until a signal", NULL);
   } else if (!node_stopping(s->n)) {
     nlog(s->n, LOG_INFO, "stdio closed; shutting down", NULL);
     node_stop(s->n, NULL, NULL);
@@ -295,6 +309,98 @@ static void stdio_free(void *self) {
 static const node_transport_ops k_stdio_ops = {
     .name = "stdio", .start = stdio_start, .stop = stdio_stop, .cancel = stdio_cancel, .free = stdio_free};
 
+/* ---------- the HTTP transport ---------- */
+
+static void http_stopped(void *ud) {
+  node_http *s = ud;
+  void (*done)(void *) = s->done;
+  s->done = NULL;
+  if (done) done(s->done_arg);
+}
+
+static int http_start(void *self, node *n) {
+  node_http *s = self;
+  const config *c = n->cfg;
+  snprintf(s->url_file, sizeof s->url_file, "%s/http.json", c->state_dir);
+  mcp_http_opts ho = {
+      .listen = (const char *const *)c->http.listen,
+      .n_listen = c->http.listen_count,
+      .dispatcher = n->disp,
+      .tasks = node_mcp_tasks(n),
+      .page_size = c->page_size,
+      .allowed_origins = (const char *const *)c->http.allowed_origins,
+      .n_allowed_origins = c->http.allowed_origin_count,
+      .allowed_hosts = (const char *const *)c->http.allowed_hosts,
+      .n_allowed_hosts = c->http.allowed_host_count,
+      .allow_unauthenticated = c->http.allow_unauthenticated,
+      .session_idle_seconds = c->http.session_idle_seconds,
+      .max_sessions = c->http.max_sessions,
+      .max_connections = c->http.max_connections,
+      .max_body_bytes = c->http.max_body_bytes,
+      .max_header_bytes = c->http.max_header_bytes,
+      .request_timeout_seconds = c->http.request_timeout_seconds,
+      .idle_timeout_seconds = c->http.idle_timeout_seconds,
+      .sse_keepalive_seconds = c->http.sse_keepalive_seconds,
+      .url_file = s->url_file,
+      /* HOOK(auth, issue 13): .authenticate; HOOK(metrics, issue 14): .route for GET /metrics */
+  };
+  char err[512];
+  int rc = mcp_http_start(n->loop, &ho, &s->h, err, sizeof err);
+  if (rc != 0) {
+    s->h = NULL;
+    return rc;
+  }
+  /* /readyz: storage open (the node got this far, so every listener is up) */
+  mcp_http_set_ready(s->h, !n->o.store || (n->queue && n->cache));
+  return 0;
+}
+
+static void http_stop(void *self, void (*done)(void *arg), void *arg) {
+  node_http *s = self;
+  if (!s->h) {
+    done(arg);
+    return;
+  }
+  s->done = done;
+  s->done_arg = arg;
+  mcp_http_stop(s->h, http_stopped, s); /* new requests 503; in-flight ones finish; listeners close */
+}
+
+static void http_cancel(void *self) {
+  node_http *s = self;
+  if (s->h) mcp_http_cancel(s->h);
+}
+
+static void http_free(void *self) {
+  node_http *s = self;
+  if (s->h) mcp_http_free(s->h); /* before the dispatcher: its sessions hold calls */
+  s->h = NULL;
+}
+
+static const node_transport_ops k_http_ops = {
+    .name = "http", .start = http_start, .stop = http_stop, .cancel = http_cancel, .free = http_free};
+
+/* A non-loopback HTTP address without authentication is refused here, with the address in
+ * the message, before anything starts (the transport checks it again). */
+static int check_http_listen(const config *cfg, char *err, size_t errlen) {
+  for (size_t i = 0; i < cfg->http.listen_count; i++) {
+    char host[64];
+    uint16_t port;
+    if (config_host_port_parse(cfg->http.listen[i], host, sizeof host, &port) != 0) {
+      seterr(err, errlen, "http.listen: \"%s\" is not HOST:PORT", cfg->http.listen[i]);
+      return -EINVAL;
+    }
+    if (!http_addr_is_loopback(host) && !cfg->http.allow_unauthenticated) {
+      seterr(err, errlen,
+             "http.listen: %s is not a loopback address and HTTP has no authentication; refusing to serve it "
+             "(set http.allow_unauthenticated: true to serve it anyway)",
+             cfg->http.listen[i]);
+      return -EINVAL;
+    }
+  }
+  return 0;
+}
+
 /* ---------- node_open ---------- */
 
 static int check_options(const node_options *o, char *err, size_t errlen) {
@@ -302,6 +408,7 @@ static int check_options(const node_options *o, char *err, size_t errlen) {
   if (o->service && !o->tools) why = "the service needs the tools";
   else if (o->mcp_tasks && !(o->tools && o->store)) why = "MCP Tasks need the tools and the store";
   else if (o->stdio && !o->tools) why = "stdio needs the tools";
+  else if (o->http && !o->tools) why = "HTTP needs the tools";
   else if (o->local_ops && !o->store) why = "the local op table needs the store";
   else if (o->maintenance && !(o->store && o->tools)) why = "maintenance needs the store and the tools";
   else if (o->workers && !o->tools) why = "workers need the tools";
@@ -370,6 +477,11 @@ int node_open(const config *cfg, const node_options *o, node **out, char *err, s
     n->stdio.in_fd = fds ? o->stdio_in_fd : 0;
     n->stdio.out_fd = fds ? o->stdio_out_fd : 1;
     n->tr[n->n_tr++] = (node_transport){.ops = &k_stdio_ops, .self = &n->stdio};
+  }
+  if (o->http && cfg->http.listen_count) {
+    if ((rc = check_http_listen(cfg, err, errlen)) != 0) goto fail;
+    n->http.n = n;
+    n->tr[n->n_tr++] = (node_transport){.ops = &k_http_ops, .self = &n->http};
   }
   *out = n;
   return 0;
@@ -589,8 +701,8 @@ int node_start(node *n, char *err, size_t errlen) {
     }
     t->started = true;
   }
-  nlog(n, LOG_INFO, "ready", "{s:s, s:I, s:b, s:b, s:s}", "version", PEERMCP_VERSION, "tools",
-       (json_int_t)(n->reg ? mcp_registry_count(n->reg) : 0), "stdio", n->stdio.n != NULL, "p2p",
+  nlog(n, LOG_INFO, "ready", "{s:s, s:I, s:b, s:b, s:b, s:s}", "version", PEERMCP_VERSION, "tools",
+       (json_int_t)(n->reg ? mcp_registry_count(n->reg) : 0), "stdio", n->stdio.n != NULL, "http", n->http.h != NULL, "p2p",
        n->o.host == NODE_HOST_LISTEN && cfg->p2p.enabled, "state_dir", cfg->state_dir);
   return 0;
 }

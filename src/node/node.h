@@ -22,9 +22,10 @@
  *                 peerstore file)
  *   workers       claim-and-run workers of `peermcp worker` (options.workers): from the local
  *                 queue, or from peers over /mcp+p2p/1.0.0
- *   transports    MCP transports around the dispatcher: stdio (options.stdio, stdio.enabled)
- *                 and any added with node_add_transport (HTTP and the metrics listener plug in
- *                 here)
+ *   transports    MCP transports around the dispatcher: stdio (options.stdio, stdio.enabled),
+ *                 Streamable HTTP (options.http, http.listen; a non-loopback address without
+ *                 authentication fails node_open unless http.allow_unauthenticated) and any
+ *                 added with node_add_transport (the metrics listener plugs in here)
  *   signals       SIGINT/SIGTERM → node_stop (a second one cancels in-flight calls); SIGPIPE
  *                 ignored
  *
@@ -113,6 +114,9 @@ typedef struct node_options {
   node_host_mode host;
   bool stdio;             /* with tools: MCP on stdin/stdout (when stdio.enabled) */
   int stdio_in_fd, stdio_out_fd; /* other descriptors for stdio (tests); both 0 → 0 and 1 */
+  bool http;              /* with tools: MCP over Streamable HTTP (when http.listen is set;
+                             <state_dir>/http.json names the URL; stdin EOF then closes only
+                             stdio) */
   bool signals;           /* SIGINT/SIGTERM stop the node; SIGPIPE ignored */
   const node_workers_opts *workers; /* with tools: workers (copied at node_open) */
 } node_options;

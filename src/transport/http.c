@@ -42,6 +42,7 @@
 #include "util/buf.h"
 #include "util/check.h"
 #include "util/clock.h"
+#include "auth/auth.h"
 #include "util/log.h"
 
 #define SESSION_BUCKETS 1024u
@@ -96,7 +97,7 @@ struct hreq {
   listener *l;
   rq_kind kind;
   buf body;
-  mcp_http_auth_result ar; /* who is calling (ar.auth borrowed by an ephemeral session) */
+  mcp_http_auth_result ar; /* who is calling (copied into a session) */
   const char *sid;         /* Mcp-Session-Id to put on the response (borrowed from hsess) */
   hstream *st;             /* the stream this request waits on or drains */
   bool answered;           /* a response is queued */
@@ -122,12 +123,9 @@ struct hstream {
   mcp_http *h;
   hsess *sess;       /* NULL: an ephemeral 2026-07-28 stream */
   mcp_session *eph;  /* ephemeral: its own session core */
-  mcp_auth eph_auth; /* ephemeral: the caller (strings owned) */
+  mcp_auth eph_auth; /* ephemeral: the caller (a value) */
   uint32_t no;
-  char *rid;         /* raw JSON id of the request (NULL for a GET stream) */
-  size_t rid_len;
-  char *ptok;        /* raw JSON progressToken of the request, NULL if none */
-  size_t ptok_len;
+  json_t *rid;       /* the request's id (NULL for a GET stream); messages are routed by it */
   hreq *req;         /* the HTTP request attached, NULL when detached */
   sse_stream *sse;   /* once the answer is an SSE stream */
   bool is_get;
@@ -144,7 +142,7 @@ struct hsess {
   mcp_http *h;
   char id[SESSION_ID_LEN + 1];
   mcp_session *ms;
-  mcp_auth auth;      /* owned strings; bound subject = auth.subject */
+  mcp_auth auth;      /* who created it: later requests must be the same principal */
   hstream *streams;
   hstream *get;       /* the standalone GET stream (also in streams), NULL until a GET */
   uint32_t next_no;
@@ -202,30 +200,9 @@ static bool legacy_version_known(const char *v) {
   return false;
 }
 
-static void auth_clear(mcp_auth *a) {
-  free((char *)a->peer_id);
-  free((char *)a->subject);
-  if (a->credential) sodium_memzero((char *)a->credential, strlen(a->credential));
-  free((char *)a->credential);
-  memset(a, 0, sizeof *a);
-}
-
-static int auth_copy(mcp_auth *dst, const mcp_auth *src) {
-  memset(dst, 0, sizeof *dst);
-  dst->scopes = src->scopes;
-  dst->local = src->local;
-  if ((src->peer_id && !(dst->peer_id = strdup(src->peer_id))) ||
-      (src->subject && !(dst->subject = strdup(src->subject))) ||
-      (src->credential && !(dst->credential = strdup(src->credential)))) {
-    auth_clear(dst);
-    return -ENOMEM;
-  }
-  return 0;
-}
-
-static bool same_subject(const char *a, const char *b) {
-  if (!a || !b) return a == b;
-  return strcmp(a, b) == 0;
+/* A session is bound to the subject (and kind) that created it (auth/auth.h). */
+static bool same_principal(const mcp_auth *a, const mcp_auth *b) {
+  return a->kind == b->kind && strcmp(a->subject, b->subject) == 0 && strcmp(a->issuer, b->issuer) == 0;
 }
 
 /* ---------- responses ---------- */
@@ -297,24 +274,16 @@ static void deliver_later(hreq *r) {
   r->later.body = NULL;
 }
 
-/* A JSON-RPC error answered by the transport itself (id: raw JSON text or NULL for null). */
-static void respond_rpc_error(hreq *r, unsigned status, int code, const char *message, const char *id, size_t id_len,
+/* A JSON-RPC error answered by the transport itself (id NULL = null). */
+static void respond_rpc_error(hreq *r, unsigned status, int code, const char *message, const json_t *id,
                               json_t *data /* stolen */) {
-  json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
-  if (err && data) json_object_set(err, "data", data);
+  json_t *m = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id ? (json_t *)id : json_null(), "error",
+                        "code", code, "message", message);
+  if (m && data) json_object_set(json_object_get(m, "error"), "data", data);
   json_decref(data);
-  char *e = err ? json_dumps(err, JSON_COMPACT) : NULL;
-  json_decref(err);
-  size_t n = (e ? strlen(e) : 2) + (id ? id_len : 4) + 48;
-  char *body = malloc(n);
-  if (!body) {
-    free(e);
-    return;
-  }
-  int w = snprintf(body, n, "{\"jsonrpc\":\"2.0\",\"id\":%.*s,\"error\":%s}", id ? (int)id_len : 4, id ? id : "null",
-                   e ? e : "{}");
-  free(e);
-  respond_take(r, status, "application/json", body, (size_t)w);
+  char *body = m ? json_dumps(m, JSON_COMPACT) : NULL;
+  json_decref(m);
+  if (body) respond_take(r, status, "application/json", body, strlen(body));
 }
 
 static void respond_text(hreq *r, unsigned status, const char *ctype, const char *text) {
@@ -497,10 +466,8 @@ static void stream_attach(hstream *st, hreq *r) {
 
 static void stream_free(hstream *st) {
   if (st->eph) mcp_session_free(st->eph);
-  auth_clear(&st->eph_auth);
   sse_stream_free(st->sse);
-  free(st->rid);
-  free(st->ptok);
+  json_decref(st->rid);
   free(st);
 }
 
@@ -566,19 +533,20 @@ static void stream_detach(hstream *st) {
   }
 }
 
-/* One outgoing message for stream st (msg malloc'd; taken). */
-static void stream_deliver(hstream *st, char *msg, size_t len, const http_msg_info *mi) {
+/* One outgoing message for stream st (msg malloc'd; taken). `response`: the answer to st's
+ * request, error_code its JSON-RPC error (0 = a result). */
+static void stream_deliver(hstream *st, char *msg, size_t len, bool response, int error_code) {
   mcp_http *h = st->h;
   if (st->final || st->zombie) { /* nothing may follow the response */
     free(msg);
     return;
   }
-  bool final = mi->kind == HTTP_MSG_RESPONSE && !st->is_get;
+  bool final = response && !st->is_get;
   hreq *r = st->req;
   if (final && !st->sse) {
     st->final = true;
     if (r && !r->answered) {
-      unsigned status = mi->is_error ? http_status_for_rpc_error(mi->error_code, !st->sess) : MHD_HTTP_OK;
+      unsigned status = error_code ? http_status_for_rpc_error(error_code, !st->sess) : MHD_HTTP_OK;
       respond_take(r, status, "application/json", msg, len);
       stream_detach(st);
       return;
@@ -642,20 +610,12 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max) {
   return 0;
 }
 
-static hstream *stream_new(mcp_http *h, hsess *s, const char *rid, size_t rid_len) {
+static hstream *stream_new(mcp_http *h, hsess *s, json_t *rid) {
   hstream *st = calloc(1, sizeof *st);
   if (!st) return NULL;
   st->h = h;
   st->sess = s;
-  if (rid) {
-    if (!(st->rid = malloc(rid_len + 1))) {
-      free(st);
-      return NULL;
-    }
-    memcpy(st->rid, rid, rid_len);
-    st->rid[rid_len] = 0;
-    st->rid_len = rid_len;
-  }
+  st->rid = json_incref(rid);
   if (s) {
     st->no = ++s->next_no;
     st->next = s->streams;
@@ -666,30 +626,15 @@ static hstream *stream_new(mcp_http *h, hsess *s, const char *rid, size_t rid_le
 
 /* ---------- routing the output of a session core ---------- */
 
-static bool raw_eq(const char *a, size_t al, const char *b, size_t bl) { return a && b && al == bl && memcmp(a, b, al) == 0; }
 
 /* 2026-07-28: everything an ephemeral session says belongs to its one request. */
-static void eph_send(void *ud, char *msg, size_t len) {
-  hstream *st = ud;
-  http_msg_info mi;
-  http_msg_inspect(msg, len, &mi);
-  stream_deliver(st, msg, len, &mi);
-}
-
-/* Streams of s with a request still waiting for its response. */
-static hstream *only_open_post(hsess *s) {
-  hstream *one = NULL;
-  for (hstream *st = s->streams; st; st = st->next) {
-    if (st->is_get || st->final) continue;
-    if (one) return NULL;
-    one = st;
-  }
-  return one;
+static void eph_route(void *ud, const mcp_session_out *out, char *msg, size_t len) {
+  stream_deliver(ud, msg, len, out->kind == MCP_OUT_RESPONSE, out->error_code);
 }
 
 static hstream *get_stream(hsess *s) {
   if (!s->get) {
-    hstream *st = stream_new(s->h, s, NULL, 0);
+    hstream *st = stream_new(s->h, s, NULL);
     if (!st) return NULL;
     st->is_get = true;
     s->get = st;
@@ -697,48 +642,46 @@ static hstream *get_stream(hsess *s) {
   return s->get;
 }
 
-/* 2025-11-25: responses go to the stream of their request, progress to the stream whose
- * request gave the token; logging and server-to-client requests to the one open POST stream
- * when there is exactly one (the session core does not say which request they belong to),
- * else to the GET stream, like every other notification. */
-static void sess_send(void *ud, char *msg, size_t len) {
+/* The open POST stream of request `id` in session s (the one being fed first: a duplicate id
+ * is answered on the POST that carried it). */
+static hstream *stream_of(hsess *s, const json_t *id) {
+  hstream *f = s->h->feeding;
+  if (f && f->sess == s && !f->final && f->rid && json_equal(f->rid, (json_t *)id)) return f;
+  for (hstream *st = s->streams; st; st = st->next)
+    if (!st->is_get && !st->final && st->rid && json_equal(st->rid, (json_t *)id)) return st;
+  return NULL;
+}
+
+/* 2025-11-25 (mcp/session.h "Per-request routing"): a response, and the notifications and
+ * server-to-client requests a request causes, go to that request's stream; messages of the
+ * session as a whole to its GET stream. A response without a request id is an error about the
+ * message being fed: the POST that carried it gets it (a refused notification: 400). */
+static void sess_route(void *ud, const mcp_session_out *out, char *msg, size_t len) {
   hsess *s = ud;
   mcp_http *h = s->h;
-  http_msg_info mi;
-  http_msg_inspect(msg, len, &mi);
   hstream *to = NULL;
-  if (mi.kind == HTTP_MSG_RESPONSE) {
-    hstream *f = h->feeding;
-    if (f && f->sess == s && !f->final && raw_eq(f->rid, f->rid_len, mi.id, mi.id_len)) to = f;
-    for (hstream *st = s->streams; !to && st; st = st->next)
-      if (!st->is_get && !st->final && raw_eq(st->rid, st->rid_len, mi.id, mi.id_len)) to = st;
-    if (!to && h->feeding && h->feeding->sess == s && mi.id_len == 4 && memcmp(mi.id, "null", 4) == 0)
-      to = h->feeding; /* an error about the message being fed (it had no usable id) */
-    if (!to && h->capturing == s && !h->captured) {
-      h->captured = msg; /* the notification or response being fed was refused */
+  if (out->request_id) {
+    to = stream_of(s, out->request_id);
+  } else if (out->kind == MCP_OUT_RESPONSE) {
+    if (h->feeding && h->feeding->sess == s && !h->feeding->final) {
+      to = h->feeding;
+    } else if (h->capturing == s && !h->captured) {
+      h->captured = msg;
       h->captured_len = len;
       return;
     }
-    if (!to) {
-      log_debug("http: a response for no open request; dropped", NULL);
-      free(msg);
-      return;
-    }
-  } else if (mi.kind == HTTP_MSG_NOTIFICATION && http_msg_method_is(&mi, "notifications/progress")) {
-    const char *p, *t;
-    size_t pl, tl;
-    if (http_json_peek(msg, len, "params", &p, &pl) && http_json_peek(p, pl, "progressToken", &t, &tl))
-      for (hstream *st = s->streams; !to && st; st = st->next)
-        if (!st->is_get && !st->final && raw_eq(st->ptok, st->ptok_len, t, tl)) to = st;
-  } else if (mi.kind == HTTP_MSG_REQUEST || (mi.kind == HTTP_MSG_NOTIFICATION && http_msg_method_is(&mi, "notifications/message"))) {
-    to = h->feeding && h->feeding->sess == s && !h->feeding->final ? h->feeding : only_open_post(s);
   }
-  if (!to) to = get_stream(s);
+  if (!to && out->kind == MCP_OUT_RESPONSE) {
+    log_debug("http: a response for no open request; dropped", NULL);
+    free(msg);
+    return;
+  }
+  if (!to) to = get_stream(s); /* session-wide, or for a request whose stream is gone */
   if (!to) {
     free(msg);
     return;
   }
-  stream_deliver(to, msg, len, &mi);
+  stream_deliver(to, msg, len, out->kind == MCP_OUT_RESPONSE, out->error_code);
 }
 
 /* ---------- sessions (2025-11-25) ---------- */
@@ -808,7 +751,7 @@ static void sess_end(hsess *s, const char *why) {
       st->req = NULL;
       if (h->pending) h->pending--;
       r->sid = NULL;
-      if (!r->answered) respond_rpc_error(r, MHD_HTTP_NOT_FOUND, HTTP_RPC_SESSION_NOT_FOUND, "Session terminated", NULL, 0, NULL);
+      if (!r->answered) respond_rpc_error(r, MHD_HTTP_NOT_FOUND, HTTP_RPC_SESSION_NOT_FOUND, "Session terminated", NULL, NULL);
       req_wake(r); /* an SSE reader sees no stream and ends */
     }
     st->sess = NULL; /* freed below; the stream goes with the zombies */
@@ -819,7 +762,6 @@ static void sess_end(hsess *s, const char *why) {
   mark_dirty(h);
   s->get = NULL;
   mcp_session_free(s->ms);
-  auth_clear(&s->auth);
   sodium_memzero(s->id, sizeof s->id);
   free(s);
 }
@@ -839,10 +781,7 @@ static hsess *sess_new(mcp_http *h, const mcp_auth *auth) {
   hsess *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   s->h = h;
-  if (auth_copy(&s->auth, auth) != 0) {
-    free(s);
-    return NULL;
-  }
+  s->auth = *auth;
   unsigned char raw[SESSION_ID_BYTES];
   randombytes_buf(raw, sizeof raw);
   sodium_bin2base64(s->id, sizeof s->id, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -853,11 +792,10 @@ static hsess *sess_new(mcp_http *h, const mcp_auth *auth) {
       .page_size = h->o.page_size,
       .max_message_bytes = h->o.max_body_bytes,
       .tasks = h->o.tasks,
-      .send = sess_send,
+      .route = sess_route,
       .send_ud = s,
   };
   if (mcp_session_new(&so, &s->ms) != 0) {
-    auth_clear(&s->auth);
     free(s);
     return NULL;
   }
@@ -872,41 +810,24 @@ static hsess *sess_new(mcp_http *h, const mcp_auth *auth) {
 
 /* ---------- POST ---------- */
 
-/* Copies a string member of params into a NUL-terminated raw value for comparison. */
-static const char *param_str(json_t *params, const char *key) {
-  return json_string_value(json_object_get(params, key));
-}
-
 static const char *check_param_headers(hreq *r, json_t *params, char *why, size_t whylen);
 
-/* 2026-07-28 §Request Metadata checks (HeaderMismatch -32020 on any failure). Returns NULL when
- * they pass, else the message. */
-static const char *check_standard_headers(hreq *r, json_t *msg, const char *method, const char *hv, const char *bv,
-                                          char *why, size_t whylen) {
-  if (!hv) return "Header mismatch: the MCP-Protocol-Version header is required";
-  if (strcmp(hv, bv) != 0) {
-    snprintf(why, whylen, "Header mismatch: MCP-Protocol-Version header value '%.64s' does not match body value '%.64s'", hv, bv);
-    return why;
-  }
+/* 2026-07-28 §Standard Request Headers: Mcp-Method always, Mcp-Name for tools/call,
+ * resources/read and prompts/get (and, when sent, the tasks methods), Mcp-Param-* for a tool's
+ * x-mcp-header arguments. Returns NULL when they match the body, else the -32020 message. The
+ * version header against _meta is the session core's check (mcp_session_feed_json_versioned). */
+static const char *check_standard_headers(hreq *r, json_t *msg, char *why, size_t whylen) {
+  const char *method = NULL, *body_name = NULL;
+  mcp_session_msg_route(msg, &method, &body_name);
+  if (!method) return NULL; /* the session core answers what is wrong with it */
   const char *hm = hdr(r->mc, "Mcp-Method");
   if (!hm) return "Header mismatch: the Mcp-Method header is required";
   if (strcmp(hm, method) != 0) {
     snprintf(why, whylen, "Header mismatch: Mcp-Method header value '%.64s' does not match body value '%.64s'", hm, method);
     return why;
   }
-  json_t *params = json_object_get(msg, "params");
-  const char *body_name = NULL;
-  bool required = false;
-  if (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0) {
-    body_name = param_str(params, "name");
-    required = true;
-  } else if (strcmp(method, "resources/read") == 0) {
-    body_name = param_str(params, "uri");
-    required = true;
-  } else if (strcmp(method, "tasks/get") == 0 || strcmp(method, "tasks/update") == 0 ||
-             strcmp(method, "tasks/cancel") == 0) {
-    body_name = param_str(params, "taskId");
-  }
+  bool required = strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0 ||
+                  strcmp(method, "resources/read") == 0;
   const char *hn = hdr(r->mc, "Mcp-Name");
   if (!body_name) return NULL; /* the session core reports the missing field */
   if (!hn) return required ? "Header mismatch: the Mcp-Name header is required" : NULL;
@@ -921,7 +842,8 @@ static const char *check_standard_headers(hreq *r, json_t *msg, const char *meth
     res = why;
   }
   free(dec);
-  if (!res && strcmp(method, "tools/call") == 0) res = check_param_headers(r, params, why, whylen);
+  if (!res && strcmp(method, "tools/call") == 0)
+    res = check_param_headers(r, json_object_get(msg, "params"), why, whylen);
   return res;
 }
 
@@ -978,65 +900,59 @@ static const char *check_param_headers(hreq *r, json_t *params, char *why, size_
 }
 
 /* Runs msg on a fresh ephemeral session whose output goes to a new stream for r. */
-static void post_modern(hreq *r, json_t *msg, const char *id_raw, size_t id_len) {
+static void post_modern(hreq *r, json_t *msg, json_t *id, const char *hv) {
   mcp_http *h = r->h;
-  hstream *st = stream_new(h, NULL, id_raw, id_len);
-  if (!st || auth_copy(&st->eph_auth, &r->ar.auth) != 0) {
-    if (st) stream_free(st);
-    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", id_raw, id_len, NULL);
-    return;
-  }
+  hstream *st = stream_new(h, NULL, id);
+  if (st) st->eph_auth = r->ar.auth;
   mcp_session_opts so = {
       .dispatcher = h->o.dispatcher,
-      .auth = &st->eph_auth,
+      .auth = st ? &st->eph_auth : NULL,
       .page_size = h->o.page_size,
       .max_message_bytes = h->o.max_body_bytes,
       .tasks = h->o.tasks,
-      .send = eph_send,
+      .route = eph_route,
       .send_ud = st,
   };
-  if (mcp_session_new(&so, &st->eph) != 0) {
-    stream_free(st);
-    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", id_raw, id_len, NULL);
+  if (!st || mcp_session_new(&so, &st->eph) != 0) {
+    if (st) stream_free(st);
+    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", id, NULL);
     return;
   }
   stream_attach(st, r);
   h->pending++;
   r->watch_cancels = true;
-  mcp_session_feed_json(st->eph, msg); /* an answer that comes later: see on_access */
+  mcp_session_feed_json_versioned(st->eph, msg, hv); /* an answer that comes later: see on_access */
 }
 
-static void post_legacy(hreq *r, json_t *msg, const http_msg_info *mi, const char *method) {
+static void post_legacy(hreq *r, json_t *msg, json_t *id, const char *method, bool is_request) {
   mcp_http *h = r->h;
   const char *sid = hdr(r->mc, "Mcp-Session-Id");
   const char *hv = hdr(r->mc, "MCP-Protocol-Version");
   hsess *s = NULL;
-  bool init = mi->kind == HTTP_MSG_REQUEST && method && strcmp(method, "initialize") == 0;
+  bool init = is_request && method && strcmp(method, "initialize") == 0;
   if (init) {
     if (!sess_make_room(h)) {
-      respond_rpc_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, MCP_RPC_INTERNAL_ERROR, "Too many sessions; retry later", mi->id,
-                        mi->id_len, NULL);
+      respond_rpc_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, MCP_RPC_INTERNAL_ERROR, "Too many sessions; retry later", id, NULL);
       return;
     }
     s = sess_new(h, &r->ar.auth);
     if (!s) {
-      respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", mi->id, mi->id_len, NULL);
+      respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", id, NULL);
       return;
     }
     log_info("http: session created", "{s:s}", "session", s->id);
   } else {
     if (!sid) {
-      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Mcp-Session-Id header is required", mi->id,
-                        mi->id_len, NULL);
+      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Mcp-Session-Id header is required", id, NULL);
       return;
     }
     s = sess_find(h, sid);
-    if (!s || !same_subject(s->auth.subject, r->ar.auth.subject)) {
-      respond_rpc_error(r, MHD_HTTP_NOT_FOUND, HTTP_RPC_SESSION_NOT_FOUND, "Session not found", mi->id, mi->id_len, NULL);
+    if (!s || !same_principal(&s->auth, &r->ar.auth)) {
+      respond_rpc_error(r, MHD_HTTP_NOT_FOUND, HTTP_RPC_SESSION_NOT_FOUND, "Session not found", id, NULL);
       return;
     }
     if (hv && !legacy_version_known(hv)) {
-      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Unsupported protocol version", mi->id, mi->id_len,
+      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Unsupported protocol version", id,
                         json_pack("{s:s, s:[s,s,s,s]}", "requested", hv, "supported", k_legacy_versions[0],
                                   k_legacy_versions[1], k_legacy_versions[2], k_legacy_versions[3]));
       return;
@@ -1044,7 +960,7 @@ static void post_legacy(hreq *r, json_t *msg, const http_msg_info *mi, const cha
   }
   sess_touch(s);
   r->sid = s->id;
-  if (mi->kind != HTTP_MSG_REQUEST) { /* a notification or a response to the server */
+  if (!is_request) { /* a notification, or a response to a server-to-client request */
     h->capturing = s;
     mcp_session_feed_json(s->ms, msg);
     h->capturing = NULL;
@@ -1057,16 +973,11 @@ static void post_legacy(hreq *r, json_t *msg, const http_msg_info *mi, const cha
     }
     return;
   }
-  hstream *st = stream_new(h, s, mi->id, mi->id_len);
+  hstream *st = stream_new(h, s, id);
   if (!st) {
-    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", mi->id, mi->id_len, NULL);
+    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", id, NULL);
     if (init) sess_end(s, "out of memory");
     return;
-  }
-  json_t *tok = json_object_get(json_object_get(json_object_get(msg, "params"), "_meta"), "progressToken");
-  if (json_is_string(tok) || json_is_integer(tok)) {
-    st->ptok = json_dumps(tok, JSON_COMPACT | JSON_ENCODE_ANY);
-    st->ptok_len = st->ptok ? strlen(st->ptok) : 0;
   }
   stream_attach(st, r);
   h->pending++;
@@ -1077,12 +988,10 @@ static void post_legacy(hreq *r, json_t *msg, const http_msg_info *mi, const cha
   if (init && st->final && !mcp_session_ready(s->ms)) { /* initialize failed: no session */
     r->sid = NULL;
     sess_end(s, "initialize failed");
-    return;
   }
 }
 
 static void handle_post(hreq *r) {
-  mcp_http *h = r->h;
   size_t len = buf_len(&r->body);
   const char *text = len ? (const char *)buf_ptr(&r->body) : "";
   json_error_t jerr;
@@ -1090,59 +999,50 @@ static void handle_post(hreq *r) {
   if (!msg) {
     char m[240];
     snprintf(m, sizeof m, "Parse error: %s (at byte %d)", jerr.text, jerr.position);
-    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_PARSE_ERROR, m, NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_PARSE_ERROR, m, NULL, NULL);
     return;
   }
   if (!json_is_object(msg)) {
     respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_INVALID_REQUEST,
                       json_is_array(msg) ? "Invalid Request: JSON-RPC batches are not supported"
                                          : "Invalid Request: expected a JSON object",
-                      NULL, 0, NULL);
+                      NULL, NULL);
     json_decref(msg);
     return;
   }
-  http_msg_info mi;
-  http_msg_inspect(text, len, &mi); /* raw id text for our own answers */
   json_t *id = json_object_get(msg, "id");
-  if (id && !json_is_string(id) && !json_is_integer(id)) mi.id = NULL; /* never echo a bad id */
-  char *id_raw = NULL;
-  if (mi.id && id) { /* canonical text, as the session core will write it */
-    id_raw = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
-    mi.id = id_raw;
-    mi.id_len = id_raw ? strlen(id_raw) : 0;
-    if (!id_raw) mi.id = NULL;
-  }
+  if (id && !json_is_string(id) && !json_is_integer(id)) id = NULL; /* never echo a bad id */
   const char *method = json_string_value(json_object_get(msg, "method"));
+  bool has_method = json_object_get(msg, "method") != NULL;
+  bool is_request = has_method && json_object_get(msg, "id") != NULL;
+  bool is_response = !has_method && (json_object_get(msg, "result") || json_object_get(msg, "error"));
   json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
   const char *bv = json_string_value(json_object_get(meta, "io.modelcontextprotocol/protocolVersion"));
   const char *hv = hdr(r->mc, "MCP-Protocol-Version");
   const char *sid = hdr(r->mc, "Mcp-Session-Id");
+  /* the era, per request: a 2026-07-28 request says so in _meta, or sends a version header that
+   * no 2025-11-25-style session knows (without a session id: a stateless client) */
   bool modern = bv || (hv && !legacy_version_known(hv) && !sid);
   if (!modern) {
-    post_legacy(r, msg, &mi, method);
-  } else if (mi.kind == HTTP_MSG_RESPONSE || (!method && !mi.id)) {
+    post_legacy(r, msg, id, method, is_request);
+  } else if (is_response || !has_method) {
     respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_INVALID_REQUEST,
-                      "Invalid Request: a 2026-07-28 client sends only requests and notifications", NULL, 0, NULL);
-  } else if (mi.kind == HTTP_MSG_NOTIFICATION) {
+                      "Invalid Request: a 2026-07-28 client sends only requests and notifications", id, NULL);
+  } else if (!is_request) {
     respond_empty(r, MHD_HTTP_ACCEPTED); /* no notification means anything over stateless HTTP */
-  } else if (!bv) {
-    if (hv && strcmp(hv, MCP_PROTOCOL_MODERN) != 0)
-      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, HTTP_RPC_UNSUPPORTED_VERSION, "Unsupported protocol version", mi.id,
-                        mi.id_len,
-                        json_pack("{s:[s,s,s,s,s], s:s}", "supported", MCP_PROTOCOL_MODERN, k_legacy_versions[0],
-                                  k_legacy_versions[1], k_legacy_versions[2], k_legacy_versions[3], "requested", hv));
-    else
-      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_INVALID_PARAMS,
-                        "Invalid params: missing required _meta field io.modelcontextprotocol/protocolVersion", mi.id,
-                        mi.id_len, NULL);
+  } else if (!hv) {
+    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_HEADER_MISMATCH,
+                      "Header mismatch: the MCP-Protocol-Version header is required", id, NULL);
+  } else if (!bv && strcmp(hv, MCP_PROTOCOL_MODERN) != 0) { /* a version nobody here speaks */
+    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_UNSUPPORTED_VERSION, "Unsupported protocol version", id,
+                      json_pack("{s:[s,s,s,s,s], s:s}", "supported", MCP_PROTOCOL_MODERN, k_legacy_versions[0],
+                                k_legacy_versions[1], k_legacy_versions[2], k_legacy_versions[3], "requested", hv));
   } else {
     char why[1024];
-    const char *bad = method ? check_standard_headers(r, msg, method, hv, bv, why, sizeof why) : NULL;
-    if (bad) respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, HTTP_RPC_HEADER_MISMATCH, bad, mi.id, mi.id_len, NULL);
-    else post_modern(r, msg, mi.id, mi.id_len);
+    const char *bad = check_standard_headers(r, msg, why, sizeof why);
+    if (bad) respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_HEADER_MISMATCH, bad, id, NULL);
+    else post_modern(r, msg, id, hv);
   }
-  (void)h;
-  free(id_raw);
   json_decref(msg);
 }
 
@@ -1151,18 +1051,17 @@ static void handle_post(hreq *r) {
 static hsess *session_of(hreq *r) {
   const char *sid = hdr(r->mc, "Mcp-Session-Id");
   if (!sid) {
-    respond_rpc_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, -32000, "Method Not Allowed: no session (2026-07-28 has no GET or DELETE)",
-                      NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, -32000, "Method Not Allowed: no session (2026-07-28 has no GET or DELETE)", NULL, NULL);
     return NULL;
   }
   hsess *s = sess_find(r->h, sid);
-  if (!s || !same_subject(s->auth.subject, r->ar.auth.subject)) {
-    respond_rpc_error(r, MHD_HTTP_NOT_FOUND, HTTP_RPC_SESSION_NOT_FOUND, "Session not found", NULL, 0, NULL);
+  if (!s || !same_principal(&s->auth, &r->ar.auth)) {
+    respond_rpc_error(r, MHD_HTTP_NOT_FOUND, HTTP_RPC_SESSION_NOT_FOUND, "Session not found", NULL, NULL);
     return NULL;
   }
   const char *hv = hdr(r->mc, "MCP-Protocol-Version");
   if (hv && !legacy_version_known(hv)) {
-    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Unsupported protocol version", NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Unsupported protocol version", NULL, NULL);
     return NULL;
   }
   sess_touch(s);
@@ -1185,7 +1084,7 @@ static void handle_get(hreq *r) {
   }
   if (!st) st = get_stream(s);
   if (!st) {
-    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", NULL, NULL);
     return;
   }
   if (st->req && last) { /* resuming: the old connection is gone (the client would not resume
@@ -1196,18 +1095,18 @@ static void handle_get(hreq *r) {
     req_wake(old);
   }
   if (st->req) { /* one connection per stream */
-    respond_rpc_error(r, MHD_HTTP_CONFLICT, -32000, "Conflict: only one SSE stream is allowed per session", NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_CONFLICT, -32000, "Conflict: only one SSE stream is allowed per session", NULL, NULL);
     return;
   }
   if (!st->sse) {
     st->sse = sse_stream_new(st->no, true, st->is_get ? GET_STREAM_MAX : r->h->o.max_stream_bytes, STREAM_RETAIN_BYTES);
     if (!st->sse) {
-      respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", NULL, 0, NULL);
+      respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", NULL, NULL);
       return;
     }
   }
   if (sse_stream_unread(st->sse) == 0 && sse_stream_prime(st->sse) != 0) {
-    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, MCP_RPC_INTERNAL_ERROR, "out of memory", NULL, NULL);
     return;
   }
   stream_attach(st, r);
@@ -1280,7 +1179,7 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   MHD_get_connection_values(r->mc, MHD_HEADER_KIND, count_header, &hbytes);
   if (hbytes > h->o.max_header_bytes) { /* libmicrohttpd's own ceiling is its memory pool, coarser */
     respond_rpc_error(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, MCP_RPC_INVALID_REQUEST,
-                      "Request Header Fields Too Large", NULL, 0, NULL);
+                      "Request Header Fields Too Large", NULL, NULL);
     return;
   }
   if (strcmp(method, "POST") == 0) r->kind = RQ_POST;
@@ -1288,7 +1187,7 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   else if (strcmp(method, "DELETE") == 0) r->kind = RQ_DELETE;
   else {
     r->kind = RQ_OTHER;
-    respond_rpc_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, -32000, "Method Not Allowed", NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, -32000, "Method Not Allowed", NULL, NULL);
     return;
   }
   /* DNS rebinding (2025-11-25 §Security Warning): Host and Origin, both */
@@ -1296,20 +1195,20 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   const char *origin = hdr(r->mc, "Origin");
   if (!http_host_allowed(&h->policy, host)) {
     log_warn("http: request refused: Host not allowed", "{s:s}", "host", host ? host : "");
-    respond_rpc_error(r, MHD_HTTP_FORBIDDEN, -32000, "Forbidden: Host header not allowed", NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_FORBIDDEN, -32000, "Forbidden: Host header not allowed", NULL, NULL);
     return;
   }
   if (!http_origin_allowed(&h->policy, origin)) {
     log_warn("http: request refused: Origin not allowed", "{s:s}", "origin", origin);
-    respond_rpc_error(r, MHD_HTTP_FORBIDDEN, -32000, "Forbidden: Origin not allowed", NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_FORBIDDEN, -32000, "Forbidden: Origin not allowed", NULL, NULL);
     return;
   }
   if (h->stopping) {
-    respond_rpc_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, MCP_RPC_INTERNAL_ERROR, "Server is shutting down", NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, MCP_RPC_INTERNAL_ERROR, "Server is shutting down", NULL, NULL);
     return;
   }
   /* Authentication (issue 13): NULL hook = the local operator. */
-  r->ar.auth = (mcp_auth){.scopes = MCP_SCOPE_ALL, .local = true};
+  auth_ctx_local(&r->ar.auth);
   if (h->o.authenticate) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     char addr[INET6_ADDRSTRLEN] = "";
@@ -1337,13 +1236,13 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   if (r->kind == RQ_POST) {
     if (!http_content_type_is_json(hdr(r->mc, MHD_HTTP_HEADER_CONTENT_TYPE))) {
       respond_rpc_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, -32000,
-                        "Unsupported Media Type: Content-Type must be application/json", NULL, 0, NULL);
+                        "Unsupported Media Type: Content-Type must be application/json", NULL, NULL);
       return;
     }
     const char *acc = hdr(r->mc, MHD_HTTP_HEADER_ACCEPT);
     if (!http_accepts(acc, "application/json") || !http_accepts(acc, "text/event-stream")) {
       respond_rpc_error(r, MHD_HTTP_NOT_ACCEPTABLE, -32000,
-                        "Not Acceptable: Client must accept both application/json and text/event-stream", NULL, 0, NULL);
+                        "Not Acceptable: Client must accept both application/json and text/event-stream", NULL, NULL);
       return;
     }
     const char *cl = hdr(r->mc, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -1353,7 +1252,7 @@ static void request_begin(hreq *r, const char *url, const char *method) {
       if (end && *end == 0 && v > h->o.max_body_bytes) {
         char m[128];
         snprintf(m, sizeof m, "Content Too Large: the body limit is %zu bytes", h->o.max_body_bytes);
-        respond_rpc_error(r, MHD_HTTP_CONTENT_TOO_LARGE, MCP_RPC_INVALID_REQUEST, m, NULL, 0, NULL);
+        respond_rpc_error(r, MHD_HTTP_CONTENT_TOO_LARGE, MCP_RPC_INVALID_REQUEST, m, NULL, NULL);
         return;
       }
     }
@@ -1362,8 +1261,7 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   }
   if (r->kind == RQ_GET) {
     if (!http_accepts(hdr(r->mc, MHD_HTTP_HEADER_ACCEPT), "text/event-stream")) {
-      respond_rpc_error(r, MHD_HTTP_NOT_ACCEPTABLE, -32000, "Not Acceptable: Client must accept text/event-stream", NULL,
-                        0, NULL);
+      respond_rpc_error(r, MHD_HTTP_NOT_ACCEPTABLE, -32000, "Not Acceptable: Client must accept text/event-stream", NULL, NULL);
       return;
     }
     handle_get(r);
@@ -1434,7 +1332,7 @@ static enum MHD_Result handle_access(listener *l, struct MHD_Connection *mc, con
   if (r->too_big) {
     char m[128];
     snprintf(m, sizeof m, "Content Too Large: the body limit is %zu bytes", h->o.max_body_bytes);
-    respond_rpc_error(r, MHD_HTTP_CONTENT_TOO_LARGE, MCP_RPC_INVALID_REQUEST, m, NULL, 0, NULL);
+    respond_rpc_error(r, MHD_HTTP_CONTENT_TOO_LARGE, MCP_RPC_INVALID_REQUEST, m, NULL, NULL);
     return MHD_YES;
   }
   if (r->kind == RQ_POST) handle_post(r);
@@ -1462,7 +1360,6 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
   }
   buf_free(&r->body);
   free(r->later.body);
-  if (h->o.authenticate) auth_clear(&r->ar.auth);
   free(r);
   check_stopped(h);
 }
@@ -1806,7 +1703,7 @@ void mcp_http_cancel(mcp_http *h) {
     if (st->eph) mcp_session_cancel_all(st->eph);
     stream_detach(st);
     r->gone = true;
-    if (!r->answered) respond_rpc_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, MCP_RPC_INTERNAL_ERROR, "Server is shutting down", NULL, 0, NULL);
+    if (!r->answered) respond_rpc_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, MCP_RPC_INTERNAL_ERROR, "Server is shutting down", NULL, NULL);
     req_wake(r);
   }
   h->pending = 0;

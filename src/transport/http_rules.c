@@ -165,123 +165,12 @@ unsigned http_status_for_rpc_error(int code, bool modern) {
   if (!modern) return 200;
   switch (code) {
   case -32601: return 404;
-  case -32602:
-  case HTTP_RPC_HEADER_MISMATCH:
-  case HTTP_RPC_MISSING_CAPABILITY:
-  case HTTP_RPC_UNSUPPORTED_VERSION: return 400;
+  case -32602: /* invalid params, e.g. a missing _meta field */
+  case -32020: /* HeaderMismatch */
+  case -32021: /* MissingRequiredClientCapability */
+  case -32022: /* UnsupportedProtocolVersion */
+    return 400;
   default: return 200;
   }
 }
 
-/* ---------- top-level key scanner ---------- */
-
-static size_t ws(const char *s, size_t n, size_t i) {
-  while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
-  return i;
-}
-
-/* At s[i] == '"': returns the index after the closing quote, or n+1 when unterminated. */
-static size_t skip_string(const char *s, size_t n, size_t i) {
-  for (i++; i < n; i++) {
-    if (s[i] == '\\') i++;
-    else if (s[i] == '"') return i + 1;
-  }
-  return n + 1;
-}
-
-/* Skips one value starting at s[i]; returns the index after it, or n+1 when malformed. */
-static size_t skip_value(const char *s, size_t n, size_t i) {
-  if (i >= n) return n + 1;
-  if (s[i] == '"') return skip_string(s, n, i);
-  if (s[i] == '{' || s[i] == '[') {
-    size_t depth = 0;
-    while (i < n) {
-      char c = s[i];
-      if (c == '"') {
-        i = skip_string(s, n, i);
-        if (i > n) return n + 1;
-        continue;
-      }
-      if (c == '{' || c == '[') depth++;
-      else if (c == '}' || c == ']') {
-        if (--depth == 0) return i + 1;
-      }
-      i++;
-    }
-    return n + 1;
-  }
-  size_t st = i;
-  while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' &&
-         s[i] != '\r')
-    i++;
-  return i > st ? i : n + 1;
-}
-
-bool http_json_peek(const char *s, size_t n, const char *key, const char **val, size_t *vlen) {
-  size_t kl = strlen(key);
-  size_t i = ws(s, n, 0);
-  if (i >= n || s[i] != '{') return false;
-  i = ws(s, n, i + 1);
-  if (i < n && s[i] == '}') return false;
-  while (i < n) {
-    if (s[i] != '"') return false;
-    size_t ks = i + 1, ke = skip_string(s, n, i);
-    if (ke > n) return false;
-    bool match = ke - 1 - ks == kl && memcmp(s + ks, key, kl) == 0;
-    i = ws(s, n, ke);
-    if (i >= n || s[i] != ':') return false;
-    i = ws(s, n, i + 1);
-    size_t vs = i, ve = skip_value(s, n, i);
-    if (ve > n) return false;
-    if (match) {
-      *val = s + vs;
-      *vlen = ve - vs;
-      return true;
-    }
-    i = ws(s, n, ve);
-    if (i >= n) return false;
-    if (s[i] == '}') return false;
-    if (s[i] != ',') return false;
-    i = ws(s, n, i + 1);
-  }
-  return false;
-}
-
-void http_msg_inspect(const char *s, size_t n, http_msg_info *out) {
-  memset(out, 0, sizeof *out);
-  const char *v;
-  size_t vl;
-  bool has_id = http_json_peek(s, n, "id", &v, &vl) && !(vl == 4 && memcmp(v, "null", 4) == 0);
-  if (has_id) {
-    out->id = v;
-    out->id_len = vl;
-  } else if (http_json_peek(s, n, "id", &v, &vl)) { /* "id": null (an error about no request) */
-    out->id = v;
-    out->id_len = vl;
-  }
-  if (http_json_peek(s, n, "method", &v, &vl)) {
-    out->method = v;
-    out->method_len = vl;
-    out->kind = has_id ? HTTP_MSG_REQUEST : HTTP_MSG_NOTIFICATION;
-    return;
-  }
-  if (http_json_peek(s, n, "error", &v, &vl)) {
-    out->kind = HTTP_MSG_RESPONSE;
-    out->is_error = true;
-    const char *c;
-    size_t cl;
-    if (http_json_peek(v, vl, "code", &c, &cl) && cl < 16) {
-      char tmp[16];
-      memcpy(tmp, c, cl);
-      tmp[cl] = 0;
-      out->error_code = (int)strtol(tmp, NULL, 10);
-    }
-    return;
-  }
-  if (http_json_peek(s, n, "result", &v, &vl)) out->kind = HTTP_MSG_RESPONSE;
-}
-
-bool http_msg_method_is(const http_msg_info *mi, const char *name) {
-  size_t l = strlen(name);
-  return mi->method && mi->method_len == l + 2 && memcmp(mi->method + 1, name, l) == 0;
-}

@@ -1,8 +1,7 @@
 /* transport/http_rules.h — the Streamable HTTP rules that need no socket: which Accept and
  * Content-Type values a request may carry, which Host and Origin values are safe (DNS-rebinding
  * protection), the 2026-07-28 standard headers (Mcp-Method, Mcp-Name and the Base64 sentinel),
- * the HTTP status of a JSON-RPC error, and a scanner that reads the top-level keys of a JSON
- * object without parsing it (to route outgoing messages cheaply).
+ * and the HTTP status of a JSON-RPC error.
  *
  * Spec: MCP 2025-11-25 basic/transports.mdx §Streamable HTTP (Security Warning, Sending
  * Messages, Protocol Version Header) and 2026-07-28 basic/transports/streamable-http.mdx
@@ -16,13 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* JSON-RPC / MCP error codes the HTTP transport answers with itself. */
-enum {
-  HTTP_RPC_HEADER_MISMATCH = -32020,       /* 2026-07-28 HeaderMismatch */
-  HTTP_RPC_MISSING_CAPABILITY = -32021,    /* MissingRequiredClientCapability */
-  HTTP_RPC_UNSUPPORTED_VERSION = -32022,   /* UnsupportedProtocolVersion */
-  HTTP_RPC_SESSION_NOT_FOUND = -32001,     /* the code the TypeScript SDK uses for a 404 session */
-};
+/* The JSON-RPC error code of a 404 for an unknown session (the TypeScript SDK's). */
+#define HTTP_RPC_SESSION_NOT_FOUND (-32001)
 
 /* True when the Accept header value admits `type` ("application/json", "text/event-stream"):
  * the type itself, its major type with a star subtype, or the star-star range, with a q value
@@ -65,36 +59,5 @@ long http_header_value_decode(const char *value, char *out, size_t cap);
  * -32700 and -32600 → 400 (the request was not a valid message), anything else → 200 (the
  * JSON-RPC error is the answer). */
 unsigned http_status_for_rpc_error(int code, bool modern);
-
-/* ---- reading a JSON object's top-level keys without parsing it ---- */
-
-/* Finds the value of top-level key `key` in the JSON object text s[0..n). On success sets
- * val and vlen to the raw value text (a string keeps its quotes) and returns true. Escaped key
- * names are not unescaped (keys with escapes never match). Malformed text → false. Never reads
- * past n; nesting is skipped iteratively (no recursion). */
-bool http_json_peek(const char *s, size_t n, const char *key, const char **val, size_t *vlen);
-
-/* What an outgoing JSON-RPC message is. */
-typedef enum {
-  HTTP_MSG_OTHER = 0,
-  HTTP_MSG_RESPONSE,     /* id and result or error */
-  HTTP_MSG_REQUEST,      /* method and id */
-  HTTP_MSG_NOTIFICATION, /* method, no id */
-} http_msg_kind;
-
-typedef struct http_msg_info {
-  http_msg_kind kind;
-  const char *id; /* raw id text (points into the message), NULL when none */
-  size_t id_len;
-  const char *method; /* raw method text with quotes, NULL when none */
-  size_t method_len;
-  bool is_error;  /* a response with "error" */
-  int error_code; /* its code when is_error (0 if unreadable) */
-} http_msg_info;
-
-void http_msg_inspect(const char *s, size_t n, http_msg_info *out);
-
-/* True when raw method text (with quotes, from http_msg_info) equals `name`. */
-bool http_msg_method_is(const http_msg_info *mi, const char *name);
 
 #endif

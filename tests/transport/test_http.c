@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "auth/auth.h"
 #include "mcp/dispatch.h"
 #include "transport/http.h"
 
@@ -307,9 +308,9 @@ static void test_http_stop_waits_for_an_inflight_call_and_refuses_new_ones(void 
 static int auth_hook(void *ud, const mcp_http_request_info *ri, mcp_http_auth_result *out) {
   (void)ud;
   if (ri->authorization && strncmp(ri->authorization, "Bearer good-", 12) == 0) {
-    out->auth.scopes = MCP_SCOPE_ALL;
-    out->auth.subject = strdup(ri->authorization + 12);
-    return 0;
+    auth_ctx_init(&out->auth, AUTH_KIND_JWT);
+    out->auth.scopes = AUTH_SCOPES_ALL;
+    return auth_ctx_set_subject(&out->auth, ri->authorization + 12);
   }
   out->status = 401;
   snprintf(out->www_authenticate, sizeof out->www_authenticate, "Bearer resource_metadata=\"%s/.well-known/oauth-protected-resource/mcp\"",

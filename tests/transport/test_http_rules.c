@@ -1,5 +1,5 @@
 /* Unit tests for transport/http_rules: Accept and Content-Type, Host and Origin (DNS rebinding),
- * the Base64 header sentinel, JSON-RPC error → HTTP status, and the top-level JSON scanner. */
+ * the Base64 header sentinel and JSON-RPC error → HTTP status. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -129,57 +129,6 @@ static void test_rpc_error_status_by_era(void **state) {
   assert_int_equal(http_status_for_rpc_error(-32600, false), 400);
 }
 
-static void test_json_peek_reads_top_level_keys_only(void **state) {
-  (void)state;
-  const char *s = "{\"a\":{\"id\":5,\"x\":\"}\"},\"id\":\"q\\\"1\",\"n\":-1.5e3, \"arr\":[1,[2,{\"id\":3}]],\"t\":true}";
-  const char *v;
-  size_t vl;
-  assert_true(http_json_peek(s, strlen(s), "id", &v, &vl));
-  assert_int_equal(vl, 6);
-  assert_memory_equal(v, "\"q\\\"1\"", 6);
-  assert_true(http_json_peek(s, strlen(s), "n", &v, &vl));
-  assert_memory_equal(v, "-1.5e3", vl);
-  assert_true(http_json_peek(s, strlen(s), "t", &v, &vl));
-  assert_memory_equal(v, "true", vl);
-  assert_true(http_json_peek(s, strlen(s), "arr", &v, &vl));
-  assert_int_equal(vl, strlen("[1,[2,{\"id\":3}]]"));
-  assert_false(http_json_peek(s, strlen(s), "x", &v, &vl)); /* nested only */
-  assert_false(http_json_peek(s, strlen(s), "zz", &v, &vl));
-  /* malformed or truncated text never matches and never reads past n */
-  static const char *const bad[] = {"", "[]", "{", "{\"id\"", "{\"id\":", "{\"id\":\"x", "{\"a\":[1,2", "{\"id\" 1}", "x"};
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) assert_false(http_json_peek(bad[i], strlen(bad[i]), "id", &v, &vl));
-  assert_false(http_json_peek(s, 10, "id", &v, &vl)); /* cut short */
-}
-
-static void test_msg_inspect_classifies_messages(void **state) {
-  (void)state;
-  http_msg_info mi;
-  const char *resp = "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"method\":\"x\"}}";
-  http_msg_inspect(resp, strlen(resp), &mi);
-  assert_int_equal(mi.kind, HTTP_MSG_RESPONSE);
-  assert_memory_equal(mi.id, "7", mi.id_len);
-  assert_false(mi.is_error);
-  const char *err = "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"error\":{\"code\":-32601,\"message\":\"m\"}}";
-  http_msg_inspect(err, strlen(err), &mi);
-  assert_int_equal(mi.kind, HTTP_MSG_RESPONSE);
-  assert_true(mi.is_error);
-  assert_int_equal(mi.error_code, -32601);
-  const char *note = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1}}";
-  http_msg_inspect(note, strlen(note), &mi);
-  assert_int_equal(mi.kind, HTTP_MSG_NOTIFICATION);
-  assert_true(http_msg_method_is(&mi, "notifications/progress"));
-  assert_false(http_msg_method_is(&mi, "notifications/message"));
-  const char *req = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"sampling/createMessage\"}";
-  http_msg_inspect(req, strlen(req), &mi);
-  assert_int_equal(mi.kind, HTTP_MSG_REQUEST);
-  const char *nullid = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"p\"}}";
-  http_msg_inspect(nullid, strlen(nullid), &mi);
-  assert_int_equal(mi.kind, HTTP_MSG_RESPONSE);
-  assert_memory_equal(mi.id, "null", 4);
-  http_msg_inspect("{}", 2, &mi);
-  assert_int_equal(mi.kind, HTTP_MSG_OTHER);
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_accept_needs_the_type_or_a_wildcard_with_q_above_zero),
@@ -189,8 +138,6 @@ int main(void) {
       cmocka_unit_test(test_loopback_addresses),
       cmocka_unit_test(test_header_value_plain_trimmed_and_base64_sentinel),
       cmocka_unit_test(test_rpc_error_status_by_era),
-      cmocka_unit_test(test_json_peek_reads_top_level_keys_only),
-      cmocka_unit_test(test_msg_inspect_classifies_messages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
