@@ -438,7 +438,6 @@ int cli_worker(int argc, char **argv) {
   node_options no = {
       .tools = true,
       .store = !o.n_peers,
-      .local_ops = !o.n_peers,
       .host = o.n_peers ? NODE_HOST_DIAL : NODE_HOST_NONE,
       .signals = true, /* SIGINT/SIGTERM: stop claiming, release what runs after the grace period */
       .workers = &wo,

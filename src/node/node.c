@@ -413,7 +413,7 @@ static int check_options(const node_options *o, char *err, size_t errlen) {
   else if (o->maintenance && !(o->store && o->tools)) why = "maintenance needs the store and the tools";
   else if (o->workers && !o->tools) why = "workers need the tools";
   else if (o->workers && o->workers->n_peers && o->host == NODE_HOST_NONE) why = "workers of peers need a host";
-  else if (o->workers && !o->workers->n_peers && !o->local_ops) why = "local workers need the local op table";
+  else if (o->workers && !o->workers->n_peers && !o->store) why = "local workers need the store";
   if (!why) return 0;
   seterr(err, errlen, "node options: %s", why);
   return -EINVAL;

@@ -75,11 +75,10 @@
 #include "mcp/tasks.h"
 #include "p2p/host/host.h"
 #include "service/client.h"
-#include "taskq/table.h"
-#include "service/client.h"
-#include "taskq/runner.h"
 #include "store/cache.h"
 #include "store/queue.h"
+#include "taskq/runner.h"
+#include "taskq/table.h"
 
 typedef struct node node;
 
@@ -95,7 +94,7 @@ typedef struct node_workers_opts {
   const char *worker_id;     /* NULL → the host's PeerId when claiming from peers, else
                                 "local-worker" */
   const char *const *peers;  /* targets (multiaddr with /p2p/, or a PeerId from an announce
-                                file) to claim from; none → the local queue (needs local_ops) */
+                                file) to claim from; none → the local queue (needs the store) */
   size_t n_peers;
   double lease_seconds;      /* 0 → 60 */
   bool once;                 /* one task (or one empty round), then node_workers_finished */
