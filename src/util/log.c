@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
+
 static atomic_int g_level = LOG_INFO;
 static atomic_int g_fd = 2;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,8 +42,9 @@ int log_level_parse(const char *name, log_level *out) {
   return -EINVAL;
 }
 
-void log_vwrite(log_level level, const char *msg, const char *fmt, va_list ap) {
-  if ((int)level < atomic_load(&g_level) || level >= LOG_OFF) return;
+/* Builds the line; NULL when something in it could not be allocated (a line is whole or not
+ * written: "ts", "level" and "msg" are promised). */
+static char *log_format(log_level level, const char *msg, const char *fmt, va_list ap) {
   json_t *obj = NULL;
   if (fmt) {
     json_error_t err;
@@ -49,7 +52,7 @@ void log_vwrite(log_level level, const char *msg, const char *fmt, va_list ap) {
     if (obj && !json_is_object(obj)) { json_decref(obj); obj = NULL; }
   }
   if (!obj) obj = json_object();
-  if (!obj) return;
+  if (!obj) return NULL;
 
   struct timeval tv;
   gettimeofday(&tv, NULL);
@@ -70,22 +73,36 @@ void log_vwrite(log_level level, const char *msg, const char *fmt, va_list ap) {
     if (!json_object_get(line, k)) json_object_set(line, k, v);
   }
   json_decref(obj);
-
-  char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+  char *text = alloc_json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
   json_decref(line);
-  if (!text) return;
+  return text;
+}
+
+void log_vwrite(log_level level, const char *msg, const char *fmt, va_list ap) {
+  if ((int)level < atomic_load(&g_level) || level >= LOG_OFF) return;
+  /* Logging is best effort: a line that cannot be built is dropped, and its failure is not
+   * the caller's (the caller's out-of-memory flag is left as it was). */
+  bool caller_oom = alloc_oom_seen();
+  alloc_watch w = alloc_watch_begin();
+  char *text = log_format(level, msg, fmt, ap);
+  bool failed = alloc_watch_end(w);
+  alloc_oom_set(caller_oom);
+  if (failed || !text) {
+    free(text);
+    return;
+  }
   size_t n = strlen(text);
   text[n] = '\n'; /* json_dumps leaves a NUL we overwrite; we write n+1 bytes */
   pthread_mutex_lock(&g_lock);
   int fd = atomic_load(&g_fd);
   size_t off = 0;
   while (off < n + 1) {
-    ssize_t w = write(fd, text + off, n + 1 - off);
-    if (w < 0) {
+    ssize_t wr = write(fd, text + off, n + 1 - off);
+    if (wr < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    off += (size_t)w;
+    off += (size_t)wr;
   }
   pthread_mutex_unlock(&g_lock);
   free(text);
