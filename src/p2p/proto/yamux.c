@@ -302,19 +302,16 @@ void yamux_session_free(yamux_session *s) {
   free(s);
 }
 
-/* Resets every live stream with a callback each (session ended). */
+/* Resets every live stream with a callback each (session ended). The list is scanned again
+ * from the head after each callback, which may release or free streams; no allocation, so a
+ * session that failed for want of memory still tells the owner about every stream. */
 static void yamux_reset_all(yamux_session *s) {
-  size_t n = 0, cap = s->n_live;
-  if (!cap) return;
-  uint32_t *ids = malloc(cap * sizeof *ids);
-  for (yamux_stream *st = s->all; st; st = st->next) {
-    if (!st->live) continue;
-    st->reset = true;
-    if (ids && n < cap) ids[n++] = st->id;
-  }
-  for (size_t i = 0; i < n; i++) {
-    yamux_stream *st = yamux_find(s, ids[i]);
-    if (!st) continue;
+  for (yamux_stream *st = s->all; st; st = st->next)
+    if (st->live) st->reset = true;
+  for (;;) {
+    yamux_stream *st = s->all;
+    while (st && !st->live) st = st->next;
+    if (!st) break;
     yamux_table_del(s, st); /* before the callback: it may release the handle */
     yamux_set_blocked(st, false);
     if (st->outbound && !st->acked) {
@@ -327,20 +324,6 @@ static void yamux_reset_all(yamux_session *s) {
       s->cb.on_stream_reset(s, st, s->ud);
     }
   }
-  /* Without memory for the ids, still leave the table consistent (no callbacks). */
-  for (yamux_stream *st = s->all, *nx; st; st = nx) {
-    nx = st->next;
-    if (st->live) {
-      yamux_table_del(s, st);
-      if (st->outbound && !st->acked) {
-        st->acked = true;
-        s->unacked_out--;
-      }
-      yamux_set_blocked(st, false);
-      if (st->released && !st->in_open_cb) yamux_stream_destroy(st);
-    }
-  }
-  free(ids);
 }
 
 static void yamux_fail(yamux_session *s, int err) {
@@ -363,22 +346,18 @@ const uint8_t *yamux_session_out(yamux_session *s, size_t *len) {
 
 size_t yamux_session_out_pending(const yamux_session *s) { return buf_len(&s->out); }
 
-/* Fires on_stream_writable for blocked streams that can write now. */
+/* Fires on_stream_writable for blocked streams that can write now. Scans from the head again
+ * after each callback (it may write, release or reset streams); a stream that blocks again has
+ * filled the output or its window, which ends the scan, so this terminates. No allocation: a
+ * wakeup is never lost for want of memory. */
 static void yamux_notify_writable(yamux_session *s) {
-  if (!s->n_blocked || s->err) return;
-  size_t n = 0, cap = s->n_blocked;
-  uint32_t *ids = malloc(cap * sizeof *ids);
-  if (!ids) return;
-  for (yamux_stream *st = s->all; st && n < cap; st = st->next)
-    if (st->want_writable && st->send_window > 0) ids[n++] = st->id;
-  for (size_t i = 0; i < n; i++) {
-    if (s->err || buf_len(&s->out) >= s->cfg.out_soft_limit) break;
-    yamux_stream *st = yamux_find(s, ids[i]);
-    if (!st || !st->want_writable || st->released) continue;
+  while (s->n_blocked && !s->err && buf_len(&s->out) < s->cfg.out_soft_limit) {
+    yamux_stream *st = s->all;
+    while (st && !(st->want_writable && st->send_window > 0 && !st->released)) st = st->next;
+    if (!st) break;
     yamux_set_blocked(st, false);
     if (s->cb.on_stream_writable) s->cb.on_stream_writable(s, st, s->ud);
   }
-  free(ids);
 }
 
 void yamux_session_out_consume(yamux_session *s, size_t n) {
