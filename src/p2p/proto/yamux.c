@@ -700,7 +700,9 @@ void yamux_stream_reset(yamux_stream *st) {
   yamux_session *s = st->s;
   if (st->reset || (st->fin_sent && st->fin_recv)) return;
   st->reset = true;
-  if (!s->err) (void)yamux_emit_ctl(s, YAMUX_TYPE_WINDOW_UPDATE, YAMUX_FLAG_RST, st->id, 0);
+  /* An RST that cannot be queued fails the session, and yamux_reset_all has then finished st
+   * (freed it, if released): do not touch it again. */
+  if (!s->err && yamux_emit_ctl(s, YAMUX_TYPE_WINDOW_UPDATE, YAMUX_FLAG_RST, st->id, 0) != 0) return;
   yamux_maybe_finish(st);
 }
 
