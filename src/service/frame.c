@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "util/alloc.h"
+
 const char *svc_frame_status_str(svc_frame_status st) {
   switch (st) {
   case SVC_FRAME_TOO_LARGE: return "frame_too_large";
@@ -21,7 +23,9 @@ static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out) {
   json_error_t jerr;
   *out = NULL;
   if (n == 0) return SVC_FRAME_INVALID_JSON;
-  json_t *v = json_loadb((const char *)p, n, JSON_DECODE_ANY, &jerr);
+  bool oom;
+  json_t *v = alloc_json_loadb((const char *)p, n, JSON_DECODE_ANY, &jerr, &oom);
+  if (oom) return SVC_FRAME_NOMEM; /* our failure, not a verdict on the peer's bytes */
   if (!v) return SVC_FRAME_INVALID_JSON;
   if (!json_is_object(v)) {
     json_decref(v);
@@ -163,8 +167,10 @@ svc_frame_status svc_ndjson_dec_feed(svc_ndjson_dec *d, const uint8_t *p, size_t
   if (d->done) return d->ready ? SVC_FRAME_READY : SVC_FRAME_NEED_MORE;
   const uint8_t *nl = n ? memchr(p, '\n', n) : NULL;
   size_t k = nl ? (size_t)(nl - p) + 1 : n;
-  if (buf_append(&d->line, p, k) != 0) {
-    d->err = SVC_FRAME_TOO_LARGE; /* the line passed its ceiling without a newline */
+  int rc = buf_append(&d->line, p, k);
+  if (rc != 0) {
+    /* -E2BIG: the line passed its ceiling without a newline */
+    d->err = rc == -ENOMEM ? SVC_FRAME_NOMEM : SVC_FRAME_TOO_LARGE;
     return d->err;
   }
   if (!nl) {
