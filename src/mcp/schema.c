@@ -221,8 +221,9 @@ static long translate_bracket(const char *s, size_t i, size_t n, sbuf *out, char
   return (long)(i + 1);
 }
 
-/* ECMA-262 pattern → POSIX ERE. Returns a malloc'd string or NULL with a reason. */
-static char *pattern_translate(const char *s, size_t n, char *why, size_t whylen) {
+/* ECMA-262 pattern → POSIX ERE. Returns a malloc'd string or NULL with a reason (*oom set
+ * when the reason is memory). */
+static char *pattern_translate(const char *s, size_t n, char *why, size_t whylen, bool *oom) {
   sbuf out = {0};
   sb_puts(&out, "");
   size_t i = 0;
@@ -315,6 +316,7 @@ static char *pattern_translate(const char *s, size_t n, char *why, size_t whylen
   }
   if (out.oom) {
     snprintf(why, whylen, "out of memory");
+    *oom = true;
     goto fail;
   }
   return out.p;
@@ -323,13 +325,15 @@ fail:
   return NULL;
 }
 
+/* 0, -EINVAL (not a pattern we support) or -ENOMEM. */
 static int regex_compile(const char *pattern, size_t n, regex_t *re, char *why, size_t whylen) {
   if (n > MCP_SCHEMA_PATTERN_MAX) {
     snprintf(why, whylen, "pattern longer than %d bytes", MCP_SCHEMA_PATTERN_MAX);
     return -EINVAL;
   }
-  char *ere = pattern_translate(pattern, n, why, whylen);
-  if (!ere) return -EINVAL;
+  bool oom = false;
+  char *ere = pattern_translate(pattern, n, why, whylen, &oom);
+  if (!ere) return oom ? -ENOMEM : -EINVAL;
   locale_t old = utf8_enter();
   int rc = regcomp(re, ere, REG_EXTENDED | REG_NOSUB);
   utf8_leave(old);
@@ -338,7 +342,7 @@ static int regex_compile(const char *pattern, size_t n, regex_t *re, char *why, 
     char msg[128];
     regerror(rc, re, msg, sizeof msg);
     snprintf(why, whylen, "%s", msg);
-    return -EINVAL;
+    return rc == REG_ESPACE ? -ENOMEM : -EINVAL;
   }
   return 0;
 }
@@ -391,6 +395,7 @@ typedef struct {
   size_t errlen;
   bool fill;  /* insert defaults */
   bool quiet; /* trial run: do not write err */
+  bool oom;   /* an allocation failed: the verdict is "out of memory", whatever else was found */
   char path[MCP_SCHEMA_PATH_MAX];
   size_t plen;
 } vctx;
@@ -643,6 +648,7 @@ static int validate_string(vctx *c, const json_t *s, const json_t *inst) {
     bool owned = false;
     char why[160];
     int rc = regex_get(pat, json_string_length(kw), &tmp, &re, &owned, why, sizeof why);
+    if (rc == -ENOMEM) c->oom = true;
     if (rc != 0) return fail(c, "schema pattern %s cannot be compiled: %s", pat, why);
     regmatch_t m[1];
     m[0].rm_so = 0;
@@ -685,6 +691,7 @@ static int validate_object(vctx *c, const json_t *s, json_t *inst, int depth) {
           json_t *copy = json_deep_copy(def);
           if (!copy || json_object_set_new(inst, k, copy) != 0) {
             path_pop(c, old);
+            c->oom = true;
             return fail(c, "out of memory filling defaults");
           }
           v = copy;
@@ -867,6 +874,7 @@ typedef struct {
   const json_t *root;
   char *err;
   size_t errlen;
+  bool oom; /* an allocation failed: the verdict is "out of memory" */
   char path[MCP_SCHEMA_PATH_MAX]; /* schema path, "#/properties/x" */
 } cctx;
 
@@ -984,8 +992,9 @@ static int check(cctx *c, const json_t *s, int depth) {
     const regex_t *re;
     bool owned = false;
     char why[160];
-    if (regex_get(json_string_value(v), json_string_length(v), &tmp, &re, &owned, why, sizeof why) != 0)
-      return cfail(c, "\"pattern\" %s cannot be compiled: %s", json_string_value(v), why);
+    int r = regex_get(json_string_value(v), json_string_length(v), &tmp, &re, &owned, why, sizeof why);
+    if (r == -ENOMEM) c->oom = true;
+    if (r != 0) return cfail(c, "\"pattern\" %s cannot be compiled: %s", json_string_value(v), why);
     if (owned) regfree(&tmp);
   }
   if ((v = json_object_get(s, "items"))) {
@@ -1009,17 +1018,23 @@ static int check(cctx *c, const json_t *s, int depth) {
   if ((v = json_object_get(s, "default"))) {
     /* a default must itself be valid, or filling it would produce invalid arguments */
     json_t *copy = json_deep_copy(v);
-    if (!copy) return cfail(c, "out of memory");
+    json_t *bare = json_deep_copy(s);
+    if (!copy || !bare) {
+      json_decref(copy);
+      json_decref(bare);
+      c->oom = true;
+      return cfail(c, "out of memory");
+    }
+    json_object_del(bare, "default");
     vctx vc = {.root = c->root, .fill = true, .path = "$"};
     vc.plen = 1;
     char why[256] = "";
     vc.err = why;
     vc.errlen = sizeof why;
-    json_t *bare = json_deep_copy(s);
-    if (bare) json_object_del(bare, "default");
-    rc = bare ? validate(&vc, bare, copy, depth) : -ENOMEM;
+    rc = validate(&vc, bare, copy, depth);
     json_decref(bare);
     json_decref(copy);
+    if (vc.oom) c->oom = true;
     if (rc != 0) return cfail(c, "\"default\" does not match its schema (%s)", why);
   }
   return 0;
@@ -1033,7 +1048,12 @@ int mcp_schema_check(const json_t *schema, char *err, size_t errlen) {
   }
   cctx c = {.root = schema, .err = err, .errlen = errlen};
   c.path[0] = 0;
-  return check(&c, schema, 0);
+  int rc = check(&c, schema, 0);
+  if (c.oom) {
+    if (err && errlen) snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  return rc;
 }
 
 int mcp_schema_validate(const json_t *schema, json_t *instance, char *err, size_t errlen) {
@@ -1046,5 +1066,10 @@ int mcp_schema_validate(const json_t *schema, json_t *instance, char *err, size_
   strcpy(c.path, "$");
   c.plen = 1;
   if (!instance) return fail(&c, "value is missing");
-  return validate(&c, schema, instance, 0);
+  int rc = validate(&c, schema, instance, 0);
+  if (c.oom) {
+    if (err && errlen) snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  return rc;
 }

@@ -13,12 +13,14 @@
 #include <stddef.h>
 
 /* Checks that `schema` is a schema this validator understands (object, known type names,
- * compilable patterns). 0 or -EINVAL with a reason in err. */
+ * compilable patterns). 0, -EINVAL with a reason in err, or -ENOMEM (err "out of memory"):
+ * then nothing is known about the schema. */
 int mcp_schema_check(const json_t *schema, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Validates `instance` against `schema`. Properties absent from an object instance that have a
- * "default" are filled in (instance is modified). Returns 0, or -EINVAL with a message naming
- * the JSON path, e.g. "$.count: expected integer, got string". */
+ * "default" are filled in (instance is modified). Returns 0, -EINVAL with a message naming
+ * the JSON path, e.g. "$.count: expected integer, got string", or -ENOMEM (err "out of
+ * memory"): then nothing is known about the instance, and some defaults may be filled in. */
 int mcp_schema_validate(const json_t *schema, json_t *instance, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
