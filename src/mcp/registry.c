@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mcp/schema.h"
+#include "util/alloc.h"
 #include "util/log.h"
 
 struct mcp_tool {
@@ -89,16 +90,28 @@ static char *dup_or_null(const char *s, bool *oom) {
   return d;
 }
 
+/* Parses JSON text the registry keeps (a schema, annotations). 0, -EINVAL (logged with
+ * `what`) or -ENOMEM: jansson reports a failed allocation as a syntax error, util/alloc tells. */
+static int parse_json(const char *tool, const char *what, const char *text, json_t **out) {
+  json_error_t jerr;
+  bool oom;
+  json_t *j = alloc_json_loads(text, JSON_REJECT_DUPLICATES, &jerr, &oom);
+  if (oom) return -ENOMEM;
+  if (!j) {
+    log_error("registry: not valid JSON", "{s:s, s:s, s:s, s:i}", "tool", tool, "what", what, "error", jerr.text,
+              "column", jerr.column);
+    return -EINVAL;
+  }
+  *out = j;
+  return 0;
+}
+
 /* Parses schema text (bounded by jansson's own depth limit) and checks it. */
 static int parse_schema(const char *tool, const char *what, const char *text, bool must_be_object_type,
                         json_t **out) {
-  json_error_t jerr;
-  json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-  if (!j) {
-    log_error("registry: schema is not valid JSON", "{s:s, s:s, s:s, s:i}", "tool", tool, "schema", what,
-              "error", jerr.text, "column", jerr.column);
-    return -EINVAL;
-  }
+  json_t *j;
+  int rc = parse_json(tool, what, text, &j);
+  if (rc != 0) return rc;
   if (!json_is_object(j)) {
     log_error("registry: schema must be a JSON object", "{s:s, s:s}", "tool", tool, "schema", what);
     json_decref(j);
@@ -108,7 +121,10 @@ static int parse_schema(const char *tool, const char *what, const char *text, bo
     /* MCP: a tool's inputSchema is an object schema. */
     json_t *type = json_object_get(j, "type");
     if (!type) {
-      json_object_set_new(j, "type", json_string("object"));
+      if (json_object_set_new(j, "type", json_string("object")) != 0) {
+        json_decref(j);
+        return -ENOMEM;
+      }
     } else if (!json_is_string(type) || strcmp(json_string_value(type), "object") != 0) {
       log_error("registry: inputSchema must have type \"object\"", "{s:s}", "tool", tool);
       json_decref(j);
@@ -116,10 +132,14 @@ static int parse_schema(const char *tool, const char *what, const char *text, bo
     }
   }
   char err[256] = "";
-  if (mcp_schema_check(j, err, sizeof err) != 0) {
-    log_error("registry: schema rejected", "{s:s, s:s, s:s}", "tool", tool, "schema", what, "error", err);
+  rc = mcp_schema_check(j, err, sizeof err);
+  if (rc != 0) {
+    if (rc != -ENOMEM) {
+      log_error("registry: schema rejected", "{s:s, s:s, s:s}", "tool", tool, "schema", what, "error", err);
+      rc = -EINVAL;
+    }
     json_decref(j);
-    return -EINVAL;
+    return rc;
   }
   *out = j;
   return 0;
@@ -200,9 +220,8 @@ int mcp_registry_add(mcp_registry *reg, const mcp_tool_def *def) {
   int rc = parse_schema(def->name, "inputSchema", def->input_schema ? def->input_schema : "{\"type\":\"object\"}",
                         true, &t->input);
   if (rc == 0 && def->output_schema) rc = parse_schema(def->name, "outputSchema", def->output_schema, false, &t->output);
+  if (rc == 0 && def->annotations) rc = parse_json(def->name, "annotations", def->annotations, &t->annotations);
   if (rc == 0 && def->annotations) {
-    json_error_t jerr;
-    t->annotations = json_loads(def->annotations, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(t->annotations)) {
       log_error("registry: annotations must be a JSON object", "{s:s}", "tool", def->name);
       rc = -EINVAL;
@@ -342,13 +361,17 @@ json_t *mcp_tool_output_schema(const mcp_tool *tool) { return tool ? tool->outpu
 
 json_t *mcp_tool_to_json(const mcp_tool *tool) {
   if (!tool) return NULL;
+  alloc_watch w = alloc_watch_begin();
   json_t *o = json_object();
-  if (!o) return NULL;
   json_object_set_new(o, "name", json_string(tool->name));
   if (tool->title) json_object_set_new(o, "title", json_string(tool->title));
   json_object_set_new(o, "description", json_string(tool->description));
   json_object_set_new(o, "inputSchema", json_deep_copy(tool->input));
   if (tool->output) json_object_set_new(o, "outputSchema", json_deep_copy(tool->output));
   if (tool->annotations) json_object_set_new(o, "annotations", json_deep_copy(tool->annotations));
+  if (alloc_watch_end(w)) { /* whole or nothing: a tool without its inputSchema is not a tool */
+    json_decref(o);
+    return NULL;
+  }
   return o;
 }

@@ -50,7 +50,7 @@ const mcp_tool_def *mcp_tool_def_of(const mcp_tool *tool);
 json_t *mcp_tool_input_schema(const mcp_tool *tool);
 json_t *mcp_tool_output_schema(const mcp_tool *tool);
 /* The MCP Tool object {name, title?, description, inputSchema, outputSchema?, annotations?}
- * as tools/list shows it; a new reference. */
+ * as tools/list shows it; a new reference, NULL when out of memory (never a partial object). */
 json_t *mcp_tool_to_json(const mcp_tool *tool);
 
 #endif
