@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "mcp/schema.h"
+#include "util/alloc.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/workpool.h"
@@ -212,8 +213,10 @@ static void envelope_finish(json_t *e, const mcp_call *c, const char *category, 
 /* An error envelope; `extra` (object, stolen, may be NULL) adds fields. */
 static json_t *envelope_error(const mcp_call *c, const char *category, const char *tool, mcp_dispatch_status st,
                               const char *message, json_t *extra) {
+  alloc_watch w = alloc_watch_begin();
   json_t *e = envelope_base(c, category, tool, false);
   if (!e) {
+    (void)alloc_watch_end(w);
     json_decref(extra);
     return NULL;
   }
@@ -228,19 +231,38 @@ static json_t *envelope_error(const mcp_call *c, const char *category, const cha
     json_decref(extra);
   }
   envelope_finish(e, c, category, tool);
+  if (alloc_watch_end(w)) { /* whole or nothing; call_complete answers "internal" */
+    json_decref(e);
+    return NULL;
+  }
   return e;
 }
 
 static json_t *envelope_success(const mcp_call *c, const char *category, const char *tool, json_t *result) {
+  alloc_watch w = alloc_watch_begin();
   json_t *e = envelope_base(c, category, tool, true);
-  if (!e) return NULL;
   json_object_set(e, "result", result ? result : json_null());
-  envelope_finish(e, c, category, tool);
+  if (e) envelope_finish(e, c, category, tool);
+  if (alloc_watch_end(w)) {
+    json_decref(e);
+    return NULL;
+  }
   return e;
 }
 
-/* A handler's MCP_TOOL_ERROR value → error envelope. */
+/* A handler's MCP_TOOL_ERROR value → error envelope, whole or NULL. */
+static json_t *envelope_tool_error_build(const mcp_call *c, const char *category, const char *tool, json_t *value);
 static json_t *envelope_tool_error(const mcp_call *c, const char *category, const char *tool, json_t *value) {
+  alloc_watch w = alloc_watch_begin();
+  json_t *e = envelope_tool_error_build(c, category, tool, value);
+  if (alloc_watch_end(w)) { /* e.g. the copy of the handler's fields */
+    json_decref(e);
+    return NULL;
+  }
+  return e;
+}
+
+static json_t *envelope_tool_error_build(const mcp_call *c, const char *category, const char *tool, json_t *value) {
   if (json_is_string(value)) return envelope_error(c, category, tool, MCP_DISPATCH_TOOL_ERROR, json_string_value(value), NULL);
   if (json_is_object(value)) {
     json_t *extra = json_deep_copy(value);
@@ -266,8 +288,12 @@ static json_t *envelope_tool_error(const mcp_call *c, const char *category, cons
 }
 
 json_t *mcp_dispatch_call_result(const json_t *envelope) {
+  alloc_watch w = alloc_watch_begin();
   json_t *r = json_object();
-  if (!r) return NULL;
+  if (!r) {
+    (void)alloc_watch_end(w);
+    return NULL;
+  }
   bool ok = json_is_string(json_object_get(envelope, "status")) &&
             strcmp(json_string_value(json_object_get(envelope, "status")), "success") == 0;
   json_t *structured;
@@ -298,6 +324,10 @@ json_t *mcp_dispatch_call_result(const json_t *envelope) {
   if (rid) json_object_set(meta, "io.peermcp/request_id", rid);
   if (dur) json_object_set(meta, "io.peermcp/duration_ms", dur);
   json_object_set_new(r, "_meta", meta);
+  if (alloc_watch_end(w)) { /* never a CallToolResult with a part missing */
+    json_decref(r);
+    return NULL;
+  }
   return r;
 }
 
@@ -416,7 +446,10 @@ static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope)
   else kid_unlink(c);
   live_unlink(c);
   if (!c->detached && c->done) {
-    if (!envelope) envelope = json_pack("{s:s, s:s, s:s}", "status", "error", "error", "out of memory", "error_type", "internal");
+    if (!envelope) { /* the outcome could not be built: out of memory */
+      st = MCP_DISPATCH_INTERNAL;
+      envelope = json_pack("{s:s, s:s, s:s}", "status", "error", "error", "out of memory", "error_type", "internal");
+    }
     if (!c->is_kid) {
       const mcp_tool_def *def = mcp_tool_def_of(c->tool);
       const char *tname = def ? def->name : json_string_value(json_object_get(envelope, "tool"));
@@ -537,7 +570,13 @@ static bool call_validate(mcp_call *c) {
     return false;
   }
   char err[512] = "";
-  if (mcp_schema_validate(mcp_tool_input_schema(c->tool), c->args, err, sizeof err) != 0) {
+  int vr = mcp_schema_validate(mcp_tool_input_schema(c->tool), c->args, err, sizeof err);
+  if (vr == -ENOMEM) { /* no verdict on the arguments */
+    c->pre_status = MCP_DISPATCH_INTERNAL;
+    c->pre_envelope = envelope_error(c, def->category, def->name, MCP_DISPATCH_INTERNAL, "out of memory", NULL);
+    return false;
+  }
+  if (vr != 0) {
     char msg[600];
     snprintf(msg, sizeof msg, "Invalid arguments: %s", err[0] ? err : "schema validation failed");
     c->pre_status = MCP_DISPATCH_INVALID_ARGUMENTS;
