@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/alloc.h"
 #include "util/log.h"
 
 #ifndef PEERMCP_VERSION
@@ -110,16 +111,38 @@ static int level_rank(const char *name) {
 
 /* ---------- output ---------- */
 
+/* Out of memory: every answer the session builds is whole or replaced by this error (a client
+ * must never see a result with a field missing). Building it may fail too; then the request
+ * goes unanswered and the log says why. */
+#define MSG_OOM "out of memory"
+
+static void reply_error_era(mcp_session *s, json_t *id, bool modern, int code, const char *message, json_t *data);
+
+/* True for the error this file sends when out of memory (it has no smaller fallback). */
+static bool is_oom_error(const json_t *msg) {
+  const json_t *e = json_object_get(msg, "error");
+  return e && json_integer_value(json_object_get(e, "code")) == RPC_INTERNAL_ERROR &&
+         json_string_value(json_object_get(e, "message")) &&
+         strcmp(json_string_value(json_object_get(e, "message")), MSG_OOM) == 0;
+}
+
 /* The one exit of every outgoing message: serialises msg (stolen) and hands it to the
  * transport with where it belongs (session.h, per-request routing). */
 static void emit(mcp_session *s, mcp_out_kind kind, const json_t *request_id, int error_code, bool modern, json_t *msg) {
   if (!msg) return;
-  char *text = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY | (s->o.ascii_only ? JSON_ENSURE_ASCII : 0));
-  json_decref(msg);
+  char *text = alloc_json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY | (s->o.ascii_only ? JSON_ENSURE_ASCII : 0));
   if (!text) {
-    log_error("session: cannot serialise a message (out of memory)", NULL);
+    /* An answer that cannot be written still owes the client a reply: a short error (a
+     * notification is optional and is dropped). */
+    json_t *id = json_incref(json_object_get(msg, "id"));
+    bool fallback = kind == MCP_OUT_RESPONSE && id && !is_oom_error(msg);
+    json_decref(msg);
+    if (fallback) reply_error_era(s, json_is_null(id) ? NULL : id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    else log_error("session: cannot serialise a message (out of memory)", NULL);
+    json_decref(id);
     return;
   }
+  json_decref(msg);
   if (s->o.route) {
     mcp_session_out out = {.kind = kind, .request_id = request_id, .error_code = error_code, .modern = modern};
     s->o.route(s->o.send_ud, &out, text, strlen(text));
@@ -133,20 +156,55 @@ static void notify(mcp_session *s, const json_t *rid, bool modern, json_t *msg) 
   emit(s, MCP_OUT_NOTIFICATION, rid, 0, modern, msg);
 }
 
+/* The same for a notification built under watch w: sent only if nothing in it is missing (a
+ * notification is optional: dropped rather than sent partial). */
+static void notify_whole(mcp_session *s, alloc_watch w, const json_t *rid, bool modern, json_t *msg) {
+  if (alloc_watch_end(w)) {
+    json_decref(msg);
+    return;
+  }
+  notify(s, rid, modern, msg);
+}
+
 static bool cur_modern(const mcp_session *s, const json_t *id);
 
 static void reply_error_era(mcp_session *s, json_t *id, bool modern, int code, const char *message, json_t *data) {
+  alloc_watch w = alloc_watch_begin();
   json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message ? message : "error");
   if (err && data) json_object_set(err, "data", data);
   json_decref(data);
   json_t *m = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error", err);
+  if (alloc_watch_end(w) && code != RPC_INTERNAL_ERROR) { /* e.g. the data went missing */
+    json_decref(m);
+    reply_error_era(s, id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    return;
+  }
+  if (!m) log_error("session: cannot answer a request (out of memory)", NULL);
   emit(s, MCP_OUT_RESPONSE, id, code, modern, m);
 }
 
 static void reply_result_era(mcp_session *s, json_t *id, bool modern, json_t *result) {
+  alloc_watch w = alloc_watch_begin();
   json_t *m = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "result",
                         result ? result : json_object());
+  if (alloc_watch_end(w)) {
+    json_decref(m);
+    reply_error_era(s, id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    return;
+  }
   emit(s, MCP_OUT_RESPONSE, id, 0, modern, m);
+}
+
+/* Answers with `result` (stolen) if it was built whole, i.e. no jansson allocation failed since
+ * the current unit of work began (a message, a completion: each starts an alloc_watch), else
+ * with -32603. */
+static void reply_whole(mcp_session *s, json_t *id, bool modern, json_t *result) {
+  if (!result || alloc_oom_seen()) {
+    json_decref(result);
+    reply_error_era(s, id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    return;
+  }
+  reply_result_era(s, id, modern, result);
 }
 
 void mcp_session_reply_error(mcp_session *s, json_t *id, int code, const char *message, json_t *data) {
@@ -161,13 +219,15 @@ static json_t *server_info(const mcp_session *s) {
   return json_pack("{s:s, s:s}", "name", s->o.server_name, "version", s->o.server_version);
 }
 
-/* Adds the modern per-result fields. `cacheable` adds ttlMs/cacheScope. */
+/* Adds the modern per-result fields. `cacheable` adds ttlMs/cacheScope. A failure shows in the
+ * unit of work's alloc_watch (reply_whole refuses the result then). */
 static json_t *modern_result(const mcp_session *s, json_t *result, bool cacheable) {
+  if (!result) return NULL;
   json_object_set_new(result, "resultType", json_string("complete"));
   json_t *meta = json_object_get(result, "_meta");
   if (!json_is_object(meta)) {
     meta = json_object();
-    json_object_set_new(result, "_meta", meta);
+    if (json_object_set_new(result, "_meta", meta) != 0) return result; /* meta is gone */
   }
   json_object_set_new(meta, "io.modelcontextprotocol/serverInfo", server_info(s));
   if (cacheable) {
@@ -184,13 +244,19 @@ static void reply(mcp_session *s, const req_ctx *rc, json_t *result, bool cachea
     return;
   }
   if (rc->modern) result = modern_result(s, result, cacheable);
-  reply_result_era(s, rc->id, rc->modern, result);
+  reply_whole(s, rc->id, rc->modern, result);
 }
 
 static void reply_err(mcp_session *s, const req_ctx *rc, int code, const char *message, json_t *data) {
   if (!rc->id) { /* notifications never get a response */
     json_decref(data);
     return;
+  }
+  if (alloc_oom_seen()) { /* this unit of work lost an allocation: the data may be partial */
+    json_decref(data);
+    code = RPC_INTERNAL_ERROR;
+    message = MSG_OOM;
+    data = NULL;
   }
   reply_error_era(s, rc->id, rc->modern, code, message, data);
 }
@@ -308,10 +374,12 @@ const char *mcp_session_legacy_version(const mcp_session *s) { return s->legacy_
 static void on_progress(void *ud, json_t *token, double progress, double total, const char *message) {
   sess_req *r = ud;
   if (r->cancelled) return;
+  alloc_watch w = alloc_watch_begin();
   json_t *p = json_pack("{s:O, s:f}", "progressToken", token, "progress", progress);
   if (total >= 0) json_object_set_new(p, "total", json_real(total));
   if (message) json_object_set_new(p, "message", json_string(message));
-  notify(r->s, r->id, r->modern, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/progress", "params", p));
+  notify_whole(r->s, w, r->id, r->modern,
+               json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/progress", "params", p));
 }
 
 static void on_log(void *ud, const char *level, const char *message) {
@@ -320,13 +388,16 @@ static void on_log(void *ud, const char *level, const char *message) {
   if (rank < 0) rank = 1;
   int min = r->modern ? r->log_min : r->s->log_min;
   if (r->cancelled || min < 0 || rank < min) return;
-  notify(r->s, r->id, r->modern, json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "jsonrpc", "2.0", "method", "notifications/message",
-                           "params", "level", k_log_levels[rank], "logger", "peermcp", "data", message ? message : ""));
+  alloc_watch w = alloc_watch_begin();
+  notify_whole(r->s, w, r->id, r->modern,
+               json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "jsonrpc", "2.0", "method", "notifications/message", "params",
+                         "level", k_log_levels[rank], "logger", "peermcp", "data", message ? message : ""));
 }
 
 static void on_call_done(void *ud, const mcp_call_outcome *o) {
   sess_req *r = ud;
   mcp_session *s = r->s;
+  alloc_watch w = alloc_watch_begin();
   r->call = NULL;
   req_unlink(s, r);
   mcp_session_shaped shaped = {0};
@@ -347,11 +418,11 @@ static void on_call_done(void *ud, const mcp_call_outcome *o) {
        * structuredContent they get: leave it out there (the text block still carries it). */
       if (res && o->status != MCP_DISPATCH_OK && o->tool && mcp_tool_output_schema(o->tool))
         json_object_del(res, "structuredContent");
-      if (res) reply(s, &rc, res, false);
-      else reply_err(s, &rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
+      reply(s, &rc, res, false); /* NULL: out of memory, answered -32603 */
     }
   }
   req_free(r);
+  (void)alloc_watch_end(w);
   if (s->inflight == 0 && s->idle_cb) s->idle_cb(s->idle_ud); /* last: the callback may free s */
 }
 
@@ -390,16 +461,18 @@ static void m_subscriptions_listen(mcp_session *s, req_ctx *rc) {
   }
   sess_sub *u = calloc(1, sizeof *u);
   if (!u) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
+    reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return;
   }
   u->id = json_incref(rc->id);
   u->next = s->subs;
   s->subs = u;
   s->nsubs++;
-  notify(s, u->id, true, json_pack("{s:s, s:s, s:{s:{s:O}, s:{}}}", "jsonrpc", "2.0", "method",
-                        "notifications/subscriptions/acknowledged", "params", "_meta",
-                        "io.modelcontextprotocol/subscriptionId", u->id, "notifications"));
+  alloc_watch w = alloc_watch_begin();
+  notify_whole(s, w, u->id, true,
+               json_pack("{s:s, s:s, s:{s:{s:O}, s:{}}}", "jsonrpc", "2.0", "method",
+                         "notifications/subscriptions/acknowledged", "params", "_meta",
+                         "io.modelcontextprotocol/subscriptionId", u->id, "notifications"));
 }
 
 void mcp_session_end_subscriptions(mcp_session *s) {
@@ -411,8 +484,10 @@ void mcp_session_end_subscriptions(mcp_session *s) {
     sess_sub *u = s->subs;
     s->subs = u->next;
     s->nsubs--;
+    alloc_watch w = alloc_watch_begin();
     json_t *res = json_pack("{s:{s:O}}", "_meta", "io.modelcontextprotocol/subscriptionId", u->id);
-    reply_result_era(s, u->id, true, modern_result(s, res, false));
+    reply_whole(s, u->id, true, modern_result(s, res, false));
+    (void)alloc_watch_end(w);
     sub_free(u);
   }
 }
@@ -464,7 +539,7 @@ static void call_start(mcp_session *s, req_ctx *rc, const char *tool, json_t *ar
   }
   sess_req *r = calloc(1, sizeof *r);
   if (!r) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
+    reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return;
   }
   r->s = s;
@@ -508,7 +583,7 @@ static sess_req *req_begin(mcp_session *s, req_ctx *rc, int kind) {
   }
   sess_req *r = calloc(1, sizeof *r);
   if (!r) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
+    reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return NULL;
   }
   r->s = s;
@@ -550,9 +625,10 @@ static void task_reply_result(mcp_session *s, const req_ctx *rc, const mcp_task_
     json_t *meta = json_object_get(res, "_meta");
     if (!json_is_object(meta)) {
       meta = json_object();
-      json_object_set_new(res, "_meta", meta);
+      if (json_object_set_new(res, "_meta", meta) != 0) meta = NULL; /* freed; the watch saw it */
     }
-    json_object_set_new(meta, MCP_TASKS_RELATED_META, related);
+    if (meta) json_object_set_new(meta, MCP_TASKS_RELATED_META, related);
+    else json_decref(related);
     reply(s, rc, res, false);
     return;
   }
@@ -580,8 +656,10 @@ static void on_watch_done(void *ud, int err, const mcp_task_view *v, size_t n, c
     }
   if (err == 0 && n == 1) {
     /* the full task, as tasks/get would show it now; no related-task _meta (tasks.mdx) */
+    alloc_watch aw = alloc_watch_begin();
     json_t *p = w->modern ? mcp_tasks_modern_json(&v[0], true) : mcp_tasks_legacy_json(&v[0]);
-    notify(s, NULL, w->modern, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/tasks/status", "params", p));
+    notify_whole(s, aw, NULL, w->modern,
+                 json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/tasks/status", "params", p));
   }
   free(w);
 }
@@ -605,6 +683,7 @@ static void task_watch(mcp_session *s, const char *task_id, bool modern) {
 static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, const char *next_cursor) {
   sess_req *r = ud;
   mcp_session *s = r->s;
+  alloc_watch w = alloc_watch_begin();
   r->top = NULL;
   req_unlink(s, r);
   req_ctx rc = {.id = r->id, .modern = r->modern};
@@ -629,7 +708,7 @@ static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, co
     if (r->modern) {
       json_t *res = modern_result(s, mcp_tasks_modern_json(&v[0], false), false);
       json_object_set_new(res, "resultType", json_string("task"));
-      reply_result_era(s, r->id, true, res);
+      reply_whole(s, r->id, true, res);
     } else {
       reply(s, &rc, json_pack("{s:o}", "task", mcp_tasks_legacy_json(&v[0])), false);
     }
@@ -655,6 +734,7 @@ static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, co
   }
 done:
   req_free(r);
+  (void)alloc_watch_end(w);
   if (s->inflight == 0 && s->idle_cb) s->idle_cb(s->idle_ud); /* last: the callback may free s */
 }
 
@@ -879,7 +959,7 @@ static void m_initialize(mcp_session *s, req_ctx *rc) {
   }
   char *dup = strdup(got);
   if (!dup) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, "out of memory", NULL);
+    reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return;
   }
   free(s->legacy_version);
@@ -1219,7 +1299,9 @@ void mcp_session_feed_json(mcp_session *s, json_t *msg) {
     mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
     return;
   }
+  alloc_watch w = alloc_watch_begin(); /* the unit of work that reply() and reply_err() read */
   handle_message(s, msg, NULL);
+  (void)alloc_watch_end(w);
 }
 
 void mcp_session_feed_json_versioned(mcp_session *s, json_t *msg, const char *header_version) {
@@ -1228,7 +1310,9 @@ void mcp_session_feed_json_versioned(mcp_session *s, json_t *msg, const char *he
     mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
     return;
   }
+  alloc_watch w = alloc_watch_begin();
   handle_message(s, msg, header_version && *header_version ? header_version : NULL);
+  (void)alloc_watch_end(w);
 }
 
 void mcp_session_msg_route(const json_t *msg, const char **method, const char **name) {
@@ -1256,13 +1340,18 @@ void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {
     return;
   }
   json_error_t jerr;
-  json_t *m = json_loadb(msg, len, JSON_DECODE_ANY, &jerr);
-  if (!m) {
+  alloc_watch w = alloc_watch_begin();
+  bool oom;
+  json_t *m = alloc_json_loadb(msg, len, JSON_DECODE_ANY, &jerr, &oom);
+  if (oom) { /* ours, not the client's */
+    mcp_session_reply_error(s, NULL, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+  } else if (!m) {
     char em[240];
     snprintf(em, sizeof em, "Parse error: %s (at byte %d)", jerr.text, jerr.position);
     mcp_session_reply_error(s, NULL, RPC_PARSE_ERROR, em, NULL);
-    return;
+  } else {
+    handle_message(s, m, NULL);
+    json_decref(m);
   }
-  handle_message(s, m, NULL);
-  json_decref(m);
+  (void)alloc_watch_end(w);
 }
