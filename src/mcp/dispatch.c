@@ -505,8 +505,10 @@ static void call_complete_ran(mcp_call *c) {
 /* Loop thread: does what is due once the handler returned or the tool's completion arrived. */
 static void call_settle(mcp_call *c) {
   if (!c->returned) {
-    /* not run (pre-check error, or skipped) or still running on a worker: work_done settles */
-    if (c->pre_envelope && !c->completed) {
+    /* not run (pre-check error, or skipped) or still running on a worker: work_done settles.
+     * A pre-check error whose envelope could not be built (out of memory) still completes:
+     * call_complete answers "internal" for a NULL envelope. */
+    if ((c->pre_envelope || c->pre_status != MCP_DISPATCH_OK) && !c->completed) {
       json_t *e = c->pre_envelope;
       c->pre_envelope = NULL;
       call_complete(c, c->pre_status, e);
@@ -619,7 +621,7 @@ static void call_work_done(void *arg) {
   mcp_call *c = arg;
   flush_events(c->d);
   c->returned = c->ran || c->tstatus == MCP_TOOL_PENDING;
-  if (!c->returned && !c->completed && !c->pre_envelope) {
+  if (!c->returned && !c->completed && !c->pre_envelope && c->pre_status == MCP_DISPATCH_OK) {
     /* skipped: cancelled while queued (a timeout completes from the timer) */
     const mcp_tool_def *def = mcp_tool_def_of(c->tool);
     call_complete(c, MCP_DISPATCH_CANCELLED,
