@@ -4,7 +4,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 PEERMCP_ARGS ?=
 
-.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-service clean
+.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-service bench-http clean
 
 all: deps
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release -Dtests=disabled >/dev/null
@@ -48,6 +48,11 @@ bench-p2p: test-deps all
 
 bench-service: test-deps all
 	@bash bench/service/run.sh
+
+# MCP over Streamable HTTP under wrk: peermcp vs the TypeScript SDK server (wrk: setup.sh --bench)
+bench-http: test-deps all
+	@bash scripts/setup.sh --bench
+	@bash bench/http/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what peermcp needs to build, test and benchmark, and nothing that is already there.
 # Debian packages through apt-get (only the absent ones); npm packages for the interop tests
-# (pinned in tests/package.json) when called with --tests.
+# (pinned in tests/package.json) when called with --tests; the load generator for the benchmarks
+# (wrk) with --bench.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -9,9 +10,11 @@ build_pkgs=(build-essential pkg-config meson ninja-build
   libuv1-dev libjansson-dev libsodium-dev libsqlite3-dev sqlite3 libssl-dev
   libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev)
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev llvm valgrind nodejs npm python3)
+bench_pkgs=(wrk python3)
 
 want=("${build_pkgs[@]}")
 [ "${1:-}" = "--tests" ] && want+=("${test_pkgs[@]}")
+[ "${1:-}" = "--bench" ] && want+=("${bench_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do
