@@ -149,6 +149,7 @@ int sse_stream_comment(sse_stream *s) {
 size_t sse_stream_read(sse_stream *s, char *dst, size_t max) {
   size_t n = s->len - s->rd;
   if (n > max) n = max;
+  if (n == 0) return 0; /* data may still be NULL */
   memcpy(dst, s->data + s->rd, n);
   s->rd += n;
   if (s->rd == s->len && s->retain == 0) s->len = s->rd = 0; /* nothing to keep: reuse from the start */

@@ -376,6 +376,85 @@ static void test_http_auth_hook_routes_and_session_bound_to_subject(void **state
   free(r);
 }
 
+static char *legacy_post(const char *sid, const char *body) {
+  char *q = malloc(4096);
+  snprintf(q, 4096,
+           "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%sContent-Type: application/json\r\n"
+           "Accept: application/json, text/event-stream\r\nContent-Length: %zu\r\n\r\n%s",
+           sid ? "Mcp-Session-Id: " : "", sid ? sid : "", sid ? "\r\n" : "", strlen(body), body);
+  return q;
+}
+
+/* initialize; returns the session id (static buffer of the caller) */
+static void new_session(fx *f, char id[64]) {
+  const char *init = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\","
+                     "\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}";
+  req *r = calloc(1, sizeof *r);
+  char *q = legacy_post(NULL, init);
+  r->text = q;
+  roundtrip(f, r);
+  assert_int_equal(status_of(r), 200);
+  char *sid = strstr(r->resp, "Mcp-Session-Id: ");
+  assert_non_null(sid);
+  id[0] = 0;
+  sscanf(sid + 16, "%63[A-Za-z0-9_-]", id);
+  assert_int_equal(strlen(id), 43);
+  free(q);
+  free(r);
+}
+
+static int ping_status(fx *f, const char *id) {
+  req *r = calloc(1, sizeof *r);
+  char *q = legacy_post(id, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}");
+  r->text = q;
+  roundtrip(f, r);
+  int st = status_of(r);
+  free(q);
+  free(r);
+  return st;
+}
+
+static void test_http_idle_sessions_expire(void **state) {
+  fx *f = *state;
+  mcp_http_opts o = {.session_idle_seconds = 1};
+  assert_int_equal(start(f, &o), 0);
+  char a[64], b[64];
+  new_session(f, a);
+  new_session(f, b);
+  assert_int_equal(ping_status(f, a), 200);
+  mcp_http_stats st;
+  mcp_http_get_stats(f->h, &st);
+  assert_int_equal(st.sessions, 2);
+  /* keep b in use, leave a idle: wait (generously) until a is gone */
+  int a_status = 200;
+  for (int i = 0; i < 200 && a_status == 200; i++) {
+    usleep(100 * 1000);
+    for (int k = 0; k < 20; k++) uv_run(&f->loop, UV_RUN_NOWAIT);
+    if (i % 5 == 0) assert_int_equal(ping_status(f, b), 200);
+    mcp_http_get_stats(f->h, &st);
+    if (st.sessions < 2) a_status = ping_status(f, a);
+  }
+  assert_int_equal(a_status, 404);
+  assert_int_equal(ping_status(f, b), 200);
+}
+
+static void test_http_max_sessions_ends_the_least_recently_used(void **state) {
+  fx *f = *state;
+  mcp_http_opts o = {.max_sessions = 2};
+  assert_int_equal(start(f, &o), 0);
+  char a[64], b[64], c[64];
+  new_session(f, a);
+  new_session(f, b);
+  assert_int_equal(ping_status(f, a), 200); /* a is now more recent than b */
+  new_session(f, c);                        /* full: b (least recently used, idle) ends */
+  assert_int_equal(ping_status(f, b), 404);
+  assert_int_equal(ping_status(f, a), 200);
+  assert_int_equal(ping_status(f, c), 200);
+  mcp_http_stats st;
+  mcp_http_get_stats(f->h, &st);
+  assert_int_equal(st.sessions, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_http_port_zero_binds_loopback_and_writes_the_url_file, setup, teardown),
@@ -384,6 +463,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_http_readyz_follows_ready_and_stopping, setup, teardown),
       cmocka_unit_test_setup_teardown(test_http_stop_waits_for_an_inflight_call_and_refuses_new_ones, setup, teardown),
       cmocka_unit_test_setup_teardown(test_http_auth_hook_routes_and_session_bound_to_subject, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_http_idle_sessions_expire, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_http_max_sessions_ends_the_least_recently_used, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
