@@ -425,6 +425,7 @@ static const keydef k_top[] = {
 static const keydef k_tools[] = {
     {"disabled", K_STRARR, OFF(tools.disabled), OFF(tools.disabled_count), 0, 4096},
     {"test_tools", K_BOOL, OFF(tools.test_tools), 0, 0, 0},
+    {"conformance_fixtures", K_BOOL, OFF(tools.conformance_fixtures), 0, 0, 0},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -976,6 +977,7 @@ static int apply_env(lctx *c) {
     cfg->p2p.cache_replicate_max_peers = (uint32_t)n;
   }
   if ((rc = env_bool(c, "PEERMCP_TEST_TOOLS", &cfg->tools.test_tools)) != 0) return rc;
+  if ((rc = env_bool(c, "PEERMCP_CONFORMANCE_FIXTURES", &cfg->tools.conformance_fixtures)) != 0) return rc;
   if ((rc = env_bool(c, "PEERMCP_P2P_ENABLE_PERF", &cfg->p2p.enable_perf)) != 0) return rc;
   if ((rc = env_bool(c, "PEERMCP_P2P_UNFENCED_COMPLETE", &cfg->p2p.unfenced_complete)) != 0) return rc;
   if ((v = env_nonempty("PEERMCP_NOISE_AEAD"))) {
@@ -1038,6 +1040,7 @@ static int apply_args(lctx *c, const config_args *a) {
   }
   if (a->no_p2p) cfg->p2p.enabled = false;
   if (a->no_stdio) cfg->stdio.enabled = false;
+  if (a->conformance_fixtures) cfg->tools.conformance_fixtures = true;
   if (a->p2p_listen_count) {
     char **arr = calloc(a->p2p_listen_count + 1, sizeof *arr);
     if (!arr) return -ENOMEM;
@@ -1344,7 +1347,8 @@ const char *config_args_help(void) {
          "  --no-stdio           do not serve MCP on stdin/stdout\n"
          "  --p2p-listen ADDR    libp2p listen multiaddr (repeatable; replaces p2p.listen)\n"
          "  --http-listen HOST:PORT  serve MCP over Streamable HTTP at http://HOST:PORT/mcp (repeatable;\n"
-         "                       replaces http.listen; env PEERMCP_HTTP_LISTEN; a bare PORT = 127.0.0.1)\n";
+         "                       replaces http.listen; env PEERMCP_HTTP_LISTEN; a bare PORT = 127.0.0.1)\n"
+         "  --conformance-fixtures  serve the MCP conformance suite's fixtures (tests only)\n";
 }
 
 int config_args_parse(config_args *args, int *argc, char **argv, char *err, size_t errlen) {
@@ -1361,6 +1365,10 @@ int config_args_parse(config_args *args, int *argc, char **argv, char *err, size
     }
     if (strcmp(a, "--no-stdio") == 0) {
       args->no_stdio = true;
+      continue;
+    }
+    if (strcmp(a, "--conformance-fixtures") == 0) {
+      args->conformance_fixtures = true;
       continue;
     }
     int which = -1;
@@ -1452,9 +1460,9 @@ json_t *config_to_json(const config *cfg) {
                         (json_int_t)c->timeout_ms, "max_output_bytes", (json_int_t)c->max_output_bytes, "remote",
                         c->remote, "output", outs[c->output]));
   }
-  json_t *tools = json_pack("{s:o, s:o, s:b}", "commands", cmds, "disabled",
+  json_t *tools = json_pack("{s:o, s:o, s:b, s:b}", "commands", cmds, "disabled",
                             strv_json(cfg->tools.disabled, cfg->tools.disabled_count), "test_tools",
-                            cfg->tools.test_tools);
+                            cfg->tools.test_tools, "conformance_fixtures", cfg->tools.conformance_fixtures);
   json_t *queue = json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:I}", "path", cfg->queue.path, "max_payload_bytes",
                             (json_int_t)cfg->queue.max_payload_bytes, "lease_seconds",
                             (json_int_t)cfg->queue.lease_seconds, "max_attempts", (json_int_t)cfg->queue.max_attempts,

@@ -93,6 +93,8 @@ typedef struct config {
     char **disabled; /* tool names not to register */
     size_t disabled_count;
     bool test_tools; /* false; PEERMCP_TEST_TOOLS: register the test-only tools */
+    bool conformance_fixtures; /* false; --conformance-fixtures, PEERMCP_CONFORMANCE_FIXTURES: the MCP
+                                  conformance suite's fixture tools, prompts and resources */
   } tools;
 
   struct {
@@ -179,6 +181,7 @@ typedef struct config_args {
   const char *log_level;   /* --log-level LEVEL */
   bool no_p2p;             /* --no-p2p */
   bool no_stdio;           /* --no-stdio */
+  bool conformance_fixtures; /* --conformance-fixtures */
   const char **p2p_listen; /* --p2p-listen ADDR, repeatable */
   size_t p2p_listen_count;
   const char **http_listen; /* --http-listen HOST:PORT, repeatable */

@@ -999,6 +999,7 @@ bool mcp_call_is_remote(const mcp_call *c) { return c->remote; }
 bool mcp_call_may_use(const mcp_call *c, const mcp_tool *t) { return t && may_use(c->remote, t); }
 const mcp_tool *mcp_call_tool(const mcp_call *c) { return c->tool; }
 void *mcp_call_ext(const mcp_call *c) { return c->root->ext; }
+json_t *mcp_call_args(const mcp_call *c) { return c->args; }
 uv_loop_t *mcp_dispatcher_loop(const mcp_dispatcher *d) { return d->loop; }
 
 void mcp_call_complete(mcp_call *c, mcp_tool_status st, json_t *result) {

@@ -196,6 +196,9 @@ const mcp_tool *mcp_call_tool(const mcp_call *call);
 /* The request's ext (mcp_call_request.ext) — the top-level call's for mcp_dispatch_invoke
  * children; NULL when none. */
 void *mcp_call_ext(const mcp_call *call);
+/* The arguments the handler got (validated, defaults filled; borrowed): from the handler, or
+ * from the completion callback of the call (loop thread). */
+json_t *mcp_call_args(const mcp_call *call);
 /* The loop the dispatcher runs on (for modules that schedule their own loop work, e.g. a
  * resource provider's timer). */
 uv_loop_t *mcp_dispatcher_loop(const mcp_dispatcher *d);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mcp/prompts.h"
+#include "mcp/resources.h"
 #include "mcp/schema.h"
 #include "util/alloc.h"
 #include "util/log.h"
@@ -34,9 +36,38 @@ struct mcp_registry {
   size_t ncats, catcap;
   mcp_tool **removed; /* kept until free: several tools may share one ud, freed by one of them */
   size_t nremoved;
+  mcp_prompts *prompts;
+  mcp_resources *resources;
+  struct {
+    void (*fn)(void *ud);
+    void *ud;
+  } on_free[64];
+  size_t n_on_free;
 };
 
-mcp_registry *mcp_registry_new(void) { return calloc(1, sizeof(mcp_registry)); }
+mcp_registry *mcp_registry_new(void) {
+  mcp_registry *reg = calloc(1, sizeof(mcp_registry));
+  if (!reg) return NULL;
+  reg->prompts = mcp_prompts_new();
+  reg->resources = mcp_resources_new();
+  if (!reg->prompts || !reg->resources) {
+    mcp_registry_free(reg);
+    return NULL;
+  }
+  return reg;
+}
+
+int mcp_registry_on_free(mcp_registry *reg, void (*fn)(void *ud), void *ud) {
+  if (!reg || !fn) return -EINVAL;
+  if (reg->n_on_free >= sizeof reg->on_free / sizeof reg->on_free[0]) return -ENOMEM;
+  reg->on_free[reg->n_on_free].fn = fn;
+  reg->on_free[reg->n_on_free].ud = ud;
+  reg->n_on_free++;
+  return 0;
+}
+
+mcp_prompts *mcp_registry_prompts(const mcp_registry *reg) { return reg ? reg->prompts : NULL; }
+mcp_resources *mcp_registry_resources(const mcp_registry *reg) { return reg ? reg->resources : NULL; }
 
 static void tool_free(mcp_tool *t) {
   if (!t) return;
@@ -66,6 +97,9 @@ void mcp_registry_free(mcp_registry *reg) {
     free(reg->cats[i].description);
   }
   free(reg->cats);
+  for (size_t i = 0; i < reg->n_on_free; i++) reg->on_free[i].fn(reg->on_free[i].ud);
+  mcp_prompts_free(reg->prompts);
+  mcp_resources_free(reg->resources);
   free(reg);
 }
 

@@ -12,6 +12,8 @@
 #include "mcp/tool.h"
 
 typedef struct mcp_registry mcp_registry;
+struct mcp_prompts;
+struct mcp_resources;
 
 /* Returns NULL on ENOMEM. Free with mcp_registry_free (calls every tool's ud_free). */
 mcp_registry *mcp_registry_new(void);
@@ -43,6 +45,16 @@ size_t mcp_registry_category_size(const mcp_registry *reg, const char *category)
 const char *mcp_registry_category_description(const mcp_registry *reg, const char *category);
 int mcp_registry_describe_category(mcp_registry *reg, const char *category, const char *description)
     __attribute__((warn_unused_result));
+
+/* The prompt and resource tables served next to the tools (mcp/prompts.h, mcp/resources.h):
+ * created with the registry, freed with it; fill them at start-up like the tools. */
+struct mcp_prompts *mcp_registry_prompts(const mcp_registry *reg);
+struct mcp_resources *mcp_registry_resources(const mcp_registry *reg);
+
+/* Runs fn(ud) once when the registry is freed (after the tools' ud_free, before the prompt and
+ * resource tables go): for providers whose state lives as long as their definitions. 0 or
+ * -ENOMEM. At most 64. */
+int mcp_registry_on_free(mcp_registry *reg, void (*fn)(void *ud), void *ud) __attribute__((warn_unused_result));
 
 /* The definition as registered (strings owned by the registry; fn/ud as given). */
 const mcp_tool_def *mcp_tool_def_of(const mcp_tool *tool);

@@ -6,95 +6,28 @@
  * server/utilities/caching) for the modern era. Every error is produced here, in one shape. */
 #include "mcp/session.h"
 
+#include "mcp/session_int.h"
+
 #include <errno.h>
+#include <sys/time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mcp/schema.h"
 #include "util/alloc.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #ifndef PEERMCP_VERSION
 #define PEERMCP_VERSION "0.0.0"
 #endif
 
-enum {
-  RPC_PARSE_ERROR = MCP_RPC_PARSE_ERROR,
-  RPC_INVALID_REQUEST = MCP_RPC_INVALID_REQUEST,
-  RPC_METHOD_NOT_FOUND = MCP_RPC_METHOD_NOT_FOUND,
-  RPC_INVALID_PARAMS = MCP_RPC_INVALID_PARAMS,
-  RPC_INTERNAL_ERROR = MCP_RPC_INTERNAL_ERROR,
-  MCP_RESOURCE_NOT_FOUND_LEGACY = MCP_RPC_RESOURCE_NOT_FOUND,
-  MCP_UNSUPPORTED_VERSION = MCP_RPC_UNSUPPORTED_VERSION,
-  MCP_MISSING_CLIENT_CAPABILITY = MCP_RPC_MISSING_CLIENT_CAPABILITY,
-  MCP_HEADER_MISMATCH = MCP_RPC_HEADER_MISMATCH,
-};
-
-/* What a request in flight is waiting for. */
-enum { RK_CALL = 0, RK_TASK_CREATE, RK_TASK_GET, RK_TASK_RESULT, RK_TASK_LIST, RK_TASK_CANCEL };
-
 static const char *const k_legacy_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"};
 #define N_LEGACY (sizeof k_legacy_versions / sizeof k_legacy_versions[0])
 
 static const char *const k_log_levels[] = {"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"};
 #define N_LEVELS 8
-
-typedef struct sess_req {
-  struct sess_req *next, *prev;
-  mcp_session *s;
-  json_t *id;
-  mcp_call *call;
-  mcp_tasks_op *top; /* a task operation in flight (kind != RK_CALL) */
-  int kind;
-  bool cancelled;
-  bool modern;
-  int log_min; /* rank in k_log_levels; -1 = send no log notifications */
-} sess_req;
-
-typedef struct sess_sub {
-  struct sess_sub *next;
-  json_t *id; /* the subscriptions/listen request id = the subscription id */
-} sess_sub;
-
-#define MCP_SESSION_MAX_SUBSCRIPTIONS 64
-#define MCP_SESSION_MAX_TASK_WATCHES 4 /* tasks watched for notifications/tasks/status */
-
-/* A task this session created, watched until terminal to send notifications/tasks/status
- * (optional in both eras; best effort: at most MCP_SESSION_MAX_TASK_WATCHES at once). */
-typedef struct sess_watch {
-  struct sess_watch *next;
-  mcp_session *s;
-  mcp_tasks_op *op;
-  bool modern;
-} sess_watch;
-
-struct mcp_session {
-  mcp_session_opts o;
-  sess_sub *subs;
-  size_t nsubs;
-  char *legacy_version;
-  bool initialized;
-  int log_min; /* legacy: from logging/setLevel; default info */
-  sess_req *reqs;
-  size_t inflight;
-  sess_watch *watches;
-  size_t nwatches;
-  void (*idle_cb)(void *ud);
-  void *idle_ud;
-  bool ended; /* init_required refused a request: input is ignored */
-  bool ready; /* initialized, or a modern request was served */
-  struct req_ctx *cur; /* the request a method hook is handling (mcp_session_start_call) */
-};
-
-/* Per-request context. */
-struct req_ctx {
-  json_t *id;     /* NULL for notifications */
-  json_t *params; /* object or NULL */
-  json_t *meta;   /* params._meta object or NULL */
-  bool modern;
-  int log_min;
-};
-typedef struct req_ctx req_ctx;
 
 /* The era of the request being handled, for replies made through the public reply functions. */
 static bool cur_modern(const mcp_session *s, const json_t *id) {
@@ -116,8 +49,6 @@ static int level_rank(const char *name) {
  * goes unanswered and the log says why. */
 #define MSG_OOM "out of memory"
 
-static void reply_error_era(mcp_session *s, json_t *id, bool modern, int code, const char *message, json_t *data);
-
 /* True for the error this file sends when out of memory (it has no smaller fallback). */
 static bool is_oom_error(const json_t *msg) {
   const json_t *e = json_object_get(msg, "error");
@@ -128,16 +59,16 @@ static bool is_oom_error(const json_t *msg) {
 
 /* The one exit of every outgoing message: serialises msg (stolen) and hands it to the
  * transport with where it belongs (session.h, per-request routing). */
-static void emit(mcp_session *s, mcp_out_kind kind, const json_t *request_id, int error_code, bool modern, json_t *msg) {
+void sess_emit(mcp_session *s, mcp_out_kind kind, const json_t *request_id, int error_code, bool modern, json_t *msg) {
   if (!msg) return;
   char *text = alloc_json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY | (s->o.ascii_only ? JSON_ENSURE_ASCII : 0));
   if (!text) {
     /* An answer that cannot be written still owes the client a reply: a short error (a
-     * notification is optional and is dropped). */
+     * notification or a server-to-client request is dropped). */
     json_t *id = json_incref(json_object_get(msg, "id"));
     bool fallback = kind == MCP_OUT_RESPONSE && id && !is_oom_error(msg);
     json_decref(msg);
-    if (fallback) reply_error_era(s, json_is_null(id) ? NULL : id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    if (fallback) sess_error_era(s, json_is_null(id) ? NULL : id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     else log_error("session: cannot serialise a message (out of memory)", NULL);
     json_decref(id);
     return;
@@ -152,23 +83,21 @@ static void emit(mcp_session *s, mcp_out_kind kind, const json_t *request_id, in
 }
 
 /* A notification caused by request `rid` (NULL = of the session as a whole). */
-static void notify(mcp_session *s, const json_t *rid, bool modern, json_t *msg) {
-  emit(s, MCP_OUT_NOTIFICATION, rid, 0, modern, msg);
+void sess_notify(mcp_session *s, const json_t *rid, bool modern, json_t *msg) {
+  sess_emit(s, MCP_OUT_NOTIFICATION, rid, 0, modern, msg);
 }
 
-/* The same for a notification built under watch w: sent only if nothing in it is missing (a
- * notification is optional: dropped rather than sent partial). */
-static void notify_whole(mcp_session *s, alloc_watch w, const json_t *rid, bool modern, json_t *msg) {
+void sess_notify_whole(mcp_session *s, alloc_watch w, const json_t *rid, bool modern, json_t *msg) {
   if (alloc_watch_end(w)) {
     json_decref(msg);
     return;
   }
-  notify(s, rid, modern, msg);
+  sess_notify(s, rid, modern, msg);
 }
 
 static bool cur_modern(const mcp_session *s, const json_t *id);
 
-static void reply_error_era(mcp_session *s, json_t *id, bool modern, int code, const char *message, json_t *data) {
+void sess_error_era(mcp_session *s, json_t *id, bool modern, int code, const char *message, json_t *data) {
   alloc_watch w = alloc_watch_begin();
   json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message ? message : "error");
   if (err && data) json_object_set(err, "data", data);
@@ -176,52 +105,49 @@ static void reply_error_era(mcp_session *s, json_t *id, bool modern, int code, c
   json_t *m = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error", err);
   if (alloc_watch_end(w) && code != RPC_INTERNAL_ERROR) { /* e.g. the data went missing */
     json_decref(m);
-    reply_error_era(s, id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    sess_error_era(s, id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return;
   }
   if (!m) log_error("session: cannot answer a request (out of memory)", NULL);
-  emit(s, MCP_OUT_RESPONSE, id, code, modern, m);
+  sess_emit(s, MCP_OUT_RESPONSE, id, code, modern, m);
 }
 
-static void reply_result_era(mcp_session *s, json_t *id, bool modern, json_t *result) {
+void sess_result_era(mcp_session *s, json_t *id, bool modern, json_t *result) {
   alloc_watch w = alloc_watch_begin();
   json_t *m = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "result",
                         result ? result : json_object());
   if (alloc_watch_end(w)) {
     json_decref(m);
-    reply_error_era(s, id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    sess_error_era(s, id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return;
   }
-  emit(s, MCP_OUT_RESPONSE, id, 0, modern, m);
+  sess_emit(s, MCP_OUT_RESPONSE, id, 0, modern, m);
 }
 
-/* Answers with `result` (stolen) if it was built whole, i.e. no jansson allocation failed since
- * the current unit of work began (a message, a completion: each starts an alloc_watch), else
- * with -32603. */
-static void reply_whole(mcp_session *s, json_t *id, bool modern, json_t *result) {
+void sess_reply_whole(mcp_session *s, json_t *id, bool modern, json_t *result) {
   if (!result || alloc_oom_seen()) {
     json_decref(result);
-    reply_error_era(s, id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    sess_error_era(s, id, modern, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return;
   }
-  reply_result_era(s, id, modern, result);
+  sess_result_era(s, id, modern, result);
 }
 
 void mcp_session_reply_error(mcp_session *s, json_t *id, int code, const char *message, json_t *data) {
-  reply_error_era(s, id, cur_modern(s, id), code, message, data);
+  sess_error_era(s, id, cur_modern(s, id), code, message, data);
 }
 
 void mcp_session_reply_result(mcp_session *s, json_t *id, json_t *result) {
-  reply_result_era(s, id, cur_modern(s, id), result);
+  sess_result_era(s, id, cur_modern(s, id), result);
 }
 
-static json_t *server_info(const mcp_session *s) {
+json_t *sess_server_info(const mcp_session *s) {
   return json_pack("{s:s, s:s}", "name", s->o.server_name, "version", s->o.server_version);
 }
 
 /* Adds the modern per-result fields. `cacheable` adds ttlMs/cacheScope. A failure shows in the
- * unit of work's alloc_watch (reply_whole refuses the result then). */
-static json_t *modern_result(const mcp_session *s, json_t *result, bool cacheable) {
+ * unit of work's alloc_watch (sess_reply_whole refuses the result then). */
+json_t *sess_modern_result(const mcp_session *s, json_t *result, bool cacheable) {
   if (!result) return NULL;
   json_object_set_new(result, "resultType", json_string("complete"));
   json_t *meta = json_object_get(result, "_meta");
@@ -229,7 +155,7 @@ static json_t *modern_result(const mcp_session *s, json_t *result, bool cacheabl
     meta = json_object();
     if (json_object_set_new(result, "_meta", meta) != 0) return result; /* meta is gone */
   }
-  json_object_set_new(meta, "io.modelcontextprotocol/serverInfo", server_info(s));
+  json_object_set_new(meta, "io.modelcontextprotocol/serverInfo", sess_server_info(s));
   if (cacheable) {
     json_object_set_new(result, "ttlMs", json_integer(s->o.list_ttl_ms));
     /* A remote caller's lists are filtered by what it may use: not shareable across callers. */
@@ -238,16 +164,16 @@ static json_t *modern_result(const mcp_session *s, json_t *result, bool cacheabl
   return result;
 }
 
-static void reply(mcp_session *s, const req_ctx *rc, json_t *result, bool cacheable) {
+void sess_reply(mcp_session *s, const req_ctx *rc, json_t *result, bool cacheable) {
   if (!rc->id) {
     json_decref(result);
     return;
   }
-  if (rc->modern) result = modern_result(s, result, cacheable);
-  reply_whole(s, rc->id, rc->modern, result);
+  if (rc->modern) result = sess_modern_result(s, result, cacheable);
+  sess_reply_whole(s, rc->id, rc->modern, result);
 }
 
-static void reply_err(mcp_session *s, const req_ctx *rc, int code, const char *message, json_t *data) {
+void sess_reply_err(mcp_session *s, const req_ctx *rc, int code, const char *message, json_t *data) {
   if (!rc->id) { /* notifications never get a response */
     json_decref(data);
     return;
@@ -258,7 +184,7 @@ static void reply_err(mcp_session *s, const req_ctx *rc, int code, const char *m
     message = MSG_OOM;
     data = NULL;
   }
-  reply_error_era(s, rc->id, rc->modern, code, message, data);
+  sess_error_era(s, rc->id, rc->modern, code, message, data);
 }
 
 static json_t *supported_versions(void) {
@@ -274,8 +200,8 @@ static bool legacy_has_tasks(const mcp_session *s) {
 }
 
 static json_t *capabilities(const mcp_session *s, bool modern, const char *legacy_version) {
-  json_t *c = json_pack("{s:{s:b}, s:{}, s:{s:b}, s:{s:b}}", "tools", "listChanged", 0, "logging", "prompts",
-                        "listChanged", 0, "resources", "listChanged", 0);
+  json_t *c = json_pack("{s:{s:b}, s:{}, s:{s:b}, s:{s:b, s:b}}", "tools", "listChanged", 0, "logging", "prompts",
+                        "listChanged", 0, "resources", "subscribe", 1, "listChanged", 0);
   /* completions arrived in 2025-03-26 */
   if (modern || !legacy_version || strcmp(legacy_version, "2025-03-26") >= 0)
     json_object_set_new(c, "completions", json_object());
@@ -305,29 +231,85 @@ int mcp_session_new(const mcp_session_opts *opts, mcp_session **out) {
   if (!s->o.busy_code) s->o.busy_code = RPC_INTERNAL_ERROR;
   if (!s->o.busy_message) s->o.busy_message = "too many requests in flight";
   s->log_min = s->o.quiet_logs ? -1 : 1; /* info */
+  sess_catalog_open(s);
   *out = s;
   return 0;
 }
 
-static void req_unlink(mcp_session *s, sess_req *r) {
+void sess_req_unlink(mcp_session *s, sess_req *r) {
   if (r->prev) r->prev->next = r->next;
   else s->reqs = r->next;
   if (r->next) r->next->prev = r->prev;
   s->inflight--;
 }
 
-static void req_free(sess_req *r) {
+void sess_req_free(sess_req *r) {
   json_decref(r->id);
+  mcp_reqctx_unref(r->ctx);
+  json_decref(r->params);
+  json_decref(r->progress_token);
+  json_decref(r->answers);
   free(r);
 }
 
-static void sub_free(sess_sub *u) {
+void sess_req_done(mcp_session *s, sess_req *r) {
+  sess_req_unlink(s, r);
+  sess_req_free(r);
+  if (s->inflight == 0 && s->idle_cb) s->idle_cb(s->idle_ud); /* last: the callback may free s */
+}
+
+const char *sess_req_name(const sess_req *r) {
+  const json_t *p = r->params;
+  switch (r->kind) {
+  case RK_RESOURCE: return json_string_value(json_object_get(p, "uri"));
+  case RK_COMPLETE: return json_string_value(json_object_get(json_object_get(p, "ref"), "uri"));
+  default: return json_string_value(json_object_get(p, "name"));
+  }
+}
+
+json_t *sess_req_args(const sess_req *r) {
+  json_t *a = r->kind == RK_COMPLETE ? json_object_get(json_object_get(r->params, "context"), "arguments")
+              : r->kind == RK_RESOURCE ? NULL
+                                       : json_object_get(r->params, "arguments");
+  return json_is_object(a) ? a : NULL;
+}
+
+req_ctx sess_rc_of(const sess_req *r) { return (req_ctx){.id = r->id, .modern = r->modern, .log_min = r->log_min}; }
+
+void sess_sub_free(mcp_session *s, sess_sub *u) {
+  mcp_resources *res = mcp_registry_resources(mcp_dispatcher_registry(s->o.dispatcher));
+  for (size_t i = 0; i < json_array_size(u->uris); i++) {
+    mcp_resources_unsubscribe(res, json_string_value(json_array_get(u->uris, i)));
+    s->nlisten_uris--;
+  }
+  json_decref(u->uris);
   json_decref(u->id);
   free(u);
 }
 
+/* Forgets the server-to-client requests of r (all of them when r is NULL); tells the client
+ * they are cancelled when `tell` (cancellation.mdx: either side may cancel its requests). */
+static void outs_drop(mcp_session *s, sess_req *r, bool tell) {
+  for (sess_out **pp = &s->outs; *pp;) {
+    sess_out *o = *pp;
+    if (r && o->r != r) {
+      pp = &o->next;
+      continue;
+    }
+    *pp = o->next;
+    s->nouts--;
+    if (tell)
+      sess_notify(s, o->r->id, o->r->modern,
+                  json_pack("{s:s, s:s, s:{s:I, s:s}}", "jsonrpc", "2.0", "method", "notifications/cancelled", "params",
+                            "requestId", (json_int_t)o->id, "reason", "the request that needed it was cancelled"));
+    free(o);
+  }
+  if (r) r->waiting = 0;
+}
+
 void mcp_session_free(mcp_session *s) {
   if (!s) return;
+  outs_drop(s, NULL, false);
   while (s->watches) {
     sess_watch *w = s->watches;
     s->watches = w->next;
@@ -336,7 +318,7 @@ void mcp_session_free(mcp_session *s) {
   }
   while (s->subs) {
     sess_sub *n = s->subs->next;
-    sub_free(s->subs);
+    sess_sub_free(s, s->subs);
     s->subs = n;
   }
   sess_req *r = s->reqs;
@@ -344,9 +326,12 @@ void mcp_session_free(mcp_session *s) {
     sess_req *next = r->next;
     if (r->call) mcp_dispatch_detach(r->call);
     if (r->top) s->o.tasks->detach(s->o.tasks->impl, r->top);
-    req_free(r);
+    if (r->job) sess_job_detach(r);
+    sess_req_free(r);
     r = next;
   }
+  sess_catalog_close(s);
+  json_decref(s->client_caps);
   free(s->legacy_version);
   free(s);
 }
@@ -358,6 +343,8 @@ void mcp_session_on_idle(mcp_session *s, void (*cb)(void *ud), void *ud) {
 }
 static void task_wait_abort(mcp_session *s, sess_req *r, bool reply_retry);
 
+static void input_wait_abort(mcp_session *s, sess_req *r, bool reply);
+
 void mcp_session_cancel_all(mcp_session *s) {
   for (sess_req *r = s->reqs, *next; r; r = next) {
     next = r->next;
@@ -365,6 +352,8 @@ void mcp_session_cancel_all(mcp_session *s) {
     if (r->call) mcp_dispatch_cancel(r->call);
     /* other task operations are short and their completions still come; a result wait is not */
     if (r->top && r->kind == RK_TASK_RESULT) task_wait_abort(s, r, false);
+    /* nor is a wait for the client's answers */
+    else if (r->waiting) input_wait_abort(s, r, false);
   }
 }
 const char *mcp_session_legacy_version(const mcp_session *s) { return s->legacy_version; }
@@ -378,8 +367,8 @@ static void on_progress(void *ud, json_t *token, double progress, double total, 
   json_t *p = json_pack("{s:O, s:f}", "progressToken", token, "progress", progress);
   if (total >= 0) json_object_set_new(p, "total", json_real(total));
   if (message) json_object_set_new(p, "message", json_string(message));
-  notify_whole(r->s, w, r->id, r->modern,
-               json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/progress", "params", p));
+  sess_notify_whole(r->s, w, r->id, r->modern,
+                    json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/progress", "params", p));
 }
 
 static void on_log(void *ud, const char *level, const char *message) {
@@ -389,50 +378,107 @@ static void on_log(void *ud, const char *level, const char *message) {
   int min = r->modern ? r->log_min : r->s->log_min;
   if (r->cancelled || min < 0 || rank < min) return;
   alloc_watch w = alloc_watch_begin();
-  notify_whole(r->s, w, r->id, r->modern,
-               json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "jsonrpc", "2.0", "method", "notifications/message", "params",
-                         "level", k_log_levels[rank], "logger", "peermcp", "data", message ? message : ""));
+  sess_notify_whole(r->s, w, r->id, r->modern, json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "jsonrpc", "2.0", "method", "notifications/message",
+                           "params", "level", k_log_levels[rank], "logger", "peermcp", "data", message ? message : ""));
 }
 
+/* The CallToolResult of a tool that added content blocks (mcp_reqctx_add_content): exactly those
+ * blocks, its value as structuredContent, and the envelope's _meta. */
+static json_t *content_result(const mcp_call_outcome *o, json_t *content) {
+  bool ok = o->status == MCP_DISPATCH_OK;
+  json_t *res = json_pack("{s:O, s:b}", "content", content, "isError", !ok);
+  json_t *value = json_object_get(o->envelope, "result");
+  if (res && ok && value && !json_is_null(value))
+    json_object_set_new(res, "structuredContent", json_is_object(value) ? json_incref(value) : json_pack("{s:O}", "result", value));
+  json_t *meta = json_pack("{s:O*, s:O*}", "io.peermcp/request_id", json_object_get(o->envelope, "request_id"),
+                           "io.peermcp/duration_ms", json_object_get(o->envelope, "duration_ms"));
+  if (res && meta) json_object_set_new(res, "_meta", meta);
+  else json_decref(meta);
+  return res;
+}
+
+/* server/tools.mdx §Output Schema: structured results MUST conform to the tool's outputSchema.
+ * A result that does not is the tool's bug: the client gets a tool error saying so instead of
+ * data that breaks its validation. Returns false (and replaces *res) when it does not conform. */
+static bool output_conforms(const mcp_call_outcome *o, json_t **res) {
+  json_t *schema = o->tool ? mcp_tool_output_schema(o->tool) : NULL;
+  json_t *sc = json_object_get(*res, "structuredContent");
+  if (!schema || !sc || o->status != MCP_DISPATCH_OK) return true;
+  json_t *copy = json_deep_copy(sc); /* validation fills defaults in: keep the envelope as it was */
+  char err[400] = "";
+  int rc = copy ? mcp_schema_validate(schema, copy, err, sizeof err) : -ENOMEM;
+  json_decref(copy);
+  if (rc == 0) return true;
+  const char *tool = mcp_tool_def_of(o->tool)->name;
+  log_error("session: a tool result does not match its outputSchema", "{s:s, s:s}", "tool", tool, "error", err);
+  char msg[600];
+  snprintf(msg, sizeof msg, "Tool %.64s returned a result that does not match its outputSchema: %.400s", tool, err);
+  json_decref(*res);
+  *res = json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", msg, "isError", 1);
+  return false;
+}
+
+static void call_dispatch(mcp_session *s, sess_req *r, const char *tool, json_t *args, const mcp_auth *auth,
+                          bool with_ctx, json_t *caps);
+static bool call_keep_params(sess_req *r, const mcp_call_outcome *o, mcp_call *call);
+
+static void call_done_work(sess_req *r, const mcp_call_outcome *o);
+
+/* A completion is a unit of work: its answer is whole or -32603 (util/alloc.h). */
 static void on_call_done(void *ud, const mcp_call_outcome *o) {
-  sess_req *r = ud;
-  mcp_session *s = r->s;
   alloc_watch w = alloc_watch_begin();
-  r->call = NULL;
-  req_unlink(s, r);
-  mcp_session_shaped shaped = {0};
-  if (!r->cancelled && s->o.result_shaper && s->o.result_shaper(s->o.hook_ud, o, &shaped)) {
-    req_ctx rc = {.id = r->id, .modern = r->modern};
-    if (shaped.result) reply(s, &rc, shaped.result, false);
-    else reply_err(s, &rc, shaped.code ? shaped.code : RPC_INTERNAL_ERROR, shaped.message, NULL);
-  } else if (!r->cancelled) {
-    req_ctx rc = {.id = r->id, .modern = r->modern};
-    if (o->status == MCP_DISPATCH_UNKNOWN_TOOL) {
-      const char *tool = json_string_value(json_object_get(o->envelope, "tool"));
-      char msg[200];
-      snprintf(msg, sizeof msg, "Unknown tool: %.128s", tool ? tool : "");
-      reply_err(s, &rc, RPC_INVALID_PARAMS, msg, NULL);
-    } else {
-      json_t *res = mcp_dispatch_call_result(o->envelope);
-      /* An error need not match the tool's outputSchema, and some clients validate whatever
-       * structuredContent they get: leave it out there (the text block still carries it). */
-      if (res && o->status != MCP_DISPATCH_OK && o->tool && mcp_tool_output_schema(o->tool))
-        json_object_del(res, "structuredContent");
-      reply(s, &rc, res, false); /* NULL: out of memory, answered -32603 */
-    }
-  }
-  req_free(r);
+  call_done_work(ud, o);
   (void)alloc_watch_end(w);
-  if (s->inflight == 0 && s->idle_cb) s->idle_cb(s->idle_ud); /* last: the callback may free s */
 }
 
-static sess_req *find_req(mcp_session *s, const json_t *id) {
+static void call_done_work(sess_req *r, const mcp_call_outcome *o) {
+  mcp_session *s = r->s;
+  mcp_call *call = r->call;
+  r->call = NULL;
+  if (r->cancelled) {
+    sess_req_done(s, r);
+    return;
+  }
+  /* the handler returned (not a timeout, a refusal or a cancel): did it ask the client? */
+  bool ran = o->status == MCP_DISPATCH_OK || o->status == MCP_DISPATCH_TOOL_ERROR;
+  if (ran && r->ctx && json_object_size(mcp_reqctx_questions(r->ctx)) > 0 && !call_keep_params(r, o, call)) {
+    req_ctx rc = sess_rc_of(r);
+    sess_reply_err(s, &rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    sess_req_done(s, r);
+    return;
+  }
+  if (ran && r->ctx && sess_input_after(s, r, o->status != MCP_DISPATCH_OK)) return;
+  mcp_session_shaped shaped = {0};
+  req_ctx rc = sess_rc_of(r);
+  if (s->o.result_shaper && s->o.result_shaper(s->o.hook_ud, o, &shaped)) {
+    if (shaped.result) sess_reply(s, &rc, shaped.result, false);
+    else sess_reply_err(s, &rc, shaped.code ? shaped.code : RPC_INTERNAL_ERROR, shaped.message, NULL);
+  } else if (o->status == MCP_DISPATCH_UNKNOWN_TOOL) {
+    const char *tool = json_string_value(json_object_get(o->envelope, "tool"));
+    char msg[200];
+    snprintf(msg, sizeof msg, "Unknown tool: %.128s", tool ? tool : "");
+    sess_reply_err(s, &rc, RPC_INVALID_PARAMS, msg, NULL);
+  } else {
+    json_t *content = ran ? mcp_reqctx_content(r->ctx) : NULL;
+    json_t *res = content ? content_result(o, content) : mcp_dispatch_call_result(o->envelope);
+    /* An error need not match the tool's outputSchema, and some clients validate whatever
+     * structuredContent they get: leave it out there (the text block still carries it). */
+    if (res && o->status != MCP_DISPATCH_OK && o->tool && mcp_tool_output_schema(o->tool))
+      json_object_del(res, "structuredContent");
+    if (res) output_conforms(o, &res);
+    if (res) sess_reply(s, &rc, res, false);
+    else sess_reply_err(s, &rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+  }
+  sess_req_done(s, r);
+}
+
+sess_req *sess_find_req(mcp_session *s, const json_t *id) {
   for (sess_req *r = s->reqs; r; r = r->next)
     if (json_equal(r->id, (json_t *)id)) return r;
   return NULL;
 }
 
-static sess_sub *find_sub(mcp_session *s, const json_t *id, sess_sub ***link) {
+sess_sub *sess_find_sub(mcp_session *s, const json_t *id, sess_sub ***link) {
   for (sess_sub **pp = &s->subs; *pp; pp = &(*pp)->next)
     if (json_equal((*pp)->id, (json_t *)id)) {
       if (link) *link = pp;
@@ -442,43 +488,50 @@ static sess_sub *find_sub(mcp_session *s, const json_t *id, sess_sub ***link) {
 }
 
 /* 2026-07-28 basic/patterns/subscriptions.mdx. peermcp's tool, prompt and resource lists never
- * change while it runs and it has no resources, so the acknowledged filter is empty; the stream
- * stays open until the client cancels it or the server ends it (mcp_session_end_subscriptions). */
+ * change while it runs, so the acknowledged filter holds at most the resourceSubscriptions it
+ * can serve (sess_listen_filter); the stream stays open until the client cancels it or the
+ * server ends it (mcp_session_end_subscriptions). */
 static void m_subscriptions_listen(mcp_session *s, req_ctx *rc) {
   if (!rc->id) return;
   json_t *filter = json_object_get(rc->params, "notifications");
   if (filter && !json_is_object(filter)) {
-    reply_err(s, rc, RPC_INVALID_PARAMS, "subscriptions/listen: params.notifications must be an object", NULL);
+    sess_reply_err(s, rc, RPC_INVALID_PARAMS, "subscriptions/listen: params.notifications must be an object", NULL);
     return;
   }
-  if (find_req(s, rc->id) || find_sub(s, rc->id, NULL)) {
-    reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
+  if (sess_find_req(s, rc->id) || sess_find_sub(s, rc->id, NULL)) {
+    sess_reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
     return;
   }
   if (s->nsubs >= MCP_SESSION_MAX_SUBSCRIPTIONS) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, "too many subscriptions", NULL);
+    sess_reply_err(s, rc, RPC_INTERNAL_ERROR, "too many subscriptions", NULL);
     return;
   }
   sess_sub *u = calloc(1, sizeof *u);
   if (!u) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    sess_reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return;
   }
   u->id = json_incref(rc->id);
+  json_t *agreed = sess_listen_filter(s, rc, u);
+  if (!agreed) {
+    sess_sub_free(s, u);
+    return;
+  }
   u->next = s->subs;
   s->subs = u;
   s->nsubs++;
   alloc_watch w = alloc_watch_begin();
-  notify_whole(s, w, u->id, true,
-               json_pack("{s:s, s:s, s:{s:{s:O}, s:{}}}", "jsonrpc", "2.0", "method",
-                         "notifications/subscriptions/acknowledged", "params", "_meta",
-                         "io.modelcontextprotocol/subscriptionId", u->id, "notifications"));
+  sess_notify_whole(s, w, u->id, true,
+                    json_pack("{s:s, s:s, s:{s:{s:O}, s:o}}", "jsonrpc", "2.0", "method",
+                              "notifications/subscriptions/acknowledged", "params", "_meta",
+                              "io.modelcontextprotocol/subscriptionId", u->id, "notifications", agreed));
 }
 
 void mcp_session_end_subscriptions(mcp_session *s) {
   for (sess_req *r = s->reqs, *next; r; r = next) {
     next = r->next;
     if (r->top && r->kind == RK_TASK_RESULT) task_wait_abort(s, r, true);
+    else if (r->waiting) input_wait_abort(s, r, true);
   }
   while (s->subs) {
     sess_sub *u = s->subs;
@@ -486,9 +539,9 @@ void mcp_session_end_subscriptions(mcp_session *s) {
     s->nsubs--;
     alloc_watch w = alloc_watch_begin();
     json_t *res = json_pack("{s:{s:O}}", "_meta", "io.modelcontextprotocol/subscriptionId", u->id);
-    reply_whole(s, u->id, true, modern_result(s, res, false));
+    sess_reply_whole(s, u->id, true, sess_modern_result(s, res, false));
     (void)alloc_watch_end(w);
-    sub_free(u);
+    sess_sub_free(s, u);
   }
 }
 
@@ -501,12 +554,12 @@ static void call_start(mcp_session *s, req_ctx *rc, const char *tool, json_t *ar
 static void m_tools_call(mcp_session *s, req_ctx *rc) {
   json_t *name = json_object_get(rc->params, "name");
   if (!json_is_string(name)) {
-    reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.name must be a string", NULL);
+    sess_reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.name must be a string", NULL);
     return;
   }
   json_t *args = json_object_get(rc->params, "arguments");
   if (args && !json_is_null(args) && !json_is_object(args)) {
-    reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.arguments must be an object", NULL);
+    sess_reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.arguments must be an object", NULL);
     return;
   }
   if (!rc->id) return; /* a tools/call notification: nothing to answer, nothing to run */
@@ -518,7 +571,7 @@ int mcp_session_start_call(mcp_session *s, const mcp_session_call *call) {
   if (!s->cur || !s->cur->id || !call || !call->tool) return -EINVAL;
   json_t *args = call->args;
   if (args && !json_is_null(args) && !json_is_object(args)) {
-    reply_err(s, s->cur, RPC_INVALID_PARAMS, "tools/call: params.arguments must be an object", NULL);
+    sess_reply_err(s, s->cur, RPC_INVALID_PARAMS, "tools/call: params.arguments must be an object", NULL);
     return 0;
   }
   call_start(s, s->cur, call->tool, args, call->auth ? call->auth : s->o.auth,
@@ -529,61 +582,324 @@ int mcp_session_start_call(mcp_session *s, const mcp_session_call *call) {
 /* Starts one tracked dispatch for request rc (answered in every case). */
 static void call_start(mcp_session *s, req_ctx *rc, const char *tool, json_t *args, const mcp_auth *auth,
                        uint32_t timeout_ms) {
-  if (find_req(s, rc->id) || find_sub(s, rc->id, NULL)) {
-    reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
-    return;
-  }
-  if (s->inflight >= s->o.max_inflight) {
-    reply_err(s, rc, s->o.busy_code, s->o.busy_message, NULL);
-    return;
-  }
-  sess_req *r = calloc(1, sizeof *r);
-  if (!r) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
-    return;
-  }
-  r->s = s;
-  r->id = json_incref(rc->id);
-  r->modern = rc->modern;
-  r->log_min = rc->log_min;
+  sess_req *r = sess_req_begin(s, rc, RK_CALL);
+  if (!r) return;
+  r->timeout_ms = timeout_ms;
   json_t *tok = json_object_get(rc->meta, "progressToken");
-  if (tok && !json_is_string(tok) && !json_is_integer(tok)) tok = NULL;
+  if (tok && (json_is_string(tok) || json_is_integer(tok))) r->progress_token = json_incref(tok);
+  /* Client input (mcp/reqctx.h) for calls made as the session's own caller; a hook's caller
+   * lives only as long as the hook's request, too short for a later round. */
+  json_t *caps = NULL;
+  bool with_ctx = auth == s->o.auth;
+  if (with_ctx) {
+    if (!sess_input_begin(s, rc, r)) {
+      sess_req_done(s, r);
+      return;
+    }
+    caps = rc->modern ? json_object_get(rc->meta, "io.modelcontextprotocol/clientCapabilities") : s->client_caps;
+  }
+  call_dispatch(s, r, tool, json_is_object(args) ? args : NULL, auth, with_ctx, caps);
+}
+
+/* Runs (or runs again) the tool of request r, with a request context when with_ctx. */
+static void call_dispatch(mcp_session *s, sess_req *r, const char *tool, json_t *args, const mcp_auth *auth,
+                          bool with_ctx, json_t *caps) {
+  mcp_reqctx *ctx = NULL;
+  if (with_ctx && !(ctx = mcp_reqctx_new(caps, r->answers))) {
+    req_ctx rc = sess_rc_of(r);
+    sess_reply_err(s, &rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    sess_req_done(s, r);
+    return;
+  }
+  mcp_reqctx_unref(r->ctx);
+  r->ctx = ctx;
   mcp_call_request cr = {
       .tool = tool,
-      .args = json_is_object(args) ? args : NULL,
+      .args = args,
       .auth = auth,
       .remote = s->o.remote,
-      .progress_token = tok,
-      .timeout_ms = timeout_ms,
+      .progress_token = r->progress_token,
+      .timeout_ms = r->timeout_ms,
       .sink = {.progress = on_progress, .log = on_log, .ud = r},
+      .ext = mcp_reqctx_ref(ctx),
+      .ext_free = ctx ? mcp_reqctx_unref_void : NULL,
   };
-  r->next = s->reqs;
-  if (s->reqs) s->reqs->prev = r;
-  s->reqs = r;
-  s->inflight++;
   int err = mcp_dispatch_start(s->o.dispatcher, &cr, on_call_done, r, &r->call);
   if (err != 0) {
-    req_unlink(s, r);
-    reply_err(s, rc, RPC_INTERNAL_ERROR, "cannot start the call", NULL);
-    req_free(r);
+    mcp_reqctx_unref(ctx); /* the dispatcher did not take it */
+    req_ctx rc = sess_rc_of(r);
+    sess_reply_err(s, &rc, RPC_INTERNAL_ERROR, "cannot start the call", NULL);
+    sess_req_done(s, r);
   }
+}
+
+/* A later round of r (legacy): the same tool and arguments, the client's new answers. */
+static void call_again(mcp_session *s, sess_req *r) {
+  call_dispatch(s, r, sess_req_name(r), sess_req_args(r), s->o.auth, true, s->client_caps);
+}
+
+/* A tool asked the client something: keep what a later round needs — its name and the arguments
+ * it ran with (defaults filled in; the requestState binding uses them too). */
+static bool call_keep_params(sess_req *r, const mcp_call_outcome *o, mcp_call *call) {
+  if (r->params) return true;
+  r->params = json_pack("{s:s, s:O}", "name", o->tool ? mcp_tool_def_of(o->tool)->name : "", "arguments",
+                        call && mcp_call_args(call) ? mcp_call_args(call) : json_object());
+  return r->params != NULL;
+}
+
+/* ---------- client input rounds (mcp/reqctx.h; 2026-07-28 basic/patterns/mrtr.mdx) ---------- */
+
+static int64_t unix_ms(void) { return (int64_t)(clock_wall_s() * 1000.0); }
+
+static const char *method_of(const sess_req *r) {
+  return r->kind == RK_CALL ? "tools/call" : r->kind == RK_PROMPT ? "prompts/get" : "resources/read";
+}
+
+/* The requestState binding: method, name/uri, caller, arguments. */
+static int binding_for(mcp_session *s, const sess_req *r, const char *name, json_t *args,
+                       char out[MCP_REQSTATE_BINDING_LEN + 1]) {
+  char owner[MCP_TASKS_MAX_OWNER];
+  if (!mcp_tasks_owner_key(s->o.auth, owner, sizeof owner)) owner[0] = 0;
+  if (json_object_size(args) == 0) args = NULL; /* {} and no arguments are the same request */
+  return mcp_reqstate_binding(method_of(r), name, owner, args, out);
+}
+
+static int binding_of(mcp_session *s, const sess_req *r, char out[MCP_REQSTATE_BINDING_LEN + 1]) {
+  return binding_for(s, r, sess_req_name(r), sess_req_args(r), out);
+}
+
+/* A tool's arguments as its handler gets them (defaults of the input schema filled in), which
+ * is what the binding of a tools/call covers. A new reference, or NULL on ENOMEM. */
+static json_t *tool_args(mcp_session *s, const char *tool, json_t *args) {
+  json_t *copy = json_is_object(args) ? json_deep_copy(args) : json_object();
+  const mcp_tool *t = tool ? mcp_registry_find(mcp_dispatcher_registry(s->o.dispatcher), tool) : NULL;
+  char err[8];
+  if (copy && t && mcp_schema_validate(mcp_tool_input_schema(t), copy, err, sizeof err) != 0) {
+    /* invalid arguments: the call fails anyway; bind what was sent */
+  }
+  return copy;
+}
+
+bool sess_input_begin(mcp_session *s, req_ctx *rc, sess_req *r) {
+  if (!rc->modern) return true; /* legacy: answers come by server-to-client requests */
+  json_t *state = json_object_get(rc->params, "requestState");
+  json_t *in = json_object_get(rc->params, "inputResponses");
+  if (!state && !in) return true;
+  if (in) {
+    if (!json_is_object(in)) {
+      sess_reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid params: inputResponses must be an object", NULL);
+      return false;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(in, k, v) {
+      if (!json_is_object(v)) {
+        char m[160];
+        snprintf(m, sizeof m, "Invalid params: inputResponses.%.64s must be the client's result object", k);
+        sess_reply_err(s, rc, RPC_INVALID_PARAMS, m, NULL);
+        return false;
+      }
+    }
+  }
+  if (state) {
+    char b[MCP_REQSTATE_BINDING_LEN + 1];
+    json_t *answers = NULL;
+    int err = -EBADMSG;
+    if (json_is_string(state) && r->kind == RK_CALL) {
+      const char *tool = json_string_value(json_object_get(rc->params, "name"));
+      json_t *args = tool_args(s, tool, json_object_get(rc->params, "arguments"));
+      err = args ? binding_for(s, r, tool, args, b) : -ENOMEM;
+      json_decref(args);
+    } else if (json_is_string(state)) {
+      err = binding_of(s, r, b);
+    }
+    if (err == 0) err = mcp_reqstate_open(json_string_value(state), b, unix_ms(), &answers);
+    if (err == -ENOMEM) {
+      sess_reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+      return false;
+    }
+    if (err != 0) {
+      log_info("session: refused a requestState", "{s:s, s:i}", "method", method_of(r), "errno", -err);
+      sess_reply_err(s, rc, RPC_INVALID_PARAMS,
+                     err == -ETIMEDOUT ? "Invalid params: requestState expired; start the request again"
+                     : err == -E2BIG   ? "Invalid params: requestState too long"
+                                       : "Invalid params: requestState failed verification",
+                     NULL);
+      return false;
+    }
+    r->answers = answers;
+  }
+  if (in) {
+    if (!r->answers) r->answers = json_object();
+    if (!r->answers || json_object_update(r->answers, in) != 0) {
+      sess_reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* The client's capabilities: 2026-07-28 per request (_meta), earlier ones from initialize. */
+mcp_reqctx *sess_input_ctx(mcp_session *s, sess_req *r) {
+  json_t *caps = r->modern ? json_object_get(json_object_get(r->params, "_meta"), "io.modelcontextprotocol/clientCapabilities")
+                           : s->client_caps;
+  return mcp_reqctx_new(caps, r->answers);
+}
+
+/* Ends r with an error made by the server (a tool gets an error result, other requests a
+ * JSON-RPC error). */
+static void input_fail(mcp_session *s, sess_req *r, const char *msg) {
+  req_ctx rc = sess_rc_of(r);
+  if (r->kind == RK_CALL)
+    sess_reply(s, &rc, json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", msg, "isError", 1), false);
+  else
+    sess_reply_err(s, &rc, RPC_INTERNAL_ERROR, msg, NULL);
+  sess_req_done(s, r);
+}
+
+/* 2026-07-28: the InputRequiredResult, with the answers used so far sealed in requestState. */
+static void input_required_reply(mcp_session *s, sess_req *r, json_t *questions) {
+  char b[MCP_REQSTATE_BINDING_LEN + 1];
+  int err = binding_of(s, r, b);
+  char *state = err == 0 ? mcp_reqstate_seal(mcp_reqctx_answers_used(r->ctx), b, unix_ms(), &err) : NULL;
+  if (!state) {
+    input_fail(s, r, err == -E2BIG ? "the answers of this request no longer fit in a requestState"
+                                   : "cannot make the requestState");
+    return;
+  }
+  json_t *res = json_pack("{s:s, s:O, s:s, s:{s:o}}", "resultType", "input_required", "inputRequests", questions,
+                          "requestState", state, "_meta", "io.modelcontextprotocol/serverInfo", sess_server_info(s));
+  free(state);
+  sess_result_era(s, r->id, true, res);
+  sess_req_done(s, r);
+}
+
+/* Legacy: each question becomes a server-to-client request made on r's behalf. */
+static void ask_client(mcp_session *s, sess_req *r, json_t *questions) {
+  if (r->rounds++ >= MCP_REQCTX_MAX_ROUNDS) {
+    input_fail(s, r, "too many rounds of questions to the client");
+    return;
+  }
+  if (s->nouts + json_object_size(questions) > MCP_SESSION_MAX_PENDING_QUESTIONS) {
+    input_fail(s, r, "too many questions to the client pending");
+    return;
+  }
+  /* carry the answers the handler used into the next round; later answers join them */
+  json_t *used = mcp_reqctx_answers_used(r->ctx);
+  json_t *answers = used ? json_deep_copy(used) : json_object();
+  if (!answers) {
+    input_fail(s, r, "out of memory");
+    return;
+  }
+  json_decref(r->answers);
+  r->answers = answers;
+  json_t *q = json_incref(questions); /* the context goes now; keep what we send */
+  mcp_reqctx_unref(r->ctx);
+  r->ctx = NULL;
+  const char *key;
+  json_t *v;
+  json_object_foreach(q, key, v) {
+    sess_out *o = calloc(1, sizeof *o);
+    if (!o) break;
+    o->id = ++s->out_seq;
+    o->r = r;
+    snprintf(o->key, sizeof o->key, "%s", key);
+    snprintf(o->method, sizeof o->method, "%s", json_string_value(json_object_get(v, "method")));
+    o->next = s->outs;
+    s->outs = o;
+    s->nouts++;
+    r->waiting++;
+    sess_emit(s, MCP_OUT_REQUEST, r->id, 0, false,
+              json_pack("{s:s, s:I, s:s, s:O}", "jsonrpc", "2.0", "id", (json_int_t)o->id, "method", o->method, "params",
+                        json_object_get(v, "params")));
+  }
+  json_decref(q);
+  if (r->waiting == 0) input_fail(s, r, "out of memory");
+}
+
+bool sess_input_after(mcp_session *s, sess_req *r, bool failed) {
+  json_t *q = mcp_reqctx_questions(r->ctx);
+  if (json_object_size(q) > 0) {
+    if (r->modern) input_required_reply(s, r, q);
+    else ask_client(s, r, q);
+    return true;
+  }
+  json_t *missing = mcp_reqctx_missing(r->ctx);
+  if (!failed || !missing) return false;
+  if (!r->modern && r->kind == RK_CALL) return false; /* the tool's own error result says it */
+  req_ctx rc = sess_rc_of(r);
+  json_t *data = json_pack("{s:O}", "requiredCapabilities", missing);
+  if (r->modern) sess_reply_err(s, &rc, MCP_MISSING_CLIENT_CAPABILITY, "Missing required client capability", data);
+  else sess_reply_err(s, &rc, RPC_INTERNAL_ERROR, "The client did not declare a capability this request needs", data);
+  sess_req_done(s, r);
+  return true;
+}
+
+/* A wait for the client's answers ends early (cancel, shutdown): its questions are withdrawn. */
+static void input_wait_abort(mcp_session *s, sess_req *r, bool reply) {
+  outs_drop(s, r, !reply);
+  if (reply && !r->cancelled) {
+    req_ctx rc = sess_rc_of(r);
+    sess_reply_err(s, &rc, RPC_INTERNAL_ERROR, "the server is shutting down; the client's answers are no longer awaited",
+                   NULL);
+  }
+  sess_req_done(s, r);
+}
+
+/* A JSON-RPC response from the client: the answer to one of our server-to-client requests. */
+static void client_answer(mcp_session *s, json_t *m) {
+  json_t *id = json_object_get(m, "id");
+  if (!json_is_integer(id)) return;
+  sess_out *o = NULL;
+  for (sess_out **pp = &s->outs; *pp; pp = &(*pp)->next)
+    if ((*pp)->id == json_integer_value(id)) {
+      o = *pp;
+      *pp = o->next;
+      s->nouts--;
+      break;
+    }
+  if (!o) return; /* unknown or withdrawn: ignored */
+  sess_req *r = o->r;
+  r->waiting--;
+  json_t *res = json_object_get(m, "result");
+  if (!json_is_object(res)) {
+    json_t *err = json_object_get(m, "error");
+    const char *em = json_string_value(json_object_get(err, "message"));
+    char msg[300];
+    snprintf(msg, sizeof msg, "The client answered %s with an error: %.200s", o->method,
+             em ? em : json_is_object(err) ? "(no message)" : "(not a result object)");
+    free(o);
+    outs_drop(s, r, true);
+    input_fail(s, r, msg);
+    return;
+  }
+  int rc = json_object_set(r->answers, o->key, res);
+  free(o);
+  if (rc != 0) {
+    outs_drop(s, r, true);
+    input_fail(s, r, "out of memory");
+    return;
+  }
+  if (r->waiting > 0) return;
+  if (r->kind == RK_CALL) call_again(s, r);
+  else sess_catalog_run(s, r);
 }
 
 /* ---------- MCP Tasks (mcp/tasks.h) ---------- */
 
 /* Registers a request in flight, after the duplicate-id and capacity checks. NULL = answered. */
-static sess_req *req_begin(mcp_session *s, req_ctx *rc, int kind) {
-  if (find_req(s, rc->id) || find_sub(s, rc->id, NULL)) {
-    reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
+sess_req *sess_req_begin(mcp_session *s, req_ctx *rc, int kind) {
+  if (sess_find_req(s, rc->id) || sess_find_sub(s, rc->id, NULL)) {
+    sess_reply_err(s, rc, RPC_INVALID_REQUEST, "a request with this id is already in flight", NULL);
     return NULL;
   }
   if (s->inflight >= s->o.max_inflight) {
-    reply_err(s, rc, s->o.busy_code, s->o.busy_message, NULL);
+    sess_reply_err(s, rc, s->o.busy_code, s->o.busy_message, NULL);
     return NULL;
   }
   sess_req *r = calloc(1, sizeof *r);
   if (!r) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    sess_reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return NULL;
   }
   r->s = s;
@@ -602,19 +918,19 @@ static sess_req *req_begin(mcp_session *s, req_ctx *rc, int kind) {
 static void task_wait_abort(mcp_session *s, sess_req *r, bool reply_retry) {
   s->o.tasks->detach(s->o.tasks->impl, r->top);
   r->top = NULL;
-  req_unlink(s, r);
+  sess_req_unlink(s, r);
   if (reply_retry && !r->cancelled)
-    reply_error_era(s, r->id, r->modern, RPC_INTERNAL_ERROR,
+    sess_error_era(s, r->id, r->modern, RPC_INTERNAL_ERROR,
                     "the server is shutting down; the task goes on: retry tasks/result later", NULL);
-  req_free(r);
+  sess_req_free(r);
 }
 
 static void task_reply_rc(mcp_session *s, const req_ctx *rc, int err) {
-  if (err == -ENOENT) reply_err(s, rc, RPC_INVALID_PARAMS, "Failed to retrieve task: Task not found", NULL);
-  else if (err == -EINVAL) reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
-  else if (err == -ESHUTDOWN) reply_err(s, rc, RPC_INTERNAL_ERROR, "the task store is shutting down", NULL);
-  else if (err == -EBUSY) reply_err(s, rc, RPC_INTERNAL_ERROR, "too many task operations waiting", NULL);
-  else reply_err(s, rc, RPC_INTERNAL_ERROR, "task store error", NULL);
+  if (err == -ENOENT) sess_reply_err(s, rc, RPC_INVALID_PARAMS, "Failed to retrieve task: Task not found", NULL);
+  else if (err == -EINVAL) sess_reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
+  else if (err == -ESHUTDOWN) sess_reply_err(s, rc, RPC_INTERNAL_ERROR, "the task store is shutting down", NULL);
+  else if (err == -EBUSY) sess_reply_err(s, rc, RPC_INTERNAL_ERROR, "too many task operations waiting", NULL);
+  else sess_reply_err(s, rc, RPC_INTERNAL_ERROR, "task store error", NULL);
 }
 
 /* tasks/result for a terminal task: exactly what the tools/call would have answered. */
@@ -629,7 +945,7 @@ static void task_reply_result(mcp_session *s, const req_ctx *rc, const mcp_task_
     }
     if (meta) json_object_set_new(meta, MCP_TASKS_RELATED_META, related);
     else json_decref(related);
-    reply(s, rc, res, false);
+    sess_reply(s, rc, res, false);
     return;
   }
   int code = RPC_INTERNAL_ERROR;
@@ -642,7 +958,7 @@ static void task_reply_result(mcp_session *s, const req_ctx *rc, const mcp_task_
   } else if (v->status_message) {
     msg = v->status_message;
   }
-  reply_err(s, rc, code, msg, json_pack("{s:{s:o}}", "_meta", MCP_TASKS_RELATED_META, related));
+  sess_reply_err(s, rc, code, msg, json_pack("{s:{s:o}}", "_meta", MCP_TASKS_RELATED_META, related));
 }
 
 static void on_watch_done(void *ud, int err, const mcp_task_view *v, size_t n, const char *next_cursor) {
@@ -658,8 +974,8 @@ static void on_watch_done(void *ud, int err, const mcp_task_view *v, size_t n, c
     /* the full task, as tasks/get would show it now; no related-task _meta (tasks.mdx) */
     alloc_watch aw = alloc_watch_begin();
     json_t *p = w->modern ? mcp_tasks_modern_json(&v[0], true) : mcp_tasks_legacy_json(&v[0]);
-    notify_whole(s, aw, NULL, w->modern,
-                 json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/tasks/status", "params", p));
+    sess_notify_whole(s, aw, NULL, w->modern,
+                      json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", "notifications/tasks/status", "params", p));
   }
   free(w);
 }
@@ -683,19 +999,19 @@ static void task_watch(mcp_session *s, const char *task_id, bool modern) {
 static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, const char *next_cursor) {
   sess_req *r = ud;
   mcp_session *s = r->s;
-  alloc_watch w = alloc_watch_begin();
+  alloc_watch aw = alloc_watch_begin();
   r->top = NULL;
-  req_unlink(s, r);
+  sess_req_unlink(s, r);
   req_ctx rc = {.id = r->id, .modern = r->modern};
   if (r->cancelled) goto done;
   if (r->kind == RK_TASK_CANCEL && r->modern) { /* SEP-2663: always an empty acknowledgement */
-    reply(s, &rc, json_object(), false);
+    sess_reply(s, &rc, json_object(), false);
     goto done;
   }
   if (err == -EALREADY && r->kind == RK_TASK_CANCEL && n == 1) {
     char m[160];
     snprintf(m, sizeof m, "Cannot cancel task: already in terminal status '%s'", mcp_task_status_name(v[0].status));
-    reply_err(s, &rc, RPC_INVALID_PARAMS, m, NULL);
+    sess_reply_err(s, &rc, RPC_INVALID_PARAMS, m, NULL);
     goto done;
   }
   if (err != 0 || (r->kind != RK_TASK_LIST && n != 1)) {
@@ -706,19 +1022,19 @@ static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, co
   case RK_TASK_CREATE:
     log_info("session: task created", "{s:s, s:s}", "task_id", v[0].task_id, "era", r->modern ? "modern" : "legacy");
     if (r->modern) {
-      json_t *res = modern_result(s, mcp_tasks_modern_json(&v[0], false), false);
+      json_t *res = sess_modern_result(s, mcp_tasks_modern_json(&v[0], false), false);
       json_object_set_new(res, "resultType", json_string("task"));
-      reply_whole(s, r->id, true, res);
+      sess_reply_whole(s, r->id, true, res);
     } else {
-      reply(s, &rc, json_pack("{s:o}", "task", mcp_tasks_legacy_json(&v[0])), false);
+      sess_reply(s, &rc, json_pack("{s:o}", "task", mcp_tasks_legacy_json(&v[0])), false);
     }
     task_watch(s, v[0].task_id, r->modern);
     break;
   case RK_TASK_GET:
-    reply(s, &rc, r->modern ? mcp_tasks_modern_json(&v[0], true) : mcp_tasks_legacy_json(&v[0]), false);
+    sess_reply(s, &rc, r->modern ? mcp_tasks_modern_json(&v[0], true) : mcp_tasks_legacy_json(&v[0]), false);
     break;
   case RK_TASK_CANCEL:
-    reply(s, &rc, mcp_tasks_legacy_json(&v[0]), false);
+    sess_reply(s, &rc, mcp_tasks_legacy_json(&v[0]), false);
     break;
   case RK_TASK_RESULT:
     task_reply_result(s, &rc, &v[0]);
@@ -728,27 +1044,27 @@ static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, co
     for (size_t i = 0; i < n; i++) json_array_append_new(a, mcp_tasks_legacy_json(&v[i]));
     json_t *res = json_pack("{s:o}", "tasks", a);
     if (next_cursor) json_object_set_new(res, "nextCursor", json_string(next_cursor));
-    reply(s, &rc, res, false);
+    sess_reply(s, &rc, res, false);
     break;
   }
   }
 done:
-  req_free(r);
-  (void)alloc_watch_end(w);
+  sess_req_free(r);
+  (void)alloc_watch_end(aw);
   if (s->inflight == 0 && s->idle_cb) s->idle_cb(s->idle_ud); /* last: the callback may free s */
 }
 
 /* Checks that the backend accepted the op; on a synchronous refusal answers and forgets r. */
 static void task_op_started(mcp_session *s, req_ctx *rc, sess_req *r, int err) {
   if (err == 0) return;
-  req_unlink(s, r);
-  req_free(r);
+  sess_req_unlink(s, r);
+  sess_req_free(r);
   task_reply_rc(s, rc, err);
 }
 
 static bool owner_of(mcp_session *s, req_ctx *rc, char owner[MCP_TASKS_MAX_OWNER]) {
   if (mcp_tasks_owner_key(s->o.auth, owner, MCP_TASKS_MAX_OWNER)) return true;
-  reply_err(s, rc, RPC_INTERNAL_ERROR, "caller identity too long to bind a task to", NULL);
+  sess_reply_err(s, rc, RPC_INTERNAL_ERROR, "caller identity too long to bind a task to", NULL);
   return false;
 }
 
@@ -769,7 +1085,7 @@ static bool task_call_route(mcp_session *s, req_ctx *rc, const char *name, json_
     bool ext = json_is_object(json_object_get(json_object_get(caps, "extensions"), MCP_TASKS_EXTENSION));
     if (!ext && sup == MCP_TASK_SUPPORT_REQUIRED) {
       snprintf(m, sizeof m, "Tool %.128s runs only as a task: declare the %s extension", name, MCP_TASKS_EXTENSION);
-      reply_err(s, rc, MCP_MISSING_CLIENT_CAPABILITY, m, NULL);
+      sess_reply_err(s, rc, MCP_MISSING_CLIENT_CAPABILITY, m, NULL);
       return true;
     }
     /* The server decides (SEP-2663): every task-capable tool runs as a task for a client that
@@ -778,18 +1094,18 @@ static bool task_call_route(mcp_session *s, req_ctx *rc, const char *name, json_
   } else {
     if (!legacy_has_tasks(s)) return false; /* no capability negotiated: process normally */
     if (task && !json_is_null(task) && !json_is_object(task)) {
-      reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.task must be an object", NULL);
+      sess_reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.task must be an object", NULL);
       return true;
     }
     want = json_is_object(task);
     if (want && sup == MCP_TASK_SUPPORT_FORBIDDEN) {
       snprintf(m, sizeof m, "Tool %.128s does not support task-augmented calls", name);
-      reply_err(s, rc, RPC_METHOD_NOT_FOUND, m, NULL);
+      sess_reply_err(s, rc, RPC_METHOD_NOT_FOUND, m, NULL);
       return true;
     }
     if (!want && sup == MCP_TASK_SUPPORT_REQUIRED) {
       snprintf(m, sizeof m, "Tool %.128s requires task augmentation", name);
-      reply_err(s, rc, RPC_METHOD_NOT_FOUND, m, NULL);
+      sess_reply_err(s, rc, RPC_METHOD_NOT_FOUND, m, NULL);
       return true;
     }
   }
@@ -797,7 +1113,7 @@ static bool task_call_route(mcp_session *s, req_ctx *rc, const char *name, json_
   json_t *ttl = json_object_get(task, "ttl");
   if (ttl && !json_is_null(ttl)) {
     if (!json_is_number(ttl) || json_number_value(ttl) < 0) {
-      reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.task.ttl must be a non-negative number", NULL);
+      sess_reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.task.ttl must be a non-negative number", NULL);
       return true;
     }
     double v = json_number_value(ttl);
@@ -805,7 +1121,7 @@ static bool task_call_route(mcp_session *s, req_ctx *rc, const char *name, json_
   }
   char owner[MCP_TASKS_MAX_OWNER];
   if (!owner_of(s, rc, owner)) return true;
-  sess_req *r = req_begin(s, rc, RK_TASK_CREATE);
+  sess_req *r = sess_req_begin(s, rc, RK_TASK_CREATE);
   if (!r) return true;
   json_t *empty = NULL;
   if (!json_is_object(args)) args = empty = json_object();
@@ -820,7 +1136,7 @@ static bool task_call_route(mcp_session *s, req_ctx *rc, const char *name, json_
 static const char *task_id_param(mcp_session *s, req_ctx *rc) {
   json_t *id = json_object_get(rc->params, "taskId");
   if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > MCP_TASKS_MAX_ID) {
-    reply_err(s, rc, RPC_INVALID_PARAMS, "params.taskId must be a task id string", NULL);
+    sess_reply_err(s, rc, RPC_INVALID_PARAMS, "params.taskId must be a task id string", NULL);
     return NULL;
   }
   return json_string_value(id);
@@ -830,7 +1146,7 @@ static bool tasks_enabled(mcp_session *s, req_ctx *rc, const char *method) {
   if (s->o.tasks) return true;
   char m[120];
   snprintf(m, sizeof m, "Method not found: %s", method);
-  reply_err(s, rc, RPC_METHOD_NOT_FOUND, m, NULL);
+  sess_reply_err(s, rc, RPC_METHOD_NOT_FOUND, m, NULL);
   return false;
 }
 
@@ -839,7 +1155,7 @@ static void task_get_common(mcp_session *s, req_ctx *rc, int kind, const char *m
   const char *tid = task_id_param(s, rc);
   char owner[MCP_TASKS_MAX_OWNER];
   if (!tid || !owner_of(s, rc, owner)) return;
-  sess_req *r = req_begin(s, rc, kind);
+  sess_req *r = sess_req_begin(s, rc, kind);
   if (!r) return;
   int err;
   if (kind == RK_TASK_CANCEL)
@@ -860,10 +1176,10 @@ static void m_tasks_update(mcp_session *s, req_ctx *rc) {
   if (!task_id_param(s, rc)) return;
   json_t *in = json_object_get(rc->params, "inputResponses");
   if (in && !json_is_object(in)) {
-    reply_err(s, rc, RPC_INVALID_PARAMS, "tasks/update: params.inputResponses must be an object", NULL);
+    sess_reply_err(s, rc, RPC_INVALID_PARAMS, "tasks/update: params.inputResponses must be an object", NULL);
     return;
   }
-  reply(s, rc, json_object(), false);
+  sess_reply(s, rc, json_object(), false);
 }
 
 static void m_tasks_list(mcp_session *s, req_ctx *rc) {
@@ -872,14 +1188,14 @@ static void m_tasks_list(mcp_session *s, req_ctx *rc) {
   const char *cursor = NULL;
   if (cur && !json_is_null(cur)) {
     if (!json_is_string(cur) || json_string_length(cur) == 0 || json_string_length(cur) > MCP_TASKS_MAX_CURSOR) {
-      reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
+      sess_reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
       return;
     }
     cursor = json_string_value(cur);
   }
   char owner[MCP_TASKS_MAX_OWNER];
   if (!owner_of(s, rc, owner)) return;
-  sess_req *r = req_begin(s, rc, RK_TASK_LIST);
+  sess_req *r = sess_req_begin(s, rc, RK_TASK_LIST);
   if (!r) return;
   int err = s->o.tasks->list(s->o.tasks->impl, owner, cursor, s->o.page_size, on_task_done, r, &r->top);
   task_op_started(s, rc, r, err);
@@ -906,7 +1222,7 @@ static void m_tools_list(mcp_session *s, req_ctx *rc) {
     unsigned long long v = 0;
     if (c && c[0] == 't' && c[1] >= '0' && c[1] <= '9') v = strtoull(c + 1, &end, 10);
     if (!c || !end || *end || v > n) {
-      reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
+      sess_reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
       return;
     }
     start = (size_t)v;
@@ -931,22 +1247,13 @@ static void m_tools_list(mcp_session *s, req_ctx *rc) {
     snprintf(buf, sizeof buf, "t%zu", more);
     json_object_set_new(res, "nextCursor", json_string(buf));
   }
-  reply(s, rc, res, true);
-}
-
-static bool check_cursor_empty(mcp_session *s, req_ctx *rc) {
-  json_t *cur = json_object_get(rc->params, "cursor");
-  if (cur && !json_is_null(cur)) {
-    reply_err(s, rc, RPC_INVALID_PARAMS, "Invalid cursor", NULL);
-    return false;
-  }
-  return true;
+  sess_reply(s, rc, res, true);
 }
 
 static void m_initialize(mcp_session *s, req_ctx *rc) {
   json_t *pv = json_object_get(rc->params, "protocolVersion");
   if (!json_is_string(pv) && !(s->o.init_default_version && (!pv || json_is_null(pv)))) {
-    reply_err(s, rc, RPC_INVALID_PARAMS, "initialize: params.protocolVersion must be a string", NULL);
+    sess_reply_err(s, rc, RPC_INVALID_PARAMS, "initialize: params.protocolVersion must be a string", NULL);
     return;
   }
   const char *want = json_is_string(pv) ? json_string_value(pv) : "", *got = NULL;
@@ -959,68 +1266,42 @@ static void m_initialize(mcp_session *s, req_ctx *rc) {
   }
   char *dup = strdup(got);
   if (!dup) {
-    reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    sess_reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return;
   }
   free(s->legacy_version);
   s->legacy_version = dup;
+  json_t *caps = json_object_get(rc->params, "capabilities");
+  json_decref(s->client_caps);
+  s->client_caps = json_is_object(caps) ? json_incref(caps) : NULL;
   json_t *ci = json_object_get(rc->params, "clientInfo");
   log_info("session: initialize", "{s:s, s:s, s:s}", "requested", want, "negotiated", got, "client",
            json_is_string(json_object_get(ci, "name")) ? json_string_value(json_object_get(ci, "name")) : "?");
-  json_t *si = server_info(s);
+  json_t *si = sess_server_info(s);
   if (strcmp(got, "2025-06-18") >= 0) json_object_set_new(si, "title", json_string("peermcp"));
   json_t *res = json_pack("{s:s, s:o, s:o}", "protocolVersion", got, "capabilities", capabilities(s, false, got),
                           "serverInfo", si);
   if (s->o.instructions) json_object_set_new(res, "instructions", json_string(s->o.instructions));
   if (s->o.init_decorator && res) s->o.init_decorator(s->o.hook_ud, s, rc->params, res);
   s->ready = true;
-  reply(s, rc, res, false);
+  sess_reply(s, rc, res, false);
 }
 
 static void m_discover(mcp_session *s, req_ctx *rc) {
   json_t *res = json_pack("{s:o, s:o}", "supportedVersions", supported_versions(), "capabilities",
                           capabilities(s, true, NULL));
   if (s->o.instructions) json_object_set_new(res, "instructions", json_string(s->o.instructions));
-  reply(s, rc, res, true);
+  sess_reply(s, rc, res, true);
 }
 
 static void m_set_level(mcp_session *s, req_ctx *rc) {
   int r = level_rank(json_string_value(json_object_get(rc->params, "level")));
   if (r < 0) {
-    reply_err(s, rc, RPC_INVALID_PARAMS, "logging/setLevel: params.level must be a logging level", NULL);
+    sess_reply_err(s, rc, RPC_INVALID_PARAMS, "logging/setLevel: params.level must be a logging level", NULL);
     return;
   }
   s->log_min = r;
-  reply(s, rc, json_object(), false);
-}
-
-static void m_complete(mcp_session *s, req_ctx *rc) {
-  json_t *ref = json_object_get(rc->params, "ref");
-  json_t *arg = json_object_get(rc->params, "argument");
-  if (!json_is_object(ref) || !json_is_string(json_object_get(ref, "type")) || !json_is_object(arg)) {
-    reply_err(s, rc, RPC_INVALID_PARAMS, "completion/complete: params.ref and params.argument are required", NULL);
-    return;
-  }
-  /* No prompts or resource templates are registered, so there is nothing to complete. */
-  reply(s, rc, json_pack("{s:{s:[], s:i, s:b}}", "completion", "values", "total", 0, "hasMore", 0), false);
-}
-
-static void m_resources_read(mcp_session *s, req_ctx *rc) {
-  json_t *uri = json_object_get(rc->params, "uri");
-  if (!json_is_string(uri)) {
-    reply_err(s, rc, RPC_INVALID_PARAMS, "resources/read: params.uri must be a string", NULL);
-    return;
-  }
-  /* 2026-07-28 moved resource-not-found to -32602; earlier revisions use -32002. */
-  reply_err(s, rc, rc->modern ? RPC_INVALID_PARAMS : MCP_RESOURCE_NOT_FOUND_LEGACY, "Resource not found",
-            json_pack("{s:O}", "uri", uri));
-}
-
-static void m_prompts_get(mcp_session *s, req_ctx *rc) {
-  json_t *name = json_object_get(rc->params, "name");
-  char msg[200];
-  snprintf(msg, sizeof msg, "Unknown prompt: %.128s", json_is_string(name) ? json_string_value(name) : "");
-  reply_err(s, rc, RPC_INVALID_PARAMS, msg, NULL);
+  sess_reply(s, rc, json_object(), false);
 }
 
 static void cancel_id(mcp_session *s, const json_t *rid, const char *reason);
@@ -1038,14 +1319,14 @@ void mcp_session_cancel_request(mcp_session *s, const json_t *id) {
 
 static void cancel_id(mcp_session *s, const json_t *rid, const char *reason) {
   sess_sub **link;
-  sess_sub *u = find_sub(s, rid, &link);
+  sess_sub *u = sess_find_sub(s, rid, &link);
   if (u) { /* the client closes its subscription: no response (cancellation.mdx) */
     *link = u->next;
     s->nsubs--;
-    sub_free(u);
+    sess_sub_free(s, u);
     return;
   }
-  sess_req *r = find_req(s, rid);
+  sess_req *r = sess_find_req(s, rid);
   if (!r || r->cancelled) return; /* unknown or finished: races are fine (cancellation.mdx) */
   r->cancelled = true;
   char *idtext = json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT);
@@ -1053,6 +1334,11 @@ static void cancel_id(mcp_session *s, const json_t *rid, const char *reason) {
   free(idtext);
   if (r->call) mcp_dispatch_cancel(r->call);
   if (r->top && r->kind == RK_TASK_RESULT) task_wait_abort(s, r, false);
+  else if (r->waiting) input_wait_abort(s, r, false); /* its questions are withdrawn */
+  else if (r->job) { /* a handler on the pool: its end is ignored */
+    sess_job_detach(r);
+    sess_req_done(s, r);
+  }
 }
 
 typedef void (*method_fn)(mcp_session *s, req_ctx *rc);
@@ -1063,16 +1349,7 @@ typedef struct method_entry {
   unsigned eras; /* 1 = legacy, 2 = modern */
 } method_entry;
 
-static void m_ping(mcp_session *s, req_ctx *rc) { reply(s, rc, json_object(), false); }
-static void m_resources_list(mcp_session *s, req_ctx *rc) {
-  if (check_cursor_empty(s, rc)) reply(s, rc, json_pack("{s:[]}", "resources"), true);
-}
-static void m_templates_list(mcp_session *s, req_ctx *rc) {
-  if (check_cursor_empty(s, rc)) reply(s, rc, json_pack("{s:[]}", "resourceTemplates"), true);
-}
-static void m_prompts_list(mcp_session *s, req_ctx *rc) {
-  if (check_cursor_empty(s, rc)) reply(s, rc, json_pack("{s:[]}", "prompts"), true);
-}
+static void m_ping(mcp_session *s, req_ctx *rc) { sess_reply(s, rc, json_object(), false); }
 static void m_initialized(mcp_session *s, req_ctx *rc) { s->initialized = true; }
 static void m_ignore(mcp_session *s, req_ctx *rc) {}
 
@@ -1087,12 +1364,14 @@ static const method_entry k_requests[] = {
     {"server/discover", m_discover, MODERN},
     {"tools/list", m_tools_list, BOTH},
     {"tools/call", m_tools_call, BOTH},
-    {"resources/list", m_resources_list, BOTH},
-    {"resources/templates/list", m_templates_list, BOTH},
-    {"resources/read", m_resources_read, BOTH},
-    {"prompts/list", m_prompts_list, BOTH},
-    {"prompts/get", m_prompts_get, BOTH},
-    {"completion/complete", m_complete, BOTH},
+    {"resources/list", sess_m_resources_list, BOTH},
+    {"resources/templates/list", sess_m_templates_list, BOTH},
+    {"resources/read", sess_m_resources_read, BOTH},
+    {"resources/subscribe", sess_m_resources_subscribe, LEGACY},
+    {"resources/unsubscribe", sess_m_resources_unsubscribe, LEGACY},
+    {"prompts/list", sess_m_prompts_list, BOTH},
+    {"prompts/get", sess_m_prompts_get, BOTH},
+    {"completion/complete", sess_m_complete, BOTH},
     {"subscriptions/listen", m_subscriptions_listen, MODERN},
     {"tasks/get", m_tasks_get, BOTH},
     {"tasks/cancel", m_tasks_cancel, BOTH},
@@ -1151,7 +1430,10 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
     return;
   }
   if (!method) {
-    if (json_object_get(m, "result") || json_object_get(m, "error")) return; /* a response: we send no requests */
+    if (json_object_get(m, "result") || json_object_get(m, "error")) { /* an answer to our request */
+      client_answer(s, m);
+      return;
+    }
     mcp_session_reply_error(s, reply_id, RPC_INVALID_REQUEST, "Invalid Request: no method", NULL);
     return;
   }
@@ -1168,14 +1450,14 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
   req_ctx rc = {.id = reply_id, .params = NULL, .meta = NULL, .modern = false, .log_min = -1};
   if (params && !json_is_null(params)) {
     if (!json_is_object(params)) {
-      reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: params must be an object", NULL);
+      sess_reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: params must be an object", NULL);
       return;
     }
     rc.params = params;
   }
   json_t *meta = json_object_get(rc.params, "_meta");
   if (meta && !json_is_object(meta)) {
-    reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: _meta must be an object", NULL);
+    sess_reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: _meta must be an object", NULL);
     return;
   }
   rc.meta = meta;
@@ -1190,19 +1472,19 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
       snprintf(msg, sizeof msg, "Header mismatch: MCP-Protocol-Version %.40s, _meta protocolVersion %.40s", hdr_version,
                json_string_value(pv));
       rc.modern = true;
-      reply_err(s, &rc, MCP_HEADER_MISMATCH, msg, NULL);
+      sess_reply_err(s, &rc, MCP_HEADER_MISMATCH, msg, NULL);
       return;
     }
     if (hdr_modern && !pv) {
       rc.modern = true;
-      reply_err(s, &rc, RPC_INVALID_PARAMS,
+      sess_reply_err(s, &rc, RPC_INVALID_PARAMS,
                 "Invalid params: missing required _meta field io.modelcontextprotocol/protocolVersion", NULL);
       return;
     }
   }
   if (pv && has_id) {
     if (!json_is_string(pv)) {
-      reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: io.modelcontextprotocol/protocolVersion must be a string", NULL);
+      sess_reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: io.modelcontextprotocol/protocolVersion must be a string", NULL);
       return;
     }
     const char *v = json_string_value(pv);
@@ -1212,14 +1494,14 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
     if (strcmp(v, MCP_PROTOCOL_MODERN) == 0) {
       rc.modern = true;
     } else if (!legacy) {
-      reply_err(s, &rc, MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
+      sess_reply_err(s, &rc, MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
                 json_pack("{s:o, s:s}", "supported", supported_versions(), "requested", v));
       return;
     }
   }
   if (rc.modern) {
     if (!json_is_object(json_object_get(meta, "io.modelcontextprotocol/clientCapabilities"))) {
-      reply_err(s, &rc, RPC_INVALID_PARAMS,
+      sess_reply_err(s, &rc, RPC_INVALID_PARAMS,
                 "Invalid params: missing required _meta field io.modelcontextprotocol/clientCapabilities", NULL);
       return;
     }
@@ -1227,7 +1509,7 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
     if (ll) {
       rc.log_min = level_rank(json_string_value(ll));
       if (rc.log_min < 0) {
-        reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: io.modelcontextprotocol/logLevel is not a logging level", NULL);
+        sess_reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: io.modelcontextprotocol/logLevel is not a logging level", NULL);
         return;
       }
     }
@@ -1235,7 +1517,7 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
   unsigned era = rc.modern ? MODERN : LEGACY;
 
   if (s->o.init_required && has_id && !s->ready && !rc.modern && strcmp(name, "initialize") != 0) {
-    reply_err(s, &rc, s->o.init_required_code, s->o.init_required_message, NULL);
+    sess_reply_err(s, &rc, s->o.init_required_code, s->o.init_required_message, NULL);
     s->ended = true;
     return;
   }
@@ -1262,7 +1544,7 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
       return;
     }
     if (!rc.modern && strcmp(name, "server/discover") == 0) {
-      reply_err(s, &rc, RPC_INVALID_PARAMS,
+      sess_reply_err(s, &rc, RPC_INVALID_PARAMS,
                 "Invalid params: server/discover requires _meta io.modelcontextprotocol/protocolVersion", NULL);
       return;
     }
@@ -1270,7 +1552,7 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
   }
   char msg[200];
   snprintf(msg, sizeof msg, "Method not found: %.120s", name);
-  reply_err(s, &rc, RPC_METHOD_NOT_FOUND, msg, NULL);
+  sess_reply_err(s, &rc, RPC_METHOD_NOT_FOUND, msg, NULL);
 }
 
 bool mcp_session_ended(const mcp_session *s) { return s->ended; }
@@ -1299,7 +1581,7 @@ void mcp_session_feed_json(mcp_session *s, json_t *msg) {
     mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
     return;
   }
-  alloc_watch w = alloc_watch_begin(); /* the unit of work that reply() and reply_err() read */
+  alloc_watch w = alloc_watch_begin(); /* the unit of work that sess_reply() and sess_reply_err() read */
   handle_message(s, msg, NULL);
   (void)alloc_watch_end(w);
 }

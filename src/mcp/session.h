@@ -1,5 +1,5 @@
 /* session.h — the MCP JSON-RPC session core, shared by every transport (stdio, /mcp+p2p/1.0.0
- * streams via service/mcpp.c, Streamable HTTP later). Sans-I/O: the transport feeds one
+ * streams via service/mcpp.c, Streamable HTTP). Sans-I/O: the transport feeds one
  * complete message (the bytes of one JSON-RPC message, no framing) with mcp_session_feed();
  * the session answers through the `send` callback — or, for transports with one channel per
  * request (Streamable HTTP), through `route`, which also says which request each message belongs
@@ -13,14 +13,19 @@
  *  - a request whose params._meta carries "io.modelcontextprotocol/protocolVersion" is served
  *    statelessly as 2026-07-28 (server/discover, per-request clientCapabilities/clientInfo/
  *    logLevel, resultType, ttlMs/cacheScope, -32022 for an unsupported version, removed methods
- *    answered -32601, subscriptions/listen streams — acknowledged with an empty filter, since
- *    nothing peermcp lists ever changes);
+ *    answered -32601, subscriptions/listen streams with resourceSubscriptions, InputRequiredResult
+ *    with a sealed requestState, -32021 for a missing client capability);
  *  - anything else is legacy (initialize negotiating 2025-11-25 … 2024-11-05,
- *    notifications/initialized, ping, logging/setLevel + notifications/message, …).
+ *    notifications/initialized, ping, logging/setLevel + notifications/message,
+ *    resources/subscribe, server-to-client requests, …).
  * tools/call runs through the dispatcher (mcp/dispatch.h); several calls may be in flight and
  * their responses go out as they complete, matched by id. notifications/cancelled reaches the
  * handler; a cancelled request gets no response. notifications/progress echoes the request's
- * _meta.progressToken.
+ * _meta.progressToken. Prompts, resources (templates, subscriptions) and completion come from
+ * the registry's tables (mcp/prompts.h, mcp/resources.h). A handler may ask the client for input
+ * (mcp/reqctx.h): 2026-07-28 answers with an InputRequiredResult, earlier eras send
+ * server-to-client requests (MCP_OUT_REQUEST) and run the handler again with the answers. Tools
+ * may return content blocks; a structured result is checked against the tool's outputSchema.
  * MCP Tasks (opts.tasks, mcp/tasks.h): a task-augmented tools/call (legacy params.task, or a
  * modern request declaring the io.modelcontextprotocol/tasks extension) is answered with a
  * CreateTaskResult once the backend has made the task durable; tasks/get, tasks/result,

@@ -21,8 +21,10 @@
 #include "tools/command.h"
 #include "tools/mcp_tasks_queue.h"
 #include "tools/meta.h"
+#include "tools/node_resources.h"
 #include "tools/store_tools.h"
 #include "tools/system.h"
+#include "tools/conformance.h"
 #include "tools/testing.h"
 #include "util/check.h"
 #include "util/clock.h"
@@ -218,8 +220,16 @@ static int open_tools(node *n, char *err, size_t errlen) {
     seterr(err, errlen, "cannot register the queue/cache tools: %s", strerror(-rc));
     return rc;
   }
+  if ((rc = tools_node_resources_register(n->reg, n->queue)) != 0) {
+    seterr(err, errlen, "cannot register the node's resources and prompts: %s", strerror(-rc));
+    return rc;
+  }
   if (cfg->tools.test_tools && (rc = tools_testing_register(n->reg)) != 0) {
     seterr(err, errlen, "cannot register the testing tools: %s", strerror(-rc));
+    return rc;
+  }
+  if (cfg->tools.conformance_fixtures && (rc = tools_conformance_register(n->reg)) != 0) {
+    seterr(err, errlen, "cannot register the conformance fixtures: %s", strerror(-rc));
     return rc;
   }
   char why[1024];

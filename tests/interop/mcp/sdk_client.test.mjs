@@ -206,11 +206,29 @@ test('logging/setLevel controls notifications/message from tools', async () => {
   assert.equal(got.length, n, 'info lines are filtered at level error');
 });
 
-test('completion/complete, empty resources and prompts', async () => {
+test('completion/complete and the node\'s own resources and prompts (paginated)', async () => {
   assert.deepEqual(await client.setLoggingLevel('debug'), {});
-  const c = await client.complete({ ref: { type: 'ref/prompt', name: 'x' }, argument: { name: 'a', value: '' } });
-  assert.deepEqual(c.completion.values, []);
-  assert.deepEqual((await client.listResources()).resources, []);
-  assert.deepEqual((await client.listResourceTemplates()).resourceTemplates, []);
-  assert.deepEqual((await client.listPrompts()).prompts, []);
+  await assert.rejects(client.complete({ ref: { type: 'ref/prompt', name: 'x' }, argument: { name: 'a', value: '' } }),
+    (e) => e instanceof McpError && e.code === -32602);
+  const c = await client.complete({ ref: { type: 'ref/prompt', name: 'peermcp_call_tool' }, argument: { name: 'tool', value: 'server_i' } });
+  assert.deepEqual(c.completion.values, ['server_info']);
+  async function all(list, key) {
+    const out = [];
+    let cursor;
+    do {
+      const r = await list(cursor ? { cursor } : {});
+      out.push(...r[key]);
+      cursor = r.nextCursor;
+    } while (cursor);
+    return out;
+  }
+  const resources = (await all((p) => client.listResources(p), 'resources')).map((r) => r.uri);
+  assert.deepEqual(resources.sort(), ['peermcp://queue/stats', 'peermcp://server/info']);
+  const templates = (await all((p) => client.listResourceTemplates(p), 'resourceTemplates')).map((t) => t.uriTemplate);
+  assert.deepEqual(templates, ['peermcp://task/{task_id}']);
+  const prompts = (await all((p) => client.listPrompts(p), 'prompts')).map((p) => p.name);
+  assert.deepEqual(prompts, ['peermcp_call_tool', 'peermcp_task_report']);
+  /* the conformance fixtures are not in a normal server */
+  const tools = await allTools();
+  assert.ok(!tools.names.some((n) => n.startsWith('test_input_required_result')));
 });
