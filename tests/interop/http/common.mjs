@@ -14,7 +14,8 @@ export function peermcpBin() {
   throw new Error('set PEERMCP_BIN (or PEERMCP_ASAN_BIN) to a built peermcp');
 }
 
-// A running server. opts.config: extra config keys; opts.args: extra flags; opts.env.
+// A running server. opts.config: extra config keys; opts.args: extra flags; opts.env; opts.stdio:
+// keep stdio on (stdin is /dev/null: it sees EOF at once).
 export class HttpServer {
   static async start(opts = {}) {
     const s = new HttpServer(opts);
@@ -28,7 +29,7 @@ export class HttpServer {
     const cfg = path.join(this.dir, 'config.json');
     fs.writeFileSync(cfg, JSON.stringify({ page_size: 50, ...(opts.config ?? {}) }));
     const listen = opts.listen ?? ['127.0.0.1:0'];
-    const args = ['serve', '--no-p2p', '--no-stdio', '--config', cfg, '--state-dir', this.state,
+    const args = ['serve', '--no-p2p', ...(opts.stdio ? [] : ['--no-stdio']), '--config', cfg, '--state-dir', this.state,
       ...listen.flatMap((l) => ['--http-listen', l]), ...(opts.args ?? [])];
     this.proc = spawn(peermcpBin(), args, {
       env: { ...process.env, PEERMCP_TEST_TOOLS: '1', ASAN_OPTIONS: process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0', ...(opts.env ?? {}) },
@@ -71,8 +72,9 @@ export class HttpServer {
     const r = await this.exited;
     clearTimeout(t);
     const bad = this.stderr.split('\n').filter((l) => l && !l.startsWith('{'));
+    const urlFileLeft = fs.existsSync(path.join(this.state, 'http.json'));
     fs.rmSync(this.dir, { recursive: true, force: true });
-    return { ...r, stderr: this.stderr, badStderr: bad, stdout: this.stdout };
+    return { ...r, stderr: this.stderr, badStderr: bad, stdout: this.stdout, urlFileLeft };
   }
 }
 
