@@ -16,9 +16,12 @@
  * HTTP response ends (answered, or closed by the client) that session is freed, which detaches
  * a call still running (the dispatcher cancels it).
  *
- * Freeing discipline: a session core must not be freed from inside its send callback, so
- * ephemeral streams are freed from a uv_check callback (the zombie list), which is also where
- * MHD_run runs after connections were resumed in this loop iteration. */
+ * Output of a session core arrives through its `route` callback (mcp/session.h, "Per-request
+ * routing"), which names the request each message belongs to.
+ *
+ * Freeing discipline: a session core must not be freed from inside its callbacks, so streams
+ * are freed from the zombie list, emptied after each MHD_run and in a uv_check callback — which
+ * is also where MHD_run runs when an answer or a resumed connection is waiting. */
 #include "transport/http.h"
 
 #include <arpa/inet.h>

@@ -8,7 +8,8 @@
  *  - 2026-07-28 (a request whose _meta carries io.modelcontextprotocol/protocolVersion, or an
  *    MCP-Protocol-Version header naming a version the legacy list lacks, without a session):
  *    stateless. Each POST gets its own short-lived mcp_session; MCP-Protocol-Version, Mcp-Method
- *    and Mcp-Name must match the body (400 + -32020); errors carry the HTTP status the spec
+ *    and Mcp-Name (and Mcp-Param-* for x-mcp-header arguments) must match the body (400 +
+ *    -32020; the version check is the session core's); errors carry the HTTP status the spec
  *    names (404 for -32601, 400 for -32602/-32020/-32021/-32022); closing the HTTP response
  *    cancels the request (its session is freed, which detaches the call).
  *  - 2025-11-25 … 2024-11-05: an initialize POST creates a session whose id (256 random bits,
@@ -27,10 +28,12 @@
  *
  * I/O model: libmicrohttpd in external-epoll mode on the one libuv loop: a uv_poll watches each
  * daemon's epoll descriptor and runs MHD_run; a timer follows MHD_get_timeout. A request whose
- * answer comes later is suspended (MHD_suspend_connection) and resumed when its first message
- * arrives; an SSE body is produced by a content reader that suspends when it has nothing to
- * send. While a request is suspended a uv_poll on its socket (UV_DISCONNECT) notices the client
- * going away (libmicrohttpd does not watch suspended sockets). See docs/mcp.md for why this was
+ * answer comes later is first polled (libmicrohttpd calls the access handler again on each run;
+ * a quick answer is queued from there, with no suspend/resume and its epoll_ctl calls), then
+ * suspended (MHD_suspend_connection) and resumed when its first message arrives; an SSE body is
+ * produced by a content reader that suspends when it has nothing to send. A request suspended
+ * for 200 ms gets a uv_poll on its socket (UV_DISCONNECT) that notices the client going away
+ * (libmicrohttpd does not watch suspended sockets). See docs/mcp.md for why this was
  * chosen over a libmicrohttpd thread with a hand-off, and the figures.
  *
  * Limits (mcp_http_opts): connections per listener, sessions, body, headers, a deadline for a
