@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/check.h"
+
 #define MSS_HDR_LEN (sizeof(MSS_PROTO_ID) - 1)
 
 typedef struct mss_proto {
@@ -173,6 +175,7 @@ static int mss_on_msg(mss *m, const uint8_t *msg, size_t len, buf *out) {
     return 0;
   }
   if (m->role == MSS_DIALER) {
+    CHECK(m->next < m->n_protos); /* -ENOPROTOOPT ended the channel when the last got na */
     const mss_proto *p = &m->protos[m->next];
     if (mss_eq(msg, len, p->id, p->len)) {
       m->selected = p->id;
@@ -284,6 +287,10 @@ ssize_t mss_feed(mss *m, const uint8_t *data, size_t len, buf *out) {
     int rc = mss_on_msg(m, body, blen, out);
     if (rc) return mss_fail(m, rc);
   }
+  /* Bytes past the agreement belong to the owner; a partial message is only ever kept while
+   * negotiating. */
+  CHECK(pos <= len && (m->state == MSS_NEGOTIATING || m->part_len == 0));
+  CHECK(m->state != MSS_DONE || m->selected);
   return (ssize_t)pos;
 }
 

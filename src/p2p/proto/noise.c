@@ -4,7 +4,6 @@
  * See noise.h. */
 #include "p2p/proto/noise.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include <sodium.h>
 
 #include "noise.pb-c.h"
+#include "util/check.h"
 
 #define HASHLEN 32
 #define DHLEN 32
@@ -60,7 +60,7 @@ const char *noise_aead_name(noise_aead a) { return a == NOISE_AEAD_LIBSODIUM ? "
 static int cs_init_transport(cstate *c, const uint8_t k[32], bool encrypt, noise_aead aead) {
   cs_init_key(c, k);
   if (aead == NOISE_AEAD_LIBSODIUM) return 0;
-  assert(aead == NOISE_AEAD_OPENSSL);
+  CHECK(aead == NOISE_AEAD_OPENSSL);
   c->evp = EVP_CIPHER_CTX_new();
   if (!c->evp) return -ENOMEM;
   int ok = encrypt ? EVP_EncryptInit_ex(c->evp, EVP_chacha20_poly1305(), NULL, k, NULL)
@@ -222,6 +222,7 @@ static int dh_mix(noise_xx *x, const uint8_t sk[32], const uint8_t pk[32]) {
 }
 
 static int split(noise_xx *x) {
+  CHECK(x->msg_index == 3); /* after the third handshake message, once */
   uint8_t k1[32], k2[32];
   hkdf2(x->ck, NULL, 0, k1, k2);
   int rc = cs_init_transport(x->initiator ? &x->tx : &x->rx, k1, x->initiator, x->aead);
@@ -619,6 +620,7 @@ static int next_frame(noise_session *s, const uint8_t **in, size_t *n, const uin
     if (s->rx_len < 2) return 0;
   }
   size_t total = 2 + ((size_t)s->rx[0] << 8 | s->rx[1]);
+  CHECK(total <= 2 + NOISE_MAX_FRAME && s->rx_len <= total); /* the partial frame fits rx */
   size_t take = total - s->rx_len < *n ? total - s->rx_len : *n;
   memcpy(s->rx + s->rx_len, *in, take);
   s->rx_len += take, *in += take, *n -= take;
@@ -656,6 +658,7 @@ int noise_encrypt(noise_session *s, const uint8_t *in, size_t n, buf *wire_out) 
   /* All or nothing: check room for every frame before writing any. */
   if (n + frames * (2 + NOISE_TAG_LEN) > buf_room(wire_out)) return -E2BIG;
   if (frames > UINT64_MAX - s->xx.tx.n) return fail(s, -EOVERFLOW);
+  CHECK(s->xx.msg_index >= 3 && s->xx.tx.has_key); /* established: transport keys exist */
   while (n > 0) {
     size_t chunk = n < NOISE_MAX_PLAINTEXT ? n : NOISE_MAX_PLAINTEXT;
     uint8_t *p;

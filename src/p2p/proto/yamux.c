@@ -11,12 +11,12 @@
  * id and never touches a pointer it held across the call. */
 #include "p2p/proto/yamux.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/buf.h"
+#include "util/check.h"
 #include "util/clock.h"
 
 #define YAMUX_BUCKETS 256
@@ -135,8 +135,10 @@ static void yamux_table_add(yamux_session *s, yamux_stream *st) {
 }
 
 static void yamux_table_del(yamux_session *s, yamux_stream *st) {
+  CHECK(st->live && s->n_live > 0);
   yamux_stream **pp = &s->buckets[yamux_bucket(st->id)];
   while (*pp && *pp != st) pp = &(*pp)->hnext;
+  CHECK(*pp == st); /* a live stream is in the table */
   if (*pp) *pp = st->hnext;
   st->hnext = NULL;
   st->live = false;
@@ -146,17 +148,23 @@ static void yamux_table_del(yamux_session *s, yamux_stream *st) {
 static void yamux_set_blocked(yamux_stream *st, bool on) {
   if (st->want_writable == on) return;
   st->want_writable = on;
-  if (on)
+  if (on) {
     st->s->n_blocked++;
-  else
+  } else {
+    CHECK(st->s->n_blocked > 0);
     st->s->n_blocked--;
+  }
 }
 
 static void yamux_stream_destroy(yamux_stream *st) {
   yamux_session *s = st->s;
+  CHECK(!st->in_open_cb); /* released by its owner, or refused from on_stream_open */
   if (st->live) yamux_table_del(s, st);
   yamux_set_blocked(st, false);
-  if (st->outbound && !st->acked) s->unacked_out--;
+  if (st->outbound && !st->acked) {
+    CHECK(s->unacked_out > 0);
+    s->unacked_out--;
+  }
   if (st->prev)
     st->prev->next = st->next;
   else
@@ -231,6 +239,9 @@ static uint32_t yamux_extra_window(const yamux_session *s) {
  * bottleneck). */
 static int yamux_send_window_update(yamux_stream *st, uint16_t flags) {
   yamux_session *s = st->s;
+  /* What the peer may still send, what the owner holds and what it returned never add up to
+   * more than the window (less while a Data frame is half delivered). */
+  CHECK((uint64_t)st->recv_avail + st->unconsumed + st->credit <= st->recv_size);
   uint64_t now = yamux_now(s);
   uint64_t rtt = s->srtt_us ? s->srtt_us : YAMUX_DEFAULT_RTT_US;
   uint32_t grow = 0;
@@ -361,6 +372,7 @@ static void yamux_notify_writable(yamux_session *s) {
 }
 
 void yamux_session_out_consume(yamux_session *s, size_t n) {
+  CHECK(n <= buf_len(&s->out));
   buf_consume(&s->out, n);
   if (s->n_blocked && buf_len(&s->out) <= s->cfg.out_soft_limit / 2) yamux_notify_writable(s);
 }
@@ -667,10 +679,11 @@ ssize_t yamux_stream_write(yamux_stream *st, const uint8_t *data, size_t len) {
       st->ack_needed = false;
     }
     int rc = yamux_emit(s, YAMUX_TYPE_DATA, flags, st->id, (uint32_t)chunk, data + done, chunk);
-    assert(rc == 0); /* the space was reserved above */
+    CHECK(rc == 0); /* the space was reserved above */
     (void)rc;
     done += chunk;
   }
+  CHECK(done == n && done <= st->send_window);
   st->send_window -= (uint32_t)done;
   yamux_set_blocked(st, done < len);
   return (ssize_t)done;
