@@ -291,8 +291,9 @@ static void on_async(uv_async_t *a) {
   }
 }
 
-static void on_identify(p2p_host *h, const char *peer_id, void *ud) {
+static void on_identify(p2p_host *h, const p2p_event *ev, void *ud) {
   svc_service *s = ud;
+  const char *peer_id = ev->peer_id;
   (void)h;
   if (!peer_id || strlen(peer_id) > AUTH_MAX_PEER_ID) return;
   size_t i;
@@ -649,7 +650,7 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
   s->async_init = true;
   pthread_mutex_unlock(&s->mu);
   if (host) {
-    p2p_host_on_identify(host, on_identify, s);
+    if ((rc = p2p_host_subscribe(host, P2P_EV_PEER_IDENTIFIED | P2P_EV_IDENTIFY_PUSH, on_identify, s)) != 0) return rc;
     svc_server_opts so = {0};
     so.loop = loop;
     so.host = host;
@@ -687,6 +688,7 @@ static void async_closed(uv_handle_t *h) { stop_step_done(h->data); }
 void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *ud), void *ud) {
   s->stop_done = done;
   s->stop_ud = ud;
+  if (s->host) (void)p2p_host_unsubscribe(s->host, on_identify, s);
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
   bjob *list = s->jobs;

@@ -315,9 +315,10 @@ static void identify_eval(void) {
   json_object_set_new(check_detail, "key_matches", json_boolean(pi.public_key_matches));
   check_done(has_id && has_ping && has_echo && has_addr && obs_ok && pi.public_key_matches && pi.agent_version[0]);
 }
-static void on_identify(p2p_host *h, const char *peer, void *ud) {
+static void on_identify(p2p_host *h, const p2p_event *ev, void *ud) {
   (void)h;
   (void)ud;
+  const char *peer = ev->peer_id;
   if (check_running && check_name && strcmp(check_name, "identify") == 0 && strcmp(peer, target_peer) == 0)
     identify_eval();
 }
@@ -975,7 +976,7 @@ int main(int argc, char **argv) {
       snprintf(target_addr, sizeof target_addr, "%.*s", (int)(p2p - target), target);
     }
     if (!strcmp(mode, "dial")) {
-      p2p_host_on_identify(host, on_identify, NULL);
+      if (p2p_host_subscribe(host, P2P_EV_PEER_IDENTIFIED | P2P_EV_IDENTIFY_PUSH, on_identify, NULL) != 0) return 1;
       char *list = strdup(n_pos > 1 ? pos[1] : "ping,identify");
       check_list = calloc(32, sizeof *check_list);
       for (char *t = strtok(list, ","); t && check_count < 32; t = strtok(NULL, ",")) check_list[check_count++] = t;

@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "failmalloc.h"
+#include "../support/failmalloc.h"
 #include "p2p/host/host.h"
 #include "p2p/host/peerstore.h"
 #include "util/clock.h"
@@ -659,9 +659,9 @@ static void test_host_stream_write_is_all_or_nothing_under_allocation_failure(vo
     assert_int_equal(p2p_host_open_stream(b, ma, "/test/collect/1.0.0", on_open, NULL), 0);
     assert_true(run_until(&open_done, WAIT_MS));
     assert_non_null(opened);
-    failmalloc_arm(n, false);
+    fm_arm(n, FM_ONCE);
     int rc = p2p_stream_write(opened, chunk, sizeof chunk);
-    failmalloc_disarm();
+    (void)fm_disarm(); /* what it lists as live is the stream's queue, freed with the stream */
     if (rc == -ENOBUFS) {
       refused++;
       rc = p2p_stream_write(opened, chunk, sizeof chunk); /* what server.c does: send it again */
@@ -683,6 +683,641 @@ static void test_host_stream_write_is_all_or_nothing_under_allocation_failure(vo
   }
   assert_true(refused >= 1); /* the failing allocation did hit the queue at least once */
   assert_true(intact >= 1);
+  close_hosts(a, b);
+}
+
+/* ---------------------------------------------------------------- relayed connections */
+
+/* A relay in miniature (what a circuit relay v2 hop does once a circuit is set up): R pipes
+ * the bytes of an inbound /test/relay stream into a /test/relay-stop stream it opens to B,
+ * both ways, with backpressure (a full side pauses the other) and FIN/RST passed on. */
+typedef struct pipe_end {
+  p2p_stream *s;
+  struct pipe_end *other;
+  bool eof;
+} pipe_end;
+typedef struct relay_pipe {
+  pipe_end a, b; /* a: from the client, b: to the target */
+  int ends_closed;
+} relay_pipe;
+static char relay_target[1024]; /* B's full address, for R's handler */
+static int relay_pipes_open;
+
+static void pipe_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  pipe_end *e = ud;
+  if (!e->other->s) return;
+  int rc = p2p_stream_write(e->other->s, d, n);
+  if (rc < 0) p2p_stream_reset(s);
+  else if (rc == 1) p2p_stream_pause_read(s, true);
+}
+static void pipe_eof(p2p_stream *s, void *ud) {
+  (void)s;
+  pipe_end *e = ud;
+  e->eof = true;
+  if (e->other->s) p2p_stream_close_write(e->other->s);
+}
+static void pipe_writable(p2p_stream *s, void *ud) {
+  (void)s;
+  pipe_end *e = ud;
+  if (e->other->s) p2p_stream_pause_read(e->other->s, false);
+}
+static void pipe_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  pipe_end *e = ud;
+  e->s = NULL;
+  if (err && e->other->s) p2p_stream_reset(e->other->s);
+}
+
+static void pipe_a_close(p2p_stream *s, int err, void *ud);
+static void pipe_b_close(p2p_stream *s, int err, void *ud);
+static void relay_pipe_end_closed(relay_pipe *rp) {
+  if (++rp->ends_closed == 2) {
+    free(rp);
+    relay_pipes_open--;
+  }
+}
+static void pipe_a_close(p2p_stream *s, int err, void *ud) {
+  relay_pipe *rp = ud;
+  pipe_close(s, err, &rp->a);
+  relay_pipe_end_closed(rp);
+}
+static void pipe_b_close(p2p_stream *s, int err, void *ud) {
+  relay_pipe *rp = ud;
+  pipe_close(s, err, &rp->b);
+  relay_pipe_end_closed(rp);
+}
+static void pipe_a_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) { pipe_data(s, d, n, &((relay_pipe *)ud)->a); }
+static void pipe_b_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) { pipe_data(s, d, n, &((relay_pipe *)ud)->b); }
+static void pipe_a_eof(p2p_stream *s, void *ud) { pipe_eof(s, &((relay_pipe *)ud)->a); }
+static void pipe_b_eof(p2p_stream *s, void *ud) { pipe_eof(s, &((relay_pipe *)ud)->b); }
+static void pipe_a_writable(p2p_stream *s, void *ud) { pipe_writable(s, &((relay_pipe *)ud)->a); }
+static void pipe_b_writable(p2p_stream *s, void *ud) { pipe_writable(s, &((relay_pipe *)ud)->b); }
+static const p2p_stream_callbacks pipe_a_cbs = {pipe_a_data, pipe_a_eof, pipe_a_writable, pipe_a_close};
+static const p2p_stream_callbacks pipe_b_cbs = {pipe_b_data, pipe_b_eof, pipe_b_writable, pipe_b_close};
+
+static void relay_target_opened(p2p_stream *s, int err, void *ud) {
+  relay_pipe *rp = ud;
+  (void)err;
+  if (!s) { /* the target is unreachable: end the client's side */
+    rp->ends_closed++; /* b never existed */
+    if (rp->a.s) p2p_stream_reset(rp->a.s);
+    else relay_pipe_end_closed(rp);
+    return;
+  }
+  rp->b.s = s;
+  p2p_stream_set_callbacks(s, &pipe_b_cbs, rp);
+  if (rp->a.s) p2p_stream_pause_read(rp->a.s, false);
+  if (rp->a.eof) p2p_stream_close_write(s);
+}
+static void relay_serve(p2p_stream *s, void *ud) {
+  p2p_host *r = ud;
+  relay_pipe *rp = calloc(1, sizeof *rp);
+  assert_non_null(rp);
+  rp->a.s = s;
+  rp->a.other = &rp->b;
+  rp->b.other = &rp->a;
+  relay_pipes_open++;
+  p2p_stream_set_callbacks(s, &pipe_a_cbs, rp);
+  p2p_stream_pause_read(s, true); /* until the target's stream is open */
+  if (p2p_host_open_stream(r, relay_target, "/test/relay-stop/1.0.0", relay_target_opened, rp) != 0)
+    relay_target_opened(NULL, -EIO, rp);
+}
+
+/* Both ends: the upgrade's result and the host's connection events. */
+typedef struct upgrade_res {
+  bool done;
+  int err;
+  char peer[128];
+} upgrade_res;
+static void upgrade_cb(p2p_host *h, int err, const char *peer_id, void *ud) {
+  (void)h;
+  upgrade_res *r = ud;
+  r->done = true;
+  r->err = err;
+  snprintf(r->peer, sizeof r->peer, "%s", peer_id ? peer_id : "");
+}
+typedef struct ev_log {
+  int opened, closed, identified, relayed_opened, relayed_closed, relayed_identified;
+  bool last_inbound;
+  uint64_t relayed_conn;
+  char last_peer[128];
+} ev_log;
+static void ev_record(p2p_host *h, const p2p_event *ev, void *ud) {
+  (void)h;
+  ev_log *l = ud;
+  if (ev->type == P2P_EV_CONN_OPENED) {
+    l->opened++;
+    if (ev->relayed) {
+      l->relayed_opened++;
+      l->relayed_conn = ev->conn_id;
+      l->last_inbound = ev->inbound;
+      snprintf(l->last_peer, sizeof l->last_peer, "%s", ev->peer_id);
+    }
+  } else if (ev->type == P2P_EV_CONN_CLOSED) {
+    l->closed++;
+    if (ev->relayed) l->relayed_closed++;
+  } else if (ev->type == P2P_EV_PEER_IDENTIFIED) {
+    l->identified++;
+    if (ev->conn_id == l->relayed_conn) l->relayed_identified++;
+  }
+}
+
+static upgrade_res stop_res;
+static p2p_host *stop_host;
+static void relay_stop_serve(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_upgrade_opts o = {.outbound = false, .remote_addr = "/p2p-circuit"};
+  if (p2p_host_upgrade_stream(stop_host, s, &o, upgrade_cb, &stop_res) != 0) p2p_stream_reset(s);
+}
+
+typedef struct dial_ctx {
+  p2p_host *h;
+  const char *expect;
+  upgrade_res *res;
+} dial_ctx;
+static void relay_dial_opened(p2p_stream *s, int err, void *ud) {
+  dial_ctx *d = ud;
+  if (!s) {
+    d->res->done = true;
+    d->res->err = err;
+    return;
+  }
+  p2p_upgrade_opts o = {.outbound = true, .expected_peer = d->expect, .remote_addr = "/p2p-circuit"};
+  int rc = p2p_host_upgrade_stream(d->h, s, &o, upgrade_cb, d->res);
+  if (rc) {
+    p2p_stream_reset(s);
+    d->res->done = true;
+    d->res->err = rc;
+  }
+}
+
+static bool wait_counter(const int *v, int want) {
+  int64_t end = clock_mono_ms() + WAIT_MS;
+  while (*v < want && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+  return *v >= want;
+}
+
+/* The transport seam: a whole libp2p connection (multistream-select, Noise with the remote
+ * PeerId checked, Yamux) runs over a stream of another connection, as circuit relay v2 needs.
+ * A reaches B only through R; ping, identify and a 4 MiB transfer with backpressure cross it;
+ * the events say "relayed"; losing R closes the relayed connections on both ends. */
+static void test_host_connection_over_a_relayed_stream(void **state) {
+  (void)state;
+  char dir_r[64];
+  snprintf(dir_r, sizeof dir_r, "/tmp/peermcp-test-host-r-XXXXXX");
+  assert_non_null(mkdtemp(dir_r));
+  p2p_host *a = make_host(dir_a, NULL);
+  p2p_host *b = make_host(dir_b, NULL);
+  p2p_host *r = make_host(dir_r, NULL);
+  assert_int_equal(p2p_host_listen(r, "/ip4/127.0.0.1/tcp/0"), 0);
+  assert_int_equal(p2p_host_listen(b, "/ip4/127.0.0.1/tcp/0"), 0);
+  assert_int_equal(p2p_host_handle(r, "/test/relay/1.0.0", relay_serve, r), 0);
+  assert_int_equal(p2p_host_handle(b, "/test/relay-stop/1.0.0", relay_stop_serve, NULL), 0);
+  assert_int_equal(p2p_host_handle(b, "/test/collect/1.0.0", coll_serve, NULL), 0);
+  stop_host = b;
+  memset(&stop_res, 0, sizeof stop_res);
+  full_addr(b, relay_target, sizeof relay_target);
+  char ra[1024];
+  full_addr(r, ra, sizeof ra);
+  ev_log la = {0}, lb = {0};
+  assert_int_equal(p2p_host_subscribe(a, P2P_EV_ALL, ev_record, &la), 0);
+  assert_int_equal(p2p_host_subscribe(b, P2P_EV_ALL, ev_record, &lb), 0);
+  char b_id[128], a_id[128], r_id[128];
+  snprintf(b_id, sizeof b_id, "%s", p2p_host_peer_id(b));
+  snprintf(a_id, sizeof a_id, "%s", p2p_host_peer_id(a));
+  snprintf(r_id, sizeof r_id, "%s", p2p_host_peer_id(r));
+
+  /* Expecting the wrong PeerId (R's) through the relay fails the Noise handshake. */
+  upgrade_res bad = {0};
+  dial_ctx dbad = {a, r_id, &bad};
+  assert_int_equal(p2p_host_open_stream(a, ra, "/test/relay/1.0.0", relay_dial_opened, &dbad), 0);
+  assert_true(run_until(&bad.done, WAIT_MS));
+  assert_int_equal(bad.err, -EACCES);
+  assert_true(run_until(&stop_res.done, WAIT_MS)); /* B's end of it fails too (A hung up) */
+  assert_true(stop_res.err < 0);
+  assert_int_equal(la.relayed_opened, 0);
+  assert_int_equal(lb.relayed_opened, 0);
+
+  /* The real thing: A dials B through R. */
+  upgrade_res ok = {0};
+  memset(&stop_res, 0, sizeof stop_res);
+  dial_ctx dok = {a, b_id, &ok};
+  assert_int_equal(p2p_host_open_stream(a, ra, "/test/relay/1.0.0", relay_dial_opened, &dok), 0);
+  assert_true(run_until(&ok.done, WAIT_MS));
+  assert_int_equal(ok.err, 0);
+  assert_string_equal(ok.peer, b_id);
+  assert_true(run_until(&stop_res.done, WAIT_MS));
+  assert_int_equal(stop_res.err, 0);
+  assert_string_equal(stop_res.peer, a_id); /* B learned who dialed, proven by Noise */
+  assert_int_equal(la.relayed_opened, 1);
+  assert_false(la.last_inbound);
+  assert_string_equal(la.last_peer, b_id);
+  assert_int_equal(lb.relayed_opened, 1);
+  assert_true(lb.last_inbound);
+
+  /* A has no direct connection to B: a ping by PeerId goes over the relayed one. */
+  ping_res pr = {0};
+  assert_int_equal(p2p_host_ping(a, b_id, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, 0);
+  /* identify ran on it (each side asks on every new connection) */
+  assert_true(wait_counter(&la.relayed_identified, 1));
+  assert_true(wait_counter(&lb.relayed_identified, 1));
+  p2p_peer_info pi;
+  assert_int_equal(p2p_host_peer_info(a, b_id, &pi), 0);
+  assert_true(pi.public_key_matches);
+
+  /* 4 MiB A → B through both layers of flow control. */
+  size_t total = 4u << 20;
+  uint8_t *data = malloc(total);
+  assert_non_null(data);
+  for (size_t i = 0; i < total; i++) data[i] = (uint8_t)(i * 2654435761u >> 11);
+  memset(&coll, 0, sizeof coll);
+  pump w = {.data = data, .len = total, .chunk = 256 * 1024};
+  assert_int_equal(p2p_host_open_stream(a, b_id, "/test/collect/1.0.0", pump_opened, &w), 0);
+  assert_true(run_until(&w.done, WAIT_MS * 3));
+  assert_int_equal(w.err, 0);
+  assert_true(run_until(&coll.closed, WAIT_MS));
+  assert_int_equal(coll.len, total);
+  assert_memory_equal(coll.data, data, total);
+  free(coll.data);
+  coll.data = NULL;
+  free(data);
+  p2p_host_stats sa;
+  p2p_host_get_stats(a, &sa);
+  assert_int_equal(sa.connections, 2); /* to R over TCP, to B over the relay */
+
+  /* Losing the relay ends the relayed connections on both sides. */
+  int left = 1;
+  p2p_host_close(r, on_host_closed, &left);
+  assert_true(wait_counter(&la.relayed_closed, 1));
+  assert_true(wait_counter(&lb.relayed_closed, 1));
+  int64_t end = clock_mono_ms() + WAIT_MS;
+  while (left > 0 && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(left, 0);
+  assert_int_equal(relay_pipes_open, 0);
+  assert_int_equal(p2p_host_unsubscribe(a, ev_record, &la), 0);
+  assert_int_equal(p2p_host_unsubscribe(a, ev_record, &la), -ENOENT);
+  close_hosts(a, b);
+  rm_rf(dir_r);
+}
+
+/* ---------------------------------------------------------------- events and services */
+
+typedef struct counter {
+  int n[8];     /* per event type bit */
+  int total;
+  char addr[1024];
+  char observed[1024];
+  bool inbound_seen;
+  int closed_err;
+} counter;
+static int ev_bit(p2p_event_type t) {
+  int b = 0;
+  while (!((unsigned)t & 1u)) t = (p2p_event_type)((unsigned)t >> 1), b++;
+  return b;
+}
+static void count_ev(p2p_host *h, const p2p_event *ev, void *ud) {
+  (void)h;
+  counter *c = ud;
+  c->n[ev_bit(ev->type)]++;
+  c->total++;
+  if (ev->type == P2P_EV_LISTEN_ADDRS_CHANGED || ev->type == P2P_EV_PROTOCOLS_CHANGED)
+    snprintf(c->addr, sizeof c->addr, "%s", ev->addr ? ev->addr : "(null)");
+  if (ev->type == P2P_EV_OBSERVED_ADDR) snprintf(c->observed, sizeof c->observed, "%s", ev->addr);
+  if (ev->type == P2P_EV_CONN_OPENED) c->inbound_seen = ev->inbound;
+  if (ev->type == P2P_EV_CONN_CLOSED) c->closed_err = ev->err;
+}
+#define N_OF(c, t) ((c).n[ev_bit(t)])
+
+/* A subscriber that removes itself on its first event and adds another one, which must not
+ * see that same event. */
+static counter late;
+static int self_removed;
+static void self_remover(p2p_host *h, const p2p_event *ev, void *ud) {
+  (void)ev;
+  self_removed++;
+  assert_int_equal(p2p_host_unsubscribe(h, self_remover, ud), 0);
+  assert_int_equal(p2p_host_subscribe(h, P2P_EV_ALL, count_ev, &late), 0);
+}
+
+static void test_host_events_reach_every_subscriber(void **state) {
+  (void)state;
+  p2p_host *a = make_host(dir_a, NULL);
+  p2p_host *b = make_host(dir_b, NULL);
+  counter ca = {0}, all = {0}, opened_only = {0};
+  memset(&late, 0, sizeof late);
+  self_removed = 0;
+  assert_int_equal(p2p_host_subscribe(a, P2P_EV_ALL, count_ev, &ca), 0);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  assert_int_equal(N_OF(ca, P2P_EV_LISTEN_ADDRS_CHANGED), 1);
+  const char *la[1];
+  p2p_host_listen_addrs(a, la, 1);
+  assert_string_equal(ca.addr, la[0]);
+  assert_int_equal(p2p_host_handle(a, "/test/x/1.0.0", coll_serve, NULL), 0);
+  assert_int_equal(N_OF(ca, P2P_EV_PROTOCOLS_CHANGED), 1);
+  assert_string_equal(ca.addr, "/test/x/1.0.0");
+  assert_int_equal(p2p_host_unhandle(a, "/test/x/1.0.0"), 0);
+  assert_int_equal(N_OF(ca, P2P_EV_PROTOCOLS_CHANGED), 2);
+  /* bad subscriptions */
+  assert_int_equal(p2p_host_subscribe(b, 0, count_ev, &all), -EINVAL);
+  assert_int_equal(p2p_host_subscribe(b, 1u << 20, count_ev, &all), -EINVAL);
+  assert_int_equal(p2p_host_subscribe(b, P2P_EV_ALL, NULL, &all), -EINVAL);
+  assert_int_equal(p2p_host_unsubscribe(b, count_ev, &all), -ENOENT);
+  assert_int_equal(p2p_host_subscribe(b, P2P_EV_ALL, count_ev, &all), 0);
+  assert_int_equal(p2p_host_subscribe(b, P2P_EV_CONN_OPENED, count_ev, &opened_only), 0);
+  assert_int_equal(p2p_host_subscribe(b, P2P_EV_ALL, self_remover, NULL), 0);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  ping_res r = {0};
+  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
+  assert_true(run_until(&r.done, WAIT_MS));
+  assert_int_equal(r.err, 0);
+  assert_true(wait_counter(&all.n[ev_bit(P2P_EV_PEER_IDENTIFIED)], 1));
+  assert_true(wait_counter(&all.n[ev_bit(P2P_EV_OBSERVED_ADDR)], 1));
+  assert_int_equal(N_OF(all, P2P_EV_CONN_OPENED), 1);
+  assert_false(all.inbound_seen);
+  assert_int_equal(N_OF(opened_only, P2P_EV_CONN_OPENED), 1);
+  assert_int_equal(opened_only.total, 1); /* nothing outside its mask */
+  assert_int_equal(self_removed, 1);       /* gone after its first event */
+  assert_int_equal(N_OF(late, P2P_EV_CONN_OPENED), 0); /* added during that event: not told */
+  assert_int_equal(N_OF(late, P2P_EV_PEER_IDENTIFIED), 1);
+  /* A told B how it sees B: B's loopback address with B's ephemeral port */
+  assert_non_null(strstr(all.observed, "/ip4/127.0.0.1/tcp/"));
+  assert_true(wait_counter(&ca.n[ev_bit(P2P_EV_CONN_OPENED)], 1));
+  assert_true(ca.inbound_seen);
+  /* the same (fn, ud) again: its mask is replaced */
+  assert_int_equal(p2p_host_subscribe(b, P2P_EV_CONN_CLOSED, count_ev, &opened_only), 0);
+  assert_int_equal(p2p_host_disconnect(b, p2p_host_peer_id(a)), 0);
+  assert_true(wait_counter(&opened_only.n[ev_bit(P2P_EV_CONN_CLOSED)], 1));
+  assert_int_equal(opened_only.closed_err, 0);
+  assert_true(wait_counter(&ca.n[ev_bit(P2P_EV_CONN_CLOSED)], 1));
+  /* a bounded number of subscribers */
+  static int slots[P2P_HOST_MAX_SUBSCRIBERS];
+  int added = 0, rc = 0;
+  for (int i = 0; i < P2P_HOST_MAX_SUBSCRIBERS && rc == 0; i++)
+    if ((rc = p2p_host_subscribe(b, P2P_EV_ALL, count_ev, &slots[i])) == 0) added++;
+  assert_int_equal(rc, -ENOMEM);
+  assert_true(added < P2P_HOST_MAX_SUBSCRIBERS);
+  for (int i = 0; i < added; i++) assert_int_equal(p2p_host_unsubscribe(b, count_ev, &slots[i]), 0);
+  close_hosts(a, b);
+}
+
+/* A service: its handlers are registered with its state as ud, its hooks see its events, it is
+ * started when added and stopped at close (newest first), and a hold keeps the close open. */
+typedef struct test_svc {
+  int started, stopped, events, served;
+  int *order, *n_order, id;
+  bool fail_start;
+  p2p_host *h;
+  uv_timer_t release;
+} test_svc;
+static int holds_released;
+static void tsvc_release(uv_timer_t *t) {
+  test_svc *s = t->data;
+  uv_close((uv_handle_t *)t, NULL);
+  holds_released++;
+  p2p_host_release(s->h);
+}
+static int tsvc_start(p2p_host *h, void *state) {
+  test_svc *s = state;
+  s->h = h;
+  s->started++;
+  return s->fail_start ? -EIO : 0;
+}
+static void tsvc_stop(p2p_host *h, void *state) {
+  test_svc *s = state;
+  s->stopped++;
+  s->order[(*s->n_order)++] = s->id;
+  /* an asynchronous close of the service's own handle: the host waits for it */
+  p2p_host_hold(h);
+  uv_timer_init(&loop, &s->release);
+  s->release.data = s;
+  uv_timer_start(&s->release, tsvc_release, 100, 0);
+}
+static void tsvc_event(p2p_host *h, const p2p_event *ev, void *state) {
+  (void)h;
+  (void)ev;
+  ((test_svc *)state)->events++;
+}
+static void tsvc_serve(p2p_stream *s, void *ud) {
+  ((test_svc *)ud)->served++;
+  coll_serve(s, NULL);
+}
+static const p2p_service_handler tsvc_handlers[] = {{"/test/svc/1.0.0", tsvc_serve}};
+static const p2p_service tsvc = {.name = "test",
+                                 .handlers = tsvc_handlers,
+                                 .n_handlers = 1,
+                                 .events = P2P_EV_CONN_OPENED,
+                                 .start = tsvc_start,
+                                 .on_event = tsvc_event,
+                                 .stop = tsvc_stop};
+static const p2p_service_handler tsvc2_handlers[] = {{"/test/svc2/1.0.0", tsvc_serve}};
+static const p2p_service tsvc2 = {.name = "test2",
+                                  .handlers = tsvc2_handlers,
+                                  .n_handlers = 1,
+                                  .start = tsvc_start,
+                                  .stop = tsvc_stop};
+static bool closed_flag;
+static int holds_released_at_close;
+static void on_closed_flag(p2p_host *h, void *ud) {
+  (void)h;
+  (void)ud;
+  closed_flag = true;
+  holds_released_at_close = holds_released;
+}
+
+static void test_host_services_register_through_one_interface(void **state) {
+  (void)state;
+  p2p_host *a = make_host(dir_a, NULL);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  int order[4], n_order = 0;
+  test_svc s1 = {.order = order, .n_order = &n_order, .id = 1};
+  test_svc s2 = {.order = order, .n_order = &n_order, .id = 2};
+  test_svc bad = {.order = order, .n_order = &n_order, .id = 3, .fail_start = true};
+  assert_int_equal(p2p_host_add_service(a, &tsvc, &s1), 0);
+  assert_int_equal(s1.started, 1);
+  assert_int_equal(p2p_host_add_service(a, &tsvc, &s2), -EEXIST); /* its protocol is taken */
+  assert_int_equal(p2p_host_add_service(a, &tsvc2, &bad), -EIO);  /* start failed: nothing stays */
+  assert_int_equal(p2p_host_unhandle(a, "/test/svc2/1.0.0"), -ENOENT);
+  assert_int_equal(p2p_host_add_service(a, &tsvc2, &s2), 0);
+  p2p_service broken = tsvc;
+  broken.on_event = NULL;
+  assert_int_equal(p2p_host_add_service(a, &broken, &s2), -EINVAL); /* events without a hook */
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  p2p_host *b = make_host(dir_b, NULL);
+  pump w = {.data = (const uint8_t *)"hello", .len = 5, .chunk = 5};
+  memset(&coll, 0, sizeof coll);
+  assert_int_equal(p2p_host_open_stream(b, ma, "/test/svc/1.0.0", pump_opened, &w), 0);
+  assert_true(run_until(&coll.closed, WAIT_MS));
+  assert_int_equal(coll.len, 5);
+  free(coll.data);
+  coll.data = NULL;
+  assert_int_equal(s1.served, 1); /* the handler got the service's state */
+  assert_int_equal(s1.events, 1); /* one connection opened */
+  assert_int_equal(s2.events, 0); /* no events asked */
+  closed_flag = false;
+  holds_released = 0;
+  p2p_host_close(a, on_closed_flag, NULL);
+  assert_int_equal(n_order, 2);
+  assert_int_equal(order[0], 2); /* newest first */
+  assert_int_equal(order[1], 1);
+  assert_int_equal(bad.stopped, 0); /* never added */
+  assert_true(run_until(&closed_flag, WAIT_MS));
+  assert_int_equal(holds_released_at_close, 2); /* the close waited for both holds */
+  close_hosts(NULL, b);
+}
+
+/* ---------------------------------------------------------------- stream life edge cases */
+
+static int edge_closes;
+static int edge_close_err;
+static int edge_data_after_close;
+static bool edge_closed;
+static void edge_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  (void)ud;
+  edge_closes++;
+  edge_close_err = err;
+  edge_closed = true;
+}
+static void edge_data_reset(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  (void)d;
+  (void)n;
+  (void)ud;
+  if (edge_closed) edge_data_after_close++;
+  p2p_stream_reset(s); /* from inside on_data */
+}
+static void serve_no_callbacks(p2p_stream *s, void *ud) {
+  (void)s;
+  (void)ud; /* sets nothing: the host resets the stream */
+}
+static void serve_reset_inside(p2p_stream *s, void *ud) {
+  (void)ud;
+  static const p2p_stream_callbacks cbs = {.on_close = edge_close};
+  p2p_stream_set_callbacks(s, &cbs, NULL);
+  p2p_stream_reset(s);
+}
+static void serve_reset_on_data(p2p_stream *s, void *ud) {
+  (void)ud;
+  static const p2p_stream_callbacks cbs = {.on_data = edge_data_reset, .on_close = edge_close};
+  p2p_stream_set_callbacks(s, &cbs, NULL);
+}
+
+typedef struct opener {
+  bool done, closed, eof;
+  int open_err, close_err, writable;
+  p2p_stream *s;
+  bool fin_in_open;
+  const void *data;
+  size_t len;
+} opener;
+static void op_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  opener *o = ud;
+  o->closed = true;
+  o->close_err = err;
+  o->s = NULL;
+}
+static void op_eof(p2p_stream *s, void *ud) {
+  (void)s;
+  ((opener *)ud)->eof = true;
+}
+static void op_writable(p2p_stream *s, void *ud) {
+  (void)s;
+  ((opener *)ud)->writable++;
+}
+static void op_opened(p2p_stream *s, int err, void *ud) {
+  opener *o = ud;
+  o->done = true;
+  o->open_err = err;
+  o->s = s;
+  if (!s) return;
+  static const p2p_stream_callbacks cbs = {.on_eof = op_eof, .on_writable = op_writable, .on_close = op_close};
+  p2p_stream_set_callbacks(s, &cbs, o);
+  if (o->len) assert_true(p2p_stream_write(s, o->data, o->len) >= 0);
+  if (o->fin_in_open) p2p_stream_close_write(s); /* still inside the open callback */
+}
+
+static void test_host_stream_life_edge_cases(void **state) {
+  (void)state;
+  p2p_host_config small = {.stream_send_hwm = 64 * 1024, .stream_send_max = 128 * 1024};
+  p2p_host *a = make_host(dir_a, NULL);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  assert_int_equal(p2p_host_handle(a, "/t/nocb", serve_no_callbacks, NULL), 0);
+  assert_int_equal(p2p_host_handle(a, "/t/reset-inside", serve_reset_inside, NULL), 0);
+  assert_int_equal(p2p_host_handle(a, "/t/reset-on-data", serve_reset_on_data, NULL), 0);
+  assert_int_equal(p2p_host_handle(a, "/t/collect", coll_serve, NULL), 0);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  p2p_host *b = make_host(dir_b, &small);
+
+  /* A handler that sets no callbacks: the stream is reset; the opener learns it. */
+  opener o1 = {0};
+  assert_int_equal(p2p_host_open_stream(b, ma, "/t/nocb", op_opened, &o1), 0);
+  assert_true(run_until(&o1.done, WAIT_MS));
+  if (o1.s || o1.open_err == 0) {
+    assert_true(run_until(&o1.closed, WAIT_MS));
+    assert_int_equal(o1.close_err, -ECONNRESET);
+  } else {
+    assert_true(o1.open_err < 0);
+  }
+
+  /* A handler that resets inside itself: its on_close runs exactly once. */
+  edge_closes = 0;
+  edge_closed = false;
+  opener o2 = {0};
+  assert_int_equal(p2p_host_open_stream(b, ma, "/t/reset-inside", op_opened, &o2), 0);
+  assert_true(run_until(&edge_closed, WAIT_MS));
+  assert_true(run_until(&o2.done, WAIT_MS));
+  if (o2.s || o2.open_err == 0) assert_true(run_until(&o2.closed, WAIT_MS));
+  assert_int_equal(edge_closes, 1);
+  assert_int_equal(edge_close_err, -ECONNRESET);
+
+  /* Reset from inside on_data: one on_close, no data after it; the writer sees the reset. */
+  edge_closes = 0;
+  edge_closed = false;
+  edge_data_after_close = 0;
+  static uint8_t blob[100 * 1024];
+  opener o3 = {.data = blob, .len = sizeof blob};
+  assert_int_equal(p2p_host_open_stream(b, ma, "/t/reset-on-data", op_opened, &o3), 0);
+  assert_true(run_until(&edge_closed, WAIT_MS));
+  assert_true(run_until(&o3.closed, WAIT_MS));
+  assert_int_equal(o3.close_err, -ECONNRESET);
+  assert_int_equal(edge_closes, 1);
+  assert_int_equal(edge_data_after_close, 0);
+
+  /* FIN from inside the open callback reaches the other side as EOF. */
+  memset(&coll, 0, sizeof coll);
+  opener o4 = {.data = "abc", .len = 3, .fin_in_open = true};
+  assert_int_equal(p2p_host_open_stream(b, ma, "/t/collect", op_opened, &o4), 0);
+  assert_true(run_until(&coll.closed, WAIT_MS));
+  assert_true(coll.eof);
+  assert_int_equal(coll.len, 3);
+  assert_true(run_until(&o4.closed, WAIT_MS));
+  assert_int_equal(o4.close_err, 0); /* both sides closed cleanly */
+  free(coll.data);
+  coll.data = NULL;
+
+  /* -ENOBUFS takes nothing and owes on_writable even with nothing queued to drain. */
+  memset(&coll, 0, sizeof coll);
+  opener o5 = {0};
+  assert_int_equal(p2p_host_open_stream(b, ma, "/t/collect", op_opened, &o5), 0);
+  assert_true(run_until(&o5.done, WAIT_MS));
+  assert_non_null(o5.s);
+  static uint8_t big[200 * 1024]; /* more than stream_send_max (128 KiB) in one call */
+  assert_int_equal(p2p_stream_write(o5.s, big, sizeof big), -ENOBUFS);
+  assert_int_equal(p2p_stream_send_queued(o5.s), 0);
+  int64_t t0 = clock_mono_ms();
+  while (!o5.writable && clock_mono_ms() - t0 < WAIT_MS) uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(o5.writable, 1);
+  assert_int_equal(p2p_stream_write(o5.s, big, 1000), 0);
+  p2p_stream_close_write(o5.s);
+  assert_true(run_until(&coll.closed, WAIT_MS));
+  assert_int_equal(coll.len, 1000);
+  free(coll.data);
+  coll.data = NULL;
   close_hosts(a, b);
 }
 
@@ -741,6 +1376,7 @@ static void test_peerstore_evicts_the_least_recently_seen_unconnected_peer(void 
 }
 
 int main(void) {
+  fm_init();
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_host_handshake_timeout_closes_silent_connection, setup, teardown),
@@ -759,6 +1395,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_writes_larger_than_the_window_arrive_in_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_stream_write_is_all_or_nothing_under_allocation_failure, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_host_connection_over_a_relayed_stream, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_events_reach_every_subscriber, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_services_register_through_one_interface, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_stream_life_edge_cases, setup, teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_snapshot_round_trips, setup, teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_evicts_the_least_recently_seen_unconnected_peer, setup, teardown),
   };

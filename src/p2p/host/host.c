@@ -1,7 +1,9 @@
-/* host.c — the host object: listeners, dials, the connection manager (limits on connections,
- * pending handshakes and streams; handshake, negotiation and idle timeouts; per-peer dial
- * back-off), the protocol handler registry, outbound stream requests, the peerstore snapshot
- * and the announce file. Connection internals live in conn.c, services in services.c. */
+/* host.c — the host object: listeners, dials (TCP transports), connections over streams
+ * (p2p_host_upgrade_stream), the connection manager (limits on connections, pending handshakes
+ * and streams; handshake, negotiation and idle timeouts; per-peer dial back-off), the protocol
+ * handler registry, outbound stream requests, deferred work and the reaper of closed streams,
+ * the peerstore snapshot and the announce file. Connection internals live in conn.c, streams
+ * in stream.c, services and events in services.c. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 
 #include "p2p/core/identity.h"
 #include "p2p/host/internal.h"
+#include "p2p/host/transport_stream.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -62,6 +65,14 @@ static host_backoff *backoff_find(p2p_host *h, const char *key, bool create) {
 }
 
 static void maybe_finish_close(p2p_host *h);
+
+/* Closes a TCP transport no connection was made for (out of memory). */
+static void transport_discard(p2p_transport *t) {
+  static const p2p_transport_events none = {0};
+  p2p_transport_bind(t, &none, NULL);
+  p2p_transport_close(t, -ENOMEM);
+}
+
 static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p2p_conn **out);
 
 void host_mark_peers_dirty(p2p_host *h) { h->peers_dirty = true; }
@@ -90,7 +101,7 @@ void host_conn_ready(p2p_conn *c) {
     c->counted_pending = false;
     h->pending_handshakes--;
   }
-  if (c->outbound) {
+  if (c->outbound && !c->relayed) {
     h->stats.dials_ok++;
     host_backoff *b = backoff_find(h, c->dial_key, false);
     if (b) b->key[0] = 0;
@@ -99,7 +110,7 @@ void host_conn_ready(p2p_conn *c) {
   if (e) {
     e->connections++;
     e->last_seen = clock_wall_s();
-    if (c->outbound) (void)!peerstore_add_addr(e, c->remote_addr);
+    if (c->outbound && !c->relayed) (void)!peerstore_add_addr(e, c->remote_addr);
     const keys_public *pk = noise_remote_public_key(c->noise);
     uint8_t pb[KEYS_PUBLIC_PB_MAX];
     size_t pblen;
@@ -107,20 +118,29 @@ void host_conn_ready(p2p_conn *c) {
       (void)!peerstore_set_public_key(e, pb, pblen, peerid_matches_public(&c->remote, pk));
     host_mark_peers_dirty(h);
   }
-  log_info("p2p connection established", "{s:s, s:s, s:s, s:s}", "peer", c->remote_id, "addr", c->remote_addr,
+  log_info("p2p connection established", "{s:s, s:s, s:s, s:s, s:s}", "peer", c->remote_id, "addr", c->remote_addr,
            "direction", c->outbound ? "outbound" : "inbound", "muxer_in_noise",
-           noise_negotiated_muxer(c->noise) ? "yes" : "no");
+           noise_negotiated_muxer(c->noise) ? "yes" : "no", "transport", p2p_transport_name(c->t));
+  if (c->upgrade_cb) {
+    p2p_upgrade_fn cb = c->upgrade_cb;
+    c->upgrade_cb = NULL;
+    cb(h, 0, c->remote_id, c->upgrade_ud);
+    if (c->state != CONN_READY) return;
+  }
   host_open_req *w = c->waiters;
   c->waiters = NULL;
   while (w) {
     host_open_req *next = w->next;
-    int rc = conn_open_stream(c, w->protocol, w->cb, w->ud);
+    int rc = stream_open(c, w->protocol, w->cb, w->ud);
     if (rc) w->cb(NULL, rc, w->ud);
     free(w->protocol);
     free(w);
     w = next;
   }
-  if (c->state == CONN_READY) services_on_conn_ready(c);
+  if (c->state != CONN_READY) return;
+  p2p_event ev = {.type = P2P_EV_CONN_OPENED, .peer_id = c->remote_id, .conn_id = c->id,
+                  .remote_addr = c->remote_addr, .inbound = !c->outbound, .relayed = c->relayed};
+  services_emit(h, &ev);
 }
 
 void host_conn_closed(p2p_conn *c) {
@@ -130,7 +150,14 @@ void host_conn_closed(p2p_conn *c) {
     h->pending_handshakes--;
   }
   int err = c->close_err;
-  if (c->outbound && !c->was_ready && c->waiters && c->n_alts && !h->closing && c->has_expected) {
+  if (c->upgrade_cb) { /* never got ready */
+    p2p_upgrade_fn cb = c->upgrade_cb;
+    c->upgrade_cb = NULL;
+    cb(h, err ? err : -ECONNABORTED, NULL, c->upgrade_ud);
+  }
+  if (c->relayed) {
+    /* not a dial: no dial statistics, no back-off */
+  } else if (c->outbound && !c->was_ready && c->waiters && c->n_alts && !h->closing && c->has_expected) {
     /* Dial by PeerId: move the waiters to the next address. */
     h->stats.dials_failed++;
     log_info("p2p dial failed; trying the next address", "{s:s, s:i}", "addr", c->remote_addr, "error", err);
@@ -169,6 +196,9 @@ void host_conn_closed(p2p_conn *c) {
     }
     log_info("p2p connection closed", "{s:s, s:s, s:i}", "peer", c->remote_id, "reason",
              err ? strerror(err < 0 ? -err : err) : "normal", "error", err);
+    p2p_event ev = {.type = P2P_EV_CONN_CLOSED, .peer_id = c->remote_id, .conn_id = c->id,
+                    .remote_addr = c->remote_addr, .inbound = !c->outbound, .relayed = c->relayed, .err = err};
+    services_emit(h, &ev);
   }
   if (c->resolve) c->resolve->c = NULL; /* its callback frees it */
   for (size_t i = 0; i < c->n_alts; i++) free(c->alts[i]);
@@ -187,25 +217,21 @@ static void on_inbound(uv_stream_t *server, int status) {
   host_listener *l = server->data;
   p2p_host *h = l->h;
   if (status < 0) return;
-  p2p_conn *c = conn_new(h, false);
-  if (!c) return;
-  if (uv_tcp_init(h->loop, &c->tcp) != 0) {
-    buf_free(&c->plain);
-    free(c);
+  p2p_tcp_ctx ctx;
+  host_tcp_ctx(h, &ctx);
+  p2p_transport *t;
+  if (p2p_tcp_new(&ctx, &t) != 0) return;
+  p2p_conn *c = conn_new(h, t, false);
+  if (!c) {
+    transport_discard(t);
     return;
   }
-  c->tcp.data = c;
   conn_link(h, c);
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+  if (p2p_tcp_accept(t, server) != 0) {
     conn_close(c, -ECONNABORTED);
     return;
   }
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  multiaddr ma;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0 &&
-      multiaddr_from_sockaddr((struct sockaddr *)&ss, &ma) == 0)
-    (void)!multiaddr_to_string(&ma, c->remote_addr, sizeof c->remote_addr);
+  snprintf(c->remote_addr, sizeof c->remote_addr, "%s", t->remote_addr);
   if (h->closing || h->n_conns > h->cfg.max_connections || h->pending_handshakes >= h->cfg.max_pending_handshakes) {
     h->stats.inbound_refused++;
     log_warn("p2p inbound connection refused (limits)", "{s:s, s:i, s:i}", "addr", c->remote_addr, "connections",
@@ -228,6 +254,7 @@ static void on_listener_closed(uv_handle_t *hd) {
 }
 
 int p2p_host_listen(p2p_host *h, const char *text) {
+  LOOP_THREAD_ONLY();
   if (h->closing) return -ESHUTDOWN;
   if (h->n_listeners == HOST_MAX_LISTENERS) return -EMFILE;
   multiaddr ma;
@@ -259,21 +286,11 @@ int p2p_host_listen(p2p_host *h, const char *text) {
     uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
     return rc;
   }
-  h->listen_addr_ptrs[h->n_listeners] = l->addr;
   h->listeners[h->n_listeners++] = l;
   log_info("p2p listening", "{s:s, s:s}", "multiaddr", l->addr, "peer_id", h->id_str);
+  p2p_event ev = {.type = P2P_EV_LISTEN_ADDRS_CHANGED, .addr = l->addr};
+  services_emit(h, &ev);
   return 0;
-}
-
-static void on_connected(uv_connect_t *req, int status) {
-  p2p_conn *c = req->data;
-  if (status == UV_ECANCELED || c->state == CONN_CLOSED) return;
-  if (status < 0) {
-    conn_close(c, status);
-    return;
-  }
-  int rc = conn_start(c);
-  if (rc) conn_close(c, rc);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -286,7 +303,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     return;
   }
   int rc = status < 0 || !res ? -EHOSTUNREACH : 0;
-  if (!rc) rc = uv_tcp_connect(&c->connect_req, &c->tcp, res->ai_addr, on_connected);
+  if (!rc) rc = p2p_tcp_connect(c->t, res->ai_addr);
   uv_freeaddrinfo(res);
   if (rc) conn_close(c, rc);
 }
@@ -349,15 +366,16 @@ static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p
           (first.code == MA_DNS || first.code == MA_DNS4 || first.code == MA_DNS6);
   }
   if (rc && !dns) return rc;
-  p2p_conn *c = conn_new(h, true);
-  if (!c) return -ENOMEM;
-  rc = uv_tcp_init(h->loop, &c->tcp);
-  if (rc) {
-    buf_free(&c->plain);
-    free(c);
-    return rc;
+  p2p_tcp_ctx ctx;
+  host_tcp_ctx(h, &ctx);
+  p2p_transport *t;
+  rc = p2p_tcp_new(&ctx, &t);
+  if (rc) return rc;
+  p2p_conn *c = conn_new(h, t, true);
+  if (!c) {
+    transport_discard(t);
+    return -ENOMEM;
   }
-  c->tcp.data = c;
   if (expected) {
     c->has_expected = true;
     c->expected = *expected;
@@ -367,7 +385,7 @@ static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p
   conn_link(h, c);
   c->counted_pending = true;
   h->pending_handshakes++;
-  rc = dns ? host_resolve_start(h, c, &bare) : uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&ss, on_connected);
+  rc = dns ? host_resolve_start(h, c, &bare) : p2p_tcp_connect(t, (struct sockaddr *)&ss);
   if (rc) {
     c->dial_key[0] = 0; /* synchronous failure: no back-off, the caller sees the error */
     conn_close(c, rc);
@@ -378,6 +396,7 @@ static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p
 }
 
 int p2p_host_open_stream(p2p_host *h, const char *target, const char *protocol, p2p_open_fn cb, void *ud) {
+  LOOP_THREAD_ONLY();
   if (!target || !protocol || !cb) return -EINVAL;
   size_t plen = strlen(protocol);
   if (plen == 0 || plen > HOST_MAX_PROTO) return -EINVAL;
@@ -401,16 +420,22 @@ int p2p_host_open_stream(p2p_host *h, const char *target, const char *protocol, 
     multiaddr_strip_p2p(&ma, &bare);
     if (multiaddr_to_string(&bare, addr_str, sizeof addr_str) != 0) return -EINVAL;
   }
-  /* Reuse a live connection (newest first), or join one still handshaking. */
-  p2p_conn *pending = NULL;
+  /* Reuse a live connection (newest first; a direct one before a relayed one), or join one
+   * still handshaking. */
+  p2p_conn *pending = NULL, *relayed = NULL;
   for (p2p_conn *c = h->conns; c; c = c->next) {
     bool same = has_pid ? (c->state >= CONN_READY ? peerid_equal(&c->remote, &pid)
                                                   : (c->has_expected && peerid_equal(&c->expected, &pid)))
                         : (c->outbound && strcmp(c->remote_addr, addr_str) == 0);
     if (!same) continue;
-    if (conn_is_usable(c)) return conn_open_stream(c, protocol, cb, ud);
+    if (conn_is_usable(c)) {
+      if (!c->relayed) return stream_open(c, protocol, cb, ud);
+      if (!relayed) relayed = c;
+      continue;
+    }
     if (c->state < CONN_READY && c->outbound && !pending) pending = c;
   }
+  if (relayed) return stream_open(relayed, protocol, cb, ud);
   if (!pending) {
     if (!has_addr) {
       char id[PEERID_STR_MAX];
@@ -450,6 +475,75 @@ int p2p_host_open_stream(p2p_host *h, const char *target, const char *protocol, 
   while (*tail) tail = &(*tail)->next;
   *tail = w;
   return 0;
+}
+
+/* ---------------------------------------------------------------- connections over streams */
+
+p2p_conn *host_conn_by_id(p2p_host *h, uint64_t id) {
+  for (p2p_conn *c = h->conns; c; c = c->next)
+    if (c->id == id) return c;
+  return NULL;
+}
+
+void host_tcp_ctx(p2p_host *h, p2p_tcp_ctx *ctx) {
+  *ctx = (p2p_tcp_ctx){.loop = h->loop,
+                       .rbuf = h->rbuf,
+                       .rbuf_len = HOST_READ_CHUNK,
+                       .pool = &h->wpool,
+                       .write_queue_max = h->cfg.conn_write_queue_max,
+                       .bytes_in = &h->stats.bytes_in,
+                       .bytes_out = &h->stats.bytes_out};
+}
+
+int p2p_host_upgrade_stream(p2p_host *h, p2p_stream *s, const p2p_upgrade_opts *o, p2p_upgrade_fn cb, void *ud) {
+  LOOP_THREAD_ONLY();
+  if (!s || !o || !cb) return -EINVAL;
+  if (h->closing) return -ESHUTDOWN;
+  if ((s->life != STREAM_HANDING && s->life != STREAM_OPEN) || s->tx != TX_OPEN || s->conn->h != h) return -EINVAL;
+  peerid expected;
+  bool has_expected = false;
+  if (o->expected_peer) {
+    if (peerid_parse(o->expected_peer, strlen(o->expected_peer), &expected) != 0) return -EINVAL;
+    if (peerid_equal(&expected, &h->id)) return -EINVAL;
+    has_expected = true;
+  } else if (o->outbound) {
+    return -EINVAL; /* a dial must know whom it reaches */
+  }
+  if (o->remote_addr && strlen(o->remote_addr) >= MULTIADDR_STR_MAX) return -EINVAL;
+  if (h->n_conns >= h->cfg.max_connections || h->pending_handshakes >= h->cfg.max_pending_handshakes) return -EMFILE;
+  p2p_conn *c = conn_new(h, NULL, o->outbound);
+  if (!c) return -ENOMEM;
+  p2p_transport *t;
+  int rc = p2p_stream_transport_new(h, s, &t); /* takes s on success only */
+  if (rc) {
+    conn_free_unused(c);
+    return rc;
+  }
+  conn_attach(c, t);
+  if (has_expected) {
+    c->has_expected = true;
+    c->expected = expected;
+  }
+  snprintf(c->remote_addr, sizeof c->remote_addr, "%s", o->remote_addr ? o->remote_addr : "");
+  c->upgrade_cb = cb;
+  c->upgrade_ud = ud;
+  conn_link(h, c);
+  c->counted_pending = true;
+  h->pending_handshakes++;
+  rc = conn_start(c);
+  if (rc) conn_close(c, rc); /* reported through cb, from a later iteration */
+  return 0;
+}
+
+int p2p_host_open_stream_on(p2p_host *h, uint64_t conn_id, const char *protocol, p2p_open_fn cb, void *ud) {
+  LOOP_THREAD_ONLY();
+  if (!protocol || !cb) return -EINVAL;
+  size_t plen = strlen(protocol);
+  if (plen == 0 || plen > HOST_MAX_PROTO) return -EINVAL;
+  if (h->closing) return -ESHUTDOWN;
+  p2p_conn *c = host_conn_by_id(h, conn_id);
+  if (!c) return -ENOENT;
+  return stream_open(c, protocol, cb, ud);
 }
 
 /* ---------------------------------------------------------------- periodic work */
@@ -518,7 +612,66 @@ static void on_tick(uv_timer_t *t) {
 
 /* ---------------------------------------------------------------- life cycle */
 
+/* ---------------------------------------------------------------- deferred work, reaper */
+
+static void on_idle(uv_idle_t *idle) {
+  p2p_host *h = idle->data;
+  /* Tasks queued while these run wait for the next iteration (no endless loop). */
+  host_task *t = h->tasks;
+  h->tasks = h->tasks_tail = NULL;
+  while (t) {
+    host_task *next = t->next;
+    t->next = NULL;
+    t->queued = false;
+    t->fn(t);
+    t = next;
+  }
+  /* Nothing on the stack holds a closed stream any more. */
+  while (h->dead) {
+    p2p_stream *st = h->dead;
+    h->dead = st->next;
+    stream_free(st);
+  }
+  if (!h->tasks) uv_idle_stop(&h->idle);
+  maybe_finish_close(h);
+}
+
+void host_defer(p2p_host *h, host_task *t) {
+  CHECK(t->fn);
+  if (t->queued) return;
+  t->queued = true;
+  t->next = NULL;
+  if (h->tasks_tail) h->tasks_tail->next = t;
+  else h->tasks = t;
+  h->tasks_tail = t;
+  (void)!uv_idle_start(&h->idle, on_idle);
+}
+
+void host_cancel(p2p_host *h, host_task *t) {
+  if (!t->queued) return;
+  host_task *prev = NULL;
+  for (host_task *x = h->tasks; x; prev = x, x = x->next) {
+    if (x != t) continue;
+    if (prev) prev->next = t->next;
+    else h->tasks = t->next;
+    if (h->tasks_tail == t) h->tasks_tail = prev;
+    break;
+  }
+  t->queued = false;
+  t->next = NULL;
+}
+
+void host_bury_stream(p2p_host *h, p2p_stream *st) {
+  CHECK(st->life == STREAM_CLOSED && !st->prev && !st->next);
+  st->next = h->dead;
+  h->dead = st;
+  (void)!uv_idle_start(&h->idle, on_idle);
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
 int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
+  LOOP_THREAD_ONLY();
   if (!loop || !cfg || !cfg->state_dir || !*cfg->state_dir) return -EINVAL;
   if (cfg->noise_aead != NOISE_AEAD_OPENSSL && cfg->noise_aead != NOISE_AEAD_LIBSODIUM) return -EINVAL;
   p2p_host *h = calloc(1, sizeof *h);
@@ -566,7 +719,9 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
     }
   }
   if (!rc) rc = uv_timer_init(loop, &h->tick);
+  if (!rc && (rc = uv_idle_init(loop, &h->idle)) != 0) uv_close((uv_handle_t *)&h->tick, NULL);
   if (rc) {
+    /* The timer (if made) is closed by the loop; nothing of h is used by its close. */
     if (h->ps) peerstore_free(h->ps);
     free(h->rbuf);
     keys_private_wipe(&h->key);
@@ -576,11 +731,11 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
     return rc;
   }
   h->tick.data = h;
-  h->open_handles = 1;
+  h->idle.data = h;
   (void)!uv_timer_start(&h->tick, on_tick, HOST_TICK_MS, HOST_TICK_MS);
   h->peers_saved_ms = clock_mono_ms();
-  rc = services_register(h);
-  if (rc) log_warn("p2p services registration failed", "{s:i}", "error", rc);
+  if ((rc = svc_identify_add(h)) != 0 || (rc = svc_ping_add(h)) != 0 || (rc = svc_perf_add(h)) != 0)
+    log_warn("p2p services registration failed", "{s:i}", "error", rc);
   *out = h;
   return 0;
 }
@@ -592,8 +747,16 @@ size_t p2p_host_listen_addrs(const p2p_host *h, const char **out, size_t max) {
   return h->n_listeners;
 }
 
-static void on_tick_closed(uv_handle_t *hd) {
+/* The timer and the idle handle close last; the second close callback frees the host. */
+static void on_last_handle_closed(uv_handle_t *hd) {
   p2p_host *h = hd->data;
+  if (--h->final_closes > 0) return;
+  CHECK(!h->conns && !h->tasks);
+  while (h->dead) {
+    p2p_stream *st = h->dead;
+    h->dead = st->next;
+    stream_free(st);
+  }
   void (*done)(p2p_host *, void *) = h->close_done;
   void *ud = h->close_ud;
   if (done) done(h, ud);
@@ -604,7 +767,7 @@ static void on_tick_closed(uv_handle_t *hd) {
     free(hd2);
   }
   peerstore_free(h->ps);
-  conn_free_wpool(h);
+  p2p_tcp_pool_free(&h->wpool);
   free(h->rbuf);
   keys_private_wipe(&h->key);
   free(h->state_dir);
@@ -612,21 +775,43 @@ static void on_tick_closed(uv_handle_t *hd) {
   free(h);
 }
 
+/* Once closing: no connection, listener, hold, save or deferred task is left. */
 static void maybe_finish_close(p2p_host *h) {
-  if (!h->closing || h->conns || h->open_handles != 1 || h->save_in_flight) return;
+  if (!h->closing || h->conns || h->open_handles != 0 || h->save_in_flight || h->tasks) return;
   if (uv_is_closing((uv_handle_t *)&h->tick)) return;
   uv_timer_stop(&h->tick);
-  uv_close((uv_handle_t *)&h->tick, on_tick_closed);
+  uv_idle_stop(&h->idle);
+  h->final_closes = 2;
+  uv_close((uv_handle_t *)&h->tick, on_last_handle_closed);
+  uv_close((uv_handle_t *)&h->idle, on_last_handle_closed);
+}
+
+void p2p_host_hold(p2p_host *h) {
+  LOOP_THREAD_ONLY();
+  h->open_handles++;
+}
+
+void p2p_host_release(p2p_host *h) {
+  LOOP_THREAD_ONLY();
+  CHECK(h->open_handles > 0);
+  h->open_handles--;
+  maybe_finish_close(h);
 }
 
 void p2p_host_close(p2p_host *h, void (*done)(p2p_host *h, void *ud), void *ud) {
+  LOOP_THREAD_ONLY();
   if (h->closing) return;
   h->closing = true;
   h->close_done = done;
   h->close_ud = ud;
   h->close_deadline_ms = clock_mono_ms() + 2000;
+  services_stop_all(h);
   for (size_t i = 0; i < h->n_listeners; i++) uv_close((uv_handle_t *)&h->listeners[i]->tcp, on_listener_closed);
-  h->n_listeners = 0;
+  if (h->n_listeners) {
+    h->n_listeners = 0;
+    p2p_event ev = {.type = P2P_EV_LISTEN_ADDRS_CHANGED};
+    services_emit(h, &ev);
+  }
   for (p2p_conn *c = h->conns, *next; c; c = next) {
     next = c->next;
     conn_drain(c);
@@ -646,7 +831,13 @@ void p2p_host_close(p2p_host *h, void (*done)(p2p_host *h, void *ud), void *ud) 
 
 /* ---------------------------------------------------------------- handlers */
 
+static void emit_protocols_changed(p2p_host *h, const char *protocol) {
+  p2p_event ev = {.type = P2P_EV_PROTOCOLS_CHANGED, .addr = protocol};
+  services_emit(h, &ev);
+}
+
 int p2p_host_handle(p2p_host *h, const char *protocol, p2p_stream_handler_fn fn, void *ud) {
+  LOOP_THREAD_ONLY();
   if (!protocol || !fn) return -EINVAL;
   size_t n = strlen(protocol);
   if (n == 0 || n > HOST_MAX_PROTO) return -EINVAL;
@@ -670,18 +861,19 @@ int p2p_host_handle(p2p_host *h, const char *protocol, p2p_stream_handler_fn fn,
   host_handler **tail = &h->handlers;
   while (*tail) tail = &(*tail)->next;
   *tail = hd;
-  services_push_identify(h);
+  emit_protocols_changed(h, hd->protocol);
   return 0;
 }
 
 int p2p_host_unhandle(p2p_host *h, const char *protocol) {
+  LOOP_THREAD_ONLY();
   for (host_handler **pp = &h->handlers; *pp; pp = &(*pp)->next) {
     if (strcmp((*pp)->protocol, protocol) == 0) {
       host_handler *hd = *pp;
       *pp = hd->next;
+      emit_protocols_changed(h, hd->protocol);
       free(hd->protocol);
       free(hd);
-      services_push_identify(h);
       return 0;
     }
   }
@@ -691,6 +883,7 @@ int p2p_host_unhandle(p2p_host *h, const char *protocol) {
 /* ---------------------------------------------------------------- queries */
 
 int p2p_host_peer_info(p2p_host *h, const char *peer_id, p2p_peer_info *out) {
+  LOOP_THREAD_ONLY();
   peerstore_entry *e = peerstore_get(h->ps, peer_id);
   if (!e) return -ENOENT;
   memset(out, 0, sizeof *out);
@@ -709,12 +902,8 @@ int p2p_host_peer_info(p2p_host *h, const char *peer_id, p2p_peer_info *out) {
   return 0;
 }
 
-void p2p_host_on_identify(p2p_host *h, p2p_identify_fn fn, void *ud) {
-  h->on_identify = fn;
-  h->on_identify_ud = ud;
-}
-
 int p2p_host_disconnect(p2p_host *h, const char *peer_id) {
+  LOOP_THREAD_ONLY();
   int found = -ENOENT;
   for (p2p_conn *c = h->conns, *next; c; c = next) {
     next = c->next;
@@ -727,6 +916,7 @@ int p2p_host_disconnect(p2p_host *h, const char *peer_id) {
 }
 
 void p2p_host_get_stats(const p2p_host *h, p2p_host_stats *out) {
+  LOOP_THREAD_ONLY();
   *out = h->stats;
   out->connections = h->n_conns;
   out->pending_handshakes = h->pending_handshakes;

@@ -1,10 +1,13 @@
 /* host.h — the libp2p host: TCP listeners and dials on one libuv loop, the connection upgrade
- * (multistream-select → Noise → multistream-select → Yamux), protocol handlers for inbound
- * streams, outbound streams, a connection manager (limits, timeouts, dial back-off), the
- * peerstore, and the identify / identify-push / ping / perf services.
+ * (multistream-select → Noise → multistream-select → Yamux) over a transport (TCP, or a stream
+ * of another connection for circuit relay), protocol handlers for inbound streams, outbound
+ * streams, a connection manager (limits, timeouts, dial back-off), the peerstore, protocol
+ * services registered through one interface (identify / identify-push, ping, perf built in),
+ * and event subscriptions (connections, identify, addresses) for any number of listeners.
  *
  * Threads: everything here runs on the loop thread that created the host. No function may be
- * called from another thread (hand work back with uv_async_send first).
+ * called from another thread (hand work back with uv_async_send first); debug builds check it
+ * (LOOP_THREAD_ONLY, util/check.h).
  *
  * Ownership:
  *   - p2p_host_new() allocates the host; p2p_host_close() starts an orderly shutdown (GoAway to
@@ -124,7 +127,7 @@ typedef struct p2p_stream_callbacks {
   void (*on_data)(p2p_stream *s, const uint8_t *data, size_t len, void *ud);
   /* The remote closed its write side (Yamux FIN); no more on_data. */
   void (*on_eof)(p2p_stream *s, void *ud);
-  /* The send queue fell below the high-water mark after write() returned 1. */
+  /* The send queue fell below the high-water mark after write() returned 1 or -ENOBUFS. */
   void (*on_writable)(p2p_stream *s, void *ud);
   /* The stream is gone: err 0 after both sides closed cleanly, else -ECONNRESET (reset),
    * -ECONNABORTED (connection lost), -ETIMEDOUT. Last callback; s is freed after it returns. */
@@ -133,8 +136,10 @@ typedef struct p2p_stream_callbacks {
 
 void p2p_stream_set_callbacks(p2p_stream *s, const p2p_stream_callbacks *cbs, void *ud);
 
-/* Queues bytes. Returns 0 (keep writing), 1 (at/above high-water: wait for on_writable),
- * -ENOBUFS (over the hard cap; nothing queued), -EPIPE (write side closed or stream gone). */
+/* Queues bytes, all or nothing. Returns 0 (keep writing), 1 (at/above high-water: wait for
+ * on_writable), -ENOBUFS (over the hard cap, or out of memory: nothing queued; on_writable
+ * follows once the queue is below the high-water mark), -EPIPE (write side closed or stream
+ * gone). */
 int p2p_stream_write(p2p_stream *s, const void *data, size_t len) __attribute__((warn_unused_result));
 
 /* Bytes queued and not yet handed to Yamux. */
@@ -152,9 +157,14 @@ void p2p_stream_pause_read(p2p_stream *s, bool paused);
 const char *p2p_stream_protocol(const p2p_stream *s);
 /* The authenticated remote PeerId (text), proven by the Noise handshake. */
 const char *p2p_stream_remote_peer(const p2p_stream *s);
-/* The remote TCP address as a multiaddr (/ip4/…/tcp/…). */
+/* The remote address as a multiaddr: /ip4|ip6/…/tcp/… for TCP; for a relayed connection what
+ * p2p_host_upgrade_stream was given (e.g. /p2p/<relay>/p2p-circuit), else "". */
 const char *p2p_stream_remote_addr(const p2p_stream *s);
 bool p2p_stream_is_inbound(const p2p_stream *s);
+/* The stream's connection runs over a stream of another connection (circuit relay). */
+bool p2p_stream_is_relayed(const p2p_stream *s);
+/* The id of the stream's connection (as in p2p_event.conn_id; never 0). */
+uint64_t p2p_stream_conn_id(const p2p_stream *s);
 
 /* Largest number of bytes this stream's send queue / receive buffer ever held (tests, bench). */
 size_t p2p_stream_max_send_queued(const p2p_stream *s);
@@ -194,10 +204,103 @@ typedef struct p2p_peer_info {
 int p2p_host_peer_info(p2p_host *h, const char *peer_id, p2p_peer_info *out)
     __attribute__((warn_unused_result));
 
-/* Called once per connection when the peer's identify response has been processed
- * (also after an identify-push). One callback per host: a second call replaces the first. */
-typedef void (*p2p_identify_fn)(p2p_host *h, const char *peer_id, void *ud);
-void p2p_host_on_identify(p2p_host *h, p2p_identify_fn fn, void *ud);
+/* ---- events: any number of subscribers ---- */
+
+typedef enum p2p_event_type {
+  P2P_EV_CONN_OPENED = 1u << 0,         /* a connection finished its upgrade (ready for streams) */
+  P2P_EV_CONN_CLOSED = 1u << 1,         /* a connection that had opened is gone */
+  P2P_EV_PEER_IDENTIFIED = 1u << 2,     /* the peer's identify response was stored (once per conn) */
+  P2P_EV_IDENTIFY_PUSH = 1u << 3,       /* an identify-push from the peer was stored */
+  P2P_EV_LISTEN_ADDRS_CHANGED = 1u << 4,/* a listener was added (addr) or all closed (addr NULL) */
+  P2P_EV_OBSERVED_ADDR = 1u << 5,       /* a peer told us (identify observedAddr) how it sees us */
+  P2P_EV_PROTOCOLS_CHANGED = 1u << 6,   /* a protocol handler was registered or removed */
+} p2p_event_type;
+#define P2P_EV_ALL 0x7fu
+
+typedef struct p2p_event {
+  p2p_event_type type;
+  const char *peer_id;     /* CONN_*, PEER_IDENTIFIED, IDENTIFY_PUSH, OBSERVED_ADDR; else NULL */
+  uint64_t conn_id;        /* the connection concerned (same events); else 0 */
+  const char *remote_addr; /* CONN_*: the other end's multiaddr (see p2p_stream_remote_addr) */
+  bool inbound;            /* CONN_*: the remote dialed us (or the relayed stream was inbound) */
+  bool relayed;            /* CONN_*: over a stream of another connection */
+  int err;                 /* CONN_CLOSED: 0 clean close, else a negative errno */
+  const char *addr;        /* OBSERVED_ADDR: our address as seen; LISTEN_ADDRS_CHANGED: the new
+                              listen address, NULL when the listeners closed; PROTOCOLS_CHANGED:
+                              the protocol id */
+} p2p_event;
+
+/* Pointers in the event are valid during the call only. A subscriber may call any host
+ * function, subscribe or unsubscribe (itself or others) from inside the callback. */
+typedef void (*p2p_event_fn)(p2p_host *h, const p2p_event *ev, void *ud);
+
+/* Delivers the events in `mask` (P2P_EV_*) to fn(ud), in subscription order, from the next
+ * event on. Subscribing the same (fn, ud) again replaces its mask. 0, -EINVAL, -ENOMEM
+ * (at most P2P_HOST_MAX_SUBSCRIBERS). */
+#define P2P_HOST_MAX_SUBSCRIBERS 64
+int p2p_host_subscribe(p2p_host *h, unsigned mask, p2p_event_fn fn, void *ud) __attribute__((warn_unused_result));
+/* Stops deliveries to (fn, ud), at once (also during a delivery in progress). 0 or -ENOENT. */
+int p2p_host_unsubscribe(p2p_host *h, p2p_event_fn fn, void *ud);
+
+/* ---- protocol services: one interface for identify, ping, perf (and later mDNS, Kademlia,
+ * relay, AutoNAT, DCUtR) ---- */
+
+typedef struct p2p_service_handler {
+  const char *protocol;
+  p2p_stream_handler_fn fn; /* called with the service's `state` as ud */
+} p2p_service_handler;
+
+typedef struct p2p_service {
+  const char *name;                    /* for logs */
+  const p2p_service_handler *handlers; /* registered at add (before start), removed at close */
+  size_t n_handlers;
+  unsigned events;                     /* P2P_EV_* mask delivered to on_event */
+  /* All optional. start: after the handlers are registered; a failure removes the service
+   * again. on_event: as a subscriber (see p2p_event_fn). stop: at p2p_host_close, in reverse
+   * order of adding, before connections are closed; handles the service owns are closed here
+   * (hold the host with p2p_host_hold until their close callbacks ran). */
+  int (*start)(p2p_host *h, void *state);
+  void (*on_event)(p2p_host *h, const p2p_event *ev, void *state);
+  void (*stop)(p2p_host *h, void *state);
+} p2p_service;
+
+/* Adds a service (svc must stay valid for the host's life; `state` is the service's own and is
+ * passed to every hook). 0, -EINVAL, -EEXIST (a handler's protocol is taken), -ENOMEM, -ESHUTDOWN
+ * or start's error (then nothing of the service remains). */
+#define P2P_HOST_MAX_SERVICES 32
+int p2p_host_add_service(p2p_host *h, const p2p_service *svc, void *state) __attribute__((warn_unused_result));
+
+/* Keeps p2p_host_close from finishing until the matching release (for services closing their
+ * own libuv handles asynchronously). */
+void p2p_host_hold(p2p_host *h);
+void p2p_host_release(p2p_host *h);
+
+/* ---- connections over a stream of another connection (circuit relay v2) ---- */
+
+typedef struct p2p_upgrade_opts {
+  bool outbound;             /* we dial: multistream-select dialer, Noise initiator, Yamux client */
+  const char *expected_peer; /* PeerId the remote must prove in Noise (required when outbound) */
+  const char *remote_addr;   /* reported as the connection's remote address (NULL = "") */
+} p2p_upgrade_opts;
+
+/* err 0: the connection is ready (peer_id is the Noise-proven remote); else why it failed
+ * (-EACCES wrong PeerId, -ETIMEDOUT, -ECONNRESET the carrying stream ended, -EPROTO, …). */
+typedef void (*p2p_upgrade_fn)(p2p_host *h, int err, const char *peer_id, void *ud);
+
+/* Runs a libp2p connection (multistream-select /noise → Noise XX → Yamux) over `s`, an open
+ * stream of another connection (or one being handed to its handler). On success the host owns
+ * s from now on — its callbacks are replaced; do not touch it again — and cb runs exactly once.
+ * The new connection is like any other (handlers serve its inbound streams, p2p_host_open_stream
+ * by PeerId reuses it when there is no direct connection, limits and timeouts apply) and is
+ * reported as relayed. Errors (s untouched, cb never called): -EINVAL (bad options, s not
+ * open), -EMFILE (connection limits), -ESHUTDOWN, -ENOMEM. */
+int p2p_host_upgrade_stream(p2p_host *h, p2p_stream *s, const p2p_upgrade_opts *o, p2p_upgrade_fn cb, void *ud)
+    __attribute__((warn_unused_result));
+
+/* Opens a stream on one particular connection (conn_id from an event or p2p_stream_conn_id).
+ * -ENOENT no such connection, -EPIPE not usable (closing, GoAway); else as p2p_host_open_stream. */
+int p2p_host_open_stream_on(p2p_host *h, uint64_t conn_id, const char *protocol, p2p_open_fn cb, void *ud)
+    __attribute__((warn_unused_result));
 
 /* Sends a Yamux GoAway to the peer and closes its connections once their streams finish. */
 int p2p_host_disconnect(p2p_host *h, const char *peer_id);

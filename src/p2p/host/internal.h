@@ -1,9 +1,47 @@
-/* internal.h — structures shared by the host's modules (host.c: listeners, dials, the
- * connection manager and the public API; conn.c: one connection's upgrade, Yamux and stream
- * plumbing; services.c: identify, ping, perf). Private to src/p2p/host. Loop thread only. */
+/* internal.h — structures shared by the host's modules. Private to src/p2p/host; loop thread
+ * only.
+ *   host.c       the host object, listeners, dials, the connection manager, the public API,
+ *                deferred work (host_defer) and the reaper of closed streams
+ *   conn.c       one connection over a p2p_transport: the upgrade, Yamux, flushing
+ *   stream.c     one Yamux stream: the state machine below, multistream-select per stream,
+ *                the send/receive queues, the public p2p_stream_* calls
+ *   transport_tcp.c / transport_stream.c   the transports under a connection (transport.h)
+ *   services.c   the service registry and the event bus; svc_identify.c, svc_ping.c,
+ *                svc_perf.c the built-in services
+ *
+ * Stream life (p2p_stream.life), the only thing that decides whether a stream may be used:
+ *
+ *   NEGOTIATING --mss agreed--> HANDING --handler / open callback returned--> OPEN
+ *        |                         |                                           |
+ *        +-------------------------+---------------------------------------> CLOSED
+ *     (mss failed, RST, timeout, connection lost, owner reset, both halves done)
+ *
+ *   NEGOTIATING  multistream-select runs (st->mss); nobody owns the stream yet. An outbound
+ *                stream's open callback is pending.
+ *   HANDING      agreed; the inbound handler or the outbound open callback is running. Data
+ *                that arrives waits in recvq. When the callback returns without having set
+ *                callbacks (an owner) the stream is reset.
+ *   OPEN         the owner has it (callbacks set): data is delivered, writes accepted.
+ *   CLOSED       over: unlinked from the connection, Yamux handle released, the owner told
+ *                exactly once (on_close, or the open callback with an error if it never got
+ *                the stream). Never leaves CLOSED. The memory stays valid until the host's
+ *                reaper frees it on a later loop iteration, so code that ran a callback only
+ *                has to check `life == STREAM_CLOSED` — there is no reference count.
+ *
+ * The two halves, meaningful while OPEN (tx and rx never move backwards):
+ *   tx (our write side):  TX_OPEN --close_write--> TX_FIN_QUEUED --queue empty, FIN sent--> TX_FIN_SENT
+ *   rx (the peer's side): RX_OPEN --Yamux FIN--> RX_FIN --queue delivered, on_eof--> RX_EOF_DELIVERED
+ *   OPEN with TX_FIN_SENT and RX_EOF_DELIVERED becomes CLOSED(0) at once.
+ * Invariants (asserted in stream.c): CLOSED ⇔ ys == NULL; NEGOTIATING ⇔ mss != NULL; OPEN ⇒
+ * protocol and callbacks set; TX_FIN_SENT ⇒ sendq empty; RX_EOF_DELIVERED ⇒ recvq empty.
+ *
+ * Connection states (p2p_conn.state): CONNECTING (transport not open yet) → MSS_SECURITY →
+ * NOISE → MSS_MUXER (skipped when Noise agreed the muxer) → READY → CLOSED (transport close
+ * requested; the connection is freed from its on_closed). */
 #ifndef PEERMCP_P2P_HOST_INTERNAL_H
 #define PEERMCP_P2P_HOST_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -13,16 +51,18 @@
 #include "p2p/core/peerid.h"
 #include "p2p/host/host.h"
 #include "p2p/host/peerstore.h"
+#include "p2p/host/transport.h"
+#include "p2p/host/transport_tcp.h"
 #include "p2p/proto/mss.h"
 #include "p2p/proto/noise.h"
 #include "p2p/proto/yamux.h"
 #include "util/buf.h"
+#include "util/check.h"
 
 #define HOST_MAX_LISTENERS 16
 #define HOST_READ_CHUNK (256u * 1024u)
 #define HOST_PLAIN_MAX (2u * 1024u * 1024u)  /* decrypted bytes per read awaiting Yamux */
-#define HOST_WRITE_CHUNK (512u * 1024u)      /* plaintext per socket write */
-#define HOST_WPOOL 8                         /* write buffers kept for reuse, per host */
+#define HOST_WRITE_CHUNK (512u * 1024u)      /* plaintext per transport write */
 #define HOST_MAX_PROTO 256
 #define HOST_STREAM_RAW_SLACK (64u * 1024u)   /* send-queue room for multistream-select replies
                                                  above the app's cap (stream_send_max) */
@@ -34,42 +74,80 @@
 typedef struct p2p_conn p2p_conn;
 typedef struct host_open_req host_open_req;
 
-typedef enum {
-  CONN_TCP_CONNECTING = 0,
-  CONN_MSS_SECURITY, /* multistream-select for /noise on the raw socket */
-  CONN_NOISE,        /* Noise XX handshake */
-  CONN_MSS_MUXER,    /* multistream-select for /yamux/1.0.0 inside Noise */
-  CONN_READY,        /* Yamux running */
-  CONN_CLOSED        /* uv_close requested */
-} conn_state;
+/* ---- deferred work: run from the host's idle handle on a later loop iteration ---- */
+typedef struct host_task host_task;
+struct host_task {
+  void (*fn)(host_task *t);
+  host_task *next;
+  bool queued;
+};
+/* Queues t (once: a queued task is not queued again). The owner keeps t alive until it ran or
+ * host_cancel removed it. */
+void host_defer(p2p_host *h, host_task *t);
+void host_cancel(p2p_host *h, host_task *t);
 
-typedef enum { STREAM_NEGOTIATING = 0, STREAM_OPEN, STREAM_DEAD } stream_state;
+/* ---- streams (stream.c) ---- */
+
+typedef enum { STREAM_NEGOTIATING = 0, STREAM_HANDING, STREAM_OPEN, STREAM_CLOSED } stream_life;
+typedef enum { TX_OPEN = 0, TX_FIN_QUEUED, TX_FIN_SENT } stream_tx;
+typedef enum { RX_OPEN = 0, RX_FIN, RX_EOF_DELIVERED } stream_rx;
 
 struct p2p_stream {
-  p2p_conn *conn;
-  yamux_stream *ys;
-  stream_state state;
+  p2p_conn *conn;        /* valid while not CLOSED (the connection may be gone afterwards) */
+  yamux_stream *ys;      /* NULL once CLOSED */
+  stream_life life;
+  stream_tx tx;
+  stream_rx rx;
   bool inbound;
-  mss *mss;
-  char *protocol;
+  bool paused;           /* the owner paused reading */
+  bool want_writable;    /* on_writable owed (write returned 1 or -ENOBUFS) */
+  bool delivering;       /* inside stream_deliver: re-entrancy guard */
+  mss *mss;              /* NEGOTIATING only */
+  char *protocol;        /* from HANDING on */
   p2p_stream_callbacks cbs;
-  bool has_cbs;
+  bool has_cbs;          /* the owner set callbacks (required to reach OPEN) */
   void *ud;
   buf sendq;             /* app bytes not yet taken by Yamux (bounded) */
-  buf recvq;             /* bytes received but not delivered (paused / before callbacks) */
-  bool paused;
-  bool delivering;       /* inside stream_deliver (re-entrancy guard) */
-  bool in_setup;         /* inside the handler / open callback */
-  bool want_writable;
-  bool fin_requested, fin_sent, remote_fin, eof_delivered;
-  int refs;              /* the conn's list holds one; app callbacks hold one while running */
-  int close_err;
-  int64_t deadline_ms;   /* negotiation deadline (0 once open) */
+  buf recvq;             /* bytes received but not delivered (paused / before OPEN) */
+  int64_t deadline_ms;   /* negotiation deadline (0 once HANDING) */
   size_t max_sendq, max_recvq;
-  p2p_open_fn open_cb;   /* outbound: called when negotiated or failed */
+  p2p_open_fn open_cb;   /* outbound, NEGOTIATING: called when negotiated or failed */
   void *open_ud;
-  p2p_stream *prev, *next;
+  host_task writable_task; /* on_writable owed after -ENOBUFS with nothing queued to pump */
+  uint64_t conn_id;      /* kept for p2p_stream_conn_id after CLOSED */
+  p2p_stream *prev, *next; /* in conn->streams while not CLOSED; in h->dead after */
 };
+
+/* A new stream on c for Yamux handle ys (NEGOTIATING, linked); NULL on ENOMEM. */
+p2p_stream *stream_new(p2p_conn *c, yamux_stream *ys, bool inbound);
+/* Inbound: Yamux opened ys; starts the listener side of multistream-select. 0 or -errno
+ * (refused: nothing remains of the stream). */
+int stream_accept(p2p_conn *c, yamux_stream *ys);
+/* Outbound on a ready connection: opens a Yamux stream and proposes `protocol`. */
+int stream_open(p2p_conn *c, const char *protocol, p2p_open_fn cb, void *ud);
+/* Ends a stream that is not CLOSED: releases Yamux (RST if our side is open), tells the owner. */
+void stream_finalize(p2p_stream *st, int err);
+/* The connection's periodic check: negotiation deadline. */
+void stream_tick(p2p_stream *st, int64_t now_ms);
+/* Frees a CLOSED stream (the reaper). */
+void stream_free(p2p_stream *st);
+/* Yamux callbacks for the connection's session. */
+int stream_on_yamux_open(yamux_session *s, yamux_stream *ys, void *ud);
+void stream_on_yamux_data(yamux_session *s, yamux_stream *ys, const uint8_t *data, size_t len, void *ud);
+void stream_on_yamux_fin(yamux_session *s, yamux_stream *ys, void *ud);
+void stream_on_yamux_reset(yamux_session *s, yamux_stream *ys, void *ud);
+void stream_on_yamux_writable(yamux_session *s, yamux_stream *ys, void *ud);
+
+/* ---- connections (conn.c) ---- */
+
+typedef enum {
+  CONN_CONNECTING = 0, /* the transport is not open yet (TCP connect, DNS) */
+  CONN_MSS_SECURITY,   /* multistream-select for /noise on the raw transport */
+  CONN_NOISE,          /* Noise XX handshake */
+  CONN_MSS_MUXER,      /* multistream-select for /yamux/1.0.0 inside Noise */
+  CONN_READY,          /* Yamux running */
+  CONN_CLOSED          /* transport close requested */
+} conn_state;
 
 struct host_open_req {
   p2p_host *h;
@@ -81,9 +159,10 @@ struct host_open_req {
 
 struct p2p_conn {
   p2p_host *h;
-  uv_tcp_t tcp;
-  uv_connect_t connect_req;
+  uint64_t id;            /* unique per host, never 0 */
+  p2p_transport *t;       /* NULL once closed (freed after on_closed) */
   bool outbound;
+  bool relayed;           /* runs over a stream of another connection */
   conn_state state;
   bool counted_pending;   /* counted in h->pending_handshakes */
   mss *mss;
@@ -93,25 +172,49 @@ struct p2p_conn {
   peerid expected;
   peerid remote;
   char remote_id[PEERID_STR_MAX];
-  char remote_addr[MULTIADDR_STR_MAX];  /* /ip4/…/tcp/… of the other end */
+  char remote_addr[MULTIADDR_STR_MAX];  /* the other end: dialed address, or the transport's */
   char dial_key[MULTIADDR_STR_MAX];     /* back-off key for outbound dials */
   buf plain;              /* decrypted bytes waiting for the current stage */
-  size_t tx_pending;      /* bytes handed to uv_write and not completed */
   bool flushing, flush_again;
   bool draining;          /* GoAway sent or received: close when no streams remain */
   int64_t drain_deadline_ms; /* after our GoAway: close even if streams remain (0 = none) */
-  bool identify_started;
   bool was_ready;         /* reached CONN_READY once */
   int64_t created_ms, deadline_ms, idle_since_ms;
-  p2p_stream *streams;    /* doubly-linked list */
+  p2p_stream *streams;    /* doubly-linked list of streams not CLOSED */
   size_t n_streams;
   host_open_req *waiters; /* opens queued until the connection is ready */
   int close_err;
   struct host_resolve *resolve; /* /dns* dial waiting for getaddrinfo (host.c) */
   char *alts[PEERSTORE_MAX_ADDRS]; /* dial by PeerId: addresses still to try if this one fails */
   size_t n_alts;
+  p2p_upgrade_fn upgrade_cb; /* p2p_host_upgrade_stream: told once, ready or failed */
+  void *upgrade_ud;
   p2p_conn *prev, *next;
 };
+
+/* A connection on transport t (bound here; t may be NULL and attached later; not yet in the
+ * host list). NULL on ENOMEM. */
+p2p_conn *conn_new(p2p_host *h, p2p_transport *t, bool outbound);
+void conn_attach(p2p_conn *c, p2p_transport *t);
+/* Frees a connection that never got a transport nor joined the host list. */
+void conn_free_unused(p2p_conn *c);
+/* Begins the upgrade on an open transport (reads, sends the first mss bytes). */
+int conn_start(p2p_conn *c);
+/* Closes the transport; streams are reset and waiters failed once it has closed. */
+void conn_close(p2p_conn *c, int err);
+/* Sends GoAway and closes once the last stream is gone. */
+void conn_drain(p2p_conn *c);
+/* Periodic checks: handshake and negotiation deadlines, idle timeout. */
+void conn_tick(p2p_conn *c, int64_t now_ms);
+bool conn_is_usable(const p2p_conn *c);
+/* Moves Yamux output to the transport (bounded by the transport's backpressure). */
+void conn_flush(p2p_conn *c);
+/* Closes a ready, draining connection once nothing is left in flight. */
+void conn_check_drain(p2p_conn *c);
+/* A stream left c (stream.c): idle time starts when the last one goes. */
+void conn_stream_gone(p2p_conn *c);
+
+/* ---- host.c ---- */
 
 typedef struct host_handler {
   char *protocol;
@@ -124,7 +227,6 @@ typedef struct host_listener {
   uv_tcp_t tcp;
   p2p_host *h;
   char addr[MULTIADDR_STR_MAX];
-  bool closing;
 } host_listener;
 
 typedef struct host_backoff {
@@ -132,6 +234,19 @@ typedef struct host_backoff {
   int64_t until_ms;
   uint32_t step_ms;
 } host_backoff;
+
+typedef struct host_sub {
+  p2p_event_fn fn;
+  void *ud;
+  unsigned mask;
+  bool removed;
+} host_sub;
+
+typedef struct host_service {
+  const p2p_service *svc;
+  void *state;
+  bool started;
+} host_service;
 
 struct p2p_host {
   uv_loop_t *loop;
@@ -144,26 +259,30 @@ struct p2p_host {
   char id_str[PEERID_STR_MAX];
   host_listener *listeners[HOST_MAX_LISTENERS];
   size_t n_listeners;
-  const char *listen_addr_ptrs[HOST_MAX_LISTENERS];
   p2p_conn *conns;
   uint32_t n_conns, pending_handshakes;
+  uint64_t next_conn_id;
   host_handler *handlers;
   peerstore *ps;
   host_backoff backoff[HOST_BACKOFF_SLOTS];
   uv_timer_t tick;
+  uv_idle_t idle;                   /* runs deferred tasks and the reaper when there are some */
+  host_task *tasks, *tasks_tail;
+  p2p_stream *dead;                 /* CLOSED streams waiting for the reaper */
   bool closing;
-  int open_handles;                 /* listeners + conns + timer still to be closed */
+  int open_handles;                 /* listeners + holds still to be released */
+  int final_closes;                 /* tick and idle: closing last, the second frees the host */
   void (*close_done)(p2p_host *, void *);
   void *close_ud;
   int64_t close_deadline_ms;
-  p2p_identify_fn on_identify;
-  void *on_identify_ud;
+  host_sub subs[P2P_HOST_MAX_SUBSCRIBERS];
+  size_t n_subs;
+  int emitting;                     /* depth of event deliveries in progress */
+  host_service services[P2P_HOST_MAX_SERVICES];
+  size_t n_services;
   p2p_host_stats stats;
-  uint8_t *rbuf;                    /* HOST_READ_CHUNK bytes shared by every connection's reads:
-                                       libuv calls alloc_cb and read_cb back to back and we
-                                       consume the bytes before returning */
-  void *wfree;                      /* recycled write requests (conn.c), at most HOST_WPOOL */
-  int n_wfree;
+  uint8_t *rbuf;                    /* HOST_READ_CHUNK bytes shared by every TCP transport */
+  p2p_tcp_pool wpool;               /* recycled TCP write buffers */
   bool peers_dirty;
   int64_t peers_saved_ms;
   bool save_in_flight;
@@ -172,33 +291,23 @@ struct p2p_host {
   const char *info_addrs[PEERSTORE_MAX_ADDRS];
 };
 
-/* ---- conn.c ---- */
-/* Allocates a connection object (not yet in the host list). */
-p2p_conn *conn_new(p2p_host *h, bool outbound);
-/* Begins the upgrade on a connected socket (starts reading, sends the first mss bytes). */
-int conn_start(p2p_conn *c);
-/* Closes the socket; streams are reset and waiters failed from the close callback. */
-void conn_close(p2p_conn *c, int err);
-/* Sends GoAway and closes once the last stream is gone. */
-void conn_drain(p2p_conn *c);
-/* Opens an outbound stream on a ready connection; cb runs after negotiation. */
-int conn_open_stream(p2p_conn *c, const char *protocol, p2p_open_fn cb, void *ud);
-/* Periodic checks: handshake and negotiation deadlines, idle timeout. */
-void conn_tick(p2p_conn *c, int64_t now_ms);
-/* Frees the host's pool of recycled write buffers (at host free). */
-void conn_free_wpool(p2p_host *h);
-bool conn_is_usable(const p2p_conn *c);
-
-/* ---- host.c (called by conn.c) ---- */
 host_handler *host_find_handler(p2p_host *h, const char *protocol);
-void host_conn_ready(p2p_conn *c);           /* upgrade finished: run waiters, identify */
-void host_conn_closed(p2p_conn *c);          /* handle closed: unlink and free */
-void host_conn_failed_dial(p2p_conn *c, int err); /* an outbound dial failed before ready */
+void host_conn_ready(p2p_conn *c);           /* upgrade finished: run waiters, events */
+void host_conn_closed(p2p_conn *c);          /* transport closed: unlink and free */
 void host_mark_peers_dirty(p2p_host *h);
+p2p_conn *host_conn_by_id(p2p_host *h, uint64_t id);
+/* A TCP transport context for this host (read buffer, pool, counters, write limit). */
+void host_tcp_ctx(p2p_host *h, p2p_tcp_ctx *ctx);
+/* Hands a CLOSED stream to the reaper. */
+void host_bury_stream(p2p_host *h, p2p_stream *st);
 
-/* ---- services.c ---- */
-int services_register(p2p_host *h) __attribute__((warn_unused_result));
-void services_on_conn_ready(p2p_conn *c);   /* starts identify on the new connection */
-void services_push_identify(p2p_host *h);   /* identify-push to every connected peer */
+/* ---- services.c: the registry and the event bus ---- */
+void services_emit(p2p_host *h, const p2p_event *ev);
+/* Stops every started service, newest first (p2p_host_close). */
+void services_stop_all(p2p_host *h);
+/* The built-in services (svc_identify.c, svc_ping.c, svc_perf.c). */
+int svc_identify_add(p2p_host *h) __attribute__((warn_unused_result));
+int svc_ping_add(p2p_host *h) __attribute__((warn_unused_result));
+int svc_perf_add(p2p_host *h) __attribute__((warn_unused_result));
 
 #endif

@@ -1,0 +1,168 @@
+/* transport_stream.c — a stream of another connection as a p2p_transport (see
+ * transport_stream.h and transport.h). */
+#include "p2p/host/transport_stream.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "p2p/host/internal.h"
+
+typedef struct stream_transport {
+  p2p_transport base; /* first */
+  p2p_host *h;
+  p2p_stream *s;      /* the carrying stream; NULL once its on_close ran */
+  buf wb;             /* the write buffer lent by write_buf */
+  bool lent;
+  bool blocked;       /* the stream's queue is at its high-water mark: wait for on_writable */
+  bool closed_told;   /* on_closed was delivered */
+  host_task close_task;
+} stream_transport;
+
+static stream_transport *st_of(p2p_transport *t) { return (stream_transport *)t; }
+static const stream_transport *cst_of(const p2p_transport *t) { return (const stream_transport *)t; }
+
+static void st_maybe_free(stream_transport *t) {
+  if (!t->closed_told || t->s) return;
+  CHECK(!t->close_task.queued);
+  buf_free(&t->wb);
+  free(t);
+}
+
+/* ---------------------------------------------------------------- the carrying stream */
+
+static void on_s_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  (void)s;
+  stream_transport *t = ud;
+  if (t->base.closing) return; /* lingering after close(0): discard */
+  t->base.ev.on_read(t->base.ud, d, n);
+}
+
+static void on_s_eof(p2p_stream *s, void *ud) {
+  (void)s;
+  stream_transport *t = ud;
+  if (!t->base.closing) t->base.ev.on_end(t->base.ud, 0);
+}
+
+static void on_s_writable(p2p_stream *s, void *ud) {
+  (void)s;
+  stream_transport *t = ud;
+  t->blocked = false;
+  if (!t->base.closing) t->base.ev.on_drain(t->base.ud);
+}
+
+static void on_s_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  stream_transport *t = ud;
+  t->s = NULL;
+  if (!t->base.closing) t->base.ev.on_end(t->base.ud, err ? err : -ECONNRESET);
+  else st_maybe_free(t);
+}
+
+static const p2p_stream_callbacks carrier_cbs = {
+    .on_data = on_s_data, .on_eof = on_s_eof, .on_writable = on_s_writable, .on_close = on_s_close};
+
+/* ---------------------------------------------------------------- ops */
+
+static int sx_read_start(p2p_transport *bt) {
+  stream_transport *t = st_of(bt);
+  if (!t->s) return -ECONNRESET;
+  p2p_stream_pause_read(t->s, false); /* may deliver what waited, from inside this call */
+  return 0;
+}
+
+static void sx_read_stop(p2p_transport *bt) {
+  stream_transport *t = st_of(bt);
+  if (t->s) p2p_stream_pause_read(t->s, true);
+}
+
+static buf *sx_write_buf(p2p_transport *bt, size_t need) {
+  stream_transport *t = st_of(bt);
+  CHECK(!t->lent && !bt->closing);
+  buf_reset(&t->wb);
+  buf_set_max(&t->wb, need > buf_cap(&t->wb) ? need : buf_cap(&t->wb));
+  t->lent = true;
+  return &t->wb;
+}
+
+static void sx_write_cancel(p2p_transport *bt, buf *b) {
+  stream_transport *t = st_of(bt);
+  CHECK(t->lent && b == &t->wb);
+  (void)b;
+  t->lent = false;
+  buf_reset(&t->wb);
+}
+
+static int sx_write(p2p_transport *bt, buf *b) {
+  stream_transport *t = st_of(bt);
+  CHECK(t->lent && b == &t->wb && !bt->closing);
+  (void)b;
+  t->lent = false;
+  if (!buf_len(&t->wb)) return 0;
+  if (!t->s) return -ECONNRESET;
+  int rc = p2p_stream_write(t->s, buf_ptr(&t->wb), buf_len(&t->wb));
+  buf_reset(&t->wb);
+  if (rc == 1) t->blocked = true;
+  /* -ENOBUFS: the connection above respects writable(), so only memory can be short; a
+   * connection that lost bytes cannot go on. */
+  return rc < 0 ? rc : 0;
+}
+
+static size_t sx_queued(const p2p_transport *bt) {
+  const stream_transport *t = cst_of(bt);
+  return t->s ? p2p_stream_send_queued(t->s) : 0;
+}
+
+static bool sx_writable(const p2p_transport *bt) {
+  const stream_transport *t = cst_of(bt);
+  return t->s && !t->blocked && !bt->closing;
+}
+
+static void sx_close_task(host_task *task) {
+  stream_transport *t = (stream_transport *)((char *)task - offsetof(stream_transport, close_task));
+  t->closed_told = true;
+  t->base.ev.on_closed(t->base.ud);
+  st_maybe_free(t);
+}
+
+static void sx_close(p2p_transport *bt, int err) {
+  stream_transport *t = st_of(bt);
+  CHECK(!t->lent);
+  host_defer(t->h, &t->close_task); /* first: the reset below may free nothing yet */
+  if (t->s) {
+    if (err == 0) {
+      p2p_stream_close_write(t->s);    /* FIN after the queue; linger until the peer's FIN */
+      if (t->s) p2p_stream_pause_read(t->s, false); /* keep reading (and discarding) */
+    } else {
+      p2p_stream_reset(t->s);          /* on_close runs inside and clears t->s */
+    }
+  }
+}
+
+static const p2p_transport_ops stream_ops = {
+    .name = "stream",
+    .read_start = sx_read_start,
+    .read_stop = sx_read_stop,
+    .write_buf = sx_write_buf,
+    .write = sx_write,
+    .write_cancel = sx_write_cancel,
+    .queued = sx_queued,
+    .writable = sx_writable,
+    .close = sx_close,
+};
+
+int p2p_stream_transport_new(p2p_host *h, p2p_stream *s, p2p_transport **out) {
+  stream_transport *t = calloc(1, sizeof *t);
+  if (!t) return -ENOMEM;
+  t->base.ops = &stream_ops;
+  t->base.relayed = true;
+  t->h = h;
+  t->s = s;
+  buf_init(&t->wb, HOST_WRITE_CHUNK);
+  t->close_task.fn = sx_close_task;
+  p2p_stream_pause_read(s, true); /* nothing is delivered before the connection reads */
+  p2p_stream_set_callbacks(s, &carrier_cbs, t);
+  *out = &t->base;
+  return 0;
+}

@@ -1,0 +1,48 @@
+/* transport_tcp.h — TCP as a p2p_transport (see transport.h): one libuv TCP handle, dialed or
+ * accepted, TCP_NODELAY on. Writes go out with uv_write from buffers recycled through a pool
+ * (fresh large buffers would be mmap'd and page-faulted on every write); reads land in one
+ * read buffer shared by every TCP transport of a host (libuv calls alloc_cb and read_cb back
+ * to back, and on_read consumes the bytes before returning).
+ *
+ * Ownership: p2p_tcp_new() allocates; the transport frees itself after on_closed. The context
+ * (read buffer, pool, counters) belongs to the caller and must outlive every transport made
+ * with it; p2p_tcp_pool_free() releases the pool's buffers once they are all back.
+ * Threads: the loop thread only. */
+#ifndef PEERMCP_P2P_HOST_TRANSPORT_TCP_H
+#define PEERMCP_P2P_HOST_TRANSPORT_TCP_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "p2p/host/transport.h"
+
+/* Recycled write buffers (at most P2P_TCP_POOL_MAX, each at most 2 × P2P_TCP_POOL_BUF). */
+#define P2P_TCP_POOL_MAX 8
+#define P2P_TCP_POOL_BUF (512u * 1024u)
+typedef struct p2p_tcp_pool {
+  void *free;
+  int n;
+} p2p_tcp_pool;
+
+typedef struct p2p_tcp_ctx {
+  uv_loop_t *loop;
+  uint8_t *rbuf;          /* shared read buffer */
+  size_t rbuf_len;
+  p2p_tcp_pool *pool;
+  size_t write_queue_max; /* writable() is false while this many bytes are in flight */
+  uint64_t *bytes_in;     /* counters the transport adds to (may be NULL) */
+  uint64_t *bytes_out;
+} p2p_tcp_ctx;
+
+/* An unconnected TCP transport (the context is copied). 0, -ENOMEM or a uv error. */
+int p2p_tcp_new(const p2p_tcp_ctx *ctx, p2p_transport **out) __attribute__((warn_unused_result));
+/* Starts connecting; on_open(0 | -errno) follows. On an error return on_open never comes
+ * (close the transport). */
+int p2p_tcp_connect(p2p_transport *t, const struct sockaddr *sa) __attribute__((warn_unused_result));
+/* Accepts the pending connection of `server` (from its connection callback): open at once,
+ * remote_addr and local_addr filled in. On error close the transport. */
+int p2p_tcp_accept(p2p_transport *t, uv_stream_t *server) __attribute__((warn_unused_result));
+/* Frees the pool's recycled buffers. */
+void p2p_tcp_pool_free(p2p_tcp_pool *pool);
+
+#endif
