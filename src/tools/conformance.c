@@ -627,6 +627,13 @@ static const mcp_tool_def k_tools[] = {
               t_streaming_elicitation, 0),
     CONF_TOOL("test_logging_tool", "Logs at info (2026-07-28: only sent when the request sets a log level)",
               t_logging_tool, 0),
+    /* 2026-07-28 §Custom Headers (SEP-2243): its region argument is mirrored in an
+     * Mcp-Param-Region header, which the HTTP transport checks against the body */
+    {.name = "test_custom_headers", .category = "conformance",
+     .description = "Echoes a region argument that clients also send as the Mcp-Param-Region header",
+     .input_schema = "{\"type\":\"object\",\"properties\":{\"region\":{\"type\":\"string\",\"description\":"
+                     "\"The region\",\"x-mcp-header\":\"Region\"}},\"required\":[\"region\"]}",
+     .flags = MCP_TOOL_REMOTE | MCP_TOOL_INLINE, .fn = t_simple_text},
     {.name = "json_schema_2020_12_tool", .category = "conformance",
      .description = "Tool with JSON Schema 2020-12 features (SEP-1613)", .input_schema = k_schema_2020_12,
      .flags = MCP_TOOL_REMOTE | MCP_TOOL_INLINE, .fn = t_schema_2020_12},
