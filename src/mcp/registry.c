@@ -12,6 +12,7 @@
 #include "mcp/resources.h"
 #include "mcp/schema.h"
 #include "util/alloc.h"
+#include "util/check.h"
 #include "util/log.h"
 
 struct mcp_tool {
@@ -28,6 +29,9 @@ typedef struct reg_category {
   size_t count;
 } reg_category;
 
+/* Invariants: tools[0..n) is sorted by (category, name) and by_name[0..n) by name, the same
+ * n tools in both, n <= cap; every listed tool's category is in cats with a count of at least
+ * one (a category whose count drops to 0 stays only if it has a description). */
 struct mcp_registry {
   mcp_tool **tools; /* sorted by (category, name) */
   mcp_tool **by_name;
@@ -310,6 +314,12 @@ int mcp_registry_add(mcp_registry *reg, const mcp_tool_def *def) {
   memmove(&reg->by_name[j + 1], &reg->by_name[j], (reg->n - j) * sizeof *reg->by_name);
   reg->by_name[j] = t;
   reg->n++;
+  CHECK(reg->n <= reg->cap);
+  CHECK(i == 0 || cmp_listing(reg->tools[i - 1], t) < 0);
+  CHECK(i + 1 == reg->n || cmp_listing(t, reg->tools[i + 1]) < 0);
+  CHECK(j == 0 || strcmp(reg->by_name[j - 1]->name, t->name) < 0);
+  CHECK(j + 1 == reg->n || strcmp(t->name, reg->by_name[j + 1]->name) < 0);
+  CHECK(cat->count > 0 && cat == cat_find(reg, t->category, NULL));
   return 0;
 oom:
   t->def.ud_free = NULL;
@@ -337,6 +347,7 @@ int mcp_registry_remove(mcp_registry *reg, const char *name) {
   reg->n--;
   size_t pos;
   reg_category *c = cat_find(reg, t->category, &pos);
+  CHECK(c && c->count > 0); /* a registered tool's category is counted */
   if (c && --c->count == 0 && !c->description) { /* an empty, undescribed category disappears */
     free(c->name);
     memmove(&reg->cats[pos], &reg->cats[pos + 1], (reg->ncats - pos - 1) * sizeof *reg->cats);

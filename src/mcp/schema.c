@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/check.h"
+
 #define MCP_SCHEMA_MAX_DEPTH 64
 #define MCP_SCHEMA_PATH_MAX 256
 #define MCP_SCHEMA_PATTERN_MAX 4096
@@ -352,6 +354,7 @@ static int regex_compile(const char *pattern, size_t n, regex_t *re, char *why, 
 static int regex_get(const char *pattern, size_t n, regex_t *tmp, const regex_t **re, bool *owned, char *why,
                      size_t whylen) {
   pthread_mutex_lock(&g_re_lock);
+  CHECK(g_re_count <= MCP_SCHEMA_REGEX_CACHE); /* entries [0, g_re_count) are compiled and kept for good */
   for (size_t i = 0; i < g_re_count; i++) {
     if (strcmp(g_re_cache[i].pattern, pattern) == 0) {
       *re = &g_re_cache[i].re;
@@ -389,6 +392,9 @@ static int regex_get(const char *pattern, size_t n, regex_t *tmp, const regex_t 
 
 /* ---------- validation context ---------- */
 
+/* Invariants: path[0..plen) is the NUL-terminated JSON path of the value being validated
+ * (plen < sizeof path); a quiet (trial) run fills no defaults, so a branch that fails leaves
+ * nothing behind. */
 typedef struct {
   const json_t *root; /* for $ref */
   char *err;
@@ -469,6 +475,7 @@ static size_t path_push_index(vctx *c, size_t i) {
 }
 
 static void path_pop(vctx *c, size_t old) {
+  CHECK(old <= c->plen && c->plen < sizeof c->path);
   c->plen = old;
   c->path[old] = 0;
 }
@@ -743,6 +750,7 @@ static int validate_array(vctx *c, const json_t *s, json_t *inst, int depth) {
 }
 
 static int validate(vctx *c, const json_t *schema, json_t *inst, int depth) {
+  CHECK(!(c->quiet && c->fill) && c->plen < sizeof c->path && c->path[c->plen] == 0);
   if (depth > MCP_SCHEMA_MAX_DEPTH) return fail(c, "schema nesting deeper than %d", MCP_SCHEMA_MAX_DEPTH);
   if (json_is_true(schema)) return 0;
   if (json_is_false(schema)) return fail(c, "no value is allowed here");

@@ -16,6 +16,7 @@
 
 #include "mcp/schema.h"
 #include "util/alloc.h"
+#include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -74,12 +75,15 @@ void sess_emit(mcp_session *s, mcp_out_kind kind, const json_t *request_id, int 
     return;
   }
   json_decref(msg);
+  CHECK(!s->in_send); /* a send callback does not send through the session it serves */
+  s->in_send = true;
   if (s->o.route) {
     mcp_session_out out = {.kind = kind, .request_id = request_id, .error_code = error_code, .modern = modern};
     s->o.route(s->o.send_ud, &out, text, strlen(text));
   } else {
     s->o.send(s->o.send_ud, text, strlen(text));
   }
+  s->in_send = false;
 }
 
 /* A notification caused by request `rid` (NULL = of the session as a whole). */
@@ -237,6 +241,9 @@ int mcp_session_new(const mcp_session_opts *opts, mcp_session **out) {
 }
 
 void sess_req_unlink(mcp_session *s, sess_req *r) {
+  CHECK(s->inflight > 0);
+  CHECK(r->prev ? r->prev->next == r : s->reqs == r); /* r is on this session's list */
+  CHECK(!r->next || r->next->prev == r);
   if (r->prev) r->prev->next = r->next;
   else s->reqs = r->next;
   if (r->next) r->next->prev = r->prev;
@@ -309,6 +316,9 @@ static void outs_drop(mcp_session *s, sess_req *r, bool tell) {
 
 void mcp_session_free(mcp_session *s) {
   if (!s) return;
+  LOOP_THREAD_ONLY();
+  CHECK(!s->in_send); /* session.h: the send callback must not free the session */
+  CHECK(!s->cur);     /* nor a method hook */
   outs_drop(s, NULL, false);
   while (s->watches) {
     sess_watch *w = s->watches;
@@ -346,6 +356,7 @@ static void task_wait_abort(mcp_session *s, sess_req *r, bool reply_retry);
 static void input_wait_abort(mcp_session *s, sess_req *r, bool reply);
 
 void mcp_session_cancel_all(mcp_session *s) {
+  LOOP_THREAD_ONLY();
   for (sess_req *r = s->reqs, *next; r; r = next) {
     next = r->next;
     r->cancelled = true;
@@ -433,6 +444,7 @@ static void on_call_done(void *ud, const mcp_call_outcome *o) {
 
 static void call_done_work(sess_req *r, const mcp_call_outcome *o) {
   mcp_session *s = r->s;
+  CHECK(r->kind == RK_CALL && r->call && !r->top); /* a call request waits for its call only */
   mcp_call *call = r->call;
   r->call = NULL;
   if (r->cancelled) {
@@ -520,6 +532,7 @@ static void m_subscriptions_listen(mcp_session *s, req_ctx *rc) {
   u->next = s->subs;
   s->subs = u;
   s->nsubs++;
+  CHECK(s->nsubs <= MCP_SESSION_MAX_SUBSCRIPTIONS);
   alloc_watch w = alloc_watch_begin();
   sess_notify_whole(s, w, u->id, true,
                     json_pack("{s:s, s:s, s:{s:{s:O}, s:o}}", "jsonrpc", "2.0", "method",
@@ -528,6 +541,7 @@ static void m_subscriptions_listen(mcp_session *s, req_ctx *rc) {
 }
 
 void mcp_session_end_subscriptions(mcp_session *s) {
+  LOOP_THREAD_ONLY();
   for (sess_req *r = s->reqs, *next; r; r = next) {
     next = r->next;
     if (r->top && r->kind == RK_TASK_RESULT) task_wait_abort(s, r, true);
@@ -568,6 +582,7 @@ static void m_tools_call(mcp_session *s, req_ctx *rc) {
 }
 
 int mcp_session_start_call(mcp_session *s, const mcp_session_call *call) {
+  LOOP_THREAD_ONLY();
   if (!s->cur || !s->cur->id || !call || !call->tool) return -EINVAL;
   json_t *args = call->args;
   if (args && !json_is_null(args) && !json_is_object(args)) {
@@ -916,6 +931,7 @@ sess_req *sess_req_begin(mcp_session *s, req_ctx *rc, int kind) {
 
 /* Ends a tasks/result wait early: the backend forgets the op; optionally the client hears why. */
 static void task_wait_abort(mcp_session *s, sess_req *r, bool reply_retry) {
+  CHECK(r->kind == RK_TASK_RESULT && r->top && !r->call);
   s->o.tasks->detach(s->o.tasks->impl, r->top);
   r->top = NULL;
   sess_req_unlink(s, r);
@@ -994,11 +1010,13 @@ static void task_watch(mcp_session *s, const char *task_id, bool modern) {
   w->next = s->watches;
   s->watches = w;
   s->nwatches++;
+  CHECK(s->nwatches <= MCP_SESSION_MAX_TASK_WATCHES);
 }
 
 static void on_task_done(void *ud, int err, const mcp_task_view *v, size_t n, const char *next_cursor) {
   sess_req *r = ud;
   mcp_session *s = r->s;
+  CHECK(r->kind >= RK_TASK_CREATE && r->kind <= RK_TASK_CANCEL && r->top && !r->call);
   alloc_watch aw = alloc_watch_begin();
   r->top = NULL;
   sess_req_unlink(s, r);
@@ -1314,6 +1332,7 @@ static void m_cancelled(mcp_session *s, req_ctx *rc) {
 }
 
 void mcp_session_cancel_request(mcp_session *s, const json_t *id) {
+  LOOP_THREAD_ONLY();
   if (s && id) cancel_id(s, id, "the client closed the request's stream");
 }
 
@@ -1523,6 +1542,7 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
   }
   if (rc.modern) s->ready = true;
   if (s->o.hook) {
+    CHECK(!s->cur); /* hooks do not nest: a hook does not feed the session it serves */
     s->cur = &rc;
     bool taken = s->o.hook(s->o.hook_ud, s, name, rc.id, rc.params);
     s->cur = NULL;
@@ -1576,6 +1596,7 @@ static bool json_too_deep(const json_t *j, int max) {
 }
 
 void mcp_session_feed_json(mcp_session *s, json_t *msg) {
+  LOOP_THREAD_ONLY();
   if (s->ended || !msg) return;
   if (json_too_deep(msg, MCP_SESSION_MAX_DEPTH)) {
     mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
@@ -1587,6 +1608,7 @@ void mcp_session_feed_json(mcp_session *s, json_t *msg) {
 }
 
 void mcp_session_feed_json_versioned(mcp_session *s, json_t *msg, const char *header_version) {
+  LOOP_THREAD_ONLY();
   if (s->ended || !msg) return;
   if (json_too_deep(msg, MCP_SESSION_MAX_DEPTH)) {
     mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
@@ -1610,6 +1632,7 @@ void mcp_session_msg_route(const json_t *msg, const char **method, const char **
 }
 
 void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {
+  LOOP_THREAD_ONLY();
   if (s->ended) return;
   if (len > s->o.max_message_bytes) {
     char m[128];

@@ -97,8 +97,13 @@ typedef struct sess_watch {
   bool modern;
 } sess_watch;
 
+/* Invariants (checked in debug builds): inflight is the length of the reqs list, nsubs the
+ * length of subs and at most MCP_SESSION_MAX_SUBSCRIPTIONS, nwatches the length of watches and
+ * at most MCP_SESSION_MAX_TASK_WATCHES; cur is set only while the method hook runs; the
+ * transport's send callback neither frees the session nor sends through it (in_send). */
 struct mcp_session {
   mcp_session_opts o;
+  bool in_send; /* inside o.send / o.route */
   sess_sub *subs;
   size_t nsubs;
   char *legacy_version;
