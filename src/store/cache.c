@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "store/pyjson.h"
+#include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -120,6 +121,7 @@ static pthread_mutex_t *stripe_of(ttlcache *c, const uint8_t h[32]) { return &c-
 /* ---- index (c->mu held) ---- */
 
 static size_t bucket_of(const ttlcache *c, const uint8_t h[32]) {
+  CHECK(c->nbucket && (c->nbucket & (c->nbucket - 1)) == 0); /* a power of two */
   uint64_t x;
   memcpy(&x, h + 8, sizeof x);
   return (size_t)(x & (c->nbucket - 1));
@@ -132,6 +134,8 @@ static centry *idx_find(ttlcache *c, const uint8_t h[32]) {
 }
 
 static void lru_unlink(ttlcache *c, centry *e) {
+  CHECK(e->prev ? e->prev->next == e : c->head == e); /* e is on the LRU list */
+  CHECK(e->next ? e->next->prev == e : c->tail == e);
   if (e->prev) e->prev->next = e->next;
   else c->head = e->next;
   if (e->next) e->next->prev = e->prev;
@@ -150,6 +154,8 @@ static void lru_front(ttlcache *c, centry *e) {
 static void idx_remove(ttlcache *c, centry *e) {
   centry **pp = &c->bucket[bucket_of(c, e->h)];
   while (*pp && *pp != e) pp = &(*pp)->hnext;
+  CHECK(*pp == e); /* every indexed entry is in its bucket */
+  CHECK(c->st.entries > 0 && c->st.bytes >= e->size);
   if (*pp) *pp = e->hnext;
   lru_unlink(c, e);
   c->st.bytes -= e->size;
@@ -161,6 +167,7 @@ static void idx_remove(ttlcache *c, centry *e) {
 static centry *idx_put(ttlcache *c, const uint8_t h[32], uint64_t size, double expires_at) {
   centry *e = idx_find(c, h);
   if (e) {
+    CHECK(c->st.bytes >= e->size); /* st.bytes is the sum of the indexed sizes */
     c->st.bytes -= e->size;
     lru_unlink(c, e);
   } else {

@@ -16,6 +16,7 @@
 
 #include "store/pyjson.h"
 #include "store/queue_backend.h"
+#include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -37,7 +38,8 @@ struct tq_queue {
   char *path;
   const tq_backend_ops *ops;
   tq_backend *be;
-  pthread_mutex_t wmu; /* waiters */
+  pthread_mutex_t wmu; /* waiters; invariant: n_waiters is the length of the waiters list and
+                         at most o.max_waiters */
   tq_waiter *waiters;
   size_t n_waiters;
   bool closing;
@@ -687,6 +689,7 @@ int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled
   w.next = q->waiters; /* registered before the first read: no transition can slip between */
   q->waiters = &w;
   q->n_waiters++;
+  CHECK(q->n_waiters <= q->o.max_waiters);
   pthread_mutex_unlock(&q->wmu);
 
   int64_t deadline = clock_mono_ms() + (int64_t)(timeout_s * 1000.0);
@@ -728,11 +731,15 @@ int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled
     if (why == DONE) break;
   }
   pthread_mutex_lock(&q->wmu);
+  bool found = false;
   for (tq_waiter **pp = &q->waiters; *pp; pp = &(*pp)->next)
     if (*pp == &w) {
       *pp = w.next;
+      found = true;
       break;
     }
+  CHECK(found && q->n_waiters > 0); /* only this thread takes its waiter off the list */
+  (void)found;
   q->n_waiters--;
   pthread_mutex_unlock(&q->wmu);
   pthread_cond_destroy(&w.cv);
