@@ -6,6 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/check.h"
+
+/* buf.h's invariants: live bytes lie inside the allocation and under the ceiling; without an
+ * allocation nothing is live. */
+static inline void buf_check(const buf *b) {
+  CHECK(b->len <= b->max);
+  CHECK(b->data ? b->off + b->len <= b->cap : (b->off == 0 && b->len == 0 && b->cap == 0));
+  (void)b;
+}
+
 void buf_init(buf *b, size_t max) {
   memset(b, 0, sizeof *b);
   b->max = max;
@@ -60,6 +70,7 @@ int buf_reserve(buf *b, size_t n, uint8_t **out) {
   b->cap = cap;
   b->off = 0;
   *out = p + b->len;
+  buf_check(b);
   return 0;
 }
 
@@ -75,6 +86,7 @@ int buf_append(buf *b, const void *p, size_t n) {
   if (rc) return rc;
   memcpy(dst, p, n);
   b->len += n;
+  buf_check(b);
   return 0;
 }
 
@@ -89,6 +101,7 @@ void buf_consume(buf *b, size_t n) {
   }
   b->off += n;
   b->len -= n;
+  buf_check(b);
 }
 
 char *buf_take_str(buf *b, size_t *len_out) {

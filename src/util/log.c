@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/alloc.h"
+#include "util/check.h"
 
 static atomic_int g_level = LOG_INFO;
 static atomic_int g_fd = 2;
@@ -21,7 +22,10 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const k_names[] = {"debug", "info", "notice", "warning", "error", "critical", "off"};
 
-void log_set_level(log_level level) { atomic_store(&g_level, (int)level); }
+void log_set_level(log_level level) {
+  CHECK(level >= LOG_DEBUG && level <= LOG_OFF); /* log_level_parse hands out only these */
+  atomic_store(&g_level, (int)level);
+}
 log_level log_get_level(void) { return (log_level)atomic_load(&g_level); }
 void log_set_fd(int fd) { atomic_store(&g_fd, fd); }
 

@@ -38,6 +38,17 @@ struct workpool {
   bool stopping;
 };
 
+/* Invariants, under mu: queued is the length of head..tail and at most pending (the running
+ * jobs are the difference); idle <= nthreads <= max_threads; every thread not idle runs one
+ * job, so pending - queued == nthreads - idle. */
+static void wp_check_locked(const workpool *wp) {
+  CHECK(wp->queued <= wp->pending);
+  CHECK(wp->idle <= wp->nthreads && wp->nthreads <= wp->max_threads);
+  CHECK(wp->pending - wp->queued == wp->nthreads - wp->idle);
+  CHECK((wp->head == NULL) == (wp->queued == 0) && (wp->head == NULL) == (wp->tail == NULL));
+  (void)wp;
+}
+
 static void *wp_main(void *p) {
   workpool *wp = p;
   check_thread_is_worker();
@@ -50,6 +61,7 @@ static void *wp_main(void *p) {
     if (!wp->head) wp->tail = NULL;
     wp->queued--;
     wp->idle--;
+    wp_check_locked(wp);
     pthread_mutex_unlock(&wp->mu);
 
     j->work(j->arg);
@@ -61,6 +73,7 @@ static void *wp_main(void *p) {
     else wp->done_head = j;
     wp->done_tail = j;
     wp->pending--;
+    wp_check_locked(wp);
     if (wp->pending == 0) pthread_cond_broadcast(&wp->idle_cv);
     /* uv_async_send is thread-safe; sending under the lock keeps the handle alive until free
      * has taken the lock after the last job. */
@@ -172,6 +185,7 @@ int workpool_submit(workpool *wp, workpool_work_fn work, workpool_done_fn done, 
     int rc = wp_spawn_locked(wp); /* never 0 threads: workpool_new started at least one */
     if (rc != 0) log_warn("workpool: cannot add a thread", "{s:i}", "errno", -rc);
   }
+  wp_check_locked(wp);
   pthread_cond_signal(&wp->cv);
   pthread_mutex_unlock(&wp->mu);
   return 0;
