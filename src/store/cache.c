@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "store/pyjson.h"
+#include "util/alloc.h"
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -467,8 +468,13 @@ static int read_record(ttlcache *c, const char *key, const uint8_t h[32], const 
     if (r <= 0) break;
     got += (size_t)r;
   }
-  json_t *rec = got == n ? json_loadb(b, n, 0, NULL) : NULL;
+  bool oom = false;
+  json_t *rec = got == n ? alloc_json_loadb(b, n, 0, NULL, &oom) : NULL;
   free(b);
+  if (oom) { /* our failure: the record is not corrupt, and must not be removed as such */
+    rc = -ENOMEM;
+    goto out;
+  }
   json_t *k = json_object_get(rec, "key"), *ex = json_object_get(rec, "expires_at"),
          *v = json_object_get(rec, "value");
   if (!json_is_object(rec) || !json_is_string(k) || strcmp(json_string_value(k), key) != 0 ||
@@ -708,8 +714,10 @@ int ttlcache_sweep(ttlcache *c, size_t *removed) {
       json_t *rec = NULL;
       bool judged = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
                     (uint64_t)sb.st_size <= c->o.max_value_bytes + RECORD_OVERHEAD;
-      if (judged) rec = json_loadfd(fd, 0, NULL);
+      bool oom = false;
+      if (judged) rec = alloc_json_loadfd(fd, 0, NULL, &oom);
       if (fd >= 0) close(fd);
+      if (oom) judged = false; /* unknown, not corrupt: keep the file, judge it next sweep */
       json_t *key = json_object_get(rec, "key");
       uint8_t hh[32];
       bool ok = json_is_string(key) && (hash_key(json_string_value(key), hh), memcmp(hh, cand[i], 32) == 0);

@@ -90,6 +90,12 @@ json_t *alloc_json_loads(const char *text, size_t flags, json_error_t *err, bool
   return load_done(json_loads(text, flags, err), w, oom);
 }
 
+json_t *alloc_json_loadfd(int fd, size_t flags, json_error_t *err, bool *oom) {
+  alloc_watch w = alloc_watch_begin();
+  t_parsing++;
+  return load_done(json_loadfd(fd, flags, err), w, oom);
+}
+
 char *alloc_json_dumps(const json_t *json, size_t flags) {
   alloc_watch w = alloc_watch_begin();
   char *text = json_dumps(json, flags);

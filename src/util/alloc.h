@@ -67,6 +67,7 @@ static inline bool alloc_watch_end(alloc_watch w) {
  * (err says nothing then); otherwise exactly what jansson returns, *oom false. */
 json_t *alloc_json_loadb(const char *buf, size_t len, size_t flags, json_error_t *err, bool *oom);
 json_t *alloc_json_loads(const char *text, size_t flags, json_error_t *err, bool *oom);
+json_t *alloc_json_loadfd(int fd, size_t flags, json_error_t *err, bool *oom);
 
 /* json_dumps() that never hands out damaged text: NULL when any allocation failed; free()
  * the text. */
