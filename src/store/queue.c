@@ -16,6 +16,7 @@
 
 #include "store/pyjson.h"
 #include "store/queue_backend.h"
+#include "util/alloc.h"
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -771,9 +772,13 @@ void tq_task_array_free(tq_task **v, size_t n) {
 
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
+/* NULL when out of memory (then tq_task_to_json returns NULL), never the text as a string in
+ * place of a value that did not parse for want of memory. */
 static json_t *parse_or(const char *text, bool null_if_absent) {
   if (!text) return null_if_absent ? json_null() : json_object();
-  json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+  bool oom;
+  json_t *v = alloc_json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL, &oom);
+  if (oom) return NULL;
   return v ? v : json_string(text);
 }
 
@@ -814,8 +819,12 @@ json_t *tq_task_to_json(const tq_task *t, unsigned flags) {
 
 /* ---- result merging (Python complete()/release()/cancel() rules) ---- */
 
+/* The stored result as an object ({} when absent or not an object); NULL when out of memory,
+ * never {} in place of a result that could not be read (the merge would write it back lost). */
 static json_t *load_result(const char *old_json) {
-  json_t *o = old_json ? json_loads(old_json, 0, NULL) : NULL;
+  bool oom = false;
+  json_t *o = old_json ? alloc_json_loads(old_json, 0, NULL, &oom) : NULL;
+  if (oom) return NULL;
   if (!json_is_object(o)) {
     json_decref(o);
     o = json_object();
@@ -831,11 +840,23 @@ static int dump_result(json_t *o, size_t max, char **out) {
   return *out ? 0 : rc;
 }
 
+/* The merges below write back what they build: each is built under an alloc_watch and a result
+ * with anything missing is -ENOMEM, never stored. */
+static int dump_whole(json_t *o, alloc_watch w, size_t max, char **out) {
+  if (alloc_watch_end(w)) {
+    *out = NULL;
+    return -ENOMEM;
+  }
+  return dump_result(o, max, out);
+}
+
 int tq__merge_result(const char *old_json, json_t *incoming, size_t max, char **out) {
   json_t *old = load_result(old_json);
   if (!old) return -ENOMEM;
+  alloc_watch w = alloc_watch_begin();
   json_t *merged = json_object();
   if (!merged) {
+    (void)alloc_watch_end(w);
     json_decref(old);
     return -ENOMEM;
   }
@@ -848,29 +869,36 @@ int tq__merge_result(const char *old_json, json_t *incoming, size_t max, char **
   const char *k;
   json_t *v;
   json_object_foreach(old, k, v) if (!json_object_get(merged, k)) json_object_set(merged, k, v);
-  int rc = dump_result(merged, max, out);
+  int rc = dump_whole(merged, w, max, out);
   json_decref(old);
   json_decref(merged);
   return rc;
 }
 
 int tq__progress_update(const char *old_json, size_t max, char **out, ...) {
+  va_list ap;
+  va_start(ap, out);
   json_t *old = load_result(old_json);
-  if (!old) return -ENOMEM;
+  if (!old) {
+    const char *k;
+    while ((k = va_arg(ap, const char *))) json_decref(va_arg(ap, json_t *)); /* stolen */
+    va_end(ap);
+    return -ENOMEM;
+  }
+  alloc_watch w = alloc_watch_begin();
   json_t *prog = json_object_get(old, "progress");
   if (!json_is_object(prog)) {
     prog = json_object();
-    json_object_set_new(old, "progress", prog);
+    if (json_object_set_new(old, "progress", prog) != 0) prog = NULL; /* freed; the watch saw it */
   }
-  va_list ap;
-  va_start(ap, out);
   const char *k;
   while ((k = va_arg(ap, const char *))) {
     json_t *v = va_arg(ap, json_t *);
-    if (v) json_object_set_new(prog, k, v);
+    if (v && prog) json_object_set_new(prog, k, v);
+    else json_decref(v);
   }
   va_end(ap);
-  int rc = dump_result(old, max, out);
+  int rc = dump_whole(old, w, max, out);
   json_decref(old);
   return rc;
 }
@@ -879,6 +907,7 @@ int tq__progress_merge(const char *old_json, json_t *patch, const char *stream, 
                        size_t max_logs, size_t max, char **out) {
   json_t *res = load_result(old_json);
   if (!res) return -ENOMEM;
+  alloc_watch w = alloc_watch_begin();
   const char *k;
   json_t *v;
   json_object_foreach(patch, k, v) {
@@ -890,12 +919,14 @@ int tq__progress_merge(const char *old_json, json_t *patch, const char *stream, 
     json_t *logs = json_object_get(res, "logs");
     if (!json_is_array(logs)) {
       logs = json_array();
-      json_object_set_new(res, "logs", logs);
+      if (json_object_set_new(res, "logs", logs) != 0) logs = NULL; /* freed; the watch saw it */
     }
-    json_array_append_new(logs, json_pack("{s:f, s:s, s:s}", "ts", ts, "stream", stream, "message", message));
-    while (json_array_size(logs) > max_logs) json_array_remove(logs, 0);
+    if (logs) {
+      json_array_append_new(logs, json_pack("{s:f, s:s, s:s}", "ts", ts, "stream", stream, "message", message));
+      while (json_array_size(logs) > max_logs) json_array_remove(logs, 0);
+    }
   }
-  int rc = dump_result(res, max, out);
+  int rc = dump_whole(res, w, max, out);
   json_decref(res);
   return rc;
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "store/queue_backend.h"
+#include "util/alloc.h"
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -493,11 +494,15 @@ static int do_recover(wctx *w, double now, size_t limit, size_t *count) {
   return 0;
 }
 
+/* The task-type filter as a JSON array text; NULL when there is none or out of memory (a
+ * list with a type missing would widen or narrow the filter: never handed out). */
 static char *types_json(const tq_claim_opts *c) {
   if (!c->task_types || !c->n_task_types) return NULL;
+  alloc_watch w = alloc_watch_begin();
   json_t *a = json_array();
   for (size_t i = 0; a && i < c->n_task_types; i++) json_array_append_new(a, json_string(c->task_types[i]));
-  char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
+  bool failed = alloc_watch_end(w);
+  char *s = a && !failed ? alloc_json_dumps(a, JSON_COMPACT) : NULL;
   json_decref(a);
   return s;
 }
@@ -703,7 +708,12 @@ static int do_release(wctx *w, tq_op *op) {
   json_t *rel = NULL;
   json_t *prog = NULL;
   if (t->result_json) {
-    json_t *r = json_loads(t->result_json, 0, NULL);
+    bool oom;
+    json_t *r = alloc_json_loads(t->result_json, 0, NULL, &oom);
+    if (oom) { /* not "no release yet": the count would start over */
+      rc = -ENOMEM;
+      goto out;
+    }
     prog = json_object_get(r, "progress");
     rel = json_integer(json_integer_value(json_object_get(prog, "release_count")) + 1);
     json_decref(r);
