@@ -474,6 +474,27 @@ int svc_client_call_tool(svc_client *c, const char *tool, json_t *args, bool ide
   return rc;
 }
 
+int svc_client_cancel(svc_client *c, svc_client_cb cb, void *ud) {
+  creq *r = c->reqs;
+  while (r && !(r->cb == cb && r->ud == ud)) r = r->next;
+  if (!r) return -ENOENT;
+  if (r->id && c->state == CS_READY && c->s && !c->closed) {
+    /* tell the server; a notification takes no request slot but counts as a frame */
+    json_t *m = json_pack("{s:s, s:s, s:{s:I, s:s}}", "jsonrpc", "2.0", "method", "notifications/cancelled", "params",
+                          "requestId", (json_int_t)r->id, "reason", "cancelled by the caller");
+    if (m && svc_frame_encode(&c->wbuf, m, 0) == 0) {
+      c->frames_on_stream++;
+      flush(c);
+    }
+    json_decref(m);
+  }
+  bool was_sent = r->id != 0;
+  req_unlink(c, r);
+  req_free(r);
+  if (was_sent && c->state == CS_READY) send_ready(c); /* its slot is free */
+  return 0;
+}
+
 const json_t *svc_client_server_info(const svc_client *c) { return c->server_info; }
 size_t svc_client_pending(const svc_client *c) { return c->n_reqs; }
 void svc_client_counters(const svc_client *c, uint64_t *streams_opened, uint64_t *retries) {

@@ -64,6 +64,12 @@ int svc_client_rpc(svc_client *c, json_t *msg, uint32_t timeout_ms, svc_client_c
 int svc_client_call_tool(svc_client *c, const char *tool, json_t *args, bool idempotent, uint32_t timeout_ms,
                          svc_client_cb cb, void *ud) __attribute__((warn_unused_result));
 
+/* Withdraws the pending request queued with this (cb, ud) (the oldest such): its callback will
+ * never run. When it was on the wire, the server is told with notifications/cancelled (MCP
+ * cancellation, the id of the current attempt), so it stops the work. Returns 0, or -ENOENT
+ * when no such request is pending (it already completed). Never calls a callback. */
+int svc_client_cancel(svc_client *c, svc_client_cb cb, void *ud);
+
 /* The server's initialize result once known (borrowed), else NULL. */
 const json_t *svc_client_server_info(const svc_client *c);
 /* Requests queued or in flight. */

@@ -1,5 +1,12 @@
-/* service.c — the P2P service as one unit: policy, op context, tools, server, workers, and a
- * loop bridge for the p2p_* tools (see service.h). */
+/* service.c — the P2P service as one unit: policy, op context, tools, server, workers (see
+ * service.h).
+ *
+ * The p2p_* tools are MCP_TOOL_ASYNC: they run on the loop, which owns the host and the
+ * clients. A p2p_remote_* call starts its request on a pooled svc_client and returns pending;
+ * the reply completes the call (mcp_call_complete). Its cancel callback withdraws the request
+ * (svc_client_cancel tells the peer with notifications/cancelled), so a cancelled or timed-out
+ * call holds neither a thread nor a request slot. Cache replication is the one path from a
+ * worker thread to the loop here (a small queue + uv_async). */
 #include "service/service.h"
 
 #include <errno.h>
@@ -8,16 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "auth/policy.h"
 #include "service/client.h"
 #include "service/mcpp.h"
-#include "taskq/local_source.h"
-#include "taskq/rpc_tool.h"
-#include "taskq/runner.h"
 #include "service/server.h"
-#include "taskq/table.h"
 #include "taskq/local_source.h"
 #include "taskq/rpc_tool.h"
 #include "taskq/runner.h"
@@ -28,22 +30,12 @@
 #define SVC_MAX_CLIENTS 32
 #define SVC_MAX_SEEN 256
 
-enum { BJ_RPC = 1, BJ_PEERS, BJ_STATUS };
-
-typedef struct bjob {
-  struct bjob *next;
-  int kind;
+/* A cache write to forward to a replication target (worker thread → loop). */
+typedef struct repl_job {
+  struct repl_job *next;
   char *target;
   json_t *msg;
-  uint32_t timeout_ms;
-  int limit;
-  bool include_peers;
-  pthread_cond_t cv;
-  bool done;
-  int err;
-  json_t *result;
-  int refs; /* handler + loop; guarded by the service mutex */
-} bjob;
+} repl_job;
 
 typedef struct client_slot {
   char *target;
@@ -78,9 +70,9 @@ struct svc_service {
   size_t n_seen;
   double started_at;
   char peer_id[AUTH_MAX_PEER_ID + 1];
-  /* bridge */
+  /* replication jobs queued by workers for the loop */
   pthread_mutex_t mu;
-  bjob *jobs;
+  repl_job *jobs;
   json_t *task_types; /* what this node's workers run (status capabilities) */
   unsigned n_workers;
   /* cache replication targets (env, §3.5) */
@@ -92,72 +84,12 @@ struct svc_service {
   void *stop_ud;
 };
 
-/* ---------- bridge: worker thread side ---------- */
+/* ---------- the loop side: clients, peers, status ---------- */
 
-static void job_unref_locked(bjob *j) {
-  if (--j->refs > 0) return;
-  pthread_cond_destroy(&j->cv);
+static void repl_job_free(repl_job *j) {
   free(j->target);
   json_decref(j->msg);
-  json_decref(j->result);
   free(j);
-}
-
-static bjob *job_new(int kind) {
-  bjob *j = calloc(1, sizeof *j);
-  if (!j) return NULL;
-  j->kind = kind;
-  j->refs = 2;
-  pthread_cond_init(&j->cv, NULL);
-  return j;
-}
-
-/* Hands the job to the loop and waits for it (or for cancellation / deadline). Returns the
- * result (new reference) or NULL with *err. */
-static json_t *bridge_run(svc_service *s, bjob *j, mcp_call *call, int *err) {
-  pthread_mutex_lock(&s->mu);
-  if (!s->async_init || s->stopping) {
-    j->refs = 1;
-    job_unref_locked(j);
-    pthread_mutex_unlock(&s->mu);
-    *err = -ENOTCONN;
-    return NULL;
-  }
-  j->next = s->jobs;
-  s->jobs = j;
-  pthread_mutex_unlock(&s->mu);
-  uv_async_send(&s->async);
-  pthread_mutex_lock(&s->mu);
-  while (!j->done && !mcp_call_cancelled(call)) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    pthread_cond_timedwait(&j->cv, &s->mu, &ts);
-  }
-  json_t *r = NULL;
-  if (j->done) {
-    r = j->result;
-    j->result = NULL;
-    *err = j->err;
-  } else {
-    *err = -ECANCELED;
-  }
-  job_unref_locked(j);
-  pthread_mutex_unlock(&s->mu);
-  return r;
-}
-
-/* ---------- bridge: loop side ---------- */
-
-static void job_complete(svc_service *s, bjob *j, int err, json_t *result /* stolen */) {
-  pthread_mutex_lock(&s->mu);
-  j->done = true;
-  j->err = err;
-  j->result = result;
-  pthread_cond_signal(&j->cv);
-  job_unref_locked(j);
-  pthread_mutex_unlock(&s->mu);
 }
 
 static svc_client *client_for(svc_service *s, const char *target) {
@@ -192,21 +124,6 @@ static svc_client *client_for(svc_service *s, const char *target) {
   cs->c = c;
   cs->last_use = ++s->use_clock;
   return c;
-}
-
-typedef struct rpc_wait {
-  svc_service *s;
-  bjob *j;
-} rpc_wait;
-
-static void job_rpc_done(void *ud, int err, json_t *result, json_t *error) {
-  rpc_wait *w = ud;
-  json_t *r;
-  if (err < 0) r = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unreachable", "detail", strerror(-err));
-  else if (result) r = json_incref(result);
-  else r = json_pack("{s:b, s:s, s:O?}", "ok", 0, "error", "rpc_error", "detail", error);
-  job_complete(w->s, w->j, 0, r);
-  free(w);
 }
 
 static json_t *peers_json(svc_service *s, int limit) {
@@ -259,35 +176,26 @@ static json_t *status_json(svc_service *s, bool include_peers, int limit) {
   return r;
 }
 
+static void repl_done(void *ud, int err, json_t *result, json_t *error) {
+  (void)ud;
+  (void)result;
+  if (err < 0 || error) log_write(LOG_INFO, "p2p cache replication failed", "{s:i}", "err", err);
+}
+
+/* Loop: sends the cache writes the workers queued for replication (fire and forget). */
 static void on_async(uv_async_t *a) {
   svc_service *s = a->data;
   pthread_mutex_lock(&s->mu);
-  bjob *list = s->jobs;
+  repl_job *list = s->jobs;
   s->jobs = NULL;
   pthread_mutex_unlock(&s->mu);
   while (list) {
-    bjob *j = list;
+    repl_job *j = list;
     list = j->next;
-    if (j->kind == BJ_STATUS) {
-      job_complete(s, j, 0, status_json(s, j->include_peers, j->limit));
-    } else if (j->kind == BJ_PEERS) {
-      job_complete(s, j, 0, json_pack("{s:b, s:o}", "ok", 1, "peers", peers_json(s, j->limit)));
-    } else if (!s->host || s->stopping) {
-      job_complete(s, j, 0, json_pack("{s:b, s:s}", "ok", 0, "error", "p2p_disabled"));
-    } else {
-      svc_client *c = client_for(s, j->target);
-      rpc_wait *w = c ? calloc(1, sizeof *w) : NULL;
-      if (!w) {
-        job_complete(s, j, 0, json_pack("{s:b, s:s}", "ok", 0, "error", "bad_target"));
-        continue;
-      }
-      w->s = s;
-      w->j = j;
-      if (svc_client_rpc(c, j->msg, j->timeout_ms, job_rpc_done, w) != 0) {
-        free(w);
-        job_complete(s, j, 0, json_pack("{s:b, s:s}", "ok", 0, "error", "internal_error"));
-      }
-    }
+    svc_client *c = s->host && !s->stopping ? client_for(s, j->target) : NULL;
+    if (c && svc_client_rpc(c, j->msg, 2000, repl_done, NULL) != 0)
+      log_write(LOG_INFO, "p2p cache replication not sent", "{s:s}", "target", j->target);
+    repl_job_free(j);
   }
 }
 
@@ -345,16 +253,14 @@ static void repl_hook(void *ud, const json_t *fwd) {
   svc_service *s = ud;
   if (json_dumpb(fwd, NULL, 0, JSON_COMPACT) > 65536) return; /* …_MAX_MESSAGE_BYTES default */
   for (size_t i = 0; i < s->n_repl; i++) {
-    bjob *j = job_new(BJ_RPC);
+    repl_job *j = calloc(1, sizeof *j);
     if (!j) return;
-    j->refs = 1; /* nobody waits: the loop's completion frees it */
     j->target = strdup(s->repl[i]);
     j->msg = json_deep_copy(fwd);
-    j->timeout_ms = 2000;
     pthread_mutex_lock(&s->mu);
     if (!j->target || !j->msg || !s->async_init || s->stopping) {
-      job_unref_locked(j);
       pthread_mutex_unlock(&s->mu);
+      repl_job_free(j);
       continue;
     }
     j->next = s->jobs;
@@ -385,6 +291,36 @@ static const char *arg_target(const json_t *args) {
   return NULL;
 }
 
+/* One p2p_remote_* call in flight: the pending tool call and its request on a client. Freed
+ * when the reply arrives or the call withdraws the request, whichever comes first. */
+typedef struct remote_req {
+  mcp_call *call;
+  svc_client *client;
+} remote_req;
+
+/* Loop: the peer answered (or the request failed): completes the pending call. */
+static void remote_done(void *ud, int err, json_t *result, json_t *error) {
+  remote_req *rr = ud;
+  json_t *r;
+  if (err < 0) r = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unreachable", "detail", strerror(-err));
+  else if (result) r = json_incref(result);
+  else r = json_pack("{s:b, s:s, s:O?}", "ok", 0, "error", "rpc_error", "detail", error);
+  mcp_tool_status st = json_is_true(json_object_get(r, "ok")) ? MCP_TOOL_OK : MCP_TOOL_ERROR;
+  mcp_call_complete(rr->call, st, r ? r : json_string("out of memory"));
+  free(rr);
+}
+
+/* Loop: the call was cancelled, timed out or detached: withdraw the request (the peer is told
+ * to stop) and complete at once. If the client already finished it, remote_done ran and the
+ * dispatcher never calls this. */
+static void remote_cancel(mcp_call *call, void *ud) {
+  remote_req *rr = ud;
+  if (svc_client_cancel(rr->client, remote_done, rr) != 0) return; /* its completion is under way */
+  mcp_call_complete(call, MCP_TOOL_ERROR, json_pack("{s:b, s:s}", "ok", 0, "error", "cancelled"));
+  free(rr);
+}
+
+/* Loop (an MCP_TOOL_ASYNC handler): sends the op message to the target and returns pending. */
 static mcp_tool_status remote_op(svc_service *s, mcp_call *call, json_t *args, json_t *msg /* stolen */,
                                  double timeout_s, json_t **result) {
   const char *target = arg_target(args);
@@ -393,26 +329,35 @@ static mcp_tool_status remote_op(svc_service *s, mcp_call *call, json_t *args, j
     *result = json_pack("{s:b, s:s}", "ok", 0, "error", "missing_remote");
     return MCP_TOOL_ERROR;
   }
-  bjob *j = job_new(BJ_RPC);
-  if (!j || !(j->target = strdup(target))) {
-    if (j) {
-      pthread_cond_destroy(&j->cv);
-      free(j);
-    }
-    json_decref(msg);
+  if (!msg) {
     *result = json_string("out of memory");
     return MCP_TOOL_ERROR;
   }
-  j->msg = msg;
-  j->timeout_ms = (uint32_t)(timeout_s * 1000);
-  int err = 0;
-  json_t *r = bridge_run(s, j, call, &err);
-  if (!r) {
-    *result = json_pack("{s:b, s:s}", "ok", 0, "error", err == -ECANCELED ? "cancelled" : "p2p_disabled");
+  if (!s->host || s->stopping) {
+    json_decref(msg);
+    *result = json_pack("{s:b, s:s}", "ok", 0, "error", "p2p_disabled");
     return MCP_TOOL_ERROR;
   }
-  *result = r;
-  return json_is_true(json_object_get(r, "ok")) ? MCP_TOOL_OK : MCP_TOOL_ERROR;
+  svc_client *c = client_for(s, target);
+  remote_req *rr = c ? calloc(1, sizeof *rr) : NULL;
+  if (!rr) {
+    json_decref(msg);
+    *result = json_pack("{s:b, s:s}", "ok", 0, "error", c ? "internal_error" : "bad_target");
+    return MCP_TOOL_ERROR;
+  }
+  rr->call = call;
+  rr->client = c;
+  double ms = timeout_s * 1000;
+  uint32_t tmo = ms < 1 ? 1 : ms > 3600000 ? 3600000 : (uint32_t)ms;
+  int rc = svc_client_rpc(c, msg, tmo, remote_done, rr);
+  json_decref(msg);
+  if (rc != 0) {
+    free(rr);
+    *result = json_pack("{s:b, s:s}", "ok", 0, "error", "internal_error");
+    return MCP_TOOL_ERROR;
+  }
+  mcp_call_on_cancel(call, remote_cancel, rr);
+  return MCP_TOOL_PENDING;
 }
 
 static mcp_tool_status t_remote_status(mcp_call *call, json_t *args, json_t **result, void *ud) {
@@ -474,31 +419,21 @@ static mcp_tool_status t_cache_has(mcp_call *c, json_t *a, json_t **r, void *ud)
 static mcp_tool_status t_cache_set(mcp_call *c, json_t *a, json_t **r, void *ud) { return cache_op("cache.set", c, a, r, ud); }
 static mcp_tool_status t_cache_del(mcp_call *c, json_t *a, json_t **r, void *ud) { return cache_op("cache.delete", c, a, r, ud); }
 
-static mcp_tool_status local_job(svc_service *s, mcp_call *call, bjob *j, json_t **result) {
-  int err = 0;
-  json_t *r = bridge_run(s, j, call, &err);
-  if (!r) {
-    *result = json_pack("{s:b, s:s}", "ok", 0, "error", err == -ECANCELED ? "cancelled" : "not_started");
-    return MCP_TOOL_ERROR;
-  }
-  *result = r;
-  return MCP_TOOL_OK;
-}
-
+/* p2p_service_status and p2p_list_peers read loop state: MCP_TOOL_ASYNC handlers on the loop
+ * that answer at once. */
 static mcp_tool_status t_service_status(mcp_call *call, json_t *args, json_t **result, void *ud) {
-  bjob *j = job_new(BJ_STATUS);
-  if (!j) return MCP_TOOL_ERROR;
+  svc_service *s = ud;
+  (void)call;
   const json_t *ip = json_object_get(args, "include_peers");
-  j->include_peers = !ip || json_is_true(ip);
-  j->limit = (int)arg_num(args, "peers_limit", 50);
-  return local_job(ud, call, j, result);
+  *result = status_json(s, !ip || json_is_true(ip), (int)arg_num(args, "peers_limit", 50));
+  return *result ? MCP_TOOL_OK : MCP_TOOL_ERROR;
 }
 
 static mcp_tool_status t_list_peers(mcp_call *call, json_t *args, json_t **result, void *ud) {
-  bjob *j = job_new(BJ_PEERS);
-  if (!j) return MCP_TOOL_ERROR;
-  j->limit = (int)arg_num(args, "limit", 100);
-  return local_job(ud, call, j, result);
+  svc_service *s = ud;
+  (void)call;
+  *result = json_pack("{s:b, s:o}", "ok", 1, "peers", peers_json(s, (int)arg_num(args, "limit", 100)));
+  return *result ? MCP_TOOL_OK : MCP_TOOL_ERROR;
 }
 
 #define REMOTE_PROPS                                                                                               \
@@ -603,7 +538,8 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
     d.description = k_tools[i].desc;
     d.input_schema = k_tools[i].schema;
     d.scopes = AUTH_SCOPES(AUTH_TOOL_CALL);
-    d.flags = 0; /* local only: a peer must not make us dial others */
+    /* local only (a peer must not make us dial others); on the loop, holding no thread */
+    d.flags = MCP_TOOL_ASYNC;
     d.timeout_ms = 330000;
     d.fn = k_tools[i].fn;
     d.ud = s;
@@ -691,18 +627,17 @@ void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *u
   if (s->host) (void)p2p_host_unsubscribe(s->host, on_identify, s);
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
-  bjob *list = s->jobs;
+  repl_job *list = s->jobs;
   s->jobs = NULL;
   pthread_mutex_unlock(&s->mu);
-  /* jobs not yet picked up by the loop end now */
-  while (list) {
-    bjob *j = list;
+  while (list) { /* replication not yet sent is dropped */
+    repl_job *j = list;
     list = j->next;
-    job_complete(s, j, 0, json_pack("{s:b, s:s}", "ok", 0, "error", "shutting_down"));
+    repl_job_free(j);
   }
   for (size_t i = 0; i < SVC_MAX_CLIENTS; i++)
     if (s->clients[i].c) {
-      svc_client_close(s->clients[i].c); /* pending tool calls see -ECANCELED */
+      svc_client_close(s->clients[i].c); /* pending p2p_remote_* calls complete (-ECANCELED) */
       free(s->clients[i].target);
       s->clients[i].c = NULL;
       s->clients[i].target = NULL;
@@ -731,6 +666,11 @@ void svc_service_free(svc_service *s) {
   taskq_free(s->tq);
   auth_policy_free(s->policy);
   for (size_t i = 0; i < s->n_repl; i++) free(s->repl[i]);
+  while (s->jobs) { /* never stopped: replication jobs still queued */
+    repl_job *j = s->jobs;
+    s->jobs = j->next;
+    repl_job_free(j);
+  }
   json_decref(s->task_types);
   pthread_mutex_destroy(&s->mu);
   free(s);

@@ -15,7 +15,9 @@
  * Each remote tool replies with the remote op reply ({"ok":…, "peer_id":<remote>, …}) or
  * {"ok":false,"error":…} when the peer cannot be reached. They are local-only tools (a peer
  * cannot make this node dial others). One connection and one stream per remote target is kept
- * and reused across calls.
+ * and reused across calls. Deadlines and cancellation hold end to end: when a remote call is
+ * cancelled or passes its deadline, its request is withdrawn and the peer gets
+ * notifications/cancelled (a remote `wait` stops).
  *
  * Two phases, because tools must be registered before the dispatcher exists and the host
  * comes after it:
@@ -27,8 +29,10 @@
  *                        deadline, stop workers (running tasks released), close clients;
  *                        then done(ud);
  *   svc_service_free     after the dispatcher has been freed (the tools' ud is the service).
- * Threads: the tools run on dispatcher workers and hand network work to the loop through a
- * uv_async bridge; everything else is loop-thread only. */
+ * Threads: the p2p_* tools are MCP_TOOL_ASYNC: they run on the loop thread and a remote call
+ * holds no thread while it waits for the peer (mcp/tool.h). The op table's cache replication
+ * hook runs on a worker and queues its sends to the loop; everything else is loop-thread
+ * only. */
 #ifndef PEERMCP_SERVICE_SERVICE_H
 #define PEERMCP_SERVICE_SERVICE_H
 
