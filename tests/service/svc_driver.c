@@ -13,10 +13,21 @@
  *   svc_driver stdio   --bin PEERMCP --state DIR --n N [--inflight F] [--tool NAME]
  *                      the same tools/call made locally: spawns `PEERMCP serve --no-p2p` and
  *                      speaks MCP over its stdin/stdout (newline-delimited JSON-RPC)
+ *   svc_driver waits   --state DIR --peer MA --n N [--conns K]
+ *                      submits N tasks nobody runs, then holds N `wait` ops (timeout_s 300) on
+ *                      K streams of one connection, and sends one `status` behind them on each
+ *                      stream (20 s, no retry); prints {"mode":"waits","waiting":N,
+ *                      "status_ok":…,"status_max_ms":…} once those are answered, then keeps the
+ *                      waits open until SIGTERM and prints how many got an answer meanwhile
+ *   svc_driver op      --state DIR --peer MA --msg JSON [--n N]
+ *                      after a warm-up status, sends the op message N times one after the other;
+ *                      prints {"mode":"op","ok":…,"max_ms":…,"last":<reply>}
  * Every identity lives under DIR (DIR/0, DIR/1, …); the server must trust them or get the token
  * through --token. One JSON line on stdout; exit 0 when every request succeeded. Bounded by a
  * watchdog (SVC_DRIVER_TIMEOUT_S, default 120 s). */
 #include <errno.h>
+#include <signal.h>
+#include <stdint.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +44,7 @@
 #define MAXC 64
 
 static uv_loop_t loop;
-static const char *state_dir, *peer, *token, *tool = "echo", *bin_path;
+static const char *state_dir, *peer, *token, *tool = "echo", *bin_path, *op_msg;
 static long n = 100, conns = 1, inflight = 1;
 static p2p_host *hosts[MAXC];
 static svc_client *clients[1024];
@@ -182,6 +193,137 @@ static void task_issue(svc_client *c) {
   json_decref(m);
 }
 
+/* waits mode: N submits, then N waits held open; a status per stream marks them all read */
+static long w_submitted, w_waits_sent, w_wait_replies, w_status_back, w_status_ok;
+static int64_t w_status_t0, w_status_max_us;
+static char (*w_ids)[33];
+
+static void on_w_wait(void *ud, int err, json_t *result, json_t *error) {
+  (void)ud;
+  (void)error;
+  w_wait_replies++;
+  if (w_wait_replies < 5) {
+    char *s = result ? json_dumps(result, JSON_COMPACT) : NULL;
+    fprintf(stderr, "svc_driver: a wait was answered early: err=%d %s\n", err, s ? s : "");
+    free(s);
+  }
+}
+
+static void on_w_status(void *ud, int err, json_t *result, json_t *error) {
+  (void)ud;
+  (void)error;
+  int64_t us = clock_mono_us() - w_status_t0;
+  if (us > w_status_max_us) w_status_max_us = us;
+  w_status_back++;
+  if (err == 0 && json_is_true(json_object_get(result, "ok"))) w_status_ok++;
+}
+
+static void on_w_submit(void *ud, int err, json_t *result, json_t *error) {
+  long i = (long)(intptr_t)ud;
+  (void)error;
+  const char *id = json_string_value(json_object_get(result, "task_id"));
+  if (err != 0 || !id) {
+    done_err++;
+    return;
+  }
+  snprintf(w_ids[i], sizeof w_ids[i], "%s", id);
+  w_submitted++;
+}
+
+static uv_signal_t w_sigterm;
+static bool w_stop;
+static void on_w_sigterm(uv_signal_t *h, int sig) {
+  (void)h;
+  (void)sig;
+  w_stop = true;
+}
+
+static int run_waits(void) {
+  hosts[0] = mk_host(0);
+  for (long k = 0; k < conns; k++) {
+    svc_client_opts o = {0};
+    o.token = token;
+    o.max_inflight = 64;
+    o.request_timeout_ms = 60000;
+    o.no_retries = true; /* measure, do not paper over */
+    if (svc_client_new(&loop, hosts[0], peer, &o, &clients[n_clients++]) != 0) return 1;
+  }
+  w_ids = calloc((size_t)n, sizeof *w_ids);
+  for (long i = 0; i < n; i++) {
+    json_t *m = json_pack("{s:s, s:s, s:{s:I}}", "op", "submit", "task_type", "peermcp.test.nobody", "payload", "i",
+                          (json_int_t)i);
+    if (svc_client_rpc(clients[i % conns], m, 0, on_w_submit, (void *)(intptr_t)i) != 0) done_err++;
+    json_decref(m);
+  }
+  while (w_submitted + done_err < n) uv_run(&loop, UV_RUN_ONCE);
+  if (done_err) return 1;
+  for (long i = 0; i < n; i++) {
+    json_t *m = json_pack("{s:s, s:s, s:i}", "op", "wait", "task_id", w_ids[i], "timeout_s", 300);
+    if (svc_client_rpc(clients[i % conns], m, 330000, on_w_wait, NULL) != 0) done_err++;
+    else w_waits_sent++;
+    json_decref(m);
+  }
+  w_status_t0 = clock_mono_us();
+  for (long k = 0; k < conns; k++) {
+    json_t *m = json_pack("{s:s}", "op", "status");
+    if (svc_client_rpc(clients[k], m, 20000, on_w_status, NULL) != 0) w_status_back++;
+    json_decref(m);
+  }
+  while (w_status_back < conns) uv_run(&loop, UV_RUN_ONCE);
+  printf("{\"mode\":\"waits\",\"submitted\":%ld,\"waiting\":%ld,\"status_ok\":%ld,\"status_max_ms\":%.1f,"
+         "\"answered\":%ld}\n",
+         w_submitted, w_waits_sent, w_status_ok, w_status_max_us / 1000.0, w_wait_replies);
+  fflush(stdout);
+  uv_signal_init(&loop, &w_sigterm);
+  uv_signal_start(&w_sigterm, on_w_sigterm, SIGTERM);
+  while (!w_stop) uv_run(&loop, UV_RUN_ONCE);
+  printf("{\"mode\":\"waits\",\"answered\":%ld}\n", w_wait_replies);
+  fflush(stdout);
+  uv_close((uv_handle_t *)&w_sigterm, NULL);
+  free(w_ids);
+  return done_err ? 1 : 0;
+}
+
+/* op mode: one op at a time, each timed */
+static int64_t op_t0, op_max_us;
+static json_t *op_last;
+static void on_op(void *ud, int err, json_t *result, json_t *error) {
+  (void)ud;
+  int64_t us = clock_mono_us() - op_t0;
+  if (us > op_max_us) op_max_us = us;
+  json_decref(op_last);
+  op_last = result ? json_incref(result) : error ? json_incref(error) : json_null();
+  if (err == 0 && json_is_true(json_object_get(result, "ok"))) done_ok++;
+  else done_err++;
+}
+
+static int run_op(void) {
+  json_t *m = json_loads(op_msg, 0, NULL);
+  if (!json_is_object(m)) return 2;
+  hosts[0] = mk_host(0);
+  clients[n_clients++] = mk_client(hosts[0]);
+  json_t *st = json_pack("{s:s}", "op", "status");
+  int flag = 0;
+  void cb_warm(void *ud, int err, json_t *r, json_t *e);
+  if (svc_client_rpc(clients[0], st, 0, cb_warm, &flag) != 0) flag = 1;
+  json_decref(st);
+  while (!flag) uv_run(&loop, UV_RUN_ONCE);
+  for (long i = 0; i < n; i++) {
+    long before = done_ok + done_err;
+    op_t0 = clock_mono_us();
+    if (svc_client_rpc(clients[0], m, 0, on_op, NULL) != 0) return 1;
+    while (done_ok + done_err == before) uv_run(&loop, UV_RUN_ONCE);
+  }
+  char *last = json_dumps(op_last, JSON_COMPACT | JSON_ENCODE_ANY);
+  printf("{\"mode\":\"op\",\"n\":%ld,\"ok\":%ld,\"failed\":%ld,\"max_ms\":%.1f,\"last\":%s}\n", n, done_ok,
+         done_err, op_max_us / 1000.0, last ? last : "null");
+  fflush(stdout);
+  free(last);
+  json_decref(op_last);
+  json_decref(m);
+  return done_err == 0 ? 0 : 1;
+}
+
 static void watchdog(uv_timer_t *t) {
   (void)t;
   fprintf(stderr, "svc_driver: watchdog expired (%ld ok, %ld failed of %ld)\n", done_ok, done_err, n);
@@ -254,7 +396,7 @@ static void host_closed(p2p_host *h, void *ud) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: svc_driver many|streams|bench|tasks --state DIR --peer MA [--n N] ...\n");
+    fprintf(stderr, "usage: svc_driver many|streams|bench|tasks|waits|op --state DIR --peer MA [--n N] ...\n");
     return 2;
   }
   mode = argv[1];
@@ -267,6 +409,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--n")) n = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--conns")) conns = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--inflight")) inflight = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--msg")) op_msg = argv[i + 1];
     else {
       fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
@@ -288,6 +431,19 @@ int main(int argc, char **argv) {
   lat_us = calloc((size_t)n, sizeof *lat_us);
 
   int64_t t0 = clock_mono_us();
+  int mode_rc = -1;
+  if (!strcmp(mode, "waits")) mode_rc = run_waits();
+  else if (!strcmp(mode, "op")) mode_rc = op_msg ? run_op() : 2;
+  if (mode_rc >= 0) {
+    for (long i = 0; i < n_clients; i++) svc_client_close(clients[i]);
+    p2p_host_close(hosts[0], host_closed, NULL);
+    int64_t end = clock_mono_ms() + 5000;
+    while (hosts_closed < 1 && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&wd, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    free(lat_us);
+    return mode_rc;
+  }
   if (!strcmp(mode, "many")) {
     hosts[0] = mk_host(0);
     clients[n_clients++] = mk_client(hosts[0]);

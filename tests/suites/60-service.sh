@@ -249,6 +249,111 @@ else
   ko "svc_driver missing ($driver)"
 fi
 
+# ---- long waits do not starve anyone (issue 8 §5): node D serves MCP on stdio; a trusted peer
+# holds 64 TaskQueue `wait` ops of 300 s over /mcp+p2p/1.0.0 (tasks nobody runs); meanwhile a
+# local server_info and cache_stats over stdio and another peer's cache.get stay fast. Before the
+# long pool existed the 64 waits took every thread of the one pool (it stops growing at 64), and
+# every call that needs a pool thread waited for a wait to end (up to 300 s). ----
+if [ -x "$driver" ]; then
+  mkdir -p "$tmp/d" "$tmp/dw/0" "$tmp/do/0"
+  DW_ID=$(id_of dw/0)
+  DO_ID=$(id_of do/0)
+  cat >"$tmp/d.json" <<EOF
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$DW_ID", "$DO_ID"],
+         "max_streams_per_peer": 256, "rate_limit_per_second": 100000}}
+EOF
+  cat >"$tmp/drive_d.py" <<'PYEOF'
+import json, os, signal, subprocess, sys, time
+binp, state, cfg, driver, wdir, odir = sys.argv[1:7]
+p = subprocess.Popen([binp, "serve", "--config", cfg, "--state-dir", state], stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE, stderr=open(state + "/../d.err", "w"), text=True)
+nid = [0]
+def rpc(method, params=None):
+    nid[0] += 1
+    msg = {"jsonrpc": "2.0", "id": nid[0], "method": method}
+    if params is not None: msg["params"] = params
+    t0 = time.monotonic()
+    p.stdin.write(json.dumps(msg) + "\n"); p.stdin.flush()
+    while True:
+        line = p.stdout.readline()
+        if not line: raise SystemExit("D closed stdout")
+        r = json.loads(line)
+        if r.get("id") == nid[0]: return r, time.monotonic() - t0
+def out(check, ok, detail=None):
+    print(json.dumps({"check": check, "ok": bool(ok), "detail": detail}), flush=True)
+def threads(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for l in f:
+            if l.startswith("Threads:"): return int(l.split()[1])
+    return 0
+waiter = None
+try:
+    rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "suite", "version": "1"}})
+    p.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n"); p.stdin.flush()
+    ann = state + "/announce.json"
+    for _ in range(600):
+        if os.path.exists(ann) and os.path.getsize(ann) > 0: break
+        time.sleep(0.1)
+    ma = json.load(open(ann))["multiaddr"]
+    env = dict(os.environ, SVC_DRIVER_TIMEOUT_S="900")
+    waiter = subprocess.Popen([driver, "waits", "--state", wdir, "--peer", ma, "--n", "64", "--conns", "4"],
+                              stdout=subprocess.PIPE, stderr=open(state + "/../dw.err", "w"), text=True, env=env)
+    ready = json.loads(waiter.stdout.readline() or "{}")
+    out("a trusted peer holds 64 waits of 300 s on D", ready.get("waiting") == 64 and ready.get("answered") == 0, ready)
+    out("…and its status op behind them on the same streams answers within 2 s: %s ms" % ready.get("status_max_ms"),
+        ready.get("status_ok") == 4 and ready.get("status_max_ms", 1e9) < 2000, ready)
+    # the waits run on D's threads (a pool grows one thread per running wait)
+    n = 0
+    for _ in range(600):
+        n = threads(p.pid)
+        if n >= 64: break
+        time.sleep(0.1)
+    out("D runs the 64 waits (threads >= 64)", n >= 64, n)
+    env = dict(os.environ, SVC_DRIVER_TIMEOUT_S="30")
+    r = subprocess.run([driver, "op", "--state", odir, "--peer", ma, "--n", "3", "--msg",
+                        '{"op":"cache.get","key":"starvation-check"}'], capture_output=True, text=True, env=env,
+                       timeout=120)
+    got = json.loads(r.stdout or "{}")
+    out("another peer's cache.get stays fast (< 2 s) during the waits: %s ms" % got.get("max_ms"),
+        got.get("ok") == 3 and got.get("max_ms", 1e9) < 2000, got or r.stderr[-300:])
+    worst = max(rpc("tools/call", {"name": "server_info", "arguments": {}})[1] for _ in range(3))
+    out("local server_info over stdio stays fast (< 2 s) during the waits: %.3f s" % worst, worst < 2.0)
+    worst = 0
+    for _ in range(3):
+        r, el = rpc("tools/call", {"name": "cache_stats", "arguments": {}})
+        worst = max(worst, el)
+        if (r.get("result") or {}).get("isError") or el >= 2.0: break
+    out("local cache_stats (a pool call) stays fast (< 2 s) during the waits: %.3f s" % worst,
+        worst < 2.0 and not (r.get("result") or {}).get("isError"), r.get("result"))
+    out("the 64 waits are still open", waiter.poll() is None)
+    waiter.send_signal(signal.SIGTERM)
+    last = {}
+    for line in waiter.stdout:
+        last = json.loads(line)
+    waiter.wait(timeout=60)
+    out("no wait was answered early (none refused busy)", last.get("answered") == 0, last)
+finally:
+    if waiter and waiter.poll() is None: waiter.kill()
+    p.stdin.close()
+    try: p.wait(timeout=60)
+    except Exception: p.kill()
+    out("D exits cleanly on EOF after the waiter left", p.returncode == 0, p.returncode)
+PYEOF
+  timeout 400 python3 "$tmp/drive_d.py" "$bin" "$tmp/d" "$tmp/d.json" "$driver" "$tmp/dw" "$tmp/do" >"$tmp/d.out" 2>"$tmp/d.py.err"
+  while read -r line; do
+    name=$(echo "$line" | jget 'd["check"]')
+    if [ "$(echo "$line" | jget 'd["ok"]')" = "True" ]; then ok "$name"; else ko "$name" "$(echo "$line" | jget 'd.get("detail")')"; fi
+  done <"$tmp/d.out"
+  [ -s "$tmp/d.out" ] || ko "node D driver produced no results" "$(tail -3 "$tmp/d.py.err")"
+  if grep -q 'LeakSanitizer\|ERROR: AddressSanitizer\|runtime error' "$tmp/d.err" 2>/dev/null; then
+    ko "node D: no sanitizer reports" "$(grep -m1 -E 'Sanitizer|runtime error' "$tmp/d.err")"
+  else
+    ok "node D: no sanitizer reports"
+  fi
+else
+  ko "svc_driver missing ($driver)"
+fi
+
 # ---- a worker killed with SIGKILL mid-task: the lease expires, another worker completes it once ----
 stop_wait $W3_PID
 check "worker W3 stops cleanly on SIGTERM" grep -q '"completed"' "$tmp/w3.out"
