@@ -552,6 +552,13 @@ static void call_settle(mcp_call *c) {
 static void call_timer_cb(uv_timer_t *t) {
   mcp_call *c = t->data;
   if (c->completed) return;
+  /* libuv times the timer from the loop's cached clock, which lags when the loop was busy
+   * before the call started: never answer "timeout" before the deadline itself */
+  int64_t left = c->deadline_ms - clock_mono_ms();
+  if (left > 0) {
+    uv_timer_start(t, call_timer_cb, (uint64_t)left, 0);
+    return;
+  }
   c->timed_out = true;
   call_signal_cancel(c);
   call_ref(c);
