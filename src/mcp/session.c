@@ -484,15 +484,22 @@ static void call_done_work(sess_req *r, const mcp_call_outcome *o) {
   sess_req_done(s, r);
 }
 
+/* Request ids are strings or integers (checked on input); integers, the common case, compare
+ * without json_equal's type dispatch (this scan runs once per request over those in flight). */
+static bool same_id(const json_t *a, const json_t *b) {
+  if (json_is_integer(a)) return json_is_integer(b) && json_integer_value(a) == json_integer_value(b);
+  return json_equal((json_t *)a, (json_t *)b);
+}
+
 sess_req *sess_find_req(mcp_session *s, const json_t *id) {
   for (sess_req *r = s->reqs; r; r = r->next)
-    if (json_equal(r->id, (json_t *)id)) return r;
+    if (same_id(r->id, id)) return r;
   return NULL;
 }
 
 sess_sub *sess_find_sub(mcp_session *s, const json_t *id, sess_sub ***link) {
   for (sess_sub **pp = &s->subs; *pp; pp = &(*pp)->next)
-    if (json_equal((*pp)->id, (json_t *)id)) {
+    if (same_id((*pp)->id, id)) {
       if (link) *link = pp;
       return *pp;
     }
