@@ -616,15 +616,16 @@ static void on_tick(uv_timer_t *t) {
 
 static void on_idle(uv_idle_t *idle) {
   p2p_host *h = idle->data;
-  /* Tasks queued while these run wait for the next iteration (no endless loop). */
-  host_task *t = h->tasks;
-  h->tasks = h->tasks_tail = NULL;
-  while (t) {
-    host_task *next = t->next;
+  /* Runs the tasks queued before this round, one at a time from the live list (a task may
+   * cancel another); tasks queued meanwhile belong to the next round (no endless loop). */
+  uint64_t round = h->task_round++;
+  while (h->tasks && h->tasks->round <= round) {
+    host_task *t = h->tasks;
+    h->tasks = t->next;
+    if (!h->tasks) h->tasks_tail = NULL;
     t->next = NULL;
     t->queued = false;
     t->fn(t);
-    t = next;
   }
   /* Nothing on the stack holds a closed stream any more. */
   while (h->dead) {
@@ -640,6 +641,7 @@ void host_defer(p2p_host *h, host_task *t) {
   CHECK(t->fn);
   if (t->queued) return;
   t->queued = true;
+  t->round = h->task_round;
   t->next = NULL;
   if (h->tasks_tail) h->tasks_tail->next = t;
   else h->tasks = t;
@@ -719,9 +721,12 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
     }
   }
   if (!rc) rc = uv_timer_init(loop, &h->tick);
-  if (!rc && (rc = uv_idle_init(loop, &h->idle)) != 0) uv_close((uv_handle_t *)&h->tick, NULL);
+  if (!rc) {
+    int irc = uv_idle_init(loop, &h->idle); /* only initialises the struct: cannot fail */
+    CHECK(irc == 0);
+    (void)irc;
+  }
   if (rc) {
-    /* The timer (if made) is closed by the loop; nothing of h is used by its close. */
     if (h->ps) peerstore_free(h->ps);
     free(h->rbuf);
     keys_private_wipe(&h->key);

@@ -41,7 +41,6 @@
 #ifndef PEERMCP_P2P_HOST_INTERNAL_H
 #define PEERMCP_P2P_HOST_INTERNAL_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -79,6 +78,7 @@ typedef struct host_task host_task;
 struct host_task {
   void (*fn)(host_task *t);
   host_task *next;
+  uint64_t round; /* the idle round it was queued in */
   bool queued;
 };
 /* Queues t (once: a queued task is not queued again). The owner keeps t alive until it ran or
@@ -268,6 +268,7 @@ struct p2p_host {
   uv_timer_t tick;
   uv_idle_t idle;                   /* runs deferred tasks and the reaper when there are some */
   host_task *tasks, *tasks_tail;
+  uint64_t task_round;
   p2p_stream *dead;                 /* CLOSED streams waiting for the reaper */
   bool closing;
   int open_handles;                 /* listeners + holds still to be released */
