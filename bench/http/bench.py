@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -134,8 +135,11 @@ def wrk(args, srv, seconds, latency=True):
     env = {**os.environ, "BENCH_ERA": srv.era, "BENCH_TOOL": srv.tool, "BENCH_SESSION": srv.session}
     cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
            "-s", os.path.join(HERE, "call.lua")] + (["--latency"] if latency else []) + [srv.url]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60).stdout
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = {"raw": out}
+    client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     r["rps"] = float(m.group(1)) if m else 0.0
     m = re.search(r"(\d+) requests in", out)
@@ -147,6 +151,7 @@ def wrk(args, srv, seconds, latency=True):
     r["non2xx"] = int(m.group(1)) if m else 0
     m = re.search(r"Socket errors: (.*)", out)
     r["socket_errors"] = m.group(1).strip() if m else ""
+    r["client_cpu_us_per_req"] = round(client_cpu * 1e6 / r["requests"], 1) if r["requests"] else None
     return r
 
 
@@ -189,6 +194,10 @@ def main():
                     c1 = cpu_seconds(srv.proc.pid)
                     r["cpu_us_per_req"] = round((c1 - c0) * 1e6 / r["requests"], 1) if r["requests"] else None
                     r["peak_rss_mib"] = round(peak_rss_mib(srv.proc.pid), 1)
+                    # what 2 idle cores allow when server and wrk share them: 2 s of CPU per
+                    # second over the CPU both spend per request (robust to other load)
+                    both = (r["cpu_us_per_req"] or 0) + (r["client_cpu_us_per_req"] or 0)
+                    r["capacity_rps_2_cores"] = round(2e6 / both) if both else None
                 finally:
                     srv.stop()
                 r.update({"server": kind, "mode": mode, "trial": trial})
@@ -221,11 +230,11 @@ def main():
         for kind in ("peermcp", "typescript"):
             rs = sorted((r for r in runs if r["mode"] == mode and r["server"] == kind), key=lambda r: r["rps"])
             best[(mode, kind)] = rs[len(rs) // 2]
-    lines = ["| mode | server | req/s | p50 ms | p99 ms | server CPU µs/req | peak RSS MiB | non-2xx |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode | server | req/s | p50 ms | p99 ms | server CPU µs/req | wrk CPU µs/req | 2-core capacity req/s | peak RSS MiB | non-2xx |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for (mode, kind), r in best.items():
         lines.append(f"| {mode} | {kind} | {r['rps']:.0f} | {r['p50_ms']} | {r['p99_ms']} | {r['cpu_us_per_req']} | "
-                     f"{r['peak_rss_mib']} | {r['non2xx']} |")
+                     f"{r['client_cpu_us_per_req']} | {r['capacity_rps_2_cores']} | {r['peak_rss_mib']} | {r['non2xx']} |")
     ratios = {}
     for mode in ("stateless", "stateful"):
         p, t = best[(mode, "peermcp")], best[(mode, "typescript")]
