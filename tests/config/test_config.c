@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "config/config.h"
+#include "support/tmpdir.h"
 
 static const char *const k_vars[] = {
     "PEERMCP_CONFIG", "PEERMCP_STATE_DIR", "PEERMCP_LOG_LEVEL", "XDG_CONFIG_HOME", "XDG_STATE_HOME",
@@ -31,22 +32,19 @@ static const char *const k_vars[] = {
     "PEERMCP_TEST_TOOLS", "PEERMCP_P2P_ENABLE_PERF", "PEERMCP_P2P_UNFENCED_COMPLETE", "PEERMCP_NOISE_AEAD",
     "PEERMCP_MCP_TASKS_RUNNER", "PEERMCP_HTTP_LISTEN"};
 
-static char g_home[256];
+static char g_home[TS_TMPDIR_MAX];
 
 static int setup(void **state) {
   (void)state;
   for (size_t i = 0; i < sizeof k_vars / sizeof k_vars[0]; i++) unsetenv(k_vars[i]);
-  snprintf(g_home, sizeof g_home, "/tmp/peermcp-cfgtest-XXXXXX");
-  assert_non_null(mkdtemp(g_home));
+  ts_tmpdir_make(g_home, "cfgtest");
   setenv("HOME", g_home, 1);
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_home);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ts_tmpdir_remove(g_home), 0);
   return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "../support/failmalloc.h"
 #include "store/cache.h"
 #include "store/queue_backend.h"
+#include "support/tmpdir.h"
 
 static const int k_cache_errs[] = {-ENOMEM, 0};
 
@@ -118,12 +119,10 @@ static int sc_merges(void *ud) {
 
 static void test_failmalloc_cache(void **state) {
   (void)state;
-  char dir[] = "/tmp/peermcp-failmalloc-cache-XXXXXX";
-  assert_non_null(mkdtemp(dir));
+  char dir[TS_TMPDIR_MAX];
+  ts_tmpdir_make(dir, "failmalloc-cache");
   (void)fm_run_scenario("cache", sc_cache, dir, NULL);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ts_tmpdir_remove(dir), 0);
 }
 
 static void test_failmalloc_merges(void **state) { (void)fm_run_scenario("merges", sc_merges, NULL, NULL); }

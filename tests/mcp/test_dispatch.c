@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include "mcp/dispatch.h"
+#include "support/mcpfix.h"
+#include "support/wait.h"
 #include "util/clock.h"
 
 static atomic_bool g_saw_cancel;
@@ -85,12 +87,7 @@ static const mcp_tool_def k_tools[] = {
 };
 
 typedef struct {
-  uv_loop_t loop;
-  mcp_registry *reg;
-  mcp_dispatcher *d;
-  int done_calls;
-  mcp_dispatch_status st;
-  json_t *env;
+  ts_mcp m; /* loop, registry, dispatcher; completions counted in m.done */
   int64_t done_at_ms;
   json_t *events; /* ["progress:1", …, "log:…", "done"] */
 } fixture;
@@ -100,11 +97,9 @@ static const mcp_auth k_peer = {.kind = AUTH_KIND_PEER, .peer_id = "12D3KooWtest
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
-  uv_loop_init(&f->loop);
-  f->reg = mcp_registry_new();
-  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) assert_int_equal(mcp_registry_add(f->reg, &k_tools[i]), 0);
-  mcp_dispatcher_opts o = {.threads = 2, .max_threads = 4};
-  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+  ts_mcp_open(&f->m);
+  ts_mcp_add_tools(&f->m, k_tools, sizeof k_tools / sizeof k_tools[0]);
+  ts_mcp_start(&f->m, 2, 4);
   f->events = json_array();
   *state = f;
   return 0;
@@ -112,11 +107,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fixture *f = *state;
-  mcp_dispatcher_free(f->d);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  mcp_registry_free(f->reg);
-  json_decref(f->env);
+  ts_mcp_close(&f->m);
   json_decref(f->events);
   free(f);
   return 0;
@@ -124,10 +115,7 @@ static int teardown(void **state) {
 
 static void on_done(void *ud, const mcp_call_outcome *o) {
   fixture *f = ud;
-  f->done_calls++;
-  f->st = o->status;
-  json_decref(f->env);
-  f->env = json_incref(o->envelope);
+  ts_mcp_on_done(&f->m, o);
   f->done_at_ms = clock_mono_ms();
   json_array_append_new(f->events, json_string("done"));
 }
@@ -144,9 +132,7 @@ static void on_log(void *ud, const char *level, const char *msg) {
   json_array_append_new(f->events, json_string(b));
 }
 
-static void wait_done(fixture *f, int want) {
-  for (int i = 0; i < 20000 && f->done_calls < want; i++) uv_run(&f->loop, UV_RUN_ONCE);
-}
+static void wait_done(fixture *f, int want) { TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, f->m.done >= want); }
 
 static mcp_call *start(fixture *f, const char *tool, const char *args_json, const mcp_auth *auth, bool remote) {
   json_t *args = args_json ? json_loads(args_json, 0, NULL) : NULL;
@@ -154,11 +140,11 @@ static mcp_call *start(fixture *f, const char *tool, const char *args_json, cons
   mcp_call_request rq = {.tool = tool, .args = args, .auth = auth, .remote = remote, .progress_token = tok,
                          .sink = {.progress = on_progress, .log = on_log, .ud = f}};
   mcp_call *c = NULL;
-  int before = f->done_calls;
-  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, &c), 0);
+  int before = f->m.done;
+  assert_int_equal(mcp_dispatch_start(f->m.d, &rq, on_done, f, &c), 0);
   json_decref(args);
   json_decref(tok);
-  assert_int_equal(f->done_calls, before); /* never completes inside start */
+  assert_int_equal(f->m.done, before); /* never completes inside start */
   return c;
 }
 
@@ -168,19 +154,19 @@ static void test_dispatch_success_envelope_has_normalized_fields(void **state) {
   fixture *f = *state;
   start(f, "echo", "{\"n\":1}", &k_local, false);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
-  assert_string_equal(sget(f->env, "status"), "success");
-  assert_string_equal(sget(f->env, "category"), "test");
-  assert_string_equal(sget(f->env, "tool"), "echo");
-  const char *rid = sget(f->env, "request_id");
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
+  assert_string_equal(sget(f->m.env, "status"), "success");
+  assert_string_equal(sget(f->m.env, "category"), "test");
+  assert_string_equal(sget(f->m.env, "tool"), "echo");
+  const char *rid = sget(f->m.env, "request_id");
   assert_non_null(rid);
   assert_int_equal(strlen(rid), 36);
   assert_int_equal(rid[14], '4'); /* uuid version 4 */
-  assert_true(json_is_number(json_object_get(f->env, "duration_ms")));
+  assert_true(json_is_number(json_object_get(f->m.env, "duration_ms")));
   /* defaults were filled in before the handler ran */
-  json_t *echo = json_object_get(json_object_get(f->env, "result"), "echo");
+  json_t *echo = json_object_get(json_object_get(f->m.env, "result"), "echo");
   assert_string_equal(sget(echo, "d"), "x");
-  json_t *r = mcp_dispatch_call_result(f->env);
+  json_t *r = mcp_dispatch_call_result(f->m.env);
   assert_true(json_is_false(json_object_get(r, "isError")));
   assert_true(json_is_object(json_object_get(r, "structuredContent")));
   assert_string_equal(sget(json_array_get(json_object_get(r, "content"), 0), "type"), "text");
@@ -191,18 +177,18 @@ static void test_dispatch_inline_tool_completes_asynchronously(void **state) {
   fixture *f = *state;
   start(f, "echo_inline", "{}", &k_local, false);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
 }
 
 static void test_dispatch_invalid_arguments_is_tool_error(void **state) {
   fixture *f = *state;
   start(f, "echo", "{\"n\":\"one\"}", &k_local, false);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
-  assert_string_equal(sget(f->env, "status"), "error");
-  assert_string_equal(sget(f->env, "error_type"), "invalid_arguments");
-  assert_non_null(strstr(sget(f->env, "error"), "n"));
-  json_t *r = mcp_dispatch_call_result(f->env);
+  assert_int_equal(f->m.st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  assert_string_equal(sget(f->m.env, "status"), "error");
+  assert_string_equal(sget(f->m.env, "error_type"), "invalid_arguments");
+  assert_non_null(strstr(sget(f->m.env, "error"), "n"));
+  json_t *r = mcp_dispatch_call_result(f->m.env);
   assert_true(json_is_true(json_object_get(r, "isError")));
   json_decref(r);
 }
@@ -211,33 +197,33 @@ static void test_dispatch_tool_error_keeps_extra_fields(void **state) {
   fixture *f = *state;
   start(f, "fail", NULL, &k_local, false);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
-  assert_string_equal(sget(f->env, "error"), "it broke");
-  assert_int_equal(json_integer_value(json_object_get(f->env, "code_hint")), 7);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TOOL_ERROR);
+  assert_string_equal(sget(f->m.env, "error"), "it broke");
+  assert_int_equal(json_integer_value(json_object_get(f->m.env, "code_hint")), 7);
 }
 
 static void test_dispatch_unknown_tool(void **state) {
   fixture *f = *state;
   start(f, "nope", NULL, &k_local, false);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_UNKNOWN_TOOL);
+  assert_int_equal(f->m.st, MCP_DISPATCH_UNKNOWN_TOOL);
 }
 
 static void test_dispatch_remote_caller_cannot_see_local_tool(void **state) {
   fixture *f = *state;
   start(f, "fail", NULL, &(mcp_auth){.kind = AUTH_KIND_PEER, .peer_id = "p", .scopes = AUTH_SCOPES_ALL_INIT}, true);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_UNKNOWN_TOOL);
+  assert_int_equal(f->m.st, MCP_DISPATCH_UNKNOWN_TOOL);
   start(f, "echo", "{\"n\":2}", &k_peer, true);
   wait_done(f, 2);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
 }
 
 static void test_dispatch_missing_scope_is_forbidden(void **state) {
   fixture *f = *state;
   start(f, "admin_only", "{}", &k_peer, true);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_FORBIDDEN);
+  assert_int_equal(f->m.st, MCP_DISPATCH_FORBIDDEN);
 }
 
 static void test_dispatch_deadline_answers_while_handler_still_runs(void **state) {
@@ -247,28 +233,26 @@ static void test_dispatch_deadline_answers_while_handler_still_runs(void **state
   atomic_store(&g_stubborn_release, false);
   start(f, "stubborn", NULL, &k_local, false);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_TIMEOUT);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TIMEOUT);
   assert_int_equal(atomic_load(&g_stubborn_end_ms), 0); /* answered while the handler still runs */
   /* let the handler finish: it must observe that it was cancelled, and it ended after the
    * caller already had its answer */
   atomic_store(&g_stubborn_release, true);
-  int64_t t0 = clock_mono_ms();
-  while (atomic_load(&g_stubborn_end_ms) == 0 && clock_mono_ms() - t0 < 30000) usleep(1000);
-  uv_run(&f->loop, UV_RUN_NOWAIT);
-  assert_true(atomic_load(&g_stubborn_end_ms) > 0);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, atomic_load(&g_stubborn_end_ms) > 0);
+  uv_run(&f->m.loop, UV_RUN_NOWAIT);
   assert_true(f->done_at_ms <= atomic_load(&g_stubborn_end_ms));
   assert_true(atomic_load(&g_saw_cancel));
-  assert_int_equal(f->done_calls, 1); /* exactly one completion */
+  assert_int_equal(f->m.done, 1); /* exactly one completion */
 }
 
 static void test_dispatch_per_call_timeout_override(void **state) {
   fixture *f = *state;
   json_t *args = json_pack("{s:i}", "ms", 5000);
   mcp_call_request rq = {.tool = "sleepy", .args = args, .auth = &k_local, .timeout_ms = 30};
-  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
+  assert_int_equal(mcp_dispatch_start(f->m.d, &rq, on_done, f, NULL), 0);
   json_decref(args);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_TIMEOUT);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TIMEOUT);
 }
 
 static void test_dispatch_cancel_reaches_sleeping_handler(void **state) {
@@ -277,11 +261,11 @@ static void test_dispatch_cancel_reaches_sleeping_handler(void **state) {
   atomic_store(&g_sleepy_started, false);
   mcp_call *c = start(f, "sleepy", "{\"ms\":60000}", &k_local, false);
   int64_t t0 = clock_mono_ms();
-  while (!atomic_load(&g_sleepy_started) && clock_mono_ms() - t0 < 30000) usleep(1000);
-  uv_run(&f->loop, UV_RUN_NOWAIT);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, atomic_load(&g_sleepy_started));
+  uv_run(&f->m.loop, UV_RUN_NOWAIT);
   mcp_dispatch_cancel(c);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_CANCELLED);
+  assert_int_equal(f->m.st, MCP_DISPATCH_CANCELLED);
   assert_true(clock_mono_ms() - t0 < 30000); /* not the handler's 60 s sleep */
   assert_true(atomic_load(&g_saw_cancel));
 }
@@ -292,21 +276,21 @@ static void test_dispatch_detach_never_calls_back(void **state) {
   mcp_dispatch_detach(c);
   mcp_call *c2 = start(f, "nope", NULL, &k_local, false); /* sits on the ready list */
   mcp_dispatch_detach(c2);
-  assert_int_equal(mcp_dispatcher_inflight(f->d), 0);
-  for (int i = 0; i < 50; i++) uv_run(&f->loop, UV_RUN_NOWAIT), usleep(1000);
-  assert_int_equal(f->done_calls, 0);
+  assert_int_equal(mcp_dispatcher_inflight(f->m.d), 0);
+  for (int i = 0; i < 50; i++) uv_run(&f->m.loop, UV_RUN_NOWAIT), usleep(1000);
+  assert_int_equal(f->m.done, 0);
 }
 
 static void test_dispatch_progress_precedes_completion_and_increases(void **state) {
   fixture *f = *state;
   start(f, "progress", NULL, &k_local, false);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   char *s = json_dumps(f->events, JSON_COMPACT);
   assert_string_equal(s, "[\"progress:1/3:tok-1\",\"progress:2/3:tok-1\",\"progress:3/3:tok-1\","
                          "\"log:info:hello from the tool\",\"done\"]");
   free(s);
-  json_t *r = mcp_dispatch_call_result(f->env);
+  json_t *r = mcp_dispatch_call_result(f->m.env);
   assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "structuredContent"), "result")), 42);
   json_decref(r);
 }
@@ -315,7 +299,7 @@ static void test_dispatch_invoke_unknown_category_lists_categories(void **state)
   fixture *f = *state;
   start(f, "parent", "{\"category\":\"nope\",\"tool\":\"echo\"}", &k_local, false);
   wait_done(f, 1);
-  json_t *inner = json_object_get(f->env, "result");
+  json_t *inner = json_object_get(f->m.env, "result");
   assert_string_equal(sget(inner, "error_type"), "unknown_category");
   json_t *cats = json_object_get(inner, "available_categories");
   assert_int_equal(json_array_size(cats), 3); /* meta, slow, test */
@@ -327,7 +311,7 @@ static void test_dispatch_invoke_unknown_tool_lists_category_tools(void **state)
   fixture *f = *state;
   start(f, "parent", "{\"category\":\"slow\",\"tool\":\"echo\"}", &k_local, false);
   wait_done(f, 1);
-  json_t *inner = json_object_get(f->env, "result");
+  json_t *inner = json_object_get(f->m.env, "result");
   assert_string_equal(sget(inner, "error_type"), "unknown_tool");
   char *s = json_dumps(json_object_get(inner, "available_tools"), JSON_COMPACT);
   assert_string_equal(s, "[\"sleepy\",\"stubborn\"]");
@@ -338,12 +322,12 @@ static void test_dispatch_invoke_runs_child_with_validation(void **state) {
   fixture *f = *state;
   start(f, "parent", "{\"category\":\"test\",\"tool\":\"echo\",\"params\":{\"n\":5}}", &k_local, false);
   wait_done(f, 1);
-  json_t *inner = json_object_get(f->env, "result");
+  json_t *inner = json_object_get(f->m.env, "result");
   assert_string_equal(sget(inner, "status"), "success");
   assert_string_equal(sget(json_object_get(json_object_get(inner, "result"), "echo"), "d"), "x");
   start(f, "parent", "{\"category\":\"test\",\"tool\":\"echo\",\"params\":{}}", &k_local, false);
   wait_done(f, 2);
-  inner = json_object_get(f->env, "result");
+  inner = json_object_get(f->m.env, "result");
   assert_string_equal(sget(inner, "error_type"), "invalid_arguments");
 }
 
@@ -351,7 +335,7 @@ static void test_dispatch_invoke_remote_parent_cannot_reach_local_tool(void **st
   fixture *f = *state;
   start(f, "parent", "{\"category\":\"test\",\"tool\":\"fail\"}", &k_peer, true);
   wait_done(f, 1);
-  json_t *inner = json_object_get(f->env, "result");
+  json_t *inner = json_object_get(f->m.env, "result");
   assert_string_equal(sget(inner, "error_type"), "unknown_tool");
   char *s = json_dumps(json_object_get(inner, "available_tools"), JSON_COMPACT);
   assert_string_equal(s, "[\"admin_only\",\"echo\",\"echo_inline\",\"whoami\"]");
@@ -365,10 +349,10 @@ static void test_dispatch_invoke_nesting_is_bounded(void **state) {
                            "test", "tool", "echo_inline");
   for (int i = 0; i < 12; i++) args = json_pack("{s:s, s:s, s:o}", "category", "meta", "tool", "parent", "params", args);
   mcp_call_request rq = {.tool = "parent", .args = args, .auth = &k_local};
-  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
+  assert_int_equal(mcp_dispatch_start(f->m.d, &rq, on_done, f, NULL), 0);
   json_decref(args);
   wait_done(f, 1);
-  char *s = json_dumps(f->env, JSON_COMPACT);
+  char *s = json_dumps(f->m.env, JSON_COMPACT);
   assert_non_null(strstr(s, "dispatch nested too deeply"));
   free(s);
 }
@@ -380,11 +364,11 @@ static void test_dispatch_copies_the_callers_auth(void **state) {
   assert_int_equal(auth_ctx_set_peer_id(a, "12D3KooWcopy"), 0);
   a->scopes = AUTH_SCOPES(AUTH_TOOL_CALL);
   mcp_call_request rq = {.tool = "whoami", .auth = a, .remote = true};
-  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
+  assert_int_equal(mcp_dispatch_start(f->m.d, &rq, on_done, f, NULL), 0);
   memset(a, 'X', sizeof *a); /* the transport's stream (and its auth) goes away */
   free(a);
   wait_done(f, 1);
-  json_t *res = json_object_get(f->env, "result");
+  json_t *res = json_object_get(f->m.env, "result");
   assert_string_equal(sget(res, "peer"), "12D3KooWcopy");
   assert_int_equal(json_integer_value(json_object_get(res, "scopes")), AUTH_TOOL_CALL);
 }
@@ -394,20 +378,20 @@ static void test_dispatch_free_with_calls_in_flight_detaches_them(void **state) 
   start(f, "sleepy", "{\"ms\":10000}", &k_local, false);
   start(f, "nope", NULL, &k_local, false);
   /* teardown frees the dispatcher now: no callback may run afterwards, nothing may leak */
-  assert_int_equal(mcp_dispatcher_inflight(f->d), 2);
-  mcp_dispatcher_free(f->d);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(f->done_calls, 0);
+  assert_int_equal(mcp_dispatcher_inflight(f->m.d), 2);
+  mcp_dispatcher_free(f->m.d);
+  uv_run(&f->m.loop, UV_RUN_DEFAULT);
+  assert_int_equal(f->m.done, 0);
   mcp_dispatcher_opts o = {.threads = 1};
-  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0); /* for teardown */
+  assert_int_equal(mcp_dispatcher_new(&f->m.loop, f->m.reg, &o, &f->m.d), 0); /* for teardown */
 }
 
 static void test_dispatch_shutdown_refuses_new_calls(void **state) {
   fixture *f = *state;
-  mcp_dispatcher_shutdown(f->d);
+  mcp_dispatcher_shutdown(f->m.d);
   start(f, "echo", "{\"n\":1}", &k_local, false);
   wait_done(f, 1);
-  assert_int_equal(f->st, MCP_DISPATCH_SHUTTING_DOWN);
+  assert_int_equal(f->m.st, MCP_DISPATCH_SHUTTING_DOWN);
 }
 
 static void test_registry_rejects_bad_names_and_duplicates(void **state) {

@@ -14,6 +14,8 @@
 #include <cmocka.h>
 
 #include "mcp/session.h"
+#include "support/mcpfix.h"
+#include "support/wait.h"
 
 static atomic_bool g_cancel_seen;
 static atomic_bool g_sleep_started;
@@ -46,9 +48,7 @@ static const mcp_tool_def k_tools[] = {
 };
 
 typedef struct {
-  uv_loop_t loop;
-  mcp_registry *reg;
-  mcp_dispatcher *d;
+  ts_mcp m; /* loop, registry, dispatcher */
   mcp_session *s;
   json_t *out; /* messages sent */
   int idle_calls;
@@ -56,27 +56,16 @@ typedef struct {
 
 static const mcp_auth k_auth = AUTH_CTX_LOCAL_INIT;
 
-static void capture(void *ud, char *msg, size_t len) {
-  fx *f = ud;
-  assert_int_equal(strlen(msg), len);
-  assert_null(strchr(msg, '\n')); /* stdio framing: no embedded newline */
-  json_t *j = json_loads(msg, 0, NULL);
-  assert_non_null(j);
-  json_array_append_new(f->out, j);
-  free(msg);
-}
 static void on_idle(void *ud) { ((fx *)ud)->idle_calls++; }
 
 static int make(void **state, bool remote) {
   fx *f = calloc(1, sizeof *f);
-  uv_loop_init(&f->loop);
-  f->reg = mcp_registry_new();
-  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) assert_int_equal(mcp_registry_add(f->reg, &k_tools[i]), 0);
-  mcp_dispatcher_opts o = {.threads = 2};
-  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+  ts_mcp_open(&f->m);
+  ts_mcp_add_tools(&f->m, k_tools, sizeof k_tools / sizeof k_tools[0]);
+  ts_mcp_start(&f->m, 2, 0);
   f->out = json_array();
-  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth, .remote = remote, .page_size = 2, .send = capture,
-                         .send_ud = f, .max_message_bytes = 4096};
+  mcp_session_opts so = {.dispatcher = f->m.d, .auth = &k_auth, .remote = remote, .page_size = 2, .send = ts_capture,
+                         .send_ud = f->out, .max_message_bytes = 4096};
   assert_int_equal(mcp_session_new(&so, &f->s), 0);
   mcp_session_on_idle(f->s, on_idle, f);
   *state = f;
@@ -88,10 +77,7 @@ static int setup_remote(void **state) { return make(state, true); }
 static int teardown(void **state) {
   fx *f = *state;
   mcp_session_free(f->s);
-  mcp_dispatcher_free(f->d);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  mcp_registry_free(f->reg);
+  ts_mcp_close(&f->m);
   json_decref(f->out);
   free(f);
   return 0;
@@ -100,16 +86,12 @@ static int teardown(void **state) {
 static void feed(fx *f, const char *text) { mcp_session_feed(f->s, text, strlen(text)); }
 
 /* The last message sent, or fails. */
-static json_t *last(fx *f) {
-  size_t n = json_array_size(f->out);
-  assert_true(n > 0);
-  return json_array_get(f->out, n - 1);
-}
-static json_int_t err_code(json_t *m) { return json_integer_value(json_object_get(json_object_get(m, "error"), "code")); }
+static json_t *last(fx *f) { return ts_last(f->out); }
+static json_int_t err_code(json_t *m) { return ts_error_code(m); }
 static json_t *result(json_t *m) { return json_object_get(m, "result"); }
 
 static void run_until_out(fx *f, size_t n) {
-  for (int i = 0; i < 20000 && json_array_size(f->out) < n; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, json_array_size(f->out) >= n);
 }
 
 #define MODERN_META "\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{}}"
@@ -358,7 +340,7 @@ static void test_session_concurrent_calls_are_matched_by_id(void **state) {
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"a1\"}}");
   assert_int_equal(err_code(last(f)), -32600); /* duplicate id while in flight */
   json_array_clear(f->out);
-  for (int i = 0; i < 20000 && mcp_session_inflight(f->s) > 0; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, mcp_session_inflight(f->s) == 0);
   /* responses only (the tool also logs a warning line per call): the short call answers first */
   json_int_t ids[2] = {0, 0};
   int k = 0;
@@ -377,11 +359,11 @@ static void test_session_cancelled_request_gets_no_response(void **state) {
   atomic_store(&g_cancel_seen, false);
   atomic_store(&g_sleep_started, false);
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":\"slow\",\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":20000}}}");
-  for (int i = 0; i < 30000 && !atomic_load(&g_sleep_started); i++) usleep(1000);
-  uv_run(&f->loop, UV_RUN_NOWAIT);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, atomic_load(&g_sleep_started));
+  uv_run(&f->m.loop, UV_RUN_NOWAIT);
   feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"slow\",\"reason\":\"user\"}}");
   json_array_clear(f->out);
-  for (int i = 0; i < 20000 && mcp_session_inflight(f->s) > 0; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, mcp_session_inflight(f->s) == 0);
   assert_int_equal(mcp_session_inflight(f->s), 0);
   assert_true(atomic_load(&g_cancel_seen));
   for (size_t i = 0; i < json_array_size(f->out); i++) /* nothing about that request after the cancel */
@@ -442,9 +424,9 @@ static void test_session_free_with_calls_in_flight(void **state) {
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":20000}}}");
   mcp_session_free(f->s); /* detaches: the handler is cancelled, nothing is sent */
   f->s = NULL;
-  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth, .send = capture, .send_ud = f};
+  mcp_session_opts so = {.dispatcher = f->m.d, .auth = &k_auth, .send = ts_capture, .send_ud = f->out};
   assert_int_equal(mcp_session_new(&so, &f->s), 0);
-  for (int i = 0; i < 50; i++) uv_run(&f->loop, UV_RUN_NOWAIT), usleep(1000);
+  for (int i = 0; i < 50; i++) uv_run(&f->m.loop, UV_RUN_NOWAIT), usleep(1000);
   assert_int_equal(json_array_size(f->out), 0);
 }
 
@@ -477,13 +459,13 @@ static void test_session_subscriptions_listen_acknowledges_and_ends(void **state
 static void test_session_inflight_cap_refuses_extra_calls(void **state) {
   fx *f = *state;
   mcp_session_free(f->s);
-  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth, .send = capture, .send_ud = f, .max_inflight = 1};
+  mcp_session_opts so = {.dispatcher = f->m.d, .auth = &k_auth, .send = ts_capture, .send_ud = f->out, .max_inflight = 1};
   assert_int_equal(mcp_session_new(&so, &f->s), 0);
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":200}}}");
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"a1\"}}");
   assert_int_equal(err_code(last(f)), -32603);
   assert_int_equal(json_integer_value(json_object_get(last(f), "id")), 2);
-  for (int i = 0; i < 20000 && mcp_session_inflight(f->s) > 0; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, mcp_session_inflight(f->s) == 0);
 }
 
 static bool hook(void *ud, mcp_session *s, const char *method, json_t *id, json_t *params) {
@@ -501,7 +483,7 @@ static bool hook(void *ud, mcp_session *s, const char *method, json_t *id, json_
 static void test_session_hook_takes_over_methods_first(void **state) {
   fx *f = *state;
   mcp_session_free(f->s);
-  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth, .send = capture, .send_ud = f, .hook = hook};
+  mcp_session_opts so = {.dispatcher = f->m.d, .auth = &k_auth, .send = ts_capture, .send_ud = f->out, .hook = hook};
   assert_int_equal(mcp_session_new(&so, &f->s), 0);
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p2p/hello\"}");
   assert_string_equal(json_string_value(json_object_get(result(last(f)), "hello")), "peer");
@@ -550,10 +532,10 @@ static bool start_hook(void *ud, mcp_session *s, const char *method, json_t *id,
 
 static void remake(fx *f, mcp_session_opts *so) {
   mcp_session_free(f->s);
-  so->dispatcher = f->d;
+  so->dispatcher = f->m.d;
   so->auth = &k_auth;
-  so->send = capture;
-  so->send_ud = f;
+  so->send = ts_capture;
+  so->send_ud = f->out;
   assert_int_equal(mcp_session_new(so, &f->s), 0);
 }
 
@@ -653,7 +635,7 @@ static void test_session_busy_code_and_quiet_logs(void **state) {
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":1}}}");
   assert_int_equal(err_code(last(f)), -32010);
   run_until_out(f, 3);
-  for (int i = 0; i < 50 && mcp_session_inflight(f->s); i++) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, !mcp_session_inflight(f->s));
   /* the tool logged a warning, but no logging/setLevel came: only the response went out */
   size_t n = json_array_size(f->out);
   for (size_t i = 0; i < n; i++) assert_null(json_object_get(json_array_get(f->out, i), "method"));

@@ -20,6 +20,8 @@
 #include "mcp/reqctx.h"
 #include "mcp/resources.h"
 #include "mcp/session.h"
+#include "support/mcpfix.h"
+#include "support/wait.h"
 
 /* ---------- fixtures: tools ---------- */
 
@@ -164,9 +166,7 @@ typedef struct {
 } routed;
 
 typedef struct {
-  uv_loop_t loop;
-  mcp_registry *reg;
-  mcp_dispatcher *d;
+  ts_mcp m; /* loop, registry, dispatcher */
   mcp_session *s;
   routed out[256];
   size_t n;
@@ -196,22 +196,20 @@ static void clear(fx *f) {
 
 static void new_session(fx *f, bool remote) {
   if (f->s) mcp_session_free(f->s);
-  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth, .route = route, .send_ud = f, .page_size = 2,
+  mcp_session_opts so = {.dispatcher = f->m.d, .auth = &k_auth, .route = route, .send_ud = f, .page_size = 2,
                          .remote = remote};
   assert_int_equal(mcp_session_new(&so, &f->s), 0);
 }
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  uv_loop_init(&f->loop);
-  f->reg = mcp_registry_new();
-  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) assert_int_equal(mcp_registry_add(f->reg, &k_tools[i]), 0);
+  ts_mcp_open(&f->m);
+  ts_mcp_add_tools(&f->m, k_tools, sizeof k_tools / sizeof k_tools[0]);
   for (size_t i = 0; i < sizeof k_prompts / sizeof k_prompts[0]; i++)
-    assert_int_equal(mcp_prompts_add(mcp_registry_prompts(f->reg), &k_prompts[i]), 0);
+    assert_int_equal(mcp_prompts_add(mcp_registry_prompts(f->m.reg), &k_prompts[i]), 0);
   for (size_t i = 0; i < sizeof k_res / sizeof k_res[0]; i++)
-    assert_int_equal(mcp_resources_add(mcp_registry_resources(f->reg), &k_res[i]), 0);
-  mcp_dispatcher_opts o = {.threads = 2};
-  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+    assert_int_equal(mcp_resources_add(mcp_registry_resources(f->m.reg), &k_res[i]), 0);
+  ts_mcp_start(&f->m, 2, 0);
   new_session(f, false);
   g_watch = 0;
   *state = f;
@@ -222,10 +220,7 @@ static int teardown(void **state) {
   fx *f = *state;
   mcp_session_free(f->s);
   assert_int_equal(g_watch, 0); /* every subscription was released */
-  mcp_dispatcher_free(f->d);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  mcp_registry_free(f->reg);
+  ts_mcp_close(&f->m);
   clear(f);
   free(f);
   return 0;
@@ -240,20 +235,20 @@ static void feed(fx *f, const char *fmt, ...) {
   mcp_session_feed(f->s, buf, strlen(buf));
 }
 
+static routed *response_to(fx *f, json_int_t id) {
+  for (size_t k = 0; k < f->n; k++)
+    if (f->out[k].kind == MCP_OUT_RESPONSE && json_integer_value(f->out[k].rid) == id) return &f->out[k];
+  return NULL;
+}
+
 /* Runs the loop until a response to id (an integer) went out; returns it. */
 static routed *wait_response(fx *f, json_int_t id) {
-  for (int i = 0; i < 30000; i++) {
-    for (size_t k = 0; k < f->n; k++)
-      if (f->out[k].kind == MCP_OUT_RESPONSE && json_integer_value(f->out[k].rid) == id) return &f->out[k];
-    uv_run(&f->loop, UV_RUN_ONCE);
-  }
-  fail_msg("no response to %lld", (long long)id);
-  return NULL;
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, response_to(f, id));
+  return response_to(f, id);
 }
 /* Runs the loop until n messages went out in all. */
 static void wait_n(fx *f, size_t n) {
-  for (int i = 0; i < 30000 && f->n < n; i++) uv_run(&f->loop, UV_RUN_ONCE);
-  assert_true(f->n >= n);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, f->n >= n);
 }
 
 static json_t *res_of(routed *r) { return json_object_get(r->msg, "result"); }
@@ -435,7 +430,7 @@ static size_t count_updates(fx *f, const char *uri, bool tagged) {
 
 static void test_legacy_subscribe_unsubscribe_and_updates(void **state) {
   fx *f = *state;
-  mcp_resources *res = mcp_registry_resources(f->reg);
+  mcp_resources *res = mcp_registry_resources(f->m.reg);
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/subscribe\",\"params\":{\"uri\":\"test://item/7\"}}");
   assert_int_equal(wait_response(f, 1)->code, 0);
   assert_int_equal(g_watch, 1);
@@ -471,7 +466,7 @@ static void test_legacy_subscribe_unsubscribe_and_updates(void **state) {
 
 static void test_listen_resource_subscriptions(void **state) {
   fx *f = *state;
-  mcp_resources *res = mcp_registry_resources(f->reg);
+  mcp_resources *res = mcp_registry_resources(f->m.reg);
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":\"L\",\"method\":\"subscriptions/listen\",\"params\":{" MODERN ",\"notifications\":"
           "{\"toolsListChanged\":true,\"resourceSubscriptions\":[\"test://text\",\"test://blob\",\"test://nope\","
           "\"test://text\",\"test://item/9\"]}}}");
@@ -764,7 +759,7 @@ static void test_legacy_rounds_are_bounded(void **state) {
     for (int i = 0; i < 30000 && !(q = nth_request(f, (size_t)round)); i++) {
       for (size_t k = 0; k < f->n; k++)
         if (f->out[k].kind == MCP_OUT_RESPONSE && json_integer_value(f->out[k].rid) == 1) goto done;
-      uv_run(&f->loop, UV_RUN_ONCE);
+      uv_run(&f->m.loop, UV_RUN_ONCE);
     }
     assert_non_null(q);
     feed(f, "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"roots\":[]}}",

@@ -15,6 +15,8 @@
 #include <cmocka.h>
 
 #include "mcp/session.h"
+#include "support/mcpfix.h"
+#include "support/wait.h"
 
 static atomic_bool g_started;
 
@@ -43,9 +45,7 @@ typedef struct {
 } routed;
 
 typedef struct {
-  uv_loop_t loop;
-  mcp_registry *reg;
-  mcp_dispatcher *d;
+  ts_mcp m; /* loop, registry, dispatcher */
   mcp_session *s;
   routed out[64];
   size_t n;
@@ -68,12 +68,10 @@ static void route(void *ud, const mcp_session_out *o, char *msg, size_t len) {
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  uv_loop_init(&f->loop);
-  f->reg = mcp_registry_new();
-  assert_int_equal(mcp_registry_add(f->reg, &k_tools[0]), 0);
-  mcp_dispatcher_opts o = {.threads = 2};
-  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
-  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth, .route = route, .send_ud = f};
+  ts_mcp_open(&f->m);
+  ts_mcp_add_tools(&f->m, k_tools, 1);
+  ts_mcp_start(&f->m, 2, 0);
+  mcp_session_opts so = {.dispatcher = f->m.d, .auth = &k_auth, .route = route, .send_ud = f};
   assert_int_equal(mcp_session_new(&so, &f->s), 0);
   *state = f;
   return 0;
@@ -90,10 +88,7 @@ static void clear(fx *f) {
 static int teardown(void **state) {
   fx *f = *state;
   mcp_session_free(f->s);
-  mcp_dispatcher_free(f->d);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  mcp_registry_free(f->reg);
+  ts_mcp_close(&f->m);
   clear(f);
   free(f);
   return 0;
@@ -116,7 +111,7 @@ static routed *last(fx *f) {
 static void test_route_send_or_route_is_required(void **state) {
   fx *f = *state;
   mcp_session *s = NULL;
-  mcp_session_opts so = {.dispatcher = f->d, .auth = &k_auth};
+  mcp_session_opts so = {.dispatcher = f->m.d, .auth = &k_auth};
   assert_int_equal(mcp_session_new(&so, &s), -EINVAL);
 }
 
@@ -152,7 +147,7 @@ static void test_route_progress_and_logs_belong_to_their_request(void **state) {
   clear(f);
   feed_v(f, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"slow\",\"arguments\":{\"ms\":1},"
             "\"_meta\":{\"progressToken\":\"p\"}}}", NULL);
-  for (int i = 0; i < 20000 && f->n < 3; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, f->n >= 3);
   assert_int_equal(f->n, 3);
   assert_int_equal(f->out[0].kind, MCP_OUT_NOTIFICATION);
   assert_int_equal(json_integer_value(f->out[0].rid), 5);
@@ -235,11 +230,11 @@ static void test_route_cancel_request_stops_the_call_without_response(void **sta
   atomic_store(&g_started, false);
   feed_v(f, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"slow\",\"arguments\":{\"ms\":20000},"
             META("2026-07-28") "}}", "2026-07-28");
-  for (int i = 0; i < 30000 && !atomic_load(&g_started); i++) usleep(1000);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, atomic_load(&g_started));
   json_t *id = json_integer(9);
   mcp_session_cancel_request(f->s, id);
   json_decref(id);
-  for (int i = 0; i < 20000 && mcp_session_inflight(f->s) > 0; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, mcp_session_inflight(f->s) == 0);
   assert_int_equal(mcp_session_inflight(f->s), 0);
   for (size_t i = 0; i < f->n; i++) assert_int_not_equal(f->out[i].kind, MCP_OUT_RESPONSE);
   /* a listen stream ends silently too */

@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include "mcp/session.h"
+#include "support/mcpfix.h"
+#include "support/wait.h"
 #include "mcp/tasks.h"
 
 static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
@@ -117,9 +119,7 @@ static void fake_finish(fake *fk, size_t i, int rc, const mcp_task_view *v, size
 /* ---------- fixture ---------- */
 
 typedef struct {
-  uv_loop_t loop;
-  mcp_registry *reg;
-  mcp_dispatcher *d;
+  ts_mcp m; /* loop, registry, dispatcher */
   mcp_session *s;
   json_t *out;
   fake fk;
@@ -127,26 +127,16 @@ typedef struct {
   mcp_auth auth;
 } fx;
 
-static void capture(void *ud, char *msg, size_t len) {
-  fx *f = ud;
-  json_t *j = json_loads(msg, 0, NULL);
-  assert_non_null(j);
-  json_array_append_new(f->out, j);
-  free(msg);
-}
-
 static int make(void **state, bool with_tasks) {
   fx *f = calloc(1, sizeof *f);
-  uv_loop_init(&f->loop);
-  f->reg = mcp_registry_new();
-  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) assert_int_equal(mcp_registry_add(f->reg, &k_tools[i]), 0);
-  mcp_dispatcher_opts o = {.threads = 1};
-  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+  ts_mcp_open(&f->m);
+  ts_mcp_add_tools(&f->m, k_tools, sizeof k_tools / sizeof k_tools[0]);
+  ts_mcp_start(&f->m, 1, 0);
   f->out = json_array();
   f->be = (mcp_tasks_backend){.impl = &f->fk, .support = fake_support, .create = fake_create, .get = fake_get,
                               .list = fake_list, .cancel = fake_cancel, .detach = fake_detach};
   f->auth = (mcp_auth)AUTH_CTX_LOCAL_INIT;
-  mcp_session_opts so = {.dispatcher = f->d, .auth = &f->auth, .page_size = 2, .send = capture, .send_ud = f,
+  mcp_session_opts so = {.dispatcher = f->m.d, .auth = &f->auth, .page_size = 2, .send = ts_capture, .send_ud = f->out,
                          .tasks = with_tasks ? &f->be : NULL};
   assert_int_equal(mcp_session_new(&so, &f->s), 0);
   *state = f;
@@ -163,22 +153,15 @@ static int teardown(void **state) {
     assert_true(f->fk.ops[i].done || f->fk.ops[i].detached);
     json_decref(f->fk.ops[i].args);
   }
-  mcp_dispatcher_free(f->d);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  mcp_registry_free(f->reg);
+  ts_mcp_close(&f->m);
   json_decref(f->out);
   free(f);
   return 0;
 }
 
 static void feed(fx *f, const char *text) { mcp_session_feed(f->s, text, strlen(text)); }
-static json_t *last(fx *f) {
-  size_t n = json_array_size(f->out);
-  assert_true(n > 0);
-  return json_array_get(f->out, n - 1);
-}
-static json_int_t err_code(json_t *m) { return json_integer_value(json_object_get(json_object_get(m, "error"), "code")); }
+static json_t *last(fx *f) { return ts_last(f->out); }
+static json_int_t err_code(json_t *m) { return ts_error_code(m); }
 static json_t *result(json_t *m) { return json_object_get(m, "result"); }
 static const char *str_at(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
 
@@ -482,7 +465,7 @@ static void test_modern_call_without_extension_runs_normally(void **state) {
   fx *f = *state;
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"remote_echo\",\"arguments\":{\"x\":2},"
           MODERN_NOEXT "}}");
-  for (int i = 0; i < 2000 && json_array_size(f->out) == 0; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, json_array_size(f->out) != 0);
   assert_int_equal(f->fk.n, 0);
   assert_string_equal(str_at(result(last(f)), "resultType"), "complete");
   assert_false(json_is_true(json_object_get(result(last(f)), "isError")));
@@ -492,7 +475,7 @@ static void test_modern_call_without_extension_runs_normally(void **state) {
   /* a forbidden tool runs normally even when the client declares the extension */
   feed(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"local_echo\"," MODERN_EXT "}}");
   assert_int_equal(f->fk.n, 0);
-  for (int i = 0; i < 2000 && json_array_size(f->out) < 3; i++) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, json_array_size(f->out) >= 3);
   assert_string_equal(str_at(result(last(f)), "resultType"), "complete");
 }
 

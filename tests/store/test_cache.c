@@ -19,9 +19,10 @@
 #include <cmocka.h>
 
 #include "store/cache.h"
+#include "support/tmpdir.h"
 
 typedef struct {
-  char dir[64];
+  char dir[TS_TMPDIR_MAX];
   ttlcache *c;
 } fx;
 
@@ -36,8 +37,7 @@ static int open_with(fx *f, uint64_t max_bytes, size_t max_entries) {
 
 static int fx_setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/cache-test-XXXXXX");
-  if (!mkdtemp(f->dir)) return -1;
+  ts_tmpdir_make(f->dir, "cache-test");
   if (open_with(f, 0, 0) != 0) return -1;
   *state = f;
   return 0;
@@ -46,16 +46,14 @@ static int fx_setup(void **state) {
 static int fx_teardown(void **state) {
   fx *f = *state;
   ttlcache_close(f->c);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  if (system(cmd) != 0) return -1;
+  if (ts_tmpdir_remove(f->dir) != 0) return -1;
   free(f);
   return 0;
 }
 
 static char *read_file(const char *dir, const char *name) {
   char p[256];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
+  ts_path(p, sizeof p, dir, name);
   FILE *fp = fopen(p, "rb");
   if (!fp) return NULL;
   char *b = calloc(1, 1 << 16);
@@ -67,7 +65,7 @@ static char *read_file(const char *dir, const char *name) {
 
 static void write_file(const char *dir, const char *name, const char *text) {
   char p[256];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
+  ts_path(p, sizeof p, dir, name);
   FILE *fp = fopen(p, "wb");
   assert_non_null(fp);
   fputs(text, fp);
@@ -76,7 +74,7 @@ static void write_file(const char *dir, const char *name, const char *text) {
 
 static bool file_exists(const char *dir, const char *name) {
   char p[256];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
+  ts_path(p, sizeof p, dir, name);
   return access(p, F_OK) == 0;
 }
 

@@ -20,18 +20,19 @@
 #include <sqlite3.h>
 
 #include "store/queue.h"
+#include "support/tmpdir.h"
+#include "support/wait.h"
 #include "util/clock.h"
 
 typedef struct {
-  char dir[64];
-  char path[128];
+  char dir[TS_TMPDIR_MAX];
+  char path[TS_TMPDIR_MAX + 32];
   tq_queue *q;
 } fx;
 
 static int fx_setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/tq-test-XXXXXX");
-  if (!mkdtemp(f->dir)) return -1;
+  ts_tmpdir_make(f->dir, "tq-test");
   snprintf(f->path, sizeof f->path, "%s/sub/queue.sqlite3", f->dir);
   tq_options o;
   tq_options_default(&o);
@@ -44,9 +45,7 @@ static int fx_setup(void **state) {
 static int fx_teardown(void **state) {
   fx *f = *state;
   tq_close(f->q);
-  char cmd[160];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  if (system(cmd) != 0) return -1;
+  if (ts_tmpdir_remove(f->dir) != 0) return -1;
   free(f);
   return 0;
 }
@@ -576,13 +575,13 @@ static int ro_child(const char *dir) {
   tq_options o;
   tq_options_default(&o);
   /* 1: a fresh queue in a read-only directory */
-  snprintf(path, sizeof path, "%s/ro/q.sqlite3", dir);
+  ts_path(path, sizeof path, dir, "ro/q.sqlite3");
   o.path = path;
   tq_queue *q = NULL;
   int rc = tq_open(&o, &q);
   if (!(rc == -EACCES || rc == -EROFS) || q) { fprintf(stderr, "ro rc=%d\n", rc); return 1; }
   /* 2: an existing queue file the user may not write */
-  snprintf(path, sizeof path, "%s/rofile/q.sqlite3", dir);
+  ts_path(path, sizeof path, dir, "rofile/q.sqlite3");
   o.path = path;
   rc = tq_open(&o, &q);
   if (!(rc == -EACCES || rc == -EROFS) || q) return 2;
@@ -593,11 +592,11 @@ static void test_read_only_state_dir_is_a_clear_error(void **state) {
   fx *f = *state;
   char p[256];
   chmod(f->dir, 0755);
-  snprintf(p, sizeof p, "%s/ro", f->dir);
+  ts_path(p, sizeof p, f->dir, "ro");
   assert_int_equal(mkdir(p, 0555), 0);
-  snprintf(p, sizeof p, "%s/rofile", f->dir);
+  ts_path(p, sizeof p, f->dir, "rofile");
   assert_int_equal(mkdir(p, 0755), 0);
-  snprintf(p, sizeof p, "%s/rofile/q.sqlite3", f->dir);
+  ts_path(p, sizeof p, f->dir, "rofile/q.sqlite3");
   tq_options o;
   tq_options_default(&o);
   o.path = p;
@@ -607,7 +606,7 @@ static void test_read_only_state_dir_is_a_clear_error(void **state) {
   submit_p(q, "t", "{}", id);
   tq_close(q);
   assert_int_equal(chmod(p, 0444), 0);
-  snprintf(p, sizeof p, "%s/rofile", f->dir);
+  ts_path(p, sizeof p, f->dir, "rofile");
   assert_int_equal(chmod(p, 0555), 0);
   pid_t pid = fork();
   if (pid == 0) _exit(ro_child(f->dir));
@@ -719,7 +718,7 @@ static void test_python_schema_is_migrated(void **state) {
   tq_close(f->q);
   f->q = NULL;
   char path[160];
-  snprintf(path, sizeof path, "%s/py.sqlite3", f->dir);
+  ts_path(path, sizeof path, f->dir, "py.sqlite3");
   sqlite3 *db;
   assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db,
@@ -783,9 +782,7 @@ static void test_close_wakes_waiters(void **state) {
   pthread_t th;
   pthread_create(&th, NULL, wait_long, &w);
   /* close only once the thread is inside tq_wait (closing first would free the queue under it) */
-  int64_t t0 = clock_mono_ms();
-  while (!atomic_load(&w.waiting) && clock_mono_ms() - t0 < 30000) usleep(1000);
-  assert_true(atomic_load(&w.waiting));
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, atomic_load(&w.waiting));
   tq_close(f->q);
   f->q = NULL;
   pthread_join(th, NULL);
@@ -817,7 +814,7 @@ static void test_recovery_limit_never_fails_tasks_with_attempts_left(void **stat
 static void test_foreign_file_is_a_clear_error(void **state) {
   fx *f = *state;
   char path[160];
-  snprintf(path, sizeof path, "%s/task_queue.duckdb", f->dir);
+  ts_path(path, sizeof path, f->dir, "task_queue.duckdb");
   FILE *fp = fopen(path, "wb");
   assert_non_null(fp);
   for (int i = 0; i < 512; i++) fputs("DUCK", fp); /* not an SQLite header */

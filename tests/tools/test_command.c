@@ -17,19 +17,17 @@
 #include <cmocka.h>
 
 #include "mcp/dispatch.h"
+#include "support/mcpfix.h"
+#include "support/tmpdir.h"
+#include "support/wait.h"
 #include "tools/command.h"
 #include "util/clock.h"
 
 typedef struct {
-  uv_loop_t loop;
-  mcp_registry *reg;
-  mcp_dispatcher *d;
+  ts_mcp m;
   config cfg;
-  int done;
-  mcp_dispatch_status st;
-  json_t *env;
   json_t *logs; /* ["level:message", …] from the call's log sink */
-  char dir[64];
+  char dir[TS_TMPDIR_MAX];
 } fixture;
 
 static const mcp_auth k_local = AUTH_CTX_LOCAL_INIT;
@@ -63,8 +61,7 @@ static const char k_config[] =
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/peermcp-cmdtest-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
+  ts_tmpdir_make(f->dir, "cmdtest");
   size_t n = sizeof k_config + 8 * strlen(f->dir);
   char *text = malloc(n);
   assert_non_null(text);
@@ -73,37 +70,21 @@ static int setup(void **state) {
   if (config_load_text(&f->cfg, text, strlen(text), "/tmp/cmdtest.json", NULL, err, sizeof err) != 0)
     fail_msg("config: %s", err);
   free(text);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  f->reg = mcp_registry_new();
-  if (tools_command_register(f->reg, &f->cfg, err, sizeof err) != 0) fail_msg("register: %s", err);
-  mcp_dispatcher_opts o = {.threads = 2, .max_threads = 4};
-  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+  ts_mcp_open(&f->m);
+  if (tools_command_register(f->m.reg, &f->cfg, err, sizeof err) != 0) fail_msg("register: %s", err);
+  ts_mcp_start(&f->m, 2, 4);
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
   fixture *f = *state;
-  mcp_dispatcher_free(f->d);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  mcp_registry_free(f->reg);
+  ts_mcp_close(&f->m);
   config_free(&f->cfg);
-  json_decref(f->env);
   json_decref(f->logs);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ts_tmpdir_remove(f->dir), 0);
   free(f);
   return 0;
-}
-
-static void on_done(void *ud, const mcp_call_outcome *o) {
-  fixture *f = ud;
-  f->done++;
-  f->st = o->status;
-  json_decref(f->env);
-  f->env = json_incref(o->envelope);
 }
 
 static void on_log(void *ud, const char *level, const char *msg) {
@@ -117,22 +98,21 @@ static void on_log(void *ud, const char *level, const char *msg) {
 static mcp_call *start(fixture *f, const char *tool, json_t *args) {
   mcp_call_request rq = {.tool = tool, .args = args, .auth = &k_local, .sink = {.log = on_log, .ud = f}};
   mcp_call *c = NULL;
-  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, &c), 0);
+  assert_int_equal(mcp_dispatch_start(f->m.d, &rq, ts_mcp_on_done, &f->m, &c), 0);
   json_decref(args);
   return c;
 }
 
 static void wait_done(fixture *f, int want) {
-  int64_t until = clock_mono_ms() + 60000;
-  while (f->done < want && clock_mono_ms() < until) uv_run(&f->loop, UV_RUN_ONCE);
-  assert_int_equal(f->done, want);
+  TS_LOOP_UNTIL(&f->m.loop, 60000, f->m.done >= want);
+  assert_int_equal(f->m.done, want);
 }
 
 static json_t *run(fixture *f, const char *tool, json_t *args) {
-  int before = f->done;
+  int before = f->m.done;
   start(f, tool, args ? args : json_object());
   wait_done(f, before + 1);
-  return f->env;
+  return f->m.env;
 }
 
 static const char *sget(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
@@ -151,8 +131,8 @@ static bool proc_running(pid_t pid) {
 }
 
 static pid_t read_pid(fixture *f, const char *name) {
-  char p[128];
-  snprintf(p, sizeof p, "%s/%s", f->dir, name);
+  char p[TS_TMPDIR_MAX + 64];
+  ts_path(p, sizeof p, f->dir, name);
   FILE *fp = fopen(p, "r");
   if (!fp) return -1;
   int pid = -1;
@@ -163,15 +143,13 @@ static pid_t read_pid(fixture *f, const char *name) {
 
 static void assert_gone_soon(pid_t pid) {
   assert_true(pid > 0);
-  int64_t until = clock_mono_ms() + 30000;
-  while (proc_running(pid) && clock_mono_ms() < until) usleep(10000);
-  assert_false(proc_running(pid));
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, !proc_running(pid));
 }
 
 static void test_command_stdin_is_json_args_and_json_stdout_is_result(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "cat", json_pack("{s:i, s:s}", "x", 1, "s", "h\xc3\xa9"));
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   json_t *r = json_object_get(env, "result");
   assert_int_equal(json_integer_value(json_object_get(r, "x")), 1);
   assert_string_equal(sget(r, "s"), "h\xc3\xa9");
@@ -180,25 +158,25 @@ static void test_command_stdin_is_json_args_and_json_stdout_is_result(void **sta
 static void test_command_text_stdout_becomes_text(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "hello", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   assert_string_equal(json_string_value(json_object_get(env, "result")), "hello\n");
   /* output "text" keeps JSON-looking stdout as text */
   env = run(f, "cat_text", json_pack("{s:i}", "a", 1));
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   assert_string_equal(json_string_value(json_object_get(env, "result")), "{\"a\":1}\n");
 }
 
 static void test_command_output_json_requires_json(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "hello_json", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TOOL_ERROR);
   assert_non_null(strstr(sget(env, "error"), "not valid JSON"));
 }
 
 static void test_command_nonzero_exit_is_error_with_code_and_stderr_tail(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "fail3", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TOOL_ERROR);
   assert_string_equal(sget(env, "error"), "command exited with status 3");
   assert_int_equal(json_integer_value(json_object_get(env, "exit_code")), 3);
   assert_string_equal(sget(env, "stderr"), "oops\n");
@@ -210,7 +188,7 @@ static void test_command_nonzero_exit_is_error_with_code_and_stderr_tail(void **
 static void test_command_signal_is_error(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "segv", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TOOL_ERROR);
   assert_int_equal(json_integer_value(json_object_get(env, "signal")), SIGSEGV);
   assert_true(json_is_null(json_object_get(env, "exit_code")));
 }
@@ -219,7 +197,7 @@ static void test_command_timeout_kills_the_process_group(void **state) {
   fixture *f = *state;
   int64_t t0 = clock_mono_ms();
   run(f, "slow", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_TIMEOUT);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TIMEOUT);
   assert_true(clock_mono_ms() - t0 < 20000); /* the 2 s timeout, not the 30 s sleep */
   /* the background sleep in the same group is gone, not only the shell */
   assert_gone_soon(read_pid(f, "bg.pid"));
@@ -228,26 +206,21 @@ static void test_command_timeout_kills_the_process_group(void **state) {
 static void test_command_sigterm_ignored_gets_sigkill(void **state) {
   fixture *f = *state;
   run(f, "term_ignorer", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_TIMEOUT);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TIMEOUT);
   assert_gone_soon(read_pid(f, "ti.pid"));
 }
 
 static void test_command_cancel_kills_the_process_group(void **state) {
   fixture *f = *state;
-  int before = f->done;
+  int before = f->m.done;
   mcp_call *c = start(f, "slow_cancel", json_object());
   pid_t bg = -1;
-  for (int64_t until = clock_mono_ms() + 30000; bg <= 0 && clock_mono_ms() < until;) {
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    usleep(10000);
-    bg = read_pid(f, "bg2.pid");
-  }
-  assert_true(bg > 0);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, (bg = read_pid(f, "bg2.pid")) > 0);
   assert_true(proc_running(bg));
   int64_t t0 = clock_mono_ms();
   mcp_dispatch_cancel(c);
   wait_done(f, before + 1);
-  assert_int_equal(f->st, MCP_DISPATCH_CANCELLED);
+  assert_int_equal(f->m.st, MCP_DISPATCH_CANCELLED);
   assert_true(clock_mono_ms() - t0 < 20000); /* not the 30 s sleep */
   assert_gone_soon(bg);
 }
@@ -255,7 +228,7 @@ static void test_command_cancel_kills_the_process_group(void **state) {
 static void test_command_stragglers_are_killed_after_exit(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "straggler", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   assert_true(json_is_true(json_object_get(json_object_get(env, "result"), "ok")));
   assert_gone_soon(read_pid(f, "bg3.pid"));
 }
@@ -263,14 +236,14 @@ static void test_command_stragglers_are_killed_after_exit(void **state) {
 static void test_command_output_over_cap_is_error(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "yes", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TOOL_ERROR);
   assert_non_null(strstr(sget(env, "error"), "exceeded max_output_bytes (1000)"));
 }
 
 static void test_command_large_output_under_cap(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "big", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   assert_int_equal(json_string_length(json_object_get(env, "result")), 300000);
 }
 
@@ -279,7 +252,7 @@ static void test_command_environment_is_an_allow_list(void **state) {
   /* registration captured the environment; SECRET was never allowed */
   setenv("SECRET", "hunter2", 1);
   json_t *env = run(f, "envtest", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   char want[512];
   snprintf(want, sizeof want, "bar|%s|", getenv("HOME") ? getenv("HOME") : "");
   assert_string_equal(json_string_value(json_object_get(env, "result")), want);
@@ -289,8 +262,8 @@ static void test_command_environment_is_an_allow_list(void **state) {
 static void test_command_runs_in_cwd(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "pwd", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
-  char want[128];
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
+  char want[TS_TMPDIR_MAX + 2];
   snprintf(want, sizeof want, "%s\n", f->dir);
   assert_string_equal(json_string_value(json_object_get(env, "result")), want);
 }
@@ -301,7 +274,7 @@ static void test_command_child_inherits_no_descriptors(void **state) {
   assert_true(leak > 2);
   json_t *env = run(f, "fds", NULL);
   close(leak);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   const char *out = json_string_value(json_object_get(env, "result"));
   assert_non_null(out);
   /* ls runs in a child of the shell, so this lists the shell's descriptors only (no pipeline:
@@ -318,28 +291,28 @@ static void test_command_child_closing_stdin_early_is_fine(void **state) {
   big[(1 << 20) - 1] = 0;
   json_t *env = run(f, "no_stdin", json_pack("{s:s}", "blob", big));
   free(big);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   assert_string_equal(json_string_value(json_object_get(env, "result")), "done\n");
 }
 
 static void test_command_invalid_utf8_output_is_replaced(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "bad_utf8", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   assert_string_equal(json_string_value(json_object_get(env, "result")), "a\xef\xbf\xbd" "b");
 }
 
 static void test_command_arguments_are_validated_first(void **state) {
   fixture *f = *state;
   json_t *env = run(f, "typed", json_pack("{s:s}", "n", "x"));
-  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  assert_int_equal(f->m.st, MCP_DISPATCH_INVALID_ARGUMENTS);
   assert_non_null(strstr(sget(env, "error"), "$.n"));
 }
 
 static void test_command_stderr_lines_become_bounded_debug_logs(void **state) {
   fixture *f = *state;
   run(f, "chatty", NULL);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   assert_non_null(f->logs);
   assert_int_equal(json_array_size(f->logs), 64); /* capped */
   assert_string_equal(json_string_value(json_array_get(f->logs, 0)), "debug:line1");
@@ -348,8 +321,8 @@ static void test_command_stderr_lines_become_bounded_debug_logs(void **state) {
 
 static void test_command_registration_skips_disabled_and_sets_flags(void **state) {
   fixture *f = *state;
-  assert_null(mcp_registry_find(f->reg, "disabled_one"));
-  const mcp_tool *t = mcp_registry_find(f->reg, "slow");
+  assert_null(mcp_registry_find(f->m.reg, "disabled_one"));
+  const mcp_tool *t = mcp_registry_find(f->m.reg, "slow");
   assert_non_null(t);
   assert_int_equal(mcp_tool_def_of(t)->timeout_ms, 2000);
   assert_string_equal(mcp_tool_def_of(t)->category, "commands");

@@ -13,6 +13,9 @@
 
 #include "mcp/dispatch.h"
 #include "store/queue.h"
+#include "support/mcpfix.h"
+#include "support/tmpdir.h"
+#include "support/wait.h"
 #include "tools/mcp_tasks_queue.h"
 #include "util/clock.h"
 
@@ -38,11 +41,9 @@ static const mcp_tool_def k_tools[] = {
 };
 
 typedef struct {
-  char dir[64];
+  char dir[TS_TMPDIR_MAX];
   tq_queue *q;
-  uv_loop_t loop;
-  mcp_registry *reg;
-  mcp_dispatcher *d;
+  ts_mcp m; /* loop, registry, dispatcher */
   mcp_tasks_queue *tq;
   const mcp_tasks_backend *be;
   /* last callback */
@@ -57,20 +58,17 @@ typedef struct {
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/mcp-tasks-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  char p[128];
+  ts_tmpdir_make(f->dir, "mcp-tasks");
+  char p[TS_TMPDIR_MAX + 32];
   tq_options qo;
   tq_options_default(&qo);
-  snprintf(p, sizeof p, "%s/queue.sqlite3", f->dir);
+  ts_path(p, sizeof p, f->dir, "queue.sqlite3");
   qo.path = p;
   assert_int_equal(tq_open(&qo, &f->q), 0);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  f->reg = mcp_registry_new();
-  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) assert_int_equal(mcp_registry_add(f->reg, &k_tools[i]), 0);
-  mcp_dispatcher_opts o = {.threads = 2, .max_threads = 8};
-  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
-  mcp_tasks_queue_opts to = {.loop = &f->loop, .dispatcher = f->d, .queue = f->q, .runner = true, .runner_slots = 2,
+  ts_mcp_open(&f->m);
+  ts_mcp_add_tools(&f->m, k_tools, sizeof k_tools / sizeof k_tools[0]);
+  ts_mcp_start(&f->m, 2, 8);
+  mcp_tasks_queue_opts to = {.loop = &f->m.loop, .dispatcher = f->m.d, .queue = f->q, .runner = true, .runner_slots = 2,
                              .scan_interval_ms = 50, .lease_seconds = 3};
   assert_int_equal(mcp_tasks_queue_new(&to, &f->tq), 0);
   f->be = mcp_tasks_queue_backend(f->tq);
@@ -84,19 +82,14 @@ static int teardown(void **state) {
   fx *f = *state;
   int done = 0;
   mcp_tasks_queue_stop(f->tq, stopped, &done);
-  while (!done) uv_run(&f->loop, UV_RUN_ONCE);
-  mcp_dispatcher_shutdown(f->d);
-  mcp_dispatcher_free(f->d);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, done);
+  mcp_dispatcher_shutdown(f->m.d);
+  ts_mcp_close(&f->m); /* frees the dispatcher, closes the loop */
   mcp_tasks_queue_free(f->tq);
-  mcp_registry_free(f->reg);
   tq_close(f->q);
   json_decref(f->result);
   json_decref(f->error);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ts_tmpdir_remove(f->dir), 0);
   free(f);
   return 0;
 }
@@ -120,8 +113,7 @@ static void on_done(void *ud, int rc, const mcp_task_view *v, size_t n, const ch
 
 /* Runs the loop until the callback has been called `want` times in all. */
 static void wait_calls(fx *f, int want) {
-  int64_t end = clock_mono_ms() + 20000;
-  while (f->calls < want && clock_mono_ms() < end) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, f->calls >= want);
   assert_int_equal(f->calls, want);
 }
 
@@ -267,18 +259,20 @@ static void test_list_pages_with_a_cursor(void **state) {
   assert_int_equal(f->rc, -EINVAL);
 }
 
-static void wait_running(fx *f, const char *id) {
-  int64_t end = clock_mono_ms() + 10000;
-  for (;;) {
-    tq_task *t = NULL;
-    assert_int_equal(tq_get(f->q, id, &t), 0);
-    bool running = t->status == TQ_RUNNING;
-    tq_task_free(t);
-    if (running) return;
-    assert_true(clock_mono_ms() < end);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    usleep(10000);
-  }
+static bool is_running(fx *f, const char *id) {
+  tq_task *t = NULL;
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  bool running = t->status == TQ_RUNNING;
+  tq_task_free(t);
+  return running;
+}
+
+static void wait_running(fx *f, const char *id) { TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, is_running(f, id)); }
+
+static unsigned long runs_cancelled(fx *f) {
+  mcp_tasks_queue_stats st;
+  mcp_tasks_queue_stats_get(f->tq, &st);
+  return (unsigned long)st.runs_cancelled;
 }
 
 static void test_cancel_of_a_running_task_is_immediate_and_stops_the_run(void **state) {
@@ -292,13 +286,10 @@ static void test_cancel_of_a_running_task_is_immediate_and_stops_the_run(void **
   wait_calls(f, f->calls + 1);
   assert_int_equal(f->rc, 0);
   assert_int_equal(f->st[0], MCP_TASK_CANCELLED);
-  int64_t end = clock_mono_ms() + 5000;
-  mcp_tasks_queue_stats st;
-  do {
-    uv_run(&f->loop, UV_RUN_ONCE);
-    mcp_tasks_queue_stats_get(f->tq, &st);
-  } while (st.runs_cancelled == 0 && clock_mono_ms() < end);
-  assert_int_equal(st.runs_cancelled, 1); /* long before the 20 s nap ends */
+  int64_t t0 = clock_mono_ms();
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, runs_cancelled(f) > 0);
+  assert_int_equal(runs_cancelled(f), 1);
+  assert_true(clock_mono_ms() - t0 < 15000); /* before the 20 s nap ends */
   assert_int_equal(f->be->cancel(f->be->impl, "local", id, on_done, f, &op), 0);
   wait_calls(f, f->calls + 1);
   assert_int_equal(f->rc, -EALREADY);
@@ -312,7 +303,7 @@ static void test_stop_releases_running_tasks(void **state) {
   wait_running(f, id);
   int done = 0;
   mcp_tasks_queue_stop(f->tq, stopped, &done);
-  while (!done) uv_run(&f->loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, done);
   tq_task *t = NULL;
   assert_int_equal(tq_get(f->q, id, &t), 0);
   assert_int_equal(t->status, TQ_QUEUED);

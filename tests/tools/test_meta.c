@@ -11,6 +11,7 @@
 
 #include "mcp/dispatch.h"
 #include "mcp/schema.h"
+#include "support/mcpfix.h"
 #include "tools/meta.h"
 
 static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
@@ -39,14 +40,7 @@ static const mcp_tool_def k_tools[] = {
     {.name = "broken", .category = "local_only", .fn = fail_fn},
 };
 
-typedef struct {
-  uv_loop_t loop;
-  mcp_registry *reg;
-  mcp_dispatcher *d;
-  int done;
-  mcp_dispatch_status st;
-  json_t *env;
-} fixture;
+typedef ts_mcp fixture;
 
 static const mcp_auth k_local = AUTH_CTX_LOCAL_INIT;
 static const mcp_auth k_peer = {.kind = AUTH_KIND_PEER, .peer_id = "12D3KooWpeer", .scopes = AUTH_SCOPES_INIT(AUTH_TOOL_CALL)};
@@ -54,34 +48,20 @@ static const mcp_auth k_peer = {.kind = AUTH_KIND_PEER, .peer_id = "12D3KooWpeer
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  f->reg = mcp_registry_new();
+  ts_mcp_open(f);
   assert_int_equal(tools_meta_register(f->reg), 0);
-  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) assert_int_equal(mcp_registry_add(f->reg, &k_tools[i]), 0);
+  ts_mcp_add_tools(f, k_tools, sizeof k_tools / sizeof k_tools[0]);
   assert_int_equal(mcp_registry_describe_category(f->reg, "math", "Arithmetic"), 0);
-  mcp_dispatcher_opts o = {.threads = 2, .max_threads = 4};
-  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+  ts_mcp_start(f, 2, 4);
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
   fixture *f = *state;
-  mcp_dispatcher_free(f->d);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  mcp_registry_free(f->reg);
-  json_decref(f->env);
+  ts_mcp_close(f);
   free(f);
   return 0;
-}
-
-static void on_done(void *ud, const mcp_call_outcome *o) {
-  fixture *f = ud;
-  f->done++;
-  f->st = o->status;
-  json_decref(f->env);
-  f->env = json_incref(o->envelope);
 }
 
 /* Calls `tool` with args and returns the envelope (owned by the fixture). */
@@ -90,12 +70,9 @@ static json_t *call(fixture *f, const char *tool, const char *args_json, const m
   json_t *args = json_loads(args_json, 0, &e);
   if (!args) fail_msg("bad args %s", args_json);
   mcp_call_request rq = {.tool = tool, .args = args, .auth = auth, .remote = auth != &k_local};
-  int before = f->done;
-  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
+  json_t *env = ts_mcp_call(f, &rq);
   json_decref(args);
-  for (int i = 0; i < 20000 && f->done == before; i++) uv_run(&f->loop, UV_RUN_ONCE);
-  assert_int_equal(f->done, before + 1);
-  return f->env;
+  return env;
 }
 
 static const char *sget(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }

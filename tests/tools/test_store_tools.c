@@ -15,19 +15,17 @@
 #include "mcp/dispatch.h"
 #include "store/cache.h"
 #include "store/queue.h"
+#include "support/mcpfix.h"
+#include "support/tmpdir.h"
+#include "support/wait.h"
 #include "tools/store_tools.h"
 #include "util/clock.h"
 
 typedef struct {
-  char dir[64];
+  char dir[TS_TMPDIR_MAX];
   tq_queue *q;
   ttlcache *c;
-  uv_loop_t loop;
-  mcp_registry *reg;
-  mcp_dispatcher *d;
-  int done;
-  mcp_dispatch_status st;
-  json_t *env;
+  ts_mcp m;
 } fixture;
 
 static const mcp_auth k_local = AUTH_CTX_LOCAL_INIT;
@@ -35,26 +33,23 @@ static const mcp_auth k_reader = {.kind = AUTH_KIND_PEER, .peer_id = "12D3KooWre
 
 static int setup_with(void **state, bool stores) {
   fixture *f = calloc(1, sizeof *f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/store-tools-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
+  ts_tmpdir_make(f->dir, "store-tools");
   if (stores) {
     char p[128];
     tq_options qo;
     tq_options_default(&qo);
-    snprintf(p, sizeof p, "%s/queue.sqlite3", f->dir);
+    ts_path(p, sizeof p, f->dir, "queue.sqlite3");
     qo.path = p;
     assert_int_equal(tq_open(&qo, &f->q), 0);
     ttlcache_options co;
     ttlcache_options_default(&co);
-    snprintf(p, sizeof p, "%s/cache", f->dir);
+    ts_path(p, sizeof p, f->dir, "cache");
     co.dir = p;
     assert_int_equal(ttlcache_open(&co, &f->c), 0);
   }
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  f->reg = mcp_registry_new();
-  assert_int_equal(store_tools_register(f->reg, f->q, f->c), 0);
-  mcp_dispatcher_opts o = {.threads = 2, .max_threads = 4};
-  assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
+  ts_mcp_open(&f->m);
+  assert_int_equal(store_tools_register(f->m.reg, f->q, f->c), 0);
+  ts_mcp_start(&f->m, 2, 4);
   *state = f;
   return 0;
 }
@@ -63,36 +58,19 @@ static int setup_disabled(void **state) { return setup_with(state, false); }
 
 static int teardown(void **state) {
   fixture *f = *state;
-  mcp_dispatcher_free(f->d);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  mcp_registry_free(f->reg);
-  json_decref(f->env);
+  ts_mcp_close(&f->m);
   tq_close(f->q);
   ttlcache_close(f->c);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ts_tmpdir_remove(f->dir), 0);
   free(f);
   return 0;
 }
 
-static void on_done(void *ud, const mcp_call_outcome *o) {
-  fixture *f = ud;
-  f->done++;
-  f->st = o->status;
-  json_decref(f->env);
-  f->env = json_incref(o->envelope);
-}
-
 static json_t *call_as(fixture *f, const char *tool, json_t *args, const mcp_auth *auth) {
   mcp_call_request rq = {.tool = tool, .args = args, .auth = auth, .remote = !auth_ctx_is_local(auth)};
-  int before = f->done;
-  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, NULL), 0);
+  json_t *env = ts_mcp_call(&f->m, &rq);
   json_decref(args);
-  for (int i = 0; i < 200000 && f->done == before; i++) uv_run(&f->loop, UV_RUN_ONCE);
-  assert_int_equal(f->done, before + 1);
-  return f->env;
+  return env;
 }
 
 static json_t *call(fixture *f, const char *tool, const char *args_json) {
@@ -110,16 +88,16 @@ static void test_tools_registered_with_categories(void **state) {
                          "cache_get", "cache_set", "cache_has", "cache_delete", "cache_stats", "p2p_task_submit",
                          "p2p_task_get", "p2p_task_delete", "p2p_cache_get", "p2p_cache_has", "p2p_cache_set",
                          "p2p_cache_delete"};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) assert_non_null(mcp_registry_find(f->reg, names[i]));
-  assert_string_equal(mcp_tool_def_of(mcp_registry_find(f->reg, "task_submit"))->category, "queue");
-  assert_string_equal(mcp_tool_def_of(mcp_registry_find(f->reg, "cache_set"))->category, "cache");
-  assert_string_equal(mcp_tool_def_of(mcp_registry_find(f->reg, "p2p_cache_set"))->category, "p2p");
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) assert_non_null(mcp_registry_find(f->m.reg, names[i]));
+  assert_string_equal(mcp_tool_def_of(mcp_registry_find(f->m.reg, "task_submit"))->category, "queue");
+  assert_string_equal(mcp_tool_def_of(mcp_registry_find(f->m.reg, "cache_set"))->category, "cache");
+  assert_string_equal(mcp_tool_def_of(mcp_registry_find(f->m.reg, "p2p_cache_set"))->category, "p2p");
 }
 
 static void test_task_submit_get_and_p2p_shapes(void **state) {
   fixture *f = *state;
   json_t *env = call(f, "task_submit", "{\"task_type\":\"echo\",\"payload\":{\"x\":1},\"priority\":7}");
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   assert_true(json_is_true(json_object_get(res(env), "ok")));
   char id[33];
   snprintf(id, sizeof id, "%s", sget(res(env), "task_id"));
@@ -138,7 +116,7 @@ static void test_task_submit_get_and_p2p_shapes(void **state) {
   env = call(f, "p2p_task_get", args);
   assert_int_equal(json_object_size(json_object_get(res(env), "task")), 17);
   env = call(f, "p2p_task_get", "{\"task_id\":\"00000000000000000000000000000000\"}");
-  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TOOL_ERROR);
   env = call(f, "p2p_task_delete", args);
   assert_true(json_is_true(json_object_get(res(env), "deleted")));
   env = call(f, "p2p_task_delete", args);
@@ -148,18 +126,18 @@ static void test_task_submit_get_and_p2p_shapes(void **state) {
 static void test_task_submit_rejects_absurd_and_unknown_arguments(void **state) {
   fixture *f = *state;
   call(f, "task_submit", "{\"task_type\":\"t\",\"priority\":1000}");
-  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  assert_int_equal(f->m.st, MCP_DISPATCH_INVALID_ARGUMENTS);
   call(f, "task_submit", "{\"task_type\":\"t\",\"bogus\":1}");
-  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  assert_int_equal(f->m.st, MCP_DISPATCH_INVALID_ARGUMENTS);
   call(f, "task_submit", "{\"task_type\":\"t\",\"delay_seconds\":-1}");
-  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  assert_int_equal(f->m.st, MCP_DISPATCH_INVALID_ARGUMENTS);
   call(f, "task_wait", "{\"task_id\":\"00000000000000000000000000000000\",\"timeout_s\":-5}");
-  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  assert_int_equal(f->m.st, MCP_DISPATCH_INVALID_ARGUMENTS);
   call(f, "cache_set", "{\"key\":\"k\",\"value\":1,\"ttl_s\":-1}");
-  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  assert_int_equal(f->m.st, MCP_DISPATCH_INVALID_ARGUMENTS);
   /* a non-object payload is wrapped as the Python service does */
   json_t *env = call(f, "task_submit", "{\"task_type\":\"t\",\"payload\":[1,2]}");
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   char args[128];
   snprintf(args, sizeof args, "{\"task_id\":\"%s\"}", sget(res(env), "task_id"));
   env = call(f, "task_get", args);
@@ -221,13 +199,13 @@ static void test_task_list_cancel_stats(void **state) {
   assert_int_equal(json_integer_value(json_object_get(res(env), "cancelled")), 1);
   assert_int_equal(json_integer_value(json_object_get(res(env), "queued")), 1);
   call(f, "task_list", "{\"status\":\"bogus\"}");
-  assert_int_equal(f->st, MCP_DISPATCH_INVALID_ARGUMENTS);
+  assert_int_equal(f->m.st, MCP_DISPATCH_INVALID_ARGUMENTS);
 }
 
 static void test_cache_tools_shapes(void **state) {
   fixture *f = *state;
   json_t *env = call(f, "p2p_cache_set", "{\"key\":\"k\",\"value\":{\"v\":[1,2]},\"ttl_s\":null}");
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   assert_string_equal(sget(res(env), "key"), "k");
   env = call(f, "p2p_cache_get", "{\"key\":\"k\"}");
   assert_true(json_is_true(json_object_get(res(env), "hit")));
@@ -248,18 +226,18 @@ static void test_cache_tools_shapes(void **state) {
 static void test_cache_write_needs_write_scope(void **state) {
   fixture *f = *state;
   call_as(f, "cache_set", json_pack("{s:s, s:i}", "key", "k", "value", 1), &k_reader);
-  assert_int_equal(f->st, MCP_DISPATCH_FORBIDDEN);
+  assert_int_equal(f->m.st, MCP_DISPATCH_FORBIDDEN);
   call_as(f, "cache_get", json_pack("{s:s}", "key", "k"), &k_reader);
-  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
   /* the local-only admin tool does not exist for a remote caller */
   call_as(f, "p2p_task_delete", json_pack("{s:s}", "task_id", "00000000000000000000000000000000"), &k_reader);
-  assert_int_equal(f->st, MCP_DISPATCH_UNKNOWN_TOOL);
+  assert_int_equal(f->m.st, MCP_DISPATCH_UNKNOWN_TOOL);
 }
 
 static void test_disabled_stores_answer_disabled(void **state) {
   fixture *f = *state;
   json_t *env = call(f, "p2p_cache_get", "{\"key\":\"k\"}");
-  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TOOL_ERROR);
   char *s = json_dumps(env, 0);
   assert_non_null(strstr(s, "cache_disabled"));
   free(s);
@@ -277,17 +255,17 @@ static void test_task_wait_stops_when_the_call_is_cancelled(void **state) {
   json_t *a = json_loads(args, 0, NULL);
   mcp_call_request rq = {.tool = "task_wait", .args = a, .auth = &k_local};
   mcp_call *handle = NULL;
-  int before = f->done;
-  assert_int_equal(mcp_dispatch_start(f->d, &rq, on_done, f, &handle), 0);
+  int before = f->m.done;
+  assert_int_equal(mcp_dispatch_start(f->m.d, &rq, ts_mcp_on_done, &f->m, &handle), 0);
   json_decref(a);
   int64_t t0 = clock_mono_ms();
-  while (clock_mono_ms() - t0 < 300) uv_run(&f->loop, UV_RUN_NOWAIT);
-  assert_int_equal(f->done, before); /* still waiting */
+  while (clock_mono_ms() - t0 < 300) uv_run(&f->m.loop, UV_RUN_NOWAIT);
+  assert_int_equal(f->m.done, before); /* still waiting */
   mcp_dispatch_cancel(handle);
-  for (int i = 0; i < 200000 && f->done == before; i++) uv_run(&f->loop, UV_RUN_ONCE);
-  assert_int_equal(f->done, before + 1);
+  TS_LOOP_UNTIL(&f->m.loop, TS_DEADLINE_MS, f->m.done != before);
+  assert_int_equal(f->m.done, before + 1);
   assert_true(clock_mono_ms() - t0 < 30000); /* not the 60 s timeout */
-  assert_int_equal(f->st, MCP_DISPATCH_CANCELLED);
+  assert_int_equal(f->m.st, MCP_DISPATCH_CANCELLED);
 }
 
 int main(void) {

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "support/wait.h"
 #include "util/workpool.h"
 
 typedef struct {
@@ -24,11 +25,13 @@ typedef struct {
   atomic_int *counter;
   int done_calls;
   atomic_int *gate; /* blocks while 0 */
+  atomic_int started; /* set when the job begins, before it waits for the gate */
 } job;
 
 static void work_fn(void *arg) {
   job *j = arg;
   j->ran_on = pthread_self();
+  atomic_store(&j->started, 1);
   if (j->gate)
     while (!atomic_load(j->gate)) usleep(1000);
   if (j->counter) atomic_fetch_add(j->counter, 1);
@@ -40,17 +43,8 @@ static void done_fn(void *arg) {
   j->done_calls++;
 }
 
-/* Runs the loop until *flag reaches want, for at most 30 s (generous for a loaded machine). */
-static void run_until(uv_loop_t *loop, int *flag, int want) {
-  struct timespec t0, t;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  do {
-    uv_run(loop, UV_RUN_NOWAIT);
-    if (*flag >= want) return;
-    usleep(200);
-    clock_gettime(CLOCK_MONOTONIC, &t);
-  } while (t.tv_sec - t0.tv_sec < 30);
-}
+/* Runs the loop until *flag reaches want (fails the test after TS_DEADLINE_MS). */
+static void run_until(uv_loop_t *loop, int *flag, int want) { TS_LOOP_UNTIL(loop, TS_DEADLINE_MS, *flag >= want); }
 
 static void test_workpool_runs_job_off_loop_and_completes_on_loop(void **state) {
   (void)state;
@@ -65,8 +59,7 @@ static void test_workpool_runs_job_off_loop_and_completes_on_loop(void **state) 
   assert_false(pthread_equal(j.ran_on, pthread_self()));
   assert_true(pthread_equal(j.done_on, pthread_self()));
   workpool_free(wp);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  ts_loop_close(&loop);
 }
 
 static void test_workpool_grows_when_all_workers_block(void **state) {
@@ -79,7 +72,7 @@ static void test_workpool_grows_when_all_workers_block(void **state) {
   job blocked = {.gate = &gate, .counter = &counter};
   job quick = {.counter = &counter};
   assert_int_equal(workpool_submit(wp, work_fn, done_fn, &blocked), 0);
-  usleep(20000); /* the one worker is now stuck */
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, atomic_load(&blocked.started)); /* the one worker is now stuck */
   assert_int_equal(workpool_submit(wp, work_fn, done_fn, &quick), 0);
   run_until(&loop, &quick.done_calls, 1);
   assert_int_equal(quick.done_calls, 1); /* finished although the first job still blocks */
@@ -89,8 +82,7 @@ static void test_workpool_grows_when_all_workers_block(void **state) {
   run_until(&loop, &blocked.done_calls, 1);
   assert_int_equal(atomic_load(&counter), 2);
   workpool_free(wp);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  ts_loop_close(&loop);
 }
 
 /* The blocking job and the quick one are queued back to back, before the one worker has woken
@@ -185,8 +177,7 @@ static void test_workpool_queue_bound_refuses_with_ebusy(void **state) {
   assert_int_equal(atomic_load(&counter), 4);
   assert_int_equal(refused.done_calls, 0);
   workpool_free(wp);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  ts_loop_close(&loop);
 }
 
 int main(void) {
