@@ -7,49 +7,33 @@
 # libuv handle left open; once under valgrind (release build) with no definite leak or memory
 # error and no thread left unjoined. Last line: "lifecycle: N passed, N failed".
 set -u
-root=${PEERMCP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-asan_bin="${PEERMCP_ASAN_BIN:-$root/build-asan/peermcp}"
-rel_bin="${PEERMCP_BIN:-$root/build/peermcp}"
-tmp=$(mktemp -d /tmp/peermcp-lifecycle.XXXXXX)
-pass=0
-fail=0
+. "$(dirname "$0")/../support/suite.sh"
+suite_init lifecycle
+asan_bin=$PEERMCP_ASAN_BIN
+rel_bin=$PEERMCP_BIN
+tmp=$suite_tmp
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export PEERMCP_TEST_TOOLS=1
 unset IPFS_ACCELERATE_PY_TASK_P2P_TOKEN IPFS_DATASETS_PY_TASK_P2P_TOKEN
-trap 'rm -rf "$tmp"' EXIT
-
-ok() { pass=$((pass + 1)); echo "PASS $1"; }
-ko() { fail=$((fail + 1)); echo "FAIL $1${2:+: $2}"; }
 
 # The driver starts serve (argv after the options), speaks MCP to it, submits a task over the
 # network with the CLI, starts a slow call, stops serve the chosen way and reports one JSON
 # line with what happened. Every wait is bounded.
 cat >"$tmp/drive.py" <<'PYEOF'
-import json, os, signal, subprocess, sys, time
+import json, os, subprocess, sys, time
+sys.path.insert(0, os.path.join(os.environ["PEERMCP_ROOT"], "tests", "support"))
+from jsonrpc_lines import LineClient
 mode, state, cli_bin, cli_state, errf, grace = sys.argv[1:7]
 cmd = sys.argv[7:]
 grace = float(grace)
 res = {"mode": mode, "steps": []}
-p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(errf, "w"), text=True)
-nid = [0]
-def send(method, params=None, want=True):
-    nid[0] += 1
-    msg = {"jsonrpc": "2.0", "id": nid[0], "method": method}
-    if params is not None: msg["params"] = params
-    p.stdin.write(json.dumps(msg) + "\n"); p.stdin.flush()
-    if not want: return None
-    while True:
-        line = p.stdout.readline()
-        if not line: raise RuntimeError("serve closed stdout")
-        r = json.loads(line)
-        if r.get("id") == nid[0]: return r
+c = LineClient(cmd, stderr_path=errf)
 def cli(*args):
     out = subprocess.run([cli_bin, *args, "--state-dir", cli_state], capture_output=True, text=True, timeout=90)
     return json.loads(out.stdout or "null")
 try:
-    send("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "lc", "version": "1"}})
-    p.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n"); p.stdin.flush()
-    r = send("tools/call", {"name": "echo", "arguments": {"x": 1}})
+    c.initialize(name="lc")
+    r = c.request("tools/call", {"name": "echo", "arguments": {"x": 1}})
     res["steps"].append(("mcp echo", (r.get("result") or {}).get("structuredContent", {}).get("x") == 1))
     ann = os.path.join(state, "announce.json")
     t0 = time.time()
@@ -60,19 +44,12 @@ try:
     res["steps"].append(("task run by an in-process worker",
                          (got or {}).get("task", {}).get("result", {}).get("result", {}).get("n") == 7))
     # a call still running when the stop arrives: it finishes (EOF) or is answered (signal)
-    send("tools/call", {"name": "sleep", "arguments": {"ms": 300}}, want=False)
+    c.request("tools/call", {"name": "sleep", "arguments": {"ms": 300}}, wait=False)
     time.sleep(0.05)
-    if mode == "eof": p.stdin.close()
-    else: p.send_signal(signal.SIGINT if mode == "int" else signal.SIGTERM)
-    try:
-        rc = p.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        p.kill(); p.wait(); rc = "hung"
-    res["rc"] = rc
+    res["rc"] = c.stop(mode, grace)
 except Exception as e:
     res["error"] = repr(e)
-    try: p.kill(); p.wait(timeout=30)
-    except Exception: pass
+    c.kill()
 print(json.dumps(res), flush=True)
 PYEOF
 
@@ -138,12 +115,11 @@ EOF
   # no in-process task runner on the node: the task must go to the worker. Both run without a
   # `timeout` wrapper: the signals below must reach them, not a wrapper (GNU timeout relays a
   # SIGINT to its whole process group and may exit 130 itself); the loop below bounds them.
-  PEERMCP_MCP_TASKS_RUNNER=0 "$asan_bin" serve --no-stdio --config "$st.json" --state-dir "$st" 2>"$st.err" &
-  npid=$!
-  for _ in $(seq 600); do [ -s "$st/announce.json" ] && break; sleep 0.1; done
-  ma=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["multiaddr"])' "$st/announce.json" 2>/dev/null)
-  "$asan_bin" worker --peer "$ma" --state-dir "$tmp/wk" --slots 2 2>"$tmp/wk.err" >"$tmp/wk.out" &
-  wpid=$!
+  PEERMCP_MCP_TASKS_RUNNER=0 peermcp_bg "$st.err" "$asan_bin" serve --no-stdio --config "$st.json" --state-dir "$st"
+  npid=$peermcp_pid
+  ma=$(announce_multiaddr "$st")
+  peermcp_bg "$tmp/wk.err" "$asan_bin" worker --peer "$ma" --state-dir "$tmp/wk" --slots 2 >"$tmp/wk.out"
+  wpid=$peermcp_pid
   tid=$(timeout 120 "$cli_bin" task submit --peer "$ma" --type tool.call '{"tool":"echo","args":{"w":5}}' \
     --state-dir "$cli_state" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["task_id"])' 2>/dev/null)
   got=$(timeout 120 "$cli_bin" task wait --peer "$ma" --timeout 90 "$tid" --state-dir "$cli_state" 2>/dev/null |
@@ -151,11 +127,9 @@ EOF
   if [ "$got" = "5 True" ]; then ok "worker: runs a task from the node"; else ko "worker: runs a task from the node" "got=$got $(tail -2 "$tmp/wk.err")"; fi
   for pair in "worker:$wpid:INT:$tmp/wk.err" "node:$npid:TERM:$st.err"; do
     IFS=: read -r who pid sig errf <<<"$pair"
-    kill "-$sig" "$pid" 2>/dev/null
-    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null && ko "$who: stops on SIG$sig within 60 s"
-    rc=0
-    wait "$pid" || rc=$?
+    peermcp_stop "$pid" "$sig" 60
+    rc=$peermcp_rc
+    [ "$rc" = 137 ] && ko "$who: stops on SIG$sig within 60 s"
     if [ "$rc" = 0 ] && ! grep -qE "$sanitizer_re" "$errf"; then
       ok "$who: SIG$sig: exit 0, no leak, no handle left"
     else
@@ -172,5 +146,4 @@ else
   echo "valgrind or the release build missing: valgrind run skipped"
 fi
 
-echo "lifecycle: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+suite_end
