@@ -58,6 +58,16 @@ enum {
   MCP_RPC_HEADER_MISMATCH = -32020,         /* 2026-07-28: header vs _meta (HTTP: 400) */
   MCP_RPC_MISSING_CLIENT_CAPABILITY = -32021, /* 2026-07-28: data.requiredCapabilities (HTTP: 400) */
   MCP_RPC_UNSUPPORTED_VERSION = -32022,     /* 2026-07-28: data.supported, data.requested (HTTP: 400) */
+  /* Server errors (JSON-RPC 2.0 reserves -32000..-32099 for the implementation) that the
+   * transports and the /mcp+p2p/1.0.0 service answer with. One number may mean two things in
+   * two contracts; each name says which. */
+  MCP_RPC_SERVER_ERROR = -32000,            /* HTTP transport refusals ("Bad Request: …", as the TS SDK) */
+  MCP_RPC_SESSION_NOT_FOUND = -32001,       /* HTTP: unknown Mcp-Session-Id (404, as the TS SDK) */
+  MCP_RPC_MCPP_INIT_REQUIRED = -32000,      /* MCP++ (the Python service's contract): initialize first */
+  MCP_RPC_MCPP_UNAUTHORIZED = -32001,       /* MCP++: no token / scope for it */
+  MCP_RPC_MCPP_UNKNOWN_TOOL = -32002,       /* MCP++: no such tool (MCP's RESOURCE_NOT_FOUND number) */
+  MCP_RPC_MCPP_FRAME_ERROR = -32003,        /* MCP++: frame_too_large, invalid_json, invalid_message */
+  MCP_RPC_MCPP_RATE_LIMITED = -32010,       /* MCP++: rate_limited, too_many_requests */
 };
 
 typedef struct mcp_session mcp_session;

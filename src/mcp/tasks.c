@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "mcp/session.h"
+
 static const char *const k_status[] = {"working", "input_required", "completed", "failed", "cancelled"};
 static const char *const k_support[] = {"forbidden", "optional", "required"};
 
@@ -91,7 +93,7 @@ json_t *mcp_tasks_modern_json(const mcp_task_view *v, bool with_outcome) {
     if (st == MCP_TASK_COMPLETED && v->result) json_object_set(o, "result", v->result);
     else if (st == MCP_TASK_FAILED)
       json_object_set_new(o, "error", v->error ? json_incref(v->error)
-                                               : json_pack("{s:i, s:s}", "code", -32603, "message",
+                                               : json_pack("{s:i, s:s}", "code", MCP_RPC_INTERNAL_ERROR, "message",
                                                            v->status_message ? v->status_message : "task failed"));
   }
   return o;

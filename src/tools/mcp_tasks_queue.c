@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mcp/session.h"
 #include "taskq/local_source.h"
 #include "taskq/runner.h"
 #include "util/log.h"
@@ -130,7 +131,7 @@ static void prep_fill(prep *p, const tq_task *t, int64_t ttl_ms) {
       p->result = mcp_dispatch_call_result(env);
       json_decref(env);
     } else {
-      p->error = rpc_error(-32603, t->error ? t->error : "task failed");
+      p->error = rpc_error(MCP_RPC_INTERNAL_ERROR, t->error ? t->error : "task failed");
     }
     p->msg = strdup(t->error ? t->error : "failed");
     break;
@@ -139,7 +140,7 @@ static void prep_fill(prep *p, const tq_task *t, int64_t ttl_ms) {
   default:
     p->status = MCP_TASK_CANCELLED;
     p->msg = strdup(t->error ? t->error : "cancelled");
-    p->error = rpc_error(-32603, "the task was cancelled");
+    p->error = rpc_error(MCP_RPC_INTERNAL_ERROR, "the task was cancelled");
     break;
   }
   json_decref(r);

@@ -946,7 +946,7 @@ static void post_legacy(hreq *r, json_t *msg, json_t *id, const char *method, bo
     log_info("http: session created", "{s:s}", "session", s->id);
   } else {
     if (!sid) {
-      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Mcp-Session-Id header is required", id, NULL);
+      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_SERVER_ERROR, "Bad Request: Mcp-Session-Id header is required", id, NULL);
       return;
     }
     s = sess_find(h, sid);
@@ -955,7 +955,7 @@ static void post_legacy(hreq *r, json_t *msg, json_t *id, const char *method, bo
       return;
     }
     if (hv && !legacy_version_known(hv)) {
-      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Unsupported protocol version", id,
+      respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_SERVER_ERROR, "Bad Request: Unsupported protocol version", id,
                         json_pack("{s:s, s:[s,s,s,s]}", "requested", hv, "supported", k_legacy_versions[0],
                                   k_legacy_versions[1], k_legacy_versions[2], k_legacy_versions[3]));
       return;
@@ -1054,7 +1054,7 @@ static void handle_post(hreq *r) {
 static hsess *session_of(hreq *r) {
   const char *sid = hdr(r->mc, "Mcp-Session-Id");
   if (!sid) {
-    respond_rpc_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, -32000, "Method Not Allowed: no session (2026-07-28 has no GET or DELETE)", NULL, NULL);
+    respond_rpc_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, MCP_RPC_SERVER_ERROR, "Method Not Allowed: no session (2026-07-28 has no GET or DELETE)", NULL, NULL);
     return NULL;
   }
   hsess *s = sess_find(r->h, sid);
@@ -1064,7 +1064,7 @@ static hsess *session_of(hreq *r) {
   }
   const char *hv = hdr(r->mc, "MCP-Protocol-Version");
   if (hv && !legacy_version_known(hv)) {
-    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, -32000, "Bad Request: Unsupported protocol version", NULL, NULL);
+    respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_SERVER_ERROR, "Bad Request: Unsupported protocol version", NULL, NULL);
     return NULL;
   }
   sess_touch(s);
@@ -1098,7 +1098,7 @@ static void handle_get(hreq *r) {
     req_wake(old);
   }
   if (st->req) { /* one connection per stream */
-    respond_rpc_error(r, MHD_HTTP_CONFLICT, -32000, "Conflict: only one SSE stream is allowed per session", NULL, NULL);
+    respond_rpc_error(r, MHD_HTTP_CONFLICT, MCP_RPC_SERVER_ERROR, "Conflict: only one SSE stream is allowed per session", NULL, NULL);
     return;
   }
   if (!st->sse) {
@@ -1190,7 +1190,7 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   else if (strcmp(method, "DELETE") == 0) r->kind = RQ_DELETE;
   else {
     r->kind = RQ_OTHER;
-    respond_rpc_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, -32000, "Method Not Allowed", NULL, NULL);
+    respond_rpc_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, MCP_RPC_SERVER_ERROR, "Method Not Allowed", NULL, NULL);
     return;
   }
   /* DNS rebinding (2025-11-25 §Security Warning): Host and Origin, both */
@@ -1198,12 +1198,12 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   const char *origin = hdr(r->mc, "Origin");
   if (!http_host_allowed(&h->policy, host)) {
     log_warn("http: request refused: Host not allowed", "{s:s}", "host", host ? host : "");
-    respond_rpc_error(r, MHD_HTTP_FORBIDDEN, -32000, "Forbidden: Host header not allowed", NULL, NULL);
+    respond_rpc_error(r, MHD_HTTP_FORBIDDEN, MCP_RPC_SERVER_ERROR, "Forbidden: Host header not allowed", NULL, NULL);
     return;
   }
   if (!http_origin_allowed(&h->policy, origin)) {
     log_warn("http: request refused: Origin not allowed", "{s:s}", "origin", origin);
-    respond_rpc_error(r, MHD_HTTP_FORBIDDEN, -32000, "Forbidden: Origin not allowed", NULL, NULL);
+    respond_rpc_error(r, MHD_HTTP_FORBIDDEN, MCP_RPC_SERVER_ERROR, "Forbidden: Origin not allowed", NULL, NULL);
     return;
   }
   if (h->stopping) {
@@ -1238,13 +1238,13 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   }
   if (r->kind == RQ_POST) {
     if (!http_content_type_is_json(hdr(r->mc, MHD_HTTP_HEADER_CONTENT_TYPE))) {
-      respond_rpc_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, -32000,
+      respond_rpc_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, MCP_RPC_SERVER_ERROR,
                         "Unsupported Media Type: Content-Type must be application/json", NULL, NULL);
       return;
     }
     const char *acc = hdr(r->mc, MHD_HTTP_HEADER_ACCEPT);
     if (!http_accepts(acc, "application/json") || !http_accepts(acc, "text/event-stream")) {
-      respond_rpc_error(r, MHD_HTTP_NOT_ACCEPTABLE, -32000,
+      respond_rpc_error(r, MHD_HTTP_NOT_ACCEPTABLE, MCP_RPC_SERVER_ERROR,
                         "Not Acceptable: Client must accept both application/json and text/event-stream", NULL, NULL);
       return;
     }
@@ -1264,7 +1264,7 @@ static void request_begin(hreq *r, const char *url, const char *method) {
   }
   if (r->kind == RQ_GET) {
     if (!http_accepts(hdr(r->mc, MHD_HTTP_HEADER_ACCEPT), "text/event-stream")) {
-      respond_rpc_error(r, MHD_HTTP_NOT_ACCEPTABLE, -32000, "Not Acceptable: Client must accept text/event-stream", NULL, NULL);
+      respond_rpc_error(r, MHD_HTTP_NOT_ACCEPTABLE, MCP_RPC_SERVER_ERROR, "Not Acceptable: Client must accept text/event-stream", NULL, NULL);
       return;
     }
     handle_get(r);

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mcp/session.h"
+
 /* ---------- Accept / Content-Type ---------- */
 
 static const char *skip_ows(const char *p) {
@@ -161,14 +163,14 @@ long http_header_value_decode(const char *v, char *out, size_t cap) {
 }
 
 unsigned http_status_for_rpc_error(int code, bool modern) {
-  if (code == -32700 || code == -32600) return 400;
+  if (code == MCP_RPC_PARSE_ERROR || code == MCP_RPC_INVALID_REQUEST) return 400;
   if (!modern) return 200;
   switch (code) {
-  case -32601: return 404;
-  case -32602: /* invalid params, e.g. a missing _meta field */
-  case -32020: /* HeaderMismatch */
-  case -32021: /* MissingRequiredClientCapability */
-  case -32022: /* UnsupportedProtocolVersion */
+  case MCP_RPC_METHOD_NOT_FOUND: return 404;
+  case MCP_RPC_INVALID_PARAMS: /* e.g. a missing _meta field */
+  case MCP_RPC_HEADER_MISMATCH:
+  case MCP_RPC_MISSING_CLIENT_CAPABILITY:
+  case MCP_RPC_UNSUPPORTED_VERSION:
     return 400;
   default: return 200;
   }

@@ -15,8 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mcp/session.h"
+
 /* The JSON-RPC error code of a 404 for an unknown session (the TypeScript SDK's). */
-#define HTTP_RPC_SESSION_NOT_FOUND (-32001)
+#define HTTP_RPC_SESSION_NOT_FOUND MCP_RPC_SESSION_NOT_FOUND
 
 /* True when the Accept header value admits `type` ("application/json", "text/event-stream"):
  * the type itself, its major type with a star subtype, or the star-star range, with a q value

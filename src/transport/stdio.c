@@ -353,7 +353,7 @@ static void line_too_long(mcp_stdio *st) {
   buf_init(&st->line, st->max_line);
   char msg[128];
   snprintf(msg, sizeof msg, "Invalid Request: line too long (over %zu bytes); skipped", st->max_line);
-  mcp_session_reply_error(st->session, NULL, -32600, msg, NULL);
+  mcp_session_reply_error(st->session, NULL, MCP_RPC_INVALID_REQUEST, msg, NULL);
   log_warn("stdio: skipping an over-long line", "{s:I}", "max_line_bytes", (json_int_t)st->max_line);
 }
 
