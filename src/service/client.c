@@ -206,7 +206,7 @@ static void handle_reply(svc_client *c, json_t *m) {
   for (creq *r = c->reqs; r; r = r->next) {
     if (r->id != id) continue;
     const json_t *code = json_object_get(error, "code");
-    if (!result && json_is_integer(code) && json_integer_value(code) == -32010 && r->idempotent &&
+    if (!result && json_is_integer(code) && json_integer_value(code) == MCP_RPC_MCPP_RATE_LIMITED && r->idempotent &&
         r->failures < c->o.retries) {
       /* rate-limited: the server closes this stream; try again later on a new one */
       r->failures++;

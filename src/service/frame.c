@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "mcp/session.h"
 #include "util/alloc.h"
 
 const char *svc_frame_status_str(svc_frame_status st) {
@@ -130,7 +131,7 @@ int svc_frame_encode(buf *out, const json_t *msg, size_t max) {
 
 json_t *svc_frame_error_reply(svc_frame_status st) {
   return json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error", "code",
-                   SVC_FRAME_ERR_CODE, "message", svc_frame_status_str(st));
+                   MCP_RPC_MCPP_FRAME_ERROR, "message", svc_frame_status_str(st));
 }
 
 /* --- NDJSON --- */

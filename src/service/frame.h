@@ -22,8 +22,6 @@
 
 #define SVC_FRAME_DEFAULT_MAX (1024u * 1024u) /* inbound default, §2.3 */
 #define SVC_FRAME_HDR 4u
-/* JSON-RPC error code for framing failures (frame_too_large, invalid_json, invalid_message). */
-#define SVC_FRAME_ERR_CODE (-32003)
 
 typedef enum {
   SVC_FRAME_NEED_MORE = 0,     /* all input consumed, no complete frame yet */

@@ -41,6 +41,7 @@
 
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
+#include "mcp/session.h"
 #include "mcp/tasks.h"
 #include "auth/auth.h"
 #include "auth/policy.h"
@@ -49,14 +50,14 @@
 
 #define SVC_MCPP_PROTOCOL "/mcp+p2p/1.0.0"
 
-/* JSON-RPC error codes of the Python service. */
+/* JSON-RPC error codes of the Python service (their numbers live in mcp/session.h). */
 enum {
-  SVC_MCPP_E_INIT_REQUIRED = -32000,
-  SVC_MCPP_E_UNAUTHORIZED = -32001,
-  SVC_MCPP_E_TOOL = -32002,
-  SVC_MCPP_E_FRAME = -32003,
-  SVC_MCPP_E_RATE = -32010,
-}; /* the standard JSON-RPC codes are MCP_RPC_* in mcp/session.h */
+  SVC_MCPP_E_INIT_REQUIRED = MCP_RPC_MCPP_INIT_REQUIRED,
+  SVC_MCPP_E_UNAUTHORIZED = MCP_RPC_MCPP_UNAUTHORIZED,
+  SVC_MCPP_E_TOOL = MCP_RPC_MCPP_UNKNOWN_TOOL,
+  SVC_MCPP_E_FRAME = MCP_RPC_MCPP_FRAME_ERROR,
+  SVC_MCPP_E_RATE = MCP_RPC_MCPP_RATE_LIMITED,
+};
 
 /* A token bucket: `capacity` tokens, refilled at `rate` per second, one per frame. */
 typedef struct svc_rate {
