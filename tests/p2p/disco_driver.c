@@ -3,12 +3,14 @@
  *
  *   disco_driver --state DIR [--listen MA]... [--dht server|client|off] [--protocol ID]
  *                [--mdns] [--mdns-loopback] [--mdns-interval MS] [--mdns-port N]
- *                [--bootstrap MA]... [--rpc-timeout-ms N]
+ *                [--bootstrap MA]... [--rpc-timeout-ms N] [--rendezvous] [--ns NS]
  *
  * Prints {"peer_id","addrs"} as its first stdout line, then reads one JSON command per stdin
  * line and answers each with one JSON line {"cmd","tag","ok",...} — the commands of
  * disco_peer.mjs: dial, find_peer, get, put, provide, providers, table, mdns_wait, ping; plus
- * {"cmd":"closest","key":TEXT}. mDNS discoveries are also printed as {"event":"mdns",...}.
+ * {"cmd":"closest","key":TEXT} and {"cmd":"rv_find"} (rendezvous find: {"peers":[{"id","addrs",
+ * "how"}]}). With --rendezvous the node publishes itself under the namespace (events
+ * {"event":"published",...}). mDNS discoveries are also printed as {"event":"mdns",...}.
  * Runs until stdin closes or SIGTERM (then closes everything gracefully); a watchdog ends it
  * after DISCO_DRIVER_TIMEOUT_S (default 300 s). */
 #include <errno.h>
@@ -25,6 +27,7 @@
 #include "p2p/host/peers.h"
 #include "p2p/host/svc_kad.h"
 #include "p2p/host/svc_mdns.h"
+#include "p2p/host/svc_rendezvous.h"
 #include "p2p/proto/kad_record.h"
 #include "util/log.h"
 
@@ -32,6 +35,7 @@ static uv_loop_t *loop;
 static p2p_host *host;
 static p2p_kad *kad;
 static p2p_mdns *mdnsv;
+static p2p_rendezvous *rv;
 static uv_signal_t sigterm;
 static uv_pipe_t stdin_pipe;
 static uv_timer_t wait_timer;
@@ -218,6 +222,29 @@ static void on_mdns_peer(p2p_mdns *m, const mdns_peer *p, void *ud) {
   check_waits();
 }
 
+static void on_rv_found(p2p_rendezvous *r, int err, const p2p_rendezvous_peer *peers, size_t n, void *ud) {
+  (void)r;
+  req *q = ud;
+  if (err) {
+    fail(q, err);
+    return;
+  }
+  json_t *o = reply(q->cmd, q->tag, true);
+  json_t *arr = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(arr, json_pack("{s:s, s:o, s:i}", "id", peers[i].peer_id, "addrs",
+                                         addrs_json(peers[i].addrs, peers[i].n_addrs), "how", (int)peers[i].how));
+  json_object_set_new(o, "peers", arr);
+  finish(q, o);
+}
+
+static void on_published(p2p_rendezvous *r, int err, size_t record_acks, size_t provider_acks, void *ud) {
+  (void)r;
+  (void)ud;
+  emit(json_pack("{s:s, s:i, s:i, s:i}", "event", "published", "error", err, "record_acks", (int)record_acks,
+                 "provider_acks", (int)provider_acks));
+}
+
 /* ---------------------------------------------------------------- commands */
 
 static void on_dial_open(p2p_stream *s, int err, void *ud) {
@@ -274,6 +301,8 @@ static void run_command(json_t *c) {
       rc = !strcmp(cmd, "provide") ? p2p_kad_provide(kad, mh, sizeof mh, on_done, r)
                                    : p2p_kad_find_providers(kad, mh, sizeof mh, 20, on_peers, r);
     }
+  } else if (!strcmp(cmd, "rv_find")) {
+    rc = rv ? p2p_rendezvous_find(rv, on_rv_found, r) : -ENOTSUP;
   } else if (!strcmp(cmd, "table")) {
     p2p_kad_stats st;
     p2p_kad_get_stats(kad, &st);
@@ -314,6 +343,11 @@ static void stop_all(void) {
     fail(r, -ECANCELED);
   }
   pending_closes = 1;
+  if (rv) {
+    pending_closes++;
+    p2p_rendezvous_close(rv, closed_one, NULL);
+    rv = NULL;
+  }
   if (kad) {
     pending_closes++;
     p2p_kad_close(kad, closed_one, NULL);
@@ -396,7 +430,8 @@ int main(int argc, char **argv) {
   const char *state = NULL, *dht = "server", *protocol = NULL;
   const char *listens[8], *boots[16];
   size_t n_listen = 0, n_boot = 0;
-  bool use_mdns = false, mdns_loop = false;
+  bool use_mdns = false, mdns_loop = false, publish = false;
+  const char *ns = NULL;
   unsigned mdns_interval = 0, mdns_port = 0, rpc_timeout = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -411,6 +446,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--mdns-port") && v) mdns_port = (unsigned)atoi(argv[++i]);
     else if (!strcmp(a, "--bootstrap") && v && n_boot < 16) boots[n_boot++] = argv[++i];
     else if (!strcmp(a, "--rpc-timeout-ms") && v) rpc_timeout = (unsigned)atoi(argv[++i]);
+    else if (!strcmp(a, "--rendezvous")) publish = true;
+    else if (!strcmp(a, "--ns") && v) ns = argv[++i];
     else usage();
   }
   if (!state) usage();
@@ -462,6 +499,13 @@ int main(int argc, char **argv) {
   emit(json_pack("{s:s, s:o}", "peer_id", p2p_host_peer_id(host), "addrs", arr));
   if (kad && n_boot && (rc = p2p_kad_bootstrap(kad, boots, n_boot, bootstrap_done, NULL)))
     fprintf(stderr, "bootstrap: %s\n", strerror(-rc));
+  if (kad) {
+    p2p_rendezvous_config rc_cfg = {.ns = ns, .publish = publish};
+    if ((rc = p2p_rendezvous_new(kad, host, loop, &rc_cfg, &rv)) || (rc = p2p_rendezvous_start(rv, on_published, NULL))) {
+      fprintf(stderr, "rendezvous: %s\n", strerror(-rc));
+      return 1;
+    }
+  }
   uv_timer_init(loop, &wait_timer);
   uv_timer_start(&wait_timer, wait_tick, 100, 100);
   uv_signal_init(loop, &sigterm);
