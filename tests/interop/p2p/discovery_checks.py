@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Discovery interop checks (issue 15), run by tests/suites/45-discovery.sh.
+
+    discovery_checks.py mdns   two C drivers and @libp2p/mdns; needs a network namespace whose
+                               loopback carries multicast (the suite makes one)
+    discovery_checks.py dht    C drivers and @libp2p/kad-dht over 127.0.0.1
+
+The C side is tests/p2p/disco_driver (ASan build), the JS side tests/interop/p2p/disco_peer.mjs;
+both read one JSON command per line and answer with one JSON line (see their headers).
+Prints "PASS name" / "FAIL name: why" per check and ends with "<group>: N passed, N failed".
+Every wait has a deadline; nothing sleeps and then asserts.
+"""
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.environ.get("PEERMCP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
+DRIVER = os.environ.get("DISCO_DRIVER", os.path.join(ROOT, "build-asan/tests/p2p/disco_driver"))
+NODE = os.environ.get("NODE", os.path.join(ROOT, "tests/node_modules/node/bin/node"))
+PEER_JS = os.path.join(ROOT, "tests/interop/p2p/disco_peer.mjs")
+RESULTS = {"pass": 0, "fail": 0}
+TMP = tempfile.mkdtemp(prefix="disco-checks.")
+
+
+def ok(name):
+    RESULTS["pass"] += 1
+    print("PASS " + name, flush=True)
+
+
+def ko(name, why=""):
+    RESULTS["fail"] += 1
+    print("FAIL " + name + (": " + str(why)[:400] if why else ""), flush=True)
+
+
+class Peer:
+    """A driver or js peer speaking JSON lines; stderr goes to a file for post-mortems."""
+
+    count = 0
+
+    def __init__(self, name, argv):
+        Peer.count += 1
+        self.name = name
+        self.err_path = os.path.join(TMP, name + ".err")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=open(self.err_path, "w"), text=True, bufsize=1)
+        self.lines = queue.Queue()
+        self.events = []
+        self.tag = 0
+        threading.Thread(target=self._read, daemon=True).start()
+        first = self.lines.get(timeout=90)  # node and ASan start slowly on a loaded machine
+        self.peer_id = first["peer_id"]
+        self.addrs = first["addrs"]
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            if "event" in d:
+                self.events.append(d)
+            else:
+                self.lines.put(d)
+
+    def call(self, cmd, timeout=60, **kw):
+        self.tag += 1
+        tag = "t%d" % self.tag
+        self.proc.stdin.write(json.dumps(dict(cmd=cmd, tag=tag, **kw)) + "\n")
+        self.proc.stdin.flush()
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                d = self.lines.get(timeout=max(0.05, end - time.time()))
+            except queue.Empty:
+                break
+            if d.get("tag") == tag:
+                return d
+        return {"ok": False, "error": "no answer within %ds" % timeout}
+
+    def wait_event(self, pred, timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            for e in list(self.events):
+                if pred(e):
+                    return e
+            time.sleep(0.05)
+        return None
+
+    def stop(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode
+
+
+def c_peer(name, *args):
+    return Peer(name, [DRIVER, "--state", os.path.join(TMP, name)] + list(args))
+
+
+def js_peer(name, *args):
+    return Peer(name, [NODE, PEER_JS] + list(args))
+
+
+def expect(name, cond, why=""):
+    if cond:
+        ok(name)
+    else:
+        ko(name, why)
+
+
+def check_clean_exit(peers):
+    """ASan reports leaks and errors in stderr; a driver must exit 0 on stdin EOF."""
+    for p in peers:
+        rc = p.stop()
+        err = open(p.err_path).read()
+        if p.name.startswith("c") and (rc != 0 or "ERROR: AddressSanitizer" in err or "runtime error" in err):
+            ko("%s exits cleanly" % p.name, "rc=%s %s" % (rc, err[-400:]))
+        elif p.name.startswith("c"):
+            ok("%s exits cleanly" % p.name)
+
+
+def group_mdns():
+    # Two peermcp drivers and a js peer, all on the namespace's loopback.
+    c1 = c_peer("c1", "--dht", "off", "--mdns", "--mdns-loopback", "--mdns-interval", "2000")
+    c2 = c_peer("c2", "--dht", "off", "--mdns", "--mdns-loopback", "--mdns-interval", "2000")
+    js = js_peer("js", "--dht", "off", "--mdns", "--mdns-interval", "1000")
+    r = c1.call("mdns_wait", id=c2.peer_id, timeout_ms=30000, timeout=40)
+    expect("mdns: peermcp finds peermcp", r.get("ok") and any(a.startswith("/ip4/127.0.0.1/tcp/") for a in r.get("addrs", [])), r)
+    r = c2.call("mdns_wait", id=c1.peer_id, timeout_ms=30000, timeout=40)
+    expect("mdns: and the other way", r.get("ok"), r)
+    r = c1.call("mdns_wait", id=js.peer_id, timeout_ms=30000, timeout=40)
+    expect("mdns: peermcp finds @libp2p/mdns", r.get("ok"), r)
+    r = js.call("mdns_wait", id=c1.peer_id, timeout_ms=30000, timeout=40)
+    expect("mdns: @libp2p/mdns finds peermcp", r.get("ok") and r.get("addrs"), r)
+    # A discovered peer is dialable by PeerId alone (its addresses went to the peerstore).
+    r = c2.call("ping", id=c1.peer_id, timeout=40)
+    expect("mdns: ping by PeerId after discovery", r.get("ok"), r)
+    # Leaving sends a goodbye (TTL 0) that the other side sees.
+    c2_id = c2.peer_id
+    check_clean_exit([c2])
+    e = c1.wait_event(lambda e: e.get("event") == "mdns" and e.get("id") == c2_id and e.get("ttl") == 0, 20)
+    expect("mdns: goodbye on exit", e is not None)
+    check_clean_exit([c1, js])
+
+
+def group_dht():
+    js_a = js_peer("jsA", "--dht", "server")
+    boot = js_a.addrs[0]
+    c1 = c_peer("c1", "--bootstrap", boot, "--rendezvous")
+    c2 = c_peer("c2", "--bootstrap", boot)
+    for p in (c1, c2):
+        e = p.wait_event(lambda e: e.get("event") == "bootstrap", 60)
+        expect("dht: %s bootstraps from @libp2p/kad-dht" % p.name, e and e.get("error") == 0 and e.get("answered", 0) >= 1, e)
+    # js added the C servers to its routing table: identify lists /ipfs/kad/1.0.0 and they answer ping.
+    deadline = time.time() + 30
+    size = 0
+    while time.time() < deadline:
+        size = js_a.call("table").get("size", 0)
+        if size >= 2:
+            break
+        time.sleep(0.2)
+    expect("dht: js keeps peermcp servers in its routing table", size >= 2, size)
+    # Two peermcp nodes find each other through a js-only bootstrap.
+    r = c2.call("find_peer", id=c1.peer_id, timeout=60)
+    expect("dht: peermcp finds peermcp by PeerId through js", r.get("ok") and r.get("addrs"), r)
+    r = c2.call("ping", id=c1.peer_id, timeout=40)
+    expect("dht: then reaches it by PeerId alone", r.get("ok"), r)
+    # peermcp answers js's lookups.
+    r = js_a.call("find_peer", id=c2.peer_id, timeout=60)
+    expect("dht: js finds peermcp (FIND_NODE answered)", r.get("ok"), r)
+    # The rendezvous records c1 published: js reads the Python record and the provider record.
+    e = c1.wait_event(lambda e: e.get("event") == "published" and e.get("error") == 0, 60)
+    expect("dht: rendezvous published to the DHT", e is not None, c1.events[-3:])
+    key = "/ipfs-accelerate/task-queue/ns/ipfs-accelerate-task-queue"
+    r = js_a.call("get", key=key, timeout=60)
+    rec = {}
+    try:
+        rec = json.loads(r.get("value", "{}"))
+    except ValueError:
+        pass
+    expect("dht: js reads the rendezvous record peermcp put", r.get("ok") and rec.get("peer_id") == c1.peer_id
+           and isinstance(rec.get("ts"), (int, float)) and c1.peer_id in rec.get("multiaddr", ""), r)
+    r = js_a.call("providers", ns="ipfs-accelerate-task-queue", want=c1.peer_id, timeout=60)
+    expect("dht: js finds peermcp as provider of CIDv1 raw(sha256(ns))",
+           r.get("ok") and any(p["id"] == c1.peer_id for p in r.get("providers", [])), r)
+    r = c2.call("rv_find", timeout=90)
+    how = {p["id"]: p["how"] for p in r.get("peers", [])}
+    expect("dht: peermcp finds the namespace's peers (record + providers)", r.get("ok") and how.get(c1.peer_id, 0) & 3 == 3, r)
+    # peermcp reads what js put and finds what js provides.
+    js_rec = json.dumps({"peer_id": js_a.peer_id, "multiaddr": boot, "ts": time.time()})
+    r = js_a.call("put", key="/ipfs-accelerate/task-queue/ns/jsns", value=js_rec, timeout=60)
+    expect("dht: js puts a rendezvous record", r.get("ok"), r)
+    r = c2.call("get", key="/ipfs-accelerate/task-queue/ns/jsns", timeout=60)
+    expect("dht: peermcp reads the record js put", r.get("ok") and r.get("value") == js_rec, r)
+    r = js_a.call("provide", ns="jsprovided", timeout=60)
+    expect("dht: js provides a key", r.get("ok"), r)
+    r = c1.call("providers", ns="jsprovided", timeout=60)
+    expect("dht: peermcp finds js as provider", r.get("ok") and any(p["id"] == js_a.peer_id for p in r.get("providers", [])), r)
+    # A record that names another peer than the one storing it is refused by peermcp servers.
+    forged = json.dumps({"peer_id": c1.peer_id, "multiaddr": "/ip4/10.9.9.9/tcp/1", "ts": time.time() + 1000})
+    js_a.call("put", key="/ipfs-accelerate/task-queue/ns/forged", value=forged, timeout=60)
+    r = c2.call("get", key="/ipfs-accelerate/task-queue/ns/forged", timeout=60)
+    stored_by_c = r.get("ok") and r.get("from") != js_a.peer_id  # "" = c2's own store
+    expect("dht: peermcp servers refuse a record stored by another peer than it names", not stored_by_c, r)
+    # A private protocol id keeps the DHTs apart.
+    c3 = c_peer("c3", "--protocol", "/peermcp/kad/1.0.0", "--bootstrap", boot)
+    e = c3.wait_event(lambda e: e.get("event") == "bootstrap", 60)
+    expect("dht: a private protocol id does not talk to /ipfs/kad/1.0.0 peers", e and e.get("answered") == 0, e)
+    check_clean_exit([c1, c2, c3, js_a])
+
+
+def main():
+    group = sys.argv[1] if len(sys.argv) > 1 else "dht"
+    try:
+        {"mdns": group_mdns, "dht": group_dht}[group]()
+    except Exception as e:  # a crash of the harness is a failure, not a pass
+        ko("%s: harness" % group, repr(e))
+    print("%s: %d passed, %d failed" % (group, RESULTS["pass"], RESULTS["fail"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
