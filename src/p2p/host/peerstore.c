@@ -11,6 +11,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/clock.h"
+
+static const char *const k_src_names[PEERSTORE_SRC_COUNT] = {"manual", "identify", "mdns", "dht", "bootstrap",
+                                                               "rendezvous"};
+
+const char *peerstore_source_name(unsigned bit) {
+  for (unsigned i = 0; i < PEERSTORE_SRC_COUNT; i++)
+    if (bit == 1u << i) return k_src_names[i];
+  return NULL;
+}
+
+int peerstore_source_parse(const char *name, unsigned *bit) {
+  for (unsigned i = 0; i < PEERSTORE_SRC_COUNT; i++)
+    if (strcmp(name, k_src_names[i]) == 0) {
+      *bit = 1u << i;
+      return 0;
+    }
+  return -EINVAL;
+}
+
+/* How recently we saw or heard of a peer (the eviction order). */
+static double recency(const peerstore_entry *e) {
+  double r = e->last_seen > e->first_seen ? e->last_seen : e->first_seen;
+  for (size_t i = 0; i < e->n_addrs; i++)
+    if (e->addr_seen[i] > r) r = e->addr_seen[i];
+  return r;
+}
+
 struct peerstore {
   peerstore_entry *e[PEERSTORE_MAX_PEERS];
   size_t n;
@@ -58,7 +86,7 @@ peerstore_entry *peerstore_upsert(peerstore *ps, const char *peer_id) {
     size_t victim = SIZE_MAX;
     for (size_t i = 0; i < ps->n; i++) {
       if (ps->e[i]->connections) continue;
-      if (victim == SIZE_MAX || ps->e[i]->last_seen < ps->e[victim]->last_seen) victim = i;
+      if (victim == SIZE_MAX || recency(ps->e[i]) < recency(ps->e[victim])) victim = i;
     }
     if (victim == SIZE_MAX) return NULL;
     entry_free(ps->e[victim]);
@@ -67,6 +95,7 @@ peerstore_entry *peerstore_upsert(peerstore *ps, const char *peer_id) {
   e = calloc(1, sizeof *e);
   if (!e) return NULL;
   snprintf(e->peer_id, sizeof e->peer_id, "%s", peer_id);
+  e->first_seen = clock_wall_s();
   ps->e[ps->n++] = e;
   return e;
 }
@@ -82,17 +111,44 @@ static char *dup_bounded(const char *s, size_t len) {
 
 int peerstore_add_addr(peerstore_entry *e, const char *addr) {
   if (!addr || !*addr) return -EINVAL;
+  double now = clock_wall_s();
   for (size_t i = 0; i < e->n_addrs; i++)
-    if (strcmp(e->addrs[i], addr) == 0) return 0;
+    if (strcmp(e->addrs[i], addr) == 0) {
+      e->addr_seen[i] = now;
+      return 0;
+    }
   char *d = dup_bounded(addr, strlen(addr));
   if (!d) return -ENOMEM;
   if (e->n_addrs == PEERSTORE_MAX_ADDRS) {
     free(e->addrs[0]);
     memmove(e->addrs, e->addrs + 1, (PEERSTORE_MAX_ADDRS - 1) * sizeof e->addrs[0]);
+    memmove(e->addr_seen, e->addr_seen + 1, (PEERSTORE_MAX_ADDRS - 1) * sizeof e->addr_seen[0]);
     e->n_addrs--;
   }
+  e->addr_seen[e->n_addrs] = now;
   e->addrs[e->n_addrs++] = d;
   return 0;
+}
+
+size_t peerstore_expire_addrs(peerstore *ps, double now, double max_age_s) {
+  size_t dropped = 0;
+  for (size_t i = 0; i < ps->n; i++) {
+    peerstore_entry *e = ps->e[i];
+    if (e->connections) continue;
+    size_t k = 0;
+    for (size_t j = 0; j < e->n_addrs; j++) {
+      if (e->addr_seen[j] < now - max_age_s) {
+        free(e->addrs[j]);
+        dropped++;
+        continue;
+      }
+      e->addrs[k] = e->addrs[j];
+      e->addr_seen[k] = e->addr_seen[j];
+      k++;
+    }
+    e->n_addrs = k;
+  }
+  return dropped;
 }
 
 int peerstore_set_protocols(peerstore_entry *e, const char *const *protos, size_t n) {
@@ -168,6 +224,15 @@ char *peerstore_snapshot(const peerstore *ps) {
       }
     }
     json_object_set_new(o, "last_seen", json_real(e->last_seen));
+    json_object_set_new(o, "first_seen", json_real(e->first_seen));
+    json_t *seen = json_array();
+    for (size_t j = 0; seen && j < e->n_addrs; j++) json_array_append_new(seen, json_real(e->addr_seen[j]));
+    if (seen) json_object_set_new(o, "addr_seen", seen);
+    json_t *srcs = json_array();
+    for (unsigned b = 0; srcs && b < PEERSTORE_SRC_COUNT; b++)
+      if (e->sources & (1u << b)) json_array_append_new(srcs, json_string(k_src_names[b]));
+    if (srcs) json_object_set_new(o, "sources", srcs);
+    if (e->latency_ms > 0) json_object_set_new(o, "latency_ms", json_real(e->latency_ms));
     json_array_append_new(peers, o);
   }
   json_t *root = json_pack("{s:i, s:o}", "version", 1, "peers", peers);
@@ -251,6 +316,20 @@ int peerstore_load(peerstore *ps, const char *path) {
         (void)!peerstore_set_public_key(e, bin, blen, false);
     }
     e->last_seen = json_number_value(json_object_get(o, "last_seen"));
+    double fs = json_number_value(json_object_get(o, "first_seen"));
+    if (fs > 0) e->first_seen = fs;
+    /* Addresses from an older file (no addr_seen) count as heard of when it was written. */
+    json_t *seen = json_object_get(o, "addr_seen");
+    for (size_t k = 0; k < e->n_addrs; k++) {
+      double t = json_number_value(json_array_get(seen, k));
+      e->addr_seen[k] = t > 0 ? t : (e->last_seen > 0 ? e->last_seen : e->first_seen);
+    }
+    json_array_foreach(json_object_get(o, "sources"), j, v) {
+      unsigned bit;
+      if (json_is_string(v) && peerstore_source_parse(json_string_value(v), &bit) == 0) e->sources |= bit;
+    }
+    double lat = json_number_value(json_object_get(o, "latency_ms"));
+    if (lat > 0 && lat < 1e9) e->latency_ms = lat;
   }
   json_decref(root);
   return 0;

@@ -1,11 +1,18 @@
-/* peerstore.h — what the host knows about other peers: addresses, protocols, agent and
- * protocol versions, the public key, the address they observed for us, and last_seen. Bounded: at most PEERSTORE_MAX_PEERS entries (the least recently seen
- * peer that is not connected is evicted), PEERSTORE_MAX_ADDRS addresses and
- * PEERSTORE_MAX_PROTOCOLS protocols per peer, strings capped at PEERSTORE_MAX_STR bytes.
+/* peerstore.h — what the host knows about other peers (the peer table of issue 15 §6):
+ * addresses with the time each was last heard of, protocols, agent and protocol versions, the
+ * public key, the address they observed for us, where we heard of them (sources), first_seen,
+ * last_seen (last direct contact) and the last measured latency. Bounded: at most
+ * PEERSTORE_MAX_PEERS entries (the peer that is not connected and was least recently seen or
+ * heard of is evicted), PEERSTORE_MAX_ADDRS addresses (oldest dropped) and
+ * PEERSTORE_MAX_PROTOCOLS protocols per peer, strings capped at PEERSTORE_MAX_STR bytes;
+ * peerstore_expire_addrs() forgets addresses not heard of for a while.
  *
  * Snapshot file `<state-dir>/peers`: JSON
- *   {"version":1,"peers":[{"peer_id":…,"addrs":[…],"protocols":[…],"agent_version":…,
- *     "protocol_version":…,"public_key":"<base64 PublicKey protobuf>","last_seen":<float s>}]}
+ *   {"version":1,"peers":[{"peer_id":…,"addrs":[…],"addr_seen":[<float s>…],"protocols":[…],
+ *     "agent_version":…,"protocol_version":…,"public_key":"<base64 PublicKey protobuf>",
+ *     "sources":["mdns",…],"first_seen":<float s>,"last_seen":<float s>,"latency_ms":<float>}]}
+ * (the fields after "protocols" other than public_key and last_seen may be absent in older
+ * files).
  * peerstore_snapshot() serialises on the loop thread (cheap); peerstore_write_file() does the
  * blocking write (temp file + fsync + rename) and is meant for a worker thread or shutdown.
  *
@@ -26,9 +33,25 @@
 #define PEERSTORE_FILE_MAX (8u << 20) /* ceiling on the snapshot file read at start */
 #define PEERSTORE_ID_MAX 96
 
+/* Where we heard of a peer (a bit set; p2p/host/peers.h gives them the P2P_SRC_ names). */
+enum {
+  PEERSTORE_SRC_MANUAL = 1u << 0,     /* named by the user (--peer, config, a dial by address) */
+  PEERSTORE_SRC_IDENTIFY = 1u << 1,   /* connected and identified */
+  PEERSTORE_SRC_MDNS = 1u << 2,
+  PEERSTORE_SRC_DHT = 1u << 3,
+  PEERSTORE_SRC_BOOTSTRAP = 1u << 4,
+  PEERSTORE_SRC_RENDEZVOUS = 1u << 5,
+};
+#define PEERSTORE_SRC_COUNT 6
+/* "manual", "identify", "mdns", "dht", "bootstrap", "rendezvous"; NULL for other bits. */
+const char *peerstore_source_name(unsigned bit);
+/* Name → bit. 0 or -EINVAL. */
+int peerstore_source_parse(const char *name, unsigned *bit) __attribute__((warn_unused_result));
+
 typedef struct peerstore_entry {
   char peer_id[PEERSTORE_ID_MAX];
   char *addrs[PEERSTORE_MAX_ADDRS];
+  double addr_seen[PEERSTORE_MAX_ADDRS]; /* wall-clock s each address was last heard of */
   size_t n_addrs;
   char *protocols[PEERSTORE_MAX_PROTOCOLS];
   size_t n_protocols;
@@ -38,7 +61,10 @@ typedef struct peerstore_entry {
   uint8_t *public_key;      /* PublicKey protobuf bytes */
   size_t public_key_len;
   bool public_key_matches;  /* public_key hashes to peer_id */
-  double last_seen;         /* wall-clock seconds */
+  double last_seen;         /* wall-clock seconds of the last direct contact (0 = never) */
+  double first_seen;        /* wall-clock seconds we first heard of it */
+  unsigned sources;         /* PEERSTORE_SRC_* */
+  double latency_ms;        /* last measured round trip (ping); 0 = unknown */
   uint32_t connections;     /* live connections (not persisted) */
 } peerstore_entry;
 
@@ -55,7 +81,8 @@ size_t peerstore_count(const peerstore *ps);
 /* i-th entry (0 <= i < count) for iteration. */
 peerstore_entry *peerstore_at(peerstore *ps, size_t i);
 
-/* Adds an address if new (the oldest is dropped when full). 0, -EINVAL, -ENOMEM. */
+/* Adds an address if new (the oldest is dropped when full) and marks it heard of now (also when
+ * it was known). 0, -EINVAL, -ENOMEM. */
 int peerstore_add_addr(peerstore_entry *e, const char *addr) __attribute__((warn_unused_result));
 /* Replaces the protocol list (extra ones beyond the cap are dropped). 0 or -ENOMEM. */
 int peerstore_set_protocols(peerstore_entry *e, const char *const *protos, size_t n)
@@ -65,6 +92,9 @@ int peerstore_set_str(char **field, const char *val, size_t len) __attribute__((
 int peerstore_set_public_key(peerstore_entry *e, const uint8_t *pb, size_t len, bool matches)
     __attribute__((warn_unused_result));
 bool peerstore_has_protocol(const peerstore_entry *e, const char *proto);
+/* Drops the addresses of peers without a live connection that were last heard of before
+ * now - max_age_s. Returns how many were dropped. */
+size_t peerstore_expire_addrs(peerstore *ps, double now, double max_age_s);
 
 /* Serialises the store (NUL-terminated JSON, caller frees). NULL on ENOMEM. */
 char *peerstore_snapshot(const peerstore *ps);

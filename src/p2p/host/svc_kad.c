@@ -93,6 +93,7 @@ typedef struct kad_ping {
   p2p_kad *k;
   peerid oldest, newcomer;
   char newcomer_str[PEERID_STR_MAX];
+  char oldest_str[PEERID_STR_MAX];
   bool live;
 } kad_ping;
 
@@ -414,7 +415,6 @@ static size_t parse_addrs(const char *const *texts, size_t n, multiaddr *out, si
 
 static void ping_done(int err, uint64_t rtt_us, void *ud) {
   kad_ping *p = ud;
-  (void)rtt_us;
   p2p_kad *k = p->k;
   for (size_t i = 0; i < MAX_PINGS; i++)
     if (k->pings[i] == p) k->pings[i] = NULL;
@@ -427,6 +427,7 @@ static void ping_done(int err, uint64_t rtt_us, void *ud) {
       const kad_entry *unused;
       int rc = kad_table_add(k->table, &p->oldest, NULL, 0, now_ms(k), &unused);
       (void)rc;
+      (void)p2p_host_record_latency(k->h, p->oldest_str, (double)rtt_us / 1000.0);
     }
   }
   free(p);
@@ -462,8 +463,8 @@ void p2p_kad_peer_identified(p2p_kad *k, const char *peer_id) {
   p->oldest = oldest->id;
   p->newcomer = id;
   snprintf(p->newcomer_str, sizeof p->newcomer_str, "%s", peer_id);
-  char old_str[PEERID_STR_MAX];
-  if (peerid_to_string(&p->oldest, old_str, sizeof old_str) || p2p_host_ping(k->h, old_str, ping_done, p) != 0) {
+  if (peerid_to_string(&p->oldest, p->oldest_str, sizeof p->oldest_str) ||
+      p2p_host_ping(k->h, p->oldest_str, ping_done, p) != 0) {
     free(p);
     return;
   }
