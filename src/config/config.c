@@ -471,8 +471,124 @@ static const keydef k_p2p[] = {
     {"cache_replicate_targets", K_STRARR, OFF(p2p.cache_replicate_targets), OFF(p2p.cache_replicate_target_count), 0,
      64},
     {"cache_replicate_max_peers", K_U32, OFF(p2p.cache_replicate_max_peers), 0, 0, CONFIG_MAX_REPLICATE_PEERS},
+    {"mdns", K_TRISTATE, OFF(p2p.mdns), 0, 0, 0},
+    {"dht", K_TRISTATE, OFF(p2p.dht), 0, 0, 0},
+    {"rendezvous", K_TRISTATE, OFF(p2p.rendezvous), 0, 0, 0},
+    {"dht_protocol", K_STR, OFF(p2p.dht_protocol), 0, 0, 255},
+    {"rendezvous_ns", K_STR, OFF(p2p.rendezvous_ns), 0, 0, 200},
+    {"dht_provide_interval_seconds", K_U32, OFF(p2p.dht_provide_interval_seconds), 0, 0, 7 * DAY},
+    {"mdns_allow_loopback", K_BOOL, OFF(p2p.mdns_allow_loopback), 0, 0, 0},
+    {"mdns_query_interval_ms", K_U32, OFF(p2p.mdns_query_interval_ms), 0, 100, 3600 * 1000},
+    {"dnsaddr_resolve", K_BOOL, OFF(p2p.dnsaddr_resolve), 0, 0, 0},
+    {"peer_timeout_seconds", K_U32, OFF(p2p.peer_timeout_seconds), 0, 1, 30 * DAY},
+    {"peer_addr_ttl_seconds", K_U32, OFF(p2p.peer_addr_ttl_seconds), 0, 60, 365 * DAY},
+    {"discovery_timeout_ms", K_U32, OFF(p2p.discovery_timeout_ms), 0, 100, 600 * 1000},
     {NULL, 0, 0, 0, 0, 0},
 };
+
+const char *const config_public_bootstrap[] = {
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+    NULL,
+};
+
+static const char *const k_profile_names[] = {"local", "lan", "private", "public"};
+
+const char *config_profile_name(config_profile p) {
+  return (unsigned)p < 4 ? k_profile_names[p] : "local";
+}
+
+static int profile_parse(const char *s, config_profile *out) {
+  for (int i = 0; i < 4; i++)
+    if (strcmp(s, k_profile_names[i]) == 0) {
+      *out = (config_profile)i;
+      return 0;
+    }
+  return -EINVAL;
+}
+
+/* ---------- p2p: profile, dht_mode, bootstrap, peers (shapes a keydef cannot say) ---------- */
+
+static bool peer_name_valid(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 64) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i])) return false;
+  return true;
+}
+
+/* A multiaddr naming its peer: "/…/p2p/<id>" (checked for shape; the host parses it fully). */
+static bool addr_with_peer(const char *s) {
+  const char *p = strstr(s, "/p2p/");
+  return s[0] == '/' && p && p[5] && !strchr(p + 5, '/');
+}
+
+static void named_peers_free(config_named_peer *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(p[i].name);
+    free(p[i].multiaddr);
+  }
+  free(p);
+}
+
+static int read_p2p_extra(lctx *c, json_t *sec) {
+  config *cfg = c->cfg;
+  json_t *v;
+  int rc;
+  if ((v = json_object_get(sec, "profile"))) {
+    if (!json_is_string(v) || profile_parse(json_string_value(v), &cfg->p2p.profile) != 0)
+      return kerr(c, "p2p.profile", "expected \"local\", \"lan\", \"private\" or \"public\"");
+  }
+  if ((v = json_object_get(sec, "dht_mode"))) {
+    const char *m = json_string_value(v);
+    if (m && strcmp(m, "auto") == 0) cfg->p2p.dht_mode = CONFIG_DHT_AUTO;
+    else if (m && strcmp(m, "server") == 0) cfg->p2p.dht_mode = CONFIG_DHT_SERVER;
+    else if (m && strcmp(m, "client") == 0) cfg->p2p.dht_mode = CONFIG_DHT_CLIENT;
+    else return kerr(c, "p2p.dht_mode", "expected \"auto\", \"server\" or \"client\"");
+  }
+  if ((v = json_object_get(sec, "bootstrap"))) {
+    static const keydef k = {"bootstrap", K_STRARR, OFF(p2p.bootstrap), OFF(p2p.bootstrap_count), 0,
+                             CONFIG_MAX_BOOTSTRAP};
+    if ((rc = read_key(c, &k, "p2p.bootstrap", v)) != 0) return rc;
+    cfg->p2p.bootstrap_set = true;
+  }
+  if ((v = json_object_get(sec, "peers"))) {
+    if (!json_is_object(v)) return kerr(c, "p2p.peers", "expected an object {\"name\": \"/ip4/…/p2p/<PeerId>\"}, got %s", jtype(v));
+    if (json_object_size(v) > CONFIG_MAX_NAMED_PEERS) return kerr(c, "p2p.peers", "more than %d peers", CONFIG_MAX_NAMED_PEERS);
+    config_named_peer *arr = calloc(json_object_size(v) + 1, sizeof *arr);
+    if (!arr) return -ENOMEM;
+    size_t n = 0;
+    const char *name;
+    json_t *ma;
+    json_object_foreach(v, name, ma) {
+      char sub[PATH_BUF + 80];
+      snprintf(sub, sizeof sub, "p2p.peers.%.64s", name);
+      rc = 0;
+      if (!peer_name_valid(name)) rc = kerr(c, sub, "a peer name is 1 to 64 of [A-Za-z0-9_.-]");
+      else if (!json_is_string(ma) || json_string_length(ma) > 1024 || strlen(json_string_value(ma)) != json_string_length(ma) ||
+               !addr_with_peer(json_string_value(ma)))
+        rc = kerr(c, sub, "expected a multiaddr ending in /p2p/<PeerId> (e.g. /ip4/192.168.1.5/tcp/9710/p2p/12D3KooW…)");
+      else if (!(arr[n].name = strdup(name)) || !(arr[n].multiaddr = strdup(json_string_value(ma)))) rc = -ENOMEM;
+      n++;
+      if (rc) {
+        named_peers_free(arr, n);
+        return rc;
+      }
+    }
+    named_peers_free(cfg->p2p.peers, cfg->p2p.peer_count);
+    cfg->p2p.peers = arr;
+    cfg->p2p.peer_count = n;
+  }
+  return 0;
+}
+
+const char *config_peer_by_name(const config *cfg, const char *name) {
+  for (size_t i = 0; i < cfg->p2p.peer_count; i++)
+    if (strcmp(cfg->p2p.peers[i].name, name) == 0) return cfg->p2p.peers[i].multiaddr;
+  return NULL;
+}
 
 static const keydef k_mcp_tasks[] = {
     {"runner", K_TRISTATE, OFF(mcp_tasks.runner), 0, 0, 0},
@@ -790,9 +906,15 @@ static int apply_file(lctx *c, json_t *root) {
       }
       continue;
     }
+    if (strcmp(key, "p2p") == 0) {
+      if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
+      static const char *const extra[] = {"profile", "dht_mode", "bootstrap", "peers", NULL};
+      if ((rc = read_section(c, "p2p", v, k_p2p, extra)) != 0) return rc;
+      if ((rc = read_p2p_extra(c, v)) != 0) return rc;
+      continue;
+    }
     if (strcmp(key, "queue") == 0) t = k_queue;
     else if (strcmp(key, "cache") == 0) t = k_cache;
-    else if (strcmp(key, "p2p") == 0) t = k_p2p;
     else if (strcmp(key, "stdio") == 0) t = k_stdio;
     else if (strcmp(key, "mcp_tasks") == 0) t = k_mcp_tasks;
     else continue; /* top-level scalar, read above */
@@ -842,6 +964,13 @@ static int set_defaults(config *cfg) {
   cfg->p2p.enable_perf = false;
   cfg->p2p.noise_aead = CONFIG_AEAD_OPENSSL;
   cfg->p2p.cache_replicate_max_peers = 6;
+  cfg->p2p.profile = CONFIG_PROFILE_LOCAL;
+  cfg->p2p.dht_provide_interval_seconds = 1800;
+  cfg->p2p.mdns_query_interval_ms = 60000;
+  cfg->p2p.dnsaddr_resolve = true;
+  cfg->p2p.peer_timeout_seconds = 300;
+  cfg->p2p.peer_addr_ttl_seconds = (uint32_t)DAY;
+  cfg->p2p.discovery_timeout_ms = 5000;
   cfg->mcp_tasks.runner = CONFIG_AUTO;
   cfg->stdio.enabled = true;
   cfg->http.session_idle_seconds = 1800;
@@ -907,6 +1036,104 @@ static int env_list(lctx *c, const char *name, const char *v, size_t max, char *
   strv_free(*dst, *count);
   *dst = arr;
   *count = n;
+  return 0;
+}
+
+/* The Python services' discovery switches: "0|false|no" (and "off") turn one off, any other
+ * value turns it on (p2p_tasks_spec.md §1.7: they read MDNS/DHT that way). */
+static void env_switch(const char *primary, const char *compat, config_tristate *dst) {
+  const char *v = env_pc(primary, compat);
+  if (v) *dst = env_falsy_word(v) ? CONFIG_OFF : CONFIG_ON;
+}
+
+static int env_seconds(lctx *c, const char *primary, const char *compat, double max, double *out) {
+  const char *v = env_pc(primary, compat);
+  if (!v) return 1;
+  char *end;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (errno || end == v || *end || d != d || d > max) return gerr(c, "%s: expected a number of seconds, got \"%s\"", primary, v);
+  *out = d;
+  return 0;
+}
+
+static int apply_env_discovery(lctx *c) {
+  config *cfg = c->cfg;
+  const char *v;
+  int rc;
+  if ((v = env_nonempty("PEERMCP_P2P_PROFILE")) && profile_parse(v, &cfg->p2p.profile) != 0)
+    return gerr(c, "PEERMCP_P2P_PROFILE: expected local, lan, private or public, got \"%s\"", v);
+  env_switch("IPFS_ACCELERATE_PY_TASK_P2P_MDNS", "IPFS_DATASETS_PY_TASK_P2P_MDNS", &cfg->p2p.mdns);
+  env_switch("IPFS_ACCELERATE_PY_TASK_P2P_DHT", "IPFS_DATASETS_PY_TASK_P2P_DHT", &cfg->p2p.dht);
+  env_switch("IPFS_ACCELERATE_PY_TASK_P2P_RENDEZVOUS", "IPFS_DATASETS_PY_TASK_P2P_RENDEZVOUS", &cfg->p2p.rendezvous);
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_BOOTSTRAP_PEERS", "IPFS_DATASETS_PY_TASK_P2P_BOOTSTRAP_PEERS"))) {
+    cfg->p2p.bootstrap_set = true;
+    if (env_falsy_word(v)) {
+      strv_free(cfg->p2p.bootstrap, cfg->p2p.bootstrap_count);
+      cfg->p2p.bootstrap = NULL;
+      cfg->p2p.bootstrap_count = 0;
+    } else if ((rc = env_list(c, "IPFS_ACCELERATE_PY_TASK_P2P_BOOTSTRAP_PEERS", v, CONFIG_MAX_BOOTSTRAP,
+                              &cfg->p2p.bootstrap, &cfg->p2p.bootstrap_count)) != 0) {
+      return rc;
+    }
+  }
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_RENDEZVOUS_NS", "IPFS_DATASETS_PY_TASK_P2P_RENDEZVOUS_NS")) &&
+      (rc = set_str(&cfg->p2p.rendezvous_ns, v)) != 0)
+    return rc;
+  double d;
+  if ((rc = env_seconds(c, "IPFS_ACCELERATE_PY_TASK_P2P_DHT_PROVIDE_INTERVAL_S",
+                        "IPFS_DATASETS_PY_TASK_P2P_DHT_PROVIDE_INTERVAL_S", 7.0 * DAY, &d)) < 0)
+    return rc;
+  if (rc == 0) cfg->p2p.dht_provide_interval_seconds = d <= 0 ? 0 : (uint32_t)(d < 1 ? 1 : d);
+  if ((rc = env_seconds(c, "IPFS_ACCELERATE_PY_TASK_P2P_PEER_TIMEOUT_S", "IPFS_DATASETS_PY_TASK_P2P_PEER_TIMEOUT_S",
+                        30.0 * DAY, &d)) < 0)
+    return rc;
+  if (rc == 0 && d >= 1) cfg->p2p.peer_timeout_seconds = (uint32_t)d;
+  if ((rc = env_seconds(c, "IPFS_ACCELERATE_PY_TASK_P2P_DISCOVERY_TIMEOUT_S",
+                        "IPFS_DATASETS_PY_TASK_P2P_DISCOVERY_TIMEOUT_S", 600, &d)) < 0)
+    return rc;
+  if (rc == 0 && d > 0) cfg->p2p.discovery_timeout_ms = d < 0.1 ? 100 : (uint32_t)(d * 1000);
+  env_compat_bool("IPFS_ACCELERATE_PY_TASK_P2P_MDNS_ALLOW_LOOPBACK", "IPFS_DATASETS_PY_TASK_P2P_MDNS_ALLOW_LOOPBACK",
+                  &cfg->p2p.mdns_allow_loopback);
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_DNSADDR_RESOLVE", "IPFS_DATASETS_PY_TASK_P2P_DNSADDR_RESOLVE")))
+    cfg->p2p.dnsaddr_resolve = !env_falsy_word(v);
+  return 0;
+}
+
+/* What the profile and the switches come to (config.h `eff`). */
+static int resolve_discovery(lctx *c) {
+  config *cfg = c->cfg;
+  config_profile p = cfg->p2p.profile;
+  if (!cfg->p2p.rendezvous_ns && !(cfg->p2p.rendezvous_ns = strdup("ipfs-accelerate-task-queue"))) return -ENOMEM;
+  const char *ns = cfg->p2p.rendezvous_ns;
+  bool ns_ok = *ns && strlen(ns) <= 200;
+  for (const char *q = ns; ns_ok && *q; q++) ns_ok = (unsigned char)*q > 0x20 && *q != 0x7f && *q != '/';
+  if (!ns_ok) return kerr(c, "p2p.rendezvous_ns", "\"%s\" is not a namespace (1 to 200 printable bytes, no '/' or space)", ns);
+  if (!cfg->p2p.bootstrap_set && p == CONFIG_PROFILE_PUBLIC) {
+    size_t n = 0;
+    while (config_public_bootstrap[n]) n++;
+    int rc = set_strv(&cfg->p2p.bootstrap, &cfg->p2p.bootstrap_count, config_public_bootstrap, n);
+    if (rc) return rc;
+  }
+  for (size_t i = 0; i < cfg->p2p.bootstrap_count; i++)
+    if (!addr_with_peer(cfg->p2p.bootstrap[i])) {
+      char path[64];
+      snprintf(path, sizeof path, "p2p.bootstrap[%zu]", i);
+      return kerr(c, path, "\"%s\" is not a multiaddr ending in /p2p/<PeerId>", cfg->p2p.bootstrap[i]);
+    }
+  if (cfg->p2p.dht_protocol && (cfg->p2p.dht_protocol[0] != '/' || strpbrk(cfg->p2p.dht_protocol, " \t\n")))
+    return kerr(c, "p2p.dht_protocol", "\"%s\" is not a protocol id (e.g. /peermcp/kad/1.0.0)", cfg->p2p.dht_protocol);
+  bool on = cfg->p2p.enabled;
+  cfg->p2p.eff.mdns = on && (cfg->p2p.mdns == CONFIG_ON || (cfg->p2p.mdns == CONFIG_AUTO && p == CONFIG_PROFILE_LAN));
+  cfg->p2p.eff.dht = on && (cfg->p2p.dht == CONFIG_ON ||
+                            (cfg->p2p.dht == CONFIG_AUTO && (p == CONFIG_PROFILE_PRIVATE || p == CONFIG_PROFILE_PUBLIC)));
+  cfg->p2p.eff.dht_server = cfg->p2p.eff.dht && (cfg->p2p.dht_mode == CONFIG_DHT_SERVER ||
+                                                 (cfg->p2p.dht_mode == CONFIG_DHT_AUTO && p != CONFIG_PROFILE_PUBLIC));
+  cfg->p2p.eff.rendezvous_publish =
+      cfg->p2p.eff.dht && (cfg->p2p.rendezvous == CONFIG_ON || cfg->p2p.rendezvous == CONFIG_AUTO);
+  cfg->p2p.eff.dht_protocol = cfg->p2p.dht_protocol ? cfg->p2p.dht_protocol
+                              : p == CONFIG_PROFILE_PRIVATE ? CONFIG_PRIVATE_DHT_PROTOCOL
+                                                            : CONFIG_PUBLIC_DHT_PROTOCOL;
   return 0;
 }
 
@@ -976,6 +1203,7 @@ static int apply_env(lctx *c) {
                   CONFIG_MAX_REPLICATE_PEERS, v);
     cfg->p2p.cache_replicate_max_peers = (uint32_t)n;
   }
+  if ((rc = apply_env_discovery(c)) != 0) return rc;
   if ((rc = env_bool(c, "PEERMCP_TEST_TOOLS", &cfg->tools.test_tools)) != 0) return rc;
   if ((rc = env_bool(c, "PEERMCP_CONFORMANCE_FIXTURES", &cfg->tools.conformance_fixtures)) != 0) return rc;
   if ((rc = env_bool(c, "PEERMCP_P2P_ENABLE_PERF", &cfg->p2p.enable_perf)) != 0) return rc;
@@ -1039,6 +1267,8 @@ static int apply_args(lctx *c, const config_args *a) {
     cfg->log_level = lv;
   }
   if (a->no_p2p) cfg->p2p.enabled = false;
+  if (a->p2p_profile && profile_parse(a->p2p_profile, &cfg->p2p.profile) != 0)
+    return gerr(c, "--p2p-profile: expected local, lan, private or public, got \"%s\"", a->p2p_profile);
   if (a->no_stdio) cfg->stdio.enabled = false;
   if (a->conformance_fixtures) cfg->tools.conformance_fixtures = true;
   if (a->p2p_listen_count) {
@@ -1128,6 +1358,7 @@ static int load_common(config *cfg, json_t *root, const char *text, size_t len, 
   if (rc == 0) rc = apply_args(&c, args);
   if (rc == 0) rc = derive_paths(&c);
   if (rc == 0) rc = cross_check(&c);
+  if (rc == 0) rc = resolve_discovery(&c);
   if (rc == 0) rc = capture_env(&c);
   free(c.dir);
   if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory while loading the configuration");
@@ -1266,6 +1497,10 @@ void config_free(config *cfg) {
   strv_free(cfg->p2p.trusted_peers, cfg->p2p.trusted_peer_count);
   free(cfg->p2p.session);
   strv_free(cfg->p2p.cache_replicate_targets, cfg->p2p.cache_replicate_target_count);
+  free(cfg->p2p.dht_protocol);
+  strv_free(cfg->p2p.bootstrap, cfg->p2p.bootstrap_count);
+  named_peers_free(cfg->p2p.peers, cfg->p2p.peer_count);
+  free(cfg->p2p.rendezvous_ns);
   strv_free(cfg->http.listen, cfg->http.listen_count);
   strv_free(cfg->http.allowed_origins, cfg->http.allowed_origin_count);
   strv_free(cfg->http.allowed_hosts, cfg->http.allowed_host_count);
@@ -1346,13 +1581,16 @@ const char *config_args_help(void) {
          "  --no-p2p             do not start the libp2p peer\n"
          "  --no-stdio           do not serve MCP on stdin/stdout\n"
          "  --p2p-listen ADDR    libp2p listen multiaddr (repeatable; replaces p2p.listen)\n"
+         "  --p2p-profile NAME   discovery: local (default: none), lan (mDNS), private (DHT over\n"
+         "                       p2p.bootstrap), public (the IPFS DHT) (env PEERMCP_P2P_PROFILE)\n"
          "  --http-listen HOST:PORT  serve MCP over Streamable HTTP at http://HOST:PORT/mcp (repeatable;\n"
          "                       replaces http.listen; env PEERMCP_HTTP_LISTEN; a bare PORT = 127.0.0.1)\n"
          "  --conformance-fixtures  serve the MCP conformance suite's fixtures (tests only)\n";
 }
 
 int config_args_parse(config_args *args, int *argc, char **argv, char *err, size_t errlen) {
-  static const char *const with_value[] = {"--config", "--state-dir", "--log-level", "--p2p-listen", "--http-listen"};
+  static const char *const with_value[] = {"--config", "--state-dir", "--log-level", "--p2p-listen", "--http-listen",
+                                           "--p2p-profile"};
   int out = 1;
   int n = *argc;
   int i = 1;
@@ -1373,7 +1611,7 @@ int config_args_parse(config_args *args, int *argc, char **argv, char *err, size
     }
     int which = -1;
     const char *val = NULL;
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < 6; k++) {
       size_t l = strlen(with_value[k]);
       if (strncmp(a, with_value[k], l) == 0 && (a[l] == 0 || a[l] == '=')) {
         which = k;
@@ -1425,6 +1663,15 @@ int config_args_parse(config_args *args, int *argc, char **argv, char *err, size
       if (!nl) return -ENOMEM;
       nl[args->http_listen_count++] = val;
       args->http_listen = nl;
+      break;
+    }
+    case 5: {
+      config_profile pr;
+      if (profile_parse(val, &pr) != 0) {
+        if (err && errlen) snprintf(err, errlen, "--p2p-profile: expected local, lan, private or public, got \"%s\"", val);
+        return -EINVAL;
+      }
+      args->p2p_profile = val;
       break;
     }
     }
@@ -1494,6 +1741,31 @@ json_t *config_to_json(const config *cfg) {
       p2p = NULL;
     }
     json_decref(more);
+  }
+  if (p2p) {
+    static const char *const modes[] = {"auto", "server", "client"};
+    json_t *peers = json_object();
+    for (size_t i = 0; peers && i < cfg->p2p.peer_count; i++)
+      json_object_set_new(peers, cfg->p2p.peers[i].name, json_string(cfg->p2p.peers[i].multiaddr));
+    json_t *disc = json_pack(
+        "{s:s, s:o, s:o, s:o, s:s, s:s?, s:o, s:o, s:s, s:I, s:b, s:I, s:b, s:I, s:I, s:I, s:{s:b, s:b, s:b, s:b, s:s}}",
+        "profile", config_profile_name(cfg->p2p.profile), "mdns", tristate_json(cfg->p2p.mdns), "dht",
+        tristate_json(cfg->p2p.dht), "rendezvous", tristate_json(cfg->p2p.rendezvous), "dht_mode",
+        modes[cfg->p2p.dht_mode], "dht_protocol", cfg->p2p.dht_protocol, "bootstrap",
+        strv_json(cfg->p2p.bootstrap, cfg->p2p.bootstrap_count), "peers", peers, "rendezvous_ns",
+        cfg->p2p.rendezvous_ns ? cfg->p2p.rendezvous_ns : "", "dht_provide_interval_seconds",
+        (json_int_t)cfg->p2p.dht_provide_interval_seconds, "mdns_allow_loopback", cfg->p2p.mdns_allow_loopback,
+        "mdns_query_interval_ms", (json_int_t)cfg->p2p.mdns_query_interval_ms, "dnsaddr_resolve",
+        cfg->p2p.dnsaddr_resolve, "peer_timeout_seconds", (json_int_t)cfg->p2p.peer_timeout_seconds,
+        "peer_addr_ttl_seconds", (json_int_t)cfg->p2p.peer_addr_ttl_seconds, "discovery_timeout_ms",
+        (json_int_t)cfg->p2p.discovery_timeout_ms, "effective", "mdns", cfg->p2p.eff.mdns, "dht", cfg->p2p.eff.dht,
+        "dht_server", cfg->p2p.eff.dht_server, "rendezvous_publish", cfg->p2p.eff.rendezvous_publish,
+        "dht_protocol", cfg->p2p.eff.dht_protocol ? cfg->p2p.eff.dht_protocol : "");
+    if (!disc || json_object_update(p2p, disc) != 0) {
+      json_decref(p2p);
+      p2p = NULL;
+    }
+    json_decref(disc);
   }
   json_t *http = json_pack(
       "{s:o, s:o, s:o, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "listen",

@@ -44,6 +44,28 @@ typedef enum { CONFIG_AEAD_OPENSSL = 0, CONFIG_AEAD_LIBSODIUM } config_aead;
 /* A switch whose default depends on other keys. */
 typedef enum { CONFIG_AUTO = 0, CONFIG_ON, CONFIG_OFF } config_tristate;
 
+/* Discovery profile (issue 15 §5; docs/p2p-discovery.md says what each sends and reveals). */
+typedef enum {
+  CONFIG_PROFILE_LOCAL = 0, /* no discovery traffic at all: nothing multicast, nothing dialed unnamed */
+  CONFIG_PROFILE_LAN,       /* mDNS */
+  CONFIG_PROFILE_PRIVATE,   /* DHT over the configured bootstrap peers, private protocol id */
+  CONFIG_PROFILE_PUBLIC,    /* the public IPFS DHT through the public bootstrap peers */
+} config_profile;
+const char *config_profile_name(config_profile p);
+
+typedef enum { CONFIG_DHT_AUTO = 0, CONFIG_DHT_SERVER, CONFIG_DHT_CLIENT } config_dht_mode;
+
+/* A named peer of p2p.peers: `--peer NAME` means its multiaddr. */
+typedef struct config_named_peer {
+  char *name;      /* [A-Za-z0-9_.-]{1,64} */
+  char *multiaddr; /* with /p2p/<PeerId> */
+} config_named_peer;
+
+#define CONFIG_MAX_NAMED_PEERS 256
+#define CONFIG_MAX_BOOTSTRAP 64
+#define CONFIG_PRIVATE_DHT_PROTOCOL "/peermcp/kad/1.0.0"
+#define CONFIG_PUBLIC_DHT_PROTOCOL "/ipfs/kad/1.0.0"
+
 /* Ceiling on p2p.cache_replicate_max_peers (targets written to per cache write). */
 #define CONFIG_MAX_REPLICATE_PEERS 8
 
@@ -140,6 +162,39 @@ typedef struct config {
     char **cache_replicate_targets; /* multiaddrs / PeerIds; …_CACHE_REPLICATE_TARGETS|PEERS */
     size_t cache_replicate_target_count;
     uint32_t cache_replicate_max_peers; /* 6 (0..CONFIG_MAX_REPLICATE_PEERS) */
+
+    /* Discovery (issue 15). The switches may be "auto": then the profile decides (see `eff`). */
+    config_profile profile;     /* local; PEERMCP_P2P_PROFILE, --p2p-profile */
+    config_tristate mdns;       /* auto = on in lan; IPFS_ACCELERATE_PY_TASK_P2P_MDNS (twin
+                                   IPFS_DATASETS_PY_…): 0/false/no/off = off, any other value on */
+    config_tristate dht;        /* auto = on in private and public; …_TASK_P2P_DHT (same reading) */
+    config_tristate rendezvous; /* auto = publish ourselves under the namespace when the DHT is on;
+                                   …_TASK_P2P_RENDEZVOUS */
+    config_dht_mode dht_mode;   /* auto (server in lan/private, client in public until
+                                   reachability is known), "server", "client" */
+    char *dht_protocol;         /* NULL = CONFIG_PRIVATE_DHT_PROTOCOL in private, else
+                                   CONFIG_PUBLIC_DHT_PROTOCOL */
+    char **bootstrap;           /* multiaddrs with /p2p/ (also /dnsaddr/…); …_TASK_P2P_BOOTSTRAP_PEERS
+                                   (comma-separated; 0/false/no/off = none) */
+    size_t bootstrap_count;
+    bool bootstrap_set;         /* the file or the environment gave the list (else the profile's) */
+    config_named_peer *peers;   /* p2p.peers {"name": "/ip4/…/p2p/…"} */
+    size_t peer_count;
+    char *rendezvous_ns;        /* "ipfs-accelerate-task-queue"; …_TASK_P2P_RENDEZVOUS_NS */
+    uint32_t dht_provide_interval_seconds; /* 1800; 0 = publish once; …_DHT_PROVIDE_INTERVAL_S
+                                              (≤ 0 there = once) */
+    bool mdns_allow_loopback;   /* false; …_TASK_P2P_MDNS_ALLOW_LOOPBACK */
+    uint32_t mdns_query_interval_ms; /* 60000: longest gap between mDNS queries */
+    bool dnsaddr_resolve;       /* true; …_TASK_P2P_DNSADDR_RESOLVE */
+    uint32_t peer_timeout_seconds;   /* 300: "alive" window of the peer table; …_PEER_TIMEOUT_S */
+    uint32_t peer_addr_ttl_seconds;  /* 86400: addresses not heard of for this long are forgotten */
+    uint32_t discovery_timeout_ms;   /* 5000: how long `--peer <PeerId>` resolution may search;
+                                        …_TASK_P2P_DISCOVERY_TIMEOUT_S (seconds, a float) */
+    /* What the profile and the switches above come to (filled by config_load). */
+    struct {
+      bool mdns, dht, dht_server, rendezvous_publish;
+      const char *dht_protocol; /* points at dht_protocol or a constant */
+    } eff;
   } p2p;
 
   struct {
@@ -186,6 +241,7 @@ typedef struct config_args {
   size_t p2p_listen_count;
   const char **http_listen; /* --http-listen HOST:PORT, repeatable */
   size_t http_listen_count;
+  const char *p2p_profile;  /* --p2p-profile local|lan|private|public */
 } config_args;
 
 void config_args_init(config_args *args);
@@ -228,6 +284,12 @@ char *config_default_state_dir(void);
  * -EINVAL. */
 int config_host_port_parse(const char *s, char *host, size_t hostcap, uint16_t *port)
     __attribute__((warn_unused_result));
+
+/* The multiaddr of p2p.peers[name], or NULL. */
+const char *config_peer_by_name(const config *cfg, const char *name);
+
+/* The public libp2p bootstrap peers (the `public` profile's default list), NULL-terminated. */
+extern const char *const config_public_bootstrap[];
 
 /* True when `name` is listed in tools.disabled. */
 bool config_tool_disabled(const config *cfg, const char *name);
