@@ -322,6 +322,12 @@ void p2p_mdns_refresh_addrs(p2p_mdns *m) {
   arm(m);
 }
 
+void p2p_mdns_query_now(p2p_mdns *m) {
+  if (!m->started || m->closing) return;
+  mdns_query_now(m->eng, uv_now(m->loop));
+  arm(m);
+}
+
 /* ---------------------------------------------------------------- life cycle */
 
 int p2p_mdns_start(p2p_mdns *m) {

@@ -49,6 +49,8 @@ int p2p_mdns_new(p2p_host *h, uv_loop_t *loop, const p2p_mdns_config *cfg, p2p_m
  * (no interface/socket usable), or another negative errno. */
 int p2p_mdns_start(p2p_mdns *m) __attribute__((warn_unused_result));
 void p2p_mdns_refresh_addrs(p2p_mdns *m);
+/* Sends a query now (someone looks for a peer); the query back-off restarts. */
+void p2p_mdns_query_now(p2p_mdns *m);
 void p2p_mdns_close(p2p_mdns *m, void (*done)(void *ud), void *ud);
 void p2p_mdns_get_stats(const p2p_mdns *m, p2p_mdns_stats *out);
 const char *p2p_mdns_peer_name(const p2p_mdns *m);

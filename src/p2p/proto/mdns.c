@@ -210,6 +210,12 @@ void mdns_start(mdns *m, uint64_t now_ms) {
   }
 }
 
+void mdns_query_now(mdns *m, uint64_t now_ms) {
+  if (!m->started) return;
+  m->next_query = now_ms;
+  m->query_gap = 1000;
+}
+
 /* ---- building packets ---- */
 
 static int build_query(const mdns *m, uint8_t *out, size_t cap) {

@@ -91,6 +91,9 @@ int mdns_set_addrs(mdns *m, const char *const *addrs, size_t n) __attribute__((w
 /* Starts querying (and announcing unless passive) from now_ms. */
 void mdns_start(mdns *m, uint64_t now_ms);
 
+/* Schedules a query now (someone is looking for a peer); the back-off restarts at 1 s. */
+void mdns_query_now(mdns *m, uint64_t now_ms);
+
 /* Produces the next packet that is due at now_ms into out[0..cap) (cap ≥ MDNS_MAX_OUT).
  * Returns its length (> 0), 0 when nothing is due, or a negative errno. Call until 0. */
 int mdns_poll(mdns *m, uint64_t now_ms, uint8_t *out, size_t cap) __attribute__((warn_unused_result));

@@ -1,0 +1,435 @@
+/* discovery.c — mDNS, DHT, rendezvous, bootstrap and peer-table upkeep as one part. See
+ * discovery.h. */
+#include "p2p/host/discovery.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "p2p/host/dns_resolve.h"
+#include "p2p/host/peers.h"
+#include "p2p/proto/dnsaddr.h"
+#include "util/log.h"
+
+#define TICK_MS 100
+#define UPKEEP_MS 60000
+#define MAX_BOOT_OUT 64
+
+typedef struct resolve_op {
+  p2p_discovery *d;
+  char peer_id[PEERID_STR_MAX];
+  uint64_t deadline;
+  bool done, kad_pending;
+  p2p_discovery_resolve_fn cb;
+  void *ud;
+  struct resolve_op *next;
+} resolve_op;
+
+typedef struct ns_op {
+  p2p_discovery *d;
+  bool done, rv_pending;
+  p2p_discovery_peers_fn cb;
+  void *ud;
+  struct ns_op *next;
+} ns_op;
+
+/* /dnsaddr expansion on a worker thread: in → out. */
+typedef struct boot_work {
+  uv_work_t req;
+  p2p_discovery *d;
+  char **in;
+  size_t n_in;
+  bool resolve;
+  char *out[MAX_BOOT_OUT];
+  size_t n_out;
+} boot_work;
+
+struct p2p_discovery {
+  p2p_host *h;
+  uv_loop_t *loop;
+  p2p_discovery_config cfg;
+  char **boot;
+  size_t n_boot;
+  p2p_mdns *mdns;
+  p2p_kad *kad;
+  p2p_rendezvous *rv;
+  uv_timer_t tick;
+  bool tick_open, started, closing, boot_running;
+  uint64_t next_upkeep;
+  resolve_op *resolves;
+  ns_op *finds;
+  int closing_parts;
+  void (*done)(void *);
+  void *done_ud;
+};
+
+p2p_kad *p2p_discovery_kad(p2p_discovery *d) { return d->kad; }
+p2p_mdns *p2p_discovery_mdns(p2p_discovery *d) { return d->mdns; }
+
+static bool has_addr(p2p_discovery *d, const char *peer_id) {
+  p2p_peer_info info;
+  return p2p_host_peer_info(d->h, peer_id, &info) == 0 && info.n_listen_addrs > 0;
+}
+
+/* ---------------------------------------------------------------- resolve */
+
+static void resolve_finish(resolve_op *op, int err) {
+  if (op->done) return;
+  op->done = true;
+  if (op->cb) op->cb(op->d, err, op->peer_id, op->ud);
+}
+
+static void reap_resolves(p2p_discovery *d) {
+  for (resolve_op **pp = &d->resolves; *pp;) {
+    resolve_op *op = *pp;
+    if (op->done && !op->kad_pending) {
+      *pp = op->next;
+      free(op);
+    } else {
+      pp = &op->next;
+    }
+  }
+}
+
+static void check_resolves(p2p_discovery *d) {
+  uint64_t now = uv_now(d->loop);
+  for (resolve_op *op = d->resolves; op; op = op->next) {
+    if (op->done) continue;
+    if (has_addr(d, op->peer_id)) resolve_finish(op, 0);
+    else if (now >= op->deadline) resolve_finish(op, -ETIMEDOUT);
+    else if (!op->kad_pending && !d->mdns) resolve_finish(op, -ENOENT); /* the DHT gave up */
+  }
+}
+
+static void on_kad_found(p2p_kad *k, int err, const kad_peer_info *peers, size_t n, const p2p_kad_op_stats *st,
+                         void *ud) {
+  (void)k;
+  (void)peers;
+  (void)n;
+  (void)st;
+  resolve_op *op = ud;
+  op->kad_pending = false;
+  if (!op->done && err == 0) resolve_finish(op, 0); /* its addresses went to the peer table */
+  check_resolves(op->d);
+}
+
+int p2p_discovery_resolve(p2p_discovery *d, const char *peer_id, uint32_t timeout_ms, p2p_discovery_resolve_fn cb,
+                          void *ud) {
+  peerid id;
+  if (d->closing || !d->started) return -ESHUTDOWN;
+  if (peerid_parse(peer_id, strlen(peer_id), &id)) return -EINVAL;
+  resolve_op *op = calloc(1, sizeof *op);
+  if (!op) return -ENOMEM;
+  op->d = d;
+  if (peerid_to_string(&id, op->peer_id, sizeof op->peer_id)) {
+    free(op);
+    return -EINVAL;
+  }
+  op->deadline = uv_now(d->loop) + timeout_ms;
+  op->cb = cb;
+  op->ud = ud;
+  if (!has_addr(d, op->peer_id)) {
+    if (d->kad && p2p_kad_find_peer(d->kad, op->peer_id, on_kad_found, op) == 0) op->kad_pending = true;
+    if (d->mdns) p2p_mdns_query_now(d->mdns);
+  }
+  op->next = d->resolves;
+  d->resolves = op; /* answered from the tick, never from inside this call */
+  return 0;
+}
+
+/* ---------------------------------------------------------------- namespace */
+
+static void ns_report(ns_op *op, const p2p_rendezvous_peer *rv_peers, size_t n_rv) {
+  p2p_discovery *d = op->d;
+  const char *ids[P2P_RV_MAX_PEERS + 64];
+  size_t n = 0;
+  for (size_t i = 0; i < n_rv && n < P2P_RV_MAX_PEERS; i++) ids[n++] = rv_peers[i].peer_id;
+  if (d->mdns) {
+    p2p_peer_row rows[64];
+    p2p_peer_filter f = {.sources = P2P_SRC_MDNS};
+    size_t nr = p2p_host_list_peers(d->h, &f, rows, 64);
+    for (size_t i = 0; i < nr; i++) {
+      bool dup = false;
+      for (size_t k = 0; k < n && !dup; k++) dup = strcmp(ids[k], rows[i].peer_id) == 0;
+      if (!dup && rows[i].n_addrs) ids[n++] = rows[i].peer_id;
+    }
+  }
+  op->done = true;
+  if (op->cb) op->cb(d, n ? 0 : -ENOENT, ids, n, op->ud);
+}
+
+static void on_rv_found(p2p_rendezvous *r, int err, const p2p_rendezvous_peer *peers, size_t n, void *ud) {
+  (void)r;
+  ns_op *op = ud;
+  op->rv_pending = false;
+  if (!op->done) ns_report(op, err ? NULL : peers, err ? 0 : n);
+}
+
+int p2p_discovery_find_namespace(p2p_discovery *d, p2p_discovery_peers_fn cb, void *ud) {
+  if (d->closing || !d->started) return -ESHUTDOWN;
+  if (!d->rv && !d->mdns) return -ENOTSUP;
+  ns_op *op = calloc(1, sizeof *op);
+  if (!op) return -ENOMEM;
+  op->d = d;
+  op->cb = cb;
+  op->ud = ud;
+  if (d->rv) {
+    int rc = p2p_rendezvous_find(d->rv, on_rv_found, op);
+    if (rc) {
+      free(op);
+      return rc;
+    }
+    op->rv_pending = true;
+  }
+  op->next = d->finds;
+  d->finds = op; /* mDNS-only finds are answered from the tick */
+  return 0;
+}
+
+static void check_finds(p2p_discovery *d) {
+  for (ns_op **pp = &d->finds; *pp;) {
+    ns_op *op = *pp;
+    if (!op->done && !op->rv_pending) ns_report(op, NULL, 0);
+    if (op->done && !op->rv_pending) {
+      *pp = op->next;
+      free(op);
+    } else {
+      pp = &op->next;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- bootstrap */
+
+static void maybe_done(p2p_discovery *d);
+
+static void boot_run(uv_work_t *req) {
+  boot_work *w = req->data;
+  for (size_t i = 0; i < w->n_in && w->n_out < MAX_BOOT_OUT; i++) {
+    multiaddr ma;
+    if (multiaddr_parse(w->in[i], &ma) != 0) continue;
+    size_t off = 0;
+    multiaddr_component c;
+    if (multiaddr_next(&ma, &off, &c) == 1 && c.code == MA_DNSADDR) {
+      if (!w->resolve) continue;
+      multiaddr found[16];
+      size_t n = 0;
+      if (dnsaddr_resolve(&ma, dns_resolve_txt, NULL, found, 16, &n) != 0) continue;
+      for (size_t k = 0; k < n && w->n_out < MAX_BOOT_OUT; k++) {
+        char text[MULTIADDR_STR_MAX];
+        if (multiaddr_to_string(&found[k], text, sizeof text) == 0 && (w->out[w->n_out] = strdup(text))) w->n_out++;
+      }
+    } else if ((w->out[w->n_out] = strdup(w->in[i]))) {
+      w->n_out++;
+    }
+  }
+}
+
+static void boot_done_cb(p2p_kad *k, int err, size_t acked, const p2p_kad_op_stats *st, void *ud) {
+  (void)k;
+  (void)st;
+  (void)ud;
+  if (err) log_info("dht: bootstrap reached nobody", "{s:i}", "error", err);
+  else log_info("dht: bootstrapped", "{s:i}", "answered", (int)acked);
+}
+
+static void boot_after(uv_work_t *req, int status) {
+  boot_work *w = req->data;
+  p2p_discovery *d = w->d;
+  d->boot_running = false;
+  if (status == 0 && !d->closing && d->kad && w->n_out) {
+    int rc = p2p_kad_bootstrap(d->kad, (const char *const *)w->out, w->n_out, boot_done_cb, NULL);
+    if (rc) log_warn("dht: bootstrap not started", "{s:i}", "error", rc);
+  } else if (status == 0 && !d->closing && d->n_boot) {
+    log_warn("dht: no usable bootstrap address", "{s:i}", "configured", (int)d->n_boot);
+  }
+  for (size_t i = 0; i < w->n_out; i++) free(w->out[i]);
+  free(w);
+  if (d->closing) maybe_done(d);
+}
+
+static void bootstrap(p2p_discovery *d) {
+  if (!d->kad || !d->n_boot || d->boot_running || d->closing) return;
+  boot_work *w = calloc(1, sizeof *w);
+  if (!w) return;
+  w->d = d;
+  w->in = d->boot;
+  w->n_in = d->n_boot;
+  w->resolve = d->cfg.dnsaddr_resolve;
+  w->req.data = w;
+  if (uv_queue_work(d->loop, &w->req, boot_run, boot_after) != 0) {
+    free(w);
+    return;
+  }
+  d->boot_running = true;
+}
+
+/* ---------------------------------------------------------------- events */
+
+void p2p_discovery_peer_identified(p2p_discovery *d, const char *peer_id) {
+  if (d->closing) return;
+  int rc = p2p_host_add_peer_addrs(d->h, peer_id, NULL, 0, P2P_SRC_IDENTIFY);
+  (void)rc;
+  if (d->kad) p2p_kad_peer_identified(d->kad, peer_id);
+}
+
+void p2p_discovery_listen_addrs_changed(p2p_discovery *d) {
+  if (!d->closing && d->mdns) p2p_mdns_refresh_addrs(d->mdns);
+}
+
+static void on_mdns_peer(p2p_mdns *m, const mdns_peer *p, void *ud) {
+  (void)m;
+  (void)p;
+  check_resolves(ud);
+}
+
+/* ---------------------------------------------------------------- tick */
+
+static void tick_cb(uv_timer_t *t) {
+  p2p_discovery *d = t->data;
+  if (d->closing) {
+    maybe_done(d);
+    return;
+  }
+  check_resolves(d);
+  reap_resolves(d);
+  check_finds(d);
+  uint64_t now = uv_now(d->loop);
+  if (now >= d->next_upkeep) {
+    d->next_upkeep = now + UPKEEP_MS;
+    size_t gone = p2p_host_expire_peer_addrs(d->h, d->cfg.peer_addr_ttl_s);
+    if (gone) log_debug("peer table: stale addresses forgotten", "{s:i}", "count", (int)gone);
+    if (d->kad) {
+      p2p_kad_stats st;
+      p2p_kad_get_stats(d->kad, &st);
+      if (st.table_size == 0) bootstrap(d); /* alone: try the bootstrap peers again */
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+int p2p_discovery_new(p2p_host *h, uv_loop_t *loop, const p2p_discovery_config *cfg, p2p_discovery **out) {
+  *out = NULL;
+  p2p_discovery *d = calloc(1, sizeof *d);
+  if (!d) return -ENOMEM;
+  d->h = h;
+  d->loop = loop;
+  d->cfg = *cfg;
+  if (d->cfg.peer_addr_ttl_s <= 0) d->cfg.peer_addr_ttl_s = 86400;
+  int rc = -ENOMEM;
+  if (cfg->n_bootstrap) {
+    if (!(d->boot = calloc(cfg->n_bootstrap, sizeof *d->boot))) goto fail;
+    for (size_t i = 0; i < cfg->n_bootstrap; i++) {
+      if (!(d->boot[i] = strdup(cfg->bootstrap[i]))) goto fail;
+      d->n_boot++;
+    }
+  }
+  d->cfg.bootstrap = NULL;
+  if (cfg->mdns && (rc = p2p_mdns_new(h, loop, &cfg->mdns_cfg, on_mdns_peer, d, &d->mdns))) goto fail;
+  if (cfg->dht) {
+    if ((rc = p2p_kad_new(h, loop, &cfg->kad_cfg, &d->kad))) goto fail;
+    p2p_rendezvous_config rc_cfg = cfg->rv_cfg;
+    rc_cfg.publish = cfg->rendezvous_publish;
+    if ((rc = p2p_rendezvous_new(d->kad, h, loop, &rc_cfg, &d->rv))) goto fail;
+  }
+  *out = d;
+  return 0;
+fail:
+  if (d->mdns) p2p_mdns_close(d->mdns, NULL, NULL);
+  if (d->rv) p2p_rendezvous_close(d->rv, NULL, NULL);
+  if (d->kad) p2p_kad_close(d->kad, NULL, NULL);
+  for (size_t i = 0; i < d->n_boot; i++) free(d->boot[i]);
+  free(d->boot);
+  free(d);
+  return rc;
+}
+
+int p2p_discovery_start(p2p_discovery *d) {
+  if (d->started) return -EALREADY;
+  int rc = uv_timer_init(d->loop, &d->tick);
+  if (rc) return rc;
+  d->tick.data = d;
+  d->tick_open = true;
+  if (d->kad) {
+    if ((rc = p2p_kad_start(d->kad)) != 0) return rc;
+    if ((rc = p2p_rendezvous_start(d->rv, NULL, NULL)) != 0) return rc;
+  }
+  if (d->mdns && (rc = p2p_mdns_start(d->mdns)) != 0) {
+    log_warn("mdns: not started", "{s:s}", "error", strerror(-rc));
+    p2p_mdns_close(d->mdns, NULL, NULL);
+    d->mdns = NULL;
+  }
+  d->started = true;
+  d->next_upkeep = uv_now(d->loop) + UPKEEP_MS;
+  uv_timer_start(&d->tick, tick_cb, TICK_MS, TICK_MS);
+  bootstrap(d);
+  log_info("discovery started", "{s:b, s:b, s:b, s:i}", "mdns", d->mdns != NULL, "dht", d->kad != NULL,
+           "rendezvous_publish", d->rv && d->cfg.rendezvous_publish, "bootstrap", (int)d->n_boot);
+  return 0;
+}
+
+static void part_closed(void *ud) {
+  p2p_discovery *d = ud;
+  d->closing_parts--;
+  maybe_done(d);
+}
+
+static void tick_closed(uv_handle_t *hd) {
+  p2p_discovery *d = hd->data;
+  d->tick_open = false;
+  maybe_done(d);
+}
+
+static void maybe_done(p2p_discovery *d) {
+  if (d->closing_parts > 0 || d->boot_running) return;
+  reap_resolves(d);
+  if (d->resolves) return; /* a DHT lookup's callback is still to come */
+  if (d->tick_open) {
+    if (!uv_is_closing((uv_handle_t *)&d->tick)) uv_close((uv_handle_t *)&d->tick, tick_closed);
+    return;
+  }
+  void (*done)(void *) = d->done;
+  void *ud = d->done_ud;
+  for (size_t i = 0; i < d->n_boot; i++) free(d->boot[i]);
+  free(d->boot);
+  free(d);
+  if (done) done(ud);
+}
+
+void p2p_discovery_close(p2p_discovery *d, void (*done)(void *ud), void *ud) {
+  if (d->closing) return;
+  d->closing = true;
+  d->done = done;
+  d->done_ud = ud;
+  for (resolve_op *op = d->resolves; op; op = op->next) resolve_finish(op, -ECANCELED);
+  for (ns_op *op = d->finds; op; op = op->next)
+    if (!op->done) {
+      op->done = true;
+      if (op->cb) op->cb(d, -ECANCELED, NULL, 0, op->ud);
+    }
+  d->closing_parts = 1; /* held while the parts are asked to close */
+  if (d->rv) {
+    d->closing_parts++;
+    p2p_rendezvous_close(d->rv, part_closed, d); /* its finds see -ECANCELED: ns ops freed below */
+    d->rv = NULL;
+  }
+  while (d->finds) {
+    ns_op *op = d->finds;
+    d->finds = op->next;
+    free(op);
+  }
+  if (d->kad) {
+    d->closing_parts++;
+    p2p_kad_close(d->kad, part_closed, d); /* pending find_peer callbacks run with -ECANCELED */
+    d->kad = NULL;
+  }
+  if (d->mdns) {
+    d->closing_parts++;
+    p2p_mdns_close(d->mdns, part_closed, d);
+    d->mdns = NULL;
+  }
+  if (d->tick_open && uv_is_active((uv_handle_t *)&d->tick)) uv_timer_stop(&d->tick);
+  part_closed(d);
+}

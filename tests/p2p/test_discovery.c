@@ -1,0 +1,229 @@
+/* test_discovery.c — discovery as one part of the host (p2p/host/discovery.h): bootstrap, a
+ * bare PeerId resolved from the peer table at once or through the DHT, nothing found with
+ * everything off, the namespace found, cancellation at close. Real hosts on one loop over
+ * 127.0.0.1. (mDNS needs multicast: tests/suites/45-discovery.sh runs it in a namespace.) */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "p2p/host/discovery.h"
+#include "p2p/host/peers.h"
+#include "util/log.h"
+
+#define N 5 /* the last one joins late */
+
+typedef struct node {
+  p2p_host *h;
+  p2p_discovery *d;
+  char dir[64];
+  char addr[256];
+} node;
+
+static uv_loop_t loop;
+static node nodes[N];
+static int pending, last_err;
+static size_t last_n;
+static char last_ids[8][PEERID_STR_MAX];
+
+static void on_identify(p2p_host *h, const char *peer_id, void *ud) {
+  (void)h;
+  node *n = ud;
+  if (n->d) p2p_discovery_peer_identified(n->d, peer_id);
+}
+
+static void run_until_done(unsigned timeout_ms) {
+  uint64_t end = uv_now(&loop) + timeout_ms;
+  while (pending > 0 && uv_now(&loop) < end) uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(pending, 0);
+}
+
+static void resolved(p2p_discovery *d, int err, const char *peer_id, void *ud) {
+  (void)d;
+  (void)peer_id;
+  (void)ud;
+  last_err = err;
+  pending--;
+}
+
+static void found_ns(p2p_discovery *d, int err, const char *const *ids, size_t n, void *ud) {
+  (void)d;
+  (void)ud;
+  last_err = err;
+  last_n = n;
+  for (size_t i = 0; i < n && i < 8; i++) snprintf(last_ids[i], PEERID_STR_MAX, "%s", ids[i]);
+  pending--;
+}
+
+/* Node 0 is the bootstrap peer; the others bootstrap from it. dht = false leaves every part off. */
+static void make_node(int i, bool dht);
+
+static void make_nodes(bool dht) {
+  assert_int_equal(uv_loop_init(&loop), 0);
+  for (int i = 0; i < N - 1; i++) make_node(i, dht);
+}
+
+static void make_node(int i, bool dht) {
+  {
+    node *n = &nodes[i];
+    snprintf(n->dir, sizeof n->dir, "/tmp/test_discovery.XXXXXX");
+    assert_non_null(mkdtemp(n->dir));
+    p2p_host_config cfg = {.state_dir = n->dir, .no_peerstore_file = true};
+    assert_int_equal(p2p_host_new(&loop, &cfg, &n->h), 0);
+    assert_int_equal(p2p_host_listen(n->h, "/ip4/127.0.0.1/tcp/0"), 0);
+    assert_int_equal(p2p_host_announce_addr(n->h, 0, n->addr, sizeof n->addr), 0);
+    p2p_host_on_identify(n->h, on_identify, n);
+  }
+  {
+    const char *boot[2] = {nodes[0].addr, "/dnsaddr/bootstrap.invalid/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"};
+    p2p_discovery_config dc = {.dht = dht,
+                               .kad_cfg = {.server = true, .rpc_timeout_ms = 3000, .query_timeout_ms = 10000},
+                               .rendezvous_publish = dht && i == 2,
+                               .rv_cfg = {.ns = "disco-test", .republish_interval_ms = UINT32_MAX},
+                               .bootstrap = boot,
+                               .n_bootstrap = i ? 2 : 0,
+                               .dnsaddr_resolve = false}; /* no DNS in unit tests: the entry is left out */
+    assert_int_equal(p2p_discovery_new(nodes[i].h, &loop, &dc, &nodes[i].d), 0);
+    assert_int_equal(p2p_discovery_start(nodes[i].d), 0);
+  }
+}
+
+static void closed(void *ud) {
+  *(p2p_discovery **)ud = NULL;
+  pending--;
+}
+
+static void host_closed(p2p_host *h, void *ud) {
+  (void)h;
+  (void)ud;
+  pending--;
+}
+
+static int teardown(void **st) {
+  (void)st;
+  pending = 0;
+  int hosts = 0;
+  for (int i = 0; i < N; i++) hosts += nodes[i].h != NULL;
+  for (int i = 0; i < N; i++)
+    if (nodes[i].d) {
+      pending++;
+      p2p_discovery_close(nodes[i].d, closed, &nodes[i].d);
+    }
+  while (pending > 0) uv_run(&loop, UV_RUN_ONCE);
+  pending = hosts;
+  for (int i = 0; i < N; i++)
+    if (nodes[i].h) p2p_host_close(nodes[i].h, host_closed, NULL);
+  while (pending > 0) uv_run(&loop, UV_RUN_ONCE);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  for (int i = 0; i < N; i++) {
+    if (!nodes[i].dir[0]) continue;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", nodes[i].dir);
+    assert_int_equal(system(cmd), 0);
+  }
+  memset(nodes, 0, sizeof nodes);
+  return 0;
+}
+
+static void wait_tables(int upto) {
+  uint64_t end = uv_now(&loop) + 20000;
+  for (;;) {
+    bool all = true;
+    for (int i = 0; i < upto; i++) {
+      p2p_kad_stats s;
+      p2p_kad_get_stats(p2p_discovery_kad(nodes[i].d), &s);
+      all &= s.table_size >= 1;
+    }
+    if (all || uv_now(&loop) >= end) break;
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+}
+
+static void test_discovery_resolves_a_peer_id_through_the_dht(void **st) {
+  (void)st;
+  make_nodes(true);
+  wait_tables(N - 1);
+  /* Node 4 joins after the others' lookups: node 3 has never heard of it; the DHT finds it. */
+  make_node(N - 1, true);
+  wait_tables(N);
+  const char *target = p2p_host_peer_id(nodes[N - 1].h);
+  p2p_peer_info info;
+  assert_false(p2p_host_peer_info(nodes[3].h, target, &info) == 0 && info.n_listen_addrs > 0);
+  pending = 1;
+  assert_int_equal(p2p_discovery_resolve(nodes[3].d, target, 15000, resolved, NULL), 0);
+  assert_int_equal(pending, 1); /* never from inside the call */
+  run_until_done(20000);
+  assert_int_equal(last_err, 0);
+  assert_int_equal(p2p_host_peer_info(nodes[3].h, target, &info), 0);
+  assert_true(info.n_listen_addrs > 0);
+  /* Known now: answered at once (on the next tick). */
+  pending = 1;
+  assert_int_equal(p2p_discovery_resolve(nodes[3].d, target, 15000, resolved, NULL), 0);
+  run_until_done(2000);
+  assert_int_equal(last_err, 0);
+  assert_int_equal(p2p_discovery_resolve(nodes[3].d, "junk", 100, resolved, NULL), -EINVAL);
+}
+
+static void test_discovery_finds_the_namespace(void **st) {
+  (void)st;
+  make_nodes(true);
+  wait_tables(N - 1);
+  /* Node 2 publishes; give its first round time, then node 1 looks. */
+  uint64_t end = uv_now(&loop) + 3000;
+  while (uv_now(&loop) < end) uv_run(&loop, UV_RUN_ONCE);
+  pending = 1;
+  assert_int_equal(p2p_discovery_find_namespace(nodes[1].d, found_ns, NULL), 0);
+  run_until_done(20000);
+  assert_int_equal(last_err, 0);
+  assert_int_equal(last_n, 1);
+  assert_string_equal(last_ids[0], p2p_host_peer_id(nodes[2].h));
+}
+
+static void test_discovery_all_off_finds_nothing(void **st) {
+  (void)st;
+  make_nodes(false);
+  pending = 1;
+  assert_int_equal(p2p_discovery_resolve(nodes[1].d, p2p_host_peer_id(nodes[2].h), 5000, resolved, NULL), 0);
+  run_until_done(2000);
+  assert_int_equal(last_err, -ENOENT);
+  assert_int_equal(p2p_discovery_find_namespace(nodes[1].d, found_ns, NULL), -ENOTSUP);
+  p2p_host_stats hs;
+  p2p_host_get_stats(nodes[1].h, &hs);
+  assert_int_equal(hs.dials_ok + hs.dials_failed, 0); /* nothing dialed */
+}
+
+static void test_discovery_close_cancels_a_running_resolve(void **st) {
+  (void)st;
+  make_nodes(true);
+  pending = 1;
+  assert_int_equal(p2p_discovery_resolve(nodes[1].d, "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA", 60000,
+                                         resolved, NULL),
+                   0);
+  int closes = 1;
+  pending = 2; /* the resolve's answer, and the close */
+  p2p_discovery_close(nodes[1].d, closed, &nodes[1].d);
+  assert_int_equal(pending, 1); /* the resolve got its answer at once */
+  assert_int_equal(last_err, -ECANCELED);
+  run_until_done(20000);
+  (void)closes;
+}
+
+int main(void) {
+  log_set_level(LOG_ERROR);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_discovery_resolves_a_peer_id_through_the_dht, teardown),
+      cmocka_unit_test_teardown(test_discovery_finds_the_namespace, teardown),
+      cmocka_unit_test_teardown(test_discovery_all_off_finds_nothing, teardown),
+      cmocka_unit_test_teardown(test_discovery_close_cancels_a_running_resolve, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
