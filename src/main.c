@@ -18,6 +18,7 @@ static const struct {
     {"cache", cli_cache, "cache get|set|has|delete [--peer ADDR]"},
     {"status", cli_status, "status --peer ADDR [--detail]"},
     {"worker", cli_worker, "run a worker that claims and runs tasks [--peer ADDR]..."},
+    {"peers", cli_peers, "print the peer table saved by serve [--source S] [--alive] [--limit N]"},
 };
 
 static void usage(FILE *f) {

@@ -15,5 +15,6 @@ int cli_task(int argc, char **argv);   /* src/cli/client.c: task submit|get|wait
 int cli_cache(int argc, char **argv);  /* src/cli/client.c: cache get|set|has|delete */
 int cli_status(int argc, char **argv); /* src/cli/client.c: status --peer */
 int cli_worker(int argc, char **argv); /* src/cli/client.c: run a worker */
+int cli_peers(int argc, char **argv);  /* src/cli/peers.c: print the saved peer table */
 
 #endif

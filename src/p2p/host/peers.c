@@ -38,6 +38,8 @@ int p2p_host_add_peer_addrs(p2p_host *h, const char *peer_id, const char *const 
   return added;
 }
 
+int p2p_host_import_peer_table(p2p_host *h, const char *path) { return peerstore_load(h->ps, path); }
+
 int p2p_host_record_latency(p2p_host *h, const char *peer_id, double rtt_ms) {
   peerstore_entry *e = peerstore_get(h->ps, peer_id);
   if (!e) return -ENOENT;
@@ -59,18 +61,35 @@ static double recency(const peerstore_entry *e) {
 }
 
 size_t p2p_host_list_peers(p2p_host *h, const p2p_peer_filter *f, p2p_peer_row *out, size_t max) {
+  return p2p_peers_list(h->ps, f, clock_wall_s(), out, max);
+}
+
+json_t *p2p_peer_row_json(const p2p_peer_row *r) {
+  json_t *addrs = json_array(), *srcs = json_array(), *protos = json_array();
+  for (size_t i = 0; addrs && i < r->n_addrs; i++) json_array_append_new(addrs, json_string(r->addrs[i]));
+  for (unsigned b = 0; srcs && b < PEERSTORE_SRC_COUNT; b++)
+    if (r->sources & (1u << b)) json_array_append_new(srcs, json_string(peerstore_source_name(1u << b)));
+  for (size_t i = 0; protos && i < r->n_protocols; i++) json_array_append_new(protos, json_string(r->protocols[i]));
+  json_t *o = json_pack("{s:s, s:o, s:o, s:f, s:f, s:b, s:o}", "peer_id", r->peer_id, "addrs", addrs, "sources", srcs,
+                        "first_seen", r->first_seen, "last_seen", r->last_seen, "connected", r->connected,
+                        "protocols", protos);
+  if (o && r->latency_ms > 0) json_object_set_new(o, "latency_ms", json_real(r->latency_ms));
+  if (o && r->agent_version) json_object_set_new(o, "agent", json_string(r->agent_version));
+  return o;
+}
+
+size_t p2p_peers_list(peerstore *ps, const p2p_peer_filter *f, double now, p2p_peer_row *out, size_t max) {
   p2p_peer_filter dflt = {0};
   if (!f) f = &dflt;
   if (f->limit && f->limit < max) max = f->limit;
   double window = f->alive_window_s > 0 ? f->alive_window_s : 300.0;
-  double now = clock_wall_s();
   size_t got = 0;
-  size_t count = peerstore_count(h->ps);
+  size_t count = peerstore_count(ps);
   if (max == 0) return 0;
   double *rec = malloc(max * sizeof *rec); /* recency of out[i] */
   if (!rec) return 0;
   for (size_t i = 0; i < count; i++) {
-    peerstore_entry *e = peerstore_at(h->ps, i);
+    peerstore_entry *e = peerstore_at(ps, i);
     if (f->sources && !(e->sources & f->sources)) continue;
     if (f->alive_only && !e->connections && !(e->last_seen > 0 && now - e->last_seen <= window)) continue;
     /* Insertion by recency, newest first, keeping the first `max`. */

@@ -10,6 +10,7 @@
 #ifndef PEERMCP_P2P_HOST_PEERS_H
 #define PEERMCP_P2P_HOST_PEERS_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -32,6 +33,11 @@ enum {
  * or our own), -ENOMEM / -ENOSPC (peerstore full of connected peers). */
 int p2p_host_add_peer_addrs(p2p_host *h, const char *peer_id, const char *const *addrs, size_t n,
                             unsigned source) __attribute__((warn_unused_result));
+
+/* Reads a peer-table snapshot file (another process's `peers`, e.g. the serving node's) into
+ * the host's peerstore without making this host write it. Blocking (a file read); 0, or what
+ * peerstore_load returns (a missing file is 0). */
+int p2p_host_import_peer_table(p2p_host *h, const char *path) __attribute__((warn_unused_result));
 
 /* Records a measured round trip (ms) for a known peer. 0 or -ENOENT. */
 int p2p_host_record_latency(p2p_host *h, const char *peer_id, double rtt_ms);
@@ -62,5 +68,11 @@ typedef struct p2p_peer_row {
 /* Rows matching f (NULL = all), most recently seen or heard of first, at most max (and
  * f->limit). Returns how many were written. */
 size_t p2p_host_list_peers(p2p_host *h, const p2p_peer_filter *f, p2p_peer_row *out, size_t max);
+/* The same over a peerstore of one's own (e.g. a snapshot loaded by `peermcp peers`); `now` in
+ * wall-clock seconds. */
+size_t p2p_peers_list(peerstore *ps, const p2p_peer_filter *f, double now, p2p_peer_row *out, size_t max);
+/* Rows as JSON objects: {"peer_id", "addrs", "sources", "first_seen", "last_seen", "connected",
+ * "latency_ms"?, "agent"?, "protocols"}; NULL on ENOMEM. */
+json_t *p2p_peer_row_json(const p2p_peer_row *r);
 
 #endif

@@ -677,9 +677,17 @@ static void op_rpc_done(kad_op *op, kad_rpc *r, int err, const kad_msg *m) {
     op_pump(op);
     return;
   }
-  if (kad_table_find(k->table, &r->peer)) {
+  {
+    /* It answered on our protocol, so it is a DHT server: refresh it, or add it with the
+     * addresses that reached it (js-libp2p and go-libp2p add responders too; identify is not
+     * needed for that, which matters for a client that only dials out). */
     const kad_entry *unused;
-    (void)!kad_table_add(k->table, &r->peer, NULL, 0, now_ms(k), &unused); /* seen alive */
+    multiaddr addrs[KAD_ENTRY_MAX_ADDRS];
+    size_t na = 0;
+    p2p_peer_info info;
+    if (!kad_table_find(k->table, &r->peer) && p2p_host_peer_info(k->h, r->peer_str, &info) == 0)
+      na = parse_addrs(info.listen_addrs, info.n_listen_addrs, addrs, KAD_ENTRY_MAX_ADDRS);
+    (void)!kad_table_add(k->table, &r->peer, addrs, na, now_ms(k), &unused);
   }
   peerid ids[KAD_MAX_PEERS];
   size_t n = 0;

@@ -1,0 +1,108 @@
+/* src/cli/peers.c — `peermcp peers`: the peer table (issue 15 §6) as the serving node last
+ * saved it in <state_dir>/peers (the peerstore snapshot, written while `serve` runs and at its
+ * shutdown), one JSON object on stdout: {"peers": [{"peer_id", "addrs", "sources",
+ * "first_seen", "last_seen", "connected", "latency_ms"?, "agent"?, "protocols"}…]}, most
+ * recently seen or heard of first.
+ *   --source S   only peers heard of from S (manual, identify, mdns, dht, bootstrap,
+ *                rendezvous); repeatable (any of them)
+ *   --alive      only peers contacted within p2p.peer_timeout_seconds
+ *   --limit N    at most N rows (default 100, at most 1024)
+ * Sends nothing on the network. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "config/config.h"
+#include "p2p/host/peers.h"
+#include "p2p/host/peerstore.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static int usage(FILE *f, int rc) {
+  fprintf(f, "usage: peermcp peers [--source S]... [--alive] [--limit N] [OPTIONS]\n\n"
+             "Prints the peer table saved in <state-dir>/peers as JSON. S is one of manual, identify,\n"
+             "mdns, dht, bootstrap, rendezvous.\n\noptions:\n%s",
+          config_args_help());
+  return rc;
+}
+
+int cli_peers(int argc, char **argv) {
+  config_args args;
+  config cfg;
+  char err[1024];
+  config_args_init(&args);
+  if (config_args_parse(&args, &argc, argv, err, sizeof err) != 0) {
+    fprintf(stderr, "peermcp peers: %s\n", err);
+    config_args_free(&args);
+    return 2;
+  }
+  p2p_peer_filter f = {.limit = 100};
+  int rc = 0;
+  for (int i = 1; i < argc && rc == 0; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      config_args_free(&args);
+      return usage(stdout, 0);
+    } else if (!strcmp(a, "--alive")) {
+      f.alive_only = true;
+    } else if (!strcmp(a, "--source") && i + 1 < argc) {
+      unsigned bit;
+      if (peerstore_source_parse(argv[++i], &bit) != 0) {
+        fprintf(stderr, "peermcp peers: unknown source '%s'\n", argv[i]);
+        rc = 2;
+      }
+      f.sources |= bit;
+    } else if (!strcmp(a, "--limit") && i + 1 < argc) {
+      char *end;
+      long n = strtol(argv[++i], &end, 10);
+      if (*end || n < 1 || n > PEERSTORE_MAX_PEERS) {
+        fprintf(stderr, "peermcp peers: --limit expects 1..%d\n", PEERSTORE_MAX_PEERS);
+        rc = 2;
+      }
+      f.limit = (size_t)n;
+    } else {
+      fprintf(stderr, "peermcp peers: unknown argument '%s'\n", a);
+      rc = 2;
+    }
+  }
+  if (rc) {
+    config_args_free(&args);
+    return usage(stderr, rc);
+  }
+  if (config_load(&cfg, &args, err, sizeof err) != 0) {
+    fprintf(stderr, "peermcp peers: %s\n", err);
+    config_args_free(&args);
+    return 1;
+  }
+  log_set_level(cfg.log_level > LOG_WARNING ? cfg.log_level : LOG_WARNING);
+  f.alive_window_s = cfg.p2p.peer_timeout_seconds;
+  char path[4200];
+  snprintf(path, sizeof path, "%s/peers", cfg.state_dir);
+  peerstore *ps = NULL;
+  p2p_peer_row *rows = calloc(PEERSTORE_MAX_PEERS, sizeof *rows);
+  json_t *arr = json_array();
+  rc = 1;
+  if (!rows || !arr || peerstore_new(&ps) != 0) {
+    fprintf(stderr, "peermcp peers: out of memory\n");
+  } else if ((rc = peerstore_load(ps, path)) != 0) {
+    fprintf(stderr, "peermcp peers: %s: %s\n", path, strerror(-rc));
+    rc = 1;
+  } else {
+    size_t n = p2p_peers_list(ps, &f, clock_wall_s(), rows, PEERSTORE_MAX_PEERS);
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, p2p_peer_row_json(&rows[i]));
+    json_t *o = json_pack("{s:O}", "peers", arr);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (s) printf("%s\n", s);
+    free(s);
+    json_decref(o);
+    rc = 0;
+  }
+  json_decref(arr);
+  free(rows);
+  peerstore_free(ps);
+  config_free(&cfg);
+  config_args_free(&args);
+  return rc;
+}
