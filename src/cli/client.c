@@ -2,7 +2,9 @@
  * line (p2p_tasks_spec.md §9, §10.1; issue 5 "Clients", "Workers").
  *
  * Each command builds the node it needs (src/node/node.h): with --peer TARGET (a multiaddr
- * with /p2p/<id>, or a bare PeerId found in the announce file) a dialing host, and the command
+ * with /p2p/<id>, a name of p2p.peers, or a bare PeerId — found in the announce file or the
+ * peer table, else searched for with mDNS / the DHT when the profile turns them on:
+ * cli/resolve.h) a dialing host, and the command
  * speaks /mcp+p2p/1.0.0 to that peer over one connection (service/client.h), with this node's
  * identity (<state_dir>/identity.key) and the configured token; without --peer the local
  * store (and, for `call` and `worker`, the tools) opened as `serve` opens them. Output: one JSON object
@@ -16,6 +18,7 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/resolve.h"
 #include "config/config.h"
 #include "mcp/dispatch.h"
 #include "node/node.h"
@@ -40,6 +43,7 @@ typedef struct cli_opts {
   long limit;
   unsigned slots;
   double lease_s;
+  bool discover; /* worker --discover */
 } cli_opts;
 
 typedef struct cenv {
@@ -60,8 +64,10 @@ static void usage(const char *cmd) {
           "  peermcp cache get|has|delete [--peer TARGET] KEY\n"
           "  peermcp cache set [--peer TARGET] [--ttl S] KEY VALUE_JSON\n"
           "  peermcp status [--peer TARGET] [--detail]\n"
-          "  peermcp worker [--peer TARGET]... [--slots N] [--once] [--worker-id ID] [--lease S]\n"
-          "TARGET: /ip4/A/tcp/P/p2p/<PeerId>, or a PeerId found in the announce file.\n"
+          "  peermcp worker [--peer TARGET]... [--discover] [--slots N] [--once] [--worker-id ID] [--lease S]\n"
+          "TARGET: /ip4/A/tcp/P/p2p/<PeerId>, a name of p2p.peers, or a bare PeerId (announce file,\n"
+          "peer table, then mDNS / the DHT when p2p.profile turns them on).\n"
+          "--discover: also serve every peer of the rendezvous namespace (p2p.rendezvous_ns).\n"
           "Common options:\n%s",
           config_args_help());
   (void)cmd;
@@ -84,6 +90,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
       o->detail = true;
     } else if (strcmp(a, "--once") == 0) {
       o->once = true;
+    } else if (strcmp(a, "--discover") == 0) {
+      o->discover = true;
     } else if (strcmp(a, "--timeout") == 0) {
       const char *v = NEXT();
       if (!v) return -1;
@@ -213,6 +221,7 @@ static int run_op(cenv *e, const cli_opts *o, json_t *msg, double timeout_s) {
       json_decref(msg);
       return 1;
     }
+    (void)cli_find_peer(e->n, o->peers[0]); /* not found: the dial below reports it */
     svc_client *c = NULL;
     if (node_dial(e->n, o->peers[0], &c) != 0) {
       fprintf(stderr, "bad peer target %s\n", o->peers[0]);
@@ -385,6 +394,7 @@ int cli_call(int argc, char **argv) {
       json_decref(args);
       goto out;
     }
+    (void)cli_find_peer(e.n, o.peers[0]);
     svc_client *c = NULL;
     if (node_dial(e.n, o.peers[0], &c) != 0) c = NULL;
     sync_reply r = {0};
@@ -421,24 +431,87 @@ out:
 
 /* ---------- worker ---------- */
 
+/* Before the worker's node dials its sources: bare PeerIds searched for, --discover's namespace
+ * peers added, all as "<addr>/p2p/<id>" (a first, dialing-only node does the searching). */
+static int worker_targets(cenv *e, const cli_opts *o, char ***out, size_t *count) {
+  *out = NULL;
+  *count = 0;
+  bool search = o->discover;
+  for (size_t i = 0; i < o->n_peers && !search; i++) search = o->peers[i][0] != '/' && !config_peer_by_name(&e->cfg, o->peers[i]);
+  if (!search) return 0;
+  if (env_dialer(e) != 0) return 1;
+  char **t = calloc(MAX_PEERS + 1, sizeof *t);
+  size_t n = 0;
+  int rc = t ? 0 : 1;
+  for (size_t i = 0; rc == 0 && i < o->n_peers; i++) {
+    const char *p = o->peers[i];
+    p2p_peer_info info;
+    if (p[0] != '/' && !config_peer_by_name(&e->cfg, p) && cli_find_peer(e->n, p) == 0 &&
+        p2p_host_peer_info(node_host(e->n), p, &info) == 0 && info.n_listen_addrs) {
+      size_t len = strlen(info.listen_addrs[0]) + strlen(p) + 8;
+      if ((t[n] = malloc(len))) snprintf(t[n], len, "%s/p2p/%s", info.listen_addrs[0], p);
+    } else {
+      t[n] = strdup(p); /* as given: the worker's node resolves names and known PeerIds itself */
+    }
+    if (!t[n]) rc = 1;
+    else n++;
+  }
+  if (rc == 0 && o->discover) {
+    char **found;
+    size_t nf;
+    int drc = cli_discover_targets(e->n, &found, &nf);
+    if (drc == -ENOTSUP) fprintf(stderr, "peermcp worker: --discover needs mDNS or the DHT (p2p.profile lan, private or public)\n");
+    else if (drc == -ENOENT) log_write(LOG_WARNING, "worker: no peer of the namespace found", "{s:s}", "ns", e->cfg.p2p.rendezvous_ns);
+    for (size_t i = 0; drc == 0 && i < nf; i++) {
+      bool dup = false;
+      for (size_t k = 0; k < n && !dup; k++) dup = strcmp(t[k], found[i]) == 0;
+      if (!dup && n < MAX_PEERS) {
+        t[n++] = found[i];
+        found[i] = NULL;
+      }
+    }
+    if (drc == 0) cli_free_targets(found, nf);
+    if (drc == -ENOTSUP) rc = 2;
+  }
+  node_close(e->n); /* the worker's node is built next */
+  e->n = NULL;
+  if (rc) {
+    cli_free_targets(t, n);
+    return rc;
+  }
+  *out = t;
+  *count = n;
+  return 0;
+}
+
 int cli_worker(int argc, char **argv) {
   cenv e;
   cli_opts o;
+  char **targets = NULL;
+  size_t n_targets = 0;
   int rc = cmd_begin(&e, &argc, argv, &o);
   if (rc >= 0) goto out;
+  if ((rc = worker_targets(&e, &o, &targets, &n_targets)) != 0) goto out;
+  if (o.discover && !n_targets) {
+    json_t *none = json_pack("{s:b, s:s}", "ok", 0, "error", "no_peers_found");
+    print_json(none);
+    json_decref(none);
+    rc = 1;
+    goto out;
+  }
   node_workers_opts wo = {
       .slots = o.slots ? o.slots : 1,
       .worker_id = o.worker_id,
-      .peers = (const char *const *)o.peers,
-      .n_peers = o.n_peers,
+      .peers = targets ? (const char *const *)targets : (const char *const *)o.peers,
+      .n_peers = targets ? n_targets : o.n_peers,
       .lease_seconds = o.lease_s > 0 ? o.lease_s : 60,
       .once = o.once,
       .stop_grace_ms = 2000,
   };
   node_options no = {
       .tools = true,
-      .store = !o.n_peers,
-      .host = o.n_peers ? NODE_HOST_DIAL : NODE_HOST_NONE,
+      .store = !wo.n_peers,
+      .host = wo.n_peers ? NODE_HOST_DIAL : NODE_HOST_NONE,
       .signals = true, /* SIGINT/SIGTERM: stop claiming, release what runs after the grace period */
       .workers = &wo,
   };
@@ -448,7 +521,7 @@ int cli_worker(int argc, char **argv) {
     goto out;
   }
   uv_loop_t *loop = node_loop(e.n);
-  log_write(LOG_WARNING, "worker running", "{s:s, s:i}", "worker_id", node_worker_id(e.n), "peers", (int)o.n_peers);
+  log_write(LOG_WARNING, "worker running", "{s:s, s:i}", "worker_id", node_worker_id(e.n), "peers", (int)wo.n_peers);
   while (!node_stopping(e.n) && !(o.once && node_workers_finished(e.n))) uv_run(loop, UV_RUN_ONCE);
   if (!node_stopping(e.n)) node_stop(e.n, NULL, NULL);
   if (node_run(e.n) != 0) {
@@ -466,5 +539,6 @@ int cli_worker(int argc, char **argv) {
   rc = 0;
 out:
   env_close(&e);
+  cli_free_targets(targets, n_targets);
   return rc;
 }

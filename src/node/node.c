@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "p2p/host/peers.h"
 #include "transport/http.h"
 #include "transport/http_rules.h"
 #include "transport/stdio.h"
@@ -608,8 +609,15 @@ static int start_dialing_host(node *n, char *err, size_t errlen) {
   if (rc) {
     n->host = NULL;
     seterr(err, errlen, "cannot create the libp2p host (state dir %s): %s", n->cfg->state_dir, strerror(-rc));
+    return rc;
   }
-  return rc;
+  /* What the serving node knows (its saved peer table) lets a client dial a bare PeerId;
+   * read only: the file stays the serving node's. */
+  char path[4200];
+  snprintf(path, sizeof path, "%s/peers", n->cfg->state_dir);
+  int lrc = p2p_host_import_peer_table(n->host, path);
+  if (lrc) nlog(n, LOG_DEBUG, "peer table not read", "{s:s, s:s}", "path", path, "error", strerror(-lrc));
+  return 0;
 }
 
 static int start_workers(node *n, char *err, size_t errlen) {
@@ -953,8 +961,11 @@ void node_workers_stats(const node *n, taskq_runner_stats *out) {
   if (n->workers) taskq_runner_stats_get(n->workers, out);
 }
 
-/* A bare PeerId becomes the announce file's multiaddr when a file names that peer. */
+/* A name of p2p.peers becomes its multiaddr; a bare PeerId becomes the announce file's
+ * multiaddr when a file names that peer (else the host dials it from its peer table). */
 static char *resolve_target(const node *n, const char *t) {
+  const char *named = config_peer_by_name(n->cfg, t);
+  if (named) t = named;
   if (t[0] == '/') return strdup(t);
   char path[4096];
   snprintf(path, sizeof path, "%s/announce.json", n->cfg->state_dir);
@@ -972,6 +983,26 @@ static char *resolve_target(const node *n, const char *t) {
     json_decref(a);
   }
   return strdup(t); /* the host may still know it */
+}
+
+void node_discovery_config(const config *cfg, bool serving, p2p_discovery_config *out) {
+  memset(out, 0, sizeof *out);
+  out->mdns = cfg->p2p.eff.mdns;
+  out->mdns_cfg.engine.allow_loopback = cfg->p2p.mdns_allow_loopback;
+  out->mdns_cfg.engine.query_interval_ms = cfg->p2p.mdns_query_interval_ms;
+  out->mdns_cfg.engine.passive = !serving; /* a client asks, it does not announce itself */
+  out->dht = cfg->p2p.eff.dht;
+  out->kad_cfg.protocol = cfg->p2p.eff.dht_protocol;
+  out->kad_cfg.server = serving && cfg->p2p.eff.dht_server;
+  out->kad_cfg.query_timeout_ms = serving ? 0 : cfg->p2p.discovery_timeout_ms;
+  out->rendezvous_publish = serving && cfg->p2p.eff.rendezvous_publish;
+  out->rv_cfg.ns = cfg->p2p.rendezvous_ns;
+  out->rv_cfg.republish_interval_ms =
+      cfg->p2p.dht_provide_interval_seconds ? cfg->p2p.dht_provide_interval_seconds * 1000u : UINT32_MAX;
+  out->bootstrap = (const char *const *)cfg->p2p.bootstrap;
+  out->n_bootstrap = cfg->p2p.bootstrap_count;
+  out->dnsaddr_resolve = cfg->p2p.dnsaddr_resolve;
+  out->peer_addr_ttl_s = cfg->p2p.peer_addr_ttl_seconds;
 }
 
 int node_dial(node *n, const char *target, svc_client **out) {

@@ -73,6 +73,7 @@
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
 #include "mcp/tasks.h"
+#include "p2p/host/discovery.h"
 #include "p2p/host/host.h"
 #include "service/client.h"
 #include "store/cache.h"
@@ -182,11 +183,18 @@ taskq_ctx *node_taskq(node *n);
 p2p_host *node_host(node *n);                         /* after node_start */
 const mcp_tasks_backend *node_mcp_tasks(node *n);     /* after node_start */
 
-/* A /mcp+p2p/1.0.0 client to target (a multiaddr, or a bare PeerId that an announce file —
- * p2p.announce_file, <state_dir>/announce.json — maps to one) over the node's host, with
- * p2p.token; the caller closes it (svc_client_close) before node_stop. After node_start with a
- * host. -EINVAL (bad target), -ENODEV (no host), -ENOMEM. */
+/* A /mcp+p2p/1.0.0 client to target (a multiaddr; a name of p2p.peers; or a bare PeerId that
+ * an announce file — p2p.announce_file, <state_dir>/announce.json — maps to one, else that the
+ * host's peer table knows: a dialing host reads the serving node's <state_dir>/peers) over the
+ * node's host, with p2p.token; the caller closes it (svc_client_close) before node_stop. After
+ * node_start with a host. -EINVAL (bad target), -ENODEV (no host), -ENOMEM. */
 int node_dial(node *n, const char *target, svc_client **out) __attribute__((warn_unused_result));
+
+/* Discovery settings from the configuration (p2p.profile and the switches; config.h `eff`):
+ * serving = the node that listens (announces itself over mDNS, DHT server per dht_mode,
+ * publishes the rendezvous records); else a client that only asks (passive mDNS, DHT client,
+ * lookups bounded by p2p.discovery_timeout_ms). Pointers borrow from cfg. */
+void node_discovery_config(const config *cfg, bool serving, p2p_discovery_config *out);
 
 /* `peermcp worker`: the id workers claim with, whether `once` is done, and their counters
  * (valid until node_close). */

@@ -21,6 +21,7 @@ typedef struct resolve_op {
   char peer_id[PEERID_STR_MAX];
   uint64_t deadline;
   bool done, kad_pending;
+  bool kad_waits;           /* the DHT lookup starts when bootstrap is over */
   p2p_discovery_resolve_fn cb;
   void *ud;
   struct resolve_op *next;
@@ -29,6 +30,7 @@ typedef struct resolve_op {
 typedef struct ns_op {
   p2p_discovery *d;
   bool done, rv_pending;
+  bool waits_boot;          /* the rendezvous find starts when bootstrap is over */
   p2p_discovery_peers_fn cb;
   void *ud;
   struct ns_op *next;
@@ -56,6 +58,7 @@ struct p2p_discovery {
   p2p_rendezvous *rv;
   uv_timer_t tick;
   bool tick_open, started, closing, boot_running;
+  bool booting; /* bootstrap (expansion + the DHT's first lookup) not over yet */
   uint64_t next_upkeep;
   resolve_op *resolves;
   ns_op *finds;
@@ -130,7 +133,8 @@ int p2p_discovery_resolve(p2p_discovery *d, const char *peer_id, uint32_t timeou
   op->cb = cb;
   op->ud = ud;
   if (!has_addr(d, op->peer_id)) {
-    if (d->kad && p2p_kad_find_peer(d->kad, op->peer_id, on_kad_found, op) == 0) op->kad_pending = true;
+    if (d->kad && d->booting) op->kad_waits = op->kad_pending = true;
+    else if (d->kad && p2p_kad_find_peer(d->kad, op->peer_id, on_kad_found, op) == 0) op->kad_pending = true;
     if (d->mdns) p2p_mdns_query_now(d->mdns);
   }
   op->next = d->resolves;
@@ -174,7 +178,9 @@ int p2p_discovery_find_namespace(p2p_discovery *d, p2p_discovery_peers_fn cb, vo
   op->d = d;
   op->cb = cb;
   op->ud = ud;
-  if (d->rv) {
+  if (d->rv && d->booting) {
+    op->waits_boot = op->rv_pending = true;
+  } else if (d->rv) {
     int rc = p2p_rendezvous_find(d->rv, on_rv_found, op);
     if (rc) {
       free(op);
@@ -226,24 +232,44 @@ static void boot_run(uv_work_t *req) {
   }
 }
 
+/* Bootstrap is over (or never ran): the lookups that waited for it start. */
+static void boot_over(p2p_discovery *d) {
+  if (!d->booting) return;
+  d->booting = false;
+  if (d->closing) return;
+  for (resolve_op *op = d->resolves; op; op = op->next) {
+    if (!op->kad_waits) continue;
+    op->kad_waits = false;
+    if (op->done || !d->kad || p2p_kad_find_peer(d->kad, op->peer_id, on_kad_found, op) != 0) op->kad_pending = false;
+  }
+  for (ns_op *op = d->finds; op; op = op->next) {
+    if (!op->waits_boot) continue;
+    op->waits_boot = false;
+    if (op->done || !d->rv || p2p_rendezvous_find(d->rv, on_rv_found, op) != 0) op->rv_pending = false;
+  }
+}
+
 static void boot_done_cb(p2p_kad *k, int err, size_t acked, const p2p_kad_op_stats *st, void *ud) {
   (void)k;
   (void)st;
-  (void)ud;
   if (err) log_info("dht: bootstrap reached nobody", "{s:i}", "error", err);
   else log_info("dht: bootstrapped", "{s:i}", "answered", (int)acked);
+  boot_over(ud);
 }
 
 static void boot_after(uv_work_t *req, int status) {
   boot_work *w = req->data;
   p2p_discovery *d = w->d;
   d->boot_running = false;
+  bool started = false;
   if (status == 0 && !d->closing && d->kad && w->n_out) {
-    int rc = p2p_kad_bootstrap(d->kad, (const char *const *)w->out, w->n_out, boot_done_cb, NULL);
+    int rc = p2p_kad_bootstrap(d->kad, (const char *const *)w->out, w->n_out, boot_done_cb, d);
     if (rc) log_warn("dht: bootstrap not started", "{s:i}", "error", rc);
+    started = rc == 0;
   } else if (status == 0 && !d->closing && d->n_boot) {
     log_warn("dht: no usable bootstrap address", "{s:i}", "configured", (int)d->n_boot);
   }
+  if (!started) boot_over(d);
   for (size_t i = 0; i < w->n_out; i++) free(w->out[i]);
   free(w);
   if (d->closing) maybe_done(d);
@@ -263,6 +289,7 @@ static void bootstrap(p2p_discovery *d) {
     return;
   }
   d->boot_running = true;
+  d->booting = true;
 }
 
 /* ---------------------------------------------------------------- events */
@@ -403,7 +430,10 @@ void p2p_discovery_close(p2p_discovery *d, void (*done)(void *ud), void *ud) {
   d->closing = true;
   d->done = done;
   d->done_ud = ud;
-  for (resolve_op *op = d->resolves; op; op = op->next) resolve_finish(op, -ECANCELED);
+  for (resolve_op *op = d->resolves; op; op = op->next) {
+    resolve_finish(op, -ECANCELED);
+    if (op->kad_waits) op->kad_waits = op->kad_pending = false;
+  }
   for (ns_op *op = d->finds; op; op = op->next)
     if (!op->done) {
       op->done = true;
