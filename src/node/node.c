@@ -80,6 +80,7 @@ struct node {
   mcp_registry *reg;
   mcp_dispatcher *disp;
   svc_service *svc;
+  p2p_discovery *disc;          /* mDNS / DHT / rendezvous of a serving node (p2p.profile) */
   mcp_tasks_queue *tasks;
   p2p_host *host;
 
@@ -585,6 +586,17 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
     snprintf(msg, sizeof msg, "multiaddr=%s", full);
     log_info(msg, "{s:s, s:s}", "peer_id", pid, "multiaddr", full);
   }
+  if (cfg->p2p.eff.mdns || cfg->p2p.eff.dht) {
+    p2p_discovery_config dc;
+    node_discovery_config(cfg, true, &dc);
+    if ((rc = p2p_discovery_new(n->host, n->loop, &dc, &n->disc)) != 0 || (rc = p2p_discovery_start(n->disc)) != 0) {
+      log_error("p2p: discovery not started", "{s:s, s:s}", "profile", config_profile_name(cfg->p2p.profile), "error",
+                strerror(-rc));
+      seterr(err, errlen, "cannot start peer discovery (p2p.profile %s): %s", config_profile_name(cfg->p2p.profile),
+             strerror(-rc));
+      return rc;
+    }
+  }
   if (cfg->p2p.announce_file) {
     char def[4200];
     snprintf(def, sizeof def, "%s/announce.json", cfg->state_dir);
@@ -792,10 +804,16 @@ static void host_closed(p2p_host *h, void *ud) {
   n->host = NULL; /* freed by the host after this returns */
   step_done(n);
 }
+static void discovery_closed(void *ud) {
+  node *n = ud;
+  n->disc = NULL;
+  p2p_host_close(n->host, host_closed, n);
+}
 static void step_host(node *n) {
   if (!n->host) return;
   n->pending++;
-  p2p_host_close(n->host, host_closed, n);
+  if (n->disc) p2p_discovery_close(n->disc, discovery_closed, n); /* mDNS goodbye, DHT streams, then the host */
+  else p2p_host_close(n->host, host_closed, n);
 }
 
 /* 6. No new calls; the node's own handles closed. (Transports are released by node_close:

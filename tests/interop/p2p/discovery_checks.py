@@ -4,6 +4,12 @@
     discovery_checks.py mdns   two C drivers and @libp2p/mdns; needs a network namespace whose
                                loopback carries multicast (the suite makes one)
     discovery_checks.py dht    C drivers and @libp2p/kad-dht over 127.0.0.1
+    discovery_checks.py cli-lan     `peermcp serve` with p2p.profile lan and the CLI calling by
+                                    PeerId alone (namespace with multicast on loopback)
+    discovery_checks.py cli-dht     two `peermcp serve` through a js-only bootstrap; the CLI
+                                    and `worker --discover` by PeerId / namespace
+    discovery_checks.py profile     the default profile: nothing multicast, nothing dialed
+                                    (with the lan profile as the control that the listener works)
 
 The C side is tests/p2p/disco_driver (ASan build), the JS side tests/interop/p2p/disco_peer.mjs;
 both read one JSON command per line and answer with one JSON line (see their headers).
@@ -23,6 +29,7 @@ ROOT = os.environ.get("PEERMCP_ROOT", os.path.abspath(os.path.join(os.path.dirna
 DRIVER = os.environ.get("DISCO_DRIVER", os.path.join(ROOT, "build-asan/tests/p2p/disco_driver"))
 NODE = os.environ.get("NODE", os.path.join(ROOT, "tests/node_modules/node/bin/node"))
 PEER_JS = os.path.join(ROOT, "tests/interop/p2p/disco_peer.mjs")
+PEERMCP = os.environ.get("PEERMCP_ASAN_BIN", os.path.join(ROOT, "build-asan/peermcp"))
 RESULTS = {"pass": 0, "fail": 0}
 TMP = tempfile.mkdtemp(prefix="disco-checks.")
 
@@ -220,10 +227,182 @@ def group_dht():
     check_clean_exit([c1, c2, c3, js_a])
 
 
+class Serve:
+    """A `peermcp serve --no-stdio` process; stderr (JSON log lines) to a file."""
+
+    def __init__(self, name, env_extra, *args):
+        self.name = name
+        self.dir = os.path.join(TMP, name)
+        self.err_path = self.dir + ".err"
+        env = dict(os.environ, **env_extra)
+        self.env = env
+        self.proc = subprocess.Popen([PEERMCP, "serve", "--no-stdio", "--state-dir", self.dir,
+                                      "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "info"] + list(args),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.err_path, "w"), env=env)
+        end = time.time() + 90
+        while time.time() < end and 'ready"' not in open(self.err_path).read():
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited: %s" % (name, open(self.err_path).read()[-400:]))
+            time.sleep(0.1)
+        self.peer_id = subprocess.run([PEERMCP, "id", "--state-dir", self.dir], capture_output=True, text=True,
+                                      env=env).stdout.strip()
+
+    def log_has(self, text):
+        return text in open(self.err_path).read()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        err = open(self.err_path).read()
+        clean = self.proc.returncode == 0 and "ERROR: AddressSanitizer" not in err and "runtime error" not in err
+        expect("%s stops cleanly" % self.name, clean, "rc=%s %s" % (self.proc.returncode, err[-400:]))
+
+
+def peermcp(env, *args, timeout=120):
+    r = subprocess.run([PEERMCP] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
+    try:
+        out = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {}
+    except ValueError:
+        out = {"raw": r.stdout[-400:]}
+    return r.returncode, out, r.stderr
+
+
+BASE_ENV = {"IPFS_ACCELERATE_PY_TASK_P2P_TOKEN": "tok-disco", "PEERMCP_TEST_TOOLS": "1"}
+
+
+def group_cli_lan():
+    env = dict(BASE_ENV, PEERMCP_P2P_PROFILE="lan", IPFS_ACCELERATE_PY_TASK_P2P_MDNS_ALLOW_LOOPBACK="1",
+               PEERMCP_LOG_LEVEL="warning")
+    a = Serve("srvA", env)
+    b = Serve("srvB", env)
+    cenv = dict(os.environ, **env)
+    rc, out, err = peermcp(cenv, "call", "--state-dir", os.path.join(TMP, "cli1"), "--peer", a.peer_id, "echo",
+                           '{"via":"mdns"}')
+    expect("cli: call --peer <bare PeerId> found through mDNS", rc == 0 and "mdns" in json.dumps(out), (rc, out, err[-300:]))
+    rc, out, err = peermcp(dict(cenv, PEERMCP_P2P_PROFILE="local"), "call", "--state-dir", os.path.join(TMP, "cli2"),
+                           "--peer", a.peer_id, "echo", "{}")
+    expect("cli: the local profile does not search (unknown PeerId: unreachable)", rc != 0, (rc, out))
+    # B discovered A: after B stops, its saved peer table lists A with source mdns.
+    deadline = time.time() + 30
+    while time.time() < deadline and not b.log_has("mdns started"):
+        time.sleep(0.1)
+    time.sleep(3)  # two announcements: a peer found within the first round is in B's table
+    b.stop()
+    rc, out, err = peermcp(cenv, "peers", "--state-dir", b.dir, "--source", "mdns")
+    rows = {p["peer_id"]: p for p in out.get("peers", [])}
+    expect("cli: peermcp peers shows the peer mDNS found, with its source", rc == 0 and a.peer_id in rows
+           and "mdns" in rows[a.peer_id]["sources"] and rows[a.peer_id]["addrs"], (rc, out, err[-300:]))
+    rc, out, err = peermcp(cenv, "peers", "--state-dir", b.dir, "--source", "dht")
+    expect("cli: peermcp peers filters by source", rc == 0 and not out.get("peers"), out)
+    a.stop()
+
+
+def group_cli_dht():
+    js_a = js_peer("jsA", "--dht", "server")
+    boot = js_a.addrs[0]
+    cfg_path = os.path.join(TMP, "dht.json")
+    json.dump({"p2p": {"profile": "private", "dht_protocol": "/ipfs/kad/1.0.0", "bootstrap": [boot]}},
+              open(cfg_path, "w"))
+    env = dict(BASE_ENV, PEERMCP_CONFIG=cfg_path, PEERMCP_LOG_LEVEL="info")
+    b = Serve("srvB", env)
+    c = Serve("srvC", env)
+    cenv = dict(os.environ, **env)
+    # Wait until B and C have published (their routing tables came from js).
+    for s in (b, c):
+        end = time.time() + 60
+        while time.time() < end and not s.log_has("dht: bootstrapped"):
+            time.sleep(0.1)
+        expect("cli-dht: %s bootstraps from js" % s.name, s.log_has("dht: bootstrapped"))
+    rc, out, err = peermcp(cenv, "call", "--state-dir", os.path.join(TMP, "cli1"), "--peer", c.peer_id, "echo",
+                           '{"via":"dht"}')
+    expect("cli-dht: call --peer <bare PeerId> found through the DHT (js-only bootstrap)",
+           rc == 0 and "dht" in json.dumps(out), (rc, out, err[-400:]))
+    rc, out, err = peermcp(cenv, "task", "submit", "--state-dir", os.path.join(TMP, "cli2"), "--peer", b.peer_id,
+                           "--type", "tool.call", '{"tool":"echo","args":{"n":42}}')
+    tid = out.get("task_id")
+    expect("cli-dht: task submit --peer <bare PeerId>", rc == 0 and tid, (rc, out, err[-300:]))
+    rc, out, err = peermcp(cenv, "worker", "--state-dir", os.path.join(TMP, "wk"), "--discover", "--once",
+                           "--lease", "20", timeout=180)
+    expect("cli-dht: worker --discover ran a task of the namespace", rc == 0 and out.get("completed", 0) >= 1,
+           (rc, out, err[-400:]))
+    if tid:
+        rc, out, err = peermcp(cenv, "task", "get", "--state-dir", os.path.join(TMP, "cli2"), "--peer", b.peer_id, tid)
+        expect("cli-dht: …B's task is completed", rc == 0 and out.get("task", {}).get("status") == "completed", out)
+    b.stop()
+    c.stop()
+    check_clean_exit([js_a])
+
+
+def multicast_listener(seconds):
+    """Counts mDNS packets on 224.0.0.251:5353 for `seconds` (joined on lo)."""
+    import socket
+    import struct
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("", 5353))
+    mreq = struct.pack("4s4s", socket.inet_aton("224.0.0.251"), socket.inet_aton("127.0.0.1"))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+    s.settimeout(0.2)
+    n = 0
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            s.recvfrom(9000)
+            n += 1
+        except socket.timeout:
+            pass
+    s.close()
+    return n
+
+
+def tcp_connections(pid):
+    """Established or connecting TCP sockets of a process (from /proc)."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            inodes.add(t[8:-1])
+    n = 0
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(f).read().splitlines()[1:]:
+            parts = line.split()
+            if parts[9] in inodes and parts[3] != "0A":  # 0A = LISTEN
+                n += 1
+    return n
+
+
+def group_profile():
+    env = dict(BASE_ENV, PEERMCP_LOG_LEVEL="warning")
+    # The default profile, with a bootstrap list and named peers configured: still silent.
+    cfg_path = os.path.join(TMP, "local.json")
+    json.dump({"p2p": {"bootstrap": ["/ip4/127.0.0.1/tcp/9/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"],
+                       "peers": {"x": "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"}}},
+              open(cfg_path, "w"))
+    quiet = Serve("srvLocal", dict(env, PEERMCP_CONFIG=cfg_path))
+    n = multicast_listener(4)
+    conns = tcp_connections(quiet.proc.pid)
+    expect("profile local: nothing multicast in 4 s", n == 0, n)
+    expect("profile local: no connection opened", conns == 0, conns)
+    quiet.stop()
+    loud = Serve("srvLan", dict(env, PEERMCP_P2P_PROFILE="lan", IPFS_ACCELERATE_PY_TASK_P2P_MDNS_ALLOW_LOOPBACK="1"))
+    n = multicast_listener(4)
+    expect("profile lan (control): the listener hears its mDNS packets", n >= 2, n)
+    loud.stop()
+
+
 def main():
     group = sys.argv[1] if len(sys.argv) > 1 else "dht"
     try:
-        {"mdns": group_mdns, "dht": group_dht}[group]()
+        {"mdns": group_mdns, "dht": group_dht, "cli-lan": group_cli_lan, "cli-dht": group_cli_dht,
+         "profile": group_profile}[group]()
     except Exception as e:  # a crash of the harness is a failure, not a pass
         ko("%s: harness" % group, repr(e))
     print("%s: %d passed, %d failed" % (group, RESULTS["pass"], RESULTS["fail"]), flush=True)
