@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "auth/policy.h"
+#include "p2p/host/peers.h"
 #include "service/client.h"
 #include "service/mcpp.h"
 #include "service/server.h"
@@ -126,24 +127,38 @@ static svc_client *client_for(svc_service *s, const char *target) {
   return c;
 }
 
-static json_t *peers_json(svc_service *s, int limit) {
+/* The peer table (p2p/host/peers.h, issue 15 §6): the host's peerstore — every peer heard of,
+ * with its sources — filtered; without a host, the peers seen by this service. Rows carry
+ * peer_id, addrs, last_seen, sources (and first_seen, connected, latency_ms, agent, protocols;
+ * "addresses", "alive" and "age_s" as before). */
+static json_t *peers_json(svc_service *s, int limit, bool alive_only, unsigned sources) {
   json_t *arr = json_array();
   double now = clock_wall_s();
+  double window = s->cfg ? s->cfg->p2p.peer_timeout_seconds : 300;
+  if (s->host) {
+    size_t max = limit > 0 && limit < PEERSTORE_MAX_PEERS ? (size_t)limit : PEERSTORE_MAX_PEERS;
+    p2p_peer_row *rows = calloc(max, sizeof *rows);
+    p2p_peer_filter f = {.alive_only = alive_only, .alive_window_s = window, .sources = sources};
+    size_t n = rows ? p2p_host_list_peers(s->host, &f, rows, max) : 0;
+    for (size_t i = 0; arr && i < n; i++) {
+      json_t *row = p2p_peer_row_json(&rows[i]);
+      if (!row) continue;
+      json_object_set(row, "addresses", json_object_get(row, "addrs"));
+      double seen = rows[i].last_seen;
+      json_object_set_new(row, "alive", json_boolean(rows[i].connected || (seen > 0 && now - seen <= window)));
+      if (seen > 0) json_object_set_new(row, "age_s", json_real(now - seen));
+      json_array_append_new(arr, row);
+    }
+    free(rows);
+    return arr;
+  }
   for (size_t i = 0; i < s->n_seen && (limit <= 0 || (int)json_array_size(arr) < limit); i++) {
     seen_peer *sp = &s->seen[i];
-    json_t *row = json_pack("{s:s, s:f, s:f, s:b}", "peer_id", sp->id, "last_seen", sp->last_seen, "age_s",
-                            now - sp->last_seen, "alive", now - sp->last_seen <= 300);
-    p2p_peer_info pi;
-    if (s->host && p2p_host_peer_info(s->host, sp->id, &pi) == 0) {
-      json_t *addrs = json_array(), *protos = json_array();
-      for (size_t k = 0; k < pi.n_listen_addrs; k++) json_array_append_new(addrs, json_string(pi.listen_addrs[k]));
-      for (size_t k = 0; k < pi.n_protocols; k++) json_array_append_new(protos, json_string(pi.protocols[k]));
-      json_object_set_new(row, "addresses", addrs);
-      json_object_set_new(row, "protocols", protos);
-      json_object_set_new(row, "agent", json_string(pi.agent_version ? pi.agent_version : ""));
-      if (pi.last_seen > 0) json_object_set_new(row, "last_seen", json_real(pi.last_seen));
-    }
-    json_array_append_new(arr, row);
+    bool alive = now - sp->last_seen <= window;
+    if (alive_only && !alive) continue;
+    json_array_append_new(arr, json_pack("{s:s, s:f, s:f, s:b, s:[], s:[s]}", "peer_id", sp->id, "last_seen",
+                                         sp->last_seen, "age_s", now - sp->last_seen, "alive", alive, "addrs",
+                                         "sources", "identify"));
   }
   return arr;
 }
@@ -172,7 +187,7 @@ static json_t *status_json(svc_service *s, bool include_peers, int limit) {
                                   (json_int_t)ws.released, "lease_lost", (json_int_t)ws.lease_lost, "cancelled",
                                   (json_int_t)ws.cancelled));
   }
-  if (include_peers) json_object_set_new(r, "peers", peers_json(s, limit));
+  if (include_peers) json_object_set_new(r, "peers", peers_json(s, limit, false, 0));
   return r;
 }
 
@@ -432,7 +447,17 @@ static mcp_tool_status t_service_status(mcp_call *call, json_t *args, json_t **r
 static mcp_tool_status t_list_peers(mcp_call *call, json_t *args, json_t **result, void *ud) {
   svc_service *s = ud;
   (void)call;
-  *result = json_pack("{s:b, s:o}", "ok", 1, "peers", peers_json(s, (int)arg_num(args, "limit", 100)));
+  unsigned sources = 0, bit;
+  const json_t *src = json_object_get(args, "source");
+  size_t i;
+  const json_t *v;
+  if (json_is_string(src) && peerstore_source_parse(json_string_value(src), &bit) == 0) sources |= bit;
+  json_array_foreach(json_is_array(src) ? src : NULL, i, v) {
+    if (json_is_string(v) && peerstore_source_parse(json_string_value(v), &bit) == 0) sources |= bit;
+  }
+  *result = json_pack("{s:b, s:o}", "ok", 1, "peers",
+                      peers_json(s, (int)arg_num(args, "limit", 100), json_is_true(json_object_get(args, "alive_only")),
+                                 sources));
   return *result ? MCP_TOOL_OK : MCP_TOOL_ERROR;
 }
 
@@ -449,8 +474,14 @@ static const struct {
      "{\"type\":\"object\",\"properties\":{\"include_peers\":{\"type\":\"boolean\",\"default\":true},"
      "\"peers_limit\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":1000,\"default\":50}}}",
      t_service_status},
-    {"p2p_list_peers", "List peers", "Peers this node has seen: peer_id, addresses, protocols, agent, last_seen.",
-     "{\"type\":\"object\",\"properties\":{\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":100}}}",
+    {"p2p_list_peers", "List peers",
+     "The peer table: every peer this node heard of (connections, identify, mDNS, the DHT, bootstrap, rendezvous), "
+     "most recent first, with peer_id, addrs, last_seen, sources, first_seen, connected, latency_ms, agent, protocols.",
+     "{\"type\":\"object\",\"properties\":{\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":100},"
+     "\"alive_only\":{\"type\":\"boolean\",\"default\":false,\"description\":\"connected, or contacted within "
+     "p2p.peer_timeout_seconds\"},\"source\":{\"description\":\"only peers heard of from these\",\"oneOf\":[{\"$ref\":"
+     "\"#/$defs/src\"},{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/src\"},\"maxItems\":6}]}},\"$defs\":{\"src\":"
+     "{\"type\":\"string\",\"enum\":[\"manual\",\"identify\",\"mdns\",\"dht\",\"bootstrap\",\"rendezvous\"]}}}",
      t_list_peers},
     {"p2p_remote_status", "Remote status", "The TaskQueue status of another peer (op status).",
      "{\"type\":\"object\",\"properties\":{\"detail\":{\"type\":\"boolean\"},\"peer_id\":{\"type\":\"string\"},"

@@ -299,6 +299,42 @@ def group_cli_lan():
            and "mdns" in rows[a.peer_id]["sources"] and rows[a.peer_id]["addrs"], (rc, out, err[-300:]))
     rc, out, err = peermcp(cenv, "peers", "--state-dir", b.dir, "--source", "dht")
     expect("cli: peermcp peers filters by source", rc == 0 and not out.get("peers"), out)
+    # The MCP tool p2p_list_peers of a serving node, with its filters.
+    d = os.path.join(TMP, "srvM")
+    m = subprocess.Popen([PEERMCP, "serve", "--state-dir", d, "--p2p-listen", "/ip4/127.0.0.1/tcp/0"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(d + ".err", "w"), text=True,
+                         env=cenv, bufsize=1)
+    rid = [0]
+
+    def list_peers(args):
+        rid[0] += 1
+        m.stdin.write(json.dumps({"jsonrpc": "2.0", "id": rid[0], "method": "tools/call",
+                                  "params": {"name": "p2p_list_peers", "arguments": args}}) + "\n")
+        m.stdin.flush()
+        line = m.stdout.readline()
+        try:
+            return json.loads(line)["result"]["structuredContent"]["peers"]
+        except (ValueError, KeyError, TypeError):
+            return None
+    found = None
+    end = time.time() + 30
+    while time.time() < end and not found:
+        peers = list_peers({"source": "mdns"}) or []
+        found = next((p for p in peers if p["peer_id"] == a.peer_id), None)
+        if not found:
+            time.sleep(0.5)
+    expect("tool: p2p_list_peers {source: mdns} lists the peer mDNS found (peer_id, addrs, last_seen, sources)",
+           found and found["addrs"] and "last_seen" in found and "mdns" in found["sources"], found)
+    peers = list_peers({"source": ["dht", "bootstrap"]})
+    expect("tool: p2p_list_peers filters by source", peers == [], peers)
+    peers = list_peers({"alive_only": True})
+    expect("tool: p2p_list_peers alive_only leaves out peers never contacted",
+           peers is not None and all(p.get("alive") for p in peers) and not any(p["peer_id"] == a.peer_id for p in peers), peers)
+    peers = list_peers({"limit": 1})
+    expect("tool: p2p_list_peers limit", peers is not None and len(peers) <= 1, peers)
+    m.stdin.close()
+    m.wait(timeout=60)
+    expect("srvM exits cleanly on EOF", m.returncode == 0, m.returncode)
     a.stop()
 
 
