@@ -45,10 +45,10 @@ static unsigned rnd(void) {
   return (seed >> 8) & 0xffffff;
 }
 
-static void on_identify(p2p_host *h, const char *peer_id, void *ud) {
+static void on_identify(p2p_host *h, const p2p_event *ev, void *ud) {
   (void)h;
   node *n = ud;
-  if (n->k) p2p_kad_peer_identified(n->k, peer_id);
+  if (n->k && ev->peer_id) p2p_kad_peer_identified(n->k, ev->peer_id);
 }
 
 static void run_until(int *counter) {
@@ -225,7 +225,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "node %d: setup failed\n", i);
       return 1;
     }
-    p2p_host_on_identify(n->h, on_identify, n);
+    if (p2p_host_subscribe(n->h, P2P_EV_PEER_IDENTIFIED | P2P_EV_IDENTIFY_PUSH, on_identify, n) != 0) return 1;
   }
   /* Join one at a time, each from B random earlier nodes. */
   for (int i = 1; i < n_nodes; i++) {

@@ -80,7 +80,8 @@ struct node {
   mcp_registry *reg;
   mcp_dispatcher *disp;
   svc_service *svc;
-  p2p_discovery *disc;          /* mDNS / DHT / rendezvous of a serving node (p2p.profile) */
+  p2p_discovery *disc;          /* mDNS / DHT / rendezvous of a serving node (p2p.profile); a
+                                   service of the host, which closes it */
   mcp_tasks_queue *tasks;
   p2p_host *host;
 
@@ -589,7 +590,9 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
   if (cfg->p2p.eff.mdns || cfg->p2p.eff.dht) {
     p2p_discovery_config dc;
     node_discovery_config(cfg, true, &dc);
-    if ((rc = p2p_discovery_new(n->host, n->loop, &dc, &n->disc)) != 0 || (rc = p2p_discovery_start(n->disc)) != 0) {
+    if ((rc = p2p_discovery_new(n->host, n->loop, &dc, &n->disc)) != 0 || (rc = p2p_discovery_add_to_host(n->disc)) != 0) {
+      if (n->disc) p2p_discovery_close(n->disc, NULL, NULL);
+      n->disc = NULL;
       log_error("p2p: discovery not started", "{s:s, s:s}", "profile", config_profile_name(cfg->p2p.profile), "error",
                 strerror(-rc));
       seterr(err, errlen, "cannot start peer discovery (p2p.profile %s): %s", config_profile_name(cfg->p2p.profile),
@@ -804,16 +807,11 @@ static void host_closed(p2p_host *h, void *ud) {
   n->host = NULL; /* freed by the host after this returns */
   step_done(n);
 }
-static void discovery_closed(void *ud) {
-  node *n = ud;
-  n->disc = NULL;
-  p2p_host_close(n->host, host_closed, n);
-}
 static void step_host(node *n) {
   if (!n->host) return;
   n->pending++;
-  if (n->disc) p2p_discovery_close(n->disc, discovery_closed, n); /* mDNS goodbye, DHT streams, then the host */
-  else p2p_host_close(n->host, host_closed, n);
+  n->disc = NULL; /* a host service: the host's close stops and frees it (mDNS goodbye first) */
+  p2p_host_close(n->host, host_closed, n);
 }
 
 /* 6. No new calls; the node's own handles closed. (Transports are released by node_close:

@@ -399,10 +399,10 @@ static void stdin_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   }
 }
 
-static void on_identify(p2p_host *h, const char *peer_id, void *ud) {
+static void on_identify(p2p_host *h, const p2p_event *ev, void *ud) {
   (void)h;
   (void)ud;
-  if (kad) p2p_kad_peer_identified(kad, peer_id);
+  if (kad && ev->peer_id) p2p_kad_peer_identified(kad, ev->peer_id);
 }
 
 static void bootstrap_done(p2p_kad *k, int err, size_t acked, const p2p_kad_op_stats *st, void *ud) {
@@ -472,7 +472,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "listen %s: %s\n", listens[i], strerror(-rc));
       return 1;
     }
-  p2p_host_on_identify(host, on_identify, NULL);
+  if (p2p_host_subscribe(host, P2P_EV_PEER_IDENTIFIED | P2P_EV_IDENTIFY_PUSH, on_identify, NULL) != 0) return 1;
   if (strcmp(dht, "off") != 0) {
     p2p_kad_config kc = {.protocol = protocol, .server = !strcmp(dht, "server"), .rpc_timeout_ms = rpc_timeout};
     if ((rc = p2p_kad_new(host, loop, &kc, &kad)) || (rc = p2p_kad_start(kad))) {

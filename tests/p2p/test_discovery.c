@@ -34,12 +34,6 @@ static int pending, last_err;
 static size_t last_n;
 static char last_ids[8][PEERID_STR_MAX];
 
-static void on_identify(p2p_host *h, const char *peer_id, void *ud) {
-  (void)h;
-  node *n = ud;
-  if (n->d) p2p_discovery_peer_identified(n->d, peer_id);
-}
-
 static void run_until_done(unsigned timeout_ms) {
   uint64_t end = uv_now(&loop) + timeout_ms;
   while (pending > 0 && uv_now(&loop) < end) uv_run(&loop, UV_RUN_ONCE);
@@ -80,7 +74,6 @@ static void make_node(int i, bool dht) {
     assert_int_equal(p2p_host_new(&loop, &cfg, &n->h), 0);
     assert_int_equal(p2p_host_listen(n->h, "/ip4/127.0.0.1/tcp/0"), 0);
     assert_int_equal(p2p_host_announce_addr(n->h, 0, n->addr, sizeof n->addr), 0);
-    p2p_host_on_identify(n->h, on_identify, n);
   }
   {
     const char *boot[2] = {nodes[0].addr, "/dnsaddr/bootstrap.invalid/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"};
@@ -92,35 +85,26 @@ static void make_node(int i, bool dht) {
                                .n_bootstrap = i ? 2 : 0,
                                .dnsaddr_resolve = false}; /* no DNS in unit tests: the entry is left out */
     assert_int_equal(p2p_discovery_new(nodes[i].h, &loop, &dc, &nodes[i].d), 0);
-    assert_int_equal(p2p_discovery_start(nodes[i].d), 0);
+    assert_int_equal(p2p_discovery_add_to_host(nodes[i].d), 0); /* as a node runs it */
   }
-}
-
-static void closed(void *ud) {
-  *(p2p_discovery **)ud = NULL;
-  pending--;
 }
 
 static void host_closed(p2p_host *h, void *ud) {
   (void)h;
-  (void)ud;
+  *(p2p_host **)ud = NULL;
   pending--;
 }
 
+/* The hosts close their discovery services (stop hooks) and wait for them. */
 static int teardown(void **st) {
   (void)st;
   pending = 0;
-  int hosts = 0;
-  for (int i = 0; i < N; i++) hosts += nodes[i].h != NULL;
   for (int i = 0; i < N; i++)
-    if (nodes[i].d) {
+    if (nodes[i].h) {
       pending++;
-      p2p_discovery_close(nodes[i].d, closed, &nodes[i].d);
+      nodes[i].d = NULL;
+      p2p_host_close(nodes[i].h, host_closed, &nodes[i].h);
     }
-  while (pending > 0) uv_run(&loop, UV_RUN_ONCE);
-  pending = hosts;
-  for (int i = 0; i < N; i++)
-    if (nodes[i].h) p2p_host_close(nodes[i].h, host_closed, NULL);
   while (pending > 0) uv_run(&loop, UV_RUN_ONCE);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&loop), 0);
@@ -208,13 +192,12 @@ static void test_discovery_close_cancels_a_running_resolve(void **st) {
   assert_int_equal(p2p_discovery_resolve(nodes[1].d, "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA", 60000,
                                          resolved, NULL),
                    0);
-  int closes = 1;
-  pending = 2; /* the resolve's answer, and the close */
-  p2p_discovery_close(nodes[1].d, closed, &nodes[1].d);
+  pending = 2; /* the resolve's answer, and the host's close */
+  nodes[1].d = NULL;
+  p2p_host_close(nodes[1].h, host_closed, &nodes[1].h); /* stops the discovery service first */
   assert_int_equal(pending, 1); /* the resolve got its answer at once */
   assert_int_equal(last_err, -ECANCELED);
   run_until_done(20000);
-  (void)closes;
 }
 
 int main(void) {

@@ -41,10 +41,10 @@ static char last_peers[8][PEERID_STR_MAX];
 static int last_how[8];
 static uint32_t last_hops;
 
-static void on_identify(p2p_host *h, const char *peer_id, void *ud) {
+static void on_identify(p2p_host *h, const p2p_event *ev, void *ud) {
   (void)h;
   node *n = ud;
-  if (n->k) p2p_kad_peer_identified(n->k, peer_id);
+  if (n->k && ev->peer_id) p2p_kad_peer_identified(n->k, ev->peer_id);
 }
 
 static void run_until_done(int want, unsigned timeout_ms) {
@@ -126,7 +126,7 @@ static int setup(void **st) {
     p2p_host_config cfg = {.state_dir = n->dir, .no_peerstore_file = true};
     assert_int_equal(p2p_host_new(&loop, &cfg, &n->h), 0);
     assert_int_equal(p2p_host_listen(n->h, "/ip4/127.0.0.1/tcp/0"), 0);
-    p2p_host_on_identify(n->h, on_identify, n);
+    assert_int_equal(p2p_host_subscribe(n->h, P2P_EV_PEER_IDENTIFIED | P2P_EV_IDENTIFY_PUSH, on_identify, n), 0);
     p2p_kad_config kc = {.server = i != N - 1, .rpc_timeout_ms = 3000, .query_timeout_ms = 15000};
     assert_int_equal(p2p_kad_new(n->h, &loop, &kc, &n->k), 0);
     assert_int_equal(p2p_kad_start(n->k), 0);

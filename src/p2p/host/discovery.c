@@ -65,6 +65,10 @@ struct p2p_discovery {
   int closing_parts;
   void (*done)(void *);
   void *done_ud;
+  p2p_service svc;              /* p2p_discovery_add_to_host */
+  p2p_service_handler handler;
+  bool attached;                /* a host service (else the DHT handler is registered by hand) */
+  bool handler_registered;
 };
 
 p2p_kad *p2p_discovery_kad(p2p_discovery *d) { return d->kad; }
@@ -337,6 +341,52 @@ static void tick_cb(uv_timer_t *t) {
 
 /* ---------------------------------------------------------------- life cycle */
 
+/* ---------------------------------------------------------------- as a host service */
+
+static void svc_kad_handler(p2p_stream *s, void *ud) {
+  p2p_discovery *d = ud;
+  if (d->kad && !d->closing) p2p_kad_serve(d->kad, s);
+  else p2p_stream_reset(s);
+}
+
+static int svc_start(p2p_host *h, void *state) {
+  (void)h;
+  return p2p_discovery_start(state);
+}
+
+static void svc_event(p2p_host *h, const p2p_event *ev, void *state) {
+  (void)h;
+  p2p_discovery *d = state;
+  if ((ev->type == P2P_EV_PEER_IDENTIFIED || ev->type == P2P_EV_IDENTIFY_PUSH) && ev->peer_id)
+    p2p_discovery_peer_identified(d, ev->peer_id);
+  else if (ev->type == P2P_EV_LISTEN_ADDRS_CHANGED && ev->addr)
+    p2p_discovery_listen_addrs_changed(d);
+}
+
+static void svc_closed(void *ud) { p2p_host_release(ud); }
+
+static void svc_stop(p2p_host *h, void *state) {
+  p2p_host_hold(h); /* until every part has closed its handles and streams */
+  p2p_discovery_close(state, svc_closed, h);
+}
+
+int p2p_discovery_add_to_host(p2p_discovery *d) {
+  d->attached = true;
+  d->svc = (p2p_service){.name = "discovery",
+                         .events = P2P_EV_PEER_IDENTIFIED | P2P_EV_IDENTIFY_PUSH | P2P_EV_LISTEN_ADDRS_CHANGED,
+                         .start = svc_start,
+                         .on_event = svc_event,
+                         .stop = svc_stop};
+  if (d->kad && d->cfg.kad_cfg.server) {
+    d->handler = (p2p_service_handler){.protocol = p2p_kad_protocol(d->kad), .fn = svc_kad_handler};
+    d->svc.handlers = &d->handler;
+    d->svc.n_handlers = 1;
+  }
+  int rc = p2p_host_add_service(d->h, &d->svc, d);
+  if (rc) d->attached = false;
+  return rc;
+}
+
 int p2p_discovery_new(p2p_host *h, uv_loop_t *loop, const p2p_discovery_config *cfg, p2p_discovery **out) {
   *out = NULL;
   p2p_discovery *d = calloc(1, sizeof *d);
@@ -356,7 +406,9 @@ int p2p_discovery_new(p2p_host *h, uv_loop_t *loop, const p2p_discovery_config *
   d->cfg.bootstrap = NULL;
   if (cfg->mdns && (rc = p2p_mdns_new(h, loop, &cfg->mdns_cfg, on_mdns_peer, d, &d->mdns))) goto fail;
   if (cfg->dht) {
-    if ((rc = p2p_kad_new(h, loop, &cfg->kad_cfg, &d->kad))) goto fail;
+    p2p_kad_config kc = cfg->kad_cfg;
+    kc.external_handler = true; /* standalone: discovery registers the handler below or in add_to_host */
+    if ((rc = p2p_kad_new(h, loop, &kc, &d->kad))) goto fail;
     p2p_rendezvous_config rc_cfg = cfg->rv_cfg;
     rc_cfg.publish = cfg->rendezvous_publish;
     if ((rc = p2p_rendezvous_new(d->kad, h, loop, &rc_cfg, &d->rv))) goto fail;
@@ -382,6 +434,10 @@ int p2p_discovery_start(p2p_discovery *d) {
   if (d->kad) {
     if ((rc = p2p_kad_start(d->kad)) != 0) return rc;
     if ((rc = p2p_rendezvous_start(d->rv, NULL, NULL)) != 0) return rc;
+    if (!d->attached && d->cfg.kad_cfg.server) {
+      if ((rc = p2p_host_handle(d->h, p2p_kad_protocol(d->kad), svc_kad_handler, d)) != 0) return rc;
+      d->handler_registered = true;
+    }
   }
   if (d->mdns && (rc = p2p_mdns_start(d->mdns)) != 0) {
     log_warn("mdns: not started", "{s:s}", "error", strerror(-rc));
@@ -439,6 +495,7 @@ void p2p_discovery_close(p2p_discovery *d, void (*done)(void *ud), void *ud) {
       op->done = true;
       if (op->cb) op->cb(d, -ECANCELED, NULL, 0, op->ud);
     }
+  if (d->handler_registered) (void)p2p_host_unhandle(d->h, p2p_kad_protocol(d->kad));
   d->closing_parts = 1; /* held while the parts are asked to close */
   if (d->rv) {
     d->closing_parts++;

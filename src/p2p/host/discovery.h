@@ -4,9 +4,11 @@
  * addresses not heard of for peer_addr_ttl_s forgotten every minute). Each part is on only
  * when its config says so; with everything off the node sends nothing.
  *
- * Events from the host (identify, listen addresses) reach it through
- * p2p_discovery_peer_identified() and p2p_discovery_listen_addrs_changed() — the host's event
- * subscription calls them.
+ * In a node it is one protocol service of the host (p2p_discovery_add_to_host): the DHT
+ * handler in server mode, the identify and listen-address events, and its stop at host close
+ * (mDNS goodbye, DHT streams reset) before the connections go. Standalone (tests, benchmarks)
+ * it is started and closed by hand and fed events with p2p_discovery_peer_identified() and
+ * p2p_discovery_listen_addrs_changed().
  *
  * Resolving a bare PeerId (p2p_discovery_resolve): at once when the peer table has an address
  * for it; else mDNS is asked now (when on) and a DHT lookup runs (when on), and the first to
@@ -50,6 +52,11 @@ int p2p_discovery_new(p2p_host *h, uv_loop_t *loop, const p2p_discovery_config *
  * cannot start is logged and left off (e.g. no multicast interface); -errno only for the DHT. */
 int p2p_discovery_start(p2p_discovery *d) __attribute__((warn_unused_result));
 void p2p_discovery_close(p2p_discovery *d, void (*done)(void *ud), void *ud);
+
+/* Adds d to its host as one service and starts it (p2p_host_add_service). From then on the
+ * host owns it: p2p_host_close stops and frees it (do not call p2p_discovery_close). On error
+ * d is still the caller's (close it). */
+int p2p_discovery_add_to_host(p2p_discovery *d) __attribute__((warn_unused_result));
 
 void p2p_discovery_peer_identified(p2p_discovery *d, const char *peer_id);
 void p2p_discovery_listen_addrs_changed(p2p_discovery *d);

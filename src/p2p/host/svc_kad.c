@@ -374,8 +374,7 @@ static void in_on_close(p2p_stream *s, int err, void *ud) {
   kick(in->k);
 }
 
-static void kad_handler(p2p_stream *s, void *ud) {
-  p2p_kad *k = ud;
+void p2p_kad_serve(p2p_kad *k, p2p_stream *s) {
   if (k->closing || k->n_ins >= k->cfg.max_inbound_streams) {
     k->st.rpcs_in_refused++;
     p2p_stream_reset(s);
@@ -397,6 +396,8 @@ static void kad_handler(p2p_stream *s, void *ud) {
   static const p2p_stream_callbacks cbs = {in_on_data, in_on_eof, NULL, in_on_close};
   p2p_stream_set_callbacks(s, &cbs, in);
 }
+
+static void kad_handler(p2p_stream *s, void *ud) { p2p_kad_serve(ud, s); }
 
 /* ---------------------------------------------------------------- routing table upkeep */
 
@@ -922,7 +923,7 @@ int p2p_kad_start(p2p_kad *k) {
   }
   k->kick.data = k;
   k->open_timers = 2;
-  if (k->cfg.server) {
+  if (k->cfg.server && !k->cfg.external_handler) {
     rc = p2p_host_handle(k->h, k->protocol, kad_handler, k);
     if (rc) {
       uv_close((uv_handle_t *)&k->tick, NULL);

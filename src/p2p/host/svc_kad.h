@@ -52,6 +52,8 @@ typedef struct p2p_kad p2p_kad;
 typedef struct p2p_kad_config {
   const char *protocol;          /* NULL = KAD_PROTOCOL_ID */
   bool server;                   /* answer the protocol (advertised through identify) */
+  bool external_handler;         /* server: the owner registers the protocol (e.g. as a host
+                                    service's handler) and hands streams to p2p_kad_serve */
   size_t k;                      /* 0 = KAD_K (20) */
   size_t alpha;                  /* 0 = KAD_ALPHA (3) */
   size_t quorum;                 /* get_value: 0 = 8 values */
@@ -91,6 +93,9 @@ int p2p_kad_new(p2p_host *h, uv_loop_t *loop, const p2p_kad_config *cfg, p2p_kad
 /* Registers the handler (server mode) and starts the timer. 0 or a negative errno. */
 int p2p_kad_start(p2p_kad *k) __attribute__((warn_unused_result));
 void p2p_kad_close(p2p_kad *k, void (*done)(void *ud), void *ud);
+
+/* An inbound stream of the protocol (with external_handler): serve it. */
+void p2p_kad_serve(p2p_kad *k, p2p_stream *s);
 
 /* The host identified peer_id (or it pushed an update): enter or leave the routing table. */
 void p2p_kad_peer_identified(p2p_kad *k, const char *peer_id);
