@@ -676,6 +676,32 @@ static int start_workers(node *n, char *err, size_t errlen) {
   return rc;
 }
 
+/* svc_resolve_fn over the node's discovery. */
+typedef struct node_resolve_ctx {
+  void (*done)(void *, int);
+  void *arg;
+} node_resolve_ctx;
+
+static void node_resolved(p2p_discovery *d, int err, const char *peer_id, void *ud) {
+  (void)d;
+  (void)peer_id;
+  node_resolve_ctx *c = ud;
+  c->done(c->arg, err);
+  free(c);
+}
+
+static int node_resolve(void *ud, const char *peer_id, uint32_t timeout_ms, void (*done)(void *, int), void *arg) {
+  node *n = ud;
+  if (!n->disc) return -ENOTSUP;
+  node_resolve_ctx *c = malloc(sizeof *c);
+  if (!c) return -ENOMEM;
+  c->done = done;
+  c->arg = arg;
+  int rc = p2p_discovery_resolve(n->disc, peer_id, timeout_ms, node_resolved, c);
+  if (rc) free(c);
+  return rc;
+}
+
 int node_start(node *n, char *err, size_t errlen) {
   LOOP_THREAD_ONLY();
   if (err && errlen) err[0] = 0;
@@ -716,6 +742,8 @@ int node_start(node *n, char *err, size_t errlen) {
     }
   }
   if (n->svc) {
+    /* p2p_remote_* tools find a bare PeerId through discovery when the peer table lacks it. */
+    if (n->disc) svc_service_set_resolver(n->svc, node_resolve, n, cfg->p2p.discovery_timeout_ms);
     /* Peers get MCP Tasks over /mcp+p2p/1.0.0 too (owner = the peer's identity). */
     if (n->tasks) svc_service_set_mcp_tasks(n->svc, mcp_tasks_queue_backend(n->tasks));
     if ((rc = svc_service_start(n->svc, n->loop, n->host, n->disp)) != 0) {

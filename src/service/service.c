@@ -60,6 +60,9 @@ struct svc_service {
   p2p_host *host;
   mcp_dispatcher *disp;
   const mcp_tasks_backend *mcp_tasks; /* offered to peers over /mcp+p2p/1.0.0 */
+  svc_resolve_fn resolve;      /* finds a bare PeerId before a p2p_remote_* dial (may be NULL) */
+  void *resolve_ud;
+  uint32_t resolve_timeout_ms;
   svc_server *server;
   taskq_runner *workers;       /* p2p.workers in-process workers */
   taskq_source *local_source; /* the local queue, for them */
@@ -307,10 +310,17 @@ static const char *arg_target(const json_t *args) {
 }
 
 /* One p2p_remote_* call in flight: the pending tool call and its request on a client. Freed
- * when the reply arrives or the call withdraws the request, whichever comes first. */
+ * when the reply arrives or the call withdraws the request, whichever comes first. While a
+ * bare PeerId is being searched for (resolver), it also holds the message to send; a call
+ * withdrawn then is completed at once and the search's end frees it. */
 typedef struct remote_req {
   mcp_call *call;
   svc_client *client;
+  svc_service *s;
+  json_t *msg;        /* while resolving */
+  uint32_t tmo;
+  bool resolving, cancelled;
+  char target[AUTH_MAX_PEER_ID + 1];
 } remote_req;
 
 /* Loop: the peer answered (or the request failed): completes the pending call. */
@@ -330,9 +340,51 @@ static void remote_done(void *ud, int err, json_t *result, json_t *error) {
  * dispatcher never calls this. */
 static void remote_cancel(mcp_call *call, void *ud) {
   remote_req *rr = ud;
+  if (rr->resolving) { /* still searching: answer now, the search's end frees rr */
+    rr->cancelled = true;
+    rr->call = NULL;
+    mcp_call_complete(call, MCP_TOOL_ERROR, json_pack("{s:b, s:s}", "ok", 0, "error", "cancelled"));
+    return;
+  }
   if (svc_client_cancel(rr->client, remote_done, rr) != 0) return; /* its completion is under way */
   mcp_call_complete(call, MCP_TOOL_ERROR, json_pack("{s:b, s:s}", "ok", 0, "error", "cancelled"));
   free(rr);
+}
+
+/* Sends rr->msg over a client to target; completes and frees rr on failure. */
+static void remote_send(remote_req *rr, const char *target) {
+  svc_service *s = rr->s;
+  svc_client *c = s->host && !s->stopping ? client_for(s, target) : NULL;
+  int rc = c ? svc_client_rpc(c, rr->msg, rr->tmo, remote_done, rr) : -EINVAL;
+  json_decref(rr->msg);
+  rr->msg = NULL;
+  if (rc != 0) {
+    mcp_call_complete(rr->call, MCP_TOOL_ERROR,
+                      json_pack("{s:b, s:s}", "ok", 0, "error", c ? "internal_error" : "bad_target"));
+    free(rr);
+    return;
+  }
+  rr->client = c;
+}
+
+/* Loop: the search for a bare PeerId ended. */
+static void remote_resolved(void *arg, int err) {
+  remote_req *rr = arg;
+  rr->resolving = false;
+  if (rr->cancelled) {
+    json_decref(rr->msg);
+    free(rr);
+    return;
+  }
+  if (err) log_write(LOG_INFO, "p2p: peer not found", "{s:s, s:s}", "peer_id", rr->target, "error", strerror(-err));
+  remote_send(rr, rr->target); /* not found: the dial reports unreachable */
+}
+
+/* A bare PeerId the peer table has no address for, and a resolver to ask. */
+static bool needs_search(svc_service *s, const char *target) {
+  if (!s->resolve || target[0] == '/' || strlen(target) > AUTH_MAX_PEER_ID) return false;
+  p2p_peer_info info;
+  return !(p2p_host_peer_info(s->host, target, &info) == 0 && info.n_listen_addrs > 0);
 }
 
 /* Loop (an MCP_TOOL_ASYNC handler): sends the op message to the target and returns pending. */
@@ -353,6 +405,28 @@ static mcp_tool_status remote_op(svc_service *s, mcp_call *call, json_t *args, j
     *result = json_pack("{s:b, s:s}", "ok", 0, "error", "p2p_disabled");
     return MCP_TOOL_ERROR;
   }
+  if (needs_search(s, target)) {
+    remote_req *rr = calloc(1, sizeof *rr);
+    if (!rr) {
+      json_decref(msg);
+      *result = json_string("out of memory");
+      return MCP_TOOL_ERROR;
+    }
+    rr->call = call;
+    rr->s = s;
+    rr->msg = msg;
+    double ms = timeout_s * 1000;
+    rr->tmo = ms < 1 ? 1 : ms > 3600000 ? 3600000 : (uint32_t)ms;
+    snprintf(rr->target, sizeof rr->target, "%s", target);
+    rr->resolving = true;
+    if (s->resolve(s->resolve_ud, rr->target, s->resolve_timeout_ms, remote_resolved, rr) == 0) {
+      mcp_call_on_cancel(call, remote_cancel, rr);
+      return MCP_TOOL_PENDING;
+    }
+    rr->resolving = false;
+    rr->msg = NULL;
+    free(rr); /* no search: dial from the peer table as below */
+  }
   svc_client *c = client_for(s, target);
   remote_req *rr = c ? calloc(1, sizeof *rr) : NULL;
   if (!rr) {
@@ -362,6 +436,7 @@ static mcp_tool_status remote_op(svc_service *s, mcp_call *call, json_t *args, j
   }
   rr->call = call;
   rr->client = c;
+  rr->s = s;
   double ms = timeout_s * 1000;
   uint32_t tmo = ms < 1 ? 1 : ms > 3600000 ? 3600000 : (uint32_t)ms;
   int rc = svc_client_rpc(c, msg, tmo, remote_done, rr);
@@ -591,6 +666,12 @@ fail:
 }
 
 void svc_service_set_mcp_tasks(svc_service *s, const mcp_tasks_backend *tasks) { s->mcp_tasks = tasks; }
+
+void svc_service_set_resolver(svc_service *s, svc_resolve_fn fn, void *ud, uint32_t timeout_ms) {
+  s->resolve = fn;
+  s->resolve_ud = ud;
+  s->resolve_timeout_ms = timeout_ms ? timeout_ms : 5000;
+}
 
 int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispatcher *d) {
   s->loop = loop;

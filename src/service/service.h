@@ -58,6 +58,14 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
 /* MCP Tasks for peers (mcp/tasks.h): call before svc_service_start; the backend must outlive
  * svc_service_stop (peers' sessions are gone by then). NULL (default) = not offered. */
 void svc_service_set_mcp_tasks(svc_service *s, const mcp_tasks_backend *tasks);
+/* How the p2p_remote_* tools find a bare PeerId the host's peer table has no address for (the
+ * node's discovery: mDNS, the DHT). fn starts a search of at most timeout_ms and calls done(arg,
+ * err) exactly once, later (never from inside fn); err 0 = the peer table now has addresses.
+ * fn returns 0, or a negative errno when it started nothing (then done is never called).
+ * Without a resolver such a PeerId is dialed from the peer table alone. Loop thread only. */
+typedef int (*svc_resolve_fn)(void *ud, const char *peer_id, uint32_t timeout_ms,
+                              void (*done)(void *arg, int err), void *arg);
+void svc_service_set_resolver(svc_service *s, svc_resolve_fn fn, void *ud, uint32_t timeout_ms);
 int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispatcher *d)
     __attribute__((warn_unused_result));
 void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *ud), void *ud);

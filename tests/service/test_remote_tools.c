@@ -21,6 +21,7 @@
 #include "service/frame.h"
 #include "service/mcpp.h"
 #include "service/server.h"
+#include "p2p/host/peers.h"
 #include "service/service.h"
 #include "taskq/rpc_tool.h"
 #include "taskq/table.h"
@@ -399,6 +400,88 @@ static void test_remote_service_status_and_peers_run_on_the_loop(void **state) {
   json_decref(o.env);
 }
 
+/* ---------- a bare PeerId searched for before the dial (issue 15 §3) ---------- */
+
+/* A resolver that, one timer tick later, "finds" A: puts A's address in B's peer table. */
+typedef struct fake_search {
+  uv_timer_t t;
+  void (*done)(void *, int);
+  void *arg;
+  bool find, answer;
+  int calls;
+  char peer[128];
+} fake_search;
+static fake_search FS;
+
+static void fake_fire(uv_timer_t *t) {
+  fake_search *f = t->data;
+  if (f->find) {
+    const char *one[1] = {W.a_addr};
+    assert_true(p2p_host_add_peer_addrs(W.b, f->peer, one, 1, P2P_SRC_DHT) >= 0);
+  }
+  f->done(f->arg, f->find ? 0 : -ENOENT);
+}
+
+static int fake_resolve(void *ud, const char *peer_id, uint32_t timeout_ms, void (*done)(void *, int), void *arg) {
+  fake_search *f = ud;
+  (void)timeout_ms;
+  f->calls++;
+  f->done = done;
+  f->arg = arg;
+  snprintf(f->peer, sizeof f->peer, "%s", peer_id);
+  if (f->answer) uv_timer_start(&f->t, fake_fire, 10, 0);
+  return 0;
+}
+
+static void fake_closed(uv_handle_t *h) { (void)h; }
+
+static void test_remote_bare_peer_id_found_by_the_resolver(void **state) {
+  (void)state;
+  memset(&FS, 0, sizeof FS);
+  uv_timer_init(&W.loop, &FS.t);
+  FS.t.data = &FS;
+  FS.find = FS.answer = true;
+  svc_service_set_resolver(W.svc, fake_resolve, &FS, 1000);
+  outcome o;
+  call_b("p2p_remote_status", json_pack("{s:s}", "remote_peer_id", p2p_host_peer_id(W.a)), 0, &o);
+  run_until_int(&o.done, 1);
+  assert_int_equal(FS.calls, 1); /* B did not know A: it asked */
+  assert_int_equal(o.st, MCP_DISPATCH_OK);
+  assert_string_equal(json_string_value(json_object_get(result_of(&o), "peer_id")), p2p_host_peer_id(W.a));
+  json_decref(o.env);
+  /* Known now: no second search. */
+  call_b("p2p_remote_status", json_pack("{s:s}", "remote_peer_id", p2p_host_peer_id(W.a)), 0, &o);
+  run_until_int(&o.done, 1);
+  assert_int_equal(FS.calls, 1);
+  assert_int_equal(o.st, MCP_DISPATCH_OK);
+  json_decref(o.env);
+  /* A multiaddr never asks. */
+  call_b("p2p_remote_status", json_pack("{s:s}", "remote_multiaddr", W.a_addr), 0, &o);
+  run_until_int(&o.done, 1);
+  assert_int_equal(FS.calls, 1);
+  json_decref(o.env);
+  uv_close((uv_handle_t *)&FS.t, fake_closed);
+}
+
+static void test_remote_bare_peer_id_search_cancelled(void **state) {
+  (void)state;
+  memset(&FS, 0, sizeof FS);
+  uv_timer_init(&W.loop, &FS.t);
+  FS.t.data = &FS;
+  FS.answer = false; /* the search is still running when the call goes */
+  svc_service_set_resolver(W.svc, fake_resolve, &FS, 1000);
+  outcome o;
+  mcp_call *c = call_b("p2p_remote_status", json_pack("{s:s}", "remote_peer_id", p2p_host_peer_id(W.a)), 0, &o);
+  for (int i = 0; i < 50 && !FS.calls; i++) uv_run(&W.loop, UV_RUN_NOWAIT), usleep(1000);
+  assert_int_equal(FS.calls, 1);
+  mcp_dispatch_cancel(c);
+  run_until_int(&o.done, 1);
+  assert_true(o.st != MCP_DISPATCH_OK); /* answered at once (cancelled) */
+  json_decref(o.env);
+  FS.done(FS.arg, -ENOENT); /* the search ends later: nothing left to answer, nothing leaked */
+  uv_close((uv_handle_t *)&FS.t, fake_closed);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -410,6 +493,8 @@ int main(void) {
       T(test_tools_dispatch_of_a_remote_tool_from_a_worker),
       T(test_tools_dispatch_of_a_remote_tool_cancelled),
       T(test_remote_service_status_and_peers_run_on_the_loop),
+      T(test_remote_bare_peer_id_found_by_the_resolver),
+      T(test_remote_bare_peer_id_search_cancelled),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
