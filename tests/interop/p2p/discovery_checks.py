@@ -277,7 +277,7 @@ BASE_ENV = {"IPFS_ACCELERATE_PY_TASK_P2P_TOKEN": "tok-disco", "PEERMCP_TEST_TOOL
 
 def group_cli_lan():
     env = dict(BASE_ENV, PEERMCP_P2P_PROFILE="lan", IPFS_ACCELERATE_PY_TASK_P2P_MDNS_ALLOW_LOOPBACK="1",
-               PEERMCP_LOG_LEVEL="warning")
+               PEERMCP_LOG_LEVEL="warning", IPFS_ACCELERATE_PY_TASK_P2P_DISCOVERY_TIMEOUT_S="30")
     a = Serve("srvA", env)
     b = Serve("srvB", env)
     cenv = dict(os.environ, **env)
@@ -344,7 +344,9 @@ def group_cli_dht():
     cfg_path = os.path.join(TMP, "dht.json")
     json.dump({"p2p": {"profile": "private", "dht_protocol": "/ipfs/kad/1.0.0", "bootstrap": [boot]}},
               open(cfg_path, "w"))
-    env = dict(BASE_ENV, PEERMCP_CONFIG=cfg_path, PEERMCP_LOG_LEVEL="info")
+    # A generous search budget: a loaded machine may take seconds to dial and bootstrap.
+    env = dict(BASE_ENV, PEERMCP_CONFIG=cfg_path, PEERMCP_LOG_LEVEL="info",
+               IPFS_ACCELERATE_PY_TASK_P2P_DISCOVERY_TIMEOUT_S="30")
     b = Serve("srvB", env)
     c = Serve("srvC", env)
     cenv = dict(os.environ, **env)
