@@ -4,7 +4,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 PEERMCP_ARGS ?=
 
-.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-service bench-http bench-dht clean
+.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-service bench-http bench-dht bench-auth clean
 
 all: deps
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release -Dtests=disabled >/dev/null
@@ -56,6 +56,11 @@ bench-http: test-deps all
 
 bench-dht: all
 	@bash bench/dht/run.sh
+
+# JWT validation cost per algorithm, signature checked and cached (JSON lines).
+bench-auth: all
+	@ninja -C $(BUILD) bench/auth/bench_jwt >/dev/null
+	@nice -n 5 ./$(BUILD)/bench/auth/bench_jwt $${BENCH_TOKENS:-2000}
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

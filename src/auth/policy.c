@@ -2,6 +2,8 @@
  * policy.h; p2p_tasks_spec.md §4, §12.1–12.3). */
 #include "auth/policy.h"
 
+#include "util/clock.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <sodium.h>
@@ -21,6 +23,8 @@ struct auth_policy {
   auth_scopes anonymous;
   auth_peer *peers;
   size_t n_peers, cap_peers;
+  auth_jwt *jwt; /* borrowed; NULL = JWTs off */
+  bool require_binding;
 };
 
 auth_policy *auth_policy_new(void) {
@@ -118,12 +122,64 @@ bool auth_policy_token_ok(const auth_policy *p, const char *token) {
   return sodium_memcmp(h, p->token_hash, sizeof h) == 0;
 }
 
-bool auth_policy_present_token(const auth_policy *p, const char *token, auth_ctx *a) {
-  if (!auth_policy_token_ok(p, token)) return false;
-  auth_scopes_union(&a->scopes, &p->token_scopes);
-  if (a->kind != AUTH_KIND_LOCAL) {
-    a->kind = AUTH_KIND_TOKEN;
-    memcpy(a->subject, "token", sizeof "token");
+void auth_policy_set_jwt(auth_policy *p, auth_jwt *jwt, bool require_peer_binding) {
+  p->jwt = jwt;
+  p->require_binding = jwt && require_peer_binding;
+}
+auth_jwt *auth_policy_jwt(const auth_policy *p) { return p ? p->jwt : NULL; }
+bool auth_policy_has_credentials(const auth_policy *p) { return p && (p->has_token || p->jwt); }
+
+static auth_present_result refused(auth_reason r, const char *d, auth_reason *reason, const char **detail) {
+  if (reason) *reason = r;
+  if (detail) *detail = d;
+  return AUTH_PRESENT_REFUSED;
+}
+
+static auth_present_result present_jwt(const auth_policy *p, const char *cred, size_t n, auth_ctx *a,
+                                       auth_reason *reason, const char **detail) {
+  auth_jwt_claims cl;
+  auth_jwt_status st = auth_jwt_verify(p->jwt, cred, n, clock_wall_s(), &cl);
+  if (st != AUTH_JWT_OK)
+    return refused(st == AUTH_JWT_E_EXPIRED ? AUTH_REASON_EXPIRED : AUTH_REASON_INVALID, auth_jwt_status_name(st),
+                   reason, detail);
+  /* The binding rule: a token naming a PeerId is good only from a transport that proved it. */
+  if (cl.peer_id[0] && strcmp(cl.peer_id, a->peer_id) != 0)
+    return refused(AUTH_REASON_INVALID, "peer_mismatch", reason, detail);
+  if (!cl.peer_id[0] && p->require_binding && a->peer_id[0])
+    return refused(AUTH_REASON_INVALID, "unbound_token", reason, detail);
+  auth_ctx next = *a;
+  if (auth_ctx_set_subject(&next, cl.subject) != 0 || auth_ctx_set_issuer(&next, cl.issuer) != 0)
+    return refused(AUTH_REASON_INVALID, "bad_claims", reason, detail);
+  auth_scopes_union(&next.scopes, &cl.scopes);
+  if (next.kind != AUTH_KIND_LOCAL) {
+    next.kind = AUTH_KIND_JWT;
+    next.expires_at = cl.expires_at;
   }
-  return true;
+  *a = next;
+  return AUTH_PRESENT_OK;
+}
+
+auth_present_result auth_policy_present(const auth_policy *p, const char *cred, auth_ctx *a, auth_reason *reason,
+                                        const char **detail) {
+  if (reason) *reason = AUTH_REASON_NONE;
+  if (detail) *detail = NULL;
+  if (!p || !cred) return AUTH_PRESENT_IGNORED;
+  if (auth_policy_token_ok(p, cred)) {
+    auth_scopes_union(&a->scopes, &p->token_scopes);
+    if (a->kind != AUTH_KIND_LOCAL && a->kind != AUTH_KIND_JWT) {
+      a->kind = AUTH_KIND_TOKEN;
+      memcpy(a->subject, "token", sizeof "token");
+    }
+    return AUTH_PRESENT_OK;
+  }
+  size_t n = strnlen(cred, AUTH_JWT_MAX_BYTES + 1);
+  if (p->jwt && n > AUTH_JWT_MAX_BYTES && memchr(cred, '.', AUTH_JWT_MAX_BYTES))
+    return refused(AUTH_REASON_INVALID, auth_jwt_status_name(AUTH_JWT_E_TOO_LARGE), reason, detail);
+  if (p->jwt && auth_jwt_looks_like(cred, n)) return present_jwt(p, cred, n, a, reason, detail);
+  if (p->has_token) return refused(AUTH_REASON_INVALID, "bad_token", reason, detail);
+  return AUTH_PRESENT_IGNORED;
+}
+
+bool auth_policy_present_token(const auth_policy *p, const char *token, auth_ctx *a) {
+  return auth_policy_present(p, token, a, NULL, NULL) == AUTH_PRESENT_OK;
 }
