@@ -104,6 +104,17 @@ static bool env_name_valid(const char *s) {
   return true;
 }
 
+/* An RFC 6749 scope-token without our list separators (auth/scope.h checks the same). */
+static bool scope_name_valid(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 64) return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' || ch == ',' || ch == ';') return false;
+  }
+  return true;
+}
+
 /* ---------- locating a key path in the file text ---------- */
 
 typedef struct {
@@ -483,6 +494,28 @@ static const keydef k_p2p[] = {
     {"peer_timeout_seconds", K_U32, OFF(p2p.peer_timeout_seconds), 0, 1, 30 * DAY},
     {"peer_addr_ttl_seconds", K_U32, OFF(p2p.peer_addr_ttl_seconds), 0, 60, 365 * DAY},
     {"discovery_timeout_ms", K_U32, OFF(p2p.discovery_timeout_ms), 0, 100, 600 * 1000},
+    {"trust_tiers", K_BOOL, OFF(p2p.trust_tiers), 0, 0, 0},
+    {"baseline_max_priority", K_U32, OFF(p2p.baseline_max_priority), 0, 1, 10},
+    {"encrypt", K_BOOL, OFF(p2p.encrypt), 0, 0, 0},
+    {"encryption_key", K_STR, OFF(p2p.encryption_key), 0, 0, 4096},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const keydef k_auth[] = {
+    {"resource", K_STR, OFF(auth.resource), 0, 0, 2048},
+    {"authorization_servers", K_STRARR, OFF(auth.authorization_servers), OFF(auth.authorization_server_count), 0, 16},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const keydef k_auth_jwt[] = {
+    {"issuer", K_STR, OFF(auth.jwt.issuer), 0, 0, 255},
+    {"audience", K_STR, OFF(auth.jwt.audience), 0, 0, 2048},
+    {"jwks_file", K_PATH, OFF(auth.jwt.jwks_file), 0, 0, 4096},
+    {"algorithms", K_STRARR, OFF(auth.jwt.algorithms), OFF(auth.jwt.algorithm_count), 0, 8},
+    {"leeway_s", K_U32, OFF(auth.jwt.leeway_s), 0, 0, 3600},
+    {"hs256_secret_env", K_STR, OFF(auth.jwt.hs256_secret_env), 0, 0, 256},
+    {"require_peer_binding", K_BOOL, OFF(auth.jwt.require_peer_binding), 0, 0, 0},
+    {"cache_entries", K_U32, OFF(auth.jwt.cache_entries), 0, 1, 65536},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -597,6 +630,7 @@ static const keydef k_mcp_tasks[] = {
 
 static const keydef k_stdio[] = {
     {"enabled", K_BOOL, OFF(stdio.enabled), 0, 0, 0},
+    {"scopes", K_STRARR, OFF(stdio.scopes), OFF(stdio.scope_count), 0, 256},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -672,6 +706,7 @@ static void command_free(config_command *cmd) {
   strv_free(cmd->env_allow, cmd->env_allow_count);
   strv_free(cmd->env_pass, cmd->env_pass_count);
   strv_free(cmd->env, cmd->env_count);
+  strv_free(cmd->scopes, cmd->scope_count);
   memset(cmd, 0, sizeof *cmd);
 }
 
@@ -712,7 +747,7 @@ static int read_command(lctx *c, size_t idx, json_t *o, config_command *cmd) {
   cmd->output = CONFIG_OUTPUT_AUTO;
 
   static const char *const known = "name, title, description, category, input_schema, argv, cwd, env_allow, env, "
-                                   "timeout_ms, max_output_bytes, remote, output";
+                                   "timeout_ms, max_output_bytes, remote, output, scopes";
   const char *key;
   json_t *v;
   int rc;
@@ -795,6 +830,18 @@ static int read_command(lctx *c, size_t idx, json_t *o, config_command *cmd) {
     } else if (strcmp(key, "remote") == 0) {
       if (!json_is_boolean(v)) return kerr(c, path, "expected true or false, got %s", jtype(v));
       cmd->remote = json_is_true(v);
+    } else if (strcmp(key, "scopes") == 0) {
+      strv_free(cmd->scopes, cmd->scope_count);
+      cmd->scopes = NULL;
+      cmd->scope_count = 0;
+      if ((rc = read_strv(c, path, v, 16, false, &cmd->scopes, &cmd->scope_count)) != 0) return rc;
+      for (size_t i = 0; i < cmd->scope_count; i++) {
+        char sub[PATH_BUF + 24];
+        snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+        if (!scope_name_valid(cmd->scopes[i]))
+          return kerr(c, sub, "\"%s\" is not a scope name (1 to 64 printable ASCII characters; no space, quote, "
+                              "backslash, comma or semicolon)", cmd->scopes[i]);
+      }
     } else if (strcmp(key, "output") == 0) {
       const char *s = json_string_value(v);
       if (s && strcmp(s, "json") == 0) cmd->output = CONFIG_OUTPUT_JSON;
@@ -897,12 +944,13 @@ static int apply_file(lctx *c, json_t *root) {
     }
     if (strcmp(key, "auth") == 0) {
       if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
-      const char *k2;
-      json_t *v2;
-      json_object_foreach(v, k2, v2) {
-        char p[PATH_BUF];
-        snprintf(p, sizeof p, "%s.%s", key, k2);
-        return kerr(c, p, "unknown key (the \"%s\" section is reserved and takes no keys yet)", key);
+      static const char *const extra[] = {"jwt", NULL};
+      if ((rc = read_section(c, "auth", v, k_auth, extra)) != 0) return rc;
+      json_t *j = json_object_get(v, "jwt");
+      if (j && !json_is_null(j)) {
+        if (!json_is_object(j)) return kerr(c, "auth.jwt", "expected an object, got %s", jtype(j));
+        if ((rc = read_section(c, "auth.jwt", j, k_auth_jwt, NULL)) != 0) return rc;
+        c->cfg->auth.jwt.enabled = true;
       }
       continue;
     }
@@ -972,6 +1020,9 @@ static int set_defaults(config *cfg) {
   cfg->p2p.peer_addr_ttl_seconds = (uint32_t)DAY;
   cfg->p2p.discovery_timeout_ms = 5000;
   cfg->mcp_tasks.runner = CONFIG_AUTO;
+  cfg->p2p.baseline_max_priority = 5;
+  cfg->auth.jwt.leeway_s = 60;
+  cfg->auth.jwt.cache_entries = 256;
   cfg->stdio.enabled = true;
   cfg->http.session_idle_seconds = 1800;
   cfg->http.max_sessions = 1024;
@@ -1222,6 +1273,23 @@ static int apply_env(lctx *c) {
   if ((v = env_nonempty("PEERMCP_HTTP_LISTEN")) && /* comma-separated HOST:PORT list */
       (rc = env_list(c, "PEERMCP_HTTP_LISTEN", v, 16, &cfg->http.listen, &cfg->http.listen_count)) != 0)
     return rc;
+  /* Trust tiers and payload encryption, read as the Python services read them (§4.3, §4.5). */
+  env_compat_bool("IPFS_ACCELERATE_PY_TASK_P2P_TRUST_TIERS", "IPFS_DATASETS_PY_TASK_P2P_TRUST_TIERS",
+                  &cfg->p2p.trust_tiers);
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_BASELINE_MAX_PRIORITY",
+                  "IPFS_DATASETS_PY_TASK_P2P_BASELINE_MAX_PRIORITY"))) {
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end)
+      return gerr(c, "IPFS_ACCELERATE_PY_TASK_P2P_BASELINE_MAX_PRIORITY: expected an integer, got \"%s\"", v);
+    cfg->p2p.baseline_max_priority = n < 1 ? 1 : n > 10 ? 10 : (uint32_t)n; /* clamped, as in Python */
+  }
+  env_compat_bool("IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPT", "IPFS_DATASETS_PY_TASK_P2P_ENCRYPT", &cfg->p2p.encrypt);
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPTION_KEY", "IPFS_DATASETS_PY_TASK_P2P_ENCRYPTION_KEY"))) {
+    if (strlen(v) > 4096) return gerr(c, "IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPTION_KEY: longer than 4096 bytes");
+    if ((rc = set_str(&cfg->p2p.encryption_key, v)) != 0) return rc;
+  }
   return 0;
 }
 
@@ -1231,6 +1299,17 @@ static int capture_env(lctx *c) {
   config *cfg = c->cfg;
   const char *path = getenv("PATH");
   if (path && *path && !(cfg->env_path = strdup(path))) return -ENOMEM;
+  /* The HS256 secret: only from the variable the configuration names; never a default. */
+  if (cfg->auth.jwt.hs256_secret_env) {
+    const char *name = cfg->auth.jwt.hs256_secret_env;
+    if (!env_name_valid(name)) return kerr(c, "auth.jwt.hs256_secret_env", "\"%s\" is not a variable name", name);
+    const char *sec = getenv(name);
+    if (!sec || !*sec)
+      return kerr(c, "auth.jwt.hs256_secret_env", "names %s, which is not set (HS256 has no default secret)", name);
+    if (strlen(sec) < 32)
+      return kerr(c, "auth.jwt.hs256_secret_env", "%s holds fewer than 32 bytes (RFC 7518 §3.2)", name);
+    if (!(cfg->auth.jwt.hs256_secret = strdup(sec))) return -ENOMEM;
+  }
   for (size_t i = 0; i < cfg->tools.command_count; i++) {
     config_command *cmd = &cfg->tools.commands[i];
     if (!cmd->env_allow_count) continue;
@@ -1253,10 +1332,57 @@ static int capture_env(lctx *c) {
   return 0;
 }
 
+/* --token-file: the credential in a file (at most 16 KiB, blanks trimmed), never in argv. A
+ * file others may read is refused, as ssh refuses a readable key. */
+static int read_token_file(lctx *c, const char *path) {
+  if (!*path) return gerr(c, "--token-file: must not be empty");
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    (void)gerr(c, "--token-file %s: %s", path, strerror(e));
+    return -e;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > 16384) {
+    close(fd);
+    return gerr(c, "--token-file %s: not a regular file of at most 16384 bytes", path);
+  }
+  if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+    close(fd);
+    return gerr(c, "--token-file %s: readable by others (mode %o); chmod 600 it", path, (unsigned)(st.st_mode & 0777));
+  }
+  char buf[16385];
+  size_t n = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += (size_t)r;
+    if (n == sizeof buf - 1) break;
+  }
+  close(fd);
+  const char *t = buf;
+  while (n && isspace((unsigned char)*t)) t++, n--;
+  while (n && isspace((unsigned char)t[n - 1])) n--;
+  if (!n || memchr(t, 0, n)) {
+    volatile char *w = buf;
+    for (size_t i = 0; i < sizeof buf; i++) w[i] = 0;
+    return gerr(c, "--token-file %s: empty, or not text", path);
+  }
+  char *tok = strndup(t, n);
+  volatile char *w = buf;
+  for (size_t i = 0; i < sizeof buf; i++) w[i] = 0;
+  if (!tok) return -ENOMEM;
+  free(c->cfg->p2p.client_token);
+  c->cfg->p2p.client_token = tok;
+  return 0;
+}
+
 static int apply_args(lctx *c, const config_args *a) {
   config *cfg = c->cfg;
   int rc;
   if (!a) return 0;
+  if (a->token_file && (rc = read_token_file(c, a->token_file)) != 0) return rc;
   if (a->state_dir) {
     if (!*a->state_dir) return gerr(c, "--state-dir: must not be empty");
     if ((rc = set_str(&cfg->state_dir, a->state_dir)) != 0) return rc;
@@ -1306,9 +1432,39 @@ static int derive_paths(lctx *c) {
   return 0;
 }
 
+/* auth.jwt: the required keys, algorithm names, HS256 and its secret. */
+static int check_jwt(lctx *c) {
+  config *cfg = c->cfg;
+  if (!cfg->auth.jwt.enabled) return 0;
+  if (!cfg->auth.jwt.issuer) return kerr(c, "auth.jwt", "missing \"issuer\" (the iss tokens must carry)");
+  if (!cfg->auth.jwt.audience) return kerr(c, "auth.jwt", "missing \"audience\" (the resource URI tokens must name)");
+  static const char *const known[] = {"RS256", "PS256", "ES256", "EdDSA", "Ed25519", "HS256"};
+  bool hs = false, asym = cfg->auth.jwt.algorithm_count == 0;
+  for (size_t i = 0; i < cfg->auth.jwt.algorithm_count; i++) {
+    const char *a = cfg->auth.jwt.algorithms[i];
+    char p[64];
+    snprintf(p, sizeof p, "auth.jwt.algorithms[%zu]", i);
+    bool ok = false;
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) ok |= strcmp(a, known[k]) == 0;
+    if (strcasecmp(a, "none") == 0) return kerr(c, p, "\"none\" is never accepted (unsigned tokens)");
+    if (!ok) return kerr(c, p, "unknown algorithm \"%s\" (RS256, PS256, ES256, EdDSA, HS256)", a);
+    if (strcmp(a, "HS256") == 0) hs = true;
+    else asym = true;
+  }
+  if (hs && !cfg->auth.jwt.hs256_secret_env)
+    return kerr(c, "auth.jwt.algorithms", "HS256 needs auth.jwt.hs256_secret_env (the variable holding its secret)");
+  if (!hs && cfg->auth.jwt.hs256_secret_env)
+    return kerr(c, "auth.jwt.hs256_secret_env", "set, but HS256 is not in auth.jwt.algorithms");
+  if (asym && !cfg->auth.jwt.jwks_file)
+    return kerr(c, "auth.jwt", "missing \"jwks_file\" (the JWK Set of the issuer's public keys)");
+  return 0;
+}
+
 /* Checks between keys that only make sense together. */
 static int cross_check(lctx *c) {
   config *cfg = c->cfg;
+  int jrc = check_jwt(c);
+  if (jrc != 0) return jrc;
   if (cfg->cache.max_value_bytes > cfg->cache.max_bytes && cfg->cache.max_bytes > 0)
     return kerr(c, "cache.max_value_bytes", "larger than cache.max_bytes (%llu)",
                 (unsigned long long)cfg->cache.max_bytes);
@@ -1504,11 +1660,21 @@ void config_free(config *cfg) {
   strv_free(cfg->http.listen, cfg->http.listen_count);
   strv_free(cfg->http.allowed_origins, cfg->http.allowed_origin_count);
   strv_free(cfg->http.allowed_hosts, cfg->http.allowed_host_count);
-  if (cfg->p2p.token) {
-    volatile char *t = cfg->p2p.token;
+  char *secrets[] = {cfg->p2p.token, cfg->p2p.client_token, cfg->p2p.encryption_key, cfg->auth.jwt.hs256_secret};
+  for (size_t k = 0; k < sizeof secrets / sizeof secrets[0]; k++) {
+    if (!secrets[k]) continue;
+    volatile char *t = secrets[k];
     for (size_t i = 0; t[i]; i++) t[i] = 0;
-    free(cfg->p2p.token);
+    free(secrets[k]);
   }
+  free(cfg->auth.resource);
+  strv_free(cfg->auth.authorization_servers, cfg->auth.authorization_server_count);
+  free(cfg->auth.jwt.issuer);
+  free(cfg->auth.jwt.audience);
+  free(cfg->auth.jwt.jwks_file);
+  strv_free(cfg->auth.jwt.algorithms, cfg->auth.jwt.algorithm_count);
+  free(cfg->auth.jwt.hs256_secret_env);
+  strv_free(cfg->stdio.scopes, cfg->stdio.scope_count);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -1585,12 +1751,14 @@ const char *config_args_help(void) {
          "                       p2p.bootstrap), public (the IPFS DHT) (env PEERMCP_P2P_PROFILE)\n"
          "  --http-listen HOST:PORT  serve MCP over Streamable HTTP at http://HOST:PORT/mcp (repeatable;\n"
          "                       replaces http.listen; env PEERMCP_HTTP_LISTEN; a bare PORT = 127.0.0.1)\n"
-         "  --conformance-fixtures  serve the MCP conformance suite's fixtures (tests only)\n";
+         "  --conformance-fixtures  serve the MCP conformance suite's fixtures (tests only)\n"
+         "  --token-file FILE    a JWT or the shared token to present to peers (mode 600; never give a\n"
+         "                       token on the command line, where ps shows it)\n";
 }
 
 int config_args_parse(config_args *args, int *argc, char **argv, char *err, size_t errlen) {
   static const char *const with_value[] = {"--config", "--state-dir", "--log-level", "--p2p-listen", "--http-listen",
-                                           "--p2p-profile"};
+                                           "--p2p-profile", "--token-file"};
   int out = 1;
   int n = *argc;
   int i = 1;
@@ -1611,7 +1779,7 @@ int config_args_parse(config_args *args, int *argc, char **argv, char *err, size
     }
     int which = -1;
     const char *val = NULL;
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 7; k++) {
       size_t l = strlen(with_value[k]);
       if (strncmp(a, with_value[k], l) == 0 && (a[l] == 0 || a[l] == '=')) {
         which = k;
@@ -1654,6 +1822,7 @@ int config_args_parse(config_args *args, int *argc, char **argv, char *err, size
       args->p2p_listen = nl;
       break;
     }
+    case 6: args->token_file = val; break;
     case 4: {
       if (args->http_listen_count >= 16) {
         if (err && errlen) snprintf(err, errlen, "--http-listen given more than 16 times");
@@ -1736,6 +1905,17 @@ json_t *config_to_json(const config *cfg) {
         "cache_replicate", cfg->p2p.cache_replicate, "cache_replicate_targets",
         strv_json(cfg->p2p.cache_replicate_targets, cfg->p2p.cache_replicate_target_count),
         "cache_replicate_max_peers", (json_int_t)cfg->p2p.cache_replicate_max_peers);
+    if (more) {
+      json_t *sec = json_pack("{s:b, s:I, s:b, s:s?, s:s?}", "trust_tiers", cfg->p2p.trust_tiers,
+                              "baseline_max_priority", (json_int_t)cfg->p2p.baseline_max_priority, "encrypt",
+                              cfg->p2p.encrypt, "encryption_key", cfg->p2p.encryption_key ? "***" : NULL,
+                              "client_token", cfg->p2p.client_token ? "***" : NULL);
+      if (!sec || json_object_update(more, sec) != 0) {
+        json_decref(more);
+        more = NULL;
+      }
+      json_decref(sec);
+    }
     if (!more || json_object_update(p2p, more) != 0) {
       json_decref(p2p);
       p2p = NULL;
@@ -1777,12 +1957,24 @@ json_t *config_to_json(const config *cfg) {
       "max_body_bytes", (json_int_t)cfg->http.max_body_bytes, "max_header_bytes", (json_int_t)cfg->http.max_header_bytes,
       "request_timeout_seconds", (json_int_t)cfg->http.request_timeout_seconds, "idle_timeout_seconds",
       (json_int_t)cfg->http.idle_timeout_seconds, "sse_keepalive_seconds", (json_int_t)cfg->http.sse_keepalive_seconds);
-  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b}, s:o}",
+  json_t *jwt = cfg->auth.jwt.enabled
+                    ? json_pack("{s:s?, s:s?, s:s?, s:o, s:I, s:s?, s:b, s:I}", "issuer", cfg->auth.jwt.issuer,
+                                "audience", cfg->auth.jwt.audience, "jwks_file", cfg->auth.jwt.jwks_file, "algorithms",
+                                strv_json(cfg->auth.jwt.algorithms, cfg->auth.jwt.algorithm_count), "leeway_s",
+                                (json_int_t)cfg->auth.jwt.leeway_s, "hs256_secret_env", cfg->auth.jwt.hs256_secret_env,
+                                "require_peer_binding", cfg->auth.jwt.require_peer_binding, "cache_entries",
+                                (json_int_t)cfg->auth.jwt.cache_entries)
+                    : json_null();
+  json_t *auth = json_pack("{s:s?, s:o, s:o}", "resource", cfg->auth.resource, "authorization_servers",
+                           strv_json(cfg->auth.authorization_servers, cfg->auth.authorization_server_count), "jwt", jwt);
+  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b, s:o}, s:o, s:o}",
                    "config_path", cfg->config_path, "state_dir", cfg->state_dir, "log_level",
                    log_level_name(cfg->log_level), "max_line_bytes", (json_int_t)cfg->max_line_bytes,
                    "tool_timeout_ms", (json_int_t)cfg->tool_timeout_ms, "workers_threads",
                    (json_int_t)cfg->workers_threads, "workers_long_threads", (json_int_t)cfg->workers_long_threads,
                    "workers_long_queue", (json_int_t)cfg->workers_long_queue, "page_size", (json_int_t)cfg->page_size, "tools", tools, "queue", queue, "cache", cache, "p2p",
                    p2p, "mcp_tasks", "runner", tristate_json(cfg->mcp_tasks.runner), "stdio", "enabled",
-                   cfg->stdio.enabled, "http", http);
+                   cfg->stdio.enabled, "scopes",
+                   cfg->stdio.scopes ? strv_json(cfg->stdio.scopes, cfg->stdio.scope_count) : json_pack("[s]", "*"),
+                   "http", http, "auth", auth);
 }

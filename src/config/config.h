@@ -89,6 +89,9 @@ typedef struct config_command {
   uint32_t timeout_ms;   /* 0 = the server's tool_timeout_ms */
   size_t max_output_bytes; /* cap on captured stdout (and on the stderr tail kept); default 1 MiB */
   bool remote;           /* trusted peers may call it */
+  char **scopes;         /* scope names a caller needs (auth/scope.h; interned when the tool
+                            is registered); NULL → ["tool.call"] */
+  size_t scope_count;
   config_output output;  /* how stdout becomes the result; default auto */
   int src_line;          /* line of the entry in the config file (0 if unknown), for messages */
   int schema_line, schema_col; /* where its "input_schema" key is (0 if unknown or absent) */
@@ -195,7 +198,35 @@ typedef struct config {
       bool mdns, dht, dht_server, rendezvous_publish;
       const char *dht_protocol; /* points at dht_protocol or a constant */
     } eff;
+    bool trust_tiers;           /* false; …_TASK_P2P_TRUST_TIERS: trusted / elevated / baseline
+                                   from verified credentials only (auth/auth.h auth_tier) */
+    uint32_t baseline_max_priority; /* 5 (1..10); …_TASK_P2P_BASELINE_MAX_PRIORITY */
+    bool encrypt;               /* false; …_TASK_P2P_ENCRYPT: Fernet payload encryption */
+    char *encryption_key;       /* NULL; …_TASK_P2P_ENCRYPTION_KEY (else the shared token) */
+    char *client_token;         /* --token-file: what this node presents as a client (a JWT or
+                                   the shared token); NULL → token */
   } p2p;
+
+  /* Authorization (src/auth/, docs/auth.md). */
+  struct {
+    char *resource;             /* canonical URI of the MCP endpoint (RFC 8707 / 9728);
+                                   NULL → the first HTTP listener's URL */
+    char **authorization_servers; /* RFC 9728 authorization_servers */
+    size_t authorization_server_count;
+    struct {
+      bool enabled;             /* the auth.jwt object is present */
+      char *issuer;             /* required */
+      char *audience;           /* required: the resource URI tokens must name in "aud" */
+      char *jwks_file;          /* JWK Set; re-read when it changes or on SIGHUP */
+      char **algorithms;        /* allow-list; default RS256, ES256, EdDSA */
+      size_t algorithm_count;
+      uint32_t leeway_s;        /* 60 */
+      char *hs256_secret_env;   /* name of the variable holding the HS256 secret */
+      char *hs256_secret;       /* its value, captured at load (never printed) */
+      bool require_peer_binding; /* false: over libp2p, JWTs must carry the caller's PeerId */
+      uint32_t cache_entries;   /* 256: recently verified tokens kept until their exp */
+    } jwt;
+  } auth;
 
   struct {
     config_tristate runner; /* auto (on when p2p.workers = 0); PEERMCP_MCP_TASKS_RUNNER */
@@ -203,6 +234,8 @@ typedef struct config {
 
   struct {
     bool enabled; /* true; --no-stdio */
+    char **scopes; /* what the local stdio client holds; NULL (default) → every scope ("*") */
+    size_t scope_count;
   } stdio;
 
   /* MCP over Streamable HTTP (src/transport/http.h). Off while `listen` is empty. */
@@ -242,6 +275,8 @@ typedef struct config_args {
   const char **http_listen; /* --http-listen HOST:PORT, repeatable */
   size_t http_listen_count;
   const char *p2p_profile;  /* --p2p-profile local|lan|private|public */
+  const char *token_file;   /* --token-file FILE: a JWT or the shared token to present (never
+                               on the command line itself, where ps shows it) */
 } config_args;
 
 void config_args_init(config_args *args);

@@ -30,7 +30,11 @@ static const char *const k_vars[] = {
     "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_PEERS", "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_PEERS",
     "IPFS_ACCELERATE_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS", "IPFS_DATASETS_PY_TASK_P2P_CACHE_REPLICATE_MAX_PEERS",
     "PEERMCP_TEST_TOOLS", "PEERMCP_P2P_ENABLE_PERF", "PEERMCP_P2P_UNFENCED_COMPLETE", "PEERMCP_NOISE_AEAD",
-    "PEERMCP_MCP_TASKS_RUNNER", "PEERMCP_HTTP_LISTEN"};
+    "PEERMCP_MCP_TASKS_RUNNER", "PEERMCP_HTTP_LISTEN", "IPFS_ACCELERATE_PY_TASK_P2P_TRUST_TIERS",
+    "IPFS_DATASETS_PY_TASK_P2P_TRUST_TIERS", "IPFS_ACCELERATE_PY_TASK_P2P_BASELINE_MAX_PRIORITY",
+    "IPFS_DATASETS_PY_TASK_P2P_BASELINE_MAX_PRIORITY", "IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPT",
+    "IPFS_DATASETS_PY_TASK_P2P_ENCRYPT", "IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPTION_KEY",
+    "IPFS_DATASETS_PY_TASK_P2P_ENCRYPTION_KEY", "PEERMCP_TEST_JWT_SECRET"};
 
 static char g_home[TS_TMPDIR_MAX];
 
@@ -547,8 +551,139 @@ static void test_config_reserved_sections_take_no_keys(void **state) {
   config_free(&cfg);
   assert_int_equal(load(&cfg, "{\"http\": {\"port\": 8080}}", NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "http.port: unknown key"));
-  assert_int_equal(load(&cfg, "{\"auth\": {\"jwt\": {}}}", NULL, err, sizeof err), -EINVAL);
-  assert_non_null(strstr(err, "auth.jwt: unknown key"));
+  assert_int_equal(load(&cfg, "{\"auth\": {\"jwt\": {\"issuer\": \"x\", \"nope\": 1}}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "auth.jwt.nope: unknown key"));
+}
+
+/* The shape issue 13 names (tests use it), and what auth.jwt refuses. */
+static void test_config_auth_jwt_keys(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  const char *ok = "{\"http\":{\"listen\":\"127.0.0.1:8123\"},\"auth\":{\"resource\":\"http://127.0.0.1:8123/mcp\","
+                   "\"authorization_servers\":[\"https://issuer.example\"],\"jwt\":{\"issuer\":\"https://issuer.example\","
+                   "\"audience\":\"http://127.0.0.1:8123/mcp\",\"jwks_file\":\"jwks.json\","
+                   "\"algorithms\":[\"RS256\",\"ES256\",\"EdDSA\"],\"leeway_s\":30}}}";
+  assert_int_equal(load(&cfg, ok, NULL, err, sizeof err), 0);
+  assert_true(cfg.auth.jwt.enabled);
+  assert_string_equal(cfg.auth.resource, "http://127.0.0.1:8123/mcp");
+  assert_int_equal(cfg.auth.authorization_server_count, 1);
+  assert_string_equal(cfg.auth.jwt.jwks_file, "/etc/peermcp/jwks.json"); /* relative to the file */
+  assert_int_equal(cfg.auth.jwt.algorithm_count, 3);
+  assert_int_equal(cfg.auth.jwt.leeway_s, 30);
+  assert_null(cfg.auth.jwt.hs256_secret);
+  json_t *j = config_to_json(&cfg);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(j, "auth"), "jwt"), "issuer")),
+                      "https://issuer.example");
+  json_decref(j);
+  config_free(&cfg);
+  /* defaults when absent */
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_false(cfg.auth.jwt.enabled);
+  assert_int_equal(cfg.auth.jwt.leeway_s, 60);
+  assert_int_equal(cfg.p2p.baseline_max_priority, 5);
+  assert_null(cfg.stdio.scopes);
+  config_free(&cfg);
+  static const struct {
+    const char *text, *want;
+  } bad[] = {
+      {"{\"auth\":{\"jwt\":{\"audience\":\"a\",\"jwks_file\":\"j\"}}}", "missing \"issuer\""},
+      {"{\"auth\":{\"jwt\":{\"issuer\":\"i\",\"jwks_file\":\"j\"}}}", "missing \"audience\""},
+      {"{\"auth\":{\"jwt\":{\"issuer\":\"i\",\"audience\":\"a\"}}}", "missing \"jwks_file\""},
+      {"{\"auth\":{\"jwt\":{\"issuer\":\"i\",\"audience\":\"a\",\"jwks_file\":\"j\",\"algorithms\":[\"none\"]}}}",
+       "never accepted"},
+      {"{\"auth\":{\"jwt\":{\"issuer\":\"i\",\"audience\":\"a\",\"jwks_file\":\"j\",\"algorithms\":[\"RS512\"]}}}",
+       "unknown algorithm"},
+      {"{\"auth\":{\"jwt\":{\"issuer\":\"i\",\"audience\":\"a\",\"algorithms\":[\"HS256\"]}}}",
+       "HS256 needs auth.jwt.hs256_secret_env"},
+      {"{\"auth\":{\"jwt\":{\"issuer\":\"i\",\"audience\":\"a\",\"algorithms\":[\"HS256\"],"
+       "\"hs256_secret_env\":\"PEERMCP_TEST_JWT_SECRET\"}}}",
+       "which is not set"},
+      {"{\"auth\":{\"jwt\":{\"issuer\":\"i\",\"audience\":\"a\",\"jwks_file\":\"j\",\"leeway_s\":-1}}}", "out of range"},
+      {"{\"auth\":{\"authorization_servers\":\"https://x\"}}", "expected an array"},
+      {"{\"stdio\":{\"scopes\":[\"\"]}}", "non-empty string"},
+      {"{\"p2p\":{\"baseline_max_priority\":11}}", "out of range"},
+      {"{\"tools\":{\"commands\":[{\"name\":\"t\",\"argv\":[\"/bin/true\"],\"scopes\":[\"a b\"]}]}}",
+       "is not a scope name"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    err[0] = 0;
+    assert_int_equal(load(&cfg, bad[i].text, NULL, err, sizeof err), -EINVAL);
+    if (!strstr(err, bad[i].want)) fail_msg("case %zu: %s", i, err);
+  }
+  /* HS256: the secret comes from the variable named, at least 32 bytes */
+  const char *hs = "{\"auth\":{\"jwt\":{\"issuer\":\"i\",\"audience\":\"a\",\"algorithms\":[\"HS256\"],"
+                   "\"hs256_secret_env\":\"PEERMCP_TEST_JWT_SECRET\"}}}";
+  setenv("PEERMCP_TEST_JWT_SECRET", "too-short", 1);
+  assert_int_equal(load(&cfg, hs, NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "fewer than 32 bytes"));
+  setenv("PEERMCP_TEST_JWT_SECRET", "0123456789abcdef0123456789abcdef", 1);
+  assert_int_equal(load(&cfg, hs, NULL, err, sizeof err), 0);
+  assert_string_equal(cfg.auth.jwt.hs256_secret, "0123456789abcdef0123456789abcdef");
+  j = config_to_json(&cfg);
+  char *dump = json_dumps(j, 0);
+  assert_null(strstr(dump, "0123456789abcdef")); /* never printed */
+  free(dump);
+  json_decref(j);
+  config_free(&cfg);
+}
+
+static void test_config_scopes_tiers_encryption(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  assert_int_equal(load(&cfg, "{\"stdio\":{\"scopes\":[\"tool.call\",\"cache.read\"]},\"tools\":{\"commands\":[{"
+                              "\"name\":\"t\",\"argv\":[\"/bin/true\"],\"scopes\":[\"reports.read\",\"tool.call\"]}]}}",
+                   NULL, err, sizeof err),
+                   0);
+  assert_int_equal(cfg.stdio.scope_count, 2);
+  assert_int_equal(cfg.tools.commands[0].scope_count, 2);
+  assert_string_equal(cfg.tools.commands[0].scopes[0], "reports.read");
+  config_free(&cfg);
+  setenv("IPFS_DATASETS_PY_TASK_P2P_TRUST_TIERS", "yes", 1);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_BASELINE_MAX_PRIORITY", "42", 1); /* clamped, as in Python */
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPT", "1", 1);
+  setenv("IPFS_DATASETS_PY_TASK_P2P_ENCRYPTION_KEY", "k3y", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_true(cfg.p2p.trust_tiers);
+  assert_int_equal(cfg.p2p.baseline_max_priority, 10);
+  assert_true(cfg.p2p.encrypt);
+  assert_string_equal(cfg.p2p.encryption_key, "k3y");
+  config_free(&cfg);
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_BASELINE_MAX_PRIORITY", "high", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), -EINVAL);
+}
+
+static void test_config_token_file(void **state) {
+  (void)state;
+  config cfg;
+  char err[512], path[512];
+  snprintf(path, sizeof path, "%s/token", g_home);
+  FILE *f = fopen(path, "w");
+  fputs("  eyJhbGciOiJFZERTQSJ9.e30.c2ln \n", f);
+  fclose(f);
+  chmod(path, 0644);
+  config_args a;
+  config_args_init(&a);
+  char *argv[] = {"peermcp", "--token-file", path, "call", NULL};
+  int argc = 4;
+  assert_int_equal(config_args_parse(&a, &argc, argv, err, sizeof err), 0);
+  assert_int_equal(argc, 2);
+  assert_string_equal(a.token_file, path);
+  assert_int_equal(load(&cfg, "{}", &a, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "readable by others"));
+  chmod(path, 0600);
+  assert_int_equal(load(&cfg, "{}", &a, err, sizeof err), 0);
+  assert_string_equal(cfg.p2p.client_token, "eyJhbGciOiJFZERTQSJ9.e30.c2ln"); /* trimmed */
+  config_free(&cfg);
+  a.token_file = "/nonexistent/token";
+  assert_int_equal(load(&cfg, "{}", &a, err, sizeof err), -ENOENT);
+  f = fopen(path, "w");
+  fclose(f);
+  a.token_file = path;
+  assert_int_equal(load(&cfg, "{}", &a, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "empty"));
+  config_args_free(&a);
 }
 
 static void test_config_http_keys_defaults_and_limits(void **state) {
@@ -971,6 +1106,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_config_file_over_ceiling_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_survives_mutated_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_docs_examples_load, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_auth_jwt_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_scopes_tiers_encryption, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_token_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_serve_refuses_to_start_on_bad_config, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
