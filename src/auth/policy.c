@@ -180,6 +180,18 @@ auth_present_result auth_policy_present(const auth_policy *p, const char *cred, 
   return AUTH_PRESENT_IGNORED;
 }
 
+auth_present_result auth_policy_present_jwt(const auth_policy *p, const char *cred, auth_ctx *a, auth_reason *reason,
+                                            const char **detail) {
+  if (reason) *reason = AUTH_REASON_NONE;
+  if (detail) *detail = NULL;
+  if (!p || !p->jwt) return AUTH_PRESENT_IGNORED;
+  if (!cred || !*cred) return refused(AUTH_REASON_MISSING, "no_token", reason, detail);
+  size_t n = strnlen(cred, AUTH_JWT_MAX_BYTES + 1);
+  if (n > AUTH_JWT_MAX_BYTES) return refused(AUTH_REASON_INVALID, auth_jwt_status_name(AUTH_JWT_E_TOO_LARGE), reason, detail);
+  if (!auth_jwt_looks_like(cred, n)) return refused(AUTH_REASON_INVALID, auth_jwt_status_name(AUTH_JWT_E_MALFORMED), reason, detail);
+  return present_jwt(p, cred, n, a, reason, detail);
+}
+
 bool auth_policy_present_token(const auth_policy *p, const char *token, auth_ctx *a) {
   return auth_policy_present(p, token, a, NULL, NULL) == AUTH_PRESENT_OK;
 }

@@ -91,5 +91,9 @@ typedef enum {
  * (the validator bounds them already). */
 auth_present_result auth_policy_present(const auth_policy *p, const char *credential, auth_ctx *a,
                                         auth_reason *reason, const char **detail);
+/* The same for a JWT only (the HTTP Bearer token: the shared token is a libp2p compatibility
+ * mode). IGNORED only when JWTs are off; anything else that is not a valid JWT is REFUSED. */
+auth_present_result auth_policy_present_jwt(const auth_policy *p, const char *credential, auth_ctx *a,
+                                            auth_reason *reason, const char **detail);
 
 #endif

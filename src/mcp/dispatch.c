@@ -38,6 +38,7 @@
 
 #include "mcp/schema.h"
 #include "util/alloc.h"
+#include "auth/audit.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/workpool.h"
@@ -940,6 +941,7 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   }
   const mcp_tool_def *def = mcp_tool_def_of(t);
   if (!auth_allows(req->auth, &def->scopes)) {
+    auth_audit_refused(req->auth, auth_check(req->auth, &def->scopes, clock_wall_s()), "tools/call", def->name, NULL);
     c->pre_status = MCP_DISPATCH_FORBIDDEN;
     c->pre_envelope = envelope_error(c, def->category, def->name, MCP_DISPATCH_FORBIDDEN,
                                      "Forbidden: the caller lacks a scope this tool requires", NULL);
@@ -1324,6 +1326,7 @@ mcp_dispatch_status mcp_dispatch_invoke_timeout(mcp_call *parent, const char *ca
   if (c.deadline_ms > parent->deadline_ms) c.deadline_ms = parent->deadline_ms;
 
   if (!auth_allows(c.auth, &def->scopes)) {
+    auth_audit_refused(c.auth, auth_check(c.auth, &def->scopes, clock_wall_s()), "tools/call", def->name, "nested");
     *envelope_out = envelope_error(&c, def->category, def->name, MCP_DISPATCH_FORBIDDEN,
                                    "Forbidden: the caller lacks a scope this tool requires", NULL);
     return MCP_DISPATCH_FORBIDDEN;

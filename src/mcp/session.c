@@ -1232,6 +1232,7 @@ static bool tool_listed(const mcp_session *s, const mcp_tool *t) {
   const mcp_tool_def *d = mcp_tool_def_of(t);
   if (d->flags & MCP_TOOL_HIDDEN) return false;
   if (s->o.remote && !(d->flags & MCP_TOOL_REMOTE)) return false;
+  if (!auth_allows(s->o.auth, &d->scopes)) return false; /* what the dispatcher would refuse, on every transport */
   if (s->o.tool_filter && !s->o.tool_filter(s->o.hook_ud, t, s->o.auth)) return false;
   return true;
 }

@@ -63,6 +63,7 @@ enum {
    * two contracts; each name says which. */
   MCP_RPC_SERVER_ERROR = -32000,            /* HTTP transport refusals ("Bad Request: …", as the TS SDK) */
   MCP_RPC_SESSION_NOT_FOUND = -32001,       /* HTTP: unknown Mcp-Session-Id (404, as the TS SDK) */
+  MCP_RPC_INSUFFICIENT_SCOPE = -32011,      /* HTTP: a tool the token lacks a scope for (403 insufficient_scope) */
   MCP_RPC_MCPP_INIT_REQUIRED = -32000,      /* MCP++ (the Python service's contract): initialize first */
   MCP_RPC_MCPP_UNAUTHORIZED = -32001,       /* MCP++: no token / scope for it */
   MCP_RPC_MCPP_UNKNOWN_TOOL = -32002,       /* MCP++: no such tool (MCP's RESOURCE_NOT_FOUND number) */

@@ -12,8 +12,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "auth/jwt.h"
+#include "auth/policy.h"
 #include "p2p/host/peers.h"
 #include "transport/http.h"
+#include "transport/http_auth.h"
 #include "transport/http_rules.h"
 #include "transport/stdio.h"
 #include "service/remote_source.h"
@@ -100,6 +103,18 @@ struct node {
   int signal_count;
   uv_timer_t maint;
   bool maint_on, maint_running;
+
+  /* authorization (one policy and one JWT validator for every transport) */
+  auth_policy *policy;
+  auth_jwt *jwt;
+  auth_ctx stdio_auth;
+  http_auth http_auth;
+  uv_fs_poll_t jwks_poll;
+  uv_signal_t sighup;
+  bool jwks_poll_on, sighup_on;
+  bool reload_busy, reload_again, reload_force;
+  int reload_rc;
+  char reload_err[320];
 
   node_transport tr[NODE_MAX_TRANSPORTS];
   size_t n_tr;
@@ -206,6 +221,140 @@ static int open_local_ops(node *n) {
   return n->taskq ? 0 : -ENOMEM;
 }
 
+/* ---------- authorization ---------- */
+
+/* The policy every transport presents credentials to: trusted peers, the shared token, and —
+ * with auth.jwt and a part that serves (the service, HTTP) — the JWT validator, whose JWK Set
+ * is loaded now. */
+static int open_auth(node *n, char *err, size_t errlen) {
+  const config *cfg = n->cfg;
+  int rc;
+  if (!(n->policy = auth_policy_new())) return -ENOMEM;
+  for (size_t i = 0; i < cfg->p2p.trusted_peer_count; i++)
+    if ((rc = auth_policy_add_peer(n->policy, cfg->p2p.trusted_peers[i], NULL)) != 0) {
+      seterr(err, errlen, "p2p.trusted_peers: bad PeerId %s", cfg->p2p.trusted_peers[i]);
+      return rc;
+    }
+  /* the shared token comes from config only (IPFS_ACCELERATE_PY_TASK_P2P_TOKEN / …) */
+  if ((rc = auth_policy_set_token(n->policy, cfg->p2p.token, NULL)) != 0) {
+    seterr(err, errlen, "p2p.token: longer than %d bytes", AUTH_MAX_TOKEN);
+    return rc;
+  }
+  bool serves = n->o.service || (n->o.http && cfg->http.listen_count);
+  if (!cfg->auth.jwt.enabled || !serves) return 0;
+  unsigned algs = 0;
+  for (size_t i = 0; i < cfg->auth.jwt.algorithm_count; i++) {
+    unsigned bit = 0;
+    if (auth_jwt_alg_parse(cfg->auth.jwt.algorithms[i], &bit) != 0) {
+      seterr(err, errlen, "auth.jwt.algorithms: unknown algorithm %s", cfg->auth.jwt.algorithms[i]);
+      return -EINVAL;
+    }
+    algs |= bit;
+  }
+  auth_jwt_opts jo = {
+      .issuer = cfg->auth.jwt.issuer,
+      .audience = cfg->auth.jwt.audience,
+      .algorithms = algs,
+      .leeway_s = cfg->auth.jwt.leeway_s,
+      .jwks_file = cfg->auth.jwt.jwks_file,
+      .hs256_secret = (const unsigned char *)cfg->auth.jwt.hs256_secret,
+      .hs256_secret_len = cfg->auth.jwt.hs256_secret ? strlen(cfg->auth.jwt.hs256_secret) : 0,
+      .cache_entries = cfg->auth.jwt.cache_entries,
+  };
+  char why[400] = "";
+  if ((rc = auth_jwt_new(&jo, &n->jwt, why, sizeof why)) != 0) {
+    n->jwt = NULL;
+    seterr(err, errlen, "%s", why[0] ? why : strerror(-rc));
+    return rc;
+  }
+  auth_policy_set_jwt(n->policy, n->jwt, cfg->auth.jwt.require_peer_binding);
+  nlog(n, LOG_INFO, "JWT validation on", "{s:s, s:s, s:s*, s:I}", "issuer", cfg->auth.jwt.issuer, "audience",
+       cfg->auth.jwt.audience, "jwks_file", cfg->auth.jwt.jwks_file, "keys", (json_int_t)auth_jwt_key_count(n->jwt));
+  return 0;
+}
+
+/* The local stdio client: the operator, with stdio.scopes (default every scope). Runs after
+ * the command tools interned their scope names. */
+static int open_stdio_auth(node *n, char *err, size_t errlen) {
+  const config *cfg = n->cfg;
+  auth_ctx_local(&n->stdio_auth);
+  n->stdio_auth.transport = AUTH_TR_STDIO;
+  if (!cfg->stdio.scopes) return 0;
+  auth_scopes set = AUTH_SCOPES(0);
+  for (size_t i = 0; i < cfg->stdio.scope_count; i++) {
+    auth_scopes one;
+    if (auth_scopes_parse(cfg->stdio.scopes[i], &one) != 0) {
+      seterr(err, errlen, "stdio.scopes[%zu]: unknown scope \"%s\" (the node's: cache.read, cache.write, task.submit, "
+             "worker, tool.call, admin; \"*\" for all; or one a command tool declares)", i, cfg->stdio.scopes[i]);
+      return -EINVAL;
+    }
+    auth_scopes_union(&set, &one);
+  }
+  n->stdio_auth.scopes = set;
+  return 0;
+}
+
+/* JWK Set rotation: a uv_fs_poll notices the file change (its stat runs on libuv's pool) or
+ * SIGHUP asks; the file is read and parsed on the dispatcher's pool, never on the loop. */
+static void reload_work(void *arg) {
+  node *n = arg;
+  n->reload_err[0] = 0;
+  n->reload_rc = auth_jwt_reload(n->jwt, n->reload_force, n->reload_err, sizeof n->reload_err);
+}
+
+static void schedule_reload(node *n, bool force);
+
+static void reload_done(void *arg) {
+  node *n = arg;
+  n->reload_busy = false;
+  if (n->reload_rc > 0)
+    nlog(n, LOG_NOTICE, "JWK Set reloaded", "{s:s, s:I}", "jwks_file", auth_jwt_jwks_file(n->jwt), "keys",
+         (json_int_t)auth_jwt_key_count(n->jwt));
+  else if (n->reload_rc < 0)
+    nlog(n, LOG_ERROR, "JWK Set not reloaded; the previous keys stay in force", "{s:s}", "error", n->reload_err);
+  if (n->reload_again && n->state == NODE_STARTED) schedule_reload(n, n->reload_force);
+}
+
+static void schedule_reload(node *n, bool force) {
+  if (!n->jwt || !auth_jwt_jwks_file(n->jwt) || !n->disp) return;
+  if (n->reload_busy) {
+    n->reload_again = true;
+    n->reload_force |= force;
+    return;
+  }
+  n->reload_again = false;
+  n->reload_force = force;
+  if (workpool_submit(mcp_dispatcher_pool(n->disp), reload_work, reload_done, n) == 0) n->reload_busy = true;
+}
+
+static void on_jwks_change(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr) {
+  (void)status, (void)prev, (void)curr;
+  schedule_reload(h->data, false);
+}
+
+static void on_sighup(uv_signal_t *h, int signum) {
+  (void)signum;
+  node *n = h->data;
+  nlog(n, LOG_INFO, "SIGHUP: reloading the JWK Set", NULL);
+  schedule_reload(n, true);
+}
+
+static void start_auth_watch(node *n) {
+  const char *f = n->jwt ? auth_jwt_jwks_file(n->jwt) : NULL;
+  if (!f) return;
+  if (uv_fs_poll_init(n->loop, &n->jwks_poll) == 0) {
+    n->jwks_poll.data = n;
+    n->jwks_poll_on = true;
+    if (uv_fs_poll_start(&n->jwks_poll, on_jwks_change, f, 2000) != 0)
+      nlog(n, LOG_WARNING, "cannot watch the JWK Set; reload it with SIGHUP", "{s:s}", "jwks_file", f);
+  }
+  if (n->o.signals && uv_signal_init(n->loop, &n->sighup) == 0) {
+    n->sighup.data = n;
+    n->sighup_on = true;
+    uv_signal_start(&n->sighup, on_sighup, SIGHUP);
+  }
+}
+
 /* Registry: built-in tools, command tools, the service's tools; then tools.disabled. */
 static int open_tools(node *n, char *err, size_t errlen) {
   const config *cfg = n->cfg;
@@ -243,7 +392,7 @@ static int open_tools(node *n, char *err, size_t errlen) {
     seterr(err, errlen, "%s", why[0] ? why : strerror(-rc));
     return rc;
   }
-  if (n->o.service && (rc = svc_service_new(cfg, n->queue, n->cache, n->reg, &n->svc)) != 0) {
+  if (n->o.service && (rc = svc_service_new(cfg, n->policy, n->queue, n->cache, n->reg, &n->svc)) != 0) {
     n->svc = NULL;
     seterr(err, errlen, "cannot set up the p2p service: %s", strerror(-rc));
     return rc;
@@ -281,13 +430,12 @@ static void stdio_on_closed(void *ud) {
 
 static int stdio_start(void *self, node *n) {
   node_stdio *s = self;
-  /* The local stdio client is the operator: every scope. */
-  static const mcp_auth k_local_auth = AUTH_CTX_LOCAL_INIT;
+  /* The local stdio client is the operator, with stdio.scopes (default: every scope). */
   mcp_stdio_opts so = {
       .in_fd = s->in_fd,
       .out_fd = s->out_fd,
       .max_line_bytes = n->cfg->max_line_bytes,
-      .session = {.dispatcher = n->disp, .auth = &k_local_auth, .page_size = n->cfg->page_size,
+      .session = {.dispatcher = n->disp, .auth = &n->stdio_auth, .page_size = n->cfg->page_size,
                   .tasks = node_mcp_tasks(n)},
       .on_closed = stdio_on_closed,
       .ud = s,
@@ -355,14 +503,25 @@ static int http_start(void *self, node *n) {
       .idle_timeout_seconds = c->http.idle_timeout_seconds,
       .sse_keepalive_seconds = c->http.sse_keepalive_seconds,
       .url_file = s->url_file,
-      /* HOOK(auth, issue 13): .authenticate; HOOK(metrics, issue 14): .route for GET /metrics */
+      /* HOOK(metrics, issue 14): .route for GET /metrics (share it with the metadata routes) */
   };
+  /* An OAuth 2.1 resource server when auth.jwt is set (transport/http_auth.h) */
+  if (n->jwt) {
+    n->http_auth.policy = n->policy;
+    n->http_auth.authorization_servers = (const char *const *)c->auth.authorization_servers;
+    n->http_auth.n_authorization_servers = c->auth.authorization_server_count;
+    ho.authenticate = http_auth_authenticate;
+    ho.auth_ud = &n->http_auth;
+    ho.route = http_auth_route;
+    ho.route_ud = &n->http_auth;
+  }
   char err[512];
   int rc = mcp_http_start(n->loop, &ho, &s->h, err, sizeof err);
   if (rc != 0) {
     s->h = NULL;
     return rc;
   }
+  http_auth_set_resource(&n->http_auth, c->auth.resource ? c->auth.resource : mcp_http_url(s->h, 0));
   /* /readyz: storage open (the node got this far, so every listener is up) */
   mcp_http_set_ready(s->h, !n->o.store || (n->queue && n->cache));
   return 0;
@@ -403,7 +562,7 @@ static int check_http_listen(const config *cfg, char *err, size_t errlen) {
       seterr(err, errlen, "http.listen: \"%s\" is not HOST:PORT", cfg->http.listen[i]);
       return -EINVAL;
     }
-    if (!http_addr_is_loopback(host) && !cfg->http.allow_unauthenticated) {
+    if (!http_addr_is_loopback(host) && !cfg->http.allow_unauthenticated && !cfg->auth.jwt.enabled) {
       seterr(err, errlen,
              "http.listen: %s is not a loopback address and HTTP has no authentication; refusing to serve it "
              "(set http.allow_unauthenticated: true to serve it anyway)",
@@ -483,7 +642,9 @@ int node_open(const config *cfg, const node_options *o, node **out, char *err, s
 
   if (o->store) open_store(n);
   if (o->local_ops && (rc = open_local_ops(n)) != 0) goto fail;
+  if (o->tools && (rc = open_auth(n, err, errlen)) != 0) goto fail;
   if (o->tools && (rc = open_tools(n, err, errlen)) != 0) goto fail;
+  if (o->tools && (rc = open_stdio_auth(n, err, errlen)) != 0) goto fail;
   if (o->stdio && cfg->stdio.enabled) {
     n->stdio.n = n;
     bool fds = o->stdio_in_fd || o->stdio_out_fd;
@@ -753,6 +914,7 @@ int node_start(node *n, char *err, size_t errlen) {
     }
   }
   if (n->has_workers && (rc = start_workers(n, err, errlen)) != 0) return rc;
+  start_auth_watch(n);
   for (size_t i = 0; i < n->n_tr; i++) {
     node_transport *t = &n->tr[i];
     if ((rc = t->ops->start(t->self, n)) != 0) {
@@ -857,6 +1019,16 @@ static void step_handles(node *n) {
     n->maint_on = false;
     n->pending++;
     uv_close((uv_handle_t *)&n->maint, handle_closed);
+  }
+  if (n->jwks_poll_on) {
+    n->jwks_poll_on = false;
+    n->pending++;
+    uv_close((uv_handle_t *)&n->jwks_poll, handle_closed);
+  }
+  if (n->sighup_on) {
+    n->sighup_on = false;
+    n->pending++;
+    uv_close((uv_handle_t *)&n->sighup, handle_closed);
   }
 }
 
@@ -977,6 +1149,9 @@ void node_close(node *n) {
   free(n->wsources);
   mcp_registry_free(n->reg);      /* before the store: tool ud may refer to it */
   taskq_free(n->taskq);
+  auth_policy_free(n->policy);    /* after the service, the transports and the dispatcher's
+                                     jobs (a JWK Set reload included) */
+  auth_jwt_free(n->jwt);
   tq_close(n->queue);             /* after every handler has returned */
   ttlcache_close(n->cache);
   if (n->peers)
@@ -1055,7 +1230,8 @@ int node_dial(node *n, const char *target, svc_client **out) {
   char *t = resolve_target(n, target);
   if (!t) return -ENOMEM;
   svc_client_opts o = {0};
-  o.token = n->cfg->p2p.token;
+  /* --token-file (a JWT or the shared token), else p2p.token */
+  o.token = n->cfg->p2p.client_token ? n->cfg->p2p.client_token : n->cfg->p2p.token;
   o.client_name = "peermcp-cli";
   int rc = svc_client_new(n->loop, n->host, t, &o, out);
   free(t);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/audit.h"
 #include "mcp/session.h"
 #include "service/frame.h"
 #include "util/clock.h"
@@ -35,16 +36,18 @@ void svc_rate_init(svc_rate *r, double capacity, double rate_per_s) {
   r->last_us = clock_mono_us();
 }
 
-bool svc_rate_take(svc_rate *r, int64_t now_us) {
+bool svc_rate_take_cost(svc_rate *r, int64_t now_us, double cost) {
   if (now_us > r->last_us) {
     r->tokens += (double)(now_us - r->last_us) / 1e6 * r->rate;
     if (r->tokens > r->capacity) r->tokens = r->capacity;
     r->last_us = now_us;
   }
-  if (r->tokens < 1.0) return false;
-  r->tokens -= 1.0;
+  if (r->tokens < cost) return false;
+  r->tokens -= cost;
   return true;
 }
+
+bool svc_rate_take(svc_rate *r, int64_t now_us) { return svc_rate_take_cost(r, now_us, 1.0); }
 
 /* ---- the conn ---- */
 
@@ -52,10 +55,12 @@ struct svc_mcpp_conn {
   svc_mcpp_env env;
   svc_frame_dec dec;
   buf out;
-  auth_ctx auth; /* the session reads it at each call: tokens update it in place */
+  auth_ctx auth; /* the session reads it at each call: credentials update it in place */
+  auth_ctx base; /* the PeerId's grant plus shared tokens: a new JWT starts from it */
   svc_rate own_rate;
   svc_rate *rate;
   uint64_t frames;
+  double frame_budget; /* frames counted at their tier's cost, against max_frames */
   mcp_session *sess;
   int in_feed;
   bool counted_init;
@@ -216,6 +221,8 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
                                                             : "internal_error",
                           "peer_id", c->env.peer_id ? c->env.peer_id : "");
     }
+    const json_t *err = json_object_get(content, "error");
+    if (json_is_string(err) && strcmp(json_string_value(err), "unauthorized") == 0) COUNT(st_unauthorized);
     out->result = json_pack("{s:o}", "content", content);
     if (!out->result) return false;
   } else {
@@ -250,6 +257,8 @@ static bool method_hook(void *ud, mcp_session *s, const char *method, json_t *id
     return false;
   }
   if (auth_allows_mask(&c->auth, AUTH_TOOL_CALL)) return false;
+  auth_scopes need = AUTH_SCOPES(AUTH_TOOL_CALL);
+  auth_audit_refused(&c->auth, auth_check(&c->auth, &need, clock_wall_s()), method, NULL, NULL);
   COUNT(st_unauthorized);
   mcp_session_reply_error(s, id, SVC_MCPP_E_UNAUTHORIZED, "unauthorized", NULL);
   return true;
@@ -270,7 +279,9 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
   svc_frame_dec_init(&c->dec, c->env.max_frame_bytes);
   /* Output ceiling: a few maximal replies; the transport pauses reading when it lags. */
   buf_init(&c->out, c->env.max_out_frame_bytes * 4 + 4096);
-  auth_policy_peer_ctx(env->policy, remote_peer_id, &c->auth);
+  auth_policy_peer_ctx(env->policy, remote_peer_id, &c->base);
+  c->base.transport = AUTH_TR_MCP_P2P;
+  c->auth = c->base;
   if (rate) {
     c->rate = rate;
   } else {
@@ -335,16 +346,61 @@ static void close_now(svc_mcpp_conn *c) {
 
 /* ---- one frame ---- */
 
+/* A credential presented on the stream (see mcpp.h). False when it was refused: the caller
+ * answers the request unauthorized. */
+static bool present_credential(svc_mcpp_conn *c, const char *cred, const char *method) {
+  auth_ctx next = c->base;
+  auth_reason why = AUTH_REASON_NONE;
+  const char *detail = NULL;
+  auth_present_result r = auth_policy_present(c->env.policy, cred, &next, &why, &detail);
+  if (r == AUTH_PRESENT_REFUSED) {
+    auth_audit_refused(&c->auth, why, method ? method : "frame", "token", detail);
+    COUNT(st_unauthorized);
+    return false;
+  }
+  if (r != AUTH_PRESENT_OK) return true;
+  if (next.kind == AUTH_KIND_JWT) {
+    c->auth = next; /* a JWT replaces the stream's earlier one, if any */
+  } else {
+    auth_scopes add = next.scopes; /* the shared token: for the rest of the stream */
+    c->base = next;
+    auth_scopes_union(&c->auth.scopes, &add);
+    if (c->auth.kind != AUTH_KIND_JWT) c->auth = next;
+  }
+  return true;
+}
+
+/* The frame's budget: one rate token and one frame, less for trusted tiers (§4.3). */
+static double frame_cost(const svc_mcpp_conn *c) {
+  if (!c->env.trust_tiers) return 1.0;
+  switch (auth_ctx_tier(&c->auth)) {
+  case AUTH_TIER_TRUSTED: return 1.0 / 2.0;
+  case AUTH_TIER_ELEVATED: return 1.0 / 1.5;
+  default: return 1.0;
+  }
+}
+
 static void handle_frame(svc_mcpp_conn *c, json_t *msg) {
   const json_t *id = json_object_get(msg, "id"); /* notifications have no "id" key */
-  c->frames++;
-  if (c->frames > c->env.max_frames || !svc_rate_take(c->rate, clock_mono_us())) {
+  double cost = frame_cost(c);
+  c->frame_budget += cost;
+  if (c->frame_budget > (double)c->env.max_frames || !svc_rate_take_cost(c->rate, clock_mono_us(), cost)) {
     COUNT(st_rate_limited);
     if (id) send_error(c, id, SVC_MCPP_E_RATE, "rate_limited");
     close_now(c);
     return;
   }
-  taskq_present_msg_token(c->env.policy, msg, &c->auth);
+  c->frames++;
+  const json_t *mv0 = json_object_get(msg, "method");
+  const json_t *ftok = json_object_get(msg, "token");
+  const json_t *itok = json_is_string(mv0) && strcmp(json_string_value(mv0), "initialize") == 0
+                           ? json_object_get(json_object_get(msg, "params"), "token")
+                           : NULL;
+  if ((json_is_string(ftok) && !present_credential(c, json_string_value(ftok), json_string_value(mv0))) ||
+      (id && json_is_string(itok) && !present_credential(c, json_string_value(itok), "initialize"))) {
+    if (id) send_error(c, id, SVC_MCPP_E_UNAUTHORIZED, "unauthorized");
+    return;
+  }
   const json_t *jv = json_object_get(msg, "jsonrpc");
   if (!json_is_string(jv) || strcmp(json_string_value(jv), "2.0") != 0) {
     if (id) {
@@ -355,10 +411,6 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg) {
   }
   const json_t *mv = json_object_get(msg, "method");
   const char *method = json_is_string(mv) ? json_string_value(mv) : NULL;
-  if (method && id && strcmp(method, "initialize") == 0) {
-    const json_t *tok = json_object_get(json_object_get(msg, "params"), "token");
-    if (json_is_string(tok)) auth_policy_present_token(c->env.policy, json_string_value(tok), &c->auth);
-  }
   /* the Python service's aliases */
   if (method && strcmp(method, "tools.list") == 0) json_object_set_new(msg, "method", json_string("tools/list"));
   else if (method && strcmp(method, "tools.call") == 0) json_object_set_new(msg, "method", json_string("tools/call"));

@@ -16,15 +16,23 @@
  *     over it → -32010 "too_many_requests", the stream stays open);
  *   - initialize without a protocolVersion (Python) negotiates 2024-11-05; the result also
  *     carries the keys Python clients read: ok, transport, server.peer_id, profile_negotiation,
- *     active_profile, limits, capabilities.mcpPlusPlusProfiles/experimental; a "token" in its
- *     params (or any frame's top-level "token") adds the token's scopes for the rest of the
- *     stream;
+ *     active_profile, limits, capabilities.mcpPlusPlusProfiles/experimental;
+ *   - credentials (auth/policy.h): a "token" in initialize params or any frame's top-level
+ *     "token" — the shared token or a JWT — applies to the rest of the stream: the shared
+ *     token adds its scopes; a JWT (validated by the same validator as HTTP's) replaces any
+ *     earlier JWT of the stream (its scopes, subject, expiry; the Noise PeerId stays). One that
+ *     is not valid refuses that request (-32001 "unauthorized", logged and counted) and changes
+ *     nothing. Once a JWT has expired, later requests that need a scope are unauthorized;
+ *   - trust tiers (env.trust_tiers, p2p_tasks_spec.md §4.3, from verified credentials only):
+ *     a trusted caller (token or JWT) pays half a rate token per frame and gets twice the frame
+ *     cap, an elevated one (a trusted PeerId) 1/1.5 and 1.5 times;
  *   - tools/list (alias tools.list): only MCP_TOOL_REMOTE, non-hidden tools whose scopes the
  *     caller holds (and tool.call, except task_queue.rpc); nothing for a caller without scopes;
  *   - tools/call (alias tools.call) through the dispatcher with the caller's auth: a standard
  *     CallToolResult, except task_queue.rpc, answered {"content": <op reply>} and run with the
  *     message's own "token" too; unknown tool → -32002 "unknown_tool", missing scope (or no
- *     tool.call scope, also for the tasks methods) → -32001 "unauthorized";
+ *     tool.call scope, also for the tasks methods) → -32001 "unauthorized" (counted in
+ *     stats.unauthorized, as is a task_queue.rpc op answered unauthorized);
  *   - no notifications/message unless the client asked (logging/setLevel or _meta logLevel).
  *
  * Ownership: svc_mcpp_conn is created and freed by its transport; it owns its buffers and its
@@ -67,6 +75,8 @@ typedef struct svc_rate {
 void svc_rate_init(svc_rate *r, double capacity, double rate_per_s);
 /* Takes one token at time now_us (clock_mono_us scale). False when empty. */
 bool svc_rate_take(svc_rate *r, int64_t now_us);
+/* The same for a cost other than one token (trust tiers: 1/2, 1/1.5). */
+bool svc_rate_take_cost(svc_rate *r, int64_t now_us, double cost);
 
 typedef struct svc_mcpp_conn svc_mcpp_conn;
 
@@ -84,6 +94,7 @@ typedef struct svc_mcpp_env {
   size_t page_size;               /* tools/list page (0 → 50) */
   uint32_t call_timeout_ms;       /* 0 → the tool's / dispatcher's default */
   uint32_t rpc_timeout_ms;        /* task_queue.rpc deadline (0 → 330000: wait cap + margin) */
+  bool trust_tiers;               /* scale the frame budget by the caller's tier */
   /* Output was appended outside svc_mcpp_feed (a call or task op completed): the transport
    * should flush soon — later, from its own callback: the conn must not be freed inside. */
   void (*on_output)(void *ud);

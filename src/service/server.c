@@ -257,6 +257,7 @@ static void mcpp_handler(p2p_stream *s, void *ud) {
   env.rate_capacity = srv->o.rate_burst;
   env.rate_refill_per_s = srv->o.rate_per_s;
   env.call_timeout_ms = srv->o.call_timeout_ms;
+  env.trust_tiers = srv->o.trust_tiers;
   env.on_output = mcpp_on_output;
   env.ud = st;
   st->conn = svc_mcpp_new(&env, p2p_stream_remote_peer(s), &st->peer->rate);
@@ -308,7 +309,9 @@ static void legacy_start(svc_stream *st) {
     return;
   }
   auth_policy_peer_ctx(st->srv->o.policy, p2p_stream_remote_peer(st->s), &st->lauth);
-  taskq_present_msg_token(st->srv->o.policy, msg, &st->lauth);
+  st->lauth.transport = AUTH_TR_TASKQUEUE;
+  /* the op table checks the message's credentials again, and refuses a bad one (audited) */
+  (void)taskq_present_msg_token(st->srv->o.policy, msg, &st->lauth);
   mcp_call_request req = {0};
   req.tool = TASKQ_RPC_TOOL;
   req.args = msg;

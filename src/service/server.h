@@ -46,6 +46,7 @@ typedef struct svc_server_opts {
   double rate_burst;             /* bucket capacity; 0 → rate_per_s */
   uint32_t call_timeout_ms;      /* tools/call deadline; 0 → the tool's / dispatcher's */
   bool legacy;                   /* also serve /ipfs-datasets/task-queue/1.0.0 */
+  bool trust_tiers;              /* scale each stream's frame budget by its caller's tier */
   uint32_t init_timeout_ms;      /* a stream must initialize (legacy: send its line) within
                                     this; 0 → 10000 */
   uint32_t idle_timeout_ms;      /* a stream with nothing in flight and no frame for this long

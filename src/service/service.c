@@ -53,7 +53,7 @@ struct svc_service {
   const config *cfg;
   tq_queue *q;
   ttlcache *cache;
-  auth_policy *policy;
+  const auth_policy *policy; /* the node's */
   taskq_ctx *tq;
   /* loop side */
   uv_loop_t *loop;
@@ -116,7 +116,8 @@ static svc_client *client_for(svc_service *s, const char *target) {
     cs->target = NULL;
   }
   svc_client_opts o = {0};
-  o.token = s->cfg ? s->cfg->p2p.token : NULL;
+  /* what this node presents to others: --token-file (a JWT or the shared token), else p2p.token */
+  o.token = s->cfg ? (s->cfg->p2p.client_token ? s->cfg->p2p.client_token : s->cfg->p2p.token) : NULL;
   o.max_frame_bytes = 16u * 1024 * 1024;
   svc_client *c;
   if (svc_client_new(s->loop, s->host, target, &o, &c) != 0) return NULL;
@@ -595,25 +596,16 @@ static const struct {
 
 /* ---------- life cycle ---------- */
 
-int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *reg, svc_service **out) {
+int svc_service_new(const config *cfg, const auth_policy *policy, tq_queue *q, ttlcache *c, mcp_registry *reg,
+                    svc_service **out) {
   svc_service *s = calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
   s->cfg = cfg;
   s->q = q;
   s->cache = c;
+  s->policy = policy;
   pthread_mutex_init(&s->mu, NULL);
   int rc = -ENOMEM;
-  s->policy = auth_policy_new();
-  if (!s->policy) goto fail;
-  for (size_t i = 0; cfg && i < cfg->p2p.trusted_peer_count; i++) {
-    if ((rc = auth_policy_add_peer(s->policy, cfg->p2p.trusted_peers[i], NULL)) != 0) {
-      log_write(LOG_ERROR, "p2p: bad trusted peer", "{s:s}", "peer_id", cfg->p2p.trusted_peers[i]);
-      goto fail;
-    }
-  }
-  /* the token comes from config only (which reads IPFS_ACCELERATE_PY_TASK_P2P_TOKEN /
-   * IPFS_DATASETS_PY_TASK_P2P_TOKEN) */
-  if (cfg && (rc = auth_policy_set_token(s->policy, cfg->p2p.token, NULL)) != 0) goto fail;
   taskq_config tc;
   taskq_config_default(&tc);
   tc.queue = q;
@@ -625,6 +617,8 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
   tc.deterministic = cfg && cfg->p2p.deterministic;
   /* Python mesh workers complete without worker_id; accepting that gives up fencing. */
   tc.compat_unfenced_complete = cfg && cfg->p2p.unfenced_complete;
+  tc.trust_tiers = cfg && cfg->p2p.trust_tiers;
+  if (cfg) tc.baseline_max_priority = (int)cfg->p2p.baseline_max_priority;
   tc.status_hook = status_hook;
   tc.status_ud = s;
   repl_configure(s);
@@ -651,15 +645,15 @@ int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *r
     d.ud = s;
     if ((rc = mcp_registry_add(reg, &d)) != 0) goto fail;
   }
-  log_write(LOG_INFO, "p2p service configured", "{s:I, s:b, s:b}", "trusted_peers",
-            (json_int_t)auth_policy_peer_count(s->policy), "token", auth_policy_has_token(s->policy),
-            "legacy", cfg && cfg->p2p.enable_legacy_protocol);
+  log_write(LOG_INFO, "p2p service configured", "{s:I, s:b, s:b, s:b, s:b}", "trusted_peers",
+            (json_int_t)auth_policy_peer_count(s->policy), "token", auth_policy_has_token(s->policy), "jwt",
+            auth_policy_jwt(s->policy) != NULL, "trust_tiers", cfg && cfg->p2p.trust_tiers, "legacy",
+            cfg && cfg->p2p.enable_legacy_protocol);
   *out = s;
   return 0;
 fail:
   for (size_t i = 0; i < s->n_repl; i++) free(s->repl[i]);
   taskq_free(s->tq);
-  auth_policy_free(s->policy);
   pthread_mutex_destroy(&s->mu);
   free(s);
   return rc;
@@ -710,6 +704,7 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
     so.rate_per_s = s->cfg ? s->cfg->p2p.rate_limit_per_second : 0;
     so.rate_burst = so.rate_per_s * 2;
     so.legacy = s->cfg && s->cfg->p2p.enable_legacy_protocol;
+    so.trust_tiers = s->cfg && s->cfg->p2p.trust_tiers;
     if ((rc = svc_server_start(&so, &s->server)) != 0) return rc;
   }
   unsigned nw = s->cfg ? s->cfg->p2p.workers : 0;
@@ -776,7 +771,6 @@ void svc_service_free(svc_service *s) {
   taskq_runner_free(s->workers);
   taskq_source_free(s->local_source); /* after the runner: no job of it is left */
   taskq_free(s->tq);
-  auth_policy_free(s->policy);
   for (size_t i = 0; i < s->n_repl; i++) free(s->repl[i]);
   while (s->jobs) { /* never stopped: replication jobs still queued */
     repl_job *j = s->jobs;

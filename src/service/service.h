@@ -21,8 +21,8 @@
  *
  * Two phases, because tools must be registered before the dispatcher exists and the host
  * comes after it:
- *   svc_service_new      main thread, before mcp_dispatcher_new: builds the policy, the op
- *                        context, registers the tools;
+ *   svc_service_new      main thread, before mcp_dispatcher_new: the op context (over the
+ *                        node's policy), registers the tools;
  *   svc_service_start    loop thread, after the host listens and the dispatcher exists
  *                        (host may be NULL with --no-p2p: workers and local tools still run);
  *   svc_service_stop     loop thread: stop accepting, drain in-flight requests until the
@@ -40,6 +40,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth/policy.h"
 #include "config/config.h"
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
@@ -50,11 +51,11 @@
 
 typedef struct svc_service svc_service;
 
-/* q / c may be NULL (their ops answer queue_disabled / cache_disabled). cfg is borrowed and
- * must outlive the service. Errors: -EINVAL (bad trusted peer or token), -ENOMEM, registry
- * errors. */
-int svc_service_new(const config *cfg, tq_queue *q, ttlcache *c, mcp_registry *reg, svc_service **out)
-    __attribute__((warn_unused_result));
+/* q / c may be NULL (their ops answer queue_disabled / cache_disabled). cfg and policy (the
+ * node's: trusted peers, shared token, JWTs; NULL = closed) are borrowed and must outlive the
+ * service. Errors: -ENOMEM, registry errors. */
+int svc_service_new(const config *cfg, const auth_policy *policy, tq_queue *q, ttlcache *c, mcp_registry *reg,
+                    svc_service **out) __attribute__((warn_unused_result));
 /* MCP Tasks for peers (mcp/tasks.h): call before svc_service_start; the backend must outlive
  * svc_service_stop (peers' sessions are gone by then). NULL (default) = not offered. */
 void svc_service_set_mcp_tasks(svc_service *s, const mcp_tasks_backend *tasks);

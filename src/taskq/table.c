@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/audit.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -40,6 +41,7 @@ void taskq_config_default(taskq_config *c) {
   c->tool_timeout_max_s = 300;
   c->max_known_peers = 1024;
   c->peer_timeout_s = 300;
+  c->baseline_max_priority = 5;
 }
 
 taskq_ctx *taskq_new(const taskq_config *cfg) {
@@ -457,6 +459,11 @@ static json_t *op_claim(op_env *e, bool many) {
   o.session_id = session;
   o.lease_seconds = get_num(m, "lease_seconds", 0);
   if (o.lease_seconds < 0) o.lease_seconds = 0;
+  /* §4.3: a baseline caller (nothing verified vouches for it) claims low-priority work only */
+  if (e->ctx->cfg.trust_tiers && auth_ctx_tier(e->auth) == AUTH_TIER_BASELINE)
+    o.max_priority = e->ctx->cfg.baseline_max_priority >= 1 && e->ctx->cfg.baseline_max_priority <= 10
+                         ? e->ctx->cfg.baseline_max_priority
+                         : 5;
   json_t *r = NULL;
   if (e->ctx->cfg.deterministic) {
     /* deterministic mode hands out at most one task per claim, claim_many included (§3.1) */
@@ -861,21 +868,44 @@ static bool op_needs_queue(taskq_op op) {
   }
 }
 
+auth_present_result taskq_present_msg_credentials(const auth_policy *p, const json_t *msg, auth_ctx *a,
+                                                  auth_reason *reason, const char **detail) {
+  static const char *const keys[] = {"token", "jwt"}; /* the Python TaskQueue's fields (§4.1, §4.3) */
+  auth_present_result res = AUTH_PRESENT_IGNORED;
+  if (reason) *reason = AUTH_REASON_NONE;
+  if (detail) *detail = NULL;
+  for (size_t i = 0; json_is_object(msg) && i < 2; i++) {
+    const json_t *t = json_object_get(msg, keys[i]);
+    if (!json_is_string(t)) continue;
+    auth_ctx next = *a;
+    auth_present_result r = auth_policy_present(p, json_string_value(t), &next, reason, detail);
+    if (r == AUTH_PRESENT_REFUSED) return r; /* *a unchanged */
+    if (r == AUTH_PRESENT_OK) {
+      *a = next;
+      res = r;
+    }
+  }
+  return res;
+}
+
 bool taskq_present_msg_token(const auth_policy *p, const json_t *msg, auth_ctx *a) {
-  const json_t *t = json_is_object(msg) ? json_object_get(msg, "token") : NULL;
-  return json_is_string(t) && auth_policy_present_token(p, json_string_value(t), a);
+  return taskq_present_msg_credentials(p, msg, a, NULL, NULL) == AUTH_PRESENT_OK;
 }
 
 json_t *taskq_handle(taskq_ctx *ctx, const json_t *msg, const taskq_call *call) {
   if (!json_is_object(msg)) return taskq_error(ctx, "invalid_message");
   auth_ctx eff = *call->auth;
-  taskq_present_msg_token(ctx->cfg.policy, msg, &eff);
+  auth_reason why = AUTH_REASON_NONE;
+  const char *detail = NULL;
   taskq_op op = taskq_op_parse(get_str(msg, "op"));
+  if (taskq_present_msg_credentials(ctx->cfg.policy, msg, &eff, &why, &detail) == AUTH_PRESENT_REFUSED) {
+    auth_audit_refused(&eff, why, "op", taskq_op_name(op), detail);
+    return taskq_error(ctx, "unauthorized");
+  }
   /* Authorisation runs before dispatch (§4); unknown ops need no scope and say unknown_op. */
   auth_scopes need = taskq_op_scopes(op);
-  if (!auth_allows(&eff, &need)) {
-    log_write(LOG_INFO, "p2p op refused", "{s:s, s:s, s:s}", "op", taskq_op_name(op), "peer",
-              eff.peer_id, "reason", "unauthorized");
+  if ((why = auth_check(&eff, &need, clock_wall_s())) != AUTH_REASON_NONE) {
+    auth_audit_refused(&eff, why, "op", taskq_op_name(op), NULL);
     return taskq_error(ctx, "unauthorized");
   }
   if (op_needs_queue(op) && !ctx->cfg.queue) return taskq_error(ctx, "queue_disabled");

@@ -17,11 +17,16 @@
  *   - wait is capped (wait_max_s) and stops early when the caller goes away;
  *   - submit accepts a top-level idempotency_key (makes client retries safe).
  * Deterministic claim scheduling (§3.2) is opt-in (deterministic); otherwise claims use queue
- * order (priority, then age). Not implemented: trust tiers (§4.3). Cache
- * replication (§3.5) is a hook (replicate) that the service wires to its clients.
+ * order (priority, then age). Trust tiers (§4.3) come from verified credentials only: with
+ * trust_tiers, a baseline caller (no token, no JWT, not a trusted peer) claims only tasks of
+ * priority ≤ baseline_max_priority (and they never disable the token check, fixing §12.2).
+ * Cache replication (§3.5) is a hook (replicate) that the service wires to its clients.
  *
- * Auth: the caller's context (auth/auth.h) plus the message's own "token" (checked against the
- * policy, §4.1) must hold the scope the op needs (op.h), checked before anything else runs.
+ * Auth: the caller's context (auth/auth.h) plus the message's own "token" or "jwt" (the shared
+ * token or a JWT, checked by the policy, §4.1) must hold the scope the op needs (op.h), checked
+ * before anything else runs. A credential that is presented and not valid refuses the message
+ * (unauthorized) even for an op that needs no scope; every refusal is logged and counted
+ * (auth/audit.h).
  *
  * Layering: taskq/ sees auth/, store/ and mcp/, never service/ or p2p/: the transport hands
  * in the caller and the tool runner.
@@ -76,6 +81,9 @@ typedef struct taskq_config {
   bool deterministic;       /* §3.2 deterministic claims (off by default here; the Python
                                service defaults it on): a claim gets only a task this peer owns
                                by Hamming distance over the MerkleClock, at most one per claim */
+  bool trust_tiers;         /* §4.3 from verified credentials (auth_ctx_tier): claims of a
+                               baseline caller are capped at baseline_max_priority */
+  int baseline_max_priority; /* 5 (1..10) */
   size_t max_known_peers;   /* 1024: peer.heartbeat table (oldest dropped) */
   double peer_timeout_s;    /* 300: "alive" window for known peers */
 } taskq_config;
@@ -108,8 +116,13 @@ json_t *taskq_handle(taskq_ctx *ctx, const json_t *msg, const taskq_call *call);
 /* {"ok":false,"error":code,"peer_id":…} (new reference). */
 json_t *taskq_error(const taskq_ctx *ctx, const char *code);
 
-/* Adds the scopes of msg["token"] (a string equal to the policy's shared token) to *a. Returns
- * whether it did. For transports that see the message before the table does. */
+/* Presents msg["token"] and msg["jwt"] (strings: the shared token or a JWT) for *a
+ * (auth_policy_present): OK when one raised *a, REFUSED (with *reason / *detail, may be NULL)
+ * when one was not valid (*a unchanged then), else IGNORED. For transports that see the
+ * message before the table does. */
+auth_present_result taskq_present_msg_credentials(const auth_policy *p, const json_t *msg, auth_ctx *a,
+                                                  auth_reason *reason, const char **detail);
+/* Shorthand: true when msg carried a credential that raised *a. */
 bool taskq_present_msg_token(const auth_policy *p, const json_t *msg, auth_ctx *a);
 
 /* The scheduler's MerkleClock root of §3.2 for a vector {node: counter}: sha256 hex of

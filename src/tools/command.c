@@ -214,6 +214,23 @@ int tools_command_register(mcp_registry *reg, const config *cfg, char *err, size
       free(schema);
       return -ENOMEM;
     }
+    /* the scopes a caller needs: the declared ones (interned here, so JWT scope claims and
+     * stdio.scopes can name them), else tool.call */
+    auth_scopes need = AUTH_SCOPES(AUTH_TOOL_CALL);
+    if (c->scope_count) {
+      need = AUTH_SCOPES(0);
+      for (size_t k = 0; k < c->scope_count; k++) {
+        unsigned id;
+        if ((rc = auth_scope_intern(c->scopes[k], &id)) != 0) {
+          cmd_tool_free(t);
+          free(schema);
+          reg_err(cfg, c, i, err, errlen, "scope \"%s\": %s", c->scopes[k],
+                  rc == -ENOSPC ? "too many distinct scope names (256)" : "not a valid scope name");
+          return rc;
+        }
+        auth_scopes_add(&need, id);
+      }
+    }
     mcp_tool_def def = {
         .name = c->name,
         .category = c->category,
@@ -221,7 +238,7 @@ int tools_command_register(mcp_registry *reg, const config *cfg, char *err, size
         .description = c->description,
         .input_schema = schema,
         .annotations = "{\"openWorldHint\":true}",
-        .scopes = AUTH_SCOPES_INIT(AUTH_TOOL_CALL),
+        .scopes = need,
         /* the handler supervises a child process for up to timeout_ms: a long call */
         .flags = (c->remote ? MCP_TOOL_REMOTE : 0) | MCP_TOOL_LONG,
         .timeout_ms = c->timeout_ms,

@@ -111,6 +111,7 @@ struct hreq {
   bool too_big;            /* the body passed max_body_bytes: the rest is discarded, then 413 */
   bool in_handler;         /* inside on_access: a response may be queued now */
   int polls;               /* final-call repeats while the answer is awaited (not suspended) */
+  char *www;               /* WWW-Authenticate for a 403 insufficient_scope (malloc'd) */
   int64_t suspended_at;
   struct {                 /* an answer that came while libmicrohttpd was not asking */
     bool set, sse;
@@ -185,6 +186,7 @@ struct mcp_http {
   void *stop_arg;
   uint64_t requests, rejected;
   bool in_run; /* inside MHD_run (no nested runs) */
+  char forbidden_scope[512]; /* set by the result shaper, read by the stream_deliver it leads to */
 };
 
 static void mark_dirty(mcp_http *h);
@@ -228,6 +230,7 @@ static void queue_take(hreq *r, unsigned status, const char *ctype, char *body, 
   add_common_headers(r, resp);
   if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->kind == RQ_OTHER ? "GET, POST, DELETE" : "POST");
+  if (r->www) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www);
   if (MHD_queue_response(r->mc, status, resp) == MHD_YES) r->answered = true;
   MHD_destroy_response(resp);
   if (status >= 400) r->h->rejected++;
@@ -550,6 +553,17 @@ static void stream_deliver(hstream *st, char *msg, size_t len, bool response, in
     st->final = true;
     if (r && !r->answered) {
       unsigned status = error_code ? http_status_for_rpc_error(error_code, !st->sess) : MHD_HTTP_OK;
+      if (error_code == HTTP_RPC_INSUFFICIENT_SCOPE) {
+        /* MCP authorization §Scope Challenge Handling: 403 with the scopes the call needs */
+        status = MHD_HTTP_FORBIDDEN;
+        char w[1024];
+        snprintf(w, sizeof w,
+                 "Bearer error=\"insufficient_scope\", scope=\"%s\", "
+                 "resource_metadata=\"%s/.well-known/oauth-protected-resource/mcp\"",
+                 h->forbidden_scope, r->l->base);
+        free(r->www);
+        r->www = strdup(w);
+      }
       respond_take(r, status, "application/json", msg, len);
       stream_detach(st);
       return;
@@ -780,6 +794,23 @@ static bool sess_make_room(mcp_http *h) {
   return false;
 }
 
+/* A tools/call refused for a missing scope becomes a JSON-RPC error the transport answers with
+ * 403 insufficient_scope (stream_deliver); everything else is shaped by the session core. */
+static bool shape_forbidden(mcp_http *h, const mcp_call_outcome *o, mcp_session_shaped *out) {
+  if (o->status != MCP_DISPATCH_FORBIDDEN || !o->tool) return false;
+  auth_scopes need = mcp_tool_def_of(o->tool)->scopes;
+  auth_scopes_format(&need, h->forbidden_scope, sizeof h->forbidden_scope);
+  out->code = HTTP_RPC_INSUFFICIENT_SCOPE;
+  out->message = "Forbidden: insufficient_scope (the access token lacks a scope this tool requires)";
+  return true;
+}
+static bool sess_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shaped *out) {
+  return shape_forbidden(((hsess *)ud)->h, o, out);
+}
+static bool eph_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shaped *out) {
+  return shape_forbidden(((hstream *)ud)->h, o, out);
+}
+
 static hsess *sess_new(mcp_http *h, const mcp_auth *auth) {
   hsess *s = calloc(1, sizeof *s);
   if (!s) return NULL;
@@ -797,6 +828,8 @@ static hsess *sess_new(mcp_http *h, const mcp_auth *auth) {
       .tasks = h->o.tasks,
       .route = sess_route,
       .send_ud = s,
+      .result_shaper = sess_shaper,
+      .hook_ud = s,
   };
   if (mcp_session_new(&so, &s->ms) != 0) {
     free(s);
@@ -915,6 +948,8 @@ static void post_modern(hreq *r, json_t *msg, json_t *id, const char *hv) {
       .tasks = h->o.tasks,
       .route = eph_route,
       .send_ud = st,
+      .result_shaper = eph_shaper,
+      .hook_ud = st,
   };
   if (!st || mcp_session_new(&so, &st->eph) != 0) {
     if (st) stream_free(st);
@@ -954,6 +989,7 @@ static void post_legacy(hreq *r, json_t *msg, json_t *id, const char *method, bo
       respond_rpc_error(r, MHD_HTTP_NOT_FOUND, HTTP_RPC_SESSION_NOT_FOUND, "Session not found", id, NULL);
       return;
     }
+    s->auth = r->ar.auth; /* the same subject's latest token: its scopes and expiry from now on */
     if (hv && !legacy_version_known(hv)) {
       respond_rpc_error(r, MHD_HTTP_BAD_REQUEST, MCP_RPC_SERVER_ERROR, "Bad Request: Unsupported protocol version", id,
                         json_pack("{s:s, s:[s,s,s,s]}", "requested", hv, "supported", k_legacy_versions[0],
@@ -1223,6 +1259,9 @@ static void request_begin(hreq *r, const char *url, const char *method) {
     }
     mcp_http_request_info ri = {.method = method, .path = url, .authorization = hdr(r->mc, "Authorization"),
                                 .remote_addr = addr, .base_url = r->l->base};
+    static const char *const k_query_tokens[] = {"access_token", "token", "jwt"};
+    for (size_t i = 0; i < sizeof k_query_tokens / sizeof k_query_tokens[0]; i++)
+      if (MHD_lookup_connection_value(r->mc, MHD_GET_ARGUMENT_KIND, k_query_tokens[i])) ri.token_in_query = true;
     memset(&r->ar, 0, sizeof r->ar);
     if (h->o.authenticate(h->o.auth_ud, &ri, &r->ar) != 0 || r->ar.status) {
       unsigned st = r->ar.status ? r->ar.status : MHD_HTTP_UNAUTHORIZED;
@@ -1363,6 +1402,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
   }
   buf_free(&r->body);
   free(r->later.body);
+  free(r->www);
   free(r);
   check_stopped(h);
 }

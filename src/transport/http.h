@@ -70,6 +70,7 @@ typedef struct mcp_http_request_info {
   const char *authorization; /* the Authorization header or NULL */
   const char *remote_addr;   /* numeric peer address */
   const char *base_url;      /* "http://HOST:PORT" of the listener */
+  bool token_in_query;       /* the URL carries access_token / token / jwt (refused, issue 13) */
 } mcp_http_request_info;
 
 /* What the authentication hook decided. */

@@ -19,6 +19,9 @@
 
 /* The JSON-RPC error code of a 404 for an unknown session (the TypeScript SDK's). */
 #define HTTP_RPC_SESSION_NOT_FOUND MCP_RPC_SESSION_NOT_FOUND
+/* A tools/call the caller's token lacks a scope for (answered 403 insufficient_scope, with a
+ * WWW-Authenticate challenge naming the scopes, when it is the request's first message). */
+#define HTTP_RPC_INSUFFICIENT_SCOPE MCP_RPC_INSUFFICIENT_SCOPE
 
 /* True when the Accept header value admits `type` ("application/json", "text/event-stream"):
  * the type itself, its major type with a star subtype, or the star-star range, with a q value
