@@ -139,7 +139,8 @@ static void on_idle(void *ud) {
 /* ---- session extension points ---- */
 
 static bool caller_may_list(const auth_ctx *a, const mcp_tool_def *d) {
-  if (!auth_ctx_is_local(a) && auth_scopes_empty(&a->scopes)) return false; /* an unknown peer sees nothing */
+  /* an unknown peer, or one whose JWT has expired, sees nothing */
+  if (!auth_ctx_is_local(a) && (auth_scopes_empty(&a->scopes) || auth_ctx_expired_at(a, clock_wall_s()))) return false;
   if (!auth_allows(a, &d->scopes)) return false;
   return strcmp(d->name, TASKQ_RPC_TOOL) == 0 || auth_allows_mask(a, AUTH_TOOL_CALL);
 }

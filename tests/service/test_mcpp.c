@@ -13,6 +13,9 @@
 
 #include <cmocka.h>
 
+#include "../auth/jwt_testkit.h"
+#include "auth/audit.h"
+#include "auth/jwt.h"
 #include "mcp/registry.h"
 #include "service/frame.h"
 #include "service/mcpp.h"
@@ -66,6 +69,9 @@ typedef struct fx {
   tq_queue *q;
   mcp_tasks_queue *mt;
   auth_policy *pol;
+  auth_jwt *jwt;  /* setup_jwt: JWTs on, signed by key */
+  tk_key key;
+  char jwks[96];
   svc_mcpp_env env;
   int outputs; /* on_output calls */
 } fx;
@@ -123,6 +129,37 @@ static int make(void **state, bool tasks) {
   return 0;
 }
 static int setup(void **state) { return make(state, false); }
+
+#define ISS "https://issuer.example"
+#define AUD "peermcp://test"
+
+/* The fixture plus JWT validation (EdDSA key made here; leeway 0 for the expiry test). */
+static int setup_jwt(void **state) {
+  make(state, false);
+  fx *f = *state;
+  snprintf(f->dir, sizeof f->dir, "/tmp/mcpp-jwt-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  snprintf(f->jwks, sizeof f->jwks, "%s/jwks.json", f->dir);
+  assert_int_equal(tk_key_gen(&f->key, TK_ED25519, "k1"), 0);
+  const tk_key *keys[] = {&f->key};
+  assert_int_equal(tk_write_jwks(f->jwks, keys, 1), 0);
+  auth_jwt_opts o = {.issuer = ISS, .audience = AUD, .algorithms = AUTH_JWT_EDDSA, .jwks_file = f->jwks};
+  char err[256];
+  assert_int_equal(auth_jwt_new(&o, &f->jwt, err, sizeof err), 0);
+  auth_policy_set_jwt(f->pol, f->jwt, false);
+  return 0;
+}
+
+/* A token for sub "alice" with scope, expiring in exp_in seconds; bound to peer when set. */
+static char *jwt_for(fx *f, const char *scope, double exp_in, const char *peer) {
+  double now = clock_wall_s();
+  json_t *c = json_pack("{s:s, s:s, s:s, s:f, s:s}", "iss", ISS, "aud", AUD, "sub", "alice", "exp", now + exp_in,
+                        "scope", scope);
+  if (peer) json_object_set_new(c, "cnf", json_pack("{s:s}", "peer_id", peer));
+  char *t = tk_sign("EdDSA", &f->key, NULL, 0, NULL, c);
+  json_decref(c);
+  return t;
+}
 static int setup_tasks(void **state) { return make(state, true); }
 
 static void stopped(void *ud) { *(int *)ud = 1; }
@@ -148,6 +185,12 @@ static int teardown(void **state) {
   mcp_registry_free(f->reg);
   taskq_free(f->tq);
   auth_policy_free(f->pol);
+  if (f->jwt) {
+    auth_jwt_free(f->jwt);
+    tk_key_free(&f->key);
+    unlink(f->jwks);
+    rmdir(f->dir);
+  }
   free(f);
   return 0;
 }
@@ -770,8 +813,197 @@ static void test_rpc_message_unwrap(void **state) {
   json_decref(a);
 }
 
+/* ---------- JWTs over /mcp+p2p/1.0.0 (issue 13) ---------- */
+
+static json_t *send_init_with_token(svc_mcpp_conn *c, const char *tok) {
+  json_t *m = json_pack("{s:s, s:i, s:s, s:{s:s}}", "jsonrpc", "2.0", "id", 1, "method", "initialize", "params", "token", tok);
+  char *t = json_dumps(m, JSON_COMPACT);
+  assert_int_equal(send_text(c, t), 0);
+  free(t);
+  json_decref(m);
+  return next_reply(c);
+}
+
+static json_int_t stat_unauthorized(void) {
+  json_t *s = svc_mcpp_stats_json();
+  json_int_t n = json_integer_value(json_object_get(s, "unauthorized"));
+  json_decref(s);
+  return n;
+}
+
+static void test_jwt_in_initialize_authorizes_the_stream(void **state) {
+  fx *f = *state;
+  char *tok = jwt_for(f, "tool.call cache.read", 600, NULL);
+  svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_X, NULL);
+  json_t *r = send_init_with_token(c, tok);
+  assert_non_null(json_object_get(r, "result"));
+  json_decref(r);
+  const auth_ctx *a = svc_mcpp_auth(c);
+  assert_int_equal(a->kind, AUTH_KIND_JWT);
+  assert_string_equal(a->subject, "alice");
+  assert_string_equal(a->peer_id, PEER_X); /* the Noise PeerId stays */
+  assert_int_equal(a->transport, AUTH_TR_MCP_P2P);
+  json_t *names = list_names(c);
+  assert_true(has_name(names, "alpha_remote"));
+  assert_false(has_name(names, "admin_remote"));
+  json_decref(names);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"alpha_remote\"}}"), 0);
+  r = wait_reply(f, c);
+  assert_true(json_is_false(json_object_get(json_object_get(r, "result"), "isError")));
+  json_decref(r);
+  /* admin needs a scope the token lacks: refused, logged and counted */
+  uint64_t before = auth_audit_count(AUTH_TR_MCP_P2P, AUTH_REASON_INSUFFICIENT_SCOPE);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"admin_remote\"}}"), 0);
+  r = wait_reply(f, c);
+  assert_int_equal(err_code(r), -32001);
+  json_decref(r);
+  assert_int_equal(auth_audit_count(AUTH_TR_MCP_P2P, AUTH_REASON_INSUFFICIENT_SCOPE), before + 1);
+  free(tok);
+  svc_mcpp_free(c);
+}
+
+static void test_tampered_jwt_refused_and_counted(void **state) {
+  fx *f = *state;
+  char *tok = jwt_for(f, "tool.call", 600, NULL);
+  tok[strlen(tok) - 5] = tok[strlen(tok) - 5] == 'A' ? 'B' : 'A';
+  json_int_t st0 = stat_unauthorized();
+  uint64_t a0 = auth_audit_count(AUTH_TR_MCP_P2P, AUTH_REASON_INVALID);
+  svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_X, NULL);
+  json_t *r = send_init_with_token(c, tok);
+  assert_int_equal(err_code(r), -32001);
+  assert_string_equal(err_msg(r), "unauthorized");
+  json_decref(r);
+  assert_int_equal(stat_unauthorized(), st0 + 1);
+  assert_int_equal(auth_audit_count(AUTH_TR_MCP_P2P, AUTH_REASON_INVALID), a0 + 1);
+  assert_false(svc_mcpp_done(c)); /* the stream stays: the peer may initialize again */
+  assert_int_equal(svc_mcpp_auth(c)->kind, AUTH_KIND_PEER);
+  /* a frame's top-level token is checked the same way */
+  char m[4096];
+  snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"ping\",\"token\":\"%s\"}", tok);
+  assert_int_equal(send_text(c, m), 0);
+  r = next_reply(c);
+  assert_int_equal(err_code(r), -32001);
+  json_decref(r);
+  free(tok);
+  svc_mcpp_free(c);
+}
+
+static void test_jwt_bound_to_another_peer_refused(void **state) {
+  fx *f = *state;
+  char *tok = jwt_for(f, "tool.call", 600, PEER_T);
+  svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_X, NULL);
+  json_t *r = send_init_with_token(c, tok);
+  assert_int_equal(err_code(r), -32001);
+  json_decref(r);
+  svc_mcpp_free(c);
+  c = svc_mcpp_new(&f->env, PEER_T, NULL); /* the peer it names */
+  r = send_init_with_token(c, tok);
+  assert_non_null(json_object_get(r, "result"));
+  json_decref(r);
+  assert_int_equal(svc_mcpp_auth(c)->kind, AUTH_KIND_JWT);
+  free(tok);
+  svc_mcpp_free(c);
+}
+
+static void test_expired_jwt_makes_later_requests_unauthorized(void **state) {
+  fx *f = *state;
+  char *tok = jwt_for(f, "tool.call", 2, NULL);
+  svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_X, NULL);
+  json_t *r = send_init_with_token(c, tok);
+  assert_non_null(json_object_get(r, "result"));
+  json_decref(r);
+  int64_t exp = svc_mcpp_auth(c)->expires_at;
+  assert_true(exp > 0);
+  /* wait for the clock to pass exp (a condition, with a deadline) */
+  for (int i = 0; i < 20000 && clock_wall_s() < (double)exp + 0.05; i++) usleep(1000);
+  assert_true(clock_wall_s() >= (double)exp);
+  uint64_t before = auth_audit_count(AUTH_TR_MCP_P2P, AUTH_REASON_EXPIRED);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}"), 0);
+  r = wait_reply(f, c);
+  assert_int_equal(err_code(r), -32001);
+  json_decref(r);
+  assert_int_equal(auth_audit_count(AUTH_TR_MCP_P2P, AUTH_REASON_EXPIRED), before + 1);
+  json_t *names = list_names(c);
+  assert_int_equal(json_array_size(names), 0);
+  json_decref(names);
+  free(tok);
+  svc_mcpp_free(c);
+}
+
+static void test_jwt_in_a_task_queue_message(void **state) {
+  fx *f = *state;
+  char *tok = jwt_for(f, "tool.call", 600, NULL);
+  svc_mcpp_conn *c = open_init(f, PEER_X);
+  json_t *m = json_pack("{s:s, s:i, s:s, s:{s:s, s:{s:s, s:s, s:{}, s:s}}}", "jsonrpc", "2.0", "id", 2, "method",
+                        "tools/call", "params", "name", "task_queue.rpc", "arguments", "op", "call_tool", "tool",
+                        "zeta_remote", "args", "jwt", tok);
+  char *t = json_dumps(m, JSON_COMPACT);
+  assert_int_equal(send_text(c, t), 0);
+  free(t);
+  json_t *r = wait_reply(f, c);
+  json_t *content = json_object_get(json_object_get(r, "result"), "content");
+  assert_true(json_is_true(json_object_get(content, "ok")));
+  json_decref(r);
+  /* a tampered one refuses the op (unauthorized), counted in the stream's stats */
+  tok[strlen(tok) - 5] = tok[strlen(tok) - 5] == 'A' ? 'B' : 'A';
+  json_object_set_new(json_object_get(json_object_get(m, "params"), "arguments"), "jwt", json_string(tok));
+  json_object_set_new(m, "id", json_integer(3));
+  t = json_dumps(m, JSON_COMPACT);
+  json_int_t st0 = stat_unauthorized();
+  assert_int_equal(send_text(c, t), 0);
+  free(t);
+  r = wait_reply(f, c);
+  content = json_object_get(json_object_get(r, "result"), "content");
+  assert_string_equal(json_string_value(json_object_get(content, "error")), "unauthorized");
+  assert_int_equal(stat_unauthorized(), st0 + 1);
+  json_decref(r);
+  json_decref(m);
+  free(tok);
+  svc_mcpp_free(c);
+}
+
+static void test_trust_tiers_scale_the_frame_budget(void **state) {
+  fx *f = *state;
+  f->env.trust_tiers = true;
+  f->env.max_frames = 6;
+  char *tok = jwt_for(f, "tool.call", 600, NULL);
+  /* trusted (a JWT): initialize at full cost (it is what presents the token), then ten pings
+   * at half cost each fill the budget of 6 */
+  svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_X, NULL);
+  json_t *r = send_init_with_token(c, tok);
+  json_decref(r);
+  int ok = 1;
+  for (int i = 2; i <= 12; i++) {
+    char m[128];
+    snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ping\"}", i);
+    if (send_text(c, m) != 0) break;
+    r = next_reply(c);
+    if (r && !json_object_get(r, "error")) ok++;
+    json_decref(r);
+  }
+  assert_int_equal(ok, 11);
+  svc_mcpp_free(c);
+  /* baseline (nothing verified): 6 */
+  c = svc_mcpp_new(&f->env, PEER_X, NULL);
+  ok = 0;
+  for (int i = 1; i <= 12; i++) {
+    char m[160];
+    snprintf(m, sizeof m, i == 1 ? INIT : "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ping\"}", i);
+    if (send_text(c, m) != 0) break;
+    r = next_reply(c);
+    if (r && !json_object_get(r, "error")) ok++;
+    json_decref(r);
+  }
+  assert_int_equal(ok, 6);
+  free(tok);
+  svc_mcpp_free(c);
+}
+
+
 int main(void) {
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define TJ(fn) cmocka_unit_test_setup_teardown(fn, setup_jwt, teardown)
   const struct CMUnitTest tests[] = {
       T(test_first_request_must_be_initialize),
       T(test_initialize_result_keys),
@@ -802,6 +1034,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_mcp_tasks_over_a_stream, setup_tasks, teardown),
       cmocka_unit_test_setup_teardown(test_stopping_ends_task_result_waits, setup_tasks, teardown),
       cmocka_unit_test(test_rpc_message_unwrap),
+      TJ(test_jwt_in_initialize_authorizes_the_stream),
+      TJ(test_tampered_jwt_refused_and_counted),
+      TJ(test_jwt_bound_to_another_peer_refused),
+      TJ(test_expired_jwt_makes_later_requests_unauthorized),
+      TJ(test_jwt_in_a_task_queue_message),
+      TJ(test_trust_tiers_scale_the_frame_budget),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "auth/audit.h"
 #include "taskq/table.h"
 #include "util/clock.h"
 
@@ -758,6 +759,57 @@ static void test_task_types_normalize(void **state) {
   assert_string_equal(taskq_task_type_canonical("custom"), "custom");
 }
 
+/* A bad token refuses even an op that needs no scope (and is audited); trust tiers cap what a
+ * baseline caller may claim, from verified credentials only (§4.3, fixing §12.2). */
+static void test_bad_credential_refuses_and_tiers_cap_baseline_claims(void **state) {
+  fx *f = *state;
+  uint64_t a0 = auth_audit_count(AUTH_TR_INTERNAL, AUTH_REASON_INVALID);
+  json_t *r = run(f, &f->anon, "{\"op\":\"status\",\"token\":\"wrong\"}");
+  assert_string_equal(r_err(r), "unauthorized");
+  json_decref(r);
+  assert_int_equal(auth_audit_count(AUTH_TR_INTERNAL, AUTH_REASON_INVALID), a0 + 1);
+  r = run(f, &f->anon, "{\"op\":\"status\",\"jwt\":\"s3cr3t\"}"); /* the jwt field carries credentials too */
+  assert_true(r_ok(r));
+  json_decref(r);
+  /* a high-priority task and a low one */
+  r = run(f, &f->all, "{\"op\":\"submit\",\"task_type\":\"t\",\"payload\":{\"priority\":9}}");
+  assert_true(r_ok(r));
+  json_decref(r);
+  r = run(f, &f->all, "{\"op\":\"submit\",\"task_type\":\"t\",\"payload\":{\"priority\":2}}");
+  assert_true(r_ok(r));
+  json_decref(r);
+  taskq_free(f->ctx);
+  taskq_config cfg;
+  taskq_config_default(&cfg);
+  cfg.queue = f->q;
+  cfg.cache = f->c;
+  cfg.policy = f->pol;
+  cfg.peer_id = OUR_ID;
+  cfg.trust_tiers = true;
+  cfg.baseline_max_priority = 5;
+  f->ctx = taskq_new(&cfg);
+  /* a baseline caller with the worker scope (an open mesh's anonymous grant) gets only the
+   * low-priority task; presence of a "jwt" field that is not valid gets it nothing */
+  auth_ctx open = f->anon;
+  open.scopes = AUTH_SCOPES(AUTH_WORKER);
+  assert_int_equal(auth_ctx_tier(&open), AUTH_TIER_BASELINE);
+  r = run(f, &open, "{\"op\":\"claim\",\"worker_id\":\"w1\",\"jwt\":\"forged.not.valid\"}");
+  assert_string_equal(r_err(r), "unauthorized");
+  json_decref(r);
+  r = run(f, &open, "{\"op\":\"claim\",\"worker_id\":\"w1\"}");
+  assert_true(r_ok(r));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r, "task"), "payload"), "priority")), 2);
+  json_decref(r);
+  r = run(f, &open, "{\"op\":\"claim\",\"worker_id\":\"w1\"}");
+  assert_true(json_is_null(json_object_get(r, "task")));
+  json_decref(r);
+  /* the shared token makes the caller trusted: the high one */
+  r = run(f, &open, "{\"op\":\"claim\",\"worker_id\":\"w2\",\"token\":\"s3cr3t\"}");
+  assert_true(r_ok(r));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r, "task"), "payload"), "priority")), 9);
+  json_decref(r);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -785,6 +837,7 @@ int main(void) {
       T(test_cache_writes_are_replicated_unless_told_not_to),
       T(test_deterministic_claim_gives_each_peer_its_own_tasks),
       cmocka_unit_test(test_merkle_root_matches_python_vector),
+      T(test_bad_credential_refuses_and_tiers_cap_baseline_claims),
       cmocka_unit_test(test_task_types_normalize),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
