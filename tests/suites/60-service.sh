@@ -84,9 +84,14 @@ cat >"$tmp/b.json" <<EOF
 {"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$A_ID", "$CLI_ID", "$W1_ID", "$W2_ID", "$W3_ID"],
          "enable_legacy_protocol": true, "max_streams_per_peer": 256, "rate_limit_per_second": 100000}}
 EOF
+# C also accepts JWTs from a test issuer (keys made now by tests/interop/service/jwt_mint.mjs)
+mkdir -p "$tmp/iss"
+"$node" "$root/tests/interop/service/jwt_mint.mjs" keygen "$tmp/iss" 2>>"$tmp/iss.err"
 cat >"$tmp/c.json" <<EOF
 {"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$A_ID", "$CLI_ID", "$B_ID"], "token": "tok-c",
-         "enable_legacy_protocol": true, "rate_limit_per_second": 50}}
+         "enable_legacy_protocol": true, "rate_limit_per_second": 50},
+ "auth": {"jwt": {"issuer": "https://issuer.test", "audience": "peermcp://c", "jwks_file": "$tmp/iss/jwks.json",
+                  "algorithms": ["EdDSA"]}}}
 EOF
 "$bin" serve --no-stdio --config "$tmp/c.json" --state-dir "$tmp/c" 2>"$tmp/c.err" &
 C_PID=$!
@@ -225,8 +230,10 @@ check "stranger's cache.delete did nothing" [ "$(echo "$got" | jget 'd["hit"]')"
 
 # ---- js-libp2p peer speaking /mcp+p2p/1.0.0 with hand-written frames (against C) ----
 if [ -x "$node" ]; then
-  (cd "$root/tests" && timeout 90 "$node" "$peer_js" "$C_MA" authorized,mcp_tasks,unauthorized,before_init,oversize,junk,legacy,ratelimit \
-    --token tok-c >"$tmp/js.out" 2>"$tmp/js.err")
+  JWT_C=$("$node" "$root/tests/interop/service/jwt_mint.mjs" sign "$tmp/iss" \
+    '{"iss":"https://issuer.test","aud":"peermcp://c","sub":"js-peer","scope":"tool.call task.submit"}' 2>>"$tmp/iss.err")
+  (cd "$root/tests" && timeout 90 "$node" "$peer_js" "$C_MA" authorized,mcp_tasks,unauthorized,before_init,oversize,junk,legacy,jwt,jwt_tampered,ratelimit \
+    --token tok-c --jwt "$JWT_C" >"$tmp/js.out" 2>"$tmp/js.err")
   while read -r line; do
     name=$(echo "$line" | jget 'd["check"]')
     if [ "$(echo "$line" | jget 'd["ok"]')" = "True" ]; then ok "js-libp2p: $name"; else ko "js-libp2p: $name" "$(echo "$line" | jget 'd.get("detail")')"; fi

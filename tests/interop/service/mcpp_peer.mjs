@@ -1,6 +1,6 @@
 // A js-libp2p peer (Node 22) that speaks /mcp+p2p/1.0.0 to peermcp with frames written by this
 // test (4-byte big-endian length + JSON), for tests/suites/60-service.sh.
-// Usage: mcpp_peer.mjs MULTIADDR CHECK[,CHECK...] [--token T]
+// Usage: mcpp_peer.mjs MULTIADDR CHECK[,CHECK...] [--token T] [--jwt JWT]
 // Checks (one JSON line each: {"check","ok","detail"}):
 //   authorized   initialize (with --token) → keys Python clients read; tools/list shows echo;
 //                tools/call echo → CallToolResult; task_queue.rpc status → {"content":{"ok":true}}
@@ -11,6 +11,10 @@
 //   junk         a frame of invalid JSON → -32003 invalid_json; a JSON array → invalid_message
 //   ratelimit    500 pings in one burst → some -32010 rate_limited, then the stream ends
 //   legacy       /ipfs-datasets/task-queue/1.0.0: one NDJSON status request, one reply line
+//   jwt          initialize with the JWT as params.token → tools/list shows echo, tools/call echo
+//                works; task_queue.rpc with the JWT in the message's "jwt" field → status ok
+//   jwt_tampered the JWT with its signature changed → initialize -32001, the stream stays
+//                unauthorized (tools/list empty, tools/call -32001)
 // Exit code 0 when every check passed.
 const { createLibp2p } = await import('libp2p')
 const { tcp } = await import('@libp2p/tcp')
@@ -25,6 +29,8 @@ const target = multiaddr(args[0])
 const checks = (args[1] || '').split(',').filter(Boolean)
 const ti = args.indexOf('--token')
 const token = ti >= 0 ? args[ti + 1] : null
+const ji = args.indexOf('--jwt')
+const jwt = ji >= 0 ? args[ji + 1] : null
 const toBuf = (c) => (c.subarray ? Buffer.from(c.subarray()) : Buffer.from(c))
 
 function frame (obj) {
@@ -206,6 +212,46 @@ const impl = {
     expect(line.endsWith('\n'), 'no newline: ' + line)
     const r = JSON.parse(line)
     expect(r.ok === true && typeof r.peer_id === 'string', line)
+  },
+  async jwt () {
+    expect(jwt, 'no --jwt')
+    const { s, f } = await open()
+    s.send(frame({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { clientInfo: { name: 'js-jwt', version: '1' }, token: jwt } }))
+    const r = await f.next()
+    expect(r.result && r.result.ok === true, 'initialize ' + JSON.stringify(r))
+    s.send(frame({ jsonrpc: '2.0', id: 2, method: 'tools/list' }))
+    const names = (await f.next()).result.tools.map((t) => t.name)
+    expect(names.includes('echo'), 'tools/list ' + names.join(','))
+    s.send(frame({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'echo', arguments: { via: 'jwt' } } }))
+    const c = await f.next()
+    expect(c.result && c.result.isError === false && c.result.structuredContent.via === 'jwt', 'echo ' + JSON.stringify(c))
+    await s.close()
+    // the same JWT inside a TaskQueue message, on an anonymous stream
+    const o = await open()
+    await init(o.s, o.f, false)
+    o.s.send(frame({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'task_queue.rpc', arguments: { op: 'list', jwt } } }))
+    const q = await o.f.next()
+    expect(q.result && q.result.content && q.result.content.ok === true, 'rpc with jwt ' + JSON.stringify(q))
+    await o.s.close()
+    return names.length
+  },
+  async jwt_tampered () {
+    expect(jwt, 'no --jwt')
+    const sig = jwt.slice(jwt.lastIndexOf('.') + 1)
+    const bad = jwt.slice(0, jwt.lastIndexOf('.') + 1) + (sig[0] === 'A' ? 'B' : 'A') + sig.slice(1)
+    const { s, f } = await open()
+    s.send(frame({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { clientInfo: { name: 'js-jwt', version: '1' }, token: bad } }))
+    const r = await f.next()
+    expect(r.error && r.error.code === -32001 && r.error.message === 'unauthorized', 'initialize ' + JSON.stringify(r))
+    s.send(frame({ jsonrpc: '2.0', id: 2, method: 'initialize', params: { clientInfo: { name: 'js-jwt', version: '1' } } }))
+    expect((await f.next()).result, 'a second initialize without the token')
+    s.send(frame({ jsonrpc: '2.0', id: 3, method: 'tools/list' }))
+    const l = await f.next()
+    expect(l.result.tools.length === 0, 'tools visible: ' + l.result.tools.length)
+    s.send(frame({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'echo', arguments: {} } }))
+    const c = await f.next()
+    expect(c.error && c.error.code === -32001, 'call ' + JSON.stringify(c))
+    await s.close()
   },
   async ratelimit () {
     const { s, f } = await open()
