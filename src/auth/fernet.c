@@ -150,3 +150,38 @@ char *auth_fernet_unwrap(const auth_fernet_key *k, const json_t *w) {
   }
   return (char *)p;
 }
+
+json_t *auth_fernet_wrap_json(const auth_fernet_key *k, const json_t *value) {
+  char *t = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_t *w = t ? auth_fernet_wrap(k, t) : NULL;
+  if (t) sodium_memzero(t, strlen(t));
+  free(t);
+  return w;
+}
+
+json_t *auth_fernet_unwrap_json(const auth_fernet_key *k, const json_t *wrapper) {
+  char *t = auth_fernet_unwrap(k, wrapper);
+  if (!t) return NULL;
+  json_t *v = json_loads(t, JSON_DECODE_ANY, NULL);
+  sodium_memzero(t, strlen(t));
+  free(t);
+  return v;
+}
+
+json_t *auth_fernet_payload_prompt(const auth_fernet_key *k, const json_t *payload, bool *failed) {
+  *failed = false;
+  const json_t *enc = json_object_get(payload, "prompt_enc");
+  if (!auth_fernet_is_wrapped(enc)) return NULL;
+  char *text = auth_fernet_unwrap(k, enc);
+  json_t *out = text ? json_deep_copy(payload) : NULL;
+  if (out) {
+    json_object_del(out, "prompt_enc");
+    json_object_set_new(out, "prompt", json_string(text));
+  }
+  if (text) {
+    sodium_memzero(text, strlen(text));
+    free(text);
+  }
+  if (!out) *failed = true;
+  return out;
+}

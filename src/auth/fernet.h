@@ -51,5 +51,13 @@ json_t *auth_fernet_wrap(const auth_fernet_key *k, const char *text);
 bool auth_fernet_is_wrapped(const json_t *v);
 /* The text a wrapper holds (malloc'd), or NULL on any failure (decrypt_text's None). */
 char *auth_fernet_unwrap(const auth_fernet_key *k, const json_t *wrapper);
+/* A JSON value (cache values) encrypted as the wrapper of its compact text; and back. NULL on
+ * failure. */
+json_t *auth_fernet_wrap_json(const auth_fernet_key *k, const json_t *value);
+json_t *auth_fernet_unwrap_json(const auth_fernet_key *k, const json_t *wrapper);
+/* The "prompt_enc" of a task payload (llm.generate, §4.5) decrypted into "prompt": returns a
+ * new payload without prompt_enc, or NULL when there is no wrapped prompt_enc; *failed is set
+ * when there is one that does not decrypt. */
+json_t *auth_fernet_payload_prompt(const auth_fernet_key *k, const json_t *payload, bool *failed);
 
 #endif

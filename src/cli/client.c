@@ -21,6 +21,7 @@
 #include "cli/resolve.h"
 #include "config/config.h"
 #include "mcp/dispatch.h"
+#include "auth/fernet.h"
 #include "node/node.h"
 #include "p2p/host/host.h"
 #include "auth/auth.h"
@@ -256,6 +257,16 @@ static int run_op(cenv *e, const cli_opts *o, json_t *msg, double timeout_s) {
     reply = taskq_handle(node_taskq(e->n), msg, &call);
   }
   json_decref(msg);
+  /* p2p.encrypt (§4.5): a cache value read from a peer is shown decrypted */
+  json_t *val = json_object_get(reply, "value");
+  if (o->n_peers && e->cfg.p2p.encrypt && auth_fernet_is_wrapped(val)) {
+    auth_fernet_key k;
+    auth_fernet_key_derive(e->cfg.p2p.encryption_key ? e->cfg.p2p.encryption_key : e->cfg.p2p.token, &k);
+    json_t *plain = auth_fernet_unwrap_json(&k, val);
+    auth_fernet_key_wipe(&k);
+    if (plain) json_object_set_new(reply, "value", plain);
+    else json_object_set_new(reply, "decrypt_error", json_true());
+  }
   print_json(reply);
   int rc = json_is_true(json_object_get(reply, "ok")) ? 0 : 1;
   json_decref(reply);
@@ -332,6 +343,14 @@ int cli_cache(int argc, char **argv) {
   } else if (strcmp(sub, "set") == 0 && o.n_pos == 3) {
     json_t *v = parse_json_arg(o.pos[2]);
     if (!v) goto out;
+    if (o.n_peers && e.cfg.p2p.encrypt) { /* the value rests encrypted in the peer's cache (§4.5) */
+      auth_fernet_key k;
+      auth_fernet_key_derive(e.cfg.p2p.encryption_key ? e.cfg.p2p.encryption_key : e.cfg.p2p.token, &k);
+      json_t *w = auth_fernet_wrap_json(&k, v);
+      auth_fernet_key_wipe(&k);
+      json_decref(v);
+      if (!(v = w)) goto out;
+    }
     m = json_pack("{s:s, s:s, s:o}", "op", "cache.set", "key", o.pos[1], "value", v);
     if (o.has_ttl) json_object_set_new(m, "ttl_s", json_real(o.ttl_s));
   } else {

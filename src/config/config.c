@@ -1465,6 +1465,9 @@ static int cross_check(lctx *c) {
   config *cfg = c->cfg;
   int jrc = check_jwt(c);
   if (jrc != 0) return jrc;
+  if (cfg->p2p.encrypt && !cfg->p2p.encryption_key && !cfg->p2p.token)
+    return kerr(c, "p2p.encrypt", "on, but there is no secret: set p2p.encryption_key "
+                                  "(IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPTION_KEY) or the shared token");
   if (cfg->cache.max_value_bytes > cfg->cache.max_bytes && cfg->cache.max_bytes > 0)
     return kerr(c, "cache.max_value_bytes", "larger than cache.max_bytes (%llu)",
                 (unsigned long long)cfg->cache.max_bytes);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "auth/fernet.h"
 #include "auth/jwt.h"
 #include "auth/policy.h"
 #include "p2p/host/peers.h"
@@ -829,7 +830,14 @@ static int start_workers(node *n, char *err, size_t errlen) {
   wo.n_sources = n->n_wsources;
   wo.lease_seconds = n->wopts.lease_seconds > 0 ? n->wopts.lease_seconds : 60;
   wo.once = n->wopts.once;
-  rc = taskq_runner_start(&wo, &n->workers);
+  auth_fernet_key fk = {{0}, {0}}; /* p2p.encrypt: encrypted prompts reach the tools decrypted (§4.5) */
+  const config *cfg = n->cfg;
+  if (cfg->p2p.encrypt && (cfg->p2p.encryption_key || cfg->p2p.token)) {
+    auth_fernet_key_derive(cfg->p2p.encryption_key ? cfg->p2p.encryption_key : cfg->p2p.token, &fk);
+    wo.fernet = &fk;
+  }
+  rc = taskq_runner_start(&wo, &n->workers); /* copies the key */
+  auth_fernet_key_wipe(&fk);
   if (rc != 0) {
     n->workers = NULL;
     seterr(err, errlen, "cannot start the workers: %s", strerror(-rc));

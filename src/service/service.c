@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/fernet.h"
 #include "auth/policy.h"
 #include "p2p/host/peers.h"
 #include "service/client.h"
@@ -54,6 +55,8 @@ struct svc_service {
   tq_queue *q;
   ttlcache *cache;
   const auth_policy *policy; /* the node's */
+  auth_fernet_key fernet;    /* p2p.encrypt: payload encryption (has_fernet) */
+  bool has_fernet;
   taskq_ctx *tq;
   /* loop side */
   uv_loop_t *loop;
@@ -495,15 +498,26 @@ static mcp_tool_status t_remote_wait(mcp_call *call, json_t *args, json_t **resu
 }
 
 static mcp_tool_status cache_op(const char *op, mcp_call *call, json_t *args, json_t **result, void *ud) {
+  svc_service *s = ud;
   double t = arg_num(args, "timeout_s", 10);
   json_t *m = json_pack("{s:s, s:s?}", "op", op, "key", arg_str(args, "key"));
   if (strcmp(op, "cache.set") == 0) {
     json_t *v = json_object_get(args, "value");
-    json_object_set(m, "value", v ? v : json_null());
+    /* p2p.encrypt (§4.5): the value rests encrypted in the other peer's cache */
+    json_t *enc = s->has_fernet ? auth_fernet_wrap_json(&s->fernet, v ? v : json_null()) : NULL;
+    if (enc) json_object_set_new(m, "value", enc);
+    else json_object_set(m, "value", v ? v : json_null());
     json_t *ttl = json_object_get(args, "ttl_s");
     if (json_is_number(ttl)) json_object_set(m, "ttl_s", ttl);
   }
-  return remote_op(ud, call, args, m, t + 2, result);
+  mcp_tool_status st = remote_op(ud, call, args, m, t + 2, result);
+  json_t *val = json_object_get(*result, "value");
+  if (s->has_fernet && strcmp(op, "cache.get") == 0 && auth_fernet_is_wrapped(val)) {
+    json_t *plain = auth_fernet_unwrap_json(&s->fernet, val);
+    if (plain) json_object_set_new(*result, "value", plain);
+    else json_object_set_new(*result, "decrypt_error", json_true()); /* another key: left as it is */
+  }
+  return st;
 }
 static mcp_tool_status t_cache_get(mcp_call *c, json_t *a, json_t **r, void *ud) { return cache_op("cache.get", c, a, r, ud); }
 static mcp_tool_status t_cache_has(mcp_call *c, json_t *a, json_t **r, void *ud) { return cache_op("cache.has", c, a, r, ud); }
@@ -604,6 +618,10 @@ int svc_service_new(const config *cfg, const auth_policy *policy, tq_queue *q, t
   s->q = q;
   s->cache = c;
   s->policy = policy;
+  if (cfg && cfg->p2p.encrypt && (cfg->p2p.encryption_key || cfg->p2p.token)) {
+    auth_fernet_key_derive(cfg->p2p.encryption_key ? cfg->p2p.encryption_key : cfg->p2p.token, &s->fernet);
+    s->has_fernet = true;
+  }
   pthread_mutex_init(&s->mu, NULL);
   int rc = -ENOMEM;
   taskq_config tc;
@@ -714,7 +732,7 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
     char wid[200];
     snprintf(wid, sizeof wid, "%s", s->peer_id[0] ? s->peer_id : "local");
     taskq_runner_opts ro = {.loop = loop, .dispatcher = d, .sources = &s->local_source, .n_sources = 1, .slots = nw,
-                            .worker_id = wid};
+                            .worker_id = wid, .fernet = s->has_fernet ? &s->fernet : NULL};
     if ((rc = taskq_runner_start(&ro, &s->workers)) != 0) return rc;
   }
   s->started = true;
@@ -778,6 +796,7 @@ void svc_service_free(svc_service *s) {
     repl_job_free(j);
   }
   json_decref(s->task_types);
+  auth_fernet_key_wipe(&s->fernet);
   pthread_mutex_destroy(&s->mu);
   free(s);
 }

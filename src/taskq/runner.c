@@ -23,6 +23,8 @@ struct taskq_runner {
   taskq_runner_opts o;
   taskq_source **sources;
   auth_ctx run_as;
+  auth_fernet_key fernet; /* has_fernet: payload encryption on */
+  bool has_fernet;
   char **types;
   size_t n_types;
   slot *slots;
@@ -276,6 +278,16 @@ static void slot_run(slot *s) {
   }
   snprintf(s->tool, sizeof s->tool, "%s", tool);
   json_t *owned = NULL;
+  if (r->has_fernet && json_is_object(args)) { /* §4.5: an encrypted prompt reaches the tool in clear */
+    bool failed = false;
+    json_t *plain = auth_fernet_payload_prompt(&r->fernet, args, &failed);
+    if (failed) {
+      r->st.failed++;
+      finish_complete(s, TQ_FAILED, NULL, "prompt_decrypt_failed");
+      return;
+    }
+    if (plain) args = owned = plain;
+  }
   if (!json_is_object(args)) args = owned = args && !json_is_null(args) ? json_pack("{s:O}", "value", args) : json_object();
   s->state = SL_RUNNING;
   mcp_call_request req = {.tool = s->tool, .args = args, .auth = &r->run_as, .remote = true,
@@ -409,6 +421,11 @@ int taskq_runner_start(const taskq_runner_opts *o, taskq_runner **out) {
   taskq_runner *r = calloc(1, sizeof *r);
   if (!r) return -ENOMEM;
   r->o = *o;
+  if (o->fernet) {
+    r->fernet = *o->fernet;
+    r->has_fernet = true;
+  }
+  r->o.fernet = NULL;
   if (!r->o.slots) r->o.slots = 1;
   if (!(r->o.lease_seconds > 0)) r->o.lease_seconds = 60;
   if (!r->o.idle_poll_ms) r->o.idle_poll_ms = 500;
@@ -538,6 +555,7 @@ void taskq_runner_stop(taskq_runner *r, uint32_t grace_ms, void (*done)(void *ud
 
 void taskq_runner_free(taskq_runner *r) {
   if (!r) return;
+  auth_fernet_key_wipe(&r->fernet);
   for (unsigned i = 0; r->slots && i < r->o.slots; i++) taskq_task_free(r->slots[i].task);
   runner_free_parts(r);
 }

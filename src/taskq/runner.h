@@ -44,6 +44,7 @@
 #include <uv.h>
 
 #include "auth/auth.h"
+#include "auth/fernet.h"
 #include "mcp/dispatch.h"
 #include "taskq/source.h"
 
@@ -65,6 +66,10 @@ typedef struct taskq_runner_opts {
   double retry_delay_s;        /* before a failed run may run again; 0 = at once */
   const char *stop_reason;     /* release reason when stopping; NULL → "worker_stopping" */
   bool once;                   /* run one task (or find none), then stop claiming */
+  const auth_fernet_key *fernet; /* copied; NULL = payload encryption off. With it, a payload's
+                                    {"enc":"fernet-v1"} "prompt_enc" reaches the tool decrypted
+                                    as "prompt" (p2p_tasks_spec.md §4.5); one that does not
+                                    decrypt fails the task (prompt_decrypt_failed) */
 } taskq_runner_opts;
 
 /* Starts claiming at once. 0, -EINVAL, -ENOMEM. */

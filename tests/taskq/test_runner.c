@@ -20,6 +20,7 @@
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
 #include "taskq/local_source.h"
+#include "auth/fernet.h"
 #include "taskq/runner.h"
 #include "util/clock.h"
 
@@ -302,6 +303,33 @@ static void test_runner_runs_a_command_tool_named_by_the_task_type(void **state)
   const char *const *types = taskq_runner_task_types(W.w, &n);
   assert_int_equal(n, 3); /* tool.call, tool, word_count */
   assert_string_equal(types[2], "word_count");
+}
+
+/* p2p_tasks_spec.md §4.5: with payload encryption on, a prompt_enc wrapper reaches the tool
+ * decrypted as "prompt"; one under another key fails the task. */
+static void test_runner_decrypts_prompt_enc(void **state) {
+  (void)state;
+  auth_fernet_key k, other;
+  auth_fernet_key_derive("s3cr3t", &k);
+  auth_fernet_key_derive("not the key", &other);
+  char good[33], bad[33];
+  submit_typed("word_count", json_pack("{s:o, s:i}", "prompt_enc", auth_fernet_wrap(&k, "summarise this"), "n", 1), good);
+  submit_typed("word_count", json_pack("{s:o}", "prompt_enc", auth_fernet_wrap(&other, "x")), bad);
+  taskq_runner_opts o = {.loop = &W.loop, .dispatcher = W.disp, .worker_id = "enc", .sources = &W.src,
+                         .n_sources = 1, .lease_seconds = 30, .idle_poll_ms = 50, .fernet = &k};
+  assert_int_equal(taskq_runner_start(&o, &W.w), 0);
+  auth_fernet_key_wipe(&k); /* the runner keeps its own copy */
+  tq_task *t = run_until_status(good, TQ_COMPLETED);
+  json_t *res = result_of(t);
+  json_t *echo = json_object_get(json_object_get(res, "result"), "echo");
+  assert_string_equal(json_string_value(json_object_get(echo, "prompt")), "summarise this");
+  assert_null(json_object_get(echo, "prompt_enc"));
+  assert_int_equal(json_integer_value(json_object_get(echo, "n")), 1);
+  json_decref(res);
+  tq_task_free(t);
+  t = run_until_status(bad, TQ_FAILED);
+  assert_string_equal(t->error, "prompt_decrypt_failed");
+  tq_task_free(t);
 }
 
 static void test_runner_timeout_is_retried_later(void **state) {
@@ -674,6 +702,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_runner_tool_error_fails_with_the_tool_shape, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_missing_tool_name_fails, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_runs_a_command_tool_named_by_the_task_type, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_runner_decrypts_prompt_enc, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_timeout_is_retried_later, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_once_runs_one_task, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_once_with_nothing_to_do_finishes, setup, teardown),
