@@ -239,6 +239,15 @@ if [ -x "$node" ]; then
     if [ "$(echo "$line" | jget 'd["ok"]')" = "True" ]; then ok "js-libp2p: $name"; else ko "js-libp2p: $name" "$(echo "$line" | jget 'd.get("detail")')"; fi
   done <"$tmp/js.out"
   [ -s "$tmp/js.out" ] || ko "js-libp2p peer produced no results" "$(tail -3 "$tmp/js.err")"
+  # the CLI presents a JWT from --token-file (never on the command line): a stranger to C is let in
+  printf '%s\n' "$JWT_C" >"$tmp/jwt.tok"
+  chmod 600 "$tmp/jwt.tok"
+  got=$(cli stranger call --peer "$C_MA" --token-file "$tmp/jwt.tok" echo '{"via":"token-file"}')
+  check "CLI --token-file JWT authorizes a stranger on C" [ "$(echo "$got" | jget 'd["structuredContent"]["via"]')" = "token-file" ]
+  got=$(cli stranger call --peer "$C_MA" echo '{"via":"none"}')
+  check "the same stranger without it is refused" [ "$(echo "$got" | jget 'd.get("isError")')" = "True" ]
+  grep -q '"msg":"request refused"' "$tmp/c.err" && ok "C logs refusals" || ko "C logs refusals"
+  grep -q "$JWT_C" "$tmp/c.err" && ko "C never logs a token" || ok "C never logs a token"
 else
   ko "js-libp2p peer" "node 22 missing (run make test-deps)"
 fi
