@@ -325,6 +325,7 @@ typedef struct remote_req {
   uint32_t tmo;
   bool resolving, cancelled;
   char target[AUTH_MAX_PEER_ID + 1];
+  bool decrypt_value; /* cache.get with p2p.encrypt: the reply's "value" wrapper is opened */
 } remote_req;
 
 /* Loop: the peer answered (or the request failed): completes the pending call. */
@@ -335,6 +336,12 @@ static void remote_done(void *ud, int err, json_t *result, json_t *error) {
   else if (result) r = json_incref(result);
   else r = json_pack("{s:b, s:s, s:O?}", "ok", 0, "error", "rpc_error", "detail", error);
   mcp_tool_status st = json_is_true(json_object_get(r, "ok")) ? MCP_TOOL_OK : MCP_TOOL_ERROR;
+  json_t *val = json_object_get(r, "value");
+  if (rr->decrypt_value && auth_fernet_is_wrapped(val)) { /* §4.5 */
+    json_t *plain = auth_fernet_unwrap_json(&rr->s->fernet, val);
+    if (plain) json_object_set_new(r, "value", plain);
+    else json_object_set_new(r, "decrypt_error", json_true()); /* another key: shown as stored */
+  }
   mcp_call_complete(rr->call, st, r ? r : json_string("out of memory"));
   free(rr);
 }
@@ -392,8 +399,8 @@ static bool needs_search(svc_service *s, const char *target) {
 }
 
 /* Loop (an MCP_TOOL_ASYNC handler): sends the op message to the target and returns pending. */
-static mcp_tool_status remote_op(svc_service *s, mcp_call *call, json_t *args, json_t *msg /* stolen */,
-                                 double timeout_s, json_t **result) {
+static mcp_tool_status remote_op_ex(svc_service *s, mcp_call *call, json_t *args, json_t *msg /* stolen */,
+                                    double timeout_s, bool decrypt_value, json_t **result) {
   const char *target = arg_target(args);
   if (!target) {
     json_decref(msg);
@@ -418,6 +425,7 @@ static mcp_tool_status remote_op(svc_service *s, mcp_call *call, json_t *args, j
     }
     rr->call = call;
     rr->s = s;
+    rr->decrypt_value = decrypt_value;
     rr->msg = msg;
     double ms = timeout_s * 1000;
     rr->tmo = ms < 1 ? 1 : ms > 3600000 ? 3600000 : (uint32_t)ms;
@@ -441,6 +449,7 @@ static mcp_tool_status remote_op(svc_service *s, mcp_call *call, json_t *args, j
   rr->call = call;
   rr->client = c;
   rr->s = s;
+  rr->decrypt_value = decrypt_value;
   double ms = timeout_s * 1000;
   uint32_t tmo = ms < 1 ? 1 : ms > 3600000 ? 3600000 : (uint32_t)ms;
   int rc = svc_client_rpc(c, msg, tmo, remote_done, rr);
@@ -452,6 +461,11 @@ static mcp_tool_status remote_op(svc_service *s, mcp_call *call, json_t *args, j
   }
   mcp_call_on_cancel(call, remote_cancel, rr);
   return MCP_TOOL_PENDING;
+}
+
+static mcp_tool_status remote_op(svc_service *s, mcp_call *call, json_t *args, json_t *msg /* stolen */,
+                                 double timeout_s, json_t **result) {
+  return remote_op_ex(s, call, args, msg, timeout_s, false, result);
 }
 
 static mcp_tool_status t_remote_status(mcp_call *call, json_t *args, json_t **result, void *ud) {
@@ -510,14 +524,7 @@ static mcp_tool_status cache_op(const char *op, mcp_call *call, json_t *args, js
     json_t *ttl = json_object_get(args, "ttl_s");
     if (json_is_number(ttl)) json_object_set(m, "ttl_s", ttl);
   }
-  mcp_tool_status st = remote_op(ud, call, args, m, t + 2, result);
-  json_t *val = json_object_get(*result, "value");
-  if (s->has_fernet && strcmp(op, "cache.get") == 0 && auth_fernet_is_wrapped(val)) {
-    json_t *plain = auth_fernet_unwrap_json(&s->fernet, val);
-    if (plain) json_object_set_new(*result, "value", plain);
-    else json_object_set_new(*result, "decrypt_error", json_true()); /* another key: left as it is */
-  }
-  return st;
+  return remote_op_ex(s, call, args, m, t + 2, s->has_fernet && strcmp(op, "cache.get") == 0, result);
 }
 static mcp_tool_status t_cache_get(mcp_call *c, json_t *a, json_t **r, void *ud) { return cache_op("cache.get", c, a, r, ud); }
 static mcp_tool_status t_cache_has(mcp_call *c, json_t *a, json_t **r, void *ud) { return cache_op("cache.has", c, a, r, ud); }

@@ -171,7 +171,7 @@ static int setup(void **state) {
   assert_int_equal(svc_server_start(&so, &W.srv), 0);
 
   W.reg_b = mcp_registry_new();
-  assert_int_equal(svc_service_new(NULL, NULL, NULL, W.reg_b, &W.svc), 0);
+  assert_int_equal(svc_service_new(NULL, NULL, NULL, NULL, W.reg_b, &W.svc), 0);
   assert_int_equal(tools_meta_register(W.reg_b), 0);
   mcp_dispatcher_opts o = {.threads = 1, .max_threads = 2, .long_threads = 2};
   assert_int_equal(mcp_dispatcher_new(&W.loop, W.reg_b, &o, &W.disp_b), 0);
