@@ -188,3 +188,36 @@ test('notifications/cancelled stops a call and no response is sent for it', () =
   s.end();
   assert.equal((await s.exited).code, 0);
 }));
+
+// stdio.scopes (issue 13): the local client holds only what the operator gave it; tools needing
+// more are neither listed nor callable, and the refusal is logged (never with a token).
+test('stdio.scopes narrows what the stdio client may list and call', async () => {
+  const sc = scratch({ stdio: { scopes: ['tool.call'] } });
+  const s = new RawServer(sc);
+  try {
+    const names = [];
+    let cursor;
+    for (let id = 1; id < 200; id++) {
+      const r = await s.request({ jsonrpc: '2.0', id, method: 'tools/list', params: cursor ? { cursor } : {} });
+      names.push(...r.result.tools.map((t) => t.name));
+      cursor = r.result.nextCursor;
+      if (!cursor) break;
+    }
+    assert.ok(names.includes('server_info'), 'tools that need nothing');
+    assert.ok(!names.includes('cache_get'), 'cache.read is not held');
+    assert.ok(!names.includes('task_submit'), 'task.submit is not held');
+    const r = await s.request({ jsonrpc: '2.0', id: 500, method: 'tools/call', params: { name: 'cache_get', arguments: { key: 'k' } } });
+    assert.equal(r.result.isError, true);
+    assert.match(JSON.stringify(r.result.content), /Forbidden/);
+    s.end();
+    const { code } = await s.exited;
+    assert.equal(code, 0, s.stderr.slice(-2000));
+    const refusal = s.stderr.split('\n').find((l) => l.includes('"request refused"'));
+    assert.ok(refusal, 'the refusal is logged');
+    assert.equal(JSON.parse(refusal).reason, 'insufficient_scope');
+    assert.equal(JSON.parse(refusal).transport, 'stdio');
+  } finally {
+    if (s.proc.exitCode === null) s.proc.kill('SIGKILL');
+    sc.cleanup();
+  }
+});
