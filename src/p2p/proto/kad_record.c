@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "p2p/core/keys.h"
+#include "util/alloc.h"
 
 /* The namespace of "/<ns>/<rest>": *ns, *ns_len; false if the key has no such shape (js and
  * go need at least "/x/…"). */
@@ -49,7 +50,12 @@ int kad_rendezvous_record_parse(const uint8_t *value, size_t len, kad_rendezvous
   memset(out, 0, sizeof *out);
   if (len == 0 || len > KAD_RENDEZVOUS_MAX_VALUE) return -EINVAL;
   json_error_t err;
-  json_t *j = json_loadb((const char *)value, len, JSON_REJECT_DUPLICATES, &err);
+  bool oom = false;
+  json_t *j = alloc_json_loadb((const char *)value, len, JSON_REJECT_DUPLICATES, &err, &oom);
+  if (oom) {
+    json_decref(j);
+    return -ENOMEM;
+  }
   if (!j) return -EINVAL;
   int rc = -EINVAL;
   json_t *pid = json_object_get(j, "peer_id");
@@ -84,7 +90,8 @@ static int validate_rendezvous(const uint8_t *key, size_t key_len, const uint8_t
   ns[nl] = 0;
   if (!kad_rendezvous_ns_valid(ns)) return -EINVAL;
   kad_rendezvous_record r;
-  if (kad_rendezvous_record_parse(value, value_len, &r)) return -EINVAL;
+  int rc = kad_rendezvous_record_parse(value, value_len, &r);
+  if (rc) return rc == -ENOMEM ? rc : -EINVAL;
   if (from && !peerid_equal(from, &r.id)) return -EPERM;
   return 0;
 }

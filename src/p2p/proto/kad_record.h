@@ -34,10 +34,12 @@
 
 /* Validates value for key. `from` is the peer that sent a PUT_VALUE (NULL when checking a
  * record fetched with GET_VALUE). 0 valid, -ENOTSUP no validator for the namespace, -EINVAL
- * invalid, -EPERM the record names another peer than `from`. */
+ * invalid, -EPERM the record names another peer than `from`, -ENOMEM (the JSON value could not
+ * be parsed for lack of memory: neither valid nor invalid). */
 int kad_record_validate(const uint8_t *key, size_t key_len, const uint8_t *value, size_t value_len,
                         const peerid *from) __attribute__((warn_unused_result));
-/* Of two valid values for key, 0 if a is better or as good, 1 if b is better. */
+/* Of two valid values for key, 0 if a is better or as good, 1 if b is better (a value that
+ * cannot be parsed, also for lack of memory, is worse than one that can; b never wins then). */
 int kad_record_select(const uint8_t *key, size_t key_len, const uint8_t *a, size_t a_len, const uint8_t *b,
                       size_t b_len);
 
@@ -60,7 +62,8 @@ typedef struct kad_rendezvous_record {
  * (Python's default ", " / ": " separators). Returns its length or -ENOSPC / -EINVAL. */
 int kad_rendezvous_record_make(const char *peer_id, const char *multiaddr_text, double ts, char *out, size_t cap)
     __attribute__((warn_unused_result));
-/* Parses and checks a value (the rules above, without the storer check). 0 or -EINVAL. */
+/* Parses and checks a value (the rules above, without the storer check). 0, -EINVAL, or
+ * -ENOMEM (jansson ran short of memory; the value may well be valid). */
 int kad_rendezvous_record_parse(const uint8_t *value, size_t len, kad_rendezvous_record *out)
     __attribute__((warn_unused_result));
 
