@@ -8,7 +8,7 @@ PEERMCP_ARGS ?=
 
 all: deps
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release -Dtests=disabled >/dev/null
-	@ninja -C $(BUILD) peermcp
+	@ninja -C $(BUILD) peermcp layercheck   # layercheck: each layer links with only the layers it may use
 
 deps:
 	@bash scripts/setup.sh
