@@ -59,6 +59,8 @@ static void found_ns(p2p_discovery *d, int err, const char *const *ids, size_t n
 
 /* Node 0 is the bootstrap peer; the others bootstrap from it. dht = false leaves every part off. */
 static void make_node(int i, bool dht);
+static void make_node_host(int i);
+static void make_node_discovery(int i, bool dht);
 
 static void make_nodes(bool dht) {
   assert_int_equal(uv_loop_init(&loop), 0);
@@ -66,6 +68,11 @@ static void make_nodes(bool dht) {
 }
 
 static void make_node(int i, bool dht) {
+  make_node_host(i);
+  make_node_discovery(i, dht);
+}
+
+static void make_node_host(int i) {
   {
     node *n = &nodes[i];
     snprintf(n->dir, sizeof n->dir, "/tmp/test_discovery.XXXXXX");
@@ -75,6 +82,9 @@ static void make_node(int i, bool dht) {
     assert_int_equal(p2p_host_listen(n->h, "/ip4/127.0.0.1/tcp/0"), 0);
     assert_int_equal(p2p_host_announce_addr(n->h, 0, n->addr, sizeof n->addr), 0);
   }
+}
+
+static void make_node_discovery(int i, bool dht) {
   {
     const char *boot[2] = {nodes[0].addr, "/dnsaddr/bootstrap.invalid/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"};
     p2p_discovery_config dc = {.dht = dht,
@@ -157,6 +167,28 @@ static void test_discovery_resolves_a_peer_id_through_the_dht(void **st) {
   assert_int_equal(p2p_discovery_resolve(nodes[3].d, "junk", 100, resolved, NULL), -EINVAL);
 }
 
+/* The first lookup misses (the peer is not in the DHT yet); the resolve keeps looking until its
+ * deadline and finds it once it joins. */
+static void test_discovery_resolve_looks_again_until_the_deadline(void **st) {
+  (void)st;
+  make_nodes(true);
+  wait_tables(N - 1);
+  make_node_host(N - 1); /* exists, but has not joined the DHT */
+  const char *target = p2p_host_peer_id(nodes[N - 1].h);
+  pending = 1;
+  assert_int_equal(p2p_discovery_resolve(nodes[3].d, target, 20000, resolved, NULL), 0);
+  uint64_t end = uv_now(&loop) + 2500; /* long enough for the first lookup to end empty */
+  while (uv_now(&loop) < end && pending) uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(pending, 1);
+  make_node_discovery(N - 1, true); /* joins: bootstraps through node 0 */
+  run_until_done(25000);
+  assert_int_equal(pending, 0);
+  assert_int_equal(last_err, 0);
+  p2p_peer_info info;
+  assert_int_equal(p2p_host_peer_info(nodes[3].h, target, &info), 0);
+  assert_true(info.n_listen_addrs > 0);
+}
+
 static void test_discovery_finds_the_namespace(void **st) {
   (void)st;
   make_nodes(true);
@@ -204,6 +236,7 @@ int main(void) {
   log_set_level(LOG_ERROR);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_discovery_resolves_a_peer_id_through_the_dht, teardown),
+      cmocka_unit_test_teardown(test_discovery_resolve_looks_again_until_the_deadline, teardown),
       cmocka_unit_test_teardown(test_discovery_finds_the_namespace, teardown),
       cmocka_unit_test_teardown(test_discovery_all_off_finds_nothing, teardown),
       cmocka_unit_test_teardown(test_discovery_close_cancels_a_running_resolve, teardown),

@@ -20,6 +20,7 @@ typedef struct resolve_op {
   p2p_discovery *d;
   char peer_id[PEERID_STR_MAX];
   uint64_t deadline;
+  uint64_t kad_retry_at;    /* 0: no retry scheduled; else when the DHT lookup runs again */
   bool done, kad_pending;
   bool kad_waits;           /* the DHT lookup starts when bootstrap is over */
   p2p_discovery_resolve_fn cb;
@@ -99,13 +100,30 @@ static void reap_resolves(p2p_discovery *d) {
   }
 }
 
+static void on_kad_found(p2p_kad *k, int err, const kad_peer_info *peers, size_t n, const p2p_kad_op_stats *st,
+                         void *ud);
+
+/* A DHT lookup that ended without the peer's addresses is retried every KAD_RETRY_MS until the
+ * deadline: one lookup can miss on a busy network (a responder slow to answer, a routing table
+ * that dropped the peer for a moment) and the caller gave us the whole deadline to find it. */
+#define KAD_RETRY_MS 1000
+
 static void check_resolves(p2p_discovery *d) {
   uint64_t now = uv_now(d->loop);
   for (resolve_op *op = d->resolves; op; op = op->next) {
     if (op->done) continue;
-    if (has_addr(d, op->peer_id)) resolve_finish(op, 0);
-    else if (now >= op->deadline) resolve_finish(op, -ETIMEDOUT);
-    else if (!op->kad_pending && !d->mdns) resolve_finish(op, -ENOENT); /* the DHT gave up */
+    if (has_addr(d, op->peer_id)) {
+      resolve_finish(op, 0);
+    } else if (now >= op->deadline) {
+      resolve_finish(op, -ETIMEDOUT);
+    } else if (!op->kad_pending && !op->kad_waits && op->kad_retry_at && now >= op->kad_retry_at && d->kad &&
+               !d->closing) {
+      op->kad_retry_at = 0;
+      if (p2p_kad_find_peer(d->kad, op->peer_id, on_kad_found, op) == 0) op->kad_pending = true;
+      else if (!d->mdns) resolve_finish(op, -ENOENT);
+    } else if (!op->kad_pending && !op->kad_waits && !op->kad_retry_at && !d->mdns) {
+      resolve_finish(op, -ENOENT); /* no DHT to ask */
+    }
   }
 }
 
@@ -117,7 +135,10 @@ static void on_kad_found(p2p_kad *k, int err, const kad_peer_info *peers, size_t
   (void)st;
   resolve_op *op = ud;
   op->kad_pending = false;
-  if (!op->done && err == 0) resolve_finish(op, 0); /* its addresses went to the peer table */
+  /* Found: its addresses went to the peer table (check_resolves answers). Not found, or found
+   * without an address: look again shortly, until the deadline. */
+  if (!op->done && err != -ECANCELED && !has_addr(op->d, op->peer_id))
+    op->kad_retry_at = uv_now(op->d->loop) + KAD_RETRY_MS;
   check_resolves(op->d);
 }
 

@@ -370,7 +370,8 @@ def group_cli_dht():
            (rc, out, err[-400:]))
     if tid:
         rc, out, err = peermcp(cenv, "task", "get", "--state-dir", os.path.join(TMP, "cli2"), "--peer", b.peer_id, tid)
-        expect("cli-dht: …B's task is completed", rc == 0 and out.get("task", {}).get("status") == "completed", out)
+        expect("cli-dht: …B's task is completed", rc == 0 and out.get("task", {}).get("status") == "completed",
+               (rc, out, err[-600:]))
     b.stop()
     c.stop()
     check_clean_exit([js_a])
