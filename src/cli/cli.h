@@ -16,5 +16,6 @@ int cli_cache(int argc, char **argv);  /* src/cli/client.c: cache get|set|has|de
 int cli_status(int argc, char **argv); /* src/cli/client.c: status --peer */
 int cli_worker(int argc, char **argv); /* src/cli/client.c: run a worker */
 int cli_peers(int argc, char **argv);  /* src/cli/peers.c: print the saved peer table */
+int cli_queue(int argc, char **argv);  /* src/cli/queue.c: queue import --from-peer */
 
 #endif

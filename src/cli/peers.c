@@ -14,69 +14,59 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
+#include "cli/help.h"
 #include "config/config.h"
 #include "p2p/host/peers.h"
 #include "p2p/host/peerstore.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-static int usage(FILE *f, int rc) {
-  fprintf(f, "usage: peermcp peers [--source S]... [--alive] [--limit N] [OPTIONS]\n\n"
-             "Prints the peer table saved in <state-dir>/peers as JSON. S is one of manual, identify,\n"
-             "mdns, dht, bootstrap, rendezvous.\n\noptions:\n%s",
-          config_args_help());
-  return rc;
+static int usage_error(const char *msg) {
+  fprintf(stderr, "peermcp peers: %s\n", msg);
+  cli_help_print_usage(stderr, "peers");
+  return CLI_EXIT_USAGE;
 }
 
 int cli_peers(int argc, char **argv) {
   config_args args;
   config cfg;
-  char err[1024];
-  config_args_init(&args);
-  if (config_args_parse(&args, &argc, argv, err, sizeof err) != 0) {
-    fprintf(stderr, "peermcp peers: %s\n", err);
-    config_args_free(&args);
-    return 2;
-  }
+  char err[600];
+  int rc = cli_load_config("peers", &argc, argv, &args, &cfg);
+  if (rc) return rc;
   p2p_peer_filter f = {.limit = 100};
-  int rc = 0;
   for (int i = 1; i < argc && rc == 0; i++) {
     const char *a = argv[i];
+    uint64_t n;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      cli_help_print(stdout, "peers");
+      config_free(&cfg);
       config_args_free(&args);
-      return usage(stdout, 0);
+      return CLI_EXIT_OK;
     } else if (!strcmp(a, "--alive")) {
       f.alive_only = true;
-    } else if (!strcmp(a, "--source") && i + 1 < argc) {
+    } else if (!strcmp(a, "--source")) {
       unsigned bit;
-      if (peerstore_source_parse(argv[++i], &bit) != 0) {
-        fprintf(stderr, "peermcp peers: unknown source '%s'\n", argv[i]);
-        rc = 2;
+      if (i + 1 >= argc || peerstore_source_parse(argv[++i], &bit) != 0) {
+        snprintf(err, sizeof err, "--source: \"%.100s\" is not a source (manual, identify, mdns, dht, bootstrap, rendezvous)",
+                 i < argc ? argv[i] : "");
+        rc = usage_error(err);
       }
       f.sources |= bit;
-    } else if (!strcmp(a, "--limit") && i + 1 < argc) {
-      char *end;
-      long n = strtol(argv[++i], &end, 10);
-      if (*end || n < 1 || n > PEERSTORE_MAX_PEERS) {
-        fprintf(stderr, "peermcp peers: --limit expects 1..%d\n", PEERSTORE_MAX_PEERS);
-        rc = 2;
-      }
+    } else if (!strcmp(a, "--limit")) {
+      if (cli_parse_uint("--limit", i + 1 < argc ? argv[++i] : NULL, 1, PEERSTORE_MAX_PEERS, &n, err, sizeof err) != 0)
+        rc = usage_error(err);
       f.limit = (size_t)n;
     } else {
-      fprintf(stderr, "peermcp peers: unknown argument '%s'\n", a);
-      rc = 2;
+      snprintf(err, sizeof err, "unexpected argument \"%.500s\"", a);
+      rc = usage_error(err);
     }
   }
   if (rc) {
+    config_free(&cfg);
     config_args_free(&args);
-    return usage(stderr, rc);
+    return rc;
   }
-  if (config_load(&cfg, &args, err, sizeof err) != 0) {
-    fprintf(stderr, "peermcp peers: %s\n", err);
-    config_args_free(&args);
-    return 1;
-  }
-  log_set_level(cfg.log_level > LOG_WARNING ? cfg.log_level : LOG_WARNING);
   f.alive_window_s = cfg.p2p.peer_timeout_seconds;
   char path[4200];
   snprintf(path, sizeof path, "%s/peers", cfg.state_dir);

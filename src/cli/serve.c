@@ -8,54 +8,49 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
+#include "cli/help.h"
 #include "config/config.h"
 #include "node/node.h"
 #include "util/log.h"
 
-static void serve_usage(FILE *f) {
-  fprintf(f,
-          "usage: peermcp serve [OPTIONS]\n"
-          "\n"
-          "Serves MCP (JSON-RPC, newline-delimited) on stdin/stdout, both the 2026-07-28 and the\n"
-          "2025-11-25…2024-11-05 revisions, plus the libp2p peer, and with --http-listen over\n"
-          "Streamable HTTP at http://HOST:PORT/mcp. Logs are JSON lines on stderr.\n"
-          "Exits 0 when stdin closes (after in-flight calls finish; with HTTP listeners only stdio\n"
-          "closes then) or on SIGINT/SIGTERM.\n"
-          "\n"
-          "options:\n"
-          "%s"
-          "  -h, --help           this text\n",
-          config_args_help());
+/* Flag sets that cannot mean what they say are refused before anything starts: --p2p-listen
+ * with --no-p2p, and a configuration that serves nothing at all (no stdio, no p2p, no HTTP). */
+static int check_flag_set(const config_args *args, const config *cfg) {
+  if (args->no_p2p && args->p2p_listen_count) {
+    fprintf(stderr, "peermcp serve: --p2p-listen and --no-p2p contradict each other (drop one)\n");
+    return CLI_EXIT_USAGE;
+  }
+  if (!cfg->stdio.enabled && !cfg->p2p.enabled && !cfg->http.listen_count) {
+    fprintf(stderr, "peermcp serve: nothing to serve: stdio and the libp2p peer are off and no --http-listen "
+                    "address is given (drop --no-stdio or --no-p2p, or add --http-listen HOST:PORT)\n");
+    return CLI_EXIT_USAGE;
+  }
+  return 0;
 }
 
 int cli_serve(int argc, char **argv) {
   config_args args;
-  config_args_init(&args);
-  char err[1024];
-  if (config_args_parse(&args, &argc, argv, err, sizeof err) != 0) {
-    fprintf(stderr, "peermcp serve: %s\n", err);
-    config_args_free(&args);
-    return 2;
-  }
+  config cfg;
+  int rc = cli_load_config("serve", &argc, argv, &args, &cfg);
+  if (rc) return rc;
+  int exit_code = CLI_EXIT_FAIL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-      serve_usage(stdout);
-      config_args_free(&args);
-      return 0;
+      cli_help_print(stdout, "serve");
+      exit_code = CLI_EXIT_OK;
+      goto out;
     }
-    fprintf(stderr, "peermcp serve: unknown argument '%s'\n\n", argv[i]);
-    serve_usage(stderr);
-    config_args_free(&args);
-    return 2;
+    fprintf(stderr, "peermcp serve: unknown argument '%s'\n", argv[i]);
+    cli_help_print_usage(stderr, "serve");
+    exit_code = CLI_EXIT_USAGE;
+    goto out;
   }
-  config cfg;
-  if (config_load(&cfg, &args, err, sizeof err) != 0) {
-    fprintf(stderr, "peermcp serve: %s\n", err);
-    config_args_free(&args);
-    return 1;
+  if ((rc = check_flag_set(&args, &cfg)) != 0) {
+    exit_code = rc;
+    goto out;
   }
-  log_set_level(cfg.log_level);
-  int exit_code = 1;
+  char err[1024];
   node_options o = {
       .name = "serve",
       .store = true,
@@ -74,11 +69,12 @@ int cli_serve(int argc, char **argv) {
   } else if (node_start(n, err, sizeof err) != 0) {
     fprintf(stderr, "peermcp serve: %s\n", err);
   } else if (node_run(n) == 0) {
-    exit_code = 0;
+    exit_code = CLI_EXIT_OK;
   }
   node_close(n); /* stops it first when start failed */
+  log_info("serve: exit", "{s:i}", "code", exit_code);
+out:
   config_free(&cfg);
   config_args_free(&args);
-  log_info("serve: exit", "{s:i}", "code", exit_code);
   return exit_code;
 }

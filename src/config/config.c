@@ -250,6 +250,7 @@ typedef struct {
   size_t errlen;
   /* tri-state for announce_file: set by a layer (possibly to "disabled") */
   bool announce_set;
+  bool listen_from_flag; /* p2p.listen came from --p2p-listen */
 } lctx;
 
 __attribute__((format(printf, 3, 4))) static int kerr(lctx *c, const char *path, const char *fmt, ...) {
@@ -279,15 +280,25 @@ __attribute__((format(printf, 2, 3))) static int gerr(lctx *c, const char *fmt, 
   return -EINVAL;
 }
 
+/* What a message says it got: a scalar as written (-5, "abc", true, null; a long string cut
+ * with …), an object or an array by its kind. One buffer: one use per message (load runs on
+ * one thread). */
 static const char *jtype(const json_t *v) {
+  static char buf[96];
   switch (json_typeof(v)) {
   case JSON_OBJECT: return "an object";
   case JSON_ARRAY: return "an array";
-  case JSON_STRING: return "a string";
-  case JSON_INTEGER: return "an integer";
-  case JSON_REAL: return "a number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "a boolean";
+  case JSON_STRING: {
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n > 60 || strlen(s) != n) snprintf(buf, sizeof buf, "a string \"%.40s…\"", s);
+    else snprintf(buf, sizeof buf, "\"%s\"", s);
+    return buf;
+  }
+  case JSON_INTEGER: snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return buf;
+  case JSON_REAL: snprintf(buf, sizeof buf, "%g", json_real_value(v)); return buf;
+  case JSON_TRUE: return "true";
+  case JSON_FALSE: return "false";
   case JSON_NULL: return "null";
   }
   return "?";
@@ -323,9 +334,14 @@ static int read_key(lctx *c, const keydef *k, const char *path, json_t *v) {
   case K_U32:
   case K_SIZE:
   case K_U64: {
+    if (!json_is_integer(v) && k->off == OFF(p2p.workers) && json_is_string(v) &&
+        strcmp(json_string_value(v), "auto") == 0) {
+      c->cfg->p2p.workers = CONFIG_WORKERS_AUTO;
+      return 0;
+    }
     if (!json_is_integer(v))
-      return kerr(c, path, "expected an integer in %llu..%llu, got %s", (unsigned long long)k->min,
-                  (unsigned long long)k->max, jtype(v));
+      return kerr(c, path, "expected an integer in %llu..%llu%s, got %s", (unsigned long long)k->min,
+                  (unsigned long long)k->max, k->off == OFF(p2p.workers) ? " or \"auto\"" : "", jtype(v));
     if (json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < k->min ||
         (uint64_t)json_integer_value(v) > k->max)
       return kerr(c, path, "%" JSON_INTEGER_FORMAT " is out of range %llu..%llu", json_integer_value(v),
@@ -847,7 +863,7 @@ static int read_command(lctx *c, size_t idx, json_t *o, config_command *cmd) {
       if (s && strcmp(s, "json") == 0) cmd->output = CONFIG_OUTPUT_JSON;
       else if (s && strcmp(s, "text") == 0) cmd->output = CONFIG_OUTPUT_TEXT;
       else if (s && strcmp(s, "auto") == 0) cmd->output = CONFIG_OUTPUT_AUTO;
-      else return kerr(c, path, "expected \"json\", \"text\" or \"auto\"");
+      else return kerr(c, path, "expected \"json\", \"text\" or \"auto\", got %s", jtype(v));
     } else {
       return kerr(c, path, "unknown key (known keys here: %s)", known);
     }
@@ -1003,7 +1019,7 @@ static int set_defaults(config *cfg) {
     if (!(cfg->p2p.listen[i] = strdup(k_default_listen[i]))) return -ENOMEM;
     cfg->p2p.listen_count = i + 1;
   }
-  cfg->p2p.workers = 0;
+  cfg->p2p.workers = CONFIG_WORKERS_AUTO;
   cfg->p2p.enable_legacy_protocol = false;
   cfg->p2p.max_frame_bytes = MiB;
   cfg->p2p.max_streams_per_peer = 64;
@@ -1270,6 +1286,15 @@ static int apply_env(lctx *c) {
     else if (env_falsy_word(v)) cfg->mcp_tasks.runner = CONFIG_OFF;
     else return gerr(c, "PEERMCP_MCP_TASKS_RUNNER: expected 1, 0 or auto (or true, false, …), got \"%s\"", v);
   }
+  if ((v = env_nonempty("PEERMCP_P2P_WORKERS"))) {
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (strcasecmp(v, "auto") == 0) cfg->p2p.workers = CONFIG_WORKERS_AUTO;
+    else if (errno || end == v || *end || n < 0 || n > 256)
+      return gerr(c, "PEERMCP_P2P_WORKERS: expected an integer in 0..256 or auto, got \"%s\"", v);
+    else cfg->p2p.workers = (uint32_t)n;
+  }
   if ((v = env_nonempty("PEERMCP_HTTP_LISTEN")) && /* comma-separated HOST:PORT list */
       (rc = env_list(c, "PEERMCP_HTTP_LISTEN", v, 16, &cfg->http.listen, &cfg->http.listen_count)) != 0)
     return rc;
@@ -1409,6 +1434,7 @@ static int apply_args(lctx *c, const config_args *a) {
     strv_free(cfg->p2p.listen, cfg->p2p.listen_count);
     cfg->p2p.listen = arr;
     cfg->p2p.listen_count = a->p2p_listen_count;
+    c->listen_from_flag = true;
   }
   if (a->http_listen_count &&
       (rc = set_strv(&cfg->http.listen, &cfg->http.listen_count, a->http_listen, a->http_listen_count)) != 0)
@@ -1423,6 +1449,11 @@ static int derive_paths(lctx *c) {
     if (!cfg->state_dir)
       return gerr(c, "no state directory: set --state-dir, PEERMCP_STATE_DIR, state_dir in the config file, "
                      "XDG_STATE_HOME or HOME");
+  }
+  if (cfg->p2p.workers == CONFIG_WORKERS_AUTO) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->p2p.workers = ncpu < 1 ? 1 : ncpu > CONFIG_WORKERS_AUTO_MAX ? CONFIG_WORKERS_AUTO_MAX : (uint32_t)ncpu;
+    cfg->p2p.workers_auto = true;
   }
   if (!cfg->queue.path && !(cfg->queue.path = path_join(cfg->state_dir, "queue.sqlite3"))) return -ENOMEM;
   if (!cfg->cache.dir && !(cfg->cache.dir = path_join(cfg->state_dir, "cache"))) return -ENOMEM;
@@ -1460,6 +1491,28 @@ static int check_jwt(lctx *c) {
   return 0;
 }
 
+/* Why a p2p.listen entry cannot be listened on, or NULL: the host listens on TCP over IPv4 and
+ * IPv6 only, at an address of this machine (no names, no UDP/QUIC, no /p2p/ part). */
+#define LISTEN_FORMS "/ip4/ADDR/tcp/PORT or /ip6/ADDR/tcp/PORT (e.g. /ip4/0.0.0.0/tcp/9710)"
+static const char *listen_addr_problem(const char *a) {
+  if (a[0] != '/') return "not a multiaddr; peermcp listens on " LISTEN_FORMS;
+  if (strstr(a, "/udp/") || strstr(a, "/quic")) return "UDP and QUIC are not supported; peermcp listens on " LISTEN_FORMS;
+  if (strncmp(a, "/dns", 4) == 0) return "a listen address is an IP address, not a name; peermcp listens on " LISTEN_FORMS;
+  if (strstr(a, "/p2p/")) return "a listen address has no /p2p/ part (the PeerId is added when it is announced)";
+  char fam[8], addr[64], proto[8], port[8], rest[2];
+  if (sscanf(a, "/%7[^/]/%63[^/]/%7[^/]/%7[^/]%1s", fam, addr, proto, port, rest) != 4)
+    return "peermcp listens on TCP only: " LISTEN_FORMS;
+  bool v4 = strcmp(fam, "ip4") == 0, v6 = strcmp(fam, "ip6") == 0;
+  unsigned char bin[16];
+  if ((!v4 && !v6) || strcmp(proto, "tcp") != 0) return "peermcp listens on TCP only: " LISTEN_FORMS;
+  if (inet_pton(v4 ? AF_INET : AF_INET6, addr, bin) != 1) return v4 ? "not an IPv4 address" : "not an IPv6 address";
+  char *end;
+  errno = 0;
+  long p = strtol(port, &end, 10);
+  if (errno || *end || end == port || p < 0 || p > 65535) return "the port must be 0..65535";
+  return NULL;
+}
+
 /* Checks between keys that only make sense together. */
 static int cross_check(lctx *c) {
   config *cfg = c->cfg;
@@ -1472,11 +1525,12 @@ static int cross_check(lctx *c) {
     return kerr(c, "cache.max_value_bytes", "larger than cache.max_bytes (%llu)",
                 (unsigned long long)cfg->cache.max_bytes);
   for (size_t i = 0; i < cfg->p2p.listen_count; i++) {
-    if (cfg->p2p.listen[i][0] != '/') {
-      char p[64];
-      snprintf(p, sizeof p, "p2p.listen[%zu]", i);
-      return kerr(c, p, "\"%s\" is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/9710)", cfg->p2p.listen[i]);
-    }
+    const char *why = listen_addr_problem(cfg->p2p.listen[i]);
+    if (!why) continue;
+    if (c->listen_from_flag) return gerr(c, "--p2p-listen \"%s\": %s", cfg->p2p.listen[i], why);
+    char p[64];
+    snprintf(p, sizeof p, "p2p.listen[%zu]", i);
+    return kerr(c, p, "\"%s\": %s", cfg->p2p.listen[i], why);
   }
   for (size_t i = 0; i < cfg->http.listen_count; i++) {
     char host[64];
@@ -1540,7 +1594,26 @@ int config_load_text(config *cfg, const char *text, size_t len, const char *name
   json_error_t jerr;
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!root) {
-    if (err && errlen) snprintf(err, errlen, "%s:%d:%d: %s", name, jerr.line, jerr.column, jerr.text);
+    int line = jerr.line, col = jerr.column;
+    if (col <= 0 || line <= 0) {
+      /* jansson says column 0 at the end of the input (after a newline): name the place the
+       * text stops instead, counted as the line/column of its last character */
+      size_t end = jerr.position > 0 && (size_t)jerr.position <= len ? (size_t)jerr.position : len;
+      while (end > 0 && (text[end - 1] == '\n' || text[end - 1] == '\r' || text[end - 1] == ' ' || text[end - 1] == '\t'))
+        end--;
+      line = 1;
+      col = 0;
+      for (size_t i = 0; i < end; i++) {
+        if (text[i] == '\n') {
+          line++;
+          col = 0;
+        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+          col++;
+        }
+      }
+      col++; /* just past it */
+    }
+    if (err && errlen) snprintf(err, errlen, "%s:%d:%d: %s", name, line, col, jerr.text);
     return -EINVAL;
   }
   int rc = load_common(cfg, root, text, len, name, args, err, errlen);

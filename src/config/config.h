@@ -65,6 +65,10 @@ typedef struct config_named_peer {
 #define CONFIG_MAX_BOOTSTRAP 64
 #define CONFIG_PRIVATE_DHT_PROTOCOL "/peermcp/kad/1.0.0"
 #define CONFIG_PUBLIC_DHT_PROTOCOL "/ipfs/kad/1.0.0"
+/* p2p.workers "auto" while loading; config_load turns it into the number of online CPUs (at
+ * most CONFIG_WORKERS_AUTO_MAX) and sets p2p.workers_auto. */
+#define CONFIG_WORKERS_AUTO UINT32_MAX
+#define CONFIG_WORKERS_AUTO_MAX 16
 
 /* Ceiling on p2p.cache_replicate_max_peers (targets written to per cache write). */
 #define CONFIG_MAX_REPLICATE_PEERS 8
@@ -149,7 +153,10 @@ typedef struct config {
     char **trusted_peers;       /* PeerIds (base58 text), checked only for shape here */
     size_t trusted_peer_count;
     char *token;                /* shared token, NULL if none (the service then fails closed) */
-    uint32_t workers;           /* 0 */
+    uint32_t workers;           /* in-process workers running this node's queued tasks; "auto"
+                                   (default) = online CPUs, at most 16; 0 = none;
+                                   PEERMCP_P2P_WORKERS */
+    bool workers_auto;          /* workers came from "auto" */
     bool enable_legacy_protocol; /* false */
     size_t max_frame_bytes;     /* 1048576 */
     uint32_t max_streams_per_peer;  /* 64 */
@@ -229,7 +236,8 @@ typedef struct config {
   } auth;
 
   struct {
-    config_tristate runner; /* auto (on when p2p.workers = 0); PEERMCP_MCP_TASKS_RUNNER */
+    config_tristate runner; /* auto (= on); off leaves MCP tasks to the workers;
+                               PEERMCP_MCP_TASKS_RUNNER */
   } mcp_tasks;
 
   struct {

@@ -308,7 +308,7 @@ json_t *mcp_dispatch_call_result(const json_t *envelope) {
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)envelope, k, v) {
-      if (strcmp(k, "status") == 0 || strcmp(k, "duration_ms") == 0) continue;
+      if (strcmp(k, "duration_ms") == 0) continue; /* "status":"error" stays: Python callers test it */
       json_object_set(structured, k, v);
     }
   }

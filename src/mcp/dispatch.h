@@ -162,7 +162,8 @@ void mcp_dispatch_detach(mcp_call *call);
  *   success: {content:[{type:"text", text:<JSON of result>}], structuredContent:<result, or
  *             {"result":<value>} when the result is not an object>, isError:false}
  *   error:   {content:[{type:"text", text:<JSON of the error object>}],
- *             structuredContent:{"error":…, "error_type":…, …extra}, isError:true}
+ *             structuredContent:{"status":"error", "error":…, "error_type":…, …extra},
+ *             isError:true}
  * and in both cases _meta {"io.peermcp/request_id", "io.peermcp/duration_ms"}. */
 json_t *mcp_dispatch_call_result(const json_t *envelope);
 

@@ -1048,6 +1048,115 @@ static int check(cctx *c, const json_t *s, int depth) {
   return 0;
 }
 
+/* ---------- keywords (mcp_schema_check_keywords) ---------- */
+
+/* What the validator enforces, and the annotations JSON Schema defines (which it may ignore). */
+static const char *const k_enforced[] = {"type", "properties", "required", "additionalProperties", "enum", "const",
+                                         "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
+                                         "maxLength", "pattern", "items", "minItems", "maxItems", "default", "anyOf",
+                                         "oneOf", "allOf", "$ref", "$defs", "definitions"};
+static const char *const k_annotations[] = {"title", "description", "examples", "deprecated", "readOnly", "writeOnly",
+                                            "$comment", "$schema", "$id", "format", "contentMediaType",
+                                            "contentEncoding", "contentSchema", "$anchor"};
+/* Standard assertions this validator does not enforce: refused rather than silently ignored. */
+static const char *const k_unenforced[] = {"multipleOf", "uniqueItems", "patternProperties", "propertyNames",
+                                           "minProperties", "maxProperties", "dependentRequired", "dependentSchemas",
+                                           "dependencies", "if", "then", "else", "not", "contains", "minContains",
+                                           "maxContains", "prefixItems", "unevaluatedItems", "unevaluatedProperties",
+                                           "additionalItems", "$dynamicRef", "$dynamicAnchor", "$recursiveRef",
+                                           "$recursiveAnchor", "$vocabulary"};
+
+static bool in_list(const char *k, const char *const *v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(k, v[i]) == 0) return true;
+  return false;
+}
+
+/* The enforced keyword closest to k (edit distance at most 2), for "did you mean". */
+static const char *nearest_keyword(const char *k) {
+  const char *best = NULL;
+  size_t best_d = 3, n = strlen(k);
+  for (size_t w = 0; w < sizeof k_enforced / sizeof k_enforced[0] && n < 40; w++) {
+    const char *t = k_enforced[w];
+    size_t m = strlen(t);
+    if (m >= 40) continue;
+    size_t d[41][41];
+    for (size_t i = 0; i <= n; i++) d[i][0] = i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = j;
+    for (size_t i = 1; i <= n; i++)
+      for (size_t j = 1; j <= m; j++) {
+        size_t cost = k[i - 1] == t[j - 1] ? 0 : 1, a = d[i - 1][j] + 1, b = d[i][j - 1] + 1, c = d[i - 1][j - 1] + cost;
+        d[i][j] = a < b ? (a < c ? a : c) : (b < c ? b : c);
+      }
+    if (d[n][m] < best_d) {
+      best_d = d[n][m];
+      best = t;
+    }
+  }
+  return best;
+}
+
+static int keywords(cctx *c, const json_t *s, int depth);
+
+static int keywords_map(cctx *c, const json_t *v, const char *key, int depth) {
+  const char *k;
+  json_t *sub;
+  if (!json_is_object(v)) return 0;
+  json_object_foreach((json_t *)v, k, sub) {
+    size_t old = cpath_push(c, key, k);
+    int rc = keywords(c, sub, depth + 1);
+    c->path[old] = 0;
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+static int keywords(cctx *c, const json_t *s, int depth) {
+  if (depth > MCP_SCHEMA_MAX_DEPTH || !json_is_object(s)) return 0; /* mcp_schema_check judges those */
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)s, k, v) {
+    if (in_list(k, k_annotations, sizeof k_annotations / sizeof k_annotations[0])) continue;
+    if (in_list(k, k_unenforced, sizeof k_unenforced / sizeof k_unenforced[0]))
+      return cfail(c, "\"%s\" is a JSON Schema keyword peermcp does not enforce; remove it or express the rule with "
+                      "the supported keywords",
+                   k);
+    if (!in_list(k, k_enforced, sizeof k_enforced / sizeof k_enforced[0])) {
+      const char *near = nearest_keyword(k);
+      if (near) return cfail(c, "unknown keyword \"%s\" (did you mean \"%s\"?)", k, near);
+      return cfail(c, "unknown keyword \"%s\"", k);
+    }
+    int rc = 0;
+    if (strcmp(k, "properties") == 0 || strcmp(k, "$defs") == 0 || strcmp(k, "definitions") == 0) {
+      rc = keywords_map(c, v, k, depth);
+    } else if (strcmp(k, "items") == 0 || strcmp(k, "additionalProperties") == 0) {
+      size_t old = cpath_push(c, k, NULL);
+      rc = keywords(c, v, depth + 1);
+      c->path[old] = 0;
+    } else if ((strcmp(k, "anyOf") == 0 || strcmp(k, "oneOf") == 0 || strcmp(k, "allOf") == 0) && json_is_array(v)) {
+      size_t i;
+      json_t *sub;
+      json_array_foreach(v, i, sub) {
+        char idx[24];
+        snprintf(idx, sizeof idx, "%zu", i);
+        size_t old = cpath_push(c, k, idx);
+        rc = keywords(c, sub, depth + 1);
+        c->path[old] = 0;
+        if (rc != 0) break;
+      }
+    }
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+int mcp_schema_check_keywords(const json_t *schema, char *err, size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  cctx c = {.root = schema, .err = err, .errlen = errlen};
+  c.path[0] = 0;
+  return keywords(&c, schema, 0);
+}
+
 int mcp_schema_check(const json_t *schema, char *err, size_t errlen) {
   if (err && errlen) err[0] = 0;
   if (!schema) {

@@ -17,6 +17,13 @@
  * then nothing is known about the schema. */
 int mcp_schema_check(const json_t *schema, char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* Stricter, for schemas people type (command tools): also refuses a keyword that is not JSON
+ * Schema ("propertiez": "unknown keyword \"propertiez\" (did you mean \"properties\"?)") and a
+ * standard assertion this validator does not enforce (multipleOf, not, if/then/else, …), so no
+ * rule is silently ignored. Annotations (title, description, format, examples, …) pass. 0 or
+ * -EINVAL with the schema path in err. Call after mcp_schema_check. */
+int mcp_schema_check_keywords(const json_t *schema, char *err, size_t errlen) __attribute__((warn_unused_result));
+
 /* Validates `instance` against `schema`. Properties absent from an object instance that have a
  * "default" are filled in (instance is modified). Returns 0, -EINVAL with a message naming
  * the JSON path, e.g. "$.count: expected integer, got string", or -ENOMEM (err "out of

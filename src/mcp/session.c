@@ -1255,7 +1255,10 @@ static void m_tools_list(mcp_session *s, req_ctx *rc) {
   }
   json_t *tools = json_array();
   size_t i = start, taken = 0;
-  for (; i < n && taken < s->o.page_size; i++) {
+  /* A client of the oldest revision (2024-11-05: the Python MCP client) reads one page only:
+   * it gets every tool at once (the registry is bounded; no cursor to follow). */
+  size_t page = !rc->modern && s->legacy_version && strcmp(s->legacy_version, "2024-11-05") == 0 ? n : s->o.page_size;
+  for (; i < n && taken < page; i++) {
     const mcp_tool *t = mcp_registry_at(reg, i);
     if (!tool_listed(s, t)) continue;
     json_t *tj = mcp_tool_to_json(t);
@@ -1301,7 +1304,7 @@ static void m_initialize(mcp_session *s, req_ctx *rc) {
   json_decref(s->client_caps);
   s->client_caps = json_is_object(caps) ? json_incref(caps) : NULL;
   json_t *ci = json_object_get(rc->params, "clientInfo");
-  log_info("session: initialize", "{s:s, s:s, s:s}", "requested", want, "negotiated", got, "client",
+  log_debug("session: initialize", "{s:s, s:s, s:s}", "requested", want, "negotiated", got, "client",
            json_is_string(json_object_get(ci, "name")) ? json_string_value(json_object_get(ci, "name")) : "?");
   json_t *si = sess_server_info(s);
   if (strcmp(got, "2025-06-18") >= 0) json_object_set_new(si, "title", json_string("peermcp"));

@@ -388,7 +388,7 @@ static int open_tools(node *n, char *err, size_t errlen) {
   char why[1024];
   why[0] = 0;
   if ((rc = tools_command_register(n->reg, cfg, why, sizeof why)) != 0) {
-    nlog(n, LOG_ERROR, "bad command tool", "{s:s}", "error", why);
+    nlog(n, LOG_DEBUG, "bad command tool", "{s:s}", "error", why); /* the caller prints err */
     n->error_logged = true;
     seterr(err, errlen, "%s", why[0] ? why : strerror(-rc));
     return rc;
@@ -665,7 +665,7 @@ oom:
 fail:
   if (rc == -ENOMEM && err && errlen && !err[0]) seterr(err, errlen, "out of memory");
   if (err && errlen && !err[0]) seterr(err, errlen, "%s", strerror(-rc));
-  if (!n->error_logged) nlog(n, LOG_ERROR, "cannot build the node", "{s:s}", "error", err && errlen ? err : strerror(-rc));
+  if (!n->error_logged) nlog(n, LOG_DEBUG, "cannot build the node", "{s:s}", "error", err && errlen ? err : strerror(-rc));
   node_close(n);
   return rc;
 }
@@ -721,22 +721,28 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
   int rc = p2p_host_new(n->loop, &hc, &n->host);
   if (rc) {
     n->host = NULL;
-    log_error("p2p: cannot create the host", "{s:s, s:s}", "state_dir", cfg->state_dir, "error", strerror(-rc));
+    log_debug("p2p: cannot create the host", "{s:s, s:s}", "state_dir", cfg->state_dir, "error", strerror(-rc));
     seterr(err, errlen, "cannot create the libp2p host (state dir %s): %s", cfg->state_dir, strerror(-rc));
     return rc;
   }
   size_t ok = 0;
   int last = -EINVAL;
+  char failed[1024] = "";
   for (size_t i = 0; i < cfg->p2p.listen_count; i++) {
     rc = p2p_host_listen(n->host, cfg->p2p.listen[i]);
-    if (rc == 0) ok++;
-    else last = rc;
+    if (rc == 0) {
+      ok++;
+      continue;
+    }
+    last = rc;
+    size_t used = strlen(failed);
+    snprintf(failed + used, sizeof failed - used, "%s%s: %s", used ? "; " : "", cfg->p2p.listen[i], strerror(-rc));
   }
   if (!ok) {
-    log_error("p2p: no listen address could be bound", "{s:i}", "listen_count", (int)cfg->p2p.listen_count);
-    seterr(err, errlen, "no listen address could be bound");
+    seterr(err, errlen, "no p2p.listen address could be bound (%s)", failed);
     return last;
   }
+  if (failed[0]) log_warn("p2p: some listen addresses could not be bound", "{s:s}", "failed", failed);
   const char *pid = p2p_host_peer_id(n->host);
   char msg[1200];
   snprintf(msg, sizeof msg, "peer_id=%s", pid);
@@ -747,7 +753,7 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
     if (p2p_host_announce_addr(n->host, i, full, sizeof full) != 0) break;
     if (!first[0]) snprintf(first, sizeof first, "%s", full);
     snprintf(msg, sizeof msg, "multiaddr=%s", full);
-    log_info(msg, "{s:s, s:s}", "peer_id", pid, "multiaddr", full);
+    log_info(msg, "{s:s}", "multiaddr", full); /* the PeerId is in it, and in the line above */
   }
   if (cfg->p2p.eff.mdns || cfg->p2p.eff.dht) {
     p2p_discovery_config dc;
@@ -770,7 +776,7 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
       if (!paths[i]) continue;
       rc = p2p_host_write_announce(n->host, paths[i]);
       if (rc) log_warn("p2p: cannot write the announce file", "{s:s, s:s}", "path", paths[i], "error", strerror(-rc));
-      else log_info("p2p: announce file written", "{s:s, s:s}", "path", paths[i], "multiaddr", first);
+      else log_debug("p2p: announce file written", "{s:s, s:s}", "path", paths[i], "multiaddr", first);
     }
   }
   return 0;
@@ -898,12 +904,12 @@ int node_start(node *n, char *err, size_t errlen) {
   else if (n->o.host == NODE_HOST_DIAL) rc = start_dialing_host(n, err, errlen);
   if (rc != 0) return rc;
   /* MCP Tasks (tools/mcp_tasks_queue.h): a task-augmented tools/call becomes a durable
-   * "tool.call" queue task. Workers (p2p.workers, or `peermcp worker --peer` elsewhere) run
-   * them; mcp_tasks.runner decides whether an in-process runner does too ("auto": when
-   * p2p.workers = 0, so a task always completes on a single node). A failure leaves MCP Tasks
-   * off; the node still serves. */
+   * "tool.call" queue task. Its own in-process runner runs them (mcp_tasks.runner, on unless
+   * false), and the node's other in-process workers (p2p.workers) then leave them to it; with
+   * the runner off, any worker runs them (p2p.workers, or `peermcp worker --peer` elsewhere).
+   * A failure leaves MCP Tasks off; the node still serves. */
   if (n->o.mcp_tasks && n->queue) {
-    bool runner = cfg->mcp_tasks.runner == CONFIG_AUTO ? cfg->p2p.workers == 0 : cfg->mcp_tasks.runner == CONFIG_ON;
+    bool runner = cfg->mcp_tasks.runner != CONFIG_OFF;
     mcp_tasks_queue_opts to = {.loop = n->loop, .dispatcher = n->disp, .queue = n->queue, .runner = runner};
     if ((rc = mcp_tasks_queue_new(&to, &n->tasks)) != 0) {
       nlog(n, LOG_ERROR, "cannot set up MCP tasks; tasks disabled", "{s:i}", "errno", -rc);
@@ -915,8 +921,10 @@ int node_start(node *n, char *err, size_t errlen) {
     if (n->disc) svc_service_set_resolver(n->svc, node_resolve, n, cfg->p2p.discovery_timeout_ms);
     /* Peers get MCP Tasks over /mcp+p2p/1.0.0 too (owner = the peer's identity). */
     if (n->tasks) svc_service_set_mcp_tasks(n->svc, mcp_tasks_queue_backend(n->tasks));
+    if (n->tasks && cfg->mcp_tasks.runner != CONFIG_OFF)
+      svc_service_set_worker_claim(n->svc, mcp_tasks_queue_claim_others, NULL);
     if ((rc = svc_service_start(n->svc, n->loop, n->host, n->disp)) != 0) {
-      nlog(n, LOG_ERROR, "cannot start the p2p service", "{s:i}", "errno", -rc);
+      nlog(n, LOG_DEBUG, "cannot start the p2p service", "{s:i}", "errno", -rc);
       seterr(err, errlen, "cannot start the p2p service: %s", strerror(-rc));
       return rc;
     }
@@ -926,7 +934,7 @@ int node_start(node *n, char *err, size_t errlen) {
   for (size_t i = 0; i < n->n_tr; i++) {
     node_transport *t = &n->tr[i];
     if ((rc = t->ops->start(t->self, n)) != 0) {
-      nlog(n, LOG_ERROR, "cannot start a transport", "{s:s, s:i}", "transport", t->ops->name, "errno", -rc);
+      nlog(n, LOG_DEBUG, "cannot start a transport", "{s:s, s:i}", "transport", t->ops->name, "errno", -rc);
       seterr(err, errlen, "cannot start %s: %s", t->ops->name, strerror(-rc));
       return rc;
     }

@@ -24,6 +24,7 @@ typedef struct creq {
   json_t *params;
   bool idempotent, rpc;
   unsigned failures;
+  int cause; /* the last failure that said something (a back-off's -EAGAIN does not) */
   uint32_t timeout_ms;
   int64_t deadline; /* loop ms, current attempt */
   int64_t retry_at; /* loop ms; 0 = now */
@@ -57,6 +58,7 @@ struct svc_client {
   uint64_t frames_on_stream; /* frames we sent on the current stream (initialize included) */
   uint64_t max_frames;       /* the server's limits.max_frames; 0 = no limit */
   bool rotating;             /* the stream is used up: finish it, then open a fresh one */
+  char via[1024];            /* the remote address of the connection the last stream used */
   uint64_t n_streams, n_retries;
 };
 
@@ -171,12 +173,14 @@ static void stream_failed(svc_client *c, int err) {
     creq *next = r->next;
     r->id = 0;
     r->failures++;
+    if (err && err != -EAGAIN) r->cause = err;
     if (r->idempotent && r->failures <= c->o.retries) {
       r->retry_at = now_ms(c) + backoff(c, r->failures - 1);
       r->deadline = r->retry_at + r->timeout_ms;
       c->n_retries++;
     } else {
-      req_finish(c, r, err ? err : -ECONNRESET, NULL, NULL);
+      /* a retry that met the host's dial back-off reports why the first dial failed */
+      req_finish(c, r, err == -EAGAIN && r->cause ? r->cause : err ? err : -ECONNRESET, NULL, NULL);
     }
     r = next;
   }
@@ -311,6 +315,7 @@ static void on_open(p2p_stream *s, int err, void *ud) {
   c->s = s;
   c->state = CS_INIT;
   c->n_streams++;
+  snprintf(c->via, sizeof c->via, "%s", p2p_stream_remote_addr(s));
   c->frames_on_stream = 1; /* initialize */
   c->rotating = false;
   p2p_stream_set_callbacks(s, &client_cbs, c);
@@ -383,6 +388,9 @@ static void on_tick(uv_timer_t *t) {
 int svc_client_new(uv_loop_t *loop, p2p_host *host, const char *target, const svc_client_opts *o,
                    svc_client **out) {
   if (!loop || !host || !target || !*target) return -EINVAL;
+  /* A token goes only to a peer that proves who it is: an address without /p2p/<id> would
+   * hand it to whoever listens there. */
+  if (o && o->token && *o->token && target[0] == '/' && !strstr(target, "/p2p/")) return -EDESTADDRREQ;
   svc_client *c = calloc(1, sizeof *c);
   if (!c) return -ENOMEM;
   c->loop = loop;
@@ -494,6 +502,8 @@ int svc_client_cancel(svc_client *c, svc_client_cb cb, void *ud) {
   if (was_sent && c->state == CS_READY) send_ready(c); /* its slot is free */
   return 0;
 }
+
+const char *svc_client_via(const svc_client *c) { return c->via; }
 
 const json_t *svc_client_server_info(const svc_client *c) { return c->server_info; }
 size_t svc_client_pending(const svc_client *c) { return c->n_reqs; }

@@ -14,7 +14,8 @@
  *
  * Callbacks: exactly once per accepted request, on the loop thread, never from inside the call
  * that queued it. err < 0 is a transport error (-ETIMEDOUT, -ECONNRESET, -ECANCELED when the
- * client was closed, a dial error from the host); otherwise exactly one of result / error (the
+ * client was closed, a dial error from the host — the first attempt's, not a retry's back-off
+ * -EAGAIN); otherwise exactly one of result / error (the
  * JSON-RPC error object) is non-NULL. Both are borrowed for the callback's duration.
  *
  * Threads: loop thread only. Ownership: svc_client_close frees the client (after failing what
@@ -46,7 +47,9 @@ typedef struct svc_client_opts {
 
 typedef void (*svc_client_cb)(void *ud, int err, json_t *result, json_t *error);
 
-/* target: a multiaddr with /p2p/<id> or a bare PeerId known to the peerstore. Copies it. */
+/* target: a multiaddr with /p2p/<id> or a bare PeerId known to the peerstore. Copies it.
+ * -EDESTADDRREQ when a token is set and target is a multiaddr without /p2p/<id> (the token
+ * would go to whoever answers there), -EINVAL, -ENOMEM. */
 int svc_client_new(uv_loop_t *loop, p2p_host *host, const char *target, const svc_client_opts *o,
                    svc_client **out) __attribute__((warn_unused_result));
 
@@ -70,6 +73,10 @@ int svc_client_call_tool(svc_client *c, const char *tool, json_t *args, bool ide
  * when no such request is pending (it already completed). Never calls a callback. */
 int svc_client_cancel(svc_client *c, svc_client_cb cb, void *ud);
 
+/* The remote address of the connection the client's last stream ran over ("" before any): the
+ * host reuses a live connection to the target's PeerId, which may not be at the address the
+ * target names. */
+const char *svc_client_via(const svc_client *c);
 /* The server's initialize result once known (borrowed), else NULL. */
 const json_t *svc_client_server_info(const svc_client *c);
 /* Requests queued or in flight. */

@@ -30,7 +30,7 @@ static int reply_rc(int err, const json_t *result) {
   if (json_is_true(json_object_get(result, "ok"))) return 0;
   const char *e = json_string_value(json_object_get(result, "error"));
   if (e && strcmp(e, "lease_lost") == 0) return -ESTALE;
-  if (e && strcmp(e, "unauthorized") == 0) return -EACCES;
+  if (e && strcmp(e, "unauthorized") == 0) return -EPERM;
   return -EPROTO;
 }
 

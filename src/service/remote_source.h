@@ -7,7 +7,7 @@
  *   complete       {"op":"complete","task_id","worker_id","lease_epoch","status","result"?,"error"?}
  *   retry          {"op":"fail","task_id","worker_id","lease_epoch","error","retry":true,"delay_s"?}
  *   release        {"op":"release","task_id","worker_id","lease_epoch","reason"}
- * Replies: ok → 0; "lease_lost" → -ESTALE; "unauthorized" → -EACCES; a transport error → its
+ * Replies: ok → 0; "lease_lost" → -ESTALE; "unauthorized" → -EPERM; a transport error → its
  * errno; any other refusal → -EPROTO. A Python node answers a heartbeat with unknown_op: that
  * run simply goes without lease renewal (-EPROTO is ignored by the runner).
  *

@@ -458,7 +458,7 @@ int svc_server_start(const svc_server_opts *o, svc_server **out) {
     srv->flush.data = srv;
     srv->flush_open = true;
   }
-  log_write(LOG_INFO, "p2p service protocols registered", "{s:s, s:b}", "protocol", SVC_MCPP_PROTOCOL, "legacy",
+  log_write(LOG_DEBUG, "p2p service protocols registered", "{s:s, s:b}", "protocol", SVC_MCPP_PROTOCOL, "legacy",
             o->legacy);
   *out = srv;
   return 0;

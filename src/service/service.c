@@ -20,6 +20,7 @@
 #include "auth/policy.h"
 #include "p2p/host/peers.h"
 #include "service/client.h"
+#include "service/dial_error.h"
 #include "service/mcpp.h"
 #include "service/server.h"
 #include "taskq/local_source.h"
@@ -69,6 +70,8 @@ struct svc_service {
   svc_server *server;
   taskq_runner *workers;       /* p2p.workers in-process workers */
   taskq_source *local_source; /* the local queue, for them */
+  taskq_local_claim_fn worker_claim; /* their claim (NULL: tq_claim_next) */
+  void *worker_claim_ud;
   uv_async_t async;
   bool async_init, started, stopping;
   client_slot clients[SVC_MAX_CLIENTS];
@@ -99,8 +102,9 @@ static void repl_job_free(repl_job *j) {
   free(j);
 }
 
-static svc_client *client_for(svc_service *s, const char *target) {
+static svc_client *client_for(svc_service *s, const char *target, int *err) {
   client_slot *free_slot = NULL, *lru = NULL;
+  *err = -ENOMEM;
   for (size_t i = 0; i < SVC_MAX_CLIENTS; i++) {
     client_slot *cs = &s->clients[i];
     if (cs->c && strcmp(cs->target, target) == 0) {
@@ -123,7 +127,7 @@ static svc_client *client_for(svc_service *s, const char *target) {
   o.token = s->cfg ? (s->cfg->p2p.client_token ? s->cfg->p2p.client_token : s->cfg->p2p.token) : NULL;
   o.max_frame_bytes = 16u * 1024 * 1024;
   svc_client *c;
-  if (svc_client_new(s->loop, s->host, target, &o, &c) != 0) return NULL;
+  if ((*err = svc_client_new(s->loop, s->host, target, &o, &c)) != 0) return NULL;
   cs->target = strdup(target);
   if (!cs->target) {
     svc_client_close(c);
@@ -214,7 +218,8 @@ static void on_async(uv_async_t *a) {
   while (list) {
     repl_job *j = list;
     list = j->next;
-    svc_client *c = s->host && !s->stopping ? client_for(s, j->target) : NULL;
+    int cerr;
+    svc_client *c = s->host && !s->stopping ? client_for(s, j->target, &cerr) : NULL;
     if (c && svc_client_rpc(c, j->msg, 2000, repl_done, NULL) != 0)
       log_write(LOG_INFO, "p2p cache replication not sent", "{s:s}", "target", j->target);
     repl_job_free(j);
@@ -324,7 +329,7 @@ typedef struct remote_req {
   json_t *msg;        /* while resolving */
   uint32_t tmo;
   bool resolving, cancelled;
-  char target[AUTH_MAX_PEER_ID + 1];
+  char target[1024];  /* a bare PeerId, or a multiaddr (for error messages) */
   bool decrypt_value; /* cache.get with p2p.encrypt: the reply's "value" wrapper is opened */
 } remote_req;
 
@@ -332,9 +337,19 @@ typedef struct remote_req {
 static void remote_done(void *ud, int err, json_t *result, json_t *error) {
   remote_req *rr = ud;
   json_t *r;
-  if (err < 0) r = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unreachable", "detail", strerror(-err));
-  else if (result) r = json_incref(result);
-  else r = json_pack("{s:b, s:s, s:O?}", "ok", 0, "error", "rpc_error", "detail", error);
+  if (err < 0) {
+    char why[1600];
+    svc_dial_error_text(rr->s->host, rr->target, SVC_MCPP_PROTOCOL, err, why, sizeof why);
+    r = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", svc_dial_error_code(err), "detail", why);
+  } else if (result) {
+    r = json_deep_copy(result);
+  } else {
+    r = json_pack("{s:b, s:s, s:O?}", "ok", 0, "error", "rpc_error", "detail", error);
+  }
+  /* The host reuses a live connection to the target's PeerId even when the target names
+   * another address: say which connection carried the request. */
+  const char *via = svc_client_via(rr->client);
+  if (r && err >= 0 && via[0]) json_object_set_new(r, "via", json_string(via));
   mcp_tool_status st = json_is_true(json_object_get(r, "ok")) ? MCP_TOOL_OK : MCP_TOOL_ERROR;
   json_t *val = json_object_get(r, "value");
   if (rr->decrypt_value && auth_fernet_is_wrapped(val)) { /* §4.5 */
@@ -365,13 +380,18 @@ static void remote_cancel(mcp_call *call, void *ud) {
 /* Sends rr->msg over a client to target; completes and frees rr on failure. */
 static void remote_send(remote_req *rr, const char *target) {
   svc_service *s = rr->s;
-  svc_client *c = s->host && !s->stopping ? client_for(s, target) : NULL;
+  int cerr = -ESHUTDOWN;
+  svc_client *c = s->host && !s->stopping ? client_for(s, target, &cerr) : NULL;
   int rc = c ? svc_client_rpc(c, rr->msg, rr->tmo, remote_done, rr) : -EINVAL;
   json_decref(rr->msg);
   rr->msg = NULL;
   if (rc != 0) {
+    char why[1600];
+    if (!c && cerr != -ENOMEM) svc_dial_error_text(s->host, target, SVC_MCPP_PROTOCOL, cerr, why, sizeof why);
     mcp_call_complete(rr->call, MCP_TOOL_ERROR,
-                      json_pack("{s:b, s:s}", "ok", 0, "error", c ? "internal_error" : "bad_target"));
+                      c || cerr == -ENOMEM ? json_pack("{s:b, s:s}", "ok", 0, "error", "internal_error")
+                                           : json_pack("{s:b, s:s, s:s}", "ok", 0, "error", svc_dial_error_code(cerr),
+                                                       "detail", why));
     free(rr);
     return;
   }
@@ -416,6 +436,12 @@ static mcp_tool_status remote_op_ex(svc_service *s, mcp_call *call, json_t *args
     *result = json_pack("{s:b, s:s}", "ok", 0, "error", "p2p_disabled");
     return MCP_TOOL_ERROR;
   }
+  char why[1600];
+  if (svc_target_problem(target, p2p_host_peer_id(s->host), why, sizeof why)) {
+    json_decref(msg);
+    *result = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "invalid_target", "detail", why);
+    return MCP_TOOL_ERROR;
+  }
   if (needs_search(s, target)) {
     remote_req *rr = calloc(1, sizeof *rr);
     if (!rr) {
@@ -439,17 +465,24 @@ static mcp_tool_status remote_op_ex(svc_service *s, mcp_call *call, json_t *args
     rr->msg = NULL;
     free(rr); /* no search: dial from the peer table as below */
   }
-  svc_client *c = client_for(s, target);
+  int cerr = 0;
+  svc_client *c = client_for(s, target, &cerr);
   remote_req *rr = c ? calloc(1, sizeof *rr) : NULL;
   if (!rr) {
     json_decref(msg);
-    *result = json_pack("{s:b, s:s}", "ok", 0, "error", c ? "internal_error" : "bad_target");
+    if (c || cerr == -ENOMEM) {
+      *result = json_pack("{s:b, s:s}", "ok", 0, "error", "internal_error");
+    } else {
+      svc_dial_error_text(s->host, target, SVC_MCPP_PROTOCOL, cerr, why, sizeof why);
+      *result = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", svc_dial_error_code(cerr), "detail", why);
+    }
     return MCP_TOOL_ERROR;
   }
   rr->call = call;
   rr->client = c;
   rr->s = s;
   rr->decrypt_value = decrypt_value;
+  snprintf(rr->target, sizeof rr->target, "%s", target);
   double ms = timeout_s * 1000;
   uint32_t tmo = ms < 1 ? 1 : ms > 3600000 ? 3600000 : (uint32_t)ms;
   int rc = svc_client_rpc(c, msg, tmo, remote_done, rr);
@@ -654,7 +687,9 @@ int svc_service_new(const config *cfg, const auth_policy *policy, tq_queue *q, t
   rc = -ENOMEM;
   if (!(s->tq = taskq_new(&tc))) goto fail;
   if ((rc = taskq_rpc_tool_register(reg, s->tq)) != 0) goto fail;
-  for (size_t i = 0; i < sizeof k_tools / sizeof k_tools[0]; i++) {
+  /* The p2p_* tools that reach other peers need the libp2p peer: without it (--no-p2p) they
+   * are not offered at all. */
+  for (size_t i = 0; (!cfg || cfg->p2p.enabled) && i < sizeof k_tools / sizeof k_tools[0]; i++) {
     if (cfg && config_tool_disabled(cfg, k_tools[i].name)) continue;
     mcp_tool_def d = {0};
     d.name = k_tools[i].name;
@@ -670,7 +705,7 @@ int svc_service_new(const config *cfg, const auth_policy *policy, tq_queue *q, t
     d.ud = s;
     if ((rc = mcp_registry_add(reg, &d)) != 0) goto fail;
   }
-  log_write(LOG_INFO, "p2p service configured", "{s:I, s:b, s:b, s:b, s:b}", "trusted_peers",
+  log_write(LOG_DEBUG, "p2p service configured", "{s:I, s:b, s:b, s:b, s:b}", "trusted_peers",
             (json_int_t)auth_policy_peer_count(s->policy), "token", auth_policy_has_token(s->policy), "jwt",
             auth_policy_jwt(s->policy) != NULL, "trust_tiers", cfg && cfg->p2p.trust_tiers, "legacy",
             cfg && cfg->p2p.enable_legacy_protocol);
@@ -690,6 +725,11 @@ void svc_service_set_resolver(svc_service *s, svc_resolve_fn fn, void *ud, uint3
   s->resolve = fn;
   s->resolve_ud = ud;
   s->resolve_timeout_ms = timeout_ms ? timeout_ms : 5000;
+}
+
+void svc_service_set_worker_claim(svc_service *s, taskq_local_claim_fn fn, void *ud) {
+  s->worker_claim = fn;
+  s->worker_claim_ud = ud;
 }
 
 int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispatcher *d) {
@@ -734,7 +774,8 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
   }
   unsigned nw = s->cfg ? s->cfg->p2p.workers : 0;
   if (nw > 0 && s->q) {
-    taskq_local_source_opts lo = {.queue = s->q, .pool = mcp_dispatcher_pool(d)};
+    taskq_local_source_opts lo = {.queue = s->q, .pool = mcp_dispatcher_pool(d), .claim_fn = s->worker_claim,
+                                  .claim_ud = s->worker_claim_ud};
     if ((rc = taskq_local_source_new(&lo, &s->local_source)) != 0) return rc;
     char wid[200];
     snprintf(wid, sizeof wid, "%s", s->peer_id[0] ? s->peer_id : "local");

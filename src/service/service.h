@@ -12,8 +12,11 @@
  *   p2p_remote_submit_task {task_type, model_name?, payload, idempotency_key?, remote_…}
  *   p2p_remote_task_get {task_id, remote_…}   p2p_remote_task_wait {task_id, timeout_s?, remote_…}
  *   p2p_remote_cache_get|has|delete {key, remote_…}   p2p_remote_cache_set {key, value, ttl_s?, …}
- * Each remote tool replies with the remote op reply ({"ok":…, "peer_id":<remote>, …}) or
- * {"ok":false,"error":…} when the peer cannot be reached. They are local-only tools (a peer
+ * Each remote tool replies with the remote op reply ({"ok":…, "peer_id":<remote>, …, "via":
+ * <the address of the connection that carried it>}) or {"ok":false,"error":<code>,"detail":
+ * <sentence>} when the peer cannot be reached (service/dial_error.h). A live connection to the
+ * target's PeerId is reused even when the target names another address: "via" says which
+ * connection was used. Without the libp2p peer (--no-p2p) these tools are not registered. They are local-only tools (a peer
  * cannot make this node dial others). One connection and one stream per remote target is kept
  * and reused across calls. Deadlines and cancellation hold end to end: when a remote call is
  * cancelled or passes its deadline, its request is withdrawn and the peer gets
@@ -47,6 +50,7 @@
 #include "mcp/tasks.h"
 #include "p2p/host/host.h"
 #include "store/cache.h"
+#include "taskq/local_source.h"
 #include "store/queue.h"
 
 typedef struct svc_service svc_service;
@@ -67,6 +71,10 @@ void svc_service_set_mcp_tasks(svc_service *s, const mcp_tasks_backend *tasks);
 typedef int (*svc_resolve_fn)(void *ud, const char *peer_id, uint32_t timeout_ms,
                               void (*done)(void *arg, int err), void *arg);
 void svc_service_set_resolver(svc_service *s, svc_resolve_fn fn, void *ud, uint32_t timeout_ms);
+/* The claim of the in-process workers (p2p.workers) over the local queue: call before
+ * svc_service_start. NULL (default) = tq_claim_next. The node passes
+ * mcp_tasks_queue_claim_others while the MCP Tasks runner runs MCP tasks itself. */
+void svc_service_set_worker_claim(svc_service *s, taskq_local_claim_fn fn, void *ud);
 int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispatcher *d)
     __attribute__((warn_unused_result));
 void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *ud), void *ud);

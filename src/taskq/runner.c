@@ -36,6 +36,7 @@ struct taskq_runner {
   void *stop_ud;
   bool stop_reported;
   taskq_runner_stats st;
+  int *src_err; /* per source: the error of its last claim (0: it answered) */
   char stop_reason[64];
 };
 
@@ -59,6 +60,7 @@ struct slot {
   int cancel_why;
   bool sleep_after; /* back off after this finish (a release of a task we cannot run) */
   unsigned pending; /* source operations in flight */
+  uint64_t started_ms; /* when the running task was claimed (for its log line) */
 };
 
 static void maybe_all_stopped(taskq_runner *r);
@@ -69,6 +71,33 @@ static taskq_source *src_of(slot *s) { return s->r->sources[s->src]; }
 
 static taskq_lease lease_of(const slot *s) {
   return (taskq_lease){.task_id = s->task->task_id, .worker_id = s->task->worker_id, .lease_epoch = s->task->lease_epoch};
+}
+
+/* What a source's claim error means, for the log (the CLI says more: cli/common.h). */
+static const char *claim_error_text(int rc) {
+  switch (rc) {
+  case -EPERM: return "refused: this worker is not authorized there";
+  case -EACCES: return "the peer proved another PeerId than the address names";
+  case -EHOSTUNREACH: return "no known address for that PeerId";
+  case -ECONNREFUSED: return "connection refused";
+  case -ETIMEDOUT: return "timed out";
+  default: return strerror(rc < 0 ? -rc : rc);
+  }
+}
+
+/* One info line per step of a task's life: claimed, then completed | failed | cancelled |
+ * retry | released | lease lost. */
+static void log_task(const slot *s, const char *what, const char *error) {
+  const taskq_task *t = s->task;
+  if (!t || log_get_level() > LOG_INFO) return;
+  double ms = s->started_ms ? (double)(uv_now(s->r->o.loop) - s->started_ms) : 0;
+  if (error)
+    log_write(LOG_INFO, what, "{s:s, s:s, s:s, s:s, s:s, s:f, s:s}", "worker", s->worker_id, "task_id", t->task_id,
+              "task_type", t->task_type, "tool", s->tool, "source", s->r->sources[s->src]->name, "ms", ms, "error",
+              error);
+  else
+    log_write(LOG_INFO, what, "{s:s, s:s, s:s, s:s, s:s, s:f}", "worker", s->worker_id, "task_id", t->task_id,
+              "task_type", t->task_type, "tool", s->tool, "source", s->r->sources[s->src]->name, "ms", ms);
 }
 
 /* ---------- slot life ---------- */
@@ -130,18 +159,22 @@ static void slot_finish(slot *s, const taskq_finish *f) {
 }
 
 static void finish_complete(slot *s, tq_status st, json_t *result, const char *error) {
+  log_task(s, st == TQ_COMPLETED ? "task completed" : st == TQ_CANCELLED ? "task cancelled" : "task failed",
+           st == TQ_COMPLETED ? NULL : error ? error : "failed");
   taskq_finish f = {.kind = TASKQ_FINISH_COMPLETE, .status = st, .result = result, .error = error};
   slot_finish(s, &f);
 }
 
 static void finish_retry(slot *s, const char *error) {
   s->r->st.failed++;
+  log_task(s, "task failed; it may run again", error);
   taskq_finish f = {.kind = TASKQ_FINISH_RETRY, .error = error, .delay_s = s->r->o.retry_delay_s};
   slot_finish(s, &f);
 }
 
 static void finish_release(slot *s, const char *reason) {
   s->r->st.released++;
+  log_task(s, "task released", reason);
   taskq_finish f = {.kind = TASKQ_FINISH_RELEASE, .reason = reason};
   slot_finish(s, &f);
 }
@@ -159,6 +192,7 @@ static void call_done(void *ud, const mcp_call_outcome *out) {
   int why = s->cancel_why;
   if (why == CX_LEASE_LOST) { /* another worker owns it now: do not touch it */
     r->st.lease_lost++;
+    log_task(s, "task abandoned: lease lost", NULL);
     task_done_with(s);
     slot_idle(s);
     return;
@@ -187,6 +221,16 @@ static void call_done(void *ud, const mcp_call_outcome *out) {
   case MCP_DISPATCH_BUSY: /* transient: retried like a timeout */
     finish_retry(s, env_error_text(env, mcp_dispatch_status_name(out->status)));
     return;
+  case MCP_DISPATCH_UNKNOWN_TOOL:
+    if (!mcp_registry_find(mcp_dispatcher_registry(r->o.dispatcher), s->tool)) {
+      /* not a tool of this node at all: another worker may have it (a tool.call task names its
+       * tool in the payload, which no claim filter sees) */
+      s->sleep_after = true;
+      finish_release(s, "tool_not_found");
+      return;
+    }
+    /* it exists here but this runner may not call it: a definite failure */
+    /* fall through */
   default: { /* tool error, bad arguments, unknown tool, forbidden: a definite failure */
     json_t *shaped = json_pack("{s:s, s:O?, s:s}", "tool", s->tool, "error", json_object_get(env, "error"),
                                "error_type", mcp_dispatch_status_name(out->status));
@@ -256,6 +300,7 @@ static void slot_run(slot *s) {
   taskq_task *t = s->task;
   s->run_gen++;
   s->cancel_why = CX_NONE;
+  s->started_ms = uv_now(r->o.loop);
   r->st.claimed++;
   const char *tool = NULL;
   json_t *args = NULL;
@@ -277,6 +322,7 @@ static void slot_run(slot *s) {
     return;
   }
   snprintf(s->tool, sizeof s->tool, "%s", tool);
+  log_task(s, "task claimed", NULL);
   json_t *owned = NULL;
   if (r->has_fernet && json_is_object(args)) { /* §4.5: an encrypted prompt reaches the tool in clear */
     bool failed = false;
@@ -302,10 +348,32 @@ static void slot_run(slot *s) {
   uv_timer_start(&s->timer, on_timer, hb_interval(r), hb_interval(r));
 }
 
+/* A claim came back (rc 0) or failed: counted, and logged at warning when a source starts
+ * failing or fails differently, at info when it answers again. */
+static void source_answered(taskq_runner *r, size_t src, int rc) {
+  if (rc == 0) {
+    r->st.claims_answered++;
+    if (r->src_err[src])
+      log_write(LOG_INFO, "worker: the source answers again", "{s:s, s:s}", "worker_id", r->o.worker_id, "source",
+                r->sources[src]->name);
+  } else {
+    r->st.claim_errors++;
+    r->st.last_claim_error = rc;
+    if (r->src_err[src] != rc)
+      log_write(LOG_WARNING, "worker: cannot claim tasks from the source", "{s:s, s:s, s:s, s:i}", "worker_id",
+                r->o.worker_id, "source", r->sources[src]->name, "error", claim_error_text(rc), "errno", -rc);
+    else
+      log_write(LOG_DEBUG, "worker: claim failed again", "{s:s, s:s, s:i}", "worker_id", r->o.worker_id, "source",
+                r->sources[src]->name, "errno", -rc);
+  }
+  r->src_err[src] = rc;
+}
+
 static void claim_cb(void *ud, int rc, taskq_task *task) {
   slot *s = ud;
   taskq_runner *r = s->r;
   s->pending--;
+  source_answered(r, s->src, rc);
   if (task) {
     s->task = task;
     s->tried = 0;
@@ -317,8 +385,6 @@ static void claim_cb(void *ud, int rc, taskq_task *task) {
       /* the source did not filter (a peer that ignores supported_task_types): leave it to a
        * worker that can run it, without burning an attempt, and look again later */
       r->st.claimed++;
-      log_write(LOG_INFO, "runner: released a task of a type this runner cannot run", "{s:s, s:s, s:s}", "worker",
-                s->worker_id, "task_id", task->task_id, "task_type", task->task_type);
       s->sleep_after = true;
       finish_release(s, "unsupported_task_type");
       return;
@@ -326,11 +392,6 @@ static void claim_cb(void *ud, int rc, taskq_task *task) {
     s->sleep_ms = 0;
     slot_run(s);
     return;
-  }
-  if (rc != 0) {
-    r->st.claim_errors++;
-    log_write(LOG_DEBUG, "runner: claim failed", "{s:s, s:s, s:s}", "worker", s->worker_id, "source",
-              r->sources[s->src]->name, "error", strerror(-rc));
   }
   if (++s->tried < r->o.n_sources && !r->stopping) {
     slot_claim(s);
@@ -351,9 +412,7 @@ static void slot_claim(slot *s) {
   int rc = src_of(s)->vt->claim(src_of(s)->impl, &req, claim_cb, s);
   if (rc != 0) {
     s->pending--;
-    r->st.claim_errors++;
-    log_write(LOG_WARNING, "runner: cannot claim", "{s:s, s:s, s:s}", "worker", s->worker_id, "source",
-              src_of(s)->name, "error", strerror(-rc));
+    source_answered(r, s->src, rc);
     s->tried = 0;
     slot_sleep(s);
   }
@@ -409,6 +468,7 @@ static void runner_free_parts(taskq_runner *r) {
   for (size_t i = 0; r->types && i < r->n_types; i++) free(r->types[i]);
   free(r->types);
   free(r->sources);
+  free(r->src_err);
   free(r->slots);
   free(r);
 }
@@ -439,8 +499,9 @@ int taskq_runner_start(const taskq_runner_opts *o, taskq_runner **out) {
     memcpy(r->run_as.subject, "worker", sizeof "worker");
   }
   r->sources = calloc(o->n_sources, sizeof *r->sources);
+  r->src_err = calloc(o->n_sources, sizeof *r->src_err);
   r->slots = calloc(r->o.slots, sizeof *r->slots);
-  int rc = r->sources && r->slots ? 0 : -ENOMEM;
+  int rc = r->sources && r->src_err && r->slots ? 0 : -ENOMEM;
   if (rc == 0) {
     memcpy(r->sources, o->sources, o->n_sources * sizeof *r->sources);
     if (o->task_types) {
@@ -471,7 +532,7 @@ int taskq_runner_start(const taskq_runner_opts *o, taskq_runner **out) {
     s->timer.data = s;
   }
   for (unsigned i = 0; i < r->o.slots; i++) slot_claim(&r->slots[i]);
-  log_write(LOG_INFO, "runner started", "{s:s, s:i, s:i}", "worker_id", o->worker_id, "slots", (int)r->o.slots,
+  log_write(LOG_DEBUG, "runner started", "{s:s, s:i, s:i}", "worker_id", o->worker_id, "slots", (int)r->o.slots,
             "sources", (int)o->n_sources);
   *out = r;
   return 0;

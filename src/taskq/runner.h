@@ -13,13 +13,15 @@
  * only the types it can run (task_types; by default "tool.call", "tool" and every remotely
  * callable tool of category "commands"); a task of another type that a source hands out anyway
  * is released ("unsupported_task_type"), not failed, so a worker that can run it gets it (and
- * the slot backs off before it claims again).
+ * the slot backs off before it claims again). Likewise a "tool.call" task naming a tool this
+ * node does not have at all is released ("tool_not_found"): it stays queued until a worker
+ * that has the tool claims it (`task get` shows last_release_reason meanwhile).
  * Tools run as `run_as` with remote = true: only MCP_TOOL_REMOTE tools, never the submitter's
  * or the local operator's rights.
  *
  * Result shapes (the Python worker's):
  *   tool ok          → complete completed {"tool": name, "result": <structured result>}
- *   tool error, bad arguments, unknown or forbidden tool, missing tool name
+ *   tool error, bad arguments, a tool that exists but is not remote, forbidden, missing name
  *                    → complete failed {"tool", "error", "error_type"} (no result for a missing
  *                      name), error = the message
  *   timeout, internal error, dispatcher busy or shutting down, dispatch failure
@@ -29,6 +31,11 @@
  *                      worker owns the task now
  *   stopping         → release (stop_reason), the attempt refunded
  * Heartbeats go every lease/3 (at least 1 s).
+ *
+ * Logs: each task claimed and how its run ended (completed, failed, retry, cancelled, released,
+ * lease lost) at info, one line each, with worker, task_id, task_type, tool, source, ms; a source
+ * whose claims start failing (or fail differently) at warning with the reason; its recovery at
+ * info.
  *
  * Stopping: no new claims; running calls get grace_ms, then are cancelled and their tasks
  * released; done(ud) runs on the loop once every slot is idle, every source operation has
@@ -86,7 +93,9 @@ void taskq_runner_free(taskq_runner *r);
 
 typedef struct taskq_runner_stats {
   uint64_t claimed, completed, failed, released, lease_lost, cancelled;
-  uint64_t claim_errors; /* claims a source refused or could not answer */
+  uint64_t claims_answered; /* claims a source answered (with a task or with none) */
+  uint64_t claim_errors;    /* claims a source refused or could not answer */
+  int last_claim_error;     /* the last of those (negative errno; source.h), 0 if none */
 } taskq_runner_stats;
 void taskq_runner_stats_get(const taskq_runner *r, taskq_runner_stats *out);
 /* True when `once` was set and its task is done (or no source had one). */

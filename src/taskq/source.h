@@ -16,8 +16,9 @@
  * Contract (libuv's): an operation returns 0 and later calls its callback exactly once, on the
  * loop thread, never from inside the call; or it returns a negative errno and never calls back.
  * Callback rc: 0; -ESTALE when the lease is no longer ours (expired and claimed again, or the
- * task was cancelled and ended); -EACCES when the source refused us (unauthorized); another
- * negative errno when the source could not be reached or failed.
+ * task was cancelled and ended); -EPERM when the source refused us (unauthorized); another
+ * negative errno when the source could not be reached or failed (a dial error: -ECONNREFUSED,
+ * -ETIMEDOUT, -EACCES the peer proved another PeerId, -EHOSTUNREACH no known address, …).
  *
  * Ownership: the runner borrows its sources; a source must outlive every operation it accepted
  * (free it after the runner that uses it has reported stopped). taskq_source_free frees any

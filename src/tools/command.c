@@ -167,8 +167,10 @@ int tools_command_register(mcp_registry *reg, const config *cfg, char *err, size
   /* Every declaration's schema first, disabled ones too: a typo is refused wherever it is. */
   for (size_t i = 0; i < cfg->tools.command_count; i++) {
     const config_command *c = &cfg->tools.commands[i];
-    char why[256];
-    if (mcp_schema_check(c->input_schema, why, sizeof why) != 0) return schema_err(cfg, c, i, why, err, errlen);
+    char why[512];
+    if (mcp_schema_check(c->input_schema, why, sizeof why) != 0 ||
+        mcp_schema_check_keywords(c->input_schema, why, sizeof why) != 0)
+      return schema_err(cfg, c, i, why, err, errlen);
   }
   for (size_t i = 0; i < cfg->tools.command_count; i++) {
     const config_command *c = &cfg->tools.commands[i];

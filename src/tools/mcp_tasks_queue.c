@@ -525,6 +525,30 @@ static int claim_mcp_task(void *ud, tq_queue *queue, const tq_claim_opts *co, tq
   return 0;
 }
 
+/* The in-process workers' claim while this module's runner runs MCP tasks (mcp_tasks_queue.h):
+ * the oldest queued task of the claim's types that was not created through MCP. */
+int mcp_tasks_queue_claim_others(void *ud, tq_queue *queue, const tq_claim_opts *co, tq_task **out) {
+  (void)ud;
+  *out = NULL;
+  tq_list_opts lo = {.status = TQ_QUEUED, .task_types = co->task_types, .n_task_types = co->n_task_types,
+                     .limit = RUNNER_SCAN_LIMIT, .max_bytes = LIST_SCAN_BYTES};
+  tq_task **v = NULL;
+  size_t n = 0;
+  int rc = tq_list(queue, &lo, &v, &n);
+  if (rc != 0) return rc;
+  for (size_t i = 0; i < n && !*out; i++) {
+    if (strcmp(v[i]->task_type, TASK_TYPE) == 0) {
+      json_t *payload = json_loads(v[i]->payload_json, 0, NULL);
+      bool mcp = mcp_part(payload) != NULL;
+      json_decref(payload);
+      if (mcp) continue; /* the MCP Tasks runner's */
+    }
+    if (tq_claim(queue, v[i]->task_id, co, out) != 0) *out = NULL; /* lost a race or not yet due: next */
+  }
+  tq_task_array_free(v, n);
+  return 0;
+}
+
 /* ---------- life cycle ---------- */
 
 /* Runs like the workers do: a remote caller (only MCP_TOOL_REMOTE tools) with the scopes a
@@ -546,7 +570,7 @@ static int runner_start(mcp_tasks_queue *q) {
                           .idle_poll_ms = q->o.scan_interval_ms, .retry_delay_s = 1.0,
                           .stop_reason = "server_stopping"};
   if ((rc = taskq_runner_start(&ro, &q->runner)) != 0) return rc;
-  log_info("mcp tasks: in-process runner started", "{s:i}", "slots", (int)q->o.runner_slots);
+  log_debug("mcp tasks: in-process runner started", "{s:i}", "slots", (int)q->o.runner_slots);
   return 0;
 }
 

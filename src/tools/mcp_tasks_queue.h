@@ -7,10 +7,12 @@
  * random) is the MCP taskId. Only tasks carrying "mcp_task" are visible through MCP, and only
  * to the owner that created them (the authorization context of the session).
  *
- * Who runs a task: anything that claims "tool.call" tasks from this queue — the in-process
- * workers (`p2p.workers = N`), a `peermcp worker --peer <this node>` elsewhere — or, when the
- * runner is enabled (serve enables it when p2p.workers = 0), this module's own: the one task
- * runner (taskq/runner.h) over the local queue with a claim that takes only queued MCP tasks
+ * Who runs a task: this module's runner when it is enabled (serve enables it unless
+ * mcp_tasks.runner is false; the node's in-process workers then leave MCP tasks to it through
+ * mcp_tasks_queue_claim_others), else anything that claims "tool.call" tasks from this queue —
+ * the in-process workers (p2p.workers), a `peermcp worker --peer <this node>` elsewhere. The
+ * runner is the one task runner (taskq/runner.h) over the local queue with a claim that takes
+ * only queued MCP tasks
  * (and deletes expired ones on the way; its first claim also releases the tasks held by
  * runners of processes of this host that are gone). Idle runner slots look again every
  * scan_interval_ms at most, and at once after each create. Tools run as a remote caller
@@ -57,6 +59,12 @@ typedef struct mcp_tasks_queue_opts {
   uint32_t scan_interval_ms;  /* longest wait of an idle runner slot before it looks again; 0 → 2000 */
   unsigned max_waiters;       /* concurrent tasks/result waits; 0 → 32; more get -EBUSY */
 } mcp_tasks_queue_opts;
+
+/* A taskq_local_claim_fn (taskq/local_source.h) for the node's other in-process workers while
+ * this module's runner is on: claims the oldest queued task of the requested types that was
+ * not created through MCP (those stay with the MCP runner, which expires, recovers and cancels
+ * them the MCP way). ud is unused. Pool thread. */
+int mcp_tasks_queue_claim_others(void *ud, tq_queue *queue, const tq_claim_opts *co, tq_task **out);
 
 /* Loop thread. 0, -EINVAL or -ENOMEM. The runner (if enabled) starts at once. */
 int mcp_tasks_queue_new(const mcp_tasks_queue_opts *o, mcp_tasks_queue **out) __attribute__((warn_unused_result));

@@ -2,10 +2,13 @@
  *
  * Kept from the Python server: the tool names, their argument names, the result shapes
  * ({"status":"success", …}), "Category 'X' not found" / "Tool 'T' not found in category 'X'"
- * messages with available_categories / available_tools. Fixed: errors are isError results and
+ * messages with available_categories / available_tools, "status":"error" in every error
+ * (the dispatcher keeps it in the structured content). Fixed: errors are isError results and
  * always carry request_id (the dispatcher's envelope adds it); tools_get_schema answers real
- * JSON Schema; tools_dispatch validates params against the target's schema and refuses keys the
- * target does not declare instead of dropping them; nothing is cached or mutated in place. */
+ * JSON Schema and needs no category (tool names are unique); tools_list_tools cuts a long first
+ * line at a word, with "…"; tools_dispatch validates params against the target's schema and
+ * refuses keys the target does not declare instead of dropping them; nothing is cached or
+ * mutated in place. */
 #include "tools/meta.h"
 
 #include <errno.h>
@@ -40,16 +43,48 @@ static json_t *visible_categories(mcp_call *call, const mcp_registry *reg) {
   return a;
 }
 
-/* The first line of a description, at most 100 code points (Python: doc.split("\n")[0][:100]). */
+#define SHORT_DESCRIPTION_MAX 100 /* code points, the ellipsis included */
+
+/* The first line of a description, at most SHORT_DESCRIPTION_MAX code points (Python cut
+ * doc.split("\n")[0][:100] mid-word): a longer line is cut at the last space that fits and ends
+ * with "…" (a single word longer than that is cut where it must). */
 static json_t *short_description(const char *d) {
   if (!d) return json_string("");
-  size_t n = 0, cps = 0;
+  size_t n = 0, cps = 0, last_space = 0;
+  bool cut = false;
   while (d[n] && d[n] != '\n') {
     if (((unsigned char)d[n] & 0xC0) != 0x80) {
-      if (cps == 100) break;
+      if (cps == SHORT_DESCRIPTION_MAX) {
+        cut = true;
+        break;
+      }
+      if (cps < SHORT_DESCRIPTION_MAX && (d[n] == ' ' || d[n] == '\t')) last_space = n;
       cps++;
     }
     n++;
+  }
+  if (cut) {
+    /* room for the ellipsis: end at a space at or before code point 99 */
+    size_t end = 0, c = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (((unsigned char)d[i] & 0xC0) == 0x80) continue;
+      if (c == SHORT_DESCRIPTION_MAX - 1) {
+        end = i;
+        break;
+      }
+      c++;
+    }
+    if (last_space && last_space <= end) end = last_space;
+    while (end > 0 && (d[end - 1] == ' ' || d[end - 1] == '\t' || d[end - 1] == ',' || d[end - 1] == ';' ||
+                       d[end - 1] == ':'))
+      end--;
+    char *s = malloc(end + 4);
+    if (!s) return NULL;
+    memcpy(s, d, end);
+    memcpy(s + end, "\xe2\x80\xa6", 4); /* … */
+    json_t *r = json_string(s);
+    free(s);
+    return r;
   }
   while (n > 0 && (d[n - 1] == ' ' || d[n - 1] == '\r' || d[n - 1] == '\t')) n--;
   return json_stringn(d, n);
@@ -166,9 +201,21 @@ static mcp_tool_status get_schema(mcp_call *call, json_t *args, json_t **result,
   const mcp_registry *reg = mcp_call_registry(call);
   const char *category = json_string_value(json_object_get(args, "category"));
   const char *tool = json_string_value(json_object_get(args, "tool"));
-  if (visible_in_category(call, reg, category, NULL) == 0) return category_not_found(call, reg, category, result);
-  const mcp_tool *t = find_in_category(call, reg, category, tool);
-  if (!t) return tool_not_found(call, reg, category, tool, result);
+  const mcp_tool *t;
+  if (!category) { /* tool names are unique: the category is optional */
+    t = mcp_registry_find(reg, tool);
+    if (!t || !mcp_call_may_use(call, t)) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "Tool '%.128s' not found", tool);
+      *result = json_pack("{s:s, s:s, s:s, s:o}", "status", "error", "error", msg, "tool", tool,
+                          "available_categories", visible_categories(call, reg));
+      return MCP_TOOL_ERROR;
+    }
+  } else {
+    if (visible_in_category(call, reg, category, NULL) == 0) return category_not_found(call, reg, category, result);
+    t = find_in_category(call, reg, category, tool);
+    if (!t) return tool_not_found(call, reg, category, tool, result);
+  }
   const mcp_tool_def *d = mcp_tool_def_of(t);
   json_t *schema = mcp_tool_to_json(t); /* name, title?, description, inputSchema, outputSchema?, annotations? */
   if (!schema) return MCP_TOOL_ERROR;
@@ -293,7 +340,7 @@ static const char k_list_tools_out[] =
 
 static const char k_get_schema_in[] =
     "{\"type\":\"object\",\"properties\":{\"category\":{\"type\":\"string\",\"pattern\":\"" CATEGORY_PATTERN "\"},"
-    "\"tool\":{\"type\":\"string\",\"pattern\":\"" NAME_PATTERN "\"}},\"required\":[\"category\",\"tool\"],"
+    "\"tool\":{\"type\":\"string\",\"pattern\":\"" NAME_PATTERN "\"}},\"required\":[\"tool\"],"
     "\"additionalProperties\":false}";
 static const char k_get_schema_out[] =
     "{\"type\":\"object\",\"required\":[\"status\",\"schema\"],\"properties\":{\"status\":{\"const\":\"success\"},"
@@ -327,7 +374,8 @@ static const mcp_tool_def k_meta_tools[] = {
      .input_schema = k_list_tools_in, .output_schema = k_list_tools_out, .annotations = k_read_only,
      .flags = MCP_TOOL_INLINE | MCP_TOOL_REMOTE, .fn = list_tools},
     {.name = "tools_get_schema", .category = TOOLS_META_CATEGORY, .title = "Get a tool's schema",
-     .description = "Return one tool's JSON Schema (inputSchema, outputSchema) and metadata.",
+     .description = "Return one tool's JSON Schema (inputSchema, outputSchema) and metadata. The category is "
+                    "optional (tool names are unique); when given, the tool must be in it.",
      .input_schema = k_get_schema_in, .output_schema = k_get_schema_out, .annotations = k_read_only,
      .flags = MCP_TOOL_INLINE | MCP_TOOL_REMOTE, .fn = get_schema},
     {.name = "tools_dispatch", .category = TOOLS_META_CATEGORY, .title = "Call a tool by category and name",

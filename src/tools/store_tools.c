@@ -294,7 +294,11 @@ int store_tools_register(mcp_registry *reg, tq_queue *q, ttlcache *c) {
   mcp_tool_def defs[] = {
       TOOL("task_submit", "queue",
            "Submit a task to the durable queue; returns its task_id once the task is on disk. Same "
-           "idempotency_key + same work replays the existing id.",
+           "idempotency_key + same work replays the existing id. Who runs it: this node's in-process "
+           "workers (p2p.workers, one per CPU by default) take task_type \"tool.call\" (payload "
+           "{\"tool\": NAME, \"args\": {...}}, any remotely callable tool) and the name of a remote command "
+           "tool; with p2p.workers 0 a task waits for a `peermcp worker` elsewhere. Follow it with "
+           "task_get or task_wait.",
            s_submit, t_task_submit, AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, NULL),
       TOOL("task_get", "queue", "Get a task (the full task dict) by id.", s_task_id, t_task_get,
            AUTH_TASK_SUBMIT, MCP_TOOL_REMOTE, ro),

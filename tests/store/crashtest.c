@@ -291,7 +291,13 @@ int main(int argc, char **argv) {
   }
   snprintf(g_dir, sizeof g_dir, "%s", argv[2]);
   int iters = atoi(argv[3]);
-  unsigned seed = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : (unsigned)time(NULL);
+  /* the seed: the argument, else CRASH_SEED, else the clock; printed so a failure can be run
+   * again with the same workloads and kill delays (CRASH_SEED=N) */
+  const char *env_seed = getenv("CRASH_SEED");
+  unsigned seed = argc > 4                  ? (unsigned)strtoul(argv[4], NULL, 10)
+                  : env_seed && *env_seed ? (unsigned)strtoul(env_seed, NULL, 10)
+                                            : (unsigned)time(NULL);
+  const unsigned base = seed; /* iteration i's workload: base + i, whatever the delays drew */
   fprintf(stderr, "crashtest: %d iterations, seed %u, dir %s\n", iters, seed, g_dir);
   int passed = 0, failed = 0;
   for (int i = 0; i < iters; i++) {
@@ -299,7 +305,7 @@ int main(int argc, char **argv) {
     if (pid < 0) return 2;
     if (pid == 0) {
       char s[32];
-      snprintf(s, sizeof s, "%u", seed + (unsigned)i);
+      snprintf(s, sizeof s, "%u", base + (unsigned)i);
       execl("/proc/self/exe", argv[0], "child", g_dir, s, (char *)NULL);
       _exit(127);
     }
@@ -310,13 +316,13 @@ int main(int argc, char **argv) {
     int st;
     waitpid(pid, &st, 0);
     if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
-      fprintf(stderr, "iteration %d: child exited with %d\n", i, WEXITSTATUS(st));
+      fprintf(stderr, "iteration %d (seed %u): child exited with %d\n", i, base, WEXITSTATUS(st));
       failed++;
       continue;
     }
     if (verify()) passed++;
     else {
-      fprintf(stderr, "iteration %d (kill after %u us) failed\n", i, delay_us);
+      fprintf(stderr, "iteration %d (kill after %u us; repeat with CRASH_SEED=%u) failed\n", i, delay_us, base);
       failed++;
     }
   }

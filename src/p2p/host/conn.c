@@ -10,6 +10,7 @@
  * fewer than conn_write_queue_max bytes in flight). Data path in: transport on_read →
  * noise_feed → yamux_session_feed → stream.c. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,7 +99,7 @@ void conn_stream_gone(p2p_conn *c) {
 static void y_on_goaway(yamux_session *s, uint32_t code, void *ud) {
   (void)s;
   p2p_conn *c = ud;
-  log_info("p2p goaway received", "{s:s, s:i}", "peer", c->remote_id, "code", (int)code);
+  log_debug("p2p goaway received", "{s:s, s:i}", "peer", c->remote_id, "code", (int)code);
   c->draining = true;
   conn_check_drain(c);
 }
@@ -125,6 +126,17 @@ static int conn_start_yamux(p2p_conn *c) {
   host_conn_ready(c);
   conn_flush(c);
   return 0;
+}
+
+/* A dial whose peer proved another PeerId (Noise failed with -EACCES): kept for an error
+ * message naming both ids (p2p_host_last_mismatch). */
+static void conn_note_mismatch(p2p_conn *c) {
+  const peerid *rp = c->noise ? noise_proved_peer(c->noise) : NULL;
+  if (!c->has_expected) return;
+  p2p_dial_mismatch *m = &c->h->last_mismatch;
+  snprintf(m->addr, sizeof m->addr, "%s", c->remote_addr);
+  if (peerid_to_string(&c->expected, m->expected, sizeof m->expected) != 0) m->expected[0] = 0;
+  if (!rp || peerid_to_string(rp, m->proved, sizeof m->proved) != 0) m->proved[0] = 0;
 }
 
 static int conn_noise_established(p2p_conn *c) {
@@ -223,6 +235,7 @@ static int conn_feed_wire(p2p_conn *c, const uint8_t *p, size_t n) {
   int ev = noise_feed(c->noise, p, n, &wire, &c->plain);
   int rc = conn_write_buf(c, &wire);
   buf_free(&wire);
+  if (ev == -EACCES) conn_note_mismatch(c);
   if (ev < 0) return ev;
   if (rc) return rc;
   if ((ev & NOISE_EV_ESTABLISHED) && c->state == CONN_NOISE) {

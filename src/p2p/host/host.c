@@ -194,8 +194,9 @@ void host_conn_closed(p2p_conn *c) {
       e->connections--;
       e->last_seen = clock_wall_s();
     }
-    log_info("p2p connection closed", "{s:s, s:s, s:i}", "peer", c->remote_id, "reason",
-             err ? strerror(err < 0 ? -err : err) : "normal", "error", err);
+    /* one info line per connection (established); its normal end is a detail */
+    log_write(err ? LOG_INFO : LOG_DEBUG, "p2p connection closed", "{s:s, s:s, s:i}", "peer", c->remote_id, "reason",
+              err ? strerror(err < 0 ? -err : err) : "normal", "error", err);
     p2p_event ev = {.type = P2P_EV_CONN_CLOSED, .peer_id = c->remote_id, .conn_id = c->id,
                     .remote_addr = c->remote_addr, .inbound = !c->outbound, .relayed = c->relayed, .err = err};
     services_emit(h, &ev);
@@ -287,7 +288,7 @@ int p2p_host_listen(p2p_host *h, const char *text) {
     return rc;
   }
   h->listeners[h->n_listeners++] = l;
-  log_info("p2p listening", "{s:s, s:s}", "multiaddr", l->addr, "peer_id", h->id_str);
+  log_debug("p2p listening", "{s:s}", "multiaddr", l->addr);
   p2p_event ev = {.type = P2P_EV_LISTEN_ADDRS_CHANGED, .addr = l->addr};
   services_emit(h, &ev);
   return 0;
@@ -746,6 +747,12 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
 }
 
 const char *p2p_host_peer_id(const p2p_host *h) { return h->id_str; }
+
+int p2p_host_last_mismatch(const p2p_host *h, p2p_dial_mismatch *out) {
+  if (!h->last_mismatch.addr[0]) return -ENOENT;
+  *out = h->last_mismatch;
+  return 0;
+}
 
 size_t p2p_host_listen_addrs(const p2p_host *h, const char **out, size_t max) {
   for (size_t i = 0; i < h->n_listeners && i < max; i++) out[i] = h->listeners[i]->addr;

@@ -120,6 +120,15 @@ typedef void (*p2p_open_fn)(p2p_stream *s, int err, void *ud);
 int p2p_host_open_stream(p2p_host *h, const char *target, const char *protocol, p2p_open_fn cb,
                          void *ud) __attribute__((warn_unused_result));
 
+/* The last dial (since the host started) whose peer proved another PeerId than the one it was
+ * dialed for (the dial failed with -EACCES): for error messages that name both. 0, -ENOENT. */
+typedef struct p2p_dial_mismatch {
+  char addr[1024];    /* the address dialed, without /p2p/ */
+  char expected[128]; /* the PeerId the dial asked for */
+  char proved[128];   /* the PeerId the Noise handshake proved ("" when none) */
+} p2p_dial_mismatch;
+int p2p_host_last_mismatch(const p2p_host *h, p2p_dial_mismatch *out) __attribute__((warn_unused_result));
+
 /* ---- streams ---- */
 
 typedef struct p2p_stream_callbacks {
@@ -181,6 +190,9 @@ int p2p_host_ping(p2p_host *h, const char *target, p2p_ping_fn cb, void *ud)
 typedef struct p2p_perf_result {
   uint64_t uploaded, downloaded;
   uint64_t elapsed_us; /* stream open → stream closed */
+  uint64_t upload_us;   /* stream open → the first downloaded byte (or the end): the server
+                           replies only after it has read every uploaded byte */
+  uint64_t download_us; /* the first downloaded byte → stream closed */
 } p2p_perf_result;
 typedef void (*p2p_perf_fn)(int err, const p2p_perf_result *r, void *ud);
 int p2p_host_perf(p2p_host *h, const char *target, uint64_t upload, uint64_t download,

@@ -282,6 +282,7 @@ struct p2p_host {
   host_service services[P2P_HOST_MAX_SERVICES];
   size_t n_services;
   p2p_host_stats stats;
+  p2p_dial_mismatch last_mismatch; /* p2p_host_last_mismatch; addr[0] == 0: none yet */
   uint8_t *rbuf;                    /* HOST_READ_CHUNK bytes shared by every TCP transport */
   p2p_tcp_pool wpool;               /* recycled TCP write buffers */
   bool peers_dirty;

@@ -143,7 +143,7 @@ static void identify_apply(identify_rx *rx) {
     }
     e->last_seen = clock_wall_s();
     host_mark_peers_dirty(h);
-    log_info(rx->push ? "p2p identify-push" : "p2p identify", "{s:s, s:s, s:i, s:i}", "peer", rx->peer_id, "agent",
+    log_debug(rx->push ? "p2p identify-push" : "p2p identify", "{s:s, s:s, s:i, s:i}", "peer", rx->peer_id, "agent",
              e->agent_version ? e->agent_version : "", "protocols", (int)e->n_protocols, "listen_addrs",
              (int)m.n_listen_addrs);
   }

@@ -74,6 +74,7 @@ typedef struct perf_cli {
   p2p_perf_fn cb;
   void *ud;
   uint64_t t0_us;
+  uint64_t t_reply_us; /* first downloaded byte (or EOF): the upload phase is over */
   bool done;
 } perf_cli;
 
@@ -95,11 +96,13 @@ static void perf_cli_send(p2p_stream *s, perf_cli *pc) {
 
 static void perf_cli_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
   perf_cli *pc = ud;
+  if (!pc->t_reply_us) pc->t_reply_us = clock_mono_us();
   if (perf_client_feed(&pc->p, d, n) != 0) p2p_stream_reset(s);
 }
 
 static void perf_cli_eof(p2p_stream *s, void *ud) {
   perf_cli *pc = ud;
+  if (!pc->t_reply_us) pc->t_reply_us = clock_mono_us();
   if (perf_client_eof(&pc->p) != 0) {
     p2p_stream_reset(s);
     return;
@@ -112,7 +115,8 @@ static void perf_cli_writable(p2p_stream *s, void *ud) { perf_cli_send(s, ud); }
 static void perf_cli_close(p2p_stream *s, int err, void *ud) {
   (void)s;
   perf_cli *pc = ud;
-  p2p_perf_result r = {pc->p.upload_total, pc->p.received, clock_mono_us() - pc->t0_us};
+  uint64_t now = clock_mono_us(), reply = pc->t_reply_us ? pc->t_reply_us : now;
+  p2p_perf_result r = {pc->p.upload_total, pc->p.received, now - pc->t0_us, reply - pc->t0_us, now - reply};
   if (pc->done && err == 0) pc->cb(0, &r, pc->ud);
   else pc->cb(err ? err : -EPROTO, &r, pc->ud);
   free(pc);

@@ -384,6 +384,7 @@ struct noise_session {
   size_t n_rmuxers;
   const char *negotiated;
   peerid remote_id;
+  bool remote_proved; /* remote_id came from a valid signed payload */
   keys_public remote_key;
   uint8_t *rx; /* partial frame: 2-byte header + body, allocated on first need */
   size_t rx_len;
@@ -483,6 +484,7 @@ static int check_payload(noise_session *s, const uint8_t *p, size_t n) {
   memcpy(tosign + sizeof STATIC_KEY_PREFIX - 1, s->xx.rs, DHLEN);
   if (keys_public_verify(&s->remote_key, tosign, sizeof tosign, m->identity_sig.data, m->identity_sig.len)) goto out;
   if (peerid_from_public(&s->remote_key, &s->remote_id)) goto out;
+  s->remote_proved = true;
   if (s->has_expected && !peerid_equal(&s->expected, &s->remote_id)) goto out;
   s->n_rmuxers = 0;
   if (m->extensions) {
@@ -677,6 +679,7 @@ int noise_encrypt(noise_session *s, const uint8_t *in, size_t n, buf *wire_out) 
 
 bool noise_is_established(const noise_session *s) { return s->state == ST_ESTABLISHED; }
 const peerid *noise_remote_peer(const noise_session *s) { return s->state == ST_ESTABLISHED ? &s->remote_id : NULL; }
+const peerid *noise_proved_peer(const noise_session *s) { return s->remote_proved ? &s->remote_id : NULL; }
 const keys_public *noise_remote_public_key(const noise_session *s) {
   return s->state == ST_ESTABLISHED ? &s->remote_key : NULL;
 }

@@ -89,6 +89,10 @@ int noise_encrypt(noise_session *s, const uint8_t *in, size_t n, buf *wire_out)
 bool noise_is_established(const noise_session *s);
 /* Remote identity, valid once established. */
 const peerid *noise_remote_peer(const noise_session *s);
+/* The PeerId the remote's signed handshake payload proved, set as soon as it checked out — also
+ * when it was not expected_remote and the handshake failed with -EACCES (for error messages
+ * that name both ids); NULL before. */
+const peerid *noise_proved_peer(const noise_session *s);
 const keys_public *noise_remote_public_key(const noise_session *s);
 /* The muxer agreed inside the handshake (first of the initiator's list the responder also
  * supports), or NULL when either side sent no list: then negotiate with multistream-select. */
