@@ -52,8 +52,10 @@ int cli_load_config(const char *cmd, int *argc, char **argv, config_args *args, 
     config_args_free(args);
     return CLI_EXIT_FAIL;
   }
-  /* A client prints its answer on stdout; its own chatter stays out of the way unless asked. */
-  if (strcmp(cmd, "serve") != 0 && !args->log_level) log_set_level(cfg->log_level > LOG_WARNING ? cfg->log_level : LOG_WARNING);
+  /* A client prints its answer on stdout; its own chatter stays out of the way unless asked.
+   * serve and worker run for long: their log is what an operator reads (info by default). */
+  bool daemon = strcmp(cmd, "serve") == 0 || strcmp(cmd, "worker") == 0;
+  if (!daemon && !args->log_level) log_set_level(cfg->log_level > LOG_WARNING ? cfg->log_level : LOG_WARNING);
   else log_set_level(cfg->log_level);
   return 0;
 }

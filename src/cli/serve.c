@@ -64,15 +64,17 @@ int cli_serve(int argc, char **argv) {
       .signals = true,
   };
   node *n = NULL;
+  bool ran = false;
   if (node_open(&cfg, &o, &n, err, sizeof err) != 0) {
-    fprintf(stderr, "peermcp serve: %s\n", err);
+    fprintf(stderr, "peermcp serve: %s\n", err); /* the one line that says why (not logged again) */
   } else if (node_start(n, err, sizeof err) != 0) {
     fprintf(stderr, "peermcp serve: %s\n", err);
-  } else if (node_run(n) == 0) {
-    exit_code = CLI_EXIT_OK;
+  } else {
+    ran = true;
+    if (node_run(n) == 0) exit_code = CLI_EXIT_OK;
   }
   node_close(n); /* stops it first when start failed */
-  log_info("serve: exit", "{s:i}", "code", exit_code);
+  if (ran) log_info("serve: exit", "{s:i}", "code", exit_code);
 out:
   config_free(&cfg);
   config_args_free(&args);

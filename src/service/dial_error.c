@@ -2,6 +2,7 @@
 #include "service/dial_error.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,50 +23,54 @@ static bool known_name(const char *s, size_t n) {
   return false;
 }
 
-/* Why multiaddr_parse refuses `t` (which starts with '/'): the first component that is wrong. */
+/* Whether t's first n bytes parse as a multiaddr (every prefix tried is a prefix of t). */
+static bool prefix_parses(const char *t, size_t n) {
+  char buf[MULTIADDR_STR_MAX + 1];
+  multiaddr ma;
+  if (n > MULTIADDR_STR_MAX) return false;
+  memcpy(buf, t, n);
+  buf[n] = 0;
+  return multiaddr_parse(buf, &ma) == 0;
+}
+
+/* Why multiaddr_parse refuses `t` (which starts with '/'): the first component that is wrong,
+ * found by growing a prefix of t one component at a time. */
 static void explain_multiaddr(const char *t, char *why, size_t whylen) {
-  if (strlen(t) > MULTIADDR_STR_MAX) {
+  size_t len = strlen(t);
+  if (len > MULTIADDR_STR_MAX) {
     snprintf(why, whylen, "longer than %d characters", MULTIADDR_STR_MAX);
     return;
   }
-  /* Grow a prefix one component at a time; the first name or value that does not parse is it. */
-  char prefix[MULTIADDR_STR_MAX + 2] = "";
-  const char *p = t + 1;
-  multiaddr ma;
-  while (*p) {
+  size_t pos = 1; /* start of the next protocol name */
+  while (pos < len) {
+    const char *p = t + pos;
     const char *s = strchr(p, '/');
-    size_t nl = s ? (size_t)(s - p) : strlen(p);
-    if (!known_name(p, nl)) {
-      snprintf(why, whylen, "unknown protocol \"%.*s\" after \"%s\"", (int)nl, p, prefix[0] ? prefix : "/");
+    int nl = (int)(s ? (size_t)(s - p) : strlen(p));
+    if (!known_name(p, (size_t)nl)) {
+      snprintf(why, whylen, "unknown protocol \"%.*s\" after \"%.*s\"", nl, p, pos > 1 ? (int)(pos - 1) : 1, t);
       return;
     }
-    char one[MULTIADDR_STR_MAX + 2];
-    snprintf(one, sizeof one, "%s/%.*s", prefix, (int)nl, p);
-    if (multiaddr_parse(one, &ma) == 0) { /* a protocol without a value */
-      snprintf(prefix, sizeof prefix, "%s", one);
-      p = s ? s + 1 : p + nl;
+    if (prefix_parses(t, pos + (size_t)nl)) { /* a protocol without a value */
+      pos += (size_t)nl + 1;
       continue;
     }
     if (!s || !s[1]) {
-      snprintf(why, whylen, "/%.*s needs a value", (int)nl, p);
+      snprintf(why, whylen, "/%.*s needs a value", nl, p);
       return;
     }
     const char *v = s + 1;
     const char *ve = strchr(v, '/');
-    size_t vl = ve ? (size_t)(ve - v) : strlen(v);
-    char two[MULTIADDR_STR_MAX + 2];
-    snprintf(two, sizeof two, "%s/%.*s/%.*s", prefix, (int)nl, p, (int)vl, v);
-    if (multiaddr_parse(two, &ma) != 0) {
+    int vl = (int)(ve ? (size_t)(ve - v) : strlen(v));
+    if (!prefix_parses(t, (size_t)(v - t) + (size_t)vl)) {
       const char *hint = "";
       if (nl == 3 && memcmp(p, "tcp", 3) == 0) hint = " (a port is 0..65535)";
       else if (nl == 3 && memcmp(p, "ip4", 3) == 0) hint = " (an IPv4 address such as 127.0.0.1)";
       else if (nl == 3 && memcmp(p, "ip6", 3) == 0) hint = " (an IPv6 address such as ::1)";
       else if (nl == 3 && memcmp(p, "p2p", 3) == 0) hint = " (a PeerId such as 12D3KooW…)";
-      snprintf(why, whylen, "\"%.*s\" is not a valid /%.*s value%s", (int)vl, v, (int)nl, p, hint);
+      snprintf(why, whylen, "\"%.*s\" is not a valid /%.*s value%s", vl, v, nl, p, hint);
       return;
     }
-    snprintf(prefix, sizeof prefix, "%s", two);
-    p = ve ? ve + 1 : v + vl;
+    pos = (size_t)(v - t) + (size_t)vl + 1;
   }
   snprintf(why, whylen, "not a valid multiaddr");
 }

@@ -34,7 +34,7 @@ static const char *const k_vars[] = {
     "IPFS_DATASETS_PY_TASK_P2P_TRUST_TIERS", "IPFS_ACCELERATE_PY_TASK_P2P_BASELINE_MAX_PRIORITY",
     "IPFS_DATASETS_PY_TASK_P2P_BASELINE_MAX_PRIORITY", "IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPT",
     "IPFS_DATASETS_PY_TASK_P2P_ENCRYPT", "IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPTION_KEY",
-    "IPFS_DATASETS_PY_TASK_P2P_ENCRYPTION_KEY", "PEERMCP_TEST_JWT_SECRET"};
+    "IPFS_DATASETS_PY_TASK_P2P_ENCRYPTION_KEY", "PEERMCP_TEST_JWT_SECRET", "PEERMCP_P2P_WORKERS"};
 
 static char g_home[TS_TMPDIR_MAX];
 
@@ -493,10 +493,14 @@ static void test_config_bad_type_reports_path_and_line(void **state) {
   const char *text = "{\n\"cache\": {\"max_entries\": 10},\n\"p2p\": {\n  \"max_connections\": \"many\"\n}}";
   assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, ":4:3: p2p.max_connections: expected an integer"));
-  assert_non_null(strstr(err, "got a string"));
+  assert_non_null(strstr(err, "got \"many\"")); /* the offending value, not only its type */
   text = "{\"queue\": {\"group_commit\": 1}}";
   assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
-  assert_non_null(strstr(err, "queue.group_commit: expected true or false, got an integer"));
+  assert_non_null(strstr(err, "queue.group_commit: expected true or false, got 1"));
+  text = "{\"tools\": {\"commands\": [{\"name\": \"x\", \"argv\": [\"/bin/true\"], \"timeout_ms\": -5}]}}";
+  assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "tools.commands[0].timeout_ms: expected an integer in 0..86400000"));
+  assert_non_null(strstr(err, "got -5"));
   text = "{\"queue\": []}";
   assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "queue: expected an object, got an array"));
@@ -520,7 +524,7 @@ static void test_config_out_of_range_values_are_refused(void **state) {
   assert_int_equal(load(&cfg, "{\"log_level\": \"chatty\"}", NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "log_level: unknown log level \"chatty\""));
   assert_int_equal(load(&cfg, "{\"max_line_bytes\": 1.5}", NULL, err, sizeof err), -EINVAL);
-  assert_non_null(strstr(err, "got a number"));
+  assert_non_null(strstr(err, "got 1.5"));
   assert_int_equal(load(&cfg, "{\"p2p\": {\"trusted_peers\": [\"not a peer id\"]}}", NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "p2p.trusted_peers[0]"));
   assert_int_equal(load(&cfg, "{\"p2p\": {\"listen\": [\"0.0.0.0:9710\"]}}", NULL, err, sizeof err), -EINVAL);
@@ -541,6 +545,81 @@ static void test_config_syntax_error_and_duplicate_key_give_line(void **state) {
   assert_non_null(strstr(err, "/etc/peermcp/test.json:3:"));
   assert_int_equal(load(&cfg, "[1, 2]", NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "must be a JSON object"));
+  /* the end of the file: the column where the text stops, never column 0 */
+  assert_int_equal(load(&cfg, "{\"a\": 1,\n  \"b\": [1, 2\n", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "/etc/peermcp/test.json:2:"));
+  assert_null(strstr(err, ":0:"));
+  assert_non_null(strstr(err, ":2:13:"));
+}
+
+/* p2p.listen: only what the host can listen on, refused at load with the address and the
+ * supported forms (UDP/QUIC, names and /p2p/ parts used to fail later, or be dropped). */
+static void test_config_unsupported_listen_addresses_are_refused(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  static const struct {
+    const char *addr, *want;
+  } bad[] = {
+      {"/ip4/0.0.0.0/udp/9710/quic-v1", "UDP and QUIC are not supported"},
+      {"/ip4/0.0.0.0/udp/9710", "UDP and QUIC are not supported"},
+      {"/dns4/example.com/tcp/9710", "IP address, not a name"},
+      {"/ip4/0.0.0.0/tcp/9710/p2p/12D3KooWRgVykm3tX7ztRzRyrGC2KCmeUYYWeRsmVDfBwcdvbKUB", "no /p2p/ part"},
+      {"/ip4/1.2.3/tcp/1", "not an IPv4 address"},
+      {"/ip4/0.0.0.0/tcp/70000", "0..65535"},
+      {"/ip4/0.0.0.0/tcp/1/ws", "TCP only"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char text[300];
+    snprintf(text, sizeof text, "{\"p2p\": {\"listen\": [\"/ip4/127.0.0.1/tcp/0\", \"%s\"]}}", bad[i].addr);
+    assert_int_equal(load(&cfg, text, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "p2p.listen[1]"));
+    assert_non_null(strstr(err, bad[i].addr));
+    assert_non_null(strstr(err, bad[i].want));
+  }
+  /* a flag is named as a flag */
+  config_args a;
+  config_args_init(&a);
+  const char *l[] = {"/ip6/::/udp/1/quic-v1"};
+  a.p2p_listen = l;
+  a.p2p_listen_count = 1;
+  assert_int_equal(load(&cfg, "{}", &a, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "--p2p-listen \"/ip6/::/udp/1/quic-v1\""));
+  assert_int_equal(load(&cfg, "{\"p2p\": {\"listen\": [\"/ip4/127.0.0.1/tcp/0\", \"/ip6/::1/tcp/9710\"]}}", NULL, err,
+                        sizeof err),
+                   0);
+  config_free(&cfg);
+}
+
+/* p2p.workers: "auto" (the default) is the number of CPUs, at most 16; 0 turns them off. */
+static void test_config_workers_auto_is_sized_to_the_machine(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  uint32_t want = ncpu < 1 ? 1 : ncpu > CONFIG_WORKERS_AUTO_MAX ? CONFIG_WORKERS_AUTO_MAX : (uint32_t)ncpu;
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.p2p.workers, want);
+  assert_true(cfg.p2p.workers_auto);
+  config_free(&cfg);
+  assert_int_equal(load(&cfg, "{\"p2p\": {\"workers\": \"auto\"}}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.p2p.workers, want);
+  config_free(&cfg);
+  assert_int_equal(load(&cfg, "{\"p2p\": {\"workers\": 0}}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.p2p.workers, 0);
+  assert_false(cfg.p2p.workers_auto);
+  config_free(&cfg);
+  setenv("PEERMCP_P2P_WORKERS", "3", 1);
+  assert_int_equal(load(&cfg, "{\"p2p\": {\"workers\": 0}}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.p2p.workers, 3);
+  config_free(&cfg);
+  setenv("PEERMCP_P2P_WORKERS", "lots", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "PEERMCP_P2P_WORKERS"));
+  assert_non_null(strstr(err, "\"lots\""));
+  unsetenv("PEERMCP_P2P_WORKERS");
+  assert_int_equal(load(&cfg, "{\"p2p\": {\"workers\": \"many\"}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "p2p.workers: expected an integer in 0..256 or \"auto\", got \"many\""));
 }
 
 static void test_config_reserved_sections_take_no_keys(void **state) {
@@ -1095,6 +1174,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_config_bad_type_reports_path_and_line, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_out_of_range_values_are_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_syntax_error_and_duplicate_key_give_line, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_unsupported_listen_addresses_are_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_workers_auto_is_sized_to_the_machine, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_reserved_sections_take_no_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_http_keys_defaults_and_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_http_listen_flag_over_env_over_file, setup, teardown),

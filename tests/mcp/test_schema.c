@@ -362,6 +362,41 @@ static void test_schema_check_depth_limit(void **state) {
   free(s);
 }
 
+/* mcp_schema_check_keywords (command tools' input_schema): a typo or an assertion the validator
+ * would silently ignore is refused, with its schema path; annotations pass. */
+static void test_schema_check_keywords_refuses_unknown_and_unenforced(void **state) {
+  (void)state;
+  static const struct {
+    const char *schema, *want;
+  } bad[] = {
+      {"{\"type\":\"object\",\"propertiez\":{}}", "schema #: unknown keyword \"propertiez\" (did you mean \"properties\"?)"},
+      {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"maximun\":3}}}",
+       "schema #/properties/n: unknown keyword \"maximun\" (did you mean \"maximum\"?)"},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"frobnicate\":1}}}}",
+       "schema #/properties/a/items: unknown keyword \"frobnicate\""},
+      {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"multipleOf\":2}}}",
+       "\"multipleOf\" is a JSON Schema keyword peermcp does not enforce"},
+      {"{\"type\":\"object\",\"anyOf\":[{\"required\":[\"a\"]},{\"not\":{}}]}", "schema #/anyOf/1: \"not\""},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    json_t *s = json_loads(bad[i].schema, 0, NULL);
+    assert_non_null(s);
+    char err[512];
+    assert_int_equal(mcp_schema_check(s, err, sizeof err), 0); /* the lenient check lets it through */
+    assert_int_equal(mcp_schema_check_keywords(s, err, sizeof err), -EINVAL);
+    if (!strstr(err, bad[i].want)) fail_msg("schema %s: got \"%s\", want \"%s\"", bad[i].schema, err, bad[i].want);
+    json_decref(s);
+  }
+  /* property names are not keywords; annotations are fine */
+  json_t *s = json_loads("{\"type\":\"object\",\"title\":\"T\",\"$schema\":\"x\",\"properties\":{\"propertiez\":{"
+                         "\"type\":\"string\",\"format\":\"uri\",\"description\":\"d\",\"examples\":[\"a\"]}},"
+                         "\"required\":[\"propertiez\"],\"additionalProperties\":false}",
+                         0, NULL);
+  char err[256];
+  assert_int_equal(mcp_schema_check_keywords(s, err, sizeof err), 0);
+  json_decref(s);
+}
+
 static void test_schema_null_schema_is_rejected(void **state) {
   (void)state;
   char err[64];
@@ -440,6 +475,7 @@ int main(void) {
       cmocka_unit_test(test_schema_check_rejects_bad_schemas),
       cmocka_unit_test(test_schema_check_depth_limit),
       cmocka_unit_test(test_schema_null_schema_is_rejected),
+      cmocka_unit_test(test_schema_check_keywords_refuses_unknown_and_unenforced),
       cmocka_unit_test(test_schema_survives_mutated_schemas),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -686,7 +686,8 @@ static void test_modern_era_over_a_stream_needs_no_initialize(void **state) {
 static void test_tools_list_paginates_over_a_stream(void **state) {
   fx *f = *state;
   f->env.page_size = 3;
-  svc_mcpp_conn *c = open_init(f, PEER_T);
+  svc_mcpp_conn *c = open_init_with(
+      f, PEER_T, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}");
   assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}"), 0);
   json_t *r = next_reply(c);
   json_t *res = json_object_get(r, "result");
@@ -700,6 +701,22 @@ static void test_tools_list_paginates_over_a_stream(void **state) {
   r = next_reply(c);
   res = json_object_get(r, "result");
   assert_int_equal(json_array_size(json_object_get(res, "tools")), 1);
+  assert_null(json_object_get(res, "nextCursor"));
+  json_decref(r);
+  svc_mcpp_free(c);
+}
+
+/* A client that negotiated 2024-11-05 (the Python client, and an initialize without a version)
+ * reads one page only: it gets every tool in it, whatever the page size. */
+static void test_tools_list_legacy_2024_gets_one_page(void **state) {
+  fx *f = *state;
+  f->env.page_size = 3;
+  svc_mcpp_conn *c = open_init_with(
+      f, PEER_T, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2024-11-05\"}}");
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}"), 0);
+  json_t *r = next_reply(c);
+  json_t *res = json_object_get(r, "result");
+  assert_int_equal(json_array_size(json_object_get(res, "tools")), 4);
   assert_null(json_object_get(res, "nextCursor"));
   json_decref(r);
   svc_mcpp_free(c);
@@ -1031,6 +1048,7 @@ int main(void) {
       T(test_deep_json_refused_stream_stays),
       T(test_modern_era_over_a_stream_needs_no_initialize),
       T(test_tools_list_paginates_over_a_stream),
+      T(test_tools_list_legacy_2024_gets_one_page),
       cmocka_unit_test_setup_teardown(test_mcp_tasks_over_a_stream, setup_tasks, teardown),
       cmocka_unit_test_setup_teardown(test_stopping_ends_task_result_waits, setup_tasks, teardown),
       cmocka_unit_test(test_rpc_message_unwrap),

@@ -82,14 +82,14 @@ fi
 
 cat >"$tmp/b.json" <<EOF
 {"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$A_ID", "$CLI_ID", "$W1_ID", "$W2_ID", "$W3_ID"],
-         "enable_legacy_protocol": true, "max_streams_per_peer": 256, "rate_limit_per_second": 100000}}
+         "enable_legacy_protocol": true, "max_streams_per_peer": 256, "rate_limit_per_second": 100000, "workers": 0}}
 EOF
 # C also accepts JWTs from a test issuer (keys made now by tests/interop/service/jwt_mint.mjs)
 mkdir -p "$tmp/iss"
 "$node" "$root/tests/interop/service/jwt_mint.mjs" keygen "$tmp/iss" 2>>"$tmp/iss.err"
 cat >"$tmp/c.json" <<EOF
 {"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$A_ID", "$CLI_ID", "$B_ID"], "token": "tok-c",
-         "enable_legacy_protocol": true, "rate_limit_per_second": 50},
+         "enable_legacy_protocol": true, "rate_limit_per_second": 50, "workers": 0},
  "auth": {"jwt": {"issuer": "https://issuer.test", "audience": "peermcp://c", "jwks_file": "$tmp/iss/jwks.json",
                   "algorithms": ["EdDSA"]}}}
 EOF

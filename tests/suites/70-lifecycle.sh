@@ -110,9 +110,9 @@ if [ -x "$asan_bin" ] && [ -n "$cli_id" ]; then
   mkdir -p "$st" "$tmp/wk"
   wk_id=$("$asan_bin" id --state-dir "$tmp/wk" 2>/dev/null)
   cat >"$st.json" <<EOF
-{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$cli_id", "$wk_id"]}}
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$cli_id", "$wk_id"], "workers": 0}}
 EOF
-  # no in-process task runner on the node: the task must go to the worker. Both run without a
+  # no in-process task runner nor workers on the node: the task must go to the worker. Both run without a
   # `timeout` wrapper: the signals below must reach them, not a wrapper (GNU timeout relays a
   # SIGINT to its whole process group and may exit 130 itself); the loop below bounds them.
   PEERMCP_MCP_TASKS_RUNNER=0 peermcp_bg "$st.err" "$asan_bin" serve --no-stdio --config "$st.json" --state-dir "$st"

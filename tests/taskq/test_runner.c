@@ -226,6 +226,38 @@ static void test_worker_refuses_local_only_tools(void **state) {
   tq_task_free(t);
 }
 
+/* A tool.call task naming a tool this node does not have at all: released, not failed, so a
+ * worker that has the tool runs it (a claim filter cannot see the payload's tool). */
+static void test_runner_releases_a_tool_call_for_a_tool_it_lacks(void **state) {
+  (void)state;
+  char id[33];
+  submit("word_count_elsewhere", id);
+  start_workers(30);
+  int64_t end = clock_mono_ms() + 15000;
+  taskq_runner_stats st = {0};
+  while (clock_mono_ms() < end) {
+    uv_run(&W.loop, UV_RUN_NOWAIT);
+    taskq_runner_stats_get(W.w, &st);
+    if (st.released) break;
+    usleep(2000);
+  }
+  assert_true(st.released >= 1);
+  assert_int_equal(st.failed, 0);
+  tq_task *t = NULL;
+  int64_t until = clock_mono_ms() + 15000;
+  for (;;) { /* the release is on the pool: wait until the queue has it */
+    assert_int_equal(tq_get(W.q, id, &t), 0);
+    if (t->status == TQ_QUEUED || clock_mono_ms() > until) break;
+    tq_task_free(t);
+    uv_run(&W.loop, UV_RUN_NOWAIT);
+    usleep(2000);
+  }
+  assert_int_equal(t->status, TQ_QUEUED);
+  assert_int_equal(t->attempt, 0); /* refunded */
+  assert_non_null(strstr(t->result_json, "tool_not_found"));
+  tq_task_free(t);
+}
+
 static void test_cancel_of_running_task_reaches_the_handler(void **state) {
   (void)state;
   char id[33];
@@ -633,10 +665,12 @@ static void test_runner_refused_claim_is_counted_and_backs_off(void **state) {
   fop *c = await_op(F_CLAIM);
   c->answered = true;
   uv_update_time(&W.loop); /* as if called from the loop */
-  c->claim(c->ud, -EACCES, NULL);
+  c->claim(c->ud, -EPERM, NULL);
   taskq_runner_stats st;
   taskq_runner_stats_get(W.w, &st);
   assert_int_equal(st.claim_errors, 1);
+  assert_int_equal(st.claims_answered, 0); /* `worker --once` fails on this: no source was asked */
+  assert_int_equal(st.last_claim_error, -EPERM);
   size_t before = F.n;
   int64_t until = clock_mono_ms() + 5;
   while (clock_mono_ms() < until) uv_run(&W.loop, UV_RUN_NOWAIT);
@@ -697,6 +731,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_worker_runs_tool_call_and_completes_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_worker_refuses_local_only_tools, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_runner_releases_a_tool_call_for_a_tool_it_lacks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_of_running_task_reaches_the_handler, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stop_releases_running_task, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_tool_error_fails_with_the_tool_shape, setup, teardown),

@@ -34,6 +34,10 @@ static const mcp_tool_def k_tools[] = {
      .description = "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
                     "OVERFLOW",
      .fn = echo_fn},
+    {.name = "worded", .category = "math",
+     .description = "Counts the words of a text and returns them with their positions, their lengths and the longest "
+                    "word found\nsecond line",
+     .fn = echo_fn},
     {.name = "open", .category = "math", .input_schema = "{\"type\":\"object\",\"additionalProperties\":true,"
                                                          "\"properties\":{\"x\":{}}}",
      .fn = echo_fn},
@@ -102,7 +106,7 @@ static void test_meta_list_categories_sorted_with_optional_counts(void **state) 
   assert_string_equal(sget(json_array_get(cats, 2), "name"), "meta");
   env = call(f, "tools_list_categories", "{\"include_count\":true}", &k_local);
   cats = json_object_get(res(env), "categories");
-  assert_int_equal(json_integer_value(json_object_get(json_array_get(cats, 1), "tool_count")), 3);
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(cats, 1), "tool_count")), 4);
   assert_int_equal(json_integer_value(json_object_get(json_array_get(cats, 2), "tool_count")), 4);
 }
 
@@ -131,12 +135,20 @@ static void test_meta_list_tools_shape_and_first_line_descriptions(void **state)
   assert_string_equal(sget(r, "status"), "success");
   assert_string_equal(sget(r, "category"), "math");
   assert_string_equal(sget(r, "description"), "Arithmetic");
-  assert_int_equal(json_integer_value(json_object_get(r, "tool_count")), 3);
+  assert_int_equal(json_integer_value(json_object_get(r, "tool_count")), 4);
   json_t *tools = json_object_get(r, "tools");
   assert_string_equal(sget(json_array_get(tools, 0), "name"), "add");
   assert_string_equal(sget(json_array_get(tools, 0), "description"), "Add two integers.");
+  /* one word longer than the limit: cut where it must, 99 characters and "…" */
   assert_string_equal(sget(json_array_get(tools, 1), "name"), "long_doc");
-  assert_int_equal(strlen(sget(json_array_get(tools, 1), "description")), 100);
+  const char *d = sget(json_array_get(tools, 1), "description");
+  assert_int_equal(strlen(d), 99 + 3);
+  assert_string_equal(d + 99, "\xe2\x80\xa6");
+  /* words: cut after a whole word, then "…", at most 100 characters in all */
+  assert_string_equal(sget(json_array_get(tools, 3), "name"), "worded");
+  d = sget(json_array_get(tools, 3), "description");
+  assert_string_equal(d, "Counts the words of a text and returns them with their positions, their lengths and the "
+                         "longest\xe2\x80\xa6");
 }
 
 static void test_meta_list_tools_unknown_category_is_error_with_available(void **state) {
@@ -174,6 +186,22 @@ static void test_meta_get_schema_answers_real_json_schema(void **state) {
   /* the returned schema is one the validator accepts */
   char err[256];
   assert_int_equal(mcp_schema_check(in, err, sizeof err), 0);
+}
+
+/* Tool names are unique: tools_get_schema needs no category (Python made it required). */
+static void test_meta_get_schema_category_is_optional(void **state) {
+  fixture *f = *state;
+  json_t *env = call(f, "tools_get_schema", "{\"tool\":\"add\"}", &k_local);
+  assert_int_equal(f->st, MCP_DISPATCH_OK);
+  assert_string_equal(sget(json_object_get(res(env), "schema"), "category"), "math");
+  env = call(f, "tools_get_schema", "{\"tool\":\"nope\"}", &k_local);
+  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
+  assert_string_equal(sget(env, "status"), "error");
+  assert_string_equal(sget(env, "error"), "Tool 'nope' not found");
+  assert_true(array_has(json_object_get(env, "available_categories"), "math"));
+  /* a tool hidden from the caller is not found either */
+  env = call(f, "tools_get_schema", "{\"tool\":\"long_doc\"}", &k_peer);
+  assert_int_equal(f->st, MCP_DISPATCH_TOOL_ERROR);
 }
 
 static void test_meta_get_schema_unknown_tool_lists_available_tools(void **state) {
@@ -230,6 +258,15 @@ static void test_meta_dispatch_unknown_category_and_tool_errors(void **state) {
   assert_string_equal(sget(env, "error"), "Tool 'mul' not found in category 'math'");
   assert_true(array_has(json_object_get(env, "available_tools"), "open"));
   assert_non_null(sget(env, "request_id"));
+  /* what an MCP client reads (Python callers test "status"): the CallToolResult keeps it */
+  json_t *r = mcp_dispatch_call_result(env);
+  assert_true(json_is_true(json_object_get(r, "isError")));
+  json_t *sc = json_object_get(r, "structuredContent");
+  assert_string_equal(sget(sc, "status"), "error");
+  assert_string_equal(sget(sc, "error_type"), "unknown_tool");
+  const char *text = json_string_value(json_object_get(json_array_get(json_object_get(r, "content"), 0), "text"));
+  assert_non_null(strstr(text, "\"status\":\"error\""));
+  json_decref(r);
 }
 
 static void test_meta_dispatch_refuses_undeclared_params(void **state) {
@@ -292,6 +329,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_meta_list_tools_shape_and_first_line_descriptions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_meta_list_tools_unknown_category_is_error_with_available, setup, teardown),
       cmocka_unit_test_setup_teardown(test_meta_get_schema_answers_real_json_schema, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_meta_get_schema_category_is_optional, setup, teardown),
       cmocka_unit_test_setup_teardown(test_meta_get_schema_unknown_tool_lists_available_tools, setup, teardown),
       cmocka_unit_test_setup_teardown(test_meta_dispatch_success_returns_target_envelope, setup, teardown),
       cmocka_unit_test_setup_teardown(test_meta_dispatch_params_null_string_and_absent, setup, teardown),

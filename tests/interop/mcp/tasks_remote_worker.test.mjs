@@ -31,7 +31,7 @@ test('a task created over MCP on A runs on peer W\'s worker', async () => {
     const wId = execFileSync(peermcpBin(), ['id', '--state-dir', wState], { env: serverEnv() }).toString().trim();
     assert.match(wId, /^12D3KooW/);
     const cfg = path.join(dir, 'a.json');
-    fs.writeFileSync(cfg, JSON.stringify({ p2p: { listen: ['/ip4/127.0.0.1/tcp/0'], trusted_peers: [wId] } }));
+    fs.writeFileSync(cfg, JSON.stringify({ p2p: { listen: ['/ip4/127.0.0.1/tcp/0'], trusted_peers: [wId], workers: 0 } }));
     a = new RawServer({ args: ['serve', '--config', cfg, '--state-dir', aState] },
       { env: { PEERMCP_MCP_TASKS_RUNNER: '0' } });
     await waitFile(path.join(aState, 'announce.json'));
