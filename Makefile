@@ -3,12 +3,21 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 PEERMCP_ARGS ?=
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
-.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-service bench-http bench-dht bench-auth clean
+.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-service bench-http bench-dht bench-auth clean install
 
 all: deps
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release -Dtests=disabled >/dev/null
-	@ninja -C $(BUILD) peermcp layercheck   # layercheck: each layer links with only the layers it may use
+	@ninja -C $(BUILD) peermcp peermcp.1 layercheck   # layercheck: each layer links with only the layers it may use
+
+# $(PREFIX)/bin/peermcp, $(PREFIX)/share/man/man1/peermcp.1 (generated from the --help text),
+# $(PREFIX)/lib/systemd/system/peermcp.service; DESTDIR stages the tree elsewhere.
+install: all
+	@meson configure $(BUILD) --prefix=$(abspath $(PREFIX)) >/dev/null
+	@ninja -C $(BUILD) peermcp peermcp.1 >/dev/null
+	@meson install -C $(BUILD) --no-rebuild --quiet $(if $(DESTDIR),--destdir "$(abspath $(DESTDIR))")
 
 deps:
 	@bash scripts/setup.sh

@@ -330,6 +330,34 @@ run "the imported queued task" 0 "$bin" task get "$t3" --state-dir "$tmp/cli"
 run "import --status with a bad state" 2 "$bin" queue import --from-peer "$B_MA" --status queued,done --state-dir "$tmp/cli"
 has "…names it" "$err" "\"done\" is not a task state"
 
+# make install: the binary, the man page (the --help text) and a hardened systemd unit
+stage="$tmp/stage"
+if make -C "$root" install DESTDIR="$stage" >"$tmp/install.out" 2>&1; then ok "make install DESTDIR=…"; else ko "make install DESTDIR=…" "$(tail -5 "$tmp/install.out")"; fi
+for f in usr/local/bin/peermcp usr/local/share/man/man1/peermcp.1 usr/local/lib/systemd/system/peermcp.service; do
+  [ -s "$stage/$f" ] && ok "installs /$f" || ko "installs /$f" "$(find "$stage" -type f)"
+done
+[ -x "$stage/usr/local/bin/peermcp" ] && "$stage/usr/local/bin/peermcp" --version >/dev/null && ok "the installed binary runs" || ko "the installed binary runs"
+if command -v man >/dev/null 2>&1; then
+  page=$(MANWIDTH=200 man -l "$stage/usr/local/share/man/man1/peermcp.1" 2>/dev/null)
+  has "the man page has the --help text (status's synopsis)" "$page" "peermcp status [--peer TARGET] [--detail]"
+  has "the man page has each command's flags (queue import)" "$page" "--from-peer TARGET"
+fi
+unit="$stage/usr/local/lib/systemd/system/peermcp.service"
+for want in "ExecStart=/usr/local/bin/peermcp serve --no-stdio" "DynamicUser=yes" "StateDirectory=peermcp" \
+  "ProtectSystem=strict" "NoNewPrivileges=yes"; do
+  grep -qxF "$want" "$unit" && ok "unit: $want" || ko "unit: $want" "$(cat "$unit")"
+done
+if command -v systemd-analyze >/dev/null 2>&1; then
+  # verify needs the program and the man page where the unit names them: point it at the stage
+  mkdir -p "$tmp/verify"
+  sed "s#/usr/local/bin/peermcp#$stage/usr/local/bin/peermcp#" "$unit" >"$tmp/verify/peermcp.service"
+  if MANPATH="$stage/usr/local/share/man" systemd-analyze verify "$tmp/verify/peermcp.service" >"$tmp/verify.out" 2>&1; then
+    ok "systemd-analyze verify accepts the unit"
+  else
+    ko "systemd-analyze verify accepts the unit" "$(cat "$tmp/verify.out")"
+  fi
+fi
+
 # the crash harness takes its seed from CRASH_SEED
 crash="$root/build-asan/tests/store/crashtest"
 if [ -x "$crash" ]; then

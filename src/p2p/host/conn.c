@@ -379,7 +379,7 @@ void conn_tick(p2p_conn *c, int64_t now_ms) {
   }
   if (c->state == CONN_READY && !c->n_streams && c->h->cfg.idle_timeout_ms && !c->draining &&
       now_ms - c->idle_since_ms > (int64_t)c->h->cfg.idle_timeout_ms) {
-    log_info("p2p idle connection closed", "{s:s}", "peer", c->remote_id);
+    log_debug("p2p idle connection closed", "{s:s}", "peer", c->remote_id);
     conn_drain(c);
   }
   conn_flush(c);
