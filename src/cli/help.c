@@ -13,6 +13,8 @@ static const cli_flag_help k_config_flags[] = {
                         "PEERMCP_STATE_DIR; default $XDG_STATE_HOME/peermcp, else ~/.local/state/peermcp)"},
     {"--log-level LEVEL", "debug, info, notice, warning, error, critical or off (env PEERMCP_LOG_LEVEL);\n"
                           "logs are JSON lines on stderr"},
+    {"--p2p-profile NAME", "discovery: local (default: none), lan (mDNS), private (a DHT over\n"
+                           "p2p.bootstrap), public (the IPFS DHT) (env PEERMCP_P2P_PROFILE)"},
     {NULL, NULL},
 };
 

@@ -1128,11 +1128,19 @@ static char *first_json_block(const char *path) {
   fclose(f);
   text[n] = 0;
   const char *a = strstr(text, "## Example");
-  a = a ? strstr(a, "```json\n") : NULL;
-  if (!a) return NULL;
-  a += 8;
-  const char *b = strstr(a, "```");
-  return b ? strndup(a, (size_t)(b - a)) : NULL;
+  /* the example is the first file a runnable block writes ("cat > … <<'EOF'" … "EOF"; suite
+   * 80-docs runs the block itself), or a plain ```json block */
+  const char *h = a ? strstr(a, "<<'EOF'\n") : NULL;
+  const char *j = a ? strstr(a, "```json\n") : NULL;
+  if (h && (!j || h < j)) {
+    h += 8;
+    const char *e = strstr(h, "\nEOF\n");
+    return e ? strndup(h, (size_t)(e - h + 1)) : NULL;
+  }
+  if (!j) return NULL;
+  j += 8;
+  const char *b = strstr(j, "```");
+  return b ? strndup(j, (size_t)(b - j)) : NULL;
 }
 
 static void test_config_docs_examples_load(void **state) {
@@ -1143,7 +1151,7 @@ static void test_config_docs_examples_load(void **state) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", g_source_root, docs[i]);
     char *json = first_json_block(path);
-    if (!json) fail_msg("%s: no ```json block after \"## Example\"", path);
+    if (!json) fail_msg("%s: no example file (a heredoc or a ```json block) after \"## Example\"", path);
     config cfg;
     char err[512];
     int rc = config_load_text(&cfg, json, strlen(json), path, NULL, err, sizeof err);
