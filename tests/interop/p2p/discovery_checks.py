@@ -342,7 +342,8 @@ def group_cli_dht():
     js_a = js_peer("jsA", "--dht", "server")
     boot = js_a.addrs[0]
     cfg_path = os.path.join(TMP, "dht.json")
-    json.dump({"p2p": {"profile": "private", "dht_protocol": "/ipfs/kad/1.0.0", "bootstrap": [boot]}},
+    # workers 0: the nodes' own in-process workers would run the task the worker must claim
+    json.dump({"p2p": {"profile": "private", "dht_protocol": "/ipfs/kad/1.0.0", "bootstrap": [boot], "workers": 0}},
               open(cfg_path, "w"))
     # A generous search budget: a loaded machine may take seconds to dial and bootstrap.
     env = dict(BASE_ENV, PEERMCP_CONFIG=cfg_path, PEERMCP_LOG_LEVEL="info",
