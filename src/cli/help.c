@@ -15,6 +15,8 @@ static const cli_flag_help k_config_flags[] = {
                           "logs are JSON lines on stderr"},
     {"--p2p-profile NAME", "discovery: local (default: none), lan (mDNS), private (a DHT over\n"
                            "p2p.bootstrap), public (the IPFS DHT) (env PEERMCP_P2P_PROFILE)"},
+    {"--token-file FILE", "a JWT or the shared token to present to peers (mode 600; never give a\n"
+                          "token on the command line, where ps shows it)"},
     {NULL, NULL},
 };
 

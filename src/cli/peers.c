@@ -46,7 +46,7 @@ int cli_peers(int argc, char **argv) {
     } else if (!strcmp(a, "--alive")) {
       f.alive_only = true;
     } else if (!strcmp(a, "--source")) {
-      unsigned bit;
+      unsigned bit = 0;
       if (i + 1 >= argc || peerstore_source_parse(argv[++i], &bit) != 0) {
         snprintf(err, sizeof err, "--source: \"%.100s\" is not a source (manual, identify, mdns, dht, bootstrap, rendezvous)",
                  i < argc ? argv[i] : "");
