@@ -243,7 +243,7 @@ static json_t *dial_failure(cenv *e, const char *target, const char *protocol, i
 static int env_client(cenv *e, const char *target, svc_client **out) {
   *out = NULL;
   node_options no = {.host = NODE_HOST_DIAL};
-  if (env_node(e, &no) != 0) return CLI_EXIT_FAIL;
+  if (!e->n && env_node(e, &no) != 0) return CLI_EXIT_FAIL; /* a second request reuses the node */
   (void)cli_find_peer(e->n, target); /* a bare PeerId not found: the dial below says so */
   int rc = node_dial(e->n, target, out);
   if (rc != 0) {
@@ -293,7 +293,7 @@ static int run_op(cenv *e, const cli_opts *o, json_t *msg, double timeout_s, jso
     json_decref(r.error);
   } else {
     node_options no = {.store = true, .local_ops = true};
-    if (env_node(e, &no) != 0) {
+    if (!e->n && env_node(e, &no) != 0) {
       json_decref(msg);
       return CLI_EXIT_FAIL;
     }
