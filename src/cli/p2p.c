@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "cli/common.h"
@@ -61,6 +62,12 @@ int cli_id(int argc, char **argv) {
   }
   if (want_ma && json) {
     exit_code = usage_error("id", "--multiaddr and --json exclude each other (--json has both)");
+    goto out;
+  }
+  struct stat sd;
+  if (stat(cfg.state_dir, &sd) == 0 && !S_ISDIR(sd.st_mode)) {
+    fprintf(stderr, "peermcp id: the state directory %s is not a directory (--state-dir / PEERMCP_STATE_DIR names a file)\n",
+            cfg.state_dir);
     goto out;
   }
   /* the address a running `serve` of this state directory announced (announce.json) */

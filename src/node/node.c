@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "auth/fernet.h"
 #include "auth/jwt.h"
@@ -171,6 +172,30 @@ static int mkdir_p(const char *path) {
   }
   free(p);
   return rc;
+}
+
+/* The state directory exists (mkdir_p ran): it must be a directory this process can write and
+ * enter — the queue, the cache, the identity key and the announce files live there. A state
+ * directory that cannot be used is a start-up error, not a node whose store tools answer
+ * "disabled". (Root passes access(2) on any directory of a writable file system.) */
+static int check_state_dir(const char *dir, char *err, size_t errlen) {
+  struct stat sb;
+  if (stat(dir, &sb) != 0) {
+    int e = -errno;
+    seterr(err, errlen, "cannot use the state directory %s: %s", dir, strerror(-e));
+    return e;
+  }
+  if (!S_ISDIR(sb.st_mode)) {
+    seterr(err, errlen, "the state directory %s is not a directory (--state-dir / PEERMCP_STATE_DIR names a file)", dir);
+    return -ENOTDIR;
+  }
+  if (access(dir, W_OK | X_OK) != 0) {
+    int e = -errno;
+    seterr(err, errlen, "the state directory %s is not writable by this user (uid %u): %s", dir, (unsigned)geteuid(),
+           strerror(-e));
+    return e;
+  }
+  return 0;
 }
 
 /* ---------- node_open: store, op table, tools, dispatcher ---------- */
@@ -621,13 +646,12 @@ int node_open(const config *cfg, const node_options *o, node **out, char *err, s
     }
   }
 
+  /* the caller prints err once; the failure is logged at debug below */
   if ((rc = mkdir_p(cfg->state_dir)) != 0) {
-    nlog(n, LOG_ERROR, "cannot create the state directory", "{s:s, s:s}", "state_dir", cfg->state_dir, "error",
-         strerror(-rc));
     seterr(err, errlen, "cannot create the state directory %s: %s", cfg->state_dir, strerror(-rc));
-    n->error_logged = true;
     goto fail;
   }
+  if ((rc = check_state_dir(cfg->state_dir, err, errlen)) != 0) goto fail;
   if (o->loop) {
     n->loop = o->loop;
   } else {

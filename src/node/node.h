@@ -30,7 +30,8 @@
  *                 ignored
  *
  * Life cycle (every call on the loop thread, which is the caller's thread):
- *   node_open    builds what needs no running loop: state directory, loop, store, op table,
+ *   node_open    builds what needs no running loop: state directory (created when missing; not
+ *                a directory or not writable → an error naming it), loop, store, op table,
  *                registry + tools, the service's tools, dispatcher. Errors name the cause.
  *   node_start   signals, maintenance timer, host (listen, announce), MCP Tasks, service,
  *                workers, transports; then logs "<name>: ready".

@@ -4,16 +4,19 @@
 #   the CLI: per-command help, bad numbers refused with the reason, flag sets that serve nothing,
 #     serve-only flags refused elsewhere, configuration messages (value shown, end-of-file
 #     column, printed once), unsupported listen addresses, a typo in a command tool's schema,
-#     `task get|wait|cancel` of an unknown id, the default configuration file read by every
-#     command, `id --json|--multiaddr`;
-#   dialing: an invalid multiaddr, a closed port, a wrong PeerId (both ids shown), a PeerId with
+#     `task get|wait|cancel` of an unknown id, a state directory that is a file or not
+#     writable, the default configuration file read by every command, `id --json|--multiaddr`;
+#   dialing: an invalid multiaddr, a closed port, a port that never answers (timeout), a wrong
+#     PeerId (both ids shown; status and ping alike), a PeerId with
 #     no known address, a protocol the peer does not serve, a token to an address without /p2p/;
 #     ping's summary; perf's defaults and per-phase rates;
 #   work: queued tasks run on a default node; p2p.workers 0 turns that off; `worker --once`
 #     refused or unreachable exits 1 and says why; a worker that lacks a tool does not claim its
-#     type and releases a tool.call naming it; per-task info lines; the node's log volume;
+#     type and releases a tool.call naming it; per-task info lines (claimed, completed, failed,
+#     released); the node's log volume;
 #   MCP: --no-p2p lists no p2p_* network tools; tools_dispatch errors carry "status":"error";
-#     tools_get_schema without a category; a 2024-11-05 client gets 200 tools in one page;
+#     tools_get_schema without a category; tools_list_tools cuts at a word with "…"; task_submit's
+#     description says who runs a task; a 2024-11-05 client gets 200 tools in one page;
 #     p2p_remote_status names the connection it used;
 #   `queue import --from-peer`, twice; CRASH_SEED repeats the crash harness's seed.
 # Last line: "operator: N passed, N failed".
@@ -86,6 +89,33 @@ run "serve --no-stdio --no-p2p refused" 2 "$bin" serve --no-stdio --no-p2p --sta
 has "serve with nothing to serve: says so" "$err" "nothing to serve"
 run "serve --no-p2p --p2p-listen refused" 2 "$bin" serve --no-p2p --p2p-listen /ip4/127.0.0.1/tcp/0 --state-dir "$tmp/s0"
 has "serve --no-p2p --p2p-listen: says so" "$err" "contradict"
+# a state directory that cannot be used is a start-up error that says why
+: >"$tmp/afile"
+run "serve --state-dir FILE refused" 1 "$bin" serve --no-p2p --state-dir "$tmp/afile"
+has "…says it is not a directory" "$err" "the state directory $tmp/afile is not a directory"
+hasnt "…and not 'Permission denied'" "$err" "Permission denied"
+hasnt "…and never gets ready" "$err" "ready"
+[ "$(wc -l <"$tmp/err")" = 1 ] && ok "…printed once" || ko "…printed once" "$err"
+run "task list --state-dir FILE refused" 1 "$bin" task list --state-dir "$tmp/afile"
+has "…says it is not a directory" "$err" "is not a directory"
+run "id --state-dir FILE refused" 1 "$bin" id --state-dir "$tmp/afile"
+has "…says it is not a directory" "$err" "is not a directory"
+run "serve --state-dir FILE/sub refused" 1 "$bin" serve --no-p2p --state-dir "$tmp/afile/sub"
+has "…says it cannot be created, and why" "$err" "cannot create the state directory $tmp/afile/sub: Not a directory"
+# a directory this user cannot write (as root: run as nobody, who cannot write a root-owned 0755 directory)
+mkdir -p "$tmp/rodir" && chmod 755 "$tmp/rodir"
+asuser=()
+if [ "$(id -u)" = 0 ]; then
+  command -v setpriv >/dev/null && asuser=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+else
+  chmod 555 "$tmp/rodir"
+fi
+if [ "$(id -u)" != 0 ] || [ ${#asuser[@]} -gt 0 ]; then
+  chmod o+x "$tmp" 2>/dev/null
+  run "serve --state-dir not writable refused" 1 "${asuser[@]}" "$bin" serve --no-p2p --state-dir "$tmp/rodir"
+  has "…says it is not writable" "$err" "the state directory $tmp/rodir is not writable by this user"
+  hasnt "…and never gets ready" "$err" "ready"
+fi
 # --no-stdio --no-p2p with HTTP is a valid daemon
 peermcp_bg "$tmp/h.err" "$bin" serve --no-stdio --no-p2p --http-listen 127.0.0.1:0 --state-dir "$tmp/h"
 hpid=$peermcp_pid
@@ -168,6 +198,28 @@ has "…names both ids" "$err" "the address names PeerId $STRANGER_ID, but the p
 has "…and the JSON says peer_id_mismatch" "$out" '"error":"peer_id_mismatch"'
 run "a closed port" 1 "$bin" status --peer "/ip4/127.0.0.1/tcp/1/p2p/$A_ID" --state-dir "$tmp/cli"
 has "…connection refused" "$err" "connection refused: nothing listens at /ip4/127.0.0.1/tcp/1"
+run "ping: a wrong PeerId at a live port" 1 "$bin" ping -n 1 "$A_ADDR/p2p/$STRANGER_ID" --state-dir "$tmp/cli"
+has "…names both ids, as status does" "$err" "the address names PeerId $STRANGER_ID, but the peer at $A_ADDR proved it is $A_ID"
+run "ping: a closed port" 1 "$bin" ping -n 1 "/ip4/127.0.0.1/tcp/1/p2p/$A_ID" --state-dir "$tmp/cli"
+has "…connection refused, as status says" "$err" "connection refused: nothing listens at /ip4/127.0.0.1/tcp/1"
+# a port that accepts and never answers: a timeout (the host's 10 s handshake deadline)
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+print(s.getsockname()[1], flush=True)
+held = []
+end = time.time() + 120
+while time.time() < end:
+    s.settimeout(max(0.1, end - time.time()))
+    try: held.append(s.accept()[0])
+    except OSError: pass
+' >"$tmp/mute.port" &
+mute_pid=$!
+wait_for 10 test -s "$tmp/mute.port"
+run "a port that never answers" 1 "$bin" status --peer "/ip4/127.0.0.1/tcp/$(cat "$tmp/mute.port")/p2p/$A_ID" --state-dir "$tmp/cli"
+has "…timed out" "$err" "timed out: /ip4/127.0.0.1/tcp/$(cat "$tmp/mute.port") did not answer in time"
+has "…and the JSON says timeout" "$out" '"error":"timeout"'
+kill "$mute_pid" 2>/dev/null; wait "$mute_pid" 2>/dev/null
 run "garbage as --peer" 2 "$bin" status --peer garbage --state-dir "$tmp/cli"
 has "…invalid, with the reason" "$err" "is neither a multiaddr"
 run "a bad port in a multiaddr" 2 "$bin" status --peer /ip4/127.0.0.1/tcp/99999 --state-dir "$tmp/cli"
@@ -201,6 +253,14 @@ run "…and wait for it" 0 "$bin" task wait --peer "$A_MA" --timeout 60 "$tid" -
 wait_for 10 grep -q '"msg":"task completed"' "$tmp/a.err"
 grep -q '"msg":"task claimed".*"level"\|"level":"info","msg":"task claimed"' "$tmp/a.err" && grep -q '"level":"info","msg":"task completed"' "$tmp/a.err" &&
   ok "claimed and completed are logged at info" || ko "claimed and completed are logged at info" "$(grep task "$tmp/a.err" | tail -3)"
+
+run "submit a task that fails to A" 0 "$bin" task submit --peer "$A_MA" '{"tool":"word_count","args":{"text":5}}' --state-dir "$tmp/cli"
+tf=$(jget 'd["task_id"]' <<<"$out")
+run "…wait for it" 0 "$bin" task wait --peer "$A_MA" --timeout 60 "$tf" --state-dir "$tmp/cli"
+[ "$(jget 'd["task"]["status"]' <<<"$out")" = failed ] && ok "…it failed" || ko "…it failed" "$out"
+wait_for 10 grep -q "\"msg\":\"task failed.*$tf" "$tmp/a.err"
+grep -q "\"level\":\"info\",\"msg\":\"task failed.*\"task_id\":\"$tf\".*\"error\"" "$tmp/a.err" &&
+  ok "a failed task is logged at info, with its error" || ko "a failed task is logged at info" "$(grep task "$tmp/a.err" | tail -3)"
 
 # p2p.workers 0: nobody runs it; a worker that lacks the tool neither claims its type nor keeps a tool.call
 mkdir -p "$tmp/b"
@@ -237,12 +297,15 @@ has "…exits 1 saying it was refused" "$out" '"error":"unauthorized"'
 has "…and logs it" "$err" '"level":"warning","msg":"worker: cannot claim tasks from the source"'
 run "worker --once at a dead port" 1 "$bin" worker --once --peer "/ip4/127.0.0.1/tcp/1/p2p/$B_ID" --state-dir "$tmp/w"
 has "…exits 1: connection refused" "$out" '"error":"connection_refused"'
+has "…and logs it" "$err" '"level":"warning"'
 run "worker with --once on the local queue" 0 "$bin" worker --once --state-dir "$tmp/s2"
 has "worker running is logged at info" "$err" '"level":"info","msg":"worker running"'
 
 # p2p_remote_status to a dead address of a peer we are connected to: the reply names the connection
 cat >"$tmp/c.json" <<EOF
-{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "workers": 0}}
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "workers": 0},
+ "tools": {"commands": [{"name": "long_words", "category": "demo", "argv": ["/bin/true"], "input_schema": {"type": "object"},
+   "description": "Counts the words of a text and returns them as one JSON object; this first line is long enough to be cut somewhere past its hundredth character.\nSecond line."}]}}
 EOF
 cat >"$tmp/drive.py" <<'EOF'
 import json, os, sys
@@ -268,6 +331,17 @@ if mode == "p2p":
         r.get("isError") and text.get("status") == "error" and text.get("error_type") == "unknown_category", r)
     r, e = c.tool("tools_get_schema", {"tool": "server_info"})
     out("tools_get_schema without a category", not e and r["schema"]["category"] == "system", r)
+    r, e = c.tool("tools_list_tools", {"category": "demo"})
+    full = "Counts the words of a text and returns them as one JSON object; this first line is long enough to be cut somewhere past its hundredth character."
+    d = (r or {}).get("tools", [{}])[0].get("description", "")
+    cut = d[:-1]
+    out("tools_list_tools cuts a long description at a word, with an ellipsis",
+        not e and d.endswith("\u2026") and len(d) <= 100 and full.startswith(cut) and full[len(cut)] == " "
+        and not cut.endswith(" "), d)
+    tools = {t["name"]: t for t in c.request("tools/list")["result"]["tools"]}
+    desc = tools.get("task_submit", {}).get("description", "")
+    out("task_submit's description says who runs a task (in-process workers, p2p.workers 0)",
+        "in-process" in desc and "p2p.workers 0" in desc, desc)
     c.stop("eof")
 elif mode == "nop2p":
     c = LineClient([binp, "serve", "--no-p2p", "--config", cfg, "--state-dir", st], stderr_path=st + ".err")
