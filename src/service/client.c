@@ -1,7 +1,9 @@
-/* client.c — /mcp+p2p/1.0.0 client: one stream, many pipelined requests, retries for the
- * idempotent ones (see client.h). */
+/* client.c — /mcp+p2p/1.0.0 client: one stream at a time (plus one draining while it is
+ * replaced), many pipelined requests, retries for the ones that may be sent again, pacing by
+ * the server's advertised limits (see client.h). */
 #include "service/client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -15,15 +17,23 @@
 #include "util/buf.h"
 #include "util/log.h"
 
-enum { CS_NONE = 0, CS_OPENING, CS_INIT, CS_READY };
+/* How often one request may be refused before it ran (-32010 rate_limited /
+ * too_many_requests) and sent again. */
+#define MAX_REFUSALS 8
+
+enum { CS_OPENING = 1, CS_INIT, CS_READY, CS_DRAINING };
+
+typedef struct cstream cstream;
 
 typedef struct creq {
   struct creq *next;
-  uint64_t id; /* of the current attempt (0 = not sent) */
+  uint64_t id;  /* of the current attempt (0 = not on the wire) */
+  cstream *on;  /* the stream that attempt went out on (NULL = not on the wire) */
   char *method;
   json_t *params;
   bool idempotent, rpc;
-  unsigned failures;
+  unsigned failures;  /* attempts lost to a broken stream or a timeout */
+  unsigned refusals;  /* attempts refused before they ran */
   int cause; /* the last failure that said something (a back-off's -EAGAIN does not) */
   uint32_t timeout_ms;
   int64_t deadline; /* loop ms, current attempt */
@@ -32,6 +42,20 @@ typedef struct creq {
   void *ud;
 } creq;
 
+/* One /mcp+p2p/1.0.0 stream of the client. */
+struct cstream {
+  svc_client *c;
+  p2p_stream *s; /* NULL while opening */
+  int state;
+  uint64_t init_id;
+  svc_frame_dec dec;
+  buf wbuf;
+  bool write_blocked;
+  uint64_t frames;   /* frames we sent on it (initialize and cancellations included) */
+  size_t inflight;   /* requests sent on it and not answered */
+  cstream *next;     /* in the client's draining list */
+};
+
 struct svc_client {
   uv_loop_t *loop;
   p2p_host *host;
@@ -39,12 +63,8 @@ struct svc_client {
   svc_client_opts o;
   char *token;
   char *client_name;
-  p2p_stream *s;
-  int state;
-  uint64_t init_id;
-  svc_frame_dec dec;
-  buf wbuf;
-  bool write_blocked;
+  cstream *cur;      /* where new requests go (opening, initialising or ready), or NULL */
+  cstream *draining; /* used-up streams finishing their requests (rarely more than one) */
   creq *reqs;
   size_t n_reqs;
   uint64_t next_id;
@@ -54,18 +74,18 @@ struct svc_client {
   bool closed;
   int64_t next_open_at;
   unsigned open_failures;
-  int open_err; /* a synchronous open failure, reported at the next tick */
-  uint64_t frames_on_stream; /* frames we sent on the current stream (initialize included) */
-  uint64_t max_frames;       /* the server's limits.max_frames; 0 = no limit */
-  bool rotating;             /* the stream is used up: finish it, then open a fresh one */
-  char via[1024];            /* the remote address of the connection the last stream used */
-  uint64_t n_streams, n_retries;
+  int open_err; /* a synchronous open failure, reported from the timer */
+  uint64_t max_frames; /* the server's limits.max_frames; 0 = no limit */
+  /* the server's token bucket, mirrored (limits.rate_capacity / rate_refill_per_sec): frames
+   * wait here rather than be refused; rate 0 = no pacing */
+  double tokens, rate_cap, rate;
+  int64_t tokens_at_us;
+  char via[1024]; /* the remote address of the connection the last stream used */
+  uint64_t n_streams, n_retries, n_refused, n_paced;
 };
 
 static void client_unref(svc_client *c) {
   if (--c->refs > 0) return;
-  svc_frame_dec_free(&c->dec);
-  buf_free(&c->wbuf);
   json_decref(c->server_info);
   free(c->target);
   free(c->token);
@@ -74,6 +94,7 @@ static void client_unref(svc_client *c) {
 }
 
 static int64_t now_ms(svc_client *c) { return (int64_t)uv_now(c->loop); }
+static int64_t now_us(void) { return (int64_t)(uv_hrtime() / 1000); }
 
 static uint32_t backoff(svc_client *c, unsigned n) {
   uint64_t d = (uint64_t)c->o.backoff_ms << (n > 10 ? 10 : n);
@@ -96,8 +117,19 @@ static void req_unlink(svc_client *c, creq *r) {
     }
 }
 
+/* The attempt on the wire is over (answered, lost or withdrawn). */
+static void req_off_wire(creq *r) {
+  if (r->on) {
+    assert(r->on->inflight > 0);
+    r->on->inflight--;
+  }
+  r->on = NULL;
+  r->id = 0;
+}
+
 /* Completes a request (unlinked first, so the callback may queue more). */
 static void req_finish(svc_client *c, creq *r, int err, json_t *result, json_t *error) {
+  req_off_wire(r);
   req_unlink(c, r);
   c->refs++;
   if (r->cb) r->cb(r->ud, err, result, error);
@@ -105,120 +137,237 @@ static void req_finish(svc_client *c, creq *r, int err, json_t *result, json_t *
   client_unref(c);
 }
 
-/* ---------- writing ---------- */
+/* Another attempt later (not before `at`), on whatever stream is current then. */
+static void req_again(svc_client *c, creq *r, int64_t at) {
+  req_off_wire(r);
+  r->retry_at = at;
+  r->deadline = at + r->timeout_ms;
+  c->n_retries++;
+}
 
-static void flush(svc_client *c) {
-  while (c->s && buf_len(&c->wbuf) && !c->write_blocked) {
-    size_t n = buf_len(&c->wbuf) < 65536 ? buf_len(&c->wbuf) : 65536;
-    int rc = p2p_stream_write(c->s, buf_ptr(&c->wbuf), n);
+static void arm(svc_client *c);
+
+/* ---------- pacing (the server's token bucket) ---------- */
+
+static void tokens_refill(svc_client *c) {
+  if (!(c->rate > 0)) return;
+  int64_t t = now_us();
+  if (t > c->tokens_at_us) {
+    c->tokens += (double)(t - c->tokens_at_us) / 1e6 * c->rate;
+    if (c->tokens > c->rate_cap) c->tokens = c->rate_cap;
+    c->tokens_at_us = t;
+  }
+}
+
+/* Takes a frame's token; false when the frame must wait. */
+static bool tokens_take(svc_client *c) {
+  if (!(c->rate > 0)) return true;
+  tokens_refill(c);
+  if (c->tokens < 1.0) return false;
+  c->tokens -= 1.0;
+  return true;
+}
+
+/* ms until one token is there (0 when it is). */
+static int64_t tokens_wait_ms(svc_client *c) {
+  if (!(c->rate > 0)) return 0;
+  tokens_refill(c);
+  if (c->tokens >= 1.0) return 0;
+  return (int64_t)((1.0 - c->tokens) / c->rate * 1000.0) + 1;
+}
+
+/* ---------- streams ---------- */
+
+static const p2p_stream_callbacks client_cbs;
+
+static void cs_free(cstream *cs) {
+  svc_frame_dec_free(&cs->dec);
+  buf_free(&cs->wbuf);
+  free(cs);
+}
+
+static void cs_flush(cstream *cs) {
+  while (cs->s && buf_len(&cs->wbuf) && !cs->write_blocked) {
+    size_t n = buf_len(&cs->wbuf) < 65536 ? buf_len(&cs->wbuf) : 65536;
+    int rc = p2p_stream_write(cs->s, buf_ptr(&cs->wbuf), n);
     if (rc == -ENOBUFS) {
-      c->write_blocked = true;
+      cs->write_blocked = true;
       break;
     }
     if (rc < 0) {
-      buf_reset(&c->wbuf);
+      buf_reset(&cs->wbuf);
       break;
     }
-    buf_consume(&c->wbuf, n);
-    if (rc == 1) c->write_blocked = true;
+    buf_consume(&cs->wbuf, n);
+    if (rc == 1) cs->write_blocked = true;
   }
 }
 
-static int send_frame(svc_client *c, uint64_t id, const char *method, json_t *params) {
+/* Appends a request frame (the caller flushes). */
+static int cs_frame(cstream *cs, uint64_t id, const char *method, json_t *params) {
   json_t *m = json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", (json_int_t)id, "method", method);
   if (!m) return -ENOMEM;
   if (params) json_object_set(m, "params", params);
-  int rc = svc_frame_encode(&c->wbuf, m, 0);
+  int rc = svc_frame_encode(&cs->wbuf, m, 0);
   json_decref(m);
-  if (rc == 0) flush(c);
+  if (rc == 0) cs->frames++;
   return rc;
 }
 
-static void send_ready(svc_client *c) {
-  int64_t now = now_ms(c);
-  size_t sent = 0;
-  for (creq *r = c->reqs; r; r = r->next)
-    if (r->id) sent++;
-  for (creq *r = c->reqs; r && sent < c->o.max_inflight; r = r->next) {
-    if (r->id || r->retry_at > now) continue;
-    if (c->max_frames && c->frames_on_stream >= c->max_frames) {
-      c->rotating = true; /* the server would refuse more frames on this stream */
-      break;
-    }
-    sent++;
-    r->id = c->next_id++;
-    c->frames_on_stream++;
-    if (send_frame(c, r->id, r->method, r->params) != 0) r->id = 0;
-  }
-  if (c->rotating && sent == 0 && c->s) p2p_stream_close_write(c->s); /* ends the session */
+/* The stream may carry one more frame under the server's cap. */
+static bool cs_has_room(const svc_client *c, const cstream *cs) { return !c->max_frames || cs->frames < c->max_frames; }
+
+/* A used-up stream: no new requests; it ends once its requests are answered, while a fresh
+ * stream takes the new ones at once. */
+static void cs_retire(svc_client *c, cstream *cs) {
+  assert(cs == c->cur);
+  c->cur = NULL;
+  cs->state = CS_DRAINING;
+  cs->next = c->draining;
+  c->draining = cs;
+  c->next_open_at = 0;
+  if (cs->inflight == 0 && cs->s) p2p_stream_close_write(cs->s);
 }
 
-/* ---------- stream ---------- */
+static void cs_unlink(svc_client *c, cstream *cs) {
+  if (c->cur == cs) c->cur = NULL;
+  for (cstream **pp = &c->draining; *pp; pp = &(*pp)->next)
+    if (*pp == cs) {
+      *pp = cs->next;
+      break;
+    }
+}
 
-static void stream_open(svc_client *c);
+static void send_ready(svc_client *c) {
+  cstream *cs = c->cur;
+  if (!cs || cs->state != CS_READY || c->closed) return;
+  int64_t now = now_ms(c);
+  for (creq *r = c->reqs; r && cs->inflight < c->o.max_inflight; r = r->next) {
+    if (r->id || r->retry_at > now) continue;
+    if (!cs_has_room(c, cs)) {
+      /* the server would refuse more frames on this stream: a fresh one takes over */
+      cs_retire(c, cs);
+      break;
+    }
+    if (!tokens_take(c)) {
+      c->n_paced++;
+      break; /* the timer sends it when the bucket has a token again */
+    }
+    r->id = c->next_id++;
+    if (cs_frame(cs, r->id, r->method, r->params) != 0) {
+      r->id = 0;
+      continue;
+    }
+    r->on = cs;
+    cs->inflight++;
+  }
+  cs_flush(cs);
+}
 
-/* The stream is gone (or never came): every request counts one failure. */
-static void stream_failed(svc_client *c, int err) {
-  c->s = NULL;
-  c->state = CS_NONE;
-  c->write_blocked = false;
-  buf_reset(&c->wbuf);
-  svc_frame_dec_free(&c->dec);
-  svc_frame_dec_init(&c->dec, c->o.max_frame_bytes);
-  c->open_failures++;
-  c->next_open_at = now_ms(c) + backoff(c, c->open_failures - 1);
-  if (c->closed) return;
+/* Every request that went out on cs and got no answer: sent again when it may be, else failed.
+ * clean: the stream ended by an orderly close (the server answers every request it read before
+ * it closes), so an unanswered request was never read. */
+static void cs_lost(svc_client *c, cstream *cs, int err) {
   creq *r = c->reqs;
-  while (r) {
+  while (r && !c->closed) {
     creq *next = r->next;
-    r->id = 0;
-    r->failures++;
-    if (err && err != -EAGAIN) r->cause = err;
-    if (r->idempotent && r->failures <= c->o.retries) {
-      r->retry_at = now_ms(c) + backoff(c, r->failures - 1);
-      r->deadline = r->retry_at + r->timeout_ms;
-      c->n_retries++;
-    } else {
-      /* a retry that met the host's dial back-off reports why the first dial failed */
-      req_finish(c, r, err == -EAGAIN && r->cause ? r->cause : err ? err : -ECONNRESET, NULL, NULL);
+    if (r->on == cs) {
+      r->failures++;
+      if (err && err != -EAGAIN) r->cause = err;
+      if (r->idempotent && r->failures <= c->o.retries) req_again(c, r, now_ms(c) + backoff(c, r->failures - 1));
+      else req_finish(c, r, err ? err : -ECONNRESET, NULL, NULL);
     }
     r = next;
   }
 }
 
-static void handle_reply(svc_client *c, json_t *m) {
+/* The current stream did not come up (open failed, or it broke before initialize was
+ * answered): nothing was sent, so every request may try again, a few times. */
+static void open_failed(svc_client *c, int err) {
+  c->open_failures++;
+  c->next_open_at = now_ms(c) + backoff(c, c->open_failures - 1);
+  creq *r = c->reqs;
+  while (r && !c->closed) {
+    creq *next = r->next;
+    if (!r->id) {
+      r->failures++;
+      if (err && err != -EAGAIN) r->cause = err;
+      if (r->failures <= c->o.retries) {
+        r->retry_at = c->next_open_at;
+        r->deadline = r->retry_at + r->timeout_ms;
+      } else {
+        /* a retry that met the host's dial back-off reports why the first dial failed */
+        req_finish(c, r, err == -EAGAIN && r->cause ? r->cause : err ? err : -ECONNRESET, NULL, NULL);
+      }
+    }
+    r = next;
+  }
+}
+
+static void stream_open(svc_client *c);
+
+static void handle_init_reply(svc_client *c, cstream *cs, json_t *result, json_t *error) {
+  if (!result) {
+    log_write(LOG_WARNING, "p2p initialize refused", "{s:s, s:O?}", "target", c->target, "error", error);
+    /* the server closes the stream; the requests fail or retry then */
+    return;
+  }
+  json_decref(c->server_info);
+  c->server_info = json_incref(result);
+  cs->state = CS_READY;
+  c->open_failures = 0;
+  const json_t *lim = json_object_get(result, "limits");
+  const json_t *mf = json_object_get(lim, "max_frames");
+  c->max_frames = json_is_integer(mf) && json_integer_value(mf) > 0 ? (uint64_t)json_integer_value(mf) : 0;
+  const json_t *cap = json_object_get(lim, "rate_capacity"), *ref = json_object_get(lim, "rate_refill_per_sec");
+  double rc = json_is_number(cap) ? json_number_value(cap) : 0, rr = json_is_number(ref) ? json_number_value(ref) : 0;
+  if (rc >= 1 && rr > 0) {
+    bool first = !(c->rate > 0);
+    c->rate_cap = rc;
+    c->rate = rr;
+    if (first) {
+      /* initialize took one token of a bucket that started full (or was in use before) */
+      c->tokens = rc - 1;
+      c->tokens_at_us = now_us();
+    }
+    if (c->tokens > rc) c->tokens = rc;
+  } else {
+    c->rate = 0;
+  }
+  send_ready(c);
+}
+
+static bool refused_before_running(const json_t *error) {
+  const json_t *code = json_object_get(error, "code");
+  const char *msg = json_string_value(json_object_get(error, "message"));
+  return json_is_integer(code) && json_integer_value(code) == MCP_RPC_MCPP_RATE_LIMITED && msg &&
+         (strcmp(msg, "rate_limited") == 0 || strcmp(msg, "too_many_requests") == 0);
+}
+
+static void handle_reply(svc_client *c, cstream *cs, json_t *m) {
   const json_t *idv = json_object_get(m, "id");
   if (!json_is_integer(idv)) return;
   uint64_t id = (uint64_t)json_integer_value(idv);
   json_t *result = json_object_get(m, "result");
   json_t *error = json_object_get(m, "error");
-  if (c->state == CS_INIT && id == c->init_id) {
-    if (!result) {
-      log_write(LOG_WARNING, "p2p initialize refused", "{s:s, s:O?}", "target", c->target, "error", error);
-      /* the server closes the stream; requests fail or retry then */
-      return;
-    }
-    json_decref(c->server_info);
-    c->server_info = json_incref(result);
-    c->state = CS_READY;
-    c->open_failures = 0;
-    const json_t *mf = json_object_get(json_object_get(result, "limits"), "max_frames");
-    c->max_frames = json_is_integer(mf) && json_integer_value(mf) > 0 ? (uint64_t)json_integer_value(mf) : 0;
-    send_ready(c);
+  if (cs->state == CS_INIT && id == cs->init_id) {
+    handle_init_reply(c, cs, result, error);
     return;
   }
   for (creq *r = c->reqs; r; r = r->next) {
-    if (r->id != id) continue;
-    const json_t *code = json_object_get(error, "code");
-    if (!result && json_is_integer(code) && json_integer_value(code) == MCP_RPC_MCPP_RATE_LIMITED && r->idempotent &&
-        r->failures < c->o.retries) {
-      /* rate-limited: the server closes this stream; try again later on a new one */
-      r->failures++;
-      r->id = 0;
-      r->retry_at = now_ms(c) + backoff(c, r->failures);
-      r->deadline = r->retry_at + r->timeout_ms;
-      c->n_retries++;
-      return;
+    if (r->id != id || r->on != cs) continue;
+    if (!result && refused_before_running(error) && r->refusals < MAX_REFUSALS) {
+      /* It did not run, so sending it again is safe for any request. After rate_limited the
+       * server reads nothing more on this stream: the next attempt goes on a fresh one. */
+      r->refusals++;
+      c->n_refused++;
+      req_again(c, r, now_ms(c) + backoff(c, r->refusals - 1));
+      const char *msg = json_string_value(json_object_get(error, "message"));
+      if (strcmp(msg, "rate_limited") == 0) {
+        if (c->rate > 0) c->tokens = 0; /* the server's bucket is empty: wait for it */
+        if (cs == c->cur) cs_retire(c, cs);
+      }
+      break;
     }
     if (result && r->rpc) {
       json_t *content = json_object_get(result, "content");
@@ -226,132 +375,185 @@ static void handle_reply(svc_client *c, json_t *m) {
     } else {
       req_finish(c, r, 0, result, result ? NULL : (error ? error : json_null()));
     }
-    send_ready(c); /* a slot is free */
-    return;
+    break;
   }
+  if (cs->state == CS_DRAINING && cs->inflight == 0 && cs->s) p2p_stream_close_write(cs->s);
+  send_ready(c); /* a slot is free */
 }
 
 static void on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
-  svc_client *c = ud;
+  cstream *cs = ud;
+  svc_client *c = cs->c;
   (void)s;
   c->refs++;
-  while (!c->closed && (len > 0 || c->dec.ready)) {
+  while (!c->closed && (len > 0 || cs->dec.ready)) {
     size_t used = 0;
-    svc_frame_status st = svc_frame_dec_feed(&c->dec, data, len, &used);
+    svc_frame_status st = svc_frame_dec_feed(&cs->dec, data, len, &used);
     data += used;
     len -= used;
     if (st == SVC_FRAME_READY) {
-      json_t *m = svc_frame_dec_take(&c->dec);
-      handle_reply(c, m);
+      json_t *m = svc_frame_dec_take(&cs->dec);
+      handle_reply(c, cs, m);
       json_decref(m);
       continue;
     }
     if (st < 0) {
       log_write(LOG_WARNING, "p2p reply frame rejected", "{s:s, s:s}", "target", c->target, "error",
                 svc_frame_status_str(st));
-      p2p_stream_reset(c->s); /* on_close fails / retries the requests */
+      p2p_stream_reset(cs->s); /* on_close fails / retries the requests */
     }
     break;
   }
+  if (!c->closed) arm(c);
   client_unref(c);
 }
 
 static void on_eof(p2p_stream *s, void *ud) {
-  svc_client *c = ud;
-  (void)s;
+  cstream *cs = ud;
   p2p_stream_close_write(s); /* the server is done with us: finish the stream */
-  (void)c;
+  /* it takes nothing more: new requests go to a fresh stream */
+  if (cs == cs->c->cur && cs->state == CS_READY) cs_retire(cs->c, cs);
 }
 
 static void on_writable(p2p_stream *s, void *ud) {
-  svc_client *c = ud;
+  cstream *cs = ud;
   (void)s;
-  c->write_blocked = false;
-  flush(c);
+  cs->write_blocked = false;
+  cs_flush(cs);
 }
 
 static void on_close(p2p_stream *s, int err, void *ud) {
-  svc_client *c = ud;
+  cstream *cs = ud;
+  svc_client *c = cs->c;
   (void)s;
-  bool in_flight = false;
-  for (creq *r = c->reqs; r; r = r->next) in_flight |= r->id != 0;
-  if (c->rotating && !in_flight && !c->closed) {
-    /* a used-up stream ended as planned: no request failed; the tick opens the next one */
-    c->s = NULL;
-    c->state = CS_NONE;
-    c->rotating = false;
-    c->write_blocked = false;
-    buf_reset(&c->wbuf);
-    svc_frame_dec_free(&c->dec);
-    svc_frame_dec_init(&c->dec, c->o.max_frame_bytes);
-    client_unref(c);
-    return;
+  bool was_ready = cs->state == CS_READY || cs->state == CS_DRAINING;
+  cs_unlink(c, cs);
+  cs->s = NULL;
+  if (!c->closed) {
+    if (cs->inflight) cs_lost(c, cs, err ? err : -ECONNRESET);
+    if (!was_ready) open_failed(c, err ? err : -ECONNRESET);
+    arm(c);
   }
-  c->rotating = false;
-  stream_failed(c, err ? err : -ECONNRESET);
+  cs_free(cs);
   client_unref(c); /* the stream's reference */
 }
 
 static const p2p_stream_callbacks client_cbs = {on_data, on_eof, on_writable, on_close};
 
 static void on_open(p2p_stream *s, int err, void *ud) {
-  svc_client *c = ud;
+  cstream *cs = ud;
+  svc_client *c = cs->c;
   if (c->closed) {
     if (s) {
-      p2p_stream_set_callbacks(s, &client_cbs, c);
-      c->s = s;
-      p2p_stream_reset(s); /* on_close drops the reference */
+      cs->s = s;
+      cs->state = CS_DRAINING;
+      if (c->cur == cs) c->cur = NULL;
+      p2p_stream_set_callbacks(s, &client_cbs, cs);
+      p2p_stream_reset(s); /* on_close frees cs and drops the reference */
     } else {
+      if (c->cur == cs) c->cur = NULL;
+      cs_free(cs);
       client_unref(c);
     }
     return;
   }
   if (err < 0 || !s) {
     log_write(LOG_INFO, "p2p stream open failed", "{s:s, s:i}", "target", c->target, "err", err);
-    stream_failed(c, err < 0 ? err : -EIO);
+    if (c->cur == cs) c->cur = NULL;
+    cs_free(cs);
+    open_failed(c, err < 0 ? err : -EIO);
+    arm(c);
     client_unref(c);
     return;
   }
-  c->s = s;
-  c->state = CS_INIT;
+  cs->s = s;
+  cs->state = CS_INIT;
   c->n_streams++;
   snprintf(c->via, sizeof c->via, "%s", p2p_stream_remote_addr(s));
-  c->frames_on_stream = 1; /* initialize */
-  c->rotating = false;
-  p2p_stream_set_callbacks(s, &client_cbs, c);
-  c->init_id = c->next_id++;
+  p2p_stream_set_callbacks(s, &client_cbs, cs);
+  cs->init_id = c->next_id++;
   json_t *params = json_pack("{s:{s:s, s:s}, s:[s], s:{}}", "clientInfo", "name", c->client_name, "version",
                              PEERMCP_VERSION, "profiles", "mcp++/p2p-transport", "capabilities");
   if (params && c->token) json_object_set_new(params, "token", json_string(c->token));
-  if (send_frame(c, c->init_id, "initialize", params) != 0) p2p_stream_reset(s);
+  (void)tokens_take(c); /* initialize is a frame too; it goes even when the bucket is dry */
+  if (cs_frame(cs, cs->init_id, "initialize", params) != 0) p2p_stream_reset(s);
+  else cs_flush(cs);
   json_decref(params);
 }
 
 static void stream_open(svc_client *c) {
-  c->state = CS_OPENING;
+  assert(!c->cur);
+  cstream *cs = calloc(1, sizeof *cs);
+  if (!cs) {
+    c->open_err = -ENOMEM;
+    return;
+  }
+  cs->c = c;
+  cs->state = CS_OPENING;
+  svc_frame_dec_init(&cs->dec, c->o.max_frame_bytes);
+  buf_init(&cs->wbuf, 64u * 1024 * 1024);
+  c->cur = cs;
   c->refs++;
-  int rc = p2p_host_open_stream(c->host, c->target, SVC_MCPP_PROTOCOL, on_open, c);
+  int rc = p2p_host_open_stream(c->host, c->target, SVC_MCPP_PROTOCOL, on_open, cs);
   if (rc < 0) {
     /* Reported from the timer, so no callback runs inside the call that queued a request. */
     c->refs--;
-    c->state = CS_NONE;
+    c->cur = NULL;
+    cs_free(cs);
     c->open_err = rc;
   }
 }
 
-/* ---------- timer: deadlines, retries, (re)opening ---------- */
+/* ---------- timer: deadlines, retries, (re)opening, pacing ---------- */
+
+static bool wants_stream(svc_client *c) {
+  int64_t now = now_ms(c);
+  for (creq *r = c->reqs; r; r = r->next)
+    if (!r->id && r->retry_at <= now) return true;
+  return false;
+}
 
 static void pump(svc_client *c) {
-  if (c->closed || !c->reqs || c->open_err) return;
-  if (c->state == CS_NONE && now_ms(c) >= c->next_open_at) {
-    for (creq *r = c->reqs; r; r = r->next)
-      if (r->retry_at <= now_ms(c)) {
-        stream_open(c);
-        break;
-      }
-  } else if (c->state == CS_READY) {
+  if (c->closed || c->open_err) return;
+  if (!c->cur && now_ms(c) >= c->next_open_at && wants_stream(c))
+    stream_open(c);
+  else if (c->cur && c->cur->state == CS_READY)
     send_ready(c);
+}
+
+static void on_tick(uv_timer_t *t);
+
+/* Arms the timer for the next thing that must happen (none: it stays off, so an idle client
+ * costs nothing). */
+static void arm(svc_client *c) {
+  if (c->closed) return;
+  int64_t now = now_ms(c), next = INT64_MAX;
+  if (c->open_err) next = now;
+  bool unsent_due = false;
+  for (creq *r = c->reqs; r; r = r->next) {
+    if (r->deadline < next) next = r->deadline;
+    if (!r->id) {
+      if (r->retry_at > now) {
+        if (r->retry_at < next) next = r->retry_at;
+      } else {
+        unsent_due = true;
+      }
+    }
   }
+  if (unsent_due) {
+    if (!c->cur) {
+      int64_t at = c->next_open_at > now ? c->next_open_at : now;
+      if (at < next) next = at;
+    } else if (c->cur->state == CS_READY && c->cur->inflight < c->o.max_inflight) {
+      int64_t w = tokens_wait_ms(c);
+      if (w > 0 && now + w < next) next = now + w;
+    }
+  }
+  if (next == INT64_MAX) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  uv_timer_start(&c->timer, on_tick, next > now ? (uint64_t)(next - now) : 0, 0);
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -360,7 +562,7 @@ static void on_tick(uv_timer_t *t) {
   if (c->open_err) {
     int e = c->open_err;
     c->open_err = 0;
-    stream_failed(c, e);
+    open_failed(c, e);
   }
   int64_t now = now_ms(c);
   creq *r = c->reqs;
@@ -368,11 +570,9 @@ static void on_tick(uv_timer_t *t) {
     creq *next = r->next;
     if (now >= r->deadline) {
       r->failures++;
-      if (r->idempotent && r->failures <= c->o.retries) {
-        r->id = 0; /* a late reply to the old attempt is ignored */
-        r->retry_at = now + backoff(c, r->failures - 1);
-        r->deadline = r->retry_at + r->timeout_ms;
-        c->n_retries++;
+      if (r->id && r->idempotent && r->failures <= c->o.retries) {
+        /* a late reply to the old attempt is ignored (its id is forgotten) */
+        req_again(c, r, now + backoff(c, r->failures - 1));
       } else {
         req_finish(c, r, -ETIMEDOUT, NULL, NULL);
       }
@@ -380,6 +580,7 @@ static void on_tick(uv_timer_t *t) {
     r = next;
   }
   pump(c);
+  arm(c);
   client_unref(c);
 }
 
@@ -407,12 +608,8 @@ int svc_client_new(uv_loop_t *loop, p2p_host *host, const char *target, const sv
   c->client_name = strdup(c->o.client_name ? c->o.client_name : "peermcp");
   c->o.token = c->token;
   c->next_id = 1;
-  svc_frame_dec_init(&c->dec, c->o.max_frame_bytes);
-  buf_init(&c->wbuf, 64u * 1024 * 1024);
   if (!c->target || !c->client_name || (c->o.token == NULL && o && o->token && *o->token) ||
       uv_timer_init(loop, &c->timer) != 0) {
-    svc_frame_dec_free(&c->dec);
-    buf_free(&c->wbuf);
     free(c->target);
     free(c->token);
     free(c->client_name);
@@ -421,7 +618,6 @@ int svc_client_new(uv_loop_t *loop, p2p_host *host, const char *target, const sv
   }
   c->timer.data = c;
   c->refs = 2; /* the user, the timer handle */
-  uv_timer_start(&c->timer, on_tick, 20, 20);
   *out = c;
   return 0;
 }
@@ -448,8 +644,9 @@ static int enqueue(svc_client *c, const char *method, json_t *params, bool idemp
   while (*pp) pp = &(*pp)->next;
   *pp = r;
   c->n_reqs++;
-  if (c->state == CS_READY) send_ready(c);
-  else if (c->state == CS_NONE && !c->open_err && now_ms(c) >= c->next_open_at) stream_open(c);
+  if (c->cur && c->cur->state == CS_READY) send_ready(c);
+  else if (!c->cur && !c->open_err && now_ms(c) >= c->next_open_at) stream_open(c);
+  arm(c);
   return 0;
 }
 
@@ -458,14 +655,27 @@ int svc_client_request(svc_client *c, const char *method, json_t *params, bool i
   return enqueue(c, method, params, idempotent, false, timeout_ms, cb, ud);
 }
 
+/* May this op message be sent again after its stream broke or it timed out? */
+static bool rpc_retry_safe(const json_t *m) {
+  const json_t *opv = json_object_get(m, "op");
+  taskq_op op = taskq_op_parse(json_is_string(opv) ? json_string_value(opv) : NULL);
+  if (taskq_op_idempotent(op)) return true;
+  if (op == TASKQ_OP_SUBMIT) return json_is_string(json_object_get(m, "idempotency_key"));
+  if (op == TASKQ_OP_COMPLETE || op == TASKQ_OP_FAIL || op == TASKQ_OP_RELEASE) {
+    /* fenced by the claim: once it has taken effect a repeat is refused (lease_lost) or, for
+     * complete, recognised as the same one */
+    const json_t *w = json_object_get(m, "worker_id"), *e = json_object_get(m, "lease_epoch");
+    return json_is_string(w) && json_string_length(w) && json_is_integer(e) && json_integer_value(e) > 0;
+  }
+  return false;
+}
+
 int svc_client_rpc(svc_client *c, json_t *msg, uint32_t timeout_ms, svc_client_cb cb, void *ud) {
   if (!json_is_object(msg)) return -EINVAL;
   json_t *m = json_deep_copy(msg);
   if (!m) return -ENOMEM;
   if (c->token && !json_object_get(m, "token")) json_object_set_new(m, "token", json_string(c->token));
-  const json_t *opv = json_object_get(m, "op");
-  taskq_op op = taskq_op_parse(json_is_string(opv) ? json_string_value(opv) : NULL);
-  bool idem = taskq_op_idempotent(op) || (op == TASKQ_OP_SUBMIT && json_is_string(json_object_get(m, "idempotency_key")));
+  bool idem = rpc_retry_safe(m);
   json_t *params = json_pack("{s:s, s:o}", "name", TASKQ_RPC_TOOL, "arguments", m);
   if (!params) return -ENOMEM;
   int rc = enqueue(c, "tools/call", params, idem, true, timeout_ms, cb, ud);
@@ -486,20 +696,26 @@ int svc_client_cancel(svc_client *c, svc_client_cb cb, void *ud) {
   creq *r = c->reqs;
   while (r && !(r->cb == cb && r->ud == ud)) r = r->next;
   if (!r) return -ENOENT;
-  if (r->id && c->state == CS_READY && c->s && !c->closed) {
-    /* tell the server; a notification takes no request slot but counts as a frame */
+  cstream *cs = r->on;
+  if (r->id && cs && cs->s && !c->closed && cs_has_room(c, cs)) {
+    /* tell the server; a notification takes no request slot but counts as a frame (on a
+     * stream with no room left the server just finishes the work, and its answer is
+     * ignored) */
     json_t *m = json_pack("{s:s, s:s, s:{s:I, s:s}}", "jsonrpc", "2.0", "method", "notifications/cancelled", "params",
                           "requestId", (json_int_t)r->id, "reason", "cancelled by the caller");
-    if (m && svc_frame_encode(&c->wbuf, m, 0) == 0) {
-      c->frames_on_stream++;
-      flush(c);
+    if (m && svc_frame_encode(&cs->wbuf, m, 0) == 0) {
+      cs->frames++;
+      (void)tokens_take(c);
+      cs_flush(cs);
     }
     json_decref(m);
   }
-  bool was_sent = r->id != 0;
+  req_off_wire(r);
   req_unlink(c, r);
   req_free(r);
-  if (was_sent && c->state == CS_READY) send_ready(c); /* its slot is free */
+  if (cs && cs->state == CS_DRAINING && cs->inflight == 0 && cs->s) p2p_stream_close_write(cs->s);
+  send_ready(c); /* its slot is free */
+  arm(c);
   return 0;
 }
 
@@ -511,18 +727,31 @@ void svc_client_counters(const svc_client *c, uint64_t *streams_opened, uint64_t
   if (streams_opened) *streams_opened = c->n_streams;
   if (retries) *retries = c->n_retries;
 }
+void svc_client_stats_get(const svc_client *c, svc_client_stats *out) {
+  out->streams_opened = c->n_streams;
+  out->retries = c->n_retries;
+  out->refused = c->n_refused;
+  out->paced = c->n_paced;
+}
 
 static void timer_closed(uv_handle_t *h) { client_unref(h->data); }
+
+static void cs_abort(cstream *cs) {
+  if (cs->s) p2p_stream_reset(cs->s); /* its on_close frees cs and drops the stream's reference */
+  /* a stream still opening: on_open sees `closed` and ends it */
+}
 
 void svc_client_close(svc_client *c) {
   if (!c || c->closed) return;
   c->closed = true;
   c->refs++;
   while (c->reqs) req_finish(c, c->reqs, -ECANCELED, NULL, NULL);
-  if (c->s) {
-    p2p_stream *s = c->s;
-    c->s = NULL;
-    p2p_stream_reset(s); /* its on_close drops the stream's reference */
+  if (c->cur) cs_abort(c->cur);
+  while (c->draining) {
+    cstream *cs = c->draining;
+    c->draining = cs->next;
+    cs->next = NULL;
+    cs_abort(cs); /* on_close no longer finds it in the list */
   }
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, timer_closed);

@@ -3,14 +3,31 @@
  *
  * One svc_client = one remote peer = one long-lived stream (opened lazily, over the host's
  * connection to that peer) carrying any number of requests, pipelined and matched by id. The
- * Python client built a new host and stream per request; this one sends `initialize` once and
- * then everything else on the same stream.
+ * Python client built a new host and stream per request; this one sends `initialize` once per
+ * stream and then everything else on it.
  *
- * Failures: when the stream breaks (reset, connection lost, dial error) or a request times out,
- * idempotent requests are retried on a fresh stream with exponential back-off and jitter
+ * The server's limits (the `limits` of its initialize result) are kept, so nothing is refused:
+ *   - max_frames (frames per stream; Python servers allow 128): before a stream would pass it
+ *     (room is kept for a cancellation of every request in flight on it) a fresh stream takes
+ *     the new requests while the old one finishes those it carries, then closes;
+ *   - rate_capacity / rate_refill_per_sec: frames are paced by a copy of that token bucket,
+ *     waiting here instead of being refused there.
+ * A request the server refused before running it (-32010 "rate_limited" or
+ * "too_many_requests") is sent again after a back-off, whatever it is (at most 8 times); after
+ * rate_limited, which ends the stream, on a fresh one.
+ *
+ * Failures: when the stream breaks (reset, connection lost) or a request times out, requests
+ * that may be sent again are retried on a fresh stream with exponential back-off and jitter
  * (base backoff_ms, doubling, capped at 5 s), up to `retries` more times; every other request
- * fails with the error. svc_client_rpc decides idempotency from the op (taskq/op.h
- * taskq_op_idempotent; a submit that carries an idempotency_key is idempotent too).
+ * fails with the error. A request that never went out (the stream could not be opened or was
+ * refused before initialize was answered) may always try again, `retries` times.
+ * svc_client_rpc decides from the op (taskq/op.h taskq_op_idempotent): idempotent ops, a
+ * submit that carries an idempotency_key, and complete / fail / release fenced by a worker_id
+ * and a lease_epoch (once one has taken effect a repeat is refused with lease_lost, or for
+ * complete recognised as the same one), so a worker never loses a result it holds.
+ *
+ * Timers: one, armed for the next deadline, retry or paced send; an idle client (or one whose
+ * only request is a long wait) wakes for nothing else.
  *
  * Callbacks: exactly once per accepted request, on the loop thread, never from inside the call
  * that queued it. err < 0 is a transport error (-ETIMEDOUT, -ECONNRESET, -ECANCELED when the
@@ -83,6 +100,13 @@ const json_t *svc_client_server_info(const svc_client *c);
 size_t svc_client_pending(const svc_client *c);
 /* Counters: streams opened, retries done (for tests and benchmarks). */
 void svc_client_counters(const svc_client *c, uint64_t *streams_opened, uint64_t *retries);
+typedef struct svc_client_stats {
+  uint64_t streams_opened;
+  uint64_t retries;  /* attempts sent again (after a break, a timeout or a refusal) */
+  uint64_t refused;  /* answers -32010 rate_limited / too_many_requests */
+  uint64_t paced;    /* times a frame waited for the server's token bucket */
+} svc_client_stats;
+void svc_client_stats_get(const svc_client *c, svc_client_stats *out);
 
 /* Fails pending requests with -ECANCELED and frees the client (the stream is closed). */
 void svc_client_close(svc_client *c);

@@ -57,8 +57,9 @@ struct svc_mcpp_conn {
   buf out;
   auth_ctx auth; /* the session reads it at each call: credentials update it in place */
   auth_ctx base; /* the PeerId's grant plus shared tokens: a new JWT starts from it */
-  svc_rate own_rate;
-  svc_rate *rate;
+  svc_rate own_rate, own_auth_rate;
+  svc_rate *rate;      /* frames of a caller holding no scope */
+  svc_rate *auth_rate; /* frames of a caller holding a scope; NULL = no limit */
   uint64_t frames;
   double frame_budget; /* frames counted at their tier's cost, against max_frames */
   mcp_session *sess;
@@ -184,9 +185,11 @@ static void init_decorator(void *ud, mcp_session *s, const json_t *params, json_
                       json_pack("{s:b, s:s, s:[s, s]}", "supports_profile_negotiation", 1, "mode", "optional_additive",
                                 "profiles", k_profiles[0], k_profiles[1]));
   json_object_set_new(r, "active_profile", json_string(active));
+  /* the bucket that applies to this caller now (no limit: 0, which Python clients ignore) */
+  const svc_rate *b = auth_scopes_empty(&c->auth.scopes) ? c->rate : c->auth_rate;
   json_object_set_new(r, "limits", json_pack("{s:I, s:I, s:f, s:f}", "max_frame_bytes", (json_int_t)c->env.max_frame_bytes,
                                              "max_frames", (json_int_t)c->env.max_frames, "rate_capacity",
-                                             c->env.rate_capacity, "rate_refill_per_sec", c->env.rate_refill_per_s));
+                                             b ? b->capacity : 0.0, "rate_refill_per_sec", b ? b->rate : 0.0));
   if (!c->counted_init) COUNT(st_initialized);
   c->counted_init = true;
 }
@@ -289,6 +292,14 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
     svc_rate_init(&c->own_rate, c->env.rate_capacity, c->env.rate_refill_per_s);
     c->rate = &c->own_rate;
   }
+  if (c->env.auth_rate) {
+    c->auth_rate = c->env.auth_rate;
+  } else if (c->env.auth_rate_refill_per_s > 0) {
+    svc_rate_init(&c->own_auth_rate, c->env.auth_rate_capacity > 0 ? c->env.auth_rate_capacity
+                                                                     : c->env.auth_rate_refill_per_s,
+                  c->env.auth_rate_refill_per_s);
+    c->auth_rate = &c->own_auth_rate;
+  }
   mcp_session_opts so = {
       .dispatcher = c->env.dispatcher,
       .auth = &c->auth,
@@ -385,7 +396,8 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg) {
   const json_t *id = json_object_get(msg, "id"); /* notifications have no "id" key */
   double cost = frame_cost(c);
   c->frame_budget += cost;
-  if (c->frame_budget > (double)c->env.max_frames || !svc_rate_take_cost(c->rate, clock_mono_us(), cost)) {
+  svc_rate *bucket = auth_scopes_empty(&c->auth.scopes) ? c->rate : c->auth_rate;
+  if (c->frame_budget > (double)c->env.max_frames || (bucket && !svc_rate_take_cost(bucket, clock_mono_us(), cost))) {
     COUNT(st_rate_limited);
     if (id) send_error(c, id, SVC_MCPP_E_RATE, "rate_limited");
     close_now(c);

@@ -7,8 +7,13 @@
  *   - u32 frames (frame.h), the declared size checked before allocation; a framing error →
  *     {"id":null,"error":{"code":-32003,"message":"frame_too_large|invalid_json|invalid_message"}}
  *     then close; outgoing frames are compact ASCII JSON;
- *   - a token bucket (shared per peer by the caller, or one per stream) and a frame cap per
- *     stream: past either → -32010 "rate_limited" then close (a notification just closes);
+ *   - token buckets (shared per peer by the caller, or one per stream) and a frame cap per
+ *     stream: past either → -32010 "rate_limited" then close (a notification just closes).
+ *     A frame whose caller holds no scope draws from the stranger bucket (rate_*); one whose
+ *     caller holds a scope (a trusted PeerId, a token, a JWT) from the authorized bucket
+ *     (auth_rate_*), which by default does not limit: an authorized peer is bounded by what it
+ *     may hold in flight, not by a frame rate (a worker or a mesh needs thousands per second).
+ *     The initialize result advertises the bucket that applies to the caller then;
  *   - jsonrpc != "2.0" → -32600 "invalid_jsonrpc" then close; the first legacy-era request
  *     must be initialize (else -32000 "init_required" then close; 2026-07-28 requests, which
  *     carry their version in _meta, need none); notifications never get replies;
@@ -88,8 +93,12 @@ typedef struct svc_mcpp_env {
   size_t max_frame_bytes;         /* inbound cap (0 → 1 MiB) */
   size_t max_out_frame_bytes;     /* outbound cap (0 → 16 MiB) */
   uint32_t max_frames;            /* frames per stream (0 → 1000000) */
-  double rate_capacity;           /* per bucket (0 → 100) */
+  double rate_capacity;           /* stranger bucket (0 → 100) */
   double rate_refill_per_s;       /* (0 → 100) */
+  double auth_rate_capacity;      /* authorized bucket; refill 0 = no limit for them */
+  double auth_rate_refill_per_s;
+  svc_rate *auth_rate;            /* the peer's shared authorized bucket (borrowed, outlives
+                                     the conn); NULL with a refill set → one per stream */
   size_t max_inflight;            /* requests in flight per stream (0 → 64) */
   size_t page_size;               /* tools/list page (0 → 50) */
   uint32_t call_timeout_ms;       /* 0 → the tool's / dispatcher's default */

@@ -18,7 +18,8 @@
 typedef struct peer_entry {
   char id[AUTH_MAX_PEER_ID + 1];
   unsigned streams;
-  svc_rate rate;
+  svc_rate rate;      /* frames of its callers that hold no scope */
+  svc_rate auth_rate; /* … that hold one (used when auth_rate_per_s > 0) */
   uint64_t last_use;
 } peer_entry;
 
@@ -92,6 +93,7 @@ static peer_entry *peer_get(svc_server *srv, const char *id) {
       memset(p, 0, sizeof *p);
       snprintf(p->id, sizeof p->id, "%s", id);
       svc_rate_init(&p->rate, srv->o.rate_burst, srv->o.rate_per_s);
+      svc_rate_init(&p->auth_rate, srv->o.auth_rate_burst, srv->o.auth_rate_per_s);
       p->last_use = ++srv->use_clock;
       return p;
     }
@@ -100,6 +102,7 @@ static peer_entry *peer_get(svc_server *srv, const char *id) {
   memset(p, 0, sizeof *p);
   snprintf(p->id, sizeof p->id, "%s", id);
   svc_rate_init(&p->rate, srv->o.rate_burst, srv->o.rate_per_s);
+  svc_rate_init(&p->auth_rate, srv->o.auth_rate_burst, srv->o.auth_rate_per_s);
   p->last_use = ++srv->use_clock;
   return p;
 }
@@ -256,6 +259,11 @@ static void mcpp_handler(p2p_stream *s, void *ud) {
   env.max_frames = srv->o.max_frames;
   env.rate_capacity = srv->o.rate_burst;
   env.rate_refill_per_s = srv->o.rate_per_s;
+  if (srv->o.auth_rate_per_s > 0) {
+    env.auth_rate_capacity = srv->o.auth_rate_burst;
+    env.auth_rate_refill_per_s = srv->o.auth_rate_per_s;
+    env.auth_rate = &st->peer->auth_rate;
+  }
   env.call_timeout_ms = srv->o.call_timeout_ms;
   env.trust_tiers = srv->o.trust_tiers;
   env.on_output = mcpp_on_output;
@@ -432,6 +440,8 @@ int svc_server_start(const svc_server_opts *o, svc_server **out) {
   if (!srv->o.max_streams_per_peer) srv->o.max_streams_per_peer = 64;
   if (!(srv->o.rate_per_s > 0)) srv->o.rate_per_s = 100;
   if (!(srv->o.rate_burst > 0)) srv->o.rate_burst = srv->o.rate_per_s;
+  if (!(srv->o.auth_rate_per_s > 0)) srv->o.auth_rate_per_s = 0;
+  if (!(srv->o.auth_rate_burst > 0)) srv->o.auth_rate_burst = srv->o.auth_rate_per_s;
   if (!srv->o.init_timeout_ms) srv->o.init_timeout_ms = 10000;
   if (!srv->o.idle_timeout_ms) srv->o.idle_timeout_ms = 300000;
   srv->peers = calloc(SRV_MAX_PEERS, sizeof *srv->peers);

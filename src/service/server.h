@@ -6,8 +6,9 @@
  * (mcp/session.h) behind u32 framing — whose tool calls go to the dispatcher as remote calls
  * with the stream's AuthContext (the Noise-proven PeerId plus any token presented), and whose
  * MCP Tasks go to opts.tasks. Per peer: at most max_streams_per_peer concurrent service streams (more are
- * reset) and one token bucket shared by all its streams (rate_per_s frames per second, burst
- * rate_burst). A legacy stream carries one request: it is dispatched as task_queue.rpc and
+ * reset) and two token buckets shared by all its streams: frames of a caller holding no scope
+ * draw from one (rate_per_s frames per second, burst rate_burst), frames of a caller holding a
+ * scope from the other (auth_rate_per_s, burst auth_rate_burst; 0 = no limit, the default). A legacy stream carries one request: it is dispatched as task_queue.rpc and
  * answered with one NDJSON line, then the stream is closed.
  *
  * Backpressure: replies go through p2p_stream_write; when the stream's send queue is full the
@@ -44,6 +45,9 @@ typedef struct svc_server_opts {
   uint32_t max_streams_per_peer; /* 0 → 64 */
   double rate_per_s;             /* frames per second per peer; 0 → 100 */
   double rate_burst;             /* bucket capacity; 0 → rate_per_s */
+  double auth_rate_per_s;        /* frames per second per peer of callers holding a scope;
+                                    0 → no limit */
+  double auth_rate_burst;        /* 0 → auth_rate_per_s */
   uint32_t call_timeout_ms;      /* tools/call deadline; 0 → the tool's / dispatcher's */
   bool legacy;                   /* also serve /ipfs-datasets/task-queue/1.0.0 */
   bool trust_tiers;              /* scale each stream's frame budget by its caller's tier */

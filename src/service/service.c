@@ -768,6 +768,8 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
     so.max_streams_per_peer = s->cfg ? s->cfg->p2p.max_streams_per_peer : 0;
     so.rate_per_s = s->cfg ? s->cfg->p2p.rate_limit_per_second : 0;
     so.rate_burst = so.rate_per_s * 2;
+    so.auth_rate_per_s = s->cfg ? s->cfg->p2p.authorized_rate_limit_per_second : 0;
+    so.auth_rate_burst = so.auth_rate_per_s * 2;
     so.legacy = s->cfg && s->cfg->p2p.enable_legacy_protocol;
     so.trust_tiers = s->cfg && s->cfg->p2p.trust_tiers;
     if ((rc = svc_server_start(&so, &s->server)) != 0) return rc;

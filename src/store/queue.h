@@ -205,7 +205,10 @@ int tq_heartbeat(tq_queue *q, const char *task_id, const tq_fence *f, double lea
 /* Ends a run: status TQ_COMPLETED, TQ_FAILED or TQ_CANCELLED. result (object, or NULL; a
  * non-object becomes {"result": x}) is merged into the stored result (incoming keys win; old
  * "logs"/"progress" kept when absent). f NULL = unfenced (local admin only): allowed on
- * queued/running tasks, never on a terminal one. -ESTALE if fencing fails or already terminal. */
+ * queued/running tasks, never on a terminal one. -ESTALE if fencing fails or already terminal
+ * — except the same complete repeated (same worker, same non-zero lease_epoch, the task ended
+ * with this status by that run): 0 and nothing changes, so a worker that got no answer may
+ * send it again. */
 int tq_complete(tq_queue *q, const char *task_id, const tq_fence *f, tq_status status,
                 json_t *result, const char *error) __attribute__((warn_unused_result));
 

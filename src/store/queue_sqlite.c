@@ -643,11 +643,24 @@ static int do_heartbeat(wctx *w, tq_op *op) {
   return rc == SQLITE_DONE ? 0 : map_err(w->b->w, rc);
 }
 
+/* The same complete again (a worker that got no answer the first time sends it once more):
+ * the run it names ended with the status it asks for. */
+static bool complete_replayed(const tq_op *op, const tq_task *t) {
+  return op->fenced && op->lease_epoch != 0 && t->lease_epoch == op->lease_epoch && t->status == op->status &&
+         t->assigned_worker && strcmp(t->assigned_worker, op->worker_id) == 0;
+}
+
 static int do_complete(wctx *w, tq_op *op) {
   tq_task *t;
   int rc = load(w, op->task_id, &t);
   if (rc) return rc;
-  if ((rc = fence_check(op, t))) goto out;
+  if ((rc = fence_check(op, t))) {
+    if (complete_replayed(op, t)) {
+      op->replayed = true;
+      rc = 0;
+    }
+    goto out;
+  }
   char *merged = NULL;
   if ((rc = tq__merge_result(t->result_json, op->result, op->max_text, &merged))) goto out;
   sqlite3_stmt *s;

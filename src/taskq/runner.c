@@ -29,6 +29,7 @@ struct taskq_runner {
   size_t n_types;
   slot *slots;
   bool stopping, finished;
+  bool grace_over; /* stopping and the grace period has passed */
   uv_timer_t grace;
   bool grace_init;
   unsigned closing_handles;
@@ -61,9 +62,17 @@ struct slot {
   bool sleep_after; /* back off after this finish (a release of a task we cannot run) */
   unsigned pending; /* source operations in flight */
   uint64_t started_ms; /* when the running task was claimed (for its log line) */
+  /* the finish being reported, kept until the source has it (sent again after a transport
+   * error while the lease may still be ours) */
+  taskq_finish fin;
+  json_t *fin_result;
+  char *fin_error, *fin_reason;
+  unsigned fin_tries;
+  uint64_t lease_end_ms; /* loop ms: when the lease runs out unless renewed */
 };
 
 static void maybe_all_stopped(taskq_runner *r);
+static void on_timer(uv_timer_t *t);
 static void slot_claim(slot *s);
 static void slot_sleep(slot *s);
 
@@ -119,16 +128,50 @@ static void slot_idle(slot *s) {
   slot_claim(s);
 }
 
+static void fin_clear(slot *s) {
+  json_decref(s->fin_result);
+  free(s->fin_error);
+  free(s->fin_reason);
+  s->fin_result = NULL;
+  s->fin_error = s->fin_reason = NULL;
+  s->fin_tries = 0;
+  memset(&s->fin, 0, sizeof s->fin);
+}
+
 static void task_done_with(slot *s) {
   taskq_task_free(s->task);
   s->task = NULL;
   s->tool[0] = 0;
+  fin_clear(s);
   if (s->r->o.once) s->r->finished = true;
+}
+
+static void slot_finish_send(slot *s);
+
+/* A failure that says nothing about the task (the source could not be reached or answer):
+ * the finish may be sent again. Not: lease lost, refused, a bad answer, the source closing. */
+static bool finish_retryable(int rc) {
+  return rc != 0 && rc != -ESTALE && rc != -EACCES && rc != -EPROTO && rc != -EINVAL && rc != -ESHUTDOWN &&
+         rc != -ECANCELED && rc != -ENOENT;
 }
 
 static void finish_cb(void *ud, int rc) {
   slot *s = ud;
+  taskq_runner *r = s->r;
   s->pending--;
+  uint64_t now = uv_now(r->o.loop);
+  if (finish_retryable(rc) && s->task && now + 100 < s->lease_end_ms && !(r->stopping && r->grace_over)) {
+    /* a worker never drops a result it holds: try again while the lease may still be ours */
+    uint32_t d = 100u << (s->fin_tries < 6 ? s->fin_tries : 6);
+    s->fin_tries++;
+    r->st.finish_retries++;
+    log_write(LOG_INFO, "runner: finishing a task failed; trying again", "{s:s, s:s, s:s, s:s, s:i}", "worker",
+              s->worker_id, "task_id", s->task->task_id, "source", src_of(s)->name, "error", strerror(-rc), "delay_ms",
+              (int)d);
+    uv_timer_start(&s->timer, on_timer, d, 0);
+    maybe_all_stopped(r);
+    return;
+  }
   if (rc == -ESTALE)
     log_write(LOG_DEBUG, "runner: the task changed under the run (cancelled or lease lost)", "{s:s, s:s}", "worker",
               s->worker_id, "task_id", s->task ? s->task->task_id : "");
@@ -145,17 +188,34 @@ static void finish_cb(void *ud, int rc) {
   slot_idle(s);
 }
 
-/* Reports the end of the run to the task's source, then claims again. */
+static void slot_finish_send(slot *s) {
+  taskq_lease l = lease_of(s);
+  s->pending++;
+  int rc = src_of(s)->vt->finish(src_of(s)->impl, &l, &s->fin, finish_cb, s);
+  if (rc != 0) {
+    s->pending--;
+    finish_cb(s, rc); /* if it cannot be retried, the lease will run out and the task come back */
+  }
+}
+
+/* Reports the end of the run to the task's source (keeping a copy until it is through), then
+ * claims again. */
 static void slot_finish(slot *s, const taskq_finish *f) {
   uv_timer_stop(&s->timer);
   s->state = SL_FINISHING;
-  taskq_lease l = lease_of(s);
-  s->pending++;
-  int rc = src_of(s)->vt->finish(src_of(s)->impl, &l, f, finish_cb, s);
-  if (rc != 0) {
-    s->pending--;
-    finish_cb(s, rc); /* the lease will run out and the task come back */
+  fin_clear(s);
+  s->fin = *f;
+  s->fin_result = f->result ? json_incref(f->result) : NULL;
+  s->fin_error = f->error ? strdup(f->error) : NULL;
+  s->fin_reason = f->reason ? strdup(f->reason) : NULL;
+  if ((f->error && !s->fin_error) || (f->reason && !s->fin_reason)) {
+    finish_cb(s, -ENOMEM);
+    return;
   }
+  s->fin.result = s->fin_result;
+  s->fin.error = s->fin_error;
+  s->fin.reason = s->fin_reason;
+  slot_finish_send(s);
 }
 
 static void finish_complete(slot *s, tq_status st, json_t *result, const char *error) {
@@ -255,6 +315,7 @@ static void heartbeat_cb(void *ud, int rc, bool cancel_requested) {
     maybe_all_stopped(s->r);
     return;
   }
+  if (rc == 0) s->lease_end_ms = uv_now(s->r->o.loop) + (uint64_t)(s->r->o.lease_seconds * 1000);
   if (s->call && rc == 0 && cancel_requested && s->cancel_why < CX_CANCEL) {
     call_cancel(s, CX_CANCEL);
   } else if (s->call && rc == -ESTALE && s->cancel_why == CX_NONE) {
@@ -274,6 +335,8 @@ static void on_timer(uv_timer_t *t) {
   slot *s = t->data;
   if (s->state == SL_SLEEPING) {
     slot_idle(s);
+  } else if (s->state == SL_FINISHING && s->task) {
+    slot_finish_send(s); /* the retry of a finish */
   } else if (s->state == SL_RUNNING && s->call && !s->hb_inflight) {
     taskq_lease l = lease_of(s);
     s->hb_inflight = true;
@@ -377,6 +440,7 @@ static void claim_cb(void *ud, int rc, taskq_task *task) {
   if (task) {
     s->task = task;
     s->tried = 0;
+    s->lease_end_ms = uv_now(r->o.loop) + (uint64_t)(r->o.lease_seconds * 1000);
     if (r->stopping) { /* claimed while stopping: give it back */
       finish_release(s, r->stop_reason);
       return;
@@ -585,9 +649,14 @@ static void maybe_all_stopped(taskq_runner *r) {
 
 static void on_grace(uv_timer_t *t) {
   taskq_runner *r = t->data;
+  r->grace_over = true;
   for (unsigned i = 0; i < r->o.slots; i++) {
     slot *s = &r->slots[i];
     if (s->state == SL_RUNNING && s->call && s->cancel_why < CX_STOP) call_cancel(s, CX_STOP);
+    else if (s->state == SL_FINISHING && s->task && !s->pending) { /* a finish waiting to be sent again: last try */
+      uv_timer_stop(&s->timer);
+      slot_finish_send(s);
+    }
   }
 }
 
@@ -617,7 +686,10 @@ void taskq_runner_stop(taskq_runner *r, uint32_t grace_ms, void (*done)(void *ud
 void taskq_runner_free(taskq_runner *r) {
   if (!r) return;
   auth_fernet_key_wipe(&r->fernet);
-  for (unsigned i = 0; r->slots && i < r->o.slots; i++) taskq_task_free(r->slots[i].task);
+  for (unsigned i = 0; r->slots && i < r->o.slots; i++) {
+    taskq_task_free(r->slots[i].task);
+    fin_clear(&r->slots[i]);
+  }
   runner_free_parts(r);
 }
 

@@ -37,6 +37,12 @@
  * whose claims start failing (or fail differently) at warning with the reason; its recovery at
  * info.
  *
+ * A result is never dropped while it may still count: a finish the source could not take (not
+ * reached, no answer, a storage error — anything but lease lost, refused or a bad answer) is
+ * sent again, 100 ms doubling to 6.4 s, until the lease it was claimed under would have run out
+ * (when stopping: until the grace period ends). The finish is fenced by the lease, so a repeat
+ * of one that did arrive changes nothing.
+ *
  * Stopping: no new claims; running calls get grace_ms, then are cancelled and their tasks
  * released; done(ud) runs on the loop once every slot is idle, every source operation has
  * answered and every handle is closed. Then free the runner, then its sources.
@@ -96,6 +102,7 @@ typedef struct taskq_runner_stats {
   uint64_t claims_answered; /* claims a source answered (with a task or with none) */
   uint64_t claim_errors;    /* claims a source refused or could not answer */
   int last_claim_error;     /* the last of those (negative errno; source.h), 0 if none */
+  uint64_t finish_retries; /* finishes sent again after the source could not be reached */
 } taskq_runner_stats;
 void taskq_runner_stats_get(const taskq_runner *r, taskq_runner_stats *out);
 /* True when `once` was set and its task is done (or no source had one). */

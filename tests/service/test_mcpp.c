@@ -360,8 +360,8 @@ static void test_wrong_jsonrpc_version_closes(void **state) {
 
 static void test_rate_limit_32010_then_close(void **state) {
   fx *f = *state;
-  f->env.rate_capacity = 3;
-  f->env.rate_refill_per_s = 0.001;
+  f->env.auth_rate_capacity = 3; /* PEER_T holds scopes: the authorized bucket */
+  f->env.auth_rate_refill_per_s = 0.001;
   svc_mcpp_conn *c = open_init(f, PEER_T);
   assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}"), 0);
   json_decref(next_reply(c));
@@ -379,15 +379,56 @@ static void test_rate_limit_32010_then_close(void **state) {
 
 static void test_shared_bucket_limits_across_streams(void **state) {
   fx *f = *state;
-  svc_rate bucket;
+  svc_rate bucket, stranger;
   svc_rate_init(&bucket, 2, 0.001);
-  svc_mcpp_conn *a = svc_mcpp_new(&f->env, PEER_T, &bucket);
-  svc_mcpp_conn *b = svc_mcpp_new(&f->env, PEER_T, &bucket);
+  svc_rate_init(&stranger, 1000, 1000);
+  f->env.auth_rate = &bucket;
+  f->env.auth_rate_refill_per_s = 0.001;
+  svc_mcpp_conn *a = svc_mcpp_new(&f->env, PEER_T, &stranger);
+  svc_mcpp_conn *b = svc_mcpp_new(&f->env, PEER_T, &stranger);
   assert_int_equal(send_text(a, INIT), 0);
   assert_int_equal(send_text(b, INIT), 0);
   assert_int_equal(send_text(b, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}"), -EPIPE);
   svc_mcpp_free(a);
   svc_mcpp_free(b);
+}
+
+/* Frames of a caller holding a scope draw from the authorized bucket, which by default does
+ * not limit; a caller holding none from the stranger bucket. The initialize result
+ * advertises the bucket that applies. */
+static void test_authorized_frames_are_not_rate_limited_by_default(void **state) {
+  fx *f = *state;
+  f->env.rate_capacity = 3; /* strangers: 3 frames */
+  f->env.rate_refill_per_s = 0.001;
+  svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_T, NULL);
+  assert_int_equal(send_text(c, INIT), 0);
+  json_t *r = next_reply(c);
+  const json_t *lim = json_object_get(json_object_get(r, "result"), "limits");
+  assert_true(json_number_value(json_object_get(lim, "rate_refill_per_sec")) == 0);
+  json_decref(r);
+  for (int i = 0; i < 200; i++) {
+    char t[96];
+    snprintf(t, sizeof t, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ping\"}", 10 + i);
+    assert_int_equal(send_text(c, t), 0);
+    json_decref(next_reply(c));
+  }
+  svc_mcpp_free(c);
+  /* a stranger: the small bucket, advertised */
+  svc_mcpp_conn *s = svc_mcpp_new(&f->env, PEER_X, NULL);
+  assert_int_equal(send_text(s, INIT), 0);
+  r = next_reply(s);
+  lim = json_object_get(json_object_get(r, "result"), "limits");
+  assert_true(json_number_value(json_object_get(lim, "rate_capacity")) == 3);
+  json_decref(r);
+  assert_int_equal(send_text(s, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}"), 0);
+  json_decref(next_reply(s));
+  assert_int_equal(send_text(s, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}"), 0);
+  json_decref(next_reply(s));
+  assert_int_equal(send_text(s, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\"}"), -EPIPE);
+  r = next_reply(s);
+  assert_string_equal(err_msg(r), "rate_limited");
+  json_decref(r);
+  svc_mcpp_free(s);
 }
 
 static void test_max_frames_per_stream(void **state) {
@@ -1029,6 +1070,7 @@ int main(void) {
       T(test_junk_frames),
       T(test_wrong_jsonrpc_version_closes),
       T(test_rate_limit_32010_then_close),
+      T(test_authorized_frames_are_not_rate_limited_by_default),
       T(test_shared_bucket_limits_across_streams),
       T(test_max_frames_per_stream),
       T(test_unknown_method_keeps_stream),

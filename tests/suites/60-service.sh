@@ -89,7 +89,8 @@ mkdir -p "$tmp/iss"
 "$node" "$root/tests/interop/service/jwt_mint.mjs" keygen "$tmp/iss" 2>>"$tmp/iss.err"
 cat >"$tmp/c.json" <<EOF
 {"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$A_ID", "$CLI_ID", "$B_ID"], "token": "tok-c",
-         "enable_legacy_protocol": true, "rate_limit_per_second": 50, "workers": 0},
+         "enable_legacy_protocol": true, "rate_limit_per_second": 50, "authorized_rate_limit_per_second": 50,
+         "workers": 0},
  "auth": {"jwt": {"issuer": "https://issuer.test", "audience": "peermcp://c", "jwks_file": "$tmp/iss/jwks.json",
                   "algorithms": ["EdDSA"]}}}
 EOF

@@ -682,6 +682,82 @@ static void test_runner_refused_claim_is_counted_and_backs_off(void **state) {
   stop_scripted();
 }
 
+/* A worker never drops a result it holds: a finish the source could not take is sent again
+ * (same lease) until it gets through; lease lost or a refusal are final. */
+static void test_runner_sends_a_finish_again_until_the_source_takes_it(void **state) {
+  (void)state;
+  start_scripted(30, 50);
+  answer_claim(await_op(F_CLAIM), 0, "t1", "tool.call", "echo");
+  fop *f = await_op(F_FINISH);
+  assert_int_equal(f->status, TQ_COMPLETED);
+  f->answered = true;
+  uv_update_time(&W.loop);
+  f->finish(f->ud, -ECONNRESET); /* the stream broke before the answer */
+  assert_null(pending(F_CLAIM));  /* the slot still holds the result */
+  f = await_op(F_FINISH);
+  assert_string_equal(f->task_id, "t1");
+  assert_int_equal(f->fkind, TASKQ_FINISH_COMPLETE);
+  assert_int_equal(f->status, TQ_COMPLETED);
+  f->answered = true;
+  uv_update_time(&W.loop);
+  f->finish(f->ud, -ETIMEDOUT);
+  f = await_op(F_FINISH);
+  assert_string_equal(f->task_id, "t1");
+  f->answered = true;
+  uv_update_time(&W.loop);
+  f->finish(f->ud, 0);
+  fop *c = await_op(F_CLAIM); /* through: the slot claims again */
+  taskq_runner_stats st;
+  taskq_runner_stats_get(W.w, &st);
+  assert_int_equal(st.finish_retries, 2);
+  assert_int_equal(st.completed, 1);
+  /* lease lost is final: no retry */
+  c->answered = true;
+  uv_update_time(&W.loop);
+  {
+    json_t *j = json_pack("{s:s, s:s, s:{s:s, s:{}}, s:s, s:i}", "task_id", "t2", "task_type", "tool.call", "payload",
+                          "tool", "echo", "args", "assigned_worker", c->worker_id, "lease_epoch", 8);
+    taskq_task *t = taskq_task_from_json(j, c->worker_id);
+    json_decref(j);
+    c->claim(c->ud, 0, t);
+  }
+  f = await_op(F_FINISH);
+  assert_string_equal(f->task_id, "t2");
+  f->answered = true;
+  uv_update_time(&W.loop);
+  f->finish(f->ud, -ESTALE);
+  await_op(F_CLAIM);
+  taskq_runner_stats_get(W.w, &st);
+  assert_int_equal(st.finish_retries, 2);
+  stop_scripted();
+}
+
+/* A finish still failing when the lease would have run out is given up (the task comes back
+ * to the queue through the expired lease). */
+static void test_runner_gives_up_a_finish_when_the_lease_is_over(void **state) {
+  (void)state;
+  start_scripted(1, 50); /* a one-second lease */
+  answer_claim(await_op(F_CLAIM), 0, "t1", "tool.call", "echo");
+  int64_t t0 = clock_mono_ms();
+  unsigned tries = 0;
+  for (;;) {
+    fop *f = pending(F_FINISH);
+    fop *c = pending(F_CLAIM);
+    if (c) break;
+    if (f) {
+      tries++;
+      f->answered = true;
+      uv_update_time(&W.loop);
+      f->finish(f->ud, -ECONNRESET);
+    }
+    assert_true(clock_mono_ms() - t0 < 15000);
+    uv_run(&W.loop, UV_RUN_ONCE);
+  }
+  assert_true(tries >= 2);
+  assert_true(clock_mono_ms() - t0 < 5000);
+  stop_scripted();
+}
+
 static void test_task_from_json_refuses_what_is_not_a_task(void **state) {
   (void)state;
   const char *bad[] = {"null", "[]", "{}", "{\"task_id\":\"x\"}", "{\"task_type\":\"t\"}", "{\"task_id\":5,\"task_type\":\"t\"}",
@@ -746,6 +822,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_runner_lease_lost_abandons_the_run_silently, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_ignores_a_heartbeat_answer_for_an_earlier_run, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_refused_claim_is_counted_and_backs_off, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_runner_sends_a_finish_again_until_the_source_takes_it, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_runner_gives_up_a_finish_when_the_lease_is_over, setup, teardown),
       cmocka_unit_test_setup_teardown(test_task_from_json_refuses_what_is_not_a_task, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_start_refuses_bad_options, setup, teardown),
   };
