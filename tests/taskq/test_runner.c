@@ -749,6 +749,7 @@ static void test_runner_gives_up_a_finish_when_the_lease_is_over(void **state) {
       f->answered = true;
       uv_update_time(&W.loop);
       f->finish(f->ud, -ECONNRESET);
+      continue; /* the answer may have queued the next claim already */
     }
     assert_true(clock_mono_ms() - t0 < 15000);
     uv_run(&W.loop, UV_RUN_ONCE);

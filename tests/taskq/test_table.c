@@ -316,9 +316,23 @@ static void test_complete_is_fenced_by_owner_and_epoch(void **state) {
   r = run(f, &f->all, text);
   assert_true(r_ok(r));
   json_decref(r);
-  /* exactly once */
+  /* exactly once: the same complete again (a worker that got no answer) is answered ok and
+   * changes nothing, even with another result; another status, or another epoch, is refused */
+  snprintf(text, sizeof text,
+           "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld,\"result\":{\"v\":2}}",
+           id, (long long)ep);
   r = run(f, &f->all, text);
-  assert_false(r_ok(r));
+  assert_true(r_ok(r));
+  json_decref(r);
+  snprintf(text, sizeof text,
+           "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld,\"status\":\"failed\"}",
+           id, (long long)ep);
+  r = run(f, &f->all, text);
+  assert_string_equal(r_err(r), "lease_lost");
+  json_decref(r);
+  snprintf(text, sizeof text, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\"}", id);
+  r = run(f, &f->all, text);
+  assert_string_equal(r_err(r), "lease_lost"); /* no epoch: not recognisably the same run */
   json_decref(r);
   snprintf(text, sizeof text, "{\"op\":\"get\",\"task_id\":\"%s\"}", id);
   r = run(f, &f->all, text);
