@@ -3,10 +3,14 @@
 #   - remote tool calls (tools/call echo over /mcp+p2p/1.0.0): round trip p50/p99 with one
 #     request in flight, calls/s over one connection (16 in flight) and over 16 connections;
 #   - tasks through one remote worker (`peermcp worker --peer B`): submit → complete latency
-#     (one at a time) and tasks/s (16 in flight);
+#     (one at a time) and tasks/s (16 in flight), twice: the worker polling (claims answered at
+#     once, back-off 20–500 ms when idle: p2p.worker_claim_wait_seconds 0) and the worker
+#     waiting for work (claims that wait on B and are answered when a task arrives: the default);
 #   - the same echo call made locally over stdio (MCP JSON-RPC, newline-delimited), to give the
 #     network's overhead as a ratio.
 # Writes bench/service/last-run.jsonl and replaces the "Service" section of bench/RESULTS.md.
+# B runs with the node's default limits (rate, streams per peer, frames per stream) and no
+# in-process workers (the tasks go to the remote worker).
 # Bounded: well under a minute on an idle 2-core machine; every step has a timeout.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,9 +43,13 @@ for i in $(seq 0 15); do
 done
 W_ID=$("$bin" id --state-dir "$tmp/w" 2>/dev/null)
 cat >"$tmp/b.json" <<EOF
-{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": [$trusted "$W_ID"],
- "max_streams_per_peer": 256, "rate_limit_per_second": 1000000}}
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": [$trusted "$W_ID"], "workers": 0}}
 EOF
+for w in 0 20; do
+  cat >"$tmp/w$w.json" <<EOF
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "worker_claim_wait_seconds": $w}}
+EOF
+done
 "$bin" serve --no-stdio --config "$tmp/b.json" --state-dir "$tmp/b" 2>"$tmp/b.err" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$tmp/b/announce.json" ] && break; sleep 0.1; done
@@ -60,11 +68,25 @@ run "remote echo, 1 connection, 1 in flight" bench --state "$tmp/d" --peer "$B_M
 run "remote echo, 1 connection, 16 in flight" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 1 --inflight 16
 run "remote echo, 16 connections, 1 in flight each" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 16 --inflight 1
 
-"$bin" worker --peer "$B_MA" --state-dir "$tmp/w" --slots 16 --config "$tmp/b.json" 2>"$tmp/w.err" >"$tmp/w.out" &
-pids+=($!)
-sleep 0.5
-run "task submit->complete via 1 remote worker, 1 at a time" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 1
-run "tasks via 1 remote worker (16 slots), 16 in flight" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 16
+for w in 0 20; do
+  how=$([ $w = 0 ] && echo "polling" || echo "waiting claims")
+  "$bin" worker --peer "$B_MA" --state-dir "$tmp/w" --slots 16 --config "$tmp/w$w.json" 2>"$tmp/w$w.err" >"$tmp/w$w.out" &
+  wpid=$!
+  pids+=($wpid)
+  sleep 0.5
+  run "task submit->complete via 1 remote worker, 1 at a time ($how)" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 1
+  run "tasks via 1 remote worker (16 slots), 16 in flight ($how)" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 16
+  if [ $w = 20 ]; then
+    # idle: the node and the worker with nothing to do, CPU over 5 s
+    cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+    bpid=${pids[0]}
+    b0=$(cpu "$bpid"); w0=$(cpu "$wpid"); sleep 5; b1=$(cpu "$bpid"); w1=$(cpu "$wpid")
+    tck=$(getconf CLK_TCK)
+    echo "{\"label\": \"idle CPU over 5 s, node B and the waiting worker (ms)\", \"node_ms\": $(( (b1 - b0) * 1000 / tck )), \"worker_ms\": $(( (w1 - w0) * 1000 / tck ))}" >>"$out"
+  fi
+  kill "$wpid" 2>/dev/null
+  wait "$wpid" 2>/dev/null
+done
 
 # the same echo call locally over stdio (C client, blocking pipes)
 mkdir -p "$tmp/s"
@@ -82,6 +104,8 @@ lines = ["## Service", "",
          "Remote = svc_bench_driver (C client, service/client.h) → `peermcp serve` over /mcp+p2p/1.0.0; tool = `echo` (PEERMCP_TEST_TOOLS=1).",
          "", "| Measurement | n | ok | p50 µs | p99 µs | per second |", "|---|---|---|---|---|---|"]
 by = {r["label"]: r for r in rows}
+idle = [r for r in rows if r["label"].startswith("idle CPU")]
+rows = [r for r in rows if not r["label"].startswith("idle CPU")]
 for r in rows:
     lines.append(f"| {r['label']} | {r.get('n','')} | {r.get('ok','')} | {r.get('p50_us','')} | {r.get('p99_us','')} | {r.get('per_s','')} |")
 st = by.get("local echo over stdio, 1 in flight", {})
@@ -94,8 +118,21 @@ if st.get("p50_us") and rem.get("p50_us"):
 if st16.get("per_s") and rem16.get("per_s"):
     lines += [f"Throughput with 16 in flight, remote / stdio: **{rem16['per_s'] / st16['per_s']:.2f}x** "
               f"({rem16['per_s']}/s vs {st16['per_s']}/s). Both ends share the same 2 cores here."]
-lines += ["", "Task latency includes the worker's idle polling (claims back off from 20 ms to 500 ms when the "
-          "queue is empty); a claim that blocks on the queue (wait-for-work) would remove most of it.", ""]
+tp = by.get("task submit->complete via 1 remote worker, 1 at a time (polling)", {})
+tw = by.get("task submit->complete via 1 remote worker, 1 at a time (waiting claims)", {})
+tp16 = by.get("tasks via 1 remote worker (16 slots), 16 in flight (polling)", {})
+tw16 = by.get("tasks via 1 remote worker (16 slots), 16 in flight (waiting claims)", {})
+lines += ["", "Tasks: polling = the worker's claims are answered at once and it backs off 20–500 ms when the queue "
+          "is empty (`p2p.worker_claim_wait_seconds` 0, and what a Python peer does); waiting claims = each claim "
+          "waits on B (`wait_s`) and is answered the moment a task is queued (the default, 20 s). "
+          "Targets (issue 11 §2): p50 ≤ 2 ms one at a time, ≥ 5,000 tasks/s with 16 in flight, default limits."]
+if tp.get("p50_us") and tw.get("p50_us"):
+    lines += [f"One at a time, p50: **{tw['p50_us']} µs** waiting vs {tp['p50_us']} µs polling."]
+if tp16.get("per_s") and tw16.get("per_s"):
+    lines += [f"16 in flight: **{tw16['per_s']}/s** waiting vs {tp16['per_s']}/s polling."]
+for r in idle:
+    lines += [f"Idle, 5 s: node B {r.get('node_ms')} ms CPU, waiting worker {r.get('worker_ms')} ms CPU."]
+lines += [""]
 path = sys.argv[2]
 text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
 start = text.find("## Service")

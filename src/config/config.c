@@ -489,6 +489,7 @@ static const keydef k_p2p[] = {
     {"max_streams_per_peer", K_U32, OFF(p2p.max_streams_per_peer), 0, 1, 4096},
     {"rate_limit_per_second", K_U32, OFF(p2p.rate_limit_per_second), 0, 0, 1000000},
     {"authorized_rate_limit_per_second", K_U32, OFF(p2p.authorized_rate_limit_per_second), 0, 0, 10000000},
+    {"worker_claim_wait_seconds", K_U32, OFF(p2p.worker_claim_wait_seconds), 0, 0, 30},
     {"max_connections", K_U32, OFF(p2p.max_connections), 0, 1, 65536},
     {"enable_perf", K_BOOL, OFF(p2p.enable_perf), 0, 0, 0},
     {"noise_aead", K_AEAD, OFF(p2p.noise_aead), 0, 0, 0},
@@ -1021,6 +1022,7 @@ static int set_defaults(config *cfg) {
     cfg->p2p.listen_count = i + 1;
   }
   cfg->p2p.workers = CONFIG_WORKERS_AUTO;
+  cfg->p2p.worker_claim_wait_seconds = 20;
   cfg->p2p.enable_legacy_protocol = false;
   cfg->p2p.max_frame_bytes = MiB;
   cfg->p2p.max_streams_per_peer = 64;
@@ -1967,14 +1969,14 @@ json_t *config_to_json(const config *cfg) {
                             (json_int_t)cfg->cache.default_ttl_seconds, "sweep_interval_seconds",
                             (json_int_t)cfg->cache.sweep_interval_seconds);
   json_t *p2p = json_pack(
-      "{s:b, s:o, s:s?, s:o, s:s?, s:I, s:b, s:I, s:I, s:I, s:I, s:I}", "enabled", cfg->p2p.enabled, "listen",
+      "{s:b, s:o, s:s?, s:o, s:s?, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "enabled", cfg->p2p.enabled, "listen",
       strv_json(cfg->p2p.listen, cfg->p2p.listen_count), "announce_file", cfg->p2p.announce_file, "trusted_peers",
       strv_json(cfg->p2p.trusted_peers, cfg->p2p.trusted_peer_count), "token", cfg->p2p.token ? "***" : NULL,
       "workers", (json_int_t)cfg->p2p.workers, "enable_legacy_protocol", cfg->p2p.enable_legacy_protocol,
       "max_frame_bytes", (json_int_t)cfg->p2p.max_frame_bytes, "max_streams_per_peer",
       (json_int_t)cfg->p2p.max_streams_per_peer, "rate_limit_per_second", (json_int_t)cfg->p2p.rate_limit_per_second,
       "authorized_rate_limit_per_second", (json_int_t)cfg->p2p.authorized_rate_limit_per_second,
-      "max_connections", (json_int_t)cfg->p2p.max_connections);
+      "worker_claim_wait_seconds", (json_int_t)cfg->p2p.worker_claim_wait_seconds, "max_connections", (json_int_t)cfg->p2p.max_connections);
   if (p2p) {
     json_t *more = json_pack(
         "{s:b, s:s, s:b, s:s?, s:b, s:b, s:o, s:I}", "enable_perf", cfg->p2p.enable_perf, "noise_aead",

@@ -162,6 +162,8 @@ typedef struct config {
     uint32_t max_streams_per_peer;  /* 64 */
     uint32_t rate_limit_per_second; /* 100: frames/s per peer while its caller holds no scope */
     uint32_t authorized_rate_limit_per_second; /* 0 = no limit: … while it holds a scope */
+    uint32_t worker_claim_wait_seconds; /* 20: a `worker --peer` claim waits this long for work
+                                           on the peer (0 = poll with back-off) */
     uint32_t max_connections;   /* 256 */
     bool enable_perf;           /* false; PEERMCP_P2P_ENABLE_PERF: serve /perf/1.0.0 */
     config_aead noise_aead;     /* openssl; PEERMCP_NOISE_AEAD */

@@ -859,6 +859,7 @@ static int start_workers(node *n, char *err, size_t errlen) {
   wo.sources = n->wsources;
   wo.n_sources = n->n_wsources;
   wo.lease_seconds = n->wopts.lease_seconds > 0 ? n->wopts.lease_seconds : 60;
+  if (np) wo.claim_wait_s = n->cfg->p2p.worker_claim_wait_seconds; /* remote peers: wait for work there */
   wo.once = n->wopts.once;
   auth_fernet_key fk = {{0}, {0}}; /* p2p.encrypt: encrypted prompts reach the tools decrypted (§4.5) */
   const config *cfg = n->cfg;

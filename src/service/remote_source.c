@@ -6,22 +6,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct rop rop;
+
 typedef struct remote_src {
   svc_client *client;
+  rop *claims; /* claims in flight (cancel_waits answers them) */
 } remote_src;
 
 enum { R_CLAIM = 1, R_HEARTBEAT, R_FINISH };
 
-typedef struct rop {
+struct rop {
   int kind;
   void *ud;
+  remote_src *src;
+  rop *prev, *next; /* in src->claims (claims only) */
   union {
     taskq_claim_cb claim;
     taskq_heartbeat_cb heartbeat;
     taskq_finish_cb finish;
   } cb;
   char worker_id[TASKQ_MAX_WORKER_ID + 1];
-} rop;
+};
+
+static void claim_unlink(rop *o) {
+  if (o->kind != R_CLAIM || !o->src) return;
+  if (o->prev) o->prev->next = o->next;
+  else o->src->claims = o->next;
+  if (o->next) o->next->prev = o->prev;
+  o->prev = o->next = NULL;
+  o->src = NULL;
+}
 
 /* The op reply → rc. */
 static int reply_rc(int err, const json_t *result) {
@@ -37,6 +51,7 @@ static int reply_rc(int err, const json_t *result) {
 static void on_reply(void *ud, int err, json_t *result, json_t *error) {
   (void)error;
   rop *o = ud;
+  claim_unlink(o);
   int rc = reply_rc(err, result);
   switch (o->kind) {
   case R_CLAIM: {
@@ -54,10 +69,17 @@ static void on_reply(void *ud, int err, json_t *result, json_t *error) {
   free(o);
 }
 
-static int send_op(remote_src *s, json_t *msg /* stolen */, rop *o) {
-  int rc = msg ? svc_client_rpc(s->client, msg, 0, on_reply, o) : -ENOMEM;
+static int send_op(remote_src *s, json_t *msg /* stolen */, rop *o, uint32_t timeout_ms) {
+  int rc = msg ? svc_client_rpc(s->client, msg, timeout_ms, on_reply, o) : -ENOMEM;
   json_decref(msg);
-  if (rc != 0) free(o);
+  if (rc != 0) {
+    free(o);
+  } else if (o->kind == R_CLAIM) {
+    o->src = s;
+    o->next = s->claims;
+    if (s->claims) s->claims->prev = o;
+    s->claims = o;
+  }
   return rc;
 }
 
@@ -79,9 +101,13 @@ static int src_claim(void *impl, const taskq_claim_req *req, taskq_claim_cb cb, 
   json_t *m = types ? json_pack("{s:s, s:s, s:o, s:f}", "op", "claim", "worker_id", req->worker_id,
                                 "supported_task_types", types, "lease_seconds", req->lease_seconds)
                     : NULL;
-  /* not yet: a claim that waits (req->wait_s) needs the peer to know it; sent only when asked */
-  if (m && req->wait_s > 0) json_object_set_new(m, "wait_s", json_real(req->wait_s));
-  return send_op(impl, m, o);
+  /* a claim that waits for work: an opt-in field a Python peer ignores (it answers at once) */
+  uint32_t tmo = 0;
+  if (m && req->wait_s > 0) {
+    json_object_set_new(m, "wait_s", json_real(req->wait_s));
+    tmo = (uint32_t)(req->wait_s * 1000.0) + 15000; /* the wait, plus room for the answer */
+  }
+  return send_op(impl, m, o, tmo);
 }
 
 static json_t *lease_msg(const char *op, const taskq_lease *l) {
@@ -97,7 +123,7 @@ static int src_heartbeat(void *impl, const taskq_lease *l, double lease_seconds,
   o->cb.heartbeat = cb;
   json_t *m = lease_msg("task.heartbeat", l);
   if (m) json_object_set_new(m, "lease_seconds", json_real(lease_seconds));
-  return send_op(impl, m, o);
+  return send_op(impl, m, o, 0);
 }
 
 static int src_finish(void *impl, const taskq_lease *l, const taskq_finish *f, taskq_finish_cb cb, void *ud) {
@@ -125,13 +151,27 @@ static int src_finish(void *impl, const taskq_lease *l, const taskq_finish *f, t
     }
     break;
   }
-  return send_op(impl, m, o);
+  return send_op(impl, m, o, 0);
+}
+
+static void src_cancel_waits(void *impl) {
+  remote_src *s = impl;
+  while (s->claims) {
+    rop *o = s->claims;
+    claim_unlink(o);
+    (void)svc_client_cancel(s->client, on_reply, o); /* tells the peer; never calls back */
+    o->cb.claim(o->ud, 0, NULL);
+    free(o);
+  }
 }
 
 static void src_free(void *impl) { free(impl); }
 
-static const taskq_source_vt k_remote_vt = {
-    .claim = src_claim, .heartbeat = src_heartbeat, .finish = src_finish, .free = src_free};
+static const taskq_source_vt k_remote_vt = {.claim = src_claim,
+                                            .heartbeat = src_heartbeat,
+                                            .finish = src_finish,
+                                            .free = src_free,
+                                            .cancel_waits = src_cancel_waits};
 
 int svc_remote_source_new(svc_client *c, const char *name, taskq_source **out) {
   *out = NULL;

@@ -34,6 +34,16 @@ typedef struct tq_waiter {
   struct tq_waiter *next;
 } tq_waiter;
 
+typedef struct tq_work_waiter {
+  pthread_cond_t cv;
+  bool fired, targeted;
+  const char *const *types; /* borrowed from the waiting caller */
+  size_t n_types;
+  struct tq_work_waiter *next;
+} tq_work_waiter;
+
+#define TQ_MAX_WATCHERS 8
+
 struct tq_queue {
   tq_options o;
   char *path;
@@ -43,6 +53,12 @@ struct tq_queue {
                          at most o.max_waiters */
   tq_waiter *waiters;
   size_t n_waiters;
+  tq_work_waiter *work_waiters; /* oldest first; counted in n_waiters too */
+  uint64_t work_gen;
+  struct {
+    void (*fn)(void *, const char *);
+    void *ud;
+  } watchers[TQ_MAX_WATCHERS];
   bool closing;
 };
 
@@ -114,6 +130,130 @@ static void on_terminal(void *ud, const char *task_id) {
   pthread_mutex_unlock(&q->wmu);
 }
 
+static bool work_type_matches(const tq_work_waiter *w, const char *type) {
+  if (!w->n_types || !type) return true;
+  for (size_t i = 0; i < w->n_types; i++)
+    if (strcmp(w->types[i], type) == 0) return true;
+  return false;
+}
+
+/* Work may be claimable: type = the one new task's type (wake one matching waiter), NULL =
+ * anything (wake all). */
+static void work_changed(tq_queue *q, const char *type) {
+  pthread_mutex_lock(&q->wmu);
+  q->work_gen++;
+  for (tq_work_waiter *w = q->work_waiters; w; w = w->next) {
+    if (w->fired || !work_type_matches(w, type)) continue;
+    w->fired = true;
+    w->targeted = type != NULL;
+    pthread_cond_signal(&w->cv);
+    if (type) break;
+  }
+  for (unsigned i = 0; i < TQ_MAX_WATCHERS; i++)
+    if (q->watchers[i].fn) q->watchers[i].fn(q->watchers[i].ud, type);
+  pthread_mutex_unlock(&q->wmu);
+}
+
+void tq_work_pass(tq_queue *q) { work_changed(q, NULL); }
+
+uint64_t tq_work_gen(tq_queue *q) {
+  pthread_mutex_lock(&q->wmu);
+  uint64_t g = q->work_gen;
+  pthread_mutex_unlock(&q->wmu);
+  return g;
+}
+
+int tq_work_watch(tq_queue *q, void (*fn)(void *ud, const char *task_type), void *ud) {
+  if (!fn) return -EINVAL;
+  int rc = -ENOSPC;
+  pthread_mutex_lock(&q->wmu);
+  for (unsigned i = 0; i < TQ_MAX_WATCHERS; i++)
+    if (!q->watchers[i].fn) {
+      q->watchers[i].fn = fn;
+      q->watchers[i].ud = ud;
+      rc = 0;
+      break;
+    }
+  pthread_mutex_unlock(&q->wmu);
+  return rc;
+}
+
+void tq_work_unwatch(tq_queue *q, void (*fn)(void *ud, const char *task_type), void *ud) {
+  pthread_mutex_lock(&q->wmu);
+  for (unsigned i = 0; i < TQ_MAX_WATCHERS; i++)
+    if (q->watchers[i].fn == fn && q->watchers[i].ud == ud) q->watchers[i].fn = NULL;
+  pthread_mutex_unlock(&q->wmu);
+}
+
+int tq_wait_work(tq_queue *q, uint64_t seen, const tq_claim_opts *o, double timeout_s, bool (*cancelled)(void *),
+                 void *cancel_ud, bool *targeted) {
+  if (targeted) *targeted = false;
+  if (!isfinite(timeout_s) || timeout_s < 0) timeout_s = 0;
+  if (timeout_s > q->o.wait_max_seconds) timeout_s = q->o.wait_max_seconds;
+  tq_work_waiter w;
+  memset(&w, 0, sizeof w);
+  w.types = o ? o->task_types : NULL;
+  w.n_types = o ? o->n_task_types : 0;
+  pthread_mutex_lock(&q->wmu);
+  if (q->closing) {
+    pthread_mutex_unlock(&q->wmu);
+    return -ESHUTDOWN;
+  }
+  if (q->work_gen != seen) {
+    pthread_mutex_unlock(&q->wmu);
+    return 0;
+  }
+  if (q->n_waiters >= q->o.max_waiters) {
+    pthread_mutex_unlock(&q->wmu);
+    return -EBUSY;
+  }
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&w.cv, &ca);
+  pthread_condattr_destroy(&ca);
+  tq_work_waiter **pp = &q->work_waiters; /* appended: the oldest waiter is woken first */
+  while (*pp) pp = &(*pp)->next;
+  *pp = &w;
+  q->n_waiters++;
+  int64_t deadline = clock_mono_ms() + (int64_t)(timeout_s * 1000.0);
+  int rc;
+  for (;;) {
+    if (w.fired) {
+      rc = 0;
+      break;
+    }
+    if (q->closing) {
+      rc = -ESHUTDOWN;
+      break;
+    }
+    int64_t now = clock_mono_ms();
+    if (now >= deadline) {
+      rc = -ETIMEDOUT;
+      break;
+    }
+    int64_t until = deadline;
+    if (cancelled && until > now + 200) until = now + 200;
+    struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000L};
+    pthread_cond_timedwait(&w.cv, &q->wmu, &ts);
+    if (!w.fired && cancelled && cancelled(cancel_ud)) {
+      rc = -ECANCELED;
+      break;
+    }
+  }
+  for (pp = &q->work_waiters; *pp; pp = &(*pp)->next)
+    if (*pp == &w) {
+      *pp = w.next;
+      break;
+    }
+  CHECK(q->n_waiters > 0);
+  q->n_waiters--;
+  if (targeted) *targeted = w.fired && w.targeted;
+  pthread_mutex_unlock(&q->wmu);
+  pthread_cond_destroy(&w.cv);
+  return rc;
+}
+
 /* ---- open / close ---- */
 
 int tq_open(const tq_options *o, tq_queue **out) {
@@ -168,6 +308,7 @@ void tq_close(tq_queue *q) {
     w->fired = true;
     pthread_cond_signal(&w->cv);
   }
+  for (tq_work_waiter *w = q->work_waiters; w; w = w->next) pthread_cond_signal(&w->cv);
   pthread_mutex_unlock(&q->wmu);
   /* fired waiters may still be reading their task: let them leave before the backend goes */
   for (;;) {
@@ -353,6 +494,7 @@ int tq_submit(tq_queue *q, const tq_submit_req *req, char task_id_out[33], bool 
   if (rc == 0) {
     memcpy(task_id_out, op.task_id, 33);
     if (replayed) *replayed = op.replayed;
+    if (!op.replayed) work_changed(q, op.task_type);
   }
   free(pj);
   return rc;
@@ -363,11 +505,13 @@ typedef struct {
   tq_op op;
   tq_submit_cb cb;
   void *ud;
+  tq_queue *q;
   char *payload, *type, *model, *idem, *session, *sticky;
 } async_submit;
 
 static void async_done(tq_op *op) {
   async_submit *a = (async_submit *)op;
+  if (op->rc == 0 && !op->replayed) work_changed(a->q, op->task_type);
   a->cb(op->rc, op->rc == 0 ? op->task_id : NULL, op->replayed, a->ud);
   free(a->payload);
   free(a->type);
@@ -404,6 +548,7 @@ int tq_submit_async(tq_queue *q, const tq_submit_req *req, tq_submit_cb cb, void
   a->op.sticky = a->sticky;
   a->cb = cb;
   a->ud = ud;
+  a->q = q;
   a->op.done = async_done;
   rc = q->ops->enqueue(q->be, &a->op);
   if (rc == 0) return 0;
@@ -550,6 +695,7 @@ int tq_retry(tq_queue *q, const char *task_id, const tq_fence *f, double delay_s
   op.error = error;
   rc = run_sync(q, &op);
   if (rc == 0 && final_status) *final_status = op.final_status;
+  if (rc == 0 && op.final_status == TQ_QUEUED && delay_s == 0) work_changed(q, NULL);
   return rc;
 }
 
@@ -561,7 +707,9 @@ int tq_release(tq_queue *q, const char *task_id, const tq_fence *f, const char *
   if (!text_arg_ok(reason)) return -EINVAL;
   op.error = reason;
   op.max_text = q->o.max_payload_bytes;
-  return run_sync(q, &op);
+  rc = run_sync(q, &op);
+  if (rc == 0) work_changed(q, NULL);
+  return rc;
 }
 
 int tq_progress(tq_queue *q, const char *task_id, const tq_fence *f, json_t *result_patch, const char *log_line,
@@ -613,6 +761,7 @@ int tq_recover_expired(tq_queue *q, double now, size_t limit, size_t *n_out) {
   op.limit = limit < 1 ? 1 : limit > 10000 ? 10000 : limit;
   int rc = run_sync(q, &op);
   if (n_out) *n_out = rc == 0 ? op.count : 0;
+  if (rc == 0 && op.count) work_changed(q, NULL);
   return rc;
 }
 

@@ -256,6 +256,36 @@ int tq_get(tq_queue *q, const char *task_id, tq_task **out) __attribute__((warn_
 int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled)(void *),
             void *cancel_ud, tq_task **out) __attribute__((warn_unused_result));
 
+/* Waiting for work (a claim that waits instead of polling). Every change through this tq_queue
+ * that may make a task claimable — a submit (tq_submit, tq_submit_async; not a replayed one),
+ * a release, a retry, recovered leases — bumps a generation counter and wakes waiters: a
+ * submit wakes the longest-waiting one whose task types match the new task's type (an
+ * empty type list matches any), every other change wakes all. Not seen: a delayed retry
+ * becoming due, another process's commits — a waiter's timeout covers those.
+ *
+ * The pattern (no change can slip in between):
+ *     uint64_t gen = tq_work_gen(q);
+ *     tq_claim_next(q, &o, &t);          // nothing
+ *     tq_wait_work(q, gen, &o, timeout_s, cancelled, ud, &targeted);   // then claim again
+ * tq_wait_work returns 0 when woken or when the generation is no longer `seen` (at once),
+ * -ETIMEDOUT, -ECANCELED (cancelled(ud) turned true; checked every 200 ms), -ESHUTDOWN
+ * (closing), -EBUSY (max_waiters waiters of either kind). *targeted (may be NULL): it was the
+ * one waiter a submit chose; when its claim then finds nothing (another claimer was first, or
+ * a filter other than the type refused it) it should call tq_work_pass so that the others look.
+ * timeout_s is clamped to 0..wait_max_seconds. o->task_types are borrowed for the wait. */
+uint64_t tq_work_gen(tq_queue *q);
+int tq_wait_work(tq_queue *q, uint64_t seen, const tq_claim_opts *o, double timeout_s,
+                 bool (*cancelled)(void *), void *cancel_ud, bool *targeted)
+    __attribute__((warn_unused_result));
+/* Wakes every work waiter. */
+void tq_work_pass(tq_queue *q);
+/* An event-loop listener: fn(ud, task_type or NULL) runs after each such change, on the thread
+ * that made it (the caller's or the queue's writer thread), and must not block (uv_async_send).
+ * At most 8; -ENOSPC beyond. Remove before freeing ud. */
+int tq_work_watch(tq_queue *q, void (*fn)(void *ud, const char *task_type), void *ud)
+    __attribute__((warn_unused_result));
+void tq_work_unwatch(tq_queue *q, void (*fn)(void *ud, const char *task_type), void *ud);
+
 typedef struct tq_list_opts {
   tq_status status;               /* TQ_STATUS_ANY for all */
   const char *const *task_types;  /* exact match, NULL / 0 = all */

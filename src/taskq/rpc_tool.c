@@ -49,10 +49,11 @@ static int rpc_nested_tool(void *ud, const auth_ctx *auth, const char *tool, jso
  * wait on the queue's change notification that holds no thread is later work (issue 9 item 4). */
 static bool rpc_is_long(mcp_call *call, const json_t *args, void *ud) {
   (void)call;
-  (void)ud;
-  const json_t *op = json_object_get(taskq_rpc_message(args), "op");
+  const json_t *msg = taskq_rpc_message(args);
+  const json_t *op = json_object_get(msg, "op");
   taskq_op o = taskq_op_parse(json_is_string(op) ? json_string_value(op) : NULL);
-  return o == TASKQ_OP_WAIT || o == TASKQ_OP_TOOL;
+  /* a claim that may wait for work holds its thread too (bounded by the op table's caps) */
+  return o == TASKQ_OP_WAIT || o == TASKQ_OP_TOOL || (o == TASKQ_OP_CLAIM && taskq_claim_wait_s(ud, msg) > 0);
 }
 
 static mcp_tool_status rpc_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {

@@ -69,6 +69,7 @@ struct slot {
   char *fin_error, *fin_reason;
   unsigned fin_tries;
   uint64_t lease_end_ms; /* loop ms: when the lease runs out unless renewed */
+  uint64_t claim_sent_ms; /* loop ms: when the claim in flight went out */
 };
 
 static void maybe_all_stopped(taskq_runner *r);
@@ -337,6 +338,10 @@ static void on_timer(uv_timer_t *t) {
     slot_idle(s);
   } else if (s->state == SL_FINISHING && s->task) {
     slot_finish_send(s); /* the retry of a finish */
+  } else if (s->state == SL_CLAIMING && s->r->stopping) {
+    /* stopping: a claim waiting for work at the source answers now */
+    taskq_source *src = src_of(s);
+    if (src->vt->cancel_waits) src->vt->cancel_waits(src->impl);
   } else if (s->state == SL_RUNNING && s->call && !s->hb_inflight) {
     taskq_lease l = lease_of(s);
     s->hb_inflight = true;
@@ -463,6 +468,13 @@ static void claim_cb(void *ud, int rc, taskq_task *task) {
   }
   s->tried = 0;
   if (r->o.once) r->finished = true;
+  if (rc == 0 && r->o.claim_wait_s > 0 && !r->stopping &&
+      uv_now(r->o.loop) - s->claim_sent_ms >= (uint64_t)(r->o.claim_wait_s * 500.0)) {
+    /* the source waited for work and none came: wait again at once (no back-off to wait out) */
+    s->sleep_ms = 0;
+    slot_claim(s);
+    return;
+  }
   slot_sleep(s);
 }
 
@@ -471,7 +483,9 @@ static void slot_claim(slot *s) {
   s->state = SL_CLAIMING;
   s->src = s->next_src++ % r->o.n_sources;
   taskq_claim_req req = {.worker_id = s->worker_id, .task_types = (const char *const *)r->types,
-                         .n_task_types = r->n_types, .lease_seconds = r->o.lease_seconds};
+                         .n_task_types = r->n_types, .lease_seconds = r->o.lease_seconds,
+                         .wait_s = r->o.once ? 0 : r->o.claim_wait_s};
+  s->claim_sent_ms = uv_now(r->o.loop);
   s->pending++;
   int rc = src_of(s)->vt->claim(src_of(s)->impl, &req, claim_cb, s);
   if (rc != 0) {
@@ -679,6 +693,8 @@ void taskq_runner_stop(taskq_runner *r, uint32_t grace_ms, void (*done)(void *ud
   for (unsigned i = 0; i < r->o.slots; i++) {
     slot *s = &r->slots[i];
     if (s->state == SL_SLEEPING || s->state == SL_IDLE) slot_stop(s);
+    else if (s->state == SL_CLAIMING && r->o.claim_wait_s > 0)
+      uv_timer_start(&s->timer, on_timer, 0, 0); /* from the loop: its claim may be waiting */
   }
   maybe_all_stopped(r);
 }

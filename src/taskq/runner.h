@@ -75,6 +75,10 @@ typedef struct taskq_runner_opts {
   size_t n_task_types;
   double lease_seconds;        /* requested lease; 0 → 60 */
   uint32_t idle_poll_ms;       /* longest back-off when nothing is claimable; 0 → 500 */
+  double claim_wait_s;         /* ask the source to wait up to this long for a task (0 = no):
+                                  an empty answer that took at least half of it means the
+                                  source waited, and the slot claims again at once; a quick
+                                  empty answer (a source that does not wait) backs off */
   uint32_t tool_timeout_ms;    /* 0 → the tool's own */
   double retry_delay_s;        /* before a failed run may run again; 0 = at once */
   const char *stop_reason;     /* release reason when stopping; NULL → "worker_stopping" */

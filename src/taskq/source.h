@@ -10,8 +10,11 @@
  *   finish     complete (completed | failed | cancelled, with result and error), retry (a run
  *              that failed but may run again), or release (give it back without failing it —
  *              the attempt is refunded: for stopping, and for a task the runner cannot run).
- * A claim may later wait for work (wait_s; not yet: every source answers at once today, and the
- * runner backs off when nothing is claimable).
+ * A claim may wait for work (wait_s): the remote source asks the peer to (its op table answers
+ * the moment a task arrives; a peer that does not know wait_s answers at once); the local
+ * source does not wait yet (it answers at once; in-process workers are kicked on submit).
+ * cancel_waits (optional) answers every claim still waiting with no task (their callbacks may
+ * run inside the call) — for a runner that is stopping.
  *
  * Contract (libuv's): an operation returns 0 and later calls its callback exactly once, on the
  * loop thread, never from inside the call; or it returns a negative errno and never calls back.
@@ -64,7 +67,7 @@ typedef struct taskq_claim_req {
   const char *const *task_types; /* what the runner can run; NULL / 0 = anything */
   size_t n_task_types;
   double lease_seconds;          /* 0 = the source's default */
-  double wait_s;                 /* not yet: sources answer at once; 0 today */
+  double wait_s;                 /* wait up to this long for a task (0 = answer at once) */
 } taskq_claim_req;
 
 typedef enum {
@@ -92,6 +95,7 @@ typedef struct taskq_source_vt {
   int (*heartbeat)(void *impl, const taskq_lease *lease, double lease_seconds, taskq_heartbeat_cb cb, void *ud);
   int (*finish)(void *impl, const taskq_lease *lease, const taskq_finish *f, taskq_finish_cb cb, void *ud);
   void (*free)(void *impl);
+  void (*cancel_waits)(void *impl); /* optional */
 } taskq_source_vt;
 
 typedef struct taskq_source {

@@ -32,6 +32,12 @@ struct taskq_ctx {
   json_t *clock_vector; /* {node: int} */
   known_peer *peers;
   size_t n_peers;
+  /* waiting claims, under mu: the total and per caller */
+  unsigned n_waiting;
+  struct {
+    char id[96];
+    unsigned n;
+  } waiting[64];
 };
 
 void taskq_config_default(taskq_config *c) {
@@ -42,6 +48,9 @@ void taskq_config_default(taskq_config *c) {
   c->max_known_peers = 1024;
   c->peer_timeout_s = 300;
   c->baseline_max_priority = 5;
+  c->claim_wait_max_s = 30;
+  c->claim_waiters_max = 48;
+  c->claim_waiters_per_peer = 32;
 }
 
 taskq_ctx *taskq_new(const taskq_config *cfg) {
@@ -53,6 +62,7 @@ taskq_ctx *taskq_new(const taskq_config *cfg) {
   if (ctx->cfg.tool_timeout_max_s <= 0) ctx->cfg.tool_timeout_max_s = 300;
   if (!ctx->cfg.max_known_peers) ctx->cfg.max_known_peers = 1024;
   if (ctx->cfg.peer_timeout_s <= 0) ctx->cfg.peer_timeout_s = 300;
+  if (!(ctx->cfg.claim_wait_max_s >= 0)) ctx->cfg.claim_wait_max_s = 0;
   ctx->peer_id = strdup(cfg->peer_id ? cfg->peer_id : "");
   ctx->session = strdup(cfg->session ? cfg->session : "");
   ctx->capabilities = cfg->capabilities
@@ -432,6 +442,79 @@ static int deterministic_claim(op_env *e, const char *ident, const tq_claim_opts
   return rc < 0 ? rc : 0;
 }
 
+/* A waiting claim may start for this caller (counted until claim_wait_leave). */
+static bool claim_wait_enter(taskq_ctx *ctx, const char *ident) {
+  bool ok = false;
+  pthread_mutex_lock(&ctx->mu);
+  if (ctx->n_waiting < ctx->cfg.claim_waiters_max) {
+    size_t n = sizeof ctx->waiting / sizeof ctx->waiting[0], free_i = n;
+    for (size_t i = 0; i < n; i++) {
+      if (ctx->waiting[i].n && strncmp(ctx->waiting[i].id, ident, sizeof ctx->waiting[i].id - 1) == 0) {
+        free_i = i;
+        break;
+      }
+      if (!ctx->waiting[i].n && free_i == n) free_i = i;
+    }
+    if (free_i < n && ctx->waiting[free_i].n < ctx->cfg.claim_waiters_per_peer) {
+      if (!ctx->waiting[free_i].n) { /* a longer id is counted by its first 95 bytes */
+        size_t len = strnlen(ident, sizeof ctx->waiting[free_i].id - 1);
+        memcpy(ctx->waiting[free_i].id, ident, len);
+        ctx->waiting[free_i].id[len] = 0;
+      }
+      ctx->waiting[free_i].n++;
+      ctx->n_waiting++;
+      ok = true;
+    }
+  }
+  pthread_mutex_unlock(&ctx->mu);
+  return ok;
+}
+
+static void claim_wait_leave(taskq_ctx *ctx, const char *ident) {
+  pthread_mutex_lock(&ctx->mu);
+  for (size_t i = 0; i < sizeof ctx->waiting / sizeof ctx->waiting[0]; i++)
+    if (ctx->waiting[i].n && strncmp(ctx->waiting[i].id, ident, sizeof ctx->waiting[i].id - 1) == 0) {
+      ctx->waiting[i].n--;
+      ctx->n_waiting--;
+      break;
+    }
+  pthread_mutex_unlock(&ctx->mu);
+}
+
+/* The wait a claim asks for, capped; 0 = answer at once. */
+double taskq_claim_wait_s(const taskq_ctx *ctx, const json_t *msg) {
+  const json_t *w = json_object_get(msg, "wait_s");
+  double v = json_is_number(w) ? json_number_value(w) : 0;
+  if (!(v > 0)) return 0;
+  return v > ctx->cfg.claim_wait_max_s ? ctx->cfg.claim_wait_max_s : v;
+}
+
+/* One claim that waits up to wait_s for a task when none is claimable now. *waited: the wait
+ * applied (0 when it answered at once: nothing asked, or over a cap). */
+static int claim_next_waiting(op_env *e, const char *ident, const tq_claim_opts *o, double wait_s, tq_task **t,
+                              double *waited) {
+  tq_queue *q = e->ctx->cfg.queue;
+  *waited = 0;
+  uint64_t gen = wait_s > 0 ? tq_work_gen(q) : 0;
+  int rc = tq_claim_next(q, o, t);
+  if (rc < 0 || *t || !(wait_s > 0) || !claim_wait_enter(e->ctx, ident)) return rc;
+  *waited = wait_s;
+  int64_t end = clock_mono_ms() + (int64_t)(wait_s * 1000.0);
+  bool (*cancelled)(void *) = e->call ? e->call->cancelled : NULL;
+  void *cud = e->call ? e->call->cancel_ud : NULL;
+  for (;;) {
+    int64_t left = end - clock_mono_ms();
+    if (left <= 0) break;
+    bool targeted = false;
+    if (tq_wait_work(q, gen, o, (double)left / 1000.0, cancelled, cud, &targeted) != 0) break;
+    gen = tq_work_gen(q);
+    if ((rc = tq_claim_next(q, o, t)) < 0 || *t) break;
+    if (targeted) tq_work_pass(q); /* chosen for a task we did not get: let the others look */
+  }
+  claim_wait_leave(e->ctx, ident);
+  return rc;
+}
+
 static json_t *op_claim(op_env *e, bool many) {
   const json_t *m = e->msg;
   const char *worker = get_str(m, "worker_id");
@@ -480,12 +563,14 @@ static json_t *op_claim(op_env *e, bool many) {
     }
   } else if (!many) {
     tq_task *t = NULL;
-    int rc = tq_claim_next(e->ctx->cfg.queue, &o, &t);
+    double waited = 0;
+    int rc = claim_next_waiting(e, ident, &o, taskq_claim_wait_s(e->ctx, m), &t, &waited);
     if (rc < 0) {
       r = err(e, tq_strerror(rc));
     } else {
       r = reply_ok(e->ctx);
       json_object_set_new(r, "task", t ? tq_task_to_json(t, TQ_JSON_CLAIM | TQ_JSON_EXTRA) : json_null());
+      if (waited > 0) json_object_set_new(r, "wait_s", json_real(waited));
       tq_task_free(t);
     }
   } else {

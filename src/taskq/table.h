@@ -15,6 +15,7 @@
  *     unfenced completes (compat_unfenced_complete) or the caller is local;
  *   - claim replies add lease_epoch and cancel_requested to the task;
  *   - wait is capped (wait_max_s) and stops early when the caller goes away;
+ *   - claim {…, wait_s} waits for a task (see claim_wait_max_s below);
  *   - submit accepts a top-level idempotency_key (makes client retries safe).
  * Deterministic claim scheduling (§3.2) is opt-in (deterministic); otherwise claims use queue
  * order (priority, then age). Trust tiers (§4.3) come from verified credentials only: with
@@ -84,6 +85,16 @@ typedef struct taskq_config {
   bool trust_tiers;         /* §4.3 from verified credentials (auth_ctx_tier): claims of a
                                baseline caller are capped at baseline_max_priority */
   int baseline_max_priority; /* 5 (1..10) */
+  /* A claim with "wait_s" (opt-in; Python clients never send it) waits up to that long for a
+   * task when none is claimable, woken by the queue (tq_wait_work) — a worker waits for work
+   * instead of polling. Capped at claim_wait_max_s; at most claim_waiters_max such claims wait
+   * at once in the process and claim_waiters_per_peer per caller (by PeerId, else worker_id):
+   * past either, or in deterministic mode, the claim answers at once as without wait_s. A claim
+   * that waited says so in its reply ("wait_s": the wait applied). */
+  double claim_wait_max_s;        /* 30 */
+  unsigned claim_waiters_max;     /* 48 (keep it under the dispatcher's long_threads: each
+                                     waiting claim holds a long-pool thread) */
+  unsigned claim_waiters_per_peer;/* 32 */
   size_t max_known_peers;   /* 1024: peer.heartbeat table (oldest dropped) */
   double peer_timeout_s;    /* 300: "alive" window for known peers */
 } taskq_config;
@@ -112,6 +123,10 @@ typedef struct taskq_call {
 /* Handles one TaskQueue message (a JSON object; the message's own "token" is honoured).
  * Always returns a reply object (new reference); NULL only on ENOMEM. Blocking. */
 json_t *taskq_handle(taskq_ctx *ctx, const json_t *msg, const taskq_call *call);
+
+/* The wait (seconds) a claim message asks for ("wait_s"), capped by claim_wait_max_s; 0 = it
+ * answers at once. For transports deciding where the op runs (a waiting claim blocks). */
+double taskq_claim_wait_s(const taskq_ctx *ctx, const json_t *msg);
 
 /* {"ok":false,"error":code,"peer_id":…} (new reference). */
 json_t *taskq_error(const taskq_ctx *ctx, const char *code);

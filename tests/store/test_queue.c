@@ -380,6 +380,76 @@ static void test_wait_wakes_on_completion_not_timeout(void **state) {
   tq_task_free(t);
 }
 
+typedef struct {
+  tq_queue *q;
+  const char *type;
+} later_submit;
+
+static void *submit_later(void *arg) {
+  later_submit *s = arg;
+  usleep(150000);
+  char id[33];
+  submit_p(s->q, s->type, "{}", id);
+  return NULL;
+}
+
+/* A work waiter is woken by a submit of a type it can run, not by the timeout. */
+static void test_wait_work_wakes_on_submit(void **state) {
+  fx *f = *state;
+  const char *types[] = {"t.a"};
+  tq_claim_opts w = worker("w1");
+  w.task_types = types;
+  w.n_task_types = 1;
+  uint64_t gen = tq_work_gen(f->q);
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &w, &t), 0);
+  assert_null(t);
+  later_submit s = {f->q, "t.a"};
+  pthread_t th;
+  int64_t t0 = clock_mono_ms();
+  pthread_create(&th, NULL, submit_later, &s);
+  bool targeted = false;
+  assert_int_equal(tq_wait_work(f->q, gen, &w, 20, NULL, NULL, &targeted), 0);
+  int64_t took = clock_mono_ms() - t0;
+  pthread_join(th, NULL);
+  assert_true(targeted);
+  assert_true(took >= 100 && took < 15000);
+  assert_int_equal(tq_claim_next(f->q, &w, &t), 0);
+  assert_non_null(t);
+  tq_task_free(t);
+  /* a change since `seen`: at once */
+  char id[33];
+  submit_p(f->q, "t.a", "{}", id);
+  t0 = clock_mono_ms();
+  assert_int_equal(tq_wait_work(f->q, gen, &w, 20, NULL, NULL, NULL), 0);
+  assert_true(clock_mono_ms() - t0 < 1000);
+}
+
+/* A submit of another type does not wake it (the timeout does); cancellation ends it. */
+static bool cancel_now(void *ud) { return *(bool *)ud; }
+
+static void test_wait_work_ignores_other_types_and_times_out(void **state) {
+  fx *f = *state;
+  const char *types[] = {"t.a"};
+  tq_claim_opts w = worker("w1");
+  w.task_types = types;
+  w.n_task_types = 1;
+  uint64_t gen = tq_work_gen(f->q);
+  later_submit s = {f->q, "t.b"};
+  pthread_t th;
+  pthread_create(&th, NULL, submit_later, &s);
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(tq_wait_work(f->q, gen, &w, 0.6, NULL, NULL, NULL), -ETIMEDOUT);
+  assert_true(clock_mono_ms() - t0 >= 500);
+  pthread_join(th, NULL);
+  bool yes = true;
+  gen = tq_work_gen(f->q);
+  assert_int_equal(tq_wait_work(f->q, gen, &w, 20, cancel_now, &yes, NULL), -ECANCELED);
+  /* tq_work_pass wakes everyone */
+  tq_work_pass(f->q);
+  assert_int_equal(tq_wait_work(f->q, gen, &w, 20, NULL, NULL, NULL), 0);
+}
+
 static void test_wait_timeout_returns_current_state_and_is_capped(void **state) {
   fx *f = *state;
   tq_close(f->q);
@@ -977,6 +1047,8 @@ int main(void) {
       T(test_unlimited_attempts_with_zero),
       T(test_cancel_queued_now_running_via_flag),
       T(test_wait_wakes_on_completion_not_timeout),
+      T(test_wait_work_wakes_on_submit),
+      T(test_wait_work_ignores_other_types_and_times_out),
       T(test_wait_timeout_returns_current_state_and_is_capped),
       T(test_wait_honours_cancellation),
       T(test_prune_removes_old_terminal_only),

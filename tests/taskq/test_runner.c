@@ -504,7 +504,19 @@ static int fake_finish(void *impl, const taskq_lease *l, const taskq_finish *f, 
   return 0;
 }
 
-static const taskq_source_vt k_fake_vt = {.claim = fake_claim, .heartbeat = fake_heartbeat, .finish = fake_finish};
+static unsigned fake_cancel_waits_calls;
+static void fake_cancel_waits(void *impl) {
+  (void)impl;
+  fake_cancel_waits_calls++;
+  for (size_t i = 0; i < F.n; i++)
+    if (F.ops[i].kind == F_CLAIM && !F.ops[i].answered) {
+      F.ops[i].answered = true;
+      F.ops[i].claim(F.ops[i].ud, 0, NULL);
+    }
+}
+
+static const taskq_source_vt k_fake_vt = {
+    .claim = fake_claim, .heartbeat = fake_heartbeat, .finish = fake_finish, .cancel_waits = fake_cancel_waits};
 
 /* The latest unanswered op of a kind (NULL if none). */
 static fop *pending(int kind) {
@@ -536,13 +548,16 @@ static void answer_claim(fop *o, int rc, const char *task_id, const char *type, 
   o->claim(o->ud, rc, t);
 }
 
+static double scripted_claim_wait_s;
+
 static void start_scripted(double lease, uint32_t idle_poll_ms) {
   memset(&F, 0, sizeof F);
   F.src.vt = &k_fake_vt;
   snprintf(F.src.name, sizeof F.src.name, "scripted");
   taskq_source *srcs[] = {&F.src};
   taskq_runner_opts o = {.loop = &W.loop, .dispatcher = W.disp, .worker_id = "s", .sources = srcs, .n_sources = 1,
-                         .lease_seconds = lease, .idle_poll_ms = idle_poll_ms};
+                         .lease_seconds = lease, .idle_poll_ms = idle_poll_ms,
+                         .claim_wait_s = scripted_claim_wait_s};
   assert_int_equal(taskq_runner_start(&o, &W.w), 0);
 }
 
@@ -759,6 +774,38 @@ static void test_runner_gives_up_a_finish_when_the_lease_is_over(void **state) {
   stop_scripted();
 }
 
+/* With claim_wait_s: an empty answer that took the wait means the source waited — the slot
+ * claims again at once; a quick empty answer (a peer that does not wait) backs off; stopping
+ * answers a waiting claim through cancel_waits. */
+static void test_runner_claims_again_at_once_after_a_waited_empty_claim(void **state) {
+  (void)state;
+  scripted_claim_wait_s = 0.2; /* "waited" = at least 100 ms */
+  start_scripted(30, 2000);
+  scripted_claim_wait_s = 0;
+  fop *c = await_op(F_CLAIM);
+  usleep(150000); /* the source waited */
+  c->answered = true;
+  uv_update_time(&W.loop);
+  c->claim(c->ud, 0, NULL);
+  assert_non_null(pending(F_CLAIM)); /* again, inside the answer: no back-off timer */
+  c = pending(F_CLAIM);
+  c->answered = true;
+  uv_update_time(&W.loop);
+  c->claim(c->ud, 0, NULL); /* at once: it did not wait */
+  assert_null(pending(F_CLAIM)); /* backing off */
+  c = await_op(F_CLAIM);       /* after the back-off */
+  /* stopping while a claim waits: the source is asked to answer it */
+  fake_cancel_waits_calls = 0;
+  int done = 0;
+  taskq_runner_stop(W.w, 0, stopped, &done);
+  int64_t end = clock_mono_ms() + 15000;
+  while (!done && clock_mono_ms() < end) uv_run(&W.loop, UV_RUN_ONCE);
+  assert_true(done);
+  assert_true(fake_cancel_waits_calls >= 1);
+  taskq_runner_free(W.w);
+  W.w = NULL;
+}
+
 static void test_task_from_json_refuses_what_is_not_a_task(void **state) {
   (void)state;
   const char *bad[] = {"null", "[]", "{}", "{\"task_id\":\"x\"}", "{\"task_type\":\"t\"}", "{\"task_id\":5,\"task_type\":\"t\"}",
@@ -825,6 +872,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_runner_refused_claim_is_counted_and_backs_off, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_sends_a_finish_again_until_the_source_takes_it, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_gives_up_a_finish_when_the_lease_is_over, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_runner_claims_again_at_once_after_a_waited_empty_claim, setup, teardown),
       cmocka_unit_test_setup_teardown(test_task_from_json_refuses_what_is_not_a_task, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_start_refuses_bad_options, setup, teardown),
   };

@@ -342,6 +342,72 @@ static void test_complete_is_fenced_by_owner_and_epoch(void **state) {
   json_decref(r);
 }
 
+typedef struct {
+  fx *f;
+} later;
+
+static void *submit_later(void *arg) {
+  later *l = arg;
+  usleep(200000);
+  char id[33];
+  submit_one(l->f, "tool.call", id);
+  return NULL;
+}
+
+/* claim {wait_s}: waits for a task and is answered the moment one is queued; without wait_s
+ * (what Python clients send) it answers at once, and the reply has no wait_s. */
+static void test_claim_waits_for_work_when_asked(void **state) {
+  fx *f = *state;
+  int64_t t0 = clock_mono_ms();
+  json_t *r = run(f, &f->all, "{\"op\":\"claim\",\"worker_id\":\"w1\"}");
+  assert_true(r_ok(r));
+  assert_true(json_is_null(json_object_get(r, "task")));
+  assert_null(json_object_get(r, "wait_s"));
+  json_decref(r);
+  assert_true(clock_mono_ms() - t0 < 2000);
+  later l = {f};
+  pthread_t th;
+  pthread_create(&th, NULL, submit_later, &l);
+  t0 = clock_mono_ms();
+  r = run(f, &f->all, "{\"op\":\"claim\",\"worker_id\":\"w1\",\"wait_s\":20}");
+  int64_t took = clock_mono_ms() - t0;
+  pthread_join(th, NULL);
+  assert_true(r_ok(r));
+  assert_true(json_is_object(json_object_get(r, "task")));
+  assert_true(json_number_value(json_object_get(r, "wait_s")) == 20);
+  assert_true(took >= 150 && took < 15000);
+  json_decref(r);
+  /* nothing comes: empty after the wait (capped by claim_wait_max_s) */
+  t0 = clock_mono_ms();
+  r = run(f, &f->all, "{\"op\":\"claim\",\"worker_id\":\"w1\",\"wait_s\":0.4}");
+  assert_true(json_is_null(json_object_get(r, "task")));
+  assert_true(clock_mono_ms() - t0 >= 300);
+  json_decref(r);
+}
+
+/* Over the per-caller cap a claim answers at once (no wait_s in the reply). */
+static void test_claim_wait_is_capped_per_caller(void **state) {
+  fx *f = *state;
+  taskq_config cfg;
+  taskq_config_default(&cfg);
+  cfg.queue = f->q;
+  cfg.policy = f->pol;
+  cfg.peer_id = OUR_ID;
+  cfg.claim_waiters_per_peer = 0; /* no waiting claims at all */
+  taskq_ctx *ctx = taskq_new(&cfg);
+  assert_non_null(ctx);
+  json_t *msg = json_loads("{\"op\":\"claim\",\"worker_id\":\"w1\",\"wait_s\":10}", 0, NULL);
+  taskq_call call = {.auth = &f->all};
+  int64_t t0 = clock_mono_ms();
+  json_t *r = taskq_handle(ctx, msg, &call);
+  assert_true(clock_mono_ms() - t0 < 2000);
+  assert_true(r_ok(r));
+  assert_null(json_object_get(r, "wait_s"));
+  json_decref(r);
+  json_decref(msg);
+  taskq_free(ctx);
+}
+
 static void test_complete_odd_status_becomes_failed(void **state) {
   fx *f = *state;
   char id[33];
@@ -835,6 +901,8 @@ int main(void) {
       T(test_claim_requires_worker_and_expands_aliases),
       T(test_claim_many_returns_batch),
       T(test_complete_is_fenced_by_owner_and_epoch),
+      T(test_claim_waits_for_work_when_asked),
+      T(test_claim_wait_is_capped_per_caller),
       T(test_complete_odd_status_becomes_failed),
       T(test_release_requires_worker_and_requeues),
       T(test_task_heartbeat_renews_and_reports_cancel),
