@@ -11,12 +11,19 @@ typedef struct rop rop;
 typedef struct remote_src {
   svc_client *client;
   rop *claims; /* claims in flight (cancel_waits answers them) */
+  unsigned n_waiting; /* of those, the ones that asked to wait */
 } remote_src;
+
+/* At most this many claims of one source wait on the peer at once, so they never take all of
+ * the client's requests in flight (32): completes and heartbeats must not queue behind them.
+ * Slots beyond it claim without waiting (and back off when idle). */
+#define MAX_WAITING_CLAIMS 16
 
 enum { R_CLAIM = 1, R_HEARTBEAT, R_FINISH };
 
 struct rop {
   int kind;
+  bool waits; /* a claim that asked to wait */
   void *ud;
   remote_src *src;
   rop *prev, *next; /* in src->claims (claims only) */
@@ -30,6 +37,7 @@ struct rop {
 
 static void claim_unlink(rop *o) {
   if (o->kind != R_CLAIM || !o->src) return;
+  if (o->waits) o->src->n_waiting--;
   if (o->prev) o->prev->next = o->next;
   else o->src->claims = o->next;
   if (o->next) o->next->prev = o->prev;
@@ -76,6 +84,7 @@ static int send_op(remote_src *s, json_t *msg /* stolen */, rop *o, uint32_t tim
     free(o);
   } else if (o->kind == R_CLAIM) {
     o->src = s;
+    if (o->waits) s->n_waiting++;
     o->next = s->claims;
     if (s->claims) s->claims->prev = o;
     s->claims = o;
@@ -103,7 +112,8 @@ static int src_claim(void *impl, const taskq_claim_req *req, taskq_claim_cb cb, 
                     : NULL;
   /* a claim that waits for work: an opt-in field a Python peer ignores (it answers at once) */
   uint32_t tmo = 0;
-  if (m && req->wait_s > 0) {
+  if (m && req->wait_s > 0 && ((remote_src *)impl)->n_waiting < MAX_WAITING_CLAIMS) {
+    o->waits = true;
     json_object_set_new(m, "wait_s", json_real(req->wait_s));
     tmo = (uint32_t)(req->wait_s * 1000.0) + 15000; /* the wait, plus room for the answer */
   }
