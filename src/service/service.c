@@ -9,6 +9,7 @@
  * worker thread to the loop here (a small queue + uv_async). */
 #include "service/service.h"
 
+#include <stdatomic.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -74,6 +75,8 @@ struct svc_service {
   void *worker_claim_ud;
   uv_async_t async;
   bool async_init, started, stopping;
+  bool watching;          /* the queue tells us of new work (tq_work_watch) */
+  atomic_bool work_kick;  /* set by the queue's writer, read by on_async */
   client_slot clients[SVC_MAX_CLIENTS];
   uint64_t use_clock;
   seen_peer seen[SVC_MAX_SEEN];
@@ -209,8 +212,17 @@ static void repl_done(void *ud, int err, json_t *result, json_t *error) {
 }
 
 /* Loop: sends the cache writes the workers queued for replication (fire and forget). */
+/* Any thread (the queue's writer, under its lock): new work may be claimable — the in-process
+ * workers look now instead of at the end of their back-off. */
+static void on_work(void *ud, const char *task_type) {
+  svc_service *s = ud;
+  (void)task_type;
+  if (!atomic_exchange(&s->work_kick, true)) uv_async_send(&s->async);
+}
+
 static void on_async(uv_async_t *a) {
   svc_service *s = a->data;
+  if (atomic_exchange(&s->work_kick, false) && s->workers && !s->stopping) taskq_runner_kick(s->workers);
   pthread_mutex_lock(&s->mu);
   repl_job *list = s->jobs;
   s->jobs = NULL;
@@ -781,9 +793,12 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
     if ((rc = taskq_local_source_new(&lo, &s->local_source)) != 0) return rc;
     char wid[200];
     snprintf(wid, sizeof wid, "%s", s->peer_id[0] ? s->peer_id : "local");
+    /* they are kicked when work is queued (on_work), so their back-off only covers what the
+     * queue cannot announce: a delayed retry falling due, another process's commits */
     taskq_runner_opts ro = {.loop = loop, .dispatcher = d, .sources = &s->local_source, .n_sources = 1, .slots = nw,
-                            .worker_id = wid, .fernet = s->has_fernet ? &s->fernet : NULL};
+                            .worker_id = wid, .fernet = s->has_fernet ? &s->fernet : NULL, .idle_poll_ms = 2000};
     if ((rc = taskq_runner_start(&ro, &s->workers)) != 0) return rc;
+    if (tq_work_watch(s->q, on_work, s) == 0) s->watching = true;
   }
   s->started = true;
   return 0;
@@ -826,6 +841,10 @@ void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *u
     s->stop_pending++;
     taskq_runner_stop(s->workers, deadline_ms, stop_step_done, s);
   }
+  if (s->watching) { /* no on_work (no uv_async_send) after this returns */
+    tq_work_unwatch(s->q, on_work, s);
+    s->watching = false;
+  }
   if (s->async_init) {
     s->stop_pending++;
     uv_close((uv_handle_t *)&s->async, async_closed);
@@ -835,6 +854,7 @@ void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *u
 
 void svc_service_free(svc_service *s) {
   if (!s) return;
+  if (s->watching) tq_work_unwatch(s->q, on_work, s); /* freed without a stop */
   svc_server_free(s->server);
   taskq_runner_free(s->workers);
   taskq_source_free(s->local_source); /* after the runner: no job of it is left */

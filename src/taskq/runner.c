@@ -70,6 +70,7 @@ struct slot {
   unsigned fin_tries;
   uint64_t lease_end_ms; /* loop ms: when the lease runs out unless renewed */
   uint64_t claim_sent_ms; /* loop ms: when the claim in flight went out */
+  bool kicked; /* new work was announced while the claim was in flight */
 };
 
 static void maybe_all_stopped(taskq_runner *r);
@@ -475,12 +476,19 @@ static void claim_cb(void *ud, int rc, taskq_task *task) {
     slot_claim(s);
     return;
   }
+  if (rc == 0 && s->kicked && !r->stopping) {
+    /* work was announced while this claim ran: it may have missed it */
+    s->sleep_ms = 0;
+    slot_claim(s);
+    return;
+  }
   slot_sleep(s);
 }
 
 static void slot_claim(slot *s) {
   taskq_runner *r = s->r;
   s->state = SL_CLAIMING;
+  s->kicked = false;
   s->src = s->next_src++ % r->o.n_sources;
   taskq_claim_req req = {.worker_id = s->worker_id, .task_types = (const char *const *)r->types,
                          .n_task_types = r->n_types, .lease_seconds = r->o.lease_seconds,
@@ -620,6 +628,7 @@ void taskq_runner_kick(taskq_runner *r) {
   if (!r || no_more_claims(r)) return;
   for (unsigned i = 0; i < r->o.slots; i++) {
     slot *s = &r->slots[i];
+    if (s->state == SL_CLAIMING) s->kicked = true;
     if (s->state != SL_SLEEPING) continue;
     uv_timer_stop(&s->timer);
     s->sleep_ms = 0;

@@ -91,7 +91,8 @@ typedef struct taskq_runner_opts {
 
 /* Starts claiming at once. 0, -EINVAL, -ENOMEM. */
 int taskq_runner_start(const taskq_runner_opts *o, taskq_runner **out) __attribute__((warn_unused_result));
-/* Idle slots claim now instead of waiting out their back-off (new work is known to exist). */
+/* Idle slots claim now instead of waiting out their back-off (new work is known to exist); a
+ * slot whose claim is in flight claims again at once if that claim comes back empty. */
 void taskq_runner_kick(taskq_runner *r);
 /* The owner cancelled this task: its running call is cancelled and the task completed
  * `cancelled` (the fenced complete is harmless if the task has ended already). */

@@ -806,6 +806,25 @@ static void test_runner_claims_again_at_once_after_a_waited_empty_claim(void **s
   W.w = NULL;
 }
 
+/* A kick while a claim is in flight: that claim may have missed the new work, so an empty
+ * answer is followed by another claim at once instead of the back-off. */
+static void test_runner_kick_during_a_claim_claims_again(void **state) {
+  (void)state;
+  start_scripted(30, 5000);
+  fop *c = await_op(F_CLAIM);
+  taskq_runner_kick(W.w);
+  c->answered = true;
+  uv_update_time(&W.loop);
+  c->claim(c->ud, 0, NULL);
+  c = pending(F_CLAIM);
+  assert_non_null(c); /* at once */
+  c->answered = true;
+  uv_update_time(&W.loop);
+  c->claim(c->ud, 0, NULL);
+  assert_null(pending(F_CLAIM)); /* no kick this time: back-off */
+  stop_scripted();
+}
+
 static void test_task_from_json_refuses_what_is_not_a_task(void **state) {
   (void)state;
   const char *bad[] = {"null", "[]", "{}", "{\"task_id\":\"x\"}", "{\"task_type\":\"t\"}", "{\"task_id\":5,\"task_type\":\"t\"}",
@@ -873,6 +892,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_runner_sends_a_finish_again_until_the_source_takes_it, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_gives_up_a_finish_when_the_lease_is_over, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_claims_again_at_once_after_a_waited_empty_claim, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_runner_kick_during_a_claim_claims_again, setup, teardown),
       cmocka_unit_test_setup_teardown(test_task_from_json_refuses_what_is_not_a_task, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_start_refuses_bad_options, setup, teardown),
   };
