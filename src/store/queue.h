@@ -18,7 +18,10 @@
  *  - terminal tasks are pruned by age (tq_prune_terminal).
  *
  * Durability: every call that changes state returns only after its transaction is durable
- * (fsynced). With group commit (default) a dedicated writer thread runs whatever operations
+ * (fsynced) — except claims and heartbeats, committed without an fsync of their own (durable
+ * across a process crash, and at the next fsynced commit; a power loss may undo them, which
+ * puts the task back in the queue and refuses the old run's finish as lease_lost, the same
+ * at-least-once a lost lease means). With group commit (default) a dedicated writer thread runs whatever operations
  * arrived together in one transaction with one fsync; each operation still succeeds or fails
  * on its own (savepoints), and a failed commit fails every operation of that group.
  *

@@ -36,6 +36,7 @@ struct tq_backend {
   tq_terminal_fn on_terminal;
   void *ud;
   sqlite3 *w; /* writer connection, writer thread only (and open/close) */
+  bool w_light; /* the writer runs synchronous=NORMAL now (a group of claims / heartbeats) */
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -890,6 +891,14 @@ static void *writer_main(void *arg) {
     last->next = NULL;
     pthread_mutex_unlock(&b->mu);
 
+    /* A group of only claims and heartbeats commits without its own fsync (synchronous=NORMAL:
+     * safe across a process crash; after a power loss the claim may be lost, so the task is
+     * queued again and the run's finish is refused as lease_lost — the at-least-once a lost
+     * lease already means). The next commit that is fsynced makes it durable too (one WAL). */
+    bool light = true;
+    for (tq_op *op = g; op && light; op = op->next) light = op->kind == TQOP_CLAIM || op->kind == TQOP_HEARTBEAT;
+    if (light != b->w_light && exec(b->w, light ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL") == 0)
+      b->w_light = light;
     double now = clock_wall_s();
     int rc = exec(b->w, "BEGIN IMMEDIATE");
     if (rc == 0) {
