@@ -200,10 +200,46 @@ static int check_state_dir(const char *dir, char *err, size_t errlen) {
 
 /* ---------- node_open: store, op table, tools, dispatcher ---------- */
 
-/* Opens the queue and the cache from the configuration. A failure is logged and leaves the
- * handle NULL: the node still starts, and the store tools say the store is disabled. */
-static void open_store(node *n) {
+/* The directory a store file or directory lives in: created when missing, then checked like the
+ * state directory (what = "the queue's directory", "the cache directory"). */
+static int usable_dir(const char *dir, const char *what, char *err, size_t errlen) {
+  int rc = mkdir_p(dir);
+  if (rc != 0) {
+    seterr(err, errlen, "cannot create %s %s: %s", what, dir, strerror(-rc));
+    return rc;
+  }
+  struct stat sb;
+  if (stat(dir, &sb) != 0) {
+    rc = -errno;
+    seterr(err, errlen, "cannot use %s %s: %s", what, dir, strerror(-rc));
+    return rc;
+  }
+  if (!S_ISDIR(sb.st_mode)) {
+    seterr(err, errlen, "%s %s is not a directory", what, dir);
+    return -ENOTDIR;
+  }
+  if (access(dir, W_OK | X_OK) != 0) {
+    rc = -errno;
+    seterr(err, errlen, "%s %s is not writable by this user (uid %u): %s", what, dir, (unsigned)geteuid(),
+           strerror(-rc));
+    return rc;
+  }
+  return 0;
+}
+
+/* Opens the queue and the cache from the configuration. A store that cannot be opened is a
+ * start-up error naming the path and the reason (the store's own log line has the details),
+ * never a node whose store tools answer "disabled". */
+static int open_store(node *n, char *err, size_t errlen) {
   const config *cfg = n->cfg;
+  char qdir[4096];
+  snprintf(qdir, sizeof qdir, "%s", cfg->queue.path);
+  char *slash = strrchr(qdir, '/');
+  int rc = 0;
+  if (slash && slash != qdir) {
+    *slash = 0;
+    if ((rc = usable_dir(qdir, "the queue's directory", err, errlen)) != 0) return rc;
+  }
   tq_options qo;
   tq_options_default(&qo);
   qo.path = cfg->queue.path;
@@ -213,12 +249,15 @@ static void open_store(node *n) {
   qo.wait_max_seconds = cfg->queue.wait_max_seconds;
   qo.group_commit = cfg->queue.group_commit;
   qo.prune_after_seconds = cfg->queue.prune_after_seconds;
-  int rc = tq_open(&qo, &n->queue);
+  rc = tq_open(&qo, &n->queue);
   if (rc != 0) {
     n->queue = NULL;
-    nlog(n, LOG_ERROR, "cannot open the task queue; queue tools disabled", "{s:s, s:s}", "path", cfg->queue.path,
-         "error", tq_strerror(rc));
+    seterr(err, errlen, "cannot open the task queue %s: %s", cfg->queue.path,
+           rc == -ENOTSUP ? "not an SQLite database (a Python DuckDB file cannot be shared: point queue.path at a new file)"
+                          : tq_strerror(rc));
+    return rc;
   }
+  if ((rc = usable_dir(cfg->cache.dir, "the cache directory", err, errlen)) != 0) return rc;
   ttlcache_options co;
   ttlcache_options_default(&co);
   co.dir = cfg->cache.dir;
@@ -230,9 +269,10 @@ static void open_store(node *n) {
   rc = ttlcache_open(&co, &n->cache);
   if (rc != 0) {
     n->cache = NULL;
-    nlog(n, LOG_ERROR, "cannot open the cache; cache tools disabled", "{s:s, s:s}", "dir", cfg->cache.dir, "error",
-         strerror(-rc));
+    seterr(err, errlen, "cannot open the cache %s: %s", cfg->cache.dir, strerror(-rc));
+    return rc;
   }
+  return 0;
 }
 
 /* The op table over the local store, as the local operator (no token, no PeerId). */
@@ -665,7 +705,7 @@ int node_open(const config *cfg, const node_options *o, node **out, char *err, s
   }
   if (o->signals) signal(SIGPIPE, SIG_IGN);
 
-  if (o->store) open_store(n);
+  if (o->store && (rc = open_store(n, err, errlen)) != 0) goto fail;
   if (o->local_ops && (rc = open_local_ops(n)) != 0) goto fail;
   if (o->tools && (rc = open_auth(n, err, errlen)) != 0) goto fail;
   if (o->tools && (rc = open_tools(n, err, errlen)) != 0) goto fail;

@@ -6,8 +6,9 @@
  * The parts, and which options select them (a part the configuration turns off stays off):
  *   loop          the node's own libuv loop, or a borrowed one (options.loop)
  *   store         the task queue (SQLite) and the TTL cache, opened from queue.* / cache.*;
- *                 a store that cannot be opened is logged and left NULL (its tools then answer
- *                 queue_disabled / cache_disabled); with `maintenance`, queue recovery/pruning
+ *                 a store that cannot be opened fails node_open with the path and the reason
+ *                 (without `store` the store tools answer queue_disabled / cache_disabled);
+ *                 with `maintenance`, queue recovery/pruning
  *                 and the cache sweep run on the dispatcher's pool from a timer
  *   local_ops     the TaskQueue op table over the local store as the local operator
  *                 (node_taskq: `peermcp task|cache|status` without --peer, local workers)

@@ -102,6 +102,17 @@ run "id --state-dir FILE refused" 1 "$bin" id --state-dir "$tmp/afile"
 has "…says it is not a directory" "$err" "is not a directory"
 run "serve --state-dir FILE/sub refused" 1 "$bin" serve --no-p2p --state-dir "$tmp/afile/sub"
 has "…says it cannot be created, and why" "$err" "cannot create the state directory $tmp/afile/sub: Not a directory"
+# the same for the store's own paths, and a queue file that is not SQLite: no node with "disabled" stores
+printf '{"queue": {"path": "%s/afile/q.sqlite3"}}' "$tmp" >"$tmp/qpath.json"
+run "queue.path under a file refused" 1 "$bin" serve --no-p2p --config "$tmp/qpath.json" --state-dir "$tmp/s3"
+has "…names the queue's directory" "$err" "the queue's directory $tmp/afile is not a directory"
+printf '{"cache": {"dir": "%s/afile"}}' "$tmp" >"$tmp/cdir.json"
+run "cache.dir that is a file refused" 1 "$bin" serve --no-p2p --config "$tmp/cdir.json" --state-dir "$tmp/s3"
+has "…names the cache directory" "$err" "the cache directory $tmp/afile is not a directory"
+printf 'this is not an SQLite database, it is a text file long enough to look like one\n' >"$tmp/notsqlite.db"
+printf '{"queue": {"path": "%s/notsqlite.db"}}' "$tmp" >"$tmp/qbad.json"
+run "a queue file that is not SQLite refused" 1 "$bin" task list --config "$tmp/qbad.json" --state-dir "$tmp/s3"
+has "…says so" "$err" "cannot open the task queue $tmp/notsqlite.db: not an SQLite database"
 # a directory this user cannot write (as root: run as nobody, who cannot write a root-owned 0755 directory)
 mkdir -p "$tmp/rodir" && chmod 755 "$tmp/rodir"
 asuser=()
