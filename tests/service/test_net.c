@@ -446,10 +446,54 @@ static void test_client_rotates_streams_before_the_frame_cap(void **state) {
   assert_int_equal(cnt.by_status[TQ_QUEUED], 20);
 }
 
+static void later_fired(uv_timer_t *t) { *(int *)t->data = 1; }
+static void tm_closed(uv_handle_t *h) { *(int *)h->data = 1; }
+
+/* A claim with wait_s over /mcp+p2p/1.0.0 waits on the peer and is answered the moment a task
+ * is submitted (by the same client, on the same stream, while the claim waits). */
+static void test_waiting_claim_is_answered_when_a_task_arrives(void **state) {
+  (void)state;
+  svc_client_opts o = {0};
+  svc_client *cl;
+  assert_int_equal(svc_client_new(&W.loop, W.b, W.a_addr, &o, &cl), 0);
+  got c, s;
+  memset(&c, 0, sizeof c);
+  memset(&s, 0, sizeof s);
+  json_t *m = json_pack("{s:s, s:s, s:f}", "op", "claim", "worker_id", "w-net", "wait_s", 20.0);
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(svc_client_rpc(cl, m, 30000, got_cb, &c), 0);
+  json_decref(m);
+  static uv_timer_t tm; /* outlives the test until its close completes */
+  int fired = 0;
+  uv_timer_init(&W.loop, &tm);
+  tm.data = &fired;
+  uv_timer_start(&tm, later_fired, 300, 0);
+  run_until(&fired);
+  assert_false(c.done); /* still waiting */
+  m = json_pack("{s:s, s:s, s:{}}", "op", "submit", "task_type", "tool.call", "payload");
+  assert_int_equal(svc_client_rpc(cl, m, 10000, got_cb, &s), 0);
+  json_decref(m);
+  run_until(&c.done);
+  int64_t took = clock_mono_ms() - t0;
+  assert_int_equal(c.err, 0);
+  assert_true(json_is_object(json_object_get(c.result, "task")));
+  assert_true(json_number_value(json_object_get(c.result, "wait_s")) == 20.0);
+  assert_true(took >= 100 && took < 10000); /* woken, not the 20 s */
+  run_until(&s.done);
+  got_clear(&c);
+  got_clear(&s);
+  int closed = 0;
+  tm.data = &closed;
+  uv_close((uv_handle_t *)&tm, tm_closed);
+  run_until(&closed);
+  svc_client_close(cl);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_trusted_peer_uses_queue_tools_and_one_stream, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_waiting_claim_is_answered_when_a_task_arrives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tools_call_and_list_for_trusted_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stranger_is_refused_everywhere, setup, teardown),
       cmocka_unit_test_setup_teardown(test_legacy_ndjson_one_request_per_stream, setup, teardown),
