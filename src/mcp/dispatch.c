@@ -40,6 +40,7 @@
 #include "util/alloc.h"
 #include "auth/audit.h"
 #include "util/clock.h"
+#include "util/jwrite.h"
 #include "util/log.h"
 #include "util/workpool.h"
 
@@ -68,14 +69,18 @@ struct mcp_call {
   bool is_long;       /* runs on the long pool */
   bool in_pool;       /* a pool job was submitted */
   atomic_bool claimed; /* the job's worker began it, or the loop took it back (cancelled) */
+  bool sync_done;      /* request.sync_done: an INLINE call completes inside start */
+  bool lazy_env;       /* request.lazy_envelope: no envelope for a success unless asked */
   int64_t deadline_ms;
   int64_t start_us;
+  int64_t duration_us; /* fixed at the first envelope or the completion; -1 until then */
   const mcp_auth *auth; /* &auth_copy for top-level calls; the root's for children */
   mcp_auth auth_copy;   /* the caller's identity, owned: handlers may outlive the transport */
   bool remote;
   json_t *args;
   json_t *progress_token;
-  char *request_id;
+  char request_id[40]; /* uuid4 text (no allocation, no system call: mcp_uuid4) */
+  json_t *lazy_envelope; /* built by mcp_call_outcome_envelope during `done` */
   mcp_call_sink sink;
   void *ext; /* the transport's per-call context (mcp_call_request.ext), freed with the call */
   void (*ext_free)(void *ext);
@@ -128,6 +133,19 @@ struct mcp_dispatcher {
   workpool *long_pool; /* MCP_TOOL_LONG / is_long calls */
   uv_async_t async;
   uint32_t default_timeout_ms;
+  mcp_access_log access_log;
+  jwrite access;          /* access-log lines of this loop iteration (loop thread) */
+  uv_check_t access_flush; /* writes them after the poll phase */
+  bool has_access_flush;
+  /* tools declared MCP_TOOL_INLINE that blocked on the loop (mcp_call_sleep) or ran over
+   * MCP_DISPATCH_INLINE_BUDGET_US MCP_DISPATCH_INLINE_STRIKES times in a row: they run on the
+   * short pool from then on. Loop thread only. */
+  struct {
+    const mcp_tool *tool;
+    unsigned strikes;
+    bool demoted;
+  } inl[32];
+  size_t ninl;
   bool shutting_down;
   size_t inflight;
   mcp_call *live; /* started, not completed (loop thread only) */
@@ -163,21 +181,32 @@ static void sodium_once(void) {
 }
 
 /* Request ids come from a per-thread ChaCha20 stream (key from the system RNG once per thread,
- * then a counter nonce): unpredictable like getrandom(), without a system call per call. */
+ * then a counter nonce): unpredictable like getrandom(), without a system call per call. One
+ * run of the cipher makes 256 bytes of keystream, sixteen ids. */
+#define UUID_BATCH 256
 static _Thread_local unsigned char t_uuid_key[crypto_stream_chacha20_KEYBYTES];
 static _Thread_local uint64_t t_uuid_ctr;
 static _Thread_local bool t_uuid_init;
+static _Thread_local unsigned char t_uuid_pool[UUID_BATCH];
+static _Thread_local unsigned t_uuid_left; /* unused bytes at the end of t_uuid_pool */
 
 void mcp_uuid4(char buf[37]) {
-  pthread_once(&g_sodium_once, sodium_once);
   if (!t_uuid_init) {
+    pthread_once(&g_sodium_once, sodium_once);
     randombytes_buf(t_uuid_key, sizeof t_uuid_key);
     t_uuid_init = true;
   }
-  unsigned char b[16], nonce[crypto_stream_chacha20_NONCEBYTES] = {0};
-  uint64_t ctr = t_uuid_ctr++;
-  memcpy(nonce, &ctr, sizeof ctr < sizeof nonce ? sizeof ctr : sizeof nonce);
-  crypto_stream_chacha20(b, sizeof b, nonce, t_uuid_key);
+  if (t_uuid_left < 16) {
+    unsigned char nonce[crypto_stream_chacha20_NONCEBYTES] = {0};
+    uint64_t ctr = t_uuid_ctr++;
+    memcpy(nonce, &ctr, sizeof ctr < sizeof nonce ? sizeof ctr : sizeof nonce);
+    crypto_stream_chacha20(t_uuid_pool, sizeof t_uuid_pool, nonce, t_uuid_key);
+    t_uuid_left = UUID_BATCH;
+  }
+  unsigned char b[16];
+  memcpy(b, t_uuid_pool + UUID_BATCH - t_uuid_left, 16);
+  sodium_memzero(t_uuid_pool + UUID_BATCH - t_uuid_left, 16); /* an id's bytes are not kept */
+  t_uuid_left -= 16;
   b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
   b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
   static const char hex[] = "0123456789abcdef";
@@ -192,9 +221,18 @@ void mcp_uuid4(char buf[37]) {
 
 /* ---------- envelopes ---------- */
 
+/* The call's duration, fixed the first time anyone asks (its envelope, or its completion), so
+ * the envelope, the CallToolResult and the access log all show the same figure. */
+static int64_t call_duration_us(mcp_call *c) {
+  if (c->duration_us < 0) {
+    int64_t d = clock_mono_us() - c->start_us;
+    c->duration_us = d < 0 ? 0 : d;
+  }
+  return c->duration_us;
+}
+
 static double elapsed_ms(const mcp_call *c) {
-  double ms = (double)(clock_mono_us() - c->start_us) / 1000.0;
-  return round(ms * 1000.0) / 1000.0;
+  return (double)call_duration_us((mcp_call *)c) / 1000.0; /* whole µs: 3 decimals at most */
 }
 
 static json_t *envelope_base(const mcp_call *c, const char *category, const char *tool, bool ok) {
@@ -205,7 +243,7 @@ static json_t *envelope_base(const mcp_call *c, const char *category, const char
 }
 
 static void envelope_finish(json_t *e, const mcp_call *c, const char *category, const char *tool) {
-  json_object_set_new(e, "request_id", json_string(c->request_id ? c->request_id : ""));
+  json_object_set_new(e, "request_id", json_string(c->request_id));
   json_object_set_new(e, "category", category ? json_string(category) : json_null());
   json_object_set_new(e, "tool", tool ? json_string(tool) : json_null());
   json_object_set_new(e, "duration_ms", json_real(elapsed_ms(c)));
@@ -249,6 +287,16 @@ static json_t *envelope_success(const mcp_call *c, const char *category, const c
     return NULL;
   }
   return e;
+}
+
+json_t *mcp_call_outcome_envelope(const mcp_call_outcome *o) {
+  if (o->envelope || !o->call) return o->envelope;
+  mcp_call *c = o->call;
+  if (!c->lazy_envelope) {
+    const mcp_tool_def *def = mcp_tool_def_of(c->tool);
+    c->lazy_envelope = envelope_success(c, def ? def->category : NULL, def ? def->name : NULL, c->result);
+  }
+  return c->lazy_envelope;
 }
 
 /* A handler's MCP_TOOL_ERROR value → error envelope, whole or NULL. */
@@ -351,6 +399,7 @@ static mcp_call *call_new(mcp_dispatcher *d) {
   pthread_cond_init(&c->cv, &ca);
   pthread_condattr_destroy(&ca);
   c->start_us = clock_mono_us();
+  c->duration_us = -1;
   atomic_fetch_add(&d->refs, 1);
   return c;
 }
@@ -366,7 +415,7 @@ static void call_free(mcp_call *c) {
   json_decref(c->xresult);
   json_decref(c->pre_envelope);
   json_decref(c->kid_env);
-  free(c->request_id);
+  json_decref(c->lazy_envelope);
   if (c->ext && c->ext_free) c->ext_free(c->ext);
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
@@ -434,8 +483,60 @@ static void call_fire_cancel(mcp_call *c) {
 }
 
 static void call_cancel_kids(mcp_call *root);
+static void tool_demote(mcp_dispatcher *d, const mcp_tool *t, const char *why, int64_t us, bool strike);
 
-/* Loop thread: the single place a call finishes. Takes envelope (stolen). */
+/* ---------- the access log ---------- */
+
+static void access_write(mcp_dispatcher *d) {
+  if (jwrite_len(&d->access) && !jwrite_error(&d->access))
+    log_write_lines(jwrite_ptr(&d->access), jwrite_len(&d->access));
+  jwrite_reset(&d->access);
+}
+
+static void access_flush_cb(uv_check_t *h) {
+  uv_check_stop(h);
+  access_write(h->data);
+}
+
+/* One line per finished top-level call, built by hand (no jansson) and written with the other
+ * lines of this loop iteration. Loop thread. */
+static void access_log(mcp_call *c, mcp_dispatch_status st, const char *tool) {
+  mcp_dispatcher *d = c->d;
+  if (d->access_log == MCP_ACCESS_LOG_OFF) return;
+  log_level lv = d->access_log == MCP_ACCESS_LOG_ON || st != MCP_DISPATCH_OK ? LOG_INFO : LOG_DEBUG;
+  if (!log_enabled(lv)) return;
+  jwrite *w = &d->access;
+  if (jwrite_error(w)) jwrite_reset(w); /* a line that did not fit was dropped: start over */
+  size_t mark = jwrite_len(w);
+  char ts[LOG_TS_MAX];
+  size_t tn = log_timestamp(ts);
+  jwrite_lit(w, "{\"ts\":\"");
+  jwrite_raw(w, ts, tn);
+  jwrite_lit(w, "\",\"level\":\"");
+  jwrite_raw(w, log_level_name(lv), strlen(log_level_name(lv)));
+  jwrite_lit(w, "\",\"msg\":\"dispatch\",\"request_id\":\"");
+  jwrite_raw(w, c->request_id, strlen(c->request_id));
+  jwrite_lit(w, "\",\"tool\":");
+  jwrite_str(w, tool, strlen(tool));
+  jwrite_lit(w, ",\"status\":\"");
+  jwrite_raw(w, mcp_dispatch_status_name(st), strlen(mcp_dispatch_status_name(st)));
+  jwrite_lit(w, "\",\"duration_ms\":");
+  jwrite_fixed(w, call_duration_us(c), MCP_DURATION_DECIMALS);
+  jwrite_lit(w, "}\n");
+  if (jwrite_error(w)) { /* logging is best effort: this line is lost, the others stay */
+    jwrite_truncate(w, mark);
+    w->err = 0;
+    return;
+  }
+  if (jwrite_len(w) >= 64 * 1024 || !d->has_access_flush) {
+    access_write(d);
+  } else if (!uv_is_active((uv_handle_t *)&d->access_flush)) {
+    uv_check_start(&d->access_flush, access_flush_cb);
+  }
+}
+
+/* Loop thread: the single place a call finishes. Takes envelope (stolen); NULL with st OK for a
+ * lazy_envelope success, otherwise NULL means it could not be built (out of memory). */
 static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope) {
   assert(ON_LOOP(c->d));
   if (c->completed) {
@@ -447,19 +548,28 @@ static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope)
   else kid_unlink(c);
   live_unlink(c);
   if (!c->detached && c->done) {
-    if (!envelope) { /* the outcome could not be built: out of memory */
+    bool lazy = !envelope && st == MCP_DISPATCH_OK && c->lazy_env;
+    if (!envelope && !lazy) { /* the outcome could not be built: out of memory */
       st = MCP_DISPATCH_INTERNAL;
       envelope = json_pack("{s:s, s:s, s:s}", "status", "error", "error", "out of memory", "error_type", "internal");
     }
     if (!c->is_kid) {
       const mcp_tool_def *def = mcp_tool_def_of(c->tool);
       const char *tname = def ? def->name : json_string_value(json_object_get(envelope, "tool"));
-      log_write(st == MCP_DISPATCH_OK ? LOG_DEBUG : LOG_INFO, "dispatch", "{s:s, s:s, s:s, s:f}", "request_id",
-                c->request_id, "tool", tname ? tname : "?", "status", mcp_dispatch_status_name(st), "duration_ms",
-                elapsed_ms(c));
+      access_log(c, st, tname ? tname : "?");
     }
-    mcp_call_outcome o = {.status = st, .envelope = envelope, .tool = c->tool};
+    /* Issue 14's metrics hook belongs here: st, the tool and call_duration_us(c) are final and
+     * nothing above allocated for them. */
+    mcp_call_outcome o = {.status = st,
+                          .envelope = envelope,
+                          .tool = c->tool,
+                          .value = st == MCP_DISPATCH_OK ? c->result : NULL,
+                          .request_id = c->request_id,
+                          .duration_us = call_duration_us(c),
+                          .call = c};
     c->done(c->done_ud, &o);
+    json_decref(c->lazy_envelope); /* built during the callback, if anyone asked */
+    c->lazy_envelope = NULL;
   }
   json_decref(envelope);
   if (c->has_timer) {
@@ -497,7 +607,7 @@ static void call_complete_ran(mcp_call *c) {
     return;
   }
   if (c->tstatus == MCP_TOOL_OK) {
-    call_complete(c, MCP_DISPATCH_OK, envelope_success(c, def->category, def->name, c->result));
+    call_complete(c, MCP_DISPATCH_OK, c->lazy_env ? NULL : envelope_success(c, def->category, def->name, c->result));
   } else {
     call_complete(c, MCP_DISPATCH_TOOL_ERROR, envelope_tool_error(c, def->category, def->name, c->result));
   }
@@ -753,6 +863,8 @@ int mcp_dispatcher_new(uv_loop_t *loop, mcp_registry *reg, const mcp_dispatcher_
   d->loop_thread = pthread_self();
   d->reg = reg;
   d->default_timeout_ms = opts && opts->default_timeout_ms ? opts->default_timeout_ms : MCP_DISPATCH_DEFAULT_TIMEOUT_MS;
+  d->access_log = opts ? opts->access_log : MCP_ACCESS_LOG_DEBUG;
+  jwrite_init(&d->access, 1024 * 1024, JWRITE_ASCII);
   d->started_ms = clock_mono_ms();
   atomic_init(&d->refs, 1); /* the async handle's */
   pthread_mutex_init(&d->mu, NULL);
@@ -763,6 +875,11 @@ int mcp_dispatcher_new(uv_loop_t *loop, mcp_registry *reg, const mcp_dispatcher_
     return rc;
   }
   d->async.data = d;
+  if (uv_check_init(loop, &d->access_flush) == 0) { /* else each access line is written at once */
+    d->access_flush.data = d;
+    d->has_access_flush = true;
+    atomic_fetch_add(&d->refs, 1); /* the check handle's */
+  }
   rc = workpool_new(loop, opts && opts->threads ? opts->threads : WORKPOOL_DEFAULT_THREADS,
                     opts && opts->max_threads ? opts->max_threads : WORKPOOL_DEFAULT_MAX_THREADS, &d->pool);
   if (rc == 0) {
@@ -787,6 +904,7 @@ int mcp_dispatcher_new(uv_loop_t *loop, mcp_registry *reg, const mcp_dispatcher_
 static void dispatcher_unref(mcp_dispatcher *d) {
   if (atomic_fetch_sub(&d->refs, 1) != 1) return;
   pthread_mutex_destroy(&d->mu);
+  jwrite_free(&d->access);
   free(d);
 }
 
@@ -839,6 +957,10 @@ void mcp_dispatcher_free(mcp_dispatcher *d) {
     call_unref(x); /* the queue entry's */
     x = next;
   }
+  if (d->has_access_flush) {
+    access_flush_cb(&d->access_flush); /* the check stops; the last lines go out */
+    uv_close((uv_handle_t *)&d->access_flush, dispatcher_closed);
+  }
   uv_close((uv_handle_t *)&d->async, dispatcher_closed);
 }
 
@@ -853,13 +975,75 @@ static bool may_use(bool remote, const mcp_tool *t) {
   return !remote || (mcp_tool_def_of(t)->flags & MCP_TOOL_REMOTE);
 }
 
+static bool tool_demoted(const mcp_dispatcher *d, const mcp_tool *t) {
+  for (size_t i = 0; i < d->ninl; i++)
+    if (d->inl[i].tool == t) return d->inl[i].demoted;
+  return false;
+}
+
+/* Loop thread: an MCP_TOOL_INLINE tool blocked (strike = false: at once) or took too long on
+ * the loop (strike = true: after MCP_DISPATCH_INLINE_STRIKES runs in a row, so that one run
+ * slowed by the machine does not count). A demoted tool is not run inline again (tool.h): the
+ * rule "a tool that blocks never runs on the loop" is checked, not trusted. */
+static void tool_demote(mcp_dispatcher *d, const mcp_tool *t, const char *why, int64_t us, bool strike) {
+  if (!t) return;
+  size_t i = 0;
+  while (i < d->ninl && d->inl[i].tool != t) i++;
+  if (i == d->ninl) {
+    if (d->ninl == sizeof d->inl / sizeof d->inl[0]) i = d->ninl - 1; /* full: the last slot is reused */
+    else d->ninl++;
+    d->inl[i].tool = t;
+    d->inl[i].strikes = 0;
+    d->inl[i].demoted = false;
+  }
+  if (d->inl[i].demoted) return;
+  if (strike && ++d->inl[i].strikes < MCP_DISPATCH_INLINE_STRIKES) return;
+  d->inl[i].demoted = true;
+  log_error("dispatch: an inline tool blocked the loop; it runs on the worker pool from now on", "{s:s, s:s, s:I}",
+            "tool", mcp_tool_def_of(t)->name, "reason", why, "handler_us", (json_int_t)us);
+}
+
+/* Loop thread: an inline run within the budget ends a run of strikes. */
+static void tool_inline_ok(mcp_dispatcher *d, const mcp_tool *t) {
+  for (size_t i = 0; i < d->ninl; i++)
+    if (d->inl[i].tool == t) d->inl[i].strikes = 0;
+}
+
+/* Loop thread: runs an INLINE handler now, and completes it in place when the caller allows
+ * (sync_done) — no timer, no pool hop, no uv_async round trip. */
+static void call_run_inline(mcp_call *c) {
+  mcp_dispatcher *d = c->d;
+  if (!call_validate(c)) {
+    if (c->sync_done) call_settle(c);
+    else ready_push(d, c);
+    return;
+  }
+  int64_t t0 = clock_mono_us();
+  call_run_handler(c, false);
+  int64_t took = clock_mono_us() - t0;
+  if (took > MCP_DISPATCH_INLINE_BUDGET_US) tool_demote(d, c->tool, "ran over the inline budget", took, true);
+  else if (d->ninl) tool_inline_ok(d, c->tool);
+  if (c->tstatus == MCP_TOOL_PENDING) { /* only MCP_TOOL_ASYNC tools may (tool.h) */
+    log_error("dispatch: an inline tool returned pending", "{s:s}", "tool", mcp_tool_def_of(c->tool)->name);
+    c->tstatus = MCP_TOOL_ERROR;
+    c->result = json_string("the tool returned no result");
+    c->ran = true;
+  }
+  if (!c->ran) { /* not run: its deadline had passed already */
+    c->pre_status = MCP_DISPATCH_TIMEOUT;
+    c->pre_envelope = timeout_envelope(c);
+  }
+  c->returned = c->ran;
+  if (c->sync_done) call_settle(c); /* completes now: done runs, the loop's reference goes */
+  else ready_push(d, c);            /* completes from the loop's next turn */
+}
+
 /* Loop thread: the call passed every check; runs it where its class says. */
 static void call_launch(mcp_call *c) {
   mcp_dispatcher *d = c->d;
   const mcp_tool_def *def = mcp_tool_def_of(c->tool);
-  if (def->flags & MCP_TOOL_INLINE) {
-    if (call_validate(c)) call_run_on_loop(c);
-    else ready_push(d, c);
+  if ((def->flags & MCP_TOOL_INLINE) && !tool_demoted(d, c->tool) && !c->is_kid) {
+    call_run_inline(c);
     return;
   }
   int rc = uv_timer_init(d->loop, &c->timer);
@@ -900,17 +1084,28 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   assert(ON_LOOP(d));
   mcp_call *c = call_new(d);
   if (!c) return -ENOMEM;
-  char uuid[37];
-  if (!req->request_id) mcp_uuid4(uuid);
-  c->request_id = strdup(req->request_id ? req->request_id : uuid);
-  c->args = req->args ? json_deep_copy(req->args) : json_object();
-  if (req->progress_token) c->progress_token = json_deep_copy(req->progress_token);
+  if (req->request_id) snprintf(c->request_id, sizeof c->request_id, "%s", req->request_id);
+  else mcp_uuid4(c->request_id);
+  const mcp_tool *t = mcp_registry_find(d->reg, req->tool);
+  if (t && !may_use(req->remote, t)) t = NULL;
+  /* Arguments: a deep copy, since validation may fill defaults and a pooled handler reads them
+   * on another thread — unless the caller's tree is shared read-only, the tool runs inline and
+   * its schema fills nothing (the hot path: a parsed request is used in place). */
+  if (!req->args) c->args = json_object();
+  else if (req->args_shared && t && (mcp_tool_def_of(t)->flags & MCP_TOOL_INLINE) && !tool_demoted(d, t) &&
+           !mcp_tool_fills_defaults(t))
+    c->args = json_incref(req->args);
+  else c->args = json_deep_copy(req->args);
+  /* strings and integers only (checked by the session), never changed: shared */
+  c->progress_token = json_incref(req->progress_token);
   c->auth_copy = *req->auth; /* a plain value (auth/auth.h) */
   c->auth = &c->auth_copy;
-  if (!c->request_id || !c->args || (req->progress_token && !c->progress_token)) {
+  if (!c->args) {
     call_free(c);
     return -ENOMEM;
   }
+  c->sync_done = req->sync_done;
+  c->lazy_env = req->lazy_envelope;
   c->remote = req->remote;
   c->sink = req->sink;
   c->ext = req->ext;
@@ -919,10 +1114,7 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   c->done_ud = ud;
   d->inflight++;
   live_link(c);
-  if (out) *out = c;
-
-  const mcp_tool *t = mcp_registry_find(d->reg, req->tool);
-  if (t && !may_use(req->remote, t)) t = NULL;
+  if (out) *out = c; /* before anything can complete it (sync_done) */
   c->tool = t;
   if (d->shutting_down) {
     c->pre_status = MCP_DISPATCH_SHUTTING_DOWN;
@@ -1129,7 +1321,12 @@ static void deadline_timespec(int64_t until_ms, struct timespec *ts) {
 }
 
 bool mcp_call_sleep(mcp_call *call, int64_t ms) {
-  assert(!ON_LOOP(call->d)); /* the loop never blocks */
+  if (ON_LOOP(call->d)) {
+    /* A handler running on the loop thread (MCP_TOOL_INLINE) must never block: the sleep is
+     * refused and the tool runs on the worker pool from its next call on. */
+    tool_demote(call->d, call->tool, "mcp_call_sleep on the loop thread", 0, false);
+    return mcp_call_cancelled(call);
+  }
   mcp_call *root = call->root;
   int64_t until = clock_mono_ms() + (ms > 0 ? ms : 0);
   if (until > call->deadline_ms) until = call->deadline_ms;
@@ -1183,8 +1380,8 @@ static mcp_dispatch_status kid_invoke(mcp_call *parent, mcp_call *c, json_t **en
   mcp_dispatcher *d = parent->d;
   const mcp_tool_def *def = mcp_tool_def_of(c->tool);
   mcp_call *k = call_new(d);
-  if (!k || !(k->request_id = strdup(c->request_id))) {
-    if (k) call_free(k);
+  if (k) memcpy(k->request_id, c->request_id, sizeof k->request_id);
+  if (!k) {
     *envelope_out = envelope_error(c, def->category, def->name, MCP_DISPATCH_INTERNAL, "out of memory", NULL);
     return MCP_DISPATCH_INTERNAL;
   }
@@ -1285,9 +1482,8 @@ mcp_dispatch_status mcp_dispatch_invoke_timeout(mcp_call *parent, const char *ca
   c.auth = parent->auth;
   c.remote = parent->remote;
   c.start_us = clock_mono_us();
-  char uuid[37];
-  mcp_uuid4(uuid);
-  c.request_id = uuid;
+  c.duration_us = -1;
+  mcp_uuid4(c.request_id);
   mcp_registry *reg = parent->d->reg;
   mcp_dispatch_status st;
   json_t *env = NULL;

@@ -71,12 +71,30 @@ const char *mcp_dispatch_status_name(mcp_dispatch_status st);
 #define MCP_DISPATCH_DEFAULT_LONG_THREADS 64u
 #define MCP_DISPATCH_DEFAULT_LONG_QUEUE 256u
 
+/* The access log: one line per finished top-level call on stderr (util/log.h), {"ts", "level",
+ * "msg":"dispatch", "request_id", "tool", "status", "duration_ms"}. Lines are built without
+ * jansson and written once per loop iteration for all calls that finished in it (a burst of
+ * calls costs one write(2)). Config key log.access (docs/config.md). */
+typedef enum {
+  MCP_ACCESS_LOG_DEBUG = 0, /* default: a success at level debug, anything else at info */
+  MCP_ACCESS_LOG_ON = 1,    /* every call at info */
+  MCP_ACCESS_LOG_OFF = 2,   /* no line at all */
+} mcp_access_log;
+
+/* An inline handler that runs longer than this on the loop thread, MCP_DISPATCH_INLINE_STRIKES
+ * times in a row (one slow run may be the machine's doing), or that calls mcp_call_sleep there,
+ * is not inline: the dispatcher logs it and runs that tool on the short pool from then on
+ * (tool.h, MCP_TOOL_INLINE). */
+#define MCP_DISPATCH_INLINE_BUDGET_US 10000
+#define MCP_DISPATCH_INLINE_STRIKES 3
+
 typedef struct mcp_dispatcher_opts {
   uint32_t default_timeout_ms; /* 0 = MCP_DISPATCH_DEFAULT_TIMEOUT_MS */
   unsigned threads;            /* short pool: worker threads at start; 0 = 8 */
   unsigned max_threads;        /* short pool: growth cap while all are busy; 0 = 64 */
   unsigned long_threads;       /* long pool: most threads (started as needed); 0 = 64 */
   unsigned long_queue;         /* long pool: most calls waiting for a thread; 0 = 256 */
+  mcp_access_log access_log;   /* the per-call log line; default MCP_ACCESS_LOG_DEBUG */
 } mcp_dispatcher_opts;
 
 /* The registry is borrowed and must outlive the dispatcher. opts may be NULL. */
@@ -130,14 +148,42 @@ typedef struct mcp_call_request {
    * was freed. When mcp_dispatch_start fails the caller keeps it. NULL = none. */
   void *ext;
   void (*ext_free)(void *ext);
+  /* Fast-path options, for a caller whose `done` copes with them (the session core does):
+   *  sync_done     — an MCP_TOOL_INLINE call completes inside mcp_dispatch_start: `done` runs
+   *                  before it returns (after *out was set), so a cheap call costs no loop turn
+   *                  and no uv_async round trip. The handle is invalid once `done` ran.
+   *  lazy_envelope — a successful call's outcome comes without an envelope (o->envelope NULL):
+   *                  the caller reads o->value / request_id / duration_us, or builds the
+   *                  envelope with mcp_call_outcome_envelope() only when it needs the tree.
+   *  args_shared   — args is a tree nobody changes while the call runs (a parsed request): an
+   *                  INLINE call whose input schema fills no default takes a reference instead
+   *                  of a deep copy. */
+  bool sync_done;
+  bool lazy_envelope;
+  bool args_shared;
 } mcp_call_request;
 
 /* The outcome, handed to the completion callback; valid during the callback only. */
 typedef struct mcp_call_outcome {
   mcp_dispatch_status status;
-  json_t *envelope;       /* the normalized envelope (borrowed; json_incref to keep) */
+  json_t *envelope;       /* the normalized envelope (borrowed; json_incref to keep); NULL for a
+                             success when the request asked for lazy_envelope */
   const mcp_tool *tool;   /* NULL when the tool was unknown */
+  /* The same facts without a tree (always set): */
+  json_t *value;          /* MCP_DISPATCH_OK: the handler's result (borrowed; may be NULL = null) */
+  const char *request_id; /* the call's uuid4 */
+  int64_t duration_us;    /* start → completion, the figure behind duration_ms */
+  mcp_call *call;         /* for mcp_call_outcome_envelope and mcp_call_args */
 } mcp_call_outcome;
+
+/* The envelope of an outcome (borrowed, valid during the callback): o->envelope, or — for a
+ * lazy_envelope success — built on first use and kept until the callback returns. NULL only
+ * when it cannot be built (out of memory). */
+json_t *mcp_call_outcome_envelope(const mcp_call_outcome *o);
+
+/* duration_ms as the envelope and the access log print it: whole microseconds, stated to three
+ * decimals (util/jwrite.h jwrite_fixed). */
+#define MCP_DURATION_DECIMALS 3
 
 typedef void (*mcp_call_done_fn)(void *ud, const mcp_call_outcome *outcome);
 

@@ -21,7 +21,27 @@ struct mcp_tool {
   json_t *input;       /* parsed input schema (never NULL) */
   json_t *output;      /* parsed output schema or NULL */
   json_t *annotations; /* object or NULL */
+  bool fills_defaults; /* the input schema has a "default" somewhere: validation may change args */
 };
+
+/* True when any object in the schema has a "default" key (conservative: one inside a branch
+ * that never applies counts too). */
+static bool has_default(const json_t *j, int depth) {
+  if (depth > 64) return true;
+  if (json_is_array(j)) {
+    for (size_t i = 0; i < json_array_size(j); i++)
+      if (has_default(json_array_get(j, i), depth + 1)) return true;
+    return false;
+  }
+  if (!json_is_object(j)) return false;
+  if (json_object_get(j, "default")) return true;
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)j, k, v) {
+    if (has_default(v, depth + 1)) return true;
+  }
+  return false;
+}
 
 typedef struct reg_category {
   char *name;
@@ -282,6 +302,7 @@ int mcp_registry_add(mcp_registry *reg, const mcp_tool_def *def) {
     tool_free(t);
     return -ENOMEM;
   }
+  t->fills_defaults = has_default(t->input, 0);
   t->def = *def;
   t->def.name = t->name;
   t->def.category = t->category;
@@ -402,6 +423,7 @@ int mcp_registry_describe_category(mcp_registry *reg, const char *category, cons
 
 const mcp_tool_def *mcp_tool_def_of(const mcp_tool *tool) { return tool ? &tool->def : NULL; }
 json_t *mcp_tool_input_schema(const mcp_tool *tool) { return tool ? tool->input : NULL; }
+bool mcp_tool_fills_defaults(const mcp_tool *tool) { return !tool || tool->fills_defaults; }
 json_t *mcp_tool_output_schema(const mcp_tool *tool) { return tool ? tool->output : NULL; }
 
 json_t *mcp_tool_to_json(const mcp_tool *tool) {

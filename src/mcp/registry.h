@@ -7,6 +7,7 @@
 #ifndef PEERMCP_MCP_REGISTRY_H
 #define PEERMCP_MCP_REGISTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "mcp/tool.h"
@@ -61,6 +62,9 @@ const mcp_tool_def *mcp_tool_def_of(const mcp_tool *tool);
 /* Parsed schemas, borrowed (never NULL for input; NULL when no output schema). */
 json_t *mcp_tool_input_schema(const mcp_tool *tool);
 json_t *mcp_tool_output_schema(const mcp_tool *tool);
+/* True when validating arguments against the input schema may add to them (it has a
+ * "default"); false means validation only reads them. */
+bool mcp_tool_fills_defaults(const mcp_tool *tool);
 /* The MCP Tool object {name, title?, description, inputSchema, outputSchema?, annotations?}
  * as tools/list shows it; a new reference, NULL when out of memory (never a partial object). */
 json_t *mcp_tool_to_json(const mcp_tool *tool);

@@ -16,6 +16,7 @@
 
 #include "mcp/schema.h"
 #include "util/alloc.h"
+#include "util/jparse.h"
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -58,12 +59,48 @@ static bool is_oom_error(const json_t *msg) {
          strcmp(json_string_value(json_object_get(e, "message")), MSG_OOM) == 0;
 }
 
-/* The one exit of every outgoing message: serialises msg (stolen) and hands it to the
- * transport with where it belongs (session.h, per-request routing). */
+/* The room kept in s->out between messages: an out-of-memory error always fits. */
+#define OUT_KEEP_BYTES 1024u
+#define OUT_SHRINK_BYTES (1024u * 1024u) /* a larger buffer is given back after its message */
+
+/* Hands the message in s->out to the transport with where it belongs (session.h, per-request
+ * routing). False when the transport's copy could not be allocated (nothing was sent). */
+static bool sess_deliver(mcp_session *s, mcp_out_kind kind, const json_t *request_id, int error_code, bool modern) {
+  const char *p = jwrite_ptr(&s->out);
+  size_t n = jwrite_len(&s->out);
+  char *text = NULL;
+  if (!s->o.write) { /* `send` and `route` take a malloc'd string */
+    if (!(text = malloc(n + 1))) return false;
+    memcpy(text, p, n);
+    text[n] = 0;
+  }
+  CHECK(!s->in_send); /* a send callback does not send through the session it serves */
+  s->in_send = true;
+  if (s->o.write) {
+    s->o.write(s->o.send_ud, p, n);
+  } else if (s->o.route) {
+    mcp_session_out out = {.kind = kind, .request_id = request_id, .error_code = error_code, .modern = modern};
+    s->o.route(s->o.send_ud, &out, text, n);
+  } else {
+    s->o.send(s->o.send_ud, text, n);
+  }
+  s->in_send = false;
+  if (s->out.cap > OUT_SHRINK_BYTES) { /* one big message does not pin its memory for the session's life */
+    jwrite_free(&s->out);
+    if (jwrite_grow(&s->out, OUT_KEEP_BYTES) != 0) jwrite_reset(&s->out); /* the next message grows it */
+  }
+  jwrite_reset(&s->out);
+  return true;
+}
+
+/* The one exit of every outgoing message built as a tree: serialises msg (stolen) and hands it
+ * to the transport. */
 void sess_emit(mcp_session *s, mcp_out_kind kind, const json_t *request_id, int error_code, bool modern, json_t *msg) {
   if (!msg) return;
-  char *text = alloc_json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY | (s->o.ascii_only ? JSON_ENSURE_ASCII : 0));
-  if (!text) {
+  jwrite_reset(&s->out);
+  jwrite_json(&s->out, msg);
+  if (jwrite_error(&s->out) || !sess_deliver(s, kind, request_id, error_code, modern)) {
+    jwrite_reset(&s->out);
     /* An answer that cannot be written still owes the client a reply: a short error (a
      * notification or a server-to-client request is dropped). */
     json_t *id = json_incref(json_object_get(msg, "id"));
@@ -75,15 +112,6 @@ void sess_emit(mcp_session *s, mcp_out_kind kind, const json_t *request_id, int 
     return;
   }
   json_decref(msg);
-  CHECK(!s->in_send); /* a send callback does not send through the session it serves */
-  s->in_send = true;
-  if (s->o.route) {
-    mcp_session_out out = {.kind = kind, .request_id = request_id, .error_code = error_code, .modern = modern};
-    s->o.route(s->o.send_ud, &out, text, strlen(text));
-  } else {
-    s->o.send(s->o.send_ud, text, strlen(text));
-  }
-  s->in_send = false;
 }
 
 /* A notification caused by request `rid` (NULL = of the session as a whole). */
@@ -220,10 +248,16 @@ static json_t *capabilities(const mcp_session *s, bool modern, const char *legac
 
 int mcp_session_new(const mcp_session_opts *opts, mcp_session **out) {
   *out = NULL;
-  if (!opts || !opts->dispatcher || !opts->auth || (!opts->send && !opts->route)) return -EINVAL;
+  if (!opts || !opts->dispatcher || !opts->auth || (!opts->send && !opts->route && !opts->write)) return -EINVAL;
   mcp_session *s = calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
   s->o = *opts;
+  jwrite_init(&s->out, MCP_SESSION_MAX_OUT_BYTES, opts->ascii_only ? JWRITE_ASCII : 0);
+  jwrite_init(&s->tmp, MCP_SESSION_MAX_OUT_BYTES, 0);
+  if (jwrite_grow(&s->out, OUT_KEEP_BYTES) != 0) {
+    free(s);
+    return -ENOMEM;
+  }
   if (!s->o.page_size) s->o.page_size = MCP_SESSION_DEFAULT_PAGE_SIZE;
   if (!s->o.max_message_bytes) s->o.max_message_bytes = MCP_SESSION_DEFAULT_MAX_MESSAGE;
   if (!s->o.list_ttl_ms) s->o.list_ttl_ms = 60000;
@@ -343,6 +377,8 @@ void mcp_session_free(mcp_session *s) {
   sess_catalog_close(s);
   json_decref(s->client_caps);
   free(s->legacy_version);
+  jwrite_free(&s->out);
+  jwrite_free(&s->tmp);
   free(s);
 }
 
@@ -397,12 +433,14 @@ static void on_log(void *ud, const char *level, const char *message) {
  * blocks, its value as structuredContent, and the envelope's _meta. */
 static json_t *content_result(const mcp_call_outcome *o, json_t *content) {
   bool ok = o->status == MCP_DISPATCH_OK;
+  json_t *env = mcp_call_outcome_envelope(o);
+  if (!env) return NULL;
   json_t *res = json_pack("{s:O, s:b}", "content", content, "isError", !ok);
-  json_t *value = json_object_get(o->envelope, "result");
+  json_t *value = json_object_get(env, "result");
   if (res && ok && value && !json_is_null(value))
     json_object_set_new(res, "structuredContent", json_is_object(value) ? json_incref(value) : json_pack("{s:O}", "result", value));
-  json_t *meta = json_pack("{s:O*, s:O*}", "io.peermcp/request_id", json_object_get(o->envelope, "request_id"),
-                           "io.peermcp/duration_ms", json_object_get(o->envelope, "duration_ms"));
+  json_t *meta = json_pack("{s:O*, s:O*}", "io.peermcp/request_id", json_object_get(env, "request_id"),
+                           "io.peermcp/duration_ms", json_object_get(env, "duration_ms"));
   if (res && meta) json_object_set_new(res, "_meta", meta);
   else json_decref(meta);
   return res;
@@ -435,6 +473,57 @@ static bool call_keep_params(sess_req *r, const mcp_call_outcome *o, mcp_call *c
 
 static void call_done_work(sess_req *r, const mcp_call_outcome *o);
 
+/* The answer to a successful tools/call of a tool with no outputSchema and no content blocks —
+ * the common case — written straight into the output buffer: exactly the bytes the tree path
+ * (mcp_dispatch_call_result + sess_reply) gives, with no envelope, no CallToolResult tree and
+ * one serialisation of the value (its text is both the text block and structuredContent).
+ * False when it could not be written (out of memory): nothing was sent, take the tree path. */
+static bool call_reply_fast(mcp_session *s, sess_req *r, const mcp_call_outcome *o) {
+  json_t *v = o->value;
+  bool obj = json_is_object(v);
+  jwrite *t = &s->tmp, *w = &s->out;
+  jwrite_reset(t);
+  if (!obj) jwrite_lit(t, "{\"result\":"); /* structuredContent must be an object */
+  if (v) jwrite_json(t, v);
+  else jwrite_lit(t, "null");
+  if (!obj) jwrite_byte(t, '}');
+  jwrite_reset(w);
+  jwrite_lit(w, "{\"jsonrpc\":\"2.0\",\"id\":");
+  jwrite_json(w, r->id);
+  jwrite_lit(w, ",\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"");
+  jwrite_str_body(w, jwrite_ptr(t), jwrite_len(t));
+  jwrite_lit(w, "\"}],\"structuredContent\":");
+  if (w->flags & JWRITE_ASCII) { /* the text above was not ASCII-escaped: write it again */
+    if (!obj) jwrite_lit(w, "{\"result\":");
+    if (v) jwrite_json(w, v);
+    else jwrite_lit(w, "null");
+    if (!obj) jwrite_byte(w, '}');
+  } else {
+    jwrite_raw(w, jwrite_ptr(t), jwrite_len(t));
+  }
+  jwrite_lit(w, ",\"isError\":false,\"_meta\":{\"io.peermcp/request_id\":");
+  jwrite_cstr(w, o->request_id);
+  jwrite_lit(w, ",\"io.peermcp/duration_ms\":");
+  jwrite_fixed(w, o->duration_us, MCP_DURATION_DECIMALS);
+  if (r->modern) { /* sess_modern_result's fields, in its order */
+    jwrite_lit(w, ",\"io.modelcontextprotocol/serverInfo\":{\"name\":");
+    jwrite_cstr(w, s->o.server_name);
+    jwrite_lit(w, ",\"version\":");
+    jwrite_cstr(w, s->o.server_version);
+    jwrite_lit(w, "}},\"resultType\":\"complete\"}}");
+  } else {
+    jwrite_lit(w, "}}}");
+  }
+  bool ok = !jwrite_error(t) && !jwrite_error(w);
+  if (t->cap > OUT_SHRINK_BYTES) jwrite_free(t);
+  jwrite_reset(t);
+  if (!ok) {
+    jwrite_reset(w);
+    return false;
+  }
+  return sess_deliver(s, MCP_OUT_RESPONSE, r->id, 0, r->modern);
+}
+
 /* A completion is a unit of work: its answer is whole or -32603 (util/alloc.h). */
 static void on_call_done(void *ud, const mcp_call_outcome *o) {
   alloc_watch w = alloc_watch_begin();
@@ -462,6 +551,20 @@ static void call_done_work(sess_req *r, const mcp_call_outcome *o) {
   if (ran && r->ctx && sess_input_after(s, r, o->status != MCP_DISPATCH_OK)) return;
   mcp_session_shaped shaped = {0};
   req_ctx rc = sess_rc_of(r);
+  json_t *content = ran ? mcp_reqctx_content(r->ctx) : NULL;
+  if (!s->o.result_shaper && !content && o->status == MCP_DISPATCH_OK && !alloc_oom_seen() &&
+      !(o->tool && mcp_tool_output_schema(o->tool)) && call_reply_fast(s, r, o)) {
+    sess_req_done(s, r);
+    return;
+  }
+  mcp_call_outcome full = *o; /* the tree paths read the envelope */
+  full.envelope = mcp_call_outcome_envelope(o);
+  if (!full.envelope) {
+    sess_reply_err(s, &rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    sess_req_done(s, r);
+    return;
+  }
+  o = &full;
   if (s->o.result_shaper && s->o.result_shaper(s->o.hook_ud, o, &shaped)) {
     if (shaped.result) sess_reply(s, &rc, shaped.result, false);
     else sess_reply_err(s, &rc, shaped.code ? shaped.code : RPC_INTERNAL_ERROR, shaped.message, NULL);
@@ -471,7 +574,6 @@ static void call_done_work(sess_req *r, const mcp_call_outcome *o) {
     snprintf(msg, sizeof msg, "Unknown tool: %.128s", tool ? tool : "");
     sess_reply_err(s, &rc, RPC_INVALID_PARAMS, msg, NULL);
   } else {
-    json_t *content = ran ? mcp_reqctx_content(r->ctx) : NULL;
     json_t *res = content ? content_result(o, content) : mcp_dispatch_call_result(o->envelope);
     /* An error need not match the tool's outputSchema, and some clients validate whatever
      * structuredContent they get: leave it out there (the text block still carries it). */
@@ -645,6 +747,12 @@ static void call_dispatch(mcp_session *s, sess_req *r, const char *tool, json_t 
       .sink = {.progress = on_progress, .log = on_log, .ud = r},
       .ext = mcp_reqctx_ref(ctx),
       .ext_free = ctx ? mcp_reqctx_unref_void : NULL,
+      /* call_done_work copes with all three: an inline tool is answered before
+       * mcp_dispatch_start returns (r is gone then), from the outcome's fields, and the
+       * arguments are the request's own tree, read-only */
+      .sync_done = true,
+      .lazy_envelope = true,
+      .args_shared = true,
   };
   int err = mcp_dispatch_start(s->o.dispatcher, &cr, on_call_done, r, &r->call);
   if (err != 0) {
@@ -1419,27 +1527,6 @@ static const method_entry k_notifications[] = {
 
 /* ---------- parsing and routing ---------- */
 
-/* True when brackets nest deeper than max (outside strings). Checked before parsing so a deep
- * document cannot make the parser or any recursive consumer burn stack. */
-static bool too_deep(const char *p, size_t n, int max) {
-  int depth = 0;
-  bool in_str = false, esc = false;
-  for (size_t i = 0; i < n; i++) {
-    char c = p[i];
-    if (in_str) {
-      if (esc) esc = false;
-      else if (c == '\\') esc = true;
-      else if (c == '"') in_str = false;
-      continue;
-    }
-    if (c == '"') in_str = true;
-    else if (c == '[' || c == '{') {
-      if (++depth > max) return true;
-    } else if (c == ']' || c == '}') depth--;
-  }
-  return false;
-}
-
 static bool id_valid(const json_t *id) { return json_is_string(id) || json_is_integer(id); }
 
 static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
@@ -1651,19 +1738,17 @@ void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {
     mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, m, NULL);
     return;
   }
-  if (too_deep(msg, len, MCP_SESSION_MAX_DEPTH)) {
-    mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
-    return;
-  }
-  json_error_t jerr;
+  jparse_error jerr;
   alloc_watch w = alloc_watch_begin();
-  bool oom;
-  json_t *m = alloc_json_loadb(msg, len, JSON_DECODE_ANY, &jerr, &oom);
-  if (oom) { /* ours, not the client's */
+  json_t *m;
+  int prc = jparse(msg, len, MCP_SESSION_MAX_DEPTH, &m, &jerr); /* depth checked as brackets open */
+  if (prc == -ENOMEM) { /* ours, not the client's */
     mcp_session_reply_error(s, NULL, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
-  } else if (!m) {
+  } else if (prc == -ELOOP) {
+    mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
+  } else if (prc != 0) {
     char em[240];
-    snprintf(em, sizeof em, "Parse error: %s (at byte %d)", jerr.text, jerr.position);
+    snprintf(em, sizeof em, "Parse error: %s (at byte %zu)", jerr.text, jerr.position);
     mcp_session_reply_error(s, NULL, RPC_PARSE_ERROR, em, NULL);
   } else {
     handle_message(s, m, NULL);

@@ -77,6 +77,7 @@ typedef struct mcp_session mcp_session;
 #define MCP_SESSION_DEFAULT_PAGE_SIZE 50u
 #define MCP_SESSION_MAX_DEPTH 128     /* JSON nesting accepted in a message */
 #define MCP_SESSION_MAX_INFLIGHT 1024 /* concurrent requests per session */
+#define MCP_SESSION_MAX_OUT_BYTES (256u * 1024u * 1024u) /* one outgoing message; larger is -32603 */
 
 /* The newest revision (modern era) and the legacy revisions initialize may negotiate. */
 #define MCP_PROTOCOL_MODERN "2026-07-28"
@@ -86,6 +87,9 @@ typedef struct mcp_session mcp_session;
  * compact JSON text of `len` bytes with no newline; the transport owns it and free()s it.
  * The callback must not free the session (defer that, e.g. to a uv_idle/uv_async callback). */
 typedef void (*mcp_session_send_fn)(void *ud, char *msg, size_t len);
+/* The same with borrowed bytes (valid during the call only; the transport copies them into its
+ * output buffer): saves an allocation and a copy per message. Same rules as `send`. */
+typedef void (*mcp_session_write_fn)(void *ud, const char *msg, size_t len);
 
 /* ---- Per-request routing of outgoing messages (for Streamable HTTP) ----
  * stdio and /mcp+p2p/1.0.0 write every message to one channel and use `send`. A transport that
@@ -169,9 +173,10 @@ typedef struct mcp_session_opts {
   const char *server_name;    /* NULL = "peermcp" */
   const char *server_version; /* NULL = PEERMCP_VERSION */
   const char *instructions;   /* NULL = none */
-  mcp_session_send_fn send;   /* required unless `route` is set */
+  mcp_session_send_fn send;   /* required unless `route` or `write` is set */
+  mcp_session_write_fn write; /* optional: replaces `send` (borrowed bytes) */
   mcp_session_route_fn route; /* optional: replaces `send`, with per-request routing (above) */
-  void *send_ud;              /* handed to send / route */
+  void *send_ud;              /* handed to send / write / route */
   mcp_session_method_hook hook; /* may be NULL */
   void *hook_ud;
   const mcp_tasks_backend *tasks; /* MCP Tasks (mcp/tasks.h); NULL = no tasks: the capability is

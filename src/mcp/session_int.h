@@ -11,6 +11,7 @@
 #include "mcp/resources.h"
 #include "mcp/session.h"
 #include "util/alloc.h"
+#include "util/jwrite.h"
 
 enum {
   RPC_PARSE_ERROR = MCP_RPC_PARSE_ERROR,
@@ -103,7 +104,9 @@ typedef struct sess_watch {
  * transport's send callback neither frees the session nor sends through it (in_send). */
 struct mcp_session {
   mcp_session_opts o;
-  bool in_send; /* inside o.send / o.route */
+  bool in_send; /* inside o.send / o.write / o.route */
+  jwrite out;   /* each outgoing message is written here, then handed over (reused) */
+  jwrite tmp;   /* a tool result's JSON text, for the text block of a CallToolResult */
   sess_sub *subs;
   size_t nsubs;
   char *legacy_version;

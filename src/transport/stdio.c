@@ -306,19 +306,15 @@ static void flush_check_cb(uv_check_t *h) {
 }
 static void flush_idle_cb(uv_idle_t *h) { (void)h; }
 
-/* Session output: msg (malloc'd, no newline) becomes one line of the next write. */
-static void stdio_send(void *ud, char *msg, size_t len) {
+/* Session output: msg (borrowed, no newline) is copied into the next write as one line. */
+static void stdio_write(void *ud, const char *msg, size_t len) {
   mcp_stdio *st = ud;
-  if (st->out_broken) {
-    free(msg);
-    return;
-  }
+  if (st->out_broken) return;
   if (st->pend_len + len + 1 > st->pend_cap) {
     size_t cap = st->pend_cap ? st->pend_cap : 4096;
     while (cap < st->pend_len + len + 1) cap *= 2;
     char *n = realloc(st->pend, cap);
     if (!n) {
-      free(msg);
       log_error("stdio: out of memory queueing a message", NULL);
       return;
     }
@@ -329,7 +325,6 @@ static void stdio_send(void *ud, char *msg, size_t len) {
   st->pend[st->pend_len + len] = '\n';
   st->pend_len += len + 1;
   st->out_bytes += len + 1;
-  free(msg);
   if (!st->has_flush) {
     flush_out(st);
   } else if (!uv_is_active((uv_handle_t *)&st->flush_check)) {
@@ -443,7 +438,9 @@ int mcp_stdio_start(uv_loop_t *loop, const mcp_stdio_opts *opts, mcp_stdio **out
   pthread_cond_init(&st->cv, NULL);
 
   mcp_session_opts so = opts->session;
-  so.send = stdio_send;
+  so.send = NULL;
+  so.route = NULL;
+  so.write = stdio_write;
   so.send_ud = st;
   if (!so.max_message_bytes) so.max_message_bytes = st->max_line;
   int rc = mcp_session_new(&so, &st->session);

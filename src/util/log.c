@@ -15,6 +15,7 @@
 
 #include "util/alloc.h"
 #include "util/check.h"
+#include "util/jwrite.h"
 
 static atomic_int g_level = LOG_INFO;
 static atomic_int g_fd = 2;
@@ -27,6 +28,7 @@ void log_set_level(log_level level) {
   atomic_store(&g_level, (int)level);
 }
 log_level log_get_level(void) { return (log_level)atomic_load(&g_level); }
+int log_enabled(log_level level) { return (int)level >= atomic_load(&g_level) && level < LOG_OFF; }
 void log_set_fd(int fd) { atomic_store(&g_fd, fd); }
 
 const char *log_level_name(log_level level) {
@@ -58,13 +60,8 @@ static char *log_format(log_level level, const char *msg, const char *fmt, va_li
   if (!obj) obj = json_object();
   if (!obj) return NULL;
 
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  struct tm tm;
-  gmtime_r(&tv.tv_sec, &tm);
-  char ts[64];
-  snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+  char ts[LOG_TS_MAX];
+  log_timestamp(ts);
 
   /* ts, level, msg first; caller fields after (a caller field never overrides these three). */
   json_t *line = json_object();
@@ -77,9 +74,52 @@ static char *log_format(log_level level, const char *msg, const char *fmt, va_li
     if (!json_object_get(line, k)) json_object_set(line, k, v);
   }
   json_decref(obj);
-  char *text = alloc_json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+  char *text = jwrite_dumps(line, JWRITE_ASCII); /* shortest numbers; NULL if anything failed */
   json_decref(line);
   return text;
+}
+
+size_t log_timestamp(char out[LOG_TS_MAX]) {
+  static _Thread_local time_t t_sec = -1;
+  static _Thread_local char t_prefix[LOG_TS_MAX - 6]; /* "YYYY-MM-DDTHH:MM:SS" (years < 10000) */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (ts.tv_sec != t_sec) {
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(t_prefix, sizeof t_prefix, "%04d-%02d-%02dT%02d:%02d:%02d", (tm.tm_year + 1900) % 10000,
+             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
+    t_sec = ts.tv_sec;
+  }
+  size_t n = strlen(t_prefix);
+  memcpy(out, t_prefix, n);
+  int ms = (int)(ts.tv_nsec / 1000000);
+  out[n++] = '.';
+  out[n++] = (char)('0' + ms / 100);
+  out[n++] = (char)('0' + ms / 10 % 10);
+  out[n++] = (char)('0' + ms % 10);
+  out[n++] = 'Z';
+  out[n] = 0;
+  return n;
+}
+
+static void write_locked(const char *text, size_t n) {
+  pthread_mutex_lock(&g_lock);
+  int fd = atomic_load(&g_fd);
+  size_t off = 0;
+  while (off < n) {
+    ssize_t wr = write(fd, text + off, n - off);
+    if (wr < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    off += (size_t)wr;
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+void log_write_lines(const char *lines, size_t len) {
+  if (len) write_locked(lines, len);
 }
 
 void log_vwrite(log_level level, const char *msg, const char *fmt, va_list ap) {
@@ -96,19 +136,8 @@ void log_vwrite(log_level level, const char *msg, const char *fmt, va_list ap) {
     return;
   }
   size_t n = strlen(text);
-  text[n] = '\n'; /* json_dumps leaves a NUL we overwrite; we write n+1 bytes */
-  pthread_mutex_lock(&g_lock);
-  int fd = atomic_load(&g_fd);
-  size_t off = 0;
-  while (off < n + 1) {
-    ssize_t wr = write(fd, text + off, n + 1 - off);
-    if (wr < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    off += (size_t)wr;
-  }
-  pthread_mutex_unlock(&g_lock);
+  text[n] = '\n'; /* the dump leaves a NUL we overwrite; we write n+1 bytes */
+  write_locked(text, n + 1);
   free(text);
 }
 

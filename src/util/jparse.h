@@ -1,0 +1,42 @@
+/* jparse.h — a JSON parser that builds jansson values, for text that arrives on the hot path
+ * (every MCP message of every transport).
+ *
+ * Why not json_loadb(): jansson lexes through a callback per character and a growing token
+ * buffer; parsing one ~120-byte tools/call request cost ~24 k instructions (callgrind), more than
+ * serving it. This parser reads the bytes in place and creates the same tree with jansson's
+ * own constructors (json_object_setn_new_nocheck, json_stringn_nocheck, …) after validating
+ * what those skip. bench/mcp/jsonparse.c measures it against jansson and the other JSON
+ * libraries Debian packages (bench/RESULTS.md).
+ *
+ * It accepts exactly what json_loadb(JSON_DECODE_ANY) accepts and builds the same tree
+ * (tests/util/test_jparse.c and fuzz/fuzz_jparse.c compare the two): RFC 8259 JSON, any value at
+ * the top, strings valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF;
+ * escaped surrogates only as pairs; no \u0000), integers without '.'/exponent as json_int_t (out
+ * of range is an error, as jansson's "too big integer"), other numbers as reals (overflow is an
+ * error), a later duplicate key replacing an earlier one, nothing but whitespace after the value.
+ * Two differences, both on purpose: nesting deeper than max_depth is its own error (-ELOOP,
+ * checked as the brackets open, so a deep document costs nothing), and a failed allocation is
+ * -ENOMEM — never mistaken for a syntax error, never a corrupted parse (jansson's lexer is not
+ * safe there: util/alloc.h).
+ *
+ * Error messages are short and say where (err->position: byte offset of the problem).
+ * Thread-safe; allocates only the tree (through jansson's allocator, util/alloc.h) and, for
+ * a string with escapes longer than 256 bytes, a scratch buffer. */
+#ifndef PEERMCP_UTIL_JPARSE_H
+#define PEERMCP_UTIL_JPARSE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+typedef struct jparse_error {
+  size_t position; /* byte offset where the text stopped being JSON */
+  char text[96];   /* what was wrong ("invalid token", "unexpected end of input", …) */
+} jparse_error;
+
+/* Parses p[0..n) into *out (a new reference). Returns 0; -EINVAL (not JSON: err filled);
+ * -ELOOP (arrays/objects nested deeper than max_depth); -ENOMEM. *out is NULL on failure.
+ * err may be NULL. */
+int jparse(const char *p, size_t n, int max_depth, json_t **out, jparse_error *err)
+    __attribute__((warn_unused_result));
+
+#endif

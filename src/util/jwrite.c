@@ -1,0 +1,346 @@
+/* jwrite.c — streaming JSON writer and number formatting (see jwrite.h). */
+#include "util/jwrite.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "util/check.h"
+
+void jwrite_init(jwrite *w, size_t max, unsigned flags) {
+  memset(w, 0, sizeof *w);
+  w->max = max;
+  w->flags = flags;
+}
+
+void jwrite_free(jwrite *w) {
+  free(w->p);
+  w->p = NULL;
+  w->len = w->cap = 0;
+}
+
+int jwrite_grow(jwrite *w, size_t n) {
+  if (w->err) return w->err;
+  CHECK(w->len <= w->cap && w->len <= w->max);
+  if (n > w->max - w->len) return w->err = -E2BIG;
+  size_t need = w->len + n;
+  if (need <= w->cap) return 0;
+  size_t cap = w->cap ? w->cap : 256;
+  while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  if (cap > w->max) cap = w->max > need ? w->max : need;
+  char *p = realloc(w->p, cap + 1); /* +1: jwrite_take adds a NUL */
+  if (!p) return w->err = -ENOMEM;
+  w->p = p;
+  w->cap = cap;
+  return 0;
+}
+
+char *jwrite_take(jwrite *w, size_t *len) {
+  if (len) *len = 0;
+  if (w->err) return NULL;
+  if (!w->p && jwrite_grow(w, 1) != 0) return NULL;
+  char *p = w->p;
+  p[w->len] = 0; /* the +1 of jwrite_grow */
+  if (len) *len = w->len;
+  w->p = NULL;
+  w->len = w->cap = 0;
+  return p;
+}
+
+/* ---------- strings ---------- */
+
+/* 1 = copied as is; 0 = needs an escape (", \, control characters). Bytes >= 0x80 are 1 and
+ * looked at again in ASCII mode. */
+static const unsigned char k_plain[256] = {
+    ['\x20'] = 1, ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
+    ['*'] = 1, ['+'] = 1, [','] = 1, ['-'] = 1, ['.'] = 1, ['/'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1,
+    ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, [':'] = 1, [';'] = 1,
+    ['<'] = 1, ['='] = 1, ['>'] = 1, ['?'] = 1, ['@'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1,
+    ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,
+    ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1,
+    ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['['] = 1, [']'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['{'] = 1,
+    ['|'] = 1, ['}'] = 1, ['~'] = 1, ['\x7f'] = 1,
+    [0x80] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+static const char k_hex[] = "0123456789abcdef";
+
+static void put_u_escape(jwrite *w, unsigned cp) {
+  char e[6] = {'\\', 'u', k_hex[(cp >> 12) & 15], k_hex[(cp >> 8) & 15], k_hex[(cp >> 4) & 15], k_hex[cp & 15]};
+  jwrite_raw(w, e, 6);
+}
+
+/* Decodes the UTF-8 sequence at s (n bytes left); its length, or 1 for a bad byte (written as
+ * U+FFFD's escape: only reachable for a string that was not valid UTF-8). */
+static size_t utf8_decode(const unsigned char *s, size_t n, unsigned *cp) {
+  unsigned c = s[0];
+  size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+  if (!len || len > n) {
+    *cp = 0xfffd;
+    return 1;
+  }
+  unsigned v = c & (0x3f >> (len - 1));
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80) {
+      *cp = 0xfffd;
+      return 1;
+    }
+    v = (v << 6) | (s[i] & 0x3f);
+  }
+  *cp = v;
+  return len;
+}
+
+void jwrite_str_body(jwrite *w, const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s, *end = p + n;
+  bool ascii = w->flags & JWRITE_ASCII;
+  while (p < end) {
+    const unsigned char *run = p;
+    if (ascii)
+      while (p < end && k_plain[*p] && *p < 0x80) p++;
+    else
+      while (p < end && k_plain[*p]) p++;
+    if (p > run) jwrite_raw(w, (const char *)run, (size_t)(p - run));
+    if (p == end) break;
+    unsigned char c = *p;
+    if (c >= 0x80) { /* ASCII mode: \uXXXX, surrogate pairs beyond the BMP */
+      unsigned cp;
+      p += utf8_decode(p, (size_t)(end - p), &cp);
+      if (cp >= 0x10000) {
+        cp -= 0x10000;
+        put_u_escape(w, 0xd800 | (cp >> 10));
+        put_u_escape(w, 0xdc00 | (cp & 0x3ff));
+      } else {
+        put_u_escape(w, cp);
+      }
+      continue;
+    }
+    p++;
+    switch (c) {
+    case '"': jwrite_lit(w, "\\\""); break;
+    case '\\': jwrite_lit(w, "\\\\"); break;
+    case '\b': jwrite_lit(w, "\\b"); break;
+    case '\f': jwrite_lit(w, "\\f"); break;
+    case '\n': jwrite_lit(w, "\\n"); break;
+    case '\r': jwrite_lit(w, "\\r"); break;
+    case '\t': jwrite_lit(w, "\\t"); break;
+    default: put_u_escape(w, c); break;
+    }
+  }
+}
+
+void jwrite_str(jwrite *w, const char *s, size_t n) {
+  /* the common case, short and plain, in one copy */
+  if (!w->err && n + 2 <= w->cap - w->len) {
+    size_t i = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    if (w->flags & JWRITE_ASCII)
+      while (i < n && k_plain[u[i]] && u[i] < 0x80) i++;
+    else
+      while (i < n && k_plain[u[i]]) i++;
+    if (i == n) {
+      char *o = w->p + w->len;
+      o[0] = '"';
+      memcpy(o + 1, s, n);
+      o[n + 1] = '"';
+      w->len += n + 2;
+      return;
+    }
+  }
+  jwrite_byte(w, '"');
+  jwrite_str_body(w, s, n);
+  jwrite_byte(w, '"');
+}
+
+/* ---------- numbers ---------- */
+
+/* Digits of v (v > 0) into the end of b; returns where they start. */
+static char *u64_digits(char *end, unsigned long long v) {
+  char *p = end;
+  do {
+    *--p = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return p;
+}
+
+void jwrite_int(jwrite *w, long long v) {
+  char b[24];
+  char *end = b + sizeof b;
+  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+  char *p = u64_digits(end, u);
+  if (v < 0) *--p = '-';
+  jwrite_raw(w, p, (size_t)(end - p));
+}
+
+void jwrite_fixed(jwrite *w, int64_t value, int decimals) {
+  char out[JWRITE_NUM_MAX];
+  if (decimals < 0) decimals = 0;
+  if (decimals > 9) decimals = 9;
+  unsigned long long u = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+  unsigned long long scale = 1;
+  for (int i = 0; i < decimals; i++) scale *= 10;
+  unsigned long long ip = u / scale, fp = u % scale;
+  char *end = out + sizeof out;
+  char *p = end;
+  /* fraction: drop trailing zeros, keep at least one digit (a real stays a real) */
+  int fd = decimals;
+  while (fd > 1 && fp % 10 == 0) {
+    fp /= 10;
+    fd--;
+  }
+  if (decimals == 0) {
+    *--p = '0';
+  } else {
+    for (int i = 0; i < fd; i++) {
+      *--p = (char)('0' + fp % 10);
+      fp /= 10;
+    }
+  }
+  *--p = '.';
+  p = u64_digits(p, ip);
+  if (value < 0) *--p = '-';
+  jwrite_raw(w, p, (size_t)(end - p));
+}
+
+/* strtod in the C locale whatever the process's locale is (a ',' decimal point would turn the
+ * round-trip test into nonsense). */
+static locale_t g_c_locale;
+static pthread_once_t g_c_locale_once = PTHREAD_ONCE_INIT;
+static void c_locale_init(void) { g_c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
+
+static double strtod_c(const char *s) {
+  pthread_once(&g_c_locale_once, c_locale_init);
+  return g_c_locale ? strtod_l(s, NULL, g_c_locale) : strtod(s, NULL);
+}
+
+/* "%.*g" in the C locale: snprintf follows LC_NUMERIC, so a ',' from another locale is put back. */
+static int fmt_g(char *out, size_t n, int prec, double v) {
+  int len = snprintf(out, n, "%.*g", prec, v);
+  for (int i = 0; i < len; i++)
+    if (out[i] == ',') out[i] = '.';
+  return len;
+}
+
+size_t jwrite_fmt_double(char out[JWRITE_NUM_MAX], double v) {
+  if (isnan(v)) return (size_t)snprintf(out, JWRITE_NUM_MAX, "nan");
+  if (isinf(v)) return (size_t)snprintf(out, JWRITE_NUM_MAX, v < 0 ? "-inf" : "inf");
+  if (v == 0) return (size_t)snprintf(out, JWRITE_NUM_MAX, signbit(v) ? "-0" : "0");
+  /* an integer that a double holds exactly prints as one, without going through %g */
+  if (v == floor(v) && fabs(v) < 1e15) return (size_t)snprintf(out, JWRITE_NUM_MAX, "%lld", (long long)v);
+  int len = 0;
+  for (int prec = 15; prec <= 17; prec++) {
+    len = fmt_g(out, JWRITE_NUM_MAX, prec, v);
+    if (prec == 17 || strtod_c(out) == v) break;
+  }
+  /* "1e+20" → "1e20", "1e-07" → "1e-7" (jansson does the same) */
+  char *e = strchr(out, 'e');
+  if (e) {
+    char *src = e + 1, *dst = e + 1;
+    if (*src == '+') src++;
+    else if (*src == '-') *dst++ = *src++;
+    while (*src == '0' && src[1]) src++;
+    memmove(dst, src, strlen(src) + 1);
+    len = (int)strlen(out);
+  }
+  return (size_t)len;
+}
+
+size_t jwrite_fmt_round(char out[JWRITE_NUM_MAX], double v, int decimals) {
+  if (!isfinite(v)) return jwrite_fmt_double(out, v);
+  if (decimals < 0) decimals = 0;
+  if (decimals > 9) decimals = 9;
+  if (fabs(v) >= 1e15) return jwrite_fmt_double(out, v); /* beyond the places a double has */
+  int len = snprintf(out, JWRITE_NUM_MAX, "%.*f", decimals, v);
+  for (int i = 0; i < len; i++)
+    if (out[i] == ',') out[i] = '.';
+  if (decimals > 0) {
+    while (len > 0 && out[len - 1] == '0') len--;
+    if (len > 0 && out[len - 1] == '.') len--;
+    out[len] = 0;
+  }
+  if (strcmp(out, "-0") == 0) return (size_t)snprintf(out, JWRITE_NUM_MAX, "0");
+  return (size_t)len;
+}
+
+void jwrite_double(jwrite *w, double v) {
+  if (!isfinite(v)) {
+    jwrite_lit(w, "null");
+    return;
+  }
+  char b[JWRITE_NUM_MAX + 2];
+  size_t n = jwrite_fmt_double(b, v);
+  /* a real must read back as a real: "2" → "2.0" (jansson's rule) */
+  if (!strpbrk(b, ".e")) {
+    b[n++] = '.';
+    b[n++] = '0';
+  }
+  jwrite_raw(w, b, n);
+}
+
+/* ---------- trees ---------- */
+
+static void write_value(jwrite *w, const json_t *v, int depth) {
+  if (w->err) return;
+  if (depth > JWRITE_MAX_DEPTH) {
+    w->err = -EINVAL;
+    return;
+  }
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: {
+    jwrite_byte(w, '{');
+    bool first = true;
+    for (void *it = json_object_iter((json_t *)v); it; it = json_object_iter_next((json_t *)v, it)) {
+      if (!first) jwrite_byte(w, ',');
+      first = false;
+      jwrite_str(w, json_object_iter_key(it), json_object_iter_key_len(it));
+      jwrite_byte(w, ':');
+      write_value(w, json_object_iter_value(it), depth + 1);
+    }
+    jwrite_byte(w, '}');
+    break;
+  }
+  case JSON_ARRAY: {
+    jwrite_byte(w, '[');
+    size_t n = json_array_size(v);
+    for (size_t i = 0; i < n; i++) {
+      if (i) jwrite_byte(w, ',');
+      write_value(w, json_array_get(v, i), depth + 1);
+    }
+    jwrite_byte(w, ']');
+    break;
+  }
+  case JSON_STRING: jwrite_str(w, json_string_value(v), json_string_length(v)); break;
+  case JSON_INTEGER: jwrite_int(w, json_integer_value(v)); break;
+  case JSON_REAL: jwrite_double(w, json_real_value(v)); break;
+  case JSON_TRUE: jwrite_lit(w, "true"); break;
+  case JSON_FALSE: jwrite_lit(w, "false"); break;
+  case JSON_NULL: jwrite_lit(w, "null"); break;
+  }
+}
+
+void jwrite_json(jwrite *w, const json_t *v) {
+  if (!v) {
+    if (!w->err) w->err = -EINVAL;
+    return;
+  }
+  write_value(w, v, 0);
+}
+
+char *jwrite_dumps(const json_t *v, unsigned flags) {
+  jwrite w;
+  jwrite_init(&w, SIZE_MAX / 2, flags);
+  jwrite_json(&w, v);
+  char *s = jwrite_take(&w, NULL);
+  jwrite_free(&w);
+  return s;
+}
