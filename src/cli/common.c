@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "cli/help.h"
+#include "util/jwrite.h"
 #include "util/log.h"
 
 /* ---------- configuration ---------- */
@@ -148,7 +149,7 @@ int cli_parse_size(const char *flag, const char *text, uint64_t min, uint64_t ma
 /* ---------- output ---------- */
 
 void cli_print_json(const json_t *v) {
-  char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *s = jwrite_dumps(v, 0); /* numbers in their shortest exact form (util/jwrite.h) */
   if (s) {
     fputs(s, stdout);
     fputc('\n', stdout);

@@ -316,7 +316,20 @@ static char *file_path(lctx *c, const char *v) {
 
 /* ---------- typed key readers ---------- */
 
-typedef enum { K_U32, K_SIZE, K_U64, K_BOOL, K_STR, K_PATH, K_LOGLEVEL, K_STRARR, K_AEAD, K_TRISTATE } kkind;
+typedef enum { K_U32, K_SIZE, K_U64, K_BOOL, K_STR, K_PATH, K_LOGLEVEL, K_STRARR, K_AEAD, K_TRISTATE, K_ACCESS } kkind;
+
+/* log.access values: "on" (or true), "off" (or false), "debug". */
+static int access_parse(const char *s, config_access *out) {
+  if (!s) return -EINVAL;
+  if (strcasecmp(s, "on") == 0) *out = CONFIG_ACCESS_ON;
+  else if (strcasecmp(s, "off") == 0) *out = CONFIG_ACCESS_OFF;
+  else if (strcasecmp(s, "debug") == 0) *out = CONFIG_ACCESS_DEBUG;
+  else return -EINVAL;
+  return 0;
+}
+static const char *access_name(config_access a) {
+  return a == CONFIG_ACCESS_ON ? "on" : a == CONFIG_ACCESS_OFF ? "off" : "debug";
+}
 
 typedef struct {
   const char *key;
@@ -393,6 +406,14 @@ static int read_key(lctx *c, const keydef *k, const char *path, json_t *v) {
     else if (s && strcmp(s, "libsodium") == 0) *(config_aead *)(base + k->off) = CONFIG_AEAD_LIBSODIUM;
     else if (s) return kerr(c, path, "unknown AEAD \"%s\" (openssl, libsodium)", s);
     else return kerr(c, path, "expected \"openssl\" or \"libsodium\", got %s", jtype(v));
+    return 0;
+  }
+  case K_ACCESS: {
+    config_access *dst = (config_access *)(base + k->off);
+    if (json_is_boolean(v)) *dst = json_is_true(v) ? CONFIG_ACCESS_ON : CONFIG_ACCESS_OFF;
+    else if (!json_is_string(v) || access_parse(json_string_value(v), dst) != 0)
+      return kerr(c, path, "expected \"on\", \"off\" or \"debug\" (or true, false), got %s",
+                  json_is_string(v) ? json_string_value(v) : jtype(v));
     return 0;
   }
   case K_TRISTATE: {
@@ -643,6 +664,11 @@ const char *config_peer_by_name(const config *cfg, const char *name) {
 
 static const keydef k_mcp_tasks[] = {
     {"runner", K_TRISTATE, OFF(mcp_tasks.runner), 0, 0, 0},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const keydef k_log[] = {
+    {"access", K_ACCESS, OFF(log.access), 0, 0, 0},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -937,7 +963,7 @@ static int read_http_listen(lctx *c, json_t *v) {
 
 static int apply_file(lctx *c, json_t *root) {
   if (!json_is_object(root)) return gerr(c, "%s: the configuration must be a JSON object", c->name);
-  static const char *const sections[] = {"tools", "queue", "cache", "p2p", "stdio", "mcp_tasks", "auth", "http", NULL};
+  static const char *const sections[] = {"tools", "queue", "cache", "p2p", "stdio", "mcp_tasks", "auth", "http", "log", NULL};
   int rc = read_section(c, "", root, k_top, sections);
   if (rc != 0) return rc;
   const char *key;
@@ -983,6 +1009,7 @@ static int apply_file(lctx *c, json_t *root) {
     else if (strcmp(key, "cache") == 0) t = k_cache;
     else if (strcmp(key, "stdio") == 0) t = k_stdio;
     else if (strcmp(key, "mcp_tasks") == 0) t = k_mcp_tasks;
+    else if (strcmp(key, "log") == 0) t = k_log;
     else continue; /* top-level scalar, read above */
     if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
     if ((rc = read_section(c, key, v, t, NULL)) != 0) return rc;
@@ -1297,6 +1324,11 @@ static int apply_env(lctx *c) {
     else if (errno || end == v || *end || n < 0 || n > 256)
       return gerr(c, "PEERMCP_P2P_WORKERS: expected an integer in 0..256 or auto, got \"%s\"", v);
     else cfg->p2p.workers = (uint32_t)n;
+  }
+  if ((v = env_nonempty("PEERMCP_LOG_ACCESS")) && access_parse(v, &cfg->log.access) != 0) {
+    if (env_truthy(v)) cfg->log.access = CONFIG_ACCESS_ON;
+    else if (env_falsy_word(v)) cfg->log.access = CONFIG_ACCESS_OFF;
+    else return gerr(c, "PEERMCP_LOG_ACCESS: expected on, off or debug (or 1, 0, …), got \"%s\"", v);
   }
   if ((v = env_nonempty("PEERMCP_HTTP_LISTEN")) && /* comma-separated HOST:PORT list */
       (rc = env_list(c, "PEERMCP_HTTP_LISTEN", v, 16, &cfg->http.listen, &cfg->http.listen_count)) != 0)
@@ -2047,7 +2079,7 @@ json_t *config_to_json(const config *cfg) {
                     : json_null();
   json_t *auth = json_pack("{s:s?, s:o, s:o}", "resource", cfg->auth.resource, "authorization_servers",
                            strv_json(cfg->auth.authorization_servers, cfg->auth.authorization_server_count), "jwt", jwt);
-  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b, s:o}, s:o, s:o}",
+  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b, s:o}, s:o, s:o, s:{s:s}}",
                    "config_path", cfg->config_path, "state_dir", cfg->state_dir, "log_level",
                    log_level_name(cfg->log_level), "max_line_bytes", (json_int_t)cfg->max_line_bytes,
                    "tool_timeout_ms", (json_int_t)cfg->tool_timeout_ms, "workers_threads",
@@ -2056,5 +2088,5 @@ json_t *config_to_json(const config *cfg) {
                    p2p, "mcp_tasks", "runner", tristate_json(cfg->mcp_tasks.runner), "stdio", "enabled",
                    cfg->stdio.enabled, "scopes",
                    cfg->stdio.scopes ? strv_json(cfg->stdio.scopes, cfg->stdio.scope_count) : json_pack("[s]", "*"),
-                   "http", http, "auth", auth);
+                   "http", http, "auth", auth, "log", "access", access_name(cfg->log.access));
 }

@@ -101,6 +101,14 @@ typedef struct config_command {
   int schema_line, schema_col; /* where its "input_schema" key is (0 if unknown or absent) */
 } config_command;
 
+/* log.access: the per-call access log line (mcp/dispatch.h mcp_access_log; config/ knows
+ * nothing of mcp/, node/ maps it). */
+typedef enum {
+  CONFIG_ACCESS_DEBUG = 0, /* a success at level debug, anything else at info (default) */
+  CONFIG_ACCESS_ON = 1,    /* every call at info */
+  CONFIG_ACCESS_OFF = 2,   /* none */
+} config_access;
+
 typedef struct config {
   char *config_path; /* the file that was loaded, NULL when none */
 
@@ -242,6 +250,10 @@ typedef struct config {
     config_tristate runner; /* auto (= on); off leaves MCP tasks to the workers;
                                PEERMCP_MCP_TASKS_RUNNER */
   } mcp_tasks;
+
+  struct {
+    config_access access; /* debug; PEERMCP_LOG_ACCESS: on, off, debug */
+  } log;
 
   struct {
     bool enabled; /* true; --no-stdio */

@@ -319,7 +319,7 @@ static json_t *envelope_tool_error_build(const mcp_call *c, const char *category
     char *dumped = NULL;
     const char *m = "tool failed";
     if (json_is_string(msg)) m = json_string_value(msg);
-    else if (msg) m = dumped = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
+    else if (msg) m = dumped = jwrite_dumps(msg, 0);
     if (extra) {
       json_object_del(extra, "error");
       json_object_del(extra, "status");
@@ -360,7 +360,7 @@ json_t *mcp_dispatch_call_result(const json_t *envelope) {
       json_object_set(structured, k, v);
     }
   }
-  char *text = json_dumps(structured, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *text = jwrite_dumps(structured, 0); /* NULL: out of memory, which the watch sees */
   json_t *content = json_array();
   json_array_append_new(content, json_pack("{s:s, s:s}", "type", "text", "text", text ? text : "null"));
   free(text);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "util/check.h"
+#include "util/jwrite.h"
 
 #define MCP_SCHEMA_MAX_DEPTH 64
 #define MCP_SCHEMA_PATH_MAX 256
@@ -450,7 +451,7 @@ static size_t path_push_key(vctx *c, const char *key) {
   if (is_ident(key)) n = snprintf(c->path + c->plen, room, ".%s", key);
   else {
     json_t *s = json_string(key);
-    char *q = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    char *q = s ? jwrite_dumps(s, 0) : NULL;
     n = snprintf(c->path + c->plen, room, "[%s]", q ? q : "?");
     free(q);
     json_decref(s);
@@ -583,7 +584,11 @@ static int num_cmp(const json_t *v, const json_t *bound) {
 
 static void num_fmt(const json_t *v, char *out, size_t n) {
   if (json_is_integer(v)) snprintf(out, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-  else snprintf(out, n, "%.17g", json_real_value(v));
+  else { /* the shortest text that is this double, as the client wrote it: 0.1, not 0.10000000000000001 */
+    char b[JWRITE_NUM_MAX];
+    jwrite_fmt_double(b, json_real_value(v));
+    snprintf(out, n, "%s", b);
+  }
 }
 
 static int validate(vctx *c, const json_t *schema, json_t *inst, int depth);
@@ -794,7 +799,7 @@ static int validate(vctx *c, const json_t *schema, json_t *inst, int depth) {
   }
 
   if ((kw = json_object_get(schema, "const")) && !json_schema_equal(kw, inst)) {
-    char *d = json_dumps(kw, JSON_ENCODE_ANY | JSON_COMPACT);
+    char *d = jwrite_dumps(kw, 0);
     int rc = fail(c, "value must be %.80s", d ? d : "the const value");
     free(d);
     return rc;
@@ -810,7 +815,7 @@ static int validate(vctx *c, const json_t *schema, json_t *inst, int depth) {
       }
     }
     if (!found) {
-      char *d = json_dumps(kw, JSON_ENCODE_ANY | JSON_COMPACT);
+      char *d = jwrite_dumps(kw, 0);
       int rc = fail(c, "value is not one of %.200s", d ? d : "the enum values");
       free(d);
       return rc;

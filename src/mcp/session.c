@@ -1467,7 +1467,7 @@ static void cancel_id(mcp_session *s, const json_t *rid, const char *reason) {
   sess_req *r = sess_find_req(s, rid);
   if (!r || r->cancelled) return; /* unknown or finished: races are fine (cancellation.mdx) */
   r->cancelled = true;
-  char *idtext = json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT);
+  char *idtext = jwrite_dumps(rid, 0);
   log_info("session: request cancelled by the client", "{s:s, s:s}", "id", idtext ? idtext : "?", "reason", reason);
   free(idtext);
   if (r->call) mcp_dispatch_cancel(r->call);

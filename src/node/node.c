@@ -468,7 +468,10 @@ static int open_tools(node *n, char *err, size_t errlen) {
     if (mcp_registry_remove(n->reg, cfg->tools.disabled[i]) == 0)
       nlog(n, LOG_INFO, "tool disabled by configuration", "{s:s}", "tool", cfg->tools.disabled[i]);
   mcp_dispatcher_opts dopts = {.default_timeout_ms = cfg->tool_timeout_ms, .threads = cfg->workers_threads,
-                               .long_threads = cfg->workers_long_threads, .long_queue = cfg->workers_long_queue};
+                               .long_threads = cfg->workers_long_threads, .long_queue = cfg->workers_long_queue,
+                               .access_log = cfg->log.access == CONFIG_ACCESS_ON    ? MCP_ACCESS_LOG_ON
+                                             : cfg->log.access == CONFIG_ACCESS_OFF ? MCP_ACCESS_LOG_OFF
+                                                                                    : MCP_ACCESS_LOG_DEBUG};
   if ((rc = mcp_dispatcher_new(n->loop, n->reg, &dopts, &n->disp)) != 0) {
     n->disp = NULL;
     seterr(err, errlen, "cannot start the dispatcher: %s", strerror(-rc));

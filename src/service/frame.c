@@ -7,6 +7,7 @@
 
 #include "mcp/session.h"
 #include "util/alloc.h"
+#include "util/jwrite.h"
 
 const char *svc_frame_status_str(svc_frame_status st) {
   switch (st) {
@@ -112,21 +113,25 @@ json_t *svc_frame_dec_take(svc_frame_dec *d) {
 
 int svc_frame_encode(buf *out, const json_t *msg, size_t max) {
   if (!msg) return -EINVAL;
-  size_t n = json_dumpb(msg, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-  if (n == 0) return -EINVAL;
-  if (max && n > max) return -E2BIG;
-  if (n > UINT32_MAX) return -E2BIG;
-  uint8_t *dst;
-  int rc = buf_reserve(out, SVC_FRAME_HDR + n, &dst);
-  if (rc) return rc;
-  dst[0] = (uint8_t)(n >> 24);
-  dst[1] = (uint8_t)(n >> 16);
-  dst[2] = (uint8_t)(n >> 8);
-  dst[3] = (uint8_t)n;
-  size_t w = json_dumpb(msg, (char *)dst + SVC_FRAME_HDR, n, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-  if (w != n) return -EINVAL;
-  buf_commit(out, SVC_FRAME_HDR + n);
-  return 0;
+  /* one serialisation (json_dumpb ran twice: size, then bytes), numbers in their shortest
+   * exact form (util/jwrite.h) */
+  jwrite w;
+  jwrite_init(&w, max && max < UINT32_MAX ? max : UINT32_MAX, JWRITE_ASCII);
+  jwrite_json(&w, msg);
+  int rc = jwrite_error(&w);
+  size_t n = jwrite_len(&w);
+  uint8_t *dst = NULL;
+  if (rc == 0) rc = buf_reserve(out, SVC_FRAME_HDR + n, &dst);
+  if (rc == 0) {
+    dst[0] = (uint8_t)(n >> 24);
+    dst[1] = (uint8_t)(n >> 16);
+    dst[2] = (uint8_t)(n >> 8);
+    dst[3] = (uint8_t)n;
+    memcpy(dst + SVC_FRAME_HDR, jwrite_ptr(&w), n);
+    buf_commit(out, SVC_FRAME_HDR + n);
+  }
+  jwrite_free(&w);
+  return rc;
 }
 
 json_t *svc_frame_error_reply(svc_frame_status st) {

@@ -13,6 +13,7 @@
 
 #include "auth/audit.h"
 #include "util/clock.h"
+#include "util/jwrite.h"
 #include "util/log.h"
 
 #define TQO_MAX_KEY 4096
@@ -742,7 +743,7 @@ static json_t *op_cancel(op_env *e) {
   char reason[256] = "";
   if (json_is_string(rv)) snprintf(reason, sizeof reason, "%s", json_string_value(rv));
   else if (json_is_integer(rv)) snprintf(reason, sizeof reason, "%lld", (long long)json_integer_value(rv));
-  else if (json_is_real(rv)) snprintf(reason, sizeof reason, "%g", json_real_value(rv));
+  else if (json_is_real(rv)) jwrite_fmt_double(reason, json_real_value(rv)); /* 0.1, not 0.10000000000000001 */
   tq_cancel_outcome out = TQ_CANCEL_NONE;
   int rc = tq_cancel(e->ctx->cfg.queue, task_id, reason[0] ? reason : NULL, &out);
   if (rc < 0 && rc != -ENOENT) return err(e, tq_strerror(rc));

@@ -15,6 +15,7 @@
 #include "mcp/tasks.h"
 #include "util/check.h"
 #include "util/clock.h"
+#include "util/jwrite.h"
 #include "util/log.h"
 #include "util/workpool.h"
 
@@ -67,7 +68,7 @@ static int read_info(void *ud, mcp_reqctx *ctx, const char *uri, const mcp_uri_v
                            (json_int_t)mcp_prompts_count(mcp_registry_prompts(nr->reg)), "resources",
                            (json_int_t)mcp_resources_count(nr->res), "resource_templates",
                            (json_int_t)mcp_resources_template_count(nr->res), "queue", nr->q != NULL);
-  char *text = info ? json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  char *text = info ? jwrite_dumps(info, JWRITE_SORT_KEYS) : NULL;
   json_decref(info);
   *contents = text ? json_pack("[o]", mcp_resource_text(uri, "application/json", text)) : NULL;
   free(text);
@@ -85,7 +86,7 @@ static int read_stats(void *ud, mcp_reqctx *ctx, const char *uri, const mcp_uri_
   tq_io_stats_get(nr->q, &io);
   json_object_set_new(s, "io", json_pack("{s:I, s:I, s:I}", "ops", (json_int_t)io.ops, "commits", (json_int_t)io.commits,
                                          "max_group", (json_int_t)io.max_group));
-  char *text = json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
+  char *text = jwrite_dumps(s, JWRITE_SORT_KEYS);
   json_decref(s);
   *contents = text ? json_pack("[o]", mcp_resource_text(uri, "application/json", text)) : NULL;
   free(text);
@@ -105,7 +106,7 @@ static int read_task(void *ud, mcp_reqctx *ctx, const char *uri, const mcp_uri_v
   if (rc != 0) return rc; /* -ENOENT: not found */
   json_t *j = tq_task_to_json(t, TQ_JSON_FULL | TQ_JSON_EXTRA);
   tq_task_free(t);
-  char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  char *text = j ? jwrite_dumps(j, JWRITE_SORT_KEYS) : NULL;
   json_decref(j);
   *contents = text ? json_pack("[o]", mcp_resource_text(uri, "application/json", text)) : NULL;
   free(text);
@@ -281,7 +282,7 @@ static int call_tool(void *ud, mcp_reqctx *ctx, const json_t *args, json_t **res
     return -EINVAL;
   }
   const mcp_tool_def *d = mcp_tool_def_of(t);
-  char *schema = json_dumps(mcp_tool_input_schema(t), JSON_COMPACT | JSON_SORT_KEYS);
+  char *schema = jwrite_dumps(mcp_tool_input_schema(t), JWRITE_SORT_KEYS);
   size_t cap = 512 + strlen(d->name) + (d->description ? strlen(d->description) : 0) + (schema ? strlen(schema) : 0);
   char *text = malloc(cap);
   if (text)

@@ -2,12 +2,14 @@
 #include "util/jwrite.h"
 
 #include <errno.h>
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "util/alloc.h"
 #include "util/check.h"
 
 void jwrite_init(jwrite *w, size_t max, unsigned flags) {
@@ -32,7 +34,10 @@ int jwrite_grow(jwrite *w, size_t n) {
   while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   if (cap > w->max) cap = w->max > need ? w->max : need;
   char *p = realloc(w->p, cap + 1); /* +1: jwrite_take adds a NUL */
-  if (!p) return w->err = -ENOMEM;
+  if (!p) {
+    alloc_oom_set(true); /* the unit of work's watch sees it, as for jansson's own (util/alloc.h) */
+    return w->err = -ENOMEM;
+  }
   w->p = p;
   w->cap = cap;
   return 0;
@@ -72,7 +77,7 @@ static const unsigned char k_plain[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
 
-static const char k_hex[] = "0123456789abcdef";
+static const char k_hex[] = "0123456789ABCDEF"; /* \u001F, as jansson writes it */
 
 static void put_u_escape(jwrite *w, unsigned cp) {
   char e[6] = {'\\', 'u', k_hex[(cp >> 12) & 15], k_hex[(cp >> 8) & 15], k_hex[(cp >> 4) & 15], k_hex[cp & 15]};
@@ -237,8 +242,12 @@ size_t jwrite_fmt_double(char out[JWRITE_NUM_MAX], double v) {
   if (v == 0) return (size_t)snprintf(out, JWRITE_NUM_MAX, signbit(v) ? "-0" : "0");
   /* an integer that a double holds exactly prints as one, without going through %g */
   if (v == floor(v) && fabs(v) < 1e15) return (size_t)snprintf(out, JWRITE_NUM_MAX, "%lld", (long long)v);
+  /* A normal double: every decimal of at most DBL_DIG (15) digits reads back as a distinct
+   * double, so when 15 digits round-trip, the shortest form is those digits with %g's trailing
+   * zeros dropped; otherwise 16, else 17 (always enough). A subnormal has fewer bits, so a
+   * shorter form may exist ("5e-324"): it is searched from 1 digit up. */
   int len = 0;
-  for (int prec = 15; prec <= 17; prec++) {
+  for (int prec = fabs(v) < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
     len = fmt_g(out, JWRITE_NUM_MAX, prec, v);
     if (prec == 17 || strtod_c(out) == v) break;
   }
@@ -289,6 +298,42 @@ void jwrite_double(jwrite *w, double v) {
 
 /* ---------- trees ---------- */
 
+static void write_value(jwrite *w, const json_t *v, int depth);
+
+typedef struct sorted_key {
+  const char *k;
+  size_t n;
+  json_t *v;
+} sorted_key;
+
+static int key_cmp(const void *a, const void *b) {
+  const sorted_key *x = a, *y = b;
+  int c = memcmp(x->k, y->k, x->n < y->n ? x->n : y->n);
+  return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+static void write_sorted(jwrite *w, const json_t *v, int depth) {
+  size_t n = json_object_size(v);
+  sorted_key stack[32], *keys = n <= 32 ? stack : malloc(n * sizeof *keys);
+  if (!keys) {
+    w->err = -ENOMEM;
+    return;
+  }
+  size_t i = 0;
+  for (void *it = json_object_iter((json_t *)v); it && i < n; it = json_object_iter_next((json_t *)v, it), i++)
+    keys[i] = (sorted_key){json_object_iter_key(it), json_object_iter_key_len(it), json_object_iter_value(it)};
+  qsort(keys, i, sizeof *keys, key_cmp);
+  jwrite_byte(w, '{');
+  for (size_t j = 0; j < i; j++) {
+    if (j) jwrite_byte(w, ',');
+    jwrite_str(w, keys[j].k, keys[j].n);
+    jwrite_byte(w, ':');
+    write_value(w, keys[j].v, depth + 1);
+  }
+  jwrite_byte(w, '}');
+  if (keys != stack) free(keys);
+}
+
 static void write_value(jwrite *w, const json_t *v, int depth) {
   if (w->err) return;
   if (depth > JWRITE_MAX_DEPTH) {
@@ -297,6 +342,10 @@ static void write_value(jwrite *w, const json_t *v, int depth) {
   }
   switch (json_typeof(v)) {
   case JSON_OBJECT: {
+    if (w->flags & JWRITE_SORT_KEYS) {
+      write_sorted(w, v, depth);
+      break;
+    }
     jwrite_byte(w, '{');
     bool first = true;
     for (void *it = json_object_iter((json_t *)v); it; it = json_object_iter_next((json_t *)v, it)) {

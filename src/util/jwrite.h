@@ -16,6 +16,8 @@
  * Errors are sticky (curl's dynbuf, SQLite's mallocFailed): once an append fails (-ENOMEM, or
  * -E2BIG past the ceiling) every later append is a no-op and jwrite_error() says why, so a
  * message is written with no check per piece and judged once at the end: whole or not at all.
+ * A failed allocation also sets the thread's out-of-memory flag (util/alloc.h), so an
+ * alloc_watch around a unit of work sees it like a failed jansson allocation.
  *
  * Ownership: the writer owns its buffer (jwrite_free); jwrite_take hands it over. Not
  * thread-safe: one owner at a time. The number formatters are pure and thread-safe. */
@@ -29,7 +31,8 @@
 #include <string.h>
 
 enum {
-  JWRITE_ASCII = 1u << 0, /* escape every non-ASCII character as \uXXXX (JSON_ENSURE_ASCII) */
+  JWRITE_ASCII = 1u << 0,     /* escape every non-ASCII character as \uXXXX (JSON_ENSURE_ASCII) */
+  JWRITE_SORT_KEYS = 1u << 1, /* object keys in byte order (JSON_SORT_KEYS), not insertion order */
 };
 
 #define JWRITE_MAX_DEPTH 2048 /* nesting of a tree (jansson's own limit; also stops a cycle) */

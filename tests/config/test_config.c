@@ -34,7 +34,7 @@ static const char *const k_vars[] = {
     "IPFS_DATASETS_PY_TASK_P2P_TRUST_TIERS", "IPFS_ACCELERATE_PY_TASK_P2P_BASELINE_MAX_PRIORITY",
     "IPFS_DATASETS_PY_TASK_P2P_BASELINE_MAX_PRIORITY", "IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPT",
     "IPFS_DATASETS_PY_TASK_P2P_ENCRYPT", "IPFS_ACCELERATE_PY_TASK_P2P_ENCRYPTION_KEY",
-    "IPFS_DATASETS_PY_TASK_P2P_ENCRYPTION_KEY", "PEERMCP_TEST_JWT_SECRET", "PEERMCP_P2P_WORKERS"};
+    "IPFS_DATASETS_PY_TASK_P2P_ENCRYPTION_KEY", "PEERMCP_TEST_JWT_SECRET", "PEERMCP_P2P_WORKERS", "PEERMCP_LOG_ACCESS"};
 
 static char g_home[TS_TMPDIR_MAX];
 
@@ -317,6 +317,42 @@ static void test_config_switches_file_env_and_json(void **state) {
   assert_true(cfg.p2p.deterministic);
   assert_int_equal(cfg.mcp_tasks.runner, CONFIG_AUTO);
   config_free(&cfg);
+}
+
+/* log.access (the dispatcher's access log): debug by default; "on"/"off"/"debug" or a boolean in
+ * the file; PEERMCP_LOG_ACCESS wins; anything else is refused, naming the key. */
+static void test_config_log_access(void **state) {
+  (void)state;
+  config cfg;
+  char err[512];
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.log.access, CONFIG_ACCESS_DEBUG);
+  config_free(&cfg);
+  assert_int_equal(load(&cfg, "{\"log\": {\"access\": \"on\"}}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.log.access, CONFIG_ACCESS_ON);
+  json_t *j = config_to_json(&cfg);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "log"), "access")), "on");
+  json_decref(j);
+  config_free(&cfg);
+  assert_int_equal(load(&cfg, "{\"log\": {\"access\": false}}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.log.access, CONFIG_ACCESS_OFF);
+  config_free(&cfg);
+  setenv("PEERMCP_LOG_ACCESS", "debug", 1);
+  assert_int_equal(load(&cfg, "{\"log\": {\"access\": \"off\"}}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.log.access, CONFIG_ACCESS_DEBUG);
+  config_free(&cfg);
+  setenv("PEERMCP_LOG_ACCESS", "1", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), 0);
+  assert_int_equal(cfg.log.access, CONFIG_ACCESS_ON);
+  config_free(&cfg);
+  setenv("PEERMCP_LOG_ACCESS", "loud", 1);
+  assert_int_equal(load(&cfg, "{}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "PEERMCP_LOG_ACCESS: expected on, off or debug"));
+  unsetenv("PEERMCP_LOG_ACCESS");
+  assert_int_equal(load(&cfg, "{\"log\": {\"access\": \"sometimes\"}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "log.access: expected \"on\", \"off\" or \"debug\""));
+  assert_int_equal(load(&cfg, "{\"log\": {\"acess\": \"on\"}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "log.acess: unknown key"));
 }
 
 static void test_config_switches_refuse_bad_values(void **state) {
@@ -1172,6 +1208,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_config_p2p_env_token_legacy_announce, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_p2p_token_env_first_not_blank_trimmed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_switches_file_env_and_json, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_log_access, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_switches_refuse_bad_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_captures_command_environment, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_announce_file_compat_twin, setup, teardown),

@@ -1,6 +1,9 @@
 /* Tests for mcp/dispatch: envelope shape, validation as a tool error, scopes, the remote filter,
  * deadlines that fire while a handler still runs, cancellation, progress ordering, and the
  * synchronous child dispatch used by tools_dispatch. */
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -16,6 +19,7 @@
 #include "support/mcpfix.h"
 #include "support/wait.h"
 #include "util/clock.h"
+#include "util/log.h"
 
 static atomic_bool g_saw_cancel;
 static atomic_bool g_sleepy_started;
@@ -71,6 +75,28 @@ static mcp_tool_status parent_fn(mcp_call *call, json_t *args, json_t **result, 
   return MCP_TOOL_OK;
 }
 
+/* Inline tools that misbehave: one sleeps (blocks), one spins args.spin_ms of wall time. Each
+ * records whether it ran on the test's thread, which is the loop thread. */
+static pthread_t g_loop_thread;
+static atomic_bool g_ran_on_loop;
+static atomic_int g_slept_ms;
+static mcp_tool_status inline_sleeper_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  atomic_store(&g_ran_on_loop, pthread_equal(pthread_self(), g_loop_thread));
+  int64_t t0 = clock_mono_ms();
+  mcp_call_sleep(call, 300);
+  atomic_store(&g_slept_ms, (int)(clock_mono_ms() - t0));
+  *result = json_object();
+  return MCP_TOOL_OK;
+}
+static mcp_tool_status inline_spinner_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  atomic_store(&g_ran_on_loop, pthread_equal(pthread_self(), g_loop_thread));
+  int64_t until = clock_mono_us() + json_integer_value(json_object_get(args, "spin_ms")) * 1000;
+  while (clock_mono_us() < until) {
+  }
+  *result = json_object();
+  return MCP_TOOL_OK;
+}
+
 static const mcp_tool_def k_tools[] = {
     {.name = "echo", .category = "test", .description = "echo",
      .input_schema = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"},\"d\":{\"type\":\"string\",\"default\":\"x\"}},\"required\":[\"n\"]}",
@@ -84,6 +110,10 @@ static const mcp_tool_def k_tools[] = {
     {.name = "progress", .category = "test", .fn = progress_fn},
     {.name = "parent", .category = "meta", .fn = parent_fn, .flags = MCP_TOOL_REMOTE},
     {.name = "whoami", .category = "test", .fn = whoami_fn, .flags = MCP_TOOL_REMOTE},
+    {.name = "inline_sleeper", .category = "test", .flags = MCP_TOOL_INLINE, .fn = inline_sleeper_fn},
+    {.name = "inline_spinner", .category = "test", .flags = MCP_TOOL_INLINE, .fn = inline_spinner_fn, .timeout_ms = 1000},
+    {.name = "inline_defaults", .category = "test", .flags = MCP_TOOL_INLINE, .fn = echo_fn,
+     .input_schema = "{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"default\":\"x\"}}}"},
 };
 
 typedef struct {
@@ -96,6 +126,7 @@ static const mcp_auth k_local = AUTH_CTX_LOCAL_INIT;
 static const mcp_auth k_peer = {.kind = AUTH_KIND_PEER, .peer_id = "12D3KooWtest", .scopes = AUTH_SCOPES_INIT(AUTH_TOOL_CALL)};
 
 static int setup(void **state) {
+  g_loop_thread = pthread_self();
   fixture *f = calloc(1, sizeof *f);
   ts_mcp_open(&f->m);
   ts_mcp_add_tools(&f->m, k_tools, sizeof k_tools / sizeof k_tools[0]);
@@ -178,6 +209,205 @@ static void test_dispatch_inline_tool_completes_asynchronously(void **state) {
   start(f, "echo_inline", "{}", &k_local, false);
   wait_done(f, 1);
   assert_int_equal(f->m.st, MCP_DISPATCH_OK);
+}
+
+/* The fast path (sync_done + lazy_envelope + args_shared): an inline call is answered inside
+ * mcp_dispatch_start, after *out was set, with the value and no envelope tree; the arguments
+ * are the caller's tree, not a copy; the envelope is still there on demand, with the same
+ * request id and duration. */
+static json_t *g_fast_value, *g_fast_env;
+static const char *g_fast_rid_seen;
+static int64_t g_fast_us;
+static mcp_call *g_fast_out_at_done;
+static mcp_call **g_fast_out;
+static void fast_done(void *ud, const mcp_call_outcome *o) {
+  fixture *f = ud;
+  f->m.done++;
+  f->m.st = o->status;
+  g_fast_out_at_done = *g_fast_out;
+  assert_null(o->envelope);
+  g_fast_value = json_incref(o->value);
+  g_fast_rid_seen = o->request_id;
+  g_fast_us = o->duration_us;
+  json_t *e = mcp_call_outcome_envelope(o);
+  assert_non_null(e);
+  assert_true(mcp_call_outcome_envelope(o) == e); /* built once */
+  g_fast_env = json_deep_copy(e);
+  assert_string_equal(json_string_value(json_object_get(e, "request_id")), o->request_id);
+}
+
+static void test_dispatch_inline_sync_done_in_start(void **state) {
+  fixture *f = *state;
+  json_t *args = json_pack("{s:s}", "text", "hi");
+  mcp_call *c = NULL;
+  g_fast_out = &c;
+  mcp_call_request rq = {.tool = "echo_inline", .args = args, .auth = &k_local, .sync_done = true,
+                         .lazy_envelope = true, .args_shared = true};
+  assert_int_equal(mcp_dispatch_start(f->m.d, &rq, fast_done, f, &c), 0);
+  assert_int_equal(f->m.done, 1); /* answered before start returned */
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
+  assert_non_null(g_fast_out_at_done); /* *out was set before done ran */
+  assert_true(json_object_get(g_fast_value, "echo") == args); /* parsed once, never copied */
+  assert_int_equal(json_real_value(json_object_get(g_fast_env, "duration_ms")) * 1000.0 + 0.5 >= (double)g_fast_us, 1);
+  assert_string_equal(json_string_value(json_object_get(g_fast_env, "status")), "success");
+  assert_true(json_equal(json_object_get(g_fast_env, "result"), g_fast_value));
+  json_decref(g_fast_value);
+  json_decref(g_fast_env);
+  /* a tool whose schema fills defaults gets a copy: the caller's tree is not changed */
+  c = NULL;
+  assert_int_equal(mcp_dispatch_start(f->m.d, &(mcp_call_request){.tool = "inline_defaults", .args = args,
+                                                                   .auth = &k_local, .sync_done = true,
+                                                                   .lazy_envelope = true, .args_shared = true},
+                                      fast_done, f, &c), 0);
+  assert_int_equal(f->m.done, 2);
+  assert_null(json_object_get(args, "d"));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(g_fast_value, "echo"), "d")), "x");
+  json_decref(g_fast_value);
+  json_decref(g_fast_env);
+  /* without sync_done an inline call still completes from a later loop turn */
+  start(f, "echo_inline", "{}", &k_local, false);
+  assert_int_equal(f->m.done, 2);
+  wait_done(f, 3);
+  json_decref(args);
+}
+
+/* A tool that declares itself inline but blocks is caught: mcp_call_sleep on the loop returns
+ * at once (the loop never blocks), and the tool runs on the worker pool from its next call on,
+ * where the sleep is real. */
+static void test_dispatch_inline_tool_that_blocks_is_moved_off_the_loop(void **state) {
+  fixture *f = *state;
+  int64_t t0 = clock_mono_ms();
+  start(f, "inline_sleeper", "{}", &k_local, false);
+  assert_true(atomic_load(&g_ran_on_loop));
+  assert_true(atomic_load(&g_slept_ms) < 250); /* refused: the loop did not sleep 300 ms */
+  assert_true(clock_mono_ms() - t0 < 250);
+  wait_done(f, 1);
+  start(f, "inline_sleeper", "{}", &k_local, false);
+  wait_done(f, 2);
+  assert_false(atomic_load(&g_ran_on_loop));
+  assert_true(atomic_load(&g_slept_ms) >= 250);
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
+}
+
+/* An inline tool that runs over MCP_DISPATCH_INLINE_BUDGET_US three times in a row leaves the
+ * loop; a run within the budget ends a run of strikes (one slow run may be the machine). */
+static void test_dispatch_inline_tool_over_budget_is_moved_off_the_loop(void **state) {
+  fixture *f = *state;
+  const char *slow = "{\"spin_ms\":15}", *fast = "{\"spin_ms\":0}";
+  const char *seq[] = {slow, slow, fast, slow, slow};
+  for (int i = 0; i < 5; i++) {
+    start(f, "inline_spinner", seq[i], &k_local, false);
+    assert_true(atomic_load(&g_ran_on_loop));
+    wait_done(f, i + 1);
+  }
+  start(f, "inline_spinner", slow, &k_local, false); /* the third in a row */
+  assert_true(atomic_load(&g_ran_on_loop));
+  wait_done(f, 6);
+  start(f, "inline_spinner", fast, &k_local, false);
+  wait_done(f, 7);
+  assert_false(atomic_load(&g_ran_on_loop)); /* on the pool now */
+  assert_int_equal(f->m.st, MCP_DISPATCH_OK);
+}
+
+/* Deadlines and cancellation hold for inline calls: a handler that finishes after its deadline
+ * is a timeout (sync or not), and a cancel that arrives before the completion is delivered wins. */
+static void test_dispatch_inline_deadline_and_cancel(void **state) {
+  fixture *f = *state;
+  json_t *args = json_pack("{s:i}", "spin_ms", 30);
+  mcp_call_request rq = {.tool = "inline_spinner", .args = args, .auth = &k_local, .timeout_ms = 10,
+                         .sync_done = true};
+  assert_int_equal(mcp_dispatch_start(f->m.d, &rq, on_done, f, NULL), 0);
+  assert_int_equal(f->m.done, 1);
+  assert_int_equal(f->m.st, MCP_DISPATCH_TIMEOUT);
+  json_decref(args);
+  mcp_call *c = start(f, "echo_inline", "{}", &k_local, false); /* ran; its completion is queued */
+  mcp_dispatch_cancel(c);
+  wait_done(f, 2);
+  assert_int_equal(f->m.st, MCP_DISPATCH_CANCELLED);
+}
+
+/* ---- the access log (log.access) ---- */
+
+/* Runs `ok` successful inline calls and one unknown tool on a dispatcher with access log mode
+ * `mode` at log level `level`; returns the log lines written (a JSON array of objects). Checks
+ * on the way that nothing is written before the loop turn ends (the lines of one turn go out
+ * together). */
+static json_t *access_run(mcp_access_log mode, log_level level, int ok) {
+  ts_mcp m = {0};
+  ts_mcp_open(&m);
+  ts_mcp_add_tools(&m, k_tools, sizeof k_tools / sizeof k_tools[0]);
+  mcp_dispatcher_opts o = {.threads = 1, .max_threads = 2, .access_log = mode};
+  ts_mcp_start_opts(&m, &o);
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  log_level old = log_get_level();
+  log_set_fd(fds[1]);
+  log_set_level(level);
+  for (int i = 0; i < ok; i++)
+    assert_int_equal(mcp_dispatch_start(m.d, &(mcp_call_request){.tool = "echo_inline", .auth = &k_local, .sync_done = true,
+                                                                  .lazy_envelope = true},
+                                        ts_mcp_on_done, &m, NULL),
+                     0);
+  assert_int_equal(m.done, ok);
+  struct pollfd pf = {.fd = fds[0], .events = POLLIN};
+  assert_int_equal(poll(&pf, 1, 0), 0); /* not yet: written after this loop turn's poll phase */
+  assert_int_equal(mcp_dispatch_start(m.d, &(mcp_call_request){.tool = "no_such_tool", .auth = &k_local},
+                                      ts_mcp_on_done, &m, NULL),
+                   0);
+  TS_LOOP_UNTIL(&m.loop, TS_DEADLINE_MS, m.done == ok + 1);
+  uv_run(&m.loop, UV_RUN_NOWAIT);
+  ts_mcp_close(&m);
+  log_set_fd(2);
+  log_set_level(old);
+  close(fds[1]);
+  json_t *lines = json_array();
+  char buf[65536];
+  size_t n = 0;
+  ssize_t r;
+  while ((r = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
+  close(fds[0]);
+  buf[n] = 0;
+  for (char *line = buf, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+    *nl = 0;
+    json_t *j = json_loads(line, 0, NULL);
+    assert_non_null(j);
+    if (strcmp(sget(j, "msg"), "dispatch") == 0) json_array_append(lines, j);
+    json_decref(j);
+  }
+  return lines;
+}
+
+static void test_dispatch_access_log_on_off_debug(void **state) {
+  (void)state;
+  /* on: every call at info, with the fields and a duration to the microsecond */
+  json_t *l = access_run(MCP_ACCESS_LOG_ON, LOG_INFO, 3);
+  assert_int_equal(json_array_size(l), 4);
+  for (size_t i = 0; i < 3; i++) {
+    json_t *e = json_array_get(l, i);
+    assert_string_equal(sget(e, "level"), "info");
+    assert_string_equal(sget(e, "tool"), "echo_inline");
+    assert_string_equal(sget(e, "status"), "success");
+    assert_int_equal(strlen(sget(e, "request_id")), 36);
+    assert_true(json_is_real(json_object_get(e, "duration_ms")));
+    double ms = json_real_value(json_object_get(e, "duration_ms"));
+    assert_true(ms >= 0 && fabs(ms * 1000.0 - round(ms * 1000.0)) < 1e-6); /* whole µs */
+    assert_non_null(sget(e, "ts"));
+  }
+  assert_string_equal(sget(json_array_get(l, 3), "status"), "unknown_tool");
+  json_decref(l);
+  /* off: nothing, whatever the level */
+  l = access_run(MCP_ACCESS_LOG_OFF, LOG_DEBUG, 3);
+  assert_int_equal(json_array_size(l), 0);
+  json_decref(l);
+  /* debug (the default): at level info only the failure shows; at debug everything */
+  l = access_run(MCP_ACCESS_LOG_DEBUG, LOG_INFO, 3);
+  assert_int_equal(json_array_size(l), 1);
+  assert_string_equal(sget(json_array_get(l, 0), "status"), "unknown_tool");
+  json_decref(l);
+  l = access_run(MCP_ACCESS_LOG_DEBUG, LOG_DEBUG, 2);
+  assert_int_equal(json_array_size(l), 3);
+  assert_string_equal(sget(json_array_get(l, 0), "level"), "debug");
+  json_decref(l);
 }
 
 static void test_dispatch_invalid_arguments_is_tool_error(void **state) {
@@ -467,9 +697,14 @@ static void test_registry_remove_keeps_shared_ud_until_free(void **state) {
 
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T_INLINE \
+  T(test_dispatch_inline_sync_done_in_start), T(test_dispatch_inline_tool_that_blocks_is_moved_off_the_loop), \
+      T(test_dispatch_inline_tool_over_budget_is_moved_off_the_loop), T(test_dispatch_inline_deadline_and_cancel)
   const struct CMUnitTest tests[] = {
       T(test_dispatch_success_envelope_has_normalized_fields),
       T(test_dispatch_inline_tool_completes_asynchronously),
+      T_INLINE,
+      cmocka_unit_test(test_dispatch_access_log_on_off_debug),
       T(test_dispatch_invalid_arguments_is_tool_error),
       T(test_dispatch_tool_error_keeps_extra_fields),
       T(test_dispatch_unknown_tool),

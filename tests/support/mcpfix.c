@@ -25,7 +25,11 @@ void ts_mcp_add_tools(ts_mcp *m, const mcp_tool_def *defs, size_t n) {
 
 void ts_mcp_start(ts_mcp *m, unsigned threads, unsigned max_threads) {
   mcp_dispatcher_opts o = {.threads = threads, .max_threads = max_threads};
-  assert_int_equal(mcp_dispatcher_new(&m->loop, m->reg, &o, &m->d), 0);
+  ts_mcp_start_opts(m, &o);
+}
+
+void ts_mcp_start_opts(ts_mcp *m, const mcp_dispatcher_opts *o) {
+  assert_int_equal(mcp_dispatcher_new(&m->loop, m->reg, o, &m->d), 0);
 }
 
 void ts_mcp_on_done(void *ud, const mcp_call_outcome *o) {
@@ -33,7 +37,7 @@ void ts_mcp_on_done(void *ud, const mcp_call_outcome *o) {
   m->done++;
   m->st = o->status;
   json_decref(m->env);
-  m->env = json_incref(o->envelope);
+  m->env = json_incref(mcp_call_outcome_envelope(o)); /* a lazy_envelope success too */
 }
 
 json_t *ts_mcp_call(ts_mcp *m, const mcp_call_request *rq) {

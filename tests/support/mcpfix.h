@@ -26,6 +26,8 @@ void ts_mcp_open(ts_mcp *m);
 void ts_mcp_add_tools(ts_mcp *m, const mcp_tool_def *defs, size_t n);
 /* The dispatcher over the registry (threads/max_threads as mcp_dispatcher_opts; 0 = default). */
 void ts_mcp_start(ts_mcp *m, unsigned threads, unsigned max_threads);
+/* The same with every dispatcher option (access log, …). */
+void ts_mcp_start_opts(ts_mcp *m, const mcp_dispatcher_opts *o);
 /* A completion callback for mcp_dispatch_start (ud = the ts_mcp): counts it, keeps status and
  * envelope. */
 void ts_mcp_on_done(void *ud, const mcp_call_outcome *o);

@@ -1,0 +1,185 @@
+/* Unit tests for util/jparse: it accepts exactly what json_loadb(JSON_DECODE_ANY) accepts and
+ * builds the same tree (the differential rule of jparse.h), checks depth before it descends, and
+ * says where a text stops being JSON. fuzz/fuzz_jparse.c runs the same comparison on random
+ * input. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "util/jparse.h"
+
+/* jparse and jansson agree on p[0..n): both refuse it, or both build equal trees. */
+static void agree(const char *p, size_t n) {
+  json_error_t je;
+  json_t *a = json_loadb(p, n, JSON_DECODE_ANY, &je);
+  json_t *b = NULL;
+  jparse_error err;
+  int rc = jparse(p, n, 100000, &b, &err);
+  if ((a != NULL) != (rc == 0)) {
+    fprintf(stderr, "disagree on [%.*s]: jansson %s (%s), jparse %d (%s at %zu)\n", (int)n, p, a ? "ok" : "error",
+            a ? "" : je.text, rc, err.text, err.position);
+    fail();
+  }
+  if (a) {
+    assert_true(json_equal(a, b));
+    /* json_equal treats 1 and 1.0 as different types already; check the type at the top too */
+    assert_int_equal(json_typeof(a), json_typeof(b));
+  }
+  json_decref(a);
+  json_decref(b);
+}
+#define AGREE(s) agree((s), sizeof(s) - 1)
+
+static void test_jparse_accepts_what_jansson_accepts(void **state) {
+  (void)state;
+  AGREE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}");
+  AGREE("  {  \"a\" : [ 1 , 2.5 , -3e2 , true , false , null , \"x\" ] , \"b\" : { } , \"c\" : [ ] }  \n");
+  AGREE("0");
+  AGREE("-0");
+  AGREE("-0.0");
+  AGREE("1e400"); /* overflow: both refuse */
+  AGREE("1e-400"); /* underflow to 0: both accept */
+  AGREE("9223372036854775807");
+  AGREE("-9223372036854775808");
+  AGREE("9223372036854775808");
+  AGREE("-9223372036854775809");
+  AGREE("123456789012345678901234567890.5");
+  AGREE("0.1");
+  AGREE("1E+2");
+  AGREE("\"\"");
+  AGREE("\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t\"");
+  AGREE("\"\\u00e9\\u20ac\\ud83d\\ude00\"");
+  AGREE("\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  AGREE("{\"a\":1,\"a\":2}"); /* the later duplicate wins in both */
+  AGREE("[[[[[[[[[[1]]]]]]]]]]");
+  AGREE("\"\x7f\"");
+}
+
+static void test_jparse_refuses_what_jansson_refuses(void **state) {
+  (void)state;
+  static const char *const bad[] = {
+      "", " ", "{", "}", "[", "]", "[1,]", "{\"a\":1,}", "{\"a\"}", "{\"a\" 1}", "{a:1}", "{'a':1}", "01", "-", "1.",
+      ".5", "1e", "1e+", "+1", "0x10", "NaN", "Infinity", "-Infinity", "tru", "truex", "nul", "[1 2]", "\"abc",
+      "\"\\x\"", "\"\\u12\"", "\"\\u12g4\"", "\"\\u0000\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",
+      "\"\\ud800x\"", "\"a\tb\"", "\"a\nb\"", "1 2", "{} {}", "[] x", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"",
+      "\"\xf4\x90\x80\x80\"", "\"\x80\"", "\"\xc3\"", "\"\xe2\x82\"", "\"\xff\"", "\xef\xbb\xbf{}", "//c\n1",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) agree(bad[i], strlen(bad[i]));
+  agree("\"a\0b\"", 5); /* a raw NUL inside a string */
+  agree("[1]\0", 4);    /* and after the value */
+  /* jansson's one quirk (jparse.h): it takes "1\0" as 1; jparse refuses it */
+  json_t *v = NULL;
+  assert_int_equal(jparse("1\0", 2, 8, &v, NULL), -EINVAL);
+  assert_null(v);
+}
+
+static void test_jparse_long_escaped_strings_and_keys(void **state) {
+  (void)state;
+  /* past the 256-byte stack scratch: keys and values decoded into the heap scratch */
+  char *text = malloc(20000);
+  size_t o = 0;
+  o += (size_t)sprintf(text + o, "{\"");
+  for (int i = 0; i < 400; i++) o += (size_t)sprintf(text + o, "k\\u00e9\\n");
+  o += (size_t)sprintf(text + o, "\":\"");
+  for (int i = 0; i < 600; i++) o += (size_t)sprintf(text + o, "v\\\"\\ud83d\\ude00");
+  o += (size_t)sprintf(text + o, "\",\"");
+  for (int i = 0; i < 300; i++) o += (size_t)sprintf(text + o, "\\t");
+  o += (size_t)sprintf(text + o, "\":[\"");
+  for (int i = 0; i < 300; i++) o += (size_t)sprintf(text + o, "\\u0041");
+  o += (size_t)sprintf(text + o, "\"]}");
+  agree(text, o);
+  free(text);
+}
+
+static void test_jparse_depth_is_checked_as_brackets_open(void **state) {
+  (void)state;
+  char deep[300];
+  memset(deep, '[', 200);
+  memset(deep + 200, ']', 100); /* not even valid: depth is refused first */
+  json_t *v = NULL;
+  jparse_error err;
+  assert_int_equal(jparse(deep, 300, 128, &v, &err), -ELOOP);
+  assert_null(v);
+  assert_int_equal(err.position, 128);
+  char ok[20];
+  memset(ok, '[', 10);
+  memset(ok + 10, ']', 10);
+  assert_int_equal(jparse(ok, 20, 10, &v, NULL), 0);
+  json_decref(v);
+  assert_int_equal(jparse(ok, 20, 9, &v, NULL), -ELOOP);
+  /* objects count too */
+  assert_int_equal(jparse("{\"a\":{\"b\":{}}}", 14, 2, &v, NULL), -ELOOP);
+  assert_int_equal(jparse("{\"a\":{\"b\":{}}}", 14, 3, &v, NULL), 0);
+  json_decref(v);
+}
+
+static void test_jparse_says_where(void **state) {
+  (void)state;
+  json_t *v = NULL;
+  jparse_error err;
+  assert_int_equal(jparse("{\"a\":1,\"b\":tru}", 15, 128, &v, &err), -EINVAL);
+  assert_int_equal(err.position, 11);
+  assert_non_null(strstr(err.text, "invalid token"));
+  assert_int_equal(jparse("[1,2", 4, 128, &v, &err), -EINVAL);
+  assert_int_equal(err.position, 4);
+  assert_non_null(strstr(err.text, "end of input"));
+  assert_int_equal(jparse("\"\\u0000\"", 8, 128, &v, &err), -EINVAL);
+  assert_int_equal(err.position, 1);
+  assert_int_equal(jparse("99999999999999999999", 20, 128, &v, &err), -EINVAL);
+  assert_non_null(strstr(err.text, "too big integer"));
+  assert_null(v);
+}
+
+static void test_jparse_types_match_jansson(void **state) {
+  (void)state;
+  json_t *v = NULL;
+  assert_int_equal(jparse("[1, 1.0, 1e0, -0, \"s\"]", 22, 8, &v, NULL), 0);
+  assert_true(json_is_integer(json_array_get(v, 0)));
+  assert_true(json_is_real(json_array_get(v, 1)));
+  assert_true(json_is_real(json_array_get(v, 2)));
+  assert_true(json_is_integer(json_array_get(v, 3)));
+  assert_int_equal(json_integer_value(json_array_get(v, 3)), 0);
+  assert_true(json_is_string(json_array_get(v, 4)));
+  json_decref(v);
+}
+
+/* A pseudo-random walk over short texts built from JSON's own alphabet: the two parsers must
+ * agree on every one (a cheap, deterministic cousin of fuzz/fuzz_jparse.c). */
+static void test_jparse_agrees_on_random_texts(void **state) {
+  (void)state;
+  static const char alphabet[] = "{}[],:\" \\u0aA1-+.eE9tfnrl\xc3\xa9\x80\xed\xf0";
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  char t[24];
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    size_t n = 1 + (size_t)(x % (sizeof t - 1));
+    uint64_t y = x;
+    for (size_t j = 0; j < n; j++) {
+      y = y * 6364136223846793005ULL + 1442695040888963407ULL;
+      t[j] = alphabet[(y >> 33) % (sizeof alphabet - 1)];
+    }
+    if (memchr(t, 0, n)) continue; /* never generated; jansson's NUL quirk aside */
+    agree(t, n);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_jparse_accepts_what_jansson_accepts),
+      cmocka_unit_test(test_jparse_refuses_what_jansson_refuses),
+      cmocka_unit_test(test_jparse_long_escaped_strings_and_keys),
+      cmocka_unit_test(test_jparse_depth_is_checked_as_brackets_open),
+      cmocka_unit_test(test_jparse_says_where),
+      cmocka_unit_test(test_jparse_types_match_jansson),
+      cmocka_unit_test(test_jparse_agrees_on_random_texts),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
