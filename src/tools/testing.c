@@ -38,8 +38,11 @@ static mcp_tool_status fail_fn(mcp_call *call, json_t *args, json_t **result, vo
 }
 
 static const mcp_tool_def k_testing[] = {
+    /* text and n are typed as in bench/mcp/ts-server.mjs's zod schema, so bench-mcp compares
+     * servers that validate the same things; anything else passes through */
     {.name = "echo", .category = "testing", .description = "Return the arguments unchanged (testing only).",
-     .input_schema = "{\"type\":\"object\",\"additionalProperties\":true}",
+     .input_schema = "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"},"
+                     "\"n\":{\"type\":\"integer\"}},\"additionalProperties\":true}",
      .annotations = "{\"readOnlyHint\":true,\"idempotentHint\":true,\"openWorldHint\":false}",
      .flags = MCP_TOOL_INLINE | MCP_TOOL_REMOTE, .fn = echo_fn},
     {.name = "sleep", .category = "testing",

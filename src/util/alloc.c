@@ -1,19 +1,63 @@
-/* alloc.c — jansson's allocator: a per-thread out-of-memory flag, and a fallback arena for
- * parses (see alloc.h).
+/* alloc.c — jansson's allocator: a per-thread out-of-memory flag, a per-thread cache of small
+ * blocks, and a fallback arena for parses (see alloc.h).
+ *
+ * The cache: a jansson tree is many small blocks (a tools/call request ~25, each value, key and
+ * string one), made and freed together once per message. glibc's per-thread cache holds 7
+ * blocks of a size, so a tree overflowed it and every free took _int_free's slow path (callgrind:
+ * ~4 k instructions of each ~18 k tools/call were malloc/free). Here a freed block of at most
+ * 256 usable bytes goes onto the freeing thread's list for its class — usable size / 16, from
+ * malloc_usable_size(), so the blocks stay plain malloc blocks (jansson hands some to callers,
+ * who free() them: json_dumps) — at most CACHE_PER_CLASS per class (~0.5 MiB per thread at
+ * worst), to be handed out again without malloc: a request of n bytes takes a block from class
+ * ceil(n / 16), whose blocks all have at least that much room, and a new block is malloc'd at
+ * that class's size so it comes back to the same class. A thread's lists are given back when
+ * it exits (a pthread key's destructor).
  *
  * The arena is a bump allocator over a static block: it hands out 16-byte aligned pieces while
  * a parse runs and malloc refuses, counts them, and starts over when the last one is freed
- * (a parse that ran short is always thrown away whole, so that happens at once). */
+ * (a parse that ran short is always thrown away whole, so that happens at once). Its pieces
+ * are not malloc blocks: arena_owns() is asked first. */
 #include "util/alloc.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/check.h"
 
 static _Thread_local bool t_oom;
 static _Thread_local int t_parsing; /* inside alloc_json_load*: the arena may serve */
+
+#define CLASS_STEP 16u
+#define NCLASS 16u /* classes 1..16: blocks of 16..256 bytes */
+#define CACHE_PER_CLASS 128u
+
+typedef struct block_cache {
+  void *head[NCLASS + 1];
+  unsigned n[NCLASS + 1];
+  bool keyed; /* the exit destructor is registered for this thread */
+} block_cache;
+
+static _Thread_local block_cache t_cache;
+static pthread_key_t g_cache_key;
+static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
+static bool g_cache_key_ok;
+
+static void cache_drain(block_cache *c) {
+  for (unsigned k = 1; k <= NCLASS; k++) {
+    while (c->head[k]) {
+      void *p = c->head[k];
+      memcpy(&c->head[k], p, sizeof(void *));
+      free(p);
+    }
+    c->n[k] = 0;
+  }
+}
+
+static void cache_thread_exit(void *arg) { cache_drain(arg); }
+static void cache_key_init(void) { g_cache_key_ok = pthread_key_create(&g_cache_key, cache_thread_exit) == 0; }
 
 static pthread_mutex_t g_arena_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Alignas(16) unsigned char g_arena[ALLOC_JSON_ARENA_BYTES];
@@ -47,21 +91,59 @@ static void arena_free(void *p) {
 }
 
 static void *alloc_json_malloc(size_t n) {
-  void *p = malloc(n);
+  unsigned k = n && n <= NCLASS * CLASS_STEP ? (unsigned)((n + CLASS_STEP - 1) / CLASS_STEP) : 0;
+  block_cache *c = &t_cache;
+  if (k && c->head[k]) {
+    void *p = c->head[k];
+    memcpy(&c->head[k], p, sizeof(void *));
+    c->n[k]--;
+    return p;
+  }
+  void *p = malloc(k ? k * CLASS_STEP : n);
   if (!p) {
     t_oom = true;
-    if (t_parsing) p = arena_alloc(n); /* jansson must not see NULL while it lexes */
+    return t_parsing ? arena_alloc(n) : NULL; /* jansson must not see NULL while it lexes */
   }
   return p;
 }
 
 static void alloc_json_free(void *p) {
-  if (arena_owns(p)) arena_free(p);
-  else free(p);
+  if (!p) return;
+  if (arena_owns(p)) {
+    arena_free(p);
+    return;
+  }
+  size_t usable = malloc_usable_size(p);
+  unsigned k = usable >= CLASS_STEP ? (unsigned)(usable / CLASS_STEP) : 0; /* every block here has room for k * 16 */
+  block_cache *c = &t_cache;
+  if (k && k <= NCLASS && c->n[k] < CACHE_PER_CLASS) {
+    if (!c->keyed) { /* first block this thread keeps: give its list back when it exits */
+      pthread_once(&g_cache_once, cache_key_init);
+      if (!g_cache_key_ok || pthread_setspecific(g_cache_key, c) != 0) {
+        free(p);
+        return;
+      }
+      c->keyed = true;
+    }
+    memcpy(p, &c->head[k], sizeof(void *));
+    c->head[k] = p;
+    c->n[k]++;
+    return;
+  }
+  free(p);
 }
 
-/* jansson must not have allocated before its allocator changes: run before main(). */
-__attribute__((constructor)) static void alloc_json_hook_at_load(void) { alloc_json_hook(); }
+void alloc_json_cache_drain(void) { cache_drain(&t_cache); }
+
+/* jansson must not have allocated before its allocator changes: run before main().
+ * Also: at most two malloc arenas. glibc gives each thread that allocates an arena of its own
+ * (up to 8 per core), ~140-450 KiB of resident memory each for peermcp's pool threads — over a
+ * tenth of the server's RSS — while the allocations that count are the loop thread's, and
+ * jansson's small blocks are cached per thread above (bench/RESULTS.md, MCP: peak RSS). */
+__attribute__((constructor)) static void alloc_json_hook_at_load(void) {
+  alloc_json_hook();
+  mallopt(M_ARENA_MAX, 2);
+}
 
 void alloc_json_hook(void) { json_set_alloc_funcs(alloc_json_malloc, alloc_json_free); }
 bool alloc_oom_seen(void) { return t_oom; }

@@ -37,8 +37,11 @@
  * from the arena too, and jansson's own handling applies). */
 #define ALLOC_JSON_ARENA_BYTES (256u * 1024u)
 
-/* Routes jansson's allocations through this module (idempotent; before any jansson call). */
+/* Routes jansson's allocations through this module (idempotent; before any jansson call).
+ * Small blocks freed by a thread are kept in a per-thread cache and reused (alloc.c). */
 void alloc_json_hook(void);
+/* Gives the calling thread's cached blocks back to malloc (threads do it when they exit). */
+void alloc_json_cache_drain(void);
 
 /* The calling thread's flag: true when a jansson allocation failed since it was last cleared. */
 bool alloc_oom_seen(void);
