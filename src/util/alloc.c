@@ -21,6 +21,7 @@
 
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ static _Thread_local block_cache t_cache;
 static pthread_key_t g_cache_key;
 static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
 static bool g_cache_key_ok;
+static _Atomic bool g_cache_off; /* alloc_json_cache_off(): every block straight to malloc/free */
 
 static void cache_drain(block_cache *c) {
   for (unsigned k = 1; k <= NCLASS; k++) {
@@ -56,7 +58,11 @@ static void cache_drain(block_cache *c) {
   }
 }
 
-static void cache_thread_exit(void *arg) { cache_drain(arg); }
+static void cache_thread_exit(void *arg) {
+  block_cache *c = arg;
+  cache_drain(c);
+  c->keyed = false; /* a later key destructor that frees a block registers the list again */
+}
 static void cache_key_init(void) { g_cache_key_ok = pthread_key_create(&g_cache_key, cache_thread_exit) == 0; }
 
 static pthread_mutex_t g_arena_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -91,7 +97,9 @@ static void arena_free(void *p) {
 }
 
 static void *alloc_json_malloc(size_t n) {
-  unsigned k = n && n <= NCLASS * CLASS_STEP ? (unsigned)((n + CLASS_STEP - 1) / CLASS_STEP) : 0;
+  unsigned k = n && n <= NCLASS * CLASS_STEP && !atomic_load_explicit(&g_cache_off, memory_order_relaxed)
+                   ? (unsigned)((n + CLASS_STEP - 1) / CLASS_STEP)
+                   : 0;
   block_cache *c = &t_cache;
   if (k && c->head[k]) {
     void *p = c->head[k];
@@ -111,6 +119,10 @@ static void alloc_json_free(void *p) {
   if (!p) return;
   if (arena_owns(p)) {
     arena_free(p);
+    return;
+  }
+  if (atomic_load_explicit(&g_cache_off, memory_order_relaxed)) {
+    free(p);
     return;
   }
   size_t usable = malloc_usable_size(p);
@@ -134,6 +146,11 @@ static void alloc_json_free(void *p) {
 }
 
 void alloc_json_cache_drain(void) { cache_drain(&t_cache); }
+
+void alloc_json_cache_off(void) {
+  atomic_store(&g_cache_off, true);
+  cache_drain(&t_cache);
+}
 
 /* jansson must not have allocated before its allocator changes: run before main().
  * Also: at most two malloc arenas. glibc gives each thread that allocates an arena of its own

@@ -42,6 +42,10 @@
 void alloc_json_hook(void);
 /* Gives the calling thread's cached blocks back to malloc (threads do it when they exit). */
 void alloc_json_cache_drain(void);
+/* Turns the cache off for the whole process (and drains the calling thread's): every jansson
+ * block then goes straight to malloc and free. For allocation-failure tests, which must see
+ * each allocation fail and each block freed (tests/support/failmalloc.c). */
+void alloc_json_cache_off(void);
 
 /* The calling thread's flag: true when a jansson allocation failed since it was last cleared. */
 bool alloc_oom_seen(void);

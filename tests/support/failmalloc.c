@@ -209,6 +209,7 @@ static void crypto_free(void *p, const char *file, int line) { __real_free(p); }
 
 void fm_init(void) {
   alloc_json_hook(); /* jansson → util/alloc.c → malloc, which the link wraps */
+  alloc_json_cache_off(); /* each jansson block a malloc that can fail, each free a free */
   if (!CRYPTO_set_mem_functions(crypto_malloc, crypto_realloc, crypto_free))
     fprintf(stderr, "failmalloc: OpenSSL allocated before fm_init(); its allocations will not fail\n");
 }
