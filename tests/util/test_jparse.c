@@ -73,10 +73,14 @@ static void test_jparse_refuses_what_jansson_refuses(void **state) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) agree(bad[i], strlen(bad[i]));
   agree("\"a\0b\"", 5); /* a raw NUL inside a string */
   agree("[1]\0", 4);    /* and after the value */
-  /* jansson's one quirk (jparse.h): it takes "1\0" as 1; jparse refuses it */
-  json_t *v = NULL;
-  assert_int_equal(jparse("1\0", 2, 8, &v, NULL), -EINVAL);
-  assert_null(v);
+  /* jansson's one quirk (jparse.h): it takes "1\0" as 1 (and "null\0", "true\0", "false\0"
+   * likewise); jparse refuses them */
+  static const char *const quirk[] = {"1", "1.5", "null", "true", "false"};
+  for (size_t i = 0; i < sizeof quirk / sizeof quirk[0]; i++) {
+    json_t *v = NULL;
+    assert_int_equal(jparse(quirk[i], strlen(quirk[i]) + 1, 8, &v, NULL), -EINVAL);
+    assert_null(v);
+  }
 }
 
 static void test_jparse_long_escaped_strings_and_keys(void **state) {
