@@ -18,7 +18,8 @@
 #     tools_get_schema without a category; tools_list_tools cuts at a word with "…"; task_submit's
 #     description says who runs a task; a 2024-11-05 client gets 200 tools in one page;
 #     p2p_remote_status names the connection it used;
-#   `queue import --from-peer`, twice; CRASH_SEED repeats the crash harness's seed.
+#   `queue import --from-peer`, twice; CRASH_SEED repeats the crash harness's seed; a fresh
+#     release build prints no compiler warning.
 # Last line: "operator: N passed, N failed".
 set -u
 . "$(dirname "$0")/../support/suite.sh"
@@ -441,6 +442,23 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   else
     ko "systemd-analyze verify accepts the unit" "$(cat "$tmp/verify.out")"
   fi
+fi
+
+# the release build prints no compiler warning: a fresh release build of the sources as they are
+# (~2 min on two cores; PEERMCP_SKIP_WARNING_BUILD=1 skips it, and the skip is printed)
+if [ -n "${PEERMCP_SKIP_WARNING_BUILD:-}" ]; then
+  echo "SKIP the release build prints no compiler warning (PEERMCP_SKIP_WARNING_BUILD is set)"
+elif meson setup "$tmp/relbuild" "$root" --buildtype=release -Dtests=disabled >"$tmp/relbuild.setup" 2>&1; then
+  nice ninja -C "$tmp/relbuild" peermcp >"$tmp/relbuild.out" 2>&1
+  brc=$?
+  if [ "$brc" = 0 ] && ! grep -qi "warning" "$tmp/relbuild.out"; then
+    ok "the release build prints no compiler warning"
+  else
+    ko "the release build prints no compiler warning" "exit $brc: $(grep -i -m5 -A2 "warning\|error" "$tmp/relbuild.out")"
+  fi
+  rm -rf "$tmp/relbuild"
+else
+  ko "meson setup of a release build" "$(tail -5 "$tmp/relbuild.setup")"
 fi
 
 # the crash harness takes its seed from CRASH_SEED
