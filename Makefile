@@ -6,7 +6,7 @@ PEERMCP_ARGS ?=
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 
-.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-service bench-http bench-dht bench-auth clean install
+.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-service bench-http bench-dht bench-auth soak clean install
 
 all: deps
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release -Dtests=disabled >/dev/null
@@ -70,6 +70,11 @@ bench-dht: all
 bench-auth: all
 	@ninja -C $(BUILD) bench/auth/bench_jwt >/dev/null
 	@nice -n 5 ./$(BUILD)/bench/auth/bench_jwt $${BENCH_TOKENS:-2000}
+
+# Issue 9: a node under normal traffic and attacks for SOAK_DURING seconds (default 600),
+# RSS/fds/threads and the normal traffic's p99 before/during/after (bench/soak/run.sh).
+soak: all
+	@bash bench/soak/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

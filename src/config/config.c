@@ -482,7 +482,7 @@ static const keydef k_queue[] = {
     {"max_payload_bytes", K_SIZE, OFF(queue.max_payload_bytes), 0, 1, 256 * MiB},
     {"lease_seconds", K_U32, OFF(queue.lease_seconds), 0, 1, 7 * DAY},
     {"max_attempts", K_U32, OFF(queue.max_attempts), 0, 1, 1000},
-    {"wait_max_seconds", K_U32, OFF(queue.wait_max_seconds), 0, 0, DAY},
+    {"wait_max_seconds", K_U32, OFF(queue.wait_max_seconds), 0, 1, DAY}, /* 0 used to mean 300 silently */
     {"group_commit", K_BOOL, OFF(queue.group_commit), 0, 0, 0},
     {"prune_after_seconds", K_U32, OFF(queue.prune_after_seconds), 0, 0, YEARS10},
     {NULL, 0, 0, 0, 0, 0},
@@ -490,7 +490,7 @@ static const keydef k_queue[] = {
 
 static const keydef k_cache[] = {
     {"dir", K_PATH, OFF(cache.dir), 0, 0, 4096},
-    {"max_bytes", K_U64, OFF(cache.max_bytes), 0, 0, 1024ull * 1024 * MiB},
+    {"max_bytes", K_U64, OFF(cache.max_bytes), 0, 1, 1024ull * 1024 * MiB}, /* 0 used to mean 256 MiB */
     {"max_entries", K_U32, OFF(cache.max_entries), 0, 1, 100000000},
     {"max_value_bytes", K_SIZE, OFF(cache.max_value_bytes), 0, 1, 256 * MiB},
     {"default_ttl_seconds", K_U32, OFF(cache.default_ttl_seconds), 0, 0, YEARS10},

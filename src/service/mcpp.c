@@ -31,12 +31,13 @@ json_t *svc_mcpp_stats_json(void) {
 /* ---- token bucket ---- */
 void svc_rate_init(svc_rate *r, double capacity, double rate_per_s) {
   r->capacity = capacity > 0 ? capacity : 1;
-  r->rate = rate_per_s > 0 ? rate_per_s : 0;
+  r->rate = rate_per_s > 0 || rate_per_s == SVC_RATE_UNLIMITED ? rate_per_s : 0;
   r->tokens = r->capacity; /* starts full */
   r->last_us = clock_mono_us();
 }
 
 bool svc_rate_take_cost(svc_rate *r, int64_t now_us, double cost) {
+  if (r->rate == SVC_RATE_UNLIMITED) return true;
   if (now_us > r->last_us) {
     r->tokens += (double)(now_us - r->last_us) / 1e6 * r->rate;
     if (r->tokens > r->capacity) r->tokens = r->capacity;
@@ -189,7 +190,8 @@ static void init_decorator(void *ud, mcp_session *s, const json_t *params, json_
   const svc_rate *b = auth_scopes_empty(&c->auth.scopes) ? c->rate : c->auth_rate;
   json_object_set_new(r, "limits", json_pack("{s:I, s:I, s:f, s:f}", "max_frame_bytes", (json_int_t)c->env.max_frame_bytes,
                                              "max_frames", (json_int_t)c->env.max_frames, "rate_capacity",
-                                             b ? b->capacity : 0.0, "rate_refill_per_sec", b ? b->rate : 0.0));
+                                             b && b->rate > 0 ? b->capacity : 0.0, "rate_refill_per_sec",
+                                             b && b->rate > 0 ? b->rate : 0.0)); /* SVC_RATE_UNLIMITED → 0 */
   if (!c->counted_init) COUNT(st_initialized);
   c->counted_init = true;
 }
@@ -277,7 +279,7 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
   if (!c->env.max_out_frame_bytes) c->env.max_out_frame_bytes = 16u * 1024 * 1024;
   if (!c->env.max_frames) c->env.max_frames = 1000000;
   if (!(c->env.rate_capacity > 0)) c->env.rate_capacity = 100;
-  if (!(c->env.rate_refill_per_s > 0)) c->env.rate_refill_per_s = 100;
+  if (!(c->env.rate_refill_per_s > 0) && c->env.rate_refill_per_s != SVC_RATE_UNLIMITED) c->env.rate_refill_per_s = 100;
   if (!c->env.max_inflight) c->env.max_inflight = 64;
   if (!c->env.rpc_timeout_ms) c->env.rpc_timeout_ms = 330000;
   svc_frame_dec_init(&c->dec, c->env.max_frame_bytes);

@@ -72,7 +72,9 @@ enum {
   SVC_MCPP_E_RATE = MCP_RPC_MCPP_RATE_LIMITED,
 };
 
-/* A token bucket: `capacity` tokens, refilled at `rate` per second, one per frame. */
+/* A token bucket: `capacity` tokens, refilled at `rate` per second, one per frame. A negative
+ * rate (SVC_RATE_UNLIMITED) never runs out: config p2p.rate_limit_per_second 0 = no limit. */
+#define SVC_RATE_UNLIMITED (-1.0)
 typedef struct svc_rate {
   double tokens, capacity, rate;
   int64_t last_us;
@@ -94,7 +96,7 @@ typedef struct svc_mcpp_env {
   size_t max_out_frame_bytes;     /* outbound cap (0 → 16 MiB) */
   uint32_t max_frames;            /* frames per stream (0 → 1000000) */
   double rate_capacity;           /* stranger bucket (0 → 100) */
-  double rate_refill_per_s;       /* (0 → 100) */
+  double rate_refill_per_s;       /* (0 → 100; SVC_RATE_UNLIMITED: no limit) */
   double auth_rate_capacity;      /* authorized bucket; refill 0 = no limit for them */
   double auth_rate_refill_per_s;
   svc_rate *auth_rate;            /* the peer's shared authorized bucket (borrowed, outlives

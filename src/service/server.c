@@ -438,7 +438,7 @@ int svc_server_start(const svc_server_opts *o, svc_server **out) {
   if (!srv->o.max_frame_bytes) srv->o.max_frame_bytes = SVC_FRAME_DEFAULT_MAX;
   if (!srv->o.max_frames) srv->o.max_frames = 1000000;
   if (!srv->o.max_streams_per_peer) srv->o.max_streams_per_peer = 64;
-  if (!(srv->o.rate_per_s > 0)) srv->o.rate_per_s = 100;
+  if (!(srv->o.rate_per_s > 0) && srv->o.rate_per_s != SVC_RATE_UNLIMITED) srv->o.rate_per_s = 100;
   if (!(srv->o.rate_burst > 0)) srv->o.rate_burst = srv->o.rate_per_s;
   if (!(srv->o.auth_rate_per_s > 0)) srv->o.auth_rate_per_s = 0;
   if (!(srv->o.auth_rate_burst > 0)) srv->o.auth_rate_burst = srv->o.auth_rate_per_s;

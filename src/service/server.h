@@ -43,7 +43,7 @@ typedef struct svc_server_opts {
   size_t max_frame_bytes;        /* inbound; 0 → 1 MiB */
   uint32_t max_frames;           /* per stream; 0 → 1000000 */
   uint32_t max_streams_per_peer; /* 0 → 64 */
-  double rate_per_s;             /* frames per second per peer; 0 → 100 */
+  double rate_per_s;             /* frames per second per peer; 0 → 100; SVC_RATE_UNLIMITED: none */
   double rate_burst;             /* bucket capacity; 0 → rate_per_s */
   double auth_rate_per_s;        /* frames per second per peer of callers holding a scope;
                                     0 → no limit */

@@ -683,6 +683,7 @@ int svc_service_new(const config *cfg, const auth_policy *policy, tq_queue *q, t
   tc.policy = s->policy;
   tc.peer_id = "";
   tc.session = cfg ? cfg->p2p.session : NULL;
+  tc.protocol = SVC_MCPP_PROTOCOL; /* what status names to a stranger (issue 9 item 5) */
   if (cfg && cfg->queue.wait_max_seconds) tc.wait_max_s = cfg->queue.wait_max_seconds;
   tc.deterministic = cfg && cfg->p2p.deterministic;
   /* Python mesh workers complete without worker_id; accepting that gives up fencing. */
@@ -779,7 +780,8 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
     so.max_frame_bytes = s->cfg ? s->cfg->p2p.max_frame_bytes : 0;
     so.max_streams_per_peer = s->cfg ? s->cfg->p2p.max_streams_per_peer : 0;
     so.rate_per_s = s->cfg ? s->cfg->p2p.rate_limit_per_second : 0;
-    so.rate_burst = so.rate_per_s * 2;
+    if (s->cfg && s->cfg->p2p.rate_limit_per_second == 0) so.rate_per_s = SVC_RATE_UNLIMITED; /* 0 = no limit */
+    so.rate_burst = so.rate_per_s > 0 ? so.rate_per_s * 2 : 0;
     so.auth_rate_per_s = s->cfg ? s->cfg->p2p.authorized_rate_limit_per_second : 0;
     so.auth_rate_burst = so.auth_rate_per_s * 2;
     so.legacy = s->cfg && s->cfg->p2p.enable_legacy_protocol;

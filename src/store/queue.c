@@ -782,6 +782,7 @@ int tq_maintain(tq_queue *q) {
   int rc = tq_recover_expired(q, 0, 10000, &n);
   if (rc < 0) return rc;
   if (n) log_write(LOG_INFO, "queue: recovered expired leases", "{s:I}", "count", (json_int_t)n);
+  if (!(q->o.prune_after_seconds > 0)) return 0; /* 0 = never prune (it used to prune everything) */
   rc = tq_prune_terminal(q, q->o.prune_after_seconds, 10000, &n);
   if (rc == 0 && n) log_write(LOG_INFO, "queue: pruned terminal tasks", "{s:I}", "count", (json_int_t)n);
   return rc;

@@ -76,7 +76,7 @@ typedef struct tq_options {
   double wait_max_seconds;   /* 300: ceiling on tq_wait timeouts */
   bool group_commit;         /* true; false = one transaction (one fsync) per operation */
   size_t group_max_ops;      /* 512: most operations in one group transaction */
-  double prune_after_seconds;/* 604800: age used by tq_maintain for terminal tasks */
+  double prune_after_seconds;/* 604800: age used by tq_maintain for terminal tasks; 0 = never */
   int busy_timeout_ms;       /* 5000: SQLite busy timeout (other processes on the same file) */
   unsigned read_connections; /* 4: pooled read connections */
   size_t max_waiters;        /* 4096: concurrent tq_wait callers */

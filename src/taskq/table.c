@@ -2,6 +2,7 @@
  * p2p_tasks_spec.md §3). One function per op; taskq_handle checks scopes and dispatches. */
 #include "taskq/table.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -28,6 +29,7 @@ struct taskq_ctx {
   taskq_config cfg;
   char *peer_id;
   char *session;
+  char *protocol;
   json_t *capabilities;
   pthread_mutex_t mu; /* guards clock and peers */
   json_t *clock_vector; /* {node: int} */
@@ -39,6 +41,8 @@ struct taskq_ctx {
     char id[96];
     unsigned n;
   } waiting[64];
+  size_t peer_bytes, clock_bytes; /* accounting (taskq_scheduler_usage) */
+  bool auth_required; /* a peer with no credential holds no scope (the policy is closed) */
 };
 
 void taskq_config_default(taskq_config *c) {
@@ -84,6 +88,15 @@ taskq_ctx *taskq_new(const taskq_config *cfg) {
   }
   ctx->cfg.peer_id = ctx->peer_id;
   ctx->cfg.session = ctx->session;
+  ctx->cfg.protocol = NULL; /* borrowed text is not kept: the caller's string may go */
+  if (cfg->protocol && !(ctx->protocol = strdup(cfg->protocol))) {
+    taskq_free(ctx);
+    return NULL;
+  }
+  ctx->cfg.protocol = ctx->protocol;
+  auth_ctx anon;
+  auth_policy_peer_ctx(cfg->policy, NULL, &anon);
+  ctx->auth_required = auth_scopes_empty(&anon.scopes);
   ctx->cfg.capabilities = ctx->capabilities;
   return ctx;
 }
@@ -100,6 +113,7 @@ void taskq_free(taskq_ctx *ctx) {
   pthread_mutex_destroy(&ctx->mu);
   free(ctx->peer_id);
   free(ctx->session);
+  free(ctx->protocol);
   free(ctx);
 }
 
@@ -223,7 +237,9 @@ static json_t *clock_dict_locked(taskq_ctx *ctx) {
   return json_pack("{s:s, s:O, s:s}", "node_id", "taskqueue-service", "vector", ctx->clock_vector, "merkle_root", root);
 }
 
-/* MerkleClock.update(other): element-wise max, then tick ourselves. */
+/* MerkleClock.update(other): element-wise max, then tick ourselves. A node name longer than
+ * TASKQ_MAX_NAME or a vector past max_known_peers nodes is not added (at most 64 new nodes per
+ * merge): a heartbeat cannot grow the clock without bound. */
 static void clock_merge_locked(taskq_ctx *ctx, const json_t *clock) {
   const json_t *vec = json_object_get(clock, "vector");
   if (!json_is_object(vec)) return;
@@ -234,8 +250,11 @@ static void clock_merge_locked(taskq_ctx *ctx, const json_t *clock) {
     if (!json_is_integer(val)) continue;
     json_t *mine = json_object_get(ctx->clock_vector, key);
     if (!mine) {
-      if (json_object_size(ctx->clock_vector) >= ctx->cfg.max_known_peers || ++added > 64) continue;
+      if (strlen(key) > TASKQ_MAX_NAME || json_object_size(ctx->clock_vector) >= ctx->cfg.max_known_peers ||
+          ++added > 64)
+        continue;
       json_object_set_new(ctx->clock_vector, key, json_integer(json_integer_value(val)));
+      ctx->clock_bytes += strlen(key) + 1;
     } else if (json_integer_value(val) > json_integer_value(mine)) {
       json_integer_set(mine, json_integer_value(val));
     }
@@ -244,7 +263,26 @@ static void clock_merge_locked(taskq_ctx *ctx, const json_t *clock) {
   if (self) json_integer_set(self, json_integer_value(self) + 1);
 }
 
-static void peer_seen(taskq_ctx *ctx, const char *peer, const json_t *clock, json_t *extra) {
+/* Bytes an entry holds, for the accounting (taskq_scheduler_usage). */
+static size_t peer_entry_bytes(const known_peer *p) {
+  size_t n = sizeof *p + strlen(p->peer_id) + 1;
+  const char *k;
+  json_t *v;
+  json_object_foreach(p->extra, k, v) {
+    n += strlen(k) + 64;
+    if (json_is_string(v)) n += json_string_length(v);
+    size_t i;
+    json_t *x;
+    if (json_is_array(v)) json_array_foreach(v, i, x) n += json_string_length(x) + 48;
+  }
+  return n;
+}
+
+/* Records that `peer` (a key already checked against TASKQ_MAX_NAME) was seen, merging its
+ * clock and replacing its extra (taken, may be NULL; with merge its keys are added to the
+ * entry's). Full table: the peer seen longest ago is dropped. */
+static void peer_seen(taskq_ctx *ctx, const char *peer, const json_t *clock, json_t *extra, bool merge) {
+  assert(strlen(peer) <= TASKQ_MAX_NAME);
   double now = clock_wall_s();
   pthread_mutex_lock(&ctx->mu);
   if (json_is_object(clock)) clock_merge_locked(ctx, clock);
@@ -262,6 +300,7 @@ static void peer_seen(taskq_ctx *ctx, const char *peer, const json_t *clock, jso
       size_t old = 0;
       for (size_t i = 1; i < ctx->n_peers; i++)
         if (ctx->peers[i].last_seen < ctx->peers[old].last_seen) old = i;
+      ctx->peer_bytes -= peer_entry_bytes(&ctx->peers[old]);
       free(ctx->peers[old].peer_id);
       json_decref(ctx->peers[old].extra);
       ctx->peers[old] = ctx->peers[--ctx->n_peers];
@@ -269,32 +308,110 @@ static void peer_seen(taskq_ctx *ctx, const char *peer, const json_t *clock, jso
     }
     ctx->peers[idx] = (known_peer){dup, now, NULL};
     ctx->n_peers++;
+    ctx->peer_bytes += peer_entry_bytes(&ctx->peers[idx]);
   }
   ctx->peers[idx].last_seen = now;
   if (extra) {
+    ctx->peer_bytes -= peer_entry_bytes(&ctx->peers[idx]);
+    if (merge && ctx->peers[idx].extra) { /* keep what claims recorded (worker_id, types) */
+      json_t *m = json_copy(ctx->peers[idx].extra);
+      if (m && json_object_update(m, extra) == 0) {
+        json_decref(extra);
+        extra = m;
+      } else {
+        json_decref(m);
+      }
+    }
     json_decref(ctx->peers[idx].extra);
     ctx->peers[idx].extra = json_incref(extra);
+    ctx->peer_bytes += peer_entry_bytes(&ctx->peers[idx]);
   }
+  assert(ctx->n_peers <= ctx->cfg.max_known_peers);
 out:
   pthread_mutex_unlock(&ctx->mu);
+  json_decref(extra);
 }
 
-/* [{peer_id,last_seen,…extra}] of peers seen within the timeout (full: with the extra keys). */
-static json_t *known_peers_json(taskq_ctx *ctx, bool full, bool workers_only) {
+static int cmp_last_seen_desc(const void *a, const void *b) {
+  double x = (*(const known_peer *const *)a)->last_seen, y = (*(const known_peer *const *)b)->last_seen;
+  return x > y ? -1 : x < y;
+}
+
+/* [{peer_id,last_seen,…extra}] of peers seen within the timeout (full: with the extra keys),
+ * the most recently seen first, at most `limit` rows; *alive (may be NULL) counts them all. */
+static json_t *known_peers_json(taskq_ctx *ctx, bool full, bool workers_only, size_t limit, size_t *alive) {
   json_t *arr = json_array();
   double now = clock_wall_s();
   pthread_mutex_lock(&ctx->mu);
-  for (size_t i = 0; i < ctx->n_peers; i++) {
-    known_peer *p = &ctx->peers[i];
+  const known_peer **v = calloc(ctx->n_peers ? ctx->n_peers : 1, sizeof *v);
+  size_t n = 0;
+  for (size_t i = 0; v && i < ctx->n_peers; i++) {
+    const known_peer *p = &ctx->peers[i];
     if (now - p->last_seen > ctx->cfg.peer_timeout_s) continue;
     const char *wid = p->extra ? get_str(p->extra, "worker_id") : NULL;
     if (workers_only && !(wid && *wid)) continue;
-    json_t *row = json_pack("{s:s, s:f}", "peer_id", p->peer_id, "last_seen", p->last_seen);
-    if (full && p->extra) json_object_update_missing(row, p->extra);
+    v[n++] = p;
+  }
+  if (v) qsort(v, n, sizeof *v, cmp_last_seen_desc);
+  for (size_t i = 0; i < n && i < limit; i++) {
+    json_t *row = json_pack("{s:s, s:f}", "peer_id", v[i]->peer_id, "last_seen", v[i]->last_seen);
+    if (full && v[i]->extra) json_object_update_missing(row, v[i]->extra);
     json_array_append_new(arr, row);
   }
   pthread_mutex_unlock(&ctx->mu);
+  free(v);
+  if (alive) *alive = n;
   return arr;
+}
+
+void taskq_scheduler_usage(taskq_ctx *ctx, taskq_sched_usage *out) {
+  pthread_mutex_lock(&ctx->mu);
+  out->peers = ctx->n_peers;
+  out->max_peers = ctx->cfg.max_known_peers;
+  out->clock_nodes = json_object_size(ctx->clock_vector);
+  out->bytes = ctx->peer_bytes + ctx->clock_bytes + ctx->cfg.max_known_peers * sizeof(known_peer);
+  pthread_mutex_unlock(&ctx->mu);
+}
+
+/* A copy of s when it is a string of 1..max bytes, else NULL (not kept). */
+static json_t *bounded_str(const char *s, size_t max) {
+  return s && *s && strlen(s) <= max ? json_string(s) : NULL;
+}
+
+/* The extra a claim records for its peer, with every string bounded: worker_id, peer_hint,
+ * session_id ≤ TASKQ_MAX_NAME bytes (longer ones are not kept) and at most TASKQ_MAX_TYPES task
+ * types of ≤ TASKQ_MAX_NAME bytes each. New reference (NULL on ENOMEM). */
+static json_t *bounded_extra(const char *worker, const char *hint, const char *transport, const json_t *types,
+                             const char *session) {
+  json_t *x = json_object();
+  json_t *t = json_array();
+  size_t i;
+  json_t *v;
+  json_array_foreach(types, i, v) {
+    if (json_array_size(t) >= TASKQ_MAX_TYPES) break;
+    if (json_is_string(v) && json_string_length(v) <= TASKQ_MAX_NAME) json_array_append(t, v);
+  }
+  json_t *w = bounded_str(worker, TASKQ_MAX_NAME), *h = bounded_str(hint, TASKQ_MAX_NAME),
+         *tr = bounded_str(transport, TASKQ_MAX_NAME), *se = bounded_str(session, TASKQ_MAX_NAME);
+  if (x && t) {
+    json_object_set_new(x, "worker_id", w ? w : json_string(""));
+    json_object_set_new(x, "peer_hint", h ? h : json_string(""));
+    json_object_set_new(x, "transport_peer_id", tr ? tr : json_string(""));
+    json_object_set_new(x, "supported_task_types", t);
+    if (se) json_object_set_new(x, "session_id", se);
+    return x;
+  }
+  json_decref(w), json_decref(h), json_decref(tr), json_decref(se), json_decref(t), json_decref(x);
+  return NULL;
+}
+
+/* The scheduler key of a caller (see table.h): a remote caller is its proven PeerId, whatever
+ * peer it names; the local operator may name any peer (else its own id, else `fallback`).
+ * NULL when there is none or the named one is too long. */
+static const char *sched_key(const auth_ctx *a, const char *named, const char *fallback) {
+  if (!auth_ctx_is_local(a) && a->peer_id[0]) return a->peer_id;
+  const char *k = auth_ctx_is_local(a) ? (named ? named : a->peer_id[0] ? a->peer_id : fallback) : fallback;
+  return k && *k && strlen(k) <= TASKQ_MAX_NAME ? k : NULL;
 }
 
 /* ---------- ops ---------- */
@@ -527,12 +644,14 @@ static json_t *op_claim(op_env *e, bool many) {
   const char *session = get_str_any(m, K_SESSION);
   const char *peer = get_str_any(m, K_PEER);
   const char *transport = e->auth->peer_id[0] ? e->auth->peer_id : NULL;
-  const char *ident = peer ? peer : transport ? transport : worker;
-  json_t *extra = json_pack("{s:s, s:s, s:s, s:O, s:s*}", "worker_id", worker, "peer_hint", peer ? peer : "",
-                            "transport_peer_id", transport ? transport : "", "supported_task_types", types,
-                            "session_id", session);
-  peer_seen(e->ctx, ident, json_object_get(m, "clock"), extra);
-  json_decref(extra);
+  /* The scheduler entry is the caller's proven PeerId (a remote caller cannot update another
+   * peer's entry or invent one); the peer it names is kept as peer_hint. */
+  const char *key = sched_key(e->auth, peer, worker);
+  const char *ident = key ? key : worker;
+  if (key) {
+    json_t *extra = bounded_extra(worker, peer, transport, types, session);
+    if (extra) peer_seen(e->ctx, key, json_object_get(m, "clock"), extra, false);
+  }
 
   types_view tv;
   types_view_of(types, &tv);
@@ -682,17 +801,33 @@ static json_t *op_task_heartbeat(op_env *e) {
   return r;
 }
 
+/* Heartbeat replies list at most this many known peers (the most recently seen): every reply
+ * listing the whole table (1,024 rows, ~100 KB of JSON) made each small heartbeat cost the
+ * server a large reply — the RSS growth of issue 9 item 5. */
+#define TASKQ_HEARTBEAT_PEERS 32
+
 static json_t *op_peer_heartbeat(op_env *e) {
-  const char *peer = get_str_any(e->msg, K_PEER);
-  if (!peer) peer = e->auth->peer_id;
-  if (!peer || !*peer) return err(e, "missing_peer_id");
-  peer_seen(e->ctx, peer, json_object_get(e->msg, "clock"), NULL);
+  const char *named = get_str_any(e->msg, K_PEER);
+  const char *key = sched_key(e->auth, named, NULL);
+  if (!key) return err(e, named && strlen(named) > TASKQ_MAX_NAME ? "invalid_peer_id" : "missing_peer_id");
+  json_t *extra = NULL;
+  if (named && strcmp(named, key) != 0) { /* a remote caller naming another peer: a hint only */
+    json_t *h = bounded_str(named, TASKQ_MAX_NAME);
+    if (h) extra = json_pack("{s:o, s:s}", "peer_hint", h, "transport_peer_id", e->auth->peer_id);
+  }
+  peer_seen(e->ctx, key, json_object_get(e->msg, "clock"), extra, true);
   json_t *r = reply_ok(e->ctx);
+  if (!r) return NULL;
   pthread_mutex_lock(&e->ctx->mu);
   json_t *clock = clock_dict_locked(e->ctx);
   pthread_mutex_unlock(&e->ctx->mu);
-  json_object_set_new(r, "peer", json_string(peer));
-  json_object_set_new(r, "scheduler", json_pack("{s:o, s:o}", "clock", clock, "known_peers", known_peers_json(e->ctx, false, false)));
+  size_t alive = 0;
+  json_t *peers = known_peers_json(e->ctx, false, false, TASKQ_HEARTBEAT_PEERS, &alive);
+  json_object_set_new(r, "peer", json_string(key));
+  if (named && strcmp(named, key) != 0 && strlen(named) <= TASKQ_MAX_NAME)
+    json_object_set_new(r, "peer_hint", json_string(named));
+  json_object_set_new(r, "scheduler", json_pack("{s:o, s:o, s:I}", "clock", clock, "known_peers", peers,
+                                                "known_peers_total", (json_int_t)alive));
   return r;
 }
 
@@ -753,17 +888,57 @@ static json_t *op_cancel(op_env *e) {
   return r;
 }
 
+/* Rows of known peers / workers a detailed status lists (the most recently seen; the counts
+ * cover them all). */
+#define TASKQ_STATUS_PEERS 256
+
+/* True when the caller holds at least one scope (and has not expired). */
+static bool caller_has_scope(const auth_ctx *a) {
+  return !auth_scopes_empty(&a->scopes) && !auth_ctx_expired_at(a, clock_wall_s());
+}
+
+/* What a caller with no scope learns (issue 9 item 5): enough to bootstrap — who we are, the
+ * protocol, that credentials are needed — and the keys Python clients read (ok, peer_id,
+ * capabilities, nat), with capabilities empty. No task types (they name command tools), no
+ * session tag, no counts. */
+static json_t *status_for_stranger(op_env *e) {
+  json_t *r = reply_ok(e->ctx);
+  if (!r) return NULL;
+  if (e->ctx->cfg.protocol) json_object_set_new(r, "protocol", json_string(e->ctx->cfg.protocol));
+  json_object_set_new(r, "auth_required", json_true());
+  json_object_set_new(r, "capabilities",
+                      json_pack("{s:[], s:[], s:{}, s:{}, s:{}, s:[]}", "task_types", "models", "endpoints_by_model",
+                                "endpoint_types_by_model", "hwtest", "resource_keys"));
+  json_object_set_new(r, "nat", json_pack("{s:{s:b, s:s, s:n}}", "autonat", "supported", 0, "status", "unknown", "code"));
+  return r;
+}
+
 static json_t *op_status(op_env *e) {
   bool detail = json_truthy(json_object_get(e->msg, "detail"));
+  /* The detail (queue counts by type, known peers and workers, transport counters) is for the
+   * peers that schedule work: it needs the worker scope. */
+  if (detail && !auth_allows_mask(e->auth, AUTH_WORKER)) {
+    log_write(LOG_INFO, "p2p op refused", "{s:s, s:s, s:s}", "op", "status", "peer", e->auth->peer_id, "reason",
+              "detail needs the worker scope");
+    return err_detail(e, "unauthorized", "status detail needs the worker scope");
+  }
+  if (!caller_has_scope(e->auth)) return status_for_stranger(e);
   json_t *r = reply_ok(e->ctx);
+  if (!r) return NULL;
+  if (e->ctx->cfg.protocol) json_object_set_new(r, "protocol", json_string(e->ctx->cfg.protocol));
+  json_object_set_new(r, "auth_required", json_boolean(e->ctx->auth_required));
+  char scopes[1024];
+  auth_scopes_format(&e->auth->scopes, scopes, sizeof scopes);
+  json_object_set_new(r, "scopes", json_string(scopes));
   json_object_set_new(r, "capabilities", json_deep_copy(e->ctx->capabilities));
   json_object_set_new(r, "nat", json_pack("{s:{s:b, s:s, s:n}}", "autonat", "supported", 0, "status", "unknown", "code"));
   json_object_set_new(r, "session", json_string(e->ctx->session));
   if (detail) {
     json_t *q = NULL;
     if (e->ctx->cfg.queue && tq_stats_json(e->ctx->cfg.queue, &q) == 0 && q) json_object_set_new(r, "queue", q);
-    json_t *peers = known_peers_json(e->ctx, true, false);
-    json_t *workers = known_peers_json(e->ctx, true, true);
+    size_t n_peers = 0, n_workers = 0;
+    json_t *peers = known_peers_json(e->ctx, true, false, TASKQ_STATUS_PEERS, &n_peers);
+    json_t *workers = known_peers_json(e->ctx, true, true, TASKQ_STATUS_PEERS, &n_workers);
     size_t docker = 0, i;
     json_t *w;
     json_array_foreach(workers, i, w) {
@@ -778,14 +953,18 @@ static json_t *op_status(op_env *e) {
         }
       }
     }
+    taskq_sched_usage u;
+    taskq_scheduler_usage(e->ctx, &u);
     pthread_mutex_lock(&e->ctx->mu);
     json_t *clock = clock_dict_locked(e->ctx);
     pthread_mutex_unlock(&e->ctx->mu);
     json_object_set_new(r, "scheduler",
-                        json_pack("{s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I}}", "clock", clock, "known_peers", peers,
-                                  "known_workers", workers, "counts", "peers", (json_int_t)json_array_size(peers),
-                                  "workers", (json_int_t)json_array_size(workers), "docker_workers", (json_int_t)docker,
-                                  "docker_workers_configured", (json_int_t)0));
+                        json_pack("{s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}", "clock", clock,
+                                  "known_peers", peers, "known_workers", workers, "counts", "peers", (json_int_t)n_peers,
+                                  "workers", (json_int_t)n_workers, "docker_workers", (json_int_t)docker,
+                                  "docker_workers_configured", (json_int_t)0, "table", "entries", (json_int_t)u.peers,
+                                  "max_entries", (json_int_t)u.max_peers, "clock_nodes", (json_int_t)u.clock_nodes,
+                                  "bytes", (json_int_t)u.bytes));
   }
   if (e->ctx->cfg.status_hook) {
     json_t *extra = e->ctx->cfg.status_hook(e->ctx->cfg.status_ud, detail);

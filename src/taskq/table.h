@@ -29,6 +29,20 @@
  * (unauthorized) even for an op that needs no scope; every refusal is logged and counted
  * (auth/audit.h).
  *
+ * What strangers read (issue 9 item 5): `status` from a caller holding no scope answers only
+ * ok, peer_id, protocol, auth_required:true and the keys Python clients read (capabilities —
+ * empty —, nat); a caller with any scope gets the full plain status (capabilities with the task
+ * types, which name remote command tools, session, its own scopes); `detail` needs the worker
+ * scope (else unauthorized).
+ *
+ * The scheduler's peer table (peer.heartbeat, claims; §3.2) is keyed by the caller's proven
+ * PeerId: a remote caller updates only its own entry, whatever peer it names (the name is kept
+ * as peer_hint); only the local operator may name any peer. Entries are bounded: at most
+ * max_known_peers (oldest seen dropped), names and worker ids of at most TASKQ_MAX_NAME bytes,
+ * TASKQ_MAX_TYPES task types; the MerkleClock takes at most max_known_peers nodes (64 new per
+ * merge, names ≤ TASKQ_MAX_NAME). A heartbeat reply lists the 32 most recently seen peers, a
+ * detailed status 256 (counts cover all).
+ *
  * Layering: taskq/ sees auth/, store/ and mcp/, never service/ or p2p/: the transport hands
  * in the caller and the tool runner.
  *
@@ -62,12 +76,15 @@ typedef json_t *(*taskq_status_hook_fn)(void *ud, bool detail);
 
 typedef struct taskq_ctx taskq_ctx;
 
+#define TASKQ_MAX_NAME 256 /* peer names, worker ids, session ids, task types kept by the scheduler */
+
 typedef struct taskq_config {
   tq_queue *queue;          /* borrowed; NULL → queue ops answer queue_disabled */
   ttlcache *cache;          /* borrowed; NULL → cache ops answer cache_disabled */
   const auth_policy *policy; /* borrowed; for message tokens (may be NULL: none) */
   const char *peer_id;      /* ours, copied */
   const char *session;      /* IPFS_ACCELERATE_PY_TASK_P2P_SESSION, copied; NULL → "" */
+  const char *protocol;     /* the protocol status names (e.g. "/mcp+p2p/1.0.0"), copied; NULL → none */
   bool tools_enabled;       /* false → tools_disabled */
   taskq_tool_call_fn tool_call; void *tool_ud; /* NULL → mcp_registry_unavailable */
   taskq_status_hook_fn status_hook; void *status_ud;
@@ -139,6 +156,13 @@ auth_present_result taskq_present_msg_credentials(const auth_policy *p, const js
                                                   auth_reason *reason, const char **detail);
 /* Shorthand: true when msg carried a credential that raised *a. */
 bool taskq_present_msg_token(const auth_policy *p, const json_t *msg, auth_ctx *a);
+
+/* What the scheduler's peer table holds (for tests and status): entries, their bound, MerkleClock
+ * nodes, and an estimate of the bytes held (strings, extras, the table). */
+typedef struct taskq_sched_usage {
+  size_t peers, max_peers, clock_nodes, bytes;
+} taskq_sched_usage;
+void taskq_scheduler_usage(taskq_ctx *ctx, taskq_sched_usage *out);
 
 /* The scheduler's MerkleClock root of §3.2 for a vector {node: counter}: sha256 hex of
  * Python's json.dumps(sorted(vector.items())). out: 65 bytes. */

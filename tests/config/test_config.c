@@ -555,6 +555,11 @@ static void test_config_out_of_range_values_are_refused(void **state) {
   assert_non_null(strstr(err, "workers_long_threads: 0 is out of range 1..1024"));
   assert_int_equal(load(&cfg, "{\"workers_long_queue\": 65537}", NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "workers_long_queue: 65537 is out of range 1..65536"));
+  /* 0 here used to mean a hidden default (300 s, 256 MiB): now refused, since nothing says so */
+  assert_int_equal(load(&cfg, "{\"queue\": {\"wait_max_seconds\": 0}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "queue.wait_max_seconds: 0 is out of range 1..86400"));
+  assert_int_equal(load(&cfg, "{\"cache\": {\"max_bytes\": 0}}", NULL, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "cache.max_bytes: 0 is out of range 1.."));
   assert_int_equal(load(&cfg, "{\"queue\": {\"lease_seconds\": -5}}", NULL, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "queue.lease_seconds"));
   assert_int_equal(load(&cfg, "{\"log_level\": \"chatty\"}", NULL, err, sizeof err), -EINVAL);

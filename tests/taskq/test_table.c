@@ -159,7 +159,7 @@ static void test_unauthorized_peer_gets_status_only(void **state) {
   json_t *r = run(f, &f->anon, "{\"op\":\"status\"}");
   assert_true(r_ok(r));
   assert_true(json_is_object(json_object_get(r, "capabilities")));
-  assert_true(json_is_string(json_object_get(r, "session")));
+  assert_true(json_is_true(json_object_get(r, "auth_required")));
   json_decref(r);
   /* a wrong token changes nothing, the right one opens the door */
   r = run(f, &f->anon, "{\"op\":\"list\",\"token\":\"wrong\"}");
@@ -566,7 +566,10 @@ static void test_wait_returns_on_completion(void **state) {
 
 static void test_peer_heartbeat_reports_scheduler(void **state) {
   fx *f = *state;
-  json_t *r = run(f, &f->all, "{\"op\":\"peer.heartbeat\",\"peer_id\":\"peer-A\",\"clock\":{\"vector\":{\"peer-A\":3}}}");
+  auth_ctx local;
+  auth_ctx_local(&local);
+  /* the local operator may name any peer (the Python test's peer-A) */
+  json_t *r = run(f, &local, "{\"op\":\"peer.heartbeat\",\"peer_id\":\"peer-A\",\"clock\":{\"vector\":{\"peer-A\":3}}}");
   assert_true(r_ok(r));
   assert_string_equal(json_string_value(json_object_get(r, "peer")), "peer-A");
   json_t *sch = json_object_get(r, "scheduler");
@@ -576,7 +579,7 @@ static void test_peer_heartbeat_reports_scheduler(void **state) {
   assert_int_equal(strlen(json_string_value(json_object_get(clock, "merkle_root"))), 64);
   assert_int_equal(json_array_size(json_object_get(sch, "known_peers")), 1);
   json_decref(r);
-  /* falls back to the transport PeerId */
+  /* a remote caller is its proven PeerId */
   r = run(f, &f->all, "{\"op\":\"heartbeat\"}");
   assert_string_equal(json_string_value(json_object_get(r, "peer")), PEER_W);
   json_decref(r);
@@ -587,17 +590,141 @@ static void test_peer_heartbeat_reports_scheduler(void **state) {
   json_decref(r);
 }
 
+/* Issue 9 item 5: a token holder's heartbeats cannot insert made-up peers — a remote caller
+ * updates only the entry of the PeerId it proved; what it names is a hint. */
+static void test_peer_heartbeat_ties_entry_to_authenticated_peer(void **state) {
+  fx *f = *state;
+  for (int i = 0; i < 20000; i++) {
+    char text[160];
+    snprintf(text, sizeof text, "{\"op\":\"peer.heartbeat\",\"peer_id\":\"made-up-%d\",\"token\":\"s3cr3t\"}", i);
+    json_t *r = run(f, &f->anon, text);
+    assert_true(r_ok(r));
+    if (i == 0) {
+      assert_string_equal(json_string_value(json_object_get(r, "peer")), f->anon.peer_id);
+      assert_string_equal(json_string_value(json_object_get(r, "peer_hint")), "made-up-0");
+    }
+    json_decref(r);
+  }
+  taskq_sched_usage u;
+  taskq_scheduler_usage(f->ctx, &u);
+  assert_int_equal(u.peers, 1);
+  /* the hint is kept on the caller's own entry, and the operator's view shows it */
+  auth_ctx local;
+  auth_ctx_local(&local);
+  json_t *r = run(f, &local, "{\"op\":\"status\",\"detail\":true}");
+  json_t *row = json_array_get(json_object_get(json_object_get(r, "scheduler"), "known_peers"), 0);
+  assert_string_equal(json_string_value(json_object_get(row, "peer_id")), f->anon.peer_id);
+  assert_string_equal(json_string_value(json_object_get(row, "peer_hint")), "made-up-19999");
+  json_decref(r);
+  /* a claim naming another peer updates the claimer's entry too */
+  r = run(f, &f->all, "{\"op\":\"claim\",\"worker_id\":\"w\",\"peer_id\":\"someone-else\"}");
+  assert_true(r_ok(r));
+  json_decref(r);
+  taskq_scheduler_usage(f->ctx, &u);
+  assert_int_equal(u.peers, 2);
+}
+
+/* Many authenticated peers with oversized names and clocks: the table stays within its bounds
+ * (entries, bytes), whatever the messages carry. */
+static void test_scheduler_table_is_bounded(void **state) {
+  fx *f = *state;
+  size_t big = 100000;
+  char *huge = malloc(big + 1);
+  memset(huge, 'x', big);
+  huge[big] = 0;
+  for (int i = 0; i < 3000; i++) {
+    auth_ctx who;
+    char id[64];
+    snprintf(id, sizeof id, "12D3KooWFresh%038d", i);
+    auth_policy_peer_ctx(f->pol, id, &who);
+    (void)auth_policy_present_token(f->pol, "s3cr3t", &who);
+    json_t *vec = json_object();
+    char key[64];
+    snprintf(key, sizeof key, "node-%d", i);
+    json_object_set_new(vec, key, json_integer(1));
+    if (i % 100 == 0) json_object_set_new(vec, huge, json_integer(1)); /* too long: not added */
+    json_t *m = json_pack("{s:s, s:s, s:s, s:{s:o}}", "op", i % 2 ? "peer.heartbeat" : "claim", "worker_id", huge,
+                          "peer_id", huge, "clock", "vector", vec);
+    taskq_call call = {.auth = &who};
+    json_t *r = taskq_handle(f->ctx, m, &call);
+    assert_non_null(r); /* a claim with a 100 kB worker id is refused by the queue; still recorded */
+    if (i % 2) { /* the reply lists a bounded number of peers, whatever the table holds */
+      assert_true(r_ok(r));
+      json_t *sch = json_object_get(r, "scheduler");
+      assert_true(json_array_size(json_object_get(sch, "known_peers")) <= 32);
+    }
+    json_decref(r);
+    json_decref(m);
+  }
+  free(huge);
+  taskq_sched_usage u;
+  taskq_scheduler_usage(f->ctx, &u);
+  assert_int_equal(u.peers, u.max_peers);
+  assert_int_equal(u.max_peers, 1024);
+  assert_true(u.clock_nodes <= 1024);
+  assert_true(u.bytes < 1024 * 1024); /* 1,024 entries of bounded size: well under 1 MiB */
+}
+
 static void test_status_detail_sections(void **state) {
   fx *f = *state;
   char id[33];
   submit_one(f, "tool.call", id);
-  json_t *r = run(f, &f->anon, "{\"op\":\"describe\",\"detail\":true}");
+  json_t *r = run(f, &f->all, "{\"op\":\"describe\",\"detail\":true}");
   assert_true(r_ok(r));
   assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "queue"), "queued")), 1);
   assert_non_null(json_object_get(json_object_get(r, "scheduler"), "counts"));
   json_decref(r);
-  r = run(f, &f->anon, "{\"op\":\"capabilities\"}");
+  r = run(f, &f->all, "{\"op\":\"capabilities\"}");
   assert_null(json_object_get(r, "queue"));
+  json_decref(r);
+}
+
+/* Issue 9 item 5: what a caller without credentials learns from status. */
+static void test_stranger_status_is_bootstrap_only(void **state) {
+  fx *f = *state;
+  json_t *caps = json_pack("{s:[s, s], s:[], s:{}, s:{}, s:{}, s:[]}", "task_types", "tool.call", "secret_command_tool",
+                           "models", "endpoints_by_model", "endpoint_types_by_model", "hwtest", "resource_keys");
+  assert_int_equal(taskq_set_capabilities(f->ctx, caps), 0);
+  json_decref(caps);
+  json_t *r = run(f, &f->anon, "{\"op\":\"status\"}");
+  assert_true(r_ok(r));
+  static const char *allowed[] = {"ok", "peer_id", "protocol", "auth_required", "capabilities", "nat"};
+  const char *k;
+  json_t *v;
+  json_object_foreach(r, k, v) {
+    bool known = false;
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++) known |= strcmp(k, allowed[i]) == 0;
+    if (!known) fail_msg("a stranger's status has the key %s", k);
+  }
+  assert_true(json_is_true(json_object_get(r, "auth_required")));
+  assert_int_equal(json_array_size(json_object_get(json_object_get(r, "capabilities"), "task_types")), 0);
+  char *text = json_dumps(r, 0);
+  assert_null(strstr(text, "secret_command_tool"));
+  free(text);
+  json_decref(r);
+  /* detail: refused, for every alias */
+  for (const char **op = (const char *[]){"status", "capabilities", "describe", NULL}; *op; op++) {
+    char msg[80];
+    snprintf(msg, sizeof msg, "{\"op\":\"%s\",\"detail\":true}", *op);
+    r = run(f, &f->anon, msg);
+    assert_string_equal(r_err(r), "unauthorized");
+    json_decref(r);
+  }
+  /* a caller with only cache.read: the plain status (task types included), not the detail */
+  auth_ctx reader;
+  auth_ctx_init(&reader, AUTH_KIND_PEER);
+  reader.scopes = AUTH_SCOPES(AUTH_CACHE_READ);
+  r = run(f, &reader, "{\"op\":\"status\"}");
+  assert_int_equal(json_array_size(json_object_get(json_object_get(r, "capabilities"), "task_types")), 2);
+  assert_string_equal(json_string_value(json_object_get(r, "scopes")), "cache.read");
+  json_decref(r);
+  r = run(f, &reader, "{\"op\":\"status\",\"detail\":1}");
+  assert_string_equal(r_err(r), "unauthorized");
+  json_decref(r);
+  /* the token opens the detail */
+  r = run(f, &f->anon, "{\"op\":\"status\",\"detail\":true,\"token\":\"s3cr3t\"}");
+  assert_true(r_ok(r));
+  assert_non_null(json_object_get(r, "scheduler"));
   json_decref(r);
 }
 
@@ -772,7 +899,9 @@ static void test_deterministic_claim_gives_each_peer_its_own_tasks(void **state)
   cfg.peer_id = OUR_ID;
   cfg.deterministic = true;
   taskq_ctx *ctx = taskq_new(&cfg);
-  taskq_call call = {.auth = &f->all};
+  auth_ctx local; /* only the operator may name peers (a remote caller is its PeerId) */
+  auth_ctx_local(&local);
+  taskq_call call = {.auth = &local};
   const char *names[2] = {"peer-A", "peer-B"};
   for (int i = 0; i < 2; i++) {
     json_t *m = json_pack("{s:s, s:s}", "op", "peer.heartbeat", "peer_id", names[i]);
@@ -911,7 +1040,10 @@ int main(void) {
       T(test_wait_is_capped),
       T(test_wait_returns_on_completion),
       T(test_peer_heartbeat_reports_scheduler),
+      T(test_peer_heartbeat_ties_entry_to_authenticated_peer),
+      T(test_scheduler_table_is_bounded),
       T(test_status_detail_sections),
+      T(test_stranger_status_is_bootstrap_only),
       T(test_call_tool_shapes),
       T(test_call_tool_disabled_and_unavailable),
       T(test_cache_ops_shapes),
