@@ -495,6 +495,31 @@ static void check_sse_keepalive_seconds(void) {
   assert_true(sse_comments("1") >= 1);
 }
 
+/* ---------------------------------------------------------------- p2p.dht_provide_interval_seconds */
+
+/* The rendezvous service's republish interval the node derives from the configuration:
+ * UINT32_MAX is "publish once" (svc_rendezvous.h); 0 in the file and ≤ 0 in the variable give it. */
+static uint32_t republish_ms(const char *file_value, const char *env) {
+  if (env) setenv("IPFS_ACCELERATE_PY_TASK_P2P_DHT_PROVIDE_INTERVAL_S", env, 1);
+  config cfg;
+  char state[300], extra[256];
+  snprintf(extra, sizeof extra, ", \"p2p\": {\"dht_provide_interval_seconds\": %s}", file_value);
+  load_cfg(&cfg, state, sizeof state, extra);
+  unsetenv("IPFS_ACCELERATE_PY_TASK_P2P_DHT_PROVIDE_INTERVAL_S");
+  p2p_discovery_config d;
+  node_discovery_config(&cfg, true, &d);
+  uint32_t ms = d.rv_cfg.republish_interval_ms;
+  config_free(&cfg);
+  return ms;
+}
+
+static void check_dht_provide_interval_seconds(void) {
+  assert_true(republish_ms("0", NULL) == UINT32_MAX); /* 0 = publish once */
+  assert_true(republish_ms("60", "-5") == UINT32_MAX); /* ≤ 0 in the variable */
+  assert_true(republish_ms("60", "0") == UINT32_MAX);
+  assert_int_equal(republish_ms("60", NULL), 60000);
+}
+
 /* ---------------------------------------------------------------- the table */
 
 typedef struct row {
@@ -511,6 +536,7 @@ static const row k_rows[] = {
     {"config.md", "p2p.workers", "0 = none", check_workers},
     {"config.md", "p2p.rate_limit_per_second", "0 = no limit", check_rate_limit_per_second},
     {"config.md", "p2p.cache_replicate_max_peers", "0 = none (replication stays off)", check_cache_replicate_max_peers},
+    {"config.md", "p2p.dht_provide_interval_seconds", "≤ 0 = publish once", check_dht_provide_interval_seconds},
     {"config.md", "http.sse_keepalive_seconds", "0 = never", check_sse_keepalive_seconds},
     {"command-tools.md", "commands.timeout_ms", "0 = tool_timeout_ms", check_command_timeout_ms},
 };
@@ -525,7 +551,8 @@ static void test_special_value(void **state) {
 static int setup_row(void **state) { return setup(state); }
 
 /* The pages' special values: a table row ("| `key` | …") in a section ("### `name`") whose text
- * says "0 = " or "disable". Every one must have a row above. */
+ * says "0 = " or "` disable" (a value that disables it, as `off` disable). Every one must have a
+ * row above. */
 static void test_docs_special_values_are_all_tested(void **state) {
   (void)state;
   static const char *pages[] = {"config.md", "command-tools.md"};
@@ -540,7 +567,7 @@ static void test_docs_special_values_are_all_tested(void **state) {
       if (strncmp(line, "### `", 5) == 0) sscanf(line + 5, "%63[^`]", section);
       else if (strncmp(line, "### ", 4) == 0) snprintf(section, sizeof section, "top");
       if (strncmp(line, "| `", 3) != 0) continue;
-      if (!strstr(line, "0 = ") && !strstr(line, "disable")) continue;
+      if (!strstr(line, "0 = ") && !strstr(line, "` disable")) continue;
       char key[64], full[160];
       if (sscanf(line + 3, "%63[^`]", key) != 1) continue;
       if (strcmp(key, "disabled") == 0) continue; /* tools.disabled is a list, not a special value */
