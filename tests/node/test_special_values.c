@@ -300,6 +300,14 @@ static void check_workers(void) {
   assert_int_equal(json_integer_value(json_object_get(lw, "slots")), 2);
   json_decref(st);
   net_close(&x);
+  memset(&x, 0, sizeof x);
+  net_open(&x, ", \"workers\": \"auto\""); /* "auto" = the online CPUs, at most 16 */
+  assert_int_equal(statuses_ok(&x, 1, &st), 1);
+  lw = json_object_get(st, "local_worker");
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  assert_int_equal(json_integer_value(json_object_get(lw, "slots")), ncpu < 1 ? 1 : ncpu > 16 ? 16 : ncpu);
+  json_decref(st);
+  net_close(&x);
 }
 
 /* ---------------------------------------------------------------- p2p.cache_replicate_max_peers */
@@ -520,6 +528,29 @@ static void check_dht_provide_interval_seconds(void) {
   assert_int_equal(republish_ms("60", NULL), 60000);
 }
 
+/* ---------------------------------------------------------------- p2p.bootstrap */
+
+/* The bootstrap list the node hands discovery: `0`/`false`/`no`/`off` in the variable = none,
+ * even in the public profile (whose default is the four libp2p peers). */
+static size_t bootstrap_count(const char *env) {
+  if (env) setenv("IPFS_ACCELERATE_PY_TASK_P2P_BOOTSTRAP_PEERS", env, 1);
+  config cfg;
+  char state[300];
+  load_cfg(&cfg, state, sizeof state, ", \"p2p\": {\"profile\": \"public\"}");
+  unsetenv("IPFS_ACCELERATE_PY_TASK_P2P_BOOTSTRAP_PEERS");
+  p2p_discovery_config d;
+  node_discovery_config(&cfg, true, &d);
+  size_t n = d.n_bootstrap;
+  config_free(&cfg);
+  return n;
+}
+
+static void check_bootstrap(void) {
+  assert_true(bootstrap_count(NULL) > 0); /* the contrast: public's default list */
+  for (const char **w = (const char *[]){"0", "false", "no", "off", NULL}; *w; w++)
+    assert_int_equal(bootstrap_count(*w), 0);
+}
+
 /* ---------------------------------------------------------------- the table */
 
 typedef struct row {
@@ -533,10 +564,11 @@ static const row k_rows[] = {
     {"config.md", "queue.prune_after_seconds", "0 = never prune", check_prune_after_seconds},
     {"config.md", "cache.default_ttl_seconds", "0 = no expiry", check_default_ttl_seconds},
     {"config.md", "p2p.announce_file", "\"\" / null / 0, false, no, off disable it", check_announce_file},
-    {"config.md", "p2p.workers", "0 = none", check_workers},
+    {"config.md", "p2p.workers", "`0` = none, `\"auto\"` = the CPUs", check_workers},
     {"config.md", "p2p.rate_limit_per_second", "0 = no limit", check_rate_limit_per_second},
     {"config.md", "p2p.cache_replicate_max_peers", "0 = none (replication stays off)", check_cache_replicate_max_peers},
     {"config.md", "p2p.dht_provide_interval_seconds", "≤ 0 = publish once", check_dht_provide_interval_seconds},
+    {"config.md", "p2p.bootstrap", "`0`/`false`/`no`/`off` = none", check_bootstrap},
     {"config.md", "http.sse_keepalive_seconds", "0 = never", check_sse_keepalive_seconds},
     {"command-tools.md", "commands.timeout_ms", "0 = tool_timeout_ms", check_command_timeout_ms},
 };
@@ -551,8 +583,8 @@ static void test_special_value(void **state) {
 static int setup_row(void **state) { return setup(state); }
 
 /* The pages' special values: a table row ("| `key` | …") in a section ("### `name`") whose text
- * says "0 = " or "` disable" (a value that disables it, as `off` disable). Every one must have a
- * row above. */
+ * says "0 = ", "` = none" or "` disable" (a value that turns it off, as `off` disable). Every one
+ * must have a row above. */
 static void test_docs_special_values_are_all_tested(void **state) {
   (void)state;
   static const char *pages[] = {"config.md", "command-tools.md"};
@@ -567,7 +599,7 @@ static void test_docs_special_values_are_all_tested(void **state) {
       if (strncmp(line, "### `", 5) == 0) sscanf(line + 5, "%63[^`]", section);
       else if (strncmp(line, "### ", 4) == 0) snprintf(section, sizeof section, "top");
       if (strncmp(line, "| `", 3) != 0) continue;
-      if (!strstr(line, "0 = ") && !strstr(line, "` disable")) continue;
+      if (!strstr(line, "0 = ") && !strstr(line, "` = none") && !strstr(line, "` disable")) continue;
       char key[64], full[160];
       if (sscanf(line + 3, "%63[^`]", key) != 1) continue;
       if (strcmp(key, "disabled") == 0) continue; /* tools.disabled is a list, not a special value */
