@@ -184,13 +184,15 @@ typedef struct net {
   svc_client *c;
 } net;
 
-static void net_open(net *x, const char *server_p2p) {
+/* A serving node and a dialing client on one loop; the client presents the token unless
+ * `stranger` (then it holds no scope: the stranger's frame bucket applies). */
+static void net_open_as(net *x, const char *server_p2p, bool stranger) {
   char extra[1024];
   snprintf(extra, sizeof extra,
            ", \"p2p\": {\"listen\": [\"/ip4/127.0.0.1/tcp/0\"], \"token\": \"tok\", \"max_streams_per_peer\": 4096%s}",
            server_p2p);
   load_cfg(&x->cs, x->ss, sizeof x->ss, extra);
-  load_cfg(&x->cc, x->sc, sizeof x->sc, ", \"p2p\": {\"token\": \"tok\"}");
+  load_cfg(&x->cc, x->sc, sizeof x->sc, stranger ? "" : ", \"p2p\": {\"token\": \"tok\"}");
   assert_int_equal(uv_loop_init(&x->loop), 0);
   node_options os = {.name = "server", .loop = &x->loop, .store = true, .tools = true, .service = true,
                      .host = NODE_HOST_LISTEN};
@@ -207,6 +209,8 @@ static void net_open(net *x, const char *server_p2p) {
   assert_int_equal(node_dial(x->client, json_string_value(json_object_get(ann, "multiaddr")), &x->c), 0);
   json_decref(ann);
 }
+
+static void net_open(net *x, const char *server_p2p) { net_open_as(x, server_p2p, false); }
 
 static void set_flag(void *ud) { *(int *)ud = 1; }
 
@@ -252,11 +256,12 @@ static void many_cb(void *ud, int err, json_t *result, json_t *error) {
   if (m->answered == m->n) m->all_done = 1;
 }
 
-/* n status ops pipelined on one stream; returns how many were answered ok. */
-static int statuses_ok(net *x, int n, json_t **last) {
+/* n status ops (with detail unless `plain`) pipelined on one stream; returns how many were
+ * answered ok. */
+static int statuses_ok_as(net *x, int n, bool plain, json_t **last) {
   many m = {.n = n};
   for (int i = 0; i < n; i++) {
-    json_t *msg = json_pack("{s:s, s:b}", "op", "status", "detail", 1);
+    json_t *msg = plain ? json_pack("{s:s}", "op", "status") : json_pack("{s:s, s:b}", "op", "status", "detail", 1);
     if (svc_client_rpc(x->c, msg, 60000, many_cb, &m) != 0) m.answered++, m.limited++;
     json_decref(msg);
   }
@@ -267,16 +272,32 @@ static int statuses_ok(net *x, int n, json_t **last) {
   return m.ok;
 }
 
+static int statuses_ok(net *x, int n, json_t **last) { return statuses_ok_as(x, n, false, last); }
+
 /* ---------------------------------------------------------------- p2p.rate_limit_per_second */
 
+/* The bucket applies to callers holding no scope (an authorized caller has its own,
+ * p2p.authorized_rate_limit_per_second). The client paces itself by the bucket the server
+ * advertises and sends a refused request again, so the limit shows as frames the client held
+ * back (paced) or had refused, and as the advertised refill (0 when there is no limit). */
 static void check_rate_limit_per_second(void) {
   net x = {0};
-  net_open(&x, ", \"rate_limit_per_second\": 0");
-  assert_int_equal(statuses_ok(&x, 1500, NULL), 1500); /* 0 = no limit: not even a burst cap */
+  svc_client_stats cs;
+  net_open_as(&x, ", \"rate_limit_per_second\": 0", true);
+  assert_int_equal(statuses_ok_as(&x, 1500, true, NULL), 1500); /* 0 = no limit: not even a burst cap */
+  svc_client_stats_get(x.c, &cs);
+  assert_int_equal(cs.paced + cs.refused, 0);
+  const json_t *lim = json_object_get(svc_client_server_info(x.c), "limits");
+  assert_non_null(lim);
+  assert_true(json_number_value(json_object_get(lim, "rate_refill_per_sec")) == 0);
   net_close(&x);
   memset(&x, 0, sizeof x);
-  net_open(&x, ", \"rate_limit_per_second\": 2");
-  assert_true(statuses_ok(&x, 60, NULL) < 60); /* the contrast: a limit refuses some */
+  net_open_as(&x, ", \"rate_limit_per_second\": 2", true); /* the contrast: burst 4, then 2/s */
+  assert_int_equal(statuses_ok_as(&x, 12, true, NULL), 12);
+  svc_client_stats_get(x.c, &cs);
+  assert_true(cs.paced + cs.refused > 0);
+  lim = json_object_get(svc_client_server_info(x.c), "limits");
+  assert_true(json_number_value(json_object_get(lim, "rate_refill_per_sec")) == 2);
   net_close(&x);
 }
 
@@ -551,6 +572,82 @@ static void check_bootstrap(void) {
     assert_int_equal(bootstrap_count(*w), 0);
 }
 
+/* ---------------------------------------------------------------- p2p.worker_claim_wait_seconds */
+
+/* A `worker --peer` node claiming from a serving node with an empty queue. 0 = poll: claims
+ * are answered again and again; a wait: the server has seen the claim (the claimer is in its
+ * scheduler table) and holds it, so none is answered for a while. */
+static void check_worker_claim_wait_seconds(void) {
+  for (int waiting = 0; waiting < 2; waiting++) {
+    net x = {0};
+    net_open(&x, "");
+    char path[512];
+    snprintf(path, sizeof path, "%s/announce.json", x.ss);
+    json_t *ann = json_load_file(path, 0, NULL);
+    const char *peers[] = {json_string_value(json_object_get(ann, "multiaddr"))};
+    config wc;
+    char ws[300], extra[160];
+    snprintf(extra, sizeof extra, ", \"p2p\": {\"token\": \"tok\", \"worker_claim_wait_seconds\": %d}", waiting ? 30 : 0);
+    load_cfg(&wc, ws, sizeof ws, extra);
+    node_workers_opts wo = {.slots = 1, .peers = peers, .n_peers = 1};
+    node_options o = {.name = "worker", .loop = &x.loop, .tools = true, .host = NODE_HOST_DIAL, .workers = &wo};
+    node *w = NULL;
+    char err[256];
+    assert_int_equal(node_open(&wc, &o, &w, err, sizeof err), 0);
+    assert_int_equal(node_start(w, err, sizeof err), 0);
+    taskq_runner_stats rs;
+    int64_t end = clock_mono_ms() + 60000;
+    for (;;) {
+      if (uv_run(&x.loop, UV_RUN_NOWAIT) == 0) uv_sleep(1);
+      node_workers_stats(w, &rs);
+      if (!waiting && rs.claims_answered >= 3) break; /* 0 = poll */
+      if (waiting) { /* the claim reached the server: the worker is in its scheduler table */
+        json_t *st = NULL;
+        assert_int_equal(statuses_ok(&x, 1, &st), 1);
+        size_t nw = json_array_size(json_object_get(json_object_get(st, "scheduler"), "known_workers"));
+        json_decref(st);
+        if (nw >= 1) break;
+        uv_sleep(50);
+      }
+      if (clock_mono_ms() > end) fail_msg("no claim within 60 s (answered %llu)", (unsigned long long)rs.claims_answered);
+    }
+    if (waiting) {
+      end = clock_mono_ms() + 2000;
+      while (clock_mono_ms() < end)
+        if (uv_run(&x.loop, UV_RUN_NOWAIT) == 0) uv_sleep(1);
+      node_workers_stats(w, &rs);
+      assert_int_equal(rs.claims_answered, 0); /* held by the server, waiting for a task */
+    }
+    int d = 0;
+    node_stop(w, set_flag, &d);
+    run_until(&x.loop, &d, 30000);
+    node_close(w);
+    config_free(&wc);
+    json_decref(ann);
+    net_close(&x);
+  }
+}
+
+/* ---------------------------------------------------------------- p2p.authorized_rate_limit_per_second */
+
+/* Callers holding a scope (here the token) draw from their own bucket: 0 = none, even when
+ * the strangers' bucket is tight. */
+static void check_authorized_rate_limit_per_second(void) {
+  net x = {0};
+  svc_client_stats cs;
+  net_open(&x, ", \"rate_limit_per_second\": 2, \"authorized_rate_limit_per_second\": 0");
+  assert_int_equal(statuses_ok(&x, 1500, NULL), 1500);
+  svc_client_stats_get(x.c, &cs);
+  assert_int_equal(cs.paced + cs.refused, 0);
+  net_close(&x);
+  memset(&x, 0, sizeof x);
+  net_open(&x, ", \"rate_limit_per_second\": 1000, \"authorized_rate_limit_per_second\": 2"); /* contrast */
+  assert_int_equal(statuses_ok(&x, 12, NULL), 12);
+  svc_client_stats_get(x.c, &cs);
+  assert_true(cs.paced + cs.refused > 0);
+  net_close(&x);
+}
+
 /* ---------------------------------------------------------------- the table */
 
 typedef struct row {
@@ -568,6 +665,9 @@ static const row k_rows[] = {
     {"config.md", "p2p.rate_limit_per_second", "0 = no limit", check_rate_limit_per_second},
     {"config.md", "p2p.cache_replicate_max_peers", "0 = none (replication stays off)", check_cache_replicate_max_peers},
     {"config.md", "p2p.dht_provide_interval_seconds", "≤ 0 = publish once", check_dht_provide_interval_seconds},
+    {"config.md", "p2p.authorized_rate_limit_per_second", "0 = no frame-rate limit for them",
+     check_authorized_rate_limit_per_second},
+    {"config.md", "p2p.worker_claim_wait_seconds", "0 = poll", check_worker_claim_wait_seconds},
     {"config.md", "p2p.bootstrap", "`0`/`false`/`no`/`off` = none", check_bootstrap},
     {"config.md", "http.sse_keepalive_seconds", "0 = never", check_sse_keepalive_seconds},
     {"command-tools.md", "commands.timeout_ms", "0 = tool_timeout_ms", check_command_timeout_ms},
