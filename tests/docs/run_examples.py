@@ -11,7 +11,8 @@ build/peermcp, as the README calls it from the source tree), the test npm packag
 directory on PATH. Every file gets FILE_TIMEOUT seconds; whatever its script left running (a
 `serve … &`) is stopped afterwards (SIGTERM, then SIGKILL). One check per block: a block passes
 when the script got past it; the block that failed is shown with the tail of the output, and
-the blocks after it count as failed (not run).
+the blocks after it count as failed (not run). Every file also gets one check that its relative
+links (outside code blocks) name files that exist.
 
     run_examples.py --bin build/peermcp [--root .] [FILE.md …]
 Last line: "docs: N passed, N failed".
@@ -117,6 +118,24 @@ def run_file(path, blocks, binary, root):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def broken_links(path):
+    """The relative links of a Markdown file (outside code blocks) whose file does not exist."""
+    with open(path, encoding="utf-8") as fh:
+        text = FENCE.sub("", fh.read())
+    bad = []
+    for m in LINK.finditer(text):
+        target = m.group(1)
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target) or target.startswith("#"):
+            continue  # a URL or an anchor in the same page
+        if not os.path.exists(os.path.join(os.path.dirname(path), target.split("#")[0])):
+            bad.append(target)
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -128,6 +147,13 @@ def main():
     files = a.files or [os.path.join(root, "README.md")] + sorted(glob.glob(os.path.join(root, "docs", "*.md")))
     passed = failed = 0
     for f in files:
+        bad = broken_links(f)
+        if bad:
+            failed += 1
+            print(f"FAIL {os.path.relpath(f, root)}: links to files that do not exist: {', '.join(bad)}")
+        else:
+            passed += 1
+            print(f"PASS {os.path.relpath(f, root)}: every relative link names a file of the repository")
         blocks = blocks_of(f)
         if not blocks:
             continue

@@ -341,6 +341,12 @@ if mode == "p2p":
     text = json.loads(r["content"][0]["text"])
     out("tools_dispatch error: isError, and \"status\":\"error\" in what Python callers parse (the text)",
         r.get("isError") and text.get("status") == "error" and text.get("error_type") == "unknown_category", r)
+    for what, args, etype in (("unknown tool", {"category": "system", "tool": "nope"}, None),
+                              ("invalid parameters", {"category": "system", "tool": "server_info", "params": {"bogus": 1}}, None)):
+        r = c.request("tools/call", {"name": "tools_dispatch", "arguments": args})["result"]
+        text = json.loads(r["content"][0]["text"])
+        out("tools_dispatch error (%s): isError and \"status\":\"error\"" % what,
+            r.get("isError") and text.get("status") == "error" and text.get("error"), r)
     r, e = c.tool("tools_get_schema", {"tool": "server_info"})
     out("tools_get_schema without a category", not e and r["schema"]["category"] == "system", r)
     r, e = c.tool("tools_list_tools", {"category": "demo"})
