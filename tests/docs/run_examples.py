@@ -8,7 +8,8 @@ working directory, so a walkthrough's later blocks see what its earlier ones mad
 variables, background nodes). The environment is a new user's: HOME is in the scratch
 directory, no XDG_* or PEERMCP_* variables, `peermcp` on PATH (the binary under test; also as
 build/peermcp, as the README calls it from the source tree), the test npm packages' bin
-directory on PATH. Every file gets FILE_TIMEOUT seconds; whatever its script left running (a
+directory on PATH and as ./node_modules (so `npx @modelcontextprotocol/inspector` runs the
+pinned package, offline). Every file gets FILE_TIMEOUT seconds; whatever its script left running (a
 `serve … &`) is stopped afterwards (SIGTERM, then SIGKILL). One check per block: a block passes
 when the script got past it; the block that failed is shown with the tail of the output, and
 the blocks after it count as failed (not run). Every file also gets one check that its relative
@@ -79,6 +80,11 @@ def run_file(path, blocks, binary, root):
                if not k.startswith(("XDG_", "PEERMCP_", "IPFS_ACCELERATE_PY_", "IPFS_DATASETS_PY_"))}
         npm_bin = os.path.join(root, "tests", "node_modules", ".bin")
         env.update(HOME=home, PATH=os.pathsep.join([bindir, npm_bin, env.get("PATH", "/usr/bin:/bin")]))
+        # `npx PACKAGE` finds the test packages as a user's project would find its own, and never
+        # goes to the registry
+        if os.path.isdir(os.path.join(root, "tests", "node_modules")):
+            os.symlink(os.path.join(root, "tests", "node_modules"), os.path.join(scratch, "node_modules"))
+        env.update(npm_config_offline="true", npm_config_update_notifier="false", npm_config_fund="false")
         mark = os.path.join(scratch, ".block")
         script = ["set -euo pipefail"]
         for i, (line, text) in enumerate(blocks):
