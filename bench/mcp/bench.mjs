@@ -7,7 +7,12 @@
 //         so the figures measure the servers rather than client-side validation;
 //   sdk — the official SDK Client over StdioClientTransport (callTool), as an MCP app would.
 //
-// usage: node bench.mjs --peermcp BIN [--seconds S] [--json OUT] [--results FILE --machine FILE]
+//   c   — bench/mcp/driver.c, a pipelined C client (--driver BIN): the client costs ~1 µs per call,
+//         so the servers set the pace; its server CPU per call is the figure issue 11 §1 targets.
+// --profile FILE: a callgrind summary (bench/mcp/profile.sh) included in the section.
+//
+// usage: node bench.mjs --peermcp BIN [--driver BIN] [--seconds S] [--json OUT]
+//                       [--results FILE --machine FILE [--profile FILE]]
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -26,6 +31,8 @@ const WARMUP = 300;
 const WARMUP_SECONDS = Number(args.warmup ?? 1.5);
 const TRIALS = Math.max(1, Number(args.trials ?? 3));
 const INFLIGHT = 32;
+// c: bench/mcp/driver.c (--driver BIN), the measure of the servers; raw, sdk: Node clients.
+const CLIENTS = args.driver ? ['c', 'raw', 'sdk'] : ['raw', 'sdk'];
 const PROTOCOL = '2025-06-18';
 
 function vm(pid) {
@@ -224,7 +231,37 @@ async function concurrent(c, tool, seconds) {
   return summarize(lat, (now() - t0) / 1000, cpuMs(c.pid) - cpu0);
 }
 
+// ---------- C driver (bench/mcp/driver.c) ----------
+// The same three phases, run by mcp_bench_driver: pipelined, in C, so the client costs ~1 µs per
+// call and the servers, not the client, set the pace. It checks every response itself.
+function driverRun(kind, server) {
+  return new Promise((resolve, reject) => {
+    const argv = ['--inflight', String(INFLIGHT), '--seconds', String(SECONDS), '--warmup', String(WARMUP_SECONDS),
+      '--seq-seconds', String(SECONDS), '--tool', 'echo', '--label', kind, '--', server.cmd, ...server.argv];
+    const child = spawn(args.driver, argv, { stdio: ['ignore', 'pipe', 'ignore'], env: server.env });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d) => (out += d));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`mcp_bench_driver on ${kind} exited with ${code}: ${out.trim()}`));
+      const j = JSON.parse(out);
+      const phase = (p) => ({
+        calls: p.calls,
+        server_cpu_us_per_call: +p.server_cpu_us_per_call.toFixed(1),
+        seconds: p.seconds,
+        calls_per_s: p.calls_per_s,
+        p50_ms: p.p50_ms,
+        p99_ms: p.p99_ms,
+      });
+      resolve({ server: kind, client: 'c', tool: j.tool, sequential: phase(j.sequential), concurrent32: phase(j.concurrent),
+        hwm_kb: j.hwm_kb, rss_kb: j.rss_kb, driver_cpu_us_per_call: j.concurrent.driver_cpu_us_per_call });
+    });
+  });
+}
+
 async function measure(kind, server, clientKind) {
+  if (clientKind === 'c') return driverRun(kind, server);
   const c = clientKind === 'raw' ? new RawClient(server.cmd, server.argv, server.env) : await sdkClient(server.cmd, server.argv, server.env);
   if (clientKind === 'raw') await c.init();
   const tools = await c.listTools();
@@ -268,14 +305,14 @@ const servers = {
 const watchdog = setTimeout(() => {
   console.error('bench-mcp: timed out');
   process.exit(1);
-}, Math.max(120, TRIALS * 4 * (WARMUP_SECONDS + 2 * SECONDS + 5) * 3) * 1000);
+}, Math.max(120, TRIALS * 6 * (WARMUP_SECONDS + 2 * SECONDS + 5) * 3) * 1000);
 watchdog.unref();
 
 const results = [];
 try {
   // TRIALS runs of each (client, server) pair, interleaved so that load from other work on the
   // machine hits both servers alike; the run with the median 32-in-flight calls/s is reported.
-  for (const clientKind of ['raw', 'sdk']) {
+  for (const clientKind of CLIENTS) {
     const runs = { peermcp: [], typescript: [] };
     for (let trial = 0; trial < TRIALS; trial++) {
       for (const kind of ['peermcp', 'typescript']) {
@@ -304,7 +341,7 @@ try {
 }
 
 const ratios = {};
-for (const clientKind of ['raw', 'sdk']) {
+for (const clientKind of CLIENTS) {
   const p = results.find((r) => r.server === 'peermcp' && r.client === clientKind);
   const t = results.find((r) => r.server === 'typescript' && r.client === clientKind);
   ratios[clientKind] = {
@@ -326,7 +363,10 @@ if (args.results) {
     `| ${r.client} | ${r.server} | ${r.sequential.calls_per_s} | ${r.sequential.p50_ms} | ${r.sequential.p99_ms} | ` +
     `${r.concurrent32.calls_per_s} | ${r.concurrent32.p50_ms} | ${r.concurrent32.p99_ms} | ${r.concurrent32.server_cpu_us_per_call} | ` +
     `${(r.hwm_kb / 1024).toFixed(1)} |`;
-  const goal = (x) => (x.concurrent32_calls_per_s >= 10 && x.peak_rss <= 0.1 ? 'met' : 'not met');
+  // issue 11 §1: server CPU per call ≤ 1/5 of the SDK's (goal 1/10), peak RSS ≤ 1/10
+  const goal = (x) =>
+    x.peak_rss > 0.1 ? 'RSS not met' : x.cpu_per_call_ts_over_peermcp >= 10 ? 'goal (1/10) met' : x.cpu_per_call_ts_over_peermcp >= 5 ? 'target (1/5) met' : 'not met';
+  const profile = args.profile && existsSync(args.profile) ? readFileSync(args.profile, 'utf8').trim() : '';
   const section = [
     '## MCP (bench-mcp)',
     '',
@@ -337,8 +377,9 @@ if (args.results) {
     `Each phase runs ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up at 32 in flight (so V8 has optimised the TS server);`,
     '"32 in flight" keeps 32 calls outstanding. Latency is per call as the',
     'client sees it. Server CPU per call is the server\'s user+system time over the 32-in-flight phase divided by',
-    'the calls (from /proc/<pid>/stat; robust to a busy machine). Peak RSS is the server\'s VmHWM. Two Node clients drive both servers:',
-    '`raw` is a minimal newline-delimited JSON-RPC client (measures the servers), `sdk` is the SDK `Client`',
+    'the calls (from /proc/<pid>/stat; robust to a busy machine). Peak RSS is the server\'s VmHWM. Three clients drive both servers:',
+    '`c` is `bench/mcp/driver.c`, a pipelined C client (~1 µs of its own CPU per call, so the servers set the pace: the',
+    'figures that issue 11 §1 targets), `raw` a minimal newline-delimited JSON-RPC client in Node, `sdk` the SDK `Client`',
     '(`callTool` with its result validation, what an MCP app sees; on this machine it is the bottleneck).',
     `Client and server share the machine\'s cores. Each pair ran ${TRIALS} times, interleaved; the table shows the run with`,
     'the median 32-in-flight calls/s (all runs are in bench/mcp/last.json). With client and server on the same few',
@@ -349,13 +390,14 @@ if (args.results) {
     '|---|---|---|---|---|---|---|---|---|---|',
     ...results.map(row),
     '',
-    '| client | peermcp/TS calls/s, sequential | peermcp/TS calls/s, 32 in flight | TS/peermcp server CPU per call | peermcp/TS peak RSS | goal (≥10× calls/s at ≤1/10 RSS) |',
+    '| client | peermcp/TS calls/s, sequential | peermcp/TS calls/s, 32 in flight | TS/peermcp server CPU per call | peermcp/TS peak RSS | issue 11 §1 (CPU ≤ 1/5, goal 1/10; RSS ≤ 1/10) |',
     '|---|---|---|---|---|---|',
     ...Object.entries(ratios).map(
       ([k, x]) =>
         `| ${k} | ${x.sequential_calls_per_s}× | ${x.concurrent32_calls_per_s}× | ${x.cpu_per_call_ts_over_peermcp}× | ${x.peak_rss} | ${goal(x)} |`,
     ),
     '',
+    ...(profile ? ['Where peermcp\'s CPU goes (`bench/mcp/profile.sh`: callgrind instruction counts, stable on a busy', 'machine; earlier profiles are kept in bench/mcp/profile.md):', '', profile, ''] : []),
     'Machine:',
     '',
     '```',

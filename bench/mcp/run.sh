@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench-mcp: peermcp vs the official TypeScript SDK server, same tool, same Node client.
 # Called by `make bench-mcp` after `make` built build/peermcp and the npm packages are installed.
-# Writes the "MCP (bench-mcp)" section of bench/RESULTS.md and bench/mcp/last.json.
+# Writes the "MCP (bench-mcp)" section of bench/RESULTS.md and bench/mcp/last.json; appends the
+# callgrind profile of the run to bench/mcp/profile.md.
 # BENCH_SECONDS (default 3) sets the length of each measured phase, BENCH_TRIALS (default 3) the
 # number of interleaved runs per server (the median is reported).
 set -euo pipefail
@@ -22,5 +23,19 @@ trap 'rm -f "$machine"' EXIT
   echo "node $("$node" --version); $("$bin" --version)"
 } >"$machine"
 
-nice -n 5 "$node" "$root/bench/mcp/bench.mjs" --peermcp "$bin" --seconds "${BENCH_SECONDS:-3}" --trials "${BENCH_TRIALS:-3}" \
-  --json "$root/bench/mcp/last.json" --results "$root/bench/RESULTS.md" --machine "$machine"
+# The C load driver (bench/mcp/driver.c), built with the release build.
+build=${BUILD:-$root/build}
+ninja -C "$build" bench/mcp/mcp_bench_driver >/dev/null
+drv=$build/bench/mcp/mcp_bench_driver
+
+# Where the CPU goes: callgrind instructions per call (bench/mcp/profile.sh; skipped without
+# valgrind or with BENCH_PROFILE=0). Kept in bench/mcp/profile.md too, the history of profiles.
+prof=$(mktemp)
+trap 'rm -f "$machine" "$prof"' EXIT
+if [ "${BENCH_PROFILE:-1}" != 0 ] && command -v valgrind >/dev/null; then
+  BUILD=$build PEERMCP_BIN=$bin bash "$root/bench/mcp/profile.sh" --out "$prof" && cat "$prof" >>"$root/bench/mcp/profile.md"
+fi
+
+nice -n 5 "$node" "$root/bench/mcp/bench.mjs" --peermcp "$bin" --driver "$drv" --seconds "${BENCH_SECONDS:-3}" \
+  --trials "${BENCH_TRIALS:-3}" --json "$root/bench/mcp/last.json" --results "$root/bench/RESULTS.md" --machine "$machine" \
+  --profile "$prof"

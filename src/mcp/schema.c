@@ -448,7 +448,12 @@ static size_t path_push_key(vctx *c, const char *key) {
   size_t old = c->plen;
   size_t room = sizeof c->path - c->plen;
   int n;
-  if (is_ident(key)) n = snprintf(c->path + c->plen, room, ".%s", key);
+  size_t klen;
+  if (is_ident(key) && (klen = strlen(key)) + 1 < room) { /* the hot path: no printf */
+    c->path[c->plen] = '.';
+    memcpy(c->path + c->plen + 1, key, klen + 1);
+    n = (int)(klen + 1);
+  } else if (is_ident(key)) n = snprintf(c->path + c->plen, room, ".%s", key);
   else {
     json_t *s = json_string(key);
     char *q = s ? jwrite_dumps(s, 0) : NULL;
@@ -737,27 +742,21 @@ static int validate_object(vctx *c, const kwset *s, json_t *inst, int depth) {
     json_t *ps;
     json_object_foreach((json_t *)props, k, ps) {
       json_t *v = json_object_get(inst, k);
+      json_t *def = !v && c->fill && json_is_object(ps) ? json_object_get(ps, "default") : NULL;
+      if (!v && !def) continue; /* absent and nothing to fill: no path to build */
       size_t old = path_push_key(c, k);
-      if (!v && c->fill && json_is_object(ps)) {
-        json_t *def = json_object_get(ps, "default");
-        if (def) {
-          json_t *copy = json_deep_copy(def);
-          if (!copy || json_object_set_new(inst, k, copy) != 0) {
-            path_pop(c, old);
-            c->oom = true;
-            return fail(c, "out of memory filling defaults");
-          }
-          v = copy;
-        }
-      }
-      if (v) {
-        int rc = validate(c, ps, v, depth + 1);
-        if (rc != 0) {
+      if (!v) {
+        json_t *copy = json_deep_copy(def);
+        if (!copy || json_object_set_new(inst, k, copy) != 0) {
           path_pop(c, old);
-          return rc;
+          c->oom = true;
+          return fail(c, "out of memory filling defaults");
         }
+        v = copy;
       }
+      int rc = validate(c, ps, v, depth + 1);
       path_pop(c, old);
+      if (rc != 0) return rc;
     }
   }
   if (addl && !json_is_true(addl)) {
