@@ -67,6 +67,11 @@ run "id --help" 0 "$bin" id --help
 hasnt "id --help lists no serve flag" "$out" "--p2p-listen"
 run "serve --help" 0 "$bin" serve --help
 has "serve --help lists its flags" "$out" "--http-listen"
+for c in ping perf call task cache worker queue; do
+  run "$c --help" 0 "$bin" "$c" --help
+  hasnt "$c --help lists no serve flag" "$out" "--p2p-listen"
+  [ "$c" = worker ] || hasnt "$c --help lists no worker flag" "$out" "--slots"
+done
 
 run "ping -n 0 refused" 2 "$bin" ping -n 0 /ip4/127.0.0.1/tcp/1
 has "ping -n 0: the reason" "$err" "-n: 0 is out of range 1..100000"
@@ -143,9 +148,11 @@ has "the message shows the value" "$err" "tools.commands[0].timeout_ms: expected
 printf '{"a": 1,\n  "b": [1, 2\n' >"$tmp/bad-eof.json"
 run "truncated file" 1 "$bin" id --config "$tmp/bad-eof.json"
 has "end of file: the column where the text stops" "$err" "bad-eof.json:2:13:"
+[ "$(wc -l <"$tmp/err")" = 1 ] && ok "…printed once" || ko "…printed once" "$err"
 printf '{"p2p": {"listen": ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/9710/quic-v1"]}}' >"$tmp/bad-listen.json"
 run "a QUIC listen address is refused at load" 1 "$bin" serve --config "$tmp/bad-listen.json" --state-dir "$tmp/s1"
 has "…naming it and what is supported" "$err" "p2p.listen[1]: \"/ip4/0.0.0.0/udp/9710/quic-v1\": UDP and QUIC are not supported; peermcp listens on /ip4/ADDR/tcp/PORT"
+[ "$(wc -l <"$tmp/err")" = 1 ] && ok "…printed once" || ko "…printed once" "$err"
 run "a /dns4 listen flag is refused" 1 "$bin" serve --p2p-listen /dns4/localhost/tcp/0 --state-dir "$tmp/s1"
 has "…naming the flag" "$err" "--p2p-listen \"/dns4/localhost/tcp/0\": a listen address is an IP address, not a name"
 cat >"$tmp/typo.json" <<'EOF'
