@@ -622,13 +622,21 @@ int svc_client_new(uv_loop_t *loop, p2p_host *host, const char *target, const sv
   return 0;
 }
 
-static int enqueue(svc_client *c, const char *method, json_t *params, bool idempotent, bool rpc, uint32_t timeout_ms,
-                   svc_client_cb cb, void *ud) {
-  if (c->closed) return -ECANCELED;
+/* params: copied, or — own — taken over (the caller built it and hands its reference over,
+ * on success and failure alike). */
+static int enqueue(svc_client *c, const char *method, json_t *params, bool own, bool idempotent, bool rpc,
+                   uint32_t timeout_ms, svc_client_cb cb, void *ud) {
+  if (c->closed) {
+    if (own) json_decref(params);
+    return -ECANCELED;
+  }
   creq *r = calloc(1, sizeof *r);
-  if (!r) return -ENOMEM;
+  if (!r) {
+    if (own) json_decref(params);
+    return -ENOMEM;
+  }
   r->method = strdup(method);
-  r->params = params ? json_deep_copy(params) : NULL;
+  r->params = !params ? NULL : own ? params : json_deep_copy(params);
   if (!r->method || (params && !r->params)) {
     req_free(r);
     return -ENOMEM;
@@ -652,7 +660,7 @@ static int enqueue(svc_client *c, const char *method, json_t *params, bool idemp
 
 int svc_client_request(svc_client *c, const char *method, json_t *params, bool idempotent, uint32_t timeout_ms,
                        svc_client_cb cb, void *ud) {
-  return enqueue(c, method, params, idempotent, false, timeout_ms, cb, ud);
+  return enqueue(c, method, params, false, idempotent, false, timeout_ms, cb, ud);
 }
 
 /* May this op message be sent again after its stream broke or it timed out? */
@@ -678,18 +686,14 @@ int svc_client_rpc(svc_client *c, json_t *msg, uint32_t timeout_ms, svc_client_c
   bool idem = rpc_retry_safe(m);
   json_t *params = json_pack("{s:s, s:o}", "name", TASKQ_RPC_TOOL, "arguments", m);
   if (!params) return -ENOMEM;
-  int rc = enqueue(c, "tools/call", params, idem, true, timeout_ms, cb, ud);
-  json_decref(params);
-  return rc;
+  return enqueue(c, "tools/call", params, true, idem, true, timeout_ms, cb, ud);
 }
 
 int svc_client_call_tool(svc_client *c, const char *tool, json_t *args, bool idempotent, uint32_t timeout_ms,
                          svc_client_cb cb, void *ud) {
   json_t *params = json_pack("{s:s, s:o}", "name", tool, "arguments", args ? json_incref(args) : json_object());
   if (!params) return -ENOMEM;
-  int rc = enqueue(c, "tools/call", params, idempotent, false, timeout_ms, cb, ud);
-  json_decref(params);
-  return rc;
+  return enqueue(c, "tools/call", params, true, idempotent, false, timeout_ms, cb, ud);
 }
 
 int svc_client_cancel(svc_client *c, svc_client_cb cb, void *ud) {
