@@ -55,6 +55,10 @@ struct tq_queue {
   size_t n_waiters;
   tq_work_waiter *work_waiters; /* oldest first; counted in n_waiters too */
   uint64_t work_gen;
+  /* when delayed retries made through this handle fall due (wall seconds, the earliest kept
+   * when full): a work waiter wakes then instead of at its timeout */
+  double due[16];
+  size_t n_due;
   struct {
     void (*fn)(void *, const char *);
     void *ud;
@@ -156,6 +160,35 @@ static void work_changed(tq_queue *q, const char *type) {
 
 void tq_work_pass(tq_queue *q) { work_changed(q, NULL); }
 
+/* A delayed retry falls due at `at` (wall seconds). */
+static void work_due_at(tq_queue *q, double at) {
+  pthread_mutex_lock(&q->wmu);
+  size_t n = sizeof q->due / sizeof q->due[0];
+  if (q->n_due < n) {
+    q->due[q->n_due++] = at;
+  } else {
+    size_t latest = 0;
+    for (size_t i = 1; i < n; i++)
+      if (q->due[i] > q->due[latest]) latest = i;
+    if (at < q->due[latest]) q->due[latest] = at;
+  }
+  for (tq_work_waiter *w = q->work_waiters; w; w = w->next) pthread_cond_signal(&w->cv); /* re-plan */
+  pthread_mutex_unlock(&q->wmu);
+}
+
+/* Under wmu: takes one due time that has come (true), else *next = the earliest (0: none). */
+static bool work_take_due(tq_queue *q, double now, double *next) {
+  *next = 0;
+  for (size_t i = 0; i < q->n_due; i++) {
+    if (q->due[i] <= now) {
+      q->due[i] = q->due[--q->n_due];
+      return true;
+    }
+    if (*next == 0 || q->due[i] < *next) *next = q->due[i];
+  }
+  return false;
+}
+
 uint64_t tq_work_gen(tq_queue *q) {
   pthread_mutex_lock(&q->wmu);
   uint64_t g = q->work_gen;
@@ -227,12 +260,21 @@ int tq_wait_work(tq_queue *q, uint64_t seen, const tq_claim_opts *o, double time
       rc = -ESHUTDOWN;
       break;
     }
+    double next_due;
+    if (work_take_due(q, clock_wall_s(), &next_due)) {
+      rc = 0; /* a delayed retry has come due: look */
+      break;
+    }
     int64_t now = clock_mono_ms();
     if (now >= deadline) {
       rc = -ETIMEDOUT;
       break;
     }
     int64_t until = deadline;
+    if (next_due > 0) {
+      int64_t at = now + (int64_t)((next_due - clock_wall_s()) * 1000.0) + 1;
+      if (at < until) until = at;
+    }
     if (cancelled && until > now + 200) until = now + 200;
     struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000L};
     pthread_cond_timedwait(&w.cv, &q->wmu, &ts);
@@ -695,7 +737,10 @@ int tq_retry(tq_queue *q, const char *task_id, const tq_fence *f, double delay_s
   op.error = error;
   rc = run_sync(q, &op);
   if (rc == 0 && final_status) *final_status = op.final_status;
-  if (rc == 0 && op.final_status == TQ_QUEUED && delay_s == 0) work_changed(q, NULL);
+  if (rc == 0 && op.final_status == TQ_QUEUED) {
+    if (delay_s == 0) work_changed(q, NULL);
+    else work_due_at(q, clock_wall_s() + delay_s);
+  }
   return rc;
 }
 

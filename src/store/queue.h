@@ -263,8 +263,9 @@ int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled
  * that may make a task claimable — a submit (tq_submit, tq_submit_async; not a replayed one),
  * a release, a retry, recovered leases — bumps a generation counter and wakes waiters: a
  * submit wakes the longest-waiting one whose task types match the new task's type (an
- * empty type list matches any), every other change wakes all. Not seen: a delayed retry
- * becoming due, another process's commits — a waiter's timeout covers those.
+ * empty type list matches any), every other change wakes all; a delayed retry made through
+ * this handle wakes one waiter when it falls due (the 16 earliest are tracked). Not seen:
+ * another process's commits, a submit's own delay — a waiter's timeout covers those.
  *
  * The pattern (no change can slip in between):
  *     uint64_t gen = tq_work_gen(q);

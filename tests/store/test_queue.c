@@ -450,6 +450,30 @@ static void test_wait_work_ignores_other_types_and_times_out(void **state) {
   assert_int_equal(tq_wait_work(f->q, gen, &w, 20, NULL, NULL, NULL), 0);
 }
 
+/* A delayed retry wakes a work waiter when it falls due, not at the waiter's timeout. */
+static void test_wait_work_wakes_when_a_delayed_retry_falls_due(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  tq_claim_opts w = worker("w1");
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &w, &t), 0);
+  assert_non_null(t);
+  tq_fence fe = {"w1", t->lease_epoch};
+  tq_task_free(t);
+  assert_int_equal(tq_retry(f->q, id, &fe, 0.5, "again later", NULL), 0);
+  uint64_t gen = tq_work_gen(f->q);
+  assert_int_equal(tq_claim_next(f->q, &w, &t), 0);
+  assert_null(t); /* not due yet */
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(tq_wait_work(f->q, gen, &w, 20, NULL, NULL, NULL), 0);
+  int64_t took = clock_mono_ms() - t0;
+  assert_true(took >= 200 && took < 10000);
+  assert_int_equal(tq_claim_next(f->q, &w, &t), 0);
+  assert_non_null(t);
+  tq_task_free(t);
+}
+
 static void test_wait_timeout_returns_current_state_and_is_capped(void **state) {
   fx *f = *state;
   tq_close(f->q);
@@ -1049,6 +1073,7 @@ int main(void) {
       T(test_wait_wakes_on_completion_not_timeout),
       T(test_wait_work_wakes_on_submit),
       T(test_wait_work_ignores_other_types_and_times_out),
+      T(test_wait_work_wakes_when_a_delayed_retry_falls_due),
       T(test_wait_timeout_returns_current_state_and_is_capped),
       T(test_wait_honours_cancellation),
       T(test_prune_removes_old_terminal_only),
