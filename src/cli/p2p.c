@@ -17,6 +17,7 @@
 #include "cli/help.h"
 #include "config/config.h"
 #include "node/node.h"
+#include "node/statedir.h"
 #include "p2p/core/identity.h"
 #include "p2p/core/peerid.h"
 #include "util/clock.h"
@@ -68,6 +69,11 @@ int cli_id(int argc, char **argv) {
   if (stat(cfg.state_dir, &sd) == 0 && !S_ISDIR(sd.st_mode)) {
     fprintf(stderr, "peermcp id: the state directory %s is not a directory (--state-dir / PEERMCP_STATE_DIR names a file)\n",
             cfg.state_dir);
+    goto out;
+  }
+  char why[1024]; /* the same checks as every node (node/statedir.h, issue 9 item 9) */
+  if (statedir_prepare(cfg.state_dir, why, sizeof why) != 0 || statedir_check_key(cfg.state_dir, why, sizeof why) != 0) {
+    fprintf(stderr, "peermcp id: %s\n", why);
     goto out;
   }
   /* the address a running `serve` of this state directory announced (announce.json) */

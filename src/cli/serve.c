@@ -62,6 +62,7 @@ int cli_serve(int argc, char **argv) {
       .stdio = true,            /* when stdio.enabled */
       .http = true,             /* when http.listen is set */
       .signals = true,
+      .lock_state_dir = true, /* one serve per state directory */
   };
   node *n = NULL;
   bool ran = false;

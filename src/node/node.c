@@ -17,6 +17,8 @@
 #include "auth/jwt.h"
 #include "auth/policy.h"
 #include "p2p/host/peers.h"
+#include "node/statedir.h"
+#include "util/fscheck.h"
 #include "transport/http.h"
 #include "transport/http_auth.h"
 #include "transport/http_rules.h"
@@ -124,6 +126,11 @@ struct node {
   node_http http;
 
   /* the stop sequence */
+  /* the state directory's lock (serve) and the announce files this node wrote (statedir.h) */
+  statedir_lock *lock;
+  char announced_pid[160];
+  char *announced[2];
+
   size_t step;
   int pending;
   bool advancing;
@@ -227,6 +234,21 @@ static int usable_dir(const char *dir, const char *what, char *err, size_t errle
   return 0;
 }
 
+/* A store path that exists must not be a symbolic link (another local user could have planted
+ * one to make us write elsewhere) and must be ours: a regular file (the queue) or a private
+ * directory (the cache). The store opens it without following links too (SQLITE_OPEN_NOFOLLOW,
+ * O_NOFOLLOW), so a link planted after this check is refused as well, with a vaguer message. */
+static int not_planted(const char *path, const char *what, bool dir, char *err, size_t errlen) {
+  struct stat sb;
+  if (lstat(path, &sb) != 0) return 0; /* absent: created by us */
+  if (S_ISLNK(sb.st_mode)) {
+    seterr(err, errlen, "%s %s is a symbolic link; refusing to follow it (point the configuration at the real path)",
+           what, path);
+    return -ELOOP;
+  }
+  return dir ? fscheck_private_dir(&sb, path, what, err, errlen) : fscheck_own_file(&sb, path, what, err, errlen);
+}
+
 /* Opens the queue and the cache from the configuration. A store that cannot be opened is a
  * start-up error naming the path and the reason (the store's own log line has the details),
  * never a node whose store tools answer "disabled". */
@@ -240,6 +262,7 @@ static int open_store(node *n, char *err, size_t errlen) {
     *slash = 0;
     if ((rc = usable_dir(qdir, "the queue's directory", err, errlen)) != 0) return rc;
   }
+  if ((rc = not_planted(cfg->queue.path, "the task queue", false, err, errlen)) != 0) return rc;
   tq_options qo;
   tq_options_default(&qo);
   qo.path = cfg->queue.path;
@@ -257,7 +280,9 @@ static int open_store(node *n, char *err, size_t errlen) {
                           : tq_strerror(rc));
     return rc;
   }
-  if ((rc = usable_dir(cfg->cache.dir, "the cache directory", err, errlen)) != 0) return rc;
+  if ((rc = not_planted(cfg->cache.dir, "the cache directory", true, err, errlen)) != 0 ||
+      (rc = usable_dir(cfg->cache.dir, "the cache directory", err, errlen)) != 0)
+    return rc;
   ttlcache_options co;
   ttlcache_options_default(&co);
   co.dir = cfg->cache.dir;
@@ -695,6 +720,16 @@ int node_open(const config *cfg, const node_options *o, node **out, char *err, s
     goto fail;
   }
   if ((rc = check_state_dir(cfg->state_dir, err, errlen)) != 0) goto fail;
+  /* ours and private, the key ours, one serve per directory (node/statedir.h, issue 9 item 9) */
+  if ((rc = statedir_check_private(cfg->state_dir, "the state directory", err, errlen)) != 0 ||
+      (o->host != NODE_HOST_NONE && (rc = statedir_check_key(cfg->state_dir, err, errlen)) != 0) ||
+      (o->lock_state_dir && (rc = statedir_lock_take(cfg->state_dir, &n->lock, err, errlen)) != 0))
+    goto fail;
+  if (n->lock) { /* nobody else serves from here: an announce file left here is stale */
+    char ann[4200];
+    snprintf(ann, sizeof ann, "%s/announce.json", cfg->state_dir);
+    if (statedir_remove_announce(ann, NULL)) log_info("stale announce file removed", "{s:s}", "path", ann);
+  }
   if (o->loop) {
     n->loop = o->loop;
   } else {
@@ -844,7 +879,9 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
       rc = p2p_host_write_announce(n->host, paths[i]);
       if (rc) log_warn("p2p: cannot write the announce file", "{s:s, s:s}", "path", paths[i], "error", strerror(-rc));
       else log_debug("p2p: announce file written", "{s:s, s:s}", "path", paths[i], "multiaddr", first);
+      if (!rc && !n->announced[i]) n->announced[i] = strdup(paths[i]); /* removed at stop (step_host) */
     }
+    snprintf(n->announced_pid, sizeof n->announced_pid, "%s", pid);
   }
   return 0;
 }
@@ -1082,6 +1119,14 @@ static void host_closed(p2p_host *h, void *ud) {
   step_done(n);
 }
 static void step_host(node *n) {
+  /* The announce files name an address about to close: remove those still ours (another
+   * process may have replaced p2p.announce_file since). */
+  for (size_t i = 0; i < 2; i++) {
+    if (n->announced[i] && statedir_remove_announce(n->announced[i], n->announced_pid))
+      log_debug("announce file removed", "{s:s}", "path", n->announced[i]);
+    free(n->announced[i]);
+    n->announced[i] = NULL;
+  }
   if (!n->host) return;
   n->pending++;
   n->disc = NULL; /* a host service: the host's close stops and frees it (mDNS goodbye first) */
@@ -1242,6 +1287,8 @@ void node_close(node *n) {
     for (size_t i = 0; i < n->wopts.n_peers; i++) free(n->peers[i]);
   free(n->peers);
   free(n->wclients);
+  for (size_t i = 0; i < 2; i++) free(n->announced[i]); /* never stopped */
+  statedir_lock_release(n->lock); /* last: everything in the directory is closed */
   free(n);
   check_loop_thread_leave();
 }

@@ -120,6 +120,8 @@ typedef struct node_options {
                              <state_dir>/http.json names the URL; stdin EOF then closes only
                              stdio) */
   bool signals;           /* SIGINT/SIGTERM stop the node; SIGPIPE ignored */
+  bool lock_state_dir;    /* serve: hold the exclusive lock on <state_dir>/lock (node/statedir.h);
+                             a second node on the directory fails node_open naming the holder */
   const node_workers_opts *workers; /* with tools: workers (copied at node_open) */
 } node_options;
 

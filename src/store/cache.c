@@ -387,7 +387,7 @@ int ttlcache_open(const ttlcache_options *o, ttlcache **out) {
   c->nbucket = 1024;
   while (c->nbucket < c->o.max_entries && c->nbucket < (1u << 20)) c->nbucket <<= 1;
   c->bucket = calloc(c->nbucket, sizeof *c->bucket);
-  c->dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  c->dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW); /* a planted symlink is refused */
   if (!c->dir || !c->bucket || c->dirfd < 0) {
     rc = c->dirfd < 0 && c->dir && c->bucket ? errno_rc(errno) : -ENOMEM;
     if (c->dirfd >= 0) close(c->dirfd);

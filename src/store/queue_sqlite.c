@@ -240,6 +240,9 @@ static int open_conn(tq_backend *b, bool readonly, sqlite3 **out) {
   sqlite3 *db = NULL;
   int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
               SQLITE_OPEN_NOMUTEX;
+#ifdef SQLITE_OPEN_NOFOLLOW
+  flags |= SQLITE_OPEN_NOFOLLOW; /* a symlink planted as the database is refused (issue 9 item 9) */
+#endif
   int rc = sqlite3_open_v2(b->o.path, &db, flags, NULL);
   if (rc != SQLITE_OK) {
     int e = map_err(db, rc);

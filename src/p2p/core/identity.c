@@ -53,6 +53,10 @@ int identity_load(const char *path, keys_private *out) {
     close(fd);
     return fail(-EINVAL, path, "not a regular file");
   }
+  if (st.st_uid != geteuid()) { /* another user could have planted it: not our identity */
+    close(fd);
+    return fail(-EPERM, path, "owned by another user; only a key file of this user is loaded");
+  }
   if (st.st_mode & 077) {
     close(fd);
     return fail(-EPERM, path, "readable or writable by group/others; run chmod 600 on it");

@@ -3,8 +3,9 @@
  * File format: the libp2p PrivateKey protobuf bytes exactly as the peer-ids spec defines
  * them (Type = Ed25519, Data = 64-byte [seed ‖ public key]), so the file can be moved to or
  * from go/js/rust-libp2p tools. The file is created once with mode 0600, written to a
- * temporary file, fsync'd and renamed (atomic); a file that group or others may read is
- * refused (-EPERM) with a clear log line, and so is a file that is not a regular file.
+ * temporary file, fsync'd and renamed (atomic); a file that group or others may read, or one
+ * owned by another user (it could have been planted), is refused (-EPERM) with a clear log
+ * line, and so is a file that is not a regular file.
  * Blocking file I/O: call at start-up, before the event loop runs. */
 #ifndef PEERMCP_P2P_CORE_IDENTITY_H
 #define PEERMCP_P2P_CORE_IDENTITY_H
@@ -18,7 +19,7 @@
 
 /* Loads <state_dir>/identity.key, creating it (and state_dir, mode 0700) if it does not
  * exist. *created (may be NULL) tells which. 0 or negative errno: -EPERM (permissions too
- * open), -EINVAL (not a valid PrivateKey), -ENOTSUP (a non-Ed25519 key), other I/O errors.
+ * open, or another user's file), -EINVAL (not a valid PrivateKey), -ENOTSUP (a non-Ed25519 key), other I/O errors.
  * Each failure is logged once with the path and the reason. */
 int identity_load_or_create(const char *state_dir, keys_private *out, bool *created)
     __attribute__((warn_unused_result));
