@@ -246,7 +246,9 @@ static int not_planted(const char *path, const char *what, bool dir, char *err, 
            what, path);
     return -ELOOP;
   }
-  return dir ? fscheck_private_dir(&sb, path, what, err, errlen) : fscheck_own_file(&sb, path, what, err, errlen);
+  /* another kind (a file as the cache, a directory as the queue) is reported by the open */
+  if (dir) return S_ISDIR(sb.st_mode) ? fscheck_private_dir(&sb, path, what, err, errlen) : 0;
+  return S_ISREG(sb.st_mode) ? fscheck_own_file(&sb, path, what, err, errlen) : 0;
 }
 
 /* Opens the queue and the cache from the configuration. A store that cannot be opened is a
