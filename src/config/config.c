@@ -537,6 +537,20 @@ static const keydef k_p2p[] = {
     {"baseline_max_priority", K_U32, OFF(p2p.baseline_max_priority), 0, 1, 10},
     {"encrypt", K_BOOL, OFF(p2p.encrypt), 0, 0, 0},
     {"encryption_key", K_STR, OFF(p2p.encryption_key), 0, 0, 4096},
+    {"max_pending_handshakes", K_U32, OFF(p2p.max_pending_handshakes), 0, 1, 65536},
+    {"max_pending_per_ip", K_U32, OFF(p2p.max_pending_per_ip), 0, 1, 65536},
+    {"max_connections_per_ip", K_U32, OFF(p2p.max_connections_per_ip), 0, 1, 65536},
+    {"reserved_connections", K_U32, OFF(p2p.reserved_connections), 0, 0, 65536},
+    {"first_byte_timeout_ms", K_U32, OFF(p2p.first_byte_timeout_ms), 0, 100, 600000},
+    {"handshake_timeout_ms", K_U32, OFF(p2p.handshake_timeout_ms), 0, 100, 600000},
+    {"stranger_max_frame_bytes", K_SIZE, OFF(p2p.stranger_max_frame_bytes), 0, 1024, 64 * MiB},
+    {"stranger_max_streams", K_U32, OFF(p2p.stranger_max_streams), 0, 1, 4096},
+    {"frame_timeout_ms", K_U32, OFF(p2p.frame_timeout_ms), 0, 100, 3600000},
+    {"stream_budget_bytes", K_SIZE, OFF(p2p.stream_budget_bytes), 0, 64 * 1024, 1024 * MiB},
+    {"peer_budget_bytes", K_SIZE, OFF(p2p.peer_budget_bytes), 0, 64 * 1024, 64 * 1024 * MiB},
+    {"process_budget_bytes", K_SIZE, OFF(p2p.process_budget_bytes), 0, 64 * 1024, 64 * 1024 * MiB},
+    {"max_waits_per_peer", K_U32, OFF(p2p.max_waits_per_peer), 0, 1, 65536},
+    {"max_inflight_per_peer", K_U32, OFF(p2p.max_inflight_per_peer), 0, 1, 65536},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1065,6 +1079,20 @@ static int set_defaults(config *cfg) {
   cfg->p2p.peer_timeout_seconds = 300;
   cfg->p2p.peer_addr_ttl_seconds = (uint32_t)DAY;
   cfg->p2p.discovery_timeout_ms = 5000;
+  cfg->p2p.max_pending_handshakes = 64;
+  cfg->p2p.max_pending_per_ip = 32;
+  cfg->p2p.max_connections_per_ip = 64;
+  cfg->p2p.reserved_connections = 32;
+  cfg->p2p.first_byte_timeout_ms = 2500;
+  cfg->p2p.handshake_timeout_ms = 10000;
+  cfg->p2p.stranger_max_frame_bytes = 64 * 1024;
+  cfg->p2p.stranger_max_streams = 4;
+  cfg->p2p.frame_timeout_ms = 10000;
+  cfg->p2p.stream_budget_bytes = 4 * MiB;
+  cfg->p2p.peer_budget_bytes = 8 * MiB;
+  cfg->p2p.process_budget_bytes = 256 * MiB;
+  cfg->p2p.max_waits_per_peer = 64;
+  cfg->p2p.max_inflight_per_peer = 16;
   cfg->mcp_tasks.runner = CONFIG_AUTO;
   cfg->p2p.baseline_max_priority = 5;
   cfg->auth.jwt.leeway_s = 60;
@@ -2028,11 +2056,23 @@ json_t *config_to_json(const config *cfg) {
       }
       json_decref(sec);
     }
-    if (!more || json_object_update(p2p, more) != 0) {
+    json_t *limits = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "max_pending_handshakes",
+        (json_int_t)cfg->p2p.max_pending_handshakes, "max_pending_per_ip", (json_int_t)cfg->p2p.max_pending_per_ip,
+        "max_connections_per_ip", (json_int_t)cfg->p2p.max_connections_per_ip, "reserved_connections",
+        (json_int_t)cfg->p2p.reserved_connections, "first_byte_timeout_ms", (json_int_t)cfg->p2p.first_byte_timeout_ms,
+        "handshake_timeout_ms", (json_int_t)cfg->p2p.handshake_timeout_ms, "stranger_max_frame_bytes",
+        (json_int_t)cfg->p2p.stranger_max_frame_bytes, "stranger_max_streams", (json_int_t)cfg->p2p.stranger_max_streams,
+        "frame_timeout_ms", (json_int_t)cfg->p2p.frame_timeout_ms, "stream_budget_bytes",
+        (json_int_t)cfg->p2p.stream_budget_bytes, "peer_budget_bytes", (json_int_t)cfg->p2p.peer_budget_bytes,
+        "process_budget_bytes", (json_int_t)cfg->p2p.process_budget_bytes, "max_waits_per_peer",
+        (json_int_t)cfg->p2p.max_waits_per_peer, "max_inflight_per_peer", (json_int_t)cfg->p2p.max_inflight_per_peer);
+    if (!more || !limits || json_object_update(p2p, more) != 0 || json_object_update(p2p, limits) != 0) {
       json_decref(p2p);
       p2p = NULL;
     }
     json_decref(more);
+    json_decref(limits);
   }
   if (p2p) {
     static const char *const modes[] = {"auto", "server", "client"};

@@ -223,6 +223,21 @@ typedef struct config {
     char *encryption_key;       /* NULL; …_TASK_P2P_ENCRYPTION_KEY (else the shared token) */
     char *client_token;         /* --token-file: what this node presents as a client (a JWT or
                                    the shared token); NULL → token */
+    /* Abuse limits (issue 9; docs/security.md says what each protects). */
+    uint32_t max_pending_handshakes;  /* 64: inbound connections still upgrading */
+    uint32_t max_pending_per_ip;      /* 32: of those, from one IP address */
+    uint32_t max_connections_per_ip;  /* 64: inbound connections from one IP address */
+    uint32_t reserved_connections;    /* 32: of max_connections, kept for trusted/authorized peers */
+    uint32_t first_byte_timeout_ms;   /* 2500: an inbound connection must send a byte by then */
+    uint32_t handshake_timeout_ms;    /* 10000: TCP connect + the whole upgrade */
+    size_t stranger_max_frame_bytes;  /* 65536: frame limit for a caller holding no scope */
+    uint32_t stranger_max_streams;    /* 4: service streams at once for such a caller */
+    uint32_t frame_timeout_ms;        /* 10000: a frame is whole this long after its header */
+    size_t stream_budget_bytes;       /* 4 MiB held and owed per service stream */
+    size_t peer_budget_bytes;         /* 8 MiB per peer over its streams */
+    size_t process_budget_bytes;      /* 256 MiB over every service stream */
+    uint32_t max_waits_per_peer;      /* 64: TaskQueue `wait` ops held at once per caller */
+    uint32_t max_inflight_per_peer;   /* 16: requests in flight over a peer's service streams */
   } p2p;
 
   /* Authorization (src/auth/, docs/auth.md). */

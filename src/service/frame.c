@@ -3,6 +3,7 @@
 #include "service/frame.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "mcp/session.h"
@@ -16,19 +17,32 @@ const char *svc_frame_status_str(svc_frame_status st) {
   case SVC_FRAME_INVALID_MSG: return "invalid_message";
   case SVC_FRAME_NOMEM: return "internal_error";
   case SVC_FRAME_EMPTY: return "empty";
+  case SVC_FRAME_TIMEOUT: return "frame_timeout";
   default: return "ok";
   }
 }
 
-/* Parses a complete body. An empty body is invalid JSON (json.loads("") fails). */
-static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out) {
+bool svc_json_has_nul(const json_t *v) {
+  return json_is_string(v) && memchr(json_string_value(v), 0, json_string_length(v)) != NULL;
+}
+
+/* Parses a complete body. An empty body is invalid JSON (json.loads("") fails). Duplicate keys
+ * are refused (an op or a token must not mean one thing to one reader and another to the
+ * next); escaped NULs are kept in string values. detail (detail_cap bytes) gets jansson's
+ * reason on a refusal. */
+static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out, char *detail, size_t detail_cap) {
   json_error_t jerr;
   *out = NULL;
+  detail[0] = 0;
   if (n == 0) return SVC_FRAME_INVALID_JSON;
   bool oom;
-  json_t *v = alloc_json_loadb((const char *)p, n, JSON_DECODE_ANY, &jerr, &oom);
+  json_t *v = alloc_json_loadb((const char *)p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr,
+                               &oom);
   if (oom) return SVC_FRAME_NOMEM; /* our failure, not a verdict on the peer's bytes */
-  if (!v) return SVC_FRAME_INVALID_JSON;
+  if (!v) {
+    snprintf(detail, detail_cap, "%s", jerr.text);
+    return SVC_FRAME_INVALID_JSON;
+  }
   if (!json_is_object(v)) {
     json_decref(v);
     return SVC_FRAME_INVALID_MSG;
@@ -50,6 +64,25 @@ void svc_frame_dec_free(svc_frame_dec *d) {
 }
 
 int svc_frame_dec_mid_frame(const svc_frame_dec *d) { return d->hdr_have > 0; }
+
+void svc_frame_dec_set_max(svc_frame_dec *d, size_t max) {
+  d->max = max ? max : SVC_FRAME_DEFAULT_MAX;
+  /* the body buffer's own ceiling stays the larger of the two until the frame in progress is
+   * done (its declared length was admitted under the old ceiling) */
+  if (buf_max(&d->body) < d->max) buf_set_max(&d->body, d->max);
+  else if (d->hdr_have < SVC_FRAME_HDR && buf_len(&d->body) == 0) buf_set_max(&d->body, d->max);
+}
+
+size_t svc_frame_dec_held(const svc_frame_dec *d) { return d->hdr_have + buf_len(&d->body); }
+
+void svc_frame_dec_fail(svc_frame_dec *d, svc_frame_status st) {
+  if (!d->err) d->err = st < 0 ? st : SVC_FRAME_INVALID_MSG;
+  d->hdr_have = 0;
+  d->want = 0;
+  buf_free(&d->body);
+}
+
+const char *svc_frame_dec_detail(const svc_frame_dec *d) { return d->detail; }
 
 svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n, size_t *consumed) {
   size_t used = 0;
@@ -73,6 +106,7 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
         return d->err;
       }
       buf_reset(&d->body);
+      if (buf_max(&d->body) != d->max) buf_set_max(&d->body, d->max);
       continue;
     }
     size_t have = buf_len(&d->body);
@@ -89,10 +123,12 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
     }
     /* Complete frame. */
     json_t *v;
-    svc_frame_status st = frame_parse(buf_ptr(&d->body), buf_len(&d->body), &v);
+    svc_frame_status st = frame_parse(buf_ptr(&d->body), buf_len(&d->body), &v, d->detail, sizeof d->detail);
     d->hdr_have = 0;
     d->want = 0;
-    buf_reset(&d->body);
+    /* a large body's memory goes back now, not when the next large frame replaces it */
+    if (buf_cap(&d->body) > 64u * 1024u) buf_free(&d->body);
+    else buf_reset(&d->body);
     *consumed = used;
     if (st != SVC_FRAME_READY) {
       d->err = st;
@@ -139,6 +175,12 @@ json_t *svc_frame_error_reply(svc_frame_status st) {
                    MCP_RPC_MCPP_FRAME_ERROR, "message", svc_frame_status_str(st));
 }
 
+json_t *svc_frame_error_reply_detail(svc_frame_status st, const char *detail) {
+  if (!detail || !*detail) return svc_frame_error_reply(st);
+  return json_pack("{s:s, s:n, s:{s:i, s:s, s:{s:s}}}", "jsonrpc", "2.0", "id", "error", "code", MCP_RPC_MCPP_FRAME_ERROR,
+                   "message", svc_frame_status_str(st), "data", "detail", detail);
+}
+
 /* --- NDJSON --- */
 
 void svc_ndjson_dec_init(svc_ndjson_dec *d, size_t max) {
@@ -158,7 +200,7 @@ static svc_frame_status ndjson_complete(svc_ndjson_dec *d) {
   const uint8_t *p = buf_ptr(&d->line);
   while (n && (p[n - 1] == '\n' || p[n - 1] == '\r')) n--;
   json_t *v;
-  svc_frame_status st = frame_parse(p, n, &v);
+  svc_frame_status st = frame_parse(p, n, &v, d->detail, sizeof d->detail);
   d->done = 1;
   if (st != SVC_FRAME_READY) {
     d->err = st;

@@ -4,7 +4,11 @@
  *  /ipfs-datasets/task-queue/1.0.0 one newline-terminated JSON object per stream (§2.2, legacy)
  *
  * Decoders take bytes in whatever pieces the transport delivers (down to one byte at a time)
- * and hand out parsed JSON objects. The declared length of a u32 frame is checked against the
+ * and hand out parsed JSON objects. Parsing refuses duplicate object keys anywhere in a message
+ * ({"op":"get","op":"cancel"} is invalid_json: no "last one wins" for op or token) and accepts
+ * escaped NULs (\u0000) inside string values (jansson's JSON_ALLOW_NUL; Python peers send
+ * them); a NUL in an object key is invalid_json. Where a string must be a C string (a method,
+ * a tool or op name, a token) the consumer refuses NULs itself (svc_json_has_nul). The declared length of a u32 frame is checked against the
  * decoder's ceiling *before* any body byte is buffered or allocated. A decoder that reported an
  * error is dead: every later feed returns the same error (the caller replies once and closes).
  *
@@ -15,6 +19,7 @@
 #define PEERMCP_SERVICE_FRAME_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +36,8 @@ typedef enum {
   SVC_FRAME_INVALID_MSG = -3,  /* "invalid_message" (valid JSON, not an object) */
   SVC_FRAME_NOMEM = -4,        /* "internal_error" */
   SVC_FRAME_EMPTY = -5,        /* legacy only: EOF before any byte ("empty": no reply, close) */
+  SVC_FRAME_TIMEOUT = -6,      /* "frame_timeout": a frame's body did not arrive in time (set by
+                                  the transport through svc_frame_dec_fail) */
 } svc_frame_status;
 
 /* The wire string for an error status ("frame_too_large", …); "ok" for non-errors. */
@@ -46,6 +53,7 @@ typedef struct svc_frame_dec {
   size_t max; /* inbound ceiling on the declared length */
   json_t *ready;
   svc_frame_status err; /* sticky once negative */
+  char detail[120];     /* why a body was refused (jansson's text), "" if not known */
 } svc_frame_dec;
 
 /* max = 0 means SVC_FRAME_DEFAULT_MAX. Allocates nothing. */
@@ -61,6 +69,19 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
 json_t *svc_frame_dec_take(svc_frame_dec *d);
 /* True while a frame is partially received (EOF now would be "eof", not "empty"). */
 int svc_frame_dec_mid_frame(const svc_frame_dec *d);
+/* Changes the ceiling on declared lengths (applies from the next header; a frame whose header
+ * already passed keeps its allowance). 0 means SVC_FRAME_DEFAULT_MAX. */
+void svc_frame_dec_set_max(svc_frame_dec *d, size_t max);
+/* Bytes of the current partial frame held (header and body). */
+size_t svc_frame_dec_held(const svc_frame_dec *d);
+/* Kills the decoder with an error status (e.g. SVC_FRAME_TIMEOUT) and drops what it holds. */
+void svc_frame_dec_fail(svc_frame_dec *d, svc_frame_status st);
+/* Why the last body was refused ("duplicate object key near '\"op\"'"), "" when unknown. */
+const char *svc_frame_dec_detail(const svc_frame_dec *d);
+
+/* True when a JSON string value holds a NUL character (\u0000), i.e. is not a C string;
+ * false for anything that is not a string. */
+bool svc_json_has_nul(const json_t *v);
 
 /* Appends one frame: header + compact ASCII JSON (separators ",", ":"; ensure_ascii), the
  * shape the Python encoder writes. 0, -E2BIG when the body exceeds max (nothing appended),
@@ -70,6 +91,8 @@ int svc_frame_encode(buf *out, const json_t *msg, size_t max) __attribute__((war
 /* The framing error reply {"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":…}}
  * (new reference, NULL on ENOMEM). */
 json_t *svc_frame_error_reply(svc_frame_status st);
+/* The same with error.data.detail = detail (when not NULL or empty). */
+json_t *svc_frame_error_reply_detail(svc_frame_status st, const char *detail);
 
 /* --- legacy NDJSON --- */
 
@@ -79,6 +102,7 @@ typedef struct svc_ndjson_dec {
   json_t *ready;
   int done; /* a line was delivered: the stream carries one request only */
   svc_frame_status err;
+  char detail[120]; /* as svc_frame_dec.detail */
 } svc_ndjson_dec;
 
 void svc_ndjson_dec_init(svc_ndjson_dec *d, size_t max);

@@ -2,6 +2,7 @@
 #include "service/mcpp.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,15 +18,16 @@
 
 /* ---- counters (process-wide) ---- */
 static unsigned long st_started, st_closed, st_initialized, st_frame_errors, st_rate_limited, st_unauthorized,
-    st_internal;
+    st_internal, st_over_budget, st_frame_timeouts;
 #define COUNT(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
 #define READ(x) (json_int_t) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 json_t *svc_mcpp_stats_json(void) {
-  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "sessions_started", READ(st_started), "sessions_closed",
-                   READ(st_closed), "initialized_sessions", READ(st_initialized), "frame_errors",
+  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "sessions_started", READ(st_started),
+                   "sessions_closed", READ(st_closed), "initialized_sessions", READ(st_initialized), "frame_errors",
                    READ(st_frame_errors), "rate_limited", READ(st_rate_limited), "unauthorized",
-                   READ(st_unauthorized), "internal_errors", READ(st_internal));
+                   READ(st_unauthorized), "internal_errors", READ(st_internal), "over_budget_replies",
+                   READ(st_over_budget), "frame_timeouts", READ(st_frame_timeouts));
 }
 
 /* ---- token bucket ---- */
@@ -66,11 +68,37 @@ struct svc_mcpp_conn {
   mcp_session *sess;
   int in_feed;
   bool counted_init;
-  bool closing; /* no more input; finish when flushed */
+  bool closing;  /* give up: the output could not be written (ENOMEM); nothing more is sent */
+  bool draining; /* no more input: requests already read finish and are answered, then done */
   bool eof;
+  const char *drain_reason; /* why input stopped (static), NULL while reading */
+  int64_t frame_since_ms;   /* when the partial frame in the decoder began; 0 = none */
+  size_t reply_est;         /* what one call in flight is charged against the output budget:
+                               the largest recent reply, decaying towards SVC_MCPP_EST_MIN */
+  /* tools/call read while the peer had its share of the workers busy (env.may_start): they
+   * start in order as calls end (svc_mcpp_resume); a cancel removes one (no answer, as MCP
+   * says for a cancelled request) */
+  struct held_call *held, *held_tail;
+  size_t n_held, held_bytes;
 };
 
+typedef struct held_call {
+  json_t *msg;
+  size_t bytes;
+  struct held_call *next;
+} held_call;
+
+/* The charge of a call in flight before this stream has sent a reply (most replies are small;
+ * once large ones come, the charge follows them). The charge only decides when to stop
+ * reading; what is really held is bounded by admit_output, which turns replies past a budget
+ * into small errors. */
+#define SVC_MCPP_EST_INIT (16u * 1024u)
+#define SVC_MCPP_EST_MIN (4u * 1024u)
+
 static const char *const k_profiles[] = {"mcp++/profile-e-mcp-p2p", "mcp++/p2p-transport"};
+
+static void update_frame_limit(svc_mcpp_conn *c);
+static held_call *pop_held(svc_mcpp_conn *c);
 
 /* ---- writing ---- */
 
@@ -105,21 +133,34 @@ static void send_error(svc_mcpp_conn *c, const json_t *id, int code, const char 
                          code, "message", message));
 }
 
-/* The session's output (compact ASCII JSON, one message) → one frame. */
-static void on_send(void *ud, char *msg, size_t len) {
+/* Learns what a reply weighs: the estimate jumps to a larger reply at once and decays by a
+ * quarter per smaller one. */
+static void note_reply_size(svc_mcpp_conn *c, size_t len) {
+  size_t decayed = c->reply_est - c->reply_est / 4;
+  c->reply_est = len > decayed ? len : decayed;
+  if (c->reply_est < SVC_MCPP_EST_MIN) c->reply_est = SVC_MCPP_EST_MIN;
+}
+
+/* The session's output (compact ASCII JSON, one message, with where it belongs) → one frame. */
+static void on_route(void *ud, const mcp_session_out *o, char *msg, size_t len) {
   svc_mcpp_conn *c = ud;
   if (c->closing) {
     free(msg);
     return;
   }
-  int rc;
+  int rc = 0;
+  const json_t *id = o->kind == MCP_OUT_RESPONSE ? (o->request_id ? o->request_id : json_null()) : NULL;
+  if (o->kind == MCP_OUT_RESPONSE) note_reply_size(c, len);
   if (len > c->env.max_out_frame_bytes) {
-    /* A reply too large for one frame becomes an error the client can read. */
-    json_t *m = json_loadb(msg, len, 0, NULL);
-    if (m && json_object_get(m, "result")) send_error(c, json_object_get(m, "id"), MCP_RPC_INTERNAL_ERROR, "response_too_large");
-    else COUNT(st_internal); /* a notification or error that large: dropped */
-    json_decref(m);
-    rc = 0;
+    /* A reply too large for one frame becomes an error the client can read (a notification
+     * that large is dropped). */
+    if (id && o->error_code == 0) send_error(c, id, MCP_RPC_INTERNAL_ERROR, "response_too_large");
+    else COUNT(st_internal);
+  } else if (o->kind != MCP_OUT_REQUEST && c->env.admit_output && !c->env.admit_output(c->env.ud, len + SVC_FRAME_HDR)) {
+    /* Over a buffer budget (the peer does not read its output): a reply becomes a small error
+     * it can still read; a notification is dropped. */
+    COUNT(st_over_budget);
+    if (id) send_error(c, id, SVC_MCPP_E_RATE, "output_budget_exceeded");
   } else {
     rc = frame_text(&c->out, msg, len);
   }
@@ -188,7 +229,7 @@ static void init_decorator(void *ud, mcp_session *s, const json_t *params, json_
   json_object_set_new(r, "active_profile", json_string(active));
   /* the bucket that applies to this caller now (no limit: 0, which Python clients ignore) */
   const svc_rate *b = auth_scopes_empty(&c->auth.scopes) ? c->rate : c->auth_rate;
-  json_object_set_new(r, "limits", json_pack("{s:I, s:I, s:f, s:f}", "max_frame_bytes", (json_int_t)c->env.max_frame_bytes,
+  json_object_set_new(r, "limits", json_pack("{s:I, s:I, s:f, s:f}", "max_frame_bytes", (json_int_t)c->dec.max,
                                              "max_frames", (json_int_t)c->env.max_frames, "rate_capacity",
                                              b && b->rate > 0 ? b->capacity : 0.0, "rate_refill_per_sec",
                                              b && b->rate > 0 ? b->rate : 0.0)); /* SVC_RATE_UNLIMITED → 0 */
@@ -204,6 +245,14 @@ static const char *outcome_tool(const mcp_call_outcome *o) {
 static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shaped *out) {
   svc_mcpp_conn *c = ud;
   const char *tool = outcome_tool(o);
+  if (c->env.admit_output && !c->env.admit_output(c->env.ud, SVC_FRAME_HDR + 1)) {
+    /* Over a budget already: the answer is the small error on_route would make of it, without
+     * first turning a large result into text on the loop (a megabyte costs milliseconds). */
+    COUNT(st_over_budget);
+    out->code = SVC_MCPP_E_RATE;
+    out->message = "output_budget_exceeded";
+    return true;
+  }
   if (o->status == MCP_DISPATCH_UNKNOWN_TOOL) {
     out->code = SVC_MCPP_E_TOOL;
     out->message = "unknown_tool";
@@ -235,6 +284,13 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
     return false;
   }
   return true;
+}
+
+/* A TaskQueue `wait` holds no thread (taskq/rpc_tool.h): not counted against the peer's share. */
+static bool is_wait_op(const char *tool, const json_t *args) {
+  if (strcmp(tool, TASKQ_RPC_TOOL) != 0) return false;
+  const json_t *op = json_object_get(taskq_rpc_message(args), "op");
+  return json_is_string(op) && taskq_op_parse(json_string_value(op)) == TASKQ_OP_WAIT;
 }
 
 /* Service policy the session does not know: task_queue.rpc runs with its message's token too,
@@ -282,12 +338,15 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
   if (!(c->env.rate_refill_per_s > 0) && c->env.rate_refill_per_s != SVC_RATE_UNLIMITED) c->env.rate_refill_per_s = 100;
   if (!c->env.max_inflight) c->env.max_inflight = 64;
   if (!c->env.rpc_timeout_ms) c->env.rpc_timeout_ms = 330000;
+  if (c->env.stranger_max_frame_bytes > c->env.max_frame_bytes) c->env.stranger_max_frame_bytes = c->env.max_frame_bytes;
+  c->reply_est = SVC_MCPP_EST_INIT < c->env.max_out_frame_bytes ? SVC_MCPP_EST_INIT : c->env.max_out_frame_bytes;
   svc_frame_dec_init(&c->dec, c->env.max_frame_bytes);
   /* Output ceiling: a few maximal replies; the transport pauses reading when it lags. */
   buf_init(&c->out, c->env.max_out_frame_bytes * 4 + 4096);
   auth_policy_peer_ctx(env->policy, remote_peer_id, &c->base);
   c->base.transport = AUTH_TR_MCP_P2P;
   c->auth = c->base;
+  update_frame_limit(c);
   if (rate) {
     c->rate = rate;
   } else {
@@ -310,7 +369,7 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
       .max_message_bytes = c->env.max_frame_bytes,
       .call_timeout_ms = c->env.call_timeout_ms,
       .max_inflight = c->env.max_inflight,
-      .send = on_send,
+      .route = on_route,
       .send_ud = c,
       .hook = method_hook,
       .hook_ud = c,
@@ -340,6 +399,11 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
 
 void svc_mcpp_free(svc_mcpp_conn *c) {
   if (!c) return;
+  held_call *h;
+  while ((h = pop_held(c))) {
+    json_decref(h->msg);
+    free(h);
+  }
   mcp_session_free(c->sess); /* detaches calls and task operations in flight */
   svc_frame_dec_free(&c->dec);
   buf_free(&c->out);
@@ -348,14 +412,45 @@ void svc_mcpp_free(svc_mcpp_conn *c) {
 }
 
 buf *svc_mcpp_output(svc_mcpp_conn *c) { return &c->out; }
-bool svc_mcpp_done(const svc_mcpp_conn *c) { return c->closing || (c->eof && mcp_session_inflight(c->sess) == 0); }
+bool svc_mcpp_done(const svc_mcpp_conn *c) {
+  return c->closing || ((c->eof || c->draining) && mcp_session_inflight(c->sess) == 0 && !c->held);
+}
 size_t svc_mcpp_inflight(const svc_mcpp_conn *c) { return mcp_session_inflight(c->sess); }
 bool svc_mcpp_initialized(const svc_mcpp_conn *c) { return mcp_session_ready(c->sess); }
 const auth_ctx *svc_mcpp_auth(const svc_mcpp_conn *c) { return &c->auth; }
+bool svc_mcpp_reading(const svc_mcpp_conn *c) { return !c->closing && !c->draining && !c->eof; }
+const char *svc_mcpp_drain_reason(const svc_mcpp_conn *c) { return c->drain_reason; }
+size_t svc_mcpp_frame_limit(const svc_mcpp_conn *c) { return c->dec.max; }
+int64_t svc_mcpp_partial_since_ms(const svc_mcpp_conn *c) { return c->frame_since_ms; }
+void svc_mcpp_restart_frame_clock(svc_mcpp_conn *c) {
+  if (c->frame_since_ms) c->frame_since_ms = clock_mono_ms();
+}
 
-static void close_now(svc_mcpp_conn *c) {
-  c->closing = true;
-  mcp_session_cancel_all(c->sess); /* their completions come without responses */
+size_t svc_mcpp_held_bytes(const svc_mcpp_conn *c) {
+  size_t inflight = mcp_session_inflight(c->sess);
+  return buf_len(&c->out) + svc_frame_dec_held(&c->dec) + inflight * c->reply_est + c->held_bytes;
+}
+
+size_t svc_mcpp_held_calls(const svc_mcpp_conn *c) { return c->n_held; }
+
+/* A peer that holds no scope (a stranger, or a token holder before it presented the token)
+ * gets the small frame limit; any scope lifts it. */
+static void update_frame_limit(svc_mcpp_conn *c) {
+  size_t lim = c->env.max_frame_bytes;
+  if (c->env.stranger_max_frame_bytes && !auth_ctx_is_local(&c->auth) && auth_scopes_empty(&c->auth.scopes))
+    lim = c->env.stranger_max_frame_bytes;
+  if (lim != c->dec.max) svc_frame_dec_set_max(&c->dec, lim);
+}
+
+/* Stops reading for good: what was read is still answered (calls finish within their
+ * deadlines), then the conn is done. The partial frame, if any, is dropped. */
+static void stop_input(svc_mcpp_conn *c, const char *why) {
+  if (c->draining) return;
+  c->draining = true;
+  c->drain_reason = why;
+  c->frame_since_ms = 0;
+  if (!c->dec.err) svc_frame_dec_fail(&c->dec, SVC_FRAME_EMPTY);
+  else svc_frame_dec_fail(&c->dec, c->dec.err);
 }
 
 /* ---- one frame ---- */
@@ -394,78 +489,247 @@ static double frame_cost(const svc_mcpp_conn *c) {
   }
 }
 
-static void handle_frame(svc_mcpp_conn *c, json_t *msg) {
+/* The credentials of a frame the stream accepts (see handle_frame): its top-level "token", and
+ * an initialize request's params.token. False when one was refused (the request is then
+ * answered unauthorized and the stream's auth stays as it was). */
+static bool present_tokens(svc_mcpp_conn *c, const json_t *msg, const char *method, const json_t *id) {
+  const json_t *ftok = json_object_get(msg, "token");
+  const json_t *itok =
+      method && id && strcmp(method, "initialize") == 0 ? json_object_get(json_object_get(msg, "params"), "token") : NULL;
+  bool ok = (!json_is_string(ftok) || present_credential(c, json_string_value(ftok), method)) &&
+            (!json_is_string(itok) || present_credential(c, json_string_value(itok), "initialize"));
+  update_frame_limit(c);
+  return ok;
+}
+
+/* The fields a C string is made of: refused with a clear error when they hold a NUL. */
+static const char *nul_field(const json_t *msg) {
+  const json_t *params = json_object_get(msg, "params");
+  if (svc_json_has_nul(json_object_get(msg, "method"))) return "method";
+  if (svc_json_has_nul(json_object_get(msg, "id"))) return "id";
+  if (svc_json_has_nul(json_object_get(msg, "token"))) return "token";
+  if (json_is_object(params)) {
+    if (svc_json_has_nul(json_object_get(params, "name"))) return "params.name";
+    if (svc_json_has_nul(json_object_get(params, "token"))) return "params.token";
+    if (svc_json_has_nul(json_object_get(params, "uri"))) return "params.uri";
+    if (svc_json_has_nul(json_object_get(params, "protocolVersion"))) return "params.protocolVersion";
+  }
+  return NULL;
+}
+
+/* ---- calls held for the peer's share of the workers ---- */
+
+static void hold_call(svc_mcpp_conn *c, json_t *msg, size_t bytes) {
+  held_call *h = calloc(1, sizeof *h);
+  if (!h) {
+    send_error(c, json_object_get(msg, "id"), MCP_RPC_INTERNAL_ERROR, "internal_error");
+    return;
+  }
+  h->msg = json_incref(msg);
+  h->bytes = bytes;
+  if (c->held_tail) c->held_tail->next = h;
+  else c->held = h;
+  c->held_tail = h;
+  c->n_held++;
+  c->held_bytes += bytes;
+}
+
+static held_call *pop_held(svc_mcpp_conn *c) {
+  held_call *h = c->held;
+  if (!h) return NULL;
+  c->held = h->next;
+  if (!c->held) c->held_tail = NULL;
+  c->n_held--;
+  c->held_bytes -= h->bytes;
+  return h;
+}
+
+/* notifications/cancelled for a call still held: it goes without an answer. */
+static void drop_held(svc_mcpp_conn *c, const json_t *rid) {
+  if (!rid) return;
+  for (held_call **pp = &c->held, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next) {
+    held_call *h = *pp;
+    if (!json_equal(json_object_get(h->msg, "id"), rid)) continue;
+    *pp = h->next;
+    if (c->held_tail == h) c->held_tail = prev;
+    c->n_held--;
+    c->held_bytes -= h->bytes;
+    json_decref(h->msg);
+    free(h);
+    return;
+  }
+}
+
+int svc_mcpp_resume(svc_mcpp_conn *c) {
+  int started = 0;
+  c->in_feed++;
+  while (c->held && !c->closing && (!c->env.may_start || c->env.may_start(c->env.ud))) {
+    held_call *h = pop_held(c);
+    mcp_session_feed_json(c->sess, h->msg);
+    json_decref(h->msg);
+    free(h);
+    started++;
+  }
+  c->in_feed--;
+  return started;
+}
+
+/* Answers every held call at once with `message` (the server stops: they were read). */
+static void answer_held(svc_mcpp_conn *c, int code, const char *message) {
+  held_call *h;
+  while ((h = pop_held(c))) {
+    send_error(c, json_object_get(h->msg, "id"), code, message);
+    json_decref(h->msg);
+    free(h);
+  }
+}
+
+static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes) {
   const json_t *id = json_object_get(msg, "id"); /* notifications have no "id" key */
   double cost = frame_cost(c);
   c->frame_budget += cost;
   svc_rate *bucket = auth_scopes_empty(&c->auth.scopes) ? c->rate : c->auth_rate;
   if (c->frame_budget > (double)c->env.max_frames || (bucket && !svc_rate_take_cost(bucket, clock_mono_us(), cost))) {
+    /* The crossing request is refused; the ones read before it still finish and are
+     * answered; nothing after it is read. */
     COUNT(st_rate_limited);
     if (id) send_error(c, id, SVC_MCPP_E_RATE, "rate_limited");
-    close_now(c);
+    stop_input(c, "rate_limited");
     return;
   }
   c->frames++;
-  const json_t *mv0 = json_object_get(msg, "method");
-  const json_t *ftok = json_object_get(msg, "token");
-  const json_t *itok = json_is_string(mv0) && strcmp(json_string_value(mv0), "initialize") == 0
-                           ? json_object_get(json_object_get(msg, "params"), "token")
-                           : NULL;
-  if ((json_is_string(ftok) && !present_credential(c, json_string_value(ftok), json_string_value(mv0))) ||
-      (id && json_is_string(itok) && !present_credential(c, json_string_value(itok), "initialize"))) {
-    if (id) send_error(c, id, SVC_MCPP_E_UNAUTHORIZED, "unauthorized");
-    return;
-  }
   const json_t *jv = json_object_get(msg, "jsonrpc");
   if (!json_is_string(jv) || strcmp(json_string_value(jv), "2.0") != 0) {
     if (id) {
       send_error(c, id, MCP_RPC_INVALID_REQUEST, "invalid_jsonrpc");
-      close_now(c);
+      stop_input(c, "invalid_jsonrpc");
+    }
+    return;
+  }
+  const char *bad = nul_field(msg);
+  if (bad) {
+    /* a NUL would cut the C string the name becomes (echo\u0000x would call echo) */
+    if (id && !svc_json_has_nul(id)) {
+      char m[96];
+      snprintf(m, sizeof m, "invalid_request: NUL character (\\u0000) in %s", bad);
+      send_error(c, id, MCP_RPC_INVALID_REQUEST, m);
+    } else if (id) {
+      send_error(c, json_null(), MCP_RPC_INVALID_REQUEST, "invalid_request: NUL character (\\u0000) in id");
     }
     return;
   }
   const json_t *mv = json_object_get(msg, "method");
   const char *method = json_is_string(mv) ? json_string_value(mv) : NULL;
+  /* Only a frame the stream accepts may change its auth: a request the session will refuse
+   * (before initialize, anything but initialize or a 2026-07-28 request) must not raise the
+   * scopes with a token it carries. */
+  bool accepted = mcp_session_ready(c->sess);
+  if (!accepted && method && id) {
+    const json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+    accepted = strcmp(method, "initialize") == 0 || json_object_get(meta, "io.modelcontextprotocol/protocolVersion");
+  }
+  auth_ctx before = c->auth, before_base = c->base;
+  if (accepted && !present_tokens(c, msg, method, id)) {
+    if (id) send_error(c, id, SVC_MCPP_E_UNAUTHORIZED, "unauthorized");
+    return;
+  }
   /* the Python service's aliases */
+  bool call = method && (strcmp(method, "tools/call") == 0 || strcmp(method, "tools.call") == 0);
   if (method && strcmp(method, "tools.list") == 0) json_object_set_new(msg, "method", json_string("tools/list"));
   else if (method && strcmp(method, "tools.call") == 0) json_object_set_new(msg, "method", json_string("tools/call"));
+  method = NULL; /* may point into a value just replaced */
+  if (!id && json_is_string(mv) && strcmp(json_string_value(json_object_get(msg, "method")), "notifications/cancelled") == 0)
+    drop_held(c, json_object_get(json_object_get(msg, "params"), "requestId"));
+  if (call && id && mcp_session_ready(c->sess) && c->env.may_start) {
+    const json_t *params = json_object_get(msg, "params");
+    const json_t *name = json_object_get(params, "name");
+    if (json_is_string(name) && !is_wait_op(json_string_value(name), json_object_get(params, "arguments")) &&
+        (c->held || !c->env.may_start(c->env.ud))) {
+      hold_call(c, msg, frame_bytes);
+      return;
+    }
+  }
   mcp_session_feed_json(c->sess, msg);
-  if (mcp_session_ended(c->sess)) close_now(c);
+  if (mcp_session_ended(c->sess)) {
+    c->auth = before; /* refused after all: the token does not count */
+    c->base = before_base;
+    update_frame_limit(c);
+    stop_input(c, "init_required");
+  }
 }
 
-int svc_mcpp_feed(svc_mcpp_conn *c, const uint8_t *data, size_t len) {
+/* Whether the transport lets this conn take more input now (budgets). */
+static bool may_read(svc_mcpp_conn *c) { return !c->env.may_read || c->env.may_read(c->env.ud); }
+
+/* Input is taken in pieces of at most this, so a budget is checked at least this often. */
+#define SVC_MCPP_FEED_STEP (64u * 1024u)
+
+int svc_mcpp_feed_some(svc_mcpp_conn *c, const uint8_t *data, size_t len, size_t *used_out) {
   c->in_feed++;
   int rc = 0;
+  size_t used_total = 0;
   while (len > 0 || c->dec.ready) {
-    if (c->closing || c->eof) {
+    if (c->closing || c->eof || c->draining) {
       rc = -EPIPE;
+      used_total += len; /* ignored, as if read */
+      len = 0;
       break;
     }
+    if (!c->dec.ready && !may_read(c)) break; /* over a budget: the rest waits */
+    size_t step = len < SVC_MCPP_FEED_STEP ? len : SVC_MCPP_FEED_STEP;
     size_t used = 0;
-    svc_frame_status st = svc_frame_dec_feed(&c->dec, data, len, &used);
+    bool had_partial = svc_frame_dec_mid_frame(&c->dec);
+    svc_frame_status st = svc_frame_dec_feed(&c->dec, data, step, &used);
     data += used;
     len -= used;
+    used_total += used;
+    if (!had_partial && svc_frame_dec_mid_frame(&c->dec)) c->frame_since_ms = clock_mono_ms();
     if (st == SVC_FRAME_READY) {
+      c->frame_since_ms = svc_frame_dec_mid_frame(&c->dec) ? clock_mono_ms() : 0;
       json_t *msg = svc_frame_dec_take(&c->dec);
-      handle_frame(c, msg);
+      handle_frame(c, msg, used + 256);
       json_decref(msg);
       continue;
     }
-    if (st == SVC_FRAME_NEED_MORE) break;
+    if (st == SVC_FRAME_NEED_MORE) continue;
     COUNT(st_frame_errors);
-    send_json(c, svc_frame_error_reply(st));
-    close_now(c);
+    send_json(c, svc_frame_error_reply_detail(st, svc_frame_dec_detail(&c->dec)));
+    stop_input(c, svc_frame_status_str(st));
     rc = -EPIPE;
+    used_total += len;
+    len = 0;
     break;
   }
   c->in_feed--;
-  return rc ? rc : c->closing ? -EPIPE : 0;
+  if (used_out) *used_out = used_total;
+  return rc ? rc : (c->closing || c->draining) ? -EPIPE : 0;
 }
 
-void svc_mcpp_eof(svc_mcpp_conn *c) { c->eof = true; }
+int svc_mcpp_feed(svc_mcpp_conn *c, const uint8_t *data, size_t len) {
+  size_t used;
+  return svc_mcpp_feed_some(c, data, len, &used);
+}
+
+void svc_mcpp_eof(svc_mcpp_conn *c) {
+  c->eof = true;
+  c->frame_since_ms = 0;
+}
+
+void svc_mcpp_stop_input(svc_mcpp_conn *c, const char *why) {
+  c->in_feed++; /* output goes out with the caller's flush */
+  if (!c->draining && !c->closing && svc_frame_dec_mid_frame(&c->dec) && why && strcmp(why, "frame_timeout") == 0) {
+    COUNT(st_frame_timeouts);
+    COUNT(st_frame_errors);
+    send_json(c, svc_frame_error_reply(SVC_FRAME_TIMEOUT));
+  }
+  stop_input(c, why ? why : "stopped");
+  c->in_feed--;
+}
 
 void svc_mcpp_stopping(svc_mcpp_conn *c) {
   c->in_feed++; /* output goes out with the caller's flush */
   mcp_session_end_subscriptions(c->sess);
+  answer_held(c, MCP_RPC_INTERNAL_ERROR, "shutting_down");
+  stop_input(c, "shutting_down");
   c->in_feed--;
 }

@@ -8,17 +8,40 @@
  *     {"id":null,"error":{"code":-32003,"message":"frame_too_large|invalid_json|invalid_message"}}
  *     then close; outgoing frames are compact ASCII JSON;
  *   - token buckets (shared per peer by the caller, or one per stream) and a frame cap per
- *     stream: past either → -32010 "rate_limited" then close (a notification just closes).
+ *     stream: past either → -32010 "rate_limited" for the crossing request, then the stream
+ *     reads nothing more (a notification just stops input).
  *     A frame whose caller holds no scope draws from the stranger bucket (rate_*); one whose
  *     caller holds a scope (a trusted PeerId, a token, a JWT) from the authorized bucket
  *     (auth_rate_*), which by default does not limit: an authorized peer is bounded by what it
  *     may hold in flight, not by a frame rate (a worker or a mesh needs thousands per second).
  *     The initialize result advertises the bucket that applies to the caller then;
- *   - jsonrpc != "2.0" → -32600 "invalid_jsonrpc" then close; the first legacy-era request
- *     must be initialize (else -32000 "init_required" then close; 2026-07-28 requests, which
- *     carry their version in _meta, need none); notifications never get replies;
- *   - several requests in flight, answered by id in completion order (cap: max_inflight,
- *     over it → -32010 "too_many_requests", the stream stays open);
+ *   - no request read is left unanswered: whenever input stops (a limit, a framing error,
+ *     invalid_jsonrpc, init_required, a frame that timed out, the server stopping) the
+ *     requests already read run to their deadlines and are answered, then the conn is done
+ *     (svc_mcpp_done) and the transport closes. Only an output that cannot be written at all
+ *     (out of memory) ends the conn with calls unanswered;
+ *   - jsonrpc != "2.0" → -32600 "invalid_jsonrpc" then input stops; the first legacy-era
+ *     request must be initialize (else -32000 "init_required" then input stops; 2026-07-28
+ *     requests, which carry their version in _meta, need none); notifications never get
+ *     replies;
+ *   - a NUL (\u0000, which frames may carry in strings) in a field that becomes a C string —
+ *     method, id, token, params.name / .token / .uri / .protocolVersion — is -32600
+ *     "invalid_request: NUL character (\u0000) in <field>" (the stream stays open);
+ *   - only a frame the stream accepts changes its auth: a token in a frame refused for its
+ *     jsonrpc, its NULs, or because it came before initialize raises nothing;
+ *   - a caller holding no scope gets env.stranger_max_frame_bytes as its frame limit until a
+ *     token gives it scopes (the initialize result's limits.max_frame_bytes says which applies);
+ *   - budgets (env.may_read, env.admit_output): the transport says when input must wait
+ *     (svc_mcpp_feed_some then stops early and returns what it did not take) and whether a
+ *     reply may be buffered; a refused reply becomes a small -32010 "output_budget_exceeded"
+ *     error (a refused notification is dropped). svc_mcpp_held_bytes says what the conn holds
+ *     and owes: output not yet taken, the partial frame, and each call in flight charged at
+ *     the size of the stream's recent replies (16 KiB until it has sent some);
+ *   - several requests in flight, answered by id in completion order (cap: max_inflight, over
+ *     it → -32010 "too_many_requests", the stream stays open); a tools/call read while
+ *     env.may_start says no (the peer's share of the workers is busy) is held and starts when
+ *     svc_mcpp_resume finds room — in order, counted in the budgets; notifications/cancelled
+ *     drops a held call without an answer, a stop answers them -32603 "shutting_down";
  *   - initialize without a protocolVersion (Python) negotiates 2024-11-05; the result also
  *     carries the keys Python clients read: ok, transport, server.peer_id, profile_negotiation,
  *     active_profile, limits, capabilities.mcpPlusPlusProfiles/experimental;
@@ -106,6 +129,16 @@ typedef struct svc_mcpp_env {
   uint32_t call_timeout_ms;       /* 0 → the tool's / dispatcher's default */
   uint32_t rpc_timeout_ms;        /* task_queue.rpc deadline (0 → 330000: wait cap + margin) */
   bool trust_tiers;               /* scale the frame budget by the caller's tier */
+  size_t stranger_max_frame_bytes;/* inbound cap while the caller holds no scope (0 → the same
+                                     as max_frame_bytes) */
+  /* Budgets (optional, both called with ud on the loop thread): may_read false → stop taking
+   * input now; admit_output(len) false → do not buffer an outgoing message of len bytes (every
+   * reply and notification is asked; server-to-client requests are not). */
+  bool (*may_read)(void *ud);
+  bool (*admit_output)(void *ud, size_t len);
+  /* May one more tools/call start now (a TaskQueue `wait` is not asked)? false → the call is
+   * held, in order, until svc_mcpp_resume finds room (optional). */
+  bool (*may_start)(void *ud);
   /* Output was appended outside svc_mcpp_feed (a call or task op completed): the transport
    * should flush soon — later, from its own callback: the conn must not be freed inside. */
   void (*on_output)(void *ud);
@@ -118,19 +151,45 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
 /* Detaches every call still in flight, frees everything (never from inside on_output). */
 void svc_mcpp_free(svc_mcpp_conn *c);
 
-/* Feeds received bytes. Returns 0, or -EPIPE once the conn is closing (input ignored). */
+/* Feeds received bytes. Returns 0, or -EPIPE once the conn reads no more (input ignored). */
 int svc_mcpp_feed(svc_mcpp_conn *c, const uint8_t *data, size_t len) __attribute__((warn_unused_result));
+/* The same, stopping early while env.may_read says no: *used is how many bytes were taken
+ * (all of them once the conn reads no more); the rest must be fed again later. */
+int svc_mcpp_feed_some(svc_mcpp_conn *c, const uint8_t *data, size_t len, size_t *used)
+    __attribute__((warn_unused_result));
 /* The peer closed its write side: once in-flight calls are answered the conn is done. A frame
  * cut short just ends the session (Python's "eof"). */
 void svc_mcpp_eof(svc_mcpp_conn *c);
 
-/* The server is stopping: ends open subscriptions and tasks/result waits (those get a -32603
- * "retry later" error; the tasks go on) so that only real calls are drained. */
+/* The server is stopping: input stops, open subscriptions and tasks/result waits end (those
+ * get a -32603 "retry later" error; the tasks go on) so that only real calls are drained. */
 void svc_mcpp_stopping(svc_mcpp_conn *c);
+/* Input stops for `why` (static string: "frame_timeout" also answers the partial frame with
+ * -32003 frame_timeout); requests read so far are still answered. */
+void svc_mcpp_stop_input(svc_mcpp_conn *c, const char *why);
+/* Still reading (no limit crossed, no EOF, not stopped). */
+bool svc_mcpp_reading(const svc_mcpp_conn *c);
+/* Why input stopped ("rate_limited", "invalid_json", "frame_timeout", …), NULL while reading. */
+const char *svc_mcpp_drain_reason(const svc_mcpp_conn *c);
+/* The frame limit that applies now (the stranger limit or max_frame_bytes). */
+size_t svc_mcpp_frame_limit(const svc_mcpp_conn *c);
+/* Monotonic ms (clock_mono_ms) at which the partial frame now in the decoder began, 0 = none.
+ * svc_mcpp_restart_frame_clock restarts it (input was held back by the transport, not late). */
+int64_t svc_mcpp_partial_since_ms(const svc_mcpp_conn *c);
+void svc_mcpp_restart_frame_clock(svc_mcpp_conn *c);
+/* Bytes held and owed: unsent output + the partial frame + calls in flight × recent reply size
+ * + calls held for the peer's share. */
+size_t svc_mcpp_held_bytes(const svc_mcpp_conn *c);
+/* tools/call held until the peer's share of the workers has room, and starting them while
+ * env.may_start allows (returns how many started; output follows through on_output, or is
+ * in svc_mcpp_output for the caller to flush). */
+size_t svc_mcpp_held_calls(const svc_mcpp_conn *c);
+int svc_mcpp_resume(svc_mcpp_conn *c);
 
 /* Bytes waiting to be written (they stay until consumed). */
 buf *svc_mcpp_output(svc_mcpp_conn *c);
-/* True once the conn will produce nothing more: flush the output, then close the stream. */
+/* True once the conn will produce nothing more (input stopped and every call answered, or
+ * it gave up): flush the output, then close the stream. */
 bool svc_mcpp_done(const svc_mcpp_conn *c);
 /* Requests in flight. */
 size_t svc_mcpp_inflight(const svc_mcpp_conn *c);

@@ -14,13 +14,21 @@
 
 #define SRV_MAX_PEERS 4096  /* peer entries kept (idle ones are dropped past this) */
 #define SRV_WRITE_CHUNK (64u * 1024u)
+#define SRV_KEEP_OUT_CAP (256u * 1024u) /* an empty output buffer larger than this is released */
+#define SRV_LINGER_MS 5000u             /* a finished stream the peer does not close is reset after */
 
 typedef struct peer_entry {
   char id[AUTH_MAX_PEER_ID + 1];
-  unsigned streams;
-  svc_rate rate;      /* frames of its callers that hold no scope */
-  svc_rate auth_rate; /* … that hold one (used when auth_rate_per_s > 0) */
+  unsigned streams;         /* service streams open now */
+  unsigned limited_streams; /* of those, streams whose caller holds no scope (yet) */
+  svc_rate rate;            /* frames of its callers that hold no scope */
+  svc_rate auth_rate;       /* … that hold one (used when auth_rate_per_s > 0) */
   uint64_t last_use;
+  size_t held, held_out;    /* bytes its streams hold and owe / of which output (budgets) */
+  size_t inflight;          /* requests in flight over all its streams */
+  bool authorized;          /* a stream of this peer held a scope (trusted, or a token
+                               accepted): its next streams are not limited, and the host keeps
+                               connection slots for it */
 } peer_entry;
 
 enum { ST_MCPP = 1, ST_LEGACY = 2 };
@@ -35,7 +43,15 @@ typedef struct svc_stream {
   bool write_blocked, closed_write;
   bool flush_pending; /* output appeared from a completion: flushed from the server's idle */
   bool stop_seen;     /* told the server is stopping */
+  bool budget_paused; /* reading stopped because a budget is used up */
+  bool pause_own;     /* … its own or its peer's (not only the process's): the frame deadline
+                         still runs, the peer holds the bytes that fill it */
+  bool has_held;      /* its conn holds calls for its peer's share of the workers */
+  bool limited;       /* counted in peer->limited_streams */
+  size_t held, held_out; /* what this stream last added to the budgets */
+  size_t inflight;       /* … and to its peer's requests in flight */
   uint64_t created_ms, last_ms; /* loop time: opened, last bytes received */
+  uint64_t fin_ms;              /* loop time our FIN went out (0 = not yet) */
   /* ST_MCPP */
   svc_mcpp_conn *conn;
   /* ST_LEGACY */
@@ -50,6 +66,11 @@ struct svc_server {
   svc_server_opts o;
   peer_entry *peers;
   size_t n_peers;
+  size_t held, held_out;   /* every stream's bytes held and owed / output (process budget) */
+  size_t n_budget_paused;  /* streams waiting for a budget */
+  size_t n_held_streams;   /* streams holding calls for their peer's share of the workers */
+  bool resume_due;         /* a budget may have room again: look at the paused streams */
+  uint64_t budget_pauses, budget_refusals, stranger_refusals, busy_holds; /* counters */
   uint64_t use_clock;
   svc_stream *streams;
   size_t n_streams;
@@ -107,25 +128,130 @@ static peer_entry *peer_get(svc_server *srv, const char *id) {
   return p;
 }
 
+/* ---------- budgets ---------- */
+
+/* Brings the budgets up to date with what the stream holds now: its conn's unsent output,
+ * partial frame and in-flight charges (or the legacy line and reply) plus the host's send
+ * queue. Any change that lowers a total may let a paused stream read again. */
+static void st_account(svc_stream *st) {
+  if (!st->linked) return;
+  svc_server *srv = st->srv;
+  size_t q = st->s ? p2p_stream_send_queued(st->s) : 0, all, out, infl;
+  if (st->kind == ST_MCPP) {
+    out = buf_len(svc_mcpp_output(st->conn)) + q;
+    all = svc_mcpp_held_bytes(st->conn) + q;
+    infl = svc_mcpp_inflight(st->conn);
+  } else {
+    out = buf_len(&st->lout) + q;
+    all = out + buf_len(&st->nd.line);
+    infl = st->lcall ? 1 : 0;
+  }
+  bool has_held = st->kind == ST_MCPP && svc_mcpp_held_calls(st->conn) > 0;
+  if (has_held != st->has_held) {
+    st->has_held = has_held;
+    if (has_held) srv->n_held_streams++;
+    else srv->n_held_streams--;
+  }
+  if (infl != st->inflight) {
+    if (infl < st->inflight && (srv->n_budget_paused || srv->n_held_streams)) srv->resume_due = true;
+    if (st->peer) st->peer->inflight = st->peer->inflight - st->inflight + infl;
+    st->inflight = infl;
+  }
+  if (all == st->held && out == st->held_out) return;
+  if ((all < st->held || out < st->held_out) && srv->n_budget_paused) srv->resume_due = true;
+  srv->held = srv->held - st->held + all;
+  srv->held_out = srv->held_out - st->held_out + out;
+  if (st->peer) {
+    st->peer->held = st->peer->held - st->held + all;
+    st->peer->held_out = st->peer->held_out - st->held_out + out;
+  }
+  st->held = all;
+  st->held_out = out;
+}
+
+/* The peer's requests that occupy (or wait for) a worker: those in flight but its TaskQueue
+ * waits, which hold no thread and have their own cap. */
+static size_t peer_busy(svc_server *srv, peer_entry *p) {
+  if (p->inflight < srv->o.max_inflight_per_peer) return p->inflight;
+  size_t w = taskq_rpc_tool_waits_of(mcp_dispatcher_registry(srv->o.dispatcher), p->id);
+  return p->inflight > w ? p->inflight - w : 0;
+}
+
+/* May the stream take more input now? Loop thread (mcpp's may_read). */
+static bool st_may_read(void *ud) {
+  svc_stream *st = ud;
+  st_account(st);
+  svc_server *srv = st->srv;
+  return st->held < srv->o.stream_budget && (!st->peer || st->peer->held < srv->o.peer_budget) &&
+         srv->held < srv->o.process_budget;
+}
+
+/* May the stream start one more call (mcpp's may_start)? Not while its peer has
+ * max_inflight_per_peer requests in flight over all its streams (waits aside): the call is
+ * then held by its conn until one ends (resume_paused), and the stream keeps reading (a
+ * cancellation still gets through, even for a held call). */
+static bool st_may_start(void *ud) {
+  svc_stream *st = ud;
+  st_account(st);
+  svc_server *srv = st->srv;
+  if (!st->peer || peer_busy(srv, st->peer) < srv->o.max_inflight_per_peer) return true;
+  srv->busy_holds++;
+  return false;
+}
+
+/* May an outgoing message of len bytes be buffered (mcpp's admit_output)? Output alone counts
+ * here (the calls' charges are what the reply replaces). A stream with nothing waiting may
+ * always take one message, however large (up to the frame cap), within its peer's and the
+ * process's budgets, which are strict. */
+static bool st_admit_output(void *ud, size_t len) {
+  svc_stream *st = ud;
+  st_account(st);
+  svc_server *srv = st->srv;
+  bool ok = (st->held_out == 0 || st->held_out + len <= srv->o.stream_budget) &&
+            (!st->peer || st->peer->held_out + len <= srv->o.peer_budget) && srv->held_out + len <= srv->o.process_budget;
+  if (!ok) srv->budget_refusals++;
+  return ok;
+}
+
 /* ---------- streams ---------- */
 
 static void st_unlink(svc_stream *st) {
   if (!st->linked) return;
   svc_server *srv = st->srv;
+  /* the stream's bytes leave the budgets with it (it may linger until the host closes it) */
+  srv->held -= st->held;
+  srv->held_out -= st->held_out;
+  if (st->peer) {
+    st->peer->held -= st->held;
+    st->peer->held_out -= st->held_out;
+  }
+  if (st->peer) st->peer->inflight -= st->inflight;
+  if ((st->held || st->inflight) && (srv->n_budget_paused || srv->n_held_streams)) srv->resume_due = true;
+  if (st->has_held) srv->n_held_streams--;
+  st->has_held = false;
+  st->held = st->held_out = 0;
+  st->inflight = 0;
+  if (st->budget_paused) srv->n_budget_paused--;
+  st->budget_paused = false;
   if (st->prev) st->prev->next = st->next;
   else srv->streams = st->next;
   if (st->next) st->next->prev = st->prev;
   st->linked = false;
   srv->n_streams--;
   if (st->peer && st->peer->streams) st->peer->streams--;
+  if (st->peer && st->limited && st->peer->limited_streams) st->peer->limited_streams--;
+  st->limited = false;
 }
 
 static buf *st_out(svc_stream *st) { return st->kind == ST_MCPP ? svc_mcpp_output(st->conn) : &st->lout; }
 
 static bool st_finished(svc_stream *st) { return st->kind == ST_MCPP ? svc_mcpp_done(st->conn) : st->ldone; }
 
-static void st_flush(svc_stream *st) {
-  if (!st->s) return;
+/* Writes what the stream's output holds (until the host's queue is full) and sends the FIN
+ * once the conn is done. Returns false when st may be gone (the FIN completed the stream, whose
+ * on_close freed it): the caller must not touch st then. */
+static bool st_flush(svc_stream *st) {
+  if (!st->s) return true;
   buf *out = st_out(st);
   while (buf_len(out) && !st->write_blocked) {
     size_t n = buf_len(out) < SRV_WRITE_CHUNK ? buf_len(out) : SRV_WRITE_CHUNK;
@@ -142,18 +268,25 @@ static void st_flush(svc_stream *st) {
     if (rc == 1) st->write_blocked = true;
   }
   if (st->write_blocked) p2p_stream_pause_read(st->s, true);
+  /* a large reply's memory goes back once it is written */
+  if (!buf_len(out) && buf_cap(out) > SRV_KEEP_OUT_CAP) buf_free(out);
+  st_account(st);
   if (!buf_len(out) && st_finished(st) && !st->closed_write) {
     st->closed_write = true;
-    p2p_stream_close_write(st->s);
+    st->fin_ms = uv_now(st->srv->o.loop);
+    p2p_stream_close_write(st->s); /* may complete the stream: on_close frees st */
+    return false;
   }
+  return true;
 }
 
 static void st_on_writable(p2p_stream *s, void *ud) {
   svc_stream *st = ud;
   (void)s;
   st->write_blocked = false;
-  st_flush(st);
-  if (!st->write_blocked) p2p_stream_pause_read(st->s, false);
+  if (st->kind == ST_MCPP) svc_mcpp_restart_frame_clock(st->conn); /* it waited for the peer to read */
+  if (!st_flush(st)) return;
+  if (!st->write_blocked && !st->budget_paused && st->s) p2p_stream_pause_read(st->s, false);
 }
 
 static void st_free(svc_stream *st) {
@@ -180,6 +313,8 @@ static void st_on_close(p2p_stream *s, int err, void *ud) {
 
 /* Output appeared inside a session callback: flush later, from the loop (a flush may close the
  * stream, which frees the session). */
+static void resume_paused(svc_server *srv);
+
 static void flush_cb(uv_idle_t *h) {
   svc_server *srv = h->data;
   uv_idle_stop(h);
@@ -190,21 +325,76 @@ again:
       st_flush(st); /* may free st, or others on the same connection: rescan */
       goto again;
     }
+  if (srv->resume_due) resume_paused(srv);
+}
+
+/* Streams paused by a budget read again once there is room (their held-back bytes come first);
+ * calls held for a peer's share of the workers start as its calls end. */
+static void resume_paused(svc_server *srv) {
+  srv->resume_due = false;
+again_held:
+  for (svc_stream *st = srv->streams; st && srv->n_held_streams; st = st->next) {
+    if (!st->has_held || !st->s) continue;
+    if (svc_mcpp_resume(st->conn) == 0) continue; /* the peer is still busy */
+    st_account(st);
+    if (!st_flush(st)) goto again_held; /* st may be gone */
+  }
+again:
+  for (svc_stream *st = srv->streams; st && srv->n_budget_paused; st = st->next) {
+    if (!st->budget_paused || !st_may_read(st)) continue;
+    st->budget_paused = false;
+    srv->n_budget_paused--;
+    if (st->kind == ST_MCPP) svc_mcpp_restart_frame_clock(st->conn); /* it waited for us, not the peer */
+    if (st->s && !st->write_blocked) {
+      p2p_stream_pause_read(st->s, false); /* delivers now: may close streams, rescan */
+      goto again;
+    }
+  }
+}
+
+/* Schedules a flush / resume round from the loop (never inside a session callback). */
+static void srv_kick(svc_server *srv) {
+  if (srv->flush_open) uv_idle_start(&srv->flush, flush_cb);
 }
 
 static void mcpp_on_output(void *ud) {
   svc_stream *st = ud;
   st->flush_pending = true;
-  if (st->srv->flush_open) uv_idle_start(&st->srv->flush, flush_cb);
+  srv_kick(st->srv);
+}
+
+/* The stream's caller gained a scope (a token, or trusted from the start): it no longer counts
+ * as a limited stream, and the peer is known to be authorized. */
+static void st_check_auth(svc_stream *st) {
+  if (!st->linked || !st->peer || st->kind != ST_MCPP) return;
+  if (auth_scopes_empty(&svc_mcpp_auth(st->conn)->scopes)) return;
+  st->peer->authorized = true;
+  if (st->limited) {
+    st->limited = false;
+    if (st->peer->limited_streams) st->peer->limited_streams--;
+  }
 }
 
 static void mcpp_on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
   svc_stream *st = ud;
-  (void)s;
   st->last_ms = uv_now(st->srv->o.loop);
+  size_t used = len;
   if (!svc_mcpp_done(st->conn)) {
-    int rc = svc_mcpp_feed(st->conn, data, len);
-    (void)rc; /* -EPIPE: the conn is closing; st_flush sends what is left then FIN */
+    int rc = svc_mcpp_feed_some(st->conn, data, len, &used);
+    (void)rc; /* -EPIPE: input stopped; st_flush sends what is left then FIN */
+    st_check_auth(st);
+  }
+  if (used < len && st->linked) {
+    /* a budget is used up: the rest stays in the host (not credited to the peer's window)
+     * until there is room again */
+    p2p_stream_unread(s, len - used);
+    if (!st->budget_paused) {
+      st->budget_paused = true;
+      st->srv->n_budget_paused++;
+      st->srv->budget_pauses++;
+    }
+    st->pause_own = st->held >= st->srv->o.stream_budget || (st->peer && st->peer->held >= st->srv->o.peer_budget);
+    p2p_stream_pause_read(s, true);
   }
   st_flush(st);
 }
@@ -218,12 +408,26 @@ static void mcpp_on_eof(p2p_stream *s, void *ud) {
 
 static const p2p_stream_callbacks mcpp_cbs = {mcpp_on_data, mcpp_on_eof, st_on_writable, st_on_close};
 
+/* Whether the PeerId alone (the Noise-proven identity, before any token) holds a scope, or the
+ * peer already showed one on an earlier stream. */
+static bool peer_is_known(svc_server *srv, peer_entry *peer, const char *remote) {
+  if (peer && peer->authorized) return true;
+  auth_ctx a;
+  auth_policy_peer_ctx(srv->o.policy, remote, &a);
+  return !auth_scopes_empty(&a.scopes);
+}
+
 static svc_stream *st_new(svc_server *srv, p2p_stream *s, int kind) {
   const char *remote = p2p_stream_remote_peer(s);
   peer_entry *peer = peer_get(srv, remote);
-  if (srv->stopping || !peer || peer->streams >= srv->o.max_streams_per_peer) {
-    log_write(LOG_NOTICE, "service stream refused", "{s:s, s:s}", "peer", remote ? remote : "",
-              "reason", srv->stopping ? "stopping" : "max_streams_per_peer");
+  bool limited = !peer_is_known(srv, peer, remote);
+  const char *why = srv->stopping                                      ? "stopping"
+                    : !peer || peer->streams >= srv->o.max_streams_per_peer ? "max_streams_per_peer"
+                    : limited && peer->limited_streams >= srv->o.stranger_max_streams ? "stranger_max_streams"
+                                                                                      : NULL;
+  if (why) {
+    if (limited && peer && peer->streams < srv->o.max_streams_per_peer) srv->stranger_refusals++;
+    log_write(LOG_NOTICE, "service stream refused", "{s:s, s:s}", "peer", remote ? remote : "", "reason", why);
     p2p_stream_reset(s);
     return NULL;
   }
@@ -238,6 +442,10 @@ static svc_stream *st_new(svc_server *srv, p2p_stream *s, int kind) {
   st->kind = kind;
   st->created_ms = st->last_ms = uv_now(srv->o.loop);
   peer->streams++;
+  if (limited) {
+    st->limited = true;
+    peer->limited_streams++;
+  }
   st->next = srv->streams;
   if (srv->streams) srv->streams->prev = st;
   srv->streams = st;
@@ -266,6 +474,10 @@ static void mcpp_handler(p2p_stream *s, void *ud) {
   }
   env.call_timeout_ms = srv->o.call_timeout_ms;
   env.trust_tiers = srv->o.trust_tiers;
+  env.stranger_max_frame_bytes = srv->o.stranger_max_frame_bytes;
+  env.may_read = st_may_read;
+  env.may_start = st_may_start;
+  env.admit_output = st_admit_output;
   env.on_output = mcpp_on_output;
   env.ud = st;
   st->conn = svc_mcpp_new(&env, p2p_stream_remote_peer(s), &st->peer->rate);
@@ -275,6 +487,7 @@ static void mcpp_handler(p2p_stream *s, void *ud) {
     p2p_stream_reset(s);
     return;
   }
+  st_check_auth(st);
   p2p_stream_set_callbacks(s, &mcpp_cbs, st);
 }
 
@@ -343,6 +556,7 @@ static void legacy_on_data(p2p_stream *s, const uint8_t *data, size_t len, void 
   st->last_ms = uv_now(st->srv->o.loop);
   if (st->lstarted || st->ldone) return; /* one request per stream */
   legacy_status(st, svc_ndjson_dec_feed(&st->nd, data, len));
+  st_account(st);
 }
 
 static void legacy_on_eof(p2p_stream *s, void *ud) {
@@ -357,7 +571,9 @@ static void legacy_handler(p2p_stream *s, void *ud) {
   svc_server *srv = ud;
   svc_stream *st = st_new(srv, s, ST_LEGACY);
   if (!st) return;
-  svc_ndjson_dec_init(&st->nd, srv->o.max_frame_bytes);
+  /* a peer with no scope gets the small limit (its token, if any, is inside the line) */
+  svc_ndjson_dec_init(&st->nd, st->limited && srv->o.stranger_max_frame_bytes ? srv->o.stranger_max_frame_bytes
+                                                                              : srv->o.max_frame_bytes);
   buf_init(&st->lout, 64u * 1024 * 1024);
   p2p_stream_set_callbacks(s, &legacy_cbs, st);
 }
@@ -367,16 +583,39 @@ static void legacy_handler(p2p_stream *s, void *ud) {
 static void sweep_tick(uv_timer_t *t) {
   svc_server *srv = t->data;
   uint64_t now = uv_now(srv->o.loop);
+  int64_t mono = clock_mono_ms();
+  if (srv->n_budget_paused || srv->n_held_streams) srv->resume_due = true; /* a send queue may have drained unseen */
   svc_stream *st = srv->streams;
   while (st) {
     svc_stream *next = st->next;
     const char *why = NULL;
     if (st->kind == ST_MCPP) {
+      int64_t since = svc_mcpp_partial_since_ms(st->conn);
+      if (since && (!st->budget_paused || st->pause_own) && !st->write_blocked && mono - since > (int64_t)srv->o.frame_timeout_ms && st->s) {
+        /* a frame whose header came must be whole in time (a partial frame is not activity):
+         * answered frame_timeout, input stops, what was read is still answered */
+        log_write(LOG_INFO, "service stream: frame timeout", "{s:s, s:I}", "peer", st->peer ? st->peer->id : "",
+                  "held", (json_int_t)st->held);
+        svc_mcpp_stop_input(st->conn, "frame_timeout");
+        if (st->budget_paused) { /* what the host holds for it is dropped now */
+          st->budget_paused = false;
+          srv->n_budget_paused--;
+          if (!st->write_blocked) p2p_stream_pause_read(st->s, false);
+        }
+        st_flush(st); /* may close the stream: the sweep goes on from the next one */
+        st = next;
+        continue;
+      }
       if (!svc_mcpp_initialized(st->conn) && now - st->created_ms > srv->o.init_timeout_ms) why = "init_timeout";
       else if (svc_mcpp_inflight(st->conn) == 0 && now - st->last_ms > srv->o.idle_timeout_ms) why = "idle_timeout";
     } else if (!st->lstarted && !st->ldone && now - st->created_ms > srv->o.init_timeout_ms) {
       why = "init_timeout";
     }
+    /* answered everything and sent our FIN, but the peer keeps its side open: its input is
+     * ignored, so the stream only holds memory (what the host buffers for it) */
+    if (!why && st->closed_write && st->fin_ms && now - st->fin_ms > SRV_LINGER_MS && st->s &&
+        p2p_stream_send_queued(st->s) == 0)
+      why = "linger";
     if (why && st->s) {
       log_write(LOG_INFO, "service stream closed", "{s:s, s:s}", "peer", st->peer ? st->peer->id : "", "reason", why);
       p2p_stream *s = st->s;
@@ -385,6 +624,7 @@ static void sweep_tick(uv_timer_t *t) {
     }
     st = next;
   }
+  if (srv->resume_due) srv_kick(srv);
 }
 
 static void srv_release(svc_server *srv) {
@@ -444,6 +684,15 @@ int svc_server_start(const svc_server_opts *o, svc_server **out) {
   if (!(srv->o.auth_rate_burst > 0)) srv->o.auth_rate_burst = srv->o.auth_rate_per_s;
   if (!srv->o.init_timeout_ms) srv->o.init_timeout_ms = 10000;
   if (!srv->o.idle_timeout_ms) srv->o.idle_timeout_ms = 300000;
+  if (!srv->o.frame_timeout_ms) srv->o.frame_timeout_ms = SVC_SERVER_DEFAULT_FRAME_TIMEOUT_MS;
+  if (!srv->o.stream_budget) srv->o.stream_budget = SVC_SERVER_DEFAULT_STREAM_BUDGET;
+  if (!srv->o.max_inflight_per_peer) srv->o.max_inflight_per_peer = SVC_SERVER_DEFAULT_PEER_INFLIGHT;
+  if (!srv->o.peer_budget) srv->o.peer_budget = SVC_SERVER_DEFAULT_PEER_BUDGET;
+  if (!srv->o.process_budget) srv->o.process_budget = SVC_SERVER_DEFAULT_PROCESS_BUDGET;
+  if (!srv->o.stranger_max_streams) srv->o.stranger_max_streams = SVC_SERVER_DEFAULT_STRANGER_STREAMS;
+  if (srv->o.stranger_max_streams > srv->o.max_streams_per_peer) srv->o.stranger_max_streams = srv->o.max_streams_per_peer;
+  if (!srv->o.stranger_max_frame_bytes) srv->o.stranger_max_frame_bytes = SVC_SERVER_DEFAULT_STRANGER_FRAME;
+  if (srv->o.stranger_max_frame_bytes > srv->o.max_frame_bytes) srv->o.stranger_max_frame_bytes = srv->o.max_frame_bytes;
   srv->peers = calloc(SRV_MAX_PEERS, sizeof *srv->peers);
   if (!srv->peers) {
     free(srv);
@@ -474,16 +723,26 @@ int svc_server_start(const svc_server_opts *o, svc_server **out) {
   return 0;
 }
 
-static size_t srv_inflight(svc_server *srv) {
+/* A stream still owes something: a call in flight, or output not yet handed to the host. */
+static bool st_owes(svc_stream *st) {
+  if (st->kind == ST_MCPP ? svc_mcpp_inflight(st->conn) > 0 || svc_mcpp_held_calls(st->conn) > 0 : st->lcall != NULL)
+    return true;
+  return st->s && (buf_len(st_out(st)) > 0 || p2p_stream_send_queued(st->s) > 0);
+}
+
+static size_t srv_owing(svc_server *srv) {
   size_t n = 0;
-  for (svc_stream *st = srv->streams; st; st = st->next)
-    n += st->kind == ST_MCPP ? svc_mcpp_inflight(st->conn) : (st->lcall ? 1 : 0);
+  for (svc_stream *st = srv->streams; st; st = st->next) n += st_owes(st);
   return n;
 }
 
+/* At the end of a stop: streams that still owe something are reset; those that answered
+ * everything and sent their FIN are left to the host's close (a reset could make the peer drop
+ * answers it has not read yet). */
 static void srv_reset_all(svc_server *srv) {
-  while (srv->streams) {
-    svc_stream *st = srv->streams;
+  for (svc_stream *st = srv->streams, *next; st; st = next) {
+    next = st->next;
+    if (st->s && st->closed_write && !st_owes(st)) continue;
     p2p_stream *s = st->s;
     st_unlink(st); /* on_close will free it */
     if (s) p2p_stream_reset(s);
@@ -498,7 +757,7 @@ static void stop_timer_closed(uv_handle_t *h) {
 
 static void stop_tick(uv_timer_t *t) {
   svc_server *srv = t->data;
-  if (srv_inflight(srv) > 0 && uv_now(srv->o.loop) < (uint64_t)srv->stop_deadline) return;
+  if (srv_owing(srv) > 0 && uv_now(srv->o.loop) < (uint64_t)srv->stop_deadline) return;
   srv_reset_all(srv);
   uv_timer_stop(t);
   srv->closing = 1;
@@ -562,6 +821,18 @@ void svc_server_free(svc_server *srv) {
 }
 
 json_t *svc_server_stats_json(const svc_server *srv) {
-  return json_pack("{s:I, s:I, s:b, s:{s:o}}", "streams", (json_int_t)srv->n_streams, "peers",
-                   (json_int_t)srv->n_peers, "legacy", srv->o.legacy, "mcp_p2p", "stats", svc_mcpp_stats_json());
+  return json_pack("{s:I, s:I, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:o}}", "streams", (json_int_t)srv->n_streams,
+                   "peers", (json_int_t)srv->n_peers, "legacy", srv->o.legacy, "budgets", "held_bytes",
+                   (json_int_t)srv->held, "held_output_bytes", (json_int_t)srv->held_out, "paused_streams",
+                   (json_int_t)srv->n_budget_paused, "pauses", (json_int_t)srv->budget_pauses, "refused_replies",
+                   (json_int_t)srv->budget_refusals, "stranger_streams_refused", (json_int_t)srv->stranger_refusals,
+                   "calls_held", (json_int_t)srv->busy_holds,
+                   "mcp_p2p", "stats", svc_mcpp_stats_json());
+}
+
+bool svc_server_peer_authorized(const svc_server *srv, const char *peer_id) {
+  if (!srv || !peer_id) return false;
+  for (size_t i = 0; i < srv->n_peers; i++)
+    if (srv->peers[i].authorized && strcmp(srv->peers[i].id, peer_id) == 0) return true;
+  return false;
 }

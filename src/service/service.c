@@ -685,6 +685,7 @@ int svc_service_new(const config *cfg, const auth_policy *policy, tq_queue *q, t
   tc.session = cfg ? cfg->p2p.session : NULL;
   tc.protocol = SVC_MCPP_PROTOCOL; /* what status names to a stranger (issue 9 item 5) */
   if (cfg && cfg->queue.wait_max_seconds) tc.wait_max_s = cfg->queue.wait_max_seconds;
+  if (cfg) tc.max_waits_per_peer = cfg->p2p.max_waits_per_peer;
   tc.deterministic = cfg && cfg->p2p.deterministic;
   /* Python mesh workers complete without worker_id; accepting that gives up fencing. */
   tc.compat_unfenced_complete = cfg && cfg->p2p.unfenced_complete;
@@ -745,6 +746,15 @@ void svc_service_set_worker_claim(svc_service *s, taskq_local_claim_fn fn, void 
   s->worker_claim_ud = ud;
 }
 
+/* The host's reserved connection slots go to peers we know: a trusted PeerId, or one that
+ * presented a valid token on an earlier stream (issue 9 item 1). */
+static bool peer_gate(void *ud, const char *peer_id) {
+  svc_service *s = ud;
+  auth_ctx a;
+  auth_policy_peer_ctx(s->policy, peer_id, &a);
+  return !auth_scopes_empty(&a.scopes) || svc_server_peer_authorized(s->server, peer_id);
+}
+
 int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispatcher *d) {
   s->loop = loop;
   s->host = host;
@@ -786,7 +796,17 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
     so.auth_rate_burst = so.auth_rate_per_s * 2;
     so.legacy = s->cfg && s->cfg->p2p.enable_legacy_protocol;
     so.trust_tiers = s->cfg && s->cfg->p2p.trust_tiers;
+    if (s->cfg) {
+      so.frame_timeout_ms = s->cfg->p2p.frame_timeout_ms;
+      so.stream_budget = s->cfg->p2p.stream_budget_bytes;
+      so.peer_budget = s->cfg->p2p.peer_budget_bytes;
+      so.process_budget = s->cfg->p2p.process_budget_bytes;
+      so.stranger_max_frame_bytes = s->cfg->p2p.stranger_max_frame_bytes;
+      so.stranger_max_streams = s->cfg->p2p.stranger_max_streams;
+      so.max_inflight_per_peer = s->cfg->p2p.max_inflight_per_peer;
+    }
     if ((rc = svc_server_start(&so, &s->server)) != 0) return rc;
+    p2p_host_set_peer_gate(host, peer_gate, s);
   }
   unsigned nw = s->cfg ? s->cfg->p2p.workers : 0;
   if (nw > 0 && s->q) {
@@ -816,7 +836,10 @@ static void async_closed(uv_handle_t *h) { stop_step_done(h->data); }
 void svc_service_stop(svc_service *s, uint32_t deadline_ms, void (*done)(void *ud), void *ud) {
   s->stop_done = done;
   s->stop_ud = ud;
-  if (s->host) (void)p2p_host_unsubscribe(s->host, on_identify, s);
+  if (s->host) {
+    (void)p2p_host_unsubscribe(s->host, on_identify, s);
+    if (s->server) p2p_host_set_peer_gate(s->host, NULL, NULL);
+  }
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
   repl_job *list = s->jobs;

@@ -469,7 +469,7 @@ static int read_record(ttlcache *c, const char *key, const uint8_t h[32], const 
     got += (size_t)r;
   }
   bool oom = false;
-  json_t *rec = got == n ? alloc_json_loadb(b, n, 0, NULL, &oom) : NULL;
+  json_t *rec = got == n ? alloc_json_loadb(b, n, JSON_ALLOW_NUL, NULL, &oom) : NULL;
   free(b);
   if (oom) { /* our failure: the record is not corrupt, and must not be removed as such */
     rc = -ENOMEM;
@@ -715,7 +715,7 @@ int ttlcache_sweep(ttlcache *c, size_t *removed) {
       bool judged = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
                     (uint64_t)sb.st_size <= c->o.max_value_bytes + RECORD_OVERHEAD;
       bool oom = false;
-      if (judged) rec = alloc_json_loadfd(fd, 0, NULL, &oom);
+      if (judged) rec = alloc_json_loadfd(fd, JSON_ALLOW_NUL, NULL, &oom);
       if (fd >= 0) close(fd);
       if (oom) judged = false; /* unknown, not corrupt: keep the file, judge it next sweep */
       json_t *key = json_object_get(rec, "key");

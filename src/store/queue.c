@@ -43,6 +43,14 @@ typedef struct tq_work_waiter {
 } tq_work_waiter;
 
 #define TQ_MAX_WATCHERS 8
+/* An asynchronous waiter (tq_watch_add): a callback instead of a blocked thread. */
+struct tq_watch {
+  char task_id[33];
+  void (*fn)(void *ud);
+  void *ud;
+  bool fired;
+  struct tq_watch *next;
+};
 
 struct tq_queue {
   tq_options o;
@@ -63,6 +71,8 @@ struct tq_queue {
     void (*fn)(void *, const char *);
     void *ud;
   } watchers[TQ_MAX_WATCHERS];
+  tq_watch *watches; /* under wmu too; n_watches <= o.max_waiters */
+  size_t n_watches;
   bool closing;
 };
 
@@ -121,6 +131,8 @@ const char *tq_strerror(int rc) {
   }
 }
 
+static bool task_id_ok(const char *s);
+
 /* ---- waiters ---- */
 
 static void on_terminal(void *ud, const char *task_id) {
@@ -130,6 +142,11 @@ static void on_terminal(void *ud, const char *task_id) {
     if (strcmp(w->task_id, task_id) == 0) {
       w->fired = true;
       pthread_cond_signal(&w->cv);
+    }
+  for (tq_watch *w = q->watches; w; w = w->next)
+    if (!w->fired && strcmp(w->task_id, task_id) == 0) {
+      w->fired = true;
+      w->fn(w->ud); /* under wmu: tq_watch_remove waits for it */
     }
   pthread_mutex_unlock(&q->wmu);
 }
@@ -296,6 +313,45 @@ int tq_wait_work(tq_queue *q, uint64_t seen, const tq_claim_opts *o, double time
   return rc;
 }
 
+int tq_watch_add(tq_queue *q, const char *task_id, void (*fn)(void *ud), void *ud, tq_watch **out) {
+  *out = NULL;
+  if (!fn || !task_id_ok(task_id)) return task_id && *task_id ? -ENOENT : -EINVAL;
+  tq_watch *w = calloc(1, sizeof *w);
+  if (!w) return -ENOMEM;
+  memcpy(w->task_id, task_id, 33);
+  w->fn = fn;
+  w->ud = ud;
+  pthread_mutex_lock(&q->wmu);
+  if (q->closing || q->n_watches >= q->o.max_waiters) {
+    int rc = q->closing ? -ESHUTDOWN : -EBUSY;
+    pthread_mutex_unlock(&q->wmu);
+    free(w);
+    return rc;
+  }
+  w->next = q->watches;
+  q->watches = w;
+  q->n_watches++;
+  pthread_mutex_unlock(&q->wmu);
+  *out = w;
+  return 0;
+}
+
+void tq_watch_remove(tq_queue *q, tq_watch *w) {
+  if (!w) return;
+  pthread_mutex_lock(&q->wmu);
+  bool found = false;
+  for (tq_watch **pp = &q->watches; *pp; pp = &(*pp)->next)
+    if (*pp == w) {
+      *pp = w->next;
+      found = true;
+      break;
+    }
+  CHECK(found && q->n_watches > 0);
+  if (found) q->n_watches--;
+  pthread_mutex_unlock(&q->wmu);
+  free(w);
+}
+
 /* ---- open / close ---- */
 
 int tq_open(const tq_options *o, tq_queue **out) {
@@ -351,6 +407,11 @@ void tq_close(tq_queue *q) {
     pthread_cond_signal(&w->cv);
   }
   for (tq_work_waiter *w = q->work_waiters; w; w = w->next) pthread_cond_signal(&w->cv);
+  for (tq_watch *w = q->watches; w; w = w->next)
+    if (!w->fired) {
+      w->fired = true;
+      w->fn(w->ud);
+    }
   pthread_mutex_unlock(&q->wmu);
   /* fired waiters may still be reading their task: let them leave before the backend goes */
   for (;;) {
@@ -362,6 +423,12 @@ void tq_close(tq_queue *q) {
     nanosleep(&ts, NULL);
   }
   q->ops->close(q->be); /* finishes the ops already queued to the writer */
+  CHECK(q->n_watches == 0); /* their owners removed them (tq_watch_remove) */
+  while (q->watches) { /* a release build frees what an owner forgot */
+    tq_watch *w = q->watches;
+    q->watches = w->next;
+    free(w);
+  }
   pthread_mutex_destroy(&q->wmu);
   free(q->path);
   free(q);
@@ -1018,7 +1085,7 @@ json_t *tq_task_to_json(const tq_task *t, unsigned flags) {
  * never {} in place of a result that could not be read (the merge would write it back lost). */
 static json_t *load_result(const char *old_json) {
   bool oom = false;
-  json_t *o = old_json ? alloc_json_loads(old_json, 0, NULL, &oom) : NULL;
+  json_t *o = old_json ? alloc_json_loads(old_json, JSON_ALLOW_NUL, NULL, &oom) : NULL;
   if (oom) return NULL;
   if (!json_is_object(o)) {
     json_decref(o);

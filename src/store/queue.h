@@ -289,6 +289,20 @@ void tq_work_pass(tq_queue *q);
 int tq_work_watch(tq_queue *q, void (*fn)(void *ud, const char *task_type), void *ud)
     __attribute__((warn_unused_result));
 void tq_work_unwatch(tq_queue *q, void (*fn)(void *ud, const char *task_type), void *ud);
+/* Asynchronous wait (no blocked thread): fn(ud) is called once when task_id reaches a terminal
+ * state through this tq_queue (on the thread that committed it, usually the writer), or when
+ * the queue closes. fn runs under the queue's waiter lock: it must be quick (e.g.
+ * uv_async_send) and must not call into the queue. Changes made by another process are not
+ * seen: re-read the task now and then (what tq_wait does every wait_recheck_ms). At most
+ * max_waiters watches at once (-EBUSY beyond); -ENOENT for a malformed task id, -ESHUTDOWN
+ * when closing, -ENOMEM. Register before the first read of the task, so no transition slips
+ * between. */
+typedef struct tq_watch tq_watch;
+int tq_watch_add(tq_queue *q, const char *task_id, void (*fn)(void *ud), void *ud, tq_watch **out)
+    __attribute__((warn_unused_result));
+/* Removes and frees a watch (fired or not); when it returns fn is not running and will not
+ * run. Any thread; every watch must be removed before tq_close returns. */
+void tq_watch_remove(tq_queue *q, tq_watch *w);
 
 typedef struct tq_list_opts {
   tq_status status;               /* TQ_STATUS_ANY for all */

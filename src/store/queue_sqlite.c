@@ -726,7 +726,7 @@ static int do_release(wctx *w, tq_op *op) {
   json_t *prog = NULL;
   if (t->result_json) {
     bool oom;
-    json_t *r = alloc_json_loads(t->result_json, 0, NULL, &oom);
+    json_t *r = alloc_json_loads(t->result_json, JSON_ALLOW_NUL, NULL, &oom);
     if (oom) { /* not "no release yet": the count would start over */
       rc = -ENOMEM;
       goto out;

@@ -8,8 +8,15 @@
  * result is the op reply object ({"ok":…, "peer_id":…, …}); transports that speak the Python
  * shape wrap it as {"content": reply}. The op `call_tool` runs the named tool as a child of
  * this call (mcp_dispatch_invoke_timeout): same caller, same remote filter, deadline = the op's
- * timeout_s (clamped by the op table) or the parent's, whichever comes first. The ops wait and
- * call_tool run on the dispatcher's long pool (is_long), the others on the short pool.
+ * timeout_s (clamped by the op table) or the parent's, whichever comes first.
+ *
+ * The tool is MCP_TOOL_ASYNC (issue 9 item 4): `wait` holds no thread — a queue watch
+ * (tq_watch_add) wakes it when the task ends, a timer at its timeout, and only the reads of the
+ * task are short pool jobs — and a caller (its PeerId; the local operator is not counted) may
+ * hold taskq_config.max_waits_per_peer waits at once, more are answered
+ * {"ok":false,"error":"busy","detail":…}. `call_tool` runs on the dispatcher's long pool
+ * (busy when its queue is full), every other op on the short pool; those complete from the
+ * worker.
  *
  * Ownership: ctx is borrowed and must outlive the registry. Register once, on the main thread,
  * before serving. */
@@ -27,6 +34,11 @@
 #define TASKQ_RPC_TOOL_TIMEOUT_MS 330000u
 
 int taskq_rpc_tool_register(mcp_registry *reg, taskq_ctx *ctx) __attribute__((warn_unused_result));
+
+/* Waits in progress through the tool registered in reg (loop thread; for status and tests). */
+size_t taskq_rpc_tool_waits(const mcp_registry *reg);
+/* … of which held by this remote caller (its PeerId). */
+size_t taskq_rpc_tool_waits_of(const mcp_registry *reg, const char *peer_id);
 
 /* The op message inside task_queue.rpc arguments (§2.3: a single key whose value is an object
  * is unwrapped; anything else is the message itself). Borrowed from args. */

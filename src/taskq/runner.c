@@ -378,6 +378,12 @@ static void slot_run(slot *s) {
     for (size_t i = 0; i < 3 && !tool; i++) {
       const json_t *v = json_object_get(t->payload, tk[i]);
       if (json_is_string(v) && json_string_length(v)) tool = json_string_value(v);
+      /* a NUL would cut the name short (echo\u0000x would run echo): no tool then */
+      if (tool && strlen(tool) != json_string_length(v)) {
+        r->st.failed++;
+        finish_complete(s, TQ_FAILED, NULL, "invalid_tool_name");
+        return;
+      }
     }
     static const char *const ak[] = {"args", "arguments", "params"};
     for (size_t i = 0; i < 3 && !args; i++) args = json_object_get(t->payload, ak[i]);

@@ -37,7 +37,7 @@ static taskq_task *task_new(const char *id, const char *type, json_t *payload /*
 }
 
 taskq_task *taskq_task_from_tq(const tq_task *t) {
-  json_t *payload = json_loads(t->payload_json ? t->payload_json : "{}", JSON_DECODE_ANY, NULL);
+  json_t *payload = json_loads(t->payload_json ? t->payload_json : "{}", JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
   return task_new(t->task_id, t->task_type, payload, t->assigned_worker, t->lease_epoch);
 }
 

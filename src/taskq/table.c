@@ -56,6 +56,7 @@ void taskq_config_default(taskq_config *c) {
   c->claim_wait_max_s = 30;
   c->claim_waiters_max = 48;
   c->claim_waiters_per_peer = 32;
+  c->max_waits_per_peer = 64;
 }
 
 taskq_ctx *taskq_new(const taskq_config *cfg) {
@@ -68,6 +69,7 @@ taskq_ctx *taskq_new(const taskq_config *cfg) {
   if (!ctx->cfg.max_known_peers) ctx->cfg.max_known_peers = 1024;
   if (ctx->cfg.peer_timeout_s <= 0) ctx->cfg.peer_timeout_s = 300;
   if (!(ctx->cfg.claim_wait_max_s >= 0)) ctx->cfg.claim_wait_max_s = 0;
+  if (!ctx->cfg.max_waits_per_peer) ctx->cfg.max_waits_per_peer = 64;
   ctx->peer_id = strdup(cfg->peer_id ? cfg->peer_id : "");
   ctx->session = strdup(cfg->session ? cfg->session : "");
   ctx->capabilities = cfg->capabilities
@@ -1157,8 +1159,71 @@ bool taskq_present_msg_token(const auth_policy *p, const json_t *msg, auth_ctx *
   return taskq_present_msg_credentials(p, msg, a, NULL, NULL) == AUTH_PRESENT_OK;
 }
 
+json_t *taskq_check_strings(const taskq_ctx *ctx, const json_t *msg) {
+  static const char *const data_keys[] = {"payload", "value", "result", "args", "arguments", "error", "detail", NULL};
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)msg, k, v) {
+    if (!json_is_string(v) || !memchr(json_string_value(v), 0, json_string_length(v))) continue;
+    bool data = false;
+    for (const char *const *d = data_keys; *d && !data; d++) data = strcmp(*d, k) == 0;
+    if (data) continue;
+    char detail[160];
+    snprintf(detail, sizeof detail, "NUL character (\\u0000) not allowed in \"%.100s\"", k);
+    json_t *r = taskq_error(ctx, "invalid_message");
+    if (r) json_object_set_new(r, "detail", json_string(detail));
+    return r;
+  }
+  return NULL;
+}
+
+tq_queue *taskq_queue(const taskq_ctx *ctx) { return ctx->cfg.queue; }
+unsigned taskq_max_waits_per_peer(const taskq_ctx *ctx) { return ctx->cfg.max_waits_per_peer; }
+
+json_t *taskq_wait_prepare(taskq_ctx *ctx, const json_t *msg, const auth_ctx *auth, char task_id[33],
+                           double *timeout_s) {
+  task_id[0] = 0;
+  if (!json_is_object(msg)) return taskq_error(ctx, "invalid_message");
+  json_t *bad = taskq_check_strings(ctx, msg);
+  if (bad) return bad;
+  auth_ctx eff = *auth;
+  taskq_present_msg_token(ctx->cfg.policy, msg, &eff);
+  auth_scopes need = taskq_op_scopes(TASKQ_OP_WAIT);
+  if (!auth_allows(&eff, &need)) {
+    log_write(LOG_INFO, "p2p op refused", "{s:s, s:s, s:s}", "op", "wait", "peer", eff.peer_id, "reason",
+              "unauthorized");
+    return taskq_error(ctx, "unauthorized");
+  }
+  if (!ctx->cfg.queue) return taskq_error(ctx, "queue_disabled");
+  const char *id = get_str(msg, "task_id");
+  double t = get_num(msg, "timeout_s", 60.0);
+  if (!(t > 0)) t = 60.0; /* a falsy value becomes 60 (§3.1) */
+  if (t > ctx->cfg.wait_max_s) t = ctx->cfg.wait_max_s;
+  *timeout_s = t;
+  /* what tq_wait would answer at once: no id, or one that cannot name a task (null task) */
+  if (!id || !*id || strlen(id) != 32 || strspn(id, "0123456789abcdef") != 32) {
+    json_t *r = reply_ok(ctx);
+    json_object_set_new(r, "task", json_null());
+    return r;
+  }
+  memcpy(task_id, id, 33);
+  return NULL;
+}
+
+json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id) {
+  tq_task *t = NULL;
+  int rc = tq_get(ctx->cfg.queue, task_id, &t);
+  if (rc < 0 && rc != -ENOENT) return taskq_error(ctx, tq_strerror(rc));
+  json_t *r = reply_ok(ctx);
+  json_object_set_new(r, "task", t ? tq_task_to_json(t, TQ_JSON_FULL | TQ_JSON_EXTRA) : json_null());
+  tq_task_free(t);
+  return r;
+}
+
 json_t *taskq_handle(taskq_ctx *ctx, const json_t *msg, const taskq_call *call) {
   if (!json_is_object(msg)) return taskq_error(ctx, "invalid_message");
+  json_t *bad = taskq_check_strings(ctx, msg);
+  if (bad) return bad;
   auth_ctx eff = *call->auth;
   auth_reason why = AUTH_REASON_NONE;
   const char *detail = NULL;

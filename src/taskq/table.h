@@ -113,6 +113,8 @@ typedef struct taskq_config {
                                      waiting claim holds a long-pool thread) */
   unsigned claim_waiters_per_peer;/* 32 */
   size_t max_known_peers;   /* 1024: peer.heartbeat table (oldest dropped) */
+  unsigned max_waits_per_peer; /* 64: `wait` ops one caller may hold at once through
+                                  task_queue.rpc (rpc_tool.h); more answer busy */
   double peer_timeout_s;    /* 300: "alive" window for known peers */
 } taskq_config;
 
@@ -147,6 +149,23 @@ double taskq_claim_wait_s(const taskq_ctx *ctx, const json_t *msg);
 
 /* {"ok":false,"error":code,"peer_id":…} (new reference). */
 json_t *taskq_error(const taskq_ctx *ctx, const char *code);
+
+/* The `wait` op in two halves, for a caller that waits without a thread (rpc_tool.c, on the
+ * queue's change notification): taskq_wait_prepare checks the message as taskq_handle would
+ * (scopes with the message's token, the queue, NULs) and returns NULL with the task id and the
+ * clamped timeout to wait for — or the reply to give at once (a new reference: unauthorized,
+ * queue_disabled, {"ok":true,"task":null} without a task id). Never blocks.
+ * taskq_wait_reply reads the task and builds the wait's reply (blocking: a worker thread). */
+json_t *taskq_wait_prepare(taskq_ctx *ctx, const json_t *msg, const auth_ctx *auth, char task_id[33],
+                           double *timeout_s);
+json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id);
+tq_queue *taskq_queue(const taskq_ctx *ctx);
+unsigned taskq_max_waits_per_peer(const taskq_ctx *ctx);
+/* Whether the message may be handled: every top-level string except the data fields (payload,
+ * value, result, args, arguments, error, detail) becomes a C string somewhere, so one holding
+ * a NUL (\u0000) is refused ({"ok":false,"error":"invalid_message","detail":…}; NULL when the
+ * message is fine). New reference. */
+json_t *taskq_check_strings(const taskq_ctx *ctx, const json_t *msg);
 
 /* Presents msg["token"] and msg["jwt"] (strings: the shared token or a JWT) for *a
  * (auth_policy_present): OK when one raised *a, REFUSED (with *reason / *detail, may be NULL)

@@ -1375,12 +1375,238 @@ static void test_peerstore_evicts_the_least_recently_seen_unconnected_peer(void 
   peerstore_free(ps);
 }
 
+/* ---------------------------------------------------------------- abuse (issue 9 item 1) */
+
+static int raw_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(0x7f000001);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  return fd;
+}
+
+static int listen_port(p2p_host *h) {
+  const char *addrs[1];
+  p2p_host_listen_addrs(h, addrs, 1);
+  return atoi(strrchr(addrs[0], '/') + 1);
+}
+
+/* A connection that sends nothing is closed after first_byte_timeout_ms, long before the
+ * handshake timeout. */
+static void test_host_first_byte_timeout(void **state) {
+  (void)state;
+  p2p_host_config cfg = {.first_byte_timeout_ms = 300, .handshake_timeout_ms = 20000};
+  p2p_host *a = make_host(dir_a, &cfg);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  int fd = raw_connect(listen_port(a));
+  assert_true(fd >= 0);
+  int64_t t0 = clock_mono_ms();
+  bool eof = false;
+  while (!eof && clock_mono_ms() - t0 < WAIT_MS) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    char b[4096];
+    ssize_t n = read(fd, b, sizeof b);
+    if (n == 0 || (n < 0 && errno != EAGAIN)) eof = true;
+    usleep(10000);
+  }
+  assert_true(eof);
+  int64_t took = clock_mono_ms() - t0;
+  assert_true(took >= 250 && took < 15000);
+  p2p_host_stats st;
+  p2p_host_get_stats(a, &st);
+  assert_int_equal(st.first_byte_timeouts, 1);
+  close(fd);
+  close_hosts(a, NULL);
+}
+
+/* 80 silent connections and an attacker reconnecting every 50 ms do not keep a legitimate peer
+ * out: pending handshakes that say nothing are evicted for a newcomer (before this, 64 silent
+ * connections filled every slot for 10 s and dials failed at once). */
+static void test_host_silent_flood_does_not_lock_out_dials(void **state) {
+  (void)state;
+  p2p_host_config cfg = {.max_pending_handshakes = 64, .max_pending_per_ip = 8, .handshake_timeout_ms = 10000};
+  p2p_host *a = make_host(dir_a, &cfg);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  int port = listen_port(a);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  enum { SILENT = 80 };
+  int fds[SILENT];
+  for (int i = 0; i < SILENT; i++) {
+    fds[i] = raw_connect(port);
+    assert_true(fds[i] >= 0);
+  }
+  /* the flood sits there (a connection younger than 100 ms is not evicted yet: its bytes may be
+   * on the way) */
+  int64_t settle = clock_mono_ms() + 300;
+  while (clock_mono_ms() < settle) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(5000);
+  }
+  int ok = 0, failed = 0, next = 0;
+  int64_t last_reconnect = clock_mono_ms();
+  for (int round = 0; round < 8; round++) {
+    /* a fresh identity each round, so every dial makes a new connection */
+    char dir_c[64];
+    snprintf(dir_c, sizeof dir_c, "/tmp/peermcp-test-host-c-XXXXXX");
+    assert_non_null(mkdtemp(dir_c));
+    p2p_host *c = make_host(dir_c, NULL);
+    ping_res r = {0};
+    assert_int_equal(p2p_host_ping(c, ma, ping_cb, &r), 0);
+    int64_t end = clock_mono_ms() + WAIT_MS;
+    while (!r.done && clock_mono_ms() < end) {
+      uv_run(&loop, UV_RUN_NOWAIT);
+      if (clock_mono_ms() - last_reconnect >= 50) { /* the attacker reconnects */
+        close(fds[next]);
+        fds[next] = raw_connect(port);
+        next = (next + 1) % SILENT;
+        last_reconnect = clock_mono_ms();
+      }
+      usleep(2000);
+    }
+    if (r.done && r.err == 0) ok++;
+    else {
+      failed++;
+      fprintf(stderr, "round %d: done=%d err=%d (%s)\n", round, r.done, r.err, strerror(-r.err));
+    }
+    int left = 1;
+    p2p_host_close(c, on_host_closed, &left);
+    while (left > 0) uv_run(&loop, UV_RUN_ONCE);
+    rm_rf(dir_c);
+  }
+  assert_int_equal(failed, 0);
+  assert_int_equal(ok, 8);
+  p2p_host_stats st;
+  p2p_host_get_stats(a, &st);
+  assert_true(st.inbound_evicted > 0);
+  assert_true(st.pending_handshakes <= 64);
+  for (int i = 0; i < SILENT; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  close_hosts(a, NULL);
+}
+
+static const char *g_trusted_id;
+static bool gate_trusted(void *ud, const char *peer_id) {
+  (void)ud;
+  return g_trusted_id && strcmp(peer_id, g_trusted_id) == 0;
+}
+
+/* Reserved slots: strangers may fill max_connections - reserved_conns; a peer the gate admits
+ * still gets in. */
+static void test_host_reserved_slots_for_known_peers(void **state) {
+  (void)state;
+  p2p_host_config cfg = {.max_connections = 4, .reserved_conns = 2};
+  p2p_host *a = make_host(dir_a, &cfg);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  p2p_host_set_peer_gate(a, gate_trusted, NULL);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  p2p_host *hs[3];
+  char dirs[3][64];
+  int errs[3];
+  for (int i = 0; i < 3; i++) {
+    snprintf(dirs[i], sizeof dirs[i], "/tmp/peermcp-test-host-s-XXXXXX");
+    assert_non_null(mkdtemp(dirs[i]));
+    hs[i] = make_host(dirs[i], NULL);
+    ping_res r = {0};
+    assert_int_equal(p2p_host_ping(hs[i], ma, ping_cb, &r), 0);
+    assert_true(run_until(&r.done, WAIT_MS));
+    errs[i] = r.err;
+  }
+  assert_int_equal(errs[0], 0);
+  assert_int_equal(errs[1], 0);
+  assert_true(errs[2] < 0); /* the third stranger finds only reserved slots */
+  p2p_host *t = make_host(dir_b, NULL);
+  g_trusted_id = p2p_host_peer_id(t);
+  ping_res r = {0};
+  assert_int_equal(p2p_host_ping(t, ma, ping_cb, &r), 0);
+  assert_true(run_until(&r.done, WAIT_MS));
+  assert_int_equal(r.err, 0);
+  p2p_host_stats st;
+  p2p_host_get_stats(a, &st);
+  assert_int_equal(st.reserved_refused, 1);
+  g_trusted_id = NULL;
+  for (int i = 0; i < 3; i++) {
+    int left = 1;
+    p2p_host_close(hs[i], on_host_closed, &left);
+    while (left > 0) uv_run(&loop, UV_RUN_ONCE);
+    rm_rf(dirs[i]);
+  }
+  close_hosts(a, t);
+}
+
+/* p2p_stream_unread: the bytes given back come first once reading resumes, and the remote's
+ * window is not credited for them meanwhile. */
+static p2p_stream *ur_stream;
+static buf ur_got;
+static int ur_calls;
+static void ur_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  (void)ud;
+  ur_calls++;
+  if (ur_calls == 1 && n > 3) { /* take 3 bytes, give the rest back */
+    assert_int_equal(buf_append(&ur_got, d, 3), 0);
+    p2p_stream_unread(s, n - 3);
+    return;
+  }
+  assert_int_equal(buf_append(&ur_got, d, n), 0);
+}
+static void ur_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  (void)err;
+  (void)ud;
+  ur_stream = NULL;
+}
+static void ur_eof(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_close_write(s);
+}
+static void ur_serve(p2p_stream *s, void *ud) {
+  (void)ud;
+  static const p2p_stream_callbacks cbs = {ur_data, ur_eof, NULL, ur_close};
+  ur_stream = s;
+  p2p_stream_set_callbacks(s, &cbs, NULL);
+}
+static void test_host_stream_unread_gives_bytes_back(void **state) {
+  (void)state;
+  p2p_host *a = make_host(dir_a, NULL), *b = make_host(dir_b, NULL);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  assert_int_equal(p2p_host_handle(a, "/test/unread/1", ur_serve, NULL), 0);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  buf_init(&ur_got, 1 << 20);
+  ur_calls = 0;
+  open_done = false;
+  assert_int_equal(p2p_host_open_stream(b, ma, "/test/unread/1", on_open, NULL), 0);
+  assert_true(run_until(&open_done, WAIT_MS));
+  assert_non_null(opened);
+  assert_int_equal(p2p_stream_write(opened, "abcdefghij", 10), 0);
+  int64_t end = clock_mono_ms() + WAIT_MS;
+  while (ur_calls < 1 && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+  for (int i = 0; i < 20; i++) uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(buf_len(&ur_got), 3); /* paused: nothing more */
+  assert_non_null(ur_stream);
+  p2p_stream_pause_read(ur_stream, false);
+  assert_int_equal(buf_len(&ur_got), 10);
+  assert_memory_equal(buf_ptr(&ur_got), "abcdefghij", 10);
+  buf_free(&ur_got);
+  p2p_stream_close_write(opened);
+  close_hosts(a, b);
+}
+
 int main(void) {
   fm_init();
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_host_handshake_timeout_closes_silent_connection, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_refuses_connections_over_the_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_first_byte_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_silent_flood_does_not_lock_out_dials, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_reserved_slots_for_known_peers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_stream_unread_gives_bytes_back, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_backs_off_after_a_failed_dial, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_idle_connection_is_closed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_dial_with_wrong_peer_id_is_refused, setup, teardown),

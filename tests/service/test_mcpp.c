@@ -74,7 +74,15 @@ typedef struct fx {
   char jwks[96];
   svc_mcpp_env env;
   int outputs; /* on_output calls */
+  bool deny_read, deny_output, deny_start; /* budgets, as a transport would say them */
 } fx;
+
+static bool fx_may_read(void *ud) { return !((fx *)ud)->deny_read; }
+static bool fx_may_start(void *ud) { return !((fx *)ud)->deny_start; }
+static bool fx_admit_output(void *ud, size_t len) {
+  (void)len;
+  return !((fx *)ud)->deny_output;
+}
 
 static void on_output(void *ud) { ((fx *)ud)->outputs++; }
 
@@ -935,7 +943,10 @@ static void test_tampered_jwt_refused_and_counted(void **state) {
   assert_int_equal(auth_audit_count(AUTH_TR_MCP_P2P, AUTH_REASON_INVALID), a0 + 1);
   assert_false(svc_mcpp_done(c)); /* the stream stays: the peer may initialize again */
   assert_int_equal(svc_mcpp_auth(c)->kind, AUTH_KIND_PEER);
-  /* a frame's top-level token is checked the same way */
+  /* a frame's top-level token is checked the same way, once the frame is one the stream
+   * accepts (after initialize: issue 9 item 8) */
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"initialize\"}"), 0);
+  json_decref(next_reply(c));
   char m[4096];
   snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"ping\",\"token\":\"%s\"}", tok);
   assert_int_equal(send_text(c, m), 0);
@@ -1057,6 +1068,319 @@ static void test_trust_tiers_scale_the_frame_budget(void **state) {
   svc_mcpp_free(c);
 }
 
+/* Appends one frame carrying `text` to b. */
+static void frame_into(buf *b, const char *text) {
+  size_t n = strlen(text);
+  uint8_t h[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+  assert_int_equal(buf_append(b, h, 4), 0);
+  assert_int_equal(buf_append(b, text, n), 0);
+}
+
+/* Issue 9 item 6: the request that crosses the frame limit gets -32010; the ones read before
+ * it, still running, finish and are answered; nothing after it is read; then the conn is done. */
+static void test_limit_crossing_answers_requests_already_read(void **state) {
+  fx *f = *state;
+  f->env.max_frames = 12;
+  svc_mcpp_conn *c = open_init(f, PEER_T); /* frame 1 */
+  buf b;
+  buf_init(&b, 1 << 20);
+  char m[256];
+  for (int id = 2; id <= 11; id++) { /* 10 calls that take a while */
+    snprintf(m, sizeof m,
+             "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":150}}}",
+             id);
+    frame_into(&b, m);
+  }
+  for (int id = 12; id <= 40; id++) { /* 12 is the last allowed, 13 crosses, the rest is never read */
+    snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ping\"}", id);
+    frame_into(&b, m);
+  }
+  assert_int_equal(svc_mcpp_feed(c, buf_ptr(&b), buf_len(&b)), -EPIPE);
+  buf_free(&b);
+  assert_false(svc_mcpp_reading(c));
+  assert_string_equal(svc_mcpp_drain_reason(c), "rate_limited");
+  assert_false(svc_mcpp_done(c)); /* ten calls still owe their answers */
+  bool answered[41] = {0};
+  int results = 0;
+  for (int i = 0; i < 12; i++) {
+    json_t *r = wait_reply(f, c);
+    assert_non_null(r);
+    int id = (int)json_integer_value(json_object_get(r, "id"));
+    assert_true(id >= 2 && id <= 13);
+    assert_false(answered[id]);
+    answered[id] = true;
+    if (id == 13) {
+      assert_int_equal(err_code(r), -32010);
+      assert_string_equal(err_msg(r), "rate_limited");
+    } else {
+      assert_non_null(json_object_get(r, "result"));
+      if (id <= 11) {
+        json_t *sc = json_object_get(json_object_get(r, "result"), "structuredContent");
+        assert_true(json_is_false(json_object_get(sc, "cancelled")));
+        results++;
+      }
+    }
+    json_decref(r);
+  }
+  assert_int_equal(results, 10);
+  wait_idle(f, c);
+  assert_null(next_reply(c)); /* 14..40 were never read */
+  assert_true(svc_mcpp_done(c));
+  svc_mcpp_free(c);
+}
+
+/* The same rule for a framing error and for the server stopping. */
+static void test_framing_error_and_stop_answer_requests_already_read(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\","
+                                "\"arguments\":{\"ms\":100}}}"),
+                   0);
+  assert_int_equal(send_text(c, "{not json"), -EPIPE);
+  json_t *r = next_reply(c);
+  assert_string_equal(err_msg(r), "invalid_json");
+  json_decref(r);
+  assert_false(svc_mcpp_done(c));
+  r = wait_reply(f, c);
+  assert_int_equal(json_integer_value(json_object_get(r, "id")), 2);
+  assert_non_null(json_object_get(r, "result"));
+  json_decref(r);
+  wait_idle(f, c);
+  assert_true(svc_mcpp_done(c));
+  svc_mcpp_free(c);
+
+  c = open_init(f, PEER_T);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\","
+                                "\"arguments\":{\"ms\":100}}}"),
+                   0);
+  svc_mcpp_stopping(c);
+  assert_false(svc_mcpp_reading(c));
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}"), -EPIPE); /* not read */
+  r = wait_reply(f, c);
+  assert_int_equal(json_integer_value(json_object_get(r, "id")), 2);
+  json_decref(r);
+  wait_idle(f, c);
+  assert_null(next_reply(c));
+  assert_true(svc_mcpp_done(c));
+  svc_mcpp_free(c);
+}
+
+/* Issue 9 item 8: only a frame the stream accepts may change its auth. */
+static void test_token_in_a_refused_frame_changes_nothing(void **state) {
+  fx *f = *state;
+  static const char *const refused[] = {
+      /* wrong jsonrpc */
+      "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"initialize\",\"token\":\"tok\",\"params\":{\"token\":\"tok\"}}",
+      /* no jsonrpc at all */
+      "{\"id\":1,\"method\":\"initialize\",\"token\":\"tok\"}",
+      /* a request before initialize */
+      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"token\":\"tok\"}",
+      /* a notification before initialize (ignored) */
+      "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\",\"token\":\"tok\"}",
+      /* a method with a NUL */
+      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\\u0000x\",\"token\":\"tok\"}",
+      /* duplicate keys: the frame is not even JSON we accept */
+      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"token\":\"nope\",\"token\":\"tok\"}",
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_X, NULL);
+    (void)send_text(c, refused[i]);
+    assert_true(auth_scopes_empty(&svc_mcpp_auth(c)->scopes));
+    json_decref(next_reply(c));
+    svc_mcpp_free(c);
+  }
+  /* the accepted initialize with the same token opens the stream */
+  svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_X, NULL);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"token\":\"tok\"}"), 0);
+  assert_false(auth_scopes_empty(&svc_mcpp_auth(c)->scopes));
+  json_decref(next_reply(c));
+  svc_mcpp_free(c);
+}
+
+/* Issue 9 item 8: duplicate keys (op, token, anything) are refused, not "last one wins". */
+static void test_duplicate_keys_refused(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+                                "\"task_queue.rpc\",\"arguments\":{\"op\":\"status\",\"op\":\"cache.delete\",\"key\":\"k\"}}}"),
+                   -EPIPE);
+  json_t *r = next_reply(c);
+  assert_int_equal(err_code(r), -32003);
+  assert_string_equal(err_msg(r), "invalid_json");
+  const char *detail = json_string_value(json_object_get(json_object_get(json_object_get(r, "error"), "data"), "detail"));
+  assert_non_null(detail);
+  assert_non_null(strstr(detail, "duplicate"));
+  json_decref(r);
+  svc_mcpp_free(c);
+
+  svc_frame_dec d;
+  svc_frame_dec_init(&d, 0);
+  const char *t = "{\"op\":\"get\",\"token\":\"a\",\"token\":\"b\"}";
+  uint8_t w[64] = {0, 0, 0, (uint8_t)strlen(t)};
+  memcpy(w + 4, t, strlen(t));
+  size_t used;
+  assert_int_equal(svc_frame_dec_feed(&d, w, 4 + strlen(t), &used), SVC_FRAME_INVALID_JSON);
+  svc_frame_dec_free(&d);
+}
+
+/* Issue 9 item 11: escaped NULs are accepted in string values and refused where a C string is
+ * made (method, tool name, token, id), with a clear error; the stream stays usable. */
+static void test_nul_in_strings(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\","
+                                "\"arguments\":{\"s\":\"a\\u0000b\"}}}"),
+                   0);
+  json_t *r = wait_reply(f, c);
+  json_t *s = json_object_get(json_object_get(json_object_get(json_object_get(r, "result"), "structuredContent"), "echo"), "s");
+  assert_int_equal(json_string_length(s), 3);
+  assert_memory_equal(json_string_value(s), "a\0b", 3);
+  json_decref(r);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+                                "\"zeta_remote\\u0000x\"}}"),
+                   0);
+  r = next_reply(c);
+  assert_int_equal(err_code(r), -32600);
+  assert_non_null(strstr(err_msg(r), "NUL"));
+  assert_non_null(strstr(err_msg(r), "params.name"));
+  json_decref(r);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\\u0000\"}"), 0);
+  r = next_reply(c);
+  assert_int_equal(err_code(r), -32600);
+  assert_non_null(strstr(err_msg(r), "method"));
+  json_decref(r);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0000\",\"method\":\"ping\"}"), 0);
+  r = next_reply(c);
+  assert_int_equal(err_code(r), -32600);
+  assert_true(json_is_null(json_object_get(r, "id")));
+  json_decref(r);
+  /* a NUL in a key is not JSON jansson keeps: invalid_json */
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"ping\",\"a\\u0000\":1}"), -EPIPE);
+  r = next_reply(c);
+  assert_string_equal(err_msg(r), "invalid_json");
+  json_decref(r);
+  svc_mcpp_free(c);
+  /* still usable after a refused name */
+  c = open_init(f, PEER_T);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\\u0000\"}"), 0);
+  json_decref(next_reply(c));
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}"), 0);
+  r = next_reply(c);
+  assert_non_null(json_object_get(r, "result"));
+  json_decref(r);
+  svc_mcpp_free(c);
+}
+
+/* Issue 9 item 3: a caller with no scope gets the small frame limit; a token lifts it. */
+static void test_stranger_gets_the_small_frame_limit(void **state) {
+  fx *f = *state;
+  f->env.stranger_max_frame_bytes = 1024;
+  char big[3000];
+  snprintf(big, sizeof big, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\",\"pad\":\"%02000d\"}", 0);
+  svc_mcpp_conn *c = open_init(f, PEER_X);
+  assert_int_equal(svc_mcpp_frame_limit(c), 1024);
+  assert_int_equal(send_text(c, big), -EPIPE);
+  json_t *r = next_reply(c);
+  assert_string_equal(err_msg(r), "frame_too_large");
+  json_decref(r);
+  svc_mcpp_free(c);
+  /* the initialize result says which limit applies */
+  c = svc_mcpp_new(&f->env, PEER_X, NULL);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"token\":\"tok\"}}"), 0);
+  r = next_reply(c);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r, "result"), "limits"),
+                                                      "max_frame_bytes")),
+                   1048576);
+  json_decref(r);
+  assert_int_equal(send_text(c, big), 0);
+  r = next_reply(c);
+  assert_non_null(json_object_get(r, "result"));
+  json_decref(r);
+  svc_mcpp_free(c);
+  c = open_init(f, PEER_T); /* trusted: the full limit from the start */
+  assert_int_equal(svc_mcpp_frame_limit(c), 1048576);
+  svc_mcpp_free(c);
+}
+
+/* Budgets: input waits while the transport says so; a reply refused while output waits
+ * becomes -32010 output_budget_exceeded; calls in flight are charged. */
+static void test_budgets(void **state) {
+  fx *f = *state;
+  f->env.may_read = fx_may_read;
+  f->env.admit_output = fx_admit_output;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  json_decref(next_reply(c));
+  buf b;
+  buf_init(&b, 1 << 20);
+  frame_into(&b, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":50}}}");
+  frame_into(&b, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":50}}}");
+  f->deny_read = true;
+  size_t used = 99;
+  assert_int_equal(svc_mcpp_feed_some(c, buf_ptr(&b), buf_len(&b), &used), 0);
+  assert_int_equal(used, 0);
+  f->deny_read = false;
+  assert_int_equal(svc_mcpp_feed_some(c, buf_ptr(&b), buf_len(&b), &used), 0);
+  assert_int_equal(used, buf_len(&b));
+  buf_free(&b);
+  assert_int_equal(svc_mcpp_inflight(c), 2);
+  assert_true(svc_mcpp_held_bytes(c) >= 2u * 4096); /* charged before their replies */
+  f->deny_output = true;
+  wait_idle(f, c);
+  json_t *r1 = next_reply(c), *r2 = next_reply(c);
+  assert_non_null(r1);
+  assert_non_null(r2);
+  assert_int_equal(err_code(r1), -32010); /* refused replies become small errors, ids kept */
+  assert_string_equal(err_msg(r2), "output_budget_exceeded");
+  assert_int_equal(json_integer_value(json_object_get(r1, "id")) + json_integer_value(json_object_get(r2, "id")), 5);
+  json_decref(r1);
+  json_decref(r2);
+  assert_true(svc_mcpp_held_bytes(c) < 1024);
+  svc_mcpp_free(c);
+}
+
+/* The peer's share of the workers is busy: tools/call are held in order (a TaskQueue wait is
+ * not), a cancel drops a held one without an answer, resume starts the rest, and a stop
+ * answers what is still held. */
+static void test_calls_held_for_the_peer_share(void **state) {
+  fx *f = *state;
+  f->env.may_start = fx_may_start;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  f->deny_start = true;
+  for (int id = 2; id <= 4; id++) {
+    char m[200];
+    snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}",
+             id);
+    assert_int_equal(send_text(c, m), 0);
+  }
+  assert_int_equal(svc_mcpp_held_calls(c), 3);
+  assert_int_equal(svc_mcpp_inflight(c), 0);
+  /* a ping is not a call: answered at once */
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\"}"), 0);
+  json_t *r = next_reply(c);
+  assert_int_equal(json_integer_value(json_object_get(r, "id")), 9);
+  json_decref(r);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":3}}"), 0);
+  assert_int_equal(svc_mcpp_held_calls(c), 2);
+  assert_int_equal(svc_mcpp_resume(c), 0); /* still busy */
+  f->deny_start = false;
+  assert_int_equal(svc_mcpp_resume(c), 2);
+  json_t *a = wait_reply(f, c), *b = wait_reply(f, c);
+  assert_int_equal(json_integer_value(json_object_get(a, "id")) + json_integer_value(json_object_get(b, "id")), 6);
+  json_decref(a);
+  json_decref(b);
+  assert_null(next_reply(c)); /* 3 was cancelled: no answer */
+  /* held at a stop: answered shutting_down */
+  f->deny_start = true;
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}"), 0);
+  assert_false(svc_mcpp_done(c));
+  svc_mcpp_stopping(c);
+  r = next_reply(c);
+  assert_int_equal(json_integer_value(json_object_get(r, "id")), 5);
+  assert_string_equal(err_msg(r), "shutting_down");
+  json_decref(r);
+  assert_true(svc_mcpp_done(c));
+  svc_mcpp_free(c);
+}
 
 int main(void) {
 
@@ -1091,6 +1415,14 @@ int main(void) {
       T(test_modern_era_over_a_stream_needs_no_initialize),
       T(test_tools_list_paginates_over_a_stream),
       T(test_tools_list_legacy_2024_gets_one_page),
+      T(test_limit_crossing_answers_requests_already_read),
+      T(test_framing_error_and_stop_answer_requests_already_read),
+      T(test_token_in_a_refused_frame_changes_nothing),
+      T(test_duplicate_keys_refused),
+      T(test_nul_in_strings),
+      T(test_stranger_gets_the_small_frame_limit),
+      T(test_budgets),
+      T(test_calls_held_for_the_peer_share),
       cmocka_unit_test_setup_teardown(test_mcp_tasks_over_a_stream, setup_tasks, teardown),
       cmocka_unit_test_setup_teardown(test_stopping_ends_task_result_waits, setup_tasks, teardown),
       cmocka_unit_test(test_rpc_message_unwrap),

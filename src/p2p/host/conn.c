@@ -123,7 +123,7 @@ static int conn_start_yamux(p2p_conn *c) {
   c->was_ready = true;
   c->deadline_ms = 0;
   c->idle_since_ms = clock_mono_ms();
-  host_conn_ready(c);
+  if (!host_conn_ready(c)) return 0; /* refused: closing */
   conn_flush(c);
   return 0;
 }
@@ -257,6 +257,7 @@ static void c_on_open(void *ud, int status) {
 static void c_on_read(void *ud, const uint8_t *data, size_t len) {
   p2p_conn *c = ud;
   if (c->state == CONN_CLOSED) return;
+  c->got_bytes = true;
   int rc = conn_feed_wire(c, data, len);
   if (rc < 0) {
     if (c->state == CONN_READY) conn_flush(c); /* a GoAway(protocol error) may be queued */
@@ -362,7 +363,13 @@ bool conn_is_usable(const p2p_conn *c) {
 void conn_tick(p2p_conn *c, int64_t now_ms) {
   if (c->state == CONN_CLOSED) return;
   if (c->state != CONN_READY) {
-    if (c->deadline_ms && now_ms > c->deadline_ms) {
+    if (!c->outbound && !c->got_bytes && c->h->cfg.first_byte_timeout_ms &&
+        now_ms - c->created_ms > (int64_t)c->h->cfg.first_byte_timeout_ms) {
+      /* a connection that says nothing holds a handshake slot for nothing (issue 9 item 1) */
+      c->h->stats.first_byte_timeouts++;
+      log_debug("p2p inbound connection sent nothing; closed", "{s:s}", "addr", c->remote_addr);
+      conn_close(c, -ETIMEDOUT);
+    } else if (c->deadline_ms && now_ms > c->deadline_ms) {
       log_info("p2p handshake timeout", "{s:s}", "addr", c->remote_addr);
       conn_close(c, -ETIMEDOUT);
     }

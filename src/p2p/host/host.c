@@ -74,6 +74,7 @@ static void transport_discard(p2p_transport *t) {
 }
 
 static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p2p_conn **out);
+static bool host_room_for_own(p2p_host *h);
 
 void host_mark_peers_dirty(p2p_host *h) { h->peers_dirty = true; }
 
@@ -95,11 +96,31 @@ static void fail_waiters(host_open_req *w, int err) {
 
 /* ---------------------------------------------------------------- connection events */
 
-void host_conn_ready(p2p_conn *c) {
+/* Reserved slots (issue 9 item 1): an inbound connection whose peer the gate does not admit
+ * may take only max_connections - reserved_conns slots among upgraded inbound connections. */
+static bool admit_upgraded(p2p_host *h, p2p_conn *c) {
+  if (c->outbound) return true;
+  c->privileged = h->gate && h->gate(h->gate_ud, c->remote_id);
+  if (c->privileged || !h->gate || !h->cfg.reserved_conns) return true;
+  uint32_t others = 0;
+  for (p2p_conn *o = h->conns; o; o = o->next)
+    if (o != c && !o->outbound && o->state == CONN_READY && !o->privileged) others++;
+  return others + h->cfg.reserved_conns < h->cfg.max_connections;
+}
+
+bool host_conn_ready(p2p_conn *c) {
   p2p_host *h = c->h;
   if (c->counted_pending) {
     c->counted_pending = false;
     h->pending_handshakes--;
+  }
+  if (!admit_upgraded(h, c)) {
+    h->stats.reserved_refused++;
+    log_warn("p2p inbound connection refused (only reserved slots left)", "{s:s, s:s}", "peer", c->remote_id, "addr",
+             c->remote_addr);
+    c->was_ready = false; /* it never opened: no event, no peerstore count */
+    conn_close(c, -EMFILE);
+    return false;
   }
   if (c->outbound && !c->relayed) {
     h->stats.dials_ok++;
@@ -125,7 +146,7 @@ void host_conn_ready(p2p_conn *c) {
     p2p_upgrade_fn cb = c->upgrade_cb;
     c->upgrade_cb = NULL;
     cb(h, 0, c->remote_id, c->upgrade_ud);
-    if (c->state != CONN_READY) return;
+    if (c->state != CONN_READY) return false;
   }
   host_open_req *w = c->waiters;
   c->waiters = NULL;
@@ -137,10 +158,11 @@ void host_conn_ready(p2p_conn *c) {
     free(w);
     w = next;
   }
-  if (c->state != CONN_READY) return;
+  if (c->state != CONN_READY) return false;
   p2p_event ev = {.type = P2P_EV_CONN_OPENED, .peer_id = c->remote_id, .conn_id = c->id,
                   .remote_addr = c->remote_addr, .inbound = !c->outbound, .relayed = c->relayed};
   services_emit(h, &ev);
+  return c->state == CONN_READY;
 }
 
 void host_conn_closed(p2p_conn *c) {
@@ -214,6 +236,93 @@ void host_conn_closed(p2p_conn *c) {
 
 /* ---------------------------------------------------------------- listeners and dials */
 
+/* The address part of a TCP multiaddr (/ip4/A/tcp/P → /ip4/A): what per-IP limits count. */
+static void ip_of(const char *ma, char *out, size_t cap) {
+  const char *t = strstr(ma, "/tcp/");
+  size_t n = t ? (size_t)(t - ma) : strlen(ma);
+  if (n >= cap) n = cap - 1;
+  memcpy(out, ma, n);
+  out[n] = 0;
+}
+
+static bool conn_pending_inbound(const p2p_conn *c) {
+  return !c->outbound && c->state != CONN_READY && c->state != CONN_CLOSED;
+}
+
+/* Pending inbound connections from `ip` (every IP when NULL), not counting `skip`. */
+static uint32_t count_pending_in(p2p_host *h, const char *ip, const p2p_conn *skip) {
+  uint32_t n = 0;
+  for (p2p_conn *o = h->conns; o; o = o->next)
+    if (o != skip && conn_pending_inbound(o) && (!ip || strcmp(o->ip, ip) == 0)) n++;
+  return n;
+}
+
+/* A pending inbound handshake that may be closed to make room for a newer connection (issue 9
+ * item 1): from `ip`, or when ip is NULL from the IP with the most pending handshakes; one that
+ * has sent nothing for HOST_EVICT_SILENT_AGE_MS first, then the oldest — but never one younger
+ * than HOST_EVICT_MIN_AGE_MS that has sent bytes (a handshake that is moving). NULL when there
+ * is none. So silent or stalled connections cannot hold the slots against a peer that speaks,
+ * and a burst of honest dials (accepted before their first bytes are read) evicts nobody. */
+static p2p_conn *evict_candidate(p2p_host *h, const char *ip, const p2p_conn *skip) {
+  const char *from = ip;
+  if (!from) {
+    uint32_t best = 0;
+    for (p2p_conn *o = h->conns; o; o = o->next) {
+      if (o == skip || !conn_pending_inbound(o)) continue;
+      uint32_t k = count_pending_in(h, o->ip, skip);
+      if (k > best) {
+        best = k;
+        from = o->ip;
+      }
+    }
+    if (!from) return NULL;
+  }
+  int64_t now = clock_mono_ms();
+  p2p_conn *silent = NULL, *old = NULL;
+  for (p2p_conn *o = h->conns; o; o = o->next) {
+    if (o == skip || !conn_pending_inbound(o) || strcmp(o->ip, from) != 0) continue;
+    if (!o->got_bytes) {
+      if (now - o->created_ms >= HOST_EVICT_SILENT_AGE_MS && (!silent || o->created_ms < silent->created_ms)) silent = o;
+    } else if (now - o->created_ms >= HOST_EVICT_MIN_AGE_MS) {
+      if (!old || o->created_ms < old->created_ms) old = o;
+    }
+  }
+  return silent ? silent : old;
+}
+
+static bool evict_one(p2p_host *h, const char *ip, const p2p_conn *skip) {
+  p2p_conn *v = evict_candidate(h, ip, skip);
+  if (!v) return false;
+  h->stats.inbound_evicted++;
+  log_debug("p2p pending inbound connection evicted for a newer one", "{s:s, s:b}", "addr", v->remote_addr, "silent",
+            !v->got_bytes);
+  conn_close(v, -ECONNABORTED);
+  return true;
+}
+
+static uint32_t count_live(p2p_host *h, const p2p_conn *skip) {
+  uint32_t n = 0;
+  for (p2p_conn *o = h->conns; o; o = o->next)
+    if (o != skip && o->state != CONN_CLOSED) n++;
+  return n;
+}
+
+/* Admission of a new inbound TCP connection: per-IP connection and handshake limits, the
+ * pending-handshake limit and the connection limit, each making room by evicting a pending
+ * handshake (evict_candidate) before refusing the newcomer. */
+static const char *admit_inbound(p2p_host *h, p2p_conn *c) {
+  if (h->closing) return "closing";
+  uint32_t ip_all = 0;
+  for (p2p_conn *o = h->conns; o; o = o->next)
+    if (o != c && !o->outbound && o->state != CONN_CLOSED && strcmp(o->ip, c->ip) == 0) ip_all++;
+  if (ip_all >= h->cfg.max_conns_per_ip && !evict_one(h, c->ip, c)) return "max_connections_per_ip";
+  if (count_pending_in(h, c->ip, c) >= h->cfg.max_pending_per_ip && !evict_one(h, c->ip, c)) return "max_pending_per_ip";
+  if (count_pending_in(h, NULL, c) >= h->cfg.max_pending_handshakes && !evict_one(h, NULL, c))
+    return "max_pending_handshakes";
+  if (count_live(h, c) >= h->cfg.max_connections && !evict_one(h, NULL, c)) return "max_connections";
+  return NULL;
+}
+
 static void on_inbound(uv_stream_t *server, int status) {
   host_listener *l = server->data;
   p2p_host *h = l->h;
@@ -233,10 +342,12 @@ static void on_inbound(uv_stream_t *server, int status) {
     return;
   }
   snprintf(c->remote_addr, sizeof c->remote_addr, "%s", t->remote_addr);
-  if (h->closing || h->n_conns > h->cfg.max_connections || h->pending_handshakes >= h->cfg.max_pending_handshakes) {
+  ip_of(c->remote_addr, c->ip, sizeof c->ip);
+  const char *why = admit_inbound(h, c);
+  if (why) {
     h->stats.inbound_refused++;
-    log_warn("p2p inbound connection refused (limits)", "{s:s, s:i, s:i}", "addr", c->remote_addr, "connections",
-             (int)h->n_conns, "pending", (int)h->pending_handshakes);
+    log_warn("p2p inbound connection refused (limits)", "{s:s, s:s, s:i, s:i}", "addr", c->remote_addr, "limit", why,
+             "connections", (int)h->n_conns, "pending", (int)h->pending_handshakes);
     conn_close(c, -EMFILE);
     return;
   }
@@ -338,6 +449,18 @@ static int host_resolve_start(p2p_host *h, p2p_conn *c, const multiaddr *bare) {
   return 0;
 }
 
+/* Room for a connection we make ourselves (a dial, an upgrade over a stream): our own
+ * handshakes have their own max_pending_handshakes, apart from inbound ones, and when every
+ * slot is taken a pending inbound handshake makes room (strangers filling the table must not
+ * keep us from dialing). */
+static bool host_room_for_own(p2p_host *h) {
+  uint32_t own_pending = 0;
+  for (p2p_conn *o = h->conns; o; o = o->next)
+    if ((o->outbound || o->relayed) && o->state != CONN_READY && o->state != CONN_CLOSED) own_pending++;
+  if (own_pending >= h->cfg.max_pending_handshakes) return false;
+  return count_live(h, NULL) < h->cfg.max_connections || evict_one(h, NULL, NULL);
+}
+
 /* Starts a TCP dial to `ma` (its /p2p/ part, if any, is `expected`). */
 static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p2p_conn **out) {
   multiaddr bare;
@@ -355,7 +478,7 @@ static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p
   }
   host_backoff *b = backoff_find(h, key, false);
   if (b && b->until_ms > clock_mono_ms()) return -EAGAIN;
-  if (h->n_conns >= h->cfg.max_connections || h->pending_handshakes >= h->cfg.max_pending_handshakes) return -EMFILE;
+  if (!host_room_for_own(h)) return -EMFILE;
   struct sockaddr_storage ss;
   socklen_t sslen;
   rc = multiaddr_to_sockaddr(&bare, &ss, &sslen);
@@ -511,7 +634,7 @@ int p2p_host_upgrade_stream(p2p_host *h, p2p_stream *s, const p2p_upgrade_opts *
     return -EINVAL; /* a dial must know whom it reaches */
   }
   if (o->remote_addr && strlen(o->remote_addr) >= MULTIADDR_STR_MAX) return -EINVAL;
-  if (h->n_conns >= h->cfg.max_connections || h->pending_handshakes >= h->cfg.max_pending_handshakes) return -EMFILE;
+  if (!host_room_for_own(h)) return -EMFILE;
   p2p_conn *c = conn_new(h, NULL, o->outbound);
   if (!c) return -ENOMEM;
   p2p_transport *t;
@@ -685,6 +808,11 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
   if (!c->max_connections) c->max_connections = 256;
   if (!c->max_streams_per_conn) c->max_streams_per_conn = 256;
   if (!c->max_pending_handshakes) c->max_pending_handshakes = 64;
+  if (!c->max_pending_per_ip) c->max_pending_per_ip = 32;
+  if (!c->max_conns_per_ip) c->max_conns_per_ip = 64;
+  if (!c->reserved_conns) c->reserved_conns = 32;
+  if (c->reserved_conns >= c->max_connections) c->reserved_conns = c->max_connections / 8;
+  if (!c->first_byte_timeout_ms) c->first_byte_timeout_ms = 2500;
   if (!c->handshake_timeout_ms) c->handshake_timeout_ms = 10000;
   if (!c->idle_timeout_ms) c->idle_timeout_ms = 120000;
   if (!c->stream_negotiate_timeout_ms) c->stream_negotiate_timeout_ms = 10000;
@@ -925,6 +1053,12 @@ int p2p_host_disconnect(p2p_host *h, const char *peer_id) {
     }
   }
   return found;
+}
+
+void p2p_host_set_peer_gate(p2p_host *h, p2p_peer_gate_fn fn, void *ud) {
+  LOOP_THREAD_ONLY();
+  h->gate = fn;
+  h->gate_ud = fn ? ud : NULL;
 }
 
 void p2p_host_get_stats(const p2p_host *h, p2p_host_stats *out) {

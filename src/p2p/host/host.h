@@ -48,7 +48,14 @@ typedef struct p2p_host_config {
   const char *agent_version;      /* identify agentVersion; default "peermcp/<version>" */
   uint32_t max_connections;       /* 256: established + handshaking; more are refused */
   uint32_t max_streams_per_conn;  /* 256: open Yamux streams per connection (both directions) */
-  uint32_t max_pending_handshakes;/* 64: connections still upgrading */
+  uint32_t max_pending_handshakes;/* 64: inbound connections still upgrading (our own dials
+                                     have their own 64) */
+  uint32_t max_pending_per_ip;    /* 32: inbound connections still upgrading from one IP */
+  uint32_t max_conns_per_ip;      /* 64: inbound connections (any state) from one IP */
+  uint32_t reserved_conns;        /* 32: of max_connections, kept for peers the gate admits
+                                     (p2p_host_set_peer_gate; none without a gate); clamped to
+                                     max_connections / 8 when it is not below max_connections */
+  uint32_t first_byte_timeout_ms; /* 2500: an inbound connection that sent nothing by then closes */
   uint32_t handshake_timeout_ms;  /* 10000: TCP connect + whole upgrade */
   uint32_t idle_timeout_ms;       /* 120000: a connection with no streams for this long closes */
   uint32_t stream_negotiate_timeout_ms; /* 10000: multistream-select on a new stream */
@@ -162,6 +169,11 @@ void p2p_stream_reset(p2p_stream *s);
 
 /* Stops / resumes on_data and the window updates that let the remote send more. */
 void p2p_stream_pause_read(p2p_stream *s, bool paused);
+/* Only from inside on_data: the last `len` bytes of this delivery are not taken. They stay in
+ * the stream (not credited to the remote's Yamux window, so it stops sending), reading is
+ * paused, and they come first in on_data after p2p_stream_pause_read(s, false). For owners
+ * that stop parsing in the middle of a delivery (a budget is used up). */
+void p2p_stream_unread(p2p_stream *s, size_t len);
 
 const char *p2p_stream_protocol(const p2p_stream *s);
 /* The authenticated remote PeerId (text), proven by the Noise handshake. */
@@ -322,7 +334,18 @@ typedef struct p2p_host_stats {
   uint32_t connections, pending_handshakes, streams;
   uint64_t bytes_in, bytes_out; /* TCP payload bytes */
   uint64_t dials_ok, dials_failed, inbound_refused;
+  uint64_t inbound_evicted;     /* handshakes closed to make room for a newer connection */
+  uint64_t first_byte_timeouts; /* inbound connections that sent nothing in time */
+  uint64_t reserved_refused;    /* upgraded, but only reserved slots were left and the peer is
+                                   not one the gate admits */
 } p2p_host_stats;
+
+/* Which peers may use the reserved connection slots (issue 9 item 1): called when an inbound
+ * connection has finished its upgrade, with the Noise-proven PeerId. The host knows nothing of
+ * trust; the service answers (a trusted PeerId, or one that presented a valid token before).
+ * fn NULL removes the gate (then nobody is reserved a slot). Loop thread. */
+typedef bool (*p2p_peer_gate_fn)(void *ud, const char *peer_id);
+void p2p_host_set_peer_gate(p2p_host *h, p2p_peer_gate_fn fn, void *ud);
 void p2p_host_get_stats(const p2p_host *h, p2p_host_stats *out);
 
 #endif

@@ -68,6 +68,8 @@
 #define HOST_TICK_MS 250
 #define HOST_DRAIN_GRACE_MS 5000               /* streams get this long after our GoAway */
 #define HOST_BACKOFF_SLOTS 256
+#define HOST_EVICT_MIN_AGE_MS 500              /* a handshake that is moving is not evicted younger */
+#define HOST_EVICT_SILENT_AGE_MS 100           /* nor a silent one younger (its bytes may be on the way) */
 #define HOST_BACKOFF_MAX_MS (5u * 60u * 1000u)
 
 typedef struct p2p_conn p2p_conn;
@@ -102,6 +104,8 @@ struct p2p_stream {
   bool paused;           /* the owner paused reading */
   bool want_writable;    /* on_writable owed (write returned 1 or -ENOBUFS) */
   bool delivering;       /* inside stream_deliver: re-entrancy guard */
+  size_t in_data;        /* inside on_data: the length of that delivery (0 outside) */
+  size_t unread;         /* p2p_stream_unread during that on_data: its last bytes not taken */
   mss *mss;              /* NEGOTIATING only */
   char *protocol;        /* from HANDING on */
   p2p_stream_callbacks cbs;
@@ -165,6 +169,9 @@ struct p2p_conn {
   bool relayed;           /* runs over a stream of another connection */
   conn_state state;
   bool counted_pending;   /* counted in h->pending_handshakes */
+  bool got_bytes;         /* the transport delivered at least one byte */
+  bool privileged;        /* inbound, upgraded: the peer gate admitted it (reserved slots) */
+  char ip[MULTIADDR_STR_MAX]; /* inbound TCP: the remote address without /tcp/PORT ("" otherwise) */
   mss *mss;
   noise_session *noise;
   yamux_session *ymx;
@@ -283,6 +290,8 @@ struct p2p_host {
   size_t n_services;
   p2p_host_stats stats;
   p2p_dial_mismatch last_mismatch; /* p2p_host_last_mismatch; addr[0] == 0: none yet */
+  p2p_peer_gate_fn gate;            /* who may use reserved connection slots (NULL: nobody) */
+  void *gate_ud;
   uint8_t *rbuf;                    /* HOST_READ_CHUNK bytes shared by every TCP transport */
   p2p_tcp_pool wpool;               /* recycled TCP write buffers */
   bool peers_dirty;
@@ -294,7 +303,9 @@ struct p2p_host {
 };
 
 host_handler *host_find_handler(p2p_host *h, const char *protocol);
-void host_conn_ready(p2p_conn *c);           /* upgrade finished: run waiters, events */
+/* Upgrade finished: admission (reserved slots), waiters, events. Returns false when the
+ * connection was refused (it is closing; do not use it). */
+bool host_conn_ready(p2p_conn *c);
 void host_conn_closed(p2p_conn *c);          /* transport closed: unlink and free */
 void host_mark_peers_dirty(p2p_host *h);
 p2p_conn *host_conn_by_id(p2p_host *h, uint64_t id);

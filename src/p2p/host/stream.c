@@ -176,16 +176,30 @@ static void stream_writable_task(host_task *t) {
 
 /* ---------------------------------------------------------------- receiving */
 
+/* Hands data to the owner; returns how many bytes it took (all but what it gave back with
+ * p2p_stream_unread). */
+static size_t stream_call_on_data(p2p_stream *st, const uint8_t *data, size_t len) {
+  if (!st->cbs.on_data) return len;
+  st->in_data = len;
+  st->unread = 0;
+  st->cbs.on_data(st, data, len, st->ud);
+  size_t left = st->unread;
+  st->in_data = 0;
+  st->unread = 0;
+  CHECK(left <= len);
+  return len - left;
+}
+
 static void stream_deliver(p2p_stream *st) {
   if (st->delivering || st->life != STREAM_OPEN) return;
   st->delivering = true;
   while (st->life == STREAM_OPEN && !st->paused && buf_len(&st->recvq)) {
     size_t n = buf_len(&st->recvq);
     if (n > HOST_READ_CHUNK) n = HOST_READ_CHUNK;
-    if (st->cbs.on_data) st->cbs.on_data(st, buf_ptr(&st->recvq), n, st->ud);
+    size_t took = stream_call_on_data(st, buf_ptr(&st->recvq), n);
     if (st->life == STREAM_CLOSED) break;
-    buf_consume(&st->recvq, n);
-    if (yamux_stream_consume(st->ys, n) < 0) {
+    buf_consume(&st->recvq, took);
+    if (took && yamux_stream_consume(st->ys, took) < 0) {
       stream_finalize(st, -ECONNRESET);
       break;
     }
@@ -256,9 +270,16 @@ static void stream_on_bytes(p2p_stream *st, const uint8_t *data, size_t len) {
   }
   if (!len || st->life == STREAM_CLOSED) return;
   if (st->life == STREAM_OPEN && !st->paused && !buf_len(&st->recvq) && !st->delivering) {
-    if (st->cbs.on_data) st->cbs.on_data(st, data, len, st->ud);
-    if (st->life != STREAM_CLOSED && yamux_stream_consume(st->ys, len) < 0) stream_finalize(st, -ECONNRESET);
-    return;
+    size_t took = stream_call_on_data(st, data, len);
+    if (st->life == STREAM_CLOSED) return;
+    if (took && yamux_stream_consume(st->ys, took) < 0) {
+      stream_finalize(st, -ECONNRESET);
+      return;
+    }
+    if (took == len) return;
+    /* given back: kept (and not credited to the window) until reading resumes */
+    data += took;
+    len -= took;
   }
   if (buf_append(&st->recvq, data, len) != 0) {
     stream_abort(st, -ECONNRESET);
@@ -455,6 +476,15 @@ void p2p_stream_reset(p2p_stream *s) {
   p2p_conn *c = s->conn;
   stream_abort(s, -ECONNRESET);
   stream_flush_conn(c);
+}
+
+void p2p_stream_unread(p2p_stream *s, size_t len) {
+  LOOP_THREAD_ONLY();
+  CHECK(s->in_data && len <= s->in_data);
+  if (!s->in_data) return;
+  if (len > s->in_data) len = s->in_data;
+  s->unread = len;
+  if (len) s->paused = true;
 }
 
 void p2p_stream_pause_read(p2p_stream *s, bool paused) {

@@ -1,0 +1,57 @@
+/* attacks.h — the network attacks of issue 9 (items 1–4 and 6) as small state machines on a
+ * libuv loop, for tests/service/abuse_driver.c (the `make check` reproductions, suite
+ * 65-abuse) and for the soak driver (`make soak`, bench/soak/). Not a unit test.
+ *
+ *   handshake_slots  TCP connections that never send a byte (silent=80), one closed and opened
+ *                    again every reconnect_ms (50); a connection the server closes is opened
+ *                    again (item 1)
+ *   unread_output    a token holder stores a value of value_bytes (1000000) in the cache, then
+ *                    opens `streams` (32) streams that never read and sends `gets` (64)
+ *                    cache.get of it on each (item 2)
+ *   partial_frames   `peers` (6) fresh identities × `streams` (64) streams: initialize, then a
+ *                    frame header for `frame` (1048000) bytes and `send` (frame - 1) bytes of it,
+ *                    never the last (item 3); token=1 presents the token first
+ *   long_waits       a token holder holds `streams` (64) streams × `waits` (64) `wait` ops of
+ *                    timeout_s (30) on a task nobody runs (item 4)
+ *   pipeline         one stream, `n` (300) pipelined tools/call of `tool` (sleep) with
+ *                    {"ms": ms (100)}: the stream crosses the peer's rate limit; reports which
+ *                    requests were answered (item 6: every request read before the -32010 must be)
+ *
+ * Everything runs on env->loop's thread. start() begins; stop() closes every handle and host so
+ * the loop runs out; report() returns counters (new reference) after the loop ended. Identities
+ * live under env->id_dir/<n> (created on demand). */
+#ifndef PEERMCP_TESTS_SERVICE_ATTACKS_H
+#define PEERMCP_TESTS_SERVICE_ATTACKS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct atk_env {
+  uv_loop_t *loop;
+  const char *peer;         /* the server: multiaddr with /p2p/<id> */
+  const char *id_dir;       /* identities: id_dir/0, id_dir/1, … */
+  const char *token;        /* the shared token, or NULL */
+  const char *const *args;  /* KEY=VALUE */
+  size_t n_args;
+  void (*finish)(void *ud); /* the attack is over before its time (optional) */
+  void *finish_ud;
+} atk_env;
+
+typedef struct atk_def {
+  const char *name;
+  const char *summary;
+  int (*start)(const atk_env *env, void **state);
+  void (*stop)(void *state);
+  json_t *(*report)(void *state);
+  void (*free)(void *state);
+} atk_def;
+
+extern const atk_def atk_handshake_slots, atk_unread_output, atk_partial_frames, atk_long_waits, atk_pipeline;
+/* NULL when unknown. */
+const atk_def *atk_find(const char *name);
+/* The value of KEY=VALUE in env->args, else dflt. */
+long atk_arg(const atk_env *env, const char *key, long dflt);
+
+#endif
