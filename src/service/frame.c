@@ -3,7 +3,6 @@
 #include "service/frame.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "mcp/session.h"
@@ -40,7 +39,9 @@ static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out, ch
                                &oom);
   if (oom) return SVC_FRAME_NOMEM; /* our failure, not a verdict on the peer's bytes */
   if (!v) {
-    snprintf(detail, detail_cap, "%s", jerr.text);
+    size_t l = strnlen(jerr.text, detail_cap - 1); /* jansson's reason, cut to fit */
+    memcpy(detail, jerr.text, l);
+    detail[l] = 0;
     return SVC_FRAME_INVALID_JSON;
   }
   if (!json_is_object(v)) {
