@@ -1,6 +1,6 @@
 /* abuse_driver.c — runs one issue 9 attack (attacks.h) against a running `peermcp serve` while
  * a well-behaved peer keeps using it, and measures both sides (not a unit test; used by
- * tests/suites/65-abuse.sh):
+ * tests/suites/66-abuse.sh):
  *
  *   abuse_driver ATTACK --peer MA --state DIR [--token T] [--pid SERVER_PID] [--seconds S]
  *                [--settle S] [--normal DIR] [--dials N] [--arg KEY=VALUE]...

@@ -1,6 +1,7 @@
 /* attacks.h — the network attacks of issue 9 (items 1–4 and 6) as small state machines on a
  * libuv loop, for tests/service/abuse_driver.c (the `make check` reproductions, suite
- * 65-abuse) and for the soak driver (`make soak`, bench/soak/). Not a unit test.
+ * 66-abuse; a soak is abuse_driver with --seconds 600 — no `make soak` target runs them yet).
+ * Not a unit test.
  *
  *   handshake_slots  TCP connections that never send a byte (silent=80), one closed and opened
  *                    again every reconnect_ms (50); a connection the server closes is opened
