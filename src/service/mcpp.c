@@ -150,7 +150,9 @@ static void on_route(void *ud, const mcp_session_out *o, char *msg, size_t len) 
   }
   int rc = 0;
   const json_t *id = o->kind == MCP_OUT_RESPONSE ? (o->request_id ? o->request_id : json_null()) : NULL;
-  if (o->kind == MCP_OUT_RESPONSE) note_reply_size(c, len);
+  /* an error (an output_budget_exceeded above all) says nothing of what the calls weigh: were
+   * it counted, the stream would read more of the calls it cannot answer in full */
+  if (o->kind == MCP_OUT_RESPONSE && o->error_code == 0) note_reply_size(c, len);
   if (len > c->env.max_out_frame_bytes) {
     /* A reply too large for one frame becomes an error the client can read (a notification
      * that large is dropped). */
@@ -425,6 +427,8 @@ int64_t svc_mcpp_partial_since_ms(const svc_mcpp_conn *c) { return c->frame_sinc
 void svc_mcpp_restart_frame_clock(svc_mcpp_conn *c) {
   if (c->frame_since_ms) c->frame_since_ms = clock_mono_ms();
 }
+
+size_t svc_mcpp_call_charge(const svc_mcpp_conn *c) { return c->reply_est; }
 
 size_t svc_mcpp_held_bytes(const svc_mcpp_conn *c) {
   size_t inflight = mcp_session_inflight(c->sess);

@@ -180,6 +180,9 @@ void svc_mcpp_restart_frame_clock(svc_mcpp_conn *c);
 /* Bytes held and owed: unsent output + the partial frame + calls in flight × recent reply size
  * + calls held for the peer's share. */
 size_t svc_mcpp_held_bytes(const svc_mcpp_conn *c);
+/* What one more call in flight is charged: the stream's recent successful replies (an error
+ * reply, output_budget_exceeded above all, does not lower it). */
+size_t svc_mcpp_call_charge(const svc_mcpp_conn *c);
 /* tools/call held until the peer's share of the workers has room, and starting them while
  * env.may_start allows (returns how many started; output follows through on_output, or is
  * in svc_mcpp_output for the caller to flush). */

@@ -177,13 +177,21 @@ static size_t peer_busy(svc_server *srv, peer_entry *p) {
   return p->inflight > w ? p->inflight - w : 0;
 }
 
-/* May the stream take more input now? Loop thread (mcpp's may_read). */
+/* Room under budget for what one more call would cost (next): anything while nothing is held
+ * (a reply larger than the budget must still get through, alone). */
+static bool fits(size_t held, size_t next, size_t budget) { return held == 0 || held + next < budget; }
+
+/* May the stream take more input now? Only with room for one more call at the size of its
+ * recent replies: a peer that does not read its output must not make the node work on calls
+ * whose answers can only be output_budget_exceeded (issue 9 item 2 kept 2048 such calls
+ * going, each a 1 MB cache read). Loop thread (mcpp's may_read). */
 static bool st_may_read(void *ud) {
   svc_stream *st = ud;
   st_account(st);
   svc_server *srv = st->srv;
-  return st->held < srv->o.stream_budget && (!st->peer || st->peer->held < srv->o.peer_budget) &&
-         srv->held < srv->o.process_budget;
+  size_t next = st->kind == ST_MCPP ? svc_mcpp_call_charge(st->conn) : 0;
+  return fits(st->held, next, srv->o.stream_budget) && (!st->peer || fits(st->peer->held, next, srv->o.peer_budget)) &&
+         fits(srv->held, next, srv->o.process_budget);
 }
 
 /* May the stream start one more call (mcpp's may_start)? Not while its peer has

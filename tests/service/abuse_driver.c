@@ -8,7 +8,9 @@
  * Phases: 1 s before the attack, S seconds (default 10) of attack, then the attack stops (its
  * peers disconnect) and `settle` seconds (default 5) after. Meanwhile:
  *   - the normal peer (identity DIR/normal unless --normal; the server must trust it) sends a
- *     `status` op and a `cache.get` every 100 ms on its own connection, each timed;
+ *     `status` op and a `cache.get` every 100 ms on its own connection, each timed. It runs on
+ *     its own thread and loop, so the attack's own work here (encrypting megabytes under ASan)
+ *     does not count as the server's latency;
  *   - with --dials N, N fresh identities dial the server during the attack, one after another
  *     (each a new connection: status op), and count as ok or failed;
  *   - with --pid, the server's VmRSS and Threads are read from /proc every 200 ms.
@@ -18,6 +20,7 @@
  *   "threads_before","threads_max","threads_after"}}. Exit 0 when it ran (the suite judges). */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,7 @@
 #include "p2p/host/host.h"
 #include "service/client.h"
 #include "tests/service/attacks.h"
+#include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -46,11 +50,19 @@ static double seconds = 10, settle = 5;
 static long dials_wanted;
 static const char *args[64];
 static size_t n_args;
-static int phase = PH_BEFORE;
+static atomic_int phase = PH_BEFORE; /* written by the main loop, read by the normal peer's */
 static phase_stats ph[PH_N];
 static p2p_host *normal_host;
 static svc_client *normal_client;
-static uv_timer_t t_normal, t_sample, t_phase, t_watchdog;
+static uv_timer_t t_sample, t_phase, t_watchdog;
+/* the normal peer's thread: its loop, timer, stop signal, open hosts; ph[] is its own until
+ * it is joined */
+static uv_loop_t nloop;
+static uv_thread_t n_thread;
+static uv_timer_t t_normal;
+static uv_async_t n_stop;
+static int n_hosts_open;
+static atomic_bool n_counting = true;
 static long rss_before = -1, rss_max, rss_after = -1, thr_before = -1, thr_max, thr_after = -1;
 static const atk_def *atk;
 static void *atk_state;
@@ -91,24 +103,25 @@ static void sample(uv_timer_t *t) {
   if (phase == PH_AFTER) rss_after = rss, thr_after = thr;
 }
 
-static p2p_host *mk_host(const char *dir) {
+static p2p_host *mk_host_on(uv_loop_t *l, const char *dir, int *open) {
   mkdir(dir, 0700);
   p2p_host_config hc = {0};
   hc.state_dir = dir;
   hc.no_peerstore_file = true;
   p2p_host *h;
-  if (p2p_host_new(&loop, &hc, &h) != 0) {
+  if (p2p_host_new(l, &hc, &h) != 0) {
     fprintf(stderr, "abuse_driver: host failed (%s)\n", dir);
     exit(1);
   }
-  hosts_open++;
+  (*open)++;
   return h;
 }
 
+static p2p_host *mk_host(const char *dir) { return mk_host_on(&loop, dir, &hosts_open); }
+
 static void host_closed(p2p_host *h, void *ud) {
   (void)h;
-  (void)ud;
-  hosts_open--;
+  (*(int *)(ud ? ud : &hosts_open))--;
 }
 
 /* ---- the normal peer ---- */
@@ -121,6 +134,10 @@ typedef struct nreq {
 static void normal_done(void *ud, int err, json_t *result, json_t *error) {
   (void)error;
   nreq *r = ud;
+  if (!atomic_load(&n_counting)) { /* the report is being written: later answers do not count */
+    free(r);
+    return;
+  }
   phase_stats *p = &ph[r->phase];
   if (err == 0 && json_is_true(json_object_get(result, "ok"))) {
     p->ok++;
@@ -134,16 +151,50 @@ static void normal_done(void *ud, int err, json_t *result, json_t *error) {
 static void normal_tick(uv_timer_t *t) {
   (void)t;
   static int k;
+  if (!atomic_load(&n_counting)) return;
   nreq *r = calloc(1, sizeof *r);
-  r->phase = phase;
+  r->phase = atomic_load(&phase);
   r->t0 = clock_mono_us();
   json_t *m = (k++ % 2) ? json_pack("{s:s, s:s}", "op", "cache.get", "key", "normal-probe") : json_pack("{s:s}", "op", "status");
-  ph[phase].sent++;
+  ph[r->phase].sent++;
   if (svc_client_rpc(normal_client, m, 20000, normal_done, r) != 0) {
-    ph[phase].failed++;
+    ph[r->phase].failed++;
     free(r);
   }
   json_decref(m);
+}
+
+static uv_timer_t t_nguard;
+static void normal_guard(uv_timer_t *t) {
+  fprintf(stderr, "abuse_driver: the normal peer did not close within 10 s\n");
+  uv_stop(t->loop);
+}
+
+static void normal_stop(uv_async_t *a) {
+  uv_timer_init(&nloop, &t_nguard); /* unreferenced: it only ends a loop that would not end */
+  uv_timer_start(&t_nguard, normal_guard, 10000, 0);
+  uv_unref((uv_handle_t *)&t_nguard);
+  uv_timer_stop(&t_normal);
+  uv_close((uv_handle_t *)&t_normal, NULL);
+  svc_client_close(normal_client);
+  p2p_host_close(normal_host, host_closed, &n_hosts_open);
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void normal_main(void *arg) {
+  (void)arg;
+  check_loop_thread_enter();
+  /* the normal peer connects before the attack, then keeps sending */
+  normal_host = mk_host_on(&nloop, normal_dir, &n_hosts_open);
+  svc_client_opts o = {0};
+  o.request_timeout_ms = 20000;
+  if (svc_client_new(&nloop, normal_host, peer, &o, &normal_client) != 0) exit(1);
+  uv_timer_init(&nloop, &t_normal);
+  uv_timer_start(&t_normal, normal_tick, 0, 100);
+  uv_run(&nloop, UV_RUN_DEFAULT); /* until normal_stop has closed everything */
+  uv_close((uv_handle_t *)&t_nguard, NULL);
+  uv_run(&nloop, UV_RUN_NOWAIT);
+  check_loop_thread_leave();
 }
 
 /* ---- fresh dials during the attack ---- */
@@ -206,7 +257,7 @@ static void stop_attack(void) {
 
 static void phase_tick(uv_timer_t *t) {
   if (phase == PH_BEFORE) {
-    phase = PH_DURING;
+    atomic_store(&phase, PH_DURING);
     env = (atk_env){.loop = &loop, .peer = peer, .id_dir = state_dir, .token = token, .args = args, .n_args = n_args,
                     .finish = attack_finish};
     if (atk->start(&env, &atk_state) != 0) {
@@ -221,14 +272,13 @@ static void phase_tick(uv_timer_t *t) {
     uv_timer_start(t, phase_tick, (uint64_t)(seconds * 1000), 0);
   } else if (phase == PH_DURING) {
     stop_attack();
-    phase = PH_AFTER;
+    atomic_store(&phase, PH_AFTER);
     if (dials_wanted > 0) {
       uv_timer_stop(&t_dial);
       uv_close((uv_handle_t *)&t_dial, NULL);
     }
     uv_timer_start(t, phase_tick, (uint64_t)(settle * 1000), 0);
   } else {
-    uv_timer_stop(&t_normal);
     uv_timer_stop(&t_sample);
     uv_stop(&loop);
   }
@@ -280,19 +330,16 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   log_set_level(LOG_ERROR);
   mkdir(state_dir, 0700);
+  check_loop_thread_enter();
   uv_loop_init(&loop);
   char nd[4096];
   if (!normal_dir) {
     snprintf(nd, sizeof nd, "%s/normal", state_dir);
     normal_dir = nd;
   }
-  normal_host = mk_host(normal_dir);
-  svc_client_opts o = {0};
-  o.request_timeout_ms = 20000;
-  if (svc_client_new(&loop, normal_host, peer, &o, &normal_client) != 0) return 1;
-  /* the normal peer connects before the attack, then keeps sending */
-  uv_timer_init(&loop, &t_normal);
-  uv_timer_start(&t_normal, normal_tick, 0, 100);
+  uv_loop_init(&nloop);
+  uv_async_init(&nloop, &n_stop, normal_stop);
+  if (uv_thread_create(&n_thread, normal_main, NULL) != 0) return 1;
   uv_timer_init(&loop, &t_sample);
   uv_timer_start(&t_sample, sample, 0, 200);
   uv_timer_init(&loop, &t_phase);
@@ -302,6 +349,9 @@ int main(int argc, char **argv) {
   uv_unref((uv_handle_t *)&t_watchdog);
   uv_run(&loop, UV_RUN_DEFAULT);
   stop_attack();
+  atomic_store(&n_counting, false);
+  uv_async_send(&n_stop); /* the normal peer winds down on its thread (the watchdog bounds it) */
+  uv_thread_join(&n_thread);
 
   json_t *report = atk_state ? atk->report(atk_state) : json_null();
   json_t *normal = json_object();
@@ -319,11 +369,8 @@ int main(int argc, char **argv) {
   json_decref(out);
 
   /* wind down: everything closes, then the loop ends */
-  svc_client_close(normal_client);
-  p2p_host_close(normal_host, host_closed, NULL);
   if (dial_client) svc_client_close(dial_client);
   if (dial_host) p2p_host_close(dial_host, host_closed, NULL);
-  uv_close((uv_handle_t *)&t_normal, NULL);
   uv_close((uv_handle_t *)&t_sample, NULL);
   uv_close((uv_handle_t *)&t_phase, NULL);
   uv_timer_start(&t_watchdog, watchdog, 15000, 0);

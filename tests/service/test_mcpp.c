@@ -1324,6 +1324,7 @@ static void test_budgets(void **state) {
   buf_free(&b);
   assert_int_equal(svc_mcpp_inflight(c), 2);
   assert_true(svc_mcpp_held_bytes(c) >= 2u * 4096); /* charged before their replies */
+  size_t charge = svc_mcpp_call_charge(c);
   f->deny_output = true;
   wait_idle(f, c);
   json_t *r1 = next_reply(c), *r2 = next_reply(c);
@@ -1335,6 +1336,8 @@ static void test_budgets(void **state) {
   json_decref(r1);
   json_decref(r2);
   assert_true(svc_mcpp_held_bytes(c) < 1024);
+  /* the refusals say nothing of what the calls weigh: the next call is charged as before */
+  assert_int_equal(svc_mcpp_call_charge(c), charge);
   svc_mcpp_free(c);
 }
 
