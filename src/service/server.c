@@ -185,13 +185,20 @@ static bool fits(size_t held, size_t next, size_t budget) { return held == 0 || 
  * recent replies: a peer that does not read its output must not make the node work on calls
  * whose answers can only be output_budget_exceeded (issue 9 item 2 kept 2048 such calls
  * going, each a 1 MB cache read). Loop thread (mcpp's may_read). */
+static size_t st_next_charge(const svc_stream *st) { return st->kind == ST_MCPP ? svc_mcpp_call_charge(st->conn) : 0; }
+
+/* The stream's or its peer's own budget is used up (not the process's: others' doing). */
+static bool st_over_own(const svc_stream *st) {
+  size_t next = st_next_charge(st);
+  return !fits(st->held, next, st->srv->o.stream_budget) ||
+         (st->peer && !fits(st->peer->held, next, st->srv->o.peer_budget));
+}
+
 static bool st_may_read(void *ud) {
   svc_stream *st = ud;
   st_account(st);
   svc_server *srv = st->srv;
-  size_t next = st->kind == ST_MCPP ? svc_mcpp_call_charge(st->conn) : 0;
-  return fits(st->held, next, srv->o.stream_budget) && (!st->peer || fits(st->peer->held, next, srv->o.peer_budget)) &&
-         fits(srv->held, next, srv->o.process_budget);
+  return !st_over_own(st) && fits(srv->held, st_next_charge(st), srv->o.process_budget);
 }
 
 /* May the stream start one more call (mcpp's may_start)? Not while its peer has
@@ -401,7 +408,7 @@ static void mcpp_on_data(p2p_stream *s, const uint8_t *data, size_t len, void *u
       st->srv->n_budget_paused++;
       st->srv->budget_pauses++;
     }
-    st->pause_own = st->held >= st->srv->o.stream_budget || (st->peer && st->peer->held >= st->srv->o.peer_budget);
+    st->pause_own = st_over_own(st);
     p2p_stream_pause_read(s, true);
   }
   st_flush(st);
