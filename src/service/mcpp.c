@@ -54,6 +54,10 @@ bool svc_rate_take(svc_rate *r, int64_t now_us) { return svc_rate_take_cost(r, n
 
 /* ---- the conn ---- */
 
+/* Waiting requests remembered per conn (svc_mcpp_waiting): the TaskQueue caps (64 waits, 32
+ * waiting claims per caller) fit under it. */
+#define SVC_MCPP_WAITING_MAX 128
+
 struct svc_mcpp_conn {
   svc_mcpp_env env;
   svc_frame_dec dec;
@@ -80,7 +84,21 @@ struct svc_mcpp_conn {
    * says for a cancelled request) */
   struct held_call *held, *held_tail;
   size_t n_held, held_bytes;
+  /* ids of requests in flight that wait rather than work (is_wait_op): not counted against
+   * the peer's share (svc_mcpp_waiting); at most SVC_MCPP_WAITING_MAX, the rest count */
+  json_t *waiting[SVC_MCPP_WAITING_MAX];
+  size_t n_waiting;
 };
+
+/* Forgets a waiting request's id (answered or cancelled). */
+static void waiting_forget(svc_mcpp_conn *c, const json_t *id) {
+  for (size_t i = 0; id && i < c->n_waiting; i++)
+    if (json_equal(c->waiting[i], id)) {
+      json_decref(c->waiting[i]);
+      c->waiting[i] = c->waiting[--c->n_waiting];
+      return;
+    }
+}
 
 typedef struct held_call {
   json_t *msg;
@@ -153,6 +171,7 @@ static void on_route(void *ud, const mcp_session_out *o, char *msg, size_t len) 
   /* an error (an output_budget_exceeded above all) says nothing of what the calls weigh: were
    * it counted, the stream would read more of the calls it cannot answer in full */
   if (o->kind == MCP_OUT_RESPONSE && o->error_code == 0) note_reply_size(c, len);
+  if (o->kind == MCP_OUT_RESPONSE && c->n_waiting) waiting_forget(c, o->request_id);
   if (len > c->env.max_out_frame_bytes) {
     /* A reply too large for one frame becomes an error the client can read (a notification
      * that large is dropped). */
@@ -288,11 +307,16 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
   return true;
 }
 
-/* A TaskQueue `wait` holds no thread (taskq/rpc_tool.h): not counted against the peer's share. */
+/* A TaskQueue `wait` (it holds no thread: taskq/rpc_tool.h) or a `claim` that may wait for work
+ * (`wait_s` > 0: a worker keeps several open, and its completes must not queue behind them):
+ * not counted against the peer's share of the workers; each has its own per-caller cap. */
 static bool is_wait_op(const char *tool, const json_t *args) {
   if (strcmp(tool, TASKQ_RPC_TOOL) != 0) return false;
-  const json_t *op = json_object_get(taskq_rpc_message(args), "op");
-  return json_is_string(op) && taskq_op_parse(json_string_value(op)) == TASKQ_OP_WAIT;
+  const json_t *msg = taskq_rpc_message(args);
+  const json_t *op = json_object_get(msg, "op");
+  if (!json_is_string(op)) return false;
+  taskq_op o = taskq_op_parse(json_string_value(op));
+  return o == TASKQ_OP_WAIT || (o == TASKQ_OP_CLAIM && json_number_value(json_object_get(msg, "wait_s")) > 0);
 }
 
 /* Service policy the session does not know: task_queue.rpc runs with its message's token too,
@@ -407,6 +431,7 @@ void svc_mcpp_free(svc_mcpp_conn *c) {
     free(h);
   }
   mcp_session_free(c->sess); /* detaches calls and task operations in flight */
+  while (c->n_waiting) json_decref(c->waiting[--c->n_waiting]);
   svc_frame_dec_free(&c->dec);
   buf_free(&c->out);
   COUNT(st_closed);
@@ -418,6 +443,10 @@ bool svc_mcpp_done(const svc_mcpp_conn *c) {
   return c->closing || ((c->eof || c->draining) && mcp_session_inflight(c->sess) == 0 && !c->held);
 }
 size_t svc_mcpp_inflight(const svc_mcpp_conn *c) { return mcp_session_inflight(c->sess); }
+size_t svc_mcpp_waiting(const svc_mcpp_conn *c) {
+  size_t n = mcp_session_inflight(c->sess);
+  return c->n_waiting < n ? c->n_waiting : n;
+}
 bool svc_mcpp_initialized(const svc_mcpp_conn *c) { return mcp_session_ready(c->sess); }
 const auth_ctx *svc_mcpp_auth(const svc_mcpp_conn *c) { return &c->auth; }
 bool svc_mcpp_reading(const svc_mcpp_conn *c) { return !c->closing && !c->draining && !c->eof; }
@@ -642,16 +671,19 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes) {
   if (method && strcmp(method, "tools.list") == 0) json_object_set_new(msg, "method", json_string("tools/list"));
   else if (method && strcmp(method, "tools.call") == 0) json_object_set_new(msg, "method", json_string("tools/call"));
   method = NULL; /* may point into a value just replaced */
-  if (!id && json_is_string(mv) && strcmp(json_string_value(json_object_get(msg, "method")), "notifications/cancelled") == 0)
+  if (!id && json_is_string(mv) && strcmp(json_string_value(json_object_get(msg, "method")), "notifications/cancelled") == 0) {
     drop_held(c, json_object_get(json_object_get(msg, "params"), "requestId"));
+    waiting_forget(c, json_object_get(json_object_get(msg, "params"), "requestId"));
+  }
   if (call && id && mcp_session_ready(c->sess) && c->env.may_start) {
     const json_t *params = json_object_get(msg, "params");
     const json_t *name = json_object_get(params, "name");
-    if (json_is_string(name) && !is_wait_op(json_string_value(name), json_object_get(params, "arguments")) &&
-        (c->held || !c->env.may_start(c->env.ud))) {
+    bool waits = json_is_string(name) && is_wait_op(json_string_value(name), json_object_get(params, "arguments"));
+    if (json_is_string(name) && !waits && (c->held || !c->env.may_start(c->env.ud))) {
       hold_call(c, msg, frame_bytes);
       return;
     }
+    if (waits && c->n_waiting < SVC_MCPP_WAITING_MAX) c->waiting[c->n_waiting++] = json_incref((json_t *)id);
   }
   mcp_session_feed_json(c->sess, msg);
   if (mcp_session_ended(c->sess)) {

@@ -183,6 +183,10 @@ size_t svc_mcpp_held_bytes(const svc_mcpp_conn *c);
 /* What one more call in flight is charged: the stream's recent successful replies (an error
  * reply, output_budget_exceeded above all, does not lower it). */
 size_t svc_mcpp_call_charge(const svc_mcpp_conn *c);
+/* Of the requests in flight, those that wait rather than work — TaskQueue `wait`, and `claim`
+ * with wait_s > 0 — which the transport should not count against the peer's share of the
+ * workers (env.may_start is not asked for them either). */
+size_t svc_mcpp_waiting(const svc_mcpp_conn *c);
 /* tools/call held until the peer's share of the workers has room, and starting them while
  * env.may_start allows (returns how many started; output follows through on_output, or is
  * in svc_mcpp_output for the caller to flush). */

@@ -140,7 +140,7 @@ static void st_account(svc_stream *st) {
   if (st->kind == ST_MCPP) {
     out = buf_len(svc_mcpp_output(st->conn)) + q;
     all = svc_mcpp_held_bytes(st->conn) + q;
-    infl = svc_mcpp_inflight(st->conn);
+    infl = svc_mcpp_inflight(st->conn) - svc_mcpp_waiting(st->conn); /* waits hold no worker */
   } else {
     out = buf_len(&st->lout) + q;
     all = out + buf_len(&st->nd.line);
@@ -170,11 +170,10 @@ static void st_account(svc_stream *st) {
 }
 
 /* The peer's requests that occupy (or wait for) a worker: those in flight but its TaskQueue
- * waits, which hold no thread and have their own cap. */
+ * waits and waiting claims (svc_mcpp_waiting), which have their own caps. */
 static size_t peer_busy(svc_server *srv, peer_entry *p) {
-  if (p->inflight < srv->o.max_inflight_per_peer) return p->inflight;
-  size_t w = taskq_rpc_tool_waits_of(mcp_dispatcher_registry(srv->o.dispatcher), p->id);
-  return p->inflight > w ? p->inflight - w : 0;
+  (void)srv;
+  return p->inflight;
 }
 
 /* Room under budget for what one more call would cost (next): anything while nothing is held

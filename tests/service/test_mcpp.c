@@ -1357,6 +1357,16 @@ static void test_calls_held_for_the_peer_share(void **state) {
   }
   assert_int_equal(svc_mcpp_held_calls(c), 3);
   assert_int_equal(svc_mcpp_inflight(c), 0);
+  /* a claim that may wait for work is not held behind them (a worker's completes must not
+   * queue behind its waiting claims), and once answered it is no longer counted as waiting */
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":"
+                                "\"task_queue.rpc\",\"arguments\":{\"op\":\"claim\",\"wait_s\":0.2}}}"),
+                   0);
+  assert_int_equal(svc_mcpp_held_calls(c), 3);
+  json_t *cl = wait_reply(f, c);
+  assert_int_equal(json_integer_value(json_object_get(cl, "id")), 7);
+  json_decref(cl);
+  assert_int_equal(svc_mcpp_waiting(c), 0);
   /* a ping is not a call: answered at once */
   assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\"}"), 0);
   json_t *r = next_reply(c);
