@@ -648,6 +648,53 @@ static void check_authorized_rate_limit_per_second(void) {
   net_close(&x);
 }
 
+/* ---------------------------------------------------------------- p2p.reserved_connections */
+
+/* With max_connections 2, a second stranger (no token, not trusted) gets a connection only
+ * when no slot is reserved: 0 = none; 1 keeps the last slot for known peers. */
+static bool second_stranger_served(const char *reserved) {
+  net x = {0};
+  char extra[200];
+  snprintf(extra, sizeof extra, ", \"max_connections\": 2, \"reserved_connections\": %s", reserved);
+  net_open_as(&x, extra, true);
+  assert_int_equal(statuses_ok_as(&x, 1, true, NULL), 1); /* the first stranger always */
+  config cc2;
+  char s2[300], err[256];
+  load_cfg(&cc2, s2, sizeof s2, "");
+  node_options oc = {.name = "client2", .loop = &x.loop, .host = NODE_HOST_DIAL};
+  node *c2;
+  assert_int_equal(node_open(&cc2, &oc, &c2, err, sizeof err), 0);
+  assert_int_equal(node_start(c2, err, sizeof err), 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s/announce.json", x.ss);
+  json_t *ann = json_load_file(path, 0, NULL);
+  assert_non_null(ann);
+  svc_client *sc2 = NULL;
+  assert_int_equal(node_dial(c2, json_string_value(json_object_get(ann, "multiaddr")), &sc2), 0);
+  json_decref(ann);
+  many m = {.n = 1};
+  json_t *msg = json_pack("{s:s}", "op", "status");
+  if (svc_client_rpc(sc2, msg, 20000, many_cb, &m) != 0) m.answered++, m.limited++;
+  json_decref(msg);
+  for (int64_t end = clock_mono_ms() + 60000; m.answered < 1 && clock_mono_ms() < end;)
+    if (uv_run(&x.loop, UV_RUN_NOWAIT) == 0) uv_sleep(1);
+  assert_int_equal(m.answered, 1);
+  json_decref(m.last);
+  svc_client_close(sc2);
+  int d2 = 0;
+  node_stop(c2, set_flag, &d2);
+  run_until(&x.loop, &d2, 30000);
+  node_close(c2);
+  config_free(&cc2);
+  net_close(&x);
+  return m.ok == 1;
+}
+
+static void check_reserved_connections(void) {
+  assert_true(second_stranger_served("0"));  /* 0 = none reserved */
+  assert_false(second_stranger_served("1")); /* the contrast: the last slot is kept */
+}
+
 /* ---------------------------------------------------------------- the table */
 
 typedef struct row {
@@ -669,6 +716,7 @@ static const row k_rows[] = {
      check_authorized_rate_limit_per_second},
     {"config.md", "p2p.worker_claim_wait_seconds", "0 = poll", check_worker_claim_wait_seconds},
     {"config.md", "p2p.bootstrap", "`0`/`false`/`no`/`off` = none", check_bootstrap},
+    {"config.md", "p2p.reserved_connections", "0 = none", check_reserved_connections},
     {"config.md", "http.sse_keepalive_seconds", "0 = never", check_sse_keepalive_seconds},
     {"command-tools.md", "commands.timeout_ms", "0 = tool_timeout_ms", check_command_timeout_ms},
 };

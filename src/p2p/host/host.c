@@ -810,7 +810,6 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
   if (!c->max_pending_handshakes) c->max_pending_handshakes = 64;
   if (!c->max_pending_per_ip) c->max_pending_per_ip = 32;
   if (!c->max_conns_per_ip) c->max_conns_per_ip = 64;
-  if (!c->reserved_conns) c->reserved_conns = 32;
   if (c->reserved_conns >= c->max_connections) c->reserved_conns = c->max_connections / 8;
   if (!c->first_byte_timeout_ms) c->first_byte_timeout_ms = 2500;
   if (!c->handshake_timeout_ms) c->handshake_timeout_ms = 10000;

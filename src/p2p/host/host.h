@@ -52,9 +52,11 @@ typedef struct p2p_host_config {
                                      have their own 64) */
   uint32_t max_pending_per_ip;    /* 32: inbound connections still upgrading from one IP */
   uint32_t max_conns_per_ip;      /* 64: inbound connections (any state) from one IP */
-  uint32_t reserved_conns;        /* 32: of max_connections, kept for peers the gate admits
-                                     (p2p_host_set_peer_gate; none without a gate); clamped to
-                                     max_connections / 8 when it is not below max_connections */
+  uint32_t reserved_conns;        /* 0 = none: of max_connections, kept for peers the gate
+                                     admits (p2p_host_set_peer_gate; none without a gate);
+                                     clamped to max_connections / 8 when it is not below
+                                     max_connections (the node passes p2p.reserved_connections,
+                                     default 32) */
   uint32_t first_byte_timeout_ms; /* 2500: an inbound connection that sent nothing by then closes */
   uint32_t handshake_timeout_ms;  /* 10000: TCP connect + whole upgrade */
   uint32_t idle_timeout_ms;       /* 120000: a connection with no streams for this long closes */
