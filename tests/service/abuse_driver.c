@@ -204,6 +204,16 @@ static svc_client *dial_client;
 static int64_t dial_t0;
 static void dial_next(void);
 
+static uv_timer_t t_dial_close;
+static void dial_close(uv_timer_t *t) {
+  (void)t;
+  svc_client_close(dial_client);
+  dial_client = NULL;
+  p2p_host_close(dial_host, host_closed, NULL);
+  dial_host = NULL;
+  dialing = false;
+}
+
 static void dial_done(void *ud, int err, json_t *result, json_t *error) {
   (void)ud;
   (void)error;
@@ -215,11 +225,9 @@ static void dial_done(void *ud, int err, json_t *result, json_t *error) {
     dials_failed++;
     fprintf(stderr, "abuse_driver: dial %ld failed (err %d)\n", dials_started, err);
   }
-  svc_client_close(dial_client);
-  dial_client = NULL;
-  p2p_host_close(dial_host, host_closed, NULL);
-  dial_host = NULL;
-  dialing = false;
+  /* closed on the next turn: svc_client_close from inside its own reply callback frees the
+   * stream state the client still reads after the callback returns (src/service/client.c) */
+  uv_timer_start(&t_dial_close, dial_close, 0, 0);
 }
 
 static void dial_next(void) {
@@ -342,6 +350,8 @@ int main(int argc, char **argv) {
   if (uv_thread_create(&n_thread, normal_main, NULL) != 0) return 1;
   uv_timer_init(&loop, &t_sample);
   uv_timer_start(&t_sample, sample, 0, 200);
+  uv_timer_init(&loop, &t_dial_close);
+  uv_unref((uv_handle_t *)&t_dial_close);
   uv_timer_init(&loop, &t_phase);
   uv_timer_start(&t_phase, phase_tick, 1000, 0);
   uv_timer_init(&loop, &t_watchdog);
@@ -372,6 +382,7 @@ int main(int argc, char **argv) {
   if (dial_client) svc_client_close(dial_client);
   if (dial_host) p2p_host_close(dial_host, host_closed, NULL);
   uv_close((uv_handle_t *)&t_sample, NULL);
+  uv_close((uv_handle_t *)&t_dial_close, NULL);
   uv_close((uv_handle_t *)&t_phase, NULL);
   uv_timer_start(&t_watchdog, watchdog, 15000, 0);
   uv_ref((uv_handle_t *)&t_watchdog);
