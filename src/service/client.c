@@ -377,6 +377,8 @@ static void handle_reply(svc_client *c, cstream *cs, json_t *m) {
     }
     break;
   }
+  /* A callback that closed the client (svc_client_close inside it) freed cs with its stream. */
+  if (c->closed) return;
   if (cs->state == CS_DRAINING && cs->inflight == 0 && cs->s) p2p_stream_close_write(cs->s);
   send_ready(c); /* a slot is free */
 }

@@ -280,6 +280,33 @@ static void test_tools_call_and_list_for_trusted_peer(void **state) {
   svc_client_close(cl);
 }
 
+/* A reply callback may close its client (a one-shot caller does): the client must not touch
+ * the stream after that (ASan reports a use-after-free if it does). */
+typedef struct closer {
+  svc_client *cl;
+  got g;
+} closer;
+
+static void close_in_cb(void *ud, int err, json_t *result, json_t *error) {
+  closer *k = ud;
+  got_cb(&k->g, err, result, error);
+  svc_client_close(k->cl);
+}
+
+static void test_client_closed_inside_its_reply_callback(void **state) {
+  (void)state;
+  closer k = {.cl = mk_client(W.b)};
+  json_t *m = json_pack("{s:s}", "op", "status");
+  assert_int_equal(svc_client_rpc(k.cl, m, 0, close_in_cb, &k), 0);
+  json_decref(m);
+  run_until(&k.g.done);
+  assert_int_equal(k.g.err, 0);
+  assert_true(json_is_true(json_object_get(k.g.result, "ok")));
+  got_clear(&k.g);
+  /* the stream's close and the client's free happen on later turns */
+  for (int i = 0; i < 50; i++) uv_run(&W.loop, UV_RUN_NOWAIT);
+}
+
 static void test_stranger_is_refused_everywhere(void **state) {
   (void)state;
   svc_client *cl = mk_client(W.c);
@@ -495,6 +522,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_trusted_peer_uses_queue_tools_and_one_stream, setup, teardown),
       cmocka_unit_test_setup_teardown(test_waiting_claim_is_answered_when_a_task_arrives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tools_call_and_list_for_trusted_peer, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_closed_inside_its_reply_callback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stranger_is_refused_everywhere, setup, teardown),
       cmocka_unit_test_setup_teardown(test_legacy_ndjson_one_request_per_stream, setup, teardown),
       cmocka_unit_test_setup_teardown(test_streams_per_peer_are_capped, setup_limits, teardown),
