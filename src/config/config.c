@@ -551,6 +551,11 @@ static const keydef k_p2p[] = {
     {"process_budget_bytes", K_SIZE, OFF(p2p.process_budget_bytes), 0, 64 * 1024, 64 * 1024 * MiB},
     {"max_waits_per_peer", K_U32, OFF(p2p.max_waits_per_peer), 0, 1, 65536},
     {"max_inflight_per_peer", K_U32, OFF(p2p.max_inflight_per_peer), 0, 1, 65536},
+    {"autonat", K_TRISTATE, OFF(p2p.autonat), 0, 0, 0},
+    {"relay", K_TRISTATE, OFF(p2p.relay), 0, 0, 0},
+    {"holepunch", K_TRISTATE, OFF(p2p.holepunch), 0, 0, 0},
+    {"relays", K_STRARR, OFF(p2p.relays), OFF(p2p.relay_count), 0, 16},
+    {"autonat_confidence", K_U32, OFF(p2p.autonat_confidence), 0, 1, 16},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -569,6 +574,20 @@ static const keydef k_auth_jwt[] = {
     {"hs256_secret_env", K_STR, OFF(auth.jwt.hs256_secret_env), 0, 0, 256},
     {"require_peer_binding", K_BOOL, OFF(auth.jwt.require_peer_binding), 0, 0, 0},
     {"cache_entries", K_U32, OFF(auth.jwt.cache_entries), 0, 1, 65536},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+/* p2p.relay_hop (issue 16 §2): the relay's limits. */
+static const keydef k_relay_hop[] = {
+    {"enabled", K_BOOL, OFF(p2p.relay_hop.enabled), 0, 0, 0},
+    {"max_reservations", K_U32, OFF(p2p.relay_hop.max_reservations), 0, 0, 65536},
+    {"max_reservations_per_ip", K_U32, OFF(p2p.relay_hop.max_reservations_per_ip), 0, 1, 65536},
+    {"reservation_ttl_seconds", K_U32, OFF(p2p.relay_hop.reservation_ttl_seconds), 0, 60, 7 * DAY},
+    {"max_circuits", K_U32, OFF(p2p.relay_hop.max_circuits), 0, 0, 65536},
+    {"max_circuits_per_peer", K_U32, OFF(p2p.relay_hop.max_circuits_per_peer), 0, 1, 65536},
+    /* ≥ 1: the hop engine's "0 = no limit" is not offered (no test covers it; Not done) */
+    {"limit_duration_seconds", K_U32, OFF(p2p.relay_hop.limit_duration_seconds), 0, 1, DAY},
+    {"limit_data_bytes", K_U64, OFF(p2p.relay_hop.limit_data_bytes), 0, 1, 1024ull * 1024 * MiB},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1014,9 +1033,12 @@ static int apply_file(lctx *c, json_t *root) {
     }
     if (strcmp(key, "p2p") == 0) {
       if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
-      static const char *const extra[] = {"profile", "dht_mode", "bootstrap", "peers", NULL};
+      static const char *const extra[] = {"profile", "dht_mode", "bootstrap", "peers", "relay_hop", NULL};
       if ((rc = read_section(c, "p2p", v, k_p2p, extra)) != 0) return rc;
       if ((rc = read_p2p_extra(c, v)) != 0) return rc;
+      json_t *hop = json_object_get(v, "relay_hop");
+      if (hop && !json_is_object(hop)) return kerr(c, "p2p.relay_hop", "expected an object, got %s", jtype(hop));
+      if (hop && (rc = read_section(c, "p2p.relay_hop", hop, k_relay_hop, NULL)) != 0) return rc;
       continue;
     }
     if (strcmp(key, "queue") == 0) t = k_queue;
@@ -1093,6 +1115,14 @@ static int set_defaults(config *cfg) {
   cfg->p2p.process_budget_bytes = 256 * MiB;
   cfg->p2p.max_waits_per_peer = 64;
   cfg->p2p.max_inflight_per_peer = 16;
+  cfg->p2p.autonat_confidence = 3;
+  cfg->p2p.relay_hop.max_reservations = 128;
+  cfg->p2p.relay_hop.max_reservations_per_ip = 8;
+  cfg->p2p.relay_hop.reservation_ttl_seconds = 3600;
+  cfg->p2p.relay_hop.max_circuits = 64;
+  cfg->p2p.relay_hop.max_circuits_per_peer = 8;
+  cfg->p2p.relay_hop.limit_duration_seconds = 120;  /* the spec's suggestion (go, js) */
+  cfg->p2p.relay_hop.limit_data_bytes = 1u << 17;   /* 128 KiB */
   cfg->mcp_tasks.runner = CONFIG_AUTO;
   cfg->p2p.baseline_max_priority = 5;
   cfg->auth.jwt.leeway_s = 60;
@@ -1225,6 +1255,59 @@ static int apply_env_discovery(lctx *c) {
   return 0;
 }
 
+/* An unsigned integer variable in [min, max]. 1 when unset, 0 when read, or an error. */
+static int env_u64(lctx *c, const char *name, uint64_t min, uint64_t max, uint64_t *out) {
+  const char *v = env_nonempty(name);
+  if (!v) return 1;
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (errno || end == v || *end || v[0] == '-' || n < min || n > max)
+    return gerr(c, "%s: expected an integer in %llu..%llu, got \"%s\"", name, (unsigned long long)min,
+                (unsigned long long)max, v);
+  *out = n;
+  return 0;
+}
+
+/* NAT traversal (issue 16): the Python switches and the relay's limits. */
+static int apply_env_nat(lctx *c) {
+  config *cfg = c->cfg;
+  const char *v;
+  int rc;
+  uint64_t n;
+  env_switch("IPFS_ACCELERATE_PY_TASK_P2P_AUTONAT", "IPFS_DATASETS_PY_TASK_P2P_AUTONAT", &cfg->p2p.autonat);
+  env_switch("IPFS_ACCELERATE_PY_TASK_P2P_RELAY", "IPFS_DATASETS_PY_TASK_P2P_RELAY", &cfg->p2p.relay);
+  env_switch("IPFS_ACCELERATE_PY_TASK_P2P_HOLEPUNCH", "IPFS_DATASETS_PY_TASK_P2P_HOLEPUNCH", &cfg->p2p.holepunch);
+  if ((v = env_pc("IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP", "IPFS_DATASETS_PY_TASK_P2P_RELAY_HOP")))
+    cfg->p2p.relay_hop.enabled = !env_falsy_word(v);
+  if ((rc = env_u64(c, "IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP_MAX_RESERVATIONS", 0, 65536, &n)) < 0) return rc;
+  if (rc == 0) cfg->p2p.relay_hop.max_reservations = (uint32_t)n;
+  if ((rc = env_u64(c, "IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP_LIMIT_DATA_BYTES", 1, 1024ull * 1024 * MiB, &n)) < 0)
+    return rc;
+  if (rc == 0) cfg->p2p.relay_hop.limit_data_bytes = n;
+  if ((rc = env_u64(c, "IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP_LIMIT_DURATION_S", 1, DAY, &n)) < 0) return rc;
+  if (rc == 0) cfg->p2p.relay_hop.limit_duration_seconds = (uint32_t)n;
+  return 0;
+}
+
+static int resolve_nat(lctx *c) {
+  config *cfg = c->cfg;
+  config_profile p = cfg->p2p.profile;
+  for (size_t i = 0; i < cfg->p2p.relay_count; i++)
+    if (!addr_with_peer(cfg->p2p.relays[i])) {
+      char path[64];
+      snprintf(path, sizeof path, "p2p.relays[%zu]", i);
+      return kerr(c, path, "\"%s\" is not a multiaddr ending in /p2p/<PeerId>", cfg->p2p.relays[i]);
+    }
+  bool on = cfg->p2p.enabled, wide = p == CONFIG_PROFILE_PRIVATE || p == CONFIG_PROFILE_PUBLIC;
+  cfg->p2p.eff.autonat = on && (cfg->p2p.autonat == CONFIG_ON || (cfg->p2p.autonat == CONFIG_AUTO && wide));
+  cfg->p2p.eff.relay = on && cfg->p2p.relay != CONFIG_OFF;
+  cfg->p2p.eff.holepunch =
+      on && (cfg->p2p.holepunch == CONFIG_ON ||
+             (cfg->p2p.holepunch == CONFIG_AUTO && cfg->p2p.eff.relay && (wide || cfg->p2p.relay_count > 0)));
+  return 0;
+}
+
 /* What the profile and the switches come to (config.h `eff`). */
 static int resolve_discovery(lctx *c) {
   config *cfg = c->cfg;
@@ -1329,6 +1412,7 @@ static int apply_env(lctx *c) {
     cfg->p2p.cache_replicate_max_peers = (uint32_t)n;
   }
   if ((rc = apply_env_discovery(c)) != 0) return rc;
+  if ((rc = apply_env_nat(c)) != 0) return rc;
   if ((rc = env_bool(c, "PEERMCP_TEST_TOOLS", &cfg->tools.test_tools)) != 0) return rc;
   if ((rc = env_bool(c, "PEERMCP_CONFORMANCE_FIXTURES", &cfg->tools.conformance_fixtures)) != 0) return rc;
   if ((rc = env_bool(c, "PEERMCP_P2P_ENABLE_PERF", &cfg->p2p.enable_perf)) != 0) return rc;
@@ -1635,6 +1719,7 @@ static int load_common(config *cfg, json_t *root, const char *text, size_t len, 
   if (rc == 0) rc = derive_paths(&c);
   if (rc == 0) rc = cross_check(&c);
   if (rc == 0) rc = resolve_discovery(&c);
+  if (rc == 0) rc = resolve_nat(&c);
   if (rc == 0) rc = capture_env(&c);
   free(c.dir);
   if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory while loading the configuration");
@@ -1794,6 +1879,7 @@ void config_free(config *cfg) {
   strv_free(cfg->p2p.cache_replicate_targets, cfg->p2p.cache_replicate_target_count);
   free(cfg->p2p.dht_protocol);
   strv_free(cfg->p2p.bootstrap, cfg->p2p.bootstrap_count);
+  strv_free(cfg->p2p.relays, cfg->p2p.relay_count);
   named_peers_free(cfg->p2p.peers, cfg->p2p.peer_count);
   free(cfg->p2p.rendezvous_ns);
   strv_free(cfg->http.listen, cfg->http.listen_count);
@@ -2098,6 +2184,25 @@ json_t *config_to_json(const config *cfg) {
       p2p = NULL;
     }
     json_decref(disc);
+  }
+  if (p2p) {
+    const struct config_relay_hop *rh = &cfg->p2p.relay_hop;
+    json_t *nat = json_pack(
+        "{s:o, s:o, s:o, s:o, s:I, s:{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:b, s:b, s:b}}", "autonat",
+        tristate_json(cfg->p2p.autonat), "relay", tristate_json(cfg->p2p.relay), "holepunch",
+        tristate_json(cfg->p2p.holepunch), "relays", strv_json(cfg->p2p.relays, cfg->p2p.relay_count),
+        "autonat_confidence", (json_int_t)cfg->p2p.autonat_confidence, "relay_hop", "enabled", rh->enabled,
+        "max_reservations", (json_int_t)rh->max_reservations, "max_reservations_per_ip",
+        (json_int_t)rh->max_reservations_per_ip, "reservation_ttl_seconds", (json_int_t)rh->reservation_ttl_seconds,
+        "max_circuits", (json_int_t)rh->max_circuits, "max_circuits_per_peer", (json_int_t)rh->max_circuits_per_peer,
+        "limit_duration_seconds", (json_int_t)rh->limit_duration_seconds, "limit_data_bytes",
+        (json_int_t)rh->limit_data_bytes, "nat_effective", "autonat", cfg->p2p.eff.autonat, "relay",
+        cfg->p2p.eff.relay, "holepunch", cfg->p2p.eff.holepunch);
+    if (!nat || json_object_update(p2p, nat) != 0) {
+      json_decref(p2p);
+      p2p = NULL;
+    }
+    json_decref(nat);
   }
   json_t *http = json_pack(
       "{s:o, s:o, s:o, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "listen",

@@ -215,6 +215,7 @@ typedef struct config {
     struct {
       bool mdns, dht, dht_server, rendezvous_publish;
       const char *dht_protocol; /* points at dht_protocol or a constant */
+      bool autonat, relay, holepunch; /* NAT traversal (below) */
     } eff;
     bool trust_tiers;           /* false; …_TASK_P2P_TRUST_TIERS: trusted / elevated / baseline
                                    from verified credentials only (auth/auth.h auth_tier) */
@@ -238,6 +239,33 @@ typedef struct config {
     size_t process_budget_bytes;      /* 256 MiB over every service stream */
     uint32_t max_waits_per_peer;      /* 64: TaskQueue `wait` ops held at once per caller */
     uint32_t max_inflight_per_peer;   /* 16: requests in flight over a peer's service streams */
+
+    /* NAT traversal (issue 16; docs/p2p-nat.md). The switches read the Python variables as the
+     * discovery ones do: 0/false/no/off = off, any other value on. */
+    config_tristate autonat;    /* auto = on in private and public; IPFS_ACCELERATE_PY_TASK_P2P_AUTONAT
+                                   (twin IPFS_DATASETS_PY_…): ask peers to dial us back, answer them */
+    config_tristate relay;      /* auto = on: dial /p2p-circuit addresses, accept relayed
+                                   connections, reserve on relays while not known to be public;
+                                   …_TASK_P2P_RELAY */
+    config_tristate holepunch;  /* auto = on in private and public or with p2p.relays (DCUtR on
+                                   relayed connections; listeners get SO_REUSEPORT);
+                                   …_TASK_P2P_HOLEPUNCH */
+    char **relays;              /* relays to reserve on: multiaddrs with /p2p/ (else, in private
+                                   and public, bootstrap peers that offer the hop protocol) */
+    size_t relay_count;
+    uint32_t autonat_confidence; /* 3: agreeing AutoNAT servers before reachability changes */
+    struct config_relay_hop {   /* p2p.relay_hop: serving as a relay (circuit relay v2 hop) */
+      bool enabled;                     /* false; …_TASK_P2P_RELAY_HOP */
+      uint32_t max_reservations;        /* 128; …_RELAY_HOP_MAX_RESERVATIONS */
+      uint32_t max_reservations_per_ip; /* 8 */
+      uint32_t reservation_ttl_seconds; /* 3600 */
+      uint32_t max_circuits;            /* 64: relayed connections at once */
+      uint32_t max_circuits_per_peer;   /* 8: per source and per destination peer */
+      uint32_t limit_duration_seconds;  /* 120 per relayed connection (1..86400);
+                                           …_RELAY_HOP_LIMIT_DURATION_S */
+      uint64_t limit_data_bytes;        /* 131072 per direction of a relayed connection (≥ 1);
+                                           …_RELAY_HOP_LIMIT_DATA_BYTES */
+    } relay_hop;
   } p2p;
 
   /* Authorization (src/auth/, docs/auth.md). */

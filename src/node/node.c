@@ -17,6 +17,7 @@
 #include "auth/fernet.h"
 #include "auth/jwt.h"
 #include "auth/policy.h"
+#include "p2p/host/nat.h"
 #include "p2p/host/peers.h"
 #include "node/statedir.h"
 #include "util/fscheck.h"
@@ -90,6 +91,10 @@ struct node {
   svc_service *svc;
   p2p_discovery *disc;          /* mDNS / DHT / rendezvous of a serving node (p2p.profile); a
                                    service of the host, which closes it */
+  p2p_nat *nat;                 /* AutoNAT / circuit relay / DCUtR (issue 16, p2p.autonat,
+                                   p2p.relay, p2p.relay_hop, p2p.holepunch); a service of the
+                                   host, which closes it */
+  bool announce_sub;            /* subscribed to address changes: the announce files follow */
   mcp_tasks_queue *tasks;
   p2p_host *host;
 
@@ -831,6 +836,74 @@ static void on_maint_timer(uv_timer_t *t) {
   if (workpool_submit(mcp_dispatcher_pool(n->disp), maint_work, maint_done, n) == 0) n->maint_running = true;
 }
 
+/* The NAT-traversal part of a host (docs/p2p-nat.md): a serving node runs what its config
+ * switches on; a client (serving false) only dials /p2p-circuit addresses. Private and loopback
+ * addresses count for AutoNAT and hole punching only in the local and lan profiles. */
+static void node_nat_config(const config *cfg, bool serving, p2p_nat_config *nc) {
+  memset(nc, 0, sizeof *nc);
+  nc->relay_client = cfg->p2p.eff.relay;
+  if (!serving) return;
+  bool wide = cfg->p2p.profile == CONFIG_PROFILE_PRIVATE || cfg->p2p.profile == CONFIG_PROFILE_PUBLIC;
+  nc->autonat_client = nc->autonat_server = cfg->p2p.eff.autonat;
+  nc->autonat_confidence = cfg->p2p.autonat_confidence;
+  nc->relay_accept = nc->relay_reserve = cfg->p2p.eff.relay;
+  nc->relays = (const char *const *)cfg->p2p.relays;
+  nc->n_relays = cfg->p2p.relay_count;
+  if (wide) { /* bootstrap peers that offer the hop protocol */
+    nc->relay_candidates = (const char *const *)cfg->p2p.bootstrap;
+    nc->n_relay_candidates = cfg->p2p.bootstrap_count;
+  }
+  nc->hop = cfg->p2p.relay_hop.enabled;
+  const struct config_relay_hop *rh = &cfg->p2p.relay_hop;
+  nc->hop_cfg = (p2p_relay_hop_config){.max_reservations = rh->max_reservations,
+                                       .max_reservations_per_ip = rh->max_reservations_per_ip,
+                                       .reservation_ttl_s = rh->reservation_ttl_seconds,
+                                       .max_circuits = rh->max_circuits,
+                                       .max_circuits_per_peer = rh->max_circuits_per_peer,
+                                       .limit_duration_s = rh->limit_duration_seconds,
+                                       .limit_data = rh->limit_data_bytes};
+  nc->holepunch = cfg->p2p.eff.holepunch;
+  nc->allow_private = !wide;
+}
+
+static void write_announce_files(node *n) {
+  const config *cfg = n->cfg;
+  if (!cfg->p2p.announce_file || !n->host) return;
+  char def[4200];
+  snprintf(def, sizeof def, "%s/announce.json", cfg->state_dir);
+  const char *paths[2] = {def, strcmp(def, cfg->p2p.announce_file) ? cfg->p2p.announce_file : NULL};
+  for (int i = 0; i < 2; i++) {
+    if (!paths[i]) continue;
+    int rc = p2p_host_write_announce(n->host, paths[i]);
+    if (rc) log_warn("p2p: cannot write the announce file", "{s:s, s:s}", "path", paths[i], "error", strerror(-rc));
+    else log_debug("p2p: announce file written", "{s:s}", "path", paths[i]);
+    if (!rc && !n->announced[i]) n->announced[i] = strdup(paths[i]); /* removed at stop (step_host) */
+  }
+  snprintf(n->announced_pid, sizeof n->announced_pid, "%s", p2p_host_peer_id(n->host));
+}
+
+/* A relay circuit address came or went, or AutoNAT confirmed an external address: the
+ * announce files list what identify announces. */
+static void on_addrs_changed(p2p_host *h, const p2p_event *ev, void *ud) {
+  (void)h;
+  (void)ev;
+  write_announce_files(ud);
+}
+
+static int start_nat(node *n, bool serving, char *err, size_t errlen) {
+  p2p_nat_config nc;
+  node_nat_config(n->cfg, serving, &nc);
+  if (!nc.relay_client && !nc.autonat_client && !nc.autonat_server && !nc.hop && !nc.holepunch) return 0;
+  int rc = p2p_nat_new(n->host, n->loop, &nc, &n->nat);
+  if (rc == 0 && (rc = p2p_nat_add_to_host(n->nat)) != 0) p2p_nat_close(n->nat, NULL, NULL);
+  if (rc) {
+    n->nat = NULL;
+    log_error("p2p: NAT traversal not started", "{s:s}", "error", strerror(-rc));
+    seterr(err, errlen, "cannot start NAT traversal (p2p.autonat / p2p.relay / p2p.relay_hop): %s", strerror(-rc));
+  }
+  return rc;
+}
+
 /* Host for a server: listens on p2p.listen (failing only if no address binds), logs
  * "peer_id=<id>" and one "multiaddr=<addr>/p2p/<id>" per address, writes the announce file to
  * <state_dir>/announce.json and to p2p.announce_file (unless it is disabled). */
@@ -848,6 +921,7 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
   hc.handshake_timeout_ms = cfg->p2p.handshake_timeout_ms;
   hc.enable_perf = cfg->p2p.enable_perf;
   hc.noise_aead = cfg->p2p.noise_aead == CONFIG_AEAD_LIBSODIUM ? NOISE_AEAD_LIBSODIUM : NOISE_AEAD_OPENSSL;
+  hc.reuseport = cfg->p2p.eff.holepunch; /* DCUtR dials from the listen port */
   int rc = p2p_host_new(n->loop, &hc, &n->host);
   if (rc) {
     n->host = NULL;
@@ -898,19 +972,10 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
       return rc;
     }
   }
-  if (cfg->p2p.announce_file) {
-    char def[4200];
-    snprintf(def, sizeof def, "%s/announce.json", cfg->state_dir);
-    const char *paths[2] = {def, strcmp(def, cfg->p2p.announce_file) ? cfg->p2p.announce_file : NULL};
-    for (int i = 0; i < 2; i++) {
-      if (!paths[i]) continue;
-      rc = p2p_host_write_announce(n->host, paths[i]);
-      if (rc) log_warn("p2p: cannot write the announce file", "{s:s, s:s}", "path", paths[i], "error", strerror(-rc));
-      else log_debug("p2p: announce file written", "{s:s, s:s}", "path", paths[i], "multiaddr", first);
-      if (!rc && !n->announced[i]) n->announced[i] = strdup(paths[i]); /* removed at stop (step_host) */
-    }
-    snprintf(n->announced_pid, sizeof n->announced_pid, "%s", pid);
-  }
+  if ((rc = start_nat(n, true, err, errlen)) != 0) return rc;
+  write_announce_files(n);
+  if (cfg->p2p.announce_file && p2p_host_subscribe(n->host, P2P_EV_ADDRS_CHANGED, on_addrs_changed, n) == 0)
+    n->announce_sub = true;
   return 0;
 }
 
@@ -932,7 +997,7 @@ static int start_dialing_host(node *n, char *err, size_t errlen) {
   snprintf(path, sizeof path, "%s/peers", n->cfg->state_dir);
   int lrc = p2p_host_import_peer_table(n->host, path);
   if (lrc) nlog(n, LOG_DEBUG, "peer table not read", "{s:s, s:s}", "path", path, "error", strerror(-lrc));
-  return 0;
+  return start_nat(n, false, err, errlen); /* /p2p-circuit targets */
 }
 
 static int start_workers(node *n, char *err, size_t errlen) {
@@ -1052,6 +1117,7 @@ int node_start(node *n, char *err, size_t errlen) {
   if (n->svc) {
     /* p2p_remote_* tools find a bare PeerId through discovery when the peer table lacks it. */
     if (n->disc) svc_service_set_resolver(n->svc, node_resolve, n, cfg->p2p.discovery_timeout_ms);
+    svc_service_set_nat(n->svc, n->nat, n->nat && cfg->p2p.eff.autonat);
     /* Peers get MCP Tasks over /mcp+p2p/1.0.0 too (owner = the peer's identity). */
     if (n->tasks) svc_service_set_mcp_tasks(n->svc, mcp_tasks_queue_backend(n->tasks));
     if (n->tasks && cfg->mcp_tasks.runner != CONFIG_OFF)
@@ -1147,6 +1213,9 @@ static void host_closed(p2p_host *h, void *ud) {
   step_done(n);
 }
 static void step_host(node *n) {
+  /* No rewrite of the announce files from here on (the NAT part withdraws addresses at close). */
+  if (n->announce_sub && n->host) (void)p2p_host_unsubscribe(n->host, on_addrs_changed, n);
+  n->announce_sub = false;
   /* The announce files name an address about to close: remove those still ours (another
    * process may have replaced p2p.announce_file since). */
   for (size_t i = 0; i < 2; i++) {
@@ -1158,6 +1227,7 @@ static void step_host(node *n) {
   if (!n->host) return;
   n->pending++;
   n->disc = NULL; /* a host service: the host's close stops and frees it (mDNS goodbye first) */
+  n->nat = NULL;  /* likewise (relay addresses withdrawn, reservations' connections closed) */
   p2p_host_close(n->host, host_closed, n);
 }
 

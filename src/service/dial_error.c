@@ -100,6 +100,13 @@ const char *svc_target_problem(const char *target, const char *self_id, char *wh
     snprintf(why, whylen, "\"%s\" is not a valid multiaddr: %s", target, e);
     return why;
   }
+  /* A relayed address (/…/p2p/<relay>/p2p-circuit/p2p/<peer>): the host's relay client dials
+   * it (p2p.relay); the part before /p2p-circuit must be one we can dial. */
+  size_t coff = 0;
+  multiaddr_component cc;
+  bool circuit = false;
+  while (!circuit && multiaddr_next(&ma, &coff, &cc) == 1) circuit = cc.code == MA_P2P_CIRCUIT;
+  if (circuit) return NULL;
   multiaddr_strip_p2p(&ma, &bare);
   struct sockaddr_storage ss;
   socklen_t sl;

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 
 #include "auth/fernet.h"
 #include "auth/policy.h"
+#include "p2p/host/nat.h"
 #include "p2p/host/peers.h"
 #include "service/client.h"
 #include "service/dial_error.h"
@@ -68,6 +70,9 @@ struct svc_service {
   svc_resolve_fn resolve;      /* finds a bare PeerId before a p2p_remote_* dial (may be NULL) */
   void *resolve_ud;
   uint32_t resolve_timeout_ms;
+  p2p_nat *nat;                /* the host's NAT part (status; may be NULL) */
+  bool autonat_supported;      /* written before start */
+  atomic_int reach;            /* p2p_reachability, for the status op on worker threads */
   svc_server *server;
   taskq_runner *workers;       /* p2p.workers in-process workers */
   taskq_source *local_source; /* the local queue, for them */
@@ -158,6 +163,14 @@ static json_t *peers_json(svc_service *s, int limit, bool alive_only, unsigned s
       json_t *row = p2p_peer_row_json(&rows[i]);
       if (!row) continue;
       json_object_set(row, "addresses", json_object_get(row, "addrs"));
+      p2p_conn_info ci[8];
+      size_t nc = p2p_host_conns(s->host, rows[i].peer_id, ci, 8);
+      json_t *conns = json_array();
+      for (size_t k = 0; conns && k < nc && k < 8; k++)
+        json_array_append_new(conns, json_pack("{s:s, s:s, s:b}", "addr", ci[k].remote_addr ? ci[k].remote_addr : "",
+                                               "direction", ci[k].inbound ? "inbound" : "outbound", "relayed",
+                                               ci[k].relayed));
+      if (conns) json_object_set_new(row, "connections", conns);
       double seen = rows[i].last_seen;
       json_object_set_new(row, "alive", json_boolean(rows[i].connected || (seen > 0 && now - seen <= window)));
       if (seen > 0) json_object_set_new(row, "age_s", json_real(now - seen));
@@ -175,6 +188,13 @@ static json_t *peers_json(svc_service *s, int limit, bool alive_only, unsigned s
                                          "sources", "identify"));
   }
   return arr;
+}
+
+/* The Python service's nat.autonat {supported, status, code}; any thread (atomic). */
+static json_t *nat_autonat_json(svc_service *s) {
+  p2p_reachability r = (p2p_reachability)atomic_load(&s->reach);
+  return json_pack("{s:b, s:s, s:i}", "supported", s->autonat_supported, "status", p2p_reachability_name(r), "code",
+                   (int)r);
 }
 
 static json_t *status_json(svc_service *s, bool include_peers, int limit) {
@@ -201,6 +221,9 @@ static json_t *status_json(svc_service *s, bool include_peers, int limit) {
                                   (json_int_t)ws.released, "lease_lost", (json_int_t)ws.lease_lost, "cancelled",
                                   (json_int_t)ws.cancelled));
   }
+  /* reachability, reservations, announced addresses (issue 16 §4) */
+  json_t *nat = s->nat ? p2p_nat_status_json(s->nat) : json_pack("{s:o}", "autonat", nat_autonat_json(s));
+  if (nat) json_object_set_new(r, "nat", nat);
   if (include_peers) json_object_set_new(r, "peers", peers_json(s, limit, false, 0));
   return r;
 }
@@ -242,6 +265,10 @@ static void on_identify(p2p_host *h, const p2p_event *ev, void *ud) {
   svc_service *s = ud;
   const char *peer_id = ev->peer_id;
   (void)h;
+  if (ev->type == P2P_EV_REACHABILITY_CHANGED) {
+    atomic_store(&s->reach, (int)ev->reachability);
+    return;
+  }
   if (!peer_id || strlen(peer_id) > AUTH_MAX_PEER_ID) return;
   size_t i;
   for (i = 0; i < s->n_seen; i++)
@@ -264,8 +291,9 @@ static void on_identify(p2p_host *h, const p2p_event *ev, void *ud) {
 
 static json_t *status_hook(void *ud, bool detail) {
   svc_service *s = ud;
-  if (!detail) return NULL;
-  return json_pack("{s:{s:{s:o}}, s:{s:b, s:i, s:O}}", "transport", "mcp_p2p", "stats", svc_mcpp_stats_json(),
+  if (!detail) return json_pack("{s:{s:o}}", "nat", "autonat", nat_autonat_json(s));
+  return json_pack("{s:{s:o}, s:{s:{s:o}}, s:{s:b, s:i, s:O}}", "nat", "autonat", nat_autonat_json(s),
+                   "transport", "mcp_p2p", "stats", svc_mcpp_stats_json(),
                    "local_worker", "enabled", s->n_workers > 0, "slots", (int)s->n_workers, "supported_task_types",
                    s->task_types ? s->task_types : json_array());
 }
@@ -735,6 +763,11 @@ fail:
 
 void svc_service_set_mcp_tasks(svc_service *s, const mcp_tasks_backend *tasks) { s->mcp_tasks = tasks; }
 
+void svc_service_set_nat(svc_service *s, p2p_nat *nat, bool autonat) {
+  s->nat = nat;
+  s->autonat_supported = autonat;
+}
+
 void svc_service_set_resolver(svc_service *s, svc_resolve_fn fn, void *ud, uint32_t timeout_ms) {
   s->resolve = fn;
   s->resolve_ud = ud;
@@ -780,7 +813,10 @@ int svc_service_start(svc_service *s, uv_loop_t *loop, p2p_host *host, mcp_dispa
   s->async_init = true;
   pthread_mutex_unlock(&s->mu);
   if (host) {
-    if ((rc = p2p_host_subscribe(host, P2P_EV_PEER_IDENTIFIED | P2P_EV_IDENTIFY_PUSH, on_identify, s)) != 0) return rc;
+    atomic_store(&s->reach, (int)p2p_host_reachability(host));
+    if ((rc = p2p_host_subscribe(host, P2P_EV_PEER_IDENTIFIED | P2P_EV_IDENTIFY_PUSH | P2P_EV_REACHABILITY_CHANGED,
+                                 on_identify, s)) != 0)
+      return rc;
     svc_server_opts so = {0};
     so.loop = loop;
     so.host = host;

@@ -49,6 +49,7 @@
 #include "mcp/registry.h"
 #include "mcp/tasks.h"
 #include "p2p/host/host.h"
+#include "p2p/host/nat.h"
 #include "store/cache.h"
 #include "taskq/local_source.h"
 #include "store/queue.h"
@@ -71,6 +72,10 @@ void svc_service_set_mcp_tasks(svc_service *s, const mcp_tasks_backend *tasks);
 typedef int (*svc_resolve_fn)(void *ud, const char *peer_id, uint32_t timeout_ms,
                               void (*done)(void *arg, int err), void *arg);
 void svc_service_set_resolver(svc_service *s, svc_resolve_fn fn, void *ud, uint32_t timeout_ms);
+/* The host's NAT part (p2p/host/nat.h; NULL = none) and whether AutoNAT runs: p2p_service_status
+ * carries its "nat" object, the status op nat.autonat {supported, status, code} (issue 16 §4).
+ * nat must stay valid until svc_service_stop, or be unset first. Loop thread only. */
+void svc_service_set_nat(svc_service *s, p2p_nat *nat, bool autonat);
 /* The claim of the in-process workers (p2p.workers) over the local queue: call before
  * svc_service_start. NULL (default) = tq_claim_next. The node passes
  * mcp_tasks_queue_claim_others while the MCP Tasks runner runs MCP tasks itself. */

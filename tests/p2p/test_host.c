@@ -789,7 +789,8 @@ typedef struct upgrade_res {
   int err;
   char peer[128];
 } upgrade_res;
-static void upgrade_cb(p2p_host *h, int err, const char *peer_id, void *ud) {
+static void upgrade_cb(p2p_host *h, int err, const char *peer_id, uint64_t conn_id, void *ud) {
+  (void)conn_id;
   (void)h;
   upgrade_res *r = ud;
   r->done = true;

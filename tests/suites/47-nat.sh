@@ -2,7 +2,9 @@
 # NAT traversal (issue 16). Signed envelopes and peer records (RFC 0002/0003) against
 # js-libp2p's @libp2p/peer-record: for random keys, sequence numbers and addresses, the
 # envelope peermcp seals is byte-identical to the one js seals (Ed25519 is deterministic), js
-# opens ours and we open js's, and both refuse a tampered envelope.
+# opens ours and we open js's, and both refuse a tampered envelope. Then whole nodes on
+# 127.0.0.1 (tests/interop/nat/nat_checks.py relay): a node reserves on a `peermcp serve` relay,
+# announces the circuit address and is called through it by the CLI; status and peer lists.
 # Last line: "nat: N passed, N failed".
 set -u
 root="${PEERMCP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -59,6 +61,18 @@ for at in -1 60; do
   jo=$(jsrun open "$bad")
   case "$jo" in *'"ok":false'*) ok "tampered byte $at: refused by js" ;; *) ko "tampered byte $at accepted by js: $jo" ;; esac
 done
+
+# Whole nodes: relay reservation, a tool called through /p2p-circuit, status.
+export PEERMCP_ASAN_BIN="${PEERMCP_ASAN_BIN:-$root/build-asan/peermcp}"
+out=$(timeout -k 10 600 python3 "$root/tests/interop/nat/nat_checks.py" relay 2>&1)
+echo "$out"
+line=$(grep -E '^relay: [0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n 1)
+if [ -n "$line" ]; then
+  pass=$((pass + $(sed -E 's/^relay: ([0-9]+) passed.*/\1/' <<<"$line")))
+  fail=$((fail + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
+else
+  ko "relay group: no result line"
+fi
 
 echo "nat: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

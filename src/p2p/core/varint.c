@@ -40,3 +40,18 @@ int varint_decode(const uint8_t *p, size_t len, uint64_t *out, size_t *used) {
   }
   return -EOVERFLOW;
 }
+
+int varint_frame_parse(const uint8_t *in, size_t n, size_t max, const uint8_t **msg, size_t *msg_len,
+                       size_t *consumed) {
+  uint64_t len;
+  size_t used;
+  int rc = varint_decode(in, n, &len, &used);
+  if (rc == -EAGAIN) return -EAGAIN;
+  if (rc) return -EINVAL;
+  if (len > max) return -EMSGSIZE;
+  if (n - used < len) return -EAGAIN;
+  *msg = in + used;
+  *msg_len = (size_t)len;
+  *consumed = used + (size_t)len;
+  return 0;
+}

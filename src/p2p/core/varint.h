@@ -24,4 +24,10 @@ size_t varint_encode(uint64_t v, uint8_t out[VARINT_MAX_BYTES]);
 int varint_decode(const uint8_t *p, size_t len, uint64_t *out, size_t *used)
     __attribute__((warn_unused_result));
 
+/* A message prefixed with its varint length (libp2p's framing for identify, relay, DCUtR,
+ * AutoNAT) at the front of in[0..n). 0: *msg / *msg_len are the body, *consumed prefix + body;
+ * -EAGAIN: incomplete; -EMSGSIZE: the declared length is over max; -EINVAL: bad varint. */
+int varint_frame_parse(const uint8_t *in, size_t n, size_t max, const uint8_t **msg, size_t *msg_len,
+                       size_t *consumed) __attribute__((warn_unused_result));
+
 #endif

@@ -117,7 +117,7 @@ static int conn_start_yamux(p2p_conn *c) {
       .on_stream_writable = stream_on_yamux_writable,
       .on_goaway = y_on_goaway,
   };
-  int rc = yamux_session_new(&c->ymx, c->outbound, &yc, &cb, c);
+  int rc = yamux_session_new(&c->ymx, c->initiator, &yc, &cb, c);
   if (rc) return rc;
   c->state = CONN_READY;
   c->was_ready = true;
@@ -151,7 +151,7 @@ static int conn_noise_established(p2p_conn *c) {
     return conn_start_yamux(c);
   }
   c->state = CONN_MSS_MUXER;
-  int rc = c->outbound ? mss_dialer_new(&c->mss, MUX_PROTOS, 1) : mss_listener_new(&c->mss, MUX_PROTOS, 1);
+  int rc = c->initiator ? mss_dialer_new(&c->mss, MUX_PROTOS, 1) : mss_listener_new(&c->mss, MUX_PROTOS, 1);
   if (rc) return rc;
   buf out;
   buf_init(&out, MSS_MAX_MSG * 2);
@@ -163,7 +163,7 @@ static int conn_noise_established(p2p_conn *c) {
 
 static int conn_start_noise(p2p_conn *c) {
   noise_config nc = {
-      .initiator = c->outbound,
+      .initiator = c->initiator,
       .identity = &c->h->key,
       .expected_remote = c->has_expected ? &c->expected : NULL,
       .muxers = MUX_PROTOS,
@@ -299,6 +299,7 @@ p2p_conn *conn_new(p2p_host *h, p2p_transport *t, bool outbound) {
   c->h = h;
   c->id = ++h->next_conn_id;
   c->outbound = outbound;
+  c->initiator = outbound;
   c->state = CONN_CONNECTING;
   buf_init(&c->plain, HOST_PLAIN_MAX);
   c->created_ms = clock_mono_ms();
@@ -322,7 +323,7 @@ void conn_free_unused(p2p_conn *c) {
 
 int conn_start(p2p_conn *c) {
   CHECK(c->state == CONN_CONNECTING && !c->mss);
-  int rc = c->outbound ? mss_dialer_new(&c->mss, NOISE_PROTOS, 1) : mss_listener_new(&c->mss, NOISE_PROTOS, 1);
+  int rc = c->initiator ? mss_dialer_new(&c->mss, NOISE_PROTOS, 1) : mss_listener_new(&c->mss, NOISE_PROTOS, 1);
   if (rc) return rc;
   c->state = CONN_MSS_SECURITY;
   buf out;
@@ -384,7 +385,7 @@ void conn_tick(p2p_conn *c, int64_t now_ms) {
     next = st->next;
     stream_tick(st, now_ms);
   }
-  if (c->state == CONN_READY && !c->n_streams && c->h->cfg.idle_timeout_ms && !c->draining &&
+  if (c->state == CONN_READY && !c->n_streams && c->h->cfg.idle_timeout_ms && !c->draining && !c->keepalive &&
       now_ms - c->idle_since_ms > (int64_t)c->h->cfg.idle_timeout_ms) {
     log_debug("p2p idle connection closed", "{s:s}", "peer", c->remote_id);
     conn_drain(c);

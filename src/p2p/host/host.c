@@ -6,9 +6,11 @@
  * in stream.c, services and events in services.c. */
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "p2p/core/identity.h"
 #include "p2p/host/internal.h"
@@ -73,7 +75,12 @@ static void transport_discard(p2p_transport *t) {
   p2p_transport_close(t, -ENOMEM);
 }
 
-static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p2p_conn **out);
+/* How a dial is made (p2p_host_connect's options; all false for ordinary dials). */
+typedef struct dial_how {
+  bool from_listen_port, responder, no_backoff;
+  uint32_t timeout_ms;
+} dial_how;
+static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, const dial_how *how, p2p_conn **out);
 static bool host_room_for_own(p2p_host *h);
 
 void host_mark_peers_dirty(p2p_host *h) { h->peers_dirty = true; }
@@ -122,16 +129,16 @@ bool host_conn_ready(p2p_conn *c) {
     conn_close(c, -EMFILE);
     return false;
   }
-  if (c->outbound && !c->relayed) {
+  if (c->dialed) {
     h->stats.dials_ok++;
-    host_backoff *b = backoff_find(h, c->dial_key, false);
+    host_backoff *b = c->dial_key[0] ? backoff_find(h, c->dial_key, false) : NULL;
     if (b) b->key[0] = 0;
   }
   peerstore_entry *e = peerstore_upsert(h->ps, c->remote_id);
   if (e) {
     e->connections++;
     e->last_seen = clock_wall_s();
-    if (c->outbound && !c->relayed) (void)!peerstore_add_addr(e, c->remote_addr);
+    if (c->dialed) (void)!peerstore_add_addr(e, c->remote_addr);
     const keys_public *pk = noise_remote_public_key(c->noise);
     uint8_t pb[KEYS_PUBLIC_PB_MAX];
     size_t pblen;
@@ -139,13 +146,14 @@ bool host_conn_ready(p2p_conn *c) {
       (void)!peerstore_set_public_key(e, pb, pblen, peerid_matches_public(&c->remote, pk));
     host_mark_peers_dirty(h);
   }
-  log_info("p2p connection established", "{s:s, s:s, s:s, s:s, s:s}", "peer", c->remote_id, "addr", c->remote_addr,
-           "direction", c->outbound ? "outbound" : "inbound", "muxer_in_noise",
-           noise_negotiated_muxer(c->noise) ? "yes" : "no", "transport", p2p_transport_name(c->t));
+  log_info("p2p connection established", "{s:s, s:s, s:s, s:s, s:s, s:b}", "peer", c->remote_id, "addr",
+           c->remote_addr, "direction", c->outbound ? "outbound" : "inbound", "muxer_in_noise",
+           noise_negotiated_muxer(c->noise) ? "yes" : "no", "transport", p2p_transport_name(c->t), "relayed",
+           c->relayed);
   if (c->upgrade_cb) {
     p2p_upgrade_fn cb = c->upgrade_cb;
     c->upgrade_cb = NULL;
-    cb(h, 0, c->remote_id, c->upgrade_ud);
+    cb(h, 0, c->remote_id, c->id, c->upgrade_ud);
     if (c->state != CONN_READY) return false;
   }
   host_open_req *w = c->waiters;
@@ -175,10 +183,10 @@ void host_conn_closed(p2p_conn *c) {
   if (c->upgrade_cb) { /* never got ready */
     p2p_upgrade_fn cb = c->upgrade_cb;
     c->upgrade_cb = NULL;
-    cb(h, err ? err : -ECONNABORTED, NULL, c->upgrade_ud);
+    cb(h, err ? err : -ECONNABORTED, NULL, 0, c->upgrade_ud);
   }
-  if (c->relayed) {
-    /* not a dial: no dial statistics, no back-off */
+  if (!c->dialed) {
+    /* not a dial (inbound, or a stream upgraded in place): no dial statistics, no back-off */
   } else if (c->outbound && !c->was_ready && c->waiters && c->n_alts && !h->closing && c->has_expected) {
     /* Dial by PeerId: move the waiters to the next address. */
     h->stats.dials_failed++;
@@ -187,7 +195,7 @@ void host_conn_closed(p2p_conn *c) {
       multiaddr ma;
       p2p_conn *next = NULL;
       c->dial_key[0] = 0; /* no back-off between a peer's own addresses */
-      if (multiaddr_parse(c->alts[i], &ma) != 0 || host_dial(h, &ma, &c->expected, &next) != 0) continue;
+      if (multiaddr_parse(c->alts[i], &ma) != 0 || host_dial(h, &ma, &c->expected, NULL, &next) != 0) continue;
       next->waiters = c->waiters;
       c->waiters = NULL;
       for (size_t j = i + 1; j < c->n_alts; j++) {
@@ -379,7 +387,8 @@ int p2p_host_listen(p2p_host *h, const char *text) {
   host_listener *l = calloc(1, sizeof *l);
   if (!l) return -ENOMEM;
   l->h = h;
-  rc = uv_tcp_init(h->loop, &l->tcp);
+  /* With reuseport the socket exists at once, to set SO_REUSEPORT before bind. */
+  rc = h->cfg.reuseport ? uv_tcp_init_ex(h->loop, &l->tcp, ss.ss_family) : uv_tcp_init(h->loop, &l->tcp);
   if (rc) {
     free(l);
     return rc;
@@ -387,7 +396,13 @@ int p2p_host_listen(p2p_host *h, const char *text) {
   l->tcp.data = l;
   h->open_handles++;
   unsigned flags = ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
-  rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
+  if (h->cfg.reuseport) {
+    uv_os_fd_t fd;
+    int one = 1;
+    rc = uv_fileno((uv_handle_t *)&l->tcp, &fd);
+    if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) rc = -errno;
+  }
+  if (rc == 0) rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_inbound);
   int len = sizeof ss;
   if (rc == 0) rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
@@ -461,55 +476,150 @@ static bool host_room_for_own(p2p_host *h) {
   return count_live(h, NULL) < h->cfg.max_connections || evict_one(h, NULL, NULL);
 }
 
-/* Starts a TCP dial to `ma` (its /p2p/ part, if any, is `expected`). */
-static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, p2p_conn **out) {
+/* The local address a hole-punching dial leaves from: our listener of that family's address
+ * and port (SO_REUSEPORT on both). 0 or -EADDRNOTAVAIL. */
+static int listen_sockaddr(p2p_host *h, int family, struct sockaddr_storage *out) {
+  if (!h->cfg.reuseport) return -EADDRNOTAVAIL;
+  for (size_t i = 0; i < h->n_listeners; i++) {
+    int len = sizeof *out;
+    if (uv_tcp_getsockname(&h->listeners[i]->tcp, (struct sockaddr *)out, &len) == 0 && out->ss_family == family)
+      return 0;
+  }
+  return -EADDRNOTAVAIL;
+}
+
+/* Splits a /p2p-circuit address: `relay` is everything before the first /p2p-circuit (as
+ * text, or the bare relay PeerId when that is all there is); what follows must be nothing or
+ * /p2p/<peer>. 0 or -EINVAL. */
+static int circuit_split(const multiaddr *ma, char *relay, size_t cap) {
+  size_t off = 0, before = 0;
+  multiaddr_component comp;
+  int rc, n_before = 0;
+  bool found = false;
+  multiaddr r = {0};
+  while ((rc = multiaddr_next(ma, &off, &comp)) == 1) {
+    if (!found && comp.code == MA_P2P_CIRCUIT) {
+      found = true;
+      memcpy(r.bytes, ma->bytes, before);
+      r.len = before;
+      continue;
+    }
+    if (found && comp.code != MA_P2P) return -EINVAL; /* nested circuits are not dialed */
+    if (!found) {
+      before = off;
+      n_before++;
+    }
+  }
+  if (rc < 0 || !found || !n_before) return -EINVAL;
+  if (n_before == 1) { /* just /p2p/<relay>: dial the relay by PeerId */
+    peerid rid;
+    if (multiaddr_get_peerid(&r, &rid) != 0) return -EINVAL;
+    return peerid_to_string(&rid, relay, cap) == 0 ? 0 : -EINVAL;
+  }
+  return multiaddr_to_string(&r, relay, cap) == 0 ? 0 : -EINVAL;
+}
+
+static bool is_circuit(const multiaddr *ma) {
+  size_t off = 0;
+  multiaddr_component comp;
+  while (multiaddr_next(ma, &off, &comp) == 1)
+    if (comp.code == MA_P2P_CIRCUIT) return true;
+  return false;
+}
+
+/* A circuit address names its destination: it ends in /p2p-circuit/p2p/<peer>. */
+static bool circuit_has_dest(const multiaddr *ma) {
+  size_t off = 0;
+  multiaddr_component comp;
+  uint32_t last = 0, before_last = 0;
+  while (multiaddr_next(ma, &off, &comp) == 1) {
+    before_last = last;
+    last = comp.code;
+  }
+  return last == MA_P2P && before_last == MA_P2P_CIRCUIT;
+}
+
+/* Starts a dial to `ma` (its last /p2p/ part, if any, is `expected`): TCP, or through a relay
+ * for a /p2p-circuit address (the circuit dialer sets up the stream the connection runs on). */
+static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, const dial_how *how, p2p_conn **out) {
+  static const dial_how plain = {0};
+  if (!how) how = &plain;
   multiaddr bare;
   multiaddr_strip_p2p(ma, &bare);
   char addr[MULTIADDR_STR_MAX];
   int rc = multiaddr_to_string(&bare, addr, sizeof addr);
   if (rc) return rc;
+  bool circuit = is_circuit(ma);
+  char relay[MULTIADDR_STR_MAX];
+  if (circuit) {
+    if (!expected || how->from_listen_port || how->responder) return -EINVAL;
+    if (!h->circuit.dial) return -EAFNOSUPPORT;
+    if ((rc = circuit_split(ma, relay, sizeof relay)) != 0) return rc;
+  }
   char key[MULTIADDR_STR_MAX];
-  if (expected) {
+  if (expected && !circuit) {
     char id[PEERID_STR_MAX];
     if (peerid_to_string(expected, id, sizeof id) != 0) return -EINVAL;
     snprintf(key, sizeof key, "%s", id);
   } else {
-    snprintf(key, sizeof key, "%s", addr);
+    snprintf(key, sizeof key, "%s", addr); /* a failing relay does not hold up direct dials */
   }
-  host_backoff *b = backoff_find(h, key, false);
+  host_backoff *b = how->no_backoff ? NULL : backoff_find(h, key, false);
   if (b && b->until_ms > clock_mono_ms()) return -EAGAIN;
   if (!host_room_for_own(h)) return -EMFILE;
-  struct sockaddr_storage ss;
+  struct sockaddr_storage ss, local;
   socklen_t sslen;
-  rc = multiaddr_to_sockaddr(&bare, &ss, &sslen);
   bool dns = false;
-  if (rc == -EAFNOSUPPORT) {
-    size_t off = 0;
-    multiaddr_component first;
-    dns = multiaddr_next(&bare, &off, &first) == 1 &&
-          (first.code == MA_DNS || first.code == MA_DNS4 || first.code == MA_DNS6);
+  if (!circuit) {
+    rc = multiaddr_to_sockaddr(&bare, &ss, &sslen);
+    if (rc == -EAFNOSUPPORT && !how->from_listen_port) {
+      size_t off = 0;
+      multiaddr_component first;
+      dns = multiaddr_next(&bare, &off, &first) == 1 &&
+            (first.code == MA_DNS || first.code == MA_DNS4 || first.code == MA_DNS6);
+    }
+    if (rc && !dns) return rc;
+    if (how->from_listen_port && (rc = listen_sockaddr(h, ss.ss_family, &local)) != 0) return rc;
   }
-  if (rc && !dns) return rc;
-  p2p_tcp_ctx ctx;
-  host_tcp_ctx(h, &ctx);
   p2p_transport *t;
-  rc = p2p_tcp_new(&ctx, &t);
+  if (circuit) {
+    rc = p2p_stream_transport_pending(h, &t);
+  } else {
+    p2p_tcp_ctx ctx;
+    host_tcp_ctx(h, &ctx);
+    rc = p2p_tcp_new(&ctx, &t);
+  }
   if (rc) return rc;
   p2p_conn *c = conn_new(h, t, true);
   if (!c) {
     transport_discard(t);
     return -ENOMEM;
   }
+  c->dialed = true;
+  c->initiator = !how->responder;
+  if (how->timeout_ms) c->deadline_ms = c->created_ms + how->timeout_ms;
   if (expected) {
     c->has_expected = true;
     c->expected = *expected;
   }
   snprintf(c->remote_addr, sizeof c->remote_addr, "%s", addr);
-  snprintf(c->dial_key, sizeof c->dial_key, "%s", key);
+  if (!how->no_backoff) snprintf(c->dial_key, sizeof c->dial_key, "%s", key);
   conn_link(h, c);
   c->counted_pending = true;
   h->pending_handshakes++;
-  rc = dns ? host_resolve_start(h, c, &bare) : p2p_tcp_connect(t, (struct sockaddr *)&ss);
+  if (circuit) {
+    char id[PEERID_STR_MAX];
+    rc = peerid_to_string(expected, id, sizeof id);
+    p2p_stream_transport_dialing(t, true);
+    if (rc == 0) rc = h->circuit.dial(h->circuit_ud, p2p_stream_transport_req(t), relay, id);
+    if (rc) p2p_stream_transport_dialing(t, false); /* nothing to cancel */
+  } else if (dns) {
+    rc = host_resolve_start(h, c, &bare);
+  } else if (how->from_listen_port) {
+    rc = p2p_tcp_connect_from(t, (struct sockaddr *)&ss, (struct sockaddr *)&local);
+  } else {
+    rc = p2p_tcp_connect(t, (struct sockaddr *)&ss);
+  }
   if (rc) {
     c->dial_key[0] = 0; /* synchronous failure: no back-off, the caller sees the error */
     conn_close(c, rc);
@@ -533,6 +643,7 @@ int p2p_host_open_stream(p2p_host *h, const char *target, const char *protocol, 
     if (rc) return rc;
     has_addr = true;
     has_pid = multiaddr_get_peerid(&ma, &pid) == 0;
+    if (is_circuit(&ma) && !circuit_has_dest(&ma)) return -EINVAL; /* whom would we reach? */
   } else {
     if (peerid_parse(target, strlen(target), &pid) != 0) return -EINVAL;
     has_pid = true;
@@ -572,7 +683,7 @@ int p2p_host_open_stream(p2p_host *h, const char *target, const char *protocol, 
       size_t i = 0;
       for (; i < e->n_addrs; i++) {
         if (multiaddr_parse(e->addrs[i], &ma) != 0) continue;
-        rc = host_dial(h, &ma, &pid, &pending);
+        rc = host_dial(h, &ma, &pid, NULL, &pending);
         if (rc == 0) break;
       }
       if (rc) return rc;
@@ -581,7 +692,7 @@ int p2p_host_open_stream(p2p_host *h, const char *target, const char *protocol, 
         if (d) pending->alts[pending->n_alts++] = d;
       }
     } else {
-      int rc = host_dial(h, &ma, has_pid ? &pid : NULL, &pending);
+      int rc = host_dial(h, &ma, has_pid ? &pid : NULL, NULL, &pending);
       if (rc) return rc;
     }
   }
@@ -634,15 +745,22 @@ int p2p_host_upgrade_stream(p2p_host *h, p2p_stream *s, const p2p_upgrade_opts *
     return -EINVAL; /* a dial must know whom it reaches */
   }
   if (o->remote_addr && strlen(o->remote_addr) >= MULTIADDR_STR_MAX) return -EINVAL;
+  if (o->initial_len > P2P_STREAM_TRANSPORT_PREFIX_MAX || (o->initial_len && !o->initial)) return -EINVAL;
   if (!host_room_for_own(h)) return -EMFILE;
   p2p_conn *c = conn_new(h, NULL, o->outbound);
   if (!c) return -ENOMEM;
   p2p_transport *t;
-  int rc = p2p_stream_transport_new(h, s, &t); /* takes s on success only */
+  int rc = p2p_stream_transport_pending(h, &t);
+  if (rc == 0 && (rc = p2p_stream_transport_set_initial(t, o->initial, o->initial_len)) != 0) {
+    static const p2p_transport_events none = {0};
+    p2p_transport_bind(t, &none, NULL);
+    p2p_transport_close(t, rc); /* never had a stream: frees itself from a later iteration */
+  }
   if (rc) {
     conn_free_unused(c);
     return rc;
   }
+  p2p_stream_transport_attach(t, s); /* takes s */
   conn_attach(c, t);
   if (has_expected) {
     c->has_expected = true;
@@ -657,6 +775,176 @@ int p2p_host_upgrade_stream(p2p_host *h, p2p_stream *s, const p2p_upgrade_opts *
   rc = conn_start(c);
   if (rc) conn_close(c, rc); /* reported through cb, from a later iteration */
   return 0;
+}
+
+int p2p_host_connect(p2p_host *h, const char *target, const p2p_connect_opts *o, p2p_upgrade_fn cb, void *ud) {
+  LOOP_THREAD_ONLY();
+  if (!target || !cb) return -EINVAL;
+  if (h->closing) return -ESHUTDOWN;
+  multiaddr ma;
+  peerid pid;
+  int rc = multiaddr_parse(target, &ma);
+  if (rc) return rc;
+  if (multiaddr_get_peerid(&ma, &pid) != 0) return -EINVAL; /* we must know whom we reach */
+  if (peerid_equal(&pid, &h->id)) return -EINVAL;
+  dial_how how = {0};
+  if (o) how = (dial_how){o->from_listen_port, o->responder, o->no_backoff, o->timeout_ms};
+  p2p_conn *c;
+  rc = host_dial(h, &ma, &pid, &how, &c);
+  if (rc) return rc;
+  c->upgrade_cb = cb;
+  c->upgrade_ud = ud;
+  return 0;
+}
+
+int p2p_host_close_conn(p2p_host *h, uint64_t conn_id, bool graceful) {
+  LOOP_THREAD_ONLY();
+  p2p_conn *c = host_conn_by_id(h, conn_id);
+  if (!c || c->state == CONN_CLOSED) return -ENOENT;
+  if (graceful) conn_drain(c);
+  else conn_close(c, -ECONNRESET);
+  return 0;
+}
+
+int p2p_host_set_keepalive(p2p_host *h, uint64_t conn_id, bool on) {
+  LOOP_THREAD_ONLY();
+  p2p_conn *c = host_conn_by_id(h, conn_id);
+  if (!c || c->state == CONN_CLOSED) return -ENOENT;
+  c->keepalive = on;
+  if (!on) c->idle_since_ms = clock_mono_ms();
+  return 0;
+}
+
+size_t p2p_host_conns(p2p_host *h, const char *peer_id, p2p_conn_info *out, size_t max) {
+  LOOP_THREAD_ONLY();
+  size_t n = 0;
+  int64_t now = clock_mono_ms();
+  for (p2p_conn *c = h->conns; c; c = c->next) {
+    if (c->state != CONN_READY || (peer_id && strcmp(c->remote_id, peer_id) != 0)) continue;
+    if (n < max)
+      out[n] = (p2p_conn_info){.conn_id = c->id, .peer_id = c->remote_id, .remote_addr = c->remote_addr,
+                               .inbound = !c->outbound, .relayed = c->relayed,
+                               .age_s = (double)(now - c->created_ms) / 1000.0};
+    n++;
+  }
+  return n;
+}
+
+void p2p_host_set_circuit_dialer(p2p_host *h, const p2p_circuit_dialer *d, void *ud) {
+  LOOP_THREAD_ONLY();
+  h->circuit = d ? *d : (p2p_circuit_dialer){0};
+  h->circuit_ud = d ? ud : NULL;
+}
+
+/* ---------------------------------------------------------------- announced addresses */
+
+const char *p2p_reachability_name(p2p_reachability r) {
+  return r == P2P_REACH_PUBLIC ? "public" : r == P2P_REACH_PRIVATE ? "private" : "unknown";
+}
+
+void p2p_host_set_reachability(p2p_host *h, p2p_reachability r) {
+  LOOP_THREAD_ONLY();
+  if (h->reach == r) return;
+  h->reach = r;
+  p2p_event ev = {.type = P2P_EV_REACHABILITY_CHANGED, .reachability = r};
+  services_emit(h, &ev);
+}
+
+p2p_reachability p2p_host_reachability(const p2p_host *h) { return h->reach; }
+
+int p2p_host_add_addr(p2p_host *h, const char *text) {
+  LOOP_THREAD_ONLY();
+  multiaddr ma;
+  char canon[MULTIADDR_STR_MAX];
+  if (!text || multiaddr_parse(text, &ma) != 0 || multiaddr_to_string(&ma, canon, sizeof canon) != 0) return -EINVAL;
+  for (size_t i = 0; i < h->n_extra; i++)
+    if (strcmp(h->extra_addrs[i], canon) == 0) return -EEXIST;
+  if (h->n_extra == P2P_HOST_MAX_EXTRA_ADDRS) return -ENOSPC;
+  char *d = strdup(canon);
+  if (!d) return -ENOMEM;
+  h->extra_addrs[h->n_extra++] = d;
+  log_info("p2p address announced", "{s:s}", "multiaddr", canon);
+  p2p_event ev = {.type = P2P_EV_ADDRS_CHANGED, .addr = canon};
+  services_emit(h, &ev);
+  return 0;
+}
+
+int p2p_host_remove_addr(p2p_host *h, const char *text) {
+  LOOP_THREAD_ONLY();
+  multiaddr ma;
+  char canon[MULTIADDR_STR_MAX];
+  if (!text || multiaddr_parse(text, &ma) != 0 || multiaddr_to_string(&ma, canon, sizeof canon) != 0) return -ENOENT;
+  for (size_t i = 0; i < h->n_extra; i++) {
+    if (strcmp(h->extra_addrs[i], canon) != 0) continue;
+    free(h->extra_addrs[i]);
+    memmove(&h->extra_addrs[i], &h->extra_addrs[i + 1], (h->n_extra - i - 1) * sizeof h->extra_addrs[0]);
+    h->n_extra--;
+    log_info("p2p address withdrawn", "{s:s}", "multiaddr", canon);
+    p2p_event ev = {.type = P2P_EV_ADDRS_CHANGED, .addr = canon, .removed = true};
+    services_emit(h, &ev);
+    return 0;
+  }
+  return -ENOENT;
+}
+
+size_t host_own_addrs(p2p_host *h, multiaddr *out, size_t max) {
+  size_t n = 0;
+  for (size_t i = 0; i < h->n_listeners && n < max; i++) {
+    const char *a = h->listeners[i]->addr;
+    bool any4 = strncmp(a, "/ip4/0.0.0.0/", 13) == 0, any6 = strncmp(a, "/ip6/::/", 8) == 0;
+    if (!any4 && !any6) {
+      if (multiaddr_parse(a, &out[n]) == 0) n++;
+      continue;
+    }
+    const char *port = strstr(a, "/tcp/");
+    uv_interface_address_t *ifs;
+    int cnt;
+    if (!port || uv_interface_addresses(&ifs, &cnt) != 0) continue;
+    for (int k = 0; k < cnt && n < max; k++) {
+      char ip[64], text[MULTIADDR_STR_MAX];
+      if (any4 && ifs[k].address.address4.sin_family == AF_INET) {
+        uv_ip4_name(&ifs[k].address.address4, ip, sizeof ip);
+        snprintf(text, sizeof text, "/ip4/%s%s", ip, port);
+      } else if (any6 && ifs[k].address.address6.sin6_family == AF_INET6 &&
+                 !IN6_IS_ADDR_LINKLOCAL(&ifs[k].address.address6.sin6_addr)) {
+        uv_ip6_name(&ifs[k].address.address6, ip, sizeof ip);
+        snprintf(text, sizeof text, "/ip6/%s%s", ip, port);
+      } else {
+        continue;
+      }
+      if (multiaddr_parse(text, &out[n]) == 0) n++;
+    }
+    uv_free_interface_addresses(ifs, cnt);
+  }
+  for (size_t i = 0; i < h->n_extra && n < max; i++)
+    if (multiaddr_parse(h->extra_addrs[i], &out[n]) == 0) n++;
+  return n;
+}
+
+static void announced_clear(p2p_host *h) {
+  for (size_t i = 0; i < h->n_announced; i++) free(h->announced[i]);
+  free(h->announced);
+  h->announced = NULL;
+  h->n_announced = 0;
+}
+
+size_t p2p_host_announced_addrs(p2p_host *h, const char **out, size_t max) {
+  LOOP_THREAD_ONLY();
+  enum { CAP = 64 };
+  multiaddr *mas = malloc(CAP * sizeof *mas);
+  announced_clear(h);
+  size_t n = mas ? host_own_addrs(h, mas, CAP) : 0;
+  h->announced = n ? calloc(n, sizeof *h->announced) : NULL;
+  size_t k = 0;
+  for (size_t i = 0; h->announced && i < n; i++) {
+    char t[MULTIADDR_STR_MAX];
+    if (multiaddr_to_string(&mas[i], t, sizeof t) != 0 || !(h->announced[k] = strdup(t))) continue;
+    if (k < max) out[k] = h->announced[k];
+    k++;
+  }
+  h->n_announced = k;
+  free(mas);
+  return k;
 }
 
 int p2p_host_open_stream_on(p2p_host *h, uint64_t conn_id, const char *protocol, p2p_open_fn cb, void *ud) {
@@ -905,6 +1193,8 @@ static void on_last_handle_closed(uv_handle_t *hd) {
     free(hd2->protocol);
     free(hd2);
   }
+  for (size_t i = 0; i < h->n_extra; i++) free(h->extra_addrs[i]);
+  announced_clear(h);
   peerstore_free(h->ps);
   p2p_tcp_pool_free(&h->wpool);
   free(h->rbuf);
@@ -1127,6 +1417,12 @@ int p2p_host_write_announce(const p2p_host *h, const char *path) {
     char full[MULTIADDR_STR_MAX + PEERID_STR_MAX + 8];
     if (p2p_host_announce_addr(h, i, full, sizeof full) != 0) continue;
     if (!first[0]) snprintf(first, sizeof first, "%s", full);
+    json_array_append_new(arr, json_string(full));
+  }
+  /* relay circuits and confirmed external addresses (p2p_host_add_addr) */
+  for (size_t i = 0; i < h->n_extra; i++) {
+    char full[MULTIADDR_STR_MAX + PEERID_STR_MAX + 8];
+    if ((size_t)snprintf(full, sizeof full, "%s/p2p/%s", h->extra_addrs[i], h->id_str) >= sizeof full) continue;
     json_array_append_new(arr, json_string(full));
   }
   json_t *o = json_pack("{s:s, s:s, s:o}", "peer_id", h->id_str, "multiaddr", first, "multiaddrs", arr);

@@ -72,6 +72,10 @@ typedef struct p2p_host_config {
   noise_aead noise_aead;          /* Noise transport AEAD backend: NOISE_AEAD_OPENSSL (0, the
                                      default) or NOISE_AEAD_LIBSODIUM; same bytes on the wire */
   bool no_peerstore_file;         /* do not load/save <state_dir>/peers */
+  bool reuseport;                 /* listeners set SO_REUSEPORT, so dials can leave from the
+                                     listen port (p2p_connect_opts.from_listen_port: TCP hole
+                                     punching); another process of the same user could then
+                                     bind the port too */
 } p2p_host_config;
 
 /* ---- host life cycle ---- */
@@ -96,8 +100,9 @@ int p2p_host_announce_addr(const p2p_host *h, size_t i, char *out, size_t cap)
     __attribute__((warn_unused_result));
 
 /* Writes {"peer_id":…, "multiaddr":…, "multiaddrs":[…]} atomically (temp file, fsync, rename)
- * to `path`. multiaddr is the first listen address + /p2p/<id>, with 0.0.0.0 / :: replaced by
- * the loopback address. */
+ * to `path`. multiaddr is the first listen address + /p2p/<id> (0.0.0.0 / :: replaced as in
+ * p2p_host_announce_addr); multiaddrs every listen address, then the added ones
+ * (p2p_host_add_addr: relay circuits, confirmed external addresses), each with /p2p/<id>. */
 int p2p_host_write_announce(const p2p_host *h, const char *path) __attribute__((warn_unused_result));
 
 /* Orderly shutdown: stop accepting, GoAway + close every connection, save the peerstore,
@@ -232,6 +237,15 @@ int p2p_host_peer_info(p2p_host *h, const char *peer_id, p2p_peer_info *out)
 
 /* ---- events: any number of subscribers ---- */
 
+/* What AutoNAT concluded about our reachability (the codes are the Python service's status
+ * codes: nat.autonat.code). */
+typedef enum p2p_reachability {
+  P2P_REACH_UNKNOWN = 0,
+  P2P_REACH_PUBLIC = 1,  /* others can dial our addresses */
+  P2P_REACH_PRIVATE = 2, /* they cannot (NAT, firewall): use relays */
+} p2p_reachability;
+const char *p2p_reachability_name(p2p_reachability r); /* "unknown" | "public" | "private" */
+
 typedef enum p2p_event_type {
   P2P_EV_CONN_OPENED = 1u << 0,         /* a connection finished its upgrade (ready for streams) */
   P2P_EV_CONN_CLOSED = 1u << 1,         /* a connection that had opened is gone */
@@ -240,8 +254,10 @@ typedef enum p2p_event_type {
   P2P_EV_LISTEN_ADDRS_CHANGED = 1u << 4,/* a listener was added (addr) or all closed (addr NULL) */
   P2P_EV_OBSERVED_ADDR = 1u << 5,       /* a peer told us (identify observedAddr) how it sees us */
   P2P_EV_PROTOCOLS_CHANGED = 1u << 6,   /* a protocol handler was registered or removed */
+  P2P_EV_ADDRS_CHANGED = 1u << 7,       /* an announced address was added or removed (addr) */
+  P2P_EV_REACHABILITY_CHANGED = 1u << 8,/* p2p_host_set_reachability changed it (reachability) */
 } p2p_event_type;
-#define P2P_EV_ALL 0x7fu
+#define P2P_EV_ALL 0x1ffu
 
 typedef struct p2p_event {
   p2p_event_type type;
@@ -253,7 +269,9 @@ typedef struct p2p_event {
   int err;                 /* CONN_CLOSED: 0 clean close, else a negative errno */
   const char *addr;        /* OBSERVED_ADDR: our address as seen; LISTEN_ADDRS_CHANGED: the new
                               listen address, NULL when the listeners closed; PROTOCOLS_CHANGED:
-                              the protocol id */
+                              the protocol id; ADDRS_CHANGED: the address added or removed */
+  bool removed;            /* ADDRS_CHANGED: the address was removed (else added) */
+  p2p_reachability reachability; /* REACHABILITY_CHANGED: the new value */
 } p2p_event;
 
 /* Pointers in the event are valid during the call only. A subscriber may call any host
@@ -307,11 +325,15 @@ typedef struct p2p_upgrade_opts {
   bool outbound;             /* we dial: multistream-select dialer, Noise initiator, Yamux client */
   const char *expected_peer; /* PeerId the remote must prove in Noise (required when outbound) */
   const char *remote_addr;   /* reported as the connection's remote address (NULL = "") */
+  const uint8_t *initial;    /* bytes already read from s that belong to the new connection
+                                (what followed a relay's STATUS in the same delivery); copied */
+  size_t initial_len;        /* ≤ 64 KiB */
 } p2p_upgrade_opts;
 
-/* err 0: the connection is ready (peer_id is the Noise-proven remote); else why it failed
- * (-EACCES wrong PeerId, -ETIMEDOUT, -ECONNRESET the carrying stream ended, -EPROTO, …). */
-typedef void (*p2p_upgrade_fn)(p2p_host *h, int err, const char *peer_id, void *ud);
+/* err 0: the connection is ready (peer_id is the Noise-proven remote, conn_id its id); else why
+ * it failed (-EACCES wrong PeerId, -ETIMEDOUT, -ECONNRESET the carrying stream ended, -EPROTO,
+ * …; peer_id NULL, conn_id 0). */
+typedef void (*p2p_upgrade_fn)(p2p_host *h, int err, const char *peer_id, uint64_t conn_id, void *ud);
 
 /* Runs a libp2p connection (multistream-select /noise → Noise XX → Yamux) over `s`, an open
  * stream of another connection (or one being handed to its handler). On success the host owns
@@ -330,6 +352,87 @@ int p2p_host_open_stream_on(p2p_host *h, uint64_t conn_id, const char *protocol,
 
 /* Sends a Yamux GoAway to the peer and closes its connections once their streams finish. */
 int p2p_host_disconnect(p2p_host *h, const char *peer_id);
+
+/* ---- one connection at a time (AutoNAT dial-backs, DCUtR hole punching) ---- */
+
+typedef struct p2p_connect_opts {
+  bool from_listen_port; /* the TCP socket is bound to our listen address of its family with
+                            SO_REUSEPORT before it connects (needs p2p_host_config.reuseport and
+                            a listener of that family; else -EADDRNOTAVAIL) */
+  bool responder;        /* run the upgrade as the responder although we dialed (multistream-
+                            select listener, Noise responder, Yamux server): DCUtR's TCP
+                            simultaneous open, where the side that dials after the delay is the
+                            server */
+  bool no_backoff;       /* neither refused by nor recorded in the dial back-off */
+  uint32_t timeout_ms;   /* 0 = handshake_timeout_ms: TCP connect + the whole upgrade */
+} p2p_connect_opts;
+
+/* Dials `target` (/ip4|ip6/…/tcp/…/p2p/<id>, or a /p2p-circuit address) on a new connection,
+ * never reusing one. cb runs once with the connection's id (then usable with
+ * p2p_host_open_stream_on; p2p_host_open_stream prefers it to a relayed one) or the error.
+ * Errors as p2p_host_open_stream (cb never called). */
+int p2p_host_connect(p2p_host *h, const char *target, const p2p_connect_opts *o, p2p_upgrade_fn cb, void *ud)
+    __attribute__((warn_unused_result));
+
+/* Ends one connection: gracefully (GoAway, streams finish, at most the drain grace) or at once
+ * (reset). 0 or -ENOENT. */
+int p2p_host_close_conn(p2p_host *h, uint64_t conn_id, bool graceful);
+
+/* Keeps a connection open while it has no streams (the idle timeout skips it): a relay
+ * reservation lives exactly as long as its connection. 0 or -ENOENT. */
+int p2p_host_set_keepalive(p2p_host *h, uint64_t conn_id, bool on);
+
+/* Connections (ready ones), for status reports. */
+typedef struct p2p_conn_info {
+  uint64_t conn_id;
+  const char *peer_id;
+  const char *remote_addr; /* see p2p_stream_remote_addr */
+  bool inbound;            /* the remote dialed (or the relayed stream was inbound) */
+  bool relayed;
+  double age_s;
+} p2p_conn_info;
+/* Fills up to max rows for peer_id (NULL = every peer); returns how many exist. Pointers are
+ * valid until the connection closes. */
+size_t p2p_host_conns(p2p_host *h, const char *peer_id, p2p_conn_info *out, size_t max);
+
+/* ---- announced addresses and reachability (AutoNAT, circuit relay) ---- */
+
+/* Adds an address we can be reached at besides the listen addresses (a relay's
+ * /p2p/<relay>/p2p-circuit address, an external address AutoNAT confirmed); without /p2p/<us>.
+ * Identify lists it, identify-push tells connected peers, the announce file carries it.
+ * 0, -EEXIST, -ENOSPC (P2P_HOST_MAX_EXTRA_ADDRS), -EINVAL (not a multiaddr), -ENOMEM. */
+#define P2P_HOST_MAX_EXTRA_ADDRS 16
+int p2p_host_add_addr(p2p_host *h, const char *multiaddr) __attribute__((warn_unused_result));
+/* 0 or -ENOENT. */
+int p2p_host_remove_addr(p2p_host *h, const char *multiaddr);
+/* What we announce: the listen addresses (wildcards expanded to the interfaces' addresses)
+ * then the added ones, without /p2p/. Returns how many (≤ max filled); the strings are valid
+ * until the next call. */
+size_t p2p_host_announced_addrs(p2p_host *h, const char **out, size_t max);
+
+void p2p_host_set_reachability(p2p_host *h, p2p_reachability r);
+p2p_reachability p2p_host_reachability(const p2p_host *h);
+
+/* ---- dialing /p2p-circuit addresses: the relay client plugs in here ---- */
+
+/* A circuit being set up: the host made the connection (waiting for its transport); the
+ * dialer reaches the peer through the relay and hands over the stream. */
+typedef struct p2p_circuit_req p2p_circuit_req;
+typedef struct p2p_circuit_dialer {
+  /* Start reaching peer_id through `relay` (a multiaddr ending in /p2p/<relay>, or a bare
+   * PeerId). 0: p2p_circuit_req_done follows exactly once (unless cancel comes first);
+   * else -errno and nothing follows. */
+  int (*dial)(void *ud, p2p_circuit_req *req, const char *relay, const char *peer_id);
+  /* The host gave up on req (timeout, close, shutdown): never call done for it. */
+  void (*cancel)(void *ud, p2p_circuit_req *req);
+} p2p_circuit_dialer;
+
+/* With d NULL, /p2p-circuit targets fail with -EAFNOSUPPORT (the default). */
+void p2p_host_set_circuit_dialer(p2p_host *h, const p2p_circuit_dialer *d, void *ud);
+/* err 0: s (open, write side open) now carries bytes to and from the peer — the host takes it;
+ * initial/n are bytes already read from s after the relay's answer (copied). err < 0: s is
+ * NULL and the dial fails with err. */
+void p2p_circuit_req_done(p2p_circuit_req *req, p2p_stream *s, const uint8_t *initial, size_t n, int err);
 
 /* Counters for status reporting. */
 typedef struct p2p_host_stats {

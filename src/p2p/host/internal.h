@@ -165,7 +165,11 @@ struct p2p_conn {
   p2p_host *h;
   uint64_t id;            /* unique per host, never 0 */
   p2p_transport *t;       /* NULL once closed (freed after on_closed) */
-  bool outbound;
+  bool outbound;          /* we dialed (direction, for reports and dial statistics) */
+  bool initiator;         /* our role in the upgrade: multistream-select dialer, Noise
+                             initiator, Yamux client (= outbound, except DCUtR's responder dial) */
+  bool dialed;            /* made by host_dial (TCP or circuit): dial statistics, back-off */
+  bool keepalive;         /* exempt from the idle timeout (p2p_host_set_keepalive) */
   bool relayed;           /* runs over a stream of another connection */
   conn_state state;
   bool counted_pending;   /* counted in h->pending_handshakes */
@@ -194,7 +198,8 @@ struct p2p_conn {
   struct host_resolve *resolve; /* /dns* dial waiting for getaddrinfo (host.c) */
   char *alts[PEERSTORE_MAX_ADDRS]; /* dial by PeerId: addresses still to try if this one fails */
   size_t n_alts;
-  p2p_upgrade_fn upgrade_cb; /* p2p_host_upgrade_stream: told once, ready or failed */
+  p2p_upgrade_fn upgrade_cb; /* p2p_host_upgrade_stream / p2p_host_connect: told once,
+                                ready or failed */
   void *upgrade_ud;
   p2p_conn *prev, *next;
 };
@@ -297,6 +302,14 @@ struct p2p_host {
   bool peers_dirty;
   int64_t peers_saved_ms;
   bool save_in_flight;
+  p2p_circuit_dialer circuit;       /* how /p2p-circuit targets are reached (relay client) */
+  void *circuit_ud;
+  char *extra_addrs[P2P_HOST_MAX_EXTRA_ADDRS]; /* announced besides the listen addresses */
+  size_t n_extra;
+  p2p_reachability reach;
+  uint64_t record_seq;              /* seq of the last signed peer record we made */
+  char **announced;                 /* scratch of p2p_host_announced_addrs */
+  size_t n_announced;
   /* scratch for p2p_host_peer_info */
   const char *info_protos[PEERSTORE_MAX_PROTOCOLS];
   const char *info_addrs[PEERSTORE_MAX_ADDRS];
@@ -313,6 +326,10 @@ p2p_conn *host_conn_by_id(p2p_host *h, uint64_t id);
 void host_tcp_ctx(p2p_host *h, p2p_tcp_ctx *ctx);
 /* Hands a CLOSED stream to the reaper. */
 void host_bury_stream(p2p_host *h, p2p_stream *st);
+
+/* Our listen addresses as multiaddrs with wildcards expanded to the interfaces' addresses,
+ * then the extra announced ones (svc_identify, p2p_host_announced_addrs). */
+size_t host_own_addrs(p2p_host *h, multiaddr *out, size_t max);
 
 /* ---- services.c: the registry and the event bus ---- */
 void services_emit(p2p_host *h, const p2p_event *ev);

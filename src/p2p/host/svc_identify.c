@@ -4,50 +4,21 @@
  *   /ipfs/id/push/1.0.0  received and applied; sent to every connected peer that speaks it
  *                        when our protocol list changes (the PROTOCOLS_CHANGED event).
  * After storing an answer it emits PEER_IDENTIFIED (a response) or IDENTIFY_PUSH, and
- * OBSERVED_ADDR when the peer said how it sees us. The message codec is sans-I/O in
+ * OBSERVED_ADDR when the peer said how it sees us. Our message lists the announced addresses
+ * (listen addresses and those added with p2p_host_add_addr: relay circuits, confirmed external
+ * ones) plainly and as a signed peer record; a change of either protocols or addresses is
+ * pushed. The message codec is sans-I/O in
  * p2p/proto/identify.c. Relayed connections carry no observedAddr from us (the relay's
  * circuit address is not an address of the peer). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "p2p/core/envelope.h"
 #include "p2p/host/internal.h"
 #include "p2p/proto/identify.h"
 #include "util/clock.h"
 #include "util/log.h"
-
-/* Our listen addresses as multiaddrs; wildcard addresses are expanded to the interfaces. */
-static size_t own_listen_addrs(p2p_host *h, multiaddr *out, size_t max) {
-  size_t n = 0;
-  for (size_t i = 0; i < h->n_listeners && n < max; i++) {
-    const char *a = h->listeners[i]->addr;
-    bool any4 = strncmp(a, "/ip4/0.0.0.0/", 13) == 0, any6 = strncmp(a, "/ip6/::/", 8) == 0;
-    if (!any4 && !any6) {
-      if (multiaddr_parse(a, &out[n]) == 0) n++;
-      continue;
-    }
-    const char *port = strstr(a, "/tcp/");
-    uv_interface_address_t *ifs;
-    int cnt;
-    if (!port || uv_interface_addresses(&ifs, &cnt) != 0) continue;
-    for (int k = 0; k < cnt && n < max; k++) {
-      char ip[64], text[MULTIADDR_STR_MAX];
-      if (any4 && ifs[k].address.address4.sin_family == AF_INET) {
-        uv_ip4_name(&ifs[k].address.address4, ip, sizeof ip);
-        snprintf(text, sizeof text, "/ip4/%s%s", ip, port);
-      } else if (any6 && ifs[k].address.address6.sin6_family == AF_INET6 &&
-                 !IN6_IS_ADDR_LINKLOCAL(&ifs[k].address.address6.sin6_addr)) {
-        uv_ip6_name(&ifs[k].address.address6, ip, sizeof ip);
-        snprintf(text, sizeof text, "/ip6/%s%s", ip, port);
-      } else {
-        continue;
-      }
-      if (multiaddr_parse(text, &out[n]) == 0) n++;
-    }
-    uv_free_interface_addresses(ifs, cnt);
-  }
-  return n;
-}
 
 /* Builds our Identify message for the peer at the other end of stream s into `out`. */
 static int identify_build(p2p_host *h, p2p_stream *s, buf *out) {
@@ -66,12 +37,26 @@ static int identify_build(p2p_host *h, p2p_stream *s, buf *out) {
   m.public_key = pk;
   m.public_key_len = pklen;
   m.listen_addrs = addrs;
-  m.n_listen_addrs = own_listen_addrs(h, addrs, IDENTIFY_MAX_ADDRS);
+  m.n_listen_addrs = host_own_addrs(h, addrs, IDENTIFY_MAX_ADDRS);
   m.protocols = protos;
   m.n_protocols = np;
   const char *ra = p2p_stream_remote_addr(s);
   if (!p2p_stream_is_relayed(s) && ra[0] && multiaddr_parse(ra, &m.observed_addr) == 0) m.has_observed_addr = true;
-  return identify_encode(&m, out);
+  /* The same addresses signed (RFC 0003): js-libp2p keeps a signed record's addresses as
+   * certified. seq: wall-clock milliseconds, increasing with every record we make. */
+  buf rec;
+  buf_init(&rec, ENVELOPE_MAX_BYTES);
+  size_t nrec = m.n_listen_addrs < PEER_RECORD_MAX_ADDRS ? m.n_listen_addrs : PEER_RECORD_MAX_ADDRS;
+  uint64_t seq = (uint64_t)(clock_wall_s() * 1000.0);
+  if (seq <= h->record_seq) seq = h->record_seq + 1;
+  h->record_seq = seq;
+  if (peer_record_seal(&h->key, seq, addrs, nrec, &rec) == 0) {
+    m.signed_peer_record = buf_ptr(&rec);
+    m.signed_peer_record_len = buf_len(&rec);
+  }
+  rc = identify_encode(&m, out);
+  buf_free(&rec);
+  return rc;
 }
 
 static void write_and_close(p2p_stream *s, buf *b) {
@@ -218,7 +203,7 @@ static void identify_on_event(p2p_host *h, const p2p_event *ev, void *state) {
     if (rc) log_debug("p2p identify not started", "{s:i}", "error", rc);
     return;
   }
-  CHECK(ev->type == P2P_EV_PROTOCOLS_CHANGED);
+  CHECK(ev->type == P2P_EV_PROTOCOLS_CHANGED || ev->type == P2P_EV_ADDRS_CHANGED);
   if (h->closing) return;
   for (p2p_conn *c = h->conns; c; c = c->next) {
     if (!conn_is_usable(c)) continue;
@@ -237,7 +222,7 @@ static const p2p_service identify_service = {
     .name = "identify",
     .handlers = identify_handlers,
     .n_handlers = 2,
-    .events = P2P_EV_CONN_OPENED | P2P_EV_PROTOCOLS_CHANGED,
+    .events = P2P_EV_CONN_OPENED | P2P_EV_PROTOCOLS_CHANGED | P2P_EV_ADDRS_CHANGED,
     .on_event = identify_on_event,
 };
 

@@ -12,12 +12,17 @@
 typedef struct stream_transport {
   p2p_transport base; /* first */
   p2p_host *h;
-  p2p_stream *s;      /* the carrying stream; NULL once its on_close ran */
+  p2p_stream *s;      /* the carrying stream; NULL once its on_close ran (or before a pending
+                         circuit got one) */
   buf wb;             /* the write buffer lent by write_buf */
+  buf prefix;         /* bytes read before the stream was ours; delivered first */
   bool lent;
   bool blocked;       /* the stream's queue is at its high-water mark: wait for on_writable */
   bool closed_told;   /* on_closed was delivered */
+  bool dialing;       /* pending circuit: the dialer has it (cancel it on close) */
+  int open_err;       /* pending circuit: what on_open reports */
   host_task close_task;
+  host_task open_task;
 } stream_transport;
 
 static stream_transport *st_of(p2p_transport *t) { return (stream_transport *)t; }
@@ -25,8 +30,9 @@ static const stream_transport *cst_of(const p2p_transport *t) { return (const st
 
 static void st_maybe_free(stream_transport *t) {
   if (!t->closed_told || t->s) return;
-  CHECK(!t->close_task.queued);
+  CHECK(!t->close_task.queued && !t->open_task.queued && !t->dialing);
   buf_free(&t->wb);
+  buf_free(&t->prefix);
   free(t);
 }
 
@@ -68,6 +74,15 @@ static const p2p_stream_callbacks carrier_cbs = {
 static int sx_read_start(p2p_transport *bt) {
   stream_transport *t = st_of(bt);
   if (!t->s) return -ECONNRESET;
+  /* What came before the stream was ours goes first (the owner may close meanwhile). */
+  while (buf_len(&t->prefix) && !bt->closing) {
+    uint8_t chunk[4096];
+    size_t n = buf_len(&t->prefix) < sizeof chunk ? buf_len(&t->prefix) : sizeof chunk;
+    memcpy(chunk, buf_ptr(&t->prefix), n);
+    buf_consume(&t->prefix, n);
+    bt->ev.on_read(bt->ud, chunk, n);
+  }
+  if (bt->closing || !t->s) return 0;
   p2p_stream_pause_read(t->s, false); /* may deliver what waited, from inside this call */
   return 0;
 }
@@ -130,6 +145,11 @@ static void sx_close(p2p_transport *bt, int err) {
   stream_transport *t = st_of(bt);
   CHECK(!t->lent);
   host_defer(t->h, &t->close_task); /* first: the reset below may free nothing yet */
+  host_cancel(t->h, &t->open_task);
+  if (t->dialing) { /* a circuit still being set up: the dialer forgets it */
+    t->dialing = false;
+    if (t->h->circuit.cancel) t->h->circuit.cancel(t->h->circuit_ud, (p2p_circuit_req *)t);
+  }
   if (t->s) {
     if (err == 0) {
       p2p_stream_close_write(t->s);    /* FIN after the queue; linger until the peer's FIN */
@@ -152,17 +172,69 @@ static const p2p_transport_ops stream_ops = {
     .close = sx_close,
 };
 
-int p2p_stream_transport_new(p2p_host *h, p2p_stream *s, p2p_transport **out) {
+static void sx_open_task(host_task *task) {
+  stream_transport *t = (stream_transport *)((char *)task - offsetof(stream_transport, open_task));
+  CHECK(!t->base.closing);
+  t->base.ev.on_open(t->base.ud, t->open_err);
+}
+
+static stream_transport *st_alloc(p2p_host *h) {
   stream_transport *t = calloc(1, sizeof *t);
-  if (!t) return -ENOMEM;
+  if (!t) return NULL;
   t->base.ops = &stream_ops;
   t->base.relayed = true;
   t->h = h;
-  t->s = s;
   buf_init(&t->wb, HOST_WRITE_CHUNK);
+  buf_init(&t->prefix, P2P_STREAM_TRANSPORT_PREFIX_MAX);
   t->close_task.fn = sx_close_task;
+  t->open_task.fn = sx_open_task;
+  return t;
+}
+
+static void st_take(stream_transport *t, p2p_stream *s) {
+  t->s = s;
   p2p_stream_pause_read(s, true); /* nothing is delivered before the connection reads */
   p2p_stream_set_callbacks(s, &carrier_cbs, t);
+}
+
+int p2p_stream_transport_new(p2p_host *h, p2p_stream *s, p2p_transport **out) {
+  stream_transport *t = st_alloc(h);
+  if (!t) return -ENOMEM;
+  st_take(t, s);
   *out = &t->base;
   return 0;
+}
+
+void p2p_stream_transport_attach(p2p_transport *bt, p2p_stream *s) {
+  stream_transport *t = st_of(bt);
+  CHECK(!t->s && !t->dialing && !bt->closing);
+  st_take(t, s);
+}
+
+int p2p_stream_transport_pending(p2p_host *h, p2p_transport **out) {
+  stream_transport *t = st_alloc(h);
+  if (!t) return -ENOMEM;
+  *out = &t->base;
+  return 0;
+}
+
+int p2p_stream_transport_set_initial(p2p_transport *bt, const uint8_t *p, size_t n) {
+  stream_transport *t = st_of(bt);
+  if (n > P2P_STREAM_TRANSPORT_PREFIX_MAX) return -E2BIG;
+  return n ? buf_append(&t->prefix, p, n) : 0;
+}
+
+void p2p_stream_transport_dialing(p2p_transport *bt, bool on) { st_of(bt)->dialing = on; }
+
+p2p_circuit_req *p2p_stream_transport_req(p2p_transport *bt) { return (p2p_circuit_req *)st_of(bt); }
+
+void p2p_circuit_req_done(p2p_circuit_req *req, p2p_stream *s, const uint8_t *initial, size_t n, int err) {
+  stream_transport *t = (stream_transport *)req;
+  CHECK(t->dialing && !t->base.closing && !t->s);
+  t->dialing = false;
+  if (err == 0 && (!s || p2p_stream_transport_set_initial(&t->base, initial, n) != 0)) err = s ? -ENOMEM : -EINVAL;
+  if (err == 0) st_take(t, s);
+  else if (s) p2p_stream_reset(s);
+  t->open_err = err;
+  host_defer(t->h, &t->open_task); /* on_open from a later iteration, as TCP's */
 }

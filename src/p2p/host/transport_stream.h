@@ -15,7 +15,23 @@
 #include "p2p/host/host.h"
 #include "p2p/host/transport.h"
 
+#define P2P_STREAM_TRANSPORT_PREFIX_MAX (64u * 1024u)
+
 /* s must be HANDING or OPEN with its write side open. 0 or -ENOMEM (s untouched). */
 int p2p_stream_transport_new(p2p_host *h, p2p_stream *s, p2p_transport **out) __attribute__((warn_unused_result));
+/* Bytes that came before the stream was the transport's; read_start delivers them first.
+ * 0, -E2BIG (over P2P_STREAM_TRANSPORT_PREFIX_MAX), -ENOMEM. */
+int p2p_stream_transport_set_initial(p2p_transport *t, const uint8_t *p, size_t n) __attribute__((warn_unused_result));
+
+/* A transport still waiting for its stream: a /p2p-circuit dial. It is the p2p_circuit_req the
+ * host's circuit dialer gets; p2p_circuit_req_done gives it the stream (then on_open(0)) or an
+ * error (on_open(err)), both from a later loop iteration. While `dialing` is set, close()
+ * cancels the request through the dialer. 0 or -ENOMEM. */
+int p2p_stream_transport_pending(p2p_host *h, p2p_transport **out) __attribute__((warn_unused_result));
+p2p_circuit_req *p2p_stream_transport_req(p2p_transport *t);
+/* Gives a pending transport (not dialing) its stream at once: open, no on_open (as
+ * p2p_stream_transport_new). */
+void p2p_stream_transport_attach(p2p_transport *t, p2p_stream *s);
+void p2p_stream_transport_dialing(p2p_transport *t, bool on);
 
 #endif

@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "util/check.h"
 
@@ -233,6 +236,27 @@ static void on_connected(uv_connect_t *req, int status) {
 int p2p_tcp_connect(p2p_transport *bt, const struct sockaddr *sa) {
   assert(bt->ops == &tcp_ops && bt->ev.on_open);
   tcp_transport *t = tcp_of(bt);
+  return uv_tcp_connect(&t->connect_req, &t->tcp, sa, on_connected);
+}
+
+int p2p_tcp_connect_from(p2p_transport *bt, const struct sockaddr *sa, const struct sockaddr *local) {
+  assert(bt->ops == &tcp_ops && bt->ev.on_open);
+  tcp_transport *t = tcp_of(bt);
+  if (local->sa_family != sa->sa_family) return -EAFNOSUPPORT;
+  socklen_t llen = local->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  int fd = socket(local->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1, rc = 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+      (local->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+      bind(fd, local, llen) != 0)
+    rc = -errno;
+  if (rc == 0) rc = uv_tcp_open(&t->tcp, fd); /* from here the handle owns fd */
+  if (rc) {
+    close(fd);
+    return rc;
+  }
   return uv_tcp_connect(&t->connect_req, &t->tcp, sa, on_connected);
 }
 

@@ -39,6 +39,10 @@ int p2p_tcp_new(const p2p_tcp_ctx *ctx, p2p_transport **out) __attribute__((warn
 /* Starts connecting; on_open(0 | -errno) follows. On an error return on_open never comes
  * (close the transport). */
 int p2p_tcp_connect(p2p_transport *t, const struct sockaddr *sa) __attribute__((warn_unused_result));
+/* Like p2p_tcp_connect, from `local` (same family): the socket is bound there with
+ * SO_REUSEADDR and SO_REUSEPORT first, so it can share a listener's port (TCP hole punching). */
+int p2p_tcp_connect_from(p2p_transport *t, const struct sockaddr *sa, const struct sockaddr *local)
+    __attribute__((warn_unused_result));
 /* Accepts the pending connection of `server` (from its connection callback): open at once,
  * remote_addr and local_addr filled in. On error close the transport. */
 int p2p_tcp_accept(p2p_transport *t, uv_stream_t *server) __attribute__((warn_unused_result));

@@ -1,0 +1,598 @@
+/* test_nat.c — circuit relay v2 (reservations, dialing through a relay, the relay's limits),
+ * AutoNAT and DCUtR between hosts on one libuv loop over 127.0.0.1 (p2p/host/nat.h). Private
+ * addresses are allowed here (allow_private): every address is a loopback one. The same
+ * protocols against js-libp2p, behind real NATs in network namespaces: tests/suites/47-nat.sh. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "p2p/host/host.h"
+#include "p2p/host/nat.h"
+#include "p2p/proto/relay.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define WAIT_MS 20000
+#define MAXH 6
+
+static uv_loop_t loop;
+static char dirs[MAXH][64];
+static p2p_host *hosts[MAXH];
+
+static int setup(void **state) {
+  (void)state;
+  log_set_level(getenv("NAT_TEST_LOG") ? LOG_DEBUG : LOG_ERROR);
+  for (int i = 0; i < MAXH; i++) {
+    snprintf(dirs[i], sizeof dirs[i], "/tmp/peermcp-test-nat-%d-XXXXXX", i);
+    if (!mkdtemp(dirs[i])) return -1;
+    hosts[i] = NULL;
+  }
+  return uv_loop_init(&loop);
+}
+
+static void close_any(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void on_closed(p2p_host *h, void *ud) {
+  (void)h;
+  (*(int *)ud)--;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  int left = 0;
+  for (int i = 0; i < MAXH; i++)
+    if (hosts[i]) {
+      left++;
+      p2p_host_close(hosts[i], on_closed, &left);
+      hosts[i] = NULL;
+    }
+  int64_t end = clock_mono_ms() + WAIT_MS;
+  while (left > 0 && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_walk(&loop, close_any, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&loop);
+  for (int i = 0; i < MAXH; i++) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dirs[i]);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+  }
+  return left == 0 ? rc : -1;
+}
+
+static bool run_until(const bool *flag, int ms) {
+  int64_t end = clock_mono_ms() + ms;
+  while (!*flag && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+  return *flag;
+}
+
+/* Runs the loop until pred(arg) or WAIT_MS. */
+static bool wait_for(bool (*pred)(void *), void *arg, int ms) {
+  int64_t end = clock_mono_ms() + ms;
+  while (!pred(arg) && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+  return pred(arg);
+}
+
+/* A host on 127.0.0.1 with the NAT part configured by `nc` (NULL: none). */
+static p2p_host *make_host(int i, const p2p_nat_config *nc, p2p_nat **out) {
+  p2p_host_config c = {0};
+  c.state_dir = dirs[i];
+  c.no_peerstore_file = true;
+  c.reuseport = nc && nc->holepunch;
+  p2p_host *h = NULL;
+  assert_int_equal(p2p_host_new(&loop, &c, &h), 0);
+  assert_int_equal(p2p_host_listen(h, "/ip4/127.0.0.1/tcp/0"), 0);
+  hosts[i] = h;
+  if (nc) {
+    p2p_nat *n = NULL;
+    assert_int_equal(p2p_nat_new(h, &loop, nc, &n), 0);
+    assert_int_equal(p2p_nat_add_to_host(n), 0);
+    if (out) *out = n;
+  }
+  return h;
+}
+
+static void full_addr(p2p_host *h, char *out, size_t cap) {
+  const char *a[4];
+  assert_true(p2p_host_listen_addrs(h, a, 4) >= 1);
+  snprintf(out, cap, "%s/p2p/%s", a[0], p2p_host_peer_id(h));
+}
+
+typedef struct ping_res {
+  bool done;
+  int err;
+} ping_res;
+static void ping_cb(int err, uint64_t rtt, void *ud) {
+  (void)rtt;
+  ping_res *r = ud;
+  r->done = true;
+  r->err = err;
+}
+
+typedef struct conn_log {
+  int relayed_opened, relayed_closed, direct_opened;
+  bool last_inbound;
+  int reach_changes;
+  p2p_reachability reach;
+  int addrs_added, addrs_removed;
+} conn_log;
+static void log_ev(p2p_host *h, const p2p_event *ev, void *ud) {
+  (void)h;
+  conn_log *l = ud;
+  if (ev->type == P2P_EV_CONN_OPENED) {
+    if (ev->relayed) {
+      l->relayed_opened++;
+      l->last_inbound = ev->inbound;
+    } else {
+      l->direct_opened++;
+    }
+  } else if (ev->type == P2P_EV_CONN_CLOSED && ev->relayed) {
+    l->relayed_closed++;
+  } else if (ev->type == P2P_EV_REACHABILITY_CHANGED) {
+    l->reach_changes++;
+    l->reach = ev->reachability;
+  } else if (ev->type == P2P_EV_ADDRS_CHANGED) {
+    if (ev->removed) l->addrs_removed++;
+    else l->addrs_added++;
+  }
+}
+
+/* A reservation is active when one of h's announced addresses is a /p2p-circuit one. */
+static bool has_circuit_addr(void *arg) {
+  p2p_host *h = arg;
+  const char *a[32];
+  size_t n = p2p_host_announced_addrs(h, a, 32);
+  for (size_t i = 0; i < n && i < 32; i++)
+    if (strstr(a[i], "/p2p-circuit")) return true;
+  return false;
+}
+
+static void circuit_to(p2p_host *relay, p2p_host *target, char *out, size_t cap) {
+  char r[512];
+  full_addr(relay, r, sizeof r);
+  snprintf(out, cap, "%s/p2p-circuit/p2p/%s", r, p2p_host_peer_id(target));
+}
+
+static json_t *nat_status(p2p_nat *n) { return p2p_nat_status_json(n); }
+
+static const p2p_relay_hop_config k_hop = {.max_reservations = 8,
+                                           .max_reservations_per_ip = 8,
+                                           .reservation_ttl_s = 3600,
+                                           .max_circuits = 16,
+                                           .max_circuits_per_peer = 4,
+                                           .limit_duration_s = 120,
+                                           .limit_data = 1u << 20};
+
+/* ---------------------------------------------------------------- relay */
+
+/* B behind "NAT" reserves on R; A reaches B through R: ping, identify, both ends see a
+ * relayed connection (A outbound, B inbound); B announces the circuit address; the voucher
+ * R signed for B checks out. */
+static void test_relay_reservation_and_dial_through_the_relay(void **state) {
+  (void)state;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = k_hop, .allow_private = true};
+  p2p_nat *rn, *bn;
+  p2p_host *r = make_host(0, &rc, &rn);
+  char raddr[512];
+  full_addr(r, raddr, sizeof raddr);
+  const char *relays[] = {raddr};
+  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
+                       .n_relays = 1, .allow_private = true};
+  p2p_host *b = make_host(1, &bc, &bn);
+  p2p_nat_config ac = {.relay_client = true, .allow_private = true};
+  p2p_host *a = make_host(2, &ac, NULL);
+  conn_log la = {0}, lb = {0};
+  assert_int_equal(p2p_host_subscribe(a, P2P_EV_ALL, log_ev, &la), 0);
+  assert_int_equal(p2p_host_subscribe(b, P2P_EV_ALL, log_ev, &lb), 0);
+
+  assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
+  assert_true(lb.addrs_added >= 1);
+  json_t *st = nat_status(bn);
+  json_t *rsv = json_array_get(json_object_get(st, "reservations"), 0);
+  assert_non_null(rsv);
+  assert_string_equal(json_string_value(json_object_get(rsv, "state")), "active");
+  assert_string_equal(json_string_value(json_object_get(rsv, "voucher")), "valid");
+  assert_string_equal(json_string_value(json_object_get(rsv, "relay")), p2p_host_peer_id(r));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(rsv, "limit"), "data_bytes")), 1u << 20);
+  json_decref(st);
+
+  char target[1024];
+  circuit_to(r, b, target, sizeof target);
+  ping_res pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, 0);
+  assert_int_equal(la.relayed_opened, 1);
+  assert_false(la.last_inbound);
+  assert_int_equal(lb.relayed_opened, 1);
+  assert_true(lb.last_inbound);
+  /* by PeerId now: the relayed connection is reused */
+  ping_res pr2 = {0};
+  assert_int_equal(p2p_host_ping(a, p2p_host_peer_id(b), ping_cb, &pr2), 0);
+  assert_true(run_until(&pr2.done, WAIT_MS));
+  assert_int_equal(pr2.err, 0);
+  p2p_conn_info ci[4];
+  assert_int_equal(p2p_host_conns(a, p2p_host_peer_id(b), ci, 4), 1);
+  assert_true(ci[0].relayed);
+  assert_non_null(strstr(ci[0].remote_addr, "/p2p-circuit"));
+  (void)p2p_host_unsubscribe(a, log_ev, &la);
+  (void)p2p_host_unsubscribe(b, log_ev, &lb);
+}
+
+/* No reservation for the target: the relay answers NO_RESERVATION, the dial fails. A relay
+ * address without a destination is not dialable. */
+static void test_relay_dial_without_reservation_fails(void **state) {
+  (void)state;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = k_hop, .allow_private = true};
+  p2p_host *r = make_host(0, &rc, NULL);
+  p2p_host *c = make_host(1, NULL, NULL);
+  p2p_nat_config ac = {.relay_client = true, .allow_private = true};
+  p2p_host *a = make_host(2, &ac, NULL);
+  char target[1024];
+  circuit_to(r, c, target, sizeof target);
+  ping_res pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, -EHOSTUNREACH);
+  char raddr[512], bad[600];
+  full_addr(r, raddr, sizeof raddr);
+  snprintf(bad, sizeof bad, "%s/p2p-circuit", raddr);
+  ping_res pr2 = {0};
+  assert_int_equal(p2p_host_ping(a, bad, ping_cb, &pr2), -EINVAL);
+  /* without a relay client, circuits are not dialed at all */
+  p2p_host *plain = make_host(3, NULL, NULL);
+  assert_int_equal(p2p_host_ping(plain, target, ping_cb, &pr2), -EAFNOSUPPORT);
+}
+
+typedef struct hop_counters {
+  p2p_nat *n;
+  const char *key;
+  json_int_t at_least;
+} hop_counters;
+static bool hop_counter_at_least(void *arg) {
+  hop_counters *h = arg;
+  json_t *st = nat_status(h->n);
+  json_int_t v = json_integer_value(json_object_get(json_object_get(json_object_get(st, "relay_hop"), "counters"), h->key));
+  json_decref(st);
+  return v >= h->at_least;
+}
+
+static bool refused_seen(void *arg) {
+  json_t *st = nat_status(arg);
+  json_t *rsv = json_array_get(json_object_get(st, "reservations"), 0);
+  const char *e = json_string_value(json_object_get(rsv, "error"));
+  bool yes = e && strstr(e, "RESERVATION_REFUSED");
+  json_decref(st);
+  return yes;
+}
+
+/* max_reservations = 1: B holds the one slot; C is refused (RESERVATION_REFUSED); B's
+ * refresh (the reservation lasts 4 s, refreshed half-way) still succeeds. */
+static void test_relay_refuses_reservations_past_the_cap_but_refreshes(void **state) {
+  (void)state;
+  p2p_relay_hop_config hc = k_hop;
+  hc.max_reservations = 1;
+  hc.reservation_ttl_s = 4;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
+  p2p_nat *rn, *cn;
+  p2p_host *r = make_host(0, &rc, &rn);
+  char raddr[512];
+  full_addr(r, raddr, sizeof raddr);
+  const char *relays[] = {raddr};
+  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
+                       .n_relays = 1, .allow_private = true};
+  p2p_host *b = make_host(1, &bc, NULL);
+  assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
+  p2p_host *c = make_host(2, &bc, &cn);
+  hop_counters refused = {rn, "refused", 1};
+  assert_true(wait_for(hop_counter_at_least, &refused, WAIT_MS));
+  assert_true(wait_for(refused_seen, cn, WAIT_MS));
+  assert_false(has_circuit_addr(c));
+  hop_counters refreshed = {rn, "refreshes", 1};
+  assert_true(wait_for(hop_counter_at_least, &refreshed, WAIT_MS));
+  assert_true(has_circuit_addr(b));
+}
+
+/* A stream that writes `total` bytes, then reads until the stream ends. */
+typedef struct pump {
+  size_t total, sent;
+  bool done;
+  int err;
+  p2p_stream *s;
+} pump;
+static uint8_t chunk[16384];
+static void pump_fill(pump *p) {
+  while (p->s && p->sent < p->total) {
+    size_t n = p->total - p->sent < sizeof chunk ? p->total - p->sent : sizeof chunk;
+    int rc = p2p_stream_write(p->s, chunk, n);
+    if (rc < 0) return;
+    p->sent += n;
+    if (rc == 1) return;
+  }
+  if (p->s && p->sent == p->total) p2p_stream_close_write(p->s);
+}
+static void pump_writable(p2p_stream *s, void *ud) {
+  (void)s;
+  pump_fill(ud);
+}
+static void pump_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  pump *p = ud;
+  p->s = NULL;
+  p->done = true;
+  p->err = err;
+}
+static void pump_eof(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_close_write(s);
+}
+static const p2p_stream_callbacks pump_cbs = {.on_eof = pump_eof, .on_writable = pump_writable, .on_close = pump_close};
+static void pump_opened(p2p_stream *s, int err, void *ud) {
+  pump *p = ud;
+  if (!s) {
+    p->done = true;
+    p->err = err;
+    return;
+  }
+  p->s = s;
+  p2p_stream_set_callbacks(s, &pump_cbs, p);
+  pump_fill(p);
+}
+/* The sink on the other side counts what it got. */
+static size_t sunk;
+static bool sink_closed;
+static void sink_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  (void)s;
+  (void)d;
+  (void)ud;
+  sunk += n;
+}
+static void sink_eof(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_close_write(s);
+}
+static void sink_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  (void)err;
+  (void)ud;
+  sink_closed = true;
+}
+static const p2p_stream_callbacks sink_cbs = {.on_data = sink_data, .on_eof = sink_eof, .on_close = sink_close};
+static void sink_serve(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_set_callbacks(s, &sink_cbs, NULL);
+}
+
+static bool relayed_closed_once(void *arg) { return ((conn_log *)arg)->relayed_closed >= 1; }
+
+/* limit_data = 64 KiB per direction: 1 MiB through the circuit is cut; the relay resets both
+ * streams and both relayed connections end. */
+static void test_relay_data_limit_cuts_the_circuit(void **state) {
+  (void)state;
+  p2p_relay_hop_config hc = k_hop;
+  hc.limit_data = 64 * 1024;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
+  p2p_nat *rn;
+  p2p_host *r = make_host(0, &rc, &rn);
+  char raddr[512];
+  full_addr(r, raddr, sizeof raddr);
+  const char *relays[] = {raddr};
+  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
+                       .n_relays = 1, .allow_private = true};
+  p2p_host *b = make_host(1, &bc, NULL);
+  assert_int_equal(p2p_host_handle(b, "/test/sink/1.0.0", sink_serve, NULL), 0);
+  p2p_nat_config ac = {.relay_client = true, .allow_private = true};
+  p2p_host *a = make_host(2, &ac, NULL);
+  conn_log la = {0};
+  assert_int_equal(p2p_host_subscribe(a, P2P_EV_ALL, log_ev, &la), 0);
+  assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
+  char target[1024];
+  circuit_to(r, b, target, sizeof target);
+  sunk = 0;
+  sink_closed = false;
+  pump p = {.total = 1u << 20};
+  assert_int_equal(p2p_host_open_stream(a, target, "/test/sink/1.0.0", pump_opened, &p), 0);
+  assert_true(run_until(&p.done, WAIT_MS));
+  assert_true(p.err < 0);
+  assert_true(wait_for(relayed_closed_once, &la, WAIT_MS));
+  assert_true(sunk < (1u << 20));
+  hop_counters lim = {rn, "limited_data", 1};
+  assert_true(hop_counter_at_least(&lim));
+  (void)p2p_host_unsubscribe(a, log_ev, &la);
+}
+
+/* limit_duration = 1 s: an idle relayed connection is cut about a second after it opened. */
+static void test_relay_duration_limit_cuts_the_circuit(void **state) {
+  (void)state;
+  p2p_relay_hop_config hc = k_hop;
+  hc.limit_duration_s = 1;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
+  p2p_nat *rn;
+  p2p_host *r = make_host(0, &rc, &rn);
+  char raddr[512];
+  full_addr(r, raddr, sizeof raddr);
+  const char *relays[] = {raddr};
+  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
+                       .n_relays = 1, .allow_private = true};
+  p2p_host *b = make_host(1, &bc, NULL);
+  p2p_nat_config ac = {.relay_client = true, .allow_private = true};
+  p2p_host *a = make_host(2, &ac, NULL);
+  conn_log la = {0};
+  assert_int_equal(p2p_host_subscribe(a, P2P_EV_ALL, log_ev, &la), 0);
+  assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
+  char target[1024];
+  circuit_to(r, b, target, sizeof target);
+  ping_res pr = {0};
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, 0);
+  assert_true(wait_for(relayed_closed_once, &la, WAIT_MS));
+  int64_t took = clock_mono_ms() - t0;
+  assert_true(took >= 900);
+  hop_counters lim = {rn, "limited_time", 1};
+  assert_true(hop_counter_at_least(&lim));
+  (void)p2p_host_unsubscribe(a, log_ev, &la);
+}
+
+/* ---------------------------------------------------------------- AutoNAT */
+
+static bool reach_is(void *arg) {
+  conn_log *l = arg;
+  return l->reach_changes > 0;
+}
+
+static void connect_to(p2p_host *from, p2p_host *to) {
+  char a[512];
+  full_addr(to, a, sizeof a);
+  ping_res pr = {0};
+  assert_int_equal(p2p_host_ping(from, a, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, 0);
+}
+
+/* Three AutoNAT servers dial the client back at its listen address: public. */
+static void test_autonat_three_servers_say_public(void **state) {
+  (void)state;
+  p2p_nat_config sc = {.autonat_server = true, .allow_private = true};
+  p2p_nat_config cc = {.autonat_client = true, .autonat_confidence = 3, .allow_private = true};
+  p2p_nat *cn;
+  p2p_host *c = make_host(0, &cc, &cn);
+  conn_log lc = {0};
+  assert_int_equal(p2p_host_subscribe(c, P2P_EV_ALL, log_ev, &lc), 0);
+  for (int i = 1; i <= 3; i++) connect_to(c, make_host(i, &sc, NULL));
+  assert_true(wait_for(reach_is, &lc, WAIT_MS));
+  assert_int_equal(lc.reach, P2P_REACH_PUBLIC);
+  assert_int_equal(p2p_host_reachability(c), P2P_REACH_PUBLIC);
+  json_t *st = nat_status(cn);
+  json_t *an = json_object_get(st, "autonat");
+  assert_true(json_is_true(json_object_get(an, "supported")));
+  assert_string_equal(json_string_value(json_object_get(an, "status")), "public");
+  assert_int_equal(json_integer_value(json_object_get(an, "code")), 1);
+  json_decref(st);
+  (void)p2p_host_unsubscribe(c, log_ev, &lc);
+}
+
+/* A client that does not listen: its only candidates are the addresses it was observed at
+ * (its outgoing connections' ports), which nobody can dial: private. */
+static void test_autonat_unreachable_client_is_private(void **state) {
+  (void)state;
+  p2p_nat_config sc = {.autonat_server = true, .allow_private = true};
+  p2p_host_config hc = {0};
+  hc.state_dir = dirs[0];
+  hc.no_peerstore_file = true;
+  p2p_host *c = NULL;
+  assert_int_equal(p2p_host_new(&loop, &hc, &c), 0);
+  hosts[0] = c;
+  p2p_nat_config cc = {.autonat_client = true, .autonat_confidence = 2, .allow_private = true};
+  p2p_nat *cn = NULL;
+  assert_int_equal(p2p_nat_new(c, &loop, &cc, &cn), 0);
+  assert_int_equal(p2p_nat_add_to_host(cn), 0);
+  conn_log lc = {0};
+  assert_int_equal(p2p_host_subscribe(c, P2P_EV_ALL, log_ev, &lc), 0);
+  for (int i = 1; i <= 2; i++) connect_to(c, make_host(i, &sc, NULL));
+  assert_true(wait_for(reach_is, &lc, WAIT_MS));
+  assert_int_equal(lc.reach, P2P_REACH_PRIVATE);
+  json_t *st = nat_status(cn);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(st, "autonat"), "status")), "private");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "autonat"), "code")), 2);
+  json_decref(st);
+  (void)p2p_host_unsubscribe(c, log_ev, &lc);
+}
+
+/* ---------------------------------------------------------------- DCUtR */
+
+typedef struct direct_wait {
+  p2p_host *a, *b;
+} direct_wait;
+static bool direct_between(void *arg) {
+  direct_wait *w = arg;
+  p2p_conn_info ci[8];
+  size_t n = p2p_host_conns(w->a, p2p_host_peer_id(w->b), ci, 8);
+  bool direct = false, relayed = false;
+  for (size_t i = 0; i < n && i < 8; i++) {
+    if (ci[i].relayed) relayed = true;
+    else direct = true;
+  }
+  return direct && !relayed;
+}
+
+typedef struct nat_pair {
+  p2p_nat *a, *b;
+} nat_pair;
+static json_int_t punches(p2p_nat *n) {
+  json_t *st = nat_status(n);
+  json_int_t v = json_integer_value(json_object_get(json_object_get(st, "holepunch"), "succeeded"));
+  json_decref(st);
+  return v;
+}
+static bool punched(void *arg) {
+  nat_pair *np = arg;
+  return punches(np->a) + punches(np->b) >= 1;
+}
+
+/* A reaches B through R; B (the relayed connection is inbound to it) runs DCUtR: CONNECT,
+ * CONNECT, SYNC, and both dial from their listen ports — B as the responder. A direct
+ * connection replaces the relayed one, which is closed. (No plain dial first here, so the
+ * punch itself runs.) */
+static void test_dcutr_upgrades_a_relayed_connection(void **state) {
+  (void)state;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = k_hop, .allow_private = true};
+  p2p_host *r = make_host(0, &rc, NULL);
+  char raddr[512];
+  full_addr(r, raddr, sizeof raddr);
+  const char *relays[] = {raddr};
+  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
+                       .n_relays = 1, .holepunch = true, .holepunch_no_unilateral = true, .allow_private = true};
+  p2p_nat *bn, *an;
+  p2p_host *b = make_host(1, &bc, &bn);
+  p2p_nat_config ac = {.relay_client = true, .holepunch = true, .holepunch_no_unilateral = true, .allow_private = true};
+  p2p_host *a = make_host(2, &ac, &an);
+  assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
+  char target[1024];
+  circuit_to(r, b, target, sizeof target);
+  ping_res pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, 0);
+  direct_wait w = {a, b};
+  assert_true(wait_for(direct_between, &w, WAIT_MS));
+  /* The side whose dial completed first counts the success (either may, on one machine). */
+  nat_pair np = {an, bn};
+  assert_true(wait_for(punched, &np, WAIT_MS));
+  /* and it carries traffic */
+  ping_res pr2 = {0};
+  assert_int_equal(p2p_host_ping(a, p2p_host_peer_id(b), ping_cb, &pr2), 0);
+  assert_true(run_until(&pr2.done, WAIT_MS));
+  assert_int_equal(pr2.err, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_relay_reservation_and_dial_through_the_relay, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_relay_dial_without_reservation_fails, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_relay_refuses_reservations_past_the_cap_but_refreshes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_relay_data_limit_cuts_the_circuit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_relay_duration_limit_cuts_the_circuit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_autonat_three_servers_say_public, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_autonat_unreachable_client_is_private, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_dcutr_upgrades_a_relayed_connection, setup, teardown),
+  };
+  signal(SIGPIPE, SIG_IGN); /* as the node does: a peer that went away must not kill us mid-write */
+  if (getenv("NAT_TEST_FILTER")) cmocka_set_test_filter(getenv("NAT_TEST_FILTER"));
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
