@@ -42,6 +42,8 @@
 #include "util/clock.h"
 #include "util/jwrite.h"
 #include "util/log.h"
+#include "util/metrics.h"
+#include "util/trace.h"
 #include "util/workpool.h"
 
 /* How long an invoker waits past its kid's deadline for the loop to finish it (a safety net:
@@ -82,6 +84,8 @@ struct mcp_call {
   char request_id[40]; /* uuid4 text (no allocation, no system call: mcp_uuid4) */
   json_t *lazy_envelope; /* built by mcp_call_outcome_envelope during `done` */
   mcp_call_sink sink;
+  trace_scope scope; /* trace and log fields (top-level calls; children use their root's) */
+  json_t *rpc_id;    /* the JSON-RPC id the scope points at (a reference) */
   void *ext; /* the transport's per-call context (mcp_call_request.ext), freed with the call */
   void (*ext_free)(void *ext);
   mcp_call_done_fn done;
@@ -172,6 +176,30 @@ const char *mcp_dispatch_status_name(mcp_dispatch_status st) {
   if ((unsigned)st >= sizeof k_status_names / sizeof k_status_names[0]) return "internal";
   return k_status_names[st];
 }
+
+/* ---------- metrics: every finished top-level call, by tool and outcome ---------- */
+
+#define N_STATUS (sizeof k_status_names / sizeof k_status_names[0])
+static _Atomic uint64_t g_calls_cells[(MCP_TOOL_LABELS + 1) * N_STATUS];
+static metrics_family g_tool_calls = {
+    .name = "peermcp_tool_calls_total",
+    .help = "Tool calls finished by the dispatcher, by tool and outcome (success or the error type).",
+    .kind = METRICS_COUNTER,
+    .ndims = 2,
+    .dims = {{"tool", NULL, 0, &mcp_tool_labels}, {"outcome", k_status_names, N_STATUS, NULL}},
+    .cells = g_calls_cells,
+};
+METRICS_REGISTER(g_tool_calls)
+static _Atomic uint64_t g_tool_dur_cells[METRICS_CELLS_HIST(MCP_TOOL_LABELS + 1)];
+static metrics_family g_tool_duration = {
+    .name = "peermcp_tool_duration_seconds",
+    .help = "Tool call duration from the dispatcher's start to its answer, by tool.",
+    .kind = METRICS_HISTOGRAM,
+    .ndims = 1,
+    .dims = {{"tool", NULL, 0, &mcp_tool_labels}},
+    .cells = g_tool_dur_cells,
+};
+METRICS_REGISTER(g_tool_duration)
 
 /* ---------- uuid ---------- */
 
@@ -416,6 +444,7 @@ static void call_free(mcp_call *c) {
   json_decref(c->pre_envelope);
   json_decref(c->kid_env);
   json_decref(c->lazy_envelope);
+  json_decref(c->rpc_id);
   if (c->ext && c->ext_free) c->ext_free(c->ext);
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
@@ -500,6 +529,30 @@ static void access_flush_cb(uv_check_t *h) {
 
 /* One line per finished top-level call, built by hand (no jansson) and written with the other
  * lines of this loop iteration. Loop thread. */
+/* ,"trace_id":…,"rpc_id":…,"transport":…,"peer_id":… of a call's scope (trace_scope_log_fields
+ * for a line built by hand). */
+static void access_log_trace(jwrite *w, const trace_scope *sc) {
+  if (trace_valid(&sc->trace)) {
+    char hex[TRACE_ID_HEX + 1];
+    trace_id_hex(&sc->trace, hex);
+    jwrite_lit(w, ",\"trace_id\":\"");
+    jwrite_raw(w, hex, TRACE_ID_HEX);
+    jwrite_byte(w, '"');
+  }
+  if (sc->rpc_id) {
+    jwrite_lit(w, ",\"rpc_id\":");
+    jwrite_json(w, sc->rpc_id);
+  }
+  if (sc->transport && *sc->transport) {
+    jwrite_lit(w, ",\"transport\":");
+    jwrite_cstr(w, sc->transport);
+  }
+  if (sc->peer_id && *sc->peer_id) {
+    jwrite_lit(w, ",\"peer_id\":");
+    jwrite_cstr(w, sc->peer_id);
+  }
+}
+
 static void access_log(mcp_call *c, mcp_dispatch_status st, const char *tool) {
   mcp_dispatcher *d = c->d;
   if (d->access_log == MCP_ACCESS_LOG_OFF) return;
@@ -522,6 +575,7 @@ static void access_log(mcp_call *c, mcp_dispatch_status st, const char *tool) {
   jwrite_raw(w, mcp_dispatch_status_name(st), strlen(mcp_dispatch_status_name(st)));
   jwrite_lit(w, "\",\"duration_ms\":");
   jwrite_fixed(w, call_duration_us(c), MCP_DURATION_DECIMALS);
+  access_log_trace(w, &c->root->scope); /* the fields util/log adds to other lines */
   jwrite_lit(w, "}\n");
   if (jwrite_error(w)) { /* logging is best effort: this line is lost, the others stay */
     jwrite_truncate(w, mark);
@@ -547,6 +601,12 @@ static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope)
   if (!c->is_kid) c->d->inflight--;
   else kid_unlink(c);
   live_unlink(c);
+  if (!c->is_kid) { /* one sample per top-level call, whoever is told */
+    unsigned tool = mcp_tool_metric_label(c->tool);
+    metrics_inc(&g_tool_calls, metrics_series2(&g_tool_calls, tool, (unsigned)st < N_STATUS ? (unsigned)st : MCP_DISPATCH_INTERNAL));
+    metrics_observe_us(&g_tool_duration, tool, (uint64_t)call_duration_us(c));
+  }
+  const trace_scope *outer = trace_scope_enter(&c->root->scope);
   if (!c->detached && c->done) {
     bool lazy = !envelope && st == MCP_DISPATCH_OK && c->lazy_env;
     if (!envelope && !lazy) { /* the outcome could not be built: out of memory */
@@ -558,8 +618,6 @@ static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope)
       const char *tname = def ? def->name : json_string_value(json_object_get(envelope, "tool"));
       access_log(c, st, tname ? tname : "?");
     }
-    /* Issue 14's metrics hook belongs here: st, the tool and call_duration_us(c) are final and
-     * nothing above allocated for them. */
     mcp_call_outcome o = {.status = st,
                           .envelope = envelope,
                           .tool = c->tool,
@@ -571,6 +629,7 @@ static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope)
     json_decref(c->lazy_envelope); /* built during the callback, if anyone asked */
     c->lazy_envelope = NULL;
   }
+  trace_scope_leave(outer);
   json_decref(envelope);
   if (c->has_timer) {
     uv_timer_stop(&c->timer);
@@ -713,7 +772,9 @@ static void call_run_handler(mcp_call *c, bool validate) {
   if (validate && !call_validate(c)) return;
   if (mcp_call_cancelled(c)) return; /* cancelled or timed out while queued */
   json_t *res = NULL;
+  const trace_scope *outer = trace_scope_enter(&c->root->scope);
   mcp_tool_status ts = def->fn(c, c->args, &res, def->ud);
+  trace_scope_leave(outer);
   if (ts == MCP_TOOL_PENDING) {
     /* only MCP_TOOL_ASYNC handlers may return pending (tool.h); a top-level call still copes */
     assert(def->flags & MCP_TOOL_ASYNC);
@@ -1106,6 +1167,13 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   }
   c->sync_done = req->sync_done;
   c->lazy_env = req->lazy_envelope;
+  if (req->trace && trace_valid(req->trace)) c->scope.trace = *req->trace;
+  else trace_child(trace_current(), &c->scope.trace);
+  c->rpc_id = json_incref(req->rpc_id);
+  c->scope.rpc_id = c->rpc_id;
+  c->scope.request_id = c->request_id;
+  c->scope.transport = req->transport ? req->transport : "internal";
+  c->scope.peer_id = c->auth_copy.peer_id;
   c->remote = req->remote;
   c->sink = req->sink;
   c->ext = req->ext;
@@ -1194,6 +1262,7 @@ bool mcp_call_cancelled(const mcp_call *c) {
 int64_t mcp_call_deadline_ms(const mcp_call *c) { return c->deadline_ms; }
 const mcp_auth *mcp_call_auth(const mcp_call *c) { return c->auth; }
 const char *mcp_call_request_id(const mcp_call *c) { return c->request_id; }
+const trace_ctx *mcp_call_trace(const mcp_call *c) { return &c->root->scope.trace; }
 mcp_registry *mcp_call_registry(const mcp_call *c) { return c->d->reg; }
 mcp_dispatcher *mcp_call_dispatcher(const mcp_call *c) { return c->d; }
 bool mcp_call_is_remote(const mcp_call *c) { return c->remote; }

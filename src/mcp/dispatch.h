@@ -45,6 +45,7 @@
 
 #include "mcp/registry.h"
 #include "mcp/tool.h"
+#include "util/trace.h"
 
 typedef struct mcp_dispatcher mcp_dispatcher;
 
@@ -161,6 +162,15 @@ typedef struct mcp_call_request {
   bool sync_done;
   bool lazy_envelope;
   bool args_shared;
+  /* Observability (util/trace.h, util/metrics.h). trace: the request's trace context, copied
+   * (NULL = a new span of the calling thread's current trace, or a new trace); rpc_id: the
+   * JSON-RPC id (NULL = none; the call keeps a reference); transport: "stdio", "http", "p2p"
+   * (a static string; NULL = "internal"). The handler and the completion run inside the call's
+   * trace_scope, so their log lines carry trace_id, request_id, rpc_id, transport and the
+   * caller's peer_id, and requests they make to peers carry the trace. */
+  const trace_ctx *trace;
+  json_t *rpc_id;
+  const char *transport;
 } mcp_call_request;
 
 /* The outcome, handed to the completion callback; valid during the callback only. */
@@ -229,6 +239,9 @@ mcp_dispatch_status mcp_dispatch_invoke(mcp_call *parent, const char *category, 
  * replaces the tool's own, and the deadline is still clamped to the parent's. */
 mcp_dispatch_status mcp_dispatch_invoke_timeout(mcp_call *parent, const char *category, const char *tool,
                                                 json_t *args, uint32_t timeout_ms, json_t **envelope_out);
+
+/* The call's trace (its top-level call's for mcp_dispatch_invoke children); never NULL. */
+const trace_ctx *mcp_call_trace(const mcp_call *call);
 
 /* The registry the call runs against; for meta-tools. */
 mcp_registry *mcp_call_registry(const mcp_call *call);

@@ -22,7 +22,10 @@ struct mcp_tool {
   json_t *output;      /* parsed output schema or NULL */
   json_t *annotations; /* object or NULL */
   bool fills_defaults; /* the input schema has a "default" somewhere: validation may change args */
+  unsigned metric_label; /* index in mcp_tool_labels */
 };
+
+METRICS_INTERN_DEFINE(mcp_tool_labels, MCP_TOOL_LABELS);
 
 /* True when any object in the schema has a "default" key (conservative: one inside a branch
  * that never applies counts too). */
@@ -303,6 +306,7 @@ int mcp_registry_add(mcp_registry *reg, const mcp_tool_def *def) {
     return -ENOMEM;
   }
   t->fills_defaults = has_default(t->input, 0);
+  t->metric_label = metrics_intern_add(&mcp_tool_labels, t->name);
   t->def = *def;
   t->def.name = t->name;
   t->def.category = t->category;
@@ -424,6 +428,9 @@ int mcp_registry_describe_category(mcp_registry *reg, const char *category, cons
 const mcp_tool_def *mcp_tool_def_of(const mcp_tool *tool) { return tool ? &tool->def : NULL; }
 json_t *mcp_tool_input_schema(const mcp_tool *tool) { return tool ? tool->input : NULL; }
 bool mcp_tool_fills_defaults(const mcp_tool *tool) { return !tool || tool->fills_defaults; }
+unsigned mcp_tool_metric_label(const mcp_tool *tool) {
+  return tool ? tool->metric_label : mcp_tool_labels.cap;
+}
 json_t *mcp_tool_output_schema(const mcp_tool *tool) { return tool ? tool->output : NULL; }
 
 json_t *mcp_tool_to_json(const mcp_tool *tool) {

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "mcp/tool.h"
+#include "util/metrics.h"
 
 typedef struct mcp_registry mcp_registry;
 struct mcp_prompts;
@@ -28,6 +29,12 @@ int mcp_registry_add(mcp_registry *reg, const mcp_tool_def *def) __attribute__((
  * configuration's tools.disabled. Its ud_free still runs, at mcp_registry_free (tools may
  * share a ud). 0, -ENOENT or -ENOMEM. */
 int mcp_registry_remove(mcp_registry *reg, const char *name) __attribute__((warn_unused_result));
+
+/* The `tool` label of the metrics families (peermcp_tool_calls_total, …): every registered
+ * tool name, process-wide, up to MCP_TOOL_LABELS; a name past that, or never registered, is
+ * "other". */
+#define MCP_TOOL_LABELS 256
+extern metrics_intern mcp_tool_labels;
 
 /* A registered tool: a read-only view owned by the registry. */
 typedef struct mcp_tool mcp_tool;
@@ -65,6 +72,8 @@ json_t *mcp_tool_output_schema(const mcp_tool *tool);
 /* True when validating arguments against the input schema may add to them (it has a
  * "default"); false means validation only reads them. */
 bool mcp_tool_fills_defaults(const mcp_tool *tool);
+/* The tool's value index in mcp_tool_labels (the "other" index for NULL). */
+unsigned mcp_tool_metric_label(const mcp_tool *tool);
 /* The MCP Tool object {name, title?, description, inputSchema, outputSchema?, annotations?}
  * as tools/list shows it; a new reference, NULL when out of memory (never a partial object). */
 json_t *mcp_tool_to_json(const mcp_tool *tool);

@@ -20,6 +20,8 @@
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/metrics.h"
+#include "util/trace.h"
 
 #ifndef PEERMCP_VERSION
 #define PEERMCP_VERSION "0.0.0"
@@ -59,6 +61,8 @@ static bool is_oom_error(const json_t *msg) {
          strcmp(json_string_value(json_object_get(e, "message")), MSG_OOM) == 0;
 }
 
+static void req_answered(mcp_session *s, const json_t *request_id, int error_code);
+
 /* The room kept in s->out between messages: an out-of-memory error always fits. */
 #define OUT_KEEP_BYTES 1024u
 #define OUT_SHRINK_BYTES (1024u * 1024u) /* a larger buffer is given back after its message */
@@ -66,6 +70,7 @@ static bool is_oom_error(const json_t *msg) {
 /* Hands the message in s->out to the transport with where it belongs (session.h, per-request
  * routing). False when the transport's copy could not be allocated (nothing was sent). */
 static bool sess_deliver(mcp_session *s, mcp_out_kind kind, const json_t *request_id, int error_code, bool modern) {
+  if (kind == MCP_OUT_RESPONSE) req_answered(s, request_id, error_code); /* counted once (metrics) */
   const char *p = jwrite_ptr(&s->out);
   size_t n = jwrite_len(&s->out);
   char *text = NULL;
@@ -96,7 +101,10 @@ static bool sess_deliver(mcp_session *s, mcp_out_kind kind, const json_t *reques
 /* The one exit of every outgoing message built as a tree: serialises msg (stolen) and hands it
  * to the transport. */
 void sess_emit(mcp_session *s, mcp_out_kind kind, const json_t *request_id, int error_code, bool modern, json_t *msg) {
-  if (!msg) return;
+  if (!msg) {
+    if (kind == MCP_OUT_RESPONSE) req_answered(s, request_id, error_code);
+    return;
+  }
   jwrite_reset(&s->out);
   jwrite_json(&s->out, msg);
   if (jwrite_error(&s->out) || !sess_deliver(s, kind, request_id, error_code, modern)) {
@@ -268,6 +276,9 @@ int mcp_session_new(const mcp_session_opts *opts, mcp_session **out) {
   if (!s->o.init_required_message) s->o.init_required_message = "initialize first";
   if (!s->o.busy_code) s->o.busy_code = RPC_INTERNAL_ERROR;
   if (!s->o.busy_message) s->o.busy_message = "too many requests in flight";
+  if (!s->o.transport) s->o.transport = "stdio";
+  s->m_transport = !strcmp(s->o.transport, "stdio") ? 0 : !strcmp(s->o.transport, "http") ? 1
+                   : !strcmp(s->o.transport, "p2p") ? 2 : -1;
   s->log_min = s->o.quiet_logs ? -1 : 1; /* info */
   sess_catalog_open(s);
   *out = s;
@@ -753,6 +764,8 @@ static void call_dispatch(mcp_session *s, sess_req *r, const char *tool, json_t 
       .sync_done = true,
       .lazy_envelope = true,
       .args_shared = true,
+      .rpc_id = r->id,
+      .transport = s->o.transport,
   };
   int err = mcp_dispatch_start(s->o.dispatcher, &cr, on_call_done, r, &r->call);
   if (err != 0) {
@@ -1037,6 +1050,9 @@ sess_req *sess_req_begin(mcp_session *s, req_ctx *rc, int kind) {
   r->modern = rc->modern;
   r->log_min = rc->log_min;
   r->kind = kind;
+  r->m_method = (uint8_t)s->m_method; /* answered later: counted then (req_answered) */
+  r->m_start_us = s->m_start_us;
+  if (s->m_id == rc->id) s->m_open = false;
   r->next = s->reqs;
   if (s->reqs) s->reqs->prev = r;
   s->reqs = r;
@@ -1518,6 +1534,95 @@ static const method_entry k_requests[] = {
     {"tasks/update", m_tasks_update, MODERN},
 };
 
+/* ---------- metrics: every answered request, by transport, method and outcome ---------- */
+
+#define N_REQ_METHODS (sizeof k_requests / sizeof k_requests[0])
+#define M_OTHER N_REQ_METHODS /* a method not in k_requests */
+#define M_COUNTED 0xff        /* sess_req.m_method once its answer was counted */
+static const char *const k_transports[] = {"stdio", "http", "p2p"};
+static const char *const k_req_outcomes[] = {"ok", "error"};
+static const char *k_method_labels[N_REQ_METHODS + 1];
+static _Atomic uint64_t g_req_cells[3 * (N_REQ_METHODS + 1) * 2];
+static metrics_family g_requests = {
+    .name = "peermcp_mcp_requests_total",
+    .help = "MCP requests answered, by transport, JSON-RPC method and outcome (error = a JSON-RPC error).",
+    .kind = METRICS_COUNTER,
+    .ndims = 3,
+    .dims = {{"transport", k_transports, 3, NULL},
+             {"method", k_method_labels, N_REQ_METHODS + 1, NULL},
+             {"outcome", k_req_outcomes, 2, NULL}},
+    .cells = g_req_cells,
+};
+static _Atomic uint64_t g_req_dur_cells[METRICS_CELLS_HIST(3 * (N_REQ_METHODS + 1))];
+static metrics_family g_req_duration = {
+    .name = "peermcp_mcp_request_duration_seconds",
+    .help = "MCP request duration from arrival to answer, by transport and JSON-RPC method.",
+    .kind = METRICS_HISTOGRAM,
+    .ndims = 2,
+    .dims = {{"transport", k_transports, 3, NULL}, {"method", k_method_labels, N_REQ_METHODS + 1, NULL}},
+    .cells = g_req_dur_cells,
+};
+
+__attribute__((constructor)) static void session_metrics_register(void) {
+  for (size_t i = 0; i < N_REQ_METHODS; i++) k_method_labels[i] = k_requests[i].name;
+  k_method_labels[N_REQ_METHODS] = METRICS_OTHER;
+  metrics_register(&g_requests);
+  metrics_register(&g_req_duration);
+}
+
+/* The method's label: its index in k_requests (the MCP++ aliases tools.call / tools.list
+ * count as their MCP names), else M_OTHER. */
+static unsigned method_label(const char *name) {
+  for (unsigned i = 0; i < N_REQ_METHODS; i++)
+    if (strcmp(name, k_requests[i].name) == 0) return i;
+  if (strcmp(name, "tools.call") == 0) return method_label("tools/call");
+  if (strcmp(name, "tools.list") == 0) return method_label("tools/list");
+  return M_OTHER;
+}
+
+static void req_record(mcp_session *s, unsigned method, int64_t start_us, int error_code) {
+  if (s->m_transport < 0 || method > M_OTHER) return;
+  int64_t us = clock_mono_us() - start_us;
+  metrics_inc(&g_requests, metrics_series3(&g_requests, (unsigned)s->m_transport, method, error_code ? 1 : 0));
+  metrics_observe_us(&g_req_duration, metrics_series2(&g_req_duration, (unsigned)s->m_transport, method),
+                     us > 0 ? (uint64_t)us : 0);
+}
+
+/* A response is going out: counts its request once — the message being handled, or a request
+ * in flight (matched by its id object, which every reply to it passes along). */
+static void req_answered(mcp_session *s, const json_t *request_id, int error_code) {
+  if (s->m_open && request_id == s->m_id) {
+    s->m_open = false;
+    req_record(s, s->m_method, s->m_start_us, error_code);
+    return;
+  }
+  if (!request_id) return;
+  for (sess_req *r = s->reqs; r; r = r->next)
+    if (r->id == request_id) {
+      if (r->m_method != M_COUNTED) req_record(s, r->m_method, r->m_start_us, error_code);
+      r->m_method = M_COUNTED;
+      return;
+    }
+}
+
+/* A message arrives: its trace scope (the trace itself is set once _meta is read) and its
+ * metrics. Returns the scope to restore. */
+static const trace_scope *msg_begin(mcp_session *s) {
+  s->m_open = true;
+  s->m_id = NULL;
+  s->m_method = M_OTHER;
+  s->m_start_us = clock_mono_us();
+  memset(&s->m_scope, 0, sizeof s->m_scope);
+  s->m_scope.transport = s->o.transport;
+  s->m_scope.peer_id = s->o.auth->peer_id;
+  return trace_scope_enter(&s->m_scope);
+}
+
+static void msg_end(mcp_session *s, const trace_scope *outer) {
+  s->m_open = false; /* unanswered by now: a notification, or answered later */
+  trace_scope_leave(outer);
+}
+
 static const method_entry k_notifications[] = {
     {"notifications/initialized", m_initialized, LEGACY},
     {"notifications/cancelled", m_cancelled, BOTH},
@@ -1565,6 +1670,14 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
   const char *name = json_string_value(method);
   json_t *params = json_object_get(m, "params");
   req_ctx rc = {.id = reply_id, .params = NULL, .meta = NULL, .modern = false, .log_min = -1};
+  unsigned mlabel = method_label(name);
+  if (has_id) {
+    s->m_method = mlabel;
+    s->m_id = reply_id;
+    s->m_scope.rpc_id = reply_id;
+  } else {
+    s->m_open = false; /* a notification: nothing to count */
+  }
   if (params && !json_is_null(params)) {
     if (!json_is_object(params)) {
       sess_reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: params must be an object", NULL);
@@ -1578,6 +1691,8 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
     return;
   }
   rc.meta = meta;
+  /* W3C trace context: the caller's, continued with a span of our own, or a new trace */
+  if (trace_continue_json(json_object_get(meta, "traceparent"), &s->m_scope.trace) != 0) trace_new(&s->m_scope.trace);
 
   /* Era: per request, from _meta (2026-07-28 versioning.mdx). */
   json_t *pv = json_object_get(meta, "io.modelcontextprotocol/protocolVersion");
@@ -1655,10 +1770,10 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
       }
     return; /* unknown notifications are ignored */
   }
-  for (size_t i = 0; i < sizeof k_requests / sizeof k_requests[0]; i++) {
-    if (strcmp(name, k_requests[i].name) != 0) continue;
-    if (k_requests[i].eras & era) {
-      k_requests[i].fn(s, &rc);
+  if (mlabel < N_REQ_METHODS && strcmp(name, k_requests[mlabel].name) == 0) { /* not an alias */
+    const method_entry *e = &k_requests[mlabel];
+    if (e->eras & era) {
+      e->fn(s, &rc);
       return;
     }
     if (!rc.modern && strcmp(name, "server/discover") == 0) {
@@ -1666,7 +1781,7 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
                 "Invalid params: server/discover requires _meta io.modelcontextprotocol/protocolVersion", NULL);
       return;
     }
-    break; /* removed in this era */
+    /* removed in this era */
   }
   char msg[200];
   snprintf(msg, sizeof msg, "Method not found: %.120s", name);
@@ -1701,7 +1816,9 @@ void mcp_session_feed_json(mcp_session *s, json_t *msg) {
     return;
   }
   alloc_watch w = alloc_watch_begin(); /* the unit of work that sess_reply() and sess_reply_err() read */
+  const trace_scope *outer = msg_begin(s);
   handle_message(s, msg, NULL);
+  msg_end(s, outer);
   (void)alloc_watch_end(w);
 }
 
@@ -1713,7 +1830,9 @@ void mcp_session_feed_json_versioned(mcp_session *s, json_t *msg, const char *he
     return;
   }
   alloc_watch w = alloc_watch_begin();
+  const trace_scope *outer = msg_begin(s);
   handle_message(s, msg, header_version && *header_version ? header_version : NULL);
+  msg_end(s, outer);
   (void)alloc_watch_end(w);
 }
 
@@ -1729,9 +1848,17 @@ void mcp_session_msg_route(const json_t *msg, const char **method, const char **
     *name = json_string_value(json_object_get(p, "taskId"));
 }
 
+static void feed_text(mcp_session *s, const char *msg, size_t len);
+
 void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {
   LOOP_THREAD_ONLY();
   if (s->ended) return;
+  const trace_scope *outer = msg_begin(s);
+  feed_text(s, msg, len);
+  msg_end(s, outer);
+}
+
+static void feed_text(mcp_session *s, const char *msg, size_t len) {
   if (len > s->o.max_message_bytes) {
     char m[128];
     snprintf(m, sizeof m, "Invalid Request: message of %zu bytes exceeds the limit of %zu", len, s->o.max_message_bytes);

@@ -196,6 +196,8 @@ typedef struct mcp_session_opts {
                                         protocolVersion is -32602 and an unknown one gets the latest */
   bool quiet_logs;             /* legacy era: no notifications/message until logging/setLevel */
   bool ascii_only;             /* escape non-ASCII in outgoing messages (\uXXXX) */
+  const char *transport;       /* "stdio", "http" or "p2p" (static; NULL = "stdio"): the
+                                  transport label of peermcp_mcp_requests_total and the log field */
   int busy_code;               /* max_inflight reached: 0 = -32603 */
   const char *busy_message;    /* NULL = "too many requests in flight" */
 } mcp_session_opts;

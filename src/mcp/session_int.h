@@ -12,6 +12,7 @@
 #include "mcp/session.h"
 #include "util/alloc.h"
 #include "util/jwrite.h"
+#include "util/trace.h"
 
 enum {
   RPC_PARSE_ERROR = MCP_RPC_PARSE_ERROR,
@@ -68,6 +69,8 @@ typedef struct sess_req {
   bool modern;
   uint8_t rounds;  /* rounds of client questions so far */
   uint8_t waiting; /* legacy: server-to-client requests not answered yet */
+  uint8_t m_method; /* metrics: the method's label index */
+  int64_t m_start_us; /* metrics: when the request arrived */
 } sess_req;
 
 /* What a handler-backed request is about, read from its params. */
@@ -129,6 +132,14 @@ struct mcp_session {
   bool ended; /* init_required refused a request: input is ignored */
   bool ready; /* initialized, or a modern request was served */
   struct req_ctx *cur; /* the request a method hook is handling (mcp_session_start_call) */
+  /* Observability: the message being handled (its trace scope is current meanwhile) and, until
+   * answered or taken over by a request in flight, its metrics (method label, arrival, id). */
+  int m_transport;      /* label index of o.transport, -1 = not counted */
+  trace_scope m_scope;
+  bool m_open;
+  const json_t *m_id;
+  unsigned m_method;
+  int64_t m_start_us;
 };
 
 /* Per-request context. */

@@ -16,6 +16,7 @@
 #include "util/alloc.h"
 #include "util/check.h"
 #include "util/jwrite.h"
+#include "util/trace.h"
 
 static atomic_int g_level = LOG_INFO;
 static atomic_int g_fd = 2;
@@ -74,6 +75,7 @@ static char *log_format(log_level level, const char *msg, const char *fmt, va_li
     if (!json_object_get(line, k)) json_object_set(line, k, v);
   }
   json_decref(obj);
+  trace_scope_log_fields(line); /* the request this thread works for (util/trace.h) */
   char *text = jwrite_dumps(line, JWRITE_ASCII); /* shortest numbers; NULL if anything failed */
   json_decref(line);
   return text;
