@@ -16,6 +16,7 @@
 #include "taskq/rpc_tool.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 /* How often one request may be refused before it ran (-32010 rate_limited /
  * too_many_requests) and sent again. */
@@ -624,6 +625,31 @@ int svc_client_new(uv_loop_t *loop, p2p_host *host, const char *target, const sv
   return 0;
 }
 
+/* W3C trace context on every request made on behalf of another one: params._meta.traceparent
+ * from an op message's own traceparent, else from the calling thread's request scope
+ * (util/trace.h); a request that already carries one keeps it. 0 or -ENOMEM. */
+static int add_traceparent(json_t **params) {
+  json_t *meta = json_object_get(*params, "_meta");
+  if (json_is_object(meta) && json_object_get(meta, "traceparent")) return 0;
+  char tp[TRACE_PARENT_LEN + 1];
+  trace_ctx t;
+  if (trace_continue_json(json_object_get(json_object_get(*params, "arguments"), "traceparent"), &t) == 0) {
+    json_t *a = json_object_get(json_object_get(*params, "arguments"), "traceparent");
+    snprintf(tp, sizeof tp, "%s", json_string_value(a));
+  } else if (trace_current()) {
+    trace_format(trace_current(), tp);
+  } else {
+    return 0;
+  }
+  if (!*params && !(*params = json_object())) return -ENOMEM;
+  if (!json_is_object(*params)) return 0;
+  if (!json_is_object(meta)) {
+    meta = json_object();
+    if (!meta || json_object_set_new(*params, "_meta", meta) != 0) return -ENOMEM;
+  }
+  return json_object_set_new(meta, "traceparent", json_string(tp)) == 0 ? 0 : -ENOMEM;
+}
+
 /* params: copied, or — own — taken over (the caller built it and hands its reference over,
  * on success and failure alike). */
 static int enqueue(svc_client *c, const char *method, json_t *params, bool own, bool idempotent, bool rpc,
@@ -639,7 +665,7 @@ static int enqueue(svc_client *c, const char *method, json_t *params, bool own, 
   }
   r->method = strdup(method);
   r->params = !params ? NULL : own ? params : json_deep_copy(params);
-  if (!r->method || (params && !r->params)) {
+  if (!r->method || (params && !r->params) || add_traceparent(&r->params) != 0) {
     req_free(r);
     return -ENOMEM;
   }
@@ -685,6 +711,11 @@ int svc_client_rpc(svc_client *c, json_t *msg, uint32_t timeout_ms, svc_client_c
   json_t *m = json_deep_copy(msg);
   if (!m) return -ENOMEM;
   if (c->token && !json_object_get(m, "token")) json_object_set_new(m, "token", json_string(c->token));
+  if (!json_object_get(m, "traceparent") && trace_current()) { /* for peers that read no _meta */
+    char tp[TRACE_PARENT_LEN + 1];
+    trace_format(trace_current(), tp);
+    json_object_set_new(m, "traceparent", json_string(tp));
+  }
   bool idem = rpc_retry_safe(m);
   json_t *params = json_pack("{s:s, s:o}", "name", TASKQ_RPC_TOOL, "arguments", m);
   if (!params) return -ENOMEM;

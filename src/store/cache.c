@@ -24,6 +24,7 @@
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 #define STRIPES 64
 #define RECORD_OVERHEAD (TTLCACHE_MAX_KEY_BYTES * 6 + 256) /* key escaped + the other fields */
@@ -49,8 +50,53 @@ struct ttlcache {
   centry *head, *tail; /* head = most recently used */
   unsigned gen;
   ttlcache_stats st;
+  uint64_t pub_bytes, pub_entries; /* what this cache adds to the process gauges (under mu) */
   pthread_mutex_t stripe[STRIPES];
 };
+
+/* ---- metrics: operations by op and outcome; bytes and entries of every open cache ---- */
+
+enum { CM_GET, CM_HAS, CM_SET, CM_DELETE, CM_SWEEP, CM_N };
+enum { CO_HIT, CO_MISS, CO_OK, CO_ERROR, CO_N };
+static const char *const k_cm_ops[CM_N] = {"get", "has", "set", "delete", "sweep"};
+static const char *const k_cm_outcomes[CO_N] = {"hit", "miss", "ok", "error"};
+static _Atomic uint64_t g_cops_cells[CM_N * CO_N];
+static metrics_family g_cache_ops = {
+    .name = "peermcp_cache_ops_total",
+    .help = "Cache operations, by op and outcome (get/has: hit or miss; delete: ok, or miss when nothing was there).",
+    .kind = METRICS_COUNTER,
+    .ndims = 2,
+    .dims = {{"op", k_cm_ops, CM_N, NULL}, {"outcome", k_cm_outcomes, CO_N, NULL}},
+    .cells = g_cops_cells,
+};
+METRICS_REGISTER(g_cache_ops)
+static _Atomic uint64_t g_cbytes_cell[1], g_centries_cell[1];
+static metrics_family g_cache_bytes = {.name = "peermcp_cache_bytes",
+                                       .help = "Bytes of the cache's entry files.",
+                                       .kind = METRICS_GAUGE,
+                                       .cells = g_cbytes_cell};
+METRICS_REGISTER(g_cache_bytes)
+static metrics_family g_cache_entries = {.name = "peermcp_cache_entries",
+                                         .help = "Entries in the cache.",
+                                         .kind = METRICS_GAUGE,
+                                         .cells = g_centries_cell};
+METRICS_REGISTER(g_cache_entries)
+
+static void cm_record(unsigned op, unsigned outcome) {
+  metrics_inc(&g_cache_ops, metrics_series2(&g_cache_ops, op, outcome));
+}
+
+/* Moves the gauges by what changed in this cache's index since the last call (a process may
+ * have several caches: the gauges are their sum). */
+static void cm_publish(ttlcache *c) {
+  pthread_mutex_lock(&c->mu);
+  int64_t db = (int64_t)(c->st.bytes - c->pub_bytes), de = (int64_t)(c->st.entries - c->pub_entries);
+  c->pub_bytes = c->st.bytes;
+  c->pub_entries = c->st.entries;
+  pthread_mutex_unlock(&c->mu);
+  if (db) metrics_gauge_add(&g_cache_bytes, 0, db);
+  if (de) metrics_gauge_add(&g_cache_entries, 0, de);
+}
 
 void ttlcache_options_default(ttlcache_options *o) {
   memset(o, 0, sizeof *o);
@@ -406,11 +452,14 @@ int ttlcache_open(const ttlcache_options *o, ttlcache **out) {
     return rc;
   }
   *out = c;
+  cm_publish(c);
   return 0;
 }
 
 void ttlcache_close(ttlcache *c) {
   if (!c) return;
+  metrics_gauge_add(&g_cache_bytes, 0, -(int64_t)c->pub_bytes);
+  metrics_gauge_add(&g_cache_entries, 0, -(int64_t)c->pub_entries);
   for (size_t i = 0; i < c->nbucket; i++) {
     centry *e = c->bucket[i];
     while (e) {
@@ -547,13 +596,18 @@ int ttlcache_get(ttlcache *c, const char *key, json_t **value) {
   *value = NULL;
   bool hit;
   int rc = lookup(c, key, value, &hit);
+  cm_record(CM_GET, rc ? CO_ERROR : hit ? CO_HIT : CO_MISS);
+  cm_publish(c); /* a read may drop an expired or corrupt entry */
   if (rc) return rc;
   return hit ? 0 : -ENOENT;
 }
 
 int ttlcache_has(ttlcache *c, const char *key, bool *hit) {
   *hit = false;
-  return lookup(c, key, NULL, hit);
+  int rc = lookup(c, key, NULL, hit);
+  cm_record(CM_HAS, rc ? CO_ERROR : *hit ? CO_HIT : CO_MISS);
+  cm_publish(c);
+  return rc;
 }
 
 /* ---- write ---- */
@@ -586,7 +640,16 @@ static void enforce_limits(ttlcache *c, const uint8_t keep[32]) {
   }
 }
 
+static int set_impl(ttlcache *c, const char *key, json_t *value, const double *ttl_s);
+
 int ttlcache_set(ttlcache *c, const char *key, json_t *value, const double *ttl_s) {
+  int rc = set_impl(c, key, value, ttl_s);
+  cm_record(CM_SET, rc ? CO_ERROR : CO_OK);
+  cm_publish(c);
+  return rc;
+}
+
+static int set_impl(ttlcache *c, const char *key, json_t *value, const double *ttl_s) {
   int rc = key_ok(key);
   if (rc) return rc;
   if (!value) return -EINVAL;
@@ -663,7 +726,10 @@ out:
 int ttlcache_delete(ttlcache *c, const char *key, bool *deleted) {
   *deleted = false;
   int rc = key_ok(key);
-  if (rc) return rc;
+  if (rc) {
+    cm_record(CM_DELETE, CO_ERROR);
+    return rc;
+  }
   uint8_t h[32];
   char name[70];
   hash_key(key, h);
@@ -682,12 +748,23 @@ int ttlcache_delete(ttlcache *c, const char *key, bool *deleted) {
   if (e) idx_remove(c, e);
   if (*deleted) c->st.deletes++;
   pthread_mutex_unlock(&c->mu);
+  cm_record(CM_DELETE, rc ? CO_ERROR : *deleted ? CO_OK : CO_MISS);
+  cm_publish(c);
   return rc;
 }
 
 /* ---- sweep ---- */
 
+static int sweep_impl(ttlcache *c, size_t *removed);
+
 int ttlcache_sweep(ttlcache *c, size_t *removed) {
+  int rc = sweep_impl(c, removed);
+  cm_record(CM_SWEEP, rc < 0 ? CO_ERROR : CO_OK);
+  cm_publish(c);
+  return rc;
+}
+
+static int sweep_impl(ttlcache *c, size_t *removed) {
   size_t n = 0;
   int rc = scan(c);
   if (rc < 0) return rc;

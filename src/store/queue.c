@@ -20,6 +20,7 @@
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 #define TQ_MAX_TYPE_BYTES 256
 #define TQ_MAX_WORKER_BYTES 256
@@ -434,6 +435,31 @@ void tq_close(tq_queue *q) {
   free(q);
 }
 
+/* ---- metrics: every operation that reached the queue, by op and outcome ---- */
+
+enum { QM_GET = TQOP_PROGRESS + 1, QM_LIST, QM_WAIT, QM_COUNT, QM_N };
+static const char *const k_qm_ops[QM_N] = {"submit",  "claim",  "heartbeat", "complete", "retry",
+                                          "release", "cancel", "delete",    "recover",  "prune",
+                                          "progress", "get",   "list",      "wait",     "count"};
+/* ok; empty (a claim that found nothing); not_found; lease_lost (fencing); conflict (an
+ * idempotency key or task id naming other work); error (anything else) */
+static const char *const k_qm_outcomes[] = {"ok", "empty", "not_found", "lease_lost", "conflict", "error"};
+static _Atomic uint64_t g_qops_cells[QM_N * 6];
+static metrics_family g_queue_ops = {
+    .name = "peermcp_queue_ops_total",
+    .help = "Task queue operations, by op and outcome.",
+    .kind = METRICS_COUNTER,
+    .ndims = 2,
+    .dims = {{"op", k_qm_ops, QM_N, NULL}, {"outcome", k_qm_outcomes, 6, NULL}},
+    .cells = g_qops_cells,
+};
+METRICS_REGISTER(g_queue_ops)
+
+static void qm_record(unsigned op, int rc, bool empty) {
+  unsigned o = rc == 0 ? (empty ? 1 : 0) : rc == -ENOENT ? 2 : rc == -ESTALE ? 3 : rc == -EEXIST ? 4 : 5;
+  metrics_inc(&g_queue_ops, metrics_series2(&g_queue_ops, op, o));
+}
+
 /* ---- sync execution ---- */
 
 typedef struct {
@@ -454,6 +480,7 @@ static int run_sync(tq_queue *q, tq_op *op) {
     rc = op->rc;
   }
   sem_destroy(&s.sem);
+  qm_record(op->kind, rc, op->kind == TQOP_CLAIM && op->n_tasks == 0);
   return rc;
 }
 
@@ -581,6 +608,8 @@ static int prepare_submit(tq_queue *q, const tq_submit_req *req, tq_op *op, char
   op->idem_key = idem;
   op->session_id = payload_str(p, sess_names);
   op->sticky = payload_str(p, sticky_names);
+  op->traceparent = req->traceparent && *req->traceparent ? req->traceparent : NULL;
+  if (op->traceparent && !text_ok(op->traceparent, TQ_MAX_TRACEPARENT_BYTES, false)) goto bad;
   if ((op->session_id && strlen(op->session_id) > TQ_MAX_KEY_BYTES) ||
       (op->sticky && strlen(op->sticky) > TQ_MAX_WORKER_BYTES))
     goto bad;
@@ -615,11 +644,12 @@ typedef struct {
   tq_submit_cb cb;
   void *ud;
   tq_queue *q;
-  char *payload, *type, *model, *idem, *session, *sticky;
+  char *payload, *type, *model, *idem, *session, *sticky, *traceparent;
 } async_submit;
 
 static void async_done(tq_op *op) {
   async_submit *a = (async_submit *)op;
+  qm_record(TQOP_SUBMIT, op->rc, false);
   if (op->rc == 0 && !op->replayed) work_changed(a->q, op->task_type);
   a->cb(op->rc, op->rc == 0 ? op->task_id : NULL, op->replayed, a->ud);
   free(a->payload);
@@ -628,6 +658,7 @@ static void async_done(tq_op *op) {
   free(a->idem);
   free(a->session);
   free(a->sticky);
+  free(a->traceparent);
   free(a);
 }
 
@@ -645,8 +676,9 @@ int tq_submit_async(tq_queue *q, const tq_submit_req *req, tq_submit_cb cb, void
   a->idem = tq__strdup(a->op.idem_key);
   a->session = tq__strdup(a->op.session_id);
   a->sticky = tq__strdup(a->op.sticky);
+  a->traceparent = tq__strdup(a->op.traceparent);
   if (!a->type || !a->model || (a->op.idem_key && !a->idem) || (a->op.session_id && !a->session) ||
-      (a->op.sticky && !a->sticky)) {
+      (a->op.sticky && !a->sticky) || (a->op.traceparent && !a->traceparent)) {
     rc = -ENOMEM;
     goto fail;
   }
@@ -655,6 +687,7 @@ int tq_submit_async(tq_queue *q, const tq_submit_req *req, tq_submit_cb cb, void
   a->op.idem_key = a->idem;
   a->op.session_id = a->session;
   a->op.sticky = a->sticky;
+  a->op.traceparent = a->traceparent;
   a->cb = cb;
   a->ud = ud;
   a->q = q;
@@ -905,7 +938,9 @@ int tq_maintain(tq_queue *q) {
 int tq_get(tq_queue *q, const char *task_id, tq_task **out) {
   *out = NULL;
   if (!task_id_ok(task_id)) return task_id && *task_id ? -ENOENT : -EINVAL;
-  return q->ops->get(q->be, task_id, out);
+  int rc = q->ops->get(q->be, task_id, out);
+  qm_record(QM_GET, rc, false);
+  return rc;
 }
 
 int tq_list(tq_queue *q, const tq_list_opts *o, tq_task ***out, size_t *n_out) {
@@ -919,10 +954,16 @@ int tq_list(tq_queue *q, const tq_list_opts *o, tq_task ***out, size_t *n_out) {
   if (c.n_task_types > 256) return -EINVAL;
   for (size_t i = 0; i < c.n_task_types; i++)
     if (!text_ok(c.task_types[i], TQ_MAX_TYPE_BYTES, false)) return -EINVAL;
-  return q->ops->list(q->be, &c, out, n_out);
+  int rc = q->ops->list(q->be, &c, out, n_out);
+  qm_record(QM_LIST, rc, false);
+  return rc;
 }
 
-int tq_count(tq_queue *q, tq_counts *out) { return q->ops->count(q->be, clock_wall_s(), out); }
+int tq_count(tq_queue *q, tq_counts *out) {
+  int rc = q->ops->count(q->be, clock_wall_s(), out);
+  qm_record(QM_COUNT, rc, false);
+  return rc;
+}
 
 int tq_stats_json(tq_queue *q, json_t **out) { return q->ops->stats_json(q->be, out); }
 
@@ -1007,6 +1048,7 @@ int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled
   pthread_mutex_unlock(&q->wmu);
   pthread_cond_destroy(&w.cv);
   if (rc == 0) *out = t;
+  qm_record(QM_WAIT, rc, false);
   return rc;
 }
 
@@ -1023,6 +1065,7 @@ void tq_task_free(tq_task *t) {
   free(t->idempotency_key);
   free(t->session_id);
   free(t->sticky_worker_id);
+  free(t->traceparent);
   free(t);
 }
 
@@ -1071,6 +1114,7 @@ json_t *tq_task_to_json(const tq_task *t, unsigned flags) {
   if (flags & TQ_JSON_EXTRA) {
     bad |= json_object_set_new(o, "lease_epoch", json_integer(t->lease_epoch));
     bad |= json_object_set_new(o, "cancel_requested", json_boolean(t->cancel_requested));
+    if (t->traceparent) bad |= json_object_set_new(o, "traceparent", json_string(t->traceparent));
   }
   if (bad) {
     json_decref(o);

@@ -120,6 +120,8 @@ typedef struct tq_task {
   bool cancel_requested;
   char *session_id;          /* from payload session_id / session / p2p_session, or NULL */
   char *sticky_worker_id;    /* from payload sticky_worker_id / sticky_worker, or NULL */
+  char *traceparent;         /* W3C traceparent of the request that submitted it (util/trace.h:
+                                its trace id and span), or NULL; column traceparent */
 } tq_task;
 
 void tq_task_free(tq_task *t);
@@ -129,7 +131,8 @@ enum {
   TQ_JSON_FULL = 0,       /* the 17-key Python "full task dict" (get / list) */
   TQ_JSON_CLAIM = 1,      /* the 7-key claim reply: task_id, task_type, model_name, payload,
                              created_at, status, assigned_worker */
-  TQ_JSON_EXTRA = 1u << 4 /* or-ed in: adds lease_epoch and cancel_requested */
+  TQ_JSON_EXTRA = 1u << 4 /* or-ed in: adds lease_epoch and cancel_requested, and traceparent
+                             when the task has one (Python peers ignore these keys) */
 };
 /* A new JSON object for the task (payload / result parsed back to JSON); NULL on ENOMEM. */
 json_t *tq_task_to_json(const tq_task *t, unsigned flags);
@@ -147,7 +150,11 @@ typedef struct tq_submit_req {
   bool has_priority;     int priority;        /* 1..10 (payload: clamped, non-int → 5) */
   bool has_max_attempts; int max_attempts;    /* 0 = unlimited or 1..1000 (payload: clamped) */
   bool has_next_attempt_at; double next_attempt_at; /* >= 0 (payload: floored at 0) */
+  const char *traceparent;     /* the submitting request's trace (W3C traceparent), NULL = none;
+                                  at most TQ_MAX_TRACEPARENT_BYTES printable UTF-8 (else -EINVAL) */
 } tq_submit_req;
+
+#define TQ_MAX_TRACEPARENT_BYTES 256
 
 /* Submits durably. *task_id_out (33 bytes) gets the id; *replayed (may be NULL) is true when an
  * identical submit with the same idempotency key / task_id already existed. */

@@ -24,6 +24,7 @@ struct tq_op {
   bool explicit_id;         /* submit: task_id given by the caller */
   /* submit (normalised by queue.c) */
   const char *task_type, *model_name, *payload_json, *idem_key, *session_id, *sticky;
+  const char *traceparent; /* NULL = none */
   int priority, max_attempts;
   double next_attempt_at;
   /* claim */

@@ -99,7 +99,7 @@ static int exec(sqlite3 *db, const char *sql) {
 #define COLS                                                                                       \
   "task_id, task_type, model_name, payload_json, status, assigned_worker, created_at, updated_at, " \
   "result_json, error, priority, attempt, max_attempts, next_attempt_at, lease_until, heartbeat_at, " \
-  "idempotency_key, lease_epoch, cancel_requested, session_id, sticky_worker_id"
+  "idempotency_key, lease_epoch, cancel_requested, session_id, sticky_worker_id, traceparent"
 
 static char *col_dup(sqlite3_stmt *s, int i) {
   if (sqlite3_column_type(s, i) == SQLITE_NULL) return NULL;
@@ -137,6 +137,7 @@ static tq_task *row_task(sqlite3_stmt *s) {
   t->cancel_requested = sqlite3_column_int(s, 18) != 0;
   t->session_id = col_dup(s, 19);
   t->sticky_worker_id = col_dup(s, 20);
+  t->traceparent = col_dup(s, 21);
   if (!t->task_type || !t->model_name || !t->payload_json) {
     tq_task_free(t);
     return NULL;
@@ -154,7 +155,7 @@ static const char *schema_sql =
     " priority INTEGER DEFAULT 5, attempt INTEGER DEFAULT 0, max_attempts INTEGER DEFAULT 3,"
     " next_attempt_at REAL DEFAULT 0, lease_until REAL, heartbeat_at REAL, idempotency_key TEXT,"
     " lease_epoch INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0,"
-    " session_id TEXT, sticky_worker_id TEXT);";
+    " session_id TEXT, sticky_worker_id TEXT, traceparent TEXT);";
 
 /* Partial indexes: a submit touches only the primary key, idx_tasks_status_created and the
  * queued-only claim index; the lease and prune indexes hold running / terminal rows only. */
@@ -177,7 +178,7 @@ static const struct {
     {"lease_until", "REAL"},                    {"heartbeat_at", "REAL"},
     {"idempotency_key", "TEXT"},                {"lease_epoch", "INTEGER NOT NULL DEFAULT 0"},
     {"cancel_requested", "INTEGER NOT NULL DEFAULT 0"}, {"session_id", "TEXT"},
-    {"sticky_worker_id", "TEXT"},
+    {"sticky_worker_id", "TEXT"},               {"traceparent", "TEXT"},
 };
 
 static bool has_column(sqlite3 *db, const char *name) {
@@ -343,8 +344,8 @@ static const char *stmt_sql[S_NSTMT] = {
     [S_INSERT] = "INSERT INTO tasks (task_id, task_type, model_name, payload_json, status, assigned_worker,"
                  " created_at, updated_at, result_json, error, priority, attempt, max_attempts, next_attempt_at,"
                  " lease_until, heartbeat_at, idempotency_key, lease_epoch, cancel_requested, session_id,"
-                 " sticky_worker_id) VALUES (?1, ?2, ?3, ?4, 'queued', NULL, ?5, ?5, NULL, NULL, ?6, 0, ?7, ?8,"
-                 " NULL, NULL, ?9, 0, 0, ?10, ?11)",
+                 " sticky_worker_id, traceparent) VALUES (?1, ?2, ?3, ?4, 'queued', NULL, ?5, ?5, NULL, NULL,"
+                 " ?6, 0, ?7, ?8, NULL, NULL, ?9, 0, 0, ?10, ?11, ?12)",
     /* expired leases: tasks with attempts left go back to queued … */
     [S_RECOVER_Q] = "UPDATE tasks SET status = 'queued', assigned_worker = NULL, lease_until = NULL,"
                     " heartbeat_at = NULL, updated_at = ?1 WHERE task_id IN (SELECT task_id FROM tasks"
@@ -470,6 +471,7 @@ static int do_submit(wctx *w, tq_op *op) {
   bind_text(s, 9, op->idem_key);
   bind_text(s, 10, op->session_id);
   bind_text(s, 11, op->sticky);
+  bind_text(s, 12, op->traceparent);
   return step_done(w, s);
 }
 

@@ -9,6 +9,7 @@
 
 #include "taskq/task_type.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 #define MAX_TYPES 256
 
@@ -71,6 +72,8 @@ struct slot {
   uint64_t lease_end_ms; /* loop ms: when the lease runs out unless renewed */
   uint64_t claim_sent_ms; /* loop ms: when the claim in flight went out */
   bool kicked; /* new work was announced while the claim was in flight */
+  trace_scope scope; /* the running task's trace: its log lines, its call and the source ops
+                        made for it carry it (util/trace.h) */
 };
 
 static void maybe_all_stopped(taskq_runner *r);
@@ -162,6 +165,7 @@ static void finish_cb(void *ud, int rc) {
   taskq_runner *r = s->r;
   s->pending--;
   uint64_t now = uv_now(r->o.loop);
+  const trace_scope *outer = trace_scope_enter(&s->scope); /* lines about the task; not the next claim */
   if (finish_retryable(rc) && s->task && now + 100 < s->lease_end_ms && !(r->stopping && r->grace_over)) {
     /* a worker never drops a result it holds: try again while the lease may still be ours */
     uint32_t d = 100u << (s->fin_tries < 6 ? s->fin_tries : 6);
@@ -170,6 +174,7 @@ static void finish_cb(void *ud, int rc) {
     log_write(LOG_INFO, "runner: finishing a task failed; trying again", "{s:s, s:s, s:s, s:s, s:i}", "worker",
               s->worker_id, "task_id", s->task->task_id, "source", src_of(s)->name, "error", strerror(-rc), "delay_ms",
               (int)d);
+    trace_scope_leave(outer);
     uv_timer_start(&s->timer, on_timer, d, 0);
     maybe_all_stopped(r);
     return;
@@ -180,6 +185,7 @@ static void finish_cb(void *ud, int rc) {
   else if (rc != 0)
     log_write(LOG_WARNING, "runner: finishing a task failed", "{s:s, s:s, s:s, s:s}", "worker", s->worker_id, "task_id",
               s->task ? s->task->task_id : "", "source", src_of(s)->name, "error", strerror(rc < 0 ? -rc : rc));
+  trace_scope_leave(outer);
   task_done_with(s);
   if (s->sleep_after) {
     /* a source that hands out what we cannot run would hand it out again at once */
@@ -338,7 +344,9 @@ static void on_timer(uv_timer_t *t) {
   if (s->state == SL_SLEEPING) {
     slot_idle(s);
   } else if (s->state == SL_FINISHING && s->task) {
+    const trace_scope *outer = trace_scope_enter(&s->scope);
     slot_finish_send(s); /* the retry of a finish */
+    trace_scope_leave(outer);
   } else if (s->state == SL_CLAIMING && s->r->stopping) {
     /* stopping: a claim waiting for work at the source answers now */
     taskq_source *src = src_of(s);
@@ -348,10 +356,12 @@ static void on_timer(uv_timer_t *t) {
     s->hb_inflight = true;
     s->hb_gen = s->run_gen;
     s->pending++;
+    const trace_scope *outer = trace_scope_enter(&s->scope); /* the heartbeat belongs to the task */
     if (src_of(s)->vt->heartbeat(src_of(s)->impl, &l, s->r->o.lease_seconds, heartbeat_cb, s) != 0) {
       s->pending--;
       s->hb_inflight = false; /* try again at the next tick */
     }
+    trace_scope_leave(outer);
   }
 }
 
@@ -412,7 +422,7 @@ static void slot_run(slot *s) {
   if (!json_is_object(args)) args = owned = args && !json_is_null(args) ? json_pack("{s:O}", "value", args) : json_object();
   s->state = SL_RUNNING;
   mcp_call_request req = {.tool = s->tool, .args = args, .auth = &r->run_as, .remote = true,
-                          .timeout_ms = r->o.tool_timeout_ms};
+                          .timeout_ms = r->o.tool_timeout_ms, .trace = &s->scope.trace, .transport = "task"};
   int rc = mcp_dispatch_start(r->o.dispatcher, &req, call_done, s, &s->call);
   json_decref(owned);
   if (rc < 0) {
@@ -444,6 +454,25 @@ static void source_answered(taskq_runner *r, size_t src, int rc) {
   r->src_err[src] = rc;
 }
 
+/* A claim handed us a task (inside its trace scope). */
+static void claim_took(slot *s, taskq_task *task) {
+  taskq_runner *r = s->r;
+  if (r->stopping) { /* claimed while stopping: give it back */
+    finish_release(s, r->stop_reason);
+    return;
+  }
+  if (!type_supported(r, task->task_type)) {
+    /* the source did not filter (a peer that ignores supported_task_types): leave it to a
+     * worker that can run it, without burning an attempt, and look again later */
+    r->st.claimed++;
+    s->sleep_after = true;
+    finish_release(s, "unsupported_task_type");
+    return;
+  }
+  s->sleep_ms = 0;
+  slot_run(s);
+}
+
 static void claim_cb(void *ud, int rc, taskq_task *task) {
   slot *s = ud;
   taskq_runner *r = s->r;
@@ -453,20 +482,13 @@ static void claim_cb(void *ud, int rc, taskq_task *task) {
     s->task = task;
     s->tried = 0;
     s->lease_end_ms = uv_now(r->o.loop) + (uint64_t)(r->o.lease_seconds * 1000);
-    if (r->stopping) { /* claimed while stopping: give it back */
-      finish_release(s, r->stop_reason);
-      return;
-    }
-    if (!type_supported(r, task->task_type)) {
-      /* the source did not filter (a peer that ignores supported_task_types): leave it to a
-       * worker that can run it, without burning an attempt, and look again later */
-      r->st.claimed++;
-      s->sleep_after = true;
-      finish_release(s, "unsupported_task_type");
-      return;
-    }
-    s->sleep_ms = 0;
-    slot_run(s);
+    /* the trace of the request that submitted the task (a new one for a task without) */
+    memset(&s->scope, 0, sizeof s->scope);
+    trace_child(trace_valid(&task->trace) ? &task->trace : NULL, &s->scope.trace);
+    s->scope.transport = "task";
+    const trace_scope *outer = trace_scope_enter(&s->scope);
+    claim_took(s, task);
+    trace_scope_leave(outer);
     return;
   }
   if (++s->tried < r->o.n_sources && !r->stopping) {
@@ -501,7 +523,10 @@ static void slot_claim(slot *s) {
                          .wait_s = r->o.once ? 0 : r->o.claim_wait_s};
   s->claim_sent_ms = uv_now(r->o.loop);
   s->pending++;
+  /* a claim works for no request: it must not carry the trace of the task that just ended */
+  const trace_scope *outer = trace_scope_enter(NULL);
   int rc = src_of(s)->vt->claim(src_of(s)->impl, &req, claim_cb, s);
+  trace_scope_leave(outer);
   if (rc != 0) {
     s->pending--;
     source_answered(r, s->src, rc);

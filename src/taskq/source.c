@@ -38,7 +38,10 @@ static taskq_task *task_new(const char *id, const char *type, json_t *payload /*
 
 taskq_task *taskq_task_from_tq(const tq_task *t) {
   json_t *payload = json_loads(t->payload_json ? t->payload_json : "{}", JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-  return task_new(t->task_id, t->task_type, payload, t->assigned_worker, t->lease_epoch);
+  taskq_task *k = task_new(t->task_id, t->task_type, payload, t->assigned_worker, t->lease_epoch);
+  /* the trace continues from the submitter's span, which the stored traceparent names */
+  if (k && t->traceparent && trace_continue(t->traceparent, &k->trace) != 0) memset(&k->trace, 0, sizeof k->trace);
+  return k;
 }
 
 taskq_task *taskq_task_from_json(const json_t *task, const char *worker_id) {
@@ -48,8 +51,12 @@ taskq_task *taskq_task_from_json(const json_t *task, const char *worker_id) {
   if (!json_is_string(id) || !json_is_string(type)) return NULL;
   const char *w = json_is_string(aw) && json_string_length(aw) ? json_string_value(aw) : worker_id;
   json_t *payload = json_object_get(task, "payload");
-  return task_new(json_string_value(id), json_string_value(type), payload ? json_incref(payload) : json_object(), w,
-                  json_is_integer(ep) ? json_integer_value(ep) : 0);
+  taskq_task *k = task_new(json_string_value(id), json_string_value(type),
+                           payload ? json_incref(payload) : json_object(), w,
+                           json_is_integer(ep) ? json_integer_value(ep) : 0);
+  if (k && trace_continue_json(json_object_get(task, "traceparent"), &k->trace) != 0)
+    memset(&k->trace, 0, sizeof k->trace);
+  return k;
 }
 
 void taskq_source_free(taskq_source *s) {

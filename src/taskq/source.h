@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "store/queue.h"
+#include "util/trace.h"
 
 #define TASKQ_MAX_WORKER_ID 200
 
@@ -45,12 +46,14 @@ typedef struct taskq_task {
   json_t *payload;                           /* an object (a non-object is wrapped {"payload": x}) */
   char worker_id[TASKQ_MAX_WORKER_ID + 1];  /* the id it was claimed under: the fence */
   int64_t lease_epoch;                       /* 0 when the source has none (Python peers) */
+  trace_ctx trace; /* the submitting request's trace (its span as the parent), or all zero */
 } taskq_task;
 
 void taskq_task_free(taskq_task *t);
 /* From a queue row (payload parsed). NULL on ENOMEM or an unparsable payload. */
 taskq_task *taskq_task_from_tq(const tq_task *t);
-/* From a claim reply's task object ({task_id, task_type, payload, assigned_worker, lease_epoch});
+/* From a claim reply's task object ({task_id, task_type, payload, assigned_worker, lease_epoch,
+ * traceparent});
  * worker_id is used when the object names no assigned_worker. NULL when the object is not a task
  * (no task_id or task_type, over-long strings) or on ENOMEM. */
 taskq_task *taskq_task_from_json(const json_t *task, const char *worker_id);

@@ -16,6 +16,8 @@
 #include "util/clock.h"
 #include "util/jwrite.h"
 #include "util/log.h"
+#include "util/metrics.h"
+#include "util/trace.h"
 
 #define TQO_MAX_KEY 4096
 
@@ -449,6 +451,14 @@ static json_t *op_submit(op_env *e) {
   req.payload = payload;
   req.task_id = get_str(m, "task_id");
   req.idempotency_key = get_str(m, "idempotency_key");
+  /* the task remembers the trace of the request that submitted it: the worker that runs it,
+   * on any node, continues that trace (taskq/runner.c) */
+  char tp[TRACE_PARENT_LEN + 1];
+  const trace_ctx *tr = trace_current();
+  if (tr) {
+    trace_format(tr, tp);
+    req.traceparent = tp;
+  }
   char id[33];
   bool replayed = false;
   int rc = tq_submit(e->ctx->cfg.queue, &req, id, &replayed);
@@ -1036,6 +1046,12 @@ static void replicate(op_env *e, const char *op, const char *key, json_t *value,
   if (!fwd) return;
   if (value) json_object_set(fwd, "value", value);
   if (value) json_object_set_new(fwd, "ttl_s", ttl ? json_real(*ttl) : json_null());
+  const trace_ctx *tr = trace_current(); /* the replication belongs to the request's trace */
+  if (tr) {
+    char tp[TRACE_PARENT_LEN + 1];
+    trace_format(tr, tp);
+    json_object_set_new(fwd, "traceparent", json_string(tp));
+  }
   e->ctx->cfg.replicate(e->ctx->cfg.replicate_ud, fwd);
   json_decref(fwd);
 }
@@ -1220,14 +1236,72 @@ json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id) {
   return r;
 }
 
+/* ---------- metrics: every op handled, by op and outcome, and its duration ---------- */
+
+static const char *k_op_labels[TASKQ_OP__COUNT]; /* taskq_op order; "other" for unknown ops */
+static const char *const k_op_outcomes[] = {"ok", "error"};
+static _Atomic uint64_t g_ops_cells[TASKQ_OP__COUNT * 2];
+static metrics_family g_p2p_ops = {
+    .name = "peermcp_p2p_ops_total",
+    .help = "TaskQueue ops handled by the op table (from peers over /mcp+p2p/1.0.0 or the legacy protocol, "
+            "and from local clients), by op and outcome (error = an {\"ok\": false} reply).",
+    .kind = METRICS_COUNTER,
+    .ndims = 2,
+    .dims = {{"op", k_op_labels, TASKQ_OP__COUNT, NULL}, {"outcome", k_op_outcomes, 2, NULL}},
+    .cells = g_ops_cells,
+};
+static _Atomic uint64_t g_op_dur_cells[METRICS_CELLS_HIST(TASKQ_OP__COUNT)];
+static metrics_family g_p2p_op_duration = {
+    .name = "peermcp_p2p_op_duration_seconds",
+    .help = "TaskQueue op duration in the op table, by op.",
+    .kind = METRICS_HISTOGRAM,
+    .ndims = 1,
+    .dims = {{"op", k_op_labels, TASKQ_OP__COUNT, NULL}},
+    .cells = g_op_dur_cells,
+};
+
+__attribute__((constructor)) static void table_metrics_register(void) {
+  for (int i = 0; i < TASKQ_OP__COUNT; i++) k_op_labels[i] = taskq_op_name((taskq_op)i);
+  k_op_labels[TASKQ_OP_UNKNOWN] = METRICS_OTHER;
+  metrics_register(&g_p2p_ops);
+  metrics_register(&g_p2p_op_duration);
+}
+
+static json_t *handle_op(taskq_ctx *ctx, const json_t *msg, const taskq_call *call, taskq_op op);
+
 json_t *taskq_handle(taskq_ctx *ctx, const json_t *msg, const taskq_call *call) {
   if (!json_is_object(msg)) return taskq_error(ctx, "invalid_message");
+  int64_t t0 = clock_mono_us();
+  taskq_op op = taskq_op_parse(get_str(msg, "op"));
+  /* An op message's own traceparent (the legacy protocol has no _meta; Python peers send none)
+   * names the trace when the transport gave none or another one. */
+  trace_scope sc;
+  const trace_scope *outer = trace_scope_current(), *prev = NULL;
+  bool entered = false;
+  trace_ctx t;
+  if (trace_continue_json(json_object_get(msg, "traceparent"), &t) == 0 &&
+      (!trace_current() || memcmp(trace_current()->trace_id, t.trace_id, 16) != 0)) {
+    if (outer) sc = *outer;
+    else memset(&sc, 0, sizeof sc);
+    sc.trace = t;
+    prev = trace_scope_enter(&sc);
+    entered = true;
+  }
+  json_t *r = handle_op(ctx, msg, call, op);
+  if (entered) trace_scope_leave(prev);
+  bool ok = json_is_true(json_object_get(r, "ok"));
+  metrics_inc(&g_p2p_ops, metrics_series2(&g_p2p_ops, op, ok ? 0 : 1));
+  int64_t us = clock_mono_us() - t0;
+  metrics_observe_us(&g_p2p_op_duration, op, us > 0 ? (uint64_t)us : 0);
+  return r;
+}
+
+static json_t *handle_op(taskq_ctx *ctx, const json_t *msg, const taskq_call *call, taskq_op op) {
   json_t *bad = taskq_check_strings(ctx, msg);
   if (bad) return bad;
   auth_ctx eff = *call->auth;
   auth_reason why = AUTH_REASON_NONE;
   const char *detail = NULL;
-  taskq_op op = taskq_op_parse(get_str(msg, "op"));
   if (taskq_present_msg_credentials(ctx->cfg.policy, msg, &eff, &why, &detail) == AUTH_PRESENT_REFUSED) {
     auth_audit_refused(&eff, why, "op", taskq_op_name(op), detail);
     return taskq_error(ctx, "unauthorized");
