@@ -711,6 +711,11 @@ static const keydef k_stdio[] = {
     {NULL, 0, 0, 0, 0, 0},
 };
 
+static const keydef k_metrics[] = {
+    {"listen", K_STR, OFF(metrics.listen), 0, 1, 128},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
 static const keydef k_http[] = {
     {"allowed_origins", K_STRARR, OFF(http.allowed_origins), OFF(http.allowed_origin_count), 0, 256},
     {"allowed_hosts", K_STRARR, OFF(http.allowed_hosts), OFF(http.allowed_host_count), 0, 256},
@@ -996,7 +1001,8 @@ static int read_http_listen(lctx *c, json_t *v) {
 
 static int apply_file(lctx *c, json_t *root) {
   if (!json_is_object(root)) return gerr(c, "%s: the configuration must be a JSON object", c->name);
-  static const char *const sections[] = {"tools", "queue", "cache", "p2p", "stdio", "mcp_tasks", "auth", "http", "log", NULL};
+  static const char *const sections[] = {"tools", "queue", "cache", "p2p", "stdio", "mcp_tasks", "auth", "http",
+                                         "log", "metrics", NULL};
   int rc = read_section(c, "", root, k_top, sections);
   if (rc != 0) return rc;
   const char *key;
@@ -1046,6 +1052,7 @@ static int apply_file(lctx *c, json_t *root) {
     else if (strcmp(key, "stdio") == 0) t = k_stdio;
     else if (strcmp(key, "mcp_tasks") == 0) t = k_mcp_tasks;
     else if (strcmp(key, "log") == 0) t = k_log;
+    else if (strcmp(key, "metrics") == 0) t = k_metrics;
     else continue; /* top-level scalar, read above */
     if (!json_is_object(v)) return kerr(c, key, "expected an object, got %s", jtype(v));
     if ((rc = read_section(c, key, v, t, NULL)) != 0) return rc;
@@ -1442,6 +1449,7 @@ static int apply_env(lctx *c) {
     else if (env_falsy_word(v)) cfg->log.access = CONFIG_ACCESS_OFF;
     else return gerr(c, "PEERMCP_LOG_ACCESS: expected on, off or debug (or 1, 0, …), got \"%s\"", v);
   }
+  if ((v = env_nonempty("PEERMCP_METRICS_LISTEN")) && (rc = set_str(&cfg->metrics.listen, v)) != 0) return rc;
   if ((v = env_nonempty("PEERMCP_HTTP_LISTEN")) && /* comma-separated HOST:PORT list */
       (rc = env_list(c, "PEERMCP_HTTP_LISTEN", v, 16, &cfg->http.listen, &cfg->http.listen_count)) != 0)
     return rc;
@@ -1583,6 +1591,7 @@ static int apply_args(lctx *c, const config_args *a) {
     cfg->p2p.listen_count = a->p2p_listen_count;
     c->listen_from_flag = true;
   }
+  if (a->metrics_listen && (rc = set_str(&cfg->metrics.listen, a->metrics_listen)) != 0) return rc;
   if (a->http_listen_count &&
       (rc = set_strv(&cfg->http.listen, &cfg->http.listen_count, a->http_listen, a->http_listen_count)) != 0)
     return rc;
@@ -1678,6 +1687,14 @@ static int cross_check(lctx *c) {
     char p[64];
     snprintf(p, sizeof p, "p2p.listen[%zu]", i);
     return kerr(c, p, "\"%s\": %s", cfg->p2p.listen[i], why);
+  }
+  if (cfg->metrics.listen) {
+    char host[64];
+    uint16_t port;
+    if (config_host_port_parse(cfg->metrics.listen, host, sizeof host, &port) != 0)
+      return kerr(c, "metrics.listen",
+                  "\"%s\" is not HOST:PORT (an IP address or localhost, and a port 0..65535; e.g. 127.0.0.1:9464)",
+                  cfg->metrics.listen);
   }
   for (size_t i = 0; i < cfg->http.listen_count; i++) {
     char host[64];
@@ -1883,6 +1900,7 @@ void config_free(config *cfg) {
   named_peers_free(cfg->p2p.peers, cfg->p2p.peer_count);
   free(cfg->p2p.rendezvous_ns);
   strv_free(cfg->http.listen, cfg->http.listen_count);
+  free(cfg->metrics.listen);
   strv_free(cfg->http.allowed_origins, cfg->http.allowed_origin_count);
   strv_free(cfg->http.allowed_hosts, cfg->http.allowed_host_count);
   char *secrets[] = {cfg->p2p.token, cfg->p2p.client_token, cfg->p2p.encryption_key, cfg->auth.jwt.hs256_secret};
@@ -1976,6 +1994,8 @@ const char *config_args_help(void) {
          "                       p2p.bootstrap), public (the IPFS DHT) (env PEERMCP_P2P_PROFILE)\n"
          "  --http-listen HOST:PORT  serve MCP over Streamable HTTP at http://HOST:PORT/mcp (repeatable;\n"
          "                       replaces http.listen; env PEERMCP_HTTP_LISTEN; a bare PORT = 127.0.0.1)\n"
+         "  --metrics-listen HOST:PORT  serve /metrics, /healthz and /readyz (only) at http://HOST:PORT\n"
+         "                       (metrics.listen; env PEERMCP_METRICS_LISTEN; a bare PORT = 127.0.0.1)\n"
          "  --conformance-fixtures  serve the MCP conformance suite's fixtures (tests only)\n"
          "  --token-file FILE    a JWT or the shared token to present to peers (mode 600; never give a\n"
          "                       token on the command line, where ps shows it)\n";
@@ -1983,7 +2003,7 @@ const char *config_args_help(void) {
 
 int config_args_parse(config_args *args, int *argc, char **argv, char *err, size_t errlen) {
   static const char *const with_value[] = {"--config", "--state-dir", "--log-level", "--p2p-listen", "--http-listen",
-                                           "--p2p-profile", "--token-file"};
+                                           "--p2p-profile", "--token-file", "--metrics-listen"};
   int out = 1;
   int n = *argc;
   int i = 1;
@@ -2004,7 +2024,7 @@ int config_args_parse(config_args *args, int *argc, char **argv, char *err, size
     }
     int which = -1;
     const char *val = NULL;
-    for (int k = 0; k < 7; k++) {
+    for (int k = 0; k < (int)(sizeof with_value / sizeof with_value[0]); k++) {
       size_t l = strlen(with_value[k]);
       if (strncmp(a, with_value[k], l) == 0 && (a[l] == 0 || a[l] == '=')) {
         which = k;
@@ -2068,6 +2088,7 @@ int config_args_parse(config_args *args, int *argc, char **argv, char *err, size
       args->p2p_profile = val;
       break;
     }
+    case 7: args->metrics_listen = val; break;
     }
   }
   for (; i < n; i++) argv[out++] = argv[i]; /* "--" and everything after it */

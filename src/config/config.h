@@ -326,6 +326,13 @@ typedef struct config {
     uint32_t idle_timeout_seconds;    /* 60: an idle keep-alive connection is closed */
     uint32_t sse_keepalive_seconds;   /* 15: comment line on a quiet SSE stream; 0 = never */
   } http;
+
+  /* Metrics (docs/observability.md): GET /metrics on every HTTP listener, and a listener of its
+   * own that serves only /metrics, /healthz and /readyz. */
+  struct {
+    char *listen; /* "HOST:PORT" (a bare PORT = 127.0.0.1:PORT) or NULL = none;
+                     --metrics-listen, PEERMCP_METRICS_LISTEN */
+  } metrics;
 } config;
 
 /* What the command line said, before merging. Strings are borrowed from argv, arrays owned. */
@@ -343,6 +350,7 @@ typedef struct config_args {
   const char *p2p_profile;  /* --p2p-profile local|lan|private|public */
   const char *token_file;   /* --token-file FILE: a JWT or the shared token to present (never
                                on the command line itself, where ps shows it) */
+  const char *metrics_listen; /* --metrics-listen HOST:PORT */
 } config_args;
 
 void config_args_init(config_args *args);

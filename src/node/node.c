@@ -39,6 +39,7 @@
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/workpool.h"
 
 /* How long the service drains in-flight requests at stop (step 2). */
@@ -71,6 +72,7 @@ typedef struct node_http {
   void (*done)(void *arg);
   void *done_arg;
   char url_file[4096];
+  bool metrics_only; /* the metrics listener (metrics.listen): /metrics, /healthz, /readyz */
 } node_http;
 
 struct node {
@@ -113,6 +115,8 @@ struct node {
   int signal_count;
   uv_timer_t maint;
   bool maint_on, maint_running;
+  uv_timer_t metrics_timer; /* every METRICS_WINDOW_STEP_S: queue counts, the status window */
+  bool metrics_on, metrics_running;
 
   /* authorization (one policy and one JWT validator for every transport) */
   auth_policy *policy;
@@ -130,6 +134,7 @@ struct node {
   size_t n_tr;
   node_stdio stdio;
   node_http http;
+  node_http metrics_http;
 
   /* the stop sequence */
   /* the state directory's lock (serve) and the announce files this node wrote (statedir.h) */
@@ -583,10 +588,72 @@ static void http_stopped(void *ud) {
   if (done) done(s->done_arg);
 }
 
+/* GET (or HEAD) /metrics on every HTTP listener: the Prometheus text exposition. */
+static bool metrics_route(void *ud, const char *method, const char *path, mcp_http_reply *out) {
+  (void)ud;
+  if (strcmp(path, "/metrics") != 0) return false;
+  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    out->status = 405;
+    out->content_type = "text/plain";
+    out->body = strdup("method not allowed\n");
+    out->body_len = out->body ? strlen(out->body) : 0;
+    return true;
+  }
+  size_t len = 0;
+  out->body = metrics_render(&len);
+  out->body_len = out->body ? len : 0;
+  out->status = out->body ? 200 : 503;
+  out->content_type = METRICS_CONTENT_TYPE;
+  return true;
+}
+
+/* The HTTP listener's extra GET routes: /metrics, and the OAuth protected-resource metadata when
+ * auth.jwt is set (transport/http_auth.h). */
+static bool node_http_route(void *ud, const char *method, const char *path, mcp_http_reply *out) {
+  node *n = ud;
+  if (metrics_route(n, method, path, out)) return true;
+  return n->jwt && http_auth_route(&n->http_auth, method, path, out);
+}
+
+/* The metrics listener's address for people and tests: {"url": "http://HOST:PORT/metrics"}. */
+static void write_metrics_file(node *n, const char *mcp_url) {
+  char path[4096], tmp[4200], url[160];
+  snprintf(url, sizeof url, "%.*s/metrics", (int)(strlen(mcp_url) > 4 ? strlen(mcp_url) - 4 : 0), mcp_url);
+  snprintf(path, sizeof path, "%s/metrics.json", n->cfg->state_dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return;
+  fprintf(f, "{\"url\": \"%s\"}\n", url);
+  if (fclose(f) == 0) (void)!rename(tmp, path);
+  nlog(n, LOG_INFO, "metrics listening", "{s:s}", "url", url);
+}
+
 static int http_start(void *self, node *n) {
   node_http *s = self;
   const config *c = n->cfg;
   snprintf(s->url_file, sizeof s->url_file, "%s/http.json", c->state_dir);
+  if (s->metrics_only) {
+    mcp_http_opts mo = {
+        .listen = (const char *const *)&c->metrics.listen,
+        .n_listen = 1,
+        .dispatcher = n->disp,
+        .allow_unauthenticated = true, /* it serves no MCP: nothing to authenticate */
+        .max_connections = 64,
+        .route = metrics_route,
+        .route_ud = n,
+        .no_mcp = true,
+    };
+    char err[512];
+    int rc = mcp_http_start(n->loop, &mo, &s->h, err, sizeof err);
+    if (rc != 0) {
+      nlog(n, LOG_ERROR, "metrics listener failed", "{s:s, s:s}", "listen", c->metrics.listen, "error", err);
+      s->h = NULL;
+      return rc;
+    }
+    write_metrics_file(n, mcp_http_url(s->h, 0));
+    mcp_http_set_ready(s->h, !n->o.store || (n->queue && n->cache));
+    return 0;
+  }
   mcp_http_opts ho = {
       .listen = (const char *const *)c->http.listen,
       .n_listen = c->http.listen_count,
@@ -607,7 +674,8 @@ static int http_start(void *self, node *n) {
       .idle_timeout_seconds = c->http.idle_timeout_seconds,
       .sse_keepalive_seconds = c->http.sse_keepalive_seconds,
       .url_file = s->url_file,
-      /* HOOK(metrics, issue 14): .route for GET /metrics (share it with the metadata routes) */
+      .route = node_http_route,
+      .route_ud = n,
   };
   /* An OAuth 2.1 resource server when auth.jwt is set (transport/http_auth.h) */
   if (n->jwt) {
@@ -616,8 +684,6 @@ static int http_start(void *self, node *n) {
     n->http_auth.n_authorization_servers = c->auth.authorization_server_count;
     ho.authenticate = http_auth_authenticate;
     ho.auth_ud = &n->http_auth;
-    ho.route = http_auth_route;
-    ho.route_ud = &n->http_auth;
   }
   char err[512];
   int rc = mcp_http_start(n->loop, &ho, &s->h, err, sizeof err);
@@ -655,6 +721,8 @@ static void http_free(void *self) {
 
 static const node_transport_ops k_http_ops = {
     .name = "http", .start = http_start, .stop = http_stop, .cancel = http_cancel, .free = http_free};
+static const node_transport_ops k_metrics_http_ops = {
+    .name = "metrics", .start = http_start, .stop = http_stop, .cancel = http_cancel, .free = http_free};
 
 /* A non-loopback HTTP address without authentication is refused here, with the address in
  * the message, before anything starts (the transport checks it again). */
@@ -787,6 +855,11 @@ int node_open(const config *cfg, const node_options *o, node **out, char *err, s
     n->http.n = n;
     n->tr[n->n_tr++] = (node_transport){.ops = &k_http_ops, .self = &n->http};
   }
+  if ((o->http || o->stdio || o->workers) && cfg->metrics.listen) {
+    n->metrics_http.n = n;
+    n->metrics_http.metrics_only = true;
+    n->tr[n->n_tr++] = (node_transport){.ops = &k_metrics_http_ops, .self = &n->metrics_http};
+  }
   *out = n;
   return 0;
 oom:
@@ -829,6 +902,22 @@ static void maint_work(void *arg) {
   }
 }
 static void maint_done(void *arg) { ((node *)arg)->maint_running = false; }
+
+/* Every METRICS_WINDOW_STEP_S on the pool: the queue's counts by status (the gauge
+ * peermcp_queue_tasks) and a snapshot for the last-minute figures of the status. */
+static void metrics_work(void *arg) {
+  node *n = arg;
+  tq_counts qc;
+  if (n->queue && tq_count(n->queue, &qc) != 0) nlog(n, LOG_DEBUG, "queue count failed", NULL);
+  metrics_window_tick();
+}
+static void metrics_done(void *arg) { ((node *)arg)->metrics_running = false; }
+
+static void on_metrics_timer(uv_timer_t *t) {
+  node *n = t->data;
+  if (n->metrics_running || !n->disp || n->state != NODE_STARTED) return;
+  if (workpool_submit(mcp_dispatcher_pool(n->disp), metrics_work, metrics_done, n) == 0) n->metrics_running = true;
+}
 
 static void on_maint_timer(uv_timer_t *t) {
   node *n = t->data;
@@ -1098,6 +1187,12 @@ int node_start(node *n, char *err, size_t errlen) {
     if (every_ms > 30000) every_ms = 30000; /* the queue wants recovery about every 30 s */
     uv_timer_start(&n->maint, on_maint_timer, 1000, every_ms);
   }
+  if (n->o.tools && (n->o.http || n->o.stdio || n->o.workers || n->o.maintenance)) {
+    uv_timer_init(n->loop, &n->metrics_timer);
+    n->metrics_timer.data = n;
+    n->metrics_on = true;
+    uv_timer_start(&n->metrics_timer, on_metrics_timer, 0, METRICS_WINDOW_STEP_S * 1000u);
+  }
   if (n->o.host == NODE_HOST_LISTEN && cfg->p2p.enabled) rc = start_listening_host(n, err, errlen);
   else if (n->o.host == NODE_HOST_DIAL) rc = start_dialing_host(n, err, errlen);
   if (rc != 0) return rc;
@@ -1256,6 +1351,11 @@ static void step_handles(node *n) {
     n->sighup_on = false;
     n->pending++;
     uv_close((uv_handle_t *)&n->sighup, handle_closed);
+  }
+  if (n->metrics_on) {
+    n->metrics_on = false;
+    n->pending++;
+    uv_close((uv_handle_t *)&n->metrics_timer, handle_closed);
   }
 }
 

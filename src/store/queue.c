@@ -21,6 +21,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/trace.h"
 
 #define TQ_MAX_TYPE_BYTES 256
 #define TQ_MAX_WORKER_BYTES 256
@@ -623,9 +624,22 @@ bad:
   return -EINVAL;
 }
 
+/* A submit without a traceparent takes the calling thread's request trace (util/trace.h): the
+ * task remembers the request that submitted it, and its worker — on any node — continues it. */
+static const tq_submit_req *with_trace(const tq_submit_req *req, tq_submit_req *copy, char tp[TRACE_PARENT_LEN + 1]) {
+  if (req->traceparent || !trace_current()) return req;
+  *copy = *req;
+  trace_format(trace_current(), tp);
+  copy->traceparent = tp;
+  return copy;
+}
+
 int tq_submit(tq_queue *q, const tq_submit_req *req, char task_id_out[33], bool *replayed) {
   tq_op op;
   char *pj;
+  tq_submit_req copy;
+  char tp[TRACE_PARENT_LEN + 1];
+  req = with_trace(req, &copy, tp);
   int rc = prepare_submit(q, req, &op, &pj);
   if (rc < 0) return rc;
   rc = run_sync(q, &op);
@@ -666,6 +680,9 @@ int tq_submit_async(tq_queue *q, const tq_submit_req *req, tq_submit_cb cb, void
   if (!cb) return -EINVAL;
   async_submit *a = calloc(1, sizeof *a);
   if (!a) return -ENOMEM;
+  tq_submit_req copy;
+  char tp[TRACE_PARENT_LEN + 1];
+  req = with_trace(req, &copy, tp);
   int rc = prepare_submit(q, req, &a->op, &a->payload);
   if (rc < 0) {
     free(a);
@@ -959,9 +976,23 @@ int tq_list(tq_queue *q, const tq_list_opts *o, tq_task ***out, size_t *n_out) {
   return rc;
 }
 
+static const char *const k_qt_status[TQ_STATUS_COUNT] = {"queued", "running", "completed", "failed", "cancelled"};
+static _Atomic uint64_t g_qtasks_cells[TQ_STATUS_COUNT];
+static metrics_family g_queue_tasks = {
+    .name = "peermcp_queue_tasks",
+    .help = "Tasks in the queue by status, as of the last count (the node counts every 5 s).",
+    .kind = METRICS_GAUGE,
+    .ndims = 1,
+    .dims = {{"status", k_qt_status, TQ_STATUS_COUNT, NULL}},
+    .cells = g_qtasks_cells,
+};
+METRICS_REGISTER(g_queue_tasks)
+
 int tq_count(tq_queue *q, tq_counts *out) {
   int rc = q->ops->count(q->be, clock_wall_s(), out);
   qm_record(QM_COUNT, rc, false);
+  if (rc == 0)
+    for (int i = 0; i < TQ_STATUS_COUNT; i++) metrics_gauge_set(&g_queue_tasks, (unsigned)i, (int64_t)out->by_status[i]);
   return rc;
 }
 

@@ -150,7 +150,8 @@ typedef struct tq_submit_req {
   bool has_priority;     int priority;        /* 1..10 (payload: clamped, non-int → 5) */
   bool has_max_attempts; int max_attempts;    /* 0 = unlimited or 1..1000 (payload: clamped) */
   bool has_next_attempt_at; double next_attempt_at; /* >= 0 (payload: floored at 0) */
-  const char *traceparent;     /* the submitting request's trace (W3C traceparent), NULL = none;
+  const char *traceparent;     /* the submitting request's trace (W3C traceparent), NULL = the
+                                  calling thread's current request trace (util/trace.h), if any;
                                   at most TQ_MAX_TRACEPARENT_BYTES printable UTF-8 (else -EINVAL) */
 } tq_submit_req;
 
@@ -330,6 +331,7 @@ typedef struct tq_counts {
   uint64_t cancel_requested;
   uint64_t expired_leases; /* running with lease_until <= now */
 } tq_counts;
+/* Also sets the gauge peermcp_queue_tasks{status} (util/metrics.h). */
 int tq_count(tq_queue *q, tq_counts *out) __attribute__((warn_unused_result));
 
 /* {"queued":n,"running":n,"completed":n,"failed":n,"cancelled":n,"total":n,

@@ -451,14 +451,6 @@ static json_t *op_submit(op_env *e) {
   req.payload = payload;
   req.task_id = get_str(m, "task_id");
   req.idempotency_key = get_str(m, "idempotency_key");
-  /* the task remembers the trace of the request that submitted it: the worker that runs it,
-   * on any node, continues that trace (taskq/runner.c) */
-  char tp[TRACE_PARENT_LEN + 1];
-  const trace_ctx *tr = trace_current();
-  if (tr) {
-    trace_format(tr, tp);
-    req.traceparent = tp;
-  }
   char id[33];
   bool replayed = false;
   int rc = tq_submit(e->ctx->cfg.queue, &req, id, &replayed);

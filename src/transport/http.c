@@ -1203,7 +1203,7 @@ static void request_begin(hreq *r, const char *url, const char *method) {
     handle_health(r, url[1] == 'r');
     return;
   }
-  if (strcmp(url, "/mcp") != 0) {
+  if (strcmp(url, "/mcp") != 0 || h->o.no_mcp) {
     r->kind = RQ_OTHER;
     mcp_http_reply rep = {0};
     if (h->o.route && h->o.route(h->o.route_ud, method, url, &rep)) {
@@ -1211,7 +1211,9 @@ static void request_begin(hreq *r, const char *url, const char *method) {
                    rep.body ? rep.body : strdup(""), rep.body ? rep.body_len : 0);
       return;
     }
-    respond_text(r, MHD_HTTP_NOT_FOUND, "application/json", "{\"error\":\"not found: the MCP endpoint is /mcp\"}");
+    respond_text(r, MHD_HTTP_NOT_FOUND, "application/json",
+                 h->o.no_mcp ? "{\"error\":\"not found: this listener serves /metrics, /healthz and /readyz\"}"
+                             : "{\"error\":\"not found: the MCP endpoint is /mcp\"}");
     return;
   }
   h->requests++;
@@ -1684,7 +1686,7 @@ int mcp_http_start(uv_loop_t *loop, const mcp_http_opts *opts, mcp_http **out, c
   }
   uv_timer_start(&h->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
   for (size_t i = 0; i < h->nlst; i++)
-    log_info("http listening", "{s:s, s:b}", "url", h->lst[i].url, "loopback", h->lst[i].loopback);
+    if (!h->o.no_mcp) log_info("http listening", "{s:s, s:b}", "url", h->lst[i].url, "loopback", h->lst[i].loopback);
   if ((rc = write_url_file(h)) != 0)
     log_warn("http: cannot write the URL file", "{s:s, s:s}", "path", h->o.url_file, "error", strerror(-rc));
   rearm_timer(h);

@@ -116,6 +116,8 @@ typedef struct mcp_http_opts {
   /* Extra GET routes; NULL = none. */
   bool (*route)(void *ud, const char *method, const char *path, mcp_http_reply *out);
   void *route_ud;
+  bool no_mcp; /* serve no MCP: /mcp is 404 like any path the route does not take (the metrics
+                  listener: /metrics, /healthz, /readyz only) */
 } mcp_http_opts;
 
 /* Binds every listen address and starts serving. Returns 0, or -EINVAL (a bad address; a

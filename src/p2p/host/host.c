@@ -17,6 +17,28 @@
 #include "p2p/host/transport_stream.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/metrics.h"
+
+/* ---- metrics (internal.h) ---- */
+static _Atomic uint64_t g_peers_cell[1], g_streams_cell[1], g_bytes_cells[2];
+static const char *const k_directions[] = {"in", "out"};
+metrics_family p2p_host_peers_metric = {.name = "peermcp_p2p_peers_connected",
+                                        .help = "Peers with at least one ready libp2p connection.",
+                                        .kind = METRICS_GAUGE,
+                                        .cells = g_peers_cell};
+METRICS_REGISTER(p2p_host_peers_metric)
+metrics_family p2p_host_streams_metric = {.name = "peermcp_p2p_streams_open",
+                                          .help = "Open libp2p streams (both directions).",
+                                          .kind = METRICS_GAUGE,
+                                          .cells = g_streams_cell};
+METRICS_REGISTER(p2p_host_streams_metric)
+metrics_family p2p_host_bytes_metric = {.name = "peermcp_p2p_bytes_total",
+                                        .help = "TCP payload bytes of libp2p connections, by direction.",
+                                        .kind = METRICS_COUNTER,
+                                        .ndims = 1,
+                                        .dims = {{"direction", k_directions, 2, NULL}},
+                                        .cells = g_bytes_cells};
+METRICS_REGISTER(p2p_host_bytes_metric)
 
 #ifndef PEERMCP_VERSION
 #define PEERMCP_VERSION "0"
@@ -136,7 +158,7 @@ bool host_conn_ready(p2p_conn *c) {
   }
   peerstore_entry *e = peerstore_upsert(h->ps, c->remote_id);
   if (e) {
-    e->connections++;
+    if (e->connections++ == 0) metrics_gauge_add(&p2p_host_peers_metric, 0, 1);
     e->last_seen = clock_wall_s();
     if (c->dialed) (void)!peerstore_add_addr(e, c->remote_addr);
     const keys_public *pk = noise_remote_public_key(c->noise);
@@ -221,7 +243,7 @@ void host_conn_closed(p2p_conn *c) {
   if (c->was_ready) {
     peerstore_entry *e = peerstore_get(h->ps, c->remote_id);
     if (e && e->connections) {
-      e->connections--;
+      if (--e->connections == 0) metrics_gauge_add(&p2p_host_peers_metric, 0, -1);
       e->last_seen = clock_wall_s();
     }
     /* one info line per connection (established); its normal end is a detail */

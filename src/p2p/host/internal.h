@@ -340,4 +340,9 @@ int svc_identify_add(p2p_host *h) __attribute__((warn_unused_result));
 int svc_ping_add(p2p_host *h) __attribute__((warn_unused_result));
 int svc_perf_add(p2p_host *h) __attribute__((warn_unused_result));
 
+/* Metrics of every host in the process (host.c; util/metrics.h): distinct peers with a ready
+ * connection, open streams, TCP payload bytes by direction (0 = in, 1 = out). */
+#include "util/metrics.h"
+extern metrics_family p2p_host_peers_metric, p2p_host_streams_metric, p2p_host_bytes_metric;
+
 #endif

@@ -58,6 +58,7 @@ p2p_stream *stream_new(p2p_conn *c, yamux_stream *ys, bool inbound) {
   if (c->streams) c->streams->prev = st;
   c->streams = st;
   c->n_streams++;
+  metrics_gauge_add(&p2p_host_streams_metric, 0, 1);
   yamux_stream_set_user(ys, st);
   return st;
 }
@@ -70,6 +71,7 @@ static void stream_unlink(p2p_stream *st) {
   st->prev = st->next = NULL;
   CHECK(c->n_streams > 0);
   c->n_streams--;
+  metrics_gauge_add(&p2p_host_streams_metric, 0, -1);
   conn_stream_gone(c);
 }
 

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "p2p/host/internal.h"
 #include "util/check.h"
 
 typedef struct tcp_wreq {
@@ -90,6 +91,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     return;
   }
   if (t->ctx.bytes_in) *t->ctx.bytes_in += (uint64_t)n;
+  metrics_add(&p2p_host_bytes_metric, 0, (uint64_t)n);
   t->base.ev.on_read(t->base.ud, (const uint8_t *)b->base, (size_t)n);
 }
 
@@ -153,6 +155,7 @@ static int tcp_write(p2p_transport *bt, buf *b) {
   }
   t->tx_pending += n;
   if (t->ctx.bytes_out) *t->ctx.bytes_out += n;
+  metrics_add(&p2p_host_bytes_metric, 1, n);
   return 0;
 }
 
