@@ -315,10 +315,46 @@ static int open_store(node *n, char *err, size_t errlen) {
   return 0;
 }
 
+/* <state_dir>/health.json: the status figures of the node serving this state directory
+ * (metrics_health_json, with its pid), rewritten by its metrics job every 5 s, so that
+ * `peermcp status` without --peer shows the running node's figures, not its own. */
+static void health_path(const node *n, char *out, size_t cap) { snprintf(out, cap, "%s/health.json", n->cfg->state_dir); }
+
+static void write_health_file(node *n) {
+  json_t *h = metrics_health_json();
+  if (!h) return;
+  json_object_set_new(h, "pid", json_integer((json_int_t)getpid()));
+  json_object_set_new(h, "written_at", json_real(clock_wall_s()));
+  char path[4096], tmp[4200];
+  health_path(n, path, sizeof path);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  if (json_dump_file(h, tmp, JSON_COMPACT) == 0) (void)!rename(tmp, path);
+  json_decref(h);
+}
+
+/* status of the local op table: the serving node's figures when one runs (its pid is alive and
+ * the file is at most a minute old); otherwise the reply keeps this process's own. */
+static json_t *local_status_hook(void *ud, bool detail) {
+  node *n = ud;
+  (void)detail;
+  char path[4096];
+  health_path(n, path, sizeof path);
+  json_t *h = json_load_file(path, 0, NULL);
+  json_int_t pid = json_integer_value(json_object_get(h, "pid"));
+  double at = json_number_value(json_object_get(h, "written_at"));
+  if (!json_is_object(h) || pid <= 0 || kill((pid_t)pid, 0) != 0 || clock_wall_s() - at > 60) {
+    json_decref(h);
+    return NULL;
+  }
+  return json_pack("{s:o}", "health", h);
+}
+
 /* The op table over the local store, as the local operator (no token, no PeerId). */
 static int open_local_ops(node *n) {
   taskq_config tc;
   taskq_config_default(&tc);
+  tc.status_hook = local_status_hook;
+  tc.status_ud = n;
   tc.queue = n->queue;
   tc.cache = n->cache;
   tc.peer_id = "local";
@@ -910,6 +946,7 @@ static void metrics_work(void *arg) {
   tq_counts qc;
   if (n->queue && tq_count(n->queue, &qc) != 0) nlog(n, LOG_DEBUG, "queue count failed", NULL);
   metrics_window_tick();
+  if (n->o.host == NODE_HOST_LISTEN || n->o.http || n->o.stdio) write_health_file(n); /* serving */
 }
 static void metrics_done(void *arg) { ((node *)arg)->metrics_running = false; }
 

@@ -32,6 +32,7 @@
 #include "taskq/table.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 #define SVC_MAX_CLIENTS 32
 #define SVC_MAX_SEEN 256
@@ -225,6 +226,9 @@ static json_t *status_json(svc_service *s, bool include_peers, int limit) {
   json_t *nat = s->nat ? p2p_nat_status_json(s->nat) : json_pack("{s:o}", "autonat", nat_autonat_json(s));
   if (nat) json_object_set_new(r, "nat", nat);
   if (include_peers) json_object_set_new(r, "peers", peers_json(s, limit, false, 0));
+  /* the figures an operator looks at first (util/metrics.h; docs/observability.md) */
+  json_t *h = metrics_health_json();
+  if (h) json_object_set_new(r, "health", h);
   return r;
 }
 

@@ -970,6 +970,12 @@ static json_t *op_status(op_env *e) {
                                   "max_entries", (json_int_t)u.max_peers, "clock_nodes", (json_int_t)u.clock_nodes,
                                   "bytes", (json_int_t)u.bytes));
   }
+  /* the operator's figures (uptime, requests, latency, queue, cache, peers, refusals): for the
+   * local operator and callers trusted with the worker scope, never for strangers */
+  if (auth_ctx_is_local(e->auth) || auth_allows_mask(e->auth, AUTH_WORKER)) {
+    json_t *h = metrics_health_json();
+    if (h) json_object_set_new(r, "health", h);
+  }
   if (e->ctx->cfg.status_hook) {
     json_t *extra = e->ctx->cfg.status_hook(e->ctx->cfg.status_ud, detail);
     if (json_is_object(extra)) json_object_update(r, extra);
