@@ -59,7 +59,7 @@ stop_wait() {
 }
 
 if ! command -v promtool >/dev/null; then
-  ko "promtool is installed (scripts/setup.sh --tests installs the Debian package prometheus)"
+  echo "SKIP promtool checks: promtool is not installed (scripts/setup.sh --tests installs the Debian package prometheus)"
 fi
 
 for n in a b c; do mkdir -p "$tmp/$n"; done
