@@ -27,6 +27,8 @@ static const cli_flag_help k_serve_flags[] = {
                           "p2p.listen)"},
     {"--http-listen HOST:PORT", "serve MCP over Streamable HTTP at http://HOST:PORT/mcp (repeatable;\n"
                                 "replaces http.listen; env PEERMCP_HTTP_LISTEN; a bare PORT is 127.0.0.1:PORT)"},
+    {"--metrics-listen HOST:PORT", "serve /metrics, /healthz and /readyz (nothing else) at http://HOST:PORT\n"
+                                   "(metrics.listen; env PEERMCP_METRICS_LISTEN; a bare PORT is 127.0.0.1:PORT)"},
     {"--conformance-fixtures", "serve the MCP conformance suite's fixtures (tests only)"},
     {NULL, NULL},
 };
