@@ -4,13 +4,46 @@
 #include <stdatomic.h>
 
 #include "util/log.h"
+#include "util/metrics.h"
 
 static atomic_uint_fast64_t g_count[AUTH_TR__COUNT][AUTH_REASON__COUNT];
+
+/* peermcp_auth_failures_total{transport,reason}: transport is the metrics' one (stdio, http, p2p
+ * — both P2P protocols —, internal), reason auth_reason_name without "none". */
+enum { AF_INTERNAL, AF_STDIO, AF_HTTP, AF_P2P, AF__COUNT };
+static const char *const k_af_transports[AF__COUNT] = {"internal", "stdio", "http", "p2p"};
+static const char *k_af_reasons[AUTH_REASON__COUNT - 1];
+static _Atomic uint64_t g_af_cells[AF__COUNT * (AUTH_REASON__COUNT - 1)];
+static metrics_family g_auth_failures = {
+    .name = "peermcp_auth_failures_total",
+    .help = "Requests refused by authorization (a missing, invalid or expired credential, a missing scope, a "
+            "token in an HTTP query string), by transport and reason.",
+    .kind = METRICS_COUNTER,
+    .ndims = 2,
+    .dims = {{"transport", k_af_transports, AF__COUNT, NULL}, {"reason", k_af_reasons, AUTH_REASON__COUNT - 1, NULL}},
+    .cells = g_af_cells,
+};
+
+__attribute__((constructor)) static void audit_metrics_register(void) {
+  for (int r = 1; r < AUTH_REASON__COUNT; r++) k_af_reasons[r - 1] = auth_reason_name((auth_reason)r);
+  metrics_register(&g_auth_failures);
+}
+
+static unsigned af_transport(auth_transport t) {
+  switch (t) {
+  case AUTH_TR_STDIO: return AF_STDIO;
+  case AUTH_TR_HTTP: return AF_HTTP;
+  case AUTH_TR_MCP_P2P:
+  case AUTH_TR_TASKQUEUE: return AF_P2P;
+  default: return AF_INTERNAL;
+  }
+}
 
 static void count(auth_transport t, auth_reason r) {
   if ((unsigned)t >= AUTH_TR__COUNT) t = AUTH_TR_INTERNAL;
   if ((unsigned)r >= AUTH_REASON__COUNT || r == AUTH_REASON_NONE) r = AUTH_REASON_INVALID;
   atomic_fetch_add_explicit(&g_count[t][r], 1, memory_order_relaxed);
+  metrics_inc(&g_auth_failures, metrics_series2(&g_auth_failures, af_transport(t), (unsigned)r - 1));
 }
 
 void auth_audit_refused(const auth_ctx *who, auth_reason reason, const char *what, const char *name,

@@ -36,6 +36,7 @@ int cli_load_config(const char *cmd, int *argc, char **argv, config_args *args, 
                              : args->no_stdio ? "--no-stdio"
                              : args->p2p_listen_count ? "--p2p-listen"
                              : args->http_listen_count ? "--http-listen"
+                             : args->metrics_listen ? "--metrics-listen"
                              : args->conformance_fixtures ? "--conformance-fixtures"
                                                           : NULL;
     if (serve_only) {

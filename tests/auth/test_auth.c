@@ -11,14 +11,53 @@
 
 #include <cmocka.h>
 
+#include "auth/audit.h"
 #include "auth/auth.h"
 #include "auth/policy.h"
 #include "auth/scope.h"
+#include "util/log.h"
+#include "util/metrics.h"
 
 #define PEER_A "12D3KooWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 #define PEER_B "12D3KooWBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 
 static bool holds(const auth_ctx *a, uint64_t mask) { return auth_allows_mask(a, mask); }
+
+/* ---------- audit: peermcp_auth_failures_total ---------- */
+
+static uint64_t af(const char *transport, const char *reason) {
+  metrics_family *f = metrics_find("peermcp_auth_failures_total");
+  assert_non_null(f);
+  int t = metrics_label_index(f, 0, transport), r = metrics_label_index(f, 1, reason);
+  assert_true(t >= 0 && r >= 0);
+  return metrics_value(f, metrics_series2(f, (unsigned)t, (unsigned)r));
+}
+
+static void test_audit_counts_each_refusal_by_transport_and_reason(void **st) {
+  (void)st;
+  log_set_level(LOG_OFF);
+  metrics_family *f = metrics_find("peermcp_auth_failures_total");
+  assert_non_null(f);
+  assert_int_equal(metrics_label_index(f, 1, "none"), -1); /* no label for "allowed" */
+  uint64_t p0 = af("p2p", "insufficient_scope"), h0 = af("http", "token_in_query"), s0 = af("stdio", "missing_credential");
+  uint64_t t0 = auth_audit_total();
+  auth_ctx a;
+  auth_ctx_init(&a, AUTH_KIND_PEER);
+  a.transport = AUTH_TR_MCP_P2P;
+  auth_audit_refused(&a, AUTH_REASON_INSUFFICIENT_SCOPE, "op", "submit", NULL);
+  a.transport = AUTH_TR_TASKQUEUE; /* the legacy protocol is p2p too */
+  auth_audit_refused(&a, AUTH_REASON_INSUFFICIENT_SCOPE, "op", "claim", NULL);
+  auth_audit_refused_at(AUTH_TR_HTTP, "127.0.0.1", AUTH_REASON_TOKEN_IN_QUERY, "http", NULL);
+  assert_int_equal(af("p2p", "insufficient_scope") - p0, 2);
+  assert_int_equal(af("http", "token_in_query") - h0, 1);
+  assert_int_equal(af("stdio", "missing_credential") - s0, 0);
+  assert_int_equal(auth_audit_total() - t0, 3);
+  assert_int_equal(auth_audit_count(AUTH_TR_TASKQUEUE, AUTH_REASON_INSUFFICIENT_SCOPE), 1);
+  /* a reason out of range counts as invalid_credential, a transport out of range as internal */
+  uint64_t i0 = af("internal", "invalid_credential");
+  auth_audit_refused_at((auth_transport)99, NULL, (auth_reason)99, NULL, NULL);
+  assert_int_equal(af("internal", "invalid_credential") - i0, 1);
+}
 
 /* ---------- scopes ---------- */
 
@@ -435,6 +474,7 @@ int main(void) {
       cmocka_unit_test(test_policy_token_defaults_and_blank_means_none),
       cmocka_unit_test(test_policy_overlong_token_refused),
       cmocka_unit_test(test_policy_anonymous_grant),
+      cmocka_unit_test(test_audit_counts_each_refusal_by_transport_and_reason),
       cmocka_unit_test(test_scope_table_has_a_ceiling), /* last: fills the table */
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

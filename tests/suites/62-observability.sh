@@ -213,11 +213,13 @@ try:
         and bv("peermcp_p2p_bytes_total", direction="out") > 0)
 
     # --- status for people ---
+    # requests on A so far: initialize and 17 tools/call on stdio, plus C's claims over p2p (a
+    # number that depends on timing: claims wait for work)
     r, err, _ = tool("p2p_service_status", {"include_peers": False})
     h = (r or {}).get("health") or {}
     req = h.get("requests") or {}
     out("p2p_service_status: uptime, requests, error rate, p50/p99, queue, cache, peers, refused",
-        h.get("uptime_s", -1) >= 0 and req.get("total", 0) >= 20 and req.get("errors", 0) >= 1 and "error_rate" in req
+        h.get("uptime_s", -1) >= 0 and req.get("total", 0) >= 18 and req.get("errors", 0) >= 1 and "error_rate" in req
         and req.get("p50_ms") is not None and req.get("p99_ms") is not None and h.get("queue", {}).get("queued", 0) >= 3
         and h.get("cache", {}).get("entries", 0) >= 1 and h.get("peers_connected", 0) >= 1 and "refused" in h, h)
     out("p2p_service_status: the last minute", wait_for(lambda: (tool("p2p_service_status", {"include_peers": False})[0] or {}).get("health", {}).get("requests", {}).get("last_minute"), 15))
@@ -268,7 +270,25 @@ if command -v promtool >/dev/null; then
   check "promtool check metrics: B after P2P traffic" sh -c "[ -s '$tmp/b.metrics.txt' ] && promtool check metrics < '$tmp/b.metrics.txt'"
 fi
 
-# ---- status for people through the CLI ----
+# ---- refusals: a stranger D (trusted by nobody, no token) asks B twice ----
+auth_fail() { # value of peermcp_auth_failures_total{transport=$1,reason=$2} on B now
+  curl -s "$B_MURL" | python3 -c "
+import re, sys
+v = 0.0
+for line in sys.stdin:
+    m = re.match(r'^peermcp_auth_failures_total\{transport=\"$1\",reason=\"$2\"\} (\S+)$', line)
+    if m: v = float(m.group(1))
+print(int(v))"
+}
+mkdir -p "$tmp/d"
+f0=$(auth_fail p2p missing_credential)
+for k in 1 2; do timeout 60 "$bin" cache get --peer "$B_MA" --state-dir "$tmp/d" rk >"$tmp/d.out" 2>"$tmp/d.err"; done
+f1=$(auth_fail p2p missing_credential)
+check "B: peermcp_auth_failures_total{transport=p2p,reason=missing_credential} +2 for two refused requests" \
+  [ "$((f1 - f0))" = 2 ]
+check "B: the stranger was refused" grep -q unauthorized "$tmp/d.out" "$tmp/d.err"
+
+
 got=$(timeout 60 "$bin" status --peer "$B_MA" --state-dir "$tmp/a" 2>/dev/null)
 check "peermcp status --peer B: health figures" [ "$(echo "$got" | jget '"requests" in d["health"] and "p99_ms" in d["health"]["requests"] and "queue" in d["health"]')" = "True" ]
 got=$(timeout 60 "$bin" status --state-dir "$tmp/b" 2>/dev/null)
