@@ -17,9 +17,9 @@
  * Differences, on purpose: nesting deeper than max_depth is its own error (-ELOOP, checked as
  * the brackets open, so a deep document costs nothing); a failed allocation is -ENOMEM — never
  * mistaken for a syntax error, never a corrupted parse (jansson's lexer is not safe there:
- * util/alloc.h); and a NUL byte right after a top-level number or literal ("1\0", "null\0"),
- * which a quirk of jansson's lexer lets through (it refuses "[1]\0"), is refused like any byte
- * after the value.
+ * util/alloc.h); and a NUL byte right after a number or literal, at the top level or inside
+ * an array or object ("1\0", "null\0", "[3\0]"), which a quirk of jansson's lexer lets through
+ * (it refuses "[1]\0"), is refused like any other byte that JSON does not allow there.
  *
  * Error messages are short and say where (err->position: byte offset of the problem).
  * Thread-safe; allocates only the tree (through jansson's allocator, util/alloc.h) and, for

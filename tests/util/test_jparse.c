@@ -81,6 +81,16 @@ static void test_jparse_refuses_what_jansson_refuses(void **state) {
     assert_int_equal(jparse(quirk[i], strlen(quirk[i]) + 1, 8, &v, NULL), -EINVAL);
     assert_null(v);
   }
+  /* the same quirk inside a container (fuzz_jparse found "[3\0]"): still refused */
+  static const struct {
+    const char *t;
+    size_t n;
+  } inner[] = {{"[3\0]", 4}, {"[null\0]", 7}, {"{\"a\":1\0}", 8}};
+  for (size_t i = 0; i < sizeof inner / sizeof inner[0]; i++) {
+    json_t *v = NULL;
+    assert_int_equal(jparse(inner[i].t, inner[i].n, 8, &v, NULL), -EINVAL);
+    assert_null(v);
+  }
 }
 
 static void test_jparse_long_escaped_strings_and_keys(void **state) {
