@@ -171,28 +171,8 @@ static void nlog(const node *n, log_level lv, const char *msg, const char *fmt, 
   va_end(ap);
 }
 
-/* mkdir -p with mode 0700 for every directory it creates. */
-static int mkdir_p(const char *path) {
-  char *p = strdup(path);
-  if (!p) return -ENOMEM;
-  int rc = 0;
-  for (char *s = p + 1;; s++) {
-    if (*s == '/' || *s == 0) {
-      char c = *s;
-      *s = 0;
-      if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-        rc = -errno;
-        break;
-      }
-      *s = c;
-      if (c == 0) break;
-    }
-  }
-  free(p);
-  return rc;
-}
 
-/* The state directory exists (mkdir_p ran): it must be a directory this process can write and
+/* The state directory exists (fscheck_mkdir_p ran): it must be a directory this process can write and
  * enter — the queue, the cache, the identity key and the announce files live there. A state
  * directory that cannot be used is a start-up error, not a node whose store tools answer
  * "disabled". (Root passes access(2) on any directory of a writable file system.) */
@@ -221,7 +201,7 @@ static int check_state_dir(const char *dir, char *err, size_t errlen) {
 /* The directory a store file or directory lives in: created when missing, then checked like the
  * state directory (what = "the queue's directory", "the cache directory"). */
 static int usable_dir(const char *dir, const char *what, char *err, size_t errlen) {
-  int rc = mkdir_p(dir);
+  int rc = fscheck_mkdir_p(dir);
   if (rc != 0) {
     seterr(err, errlen, "cannot create %s %s: %s", what, dir, strerror(-rc));
     return rc;
@@ -846,7 +826,7 @@ int node_open(const config *cfg, const node_options *o, node **out, char *err, s
   }
 
   /* the caller prints err once; the failure is logged at debug below */
-  if ((rc = mkdir_p(cfg->state_dir)) != 0) {
+  if ((rc = fscheck_mkdir_p(cfg->state_dir)) != 0) {
     seterr(err, errlen, "cannot create the state directory %s: %s", cfg->state_dir, strerror(-rc));
     goto fail;
   }

@@ -28,25 +28,6 @@ __attribute__((format(printf, 4, 5))) static int fail(int rc, char *err, size_t 
   return rc;
 }
 
-static int mkdir_p(const char *path) {
-  char *p = strdup(path);
-  if (!p) return -ENOMEM;
-  int rc = 0;
-  for (char *s = p + 1;; s++) {
-    if (*s == '/' || *s == 0) {
-      char c = *s;
-      *s = 0;
-      if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-        rc = -errno;
-        break;
-      }
-      *s = c;
-      if (c == 0) break;
-    }
-  }
-  free(p);
-  return rc;
-}
 
 int statedir_check_private(const char *path, const char *what, char *err, size_t errlen) {
   struct stat st;
@@ -66,7 +47,7 @@ int statedir_check_private(const char *path, const char *what, char *err, size_t
 
 int statedir_prepare(const char *path, char *err, size_t errlen) {
   if (!path || !*path) return fail(-EINVAL, err, errlen, "no state directory");
-  int rc = mkdir_p(path);
+  int rc = fscheck_mkdir_p(path);
   if (rc != 0 && rc != -ENOTDIR && rc != -EEXIST) {
     /* a component is missing and cannot be made, or a parent is not writable */
     struct stat st;

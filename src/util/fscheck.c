@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <limits.h>
+#include <string.h>
 #include <unistd.h>
 
 __attribute__((format(printf, 4, 5))) static int fail(int rc, char *err, size_t errlen, const char *fmt, ...) {
@@ -49,5 +51,20 @@ int fscheck_own_file(const struct stat *st, const char *path, const char *what, 
   if (st->st_uid != me)
     return fail(-EPERM, err, errlen, "%s %s is owned by uid %u, not by this user (uid %u); refusing to use it", what,
                 path, (unsigned)st->st_uid, (unsigned)me);
+  return 0;
+}
+
+int fscheck_mkdir_p(const char *path) {
+  char p[PATH_MAX];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof p) return -ENAMETOOLONG;
+  memcpy(p, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (p[i] != '/' && p[i] != 0) continue;
+    char c = p[i];
+    p[i] = 0;
+    if (mkdir(p, 0700) != 0 && errno != EEXIST) return -errno;
+    p[i] = c;
+  }
   return 0;
 }

@@ -25,4 +25,9 @@ int fscheck_private_dir(const struct stat *st, const char *path, const char *wha
 int fscheck_own_file(const struct stat *st, const char *path, const char *what, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* mkdir -p: creates every missing directory of `path` with mode 0700 (existing ones are left as
+ * they are; the checks above judge them). 0, -ENAMETOOLONG (path of PATH_MAX or more), or the
+ * negative errno of the mkdir that failed. */
+int fscheck_mkdir_p(const char *path) __attribute__((warn_unused_result));
+
 #endif

@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "util/fscheck.h"
 #include "util/log.h"
 
 static int fail(int rc, const char *path, const char *why) {
@@ -142,21 +143,6 @@ static int write_key(const char *path, const keys_private *k, bool exclusive) {
 
 int identity_save(const char *path, const keys_private *k) { return write_key(path, k, false); }
 
-/* mkdir -p with mode 0700 for every directory it creates. */
-static int mkdir_p(const char *dir) {
-  char p[PATH_MAX];
-  size_t n = strlen(dir);
-  if (n == 0 || n >= sizeof p) return -ENAMETOOLONG;
-  memcpy(p, dir, n + 1);
-  for (size_t i = 1; i <= n; i++) {
-    if (p[i] != '/' && p[i] != 0) continue;
-    char c = p[i];
-    p[i] = 0;
-    if (mkdir(p, 0700) != 0 && errno != EEXIST) return -errno;
-    p[i] = c;
-  }
-  return 0;
-}
 
 int identity_load_or_create(const char *state_dir, keys_private *out, bool *created) {
   char path[PATH_MAX];
@@ -165,7 +151,7 @@ int identity_load_or_create(const char *state_dir, keys_private *out, bool *crea
     return -ENAMETOOLONG;
   int rc = identity_load(path, out);
   if (rc != -ENOENT) return rc;
-  if ((rc = mkdir_p(state_dir)) != 0) return fail(rc, state_dir, "cannot create state directory");
+  if ((rc = fscheck_mkdir_p(state_dir)) != 0) return fail(rc, state_dir, "cannot create state directory");
   keys_private k;
   rc = keys_ed25519_generate(&k);
   if (rc) return rc;
