@@ -9,7 +9,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build_pkgs=(build-essential pkg-config meson ninja-build
   libuv1-dev libjansson-dev libsodium-dev libsqlite3-dev sqlite3 libssl-dev
   libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev)
-test_pkgs=(libcmocka-dev clang libclang-rt-14-dev llvm valgrind nodejs npm python3 prometheus) # prometheus: promtool
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev llvm valgrind nodejs npm python3 prometheus # prometheus: promtool
+  iproute2 nftables) # network namespaces and NAT routers of suites 45 and 48
 bench_pkgs=(wrk python3)
 
 want=("${build_pkgs[@]}")

@@ -581,6 +581,47 @@ static void test_dcutr_upgrades_a_relayed_connection(void **state) {
   assert_int_equal(pr2.err, 0);
 }
 
+static json_int_t hp_stat(p2p_nat *n, const char *key) {
+  json_t *st = nat_status(n);
+  json_int_t v = json_integer_value(json_object_get(json_object_get(st, "holepunch"), key));
+  json_decref(st);
+  return v;
+}
+static bool punch_skipped(void *arg) { return hp_stat(arg, "skipped") >= 1; }
+
+/* A peer without DCUtR (a CLI's client-only host) reaches B through R: B skips the hole punch
+ * at once (no attempt, no retry), counts it as skipped, not failed, and the relayed connection
+ * stays in use. (Before: three attempts 2 s apart, each "failed", for a peer that cannot take
+ * part.) */
+static void test_dcutr_skips_a_peer_without_dcutr(void **state) {
+  (void)state;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = k_hop, .allow_private = true};
+  p2p_host *r = make_host(0, &rc, NULL);
+  char raddr[512];
+  full_addr(r, raddr, sizeof raddr);
+  const char *relays[] = {raddr};
+  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
+                       .n_relays = 1, .holepunch = true, .holepunch_no_unilateral = true, .allow_private = true};
+  p2p_nat *bn;
+  p2p_host *b = make_host(1, &bc, &bn);
+  p2p_nat_config ac = {.relay_client = true, .allow_private = true}; /* no holepunch */
+  p2p_host *a = make_host(2, &ac, NULL);
+  assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
+  char target[1024];
+  circuit_to(r, b, target, sizeof target);
+  ping_res pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, 0);
+  assert_true(wait_for(punch_skipped, bn, WAIT_MS));
+  assert_int_equal(hp_stat(bn, "failed"), 0);
+  assert_int_equal(hp_stat(bn, "in_progress"), 0);
+  ping_res pr2 = {0};
+  assert_int_equal(p2p_host_ping(a, p2p_host_peer_id(b), ping_cb, &pr2), 0);
+  assert_true(run_until(&pr2.done, WAIT_MS));
+  assert_int_equal(pr2.err, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_relay_reservation_and_dial_through_the_relay, setup, teardown),
@@ -591,6 +632,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_autonat_three_servers_say_public, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat_unreachable_client_is_private, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_upgrades_a_relayed_connection, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_dcutr_skips_a_peer_without_dcutr, setup, teardown),
   };
   signal(SIGPIPE, SIG_IGN); /* as the node does: a peer that went away must not kill us mid-write */
   if (getenv("NAT_TEST_FILTER")) cmocka_set_test_filter(getenv("NAT_TEST_FILTER"));

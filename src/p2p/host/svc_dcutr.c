@@ -69,7 +69,7 @@ struct p2p_dcutr {
   void (*close_done)(void *);
   void *close_ud;
   struct {
-    uint64_t started, succeeded, failed, unilateral;
+    uint64_t started, succeeded, failed, unilateral, skipped;
   } stats;
 };
 
@@ -136,6 +136,26 @@ static void punch_give_up(punch *p, const char *why) {
   punch_end_stream(p);
   p->state = P_DONE;
   p->wake_ms = p->deadline_ms = 0;
+}
+
+/* The peer cannot take part (it does not speak DCUtR: a CLI, a client-only host): no attempt,
+ * no retry, not counted as a failure. */
+static void punch_skip(punch *p, const char *why) {
+  p2p_dcutr *d = p->d;
+  d->stats.skipped++;
+  log_info("p2p hole punch skipped; staying on the relayed connection", "{s:s, s:s}", "peer", p->peer, "reason", why);
+  punch_end_stream(p);
+  p->state = P_DONE;
+  p->wake_ms = p->deadline_ms = 0;
+}
+
+/* false only when identify ran and the peer's protocols do not include /libp2p/dcutr. */
+static bool peer_may_speak_dcutr(p2p_dcutr *d, const char *peer) {
+  p2p_peer_info pi;
+  if (p2p_host_peer_info(d->h, peer, &pi) != 0 || !pi.n_protocols) return true;
+  for (size_t i = 0; i < pi.n_protocols; i++)
+    if (pi.protocols[i] && strcmp(pi.protocols[i], DCUTR_PROTOCOL) == 0) return true;
+  return false;
 }
 
 /* One attempt failed: log it, and (B) try again after the gap. */
@@ -379,7 +399,9 @@ static void stream_opened(p2p_stream *s, int err, void *ud) {
   d_unpend(d);
   if (!s || p->state != P_EXCHANGE || p->s || d->closing) {
     if (s) p2p_stream_reset(s);
-    else if (p->state == P_EXCHANGE) {
+    else if (p->state == P_EXCHANGE && err == -EPROTONOSUPPORT) {
+      punch_skip(p, "the peer refused /libp2p/dcutr");
+    } else if (p->state == P_EXCHANGE) {
       char why[128];
       snprintf(why, sizeof why, "cannot open a DCUtR stream (%s)", strerror(-err));
       attempt_failed(p, why);
@@ -400,6 +422,10 @@ static void stream_opened(p2p_stream *s, int err, void *ud) {
 
 static void start_attempt(punch *p) {
   p2p_dcutr *d = p->d;
+  if (!peer_may_speak_dcutr(d, p->peer)) {
+    punch_skip(p, "the peer does not list /libp2p/dcutr in identify");
+    return;
+  }
   p->attempt++;
   p->state = P_EXCHANGE;
   p->wake_ms = 0;
@@ -426,9 +452,16 @@ static void on_timer(uv_timer_t *t) {
     if (p->state == P_DONE) continue;
     if (p->deadline_ms && now >= p->deadline_ms && p->state != P_GAP && p->state != P_HALF_RTT) {
       p->deadline_ms = 0;
-      attempt_failed(p, p->state == P_DIALING ? (p->n_remote ? "the simultaneous open timed out"
-                                                             : "no address of the peer and no dial from it in time")
-                                              : "the peer did not answer in time");
+      char why[200];
+      if (p->state == P_DIALING && p->n_remote)
+        snprintf(why, sizeof why,
+                 "the simultaneous open timed out: no connection from %zu address(es) of the peer (a NAT that "
+                 "maps ports at random on either side cannot be punched)",
+                 p->n_remote);
+      else
+        snprintf(why, sizeof why, "%s", p->state == P_DIALING ? "no address of the peer and no dial from it in time"
+                                                              : "the peer did not answer in time");
+      attempt_failed(p, why);
     } else if (p->wake_ms && now >= p->wake_ms) {
       p->wake_ms = 0;
       if (p->state == P_IDENTIFY) step_unilateral(p);
@@ -595,7 +628,8 @@ json_t *p2p_dcutr_status_json(const p2p_dcutr *d) {
   size_t active = 0;
   for (const punch *p = d->punches; p; p = p->next)
     if (p->state != P_DONE) active++;
-  return json_pack("{s:I, s:I, s:I, s:I, s:I}", "started", (json_int_t)d->stats.started, "succeeded",
+  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "started", (json_int_t)d->stats.started, "succeeded",
                    (json_int_t)d->stats.succeeded, "direct_dial", (json_int_t)d->stats.unilateral, "failed",
-                   (json_int_t)d->stats.failed, "in_progress", (json_int_t)active);
+                   (json_int_t)d->stats.failed, "skipped", (json_int_t)d->stats.skipped, "in_progress",
+                   (json_int_t)active);
 }

@@ -1,0 +1,326 @@
+"""NAT traversal through real NAT routers (issue 16), run by tests/suites/48-nat-netns.sh inside
+the namespaces that tests/interop/nat/netns_topo.sh built (PREFIX-r relay, PREFIX-a behind
+NAT-A, PREFIX-b behind NAT-B, PREFIX-c behind NAT-C whose masquerade picks random ports).
+
+    netns_checks.py PREFIX MODE [GROUP...]   MODE: nft | firewall (what the topology could build)
+
+Groups (default: all, in this order; they share the nodes started by the first):
+    relay      R `peermcp serve` with the hop service in the public namespace; A behind NAT-A
+               reserves on R and announces R/p2p-circuit/p2p/A; the CLI behind NAT-B calls a tool
+               on A through that address; a direct dial to A's private and to its NAT's public
+               address fails (the NAT works); AutoNAT: A private, R public.
+    punch      B `peermcp serve` behind NAT-B calls A through the relay (p2p_remote_call_tool):
+               A received the relayed connection and starts DCUtR; the connection is upgraded to
+               a direct one through both NATs ("p2p hole punch succeeded", relayed:false on both
+               sides) and the next call runs over it.
+    random     C behind NAT-C (random port mapping) calls A through the relay: the hole punch
+               fails with a logged reason after its retries, the relayed connection stays usable.
+    js         a js-libp2p peer (tests/interop/nat/js_punch.mjs) behind NAT-B dials A through the
+               relay and calls /peermcp/echo over the relayed connection; A starts DCUtR, js
+               answers, the connection becomes direct (js reports it).
+    bench      N more hole punches (B restarted each time): success rate and time to direct.
+
+Prints "PASS name" / "FAIL name: why" / "SKIP name: why" and ends with "netns: N passed, N failed".
+Every wait has a deadline; nothing sleeps and then asserts.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.environ.get("PEERMCP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
+PEERMCP = os.environ.get("PEERMCP_ASAN_BIN", os.path.join(ROOT, "build-asan/peermcp"))
+NODE = os.path.join(ROOT, "tests/node_modules/node/bin/node")
+RESULTS = {"pass": 0, "fail": 0}
+TMP = tempfile.mkdtemp(prefix="nat-netns.")
+BASE_ENV = {"IPFS_ACCELERATE_PY_TASK_P2P_TOKEN": "tok-nat", "PEERMCP_TEST_TOOLS": "1"}
+PREFIX = ""
+MODE = "nft"
+BENCH = {}
+
+
+def expect(name, cond, why=""):
+    RESULTS["pass" if cond else "fail"] += 1
+    print(("PASS " + name) if cond else ("FAIL " + name + (": " + str(why)[:900] if why else "")), flush=True)
+    return cond
+
+
+def skip(name, why):
+    print("SKIP %s: %s" % (name, why), flush=True)
+
+
+def wait(pred, secs):
+    end = time.time() + secs
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    return pred()
+
+
+def ns(n):
+    return ["ip", "netns", "exec", "%s-%s" % (PREFIX, n)]
+
+
+def ts_s(j):
+    """A log line's "ts" (2026-12-07T04:11:27.228Z) in seconds."""
+    t = j.get("ts", "")
+    return time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + t[19:].rstrip("Z"))
+
+
+def log_lines(text, msg):
+    out = []
+    for line in text.splitlines():
+        try:
+            j = json.loads(line)
+        except ValueError:
+            continue
+        if msg in str(j.get("msg", "")):
+            out.append(j)
+    return out
+
+
+class Serve:
+    """A `peermcp serve` in namespace `where`, listening on ip:4001; stderr to a file."""
+
+    def __init__(self, name, where, ip, env_extra, cfg, stdio=True):
+        self.name = name
+        self.nid = 0
+        self.dir = os.path.join(TMP, name)
+        self.err_path = self.dir + ".err"
+        cpath = self.dir + ".json"
+        json.dump(cfg, open(cpath, "w"))
+        env = dict(os.environ, **BASE_ENV, **env_extra)
+        self.proc = subprocess.Popen(ns(where) + [PEERMCP, "serve"] + ([] if stdio else ["--no-stdio"]) +
+                                     ["--state-dir", self.dir, "--config", cpath, "--p2p-listen",
+                                      "/ip4/%s/tcp/4001" % ip, "--log-level", "debug"],
+                                     stdin=subprocess.PIPE if stdio else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE if stdio else subprocess.DEVNULL,
+                                     stderr=open(self.err_path, "w"), env=env, text=True)
+        if stdio:
+            self.rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                    "clientInfo": {"name": "netns-checks", "version": "1"}})
+            self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+            self.proc.stdin.flush()
+        if not wait(lambda: 'ready"' in self.log() or self.proc.poll() is not None, 90) or self.proc.poll() is not None:
+            raise RuntimeError("%s did not start: %s" % (name, self.log()[-600:]))
+        self.peer_id = self.announce()["peer_id"]
+        self.addr = "/ip4/%s/tcp/4001/p2p/%s" % (ip, self.peer_id)
+
+    def rpc(self, method, params=None):
+        self.nid += 1
+        msg = {"jsonrpc": "2.0", "id": self.nid, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("%s closed stdout" % self.name)
+            r = json.loads(line)
+            if r.get("id") == self.nid:
+                return r
+
+    def tool(self, name, args):
+        r = self.rpc("tools/call", {"name": name, "arguments": args}).get("result") or {}
+        return r.get("structuredContent") or {}, bool(r.get("isError"))
+
+    def conns(self, peer_id):
+        peers = self.tool("p2p_list_peers", {})[0].get("peers") or []
+        row = [p for p in peers if p.get("peer_id") == peer_id]
+        return row[0].get("connections", []) if row else []
+
+    def nat(self):
+        return self.tool("p2p_service_status", {})[0].get("nat") or {}
+
+    def log(self):
+        return open(self.err_path).read()
+
+    def announce(self):
+        try:
+            return json.load(open(os.path.join(self.dir, "announce.json")))
+        except (OSError, ValueError):
+            return {}
+
+    def stop(self, check=True):
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if check:
+            err = self.log()
+            clean = self.proc.returncode == 0 and "ERROR: AddressSanitizer" not in err and "runtime error" not in err
+            expect("%s stops cleanly" % self.name, clean, "rc=%s %s" % (self.proc.returncode, err[-600:]))
+
+
+def cli(where, *args, timeout=120):
+    env = dict(os.environ, **BASE_ENV)
+    r = subprocess.run(ns(where) + [PEERMCP] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
+    try:
+        out = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {}
+    except ValueError:
+        out = {"raw": r.stdout[-400:]}
+    return r.returncode, out, r.stderr
+
+
+def tcp_connect(where, ip, port, secs):
+    """A plain TCP connect from namespace `where`: 'connected' or the error."""
+    code = ("import socket,sys\ns=socket.socket();s.settimeout(%s)\ntry:\n s.connect((%r,%d));print('connected')\n"
+            "except Exception as e:print(type(e).__name__)" % (secs, ip, port))
+    r = subprocess.run(ns(where) + [sys.executable, "-c", code], capture_output=True, text=True, timeout=secs + 30)
+    return r.stdout.strip()
+
+
+NODES = {}
+
+
+def common_cfg(extra=None):
+    c = {"p2p": {"autonat": True, "autonat_confidence": 1}}
+    if extra:
+        c["p2p"].update(extra)
+    return c
+
+
+def group_relay():
+    r = Serve("relay", "r", "5.0.0.2", {"IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP": "1"}, common_cfg(), stdio=True)
+    NODES["r"] = r
+    a = Serve("a", "a", "10.0.1.2", {}, common_cfg({"relays": [r.addr]}))
+    NODES["a"] = a
+    circ = "%s/p2p-circuit/p2p/%s" % (r.addr, a.peer_id)
+    NODES["circ"] = circ
+    got = wait(lambda: circ in a.announce().get("multiaddrs", []), 60)
+    expect("relay: A (behind NAT-A) reserved on R and announce.json lists R/p2p-circuit/p2p/A", got, a.announce())
+    rc, out, err = cli("b", "call", "--state-dir", os.path.join(TMP, "cli1"), "--peer", circ, "echo",
+                       '{"via":"relay-through-nat"}')
+    expect("relay: the CLI behind NAT-B calls a tool on A through /p2p-circuit", rc == 0 and
+           "relay-through-nat" in json.dumps(out), (rc, out, err[-600:]))
+    # the NAT: A cannot be dialed, neither at its private address nor at its NAT's public one
+    rc, out, err = cli("b", "call", "--state-dir", os.path.join(TMP, "cli2"), "--timeout", "10", "--peer",
+                       a.addr, "echo", "{}", timeout=60)
+    expect("relay: a direct dial from behind NAT-B to A's private address fails", rc != 0, (rc, out))
+    if MODE == "nft":
+        res = tcp_connect("b", "5.1.0.2", 4001, 3)
+        expect("relay: a TCP connect to NAT-A's public address, port 4001, does not get through",
+               res != "connected", res)
+        # the relay saw A come from NAT-A's public address
+        seen = wait(lambda: "5.1.0.2" in json.dumps(r.conns(a.peer_id)), 10)
+        expect("relay: R sees A's connection coming from NAT-A's public address 5.1.0.2", seen, r.conns(a.peer_id))
+    # AutoNAT: private behind the NAT, public for the relay
+    st = wait(lambda: a.nat().get("reachability") == "private" and a.nat(), 60) or a.nat()
+    expect("relay: AutoNAT says A (behind NAT-A) is private (p2p_service_status)",
+           st.get("reachability") == "private" and (st.get("autonat") or {}).get("status") == "private", st)
+    st = wait(lambda: r.nat().get("reachability") == "public" and r.nat(), 60) or r.nat()
+    expect("relay: AutoNAT says R (public namespace) is public (p2p_service_status)",
+           st.get("reachability") == "public", st)
+    rc, out, err = cli("b", "status", "--state-dir", os.path.join(TMP, "cli1"), "--peer", r.addr)
+    an = (out.get("nat") or {}).get("autonat") or {}
+    expect("relay: R's status op (from behind NAT-B) carries nat.autonat public, code 1",
+           rc == 0 and an.get("status") == "public" and an.get("code") == 1, (rc, out, err[-300:]))
+    rc, out, err = cli("b", "status", "--state-dir", os.path.join(TMP, "cli1"), "--peer", circ)
+    an = (out.get("nat") or {}).get("autonat") or {}
+    expect("relay: A's status op (through the relay) carries nat.autonat private, code 2",
+           rc == 0 and an.get("status") == "private" and an.get("code") == 2, (rc, out, err[-300:]))
+
+
+def punch_once(name, where, ip, a, tag):
+    """A node in `where` calls A through the relay; returns (node, seconds to a direct conn or None)."""
+    n = Serve(name, where, ip, {}, common_cfg({"holepunch": True}))
+    t0 = time.time()
+    res, is_err = n.tool("p2p_remote_call_tool", {"remote_multiaddr": NODES["circ"], "tool_name": "echo",
+                                                    "args": {"via": tag}, "timeout_s": 30})
+    called = not is_err and tag in json.dumps(res)
+    direct = wait(lambda: any(c.get("relayed") is False for c in n.conns(a.peer_id)), 40)
+    return n, called, res, (time.time() - t0) if direct else None
+
+
+def group_punch():
+    a = NODES["a"]
+    before = len(log_lines(a.log(), "hole punch succeeded"))
+    b, called, res, dt = punch_once("b", "b", "10.0.2.2", a, "relay-then-punch")
+    NODES["b"] = b
+    expect("punch: B (behind NAT-B) calls a tool on A through the relay (p2p_remote_call_tool)", called, res)
+    ok = wait(lambda: len(log_lines(a.log(), "hole punch succeeded")) > before, 40)
+    expect("punch: A logs \"p2p hole punch succeeded\"", ok, a.log()[-1500:])
+    if ok:
+        j = log_lines(a.log(), "hole punch succeeded")[-1]
+        print("     A: %s" % json.dumps({k: j.get(k) for k in ("addr", "attempt", "rtt_ms", "role")}), flush=True)
+        BENCH.setdefault("tries", []).append(dt)
+    cb = b.conns(a.peer_id)
+    expect("punch: B's p2p_list_peers: A over a direct connection (relayed:false) through NAT-A's public address",
+           any(c.get("relayed") is False and "/ip4/5.1.0.2/tcp/4001" in c.get("addr", "") for c in cb), cb)
+    ca = wait(lambda: [c for c in a.conns(b.peer_id) if c.get("relayed") is False] and a.conns(b.peer_id), 20)
+    expect("punch: A's p2p_list_peers: B over a direct connection from NAT-B's public address",
+           any(c.get("relayed") is False and "/ip4/5.2.0.2/tcp/4001" in c.get("addr", "") for c in (ca or [])), ca)
+    gone = wait(lambda: all(c.get("relayed") is False for c in b.conns(a.peer_id)), 30)
+    expect("punch: the relayed connection is closed once the direct one is up", gone, b.conns(a.peer_id))
+    res, is_err = b.tool("p2p_remote_call_tool", {"remote_peer_id": a.peer_id, "tool_name": "echo",
+                                                  "args": {"via": "direct"}, "timeout_s": 20})
+    expect("punch: the next tool call runs over the direct connection", not is_err and "direct" in json.dumps(res) and
+           all(c.get("relayed") is False for c in b.conns(a.peer_id)), (res, b.conns(a.peer_id)))
+    st = a.nat().get("holepunch") or {}
+    expect("punch: A's p2p_service_status counts the hole punch", st.get("succeeded", 0) >= 1, st)
+
+
+def group_random():
+    a = NODES["a"]
+    if MODE != "nft":
+        skip("random", "no NAT on this kernel")
+        return
+    before = len(log_lines(a.log(), "hole punch failed; staying"))
+    c, called, res, dt = punch_once("c", "c", "10.0.3.2", a, "random-nat")
+    expect("random: C (behind NAT-C, random ports) calls a tool on A through the relay", called, res)
+    failed = wait(lambda: len(log_lines(a.log(), "hole punch failed; staying")) > before, 60)
+    j = log_lines(a.log(), "hole punch failed; staying")[-1] if failed else {}
+    expect("random: A logs \"p2p hole punch failed\" with a reason after its tries",
+           failed and j.get("reason") and j.get("attempts", 0) >= 3, a.log()[-1500:])
+    if j:
+        print("     A: %s" % json.dumps({k: j.get(k) for k in ("reason", "attempts")}), flush=True)
+    syncs = [ts_s(y) for y in log_lines(a.log(), "hole punch: SYNC sent") if y.get("peer") == c.peer_id]
+    gaps = [round(y - x, 2) for x, y in zip(syncs, syncs[1:])]
+    expect("random: A tried 3 times (SYNC each time), ≥ 2 s apart", len(syncs) == 3 and all(g >= 2.0 for g in gaps),
+           gaps)
+    cc = c.conns(a.peer_id)
+    expect("random: C stays on the relayed connection", cc and all(x.get("relayed") for x in cc), cc)
+    res, is_err = c.tool("p2p_remote_call_tool", {"remote_peer_id": a.peer_id, "tool_name": "echo",
+                                                  "args": {"via": "still-relayed"}, "timeout_s": 20})
+    expect("random: the relayed connection still carries a tool call", not is_err and "still-relayed" in
+           json.dumps(res), res)
+    c.stop()
+
+
+def main():
+    global PREFIX, MODE
+    if len(sys.argv) < 3:
+        print("usage: netns_checks.py PREFIX nft|firewall [GROUP...]")
+        print("netns: 0 passed, 1 failed")
+        sys.exit(2)
+    PREFIX, MODE = sys.argv[1], sys.argv[2]
+    groups = {"relay": group_relay, "punch": group_punch, "random": group_random}
+    want = sys.argv[3:] or ["relay", "punch", "random"]
+    try:
+        for g in want:
+            if g != "relay" and "a" not in NODES:
+                break
+            groups[g]()
+    except Exception as e:  # a crash is one failure, reported
+        expect("ran to the end", False, repr(e))
+    for k in ("b", "a", "r"):
+        if k in NODES:
+            NODES[k].stop()
+    if os.environ.get("NETNS_KEEP_LOGS"):
+        print("logs in %s" % TMP)
+    print("netns: %d passed, %d failed" % (RESULTS["pass"], RESULTS["fail"]), flush=True)
+    sys.exit(0 if RESULTS["fail"] == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
