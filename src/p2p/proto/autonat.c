@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "autonat.pb-c.h"
-#include "p2p/core/varint.h"
+#include "p2p/proto/pbframe.h"
 
 const char *autonat_status_name(uint32_t status) {
   switch (status) {
@@ -52,17 +52,7 @@ int autonat_encode(const autonat_msg *m, buf *out) {
     }
     pb.dialresponse = &resp;
   }
-  size_t sz = autonat__message__get_packed_size(&pb);
-  if (sz > AUTONAT_MAX_MSG) return -E2BIG;
-  uint8_t hdr[VARINT_MAX_BYTES];
-  size_t hl = varint_encode(sz, hdr);
-  uint8_t *p;
-  int rc = buf_reserve(out, hl + sz, &p);
-  if (rc) return rc;
-  memcpy(p, hdr, hl);
-  autonat__message__pack(&pb, p + hl);
-  buf_commit(out, hl + sz);
-  return 0;
+  return pbframe_pack(&pb.base, AUTONAT_MAX_MSG, out);
 }
 
 int autonat_decode(const uint8_t *p, size_t n, autonat_msg *out) {
@@ -103,7 +93,7 @@ int autonat_decode(const uint8_t *p, size_t n, autonat_msg *out) {
 }
 
 int autonat_frame_parse(const uint8_t *in, size_t n, const uint8_t **msg, size_t *msg_len, size_t *consumed) {
-  return varint_frame_parse(in, n, AUTONAT_MAX_MSG, msg, msg_len, consumed);
+  return pbframe_parse(in, n, AUTONAT_MAX_MSG, msg, msg_len, consumed);
 }
 
 /* ---------------------------------------------------------------- server: what to dial */

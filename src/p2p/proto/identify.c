@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "identify.pb-c.h"
-#include "p2p/core/varint.h"
+#include "p2p/proto/pbframe.h"
 
 int identify_encode(const identify_msg *m, buf *out) {
   if (m->n_listen_addrs > IDENTIFY_MAX_ADDRS || m->n_protocols > IDENTIFY_MAX_PROTOCOLS) return -E2BIG;
@@ -38,17 +38,7 @@ int identify_encode(const identify_msg *m, buf *out) {
     pb.signedpeerrecord.data = m->signed_peer_record;
     pb.signedpeerrecord.len = m->signed_peer_record_len;
   }
-  size_t sz = pb__identify__get_packed_size(&pb);
-  if (sz > IDENTIFY_MAX_MSG) return -E2BIG;
-  uint8_t hdr[VARINT_MAX_BYTES];
-  size_t hl = varint_encode(sz, hdr);
-  uint8_t *p;
-  int rc = buf_reserve(out, hl + sz, &p);
-  if (rc) return rc;
-  memcpy(p, hdr, hl);
-  pb__identify__pack(&pb, p + hl);
-  buf_commit(out, hl + sz);
-  return 0;
+  return pbframe_pack(&pb.base, IDENTIFY_MAX_MSG, out);
 }
 
 static int dup_string(const char *s, char **out) {
@@ -133,15 +123,5 @@ void identify_msg_clear(identify_msg *m) {
 
 int identify_frame_parse(const uint8_t *in, size_t n, size_t max_len, const uint8_t **msg, size_t *msg_len,
                          size_t *consumed) {
-  uint64_t len;
-  size_t used;
-  int rc = varint_decode(in, n, &len, &used);
-  if (rc == -EAGAIN) return -EAGAIN;
-  if (rc) return -EINVAL;
-  if (len > max_len) return -EMSGSIZE;
-  if (n - used < len) return -EAGAIN;
-  *msg = in + used;
-  *msg_len = (size_t)len;
-  *consumed = used + (size_t)len;
-  return 0;
+  return pbframe_parse(in, n, max_len, msg, msg_len, consumed);
 }

@@ -7,7 +7,7 @@
 #include "circuit.pb-c.h"
 #include "envelope.pb-c.h"
 #include "p2p/core/envelope.h"
-#include "p2p/core/varint.h"
+#include "p2p/proto/pbframe.h"
 
 const uint8_t RELAY_VOUCHER_PAYLOAD_TYPE[2] = {0x03, 0x02};
 
@@ -61,7 +61,6 @@ int relay_encode(const relay_msg *m, buf *out) {
     lim.has_data = 1;
     lim.data = m->limit_data;
   }
-  size_t sz;
   Circuit__HopMessage hop = CIRCUIT__HOP_MESSAGE__INIT;
   Circuit__StopMessage stop = CIRCUIT__STOP_MESSAGE__INIT;
   if (m->stop) {
@@ -71,28 +70,16 @@ int relay_encode(const relay_msg *m, buf *out) {
     stop.limit = m->has_limit ? &lim : NULL;
     stop.has_status = m->has_status;
     stop.status = m->status;
-    sz = circuit__stop_message__get_packed_size(&stop);
-  } else {
-    hop.has_type = 1;
-    hop.type = m->type;
-    hop.peer = m->has_peer ? &peer : NULL;
-    hop.reservation = m->has_reservation ? &rsv : NULL;
-    hop.limit = m->has_limit ? &lim : NULL;
-    hop.has_status = m->has_status;
-    hop.status = m->status;
-    sz = circuit__hop_message__get_packed_size(&hop);
+    return pbframe_pack(&stop.base, RELAY_MAX_MSG, out);
   }
-  if (sz > RELAY_MAX_MSG) return -E2BIG;
-  uint8_t hdr[VARINT_MAX_BYTES];
-  size_t hl = varint_encode(sz, hdr);
-  uint8_t *p;
-  int rc = buf_reserve(out, hl + sz, &p);
-  if (rc) return rc;
-  memcpy(p, hdr, hl);
-  if (m->stop) circuit__stop_message__pack(&stop, p + hl);
-  else circuit__hop_message__pack(&hop, p + hl);
-  buf_commit(out, hl + sz);
-  return 0;
+  hop.has_type = 1;
+  hop.type = m->type;
+  hop.peer = m->has_peer ? &peer : NULL;
+  hop.reservation = m->has_reservation ? &rsv : NULL;
+  hop.limit = m->has_limit ? &lim : NULL;
+  hop.has_status = m->has_status;
+  hop.status = m->status;
+  return pbframe_pack(&hop.base, RELAY_MAX_MSG, out);
 }
 
 /* ---------------------------------------------------------------- decode */
@@ -166,7 +153,7 @@ int relay_decode(const uint8_t *p, size_t n, bool stop, relay_msg *out) {
 }
 
 int relay_frame_parse(const uint8_t *in, size_t n, const uint8_t **msg, size_t *msg_len, size_t *consumed) {
-  return varint_frame_parse(in, n, RELAY_MAX_MSG, msg, msg_len, consumed);
+  return pbframe_parse(in, n, RELAY_MAX_MSG, msg, msg_len, consumed);
 }
 
 /* ---------------------------------------------------------------- vouchers */
