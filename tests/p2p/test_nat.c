@@ -3,6 +3,7 @@
  * addresses are allowed here (allow_private): every address is a loopback one. The same
  * protocols against js-libp2p, behind real NATs in network namespaces: tests/suites/47-nat.sh. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,7 +33,15 @@ static p2p_host *hosts[MAXH];
 
 static int setup(void **state) {
   (void)state;
-  log_set_level(getenv("NAT_TEST_LOG") ? LOG_DEBUG : LOG_ERROR);
+  /* Every log line is built (level debug) even when nobody reads it: a field list that does
+   * not match its format crashes here, not in production (the relay's "circuit limit reached"
+   * line did). NAT_TEST_LOG=1 shows them on stderr. */
+  log_set_level(LOG_DEBUG);
+  if (!getenv("NAT_TEST_LOG")) {
+    static int devnull = -1;
+    if (devnull < 0) devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (devnull >= 0) log_set_fd(devnull);
+  }
   for (int i = 0; i < MAXH; i++) {
     snprintf(dirs[i], sizeof dirs[i], "/tmp/peermcp-test-nat-%d-XXXXXX", i);
     if (!mkdtemp(dirs[i])) return -1;

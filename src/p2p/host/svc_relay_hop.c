@@ -258,7 +258,7 @@ static bool circ_forward(circuit *c, circ_end *e, const uint8_t *d, size_t n) {
   if (over) {
     hop->stats.limited_data++;
     log_info("p2p relay circuit limit reached", "{s:s, s:s, s:s, s:I}", "src", c->src, "dst", c->dst, "limit",
-             "data", (json_int_t)hop->cfg.limit_data);
+             "data", "max", (json_int_t)hop->cfg.limit_data);
     circ_kill(c);
     return false;
   }
@@ -689,7 +689,7 @@ void p2p_relay_hop_tick(p2p_relay_hop *hop) {
     if (c->state == CIRC_PIPING && c->end_ms && ms >= c->end_ms) {
       hop->stats.limited_time++;
       log_info("p2p relay circuit limit reached", "{s:s, s:s, s:s, s:I}", "src", c->src, "dst", c->dst, "limit",
-               "duration", (json_int_t)hop->cfg.limit_duration_s);
+               "duration", "max", (json_int_t)hop->cfg.limit_duration_s);
       circ_kill(c);
     } else if (c->state != CIRC_PIPING && c->setup_deadline_ms && ms >= c->setup_deadline_ms) {
       circ_fail(c, "the destination did not answer in time");
