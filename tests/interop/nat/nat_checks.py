@@ -8,11 +8,26 @@
                           connection to R); with the switch IPFS_ACCELERATE_PY_TASK_P2P_RELAY=0 the
                           same call fails; every process stops cleanly.
 
-Prints "PASS name" / "FAIL name: why" per check and ends with "<group>: N passed, N failed".
+    nat_checks.py js-relay  a js-libp2p relay (circuitRelayServer, relay_js.mjs server): a
+                          `peermcp serve` B with p2p.relays = [it] reserves and announces the
+                          circuit address; a js peer reaches B through it (ping, identify over
+                          the limited connection) and the CLI calls a tool on B through it
+    nat_checks.py js-hop  `peermcp serve` as the relay (hop service, cap 3, 64 KiB, 4 s) for js
+                          peers (relay_js.mjs hop): js A reserves and js B reaches it and
+                          exchanges data; the voucher js receives verifies; a circuit is cut at
+                          its data limit and one at its time limit (and R logs which); the 4th
+                          reservation is refused with RESERVATION_REFUSED, A's refresh succeeds
+    nat_checks.py autonat @libp2p/autonat's client asks a `peermcp serve` AutoNAT server
+                          (relay_js.mjs autonat): OK for its listen address, E_DIAL_ERROR for a
+                          closed port; the server logs the same answers
+
+Several groups may be named at once. Prints "PASS name" / "FAIL name: why" per check and ends
+with "<group>: N passed, N failed" (the groups joined with "+").
 Every wait has a deadline; nothing sleeps and then asserts.
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +38,9 @@ PEERMCP = os.environ.get("PEERMCP_ASAN_BIN", os.path.join(ROOT, "build-asan/peer
 RESULTS = {"pass": 0, "fail": 0}
 TMP = tempfile.mkdtemp(prefix="nat-checks.")
 BASE_ENV = {"IPFS_ACCELERATE_PY_TASK_P2P_TOKEN": "tok-nat", "PEERMCP_TEST_TOOLS": "1"}
+NODE = os.path.join(ROOT, "tests/node_modules/node/bin/node")
+RELAY_JS = os.path.join(ROOT, "tests/interop/nat/relay_js.mjs")
+STARTED = []  # every process a group started; main() kills what a failed group left running
 
 
 def expect(name, cond, why=""):
@@ -55,6 +73,7 @@ class Serve:
                                      stdin=subprocess.PIPE if stdio else subprocess.DEVNULL,
                                      stdout=subprocess.PIPE if stdio else subprocess.DEVNULL,
                                      stderr=open(self.err_path, "w"), env=self.env, text=True)
+        STARTED.append(self.proc)
         if stdio:
             self.rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
                                     "clientInfo": {"name": "nat-checks", "version": "1"}})
@@ -159,18 +178,117 @@ def group_relay():
     r.stop()
 
 
-def main():
-    groups = {"relay": group_relay}
-    g = sys.argv[1] if len(sys.argv) > 1 else ""
-    if g not in groups:
-        print("usage: nat_checks.py relay")
-        print("%s: 0 passed, 1 failed" % (g or "nat"))
-        sys.exit(2)
+def js_checks(prefix, *args, timeout=180):
+    """Runs relay_js.mjs ARGS; every {"check","ok"} line it prints becomes one check."""
     try:
-        groups[g]()
-    except Exception as e:  # a crash is one failure, reported
-        expect("%s: ran to the end" % g, False, repr(e))
-    print("%s: %d passed, %d failed" % (g, RESULTS["pass"], RESULTS["fail"]), flush=True)
+        r = subprocess.run([NODE, RELAY_JS] + list(args), capture_output=True, text=True, timeout=timeout,
+                           cwd=os.path.join(ROOT, "tests"))
+        out, err = r.stdout, r.stderr
+    except subprocess.TimeoutExpired as e:
+        out, err = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), "timeout"
+    n = 0
+    for line in out.splitlines():
+        try:
+            c = json.loads(line)
+        except ValueError:
+            continue
+        if "check" in c:
+            n += 1
+            expect("%s: %s" % (prefix, c["check"]), c.get("ok") is True, line)
+    if n == 0:
+        expect("%s: relay_js.mjs %s printed its checks" % (prefix, args[0]), False, (out[-300:], err[-600:]))
+
+
+class JsRelay:
+    """relay_js.mjs server: a js-libp2p circuit relay on 127.0.0.1 until its stdin closes."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([NODE, RELAY_JS, "server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=open(os.path.join(TMP, "jsrelay.err"), "w"), text=True,
+                                     cwd=os.path.join(ROOT, "tests"))
+        STARTED.append(self.proc)
+        first = json.loads(self.proc.stdout.readline())
+        self.peer_id = first["peer_id"]
+        self.addr = first["addrs"][0]
+
+    def stop(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def group_js_relay():
+    jr = JsRelay()
+    try:
+        cfg = os.path.join(TMP, "b-js.json")
+        json.dump({"p2p": {"relays": [jr.addr]}}, open(cfg, "w"))
+        b = Serve("behind-js", {}, "--config", cfg)
+        want = "%s/p2p-circuit/p2p/%s" % (jr.addr, b.peer_id)
+        got = wait(lambda: want in b.announce().get("multiaddrs", []), 60)
+        expect("js-relay: B reserved on the js relay and announce.json lists J/p2p-circuit/p2p/B", got, b.announce())
+        # js writes the duration limit in milliseconds where the spec says seconds: 120000.
+        expect("js-relay: B logs the reservation with the js relay's limits",
+               '"p2p relay reservation made"' in b.log() and jr.peer_id in b.log(), b.log()[-600:])
+        js_checks("js-relay", "reach", want)
+        cenv = dict(os.environ, **BASE_ENV)
+        rc, out, err = peermcp(cenv, "call", "--state-dir", os.path.join(TMP, "cli-js"), "--peer", want, "echo",
+                               '{"via":"js relay"}')
+        expect("js-relay: the CLI (another peermcp node) calls a tool on B through the js relay",
+               rc == 0 and "js relay" in json.dumps(out), (rc, out, err[-600:]))
+        b.stop()
+    finally:
+        jr.stop()
+
+
+def group_js_hop():
+    cfg = os.path.join(TMP, "r-hop.json")
+    json.dump({"p2p": {"relay_hop": {"enabled": True, "max_reservations": 3, "max_reservations_per_ip": 64,
+                                     "limit_data_bytes": 65536, "limit_duration_seconds": 4}}}, open(cfg, "w"))
+    r = Serve("relay-for-js", {}, "--config", cfg)
+    js_checks("js-hop", "hop", r.announce()["multiaddr"], "--cap", "3", "--limit-data", "65536",
+              "--limit-seconds", "4")
+    log = r.log()
+    expect("js-hop: R logs a circuit cut at its data limit and one at its time limit",
+           '"limit":"data","max":65536' in log and '"limit":"duration","max":4' in log,
+           [l for l in log.splitlines() if "limit reached" in l])
+    expect("js-hop: R logs the refused reservation (full)", '"p2p relay: reservation refused"' in log and '"reason":"full"' in log,
+           [l for l in log.splitlines() if "reserv" in l][-5:])
+    r.stop()
+
+
+def group_autonat():
+    a = Serve("autonat-server", {"IPFS_ACCELERATE_PY_TASK_P2P_AUTONAT": "1"})
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed = s.getsockname()[1]
+    s.close()  # nothing listens there any more: a dial-back is refused
+    js_checks("autonat", "autonat", a.announce()["multiaddr"], str(closed))
+    ans = [json.loads(l) for l in a.log().splitlines() if '"p2p autonat: answered"' in l]
+    expect("autonat: the server logs OK then E_DIAL_ERROR for the js client",
+           [x.get("status") for x in ans][-2:] == ["OK", "E_DIAL_ERROR"], ans)
+    a.stop()
+
+
+def main():
+    groups = {"relay": group_relay, "js-relay": group_js_relay, "js-hop": group_js_hop, "autonat": group_autonat}
+    names = sys.argv[1:]
+    if not names or any(g not in groups for g in names):
+        print("usage: nat_checks.py GROUP... (%s)" % " ".join(groups))
+        print("%s: 0 passed, 1 failed" % ("+".join(names) or "nat"))
+        sys.exit(2)
+    for g in names:
+        try:
+            groups[g]()
+        except Exception as e:  # a crash is one failure, reported
+            expect("%s: ran to the end" % g, False, repr(e))
+        for p in STARTED:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    print("%s: %d passed, %d failed" % ("+".join(names), RESULTS["pass"], RESULTS["fail"]), flush=True)
     sys.exit(0 if RESULTS["fail"] == 0 else 1)
 
 
