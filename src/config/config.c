@@ -580,14 +580,13 @@ static const keydef k_auth_jwt[] = {
 /* p2p.relay_hop (issue 16 §2): the relay's limits. */
 static const keydef k_relay_hop[] = {
     {"enabled", K_BOOL, OFF(p2p.relay_hop.enabled), 0, 0, 0},
-    {"max_reservations", K_U32, OFF(p2p.relay_hop.max_reservations), 0, 0, 65536},
+    {"max_reservations", K_U32, OFF(p2p.relay_hop.max_reservations), 0, 0, 65536},        /* 0 = no limit */
     {"max_reservations_per_ip", K_U32, OFF(p2p.relay_hop.max_reservations_per_ip), 0, 1, 65536},
     {"reservation_ttl_seconds", K_U32, OFF(p2p.relay_hop.reservation_ttl_seconds), 0, 60, 7 * DAY},
     {"max_circuits", K_U32, OFF(p2p.relay_hop.max_circuits), 0, 0, 65536},
     {"max_circuits_per_peer", K_U32, OFF(p2p.relay_hop.max_circuits_per_peer), 0, 1, 65536},
-    /* ≥ 1: the hop engine's "0 = no limit" is not offered (no test covers it; Not done) */
-    {"limit_duration_seconds", K_U32, OFF(p2p.relay_hop.limit_duration_seconds), 0, 1, DAY},
-    {"limit_data_bytes", K_U64, OFF(p2p.relay_hop.limit_data_bytes), 0, 1, 1024ull * 1024 * MiB},
+    {"limit_duration_seconds", K_U32, OFF(p2p.relay_hop.limit_duration_seconds), 0, 0, DAY},   /* 0 = no limit */
+    {"limit_data_bytes", K_U64, OFF(p2p.relay_hop.limit_data_bytes), 0, 0, 1024ull * 1024 * MiB}, /* 0 = no limit */
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1289,10 +1288,10 @@ static int apply_env_nat(lctx *c) {
     cfg->p2p.relay_hop.enabled = !env_falsy_word(v);
   if ((rc = env_u64(c, "IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP_MAX_RESERVATIONS", 0, 65536, &n)) < 0) return rc;
   if (rc == 0) cfg->p2p.relay_hop.max_reservations = (uint32_t)n;
-  if ((rc = env_u64(c, "IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP_LIMIT_DATA_BYTES", 1, 1024ull * 1024 * MiB, &n)) < 0)
+  if ((rc = env_u64(c, "IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP_LIMIT_DATA_BYTES", 0, 1024ull * 1024 * MiB, &n)) < 0)
     return rc;
   if (rc == 0) cfg->p2p.relay_hop.limit_data_bytes = n;
-  if ((rc = env_u64(c, "IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP_LIMIT_DURATION_S", 1, DAY, &n)) < 0) return rc;
+  if ((rc = env_u64(c, "IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP_LIMIT_DURATION_S", 0, DAY, &n)) < 0) return rc;
   if (rc == 0) cfg->p2p.relay_hop.limit_duration_seconds = (uint32_t)n;
   return 0;
 }

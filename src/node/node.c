@@ -945,7 +945,7 @@ static void on_maint_timer(uv_timer_t *t) {
 /* The NAT-traversal part of a host (docs/p2p-nat.md): a serving node runs what its config
  * switches on; a client (serving false) only dials /p2p-circuit addresses. Private and loopback
  * addresses count for AutoNAT and hole punching only in the local and lan profiles. */
-static void node_nat_config(const config *cfg, bool serving, p2p_nat_config *nc) {
+void node_nat_config(const config *cfg, bool serving, p2p_nat_config *nc) {
   memset(nc, 0, sizeof *nc);
   nc->relay_client = cfg->p2p.eff.relay;
   if (!serving) return;

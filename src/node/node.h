@@ -77,6 +77,7 @@
 #include "mcp/tasks.h"
 #include "p2p/host/discovery.h"
 #include "p2p/host/host.h"
+#include "p2p/host/nat.h"
 #include "service/client.h"
 #include "store/cache.h"
 #include "store/queue.h"
@@ -199,6 +200,10 @@ int node_dial(node *n, const char *target, svc_client **out) __attribute__((warn
  * publishes the rendezvous records); else a client that only asks (passive mDNS, DHT client,
  * lookups bounded by p2p.discovery_timeout_ms). Pointers borrow from cfg. */
 void node_discovery_config(const config *cfg, bool serving, p2p_discovery_config *out);
+
+/* NAT-traversal settings from the configuration (p2p.autonat, relay, relay_hop.*, holepunch and
+ * their `eff` values); serving as for discovery. Pointers borrow from cfg. */
+void node_nat_config(const config *cfg, bool serving, p2p_nat_config *out);
 
 /* `peermcp worker`: the id workers claim with, whether `once` is done, and their counters
  * (valid until node_close). */

@@ -695,6 +695,44 @@ static void check_reserved_connections(void) {
   assert_false(second_stranger_served("1")); /* the contrast: the last slot is kept */
 }
 
+/* ---------------------------------------------------------------- p2p.relay_hop: 0 = no limit */
+
+/* The relay settings a serving node hands its hop engine for `hop` (more p2p.relay_hop keys).
+ * What 0 then does in the engine (more reservations than any cap, a circuit past 128 KiB,
+ * nothing cut) is tests/p2p/test_nat.c test_relay_zero_means_no_limit; here: the node passes
+ * 0 through, not a default or a minimum. */
+static p2p_relay_hop_config hop_cfg_for(const char *hop) {
+  config cfg;
+  char state[300], extra[256];
+  snprintf(extra, sizeof extra, ", \"p2p\": {\"relay_hop\": {\"enabled\": true%s}}", hop);
+  load_cfg(&cfg, state, sizeof state, extra);
+  p2p_nat_config nc;
+  node_nat_config(&cfg, true, &nc);
+  assert_true(nc.hop);
+  p2p_relay_hop_config h = nc.hop_cfg;
+  config_free(&cfg);
+  return h;
+}
+
+static void check_relay_hop_max_reservations(void) {
+  assert_int_equal(hop_cfg_for(", \"max_reservations\": 0").max_reservations, 0);
+  assert_int_equal(hop_cfg_for("").max_reservations, 128); /* the contrast: the default cap */
+}
+
+static void check_relay_hop_limit_duration_seconds(void) {
+  assert_int_equal(hop_cfg_for(", \"limit_duration_seconds\": 0").limit_duration_s, 0);
+  assert_int_equal(hop_cfg_for("").limit_duration_s, 120); /* the contrast: 2 min */
+}
+
+static void check_relay_hop_limit_data_bytes(void) {
+  assert_int_equal(hop_cfg_for(", \"limit_data_bytes\": 0").limit_data, 0);
+  assert_int_equal(hop_cfg_for("").limit_data, 131072); /* the contrast: 128 KiB */
+  setenv("IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP_LIMIT_DATA_BYTES", "0", 1); /* the variable too */
+  p2p_relay_hop_config h = hop_cfg_for("");
+  unsetenv("IPFS_ACCELERATE_PY_TASK_P2P_RELAY_HOP_LIMIT_DATA_BYTES");
+  assert_int_equal(h.limit_data, 0);
+}
+
 /* ---------------------------------------------------------------- the table */
 
 typedef struct row {
@@ -717,6 +755,9 @@ static const row k_rows[] = {
     {"config.md", "p2p.worker_claim_wait_seconds", "0 = poll", check_worker_claim_wait_seconds},
     {"config.md", "p2p.bootstrap", "`0`/`false`/`no`/`off` = none", check_bootstrap},
     {"config.md", "p2p.reserved_connections", "0 = none", check_reserved_connections},
+    {"config.md", "p2p.relay_hop.max_reservations", "0 = no limit", check_relay_hop_max_reservations},
+    {"config.md", "p2p.relay_hop.limit_duration_seconds", "0 = no limit", check_relay_hop_limit_duration_seconds},
+    {"config.md", "p2p.relay_hop.limit_data_bytes", "0 = no limit", check_relay_hop_limit_data_bytes},
     {"config.md", "http.sse_keepalive_seconds", "0 = never", check_sse_keepalive_seconds},
     {"command-tools.md", "commands.timeout_ms", "0 = tool_timeout_ms", check_command_timeout_ms},
 };

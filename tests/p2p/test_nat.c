@@ -458,6 +458,49 @@ static void test_relay_duration_limit_cuts_the_circuit(void **state) {
   (void)p2p_host_unsubscribe(a, log_ev, &la);
 }
 
+/* 0 = no limit (p2p.relay_hop.max_reservations / limit_data_bytes / limit_duration_seconds):
+ * two peers both reserve (with 0 meaning "refuse all", as it once did, neither would), and 1 MiB
+ * crosses the circuit whole, well past the default 128 KiB, with nothing cut. */
+static void test_relay_zero_means_no_limit(void **state) {
+  (void)state;
+  p2p_relay_hop_config hc = k_hop;
+  hc.max_reservations = 0;
+  hc.limit_data = 0;
+  hc.limit_duration_s = 0;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
+  p2p_nat *rn;
+  p2p_host *r = make_host(0, &rc, &rn);
+  char raddr[512];
+  full_addr(r, raddr, sizeof raddr);
+  const char *relays[] = {raddr};
+  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
+                       .n_relays = 1, .allow_private = true};
+  p2p_host *b = make_host(1, &bc, NULL);
+  p2p_host *c = make_host(2, &bc, NULL);
+  assert_int_equal(p2p_host_handle(b, "/test/sink/1.0.0", sink_serve, NULL), 0);
+  assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
+  assert_true(wait_for(has_circuit_addr, c, WAIT_MS));
+  p2p_nat_config ac = {.relay_client = true, .allow_private = true};
+  p2p_host *a = make_host(3, &ac, NULL);
+  char target[1024];
+  circuit_to(r, b, target, sizeof target);
+  sunk = 0;
+  sink_closed = false;
+  pump p = {.total = 1u << 20};
+  assert_int_equal(p2p_host_open_stream(a, target, "/test/sink/1.0.0", pump_opened, &p), 0);
+  assert_true(run_until(&p.done, WAIT_MS));
+  assert_int_equal(p.err, 0);
+  assert_int_equal(sunk, 1u << 20);
+  json_t *st = nat_status(rn);
+  json_t *hs = json_object_get(st, "relay_hop");
+  assert_int_equal(json_integer_value(json_object_get(hs, "reservations")), 2);
+  json_t *ctr = json_object_get(hs, "counters");
+  assert_int_equal(json_integer_value(json_object_get(ctr, "refused")), 0);
+  assert_int_equal(json_integer_value(json_object_get(ctr, "limited_data")), 0);
+  assert_int_equal(json_integer_value(json_object_get(ctr, "limited_time")), 0);
+  json_decref(st);
+}
+
 /* ---------------------------------------------------------------- AutoNAT */
 
 static bool reach_is(void *arg) {
@@ -638,6 +681,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_relay_refuses_reservations_past_the_cap_but_refreshes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_relay_data_limit_cuts_the_circuit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_relay_duration_limit_cuts_the_circuit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_relay_zero_means_no_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat_three_servers_say_public, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat_unreachable_client_is_private, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_upgrades_a_relayed_connection, setup, teardown),

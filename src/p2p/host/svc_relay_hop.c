@@ -56,8 +56,8 @@ typedef struct hop_in {
 struct p2p_relay_hop {
   p2p_host *h;
   p2p_relay_hop_config cfg;
-  hop_rsv *rsvs;               /* cfg.max_reservations slots */
-  uint32_t n_rsvs;
+  hop_rsv *rsvs;               /* cap_rsvs slots: cfg.max_reservations, or grown on demand */
+  uint32_t cap_rsvs, n_rsvs;
   circuit *circuits;
   uint32_t n_circuits;
   hop_in *ins;
@@ -104,8 +104,33 @@ static void send_hop_status(p2p_stream *s, uint32_t status, const p2p_relay_hop 
   free(m);
 }
 
+/* The most reservations at once: max_reservations, or with 0 ("no limit") the largest value
+ * the configuration allows (each one also holds a connection, which p2p.max_connections caps). */
+#define HOP_RSV_HARD_MAX 65536u
+static uint32_t rsv_limit(const p2p_relay_hop *hop) {
+  return hop->cfg.max_reservations ? hop->cfg.max_reservations : HOP_RSV_HARD_MAX;
+}
+
+/* A free slot, growing the array (doubling, at most rsv_limit) when there is none; NULL when
+ * full or out of memory. */
+static hop_rsv *rsv_slot(p2p_relay_hop *hop) {
+  for (uint32_t i = 0; i < hop->cap_rsvs; i++)
+    if (!hop->rsvs[i].used) return &hop->rsvs[i];
+  uint32_t lim = rsv_limit(hop);
+  if (hop->cap_rsvs >= lim) return NULL;
+  uint32_t cap = hop->cap_rsvs ? hop->cap_rsvs * 2 : 16;
+  if (cap > lim) cap = lim;
+  hop_rsv *r = realloc(hop->rsvs, (size_t)cap * sizeof *r);
+  if (!r) return NULL;
+  memset(r + hop->cap_rsvs, 0, (size_t)(cap - hop->cap_rsvs) * sizeof *r);
+  hop->rsvs = r;
+  uint32_t first = hop->cap_rsvs;
+  hop->cap_rsvs = cap;
+  return &hop->rsvs[first];
+}
+
 static hop_rsv *rsv_find(p2p_relay_hop *hop, const char *peer) {
-  for (uint32_t i = 0; i < hop->cfg.max_reservations; i++)
+  for (uint32_t i = 0; i < hop->cap_rsvs; i++)
     if (hop->rsvs[i].used && strcmp(hop->rsvs[i].peer, peer) == 0) return &hop->rsvs[i];
   return NULL;
 }
@@ -130,20 +155,18 @@ static void do_reserve(p2p_relay_hop *hop, p2p_stream *s) {
   bool refresh = r != NULL;
   if (!r) {
     uint32_t same_ip = 0;
-    for (uint32_t i = 0; i < hop->cfg.max_reservations; i++)
+    for (uint32_t i = 0; i < hop->cap_rsvs; i++)
       if (hop->rsvs[i].used && strcmp(hop->rsvs[i].ip, ip) == 0) same_ip++;
     const char *why = NULL;
-    if (hop->n_rsvs >= hop->cfg.max_reservations) why = "full";
+    if (hop->n_rsvs >= rsv_limit(hop)) why = "full";
     else if (hop->cfg.max_reservations_per_ip && same_ip >= hop->cfg.max_reservations_per_ip) why = "too many from this IP";
+    else if (!(r = rsv_slot(hop))) why = "out of memory";
     if (why) {
       hop->stats.refused++;
       log_info("p2p relay: reservation refused", "{s:s, s:s, s:s}", "peer", peer, "ip", ip, "reason", why);
       send_hop_status(s, RELAY_RESERVATION_REFUSED, hop, false);
       return;
     }
-    for (uint32_t i = 0; i < hop->cfg.max_reservations && !r; i++)
-      if (!hop->rsvs[i].used) r = &hop->rsvs[i];
-    CHECK(r);
     memset(r, 0, sizeof *r);
     r->used = true;
     snprintf(r->peer, sizeof r->peer, "%s", peer);
@@ -625,9 +648,12 @@ int p2p_relay_hop_new(p2p_host *h, const p2p_relay_hop_config *cfg, p2p_relay_ho
   hop->h = h;
   hop->cfg = *cfg;
   if (!hop->cfg.reservation_ttl_s) hop->cfg.reservation_ttl_s = 3600;
-  if (hop->cfg.max_reservations && !(hop->rsvs = calloc(hop->cfg.max_reservations, sizeof *hop->rsvs))) {
-    free(hop);
-    return -ENOMEM;
+  if (hop->cfg.max_reservations) { /* a fixed cap: its slots up front; no limit: grown on demand */
+    if (!(hop->rsvs = calloc(hop->cfg.max_reservations, sizeof *hop->rsvs))) {
+      free(hop);
+      return -ENOMEM;
+    }
+    hop->cap_rsvs = hop->cfg.max_reservations;
   }
   *out = hop;
   return 0;
@@ -652,7 +678,7 @@ void p2p_relay_hop_close(p2p_relay_hop *hop, void (*done)(void *ud), void *ud) {
   hop->closing = true;
   hop->close_done = done;
   hop->close_ud = ud;
-  for (uint32_t i = 0; i < hop->cfg.max_reservations; i++)
+  for (uint32_t i = 0; i < hop->cap_rsvs; i++)
     if (hop->rsvs[i].used) rsv_drop(hop, &hop->rsvs[i], "shutting down");
   hop->pending++; /* hold while resetting */
   for (circuit *c = hop->circuits, *next; c; c = next) {
@@ -668,7 +694,7 @@ void p2p_relay_hop_close(p2p_relay_hop *hop, void (*done)(void *ud), void *ud) {
 
 void p2p_relay_hop_on_event(p2p_relay_hop *hop, const p2p_event *ev) {
   if (hop->closing || ev->type != P2P_EV_CONN_CLOSED) return;
-  for (uint32_t i = 0; i < hop->cfg.max_reservations; i++) {
+  for (uint32_t i = 0; i < hop->cap_rsvs; i++) {
     hop_rsv *r = &hop->rsvs[i];
     if (r->used && r->conn_id == ev->conn_id) {
       r->conn_id = 0;
@@ -680,7 +706,7 @@ void p2p_relay_hop_on_event(p2p_relay_hop *hop, const p2p_event *ev) {
 void p2p_relay_hop_tick(p2p_relay_hop *hop) {
   if (hop->closing) return;
   uint64_t now = now_unix();
-  for (uint32_t i = 0; i < hop->cfg.max_reservations; i++)
+  for (uint32_t i = 0; i < hop->cap_rsvs; i++)
     if (hop->rsvs[i].used && hop->rsvs[i].expire <= now) rsv_drop(hop, &hop->rsvs[i], "expired");
   int64_t ms = clock_mono_ms();
   for (circuit *c = hop->circuits, *next; c; c = next) {

@@ -7,8 +7,8 @@
  * a voucher (envelope "libp2p-relay-rsvp" signed by us)} and the per-circuit limit; the
  * reserving connection is kept open (p2p_host_set_keepalive) while the reservation holds.
  * A peer that already has a reservation always gets it refreshed; a new one is refused with
- * RESERVATION_REFUSED past max_reservations (0 refuses all) or max_reservations_per_ip from
- * one IP. A reservation ends at its expiry or when its connection closes.
+ * RESERVATION_REFUSED past max_reservations (0 = no limit: slots grow on demand up to 65536)
+ * or max_reservations_per_ip from one IP. A reservation ends at its expiry or when its connection closes.
  *
  * Circuits: CONNECT to a peer without a live reservation → NO_RESERVATION; past max_circuits
  * in all, or max_circuits_per_peer for the source or the destination →
@@ -32,7 +32,7 @@
 typedef struct p2p_relay_hop p2p_relay_hop;
 
 typedef struct p2p_relay_hop_config {
-  uint32_t max_reservations;        /* 0 refuses every reservation */
+  uint32_t max_reservations;        /* 0 = no limit (at most 65536, grown on demand) */
   uint32_t max_reservations_per_ip; /* 0 = no per-IP limit */
   uint32_t reservation_ttl_s;       /* 0 = 3600 */
   uint32_t max_circuits;            /* 0 refuses every circuit */
