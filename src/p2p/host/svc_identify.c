@@ -94,6 +94,23 @@ typedef struct identify_rx {
   buf in;
 } identify_rx;
 
+/* The peer's signed peer record (RFC 0003): it must open (a valid envelope of the peer-record
+ * domain) and be signed by the peer itself; one that does not is logged and ignored. Its
+ * addresses are the ones listenAddrs already gave the peerstore. (Not done: remembering the
+ * record's seq to refuse an older one, and marking addresses as certified in the peer table.) */
+static void check_signed_record(const identify_rx *rx, const identify_msg *m) {
+  peer_record r;
+  int rc = peer_record_open(m->signed_peer_record, m->signed_peer_record_len, &r);
+  if (rc == 0 && !peerid_equal(&r.id, &rx->remote)) rc = -EACCES;
+  if (rc == 0)
+    log_debug("p2p identify: signed peer record", "{s:s, s:I, s:i}", "peer", rx->peer_id, "seq", (json_int_t)r.seq,
+              "addrs", (int)r.n_addrs);
+  else
+    log_info("p2p identify: bad signed peer record, ignored", "{s:s, s:s}", "peer", rx->peer_id, "error",
+             rc == -EACCES ? "signed by another peer" : strerror(-rc));
+  peer_record_clear(&r);
+}
+
 static void identify_apply(identify_rx *rx) {
   const uint8_t *msg;
   size_t msg_len, used;
@@ -126,6 +143,7 @@ static void identify_apply(identify_rx *rx) {
       if (!match) log_warn("p2p identify: public key does not match the PeerId", "{s:s}", "peer", rx->peer_id);
       (void)!peerstore_set_public_key(e, m.public_key, m.public_key_len, match);
     }
+    if (m.signed_peer_record) check_signed_record(rx, &m);
     e->last_seen = clock_wall_s();
     host_mark_peers_dirty(h);
     log_debug(rx->push ? "p2p identify-push" : "p2p identify", "{s:s, s:s, s:i, s:i}", "peer", rx->peer_id, "agent",

@@ -225,7 +225,7 @@ def group_js_relay():
     try:
         cfg = os.path.join(TMP, "b-js.json")
         json.dump({"p2p": {"relays": [jr.addr]}}, open(cfg, "w"))
-        b = Serve("behind-js", {}, "--config", cfg)
+        b = Serve("behind-js", {}, "--config", cfg, "--log-level", "debug")
         want = "%s/p2p-circuit/p2p/%s" % (jr.addr, b.peer_id)
         got = wait(lambda: want in b.announce().get("multiaddrs", []), 60)
         expect("js-relay: B reserved on the js relay and announce.json lists J/p2p-circuit/p2p/B", got, b.announce())
@@ -233,6 +233,10 @@ def group_js_relay():
         expect("js-relay: B logs the reservation with the js relay's limits",
                '"p2p relay reservation made"' in b.log() and jr.peer_id in b.log(), b.log()[-600:])
         js_checks("js-relay", "reach", want)
+        recs = [json.loads(l) for l in b.log().splitlines() if '"p2p identify: signed peer record"' in l]
+        expect("js-relay: B opened the js relay's signed peer record (identify) and refused none",
+               any(r.get("peer") == jr.peer_id and r.get("addrs", 0) > 0 for r in recs) and
+               "bad signed peer record" not in b.log(), recs[:3])
         cenv = dict(os.environ, **BASE_ENV)
         rc, out, err = peermcp(cenv, "call", "--state-dir", os.path.join(TMP, "cli-js"), "--peer", want, "echo",
                                '{"via":"js relay"}')

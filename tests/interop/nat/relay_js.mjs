@@ -38,7 +38,7 @@ const { circuitRelayServer, circuitRelayTransport } = await import('@libp2p/circ
 const { autoNAT } = await import('@libp2p/autonat')
 const { multiaddr } = await import('@multiformats/multiaddr')
 const { peerIdFromMultihash, peerIdFromPublicKey } = await import('@libp2p/peer-id')
-const { RecordEnvelope } = await import('@libp2p/peer-record')
+const { PeerRecord, RecordEnvelope } = await import('@libp2p/peer-record')
 const Digest = await import('multiformats/hashes/digest')
 
 const nm = fileURLToPath(new URL('../../node_modules/', import.meta.url))
@@ -176,6 +176,23 @@ async function modeReach (addr) {
     check('js identifies the peer over the relayed connection', typeof r.agentVersion === 'string' &&
       r.agentVersion.startsWith('peermcp/') && r.peerId.equals(conn.remotePeer),
     { agent: r.agentVersion, listen: r.listenAddrs.map(String), protocols: r.protocols })
+    // identify's signedPeerRecord: js opens it (RecordEnvelope.openAndCertify, signer = the
+    // peer), keeps the envelope in its peerStore and marks the record's addresses certified.
+    const certified = await waitFor(async () => {
+      const p = await node.peerStore.get(conn.remotePeer)
+      return p.peerRecordEnvelope != null && p.addresses.some(a => a.isCertified) ? p : null
+    }, 10000)
+    let rec = null
+    if (certified) {
+      const env = await RecordEnvelope.openAndCertify(certified.peerRecordEnvelope, PeerRecord.DOMAIN)
+      const pr = PeerRecord.createFromProtobuf(env.payload)
+      rec = { peer: pr.peerId.toString(), seq: pr.seqNumber, addrs: pr.multiaddrs.map(String),
+        certified: certified.addresses.filter(a => a.isCertified).map(a => a.multiaddr.toString()) }
+    }
+    const listenAddrs = r.listenAddrs.map(String)
+    check('js keeps the signed peer record from identify: signed by the peer, its addresses certified in the peerStore',
+      rec != null && rec.peer === conn.remotePeer.toString() && rec.addrs.length > 0 &&
+      rec.addrs.every(a => listenAddrs.includes(a)) && rec.certified.length === rec.addrs.length, { record: rec })
   } catch (e) {
     check('js reaches the peer through the relay', false, { error: String(e.message) })
   }
