@@ -674,6 +674,37 @@ static void test_dcutr_skips_a_peer_without_dcutr(void **state) {
   assert_int_equal(pr2.err, 0);
 }
 
+/* The plain direct dial before the punch ("unilateral upgrade") goes to public addresses only:
+ * on 127.0.0.1 the peer lists only a private one, so B punches (counted as succeeded, not as
+ * direct_dial). (Before: with allow_private B dialed the listed private address; behind a real
+ * NAT such a dial to an unroutable address cost the 5 s attempt timeout before every punch.) */
+static void test_dcutr_plain_dial_only_to_public_addresses(void **state) {
+  (void)state;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = k_hop, .allow_private = true};
+  p2p_host *r = make_host(0, &rc, NULL);
+  char raddr[512];
+  full_addr(r, raddr, sizeof raddr);
+  const char *relays[] = {raddr};
+  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
+                       .n_relays = 1, .holepunch = true, .allow_private = true};
+  p2p_nat *bn, *an;
+  p2p_host *b = make_host(1, &bc, &bn);
+  p2p_nat_config ac = {.relay_client = true, .holepunch = true, .allow_private = true};
+  p2p_host *a = make_host(2, &ac, &an);
+  assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
+  char target[1024];
+  circuit_to(r, b, target, sizeof target);
+  ping_res pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, 0);
+  direct_wait w = {a, b};
+  assert_true(wait_for(direct_between, &w, WAIT_MS));
+  nat_pair np = {an, bn};
+  assert_true(wait_for(punched, &np, WAIT_MS));
+  assert_int_equal(hp_stat(bn, "direct_dial"), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_relay_reservation_and_dial_through_the_relay, setup, teardown),
@@ -686,6 +717,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_autonat_unreachable_client_is_private, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_upgrades_a_relayed_connection, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_skips_a_peer_without_dcutr, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_dcutr_plain_dial_only_to_public_addresses, setup, teardown),
   };
   signal(SIGPIPE, SIG_IGN); /* as the node does: a peer that went away must not kill us mid-write */
   if (getenv("NAT_TEST_FILTER")) cmocka_set_test_filter(getenv("NAT_TEST_FILTER"));

@@ -258,9 +258,12 @@ static void step_unilateral(punch *p) {
   p->state = P_UNILATERAL;
   p->wake_ms = 0;
   if (d->cfg.unilateral && p2p_host_peer_info(d->h, p->peer, &pi) == 0) {
+    /* Public addresses only (the spec: "if that set includes public addresses"), whatever
+     * allow_private says: a private address of a peer that came through a relay is rarely
+     * reachable, and an unroutable one costs the whole attempt timeout before the punch. */
     for (size_t i = 0; i < pi.n_listen_addrs && p->dials_out < 2; i++) {
       multiaddr ma;
-      if (multiaddr_parse(pi.listen_addrs[i], &ma) != 0 || !dialable(d, &ma)) continue;
+      if (multiaddr_parse(pi.listen_addrs[i], &ma) != 0 || !dialable(d, &ma) || autonat_addr_is_private(&ma)) continue;
       (void)punch_dial(p, &ma, false, false);
     }
   }

@@ -2,8 +2,8 @@
  * a relayed connection into a direct one by TCP hole punching. Messages: p2p/proto/dcutr.h.
  *
  * The side that received the relayed connection (B, the relayed connection is inbound) starts:
- *   1. once identify ran on the relayed connection (or after 5 s), if the peer lists
- *      addresses we could dial (public ones; any with allow_private), a plain direct dial
+ *   1. once identify ran on the relayed connection (or after 5 s), if the peer lists public
+ *      addresses (private ones never, even with allow_private), a plain direct dial
  *      ("unilateral upgrade": the peer may simply be reachable);
  *   2. else, or when that fails: a /libp2p/dcutr stream on the relayed connection, CONNECT with
  *      our candidate addresses (nat.c: our observed addresses with our listen ports — what the

@@ -18,13 +18,15 @@ Groups (default: all, in this order; they share the nodes started by the first):
     js         a js-libp2p peer (tests/interop/nat/js_punch.mjs) behind NAT-B dials A through the
                relay and calls /peermcp/echo over the relayed connection; A starts DCUtR, js
                answers, the connection becomes direct (js reports it).
-    bench      N more hole punches (B restarted each time): success rate and time to direct.
+    bench      NETNS_PUNCH_TRIES (3) more hole punches B -> A, each by a fresh B: success rate and
+               time from the call to a direct connection.
 
 Prints "PASS name" / "FAIL name: why" / "SKIP name: why" and ends with "netns: N passed, N failed".
 Every wait has a deadline; nothing sleeps and then asserts.
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -87,7 +89,7 @@ def log_lines(text, msg):
 class Serve:
     """A `peermcp serve` in namespace `where`, listening on ip:4001; stderr to a file."""
 
-    def __init__(self, name, where, ip, env_extra, cfg, stdio=True):
+    def __init__(self, name, where, ip, env_extra, cfg, stdio=True, port=4001):
         self.name = name
         self.nid = 0
         self.dir = os.path.join(TMP, name)
@@ -97,7 +99,7 @@ class Serve:
         env = dict(os.environ, **BASE_ENV, **env_extra)
         self.proc = subprocess.Popen(ns(where) + [PEERMCP, "serve"] + ([] if stdio else ["--no-stdio"]) +
                                      ["--state-dir", self.dir, "--config", cpath, "--p2p-listen",
-                                      "/ip4/%s/tcp/4001" % ip, "--log-level", "debug"],
+                                      "/ip4/%s/tcp/%d" % (ip, port), "--log-level", "debug"],
                                      stdin=subprocess.PIPE if stdio else subprocess.DEVNULL,
                                      stdout=subprocess.PIPE if stdio else subprocess.DEVNULL,
                                      stderr=open(self.err_path, "w"), env=env, text=True)
@@ -109,7 +111,7 @@ class Serve:
         if not wait(lambda: 'ready"' in self.log() or self.proc.poll() is not None, 90) or self.proc.poll() is not None:
             raise RuntimeError("%s did not start: %s" % (name, self.log()[-600:]))
         self.peer_id = self.announce()["peer_id"]
-        self.addr = "/ip4/%s/tcp/4001/p2p/%s" % (ip, self.peer_id)
+        self.addr = "/ip4/%s/tcp/%d/p2p/%s" % (ip, port, self.peer_id)
 
     def rpc(self, method, params=None):
         self.nid += 1
@@ -231,9 +233,10 @@ def group_relay():
            rc == 0 and an.get("status") == "private" and an.get("code") == 2, (rc, out, err[-300:]))
 
 
-def punch_once(name, where, ip, a, tag):
-    """A node in `where` calls A through the relay; returns (node, seconds to a direct conn or None)."""
-    n = Serve(name, where, ip, {}, common_cfg({"holepunch": True}))
+def punch_once(name, where, ip, a, tag, port=4001):
+    """A node in `where` calls A through the relay; returns (node, called, result, seconds from the
+    call to a direct connection or None)."""
+    n = Serve(name, where, ip, {}, common_cfg({"holepunch": True}), port=port)
     t0 = time.time()
     res, is_err = n.tool("p2p_remote_call_tool", {"remote_multiaddr": NODES["circ"], "tool_name": "echo",
                                                     "args": {"via": tag}, "timeout_s": 30})
@@ -297,6 +300,72 @@ def group_random():
     c.stop()
 
 
+def group_js():
+    a = NODES["a"]
+    if MODE != "nft":
+        skip("js", "no NAT on this kernel")
+        return
+    if not os.path.exists(NODE):
+        expect("js: node binary present", False, NODE)
+        return
+    before = len(log_lines(a.log(), "hole punch succeeded"))
+    js = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js_punch.mjs")
+    r = subprocess.run(ns("d") + [NODE, js, NODES["circ"], "--listen", "/ip4/10.0.4.2/tcp/4002", "--announce",
+                                  "/ip4/5.2.0.2/tcp/4002", "--token", BASE_ENV["IPFS_ACCELERATE_PY_TASK_P2P_TOKEN"],
+                                  "--wait-s", "40"], capture_output=True, text=True, timeout=150)
+    steps = {}
+    for line in r.stdout.splitlines():
+        try:
+            j = json.loads(line)
+            steps[j.get("step")] = j
+        except ValueError:
+            pass
+    why = (r.stdout[-900:], r.stderr[-600:])
+    jid = (steps.get("start") or {}).get("peer_id", "?")
+    expect("js: a js-libp2p peer behind NAT-B dials A through the relay (@libp2p/circuit-relay-v2)",
+           (steps.get("relayed") or {}).get("ok"), why)
+    expect("js: js calls a tool on A over the relayed connection (/mcp+p2p/1.0.0)",
+           (steps.get("call_relayed") or {}).get("ok"), why)
+    ok = [j for j in log_lines(a.log(), "hole punch succeeded")[before:] if j.get("peer") == jid]
+    expect("js: A (it received the relayed connection) punches the hole with js (@libp2p/dcutr answering): "
+           "\"p2p hole punch succeeded\"", ok, a.log()[-1500:])
+    if ok:
+        print("     A: %s" % json.dumps({k: ok[-1].get(k) for k in ("addr", "attempt", "rtt_ms", "role")}), flush=True)
+    d = steps.get("direct") or {}
+    expect("js: js sees a direct connection to A through NAT-A's public address", d.get("ok") and
+           "/ip4/5.1.0.2/tcp/4001" in d.get("addr", ""), why)
+    if d.get("ok"):
+        print("     js: %s" % json.dumps({k: d.get(k) for k in ("addr", "direction", "ms")}), flush=True)
+    expect("js: js calls the tool again over the direct connection", (steps.get("call_direct") or {}).get("ok"), why)
+    expect("js: the js peer exits 0", r.returncode == 0, why)
+
+
+def group_bench():
+    """More hole punches B → A, each by a fresh B (a new PeerId, a new listen port: no TIME_WAIT
+    left by the previous one): the success rate and the time from the call to a direct connection."""
+    a = NODES["a"]
+    if MODE != "nft":
+        skip("bench", "no NAT on this kernel")
+        return
+    n = int(os.environ.get("NETNS_PUNCH_TRIES", "3"))
+    ok = 0
+    for i in range(n):
+        b, called, res, dt = punch_once("bench%d" % i, "b", "10.0.2.2", a, "bench%d" % i, port=4101 + i)
+        done = wait(lambda: [j for j in log_lines(a.log(), "hole punch succeeded") if j.get("peer") == b.peer_id], 30)
+        if called and dt is not None and done:
+            ok += 1
+            BENCH.setdefault("tries", []).append(dt)
+            BENCH.setdefault("attempt", []).append(done[-1].get("attempt"))
+        else:
+            print("     try %d: called=%s direct=%s punched=%s" % (i, called, dt, bool(done)), flush=True)
+        b.stop(check=False)
+    t = sorted(BENCH.get("tries", []))
+    print("     hole punches B -> A through NAT-B and NAT-A: %d/%d of these (+ the punch group's) succeeded; "
+          "seconds from the call to direct: %s; attempt numbers: %s" % (ok, n, [round(x, 2) for x in t],
+                                                                       BENCH.get("attempt")), flush=True)
+    expect("bench: %d more hole punches, every one succeeded" % n, ok == n, ok)
+
+
 def main():
     global PREFIX, MODE
     if len(sys.argv) < 3:
@@ -304,8 +373,9 @@ def main():
         print("netns: 0 passed, 1 failed")
         sys.exit(2)
     PREFIX, MODE = sys.argv[1], sys.argv[2]
-    groups = {"relay": group_relay, "punch": group_punch, "random": group_random}
-    want = sys.argv[3:] or ["relay", "punch", "random"]
+    groups = {"relay": group_relay, "punch": group_punch, "random": group_random, "js": group_js,
+              "bench": group_bench}
+    want = sys.argv[3:] or ["relay", "punch", "random", "js", "bench"]
     try:
         for g in want:
             if g != "relay" and "a" not in NODES:
@@ -316,8 +386,10 @@ def main():
     for k in ("b", "a", "r"):
         if k in NODES:
             NODES[k].stop()
-    if os.environ.get("NETNS_KEEP_LOGS"):
+    if os.environ.get("NETNS_KEEP_LOGS") or RESULTS["fail"]:
         print("logs in %s" % TMP)
+    else:
+        shutil.rmtree(TMP, ignore_errors=True)
     print("netns: %d passed, %d failed" % (RESULTS["pass"], RESULTS["fail"]), flush=True)
     sys.exit(0 if RESULTS["fail"] == 0 else 1)
 
