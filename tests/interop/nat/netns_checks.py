@@ -18,6 +18,8 @@ Groups (default: all, in this order; they share the nodes started by the first):
     js         a js-libp2p peer (tests/interop/nat/js_punch.mjs) behind NAT-B dials A through the
                relay and calls /peermcp/echo over the relayed connection; A starts DCUtR, js
                answers, the connection becomes direct (js reports it).
+    jsrelay    a js-libp2p relay (tests/interop/nat/js_relay.mjs) in the public namespace: A2
+               behind NAT-A reserves on it, the CLI behind NAT-B calls a tool on A2 through it.
     bench      NETNS_PUNCH_TRIES (3) more hole punches B -> A, each by a fresh B: success rate and
                time from the call to a direct connection.
 
@@ -340,6 +342,49 @@ def group_js():
     expect("js: the js peer exits 0", r.returncode == 0, why)
 
 
+def group_jsrelay():
+    """peermcp A2 behind NAT-A reserves on a js-libp2p relay in the public namespace; the CLI
+    behind NAT-B calls a tool on A2 through it."""
+    if not os.path.exists(NODE):
+        expect("jsrelay: node binary present", False, NODE)
+        return
+    js = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js_relay.mjs")
+    err = open(os.path.join(TMP, "js_relay.err"), "w")
+    p = subprocess.Popen(ns("r") + [NODE, js, "--listen", "/ip4/5.0.0.2/tcp/4003"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=err, text=True)
+    a2 = None
+    try:
+        line = p.stdout.readline()
+        info = json.loads(line) if line.strip() else {}
+        expect("jsrelay: a js-libp2p relay (circuitRelayServer) listens in the public namespace", info.get("peer_id"),
+               line)
+        if not info.get("peer_id"):
+            return
+        raddr = "/ip4/5.0.0.2/tcp/4003/p2p/%s" % info["peer_id"]
+        a2 = Serve("a2", "a", "10.0.1.2", {}, common_cfg({"relays": [raddr]}), port=4002)
+        circ = "%s/p2p-circuit/p2p/%s" % (raddr, a2.peer_id)
+        got = wait(lambda: circ in a2.announce().get("multiaddrs", []), 60)
+        expect("jsrelay: A2 behind NAT-A reserved on the js relay and announces its circuit address", got,
+               (a2.announce(), a2.log()[-1200:]))
+        res = (log_lines(a2.log(), "p2p relay reservation made") or [{}])[-1]
+        if res:
+            print("     A2: %s" % json.dumps({k: res.get(k) for k in ("expire", "limit_duration_s", "limit_data_bytes",
+                                                                        "addrs")}), flush=True)
+        rc, out, e = cli("b", "call", "--state-dir", os.path.join(TMP, "cli3"), "--peer", circ, "echo",
+                         '{"via":"js-relay"}')
+        expect("jsrelay: the CLI behind NAT-B calls a tool on A2 through the js relay", rc == 0 and
+               "js-relay" in json.dumps(out), (rc, out, e[-600:]))
+    finally:
+        if a2:
+            a2.stop()
+        p.stdin.close()
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def group_bench():
     """More hole punches B → A, each by a fresh B (a new PeerId, a new listen port: no TIME_WAIT
     left by the previous one): the success rate and the time from the call to a direct connection."""
@@ -374,8 +419,8 @@ def main():
         sys.exit(2)
     PREFIX, MODE = sys.argv[1], sys.argv[2]
     groups = {"relay": group_relay, "punch": group_punch, "random": group_random, "js": group_js,
-              "bench": group_bench}
-    want = sys.argv[3:] or ["relay", "punch", "random", "js", "bench"]
+              "jsrelay": group_jsrelay, "bench": group_bench}
+    want = sys.argv[3:] or ["relay", "punch", "random", "js", "jsrelay", "bench"]
     try:
         for g in want:
             if g != "relay" and "a" not in NODES:
