@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "holepunch.pb-c.h"
-#include "p2p/core/varint.h"
+#include "p2p/proto/pbframe.h"
 
 int dcutr_encode(const dcutr_msg *m, buf *out) {
   if (m->n_addrs > DCUTR_MAX_ADDRS) return -E2BIG;
@@ -16,17 +16,7 @@ int dcutr_encode(const dcutr_msg *m, buf *out) {
   for (size_t i = 0; i < m->n_addrs; i++) a[i] = (ProtobufCBinaryData){m->addrs[i].len, (uint8_t *)m->addrs[i].bytes};
   pb.n_obsaddrs = m->n_addrs;
   pb.obsaddrs = a;
-  size_t sz = holepunch__hole_punch__get_packed_size(&pb);
-  if (sz > DCUTR_MAX_MSG) return -E2BIG;
-  uint8_t hdr[VARINT_MAX_BYTES];
-  size_t hl = varint_encode(sz, hdr);
-  uint8_t *p;
-  int rc = buf_reserve(out, hl + sz, &p);
-  if (rc) return rc;
-  memcpy(p, hdr, hl);
-  holepunch__hole_punch__pack(&pb, p + hl);
-  buf_commit(out, hl + sz);
-  return 0;
+  return pbframe_pack(&pb.base, DCUTR_MAX_MSG, out);
 }
 
 int dcutr_decode(const uint8_t *p, size_t n, dcutr_msg *out) {
@@ -50,5 +40,5 @@ int dcutr_decode(const uint8_t *p, size_t n, dcutr_msg *out) {
 }
 
 int dcutr_frame_parse(const uint8_t *in, size_t n, const uint8_t **msg, size_t *msg_len, size_t *consumed) {
-  return varint_frame_parse(in, n, DCUTR_MAX_MSG, msg, msg_len, consumed);
+  return pbframe_parse(in, n, DCUTR_MAX_MSG, msg, msg_len, consumed);
 }
