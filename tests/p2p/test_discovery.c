@@ -12,6 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 #include <uv.h>
 
@@ -189,6 +193,60 @@ static void test_discovery_resolve_looks_again_until_the_deadline(void **st) {
   assert_true(info.n_listen_addrs > 0);
 }
 
+static size_t table_size(int i) {
+  p2p_kad_stats s;
+  p2p_kad_get_stats(p2p_discovery_kad(nodes[i].d), &s);
+  return s.table_size;
+}
+
+/* The bootstrap peer refuses node 1's first dial (its port is bound but not listening: what
+ * js-libp2p does to a sixth inbound connection within a second from one IP), so node 1's
+ * routing table stays empty. A resolve then dials the bootstrap peers again instead of asking
+ * an empty table until its deadline (the next upkeep's bootstrap would come after 60 s). */
+static void test_discovery_resolve_dials_the_bootstrap_peers_again(void **st) {
+  (void)st;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+  unsigned port = ntohs(sa.sin_port);
+  node *n0 = &nodes[0];
+  snprintf(n0->dir, sizeof n0->dir, "/tmp/test_discovery.XXXXXX");
+  assert_non_null(mkdtemp(n0->dir));
+  p2p_host_config cfg = {.state_dir = n0->dir, .no_peerstore_file = true};
+  assert_int_equal(p2p_host_new(&loop, &cfg, &n0->h), 0);
+  snprintf(n0->addr, sizeof n0->addr, "/ip4/127.0.0.1/tcp/%u/p2p/%s", port, p2p_host_peer_id(n0->h));
+  make_node(1, true); /* its bootstrap dial is refused */
+  uint64_t end = uv_now(&loop) + 15000;
+  while (p2p_discovery_boot_rounds(nodes[1].d) < 1 && uv_now(&loop) < end) uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(p2p_discovery_boot_rounds(nodes[1].d), 1);
+  assert_int_equal(table_size(1), 0);
+  /* The bootstrap peer is up now, and node 2 has joined the DHT through it. */
+  close(fd);
+  char listen[64];
+  snprintf(listen, sizeof listen, "/ip4/127.0.0.1/tcp/%u", port);
+  assert_int_equal(p2p_host_listen(n0->h, listen), 0);
+  make_node_discovery(0, true);
+  make_node(2, true);
+  end = uv_now(&loop) + 20000;
+  while ((table_size(0) < 1 || table_size(2) < 1) && uv_now(&loop) < end) uv_run(&loop, UV_RUN_ONCE);
+  assert_true(table_size(2) >= 1);
+  assert_int_equal(table_size(1), 0); /* nothing made node 1 try again yet */
+  const char *target = p2p_host_peer_id(nodes[2].h);
+  pending = 1;
+  assert_int_equal(p2p_discovery_resolve(nodes[1].d, target, 15000, resolved, NULL), 0);
+  run_until_done(20000);
+  assert_int_equal(last_err, 0);
+  assert_true(p2p_discovery_boot_rounds(nodes[1].d) >= 2);
+  assert_true(table_size(1) >= 1);
+  p2p_peer_info info;
+  assert_int_equal(p2p_host_peer_info(nodes[1].h, target, &info), 0);
+  assert_true(info.n_listen_addrs > 0);
+}
+
 static void test_discovery_finds_the_namespace(void **st) {
   (void)st;
   make_nodes(true);
@@ -237,6 +295,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_discovery_resolves_a_peer_id_through_the_dht, teardown),
       cmocka_unit_test_teardown(test_discovery_resolve_looks_again_until_the_deadline, teardown),
+      cmocka_unit_test_teardown(test_discovery_resolve_dials_the_bootstrap_peers_again, teardown),
       cmocka_unit_test_teardown(test_discovery_finds_the_namespace, teardown),
       cmocka_unit_test_teardown(test_discovery_all_off_finds_nothing, teardown),
       cmocka_unit_test_teardown(test_discovery_close_cancels_a_running_resolve, teardown),

@@ -60,6 +60,9 @@ struct p2p_discovery {
   uv_timer_t tick;
   bool tick_open, started, closing, boot_running;
   bool booting; /* bootstrap (expansion + the DHT's first lookup) not over yet */
+  unsigned boot_rounds;     /* bootstrap rounds over (p2p_discovery_boot_rounds) */
+  uint64_t boot_retry_at;   /* a resolve may dial the bootstrap peers again from then on */
+  uint32_t boot_backoff_ms; /* 0, then BOOT_RETRY_MIN_MS doubling to BOOT_RETRY_MAX_MS */
   uint64_t next_upkeep;
   resolve_op *resolves;
   ns_op *finds;
@@ -73,6 +76,7 @@ struct p2p_discovery {
 };
 
 p2p_kad *p2p_discovery_kad(p2p_discovery *d) { return d->kad; }
+unsigned p2p_discovery_boot_rounds(const p2p_discovery *d) { return d->boot_rounds; }
 p2p_mdns *p2p_discovery_mdns(p2p_discovery *d) { return d->mdns; }
 
 static bool has_addr(p2p_discovery *d, const char *peer_id) {
@@ -108,6 +112,35 @@ static void on_kad_found(p2p_kad *k, int err, const kad_peer_info *peers, size_t
  * that dropped the peer for a moment) and the caller gave us the whole deadline to find it. */
 #define KAD_RETRY_MS 1000
 
+/* A resolve that needs the DHT while its routing table is empty — every bootstrap dial failed,
+ * e.g. refused by js-libp2p's limit of 5 inbound connections per second from one IP — dials
+ * the bootstrap peers again (a lookup in an empty table finds nothing until the deadline), at
+ * most once per back-off: 0.5 s, doubling to 8 s, back to 0.5 s once the table has peers. */
+#define BOOT_RETRY_MIN_MS 500
+#define BOOT_RETRY_MAX_MS 8000
+
+static void bootstrap(p2p_discovery *d);
+
+/* True when the resolve's lookup must wait for a bootstrap (running, or started now). */
+static bool boot_again_if_alone(p2p_discovery *d, uint64_t now) {
+  if (!d->kad || !d->n_boot || d->closing) return false;
+  if (d->booting) return true;
+  p2p_kad_stats st;
+  p2p_kad_get_stats(d->kad, &st);
+  if (st.table_size > 0) {
+    d->boot_backoff_ms = 0;
+    return false;
+  }
+  if (now < d->boot_retry_at) return false;
+  d->boot_backoff_ms = d->boot_backoff_ms ? d->boot_backoff_ms * 2 : BOOT_RETRY_MIN_MS;
+  if (d->boot_backoff_ms > BOOT_RETRY_MAX_MS) d->boot_backoff_ms = BOOT_RETRY_MAX_MS;
+  d->boot_retry_at = now + d->boot_backoff_ms;
+  log_info("dht: routing table empty, dialing the bootstrap peers again", "{s:i, s:i}", "bootstrap", (int)d->n_boot,
+           "next_retry_ms", (int)d->boot_backoff_ms);
+  bootstrap(d);
+  return d->booting;
+}
+
 static void check_resolves(p2p_discovery *d) {
   uint64_t now = uv_now(d->loop);
   for (resolve_op *op = d->resolves; op; op = op->next) {
@@ -119,7 +152,8 @@ static void check_resolves(p2p_discovery *d) {
     } else if (!op->kad_pending && !op->kad_waits && op->kad_retry_at && now >= op->kad_retry_at && d->kad &&
                !d->closing) {
       op->kad_retry_at = 0;
-      if (p2p_kad_find_peer(d->kad, op->peer_id, on_kad_found, op) == 0) op->kad_pending = true;
+      if (boot_again_if_alone(d, now)) op->kad_waits = op->kad_pending = true; /* boot_over looks it up */
+      else if (p2p_kad_find_peer(d->kad, op->peer_id, on_kad_found, op) == 0) op->kad_pending = true;
       else if (!d->mdns) resolve_finish(op, -ENOENT);
     } else if (!op->kad_pending && !op->kad_waits && !op->kad_retry_at && !d->mdns) {
       resolve_finish(op, -ENOENT); /* no DHT to ask */
@@ -158,7 +192,7 @@ int p2p_discovery_resolve(p2p_discovery *d, const char *peer_id, uint32_t timeou
   op->cb = cb;
   op->ud = ud;
   if (!has_addr(d, op->peer_id)) {
-    if (d->kad && d->booting) op->kad_waits = op->kad_pending = true;
+    if (d->kad && boot_again_if_alone(d, uv_now(d->loop))) op->kad_waits = op->kad_pending = true;
     else if (d->kad && p2p_kad_find_peer(d->kad, op->peer_id, on_kad_found, op) == 0) op->kad_pending = true;
     if (d->mdns) p2p_mdns_query_now(d->mdns);
   }
@@ -261,6 +295,7 @@ static void boot_run(uv_work_t *req) {
 static void boot_over(p2p_discovery *d) {
   if (!d->booting) return;
   d->booting = false;
+  d->boot_rounds++;
   if (d->closing) return;
   for (resolve_op *op = d->resolves; op; op = op->next) {
     if (!op->kad_waits) continue;

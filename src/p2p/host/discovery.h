@@ -13,7 +13,9 @@
  * Resolving a bare PeerId (p2p_discovery_resolve): at once when the peer table has an address
  * for it; else mDNS is asked now (when on) and a DHT lookup runs (when on), and the first to
  * find an address wins (its addresses are then in the peer table: dial by PeerId). With
- * neither on, or nothing found within the timeout: -ENOENT / -ETIMEDOUT.
+ * neither on, or nothing found within the timeout: -ENOENT / -ETIMEDOUT. A lookup that finds
+ * the DHT's routing table empty while bootstrap peers are configured (every bootstrap dial
+ * failed) dials them again first, with back-off (0.5 s doubling to 8 s), then looks up.
  *
  * Threads: loop thread only (the /dnsaddr lookups run on libuv's worker pool). Ownership:
  * p2p_discovery_new() allocates; p2p_discovery_close() closes every part and frees after
@@ -71,6 +73,11 @@ int p2p_discovery_resolve(p2p_discovery *d, const char *peer_id, uint32_t timeou
 typedef void (*p2p_discovery_peers_fn)(p2p_discovery *d, int err, const char *const *ids, size_t n, void *ud);
 int p2p_discovery_find_namespace(p2p_discovery *d, p2p_discovery_peers_fn cb, void *ud)
     __attribute__((warn_unused_result));
+
+/* Bootstrap rounds over so far (dial expansion and the DHT's first lookup, successful or not):
+ * one at start when bootstrap peers are configured, one more each time a resolve finds the
+ * routing table empty and dials them again. */
+unsigned p2p_discovery_boot_rounds(const p2p_discovery *d);
 
 /* The parts (NULL when off). */
 p2p_kad *p2p_discovery_kad(p2p_discovery *d);
