@@ -77,4 +77,4 @@ soak: all
 	@bash bench/soak/run.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD)-noobs $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -193,7 +193,7 @@ METRICS_REGISTER(g_tool_calls)
 static _Atomic uint64_t g_tool_dur_cells[METRICS_CELLS_HIST(MCP_TOOL_LABELS + 1)];
 static metrics_family g_tool_duration = {
     .name = "peermcp_tool_duration_seconds",
-    .help = "Tool call duration from the dispatcher's start to its answer, by tool.",
+    .help = "Tool call duration from the request's arrival (else the dispatcher's start) to its answer, by tool.",
     .kind = METRICS_HISTOGRAM,
     .ndims = 1,
     .dims = {{"tool", NULL, 0, &mcp_tool_labels}},
@@ -412,7 +412,8 @@ json_t *mcp_dispatch_call_result(const json_t *envelope) {
 
 static void dispatcher_unref(mcp_dispatcher *d);
 
-static mcp_call *call_new(mcp_dispatcher *d) {
+/* start_us: when the call began (clock_mono_us), 0 = now. */
+static mcp_call *call_new(mcp_dispatcher *d, int64_t start_us) {
   mcp_call *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->d = d;
@@ -426,7 +427,7 @@ static mcp_call *call_new(mcp_dispatcher *d) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&c->cv, &ca);
   pthread_condattr_destroy(&ca);
-  c->start_us = clock_mono_us();
+  c->start_us = start_us > 0 ? start_us : clock_mono_us();
   c->duration_us = -1;
   atomic_fetch_add(&d->refs, 1);
   return c;
@@ -601,12 +602,12 @@ static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope)
   if (!c->is_kid) c->d->inflight--;
   else kid_unlink(c);
   live_unlink(c);
-  if (!c->is_kid) { /* one sample per top-level call, whoever is told */
+  if (OBS_HOT && !c->is_kid) { /* one sample per top-level call, whoever is told */
     unsigned tool = mcp_tool_metric_label(c->tool);
     metrics_inc(&g_tool_calls, metrics_series2(&g_tool_calls, tool, (unsigned)st < N_STATUS ? (unsigned)st : MCP_DISPATCH_INTERNAL));
     metrics_observe_us(&g_tool_duration, tool, (uint64_t)call_duration_us(c));
   }
-  const trace_scope *outer = trace_scope_enter(&c->root->scope);
+  const trace_scope *outer = OBS_HOT ? trace_scope_enter(&c->root->scope) : NULL;
   if (!c->detached && c->done) {
     bool lazy = !envelope && st == MCP_DISPATCH_OK && c->lazy_env;
     if (!envelope && !lazy) { /* the outcome could not be built: out of memory */
@@ -629,7 +630,7 @@ static void call_complete(mcp_call *c, mcp_dispatch_status st, json_t *envelope)
     json_decref(c->lazy_envelope); /* built during the callback, if anyone asked */
     c->lazy_envelope = NULL;
   }
-  trace_scope_leave(outer);
+  if (OBS_HOT) trace_scope_leave(outer);
   json_decref(envelope);
   if (c->has_timer) {
     uv_timer_stop(&c->timer);
@@ -772,9 +773,9 @@ static void call_run_handler(mcp_call *c, bool validate) {
   if (validate && !call_validate(c)) return;
   if (mcp_call_cancelled(c)) return; /* cancelled or timed out while queued */
   json_t *res = NULL;
-  const trace_scope *outer = trace_scope_enter(&c->root->scope);
+  const trace_scope *outer = OBS_HOT ? trace_scope_enter(&c->root->scope) : NULL;
   mcp_tool_status ts = def->fn(c, c->args, &res, def->ud);
-  trace_scope_leave(outer);
+  if (OBS_HOT) trace_scope_leave(outer);
   if (ts == MCP_TOOL_PENDING) {
     /* only MCP_TOOL_ASYNC handlers may return pending (tool.h); a top-level call still copes */
     assert(def->flags & MCP_TOOL_ASYNC);
@@ -1143,7 +1144,7 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   if (out) *out = NULL;
   if (!d || !req || !req->tool || !req->auth) return -EINVAL;
   assert(ON_LOOP(d));
-  mcp_call *c = call_new(d);
+  mcp_call *c = call_new(d, req->start_us);
   if (!c) return -ENOMEM;
   if (req->request_id) snprintf(c->request_id, sizeof c->request_id, "%s", req->request_id);
   else mcp_uuid4(c->request_id);
@@ -1167,7 +1168,8 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   }
   c->sync_done = req->sync_done;
   c->lazy_env = req->lazy_envelope;
-  if (req->trace && trace_valid(req->trace)) c->scope.trace = *req->trace;
+  if (!OBS_HOT) (void)0;
+  else if (req->trace && trace_valid(req->trace)) c->scope.trace = *req->trace;
   else trace_child(trace_current(), &c->scope.trace);
   c->rpc_id = json_incref(req->rpc_id);
   c->scope.rpc_id = c->rpc_id;
@@ -1448,7 +1450,7 @@ static void kid_start(mcp_call *k) {
 static mcp_dispatch_status kid_invoke(mcp_call *parent, mcp_call *c, json_t **envelope_out) {
   mcp_dispatcher *d = parent->d;
   const mcp_tool_def *def = mcp_tool_def_of(c->tool);
-  mcp_call *k = call_new(d);
+  mcp_call *k = call_new(d, c->start_us);
   if (k) memcpy(k->request_id, c->request_id, sizeof k->request_id);
   if (!k) {
     *envelope_out = envelope_error(c, def->category, def->name, MCP_DISPATCH_INTERNAL, "out of memory", NULL);

@@ -171,6 +171,9 @@ typedef struct mcp_call_request {
   const trace_ctx *trace;
   json_t *rpc_id;
   const char *transport;
+  /* When the request arrived (clock_mono_us), for its duration; 0 = now. A transport that
+   * read the clock for the request already passes it: one clock read less per call. */
+  int64_t start_us;
 } mcp_call_request;
 
 /* The outcome, handed to the completion callback; valid during the callback only. */

@@ -537,6 +537,10 @@ static bool call_reply_fast(mcp_session *s, sess_req *r, const mcp_call_outcome 
 
 /* A completion is a unit of work: its answer is whole or -32603 (util/alloc.h). */
 static void on_call_done(void *ud, const mcp_call_outcome *o) {
+  sess_req *r = ud;
+  /* The request's answer time for its metrics: the dispatcher's completion reading (a first
+   * round started at the request's arrival, call_dispatch) — no clock read of our own. */
+  r->m_end_us = OBS_HOT && !r->rounds && o->duration_us >= 0 && r->m_start_us > 0 ? r->m_start_us + o->duration_us : 0;
   alloc_watch w = alloc_watch_begin();
   call_done_work(ud, o);
   (void)alloc_watch_end(w);
@@ -766,6 +770,9 @@ static void call_dispatch(mcp_session *s, sess_req *r, const char *tool, json_t 
       .args_shared = true,
       .rpc_id = r->id,
       .transport = s->o.transport,
+      /* the request's own trace and arrival time (msg_begin): no second span, no clock read */
+      .trace = &r->trace,
+      .start_us = r->rounds ? 0 : r->m_start_us, /* a later round starts now */
   };
   int err = mcp_dispatch_start(s->o.dispatcher, &cr, on_call_done, r, &r->call);
   if (err != 0) {
@@ -1052,6 +1059,7 @@ sess_req *sess_req_begin(mcp_session *s, req_ctx *rc, int kind) {
   r->kind = kind;
   r->m_method = (uint8_t)s->m_method; /* answered later: counted then (req_answered) */
   r->m_start_us = s->m_start_us;
+  if (OBS_HOT) r->trace = s->m_scope.trace; /* a later round (call_again) runs in the same trace */
   if (s->m_id == rc->id) s->m_open = false;
   r->next = s->reqs;
   if (s->reqs) s->reqs->prev = r;
@@ -1580,9 +1588,10 @@ static unsigned method_label(const char *name) {
   return M_OTHER;
 }
 
-static void req_record(mcp_session *s, unsigned method, int64_t start_us, int error_code) {
+/* end_us: when it was answered (0: now). */
+static void req_record(mcp_session *s, unsigned method, int64_t start_us, int64_t end_us, int error_code) {
   if (s->m_transport < 0 || method > M_OTHER) return;
-  int64_t us = clock_mono_us() - start_us;
+  int64_t us = (end_us > 0 ? end_us : clock_mono_us()) - start_us;
   metrics_inc(&g_requests, metrics_series3(&g_requests, (unsigned)s->m_transport, method, error_code ? 1 : 0));
   metrics_observe_us(&g_req_duration, metrics_series2(&g_req_duration, (unsigned)s->m_transport, method),
                      us > 0 ? (uint64_t)us : 0);
@@ -1591,25 +1600,27 @@ static void req_record(mcp_session *s, unsigned method, int64_t start_us, int er
 /* A response is going out: counts its request once — the message being handled, or a request
  * in flight (matched by its id object, which every reply to it passes along). */
 static void req_answered(mcp_session *s, const json_t *request_id, int error_code) {
+  if (!OBS_HOT) return;
   if (s->m_open && request_id == s->m_id) {
     s->m_open = false;
-    req_record(s, s->m_method, s->m_start_us, error_code);
+    req_record(s, s->m_method, s->m_start_us, 0, error_code);
     return;
   }
   if (!request_id) return;
   for (sess_req *r = s->reqs; r; r = r->next)
     if (r->id == request_id) {
-      if (r->m_method != M_COUNTED) req_record(s, r->m_method, r->m_start_us, error_code);
+      if (r->m_method != M_COUNTED) req_record(s, r->m_method, r->m_start_us, r->m_end_us, error_code);
       r->m_method = M_COUNTED;
       return;
     }
 }
 
 /* A message arrives: its trace scope (the trace itself is set once _meta is read) and its
- * metrics. Returns the scope to restore. */
-/* Not done (issue 14): metrics + traces cost ~700 instructions per echo call (+4.3 %, over the
- * 2 % budget; bench/RESULTS.md "Metrics and traces on the hot path"). */
+ * metrics. Returns the scope to restore. The arrival time and the trace go on to the
+ * dispatcher for a tool call (call_dispatch), so a request reads the clock and makes ids once
+ * (issue 14's budget: bench/RESULTS.md "Metrics and traces on the hot path"). */
 static const trace_scope *msg_begin(mcp_session *s) {
+  if (!OBS_HOT) return NULL;
   s->m_open = true;
   s->m_id = NULL;
   s->m_method = M_OTHER;
@@ -1622,7 +1633,7 @@ static const trace_scope *msg_begin(mcp_session *s) {
 
 static void msg_end(mcp_session *s, const trace_scope *outer) {
   s->m_open = false; /* unanswered by now: a notification, or answered later */
-  trace_scope_leave(outer);
+  if (OBS_HOT) trace_scope_leave(outer);
 }
 
 static const method_entry k_notifications[] = {
@@ -1694,7 +1705,8 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
   }
   rc.meta = meta;
   /* W3C trace context: the caller's, continued with a span of our own, or a new trace */
-  if (trace_continue_json(json_object_get(meta, "traceparent"), &s->m_scope.trace) != 0) trace_new(&s->m_scope.trace);
+  if (OBS_HOT && trace_continue_json(json_object_getn(meta, "traceparent", 11), &s->m_scope.trace) != 0)
+    trace_new(&s->m_scope.trace);
 
   /* Era: per request, from _meta (2026-07-28 versioning.mdx). */
   json_t *pv = json_object_get(meta, "io.modelcontextprotocol/protocolVersion");

@@ -71,6 +71,8 @@ typedef struct sess_req {
   uint8_t waiting; /* legacy: server-to-client requests not answered yet */
   uint8_t m_method; /* metrics: the method's label index */
   int64_t m_start_us; /* metrics: when the request arrived */
+  int64_t m_end_us;   /* metrics: when its call completed (0: not known, read the clock) */
+  trace_ctx trace;    /* the request's trace: its calls (every round) run in it */
 } sess_req;
 
 /* What a handler-backed request is about, read from its params. */

@@ -100,12 +100,15 @@ int metrics_label_index(const metrics_family *f, unsigned dim, const char *value
 
 /* ---------- recording and reading ---------- */
 
-void metrics_observe_us(metrics_family *f, unsigned series, uint64_t us) {
-  _Atomic uint64_t *c = f->cells + (size_t)series * METRICS_HIST_STRIDE;
-  unsigned b = 0;
-  while (b < METRICS_MAX_BUCKETS && us > metrics_default_bounds_us[b]) b++;
-  atomic_fetch_add_explicit(&c[b], 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&c[METRICS_MAX_BUCKETS + 1], us, memory_order_relaxed);
+uint8_t metrics_bucket_hint[65];
+
+__attribute__((constructor)) static void bucket_hints(void) {
+  for (unsigned k = 0; k <= 64; k++) {
+    uint64_t lo = k ? (uint64_t)1 << (k - 1) : 0; /* the smallest value of bit length k */
+    unsigned b = 0;
+    while (b < METRICS_MAX_BUCKETS && lo > metrics_default_bounds_us[b]) b++;
+    metrics_bucket_hint[k] = (uint8_t)b;
+  }
 }
 
 static uint64_t cell(const metrics_family *f, size_t i) {

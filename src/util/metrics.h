@@ -92,8 +92,18 @@ void metrics_register(metrics_family *f);
 /* The registered family of that name, or NULL. */
 metrics_family *metrics_find(const char *name);
 
+/* Bench baseline only: -DPEERMCP_BENCH_NO_OBS (bench/mcp/profile.sh builds it next to the real
+ * build, never anything else) compiles the request path's metrics and traces out — recording is
+ * a no-op, call sites skip their `if (OBS_HOT)` parts — so one run can measure what they cost. */
+#ifdef PEERMCP_BENCH_NO_OBS
+#define OBS_HOT 0
+#else
+#define OBS_HOT 1
+#endif
+
 /* ---- recording (any thread, no lock, no allocation) ---- */
 static inline void metrics_add(metrics_family *f, unsigned series, uint64_t n) {
+  if (!OBS_HOT) return;
   atomic_fetch_add_explicit(&f->cells[series], n, memory_order_relaxed);
 }
 static inline void metrics_inc(metrics_family *f, unsigned series) { metrics_add(f, series, 1); }
@@ -107,7 +117,17 @@ static inline void metrics_gauge_add(metrics_family *f, unsigned series, int64_t
 static inline void metrics_counter_set(metrics_family *f, unsigned series, uint64_t v) {
   atomic_store_explicit(&f->cells[series], v, memory_order_relaxed);
 }
-void metrics_observe_us(metrics_family *f, unsigned series, uint64_t us);
+/* The first bucket that can hold a value of bit length k (bound >= 2^(k-1)): from there at
+ * most two comparisons find the bucket (the bounds grow by 2 to 2.5 per step). */
+extern uint8_t metrics_bucket_hint[65];
+static inline void metrics_observe_us(metrics_family *f, unsigned series, uint64_t us) {
+  if (!OBS_HOT) return;
+  _Atomic uint64_t *c = f->cells + (size_t)series * METRICS_HIST_STRIDE;
+  unsigned b = metrics_bucket_hint[us ? 64 - __builtin_clzll(us) : 0];
+  while (b < METRICS_MAX_BUCKETS && us > metrics_default_bounds_us[b]) b++;
+  atomic_fetch_add_explicit(&c[b], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&c[METRICS_MAX_BUCKETS + 1], us, memory_order_relaxed);
+}
 
 /* Series index from label indexes (each < its dim's n). */
 static inline unsigned metrics_series2(const metrics_family *f, unsigned a, unsigned b) {

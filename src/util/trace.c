@@ -7,56 +7,53 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---------- ids: xoshiro256** per thread ---------- */
+/* ---------- ids: wyrand per thread ---------- */
 
-static _Thread_local uint64_t t_s[4];
-static _Thread_local bool t_seeded;
+/* wyrand (Wang Yi's wyhash PRNG: a Weyl sequence through a 64x64->128 multiply-fold, the
+ * generator of Go's runtime.fastrand): 2^64 period, passes BigCrush and PractRand, ~5
+ * instructions. State 0 means "not seeded yet" (a seeded state that happens to be 0 is
+ * re-seeded once, harmless). */
+static _Thread_local uint64_t t_wy;
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static void seed(void) {
-  uint64_t s[4] = {0};
-  if (getrandom(s, sizeof s, 0) != (ssize_t)sizeof s) { /* no entropy source: time and address */
+static uint64_t seed(void) {
+  uint64_t s = 0;
+  if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s) { /* no entropy source: time and address */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    s[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32);
-    s[1] = (uint64_t)(uintptr_t)&t_s ^ (uint64_t)getpid();
-    s[2] = 0x9e3779b97f4a7c15ull;
-    s[3] = 0xbf58476d1ce4e5b9ull;
+    s = ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32)) ^ (uint64_t)(uintptr_t)&t_wy ^ ((uint64_t)getpid() << 17);
   }
-  if ((s[0] | s[1] | s[2] | s[3]) == 0) s[0] = 1; /* the one state xoshiro must not have */
-  memcpy(t_s, s, sizeof s);
-  t_seeded = true;
+  return s ? s : 0x9e3779b97f4a7c15ull;
 }
 
-static uint64_t next64(void) {
-  if (!t_seeded) seed();
-  uint64_t r = rotl(t_s[1] * 5, 7) * 9, t = t_s[1] << 17;
-  t_s[2] ^= t_s[0];
-  t_s[3] ^= t_s[1];
-  t_s[1] ^= t_s[2];
-  t_s[0] ^= t_s[3];
-  t_s[2] ^= t;
-  t_s[3] = rotl(t_s[3], 45);
-  return r;
+/* One output; *s is the caller's copy of the state (loaded and stored once per id). */
+static inline uint64_t wy(uint64_t *s) {
+  *s += 0xa0761d6478bd642full;
+  __uint128_t m = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbull);
+  return (uint64_t)(m >> 64) ^ (uint64_t)m;
+}
+
+static inline uint64_t state(void) {
+  uint64_t s = t_wy;
+  return __builtin_expect(s != 0, 1) ? s : seed();
 }
 
 static void new_span(trace_ctx *t) {
-  uint64_t s;
-  do s = next64();
-  while (s == 0); /* an all-zero span id is invalid */
+  uint64_t st = state(), s;
+  do s = wy(&st);
+  while (__builtin_expect(s == 0, 0)); /* an all-zero span id is invalid */
+  t_wy = st;
   memcpy(t->span_id, &s, 8);
 }
 
 void trace_new(trace_ctx *out) {
-  uint64_t a, b;
-  do {
-    a = next64();
-    b = next64();
-  } while ((a | b) == 0);
+  uint64_t st = state();
+  uint64_t a = wy(&st), b = wy(&st), c = wy(&st);
+  while (__builtin_expect((a | b) == 0, 0)) a = wy(&st); /* all-zero ids are invalid */
+  while (__builtin_expect(c == 0, 0)) c = wy(&st);
+  t_wy = st;
   memcpy(out->trace_id, &a, 8);
   memcpy(out->trace_id + 8, &b, 8);
-  new_span(out);
+  memcpy(out->span_id, &c, 8);
   out->flags = 1;
 }
 
@@ -139,24 +136,10 @@ void trace_id_hex(const trace_ctx *t, char out[TRACE_ID_HEX + 1]) {
 
 /* ---------- scope ---------- */
 
-static _Thread_local const trace_scope *t_scope;
-
-const trace_scope *trace_scope_enter(const trace_scope *s) {
-  const trace_scope *prev = t_scope;
-  t_scope = s;
-  return prev;
-}
-
-void trace_scope_leave(const trace_scope *prev) { t_scope = prev; }
-const trace_scope *trace_scope_current(void) { return t_scope; }
-
-const trace_ctx *trace_current(void) {
-  const trace_scope *s = t_scope;
-  return s && trace_valid(&s->trace) ? &s->trace : NULL;
-}
+_Thread_local const trace_scope *trace_tls_scope;
 
 void trace_scope_log_fields(json_t *line) {
-  const trace_scope *s = t_scope;
+  const trace_scope *s = trace_tls_scope;
   if (!s || !json_is_object(line)) return;
   if (trace_valid(&s->trace) && !json_object_get(line, "trace_id")) {
     char hex[TRACE_ID_HEX + 1];

@@ -14,8 +14,10 @@
  * previous one, leave restores it); the scope object is the caller's and must outlive its
  * bracket.
  *
- * Ids come from a per-thread generator (xoshiro256**, seeded from getrandom once per thread):
- * random as the specification asks, a few nanoseconds, no system call per request.
+ * Ids come from a per-thread generator (wyrand, seeded from getrandom once per thread): random
+ * as the specification asks (not secret: ids are not capabilities), a few instructions, no system
+ * call per request. Nothing is formatted as hex until a log line or an outgoing request asks
+ * (trace_format, trace_id_hex).
  *
  * Threads: any; the scope is per thread. */
 #ifndef PEERMCP_UTIL_TRACE_H
@@ -65,13 +67,23 @@ typedef struct trace_scope {
   const char *peer_id;    /* a remote caller's PeerId, or NULL / "" */
 } trace_scope;
 
+/* The current scope (the hot path: inline, one thread-local load or store). */
+extern _Thread_local const trace_scope *trace_tls_scope;
+
 /* Makes s the current scope; returns the previous one (give it to trace_scope_leave). */
-const trace_scope *trace_scope_enter(const trace_scope *s);
-void trace_scope_leave(const trace_scope *prev);
+static inline const trace_scope *trace_scope_enter(const trace_scope *s) {
+  const trace_scope *prev = trace_tls_scope;
+  trace_tls_scope = s;
+  return prev;
+}
+static inline void trace_scope_leave(const trace_scope *prev) { trace_tls_scope = prev; }
 /* The current scope or NULL. */
-const trace_scope *trace_scope_current(void);
+static inline const trace_scope *trace_scope_current(void) { return trace_tls_scope; }
 /* The current scope's trace or NULL (none, or no valid trace). */
-const trace_ctx *trace_current(void);
+static inline const trace_ctx *trace_current(void) {
+  const trace_scope *s = trace_tls_scope;
+  return s && trace_valid(&s->trace) ? &s->trace : NULL;
+}
 /* Adds the current scope's fields to a log line (an object) where it has no such key. */
 void trace_scope_log_fields(json_t *line);
 

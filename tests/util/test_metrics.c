@@ -51,6 +51,11 @@ static metrics_family g_hist = {
 };
 METRICS_REGISTER(g_hist)
 
+static _Atomic uint64_t g_hb_cells[METRICS_CELLS_HIST(1)];
+static metrics_family g_hist_b = {.name = "test_bucket_seconds", .help = "Bucket probes.", .kind = METRICS_HISTOGRAM,
+                                  .cells = g_hb_cells};
+METRICS_REGISTER(g_hist_b)
+
 static _Atomic uint64_t g_g_cells[1];
 static metrics_family g_gauge = {.name = "test_level", .help = "A level.", .kind = METRICS_GAUGE, .cells = g_g_cells};
 METRICS_REGISTER(g_gauge)
@@ -137,6 +142,48 @@ static void test_metrics_histogram_buckets(void **state) {
   free(t);
 }
 
+/* The bucket of a value: the first bound >= it (inclusive), else +Inf — what the table-started
+ * search must find for every value around every bound and every power of two. */
+static unsigned bucket_by_scan(uint64_t us) {
+  unsigned b = 0;
+  while (b < METRICS_MAX_BUCKETS && us > metrics_default_bounds_us[b]) b++;
+  return b;
+}
+
+static unsigned bucket_observed(uint64_t us) {
+  uint64_t before[METRICS_MAX_BUCKETS + 1], after[METRICS_MAX_BUCKETS + 1];
+  metrics_hist_totals(&g_hist_b, before);
+  metrics_observe_us(&g_hist_b, 0, us);
+  metrics_hist_totals(&g_hist_b, after);
+  unsigned found = 99, moved = 0;
+  for (unsigned b = 0; b <= METRICS_MAX_BUCKETS; b++)
+    if (after[b] != before[b]) {
+      assert_int_equal(after[b] - before[b], 1);
+      found = b;
+      moved++;
+    }
+  assert_int_equal(moved, 1);
+  return found;
+}
+
+static void test_metrics_bucket_of_every_boundary(void **state) {
+  (void)state;
+  uint64_t probes[] = {0, 1, 2, 3, UINT64_MAX / 2, UINT64_MAX - 1};
+  for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++)
+    assert_int_equal(bucket_observed(probes[i]), bucket_by_scan(probes[i]));
+  for (unsigned b = 0; b < METRICS_MAX_BUCKETS; b++) {
+    uint64_t v = metrics_default_bounds_us[b];
+    assert_int_equal(bucket_observed(v - 1), bucket_by_scan(v - 1));
+    assert_int_equal(bucket_observed(v), b);
+    assert_int_equal(bucket_observed(v + 1), b + 1);
+  }
+  for (unsigned k = 1; k < 64; k++) {
+    uint64_t p = (uint64_t)1 << k;
+    assert_int_equal(bucket_observed(p - 1), bucket_by_scan(p - 1));
+    assert_int_equal(bucket_observed(p), bucket_by_scan(p));
+  }
+}
+
 static void test_metrics_quantiles(void **state) {
   (void)state;
   uint64_t b[METRICS_MAX_BUCKETS + 1] = {0};
@@ -220,6 +267,7 @@ int main(void) {
       cmocka_unit_test(test_metrics_counter_series_and_exposition),
       cmocka_unit_test(test_metrics_unknown_label_counts_as_other),
       cmocka_unit_test(test_metrics_histogram_buckets),
+      cmocka_unit_test(test_metrics_bucket_of_every_boundary),
       cmocka_unit_test(test_metrics_quantiles),
       cmocka_unit_test(test_metrics_gauge),
       cmocka_unit_test(test_metrics_threads_lose_nothing),
