@@ -1559,6 +1559,9 @@ void node_discovery_config(const config *cfg, bool serving, p2p_discovery_config
   out->dht = cfg->p2p.eff.dht;
   out->kad_cfg.protocol = cfg->p2p.eff.dht_protocol;
   out->kad_cfg.server = serving && cfg->p2p.eff.dht_server;
+  /* dht_mode "auto" with AutoNAT on: AutoNAT's verdict decides (public → server, private →
+   * client); until it has one, the profile's default above. */
+  out->dht_follow_reachability = serving && cfg->p2p.dht_mode == CONFIG_DHT_AUTO && cfg->p2p.eff.autonat;
   out->kad_cfg.query_timeout_ms = serving ? 0 : cfg->p2p.discovery_timeout_ms;
   out->rendezvous_publish = serving && cfg->p2p.eff.rendezvous_publish;
   out->rv_cfg.ns = cfg->p2p.rendezvous_ns;

@@ -290,6 +290,34 @@ static void test_discovery_close_cancels_a_running_resolve(void **st) {
   run_until_done(20000);
 }
 
+/* dht_follow_reachability: AutoNAT's verdict switches the DHT protocol handler (what identify
+ * offers) — private removes it (client mode), public adds it back (server mode), unknown changes
+ * nothing; each switch shows as a PROTOCOLS_CHANGED event for the DHT protocol. */
+static int dht_proto_changes;
+static void count_dht_proto(p2p_host *h, const p2p_event *ev, void *ud) {
+  (void)h;
+  if (ev->addr && strcmp(ev->addr, (const char *)ud) == 0) dht_proto_changes++;
+}
+static void test_discovery_dht_mode_follows_reachability(void **st) {
+  (void)st;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  make_node_host(0);
+  p2p_discovery_config dc = {.dht = true, .dht_follow_reachability = true, .kad_cfg = {.server = true}};
+  assert_int_equal(p2p_discovery_new(nodes[0].h, &loop, &dc, &nodes[0].d), 0);
+  assert_int_equal(p2p_discovery_add_to_host(nodes[0].d), 0);
+  const char *proto = p2p_kad_protocol(p2p_discovery_kad(nodes[0].d));
+  assert_int_equal(p2p_host_subscribe(nodes[0].h, P2P_EV_PROTOCOLS_CHANGED, count_dht_proto, (void *)proto), 0);
+  p2p_host_set_reachability(nodes[0].h, P2P_REACH_PRIVATE);
+  assert_int_equal(dht_proto_changes, 1); /* server → client */
+  p2p_host_set_reachability(nodes[0].h, P2P_REACH_UNKNOWN);
+  assert_int_equal(dht_proto_changes, 1); /* unknown: no change */
+  p2p_host_set_reachability(nodes[0].h, P2P_REACH_PUBLIC);
+  assert_int_equal(dht_proto_changes, 2); /* client → server */
+  p2p_host_set_reachability(nodes[0].h, P2P_REACH_PRIVATE);
+  assert_int_equal(dht_proto_changes, 3);
+  (void)p2p_host_unsubscribe(nodes[0].h, count_dht_proto, (void *)proto);
+}
+
 int main(void) {
   log_set_level(LOG_ERROR);
   const struct CMUnitTest tests[] = {
@@ -299,6 +327,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_discovery_finds_the_namespace, teardown),
       cmocka_unit_test_teardown(test_discovery_all_off_finds_nothing, teardown),
       cmocka_unit_test_teardown(test_discovery_close_cancels_a_running_resolve, teardown),
+      cmocka_unit_test_teardown(test_discovery_dht_mode_follows_reachability, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

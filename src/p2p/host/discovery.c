@@ -410,6 +410,24 @@ static int svc_start(p2p_host *h, void *state) {
   return p2p_discovery_start(state);
 }
 
+/* Server mode on or off (the DHT protocol handler registered or not). */
+static void dht_set_server(p2p_discovery *d, bool server, const char *why) {
+  if (!d->kad || d->closing || !d->started || server == d->handler_registered) return;
+  const char *proto = p2p_kad_protocol(d->kad);
+  if (server) {
+    int rc = p2p_host_handle(d->h, proto, svc_kad_handler, d);
+    if (rc) {
+      log_warn("p2p dht: cannot switch to server mode", "{s:s}", "error", strerror(-rc));
+      return;
+    }
+    d->handler_registered = true;
+  } else {
+    (void)p2p_host_unhandle(d->h, proto);
+    d->handler_registered = false;
+  }
+  log_info("p2p dht: mode", "{s:s, s:s}", "mode", server ? "server" : "client", "because", why);
+}
+
 static void svc_event(p2p_host *h, const p2p_event *ev, void *state) {
   (void)h;
   p2p_discovery *d = state;
@@ -417,6 +435,10 @@ static void svc_event(p2p_host *h, const p2p_event *ev, void *state) {
     p2p_discovery_peer_identified(d, ev->peer_id);
   else if (ev->type == P2P_EV_LISTEN_ADDRS_CHANGED && ev->addr)
     p2p_discovery_listen_addrs_changed(d);
+  else if (ev->type == P2P_EV_REACHABILITY_CHANGED && d->cfg.dht_follow_reachability) {
+    if (ev->reachability == P2P_REACH_PUBLIC) dht_set_server(d, true, "reachability public");
+    else if (ev->reachability == P2P_REACH_PRIVATE) dht_set_server(d, false, "reachability private");
+  }
 }
 
 static void svc_closed(void *ud) { p2p_host_release(ud); }
@@ -429,11 +451,12 @@ static void svc_stop(p2p_host *h, void *state) {
 int p2p_discovery_add_to_host(p2p_discovery *d) {
   d->attached = true;
   d->svc = (p2p_service){.name = "discovery",
-                         .events = P2P_EV_PEER_IDENTIFIED | P2P_EV_IDENTIFY_PUSH | P2P_EV_LISTEN_ADDRS_CHANGED,
+                         .events = P2P_EV_PEER_IDENTIFIED | P2P_EV_IDENTIFY_PUSH | P2P_EV_LISTEN_ADDRS_CHANGED |
+                                   (d->cfg.dht_follow_reachability ? P2P_EV_REACHABILITY_CHANGED : 0u),
                          .start = svc_start,
                          .on_event = svc_event,
                          .stop = svc_stop};
-  if (d->kad && d->cfg.kad_cfg.server) {
+  if (d->kad && d->cfg.kad_cfg.server && !d->cfg.dht_follow_reachability) {
     d->handler = (p2p_service_handler){.protocol = p2p_kad_protocol(d->kad), .fn = svc_kad_handler};
     d->svc.handlers = &d->handler;
     d->svc.n_handlers = 1;
@@ -490,7 +513,11 @@ int p2p_discovery_start(p2p_discovery *d) {
   if (d->kad) {
     if ((rc = p2p_kad_start(d->kad)) != 0) return rc;
     if ((rc = p2p_rendezvous_start(d->rv, NULL, NULL)) != 0) return rc;
-    if (!d->attached && d->cfg.kad_cfg.server) {
+    /* by hand when standalone, or when the mode follows reachability (it comes and goes) */
+    bool server = d->cfg.kad_cfg.server;
+    if (d->cfg.dht_follow_reachability && p2p_host_reachability(d->h) != P2P_REACH_UNKNOWN)
+      server = p2p_host_reachability(d->h) == P2P_REACH_PUBLIC;
+    if ((!d->attached || d->cfg.dht_follow_reachability) && server) {
       if ((rc = p2p_host_handle(d->h, p2p_kad_protocol(d->kad), svc_kad_handler, d)) != 0) return rc;
       d->handler_registered = true;
     }

@@ -10,6 +10,12 @@
  * it is started and closed by hand and fed events with p2p_discovery_peer_identified() and
  * p2p_discovery_listen_addrs_changed().
  *
+ * DHT mode from reachability (dht_follow_reachability, attached to a host): AutoNAT's verdict
+ * (REACHABILITY_CHANGED) switches the DHT between server mode (public: the protocol handler is
+ * registered, so identify offers it) and client mode (private: removed, so peers do not put us
+ * in their routing tables; we still look things up); unknown keeps the mode we have, which
+ * starts as kad_cfg.server.
+ *
  * Resolving a bare PeerId (p2p_discovery_resolve): at once when the peer table has an address
  * for it; else mDNS is asked now (when on) and a DHT lookup runs (when on), and the first to
  * find an address wins (its addresses are then in the peer table: dial by PeerId). With
@@ -40,6 +46,7 @@ typedef struct p2p_discovery_config {
   p2p_mdns_config mdns_cfg;
   bool dht;
   p2p_kad_config kad_cfg;
+  bool dht_follow_reachability;    /* server mode only while AutoNAT says public (see above) */
   bool rendezvous_publish;         /* with the DHT: publish ourselves under the namespace */
   p2p_rendezvous_config rv_cfg;    /* ns, republish interval (publish is set from the above) */
   const char *const *bootstrap;    /* multiaddrs with /p2p/ (or /dnsaddr/…); copied */
