@@ -111,10 +111,13 @@ static void note_observed(p2p_nat *n, const p2p_event *ev) {
   bool direct = false;
   for (size_t i = 0; i < nc && i < 8; i++)
     if (ci[i].conn_id == ev->conn_id) direct = !ci[i].relayed;
-  multiaddr ma;
+  multiaddr full, ma;
   multiaddr_component ip;
   uint16_t port;
-  if (!direct || !ev->addr || multiaddr_parse(ev->addr, &ma) != 0 || !ip_tcp_of(&ma, &ip, &port)) return;
+  if (!direct || !ev->addr || multiaddr_parse(ev->addr, &full) != 0) return;
+  /* js-libp2p sends its connection's remoteAddr, which ends in /p2p/<our PeerId> */
+  multiaddr_strip_p2p(&full, &ma);
+  if (!ip_tcp_of(&ma, &ip, &port)) return;
   char t[MULTIADDR_STR_MAX];
   if (multiaddr_to_string(&ma, t, sizeof t) != 0) return;
   size_t at = n->n_observed;

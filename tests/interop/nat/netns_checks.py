@@ -19,7 +19,8 @@ Groups (default: all, in this order; they share the nodes started by the first):
                relay and calls /peermcp/echo over the relayed connection; A starts DCUtR, js
                answers, the connection becomes direct (js reports it).
     jsrelay    a js-libp2p relay (tests/interop/nat/js_relay.mjs) in the public namespace: A2
-               behind NAT-A reserves on it, the CLI behind NAT-B calls a tool on A2 through it.
+               behind NAT-A reserves on it, the CLI behind NAT-B calls a tool on A2 through it,
+               B2 behind NAT-B calls A2 through it and the two punch a direct connection.
     bench      NETNS_PUNCH_TRIES (3) more hole punches B -> A, each by a fresh B: success rate and
                time from the call to a direct connection.
 
@@ -269,7 +270,8 @@ def group_punch():
     expect("punch: the relayed connection is closed once the direct one is up", gone, b.conns(a.peer_id))
     res, is_err = b.tool("p2p_remote_call_tool", {"remote_peer_id": a.peer_id, "tool_name": "echo",
                                                   "args": {"via": "direct"}, "timeout_s": 20})
-    expect("punch: the next tool call runs over the direct connection", not is_err and "direct" in json.dumps(res) and
+    expect("punch: the next tool call runs over the direct connection (its reply's via: NAT-A's address)",
+           not is_err and '"direct"' in json.dumps(res) and res.get("via", "").startswith("/ip4/5.1.0.2/tcp/4001") and
            all(c.get("relayed") is False for c in b.conns(a.peer_id)), (res, b.conns(a.peer_id)))
     st = a.nat().get("holepunch") or {}
     expect("punch: A's p2p_service_status counts the hole punch", st.get("succeeded", 0) >= 1, st)
@@ -297,8 +299,8 @@ def group_random():
     expect("random: C stays on the relayed connection", cc and all(x.get("relayed") for x in cc), cc)
     res, is_err = c.tool("p2p_remote_call_tool", {"remote_peer_id": a.peer_id, "tool_name": "echo",
                                                   "args": {"via": "still-relayed"}, "timeout_s": 20})
-    expect("random: the relayed connection still carries a tool call", not is_err and "still-relayed" in
-           json.dumps(res), res)
+    expect("random: the relayed connection still carries a tool call (its reply's via: the circuit)",
+           not is_err and "still-relayed" in json.dumps(res) and "/p2p-circuit" in res.get("via", ""), res)
     c.stop()
 
 
@@ -374,6 +376,27 @@ def group_jsrelay():
                          '{"via":"js-relay"}')
         expect("jsrelay: the CLI behind NAT-B calls a tool on A2 through the js relay", rc == 0 and
                "js-relay" in json.dumps(out), (rc, out, e[-600:]))
+        if MODE == "nft":
+            saved = NODES["circ"]
+            NODES["circ"] = circ
+            try:
+                b2, called, res, dt = punch_once("b2", "b", "10.0.2.2", a2, "via-js-relay", port=4201)
+            finally:
+                NODES["circ"] = saved
+            expect("jsrelay: B2 behind NAT-B calls A2 through the js relay (p2p_remote_call_tool)", called, res)
+            ok = wait(lambda: [j for j in log_lines(a2.log(), "hole punch succeeded") if j.get("peer") == b2.peer_id],
+                      30)
+            expect("jsrelay: A2 and B2 punch the hole through both NATs (DCUtR over the js relay's circuit)",
+                   ok and dt is not None, (dt, a2.log()[-1200:]))
+            res, is_err = b2.tool("p2p_remote_call_tool", {"remote_peer_id": a2.peer_id, "tool_name": "echo",
+                                                           "args": {"via": "direct-after-js-relay"}, "timeout_s": 20})
+            expect("jsrelay: the next call runs over the direct connection (its reply's via: NAT-A's address)",
+                   not is_err and "direct-after-js-relay" in json.dumps(res) and
+                   res.get("via", "").startswith("/ip4/5.1.0.2/tcp/4002"), res)
+            gone = wait(lambda: all(c.get("relayed") is False for c in b2.conns(a2.peer_id)), 30)
+            expect("jsrelay: the circuit through the js relay is closed once the direct connection is up", gone,
+                   b2.conns(a2.peer_id))
+            b2.stop()
     finally:
         if a2:
             a2.stop()
