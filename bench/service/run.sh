@@ -17,7 +17,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD="${BUILD:-$root/build}"
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" --buildtype=release -Dtests=disabled >/dev/null
 ninja -C "$BUILD" peermcp bench/service/svc_bench_driver >/dev/null || exit 1
-bin="$BUILD/peermcp"
+bin="${BIN:-$BUILD/peermcp}" # BIN: another build of peermcp (a before/after run)
 drv="$BUILD/bench/service/svc_bench_driver"
 tmp=$(mktemp -d)
 out="$root/bench/service/last-run.jsonl"
@@ -27,7 +27,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   sleep 0.2
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
+  rm -rf "$tmp" "${shm:-/nonexistent}"
 }
 trap cleanup EXIT
 export PEERMCP_TEST_TOOLS=1 SVC_DRIVER_TIMEOUT_S=120
@@ -50,10 +50,19 @@ for w in 0 20; do
 {"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "worker_claim_wait_seconds": $w}}
 EOF
 done
-"$bin" serve --no-stdio --config "$tmp/b.json" --state-dir "$tmp/b" 2>"$tmp/b.err" &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$tmp/b/announce.json" ] && break; sleep 0.1; done
-B_MA=$(python3 -c "import json; print(json.load(open('$tmp/b/announce.json'))['multiaddr'])")
+# B_WRAP: a command prefix for node B (e.g. "valgrind --tool=callgrind --callgrind-out-file=…"
+# for instructions per task); TASKS_ONLY=1 skips the echo and stdio rows.
+start_b() { # state dir → sets B_PID, B_MA
+  local dir=$1
+  mkdir -p "$dir"
+  $B_WRAP "$bin" serve --no-stdio --config "$tmp/b.json" --state-dir "$dir" 2>"$dir.err" &
+  B_PID=$!
+  pids+=($B_PID)
+  for _ in $(seq 600); do [ -s "$dir/announce.json" ] && break; sleep 0.1; done
+  B_MA=$(python3 -c "import json; print(json.load(open('$dir/announce.json'))['multiaddr'])")
+}
+B_WRAP=${B_WRAP:-}
+start_b "$tmp/b"
 
 run() { # label, driver args…
   local label=$1
@@ -64,9 +73,35 @@ run() { # label, driver args…
   python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['label']=sys.argv[2]; print(json.dumps(d))" "$line" "$label" >>"$out"
 }
 
+# The hardware anchor: fdatasync after a 4 KiB write in place in a 1 MiB file of B's state
+# directory (what a durable commit of the queue waits for: SQLite rewrites its WAL in place),
+# p50 / p90 over 200 (python, so a few µs of overhead).
+fsync_anchor() { # dir label
+  python3 - "$1" "$2" >>"$out" <<'PYF'
+import os, sys, time, json
+d, label = sys.argv[1], sys.argv[2]
+p = os.path.join(d, "fsync-probe")
+fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(fd, b"\0" * (1 << 20))
+os.fsync(fd)
+lat = []
+for i in range(200):
+    os.pwrite(fd, b"x" * 4096, (i % 256) * 4096)
+    t = time.perf_counter()
+    os.fdatasync(fd)
+    lat.append((time.perf_counter() - t) * 1e6)
+os.close(fd); os.unlink(p)
+lat.sort()
+print(json.dumps({"label": label, "n": 200, "p50_us": int(lat[100]), "p99_us": int(lat[197]), "p90_us": int(lat[180])}))
+PYF
+}
+fsync_anchor "$tmp/b" "anchor: fdatasync of a 4 KiB write in place, state directory's disk"
+
+if [ -z "${TASKS_ONLY:-}" ]; then
 run "remote echo, 1 connection, 1 in flight" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 1 --inflight 1
 run "remote echo, 1 connection, 16 in flight" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 1 --inflight 16
 run "remote echo, 16 connections, 1 in flight each" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 16 --inflight 1
+fi
 
 for w in 0 20; do
   how=$([ $w = 0 ] && echo "polling" || echo "waiting claims")
@@ -87,6 +122,29 @@ for w in 0 20; do
   kill "$wpid" 2>/dev/null
   wait "$wpid" 2>/dev/null
 done
+
+# CPU of B per task (user+sys from /proc over the 16-in-flight waiting run) and the same
+# task rows with B's state on tmpfs (fsync costs nothing there): what is left is CPU and
+# round trips, the part that is not the disk.
+cpu_of() { awk '{print $14+$15}' "/proc/$1/stat"; }
+tck=$(getconf CLK_TCK)
+shm=$(mktemp -d /dev/shm/peermcp-bench.XXXXXX)
+kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null
+start_b "$shm/b"
+fsync_anchor "$shm/b" "anchor: fdatasync of a 4 KiB write in place, tmpfs (/dev/shm)"
+"$bin" worker --peer "$B_MA" --state-dir "$tmp/w" --slots 16 --config "$tmp/w20.json" 2>"$tmp/wshm.err" >"$tmp/wshm.out" &
+wpid=$!
+pids+=($wpid)
+sleep 0.5
+run "tmpfs: task submit->complete via 1 remote worker, 1 at a time (waiting claims)" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 1
+c0=$(cpu_of "$B_PID")
+run "tmpfs: tasks via 1 remote worker (16 slots), 16 in flight (waiting claims)" tasks --state "$tmp/d" --peer "$B_MA" --n "$((N_TASKS * 4))" --conns 1 --inflight 16
+c1=$(cpu_of "$B_PID")
+echo "{\"label\": \"tmpfs: node B CPU per task, 16 in flight (µs)\", \"n\": $((N_TASKS * 4)), \"cpu_us_per_task\": $(( (c1 - c0) * 1000000 / tck / (N_TASKS * 4) ))}" >>"$out"
+kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
+kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null
+rm -rf "$shm"
+[ -n "${TASKS_ONLY:-}" ] && { cat "$out"; exit 0; }
 
 # the same echo call locally over stdio (C client, blocking pipes)
 mkdir -p "$tmp/s"

@@ -75,8 +75,21 @@ struct tq_queue {
   } watchers[TQ_MAX_WATCHERS];
   tq_watch *watches; /* under wmu too; n_watches <= o.max_waiters */
   size_t n_watches;
+  struct aclaim *claims; /* waiting async claims (parked or running), oldest first; under wmu,
+                            counted in n_waiters */
+  uint64_t claim_seq;
+  double claims_due_seen; /* due times up to this one were handled by tq_claims_expire */
+  /* the thread that ends waiting claims at their deadline (started with the first one) */
+  pthread_t exp_thread;
+  pthread_cond_t exp_cv; /* CLOCK_MONOTONIC */
+  int64_t exp_at;        /* when it wakes next (monotonic ms; INT64_MAX: not planned) */
+  bool exp_started;
   bool closing;
 };
+
+typedef struct aclaim aclaim;
+static aclaim *take_parked(tq_queue *q, const char *type, const aclaim *except);
+static void requeue_list(aclaim *list);
 
 static const char *status_names[TQ_STATUS_COUNT] = {"queued", "running", "completed", "failed",
                                                      "cancelled"};
@@ -174,7 +187,9 @@ static void work_changed(tq_queue *q, const char *type) {
   }
   for (unsigned i = 0; i < TQ_MAX_WATCHERS; i++)
     if (q->watchers[i].fn) q->watchers[i].fn(q->watchers[i].ud, type);
+  aclaim *wake = q->claims ? take_parked(q, type, NULL) : NULL;
   pthread_mutex_unlock(&q->wmu);
+  requeue_list(wake);
 }
 
 void tq_work_pass(tq_queue *q) { work_changed(q, NULL); }
@@ -192,6 +207,7 @@ static void work_due_at(tq_queue *q, double at) {
     if (at < q->due[latest]) q->due[latest] = at;
   }
   for (tq_work_waiter *w = q->work_waiters; w; w = w->next) pthread_cond_signal(&w->cv); /* re-plan */
+  if (q->exp_started && q->claims) pthread_cond_signal(&q->exp_cv);
   pthread_mutex_unlock(&q->wmu);
 }
 
@@ -356,6 +372,8 @@ void tq_watch_remove(tq_queue *q, tq_watch *w) {
 
 /* ---- open / close ---- */
 
+static bool tq_claims_expire_all(tq_queue *q);
+
 int tq_open(const tq_options *o, tq_queue **out) {
   *out = NULL;
   if (!o || !o->path || !*o->path) return -EINVAL;
@@ -379,6 +397,12 @@ int tq_open(const tq_options *o, tq_queue **out) {
   if (!q->o.read_connections) q->o.read_connections = 4;
   if (!q->o.max_waiters) q->o.max_waiters = 4096;
   pthread_mutex_init(&q->wmu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&q->exp_cv, &ca);
+  pthread_condattr_destroy(&ca);
+  q->exp_at = INT64_MAX;
   /* The backend is chosen by the path: a file path is SQLite; a server URL would select a
    * server backend (none is built yet). */
   if (strncmp(o->path, "postgres://", 11) == 0 || strncmp(o->path, "postgresql://", 13) == 0) {
@@ -415,7 +439,15 @@ void tq_close(tq_queue *q) {
       w->fn(w->ud);
     }
   pthread_mutex_unlock(&q->wmu);
-  /* fired waiters may still be reading their task: let them leave before the backend goes */
+  pthread_mutex_lock(&q->wmu);
+  bool exp = q->exp_started;
+  pthread_cond_signal(&q->exp_cv);
+  pthread_mutex_unlock(&q->wmu);
+  if (exp) pthread_join(q->exp_thread, NULL);
+  while (tq_claims_expire_all(q)) {
+  }
+  /* fired waiters may still be reading their task (async claims still running in the writer
+   * finish there without parking again): let them leave before the backend goes */
   for (;;) {
     pthread_mutex_lock(&q->wmu);
     size_t n = q->n_waiters;
@@ -431,6 +463,7 @@ void tq_close(tq_queue *q) {
     q->watches = w->next;
     free(w);
   }
+  pthread_cond_destroy(&q->exp_cv);
   pthread_mutex_destroy(&q->wmu);
   free(q->path);
   free(q);
@@ -720,6 +753,394 @@ fail:
   free(a->sticky);
   free(a);
   return rc;
+}
+
+/* ---- asynchronous ops (queue.h: no thread blocks) ---- */
+
+static int fence_op(tq_op *op, tq_op_kind kind, const char *task_id, const tq_fence *f);
+static int text_arg_ok(const char *s);
+
+typedef struct aop {
+  tq_op op; /* first: the backend hands it back */
+  tq_queue *q;
+  tq_done_cb done_cb;
+  tq_heartbeat_cb hb_cb;
+  void *ud;
+  char *worker, *error;
+  json_t *result; /* a reference */
+} aop;
+
+static void aop_free(aop *a) {
+  free(a->worker);
+  free(a->error);
+  json_decref(a->result);
+  free(a);
+}
+
+static void aop_done(tq_op *op) {
+  aop *a = (aop *)op;
+  qm_record(op->kind, op->rc, false);
+  if (op->kind == TQOP_HEARTBEAT) a->hb_cb(op->rc, &op->hb, a->ud);
+  else a->done_cb(op->rc, a->ud);
+  aop_free(a);
+}
+
+/* A fenced op with owned copies; NULL with *rc on a bad argument. */
+static aop *aop_new(tq_op_kind kind, const char *task_id, const tq_fence *f, int *rc) {
+  aop *a = calloc(1, sizeof *a);
+  if (!a) {
+    *rc = -ENOMEM;
+    return NULL;
+  }
+  *rc = fence_op(&a->op, kind, task_id, f);
+  if (*rc == 0 && f && !(a->worker = strdup(f->worker_id))) *rc = -ENOMEM;
+  if (*rc < 0) {
+    aop_free(a);
+    return NULL;
+  }
+  a->op.worker_id = a->worker;
+  a->op.done = aop_done;
+  return a;
+}
+
+static int aop_enqueue(tq_queue *q, aop *a) {
+  a->q = q;
+  int rc = q->ops->enqueue(q->be, &a->op);
+  if (rc < 0) aop_free(a);
+  return rc;
+}
+
+int tq_heartbeat_async(tq_queue *q, const char *task_id, const tq_fence *f, double lease_seconds,
+                       tq_heartbeat_cb cb, void *ud) {
+  if (!f || !cb || !lease_ok(lease_seconds)) return -EINVAL;
+  int rc;
+  aop *a = aop_new(TQOP_HEARTBEAT, task_id, f, &rc);
+  if (!a) return rc;
+  a->op.seconds = clamp_lease(q, lease_seconds);
+  a->hb_cb = cb;
+  a->ud = ud;
+  return aop_enqueue(q, a);
+}
+
+int tq_complete_async(tq_queue *q, const char *task_id, const tq_fence *f, tq_status status, json_t *result,
+                      const char *error, tq_done_cb cb, void *ud) {
+  if (!cb || !tq_status_terminal(status) || !text_arg_ok(error)) return -EINVAL;
+  int rc;
+  aop *a = aop_new(TQOP_COMPLETE, task_id, f, &rc);
+  if (!a) return rc;
+  if (result && !json_is_object(result)) a->result = json_pack("{s:O}", "result", result);
+  else a->result = json_incref(result);
+  if ((result && !a->result) || (error && !(a->error = strdup(error)))) {
+    aop_free(a);
+    return -ENOMEM;
+  }
+  a->op.status = status;
+  a->op.result = a->result;
+  a->op.error = a->error;
+  a->op.max_text = q->o.max_payload_bytes;
+  a->done_cb = cb;
+  a->ud = ud;
+  return aop_enqueue(q, a);
+}
+
+struct aclaim {
+  tq_op op; /* first */
+  tq_queue *q;
+  tq_claim_cb cb;
+  void *ud;
+  uint64_t id;          /* 0: answers at once (no wait) */
+  int64_t deadline_ms;  /* monotonic */
+  uint64_t gen;         /* work_gen when it was last handed to the writer */
+  bool parked;          /* waiting in q->claims for a change (else running in the writer) */
+  bool targeted;        /* woken for one submitted task: if it misses, the others look */
+  bool waited, cancelled;
+  char *worker, *session;
+  char **types;
+  size_t n_types;
+  aclaim *next;         /* q->claims */
+  aclaim *wnext;        /* a list being woken or answered */
+};
+
+static bool types_match(char *const *types, size_t n, const char *type) {
+  if (!n || !type) return true;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(types[i], type) == 0) return true;
+  return false;
+}
+
+static void aclaim_free(aclaim *c) {
+  tq_task_array_free(c->op.tasks, c->op.n_tasks);
+  for (size_t i = 0; i < c->n_types; i++) free(c->types[i]);
+  free(c->types);
+  free(c->worker);
+  free(c->session);
+  free(c);
+}
+
+/* Answers and frees (no lock held). */
+static void aclaim_finish(aclaim *c, int rc) {
+  tq_task *t = NULL;
+  if (rc == 0 && c->op.n_tasks) {
+    t = c->op.tasks[0];
+    c->op.tasks[0] = NULL;
+  }
+  c->cb(rc, t, c->waited, c->ud);
+  aclaim_free(c);
+}
+
+/* Under wmu: drops c from q->claims. */
+static void aclaim_unlink(tq_queue *q, aclaim *c) {
+  for (aclaim **pp = &q->claims; *pp; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      CHECK(q->n_waiters > 0);
+      q->n_waiters--;
+      return;
+    }
+}
+
+/* Under wmu: takes parked claims to run again — the oldest whose types match `type`, or every
+ * one (type NULL) but `except` — as a wnext list. */
+static aclaim *take_parked(tq_queue *q, const char *type, const aclaim *except) {
+  aclaim *head = NULL, **tail = &head;
+  for (aclaim *c = q->claims; c; c = c->next) {
+    if (!c->parked || c == except || !types_match(c->types, c->n_types, type)) continue;
+    c->parked = false;
+    c->targeted = type != NULL;
+    c->gen = q->work_gen;
+    c->wnext = NULL;
+    *tail = c;
+    tail = &c->wnext;
+    if (type) break;
+  }
+  return head;
+}
+
+static void aclaim_run(aclaim *c) {
+  tq_task_array_free(c->op.tasks, c->op.n_tasks);
+  c->op.tasks = NULL;
+  c->op.n_tasks = 0;
+  c->op.rc = 0;
+  int rc = c->q->ops->enqueue(c->q->be, &c->op);
+  if (rc == 0) return;
+  pthread_mutex_lock(&c->q->wmu);
+  aclaim_unlink(c->q, c);
+  pthread_mutex_unlock(&c->q->wmu);
+  aclaim_finish(c, rc == -ESHUTDOWN ? 0 : rc); /* closing: the wait ends without a task */
+}
+
+static void requeue_list(aclaim *list) {
+  for (aclaim *c = list, *next; c; c = next) {
+    next = c->wnext;
+    aclaim_run(c);
+  }
+}
+
+static void aclaim_done(tq_op *op) {
+  aclaim *c = (aclaim *)op;
+  tq_queue *q = c->q;
+  qm_record(TQOP_CLAIM, op->rc, op->n_tasks == 0);
+  if (c->id) {
+    pthread_mutex_lock(&q->wmu);
+    bool targeted = c->targeted;
+    c->targeted = false;
+    if (op->rc == 0 && op->n_tasks == 0 && !q->closing && !c->cancelled && clock_mono_ms() < c->deadline_ms) {
+      if (q->work_gen != c->gen) { /* something changed since it looked: look again */
+        c->gen = q->work_gen;
+        pthread_mutex_unlock(&q->wmu);
+        aclaim_run(c);
+        return;
+      }
+      c->parked = true;
+      c->waited = true;
+      /* chosen for a task it did not get (another claimer, or a filter besides the type):
+       * the other waiting claims look */
+      aclaim *others = targeted ? take_parked(q, NULL, c) : NULL;
+      pthread_mutex_unlock(&q->wmu);
+      requeue_list(others);
+      return;
+    }
+    aclaim_unlink(q, c);
+    pthread_mutex_unlock(&q->wmu);
+  }
+  aclaim_finish(c, op->rc);
+}
+
+static int check_claim_opts(const tq_claim_opts *o);
+static int64_t claims_expire(tq_queue *q, bool expire_all, bool *any);
+
+/* Ends waiting claims at their deadline (and wakes them when a delayed retry falls due): sleeps
+ * until the earliest one, so an idle queue costs nothing. Stopped by tq_close. */
+static void *exp_main(void *arg) {
+  tq_queue *q = arg;
+  pthread_mutex_lock(&q->wmu);
+  while (!q->closing) {
+    pthread_mutex_unlock(&q->wmu);
+    int64_t in = claims_expire(q, false, NULL);
+    pthread_mutex_lock(&q->wmu);
+    if (q->closing) break;
+    if (in < 0 && q->claims) in = 1000; /* claims in the writer now: look again soon */
+    q->exp_at = in < 0 ? INT64_MAX : clock_mono_ms() + in;
+    if (q->exp_at == INT64_MAX) {
+      pthread_cond_wait(&q->exp_cv, &q->wmu);
+    } else {
+      struct timespec ts = {.tv_sec = q->exp_at / 1000, .tv_nsec = (long)(q->exp_at % 1000) * 1000000L};
+      pthread_cond_timedwait(&q->exp_cv, &q->wmu, &ts);
+    }
+  }
+  pthread_mutex_unlock(&q->wmu);
+  return NULL;
+}
+
+int tq_claim_next_async(tq_queue *q, const tq_claim_opts *o, double wait_s, tq_claim_cb cb, void *ud,
+                        uint64_t *id_out) {
+  if (id_out) *id_out = 0;
+  if (!cb) return -EINVAL;
+  int rc = check_claim_opts(o);
+  if (rc < 0) return rc;
+  aclaim *c = calloc(1, sizeof *c);
+  if (!c) return -ENOMEM;
+  c->q = q;
+  c->cb = cb;
+  c->ud = ud;
+  c->op.kind = TQOP_CLAIM;
+  c->op.claim = *o;
+  c->op.claim.max_tasks = 1;
+  c->op.claim.lease_seconds = clamp_lease(q, o->lease_seconds);
+  c->op.done = aclaim_done;
+  c->worker = strdup(o->worker_id);
+  bool oom = !c->worker;
+  if (o->session_id && *o->session_id) oom |= !(c->session = strdup(o->session_id));
+  if (o->n_task_types) {
+    c->types = calloc(o->n_task_types, sizeof *c->types);
+    oom |= !c->types;
+    for (size_t i = 0; c->types && i < o->n_task_types; i++, c->n_types++)
+      oom |= !(c->types[i] = strdup(o->task_types[i]));
+  }
+  if (oom) {
+    aclaim_free(c);
+    return -ENOMEM;
+  }
+  c->op.claim.worker_id = c->worker;
+  c->op.claim.session_id = c->session;
+  c->op.claim.task_types = (const char *const *)c->types;
+  c->op.claim.n_task_types = c->n_types;
+  uint64_t id = 0;
+  if (isfinite(wait_s) && wait_s > 0) {
+    if (wait_s > q->o.wait_max_seconds) wait_s = q->o.wait_max_seconds;
+    pthread_mutex_lock(&q->wmu);
+    if (q->closing) {
+      pthread_mutex_unlock(&q->wmu);
+      aclaim_free(c);
+      return -ESHUTDOWN;
+    }
+    if (q->n_waiters < q->o.max_waiters) { /* beyond: it answers at once */
+      id = c->id = ++q->claim_seq;
+      c->deadline_ms = clock_mono_ms() + (int64_t)(wait_s * 1000.0);
+      c->gen = q->work_gen;
+      aclaim **pp = &q->claims;
+      while (*pp) pp = &(*pp)->next;
+      *pp = c;
+      q->n_waiters++;
+      if (!q->exp_started) {
+        if (pthread_create(&q->exp_thread, NULL, exp_main, q) == 0) q->exp_started = true;
+        else log_write(LOG_ERROR, "queue: no thread to end waiting claims; they end at the next change", NULL);
+      } else if (c->deadline_ms < q->exp_at) {
+        pthread_cond_signal(&q->exp_cv);
+      }
+    }
+    pthread_mutex_unlock(&q->wmu);
+  }
+  rc = q->ops->enqueue(q->be, &c->op);
+  if (rc < 0) {
+    if (id) {
+      pthread_mutex_lock(&q->wmu);
+      aclaim_unlink(q, c);
+      pthread_mutex_unlock(&q->wmu);
+    }
+    aclaim_free(c);
+    return rc;
+  }
+  if (id_out) *id_out = id;
+  return 0;
+}
+
+bool tq_claim_cancel(tq_queue *q, uint64_t id) {
+  if (!id) return false;
+  aclaim *hit = NULL;
+  pthread_mutex_lock(&q->wmu);
+  for (aclaim *c = q->claims; c; c = c->next)
+    if (c->id == id) {
+      if (c->parked) {
+        hit = c;
+        aclaim_unlink(q, c);
+      } else {
+        c->cancelled = true; /* the writer answers it without parking */
+      }
+      break;
+    }
+  pthread_mutex_unlock(&q->wmu);
+  if (hit) aclaim_finish(hit, 0);
+  return hit != NULL;
+}
+
+size_t tq_claims_waiting(tq_queue *q) {
+  size_t n = 0;
+  pthread_mutex_lock(&q->wmu);
+  for (aclaim *c = q->claims; c; c = c->next) n++;
+  pthread_mutex_unlock(&q->wmu);
+  return n;
+}
+
+/* expire_all: every parked claim ends (tq_close); returns whether one did. */
+static int64_t claims_expire(tq_queue *q, bool expire_all, bool *any) {
+  aclaim *done = NULL, **dtail = &done, *wake = NULL;
+  int64_t now = clock_mono_ms(), next = -1;
+  double wall = clock_wall_s();
+  pthread_mutex_lock(&q->wmu);
+  /* a delayed retry made through this handle fell due: every parked claim looks */
+  bool due = false;
+  double next_due = 0;
+  for (size_t i = 0; i < q->n_due; i++) {
+    if (q->due[i] > q->claims_due_seen && q->due[i] <= wall) due = true;
+    else if (q->due[i] > wall && (next_due == 0 || q->due[i] < next_due)) next_due = q->due[i];
+  }
+  q->claims_due_seen = wall;
+  for (aclaim **pp = &q->claims; *pp;) {
+    aclaim *c = *pp;
+    if (c->parked && (expire_all || now >= c->deadline_ms)) {
+      *pp = c->next;
+      CHECK(q->n_waiters > 0);
+      q->n_waiters--;
+      c->wnext = NULL;
+      *dtail = c;
+      dtail = &c->wnext;
+      continue;
+    }
+    if (next < 0 || c->deadline_ms - now < next) next = c->deadline_ms - now;
+    pp = &c->next;
+  }
+  if (due && !expire_all) wake = take_parked(q, NULL, NULL);
+  if (q->claims && next_due > 0) {
+    int64_t in = (int64_t)((next_due - wall) * 1000.0) + 1;
+    if (next < 0 || in < next) next = in;
+  }
+  pthread_mutex_unlock(&q->wmu);
+  if (any) *any = done != NULL;
+  for (aclaim *c = done, *n; c; c = n) {
+    n = c->wnext;
+    aclaim_finish(c, 0);
+  }
+  requeue_list(wake);
+  return next < 0 ? -1 : next;
+}
+
+int64_t tq_claims_expire(tq_queue *q) { return claims_expire(q, false, NULL); }
+
+static bool tq_claims_expire_all(tq_queue *q) {
+  bool any = false;
+  (void)claims_expire(q, true, &any);
+  return any;
 }
 
 /* ---- claim ---- */

@@ -312,6 +312,47 @@ int tq_watch_add(tq_queue *q, const char *task_id, void (*fn)(void *ud), void *u
  * run. Any thread; every watch must be removed before tq_close returns. */
 void tq_watch_remove(tq_queue *q, tq_watch *w);
 
+/* ---- asynchronous ops: no thread blocks (issue 11 §2) ----
+ *
+ * The same ops as tq_claim_next / tq_heartbeat / tq_complete, for a caller that must not block
+ * (an event loop): they validate at once (an error is returned and the callback is not called;
+ * on 0 it is called exactly once), copy what they borrow, and run in the writer's next group
+ * commit. The callback runs on the queue's writer thread after the commit is durable (or
+ * failed) — or, for a waiting claim answered without a task by tq_claim_cancel /
+ * tq_claims_expire / tq_close, on that caller's thread. It must be quick and must not call
+ * back into the queue except tq_*_async. */
+typedef void (*tq_done_cb)(int rc, void *ud);
+typedef void (*tq_heartbeat_cb)(int rc, const tq_heartbeat_reply *hb, void *ud);
+/* t: the claimed task (the callback owns it) or NULL; waited: the claim was parked (waited
+ * for work) at least once before this answer. */
+typedef void (*tq_claim_cb)(int rc, tq_task *t, bool waited, void *ud);
+
+int tq_complete_async(tq_queue *q, const char *task_id, const tq_fence *f, tq_status status, json_t *result,
+                      const char *error, tq_done_cb cb, void *ud) __attribute__((warn_unused_result));
+int tq_heartbeat_async(tq_queue *q, const char *task_id, const tq_fence *f, double lease_seconds,
+                       tq_heartbeat_cb cb, void *ud) __attribute__((warn_unused_result));
+/* A claim (tq_claim_next's rules) that, when wait_s > 0 and nothing is claimable, waits without
+ * a thread: it is parked in the queue and run again in the writer's next group when a change
+ * through this handle may have made a task claimable (a submit of a matching type wakes the
+ * oldest such claim, anything else all of them) — the claim and the submit that fed it cost no
+ * thread hop. The wait ends (callback with no task) at tq_claims_expire after wait_s (clamped
+ * to wait_max_seconds), at tq_claim_cancel(*id_out), or at tq_close. Parked claims count
+ * against max_waiters (-EBUSY beyond). *id_out (may be NULL; 0 for a claim that does not wait)
+ * names the claim for tq_claim_cancel. Another process's submits are seen at the next wake. */
+int tq_claim_next_async(tq_queue *q, const tq_claim_opts *o, double wait_s, tq_claim_cb cb, void *ud,
+                        uint64_t *id_out) __attribute__((warn_unused_result));
+/* Ends a waiting claim: parked → its callback runs now, on this thread, with no task (true);
+ * running in the writer or already answered → nothing (false; the writer answers as usual).
+ * Any thread. An unknown id is fine (false). */
+bool tq_claim_cancel(tq_queue *q, uint64_t id);
+/* Answers (no task, on this thread) every parked claim whose wait has ended, and re-runs them
+ * all when a delayed retry made through this handle has fallen due. Returns the milliseconds
+ * until the next deadline or due time (-1: nothing waits). The queue calls it itself from a
+ * thread that sleeps until the earliest deadline (started with the first waiting claim). */
+int64_t tq_claims_expire(tq_queue *q);
+/* Waiting async claims (parked or running again) now. */
+size_t tq_claims_waiting(tq_queue *q);
+
 typedef struct tq_list_opts {
   tq_status status;               /* TQ_STATUS_ANY for all */
   const char *const *task_types;  /* exact match, NULL / 0 = all */

@@ -1,7 +1,8 @@
 /* rpc_tool.c — the task_queue.rpc tool (see rpc_tool.h).
  *
  * An MCP_TOOL_ASYNC tool: the handler runs on the loop and never blocks.
- *   - every op but `wait` becomes one job on the dispatcher's short pool (`call_tool` on the
+ *   - submit / claim / complete / task.heartbeat: taskq_handle_async, no pool hop (below);
+ *   - every other op but `wait` becomes one job on the dispatcher's short pool (`call_tool` on the
  *     long pool, whose queue bound answers busy), which runs taskq_handle and completes the call
  *     from the worker (one hop back to the loop, as a pool-run tool has);
  *   - `wait` holds no thread (issue 9 item 4): a tq_watch on the task wakes it through a
@@ -14,6 +15,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -405,6 +407,26 @@ static mcp_tool_status wait_start(rpc_tool *rt, mcp_call *call, const json_t *ms
   return MCP_TOOL_PENDING;
 }
 
+/* ---------------------------------------------------------------- ops on the queue's writer */
+
+/* The hot ops (taskq_handle_async): the reply is built where the queue's commit lands (its
+ * writer thread) and handed to the loop by the dispatcher's coalesced completion queue — no
+ * pool hop. A waiting claim holds no thread: it is parked in the queue; when the call's answer
+ * is no longer wanted it is ended by its id (ud), so nothing here outlives the call. */
+static void async_done(json_t *reply, void *ud) {
+  mcp_call *call = ud;
+  mcp_tool_status st = reply_status(&reply);
+  mcp_call_complete(call, st, reply);
+}
+
+static void claim_on_cancel(mcp_call *call, void *ud) {
+  const mcp_tool *t = mcp_registry_find(mcp_dispatcher_registry(mcp_call_dispatcher(call)), TASKQ_RPC_TOOL);
+  if (!t || !mcp_tool_def_of(t)->ud) return;
+  rpc_tool *rt = mcp_tool_def_of(t)->ud;
+  /* parked: answered now (no task), through async_done; running: the writer answers */
+  (void)tq_claim_cancel(taskq_queue(rt->ctx), (uint64_t)(uintptr_t)ud);
+}
+
 /* ---------------------------------------------------------------- the tool */
 
 static mcp_tool_status rpc_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
@@ -413,6 +435,14 @@ static mcp_tool_status rpc_fn(mcp_call *call, json_t *args, json_t **result, voi
   const json_t *opv = json_object_get(msg, "op");
   taskq_op op = taskq_op_parse(json_is_string(opv) ? json_string_value(opv) : NULL);
   if (op == TASKQ_OP_WAIT && taskq_queue(rt->ctx)) return wait_start(rt, call, msg, result);
+  uint64_t claim_id = 0;
+  switch (taskq_handle_async(rt->ctx, msg, mcp_call_auth(call), async_done, call, &claim_id, result)) {
+  case TASKQ_ASYNC_REPLY: return reply_status(result);
+  case TASKQ_ASYNC_STARTED:
+    if (claim_id) mcp_call_on_cancel(call, claim_on_cancel, (void *)(uintptr_t)claim_id);
+    return MCP_TOOL_PENDING;
+  case TASKQ_ASYNC_BLOCKING: break;
+  }
   mcp_dispatcher *d = mcp_call_dispatcher(call);
   op_job *j = calloc(1, sizeof *j);
   if (!j) {

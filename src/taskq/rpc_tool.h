@@ -14,9 +14,11 @@
  * (tq_watch_add) wakes it when the task ends, a timer at its timeout, and only the reads of the
  * task are short pool jobs — and a caller (its PeerId; the local operator is not counted) may
  * hold taskq_config.max_waits_per_peer waits at once, more are answered
- * {"ok":false,"error":"busy","detail":…}. `call_tool` runs on the dispatcher's long pool
- * (busy when its queue is full), every other op on the short pool; those complete from the
- * worker.
+ * {"ok":false,"error":"busy","detail":…}. submit, claim (also a waiting one: parked in the
+ * queue, no thread held), complete and task.heartbeat go from the loop straight to the queue's
+ * writer (taskq_handle_async, issue 11 §2) and complete from there; `call_tool` runs on the
+ * dispatcher's long pool (busy when its queue is full), every other op on the short pool;
+ * those complete from the worker.
  *
  * Ownership: ctx is borrowed and must outlive the registry. Register once, on the main thread,
  * before serving. */

@@ -56,8 +56,8 @@ void taskq_config_default(taskq_config *c) {
   c->peer_timeout_s = 300;
   c->baseline_max_priority = 5;
   c->claim_wait_max_s = 30;
-  c->claim_waiters_max = 48;
-  c->claim_waiters_per_peer = 32;
+  c->claim_waiters_max = 1024;
+  c->claim_waiters_per_peer = 256;
   c->max_waits_per_peer = 64;
 }
 
@@ -1234,6 +1234,274 @@ json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id) {
   return r;
 }
 
+/* ---------- the hot ops without a thread (taskq_handle_async) ---------- */
+
+static void op_metrics(taskq_op op, const json_t *r, int64_t t0);
+
+typedef struct async_op {
+  taskq_ctx *ctx;
+  taskq_op op;
+  taskq_async_done done;
+  void *ud;
+  json_t *msg;        /* a reference: the result / strings the queue borrows live here */
+  int64_t t0;
+  char task_id[33];
+  char ident[96];     /* a waiting claim's caller, counted until it ends ("" = not counted) */
+} async_op;
+
+static void async_finish(async_op *a, json_t *r) {
+  op_metrics(a->op, r, a->t0);
+  taskq_async_done done = a->done;
+  void *ud = a->ud;
+  json_decref(a->msg);
+  free(a);
+  done(r, ud);
+}
+
+static void async_submit_done(int rc, const char *task_id, bool replayed, void *ud) {
+  async_op *a = ud;
+  json_t *r;
+  if (rc < 0) {
+    r = taskq_error(a->ctx, "internal_error");
+    if (r) json_object_set_new(r, "detail", json_string(tq_strerror(rc)));
+  } else {
+    r = reply_ok(a->ctx);
+    if (r) {
+      json_object_set_new(r, "task_id", json_string(task_id));
+      if (replayed) json_object_set_new(r, "replayed", json_true());
+    }
+  }
+  async_finish(a, r);
+}
+
+static void async_claim_done(int rc, tq_task *t, bool waited, void *ud) {
+  async_op *a = ud;
+  if (a->ident[0]) claim_wait_leave(a->ctx, a->ident);
+  json_t *r;
+  if (rc < 0) {
+    r = taskq_error(a->ctx, tq_strerror(rc));
+  } else {
+    r = reply_ok(a->ctx);
+    if (r) {
+      json_object_set_new(r, "task", t ? tq_task_to_json(t, TQ_JSON_CLAIM | TQ_JSON_EXTRA) : json_null());
+      if (waited || (a->ident[0] && !t)) json_object_set_new(r, "wait_s", json_real(taskq_claim_wait_s(a->ctx, a->msg)));
+    }
+  }
+  tq_task_free(t);
+  async_finish(a, r);
+}
+
+static json_t *task_reply(const taskq_ctx *ctx, bool ok, const char *task_id, int rc) {
+  json_t *r = json_pack("{s:b, s:s, s:s}", "ok", ok, "task_id", task_id, "peer_id", ctx->peer_id);
+  if (r && !ok && rc < 0) json_object_set_new(r, "error", json_string(tq_strerror(rc)));
+  return r;
+}
+
+static void async_complete_done(int rc, void *ud) {
+  async_op *a = ud;
+  async_finish(a, task_reply(a->ctx, rc == 0, a->task_id, rc));
+}
+
+static void async_heartbeat_done(int rc, const tq_heartbeat_reply *hb, void *ud) {
+  async_op *a = ud;
+  json_t *r = task_reply(a->ctx, rc == 0, a->task_id, rc);
+  if (r && rc == 0) {
+    json_object_set_new(r, "lease_until", json_real(hb->lease_until));
+    json_object_set_new(r, "cancel_requested", json_boolean(hb->cancel_requested));
+  }
+  async_finish(a, r);
+}
+
+/* Starts the op; 0, or a reply to give now (*now). */
+static int async_start(async_op *a, op_env *e, uint64_t *claim_id, json_t **now) {
+  const json_t *m = e->msg;
+  tq_queue *q = e->ctx->cfg.queue;
+  int rc = 0;
+  switch (a->op) {
+  case TASKQ_OP_SUBMIT: {
+    const char *task_type = get_str(m, "task_type");
+    const char *model = get_str(m, "model_name");
+    json_t *payload = json_object_get(m, "payload");
+    json_t *owned = NULL;
+    if (!json_is_object(payload)) {
+      owned = json_pack("{s:O}", "payload", payload ? payload : json_null());
+      payload = owned;
+    }
+    tq_submit_req req = {0};
+    req.task_type = task_type && *task_type ? task_type : "text-generation";
+    req.model_name = model ? model : "";
+    req.payload = payload;
+    req.task_id = get_str(m, "task_id");
+    req.idempotency_key = get_str(m, "idempotency_key");
+    rc = payload ? tq_submit_async(q, &req, async_submit_done, a) : -ENOMEM;
+    json_decref(owned);
+    if (rc < 0) *now = err_detail(e, "internal_error", tq_strerror(rc));
+    return rc;
+  }
+  case TASKQ_OP_CLAIM: {
+    const char *worker = get_str(m, "worker_id");
+    if (!worker || !*worker) {
+      *now = err(e, "missing_worker_id");
+      return -EINVAL;
+    }
+    const json_t *types_in = json_object_get(m, "supported_task_types");
+    if (!types_in || json_is_null(types_in)) types_in = json_object_get(m, "task_types");
+    json_t *types = taskq_task_types_normalize(types_in, true);
+    if (!types) {
+      *now = NULL;
+      return -ENOMEM;
+    }
+    const char *session = get_str_any(m, K_SESSION);
+    const char *peer = get_str_any(m, K_PEER);
+    const char *transport = e->auth->peer_id[0] ? e->auth->peer_id : NULL;
+    const char *key = sched_key(e->auth, peer, worker);
+    const char *ident = key ? key : worker;
+    if (key) {
+      json_t *extra = bounded_extra(worker, peer, transport, types, session);
+      if (extra) peer_seen(e->ctx, key, json_object_get(m, "clock"), extra, false);
+    }
+    types_view tv;
+    types_view_of(types, &tv);
+    tq_claim_opts o = {0};
+    o.worker_id = worker;
+    o.task_types = tv.n ? tv.v : NULL;
+    o.n_task_types = tv.n;
+    o.session_id = session;
+    o.lease_seconds = get_num(m, "lease_seconds", 0);
+    if (o.lease_seconds < 0) o.lease_seconds = 0;
+    if (e->ctx->cfg.trust_tiers && auth_ctx_tier(e->auth) == AUTH_TIER_BASELINE)
+      o.max_priority = e->ctx->cfg.baseline_max_priority >= 1 && e->ctx->cfg.baseline_max_priority <= 10
+                           ? e->ctx->cfg.baseline_max_priority
+                           : 5;
+    double wait_s = taskq_claim_wait_s(e->ctx, m);
+    if (wait_s > 0 && claim_wait_enter(e->ctx, ident)) {
+      size_t len = strnlen(ident, sizeof a->ident - 1);
+      memcpy(a->ident, ident, len);
+      a->ident[len] = 0;
+    } else {
+      wait_s = 0;
+    }
+    rc = tq_claim_next_async(q, &o, wait_s, async_claim_done, a, claim_id);
+    json_decref(types); /* the queue copied the filter */
+    if (rc < 0) {
+      if (a->ident[0]) claim_wait_leave(e->ctx, a->ident);
+      *now = err(e, tq_strerror(rc));
+    }
+    return rc;
+  }
+  case TASKQ_OP_COMPLETE: {
+    const char *task_id = get_str(m, "task_id");
+    if (!task_id || !*task_id) {
+      *now = err(e, "missing_task_id");
+      return -EINVAL;
+    }
+    const char *st = get_str(m, "status");
+    tq_status status = TQ_COMPLETED;
+    if (st && *st) {
+      char w[16];
+      snprintf(w, sizeof w, "%s", st);
+      for (char *c = w; *c; c++) *c = (char)tolower((unsigned char)*c);
+      if (strcmp(w, "completed") == 0) status = TQ_COMPLETED;
+      else if (strcmp(w, "cancelled") == 0) status = TQ_CANCELLED;
+      else status = TQ_FAILED;
+    }
+    tq_fence f;
+    bool fenced = fence_of(e, &f);
+    if (!fenced && !e->ctx->cfg.compat_unfenced_complete && !auth_ctx_is_local(e->auth)) {
+      *now = err(e, "missing_worker_id");
+      return -EINVAL;
+    }
+    json_t *result = json_object_get(m, "result");
+    if (json_is_null(result)) result = NULL;
+    snprintf(a->task_id, sizeof a->task_id, "%s", task_id);
+    if (strlen(task_id) >= sizeof a->task_id) {
+      *now = task_reply(e->ctx, false, task_id, -ENOENT);
+      return -ENOENT;
+    }
+    rc = tq_complete_async(q, task_id, fenced ? &f : NULL, status, result, get_str(m, "error"), async_complete_done, a);
+    if (rc < 0) *now = task_reply(e->ctx, false, task_id, rc);
+    return rc;
+  }
+  case TASKQ_OP_TASK_HEARTBEAT: {
+    const char *task_id = get_str(m, "task_id");
+    if (!task_id || !*task_id) {
+      *now = err(e, "missing_task_id");
+      return -EINVAL;
+    }
+    tq_fence f;
+    if (!fence_of(e, &f)) {
+      *now = err(e, "missing_worker_id");
+      return -EINVAL;
+    }
+    if (strlen(task_id) >= sizeof a->task_id) {
+      *now = task_reply(e->ctx, false, task_id, -ENOENT);
+      return -ENOENT;
+    }
+    snprintf(a->task_id, sizeof a->task_id, "%s", task_id);
+    double lease = get_num(m, "lease_seconds", 0);
+    rc = tq_heartbeat_async(q, task_id, &f, lease < 0 ? 0 : lease, async_heartbeat_done, a);
+    if (rc < 0) *now = task_reply(e->ctx, false, task_id, rc);
+    return rc;
+  }
+  default: *now = taskq_error(e->ctx, "unknown_op"); return -EINVAL;
+  }
+}
+
+taskq_async_status taskq_handle_async(taskq_ctx *ctx, const json_t *msg, const auth_ctx *auth,
+                                      taskq_async_done done, void *ud, uint64_t *claim_id, json_t **reply) {
+  *reply = NULL;
+  if (claim_id) *claim_id = 0;
+  if (!json_is_object(msg) || !ctx->cfg.queue) return TASKQ_ASYNC_BLOCKING;
+  taskq_op op = taskq_op_parse(get_str(msg, "op"));
+  if (op != TASKQ_OP_SUBMIT && op != TASKQ_OP_CLAIM && op != TASKQ_OP_COMPLETE && op != TASKQ_OP_TASK_HEARTBEAT)
+    return TASKQ_ASYNC_BLOCKING;
+  if (op == TASKQ_OP_CLAIM && ctx->cfg.deterministic) return TASKQ_ASYNC_BLOCKING;
+  /* a message naming another trace than the request's: taskq_handle enters its scope */
+  trace_ctx t;
+  if (trace_continue_json(json_object_get(msg, "traceparent"), &t) == 0 &&
+      (!trace_current() || memcmp(trace_current()->trace_id, t.trace_id, 16) != 0))
+    return TASKQ_ASYNC_BLOCKING;
+  int64_t t0 = clock_mono_us();
+  json_t *bad = taskq_check_strings(ctx, msg);
+  if (bad) {
+    op_metrics(op, bad, t0);
+    *reply = bad;
+    return TASKQ_ASYNC_REPLY;
+  }
+  auth_ctx eff = *auth;
+  auth_reason why = AUTH_REASON_NONE;
+  const char *detail = NULL;
+  if (taskq_present_msg_credentials(ctx->cfg.policy, msg, &eff, &why, &detail) == AUTH_PRESENT_REFUSED) {
+    auth_audit_refused(&eff, why, "op", taskq_op_name(op), detail);
+    *reply = taskq_error(ctx, "unauthorized");
+    op_metrics(op, *reply, t0);
+    return TASKQ_ASYNC_REPLY;
+  }
+  auth_scopes need = taskq_op_scopes(op);
+  if ((why = auth_check(&eff, &need, clock_wall_s())) != AUTH_REASON_NONE) {
+    auth_audit_refused(&eff, why, "op", taskq_op_name(op), NULL);
+    *reply = taskq_error(ctx, "unauthorized");
+    op_metrics(op, *reply, t0);
+    return TASKQ_ASYNC_REPLY;
+  }
+  async_op *a = calloc(1, sizeof *a);
+  if (!a) return TASKQ_ASYNC_REPLY; /* *reply NULL: out of memory */
+  a->ctx = ctx;
+  a->op = op;
+  a->done = done;
+  a->ud = ud;
+  a->msg = json_incref((json_t *)msg);
+  a->t0 = t0;
+  op_env e = {ctx, msg, NULL, &eff};
+  json_t *now = NULL;
+  if (async_start(a, &e, claim_id, &now) == 0) return TASKQ_ASYNC_STARTED;
+  json_decref(a->msg);
+  free(a);
+  op_metrics(op, now, t0);
+  *reply = now;
+  return TASKQ_ASYNC_REPLY;
+}
+
 /* ---------- metrics: every op handled, by op and outcome, and its duration ---------- */
 
 static const char *k_op_labels[TASKQ_OP__COUNT]; /* taskq_op order; "other" for unknown ops */
@@ -1287,11 +1555,15 @@ json_t *taskq_handle(taskq_ctx *ctx, const json_t *msg, const taskq_call *call) 
   }
   json_t *r = handle_op(ctx, msg, call, op);
   if (entered) trace_scope_leave(prev);
+  op_metrics(op, r, t0);
+  return r;
+}
+
+static void op_metrics(taskq_op op, const json_t *r, int64_t t0) {
   bool ok = json_is_true(json_object_get(r, "ok"));
   metrics_inc(&g_p2p_ops, metrics_series2(&g_p2p_ops, op, ok ? 0 : 1));
   int64_t us = clock_mono_us() - t0;
   metrics_observe_us(&g_p2p_op_duration, op, us > 0 ? (uint64_t)us : 0);
-  return r;
 }
 
 static json_t *handle_op(taskq_ctx *ctx, const json_t *msg, const taskq_call *call, taskq_op op) {

@@ -109,9 +109,11 @@ typedef struct taskq_config {
    * past either, or in deterministic mode, the claim answers at once as without wait_s. A claim
    * that waited says so in its reply ("wait_s": the wait applied). */
   double claim_wait_max_s;        /* 30 */
-  unsigned claim_waiters_max;     /* 48 (keep it under the dispatcher's long_threads: each
-                                     waiting claim holds a long-pool thread) */
-  unsigned claim_waiters_per_peer;/* 32 */
+  unsigned claim_waiters_max;     /* 1024: through task_queue.rpc a waiting claim holds no
+                                     thread (taskq_handle_async: a parked record of ~300 bytes
+                                     in the queue, also bounded by its max_waiters); a blocking
+                                     taskq_handle claim holds its caller's thread */
+  unsigned claim_waiters_per_peer;/* 256 (callers counted: 64 at once) */
   size_t max_known_peers;   /* 1024: peer.heartbeat table (oldest dropped) */
   unsigned max_waits_per_peer; /* 64: `wait` ops one caller may hold at once through
                                   task_queue.rpc (rpc_tool.h); more answer busy */
@@ -159,6 +161,23 @@ json_t *taskq_error(const taskq_ctx *ctx, const char *code);
 json_t *taskq_wait_prepare(taskq_ctx *ctx, const json_t *msg, const auth_ctx *auth, char task_id[33],
                            double *timeout_s);
 json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id);
+/* The hot ops without a thread (issue 11 §2): submit, claim (also one that waits, wait_s),
+ * complete and task.heartbeat run straight on the queue's writer (tq_*_async: no worker-pool
+ * hop, one group commit for whatever arrived together). taskq_handle_async checks the message
+ * exactly as taskq_handle does (NULs, credentials, scopes, arguments) and never blocks:
+ *   TASKQ_ASYNC_REPLY    *reply is the answer now (a refusal, a validation error);
+ *   TASKQ_ASYNC_STARTED  done(reply, ud) will be called exactly once with the reply (stolen;
+ *                        NULL on ENOMEM) — on the queue's writer thread, or on the thread that
+ *                        calls tq_claim_cancel / tq_claims_expire for a waiting claim; a waiting
+ *                        claim's id is in *claim_id (0 otherwise);
+ *   TASKQ_ASYNC_BLOCKING any other op (or one this path does not take: deterministic claims,
+ *                        claim_many, a message whose own traceparent names another trace):
+ *                        run taskq_handle on a worker thread.
+ * msg is referenced until done. Loop thread or any other. */
+typedef enum { TASKQ_ASYNC_REPLY = 0, TASKQ_ASYNC_STARTED = 1, TASKQ_ASYNC_BLOCKING = 2 } taskq_async_status;
+typedef void (*taskq_async_done)(json_t *reply, void *ud);
+taskq_async_status taskq_handle_async(taskq_ctx *ctx, const json_t *msg, const auth_ctx *auth,
+                                      taskq_async_done done, void *ud, uint64_t *claim_id, json_t **reply);
 tq_queue *taskq_queue(const taskq_ctx *ctx);
 unsigned taskq_max_waits_per_peer(const taskq_ctx *ctx);
 /* Whether the message may be handled: every top-level string except the data fields (payload,

@@ -784,6 +784,195 @@ static void test_async_submit_calls_back_after_commit(void **state) {
   assert_int_equal(a.done, 1);
 }
 
+/* ---- asynchronous claims / completes / heartbeats (no thread blocks) ---- */
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int calls, rc;
+  tq_task *t;
+  bool waited;
+  tq_heartbeat_reply hb;
+  int64_t at_ms;
+} aclaim_ctx;
+
+#define ACTX_INIT {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER}
+
+static void aclaim_cb(int rc, tq_task *t, bool waited, void *ud) {
+  aclaim_ctx *a = ud;
+  pthread_mutex_lock(&a->mu);
+  a->calls++;
+  a->rc = rc;
+  a->t = t;
+  a->waited = waited;
+  a->at_ms = clock_mono_ms();
+  pthread_cond_broadcast(&a->cv);
+  pthread_mutex_unlock(&a->mu);
+}
+
+static void adone_cb(int rc, void *ud) { aclaim_cb(rc, NULL, false, ud); }
+
+static void ahb_cb(int rc, const tq_heartbeat_reply *hb, void *ud) {
+  aclaim_ctx *a = ud;
+  a->hb = *hb;
+  aclaim_cb(rc, NULL, false, ud);
+}
+
+/* Waits (generously) for the n-th callback; false on timeout. */
+static bool actx_wait(aclaim_ctx *a, int n, int64_t ms) {
+  int64_t end = clock_mono_ms() + ms;
+  pthread_mutex_lock(&a->mu);
+  while (a->calls < n && clock_mono_ms() < end) {
+    pthread_mutex_unlock(&a->mu);
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&a->mu);
+  }
+  bool ok = a->calls >= n;
+  pthread_mutex_unlock(&a->mu);
+  return ok;
+}
+
+/* An async claim with nothing queued parks (no callback), a submit of a matching type answers
+ * it with the task — and a submit of another type does not. */
+static void test_async_claim_waits_and_is_answered_by_a_submit(void **state) {
+  fx *f = *state;
+  const char *types[] = {"t.a"};
+  tq_claim_opts w = worker("w1");
+  w.task_types = types;
+  w.n_task_types = 1;
+  aclaim_ctx a = ACTX_INIT;
+  uint64_t id = 0;
+  assert_int_equal(tq_claim_next_async(f->q, &w, 20, aclaim_cb, &a, &id), 0);
+  assert_true(id != 0);
+  TS_WAIT_UNTIL(10000, tq_claims_waiting(f->q) == 1);
+  char other[33], mine[33];
+  submit_p(f->q, "t.b", "{}", other);
+  struct timespec ts = {0, 300000000};
+  nanosleep(&ts, NULL);
+  assert_int_equal(a.calls, 0); /* still waiting: another type */
+  submit_p(f->q, "t.a", "{\"x\":1}", mine);
+  assert_true(actx_wait(&a, 1, 10000));
+  assert_int_equal(a.rc, 0);
+  assert_non_null(a.t);
+  assert_string_equal(a.t->task_id, mine);
+  assert_int_equal(a.t->status, TQ_RUNNING);
+  assert_true(a.waited);
+  tq_task_free(a.t);
+  assert_int_equal(tq_claims_waiting(f->q), 0);
+  assert_false(tq_claim_cancel(f->q, id)); /* answered: unknown now */
+  /* something claimable now: answered at once, not parked */
+  aclaim_ctx b = ACTX_INIT;
+  w.task_types = NULL;
+  w.n_task_types = 0;
+  assert_int_equal(tq_claim_next_async(f->q, &w, 20, aclaim_cb, &b, NULL), 0);
+  assert_true(actx_wait(&b, 1, 10000));
+  assert_non_null(b.t);
+  assert_string_equal(b.t->task_id, other);
+  assert_false(b.waited);
+  tq_task_free(b.t);
+}
+
+/* The wait ends without a task at its deadline (the queue's own timer), at tq_claim_cancel (on
+ * the caller's thread), and at tq_close; a claim without wait_s answers at once. */
+static void test_async_claim_times_out_cancels_and_closes(void **state) {
+  fx *f = *state;
+  tq_claim_opts w = worker("w1");
+  aclaim_ctx a = ACTX_INIT, b = ACTX_INIT, c = ACTX_INIT, d = ACTX_INIT;
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(tq_claim_next_async(f->q, &w, 0.5, aclaim_cb, &a, NULL), 0);
+  assert_true(actx_wait(&a, 1, 15000));
+  assert_int_equal(a.rc, 0);
+  assert_null(a.t);
+  assert_true(a.waited);
+  assert_true(a.at_ms - t0 >= 400);
+  uint64_t id = 0;
+  assert_int_equal(tq_claim_next_async(f->q, &w, 20, aclaim_cb, &b, &id), 0);
+  /* parked: answered inside tq_claim_cancel; still in the writer: answered from there */
+  TS_WAIT_UNTIL(10000, (tq_claim_cancel(f->q, id), actx_wait(&b, 1, 0)));
+  assert_int_equal(b.calls, 1);
+  assert_null(b.t);
+  assert_false(tq_claim_cancel(f->q, id));
+  assert_int_equal(tq_claim_next_async(f->q, &w, 0, aclaim_cb, &d, &id), 0);
+  assert_int_equal(id, 0);
+  assert_true(actx_wait(&d, 1, 10000));
+  assert_null(d.t);
+  assert_false(d.waited);
+  assert_int_equal(tq_claim_next_async(f->q, &w, 20, aclaim_cb, &c, NULL), 0);
+  TS_WAIT_UNTIL(10000, tq_claims_waiting(f->q) == 1);
+  tq_close(f->q);
+  f->q = NULL;
+  assert_int_equal(c.calls, 1);
+  assert_null(c.t);
+  /* reopen for the teardown */
+  tq_options o;
+  tq_options_default(&o);
+  o.path = f->path;
+  assert_int_equal(tq_open(&o, &f->q), 0);
+}
+
+/* Two waiting claims, one task: one gets it, the other keeps waiting; a release (a change
+ * that is not a submit) wakes it. */
+static void test_async_claims_share_work(void **state) {
+  fx *f = *state;
+  tq_claim_opts w1 = worker("w1"), w2 = worker("w2");
+  aclaim_ctx a = ACTX_INIT, b = ACTX_INIT;
+  assert_int_equal(tq_claim_next_async(f->q, &w1, 20, aclaim_cb, &a, NULL), 0);
+  assert_int_equal(tq_claim_next_async(f->q, &w2, 20, aclaim_cb, &b, NULL), 0);
+  TS_WAIT_UNTIL(10000, tq_claims_waiting(f->q) == 2);
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  TS_WAIT_UNTIL(10000, a.calls + b.calls == 1);
+  aclaim_ctx *got = a.calls ? &a : &b, *still = a.calls ? &b : &a;
+  assert_non_null(got->t);
+  TS_WAIT_UNTIL(10000, tq_claims_waiting(f->q) == 1);
+  tq_fence fe = {got->t->assigned_worker, got->t->lease_epoch};
+  assert_int_equal(tq_release(f->q, id, &fe, "give back"), 0);
+  assert_true(actx_wait(still, 1, 10000));
+  assert_non_null(still->t);
+  assert_string_equal(still->t->task_id, id);
+  tq_task_free(got->t);
+  tq_task_free(still->t);
+}
+
+/* complete / heartbeat async: same fencing and results as the blocking calls. */
+static void test_async_complete_and_heartbeat(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  tq_claim_opts w = worker("w1");
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &w, &t), 0);
+  assert_non_null(t);
+  tq_fence fe = {"w1", t->lease_epoch}, stale = {"w1", t->lease_epoch + 5};
+  tq_task_free(t);
+  aclaim_ctx h = ACTX_INIT, s = ACTX_INIT, c = ACTX_INIT;
+  assert_int_equal(tq_heartbeat_async(f->q, id, &fe, 60, ahb_cb, &h), 0);
+  assert_true(actx_wait(&h, 1, 10000));
+  assert_int_equal(h.rc, 0);
+  assert_true(h.hb.lease_until > clock_wall_s() + 30);
+  json_t *res = json_pack("{s:i}", "answer", 42);
+  assert_int_equal(tq_complete_async(f->q, id, &stale, TQ_COMPLETED, res, NULL, adone_cb, &s), 0);
+  assert_true(actx_wait(&s, 1, 10000));
+  assert_int_equal(s.rc, -ESTALE);
+  assert_int_equal(tq_complete_async(f->q, id, &fe, TQ_COMPLETED, res, NULL, adone_cb, &c), 0);
+  json_decref(res); /* the op holds its own reference */
+  assert_true(actx_wait(&c, 1, 10000));
+  assert_int_equal(c.rc, 0);
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  assert_int_equal(t->status, TQ_COMPLETED);
+  assert_non_null(strstr(t->result_json, "\"answer\": 42"));
+  tq_task_free(t);
+  /* bad input: refused at once, no callback */
+  assert_int_equal(tq_complete_async(f->q, "nothex", &fe, TQ_COMPLETED, NULL, NULL, adone_cb, &c), -ENOENT);
+  assert_int_equal(tq_complete_async(f->q, id, &fe, TQ_QUEUED, NULL, NULL, adone_cb, &c), -EINVAL);
+  assert_int_equal(tq_heartbeat_async(f->q, id, NULL, 0, ahb_cb, &h), -EINVAL);
+  tq_claim_opts bad = worker("");
+  assert_int_equal(tq_claim_next_async(f->q, &bad, 1, aclaim_cb, &c, NULL), -EINVAL);
+  assert_int_equal(c.calls, 1);
+  assert_int_equal(h.calls, 1);
+}
+
 static void test_claim_recovers_expired_lease_itself(void **state) {
   fx *f = *state;
   char id[33];
@@ -1093,6 +1282,10 @@ int main(void) {
       T(test_list_byte_cap_truncates),
       T(test_claim_many_byte_cap),
       T(test_progress_is_fenced_and_keeps_state),
+      T(test_async_claim_waits_and_is_answered_by_a_submit),
+      T(test_async_claim_times_out_cancels_and_closes),
+      T(test_async_claims_share_work),
+      T(test_async_complete_and_heartbeat),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 
 #include "auth/audit.h"
 #include "taskq/table.h"
+#include "support/wait.h"
 #include "util/clock.h"
 
 #define OUR_ID "12D3KooWServerServerServerServerServerServerServerSe"
@@ -383,6 +384,131 @@ static void test_claim_waits_for_work_when_asked(void **state) {
   assert_true(json_is_null(json_object_get(r, "task")));
   assert_true(clock_mono_ms() - t0 >= 300);
   json_decref(r);
+}
+
+/* taskq_handle_async: the hot ops without a thread give the replies taskq_handle gives. */
+typedef struct async_box {
+  pthread_mutex_t mu;
+  json_t *reply;
+  int calls;
+} async_box;
+
+static void async_box_done(json_t *reply, void *ud) {
+  async_box *b = ud;
+  pthread_mutex_lock(&b->mu);
+  b->reply = reply;
+  b->calls++;
+  pthread_mutex_unlock(&b->mu);
+}
+
+static int box_calls(async_box *b) {
+  pthread_mutex_lock(&b->mu);
+  int n = b->calls;
+  pthread_mutex_unlock(&b->mu);
+  return n;
+}
+
+static json_t *run_async(fx *f, const auth_ctx *who, const char *text, uint64_t *claim_id) {
+  json_t *msg = json_loads(text, 0, NULL);
+  assert_non_null(msg);
+  async_box b = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  json_t *now = NULL;
+  uint64_t cid = 0;
+  taskq_async_status st = taskq_handle_async(f->ctx, msg, who, async_box_done, &b, &cid, &now);
+  json_decref(msg); /* referenced by the op while it runs */
+  if (claim_id) *claim_id = cid;
+  if (st == TASKQ_ASYNC_REPLY) {
+    assert_int_equal(box_calls(&b), 0);
+    assert_non_null(now);
+    return now;
+  }
+  assert_int_equal(st, TASKQ_ASYNC_STARTED);
+  assert_null(now);
+  TS_WAIT_UNTIL(30000, box_calls(&b) == 1);
+  assert_non_null(b.reply);
+  assert_string_equal(json_string_value(json_object_get(b.reply, "peer_id")), OUR_ID);
+  return b.reply;
+}
+
+static void test_async_hot_ops_reply_like_the_blocking_path(void **state) {
+  fx *f = *state;
+  /* refusals come at once, like taskq_handle's */
+  json_t *r = run_async(f, &f->anon, "{\"op\":\"submit\",\"task_type\":\"t\",\"payload\":{}}", NULL);
+  assert_string_equal(r_err(r), "unauthorized");
+  json_decref(r);
+  r = run_async(f, &f->all, "{\"op\":\"claim\"}", NULL);
+  assert_string_equal(r_err(r), "missing_worker_id");
+  json_decref(r);
+  r = run_async(f, &f->all, "{\"op\":\"claim\",\"worker_id\":\"w\\u0000x\"}", NULL);
+  assert_string_equal(r_err(r), "invalid_message");
+  json_decref(r);
+  r = run_async(f, &f->all, "{\"op\":\"complete\",\"worker_id\":\"w1\"}", NULL);
+  assert_string_equal(r_err(r), "missing_task_id");
+  json_decref(r);
+  /* submit → claim → heartbeat → complete */
+  r = run_async(f, &f->all, "{\"op\":\"submit\",\"task_type\":\"tool\",\"payload\":{\"a\":1},\"idempotency_key\":\"k1\"}", NULL);
+  assert_true(r_ok(r));
+  char id[33];
+  snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r, "task_id")));
+  assert_int_equal(strlen(id), 32);
+  json_decref(r);
+  r = run_async(f, &f->all, "{\"op\":\"submit\",\"task_type\":\"tool\",\"payload\":{\"a\":1},\"idempotency_key\":\"k1\"}", NULL);
+  assert_true(json_is_true(json_object_get(r, "replayed")));
+  json_decref(r);
+  /* the type alias expands ("tool" is "tool.call"'s family) as in the blocking claim */
+  r = run_async(f, &f->all, "{\"op\":\"claim\",\"worker_id\":\"w1\",\"supported_task_types\":[\"tool.call\"]}", NULL);
+  assert_true(r_ok(r));
+  json_t *task = json_object_get(r, "task");
+  assert_string_equal(json_string_value(json_object_get(task, "task_id")), id);
+  json_int_t epoch = json_integer_value(json_object_get(task, "lease_epoch"));
+  assert_true(epoch >= 1);
+  assert_null(json_object_get(r, "wait_s"));
+  json_decref(r);
+  char msg[256];
+  snprintf(msg, sizeof msg, "{\"op\":\"task.heartbeat\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld}", id,
+           (long long)epoch);
+  r = run_async(f, &f->all, msg, NULL);
+  assert_true(r_ok(r));
+  assert_true(json_is_false(json_object_get(r, "cancel_requested")));
+  json_decref(r);
+  snprintf(msg, sizeof msg, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld,\"result\":{\"x\":2}}",
+           id, (long long)epoch + 1);
+  r = run_async(f, &f->all, msg, NULL);
+  assert_false(r_ok(r));
+  assert_string_equal(r_err(r), "lease_lost");
+  json_decref(r);
+  snprintf(msg, sizeof msg, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld,\"result\":{\"x\":2}}",
+           id, (long long)epoch);
+  r = run_async(f, &f->all, msg, NULL);
+  assert_true(r_ok(r));
+  json_decref(r);
+  /* a waiting claim: parked with an id, answered by a submit, says it waited */
+  json_t *wmsg = json_loads("{\"op\":\"claim\",\"worker_id\":\"w2\",\"wait_s\":20}", 0, NULL);
+  async_box b = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  json_t *now = NULL;
+  uint64_t cid = 0;
+  assert_int_equal(taskq_handle_async(f->ctx, wmsg, &f->all, async_box_done, &b, &cid, &now), TASKQ_ASYNC_STARTED);
+  json_decref(wmsg);
+  assert_true(cid != 0);
+  TS_WAIT_UNTIL(30000, tq_claims_waiting(f->q) == 1);
+  r = run_async(f, &f->all, "{\"op\":\"submit\",\"task_type\":\"t\",\"payload\":{}}", NULL);
+  json_decref(r);
+  TS_WAIT_UNTIL(30000, box_calls(&b) == 1);
+  assert_true(json_is_object(json_object_get(b.reply, "task")));
+  assert_true(json_number_value(json_object_get(b.reply, "wait_s")) == 20);
+  json_decref(b.reply);
+  /* cancelled by its id: answered with no task */
+  wmsg = json_loads("{\"op\":\"claim\",\"worker_id\":\"w2\",\"wait_s\":20}", 0, NULL);
+  async_box c = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  assert_int_equal(taskq_handle_async(f->ctx, wmsg, &f->all, async_box_done, &c, &cid, &now), TASKQ_ASYNC_STARTED);
+  json_decref(wmsg);
+  TS_WAIT_UNTIL(30000, (tq_claim_cancel(f->q, cid), box_calls(&c) == 1));
+  assert_true(json_is_null(json_object_get(c.reply, "task")));
+  json_decref(c.reply);
+  /* ops this path does not take */
+  wmsg = json_loads("{\"op\":\"list\"}", 0, NULL);
+  assert_int_equal(taskq_handle_async(f->ctx, wmsg, &f->all, async_box_done, &c, &cid, &now), TASKQ_ASYNC_BLOCKING);
+  json_decref(wmsg);
 }
 
 /* Over the per-caller cap a claim answers at once (no wait_s in the reply). */
@@ -1032,6 +1158,7 @@ int main(void) {
       T(test_complete_is_fenced_by_owner_and_epoch),
       T(test_claim_waits_for_work_when_asked),
       T(test_claim_wait_is_capped_per_caller),
+      T(test_async_hot_ops_reply_like_the_blocking_path),
       T(test_complete_odd_status_becomes_failed),
       T(test_release_requires_worker_and_requeues),
       T(test_task_heartbeat_renews_and_reports_cancel),
