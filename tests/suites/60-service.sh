@@ -415,6 +415,41 @@ gw=$(cli cli task wait --peer "$B_MA" --timeout 30 "$tw")
 check "a task type naming a command tool runs that command" [ "$(echo "$gw" | jget 'd["task"]["result"]["result"]')" = "8" ]
 stop_wait $W3M_PID
 
+# ---- the worker's pacing against a real node with the DEFAULT limits (issue 11 §2): node E
+# runs with no raised limit (128 frames per stream, the default rates and streams per peer); a
+# one-slot `peermcp worker` and the driver push 300 tasks through it, 4 in flight. Every task
+# must complete (the driver counts each submit → wait → status completed, which E answers
+# only once the complete committed) and the worker must log no lost finish: a completion
+# refused by the frame or rate limit and dropped would leave its task running until the lease
+# ran out and the driver's wait would time out. ----
+if [ -x "$driver" ]; then
+  mkdir -p "$tmp/e" "$tmp/we" "$tmp/de/0"
+  DE_ID=$(id_of de/0)
+  WE_ID=$(id_of we)
+  cat >"$tmp/e.json" <<EOF
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$DE_ID", "$WE_ID"], "workers": 0}}
+EOF
+  "$bin" serve --no-stdio --config "$tmp/e.json" --state-dir "$tmp/e" 2>"$tmp/e.err" &
+  E_PID=$!
+  pids+=($E_PID)
+  if wait_announce e; then
+    E_MA=$(ma_of e)
+    timeout 600 "$bin" worker --peer "$E_MA" --state-dir "$tmp/we" --slots 1 2>"$tmp/we.err" >"$tmp/we.out" &
+    WE_PID=$!
+    pids+=($WE_PID)
+    res=$(SVC_DRIVER_TIMEOUT_S=240 timeout 300 "$driver" tasks --state "$tmp/de" --peer "$E_MA" --n 300 --conns 1 \
+      --inflight 4 2>"$tmp/de.err")
+    check "default limits: 300 tasks through a one-slot worker, every one completed" \
+      [ "$(echo "$res" | jget 'd["ok"] == 300 and d["failed"] == 0')" = "True" ]
+    check "default limits: the worker lost no completion" \
+      sh -c "! grep -q 'finishing a task failed' '$tmp/we.err'"
+    stop_wait "$WE_PID"
+  else
+    ko "default limits: node E starts"
+  fi
+  stop_wait "$E_PID" TERM 60
+fi
+
 # ---- clean shutdown of the nodes (no leaks, exit 0) ----
 for pair in "B:$B_PID" "C:$C_PID"; do
   name=${pair%%:*}

@@ -409,7 +409,7 @@ static int box_calls(async_box *b) {
 }
 
 static json_t *run_async(fx *f, const auth_ctx *who, const char *text, uint64_t *claim_id) {
-  json_t *msg = json_loads(text, 0, NULL);
+  json_t *msg = json_loads(text, JSON_ALLOW_NUL, NULL);
   assert_non_null(msg);
   async_box b = {.mu = PTHREAD_MUTEX_INITIALIZER};
   json_t *now = NULL;
