@@ -36,11 +36,12 @@ int cli_load_config(const char *cmd, int *argc, char **argv, config_args *args, 
                              : args->no_stdio ? "--no-stdio"
                              : args->p2p_listen_count ? "--p2p-listen"
                              : args->http_listen_count ? "--http-listen"
-                             : args->metrics_listen ? "--metrics-listen"
+                             : args->metrics_listen && strcmp(cmd, "worker") != 0 ? "--metrics-listen"
                              : args->conformance_fixtures ? "--conformance-fixtures"
                                                           : NULL;
     if (serve_only) {
-      fprintf(stderr, "peermcp %s: %s is an option of `peermcp serve`, not of `%s`\n", cmd, serve_only, cmd);
+      fprintf(stderr, "peermcp %s: %s is an option of `peermcp serve`%s, not of `%s`\n", cmd, serve_only,
+              strcmp(serve_only, "--metrics-listen") == 0 ? " and `peermcp worker`" : "", cmd);
       config_args_free(args);
       return CLI_EXIT_USAGE;
     }

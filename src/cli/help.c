@@ -103,6 +103,8 @@ static const cli_flag_help k_worker_flags[] = {
                "source could be asked (unreachable, or it refused this worker)"},
     {"--worker-id ID", "claim under this id (default: this node's PeerId, or local-worker)"},
     {"--lease SECONDS", "lease asked for each task, renewed while it runs (1..86400; default 60)"},
+    {"--metrics-listen HOST:PORT", "serve /metrics, /healthz and /readyz (nothing else) at http://HOST:PORT\n"
+                                   "(metrics.listen; env PEERMCP_METRICS_LISTEN; a bare PORT is 127.0.0.1:PORT)"},
     {NULL, NULL},
 };
 

@@ -22,6 +22,7 @@
 #include "p2p/host/discovery.h"
 #include "p2p/host/peers.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 #define N 5 /* the last one joins late */
 
@@ -132,6 +133,18 @@ static int teardown(void **st) {
   return 0;
 }
 
+/* A counter of the discovery families: value of the series with label values v0 (and v1). */
+static uint64_t mval(const char *family, const char *v0, const char *v1) {
+  metrics_family *f = metrics_find(family);
+  assert_non_null(f);
+  int a = metrics_label_index(f, 0, v0);
+  assert_true(a >= 0);
+  if (!v1) return metrics_value(f, (unsigned)a);
+  int b = metrics_label_index(f, 1, v1);
+  assert_true(b >= 0);
+  return metrics_value(f, metrics_series2(f, (unsigned)a, (unsigned)b));
+}
+
 static void wait_tables(int upto) {
   uint64_t end = uv_now(&loop) + 20000;
   for (;;) {
@@ -156,6 +169,8 @@ static void test_discovery_resolves_a_peer_id_through_the_dht(void **st) {
   const char *target = p2p_host_peer_id(nodes[N - 1].h);
   p2p_peer_info info;
   assert_false(p2p_host_peer_info(nodes[3].h, target, &info) == 0 && info.n_listen_addrs > 0);
+  uint64_t found0 = mval("peermcp_discovery_lookups_total", "dht", "found");
+  uint64_t peers0 = mval("peermcp_discovery_peers_found_total", "dht", NULL);
   pending = 1;
   assert_int_equal(p2p_discovery_resolve(nodes[3].d, target, 15000, resolved, NULL), 0);
   assert_int_equal(pending, 1); /* never from inside the call */
@@ -163,11 +178,19 @@ static void test_discovery_resolves_a_peer_id_through_the_dht(void **st) {
   assert_int_equal(last_err, 0);
   assert_int_equal(p2p_host_peer_info(nodes[3].h, target, &info), 0);
   assert_true(info.n_listen_addrs > 0);
-  /* Known now: answered at once (on the next tick). */
+  /* the lookup that found it, counted once (misses before it, if any, count as not_found) */
+  assert_int_equal(mval("peermcp_discovery_lookups_total", "dht", "found") - found0, 1);
+  assert_int_equal(mval("peermcp_discovery_peers_found_total", "dht", NULL) - peers0, 1);
+  /* Known now: answered at once (on the next tick), no lookup. */
+  uint64_t all0 = mval("peermcp_discovery_lookups_total", "dht", "found") +
+                  mval("peermcp_discovery_lookups_total", "dht", "not_found");
   pending = 1;
   assert_int_equal(p2p_discovery_resolve(nodes[3].d, target, 15000, resolved, NULL), 0);
   run_until_done(2000);
   assert_int_equal(last_err, 0);
+  assert_int_equal(mval("peermcp_discovery_lookups_total", "dht", "found") +
+                       mval("peermcp_discovery_lookups_total", "dht", "not_found") - all0,
+                   0);
   assert_int_equal(p2p_discovery_resolve(nodes[3].d, "junk", 100, resolved, NULL), -EINVAL);
 }
 
@@ -219,11 +242,21 @@ static void test_discovery_resolve_dials_the_bootstrap_peers_again(void **st) {
   p2p_host_config cfg = {.state_dir = n0->dir, .no_peerstore_file = true};
   assert_int_equal(p2p_host_new(&loop, &cfg, &n0->h), 0);
   snprintf(n0->addr, sizeof n0->addr, "/ip4/127.0.0.1/tcp/%u/p2p/%s", port, p2p_host_peer_id(n0->h));
+  uint64_t r_ok = mval("peermcp_bootstrap_rounds_total", "ok", NULL);
+  uint64_t r_failed = mval("peermcp_bootstrap_rounds_total", "failed", NULL);
+  uint64_t d_ok = mval("peermcp_bootstrap_dials_total", "ok", NULL);
+  uint64_t d_failed = mval("peermcp_bootstrap_dials_total", "failed", NULL);
+  uint64_t found = mval("peermcp_discovery_peers_found_total", "bootstrap", NULL);
   make_node(1, true); /* its bootstrap dial is refused */
   uint64_t end = uv_now(&loop) + 15000;
   while (p2p_discovery_boot_rounds(nodes[1].d) < 1 && uv_now(&loop) < end) uv_run(&loop, UV_RUN_ONCE);
   assert_int_equal(p2p_discovery_boot_rounds(nodes[1].d), 1);
   assert_int_equal(table_size(1), 0);
+  /* one round, one dial (the /dnsaddr entry is not expanded here), both failed */
+  assert_int_equal(mval("peermcp_bootstrap_rounds_total", "failed", NULL) - r_failed, 1);
+  assert_int_equal(mval("peermcp_bootstrap_dials_total", "failed", NULL) - d_failed, 1);
+  assert_int_equal(mval("peermcp_bootstrap_rounds_total", "ok", NULL) - r_ok, 0);
+  assert_int_equal(mval("peermcp_bootstrap_dials_total", "ok", NULL) - d_ok, 0);
   /* The bootstrap peer is up now, and node 2 has joined the DHT through it. */
   close(fd);
   char listen[64];
@@ -232,16 +265,26 @@ static void test_discovery_resolve_dials_the_bootstrap_peers_again(void **st) {
   make_node_discovery(0, true);
   make_node(2, true);
   end = uv_now(&loop) + 20000;
-  while ((table_size(0) < 1 || table_size(2) < 1) && uv_now(&loop) < end) uv_run(&loop, UV_RUN_ONCE);
+  while ((table_size(0) < 1 || table_size(2) < 1 || p2p_discovery_boot_rounds(nodes[2].d) < 1) && uv_now(&loop) < end)
+    uv_run(&loop, UV_RUN_ONCE);
   assert_true(table_size(2) >= 1);
+  assert_int_equal(p2p_discovery_boot_rounds(nodes[2].d), 1);
   assert_int_equal(table_size(1), 0); /* nothing made node 1 try again yet */
   const char *target = p2p_host_peer_id(nodes[2].h);
   pending = 1;
   assert_int_equal(p2p_discovery_resolve(nodes[1].d, target, 15000, resolved, NULL), 0);
   run_until_done(20000);
   assert_int_equal(last_err, 0);
-  assert_true(p2p_discovery_boot_rounds(nodes[1].d) >= 2);
+  unsigned rounds = p2p_discovery_boot_rounds(nodes[1].d);
+  assert_true(rounds >= 2); /* a second may fail too: the host backs off from the refused address */
   assert_true(table_size(1) >= 1);
+  /* Node 2's round and node 1's last: ok, one dial each, the bootstrap peer found twice; node
+   * 1's earlier rounds failed, one dial each. */
+  assert_int_equal(mval("peermcp_bootstrap_rounds_total", "ok", NULL) - r_ok, 2);
+  assert_int_equal(mval("peermcp_bootstrap_dials_total", "ok", NULL) - d_ok, 2);
+  assert_int_equal(mval("peermcp_discovery_peers_found_total", "bootstrap", NULL) - found, 2);
+  assert_int_equal(mval("peermcp_bootstrap_rounds_total", "failed", NULL) - r_failed, rounds - 1);
+  assert_int_equal(mval("peermcp_bootstrap_dials_total", "failed", NULL) - d_failed, rounds - 1);
   p2p_peer_info info;
   assert_int_equal(p2p_host_peer_info(nodes[1].h, target, &info), 0);
   assert_true(info.n_listen_addrs > 0);

@@ -4,6 +4,8 @@
 #      port 0, p2p listen; trusts C (its worker); runs no worker and no MCP-task runner itself
 #   B  serve --no-stdio, trusts A; its metrics listener too
 #   C  `peermcp worker --peer A`
+#   E, F  DHT nodes: F bootstraps from E and from a dead address (bootstrap and discovery
+#      families by exact counts); W  `peermcp worker --metrics-listen` (its metrics listener)
 # Checks: /metrics passes `promtool check metrics` (HTTP listener and metrics listener), the
 # metrics listener serves /metrics, /healthz and /readyz only, every family moves by exactly the
 # number of operations performed, status shows the operator's figures, and one trace id joins
@@ -288,6 +290,78 @@ check "B: peermcp_auth_failures_total{transport=p2p,reason=missing_credential} +
   [ "$((f1 - f0))" = 2 ]
 check "B: the stranger was refused" grep -q unauthorized "$tmp/d.out" "$tmp/d.err"
 
+
+# ---- discovery and bootstrap families (the Python P2PMetricsCollector's events) ----
+# E: a DHT server; F bootstraps from E and from a dead address (a port nobody listens on): one
+# round, two dials, one ok and one failed, the bootstrap peer found once.
+mval() { # mval URL FAMILY 'label="v",…' → the series' value (0 when absent)
+  curl -s "$1" | python3 -c '
+import sys
+want = sys.argv[1] + "{" + sys.argv[2] + "} "
+v = 0.0
+for line in sys.stdin:
+    if line.startswith(want): v = float(line.split()[-1])
+print(int(v))' "$2" "$3"
+}
+rounds() { echo $(($(mval "$1" peermcp_bootstrap_rounds_total 'outcome="ok"') + $(mval "$1" peermcp_bootstrap_rounds_total 'outcome="failed"'))); }
+for n in e f w; do mkdir -p "$tmp/$n"; done
+cat >"$tmp/e.json" <<EOF
+{"p2p": {"profile": "private", "listen": ["/ip4/127.0.0.1/tcp/0"], "workers": 0}, "metrics": {"listen": "127.0.0.1:0"}}
+EOF
+"$bin" serve --no-stdio --config "$tmp/e.json" --state-dir "$tmp/e" --log-level debug 2>"$tmp/e.err" &
+E_PID=$!
+pids+=($E_PID)
+if wait_file "$tmp/e/announce.json" && wait_file "$tmp/e/metrics.json"; then
+  DEAD=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1]); s.close()")
+  cat >"$tmp/f.json" <<EOF
+{"p2p": {"profile": "private", "listen": ["/ip4/127.0.0.1/tcp/0"], "workers": 0,
+         "bootstrap": ["$(ma_of e)", "/ip4/127.0.0.1/tcp/$DEAD/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"]},
+ "metrics": {"listen": "127.0.0.1:0"}}
+EOF
+  "$bin" serve --no-stdio --config "$tmp/f.json" --state-dir "$tmp/f" --log-level debug 2>"$tmp/f.err" &
+  F_PID=$!
+  pids+=($F_PID)
+  if wait_file "$tmp/f/metrics.json"; then
+    F_MURL=$(murl f)
+    for _ in $(seq 600); do # the round is over when it is counted (up to 60 s on a loaded machine)
+      [ "$(rounds "$F_MURL")" -ge 1 ] && break
+      sleep 0.1
+    done
+    check "F: peermcp_bootstrap_rounds_total{outcome=ok} 1" [ "$(mval "$F_MURL" peermcp_bootstrap_rounds_total 'outcome="ok"')" = 1 ]
+    check "F: peermcp_bootstrap_rounds_total{outcome=failed} 0" [ "$(mval "$F_MURL" peermcp_bootstrap_rounds_total 'outcome="failed"')" = 0 ]
+    check "F: peermcp_bootstrap_dials_total{outcome=ok} 1 (E)" [ "$(mval "$F_MURL" peermcp_bootstrap_dials_total 'outcome="ok"')" = 1 ]
+    check "F: peermcp_bootstrap_dials_total{outcome=failed} 1 (the dead address)" [ "$(mval "$F_MURL" peermcp_bootstrap_dials_total 'outcome="failed"')" = 1 ]
+    check "F: peermcp_discovery_peers_found_total{source=bootstrap} 1" [ "$(mval "$F_MURL" peermcp_discovery_peers_found_total 'source="bootstrap"')" = 1 ]
+    check "E (no bootstrap peers): no bootstrap round" [ "$(rounds "$(murl e)")" = 0 ]
+    if command -v promtool >/dev/null; then
+      curl -s "$F_MURL" >"$tmp/f.metrics.txt"
+      check "promtool check metrics: F after bootstrap" sh -c "[ -s '$tmp/f.metrics.txt' ] && promtool check metrics < '$tmp/f.metrics.txt'"
+    fi
+  else
+    ko "setup: node F starts"
+  fi
+  stop_wait "$F_PID"
+else
+  ko "setup: node E starts"
+fi
+stop_wait "$E_PID"
+
+# ---- peermcp worker --metrics-listen: the same listener for a worker process ----
+"$bin" worker --metrics-listen 127.0.0.1:0 --state-dir "$tmp/w" --log-level info 2>"$tmp/w.err" &
+W_PID=$!
+pids+=($W_PID)
+if wait_file "$tmp/w/metrics.json"; then
+  W_MURL=$(murl w)
+  check "worker --metrics-listen: /metrics serves the families" sh -c "curl -sf '$W_MURL' | grep -q '^# TYPE peermcp_queue_ops_total counter'"
+  check "worker --metrics-listen: /healthz" curl -sf -o /dev/null "${W_MURL%/metrics}/healthz"
+  check "worker --metrics-listen: nothing else (/mcp 404)" [ "$(curl -s -o /dev/null -w '%{http_code}' "${W_MURL%/metrics}/mcp")" = 404 ]
+else
+  ko "worker --metrics-listen: metrics.json written" "$(tail -3 "$tmp/w.err")"
+fi
+stop_wait "$W_PID"
+rc=0
+"$bin" call --metrics-listen 127.0.0.1:0 --state-dir "$tmp/w" echo '{}' >/dev/null 2>"$tmp/call-ml.err" || rc=$?
+check "call --metrics-listen is refused (exit 2: a serve and worker flag)" [ "$rc" = 2 ]
 
 got=$(timeout 60 "$bin" status --peer "$B_MA" --state-dir "$tmp/a" 2>/dev/null)
 check "peermcp status --peer B: health figures" [ "$(echo "$got" | jget '"requests" in d["health"] and "p99_ms" in d["health"]["requests"] and "queue" in d["health"]')" = "True" ]

@@ -11,10 +11,69 @@
 #include "p2p/host/peers.h"
 #include "p2p/proto/dnsaddr.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 #define TICK_MS 100
 #define UPKEEP_MS 60000
 #define MAX_BOOT_OUT 64
+
+/* ---------------------------------------------------------------- metrics
+ * What the Python P2PMetricsCollector's track_peer_discovery and track_bootstrap_operation
+ * were meant to record (docs/observability.md). Loop thread only; process-wide families. */
+
+enum { SRC_MDNS, SRC_DHT, SRC_RENDEZVOUS, SRC_BOOTSTRAP, N_SRC };
+static const char *const k_sources[N_SRC] = {"mdns", "dht", "rendezvous", "bootstrap"};
+enum { LK_DHT, LK_RENDEZVOUS, N_LK };
+static const char *const k_lookup_sources[N_LK] = {"dht", "rendezvous"};
+enum { LK_FOUND, LK_NOT_FOUND, N_LK_OUT };
+static const char *const k_lookup_outcomes[N_LK_OUT] = {"found", "not_found"};
+enum { BOOT_OK, BOOT_FAILED, N_BOOT_OUT };
+static const char *const k_boot_outcomes[N_BOOT_OUT] = {"ok", "failed"};
+
+static _Atomic uint64_t g_found_cells[N_SRC];
+static metrics_family g_peers_found = {
+    .name = "peermcp_discovery_peers_found_total",
+    .help = "Peers found, by source: mdns (announcements received; a peer re-announcing counts again), dht (a "
+            "PeerId lookup that found the peer), rendezvous (peers a namespace find returned), bootstrap "
+            "(bootstrap peers connected at the end of a bootstrap round).",
+    .kind = METRICS_COUNTER,
+    .ndims = 1,
+    .dims = {{"source", k_sources, N_SRC, NULL}},
+    .cells = g_found_cells,
+};
+METRICS_REGISTER(g_peers_found)
+static _Atomic uint64_t g_lookup_cells[N_LK * N_LK_OUT];
+static metrics_family g_lookups = {
+    .name = "peermcp_discovery_lookups_total",
+    .help = "Discovery lookups finished, by source (dht: a PeerId lookup for a resolve; rendezvous: a namespace "
+            "find) and outcome.",
+    .kind = METRICS_COUNTER,
+    .ndims = 2,
+    .dims = {{"source", k_lookup_sources, N_LK, NULL}, {"outcome", k_lookup_outcomes, N_LK_OUT, NULL}},
+    .cells = g_lookup_cells,
+};
+METRICS_REGISTER(g_lookups)
+static _Atomic uint64_t g_boot_round_cells[N_BOOT_OUT];
+static metrics_family g_boot_rounds = {
+    .name = "peermcp_bootstrap_rounds_total",
+    .help = "Bootstrap rounds over (dial the bootstrap peers, then a DHT lookup of our own id): ok when at least one "
+            "peer answered, failed when none did or no bootstrap address was usable.",
+    .kind = METRICS_COUNTER,
+    .ndims = 1,
+    .dims = {{"outcome", k_boot_outcomes, N_BOOT_OUT, NULL}},
+    .cells = g_boot_round_cells,
+};
+METRICS_REGISTER(g_boot_rounds)
+static _Atomic uint64_t g_boot_dial_cells[N_BOOT_OUT];
+static metrics_family g_boot_dials = {
+    .name = "peermcp_bootstrap_dials_total",
+    .help = "Bootstrap peers dialed in a round, by outcome: ok = connected at the end of the round.",
+    .kind = METRICS_COUNTER,
+    .ndims = 1,
+    .dims = {{"outcome", k_boot_outcomes, N_BOOT_OUT, NULL}},
+    .cells = g_boot_dial_cells,
+};
+METRICS_REGISTER(g_boot_dials)
 
 typedef struct resolve_op {
   p2p_discovery *d;
@@ -63,6 +122,8 @@ struct p2p_discovery {
   unsigned boot_rounds;     /* bootstrap rounds over (p2p_discovery_boot_rounds) */
   uint64_t boot_retry_at;   /* a resolve may dial the bootstrap peers again from then on */
   uint32_t boot_backoff_ms; /* 0, then BOOT_RETRY_MIN_MS doubling to BOOT_RETRY_MAX_MS */
+  char (*round_ids)[PEERID_STR_MAX]; /* the running round's bootstrap peers (metrics), or NULL */
+  size_t n_round_ids;
   uint64_t next_upkeep;
   resolve_op *resolves;
   ns_op *finds;
@@ -169,6 +230,11 @@ static void on_kad_found(p2p_kad *k, int err, const kad_peer_info *peers, size_t
   (void)st;
   resolve_op *op = ud;
   op->kad_pending = false;
+  if (err != -ECANCELED) {
+    bool found = has_addr(op->d, op->peer_id);
+    metrics_inc(&g_lookups, metrics_series2(&g_lookups, LK_DHT, found ? LK_FOUND : LK_NOT_FOUND));
+    if (found) metrics_inc(&g_peers_found, SRC_DHT);
+  }
   /* Found: its addresses went to the peer table (check_resolves answers). Not found, or found
    * without an address: look again shortly, until the deadline. */
   if (!op->done && err != -ECANCELED && !has_addr(op->d, op->peer_id))
@@ -226,6 +292,10 @@ static void on_rv_found(p2p_rendezvous *r, int err, const p2p_rendezvous_peer *p
   (void)r;
   ns_op *op = ud;
   op->rv_pending = false;
+  if (err != -ECANCELED) {
+    metrics_inc(&g_lookups, metrics_series2(&g_lookups, LK_RENDEZVOUS, !err && n ? LK_FOUND : LK_NOT_FOUND));
+    if (!err) metrics_add(&g_peers_found, SRC_RENDEZVOUS, n);
+  }
   if (!op->done) ns_report(op, err ? NULL : peers, err ? 0 : n);
 }
 
@@ -309,11 +379,43 @@ static void boot_over(p2p_discovery *d) {
   }
 }
 
+/* The round's bootstrap peers (w->out), for the dial counts at its end. */
+static void round_begin(p2p_discovery *d, boot_work *w) {
+  free(d->round_ids);
+  d->n_round_ids = 0;
+  if (!(d->round_ids = calloc(w->n_out, sizeof *d->round_ids))) return; /* counted as no dials */
+  for (size_t i = 0; i < w->n_out; i++) {
+    multiaddr ma;
+    peerid id;
+    if (multiaddr_parse(w->out[i], &ma) || multiaddr_get_peerid(&ma, &id) ||
+        peerid_to_string(&id, d->round_ids[d->n_round_ids], PEERID_STR_MAX))
+      continue;
+    bool dup = false;
+    for (size_t k = 0; k < d->n_round_ids && !dup; k++) dup = !strcmp(d->round_ids[k], d->round_ids[d->n_round_ids]);
+    if (!dup) d->n_round_ids++;
+  }
+}
+
+static void round_end(p2p_discovery *d, int err) {
+  if (err != -ECANCELED) {
+    metrics_inc(&g_boot_rounds, err ? BOOT_FAILED : BOOT_OK);
+    size_t ok = 0;
+    for (size_t i = 0; i < d->n_round_ids; i++) ok += p2p_host_conns(d->h, d->round_ids[i], NULL, 0) > 0;
+    metrics_add(&g_boot_dials, BOOT_OK, ok);
+    metrics_add(&g_boot_dials, BOOT_FAILED, d->n_round_ids - ok);
+    metrics_add(&g_peers_found, SRC_BOOTSTRAP, ok);
+  }
+  free(d->round_ids);
+  d->round_ids = NULL;
+  d->n_round_ids = 0;
+}
+
 static void boot_done_cb(p2p_kad *k, int err, size_t acked, const p2p_kad_op_stats *st, void *ud) {
   (void)k;
   (void)st;
   if (err) log_info("dht: bootstrap reached nobody", "{s:i}", "error", err);
   else log_info("dht: bootstrapped", "{s:i}", "answered", (int)acked);
+  round_end(ud, err);
   boot_over(ud);
 }
 
@@ -323,11 +425,16 @@ static void boot_after(uv_work_t *req, int status) {
   d->boot_running = false;
   bool started = false;
   if (status == 0 && !d->closing && d->kad && w->n_out) {
+    round_begin(d, w);
     int rc = p2p_kad_bootstrap(d->kad, (const char *const *)w->out, w->n_out, boot_done_cb, d);
-    if (rc) log_warn("dht: bootstrap not started", "{s:i}", "error", rc);
+    if (rc) {
+      log_warn("dht: bootstrap not started", "{s:i}", "error", rc);
+      round_end(d, rc);
+    }
     started = rc == 0;
   } else if (status == 0 && !d->closing && d->n_boot) {
     log_warn("dht: no usable bootstrap address", "{s:i}", "configured", (int)d->n_boot);
+    metrics_inc(&g_boot_rounds, BOOT_FAILED);
   }
   if (!started) boot_over(d);
   for (size_t i = 0; i < w->n_out; i++) free(w->out[i]);
@@ -367,7 +474,7 @@ void p2p_discovery_listen_addrs_changed(p2p_discovery *d) {
 
 static void on_mdns_peer(p2p_mdns *m, const mdns_peer *p, void *ud) {
   (void)m;
-  (void)p;
+  if (p->ttl_s) metrics_inc(&g_peers_found, SRC_MDNS); /* not a goodbye */
   check_resolves(ud);
 }
 
@@ -560,6 +667,7 @@ static void maybe_done(p2p_discovery *d) {
   void *ud = d->done_ud;
   for (size_t i = 0; i < d->n_boot; i++) free(d->boot[i]);
   free(d->boot);
+  free(d->round_ids);
   free(d);
   if (done) done(ud);
 }
