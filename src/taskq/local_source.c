@@ -1,5 +1,8 @@
 /* local_source.c — the task source over the local queue (see local_source.h). Each operation is
- * one job on the pool: the queue call runs there, the callback on the loop. */
+ * one job on the pool: the queue call runs there, the callback on the loop.
+ * Not done (issue 11 §2): in-process workers do not use the parked claims of tq_claim_next_async
+ * yet (they are kicked by tq_work_watch and claim on the pool); that needs a loop hop for the
+ * writer-thread callback and tq_claim_cancel in cancel_waits. */
 #include "taskq/local_source.h"
 
 #include <errno.h>
