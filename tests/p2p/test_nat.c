@@ -19,7 +19,9 @@
 #include <uv.h>
 
 #include "p2p/host/host.h"
+#include "p2p/core/envelope.h"
 #include "p2p/host/nat.h"
+#include "p2p/proto/identify.h"
 #include "p2p/proto/relay.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -501,6 +503,91 @@ static void test_relay_zero_means_no_limit(void **state) {
   json_decref(st);
 }
 
+/* ---------------------------------------------------------------- identify's signed peer record */
+
+/* What the log said since the test began (setup points the log at /dev/null; these tests at a
+ * file). */
+static char log_path[96];
+static int log_file = -1;
+static void log_to_file(void) {
+  snprintf(log_path, sizeof log_path, "%s/log", dirs[0]);
+  log_file = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  assert_true(log_file >= 0);
+  log_set_fd(log_file);
+}
+static void log_to_stderr(void) { /* the next setup points it at /dev/null again */
+  log_set_fd(2);
+  if (log_file >= 0) close(log_file);
+  log_file = -1;
+}
+typedef struct log_want {
+  const char *a, *b; /* both on one line */
+} log_want;
+static bool log_has(void *arg) {
+  const log_want *w = arg;
+  FILE *f = fopen(log_path, "r");
+  if (!f) return false;
+  char line[4096];
+  bool yes = false;
+  while (!yes && fgets(line, sizeof line, f)) yes = strstr(line, w->a) && strstr(line, w->b);
+  fclose(f);
+  return yes;
+}
+
+/* B's identify answer, with a peer record signed by a key that is not B's. */
+static void forged_identify(p2p_stream *s, void *ud) {
+  (void)ud;
+  uint8_t seed[32];
+  memset(seed, 7, sizeof seed);
+  keys_private other;
+  assert_int_equal(keys_ed25519_from_seed(seed, &other), 0);
+  multiaddr ma;
+  assert_int_equal(multiaddr_parse("/ip4/127.0.0.1/tcp/9", &ma), 0);
+  buf rec, out;
+  buf_init(&rec, ENVELOPE_MAX_BYTES);
+  buf_init(&out, IDENTIFY_MAX_MSG + 16);
+  assert_int_equal(peer_record_seal(&other, 1, &ma, 1, &rec), 0);
+  identify_msg m = {.listen_addrs = &ma, .n_listen_addrs = 1, .signed_peer_record = (uint8_t *)buf_ptr(&rec),
+                    .signed_peer_record_len = buf_len(&rec)};
+  assert_int_equal(identify_encode(&m, &out), 0);
+  if (p2p_stream_write(s, buf_ptr(&out), buf_len(&out)) < 0) p2p_stream_reset(s);
+  else p2p_stream_close_write(s);
+  buf_free(&rec);
+  buf_free(&out);
+}
+
+/* A opens B's record (signed by B: logged with B's PeerId); a record signed by another key is
+ * logged as bad and ignored, while the rest of the message still counts. */
+static void test_identify_checks_the_signed_peer_record(void **state) {
+  (void)state;
+  log_to_file();
+  p2p_host *a = make_host(0, NULL, NULL);
+  p2p_host *b = make_host(1, NULL, NULL);
+  char baddr[512];
+  full_addr(b, baddr, sizeof baddr);
+  ping_res pr = {0};
+  assert_int_equal(p2p_host_ping(a, baddr, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  log_want good = {"\"p2p identify: signed peer record\"", p2p_host_peer_id(b)};
+  assert_true(wait_for(log_has, &good, WAIT_MS));
+  log_want bad = {"bad signed peer record", "signed by another peer"};
+  assert_false(log_has(&bad));
+  /* C answers identify with a forged record. */
+  p2p_host *c = make_host(2, NULL, NULL);
+  assert_int_equal(p2p_host_handle(c, "/ipfs/id/1.0.0", forged_identify, NULL), 0);
+  char caddr[512];
+  full_addr(c, caddr, sizeof caddr);
+  ping_res pc = {0};
+  assert_int_equal(p2p_host_ping(a, caddr, ping_cb, &pc), 0);
+  assert_true(run_until(&pc.done, WAIT_MS));
+  log_want bad_c = {"bad signed peer record", p2p_host_peer_id(c)};
+  assert_true(wait_for(log_has, &bad_c, WAIT_MS));
+  assert_true(log_has(&bad));
+  log_want forged_ok = {"\"p2p identify: signed peer record\"", p2p_host_peer_id(c)};
+  assert_false(log_has(&forged_ok));
+  log_to_stderr();
+}
+
 /* ---------------------------------------------------------------- AutoNAT */
 
 static bool reach_is(void *arg) {
@@ -713,6 +800,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_relay_data_limit_cuts_the_circuit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_relay_duration_limit_cuts_the_circuit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_relay_zero_means_no_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_identify_checks_the_signed_peer_record, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat_three_servers_say_public, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat_unreachable_client_is_private, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_upgrades_a_relayed_connection, setup, teardown),
