@@ -22,9 +22,11 @@
 #include "service/server.h"
 #include "taskq/table.h"
 #include "util/clock.h"
+#include "support/stores.h"
+#include "support/tmpdir.h"
 
 typedef struct world {
-  char dir[128];
+  char dir[TS_TMPDIR_MAX];
   uv_loop_t loop;
   p2p_host *a, *b, *c;
   char a_addr[256];
@@ -60,8 +62,8 @@ static void add_tool(const char *name, unsigned flags, uint64_t scopes) {
 }
 
 static p2p_host *mk_host(const char *name) {
-  char dir[256];
-  snprintf(dir, sizeof dir, "%s/%s", W.dir, name);
+  char dir[TS_TMPDIR_MAX + 16];
+  ts_path(dir, sizeof dir, W.dir, name);
   p2p_host_config hc = {0};
   hc.state_dir = dir;
   hc.no_peerstore_file = true;
@@ -80,8 +82,7 @@ static void run_until(int *flag) {
 static int setup(void **state) {
   (void)state;
   memset(&W, 0, sizeof W);
-  snprintf(W.dir, sizeof W.dir, "/tmp/peermcp-svcnet-XXXXXX");
-  assert_non_null(mkdtemp(W.dir));
+  ts_tmpdir_make(W.dir, "svcnet");
   assert_int_equal(uv_loop_init(&W.loop), 0);
   W.a = mk_host("a");
   W.b = mk_host("b");
@@ -91,18 +92,8 @@ static int setup(void **state) {
   assert_true(p2p_host_listen_addrs(W.a, addrs, 4) >= 1);
   snprintf(W.a_addr, sizeof W.a_addr, "%s/p2p/%s", addrs[0], p2p_host_peer_id(W.a));
 
-  char path[256];
-  snprintf(path, sizeof path, "%s/q.sqlite3", W.dir);
-  tq_options qo;
-  tq_options_default(&qo);
-  qo.path = path;
-  assert_int_equal(tq_open(&qo, &W.q), 0);
-  char cdir[256];
-  snprintf(cdir, sizeof cdir, "%s/cache", W.dir);
-  ttlcache_options co;
-  ttlcache_options_default(&co);
-  co.dir = cdir;
-  assert_int_equal(ttlcache_open(&co, &W.cache), 0);
+  ts_queue_open(W.dir, "q.sqlite3", &W.q);
+  ts_cache_open(W.dir, "cache", &W.cache);
 
   W.pol = auth_policy_new();
   assert_int_equal(auth_policy_add_peer(W.pol, p2p_host_peer_id(W.b), NULL), 0);
@@ -162,9 +153,7 @@ static int teardown(void **state) {
   auth_policy_free(W.pol);
   tq_close(W.q);
   ttlcache_close(W.cache);
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", W.dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ts_tmpdir_remove(W.dir), 0);
   return 0;
 }
 

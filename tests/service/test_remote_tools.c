@@ -29,9 +29,11 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/workpool.h"
+#include "support/stores.h"
+#include "support/tmpdir.h"
 
 typedef struct world {
-  char dir[128];
+  char dir[TS_TMPDIR_MAX];
   uv_loop_t loop;
   p2p_host *a, *b, *c;
   char a_addr[256], c_addr[256];
@@ -108,8 +110,8 @@ static void silent_handler(p2p_stream *s, void *ud) {
 /* ---------- set-up ---------- */
 
 static p2p_host *mk_host(const char *name) {
-  char dir[256];
-  snprintf(dir, sizeof dir, "%s/%s", W.dir, name);
+  char dir[TS_TMPDIR_MAX + 16];
+  ts_path(dir, sizeof dir, W.dir, name);
   p2p_host_config hc = {0};
   hc.state_dir = dir;
   hc.no_peerstore_file = true;
@@ -135,8 +137,7 @@ static void run_until_int(int *flag, int want) {
 static int setup(void **state) {
   (void)state;
   memset(&W, 0, sizeof W);
-  snprintf(W.dir, sizeof W.dir, "/tmp/peermcp-remote-XXXXXX");
-  assert_non_null(mkdtemp(W.dir));
+  ts_tmpdir_make(W.dir, "remote");
   assert_int_equal(uv_loop_init(&W.loop), 0);
   W.a = mk_host("a");
   W.b = mk_host("b");
@@ -145,12 +146,7 @@ static int setup(void **state) {
   listen_on(W.c, W.c_addr, sizeof W.c_addr);
   assert_int_equal(p2p_host_handle(W.c, SVC_MCPP_PROTOCOL, silent_handler, NULL), 0);
 
-  char path[256];
-  snprintf(path, sizeof path, "%s/q.sqlite3", W.dir);
-  tq_options qo;
-  tq_options_default(&qo);
-  qo.path = path;
-  assert_int_equal(tq_open(&qo, &W.q), 0);
+  ts_queue_open(W.dir, "q.sqlite3", &W.q);
   W.pol = auth_policy_new();
   assert_int_equal(auth_policy_add_peer(W.pol, p2p_host_peer_id(W.b), NULL), 0);
   taskq_config tc;
@@ -214,9 +210,7 @@ static int teardown(void **state) {
   taskq_free(W.tq);
   auth_policy_free(W.pol);
   tq_close(W.q);
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", W.dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ts_tmpdir_remove(W.dir), 0);
   return 0;
 }
 

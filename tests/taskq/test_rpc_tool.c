@@ -19,6 +19,8 @@
 #include "taskq/table.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "support/stores.h"
+#include "support/tmpdir.h"
 
 #define OUR_ID "12D3KooWServerServerServerServerServerServerServerSe"
 #define PEER_A "12D3KooWPeerAPeerAPeerAPeerAPeerAPeerAPeerAPeerAPeerA"
@@ -55,15 +57,9 @@ static void on_done(void *ud, const mcp_call_outcome *o) {
 static int setup_with(void **state, unsigned max_waits) {
   log_set_level(LOG_ERROR);
   fx *f = calloc(1, sizeof *f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/peermcp-rpc-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
+  ts_tmpdir_make(f->dir, "rpc");
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  char path[512];
-  snprintf(path, sizeof path, "%s/queue.sqlite3", f->dir);
-  tq_options qo;
-  tq_options_default(&qo);
-  qo.path = path;
-  assert_int_equal(tq_open(&qo, &f->q), 0);
+  ts_queue_open(f->dir, "queue.sqlite3", &f->q);
   char cdir[512];
   snprintf(cdir, sizeof cdir, "%s/cache", f->dir);
   ttlcache_options co;
@@ -109,9 +105,7 @@ static int teardown(void **state) {
   auth_policy_free(f->pol);
   ttlcache_close(f->c);
   tq_close(f->q);
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ts_tmpdir_remove(f->dir), 0);
   free(f);
   return 0;
 }

@@ -23,9 +23,11 @@
 #include "auth/fernet.h"
 #include "taskq/runner.h"
 #include "util/clock.h"
+#include "support/stores.h"
+#include "support/tmpdir.h"
 
 static struct {
-  char dir[128];
+  char dir[TS_TMPDIR_MAX];
   uv_loop_t loop;
   tq_queue *q;
   taskq_source *src;
@@ -104,15 +106,9 @@ static int setup(void **state) {
   (void)state;
   memset(&W, 0, sizeof W);
   memset(&F, 0, sizeof F);
-  snprintf(W.dir, sizeof W.dir, "/tmp/peermcp-worker-XXXXXX");
-  assert_non_null(mkdtemp(W.dir));
+  ts_tmpdir_make(W.dir, "worker");
   assert_int_equal(uv_loop_init(&W.loop), 0);
-  char path[256];
-  snprintf(path, sizeof path, "%s/q.sqlite3", W.dir);
-  tq_options qo;
-  tq_options_default(&qo);
-  qo.path = path;
-  assert_int_equal(tq_open(&qo, &W.q), 0);
+  ts_queue_open(W.dir, "q.sqlite3", &W.q);
   W.reg = mcp_registry_new();
   add("echo", MCP_TOOL_REMOTE, echo_fn);
   add("sleepy", MCP_TOOL_REMOTE, sleepy_fn);
@@ -149,9 +145,7 @@ static int teardown(void **state) {
   assert_int_equal(uv_loop_close(&W.loop), 0);
   mcp_registry_free(W.reg);
   tq_close(W.q);
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", W.dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ts_tmpdir_remove(W.dir), 0);
   return 0;
 }
 
