@@ -69,7 +69,7 @@ struct p2p_dcutr {
   void (*close_done)(void *);
   void *close_ud;
   struct {
-    uint64_t started, succeeded, failed, unilateral, skipped;
+    uint64_t started, succeeded, failed, unilateral, skipped, answer_failed;
   } stats;
 };
 
@@ -162,7 +162,17 @@ static bool peer_may_speak_dcutr(p2p_dcutr *d, const char *peer) {
 static void attempt_failed(punch *p, const char *why) {
   if (p->state == P_DONE) return;
   punch_end_stream(p);
-  if (!p->b_side || p->attempt >= p->d->cfg.attempts) {
+  if (!p->b_side) {
+    /* The answering side runs one attempt per DCUtR stream; whether there is another is the
+     * starting side's call, and only it gives up (and counts a failure). */
+    p->d->stats.answer_failed++;
+    log_info("p2p hole punch attempt failed (the peer that started it retries or gives up)", "{s:s, s:s, s:s}",
+             "peer", p->peer, "reason", why, "role", "A");
+    p->state = P_DONE;
+    p->wake_ms = p->deadline_ms = 0;
+    return;
+  }
+  if (p->attempt >= p->d->cfg.attempts) {
     punch_give_up(p, why);
     return;
   }
@@ -631,8 +641,8 @@ json_t *p2p_dcutr_status_json(const p2p_dcutr *d) {
   size_t active = 0;
   for (const punch *p = d->punches; p; p = p->next)
     if (p->state != P_DONE) active++;
-  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "started", (json_int_t)d->stats.started, "succeeded",
+  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "started", (json_int_t)d->stats.started, "succeeded",
                    (json_int_t)d->stats.succeeded, "direct_dial", (json_int_t)d->stats.unilateral, "failed",
-                   (json_int_t)d->stats.failed, "skipped", (json_int_t)d->stats.skipped, "in_progress",
-                   (json_int_t)active);
+                   (json_int_t)d->stats.failed, "answered_attempts_failed", (json_int_t)d->stats.answer_failed,
+                   "skipped", (json_int_t)d->stats.skipped, "in_progress", (json_int_t)active);
 }

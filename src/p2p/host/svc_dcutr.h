@@ -19,7 +19,9 @@
  * "p2p hole punch succeeded" (peer, address, attempt, RTT) is logged and the relayed
  * connection gets a GoAway (its streams finish; new ones use the direct connection, which
  * p2p_host_open_stream prefers). "p2p hole punch failed" says why (no addresses, the peer did
- * not answer, every dial failed …), and after the last attempt that we gave up. A peer whose
+ * not answer, every dial failed …), and after the last attempt that we gave up. On the
+ * answering side a failed attempt is "p2p hole punch attempt failed" (info): the starting side
+ * decides whether to retry, and only it logs the give-up and counts a failure. A peer whose
  * identify does not list /libp2p/dcutr, or that refuses the stream (a CLI's client-only host),
  * is skipped at once ("p2p hole punch skipped", no retry, counted as skipped, not failed).
  *
@@ -56,7 +58,9 @@ void p2p_dcutr_serve(p2p_dcutr *d, p2p_stream *s);
 /* CONN_OPENED, CONN_CLOSED, PEER_IDENTIFIED. */
 void p2p_dcutr_on_event(p2p_dcutr *d, const p2p_event *ev);
 
-/* {"started", "succeeded", "direct_dial", "failed", "skipped", "in_progress"}. */
+/* {"started", "succeeded", "direct_dial", "failed" (punches we started and gave up),
+ * "answered_attempts_failed" (attempts the peer started that failed: it retries or gives up),
+ * "skipped", "in_progress"}. */
 json_t *p2p_dcutr_status_json(const p2p_dcutr *d);
 
 #endif

@@ -297,6 +297,14 @@ def group_random():
     gaps = [round(y - x, 2) for x, y in zip(syncs, syncs[1:])]
     expect("random: A tried 3 times (SYNC each time), ≥ 2 s apart", len(syncs) == 3 and all(g >= 2.0 for g in gaps),
            gaps)
+    ca_ = [j for j in log_lines(c.log(), "hole punch") if j.get("peer") == a.peer_id]
+    hc = c.nat().get("holepunch") or {}
+    expect("random: C (answering) logs each failed attempt at info and leaves the give-up to A "
+           "(holepunch.failed 0, answered_attempts_failed 3)",
+           hc.get("failed") == 0 and hc.get("answered_attempts_failed") == 3 and
+           not [j for j in ca_ if j.get("level") == "warning"], (hc, ca_[-3:]))
+    ha = a.nat().get("holepunch") or {}
+    expect("random: A's p2p_service_status counts one failed hole punch", ha.get("failed") == 1, ha)
     cc = c.conns(a.peer_id)
     expect("random: C stays on the relayed connection", cc and all(x.get("relayed") for x in cc), cc)
     res, is_err = c.tool("p2p_remote_call_tool", {"remote_peer_id": a.peer_id, "tool_name": "echo",
