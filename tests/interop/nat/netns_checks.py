@@ -24,6 +24,9 @@ Groups (default: all, in this order; they share the nodes started by the first):
     bench      NETNS_PUNCH_TRIES (3) more hole punches B -> A, each by a fresh B: success rate and
                time from the call to a direct connection.
 
+Not covered here: js-libp2p's AutoNAT in this topology (AutoNAT private/public is checked with
+peermcp servers only), and js as the side that starts DCUtR (broken in js 3.3.11, issue 16).
+
 Prints "PASS name" / "FAIL name: why" / "SKIP name: why" and ends with "netns: N passed, N failed".
 Every wait has a deadline; nothing sleeps and then asserts.
 """
