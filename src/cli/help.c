@@ -113,6 +113,7 @@ static const cli_flag_help k_queue_flags[] = {
                            "or Python TaskQueue node"},
     {"--status LIST", "copy only tasks in these states (comma-separated; default\n"
                       "queued,running,completed,failed,cancelled)"},
+    {"--path FILE", "check: the database to check instead of queue.path"},
     {NULL, NULL},
 };
 
@@ -210,15 +211,21 @@ static const cli_cmd_help k_cmds[] = {
      k_worker_flags, CLI_FLAGS_CONFIG,
      "peermcp worker --peer /ip4/192.0.2.10/tcp/9710/p2p/12D3KooW… --slots 4\n"
      "peermcp worker --once"},
-    {"queue", "copy the tasks of another TaskQueue node into the local queue",
-     "peermcp queue import --from-peer TARGET [--status LIST]",
+    {"queue", "copy the tasks of another TaskQueue node into the local queue; check the queue database",
+     "peermcp queue import --from-peer TARGET [--status LIST]\n"
+     "peermcp queue check [--path FILE]",
      "Reads the tasks of a running peermcp or Python TaskQueue node over /mcp+p2p/1.0.0 (the `list`\n"
      "and `get` operations) and writes them into the local queue, keeping task ids, idempotency\n"
      "keys, payloads, results and states (a running task is imported as queued: its lease belongs\n"
      "to the old node). A task already here is skipped, so running it twice is safe. Prints\n"
-     "{\"ok\", \"listed\", \"imported\", \"skipped\", \"failed\"}.",
+     "{\"ok\", \"listed\", \"imported\", \"skipped\", \"failed\"}.\n"
+     "\n"
+     "`check` runs SQLite's integrity_check and the queue's own invariants on queue.path (or\n"
+     "FILE) read-only, safe while a node serves it; prints the report, exits 1 with the problem\n"
+     "when the database is not healthy. Recovery: docs/store.md.",
      k_queue_flags, CLI_FLAGS_CONFIG,
-     "peermcp queue import --from-peer /ip4/192.0.2.10/tcp/9710/p2p/12D3KooW… --status queued,running"},
+     "peermcp queue import --from-peer /ip4/192.0.2.10/tcp/9710/p2p/12D3KooW… --status queued,running\n"
+     "peermcp queue check"},
     {"peers", "print the peer table a serve of this state directory saved",
      "peermcp peers [--source S]... [--alive] [--limit N]",
      "Prints the peer table as the serving node last saved it in <state-dir>/peers (written while\n"

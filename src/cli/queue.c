@@ -9,7 +9,13 @@
  *
  * Not done: more than 1000 tasks of one state (the op table has no paging; run it again once
  * the source has moved on, or split by --status); created_at, attempt counts and leases are not
- * carried over (the queue stamps the import time). */
+ * carried over (the queue stamps the import time).
+ *
+ * `peermcp queue check [--path FILE]` (issue 9 item 10): the queue database checked without
+ * changing it — SQLite's integrity_check and the queue's own invariants (store/queue.h
+ * tq_check_file) on queue.path or FILE, read-only, safe while `serve` runs. Prints the report
+ * (one JSON object); exit 0 healthy, 1 not healthy or unreadable (the problem on stderr too).
+ * What to do with a bad report: docs/store.md, "Recovery". */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +131,25 @@ static imp_outcome import_one(tq_queue *q, const json_t *t, char *why, size_t wh
   return IMP_DONE;
 }
 
+/* `queue check`: the report on stdout, the verdict as the exit code. */
+static int check(const char *path) {
+  json_t *report = NULL;
+  int rc = tq_check_file(path, &report);
+  bool healthy = rc == 0 && json_is_true(json_object_get(report, "ok"));
+  if (report) cli_print_json(report);
+  if (!healthy) {
+    const char *e = json_string_value(json_object_get(report, "error"));
+    const json_t *integ = json_object_get(report, "integrity");
+    const char *first = json_is_array(integ) ? json_string_value(json_array_get(integ, 0)) : NULL;
+    const json_t *inv = json_object_get(report, "invariants");
+    const char *rule = json_array_size(inv) ? json_string_value(json_object_get(json_array_get(inv, 0), "rule")) : NULL;
+    fprintf(stderr, "peermcp queue check: %s is not healthy: %s (recovery: docs/store.md, \"Recovery\")\n", path,
+            e ? e : first ? first : rule ? rule : "see the report");
+  }
+  json_decref(report);
+  return healthy ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
 int cli_queue(int argc, char **argv) {
   config_args args;
   config cfg;
@@ -134,7 +159,7 @@ int cli_queue(int argc, char **argv) {
   node *n = NULL;
   svc_client *c = NULL;
   json_t *ids = NULL, *failures = NULL;
-  const char *from = NULL, *statuses = "queued,running,completed,failed,cancelled", *sub = NULL;
+  const char *from = NULL, *statuses = "queued,running,completed,failed,cancelled", *sub = NULL, *path = NULL;
   char err[1600];
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -142,6 +167,12 @@ int cli_queue(int argc, char **argv) {
       cli_help_print(stdout, "queue");
       exit_code = CLI_EXIT_OK;
       goto out;
+    } else if (!strcmp(a, "--path")) {
+      if (i + 1 >= argc) {
+        snprintf(err, sizeof err, "%s needs a value", a);
+        goto usage;
+      }
+      path = argv[++i];
     } else if (!strcmp(a, "--from-peer") || !strcmp(a, "--status")) {
       if (i + 1 >= argc) {
         snprintf(err, sizeof err, "%s needs a value", a);
@@ -159,8 +190,20 @@ int cli_queue(int argc, char **argv) {
       goto usage;
     }
   }
+  if (sub && strcmp(sub, "check") == 0) {
+    if (from) {
+      snprintf(err, sizeof err, "check takes no --from-peer");
+      goto usage;
+    }
+    exit_code = check(path ? path : cfg.queue.path);
+    goto out;
+  }
   if (!sub || strcmp(sub, "import") != 0) {
-    snprintf(err, sizeof err, sub ? "unknown subcommand \"%.100s\" (import)" : "which subcommand? (import)", sub);
+    snprintf(err, sizeof err, sub ? "unknown subcommand \"%.100s\" (import, check)" : "which subcommand? (import, check)", sub);
+    goto usage;
+  }
+  if (path) {
+    snprintf(err, sizeof err, "--path belongs to check");
     goto usage;
   }
   if (!from) {

@@ -109,6 +109,9 @@ typedef struct node_options {
   const char *name;       /* log prefix ("serve", "worker", …); NULL → "node" */
   uv_loop_t *loop;        /* borrowed loop; NULL → the node inits and closes its own */
   bool store;             /* queue + cache */
+  bool store_optional;    /* with store: a store that cannot be opened is a warning, not an
+                             error (its handle stays NULL; the local status says why) — for
+                             `peermcp status`, which must report a broken store, not die on it */
   bool maintenance;       /* with store and tools: maintenance timer */
   bool local_ops;         /* with store: node_taskq, the op table as the local operator */
   bool tools;             /* registry + built-in and command tools + dispatcher */

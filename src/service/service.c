@@ -30,6 +30,7 @@
 #include "taskq/rpc_tool.h"
 #include "taskq/runner.h"
 #include "taskq/table.h"
+#include "store/health.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -296,10 +297,12 @@ static void on_identify(p2p_host *h, const p2p_event *ev, void *ud) {
 static json_t *status_hook(void *ud, bool detail) {
   svc_service *s = ud;
   if (!detail) return json_pack("{s:{s:o}}", "nat", "autonat", nat_autonat_json(s));
-  return json_pack("{s:{s:o}, s:{s:{s:o}}, s:{s:b, s:i, s:O}}", "nat", "autonat", nat_autonat_json(s),
+  /* detail needs the worker scope (taskq/table.h): a trusted peer reads which store is down,
+   * why and which file (store/health.h) */
+  return json_pack("{s:{s:o}, s:{s:{s:o}}, s:{s:b, s:i, s:O}, s:o}", "nat", "autonat", nat_autonat_json(s),
                    "transport", "mcp_p2p", "stats", svc_mcpp_stats_json(),
                    "local_worker", "enabled", s->n_workers > 0, "slots", (int)s->n_workers, "supported_task_types",
-                   s->task_types ? s->task_types : json_array());
+                   s->task_types ? s->task_types : json_array(), "storage", store_health_json(s->q, s->cache, true));
 }
 
 /* ---------- cache replication (§3.5, opt-in) ---------- */
@@ -612,9 +615,13 @@ static mcp_tool_status t_cache_del(mcp_call *c, json_t *a, json_t **r, void *ud)
  * that answer at once. */
 static mcp_tool_status t_service_status(mcp_call *call, json_t *args, json_t **result, void *ud) {
   svc_service *s = ud;
-  (void)call;
   const json_t *ip = json_object_get(args, "include_peers");
   *result = status_json(s, !ip || json_is_true(ip), (int)arg_num(args, "peers_limit", 50));
+  if (*result && (s->q || s->cache)) { /* the stores: the reason and file for the operator */
+    const mcp_auth *a = mcp_call_auth(call);
+    json_object_set_new(*result, "storage",
+                        store_health_json(s->q, s->cache, a && (auth_ctx_is_local(a) || auth_allows_mask(a, AUTH_ADMIN))));
+  }
   return *result ? MCP_TOOL_OK : MCP_TOOL_ERROR;
 }
 

@@ -52,6 +52,11 @@ struct ttlcache {
   ttlcache_stats st;
   uint64_t pub_bytes, pub_entries; /* what this cache adds to the process gauges (under mu) */
   pthread_mutex_t stripe[STRIPES];
+  /* health (ttlcache_health_get, issue 9 item 10), under mu */
+  ttlcache_health hl;
+  bool failing;         /* the latest operation that reached the disk failed */
+  dev_t dev;            /* the directory's identity at open */
+  ino_t ino;
 };
 
 /* ---- metrics: operations by op and outcome; bytes and entries of every open cache ---- */
@@ -254,6 +259,102 @@ static int errno_rc(int e) {
   }
 }
 
+/* ---- health ---- */
+
+static bool storage_err(int rc) { return rc == -EIO || rc == -ENOSPC || rc == -EROFS || rc == -EACCES; }
+
+/* What an operation on file `name` met: a storage error is remembered with the file; any other
+ * outcome means the disk answered. */
+static void health_note(ttlcache *c, const char *name, int rc) {
+  bool bad = storage_err(rc);
+  pthread_mutex_lock(&c->mu);
+  bool first = bad && !c->failing;
+  c->failing = bad;
+  if (bad) {
+    c->hl.last_err = rc;
+    c->hl.last_err_at = clock_wall_s();
+    c->hl.errors++;
+    snprintf(c->hl.last_err_file, sizeof c->hl.last_err_file, "%s", name);
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (first)
+    log_write(LOG_ERROR, "cache: storage failing", "{s:s, s:s, s:s}", "dir", c->dir, "file", name, "error",
+              ttlcache_strerror(rc));
+}
+
+/* A corrupt or foreign record was removed: counted, remembered with why (status), logged. */
+static void corrupt_removed(ttlcache *c, const char *name, const char *why) {
+  pthread_mutex_lock(&c->mu);
+  c->st.corrupt++;
+  snprintf(c->hl.last_corrupt_file, sizeof c->hl.last_corrupt_file, "%s", name);
+  snprintf(c->hl.last_corrupt_reason, sizeof c->hl.last_corrupt_reason, "%s", why);
+  c->hl.last_corrupt_at = clock_wall_s();
+  pthread_mutex_unlock(&c->mu);
+  log_write(LOG_WARNING, "cache: corrupt or foreign record removed", "{s:s, s:s, s:s}", "dir", c->dir, "file", name,
+            "reason", why);
+}
+
+void ttlcache_health_probe(ttlcache *c) {
+  if (!c) return;
+  struct stat st;
+  char why[sizeof c->hl.reason];
+  why[0] = 0;
+  int rc = 0;
+  if (lstat(c->dir, &st) != 0) {
+    int e = errno;
+    rc = e == ENOENT ? -EIO : errno_rc(e);
+    if (e == ENOENT)
+      snprintf(why, sizeof why,
+               "the cache directory %s was removed while serving (values written now are lost); recreate it "
+               "(mkdir -m 700) and restart the node, see docs/store.md, \"Recovery\"",
+               c->dir);
+    else
+      snprintf(why, sizeof why, "the cache directory %s cannot be reached: %s", c->dir, strerror(e));
+  } else if (st.st_dev != c->dev || st.st_ino != c->ino) {
+    rc = -EIO;
+    snprintf(why, sizeof why,
+             "the cache directory %s was replaced by another while serving (the node still uses the old one); "
+             "restart the node, see docs/store.md, \"Recovery\"",
+             c->dir);
+  } else if (faccessat(c->dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
+    int e = errno;
+    rc = errno_rc(e);
+    snprintf(why, sizeof why, "the cache directory %s is not writable any more: %s", c->dir, strerror(e));
+  }
+  pthread_mutex_lock(&c->mu);
+  bool first = rc && !c->hl.down;
+  bool healed = !rc && c->hl.down;
+  c->hl.down = rc != 0;
+  if (rc) {
+    snprintf(c->hl.reason, sizeof c->hl.reason, "%s", why);
+    if (first) {
+      c->hl.last_err = rc;
+      c->hl.last_err_at = clock_wall_s();
+      c->hl.errors++;
+      c->hl.last_err_file[0] = 0;
+    }
+  } else {
+    c->hl.reason[0] = 0;
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (first) log_write(LOG_ERROR, "cache: storage down", "{s:s, s:s}", "dir", c->dir, "reason", why);
+  if (healed) log_write(LOG_INFO, "cache: storage usable again", "{s:s}", "dir", c->dir);
+}
+
+void ttlcache_health_get(ttlcache *c, ttlcache_health *out) {
+  memset(out, 0, sizeof *out);
+  if (!c) return;
+  pthread_mutex_lock(&c->mu);
+  *out = c->hl;
+  out->down = c->hl.down || c->failing;
+  if (c->failing && !c->hl.down)
+    snprintf(out->reason, sizeof out->reason, "the cache file %s/%s: %s", c->dir, c->hl.last_err_file,
+             ttlcache_strerror(c->hl.last_err));
+  pthread_mutex_unlock(&c->mu);
+}
+
+const char *ttlcache_dir(const ttlcache *c) { return c ? c->dir : ""; }
+
 static int write_all(int fd, const uint8_t *p, size_t n) {
   while (n) {
     ssize_t w = write(fd, p, n);
@@ -444,6 +545,11 @@ int ttlcache_open(const ttlcache_options *o, ttlcache **out) {
   }
   pthread_mutex_init(&c->mu, NULL);
   for (int i = 0; i < STRIPES; i++) pthread_mutex_init(&c->stripe[i], NULL);
+  struct stat dst;
+  if (fstat(c->dirfd, &dst) == 0) { /* ttlcache_health_probe notices a removed or replaced directory */
+    c->dev = dst.st_dev;
+    c->ino = dst.st_ino;
+  }
   c->st.max_bytes = c->o.max_bytes;
   c->st.max_entries = c->o.max_entries;
   rc = scan(c);
@@ -482,13 +588,15 @@ typedef enum { R_HIT, R_MISS, R_EXPIRED, R_CORRUPT } read_kind;
 
 /* Reads and checks the record of key. On R_HIT *value is a new reference (if value != NULL). */
 static int read_record(ttlcache *c, const char *key, const uint8_t h[32], const char *name, json_t **value,
-                       read_kind *kind, struct stat *seen, double *exp_out) {
+                       read_kind *kind, struct stat *seen, double *exp_out, const char **why) {
   *kind = R_MISS;
+  *why = NULL;
   int fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     if (errno == ENOENT) return 0;
     if (errno == ELOOP) {
       *kind = R_CORRUPT; /* a symlink is foreign */
+      *why = "symbolic link";
       return fstatat(c->dirfd, name, seen, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno_rc(errno);
     }
     return errno_rc(errno);
@@ -529,6 +637,12 @@ static int read_record(ttlcache *c, const char *key, const uint8_t h[32], const 
   if (!json_is_object(rec) || !json_is_string(k) || strcmp(json_string_value(k), key) != 0 ||
       !(json_is_null(ex) || json_is_number(ex)) || !v) {
     *kind = R_CORRUPT;
+    *why = got != n                                         ? "short read"
+           : !rec                                           ? "not JSON"
+           : !json_is_object(rec)                           ? "not a JSON object"
+           : !json_is_string(k)                             ? "no key"
+           : strcmp(json_string_value(k), key) != 0         ? "another key (foreign record)"
+                                                            : "bad expires_at or no value";
   } else {
     double exp = json_is_null(ex) ? 0 : json_number_value(ex);
     *exp_out = exp;
@@ -556,7 +670,9 @@ static int lookup(ttlcache *c, const char *key, json_t **value, bool *hit) {
   read_kind kind;
   struct stat seen;
   double exp = 0;
-  rc = read_record(c, key, h, name, value, &kind, &seen, &exp);
+  const char *why = NULL;
+  rc = read_record(c, key, h, name, value, &kind, &seen, &exp, &why);
+  health_note(c, name, rc);
   if (rc) return rc;
   if (kind == R_EXPIRED || kind == R_CORRUPT) {
     pthread_mutex_t *s = stripe_of(c, h);
@@ -564,15 +680,11 @@ static int lookup(ttlcache *c, const char *key, json_t **value, bool *hit) {
     bool removed = unlink_if_same(c, name, &seen);
     pthread_mutex_unlock(s);
     if (removed) {
-      if (kind == R_CORRUPT)
-        log_write(LOG_WARNING, "cache: corrupt or foreign record removed", "{s:s}", "file", name);
+      if (kind == R_CORRUPT) corrupt_removed(c, name, why ? why : "corrupt");
       idx_forget(c, h);
     }
     pthread_mutex_lock(&c->mu);
-    if (removed) {
-      if (kind == R_EXPIRED) c->st.expired++;
-      else c->st.corrupt++;
-    }
+    if (removed && kind == R_EXPIRED) c->st.expired++;
     c->st.misses++;
     pthread_mutex_unlock(&c->mu);
     *hit = false;
@@ -695,7 +807,7 @@ static int set_impl(ttlcache *c, const char *key, json_t *value, const double *t
   pthread_mutex_lock(s);
   int fd = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
-    rc = errno_rc(errno);
+    rc = errno == ENOENT ? -EIO : errno_rc(errno); /* ENOENT: the directory itself was removed */
     goto out;
   }
   rc = write_all(fd, buf_ptr(&b), buf_len(&b));
@@ -718,6 +830,7 @@ static int set_impl(ttlcache *c, const char *key, json_t *value, const double *t
 out:
   pthread_mutex_unlock(s);
   buf_free(&b);
+  health_note(c, name, rc == -E2BIG || rc == -EINVAL ? 0 : rc);
   if (rc == 0) enforce_limits(c, h);
   else log_write(LOG_WARNING, "cache: write failed", "{s:s, s:s}", "file", name, "error", ttlcache_strerror(rc));
   return rc;
@@ -743,6 +856,7 @@ int ttlcache_delete(ttlcache *c, const char *key, bool *deleted) {
     rc = errno_rc(errno);
   }
   pthread_mutex_unlock(s);
+  health_note(c, name, rc);
   pthread_mutex_lock(&c->mu);
   centry *e = idx_find(c, h);
   if (e) idx_remove(c, e);
@@ -804,9 +918,7 @@ static int sweep_impl(ttlcache *c, size_t *removed) {
       if (judged && (!ok || !(json_is_null(ex) || json_is_number(ex)) || !json_object_get(rec, "value"))) {
         if (unlinkat(c->dirfd, name, 0) == 0) {
           gone = true;
-          pthread_mutex_lock(&c->mu);
-          c->st.corrupt++;
-          pthread_mutex_unlock(&c->mu);
+          corrupt_removed(c, name, !rec ? "not JSON" : !ok ? "no key or another key" : "bad expires_at or no value");
         }
       }
       json_decref(rec);

@@ -76,6 +76,29 @@ typedef struct ttlcache_stats {
 } ttlcache_stats;
 void ttlcache_stats_get(ttlcache *c, ttlcache_stats *out);
 
+/* Health (issue 9 item 10: reported, not hidden). A read, write or delete that fails on the
+ * disk (-EIO, -ENOSPC, -EROFS, -EACCES) makes the cache `down` until one succeeds again, with
+ * the file; ttlcache_health_probe makes it down while the directory is removed, replaced or not
+ * writable. Corrupt or foreign records do not (the rest still serves): they are a miss for the
+ * reader, removed, logged, counted (stats.corrupt) and the last one is kept here. Strings are
+ * "" when nothing happened. Thread-safe. */
+typedef struct ttlcache_health {
+  bool down;
+  char reason[320];             /* while down: one line naming the directory or file */
+  int last_err;                 /* the last storage error (0 = none since open) */
+  double last_err_at;           /* Unix seconds */
+  uint64_t errors;
+  char last_err_file[72];       /* the file it concerned ("" = the directory) */
+  char last_corrupt_file[72];   /* the last corrupt record removed, */
+  char last_corrupt_reason[48]; /* why ("not JSON", "another key (foreign record)", …) */
+  double last_corrupt_at;       /* and when */
+} ttlcache_health;
+void ttlcache_health_get(ttlcache *c, ttlcache_health *out);
+/* Looks at the directory (lstat, identity, writable): blocking but small; the node calls it
+ * every 5 s. */
+void ttlcache_health_probe(ttlcache *c);
+const char *ttlcache_dir(const ttlcache *c);
+
 /* The file name a key maps to: 64 hex + ".json" + NUL. */
 void ttlcache_key_filename(const char *key, char out[70]);
 

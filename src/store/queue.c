@@ -4,15 +4,19 @@
 #include "store/queue.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store/pyjson.h"
 #include "store/queue_backend.h"
@@ -85,6 +89,17 @@ struct tq_queue {
   int64_t exp_at;        /* when it wakes next (monotonic ms; INT64_MAX: not planned) */
   bool exp_started;
   bool closing;
+  /* health (tq_health_get, issue 9 item 10), under hmu: the storage errors operations met and
+   * what the probe found; the file's identity at open */
+  pthread_mutex_t hmu;
+  int last_err, broken;   /* broken: sticky, the file cannot serve until repaired */
+  bool failing;           /* the latest operation that reached storage failed */
+  double last_err_at;
+  unsigned long errors;
+  char reason[320];       /* one line naming the file */
+  dev_t dev;
+  ino_t ino;
+  bool have_id;
 };
 
 typedef struct aclaim aclaim;
@@ -142,6 +157,7 @@ const char *tq_strerror(int rc) {
   case -ENOMEM: return "out_of_memory";
   case -ETIMEDOUT: return "timeout";
   case -ENOTSUP: return "not_an_sqlite_database";
+  case -EBADMSG: return "database_corrupt";
   default: return "internal_error";
   }
 }
@@ -370,6 +386,113 @@ void tq_watch_remove(tq_queue *q, tq_watch *w) {
   free(w);
 }
 
+/* ---- health ---- */
+
+static bool storage_err(int rc) {
+  return rc == -EBADMSG || rc == -ENOTSUP || rc == -EIO || rc == -ENOSPC || rc == -EROFS || rc == -EACCES;
+}
+
+/* Records what an operation that reached storage returned: a storage error is remembered with
+ * a reason naming the file (corruption for good: it does not heal while the file is open); any
+ * other outcome means the storage answered. */
+static void health_note(tq_queue *q, int rc) {
+  bool bad = storage_err(rc);
+  pthread_mutex_lock(&q->hmu);
+  if (!bad) {
+    q->failing = false;
+    pthread_mutex_unlock(&q->hmu);
+    return;
+  }
+  bool first = !q->failing && !q->broken;
+  q->failing = true;
+  q->last_err = rc;
+  q->last_err_at = clock_wall_s();
+  q->errors++;
+  if (!q->broken) {
+    if (rc == -EBADMSG || rc == -ENOTSUP) {
+      q->broken = rc;
+      snprintf(q->reason, sizeof q->reason,
+               "the queue database %s became %s while serving (SQLite); run `peermcp queue check` and see "
+               "docs/store.md, \"Recovery\"",
+               q->path, rc == -EBADMSG ? "corrupt (database disk image is malformed)" : "unreadable (not a database)");
+    } else {
+      snprintf(q->reason, sizeof q->reason, "the queue database %s: %s (%s)", q->path, tq_strerror(rc), strerror(-rc));
+    }
+  }
+  char why[sizeof q->reason];
+  memcpy(why, q->reason, sizeof why);
+  pthread_mutex_unlock(&q->hmu);
+  if (first) log_write(LOG_ERROR, "queue: storage failing", "{s:s, s:s, s:s}", "path", q->path, "error", tq_strerror(rc), "reason", why);
+}
+
+static void health_break(tq_queue *q, int rc, const char *why_now) {
+  pthread_mutex_lock(&q->hmu);
+  bool first = !q->broken;
+  if (first) {
+    q->broken = rc;
+    q->last_err = rc;
+    q->last_err_at = clock_wall_s();
+    q->errors++;
+    snprintf(q->reason, sizeof q->reason, "%s", why_now);
+  }
+  pthread_mutex_unlock(&q->hmu);
+  if (first) log_write(LOG_ERROR, "queue: storage broken", "{s:s, s:s, s:s}", "path", q->path, "error", tq_strerror(rc), "reason", why_now);
+}
+
+void tq_health_probe(tq_queue *q) {
+  if (!q) return;
+  char why[320];
+  struct stat st;
+  if (lstat(q->path, &st) != 0) {
+    int e = errno;
+    if (e == ENOENT)
+      snprintf(why, sizeof why,
+               "the queue database %s was removed while serving (the node writes to a deleted file: its tasks are "
+               "lost at exit); stop the node and see docs/store.md, \"Recovery\"",
+               q->path);
+    else
+      snprintf(why, sizeof why, "the queue database %s cannot be reached: %s", q->path, strerror(e));
+    health_break(q, e == EACCES ? -EACCES : -EIO, why);
+    return;
+  }
+  if (q->have_id && (st.st_dev != q->dev || st.st_ino != q->ino)) {
+    snprintf(why, sizeof why,
+             "the queue database %s was replaced by another file while serving (the node still uses the old one); "
+             "stop the node and see docs/store.md, \"Recovery\"",
+             q->path);
+    health_break(q, -EIO, why);
+    return;
+  }
+  int fd = open(q->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return;
+  char hdr[16];
+  ssize_t got = pread(fd, hdr, sizeof hdr, 0);
+  close(fd);
+  if (got < 0) return;
+  if (got < (ssize_t)sizeof hdr || memcmp(hdr, "SQLite format 3", 16) != 0) {
+    snprintf(why, sizeof why,
+             "the queue database %s became corrupt while serving (its header is %s); run `peermcp queue check` and "
+             "see docs/store.md, \"Recovery\"",
+             q->path, got < (ssize_t)sizeof hdr ? "gone: the file was truncated" : "not SQLite's any more");
+    health_break(q, -EBADMSG, why);
+  }
+}
+
+void tq_health_get(tq_queue *q, tq_health *out) {
+  memset(out, 0, sizeof *out);
+  if (!q) return;
+  pthread_mutex_lock(&q->hmu);
+  out->last_err = q->last_err;
+  out->last_err_at = q->last_err_at;
+  out->errors = q->errors;
+  out->down = q->broken != 0 || q->failing;
+  out->broken = q->broken != 0;
+  snprintf(out->reason, sizeof out->reason, "%s", q->last_err ? q->reason : "");
+  pthread_mutex_unlock(&q->hmu);
+}
+
+const char *tq_path(const tq_queue *q) { return q ? q->path : ""; }
+
 /* ---- open / close ---- */
 
 static bool tq_claims_expire_all(tq_queue *q);
@@ -403,10 +526,12 @@ int tq_open(const tq_options *o, tq_queue **out) {
   pthread_cond_init(&q->exp_cv, &ca);
   pthread_condattr_destroy(&ca);
   q->exp_at = INT64_MAX;
+  pthread_mutex_init(&q->hmu, NULL);
   /* The backend is chosen by the path: a file path is SQLite; a server URL would select a
    * server backend (none is built yet). */
   if (strncmp(o->path, "postgres://", 11) == 0 || strncmp(o->path, "postgresql://", 13) == 0) {
     log_write(LOG_ERROR, "queue: no PostgreSQL backend in this build", NULL);
+    pthread_mutex_destroy(&q->hmu);
     pthread_mutex_destroy(&q->wmu);
     free(q->path);
     free(q);
@@ -415,10 +540,17 @@ int tq_open(const tq_options *o, tq_queue **out) {
   q->ops = &tq_sqlite_backend;
   int rc = q->ops->open(&q->o, on_terminal, q, &q->be);
   if (rc < 0) {
+    pthread_mutex_destroy(&q->hmu);
     pthread_mutex_destroy(&q->wmu);
     free(q->path);
     free(q);
     return rc;
+  }
+  struct stat st; /* the file's identity: tq_health_probe notices a removed or replaced file */
+  if (stat(q->path, &st) == 0) {
+    q->dev = st.st_dev;
+    q->ino = st.st_ino;
+    q->have_id = true;
   }
   *out = q;
   return 0;
@@ -464,6 +596,7 @@ void tq_close(tq_queue *q) {
     free(w);
   }
   pthread_cond_destroy(&q->exp_cv);
+  pthread_mutex_destroy(&q->hmu);
   pthread_mutex_destroy(&q->wmu);
   free(q->path);
   free(q);
@@ -502,12 +635,23 @@ typedef struct {
 
 static void sync_done(tq_op *op) { sem_post(&((sync_slot *)op->done_ud)->sem); }
 
+/* The file is known broken (corrupt, removed, replaced): a write acknowledged now would not
+ * survive a restart, so writes are refused with that error (reads go on serving what they can). */
+static int broken_of(tq_queue *q) {
+  pthread_mutex_lock(&q->hmu);
+  int b = q->broken;
+  pthread_mutex_unlock(&q->hmu);
+  return b;
+}
+
 static int run_sync(tq_queue *q, tq_op *op) {
   sync_slot s;
   sem_init(&s.sem, 0, 0);
   op->done = sync_done;
   op->done_ud = &s;
-  int rc = q->ops->enqueue(q->be, op);
+  int rc = broken_of(q);
+  if (rc == 0) rc = q->ops->enqueue(q->be, op);
+  else op->rc = rc;
   if (rc == 0) {
     while (sem_wait(&s.sem) != 0 && errno == EINTR) {
     }
@@ -515,6 +659,7 @@ static int run_sync(tq_queue *q, tq_op *op) {
   }
   sem_destroy(&s.sem);
   qm_record(op->kind, rc, op->kind == TQOP_CLAIM && op->n_tasks == 0);
+  health_note(q, rc);
   return rc;
 }
 
@@ -697,6 +842,7 @@ typedef struct {
 static void async_done(tq_op *op) {
   async_submit *a = (async_submit *)op;
   qm_record(TQOP_SUBMIT, op->rc, false);
+  health_note(a->q, op->rc);
   if (op->rc == 0 && !op->replayed) work_changed(a->q, op->task_type);
   a->cb(op->rc, op->rc == 0 ? op->task_id : NULL, op->replayed, a->ud);
   free(a->payload);
@@ -742,7 +888,8 @@ int tq_submit_async(tq_queue *q, const tq_submit_req *req, tq_submit_cb cb, void
   a->ud = ud;
   a->q = q;
   a->op.done = async_done;
-  rc = q->ops->enqueue(q->be, &a->op);
+  rc = broken_of(q);
+  if (rc == 0) rc = q->ops->enqueue(q->be, &a->op);
   if (rc == 0) return 0;
 fail:
   free(a->payload);
@@ -1378,6 +1525,7 @@ int tq_get(tq_queue *q, const char *task_id, tq_task **out) {
   if (!task_id_ok(task_id)) return task_id && *task_id ? -ENOENT : -EINVAL;
   int rc = q->ops->get(q->be, task_id, out);
   qm_record(QM_GET, rc, false);
+  health_note(q, rc);
   return rc;
 }
 
@@ -1394,6 +1542,7 @@ int tq_list(tq_queue *q, const tq_list_opts *o, tq_task ***out, size_t *n_out) {
     if (!text_ok(c.task_types[i], TQ_MAX_TYPE_BYTES, false)) return -EINVAL;
   int rc = q->ops->list(q->be, &c, out, n_out);
   qm_record(QM_LIST, rc, false);
+  health_note(q, rc);
   return rc;
 }
 
@@ -1412,12 +1561,17 @@ METRICS_REGISTER(g_queue_tasks)
 int tq_count(tq_queue *q, tq_counts *out) {
   int rc = q->ops->count(q->be, clock_wall_s(), out);
   qm_record(QM_COUNT, rc, false);
+  health_note(q, rc);
   if (rc == 0)
     for (int i = 0; i < TQ_STATUS_COUNT; i++) metrics_gauge_set(&g_queue_tasks, (unsigned)i, (int64_t)out->by_status[i]);
   return rc;
 }
 
-int tq_stats_json(tq_queue *q, json_t **out) { return q->ops->stats_json(q->be, out); }
+int tq_stats_json(tq_queue *q, json_t **out) {
+  int rc = q->ops->stats_json(q->be, out);
+  health_note(q, rc);
+  return rc;
+}
 
 void tq_io_stats_get(tq_queue *q, tq_io_stats *out) { q->ops->io_stats(q->be, out); }
 
@@ -1501,6 +1655,7 @@ int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled
   pthread_cond_destroy(&w.cv);
   if (rc == 0) *out = t;
   qm_record(QM_WAIT, rc, false);
+  health_note(q, rc);
   return rc;
 }
 

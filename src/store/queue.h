@@ -42,6 +42,7 @@
  *   -ENOSPC  disk full;  -EROFS / -EACCES  read-only state;  -EIO  other storage error
  *   -EBUSY   database locked longer than busy_timeout_ms, or too many waiters
  *   -ENOTSUP the file is not an SQLite database (e.g. the Python queue's DuckDB file)
+ *   -EBADMSG the database is corrupt ("database disk image is malformed")
  *   -ESHUTDOWN queue is closing;  -ENOMEM. */
 #ifndef PEERMCP_STORE_QUEUE_H
 #define PEERMCP_STORE_QUEUE_H
@@ -401,5 +402,34 @@ void tq_io_stats_get(tq_queue *q, tq_io_stats *out);
 /* Reply string for an error code: "idempotency key or task_id already identifies different
  * work", "payload_too_large", "task_not_found", "lease_lost", "disk_full", … (static). */
 const char *tq_strerror(int rc);
+
+/* Health (issue 9 item 10: a store that breaks while serving is reported, not hidden). Every
+ * operation that reaches storage records its outcome: a storage error (-EBADMSG, -ENOTSUP,
+ * -EIO, -ENOSPC, -EROFS, -EACCES) makes the queue `down` until an operation succeeds again;
+ * corruption, and what tq_health_probe finds (the file removed, replaced by another, its header
+ * overwritten or truncated), makes it `broken` for good (until the node is restarted on a
+ * repaired file). reason: one line naming the file and what to do ("" while nothing failed).
+ * Thread-safe. */
+typedef struct tq_health {
+  int last_err;          /* the last storage error (0 = none since open) */
+  double last_err_at;    /* when (Unix seconds) */
+  unsigned long errors;  /* how many operations failed on storage */
+  bool down, broken;
+  char reason[320];
+} tq_health;
+void tq_health_get(tq_queue *q, tq_health *out);
+/* Looks at the file without SQLite (lstat and its first 16 bytes): removed, replaced, header
+ * gone. Blocking but small (two syscalls and a 16-byte read); the node calls it every 5 s. */
+void tq_health_probe(tq_queue *q);
+const char *tq_path(const tq_queue *q);
+
+/* `peermcp queue check`: opens the database at path read-only (no migration, no recovery, a
+ * symlink refused; safe while a node serves it) and runs SQLite's integrity_check and the
+ * queue's own invariants (known states, leases, attempts, priorities, JSON columns, schema
+ * version). *report (new reference) is {"ok", "path", "schema_version", "tasks",
+ * "integrity": "ok" | [messages…], "invariants": [{"rule", "count", "task_ids": [≤5], "hint"}],
+ * "error"?}. Returns 0 (whatever the verdict: read "ok") or a negative errno when the file
+ * cannot be read at all (*report then has "ok":false and "error"). Blocking. */
+int tq_check_file(const char *path, json_t **report) __attribute__((warn_unused_result));
 
 #endif

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,6 +22,7 @@
 #include "util/alloc.h"
 #include "util/check.h"
 #include "util/clock.h"
+#include "util/fscheck.h"
 #include "util/log.h"
 
 #define SCHEMA_VERSION 1
@@ -70,6 +72,7 @@ static int map_err(sqlite3 *db, int rc) {
   case SQLITE_CONSTRAINT: return -EEXIST;
   case SQLITE_TOOBIG: return -E2BIG;
   case SQLITE_NOTADB: return -ENOTSUP; /* e.g. the Python queue's DuckDB file */
+  case SQLITE_CORRUPT: return -EBADMSG; /* "database disk image is malformed" */
   case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
   case SQLITE_CANTOPEN: return sys == EROFS ? -EROFS : -EACCES;
   case SQLITE_IOERR:
@@ -1304,3 +1307,152 @@ const tq_backend_ops tq_sqlite_backend = {
     .stats_json = sq_stats_json,
     .io_stats = sq_io_stats,
 };
+/* ---- `peermcp queue check` ---- */
+
+/* The queue's own invariants, each a WHERE clause over tasks that no row should match, with the
+ * fix an operator can apply (docs/store.md, "Recovery"). */
+static const struct {
+  const char *rule, *where, *hint;
+} k_invariants[] = {
+    {"unknown_status", "status NOT IN ('queued','running','completed','failed','cancelled')",
+     "set a known status, e.g. UPDATE tasks SET status='failed', error='unknown status' WHERE …"},
+    {"running_without_owner_or_lease",
+     "status = 'running' AND (assigned_worker IS NULL OR assigned_worker = '' OR lease_until IS NULL)",
+     "requeue: UPDATE tasks SET status='queued', assigned_worker=NULL, lease_until=NULL, heartbeat_at=NULL WHERE …"},
+    {"queued_with_lease", "status = 'queued' AND lease_until IS NOT NULL",
+     "UPDATE tasks SET lease_until=NULL, assigned_worker=NULL WHERE …"},
+    {"terminal_with_lease", "status IN ('completed','failed','cancelled') AND lease_until IS NOT NULL",
+     "UPDATE tasks SET lease_until=NULL WHERE …"},
+    {"priority_out_of_range", "priority IS NULL OR priority < 1 OR priority > 10",
+     "UPDATE tasks SET priority = max(1, min(10, coalesce(priority, 5))) WHERE …"},
+    {"bad_attempts",
+     "attempt IS NULL OR attempt < 0 OR max_attempts IS NULL OR max_attempts < 0 OR "
+     "(max_attempts > 0 AND attempt > max_attempts)",
+     "UPDATE tasks SET attempt = max(0, min(attempt, max_attempts)) WHERE …"},
+    {"payload_not_json", "payload_json IS NULL OR NOT json_valid(payload_json)",
+     "the payload is lost: delete the task or set payload_json='{}'"},
+    {"result_not_json", "result_json IS NOT NULL AND NOT json_valid(result_json)", "UPDATE tasks SET result_json=NULL WHERE …"},
+    {"bad_flags", "cancel_requested NOT IN (0, 1) OR lease_epoch IS NULL OR lease_epoch < 0",
+     "UPDATE tasks SET cancel_requested = (cancel_requested != 0), lease_epoch = max(0, coalesce(lease_epoch, 0)) WHERE …"},
+};
+
+int tq_check_file(const char *path, json_t **report) {
+  *report = NULL;
+  json_t *r = json_pack("{s:b, s:s}", "ok", 0, "path", path ? path : "");
+  if (!r) return -ENOMEM;
+  *report = r;
+  if (!path || !*path) {
+    json_object_set_new(r, "error", json_string("no queue path"));
+    return -EINVAL;
+  }
+  struct stat st;
+  if (lstat(path, &st) != 0) {
+    json_object_set_new(r, "error", json_string(strerror(errno)));
+    return -errno;
+  }
+  char why[512];
+  int rc = S_ISLNK(st.st_mode) ? (snprintf(why, sizeof why, "%s is a symbolic link; not followed", path), -ELOOP)
+                               : fscheck_own_file(&st, path, "queue database", why, sizeof why);
+  if (rc != 0) {
+    json_object_set_new(r, "error", json_string(why));
+    return rc;
+  }
+  /* the header itself: SQLite may read a newer page 1 from the WAL and not notice it (until the
+   * next checkpoint), but a file whose first bytes are not SQLite's was damaged */
+  bool bad_header = false;
+  int hfd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (hfd >= 0) {
+    char hdr[16];
+    ssize_t got = pread(hfd, hdr, sizeof hdr, 0);
+    close(hfd);
+    bad_header = got >= 0 && (got < (ssize_t)sizeof hdr || memcmp(hdr, "SQLite format 3", 16) != 0) && st.st_size > 0;
+  }
+  sqlite3 *db = NULL;
+  rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL);
+  if (rc != SQLITE_OK) {
+    int e = map_err(db, rc);
+    json_object_set_new(r, "error", json_string(db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+    sqlite3_close(db);
+    return e ? e : -EIO;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, 5000);
+  /* integrity_check: "ok", or up to 100 messages */
+  json_t *msgs = json_array();
+  sqlite3_stmt *s = NULL;
+  rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check(100)", -1, &s, NULL);
+  int step = rc == SQLITE_OK ? SQLITE_ROW : rc;
+  while (rc == SQLITE_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
+    const unsigned char *t = sqlite3_column_text(s, 0);
+    if (t && strcmp((const char *)t, "ok") != 0) json_array_append_new(msgs, json_string((const char *)t));
+  }
+  sqlite3_finalize(s);
+  if (step != SQLITE_DONE) { /* not even the check could read it: NOTADB, CORRUPT in the header */
+    json_array_append_new(msgs, json_string(sqlite3_errmsg(db)));
+    json_object_set_new(r, "integrity", msgs);
+    json_object_set_new(r, "error", json_string(sqlite3_errmsg(db)));
+    json_object_set_new(r, "error_code", json_string(tq_strerror(map_err(db, step))));
+    sqlite3_close(db);
+    return 0; /* a verdict (the report says not ok), not a failure to run the check */
+  }
+  bool healthy = json_array_size(msgs) == 0;
+  json_object_set_new(r, "integrity", healthy ? json_string("ok") : msgs);
+  if (healthy) json_decref(msgs);
+  /* schema and invariants (only meaningful on a readable tasks table) */
+  int version = -1;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK) {
+    if (sqlite3_step(s) == SQLITE_ROW) version = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+  }
+  json_object_set_new(r, "schema_version", json_integer(version));
+  if (version != SCHEMA_VERSION) healthy = false;
+  long long tasks = -1;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM tasks", -1, &s, NULL) == SQLITE_OK) {
+    if (sqlite3_step(s) == SQLITE_ROW) tasks = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+  }
+  json_object_set_new(r, "tasks", json_integer(tasks));
+  if (tasks < 0) {
+    json_object_set_new(r, "error", json_string(sqlite3_errmsg(db)));
+    healthy = false;
+  }
+  json_t *inv = json_array();
+  for (size_t i = 0; tasks >= 0 && i < sizeof k_invariants / sizeof k_invariants[0]; i++) {
+    char sql[1024];
+    snprintf(sql, sizeof sql, "SELECT task_id FROM tasks WHERE %s", k_invariants[i].where);
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+      json_array_append_new(inv, json_pack("{s:s, s:s}", "rule", k_invariants[i].rule, "error", sqlite3_errmsg(db)));
+      healthy = false;
+      continue;
+    }
+    long long n = 0;
+    json_t *ids = json_array();
+    int st2;
+    while ((st2 = sqlite3_step(s)) == SQLITE_ROW) {
+      if (n++ < 5) json_array_append_new(ids, json_string((const char *)sqlite3_column_text(s, 0)));
+    }
+    sqlite3_finalize(s);
+    if (st2 != SQLITE_DONE) {
+      json_array_append_new(inv, json_pack("{s:s, s:s}", "rule", k_invariants[i].rule, "error", sqlite3_errmsg(db)));
+      json_decref(ids);
+      healthy = false;
+      continue;
+    }
+    if (n == 0) {
+      json_decref(ids);
+      continue;
+    }
+    healthy = false;
+    json_array_append_new(inv, json_pack("{s:s, s:I, s:o, s:s}", "rule", k_invariants[i].rule, "count", (json_int_t)n,
+                                         "task_ids", ids, "hint", k_invariants[i].hint));
+  }
+  json_object_set_new(r, "invariants", inv);
+  if (bad_header) {
+    healthy = false;
+    json_object_set_new(r, "error", json_string("the file's header is not SQLite's (overwritten: the database is corrupt)"));
+    json_object_set_new(r, "error_code", json_string("database_corrupt"));
+  }
+  json_object_set_new(r, "ok", json_boolean(healthy));
+  sqlite3_close(db);
+  return 0;
+}

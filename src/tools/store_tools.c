@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "mcp/tool.h"
+#include "store/health.h"
 #include "util/clock.h"
 
 typedef struct {
@@ -286,11 +288,36 @@ static const char *ro = "{\"readOnlyHint\":true}";
   {.name = n, .category = cat, .description = desc, .input_schema = schema, .scopes = AUTH_SCOPES_INIT(scope), .flags = fl, \
    .fn = fn_, .annotations = ann}
 
+/* Every tool runs through wrapped(): a storage error (or queue_disabled / cache_disabled) gets
+ * the store's cause and reason, and the file for the operator (local, or the admin scope) —
+ * issue 9 item 10: no bare "storage_error" while the store knows why. */
+typedef struct {
+  store_ctx *x;
+  mcp_tool_fn fn;
+  store_kind k;
+} wrap;
+
+static bool storage_code(const char *code) {
+  static const char *const k_codes[] = {"queue_disabled", "cache_disabled", "database_corrupt", "storage_error",
+                                        "not_an_sqlite_database", "read_only_storage", "storage_permission_denied",
+                                        "disk_full", NULL};
+  for (const char *const *c = k_codes; code && *c; c++)
+    if (strcmp(code, *c) == 0) return true;
+  return false;
+}
+
+static mcp_tool_status wrapped(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  const wrap *w = ud;
+  mcp_tool_status st = w->fn(call, args, result, w->x);
+  if (st == MCP_TOOL_ERROR && json_is_object(*result) &&
+      storage_code(json_string_value(json_object_get(*result, "error")))) {
+    const mcp_auth *a = mcp_call_auth(call);
+    store_health_annotate(w->x->q, w->x->c, w->k, *result, a && (auth_ctx_is_local(a) || auth_allows_mask(a, AUTH_ADMIN)));
+  }
+  return st;
+}
+
 int store_tools_register(mcp_registry *reg, tq_queue *q, ttlcache *c) {
-  store_ctx *x = calloc(1, sizeof *x);
-  if (!x) return -ENOMEM;
-  x->q = q;
-  x->c = c;
   mcp_tool_def defs[] = {
       TOOL("task_submit", "queue",
            "Submit a task to the durable queue; returns its task_id once the task is on disk. Same "
@@ -341,13 +368,21 @@ int store_tools_register(mcp_registry *reg, tq_queue *q, ttlcache *c) {
            AUTH_CACHE_WRITE, MCP_TOOL_REMOTE, NULL),
   };
   size_t n = sizeof defs / sizeof defs[0];
+  /* one block: the wrappers, then the context they share */
+  wrap *ws = calloc(1, n * sizeof(wrap) + sizeof(store_ctx));
+  if (!ws) return -ENOMEM;
+  store_ctx *x = (store_ctx *)(void *)(ws + n);
+  x->q = q;
+  x->c = c;
   for (size_t i = 0; i < n; i++) {
-    defs[i].ud = x;
+    ws[i] = (wrap){.x = x, .fn = defs[i].fn, .k = strstr(defs[i].name, "cache") ? STORE_CACHE : STORE_QUEUE};
+    defs[i].fn = wrapped;
+    defs[i].ud = &ws[i];
     if (strcmp(defs[i].name, "task_wait") == 0) defs[i].timeout_ms = 320000; /* wait_max 300 s + margin */
-    if (i == 0) defs[i].ud_free = free;                                      /* the first tool owns x */
+    if (i == 0) defs[i].ud_free = free;                                      /* the first tool owns the block */
     int rc = mcp_registry_add(reg, &defs[i]);
     if (rc < 0) {
-      if (i == 0) free(x);
+      if (i == 0) free(ws);
       return rc;
     }
   }

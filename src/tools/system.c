@@ -1,16 +1,24 @@
 /* system.c — category "system" (server_info) and the opt-in "test" tools (see system.h). */
 #include "tools/system.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "mcp/dispatch.h"
 #include "mcp/session.h"
+#include "store/health.h"
 
 #ifndef PEERMCP_VERSION
 #define PEERMCP_VERSION "0.0.0"
 #endif
+
+typedef struct {
+  tq_queue *q;
+  ttlcache *c;
+} stores;
 
 static mcp_tool_status server_info_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   const mcp_registry *reg = mcp_call_registry(call);
@@ -28,6 +36,12 @@ static mcp_tool_status server_info_fn(mcp_call *call, json_t *args, json_t **res
                       PEERMCP_VERSION, "uptime_seconds", mcp_dispatcher_uptime_s(mcp_call_dispatcher(call)),
                       "protocol_eras", "modern", MCP_PROTOCOL_MODERN, "legacy", "2025-11-25", "2025-06-18",
                       "2025-03-26", "2024-11-05", "tools", "total", (json_int_t)total, "by_category", cats);
+  const stores *st = ud;
+  if (*result && st && (st->q || st->c)) { /* which store is down and why (the file for the operator) */
+    const mcp_auth *a = mcp_call_auth(call);
+    json_object_set_new(*result, "storage",
+                        store_health_json(st->q, st->c, a && (auth_ctx_is_local(a) || auth_allows_mask(a, AUTH_ADMIN))));
+  }
   return *result ? MCP_TOOL_OK : MCP_TOOL_ERROR;
 }
 
@@ -63,7 +77,8 @@ static const mcp_tool_def k_system[] = {
     {.name = "server_info",
      .category = "system",
      .title = "Server information",
-     .description = "peermcp version, uptime, supported MCP protocol revisions and tool counts.",
+     .description = "peermcp version, uptime, supported MCP protocol revisions, tool counts, and the state of the queue and "
+                    "the cache (storage: up/down with the reason).",
      .input_schema = "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}",
      .output_schema = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"version\":{\"type\":\"string\"},"
                       "\"uptime_seconds\":{\"type\":\"number\"},\"protocol_eras\":{\"type\":\"object\"},"
@@ -90,9 +105,19 @@ static const mcp_tool_def k_test[] = {
      .fn = test_echo_fn},
 };
 
-int tools_system_register(mcp_registry *reg, bool test_tools) {
+int tools_system_register(mcp_registry *reg, bool test_tools, tq_queue *q, ttlcache *c) {
   int rc = mcp_registry_describe_category(reg, "system", "The server itself: version, uptime, protocol revisions.");
-  for (size_t i = 0; rc == 0 && i < sizeof k_system / sizeof k_system[0]; i++) rc = mcp_registry_add(reg, &k_system[i]);
+  for (size_t i = 0; rc == 0 && i < sizeof k_system / sizeof k_system[0]; i++) {
+    mcp_tool_def d = k_system[i];
+    stores *st = calloc(1, sizeof *st);
+    if (!st) return -ENOMEM;
+    st->q = q;
+    st->c = c;
+    d.ud = st;
+    d.ud_free = free;
+    rc = mcp_registry_add(reg, &d);
+    if (rc < 0) free(st);
+  }
   if (rc == 0 && test_tools) {
     rc = mcp_registry_describe_category(reg, "test", "Test-only tools (PEERMCP_TEST_TOOLS=1).");
     for (size_t i = 0; rc == 0 && i < sizeof k_test / sizeof k_test[0]; i++) rc = mcp_registry_add(reg, &k_test[i]);

@@ -1172,6 +1172,15 @@ static void handle_health(hreq *r, bool ready_check) {
     return;
   }
   bool ok = h->ready && !h->stopping;
+  char why[1024] = "";
+  if (ok && h->o.ready_check && !h->o.ready_check(h->o.ready_ud, why, sizeof why)) { /* e.g. a store down */
+    json_t *j = json_pack("{s:s, s:s}", "status", "not_ready", "reason", why);
+    char *b = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (b) respond_take(r, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", b, strlen(b));
+    else respond_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", "{\"status\":\"not_ready\"}");
+    return;
+  }
   respond_text(r, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
                ok ? "{\"status\":\"ready\"}" : (h->stopping ? "{\"status\":\"stopping\"}" : "{\"status\":\"starting\"}"));
 }

@@ -116,6 +116,10 @@ typedef struct mcp_http_opts {
   /* Extra GET routes; NULL = none. */
   bool (*route)(void *ud, const char *method, const char *path, mcp_http_reply *out);
   void *route_ud;
+  /* /readyz asks this too (NULL = no check): false = not ready, with why (one line) in the
+   * 503 body. Called on the thread that answers HTTP requests; must be thread-safe and quick. */
+  bool (*ready_check)(void *ud, char *why, size_t whylen);
+  void *ready_ud;
   bool no_mcp; /* serve no MCP: /mcp is 404 like any path the route does not take (the metrics
                   listener: /metrics, /healthz, /readyz only) */
 } mcp_http_opts;
@@ -129,8 +133,10 @@ int mcp_http_start(uv_loop_t *loop, const mcp_http_opts *opts, mcp_http **out, c
 /* The URL of listener i ("http://127.0.0.1:PORT/mcp", the bound port), NULL past the end. */
 const char *mcp_http_url(const mcp_http *h, size_t i);
 
-/* /readyz answers 200 only while ready is set and the transport is not stopping (default: not
- * ready; the node sets it once storage is open and every listener is up). */
+/* /readyz answers 200 only while ready is set, the transport is not stopping and ready_check
+ * (if any) says ready (default: not ready; the node sets it once storage is open and every
+ * listener is up; its ready_check says whether a configured store is down since). A 503 body is
+ * {"status": "starting" | "stopping" | "not_ready", "reason"?}. */
 void mcp_http_set_ready(mcp_http *h, bool ready);
 
 /* Stops taking new MCP requests (they get 503; /readyz 503), ends subscription streams, lets

@@ -637,6 +637,60 @@ static void test_tasks_survive_reopen(void **state) {
   assert_int_equal(sb.st_mode & 0777, 0600); /* private */
 }
 
+/* Issue 9 item 10: a file broken under an open queue is seen by the probe, named in the health,
+ * and writes are refused (a task acknowledged into it would not survive a restart); reads go
+ * on. tq_check_file judges the file read-only. */
+static void test_health_probe_sees_a_broken_file_and_refuses_writes(void **state) {
+  fx *f = *state;
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  tq_health h;
+  tq_health_probe(f->q);
+  tq_health_get(f->q, &h);
+  assert_false(h.down);
+  assert_int_equal(h.errors, 0);
+  json_t *rep = NULL;
+  assert_int_equal(tq_check_file(f->path, &rep), 0);
+  assert_true(json_is_true(json_object_get(rep, "ok")));
+  assert_string_equal(json_string_value(json_object_get(rep, "integrity")), "ok");
+  json_decref(rep);
+  /* the header overwritten */
+  FILE *fp = fopen(f->path, "r+b");
+  assert_non_null(fp);
+  assert_int_equal(fwrite("garbage garbage garbage", 1, 23, fp), 23);
+  fclose(fp);
+  tq_health_probe(f->q);
+  tq_health_get(f->q, &h);
+  assert_true(h.down && h.broken);
+  assert_int_equal(h.last_err, -EBADMSG);
+  assert_non_null(strstr(h.reason, f->path));
+  assert_non_null(strstr(h.reason, "corrupt"));
+  tq_submit_req r = {.task_type = "t", .payload = json_object()};
+  char id2[33];
+  assert_int_equal(tq_submit(f->q, &r, id2, NULL), -EBADMSG);
+  json_decref((json_t *)r.payload);
+  assert_string_equal(tq_strerror(-EBADMSG), "database_corrupt");
+  rep = NULL;
+  assert_int_equal(tq_check_file(f->path, &rep), 0); /* a verdict, not a failure to run */
+  assert_false(json_is_true(json_object_get(rep, "ok")));
+  assert_non_null(json_object_get(rep, "error"));
+  json_decref(rep);
+}
+
+static void test_health_probe_sees_a_removed_file(void **state) {
+  fx *f = *state;
+  tq_health h;
+  assert_int_equal(unlink(f->path), 0);
+  tq_health_probe(f->q);
+  tq_health_get(f->q, &h);
+  assert_true(h.down && h.broken);
+  assert_non_null(strstr(h.reason, "removed"));
+  json_t *rep = NULL;
+  assert_true(tq_check_file(f->path, &rep) < 0); /* nothing to read */
+  assert_false(json_is_true(json_object_get(rep, "ok")));
+  json_decref(rep);
+}
+
 static void test_list_filters_and_stats(void **state) {
   fx *f = *state;
   char id[33];
@@ -1269,6 +1323,8 @@ int main(void) {
       T(test_bad_input_is_rejected_and_changes_nothing),
       T(test_group_commit_batches_concurrent_submits),
       T(test_tasks_survive_reopen),
+      T(test_health_probe_sees_a_broken_file_and_refuses_writes),
+      T(test_health_probe_sees_a_removed_file),
       T(test_list_filters_and_stats),
       T(test_read_only_state_dir_is_a_clear_error),
       T(test_async_submit_calls_back_after_commit),

@@ -4,6 +4,10 @@
 # others or its group, another user's, an identity key of another user, a symlinked
 # queue.sqlite3 or cache/: refused with the reason; two serves on one directory: the second
 # names the first's pid; announce.json removed at exit, a dead process's one replaced.
+# Item 10 (tests/suites/hardening/store_breaks.py): the queue database's first page overwritten
+# and the cache directory removed under a running node, a cache file corrupted: /readyz (HTTP
+# and metrics listener), server_info, p2p_service_status, local and P2P status and the store
+# tools' errors name the reason and the file; `peermcp queue check` judges the file.
 # (Items 5 and 7 are tested by tests/taskq/test_table.c and tests/node/test_special_values.c.)
 # Last line: "hardening: N passed, N failed".
 set -u
@@ -155,6 +159,21 @@ echo '{"peer_id":"12D3KooWdead","multiaddr":"/ip4/127.0.0.1/tcp/9/p2p/12D3KooWde
 "$bin" serve --no-p2p --state-dir "$tmp/n9/two" 2>"$tmp/two5.err" </dev/null # stdio: EOF, exits
 check "9: a dead process's announce.json is removed by a serve without p2p" [ ! -e "$tmp/n9/two/announce.json" ]
 check "9: …and says so" grep -q "stale announce file removed" "$tmp/two5.err"
+
+# ================================================================ item 10: a store that breaks while serving
+mkdir -p -m 700 "$tmp/n10/a" "$tmp/n10/c"
+C_ID=$("$bin" id --state-dir "$tmp/n10/c" 2>/dev/null)
+cat >"$tmp/n10/a.json" <<EOF
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$C_ID"], "workers": 0},
+ "mcp_tasks": {"runner": false}, "http": {"listen": ["127.0.0.1:0"]}}
+EOF
+while IFS= read -r line; do
+  name=$(jget 'd["check"]' <<<"$line")
+  if [ "$(jget 'd["ok"]' <<<"$line")" = True ]; then ok "$name"; else ko "$name" "$(jget 'd["detail"]' <<<"$line" | head -c 600)"; fi
+done < <(timeout 600 python3 "$root/tests/suites/hardening/store_breaks.py" "$bin" "$tmp/n10" 2>"$tmp/n10/driver.err")
+[ -s "$tmp/n10/driver.err" ] && { echo "driver stderr:"; tail -5 "$tmp/n10/driver.err"; }
+[ -f "$tmp/n10/a.pid" ] && pids+=("$(cat "$tmp/n10/a.pid")")
+if grep -q '"queue: storage broken"' "$tmp/n10/a.err"; then ok "10: the node logged the broken queue"; else ko "10: the node logged the broken queue"; fi
 
 echo "hardening: $pass passed, $fail failed"
 [ "$fail" = 0 ]
