@@ -2,6 +2,7 @@
 #include "service/server.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,9 @@ typedef struct peer_entry {
   uint64_t last_use;
   size_t held, held_out;    /* bytes its streams hold and owe / of which output (budgets) */
   size_t inflight;          /* requests in flight over all its streams */
+  size_t refused_est;       /* the last answer a budget refused, decaying: the charge of its
+                               next calls (a stream that never got an answer through has no
+                               recent reply size of its own) */
   bool authorized;          /* a stream of this peer held a scope (trusted, or a token
                                accepted): its next streams are not limited, and the host keeps
                                connection slots for it */
@@ -50,6 +54,7 @@ typedef struct svc_stream {
   bool limited;       /* counted in peer->limited_streams */
   size_t held, held_out; /* what this stream last added to the budgets */
   size_t inflight;       /* … and to its peer's requests in flight */
+  size_t refused_est;    /* as peer_entry's, for this stream */
   uint64_t created_ms, last_ms; /* loop time: opened, last bytes received */
   uint64_t fin_ms;              /* loop time our FIN went out (0 = not yet) */
   /* ST_MCPP */
@@ -71,6 +76,11 @@ struct svc_server {
   size_t n_held_streams;   /* streams holding calls for their peer's share of the workers */
   bool resume_due;         /* a budget may have room again: look at the paused streams */
   uint64_t budget_pauses, budget_refusals, stranger_refusals, busy_holds; /* counters */
+  uint64_t budget_holds; /* calls held because a budget had no room for their answer */
+  size_t held_max, held_out_max; /* high-water marks of held / held_out since start */
+  /* the same, published for other threads (svc_server_budget_json: the status op's detail) */
+  _Atomic size_t pub_held, pub_held_out, pub_held_max, pub_held_out_max, pub_paused;
+  _Atomic uint64_t pub_pauses, pub_refusals;
   uint64_t use_clock;
   svc_stream *streams;
   size_t n_streams;
@@ -130,6 +140,17 @@ static peer_entry *peer_get(svc_server *srv, const char *id) {
 
 /* ---------- budgets ---------- */
 
+/* The budget figures for other threads (relaxed: each is a figure of its own). */
+static void publish(svc_server *srv) {
+  atomic_store_explicit(&srv->pub_held, srv->held, memory_order_relaxed);
+  atomic_store_explicit(&srv->pub_held_out, srv->held_out, memory_order_relaxed);
+  atomic_store_explicit(&srv->pub_held_max, srv->held_max, memory_order_relaxed);
+  atomic_store_explicit(&srv->pub_held_out_max, srv->held_out_max, memory_order_relaxed);
+  atomic_store_explicit(&srv->pub_paused, srv->n_budget_paused, memory_order_relaxed);
+  atomic_store_explicit(&srv->pub_pauses, srv->budget_pauses, memory_order_relaxed);
+  atomic_store_explicit(&srv->pub_refusals, srv->budget_refusals, memory_order_relaxed);
+}
+
 /* Brings the budgets up to date with what the stream holds now: its conn's unsent output,
  * partial frame and in-flight charges (or the legacy line and reply) plus the host's send
  * queue. Any change that lowers a total may let a paused stream read again. */
@@ -158,7 +179,7 @@ static void st_account(svc_stream *st) {
     st->inflight = infl;
   }
   if (all == st->held && out == st->held_out) return;
-  if ((all < st->held || out < st->held_out) && srv->n_budget_paused) srv->resume_due = true;
+  if ((all < st->held || out < st->held_out) && (srv->n_budget_paused || srv->n_held_streams)) srv->resume_due = true;
   srv->held = srv->held - st->held + all;
   srv->held_out = srv->held_out - st->held_out + out;
   if (st->peer) {
@@ -167,6 +188,9 @@ static void st_account(svc_stream *st) {
   }
   st->held = all;
   st->held_out = out;
+  if (srv->held > srv->held_max) srv->held_max = srv->held;
+  if (srv->held_out > srv->held_out_max) srv->held_out_max = srv->held_out;
+  publish(srv);
 }
 
 /* The peer's requests that occupy (or wait for) a worker: those in flight but its TaskQueue
@@ -180,11 +204,27 @@ static size_t peer_busy(svc_server *srv, peer_entry *p) {
  * (a reply larger than the budget must still get through, alone). */
 static bool fits(size_t held, size_t next, size_t budget) { return held == 0 || held + next < budget; }
 
+/* The process budget P keeps a reserve of P/8 above it for peers that hold little (at most
+ * P/64 each): when peers that never read fill P together, a peer that reads its answers is
+ * still served (issue 9 item 2: "other peers still served"), and the total stays under
+ * P + P/8 whatever the number of peers. */
+static bool fits_process(const svc_server *srv, size_t held_total, size_t peer_held, size_t next) {
+  size_t P = srv->o.process_budget;
+  if (fits(held_total, next, P)) return true;
+  return peer_held + next <= P / 64 && held_total + next < P + P / 8;
+}
+
 /* May the stream take more input now? Only with room for one more call at the size of its
  * recent replies: a peer that does not read its output must not make the node work on calls
  * whose answers can only be output_budget_exceeded (issue 9 item 2 kept 2048 such calls
  * going, each a 1 MB cache read). Loop thread (mcpp's may_read). */
-static size_t st_next_charge(const svc_stream *st) { return st->kind == ST_MCPP ? svc_mcpp_call_charge(st->conn) : 0; }
+static size_t st_next_charge(const svc_stream *st) {
+  if (st->kind != ST_MCPP) return 0;
+  size_t c = svc_mcpp_call_charge(st->conn);
+  if (st->refused_est > c) c = st->refused_est;
+  if (st->peer && st->peer->refused_est > c) c = st->peer->refused_est;
+  return c;
+}
 
 /* The stream's or its peer's own budget is used up (not the process's: others' doing). */
 static bool st_over_own(const svc_stream *st) {
@@ -193,21 +233,33 @@ static bool st_over_own(const svc_stream *st) {
          (st->peer && !fits(st->peer->held, next, st->srv->o.peer_budget));
 }
 
+/* Room in every budget for one more call of this stream. */
+static bool st_room(const svc_stream *st) {
+  const svc_server *srv = st->srv;
+  return !st_over_own(st) && fits_process(srv, srv->held, st->peer ? st->peer->held : st->held, st_next_charge(st));
+}
+
 static bool st_may_read(void *ud) {
   svc_stream *st = ud;
   st_account(st);
-  svc_server *srv = st->srv;
-  return !st_over_own(st) && fits(srv->held, st_next_charge(st), srv->o.process_budget);
+  return st_room(st);
 }
 
 /* May the stream start one more call (mcpp's may_start)? Not while its peer has
- * max_inflight_per_peer requests in flight over all its streams (waits aside): the call is
- * then held by its conn until one ends (resume_paused), and the stream keeps reading (a
- * cancellation still gets through, even for a held call). */
+ * max_inflight_per_peer requests in flight over all its streams (waits aside), and not while
+ * a budget has no room for the call's answer — a peer that never reads would otherwise keep
+ * workers computing answers that can only be refused (issue 9 item 2: 23 s of CPU in a 12 s
+ * attack). The call is then held by its conn until one ends or output drains
+ * (resume_paused), and the stream keeps reading what it has room for (a cancellation still
+ * gets through, even for a held call). */
 static bool st_may_start(void *ud) {
   svc_stream *st = ud;
   st_account(st);
   svc_server *srv = st->srv;
+  if (!st_room(st)) {
+    srv->budget_holds++;
+    return false;
+  }
   if (!st->peer || peer_busy(srv, st->peer) < srv->o.max_inflight_per_peer) return true;
   srv->busy_holds++;
   return false;
@@ -216,14 +268,26 @@ static bool st_may_start(void *ud) {
 /* May an outgoing message of len bytes be buffered (mcpp's admit_output)? Output alone counts
  * here (the calls' charges are what the reply replaces). A stream with nothing waiting may
  * always take one message, however large (up to the frame cap), within its peer's and the
- * process's budgets, which are strict. */
+ * process's budgets, which are strict (the process's with the reserve of fits_process). */
 static bool st_admit_output(void *ud, size_t len) {
   svc_stream *st = ud;
   st_account(st);
   svc_server *srv = st->srv;
+  size_t P = srv->o.process_budget, peer_out = st->peer ? st->peer->held_out : st->held_out;
+  bool proc = srv->held_out + len <= P || (peer_out + len <= P / 64 && srv->held_out + len < P + P / 8);
   bool ok = (st->held_out == 0 || st->held_out + len <= srv->o.stream_budget) &&
-            (!st->peer || st->peer->held_out + len <= srv->o.peer_budget) && srv->held_out + len <= srv->o.process_budget;
-  if (!ok) srv->budget_refusals++;
+            (!st->peer || st->peer->held_out + len <= srv->o.peer_budget) && proc;
+  if (!ok) {
+    srv->budget_refusals++;
+    /* what was refused is what the stream's (and its peer's) next calls would cost: hold
+     * them (st_may_start) instead of computing more answers that cannot be sent */
+    if (len > st->refused_est) st->refused_est = len;
+    if (st->peer && len > st->peer->refused_est) st->peer->refused_est = len;
+    publish(srv);
+  } else { /* answers get through again: the charge decays (as mcpp's reply estimate) */
+    st->refused_est -= st->refused_est / 4;
+    if (st->peer) st->peer->refused_est -= st->peer->refused_est / 4;
+  }
   return ok;
 }
 
@@ -255,6 +319,7 @@ static void st_unlink(svc_stream *st) {
   if (st->peer && st->peer->streams) st->peer->streams--;
   if (st->peer && st->limited && st->peer->limited_streams) st->peer->limited_streams--;
   st->limited = false;
+  publish(srv);
 }
 
 static buf *st_out(svc_stream *st) { return st->kind == ST_MCPP ? svc_mcpp_output(st->conn) : &st->lout; }
@@ -264,6 +329,8 @@ static bool st_finished(svc_stream *st) { return st->kind == ST_MCPP ? svc_mcpp_
 /* Writes what the stream's output holds (until the host's queue is full) and sends the FIN
  * once the conn is done. Returns false when st may be gone (the FIN completed the stream, whose
  * on_close freed it): the caller must not touch st then. */
+static void srv_kick(svc_server *srv);
+
 static bool st_flush(svc_stream *st) {
   if (!st->s) return true;
   buf *out = st_out(st);
@@ -285,6 +352,7 @@ static bool st_flush(svc_stream *st) {
   /* a large reply's memory goes back once it is written */
   if (!buf_len(out) && buf_cap(out) > SRV_KEEP_OUT_CAP) buf_free(out);
   st_account(st);
+  if (st->srv->resume_due) srv_kick(st->srv); /* room again: held calls and paused streams go on */
   if (!buf_len(out) && st_finished(st) && !st->closed_write) {
     st->closed_write = true;
     st->fin_ms = uv_now(st->srv->o.loop);
@@ -406,6 +474,7 @@ static void mcpp_on_data(p2p_stream *s, const uint8_t *data, size_t len, void *u
       st->budget_paused = true;
       st->srv->n_budget_paused++;
       st->srv->budget_pauses++;
+      publish(st->srv);
     }
     st->pause_own = st_over_own(st);
     p2p_stream_pause_read(s, true);
@@ -835,13 +904,28 @@ void svc_server_free(svc_server *srv) {
 }
 
 json_t *svc_server_stats_json(const svc_server *srv) {
-  return json_pack("{s:I, s:I, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:o}}", "streams", (json_int_t)srv->n_streams,
+  return json_pack("{s:I, s:I, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:o}}", "streams", (json_int_t)srv->n_streams,
                    "peers", (json_int_t)srv->n_peers, "legacy", srv->o.legacy, "budgets", "held_bytes",
                    (json_int_t)srv->held, "held_output_bytes", (json_int_t)srv->held_out, "paused_streams",
                    (json_int_t)srv->n_budget_paused, "pauses", (json_int_t)srv->budget_pauses, "refused_replies",
                    (json_int_t)srv->budget_refusals, "stranger_streams_refused", (json_int_t)srv->stranger_refusals,
-                   "calls_held", (json_int_t)srv->busy_holds,
+                   "calls_held", (json_int_t)srv->busy_holds, "calls_held_for_budget", (json_int_t)srv->budget_holds,
                    "mcp_p2p", "stats", svc_mcpp_stats_json());
+}
+
+json_t *svc_server_budget_json(const svc_server *srv) {
+  if (!srv) return NULL;
+  svc_server *m = (svc_server *)srv; /* atomics only */
+  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "held_bytes",
+                   (json_int_t)atomic_load_explicit(&m->pub_held, memory_order_relaxed), "held_output_bytes",
+                   (json_int_t)atomic_load_explicit(&m->pub_held_out, memory_order_relaxed), "held_max_bytes",
+                   (json_int_t)atomic_load_explicit(&m->pub_held_max, memory_order_relaxed), "held_output_max_bytes",
+                   (json_int_t)atomic_load_explicit(&m->pub_held_out_max, memory_order_relaxed), "paused_streams",
+                   (json_int_t)atomic_load_explicit(&m->pub_paused, memory_order_relaxed), "pauses",
+                   (json_int_t)atomic_load_explicit(&m->pub_pauses, memory_order_relaxed), "refused_replies",
+                   (json_int_t)atomic_load_explicit(&m->pub_refusals, memory_order_relaxed), "stream_budget_bytes",
+                   (json_int_t)srv->o.stream_budget, "peer_budget_bytes", (json_int_t)srv->o.peer_budget,
+                   "process_budget_bytes", (json_int_t)srv->o.process_budget);
 }
 
 bool svc_server_peer_authorized(const svc_server *srv, const char *peer_id) {

@@ -109,6 +109,10 @@ void svc_server_free(svc_server *s);
  * "paused_streams","pauses","refused_replies","stranger_streams_refused"},
  * "mcp_p2p":{"stats":{…counters…}}} (new reference). */
 json_t *svc_server_stats_json(const svc_server *s);
+/* The buffered-bytes budgets: held now and the high-water marks since start (over every stream:
+ * the process budget), pauses, refused replies, and the three budgets. Any thread (published
+ * atomics); NULL s → NULL. New reference. */
+json_t *svc_server_budget_json(const svc_server *s);
 
 /* True when a stream of this peer held a scope (trusted PeerId, or a token accepted) while
  * the server remembers the peer (it keeps up to 4096, dropping idle ones first). */

@@ -299,8 +299,8 @@ static json_t *status_hook(void *ud, bool detail) {
   if (!detail) return json_pack("{s:{s:o}}", "nat", "autonat", nat_autonat_json(s));
   /* detail needs the worker scope (taskq/table.h): a trusted peer reads which store is down,
    * why and which file (store/health.h) */
-  return json_pack("{s:{s:o}, s:{s:{s:o}}, s:{s:b, s:i, s:O}, s:o}", "nat", "autonat", nat_autonat_json(s),
-                   "transport", "mcp_p2p", "stats", svc_mcpp_stats_json(),
+  return json_pack("{s:{s:o}, s:{s:{s:o, s:o*}}, s:{s:b, s:i, s:O}, s:o}", "nat", "autonat", nat_autonat_json(s),
+                   "transport", "mcp_p2p", "stats", svc_mcpp_stats_json(), "budgets", svc_server_budget_json(s->server),
                    "local_worker", "enabled", s->n_workers > 0, "slots", (int)s->n_workers, "supported_task_types",
                    s->task_types ? s->task_types : json_array(), "storage", store_health_json(s->q, s->cache, true));
 }

@@ -366,10 +366,12 @@ const atk_def atk_handshake_slots = {"handshake_slots", "80 silent TCP connectio
 
 typedef struct uo_state {
   const atk_env *env;
-  p2p_host *h;
+  p2p_host *h;      /* peer 0: stores the value */
+  p2p_host **hosts; /* peers 1..n_peers-1 (their own identities: each its own peer budget) */
+  long n_peers;
   rs setup;
   rs *streams;
-  long n_streams, gets, value_bytes;
+  long n_streams, gets, value_bytes, id_bytes;
   pumper pump;
   bool pumping, stopping;
   long set_ok, opened, refused, frames;
@@ -379,10 +381,22 @@ static void uo_stream_open(rs *r) {
   uo_state *s = r->owner;
   s->opened++;
   rs_frame_json(r, init_msg(s->env->token));
+  char *big = NULL;
+  if (s->id_bytes > 0 && (big = malloc((size_t)s->id_bytes + 1))) {
+    memset(big, 'i', (size_t)s->id_bytes);
+    big[s->id_bytes] = 0;
+  }
   for (long i = 0; i < s->gets; i++) {
-    rs_frame_json(r, rpc_msg(2 + i, json_pack("{s:s, s:s}", "op", "cache.get", "key", "atk-big")));
+    if (big) { /* a ping whose id is id_bytes long: the answer repeats it (issue 9 item 3) */
+      snprintf(big, 24, "%020ld", i); /* distinct ids: a duplicate in flight is refused */
+      big[20] = 'i';
+      rs_frame_json(r, json_pack("{s:s, s:s, s:s}", "jsonrpc", "2.0", "id", big, "method", "ping"));
+    } else {
+      rs_frame_json(r, rpc_msg(2 + i, json_pack("{s:s, s:s}", "op", "cache.get", "key", "atk-big")));
+    }
     s->frames++;
   }
+  free(big);
 }
 
 static void uo_stream_end(rs *r, int err) {
@@ -401,7 +415,8 @@ static void uo_setup_reply(rs *r, json_t *msg) {
     x->paused = true; /* never reads: the replies pile up on the server */
     x->on_open = uo_stream_open;
     x->on_end = uo_stream_end;
-    if (rs_open(x, s->h, s->env->peer) != 0) s->refused++;
+    p2p_host *h = i % s->n_peers == 0 ? s->h : s->hosts[i % s->n_peers];
+    if (rs_open(x, h, s->env->peer) != 0) s->refused++;
   }
   pumper_start(&s->pump, s->env->loop, s->streams, (size_t)s->n_streams);
   s->pumping = true;
@@ -414,7 +429,12 @@ static int uo_start(const atk_env *env, void **state) {
   s->n_streams = atk_arg(env, "streams", 32);
   s->gets = atk_arg(env, "gets", 64);
   s->value_bytes = atk_arg(env, "value_bytes", 1000000);
+  s->n_peers = atk_arg(env, "peers", 1);
+  s->id_bytes = atk_arg(env, "id_bytes", 0);
+  if (s->n_peers < 1) s->n_peers = 1;
   s->h = atk_host(env, 0);
+  s->hosts = calloc((size_t)s->n_peers, sizeof *s->hosts);
+  for (long i = 1; i < s->n_peers; i++) s->hosts[i] = atk_host(env, (int)i);
   rs_init(&s->setup, s, -1);
   s->setup.on_reply = uo_setup_reply;
   rs_frame_json(&s->setup, init_msg(env->token));
@@ -424,6 +444,9 @@ static int uo_start(const atk_env *env, void **state) {
   rs_frame_json(&s->setup, rpc_msg(2, json_pack("{s:s, s:s, s:s}", "op", "cache.set", "key", "atk-big", "value", value)));
   free(value);
   if (rs_open(&s->setup, s->h, env->peer) != 0) {
+    for (long i = 1; i < s->n_peers; i++) p2p_host_close(s->hosts[i], host_closed, NULL);
+    p2p_host_close(s->h, host_closed, NULL);
+    free(s->hosts);
     free(s);
     return -EIO;
   }
@@ -438,12 +461,14 @@ static void uo_stop(void *state) {
   for (long i = 0; s->streams && i < s->n_streams; i++)
     if (s->streams[i].s) p2p_stream_reset(s->streams[i].s);
   if (s->setup.s) p2p_stream_reset(s->setup.s);
+  for (long i = 1; i < s->n_peers; i++) p2p_host_close(s->hosts[i], host_closed, NULL);
   p2p_host_close(s->h, host_closed, NULL); /* the peer goes away */
 }
 
 static json_t *uo_report(void *state) {
   uo_state *s = state;
-  return json_pack("{s:b, s:I, s:I, s:I, s:I}", "value_stored", s->set_ok, "streams", (json_int_t)s->n_streams,
+  return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}", "value_stored", s->set_ok, "peers", (json_int_t)s->n_peers,
+                   "streams", (json_int_t)s->n_streams,
                    "opened", (json_int_t)s->opened, "refused", (json_int_t)s->refused, "gets_sent",
                    (json_int_t)s->frames);
 }
@@ -453,6 +478,7 @@ static void uo_free(void *state) {
   for (long i = 0; s->streams && i < s->n_streams; i++) rs_release(&s->streams[i]);
   rs_release(&s->setup);
   free(s->streams);
+  free(s->hosts);
   free(s);
 }
 

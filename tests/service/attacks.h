@@ -8,7 +8,11 @@
  *                    again (item 1)
  *   unread_output    a token holder stores a value of value_bytes (1000000) in the cache, then
  *                    opens `streams` (32) streams that never read and sends `gets` (64)
- *                    cache.get of it on each (item 2)
+ *                    cache.get of it on each (item 2); with peers (1) > 1 the streams are
+ *                    spread over that many identities (each its own peer budget: together
+ *                    they meet the process budget); with id_bytes (0) > 0 each request is a
+ *                    `ping` whose JSON-RPC id is that long instead (item 3: paused readers
+ *                    with 1 MB ids)
  *   partial_frames   `peers` (6) fresh identities × `streams` (64) streams: initialize, then a
  *                    frame header for `frame` (1048000) bytes and `send` (frame - 1) bytes of it,
  *                    never the last (item 3); token=1 presents the token first

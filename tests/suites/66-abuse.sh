@@ -5,6 +5,8 @@
 # peer's latency are checked against stated bounds — generous, for a loaded 2-core machine. The
 # server is the release build when there is one (ASan's quarantine holds freed memory, so its
 # RSS says little), else the ASan one. Each check is one test; last line "abuse: N passed, N failed".
+# Also: the process-wide budget with 8 peers together over it, paused readers with 1 MB ids, the
+# node's CPU under item 2, and items 8 and 11 through a js-libp2p peer (mcpp_peer.mjs).
 set -u
 root="${PEERMCP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
 bin="${PEERMCP_BIN:-$root/build/peermcp}"
@@ -18,7 +20,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export PEERMCP_TEST_TOOLS=1
 unset IPFS_ACCELERATE_PY_TASK_P2P_TOKEN IPFS_DATASETS_PY_TASK_P2P_TOKEN
 TOKEN="tok-abuse-$$"
-ITEMS="${ABUSE_ITEMS:-1 2 3 4 6}" # ABUSE_ITEMS="2 3" runs only those items (while working on one)
+ITEMS="${ABUSE_ITEMS:-1 2 3 4 6 8}" # ABUSE_ITEMS="2 3" runs only those items (while working on one)
 want() { [[ " $ITEMS " == *" $1 "* ]]; }
 
 cleanup() {
@@ -108,7 +110,9 @@ fi
 # ---- item 2: a token holder, a 1 MB cache value, 32 streams that never read × 64 cache.get
 if ! want 2; then :
 elif start_server uo ', "rate_limit_per_second": 100000, "max_streams_per_peer": 256'; then
+  c0=$(cpu_ticks)
   got=$(run_attack uo unread_output --seconds 12 --settle 8 --arg streams=32 --arg gets=64 --arg value_bytes=1000000)
+  cpu_ms=$(( ($(cpu_ticks) - c0) * 10 ))
   grow=$(echo "$got" | jget '(d["server"]["rss_kb_max"] - d["server"]["rss_kb_before"]) // 1024')
   left=$(echo "$got" | jget '(d["server"]["rss_kb_after"] - d["server"]["rss_kb_before"]) // 1024')
   check "item 2: the attack ran (value stored, 32 streams, 2048 gets sent)" \
@@ -119,9 +123,37 @@ elif start_server uo ', "rate_limit_per_second": 100000, "max_streams_per_peer":
     'd["server"]["rss_kb_after"] - d["server"]["rss_kb_before"] < 60 * 1024' "$got"
   check "item 2: the trusted peer stays fast meanwhile, max $(echo "$got" | jget 'd["normal"]["during"]["max_ms"]') ms (< 10000: each 1 MB reply costs ~75 ms of loop and ~110 ms of worker CPU; 1.4–5 s seen at load 16 on 2 cores)" \
     "$NORMAL_OK"' and d["normal"]["during"]["max_ms"] < 10000' "$got"
+  # CPU: the calls whose answers a budget would refuse are held, not computed (before: 5-7 s
+  # here in a release build, 23 s seen; after: ~0.8 s). ASan costs ~3x.
+  cpu_bound=3000
+  [[ "$bin" == *build-asan* ]] && cpu_bound=9000
+  if [ "$cpu_ms" -lt "$cpu_bound" ]; then ok "item 2: the node's CPU during the attack stays under ${cpu_bound} ms (${cpu_ms} ms over 20 s)"
+  else ko "item 2: the node's CPU during the attack stays under ${cpu_bound} ms" "${cpu_ms} ms"; fi
+  budgets=$("$bin" status --peer "$SERVER_MA" --detail --state-dir "$tmp/ids/normal" 2>/dev/null | jget 'json.dumps(d["transport"]["mcp_p2p"]["budgets"])')
+  check "item 2: few answers were computed only to be refused ($(echo "$budgets" | jget 'd["refused_replies"]') refused of 2048 calls; before: 222-292)" \
+    'd["refused_replies"] < 100' "$budgets"
   stop_server uo
 else
   ko "item 2: server start"
+fi
+
+# ---- item 2, the process-wide budget: 8 token holders × 4 streams that never read, each peer
+# within its own budget (8 MiB) but together over the process's (16 MiB here)
+if ! want 2; then :
+elif start_server pb ', "rate_limit_per_second": 100000, "max_streams_per_peer": 256, "process_budget_bytes": 16777216'; then
+  got=$(run_attack pb unread_output --seconds 12 --settle 8 --arg peers=8 --arg streams=32 --arg gets=16 --arg value_bytes=500000)
+  budgets=$("$bin" status --peer "$SERVER_MA" --detail --state-dir "$tmp/ids/normal" 2>/dev/null | jget 'json.dumps(d["transport"]["mcp_p2p"]["budgets"])')
+  check "item 2 (process budget): the attack ran (8 peers, 32 streams, 512 gets)" \
+    'd["report"]["peers"] == 8 and d["report"]["opened"] == 32 and d["report"]["gets_sent"] == 512' "$got"
+  check "item 2 (process budget): unsent answers over all peers stay under 16 MiB + its 1/8 reserve (max $(echo "$budgets" | jget 'd["held_output_max_bytes"] // 1048576') MiB; 8 peers x 8 MiB = 64 MiB without it)" \
+    'd["held_output_max_bytes"] < 16777216 * 9 // 8 and d["held_output_max_bytes"] > 8388608 and d["refused_replies"] > 0' "$budgets"
+  check "item 2 (process budget): RSS grows at most 250 MB (grew $(echo "$got" | jget '(d["server"]["rss_kb_max"] - d["server"]["rss_kb_before"]) // 1024') MB)" \
+    'd["server"]["rss_kb_max"] - d["server"]["rss_kb_before"] < 250 * 1024' "$got"
+  check "item 2 (process budget): another peer is still served, max $(echo "$got" | jget 'd["normal"]["during"]["max_ms"]') ms (< 10000)" \
+    "$NORMAL_OK"' and d["normal"]["during"]["max_ms"] < 10000' "$got"
+  stop_server pb
+else
+  ko "item 2 (process budget): server start"
 fi
 
 # ---- item 3: 6 fresh PeerIds × 64 streams × a ~1 MB frame cut one byte short (strangers), then
@@ -145,6 +177,43 @@ elif start_server pf ', "rate_limit_per_second": 100000, "max_streams_per_peer":
   stop_server pf
 else
   ko "item 3: server start"
+fi
+
+# ---- item 3, paused readers with 1 MB JSON-RPC ids: 32 streams that never read, 8 pings each
+# whose id is 1 MB (before the budgets: +141 MB, 92 MB left after)
+if ! want 3; then :
+elif start_server pi ', "rate_limit_per_second": 100000, "max_streams_per_peer": 256'; then
+  got=$(run_attack pi unread_output --seconds 10 --settle 6 --arg streams=32 --arg gets=8 --arg id_bytes=1000000 --arg value_bytes=10)
+  check "item 3: paused readers sending 1 MB ids: the attack ran (32 streams, 256 pings)" \
+    'd["report"]["opened"] == 32 and d["report"]["gets_sent"] == 256' "$got"
+  check "item 3: …RSS grows at most 60 MB (grew $(echo "$got" | jget '(d["server"]["rss_kb_max"] - d["server"]["rss_kb_before"]) // 1024') MB; before: 141 MB)" \
+    'd["server"]["rss_kb_max"] - d["server"]["rss_kb_before"] < 60 * 1024' "$got"
+  check "item 3: …and goes back after ($(echo "$got" | jget '(d["server"]["rss_kb_after"] - d["server"]["rss_kb_before"]) // 1024') MB above the start; < 30; before: 92 MB)" \
+    'd["server"]["rss_kb_after"] - d["server"]["rss_kb_before"] < 30 * 1024' "$got"
+  check "item 3: …the trusted peer stays fast (max $(echo "$got" | jget 'd["normal"]["during"]["max_ms"]') ms < 2000)" \
+    "$NORMAL_OK"' and d["normal"]["during"]["max_ms"] < 2000' "$got"
+  stop_server pi
+else
+  ko "item 3 (1 MB ids): server start"
+fi
+
+# ---- items 8 and 11 through a js-libp2p peer (tests/interop/service/mcpp_peer.mjs): a token in a
+# frame the stream refuses opens nothing, duplicate keys are refused, escaped NULs in strings
+# pass and a NUL in a tool name is refused with a clear error
+node_bin="$root/tests/node_modules/node/bin/node"
+if ! want 8; then :
+elif [ ! -x "$node_bin" ]; then
+  ko "items 8/11: node missing ($node_bin)"
+elif start_server js ''; then
+  while IFS= read -r line; do
+    name=$(echo "$line" | jget 'd["check"]')
+    if [ "$(echo "$line" | jget 'd["ok"]')" = True ]; then ok "items 8/11 (js-libp2p peer): $name $(echo "$line" | jget 'json.dumps(d["detail"])' | head -c 300)"
+    else ko "items 8/11 (js-libp2p peer): $name" "$(echo "$line" | jget 'd["detail"]' | head -c 600)"; fi
+  done < <(cd "$root/tests" && timeout 180 "$node_bin" interop/service/mcpp_peer.mjs "$SERVER_MA" refused_token,dup_keys,nul --token "$TOKEN" 2>"$tmp/js.err")
+  [ -s "$tmp/js.err" ] && tail -3 "$tmp/js.err"
+  stop_server js
+else
+  ko "items 8/11: server start"
 fi
 
 # ---- item 4: a token holder sends 64 × 64 waits of 30 s; another peer's status and cache.get

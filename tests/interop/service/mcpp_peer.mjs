@@ -15,6 +15,15 @@
 //                works; task_queue.rpc with the JWT in the message's "jwt" field → status ok
 //   jwt_tampered the JWT with its signature changed → initialize -32001, the stream stays
 //                unauthorized (tools/list empty, tools/call -32001)
+//   refused_token (issue 9 item 8; needs --token) a frame the stream refuses carries the valid
+//                token (jsonrpc 1.0, no jsonrpc, a request or a notification before initialize, a
+//                NUL in the method, a duplicate token key): the stream gains no scope — a later
+//                initialize without the token leaves tools/call echo at -32001 (or the stream
+//                ended); the same initialize with the token is accepted
+//   dup_keys     (item 8) duplicate keys are refused: "op" twice in task_queue.rpc arguments →
+//                -32003 invalid_json naming the duplicate, and the stream ends
+//   nul          (item 11) an escaped NUL in a string argument comes back intact from echo; a NUL
+//                in the tool name → -32600 naming params.name and NUL; the stream stays usable
 // Exit code 0 when every check passed.
 const { createLibp2p } = await import('libp2p')
 const { tcp } = await import('@libp2p/tcp')
@@ -252,6 +261,86 @@ const impl = {
     const c = await f.next()
     expect(c.error && c.error.code === -32001, 'call ' + JSON.stringify(c))
     await s.close()
+  },
+  async refused_token () {
+    expect(token, 'needs --token')
+    const T = JSON.stringify(token)
+    const variants = {
+      jsonrpc_1_0: `{"jsonrpc":"1.0","id":1,"method":"initialize","token":${T},"params":{"token":${T}}}`,
+      no_jsonrpc: `{"id":1,"method":"initialize","token":${T}}`,
+      request_before_init: `{"jsonrpc":"2.0","id":1,"method":"tools/list","token":${T}}`,
+      notification_before_init: `{"jsonrpc":"2.0","method":"notifications/initialized","token":${T},"params":{"token":${T}}}`,
+      nul_in_method: `{"jsonrpc":"2.0","id":1,"method":"initialize\\u0000x","token":${T}}`,
+      duplicate_token: `{"jsonrpc":"2.0","id":1,"method":"initialize","token":"nope","token":${T}}`
+    }
+    const out = {}
+    let reached = 0
+    for (const [name, text] of Object.entries(variants)) {
+      const { s, f } = await open()
+      s.send(frame(text))
+      if (name === 'notification_before_init') {
+        // no reply to a notification: the stream goes on to a tokenless initialize at once
+      } else {
+        const r = await f.next()
+        expect(r === null || r.error, name + ': refused frame answered ' + JSON.stringify(r))
+      }
+      let outcome
+      try {
+        s.send(frame({ jsonrpc: '2.0', id: 10, method: 'initialize', params: { clientInfo: { name: 'js-test', version: '1' } } }))
+        const i = await f.next(10000)
+        if (i === null) outcome = 'stream ended'
+        else {
+          s.send(frame({ jsonrpc: '2.0', id: 11, method: 'tools/call', params: { name: 'echo', arguments: { x: 1 } } }))
+          const c = await f.next(10000)
+          if (c === null) outcome = 'stream ended'
+          else {
+            expect(c.error && c.error.code === -32001, name + ': the refused frame\'s token opened the stream: ' + JSON.stringify(c))
+            outcome = 'unauthorized'
+            reached++
+          }
+        }
+      } catch (e) {
+        if (String(e.message).includes('opened the stream')) throw e
+        outcome = 'stream ended (' + e.message + ')'
+      }
+      out[name] = outcome
+      try { await s.close() } catch {}
+    }
+    expect(reached >= 2, 'too few variants reached a call (the check could not fail): ' + JSON.stringify(out))
+    // the contrast: the token in an accepted initialize opens the stream
+    const { s, f } = await open()
+    await init(s, f, true)
+    s.send(frame({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { x: 1 } } }))
+    const c = await f.next()
+    expect(c.result && c.result.isError === false, 'accepted initialize with the token: ' + JSON.stringify(c))
+    await s.close()
+    return out
+  },
+  async dup_keys () {
+    const { s, f } = await open()
+    await init(s, f, true)
+    s.send(frame(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"task_queue.rpc","arguments":{"op":"status","op":"cache.delete","key":"k"}}}`))
+    const r = await f.next()
+    const detail = r && r.error && r.error.data && r.error.data.detail
+    expect(r.error && r.error.code === -32003 && r.error.message === 'invalid_json' && String(detail).includes('duplicate'), JSON.stringify(r))
+    expect((await f.next()) === null, 'stream still open')
+    return detail
+  },
+  async nul () {
+    const { s, f } = await open()
+    await init(s, f, true)
+    s.send(frame(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"s":"a\\u0000b"}}}`))
+    const r = await f.next()
+    const got = r.result && r.result.structuredContent && r.result.structuredContent.s
+    expect(got === 'a\u0000b', 'echo of a NUL string: ' + JSON.stringify(r))
+    s.send(frame(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo\\u0000x","arguments":{}}}`))
+    const e = await f.next()
+    expect(e.error && e.error.code === -32600 && /NUL/.test(e.error.message) && /params\.name/.test(e.error.message), 'NUL in the tool name: ' + JSON.stringify(e))
+    s.send(frame({ jsonrpc: '2.0', id: 4, method: 'ping' }))
+    const p = await f.next()
+    expect(p && p.id === 4 && p.result, 'still usable: ' + JSON.stringify(p))
+    await s.close()
+    return e.error.message
   },
   async ratelimit () {
     const { s, f } = await open()
