@@ -11,6 +11,9 @@
  * Paths are for the operator: with_paths false (a remote caller without the admin scope) gives
  * the state and the error code only.
  *
+ * Not done: the TaskQueue op table's errors (P2P `submit`, `cache.get`, …: taskq/table.c) carry
+ * the error code only; the reason and the file are in the P2P `status` detail.
+ *
  * Ownership and threads: stateless; the handles are borrowed and may be NULL. Every function is
  * thread-safe (the stores' health is). Replies are new references. */
 #ifndef PEERMCP_STORE_HEALTH_H

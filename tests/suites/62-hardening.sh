@@ -26,6 +26,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   sleep 0.3
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  umount "$tmp/n10/mnt" 2>/dev/null
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -174,6 +175,27 @@ done < <(timeout 600 python3 "$root/tests/suites/hardening/store_breaks.py" "$bi
 [ -s "$tmp/n10/driver.err" ] && { echo "driver stderr:"; tail -5 "$tmp/n10/driver.err"; }
 [ -f "$tmp/n10/a.pid" ] && pids+=("$(cat "$tmp/n10/a.pid")")
 if grep -q '"queue: storage broken"' "$tmp/n10/a.err"; then ok "10: the node logged the broken queue"; else ko "10: the node logged the broken queue"; fi
+
+# ---- item 10, a full disk while serving (root only: a 2 MiB tmpfs holds the queue and the cache)
+mnt="$tmp/n10/mnt"
+mkdir -p "$mnt"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=2m,mode=0700 tmpfs "$mnt" 2>/dev/null; then
+  mkdir -p -m 700 "$tmp/n10/f" "$mnt/q"
+  cat >"$tmp/n10/a.json" <<EOF
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "workers": 0}, "mcp_tasks": {"runner": false},
+ "http": {"listen": ["127.0.0.1:0"]}, "queue": {"path": "$mnt/q/queue.sqlite3"}, "cache": {"dir": "$mnt/cache"}}
+EOF
+  rm -rf "$tmp/n10/a" && mkdir -m 700 "$tmp/n10/a"
+  while IFS= read -r line; do
+    name=$(jget 'd["check"]' <<<"$line")
+    if [ "$(jget 'd["ok"]' <<<"$line")" = True ]; then ok "$name"; else ko "$name" "$(jget 'd["detail"]' <<<"$line" | head -c 600)"; fi
+  done < <(timeout 600 python3 "$root/tests/suites/hardening/store_breaks.py" "$bin" "$tmp/n10" full "$mnt" 2>"$tmp/n10/driver2.err")
+  [ -s "$tmp/n10/driver2.err" ] && { echo "driver stderr:"; tail -5 "$tmp/n10/driver2.err"; }
+  [ -f "$tmp/n10/a.pid" ] && pids+=("$(cat "$tmp/n10/a.pid")")
+  umount "$mnt" 2>/dev/null || umount -l "$mnt"
+else
+  echo "SKIP 10 (full disk): needs root and tmpfs mounts"
+fi
 
 echo "hardening: $pass passed, $fail failed"
 [ "$fail" = 0 ]

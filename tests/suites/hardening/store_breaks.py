@@ -1,10 +1,14 @@
 # Issue 9 item 10 through the real interfaces: a node serving MCP on stdio (this script is its
 # client), HTTP and the metrics listener, P2P with a trusted CLI peer. Its stores are broken
 # under it while it runs; every check prints one JSON line {"check", "ok", "detail"}.
-# argv: peermcp binary, temp dir (a/ = the node's state dir, c/ = the trusted CLI's).
+# argv: peermcp binary, temp dir (a/ = the node's state dir, c/ = the trusted CLI's), and
+# optionally "full MOUNT": the node's queue and cache live on a small tmpfs at MOUNT, which is
+# filled up under it and then freed (disk full while serving, and recovery).
 import json, os, subprocess, sys, time, urllib.request, urllib.error
 
 binp, tmp = sys.argv[1:3]
+mode = sys.argv[3] if len(sys.argv) > 3 else "break"
+mnt = sys.argv[4] if len(sys.argv) > 4 else None
 state = tmp + "/a"
 p = subprocess.Popen([binp, "serve", "--config", tmp + "/a.json", "--state-dir", state, "--log-level", "info",
                       "--metrics-listen", "127.0.0.1:0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -61,6 +65,43 @@ try:
     qpath, cdir = state + "/queue.sqlite3", state + "/cache"
     rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "suite", "version": "1"}})
     p.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n"); p.stdin.flush()
+    if mode == "full":
+        qpath, cdir = mnt + "/q/queue.sqlite3", mnt + "/cache"
+        r, e = tool("cache_set", {"key": "before", "value": "x"})
+        out("10 (full disk): healthy at first", not e and get(hurl)[0] == 200, r)
+        filler = mnt + "/filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        r, e = tool("cache_set", {"key": "big", "value": "v" * 200000})
+        out("10 (full disk): cache_set answers disk_full with the cause, the reason naming the file, and the path",
+            e and r.get("error") == "disk_full" and r.get("path") == cdir and cdir in r.get("reason", ""), r)
+        body = wait_for(lambda: (lambda sb: sb[1] if sb[0] == 503 and "cache:" in sb[1] else None)(get(hurl)), 30)
+        out("10 (full disk): /readyz is 503 while the cache cannot write", body, body)
+        rs = []
+        for i in range(40):  # fill the WAL's free pages until SQLite meets the full disk
+            r, e = tool("task_submit", {"task_type": "nobody.runs.this", "payload": {"pad": "p" * 20000, "i": i}})
+            rs.append(r)
+            if e: break
+        out("10 (full disk): task_submit answers disk_full naming the queue file",
+            e and r.get("error") == "disk_full" and r.get("path") == qpath and qpath in r.get("reason", ""), rs[-1])
+        info, _ = tool("server_info", {})
+        st = info.get("storage", {})
+        out("10 (full disk): server_info says both are down with disk_full",
+            st.get("queue", {}).get("error") == "disk_full" and st.get("cache", {}).get("error") == "disk_full", st)
+        os.unlink(filler)
+        r, e = tool("cache_set", {"key": "after", "value": "y"})
+        r2, e2 = tool("task_submit", {"task_type": "nobody.runs.this", "payload": {"after": True}})
+        out("10 (full disk): space freed: writes succeed again", not e and not e2, [r, r2])
+        s_, body = get(hurl)
+        info, _ = tool("server_info", {})
+        out("10 (full disk): …and the node is ready again (a store is down only until an operation succeeds)",
+            s_ == 200 and info.get("storage", {}).get("ok") is True, [s_, body, info.get("storage")])
+        raise SystemExit(0)
 
     # ---- healthy ----
     info, _ = tool("server_info", {})
