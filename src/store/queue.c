@@ -927,6 +927,7 @@ static void aop_free(aop *a) {
 static void aop_done(tq_op *op) {
   aop *a = (aop *)op;
   qm_record(op->kind, op->rc, false);
+  health_note(a->q, op->rc);
   if (op->kind == TQOP_HEARTBEAT) a->hb_cb(op->rc, &op->hb, a->ud);
   else a->done_cb(op->rc, a->ud);
   aop_free(a);
@@ -952,7 +953,8 @@ static aop *aop_new(tq_op_kind kind, const char *task_id, const tq_fence *f, int
 
 static int aop_enqueue(tq_queue *q, aop *a) {
   a->q = q;
-  int rc = q->ops->enqueue(q->be, &a->op);
+  int rc = broken_of(q); /* the file is known broken: writes refused (run_sync) */
+  if (rc == 0) rc = q->ops->enqueue(q->be, &a->op);
   if (rc < 0) aop_free(a);
   return rc;
 }
@@ -1087,6 +1089,7 @@ static void aclaim_done(tq_op *op) {
   aclaim *c = (aclaim *)op;
   tq_queue *q = c->q;
   qm_record(TQOP_CLAIM, op->rc, op->n_tasks == 0);
+  health_note(q, op->rc);
   if (c->id) {
     pthread_mutex_lock(&q->wmu);
     bool targeted = c->targeted;
@@ -1145,6 +1148,7 @@ int tq_claim_next_async(tq_queue *q, const tq_claim_opts *o, double wait_s, tq_c
   if (!cb) return -EINVAL;
   int rc = check_claim_opts(o);
   if (rc < 0) return rc;
+  if ((rc = broken_of(q)) != 0) return rc; /* a claim writes: refused on a broken file */
   aclaim *c = calloc(1, sizeof *c);
   if (!c) return -ENOMEM;
   c->q = q;
