@@ -22,21 +22,19 @@
 #include "auth/auth.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "support/tmpdir.h"
 
-static char g_dir[256];
+static char g_dir[TS_TMPDIR_MAX];
 
 static int setup(void **state) {
   (void)state;
-  snprintf(g_dir, sizeof g_dir, "/tmp/peermcp-nodetest-XXXXXX");
-  assert_non_null(mkdtemp(g_dir));
+  ts_tmpdir_make(g_dir, "nodetest");
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ts_tmpdir_remove(g_dir), 0);
   log_set_fd(2);
   log_set_level(LOG_WARNING);
   return 0;
