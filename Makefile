@@ -6,7 +6,7 @@ PEERMCP_ARGS ?=
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 
-.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-service bench-http bench-dht bench-auth soak clean install
+.PHONY: all deps test-deps run check unit fuzz bench-mcp bench-store bench-p2p bench-p2p-call bench-service bench-http bench-dht bench-auth soak clean install
 
 all: deps
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release -Dtests=disabled >/dev/null
@@ -54,6 +54,10 @@ bench-store: all
 
 bench-p2p: test-deps all
 	@bash bench/p2p/run.sh
+
+# the same echo call over stdio and over /mcp+p2p/1.0.0 in one run, + callgrind (issue 11 §3)
+bench-p2p-call: all
+	@bash bench/p2p/call.sh
 
 bench-service: test-deps all
 	@bash bench/service/run.sh

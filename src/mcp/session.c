@@ -74,7 +74,7 @@ static bool sess_deliver(mcp_session *s, mcp_out_kind kind, const json_t *reques
   const char *p = jwrite_ptr(&s->out);
   size_t n = jwrite_len(&s->out);
   char *text = NULL;
-  if (!s->o.write) { /* `send` and `route` take a malloc'd string */
+  if (!s->o.write && !(s->o.route && s->o.route_borrowed)) { /* `send` and `route` take a malloc'd string */
     if (!(text = malloc(n + 1))) return false;
     memcpy(text, p, n);
     text[n] = 0;
@@ -85,7 +85,7 @@ static bool sess_deliver(mcp_session *s, mcp_out_kind kind, const json_t *reques
     s->o.write(s->o.send_ud, p, n);
   } else if (s->o.route) {
     mcp_session_out out = {.kind = kind, .request_id = request_id, .error_code = error_code, .modern = modern};
-    s->o.route(s->o.send_ud, &out, text, n);
+    s->o.route(s->o.send_ud, &out, text ? text : (char *)p, n);
   } else {
     s->o.send(s->o.send_ud, text, n);
   }
@@ -567,8 +567,17 @@ static void call_done_work(sess_req *r, const mcp_call_outcome *o) {
   mcp_session_shaped shaped = {0};
   req_ctx rc = sess_rc_of(r);
   json_t *content = ran ? mcp_reqctx_content(r->ctx) : NULL;
-  if (!s->o.result_shaper && !content && o->status == MCP_DISPATCH_OK && !alloc_oom_seen() &&
-      !(o->tool && mcp_tool_output_schema(o->tool)) && call_reply_fast(s, r, o)) {
+  /* The transport's shaper first, on the outcome as it came (its envelope may still be lazy:
+   * a shaper that reads it calls mcp_call_outcome_envelope), so a call it leaves alone takes
+   * the fast path below like any other. */
+  if (s->o.result_shaper && s->o.result_shaper(s->o.hook_ud, o, &shaped)) {
+    if (shaped.result) sess_reply(s, &rc, shaped.result, false);
+    else sess_reply_err(s, &rc, shaped.code ? shaped.code : RPC_INTERNAL_ERROR, shaped.message, NULL);
+    sess_req_done(s, r);
+    return;
+  }
+  if (!content && o->status == MCP_DISPATCH_OK && !alloc_oom_seen() && !(o->tool && mcp_tool_output_schema(o->tool)) &&
+      call_reply_fast(s, r, o)) {
     sess_req_done(s, r);
     return;
   }
@@ -580,10 +589,7 @@ static void call_done_work(sess_req *r, const mcp_call_outcome *o) {
     return;
   }
   o = &full;
-  if (s->o.result_shaper && s->o.result_shaper(s->o.hook_ud, o, &shaped)) {
-    if (shaped.result) sess_reply(s, &rc, shaped.result, false);
-    else sess_reply_err(s, &rc, shaped.code ? shaped.code : RPC_INTERNAL_ERROR, shaped.message, NULL);
-  } else if (o->status == MCP_DISPATCH_UNKNOWN_TOOL) {
+  if (o->status == MCP_DISPATCH_UNKNOWN_TOOL) {
     const char *tool = json_string_value(json_object_get(o->envelope, "tool"));
     char msg[200];
     snprintf(msg, sizeof msg, "Unknown tool: %.128s", tool ? tool : "");

@@ -147,8 +147,11 @@ typedef bool (*mcp_session_tool_filter)(void *ud, const mcp_tool *tool, const mc
  * keys. params may be NULL. */
 typedef void (*mcp_session_init_decorator)(void *ud, mcp_session *s, const json_t *params, json_t *result);
 
-/* How a tools/call outcome is answered. Return false for the standard answer (a
- * CallToolResult, or -32602 for an unknown tool); return true after setting either
+/* How a tools/call outcome is answered. Called first, with the outcome as the dispatcher gave
+ * it: its envelope may be NULL for a success (call mcp_call_outcome_envelope to read it; a
+ * shaper that leaves a success alone lets it take the direct-to-buffer answer). Return false
+ * for the standard answer (a CallToolResult, or -32602 for an unknown tool); return true after
+ * setting either
  * out->result (a new reference: the result object, era fields are still added) or
  * out->code + out->message (a static string) for a JSON-RPC error. */
 typedef struct mcp_session_shaped {
@@ -176,6 +179,9 @@ typedef struct mcp_session_opts {
   mcp_session_send_fn send;   /* required unless `route` or `write` is set */
   mcp_session_write_fn write; /* optional: replaces `send` (borrowed bytes) */
   mcp_session_route_fn route; /* optional: replaces `send`, with per-request routing (above) */
+  bool route_borrowed;        /* `route` gets borrowed bytes (valid during the call only, not to
+                                 be freed) instead of a malloc'd copy: saves an allocation and
+                                 a copy per message */
   void *send_ud;              /* handed to send / write / route */
   mcp_session_method_hook hook; /* may be NULL */
   void *hook_ud;

@@ -3,10 +3,11 @@
 #include "service/frame.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "mcp/session.h"
-#include "util/alloc.h"
+#include "util/jparse.h"
 #include "util/jwrite.h"
 
 const char *svc_frame_status_str(svc_frame_status st) {
@@ -25,23 +26,31 @@ bool svc_json_has_nul(const json_t *v) {
   return json_is_string(v) && memchr(json_string_value(v), 0, json_string_length(v)) != NULL;
 }
 
+/* jansson's nesting ceiling (JSON_PARSER_MAX_DEPTH), kept so the same frames are refused as
+ * before util/jparse parsed them. */
+#define SVC_FRAME_MAX_DEPTH 2048
+
 /* Parses a complete body. An empty body is invalid JSON (json.loads("") fails). Duplicate keys
  * are refused (an op or a token must not mean one thing to one reader and another to the
  * next); escaped NULs are kept in string values. detail (detail_cap bytes) gets jansson's
  * reason on a refusal. */
-static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out, char *detail, size_t detail_cap) {
-  json_error_t jerr;
+static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out, char *detail, size_t detail_cap,
+                                    bool *has_nul) {
   *out = NULL;
+  *has_nul = false;
   detail[0] = 0;
   if (n == 0) return SVC_FRAME_INVALID_JSON;
-  bool oom;
-  json_t *v = alloc_json_loadb((const char *)p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr,
-                               &oom);
-  if (oom) return SVC_FRAME_NOMEM; /* our failure, not a verdict on the peer's bytes */
-  if (!v) {
-    size_t l = strnlen(jerr.text, detail_cap - 1); /* jansson's reason, cut to fit */
-    memcpy(detail, jerr.text, l);
-    detail[l] = 0;
+  /* util/jparse: the hot path's parser (no per-character callback), with jansson's
+   * JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL semantics and jansson's nesting ceiling (a message
+   * nested deeper than the session's own limit is refused by the session, the stream stays) */
+  jparse_error jerr;
+  json_t *v;
+  unsigned found = 0;
+  int rc = jparse_flags((const char *)p, n, SVC_FRAME_MAX_DEPTH, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, &v, &jerr,
+                        &found);
+  if (rc == -ENOMEM) return SVC_FRAME_NOMEM; /* our failure, not a verdict on the peer's bytes */
+  if (rc != 0) {
+    snprintf(detail, detail_cap, "%s (at byte %zu)", jerr.text, jerr.position);
     return SVC_FRAME_INVALID_JSON;
   }
   if (!json_is_object(v)) {
@@ -49,6 +58,7 @@ static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out, ch
     return SVC_FRAME_INVALID_MSG;
   }
   *out = v;
+  *has_nul = found & JPARSE_FOUND_NUL;
   return SVC_FRAME_READY;
 }
 
@@ -124,7 +134,8 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
     }
     /* Complete frame. */
     json_t *v;
-    svc_frame_status st = frame_parse(buf_ptr(&d->body), buf_len(&d->body), &v, d->detail, sizeof d->detail);
+    svc_frame_status st =
+        frame_parse(buf_ptr(&d->body), buf_len(&d->body), &v, d->detail, sizeof d->detail, &d->ready_nul);
     d->hdr_have = 0;
     d->want = 0;
     /* a large body's memory goes back now, not when the next large frame replaces it */
@@ -147,6 +158,8 @@ json_t *svc_frame_dec_take(svc_frame_dec *d) {
   d->ready = NULL;
   return v;
 }
+
+bool svc_frame_dec_last_has_nul(const svc_frame_dec *d) { return d->ready_nul; }
 
 int svc_frame_encode(buf *out, const json_t *msg, size_t max) {
   if (!msg) return -EINVAL;
@@ -201,7 +214,8 @@ static svc_frame_status ndjson_complete(svc_ndjson_dec *d) {
   const uint8_t *p = buf_ptr(&d->line);
   while (n && (p[n - 1] == '\n' || p[n - 1] == '\r')) n--;
   json_t *v;
-  svc_frame_status st = frame_parse(p, n, &v, d->detail, sizeof d->detail);
+  bool has_nul;
+  svc_frame_status st = frame_parse(p, n, &v, d->detail, sizeof d->detail, &has_nul);
   d->done = 1;
   if (st != SVC_FRAME_READY) {
     d->err = st;

@@ -6,7 +6,7 @@
  * Decoders take bytes in whatever pieces the transport delivers (down to one byte at a time)
  * and hand out parsed JSON objects. Parsing refuses duplicate object keys anywhere in a message
  * ({"op":"get","op":"cancel"} is invalid_json: no "last one wins" for op or token) and accepts
- * escaped NULs (\u0000) inside string values (jansson's JSON_ALLOW_NUL; Python peers send
+ * escaped NULs (\u0000) inside string values (JSON_ALLOW_NUL semantics, util/jparse; Python peers send
  * them); a NUL in an object key is invalid_json. Where a string must be a C string (a method,
  * a tool or op name, a token) the consumer refuses NULs itself (svc_json_has_nul). The declared length of a u32 frame is checked against the
  * decoder's ceiling *before* any body byte is buffered or allocated. A decoder that reported an
@@ -53,7 +53,8 @@ typedef struct svc_frame_dec {
   size_t max; /* inbound ceiling on the declared length */
   json_t *ready;
   svc_frame_status err; /* sticky once negative */
-  char detail[120];     /* why a body was refused (jansson's text), "" if not known */
+  char detail[120];     /* why a body was refused (the parser's text and byte offset), "" if not known */
+  bool ready_nul;       /* the last frame parsed holds a NUL (\u0000) in a string value */
 } svc_frame_dec;
 
 /* max = 0 means SVC_FRAME_DEFAULT_MAX. Allocates nothing. */
@@ -67,6 +68,9 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
     __attribute__((warn_unused_result));
 /* The ready frame (a JSON object, new reference), or NULL when none is ready. */
 json_t *svc_frame_dec_take(svc_frame_dec *d);
+/* Whether the last frame that became ready holds a NUL (\u0000) in some string value: when
+ * false, no field of it needs svc_json_has_nul. */
+bool svc_frame_dec_last_has_nul(const svc_frame_dec *d);
 /* True while a frame is partially received (EOF now would be "eof", not "empty"). */
 int svc_frame_dec_mid_frame(const svc_frame_dec *d);
 /* Changes the ceiling on declared lengths (applies from the next header; a frame whose header

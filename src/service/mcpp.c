@@ -159,13 +159,11 @@ static void note_reply_size(svc_mcpp_conn *c, size_t len) {
   if (c->reply_est < SVC_MCPP_EST_MIN) c->reply_est = SVC_MCPP_EST_MIN;
 }
 
-/* The session's output (compact ASCII JSON, one message, with where it belongs) → one frame. */
+/* The session's output (compact ASCII JSON, one message, with where it belongs; borrowed:
+ * route_borrowed) → one frame. */
 static void on_route(void *ud, const mcp_session_out *o, char *msg, size_t len) {
   svc_mcpp_conn *c = ud;
-  if (c->closing) {
-    free(msg);
-    return;
-  }
+  if (c->closing) return;
   int rc = 0;
   const json_t *id = o->kind == MCP_OUT_RESPONSE ? (o->request_id ? o->request_id : json_null()) : NULL;
   /* an error (an output_budget_exceeded above all) says nothing of what the calls weigh: were
@@ -185,7 +183,6 @@ static void on_route(void *ud, const mcp_session_out *o, char *msg, size_t len) 
   } else {
     rc = frame_text(&c->out, msg, len);
   }
-  free(msg);
   if (rc != 0) {
     /* Output ceiling reached (the peer does not read) or ENOMEM: give up on the stream. */
     COUNT(st_internal);
@@ -260,7 +257,7 @@ static void init_decorator(void *ud, mcp_session *s, const json_t *params, json_
 
 static const char *outcome_tool(const mcp_call_outcome *o) {
   if (o->tool) return mcp_tool_def_of(o->tool)->name;
-  return json_string_value(json_object_get(o->envelope, "tool"));
+  return json_string_value(json_object_get(mcp_call_outcome_envelope(o), "tool"));
 }
 
 static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shaped *out) {
@@ -286,10 +283,11 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
     out->message = "shutting_down";
   } else if (tool && strcmp(tool, TASKQ_RPC_TOOL) == 0) {
     json_t *content;
-    if (o->status == MCP_DISPATCH_OK && json_object_get(o->envelope, "result")) {
-      content = json_incref(json_object_get(o->envelope, "result"));
+    json_t *env = mcp_call_outcome_envelope(o); /* NULL (out of memory): the error below */
+    if (o->status == MCP_DISPATCH_OK && json_object_get(env, "result")) {
+      content = json_incref(json_object_get(env, "result"));
     } else {
-      const json_t *e = json_object_get(o->envelope, "error");
+      const json_t *e = json_object_get(env, "error");
       content = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
                           o->status == MCP_DISPATCH_TIMEOUT ? "timeout"
                           : o->status == MCP_DISPATCH_BUSY  ? "busy"
@@ -310,9 +308,9 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
 /* A TaskQueue `wait` (it holds no thread: taskq/rpc_tool.h) or a `claim` that may wait for work
  * (`wait_s` > 0: a worker keeps several open, and its completes must not queue behind them):
  * not counted against the peer's share of the workers; each has its own per-caller cap. */
-static bool is_wait_op(const char *tool, const json_t *args) {
+static bool is_wait_op(const char *tool, const json_t *params) {
   if (strcmp(tool, TASKQ_RPC_TOOL) != 0) return false;
-  const json_t *msg = taskq_rpc_message(args);
+  const json_t *msg = taskq_rpc_message(json_object_get(params, "arguments"));
   const json_t *op = json_object_get(msg, "op");
   if (!json_is_string(op)) return false;
   taskq_op o = taskq_op_parse(json_string_value(op));
@@ -397,6 +395,7 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
       .call_timeout_ms = c->env.call_timeout_ms,
       .max_inflight = c->env.max_inflight,
       .route = on_route,
+      .route_borrowed = true,
       .send_ud = c,
       .hook = method_hook,
       .hook_ud = c,
@@ -618,7 +617,7 @@ static void answer_held(svc_mcpp_conn *c, int code, const char *message) {
   }
 }
 
-static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes) {
+static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes, bool has_nul) {
   const json_t *id = json_object_get(msg, "id"); /* notifications have no "id" key */
   double cost = frame_cost(c);
   c->frame_budget += cost;
@@ -640,7 +639,7 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes) {
     }
     return;
   }
-  const char *bad = nul_field(msg);
+  const char *bad = has_nul ? nul_field(msg) : NULL; /* no NUL anywhere (the parser says): none to find */
   if (bad) {
     /* a NUL would cut the C string the name becomes (echo\u0000x would call echo) */
     if (id && !svc_json_has_nul(id)) {
@@ -679,7 +678,7 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes) {
   if (call && id && mcp_session_ready(c->sess) && c->env.may_start) {
     const json_t *params = json_object_get(msg, "params");
     const json_t *name = json_object_get(params, "name");
-    bool waits = json_is_string(name) && is_wait_op(json_string_value(name), json_object_get(params, "arguments"));
+    bool waits = json_is_string(name) && is_wait_op(json_string_value(name), params);
     if (json_is_string(name) && !waits && (c->held || !c->env.may_start(c->env.ud))) {
       hold_call(c, msg, frame_bytes);
       return;
@@ -724,7 +723,7 @@ int svc_mcpp_feed_some(svc_mcpp_conn *c, const uint8_t *data, size_t len, size_t
     if (st == SVC_FRAME_READY) {
       c->frame_since_ms = svc_frame_dec_mid_frame(&c->dec) ? clock_mono_ms() : 0;
       json_t *msg = svc_frame_dec_take(&c->dec);
-      handle_frame(c, msg, used + 256);
+      handle_frame(c, msg, used + 256, svc_frame_dec_last_has_nul(&c->dec));
       json_decref(msg);
       continue;
     }

@@ -17,7 +17,9 @@
 typedef struct ctx {
   const unsigned char *start, *p, *end;
   int depth, max_depth;
-  int rc; /* first error */
+  unsigned flags; /* JPARSE_* */
+  unsigned found; /* JPARSE_FOUND_* */
+  int rc;         /* first error */
   jparse_error *err;
   char *heap; /* scratch for long escaped strings */
   size_t heap_cap;
@@ -108,7 +110,7 @@ static size_t put_utf8(char *o, unsigned cp) {
 
 /* Reads a string at c->p (just past the opening quote). On success *s and *len point at its
  * content: into the input when it has no escape, else into `stack` or c->heap (decoded). */
-static bool read_string(ctx *c, char *stack, const char **s, size_t *len) {
+static bool read_string(ctx *c, char *stack, const char **s, size_t *len, bool nul_ok) {
   const unsigned char *p = c->p, *end = c->end, *begin = p;
   /* pass 1: validate, find the end, and see whether anything needs decoding */
   bool escaped = false;
@@ -133,7 +135,10 @@ static bool read_string(ctx *c, char *stack, const char **s, size_t *len) {
       if (end - p < 6) return fail(c, -EINVAL, p, "unexpected end of input in a \\u escape"), false;
       int cp = hex4(p + 2);
       if (cp < 0) return fail(c, -EINVAL, p, "invalid \\u escape"), false;
-      if (cp == 0) return fail(c, -EINVAL, p, "\\u0000 is not allowed"), false;
+      if (cp == 0 && nul_ok) c->found |= JPARSE_FOUND_NUL;
+      if (cp == 0 && !nul_ok)
+        return fail(c, -EINVAL, p, c->flags & JPARSE_ALLOW_NUL ? "NUL byte in object key not supported" : "\\u0000 is not allowed"),
+               false;
       if (cp >= 0xd800 && cp <= 0xdbff) {
         int lo = end - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
         if (lo < 0xdc00 || lo > 0xdfff) return fail(c, -EINVAL, p, "invalid Unicode surrogate pair"), false;
@@ -288,7 +293,7 @@ static json_t *parse_object(ctx *c) {
     char stack[SCRATCH_STACK];
     const char *k;
     size_t klen;
-    if (!read_string(c, stack, &k, &klen)) break;
+    if (!read_string(c, stack, &k, &klen, false)) break; /* a key is a C string: no NUL */
     /* a decoded key in the shared heap scratch would be overwritten by the value's strings
      * (one in `stack` or in the input stays put) */
     char *kheap = NULL;
@@ -311,6 +316,12 @@ static json_t *parse_object(ctx *c) {
     json_t *v = parse_value(c);
     if (!v) {
       free(kheap);
+      break;
+    }
+    if ((c->flags & JPARSE_REJECT_DUPLICATES) && json_object_getn(obj, k, klen)) {
+      json_decref(v);
+      free(kheap);
+      fail(c, -EINVAL, c->p, "duplicate object key");
       break;
     }
     int set = json_object_setn_new_nocheck(obj, k, klen, v); /* takes v, also on failure */
@@ -399,7 +410,7 @@ static json_t *parse_value(ctx *c) {
     char stack[SCRATCH_STACK];
     const char *s;
     size_t len;
-    if (!read_string(c, stack, &s, &len)) return NULL;
+    if (!read_string(c, stack, &s, &len, c->flags & JPARSE_ALLOW_NUL)) return NULL;
     json_t *j = json_stringn_nocheck(s, len);
     return j ? j : OOM(c);
   }
@@ -420,9 +431,15 @@ static json_t *parse_value(ctx *c) {
 }
 
 int jparse(const char *p, size_t n, int max_depth, json_t **out, jparse_error *err) {
+  return jparse_flags(p, n, max_depth, 0, out, err, NULL);
+}
+
+int jparse_flags(const char *p, size_t n, int max_depth, unsigned flags, json_t **out, jparse_error *err,
+                 unsigned *found) {
   *out = NULL;
+  if (found) *found = 0;
   ctx c = {.start = (const unsigned char *)p, .p = (const unsigned char *)p, .end = (const unsigned char *)p + n,
-           .max_depth = max_depth, .err = err};
+           .max_depth = max_depth, .flags = flags, .err = err};
   if (err) {
     err->position = 0;
     err->text[0] = 0;
@@ -440,5 +457,6 @@ int jparse(const char *p, size_t n, int max_depth, json_t **out, jparse_error *e
   free(c.heap);
   if (!v) return c.rc ? c.rc : -EINVAL;
   *out = v;
+  if (found) *found = c.found;
   return 0;
 }

@@ -41,4 +41,19 @@ typedef struct jparse_error {
 int jparse(const char *p, size_t n, int max_depth, json_t **out, jparse_error *err)
     __attribute__((warn_unused_result));
 
+/* The same with options, each matching the jansson decoding flag of the same name (the
+ * /mcp+p2p/1.0.0 frames use both, service/frame.c):
+ *  JPARSE_REJECT_DUPLICATES  a key repeated in one object is an error ("duplicate object key")
+ *                            instead of replacing the earlier value;
+ *  JPARSE_ALLOW_NUL          \u0000 is allowed in string values (the string's length says where
+ *                            it ends); an object key holding one is still an error ("NUL byte
+ *                            in object key not supported"), as in jansson.
+ * found (may be NULL) gets what the text held, on success: JPARSE_FOUND_NUL when a string
+ * value holds a NUL (so a reader that must refuse NULs in some fields looks only then). */
+#define JPARSE_REJECT_DUPLICATES 0x1u
+#define JPARSE_ALLOW_NUL 0x2u
+#define JPARSE_FOUND_NUL 0x1u
+int jparse_flags(const char *p, size_t n, int max_depth, unsigned flags, json_t **out, jparse_error *err,
+                 unsigned *found) __attribute__((warn_unused_result));
+
 #endif

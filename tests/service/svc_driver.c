@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -121,7 +122,8 @@ static void issue(svc_client *c) {
   r->t0 = clock_mono_us();
   int rc;
   if (strcmp(mode, "bench") == 0) {
-    json_t *args = json_pack("{s:i}", "i", (int)r->idx);
+    /* the arguments bench/mcp/driver.c sends over stdio: the two are compared (bench/p2p/call.sh) */
+    json_t *args = json_pack("{s:s, s:i}", "text", "hello", "n", (int)r->idx);
     rc = svc_client_call_tool(c, tool, args, false, 0, on_reply, r);
     json_decref(args);
   } else {
@@ -476,8 +478,13 @@ int main(int argc, char **argv) {
   } else {
     return 2;
   }
+  struct rusage ru0, ru1;
+  getrusage(RUSAGE_SELF, &ru0);
   while (done_ok + done_err < n) uv_run(&loop, UV_RUN_ONCE);
   int64_t el = clock_mono_us() - t0;
+  getrusage(RUSAGE_SELF, &ru1);
+  double drv_cpu_us = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e6 +
+                      (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
 
   uint64_t streams_total = 0;
   for (long i = 0; i < n_clients; i++) {
@@ -488,10 +495,10 @@ int main(int argc, char **argv) {
   qsort(lat_us, (size_t)done_ok, sizeof *lat_us, cmp_i64);
   int64_t p50 = done_ok ? lat_us[done_ok / 2] : 0, p99 = done_ok ? lat_us[(done_ok * 99) / 100] : 0;
   printf("{\"mode\":\"%s\",\"n\":%ld,\"ok\":%ld,\"failed\":%ld,\"conns\":%ld,\"inflight\":%ld,\"streams_opened\":%llu,"
-         "\"elapsed_ms\":%.1f,\"per_s\":%.1f,\"p50_us\":%lld,\"p99_us\":%lld}\n",
+         "\"elapsed_ms\":%.1f,\"per_s\":%.1f,\"p50_us\":%lld,\"p99_us\":%lld,\"driver_cpu_us_per_call\":%.2f}\n",
          mode, n, done_ok, done_err, !strcmp(mode, "bench") || !strcmp(mode, "tasks") ? conns : 1, inflight,
          (unsigned long long)streams_total, el / 1000.0, el > 0 ? done_ok * 1e6 / el : 0.0, (long long)p50,
-         (long long)p99);
+         (long long)p99, n > 0 ? drv_cpu_us / (double)n : 0.0);
   fflush(stdout);
   for (long i = 0; i < n_clients; i++) svc_client_close(clients[i]);
   int nh = 0;

@@ -8,7 +8,9 @@
  * Data path out: stream queues → Yamux output (soft-limited) → noise_encrypt straight into a
  * buffer lent by the transport → p2p_transport_write, while the transport is writable (TCP:
  * fewer than conn_write_queue_max bytes in flight). Data path in: transport on_read →
- * noise_feed → yamux_session_feed → stream.c. */
+ * noise_feed → yamux_session_feed → stream.c. Whatever the streams write while a read is
+ * being handled is flushed once when it is done: one Noise frame (up to 64 KiB) and one write
+ * per read, not one per reply. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +62,7 @@ static int conn_send_plain(p2p_conn *c, const uint8_t *p, size_t n) {
 
 void conn_flush(p2p_conn *c) {
   if (c->state != CONN_READY || !c->ymx) return;
+  if (c->in_read) return; /* c_on_read flushes once at its end */
   if (c->flushing) {
     c->flush_again = true;
     return;
@@ -258,7 +261,10 @@ static void c_on_read(void *ud, const uint8_t *data, size_t len) {
   p2p_conn *c = ud;
   if (c->state == CONN_CLOSED) return;
   c->got_bytes = true;
+  c->in_read++;
   int rc = conn_feed_wire(c, data, len);
+  c->in_read--;
+  if (rc >= 0 && c->state == CONN_READY) conn_flush(c); /* one write for the whole read */
   if (rc < 0) {
     if (c->state == CONN_READY) conn_flush(c); /* a GoAway(protocol error) may be queued */
     conn_close(c, rc);

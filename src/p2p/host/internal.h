@@ -187,6 +187,9 @@ struct p2p_conn {
   char dial_key[MULTIADDR_STR_MAX];     /* back-off key for outbound dials */
   buf plain;              /* decrypted bytes waiting for the current stage */
   bool flushing, flush_again;
+  int in_read;            /* inside the transport's on_read: conn_flush waits for its end, so
+                             everything the read's frames caused (replies, window updates, on
+                             every stream) leaves as one Noise frame and one write */
   bool draining;          /* GoAway sent or received: close when no streams remain */
   int64_t drain_deadline_ms; /* after our GoAway: close even if streams remain (0 = none) */
   bool was_ready;         /* reached CONN_READY once */

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# `make bench-p2p-call` (issue 11 §3): the same trivial tools/call (`echo`, PEERMCP_TEST_TOOLS=1,
+# arguments {"text":"hello","n":i}) made in ONE run
+#   - locally over stdio: mcp_bench_driver (bench/mcp/driver.c, C, pipelined) against
+#     `peermcp serve --no-p2p`, 1 and 16 in flight;
+#   - remotely over /mcp+p2p/1.0.0 on one connection: svc_bench_driver (tests/service/svc_driver.c,
+#     C, speaking libp2p through src/service/client.c) against `peermcp serve --no-stdio` (the
+#     node's default limits, the driver's PeerId trusted), 1 and 16 in flight;
+# and reports calls/s, p50/p99 and the server's CPU per call (/proc/PID/stat, all threads) for
+# each, and the ratios remote/stdio. Then, unless BENCH_PROFILE=0 or valgrind is missing, the
+# server's instructions per remote call under callgrind: `peermcp serve --no-stdio` driven with
+# 2,000 and 12,000 calls (16 in flight, one connection); (total₂ − total₁) / 10,000, start-up and
+# shutdown cancelled out, plus the top symbols of the longer run.
+# Writes $BUILD/bench-p2p-call.jsonl and replaces the "P2P call path" section of bench/RESULTS.md.
+# Knobs: N_CALLS (remote calls per measurement, default 20000), STDIO_SECONDS (default 2),
+# REPS (default 3: the stdio/remote pairs are interleaved REPS times, the median pair reported).
+# Bounded: ~1–2 minutes on an idle 2-core machine (+ ~2 minutes for callgrind).
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD="${BUILD:-$root/build}"
+[ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" --buildtype=release -Dtests=disabled >/dev/null
+[ "${BENCH_NO_BUILD:-0}" = 1 ] || ninja -C "$BUILD" peermcp bench/service/svc_bench_driver bench/mcp/mcp_bench_driver >/dev/null || exit 1
+bin="$BUILD/peermcp"
+sdrv="$BUILD/bench/service/svc_bench_driver"
+mdrv="$BUILD/bench/mcp/mcp_bench_driver"
+tmp=$(mktemp -d)
+out="$BUILD/bench-p2p-call.jsonl"
+: >"$out"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 0.2
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+export PEERMCP_TEST_TOOLS=1 SVC_DRIVER_TIMEOUT_S=300 PEERMCP_MCP_TASKS_RUNNER=0
+N_CALLS=${N_CALLS:-20000}
+STDIO_SECONDS=${STDIO_SECONDS:-2}
+REPS=${REPS:-3}
+tck=$(getconf CLK_TCK)
+cpu_of() { awk -v t="$tck" '{printf "%.4f", ($14+$15)/t}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+machine="$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1), $(nproc) cores, $(uname -sr), load avg $(cut -d' ' -f1-3 /proc/loadavg) at start"
+echo "$machine" >&2
+
+# The remote server B: default limits, no in-process workers, the driver's PeerId trusted.
+mkdir -p "$tmp/b" "$tmp/d" "$tmp/s"
+D_ID=$("$bin" id --state-dir "$tmp/d/0" 2>/dev/null)
+cat >"$tmp/b.json" <<EOF
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID"], "workers": 0}}
+EOF
+start_b() { # cmd prefix… : starts B (optionally under a wrapper), sets B_PID and B_MA
+  rm -f "$tmp/b/announce.json"
+  "$@" "$bin" serve --no-stdio --config "$tmp/b.json" --state-dir "$tmp/b" 2>"$tmp/b.err" &
+  B_PID=$!
+  pids+=($B_PID)
+  for _ in $(seq 600); do [ -s "$tmp/b/announce.json" ] && break; sleep 0.1; done
+  B_MA=$(python3 -c "import json; print(json.load(open('$tmp/b/announce.json'))['multiaddr'])" 2>/dev/null)
+  [ -n "$B_MA" ] || { echo "bench-p2p-call: the server did not start" >&2; cat "$tmp/b.err" >&2; exit 1; }
+}
+stop_b() {
+  kill "$B_PID" 2>/dev/null
+  for _ in $(seq 600); do kill -0 "$B_PID" 2>/dev/null || break; sleep 0.1; done
+  wait "$B_PID" 2>/dev/null
+}
+
+remote() { # label inflight
+  local c0 c1 line
+  c0=$(cpu_of "$B_PID")
+  line=$(timeout 300 "$sdrv" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 1 --inflight "$2" 2>>"$tmp/drv.err")
+  c1=$(cpu_of "$B_PID")
+  [ -n "$line" ] || line='{"failed":-1}'
+  python3 -c "
+import json,sys
+d=json.loads(sys.argv[1]); d['label']=sys.argv[2]; d['transport']='p2p'
+cpu=float(sys.argv[4])-float(sys.argv[3])
+d['server_cpu_us_per_call']=round(cpu*1e6/d['ok'],2) if d.get('ok') else None
+print(json.dumps(d))" "$line" "$1" "$c0" "$c1" | tee -a "$out"
+}
+
+stdio() { # label
+  local line
+  line=$(timeout 300 "$mdrv" --inflight 16 --warmup 0.5 --seq-seconds "$STDIO_SECONDS" --seconds "$STDIO_SECONDS" -- \
+    "$bin" serve --no-p2p --state-dir "$tmp/s" --log-level warning 2>>"$tmp/stdio.err")
+  [ -n "$line" ] || line='{"failed":-1}'
+  python3 -c "
+import json,sys
+d=json.loads(sys.argv[1])
+for ph,k in (('sequential',1),('concurrent',16)):
+    p=d.get(ph,{})
+    print(json.dumps({'label':'stdio, %d in flight'%k,'transport':'stdio','inflight':k,'n':p.get('calls'),
+        'per_s':p.get('calls_per_s'),'p50_us':round(p.get('p50_ms',0)*1000,1),'p99_us':round(p.get('p99_ms',0)*1000,1),
+        'server_cpu_us_per_call':p.get('server_cpu_us_per_call'),'driver_cpu_us_per_call':p.get('driver_cpu_us_per_call')}))
+" "$line" | tee -a "$out"
+}
+
+start_b
+# warm-up of the remote path (identity, connection caches, the allocator)
+timeout 120 "$sdrv" bench --state "$tmp/d" --peer "$B_MA" --n 2000 --conns 1 --inflight 16 >/dev/null 2>>"$tmp/drv.err"
+for r in $(seq "$REPS"); do
+  echo "== round $r: stdio, then remote" >&2
+  stdio "stdio"
+  remote "remote, 1 connection, 1 in flight" 1
+  remote "remote, 1 connection, 16 in flight" 16
+done
+stop_b
+
+# ---- callgrind: instructions per remote call on the server ----
+prof=""
+if [ "${BENCH_PROFILE:-1}" != 0 ] && command -v valgrind >/dev/null; then
+  echo "== callgrind (server, remote echo, 16 in flight)" >&2
+  totals=()
+  for n in 2000 12000; do
+    start_b valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$n"
+    timeout 600 "$sdrv" bench --state "$tmp/d" --peer "$B_MA" --n "$n" --conns 1 --inflight 16 >/dev/null 2>>"$tmp/drv.err"
+    stop_b
+    totals+=("$(grep -E '^summary:' "$tmp/cg.$n" | awk '{print $2}')")
+  done
+  per=$(( (totals[1] - totals[0]) / 10000 ))
+  echo "{\"label\":\"callgrind\",\"instructions_per_call\":$per,\"total_2000\":${totals[0]},\"total_12000\":${totals[1]}}" | tee -a "$out"
+  prof="$tmp/prof.txt"
+  cp "$tmp/cg.12000" "$BUILD/bench-p2p-call.callgrind" 2>/dev/null
+  callgrind_annotate "$tmp/cg.12000" 2>"$tmp/annotate.err" | awk '/^-+$/{n++} n>=4 && /%\)/ && k++ < 20' |
+    sed -E 's#\./[^ ]*/([^/ ]+:)#\1#; s#\[/[^]]*/([^/]+)\]#[\1]#; s#  +# #g' >"$prof"
+fi
+
+# ---- RESULTS.md ----
+python3 - "$out" "${RESULTS:-$root/bench/RESULTS.md}" "$machine" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null)" "$prof" <<'PYEOF'
+import json, sys, time, os, statistics
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+path, machine, rev, prof = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+load = " ".join(open("/proc/loadavg").read().split()[:3])
+cg = [r for r in rows if r.get("label") == "callgrind"]
+meas = [r for r in rows if r.get("label") != "callgrind"]
+labels = ["stdio, 1 in flight", "remote, 1 connection, 1 in flight", "stdio, 16 in flight", "remote, 1 connection, 16 in flight"]
+def med(label, key):
+    v = [r.get(key) for r in meas if r.get("label") == label and r.get(key) is not None]
+    return statistics.median(v) if v else None
+def allv(label, key):
+    return [r.get(key) for r in meas if r.get("label") == label and r.get(key) is not None]
+L = ["## P2P call path (issue 11 §3)", "",
+     f"`make bench-p2p-call` (bench/p2p/call.sh), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {rev}, "
+     "loopback, one run, release build. Tool `echo` {\"text\":\"hello\",\"n\":i}. stdio = mcp_bench_driver (C, pipelined) "
+     "→ `peermcp serve --no-p2p`; remote = svc_bench_driver (C, src/service/client.c over libp2p) → `peermcp serve "
+     "--no-stdio` over /mcp+p2p/1.0.0, one connection, default limits. Both ends share the machine's cores.",
+     f"Machine: {machine}; load avg {load} at the end. Each row: the median of the interleaved rounds (all rounds in brackets).",
+     "", "| Measurement | calls/s | p50 µs | p99 µs | server CPU µs/call | driver CPU µs/call |", "|---|---|---|---|---|---|"]
+for lb in labels:
+    ps = allv(lb, "per_s")
+    L.append(f"| {lb} | {med(lb,'per_s')} {[round(x) for x in ps]} | {med(lb,'p50_us')} {allv(lb,'p50_us')} | "
+             f"{med(lb,'p99_us')} | {med(lb,'server_cpu_us_per_call')} {allv(lb,'server_cpu_us_per_call')} | {med(lb,'driver_cpu_us_per_call')} |")
+s1, r1 = med(labels[0], "p50_us"), med(labels[1], "p50_us")
+s16, r16 = med(labels[2], "per_s"), med(labels[3], "per_s")
+L.append("")
+if s1 and r1:
+    L.append(f"Remote / stdio p50 at 1 in flight: **{r1/s1:.2f}×** (target ≤ 1.25×).")
+if s16 and r16:
+    L.append(f"Remote / stdio calls/s at 16 in flight: **{r16/s16:.2f}** (target ≥ 0.75).")
+sc1, rc1 = med(labels[2], "server_cpu_us_per_call"), med(labels[3], "server_cpu_us_per_call")
+if sc1 and rc1:
+    L.append(f"Server CPU per call at 16 in flight, remote / stdio: {rc1/sc1:.2f}× ({rc1} vs {sc1} µs).")
+if cg:
+    c = cg[-1]
+    L += ["", f"callgrind, server, remote echo (16 in flight, one connection): **{c['instructions_per_call']} instructions "
+          f"per call** (({c['total_12000']} − {c['total_2000']}) / 10,000). Top symbols by self cost (12,000-call run, "
+          "start-up and shutdown included):", "", "```"]
+    if prof and os.path.exists(prof):
+        L += [l.rstrip() for l in open(prof)]
+    L += ["```"]
+section = "\n".join(L) + "\n"
+text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
+start = text.find("## P2P call path (issue 11 §3)")
+if start >= 0:
+    end = text.find("\n## ", start + 1)
+    text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+else:
+    text = text.rstrip("\n") + "\n\n" + section
+open(path, "w").write(text)
+print(section)
+PYEOF
