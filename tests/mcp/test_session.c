@@ -515,7 +515,7 @@ static bool shape(void *ud, const mcp_call_outcome *o, mcp_session_shaped *out) 
     return true;
   }
   if (o->tool && strcmp(mcp_tool_def_of(o->tool)->name, "a1") == 0) {
-    out->result = json_pack("{s:O}", "content", json_object_get(o->envelope, "result"));
+    out->result = json_pack("{s:O}", "content", json_object_get(mcp_call_outcome_envelope(o), "result"));
     return true;
   }
   return false;

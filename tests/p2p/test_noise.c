@@ -564,9 +564,8 @@ static void test_noise_aead_backends_interoperate(void **state) {
   side_free(&b);
 }
 
-/* Small messages go through libsodium even with the OpenSSL backend (NOISE_EVP_MIN): sizes on
- * both sides of the threshold, interleaved, in both directions and across backends, keep one
- * nonce sequence and decrypt to the same bytes. */
+/* Messages of every size from RPC frames to bulk, interleaved, in both directions and across
+ * backends, keep one nonce sequence and decrypt to the same bytes. */
 static void test_noise_small_and_large_messages_interleave(void **state) {
   (void)state;
   static const size_t sizes[] = {1, 200, 2031, 2032, 2047, 2048, 2049, 4096, 60000, 17, 2048, 3};

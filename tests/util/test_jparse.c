@@ -36,6 +36,53 @@ static void agree(const char *p, size_t n) {
 }
 #define AGREE(s) agree((s), sizeof(s) - 1)
 
+/* The same with the /mcp+p2p/1.0.0 flags: jparse_flags(REJECT_DUPLICATES | ALLOW_NUL) and
+ * json_loadb(JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL) agree. */
+static void agree_flags(const char *p, size_t n) {
+  json_error_t je;
+  json_t *a = json_loadb(p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+  json_t *b = NULL;
+  jparse_error err;
+  unsigned found = 99;
+  int rc = jparse_flags(p, n, 100000, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, &b, &err, &found);
+  if ((a != NULL) != (rc == 0)) {
+    fprintf(stderr, "disagree (flags) on [%.*s]: jansson %s (%s), jparse %d (%s at %zu)\n", (int)n, p,
+            a ? "ok" : "error", a ? "" : je.text, rc, err.text, err.position);
+    fail();
+  }
+  if (a) assert_true(json_equal(a, b));
+  if (rc == 0) assert_int_equal(found & JPARSE_FOUND_NUL, memmem(p, n, "\\u0000", 6) ? JPARSE_FOUND_NUL : 0);
+  else assert_int_equal(found, 0);
+  json_decref(a);
+  json_decref(b);
+}
+#define AGREE_FLAGS(s) agree_flags((s), sizeof(s) - 1)
+
+static void test_jparse_flags_match_jansson_flags(void **state) {
+  (void)state;
+  AGREE_FLAGS("{\"a\":1,\"a\":2}");                     /* duplicate: both refuse */
+  AGREE_FLAGS("{\"a\":{\"b\":1,\"c\":2,\"b\":3}}");     /* nested duplicate */
+  AGREE_FLAGS("[{\"a\":1},{\"a\":2}]");                 /* same key, different objects: fine */
+  AGREE_FLAGS("{\"op\":\"get\",\"op\":\"cancel\"}");
+  AGREE_FLAGS("{\"a\":\"x\\u0000y\"}");                 /* NUL in a value: allowed, found */
+  AGREE_FLAGS("[\"\\u0000\"]");
+  AGREE_FLAGS("{\"a\\u0000b\":1}");                       /* NUL in a key: both refuse */
+  AGREE_FLAGS("{\"a\":\"\\u00e9\",\"b\":[1,2,{\"c\":null}]}");
+  AGREE_FLAGS("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}");
+  /* the NUL-in-a-key message says so */
+  json_t *v;
+  jparse_error err;
+  assert_int_equal(jparse_flags("{\"a\\u0000\":1}", 12, 8, JPARSE_ALLOW_NUL, &v, &err, NULL), -EINVAL);
+  assert_non_null(strstr(err.text, "NUL byte in object key"));
+  assert_int_equal(jparse_flags("{\"k\":1,\"k\":1}", 13, 8, JPARSE_REJECT_DUPLICATES, &v, &err, NULL), -EINVAL);
+  assert_non_null(strstr(err.text, "duplicate"));
+  /* without the flags, jparse is jparse */
+  assert_int_equal(jparse_flags("{\"k\":1,\"k\":2}", 13, 8, 0, &v, NULL, NULL), 0);
+  assert_int_equal(json_integer_value(json_object_get(v, "k")), 2);
+  json_decref(v);
+  assert_int_equal(jparse_flags("\"\\u0000\"", 8, 8, 0, &v, NULL, NULL), -EINVAL);
+}
+
 static void test_jparse_accepts_what_jansson_accepts(void **state) {
   (void)state;
   AGREE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}");
@@ -194,6 +241,7 @@ int main(void) {
       cmocka_unit_test(test_jparse_says_where),
       cmocka_unit_test(test_jparse_types_match_jansson),
       cmocka_unit_test(test_jparse_agrees_on_random_texts),
+      cmocka_unit_test(test_jparse_flags_match_jansson_flags),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,6 +85,9 @@ void conn_flush(p2p_conn *c) {
     }
   } while (c->flush_again && c->state == CONN_READY && p2p_transport_writable(c->t));
   c->flushing = false;
+  /* A write the transport finished at once (TCP: uv_try_write) reports no on_drain: a
+   * draining connection whose last bytes just left is checked here instead. */
+  if (c->draining && c->state == CONN_READY) conn_check_drain(c);
 }
 
 void conn_check_drain(p2p_conn *c) {

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -136,6 +137,20 @@ static void on_written(uv_write_t *req, int status) {
   else t->base.ev.on_drain(t->base.ud);
 }
 
+/* One send() of what libuv's queue does not hold (it is empty): bytes sent, -EAGAIN when none
+ * could be, or a negative errno (the connection is broken). MSG_NOSIGNAL: a peer that went
+ * away is an error here, never a SIGPIPE. */
+static int tcp_send_now(tcp_transport *t, const uint8_t *p, size_t n) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&t->tcp, &fd) != 0) return -EAGAIN; /* let uv_write say */
+  if (n > INT_MAX) n = INT_MAX;
+  ssize_t r;
+  do r = send(fd, p, n, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  if (r >= 0) return (int)r;
+  return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
 static int tcp_write(p2p_transport *bt, buf *b) {
   tcp_transport *t = tcp_of(bt);
   tcp_wreq *w = t->lent;
@@ -147,13 +162,31 @@ static int tcp_write(p2p_transport *bt, buf *b) {
     wreq_put(t->ctx.pool, w);
     return 0;
   }
-  uv_buf_t ub = uv_buf_init((char *)buf_ptr(&w->data), (unsigned)n);
+  size_t sent = 0;
+  if (t->tx_pending == 0) {
+    /* Nothing queued: send now. A uv_write that completes at once still costs an epoll_ctl
+     * per write (libuv re-arms the watcher when it stops POLLOUT after the write), one syscall
+     * in four on a remote call's round trip; what does not fit goes through uv_write. */
+    int tw = tcp_send_now(t, buf_ptr(&w->data), n);
+    if (tw == (int)n) {
+      wreq_put(t->ctx.pool, w); /* done: nothing in flight, nothing to drain */
+      if (t->ctx.bytes_out) *t->ctx.bytes_out += n;
+      metrics_add(&p2p_host_bytes_metric, 1, n);
+      return 0;
+    }
+    if (tw > 0) sent = (size_t)tw;
+    else if (tw != -EAGAIN) {
+      wreq_put(t->ctx.pool, w);
+      return tw;
+    }
+  }
+  uv_buf_t ub = uv_buf_init((char *)buf_ptr(&w->data) + sent, (unsigned)(n - sent));
   int rc = uv_write(&w->req, (uv_stream_t *)&t->tcp, &ub, 1, on_written);
   if (rc < 0) {
     wreq_put(t->ctx.pool, w);
     return rc;
   }
-  t->tx_pending += n;
+  t->tx_pending += buf_len(&w->data);
   if (t->ctx.bytes_out) *t->ctx.bytes_out += n;
   metrics_add(&p2p_host_bytes_metric, 1, n);
   return 0;

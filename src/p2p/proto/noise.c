@@ -56,8 +56,7 @@ const char *noise_aead_name(noise_aead a) { return a == NOISE_AEAD_LIBSODIUM ? "
 
 /* Keys a transport cipher. The transport phase moves all the bulk data: with the OpenSSL
  * backend (the default; several times faster than libsodium's on CPUs with AVX2 / AVX-512) it
- * gets an EVP context keyed once for messages of NOISE_EVP_MIN bytes and more, and small ones
- * use the key directly with libsodium; with libsodium it uses the key directly for all. */
+ * gets an EVP context keyed once; with libsodium it uses the key directly. */
 static int cs_init_transport(cstate *c, const uint8_t k[32], bool encrypt, noise_aead aead) {
   cs_init_key(c, k);
   if (aead == NOISE_AEAD_LIBSODIUM) return 0;
@@ -94,12 +93,6 @@ static int evp_open(cstate *c, const uint8_t nonce[12], const uint8_t *ct, size_
   return 0;
 }
 
-/* Below this many bytes a message goes through libsodium's ChaCha20-Poly1305 IETF directly
- * even with the OpenSSL backend: keying an EVP context with a nonce, its Final and its tag
- * ctrl cost ~3,000 instructions a message (callgrind), more than sealing a small RPC frame;
- * above it OpenSSL's wide-vector ChaCha20 wins. Same bytes on the wire either way. */
-#define NOISE_EVP_MIN 2048u
-
 static void nonce_of(uint64_t n, uint8_t nonce[12]) {
   memset(nonce, 0, 4);
   for (int i = 0; i < 8; i++) nonce[4 + i] = (uint8_t)(n >> (8 * i)); /* little-endian counter */
@@ -114,7 +107,7 @@ static int cs_encrypt(cstate *c, const uint8_t *ad, size_t adlen, const uint8_t 
   if (c->n == UINT64_MAX) return -EOVERFLOW; /* 2^64-1 is reserved: the nonce is exhausted */
   uint8_t nonce[12];
   nonce_of(c->n, nonce);
-  if (c->evp && n >= NOISE_EVP_MIN) {
+  if (c->evp) {
     int rc = evp_seal(c, nonce, pt, n, out); /* transport: no associated data */
     if (rc) return rc;
   } else {
@@ -135,7 +128,7 @@ static int cs_decrypt(cstate *c, const uint8_t *ad, size_t adlen, const uint8_t 
   if (c->n == UINT64_MAX) return -EOVERFLOW;
   uint8_t nonce[12];
   nonce_of(c->n, nonce);
-  if (c->evp && n >= NOISE_EVP_MIN + NOISE_TAG_LEN) {
+  if (c->evp) {
     int rc = evp_open(c, nonce, ct, n, out);
     if (rc) return rc;
   } else {

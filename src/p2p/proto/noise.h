@@ -33,9 +33,8 @@
 typedef struct noise_session noise_session;
 
 /* Which ChaCha20-Poly1305 implementation the transport phase uses: the same algorithm and the
- * same bytes either way. OpenSSL (the default, 0) is several times faster on AVX2/AVX-512 CPUs
- * for bulk data; messages under 2 KiB (RPC frames) and the handshake always use libsodium,
- * whose per-message cost is far lower. */
+ * same bytes either way. OpenSSL (the default, 0) is several times faster on AVX2/AVX-512 CPUs;
+ * the handshake always uses libsodium. */
 typedef enum noise_aead { NOISE_AEAD_OPENSSL = 0, NOISE_AEAD_LIBSODIUM = 1 } noise_aead;
 
 /* "openssl" / "libsodium" → *out (0); NULL or "" leave *out unchanged (0); anything else
