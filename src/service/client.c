@@ -15,6 +15,7 @@
 #include "taskq/op.h"
 #include "taskq/rpc_tool.h"
 #include "util/buf.h"
+#include "util/jwrite.h"
 #include "util/log.h"
 #include "util/trace.h"
 
@@ -83,11 +84,13 @@ struct svc_client {
   int64_t tokens_at_us;
   char via[1024]; /* the remote address of the connection the last stream used */
   uint64_t n_streams, n_retries, n_refused, n_paced;
+  jwrite jw; /* scratch for request frames (svc_frame_encode_request), kept between them */
 };
 
 static void client_unref(svc_client *c) {
   if (--c->refs > 0) return;
   json_decref(c->server_info);
+  jwrite_free(&c->jw);
   free(c->target);
   free(c->token);
   free(c->client_name);
@@ -206,11 +209,8 @@ static void cs_flush(cstream *cs) {
 
 /* Appends a request frame (the caller flushes). */
 static int cs_frame(cstream *cs, uint64_t id, const char *method, json_t *params) {
-  json_t *m = json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", (json_int_t)id, "method", method);
-  if (!m) return -ENOMEM;
-  if (params) json_object_set(m, "params", params);
-  int rc = svc_frame_encode(&cs->wbuf, m, 0);
-  json_decref(m);
+  /* straight to text: no envelope tree per request */
+  int rc = svc_frame_encode_request(&cs->wbuf, &cs->c->jw, id, method, params, 0);
   if (rc == 0) cs->frames++;
   return rc;
 }
@@ -597,6 +597,7 @@ int svc_client_new(uv_loop_t *loop, p2p_host *host, const char *target, const sv
   if (o && o->token && *o->token && target[0] == '/' && !strstr(target, "/p2p/")) return -EDESTADDRREQ;
   svc_client *c = calloc(1, sizeof *c);
   if (!c) return -ENOMEM;
+  jwrite_init(&c->jw, UINT32_MAX, JWRITE_ASCII);
   c->loop = loop;
   c->host = host;
   if (o) c->o = *o;

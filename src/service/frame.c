@@ -184,6 +184,38 @@ int svc_frame_encode(buf *out, const json_t *msg, size_t max) {
   return rc;
 }
 
+int svc_frame_encode_request(buf *out, jwrite *scratch, uint64_t id, const char *method, const json_t *params,
+                             size_t max) {
+  if (!method) return -EINVAL;
+  jwrite *w = scratch;
+  jwrite_reset(w);
+  jwrite_lit(w, "{\"jsonrpc\":\"2.0\",\"id\":");
+  jwrite_int(w, (long long)id);
+  jwrite_lit(w, ",\"method\":");
+  jwrite_cstr(w, method);
+  if (params) {
+    jwrite_lit(w, ",\"params\":");
+    jwrite_json(w, params);
+  }
+  jwrite_byte(w, '}');
+  int rc = jwrite_error(w);
+  size_t n = jwrite_len(w);
+  if (rc == 0 && n > (max && max < UINT32_MAX ? max : UINT32_MAX)) rc = -E2BIG;
+  uint8_t *dst = NULL;
+  if (rc == 0) rc = buf_reserve(out, SVC_FRAME_HDR + n, &dst);
+  if (rc == 0) {
+    dst[0] = (uint8_t)(n >> 24);
+    dst[1] = (uint8_t)(n >> 16);
+    dst[2] = (uint8_t)(n >> 8);
+    dst[3] = (uint8_t)n;
+    memcpy(dst + SVC_FRAME_HDR, jwrite_ptr(w), n);
+    buf_commit(out, SVC_FRAME_HDR + n);
+  }
+  if (w->cap > 64u * 1024u) jwrite_free(w); /* a large request does not pin its memory */
+  jwrite_reset(w);
+  return rc;
+}
+
 json_t *svc_frame_error_reply(svc_frame_status st) {
   return json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error", "code",
                    MCP_RPC_MCPP_FRAME_ERROR, "message", svc_frame_status_str(st));

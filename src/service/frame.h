@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "util/buf.h"
+#include "util/jwrite.h"
 
 #define SVC_FRAME_DEFAULT_MAX (1024u * 1024u) /* inbound default, §2.3 */
 #define SVC_FRAME_HDR 4u
@@ -91,6 +92,14 @@ bool svc_json_has_nul(const json_t *v);
  * shape the Python encoder writes. 0, -E2BIG when the body exceeds max (nothing appended),
  * -ENOMEM, -EINVAL when msg cannot be encoded. */
 int svc_frame_encode(buf *out, const json_t *msg, size_t max) __attribute__((warn_unused_result));
+
+/* Appends one JSON-RPC request frame {"jsonrpc":"2.0","id":id,"method":method,"params":params}
+ * (params left out when NULL), written straight as text — the same bytes svc_frame_encode gives
+ * for that object, without building it. scratch: a writer kept between calls, set up with
+ * jwrite_init(scratch, UINT32_MAX, JWRITE_ASCII) (the caller jwrite_frees it). Same returns
+ * as svc_frame_encode. */
+int svc_frame_encode_request(buf *out, jwrite *scratch, uint64_t id, const char *method, const json_t *params,
+                             size_t max) __attribute__((warn_unused_result));
 
 /* The framing error reply {"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":…}}
  * (new reference, NULL on ENOMEM). */

@@ -308,6 +308,36 @@ static void test_ndjson_encode_uses_python_separators(void **st) {
   json_decref(m);
 }
 
+/* svc_frame_encode_request writes the bytes svc_frame_encode gives for the same request object,
+ * reuses its scratch writer, leaves params out when NULL and honours the ceiling. */
+static void test_encode_request_matches_tree_encoding(void **state) {
+  (void)state;
+  jwrite jw;
+  jwrite_init(&jw, UINT32_MAX, JWRITE_ASCII);
+  json_t *params = json_pack("{s:s, s:{s:s, s:i, s:f}}", "name", "echo", "arguments", "text", "h\xc3\xa9llo \"q\"", "n", 7,
+                             "x", 0.5);
+  for (int with = 0; with < 2; with++) {
+    json_t *m = json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", (json_int_t)123456789012LL, "method", "tools/call");
+    if (with) json_object_set(m, "params", params);
+    buf a, b;
+    buf_init(&a, 1 << 20);
+    buf_init(&b, 1 << 20);
+    assert_int_equal(svc_frame_encode(&a, m, 0), 0);
+    assert_int_equal(svc_frame_encode_request(&b, &jw, 123456789012ULL, "tools/call", with ? params : NULL, 0), 0);
+    assert_int_equal(buf_len(&a), buf_len(&b));
+    assert_memory_equal(buf_ptr(&a), buf_ptr(&b), buf_len(&a));
+    /* too large for the ceiling: nothing appended */
+    size_t before = buf_len(&b);
+    assert_int_equal(svc_frame_encode_request(&b, &jw, 1, "tools/call", params, 20), -E2BIG);
+    assert_int_equal(buf_len(&b), before);
+    buf_free(&a);
+    buf_free(&b);
+    json_decref(m);
+  }
+  json_decref(params);
+  jwrite_free(&jw);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_frame_decodes_one_frame),
@@ -329,6 +359,7 @@ int main(void) {
       cmocka_unit_test(test_ndjson_line_over_cap_is_frame_too_large),
       cmocka_unit_test(test_ndjson_junk_and_non_object),
       cmocka_unit_test(test_ndjson_encode_uses_python_separators),
+      cmocka_unit_test(test_encode_request_matches_tree_encoding),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
