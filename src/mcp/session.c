@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "mcp/schema.h"
@@ -489,6 +490,20 @@ static void call_done_work(sess_req *r, const mcp_call_outcome *o);
  * (mcp_dispatch_call_result + sess_reply) gives, with no envelope, no CallToolResult tree and
  * one serialisation of the value (its text is both the text block and structuredContent).
  * False when it could not be written (out of memory): nothing was sent, take the tree path. */
+/* No byte of p[0..n) is outside ASCII (so a JWRITE_ASCII writer would write it unchanged). */
+static bool all_ascii(const char *p, size_t n) {
+  const unsigned char *u = (const unsigned char *)p;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    memcpy(&x, u + i, 8);
+    if (x & 0x8080808080808080ull) return false;
+  }
+  for (; i < n; i++)
+    if (u[i] & 0x80) return false;
+  return true;
+}
+
 static bool call_reply_fast(mcp_session *s, sess_req *r, const mcp_call_outcome *o) {
   json_t *v = o->value;
   bool obj = json_is_object(v);
@@ -504,7 +519,8 @@ static bool call_reply_fast(mcp_session *s, sess_req *r, const mcp_call_outcome 
   jwrite_lit(w, ",\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"");
   jwrite_str_body(w, jwrite_ptr(t), jwrite_len(t));
   jwrite_lit(w, "\"}],\"structuredContent\":");
-  if (w->flags & JWRITE_ASCII) { /* the text above was not ASCII-escaped: write it again */
+  if ((w->flags & JWRITE_ASCII) && !all_ascii(jwrite_ptr(t), jwrite_len(t))) {
+    /* the text above was not ASCII-escaped and holds non-ASCII: write it again, escaped */
     if (!obj) jwrite_lit(w, "{\"result\":");
     if (v) jwrite_json(w, v);
     else jwrite_lit(w, "null");

@@ -123,7 +123,9 @@ static void issue(svc_client *c) {
   int rc;
   if (strcmp(mode, "bench") == 0) {
     /* the arguments bench/mcp/driver.c sends over stdio: the two are compared (bench/p2p/call.sh) */
-    json_t *args = json_pack("{s:s, s:i}", "text", "hello", "n", (int)r->idx);
+    json_t *args = json_object(); /* json_pack would parse its format string per call */
+    json_object_set_new_nocheck(args, "text", json_string_nocheck("hello"));
+    json_object_set_new_nocheck(args, "n", json_integer((json_int_t)r->idx));
     rc = svc_client_call_tool(c, tool, args, false, 0, on_reply, r);
     json_decref(args);
   } else {

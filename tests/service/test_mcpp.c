@@ -325,6 +325,40 @@ static void test_output_frames_are_ascii(void **state) {
   svc_mcpp_free(c);
 }
 
+/* A tools/call answer (the session's direct-to-buffer path, taken on this transport too) is
+ * ASCII on the wire whether the result holds non-ASCII or not, and says the same thing in its
+ * text block and its structuredContent. */
+static void test_call_answer_ascii_and_whole(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  const char *texts[] = {"plain", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"};
+  for (int k = 0; k < 2; k++) {
+    char m[300];
+    snprintf(m, sizeof m,
+             "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\","
+             "\"arguments\":{\"t\":\"%s\"}}}",
+             20 + k, texts[k]);
+    assert_int_equal(send_text(c, m), 0);
+    wait_idle(f, c);
+    buf *out = svc_mcpp_output(c);
+    assert_true(buf_len(out) > 4);
+    for (size_t i = 4; i < buf_len(out); i++) assert_true(buf_ptr(out)[i] < 0x80);
+    json_t *r = next_reply(c);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 20 + k);
+    json_t *res = json_object_get(r, "result");
+    json_t *sc = json_object_get(res, "structuredContent");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(sc, "echo"), "t")), texts[k]);
+    const char *text = json_string_value(json_object_get(json_array_get(json_object_get(res, "content"), 0), "text"));
+    json_t *parsed = json_loads(text, 0, NULL);
+    assert_true(json_equal(parsed, sc));
+    json_decref(parsed);
+    assert_true(json_is_false(json_object_get(res, "isError")));
+    assert_non_null(json_string_value(json_object_get(json_object_get(res, "_meta"), "io.peermcp/request_id")));
+    json_decref(r);
+  }
+  svc_mcpp_free(c);
+}
+
 static void test_oversized_frame_gets_32003_then_close(void **state) {
   fx *f = *state;
   svc_mcpp_conn *c = svc_mcpp_new(&f->env, PEER_T, NULL);
@@ -1403,6 +1437,7 @@ int main(void) {
       T(test_first_request_must_be_initialize),
       T(test_initialize_result_keys),
       T(test_output_frames_are_ascii),
+      T(test_call_answer_ascii_and_whole),
       T(test_oversized_frame_gets_32003_then_close),
       T(test_junk_frames),
       T(test_wrong_jsonrpc_version_closes),
