@@ -3,7 +3,8 @@
  * quirk aside, jparse.h);
  * when both accept, the trees are equal; jparse never reads past the input; what jparse
  * builds, jwrite writes and jparse reads back to an equal tree (reals in their shortest form
- * included); an -ELOOP refusal only happens for input nested deeper than the limit. */
+ * included); an -ELOOP refusal only happens for input nested deeper than the limit; with the
+ * REJECT_DUPLICATES | ALLOW_NUL flags jparse_flags and jansson's same flags agree too. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,6 +43,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     json_decref(c);
     free(text);
   }
+  json_decref(a);
+  json_decref(b);
+  /* the /mcp+p2p/1.0.0 flags (service/frame.c) against jansson's same flags; FOUND_NUL says
+   * whether a string value holds a NUL */
+  a = json_loadb(p, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+  unsigned found = 0;
+  rc = jparse_flags(p, size, 100000, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, &b, NULL, &found);
+  if (rc != 0 && rc != -EINVAL) abort();
+  quirk = a && rc == -EINVAL && memchr(p, 0, size);
+  if (!quirk && (a != NULL) != (rc == 0)) abort();
+  if (a && b && !json_equal(a, b)) abort();
+  if (b && (found & JPARSE_FOUND_NUL) && !memmem(p, size, "\\u0000", 6)) abort();
   json_decref(a);
   json_decref(b);
   free(p);

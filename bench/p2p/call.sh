@@ -13,7 +13,10 @@
 # shutdown cancelled out, plus the top symbols of the longer run.
 # Writes $BUILD/bench-p2p-call.jsonl and replaces the "P2P call path" section of bench/RESULTS.md.
 # Knobs: N_CALLS (remote calls per measurement, default 20000), STDIO_SECONDS (default 2),
-# REPS (default 3: the stdio/remote pairs are interleaved REPS times, the median pair reported).
+# REPS (default 3: the stdio/remote pairs are interleaved REPS times, the median pair reported),
+# BASE_BUILD (optional: another build directory, e.g. of an older commit, whose peermcp and
+# svc_bench_driver run the remote rows too, interleaved in the same rounds: before/after in one
+# run; its rows are labelled "(base)").
 # Bounded: ~1–2 minutes on an idle 2-core machine (+ ~2 minutes for callgrind).
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -51,7 +54,7 @@ cat >"$tmp/b.json" <<EOF
 EOF
 start_b() { # cmd prefix… : starts B (optionally under a wrapper), sets B_PID and B_MA
   rm -f "$tmp/b/announce.json"
-  "$@" "$bin" serve --no-stdio --config "$tmp/b.json" --state-dir "$tmp/b" 2>"$tmp/b.err" &
+  "$@" "${B_BIN:-$bin}" serve --no-stdio --config "$tmp/b.json" --state-dir "$tmp/b" 2>"$tmp/b.err" &
   B_PID=$!
   pids+=($B_PID)
   for _ in $(seq 600); do [ -s "$tmp/b/announce.json" ] && break; sleep 0.1; done
@@ -67,7 +70,7 @@ stop_b() {
 remote() { # label inflight
   local c0 c1 line
   c0=$(cpu_of "$B_PID")
-  line=$(timeout 300 "$sdrv" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 1 --inflight "$2" 2>>"$tmp/drv.err")
+  line=$(timeout 300 "${B_DRV:-$sdrv}" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 1 --inflight "$2" 2>>"$tmp/drv.err")
   c1=$(cpu_of "$B_PID")
   [ -n "$line" ] || line='{"failed":-1}'
   python3 -c "
@@ -102,6 +105,14 @@ for r in $(seq "$REPS"); do
   stdio "stdio"
   remote "remote, 1 connection, 1 in flight" 1
   remote "remote, 1 connection, 16 in flight" 16
+  if [ -n "${BASE_BUILD:-}" ]; then
+    stop_b
+    B_BIN="$BASE_BUILD/peermcp" start_b
+    B_DRV="$BASE_BUILD/bench/service/svc_bench_driver" remote "remote, 1 connection, 1 in flight (base)" 1
+    B_DRV="$BASE_BUILD/bench/service/svc_bench_driver" remote "remote, 1 connection, 16 in flight (base)" 16
+    stop_b
+    start_b
+  fi
 done
 stop_b
 
@@ -133,6 +144,7 @@ load = " ".join(open("/proc/loadavg").read().split()[:3])
 cg = [r for r in rows if r.get("label") == "callgrind"]
 meas = [r for r in rows if r.get("label") != "callgrind"]
 labels = ["stdio, 1 in flight", "remote, 1 connection, 1 in flight", "stdio, 16 in flight", "remote, 1 connection, 16 in flight"]
+base_labels = [l + " (base)" for l in (labels[1], labels[3]) if any(r.get("label") == l + " (base)" for r in meas)]
 def med(label, key):
     v = [r.get(key) for r in meas if r.get("label") == label and r.get(key) is not None]
     return statistics.median(v) if v else None
@@ -145,10 +157,13 @@ L = ["## P2P call path (issue 11 §3)", "",
      "--no-stdio` over /mcp+p2p/1.0.0, one connection, default limits. Both ends share the machine's cores.",
      f"Machine: {machine}; load avg {load} at the end. Each row: the median of the interleaved rounds (all rounds in brackets).",
      "", "| Measurement | calls/s | p50 µs | p99 µs | server CPU µs/call | driver CPU µs/call |", "|---|---|---|---|---|---|"]
-for lb in labels:
+def fmt(v):
+    return "" if v is None else (f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}")
+for lb in labels + base_labels:
     ps = allv(lb, "per_s")
-    L.append(f"| {lb} | {med(lb,'per_s')} {[round(x) for x in ps]} | {med(lb,'p50_us')} {allv(lb,'p50_us')} | "
-             f"{med(lb,'p99_us')} | {med(lb,'server_cpu_us_per_call')} {allv(lb,'server_cpu_us_per_call')} | {med(lb,'driver_cpu_us_per_call')} |")
+    L.append(f"| {lb} | {fmt(med(lb,'per_s'))} {[round(x) for x in ps]} | {fmt(med(lb,'p50_us'))} {allv(lb,'p50_us')} | "
+             f"{fmt(med(lb,'p99_us'))} | {fmt(med(lb,'server_cpu_us_per_call'))} {allv(lb,'server_cpu_us_per_call')} | "
+             f"{fmt(med(lb,'driver_cpu_us_per_call'))} |")
 s1, r1 = med(labels[0], "p50_us"), med(labels[1], "p50_us")
 s16, r16 = med(labels[2], "per_s"), med(labels[3], "per_s")
 L.append("")
@@ -156,6 +171,10 @@ if s1 and r1:
     L.append(f"Remote / stdio p50 at 1 in flight: **{r1/s1:.2f}×** (target ≤ 1.25×).")
 if s16 and r16:
     L.append(f"Remote / stdio calls/s at 16 in flight: **{r16/s16:.2f}** (target ≥ 0.75).")
+if base_labels:
+    b1, b16 = med(base_labels[0], "p50_us"), med(base_labels[-1], "per_s")
+    if s1 and b1 and s16 and b16:
+        L.append(f"Base build, same rounds: p50 **{b1/s1:.2f}×** stdio, calls/s at 16 in flight **{b16/s16:.2f}** of stdio's.")
 sc1, rc1 = med(labels[2], "server_cpu_us_per_call"), med(labels[3], "server_cpu_us_per_call")
 if sc1 and rc1:
     L.append(f"Server CPU per call at 16 in flight, remote / stdio: {rc1/sc1:.2f}× ({rc1} vs {sc1} µs).")
