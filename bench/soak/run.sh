@@ -8,6 +8,9 @@
 #   SOAK_ATTACKS                             comma-separated attack names (`soak list`);
 #                                            default: every attack this build knows
 #   SOAK_ARGS                                space-separated NAME:KEY=VALUE attack options
+#   SOAK_P2P_EXTRA                           extra keys for the server's "p2p" config object, e.g.
+#                                            ', "max_streams_per_peer": 256' (suite 66's raised
+#                                            limits, so every attack gets going at full strength)
 #
 # Writes bench/soak/last.json and prints a summary table. Not part of `make check`; a short run
 # is e.g. SOAK_BEFORE=5 SOAK_DURING=20 SOAK_AFTER=5 make soak.
@@ -40,7 +43,7 @@ mkdir -p "$tmp/server" "$tmp/ids/normal/0"
 NORMAL_ID=$("$bin" id --state-dir "$tmp/ids/normal/0" 2>/dev/null)
 cat >"$tmp/server.json" <<EOF
 {"log_level": "warning",
- "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$NORMAL_ID"], "token": "$TOKEN"}}
+ "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$NORMAL_ID"], "token": "$TOKEN"${SOAK_P2P_EXTRA:-}}}
 EOF
 "$bin" serve --no-stdio --config "$tmp/server.json" --state-dir "$tmp/server" 2>"$tmp/server.err" &
 SERVER_PID=$!
