@@ -637,40 +637,72 @@ static int claim_next_waiting(op_env *e, const char *ident, const tq_claim_opts 
   return rc;
 }
 
-static json_t *op_claim(op_env *e, bool many) {
+/* What both claim paths (op_claim, blocking, and taskq_handle_async) build from a claim
+ * message: the queue's filter and options, and the scheduler identity; the caller is recorded
+ * in the scheduler table. 0, or -ENOMEM. On success the caller owns p->types and json_decref's
+ * it after the claim (p->o.task_types points into p->tv, which points into p->types); p must
+ * not move while p->o is used. */
+typedef struct claim_prep {
+  json_t *types;
+  types_view tv;
+  tq_claim_opts o;
+  const char *ident; /* the scheduler key (proven PeerId) or the worker id */
+} claim_prep;
+
+static int claim_prepare(op_env *e, const char *worker, claim_prep *p) {
   const json_t *m = e->msg;
-  const char *worker = get_str(m, "worker_id");
-  if (!worker || !*worker) return err(e, "missing_worker_id");
   const json_t *types_in = json_object_get(m, "supported_task_types");
   if (!types_in || json_is_null(types_in)) types_in = json_object_get(m, "task_types");
-  json_t *types = taskq_task_types_normalize(types_in, true);
-  if (!types) return NULL;
+  p->types = taskq_task_types_normalize(types_in, true);
+  if (!p->types) return -ENOMEM;
   const char *session = get_str_any(m, K_SESSION);
   const char *peer = get_str_any(m, K_PEER);
   const char *transport = e->auth->peer_id[0] ? e->auth->peer_id : NULL;
   /* The scheduler entry is the caller's proven PeerId (a remote caller cannot update another
    * peer's entry or invent one); the peer it names is kept as peer_hint. */
   const char *key = sched_key(e->auth, peer, worker);
-  const char *ident = key ? key : worker;
+  p->ident = key ? key : worker;
   if (key) {
-    json_t *extra = bounded_extra(worker, peer, transport, types, session);
+    json_t *extra = bounded_extra(worker, peer, transport, p->types, session);
     if (extra) peer_seen(e->ctx, key, json_object_get(m, "clock"), extra, false);
   }
-
-  types_view tv;
-  types_view_of(types, &tv);
-  tq_claim_opts o = {0};
-  o.worker_id = worker;
-  o.task_types = tv.n ? tv.v : NULL;
-  o.n_task_types = tv.n;
-  o.session_id = session;
-  o.lease_seconds = get_num(m, "lease_seconds", 0);
-  if (o.lease_seconds < 0) o.lease_seconds = 0;
+  types_view_of(p->types, &p->tv);
+  memset(&p->o, 0, sizeof p->o);
+  p->o.worker_id = worker;
+  p->o.task_types = p->tv.n ? p->tv.v : NULL;
+  p->o.n_task_types = p->tv.n;
+  p->o.session_id = session;
+  p->o.lease_seconds = get_num(m, "lease_seconds", 0);
+  if (p->o.lease_seconds < 0) p->o.lease_seconds = 0;
   /* §4.3: a baseline caller (nothing verified vouches for it) claims low-priority work only */
   if (e->ctx->cfg.trust_tiers && auth_ctx_tier(e->auth) == AUTH_TIER_BASELINE)
-    o.max_priority = e->ctx->cfg.baseline_max_priority >= 1 && e->ctx->cfg.baseline_max_priority <= 10
-                         ? e->ctx->cfg.baseline_max_priority
-                         : 5;
+    p->o.max_priority = e->ctx->cfg.baseline_max_priority >= 1 && e->ctx->cfg.baseline_max_priority <= 10
+                            ? e->ctx->cfg.baseline_max_priority
+                            : 5;
+  return 0;
+}
+
+/* The status a complete op names: "completed" (default), "cancelled", anything else failed (§3.1). */
+static tq_status complete_status_of(const json_t *m) {
+  const char *st = get_str(m, "status");
+  if (!st || !*st) return TQ_COMPLETED;
+  char w[16];
+  snprintf(w, sizeof w, "%s", st);
+  for (char *c = w; *c; c++) *c = (char)tolower((unsigned char)*c);
+  if (strcmp(w, "completed") == 0) return TQ_COMPLETED;
+  if (strcmp(w, "cancelled") == 0) return TQ_CANCELLED;
+  return TQ_FAILED;
+}
+
+static json_t *op_claim(op_env *e, bool many) {
+  const json_t *m = e->msg;
+  const char *worker = get_str(m, "worker_id");
+  if (!worker || !*worker) return err(e, "missing_worker_id");
+  claim_prep cp;
+  if (claim_prepare(e, worker, &cp) != 0) return NULL;
+  json_t *types = cp.types;
+  const char *ident = cp.ident;
+  tq_claim_opts o = cp.o;
   json_t *r = NULL;
   if (e->ctx->cfg.deterministic) {
     /* deterministic mode hands out at most one task per claim, claim_many included (§3.1) */
@@ -738,16 +770,7 @@ static json_t *reply_task_ok(op_env *e, bool ok, const char *task_id, int rc) {
 static json_t *op_complete(op_env *e) {
   const char *task_id = get_str(e->msg, "task_id");
   if (!task_id || !*task_id) return err(e, "missing_task_id");
-  const char *st = get_str(e->msg, "status");
-  tq_status status = TQ_COMPLETED;
-  if (st && *st) {
-    char w[16];
-    snprintf(w, sizeof w, "%s", st);
-    for (char *c = w; *c; c++) *c = (char)tolower((unsigned char)*c);
-    if (strcmp(w, "completed") == 0) status = TQ_COMPLETED;
-    else if (strcmp(w, "cancelled") == 0) status = TQ_CANCELLED;
-    else status = TQ_FAILED; /* anything else becomes failed (§3.1) */
-  }
+  tq_status status = complete_status_of(e->msg);
   tq_fence f;
   bool fenced = fence_of(e, &f);
   if (!fenced && !e->ctx->cfg.compat_unfenced_complete && !auth_ctx_is_local(e->auth)) return err(e, "missing_worker_id");
@@ -1344,35 +1367,13 @@ static int async_start(async_op *a, op_env *e, uint64_t *claim_id, json_t **now)
       *now = err(e, "missing_worker_id");
       return -EINVAL;
     }
-    const json_t *types_in = json_object_get(m, "supported_task_types");
-    if (!types_in || json_is_null(types_in)) types_in = json_object_get(m, "task_types");
-    json_t *types = taskq_task_types_normalize(types_in, true);
-    if (!types) {
+    claim_prep cp;
+    if (claim_prepare(e, worker, &cp) != 0) {
       *now = NULL;
       return -ENOMEM;
     }
-    const char *session = get_str_any(m, K_SESSION);
-    const char *peer = get_str_any(m, K_PEER);
-    const char *transport = e->auth->peer_id[0] ? e->auth->peer_id : NULL;
-    const char *key = sched_key(e->auth, peer, worker);
-    const char *ident = key ? key : worker;
-    if (key) {
-      json_t *extra = bounded_extra(worker, peer, transport, types, session);
-      if (extra) peer_seen(e->ctx, key, json_object_get(m, "clock"), extra, false);
-    }
-    types_view tv;
-    types_view_of(types, &tv);
-    tq_claim_opts o = {0};
-    o.worker_id = worker;
-    o.task_types = tv.n ? tv.v : NULL;
-    o.n_task_types = tv.n;
-    o.session_id = session;
-    o.lease_seconds = get_num(m, "lease_seconds", 0);
-    if (o.lease_seconds < 0) o.lease_seconds = 0;
-    if (e->ctx->cfg.trust_tiers && auth_ctx_tier(e->auth) == AUTH_TIER_BASELINE)
-      o.max_priority = e->ctx->cfg.baseline_max_priority >= 1 && e->ctx->cfg.baseline_max_priority <= 10
-                           ? e->ctx->cfg.baseline_max_priority
-                           : 5;
+    json_t *types = cp.types;
+    const char *ident = cp.ident;
     double wait_s = taskq_claim_wait_s(e->ctx, m);
     if (wait_s > 0 && claim_wait_enter(e->ctx, ident)) {
       size_t len = strnlen(ident, sizeof a->ident - 1);
@@ -1381,7 +1382,7 @@ static int async_start(async_op *a, op_env *e, uint64_t *claim_id, json_t **now)
     } else {
       wait_s = 0;
     }
-    rc = tq_claim_next_async(q, &o, wait_s, async_claim_done, a, claim_id);
+    rc = tq_claim_next_async(q, &cp.o, wait_s, async_claim_done, a, claim_id);
     json_decref(types); /* the queue copied the filter */
     if (rc < 0) {
       if (a->ident[0]) claim_wait_leave(e->ctx, a->ident);
@@ -1395,16 +1396,7 @@ static int async_start(async_op *a, op_env *e, uint64_t *claim_id, json_t **now)
       *now = err(e, "missing_task_id");
       return -EINVAL;
     }
-    const char *st = get_str(m, "status");
-    tq_status status = TQ_COMPLETED;
-    if (st && *st) {
-      char w[16];
-      snprintf(w, sizeof w, "%s", st);
-      for (char *c = w; *c; c++) *c = (char)tolower((unsigned char)*c);
-      if (strcmp(w, "completed") == 0) status = TQ_COMPLETED;
-      else if (strcmp(w, "cancelled") == 0) status = TQ_CANCELLED;
-      else status = TQ_FAILED;
-    }
+    tq_status status = complete_status_of(m);
     tq_fence f;
     bool fenced = fence_of(e, &f);
     if (!fenced && !e->ctx->cfg.compat_unfenced_complete && !auth_ctx_is_local(e->auth)) {
