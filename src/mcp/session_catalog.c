@@ -296,6 +296,22 @@ oom:
 
 /* ---------- prompts/get, resources/read ---------- */
 
+/* Begins the tracked request of a prompts/get, resources/read or completion/complete whose
+ * checks passed, keeps its params for the run and starts it; with `input`, first opens the
+ * input (elicitation/sampling) context the handler may use. Replies itself on failure. */
+static void start_request(mcp_session *s, req_ctx *rc, int kind, const void *def, bool input) {
+  sess_req *r = sess_req_begin(s, rc, kind);
+  if (!r) return;
+  r->def = def;
+  r->params = json_incref(rc->params);
+  if (input && !sess_input_begin(s, rc, r)) {
+    sess_req_done(s, r);
+    return;
+  }
+  sess_catalog_run(s, r);
+}
+
+
 void sess_m_prompts_get(mcp_session *s, req_ctx *rc) {
   json_t *name = json_object_get(rc->params, "name");
   if (!json_is_string(name)) {
@@ -317,15 +333,7 @@ void sess_m_prompts_get(mcp_session *s, req_ctx *rc) {
     return;
   }
   if (!rc->id) return;
-  sess_req *r = sess_req_begin(s, rc, RK_PROMPT);
-  if (!r) return;
-  r->def = d;
-  r->params = json_incref(rc->params);
-  if (!sess_input_begin(s, rc, r)) {
-    sess_req_done(s, r);
-    return;
-  }
-  sess_catalog_run(s, r);
+  start_request(s, rc, RK_PROMPT, d, true);
 }
 
 void sess_m_resources_read(mcp_session *s, req_ctx *rc) {
@@ -342,15 +350,7 @@ void sess_m_resources_read(mcp_session *s, req_ctx *rc) {
     return;
   }
   if (!rc->id) return;
-  sess_req *r = sess_req_begin(s, rc, RK_RESOURCE);
-  if (!r) return;
-  r->def = d;
-  r->params = json_incref(rc->params);
-  if (!sess_input_begin(s, rc, r)) {
-    sess_req_done(s, r);
-    return;
-  }
-  sess_catalog_run(s, r);
+  start_request(s, rc, RK_RESOURCE, d, true);
 }
 
 /* ---------- completion/complete ---------- */
@@ -429,11 +429,7 @@ void sess_m_complete(mcp_session *s, req_ctx *rc) {
     json_decref(j.out);
     return;
   }
-  sess_req *r = sess_req_begin(s, rc, RK_COMPLETE);
-  if (!r) return;
-  r->def = def;
-  r->params = json_incref(rc->params); /* ref, argument and context, read again by the run */
-  sess_catalog_run(s, r);
+  start_request(s, rc, RK_COMPLETE, def, false); /* ref, argument, context: read again by the run */
 }
 
 /* ---------- subscriptions ---------- */
