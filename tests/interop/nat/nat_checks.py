@@ -30,108 +30,23 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
-import time
 
-ROOT = os.environ.get("PEERMCP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
-PEERMCP = os.environ.get("PEERMCP_ASAN_BIN", os.path.join(ROOT, "build-asan/peermcp"))
-RESULTS = {"pass": 0, "fail": 0}
-TMP = tempfile.mkdtemp(prefix="nat-checks.")
-BASE_ENV = {"IPFS_ACCELERATE_PY_TASK_P2P_TOKEN": "tok-nat", "PEERMCP_TEST_TOOLS": "1"}
-NODE = os.path.join(ROOT, "tests/node_modules/node/bin/node")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (BASE_ENV, NODE, ROOT, expect, init, json_lines, kill_started, run_cli,  # noqa: E402
+                    summary, wait, JsProc)
+import common  # noqa: E402
+
+TMP = init("nat-checks.", why_max=600)
 RELAY_JS = os.path.join(ROOT, "tests/interop/nat/relay_js.mjs")
-STARTED = []  # every process a group started; main() kills what a failed group left running
 
 
-def expect(name, cond, why=""):
-    RESULTS["pass" if cond else "fail"] += 1
-    print(("PASS " + name) if cond else ("FAIL " + name + (": " + str(why)[:600] if why else "")), flush=True)
-
-
-def wait(pred, secs):
-    end = time.time() + secs
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    return pred()
-
-
-class Serve:
-    """A `peermcp serve --no-stdio` process; stderr (JSON log lines) to a file."""
-
-    def __init__(self, name, env_extra, *args, stdio=False):
-        self.name = name
-        self.nid = 0
-        self.dir = os.path.join(TMP, name)
-        self.err_path = self.dir + ".err"
-        self.env = dict(os.environ, **BASE_ENV, **env_extra)
-        self.proc = subprocess.Popen([PEERMCP, "serve"] + ([] if stdio else ["--no-stdio"]) +
-                                     ["--state-dir", self.dir, "--p2p-listen", "/ip4/127.0.0.1/tcp/0",
-                                      "--log-level", "info"] + list(args),
-                                     stdin=subprocess.PIPE if stdio else subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE if stdio else subprocess.DEVNULL,
-                                     stderr=open(self.err_path, "w"), env=self.env, text=True)
-        STARTED.append(self.proc)
-        if stdio:
-            self.rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
-                                    "clientInfo": {"name": "nat-checks", "version": "1"}})
-            self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
-            self.proc.stdin.flush()
-        if not wait(lambda: 'ready"' in self.log() or self.proc.poll() is not None, 90) or self.proc.poll() is not None:
-            raise RuntimeError("%s did not start: %s" % (name, self.log()[-600:]))
-        self.peer_id = self.announce()["peer_id"]
-
-    def rpc(self, method, params=None):
-        self.nid += 1
-        msg = {"jsonrpc": "2.0", "id": self.nid, "method": method}
-        if params is not None:
-            msg["params"] = params
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("%s closed stdout" % self.name)
-            r = json.loads(line)
-            if r.get("id") == self.nid:
-                return r
-
-    def tool(self, name, args):
-        res = self.rpc("tools/call", {"name": name, "arguments": args}).get("result") or {}
-        return res.get("structuredContent") or {}
-
-    def log(self):
-        return open(self.err_path).read()
-
-    def announce(self):
-        try:
-            return json.load(open(os.path.join(self.dir, "announce.json")))
-        except (OSError, ValueError):
-            return {}
-
-    def stop(self):
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        err = self.log()
-        clean = self.proc.returncode == 0 and "ERROR: AddressSanitizer" not in err and "runtime error" not in err
-        expect("%s stops cleanly" % self.name, clean, "rc=%s %s" % (self.proc.returncode, err[-600:]))
+def Serve(name, env_extra, *args, stdio=False):
+    """A `peermcp serve` on 127.0.0.1 (an ephemeral port), log level info unless args say otherwise."""
+    return common.Serve(name, env_extra=env_extra, args=args, stdio=stdio)
 
 
 def peermcp(env, *args, timeout=120):
-    r = subprocess.run([PEERMCP] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    try:
-        out = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {}
-    except ValueError:
-        out = {"raw": r.stdout[-400:]}
-    return r.returncode, out, r.stderr
+    return run_cli(args, env=env, timeout=timeout)
 
 
 def group_relay():
@@ -151,13 +66,13 @@ def group_relay():
     expect("relay: the CLI calls a tool on B through /p2p-circuit", rc == 0 and "relay" in json.dumps(out),
            (rc, out, err[-600:]))
     expect("relay: R opened a circuit to B", "circuit open" in r.log(), r.log()[-400:])
-    st = b.tool("p2p_service_status", {})
+    st = b.tool("p2p_service_status", {})[0]
     nat = st.get("nat") or {}
     res = nat.get("reservations") or [{}]
     expect("relay: B's p2p_service_status reports the active reservation and the circuit address",
            res[0].get("state") == "active" and want in nat.get("announced_addrs", []) and
            nat.get("autonat", {}).get("status") == "unknown", nat)
-    peers = (b.tool("p2p_list_peers", {}).get("peers")) or []
+    peers = (b.tool("p2p_list_peers", {})[0].get("peers")) or []
     row = [p for p in peers if p.get("peer_id") == r.peer_id]
     conns = row[0].get("connections", []) if row else []
     expect("relay: B's p2p_list_peers shows its connection to R (addr, direction outbound, not relayed)",
@@ -187,37 +102,22 @@ def js_checks(prefix, *args, timeout=180):
     except subprocess.TimeoutExpired as e:
         out, err = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), "timeout"
     n = 0
-    for line in out.splitlines():
-        try:
-            c = json.loads(line)
-        except ValueError:
-            continue
+    for c in json_lines(out):
         if "check" in c:
             n += 1
-            expect("%s: %s" % (prefix, c["check"]), c.get("ok") is True, line)
+            expect("%s: %s" % (prefix, c["check"]), c.get("ok") is True, json.dumps(c))
     if n == 0:
         expect("%s: relay_js.mjs %s printed its checks" % (prefix, args[0]), False, (out[-300:], err[-600:]))
 
 
-class JsRelay:
+class JsRelay(JsProc):
     """relay_js.mjs server: a js-libp2p circuit relay on 127.0.0.1 until its stdin closes."""
 
     def __init__(self):
-        self.proc = subprocess.Popen([NODE, RELAY_JS, "server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=open(os.path.join(TMP, "jsrelay.err"), "w"), text=True,
-                                     cwd=os.path.join(ROOT, "tests"))
-        STARTED.append(self.proc)
-        first = json.loads(self.proc.stdout.readline())
+        super().__init__(RELAY_JS, ["server"], os.path.join(TMP, "jsrelay.err"), cwd=os.path.join(ROOT, "tests"))
+        first = self.first_line()
         self.peer_id = first["peer_id"]
         self.addr = first["addrs"][0]
-
-    def stop(self):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def group_js_relay():
@@ -288,12 +188,8 @@ def main():
             groups[g]()
         except Exception as e:  # a crash is one failure, reported
             expect("%s: ran to the end" % g, False, repr(e))
-        for p in STARTED:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    print("%s: %d passed, %d failed" % ("+".join(names), RESULTS["pass"], RESULTS["fail"]), flush=True)
-    sys.exit(0 if RESULTS["fail"] == 0 else 1)
+        kill_started()
+    sys.exit(summary("+".join(names)))
 
 
 if __name__ == "__main__":

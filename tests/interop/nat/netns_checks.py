@@ -33,152 +33,37 @@ Every wait has a deadline; nothing sleeps and then asserts.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.environ.get("PEERMCP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
-PEERMCP = os.environ.get("PEERMCP_ASAN_BIN", os.path.join(ROOT, "build-asan/peermcp"))
-NODE = os.path.join(ROOT, "tests/node_modules/node/bin/node")
-RESULTS = {"pass": 0, "fail": 0}
-TMP = tempfile.mkdtemp(prefix="nat-netns.")
-BASE_ENV = {"IPFS_ACCELERATE_PY_TASK_P2P_TOKEN": "tok-nat", "PEERMCP_TEST_TOOLS": "1"}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (BASE_ENV, NODE, RESULTS, expect, init, json_lines, kill_started, log_lines, run_cli, skip,  # noqa: E402
+                    summary, ts_s, wait, JsProc)
+import common  # noqa: E402
+
+TMP = init("nat-netns.", why_max=900)
 PREFIX = ""
 MODE = "nft"
 PUB = {"a": "5.1.0.2", "b": "5.2.0.2"}  # where A and B come from as others see them (NAT mode)
 BENCH = {}
 
 
-def expect(name, cond, why=""):
-    RESULTS["pass" if cond else "fail"] += 1
-    print(("PASS " + name) if cond else ("FAIL " + name + (": " + str(why)[:900] if why else "")), flush=True)
-    return cond
-
-
-def skip(name, why):
-    print("SKIP %s: %s" % (name, why), flush=True)
-
-
-def wait(pred, secs):
-    end = time.time() + secs
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    return pred()
-
-
 def ns(n):
     return ["ip", "netns", "exec", "%s-%s" % (PREFIX, n)]
 
 
-def ts_s(j):
-    """A log line's "ts" (2026-12-07T04:11:27.228Z) in seconds."""
-    t = j.get("ts", "")
-    return time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + t[19:].rstrip("Z"))
-
-
-def log_lines(text, msg):
-    out = []
-    for line in text.splitlines():
-        try:
-            j = json.loads(line)
-        except ValueError:
-            continue
-        if msg in str(j.get("msg", "")):
-            out.append(j)
-    return out
-
-
-class Serve:
-    """A `peermcp serve` in namespace `where`, listening on ip:4001; stderr to a file."""
-
-    def __init__(self, name, where, ip, env_extra, cfg, stdio=True, port=4001):
-        self.name = name
-        self.nid = 0
-        self.dir = os.path.join(TMP, name)
-        self.err_path = self.dir + ".err"
-        cpath = self.dir + ".json"
-        json.dump(cfg, open(cpath, "w"))
-        env = dict(os.environ, **BASE_ENV, **env_extra)
-        self.proc = subprocess.Popen(ns(where) + [PEERMCP, "serve"] + ([] if stdio else ["--no-stdio"]) +
-                                     ["--state-dir", self.dir, "--config", cpath, "--p2p-listen",
-                                      "/ip4/%s/tcp/%d" % (ip, port), "--log-level", "debug"],
-                                     stdin=subprocess.PIPE if stdio else subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE if stdio else subprocess.DEVNULL,
-                                     stderr=open(self.err_path, "w"), env=env, text=True)
-        if stdio:
-            self.rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
-                                    "clientInfo": {"name": "netns-checks", "version": "1"}})
-            self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
-            self.proc.stdin.flush()
-        if not wait(lambda: 'ready"' in self.log() or self.proc.poll() is not None, 90) or self.proc.poll() is not None:
-            raise RuntimeError("%s did not start: %s" % (name, self.log()[-600:]))
-        self.peer_id = self.announce()["peer_id"]
-        self.addr = "/ip4/%s/tcp/%d/p2p/%s" % (ip, port, self.peer_id)
-
-    def rpc(self, method, params=None):
-        self.nid += 1
-        msg = {"jsonrpc": "2.0", "id": self.nid, "method": method}
-        if params is not None:
-            msg["params"] = params
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("%s closed stdout" % self.name)
-            r = json.loads(line)
-            if r.get("id") == self.nid:
-                return r
-
-    def tool(self, name, args):
-        r = self.rpc("tools/call", {"name": name, "arguments": args}).get("result") or {}
-        return r.get("structuredContent") or {}, bool(r.get("isError"))
-
-    def conns(self, peer_id):
-        peers = self.tool("p2p_list_peers", {})[0].get("peers") or []
-        row = [p for p in peers if p.get("peer_id") == peer_id]
-        return row[0].get("connections", []) if row else []
-
-    def nat(self):
-        return self.tool("p2p_service_status", {})[0].get("nat") or {}
-
-    def log(self):
-        return open(self.err_path).read()
-
-    def announce(self):
-        try:
-            return json.load(open(os.path.join(self.dir, "announce.json")))
-        except (OSError, ValueError):
-            return {}
-
-    def stop(self, check=True):
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if check:
-            err = self.log()
-            clean = self.proc.returncode == 0 and "ERROR: AddressSanitizer" not in err and "runtime error" not in err
-            expect("%s stops cleanly" % self.name, clean, "rc=%s %s" % (self.proc.returncode, err[-600:]))
+def Serve(name, where, ip, env_extra, cfg, stdio=True, port=4001):
+    """A `peermcp serve` in namespace `where`, listening on ip:port (log level debug); .addr its
+    multiaddr with /p2p."""
+    s = common.Serve(name, listen="/ip4/%s/tcp/%d" % (ip, port), env_extra=env_extra, cfg=cfg, stdio=stdio,
+                     prefix=ns(where), log_level="debug")
+    s.addr = "/ip4/%s/tcp/%d/p2p/%s" % (ip, port, s.peer_id)
+    return s
 
 
 def cli(where, *args, timeout=120):
-    env = dict(os.environ, **BASE_ENV)
-    r = subprocess.run(ns(where) + [PEERMCP] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    try:
-        out = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {}
-    except ValueError:
-        out = {"raw": r.stdout[-400:]}
-    return r.returncode, out, r.stderr
+    return run_cli(args, prefix=ns(where), timeout=timeout)
 
 
 def tcp_connect(where, ip, port, secs):
@@ -330,13 +215,7 @@ def group_js():
     r = subprocess.run(ns("d") + [NODE, js, NODES["circ"], "--listen", "/ip4/10.0.4.2/tcp/4002", "--announce",
                                   "/ip4/5.2.0.2/tcp/4002", "--token", BASE_ENV["IPFS_ACCELERATE_PY_TASK_P2P_TOKEN"],
                                   "--wait-s", "40"], capture_output=True, text=True, timeout=150)
-    steps = {}
-    for line in r.stdout.splitlines():
-        try:
-            j = json.loads(line)
-            steps[j.get("step")] = j
-        except ValueError:
-            pass
+    steps = {j.get("step"): j for j in json_lines(r.stdout)}
     why = (r.stdout[-900:], r.stderr[-600:])
     jid = (steps.get("start") or {}).get("peer_id", "?")
     expect("js: a js-libp2p peer behind NAT-B dials A through the relay (@libp2p/circuit-relay-v2)",
@@ -364,15 +243,12 @@ def group_jsrelay():
         expect("jsrelay: node binary present", False, NODE)
         return
     js = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js_relay.mjs")
-    err = open(os.path.join(TMP, "js_relay.err"), "w")
-    p = subprocess.Popen(ns("r") + [NODE, js, "--listen", "/ip4/5.0.0.2/tcp/4003"], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=err, text=True)
+    p = JsProc(js, ["--listen", "/ip4/5.0.0.2/tcp/4003"], os.path.join(TMP, "js_relay.err"), prefix=ns("r"))
     a2 = None
     try:
-        line = p.stdout.readline()
-        info = json.loads(line) if line.strip() else {}
+        info = p.first_line()
         expect("jsrelay: a js-libp2p relay (circuitRelayServer) listens in the public namespace", info.get("peer_id"),
-               line)
+               info)
         if not info.get("peer_id"):
             return
         raddr = "/ip4/5.0.0.2/tcp/4003/p2p/%s" % info["peer_id"]
@@ -413,12 +289,7 @@ def group_jsrelay():
     finally:
         if a2:
             a2.stop()
-        p.stdin.close()
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        p.stop(20)
 
 
 def group_bench():
@@ -469,12 +340,12 @@ def main():
     for k in ("b", "a", "r"):
         if k in NODES:
             NODES[k].stop()
+    kill_started()
     if os.environ.get("NETNS_KEEP_LOGS") or RESULTS["fail"]:
         print("logs in %s" % TMP)
     else:
         shutil.rmtree(TMP, ignore_errors=True)
-    print("netns: %d passed, %d failed" % (RESULTS["pass"], RESULTS["fail"]), flush=True)
-    sys.exit(0 if RESULTS["fail"] == 0 else 1)
+    sys.exit(summary("netns"))
 
 
 if __name__ == "__main__":
