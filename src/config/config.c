@@ -556,6 +556,7 @@ static const keydef k_p2p[] = {
     {"holepunch", K_TRISTATE, OFF(p2p.holepunch), 0, 0, 0},
     {"relays", K_STRARR, OFF(p2p.relays), OFF(p2p.relay_count), 0, 16},
     {"autonat_confidence", K_U32, OFF(p2p.autonat_confidence), 0, 1, 16},
+    {"autonat_v2", K_BOOL, OFF(p2p.autonat_v2), 0, 0, 0},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1122,6 +1123,7 @@ static int set_defaults(config *cfg) {
   cfg->p2p.max_waits_per_peer = 64;
   cfg->p2p.max_inflight_per_peer = 16;
   cfg->p2p.autonat_confidence = 3;
+  cfg->p2p.autonat_v2 = true;
   cfg->p2p.relay_hop.max_reservations = 128;
   cfg->p2p.relay_hop.max_reservations_per_ip = 8;
   cfg->p2p.relay_hop.reservation_ttl_seconds = 3600;
@@ -2218,6 +2220,7 @@ json_t *config_to_json(const config *cfg) {
         "limit_duration_seconds", (json_int_t)rh->limit_duration_seconds, "limit_data_bytes",
         (json_int_t)rh->limit_data_bytes, "nat_effective", "autonat", cfg->p2p.eff.autonat, "relay",
         cfg->p2p.eff.relay, "holepunch", cfg->p2p.eff.holepunch);
+    if (nat) json_object_set_new(nat, "autonat_v2", json_boolean(cfg->p2p.autonat_v2));
     if (!nat || json_object_update(p2p, nat) != 0) {
       json_decref(p2p);
       p2p = NULL;

@@ -254,6 +254,8 @@ typedef struct config {
                                    and public, bootstrap peers that offer the hop protocol) */
     size_t relay_count;
     uint32_t autonat_confidence; /* 3: agreeing AutoNAT servers before reachability changes */
+    bool autonat_v2;            /* true: AutoNAT v2 (dial-request / dial-back) beside v1 whenever
+                                   p2p.autonat is on */
     struct config_relay_hop {   /* p2p.relay_hop: serving as a relay (circuit relay v2 hop) */
       bool enabled;                     /* false; …_TASK_P2P_RELAY_HOP */
       uint32_t max_reservations;        /* 128; …_RELAY_HOP_MAX_RESERVATIONS */

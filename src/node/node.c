@@ -979,6 +979,7 @@ void node_nat_config(const config *cfg, bool serving, p2p_nat_config *nc) {
   bool wide = cfg->p2p.profile == CONFIG_PROFILE_PRIVATE || cfg->p2p.profile == CONFIG_PROFILE_PUBLIC;
   nc->autonat_client = nc->autonat_server = cfg->p2p.eff.autonat;
   nc->autonat_confidence = cfg->p2p.autonat_confidence;
+  nc->autonat_v2 = cfg->p2p.autonat_v2;
   nc->relay_accept = nc->relay_reserve = cfg->p2p.eff.relay;
   nc->relays = (const char *const *)cfg->p2p.relays;
   nc->n_relays = cfg->p2p.relay_count;

@@ -21,6 +21,7 @@
 #include "p2p/host/host.h"
 #include "p2p/core/envelope.h"
 #include "p2p/host/nat.h"
+#include "p2p/proto/autonat2.h"
 #include "p2p/proto/identify.h"
 #include "p2p/proto/relay.h"
 #include "util/clock.h"
@@ -653,6 +654,131 @@ static void test_autonat_unreachable_client_is_private(void **state) {
   (void)p2p_host_unsubscribe(c, log_ev, &lc);
 }
 
+/* ---------------------------------------------------------------- AutoNAT v2 */
+
+static json_int_t v2_counter(p2p_nat *n, const char *side, const char *key) {
+  json_t *st = nat_status(n);
+  json_t *v2 = json_object_get(json_object_get(st, "autonat"), "v2");
+  json_int_t v = json_integer_value(json_object_get(json_object_get(v2, side), key));
+  json_decref(st);
+  return v;
+}
+
+static json_int_t v1_counter(p2p_nat *n, const char *key) {
+  json_t *st = nat_status(n);
+  json_int_t v = json_integer_value(json_object_get(json_object_get(json_object_get(st, "autonat"), "counters"), key));
+  json_decref(st);
+  return v;
+}
+
+/* Three v2 servers dial the client back at its listen address, with its nonce: public; the
+ * client used v2 only (its v1 client leaves v2 peers alone). */
+static void test_autonat2_three_servers_say_public(void **state) {
+  (void)state;
+  p2p_nat_config sc = {.autonat_server = true, .autonat_v2 = true, .allow_private = true};
+  p2p_nat_config cc = {.autonat_client = true, .autonat_v2 = true, .autonat_confidence = 3, .allow_private = true};
+  p2p_nat *cn, *sn[4];
+  p2p_host *c = make_host(0, &cc, &cn);
+  conn_log lc = {0};
+  assert_int_equal(p2p_host_subscribe(c, P2P_EV_ALL, log_ev, &lc), 0);
+  for (int i = 1; i <= 3; i++) connect_to(c, make_host(i, &sc, &sn[i]));
+  assert_true(wait_for(reach_is, &lc, WAIT_MS));
+  assert_int_equal(lc.reach, P2P_REACH_PUBLIC);
+  json_t *st = nat_status(cn);
+  json_t *an = json_object_get(st, "autonat");
+  assert_string_equal(json_string_value(json_object_get(an, "status")), "public");
+  json_decref(st);
+  assert_true(v2_counter(cn, "client_counters", "answers_ok") >= 3);
+  assert_true(v2_counter(cn, "client_counters", "dialbacks_received") >= 3);
+  assert_int_equal(v2_counter(cn, "client_counters", "ok_without_nonce"), 0);
+  assert_int_equal(v1_counter(cn, "asked"), 0);
+  json_int_t ok = 0;
+  for (int i = 1; i <= 3; i++) ok += v2_counter(sn[i], "server_counters", "dialed_back_ok");
+  assert_true(ok >= 3);
+  (void)p2p_host_unsubscribe(c, log_ev, &lc);
+}
+
+/* A client that does not listen: the addresses it was observed at cannot be dialed; each v2
+ * server answers OK / E_DIAL_ERROR: private. */
+static void test_autonat2_unreachable_client_is_private(void **state) {
+  (void)state;
+  p2p_nat_config sc = {.autonat_server = true, .autonat_v2 = true, .allow_private = true};
+  p2p_host_config hc = {0};
+  hc.state_dir = dirs[0];
+  hc.no_peerstore_file = true;
+  p2p_host *c = NULL;
+  assert_int_equal(p2p_host_new(&loop, &hc, &c), 0);
+  hosts[0] = c;
+  p2p_nat_config cc = {.autonat_client = true, .autonat_v2 = true, .autonat_confidence = 2, .allow_private = true};
+  p2p_nat *cn = NULL, *s1 = NULL;
+  assert_int_equal(p2p_nat_new(c, &loop, &cc, &cn), 0);
+  assert_int_equal(p2p_nat_add_to_host(cn), 0);
+  conn_log lc = {0};
+  assert_int_equal(p2p_host_subscribe(c, P2P_EV_ALL, log_ev, &lc), 0);
+  connect_to(c, make_host(1, &sc, &s1));
+  connect_to(c, make_host(2, &sc, NULL));
+  assert_true(wait_for(reach_is, &lc, WAIT_MS));
+  assert_int_equal(lc.reach, P2P_REACH_PRIVATE);
+  assert_true(v2_counter(cn, "client_counters", "answers_dial_error") >= 2);
+  assert_true(v2_counter(s1, "server_counters", "dialed_back_error") >= 1);
+  (void)p2p_host_unsubscribe(c, log_ev, &lc);
+}
+
+/* The client listens on 127.0.0.2 but reaches the server from 127.0.0.1: testing its
+ * listen address costs it the dial data (at least 30000 bytes, counted by the server) before
+ * the server dials; then public. */
+static void test_autonat2_other_ip_pays_dial_data(void **state) {
+  (void)state;
+  p2p_nat_config sc = {.autonat_server = true, .autonat_v2 = true, .allow_private = true};
+  p2p_host_config hc = {0};
+  hc.state_dir = dirs[0];
+  hc.no_peerstore_file = true;
+  p2p_host *c = NULL;
+  assert_int_equal(p2p_host_new(&loop, &hc, &c), 0);
+  assert_int_equal(p2p_host_listen(c, "/ip4/127.0.0.2/tcp/0"), 0);
+  hosts[0] = c;
+  p2p_nat_config cc = {.autonat_client = true, .autonat_v2 = true, .autonat_confidence = 1, .allow_private = true};
+  p2p_nat *cn = NULL, *s1 = NULL;
+  assert_int_equal(p2p_nat_new(c, &loop, &cc, &cn), 0);
+  assert_int_equal(p2p_nat_add_to_host(cn), 0);
+  conn_log lc = {0};
+  assert_int_equal(p2p_host_subscribe(c, P2P_EV_ALL, log_ev, &lc), 0);
+  connect_to(c, make_host(1, &sc, &s1));
+  assert_true(wait_for(reach_is, &lc, WAIT_MS));
+  assert_int_equal(lc.reach, P2P_REACH_PUBLIC);
+  assert_true(v2_counter(cn, "client_counters", "dial_data_paid") >= AUTONAT2_DATA_MIN);
+  assert_true(v2_counter(s1, "server_counters", "dial_data_received") >= AUTONAT2_DATA_MIN);
+  assert_true(v2_counter(s1, "server_counters", "dialed_back_ok") >= 1);
+  (void)p2p_host_unsubscribe(c, log_ev, &lc);
+}
+
+/* A server that answers OK / OK without dialing back: the client discards it (no nonce). */
+static void liar_v2(p2p_stream *s, void *ud) {
+  (void)ud;
+  buf out;
+  buf_init(&out, 256);
+  autonat2_msg m = {.kind = AUTONAT2_DIAL_RESPONSE, .status = AUTONAT2_RS_OK, .dial_status = AUTONAT2_DS_OK};
+  assert_int_equal(autonat2_encode(&m, &out), 0);
+  if (p2p_stream_write(s, buf_ptr(&out), buf_len(&out)) < 0) p2p_stream_reset(s);
+  else p2p_stream_close_write(s);
+  buf_free(&out);
+}
+
+static bool discarded(void *arg) { return v2_counter(arg, "client_counters", "ok_without_nonce") >= 1; }
+
+static void test_autonat2_ok_without_the_nonce_is_discarded(void **state) {
+  (void)state;
+  p2p_nat_config cc = {.autonat_client = true, .autonat_v2 = true, .autonat_confidence = 1, .allow_private = true};
+  p2p_nat *cn;
+  p2p_host *c = make_host(0, &cc, &cn);
+  p2p_host *liar = make_host(1, NULL, NULL);
+  assert_int_equal(p2p_host_handle(liar, AUTONAT2_DIAL_REQUEST_PROTOCOL, liar_v2, NULL), 0);
+  connect_to(c, liar);
+  assert_true(wait_for(discarded, cn, WAIT_MS));
+  assert_int_equal(p2p_host_reachability(c), P2P_REACH_UNKNOWN);
+  assert_int_equal(v2_counter(cn, "client_counters", "answers_ok"), 0);
+}
+
 /* ---------------------------------------------------------------- DCUtR */
 
 typedef struct direct_wait {
@@ -803,6 +929,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_identify_checks_the_signed_peer_record, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat_three_servers_say_public, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat_unreachable_client_is_private, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_autonat2_three_servers_say_public, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_autonat2_unreachable_client_is_private, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_autonat2_other_ip_pays_dial_data, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_autonat2_ok_without_the_nonce_is_discarded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_upgrades_a_relayed_connection, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_skips_a_peer_without_dcutr, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_plain_dial_only_to_public_addresses, setup, teardown),

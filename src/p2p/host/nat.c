@@ -9,22 +9,25 @@
 
 #include "p2p/core/multiaddr.h"
 #include "p2p/proto/autonat.h"
+#include "p2p/proto/autonat2.h"
 #include "p2p/proto/dcutr.h"
 #include "p2p/proto/relay.h"
 #include "p2p/host/svc_autonat.h"
+#include "p2p/host/svc_autonat2.h"
 #include "p2p/host/svc_dcutr.h"
 #include "p2p/host/svc_relay.h"
 #include "util/log.h"
 
 #define NAT_TICK_MS 1000
 #define NAT_OBSERVED_MAX 8
-#define NAT_MAX_HANDLERS 4
+#define NAT_MAX_HANDLERS 6
 
 struct p2p_nat {
   p2p_host *h;
   uv_loop_t *loop;
   p2p_nat_config cfg;
   p2p_autonat *autonat;
+  p2p_autonat2 *autonat2;                             /* AutoNAT v2; votes into autonat */
   p2p_relay_client *relay;
   p2p_relay_hop *hop;
   p2p_dcutr *dcutr;
@@ -149,6 +152,16 @@ static void h_autonat(p2p_stream *s, void *ud) {
   if (n->autonat) p2p_autonat_serve(n->autonat, s);
   else p2p_stream_reset(s);
 }
+static void h_autonat2_request(p2p_stream *s, void *ud) {
+  p2p_nat *n = ud;
+  if (n->autonat2) p2p_autonat2_serve_request(n->autonat2, s);
+  else p2p_stream_reset(s);
+}
+static void h_autonat2_dialback(p2p_stream *s, void *ud) {
+  p2p_nat *n = ud;
+  if (n->autonat2) p2p_autonat2_serve_dialback(n->autonat2, s);
+  else p2p_stream_reset(s);
+}
 static void h_dcutr(p2p_stream *s, void *ud) {
   p2p_nat *n = ud;
   if (n->dcutr) p2p_dcutr_serve(n->dcutr, s);
@@ -161,6 +174,7 @@ static void on_tick(uv_timer_t *t) {
   if (n->relay) p2p_relay_client_tick(n->relay);
   if (n->hop) p2p_relay_hop_tick(n->hop);
   if (n->autonat) p2p_autonat_tick(n->autonat);
+  if (n->autonat2) p2p_autonat2_tick(n->autonat2);
 }
 
 static void svc_event(p2p_host *h, const p2p_event *ev, void *state) {
@@ -171,6 +185,7 @@ static void svc_event(p2p_host *h, const p2p_event *ev, void *state) {
   if (n->relay) p2p_relay_client_on_event(n->relay, ev);
   if (n->hop) p2p_relay_hop_on_event(n->hop, ev);
   if (n->autonat) p2p_autonat_on_event(n->autonat, ev);
+  if (n->autonat2) p2p_autonat2_on_event(n->autonat2, ev);
   if (n->dcutr) p2p_dcutr_on_event(n->dcutr, ev);
 }
 
@@ -183,7 +198,8 @@ static int nat_start(p2p_nat *n) {
   (void)uv_timer_start(&n->tick, on_tick, NAT_TICK_MS, NAT_TICK_MS);
   if (n->relay) p2p_relay_client_start(n->relay);
   n->started = true;
-  log_info("p2p nat started", "{s:b, s:b, s:b, s:b, s:b, s:i, s:b}", "autonat_client", n->cfg.autonat_client,
+  log_info("p2p nat started", "{s:b, s:b, s:b, s:b, s:b, s:b, s:i, s:b}", "autonat_client", n->cfg.autonat_client,
+           "autonat_v2", n->autonat2 != NULL,
            "autonat_server", n->cfg.autonat_server, "relay_client", n->relay != NULL, "relay_reserve",
            n->cfg.relay_reserve, "relay_hop", n->hop != NULL, "relays", (int)n->cfg.n_relays, "holepunch",
            n->dcutr != NULL);
@@ -224,6 +240,10 @@ void p2p_nat_close(p2p_nat *n, void (*done)(void *ud), void *ud) {
     n->closing_parts++;
     p2p_dcutr_close(n->dcutr, part_closed, n);
   }
+  if (n->autonat2) { /* first: it votes into autonat */
+    n->closing_parts++;
+    p2p_autonat2_close(n->autonat2, part_closed, n);
+  }
   if (n->autonat) {
     n->closing_parts++;
     p2p_autonat_close(n->autonat, part_closed, n);
@@ -255,6 +275,10 @@ int p2p_nat_add_to_host(p2p_nat *n) {
   if (n->hop) n->handlers[nh++] = (p2p_service_handler){RELAY_HOP_PROTOCOL, h_hop};
   if (n->relay && n->cfg.relay_accept) n->handlers[nh++] = (p2p_service_handler){RELAY_STOP_PROTOCOL, h_stop};
   if (n->autonat && n->cfg.autonat_server) n->handlers[nh++] = (p2p_service_handler){AUTONAT_PROTOCOL, h_autonat};
+  if (n->autonat2 && n->cfg.autonat_server)
+    n->handlers[nh++] = (p2p_service_handler){AUTONAT2_DIAL_REQUEST_PROTOCOL, h_autonat2_request};
+  if (n->autonat2 && n->cfg.autonat_client)
+    n->handlers[nh++] = (p2p_service_handler){AUTONAT2_DIAL_BACK_PROTOCOL, h_autonat2_dialback};
   if (n->dcutr) n->handlers[nh++] = (p2p_service_handler){DCUTR_PROTOCOL, h_dcutr};
   n->svc = (p2p_service){.name = "nat",
                          .handlers = nh ? n->handlers : NULL,
@@ -287,8 +311,20 @@ int p2p_nat_new(p2p_host *h, uv_loop_t *loop, const p2p_nat_config *cfg, p2p_nat
                              .candidates = candidates_cb,
                              .candidates_ud = n,
                              .confidence = cfg->autonat_confidence,
-                             .allow_private = cfg->allow_private};
+                             .allow_private = cfg->allow_private,
+                             .prefer_v2 = cfg->autonat_v2};
     rc = p2p_autonat_new(h, &ac, &n->autonat);
+  }
+  if (rc == 0 && cfg->autonat_v2 && (cfg->autonat_client || cfg->autonat_server)) {
+    p2p_autonat2_config a2 = {.client = cfg->autonat_client,
+                              .server = cfg->autonat_server,
+                              .candidates = candidates_cb,
+                              .candidates_ud = n,
+                              .votes = n->autonat,
+                              .confidence = cfg->autonat_confidence,
+                              .allow_private = cfg->allow_private,
+                              .data_bytes = cfg->autonat_v2_data_bytes};
+    rc = p2p_autonat2_new(h, &a2, &n->autonat2);
   }
   if (rc == 0 && cfg->relay_client) {
     p2p_relay_client_config rcfg = {.relays = cfg->relays,
@@ -320,6 +356,7 @@ json_t *p2p_nat_status_json(p2p_nat *n) {
   json_t *autonat = n->autonat ? p2p_autonat_status_json(n->autonat)
                                : json_pack("{s:b, s:s, s:i}", "supported", 0, "status", p2p_reachability_name(r),
                                            "code", (int)r);
+  if (n->autonat) json_object_set_new(autonat, "v2", n->autonat2 ? p2p_autonat2_status_json(n->autonat2) : json_null());
   json_t *ann = json_array();
   const char *a[64];
   size_t na = p2p_host_announced_addrs(n->h, a, 64);

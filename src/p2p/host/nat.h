@@ -18,8 +18,8 @@
  * p2p_nat_add_to_host the host owns it (do not close it); else p2p_nat_close frees it after
  * `done`.
  *
- * Not done (issue 16): interop tests with js-libp2p's relay / DCUtR / AutoNAT and the NAT
- * namespace topology; AutoNAT v2; the DHT's client/server mode following our reachability. */
+ * AutoNAT v2 (svc_autonat2, on with autonat_v2) asks and answers beside v1 and votes into v1's
+ * tally, so both decide the one reachability. */
 #ifndef PEERMCP_P2P_HOST_NAT_H
 #define PEERMCP_P2P_HOST_NAT_H
 
@@ -37,6 +37,8 @@ typedef struct p2p_nat p2p_nat;
 typedef struct p2p_nat_config {
   bool autonat_client, autonat_server;
   unsigned autonat_confidence;          /* 0 = 3 */
+  bool autonat_v2;                      /* AutoNAT v2 beside v1 (its client and server as v1's) */
+  uint32_t autonat_v2_data_bytes;       /* v2 server's dial-data cost; 0 = random 30000..100000 */
   bool relay_client;                    /* dial /p2p-circuit addresses */
   bool relay_accept;                    /* accept relayed connections (STOP) */
   bool relay_reserve;                   /* reserve on relays while not known to be public */

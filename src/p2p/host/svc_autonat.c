@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "p2p/proto/autonat.h"
+#include "p2p/proto/autonat2.h"
 #include "util/buf.h"
 #include "util/check.h"
 #include "util/clock.h"
@@ -58,6 +59,8 @@ struct p2p_autonat {
   p2p_host *h;
   p2p_autonat_config cfg;
   autonat_tally tally;
+  int v2_reach;                    /* AutoNAT v2's verdict (0 none; p2p_reachability) */
+  int reach;                       /* what we last told the host */
   an_peer peers[AN_MAX_PEERS];
   an_ask *asks;
   an_req *reqs;
@@ -127,23 +130,37 @@ static void withdraw_confirmed(p2p_autonat *an) {
   an->n_confirmed = 0;
 }
 
+/* Our reachability: AutoNAT v2's verdict when it has one (it tests each address and checks
+ * the nonce), else v1's tally. Applied to the host on a change. */
+static void apply_reach(p2p_autonat *an) {
+  int after = an->v2_reach ? an->v2_reach : an->tally.reachability;
+  int before = an->reach;
+  if (after == before) return;
+  an->reach = after;
+  log_info("p2p autonat: reachability", "{s:s, s:s, s:s}", "from", p2p_reachability_name((p2p_reachability)before),
+           "to", p2p_reachability_name((p2p_reachability)after), "by", an->v2_reach ? "v2" : "v1");
+  if (after == P2P_REACH_PRIVATE) withdraw_confirmed(an);
+  p2p_host_set_reachability(an->h, (p2p_reachability)after);
+}
+
 static void record_answer(p2p_autonat *an, const char *server, const autonat_msg *m) {
   peerid sid;
   if (peerid_parse(server, strlen(server), &sid) != 0) return;
   if (m->status == AUTONAT_OK) an->stats.ok++;
   else if (m->status == AUTONAT_E_DIAL_ERROR) an->stats.dial_error++;
   else an->stats.other++;
-  int before = an->tally.reachability;
   int after = autonat_tally_add(&an->tally, &sid, m->status);
   log_info("p2p autonat: answer", "{s:s, s:s, s:s, s:s}", "server", server, "status", autonat_status_name(m->status),
            "text", m->status_text, "reachability", p2p_reachability_name((p2p_reachability)after));
   if (m->status == AUTONAT_OK && m->has_addr) confirm_addr(an, &m->addr);
-  if (after != before) {
-    log_info("p2p autonat: reachability", "{s:s, s:s}", "from", p2p_reachability_name((p2p_reachability)before), "to",
-             p2p_reachability_name((p2p_reachability)after));
-    if (after == P2P_REACH_PRIVATE) withdraw_confirmed(an);
-    p2p_host_set_reachability(an->h, (p2p_reachability)after);
-  }
+  apply_reach(an);
+}
+
+void p2p_autonat_v2_verdict(p2p_autonat *an, int reach, const multiaddr *reachable_addr) {
+  if (!an || an->closing) return;
+  if (reachable_addr) confirm_addr(an, reachable_addr);
+  an->v2_reach = reach;
+  apply_reach(an);
 }
 
 static void ask_end(an_ask *a) {
@@ -237,8 +254,12 @@ static void maybe_ask(p2p_autonat *an, const char *peer_id) {
   p2p_peer_info pi;
   if (p2p_host_peer_info(an->h, peer_id, &pi) != 0) return;
   bool speaks = false;
-  for (size_t i = 0; i < pi.n_protocols && !speaks; i++) speaks = strcmp(pi.protocols[i], AUTONAT_PROTOCOL) == 0;
-  if (!speaks) return;
+  bool v2 = false;
+  for (size_t i = 0; i < pi.n_protocols; i++) {
+    speaks = speaks || strcmp(pi.protocols[i], AUTONAT_PROTOCOL) == 0;
+    v2 = v2 || strcmp(pi.protocols[i], AUTONAT2_DIAL_REQUEST_PROTOCOL) == 0;
+  }
+  if (!speaks || (v2 && an->cfg.prefer_v2)) return; /* such a peer is asked by svc_autonat2 */
   /* only over a direct connection: a relayed one cannot be dialed back (spec) */
   p2p_conn_info ci[8];
   size_t nc = p2p_host_conns(an->h, peer_id, ci, 8);

@@ -17,6 +17,11 @@
  * amplification): at most 3 requests per peer and 30 in all per minute, 4 dial-backs at once;
  * past them E_DIAL_REFUSED.
  *
+ * AutoNAT v2 (svc_autonat2) decides with the same tally logic per address and hands its verdict
+ * here (p2p_autonat_v2_verdict), which wins over v1's; with prefer_v2
+ * the v1 client leaves peers that speak v2 to it (js-libp2p's v1 server answers over the
+ * requester's own connection, so its OK proves nothing).
+ *
  * Threads: loop thread only. Ownership: new allocates; close frees once the host has called
  * back what it owes. Driven by nat.c (handler, events, 1 s tick). */
 #ifndef PEERMCP_P2P_HOST_SVC_AUTONAT_H
@@ -43,6 +48,7 @@ typedef struct p2p_autonat_config {
   uint32_t recheck_s;        /* 0 = 900: ask a server again after this long */
   uint32_t dial_timeout_ms;  /* 0 = 10000: one dial-back */
   bool allow_private;        /* dial / offer private and loopback addresses (tests on one host) */
+  bool prefer_v2;            /* the client skips peers that speak AutoNAT v2 (svc_autonat2 asks them) */
 } p2p_autonat_config;
 
 int p2p_autonat_new(p2p_host *h, const p2p_autonat_config *cfg, p2p_autonat **out) __attribute__((warn_unused_result));
@@ -52,6 +58,12 @@ void p2p_autonat_serve(p2p_autonat *an, p2p_stream *s);
 /* PEER_IDENTIFIED, IDENTIFY_PUSH, OBSERVED_ADDR, CONN_CLOSED, LISTEN_ADDRS_CHANGED. */
 void p2p_autonat_on_event(p2p_autonat *an, const p2p_event *ev);
 void p2p_autonat_tick(p2p_autonat *an);
+
+/* AutoNAT v2's verdict (svc_autonat2, which tests each address with the same confidence):
+ * reach 0 (none yet: v1's tally decides), public or private; it takes precedence over v1's
+ * tally. reachable_addr (or NULL): an address v2 found reachable, confirmed and announced
+ * as a v1 OK's address is. */
+void p2p_autonat_v2_verdict(p2p_autonat *an, int reach, const multiaddr *reachable_addr);
 
 /* {"supported", "status", "code", "confirmed", "votes": {"ok", "error"}, "server": {…}}. */
 json_t *p2p_autonat_status_json(const p2p_autonat *an);

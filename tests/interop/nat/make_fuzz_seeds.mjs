@@ -2,7 +2,8 @@
 // protobuf codecs (@libp2p/circuit-relay-v2, @libp2p/autonat, @libp2p/dcutr) and vouchers
 // sealed by @libp2p/peer-record with a fixed Ed25519 key, so the seeds are what a real peer
 // sends. Run once by hand (from tests/): node interop/nat/make_fuzz_seeds.mjs ../fuzz/corpus
-// Writes <dir>/relay/js_*, <dir>/autonat/js_*, <dir>/dcutr/js_*: varint-length-prefixed
+// Writes <dir>/relay/js_*, <dir>/autonat/js_*, <dir>/autonat2/js_* (@libp2p/autonat-v2),
+// <dir>/dcutr/js_*: varint-length-prefixed
 // messages (what travels on the stream), plus the bare bodies of some.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -13,6 +14,7 @@ const relayPb = await import(join(nm, '@libp2p/circuit-relay-v2/dist/src/pb/inde
 const { ReservationVoucherRecord } = await import(join(nm, '@libp2p/circuit-relay-v2/dist/src/server/reservation-voucher.js'))
 const { Message } = await import(join(nm, '@libp2p/autonat/dist/src/pb/index.js'))
 const { HolePunch } = await import(join(nm, '@libp2p/dcutr/dist/src/pb/message.js'))
+const a2 = await import(join(nm, '@libp2p/autonat-v2/dist/src/pb/index.js'))
 const { generateKeyPairFromSeed } = await import('@libp2p/crypto/keys')
 const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
 const { RecordEnvelope } = await import('@libp2p/peer-record')
@@ -85,3 +87,33 @@ write('dcutr', 'connect', HolePunch.encode({
   type: HolePunch.Type.CONNECT, observedAddresses: [ma('/ip4/1.2.3.4/tcp/4001'), ma('/ip6/2001:db8::1/tcp/4001')]
 }), true)
 write('dcutr', 'sync', HolePunch.encode({ type: HolePunch.Type.SYNC, observedAddresses: [] }), true)
+
+// AutoNAT v2 (@libp2p/autonat-v2 2.0.15's codecs): each message, and whole streams
+const A2 = a2.Message
+write('autonat2', 'dial_request', A2.encode({
+  dialRequest: { addrs: [ma('/ip4/1.2.3.4/tcp/4001'), ma('/ip4/5.6.7.8/tcp/4001'), ma('/ip6/2001:db8::1/tcp/5')], nonce: 12345678901234567n }
+}), true)
+write('autonat2', 'dial_response_ok', A2.encode({
+  dialResponse: { status: a2.DialResponse.ResponseStatus.OK, addrIdx: 0, dialStatus: a2.DialStatus.OK }
+}), true)
+write('autonat2', 'dial_response_error', A2.encode({
+  dialResponse: { status: a2.DialResponse.ResponseStatus.OK, addrIdx: 1, dialStatus: a2.DialStatus.E_DIAL_ERROR }
+}))
+write('autonat2', 'dial_response_refused', A2.encode({
+  dialResponse: { status: a2.DialResponse.ResponseStatus.E_DIAL_REFUSED, addrIdx: 0, dialStatus: a2.DialStatus.UNUSED }
+}))
+write('autonat2', 'dial_data_request', A2.encode({ dialDataRequest: { addrIdx: 0, numBytes: 30000n } }), true)
+write('autonat2', 'dial_data_response', A2.encode({ dialDataResponse: { data: new Uint8Array(4096) } }))
+write('autonat2', 'dial_back', a2.DialBack.encode({ nonce: 12345678901234567n }), true)
+write('autonat2', 'dial_back_response', a2.DialBackResponse.encode({ status: a2.DialBackResponse.DialBackStatus.OK }))
+{
+  // a client's stream paying for another IP: DialRequest, then 8 DialDataResponses
+  const parts = [framed(A2.encode({ dialRequest: { addrs: [ma('/ip4/5.6.7.8/tcp/4001')], nonce: 7n } }))]
+  for (let i = 0; i < 8; i++) parts.push(framed(A2.encode({ dialDataResponse: { data: new Uint8Array(4096) } })))
+  mkdirSync(join(out, 'autonat2'), { recursive: true })
+  writeFileSync(join(out, 'autonat2', 'js_stream_request_and_data'), Buffer.concat(parts))
+  // a server's stream to a client: DialDataRequest then DialResponse
+  writeFileSync(join(out, 'autonat2', 'js_stream_data_request_and_response'), Buffer.concat([
+    framed(A2.encode({ dialDataRequest: { addrIdx: 0, numBytes: 35000n } })),
+    framed(A2.encode({ dialResponse: { status: a2.DialResponse.ResponseStatus.OK, addrIdx: 0, dialStatus: a2.DialStatus.OK } }))]))
+}
