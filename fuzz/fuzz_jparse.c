@@ -4,7 +4,8 @@
  * when both accept, the trees are equal; jparse never reads past the input; what jparse
  * builds, jwrite writes and jparse reads back to an equal tree (reals in their shortest form
  * included); an -ELOOP refusal only happens for input nested deeper than the limit; with the
- * REJECT_DUPLICATES | ALLOW_NUL flags jparse_flags and jansson's same flags agree too. */
+ * REJECT_DUPLICATES | ALLOW_NUL flags jparse_flags and jansson's same flags agree too, and so
+ * does jparse_scan (no tree) with jparse_flags, its member spans and jparse_find included. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!p) return 0;
   memcpy(p, data, size);
   json_t *a = json_loadb(p, size, JSON_DECODE_ANY, NULL);
-  json_t *b = NULL;
+  json_t *b = NULL, *v0 = NULL;
   int rc = jparse(p, size, DEPTH, &b, NULL);
   if (rc == -ELOOP) { /* refused for depth: parse again without the limit */
     rc = jparse(p, size, 100000, &b, NULL);
@@ -55,6 +56,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!quirk && (a != NULL) != (rc == 0)) abort();
   if (a && b && !json_equal(a, b)) abort();
   if (b && (found & JPARSE_FOUND_NUL) && !memmem(p, size, "\\u0000", 6)) abort();
+  /* jparse_scan (no tree) gives jparse_flags' verdict and FOUND_NUL; each member's value span
+   * parses, and jparse_find finds it */
+  {
+    jparse_member m[4];
+    size_t nm = 0;
+    unsigned sf = 0;
+    int src = jparse_scan(p, size, 100000, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, m, 4, &nm, NULL, &sf);
+    if (src != rc) abort();
+    if (rc == 0 && sf != found) abort();
+    if (rc == 0 && nm != (json_is_object(b) ? json_object_size(b) : 0)) abort();
+    for (size_t i = 0; rc == 0 && i < nm && i < 4; i++) {
+      json_t *v = NULL;
+      if (jparse_flags(m[i].val, m[i].val_len, 100000, JPARSE_ALLOW_NUL, &v, NULL, NULL) != 0) abort();
+      if (!m[i].key_escaped && m[i].key_len < 200) {
+        char key[256];
+        memcpy(key, m[i].key, m[i].key_len);
+        key[m[i].key_len] = 0;
+        if (!json_equal(v, json_object_get(b, key))) abort();
+        const char *fv;
+        size_t fn;
+        if (jparse_find(p, size, key, &fv, &fn) != 0 || fv != m[i].val || fn != m[i].val_len) abort();
+      }
+      json_decref(v);
+    }
+    if (jparse_scan(p, size, 100000, 0, NULL, 0, NULL, NULL, NULL) != jparse(p, size, 100000, &v0, NULL)) abort();
+    json_decref(v0);
+    v0 = NULL;
+  }
   json_decref(a);
   json_decref(b);
   free(p);

@@ -15,6 +15,7 @@
 #include "taskq/op.h"
 #include "taskq/rpc_tool.h"
 #include "util/buf.h"
+#include "util/jparse.h"
 #include "util/jwrite.h"
 #include "util/log.h"
 #include "util/trace.h"
@@ -31,9 +32,11 @@ typedef struct creq {
   struct creq *next;
   uint64_t id;  /* of the current attempt (0 = not on the wire) */
   cstream *on;  /* the stream that attempt went out on (NULL = not on the wire) */
-  char *method;
+  const char *method; /* static, or owned when method_owned */
   json_t *params;
-  bool idempotent, rpc;
+  char *ptext; /* params as JSON text (the text fast path), instead of params */
+  size_t ptext_len;
+  bool idempotent, rpc, method_owned;
   unsigned failures;  /* attempts lost to a broken stream or a timeout */
   unsigned refusals;  /* attempts refused before they ran */
   int cause; /* the last failure that said something (a back-off's -EAGAIN does not) */
@@ -41,6 +44,7 @@ typedef struct creq {
   int64_t deadline; /* loop ms, current attempt */
   int64_t retry_at; /* loop ms; 0 = now */
   svc_client_cb cb;
+  svc_client_text_cb tcb; /* the text fast path: the reply as spans of the frame, no tree */
   void *ud;
 } creq;
 
@@ -107,7 +111,8 @@ static uint32_t backoff(svc_client *c, unsigned n) {
 }
 
 static void req_free(creq *r) {
-  free(r->method);
+  if (r->method_owned) free((char *)r->method);
+  free(r->ptext);
   json_decref(r->params);
   free(r);
 }
@@ -131,12 +136,55 @@ static void req_off_wire(creq *r) {
   r->id = 0;
 }
 
-/* Completes a request (unlinked first, so the callback may queue more). */
+/* Whether a string value anywhere in v holds a NUL. */
+static bool tree_has_nul(const json_t *v) {
+  if (json_is_string(v)) return memchr(json_string_value(v), 0, json_string_length(v)) != NULL;
+  if (json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++)
+      if (tree_has_nul(json_array_get(v, i))) return true;
+    return false;
+  }
+  if (json_is_object(v)) {
+    const char *k;
+    const json_t *x;
+    json_object_foreach((json_t *)v, k, x) if (tree_has_nul(x)) return true;
+  }
+  return false;
+}
+
+/* Completes a request (unlinked first, so the callback may queue more). A text-path request
+ * gets result / error written back as text (a frame that took the tree path: rare). */
 static void req_finish(svc_client *c, creq *r, int err, json_t *result, json_t *error) {
   req_off_wire(r);
   req_unlink(c, r);
   c->refs++;
   if (r->cb) r->cb(r->ud, err, result, error);
+  if (r->tcb) {
+    if (err < 0) {
+      r->tcb(r->ud, err, NULL);
+    } else {
+      char *rt = result ? jwrite_dumps(result, JWRITE_ASCII) : NULL, *et = error ? jwrite_dumps(error, JWRITE_ASCII) : NULL;
+      if ((result && !rt) || (error && !et)) {
+        r->tcb(r->ud, -ENOMEM, NULL);
+      } else {
+        svc_client_reply v = {rt, rt ? strlen(rt) : 0, et, et ? strlen(et) : 0,
+                              tree_has_nul(result) || tree_has_nul(error)};
+        r->tcb(r->ud, 0, &v);
+      }
+      free(rt);
+      free(et);
+    }
+  }
+  req_free(r);
+  client_unref(c);
+}
+
+/* Completes a text-path request with the reply's spans. */
+static void req_finish_text(svc_client *c, creq *r, const svc_client_reply *v) {
+  req_off_wire(r);
+  req_unlink(c, r);
+  c->refs++;
+  r->tcb(r->ud, 0, v);
   req_free(r);
   client_unref(c);
 }
@@ -215,6 +263,13 @@ static int cs_frame(cstream *cs, uint64_t id, const char *method, json_t *params
   return rc;
 }
 
+static int cs_frame_req(cstream *cs, const creq *r) {
+  if (!r->ptext) return cs_frame(cs, r->id, r->method, r->params);
+  int rc = svc_frame_encode_request_text(&cs->wbuf, &cs->c->jw, r->id, r->method, r->ptext, r->ptext_len, 0);
+  if (rc == 0) cs->frames++;
+  return rc;
+}
+
 /* The stream may carry one more frame under the server's cap. */
 static bool cs_has_room(const svc_client *c, const cstream *cs) { return !c->max_frames || cs->frames < c->max_frames; }
 
@@ -255,7 +310,7 @@ static void send_ready(svc_client *c) {
       break; /* the timer sends it when the bucket has a token again */
     }
     r->id = c->next_id++;
-    if (cs_frame(cs, r->id, r->method, r->params) != 0) {
+    if (cs_frame_req(cs, r) != 0) {
       r->id = 0;
       continue;
     }
@@ -345,19 +400,45 @@ static bool refused_before_running(const json_t *error) {
          (strcmp(msg, "rate_limited") == 0 || strcmp(msg, "too_many_requests") == 0);
 }
 
-static void handle_reply(svc_client *c, cstream *cs, json_t *m) {
-  const json_t *idv = json_object_get(m, "id");
-  if (!json_is_integer(idv)) return;
-  uint64_t id = (uint64_t)json_integer_value(idv);
-  json_t *result = json_object_get(m, "result");
-  json_t *error = json_object_get(m, "error");
+/* A member value of a reply frame as a tree (jparse, the frame's flags; the frame was
+ * already accepted, so only memory can fail). NULL for no span. */
+static json_t *span_tree(const char *p, size_t n) {
+  if (!p) return NULL;
+  json_t *v = NULL;
+  if (jparse_flags(p, n, 2048, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, &v, NULL, NULL) != 0) return NULL;
+  return v;
+}
+
+/* A reply's id, result and error. From a tree frame (m) or a raw one. */
+typedef struct reply_parts {
+  bool id_ok;
+  uint64_t id;
+  const char *res, *err; /* raw: spans */
+  size_t res_len, err_len;
+  json_t *result, *error; /* tree frame: borrowed from m; raw: built on demand, owned */
+  bool raw, has_nul;
+} reply_parts;
+
+static void parts_trees(reply_parts *p) {
+  if (!p->raw) return;
+  if (p->res && !p->result) p->result = span_tree(p->res, p->res_len);
+  if (p->err && !p->error) p->error = span_tree(p->err, p->err_len);
+}
+
+/* One reply: the initialize answer, or a request's. */
+static void handle_reply(svc_client *c, cstream *cs, reply_parts *pt) {
+  if (!pt->id_ok) return;
+  uint64_t id = pt->id;
   if (cs->state == CS_INIT && id == cs->init_id) {
-    handle_init_reply(c, cs, result, error);
+    parts_trees(pt);
+    handle_init_reply(c, cs, pt->result, pt->error);
     return;
   }
   for (creq *r = c->reqs; r; r = r->next) {
     if (r->id != id || r->on != cs) continue;
-    if (!result && refused_before_running(error) && r->refusals < MAX_REFUSALS) {
+    if (!pt->res && pt->err) parts_trees(pt); /* an error: rare, read as a tree */
+    json_t *result = pt->raw ? pt->result : pt->result, *error = pt->error;
+    if (!pt->res && refused_before_running(error) && r->refusals < MAX_REFUSALS) {
       /* It did not run, so sending it again is safe for any request. After rate_limited the
        * server reads nothing more on this stream: the next attempt goes on a fresh one. */
       r->refusals++;
@@ -370,7 +451,19 @@ static void handle_reply(svc_client *c, cstream *cs, json_t *m) {
       }
       break;
     }
-    if (result && r->rpc) {
+    if (r->tcb && pt->raw) {
+      /* the fast path: spans of the frame, no tree */
+      svc_client_reply v = {pt->res, pt->res_len, pt->res ? NULL : pt->err ? pt->err : "null",
+                            pt->res ? 0 : pt->err ? pt->err_len : 4, pt->has_nul};
+      req_finish_text(c, r, &v);
+      break;
+    }
+    parts_trees(pt);
+    result = pt->result;
+    error = pt->error;
+    if (pt->res && !result) {
+      req_finish(c, r, -ENOMEM, NULL, NULL);
+    } else if (result && r->rpc) {
       json_t *content = json_object_get(result, "content");
       req_finish(c, r, 0, content ? content : result, NULL);
     } else {
@@ -384,6 +477,55 @@ static void handle_reply(svc_client *c, cstream *cs, json_t *m) {
   send_ready(c); /* a slot is free */
 }
 
+static void handle_tree(svc_client *c, cstream *cs, json_t *m) {
+  reply_parts pt = {0};
+  const json_t *idv = json_object_get(m, "id");
+  pt.id_ok = json_is_integer(idv);
+  pt.id = pt.id_ok ? (uint64_t)json_integer_value(idv) : 0;
+  pt.result = json_object_get(m, "result");
+  pt.error = json_object_get(m, "error");
+  pt.res = pt.result ? "" : NULL; /* presence only */
+  pt.err = pt.error ? "" : NULL;
+  handle_reply(c, cs, &pt);
+}
+
+/* A raw frame (the client's decoder runs in raw mode): id, result and error found among its
+ * top-level members without a tree. A frame whose top-level keys are escaped, or that has more
+ * members than the decoder lists, is read as a tree instead. */
+static void handle_raw(svc_client *c, cstream *cs, const svc_frame_raw *f) {
+  bool tree = f->n_members > SVC_FRAME_RAW_MEMBERS;
+  reply_parts pt = {.raw = true, .has_nul = f->has_nul};
+  const char *idp = NULL;
+  size_t idn = 0;
+  for (size_t i = 0; i < f->n_members && !tree; i++) {
+    const jparse_member *m = &f->m[i];
+    if (m->key_escaped) tree = true;
+    else if (m->key_len == 2 && memcmp(m->key, "id", 2) == 0) idp = m->val, idn = m->val_len;
+    else if (m->key_len == 6 && memcmp(m->key, "result", 6) == 0) pt.res = m->val, pt.res_len = m->val_len;
+    else if (m->key_len == 5 && memcmp(m->key, "error", 5) == 0) pt.err = m->val, pt.err_len = m->val_len;
+  }
+  if (tree) {
+    json_t *m = span_tree(f->body, f->len);
+    if (m) handle_tree(c, cs, m);
+    json_decref(m);
+    return;
+  }
+  /* an integer id: digits only (no sign, fraction or exponent), as json_is_integer would say
+   * of the tree (a negative one matches no request either way) */
+  if (idp && idn > 0 && idn <= 19) {
+    uint64_t v = 0;
+    size_t i = 0;
+    while (i < idn && idp[i] >= '0' && idp[i] <= '9') v = v * 10 + (uint64_t)(idp[i++] - '0');
+    if (i == idn) {
+      pt.id_ok = true;
+      pt.id = v;
+    }
+  }
+  handle_reply(c, cs, &pt);
+  json_decref(pt.result);
+  json_decref(pt.error);
+}
+
 static void on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
   cstream *cs = ud;
   svc_client *c = cs->c;
@@ -395,9 +537,8 @@ static void on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
     data += used;
     len -= used;
     if (st == SVC_FRAME_READY) {
-      json_t *m = svc_frame_dec_take(&cs->dec);
-      handle_reply(c, cs, m);
-      json_decref(m);
+      const svc_frame_raw *f = svc_frame_dec_take_raw(&cs->dec);
+      if (f) handle_raw(c, cs, f);
       continue;
     }
     if (st < 0) {
@@ -494,6 +635,7 @@ static void stream_open(svc_client *c) {
   cs->c = c;
   cs->state = CS_OPENING;
   svc_frame_dec_init(&cs->dec, c->o.max_frame_bytes);
+  svc_frame_dec_set_raw(&cs->dec, true); /* replies are read without a tree (handle_raw) */
   buf_init(&cs->wbuf, 64u * 1024 * 1024);
   c->cur = cs;
   c->refs++;
@@ -651,6 +793,8 @@ static int add_traceparent(json_t **params) {
   return json_object_set_new(meta, "traceparent", json_string(tp)) == 0 ? 0 : -ENOMEM;
 }
 
+static void req_add(svc_client *c, creq *r, uint32_t timeout_ms);
+
 /* params: copied, or — own — taken over (the caller built it and hands its reference over,
  * on success and failure alike). */
 static int enqueue(svc_client *c, const char *method, json_t *params, bool own, bool idempotent, bool rpc,
@@ -665,6 +809,7 @@ static int enqueue(svc_client *c, const char *method, json_t *params, bool own, 
     return -ENOMEM;
   }
   r->method = strdup(method);
+  r->method_owned = true;
   r->params = !params ? NULL : own ? params : json_deep_copy(params);
   if (!r->method || (params && !r->params) || add_traceparent(&r->params) != 0) {
     req_free(r);
@@ -672,10 +817,16 @@ static int enqueue(svc_client *c, const char *method, json_t *params, bool own, 
   }
   r->idempotent = idempotent;
   r->rpc = rpc;
-  r->timeout_ms = timeout_ms ? timeout_ms : c->o.request_timeout_ms;
-  r->deadline = now_ms(c) + r->timeout_ms;
   r->cb = cb;
   r->ud = ud;
+  req_add(c, r, timeout_ms);
+  return 0;
+}
+
+/* Queues r (filled in) and starts what it needs. */
+static void req_add(svc_client *c, creq *r, uint32_t timeout_ms) {
+  r->timeout_ms = timeout_ms ? timeout_ms : c->o.request_timeout_ms;
+  r->deadline = now_ms(c) + r->timeout_ms;
   /* append (FIFO send order) */
   creq **pp = &c->reqs;
   while (*pp) pp = &(*pp)->next;
@@ -684,7 +835,6 @@ static int enqueue(svc_client *c, const char *method, json_t *params, bool own, 
   if (c->cur && c->cur->state == CS_READY) send_ready(c);
   else if (!c->cur && !c->open_err && now_ms(c) >= c->next_open_at) stream_open(c);
   arm(c);
-  return 0;
 }
 
 int svc_client_request(svc_client *c, const char *method, json_t *params, bool idempotent, uint32_t timeout_ms,
@@ -730,10 +880,70 @@ int svc_client_call_tool(svc_client *c, const char *tool, json_t *args, bool ide
   return enqueue(c, "tools/call", params, true, idempotent, false, timeout_ms, cb, ud);
 }
 
+static int cancel_req(svc_client *c, creq *r);
+
+int svc_client_call_tool_text(svc_client *c, const char *tool, const char *args, size_t args_len, bool idempotent,
+                              uint32_t timeout_ms, svc_client_text_cb cb, void *ud) {
+  if (!tool || !cb) return -EINVAL;
+  if (c->closed) return -ECANCELED;
+  if (!args) args = "{}", args_len = 2;
+  /* the arguments go into the frame as they are: they must be one JSON object that the server's
+   * frame parser accepts (else it would refuse the frame and close the stream under every
+   * request on it) */
+  if (args_len > c->o.max_frame_bytes) return -E2BIG;
+  size_t i = 0;
+  while (i < args_len && (args[i] == ' ' || args[i] == '\t' || args[i] == '\n' || args[i] == '\r')) i++;
+  if (i == args_len || args[i] != '{' ||
+      jparse_scan(args, args_len, 2000, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, NULL, 0, NULL, NULL, NULL) != 0)
+    return -EINVAL;
+  creq *r = calloc(1, sizeof *r);
+  if (!r) return -ENOMEM;
+  /* {"name":tool,"arguments":args[,"_meta":{"traceparent":…}]} */
+  jwrite *w = &c->jw;
+  jwrite_reset(w);
+  jwrite_lit(w, "{\"name\":");
+  jwrite_cstr(w, tool);
+  jwrite_lit(w, ",\"arguments\":");
+  jwrite_raw(w, args, args_len);
+  if (trace_current()) {
+    char tp[TRACE_PARENT_LEN + 1];
+    trace_format(trace_current(), tp);
+    jwrite_lit(w, ",\"_meta\":{\"traceparent\":");
+    jwrite_cstr(w, tp);
+    jwrite_byte(w, '}');
+  }
+  jwrite_byte(w, '}');
+  size_t len = jwrite_len(w);
+  r->ptext = jwrite_error(w) == 0 ? malloc(len) : NULL; /* the scratch writer keeps its buffer */
+  if (r->ptext) memcpy(r->ptext, jwrite_ptr(w), len);
+  jwrite_reset(w);
+  if (!r->ptext) {
+    free(r);
+    return -ENOMEM;
+  }
+  r->ptext_len = len;
+  r->method = "tools/call";
+  r->idempotent = idempotent;
+  r->tcb = cb;
+  r->ud = ud;
+  req_add(c, r, timeout_ms);
+  return 0;
+}
+
+int svc_client_cancel_text(svc_client *c, svc_client_text_cb cb, void *ud) {
+  creq *r = c->reqs;
+  while (r && !(r->tcb == cb && r->tcb && r->ud == ud)) r = r->next;
+  return r ? cancel_req(c, r) : -ENOENT;
+}
+
 int svc_client_cancel(svc_client *c, svc_client_cb cb, void *ud) {
   creq *r = c->reqs;
-  while (r && !(r->cb == cb && r->ud == ud)) r = r->next;
+  while (r && !(r->cb == cb && r->cb && r->ud == ud)) r = r->next;
   if (!r) return -ENOENT;
+  return cancel_req(c, r);
+}
+
+static int cancel_req(svc_client *c, creq *r) {
   cstream *cs = r->on;
   if (r->id && cs && cs->s && !c->closed && cs_has_room(c, cs)) {
     /* tell the server; a notification takes no request slot but counts as a frame (on a

@@ -84,6 +84,28 @@ int svc_client_rpc(svc_client *c, json_t *msg, uint32_t timeout_ms, svc_client_c
 int svc_client_call_tool(svc_client *c, const char *tool, json_t *args, bool idempotent, uint32_t timeout_ms,
                          svc_client_cb cb, void *ud) __attribute__((warn_unused_result));
 
+/* The fast path for tools/call, for callers that want the reply as text (benchmarks, relays,
+ * anything that forwards or reads a few fields): no jansson tree is built for the request or
+ * the reply. args: the arguments as the JSON text of one object (args_len bytes, copied; NULL
+ * means {}); checked with util/jparse (the frame parser's rules: duplicate keys refused, NUL
+ * only escaped in values) — -EINVAL when it is not one valid object, -E2BIG past the reply
+ * ceiling. The callback gets, for err == 0, reply->result or reply->error (exactly one non-NULL)
+ * as the JSON text of that member of the reply frame: borrowed for the callback's duration,
+ * already checked (read fields with jparse_find, or parse it with jparse_flags). err < 0: as
+ * for svc_client_cb, and reply is NULL. Never retried unless idempotent; retries, pacing,
+ * stream renewal and deadlines as for svc_client_call_tool. Cancel with svc_client_cancel_text. */
+typedef struct svc_client_reply {
+  const char *result; /* JSON text of the reply's "result", or NULL */
+  size_t result_len;
+  const char *error; /* JSON text of "error" ("null" when the reply had neither), or NULL */
+  size_t error_len;
+  bool has_nul; /* some string value of the reply holds \u0000 (it is not a C string) */
+} svc_client_reply;
+typedef void (*svc_client_text_cb)(void *ud, int err, const svc_client_reply *reply);
+int svc_client_call_tool_text(svc_client *c, const char *tool, const char *args, size_t args_len, bool idempotent,
+                              uint32_t timeout_ms, svc_client_text_cb cb, void *ud) __attribute__((warn_unused_result));
+int svc_client_cancel_text(svc_client *c, svc_client_text_cb cb, void *ud);
+
 /* Withdraws the pending request queued with this (cb, ud) (the oldest such): its callback will
  * never run. When it was on the wire, the server is told with notifications/cancelled (MCP
  * cancellation, the id of the current attempt), so it stops the work. Returns 0, or -ENOENT

@@ -62,6 +62,38 @@ static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out, ch
   return SVC_FRAME_READY;
 }
 
+/* Raw mode's body check: the same verdicts as frame_parse, by jparse_scan (no tree). */
+static svc_frame_status frame_scan(const uint8_t *p, size_t n, svc_frame_raw *r, char *detail, size_t detail_cap) {
+  detail[0] = 0;
+  r->body = (const char *)p;
+  r->len = n;
+  r->n_members = 0;
+  r->has_nul = false;
+  if (n == 0) return SVC_FRAME_INVALID_JSON;
+  jparse_error jerr;
+  unsigned found = 0;
+  int rc = jparse_scan((const char *)p, n, SVC_FRAME_MAX_DEPTH, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, r->m,
+                       SVC_FRAME_RAW_MEMBERS, &r->n_members, &jerr, &found);
+  if (rc == -ENOMEM) return SVC_FRAME_NOMEM;
+  if (rc != 0) {
+    snprintf(detail, detail_cap, "%s (at byte %zu)", jerr.text, jerr.position);
+    return SVC_FRAME_INVALID_JSON;
+  }
+  size_t i = 0;
+  while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) i++;
+  if (p[i] != '{') return SVC_FRAME_INVALID_MSG;
+  r->has_nul = found & JPARSE_FOUND_NUL;
+  return SVC_FRAME_READY;
+}
+
+void svc_frame_dec_set_raw(svc_frame_dec *d, bool raw) { d->raw = raw; }
+
+const svc_frame_raw *svc_frame_dec_take_raw(svc_frame_dec *d) {
+  if (!d->raw_ready) return NULL;
+  d->raw_ready = false;
+  return &d->r;
+}
+
 void svc_frame_dec_init(svc_frame_dec *d, size_t max) {
   memset(d, 0, sizeof *d);
   d->max = max ? max : SVC_FRAME_DEFAULT_MAX;
@@ -88,6 +120,7 @@ size_t svc_frame_dec_held(const svc_frame_dec *d) { return d->hdr_have + buf_len
 
 void svc_frame_dec_fail(svc_frame_dec *d, svc_frame_status st) {
   if (!d->err) d->err = st < 0 ? st : SVC_FRAME_INVALID_MSG;
+  d->raw_ready = d->raw_hold = false;
   d->hdr_have = 0;
   d->want = 0;
   buf_free(&d->body);
@@ -99,7 +132,12 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
   size_t used = 0;
   *consumed = 0;
   if (d->err) return d->err;
-  if (d->ready) return SVC_FRAME_READY; /* caller must take the previous frame first */
+  if (d->ready || d->raw_ready) return SVC_FRAME_READY; /* caller must take the previous frame first */
+  if (d->raw_hold) { /* the last raw frame's bytes were kept until now */
+    d->raw_hold = false;
+    if (buf_cap(&d->body) > 64u * 1024u) buf_free(&d->body);
+    else buf_reset(&d->body);
+  }
   while (used < n || (d->hdr_have == SVC_FRAME_HDR && buf_len(&d->body) == d->want)) {
     if (d->hdr_have < SVC_FRAME_HDR) {
       size_t k = SVC_FRAME_HDR - d->hdr_have;
@@ -121,6 +159,20 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
       continue;
     }
     size_t have = buf_len(&d->body);
+    if (d->raw && have == 0 && n - used >= d->want) {
+      /* raw mode, the whole body in this input: checked where it lies, no copy */
+      svc_frame_status st = frame_scan(p + used, d->want, &d->r, d->detail, sizeof d->detail);
+      used += d->want;
+      d->hdr_have = 0;
+      d->want = 0;
+      *consumed = used;
+      if (st != SVC_FRAME_READY) {
+        d->err = st;
+        return st;
+      }
+      d->raw_ready = true;
+      return SVC_FRAME_READY;
+    }
     if (have < d->want) {
       size_t k = d->want - have;
       if (k > n - used) k = n - used;
@@ -133,6 +185,19 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
       if (buf_len(&d->body) < d->want) break;
     }
     /* Complete frame. */
+    if (d->raw) {
+      svc_frame_status st = frame_scan(buf_ptr(&d->body), buf_len(&d->body), &d->r, d->detail, sizeof d->detail);
+      d->hdr_have = 0;
+      d->want = 0;
+      d->raw_hold = true; /* the bytes stay until the next feed */
+      *consumed = used;
+      if (st != SVC_FRAME_READY) {
+        d->err = st;
+        return st;
+      }
+      d->raw_ready = true;
+      return SVC_FRAME_READY;
+    }
     json_t *v;
     svc_frame_status st =
         frame_parse(buf_ptr(&d->body), buf_len(&d->body), &v, d->detail, sizeof d->detail, &d->ready_nul);
@@ -184,10 +249,9 @@ int svc_frame_encode(buf *out, const json_t *msg, size_t max) {
   return rc;
 }
 
-int svc_frame_encode_request(buf *out, jwrite *scratch, uint64_t id, const char *method, const json_t *params,
-                             size_t max) {
+static int encode_request(buf *out, jwrite *w, uint64_t id, const char *method, const json_t *params,
+                          const char *ptext, size_t plen, size_t max) {
   if (!method) return -EINVAL;
-  jwrite *w = scratch;
   jwrite_reset(w);
   jwrite_lit(w, "{\"jsonrpc\":\"2.0\",\"id\":");
   jwrite_int(w, (long long)id);
@@ -196,6 +260,9 @@ int svc_frame_encode_request(buf *out, jwrite *scratch, uint64_t id, const char 
   if (params) {
     jwrite_lit(w, ",\"params\":");
     jwrite_json(w, params);
+  } else if (ptext) {
+    jwrite_lit(w, ",\"params\":");
+    jwrite_raw(w, ptext, plen);
   }
   jwrite_byte(w, '}');
   int rc = jwrite_error(w);
@@ -214,6 +281,16 @@ int svc_frame_encode_request(buf *out, jwrite *scratch, uint64_t id, const char 
   if (w->cap > 64u * 1024u) jwrite_free(w); /* a large request does not pin its memory */
   jwrite_reset(w);
   return rc;
+}
+
+int svc_frame_encode_request(buf *out, jwrite *scratch, uint64_t id, const char *method, const json_t *params,
+                             size_t max) {
+  return encode_request(out, scratch, id, method, params, NULL, 0, max);
+}
+
+int svc_frame_encode_request_text(buf *out, jwrite *scratch, uint64_t id, const char *method, const char *params,
+                                  size_t params_len, size_t max) {
+  return encode_request(out, scratch, id, method, NULL, params, params_len, max);
 }
 
 json_t *svc_frame_error_reply(svc_frame_status st) {

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "util/buf.h"
+#include "util/jparse.h"
 #include "util/jwrite.h"
 
 #define SVC_FRAME_DEFAULT_MAX (1024u * 1024u) /* inbound default, §2.3 */
@@ -46,6 +47,18 @@ const char *svc_frame_status_str(svc_frame_status st);
 
 /* --- /mcp+p2p/1.0.0 u32 frames --- */
 
+/* A frame in raw mode (svc_frame_dec_set_raw): the body's bytes, checked by util/jparse's
+ * jparse_scan — exactly the frames the tree parse accepts are accepted, the same statuses for
+ * the others — and its top-level members as spans of body; no tree is built. */
+#define SVC_FRAME_RAW_MEMBERS 8
+typedef struct svc_frame_raw {
+  const char *body;
+  size_t len;
+  jparse_member m[SVC_FRAME_RAW_MEMBERS];
+  size_t n_members; /* may exceed SVC_FRAME_RAW_MEMBERS: then only the first ones are in m */
+  bool has_nul;     /* a string value holds \u0000 */
+} svc_frame_raw;
+
 typedef struct svc_frame_dec {
   uint8_t hdr[SVC_FRAME_HDR];
   size_t hdr_have;
@@ -56,6 +69,9 @@ typedef struct svc_frame_dec {
   svc_frame_status err; /* sticky once negative */
   char detail[120];     /* why a body was refused (the parser's text and byte offset), "" if not known */
   bool ready_nul;       /* the last frame parsed holds a NUL (\u0000) in a string value */
+  bool raw;             /* raw mode: frames handed out as svc_frame_raw, no tree */
+  bool raw_ready, raw_hold;
+  svc_frame_raw r;
 } svc_frame_dec;
 
 /* max = 0 means SVC_FRAME_DEFAULT_MAX. Allocates nothing. */
@@ -67,8 +83,13 @@ void svc_frame_dec_free(svc_frame_dec *d);
  * after the bad header/body are left unconsumed. */
 svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n, size_t *consumed)
     __attribute__((warn_unused_result));
-/* The ready frame (a JSON object, new reference), or NULL when none is ready. */
+/* The ready frame (a JSON object, new reference), or NULL when none is ready (or in raw mode). */
 json_t *svc_frame_dec_take(svc_frame_dec *d);
+/* Raw mode on or off (set it before the first feed). In raw mode a READY frame is taken with
+ * svc_frame_dec_take_raw: borrowed, valid until the next feed — and, when its body lay whole in
+ * the bytes given to that feed (then it is not copied), only while those bytes are. */
+void svc_frame_dec_set_raw(svc_frame_dec *d, bool raw);
+const svc_frame_raw *svc_frame_dec_take_raw(svc_frame_dec *d);
 /* Whether the last frame that became ready holds a NUL (\u0000) in some string value: when
  * false, no field of it needs svc_json_has_nul. */
 bool svc_frame_dec_last_has_nul(const svc_frame_dec *d);
@@ -100,6 +121,11 @@ int svc_frame_encode(buf *out, const json_t *msg, size_t max) __attribute__((war
  * as svc_frame_encode. */
 int svc_frame_encode_request(buf *out, jwrite *scratch, uint64_t id, const char *method, const json_t *params,
                              size_t max) __attribute__((warn_unused_result));
+
+/* The same with params given as JSON text (written as it is: the caller vouches that it is one
+ * valid JSON value). */
+int svc_frame_encode_request_text(buf *out, jwrite *scratch, uint64_t id, const char *method, const char *params,
+                                  size_t params_len, size_t max) __attribute__((warn_unused_result));
 
 /* The framing error reply {"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":…}}
  * (new reference, NULL on ENOMEM). */

@@ -13,6 +13,18 @@
 #include <string.h>
 
 #define SCRATCH_STACK 256
+/* scan mode: keys remembered for the duplicate check, all open objects together, and per
+ * object; past either, or for a key with escapes, the check falls back to a tree parse */
+#define SCAN_KEYS 64
+#define SCAN_KEYS_PER_OBJECT 32
+/* what parse_value returns in scan mode for a valid value (never dereferenced) */
+#define SCAN_OK ((json_t *)&g_scan_ok)
+static const int g_scan_ok;
+
+struct scan_key {
+  const char *k;
+  size_t len;
+};
 
 typedef struct ctx {
   const unsigned char *start, *p, *end;
@@ -23,6 +35,13 @@ typedef struct ctx {
   jparse_error *err;
   char *heap; /* scratch for long escaped strings */
   size_t heap_cap;
+  /* scan mode (jparse_scan): validate only, build nothing */
+  bool scan;
+  bool dups_unchecked; /* an object the scan could not check for duplicate keys cheaply */
+  size_t nkeys;        /* keys of the open objects (stack), for the duplicate check */
+  struct scan_key *keys; /* SCAN_KEYS of them (scan mode only: not in ctx, which is zeroed) */
+  jparse_member *members; /* the top-level object's members (scan mode) */
+  size_t members_cap, n_members;
 } ctx;
 
 static void *fail(ctx *c, int rc, const unsigned char *at, const char *text) {
@@ -116,6 +135,17 @@ static bool read_string(ctx *c, char *stack, const char **s, size_t *len, bool n
   bool escaped = false;
   size_t out_len = 0;
   for (;;) {
+    /* eight bytes at a time while none of them is a stop byte (SWAR: a '"', a '\\', a control
+     * or a byte >= 0x80 sets that byte's high bit in `stop`), then byte by byte */
+    while (end - p >= 8) {
+      uint64_t x;
+      memcpy(&x, p, 8);
+      const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+      uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+      uint64_t stop = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x;
+      if (stop & high) break;
+      p += 8;
+    }
     while (p < end && !k_stop[*p]) p++;
     if (p >= end) return fail(c, -EINVAL, p, "unexpected end of input in a string"), false;
     unsigned char ch = *p;
@@ -152,14 +182,16 @@ static bool read_string(ctx *c, char *stack, const char **s, size_t *len, bool n
       }
       continue;
     }
-    if (!strchr("\"\\/bfnrt", e) || e == 0) return fail(c, -EINVAL, p, "invalid escape in a string"), false;
+    if (!(e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't')) return fail(c, -EINVAL, p, "invalid escape in a string"), false;
     p += 2;
     out_len++;
   }
   c->p = p + 1; /* past the closing quote */
-  if (!escaped) {
+  if (!escaped || c->scan) {
+    /* scan mode: the raw text (escapes undecoded; the caller knows by whether it is) */
     *s = (const char *)begin;
     *len = (size_t)(p - begin);
+    if (escaped) *s = NULL;
     return true;
   }
   /* pass 2: decode. Plain runs are copied; their length counts too. */
@@ -209,7 +241,7 @@ static void c_locale_init(void) { g_c_locale = newlocale(LC_ALL_MASK, "C", (loca
 
 static json_t *parse_number(ctx *c) {
   const unsigned char *p = c->p, *end = c->end, *begin = p;
-  bool neg = false, real = false;
+  bool neg = false, real = false, exp = false;
   if (p < end && *p == '-') {
     neg = true;
     p++;
@@ -221,6 +253,7 @@ static json_t *parse_number(ctx *c) {
   } else {
     while (p < end && *p >= '0' && *p <= '9') p++;
   }
+  size_t int_digits = (size_t)(p - begin);
   if (p < end && *p == '.') {
     real = true;
     p++;
@@ -228,7 +261,7 @@ static json_t *parse_number(ctx *c) {
     while (p < end && *p >= '0' && *p <= '9') p++;
   }
   if (p < end && (*p == 'e' || *p == 'E')) {
-    real = true;
+    real = exp = true;
     p++;
     if (p < end && (*p == '+' || *p == '-')) p++;
     if (p >= end || *p < '0' || *p > '9') return fail(c, -EINVAL, p, "invalid number");
@@ -248,9 +281,11 @@ static json_t *parse_number(ctx *c) {
       if (v == min) return fail(c, -EINVAL, begin, "too big integer");
       v = -v;
     }
+    if (c->scan) return SCAN_OK;
     json_t *j = json_integer(v);
     return j ? j : OOM(c);
   }
+  if (c->scan && !exp && int_digits < 300) return SCAN_OK; /* below 1e300: cannot overflow, no strtod needed */
   char stack[64];
   size_t n = (size_t)(p - begin);
   char *buf = n < sizeof stack ? stack : malloc(n + 1);
@@ -263,11 +298,125 @@ static json_t *parse_number(ctx *c) {
   bool overflow = errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL);
   if (buf != stack) free(buf);
   if (overflow) return fail(c, -EINVAL, begin, "real number overflow");
+  if (c->scan) return SCAN_OK;
   json_t *j = json_real(d);
   return j ? j : OOM(c);
 }
 
 /* ---------- containers ---------- */
+
+/* Scan mode: the same grammar and errors as parse_object, no tree. Duplicate keys are found by
+ * comparing the raw keys of the object (kept on c->keys); an object with a key holding an escape
+ * or with more keys than SCAN_KEYS_PER_OBJECT sets dups_unchecked instead (jparse_scan then
+ * decides with a tree parse). */
+static json_t *scan_object(ctx *c) {
+  if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
+  bool top = c->depth == 1 && c->members;
+  size_t kbase = c->nkeys;
+  skip_ws(c);
+  if (c->p < c->end && *c->p == '}') {
+    c->p++;
+    c->depth--;
+    return SCAN_OK;
+  }
+  for (;;) {
+    skip_ws(c);
+    if (c->p >= c->end) {
+      fail(c, -EINVAL, c->p, "unexpected end of input in an object");
+      break;
+    }
+    if (*c->p != '"') {
+      fail(c, -EINVAL, c->p, "string or '}' expected");
+      break;
+    }
+    const char *kraw = (const char *)c->p + 1;
+    c->p++;
+    const char *k;
+    size_t klen;
+    if (!read_string(c, NULL, &k, &klen, false)) break;
+    size_t kraw_len = (size_t)((const char *)c->p - 1 - kraw);
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != ':') {
+      fail(c, -EINVAL, c->p, "':' expected");
+      break;
+    }
+    c->p++;
+    skip_ws(c);
+    const char *vstart = (const char *)c->p;
+    if (!parse_value(c)) break;
+    if (c->flags & JPARSE_REJECT_DUPLICATES) {
+      if (!k || c->nkeys >= SCAN_KEYS || c->nkeys - kbase >= SCAN_KEYS_PER_OBJECT) {
+        c->dups_unchecked = true;
+      } else {
+        for (size_t i = kbase; i < c->nkeys; i++)
+          if (c->keys[i].len == klen && memcmp(c->keys[i].k, k, klen) == 0) {
+            fail(c, -EINVAL, c->p, "duplicate object key");
+            break;
+          }
+        if (c->rc) break;
+        c->keys[c->nkeys].k = k;
+        c->keys[c->nkeys].len = klen;
+        c->nkeys++;
+      }
+    }
+    if (top) {
+      if (c->n_members < c->members_cap) {
+        jparse_member *m = &c->members[c->n_members];
+        m->key = kraw;
+        m->key_len = kraw_len;
+        m->key_escaped = k == NULL;
+        m->val = vstart;
+        m->val_len = (size_t)((const char *)c->p - vstart);
+      }
+      c->n_members++;
+    }
+    skip_ws(c);
+    if (c->p >= c->end) {
+      fail(c, -EINVAL, c->p, "unexpected end of input in an object");
+      break;
+    }
+    if (*c->p == ',') {
+      c->p++;
+      continue;
+    }
+    if (*c->p == '}') {
+      c->p++;
+      c->depth--;
+      c->nkeys = kbase;
+      return SCAN_OK;
+    }
+    fail(c, -EINVAL, c->p, "',' or '}' expected");
+    break;
+  }
+  c->nkeys = kbase;
+  return NULL;
+}
+
+static json_t *scan_array(ctx *c) {
+  if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
+  skip_ws(c);
+  if (c->p < c->end && *c->p == ']') {
+    c->p++;
+    c->depth--;
+    return SCAN_OK;
+  }
+  for (;;) {
+    skip_ws(c);
+    if (!parse_value(c)) return NULL;
+    skip_ws(c);
+    if (c->p >= c->end) return fail(c, -EINVAL, c->p, "unexpected end of input in an array");
+    if (*c->p == ',') {
+      c->p++;
+      continue;
+    }
+    if (*c->p == ']') {
+      c->p++;
+      c->depth--;
+      return SCAN_OK;
+    }
+    return fail(c, -EINVAL, c->p, "',' or ']' expected");
+  }
+}
 
 static json_t *parse_object(ctx *c) {
   if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
@@ -401,27 +550,28 @@ static json_t *parse_value(ctx *c) {
   switch (*c->p) {
   case '{':
     c->p++;
-    return parse_object(c);
+    return c->scan ? scan_object(c) : parse_object(c);
   case '[':
     c->p++;
-    return parse_array(c);
+    return c->scan ? scan_array(c) : parse_array(c);
   case '"': {
     c->p++;
     char stack[SCRATCH_STACK];
     const char *s;
     size_t len;
     if (!read_string(c, stack, &s, &len, c->flags & JPARSE_ALLOW_NUL)) return NULL;
+    if (c->scan) return SCAN_OK;
     json_t *j = json_stringn_nocheck(s, len);
     return j ? j : OOM(c);
   }
   case 't':
-    if (literal(c, "true", 4)) return json_true();
+    if (literal(c, "true", 4)) return c->scan ? SCAN_OK : json_true();
     break;
   case 'f':
-    if (literal(c, "false", 5)) return json_false();
+    if (literal(c, "false", 5)) return c->scan ? SCAN_OK : json_false();
     break;
   case 'n':
-    if (literal(c, "null", 4)) return json_null();
+    if (literal(c, "null", 4)) return c->scan ? SCAN_OK : json_null();
     break;
   default:
     if (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) return parse_number(c);
@@ -459,4 +609,112 @@ int jparse_flags(const char *p, size_t n, int max_depth, unsigned flags, json_t 
   *out = v;
   if (found) *found = c.found;
   return 0;
+}
+
+int jparse_scan(const char *p, size_t n, int max_depth, unsigned flags, jparse_member *members, size_t cap,
+                size_t *n_members, jparse_error *err, unsigned *found) {
+  if (found) *found = 0;
+  if (n_members) *n_members = 0;
+  struct scan_key keys[SCAN_KEYS]; /* uninitialised: filled as keys are met */
+  ctx c = {.start = (const unsigned char *)p, .p = (const unsigned char *)p, .end = (const unsigned char *)p + n,
+           .max_depth = max_depth, .flags = flags, .err = err, .scan = true, .members = members,
+           .members_cap = members ? cap : 0, .keys = keys};
+  if (err) {
+    err->position = 0;
+    err->text[0] = 0;
+  }
+  skip_ws(&c);
+  bool ok = parse_value(&c) != NULL;
+  if (ok) {
+    skip_ws(&c);
+    if (c.p != c.end) {
+      ok = false;
+      fail(&c, -EINVAL, c.p, "end of input expected after the value");
+    }
+  }
+  if (!ok) return c.rc ? c.rc : -EINVAL;
+  if (c.dups_unchecked) {
+    /* a key with an escape, or a large object: the tree parser decides (same verdict, same
+     * error text) */
+    json_t *v = NULL;
+    int rc = jparse_flags(p, n, max_depth, flags, &v, err, NULL);
+    json_decref(v);
+    if (rc != 0) {
+      if (n_members) *n_members = 0;
+      return rc;
+    }
+  }
+  if (n_members) *n_members = c.n_members;
+  if (found) *found = c.found;
+  return 0;
+}
+
+/* Skips one value (at p, no whitespace before it) of text already validated (no checks). */
+static const char *skip_string(const char *p, const char *end) { /* p just past the opening quote */
+  while (p < end && *p != '"') p += *p == '\\' ? 2 : 1;
+  return p < end ? p + 1 : end;
+}
+
+static const char *skip_valid(const char *p, const char *end) {
+  if (p >= end) return end;
+  if (*p == '"') return skip_string(p + 1, end);
+  if (*p != '{' && *p != '[') {
+    while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') p++;
+    return p;
+  }
+  int depth = 0;
+  while (p < end) {
+    char ch = *p;
+    if (ch == '"') {
+      p = skip_string(p + 1, end);
+      continue;
+    }
+    p++;
+    if (ch == '{' || ch == '[') depth++;
+    else if ((ch == '}' || ch == ']') && --depth == 0) break;
+  }
+  return p;
+}
+
+int jparse_find(const char *obj, size_t n, const char *key, const char **val, size_t *val_len) {
+  const char *p = obj, *end = obj + n;
+  size_t klen = strlen(key);
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  if (p >= end || *p != '{') return -EINVAL;
+  p++;
+  for (;;) {
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t' || *p == ',')) p++;
+    if (p >= end || *p != '"') return -ENOENT; /* '}' */
+    const char *k = ++p;
+    bool esc = false;
+    while (p < end && *p != '"') {
+      if (*p == '\\') {
+        esc = true;
+        p++;
+      }
+      p++;
+    }
+    size_t kl = (size_t)(p - k);
+    p++;
+    bool match;
+    if (!esc) {
+      match = kl == klen && memcmp(k, key, klen) == 0;
+    } else {
+      /* decode it (a key holds no NUL) */
+      ctx c = {.start = (const unsigned char *)k, .p = (const unsigned char *)k, .end = (const unsigned char *)p};
+      char stack[SCRATCH_STACK];
+      const char *d;
+      size_t dl;
+      match = read_string(&c, stack, &d, &dl, false) && dl == klen && memcmp(d, key, klen) == 0;
+      free(c.heap);
+    }
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t' || *p == ':')) p++;
+    const char *v = p;
+    p = skip_valid(p, end);
+    if (match) {
+      *val = v;
+      *val_len = (size_t)(p - v);
+      return 0;
+    }
+  }
 }

@@ -28,6 +28,7 @@
 #define PEERMCP_UTIL_JPARSE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct jparse_error {
@@ -55,5 +56,30 @@ int jparse(const char *p, size_t n, int max_depth, json_t **out, jparse_error *e
 #define JPARSE_FOUND_NUL 0x1u
 int jparse_flags(const char *p, size_t n, int max_depth, unsigned flags, json_t **out, jparse_error *err,
                  unsigned *found) __attribute__((warn_unused_result));
+
+/* Validation without a tree: jparse_scan accepts and refuses exactly what jparse_flags does
+ * with the same max_depth and flags (duplicate keys included: compared as raw bytes within an
+ * object; an object with an escaped key or more than 32 keys is decided by a tree parse), and
+ * allocates nothing in the common case. When the text is an object, its members (up to cap of
+ * them) are described in members[] as spans of p: the raw key (between the quotes, escapes not
+ * decoded: key_escaped says so) and the value's JSON text. *n_members gets the object's number
+ * of members (possibly more than cap); 0 when the text is not an object. Returns as
+ * jparse_flags; on failure *n_members is 0. members, n_members, err and found may be NULL. */
+typedef struct jparse_member {
+  const char *key;
+  size_t key_len;
+  const char *val;
+  size_t val_len;
+  bool key_escaped;
+} jparse_member;
+int jparse_scan(const char *p, size_t n, int max_depth, unsigned flags, jparse_member *members, size_t cap,
+                size_t *n_members, jparse_error *err, unsigned *found) __attribute__((warn_unused_result));
+
+/* The value of member `key` in the object text obj[0..n), text that jparse or jparse_scan has
+ * accepted (NOT checked again: never call it on unvalidated text). Keys are compared decoded.
+ * 0 with *val / *val_len set (a span of obj), -ENOENT when there is no such member, -EINVAL
+ * when obj is not an object. The first match is returned. */
+int jparse_find(const char *obj, size_t n, const char *key, const char **val, size_t *val_len)
+    __attribute__((warn_unused_result));
 
 #endif

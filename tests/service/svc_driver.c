@@ -40,6 +40,7 @@
 #include "p2p/host/host.h"
 #include "service/client.h"
 #include "util/clock.h"
+#include "util/jparse.h"
 #include "util/log.h"
 
 #define MAXC 64
@@ -113,6 +114,28 @@ static void on_reply(void *ud, int err, json_t *result, json_t *error) {
 }
 
 static const char *mode;
+static bool tree_api; /* SVC_DRIVER_TREE=1: bench mode through svc_client_call_tool (jansson trees) */
+
+/* bench mode's reply through the text fast path (svc_client_call_tool_text) */
+static void on_reply_text(void *ud, int err, const svc_client_reply *rep) {
+  req *r = ud;
+  const char *v = NULL;
+  size_t vn = 0;
+  bool ok = err == 0 && rep->result && jparse_find(rep->result, rep->result_len, "isError", &v, &vn) == 0 && vn == 5 &&
+            memcmp(v, "false", 5) == 0;
+  if (ok) {
+    lat_us[r->idx] = clock_mono_us() - r->t0;
+    done_ok++;
+  } else {
+    done_err++;
+    if (done_err < 5)
+      fprintf(stderr, "request failed: err=%d %.*s\n", err, rep ? (int)(rep->result ? rep->result_len : rep->error_len) : 0,
+              rep ? (rep->result ? rep->result : rep->error) : "");
+  }
+  svc_client *c = r->c;
+  free(r);
+  issue(c);
+}
 
 static void issue(svc_client *c) {
   if (sent >= n) return;
@@ -121,7 +144,12 @@ static void issue(svc_client *c) {
   r->c = c;
   r->t0 = clock_mono_us();
   int rc;
-  if (strcmp(mode, "bench") == 0) {
+  if (strcmp(mode, "bench") == 0 && !tree_api) {
+    /* the same arguments as below, as text: no tree on either side of the client */
+    char args[96];
+    int an = snprintf(args, sizeof args, "{\"text\":\"hello\",\"n\":%ld}", r->idx);
+    rc = svc_client_call_tool_text(c, tool, args, (size_t)an, false, 0, on_reply_text, r);
+  } else if (strcmp(mode, "bench") == 0) {
     /* the arguments bench/mcp/driver.c sends over stdio: the two are compared (bench/p2p/call.sh) */
     json_t *args = json_object(); /* json_pack would parse its format string per call */
     json_object_set_new_nocheck(args, "text", json_string_nocheck("hello"));
@@ -404,6 +432,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   mode = argv[1];
+  tree_api = getenv("SVC_DRIVER_TREE") && strcmp(getenv("SVC_DRIVER_TREE"), "1") == 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--state")) state_dir = argv[i + 1];
     else if (!strcmp(argv[i], "--peer")) peer = argv[i + 1];

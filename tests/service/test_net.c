@@ -17,6 +17,7 @@
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
 #include "service/client.h"
+#include "util/jparse.h"
 #include "service/mcpp.h"
 #include "taskq/rpc_tool.h"
 #include "service/server.h"
@@ -269,6 +270,106 @@ static void test_tools_call_and_list_for_trusted_peer(void **state) {
   svc_client_close(cl);
 }
 
+/* The text fast path (svc_client_call_tool_text): the reply as checked text spans, no tree. */
+typedef struct tgot {
+  int done, err;
+  char result[4096], error[1024];
+  bool has_result, has_error, has_nul;
+} tgot;
+
+static void tgot_cb(void *ud, int err, const svc_client_reply *rep) {
+  tgot *g = ud;
+  g->done = 1;
+  g->err = err;
+  if (err < 0) {
+    assert_null(rep);
+    return;
+  }
+  assert_true((rep->result != NULL) != (rep->error != NULL)); /* exactly one */
+  if (rep->result) snprintf(g->result, sizeof g->result, "%.*s", (int)rep->result_len, rep->result);
+  if (rep->error) snprintf(g->error, sizeof g->error, "%.*s", (int)rep->error_len, rep->error);
+  g->has_result = rep->result != NULL;
+  g->has_error = rep->error != NULL;
+  g->has_nul = rep->has_nul;
+}
+
+static void test_tools_call_text_fast_path(void **state) {
+  (void)state;
+  svc_client *cl = mk_client(W.b);
+  tgot t = {0};
+  got g = {0};
+  /* a text call and a tree call in flight together */
+  const char *args = "{\"z\":3,\"s\":\"caf\u00e9\"}";
+  assert_int_equal(svc_client_call_tool_text(cl, "echo", args, strlen(args), false, 0, tgot_cb, &t), 0);
+  json_t *ja = json_pack("{s:i}", "z", 4);
+  assert_int_equal(svc_client_call_tool(cl, "echo", ja, false, 0, got_cb, &g), 0);
+  json_decref(ja);
+  run_until(&t.done);
+  run_until(&g.done);
+  assert_int_equal(t.err, 0);
+  assert_true(t.has_result);
+  assert_false(t.has_nul);
+  json_t *r = NULL;
+  assert_int_equal(jparse(t.result, strlen(t.result), 64, &r, NULL), 0);
+  assert_true(json_is_false(json_object_get(r, "isError")));
+  json_t *echo = json_object_get(json_object_get(r, "structuredContent"), "echo");
+  assert_int_equal(json_integer_value(json_object_get(echo, "z")), 3);
+  assert_string_equal(json_string_value(json_object_get(echo, "s")), "caf\xc3\xa9");
+  json_decref(r);
+  const char *v;
+  size_t vn;
+  assert_int_equal(jparse_find(t.result, strlen(t.result), "isError", &v, &vn), 0);
+  assert_int_equal(vn, 5);
+  assert_int_equal(g.err, 0);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(g.result, "structuredContent"), "echo"), "z")), 4);
+  got_clear(&g);
+
+  /* a NUL (escaped) in a value comes back flagged */
+  memset(&t, 0, sizeof t);
+  args = "{\"s\":\"a\\u0000b\"}";
+  assert_int_equal(svc_client_call_tool_text(cl, "echo", args, strlen(args), false, 0, tgot_cb, &t), 0);
+  run_until(&t.done);
+  assert_int_equal(t.err, 0);
+  assert_true(t.has_nul);
+
+  /* arguments that are not one valid object are refused before anything is queued (the server
+   * would refuse the frame and close the stream under every request on it) */
+  static const char *bad[] = {"{\"a\":1,\"a\":2}", "[1]", "{", "{\"a\":1} x", "\"s\"", "{\"\\u0000\":1}", ""};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    assert_int_equal(svc_client_call_tool_text(cl, "echo", bad[i], strlen(bad[i]), false, 0, tgot_cb, &t), -EINVAL);
+  assert_int_equal(svc_client_pending(cl), 0);
+  /* NULL arguments mean {} */
+  memset(&t, 0, sizeof t);
+  assert_int_equal(svc_client_call_tool_text(cl, "echo", NULL, 0, false, 0, tgot_cb, &t), 0);
+  run_until(&t.done);
+  assert_true(t.has_result);
+
+  /* cancelled: the callback never runs */
+  memset(&t, 0, sizeof t);
+  assert_int_equal(svc_client_call_tool_text(cl, "echo", "{}", 2, false, 0, tgot_cb, &t), 0);
+  assert_int_equal(svc_client_cancel_text(cl, tgot_cb, &t), 0);
+  assert_int_equal(svc_client_cancel_text(cl, tgot_cb, &t), -ENOENT);
+  for (int i = 0; i < 50; i++) uv_run(&W.loop, UV_RUN_NOWAIT);
+  assert_int_equal(t.done, 0);
+  uint64_t streams = 0;
+  svc_client_counters(cl, &streams, NULL);
+  assert_int_equal(streams, 1);
+  svc_client_close(cl);
+
+  /* an error reply (a stranger may not call tools) comes as error text */
+  cl = mk_client(W.c);
+  memset(&t, 0, sizeof t);
+  assert_int_equal(svc_client_call_tool_text(cl, "echo", "{}", 2, false, 0, tgot_cb, &t), 0);
+  run_until(&t.done);
+  assert_int_equal(t.err, 0);
+  assert_true(t.has_error);
+  json_t *e = NULL;
+  assert_int_equal(jparse(t.error, strlen(t.error), 64, &e, NULL), 0);
+  assert_int_equal(json_integer_value(json_object_get(e, "code")), -32001);
+  json_decref(e);
+  svc_client_close(cl);
+}
+
 /* A reply callback may close its client (a one-shot caller does): the client must not touch
  * the stream after that (ASan reports a use-after-free if it does). */
 typedef struct closer {
@@ -511,6 +612,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_trusted_peer_uses_queue_tools_and_one_stream, setup, teardown),
       cmocka_unit_test_setup_teardown(test_waiting_claim_is_answered_when_a_task_arrives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tools_call_and_list_for_trusted_peer, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tools_call_text_fast_path, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_closed_inside_its_reply_callback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stranger_is_refused_everywhere, setup, teardown),
       cmocka_unit_test_setup_teardown(test_legacy_ndjson_one_request_per_stream, setup, teardown),

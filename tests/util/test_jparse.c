@@ -26,6 +26,12 @@ static void agree(const char *p, size_t n) {
             a ? "" : je.text, rc, err.text, err.position);
     fail();
   }
+  /* jparse_scan (no tree) gives the same verdict */
+  int src = jparse_scan(p, n, 100000, 0, NULL, 0, NULL, NULL, NULL);
+  if (src != rc) {
+    fprintf(stderr, "scan disagrees on [%.*s]: jparse %d, scan %d\n", (int)n, p, rc, src);
+    fail();
+  }
   if (a) {
     assert_true(json_equal(a, b));
     /* json_equal treats 1 and 1.0 as different types already; check the type at the top too */
@@ -53,6 +59,36 @@ static void agree_flags(const char *p, size_t n) {
   if (a) assert_true(json_equal(a, b));
   if (rc == 0) assert_int_equal(found & JPARSE_FOUND_NUL, memmem(p, n, "\\u0000", 6) ? JPARSE_FOUND_NUL : 0);
   else assert_int_equal(found, 0);
+  /* jparse_scan with the same flags: same verdict, same FOUND_NUL; the members of an object */
+  unsigned sfound = 99;
+  jparse_member m[4];
+  size_t nm = 99;
+  int src = jparse_scan(p, n, 100000, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, m, 4, &nm, NULL, &sfound);
+  if (src != rc) {
+    fprintf(stderr, "scan (flags) disagrees on [%.*s]: jparse %d, scan %d\n", (int)n, p, rc, src);
+    fail();
+  }
+  if (rc == 0) {
+    assert_int_equal(sfound, found);
+    assert_int_equal(nm, json_is_object(b) ? json_object_size(b) : 0);
+    for (size_t i = 0; i < nm && i < 4; i++) {
+      /* each member's value span parses to the tree's value */
+      json_t *v = NULL;
+      assert_int_equal(jparse_flags(m[i].val, m[i].val_len, 100000, JPARSE_ALLOW_NUL, &v, NULL, NULL), 0);
+      if (!m[i].key_escaped) {
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)m[i].key_len, m[i].key);
+        assert_true(json_equal(v, json_object_get(b, key)));
+        /* jparse_find finds the same span */
+        const char *fv;
+        size_t fn;
+        assert_int_equal(jparse_find(p, n, key, &fv, &fn), 0);
+        assert_ptr_equal(fv, m[i].val);
+        assert_int_equal(fn, m[i].val_len);
+      }
+      json_decref(v);
+    }
+  }
   json_decref(a);
   json_decref(b);
 }
@@ -81,6 +117,61 @@ static void test_jparse_flags_match_jansson_flags(void **state) {
   assert_int_equal(json_integer_value(json_object_get(v, "k")), 2);
   json_decref(v);
   assert_int_equal(jparse_flags("\"\\u0000\"", 8, 8, 0, &v, NULL, NULL), -EINVAL);
+}
+
+/* jparse_scan's duplicate check: raw keys compared within an object; an escaped key or a large
+ * object is decided by the tree parse (the verdict must still be the tree parser's). */
+static void test_jparse_scan_duplicates_and_members(void **state) {
+  (void)state;
+  AGREE_FLAGS("{\"a\":1,\"\\u0061\":2}");   /* the same key, one escaped: refused */
+  AGREE_FLAGS("{\"\\u0061\":1,\"b\":2}");   /* escaped, no duplicate: accepted */
+  AGREE_FLAGS("{\"a\":{\"a\":1},\"b\":{\"a\":2}}"); /* same key in sibling objects */
+  AGREE_FLAGS("{\"a\":[{\"x\":1,\"y\":2}],\"x\":3,\"a2\":4}");
+  AGREE_FLAGS("{\"a\":[{\"x\":1,\"x\":2}]}");
+  AGREE_FLAGS("{\"n\":1e400}");                 /* overflow: refused, strtod still runs for it */
+  AGREE_FLAGS("{\"n\":1e-400,\"m\":123456789012345678901234567890.5}");
+  /* an object of 40 keys, with and without a duplicate at the end */
+  char t[1024];
+  size_t o = 0;
+  t[o++] = '{';
+  for (int i = 0; i < 40; i++) o += (size_t)sprintf(t + o, "%s\"k%d\":%d", i ? "," : "", i, i);
+  size_t base = o;
+  o += (size_t)sprintf(t + o, "}");
+  agree_flags(t, o);
+  o = base + (size_t)sprintf(t + base, ",\"k3\":0}");
+  agree_flags(t, o);
+  /* 70 nested objects with a key each: past the scan's key stack */
+  o = 0;
+  for (int i = 0; i < 70; i++) o += (size_t)sprintf(t + o, "{\"k\":1,\"d\":");
+  o += (size_t)sprintf(t + o, "0");
+  for (int i = 0; i < 70; i++) t[o++] = '}';
+  agree_flags(t, o);
+  /* members, and the strings and numbers of a reply */
+  const char *r = "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"{\\\"a\\\":1}\"}],"
+                  "\"isError\":false,\"_meta\":{\"d\":0.069}}}";
+  jparse_member m[2];
+  size_t nm;
+  assert_int_equal(jparse_scan(r, strlen(r), 64, JPARSE_REJECT_DUPLICATES, m, 2, &nm, NULL, NULL), 0);
+  assert_int_equal(nm, 3); /* three members, two described */
+  assert_int_equal(m[1].key_len, 2);
+  assert_memory_equal(m[1].key, "id", 2);
+  assert_int_equal(m[1].val_len, 1);
+  agree_flags(r, strlen(r));
+  const char *v;
+  size_t vn;
+  assert_int_equal(jparse_find(r, strlen(r), "result", &v, &vn), 0);
+  const char *ie;
+  size_t ien;
+  assert_int_equal(jparse_find(v, vn, "isError", &ie, &ien), 0);
+  assert_int_equal(ien, 5);
+  assert_memory_equal(ie, "false", 5);
+  assert_int_equal(jparse_find(v, vn, "missing", &ie, &ien), -ENOENT);
+  assert_int_equal(jparse_find("[1]", 3, "a", &ie, &ien), -EINVAL);
+  assert_int_equal(jparse_find("{\"\\u0061b\":[1,{\"x\":\"]\"}],\"c\":2}", 31, "ab", &ie, &ien), 0);
+  assert_int_equal(ien, 13);
+  /* depth as jparse_flags */
+  assert_int_equal(jparse_scan("[[[]]]", 6, 2, 0, NULL, 0, NULL, NULL, NULL), -ELOOP);
+  assert_int_equal(jparse_scan("[[[]]]", 6, 3, 0, NULL, 0, NULL, NULL, NULL), 0);
 }
 
 static void test_jparse_accepts_what_jansson_accepts(void **state) {
@@ -242,6 +333,7 @@ int main(void) {
       cmocka_unit_test(test_jparse_types_match_jansson),
       cmocka_unit_test(test_jparse_agrees_on_random_texts),
       cmocka_unit_test(test_jparse_flags_match_jansson_flags),
+      cmocka_unit_test(test_jparse_scan_duplicates_and_members),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
