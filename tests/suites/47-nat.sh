@@ -5,8 +5,9 @@
 # opens ours and we open js's, and both refuse a tampered envelope. Then whole nodes on
 # 127.0.0.1 (tests/interop/nat/nat_checks.py relay): a node reserves on a `peermcp serve` relay,
 # announces the circuit address and is called through it by the CLI; status and peer lists.
-# Then js-libp2p (@libp2p/circuit-relay-v2, @libp2p/autonat) against whole nodes
-# (nat_checks.py js-relay, js-hop, autonat; the js side is tests/interop/nat/relay_js.mjs).
+# Then js-libp2p (@libp2p/circuit-relay-v2, @libp2p/autonat, @libp2p/autonat-v2) against whole
+# nodes (nat_checks.py js-relay, js-hop, autonat, autonat2; the js side is
+# tests/interop/nat/relay_js.mjs and autonat2_js.mjs).
 # Last line: "nat: N passed, N failed".
 set -u
 root="${PEERMCP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -20,8 +21,8 @@ ok() { echo "ok   $1"; pass=$((pass + 1)); }
 ko() { echo "FAIL $1"; fail=$((fail + 1)); }
 
 nm="$root/tests/node_modules/@libp2p"
-if [ ! -x "$tool" ] || [ ! -x "$NODE" ] || [ ! -d "$nm/peer-record" ] || [ ! -d "$nm/circuit-relay-v2" ] || [ ! -d "$nm/autonat" ]; then
-  echo "missing prerequisites: tool=$tool node=$NODE (@libp2p/peer-record, circuit-relay-v2, autonat from tests/package.json)"
+if [ ! -x "$tool" ] || [ ! -x "$NODE" ] || [ ! -d "$nm/peer-record" ] || [ ! -d "$nm/circuit-relay-v2" ] || [ ! -d "$nm/autonat" ] || [ ! -d "$nm/autonat-v2" ]; then
+  echo "missing prerequisites: tool=$tool node=$NODE (@libp2p/peer-record, circuit-relay-v2, autonat, autonat-v2 from tests/package.json)"
   echo "nat: 0 passed, 1 failed"
   exit 1
 fi
@@ -67,14 +68,14 @@ done
 
 # Whole nodes: relay reservation, a tool called through /p2p-circuit, status; then with
 # js-libp2p: a js relay, peermcp as the relay for js peers (vouchers, limits, the cap), and
-# @libp2p/autonat's client against our AutoNAT server.
+# @libp2p/autonat's client against our AutoNAT server, @libp2p/autonat-v2's against our v2 one.
 export PEERMCP_ASAN_BIN="${PEERMCP_ASAN_BIN:-$root/build-asan/peermcp}"
-groups="relay js-relay js-hop autonat"
+groups="relay js-relay js-hop autonat autonat2"
 out=$(timeout -k 10 900 python3 "$root/tests/interop/nat/nat_checks.py" $groups 2>&1)
 echo "$out"
-line=$(grep -E '^[a-z+-]+: [0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n 1)
+line=$(grep -E '^[a-z0-9+-]+: [0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n 1)
 if [ -n "$line" ]; then
-  pass=$((pass + $(sed -E 's/^[a-z+-]+: ([0-9]+) passed.*/\1/' <<<"$line")))
+  pass=$((pass + $(sed -E 's/^[a-z0-9+-]+: ([0-9]+) passed.*/\1/' <<<"$line")))
   fail=$((fail + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
 else
   ko "relay group: no result line"

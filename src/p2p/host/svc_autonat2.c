@@ -28,7 +28,6 @@
 typedef struct a2_peer {
   char id[PEERID_STR_MAX];
   int64_t last_ms;                 /* when we last asked it */
-  int64_t quiet_until_ms;          /* after an answer that was no vote: not before this */
   bool asking;
 } a2_peer;
 
@@ -37,6 +36,8 @@ typedef struct a2_addr {
   multiaddr ma;                    /* len 0: free */
   autonat_tally t;
   int64_t decided_ms;              /* when t decided (0: undecided); asked again after recheck_s */
+  peerid novote[8];                /* servers whose request about it ended without a vote */
+  size_t n_novote;                 /* (refused, rejected, no answer): not asked again until then */
   unsigned asked, ok, fail, other;
 } a2_addr;
 
@@ -50,6 +51,7 @@ typedef struct a2_ask {
   multiaddr addr;
   uint64_t nonce;
   bool nonce_seen;
+  bool voted;                      /* its answer was a vote */
   int64_t deadline_ms;
   struct a2_ask *next;
 } a2_ask;
@@ -145,7 +147,22 @@ static a2_addr *addr_rec(p2p_autonat2 *an, const multiaddr *ma, bool create) {
 static bool voted(const a2_addr *r, const peerid *server) {
   for (size_t i = 0; i < r->t.n; i++)
     if (peerid_equal(&r->t.votes[i].server, server)) return true;
+  for (size_t i = 0; i < r->n_novote; i++)
+    if (peerid_equal(&r->novote[i], server)) return true;
   return false;
+}
+
+/* A request about ma ended without a vote: that server is not asked about it again until the
+ * address is rechecked (the oldest such mark goes when full). */
+static void mark_novote(p2p_autonat2 *an, const multiaddr *ma, const char *server) {
+  peerid sid;
+  a2_addr *r = addr_rec(an, ma, true);
+  if (peerid_parse(server, strlen(server), &sid) != 0) return;
+  if (r->n_novote == sizeof r->novote / sizeof r->novote[0]) {
+    memmove(&r->novote[0], &r->novote[1], (r->n_novote - 1) * sizeof r->novote[0]);
+    r->n_novote--;
+  }
+  r->novote[r->n_novote++] = sid;
 }
 
 /* What to ask `server` about: among the candidates not yet decided (or decided longer than
@@ -165,6 +182,7 @@ static bool pick_addr(p2p_autonat2 *an, const char *server, multiaddr *out) {
     if (r && r->decided_ms && now - r->decided_ms > (int64_t)an->cfg.recheck_s * 1000) {
       autonat_tally_reset(&r->t); /* time to check again: the verdict stays until new votes */
       r->decided_ms = 0;
+      r->n_novote = 0;
     }
     if (r && (r->decided_ms || voted(r, &sid))) continue;
     size_t votes = r ? r->t.n : 0;
@@ -194,6 +212,7 @@ static void verdict(p2p_autonat2 *an, const a2_addr *changed) {
 
 static void ask_end(a2_ask *a) {
   p2p_autonat2 *an = a->an;
+  if (!a->voted && !an->closing && a->addr.len) mark_novote(an, &a->addr, a->server);
   a2_peer *p = peer_slot(an, a->server, false);
   if (p) p->asking = false;
   for (a2_ask **pp = &an->asks; *pp; pp = &(*pp)->next)
@@ -231,21 +250,19 @@ static void ask_result(a2_ask *a) {
     /* spec: the client MUST check the nonce; an OK without it is discarded */
     an->stats.nonce_missing++;
     rec->other++;
-    a2_peer *q = peer_slot(an, a->server, false);
-    if (q) q->quiet_until_ms = clock_mono_ms() + (int64_t)an->cfg.recheck_s * 1000;
+
     log_info("p2p autonat2: OK without our nonce on a dial-back; discarded", "{s:s, s:s}", "server", a->server, "addr", t);
     return;
   }
   log_info("p2p autonat2: answer", "{s:s, s:s, s:s, s:s, s:b}", "server", a->server, "addr", t, "status",
            autonat2_response_status_name(a->c.status), "dial_status", autonat2_dial_status_name(a->c.dial_status),
            "nonce_seen", a->nonce_seen);
-  a2_peer *p = peer_slot(an, a->server, false);
   if (r == 0) {
     an->stats.other++;
     rec->other++;
-    if (p) p->quiet_until_ms = clock_mono_ms() + (int64_t)an->cfg.recheck_s * 1000; /* refused: ask later */
     return;
   }
+  a->voted = true;
   if (r == 1) {
     an->stats.ok++;
     rec->ok++;
@@ -360,7 +377,7 @@ static void maybe_ask(p2p_autonat2 *an, const char *peer_id) {
   if (!direct) return;
   a2_peer *p = peer_slot(an, peer_id, true);
   int64_t now = clock_mono_ms();
-  if (!p || p->asking || (p->last_ms && now - p->last_ms < A2_GAP_MS) || now < p->quiet_until_ms) return;
+  if (!p || p->asking || (p->last_ms && now - p->last_ms < A2_GAP_MS)) return;
   a2_ask *a = calloc(1, sizeof *a);
   if (!a) return;
   if (!pick_addr(an, peer_id, &a->addr)) {

@@ -12,7 +12,8 @@
  * per server, `confidence` agreeing servers decide; asked again after recheck_s); our
  * verdict, public if an address is reachable, private if one is not and none is, goes to
  * p2p_autonat_v2_verdict (it wins over v1's tally); a reachable address is confirmed and
- * announced. A server whose answer was no vote is asked again after recheck_s. A random 64-bit nonce
+ * announced. A request that ended without a vote (refused, rejected, no answer) marks that
+ * server as done with that address until it is rechecked. A random 64-bit nonce
  * goes with it; the /libp2p/autonat/2/dial-back handler answers DialBackResponse OK only to a
  * nonce of a request in flight (else the stream is reset) and marks that request. The answer
  * OK/OK counts only if its nonce came back (else it is discarded: spec "MUST check"),

@@ -20,6 +20,10 @@
     nat_checks.py autonat @libp2p/autonat's client asks a `peermcp serve` AutoNAT server
                           (relay_js.mjs autonat): OK for its listen address, E_DIAL_ERROR for a
                           closed port; the server logs the same answers
+    nat_checks.py autonat2  @libp2p/autonat-v2's client asks a `peermcp serve` AutoNAT v2
+                          server (autonat2_js.mjs ask): its listen address OK (nonce, js
+                          confirms), a closed port E_DIAL_ERROR, its address on 127.0.0.2 OK
+                          after js paid the dial data (it comes from 127.0.0.1)
 
 Several groups may be named at once. Prints "PASS name" / "FAIL name: why" per check and ends
 with "<group>: N passed, N failed" (the groups joined with "+").
@@ -176,8 +180,52 @@ def group_autonat():
     a.stop()
 
 
+AUTONAT2_JS = os.path.join(ROOT, "tests/interop/nat/autonat2_js.mjs")
+
+
+def free_port(host):
+    s = socket.socket()
+    s.bind((host, 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def group_autonat2():
+    """@libp2p/autonat-v2's client (js's own askPeerToVerify, nonce and dial-back handled by js)
+    asks a `peermcp serve` AutoNAT v2 server about three addresses, one per request."""
+    a = Serve("autonat2-server", {"IPFS_ACCELERATE_PY_TASK_P2P_AUTONAT": "1"}, "--log-level", "debug")
+    p1, p2, closed = free_port("127.0.0.1"), free_port("127.0.0.2"), free_port("127.0.0.1")
+    want = [("/ip4/127.0.0.1/tcp/%d" % p1, "its listen address: OK, dialed back with the nonce, js confirms it", True),
+            ("/ip4/127.0.0.1/tcp/%d" % closed, "a closed port: OK / E_DIAL_ERROR", False),
+            ("/ip4/127.0.0.2/tcp/%d" % p2, "its listen address on another IP (127.0.0.2) than the one it came "
+             "from: js pays the dial data, then OK and confirmed", True)]
+    try:
+        r = subprocess.run([NODE, AUTONAT2_JS, "ask", a.announce()["multiaddr"]] + [w[0] for w in want] +
+                           ["--listen", want[0][0], "--listen", want[2][0]], capture_output=True, text=True,
+                           timeout=180, cwd=os.path.join(ROOT, "tests"))
+        out, err = r.stdout, r.stderr
+    except subprocess.TimeoutExpired:
+        out, err = "", "timeout"
+    got = {j.get("addr"): j for j in json_lines(out) if "addr" in j}
+    for addr, what, ok in want:
+        j = got.get(addr, {})
+        good = (j.get("success") == 1 and j.get("confirmed") is True) if ok else \
+            (j.get("failure") == 1 and j.get("success") == 0 and j.get("confirmed") is False)
+        expect("autonat2: js v2 client asks peermcp's v2 server about %s" % what, good, (j, out[-300:], err[-400:]))
+    ans = [x for x in json_lines(a.log()) if x.get("msg") == "p2p autonat2: answered"]
+    expect("autonat2: the server logs OK (dialed back), OK (E_DIAL_ERROR), OK after the dial data (cost \"dial data\")",
+           [(x.get("why"), x.get("cost")) for x in ans][-3:] ==
+           [("dialed back", "none"), ("E_DIAL_ERROR", "none"), ("dialed back", "dial data")], ans)
+    paid = [x for x in json_lines(a.log()) if x.get("msg") == "p2p autonat2: asking for dial data"]
+    expect("autonat2: the server asked js for 30000..100000 bytes of dial data before dialing 127.0.0.2",
+           len(paid) == 1 and 30000 <= paid[0].get("bytes", 0) <= 100000, paid)
+    a.stop()
+
+
 def main():
-    groups = {"relay": group_relay, "js-relay": group_js_relay, "js-hop": group_js_hop, "autonat": group_autonat}
+    groups = {"relay": group_relay, "js-relay": group_js_relay, "js-hop": group_js_hop, "autonat": group_autonat,
+              "autonat2": group_autonat2}
     names = sys.argv[1:]
     if not names or any(g not in groups for g in names):
         print("usage: nat_checks.py GROUP... (%s)" % " ".join(groups))

@@ -23,9 +23,16 @@ Groups (default: all, in this order; they share the nodes started by the first):
                B2 behind NAT-B calls A2 through it and the two punch a direct connection.
     bench      NETNS_PUNCH_TRIES (3) more hole punches B -> A, each by a fresh B: success rate and
                time from the call to a direct connection.
+    autonat2   AutoNAT v2 with js-libp2p (@libp2p/autonat-v2, tests/interop/nat/autonat2_js.mjs):
+               a js v2 server in the public namespace (pub, 5.0.0.1) decides peermcp's
+               reachability: A3 behind NAT-A private, P in the public namespace public (each
+               reaches it by reserving on it: it is a js relay too); peermcp's v2 server (R)
+               answers a js client behind NAT-A (its NAT's address with its listen port:
+               E_DIAL_ERROR, not confirmed) and a js client in the public namespace (its listen
+               address: dialed back, js confirms it by itself).
 
-Not covered here: js-libp2p's AutoNAT in this topology (AutoNAT private/public is checked with
-peermcp servers only), and js as the side that starts DCUtR (broken in js 3.3.11, issue 16).
+Not covered here: js-libp2p's AutoNAT v1 in this topology (its server answers over the
+requester's own connection), and js as the side that starts DCUtR (broken in js 3.3.11, issue 16).
 
 Prints "PASS name" / "FAIL name: why" / "SKIP name: why" and ends with "netns: N passed, N failed".
 Every wait has a deadline; nothing sleeps and then asserts.
@@ -318,6 +325,81 @@ def group_bench():
     expect("bench: %d more hole punches, every one succeeded" % n, ok == n, ok)
 
 
+AUTONAT2_JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "autonat2_js.mjs")
+
+
+def js_once(where, *args, timeout=150):
+    """autonat2_js.mjs ARGS in namespace `where`: its JSON lines."""
+    try:
+        r = subprocess.run(ns(where) + [NODE, AUTONAT2_JS] + list(args), capture_output=True, text=True,
+                           timeout=timeout, cwd=os.path.dirname(AUTONAT2_JS))
+        return json_lines(r.stdout), r.stderr
+    except subprocess.TimeoutExpired:
+        return [], "timeout"
+
+
+def v2_of(node):
+    return ((node.nat().get("autonat") or {}).get("v2")) or {}
+
+
+def group_autonat2():
+    r = NODES["r"]
+    # js v2 server in the public namespace; A3 and P reach it by reserving on it (it is a relay too)
+    p = JsProc(AUTONAT2_JS, ["server", "--listen", "/ip4/5.0.0.1/tcp/4020"], os.path.join(TMP, "autonat2_js.err"),
+               prefix=ns("pub"), cwd=os.path.dirname(AUTONAT2_JS))
+    a3 = pn = None
+    try:
+        info = p.first_line()
+        expect("autonat2: a js-libp2p AutoNAT v2 server listens in the public namespace (5.0.0.1)",
+               info.get("peer_id"), info)
+        if not info.get("peer_id"):
+            return
+        jaddr = "/ip4/5.0.0.1/tcp/4020/p2p/%s" % info["peer_id"]
+        pn = Serve("p-public", "r", "5.0.0.2", {}, common_cfg({"relays": [jaddr]}), port=4006)
+        st = wait(lambda: pn.nat().get("reachability") == "public" and pn.nat(), 90) or pn.nat()
+        v2 = (st.get("autonat") or {}).get("v2") or {}
+        by = [j.get("by") for j in log_lines(pn.log(), "p2p autonat: reachability")]
+        expect("autonat2: the js v2 server dials P (public namespace) back at 5.0.0.2:4006: P is public, by v2",
+               st.get("reachability") == "public" and by[-1:] == ["v2"] and
+               any(x.get("addr") == "/ip4/5.0.0.2/tcp/4006" and x.get("reachability") == "public"
+                   for x in v2.get("addrs", [])), (st.get("reachability"), by, v2))
+        if MODE == "nft":
+            a3 = Serve("a3", "a", "10.0.1.2", {}, common_cfg({"relays": [jaddr]}), port=4005)
+            st = wait(lambda: a3.nat().get("reachability") == "private" and a3.nat(), 120) or a3.nat()
+            v2 = (st.get("autonat") or {}).get("v2") or {}
+            by = [j.get("by") for j in log_lines(a3.log(), "p2p autonat: reachability")]
+            expect("autonat2: the js v2 server cannot dial A3 (behind NAT-A) back at 5.1.0.2:4005: A3 is private, "
+                   "by v2", st.get("reachability") == "private" and by[-1:] == ["v2"] and
+                   any(x.get("addr") == "/ip4/5.1.0.2/tcp/4005" and x.get("reachability") == "private"
+                       for x in v2.get("addrs", [])), (st.get("reachability"), by, v2))
+            ans = [j for j in log_lines(a3.log(), "p2p autonat2: answer") if j.get("server") == info["peer_id"]]
+            expect("autonat2: A3 logs the js server's answer OK / E_DIAL_ERROR for 5.1.0.2:4005",
+                   any(j.get("dial_status") == "E_DIAL_ERROR" and j.get("addr") == "/ip4/5.1.0.2/tcp/4005"
+                       for j in ans), ans)
+        else:
+            skip("autonat2: A3 behind NAT-A private by the js server", "no NAT on this kernel (js refuses "
+                 "to dial the private addresses of the firewall mode)")
+    finally:
+        for n in (a3, pn):
+            if n:
+                n.stop()
+        p.stop(20)
+    # peermcp's v2 server (R) answers js clients: behind NAT-A and in the public namespace
+    out, err = js_once("a", "ask", r.addr, "/ip4/%s/tcp/4031" % PUB["a"], "--listen", "/ip4/10.0.1.2/tcp/4031")
+    j = ([x for x in out if "addr" in x] or [{}])[0]
+    expect("autonat2: a js v2 client behind NAT-A asks R about %s:4031: E_DIAL_ERROR, not confirmed" % PUB["a"],
+           j.get("failure") == 1 and j.get("success") == 0 and j.get("confirmed") is False, (out, err[-600:]))
+    out, err = js_once("pub", "verify", r.addr, "--listen", "/ip4/5.0.0.1/tcp/4032")
+    j = (out or [{}])[-1]
+    expect("autonat2: a js v2 client in the public namespace has R verify its listen address 5.0.0.1:4032 "
+           "(js's own flow): dialed back, js marks it verified", "/ip4/5.0.0.1/tcp/4032" in (j.get("verified") or []),
+           (out, err[-600:]))
+    ans = log_lines(r.log(), "p2p autonat2: answered")
+    expect("autonat2: R logs E_DIAL_ERROR for the js client behind NAT-A and dialed back for the public one",
+           any(a.get("addr") == "/ip4/%s/tcp/4031" % PUB["a"] and a.get("why") == "E_DIAL_ERROR" for a in ans) and
+           any(a.get("addr") == "/ip4/5.0.0.1/tcp/4032" and a.get("why") == "dialed back" for a in ans), ans)
+
+
 def main():
     global PREFIX, MODE
     if len(sys.argv) < 3:
@@ -328,8 +410,8 @@ def main():
     if MODE != "nft":  # no NAT: the hosts' own addresses, behind firewalls
         PUB.update(a="10.0.1.2", b="10.0.2.2")
     groups = {"relay": group_relay, "punch": group_punch, "random": group_random, "js": group_js,
-              "jsrelay": group_jsrelay, "bench": group_bench}
-    want = sys.argv[3:] or ["relay", "punch", "random", "js", "jsrelay", "bench"]
+              "jsrelay": group_jsrelay, "bench": group_bench, "autonat2": group_autonat2}
+    want = sys.argv[3:] or ["relay", "punch", "random", "js", "jsrelay", "bench", "autonat2"]
     try:
         for g in want:
             if g != "relay" and "a" not in NODES:
