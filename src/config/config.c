@@ -541,6 +541,9 @@ static const keydef k_p2p[] = {
     {"max_pending_per_ip", K_U32, OFF(p2p.max_pending_per_ip), 0, 1, 65536},
     {"max_connections_per_ip", K_U32, OFF(p2p.max_connections_per_ip), 0, 1, 65536},
     {"reserved_connections", K_U32, OFF(p2p.reserved_connections), 0, 0, 65536},
+    {"reserved_handshakes", K_U32, OFF(p2p.reserved_handshakes), 0, 1, 4096},
+    {"authorized_memory", K_U32, OFF(p2p.authorized_memory), 0, 1, 65536},
+    {"authorized_memory_seconds", K_U32, OFF(p2p.authorized_memory_seconds), 0, 1, 30 * 86400},
     {"first_byte_timeout_ms", K_U32, OFF(p2p.first_byte_timeout_ms), 0, 100, 600000},
     {"handshake_timeout_ms", K_U32, OFF(p2p.handshake_timeout_ms), 0, 100, 600000},
     {"stranger_max_frame_bytes", K_SIZE, OFF(p2p.stranger_max_frame_bytes), 0, 1024, 64 * MiB},
@@ -1112,6 +1115,9 @@ static int set_defaults(config *cfg) {
   cfg->p2p.max_pending_per_ip = 32;
   cfg->p2p.max_connections_per_ip = 64;
   cfg->p2p.reserved_connections = 32;
+  cfg->p2p.reserved_handshakes = 16;
+  cfg->p2p.authorized_memory = 256;
+  cfg->p2p.authorized_memory_seconds = 3600;
   cfg->p2p.first_byte_timeout_ms = 2500;
   cfg->p2p.handshake_timeout_ms = 10000;
   cfg->p2p.stranger_max_frame_bytes = 64 * 1024;
@@ -2175,6 +2181,14 @@ json_t *config_to_json(const config *cfg) {
         (json_int_t)cfg->p2p.stream_budget_bytes, "peer_budget_bytes", (json_int_t)cfg->p2p.peer_budget_bytes,
         "process_budget_bytes", (json_int_t)cfg->p2p.process_budget_bytes, "max_waits_per_peer",
         (json_int_t)cfg->p2p.max_waits_per_peer, "max_inflight_per_peer", (json_int_t)cfg->p2p.max_inflight_per_peer);
+    if (limits && json_object_update_new(limits, json_pack("{s:I, s:I, s:I}", "reserved_handshakes",
+                                                           (json_int_t)cfg->p2p.reserved_handshakes, "authorized_memory",
+                                                           (json_int_t)cfg->p2p.authorized_memory,
+                                                           "authorized_memory_seconds",
+                                                           (json_int_t)cfg->p2p.authorized_memory_seconds)) != 0) {
+      json_decref(limits);
+      limits = NULL;
+    }
     if (!more || !limits || json_object_update(p2p, more) != 0 || json_object_update(p2p, limits) != 0) {
       json_decref(p2p);
       p2p = NULL;

@@ -229,6 +229,10 @@ typedef struct config {
     uint32_t max_pending_per_ip;      /* 32: of those, from one IP address */
     uint32_t max_connections_per_ip;  /* 64: inbound connections from one IP address */
     uint32_t reserved_connections;    /* 32: of max_connections, kept for trusted/authorized peers */
+    uint32_t reserved_handshakes;     /* 16: handshakes beyond the pending limits for the addresses
+                                         of remembered peers (decided at Noise message 3) */
+    uint32_t authorized_memory;       /* 256: PeerIds remembered as authorized … */
+    uint32_t authorized_memory_seconds; /* 3600: … for this long after their last authorization */
     uint32_t first_byte_timeout_ms;   /* 2500: an inbound connection must send a byte by then */
     uint32_t handshake_timeout_ms;    /* 10000: TCP connect + the whole upgrade */
     size_t stranger_max_frame_bytes;  /* 65536: frame limit for a caller holding no scope */

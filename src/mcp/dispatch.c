@@ -1122,7 +1122,7 @@ static void call_launch(mcp_call *c) {
   }
   if (rc == 0) {
     call_ref(c); /* the job's */
-    rc = workpool_submit(c->is_long ? d->long_pool : d->pool, call_work, call_work_done, c);
+    rc = workpool_submit_for(c->is_long ? d->long_pool : d->pool, mcp_call_pool_key(c), call_work, call_work_done, c);
     if (rc != 0) call_unref(c);
     else c->in_pool = true;
   }
@@ -1264,6 +1264,10 @@ bool mcp_call_cancelled(const mcp_call *c) {
 int64_t mcp_call_deadline_ms(const mcp_call *c) { return c->deadline_ms; }
 const mcp_auth *mcp_call_auth(const mcp_call *c) { return c->auth; }
 const char *mcp_call_request_id(const mcp_call *c) { return c->request_id; }
+uint64_t mcp_call_pool_key(const mcp_call *c) {
+  const mcp_auth *a = c->auth;
+  return workpool_key_of(a->peer_id[0] ? a->peer_id : a->remote_addr);
+}
 const trace_ctx *mcp_call_trace(const mcp_call *c) { return &c->root->scope.trace; }
 mcp_registry *mcp_call_registry(const mcp_call *c) { return c->d->reg; }
 mcp_dispatcher *mcp_call_dispatcher(const mcp_call *c) { return c->d; }

@@ -276,7 +276,9 @@ void sess_catalog_run(mcp_session *s, sess_req *r) {
   r->job = j;
   if (blocking(r)) {
     workpool *pool = mcp_dispatcher_pool(s->o.dispatcher);
-    if (pool && workpool_submit(pool, job_work, job_done, j) == 0) return;
+    const mcp_auth *a = s->o.auth;
+    uint64_t key = workpool_key_of(a->peer_id[0] ? a->peer_id : a->remote_addr); /* the caller's turn */
+    if (pool && workpool_submit_for(pool, key, job_work, job_done, j) == 0) return;
     r->job = NULL;
     job_free(j);
     req_ctx rc = sess_rc_of(r);

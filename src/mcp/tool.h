@@ -114,6 +114,10 @@ bool mcp_call_cancelled(const mcp_call *call);
 int64_t mcp_call_deadline_ms(const mcp_call *call);
 /* The caller's identity; never NULL. */
 const mcp_auth *mcp_call_auth(const mcp_call *call);
+/* The caller's turn key on the worker pools (util/workpool.h workpool_submit_for): its PeerId,
+ * else its network address, else 0 (local callers share one turn). A handler that hands work
+ * to a pool itself passes it, so the pools stay fair between callers. */
+uint64_t mcp_call_pool_key(const mcp_call *call);
 /* The dispatcher's request id (uuid4 text) for logs and envelopes. */
 const char *mcp_call_request_id(const mcp_call *call);
 /* Sends notifications/progress when the client gave a progressToken; a no-op otherwise.

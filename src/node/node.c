@@ -1051,6 +1051,9 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
   hc.max_pending_per_ip = cfg->p2p.max_pending_per_ip;
   hc.max_conns_per_ip = cfg->p2p.max_connections_per_ip;
   hc.reserved_conns = cfg->p2p.reserved_connections;
+  hc.reserved_handshakes = cfg->p2p.reserved_handshakes;
+  hc.authorized_memory = cfg->p2p.authorized_memory;
+  hc.authorized_memory_s = cfg->p2p.authorized_memory_seconds;
   hc.first_byte_timeout_ms = cfg->p2p.first_byte_timeout_ms;
   hc.handshake_timeout_ms = cfg->p2p.handshake_timeout_ms;
   hc.enable_perf = cfg->p2p.enable_perf;

@@ -52,6 +52,7 @@ typedef struct svc_stream {
                          still runs, the peer holds the bytes that fill it */
   bool has_held;      /* its conn holds calls for its peer's share of the workers */
   bool limited;       /* counted in peer->limited_streams */
+  bool remembered;    /* told the host its peer is authorized (p2p_host_remember_authorized) */
   size_t held, held_out; /* what this stream last added to the budgets */
   size_t inflight;       /* … and to its peer's requests in flight */
   size_t refused_est;    /* as peer_entry's, for this stream */
@@ -287,6 +288,14 @@ static bool st_admit_output(void *ud, size_t len) {
   } else { /* answers get through again: the charge decays (as mcpp's reply estimate) */
     st->refused_est -= st->refused_est / 4;
     if (st->peer) st->peer->refused_est -= st->peer->refused_est / 4;
+    /* counted now, not at this stream's next st_account: another stream's answer admitted
+     * before then must see it (with the pools serving callers in turn, answers of many
+     * streams finish together and the process budget was crossed by ~1 MiB); st_account
+     * settles the figure to what the stream really holds */
+    srv->held_out += len;
+    st->held_out += len;
+    if (st->peer) st->peer->held_out += len;
+    if (srv->held_out > srv->held_out_max) srv->held_out_max = srv->held_out;
   }
   return ok;
 }
@@ -451,6 +460,10 @@ static void st_check_auth(svc_stream *st) {
   if (!st->linked || !st->peer || st->kind != ST_MCPP) return;
   if (auth_scopes_empty(&svc_mcpp_auth(st->conn)->scopes)) return;
   st->peer->authorized = true;
+  if (!st->remembered && st->srv->o.host) { /* once a stream: its next handshakes are known ones */
+    st->remembered = true;
+    p2p_host_remember_authorized(st->srv->o.host, st->peer->id);
+  }
   if (st->limited) {
     st->limited = false;
     if (st->peer->limited_streams) st->peer->limited_streams--;

@@ -456,7 +456,7 @@ static mcp_tool_status rpc_fn(mcp_call *call, json_t *args, json_t **result, voi
    * work holds its thread (bounded by the op table's caps): the long pool */
   bool long_op = op == TASKQ_OP_TOOL || (op == TASKQ_OP_CLAIM && taskq_claim_wait_s(rt->ctx, msg) > 0);
   workpool *pool = long_op ? mcp_dispatcher_long_pool(d) : mcp_dispatcher_pool(d);
-  int rc = workpool_submit(pool, op_job_work, NULL, j);
+  int rc = workpool_submit_for(pool, mcp_call_pool_key(call), op_job_work, NULL, j);
   if (rc != 0) {
     json_decref(j->msg);
     free(j);

@@ -375,7 +375,8 @@ static int op_start(mcp_tasks_queue *q, mcp_tasks_op *op, mcp_tasks_done_fn cb, 
   op->cb = cb;
   op->ud = ud;
   bool waits = op->kind == OP_GET && op->wait;
-  int rc = workpool_submit(waits ? q->long_pool : q->pool, op_work, op_done, op);
+  /* one turn per owner on the pools (the owner names the caller: util/workpool.h) */
+  int rc = workpool_submit_for(waits ? q->long_pool : q->pool, workpool_key_of(op->owner), op_work, op_done, op);
   if (rc != 0) {
     if (waits) atomic_fetch_sub(&q->waiters, 1);
     op_free(op);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "util/check.h"
@@ -21,13 +22,29 @@ typedef struct wp_thread {
   pthread_t tid;
 } wp_thread;
 
+/* The jobs of one caller (key) waiting for a thread. A flow exists while it has queued jobs: it
+ * is then in the hash (by key) and in the ring of flows that threads serve in turn. */
+typedef struct wp_flow {
+  struct wp_flow *hnext; /* hash chain */
+  struct wp_flow *rnext; /* ring: the next flow to serve after this one */
+  uint64_t key;
+  wp_job *head, *tail;
+} wp_flow;
+
+#define WP_FLOW_BUCKETS 64u   /* hash buckets (chains grow past it; flows live only while queued) */
+#define WP_FLOW_SPARE 32u     /* emptied flows kept for reuse (no malloc per submit) */
+
 struct workpool {
   uv_loop_t *loop;
   uv_async_t async;
   pthread_mutex_t mu;
   pthread_cond_t cv;      /* workers wait for jobs */
   pthread_cond_t idle_cv; /* workpool_free waits for all jobs */
-  wp_job *head, *tail;    /* queued, not started */
+  wp_flow *ring_head, *ring_tail; /* flows with queued jobs, in serving order */
+  wp_flow *buckets[WP_FLOW_BUCKETS];
+  wp_flow *spare;         /* emptied flows for reuse (linked by rnext) */
+  unsigned nspare;
+  size_t nflows;          /* flows on the ring */
   wp_job *done_head, *done_tail;
   wp_thread *threads;
   unsigned nthreads, max_threads;
@@ -45,8 +62,68 @@ static void wp_check_locked(const workpool *wp) {
   CHECK(wp->queued <= wp->pending);
   CHECK(wp->idle <= wp->nthreads && wp->nthreads <= wp->max_threads);
   CHECK(wp->pending - wp->queued == wp->nthreads - wp->idle);
-  CHECK((wp->head == NULL) == (wp->queued == 0) && (wp->head == NULL) == (wp->tail == NULL));
+  CHECK((wp->ring_head == NULL) == (wp->queued == 0) && (wp->ring_head == NULL) == (wp->ring_tail == NULL));
+  CHECK((wp->nflows == 0) == (wp->ring_head == NULL) && wp->nflows <= wp->queued);
   (void)wp;
+}
+
+static unsigned wp_bucket(uint64_t key) { return (unsigned)((key * 0x9E3779B97F4A7C15ull) >> 58) % WP_FLOW_BUCKETS; }
+
+/* The queued flow of `key`, or a new empty one put at the end of the ring (NULL: no memory).
+ * Caller holds mu. */
+static wp_flow *wp_flow_get_locked(workpool *wp, uint64_t key) {
+  wp_flow **b = &wp->buckets[wp_bucket(key)];
+  for (wp_flow *f = *b; f; f = f->hnext)
+    if (f->key == key) return f;
+  wp_flow *f = wp->spare;
+  if (f) {
+    wp->spare = f->rnext;
+    wp->nspare--;
+  } else if (!(f = malloc(sizeof *f))) {
+    return NULL;
+  }
+  f->key = key;
+  f->head = f->tail = NULL;
+  f->hnext = *b;
+  *b = f;
+  f->rnext = NULL;
+  if (wp->ring_tail) wp->ring_tail->rnext = f;
+  else wp->ring_head = f;
+  wp->ring_tail = f;
+  wp->nflows++;
+  return f;
+}
+
+/* Takes the next job: the first of the flow at the head of the ring, which then goes to the
+ * ring's end (or away when it has no more). So a caller with many queued jobs gets one thread
+ * in turn with every other caller that waits: a newcomer starts after at most one job of each
+ * flow ahead of it, not after everything queued before it. Caller holds mu; queued > 0. */
+static wp_job *wp_take_locked(workpool *wp) {
+  wp_flow *f = wp->ring_head;
+  wp_job *j = f->head;
+  f->head = j->next;
+  wp->ring_head = f->rnext;
+  if (!wp->ring_head) wp->ring_tail = NULL;
+  f->rnext = NULL;
+  if (f->head) { /* to the end of the ring */
+    if (wp->ring_tail) wp->ring_tail->rnext = f;
+    else wp->ring_head = f;
+    wp->ring_tail = f;
+    return j;
+  }
+  f->tail = NULL;
+  wp->nflows--;
+  wp_flow **b = &wp->buckets[wp_bucket(f->key)];
+  while (*b != f) b = &(*b)->hnext;
+  *b = f->hnext;
+  if (wp->nspare < WP_FLOW_SPARE) {
+    f->rnext = wp->spare;
+    wp->spare = f;
+    wp->nspare++;
+  } else {
+    free(f);
+  }
+  return j;
 }
 
 static void *wp_main(void *p) {
@@ -54,11 +131,9 @@ static void *wp_main(void *p) {
   check_thread_is_worker();
   pthread_mutex_lock(&wp->mu);
   for (;;) {
-    while (!wp->head && !wp->stopping) pthread_cond_wait(&wp->cv, &wp->mu);
-    if (!wp->head) break; /* stopping and nothing left */
-    wp_job *j = wp->head;
-    wp->head = j->next;
-    if (!wp->head) wp->tail = NULL;
+    while (!wp->ring_head && !wp->stopping) pthread_cond_wait(&wp->cv, &wp->mu);
+    if (!wp->ring_head) break; /* stopping and nothing left */
+    wp_job *j = wp_take_locked(wp);
     wp->queued--;
     wp->idle--;
     wp_check_locked(wp);
@@ -154,6 +229,17 @@ int workpool_new(uv_loop_t *loop, unsigned threads, unsigned max_threads, workpo
 }
 
 int workpool_submit(workpool *wp, workpool_work_fn work, workpool_done_fn done, void *arg) {
+  return workpool_submit_for(wp, 0, work, done, arg);
+}
+
+uint64_t workpool_key_of(const char *caller) {
+  if (!caller || !*caller) return 0;
+  uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *)caller; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+  return h ? h : 1;
+}
+
+int workpool_submit_for(workpool *wp, uint64_t key, workpool_work_fn work, workpool_done_fn done, void *arg) {
   wp_job *j = malloc(sizeof *j);
   if (!j) return -ENOMEM;
   j->next = NULL;
@@ -173,9 +259,15 @@ int workpool_submit(workpool *wp, workpool_work_fn work, workpool_done_fn done, 
     free(j);
     return -EBUSY;
   }
-  if (wp->tail) wp->tail->next = j;
-  else wp->head = j;
-  wp->tail = j;
+  wp_flow *f = wp_flow_get_locked(wp, key);
+  if (!f) {
+    pthread_mutex_unlock(&wp->mu);
+    free(j);
+    return -ENOMEM;
+  }
+  if (f->tail) f->tail->next = j;
+  else f->head = j;
+  f->tail = j;
   wp->pending++;
   wp->queued++;
   /* Grow when the queued jobs outnumber the threads free to take them (a blocked handler must
@@ -213,6 +305,11 @@ unsigned workpool_threads(workpool *wp) {
 
 static void wp_close_cb(uv_handle_t *h) {
   workpool *wp = h->data;
+  while (wp->spare) {
+    wp_flow *f = wp->spare;
+    wp->spare = f->rnext;
+    free(f);
+  }
   pthread_mutex_destroy(&wp->mu);
   pthread_cond_destroy(&wp->cv);
   pthread_cond_destroy(&wp->idle_cv);

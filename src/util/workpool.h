@@ -4,7 +4,11 @@
  * A job is (work, done, arg): `work(arg)` runs on a worker thread; then `done(arg)` runs on the
  * loop thread (through uv_async_send). The pool starts `threads` workers and grows up to
  * `max_threads` when every worker is busy and jobs wait (handlers that block for a long time
- * must not starve short ones). Jobs run in submission order (FIFO start order). With a queue
+ * must not starve short ones). Jobs carry a caller key (workpool_submit_for; workpool_submit is
+ * key 0): a caller's jobs start in its submission order, and when jobs wait for a thread the
+ * callers that have waiting jobs are served in turn, one job each (round robin), so one
+ * caller's burst delays another caller's job by at most one job per thread, not by the whole
+ * burst (issue 9: a peer's 16 calls used to queue ahead of everyone's). With a queue
  * bound (workpool_set_max_queued), a job that would wait behind more than that many others
  * with no thread to take it is refused with -EBUSY instead of queued.
  *
@@ -18,6 +22,7 @@
 #define PEERMCP_UTIL_WORKPOOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 typedef struct workpool workpool;
@@ -41,6 +46,15 @@ void workpool_set_max_queued(workpool *wp, size_t max_queued);
  * -ESHUTDOWN once workpool_free began. When it returns an error neither callback is ever called. */
 int workpool_submit(workpool *wp, workpool_work_fn work, workpool_done_fn done, void *arg)
     __attribute__((warn_unused_result));
+
+/* The same, for the caller `key` (a PeerId's workpool_key_of; 0 = the pool's own, unnamed
+ * callers: local clients, the node's housekeeping). Same results. */
+int workpool_submit_for(workpool *wp, uint64_t key, workpool_work_fn work, workpool_done_fn done, void *arg)
+    __attribute__((warn_unused_result));
+
+/* The key of a caller's name (a PeerId, an address): a 64-bit hash, never 0 for a non-empty name;
+ * NULL or "" = 0. Two names that hash alike share a turn (harmless). */
+uint64_t workpool_key_of(const char *caller);
 
 /* Jobs queued or running (approximate when read off the loop thread). */
 size_t workpool_pending(workpool *wp);

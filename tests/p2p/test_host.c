@@ -1,5 +1,6 @@
 /* test_host.c — the libp2p host's connection manager, stream backpressure, peerstore and
  * announce file, with two hosts on one libuv loop over 127.0.0.1. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -1390,6 +1391,26 @@ static int raw_connect(int port) {
   return fd;
 }
 
+/* A TCP connection to 127.0.0.1:port from the source address `from` (127.0.0.0/8 is all local
+ * on Linux), which sends `hello` (may be NULL) and then nothing. */
+static int raw_connect_from(int port, const char *from, const char *hello) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in src = {.sin_family = AF_INET};
+  inet_pton(AF_INET, from, &src.sin_addr);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(0x7f000001);
+  if (bind(fd, (struct sockaddr *)&src, sizeof src) != 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  if (hello && write(fd, hello, strlen(hello)) < 0) {
+    close(fd);
+    return -1;
+  }
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  return fd;
+}
+
 static int listen_port(p2p_host *h) {
   const char *addrs[1];
   p2p_host_listen_addrs(h, addrs, 1);
@@ -1540,6 +1561,119 @@ static void test_host_reserved_slots_for_known_peers(void **state) {
   close_hosts(a, t);
 }
 
+/* The attacker of test_host_reserved_handshakes_for_remembered_peers: connections from two
+ * other addresses that send the multistream header and stall. Each is closed at 300 ms (a
+ * handshake that moves is not evicted younger than 500 ms) and the server's pending handshakes
+ * are topped up to `n` after every loop turn, so every pending slot stays taken but for a turn
+ * now and then (as an attacker that reconnects fast enough does it). */
+typedef struct stall_flood {
+  p2p_host *server;
+  int fds[16];
+  int64_t opened[16];
+  int n, port, k;
+} stall_flood;
+
+static void stall_flood_tick(stall_flood *f) {
+  int64_t now = clock_mono_ms();
+  for (int i = 0; i < 16; i++)
+    if (f->fds[i] >= 0 && now - f->opened[i] >= 300) {
+      close(f->fds[i]);
+      f->fds[i] = -1;
+    }
+  p2p_host_stats st;
+  p2p_host_get_stats(f->server, &st);
+  int want = f->n - (int)st.pending_handshakes;
+  for (int i = 0; i < 16 && want > 0; i++)
+    if (f->fds[i] < 0) {
+      f->fds[i] = raw_connect_from(f->port, f->k++ % 2 ? "127.0.0.3" : "127.0.0.2", "\x13/multistream/1.0.0\n");
+      f->opened[i] = now;
+      want--;
+    }
+}
+
+static void stall_flood_stop(stall_flood *f) {
+  for (int i = 0; i < 16; i++)
+    if (f->fds[i] >= 0) close(f->fds[i]);
+  for (int i = 0; i < 16; i++) f->fds[i] = -1;
+}
+
+/* A ping from a fresh host on `dir` (a new connection) while the flood runs; its error. */
+static int flood_ping(const char *dir, const char *ma, stall_flood *f) {
+  p2p_host *c = make_host(dir, NULL);
+  ping_res r = {0};
+  assert_int_equal(p2p_host_ping(c, ma, ping_cb, &r), 0);
+  int64_t end = clock_mono_ms() + WAIT_MS;
+  while (!r.done && clock_mono_ms() < end) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    stall_flood_tick(f);
+    usleep(1000);
+  }
+  int left = 1;
+  p2p_host_close(c, on_host_closed, &left);
+  while (left > 0) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    stall_flood_tick(f);
+    usleep(1000);
+  }
+  return r.done ? r.err : -ETIMEDOUT;
+}
+
+/* Issue 9 item 1, leftover: while stalled handshakes from other addresses hold every pending
+ * slot, a peer that authorized before (p2p_host_remember_authorized) still connects, through a
+ * reserved handshake (before the reserve: refused but for a lucky turn); a stranger from the
+ * remembered peer's address gets a reserved handshake too but is closed once Noise's third
+ * message shows who it is; from an address nobody remembered, nothing is reserved. */
+static void test_host_reserved_handshakes_for_remembered_peers(void **state) {
+  (void)state;
+  p2p_host_config cfg = {.max_pending_handshakes = 4, .max_pending_per_ip = 2, .reserved_handshakes = 2};
+  p2p_host *a = make_host(dir_a, &cfg);
+  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  char ma[1024];
+  full_addr(a, ma, sizeof ma);
+  stall_flood f = {.server = a, .n = 4, .port = listen_port(a)};
+  for (int i = 0; i < 16; i++) f.fds[i] = -1;
+  char dir_s[64];
+  snprintf(dir_s, sizeof dir_s, "/tmp/peermcp-test-host-s-XXXXXX");
+  assert_non_null(mkdtemp(dir_s));
+  /* nothing remembered: a dial during the flood gets no reserved handshake */
+  stall_flood_tick(&f);
+  (void)flood_ping(dir_s, ma, &f);
+  p2p_host_stats st;
+  p2p_host_get_stats(a, &st);
+  assert_true(st.inbound_refused > 0);
+  assert_int_equal(st.reserve_admitted, 0);
+  /* b authorizes (the service calls this when a stream of b holds a scope), then leaves */
+  stall_flood_stop(&f);
+  p2p_host *b = make_host(dir_b, NULL);
+  ping_res r = {0};
+  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
+  assert_true(run_until(&r.done, WAIT_MS));
+  assert_int_equal(r.err, 0);
+  p2p_host_remember_authorized(a, p2p_host_peer_id(b));
+  p2p_host_get_stats(a, &st);
+  assert_int_equal(st.remembered, 1);
+  close_hosts(b, NULL);
+  assert_true(wait_no_connections(a, NULL));
+  /* the flood again: b comes back (same identity, new connections) and gets in every time */
+  for (int i = 0; i < 4; i++) {
+    int err = flood_ping(dir_b, ma, &f);
+    if (err) fprintf(stderr, "remembered peer, dial %d: %s\n", i, strerror(-err));
+    assert_int_equal(err, 0);
+  }
+  p2p_host_get_stats(a, &st);
+  assert_true(st.reserve_admitted >= 1);
+  /* a stranger from b's address: a reserved handshake, closed at Noise's third message */
+  uint64_t refused0 = st.reserve_refused;
+  for (int i = 0; i < 3 && st.reserve_refused == refused0; i++) {
+    (void)flood_ping(dir_s, ma, &f);
+    p2p_host_get_stats(a, &st);
+  }
+  assert_true(st.reserve_refused > refused0);
+  stall_flood_stop(&f);
+  rm_rf(dir_s);
+  close_hosts(a, NULL);
+}
+
 /* p2p_stream_unread: the bytes given back come first once reading resumes, and the remote's
  * window is not credited for them meanwhile. */
 static p2p_stream *ur_stream;
@@ -1607,6 +1741,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_first_byte_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_silent_flood_does_not_lock_out_dials, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_reserved_slots_for_known_peers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_reserved_handshakes_for_remembered_peers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_stream_unread_gives_bytes_back, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_backs_off_after_a_failed_dial, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_idle_connection_is_closed, setup, teardown),

@@ -12,7 +12,9 @@
  *     its own thread and loop, so the attack's own work here (encrypting megabytes under ASan)
  *     does not count as the server's latency;
  *   - with --dials N, N fresh identities dial the server during the attack, one after another
- *     (each a new connection: status op), and count as ok or failed;
+ *     (each a new connection: status op), and count as ok or failed; with --dial-dir DIR every
+ *     dial uses that one identity instead (a peer that authorized before: still a new
+ *     connection each time);
  *   - with --pid, the server's VmRSS and Threads are read from /proc every 200 ms.
  * Prints one JSON line: {"attack", "report":{…the attack's counters…},
  *   "normal":{"before"|"during"|"after":{"sent","ok","failed","max_ms","p99_ms"}},
@@ -44,7 +46,7 @@ typedef struct phase_stats {
 } phase_stats;
 
 static uv_loop_t loop;
-static const char *peer, *state_dir, *token, *normal_dir;
+static const char *peer, *state_dir, *token, *normal_dir, *dial_dir;
 static int server_pid;
 static double seconds = 10, settle = 5;
 static long dials_wanted;
@@ -233,7 +235,9 @@ static void dial_done(void *ud, int err, json_t *result, json_t *error) {
 static void dial_next(void) {
   if (dialing || attack_over || dials_started >= dials_wanted) return;
   char dir[4096];
-  snprintf(dir, sizeof dir, "%s/dial%ld", state_dir, dials_started++);
+  if (dial_dir) snprintf(dir, sizeof dir, "%s", dial_dir);
+  else snprintf(dir, sizeof dir, "%s/dial%ld", state_dir, dials_started);
+  dials_started++;
   dial_host = mk_host(dir);
   svc_client_opts o = {0};
   o.token = token;
@@ -315,7 +319,7 @@ static json_t *phase_json(phase_stats *p) {
 int main(int argc, char **argv) {
   if (argc < 2 || !(atk = atk_find(argv[1]))) {
     fprintf(stderr, "usage: abuse_driver handshake_slots|unread_output|partial_frames|long_waits|pipeline "
-                    "--peer MA --state DIR [--token T] [--pid PID] [--seconds S] [--settle S] [--dials N] "
+                    "--peer MA --state DIR [--token T] [--pid PID] [--seconds S] [--settle S] [--dials N] [--dial-dir DIR] "
                     "[--arg K=V]...\n");
     return 2;
   }
@@ -328,6 +332,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--settle")) settle = atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--normal")) normal_dir = argv[i + 1];
     else if (!strcmp(argv[i], "--dials")) dials_wanted = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--dial-dir")) dial_dir = argv[i + 1];
     else if (!strcmp(argv[i], "--arg") && n_args < 64) args[n_args++] = argv[i + 1];
     else {
       fprintf(stderr, "unknown option %s\n", argv[i]);

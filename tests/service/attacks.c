@@ -1,6 +1,7 @@
 /* attacks.c — the issue 9 attacks (see attacks.h). */
 #include "tests/service/attacks.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ long atk_arg(const atk_env *env, const char *key, long dflt) {
 
 const atk_def *atk_find(const char *name) {
   static const atk_def *const all[] = {&atk_handshake_slots, &atk_unread_output, &atk_partial_frames, &atk_long_waits,
-                                       &atk_pipeline};
+                                       &atk_pipeline, &atk_pool_burst};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     if (strcmp(all[i]->name, name) == 0) return all[i];
   return NULL;
@@ -236,7 +237,7 @@ struct hs_state {
   const atk_env *env;
   struct sockaddr_storage addr;
   hs_conn **slots;
-  long n_slots, next, reconnect_ms;
+  long n_slots, next, reconnect_ms, stall, ips;
   uv_timer_t timer;
   bool stopping;
   long opened, failed, closed_by_server, reconnects, live;
@@ -281,6 +282,11 @@ static void hs_connected(uv_connect_t *req, int status) {
   }
   c->st->opened++;
   uv_read_start((uv_stream_t *)&c->tcp, hs_alloc, hs_read);
+  if (c->st->stall) { /* the multistream header, then nothing: a handshake that "moves" */
+    static char hdr[] = "\x13/multistream/1.0.0\n";
+    uv_buf_t b = uv_buf_init(hdr, sizeof hdr - 1);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  }
 }
 
 static void hs_open(hs_state *s, int slot) {
@@ -293,6 +299,11 @@ static void hs_open(hs_state *s, int slot) {
   c->req.data = c;
   s->live++;
   s->slots[slot] = c;
+  if (s->ips > 0) { /* from 127.0.0.2, 127.0.0.3, …: addresses of their own on loopback */
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(slot % s->ips));
+    (void)uv_tcp_bind(&c->tcp, (struct sockaddr *)&src, 0);
+  }
   if (uv_tcp_connect(&c->req, &c->tcp, (struct sockaddr *)&s->addr, hs_connected) != 0) {
     s->failed++;
     hs_drop(s, slot);
@@ -316,6 +327,9 @@ static int hs_start(const atk_env *env, void **state) {
   s->env = env;
   s->n_slots = atk_arg(env, "silent", 80);
   s->reconnect_ms = atk_arg(env, "reconnect_ms", 50);
+  s->stall = atk_arg(env, "stall", 0);
+  s->ips = atk_arg(env, "ips", 0);
+  if (s->ips > 200) s->ips = 200;
   if (s->n_slots < 1) s->n_slots = 1;
   if (s->reconnect_ms < 1) s->reconnect_ms = 1;
   multiaddr ma, bare;
@@ -802,3 +816,142 @@ static void pl_free(void *state) {
 const atk_def atk_pipeline = {"pipeline",
                               "300 pipelined tools/call on one stream crossing the peer's rate limit (item 6)",
                               pl_start, pl_stop, pl_report, pl_free};
+
+/* ---------------------------------------------------------------- pool_burst (fairness) */
+
+/* `peers` token holders keep `calls` tools/call of `sleep` {ms} each in flight on one stream
+ * (a new call for each answer), so the worker pool's queue stays full of their jobs; a victim,
+ * another token holder, calls `sleep` {victim_ms} one at a time every 100 ms and times each.
+ * FIFO pools made the victim wait for everything queued before it (calls × peers / threads
+ * jobs); pools that serve callers in turn make it wait at most about one job. */
+typedef struct pb_state {
+  const atk_env *env;
+  p2p_host **hosts;
+  rs *streams; /* [0, peers): attackers; [peers]: the victim */
+  long peers, calls, ms, victim_ms;
+  uv_timer_t victim_timer;
+  pumper pump;
+  bool stopping, timer_on;
+  long next_id, sent, answered, errors;
+  int64_t victim_sent_us, victim_max_us, victim_sum_us;
+  long victim_ok, victim_failed;
+  bool victim_waiting;
+} pb_state;
+
+static void pb_call(pb_state *s, rs *r, long ms) {
+  rs_frame_json(r, json_pack("{s:s, s:I, s:s, s:{s:s, s:{s:I}}}", "jsonrpc", "2.0", "id", (json_int_t)(++s->next_id),
+                             "method", "tools/call", "params", "name", "sleep", "arguments", "ms", (json_int_t)ms));
+  rs_pump(r);
+}
+
+static void pb_attacker_open(rs *r) {
+  pb_state *s = r->owner;
+  rs_frame_json(r, init_msg(s->env->token));
+  for (long i = 0; i < s->calls; i++, s->sent++) pb_call(s, r, s->ms);
+}
+
+static void pb_attacker_reply(rs *r, json_t *msg) {
+  pb_state *s = r->owner;
+  if (json_integer_value(json_object_get(msg, "id")) < 2) return; /* initialize */
+  if (json_object_get(msg, "error")) s->errors++;
+  else s->answered++;
+  if (!s->stopping) {
+    s->sent++;
+    pb_call(s, r, s->ms); /* keep the burst going */
+  }
+}
+
+static void pb_victim_open(rs *r) {
+  pb_state *s = r->owner;
+  rs_frame_json(r, init_msg(s->env->token));
+  rs_pump(r);
+}
+
+static void pb_victim_tick(uv_timer_t *t) {
+  pb_state *s = t->data;
+  rs *v = &s->streams[s->peers];
+  if (s->stopping || s->victim_waiting || !v->opened || v->gone) return;
+  s->victim_waiting = true;
+  s->victim_sent_us = clock_mono_us();
+  pb_call(s, v, s->victim_ms);
+}
+
+static void pb_victim_reply(rs *r, json_t *msg) {
+  pb_state *s = r->owner;
+  if (json_integer_value(json_object_get(msg, "id")) < 2 || !s->victim_waiting) return;
+  int64_t us = clock_mono_us() - s->victim_sent_us;
+  s->victim_waiting = false;
+  if (json_object_get(msg, "error") || json_is_true(json_object_get(json_object_get(msg, "result"), "isError"))) {
+    s->victim_failed++;
+    return;
+  }
+  s->victim_ok++;
+  s->victim_sum_us += us;
+  if (us > s->victim_max_us) s->victim_max_us = us;
+}
+
+static int pb_start(const atk_env *env, void **state) {
+  pb_state *s = calloc(1, sizeof *s);
+  if (!s) return -ENOMEM;
+  s->env = env;
+  s->peers = atk_arg(env, "peers", 2);
+  s->calls = atk_arg(env, "calls", 16);
+  s->ms = atk_arg(env, "ms", 1000);
+  s->victim_ms = atk_arg(env, "victim_ms", 20);
+  s->next_id = 1;
+  s->hosts = calloc((size_t)s->peers + 1, sizeof *s->hosts);
+  s->streams = calloc((size_t)s->peers + 1, sizeof *s->streams);
+  for (long p = 0; p <= s->peers; p++) {
+    s->hosts[p] = atk_host(env, (int)p);
+    rs *r = &s->streams[p];
+    rs_init(r, s, (int)p);
+    bool victim = p == s->peers;
+    r->on_open = victim ? pb_victim_open : pb_attacker_open;
+    r->on_reply = victim ? pb_victim_reply : pb_attacker_reply;
+    (void)rs_open(r, s->hosts[p], env->peer);
+  }
+  pumper_start(&s->pump, env->loop, s->streams, (size_t)s->peers + 1);
+  uv_timer_init(env->loop, &s->victim_timer);
+  s->victim_timer.data = s;
+  uv_timer_start(&s->victim_timer, pb_victim_tick, 1000, 100); /* after the burst is queued */
+  s->timer_on = true;
+  *state = s;
+  return 0;
+}
+
+static void pb_stop(void *state) {
+  pb_state *s = state;
+  s->stopping = true;
+  pumper_stop(&s->pump);
+  if (s->timer_on) {
+    uv_timer_stop(&s->victim_timer);
+    uv_close((uv_handle_t *)&s->victim_timer, NULL);
+    s->timer_on = false;
+  }
+  for (long p = 0; p <= s->peers; p++) {
+    if (s->streams[p].s) p2p_stream_reset(s->streams[p].s);
+    p2p_host_close(s->hosts[p], host_closed, NULL);
+  }
+}
+
+static json_t *pb_report(void *state) {
+  pb_state *s = state;
+  return json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:f, s:f}}", "peers", (json_int_t)s->peers, "calls_sent",
+                   (json_int_t)s->sent, "answered", (json_int_t)s->answered, "errors", (json_int_t)s->errors, "victim",
+                   "ok", (json_int_t)s->victim_ok, "failed", (json_int_t)s->victim_failed, "max_ms",
+                   (double)s->victim_max_us / 1000.0, "mean_ms",
+                   s->victim_ok ? (double)s->victim_sum_us / 1000.0 / (double)s->victim_ok : 0.0);
+}
+
+static void pb_free(void *state) {
+  pb_state *s = state;
+  for (long p = 0; p <= s->peers; p++) rs_release(&s->streams[p]);
+  free(s->streams);
+  free(s->hosts);
+  free(s);
+}
+
+const atk_def atk_pool_burst = {"pool_burst",
+                                "token holders keep 16 `sleep` calls each in flight; another peer's calls are timed "
+                                "(worker pool fairness)",
+                                pb_start, pb_stop, pb_report, pb_free};

@@ -5,7 +5,9 @@
  *
  *   handshake_slots  TCP connections that never send a byte (silent=80), one closed and opened
  *                    again every reconnect_ms (50); a connection the server closes is opened
- *                    again (item 1)
+ *                    again (item 1). stall=1: each sends the multistream header and stalls (a
+ *                    handshake that moves: not evicted before 500 ms); ips=N: from the source
+ *                    addresses 127.0.0.2 … 127.0.0.(N+1) in turn (each its own per-IP limits)
  *   unread_output    a token holder stores a value of value_bytes (1000000) in the cache, then
  *                    opens `streams` (32) streams that never read and sends `gets` (64)
  *                    cache.get of it on each (item 2); with peers (1) > 1 the streams are
@@ -21,6 +23,10 @@
  *   pipeline         one stream, `n` (300) pipelined tools/call of `tool` (sleep) with
  *                    {"ms": ms (100)}: the stream crosses the peer's rate limit; reports which
  *                    requests were answered (item 6: every request read before the -32010 must be)
+ *   pool_burst       `peers` (2) token holders each keep `calls` (16) tools/call of `sleep`
+ *                    {ms (1000)} in flight on one stream; a victim token holder calls `sleep`
+ *                    {victim_ms (20)} one at a time, every 100 ms, and reports its worst and
+ *                    mean latency (fairness of the worker pools between callers)
  *
  * Everything runs on env->loop's thread. start() begins; stop() closes every handle and host so
  * the loop runs out; report() returns counters (new reference) after the loop ended. Identities
@@ -53,7 +59,8 @@ typedef struct atk_def {
   void (*free)(void *state);
 } atk_def;
 
-extern const atk_def atk_handshake_slots, atk_unread_output, atk_partial_frames, atk_long_waits, atk_pipeline;
+extern const atk_def atk_handshake_slots, atk_unread_output, atk_partial_frames, atk_long_waits, atk_pipeline,
+    atk_pool_burst;
 /* NULL when unknown. */
 const atk_def *atk_find(const char *name);
 /* The value of KEY=VALUE in env->args, else dflt. */

@@ -26,11 +26,14 @@ typedef struct {
   int done_calls;
   atomic_int *gate; /* blocks while 0 */
   atomic_int started; /* set when the job begins, before it waits for the gate */
+  atomic_int *seq;    /* when set: order = the job's start position (1, 2, …) */
+  int order;
 } job;
 
 static void work_fn(void *arg) {
   job *j = arg;
   j->ran_on = pthread_self();
+  if (j->seq) j->order = atomic_fetch_add(j->seq, 1) + 1;
   atomic_store(&j->started, 1);
   if (j->gate)
     while (!atomic_load(j->gate)) usleep(1000);
@@ -180,6 +183,42 @@ static void test_workpool_queue_bound_refuses_with_ebusy(void **state) {
   ts_loop_close(&loop);
 }
 
+/* Fairness between callers (issue 9): one thread, busy; caller A queues 10 jobs, then caller B
+ * one and the unnamed caller (key 0) one. B's job starts second and key 0's third (one job of
+ * A's before each), not after A's whole burst as FIFO did; A's own jobs keep their order. */
+static void test_workpool_serves_callers_in_turn(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  workpool *wp;
+  assert_int_equal(workpool_new(&loop, 1, 1, &wp), 0);
+  atomic_int gate = 0, seq = 0;
+  uint64_t ka = workpool_key_of("12D3KooWPeerA"), kb = workpool_key_of("12D3KooWPeerB");
+  assert_true(ka != 0 && kb != 0 && ka != kb);
+  assert_true(workpool_key_of("") == 0 && workpool_key_of(NULL) == 0);
+  job blocker = {.gate = &gate};
+  assert_int_equal(workpool_submit_for(wp, ka, work_fn, done_fn, &blocker), 0);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, atomic_load(&blocker.started));
+  enum { NA = 10 };
+  job a[NA], b = {.seq = &seq}, z = {.seq = &seq};
+  for (int i = 0; i < NA; i++) {
+    a[i] = (job){.seq = &seq};
+    assert_int_equal(workpool_submit_for(wp, ka, work_fn, done_fn, &a[i]), 0);
+  }
+  assert_int_equal(workpool_submit_for(wp, kb, work_fn, done_fn, &b), 0);
+  assert_int_equal(workpool_submit(wp, work_fn, done_fn, &z), 0);
+  atomic_store(&gate, 1);
+  run_until(&loop, &a[NA - 1].done_calls, 1);
+  run_until(&loop, &b.done_calls, 1);
+  run_until(&loop, &z.done_calls, 1);
+  assert_int_equal(a[0].order, 1);
+  assert_int_equal(b.order, 2); /* FIFO: 11 */
+  assert_int_equal(z.order, 3); /* FIFO: 12 */
+  for (int i = 1; i < NA; i++) assert_int_equal(a[i].order, a[i - 1].order + 1 + (i == 1 ? 2 : 0));
+  workpool_free(wp);
+  ts_loop_close(&loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_workpool_runs_job_off_loop_and_completes_on_loop),
@@ -187,6 +226,7 @@ int main(void) {
       cmocka_unit_test(test_workpool_grows_when_jobs_arrive_before_the_worker_wakes),
       cmocka_unit_test(test_workpool_free_drains_queued_jobs),
       cmocka_unit_test(test_workpool_queue_bound_refuses_with_ebusy),
+      cmocka_unit_test(test_workpool_serves_callers_in_turn),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

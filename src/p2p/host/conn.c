@@ -151,6 +151,8 @@ static int conn_noise_established(p2p_conn *c) {
   if (c->has_expected && !peerid_equal(rp, &c->expected)) return -EACCES;
   c->remote = *rp;
   if (peerid_to_string(&c->remote, c->remote_id, sizeof c->remote_id) != 0) return -EINVAL;
+  int irc = host_conn_identified(c); /* inbound: a remembered peer's handshake, or a reserved one */
+  if (irc) return irc;
   const char *mux = noise_negotiated_muxer(c->noise);
   if (mux) {
     if (strcmp(mux, YAMUX_PROTO_ID) != 0) return -ENOPROTOOPT;

@@ -127,10 +127,12 @@ static void fail_waiters(host_open_req *w, int err) {
 
 /* Reserved slots (issue 9 item 1): an inbound connection whose peer the gate does not admit
  * may take only max_connections - reserved_conns slots among upgraded inbound connections. */
+static const host_known *known_peer(p2p_host *h, const char *peer_id);
+
 static bool admit_upgraded(p2p_host *h, p2p_conn *c) {
   if (c->outbound) return true;
-  c->privileged = h->gate && h->gate(h->gate_ud, c->remote_id);
-  if (c->privileged || !h->gate || !h->cfg.reserved_conns) return true;
+  c->privileged = c->known || known_peer(h, c->remote_id) || (h->gate && h->gate(h->gate_ud, c->remote_id));
+  if (c->privileged || !h->gate || !h->cfg.reserved_conns) return true; /* (no gate: no reserve) */
   uint32_t others = 0;
   for (p2p_conn *o = h->conns; o; o = o->next)
     if (o != c && !o->outbound && o->state == CONN_READY && !o->privileged) others++;
@@ -275,8 +277,9 @@ static void ip_of(const char *ma, char *out, size_t cap) {
   out[n] = 0;
 }
 
+/* A pending inbound handshake counted in the pending limits (not one of the reserved ones). */
 static bool conn_pending_inbound(const p2p_conn *c) {
-  return !c->outbound && c->state != CONN_READY && c->state != CONN_CLOSED;
+  return !c->outbound && !c->reserve && c->state != CONN_READY && c->state != CONN_CLOSED;
 }
 
 /* Pending inbound connections from `ip` (every IP when NULL), not counting `skip`. */
@@ -292,7 +295,8 @@ static uint32_t count_pending_in(p2p_host *h, const char *ip, const p2p_conn *sk
  * has sent nothing for HOST_EVICT_SILENT_AGE_MS first, then the oldest — but never one younger
  * than HOST_EVICT_MIN_AGE_MS that has sent bytes (a handshake that is moving). NULL when there
  * is none. So silent or stalled connections cannot hold the slots against a peer that speaks,
- * and a burst of honest dials (accepted before their first bytes are read) evicts nobody. */
+ * and a burst of honest dials (accepted before their first bytes are read) evicts nobody. A
+ * handshake that proved a remembered or admitted PeerId (known) is never taken. */
 static p2p_conn *evict_candidate(p2p_host *h, const char *ip, const p2p_conn *skip) {
   const char *from = ip;
   if (!from) {
@@ -310,7 +314,7 @@ static p2p_conn *evict_candidate(p2p_host *h, const char *ip, const p2p_conn *sk
   int64_t now = clock_mono_ms();
   p2p_conn *silent = NULL, *old = NULL;
   for (p2p_conn *o = h->conns; o; o = o->next) {
-    if (o == skip || !conn_pending_inbound(o) || strcmp(o->ip, from) != 0) continue;
+    if (o == skip || !conn_pending_inbound(o) || o->known || strcmp(o->ip, from) != 0) continue;
     if (!o->got_bytes) {
       if (now - o->created_ms >= HOST_EVICT_SILENT_AGE_MS && (!silent || o->created_ms < silent->created_ms)) silent = o;
     } else if (now - o->created_ms >= HOST_EVICT_MIN_AGE_MS) {
@@ -353,6 +357,100 @@ static const char *admit_inbound(p2p_host *h, p2p_conn *c) {
   return NULL;
 }
 
+/* ---- remembered peers and the reserved handshakes (issue 9 item 1, docs/security.md) ---- */
+
+static bool known_fresh(const p2p_host *h, const host_known *k, int64_t now) {
+  return k->peer_id[0] && now - k->last_ms < (int64_t)h->cfg.authorized_memory_s * 1000;
+}
+
+static const host_known *known_peer(p2p_host *h, const char *peer_id) {
+  int64_t now = clock_mono_ms();
+  for (uint32_t i = 0; i < h->n_known; i++)
+    if (known_fresh(h, &h->known[i], now) && strcmp(h->known[i].peer_id, peer_id) == 0) return &h->known[i];
+  return NULL;
+}
+
+static bool known_ip(p2p_host *h, const char *ip) {
+  int64_t now = clock_mono_ms();
+  for (uint32_t i = 0; i < h->n_known; i++)
+    if (known_fresh(h, &h->known[i], now) && h->known[i].ip[0] && strcmp(h->known[i].ip, ip) == 0) return true;
+  return false;
+}
+
+void p2p_host_remember_authorized(p2p_host *h, const char *peer_id) {
+  LOOP_THREAD_ONLY();
+  if (!peer_id || !*peer_id || strlen(peer_id) >= PEERID_STR_MAX || !h->cfg.authorized_memory) return;
+  if (!h->known && !(h->known = calloc(h->cfg.authorized_memory, sizeof *h->known))) return;
+  /* its entry, else a free or stale one, else the least recently authorized */
+  host_known *k = NULL, *oldest = NULL;
+  int64_t now = clock_mono_ms();
+  for (uint32_t i = 0; i < h->n_known && !k; i++)
+    if (strcmp(h->known[i].peer_id, peer_id) == 0) k = &h->known[i];
+  if (!k && h->n_known < h->cfg.authorized_memory) k = &h->known[h->n_known++];
+  for (uint32_t i = 0; i < h->n_known && !k; i++) {
+    host_known *e = &h->known[i];
+    if (!known_fresh(h, e, now)) k = e;
+    else if (!oldest || e->last_ms < oldest->last_ms) oldest = e;
+  }
+  if (!k) k = oldest;
+  if (strcmp(k->peer_id, peer_id) != 0) {
+    snprintf(k->peer_id, sizeof k->peer_id, "%s", peer_id);
+    k->ip[0] = 0;
+  }
+  k->last_ms = now;
+  for (p2p_conn *c = h->conns; c; c = c->next) /* the address it comes from (loopback, a NAT: shared) */
+    if (!c->outbound && !c->relayed && c->ip[0] && c->state == CONN_READY && strcmp(c->remote_id, peer_id) == 0 &&
+        strlen(c->ip) < sizeof k->ip) {
+      memcpy(k->ip, c->ip, strlen(c->ip) + 1);
+      break;
+    }
+}
+
+static uint32_t count_reserve(p2p_host *h, const p2p_conn *skip) {
+  uint32_t n = 0;
+  for (p2p_conn *o = h->conns; o; o = o->next)
+    if (o != skip && o->reserve && o->state != CONN_READY && o->state != CONN_CLOSED) n++;
+  return n;
+}
+
+/* A new connection the pending limits refused may use a reserved handshake when its address is
+ * one a remembered peer used: while one is free, or by evicting a reserved handshake that has not
+ * proved a known PeerId and is silent (100 ms) or stalled (500 ms), as for the pending ones. Who
+ * it is shows only in Noise's third message (host_conn_identified decides then). */
+static bool admit_reserve(p2p_host *h, p2p_conn *c) {
+  if (!h->cfg.reserved_handshakes || !c->ip[0] || !known_ip(h, c->ip)) return false;
+  if (count_live(h, c) >= h->cfg.max_connections) return false;
+  if (count_reserve(h, c) >= h->cfg.reserved_handshakes) {
+    int64_t now = clock_mono_ms();
+    p2p_conn *v = NULL;
+    for (p2p_conn *o = h->conns; o; o = o->next) {
+      if (o == c || !o->reserve || o->known || o->state == CONN_READY || o->state == CONN_CLOSED) continue;
+      int64_t age = now - o->created_ms;
+      if (age < (o->got_bytes ? HOST_EVICT_MIN_AGE_MS : HOST_EVICT_SILENT_AGE_MS)) continue;
+      if (!v || o->created_ms < v->created_ms) v = o;
+    }
+    if (!v) return false;
+    h->stats.inbound_evicted++;
+    conn_close(v, -ECONNABORTED);
+  }
+  c->reserve = true;
+  h->stats.reserve_admitted++;
+  return true;
+}
+
+int host_conn_identified(p2p_conn *c) {
+  p2p_host *h = c->h;
+  if (c->outbound || c->relayed) return 0;
+  c->known = known_peer(h, c->remote_id) || (h->gate && h->gate(h->gate_ud, c->remote_id));
+  if (c->reserve && !c->known) {
+    h->stats.reserve_refused++;
+    log_info("p2p reserved handshake closed: the peer is not one we know", "{s:s, s:s}", "peer", c->remote_id,
+             "addr", c->remote_addr);
+    return -EACCES;
+  }
+  return 0;
+}
+
 static void on_inbound(uv_stream_t *server, int status) {
   host_listener *l = server->data;
   p2p_host *h = l->h;
@@ -374,6 +472,9 @@ static void on_inbound(uv_stream_t *server, int status) {
   snprintf(c->remote_addr, sizeof c->remote_addr, "%s", t->remote_addr);
   ip_of(c->remote_addr, c->ip, sizeof c->ip);
   const char *why = admit_inbound(h, c);
+  if (why && (strcmp(why, "max_pending_per_ip") == 0 || strcmp(why, "max_pending_handshakes") == 0) &&
+      admit_reserve(h, c))
+    why = NULL;
   if (why) {
     h->stats.inbound_refused++;
     log_warn("p2p inbound connection refused (limits)", "{s:s, s:s, s:i, s:i}", "addr", c->remote_addr, "limit", why,
@@ -1122,6 +1223,9 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
   if (!c->max_conns_per_ip) c->max_conns_per_ip = 64;
   if (c->reserved_conns >= c->max_connections) c->reserved_conns = c->max_connections / 8;
   if (!c->first_byte_timeout_ms) c->first_byte_timeout_ms = 2500;
+  if (!c->reserved_handshakes) c->reserved_handshakes = 16;
+  if (!c->authorized_memory) c->authorized_memory = 256;
+  if (!c->authorized_memory_s) c->authorized_memory_s = 3600;
   if (!c->handshake_timeout_ms) c->handshake_timeout_ms = 10000;
   if (!c->idle_timeout_ms) c->idle_timeout_ms = 120000;
   if (!c->stream_negotiate_timeout_ms) c->stream_negotiate_timeout_ms = 10000;
@@ -1219,6 +1323,7 @@ static void on_last_handle_closed(uv_handle_t *hd) {
   announced_clear(h);
   peerstore_free(h->ps);
   p2p_tcp_pool_free(&h->wpool);
+  free(h->known);
   free(h->rbuf);
   keys_private_wipe(&h->key);
   free(h->state_dir);
@@ -1377,6 +1482,9 @@ void p2p_host_get_stats(const p2p_host *h, p2p_host_stats *out) {
   *out = h->stats;
   out->connections = h->n_conns;
   out->pending_handshakes = h->pending_handshakes;
+  int64_t now = clock_mono_ms();
+  out->remembered = 0;
+  for (uint32_t i = 0; i < h->n_known; i++) out->remembered += known_fresh(h, &h->known[i], now);
   uint32_t n = 0;
   for (const p2p_conn *c = h->conns; c; c = c->next) n += (uint32_t)c->n_streams;
   out->streams = n;

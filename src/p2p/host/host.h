@@ -57,6 +57,14 @@ typedef struct p2p_host_config {
                                      clamped to max_connections / 8 when it is not below
                                      max_connections (the node passes p2p.reserved_connections,
                                      default 32) */
+  uint32_t reserved_handshakes;   /* 16: inbound handshakes allowed beyond the pending limits
+                                     (max_pending_handshakes, max_pending_per_ip), only from an IP
+                                     a remembered peer used (p2p_host_remember_authorized); such a
+                                     handshake must prove a remembered or gate-admitted PeerId in
+                                     Noise's third message, or it closes */
+  uint32_t authorized_memory;     /* 256: PeerIds remembered as authorized (the least recently
+                                     authorized is forgotten first) */
+  uint32_t authorized_memory_s;   /* 3600: … remembered this long after their last authorization */
   uint32_t first_byte_timeout_ms; /* 2500: an inbound connection that sent nothing by then closes */
   uint32_t handshake_timeout_ms;  /* 10000: TCP connect + whole upgrade */
   uint32_t idle_timeout_ms;       /* 120000: a connection with no streams for this long closes */
@@ -443,6 +451,9 @@ typedef struct p2p_host_stats {
   uint64_t first_byte_timeouts; /* inbound connections that sent nothing in time */
   uint64_t reserved_refused;    /* upgraded, but only reserved slots were left and the peer is
                                    not one the gate admits */
+  uint64_t reserve_admitted;    /* handshakes let in beyond the pending limits (a remembered IP) */
+  uint64_t reserve_refused;     /* … that then proved a PeerId neither remembered nor admitted */
+  uint32_t remembered;          /* PeerIds remembered as authorized (within the time bound) */
 } p2p_host_stats;
 
 /* Which peers may use the reserved connection slots (issue 9 item 1): called when an inbound
@@ -451,6 +462,15 @@ typedef struct p2p_host_stats {
  * fn NULL removes the gate (then nobody is reserved a slot). Loop thread. */
 typedef bool (*p2p_peer_gate_fn)(void *ud, const char *peer_id);
 void p2p_host_set_peer_gate(p2p_host *h, p2p_peer_gate_fn fn, void *ud);
+
+/* The service says `peer_id` holds a scope now (trusted, or a valid token on one of its
+ * streams). The host remembers it — with the address of its inbound connection, if it has one —
+ * for authorized_memory_s (a bounded table of authorized_memory entries; only this call adds to
+ * it, so strangers cannot push entries out). While remembered, the peer's next handshakes are
+ * not evicted for anonymous ones once its PeerId is known, it may use reserved connection
+ * slots, and a new connection from its address may use the reserved handshakes when the pending
+ * ones are full (issue 9 item 1; docs/security.md). Loop thread. */
+void p2p_host_remember_authorized(p2p_host *h, const char *peer_id);
 void p2p_host_get_stats(const p2p_host *h, p2p_host_stats *out);
 
 #endif

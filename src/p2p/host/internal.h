@@ -73,6 +73,13 @@
 #define HOST_BACKOFF_MAX_MS (5u * 60u * 1000u)
 
 typedef struct p2p_conn p2p_conn;
+
+/* A PeerId the service said is authorized (p2p_host_remember_authorized). */
+typedef struct host_known {
+  char peer_id[PEERID_STR_MAX];
+  char ip[64];      /* the address of its inbound connection then ("" = none known) */
+  int64_t last_ms;  /* clock_mono_ms of the last p2p_host_remember_authorized */
+} host_known;
 typedef struct host_open_req host_open_req;
 
 /* ---- deferred work: run from the host's idle handle on a later loop iteration ---- */
@@ -175,6 +182,10 @@ struct p2p_conn {
   bool counted_pending;   /* counted in h->pending_handshakes */
   bool got_bytes;         /* the transport delivered at least one byte */
   bool privileged;        /* inbound, upgraded: the peer gate admitted it (reserved slots) */
+  bool reserve;           /* inbound, admitted beyond the pending limits (a remembered IP):
+                             not counted in them; must prove a known PeerId in Noise msg 3 */
+  bool known;             /* inbound: Noise proved a remembered or gate-admitted PeerId; never
+                             evicted for another handshake */
   char ip[MULTIADDR_STR_MAX]; /* inbound TCP: the remote address without /tcp/PORT ("" otherwise) */
   mss *mss;
   noise_session *noise;
@@ -299,6 +310,8 @@ struct p2p_host {
   p2p_host_stats stats;
   p2p_dial_mismatch last_mismatch; /* p2p_host_last_mismatch; addr[0] == 0: none yet */
   p2p_peer_gate_fn gate;            /* who may use reserved connection slots (NULL: nobody) */
+  host_known *known;                /* cfg.authorized_memory entries (allocated on first use) */
+  uint32_t n_known;
   void *gate_ud;
   uint8_t *rbuf;                    /* HOST_READ_CHUNK bytes shared by every TCP transport */
   p2p_tcp_pool wpool;               /* recycled TCP write buffers */
@@ -323,6 +336,9 @@ host_handler *host_find_handler(p2p_host *h, const char *protocol);
  * connection was refused (it is closing; do not use it). */
 bool host_conn_ready(p2p_conn *c);
 void host_conn_closed(p2p_conn *c);          /* transport closed: unlink and free */
+/* Inbound: Noise proved the initiator's PeerId (message 3). Marks a remembered or
+ * gate-admitted peer known; -EACCES for a reserved handshake that proved neither. */
+int host_conn_identified(p2p_conn *c);
 void host_mark_peers_dirty(p2p_host *h);
 p2p_conn *host_conn_by_id(p2p_host *h, uint64_t id);
 /* A TCP transport context for this host (read buffer, pool, counters, write limit). */
