@@ -779,6 +779,126 @@ static void test_autonat2_ok_without_the_nonce_is_discarded(void **state) {
   assert_int_equal(v2_counter(cn, "client_counters", "answers_ok"), 0);
 }
 
+/* A raw v2 exchange from a host without AutoNAT: send `req` (framed) on `protocol`, collect
+ * what comes back until the stream closes. */
+typedef struct raw_x {
+  buf req, got;
+  bool done, reset;
+} raw_x;
+static void raw_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  (void)s;
+  assert_int_equal(buf_append(&((raw_x *)ud)->got, d, n), 0);
+}
+static void raw_eof(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_close_write(s);
+}
+static void raw_close(p2p_stream *s, int err, void *ud) {
+  (void)s;
+  raw_x *x = ud;
+  x->done = true;
+  x->reset = err != 0;
+}
+static const p2p_stream_callbacks raw_cbs = {.on_data = raw_data, .on_eof = raw_eof, .on_close = raw_close};
+static void raw_opened(p2p_stream *s, int err, void *ud) {
+  raw_x *x = ud;
+  if (!s) {
+    x->done = x->reset = true;
+    (void)err;
+    return;
+  }
+  p2p_stream_set_callbacks(s, &raw_cbs, x);
+  if (p2p_stream_write(s, buf_ptr(&x->req), buf_len(&x->req)) < 0) p2p_stream_reset(s);
+}
+static void raw_exchange(p2p_host *from, p2p_host *to, const char *protocol, raw_x *x) {
+  char a[512];
+  full_addr(to, a, sizeof a);
+  x->done = x->reset = false;
+  buf_reset(&x->got);
+  assert_int_equal(p2p_host_open_stream(from, a, protocol, raw_opened, x), 0);
+  assert_true(run_until(&x->done, WAIT_MS));
+}
+
+/* Rate limits: a 4th request of one peer within a minute gets E_REQUEST_REJECTED (the first
+ * three are dialed: a closed port, OK / E_DIAL_ERROR); the server never dials for it. */
+static void test_autonat2_server_rate_limits_a_peer(void **state) {
+  (void)state;
+  p2p_nat_config sc = {.autonat_server = true, .autonat_v2 = true, .allow_private = true};
+  p2p_nat *sn;
+  p2p_host *srv = make_host(1, &sc, &sn);
+  p2p_host *c = make_host(0, NULL, NULL);
+  int closed = 1; /* tcp/1 on 127.0.0.1: nothing listens there, the dial fails at once */
+  char t[64];
+  snprintf(t, sizeof t, "/ip4/127.0.0.1/tcp/%d", closed);
+  autonat2_msg *m = calloc(1, sizeof *m);
+  m->kind = AUTONAT2_DIAL_REQUEST;
+  m->nonce = 99;
+  m->n_addrs = 1;
+  assert_int_equal(multiaddr_parse(t, &m->addrs[0]), 0);
+  raw_x x;
+  buf_init(&x.req, 4096);
+  buf_init(&x.got, 4096);
+  assert_int_equal(autonat2_encode(m, &x.req), 0);
+  uint32_t want[4] = {AUTONAT2_RS_OK, AUTONAT2_RS_OK, AUTONAT2_RS_OK, AUTONAT2_RS_E_REQUEST_REJECTED};
+  for (int i = 0; i < 4; i++) {
+    raw_exchange(c, srv, AUTONAT2_DIAL_REQUEST_PROTOCOL, &x);
+    const uint8_t *body;
+    size_t bl, used;
+    autonat2_msg *r = calloc(1, sizeof *r);
+    assert_int_equal(autonat2_frame_parse(buf_ptr(&x.got), buf_len(&x.got), &body, &bl, &used), 0);
+    assert_int_equal(autonat2_decode(body, bl, r), 0);
+    assert_int_equal(r->kind, AUTONAT2_DIAL_RESPONSE);
+    assert_int_equal(r->status, want[i]);
+    if (want[i] == AUTONAT2_RS_OK) assert_int_equal(r->dial_status, AUTONAT2_DS_E_DIAL_ERROR);
+    free(r);
+  }
+  assert_int_equal(v2_counter(sn, "server_counters", "rejected"), 1);
+  assert_int_equal(v2_counter(sn, "server_counters", "dialed_back_error"), 3);
+  /* a request with nothing we may dial (another IP is fine, but port 0 and dns are not) */
+  buf_reset(&x.req);
+  assert_int_equal(multiaddr_parse("/dns4/example.com/tcp/5", &m->addrs[0]), 0);
+  assert_int_equal(autonat2_encode(m, &x.req), 0);
+  p2p_host *c2 = make_host(2, NULL, NULL);
+  raw_exchange(c2, srv, AUTONAT2_DIAL_REQUEST_PROTOCOL, &x);
+  assert_int_equal(v2_counter(sn, "server_counters", "refused"), 1);
+  /* garbage: the stream is reset */
+  buf_reset(&x.req);
+  assert_int_equal(buf_append(&x.req, "\x05\xff\xff\xff\xff\xff", 6), 0);
+  raw_exchange(c2, srv, AUTONAT2_DIAL_REQUEST_PROTOCOL, &x);
+  assert_true(x.reset);
+  assert_int_equal(v2_counter(sn, "server_counters", "bad_requests"), 1);
+  buf_free(&x.req);
+  buf_free(&x.got);
+  free(m);
+}
+
+/* A dial-back stream whose nonce is not one of a request in flight is reset (and counted). */
+static bool unknown_nonce_counted(void *arg) {
+  return v2_counter(arg, "client_counters", "dialbacks_unknown_nonce") >= 1;
+}
+
+static void test_autonat2_dialback_with_an_unknown_nonce_is_reset(void **state) {
+  (void)state;
+  p2p_nat_config cc = {.autonat_client = true, .autonat_v2 = true, .allow_private = true};
+  p2p_nat *cn;
+  p2p_host *c = make_host(0, &cc, &cn);
+  p2p_host *liar = make_host(1, NULL, NULL);
+  /* the client has a request in flight to the liar (which never answers it) */
+  assert_int_equal(p2p_host_handle(liar, AUTONAT2_DIAL_REQUEST_PROTOCOL, sink_serve, NULL), 0);
+  connect_to(c, liar);
+  raw_x x;
+  buf_init(&x.req, 64);
+  buf_init(&x.got, 64);
+  assert_int_equal(autonat2_dialback_encode(12345, &x.req), 0);
+  raw_exchange(liar, c, AUTONAT2_DIAL_BACK_PROTOCOL, &x);
+  assert_true(x.reset);
+  assert_int_equal(buf_len(&x.got), 0);
+  assert_true(wait_for(unknown_nonce_counted, cn, WAIT_MS));
+  assert_int_equal(v2_counter(cn, "client_counters", "dialbacks_received"), 0);
+  buf_free(&x.req);
+  buf_free(&x.got);
+}
+
 /* ---------------------------------------------------------------- DCUtR */
 
 typedef struct direct_wait {
@@ -933,6 +1053,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_autonat2_unreachable_client_is_private, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat2_other_ip_pays_dial_data, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat2_ok_without_the_nonce_is_discarded, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_autonat2_server_rate_limits_a_peer, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_autonat2_dialback_with_an_unknown_nonce_is_reset, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_upgrades_a_relayed_connection, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_skips_a_peer_without_dcutr, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_plain_dial_only_to_public_addresses, setup, teardown),
