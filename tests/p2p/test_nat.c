@@ -21,6 +21,7 @@
 #include "p2p/host/host.h"
 #include "p2p/core/envelope.h"
 #include "p2p/host/nat.h"
+#include "p2p/host/svc_relay.h"
 #include "p2p/proto/autonat2.h"
 #include "p2p/proto/identify.h"
 #include "p2p/proto/relay.h"
@@ -141,6 +142,7 @@ typedef struct conn_log {
   int reach_changes;
   p2p_reachability reach;
   int addrs_added, addrs_removed;
+  int relayed_close_err; /* the last relayed connection's CONN_CLOSED err */
 } conn_log;
 static void log_ev(p2p_host *h, const p2p_event *ev, void *ud) {
   (void)h;
@@ -154,6 +156,7 @@ static void log_ev(p2p_host *h, const p2p_event *ev, void *ud) {
     }
   } else if (ev->type == P2P_EV_CONN_CLOSED && ev->relayed) {
     l->relayed_closed++;
+    l->relayed_close_err = ev->err;
   } else if (ev->type == P2P_EV_REACHABILITY_CHANGED) {
     l->reach_changes++;
     l->reach = ev->reachability;
@@ -392,7 +395,8 @@ static void sink_serve(p2p_stream *s, void *ud) {
 static bool relayed_closed_once(void *arg) { return ((conn_log *)arg)->relayed_closed >= 1; }
 
 /* limit_data = 64 KiB per direction: 1 MiB through the circuit is cut; the relay resets both
- * streams and both relayed connections end. */
+ * streams and both relayed connections end. (The clients ignore the limit here: what is tested
+ * is the relay's own enforcement, for clients that do not keep to it.) */
 static void test_relay_data_limit_cuts_the_circuit(void **state) {
   (void)state;
   p2p_relay_hop_config hc = k_hop;
@@ -404,10 +408,10 @@ static void test_relay_data_limit_cuts_the_circuit(void **state) {
   full_addr(r, raddr, sizeof raddr);
   const char *relays[] = {raddr};
   p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .allow_private = true};
+                       .n_relays = 1, .allow_private = true, .relay_ignore_limits = true};
   p2p_host *b = make_host(1, &bc, NULL);
   assert_int_equal(p2p_host_handle(b, "/test/sink/1.0.0", sink_serve, NULL), 0);
-  p2p_nat_config ac = {.relay_client = true, .allow_private = true};
+  p2p_nat_config ac = {.relay_client = true, .allow_private = true, .relay_ignore_limits = true};
   p2p_host *a = make_host(2, &ac, NULL);
   conn_log la = {0};
   assert_int_equal(p2p_host_subscribe(a, P2P_EV_ALL, log_ev, &la), 0);
@@ -427,7 +431,8 @@ static void test_relay_data_limit_cuts_the_circuit(void **state) {
   (void)p2p_host_unsubscribe(a, log_ev, &la);
 }
 
-/* limit_duration = 1 s: an idle relayed connection is cut about a second after it opened. */
+/* limit_duration = 1 s: an idle relayed connection is cut about a second after it opened (by
+ * the relay: the clients ignore the limit here). */
 static void test_relay_duration_limit_cuts_the_circuit(void **state) {
   (void)state;
   p2p_relay_hop_config hc = k_hop;
@@ -439,9 +444,9 @@ static void test_relay_duration_limit_cuts_the_circuit(void **state) {
   full_addr(r, raddr, sizeof raddr);
   const char *relays[] = {raddr};
   p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .allow_private = true};
+                       .n_relays = 1, .allow_private = true, .relay_ignore_limits = true};
   p2p_host *b = make_host(1, &bc, NULL);
-  p2p_nat_config ac = {.relay_client = true, .allow_private = true};
+  p2p_nat_config ac = {.relay_client = true, .allow_private = true, .relay_ignore_limits = true};
   p2p_host *a = make_host(2, &ac, NULL);
   conn_log la = {0};
   assert_int_equal(p2p_host_subscribe(a, P2P_EV_ALL, log_ev, &la), 0);
@@ -587,6 +592,159 @@ static void test_identify_checks_the_signed_peer_record(void **state) {
   log_want forged_ok = {"\"p2p identify: signed peer record\"", p2p_host_peer_id(c)};
   assert_false(log_has(&forged_ok));
   log_to_stderr();
+}
+
+/* ---------------------------------------------------------------- the relay's limits, kept by the client */
+
+static bool relayed_conn_of(p2p_host *h, const char *peer, p2p_conn_info *out) {
+  p2p_conn_info ci[4];
+  size_t n = p2p_host_conns(h, peer, ci, 4);
+  for (size_t i = 0; i < n && i < 4; i++)
+    if (ci[i].relayed) {
+      *out = ci[i];
+      return true;
+    }
+  return false;
+}
+
+/* The relay states 64 KiB per direction; A pumps 1 MiB to B through it. A's side closes the
+ * relayed connection itself before a write would go past the limit (-EDQUOT, logged with the
+ * limit), so the relay never has to cut it (its limited_data stays 0). Before that, A's
+ * connection list and p2p_nat_status_json's relayed_connections show the limit. */
+static void test_relay_client_closes_at_the_stated_data_limit(void **state) {
+  (void)state;
+  log_to_file();
+  p2p_relay_hop_config hc = k_hop;
+  hc.limit_data = 64 * 1024;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
+  p2p_nat *rn, *an;
+  p2p_host *r = make_host(0, &rc, &rn);
+  char raddr[512];
+  full_addr(r, raddr, sizeof raddr);
+  const char *relays[] = {raddr};
+  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
+                       .n_relays = 1, .allow_private = true};
+  p2p_host *b = make_host(1, &bc, NULL);
+  assert_int_equal(p2p_host_handle(b, "/test/sink/1.0.0", sink_serve, NULL), 0);
+  p2p_nat_config ac = {.relay_client = true, .allow_private = true};
+  p2p_host *a = make_host(2, &ac, &an);
+  conn_log la = {0};
+  assert_int_equal(p2p_host_subscribe(a, P2P_EV_ALL, log_ev, &la), 0);
+  assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
+  char target[1024];
+  circuit_to(r, b, target, sizeof target);
+  ping_res pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, 0);
+  p2p_conn_info ci;
+  assert_true(relayed_conn_of(a, p2p_host_peer_id(b), &ci));
+  assert_int_equal(ci.relay.limit.data_bytes, 64 * 1024);
+  assert_int_equal(ci.relay.limit.duration_ms, 120 * 1000);
+  assert_false(ci.relay.limit.data_total);
+  assert_true(ci.relay.data_out > 0 && ci.relay.data_in > 0 && ci.relay.data_out < 64 * 1024);
+  assert_true(ci.relay.left_ms > 100 * 1000 && ci.relay.left_ms <= 120 * 1000);
+  json_t *st = nat_status(an);
+  json_t *rcs = json_array_get(json_object_get(st, "relayed_connections"), 0);
+  assert_non_null(rcs);
+  assert_string_equal(json_string_value(json_object_get(rcs, "peer")), p2p_host_peer_id(b));
+  assert_string_equal(json_string_value(json_object_get(rcs, "direction")), "outbound");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(rcs, "limit"), "data_bytes")), 64 * 1024);
+  assert_true(json_real_value(json_object_get(json_object_get(rcs, "limit"), "duration_s")) == 120.0);
+  assert_true(json_real_value(json_object_get(rcs, "closes_in_s")) > 100.0);
+  json_decref(st);
+
+  sunk = 0;
+  sink_closed = false;
+  pump p = {.total = 1u << 20};
+  assert_int_equal(p2p_host_open_stream(a, p2p_host_peer_id(b), "/test/sink/1.0.0", pump_opened, &p), 0);
+  assert_true(run_until(&p.done, WAIT_MS));
+  assert_true(p.err < 0);
+  assert_true(wait_for(relayed_closed_once, &la, WAIT_MS));
+  assert_int_equal(la.relayed_close_err, -EDQUOT);
+  assert_true(sunk < 64 * 1024);
+  log_want said = {"\"p2p relayed connection closed: the relay's limit is reached\"", "\"limit\":\"data\""};
+  assert_true(log_has(&said));
+  log_want max = {"the relay's limit is reached", "\"max\":65536"};
+  assert_true(log_has(&max));
+  hop_counters none = {rn, "limited_data", 1};
+  assert_false(hop_counter_at_least(&none));
+  (void)p2p_host_unsubscribe(a, log_ev, &la);
+  log_to_stderr();
+}
+
+/* The relay states 2 s: both ends close the relayed connection themselves (-ETIME), a guard
+ * before the relay's own cut (2 s less a quarter: 1.5 s after the circuit opened), so the
+ * relay's limited_time stays 0; the log says which limit. */
+static void test_relay_client_closes_at_the_stated_duration(void **state) {
+  (void)state;
+  log_to_file();
+  p2p_relay_hop_config hc = k_hop;
+  hc.limit_duration_s = 2;
+  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
+  p2p_nat *rn;
+  p2p_host *r = make_host(0, &rc, &rn);
+  char raddr[512];
+  full_addr(r, raddr, sizeof raddr);
+  const char *relays[] = {raddr};
+  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
+                       .n_relays = 1, .allow_private = true};
+  p2p_host *b = make_host(1, &bc, NULL);
+  p2p_nat_config ac = {.relay_client = true, .allow_private = true};
+  p2p_host *a = make_host(2, &ac, NULL);
+  conn_log la = {0}, lb = {0};
+  assert_int_equal(p2p_host_subscribe(a, P2P_EV_ALL, log_ev, &la), 0);
+  assert_int_equal(p2p_host_subscribe(b, P2P_EV_ALL, log_ev, &lb), 0);
+  assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
+  char target[1024];
+  circuit_to(r, b, target, sizeof target);
+  ping_res pr = {0};
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, 0);
+  p2p_conn_info ci;
+  assert_true(relayed_conn_of(b, p2p_host_peer_id(a), &ci));
+  assert_int_equal(ci.relay.limit.duration_ms, 2000);
+  assert_true(ci.relay.left_ms >= 0 && ci.relay.left_ms <= 1500);
+  assert_true(wait_for(relayed_closed_once, &la, WAIT_MS));
+  assert_true(wait_for(relayed_closed_once, &lb, WAIT_MS));
+  int64_t took = clock_mono_ms() - t0;
+  assert_true(took >= 1000);
+  assert_true(la.relayed_close_err == -ETIME || lb.relayed_close_err == -ETIME);
+  log_want said = {"\"p2p relayed connection closed: the relay's limit is reached\"", "\"limit\":\"duration\""};
+  assert_true(log_has(&said));
+  hop_counters none = {rn, "limited_time", 1};
+  assert_false(hop_counter_at_least(&none));
+  (void)p2p_host_unsubscribe(a, log_ev, &la);
+  (void)p2p_host_unsubscribe(b, log_ev, &lb);
+  log_to_stderr();
+}
+
+/* Limit units: seconds per the spec, milliseconds from js-libp2p (by agent), and a duration
+ * over a day read as milliseconds (js's 2-minute default, 120000, from a relay not yet
+ * identified); js counts data over both directions. */
+static void test_relay_limit_units(void **state) {
+  (void)state;
+  p2p_relay_limit l = p2p_relay_limit_of(120, 131072, false);
+  assert_int_equal(l.duration_ms, 120000);
+  assert_int_equal(l.data_bytes, 131072);
+  assert_false(l.data_total);
+  l = p2p_relay_limit_of(120000, 131072, false);
+  assert_int_equal(l.duration_ms, 120000);
+  l = p2p_relay_limit_of(RELAY_LIMIT_SECONDS_MAX, 0, false);
+  assert_int_equal(l.duration_ms, (uint64_t)RELAY_LIMIT_SECONDS_MAX * 1000);
+  l = p2p_relay_limit_of(RELAY_LIMIT_SECONDS_MAX + 1, 0, false);
+  assert_int_equal(l.duration_ms, RELAY_LIMIT_SECONDS_MAX + 1);
+  l = p2p_relay_limit_of(4000, 65536, true);
+  assert_int_equal(l.duration_ms, 4000);
+  assert_true(l.data_total);
+  l = p2p_relay_limit_of(0, 0, true);
+  assert_int_equal(l.duration_ms, 0);
+  assert_int_equal(l.data_bytes, 0);
+  l = p2p_relay_limit_of(UINT32_MAX, UINT64_MAX, false);
+  assert_int_equal(l.duration_ms, UINT32_MAX);
+  assert_int_equal(l.data_bytes, UINT64_MAX);
 }
 
 /* ---------------------------------------------------------------- AutoNAT */
@@ -1047,6 +1205,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_relay_duration_limit_cuts_the_circuit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_relay_zero_means_no_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_identify_checks_the_signed_peer_record, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_relay_client_closes_at_the_stated_data_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_relay_client_closes_at_the_stated_duration, setup, teardown),
+      cmocka_unit_test(test_relay_limit_units),
       cmocka_unit_test_setup_teardown(test_autonat_three_servers_say_public, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat_unreachable_client_is_private, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat2_three_servers_say_public, setup, teardown),

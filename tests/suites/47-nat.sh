@@ -68,9 +68,10 @@ done
 
 # Whole nodes: relay reservation, a tool called through /p2p-circuit, status; then with
 # js-libp2p: a js relay, peermcp as the relay for js peers (vouchers, limits, the cap), and
-# @libp2p/autonat's client against our AutoNAT server, @libp2p/autonat-v2's against our v2 one.
+# @libp2p/autonat's client against our AutoNAT server, @libp2p/autonat-v2's against our v2 one;
+# last, the limits a peermcp relay states kept by the client side (nat_checks.py limits).
 export PEERMCP_ASAN_BIN="${PEERMCP_ASAN_BIN:-$root/build-asan/peermcp}"
-groups="relay js-relay js-hop autonat autonat2"
+groups="relay js-relay js-hop autonat autonat2 limits"
 out=$(timeout -k 10 900 python3 "$root/tests/interop/nat/nat_checks.py" $groups 2>&1)
 echo "$out"
 line=$(grep -E '^[a-z0-9+-]+: [0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n 1)

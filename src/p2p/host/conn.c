@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "p2p/host/internal.h"
+#include "p2p/host/transport_stream.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -349,6 +350,15 @@ int conn_start(p2p_conn *c) {
 
 void conn_close(p2p_conn *c, int err) {
   if (c->state == CONN_CLOSED) return;
+  if (c->relayed && c->t && (err == -ETIME || err == -EDQUOT)) { /* transport_stream.h */
+    p2p_relay_usage u;
+    p2p_stream_transport_usage(c->t, clock_mono_ms(), &u);
+    log_info("p2p relayed connection closed: the relay's limit is reached", "{s:s, s:s, s:s, s:I, s:I, s:I, s:b}",
+             "peer", c->remote_id[0] ? c->remote_id : "?", "via", c->remote_addr, "limit",
+             err == -ETIME ? "duration" : "data", "max",
+             (json_int_t)(err == -ETIME ? u.limit.duration_ms : u.limit.data_bytes), "bytes_in",
+             (json_int_t)u.data_in, "bytes_out", (json_int_t)u.data_out, "data_total", u.limit.data_total);
+  }
   c->close_err = err;
   c->state = CONN_CLOSED;
   CHECK(c->t && !c->t->closing);
@@ -374,6 +384,10 @@ bool conn_is_usable(const p2p_conn *c) {
 
 void conn_tick(p2p_conn *c, int64_t now_ms) {
   if (c->state == CONN_CLOSED) return;
+  if (c->relayed && c->t && p2p_stream_transport_expired(c->t, now_ms)) {
+    conn_close(c, -ETIME); /* the relay's duration limit (logged there) */
+    return;
+  }
   if (c->state != CONN_READY) {
     if (!c->outbound && !c->got_bytes && c->h->cfg.first_byte_timeout_ms &&
         now_ms - c->created_ms > (int64_t)c->h->cfg.first_byte_timeout_ms) {

@@ -884,6 +884,7 @@ int p2p_host_upgrade_stream(p2p_host *h, p2p_stream *s, const p2p_upgrade_opts *
     return rc;
   }
   p2p_stream_transport_attach(t, s); /* takes s */
+  if (o->limit.duration_ms || o->limit.data_bytes) p2p_stream_transport_set_limit(t, &o->limit);
   conn_attach(c, t);
   if (has_expected) {
     c->has_expected = true;
@@ -944,10 +945,12 @@ size_t p2p_host_conns(p2p_host *h, const char *peer_id, p2p_conn_info *out, size
   int64_t now = clock_mono_ms();
   for (p2p_conn *c = h->conns; c; c = c->next) {
     if (c->state != CONN_READY || (peer_id && strcmp(c->remote_id, peer_id) != 0)) continue;
-    if (n < max)
+    if (n < max) {
       out[n] = (p2p_conn_info){.conn_id = c->id, .peer_id = c->remote_id, .remote_addr = c->remote_addr,
                                .inbound = !c->outbound, .relayed = c->relayed,
                                .age_s = (double)(now - c->created_ms) / 1000.0};
+      if (c->relayed && c->t) p2p_stream_transport_usage(c->t, now, &out[n].relay);
+    }
     n++;
   }
   return n;

@@ -329,6 +329,22 @@ void p2p_host_release(p2p_host *h);
 
 /* ---- connections over a stream of another connection (circuit relay v2) ---- */
 
+/* What a relay allows a connection it carries (circuit relay v2 Limit, already in our units);
+ * the host closes the connection when either is used up (see transport_stream.h). */
+typedef struct p2p_relay_limit {
+  uint64_t duration_ms; /* 0 = none */
+  uint64_t data_bytes;  /* 0 = none */
+  bool data_total;      /* data_bytes counts both directions together (js-libp2p relays), not
+                           each direction (the spec) */
+} p2p_relay_limit;
+
+/* A relayed connection's limit and what it used of it. */
+typedef struct p2p_relay_usage {
+  p2p_relay_limit limit;
+  uint64_t data_in, data_out; /* bytes through the relay since the connection began */
+  int64_t left_ms;            /* until we close it for its duration; -1 = no duration limit */
+} p2p_relay_usage;
+
 typedef struct p2p_upgrade_opts {
   bool outbound;             /* we dial: multistream-select dialer, Noise initiator, Yamux client */
   const char *expected_peer; /* PeerId the remote must prove in Noise (required when outbound) */
@@ -336,6 +352,7 @@ typedef struct p2p_upgrade_opts {
   const uint8_t *initial;    /* bytes already read from s that belong to the new connection
                                 (what followed a relay's STATUS in the same delivery); copied */
   size_t initial_len;        /* ≤ 64 KiB */
+  p2p_relay_limit limit;     /* what the relay stated for this connection (0s: none) */
 } p2p_upgrade_opts;
 
 /* err 0: the connection is ready (peer_id is the Noise-proven remote, conn_id its id); else why
@@ -398,6 +415,7 @@ typedef struct p2p_conn_info {
   bool inbound;            /* the remote dialed (or the relayed stream was inbound) */
   bool relayed;
   double age_s;
+  p2p_relay_usage relay;   /* relayed: the relay's limit and its use (zeros otherwise) */
 } p2p_conn_info;
 /* Fills up to max rows for peer_id (NULL = every peer); returns how many exist. Pointers are
  * valid until the connection closes. */
@@ -440,6 +458,8 @@ void p2p_host_set_circuit_dialer(p2p_host *h, const p2p_circuit_dialer *d, void 
 /* err 0: s (open, write side open) now carries bytes to and from the peer — the host takes it;
  * initial/n are bytes already read from s after the relay's answer (copied). err < 0: s is
  * NULL and the dial fails with err. */
+/* Before p2p_circuit_req_done(err 0): the limit the relay stated for the circuit. */
+void p2p_circuit_req_set_limit(p2p_circuit_req *req, const p2p_relay_limit *l);
 void p2p_circuit_req_done(p2p_circuit_req *req, p2p_stream *s, const uint8_t *initial, size_t n, int err);
 
 /* Counters for status reporting. */

@@ -332,7 +332,8 @@ int p2p_nat_new(p2p_host *h, uv_loop_t *loop, const p2p_nat_config *cfg, p2p_nat
                                     .candidates = cfg->relay_candidates,
                                     .n_candidates = cfg->n_relay_candidates,
                                     .reserve = cfg->relay_reserve,
-                                    .accept = cfg->relay_accept};
+                                    .accept = cfg->relay_accept,
+                                    .ignore_limits = cfg->relay_ignore_limits};
     rc = p2p_relay_client_new(h, &rcfg, &n->relay);
   }
   if (rc == 0 && cfg->hop) rc = p2p_relay_hop_new(h, &cfg->hop_cfg, &n->hop);
@@ -368,9 +369,10 @@ json_t *p2p_nat_status_json(p2p_nat *n) {
   }
   json_t *obs = json_array();
   for (size_t i = 0; i < n->n_observed; i++) json_array_append_new(obs, json_string(n->observed[i]));
-  return json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "autonat", autonat, "reachability", p2p_reachability_name(r),
-                   "announced_addrs", ann, "observed_addrs", obs, "reservations",
-                   n->relay ? p2p_relay_client_status_json(n->relay) : json_array(), "relay_hop",
+  return json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "autonat", autonat, "reachability",
+                   p2p_reachability_name(r), "announced_addrs", ann, "observed_addrs", obs, "reservations",
+                   n->relay ? p2p_relay_client_status_json(n->relay) : json_array(), "relayed_connections",
+                   p2p_relay_client_circuits_json(n->h), "relay_hop",
                    n->hop ? p2p_relay_hop_status_json(n->hop) : json_null(), "holepunch",
                    n->dcutr ? p2p_dcutr_status_json(n->dcutr) : json_null());
 }

@@ -42,6 +42,7 @@ typedef struct p2p_nat_config {
   bool relay_client;                    /* dial /p2p-circuit addresses */
   bool relay_accept;                    /* accept relayed connections (STOP) */
   bool relay_reserve;                   /* reserve on relays while not known to be public */
+  bool relay_ignore_limits;             /* tests only: see p2p_relay_client_config.ignore_limits */
   const char *const *relays;            /* multiaddrs with /p2p/ */
   size_t n_relays;
   const char *const *relay_candidates;  /* bootstrap peers: reserve on those speaking hop */

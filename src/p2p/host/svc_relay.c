@@ -37,8 +37,8 @@ typedef struct rsv {
   uint64_t conn_id;                     /* the relay connection it lives on */
   char *addrs[RSV_MAX_ADDRS];           /* announced circuit addresses */
   size_t n_addrs;
-  uint32_t limit_duration;
-  uint64_t limit_data;
+  p2p_relay_limit limit;                /* what the relay states for each circuit (our units) */
+  uint32_t limit_duration_raw;          /* Limit.duration as sent */
   int voucher;                          /* 0 none, 1 valid, -1 invalid */
   char error[160];                      /* why the last attempt failed */
   p2p_stream *s;                        /* RESERVE in flight */
@@ -67,6 +67,7 @@ typedef struct stop_rx {
 struct p2p_relay_client {
   p2p_host *h;
   bool reserve, accept, started, stopped;
+  bool ignore_limits;
   unsigned pending;                     /* host callbacks still to come (opens, upgrades) */
   bool closing;
   void (*close_done)(void *);
@@ -111,6 +112,26 @@ static int status_errno(uint32_t status) {
   case RELAY_RESERVATION_REFUSED: return -EBUSY;
   default: return -EPROTO;
   }
+}
+
+/* js-libp2p, by its identify agent ("js-libp2p/…"); false while unknown. */
+static bool relay_is_js(p2p_host *h, const char *relay_id) {
+  p2p_peer_info pi;
+  return relay_id && relay_id[0] && p2p_host_peer_info(h, relay_id, &pi) == 0 && pi.agent_version &&
+         strncmp(pi.agent_version, "js-libp2p", 9) == 0;
+}
+
+/* A Limit as the relay meant it (docs/p2p-nat.md "Limits"). The spec's duration is seconds and
+ * its data limit counts each direction; js-libp2p relays write milliseconds into the duration
+ * (2 min → 120000) and count both directions together. So: a js relay (by its identify agent)
+ * is read the js way; any other value over RELAY_LIMIT_SECONDS_MAX (a day: no relay grants one
+ * connection that long, but 120000 is js's default in ms) is read as milliseconds too, for a
+ * js relay we have not identified yet; the rest is seconds. */
+p2p_relay_limit p2p_relay_limit_of(uint32_t duration, uint64_t data, bool js) {
+  p2p_relay_limit l = {.data_bytes = data, .data_total = js};
+  if (js || duration > RELAY_LIMIT_SECONDS_MAX) l.duration_ms = duration;
+  else l.duration_ms = (uint64_t)duration * 1000u;
+  return l;
 }
 
 static void rsv_withdraw(rsv *r) {
@@ -238,8 +259,9 @@ static void rsv_accepted(rsv *r, const relay_msg *m, p2p_stream *s) {
   uint64_t refresh_in = ttl > 2 * RSV_REFRESH_BEFORE_S ? ttl - RSV_REFRESH_BEFORE_S : ttl / 2;
   if (refresh_in < 1) refresh_in = 1;
   r->next_ms = now_ms() + (int64_t)refresh_in * 1000;
-  r->limit_duration = m->has_limit ? m->limit_duration : 0;
-  r->limit_data = m->has_limit ? m->limit_data : 0;
+  r->limit_duration_raw = m->has_limit ? m->limit_duration : 0;
+  r->limit = m->has_limit ? p2p_relay_limit_of(m->limit_duration, m->limit_data, relay_is_js(rc->h, r->relay_id))
+                          : (p2p_relay_limit){0};
   r->voucher = 0;
   if (m->voucher_len) {
     relay_voucher v;
@@ -255,10 +277,11 @@ static void rsv_accepted(rsv *r, const relay_msg *m, p2p_stream *s) {
   rsv_announce(r, m, p2p_stream_remote_addr(s));
   json_t *addrs = json_array();
   for (size_t i = 0; i < r->n_addrs; i++) json_array_append_new(addrs, json_string(r->addrs[i]));
-  log_info(refresh ? "p2p relay reservation refreshed" : "p2p relay reservation made", "{s:s, s:I, s:O, s:I, s:I, s:s}",
-           "relay", r->relay_id, "expire", (json_int_t)r->expire, "addrs", addrs, "limit_duration_s",
-           (json_int_t)r->limit_duration, "limit_data_bytes", (json_int_t)r->limit_data, "voucher",
-           r->voucher > 0 ? "valid" : r->voucher < 0 ? "invalid" : "none");
+  log_info(refresh ? "p2p relay reservation refreshed" : "p2p relay reservation made",
+           "{s:s, s:I, s:O, s:f, s:I, s:I, s:b, s:s}", "relay", r->relay_id, "expire", (json_int_t)r->expire, "addrs",
+           addrs, "limit_duration_s", (double)r->limit.duration_ms / 1000.0, "limit_duration_raw",
+           (json_int_t)r->limit_duration_raw, "limit_data_bytes", (json_int_t)r->limit.data_bytes, "data_both_directions",
+           r->limit.data_total, "voucher", r->voucher > 0 ? "valid" : r->voucher < 0 ? "invalid" : "none");
   json_decref(addrs); /* "O": a dropped line (below the log level) packs nothing */
 }
 
@@ -435,7 +458,9 @@ static void dial_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
   }
   uint32_t status = m->status;
   uint32_t lim_d = m->has_limit ? m->limit_duration : 0;
-  uint64_t lim_b = m->has_limit ? m->limit_data : 0;
+  p2p_relay_limit lim = m->has_limit ? p2p_relay_limit_of(m->limit_duration, m->limit_data,
+                                                          relay_is_js(cd->rc->h, p2p_stream_remote_peer(s)))
+                                     : (p2p_relay_limit){0};
   free(m);
   if (status != RELAY_OK) {
     char why[96];
@@ -444,11 +469,13 @@ static void dial_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
     p2p_stream_reset(s);
     return;
   }
-  log_info("p2p relayed dial: circuit open", "{s:s, s:s, s:I, s:I}", "relay", cd->relay, "peer", cd->peer,
-           "limit_duration", (json_int_t)lim_d, "limit_data_bytes", (json_int_t)lim_b);
+  log_info("p2p relayed dial: circuit open", "{s:s, s:s, s:f, s:I, s:I, s:b}", "relay", cd->relay, "peer", cd->peer,
+           "limit_duration_s", (double)lim.duration_ms / 1000.0, "limit_duration_raw", (json_int_t)lim_d,
+           "limit_data_bytes", (json_int_t)lim.data_bytes, "data_both_directions", lim.data_total);
   p2p_circuit_req *req = cd->req;
   cd->req = NULL;
   cd->s = NULL;
+  if ((lim.duration_ms || lim.data_bytes) && !cd->rc->ignore_limits) p2p_circuit_req_set_limit(req, &lim);
   /* Whatever followed the STATUS belongs to the relayed connection. */
   p2p_circuit_req_done(req, s, buf_ptr(&cd->in) + used, buf_len(&cd->in) - used, 0);
   dial_unlink(cd); /* the host owns s now: our on_close will not come */
@@ -615,6 +642,12 @@ static void stop_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
   char src[PEERID_STR_MAX] = "";
   if (!bad && (peerid_to_string(&m->peer, src, sizeof src) != 0 || strcmp(src, p2p_host_peer_id(rc->h)) == 0))
     bad = RELAY_MALFORMED_MESSAGE;
+  p2p_relay_limit lim = {0};
+  uint32_t lim_raw = 0;
+  if (!bad && m->has_limit) {
+    lim_raw = m->limit_duration;
+    lim = p2p_relay_limit_of(m->limit_duration, m->limit_data, relay_is_js(rc->h, p2p_stream_remote_peer(s)));
+  }
   free(m);
   if (bad) {
     log_info("p2p relayed connection refused", "{s:s, s:s}", "relay", p2p_stream_remote_peer(s), "status",
@@ -640,6 +673,12 @@ static void stop_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
                         .remote_addr = sx->relay_addr,
                         .initial = buf_ptr(&sx->in) + used,
                         .initial_len = buf_len(&sx->in) - used};
+  if (!rc->ignore_limits) o.limit = lim;
+  if (lim.duration_ms || lim.data_bytes)
+    log_info("p2p relayed connection: the relay's limit", "{s:s, s:s, s:f, s:I, s:I, s:b}", "peer", src, "relay",
+             p2p_stream_remote_peer(s), "limit_duration_s", (double)lim.duration_ms / 1000.0, "limit_duration_raw",
+             (json_int_t)lim_raw, "limit_data_bytes", (json_int_t)lim.data_bytes, "data_both_directions",
+             lim.data_total);
   rc->inbound++;
   rc->pending++;
   r = p2p_host_upgrade_stream(rc->h, s, &o, inbound_upgraded, ic);
@@ -700,6 +739,7 @@ int p2p_relay_client_new(p2p_host *h, const p2p_relay_client_config *cfg, p2p_re
   rc->h = h;
   rc->reserve = cfg->reserve;
   rc->accept = cfg->accept;
+  rc->ignore_limits = cfg->ignore_limits;
   rc->max_reservations = cfg->max_reservations ? cfg->max_reservations : 2;
   rc->max_inbound = cfg->max_inbound ? cfg->max_inbound : 64;
   rc->reach = p2p_host_reachability(h);
@@ -865,12 +905,39 @@ json_t *p2p_relay_client_status_json(const p2p_relay_client *rc) {
     json_t *addrs = json_array();
     for (size_t k = 0; k < r->n_addrs; k++) json_array_append_new(addrs, json_string(r->addrs[k]));
     const char *st = r->held ? "active" : r->state == RSV_RESERVING ? "reserving" : "waiting";
-    json_t *o = json_pack("{s:s, s:s, s:b, s:I, s:o, s:{s:I, s:I}, s:s}", "relay", r->relay_id, "state", st,
-                          "configured", r->configured, "expire", (json_int_t)r->expire, "addrs", addrs, "limit",
-                          "duration_s", (json_int_t)r->limit_duration, "data_bytes", (json_int_t)r->limit_data,
-                          "voucher", r->voucher > 0 ? "valid" : r->voucher < 0 ? "invalid" : "none");
+    json_t *o = json_pack("{s:s, s:s, s:b, s:I, s:o, s:o, s:s}", "relay", r->relay_id, "state", st, "configured",
+                          r->configured, "expire", (json_int_t)r->expire, "addrs", addrs, "limit",
+                          p2p_relay_limit_json(&r->limit, r->limit_duration_raw), "voucher",
+                          r->voucher > 0 ? "valid" : r->voucher < 0 ? "invalid" : "none");
     if (o && r->error[0]) json_object_set_new(o, "error", json_string(r->error));
     if (o) json_array_append_new(arr, o);
   }
+  return arr;
+}
+
+json_t *p2p_relay_limit_json(const p2p_relay_limit *l, uint32_t duration_raw) {
+  return json_pack("{s:f, s:I, s:I, s:b}", "duration_s", (double)l->duration_ms / 1000.0, "duration_raw",
+                   (json_int_t)duration_raw, "data_bytes", (json_int_t)l->data_bytes, "data_both_directions",
+                   l->data_total);
+}
+
+json_t *p2p_relay_client_circuits_json(p2p_host *h) {
+  size_t max = p2p_host_conns(h, NULL, NULL, 0);
+  p2p_conn_info *ci = max ? calloc(max, sizeof *ci) : NULL;
+  size_t n = ci ? p2p_host_conns(h, NULL, ci, max) : 0;
+  if (n > max) n = max;
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < n; i++) {
+    if (!ci[i].relayed) continue;
+    const p2p_relay_usage *u = &ci[i].relay;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:o, s:I, s:I}", "peer", ci[i].peer_id, "addr",
+                          ci[i].remote_addr ? ci[i].remote_addr : "", "direction", ci[i].inbound ? "inbound" : "outbound",
+                          "age_s", ci[i].age_s, "limit", p2p_relay_limit_json(&u->limit, 0), "bytes_in",
+                          (json_int_t)u->data_in, "bytes_out", (json_int_t)u->data_out);
+    if (o && u->left_ms >= 0) json_object_set_new(o, "closes_in_s", json_real((double)u->left_ms / 1000.0));
+    if (o) json_object_del(json_object_get(o, "limit"), "duration_raw");
+    if (o) json_array_append_new(arr, o);
+  }
+  free(ci);
   return arr;
 }

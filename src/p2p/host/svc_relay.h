@@ -25,6 +25,12 @@
  * proven by Noise). Refused (a STATUS and a reset) over relayed connections, and past
  * max_inbound relayed connections at once.
  *
+ * Limits: the Limit{duration, data} a relay states in its answer to CONNECT (our dials) or in
+ * its STOP CONNECT (dials to us) goes with the relayed connection (p2p_upgrade_opts.limit,
+ * p2p_circuit_req_set_limit): the host closes it when either is used up and logs "p2p relayed
+ * connection closed: the relay's limit is reached" (transport_stream.h). Units: see
+ * p2p_relay_limit_of. A reservation's limit is reported as the relay stated it for circuits.
+ *
  * Threads: loop thread only. Ownership: p2p_relay_client_new allocates; _close releases
  * everything (streams reset, announced addresses withdrawn) once no host callback is owed. Driven by its owner (nat.c):
  * events, a 1 s tick, the STOP handler. */
@@ -49,6 +55,8 @@ typedef struct p2p_relay_client_config {
   bool accept;                     /* serve STOP: accept relayed connections */
   size_t max_reservations;         /* 0 = 2: among candidates (every configured relay is used) */
   uint32_t max_inbound;            /* 0 = 64 relayed connections to us at once */
+  bool ignore_limits;              /* tests of a relay's own enforcement only: relayed connections
+                                      are not closed at the limits the relay states */
 } p2p_relay_client_config;
 
 int p2p_relay_client_new(p2p_host *h, const p2p_relay_client_config *cfg, p2p_relay_client **out)
@@ -69,8 +77,22 @@ void p2p_relay_client_tick(p2p_relay_client *rc);
 void p2p_relay_client_serve_stop(p2p_relay_client *rc, p2p_stream *s);
 
 /* Reservations: [{"relay", "state": "reserving"|"active"|"waiting", "expire", "addrs",
- * "limit": {"duration_s", "data_bytes"}, "voucher": "valid"|"invalid"|"none", "error"?}]. */
+ * "limit": LIMIT, "voucher": "valid"|"invalid"|"none", "error"?}] where LIMIT is
+ * {"duration_s", "duration_raw" (as the relay wrote it), "data_bytes", "data_both_directions"}. */
 json_t *p2p_relay_client_status_json(const p2p_relay_client *rc);
+/* The host's relayed connections: [{"peer", "addr", "direction", "age_s", "limit": {"duration_s",
+ * "data_bytes", "data_both_directions"}, "bytes_in", "bytes_out", "closes_in_s"?}]
+ * ("closes_in_s": until we close it for the duration limit). */
+json_t *p2p_relay_client_circuits_json(p2p_host *h);
+json_t *p2p_relay_limit_json(const p2p_relay_limit *l, uint32_t duration_raw);
+
+/* A relay's Limit in our units. The spec says seconds and each direction; js-libp2p writes
+ * milliseconds and counts both directions together. js (known by its identify agent): read
+ * the js way; otherwise a duration over RELAY_LIMIT_SECONDS_MAX (86400: a day, more than any
+ * relay grants one connection, while 120000 is js's 2-minute default in ms) is taken as
+ * milliseconds, anything else as seconds (docs/p2p-nat.md). */
+#define RELAY_LIMIT_SECONDS_MAX 86400u
+p2p_relay_limit p2p_relay_limit_of(uint32_t duration, uint64_t data, bool js);
 /* How many reservations are active. */
 size_t p2p_relay_client_active(const p2p_relay_client *rc);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "p2p/host/internal.h"
+#include "util/clock.h"
 
 typedef struct stream_transport {
   p2p_transport base; /* first */
@@ -21,6 +22,9 @@ typedef struct stream_transport {
   bool closed_told;   /* on_closed was delivered */
   bool dialing;       /* pending circuit: the dialer has it (cancel it on close) */
   int open_err;       /* pending circuit: what on_open reports */
+  p2p_relay_limit limit; /* what the relay allows (0s: nothing stated) */
+  uint64_t data_in, data_out; /* bytes through the stream since it was ours (prefix included) */
+  int64_t limit_set_ms, deadline_ms; /* when the limit was set; when its duration is up (0 = none) */
   host_task close_task;
   host_task open_task;
 } stream_transport;
@@ -38,11 +42,28 @@ static void st_maybe_free(stream_transport *t) {
 
 /* ---------------------------------------------------------------- the carrying stream */
 
+/* more_out 0: the data limit is used up (nothing more can come); else: more_out more bytes
+ * would go past it. Counted in each direction (the spec), or both together (js-libp2p). */
+static bool st_data_spent(const stream_transport *t, uint64_t more_out) {
+  const p2p_relay_limit *l = &t->limit;
+  if (!l->data_bytes) return false;
+  uint64_t used = l->data_total ? t->data_in + t->data_out : more_out ? t->data_out : t->data_in;
+  return more_out ? used + more_out > l->data_bytes : used >= l->data_bytes;
+}
+
+/* Bytes for the connection above; once what came in reaches the data limit the relay will
+ * forward no more: the input ends with -EDQUOT (the connection closes, saying why). */
+static void st_deliver(stream_transport *t, const uint8_t *d, size_t n) {
+  t->data_in += n;
+  t->base.ev.on_read(t->base.ud, d, n);
+  if (!t->base.closing && n && st_data_spent(t, 0)) t->base.ev.on_end(t->base.ud, -EDQUOT);
+}
+
 static void on_s_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
   (void)s;
   stream_transport *t = ud;
   if (t->base.closing) return; /* lingering after close(0): discard */
-  t->base.ev.on_read(t->base.ud, d, n);
+  st_deliver(t, d, n);
 }
 
 static void on_s_eof(p2p_stream *s, void *ud) {
@@ -80,7 +101,7 @@ static int sx_read_start(p2p_transport *bt) {
     size_t n = buf_len(&t->prefix) < sizeof chunk ? buf_len(&t->prefix) : sizeof chunk;
     memcpy(chunk, buf_ptr(&t->prefix), n);
     buf_consume(&t->prefix, n);
-    bt->ev.on_read(bt->ud, chunk, n);
+    st_deliver(t, chunk, n);
   }
   if (bt->closing || !t->s) return 0;
   p2p_stream_pause_read(t->s, false); /* may deliver what waited, from inside this call */
@@ -116,8 +137,14 @@ static int sx_write(p2p_transport *bt, buf *b) {
   t->lent = false;
   if (!buf_len(&t->wb)) return 0;
   if (!t->s) return -ECONNRESET;
-  int rc = p2p_stream_write(t->s, buf_ptr(&t->wb), buf_len(&t->wb));
+  size_t n = buf_len(&t->wb);
+  if (st_data_spent(t, n)) { /* the relay would cut the circuit in the middle of these bytes */
+    buf_reset(&t->wb);
+    return -EDQUOT;
+  }
+  int rc = p2p_stream_write(t->s, buf_ptr(&t->wb), n);
   buf_reset(&t->wb);
+  if (rc >= 0) t->data_out += n;
   if (rc == 1) t->blocked = true;
   /* -ENOBUFS: the connection above respects writable(), so only memory can be short; a
    * connection that lost bytes cannot go on. */
@@ -226,7 +253,40 @@ int p2p_stream_transport_set_initial(p2p_transport *bt, const uint8_t *p, size_t
 
 void p2p_stream_transport_dialing(p2p_transport *bt, bool on) { st_of(bt)->dialing = on; }
 
+void p2p_stream_transport_set_limit(p2p_transport *bt, const p2p_relay_limit *l) {
+  stream_transport *t = st_of(bt);
+  t->limit = l ? *l : (p2p_relay_limit){0};
+  t->limit_set_ms = clock_mono_ms();
+  t->deadline_ms = 0;
+  uint64_t d = t->limit.duration_ms;
+  if (d) {
+    /* The relay's clock started before ours (it answered after opening the circuit): close a
+     * little early, so that our close comes first and says why. */
+    uint64_t guard = d >= 4 * P2P_RELAY_LIMIT_GUARD_MS ? P2P_RELAY_LIMIT_GUARD_MS : d / 4;
+    if (d > (uint64_t)INT64_MAX / 2) d = (uint64_t)INT64_MAX / 2;
+    t->deadline_ms = t->limit_set_ms + (int64_t)(d - guard);
+  }
+}
+
+void p2p_stream_transport_usage(const p2p_transport *bt, int64_t now_ms, p2p_relay_usage *out) {
+  const stream_transport *t = cst_of(bt);
+  *out = (p2p_relay_usage){.limit = t->limit, .data_in = t->data_in, .data_out = t->data_out};
+  if (t->deadline_ms) out->left_ms = t->deadline_ms > now_ms ? t->deadline_ms - now_ms : 0;
+  else out->left_ms = -1;
+}
+
+bool p2p_stream_transport_expired(const p2p_transport *bt, int64_t now_ms) {
+  const stream_transport *t = cst_of(bt);
+  return t->deadline_ms && now_ms >= t->deadline_ms;
+}
+
 p2p_circuit_req *p2p_stream_transport_req(p2p_transport *bt) { return (p2p_circuit_req *)st_of(bt); }
+
+void p2p_circuit_req_set_limit(p2p_circuit_req *req, const p2p_relay_limit *l) {
+  stream_transport *t = (stream_transport *)req;
+  CHECK(t->dialing && !t->base.closing && !t->s);
+  p2p_stream_transport_set_limit(&t->base, l);
+}
 
 void p2p_circuit_req_done(p2p_circuit_req *req, p2p_stream *s, const uint8_t *initial, size_t n, int err) {
   stream_transport *t = (stream_transport *)req;

@@ -34,4 +34,17 @@ p2p_circuit_req *p2p_stream_transport_req(p2p_transport *t);
 void p2p_stream_transport_attach(p2p_transport *t, p2p_stream *s);
 void p2p_stream_transport_dialing(p2p_transport *t, bool on);
 
+/* ---- the relay's limits on the connection it carries (circuit relay v2 Limit) ----
+ * Once set, the transport counts the bytes through the stream (what came before it was ours
+ * included). A write that would take the data used past the limit fails with -EDQUOT, and
+ * input that reaches it ends with on_end(-EDQUOT): the connection above closes. The duration
+ * is up P2P_RELAY_LIMIT_GUARD_MS (a quarter of it when shorter than 4 guards) before the
+ * stated one, counted from the call — the relay's clock started when it opened the circuit,
+ * before we heard of it, and our close should come first; the connection's tick closes it
+ * (p2p_stream_transport_expired, -ETIME). */
+#define P2P_RELAY_LIMIT_GUARD_MS 1000
+void p2p_stream_transport_set_limit(p2p_transport *t, const p2p_relay_limit *l);
+void p2p_stream_transport_usage(const p2p_transport *t, int64_t now_ms, p2p_relay_usage *out);
+bool p2p_stream_transport_expired(const p2p_transport *t, int64_t now_ms);
+
 #endif

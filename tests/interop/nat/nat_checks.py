@@ -17,6 +17,12 @@
                           exchanges data; the voucher js receives verifies; a circuit is cut at
                           its data limit and one at its time limit (and R logs which); the 4th
                           reservation is refused with RESERVATION_REFUSED, A's refresh succeeds
+    nat_checks.py limits  the limits a relay states are kept by our side: R `peermcp serve` relay
+                          (6 s, 64 KiB per circuit), B reserves on it, D (`peermcp serve`) calls
+                          a tool on B through it; D's and B's p2p_service_status list the relayed
+                          connection with the stated limit; one of them closes it at the duration
+                          (logged) before R has to cut it; a call whose request is past the data
+                          limit makes D close the circuit itself (logged), not R
     nat_checks.py autonat @libp2p/autonat's client asks a `peermcp serve` AutoNAT server
                           (relay_js.mjs autonat): OK for its listen address, E_DIAL_ERROR for a
                           closed port; the server logs the same answers
@@ -36,8 +42,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (BASE_ENV, NODE, ROOT, expect, init, json_lines, kill_started, run_cli,  # noqa: E402
-                    summary, wait, JsProc)
+from common import (BASE_ENV, NODE, ROOT, expect, init, json_lines, kill_started, log_lines,  # noqa: E402
+                    run_cli, summary, wait, JsProc)
 import common  # noqa: E402
 
 TMP = init("nat-checks.", why_max=600)
@@ -136,6 +142,9 @@ def group_js_relay():
         # js writes the duration limit in milliseconds where the spec says seconds: 120000.
         expect("js-relay: B logs the reservation with the js relay's limits",
                '"p2p relay reservation made"' in b.log() and jr.peer_id in b.log(), b.log()[-600:])
+        made = (log_lines(b.log(), "p2p relay reservation made") or [{}])[-1]
+        expect("js-relay: B reads the js relay's duration limit (120000, milliseconds) as 120 s",
+               made.get("limit_duration_raw") == 120000 and made.get("limit_duration_s") == 120, made)
         js_checks("js-relay", "reach", want)
         recs = [json.loads(l) for l in b.log().splitlines() if '"p2p identify: signed peer record"' in l]
         expect("js-relay: B opened the js relay's signed peer record (identify) and refused none",
@@ -164,6 +173,62 @@ def group_js_hop():
            [l for l in log.splitlines() if "limit reached" in l])
     expect("js-hop: R logs the refused reservation (full)", '"p2p relay: reservation refused"' in log and '"reason":"full"' in log,
            [l for l in log.splitlines() if "reserv" in l][-5:])
+    r.stop()
+
+
+def limit_lines(node, which):
+    return [j for j in log_lines(node.log(), "the relay's limit is reached") if j.get("limit") == which]
+
+
+def group_limits():
+    cfg = os.path.join(TMP, "r-limits.json")
+    json.dump({"p2p": {"relay_hop": {"enabled": True, "limit_data_bytes": 65536, "limit_duration_seconds": 6}}},
+              open(cfg, "w"))
+    r = Serve("relay-limits", {}, "--config", cfg)
+    raddr = r.announce()["multiaddr"]
+    cfgb = os.path.join(TMP, "b-limits.json")
+    json.dump({"p2p": {"relays": [raddr]}}, open(cfgb, "w"))
+    b = Serve("behind-limits", {}, "--config", cfgb, stdio=True)
+    circ = "%s/p2p-circuit/p2p/%s" % (raddr, b.peer_id)
+    got = wait(lambda: circ in b.announce().get("multiaddrs", []), 60)
+    expect("limits: B reserved on R", got, b.announce())
+    rsv = (b.nat().get("reservations") or [{}])[0]
+    lim = rsv.get("limit") or {}
+    expect("limits: B's reservation reports R's limit (6 s, 64 KiB per direction)",
+           lim.get("duration_s") == 6 and lim.get("duration_raw") == 6 and lim.get("data_bytes") == 65536 and
+           lim.get("data_both_directions") is False, rsv)
+    d = Serve("caller-limits", {}, stdio=True)
+    res, is_err = d.tool("p2p_remote_call_tool", {"remote_multiaddr": circ, "tool_name": "echo",
+                                                    "args": {"via": "limited"}, "timeout_s": 30})
+    expect("limits: D calls a tool on B through R", not is_err and "limited" in json.dumps(res), res)
+
+    def row(node, peer):
+        rows = [c for c in node.nat().get("relayed_connections") or [] if c.get("peer") == peer]
+        return rows[0] if rows else {}
+    rd, rb = row(d, b.peer_id), row(b, d.peer_id)
+    expect("limits: D's p2p_service_status lists the relayed connection to B with the stated limit and when "
+           "it closes", rd.get("direction") == "outbound" and (rd.get("limit") or {}).get("duration_s") == 6 and
+           (rd.get("limit") or {}).get("data_bytes") == 65536 and 0 < rd.get("closes_in_s", -1) <= 5 and
+           rd.get("bytes_out", 0) > 0, rd)
+    expect("limits: B's lists it too (inbound)", rb.get("direction") == "inbound" and
+           (rb.get("limit") or {}).get("duration_s") == 6, rb)
+    closed = wait(lambda: limit_lines(d, "duration") or limit_lines(b, "duration"), 30)
+    expect("limits: D or B closes the relayed connection at its duration and logs it", closed,
+           (d.log()[-800:], b.log()[-800:]))
+    gone = wait(lambda: not row(d, b.peer_id), 20)
+    expect("limits: the relayed connection is gone from D's status", gone, row(d, b.peer_id))
+    cut = [j for j in log_lines(r.log(), "circuit limit reached")]
+    expect("limits: R did not have to cut that circuit (no \"circuit limit reached\")", not cut, cut)
+    res, is_err = d.tool("p2p_remote_call_tool", {"remote_multiaddr": circ, "tool_name": "echo",
+                                                    "args": {"blob": "x" * 100000}, "timeout_s": 30})
+    expect("limits: a call whose request is past the 64 KiB limit fails", is_err or "x" * 1000 not in json.dumps(res),
+           json.dumps(res)[:300])
+    said = wait(lambda: [j for j in limit_lines(d, "data") if j.get("max") == 65536], 20)
+    expect("limits: D closed that circuit itself at the data limit and logs it", said, d.log()[-1200:])
+    cut = [j for j in log_lines(r.log(), "circuit limit reached")]
+    expect("limits: R did not have to cut it", not cut, cut)
+    d.stop()
+    b.stop()
     r.stop()
 
 
@@ -225,7 +290,7 @@ def group_autonat2():
 
 def main():
     groups = {"relay": group_relay, "js-relay": group_js_relay, "js-hop": group_js_hop, "autonat": group_autonat,
-              "autonat2": group_autonat2}
+              "autonat2": group_autonat2, "limits": group_limits}
     names = sys.argv[1:]
     if not names or any(g not in groups for g in names):
         print("usage: nat_checks.py GROUP... (%s)" % " ".join(groups))
