@@ -1358,6 +1358,59 @@ static void test_peerstore_snapshot_round_trips(void **state) {
   peerstore_free(ps2);
 }
 
+/* A peer's highest signed-record seq: newer ones are kept, the same one again is not news,
+ * an older one is refused (-ESTALE) and changes nothing; the snapshot keeps it (a decimal
+ * string: 2^64-1 survives the round trip), and a malformed value in a file is ignored. */
+static void test_peerstore_keeps_the_highest_record_seq(void **state) {
+  (void)state;
+  peerstore *ps;
+  assert_int_equal(peerstore_new(&ps), 0);
+  peerstore_entry *e = peerstore_upsert(ps, "12D3KooWSeq");
+  assert_non_null(e);
+  assert_int_equal(e->record_seq, 0);
+  assert_int_equal(peerstore_note_record_seq(e, 100), 1);
+  assert_int_equal(peerstore_note_record_seq(e, 100), 0);
+  assert_int_equal(peerstore_note_record_seq(e, 99), -ESTALE);
+  assert_int_equal(e->record_seq, 100);
+  assert_int_equal(peerstore_note_record_seq(e, UINT64_MAX), 1);
+  assert_int_equal(peerstore_note_record_seq(e, UINT64_MAX - 1), -ESTALE);
+  peerstore_entry *g = peerstore_upsert(ps, "12D3KooWNoSeq");
+  assert_non_null(g);
+  char *json = peerstore_snapshot(ps);
+  assert_non_null(json);
+  assert_non_null(strstr(json, "\"record_seq\":\"18446744073709551615\""));
+  char path[128];
+  snprintf(path, sizeof path, "%s/peers", dir_a);
+  assert_int_equal(peerstore_write_file(path, json), 0);
+  free(json);
+  peerstore *ps2;
+  assert_int_equal(peerstore_new(&ps2), 0);
+  assert_int_equal(peerstore_load(ps2, path), 0);
+  peerstore_entry *f = peerstore_get(ps2, "12D3KooWSeq");
+  assert_non_null(f);
+  assert_true(f->record_seq == UINT64_MAX);
+  assert_int_equal(peerstore_note_record_seq(f, 5), -ESTALE);
+  assert_int_equal(peerstore_get(ps2, "12D3KooWNoSeq")->record_seq, 0);
+  peerstore_free(ps2);
+  /* bad values in a file: a number, a sign, too many digits, trailing junk, over 2^64 */
+  const char *bad[] = {"123", "\"-5\"", "\"123456789012345678901\"", "\"12x\"", "\"18446744073709551616\"", "\"\""};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fprintf(fp, "{\"version\":1,\"peers\":[{\"peer_id\":\"12D3KooWBad\",\"addrs\":[],\"protocols\":[],\"record_seq\":%s}]}",
+            bad[i]);
+    fclose(fp);
+    peerstore *ps3;
+    assert_int_equal(peerstore_new(&ps3), 0);
+    assert_int_equal(peerstore_load(ps3, path), 0);
+    peerstore_entry *b = peerstore_get(ps3, "12D3KooWBad");
+    assert_non_null(b);
+    assert_int_equal(b->record_seq, 0);
+    peerstore_free(ps3);
+  }
+  peerstore_free(ps);
+}
+
 static void test_peerstore_evicts_the_least_recently_seen_unconnected_peer(void **state) {
   (void)state;
   peerstore *ps;
@@ -1762,6 +1815,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_services_register_through_one_interface, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_stream_life_edge_cases, setup, teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_snapshot_round_trips, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_peerstore_keeps_the_highest_record_seq, setup, teardown),
       cmocka_unit_test_setup_teardown(test_peerstore_evicts_the_least_recently_seen_unconnected_peer, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,7 @@
 
 #include "p2p/host/host.h"
 #include "p2p/core/envelope.h"
+#include "p2p/core/identity.h"
 #include "p2p/host/nat.h"
 #include "p2p/host/svc_relay.h"
 #include "p2p/proto/autonat2.h"
@@ -591,6 +592,100 @@ static void test_identify_checks_the_signed_peer_record(void **state) {
   assert_true(log_has(&bad));
   log_want forged_ok = {"\"p2p identify: signed peer record\"", p2p_host_peer_id(c)};
   assert_false(log_has(&forged_ok));
+  log_to_stderr();
+}
+
+/* C's identify answer and pushes: a record signed by C's own key (from its state dir) with
+ * the seq and port set here, and the same address in listenAddrs. */
+static keys_private c_key;
+static uint64_t c_seq;
+static int c_port;
+static void c_identify_msg(buf *out) {
+  multiaddr ma;
+  char a[64];
+  snprintf(a, sizeof a, "/ip4/127.0.0.1/tcp/%d", c_port);
+  assert_int_equal(multiaddr_parse(a, &ma), 0);
+  buf rec;
+  buf_init(&rec, ENVELOPE_MAX_BYTES);
+  assert_int_equal(peer_record_seal(&c_key, c_seq, &ma, 1, &rec), 0);
+  identify_msg m = {.listen_addrs = &ma, .n_listen_addrs = 1, .signed_peer_record = (uint8_t *)buf_ptr(&rec),
+                    .signed_peer_record_len = buf_len(&rec)};
+  assert_int_equal(identify_encode(&m, out), 0);
+  buf_free(&rec);
+}
+static void c_identify(p2p_stream *s, void *ud) {
+  (void)ud;
+  buf out;
+  buf_init(&out, IDENTIFY_MAX_MSG + 16);
+  c_identify_msg(&out);
+  if (p2p_stream_write(s, buf_ptr(&out), buf_len(&out)) < 0) p2p_stream_reset(s);
+  else p2p_stream_close_write(s);
+  buf_free(&out);
+}
+static void c_push_opened(p2p_stream *s, int err, void *ud) {
+  (void)err;
+  (void)ud;
+  if (s) c_identify(s, NULL);
+}
+typedef struct seq_want {
+  p2p_host *h;
+  const char *peer;
+  uint64_t seq;
+  int port; /* 0: any */
+} seq_want;
+static bool peer_has_addr(p2p_host *h, const char *peer, int port) {
+  p2p_peer_info pi;
+  if (p2p_host_peer_info(h, peer, &pi) != 0) return false;
+  char want[64];
+  snprintf(want, sizeof want, "/ip4/127.0.0.1/tcp/%d", port);
+  for (size_t i = 0; i < pi.n_listen_addrs; i++)
+    if (strcmp(pi.listen_addrs[i], want) == 0) return true;
+  return false;
+}
+static bool seq_is(void *arg) {
+  seq_want *w = arg;
+  p2p_peer_info pi;
+  return p2p_host_peer_info(w->h, w->peer, &pi) == 0 && pi.record_seq == w->seq &&
+         (!w->port || peer_has_addr(w->h, w->peer, w->port));
+}
+
+/* A keeps the highest seq of C's signed peer records: C identifies with seq 100 (port 1100),
+ * then pushes seq 50 (port 1050: a replayed older record) — logged as older and ignored with
+ * its addresses, the seq stays 100 — then seq 200 (port 1200), which counts. */
+static void test_identify_ignores_an_older_signed_peer_record(void **state) {
+  (void)state;
+  log_to_file();
+  p2p_host *a = make_host(0, NULL, NULL);
+  p2p_host *c = make_host(1, NULL, NULL);
+  assert_int_equal(identity_load_or_create(dirs[1], &c_key, NULL), 0);
+  c_seq = 100;
+  c_port = 1100;
+  assert_int_equal(p2p_host_handle(c, "/ipfs/id/1.0.0", c_identify, NULL), 0);
+  char caddr[512];
+  full_addr(c, caddr, sizeof caddr);
+  ping_res pr = {0};
+  assert_int_equal(p2p_host_ping(a, caddr, ping_cb, &pr), 0);
+  assert_true(run_until(&pr.done, WAIT_MS));
+  assert_int_equal(pr.err, 0);
+  const char *cid = p2p_host_peer_id(c);
+  seq_want w100 = {a, cid, 100, 1100};
+  assert_true(wait_for(seq_is, &w100, WAIT_MS));
+  /* the replay */
+  c_seq = 50;
+  c_port = 1050;
+  assert_int_equal(p2p_host_open_stream(c, p2p_host_peer_id(a), "/ipfs/id/push/1.0.0", c_push_opened, NULL), 0);
+  log_want older = {"older signed peer record", cid};
+  assert_true(wait_for(log_has, &older, WAIT_MS));
+  log_want seqs = {"older signed peer record", "\"known_seq\":100"};
+  assert_true(log_has(&seqs));
+  assert_true(seq_is(&w100));
+  assert_false(peer_has_addr(a, cid, 1050));
+  /* a newer one */
+  c_seq = 200;
+  c_port = 1200;
+  assert_int_equal(p2p_host_open_stream(c, p2p_host_peer_id(a), "/ipfs/id/push/1.0.0", c_push_opened, NULL), 0);
+  seq_want w200 = {a, cid, 200, 1200};
+  assert_true(wait_for(seq_is, &w200, WAIT_MS));
   log_to_stderr();
 }
 
@@ -1205,6 +1300,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_relay_duration_limit_cuts_the_circuit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_relay_zero_means_no_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_identify_checks_the_signed_peer_record, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_identify_ignores_an_older_signed_peer_record, setup, teardown),
       cmocka_unit_test_setup_teardown(test_relay_client_closes_at_the_stated_data_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_relay_client_closes_at_the_stated_duration, setup, teardown),
       cmocka_unit_test(test_relay_limit_units),

@@ -1458,6 +1458,7 @@ int p2p_host_peer_info(p2p_host *h, const char *peer_id, p2p_peer_info *out) {
   out->n_listen_addrs = e->n_addrs;
   out->public_key_matches = e->public_key_matches;
   out->last_seen = e->last_seen;
+  out->record_seq = e->record_seq;
   return 0;
 }
 

@@ -237,6 +237,7 @@ typedef struct p2p_peer_info {
   size_t n_listen_addrs;
   bool public_key_matches; /* identify's publicKey hashes to the Noise-proven PeerId */
   double last_seen;        /* wall-clock seconds */
+  uint64_t record_seq;     /* highest seq of its signed peer records we accepted (0 = none) */
 } p2p_peer_info;
 
 /* Fills `out` from the peerstore; pointers valid until the next loop iteration. -ENOENT if unknown. */

@@ -202,6 +202,13 @@ static json_t *str_array(char *const *v, size_t n) {
   return a;
 }
 
+int peerstore_note_record_seq(peerstore_entry *e, uint64_t seq) {
+  if (seq < e->record_seq) return -ESTALE;
+  if (seq == e->record_seq) return 0;
+  e->record_seq = seq;
+  return 1;
+}
+
 char *peerstore_snapshot(const peerstore *ps) {
   json_t *peers = json_array();
   if (!peers) return NULL;
@@ -233,6 +240,11 @@ char *peerstore_snapshot(const peerstore *ps) {
       if (e->sources & (1u << b)) json_array_append_new(srcs, json_string(k_src_names[b]));
     if (srcs) json_object_set_new(o, "sources", srcs);
     if (e->latency_ms > 0) json_object_set_new(o, "latency_ms", json_real(e->latency_ms));
+    if (e->record_seq) {
+      char seq[24];
+      snprintf(seq, sizeof seq, "%llu", (unsigned long long)e->record_seq);
+      json_object_set_new(o, "record_seq", json_string(seq));
+    }
     json_array_append_new(peers, o);
   }
   json_t *root = json_pack("{s:i, s:o}", "version", 1, "peers", peers);
@@ -330,6 +342,13 @@ int peerstore_load(peerstore *ps, const char *path) {
     }
     double lat = json_number_value(json_object_get(o, "latency_ms"));
     if (lat > 0 && lat < 1e9) e->latency_ms = lat;
+    /* a decimal uint64 (20 digits at most); anything else is ignored */
+    if ((s = json_string_value(json_object_get(o, "record_seq"))) && s[0] >= '0' && s[0] <= '9' && strlen(s) <= 20) {
+      char *end = NULL;
+      errno = 0;
+      unsigned long long v = strtoull(s, &end, 10);
+      if (errno == 0 && end && *end == 0) e->record_seq = (uint64_t)v;
+    }
   }
   json_decref(root);
   return 0;

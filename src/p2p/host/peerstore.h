@@ -10,7 +10,8 @@
  * Snapshot file `<state-dir>/peers`: JSON
  *   {"version":1,"peers":[{"peer_id":…,"addrs":[…],"addr_seen":[<float s>…],"protocols":[…],
  *     "agent_version":…,"protocol_version":…,"public_key":"<base64 PublicKey protobuf>",
- *     "sources":["mdns",…],"first_seen":<float s>,"last_seen":<float s>,"latency_ms":<float>}]}
+ *     "sources":["mdns",…],"first_seen":<float s>,"last_seen":<float s>,"latency_ms":<float>,
+ *     "record_seq":"<decimal>"}]}
  * (the fields after "protocols" other than public_key and last_seen may be absent in older
  * files).
  * peerstore_snapshot() serialises on the loop thread (cheap); peerstore_write_file() does the
@@ -66,6 +67,8 @@ typedef struct peerstore_entry {
   unsigned sources;         /* PEERSTORE_SRC_* */
   double latency_ms;        /* last measured round trip (ping); 0 = unknown */
   uint32_t connections;     /* live connections (not persisted) */
+  uint64_t record_seq;      /* highest seq of the peer's signed peer records we accepted (0 =
+                               none); persisted as a decimal string (it may not fit a double) */
 } peerstore_entry;
 
 typedef struct peerstore peerstore;
@@ -92,6 +95,10 @@ int peerstore_set_str(char **field, const char *val, size_t len) __attribute__((
 int peerstore_set_public_key(peerstore_entry *e, const uint8_t *pb, size_t len, bool matches)
     __attribute__((warn_unused_result));
 bool peerstore_has_protocol(const peerstore_entry *e, const char *proto);
+/* A signed peer record of this peer with sequence number seq arrived (already verified):
+ * 1 newer than any before (remembered), 0 the same seq again, -ESTALE older than one we had
+ * (a replay, or a peer whose clock went back): the caller ignores it. */
+int peerstore_note_record_seq(peerstore_entry *e, uint64_t seq) __attribute__((warn_unused_result));
 /* Drops the addresses of peers without a live connection that were last heard of before
  * now - max_age_s. Returns how many were dropped. */
 size_t peerstore_expire_addrs(peerstore *ps, double now, double max_age_s);

@@ -95,20 +95,33 @@ typedef struct identify_rx {
 } identify_rx;
 
 /* The peer's signed peer record (RFC 0003): it must open (a valid envelope of the peer-record
- * domain) and be signed by the peer itself; one that does not is logged and ignored. Its
- * addresses are the ones listenAddrs already gave the peerstore. (Not done: remembering the
- * record's seq to refuse an older one, and marking addresses as certified in the peer table.) */
-static void check_signed_record(const identify_rx *rx, const identify_msg *m) {
+ * domain) and be signed by the peer itself; one that does not is logged and ignored (the rest
+ * of the message still counts). The highest seq accepted is kept in the peerstore: a record
+ * older than that one is a replay (or a peer whose clock went back) — logged, and the caller
+ * ignores the message's addresses too (they are that old view). Returns -ESTALE for such a
+ * record, else 0. Its addresses are the ones listenAddrs gives the peerstore. (Not done:
+ * marking addresses as certified in the peer table.) */
+static int check_signed_record(const identify_rx *rx, const identify_msg *m, peerstore_entry *e) {
   peer_record r;
   int rc = peer_record_open(m->signed_peer_record, m->signed_peer_record_len, &r);
   if (rc == 0 && !peerid_equal(&r.id, &rx->remote)) rc = -EACCES;
-  if (rc == 0)
-    log_debug("p2p identify: signed peer record", "{s:s, s:I, s:i}", "peer", rx->peer_id, "seq", (json_int_t)r.seq,
-              "addrs", (int)r.n_addrs);
-  else
+  int verdict = 0;
+  if (rc == 0) {
+    uint64_t known = e->record_seq;
+    if (peerstore_note_record_seq(e, r.seq) == -ESTALE) {
+      verdict = -ESTALE;
+      log_info("p2p identify: older signed peer record, ignored with its addresses", "{s:s, s:I, s:I, s:b}", "peer",
+               rx->peer_id, "seq", (json_int_t)r.seq, "known_seq", (json_int_t)known, "push", rx->push);
+    } else {
+      log_debug("p2p identify: signed peer record", "{s:s, s:I, s:i}", "peer", rx->peer_id, "seq", (json_int_t)r.seq,
+                "addrs", (int)r.n_addrs);
+    }
+  } else {
     log_info("p2p identify: bad signed peer record, ignored", "{s:s, s:s}", "peer", rx->peer_id, "error",
              rc == -EACCES ? "signed by another peer" : strerror(-rc));
+  }
   peer_record_clear(&r);
+  return verdict;
 }
 
 static void identify_apply(identify_rx *rx) {
@@ -132,7 +145,8 @@ static void identify_apply(identify_rx *rx) {
     if (m.protocol_version)
       (void)!peerstore_set_str(&e->protocol_version, m.protocol_version, strlen(m.protocol_version));
     if (m.n_protocols || !rx->push) (void)!peerstore_set_protocols(e, (const char *const *)m.protocols, m.n_protocols);
-    for (size_t i = 0; i < m.n_listen_addrs; i++) {
+    bool stale = m.signed_peer_record && check_signed_record(rx, &m, e) == -ESTALE;
+    for (size_t i = 0; i < m.n_listen_addrs && !stale; i++) {
       char a[MULTIADDR_STR_MAX];
       if (multiaddr_to_string(&m.listen_addrs[i], a, sizeof a) == 0) (void)!peerstore_add_addr(e, a);
     }
@@ -143,7 +157,6 @@ static void identify_apply(identify_rx *rx) {
       if (!match) log_warn("p2p identify: public key does not match the PeerId", "{s:s}", "peer", rx->peer_id);
       (void)!peerstore_set_public_key(e, m.public_key, m.public_key_len, match);
     }
-    if (m.signed_peer_record) check_signed_record(rx, &m);
     e->last_seen = clock_wall_s();
     host_mark_peers_dirty(h);
     log_debug(rx->push ? "p2p identify-push" : "p2p identify", "{s:s, s:s, s:i, s:i}", "peer", rx->peer_id, "agent",
