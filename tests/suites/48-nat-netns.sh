@@ -5,7 +5,8 @@
 # the test's namespaces), tests/interop/nat/netns_checks.py runs peermcp (and js-libp2p) nodes in
 # it: reservation and a tool call through the relay, AutoNAT private/public, a direct dial that
 # the NAT stops, a DCUtR hole punch through both NATs and a call over the direct connection, a
-# clean failure behind the random-port NAT. The namespaces are removed at the end (trap), also
+# clean failure behind the random-port NAT; AutoNAT's verdict sets the DHT mode (client behind
+# the NAT, server in public, as identify shows another peer). The namespaces are removed at the end (trap), also
 # when the suite is interrupted. Needs root, iproute2 and nftables (scripts/setup.sh --tests);
 # without them the suite says SKIP. Last line: "nat-netns: N passed, N failed".
 set -u

@@ -21,6 +21,10 @@ Groups (default: all, in this order; they share the nodes started by the first):
     jsrelay    a js-libp2p relay (tests/interop/nat/js_relay.mjs) in the public namespace: A2
                behind NAT-A reserves on it, the CLI behind NAT-B calls a tool on A2 through it,
                B2 behind NAT-B calls A2 through it and the two punch a direct connection.
+    dht        AD behind NAT-A and RD in the public namespace, both with the DHT on (dht_mode auto)
+               and AutoNAT: AD is private and runs its DHT as a client (logged; R sees, through
+               identify, that AD does not offer the kad protocol), RD is public and a DHT server
+               (R sees it offer kad).
     bench      NETNS_PUNCH_TRIES (3) more hole punches B -> A, each by a fresh B: success rate and
                time from the call to a direct connection.
     autonat2   AutoNAT v2 with js-libp2p (@libp2p/autonat-v2, tests/interop/nat/autonat2_js.mjs):
@@ -299,6 +303,47 @@ def group_jsrelay():
         p.stop(20)
 
 
+def group_dht():
+    """AutoNAT's verdict decides the DHT mode (dht_mode auto): behind the NAT a client, in the
+    public namespace a server, as another peer sees it in identify."""
+    r = NODES["r"]
+    cfg = common_cfg({"dht": True, "dht_mode": "auto", "relays": [r.addr]})
+    ad = rd = None
+    try:
+        rd = Serve("dht-r", "r", "5.0.0.2", {}, cfg, port=4007)
+        ad = Serve("dht-a", "a", "10.0.1.2", {}, cfg, port=4008)
+        st = wait(lambda: ad.nat().get("reachability") == "private" and ad.nat(), 60) or ad.nat()
+        expect("dht: AutoNAT says AD (behind NAT-A) is private", st.get("reachability") == "private", st)
+        st = wait(lambda: rd.nat().get("reachability") == "public" and rd.nat(), 60) or rd.nat()
+        expect("dht: AutoNAT says RD (public namespace) is public", st.get("reachability") == "public", st)
+        ma = wait(lambda: (log_lines(ad.log(), "p2p dht: mode") or [{}])[-1].get("mode") == "client" and
+                  log_lines(ad.log(), "p2p dht: mode")[-1], 30) or log_lines(ad.log(), "p2p dht: mode")
+        expect("dht: AD logs its DHT mode client because it is private", ma and ma.get("because") ==
+               "reachability private", ma)
+        # RD starts as a server (dht_mode auto before a verdict) and public keeps it one: no
+        # switch is logged, and no switch to client either.
+        mr = [j for j in log_lines(rd.log(), "p2p dht: mode") if j.get("mode") != "server"]
+        expect("dht: RD (public) runs its DHT on: no switch to client mode logged",
+               not mr and log_lines(rd.log(), "discovery started") and
+               log_lines(rd.log(), "discovery started")[-1].get("dht") is True, mr)
+
+        def protos(peer):
+            rows = [p for p in r.tool("p2p_list_peers", {})[0].get("peers") or [] if p.get("peer_id") == peer]
+            return (rows[0].get("protocols") or []) if rows else []
+
+        def kad(ps):
+            return [p for p in ps if "/kad/" in p]
+        pa = wait(lambda: (lambda ps: ps if ps and not kad(ps) else None)(protos(ad.peer_id)), 30) or protos(ad.peer_id)
+        expect("dht: R's p2p_list_peers (identify): AD does not offer the kad protocol (DHT client)",
+               pa and not kad(pa) and "/ipfs/id/1.0.0" in pa, pa)
+        pr = wait(lambda: kad(protos(rd.peer_id)) and protos(rd.peer_id), 30) or protos(rd.peer_id)
+        expect("dht: R's p2p_list_peers (identify): RD offers the kad protocol (DHT server)", kad(pr), pr)
+    finally:
+        for n in (ad, rd):
+            if n:
+                n.stop()
+
+
 def group_bench():
     """More hole punches B → A, each by a fresh B (a new PeerId, a new listen port: no TIME_WAIT
     left by the previous one): the success rate and the time from the call to a direct connection."""
@@ -410,8 +455,8 @@ def main():
     if MODE != "nft":  # no NAT: the hosts' own addresses, behind firewalls
         PUB.update(a="10.0.1.2", b="10.0.2.2")
     groups = {"relay": group_relay, "punch": group_punch, "random": group_random, "js": group_js,
-              "jsrelay": group_jsrelay, "bench": group_bench, "autonat2": group_autonat2}
-    want = sys.argv[3:] or ["relay", "punch", "random", "js", "jsrelay", "bench", "autonat2"]
+              "jsrelay": group_jsrelay, "dht": group_dht, "bench": group_bench, "autonat2": group_autonat2}
+    want = sys.argv[3:] or ["relay", "punch", "random", "js", "jsrelay", "dht", "bench", "autonat2"]
     try:
         for g in want:
             if g != "relay" and "a" not in NODES:
