@@ -6,11 +6,14 @@
 #   - remotely over /mcp+p2p/1.0.0 on one connection: svc_bench_driver (tests/service/svc_driver.c,
 #     C, speaking libp2p through src/service/client.c) against `peermcp serve --no-stdio` (the
 #     node's default limits, the driver's PeerId trusted), 1 and 16 in flight;
+#   - the kernel's floor under both, in the same rounds: bench/p2p/pingpong.c, one message in
+#     flight between two processes over TCP loopback and over pipes, no crypto/framing/JSON;
 # and reports calls/s, p50/p99 and the server's CPU per call (/proc/PID/stat, all threads) for
-# each, and the ratios remote/stdio. Then, unless BENCH_PROFILE=0 or valgrind is missing, the
-# server's instructions per remote call under callgrind: `peermcp serve --no-stdio` driven with
-# 2,000 and 12,000 calls (16 in flight, one connection); (total₂ − total₁) / 10,000, start-up and
-# shutdown cancelled out, plus the top symbols of the longer run.
+# each, the ratios remote/stdio and remote/TCP floor. Then, unless BENCH_PROFILE=0 or valgrind is
+# missing, the instructions per remote call under callgrind, of the server (`peermcp serve
+# --no-stdio`) and of the client (svc_bench_driver), each driven with 2,000 and 12,000 calls (16
+# in flight, one connection); (total₂ − total₁) / 10,000, start-up and shutdown cancelled out,
+# plus the server's top symbols of the longer run.
 # Writes $BUILD/bench-p2p-call.jsonl and replaces the "P2P call path" section of bench/RESULTS.md.
 # Knobs: N_CALLS (remote calls per measurement, default 20000), STDIO_SECONDS (default 2),
 # REPS (default 3: the stdio/remote pairs are interleaved REPS times, the median pair reported),
@@ -22,10 +25,11 @@ set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD="${BUILD:-$root/build}"
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" --buildtype=release -Dtests=disabled >/dev/null
-[ "${BENCH_NO_BUILD:-0}" = 1 ] || ninja -C "$BUILD" peermcp bench/service/svc_bench_driver bench/mcp/mcp_bench_driver >/dev/null || exit 1
+[ "${BENCH_NO_BUILD:-0}" = 1 ] || ninja -C "$BUILD" peermcp bench/service/svc_bench_driver bench/mcp/mcp_bench_driver bench/p2p/pingpong >/dev/null || exit 1
 bin="$BUILD/peermcp"
 sdrv="$BUILD/bench/service/svc_bench_driver"
 mdrv="$BUILD/bench/mcp/mcp_bench_driver"
+ppong="$BUILD/bench/p2p/pingpong"
 tmp=$(mktemp -d)
 out="$BUILD/bench-p2p-call.jsonl"
 : >"$out"
@@ -97,11 +101,24 @@ for ph,k in (('sequential',1),('concurrent',16)):
 " "$line" | tee -a "$out"
 }
 
+floor() { # the kernel's round trip, no peermcp: TCP loopback and pipe ping-pong (bench/p2p/pingpong.c)
+  local line
+  line=$(timeout 120 "$ppong" --n 20000 2>/dev/null)
+  [ -n "$line" ] || return 0
+  python3 -c "
+import json,sys
+d=json.loads(sys.argv[1])
+for k,lb in (('tcp','TCP loopback ping-pong, 1 in flight (floor)'),('pipe','pipe ping-pong, 1 in flight (floor)')):
+    print(json.dumps({'label':lb,'transport':k,'per_s':d[k]['per_s'],'p50_us':d[k]['p50_us'],'p99_us':d[k]['p99_us']}))
+" "$line" | tee -a "$out"
+}
+
 start_b
 # warm-up of the remote path (identity, connection caches, the allocator)
 timeout 120 "$sdrv" bench --state "$tmp/d" --peer "$B_MA" --n 2000 --conns 1 --inflight 16 >/dev/null 2>>"$tmp/drv.err"
 for r in $(seq "$REPS"); do
   echo "== round $r: stdio, then remote" >&2
+  floor
   stdio "stdio"
   remote "remote, 1 connection, 1 in flight" 1
   remote "remote, 1 connection, 16 in flight" 16
@@ -128,6 +145,17 @@ if [ "${BENCH_PROFILE:-1}" != 0 ] && command -v valgrind >/dev/null; then
     totals+=("$(grep -E '^summary:' "$tmp/cg.$n" | awk '{print $2}')")
   done
   per=$(( (totals[1] - totals[0]) / 10000 ))
+  # the client side too: svc_bench_driver under callgrind against a plain server
+  ctot=()
+  for n in 2000 12000; do
+    start_b
+    timeout 600 valgrind --tool=callgrind --callgrind-out-file="$tmp/cgc.$n" "$sdrv" bench --state "$tmp/d" --peer "$B_MA" \
+      --n "$n" --conns 1 --inflight 16 >/dev/null 2>>"$tmp/drv.err"
+    stop_b
+    ctot+=("$(grep -E '^summary:' "$tmp/cgc.$n" | awk '{print $2}')")
+  done
+  cper=$(( (ctot[1] - ctot[0]) / 10000 ))
+  echo "{\"label\":\"callgrind-client\",\"instructions_per_call\":$cper,\"total_2000\":${ctot[0]},\"total_12000\":${ctot[1]}}" | tee -a "$out"
   echo "{\"label\":\"callgrind\",\"instructions_per_call\":$per,\"total_2000\":${totals[0]},\"total_12000\":${totals[1]}}" | tee -a "$out"
   prof="$tmp/prof.txt"
   cp "$tmp/cg.12000" "$BUILD/bench-p2p-call.callgrind" 2>/dev/null
@@ -142,8 +170,10 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 path, machine, rev, prof = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 load = " ".join(open("/proc/loadavg").read().split()[:3])
 cg = [r for r in rows if r.get("label") == "callgrind"]
-meas = [r for r in rows if r.get("label") != "callgrind"]
+cgc = [r for r in rows if r.get("label") == "callgrind-client"]
+meas = [r for r in rows if not str(r.get("label")).startswith("callgrind")]
 labels = ["stdio, 1 in flight", "remote, 1 connection, 1 in flight", "stdio, 16 in flight", "remote, 1 connection, 16 in flight"]
+floors = [l for l in ("TCP loopback ping-pong, 1 in flight (floor)", "pipe ping-pong, 1 in flight (floor)") if any(r.get("label") == l for r in meas)]
 base_labels = [l + " (base)" for l in (labels[1], labels[3]) if any(r.get("label") == l + " (base)" for r in meas)]
 def med(label, key):
     v = [r.get(key) for r in meas if r.get("label") == label and r.get(key) is not None]
@@ -159,7 +189,7 @@ L = ["## P2P call path (issue 11 §3)", "",
      "", "| Measurement | calls/s | p50 µs | p99 µs | server CPU µs/call | driver CPU µs/call |", "|---|---|---|---|---|---|"]
 def fmt(v):
     return "" if v is None else (f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}")
-for lb in labels + base_labels:
+for lb in labels + base_labels + floors:
     ps = allv(lb, "per_s")
     L.append(f"| {lb} | {fmt(med(lb,'per_s'))} {[round(x) for x in ps]} | {fmt(med(lb,'p50_us'))} {allv(lb,'p50_us')} | "
              f"{fmt(med(lb,'p99_us'))} | {fmt(med(lb,'server_cpu_us_per_call'))} {allv(lb,'server_cpu_us_per_call')} | "
@@ -171,6 +201,11 @@ if s1 and r1:
     L.append(f"Remote / stdio p50 at 1 in flight: **{r1/s1:.2f}×** (target ≤ 1.25×).")
 if s16 and r16:
     L.append(f"Remote / stdio calls/s at 16 in flight: **{r16/s16:.2f}** (target ≥ 0.75).")
+tf, pf = (med(floors[0], "p50_us") if floors else None), (med(floors[1], "p50_us") if len(floors) > 1 else None)
+if tf and r1 and s1:
+    L.append(f"Against the kernel's floor in the same run: remote p50 {r1:.1f} µs = **{r1/tf:.2f}× a bare TCP loopback round "
+             f"trip** ({tf:.1f} µs, {r1-tf:.1f} µs above it); stdio p50 {s1:.1f} µs = {s1/pf:.2f}× a bare pipe round trip "
+             f"({pf:.1f} µs); 1.25× stdio = {1.25*s1:.1f} µs" + (" — below the TCP floor itself." if 1.25*s1 < tf else "."))
 if base_labels:
     b1, b16 = med(base_labels[0], "p50_us"), med(base_labels[-1], "per_s")
     if s1 and b1 and s16 and b16:
@@ -178,6 +213,10 @@ if base_labels:
 sc1, rc1 = med(labels[2], "server_cpu_us_per_call"), med(labels[3], "server_cpu_us_per_call")
 if sc1 and rc1:
     L.append(f"Server CPU per call at 16 in flight, remote / stdio: {rc1/sc1:.2f}× ({rc1} vs {sc1} µs).")
+if cgc:
+    c = cgc[-1]
+    L += ["", f"callgrind, client (svc_bench_driver: src/service/client.c over libp2p, 16 in flight): **{c['instructions_per_call']} "
+          f"instructions per call** (({c['total_12000']} − {c['total_2000']}) / 10,000; the driver's own latency bookkeeping included)."]
 if cg:
     c = cg[-1]
     L += ["", f"callgrind, server, remote echo (16 in flight, one connection): **{c['instructions_per_call']} instructions "

@@ -1844,10 +1844,13 @@ static bool json_too_deep(const json_t *j, int max) {
   return false;
 }
 
-void mcp_session_feed_json(mcp_session *s, json_t *msg) {
+void mcp_session_feed_json(mcp_session *s, json_t *msg) { mcp_session_feed_json_depth(s, msg, -1); }
+
+void mcp_session_feed_json_depth(mcp_session *s, json_t *msg, int depth) {
   LOOP_THREAD_ONLY();
   if (s->ended || !msg) return;
-  if (json_too_deep(msg, MCP_SESSION_MAX_DEPTH)) {
+  /* the transport's parser measured the nesting: no second walk over the tree */
+  if (depth < 0 ? json_too_deep(msg, MCP_SESSION_MAX_DEPTH) : depth > MCP_SESSION_MAX_DEPTH) {
     mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
     return;
   }

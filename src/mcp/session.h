@@ -219,6 +219,10 @@ void mcp_session_feed(mcp_session *s, const char *msg, size_t len);
 /* The same for a message the transport has parsed itself (borrowed; the transport checked its
  * size; nesting deeper than MCP_SESSION_MAX_DEPTH is refused here, as in mcp_session_feed). */
 void mcp_session_feed_json(mcp_session *s, json_t *msg);
+/* The same when the transport's parser measured how deep msg nests (util/jparse's
+ * JPARSE_FOUND_DEPTH: 1 for a flat object): the session compares that with
+ * MCP_SESSION_MAX_DEPTH instead of walking the tree; depth < 0 means not known (walked). */
+void mcp_session_feed_json_depth(mcp_session *s, json_t *msg, int depth);
 
 /* For transports that carry a protocol version outside the body (Streamable HTTP's
  * MCP-Protocol-Version header, given as `header_version`; NULL = none, as mcp_session_feed_json):

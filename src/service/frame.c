@@ -35,9 +35,10 @@ bool svc_json_has_nul(const json_t *v) {
  * next); escaped NULs are kept in string values. detail (detail_cap bytes) gets jansson's
  * reason on a refusal. */
 static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out, char *detail, size_t detail_cap,
-                                    bool *has_nul) {
+                                    bool *has_nul, int *depth) {
   *out = NULL;
   *has_nul = false;
+  *depth = -1;
   detail[0] = 0;
   if (n == 0) return SVC_FRAME_INVALID_JSON;
   /* util/jparse: the hot path's parser (no per-character callback), with jansson's
@@ -59,6 +60,7 @@ static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out, ch
   }
   *out = v;
   *has_nul = found & JPARSE_FOUND_NUL;
+  *depth = JPARSE_FOUND_DEPTH(found);
   return SVC_FRAME_READY;
 }
 
@@ -200,7 +202,7 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
     }
     json_t *v;
     svc_frame_status st =
-        frame_parse(buf_ptr(&d->body), buf_len(&d->body), &v, d->detail, sizeof d->detail, &d->ready_nul);
+        frame_parse(buf_ptr(&d->body), buf_len(&d->body), &v, d->detail, sizeof d->detail, &d->ready_nul, &d->ready_depth);
     d->hdr_have = 0;
     d->want = 0;
     /* a large body's memory goes back now, not when the next large frame replaces it */
@@ -225,6 +227,7 @@ json_t *svc_frame_dec_take(svc_frame_dec *d) {
 }
 
 bool svc_frame_dec_last_has_nul(const svc_frame_dec *d) { return d->ready_nul; }
+int svc_frame_dec_last_depth(const svc_frame_dec *d) { return d->ready_depth; }
 
 int svc_frame_encode(buf *out, const json_t *msg, size_t max) {
   if (!msg) return -EINVAL;
@@ -324,7 +327,8 @@ static svc_frame_status ndjson_complete(svc_ndjson_dec *d) {
   while (n && (p[n - 1] == '\n' || p[n - 1] == '\r')) n--;
   json_t *v;
   bool has_nul;
-  svc_frame_status st = frame_parse(p, n, &v, d->detail, sizeof d->detail, &has_nul);
+  int depth;
+  svc_frame_status st = frame_parse(p, n, &v, d->detail, sizeof d->detail, &has_nul, &depth);
   d->done = 1;
   if (st != SVC_FRAME_READY) {
     d->err = st;

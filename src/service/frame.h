@@ -69,6 +69,7 @@ typedef struct svc_frame_dec {
   svc_frame_status err; /* sticky once negative */
   char detail[120];     /* why a body was refused (the parser's text and byte offset), "" if not known */
   bool ready_nul;       /* the last frame parsed holds a NUL (\u0000) in a string value */
+  int ready_depth;      /* how deep the last frame parsed nests (JPARSE_FOUND_DEPTH) */
   bool raw;             /* raw mode: frames handed out as svc_frame_raw, no tree */
   bool raw_ready, raw_hold;
   svc_frame_raw r;
@@ -93,6 +94,9 @@ const svc_frame_raw *svc_frame_dec_take_raw(svc_frame_dec *d);
 /* Whether the last frame that became ready holds a NUL (\u0000) in some string value: when
  * false, no field of it needs svc_json_has_nul. */
 bool svc_frame_dec_last_has_nul(const svc_frame_dec *d);
+/* How deep the last frame that became ready nests (1 for a flat object), for
+ * mcp_session_feed_json_depth. */
+int svc_frame_dec_last_depth(const svc_frame_dec *d);
 /* True while a frame is partially received (EOF now would be "eof", not "empty"). */
 int svc_frame_dec_mid_frame(const svc_frame_dec *d);
 /* Changes the ceiling on declared lengths (applies from the next header; a frame whose header

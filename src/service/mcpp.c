@@ -617,7 +617,7 @@ static void answer_held(svc_mcpp_conn *c, int code, const char *message) {
   }
 }
 
-static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes, bool has_nul) {
+static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes, bool has_nul, int depth) {
   const json_t *id = json_object_get(msg, "id"); /* notifications have no "id" key */
   double cost = frame_cost(c);
   c->frame_budget += cost;
@@ -685,7 +685,7 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes, bool
     }
     if (waits && c->n_waiting < SVC_MCPP_WAITING_MAX) c->waiting[c->n_waiting++] = json_incref((json_t *)id);
   }
-  mcp_session_feed_json(c->sess, msg);
+  mcp_session_feed_json_depth(c->sess, msg, depth); /* the frame parser measured the nesting */
   if (mcp_session_ended(c->sess)) {
     c->auth = before; /* refused after all: the token does not count */
     c->base = before_base;
@@ -723,7 +723,7 @@ int svc_mcpp_feed_some(svc_mcpp_conn *c, const uint8_t *data, size_t len, size_t
     if (st == SVC_FRAME_READY) {
       c->frame_since_ms = svc_frame_dec_mid_frame(&c->dec) ? clock_mono_ms() : 0;
       json_t *msg = svc_frame_dec_take(&c->dec);
-      handle_frame(c, msg, used + 256, svc_frame_dec_last_has_nul(&c->dec));
+      handle_frame(c, msg, used + 256, svc_frame_dec_last_has_nul(&c->dec), svc_frame_dec_last_depth(&c->dec));
       json_decref(msg);
       continue;
     }

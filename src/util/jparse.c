@@ -28,7 +28,7 @@ struct scan_key {
 
 typedef struct ctx {
   const unsigned char *start, *p, *end;
-  int depth, max_depth;
+  int depth, max_depth, depth_seen;
   unsigned flags; /* JPARSE_* */
   unsigned found; /* JPARSE_FOUND_* */
   int rc;         /* first error */
@@ -135,8 +135,12 @@ static bool read_string(ctx *c, char *stack, const char **s, size_t *len, bool n
   bool escaped = false;
   size_t out_len = 0;
   for (;;) {
-    /* eight bytes at a time while none of them is a stop byte (SWAR: a '"', a '\\', a control
-     * or a byte >= 0x80 sets that byte's high bit in `stop`), then byte by byte */
+    /* byte by byte for the first 16 (most strings are short), then eight bytes at a time
+     * while none of them is a stop byte (SWAR: a '"', a '\\', a control or a byte >= 0x80 sets
+     * that byte's high bit in `stop`), then byte by byte again */
+    const unsigned char *lim = end - p > 16 ? p + 16 : end;
+    while (p < lim && !k_stop[*p]) p++;
+    if (p < lim) goto stopped;
     while (end - p >= 8) {
       uint64_t x;
       memcpy(&x, p, 8);
@@ -147,6 +151,7 @@ static bool read_string(ctx *c, char *stack, const char **s, size_t *len, bool n
       p += 8;
     }
     while (p < end && !k_stop[*p]) p++;
+  stopped:
     if (p >= end) return fail(c, -EINVAL, p, "unexpected end of input in a string"), false;
     unsigned char ch = *p;
     if (ch == '"') break;
@@ -311,6 +316,7 @@ static json_t *parse_number(ctx *c) {
  * decides with a tree parse). */
 static json_t *scan_object(ctx *c) {
   if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
+  if (c->depth > c->depth_seen) c->depth_seen = c->depth;
   bool top = c->depth == 1 && c->members;
   size_t kbase = c->nkeys;
   skip_ws(c);
@@ -394,6 +400,7 @@ static json_t *scan_object(ctx *c) {
 
 static json_t *scan_array(ctx *c) {
   if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
+  if (c->depth > c->depth_seen) c->depth_seen = c->depth;
   skip_ws(c);
   if (c->p < c->end && *c->p == ']') {
     c->p++;
@@ -420,6 +427,7 @@ static json_t *scan_array(ctx *c) {
 
 static json_t *parse_object(ctx *c) {
   if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
+  if (c->depth > c->depth_seen) c->depth_seen = c->depth;
   json_t *obj = json_object();
   if (!obj) return OOM(c);
   skip_ws(c);
@@ -502,6 +510,7 @@ static json_t *parse_object(ctx *c) {
 
 static json_t *parse_array(ctx *c) {
   if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
+  if (c->depth > c->depth_seen) c->depth_seen = c->depth;
   json_t *arr = json_array();
   if (!arr) return OOM(c);
   skip_ws(c);
@@ -607,7 +616,7 @@ int jparse_flags(const char *p, size_t n, int max_depth, unsigned flags, json_t 
   free(c.heap);
   if (!v) return c.rc ? c.rc : -EINVAL;
   *out = v;
-  if (found) *found = c.found;
+  if (found) *found = c.found | (unsigned)(c.depth_seen < 0xffffff ? c.depth_seen : 0xffffff) << 8;
   return 0;
 }
 
@@ -645,7 +654,7 @@ int jparse_scan(const char *p, size_t n, int max_depth, unsigned flags, jparse_m
     }
   }
   if (n_members) *n_members = c.n_members;
-  if (found) *found = c.found;
+  if (found) *found = c.found | (unsigned)(c.depth_seen < 0xffffff ? c.depth_seen : 0xffffff) << 8;
   return 0;
 }
 

@@ -54,6 +54,9 @@ int jparse(const char *p, size_t n, int max_depth, json_t **out, jparse_error *e
 #define JPARSE_REJECT_DUPLICATES 0x1u
 #define JPARSE_ALLOW_NUL 0x2u
 #define JPARSE_FOUND_NUL 0x1u
+/* ... and, in bits 8 and up, how deep arrays and objects nested (0 for a scalar, 1 for {} or
+ * [1], …): a reader with a lower ceiling than the parse's need not walk the tree again */
+#define JPARSE_FOUND_DEPTH(found) ((int)((found) >> 8))
 int jparse_flags(const char *p, size_t n, int max_depth, unsigned flags, json_t **out, jparse_error *err,
                  unsigned *found) __attribute__((warn_unused_result));
 

@@ -877,6 +877,21 @@ static void test_deep_json_refused_stream_stays(void **state) {
   assert_int_equal(err_code(r), -32600);
   json_decref(r);
   assert_false(svc_mcpp_done(c));
+  /* the boundary, measured by the frame parser (no second walk): 128 levels pass, 129 do not */
+  for (int depth = 128; depth <= 129; depth++) {
+    n = snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ping\",\"params\":{\"x\":", depth);
+    for (int i = 0; i < depth - 2; i++) m[n++] = '[';
+    for (int i = 0; i < depth - 2; i++) m[n++] = ']';
+    m[n++] = '}';
+    m[n++] = '}';
+    m[n] = 0;
+    assert_int_equal(send_text(c, m), 0);
+    r = next_reply(c);
+    if (depth == 128) assert_non_null(json_object_get(r, "result"));
+    else assert_int_equal(err_code(r), -32600);
+    json_decref(r);
+  }
+  assert_false(svc_mcpp_done(c));
   svc_mcpp_free(c);
 }
 
