@@ -60,6 +60,8 @@ struct cstream {
   uint64_t frames;   /* frames we sent on it (initialize and cancellations included) */
   size_t inflight;   /* requests sent on it and not answered */
   cstream *next;     /* in the client's draining list */
+  int in_data;       /* inside on_data: a text callback reads the frame from dec */
+  bool free_pending; /* closed meanwhile: on_data frees it when it returns */
 };
 
 struct svc_client {
@@ -531,7 +533,8 @@ static void on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
   svc_client *c = cs->c;
   (void)s;
   c->refs++;
-  while (!c->closed && (len > 0 || cs->dec.ready)) {
+  cs->in_data++; /* a callback that closes the client or the stream must not free the frame it reads */
+  while (!c->closed && !cs->free_pending && (len > 0 || cs->dec.ready)) {
     size_t used = 0;
     svc_frame_status st = svc_frame_dec_feed(&cs->dec, data, len, &used);
     data += used;
@@ -548,6 +551,7 @@ static void on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
     }
     break;
   }
+  if (--cs->in_data == 0 && cs->free_pending) cs_free(cs);
   if (!c->closed) arm(c);
   client_unref(c);
 }
@@ -578,7 +582,8 @@ static void on_close(p2p_stream *s, int err, void *ud) {
     if (!was_ready) open_failed(c, err ? err : -ECONNRESET);
     arm(c);
   }
-  cs_free(cs);
+  if (cs->in_data) cs->free_pending = true; /* on_data frees it (a callback's frame is in it) */
+  else cs_free(cs);
   client_unref(c); /* the stream's reference */
 }
 

@@ -370,6 +370,29 @@ static void test_tools_call_text_fast_path(void **state) {
   svc_client_close(cl);
 }
 
+/* A text callback may close its client and still read its reply (borrowed for the callback's
+ * duration, also when closing freed the stream): ASan reports it if not. */
+typedef struct tcloser {
+  svc_client *cl;
+  tgot g;
+} tcloser;
+
+static void tclose_in_cb(void *ud, int err, const svc_client_reply *rep) {
+  tcloser *k = ud;
+  svc_client_close(k->cl);
+  tgot_cb(&k->g, err, rep);
+}
+
+static void test_client_closed_inside_its_text_callback(void **state) {
+  (void)state;
+  tcloser k = {.cl = mk_client(W.b)};
+  assert_int_equal(svc_client_call_tool_text(k.cl, "echo", "{\"q\":1}", 7, false, 0, tclose_in_cb, &k), 0);
+  run_until(&k.g.done);
+  assert_int_equal(k.g.err, 0);
+  assert_non_null(strstr(k.g.result, "\"q\":1"));
+  for (int i = 0; i < 50; i++) uv_run(&W.loop, UV_RUN_NOWAIT);
+}
+
 /* A reply callback may close its client (a one-shot caller does): the client must not touch
  * the stream after that (ASan reports a use-after-free if it does). */
 typedef struct closer {
@@ -613,6 +636,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_waiting_claim_is_answered_when_a_task_arrives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tools_call_and_list_for_trusted_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tools_call_text_fast_path, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_closed_inside_its_text_callback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_closed_inside_its_reply_callback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stranger_is_refused_everywhere, setup, teardown),
       cmocka_unit_test_setup_teardown(test_legacy_ndjson_one_request_per_stream, setup, teardown),
