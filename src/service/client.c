@@ -91,6 +91,7 @@ struct svc_client {
   char via[1024]; /* the remote address of the connection the last stream used */
   uint64_t n_streams, n_retries, n_refused, n_paced;
   jwrite jw; /* scratch for request frames (svc_frame_encode_request), kept between them */
+  int64_t armed_at; /* loop ms the timer is set for; INT64_MAX = stopped */
 };
 
 static void client_unref(svc_client *c) {
@@ -700,10 +701,14 @@ static void arm(svc_client *c) {
     }
   }
   if (next == INT64_MAX) {
-    uv_timer_stop(&c->timer);
+    if (c->armed_at != INT64_MAX) uv_timer_stop(&c->timer);
+    c->armed_at = INT64_MAX;
     return;
   }
-  uv_timer_start(&c->timer, on_tick, next > now ? (uint64_t)(next - now) : 0, 0);
+  if (next < now) next = now;
+  if (next == c->armed_at && uv_is_active((uv_handle_t *)&c->timer)) return; /* already set for then */
+  c->armed_at = next;
+  uv_timer_start(&c->timer, on_tick, (uint64_t)(next - now), 0);
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -768,6 +773,7 @@ int svc_client_new(uv_loop_t *loop, p2p_host *host, const char *target, const sv
     return -ENOMEM;
   }
   c->timer.data = c;
+  c->armed_at = INT64_MAX;
   c->refs = 2; /* the user, the timer handle */
   *out = c;
   return 0;

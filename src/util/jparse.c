@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -430,6 +431,11 @@ static json_t *parse_object(ctx *c) {
   if (c->depth > c->depth_seen) c->depth_seen = c->depth;
   json_t *obj = json_object();
   if (!obj) return OOM(c);
+  /* duplicate keys: compared as raw bytes (c->keys, as the scan does) while every key of the
+   * object lies unescaped in the input and there are few; after that json_object_getn, which
+   * sees every key set so far (a hash lookup per key saved on the common path) */
+  size_t kbase = c->nkeys;
+  bool use_get = !c->keys;
   skip_ws(c);
   if (c->p < c->end && *c->p == '}') {
     c->p++;
@@ -475,11 +481,26 @@ static json_t *parse_object(ctx *c) {
       free(kheap);
       break;
     }
-    if ((c->flags & JPARSE_REJECT_DUPLICATES) && json_object_getn(obj, k, klen)) {
-      json_decref(v);
-      free(kheap);
-      fail(c, -EINVAL, c->p, "duplicate object key");
-      break;
+    if (c->flags & JPARSE_REJECT_DUPLICATES) {
+      bool in_input = (const unsigned char *)k >= c->start && (const unsigned char *)k < c->end;
+      if (!use_get && (!in_input || c->nkeys >= SCAN_KEYS || c->nkeys - kbase >= SCAN_KEYS_PER_OBJECT)) use_get = true;
+      bool dup = false;
+      if (use_get) {
+        dup = json_object_getn(obj, k, klen) != NULL;
+      } else {
+        for (size_t i = kbase; i < c->nkeys && !dup; i++) dup = c->keys[i].len == klen && memcmp(c->keys[i].k, k, klen) == 0;
+        if (!dup) {
+          c->keys[c->nkeys].k = k;
+          c->keys[c->nkeys].len = klen;
+          c->nkeys++;
+        }
+      }
+      if (dup) {
+        json_decref(v);
+        free(kheap);
+        fail(c, -EINVAL, c->p, "duplicate object key");
+        break;
+      }
     }
     int set = json_object_setn_new_nocheck(obj, k, klen, v); /* takes v, also on failure */
     free(kheap);
@@ -499,11 +520,13 @@ static json_t *parse_object(ctx *c) {
     if (*c->p == '}') {
       c->p++;
       c->depth--;
+      c->nkeys = kbase;
       return obj;
     }
     fail(c, -EINVAL, c->p, "',' or '}' expected");
     break;
   }
+  c->nkeys = kbase;
   json_decref(obj);
   return NULL;
 }
@@ -597,8 +620,9 @@ int jparse_flags(const char *p, size_t n, int max_depth, unsigned flags, json_t 
                  unsigned *found) {
   *out = NULL;
   if (found) *found = 0;
+  struct scan_key keys[SCAN_KEYS]; /* uninitialised: the duplicate check fills it as keys come */
   ctx c = {.start = (const unsigned char *)p, .p = (const unsigned char *)p, .end = (const unsigned char *)p + n,
-           .max_depth = max_depth, .flags = flags, .err = err};
+           .max_depth = max_depth, .flags = flags, .err = err, .keys = keys};
   if (err) {
     err->position = 0;
     err->text[0] = 0;
@@ -660,9 +684,19 @@ int jparse_scan(const char *p, size_t n, int max_depth, unsigned flags, jparse_m
 
 /* Skips one value (at p, no whitespace before it) of text already validated (no checks). */
 static const char *skip_string(const char *p, const char *end) { /* p just past the opening quote */
-  while (p < end && *p != '"') p += *p == '\\' ? 2 : 1;
-  return p < end ? p + 1 : end;
+  for (;;) {
+    const char *q = memchr(p, '"', (size_t)(end - p));
+    if (!q) return end;
+    /* escaped when an odd number of backslashes precede it */
+    size_t bs = 0;
+    while (q - bs > p && q[-1 - (ptrdiff_t)bs] == '\\') bs++;
+    if (!(bs & 1)) return q + 1;
+    p = q + 1;
+  }
 }
+
+/* bytes that matter while skipping a container: quotes and brackets */
+static const unsigned char k_struct[256] = {['"'] = 1, ['{'] = 2, ['['] = 2, ['}'] = 3, [']'] = 3};
 
 static const char *skip_valid(const char *p, const char *end) {
   if (p >= end) return end;
@@ -673,14 +707,18 @@ static const char *skip_valid(const char *p, const char *end) {
   }
   int depth = 0;
   while (p < end) {
-    char ch = *p;
-    if (ch == '"') {
+    unsigned char t = k_struct[(unsigned char)*p];
+    if (!t) {
+      p++;
+      continue;
+    }
+    if (t == 1) {
       p = skip_string(p + 1, end);
       continue;
     }
     p++;
-    if (ch == '{' || ch == '[') depth++;
-    else if ((ch == '}' || ch == ']') && --depth == 0) break;
+    if (t == 2) depth++;
+    else if (--depth == 0) break;
   }
   return p;
 }
