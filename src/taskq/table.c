@@ -435,8 +435,12 @@ static json_t *err_detail(op_env *e, const char *code, const char *detail) {
   return r;
 }
 
-static json_t *op_submit(op_env *e) {
-  const json_t *m = e->msg;
+/* The queue's request for a submit message, for op_submit and taskq_handle_async alike: the
+ * defaults of Python's submit (task_type "text-generation", model_name ""), and a payload that is
+ * not an object wrapped as {"payload": <it>}. Returns that wrapper (the caller json_decrefs it
+ * after the queue call; req borrows from it and from m); req->payload is NULL only when the
+ * wrapper could not be allocated. */
+static json_t *submit_req_of(const json_t *m, tq_submit_req *req) {
   const char *task_type = get_str(m, "task_type");
   const char *model = get_str(m, "model_name");
   json_t *payload = json_object_get(m, "payload");
@@ -445,12 +449,18 @@ static json_t *op_submit(op_env *e) {
     owned = json_pack("{s:O}", "payload", payload ? payload : json_null());
     payload = owned;
   }
-  tq_submit_req req = {0};
-  req.task_type = task_type && *task_type ? task_type : "text-generation";
-  req.model_name = model ? model : "";
-  req.payload = payload;
-  req.task_id = get_str(m, "task_id");
-  req.idempotency_key = get_str(m, "idempotency_key");
+  *req = (tq_submit_req){0};
+  req->task_type = task_type && *task_type ? task_type : "text-generation";
+  req->model_name = model ? model : "";
+  req->payload = payload;
+  req->task_id = get_str(m, "task_id");
+  req->idempotency_key = get_str(m, "idempotency_key");
+  return owned;
+}
+
+static json_t *op_submit(op_env *e) {
+  tq_submit_req req;
+  json_t *owned = submit_req_of(e->msg, &req);
   char id[33];
   bool replayed = false;
   int rc = tq_submit(e->ctx->cfg.queue, &req, id, &replayed);
@@ -1342,21 +1352,9 @@ static int async_start(async_op *a, op_env *e, uint64_t *claim_id, json_t **now)
   int rc = 0;
   switch (a->op) {
   case TASKQ_OP_SUBMIT: {
-    const char *task_type = get_str(m, "task_type");
-    const char *model = get_str(m, "model_name");
-    json_t *payload = json_object_get(m, "payload");
-    json_t *owned = NULL;
-    if (!json_is_object(payload)) {
-      owned = json_pack("{s:O}", "payload", payload ? payload : json_null());
-      payload = owned;
-    }
-    tq_submit_req req = {0};
-    req.task_type = task_type && *task_type ? task_type : "text-generation";
-    req.model_name = model ? model : "";
-    req.payload = payload;
-    req.task_id = get_str(m, "task_id");
-    req.idempotency_key = get_str(m, "idempotency_key");
-    rc = payload ? tq_submit_async(q, &req, async_submit_done, a) : -ENOMEM;
+    tq_submit_req req;
+    json_t *owned = submit_req_of(m, &req);
+    rc = req.payload ? tq_submit_async(q, &req, async_submit_done, a) : -ENOMEM;
     json_decref(owned);
     if (rc < 0) *now = err_detail(e, "internal_error", tq_strerror(rc));
     return rc;

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Instructions per task on node B (callgrind, all of B's threads), issue 11 §2: the figure that
+# stays stable on a loaded machine. For each build named: B under callgrind with its state on
+# tmpfs, one native `peermcp worker --peer B --slots 16`, svc_bench_driver `tasks` (submit →
+# wait) with 16 in flight; counters zeroed after a warm-up of WARM tasks, dumped after N.
+#   bash bench/service/profile.sh [BUILD_DIR...]     (default: ./build)
+#   N=300 WARM=20 TOP=15 — BASE_BUILD=dir adds that build first (before/after in one run).
+# Prints one JSON line per build ({"build", "n", "instr_per_task", "ok"}) and the top
+# exclusive symbols; keeps the callgrind files in $OUT (default /tmp/peermcp-svc-prof).
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+N=${N:-300}
+WARM=${WARM:-20}
+TOP=${TOP:-15}
+OUT=${OUT:-/tmp/peermcp-svc-prof}
+builds=("$@")
+[ ${#builds[@]} -gt 0 ] || builds=("$root/build")
+[ -n "${BASE_BUILD:-}" ] && builds=("$BASE_BUILD" "${builds[@]}")
+mkdir -p "$OUT"
+export PEERMCP_TEST_TOOLS=1 SVC_DRIVER_TIMEOUT_S=600
+pids=()
+tmp=$(mktemp -d /dev/shm/peermcp-prof.XXXXXX)
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 0.3
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+k=0
+for b in "${builds[@]}"; do
+  k=$((k + 1))
+  bin="$b/peermcp"
+  drv="$b/bench/service/svc_bench_driver"
+  [ -x "$drv" ] || drv="$root/build/bench/service/svc_bench_driver"
+  run="$tmp/r$k"
+  mkdir -p "$run/b" "$run/w" "$run/d"
+  D_ID=$("$bin" id --state-dir "$run/d/0" 2>/dev/null)
+  W_ID=$("$bin" id --state-dir "$run/w" 2>/dev/null)
+  cat >"$run/b.json" <<EOF
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID", "$W_ID"], "workers": 0}}
+EOF
+  cat >"$run/w.json" <<EOF
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "worker_claim_wait_seconds": 20}}
+EOF
+  cg="$OUT/callgrind.$k.out"
+  rm -f "$cg"*
+  valgrind --tool=callgrind --callgrind-out-file="$cg" "$bin" serve --no-stdio --config "$run/b.json" \
+    --state-dir "$run/b" 2>"$run/b.err" &
+  bpid=$!
+  pids+=($bpid)
+  for _ in $(seq 1200); do [ -s "$run/b/announce.json" ] && break; sleep 0.1; done
+  ma=$(python3 -c "import json; print(json.load(open('$run/b/announce.json'))['multiaddr'])")
+  "$bin" worker --peer "$ma" --state-dir "$run/w" --slots 16 --config "$run/w.json" 2>"$run/w.err" >/dev/null &
+  wpid=$!
+  pids+=($wpid)
+  sleep 2
+  timeout 300 "$drv" tasks --state "$run/d" --peer "$ma" --n "$WARM" --conns 1 --inflight 16 >/dev/null 2>>"$run/drv.err"
+  callgrind_control -z "$bpid" >/dev/null
+  line=$(timeout 900 "$drv" tasks --state "$run/d" --peer "$ma" --n "$N" --conns 1 --inflight 16 2>>"$run/drv.err")
+  callgrind_control -d "$bpid" >/dev/null
+  kill "$wpid" 2>/dev/null
+  kill "$bpid" 2>/dev/null
+  wait "$bpid" 2>/dev/null
+  ok=$(python3 -c "import json,sys; print(json.loads(sys.argv[1]).get('ok', -1))" "${line:-{\}}" 2>/dev/null)
+  # the dump after the zeroing (callgrind_control -d writes <file>.N)
+  dump=$(ls -t "$cg".* 2>/dev/null | head -1)
+  total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  echo "{\"build\": \"$b\", \"n\": $N, \"ok\": ${ok:-null}, \"instr_per_task\": $(( ${total:-0} / N ))}"
+  callgrind_annotate --threshold=100 "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | head -"$TOP"
+done
