@@ -31,6 +31,7 @@
 typedef struct rconn {
   sqlite3 *db;
   sqlite3_stmt *get; /* S_GET prepared once (NULL until first use) */
+  sqlite3_stmt *list[2]; /* sq_list: [0] every task, [1] one status (prepared at first use) */
   struct rconn *next;
 } rconn;
 
@@ -162,17 +163,21 @@ static const char *schema_sql =
     " session_id TEXT, sticky_worker_id TEXT, traceparent TEXT);";
 
 /* Partial indexes: a submit touches only the primary key, idx_tasks_status_created and the
- * queued-only claim index; the lease and prune indexes hold running / terminal rows only. */
+ * queued-only claim index; the lease and prune indexes hold running / terminal rows only.
+ * Every partial index's WHERE is evaluated by every INSERT and UPDATE of a row: the terminal
+ * index says "neither queued nor running" with two comparisons, because a 3-value IN list there
+ * (the former idx_tasks_done) made each write build and free an ephemeral table — 5 of them
+ * per task, ~10 % of the node's instructions per task (callgrind, issue 11 §2). */
 static const char *index_sql =
     "DROP INDEX IF EXISTS idx_tasks_lease; DROP INDEX IF EXISTS idx_tasks_updated;"
-    "DROP INDEX IF EXISTS idx_tasks_claim;"
+    "DROP INDEX IF EXISTS idx_tasks_claim; DROP INDEX IF EXISTS idx_tasks_done;"
     "CREATE INDEX IF NOT EXISTS idx_tasks_status_created ON tasks(status, created_at);"
     "CREATE INDEX IF NOT EXISTS idx_tasks_claim_q ON tasks(priority DESC, created_at, task_id)"
     " WHERE status = 'queued';"
     "CREATE UNIQUE INDEX IF NOT EXISTS idx_tasks_idempotency ON tasks(idempotency_key);"
     "CREATE INDEX IF NOT EXISTS idx_tasks_lease_r ON tasks(lease_until) WHERE status = 'running';"
-    "CREATE INDEX IF NOT EXISTS idx_tasks_done ON tasks(updated_at)"
-    " WHERE status IN ('completed','failed','cancelled');";
+    "CREATE INDEX IF NOT EXISTS idx_tasks_ended ON tasks(updated_at)"
+    " WHERE status <> 'queued' AND status <> 'running';";
 
 static const struct {
   const char *name, *decl;
@@ -393,9 +398,11 @@ static const char *stmt_sql[S_NSTMT] = {
                    " updated_at = ?2, result_json = ?3, cancel_requested = 1 WHERE task_id = ?1",
     [S_CANCEL_R] = "UPDATE tasks SET cancel_requested = 1, result_json = ?3, updated_at = ?2 WHERE task_id = ?1",
     [S_DELETE] = "DELETE FROM tasks WHERE task_id = ?1",
-    [S_PRUNE] = "DELETE FROM tasks WHERE task_id IN (SELECT task_id FROM tasks WHERE status IN"
-                " ('completed','failed','cancelled') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)"
-                " RETURNING task_id",
+    /* the first two terms are idx_tasks_ended's (so it is used, in updated_at order); the IN
+     * keeps a row with an unknown status out */
+    [S_PRUNE] = "DELETE FROM tasks WHERE task_id IN (SELECT task_id FROM tasks WHERE status <> 'queued'"
+                " AND status <> 'running' AND status IN ('completed','failed','cancelled') AND updated_at < ?1"
+                " ORDER BY updated_at LIMIT ?2) RETURNING task_id",
     [S_SAVEPOINT] = "SAVEPOINT op",
     [S_RELEASE_SP] = "RELEASE op",
     [S_ROLLBACK_SP] = "ROLLBACK TO op",
@@ -538,19 +545,6 @@ static int do_recover(wctx *w, double now, size_t limit, size_t *count) {
   if (rc != SQLITE_DONE) return map_err(w->b->w, rc);
   if (count) *count = n;
   return 0;
-}
-
-/* The task-type filter as a JSON array text; NULL when there is none or out of memory (a
- * list with a type missing would widen or narrow the filter: never handed out). */
-static char *types_json(const tq_claim_opts *c) {
-  if (!c->task_types || !c->n_task_types) return NULL;
-  alloc_watch w = alloc_watch_begin();
-  json_t *a = json_array();
-  for (size_t i = 0; a && i < c->n_task_types; i++) json_array_append_new(a, json_string(c->task_types[i]));
-  bool failed = alloc_watch_end(w);
-  char *s = a && !failed ? alloc_json_dumps(a, JSON_COMPACT) : NULL;
-  json_decref(a);
-  return s;
 }
 
 static bool claim_type_ok(const tq_claim_opts *c, const char *type) {
@@ -1103,6 +1097,8 @@ static void sq_close(tq_backend *b) {
     rconn *c = b->free_r;
     b->free_r = c->next;
     sqlite3_finalize(c->get);
+    sqlite3_finalize(c->list[0]);
+    sqlite3_finalize(c->list[1]);
     sqlite3_close(c->db);
     free(c);
   }
@@ -1160,34 +1156,48 @@ static int sq_get(tq_backend *b, const char *task_id, tq_task **out) {
   return rc;
 }
 
+/* sq_list's statements: one status through idx_tasks_status_created (status, created_at), or
+ * every task; ties on created_at are ordered by task_id. The task-type filter runs in C on the
+ * rows as they come (so the LIMIT is applied here): `task_type IN (SELECT value FROM
+ * json_each(?))` with `?1 IS NULL OR status = ?1` used no index, so a list of queued tasks — the
+ * MCP Tasks runner's claim, at each submit — scanned and sorted the whole table (terminal rows
+ * included: ~600 k instructions at 300 rows) and prepared the statement every time. */
+static const char *const k_list_sql[2] = {
+    "SELECT " COLS " FROM tasks ORDER BY created_at ASC, task_id ASC",
+    "SELECT " COLS " FROM tasks WHERE status = ?1 ORDER BY created_at ASC, task_id ASC",
+};
+
+static bool list_type_ok(const tq_list_opts *o, const char *type) {
+  if (!o->n_task_types) return true;
+  if (!type) return false;
+  for (size_t i = 0; i < o->n_task_types; i++)
+    if (o->task_types[i] && strcmp(o->task_types[i], type) == 0) return true;
+  return false;
+}
+
 static int sq_list(tq_backend *b, const tq_list_opts *o, tq_task ***out, size_t *n_out) {
-  tq_claim_opts tmp = {.task_types = o->task_types, .n_task_types = o->n_task_types};
-  char *types = types_json(&tmp);
-  if (o->n_task_types && !types) return -ENOMEM;
   rconn *c;
   int rc = r_acquire(b, &c);
-  if (rc) {
-    free(types);
-    return rc;
-  }
-  sqlite3_stmt *s;
-  rc = sqlite3_prepare_v3(c->db,
-                          "SELECT " COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) AND"
-                          " (?2 IS NULL OR task_type IN (SELECT value FROM json_each(?2)))"
-                          " ORDER BY created_at ASC, task_id ASC LIMIT ?3",
-                          -1, 0, &s, NULL);
+  if (rc) return rc;
+  int k = o->status == TQ_STATUS_ANY ? 0 : 1;
   tq_task **v = calloc(o->limit ? o->limit : 1, sizeof *v);
   size_t n = 0;
-  if (rc != SQLITE_OK || !v) {
-    rc = v ? map_err(c->db, rc) : -ENOMEM;
+  if (!v) {
+    rc = -ENOMEM;
     goto out;
   }
-  bind_text(s, 1, o->status == TQ_STATUS_ANY ? NULL : tq_status_name(o->status));
-  bind_text(s, 2, types);
-  sqlite3_bind_int64(s, 3, (sqlite3_int64)o->limit);
+  if (!c->list[k] &&
+      (rc = sqlite3_prepare_v3(c->db, k_list_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &c->list[k], NULL)) != SQLITE_OK) {
+    c->list[k] = NULL;
+    rc = map_err(c->db, rc);
+    goto out;
+  }
+  sqlite3_stmt *s = c->list[k];
+  if (k) sqlite3_bind_text(s, 1, tq_status_name(o->status), -1, SQLITE_STATIC);
   size_t bytes = 0;
   if (o->truncated) *o->truncated = false;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < o->limit) {
+  while (n < o->limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (!list_type_ok(o, (const char *)sqlite3_column_text(s, 1))) continue;
     /* the size cap is checked on the row's text lengths before anything is copied */
     size_t row_bytes = (size_t)sqlite3_column_bytes(s, 3) + (size_t)sqlite3_column_bytes(s, 8);
     if (o->max_bytes && n > 0 && bytes + row_bytes > o->max_bytes) {
@@ -1201,11 +1211,12 @@ static int sq_list(tq_backend *b, const tq_list_opts *o, tq_task ***out, size_t 
     }
     n++;
   }
+  if (n == o->limit) rc = SQLITE_DONE;
   rc = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : rc == SQLITE_NOMEM ? -ENOMEM : map_err(c->db, rc);
+  sqlite3_reset(s); /* ends the read transaction */
+  sqlite3_clear_bindings(s);
 out:
-  sqlite3_finalize(s);
   r_release(b, c);
-  free(types);
   if (rc) {
     tq_task_array_free(v, n);
     return rc;
