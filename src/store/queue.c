@@ -52,7 +52,7 @@ typedef struct tq_work_waiter {
 /* An asynchronous waiter (tq_watch_add): a callback instead of a blocked thread. */
 struct tq_watch {
   char task_id[33];
-  void (*fn)(void *ud);
+  void (*fn)(void *ud, const tq_task *row);
   void *ud;
   bool fired;
   struct tq_watch *next;
@@ -166,7 +166,7 @@ static bool task_id_ok(const char *s);
 
 /* ---- waiters ---- */
 
-static void on_terminal(void *ud, const char *task_id) {
+static void on_terminal(void *ud, const char *task_id, const tq_task *row) {
   tq_queue *q = ud;
   pthread_mutex_lock(&q->wmu);
   for (tq_waiter *w = q->waiters; w; w = w->next)
@@ -177,7 +177,7 @@ static void on_terminal(void *ud, const char *task_id) {
   for (tq_watch *w = q->watches; w; w = w->next)
     if (!w->fired && strcmp(w->task_id, task_id) == 0) {
       w->fired = true;
-      w->fn(w->ud); /* under wmu: tq_watch_remove waits for it */
+      w->fn(w->ud, row); /* under wmu: tq_watch_remove waits for it */
     }
   pthread_mutex_unlock(&q->wmu);
 }
@@ -347,7 +347,8 @@ int tq_wait_work(tq_queue *q, uint64_t seen, const tq_claim_opts *o, double time
   return rc;
 }
 
-int tq_watch_add(tq_queue *q, const char *task_id, void (*fn)(void *ud), void *ud, tq_watch **out) {
+int tq_watch_add(tq_queue *q, const char *task_id, void (*fn)(void *ud, const tq_task *row), void *ud,
+                 tq_watch **out) {
   *out = NULL;
   if (!fn || !task_id_ok(task_id)) return task_id && *task_id ? -ENOENT : -EINVAL;
   tq_watch *w = calloc(1, sizeof *w);
@@ -568,7 +569,7 @@ void tq_close(tq_queue *q) {
   for (tq_watch *w = q->watches; w; w = w->next)
     if (!w->fired) {
       w->fired = true;
-      w->fn(w->ud);
+      w->fn(w->ud, NULL);
     }
   pthread_mutex_unlock(&q->wmu);
   pthread_mutex_lock(&q->wmu);
@@ -1664,6 +1665,21 @@ int tq_wait(tq_queue *q, const char *task_id, double timeout_s, bool (*cancelled
 }
 
 /* ---- tasks ---- */
+
+tq_task *tq_task_dup(const tq_task *t) {
+  tq_task *c = t ? malloc(sizeof *c) : NULL;
+  if (!c) return NULL;
+  *c = *t;
+  char **s[] = {&c->task_type,   &c->model_name, &c->payload_json,    &c->assigned_worker,  &c->result_json,
+                &c->error,       &c->idempotency_key, &c->session_id, &c->sticky_worker_id, &c->traceparent};
+  size_t n = sizeof s / sizeof *s, i = 0;
+  for (; i < n; i++)
+    if (*s[i] && !(*s[i] = strdup(*s[i]))) break;
+  if (i == n) return c;
+  for (size_t k = 0; k < i; k++) free(*s[k]); /* the copies made; the others still point into t */
+  free(c);
+  return NULL;
+}
 
 void tq_task_free(tq_task *t) {
   if (!t) return;

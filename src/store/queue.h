@@ -126,6 +126,8 @@ typedef struct tq_task {
 } tq_task;
 
 void tq_task_free(tq_task *t);
+/* A deep copy (NULL on ENOMEM or for NULL). */
+tq_task *tq_task_dup(const tq_task *t);
 void tq_task_array_free(tq_task **v, size_t n);
 
 enum {
@@ -298,16 +300,19 @@ void tq_work_pass(tq_queue *q);
 int tq_work_watch(tq_queue *q, void (*fn)(void *ud, const char *task_type), void *ud)
     __attribute__((warn_unused_result));
 void tq_work_unwatch(tq_queue *q, void (*fn)(void *ud, const char *task_type), void *ud);
-/* Asynchronous wait (no blocked thread): fn(ud) is called once when task_id reaches a terminal
- * state through this tq_queue (on the thread that committed it, usually the writer), or when
- * the queue closes. fn runs under the queue's waiter lock: it must be quick (e.g.
- * uv_async_send) and must not call into the queue. Changes made by another process are not
+/* Asynchronous wait (no blocked thread): fn(ud, row) is called once when task_id reaches a
+ * terminal state through this tq_queue (on the thread that committed it, usually the writer),
+ * or when the queue closes. row: the task as the committed transition left it, when the queue
+ * has it at hand (a complete / fail through tq_complete*), else NULL (then read the task);
+ * borrowed for the call (tq_task_dup to keep it). fn runs under the queue's waiter lock: it
+ * must be quick (e.g. a copy and uv_async_send) and must not call into the queue. Changes made by another process are not
  * seen: re-read the task now and then (what tq_wait does every wait_recheck_ms). At most
  * max_waiters watches at once (-EBUSY beyond); -ENOENT for a malformed task id, -ESHUTDOWN
  * when closing, -ENOMEM. Register before the first read of the task, so no transition slips
  * between. */
 typedef struct tq_watch tq_watch;
-int tq_watch_add(tq_queue *q, const char *task_id, void (*fn)(void *ud), void *ud, tq_watch **out)
+int tq_watch_add(tq_queue *q, const char *task_id, void (*fn)(void *ud, const tq_task *row), void *ud,
+                 tq_watch **out)
     __attribute__((warn_unused_result));
 /* Removes and frees a watch (fired or not); when it returns fn is not running and will not
  * run. Any thread; every watch must be removed before tq_close returns. */

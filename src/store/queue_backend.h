@@ -58,8 +58,10 @@ struct tq_op {
 
 typedef struct tq_backend tq_backend;
 
-/* Called by a backend after a commit, for every task that became terminal or was deleted. */
-typedef void (*tq_terminal_fn)(void *ud, const char *task_id);
+/* Called by a backend after a commit, for every task that became terminal or was deleted;
+ * row: the task as that commit left it when the backend has it at hand (a complete), else NULL
+ * (borrowed for the call). */
+typedef void (*tq_terminal_fn)(void *ud, const char *task_id, const tq_task *row);
 
 typedef struct tq_backend_ops {
   const char *name;

@@ -54,8 +54,10 @@ struct tq_backend {
   /* stats */
   pthread_mutex_t smu;
   tq_io_stats st;
-  /* ids that became terminal inside the current transaction */
+  /* ids that became terminal inside the current transaction, and the row each left (owned;
+   * NULL when not at hand) for the waits (tq_watch_add) */
   char (*term)[33];
+  tq_task **term_row;
   size_t n_term, cap_term;
 };
 
@@ -458,16 +460,30 @@ static void bind_text(sqlite3_stmt *s, int i, const char *t) {
   else sqlite3_bind_null(s, i);
 }
 
-static int note_terminal(tq_backend *b, const char *id) {
+/* row (may be NULL) is taken over, also on failure. */
+static int note_terminal_row(tq_backend *b, const char *id, tq_task *row) {
   if (b->n_term == b->cap_term) {
     size_t cap = b->cap_term ? b->cap_term * 2 : 64;
     void *p = realloc(b->term, cap * sizeof *b->term);
-    if (!p) return -ENOMEM;
-    b->term = p;
+    if (p) b->term = p;
+    void *r = p ? realloc(b->term_row, cap * sizeof *b->term_row) : NULL;
+    if (!r) {
+      tq_task_free(row);
+      return -ENOMEM;
+    }
+    b->term_row = r;
     b->cap_term = cap;
   }
-  snprintf(b->term[b->n_term++], 33, "%s", id);
+  snprintf(b->term[b->n_term], 33, "%s", id);
+  b->term_row[b->n_term++] = row;
   return 0;
+}
+
+static int note_terminal(tq_backend *b, const char *id) { return note_terminal_row(b, id, NULL); }
+
+/* Forgets the terminal notes from mark on (their ops failed or were rolled back). */
+static void term_cut(tq_backend *b, size_t mark) {
+  while (b->n_term > mark) tq_task_free(b->term_row[--b->n_term]);
 }
 
 static int step_done(wctx *w, sqlite3_stmt *s) {
@@ -725,8 +741,28 @@ static int do_complete(wctx *w, tq_op *op) {
     sqlite3_bind_double(s, 5, op->now);
     rc = step_done(w, s);
   }
+  if (rc == 0) {
+    /* the row as S_COMPLETE left it, handed to the task's waits after the commit: a wait
+     * answers from it instead of reading the task again */
+    char *err = op->error ? strdup(op->error) : NULL;
+    tq_task *row = t;
+    if (op->error && !err) {
+      row = NULL; /* the waits read it */
+    } else {
+      t = NULL;
+      free(row->result_json);
+      row->result_json = merged;
+      merged = NULL;
+      free(row->error);
+      row->error = err;
+      row->status = op->status;
+      row->updated_at = op->now;
+      row->has_lease = false;
+      row->lease_until = 0;
+    }
+    rc = note_terminal_row(w->b, op->task_id, row);
+  }
   free(merged);
-  if (rc == 0) rc = note_terminal(w->b, op->task_id);
 out:
   tq_task_free(t);
   return rc;
@@ -904,9 +940,9 @@ static int exec_op(wctx *w, tq_op *op) {
 
 static void finish_group(tq_backend *b, tq_op *g, int commit_rc) {
   if (commit_rc == 0) {
-    for (size_t i = 0; i < b->n_term; i++) b->on_terminal(b->ud, b->term[i]);
+    for (size_t i = 0; i < b->n_term; i++) b->on_terminal(b->ud, b->term[i], b->term_row[i]);
   }
-  b->n_term = 0;
+  term_cut(b, 0);
   while (g) {
     tq_op *next = g->next;
     if (commit_rc) {
@@ -978,13 +1014,13 @@ static void *writer_main(void *arg) {
           if (st(&w, S_RELEASE_SP, &sp) == 0) (void)step_done(&w, sp);
         }
         if (op->rc) {
-          b->n_term = term_mark;
+          term_cut(b, term_mark);
           if (n == 1) break;
         }
       }
       if (lost) {
         log_write(LOG_ERROR, "queue: transaction rolled back by the storage", "{s:i, s:i}", "ops", (int)n, "rc", lost);
-        b->n_term = 0;
+        term_cut(b, 0);
         finish_group(b, g, lost);
         continue;
       }
@@ -992,7 +1028,7 @@ static void *writer_main(void *arg) {
       if (rc == -1) {
         (void)wexec(&w, S_ROLLBACK);
         rc = 0; /* the op carries its own error, nothing was written */
-        b->n_term = 0;
+        term_cut(b, 0);
       } else if (rc) {
         if (!sqlite3_get_autocommit(b->w)) (void)wexec(&w, S_ROLLBACK);
         log_write(LOG_ERROR, "queue: commit failed", "{s:i, s:i}", "ops", (int)n, "rc", rc);
@@ -1104,7 +1140,9 @@ static void sq_close(tq_backend *b) {
   }
   /* a clean close checkpoints and removes the WAL */
   sqlite3_close(b->w);
+  term_cut(b, 0);
   free(b->term);
+  free(b->term_row);
   pthread_mutex_destroy(&b->mu);
   pthread_cond_destroy(&b->cv);
   pthread_mutex_destroy(&b->rmu);

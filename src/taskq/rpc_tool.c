@@ -139,6 +139,9 @@ typedef struct rpc_wait {
   wait_read kind;
   json_t *reply;
   bool terminal;
+  /* the row the completing commit handed over (wait_on_watch, the writer thread, before the
+   * uv_async_send that makes the loop look at it): answered from without a read */
+  tq_task *row;
   struct rpc_wait *next_read; /* in rt->todo, then in a reader's batch */
 } rpc_wait;
 
@@ -146,6 +149,7 @@ static void wait_unref(rpc_wait *w) {
   CHECK(w->refs > 0);
   if (--w->refs > 0) return;
   json_decref(w->reply);
+  tq_task_free(w->row);
   free(w);
 }
 
@@ -186,14 +190,20 @@ static void wait_finish(rpc_wait *w, json_t *reply) {
 }
 
 static void wait_read_one(rpc_wait *w) {
-  json_t *r = taskq_wait_reply(w->rt->ctx, w->task_id);
-  const json_t *task = json_object_get(r, "task");
-  const char *status = json_string_value(json_object_get(task, "status"));
-  tq_status s = TQ_QUEUED;
-  /* no task (deleted, never existed), an error, or a terminal task: the wait is over */
-  w->terminal = !json_is_true(json_object_get(r, "ok")) || !json_is_object(task) ||
-                (status && tq_status_parse(status, &s) == 0 && tq_status_terminal(s));
-  w->reply = r;
+  /* a first read or a re-read that finds the task still queued or running builds no reply */
+  bool over = false;
+  w->reply = taskq_wait_read(w->rt->ctx, w->task_id, w->kind == W_READ_FINAL, &over);
+  w->terminal = over;
+}
+
+/* The task ended and its commit handed the row over: the answer, without a read. */
+static bool wait_finish_from_row(rpc_wait *w) {
+  if (!w->row || w->finished) return false;
+  tq_task *t = w->row;
+  w->row = NULL;
+  wait_finish(w, taskq_wait_reply_task(w->rt->ctx, t));
+  tq_task_free(t);
+  return true;
 }
 
 typedef struct read_batch {
@@ -273,12 +283,17 @@ static void wait_read_done(rpc_wait *w) {
   w->reply = NULL;
   if (w->finished) {
     json_decref(r);
-  } else if (w->terminal || w->kind == W_READ_FINAL || clock_mono_ms() >= w->deadline_ms) {
+  } else if (w->terminal || w->kind == W_READ_FINAL) {
     wait_finish(w, r);
+  } else if (w->fired) { /* it ended while we read */
+    json_decref(r);
+    if (!wait_finish_from_row(w)) wait_start_read(w, W_READ_FINAL);
+  } else if (clock_mono_ms() >= w->deadline_ms) {
+    if (r) wait_finish(w, r);
+    else wait_start_read(w, W_READ_FINAL); /* the read built no reply: one that does */
   } else {
     json_decref(r);
-    if (w->fired) wait_start_read(w, W_READ_FINAL); /* it ended while we read */
-    else wait_arm(w);
+    wait_arm(w);
   }
   wait_unref(w); /* the read's */
 }
@@ -303,13 +318,15 @@ static void wait_async_cb(uv_async_t *a) {
   rpc_wait *w = a->data;
   if (w->finished) return;
   w->fired = true;
-  if (!w->reading) wait_start_read(w, W_READ_FINAL);
+  if (!w->reading && !wait_finish_from_row(w)) wait_start_read(w, W_READ_FINAL);
 }
 
 /* The queue's writer thread: the task ended. Under the queue's waiter lock (tq_watch_remove
- * waits for this), so w and its async handle are alive. */
-static void wait_on_watch(void *ud) {
+ * waits for this), so w and its async handle are alive; the loop reads w->row only after this
+ * uv_async_send (and a watch fires once). No copy (out of memory): the loop reads the task. */
+static void wait_on_watch(void *ud, const tq_task *row) {
   rpc_wait *w = ud;
+  if (row && !w->row) w->row = tq_task_dup(row);
   uv_async_send(&w->async);
 }
 

@@ -1257,14 +1257,32 @@ json_t *taskq_wait_prepare(taskq_ctx *ctx, const json_t *msg, const auth_ctx *au
   return NULL;
 }
 
-json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id) {
-  tq_task *t = NULL;
-  int rc = tq_get(ctx->cfg.queue, task_id, &t);
-  if (rc < 0 && rc != -ENOENT) return taskq_error(ctx, tq_strerror(rc));
+json_t *taskq_wait_reply_task(taskq_ctx *ctx, const tq_task *t) {
   json_t *r = reply_ok(ctx);
   json_object_set_new(r, "task", t ? tq_task_to_json(t, TQ_JSON_FULL | TQ_JSON_EXTRA) : json_null());
+  return r;
+}
+
+json_t *taskq_wait_read(taskq_ctx *ctx, const char *task_id, bool always, bool *over) {
+  tq_task *t = NULL;
+  int rc = tq_get(ctx->cfg.queue, task_id, &t);
+  *over = true; /* no task (deleted, never existed), an error, or a terminal task */
+  if (rc < 0 && rc != -ENOENT) return taskq_error(ctx, tq_strerror(rc));
+  if (t && !tq_status_terminal(t->status)) {
+    *over = false;
+    if (!always) { /* nothing to answer yet: no reply built only to be dropped */
+      tq_task_free(t);
+      return NULL;
+    }
+  }
+  json_t *r = taskq_wait_reply_task(ctx, t);
   tq_task_free(t);
   return r;
+}
+
+json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id) {
+  bool over;
+  return taskq_wait_read(ctx, task_id, true, &over);
 }
 
 /* ---------- the hot ops without a thread (taskq_handle_async) ---------- */

@@ -157,10 +157,17 @@ json_t *taskq_error(const taskq_ctx *ctx, const char *code);
  * (scopes with the message's token, the queue, NULs) and returns NULL with the task id and the
  * clamped timeout to wait for — or the reply to give at once (a new reference: unauthorized,
  * queue_disabled, {"ok":true,"task":null} without a task id). Never blocks.
- * taskq_wait_reply reads the task and builds the wait's reply (blocking: a worker thread). */
+ * taskq_wait_reply reads the task and builds the wait's reply (blocking: a worker thread).
+ * taskq_wait_read is that read saying whether the wait is over (*over: no such task, an error, or
+ * a terminal task) and building the reply only when it is, or when `always` (else NULL).
+ * taskq_wait_reply_task builds the reply from a task at hand (t NULL: no such task; never
+ * blocks — the row a complete's commit hands to the task's watches, tq_watch_add). All three
+ * return NULL on ENOMEM. */
 json_t *taskq_wait_prepare(taskq_ctx *ctx, const json_t *msg, const auth_ctx *auth, char task_id[33],
                            double *timeout_s);
 json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id);
+json_t *taskq_wait_read(taskq_ctx *ctx, const char *task_id, bool always, bool *over);
+json_t *taskq_wait_reply_task(taskq_ctx *ctx, const tq_task *t);
 /* The hot ops without a thread (issue 11 §2): submit, claim (also one that waits, wait_s),
  * complete and task.heartbeat run straight on the queue's writer (tq_*_async: no worker-pool
  * hop, one group commit for whatever arrived together). taskq_handle_async checks the message

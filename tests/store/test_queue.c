@@ -708,11 +708,29 @@ static void test_list_filters_and_stats(void **state) {
   assert_int_equal(tq_list(f->q, &lo, &v, &n), 0);
   assert_int_equal(n, 1);
   tq_task_array_free(v, n);
+  /* the type filter runs before the limit, in created order; every status; a status with none */
+  submit_p(f->q, "b", "{}", id);
+  submit_p(f->q, "a", "{\"k\": 2}", id);
+  lo.limit = 2;
+  assert_int_equal(tq_list(f->q, &lo, &v, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(v[0]->task_type, "a");
+  assert_string_equal(v[1]->payload_json, "{\"k\": 2}");
+  assert_true(v[0]->created_at <= v[1]->created_at);
+  tq_task_array_free(v, n);
+  tq_list_opts all = {.status = TQ_STATUS_ANY, .limit = 100};
+  assert_int_equal(tq_list(f->q, &all, &v, &n), 0);
+  assert_int_equal(n, 5);
+  tq_task_array_free(v, n);
+  tq_list_opts done = {.status = TQ_COMPLETED, .limit = 100};
+  assert_int_equal(tq_list(f->q, &done, &v, &n), 0);
+  assert_int_equal(n, 0);
+  tq_task_array_free(v, n);
   json_t *s;
   assert_int_equal(tq_stats_json(f->q, &s), 0);
-  assert_int_equal(json_integer_value(json_object_get(s, "queued")), 2);
+  assert_int_equal(json_integer_value(json_object_get(s, "queued")), 4);
   assert_int_equal(json_integer_value(json_object_get(s, "running")), 1);
-  assert_int_equal(json_integer_value(json_object_get(json_object_get(s, "queued_by_type"), "b")), 1);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(s, "queued_by_type"), "b")), 2);
   json_decref(s);
 }
 
@@ -1299,6 +1317,65 @@ static void test_progress_is_fenced_and_keeps_state(void **state) {
   assert_int_equal(tq_progress(f->q, id, &fe, NULL, "late", NULL), -ESTALE);
 }
 
+/* tq_watch_add: a complete hands the watch the row as committed (what a read would give), so a
+ * wait answers without reading the task; other transitions hand NULL (read it). */
+typedef struct {
+  int calls;
+  tq_task *row;
+  bool got_null;
+} watch_seen;
+
+static void on_watch(void *ud, const tq_task *row) {
+  watch_seen *w = ud;
+  w->calls++;
+  if (row) w->row = tq_task_dup(row);
+  else w->got_null = true;
+}
+
+static void test_watch_gets_the_completed_row(void **state) {
+  fx *f = *state;
+  char id[33], id2[33];
+  submit_p(f->q, "t", "{\"x\": 1}", id);
+  submit_p(f->q, "t", "{}", id2);
+  tq_claim_opts c = worker("w1");
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &c, &t), 0);
+  assert_string_equal(t->task_id, id);
+  tq_fence fe = {.worker_id = "w1", .lease_epoch = t->lease_epoch};
+  tq_task_free(t);
+  watch_seen ws = {0}, ws2 = {0};
+  tq_watch *w, *w2;
+  assert_int_equal(tq_watch_add(f->q, id, on_watch, &ws, &w), 0);
+  assert_int_equal(tq_watch_add(f->q, id2, on_watch, &ws2, &w2), 0);
+  assert_int_equal(tq_progress(f->q, id, &fe, NULL, "a line", NULL), 0); /* kept in the merge */
+  json_t *res = json_pack("{s:s}", "out", "ok");
+  assert_int_equal(tq_complete(f->q, id, &fe, TQ_FAILED, res, "it broke"), 0);
+  json_decref(res);
+  assert_int_equal(ws.calls, 1); /* before tq_complete returned: after the commit */
+  assert_non_null(ws.row);
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  json_t *a = tq_task_to_json(ws.row, TQ_JSON_FULL | TQ_JSON_EXTRA);
+  json_t *b = tq_task_to_json(t, TQ_JSON_FULL | TQ_JSON_EXTRA);
+  assert_true(json_equal(a, b));
+  assert_int_equal(ws.row->status, TQ_FAILED);
+  assert_string_equal(ws.row->error, "it broke");
+  assert_false(ws.row->has_lease);
+  assert_true(ws.row->updated_at == t->updated_at);
+  json_decref(a);
+  json_decref(b);
+  tq_task_free(t);
+  /* a cancel of a queued task: the watch fires without a row */
+  tq_cancel_outcome co;
+  assert_int_equal(tq_cancel(f->q, id2, "no", &co), 0);
+  assert_int_equal(co, TQ_CANCEL_DONE);
+  assert_int_equal(ws2.calls, 1);
+  assert_true(ws2.got_null);
+  assert_null(ws2.row);
+  tq_watch_remove(f->q, w);
+  tq_watch_remove(f->q, w2);
+  tq_task_free(ws.row);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -1342,6 +1419,7 @@ int main(void) {
       T(test_async_claim_times_out_cancels_and_closes),
       T(test_async_claims_share_work),
       T(test_async_complete_and_heartbeat),
+      T(test_watch_gets_the_completed_row),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
