@@ -10,7 +10,8 @@
 #     network's overhead as a ratio;
 #   - the hardware anchor in the same run: one durable SQLite commit on B's state disk and on
 #     tmpfs, and the waiting-claim task rows again with B's state on tmpfs (what is not disk),
-#     with B's CPU per task from /proc.
+#     with B's CPU per task from /proc; with BASE_BUILD=dir those rows for that build's peermcp
+#     too, interleaved (ROUNDS pairs): before/after in one run.
 # Writes bench/service/last-run.jsonl and replaces the "Service" section of bench/RESULTS.md.
 # B runs with the node's default limits (rate, streams per peer, frames per stream) and no
 # in-process workers (the tasks go to the remote worker).
@@ -139,19 +140,31 @@ cpu_of() { awk '{print $14+$15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
 shm=$(mktemp -d /dev/shm/peermcp-bench.XXXXXX)
 kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null
-start_b "$shm/b"
-fsync_anchor "$shm/b" "anchor: one durable SQLite commit (WAL, synchronous=FULL), tmpfs (/dev/shm)"
-"$bin" worker --peer "$B_MA" --state-dir "$tmp/w" --slots 16 --config "$tmp/w20.json" 2>"$tmp/wshm.err" >"$tmp/wshm.out" &
-wpid=$!
-pids+=($wpid)
-sleep 0.5
-run "tmpfs: task submit->complete via 1 remote worker, 1 at a time (waiting claims)" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 1
-c0=$(cpu_of "$B_PID")
-run "tmpfs: tasks via 1 remote worker (16 slots), 16 in flight (waiting claims)" tasks --state "$tmp/d" --peer "$B_MA" --n "$((N_TASKS * 4))" --conns 1 --inflight 16
-c1=$(cpu_of "$B_PID")
-echo "{\"label\": \"tmpfs: node B CPU per task, 16 in flight (µs)\", \"n\": $((N_TASKS * 4)), \"cpu_us_per_task\": $(( (c1 - c0) * 1000000 / tck / (N_TASKS * 4) ))}" >>"$out"
-kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
-kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null
+# BASE_BUILD (optional: another build directory, e.g. of an older commit): its peermcp (node B
+# and the worker) runs the same tmpfs rows right before this build's, labelled " [base]" — the
+# before/after in one run. ROUNDS (1): how many times the pair runs (base, new, base, new, …).
+tmpfs_rows() { # binary, label suffix, round
+  local tbin=$1 sfx=$2 rd=$3 keep_bin=$bin
+  bin=$tbin
+  start_b "$shm/b$sfx$rd"
+  bin=$keep_bin
+  [ -z "$sfx" ] && [ "$rd" = 1 ] && fsync_anchor "$shm/b$sfx$rd" "anchor: one durable SQLite commit (WAL, synchronous=FULL), tmpfs (/dev/shm)"
+  "$tbin" worker --peer "$B_MA" --state-dir "$tmp/w" --slots 16 --config "$tmp/w20.json" 2>"$tmp/wshm.err" >"$tmp/wshm.out" &
+  wpid=$!
+  pids+=($wpid)
+  sleep 0.5
+  run "tmpfs: task submit->complete via 1 remote worker, 1 at a time (waiting claims)$sfx" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 1
+  c0=$(cpu_of "$B_PID")
+  run "tmpfs: tasks via 1 remote worker (16 slots), 16 in flight (waiting claims)$sfx" tasks --state "$tmp/d" --peer "$B_MA" --n "$((N_TASKS * 4))" --conns 1 --inflight 16
+  c1=$(cpu_of "$B_PID")
+  echo "{\"label\": \"tmpfs: node B CPU per task, 16 in flight (µs)$sfx\", \"n\": $((N_TASKS * 4)), \"cpu_us_per_task\": $(( (c1 - c0) * 1000000 / tck / (N_TASKS * 4) ))}" >>"$out"
+  kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
+  kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null
+}
+for rd in $(seq "${ROUNDS:-1}"); do
+  [ -n "${BASE_BUILD:-}" ] && tmpfs_rows "$BASE_BUILD/peermcp" " [base]" "$rd"
+  tmpfs_rows "$bin" "" "$rd"
+done
 rm -rf "$shm"
 [ -n "${TASKS_ONLY:-}" ] && { cat "$out"; exit 0; }
 
@@ -218,6 +231,14 @@ if ts1.get("p50_us"):
               f"**{ts1['p50_us']} µs** (target ≤ 2,000), 16 in flight **{ts16.get('per_s')}/s** (target ≥ 5,000)."]
 if cpu.get("cpu_us_per_task"):
     lines += [f"Node B CPU per task (tmpfs, 16 in flight, /proc user+sys): **{cpu['cpu_us_per_task']} µs** (target < 200)."]
+b1 = by.get("tmpfs: task submit->complete via 1 remote worker, 1 at a time (waiting claims) [base]", {})
+b16 = by.get("tmpfs: tasks via 1 remote worker (16 slots), 16 in flight (waiting claims) [base]", {})
+bcpu = by.get("tmpfs: node B CPU per task, 16 in flight (µs) [base]", {})
+if b1.get("p50_us") and ts1.get("p50_us"):
+    lines += [f"Before/after in this run (BASE_BUILD = the base's peermcp as node B and worker, tmpfs rows, base "
+              f"first in each round; the last round's figures): one at a time p50 {b1['p50_us']} → {ts1['p50_us']} µs, "
+              f"16 in flight {b16.get('per_s')} → {ts16.get('per_s')}/s, node B CPU per task "
+              f"{bcpu.get('cpu_us_per_task')} → {cpu.get('cpu_us_per_task')} µs."]
 lines += [""]
 path = sys.argv[2]
 text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
