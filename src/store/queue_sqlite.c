@@ -380,9 +380,11 @@ static const char *stmt_sql[S_NSTMT] = {
                 " AND (?5 IS NULL OR task_type IN (SELECT value FROM json_each(?5)))"
                 " AND (?6 IS NULL OR task_type = ?6) AND (?7 IS NULL OR task_id = ?7)"
                 " ORDER BY priority DESC, created_at ASC, task_id ASC LIMIT ?8",
+    /* no RETURNING: SQLite gathers RETURNING rows in an ephemeral table (a page allocated,
+     * zeroed and freed per claim); the row is read back with S_GET in the same transaction */
     [S_CLAIM_ONE] = "UPDATE tasks SET status = 'running', assigned_worker = ?2, attempt = attempt + 1,"
                     " lease_epoch = lease_epoch + 1, heartbeat_at = ?3, lease_until = ?4, updated_at = ?3"
-                    " WHERE task_id = ?1 AND status = 'queued' RETURNING " COLS,
+                    " WHERE task_id = ?1 AND status = 'queued'",
     [S_HEARTBEAT] = "UPDATE tasks SET heartbeat_at = ?4, lease_until = ?5 WHERE task_id = ?1 AND"
                     " status = 'running' AND assigned_worker = ?2 AND (?3 = 0 OR lease_epoch = ?3)"
                     " RETURNING lease_until, cancel_requested",
@@ -570,6 +572,8 @@ static bool claim_type_ok(const tq_claim_opts *c, const char *type) {
   return false;
 }
 
+static int load(wctx *w, const char *id, tq_task **out);
+
 static int do_claim(wctx *w, tq_op *op) {
   int rc = do_recover(w, op->now, RECOVER_IN_CLAIM, NULL);
   if (rc) return rc;
@@ -632,22 +636,17 @@ static int do_claim(wctx *w, tq_op *op) {
     sqlite3_bind_double(s, 3, op->now);
     sqlite3_bind_double(s, 4, op->now + c->lease_seconds);
     rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-      tasks[n] = row_task(s);
-      if (!tasks[n]) {
-        sqlite3_reset(s);
-        rc = -ENOMEM;
-        goto out;
-      }
-      n++;
-      rc = sqlite3_step(s);
-    }
+    bool claimed = rc == SQLITE_DONE && sqlite3_changes(w->b->w) == 1;
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) {
       rc = map_err(w->b->w, rc);
       goto out;
     }
     rc = 0;
+    if (claimed) {
+      if ((rc = load(w, ids[i], &tasks[n])) != 0) goto out; /* the statement's error rolls the op back */
+      n++;
+    }
   }
 out:
   free(types);

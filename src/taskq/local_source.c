@@ -1,8 +1,11 @@
 /* local_source.c — the task source over the local queue (see local_source.h). Each operation is
  * one job on the pool: the queue call runs there, the callback on the loop.
- * Not done (issue 11 §2): in-process workers do not use the parked claims of tq_claim_next_async
- * yet (they are kicked by tq_work_watch and claim on the pool); that needs a loop hop for the
- * writer-thread callback and tq_claim_cancel in cancel_waits. */
+ * Not done (issue 11 §2 (b)): in-process workers do not use the parked claims of
+ * tq_claim_next_async yet (they are kicked by tq_work_watch and claim on the pool). Besides a
+ * loop hop for the writer-thread callback and tq_claim_cancel in cancel_waits, the node's
+ * in-process workers claim through claim_fn whenever the MCP Tasks runner is on (the default:
+ * mcp_tasks_queue_claim_others skips tasks whose payload carries mcp_task), a filter the
+ * writer's claim cannot apply — it needs the MCP-task mark as a column or a claim option. */
 #include "taskq/local_source.h"
 
 #include <errno.h>
