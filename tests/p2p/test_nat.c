@@ -29,12 +29,12 @@
 #include "util/clock.h"
 #include "util/log.h"
 
+#include "support/p2pfix.h"
+
 #define WAIT_MS 20000
 #define MAXH 6
 
-static uv_loop_t loop;
-static char dirs[MAXH][64];
-static p2p_host *hosts[MAXH];
+static ts_p2p fx; /* the loop, MAXH state directories and host slots (tests/support/p2pfix.h) */
 
 static int setup(void **state) {
   (void)state;
@@ -47,94 +47,55 @@ static int setup(void **state) {
     if (devnull < 0) devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (devnull >= 0) log_set_fd(devnull);
   }
-  for (int i = 0; i < MAXH; i++) {
-    snprintf(dirs[i], sizeof dirs[i], "/tmp/peermcp-test-nat-%d-XXXXXX", i);
-    if (!mkdtemp(dirs[i])) return -1;
-    hosts[i] = NULL;
-  }
-  return uv_loop_init(&loop);
-}
-
-static void close_any(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
-}
-
-static void on_closed(p2p_host *h, void *ud) {
-  (void)h;
-  (*(int *)ud)--;
+  if (ts_p2p_setup(&fx, MAXH, "test-nat") != 0) return -1;
+  fx.close_ms = WAIT_MS;
+  return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  int left = 0;
-  for (int i = 0; i < MAXH; i++)
-    if (hosts[i]) {
-      left++;
-      p2p_host_close(hosts[i], on_closed, &left);
-      hosts[i] = NULL;
-    }
-  int64_t end = clock_mono_ms() + WAIT_MS;
-  while (left > 0 && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  uv_walk(&loop, close_any, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  int rc = uv_loop_close(&loop);
-  for (int i = 0; i < MAXH; i++) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dirs[i]);
-    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
-  }
-  return left == 0 ? rc : -1;
+  return ts_p2p_teardown(&fx);
 }
 
-static bool run_until(const bool *flag, int ms) {
-  int64_t end = clock_mono_ms() + ms;
-  while (!*flag && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
-  return *flag;
-}
+static bool run_until(const bool *flag, int ms) { return ts_p2p_run_until(&fx, flag, ms); }
 
-/* Runs the loop until pred(arg) or WAIT_MS. */
-static bool wait_for(bool (*pred)(void *), void *arg, int ms) {
-  int64_t end = clock_mono_ms() + ms;
-  while (!pred(arg) && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
-  return pred(arg);
-}
+/* Runs the loop until pred(arg) or ms. */
+static bool wait_for(bool (*pred)(void *), void *arg, int ms) { return ts_p2p_wait_for(&fx, pred, arg, ms); }
 
-/* A host on 127.0.0.1 with the NAT part configured by `nc` (NULL: none). */
+/* A host on 127.0.0.1 in slot i with the NAT part configured by `nc` (NULL: none). */
 static p2p_host *make_host(int i, const p2p_nat_config *nc, p2p_nat **out) {
   p2p_host_config c = {0};
-  c.state_dir = dirs[i];
-  c.no_peerstore_file = true;
   c.reuseport = nc && nc->holepunch;
-  p2p_host *h = NULL;
-  assert_int_equal(p2p_host_new(&loop, &c, &h), 0);
-  assert_int_equal(p2p_host_listen(h, "/ip4/127.0.0.1/tcp/0"), 0);
-  hosts[i] = h;
+  p2p_host *h = ts_p2p_host(&fx, i, &c);
   if (nc) {
     p2p_nat *n = NULL;
-    assert_int_equal(p2p_nat_new(h, &loop, nc, &n), 0);
+    assert_int_equal(p2p_nat_new(h, &fx.loop, nc, &n), 0);
     assert_int_equal(p2p_nat_add_to_host(n), 0);
     if (out) *out = n;
   }
   return h;
 }
 
-static void full_addr(p2p_host *h, char *out, size_t cap) {
-  const char *a[4];
-  assert_true(p2p_host_listen_addrs(h, a, 4) >= 1);
-  snprintf(out, cap, "%s/p2p/%s", a[0], p2p_host_peer_id(h));
-}
-
-typedef struct ping_res {
-  bool done;
-  int err;
-} ping_res;
-static void ping_cb(int err, uint64_t rtt, void *ud) {
-  (void)rtt;
-  ping_res *r = ud;
-  r->done = true;
-  r->err = err;
+/* A relay R in slot 0 (the hop service with hc) and B in slot 1 reserving on it: b's relay
+ * client, STOP and reservations are turned on and its `relays` set to R (kept in t->relays,
+ * which must outlive the hosts: the test's frame). Nothing waits here. */
+typedef struct relay_pair {
+  p2p_host *r, *b;
+  p2p_nat *rn, *bn;
+  p2p_nat_config bcfg; /* B's configuration: for more hosts like B */
+  char raddr[512];
+  const char *relays[1];
+} relay_pair;
+static void relay_pair_make(relay_pair *t, const p2p_relay_hop_config *hc, p2p_nat_config b) {
+  p2p_nat_config rc = {.hop = true, .hop_cfg = *hc, .allow_private = true};
+  t->r = make_host(0, &rc, &t->rn);
+  ts_p2p_full_addr(t->r, t->raddr, sizeof t->raddr);
+  t->relays[0] = t->raddr;
+  b.relay_client = b.relay_accept = b.relay_reserve = b.allow_private = true;
+  b.relays = t->relays;
+  b.n_relays = 1;
+  t->bcfg = b;
+  t->b = make_host(1, &t->bcfg, &t->bn);
 }
 
 typedef struct conn_log {
@@ -179,7 +140,7 @@ static bool has_circuit_addr(void *arg) {
 
 static void circuit_to(p2p_host *relay, p2p_host *target, char *out, size_t cap) {
   char r[512];
-  full_addr(relay, r, sizeof r);
+  ts_p2p_full_addr(relay, r, sizeof r);
   snprintf(out, cap, "%s/p2p-circuit/p2p/%s", r, p2p_host_peer_id(target));
 }
 
@@ -200,15 +161,10 @@ static const p2p_relay_hop_config k_hop = {.max_reservations = 8,
  * R signed for B checks out. */
 static void test_relay_reservation_and_dial_through_the_relay(void **state) {
   (void)state;
-  p2p_nat_config rc = {.hop = true, .hop_cfg = k_hop, .allow_private = true};
-  p2p_nat *rn, *bn;
-  p2p_host *r = make_host(0, &rc, &rn);
-  char raddr[512];
-  full_addr(r, raddr, sizeof raddr);
-  const char *relays[] = {raddr};
-  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .allow_private = true};
-  p2p_host *b = make_host(1, &bc, &bn);
+  relay_pair rp;
+  relay_pair_make(&rp, &k_hop, (p2p_nat_config){0});
+  p2p_host *r = rp.r, *b = rp.b;
+  p2p_nat *bn = rp.bn;
   p2p_nat_config ac = {.relay_client = true, .allow_private = true};
   p2p_host *a = make_host(2, &ac, NULL);
   conn_log la = {0}, lb = {0};
@@ -228,8 +184,8 @@ static void test_relay_reservation_and_dial_through_the_relay(void **state) {
 
   char target[1024];
   circuit_to(r, b, target, sizeof target);
-  ping_res pr = {0};
-  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  ts_ping pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ts_ping_cb, &pr), 0);
   assert_true(run_until(&pr.done, WAIT_MS));
   assert_int_equal(pr.err, 0);
   assert_int_equal(la.relayed_opened, 1);
@@ -237,8 +193,8 @@ static void test_relay_reservation_and_dial_through_the_relay(void **state) {
   assert_int_equal(lb.relayed_opened, 1);
   assert_true(lb.last_inbound);
   /* by PeerId now: the relayed connection is reused */
-  ping_res pr2 = {0};
-  assert_int_equal(p2p_host_ping(a, p2p_host_peer_id(b), ping_cb, &pr2), 0);
+  ts_ping pr2 = {0};
+  assert_int_equal(p2p_host_ping(a, p2p_host_peer_id(b), ts_ping_cb, &pr2), 0);
   assert_true(run_until(&pr2.done, WAIT_MS));
   assert_int_equal(pr2.err, 0);
   p2p_conn_info ci[4];
@@ -260,18 +216,18 @@ static void test_relay_dial_without_reservation_fails(void **state) {
   p2p_host *a = make_host(2, &ac, NULL);
   char target[1024];
   circuit_to(r, c, target, sizeof target);
-  ping_res pr = {0};
-  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  ts_ping pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ts_ping_cb, &pr), 0);
   assert_true(run_until(&pr.done, WAIT_MS));
   assert_int_equal(pr.err, -EHOSTUNREACH);
   char raddr[512], bad[600];
-  full_addr(r, raddr, sizeof raddr);
+  ts_p2p_full_addr(r, raddr, sizeof raddr);
   snprintf(bad, sizeof bad, "%s/p2p-circuit", raddr);
-  ping_res pr2 = {0};
-  assert_int_equal(p2p_host_ping(a, bad, ping_cb, &pr2), -EINVAL);
+  ts_ping pr2 = {0};
+  assert_int_equal(p2p_host_ping(a, bad, ts_ping_cb, &pr2), -EINVAL);
   /* without a relay client, circuits are not dialed at all */
   p2p_host *plain = make_host(3, NULL, NULL);
-  assert_int_equal(p2p_host_ping(plain, target, ping_cb, &pr2), -EAFNOSUPPORT);
+  assert_int_equal(p2p_host_ping(plain, target, ts_ping_cb, &pr2), -EAFNOSUPPORT);
 }
 
 typedef struct hop_counters {
@@ -303,17 +259,12 @@ static void test_relay_refuses_reservations_past_the_cap_but_refreshes(void **st
   p2p_relay_hop_config hc = k_hop;
   hc.max_reservations = 1;
   hc.reservation_ttl_s = 4;
-  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
-  p2p_nat *rn, *cn;
-  p2p_host *r = make_host(0, &rc, &rn);
-  char raddr[512];
-  full_addr(r, raddr, sizeof raddr);
-  const char *relays[] = {raddr};
-  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .allow_private = true};
-  p2p_host *b = make_host(1, &bc, NULL);
+  relay_pair rp;
+  relay_pair_make(&rp, &hc, (p2p_nat_config){0});
+  p2p_host *b = rp.b;
+  p2p_nat *rn = rp.rn, *cn = NULL;
   assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
-  p2p_host *c = make_host(2, &bc, &cn);
+  p2p_host *c = make_host(2, &rp.bcfg, &cn);
   hop_counters refused = {rn, "refused", 1};
   assert_true(wait_for(hop_counter_at_least, &refused, WAIT_MS));
   assert_true(wait_for(refused_seen, cn, WAIT_MS));
@@ -402,15 +353,10 @@ static void test_relay_data_limit_cuts_the_circuit(void **state) {
   (void)state;
   p2p_relay_hop_config hc = k_hop;
   hc.limit_data = 64 * 1024;
-  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
-  p2p_nat *rn;
-  p2p_host *r = make_host(0, &rc, &rn);
-  char raddr[512];
-  full_addr(r, raddr, sizeof raddr);
-  const char *relays[] = {raddr};
-  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .allow_private = true, .relay_ignore_limits = true};
-  p2p_host *b = make_host(1, &bc, NULL);
+  relay_pair rp;
+  relay_pair_make(&rp, &hc, (p2p_nat_config){.relay_ignore_limits = true});
+  p2p_host *r = rp.r, *b = rp.b;
+  p2p_nat *rn = rp.rn;
   assert_int_equal(p2p_host_handle(b, "/test/sink/1.0.0", sink_serve, NULL), 0);
   p2p_nat_config ac = {.relay_client = true, .allow_private = true, .relay_ignore_limits = true};
   p2p_host *a = make_host(2, &ac, NULL);
@@ -438,15 +384,10 @@ static void test_relay_duration_limit_cuts_the_circuit(void **state) {
   (void)state;
   p2p_relay_hop_config hc = k_hop;
   hc.limit_duration_s = 1;
-  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
-  p2p_nat *rn;
-  p2p_host *r = make_host(0, &rc, &rn);
-  char raddr[512];
-  full_addr(r, raddr, sizeof raddr);
-  const char *relays[] = {raddr};
-  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .allow_private = true, .relay_ignore_limits = true};
-  p2p_host *b = make_host(1, &bc, NULL);
+  relay_pair rp;
+  relay_pair_make(&rp, &hc, (p2p_nat_config){.relay_ignore_limits = true});
+  p2p_host *r = rp.r, *b = rp.b;
+  p2p_nat *rn = rp.rn;
   p2p_nat_config ac = {.relay_client = true, .allow_private = true, .relay_ignore_limits = true};
   p2p_host *a = make_host(2, &ac, NULL);
   conn_log la = {0};
@@ -454,9 +395,9 @@ static void test_relay_duration_limit_cuts_the_circuit(void **state) {
   assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
   char target[1024];
   circuit_to(r, b, target, sizeof target);
-  ping_res pr = {0};
+  ts_ping pr = {0};
   int64_t t0 = clock_mono_ms();
-  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  assert_int_equal(p2p_host_ping(a, target, ts_ping_cb, &pr), 0);
   assert_true(run_until(&pr.done, WAIT_MS));
   assert_int_equal(pr.err, 0);
   assert_true(wait_for(relayed_closed_once, &la, WAIT_MS));
@@ -476,16 +417,11 @@ static void test_relay_zero_means_no_limit(void **state) {
   hc.max_reservations = 0;
   hc.limit_data = 0;
   hc.limit_duration_s = 0;
-  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
-  p2p_nat *rn;
-  p2p_host *r = make_host(0, &rc, &rn);
-  char raddr[512];
-  full_addr(r, raddr, sizeof raddr);
-  const char *relays[] = {raddr};
-  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .allow_private = true};
-  p2p_host *b = make_host(1, &bc, NULL);
-  p2p_host *c = make_host(2, &bc, NULL);
+  relay_pair rp;
+  relay_pair_make(&rp, &hc, (p2p_nat_config){0});
+  p2p_host *r = rp.r, *b = rp.b;
+  p2p_nat *rn = rp.rn;
+  p2p_host *c = make_host(2, &rp.bcfg, NULL);
   assert_int_equal(p2p_host_handle(b, "/test/sink/1.0.0", sink_serve, NULL), 0);
   assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
   assert_true(wait_for(has_circuit_addr, c, WAIT_MS));
@@ -514,10 +450,10 @@ static void test_relay_zero_means_no_limit(void **state) {
 
 /* What the log said since the test began (setup points the log at /dev/null; these tests at a
  * file). */
-static char log_path[96];
+static char log_path[TS_TMPDIR_MAX + 8];
 static int log_file = -1;
 static void log_to_file(void) {
-  snprintf(log_path, sizeof log_path, "%s/log", dirs[0]);
+  snprintf(log_path, sizeof log_path, "%s/log", fx.dirs[0]);
   log_file = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   assert_true(log_file >= 0);
   log_set_fd(log_file);
@@ -571,9 +507,9 @@ static void test_identify_checks_the_signed_peer_record(void **state) {
   p2p_host *a = make_host(0, NULL, NULL);
   p2p_host *b = make_host(1, NULL, NULL);
   char baddr[512];
-  full_addr(b, baddr, sizeof baddr);
-  ping_res pr = {0};
-  assert_int_equal(p2p_host_ping(a, baddr, ping_cb, &pr), 0);
+  ts_p2p_full_addr(b, baddr, sizeof baddr);
+  ts_ping pr = {0};
+  assert_int_equal(p2p_host_ping(a, baddr, ts_ping_cb, &pr), 0);
   assert_true(run_until(&pr.done, WAIT_MS));
   log_want good = {"\"p2p identify: signed peer record\"", p2p_host_peer_id(b)};
   assert_true(wait_for(log_has, &good, WAIT_MS));
@@ -583,9 +519,9 @@ static void test_identify_checks_the_signed_peer_record(void **state) {
   p2p_host *c = make_host(2, NULL, NULL);
   assert_int_equal(p2p_host_handle(c, "/ipfs/id/1.0.0", forged_identify, NULL), 0);
   char caddr[512];
-  full_addr(c, caddr, sizeof caddr);
-  ping_res pc = {0};
-  assert_int_equal(p2p_host_ping(a, caddr, ping_cb, &pc), 0);
+  ts_p2p_full_addr(c, caddr, sizeof caddr);
+  ts_ping pc = {0};
+  assert_int_equal(p2p_host_ping(a, caddr, ts_ping_cb, &pc), 0);
   assert_true(run_until(&pc.done, WAIT_MS));
   log_want bad_c = {"bad signed peer record", p2p_host_peer_id(c)};
   assert_true(wait_for(log_has, &bad_c, WAIT_MS));
@@ -657,14 +593,14 @@ static void test_identify_ignores_an_older_signed_peer_record(void **state) {
   log_to_file();
   p2p_host *a = make_host(0, NULL, NULL);
   p2p_host *c = make_host(1, NULL, NULL);
-  assert_int_equal(identity_load_or_create(dirs[1], &c_key, NULL), 0);
+  assert_int_equal(identity_load_or_create(fx.dirs[1], &c_key, NULL), 0);
   c_seq = 100;
   c_port = 1100;
   assert_int_equal(p2p_host_handle(c, "/ipfs/id/1.0.0", c_identify, NULL), 0);
   char caddr[512];
-  full_addr(c, caddr, sizeof caddr);
-  ping_res pr = {0};
-  assert_int_equal(p2p_host_ping(a, caddr, ping_cb, &pr), 0);
+  ts_p2p_full_addr(c, caddr, sizeof caddr);
+  ts_ping pr = {0};
+  assert_int_equal(p2p_host_ping(a, caddr, ts_ping_cb, &pr), 0);
   assert_true(run_until(&pr.done, WAIT_MS));
   assert_int_equal(pr.err, 0);
   const char *cid = p2p_host_peer_id(c);
@@ -711,15 +647,10 @@ static void test_relay_client_closes_at_the_stated_data_limit(void **state) {
   log_to_file();
   p2p_relay_hop_config hc = k_hop;
   hc.limit_data = 64 * 1024;
-  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
-  p2p_nat *rn, *an;
-  p2p_host *r = make_host(0, &rc, &rn);
-  char raddr[512];
-  full_addr(r, raddr, sizeof raddr);
-  const char *relays[] = {raddr};
-  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .allow_private = true};
-  p2p_host *b = make_host(1, &bc, NULL);
+  relay_pair rp;
+  relay_pair_make(&rp, &hc, (p2p_nat_config){0});
+  p2p_host *r = rp.r, *b = rp.b;
+  p2p_nat *rn = rp.rn, *an = NULL;
   assert_int_equal(p2p_host_handle(b, "/test/sink/1.0.0", sink_serve, NULL), 0);
   p2p_nat_config ac = {.relay_client = true, .allow_private = true};
   p2p_host *a = make_host(2, &ac, &an);
@@ -728,8 +659,8 @@ static void test_relay_client_closes_at_the_stated_data_limit(void **state) {
   assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
   char target[1024];
   circuit_to(r, b, target, sizeof target);
-  ping_res pr = {0};
-  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  ts_ping pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ts_ping_cb, &pr), 0);
   assert_true(run_until(&pr.done, WAIT_MS));
   assert_int_equal(pr.err, 0);
   p2p_conn_info ci;
@@ -776,15 +707,10 @@ static void test_relay_client_closes_at_the_stated_duration(void **state) {
   log_to_file();
   p2p_relay_hop_config hc = k_hop;
   hc.limit_duration_s = 2;
-  p2p_nat_config rc = {.hop = true, .hop_cfg = hc, .allow_private = true};
-  p2p_nat *rn;
-  p2p_host *r = make_host(0, &rc, &rn);
-  char raddr[512];
-  full_addr(r, raddr, sizeof raddr);
-  const char *relays[] = {raddr};
-  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .allow_private = true};
-  p2p_host *b = make_host(1, &bc, NULL);
+  relay_pair rp;
+  relay_pair_make(&rp, &hc, (p2p_nat_config){0});
+  p2p_host *r = rp.r, *b = rp.b;
+  p2p_nat *rn = rp.rn;
   p2p_nat_config ac = {.relay_client = true, .allow_private = true};
   p2p_host *a = make_host(2, &ac, NULL);
   conn_log la = {0}, lb = {0};
@@ -793,9 +719,9 @@ static void test_relay_client_closes_at_the_stated_duration(void **state) {
   assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
   char target[1024];
   circuit_to(r, b, target, sizeof target);
-  ping_res pr = {0};
+  ts_ping pr = {0};
   int64_t t0 = clock_mono_ms();
-  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  assert_int_equal(p2p_host_ping(a, target, ts_ping_cb, &pr), 0);
   assert_true(run_until(&pr.done, WAIT_MS));
   assert_int_equal(pr.err, 0);
   p2p_conn_info ci;
@@ -849,15 +775,6 @@ static bool reach_is(void *arg) {
   return l->reach_changes > 0;
 }
 
-static void connect_to(p2p_host *from, p2p_host *to) {
-  char a[512];
-  full_addr(to, a, sizeof a);
-  ping_res pr = {0};
-  assert_int_equal(p2p_host_ping(from, a, ping_cb, &pr), 0);
-  assert_true(run_until(&pr.done, WAIT_MS));
-  assert_int_equal(pr.err, 0);
-}
-
 /* Three AutoNAT servers dial the client back at its listen address: public. */
 static void test_autonat_three_servers_say_public(void **state) {
   (void)state;
@@ -867,7 +784,7 @@ static void test_autonat_three_servers_say_public(void **state) {
   p2p_host *c = make_host(0, &cc, &cn);
   conn_log lc = {0};
   assert_int_equal(p2p_host_subscribe(c, P2P_EV_ALL, log_ev, &lc), 0);
-  for (int i = 1; i <= 3; i++) connect_to(c, make_host(i, &sc, NULL));
+  for (int i = 1; i <= 3; i++) ts_p2p_connect(&fx, c, make_host(i, &sc, NULL), WAIT_MS);
   assert_true(wait_for(reach_is, &lc, WAIT_MS));
   assert_int_equal(lc.reach, P2P_REACH_PUBLIC);
   assert_int_equal(p2p_host_reachability(c), P2P_REACH_PUBLIC);
@@ -886,18 +803,18 @@ static void test_autonat_unreachable_client_is_private(void **state) {
   (void)state;
   p2p_nat_config sc = {.autonat_server = true, .allow_private = true};
   p2p_host_config hc = {0};
-  hc.state_dir = dirs[0];
+  hc.state_dir = fx.dirs[0];
   hc.no_peerstore_file = true;
   p2p_host *c = NULL;
-  assert_int_equal(p2p_host_new(&loop, &hc, &c), 0);
-  hosts[0] = c;
+  assert_int_equal(p2p_host_new(&fx.loop, &hc, &c), 0);
+  fx.hosts[0] = c;
   p2p_nat_config cc = {.autonat_client = true, .autonat_confidence = 2, .allow_private = true};
   p2p_nat *cn = NULL;
-  assert_int_equal(p2p_nat_new(c, &loop, &cc, &cn), 0);
+  assert_int_equal(p2p_nat_new(c, &fx.loop, &cc, &cn), 0);
   assert_int_equal(p2p_nat_add_to_host(cn), 0);
   conn_log lc = {0};
   assert_int_equal(p2p_host_subscribe(c, P2P_EV_ALL, log_ev, &lc), 0);
-  for (int i = 1; i <= 2; i++) connect_to(c, make_host(i, &sc, NULL));
+  for (int i = 1; i <= 2; i++) ts_p2p_connect(&fx, c, make_host(i, &sc, NULL), WAIT_MS);
   assert_true(wait_for(reach_is, &lc, WAIT_MS));
   assert_int_equal(lc.reach, P2P_REACH_PRIVATE);
   json_t *st = nat_status(cn);
@@ -934,7 +851,7 @@ static void test_autonat2_three_servers_say_public(void **state) {
   p2p_host *c = make_host(0, &cc, &cn);
   conn_log lc = {0};
   assert_int_equal(p2p_host_subscribe(c, P2P_EV_ALL, log_ev, &lc), 0);
-  for (int i = 1; i <= 3; i++) connect_to(c, make_host(i, &sc, &sn[i]));
+  for (int i = 1; i <= 3; i++) ts_p2p_connect(&fx, c, make_host(i, &sc, &sn[i]), WAIT_MS);
   assert_true(wait_for(reach_is, &lc, WAIT_MS));
   assert_int_equal(lc.reach, P2P_REACH_PUBLIC);
   json_t *st = nat_status(cn);
@@ -957,19 +874,19 @@ static void test_autonat2_unreachable_client_is_private(void **state) {
   (void)state;
   p2p_nat_config sc = {.autonat_server = true, .autonat_v2 = true, .allow_private = true};
   p2p_host_config hc = {0};
-  hc.state_dir = dirs[0];
+  hc.state_dir = fx.dirs[0];
   hc.no_peerstore_file = true;
   p2p_host *c = NULL;
-  assert_int_equal(p2p_host_new(&loop, &hc, &c), 0);
-  hosts[0] = c;
+  assert_int_equal(p2p_host_new(&fx.loop, &hc, &c), 0);
+  fx.hosts[0] = c;
   p2p_nat_config cc = {.autonat_client = true, .autonat_v2 = true, .autonat_confidence = 2, .allow_private = true};
   p2p_nat *cn = NULL, *s1 = NULL;
-  assert_int_equal(p2p_nat_new(c, &loop, &cc, &cn), 0);
+  assert_int_equal(p2p_nat_new(c, &fx.loop, &cc, &cn), 0);
   assert_int_equal(p2p_nat_add_to_host(cn), 0);
   conn_log lc = {0};
   assert_int_equal(p2p_host_subscribe(c, P2P_EV_ALL, log_ev, &lc), 0);
-  connect_to(c, make_host(1, &sc, &s1));
-  connect_to(c, make_host(2, &sc, NULL));
+  ts_p2p_connect(&fx, c, make_host(1, &sc, &s1), WAIT_MS);
+  ts_p2p_connect(&fx, c, make_host(2, &sc, NULL), WAIT_MS);
   assert_true(wait_for(reach_is, &lc, WAIT_MS));
   assert_int_equal(lc.reach, P2P_REACH_PRIVATE);
   assert_true(v2_counter(cn, "client_counters", "answers_dial_error") >= 2);
@@ -984,19 +901,19 @@ static void test_autonat2_other_ip_pays_dial_data(void **state) {
   (void)state;
   p2p_nat_config sc = {.autonat_server = true, .autonat_v2 = true, .allow_private = true};
   p2p_host_config hc = {0};
-  hc.state_dir = dirs[0];
+  hc.state_dir = fx.dirs[0];
   hc.no_peerstore_file = true;
   p2p_host *c = NULL;
-  assert_int_equal(p2p_host_new(&loop, &hc, &c), 0);
+  assert_int_equal(p2p_host_new(&fx.loop, &hc, &c), 0);
   assert_int_equal(p2p_host_listen(c, "/ip4/127.0.0.2/tcp/0"), 0);
-  hosts[0] = c;
+  fx.hosts[0] = c;
   p2p_nat_config cc = {.autonat_client = true, .autonat_v2 = true, .autonat_confidence = 1, .allow_private = true};
   p2p_nat *cn = NULL, *s1 = NULL;
-  assert_int_equal(p2p_nat_new(c, &loop, &cc, &cn), 0);
+  assert_int_equal(p2p_nat_new(c, &fx.loop, &cc, &cn), 0);
   assert_int_equal(p2p_nat_add_to_host(cn), 0);
   conn_log lc = {0};
   assert_int_equal(p2p_host_subscribe(c, P2P_EV_ALL, log_ev, &lc), 0);
-  connect_to(c, make_host(1, &sc, &s1));
+  ts_p2p_connect(&fx, c, make_host(1, &sc, &s1), WAIT_MS);
   assert_true(wait_for(reach_is, &lc, WAIT_MS));
   assert_int_equal(lc.reach, P2P_REACH_PUBLIC);
   assert_true(v2_counter(cn, "client_counters", "dial_data_paid") >= AUTONAT2_DATA_MIN);
@@ -1026,7 +943,7 @@ static void test_autonat2_ok_without_the_nonce_is_discarded(void **state) {
   p2p_host *c = make_host(0, &cc, &cn);
   p2p_host *liar = make_host(1, NULL, NULL);
   assert_int_equal(p2p_host_handle(liar, AUTONAT2_DIAL_REQUEST_PROTOCOL, liar_v2, NULL), 0);
-  connect_to(c, liar);
+  ts_p2p_connect(&fx, c, liar, WAIT_MS);
   assert_true(wait_for(discarded, cn, WAIT_MS));
   assert_int_equal(p2p_host_reachability(c), P2P_REACH_UNKNOWN);
   assert_int_equal(v2_counter(cn, "client_counters", "answers_ok"), 0);
@@ -1065,7 +982,7 @@ static void raw_opened(p2p_stream *s, int err, void *ud) {
 }
 static void raw_exchange(p2p_host *from, p2p_host *to, const char *protocol, raw_x *x) {
   char a[512];
-  full_addr(to, a, sizeof a);
+  ts_p2p_full_addr(to, a, sizeof a);
   x->done = x->reset = false;
   buf_reset(&x->got);
   assert_int_equal(p2p_host_open_stream(from, a, protocol, raw_opened, x), 0);
@@ -1138,7 +1055,7 @@ static void test_autonat2_dialback_with_an_unknown_nonce_is_reset(void **state) 
   p2p_host *liar = make_host(1, NULL, NULL);
   /* the client has a request in flight to the liar (which never answers it) */
   assert_int_equal(p2p_host_handle(liar, AUTONAT2_DIAL_REQUEST_PROTOCOL, sink_serve, NULL), 0);
-  connect_to(c, liar);
+  ts_p2p_connect(&fx, c, liar, WAIT_MS);
   raw_x x;
   buf_init(&x.req, 64);
   buf_init(&x.got, 64);
@@ -1189,22 +1106,17 @@ static bool punched(void *arg) {
  * punch itself runs.) */
 static void test_dcutr_upgrades_a_relayed_connection(void **state) {
   (void)state;
-  p2p_nat_config rc = {.hop = true, .hop_cfg = k_hop, .allow_private = true};
-  p2p_host *r = make_host(0, &rc, NULL);
-  char raddr[512];
-  full_addr(r, raddr, sizeof raddr);
-  const char *relays[] = {raddr};
-  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .holepunch = true, .holepunch_no_unilateral = true, .allow_private = true};
-  p2p_nat *bn, *an;
-  p2p_host *b = make_host(1, &bc, &bn);
+  relay_pair rp;
+  relay_pair_make(&rp, &k_hop, (p2p_nat_config){.holepunch = true, .holepunch_no_unilateral = true});
+  p2p_host *r = rp.r, *b = rp.b;
+  p2p_nat *bn = rp.bn, *an = NULL;
   p2p_nat_config ac = {.relay_client = true, .holepunch = true, .holepunch_no_unilateral = true, .allow_private = true};
   p2p_host *a = make_host(2, &ac, &an);
   assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
   char target[1024];
   circuit_to(r, b, target, sizeof target);
-  ping_res pr = {0};
-  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  ts_ping pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ts_ping_cb, &pr), 0);
   assert_true(run_until(&pr.done, WAIT_MS));
   assert_int_equal(pr.err, 0);
   direct_wait w = {a, b};
@@ -1213,8 +1125,8 @@ static void test_dcutr_upgrades_a_relayed_connection(void **state) {
   nat_pair np = {an, bn};
   assert_true(wait_for(punched, &np, WAIT_MS));
   /* and it carries traffic */
-  ping_res pr2 = {0};
-  assert_int_equal(p2p_host_ping(a, p2p_host_peer_id(b), ping_cb, &pr2), 0);
+  ts_ping pr2 = {0};
+  assert_int_equal(p2p_host_ping(a, p2p_host_peer_id(b), ts_ping_cb, &pr2), 0);
   assert_true(run_until(&pr2.done, WAIT_MS));
   assert_int_equal(pr2.err, 0);
 }
@@ -1233,29 +1145,24 @@ static bool punch_skipped(void *arg) { return hp_stat(arg, "skipped") >= 1; }
  * part.) */
 static void test_dcutr_skips_a_peer_without_dcutr(void **state) {
   (void)state;
-  p2p_nat_config rc = {.hop = true, .hop_cfg = k_hop, .allow_private = true};
-  p2p_host *r = make_host(0, &rc, NULL);
-  char raddr[512];
-  full_addr(r, raddr, sizeof raddr);
-  const char *relays[] = {raddr};
-  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .holepunch = true, .holepunch_no_unilateral = true, .allow_private = true};
-  p2p_nat *bn;
-  p2p_host *b = make_host(1, &bc, &bn);
+  relay_pair rp;
+  relay_pair_make(&rp, &k_hop, (p2p_nat_config){.holepunch = true, .holepunch_no_unilateral = true});
+  p2p_host *r = rp.r, *b = rp.b;
+  p2p_nat *bn = rp.bn;
   p2p_nat_config ac = {.relay_client = true, .allow_private = true}; /* no holepunch */
   p2p_host *a = make_host(2, &ac, NULL);
   assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
   char target[1024];
   circuit_to(r, b, target, sizeof target);
-  ping_res pr = {0};
-  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  ts_ping pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ts_ping_cb, &pr), 0);
   assert_true(run_until(&pr.done, WAIT_MS));
   assert_int_equal(pr.err, 0);
   assert_true(wait_for(punch_skipped, bn, WAIT_MS));
   assert_int_equal(hp_stat(bn, "failed"), 0);
   assert_int_equal(hp_stat(bn, "in_progress"), 0);
-  ping_res pr2 = {0};
-  assert_int_equal(p2p_host_ping(a, p2p_host_peer_id(b), ping_cb, &pr2), 0);
+  ts_ping pr2 = {0};
+  assert_int_equal(p2p_host_ping(a, p2p_host_peer_id(b), ts_ping_cb, &pr2), 0);
   assert_true(run_until(&pr2.done, WAIT_MS));
   assert_int_equal(pr2.err, 0);
 }
@@ -1266,22 +1173,17 @@ static void test_dcutr_skips_a_peer_without_dcutr(void **state) {
  * NAT such a dial to an unroutable address cost the 5 s attempt timeout before every punch.) */
 static void test_dcutr_plain_dial_only_to_public_addresses(void **state) {
   (void)state;
-  p2p_nat_config rc = {.hop = true, .hop_cfg = k_hop, .allow_private = true};
-  p2p_host *r = make_host(0, &rc, NULL);
-  char raddr[512];
-  full_addr(r, raddr, sizeof raddr);
-  const char *relays[] = {raddr};
-  p2p_nat_config bc = {.relay_client = true, .relay_accept = true, .relay_reserve = true, .relays = relays,
-                       .n_relays = 1, .holepunch = true, .allow_private = true};
-  p2p_nat *bn, *an;
-  p2p_host *b = make_host(1, &bc, &bn);
+  relay_pair rp;
+  relay_pair_make(&rp, &k_hop, (p2p_nat_config){.holepunch = true});
+  p2p_host *r = rp.r, *b = rp.b;
+  p2p_nat *bn = rp.bn, *an = NULL;
   p2p_nat_config ac = {.relay_client = true, .holepunch = true, .allow_private = true};
   p2p_host *a = make_host(2, &ac, &an);
   assert_true(wait_for(has_circuit_addr, b, WAIT_MS));
   char target[1024];
   circuit_to(r, b, target, sizeof target);
-  ping_res pr = {0};
-  assert_int_equal(p2p_host_ping(a, target, ping_cb, &pr), 0);
+  ts_ping pr = {0};
+  assert_int_equal(p2p_host_ping(a, target, ts_ping_cb, &pr), 0);
   assert_true(run_until(&pr.done, WAIT_MS));
   assert_int_equal(pr.err, 0);
   direct_wait w = {a, b};
