@@ -174,6 +174,29 @@ static void test_jparse_scan_duplicates_and_members(void **state) {
   assert_int_equal(jparse_scan("[[[]]]", 6, 3, 0, NULL, 0, NULL, NULL, NULL), 0);
 }
 
+/* The string scan reads 8 bytes at a time and stops at the first byte that needs a look: a stop
+ * byte (quote, backslash, control, non-ASCII) at every offset of the window, after bytes that
+ * sit just beside the stop classes (0x1f/0x20, 0x21/0x23, 0x5b/0x5d, 0x7f), must be found exactly
+ * where it is. */
+static void test_jparse_string_scan_finds_every_stop(void **state) {
+  (void)state;
+  static const char *stops[] = {"\"", "\\n", "\x01", "\x1f", "\xc3\xa9", "\x80", "\xff", "\\u0041"};
+  static const char fill[] = {' ', '!', '#', '[', ']', 0x7f, 'a'};
+  char t[128];
+  for (size_t k = 0; k < 20; k++)
+    for (size_t f = 0; f < sizeof fill; f++)
+      for (size_t st = 0; st < sizeof stops / sizeof *stops; st++) {
+        size_t o = 0;
+        t[o++] = '[';
+        t[o++] = '"';
+        for (size_t i = 0; i < k; i++) t[o++] = fill[f];
+        o += (size_t)sprintf(t + o, "%s", stops[st]);
+        o += (size_t)sprintf(t + o, "%s", st == 0 ? ",\"xyz\"]" : "tail\"]");
+        agree(t, o);
+        agree_flags(t, o);
+      }
+}
+
 static void test_jparse_accepts_what_jansson_accepts(void **state) {
   (void)state;
   AGREE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}");
@@ -334,6 +357,7 @@ int main(void) {
       cmocka_unit_test(test_jparse_agrees_on_random_texts),
       cmocka_unit_test(test_jparse_flags_match_jansson_flags),
       cmocka_unit_test(test_jparse_scan_duplicates_and_members),
+      cmocka_unit_test(test_jparse_string_scan_finds_every_stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
