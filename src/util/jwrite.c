@@ -236,12 +236,46 @@ static int fmt_g(char *out, size_t n, int prec, double v) {
   return len;
 }
 
+/* The common case without snprintf/strtod: a value of at most 6 decimals (every wall-clock
+ * timestamp: clock_wall_s has microsecond resolution) with 1e-4 <= |v| < 2^33. There, a double's
+ * spacing is below 1e-6, so at most one multiple of 1e-6 reads back as v; m/1e6 is correctly
+ * rounded (m < 2^53 and 1e6 are exact) exactly as strtod rounds the decimal, so when it equals v
+ * the digits of m, trailing zeros dropped, are the shortest form — the same text the %.15g..%.17g
+ * search below prints (no exponent in this range). Returns 0 when v is not such a value. */
+static size_t fmt_micros(char out[JWRITE_NUM_MAX], double v) {
+  double a = fabs(v);
+  if (!(a >= 1e-4 && a < 8589934592.0)) return 0;
+  long long m = llround(a * 1e6);
+  if ((double)m / 1e6 != a) return 0;
+  char tmp[32], *end = tmp + sizeof tmp, *p;
+  long long ip = m / 1000000, fp = m % 1000000;
+  int fd = 6;
+  while (fp % 10 == 0) { /* fp != 0: v is not an integer */
+    fp /= 10;
+    fd--;
+  }
+  p = end;
+  for (int i = 0; i < fd; i++) {
+    *--p = (char)('0' + fp % 10);
+    fp /= 10;
+  }
+  *--p = '.';
+  p = u64_digits(p, (unsigned long long)ip);
+  if (v < 0) *--p = '-';
+  size_t n = (size_t)(end - p);
+  memcpy(out, p, n);
+  out[n] = 0;
+  return n;
+}
+
 size_t jwrite_fmt_double(char out[JWRITE_NUM_MAX], double v) {
   if (isnan(v)) return (size_t)snprintf(out, JWRITE_NUM_MAX, "nan");
   if (isinf(v)) return (size_t)snprintf(out, JWRITE_NUM_MAX, v < 0 ? "-inf" : "inf");
   if (v == 0) return (size_t)snprintf(out, JWRITE_NUM_MAX, signbit(v) ? "-0" : "0");
   /* an integer that a double holds exactly prints as one, without going through %g */
   if (v == floor(v) && fabs(v) < 1e15) return (size_t)snprintf(out, JWRITE_NUM_MAX, "%lld", (long long)v);
+  size_t fast = fmt_micros(out, v);
+  if (fast) return fast;
   /* A normal double: every decimal of at most DBL_DIG (15) digits reads back as a distinct
    * double, so when 15 digits round-trip, the shortest form is those digits with %g's trailing
    * zeros dropped; otherwise 16, else 17 (always enough). A subnormal has fewer bits, so a

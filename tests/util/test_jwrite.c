@@ -86,6 +86,43 @@ static void test_jwrite_doubles_shortest_round_trip(void **state) {
   }
 }
 
+/* The shortest form by search (what jwrite_fmt_double does without its fast path). */
+static void shortest_by_search(char *out, size_t n, double v) {
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(out, n, "%.*g", prec, v);
+    if (strtod(out, NULL) == v) return;
+  }
+}
+
+/* The microsecond fast path prints what the %.15g..%.17g search prints: for 6-decimal values in
+ * its range (timestamps), near its bounds, and for values just beside a 6-decimal one. */
+static void test_jwrite_micros_fast_path_matches_search(void **state) {
+  (void)state;
+  dbl(1765091234.123456, "1765091234.123456");
+  dbl(1765091234.5, "1765091234.5");
+  dbl(-0.0001, "-0.0001");
+  dbl(8589934591.999999, "8589934591.999999");
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    double v;
+    switch (i % 4) {
+    case 0: v = (double)(x % 8589934592000000ULL) / 1e6; break;   /* any 6-decimal value */
+    case 1: v = (double)(1700000000000000ULL + x % 100000000000000ULL) / 1e6; break; /* timestamps */
+    case 2: v = (double)(100 + x % 100000000ULL) / 1e6; break;     /* small ones, from 1e-4 */
+    default: v = nextafter((double)(x % 8589934592000000ULL) / 1e6, (x & 1) ? 1e10 : 0); break;
+    }
+    if (i & 8) v = -v;
+    if (v == floor(v) || fabs(v) < 1e-4) continue;
+    char got[JWRITE_NUM_MAX], want[64];
+    jwrite_fmt_double(got, v);
+    shortest_by_search(want, sizeof want, v);
+    if (strcmp(got, want) != 0) fail_msg("%.17g: got %s, want %s", v, got, want);
+  }
+}
+
 static void test_jwrite_json_reals_stay_reals(void **state) {
   (void)state;
   json_t *v = json_pack("[f, f, f, f, f]", 0.457, 2.0, 0.0, 1e21, 0.1 + 0.2);
@@ -193,6 +230,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_jwrite_matches_json_dumps_without_reals),
       cmocka_unit_test(test_jwrite_doubles_shortest_round_trip),
+      cmocka_unit_test(test_jwrite_micros_fast_path_matches_search),
       cmocka_unit_test(test_jwrite_json_reals_stay_reals),
       cmocka_unit_test(test_jwrite_fixed_stated_precision),
       cmocka_unit_test(test_jwrite_fmt_round),
