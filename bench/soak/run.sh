@@ -13,16 +13,17 @@
 #                                            limits, so every attack gets going at full strength)
 #
 # Writes bench/soak/last.json and prints a summary table. Not part of `make check`; a short run
-# is e.g. SOAK_BEFORE=5 SOAK_DURING=20 SOAK_AFTER=5 make soak.
+# is e.g. SOAK_BEFORE=5 SOAK_DURING=20 SOAK_AFTER=5 make soak. SOAK_BIN runs another server binary
+# (the driver stays this tree's), SOAK_OUT writes the JSON elsewhere than bench/soak/last.json.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD="${BUILD:-$root/build}"
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" --buildtype=release -Dtests=disabled >/dev/null
 ninja -C "$BUILD" peermcp bench/soak/soak >/dev/null || exit 1
-bin="$BUILD/peermcp"
+bin="${SOAK_BIN:-$BUILD/peermcp}" # SOAK_BIN: another server binary (before/after runs)
 soak="$BUILD/bench/soak/soak"
 tmp=$(mktemp -d)
-out="$root/bench/soak/last.json"
+out="${SOAK_OUT:-$root/bench/soak/last.json}"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done

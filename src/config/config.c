@@ -466,6 +466,7 @@ static const keydef k_top[] = {
     {"workers_threads", K_U32, OFF(workers_threads), 0, 1, 256},
     {"workers_long_threads", K_U32, OFF(workers_long_threads), 0, 1, 1024},
     {"workers_long_queue", K_U32, OFF(workers_long_queue), 0, 1, 65536},
+    {"workers_idle_seconds", K_U32, OFF(workers_idle_seconds), 0, 1, 86400},
     {"page_size", K_U32, OFF(page_size), 0, 1, 10000},
     {NULL, 0, 0, 0, 0, 0},
 };
@@ -1075,6 +1076,7 @@ static int set_defaults(config *cfg) {
   cfg->workers_threads = 8;
   cfg->workers_long_threads = 64;
   cfg->workers_long_queue = 256;
+  cfg->workers_idle_seconds = 30;
   cfg->page_size = 50;
   cfg->queue.max_payload_bytes = MiB;
   cfg->queue.lease_seconds = 300;
@@ -2261,12 +2263,13 @@ json_t *config_to_json(const config *cfg) {
                     : json_null();
   json_t *auth = json_pack("{s:s?, s:o, s:o}", "resource", cfg->auth.resource, "authorization_servers",
                            strv_json(cfg->auth.authorization_servers, cfg->auth.authorization_server_count), "jwt", jwt);
-  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b, s:o}, s:o, s:o, s:{s:s}}",
+  return json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:{s:o}, s:{s:b, s:o}, s:o, s:o, s:{s:s}}",
                    "config_path", cfg->config_path, "state_dir", cfg->state_dir, "log_level",
                    log_level_name(cfg->log_level), "max_line_bytes", (json_int_t)cfg->max_line_bytes,
                    "tool_timeout_ms", (json_int_t)cfg->tool_timeout_ms, "workers_threads",
                    (json_int_t)cfg->workers_threads, "workers_long_threads", (json_int_t)cfg->workers_long_threads,
-                   "workers_long_queue", (json_int_t)cfg->workers_long_queue, "page_size", (json_int_t)cfg->page_size, "tools", tools, "queue", queue, "cache", cache, "p2p",
+                   "workers_long_queue", (json_int_t)cfg->workers_long_queue, "workers_idle_seconds",
+                   (json_int_t)cfg->workers_idle_seconds, "page_size", (json_int_t)cfg->page_size, "tools", tools, "queue", queue, "cache", cache, "p2p",
                    p2p, "mcp_tasks", "runner", tristate_json(cfg->mcp_tasks.runner), "stdio", "enabled",
                    cfg->stdio.enabled, "scopes",
                    cfg->stdio.scopes ? strv_json(cfg->stdio.scopes, cfg->stdio.scope_count) : json_pack("[s]", "*"),

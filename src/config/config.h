@@ -120,6 +120,7 @@ typedef struct config {
   unsigned workers_threads;  /* 8: short pool, threads at start (grows to 64 while all are busy) */
   unsigned workers_long_threads; /* 64: long pool (waits, command tools), most threads */
   unsigned workers_long_queue;   /* 256: long calls waiting for a thread before "busy" */
+  unsigned workers_idle_seconds; /* 30: a pool thread added for a burst exits after idling this long */
   unsigned page_size;        /* 50: tools/list page size */
   char *env_path;            /* PATH of peermcp's environment at load, NULL if unset: command
                                 tools' programs without a '/' are searched there */

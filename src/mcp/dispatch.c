@@ -948,10 +948,17 @@ int mcp_dispatcher_new(uv_loop_t *loop, mcp_registry *reg, const mcp_dispatcher_
     unsigned lmax = opts && opts->long_threads ? opts->long_threads : MCP_DISPATCH_DEFAULT_LONG_THREADS;
     /* started small: threads are added as long calls arrive, up to lmax */
     rc = workpool_new(loop, lmax < 2 ? lmax : 2, lmax, &d->long_pool);
-    if (rc == 0)
+    if (rc == 0) {
       workpool_set_max_queued(d->long_pool,
                               opts && opts->long_queue ? opts->long_queue : MCP_DISPATCH_DEFAULT_LONG_QUEUE);
-    else d->long_pool = NULL;
+      /* threads grown for a burst go back after idling (issue 9: 72 threads and their arenas
+       * stayed after an attack) */
+      uint32_t idle = opts && opts->idle_exit_ms ? opts->idle_exit_ms : WORKPOOL_DEFAULT_IDLE_EXIT_MS;
+      workpool_set_idle_exit(d->pool, workpool_threads(d->pool), idle);
+      workpool_set_idle_exit(d->long_pool, workpool_threads(d->long_pool), idle);
+    } else {
+      d->long_pool = NULL;
+    }
   } else {
     d->pool = NULL;
   }

@@ -95,6 +95,8 @@ typedef struct mcp_dispatcher_opts {
   unsigned max_threads;        /* short pool: growth cap while all are busy; 0 = 64 */
   unsigned long_threads;       /* long pool: most threads (started as needed); 0 = 64 */
   unsigned long_queue;         /* long pool: most calls waiting for a thread; 0 = 256 */
+  uint32_t idle_exit_ms;       /* both pools: a thread added beyond the start count exits after
+                                  idling this long; 0 = WORKPOOL_DEFAULT_IDLE_EXIT_MS (30 s) */
   mcp_access_log access_log;   /* the per-call log line; default MCP_ACCESS_LOG_DEBUG */
 } mcp_dispatcher_opts;
 

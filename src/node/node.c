@@ -532,6 +532,7 @@ static int open_tools(node *n, char *err, size_t errlen) {
       nlog(n, LOG_INFO, "tool disabled by configuration", "{s:s}", "tool", cfg->tools.disabled[i]);
   mcp_dispatcher_opts dopts = {.default_timeout_ms = cfg->tool_timeout_ms, .threads = cfg->workers_threads,
                                .long_threads = cfg->workers_long_threads, .long_queue = cfg->workers_long_queue,
+                               .idle_exit_ms = cfg->workers_idle_seconds * 1000u,
                                .access_log = cfg->log.access == CONFIG_ACCESS_ON    ? MCP_ACCESS_LOG_ON
                                              : cfg->log.access == CONFIG_ACCESS_OFF ? MCP_ACCESS_LOG_OFF
                                                                                     : MCP_ACCESS_LOG_DEBUG};

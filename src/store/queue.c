@@ -900,6 +900,7 @@ fail:
   free(a->idem);
   free(a->session);
   free(a->sticky);
+  free(a->traceparent); /* leaked when a broken queue refused the submit (LeakSanitizer, suite 62) */
   free(a);
   return rc;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "auth/audit.h"
+#include "store/health.h"
 #include "util/clock.h"
 #include "util/jwrite.h"
 #include "util/log.h"
@@ -1289,6 +1290,27 @@ json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id) {
 
 static void op_metrics(taskq_op op, const json_t *r, int64_t t0);
 
+/* Whether a caller may see store file names in errors: as for the status detail (worker scope),
+ * the local operator and admins. */
+static bool store_paths_for(const auth_ctx *a) {
+  return a && (auth_ctx_is_local(a) || auth_allows_mask(a, AUTH_WORKER) || auth_allows_mask(a, AUTH_ADMIN));
+}
+
+/* A failed op whose store is down says why (issue 9 leftover; store/health.h): "cause" (the
+ * store's error code), "reason" and, for callers of store_paths_for, "path" — keys the Python
+ * client ignores beside "error". Not for refusals that come before the store is used. */
+static void note_store_down(const taskq_ctx *ctx, taskq_op op, json_t *r, bool paths) {
+  if (!r || json_is_true(json_object_get(r, "ok")) || json_object_get(r, "cause")) return;
+  const char *code = json_string_value(json_object_get(r, "error"));
+  if (!code || !strcmp(code, "unauthorized") || !strcmp(code, "unknown_op") || !strncmp(code, "invalid_", 8) ||
+      !strncmp(code, "missing_", 8))
+    return;
+  bool cache = op == TASKQ_OP_CACHE_GET || op == TASKQ_OP_CACHE_HAS || op == TASKQ_OP_CACHE_SET ||
+               op == TASKQ_OP_CACHE_DELETE;
+  if (cache ? !ctx->cfg.cache : !op_needs_queue(op) || !ctx->cfg.queue) return;
+  store_health_annotate(ctx->cfg.queue, ctx->cfg.cache, cache ? STORE_CACHE : STORE_QUEUE, r, paths);
+}
+
 typedef struct async_op {
   taskq_ctx *ctx;
   taskq_op op;
@@ -1298,9 +1320,11 @@ typedef struct async_op {
   int64_t t0;
   char task_id[33];
   char ident[96];     /* a waiting claim's caller, counted until it ends ("" = not counted) */
+  bool paths;         /* store_paths_for the caller */
 } async_op;
 
 static void async_finish(async_op *a, json_t *r) {
+  note_store_down(a->ctx, a->op, r, a->paths);
   op_metrics(a->op, r, a->t0);
   taskq_async_done done = a->done;
   void *ud = a->ud;
@@ -1500,11 +1524,13 @@ taskq_async_status taskq_handle_async(taskq_ctx *ctx, const json_t *msg, const a
   a->ud = ud;
   a->msg = json_incref((json_t *)msg);
   a->t0 = t0;
+  a->paths = store_paths_for(&eff);
   op_env e = {ctx, msg, NULL, &eff};
   json_t *now = NULL;
   if (async_start(a, &e, claim_id, &now) == 0) return TASKQ_ASYNC_STARTED;
   json_decref(a->msg);
   free(a);
+  note_store_down(ctx, op, now, store_paths_for(&eff));
   op_metrics(op, now, t0);
   *reply = now;
   return TASKQ_ASYNC_REPLY;
@@ -1562,6 +1588,7 @@ json_t *taskq_handle(taskq_ctx *ctx, const json_t *msg, const taskq_call *call) 
     entered = true;
   }
   json_t *r = handle_op(ctx, msg, call, op);
+  note_store_down(ctx, op, r, store_paths_for(call->auth));
   if (entered) trace_scope_leave(prev);
   op_metrics(op, r, t0);
   return r;

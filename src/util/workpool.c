@@ -5,9 +5,12 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <malloc.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "util/check.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 typedef struct wp_job {
@@ -47,7 +50,13 @@ struct workpool {
   size_t nflows;          /* flows on the ring */
   wp_job *done_head, *done_tail;
   wp_thread *threads;
+  wp_thread *exited;      /* threads that left after idling: joined on the loop thread */
   unsigned nthreads, max_threads;
+  unsigned floor;         /* threads kept however long they idle */
+  uint32_t idle_exit_ms;  /* a thread above the floor idle this long exits (0 = never) */
+  int64_t win_start_ms;   /* the idle exit's current window (clock_mono_ms) … */
+  unsigned win_low_idle;  /* … the fewest threads idle at once in it … */
+  unsigned to_exit;       /* … and how many may leave, from the last window */
   unsigned idle;  /* threads not running a job (waiting, or started and not yet waiting) */
   size_t queued;  /* jobs on head..tail, not yet taken by a thread */
   size_t pending; /* queued + running */
@@ -126,16 +135,75 @@ static wp_job *wp_take_locked(workpool *wp) {
   return j;
 }
 
+/* Caller holds mu; the calling thread is idle and above the floor: it leaves the pool (its
+ * record goes to wp->exited, joined by the loop thread, which then gives the allocator's free
+ * memory back). */
+static void wp_leave_locked(workpool *wp) {
+  pthread_t self = pthread_self();
+  wp_thread **pp = &wp->threads;
+  while (*pp && !pthread_equal((*pp)->tid, self)) pp = &(*pp)->next;
+  CHECK(*pp != NULL);
+  wp_thread *t = *pp;
+  *pp = t->next;
+  t->next = wp->exited;
+  wp->exited = t;
+  wp->nthreads--;
+  wp->idle--;
+  wp_check_locked(wp);
+  uv_async_send(&wp->async);
+}
+
+/* Caller holds mu. The idle exit works on windows of idle_exit_ms: the fewest threads idle at
+ * once during a window (win_low_idle) were not needed in it, so that many (down to the floor)
+ * may leave at its end. Counting per window, not per thread, because wake-ups rotate through
+ * the waiting threads: light traffic would keep every one of them from ever idling idle_ms. */
+static void wp_window_locked(workpool *wp) {
+  int64_t now = clock_mono_ms();
+  if (now - wp->win_start_ms < (int64_t)wp->idle_exit_ms) return;
+  unsigned above = wp->nthreads > wp->floor ? wp->nthreads - wp->floor : 0;
+  wp->to_exit = wp->win_low_idle < above ? wp->win_low_idle : above;
+  wp->win_start_ms = now;
+  wp->win_low_idle = wp->idle;
+  if (wp->to_exit > 1) pthread_cond_broadcast(&wp->cv);
+}
+
 static void *wp_main(void *p) {
   workpool *wp = p;
   check_thread_is_worker();
   pthread_mutex_lock(&wp->mu);
   for (;;) {
-    while (!wp->ring_head && !wp->stopping) pthread_cond_wait(&wp->cv, &wp->mu);
+    bool left = false;
+    while (!wp->ring_head && !wp->stopping) {
+      if (!wp->idle_exit_ms || wp->nthreads <= wp->floor) {
+        pthread_cond_wait(&wp->cv, &wp->mu);
+        continue;
+      }
+      if (wp->to_exit > 0) {
+        wp->to_exit--;
+        wp_leave_locked(wp);
+        left = true;
+        break;
+      }
+      int64_t end = wp->win_start_ms + (int64_t)wp->idle_exit_ms;
+      struct timespec until;
+      clock_gettime(CLOCK_MONOTONIC, &until); /* the clock of clock_mono_ms and of cv */
+      int64_t wait_ms = end - clock_mono_ms();
+      if (wait_ms < 1) wait_ms = 1;
+      until.tv_sec += (time_t)(wait_ms / 1000);
+      until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+      if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+      }
+      (void)pthread_cond_timedwait(&wp->cv, &wp->mu, &until);
+      if (!wp->ring_head && !wp->stopping) wp_window_locked(wp);
+    }
+    if (left) break;
     if (!wp->ring_head) break; /* stopping and nothing left */
     wp_job *j = wp_take_locked(wp);
     wp->queued--;
     wp->idle--;
+    if (wp->idle < wp->win_low_idle) wp->win_low_idle = wp->idle;
     wp_check_locked(wp);
     pthread_mutex_unlock(&wp->mu);
 
@@ -172,7 +240,28 @@ static void wp_drain_done(workpool *wp) {
   }
 }
 
-static void wp_async_cb(uv_async_t *h) { wp_drain_done(h->data); }
+/* Loop thread: joins the threads that left after idling, then gives back what the allocator
+ * holds free (their arenas' tops and free pages: after a burst the pool's threads kept
+ * 14-17 MB, issue 9). */
+static void wp_join_exited(workpool *wp) {
+  pthread_mutex_lock(&wp->mu);
+  wp_thread *t = wp->exited;
+  wp->exited = NULL;
+  pthread_mutex_unlock(&wp->mu);
+  if (!t) return;
+  while (t) {
+    wp_thread *next = t->next;
+    pthread_join(t->tid, NULL);
+    free(t);
+    t = next;
+  }
+  malloc_trim(0);
+}
+
+static void wp_async_cb(uv_async_t *h) {
+  wp_drain_done(h->data);
+  wp_join_exited(h->data);
+}
 
 /* Caller holds wp->mu. */
 static int wp_spawn_locked(workpool *wp) {
@@ -202,8 +291,15 @@ int workpool_new(uv_loop_t *loop, unsigned threads, unsigned max_threads, workpo
   if (!wp) return -ENOMEM;
   wp->loop = loop;
   wp->max_threads = max_threads;
+  wp->floor = threads;
+  wp->idle_exit_ms = WORKPOOL_DEFAULT_IDLE_EXIT_MS;
+  wp->win_start_ms = clock_mono_ms();
   pthread_mutex_init(&wp->mu, NULL);
-  pthread_cond_init(&wp->cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the idle exit's timed wait */
+  pthread_cond_init(&wp->cv, &ca);
+  pthread_condattr_destroy(&ca);
   pthread_cond_init(&wp->idle_cv, NULL);
   int rc = uv_async_init(loop, &wp->async, wp_async_cb);
   if (rc != 0) {
@@ -283,6 +379,17 @@ int workpool_submit_for(workpool *wp, uint64_t key, workpool_work_fn work, workp
   return 0;
 }
 
+void workpool_set_idle_exit(workpool *wp, unsigned floor, uint32_t idle_ms) {
+  pthread_mutex_lock(&wp->mu);
+  wp->floor = floor ? floor : 1;
+  wp->idle_exit_ms = idle_ms;
+  wp->win_start_ms = clock_mono_ms();
+  wp->win_low_idle = wp->idle;
+  wp->to_exit = 0;
+  pthread_cond_broadcast(&wp->cv); /* idle threads take the new rule */
+  pthread_mutex_unlock(&wp->mu);
+}
+
 void workpool_set_max_queued(workpool *wp, size_t max_queued) {
   pthread_mutex_lock(&wp->mu);
   wp->max_queued = max_queued;
@@ -334,6 +441,7 @@ void workpool_free(workpool *wp) {
   wp_thread *t = wp->threads;
   wp->threads = NULL;
   pthread_mutex_unlock(&wp->mu);
+  wp_join_exited(wp);
   while (t) {
     wp_thread *next = t->next;
     pthread_join(t->tid, NULL);

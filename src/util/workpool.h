@@ -4,7 +4,8 @@
  * A job is (work, done, arg): `work(arg)` runs on a worker thread; then `done(arg)` runs on the
  * loop thread (through uv_async_send). The pool starts `threads` workers and grows up to
  * `max_threads` when every worker is busy and jobs wait (handlers that block for a long time
- * must not starve short ones). Jobs carry a caller key (workpool_submit_for; workpool_submit is
+ * must not starve short ones), and threads above the start count exit after idling
+ * (workpool_set_idle_exit). Jobs carry a caller key (workpool_submit_for; workpool_submit is
  * key 0): a caller's jobs start in its submission order, and when jobs wait for a thread the
  * callers that have waiting jobs are served in turn, one job each (round robin), so one
  * caller's burst delays another caller's job by at most one job per thread, not by the whole
@@ -32,11 +33,19 @@ typedef void (*workpool_done_fn)(void *arg);
 
 #define WORKPOOL_DEFAULT_THREADS 8u
 #define WORKPOOL_DEFAULT_MAX_THREADS 64u
+#define WORKPOOL_DEFAULT_IDLE_EXIT_MS 30000u
 
 /* threads == 0 picks WORKPOOL_DEFAULT_THREADS; max_threads < threads means max_threads = threads.
  * Returns 0, -ENOMEM, or the negative errno of thread creation. */
 int workpool_new(uv_loop_t *loop, unsigned threads, unsigned max_threads, workpool **out)
     __attribute__((warn_unused_result));
+
+/* Threads added while every one was busy go away again: one that found no job for idle_ms
+ * exits while the pool has more than `floor` threads (0 = 1), and the allocator's free memory is
+ * given back (malloc_trim) once the loop thread has joined it. idle_ms 0 = threads never exit.
+ * Default: floor = the threads workpool_new started, idle_ms = WORKPOOL_DEFAULT_IDLE_EXIT_MS.
+ * Any thread. */
+void workpool_set_idle_exit(workpool *wp, unsigned floor, uint32_t idle_ms);
 
 /* Bounds the jobs waiting for a thread once all max_threads are busy (0 = no bound, the
  * default). Any thread. */

@@ -134,7 +134,7 @@ fi
 
 # ---- item 2: a token holder, a 1 MB cache value, 32 streams that never read × 64 cache.get
 if ! want 2; then :
-elif start_server uo ', "rate_limit_per_second": 100000, "max_streams_per_peer": 256'; then
+elif start_server uo ', "rate_limit_per_second": 100000, "max_streams_per_peer": 256' ' "workers_idle_seconds": 2,'; then
   c0=$(cpu_ticks)
   got=$(run_attack uo unread_output --seconds 12 --settle 8 --arg streams=32 --arg gets=64 --arg value_bytes=1000000)
   cpu_ms=$(( ($(cpu_ticks) - c0) * 10 ))
@@ -146,6 +146,8 @@ elif start_server uo ', "rate_limit_per_second": 100000, "max_streams_per_peer":
     'd["server"]["rss_kb_max"] - d["server"]["rss_kb_before"] < 200 * 1024' "$got"
   check "item 2: memory goes back after the peer disconnects (${left} MB above the start; < 60 MB)" \
     'd["server"]["rss_kb_after"] - d["server"]["rss_kb_before"] < 60 * 1024' "$got"
+  check "item 2: the pool threads grown for the attack go away after idling 2 s (threads $(echo "$got" | jget 'd["server"]["threads_before"]') → $(echo "$got" | jget 'd["server"]["threads_max"]') → $(echo "$got" | jget 'd["server"]["threads_after"]'); before: they stayed)" \
+    'd["server"]["threads_max"] > d["server"]["threads_before"] + 4 and d["server"]["threads_after"] <= d["server"]["threads_before"] + 2' "$got"
   check "item 2: the trusted peer stays fast meanwhile, max $(echo "$got" | jget 'd["normal"]["during"]["max_ms"]') ms (< 10000: each 1 MB reply costs ~75 ms of loop and ~110 ms of worker CPU; 1.4–5 s seen at load 16 on 2 cores)" \
     "$NORMAL_OK"' and d["normal"]["during"]["max_ms"] < 10000' "$got"
   # CPU: the calls whose answers a budget would refuse are held, not computed (before: 5-7 s

@@ -219,6 +219,36 @@ static void test_workpool_serves_callers_in_turn(void **state) {
   ts_loop_close(&loop);
 }
 
+/* Threads grown for a burst go back: a pool of 1 grows to 4 under 4 blocking jobs; with an idle
+ * exit of 100 ms it shrinks to its floor (1) once they end, and still runs jobs afterwards. */
+static void test_workpool_idle_threads_exit_down_to_the_floor(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  workpool *wp;
+  assert_int_equal(workpool_new(&loop, 1, 4, &wp), 0);
+  workpool_set_idle_exit(wp, 1, 100);
+  atomic_int gate = 0, counter = 0;
+  job jobs[4];
+  for (int i = 0; i < 4; i++) {
+    jobs[i] = (job){.gate = &gate, .counter = &counter};
+    assert_int_equal(workpool_submit(wp, work_fn, done_fn, &jobs[i]), 0);
+  }
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, atomic_load(&jobs[0].started) && atomic_load(&jobs[1].started) &&
+                                    atomic_load(&jobs[2].started) && atomic_load(&jobs[3].started));
+  assert_int_equal(workpool_threads(wp), 4);
+  atomic_store(&gate, 1);
+  for (int i = 0; i < 4; i++) run_until(&loop, &jobs[i].done_calls, 1);
+  TS_LOOP_UNTIL(&loop, TS_DEADLINE_MS, workpool_threads(wp) == 1);
+  assert_int_equal(workpool_threads(wp), 1);
+  job later = {.counter = &counter};
+  assert_int_equal(workpool_submit(wp, work_fn, done_fn, &later), 0);
+  run_until(&loop, &later.done_calls, 1);
+  assert_int_equal(atomic_load(&counter), 5);
+  workpool_free(wp);
+  ts_loop_close(&loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_workpool_runs_job_off_loop_and_completes_on_loop),
@@ -227,6 +257,7 @@ int main(void) {
       cmocka_unit_test(test_workpool_free_drains_queued_jobs),
       cmocka_unit_test(test_workpool_queue_bound_refuses_with_ebusy),
       cmocka_unit_test(test_workpool_serves_callers_in_turn),
+      cmocka_unit_test(test_workpool_idle_threads_exit_down_to_the_floor),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

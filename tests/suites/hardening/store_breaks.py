@@ -47,6 +47,16 @@ def cli(*args):
     except Exception: j = {}
     return r.returncode, j, r.stderr
 
+def p2p_op(msg):
+    """A TaskQueue op over /mcp+p2p/1.0.0 from the trusted CLI peer (task_queue.rpc): its reply."""
+    rc, res, err = cli("call", "--peer", ma, "--state-dir", tmp + "/c", "task_queue.rpc", json.dumps({"message": msg}))
+    for k in ("structuredContent", "content"): # task_queue.rpc: the op reply itself
+        if isinstance(res.get(k), dict): return res[k]
+    for c in res.get("content") or []:
+        try: return json.loads(c.get("text", ""))
+        except Exception: pass
+    return {"_rc": rc, "_out": res, "_err": err[-300:]}
+
 def wait_for(fn, secs=60):
     end = time.time() + secs
     while time.time() < end:
@@ -164,6 +174,9 @@ try:
     q = st.get("storage", {}).get("queue", {})
     out("10: P2P status --detail (a trusted peer) names the reason and the file",
         q.get("state") == "down" and q.get("error") == "database_corrupt" and qpath in q.get("reason", ""), [rc, st.get("storage"), err[-300:]])
+    r = p2p_op({"op": "submit", "task_type": "nobody.runs.this", "payload": {"i": 3}})
+    out("10: a P2P `submit` op (trusted peer) is refused with the cause, the reason and the file (not the code alone)",
+        r.get("ok") is False and r.get("cause") == "database_corrupt" and r.get("path") == qpath and "peermcp queue check" in r.get("reason", ""), r)
     rc, rep, err = cli("queue", "check", "--state-dir", state)
     out("10: `peermcp queue check` exits 1 and names the problem", rc == 1 and rep.get("ok") is False and "not healthy" in err
         and "not a database" in err, [rc, rep, err[-300:]])
@@ -179,6 +192,9 @@ try:
     r, e = tool("cache_set", {"key": "lost", "value": 3})
     out("10: cache_set fails with the cause, the reason and the directory",
         e and r.get("error") == "storage_error" and r.get("path") == cdir and "removed" in r.get("reason", ""), r)
+    r = p2p_op({"op": "cache.set", "key": "lost2", "value": 4})
+    out("10: a P2P `cache.set` op fails with the cause, the reason and the directory",
+        r.get("ok") is False and r.get("path") == cdir and "removed" in r.get("reason", ""), r)
     s, body = get(hurl)
     out("10: /readyz lists both stores", s == 503 and "queue:" in body and "cache:" in body, body)
 finally:
