@@ -8,7 +8,8 @@
  *   long_waits       a token holder: 64 streams x 64 `wait` ops of 30 s (item 4)
  *
  * Options (--arg NAME:KEY=VALUE) are the attack's own (attacks.h). Each identity set lives in
- * env->id_dir. Everything on the attack process's loop thread. */
+ * env->id_dir. Everything on the attack process's loop thread. Not traced: beside handshake_slots
+ * and heartbeat_flood, unread_output / long_waits / partial_frames open no stream (bench/RESULTS.md). */
 #include <stdlib.h>
 
 #include "bench/soak/soak.h"

@@ -9,7 +9,8 @@
  * key 0): a caller's jobs start in its submission order, and when jobs wait for a thread the
  * callers that have waiting jobs are served in turn, one job each (round robin), so one
  * caller's burst delays another caller's job by at most one job per thread, not by the whole
- * burst (issue 9: a peer's 16 calls used to queue ahead of everyone's). With a queue
+ * burst (issue 9: a peer's 16 calls used to queue ahead of everyone's). Not done: a cap on one
+ * caller's running jobs (turns decide who gets a thread, not the CPU once 64 run). With a queue
  * bound (workpool_set_max_queued), a job that would wait behind more than that many others
  * with no thread to take it is refused with -EBUSY instead of queued.
  *
