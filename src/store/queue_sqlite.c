@@ -166,7 +166,9 @@ static const char *schema_sql =
 
 /* Partial indexes: a submit touches only the primary key, idx_tasks_status_created and the
  * queued-only claim index; the lease and prune indexes hold running / terminal rows only.
- * Every partial index's WHERE is evaluated by every INSERT and UPDATE of a row: the terminal
+ * The idempotency index holds only rows that have a key (most have none: a NULL entry per task
+ * was written and moved for nothing; `idempotency_key = ?` implies IS NOT NULL, so the lookup
+ * uses it). Every partial index's WHERE is evaluated by every INSERT and UPDATE of a row: the terminal
  * index says "neither queued nor running" with two comparisons, because a 3-value IN list there
  * (the former idx_tasks_done) made each write build and free an ephemeral table — 5 of them
  * per task, ~10 % of the node's instructions per task (callgrind, issue 11 §2). */
@@ -176,7 +178,9 @@ static const char *index_sql =
     "CREATE INDEX IF NOT EXISTS idx_tasks_status_created ON tasks(status, created_at);"
     "CREATE INDEX IF NOT EXISTS idx_tasks_claim_q ON tasks(priority DESC, created_at, task_id)"
     " WHERE status = 'queued';"
-    "CREATE UNIQUE INDEX IF NOT EXISTS idx_tasks_idempotency ON tasks(idempotency_key);"
+    "DROP INDEX IF EXISTS idx_tasks_idempotency;"
+    "CREATE UNIQUE INDEX IF NOT EXISTS idx_tasks_idem ON tasks(idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS idx_tasks_lease_r ON tasks(lease_until) WHERE status = 'running';"
     "CREATE INDEX IF NOT EXISTS idx_tasks_ended ON tasks(updated_at)"
     " WHERE status <> 'queued' AND status <> 'running';";
