@@ -22,116 +22,87 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-static uv_loop_t loop;
-static char dir_a[64], dir_b[64];
+#include "../support/p2pfix.h"
+#include "../support/tmpdir.h"
 
-static void rm_rf(const char *d) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-  if (system(cmd) != 0) fprintf(stderr, "cleanup failed: %s\n", d);
-}
+/* Slots: A, B, a third host C, the relay R, the remembered stranger S (state directories; the
+ * tests close their own hosts with close_hosts). */
+static ts_p2p fx;
+enum { SLOT_A, SLOT_B, SLOT_C, SLOT_R, SLOT_S, N_SLOTS };
+#define dir_a fx.dirs[SLOT_A]
+#define dir_b fx.dirs[SLOT_B]
 
 static int setup(void **state) {
   (void)state;
   log_set_level(LOG_ERROR);
-  snprintf(dir_a, sizeof dir_a, "/tmp/peermcp-test-host-a-XXXXXX");
-  snprintf(dir_b, sizeof dir_b, "/tmp/peermcp-test-host-b-XXXXXX");
-  if (!mkdtemp(dir_a) || !mkdtemp(dir_b)) return -1;
-  return uv_loop_init(&loop);
+  return ts_p2p_setup(&fx, N_SLOTS, "test-host");
 }
 
-static void close_any(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
-}
-
+/* After a failed assertion hosts may still be open: teardown closes whatever handle is left so
+ * the run ends (their memory leaks, which only happens on a failure). */
 static int teardown(void **state) {
   (void)state;
-  /* After a failed assertion hosts may still be open: close whatever is left so the run ends
-   * (their memory leaks, which only happens on a failure). */
-  uv_run(&loop, UV_RUN_NOWAIT);
-  uv_walk(&loop, close_any, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  int rc = uv_loop_close(&loop);
-  rm_rf(dir_a);
-  rm_rf(dir_b);
-  return rc;
+  return ts_p2p_teardown(&fx);
 }
 
 /* Deadline for things that must happen (a dial, a ping, a close): generous, because ASan on a
  * loaded 2-core machine can be slow; a test that fails still fails, only later. */
 #define WAIT_MS 20000
 
-/* Runs the loop until *flag or timeout; returns *flag. */
-static bool run_until(const bool *flag, int ms) {
-  int64_t end = clock_mono_ms() + ms;
-  while (!*flag && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
-  return *flag;
-}
-
 static void on_host_closed(p2p_host *h, void *ud) {
   (void)h;
   (*(int *)ud)--;
 }
-static void close_hosts(p2p_host *a, p2p_host *b) {
-  int left = (a != NULL) + (b != NULL);
-  if (a) p2p_host_close(a, on_host_closed, &left);
-  if (b) p2p_host_close(b, on_host_closed, &left);
-  int64_t end = clock_mono_ms() + WAIT_MS;
-  while (left > 0 && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
-  assert_int_equal(left, 0);
-}
+static void close_hosts(p2p_host *a, p2p_host *b) { ts_p2p_close(&fx, (p2p_host *[]){a, b}, 2); }
 
+typedef struct host_pair {
+  p2p_host *a, *b;
+} host_pair;
+static bool no_connections(void *arg) {
+  host_pair *p = arg;
+  p2p_host_stats sa = {0}, sb = {0};
+  if (p->a) p2p_host_get_stats(p->a, &sa);
+  if (p->b) p2p_host_get_stats(p->b, &sb);
+  return sa.connections == 0 && sb.connections == 0;
+}
 /* Runs the loop until neither host has a connection (or WAIT_MS); returns true if so. */
 static bool wait_no_connections(p2p_host *a, p2p_host *b) {
-  int64_t end = clock_mono_ms() + WAIT_MS;
-  for (;;) {
-    p2p_host_stats sa = {0}, sb = {0};
-    if (a) p2p_host_get_stats(a, &sa);
-    if (b) p2p_host_get_stats(b, &sb);
-    if (sa.connections == 0 && sb.connections == 0) return true;
-    if (clock_mono_ms() >= end) return false;
-    uv_run(&loop, UV_RUN_ONCE);
-  }
+  return ts_p2p_wait_for(&fx, no_connections, &(host_pair){a, b}, WAIT_MS);
 }
 
+typedef struct identified {
+  p2p_host *h;
+  const char *id;
+  size_t min_addrs;
+} identified;
+static bool is_identified(void *arg) {
+  identified *w = arg;
+  p2p_peer_info pi;
+  return p2p_host_peer_info(w->h, w->id, &pi) == 0 && pi.public_key_matches && pi.n_listen_addrs >= w->min_addrs;
+}
 /* Runs the loop until h's peerstore has identify data for id with at least min_addrs listen
  * addresses (identify runs after the connection is up, so after a first ping succeeded). */
 static bool wait_identified(p2p_host *h, const char *id, size_t min_addrs) {
-  int64_t end = clock_mono_ms() + WAIT_MS;
-  for (;;) {
-    p2p_peer_info pi;
-    if (p2p_host_peer_info(h, id, &pi) == 0 && pi.public_key_matches && pi.n_listen_addrs >= min_addrs) return true;
-    if (clock_mono_ms() >= end) return false;
-    /* ONCE blocks until some handle fires; the hosts keep timers running, so this returns */
-    uv_run(&loop, UV_RUN_ONCE);
-  }
+  return ts_p2p_wait_for(&fx, is_identified, &(identified){h, id, min_addrs}, WAIT_MS);
 }
 
+/* A host in dir that, unlike ts_p2p_host, does not listen yet, keeps its peerstore file and is
+ * in no slot: the test closes it (close_hosts). */
 static p2p_host *make_host(const char *dir, p2p_host_config *cfg) {
   p2p_host_config c = {0};
   if (cfg) c = *cfg;
   c.state_dir = dir;
   p2p_host *h = NULL;
-  assert_int_equal(p2p_host_new(&loop, &c, &h), 0);
+  assert_int_equal(p2p_host_new(&fx.loop, &c, &h), 0);
   return h;
 }
 
-static void full_addr(p2p_host *h, char *out, size_t cap) {
-  const char *a[4];
-  assert_true(p2p_host_listen_addrs(h, a, 4) >= 1);
-  snprintf(out, cap, "%s/p2p/%s", a[0], p2p_host_peer_id(h));
-}
-
-typedef struct ping_res {
-  bool done;
-  int err;
-} ping_res;
-static void ping_cb(int err, uint64_t rtt, void *ud) {
-  (void)rtt;
-  ping_res *r = ud;
-  r->err = err;
-  r->done = true;
+/* make_host listening on 127.0.0.1:0; its full address into ma. */
+static p2p_host *make_listener(const char *dir, p2p_host_config *cfg, char *ma, size_t cap) {
+  p2p_host *h = make_host(dir, cfg);
+  assert_int_equal(p2p_host_listen(h, "/ip4/127.0.0.1/tcp/0"), 0);
+  ts_p2p_full_addr(h, ma, cap);
+  return h;
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -152,7 +123,7 @@ static void test_host_handshake_timeout_closes_silent_connection(void **state) {
   int64_t t0 = clock_mono_ms();
   bool eof = false;
   while (!eof && clock_mono_ms() - t0 < WAIT_MS) {
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&fx.loop, UV_RUN_NOWAIT);
     char b[4096];
     ssize_t n = read(fd, b, sizeof b); /* the listener's multistream header arrives first */
     if (n == 0 || (n < 0 && errno != EAGAIN)) eof = true;
@@ -161,7 +132,7 @@ static void test_host_handshake_timeout_closes_silent_connection(void **state) {
   assert_true(eof);
   assert_true(clock_mono_ms() - t0 >= 250);
   p2p_host_stats st;
-  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_run(&fx.loop, UV_RUN_NOWAIT);
   p2p_host_get_stats(a, &st);
   assert_int_equal(st.pending_handshakes, 0);
   close(fd);
@@ -171,31 +142,18 @@ static void test_host_handshake_timeout_closes_silent_connection(void **state) {
 static void test_host_refuses_connections_over_the_limit(void **state) {
   (void)state;
   p2p_host_config cfg = {.max_connections = 1};
-  p2p_host *a = make_host(dir_a, &cfg);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, &cfg, ma, sizeof ma);
   p2p_host *b = make_host(dir_b, NULL);
-  ping_res r1 = {0};
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r1), 0);
-  assert_true(run_until(&r1.done, WAIT_MS));
-  assert_int_equal(r1.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, b, ma, WAIT_MS), 0);
   /* A third host (fresh identity) is over A's limit of one connection. */
-  char dir_c[64];
-  snprintf(dir_c, sizeof dir_c, "/tmp/peermcp-test-host-c-XXXXXX");
-  assert_non_null(mkdtemp(dir_c));
+  const char *dir_c = fx.dirs[SLOT_C];
   p2p_host *c = make_host(dir_c, NULL);
-  ping_res r2 = {0};
-  assert_int_equal(p2p_host_ping(c, ma, ping_cb, &r2), 0);
-  assert_true(run_until(&r2.done, WAIT_MS));
-  assert_true(r2.err < 0);
+  assert_true(ts_p2p_ping(&fx, c, ma, WAIT_MS) < 0);
   p2p_host_stats st;
   p2p_host_get_stats(a, &st);
   assert_int_equal(st.inbound_refused, 1);
-  int left = 1;
-  p2p_host_close(c, on_host_closed, &left);
-  close_hosts(a, b);
-  rm_rf(dir_c);
+  ts_p2p_close(&fx, (p2p_host *[]){a, b, c}, 3);
 }
 
 static void test_host_backs_off_after_a_failed_dial(void **state) {
@@ -211,27 +169,19 @@ static void test_host_backs_off_after_a_failed_dial(void **state) {
   close(fd);
   char ma[128];
   snprintf(ma, sizeof ma, "/ip4/127.0.0.1/tcp/%d", ntohs(sa.sin_port));
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
-  assert_true(r.err < 0);
-  ping_res r2 = {0};
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r2), -EAGAIN);
+  assert_true(ts_p2p_ping(&fx, b, ma, WAIT_MS) < 0);
+  ts_ping r2 = {0};
+  assert_int_equal(p2p_host_ping(b, ma, ts_ping_cb, &r2), -EAGAIN);
   close_hosts(NULL, b);
 }
 
 static void test_host_idle_connection_is_closed(void **state) {
   (void)state;
   p2p_host_config cfg = {.idle_timeout_ms = 300};
-  p2p_host *a = make_host(dir_a, &cfg);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, &cfg, ma, sizeof ma);
   p2p_host *b = make_host(dir_b, NULL);
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
-  assert_int_equal(r.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, b, ma, WAIT_MS), 0);
   /* the idle timer (300 ms) closes it on both sides; without it the connection stays */
   assert_true(wait_no_connections(a, b));
   close_hosts(a, b);
@@ -246,20 +196,15 @@ static void test_host_dial_with_wrong_peer_id_is_refused(void **state) {
   p2p_host_listen_addrs(a, addrs, 1);
   char ma[1024];
   snprintf(ma, sizeof ma, "%s/p2p/%s", addrs[0], p2p_host_peer_id(b)); /* b's id, not a's */
-  ping_res r = {0};
+  ts_ping r = {0};
   /* Dialing yourself is refused up front; use a third identity's id via a's address instead. */
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), -EINVAL);
-  char dir_c[64];
-  snprintf(dir_c, sizeof dir_c, "/tmp/peermcp-test-host-c-XXXXXX");
-  assert_non_null(mkdtemp(dir_c));
+  assert_int_equal(p2p_host_ping(b, ma, ts_ping_cb, &r), -EINVAL);
+  const char *dir_c = fx.dirs[SLOT_C];
   p2p_host *c = make_host(dir_c, NULL);
-  assert_int_equal(p2p_host_ping(c, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
+  assert_int_equal(p2p_host_ping(c, ma, ts_ping_cb, &r), 0);
+  assert_true(ts_p2p_run_until(&fx, &r.done, WAIT_MS));
   assert_int_equal(r.err, -EACCES);
-  int left = 1;
-  p2p_host_close(c, on_host_closed, &left);
-  close_hosts(a, b);
-  rm_rf(dir_c);
+  ts_p2p_close(&fx, (p2p_host *[]){a, b, c}, 3);
 }
 
 /* A handler that never reads: the writer's queue stops at the hard cap. */
@@ -297,16 +242,14 @@ static void on_open(p2p_stream *s, int err, void *ud) {
 
 static void test_host_slow_reader_bounds_the_writer_queue(void **state) {
   (void)state;
-  p2p_host *a = make_host(dir_a, NULL);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
-  assert_int_equal(p2p_host_handle(a, "/test/hold/1.0.0", hold_serve, NULL), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, NULL, ma, sizeof ma);
+  assert_int_equal(p2p_host_handle(a, "/test/hold/1.0.0", hold_serve, NULL), 0);
   p2p_host_config cfg = {.stream_send_hwm = 64 * 1024, .stream_send_max = 512 * 1024};
   p2p_host *b = make_host(dir_b, &cfg);
   open_done = false;
   assert_int_equal(p2p_host_open_stream(b, ma, "/test/hold/1.0.0", on_open, NULL), 0);
-  assert_true(run_until(&open_done, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &open_done, WAIT_MS));
   assert_non_null(opened);
   static uint8_t chunk[64 * 1024];
   int rc = 0, saw_hwm = 0;
@@ -315,7 +258,7 @@ static void test_host_slow_reader_bounds_the_writer_queue(void **state) {
     rc = p2p_stream_write(opened, chunk, sizeof chunk);
     if (rc == 1) saw_hwm = 1;
     if (rc >= 0) written += sizeof chunk;
-    uv_run(&loop, UV_RUN_NOWAIT); /* let the socket and window updates move */
+    uv_run(&fx.loop, UV_RUN_NOWAIT); /* let the socket and window updates move */
   }
   assert_int_equal(rc, -ENOBUFS);
   assert_true(saw_hwm);
@@ -331,14 +274,12 @@ static void test_host_slow_reader_bounds_the_writer_queue(void **state) {
 
 static void test_host_unknown_protocol_is_refused(void **state) {
   (void)state;
-  p2p_host *a = make_host(dir_a, NULL);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, NULL, ma, sizeof ma);
   p2p_host *b = make_host(dir_b, NULL);
   open_done = false;
   assert_int_equal(p2p_host_open_stream(b, ma, "/nobody/1.0.0", on_open, NULL), 0);
-  assert_true(run_until(&open_done, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &open_done, WAIT_MS));
   assert_null(opened);
   assert_int_equal(open_err, -EPROTONOSUPPORT);
   close_hosts(a, b);
@@ -369,7 +310,7 @@ static void test_host_survives_garbage_from_a_peer(void **state) {
     bool eof = false;
     int64_t t0 = clock_mono_ms();
     while (!eof && clock_mono_ms() - t0 < WAIT_MS) {
-      uv_run(&loop, UV_RUN_NOWAIT);
+      uv_run(&fx.loop, UV_RUN_NOWAIT);
       char b[4096];
       ssize_t n = read(fd, b, sizeof b);
       if (n == 0 || (n < 0 && errno != EAGAIN)) eof = true;
@@ -380,28 +321,23 @@ static void test_host_survives_garbage_from_a_peer(void **state) {
   }
   /* The host still serves a real peer. */
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  ts_p2p_full_addr(a, ma, sizeof ma);
   p2p_host *b = make_host(dir_b, NULL);
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
-  assert_int_equal(r.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, b, ma, WAIT_MS), 0);
   close_hosts(a, b);
 }
 
 static void test_host_dials_a_bare_peer_id_from_the_peerstore(void **state) {
   (void)state;
-  p2p_host *a = make_host(dir_a, NULL);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, NULL, ma, sizeof ma);
   p2p_host *b = make_host(dir_b, NULL);
   char id[128];
   snprintf(id, sizeof id, "%s", p2p_host_peer_id(a));
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(b, id, ping_cb, &r), -EHOSTUNREACH); /* no address known yet */
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
+  ts_ping r = {0};
+  assert_int_equal(p2p_host_ping(b, id, ts_ping_cb, &r), -EHOSTUNREACH); /* no address known yet */
+  assert_int_equal(p2p_host_ping(b, ma, ts_ping_cb, &r), 0);
+  assert_true(ts_p2p_run_until(&fx, &r.done, WAIT_MS));
   assert_int_equal(r.err, 0);
   /* Identify filled in the peerstore; drop the connection and dial by PeerId alone. */
   p2p_peer_info pi;
@@ -413,28 +349,20 @@ static void test_host_dials_a_bare_peer_id_from_the_peerstore(void **state) {
   p2p_host_stats st;
   int64_t t0 = clock_mono_ms();
   do {
-    uv_run(&loop, UV_RUN_ONCE);
+    uv_run(&fx.loop, UV_RUN_ONCE);
     p2p_host_get_stats(b, &st);
   } while (st.connections && clock_mono_ms() - t0 < WAIT_MS);
   assert_int_equal(st.connections, 0);
-  ping_res r2 = {0};
-  assert_int_equal(p2p_host_ping(b, id, ping_cb, &r2), 0);
-  assert_true(run_until(&r2.done, WAIT_MS));
-  assert_int_equal(r2.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, b, id, WAIT_MS), 0);
   close_hosts(a, b);
 }
 
 static void test_host_dial_by_peer_id_tries_every_known_address(void **state) {
   (void)state;
-  p2p_host *a = make_host(dir_a, NULL);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, NULL, ma, sizeof ma);
   p2p_host *b = make_host(dir_b, NULL);
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
-  assert_int_equal(r.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, b, ma, WAIT_MS), 0);
   char id[128];
   snprintf(id, sizeof id, "%s", p2p_host_peer_id(a));
   assert_true(wait_identified(b, id, 1)); /* b knows a's first address */
@@ -442,7 +370,7 @@ static void test_host_dial_by_peer_id_tries_every_known_address(void **state) {
   p2p_host_stats st;
   int64_t t0 = clock_mono_ms();
   do {
-    uv_run(&loop, UV_RUN_ONCE);
+    uv_run(&fx.loop, UV_RUN_ONCE);
     p2p_host_get_stats(b, &st);
   } while (st.connections && clock_mono_ms() - t0 < WAIT_MS);
   /* a restarts on a new port with the same identity (same state dir): the oldest address b
@@ -451,25 +379,19 @@ static void test_host_dial_by_peer_id_tries_every_known_address(void **state) {
   a = make_host(dir_a, NULL);
   assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
   char ma2[1024];
-  full_addr(a, ma2, sizeof ma2);
-  ping_res r2 = {0};
-  assert_int_equal(p2p_host_ping(b, ma2, ping_cb, &r2), 0);
-  assert_true(run_until(&r2.done, WAIT_MS));
-  assert_int_equal(r2.err, 0);
+  ts_p2p_full_addr(a, ma2, sizeof ma2);
+  assert_int_equal(ts_p2p_ping(&fx, b, ma2, WAIT_MS), 0);
   assert_true(wait_identified(b, id, 2)); /* identify on the new connection adds the new address */
   assert_int_equal(p2p_host_disconnect(b, id), 0);
   t0 = clock_mono_ms();
   do {
-    uv_run(&loop, UV_RUN_ONCE);
+    uv_run(&fx.loop, UV_RUN_ONCE);
     p2p_host_get_stats(b, &st);
   } while (st.connections && clock_mono_ms() - t0 < WAIT_MS);
   p2p_peer_info pi;
   assert_int_equal(p2p_host_peer_info(b, id, &pi), 0);
   assert_true(pi.n_listen_addrs >= 2); /* the dead one first, the live one later */
-  ping_res r3 = {0};
-  assert_int_equal(p2p_host_ping(b, id, ping_cb, &r3), 0);
-  assert_true(run_until(&r3.done, WAIT_MS));
-  assert_int_equal(r3.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, b, id, WAIT_MS), 0);
   close_hosts(a, b);
 }
 
@@ -482,10 +404,7 @@ static void test_host_dials_dns4_localhost(void **state) {
   char ma[512];
   snprintf(ma, sizeof ma, "/dns4/localhost/tcp/%s/p2p/%s", strrchr(addrs[0], '/') + 1, p2p_host_peer_id(a));
   p2p_host *b = make_host(dir_b, NULL);
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
-  assert_int_equal(r.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, b, ma, WAIT_MS), 0);
   close_hosts(a, b);
 }
 
@@ -493,8 +412,8 @@ static void test_host_announce_file_has_the_real_port(void **state) {
   (void)state;
   p2p_host *a = make_host(dir_a, NULL);
   assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
-  char path[128];
-  snprintf(path, sizeof path, "%s/announce.json", dir_a);
+  char path[TS_TMPDIR_MAX + 32];
+  ts_path(path, sizeof path, dir_a, "announce.json");
   assert_int_equal(p2p_host_write_announce(a, path), 0);
   json_t *o = json_load_file(path, 0, NULL);
   assert_non_null(o);
@@ -504,7 +423,7 @@ static void test_host_announce_file_has_the_real_port(void **state) {
   assert_string_equal(id, p2p_host_peer_id(a));
   assert_null(strstr(ma, "/tcp/0/"));
   char want[1024];
-  full_addr(a, want, sizeof want);
+  ts_p2p_full_addr(a, want, sizeof want);
   assert_string_equal(ma, want);
   json_decref(o);
   close_hosts(a, NULL);
@@ -516,17 +435,12 @@ static void test_host_noise_aead_is_a_config_choice(void **state) {
   (void)state;
   p2p_host_config bad = {.state_dir = dir_a, .noise_aead = (noise_aead)9};
   p2p_host *x = NULL;
-  assert_int_equal(p2p_host_new(&loop, &bad, &x), -EINVAL);
+  assert_int_equal(p2p_host_new(&fx.loop, &bad, &x), -EINVAL);
   p2p_host_config ca = {.noise_aead = NOISE_AEAD_LIBSODIUM};
-  p2p_host *a = make_host(dir_a, &ca);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, &ca, ma, sizeof ma);
   p2p_host *b = make_host(dir_b, NULL);
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
-  assert_int_equal(r.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, b, ma, WAIT_MS), 0);
   close_hosts(a, b);
 }
 
@@ -610,11 +524,9 @@ static void pump_opened(p2p_stream *s, int err, void *ud) {
  * queued) arrive whole and in order: the queue is pumped as the window opens. */
 static void test_host_writes_larger_than_the_window_arrive_in_order(void **state) {
   (void)state;
-  p2p_host *a = make_host(dir_a, NULL);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
-  assert_int_equal(p2p_host_handle(a, "/test/collect/1.0.0", coll_serve, NULL), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, NULL, ma, sizeof ma);
+  assert_int_equal(p2p_host_handle(a, "/test/collect/1.0.0", coll_serve, NULL), 0);
   p2p_host *b = make_host(dir_b, NULL);
   size_t total = 8u << 20;
   uint8_t *data = malloc(total);
@@ -625,9 +537,9 @@ static void test_host_writes_larger_than_the_window_arrive_in_order(void **state
     memset(&coll, 0, sizeof coll);
     pump w = {.data = data, .len = k == 2 ? 64 * 1024 : total, .chunk = chunks[k]};
     assert_int_equal(p2p_host_open_stream(b, ma, "/test/collect/1.0.0", pump_opened, &w), 0);
-    assert_true(run_until(&w.done, WAIT_MS * 3));
+    assert_true(ts_p2p_run_until(&fx, &w.done, WAIT_MS * 3));
     assert_int_equal(w.err, 0);
-    assert_true(run_until(&coll.closed, WAIT_MS));
+    assert_true(ts_p2p_run_until(&fx, &coll.closed, WAIT_MS));
     assert_true(coll.eof);
     assert_int_equal(coll.len, w.len);
     assert_memory_equal(coll.data, data, w.len);
@@ -645,11 +557,9 @@ static void test_host_writes_larger_than_the_window_arrive_in_order(void **state
  * so Yamux takes a part and the send queue (fresh on every stream) must take the rest. */
 static void test_host_stream_write_is_all_or_nothing_under_allocation_failure(void **state) {
   (void)state;
-  p2p_host *a = make_host(dir_a, NULL);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
-  assert_int_equal(p2p_host_handle(a, "/test/collect/1.0.0", coll_serve, NULL), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, NULL, ma, sizeof ma);
+  assert_int_equal(p2p_host_handle(a, "/test/collect/1.0.0", coll_serve, NULL), 0);
   p2p_host *b = make_host(dir_b, NULL);
   static uint8_t chunk[300 * 1024];
   int refused = 0, intact = 0;
@@ -658,7 +568,7 @@ static void test_host_stream_write_is_all_or_nothing_under_allocation_failure(vo
     memset(&coll, 0, sizeof coll);
     open_done = false;
     assert_int_equal(p2p_host_open_stream(b, ma, "/test/collect/1.0.0", on_open, NULL), 0);
-    assert_true(run_until(&open_done, WAIT_MS));
+    assert_true(ts_p2p_run_until(&fx, &open_done, WAIT_MS));
     assert_non_null(opened);
     fm_arm(n, FM_ONCE);
     int rc = p2p_stream_write(opened, chunk, sizeof chunk);
@@ -668,7 +578,7 @@ static void test_host_stream_write_is_all_or_nothing_under_allocation_failure(vo
       rc = p2p_stream_write(opened, chunk, sizeof chunk); /* what server.c does: send it again */
     }
     if (opened && rc >= 0) p2p_stream_close_write(opened);
-    assert_true(run_until(&coll.closed, WAIT_MS));
+    assert_true(ts_p2p_run_until(&fx, &coll.closed, WAIT_MS));
     /* Whatever arrived is the chunk, once, in order: all of it after a clean end, a prefix if
      * the failure cost the connection. */
     assert_true(coll.len <= sizeof chunk);
@@ -855,7 +765,7 @@ static void relay_dial_opened(p2p_stream *s, int err, void *ud) {
 
 static bool wait_counter(const int *v, int want) {
   int64_t end = clock_mono_ms() + WAIT_MS;
-  while (*v < want && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+  while (*v < want && clock_mono_ms() < end) uv_run(&fx.loop, UV_RUN_ONCE);
   return *v >= want;
 }
 
@@ -865,9 +775,7 @@ static bool wait_counter(const int *v, int want) {
  * the events say "relayed"; losing R closes the relayed connections on both ends. */
 static void test_host_connection_over_a_relayed_stream(void **state) {
   (void)state;
-  char dir_r[64];
-  snprintf(dir_r, sizeof dir_r, "/tmp/peermcp-test-host-r-XXXXXX");
-  assert_non_null(mkdtemp(dir_r));
+  const char *dir_r = fx.dirs[SLOT_R];
   p2p_host *a = make_host(dir_a, NULL);
   p2p_host *b = make_host(dir_b, NULL);
   p2p_host *r = make_host(dir_r, NULL);
@@ -878,9 +786,9 @@ static void test_host_connection_over_a_relayed_stream(void **state) {
   assert_int_equal(p2p_host_handle(b, "/test/collect/1.0.0", coll_serve, NULL), 0);
   stop_host = b;
   memset(&stop_res, 0, sizeof stop_res);
-  full_addr(b, relay_target, sizeof relay_target);
+  ts_p2p_full_addr(b, relay_target, sizeof relay_target);
   char ra[1024];
-  full_addr(r, ra, sizeof ra);
+  ts_p2p_full_addr(r, ra, sizeof ra);
   ev_log la = {0}, lb = {0};
   assert_int_equal(p2p_host_subscribe(a, P2P_EV_ALL, ev_record, &la), 0);
   assert_int_equal(p2p_host_subscribe(b, P2P_EV_ALL, ev_record, &lb), 0);
@@ -893,9 +801,9 @@ static void test_host_connection_over_a_relayed_stream(void **state) {
   upgrade_res bad = {0};
   dial_ctx dbad = {a, r_id, &bad};
   assert_int_equal(p2p_host_open_stream(a, ra, "/test/relay/1.0.0", relay_dial_opened, &dbad), 0);
-  assert_true(run_until(&bad.done, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &bad.done, WAIT_MS));
   assert_int_equal(bad.err, -EACCES);
-  assert_true(run_until(&stop_res.done, WAIT_MS)); /* B's end of it fails too (A hung up) */
+  assert_true(ts_p2p_run_until(&fx, &stop_res.done, WAIT_MS)); /* B's end of it fails too (A hung up) */
   assert_true(stop_res.err < 0);
   assert_int_equal(la.relayed_opened, 0);
   assert_int_equal(lb.relayed_opened, 0);
@@ -905,10 +813,10 @@ static void test_host_connection_over_a_relayed_stream(void **state) {
   memset(&stop_res, 0, sizeof stop_res);
   dial_ctx dok = {a, b_id, &ok};
   assert_int_equal(p2p_host_open_stream(a, ra, "/test/relay/1.0.0", relay_dial_opened, &dok), 0);
-  assert_true(run_until(&ok.done, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &ok.done, WAIT_MS));
   assert_int_equal(ok.err, 0);
   assert_string_equal(ok.peer, b_id);
-  assert_true(run_until(&stop_res.done, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &stop_res.done, WAIT_MS));
   assert_int_equal(stop_res.err, 0);
   assert_string_equal(stop_res.peer, a_id); /* B learned who dialed, proven by Noise */
   assert_int_equal(la.relayed_opened, 1);
@@ -918,10 +826,7 @@ static void test_host_connection_over_a_relayed_stream(void **state) {
   assert_true(lb.last_inbound);
 
   /* A has no direct connection to B: a ping by PeerId goes over the relayed one. */
-  ping_res pr = {0};
-  assert_int_equal(p2p_host_ping(a, b_id, ping_cb, &pr), 0);
-  assert_true(run_until(&pr.done, WAIT_MS));
-  assert_int_equal(pr.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, a, b_id, WAIT_MS), 0);
   /* identify ran on it (each side asks on every new connection) */
   assert_true(wait_counter(&la.relayed_identified, 1));
   assert_true(wait_counter(&lb.relayed_identified, 1));
@@ -937,9 +842,9 @@ static void test_host_connection_over_a_relayed_stream(void **state) {
   memset(&coll, 0, sizeof coll);
   pump w = {.data = data, .len = total, .chunk = 256 * 1024};
   assert_int_equal(p2p_host_open_stream(a, b_id, "/test/collect/1.0.0", pump_opened, &w), 0);
-  assert_true(run_until(&w.done, WAIT_MS * 3));
+  assert_true(ts_p2p_run_until(&fx, &w.done, WAIT_MS * 3));
   assert_int_equal(w.err, 0);
-  assert_true(run_until(&coll.closed, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &coll.closed, WAIT_MS));
   assert_int_equal(coll.len, total);
   assert_memory_equal(coll.data, data, total);
   free(coll.data);
@@ -955,13 +860,12 @@ static void test_host_connection_over_a_relayed_stream(void **state) {
   assert_true(wait_counter(&la.relayed_closed, 1));
   assert_true(wait_counter(&lb.relayed_closed, 1));
   int64_t end = clock_mono_ms() + WAIT_MS;
-  while (left > 0 && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+  while (left > 0 && clock_mono_ms() < end) uv_run(&fx.loop, UV_RUN_ONCE);
   assert_int_equal(left, 0);
   assert_int_equal(relay_pipes_open, 0);
   assert_int_equal(p2p_host_unsubscribe(a, ev_record, &la), 0);
   assert_int_equal(p2p_host_unsubscribe(a, ev_record, &la), -ENOENT);
   close_hosts(a, b);
-  rm_rf(dir_r);
 }
 
 /* ---------------------------------------------------------------- events and services */
@@ -1030,11 +934,8 @@ static void test_host_events_reach_every_subscriber(void **state) {
   assert_int_equal(p2p_host_subscribe(b, P2P_EV_CONN_OPENED, count_ev, &opened_only), 0);
   assert_int_equal(p2p_host_subscribe(b, P2P_EV_ALL, self_remover, NULL), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
-  assert_int_equal(r.err, 0);
+  ts_p2p_full_addr(a, ma, sizeof ma);
+  assert_int_equal(ts_p2p_ping(&fx, b, ma, WAIT_MS), 0);
   assert_true(wait_counter(&all.n[ev_bit(P2P_EV_PEER_IDENTIFIED)], 1));
   assert_true(wait_counter(&all.n[ev_bit(P2P_EV_OBSERVED_ADDR)], 1));
   assert_int_equal(N_OF(all, P2P_EV_CONN_OPENED), 1);
@@ -1093,7 +994,7 @@ static void tsvc_stop(p2p_host *h, void *state) {
   s->order[(*s->n_order)++] = s->id;
   /* an asynchronous close of the service's own handle: the host waits for it */
   p2p_host_hold(h);
-  uv_timer_init(&loop, &s->release);
+  uv_timer_init(&fx.loop, &s->release);
   s->release.data = s;
   uv_timer_start(&s->release, tsvc_release, 100, 0);
 }
@@ -1147,12 +1048,12 @@ static void test_host_services_register_through_one_interface(void **state) {
   broken.on_event = NULL;
   assert_int_equal(p2p_host_add_service(a, &broken, &s2), -EINVAL); /* events without a hook */
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  ts_p2p_full_addr(a, ma, sizeof ma);
   p2p_host *b = make_host(dir_b, NULL);
   pump w = {.data = (const uint8_t *)"hello", .len = 5, .chunk = 5};
   memset(&coll, 0, sizeof coll);
   assert_int_equal(p2p_host_open_stream(b, ma, "/test/svc/1.0.0", pump_opened, &w), 0);
-  assert_true(run_until(&coll.closed, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &coll.closed, WAIT_MS));
   assert_int_equal(coll.len, 5);
   free(coll.data);
   coll.data = NULL;
@@ -1166,7 +1067,7 @@ static void test_host_services_register_through_one_interface(void **state) {
   assert_int_equal(order[0], 2); /* newest first */
   assert_int_equal(order[1], 1);
   assert_int_equal(bad.stopped, 0); /* never added */
-  assert_true(run_until(&closed_flag, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &closed_flag, WAIT_MS));
   assert_int_equal(holds_released_at_close, 2); /* the close waited for both holds */
   close_hosts(NULL, b);
 }
@@ -1245,22 +1146,20 @@ static void op_opened(p2p_stream *s, int err, void *ud) {
 static void test_host_stream_life_edge_cases(void **state) {
   (void)state;
   p2p_host_config small = {.stream_send_hwm = 64 * 1024, .stream_send_max = 128 * 1024};
-  p2p_host *a = make_host(dir_a, NULL);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
+  char ma[1024];
+  p2p_host *a = make_listener(dir_a, NULL, ma, sizeof ma);
   assert_int_equal(p2p_host_handle(a, "/t/nocb", serve_no_callbacks, NULL), 0);
   assert_int_equal(p2p_host_handle(a, "/t/reset-inside", serve_reset_inside, NULL), 0);
   assert_int_equal(p2p_host_handle(a, "/t/reset-on-data", serve_reset_on_data, NULL), 0);
   assert_int_equal(p2p_host_handle(a, "/t/collect", coll_serve, NULL), 0);
-  char ma[1024];
-  full_addr(a, ma, sizeof ma);
   p2p_host *b = make_host(dir_b, &small);
 
   /* A handler that sets no callbacks: the stream is reset; the opener learns it. */
   opener o1 = {0};
   assert_int_equal(p2p_host_open_stream(b, ma, "/t/nocb", op_opened, &o1), 0);
-  assert_true(run_until(&o1.done, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &o1.done, WAIT_MS));
   if (o1.s || o1.open_err == 0) {
-    assert_true(run_until(&o1.closed, WAIT_MS));
+    assert_true(ts_p2p_run_until(&fx, &o1.closed, WAIT_MS));
     assert_int_equal(o1.close_err, -ECONNRESET);
   } else {
     assert_true(o1.open_err < 0);
@@ -1271,9 +1170,9 @@ static void test_host_stream_life_edge_cases(void **state) {
   edge_closed = false;
   opener o2 = {0};
   assert_int_equal(p2p_host_open_stream(b, ma, "/t/reset-inside", op_opened, &o2), 0);
-  assert_true(run_until(&edge_closed, WAIT_MS));
-  assert_true(run_until(&o2.done, WAIT_MS));
-  if (o2.s || o2.open_err == 0) assert_true(run_until(&o2.closed, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &edge_closed, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &o2.done, WAIT_MS));
+  if (o2.s || o2.open_err == 0) assert_true(ts_p2p_run_until(&fx, &o2.closed, WAIT_MS));
   assert_int_equal(edge_closes, 1);
   assert_int_equal(edge_close_err, -ECONNRESET);
 
@@ -1284,8 +1183,8 @@ static void test_host_stream_life_edge_cases(void **state) {
   static uint8_t blob[100 * 1024];
   opener o3 = {.data = blob, .len = sizeof blob};
   assert_int_equal(p2p_host_open_stream(b, ma, "/t/reset-on-data", op_opened, &o3), 0);
-  assert_true(run_until(&edge_closed, WAIT_MS));
-  assert_true(run_until(&o3.closed, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &edge_closed, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &o3.closed, WAIT_MS));
   assert_int_equal(o3.close_err, -ECONNRESET);
   assert_int_equal(edge_closes, 1);
   assert_int_equal(edge_data_after_close, 0);
@@ -1294,10 +1193,10 @@ static void test_host_stream_life_edge_cases(void **state) {
   memset(&coll, 0, sizeof coll);
   opener o4 = {.data = "abc", .len = 3, .fin_in_open = true};
   assert_int_equal(p2p_host_open_stream(b, ma, "/t/collect", op_opened, &o4), 0);
-  assert_true(run_until(&coll.closed, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &coll.closed, WAIT_MS));
   assert_true(coll.eof);
   assert_int_equal(coll.len, 3);
-  assert_true(run_until(&o4.closed, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &o4.closed, WAIT_MS));
   assert_int_equal(o4.close_err, 0); /* both sides closed cleanly */
   free(coll.data);
   coll.data = NULL;
@@ -1306,17 +1205,17 @@ static void test_host_stream_life_edge_cases(void **state) {
   memset(&coll, 0, sizeof coll);
   opener o5 = {0};
   assert_int_equal(p2p_host_open_stream(b, ma, "/t/collect", op_opened, &o5), 0);
-  assert_true(run_until(&o5.done, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &o5.done, WAIT_MS));
   assert_non_null(o5.s);
   static uint8_t big[200 * 1024]; /* more than stream_send_max (128 KiB) in one call */
   assert_int_equal(p2p_stream_write(o5.s, big, sizeof big), -ENOBUFS);
   assert_int_equal(p2p_stream_send_queued(o5.s), 0);
   int64_t t0 = clock_mono_ms();
-  while (!o5.writable && clock_mono_ms() - t0 < WAIT_MS) uv_run(&loop, UV_RUN_ONCE);
+  while (!o5.writable && clock_mono_ms() - t0 < WAIT_MS) uv_run(&fx.loop, UV_RUN_ONCE);
   assert_int_equal(o5.writable, 1);
   assert_int_equal(p2p_stream_write(o5.s, big, 1000), 0);
   p2p_stream_close_write(o5.s);
-  assert_true(run_until(&coll.closed, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &coll.closed, WAIT_MS));
   assert_int_equal(coll.len, 1000);
   free(coll.data);
   coll.data = NULL;
@@ -1339,8 +1238,8 @@ static void test_peerstore_snapshot_round_trips(void **state) {
   e->last_seen = 1234.5;
   char *json = peerstore_snapshot(ps);
   assert_non_null(json);
-  char path[128];
-  snprintf(path, sizeof path, "%s/peers", dir_a);
+  char path[TS_TMPDIR_MAX + 32];
+  ts_path(path, sizeof path, dir_a, "peers");
   assert_int_equal(peerstore_write_file(path, json), 0);
   free(json);
   peerstore *ps2;
@@ -1379,8 +1278,8 @@ static void test_peerstore_keeps_the_highest_record_seq(void **state) {
   char *json = peerstore_snapshot(ps);
   assert_non_null(json);
   assert_non_null(strstr(json, "\"record_seq\":\"18446744073709551615\""));
-  char path[128];
-  snprintf(path, sizeof path, "%s/peers", dir_a);
+  char path[TS_TMPDIR_MAX + 32];
+  ts_path(path, sizeof path, dir_a, "peers");
   assert_int_equal(peerstore_write_file(path, json), 0);
   free(json);
   peerstore *ps2;
@@ -1482,7 +1381,7 @@ static void test_host_first_byte_timeout(void **state) {
   int64_t t0 = clock_mono_ms();
   bool eof = false;
   while (!eof && clock_mono_ms() - t0 < WAIT_MS) {
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&fx.loop, UV_RUN_NOWAIT);
     char b[4096];
     ssize_t n = read(fd, b, sizeof b);
     if (n == 0 || (n < 0 && errno != EAGAIN)) eof = true;
@@ -1508,7 +1407,7 @@ static void test_host_silent_flood_does_not_lock_out_dials(void **state) {
   assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
   int port = listen_port(a);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  ts_p2p_full_addr(a, ma, sizeof ma);
   enum { SILENT = 80 };
   int fds[SILENT];
   for (int i = 0; i < SILENT; i++) {
@@ -1519,22 +1418,21 @@ static void test_host_silent_flood_does_not_lock_out_dials(void **state) {
    * on the way) */
   int64_t settle = clock_mono_ms() + 300;
   while (clock_mono_ms() < settle) {
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&fx.loop, UV_RUN_NOWAIT);
     usleep(5000);
   }
   int ok = 0, failed = 0, next = 0;
   int64_t last_reconnect = clock_mono_ms();
   for (int round = 0; round < 8; round++) {
     /* a fresh identity each round, so every dial makes a new connection */
-    char dir_c[64];
-    snprintf(dir_c, sizeof dir_c, "/tmp/peermcp-test-host-c-XXXXXX");
-    assert_non_null(mkdtemp(dir_c));
+    char dir_c[TS_TMPDIR_MAX];
+    ts_tmpdir_make(dir_c, "test-host-c");
     p2p_host *c = make_host(dir_c, NULL);
-    ping_res r = {0};
-    assert_int_equal(p2p_host_ping(c, ma, ping_cb, &r), 0);
+    ts_ping r = {0};
+    assert_int_equal(p2p_host_ping(c, ma, ts_ping_cb, &r), 0);
     int64_t end = clock_mono_ms() + WAIT_MS;
     while (!r.done && clock_mono_ms() < end) {
-      uv_run(&loop, UV_RUN_NOWAIT);
+      uv_run(&fx.loop, UV_RUN_NOWAIT);
       if (clock_mono_ms() - last_reconnect >= 50) { /* the attacker reconnects */
         close(fds[next]);
         fds[next] = raw_connect(port);
@@ -1548,10 +1446,8 @@ static void test_host_silent_flood_does_not_lock_out_dials(void **state) {
       failed++;
       fprintf(stderr, "round %d: done=%d err=%d (%s)\n", round, r.done, r.err, strerror(-r.err));
     }
-    int left = 1;
-    p2p_host_close(c, on_host_closed, &left);
-    while (left > 0) uv_run(&loop, UV_RUN_ONCE);
-    rm_rf(dir_c);
+    close_hosts(c, NULL);
+    (void)ts_tmpdir_remove(dir_c);
   }
   assert_int_equal(failed, 0);
   assert_int_equal(ok, 8);
@@ -1575,21 +1471,18 @@ static bool gate_trusted(void *ud, const char *peer_id) {
 static void test_host_reserved_slots_for_known_peers(void **state) {
   (void)state;
   p2p_host_config cfg = {.max_connections = 4, .reserved_conns = 2};
-  p2p_host *a = make_host(dir_a, &cfg);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
-  p2p_host_set_peer_gate(a, gate_trusted, NULL);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, &cfg, ma, sizeof ma);
+  p2p_host_set_peer_gate(a, gate_trusted, NULL);
   p2p_host *hs[3];
-  char dirs[3][64];
+  char dirs[3][TS_TMPDIR_MAX];
   int errs[3];
   for (int i = 0; i < 3; i++) {
-    snprintf(dirs[i], sizeof dirs[i], "/tmp/peermcp-test-host-s-XXXXXX");
-    assert_non_null(mkdtemp(dirs[i]));
+    ts_tmpdir_make(dirs[i], "test-host-s");
     hs[i] = make_host(dirs[i], NULL);
-    ping_res r = {0};
-    assert_int_equal(p2p_host_ping(hs[i], ma, ping_cb, &r), 0);
-    assert_true(run_until(&r.done, WAIT_MS));
+    ts_ping r = {0};
+    assert_int_equal(p2p_host_ping(hs[i], ma, ts_ping_cb, &r), 0);
+    assert_true(ts_p2p_run_until(&fx, &r.done, WAIT_MS));
     errs[i] = r.err;
   }
   assert_int_equal(errs[0], 0);
@@ -1597,19 +1490,14 @@ static void test_host_reserved_slots_for_known_peers(void **state) {
   assert_true(errs[2] < 0); /* the third stranger finds only reserved slots */
   p2p_host *t = make_host(dir_b, NULL);
   g_trusted_id = p2p_host_peer_id(t);
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(t, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
-  assert_int_equal(r.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, t, ma, WAIT_MS), 0);
   p2p_host_stats st;
   p2p_host_get_stats(a, &st);
   assert_int_equal(st.reserved_refused, 1);
   g_trusted_id = NULL;
   for (int i = 0; i < 3; i++) {
-    int left = 1;
-    p2p_host_close(hs[i], on_host_closed, &left);
-    while (left > 0) uv_run(&loop, UV_RUN_ONCE);
-    rm_rf(dirs[i]);
+    close_hosts(hs[i], NULL);
+    (void)ts_tmpdir_remove(dirs[i]);
   }
   close_hosts(a, t);
 }
@@ -1653,18 +1541,18 @@ static void stall_flood_stop(stall_flood *f) {
 /* A ping from a fresh host on `dir` (a new connection) while the flood runs; its error. */
 static int flood_ping(const char *dir, const char *ma, stall_flood *f) {
   p2p_host *c = make_host(dir, NULL);
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(c, ma, ping_cb, &r), 0);
+  ts_ping r = {0};
+  assert_int_equal(p2p_host_ping(c, ma, ts_ping_cb, &r), 0);
   int64_t end = clock_mono_ms() + WAIT_MS;
   while (!r.done && clock_mono_ms() < end) {
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&fx.loop, UV_RUN_NOWAIT);
     stall_flood_tick(f);
     usleep(1000);
   }
   int left = 1;
   p2p_host_close(c, on_host_closed, &left);
   while (left > 0) {
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&fx.loop, UV_RUN_NOWAIT);
     stall_flood_tick(f);
     usleep(1000);
   }
@@ -1679,15 +1567,11 @@ static int flood_ping(const char *dir, const char *ma, stall_flood *f) {
 static void test_host_reserved_handshakes_for_remembered_peers(void **state) {
   (void)state;
   p2p_host_config cfg = {.max_pending_handshakes = 4, .max_pending_per_ip = 2, .reserved_handshakes = 2};
-  p2p_host *a = make_host(dir_a, &cfg);
-  assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  p2p_host *a = make_listener(dir_a, &cfg, ma, sizeof ma);
   stall_flood f = {.server = a, .n = 4, .port = listen_port(a)};
   for (int i = 0; i < 16; i++) f.fds[i] = -1;
-  char dir_s[64];
-  snprintf(dir_s, sizeof dir_s, "/tmp/peermcp-test-host-s-XXXXXX");
-  assert_non_null(mkdtemp(dir_s));
+  const char *dir_s = fx.dirs[SLOT_S];
   /* nothing remembered: a dial during the flood gets no reserved handshake */
   stall_flood_tick(&f);
   (void)flood_ping(dir_s, ma, &f);
@@ -1698,10 +1582,7 @@ static void test_host_reserved_handshakes_for_remembered_peers(void **state) {
   /* b authorizes (the service calls this when a stream of b holds a scope), then leaves */
   stall_flood_stop(&f);
   p2p_host *b = make_host(dir_b, NULL);
-  ping_res r = {0};
-  assert_int_equal(p2p_host_ping(b, ma, ping_cb, &r), 0);
-  assert_true(run_until(&r.done, WAIT_MS));
-  assert_int_equal(r.err, 0);
+  assert_int_equal(ts_p2p_ping(&fx, b, ma, WAIT_MS), 0);
   p2p_host_remember_authorized(a, p2p_host_peer_id(b));
   p2p_host_get_stats(a, &st);
   assert_int_equal(st.remembered, 1);
@@ -1723,7 +1604,6 @@ static void test_host_reserved_handshakes_for_remembered_peers(void **state) {
   }
   assert_true(st.reserve_refused > refused0);
   stall_flood_stop(&f);
-  rm_rf(dir_s);
   close_hosts(a, NULL);
 }
 
@@ -1764,17 +1644,17 @@ static void test_host_stream_unread_gives_bytes_back(void **state) {
   assert_int_equal(p2p_host_listen(a, "/ip4/127.0.0.1/tcp/0"), 0);
   assert_int_equal(p2p_host_handle(a, "/test/unread/1", ur_serve, NULL), 0);
   char ma[1024];
-  full_addr(a, ma, sizeof ma);
+  ts_p2p_full_addr(a, ma, sizeof ma);
   buf_init(&ur_got, 1 << 20);
   ur_calls = 0;
   open_done = false;
   assert_int_equal(p2p_host_open_stream(b, ma, "/test/unread/1", on_open, NULL), 0);
-  assert_true(run_until(&open_done, WAIT_MS));
+  assert_true(ts_p2p_run_until(&fx, &open_done, WAIT_MS));
   assert_non_null(opened);
   assert_int_equal(p2p_stream_write(opened, "abcdefghij", 10), 0);
   int64_t end = clock_mono_ms() + WAIT_MS;
-  while (ur_calls < 1 && clock_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
-  for (int i = 0; i < 20; i++) uv_run(&loop, UV_RUN_NOWAIT);
+  while (ur_calls < 1 && clock_mono_ms() < end) uv_run(&fx.loop, UV_RUN_ONCE);
+  for (int i = 0; i < 20; i++) uv_run(&fx.loop, UV_RUN_NOWAIT);
   assert_int_equal(buf_len(&ur_got), 3); /* paused: nothing more */
   assert_non_null(ur_stream);
   p2p_stream_pause_read(ur_stream, false);

@@ -30,16 +30,28 @@ static void on_closed(p2p_host *h, void *ud) {
   (*(int *)ud)--;
 }
 
-int ts_p2p_teardown(ts_p2p *f) {
+/* Closes the hosts together, clearing their slots; turns the loop until they have closed or
+ * close_ms pass. Returns how many have not. */
+static int close_hosts(ts_p2p *f, p2p_host *const *hs, int n) {
   int left = 0;
-  for (int i = 0; i < f->n; i++)
-    if (f->hosts[i]) {
-      left++;
-      p2p_host_close(f->hosts[i], on_closed, &left);
-      f->hosts[i] = NULL;
-    }
+  for (int k = 0; k < n; k++) {
+    if (!hs[k]) continue;
+    for (int i = 0; i < f->n; i++)
+      if (f->hosts[i] == hs[k]) f->hosts[i] = NULL;
+    left++;
+    p2p_host_close(hs[k], on_closed, &left);
+  }
   int64_t end = clock_mono_ms() + f->close_ms;
   while (left > 0 && clock_mono_ms() < end) uv_run(&f->loop, UV_RUN_ONCE);
+  return left;
+}
+
+void ts_p2p_close(ts_p2p *f, p2p_host *const *hs, int n) { assert_int_equal(close_hosts(f, hs, n), 0); }
+
+int ts_p2p_teardown(ts_p2p *f) {
+  p2p_host *hs[TS_P2P_MAX_HOSTS];
+  memcpy(hs, f->hosts, sizeof hs);
+  int left = close_hosts(f, hs, f->n);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   uv_walk(&f->loop, close_any, NULL);
   uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -87,11 +99,15 @@ void ts_ping_cb(int err, uint64_t rtt, void *ud) {
   r->err = err;
 }
 
+int ts_p2p_ping(ts_p2p *f, p2p_host *from, const char *addr, int ms) {
+  ts_ping pr = {0};
+  assert_int_equal(p2p_host_ping(from, addr, ts_ping_cb, &pr), 0);
+  assert_true(ts_p2p_run_until(f, &pr.done, ms));
+  return pr.err;
+}
+
 void ts_p2p_connect(ts_p2p *f, p2p_host *from, p2p_host *to, int ms) {
   char a[512];
   ts_p2p_full_addr(to, a, sizeof a);
-  ts_ping pr = {0};
-  assert_int_equal(p2p_host_ping(from, a, ts_ping_cb, &pr), 0);
-  assert_true(ts_p2p_run_until(f, &pr.done, ms));
-  assert_int_equal(pr.err, 0);
+  assert_int_equal(ts_p2p_ping(f, from, a, ms), 0);
 }

@@ -1,5 +1,5 @@
-/* p2pfix.h — p2p hosts on one libuv loop over 127.0.0.1 for unit tests (tests/p2p/test_nat.c;
- * test_host.c has its own copies still): state directories, the loop, hosts made in numbered
+/* p2pfix.h — p2p hosts on one libuv loop over 127.0.0.1 for unit tests (tests/p2p/test_nat.c,
+ * tests/p2p/test_host.c): state directories, the loop, hosts made in numbered
  * slots and closed at teardown, waits with deadlines, ping results.
  *
  *   static ts_p2p fx;
@@ -53,12 +53,19 @@ p2p_host *ts_p2p_host(ts_p2p *f, int i, const p2p_host_config *cfg);
 /* "<first listen address>/p2p/<its PeerId>". */
 void ts_p2p_full_addr(p2p_host *h, char *out, size_t cap);
 
+/* Closes the n hosts in hs (NULLs skipped; a slot holding one is cleared) together and turns
+ * the loop until all have closed; fails the test if they have not within close_ms. */
+void ts_p2p_close(ts_p2p *f, p2p_host *const *hs, int n);
+
 /* A ping's outcome (p2p_host_ping's callback: ts_ping_cb with a ts_ping *). */
 typedef struct ts_ping {
   bool done;
   int err;
 } ts_ping;
 void ts_ping_cb(int err, uint64_t rtt, void *ud);
+/* `from` pings addr (a multiaddr or a bare PeerId); fails the test unless the ping starts and
+ * ends within ms. Returns the ping's error (0: a connection). */
+int ts_p2p_ping(ts_p2p *f, p2p_host *from, const char *addr, int ms);
 /* `from` pings `to` at its full address and must succeed within ms: a connection, identified
  * soon after. */
 void ts_p2p_connect(ts_p2p *f, p2p_host *from, p2p_host *to, int ms);
