@@ -6,26 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "p2p/host/autonat_common.h"
 #include "p2p/proto/autonat.h"
 #include "p2p/proto/autonat2.h"
 #include "util/buf.h"
-#include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-#define AN_MAX_PEERS 64            /* servers we remember asking */
 #define AN_MAX_CONFIRMED 8
 #define AN_PER_PEER_PER_MIN 3
 #define AN_GLOBAL_PER_MIN 30
 #define AN_MAX_CONCURRENT 4
-#define AN_RATE_SLOTS 64
 #define AN_REQUEST_TIMEOUT_MS 60000
-
-typedef struct an_peer {
-  char id[PEERID_STR_MAX];
-  int64_t last_ms;                 /* when we last asked it (0 = never) */
-  bool asking;
-} an_peer;
 
 /* A question we asked (client side). */
 typedef struct an_ask {
@@ -50,28 +42,20 @@ typedef struct an_req {
   struct an_req *next;
 } an_req;
 
-typedef struct rate_slot {
-  char peer[PEERID_STR_MAX];
-  int64_t at_ms;
-} rate_slot;
-
 struct p2p_autonat {
   p2p_host *h;
   p2p_autonat_config cfg;
   autonat_tally tally;
   int v2_reach;                    /* AutoNAT v2's verdict (0 none; p2p_reachability) */
   int reach;                       /* what we last told the host */
-  an_peer peers[AN_MAX_PEERS];
+  autonat_peers peers;             /* servers we asked */
   an_ask *asks;
   an_req *reqs;
   unsigned dialing;                /* dial-backs in flight */
-  rate_slot rate[AN_RATE_SLOTS];   /* requests accepted in the last minute */
+  autonat_rate rate;               /* requests accepted in the last minute */
   char *confirmed[AN_MAX_CONFIRMED];
   size_t n_confirmed;
-  unsigned pending;
-  bool closing;
-  void (*close_done)(void *);
-  void *close_ud;
+  autonat_life life;               /* pending, closing */
   struct {
     uint64_t asked, ok, dial_error, other, served, refused, dialed_ok, dialed_failed;
   } stats;
@@ -80,24 +64,6 @@ struct p2p_autonat {
 static void an_unpend(p2p_autonat *an);
 
 /* ---------------------------------------------------------------- client */
-
-static an_peer *peer_slot(p2p_autonat *an, const char *id, bool create) {
-  an_peer *oldest = NULL;
-  for (size_t i = 0; i < AN_MAX_PEERS; i++) {
-    an_peer *p = &an->peers[i];
-    if (p->id[0] && strcmp(p->id, id) == 0) return p;
-    if (!create) continue;
-    if (!p->id[0]) {
-      if (!oldest || oldest->id[0]) oldest = p;
-    } else if (!p->asking && (!oldest || (oldest->id[0] && p->last_ms < oldest->last_ms))) {
-      oldest = p;
-    }
-  }
-  if (!create || !oldest) return NULL;
-  memset(oldest, 0, sizeof *oldest);
-  snprintf(oldest->id, sizeof oldest->id, "%s", id);
-  return oldest;
-}
 
 static void confirm_addr(p2p_autonat *an, const multiaddr *ma) {
   char t[MULTIADDR_STR_MAX];
@@ -157,7 +123,7 @@ static void record_answer(p2p_autonat *an, const char *server, const autonat_msg
 }
 
 void p2p_autonat_v2_verdict(p2p_autonat *an, int reach, const multiaddr *reachable_addr) {
-  if (!an || an->closing) return;
+  if (!an || an->life.closing) return;
   if (reachable_addr) confirm_addr(an, reachable_addr);
   an->v2_reach = reach;
   apply_reach(an);
@@ -165,8 +131,7 @@ void p2p_autonat_v2_verdict(p2p_autonat *an, int reach, const multiaddr *reachab
 
 static void ask_end(an_ask *a) {
   p2p_autonat *an = a->an;
-  an_peer *p = peer_slot(an, a->server, false);
-  if (p) p->asking = false;
+  autonat_peers_done(&an->peers, a->server);
   for (an_ask **pp = &an->asks; *pp; pp = &(*pp)->next)
     if (*pp == a) {
       *pp = a->next;
@@ -213,7 +178,7 @@ static const p2p_stream_callbacks ask_cbs = {.on_data = ask_data, .on_eof = ask_
 static void ask_opened(p2p_stream *s, int err, void *ud) {
   an_ask *a = ud;
   p2p_autonat *an = a->an;
-  if (!s || an->closing) {
+  if (!s || an->life.closing) {
     if (s) p2p_stream_reset(s);
     else log_debug("p2p autonat: cannot ask", "{s:s, s:i}", "server", a->server, "error", err);
     ask_end(a);
@@ -250,25 +215,14 @@ static void ask_opened(p2p_stream *s, int err, void *ud) {
 }
 
 static void maybe_ask(p2p_autonat *an, const char *peer_id) {
-  if (!an->cfg.client || an->closing) return;
+  if (!an->cfg.client || an->life.closing) return;
   p2p_peer_info pi;
   if (p2p_host_peer_info(an->h, peer_id, &pi) != 0) return;
-  bool speaks = false;
-  bool v2 = false;
-  for (size_t i = 0; i < pi.n_protocols; i++) {
-    speaks = speaks || strcmp(pi.protocols[i], AUTONAT_PROTOCOL) == 0;
-    v2 = v2 || strcmp(pi.protocols[i], AUTONAT2_DIAL_REQUEST_PROTOCOL) == 0;
-  }
-  if (!speaks || (v2 && an->cfg.prefer_v2)) return; /* such a peer is asked by svc_autonat2 */
-  /* only over a direct connection: a relayed one cannot be dialed back (spec) */
-  p2p_conn_info ci[8];
-  size_t nc = p2p_host_conns(an->h, peer_id, ci, 8);
-  bool direct = false;
-  for (size_t i = 0; i < nc && i < 8; i++) direct = direct || !ci[i].relayed;
-  if (!direct) return;
-  an_peer *p = peer_slot(an, peer_id, true);
+  if (!autonat_peer_speaks(&pi, AUTONAT_PROTOCOL)) return;
+  if (an->cfg.prefer_v2 && autonat_peer_speaks(&pi, AUTONAT2_DIAL_REQUEST_PROTOCOL)) return; /* svc_autonat2 asks it */
   int64_t now = clock_mono_ms();
-  if (!p || p->asking || (p->last_ms && now - p->last_ms < (int64_t)an->cfg.recheck_s * 1000)) return;
+  autonat_peer *p = autonat_peers_due(&an->peers, an->h, peer_id, now, (int64_t)an->cfg.recheck_s * 1000);
+  if (!p) return; /* not direct (cannot be dialed back), in flight, or asked within recheck_s */
   an_ask *a = calloc(1, sizeof *a);
   if (!a) return;
   a->an = an;
@@ -280,33 +234,21 @@ static void maybe_ask(p2p_autonat *an, const char *peer_id) {
     free(a);
     return;
   }
-  p->asking = true;
-  p->last_ms = now;
+  autonat_peers_asked(p, now);
   a->next = an->asks;
   an->asks = a;
-  an->pending++;
+  an->life.pending++;
 }
+
+static void ask_direct_peer(void *ud, const char *peer_id) { maybe_ask(ud, peer_id); }
 
 /* ---------------------------------------------------------------- server */
 
 static bool rate_ok(p2p_autonat *an, const char *peer) {
   int64_t now = clock_mono_ms();
-  unsigned total = 0, mine = 0;
-  rate_slot *free_slot = NULL;
-  for (size_t i = 0; i < AN_RATE_SLOTS; i++) {
-    rate_slot *r = &an->rate[i];
-    if (!r->peer[0] || now - r->at_ms > 60000) {
-      r->peer[0] = 0;
-      if (!free_slot) free_slot = r;
-      continue;
-    }
-    total++;
-    if (strcmp(r->peer, peer) == 0) mine++;
-  }
-  if (total >= AN_GLOBAL_PER_MIN || mine >= AN_PER_PEER_PER_MIN || !free_slot || an->dialing >= AN_MAX_CONCURRENT)
-    return false;
-  snprintf(free_slot->peer, sizeof free_slot->peer, "%s", peer);
-  free_slot->at_ms = now;
+  autonat_rate_slot *slot = autonat_rate_room(&an->rate, peer, now, AN_GLOBAL_PER_MIN, AN_PER_PEER_PER_MIN);
+  if (!slot || an->dialing >= AN_MAX_CONCURRENT) return false;
+  autonat_rate_take(slot, peer, now);
   return true;
 }
 
@@ -371,7 +313,7 @@ static void dialed_back(p2p_host *h, int err, const char *peer_id, uint64_t conn
 
 static void dial_next(an_req *r) {
   p2p_autonat *an = r->an;
-  while (!r->answered && r->s && !an->closing && r->next_dial < r->n_dials) {
+  while (!r->answered && r->s && !an->life.closing && r->next_dial < r->n_dials) {
     char t[MULTIADDR_STR_MAX + PEERID_STR_MAX + 8], a[MULTIADDR_STR_MAX];
     const multiaddr *ma = &r->dials[r->next_dial++];
     if (multiaddr_to_string(ma, a, sizeof a) != 0) continue;
@@ -384,7 +326,7 @@ static void dial_next(an_req *r) {
     }
     r->dialing = true;
     an->dialing++;
-    an->pending++;
+    an->life.pending++;
     return;
   }
   if (!r->answered) req_answer(r, AUTONAT_E_DIAL_ERROR, r->last_error[0] ? r->last_error : "dial failed", NULL);
@@ -464,7 +406,7 @@ static void req_close(p2p_stream *s, int err, void *ud) {
 static const p2p_stream_callbacks req_cbs = {.on_data = req_data, .on_eof = req_eof, .on_close = req_close};
 
 void p2p_autonat_serve(p2p_autonat *an, p2p_stream *s) {
-  an_req *r = an->cfg.server && !an->closing ? calloc(1, sizeof *r) : NULL;
+  an_req *r = an->cfg.server && !an->life.closing ? calloc(1, sizeof *r) : NULL;
   if (!r) {
     p2p_stream_reset(s);
     return;
@@ -475,7 +417,7 @@ void p2p_autonat_serve(p2p_autonat *an, p2p_stream *s) {
   buf_init(&r->in, AUTONAT_MAX_MSG + 16);
   r->next = an->reqs;
   an->reqs = r;
-  an->pending++;
+  an->life.pending++;
   p2p_stream_set_callbacks(s, &req_cbs, r);
 }
 
@@ -496,25 +438,20 @@ int p2p_autonat_new(p2p_host *h, const p2p_autonat_config *cfg, p2p_autonat **ou
 }
 
 static void an_finalize(p2p_autonat *an) {
-  void (*done)(void *) = an->close_done;
-  void *ud = an->close_ud;
+  void (*done)(void *) = an->life.close_done;
+  void *ud = an->life.close_ud;
   for (size_t i = 0; i < an->n_confirmed; i++) free(an->confirmed[i]);
   free(an);
   if (done) done(ud);
 }
 
 static void an_unpend(p2p_autonat *an) {
-  CHECK(an->pending > 0);
-  if (--an->pending == 0 && an->closing) an_finalize(an);
+  if (autonat_life_unpend(&an->life)) an_finalize(an);
 }
 
 void p2p_autonat_close(p2p_autonat *an, void (*done)(void *ud), void *ud) {
-  if (!an || an->closing) return;
-  an->closing = true;
-  an->close_done = done;
-  an->close_ud = ud;
+  if (!an || !autonat_life_close(&an->life, done, ud)) return; /* held while resetting */
   withdraw_confirmed(an);
-  an->pending++; /* hold while resetting */
   for (an_ask *a = an->asks, *next; a; a = next) {
     next = a->next;
     if (a->s) p2p_stream_reset(a->s);
@@ -527,7 +464,7 @@ void p2p_autonat_close(p2p_autonat *an, void (*done)(void *ud), void *ud) {
 }
 
 void p2p_autonat_on_event(p2p_autonat *an, const p2p_event *ev) {
-  if (an->closing) return;
+  if (an->life.closing) return;
   switch (ev->type) {
   case P2P_EV_PEER_IDENTIFIED:
   case P2P_EV_IDENTIFY_PUSH:
@@ -536,7 +473,7 @@ void p2p_autonat_on_event(p2p_autonat *an, const p2p_event *ev) {
   case P2P_EV_LISTEN_ADDRS_CHANGED:
     /* new addresses: the old votes said nothing about them (spec: re-check) */
     autonat_tally_reset(&an->tally);
-    for (size_t i = 0; i < AN_MAX_PEERS; i++) an->peers[i].last_ms = 0;
+    autonat_peers_forget_times(&an->peers);
     break;
   default:
     break;
@@ -544,7 +481,7 @@ void p2p_autonat_on_event(p2p_autonat *an, const p2p_event *ev) {
 }
 
 void p2p_autonat_tick(p2p_autonat *an) {
-  if (an->closing) return;
+  if (an->life.closing) return;
   int64_t now = clock_mono_ms();
   for (an_ask *a = an->asks, *next; a; a = next) {
     next = a->next;
@@ -552,10 +489,7 @@ void p2p_autonat_tick(p2p_autonat *an) {
   }
   /* re-ask servers whose last answer is older than recheck_s (connected ones) */
   if (!an->cfg.client) return;
-  p2p_conn_info ci[32];
-  size_t n = p2p_host_conns(an->h, NULL, ci, 32);
-  for (size_t i = 0; i < n && i < 32; i++)
-    if (!ci[i].relayed) maybe_ask(an, ci[i].peer_id);
+  autonat_each_direct_peer(an->h, ask_direct_peer, an);
 }
 
 json_t *p2p_autonat_status_json(const p2p_autonat *an) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "p2p/host/autonat_common.h"
 #include "p2p/proto/autonat.h"
 #include "p2p/proto/autonat2.h"
 #include "util/buf.h"
@@ -14,22 +15,14 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-#define A2_MAX_PEERS 64            /* servers we remember asking */
 #define A2_MAX_ADDRS 16            /* candidate addresses we keep results for */
 #define A2_PER_PEER_PER_MIN 3
 #define A2_GLOBAL_PER_MIN 30
 #define A2_MAX_DIALING 4
 #define A2_MAX_DATA_EXCHANGES 2
-#define A2_RATE_SLOTS 64
 #define A2_REQUEST_TIMEOUT_MS 60000
 #define A2_WRITE_PIECE 16384
 #define A2_GAP_MS 5000             /* between two requests to one server */
-
-typedef struct a2_peer {
-  char id[PEERID_STR_MAX];
-  int64_t last_ms;                 /* when we last asked it */
-  bool asking;
-} a2_peer;
 
 /* One candidate address and the servers' latest answers about it (v1's tally logic). */
 typedef struct a2_addr {
@@ -79,25 +72,17 @@ typedef struct a2_dbs {
   struct a2_dbs *next;
 } a2_dbs;
 
-typedef struct rate_slot {
-  char peer[PEERID_STR_MAX];
-  int64_t at_ms;
-} rate_slot;
-
 struct p2p_autonat2 {
   p2p_host *h;
   p2p_autonat2_config cfg;
-  a2_peer peers[A2_MAX_PEERS];
+  autonat_peers peers;             /* servers we asked */
   a2_addr addrs[A2_MAX_ADDRS];
   a2_ask *asks;
   a2_req *reqs;
   a2_dbs *dbss;
   unsigned dialing, data_exchanges;
-  rate_slot rate[A2_RATE_SLOTS];
-  unsigned pending;
-  bool closing;
-  void (*close_done)(void *);
-  void *close_ud;
+  autonat_rate rate;               /* requests accepted in the last minute */
+  autonat_life life;               /* pending, closing */
   struct {
     uint64_t asked, ok, dial_error, other, nonce_missing, dialbacks_in, dialbacks_unknown, data_paid;
     uint64_t served, rejected, refused, dialed_ok, dialed_error, dial_back_error, data_received, bad_requests;
@@ -106,27 +91,9 @@ struct p2p_autonat2 {
 
 static void a2_unpend(p2p_autonat2 *an);
 
-static void hold(p2p_autonat2 *an) { an->pending++; }
+static void hold(p2p_autonat2 *an) { an->life.pending++; }
 
 /* ---------------------------------------------------------------- client: asking */
-
-static a2_peer *peer_slot(p2p_autonat2 *an, const char *id, bool create) {
-  a2_peer *pick = NULL;
-  for (size_t i = 0; i < A2_MAX_PEERS; i++) {
-    a2_peer *p = &an->peers[i];
-    if (p->id[0] && strcmp(p->id, id) == 0) return p;
-    if (!create) continue;
-    if (!p->id[0]) {
-      if (!pick || pick->id[0]) pick = p;
-    } else if (!p->asking && (!pick || (pick->id[0] && p->last_ms < pick->last_ms))) {
-      pick = p;
-    }
-  }
-  if (!create || !pick) return NULL;
-  memset(pick, 0, sizeof *pick);
-  snprintf(pick->id, sizeof pick->id, "%s", id);
-  return pick;
-}
 
 static a2_addr *addr_rec(p2p_autonat2 *an, const multiaddr *ma, bool create) {
   a2_addr *free_one = NULL, *least = NULL;
@@ -212,9 +179,8 @@ static void verdict(p2p_autonat2 *an, const a2_addr *changed) {
 
 static void ask_end(a2_ask *a) {
   p2p_autonat2 *an = a->an;
-  if (!a->voted && !an->closing && a->addr.len) mark_novote(an, &a->addr, a->server);
-  a2_peer *p = peer_slot(an, a->server, false);
-  if (p) p->asking = false;
+  if (!a->voted && !an->life.closing && a->addr.len) mark_novote(an, &a->addr, a->server);
+  autonat_peers_done(&an->peers, a->server);
   for (a2_ask **pp = &an->asks; *pp; pp = &(*pp)->next)
     if (*pp == a) {
       *pp = a->next;
@@ -339,7 +305,7 @@ static const p2p_stream_callbacks ask_cbs = {
 static void ask_opened(p2p_stream *s, int err, void *ud) {
   a2_ask *a = ud;
   p2p_autonat2 *an = a->an;
-  if (!s || an->closing) {
+  if (!s || an->life.closing) {
     if (s) p2p_stream_reset(s);
     else log_debug("p2p autonat2: cannot ask", "{s:s, s:i}", "server", a->server, "error", err);
     ask_end(a);
@@ -363,21 +329,13 @@ static void ask_opened(p2p_stream *s, int err, void *ud) {
 }
 
 static void maybe_ask(p2p_autonat2 *an, const char *peer_id) {
-  if (!an->cfg.client || an->closing) return;
+  if (!an->cfg.client || an->life.closing) return;
   p2p_peer_info pi;
   if (p2p_host_peer_info(an->h, peer_id, &pi) != 0) return;
-  bool speaks = false;
-  for (size_t i = 0; i < pi.n_protocols && !speaks; i++)
-    speaks = strcmp(pi.protocols[i], AUTONAT2_DIAL_REQUEST_PROTOCOL) == 0;
-  if (!speaks) return;
-  p2p_conn_info ci[8];
-  size_t nc = p2p_host_conns(an->h, peer_id, ci, 8);
-  bool direct = false;
-  for (size_t i = 0; i < nc && i < 8; i++) direct = direct || !ci[i].relayed;
-  if (!direct) return;
-  a2_peer *p = peer_slot(an, peer_id, true);
+  if (!autonat_peer_speaks(&pi, AUTONAT2_DIAL_REQUEST_PROTOCOL)) return;
   int64_t now = clock_mono_ms();
-  if (!p || p->asking || (p->last_ms && now - p->last_ms < A2_GAP_MS)) return;
+  autonat_peer *p = autonat_peers_due(&an->peers, an->h, peer_id, now, A2_GAP_MS);
+  if (!p) return; /* not direct (cannot be dialed back), in flight, or asked within A2_GAP_MS */
   a2_ask *a = calloc(1, sizeof *a);
   if (!a) return;
   if (!pick_addr(an, peer_id, &a->addr)) {
@@ -396,12 +354,13 @@ static void maybe_ask(p2p_autonat2 *an, const char *peer_id) {
     free(a);
     return;
   }
-  p->asking = true;
-  p->last_ms = now;
+  autonat_peers_asked(p, now);
   a->next = an->asks;
   an->asks = a;
   hold(an);
 }
+
+static void ask_direct_peer(void *ud, const char *peer_id) { maybe_ask(ud, peer_id); }
 
 /* ---------------------------------------------------------------- client: dial-back streams */
 
@@ -462,7 +421,7 @@ static void dbs_close(p2p_stream *s, int err, void *ud) {
 static const p2p_stream_callbacks dbs_cbs = {.on_data = dbs_data, .on_eof = dbs_eof, .on_close = dbs_close};
 
 void p2p_autonat2_serve_dialback(p2p_autonat2 *an, p2p_stream *s) {
-  a2_dbs *b = an->cfg.client && !an->closing && an->asks ? calloc(1, sizeof *b) : NULL;
+  a2_dbs *b = an->cfg.client && !an->life.closing && an->asks ? calloc(1, sizeof *b) : NULL;
   if (!b) { /* nothing asked: no dial-back is expected */
     p2p_stream_reset(s);
     return;
@@ -482,23 +441,10 @@ static bool admit(void *ud, bool other_ip) {
   a2_req *r = ud;
   p2p_autonat2 *an = r->an;
   int64_t now = clock_mono_ms();
-  unsigned total = 0, mine = 0;
-  rate_slot *free_slot = NULL;
-  for (size_t i = 0; i < A2_RATE_SLOTS; i++) {
-    rate_slot *x = &an->rate[i];
-    if (!x->peer[0] || now - x->at_ms > 60000) {
-      x->peer[0] = 0;
-      if (!free_slot) free_slot = x;
-      continue;
-    }
-    total++;
-    if (strcmp(x->peer, r->peer) == 0) mine++;
-  }
-  if (total >= A2_GLOBAL_PER_MIN || mine >= A2_PER_PEER_PER_MIN || !free_slot || an->dialing >= A2_MAX_DIALING)
-    return false;
+  autonat_rate_slot *slot = autonat_rate_room(&an->rate, r->peer, now, A2_GLOBAL_PER_MIN, A2_PER_PEER_PER_MIN);
+  if (!slot || an->dialing >= A2_MAX_DIALING) return false;
   if (other_ip && an->data_exchanges >= A2_MAX_DATA_EXCHANGES) return false;
-  snprintf(free_slot->peer, sizeof free_slot->peer, "%s", r->peer);
-  free_slot->at_ms = now;
+  autonat_rate_take(slot, r->peer, now);
   if (other_ip) {
     r->data_slot = true;
     an->data_exchanges++;
@@ -597,7 +543,7 @@ static void db_opened(p2p_stream *s, int err, void *ud) {
   }
   r->db = s;
   p2p_stream_set_callbacks(s, &db_cbs, r);
-  if (r->finished || r->an->closing) {
+  if (r->finished || r->an->life.closing) {
     p2p_stream_reset(s);
     return;
   }
@@ -614,7 +560,7 @@ static void dialed_back(p2p_host *h, int err, const char *peer_id, uint64_t conn
   if (err) {
     log_debug("p2p autonat2: dial-back failed", "{s:s, s:s}", "peer", r->peer, "error", strerror(-err));
     dial_finish(r, AUTONAT2_DS_E_DIAL_ERROR);
-  } else if (r->finished || r->an->closing) {
+  } else if (r->finished || r->an->life.closing) {
     (void)p2p_host_close_conn(h, conn_id, false);
   } else {
     r->conn_id = conn_id;
@@ -752,7 +698,7 @@ static void req_close(p2p_stream *s, int err, void *ud) {
 static const p2p_stream_callbacks req_cbs = {.on_data = req_data, .on_eof = req_eof, .on_close = req_close};
 
 void p2p_autonat2_serve_request(p2p_autonat2 *an, p2p_stream *s) {
-  a2_req *r = an->cfg.server && !an->closing ? calloc(1, sizeof *r) : NULL;
+  a2_req *r = an->cfg.server && !an->life.closing ? calloc(1, sizeof *r) : NULL;
   if (!r) {
     p2p_stream_reset(s);
     return;
@@ -799,21 +745,16 @@ int p2p_autonat2_new(p2p_host *h, const p2p_autonat2_config *cfg, p2p_autonat2 *
 }
 
 static void a2_unpend(p2p_autonat2 *an) {
-  CHECK(an->pending > 0);
-  if (--an->pending == 0 && an->closing) {
-    void (*done)(void *) = an->close_done;
-    void *ud = an->close_ud;
+  if (autonat_life_unpend(&an->life)) {
+    void (*done)(void *) = an->life.close_done;
+    void *ud = an->life.close_ud;
     free(an);
     if (done) done(ud);
   }
 }
 
 void p2p_autonat2_close(p2p_autonat2 *an, void (*done)(void *ud), void *ud) {
-  if (!an || an->closing) return;
-  an->closing = true;
-  an->close_done = done;
-  an->close_ud = ud;
-  hold(an); /* while resetting */
+  if (!an || !autonat_life_close(&an->life, done, ud)) return; /* held while resetting */
   for (a2_ask *a = an->asks, *next; a; a = next) {
     next = a->next;
     if (a->s) p2p_stream_reset(a->s);
@@ -833,7 +774,7 @@ void p2p_autonat2_close(p2p_autonat2 *an, void (*done)(void *ud), void *ud) {
 }
 
 void p2p_autonat2_on_event(p2p_autonat2 *an, const p2p_event *ev) {
-  if (an->closing) return;
+  if (an->life.closing) return;
   switch (ev->type) {
   case P2P_EV_PEER_IDENTIFIED:
   case P2P_EV_IDENTIFY_PUSH:
@@ -841,7 +782,7 @@ void p2p_autonat2_on_event(p2p_autonat2 *an, const p2p_event *ev) {
     break;
   case P2P_EV_LISTEN_ADDRS_CHANGED:
     memset(an->addrs, 0, sizeof an->addrs);
-    for (size_t i = 0; i < A2_MAX_PEERS; i++) an->peers[i].last_ms = 0;
+    autonat_peers_forget_times(&an->peers);
     break;
   default:
     break;
@@ -849,7 +790,7 @@ void p2p_autonat2_on_event(p2p_autonat2 *an, const p2p_event *ev) {
 }
 
 void p2p_autonat2_tick(p2p_autonat2 *an) {
-  if (an->closing) return;
+  if (an->life.closing) return;
   int64_t now = clock_mono_ms();
   for (a2_ask *a = an->asks, *next; a; a = next) {
     next = a->next;
@@ -863,10 +804,7 @@ void p2p_autonat2_tick(p2p_autonat2 *an) {
     req_unref(r);
   }
   if (!an->cfg.client) return;
-  p2p_conn_info ci[32];
-  size_t n = p2p_host_conns(an->h, NULL, ci, 32);
-  for (size_t i = 0; i < n && i < 32; i++)
-    if (!ci[i].relayed) maybe_ask(an, ci[i].peer_id);
+  autonat_each_direct_peer(an->h, ask_direct_peer, an);
 }
 
 json_t *p2p_autonat2_status_json(const p2p_autonat2 *an) {
