@@ -154,10 +154,11 @@ tmpfs_rows() { # binary, label suffix, round
   pids+=($wpid)
   sleep 0.5
   run "tmpfs: task submit->complete via 1 remote worker, 1 at a time (waiting claims)$sfx" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 1
-  c0=$(cpu_of "$B_PID")
+  c0=$(cpu_of "$B_PID"); cw0=$(cpu_of "$wpid")
   run "tmpfs: tasks via 1 remote worker (16 slots), 16 in flight (waiting claims)$sfx" tasks --state "$tmp/d" --peer "$B_MA" --n "$((N_TASKS * 4))" --conns 1 --inflight 16
-  c1=$(cpu_of "$B_PID")
+  c1=$(cpu_of "$B_PID"); cw1=$(cpu_of "$wpid")
   echo "{\"label\": \"tmpfs: node B CPU per task, 16 in flight (µs)$sfx\", \"n\": $((N_TASKS * 4)), \"cpu_us_per_task\": $(( (c1 - c0) * 1000000 / tck / (N_TASKS * 4) ))}" >>"$out"
+  echo "{\"label\": \"tmpfs: worker CPU per task, 16 in flight (µs)$sfx\", \"n\": $((N_TASKS * 4)), \"cpu_us_per_task\": $(( (cw1 - cw0) * 1000000 / tck / (N_TASKS * 4) ))}" >>"$out"
   kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
   kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null
 }

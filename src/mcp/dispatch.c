@@ -1158,10 +1158,13 @@ int mcp_dispatch_start(mcp_dispatcher *d, const mcp_call_request *req, mcp_call_
   const mcp_tool *t = mcp_registry_find(d->reg, req->tool);
   if (t && !may_use(req->remote, t)) t = NULL;
   /* Arguments: a deep copy, since validation may fill defaults and a pooled handler reads them
-   * on another thread — unless the caller's tree is shared read-only, the tool runs inline and
-   * its schema fills nothing (the hot path: a parsed request is used in place). */
+   * on another thread — unless the caller's tree is shared read-only, the tool runs inline (or
+   * is MCP_TOOL_ASYNC: on the loop too, e.g. task_queue.rpc) and its schema fills nothing (the
+   * hot path: a parsed request is used in place). */
   if (!req->args) c->args = json_object();
-  else if (req->args_shared && t && (mcp_tool_def_of(t)->flags & MCP_TOOL_INLINE) && !tool_demoted(d, t) &&
+  else if (req->args_shared && t &&
+           (((mcp_tool_def_of(t)->flags & MCP_TOOL_INLINE) && !tool_demoted(d, t)) ||
+            (mcp_tool_def_of(t)->flags & MCP_TOOL_ASYNC)) &&
            !mcp_tool_fills_defaults(t))
     c->args = json_incref(req->args);
   else c->args = json_deep_copy(req->args);

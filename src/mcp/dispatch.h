@@ -159,8 +159,8 @@ typedef struct mcp_call_request {
    *                  the caller reads o->value / request_id / duration_us, or builds the
    *                  envelope with mcp_call_outcome_envelope() only when it needs the tree.
    *  args_shared   — args is a tree nobody changes while the call runs (a parsed request): an
-   *                  INLINE call whose input schema fills no default takes a reference instead
-   *                  of a deep copy. */
+   *                  INLINE or ASYNC call whose input schema fills no default takes a reference
+   *                  instead of a deep copy (such handlers only read their arguments). */
   bool sync_done;
   bool lazy_envelope;
   bool args_shared;

@@ -72,7 +72,8 @@ typedef struct mcp_call mcp_call;
 
 /* A tool handler.
  *  args    — the arguments object, already validated against the input schema with defaults
- *            filled in; borrowed for the duration of the call.
+ *            filled in; borrowed for the duration of the call, read only (an INLINE or ASYNC
+ *            tool may be handed the request's own tree: dispatch.h args_shared).
  *  result  — out: a new reference. On MCP_TOOL_OK any JSON value (an object is best); it
  *            becomes structuredContent and a text content block. On MCP_TOOL_ERROR, a string
  *            message or an object with at least "error"; the result gets isError: true.

@@ -870,7 +870,9 @@ static bool rpc_retry_safe(const json_t *m) {
 
 int svc_client_rpc(svc_client *c, json_t *msg, uint32_t timeout_ms, svc_client_cb cb, void *ud) {
   if (!json_is_object(msg)) return -EINVAL;
-  json_t *m = json_deep_copy(msg);
+  /* a shallow copy: the keys added below are the message's own, its values are shared and only
+   * read (written into the frame); a deep copy cost a complete's whole result each time */
+  json_t *m = json_copy(msg);
   if (!m) return -ENOMEM;
   if (c->token && !json_object_get(m, "token")) json_object_set_new(m, "token", json_string(c->token));
   if (!json_object_get(m, "traceparent") && trace_current()) { /* for peers that read no _meta */
@@ -879,8 +881,12 @@ int svc_client_rpc(svc_client *c, json_t *msg, uint32_t timeout_ms, svc_client_c
     json_object_set_new(m, "traceparent", json_string(tp));
   }
   bool idem = rpc_retry_safe(m);
-  json_t *params = json_pack("{s:s, s:o}", "name", TASKQ_RPC_TOOL, "arguments", m);
-  if (!params) return -ENOMEM;
+  json_t *params = json_object();
+  if (!params || json_object_set_new_nocheck(params, "name", json_string_nocheck(TASKQ_RPC_TOOL)) != 0 ||
+      json_object_set_new_nocheck(params, "arguments", m) != 0) {
+    json_decref(params);
+    return -ENOMEM;
+  }
   return enqueue(c, "tools/call", params, true, idem, true, timeout_ms, cb, ud);
 }
 

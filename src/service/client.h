@@ -75,7 +75,8 @@ int svc_client_request(svc_client *c, const char *method, json_t *params, bool i
                        svc_client_cb cb, void *ud) __attribute__((warn_unused_result));
 
 /* A TaskQueue op over tools/call task_queue.rpc; the callback's result is the op reply (the
- * "content" of the Python shape). The token is added to the message if it has none. */
+ * "content" of the Python shape). The token is added to the message if it has none. msg is
+ * borrowed; its top level is copied, its values are shared: do not change them afterwards. */
 int svc_client_rpc(svc_client *c, json_t *msg, uint32_t timeout_ms, svc_client_cb cb, void *ud)
     __attribute__((warn_unused_result));
 

@@ -283,8 +283,12 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
     out->message = "shutting_down";
   } else if (tool && strcmp(tool, TASKQ_RPC_TOOL) == 0) {
     json_t *content;
-    json_t *env = mcp_call_outcome_envelope(o); /* NULL (out of memory): the error below */
-    if (o->status == MCP_DISPATCH_OK && json_object_get(env, "result")) {
+    /* a success's op reply is the handler's value: the dispatcher's envelope (request id,
+     * duration, a tree per call) is built only for the other outcomes */
+    json_t *env = o->status == MCP_DISPATCH_OK && o->value ? NULL : mcp_call_outcome_envelope(o);
+    if (o->status == MCP_DISPATCH_OK && o->value) {
+      content = json_incref(o->value);
+    } else if (o->status == MCP_DISPATCH_OK && json_object_get(env, "result")) {
       content = json_incref(json_object_get(env, "result"));
     } else {
       const json_t *e = json_object_get(env, "error");
@@ -297,8 +301,12 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
     }
     const json_t *err = json_object_get(content, "error");
     if (json_is_string(err) && strcmp(json_string_value(err), "unauthorized") == 0) COUNT(st_unauthorized);
-    out->result = json_pack("{s:o}", "content", content);
-    if (!out->result) return false;
+    out->result = json_object();
+    if (!out->result || json_object_set_new_nocheck(out->result, "content", content) != 0) {
+      json_decref(out->result);
+      out->result = NULL;
+      return false;
+    }
   } else {
     return false;
   }

@@ -98,6 +98,18 @@ static rop *rop_new(int kind, void *ud) {
   return o;
 }
 
+/* {"op": op, "worker_id": worker}, or NULL. The op messages are built key by key: json_pack
+ * parses its format string each time (~5 k instructions a message). */
+static json_t *msg_new(const char *op, const char *worker) {
+  json_t *m = json_object();
+  if (m && (json_object_set_new_nocheck(m, "op", json_string_nocheck(op)) != 0 ||
+            json_object_set_new_nocheck(m, "worker_id", json_string(worker)) != 0)) {
+    json_decref(m);
+    m = NULL;
+  }
+  return m;
+}
+
 static int src_claim(void *impl, const taskq_claim_req *req, taskq_claim_cb cb, void *ud) {
   size_t wn = req->worker_id ? strlen(req->worker_id) : 0;
   if (!wn || wn > TASKQ_MAX_WORKER_ID || !cb) return -EINVAL;
@@ -107,9 +119,14 @@ static int src_claim(void *impl, const taskq_claim_req *req, taskq_claim_cb cb, 
   memcpy(o->worker_id, req->worker_id, wn + 1);
   json_t *types = json_array();
   for (size_t i = 0; types && i < req->n_task_types; i++) json_array_append_new(types, json_string(req->task_types[i]));
-  json_t *m = types ? json_pack("{s:s, s:s, s:o, s:f}", "op", "claim", "worker_id", req->worker_id,
-                                "supported_task_types", types, "lease_seconds", req->lease_seconds)
-                    : NULL;
+  json_t *m = msg_new("claim", req->worker_id);
+  if (m && (!types || json_object_set_new_nocheck(m, "supported_task_types", types) != 0 ||
+            json_object_set_new_nocheck(m, "lease_seconds", json_real(req->lease_seconds)) != 0)) {
+    json_decref(m);
+    m = NULL;
+  } else if (!m) {
+    json_decref(types);
+  }
   /* a claim that waits for work: an opt-in field a Python peer ignores (it answers at once) */
   uint32_t tmo = 0;
   if (m && req->wait_s > 0 && ((remote_src *)impl)->n_waiting < MAX_WAITING_CLAIMS) {
@@ -122,8 +139,17 @@ static int src_claim(void *impl, const taskq_claim_req *req, taskq_claim_cb cb, 
 
 static json_t *lease_msg(const char *op, const taskq_lease *l) {
   if (!l || !l->task_id || !l->worker_id) return NULL;
-  return json_pack("{s:s, s:s, s:s, s:I}", "op", op, "task_id", l->task_id, "worker_id", l->worker_id, "lease_epoch",
-                   (json_int_t)l->lease_epoch);
+  json_t *m = json_object();
+  if (!m) return NULL;
+  int bad = json_object_set_new_nocheck(m, "op", json_string_nocheck(op));
+  bad |= json_object_set_new_nocheck(m, "task_id", json_string(l->task_id));
+  bad |= json_object_set_new_nocheck(m, "worker_id", json_string(l->worker_id));
+  bad |= json_object_set_new_nocheck(m, "lease_epoch", json_integer((json_int_t)l->lease_epoch));
+  if (bad) {
+    json_decref(m);
+    return NULL;
+  }
+  return m;
 }
 
 static int src_heartbeat(void *impl, const taskq_lease *l, double lease_seconds, taskq_heartbeat_cb cb, void *ud) {

@@ -1719,34 +1719,36 @@ static json_t *parse_or(const char *text, bool null_if_absent) {
   return rc == 0 ? v : json_string(text);
 }
 
+/* Keys are literals and the status name is ASCII: set without jansson's UTF-8 checks (the
+ * stored strings are still checked: a row another program wrote may hold anything). */
 json_t *tq_task_to_json(const tq_task *t, unsigned flags) {
   json_t *o = json_object();
   if (!o) return NULL;
   int bad = 0;
-  bad |= json_object_set_new(o, "task_id", json_string(t->task_id));
-  bad |= json_object_set_new(o, "task_type", json_string(t->task_type ? t->task_type : ""));
-  bad |= json_object_set_new(o, "model_name", json_string(t->model_name ? t->model_name : ""));
-  bad |= json_object_set_new(o, "payload", parse_or(t->payload_json, false));
-  bad |= json_object_set_new(o, "status", json_string(tq_status_name(t->status)));
-  bad |= json_object_set_new(o, "assigned_worker", str_or_null(t->assigned_worker));
-  bad |= json_object_set_new(o, "created_at", json_real(t->created_at));
+  bad |= json_object_set_new_nocheck(o, "task_id", json_string(t->task_id));
+  bad |= json_object_set_new_nocheck(o, "task_type", json_string(t->task_type ? t->task_type : ""));
+  bad |= json_object_set_new_nocheck(o, "model_name", json_string(t->model_name ? t->model_name : ""));
+  bad |= json_object_set_new_nocheck(o, "payload", parse_or(t->payload_json, false));
+  bad |= json_object_set_new_nocheck(o, "status", json_string_nocheck(tq_status_name(t->status)));
+  bad |= json_object_set_new_nocheck(o, "assigned_worker", str_or_null(t->assigned_worker));
+  bad |= json_object_set_new_nocheck(o, "created_at", json_real(t->created_at));
   if ((flags & 0xf) == TQ_JSON_FULL) {
-    bad |= json_object_set_new(o, "updated_at", json_real(t->updated_at));
-    bad |= json_object_set_new(o, "result", parse_or(t->result_json, true));
-    bad |= json_object_set_new(o, "error", str_or_null(t->error));
-    bad |= json_object_set_new(o, "priority", json_integer(t->priority));
-    bad |= json_object_set_new(o, "attempt", json_integer(t->attempt));
-    bad |= json_object_set_new(o, "max_attempts", json_integer(t->max_attempts));
-    bad |= json_object_set_new(o, "next_attempt_at", json_real(t->next_attempt_at));
-    bad |= json_object_set_new(o, "lease_until", t->has_lease ? json_real(t->lease_until) : json_null());
-    bad |= json_object_set_new(o, "heartbeat_at",
+    bad |= json_object_set_new_nocheck(o, "updated_at", json_real(t->updated_at));
+    bad |= json_object_set_new_nocheck(o, "result", parse_or(t->result_json, true));
+    bad |= json_object_set_new_nocheck(o, "error", str_or_null(t->error));
+    bad |= json_object_set_new_nocheck(o, "priority", json_integer(t->priority));
+    bad |= json_object_set_new_nocheck(o, "attempt", json_integer(t->attempt));
+    bad |= json_object_set_new_nocheck(o, "max_attempts", json_integer(t->max_attempts));
+    bad |= json_object_set_new_nocheck(o, "next_attempt_at", json_real(t->next_attempt_at));
+    bad |= json_object_set_new_nocheck(o, "lease_until", t->has_lease ? json_real(t->lease_until) : json_null());
+    bad |= json_object_set_new_nocheck(o, "heartbeat_at",
                                t->has_heartbeat ? json_real(t->heartbeat_at) : json_null());
-    bad |= json_object_set_new(o, "idempotency_key", str_or_null(t->idempotency_key));
+    bad |= json_object_set_new_nocheck(o, "idempotency_key", str_or_null(t->idempotency_key));
   }
   if (flags & TQ_JSON_EXTRA) {
-    bad |= json_object_set_new(o, "lease_epoch", json_integer(t->lease_epoch));
-    bad |= json_object_set_new(o, "cancel_requested", json_boolean(t->cancel_requested));
-    if (t->traceparent) bad |= json_object_set_new(o, "traceparent", json_string(t->traceparent));
+    bad |= json_object_set_new_nocheck(o, "lease_epoch", json_integer(t->lease_epoch));
+    bad |= json_object_set_new_nocheck(o, "cancel_requested", json_boolean(t->cancel_requested));
+    if (t->traceparent) bad |= json_object_set_new_nocheck(o, "traceparent", json_string(t->traceparent));
   }
   if (bad) {
     json_decref(o);
