@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "mcp/envelope.h"
 #include "mcp/schema.h"
 #include "util/alloc.h"
 #include "util/jparse.h"
@@ -712,6 +713,12 @@ static void call_start(mcp_session *s, req_ctx *rc, const char *tool, json_t *ar
                        uint32_t timeout_ms);
 
 static void m_tools_call(mcp_session *s, req_ctx *rc) {
+  if (rc->call_fast) { /* checked by feed_envelope: a string name, arguments an object or none */
+    if (!rc->id) return;
+    if (s->o.tasks && task_call_route(s, rc, rc->call_tool, rc->call_args)) return;
+    call_start(s, rc, rc->call_tool, rc->call_args, s->o.auth, s->o.call_timeout_ms);
+    return;
+  }
   json_t *name = json_object_get(rc->params, "name");
   if (!json_is_string(name)) {
     sess_reply_err(s, rc, RPC_INVALID_PARAMS, "tools/call: params.name must be a string", NULL);
@@ -1669,6 +1676,28 @@ static const method_entry k_notifications[] = {
 
 static bool id_valid(const json_t *id) { return json_is_string(id) || json_is_integer(id); }
 
+/* A message's envelope as handle_env reads it: taken from a tree (handle_message) or read from
+ * the text (feed_envelope, mcp/envelope.h). Everything borrowed from the caller. */
+typedef struct sess_msg {
+  json_t *tree;       /* the whole message, for an answer to a server-to-client request; NULL
+                         when read from text (feed_envelope leaves those to the tree path) */
+  json_t *id;         /* NULL when absent */
+  bool jsonrpc_ok;    /* "jsonrpc" is the string "2.0" */
+  bool has_method;
+  const char *method; /* NULL when "method" is not a string */
+  bool answer;        /* a "result" or "error" member */
+  json_t *params;     /* NULL when absent */
+  /* A tools/call read from text whose params hold only name (a string), arguments (null or an
+   * object) and _meta (an object): params stays NULL — no tree of it is built — and these
+   * stand for its members (m_tools_call). */
+  bool call_fast;
+  const char *call_tool;
+  json_t *call_args; /* NULL when absent or null */
+  json_t *call_meta; /* NULL when absent */
+} sess_msg;
+
+static void handle_env(mcp_session *s, const sess_msg *e, const char *hdr_version);
+
 static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
   if (!json_is_object(m)) {
     if (json_is_array(m))
@@ -1677,18 +1706,31 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
       mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: expected a JSON object", NULL);
     return;
   }
-  json_t *id = json_object_get(m, "id");
-  json_t *method = json_object_get(m, "method");
   json_t *ver = json_object_get(m, "jsonrpc");
+  json_t *method = json_object_get(m, "method");
+  sess_msg e = {
+      .tree = m,
+      .id = json_object_get(m, "id"),
+      .jsonrpc_ok = json_is_string(ver) && strcmp(json_string_value(ver), "2.0") == 0,
+      .has_method = method != NULL,
+      .method = json_string_value(method),
+      .answer = json_object_get(m, "result") || json_object_get(m, "error"),
+      .params = json_object_get(m, "params"),
+  };
+  handle_env(s, &e, hdr_version);
+}
+
+static void handle_env(mcp_session *s, const sess_msg *e, const char *hdr_version) {
+  json_t *id = e->id;
   bool has_id = id != NULL;
   json_t *reply_id = has_id && id_valid(id) ? id : NULL;
-  if (!json_is_string(ver) || strcmp(json_string_value(ver), "2.0") != 0) {
+  if (!e->jsonrpc_ok) {
     mcp_session_reply_error(s, reply_id, RPC_INVALID_REQUEST, "Invalid Request: jsonrpc must be \"2.0\"", NULL);
     return;
   }
-  if (!method) {
-    if (json_object_get(m, "result") || json_object_get(m, "error")) { /* an answer to our request */
-      client_answer(s, m);
+  if (!e->has_method) {
+    if (e->answer && e->tree) { /* an answer to our request */
+      client_answer(s, e->tree);
       return;
     }
     mcp_session_reply_error(s, reply_id, RPC_INVALID_REQUEST, "Invalid Request: no method", NULL);
@@ -1698,12 +1740,12 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
     mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: id must be a string or an integer", NULL);
     return;
   }
-  if (!json_is_string(method)) {
+  if (!e->method) {
     mcp_session_reply_error(s, reply_id, RPC_INVALID_REQUEST, "Invalid Request: method must be a string", NULL);
     return;
   }
-  const char *name = json_string_value(method);
-  json_t *params = json_object_get(m, "params");
+  const char *name = e->method;
+  json_t *params = e->params;
   req_ctx rc = {.id = reply_id, .params = NULL, .meta = NULL, .modern = false, .log_min = -1};
   unsigned mlabel = method_label(name);
   if (has_id) {
@@ -1720,7 +1762,12 @@ static void handle_message(mcp_session *s, json_t *m, const char *hdr_version) {
     }
     rc.params = params;
   }
-  json_t *meta = json_object_get(rc.params, "_meta");
+  if (e->call_fast) {
+    rc.call_fast = true;
+    rc.call_tool = e->call_tool;
+    rc.call_args = e->call_args;
+  }
+  json_t *meta = e->call_fast ? e->call_meta : json_object_get(rc.params, "_meta");
   if (meta && !json_is_object(meta)) {
     sess_reply_err(s, &rc, RPC_INVALID_PARAMS, "Invalid params: _meta must be an object", NULL);
     return;
@@ -1897,6 +1944,56 @@ void mcp_session_feed(mcp_session *s, const char *msg, size_t len) {
   msg_end(s, outer);
 }
 
+/* Test switch (session.h): false sends every message through the tree path. */
+bool mcp_session_text_envelope = true;
+_Thread_local size_t mcp_session_text_envelope_fed;
+
+#define ENV_METHOD_MAX 128 /* longer method names go the tree path */
+#define ENV_TOOL_MAX 256   /* longer tool names: params as a tree */
+
+/* The text path (issue 11 §3): the envelope read from the bytes (mcp/envelope.h), trees built
+ * only of what the handler reads as one — the id, and a tools/call's arguments and _meta or
+ * another method's params — then handled as the tree path handles the whole message (the same
+ * checks in the same order: handle_env). Returns false, having answered nothing, for what it
+ * leaves to the tree path: text the reader refuses (the tree parse gives the exact error) or
+ * leaves to a tree, a message without a method (an answer, or the errors about it), a jsonrpc
+ * or method string with escapes, a method name longer than ENV_METHOD_MAX, a failed
+ * allocation. The trees built here are owned here and released before returning (a request in
+ * flight keeps references of its own). */
+static bool feed_envelope(mcp_session *s, const char *text, size_t len, unsigned jflags, const char *hdr_version) {
+  mcp_envelope env;
+  if (!mcp_session_text_envelope || mcp_envelope_read(text, len, MCP_SESSION_MAX_DEPTH, jflags, &env) != 0) return false;
+  if (!env.method.p || mcp_env_str_escaped(env.jsonrpc) || mcp_env_str_escaped(env.method)) return false;
+  char method[ENV_METHOD_MAX], tool[ENV_TOOL_MAX];
+  sess_msg e = {.jsonrpc_ok = mcp_env_is_str(env.jsonrpc, "2.0"), .has_method = true, .answer = env.has_answer};
+  if (mcp_env_is_string(env.method)) {
+    if (!mcp_env_cstr(env.method, method, sizeof method)) return false;
+    e.method = method;
+  }
+  bool ok = !env.id.p || mcp_envelope_tree(env.id, jflags, &e.id) == 0;
+  e.call_fast = ok && !s->o.hook && e.method && strcmp(e.method, "tools/call") == 0 && env.params.p &&
+                env.params.p[0] == '{' && !env.params_escaped_key && env.params_other == 0 &&
+                mcp_env_cstr(env.name, tool, sizeof tool) &&
+                (!env.arguments.p || env.arguments.p[0] == '{' || env.arguments.p[0] == 'n') &&
+                (!env.meta.p || env.meta.p[0] == '{');
+  if (e.call_fast) {
+    e.call_tool = tool;
+    if (env.arguments.p && env.arguments.p[0] == '{') ok = mcp_envelope_tree(env.arguments, jflags, &e.call_args) == 0;
+    if (ok && env.meta.p) ok = mcp_envelope_tree(env.meta, jflags, &e.call_meta) == 0;
+  } else if (ok && env.params.p) {
+    ok = mcp_envelope_tree(env.params, jflags, &e.params) == 0;
+  }
+  if (ok) {
+    mcp_session_text_envelope_fed++;
+    handle_env(s, &e, hdr_version);
+  }
+  json_decref(e.id);
+  json_decref(e.params);
+  json_decref(e.call_args);
+  json_decref(e.call_meta);
+  return ok;
+}
+
 static void feed_text(mcp_session *s, const char *msg, size_t len) {
   if (len > s->o.max_message_bytes) {
     char m[128];
@@ -1906,6 +2003,11 @@ static void feed_text(mcp_session *s, const char *msg, size_t len) {
   }
   jparse_error jerr;
   alloc_watch w = alloc_watch_begin();
+  if (feed_envelope(s, msg, len, 0, NULL)) {
+    (void)alloc_watch_end(w);
+    return;
+  }
+  alloc_oom_set(false); /* the tree path starts afresh (the reader's trees are gone) */
   json_t *m;
   int prc = jparse(msg, len, MCP_SESSION_MAX_DEPTH, &m, &jerr); /* depth checked as brackets open */
   if (prc == -ENOMEM) { /* ours, not the client's */

@@ -214,8 +214,18 @@ int mcp_session_new(const mcp_session_opts *opts, mcp_session **out) __attribute
 /* Detaches every in-flight call (their handlers see cancelled; no response is sent) and frees. */
 void mcp_session_free(mcp_session *s);
 
-/* Handles one message. Bad input is answered with a JSON-RPC error, never fatal. */
+/* Handles one message. Bad input is answered with a JSON-RPC error, never fatal. The text is
+ * read without a tree where it can be (mcp/envelope.h: the envelope from the bytes; a tree
+ * only of a tools/call's arguments and _meta, or of another method's params); anything else
+ * goes through the same parse and checks as mcp_session_feed_json, with the same answers. */
 void mcp_session_feed(mcp_session *s, const char *msg, size_t len);
+/* Tests only: false makes mcp_session_feed parse every message into a tree (the path the text
+ * reader must match answer for answer; tests/mcp/test_envelope.c and fuzz_mcp_envelope compare
+ * the two). Default true. Set it before feeding, from the loop thread. */
+extern bool mcp_session_text_envelope;
+/* Tests only: how many messages the text reader handled on this thread (the rest went the
+ * tree path). */
+extern _Thread_local size_t mcp_session_text_envelope_fed;
 /* The same for a message the transport has parsed itself (borrowed; the transport checked its
  * size; nesting deeper than MCP_SESSION_MAX_DEPTH is refused here, as in mcp_session_feed). */
 void mcp_session_feed_json(mcp_session *s, json_t *msg);

@@ -151,6 +151,12 @@ typedef struct req_ctx {
   json_t *meta;   /* params._meta object or NULL */
   bool modern;
   int log_min;
+  /* A tools/call read from its text (session.c, feed_envelope) whose params held nothing but
+   * name, arguments and _meta: params is NULL (no tree of it was built; every other member
+   * reads as absent, as it is) and these are its name and arguments (NULL: absent or null). */
+  bool call_fast;
+  const char *call_tool;
+  json_t *call_args;
 } req_ctx;
 
 /* ---- output (session.c) ---- */

@@ -727,45 +727,75 @@ static const char *skip_valid(const char *p, const char *end) {
   return p;
 }
 
+/* One member of a validated object at *pp (after '{' or a member): its raw key and value
+ * spans; *pp moves past it. False at the object's end. */
+static bool next_member(const char **pp, const char *end, jparse_member *m) {
+  const char *p = *pp;
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t' || *p == ',')) p++;
+  if (p >= end || *p != '"') return false; /* '}' */
+  const char *k = ++p;
+  bool esc = false;
+  while (p < end && *p != '"') {
+    if (*p == '\\') {
+      esc = true;
+      p++;
+    }
+    p++;
+  }
+  m->key = k;
+  m->key_len = (size_t)(p - k);
+  m->key_escaped = esc;
+  p++;
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t' || *p == ':')) p++;
+  m->val = p;
+  p = skip_valid(p, end);
+  m->val_len = (size_t)(p - m->val);
+  *pp = p;
+  return true;
+}
+
 int jparse_find(const char *obj, size_t n, const char *key, const char **val, size_t *val_len) {
   const char *p = obj, *end = obj + n;
   size_t klen = strlen(key);
   while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
   if (p >= end || *p != '{') return -EINVAL;
   p++;
-  for (;;) {
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t' || *p == ',')) p++;
-    if (p >= end || *p != '"') return -ENOENT; /* '}' */
-    const char *k = ++p;
-    bool esc = false;
-    while (p < end && *p != '"') {
-      if (*p == '\\') {
-        esc = true;
-        p++;
-      }
-      p++;
-    }
-    size_t kl = (size_t)(p - k);
-    p++;
+  jparse_member m;
+  while (next_member(&p, end, &m)) {
     bool match;
-    if (!esc) {
-      match = kl == klen && memcmp(k, key, klen) == 0;
+    if (!m.key_escaped) {
+      match = m.key_len == klen && memcmp(m.key, key, klen) == 0;
     } else {
       /* decode it (a key holds no NUL) */
-      ctx c = {.start = (const unsigned char *)k, .p = (const unsigned char *)k, .end = (const unsigned char *)p};
+      const char *kend = m.key + m.key_len + 1; /* past the closing quote, as read_string wants */
+      ctx c = {.start = (const unsigned char *)m.key, .p = (const unsigned char *)m.key, .end = (const unsigned char *)kend};
       char stack[SCRATCH_STACK];
       const char *d;
       size_t dl;
       match = read_string(&c, stack, &d, &dl, false) && dl == klen && memcmp(d, key, klen) == 0;
       free(c.heap);
     }
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t' || *p == ':')) p++;
-    const char *v = p;
-    p = skip_valid(p, end);
     if (match) {
-      *val = v;
-      *val_len = (size_t)(p - v);
+      *val = m.val;
+      *val_len = m.val_len;
       return 0;
     }
   }
+  return -ENOENT;
+}
+
+int jparse_members(const char *obj, size_t n, jparse_member *members, size_t cap, size_t *n_members) {
+  const char *p = obj, *end = obj + n;
+  *n_members = 0;
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  if (p >= end || *p != '{') return -EINVAL;
+  p++;
+  jparse_member m;
+  size_t k = 0;
+  while (next_member(&p, end, &m)) {
+    if (k < cap) members[k] = m;
+    k++;
+  }
+  *n_members = k;
+  return 0;
 }

@@ -85,4 +85,12 @@ int jparse_scan(const char *p, size_t n, int max_depth, unsigned flags, jparse_m
 int jparse_find(const char *obj, size_t n, const char *key, const char **val, size_t *val_len)
     __attribute__((warn_unused_result));
 
+/* The members of the object text obj[0..n), text that jparse or jparse_scan has accepted (NOT
+ * checked again), as spans of obj in their order (a repeated key is listed each time; a reader
+ * with "last one wins" semantics takes the last): raw keys (key_escaped when a key holds an
+ * escape: compare it decoded, or let a tree parse decide) and value texts. Up to cap of them go
+ * to members[]; *n_members gets how many there are. 0, or -EINVAL when obj is not an object. */
+int jparse_members(const char *obj, size_t n, jparse_member *members, size_t cap, size_t *n_members)
+    __attribute__((warn_unused_result));
+
 #endif

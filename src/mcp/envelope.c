@@ -1,0 +1,75 @@
+/* envelope.c — a JSON-RPC message's envelope from its text (see envelope.h). */
+#include "mcp/envelope.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "util/jparse.h"
+
+/* A span's tree is parsed with no ceiling of its own: mcp_envelope_read's scan already bounded
+ * how deep the whole text nests. */
+#define TREE_DEPTH (1 << 30)
+
+static bool key_is(const jparse_member *m, const char *k, size_t n) {
+  return m->key_len == n && memcmp(m->key, k, n) == 0;
+}
+
+static mcp_env_span span_of(const jparse_member *m) { return (mcp_env_span){m->val, m->val_len}; }
+
+int mcp_envelope_read(const char *text, size_t len, int max_depth, unsigned jflags, mcp_envelope *env) {
+  memset(env, 0, sizeof *env);
+  jparse_member m[MCP_ENV_MAX_MEMBERS];
+  size_t n = 0;
+  int rc = jparse_scan(text, len, max_depth, jflags, m, MCP_ENV_MAX_MEMBERS, &n, NULL, &env->found);
+  if (rc != 0) return rc;
+  size_t i = 0;
+  while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t')) i++;
+  if (i >= len || text[i] != '{' || n > MCP_ENV_MAX_MEMBERS) return MCP_ENV_TREE;
+  for (size_t k = 0; k < n; k++) {
+    const jparse_member *e = &m[k];
+    if (e->key_escaped) return MCP_ENV_TREE;
+    if (key_is(e, "jsonrpc", 7)) env->jsonrpc = span_of(e);
+    else if (key_is(e, "id", 2)) env->id = span_of(e);
+    else if (key_is(e, "method", 6)) env->method = span_of(e);
+    else if (key_is(e, "params", 6)) env->params = span_of(e);
+    else if (key_is(e, "result", 6) || key_is(e, "error", 5)) env->has_answer = true;
+  }
+  if (!env->params.p || env->params.p[0] != '{') return 0;
+  jparse_member pm[MCP_ENV_MAX_MEMBERS];
+  size_t pn = 0;
+  if (jparse_members(env->params.p, env->params.n, pm, MCP_ENV_MAX_MEMBERS, &pn) != 0) return MCP_ENV_TREE; /* cannot be */
+  if (pn > MCP_ENV_MAX_MEMBERS) {
+    env->params_other += pn - MCP_ENV_MAX_MEMBERS; /* not read: the caller builds params' tree */
+    pn = MCP_ENV_MAX_MEMBERS;
+  }
+  for (size_t k = 0; k < pn; k++) {
+    const jparse_member *e = &pm[k];
+    if (e->key_escaped) env->params_escaped_key = true;
+    else if (key_is(e, "name", 4)) env->name = span_of(e);
+    else if (key_is(e, "arguments", 9)) env->arguments = span_of(e);
+    else if (key_is(e, "_meta", 5)) env->meta = span_of(e);
+    else env->params_other++;
+  }
+  return 0;
+}
+
+bool mcp_env_is_str(mcp_env_span span, const char *lit) {
+  size_t n = strlen(lit);
+  return span.p && span.n == n + 2 && span.p[0] == '"' && memcmp(span.p + 1, lit, n) == 0 && span.p[n + 1] == '"';
+}
+
+bool mcp_env_str_escaped(mcp_env_span span) {
+  return mcp_env_is_string(span) && memchr(span.p + 1, '\\', span.n - 2) != NULL;
+}
+
+bool mcp_env_cstr(mcp_env_span span, char *buf, size_t cap) {
+  if (!mcp_env_is_string(span) || mcp_env_str_escaped(span) || span.n - 2 >= cap) return false;
+  memcpy(buf, span.p + 1, span.n - 2);
+  buf[span.n - 2] = 0;
+  return true;
+}
+
+int mcp_envelope_tree(mcp_env_span span, unsigned jflags, json_t **out) {
+  int rc = jparse_flags(span.p, span.n, TREE_DEPTH, jflags, out, NULL, NULL);
+  return rc == 0 ? 0 : -ENOMEM; /* validated text: only an allocation can fail */
+}
