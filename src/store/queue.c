@@ -105,6 +105,7 @@ struct tq_queue {
 
 typedef struct aclaim aclaim;
 static aclaim *take_parked(tq_queue *q, const char *type, const aclaim *except);
+static tq_op *submit_chain(tq_op *op);
 static void requeue_list(aclaim *list);
 
 static const char *status_names[TQ_STATUS_COUNT] = {"queued", "running", "completed", "failed",
@@ -191,8 +192,9 @@ static bool work_type_matches(const tq_work_waiter *w, const char *type) {
 }
 
 /* Work may be claimable: type = the one new task's type (wake one matching waiter), NULL =
- * anything (wake all). */
-static void work_changed(tq_queue *q, const char *type) {
+ * anything (wake all). claims: also the parked async claims (not when the submit's own
+ * transaction already ran one: submit_chain). */
+static void work_changed_ex(tq_queue *q, const char *type, bool claims) {
   pthread_mutex_lock(&q->wmu);
   q->work_gen++;
   for (tq_work_waiter *w = q->work_waiters; w; w = w->next) {
@@ -204,10 +206,12 @@ static void work_changed(tq_queue *q, const char *type) {
   }
   for (unsigned i = 0; i < TQ_MAX_WATCHERS; i++)
     if (q->watchers[i].fn) q->watchers[i].fn(q->watchers[i].ud, type);
-  aclaim *wake = q->claims ? take_parked(q, type, NULL) : NULL;
+  aclaim *wake = claims && q->claims ? take_parked(q, type, NULL) : NULL;
   pthread_mutex_unlock(&q->wmu);
   requeue_list(wake);
 }
+
+static void work_changed(tq_queue *q, const char *type) { work_changed_ex(q, type, true); }
 
 void tq_work_pass(tq_queue *q) { work_changed(q, NULL); }
 
@@ -777,6 +781,8 @@ static int prepare_submit(tq_queue *q, const tq_submit_req *req, tq_op *op, char
   static const char *const sticky_names[] = {"sticky_worker_id", "sticky_worker", NULL};
   memset(op, 0, sizeof *op);
   op->kind = TQOP_SUBMIT;
+  op->chain = submit_chain;
+  op->chain_ud = q;
   if (req->task_id) {
     memcpy(op->task_id, req->task_id, 33);
     op->explicit_id = true;
@@ -826,7 +832,7 @@ int tq_submit(tq_queue *q, const tq_submit_req *req, char task_id_out[33], bool 
   if (rc == 0) {
     memcpy(task_id_out, op.task_id, 33);
     if (replayed) *replayed = op.replayed;
-    if (!op.replayed) work_changed(q, op.task_type);
+    if (!op.replayed) work_changed_ex(q, op.task_type, !op.chained);
   }
   free(pj);
   return rc;
@@ -845,7 +851,7 @@ static void async_done(tq_op *op) {
   async_submit *a = (async_submit *)op;
   qm_record(TQOP_SUBMIT, op->rc, false);
   health_note(a->q, op->rc);
-  if (op->rc == 0 && !op->replayed) work_changed(a->q, op->task_type);
+  if (op->rc == 0 && !op->replayed) work_changed_ex(a->q, op->task_type, !op->chained);
   a->cb(op->rc, op->rc == 0 ? op->task_id : NULL, op->replayed, a->ud);
   free(a->payload);
   free(a->type);
@@ -1088,6 +1094,26 @@ static void requeue_list(aclaim *list) {
   }
 }
 
+/* The writer, inside a submit's transaction (tq_op.chain): the parked claim the new task would
+ * wake after the commit runs now, in the same transaction — one commit and one writer round
+ * less between a submit and its worker's claim. Its answer still waits for the commit (a
+ * failed commit answers it with the error, as any op of the group). */
+static tq_op *submit_chain(tq_op *op) {
+  tq_queue *q = op->chain_ud;
+  if (op->replayed) return NULL;
+  pthread_mutex_lock(&q->wmu);
+  aclaim *c = q->claims && !q->closing ? take_parked(q, op->task_type, NULL) : NULL;
+  pthread_mutex_unlock(&q->wmu);
+  if (!c) return NULL;
+  CHECK(!c->wnext); /* one type: one claim */
+  tq_task_array_free(c->op.tasks, c->op.n_tasks);
+  c->op.tasks = NULL;
+  c->op.n_tasks = 0;
+  c->op.rc = 0;
+  c->op.next = NULL;
+  return &c->op;
+}
+
 static void aclaim_done(tq_op *op) {
   aclaim *c = (aclaim *)op;
   tq_queue *q = c->q;
@@ -1100,6 +1126,7 @@ static void aclaim_done(tq_op *op) {
     if (op->rc == 0 && op->n_tasks == 0 && !q->closing && !c->cancelled && clock_mono_ms() < c->deadline_ms) {
       if (q->work_gen != c->gen) { /* something changed since it looked: look again */
         c->gen = q->work_gen;
+        c->targeted = targeted; /* if it misses again, the others look (a chained claim's task) */
         pthread_mutex_unlock(&q->wmu);
         aclaim_run(c);
         return;
@@ -1242,6 +1269,14 @@ size_t tq_claims_waiting(tq_queue *q) {
   size_t n = 0;
   pthread_mutex_lock(&q->wmu);
   for (aclaim *c = q->claims; c; c = c->next) n++;
+  pthread_mutex_unlock(&q->wmu);
+  return n;
+}
+
+size_t tq_claims_parked(tq_queue *q) {
+  size_t n = 0;
+  pthread_mutex_lock(&q->wmu);
+  for (aclaim *c = q->claims; c; c = c->next) n += c->parked;
   pthread_mutex_unlock(&q->wmu);
   return n;
 }

@@ -356,8 +356,9 @@ bool tq_claim_cancel(tq_queue *q, uint64_t id);
  * until the next deadline or due time (-1: nothing waits). The queue calls it itself from a
  * thread that sleeps until the earliest deadline (started with the first waiting claim). */
 int64_t tq_claims_expire(tq_queue *q);
-/* Waiting async claims (parked or running again) now. */
+/* Waiting async claims (parked or running again) now; of them, parked (waiting for a change). */
 size_t tq_claims_waiting(tq_queue *q);
+size_t tq_claims_parked(tq_queue *q);
 
 typedef struct tq_list_opts {
   tq_status status;               /* TQ_STATUS_ANY for all */

@@ -54,6 +54,13 @@ struct tq_op {
   void (*done)(tq_op *op);
   void *done_ud;
   tq_op *next;              /* backend's queue link */
+  /* Optional (queue.c sets it on submits): called by the backend on its thread right after the
+   * op succeeded, inside its transaction; returns ops (linked by next, NULL = none) that the
+   * backend runs next in that same transaction and answers (done) after its commit with the
+   * others — the parked claim a new task feeds takes it in the submit's commit. */
+  tq_op *(*chain)(tq_op *op);
+  void *chain_ud;
+  bool chained;             /* chain handed over at least one op */
 };
 
 typedef struct tq_backend tq_backend;

@@ -1019,6 +1019,18 @@ static void *writer_main(void *arg) {
         if (op->rc) {
           term_cut(b, term_mark);
           if (n == 1) break;
+        } else if (op->chain) {
+          /* ops the queue runs in this transaction right after this one (a parked claim the new
+           * task feeds: nothing else in the group takes the task before it) */
+          tq_op *x = op->chain(op);
+          if (x) {
+            tq_op *xl = x;
+            n++;
+            while (xl->next) xl = xl->next, n++;
+            xl->next = op->next;
+            op->next = x;
+            op->chained = true;
+          }
         }
       }
       if (lost) {

@@ -4,7 +4,10 @@
  *   crashtest child <dir> <seed>              the workload (spawned by run)
  *
  * The child runs 4 threads doing submit / claim / heartbeat / complete / retry on the queue and
- * writes on the cache, and appends one line per *acknowledged* operation to <dir>/acks.log
+ * writes on the cache, and 2 threads that claim with waiting async claims (tq_claim_next_async,
+ * parked until a submit feeds them — in the submit's own transaction) and complete
+ * asynchronously; half the submits are async too. It appends one line per *acknowledged*
+ * operation to <dir>/acks.log
  * (a single O_APPEND write(2) each, so SIGKILL cannot tear a line). The parent kills the child
  * at a random moment, reopens both stores and checks after every kill:
  *   - every acknowledged submit exists;               - every acknowledged completion is
@@ -34,6 +37,7 @@
 #include "util/log.h"
 
 #define THREADS 4
+#define ASYNC_THREADS 2
 #define KEYS_PER_THREAD 8
 #define LEASE_S 1.0
 
@@ -80,6 +84,79 @@ typedef struct {
   unsigned seed;
 } worker;
 
+/* One async callback awaited by a worker thread. */
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool done;
+  int rc;
+  tq_task *t;
+  char id[33];
+} await;
+
+static void await_reset(await *a) {
+  pthread_mutex_lock(&a->mu);
+  a->done = false;
+  a->rc = 0;
+  a->t = NULL;
+  a->id[0] = 0;
+  pthread_mutex_unlock(&a->mu);
+}
+
+static void await_signal(await *a, int rc, tq_task *t, const char *id) {
+  pthread_mutex_lock(&a->mu);
+  a->rc = rc;
+  a->t = t;
+  if (id) snprintf(a->id, sizeof a->id, "%s", id);
+  a->done = true;
+  pthread_cond_signal(&a->cv);
+  pthread_mutex_unlock(&a->mu);
+}
+
+static void await_wait(await *a) {
+  pthread_mutex_lock(&a->mu);
+  while (!a->done) pthread_cond_wait(&a->cv, &a->mu);
+  pthread_mutex_unlock(&a->mu);
+}
+
+static void on_asubmit(int rc, const char *task_id, bool replayed, void *ud) {
+  (void)replayed;
+  await_signal(ud, rc, NULL, task_id);
+}
+static void on_aclaim(int rc, tq_task *t, bool waited, void *ud) {
+  (void)waited;
+  await_signal(ud, rc, t, NULL);
+}
+static void on_adone(int rc, void *ud) { await_signal(ud, rc, NULL, NULL); }
+
+/* Waiting async claims: each parks until a submit feeds it, then completes the task. */
+static void *async_work(void *arg) {
+  worker *w = arg;
+  char wid[32];
+  snprintf(wid, sizeof wid, "a%d-%d", (int)getpid(), w->id);
+  await a = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+  for (;;) {
+    tq_claim_opts o = {.worker_id = wid};
+    await_reset(&a);
+    if (tq_claim_next_async(w->q, &o, 1.0, on_aclaim, &a, NULL) != 0) continue;
+    await_wait(&a);
+    tq_task *t = a.t;
+    if (a.rc != 0 || !t) continue;
+    tq_fence f = {wid, t->lease_epoch};
+    json_t *res = json_pack("{s:s}", "r", t->task_id);
+    char id[33];
+    snprintf(id, sizeof id, "%s", t->task_id);
+    tq_task_free(t);
+    await_reset(&a);
+    if (tq_complete_async(w->q, id, &f, TQ_COMPLETED, res, NULL, on_adone, &a) == 0) {
+      await_wait(&a);
+      if (a.rc == 0) ack("D %s\n", id);
+    }
+    json_decref(res);
+  }
+  return NULL;
+}
+
 static void *work(void *arg) {
   worker *w = arg;
   char wid[32];
@@ -93,7 +170,16 @@ static void *work(void *arg) {
       json_t *p = json_pack("{s:i, s:I}", "thread", w->id, "seq", (json_int_t)++seq);
       tq_submit_req req = {.task_type = "crash", .payload = p};
       char id[33];
-      if (tq_submit(w->q, &req, id, NULL) == 0) ack("S %s\n", id);
+      if (rand_r(&w->seed) % 2) {
+        if (tq_submit(w->q, &req, id, NULL) == 0) ack("S %s\n", id);
+      } else {
+        static __thread await a = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+        await_reset(&a);
+        if (tq_submit_async(w->q, &req, on_asubmit, &a) == 0) {
+          await_wait(&a);
+          if (a.rc == 0) ack("S %s\n", a.id);
+        }
+      }
       json_decref(p);
     } else if (r < 8) {
       tq_claim_opts o = {.worker_id = wid};
@@ -131,11 +217,11 @@ static int child_main(unsigned seed) {
   tq_queue *q;
   ttlcache *c;
   open_stores(&q, &c);
-  pthread_t th[THREADS];
-  worker w[THREADS];
-  for (int i = 0; i < THREADS; i++) {
+  pthread_t th[THREADS + ASYNC_THREADS];
+  worker w[THREADS + ASYNC_THREADS];
+  for (int i = 0; i < THREADS + ASYNC_THREADS; i++) {
     w[i] = (worker){q, c, i, seed * 31u + (unsigned)i};
-    pthread_create(&th[i], NULL, work, &w[i]);
+    pthread_create(&th[i], NULL, i < THREADS ? work : async_work, &w[i]);
   }
   for (;;) pause();
   return 0;

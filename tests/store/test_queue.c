@@ -945,6 +945,57 @@ static void test_async_claim_waits_and_is_answered_by_a_submit(void **state) {
   tq_task_free(b.t);
 }
 
+/* A parked claim fed by a submit takes the task inside the submit's own transaction (one
+ * commit for both, counted as two ops), is answered only after that commit (the task is
+ * running in the file when the answer comes), and only that one claim is woken; a submit with
+ * nothing parked commits alone. Fails when the claim waits for the next group (two commits). */
+static void test_async_claim_rides_the_submit_commit(void **state) {
+  fx *f = *state;
+  tq_claim_opts w1 = worker("w1"), w2 = worker("w2");
+  aclaim_ctx a = ACTX_INIT, b = ACTX_INIT;
+  assert_int_equal(tq_claim_next_async(f->q, &w1, 20, aclaim_cb, &a, NULL), 0);
+  TS_WAIT_UNTIL(10000, tq_claims_parked(f->q) == 1);
+  assert_int_equal(tq_claim_next_async(f->q, &w2, 20, aclaim_cb, &b, NULL), 0);
+  TS_WAIT_UNTIL(10000, tq_claims_parked(f->q) == 2); /* both looked (and committed) already */
+  tq_io_stats before, after;
+  tq_io_stats_get(f->q, &before);
+  char id[33];
+  submit_p(f->q, "t", "{}", id);
+  assert_true(actx_wait(&a, 1, 10000)); /* the oldest parked claim */
+  tq_io_stats_get(f->q, &after);
+  assert_int_equal(a.rc, 0);
+  assert_non_null(a.t);
+  assert_string_equal(a.t->task_id, id);
+  assert_true(a.waited);
+  assert_int_equal(after.commits - before.commits, 1);
+  assert_int_equal(after.ops - before.ops, 2);
+  tq_task *t;
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  assert_int_equal(t->status, TQ_RUNNING);
+  assert_string_equal(t->assigned_worker, "w1");
+  tq_task_free(t);
+  tq_task_free(a.t);
+  /* the other claim was not woken for it: still parked, no extra claim ran */
+  assert_int_equal(b.calls, 0);
+  assert_int_equal(tq_claims_waiting(f->q), 1);
+  assert_int_equal(tq_claims_parked(f->q), 1);
+  tq_io_stats_get(f->q, &before);
+  assert_int_equal(before.ops, after.ops);
+  /* it takes the next task the same way */
+  submit_p(f->q, "t", "{}", id);
+  assert_true(actx_wait(&b, 1, 10000));
+  assert_non_null(b.t);
+  assert_string_equal(b.t->task_id, id);
+  tq_task_free(b.t);
+  tq_io_stats_get(f->q, &after);
+  assert_int_equal(after.commits - before.commits, 1);
+  /* nothing parked: the submit commits alone */
+  submit_p(f->q, "t", "{}", id);
+  tq_io_stats_get(f->q, &before);
+  assert_int_equal(before.commits - after.commits, 1);
+  assert_int_equal(before.ops - after.ops, 1);
+}
+
 /* The wait ends without a task at its deadline (the queue's own timer), at tq_claim_cancel (on
  * the caller's thread), and at tq_close; a claim without wait_s answers at once. */
 static void test_async_claim_times_out_cancels_and_closes(void **state) {
@@ -1416,6 +1467,7 @@ int main(void) {
       T(test_claim_many_byte_cap),
       T(test_progress_is_fenced_and_keeps_state),
       T(test_async_claim_waits_and_is_answered_by_a_submit),
+      T(test_async_claim_rides_the_submit_commit),
       T(test_async_claim_times_out_cancels_and_closes),
       T(test_async_claims_share_work),
       T(test_async_complete_and_heartbeat),
