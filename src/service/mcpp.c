@@ -676,10 +676,11 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes, bool
   }
   /* the Python service's aliases */
   bool call = method && (strcmp(method, "tools/call") == 0 || strcmp(method, "tools.call") == 0);
+  bool cancel = !id && method && strcmp(method, "notifications/cancelled") == 0;
   if (method && strcmp(method, "tools.list") == 0) json_object_set_new(msg, "method", json_string("tools/list"));
   else if (method && strcmp(method, "tools.call") == 0) json_object_set_new(msg, "method", json_string("tools/call"));
   method = NULL; /* may point into a value just replaced */
-  if (!id && json_is_string(mv) && strcmp(json_string_value(json_object_get(msg, "method")), "notifications/cancelled") == 0) {
+  if (cancel) { /* (not mv: an alias rewrite may just have freed it) */
     drop_held(c, json_object_get(json_object_get(msg, "params"), "requestId"));
     waiting_forget(c, json_object_get(json_object_get(msg, "params"), "requestId"));
   }

@@ -1607,6 +1607,113 @@ static void test_host_reserved_handshakes_for_remembered_peers(void **state) {
   close_hosts(a, NULL);
 }
 
+/* ---- writes of one loop iteration leave together (issue 11 §3) ---- */
+
+#define CO_N 8
+static struct {
+  p2p_stream *srv[CO_N], *cli[CO_N];
+  int n_srv, n_cli;
+  size_t srv_got, cli_got; /* bytes received on the listener's / the dialer's streams */
+} co;
+
+static void co_srv_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  (void)s, (void)d, (void)ud;
+  co.srv_got += n;
+}
+static void co_cli_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  (void)s, (void)d, (void)ud;
+  co.cli_got += n;
+}
+static void co_close(p2p_stream *s, int err, void *ud) {
+  (void)err, (void)ud;
+  for (int i = 0; i < CO_N; i++) {
+    if (co.srv[i] == s) co.srv[i] = NULL;
+    if (co.cli[i] == s) co.cli[i] = NULL;
+  }
+}
+static const p2p_stream_callbacks co_srv_cbs = {.on_data = co_srv_data, .on_close = co_close};
+static const p2p_stream_callbacks co_cli_cbs = {.on_data = co_cli_data, .on_close = co_close};
+static void co_serve(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_set_callbacks(s, &co_srv_cbs, NULL);
+  if (co.n_srv < CO_N) co.srv[co.n_srv++] = s;
+}
+static void co_opened(p2p_stream *s, int err, void *ud) {
+  (void)ud;
+  assert_int_equal(err, 0);
+  p2p_stream_set_callbacks(s, &co_cli_cbs, NULL);
+  if (co.n_cli < CO_N) co.cli[co.n_cli++] = s;
+}
+static bool co_all_open(void *arg) {
+  (void)arg;
+  return co.n_srv == CO_N && co.n_cli == CO_N;
+}
+static void co_timer_write(uv_timer_t *t) {
+  (void)t;
+  for (int i = 0; i < CO_N; i++) assert_int_equal(p2p_stream_write(co.srv[i], "answer!!", 8), 0);
+}
+static void co_timer_closed(uv_handle_t *h) { *(bool *)h->data = true; }
+static bool co_srv_has(void *arg) { return co.srv_got >= *(size_t *)arg; }
+static bool co_cli_has(void *arg) { return co.cli_got >= *(size_t *)arg; }
+
+/* What the application writes on many streams outside a read — a burst of requests, answers
+ * that come back from a worker pool together — leaves in one Noise frame and one write, not one
+ * per p2p_stream_write (conn_flush_soon). Each side writes on CO_N streams of one connection
+ * from the test's body (outside any callback); the peer gets every byte, and the writer's
+ * transport saw exactly one write of one Noise frame for them. */
+static void test_host_writes_of_one_iteration_leave_in_one_frame(void **state) {
+  (void)state;
+  memset(&co, 0, sizeof co);
+  char ma[1024];
+  p2p_host *a = make_listener(dir_a, NULL, ma, sizeof ma);
+  assert_int_equal(p2p_host_handle(a, "/test/coalesce/1", co_serve, NULL), 0);
+  p2p_host *b = make_host(dir_b, NULL);
+  ts_p2p_connect(&fx, b, a, WAIT_MS);
+  assert_true(wait_identified(b, p2p_host_peer_id(a), 1));
+  for (int i = 0; i < CO_N; i++) assert_int_equal(p2p_host_open_stream(b, ma, "/test/coalesce/1", co_opened, NULL), 0);
+  assert_true(ts_p2p_wait_for(&fx, co_all_open, NULL, WAIT_MS));
+  /* let the negotiation's last bytes and any window update settle */
+  for (int i = 0; i < 50; i++) uv_run(&fx.loop, UV_RUN_NOWAIT);
+
+  /* the dialer: CO_N requests at once */
+  p2p_host_stats b0, b1, a0, a1;
+  p2p_host_get_stats(b, &b0);
+  for (int i = 0; i < CO_N; i++) assert_int_equal(p2p_stream_write(co.cli[i], "request", 7), 0);
+  size_t want = CO_N * 7;
+  assert_true(ts_p2p_wait_for(&fx, co_srv_has, &want, WAIT_MS));
+  p2p_host_get_stats(b, &b1);
+  assert_int_equal(co.srv_got, want);
+  assert_int_equal(b1.writes_out - b0.writes_out, 1);
+  assert_int_equal(b1.noise_frames_out - b0.noise_frames_out, 1);
+
+  /* the listener: CO_N answers ready together */
+  p2p_host_get_stats(a, &a0);
+  for (int i = 0; i < CO_N; i++) assert_int_equal(p2p_stream_write(co.srv[i], "answer!!", 8), 0);
+  want = CO_N * 8;
+  assert_true(ts_p2p_wait_for(&fx, co_cli_has, &want, WAIT_MS));
+  p2p_host_get_stats(a, &a1);
+  assert_int_equal(co.cli_got, want);
+  assert_int_equal(a1.writes_out - a0.writes_out, 1);
+  assert_int_equal(a1.noise_frames_out - a0.noise_frames_out, 1);
+
+  /* the same from a callback of the loop that is not a read (a timer: as a completion from
+   * the worker pool comes through uv_async) */
+  uv_timer_t t;
+  assert_int_equal(uv_timer_init(&fx.loop, &t), 0);
+  p2p_host_get_stats(a, &a0);
+  assert_int_equal(uv_timer_start(&t, co_timer_write, 1, 0), 0);
+  want = 2 * CO_N * 8;
+  assert_true(ts_p2p_wait_for(&fx, co_cli_has, &want, WAIT_MS));
+  p2p_host_get_stats(a, &a1);
+  assert_int_equal(a1.writes_out - a0.writes_out, 1);
+  assert_int_equal(a1.noise_frames_out - a0.noise_frames_out, 1);
+  bool closed = false;
+  t.data = &closed;
+  uv_close((uv_handle_t *)&t, co_timer_closed);
+  assert_true(ts_p2p_run_until(&fx, &closed, WAIT_MS));
+  close_hosts(a, b);
+}
+
 /* p2p_stream_unread: the bytes given back come first once reading resumes, and the remote's
  * window is not credited for them meanwhile. */
 static p2p_stream *ur_stream;
@@ -1676,6 +1783,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_reserved_slots_for_known_peers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_reserved_handshakes_for_remembered_peers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_stream_unread_gives_bytes_back, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_writes_of_one_iteration_leave_in_one_frame, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_backs_off_after_a_failed_dial, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_idle_connection_is_closed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_dial_with_wrong_peer_id_is_refused, setup, teardown),

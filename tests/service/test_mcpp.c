@@ -532,6 +532,25 @@ static void test_tools_list_unauthorized_peer_sees_nothing(void **state) {
   svc_mcpp_free(c);
 }
 
+/* A notification (no id) naming a Python alias ("tools.call", "tools.list") gets no answer and
+ * leaves the stream working. (handle_frame once read the method's value after the alias
+ * rewrite had freed it; the JSON allocator's recycling hid that from ASan, so this test could
+ * not catch it: the read is gone by construction.) */
+static void test_alias_notification_is_ignored(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"method\":\"tools.call\",\"params\":{\"name\":\"zeta_remote\"}}"), 0);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"method\":\"tools.list\"}"), 0);
+  wait_idle(f, c);
+  assert_null(next_reply(c));
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}"), 0);
+  json_t *r = next_reply(c);
+  assert_int_equal(json_integer_value(json_object_get(r, "id")), 7);
+  assert_non_null(json_object_get(r, "result"));
+  json_decref(r);
+  svc_mcpp_free(c);
+}
+
 static void test_tools_list_shows_remote_tools_the_peer_may_use(void **state) {
   fx *f = *state;
   svc_mcpp_conn *c = open_init(f, PEER_T);
@@ -1463,6 +1482,7 @@ int main(void) {
       T(test_unknown_method_keeps_stream),
       T(test_tools_list_unauthorized_peer_sees_nothing),
       T(test_tools_list_shows_remote_tools_the_peer_may_use),
+      T(test_alias_notification_is_ignored),
       T(test_peer_without_a_scope_sees_only_tools_it_may_call),
       T(test_token_in_initialize_opens_the_stream),
       T(test_tools_call_unauthorized_peer_refused),

@@ -44,6 +44,7 @@ static int conn_write_buf(p2p_conn *c, buf *b) {
     p2p_transport_write_cancel(c->t, w);
     return rc;
   }
+  c->h->stats.writes_out++;
   return p2p_transport_write(c->t, w);
 }
 
@@ -58,6 +59,8 @@ static int conn_send_plain(p2p_conn *c, const uint8_t *p, size_t n) {
     p2p_transport_write_cancel(c->t, w);
     return rc;
   }
+  c->h->stats.writes_out++;
+  c->h->stats.noise_frames_out += (n + NOISE_MAX_PLAINTEXT - 1) / NOISE_MAX_PLAINTEXT;
   return p2p_transport_write(c->t, w);
 }
 
@@ -89,6 +92,47 @@ void conn_flush(p2p_conn *c) {
   /* A write the transport finished at once (TCP: uv_try_write) reports no on_drain: a
    * draining connection whose last bytes just left is checked here instead. */
   if (c->draining && c->state == CONN_READY) conn_check_drain(c);
+}
+
+static void on_flush_prep(uv_prepare_t *prep);
+
+void conn_flush_soon(p2p_conn *c) {
+  if (c->state != CONN_READY || !c->ymx || c->in_read || c->flush_queued) return;
+  p2p_host *h = c->h;
+  c->flush_queued = true;
+  c->flush_next = NULL;
+  if (h->flush_tail) h->flush_tail->flush_next = c;
+  else h->flush_head = c;
+  h->flush_tail = c;
+  (void)!uv_prepare_start(&h->flush_prep, on_flush_prep);
+}
+
+static void on_flush_prep(uv_prepare_t *prep) {
+  p2p_host *h = prep->data;
+  p2p_conn *c;
+  while ((c = h->flush_head)) {
+    h->flush_head = c->flush_next;
+    if (!h->flush_head) h->flush_tail = NULL;
+    c->flush_next = NULL;
+    c->flush_queued = false;
+    conn_flush(c); /* may close c (freed later, from the transport's close callback) */
+  }
+  uv_prepare_stop(&h->flush_prep);
+}
+
+void conn_flush_forget(p2p_conn *c) {
+  if (!c->flush_queued) return;
+  p2p_host *h = c->h;
+  p2p_conn *prev = NULL;
+  for (p2p_conn *x = h->flush_head; x; prev = x, x = x->flush_next) {
+    if (x != c) continue;
+    if (prev) prev->flush_next = c->flush_next;
+    else h->flush_head = c->flush_next;
+    if (h->flush_tail == c) h->flush_tail = prev;
+    break;
+  }
+  c->flush_queued = false;
+  c->flush_next = NULL;
 }
 
 void conn_check_drain(p2p_conn *c) {

@@ -199,6 +199,7 @@ bool host_conn_ready(p2p_conn *c) {
 
 void host_conn_closed(p2p_conn *c) {
   p2p_host *h = c->h;
+  conn_flush_forget(c);
   if (c->counted_pending) {
     c->counted_pending = false;
     h->pending_handshakes--;
@@ -1267,7 +1268,9 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
   }
   if (!rc) rc = uv_timer_init(loop, &h->tick);
   if (!rc) {
-    int irc = uv_idle_init(loop, &h->idle); /* only initialises the struct: cannot fail */
+    int irc = uv_idle_init(loop, &h->idle); /* these only initialise the struct: cannot fail */
+    CHECK(irc == 0);
+    irc = uv_prepare_init(loop, &h->flush_prep);
     CHECK(irc == 0);
     (void)irc;
   }
@@ -1282,6 +1285,7 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
   }
   h->tick.data = h;
   h->idle.data = h;
+  h->flush_prep.data = h;
   (void)!uv_timer_start(&h->tick, on_tick, HOST_TICK_MS, HOST_TICK_MS);
   h->peers_saved_ms = clock_mono_ms();
   if ((rc = svc_identify_add(h)) != 0 || (rc = svc_ping_add(h)) != 0 || (rc = svc_perf_add(h)) != 0)
@@ -1303,7 +1307,8 @@ size_t p2p_host_listen_addrs(const p2p_host *h, const char **out, size_t max) {
   return h->n_listeners;
 }
 
-/* The timer and the idle handle close last; the second close callback frees the host. */
+/* The timer, the idle and the prepare handle close last; the last close callback frees the
+ * host. */
 static void on_last_handle_closed(uv_handle_t *hd) {
   p2p_host *h = hd->data;
   if (--h->final_closes > 0) return;
@@ -1340,9 +1345,12 @@ static void maybe_finish_close(p2p_host *h) {
   if (uv_is_closing((uv_handle_t *)&h->tick)) return;
   uv_timer_stop(&h->tick);
   uv_idle_stop(&h->idle);
-  h->final_closes = 2;
+  CHECK(!h->flush_head); /* each conn left the list as it was freed */
+  uv_prepare_stop(&h->flush_prep);
+  h->final_closes = 3;
   uv_close((uv_handle_t *)&h->tick, on_last_handle_closed);
   uv_close((uv_handle_t *)&h->idle, on_last_handle_closed);
+  uv_close((uv_handle_t *)&h->flush_prep, on_last_handle_closed);
 }
 
 void p2p_host_hold(p2p_host *h) {

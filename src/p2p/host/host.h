@@ -467,6 +467,10 @@ void p2p_circuit_req_done(p2p_circuit_req *req, p2p_stream *s, const uint8_t *in
 typedef struct p2p_host_stats {
   uint32_t connections, pending_handshakes, streams;
   uint64_t bytes_in, bytes_out; /* TCP payload bytes */
+  uint64_t writes_out;          /* buffers handed to connections' transports (TCP: one send, or
+                                   one uv_write when the socket is full), handshakes included */
+  uint64_t noise_frames_out;    /* Noise transport messages sent (one per write while a write
+                                   holds less than 65,519 bytes of plaintext) */
   uint64_t dials_ok, dials_failed, inbound_refused;
   uint64_t inbound_evicted;     /* handshakes closed to make room for a newer connection */
   uint64_t first_byte_timeouts; /* inbound connections that sent nothing in time */

@@ -198,6 +198,8 @@ struct p2p_conn {
   char dial_key[MULTIADDR_STR_MAX];     /* back-off key for outbound dials */
   buf plain;              /* decrypted bytes waiting for the current stage */
   bool flushing, flush_again;
+  bool flush_queued;      /* in h->flush_head's list: conn_flush_soon asked for a flush */
+  p2p_conn *flush_next;   /* … the next one in that list */
   int in_read;            /* inside the transport's on_read: conn_flush waits for its end, so
                              everything the read's frames caused (replies, window updates, on
                              every stream) leaves as one Noise frame and one write */
@@ -235,6 +237,15 @@ void conn_tick(p2p_conn *c, int64_t now_ms);
 bool conn_is_usable(const p2p_conn *c);
 /* Moves Yamux output to the transport (bounded by the transport's backpressure). */
 void conn_flush(p2p_conn *c);
+/* The same, once per loop iteration: c joins the host's list of connections to flush, which
+ * the host's prepare handle (flush_prep) flushes just before the loop polls, and those queued
+ * meanwhile too (a relayed connection's flush writes to a stream of another one). So what
+ * the application writes on any number of streams outside a read — answers that come back from
+ * a worker pool together, a burst of requests — leaves as one Noise frame and one write, never
+ * one per p2p_stream_write. Inside a read nothing is queued: c_on_read flushes at its end. */
+void conn_flush_soon(p2p_conn *c);
+/* Takes c out of that list (it is being freed). */
+void conn_flush_forget(p2p_conn *c);
 /* Closes a ready, draining connection once nothing is left in flight. */
 void conn_check_drain(p2p_conn *c);
 /* A stream left c (stream.c): idle time starts when the last one goes. */
@@ -293,12 +304,15 @@ struct p2p_host {
   host_backoff backoff[HOST_BACKOFF_SLOTS];
   uv_timer_t tick;
   uv_idle_t idle;                   /* runs deferred tasks and the reaper when there are some */
+  uv_prepare_t flush_prep;          /* active while connections wait in flush_head */
+  p2p_conn *flush_head, *flush_tail; /* conn_flush_soon's list (flush_next links) */
   host_task *tasks, *tasks_tail;
   uint64_t task_round;
   p2p_stream *dead;                 /* CLOSED streams waiting for the reaper */
   bool closing;
   int open_handles;                 /* listeners + holds still to be released */
-  int final_closes;                 /* tick and idle: closing last, the second frees the host */
+  int final_closes;                 /* tick, idle and flush_prep: closing last, the last frees
+                                       the host */
   void (*close_done)(p2p_host *, void *);
   void *close_ud;
   int64_t close_deadline_ms;

@@ -173,7 +173,7 @@ static void stream_writable_task(host_task *t) {
   if (!stream_owned(st)) return;
   p2p_conn *c = st->conn;
   stream_pump(st);
-  if (c->state == CONN_READY) conn_flush(c);
+  conn_flush_soon(c);
 }
 
 /* ---------------------------------------------------------------- receiving */
@@ -379,7 +379,7 @@ int stream_open(p2p_conn *c, const char *protocol, p2p_open_fn cb, void *ud) {
   buf_init(&out, MSS_MAX_MSG * 2);
   if (mss_start(st->mss, &out) == 0) stream_send_raw(st, &out);
   buf_free(&out);
-  conn_flush(c);
+  conn_flush_soon(c); /* with whatever else this loop iteration writes */
   return 0;
 }
 
@@ -389,10 +389,9 @@ void stream_tick(p2p_stream *st, int64_t now_ms) {
 
 /* ---------------------------------------------------------------- public stream API */
 
-/* After an app call: push what Yamux produced to the transport. */
-static void stream_flush_conn(p2p_conn *c) {
-  if (c->state == CONN_READY) conn_flush(c);
-}
+/* After an app call: what Yamux produced goes to the transport once this loop iteration's
+ * callbacks are done (conn_flush_soon): writes on many streams share one Noise frame. */
+static void stream_flush_conn(p2p_conn *c) { conn_flush_soon(c); }
 
 void p2p_stream_set_callbacks(p2p_stream *s, const p2p_stream_callbacks *cbs, void *ud) {
   LOOP_THREAD_ONLY();
@@ -453,7 +452,7 @@ int p2p_stream_write(p2p_stream *s, const void *data, size_t len) {
   }
   if (buf_len(&s->sendq) > s->max_sendq) s->max_sendq = buf_len(&s->sendq);
   stream_flush_conn(c);
-  if (s->life == STREAM_CLOSED) return -EPIPE; /* the flush failed the connection */
+  if (s->life == STREAM_CLOSED) return -EPIPE; /* defensive: the flush is deferred (conn_flush_soon) */
   if (buf_len(&s->sendq) >= h->cfg.stream_send_hwm) {
     s->want_writable = true;
     return 1;
