@@ -351,7 +351,7 @@ enum {
   S_FIND_IDEM, S_FIND_ID, S_INSERT, S_RECOVER_Q, S_RECOVER_F, S_CANDS, S_CLAIM_ONE, S_HEARTBEAT,
   S_GET, S_COMPLETE, S_RETRY, S_RELEASE, S_CANCEL_Q, S_CANCEL_R, S_DELETE, S_PRUNE,
   S_SAVEPOINT, S_RELEASE_SP, S_ROLLBACK_SP, S_PROGRESS, S_EXPIRED_ANY, S_BEGIN, S_COMMIT, S_ROLLBACK,
-  S_SYNC_NORMAL, S_SYNC_FULL, S_NSTMT
+  S_SYNC_NORMAL, S_SYNC_FULL, S_GET_ROWID, S_NSTMT
 };
 
 static const char *stmt_sql[S_NSTMT] = {
@@ -375,7 +375,7 @@ static const char *stmt_sql[S_NSTMT] = {
                     " WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'running' AND lease_until IS"
                     " NOT NULL AND lease_until <= ?1 AND (cancel_requested != 0 OR (max_attempts > 0 AND"
                     " attempt >= max_attempts)) LIMIT ?2) RETURNING task_id",
-    [S_CANDS] = "SELECT task_id, task_type, length(CAST(payload_json AS BLOB)) FROM tasks"
+    [S_CANDS] = "SELECT task_id, task_type, length(CAST(payload_json AS BLOB)), rowid FROM tasks"
                 " INDEXED BY idx_tasks_claim_q WHERE status = 'queued'"
                 " AND next_attempt_at <= ?1 AND (max_attempts = 0 OR attempt < max_attempts)"
                 " AND (sticky_worker_id IS NULL OR sticky_worker_id = ?2)"
@@ -388,7 +388,8 @@ static const char *stmt_sql[S_NSTMT] = {
      * zeroed and freed per claim); the row is read back with S_GET in the same transaction */
     [S_CLAIM_ONE] = "UPDATE tasks SET status = 'running', assigned_worker = ?2, attempt = attempt + 1,"
                     " lease_epoch = lease_epoch + 1, heartbeat_at = ?3, lease_until = ?4, updated_at = ?3"
-                    " WHERE task_id = ?1 AND status = 'queued'",
+                    " WHERE rowid = ?1 AND status = 'queued'",
+    [S_GET_ROWID] = "SELECT " COLS " FROM tasks WHERE rowid = ?1",
     [S_HEARTBEAT] = "UPDATE tasks SET heartbeat_at = ?4, lease_until = ?5 WHERE task_id = ?1 AND"
                     " status = 'running' AND assigned_worker = ?2 AND (?3 = 0 OR lease_epoch = ?3)"
                     " RETURNING lease_until, cancel_requested",
@@ -430,6 +431,7 @@ static const char *stmt_sql[S_NSTMT] = {
 typedef struct {
   tq_backend *b;
   sqlite3_stmt *s[S_NSTMT];
+  bool in_group; /* the op runs beside others: a multi-statement write needs its savepoint */
 } wctx;
 
 static int st(wctx *w, int i, sqlite3_stmt **out) {
@@ -537,17 +539,27 @@ static int do_submit(wctx *w, tq_op *op) {
   return step_done(w, s);
 }
 
-static int do_recover(wctx *w, double now, size_t limit, size_t *count) {
+/* Whether any lease has ended (*any). */
+static int expired_any(wctx *w, double now, bool *any) {
+  sqlite3_stmt *s;
+  int rc = st(w, S_EXPIRED_ANY, &s);
+  *any = false;
+  if (rc) return rc;
+  sqlite3_bind_double(s, 1, now);
+  rc = sqlite3_step(s);
+  sqlite3_reset(s);
+  if (rc == SQLITE_DONE) return 0;
+  if (rc != SQLITE_ROW) return map_err(w->b->w, rc);
+  *any = true;
+  return 0;
+}
+
+/* The two recovery UPDATEs (after expired_any said some lease ended). */
+static int recover_now(wctx *w, double now, size_t limit, size_t *count) {
   sqlite3_stmt *s;
   int rc;
   size_t n = 0;
   if (count) *count = 0;
-  if ((rc = st(w, S_EXPIRED_ANY, &s))) return rc;
-  sqlite3_bind_double(s, 1, now);
-  rc = sqlite3_step(s);
-  sqlite3_reset(s);
-  if (rc == SQLITE_DONE) return 0; /* no lease has ended */
-  if (rc != SQLITE_ROW) return map_err(w->b->w, rc);
   if ((rc = st(w, S_RECOVER_Q, &s))) return rc;
   sqlite3_bind_double(s, 1, now);
   sqlite3_bind_int64(s, 2, (sqlite3_int64)limit);
@@ -569,6 +581,33 @@ static int do_recover(wctx *w, double now, size_t limit, size_t *count) {
   return 0;
 }
 
+static int do_recover(wctx *w, double now, size_t limit, size_t *count) {
+  bool any;
+  int rc = expired_any(w, now, &any);
+  if (count) *count = 0;
+  if (rc || !any) return rc; /* no lease has ended */
+  return recover_now(w, now, limit, count);
+}
+
+/* Opens the op's savepoint once it is about to write more than one statement inside a group
+ * (one statement alone is atomic by SQLite's statement rollback). */
+static int sp_open(wctx *w, bool *open) {
+  if (*open || !w->in_group) return 0;
+  sqlite3_stmt *s;
+  int rc = st(w, S_SAVEPOINT, &s);
+  if (rc == 0) rc = step_done(w, s);
+  if (rc == 0) *open = true;
+  return rc;
+}
+
+/* Ends it: rolled back to when the op failed, released either way. */
+static void sp_close(wctx *w, bool open, int rc) {
+  sqlite3_stmt *s;
+  if (!open) return;
+  if (rc && st(w, S_ROLLBACK_SP, &s) == 0) (void)step_done(w, s);
+  if (st(w, S_RELEASE_SP, &s) == 0) (void)step_done(w, s);
+}
+
 static bool claim_type_ok(const tq_claim_opts *c, const char *type) {
   if (!type) return false;
   for (size_t i = 0; i < c->n_task_types; i++)
@@ -578,9 +617,38 @@ static bool claim_type_ok(const tq_claim_opts *c, const char *type) {
 
 static int load(wctx *w, const char *id, tq_task **out);
 
-static int do_claim(wctx *w, tq_op *op) {
-  int rc = do_recover(w, op->now, RECOVER_IN_CLAIM, NULL);
+/* Loads the row at rowid (the claim's candidate, read in the same transaction). */
+static int load_rowid(wctx *w, sqlite3_int64 rowid, tq_task **out) {
+  sqlite3_stmt *s;
+  int rc = st(w, S_GET_ROWID, &s);
+  *out = NULL;
   if (rc) return rc;
+  sqlite3_bind_int64(s, 1, rowid);
+  rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    *out = row_task(s);
+    rc = *out ? 0 : -ENOMEM;
+  } else {
+    rc = rc == SQLITE_DONE ? -ENOENT : map_err(w->b->w, rc);
+  }
+  sqlite3_reset(s);
+  return rc;
+}
+
+/* A claim: the candidates by the claim index, each read (by rowid) before its one UPDATE, and
+ * the row the claimer gets is that read with the UPDATE's changes applied — no read after the
+ * write, so a claim of one task with no lease to recover writes one statement and needs no
+ * savepoint inside a group (SAVEPOINT + RELEASE were two statements per claim, and empty
+ * claims — a worker's slot looking before it parks — are most claims); one opens when the
+ * recovery writes or more than one task is claimed. */
+static int do_claim(wctx *w, tq_op *op) {
+  bool any, sp = false;
+  int rc = expired_any(w, op->now, &any);
+  if (rc) return rc;
+  if (any && ((rc = sp_open(w, &sp)) || (rc = recover_now(w, op->now, RECOVER_IN_CLAIM, NULL)))) {
+    sp_close(w, sp, rc);
+    return rc;
+  }
   const tq_claim_opts *c = &op->claim;
   /* The type filter runs here, on the candidates as they come in claim order (the statement
    * has no ORDER BY sort: the claim index gives the order), instead of in SQL: `task_type IN
@@ -589,7 +657,7 @@ static int do_claim(wctx *w, tq_op *op) {
   char *types = NULL;
   size_t max = c->max_tasks ? c->max_tasks : 1;
   char fixed_type[257] = "";
-  char (*ids)[33] = calloc(max, sizeof *ids);
+  sqlite3_int64 *ids = calloc(max, sizeof *ids);
   tq_task **tasks = calloc(max, sizeof *tasks);
   size_t n_ids = 0, n = 0;
   if (!ids || !tasks) {
@@ -621,7 +689,7 @@ static int do_claim(wctx *w, tq_op *op) {
         size_t len = (size_t)sqlite3_column_int64(s, 2);
         if (c->max_bytes && n_ids > 0 && bytes + len > c->max_bytes) break;
         bytes += len;
-        snprintf(ids[n_ids++], 33, "%s", (const char *)sqlite3_column_text(s, 0));
+        ids[n_ids++] = sqlite3_column_int64(s, 3);
         if (n_ids == max) break;
       }
     }
@@ -633,26 +701,55 @@ static int do_claim(wctx *w, tq_op *op) {
     rc = 0;
     if (first_only && !fixed_type[0]) goto out; /* nothing eligible */
   }
+  if (n_ids > 1 && (rc = sp_open(w, &sp))) goto out;
   for (size_t i = 0; i < n_ids; i++) {
-    if ((rc = st(w, S_CLAIM_ONE, &s))) goto out;
-    sqlite3_bind_text(s, 1, ids[i], 32, SQLITE_STATIC);
+    tq_task *t;
+    if ((rc = load_rowid(w, ids[i], &t)) != 0) goto out;
+    char *worker = c->worker_id ? strdup(c->worker_id) : NULL;
+    if (c->worker_id && !worker) {
+      tq_task_free(t);
+      rc = -ENOMEM;
+      goto out;
+    }
+    if ((rc = st(w, S_CLAIM_ONE, &s))) {
+      free(worker);
+      tq_task_free(t);
+      goto out;
+    }
+    double lease_until = op->now + c->lease_seconds;
+    sqlite3_bind_int64(s, 1, ids[i]);
     bind_text(s, 2, c->worker_id);
     sqlite3_bind_double(s, 3, op->now);
-    sqlite3_bind_double(s, 4, op->now + c->lease_seconds);
+    sqlite3_bind_double(s, 4, lease_until);
     rc = sqlite3_step(s);
     bool claimed = rc == SQLITE_DONE && sqlite3_changes(w->b->w) == 1;
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-      rc = map_err(w->b->w, rc);
-      goto out;
+    if (rc != SQLITE_DONE || !claimed) {
+      free(worker);
+      tq_task_free(t);
+      if (rc != SQLITE_DONE) {
+        rc = map_err(w->b->w, rc);
+        goto out;
+      }
+      rc = 0;
+      continue;
     }
     rc = 0;
-    if (claimed) {
-      if ((rc = load(w, ids[i], &tasks[n])) != 0) goto out; /* the statement's error rolls the op back */
-      n++;
-    }
+    /* the row as S_CLAIM_ONE left it */
+    t->status = TQ_RUNNING;
+    free(t->assigned_worker);
+    t->assigned_worker = worker;
+    t->attempt++;
+    t->lease_epoch++;
+    t->has_heartbeat = true;
+    t->heartbeat_at = op->now;
+    t->has_lease = true;
+    t->lease_until = lease_until;
+    t->updated_at = op->now;
+    tasks[n++] = t;
   }
 out:
+  sp_close(w, sp, rc);
   free(types);
   free(ids);
   if (rc) {
@@ -999,8 +1096,10 @@ static void *writer_main(void *arg) {
         op->now = now;
         size_t term_mark = b->n_term;
         /* Ops that write once are atomic by SQLite's statement rollback; only the multi-statement
-         * ones (claim, recover) need a savepoint to fail alone inside a group. */
-        bool sp_needed = n > 1 && (op->kind == TQOP_CLAIM || op->kind == TQOP_RECOVER);
+         * ones need a savepoint to fail alone inside a group: recover here, a claim opens its own
+         * when it writes more than once (do_claim). */
+        bool sp_needed = n > 1 && op->kind == TQOP_RECOVER;
+        w.in_group = n > 1;
         sqlite3_stmt *sp;
         if (sp_needed && ((rc = st(&w, S_SAVEPOINT, &sp)) != 0 || (rc = step_done(&w, sp)) != 0)) {
           op->rc = rc;

@@ -945,6 +945,66 @@ static void test_async_claim_waits_and_is_answered_by_a_submit(void **state) {
   tq_task_free(b.t);
 }
 
+static void assert_same_task(const tq_task *a, const tq_task *b) {
+  assert_string_equal(a->task_id, b->task_id);
+  assert_string_equal(a->task_type, b->task_type);
+  assert_string_equal(a->model_name, b->model_name);
+  assert_string_equal(a->payload_json, b->payload_json);
+  assert_int_equal(a->status, b->status);
+  assert_string_equal(a->assigned_worker, b->assigned_worker);
+  assert_true(a->created_at == b->created_at && a->updated_at == b->updated_at);
+  assert_true(a->has_lease == b->has_lease && a->lease_until == b->lease_until);
+  assert_true(a->has_heartbeat == b->has_heartbeat && a->heartbeat_at == b->heartbeat_at);
+  assert_int_equal(a->priority, b->priority);
+  assert_int_equal(a->attempt, b->attempt);
+  assert_int_equal(a->max_attempts, b->max_attempts);
+  assert_true(a->next_attempt_at == b->next_attempt_at);
+  assert_int_equal(a->lease_epoch, b->lease_epoch);
+  assert_int_equal(a->cancel_requested, b->cancel_requested);
+  assert_true((a->result_json == NULL) == (b->result_json == NULL));
+  assert_true((a->idempotency_key == NULL) == (b->idempotency_key == NULL));
+}
+
+/* The row a claim answers is built from its read before the UPDATE with the UPDATE's changes
+ * applied (no read after the write): it must be the row the file holds — also for a task
+ * claimed a second time (attempt, lease epoch), and for each task of a batch. */
+static void test_claimed_row_is_the_stored_row(void **state) {
+  fx *f = *state;
+  char id[33], id2[33];
+  submit_p(f->q, "t", "{\"priority\": 7, \"max_attempts\": 4, \"x\": [1, \"\u00e9\"]}", id);
+  tq_claim_opts w = worker("w-one");
+  w.lease_seconds = 42;
+  for (int round = 0; round < 2; round++) {
+    tq_task *t = NULL, *g = NULL;
+    assert_int_equal(tq_claim_next(f->q, &w, &t), 0);
+    assert_non_null(t);
+    assert_int_equal(t->attempt, 1); /* a release refunds the attempt */
+    assert_int_equal(t->lease_epoch, round + 1);
+    assert_int_equal(tq_get(f->q, id, &g), 0);
+    assert_same_task(t, g);
+    tq_fence fe = {"w-one", t->lease_epoch};
+    if (round == 0) assert_int_equal(tq_release(f->q, id, &fe, "again"), 0);
+    else assert_int_equal(tq_complete(f->q, id, &fe, TQ_COMPLETED, NULL, NULL), 0);
+    tq_task_free(t);
+    tq_task_free(g);
+  }
+  submit_p(f->q, "t", "{\"n\": 1}", id);
+  submit_p(f->q, "t", "{\"n\": 2}", id2);
+  tq_claim_opts many = worker("w-many");
+  many.max_tasks = 2;
+  tq_task **v = NULL;
+  size_t n = 0;
+  assert_int_equal(tq_claim_many(f->q, &many, &v, &n), 0);
+  assert_int_equal(n, 2);
+  for (size_t i = 0; i < n; i++) {
+    tq_task *g = NULL;
+    assert_int_equal(tq_get(f->q, v[i]->task_id, &g), 0);
+    assert_same_task(v[i], g);
+    tq_task_free(g);
+  }
+  tq_task_array_free(v, n);
+}
+
 /* A parked claim fed by a submit takes the task inside the submit's own transaction (one
  * commit for both, counted as two ops), is answered only after that commit (the task is
  * running in the file when the answer comes), and only that one claim is woken; a submit with
@@ -1468,6 +1528,7 @@ int main(void) {
       T(test_progress_is_fenced_and_keeps_state),
       T(test_async_claim_waits_and_is_answered_by_a_submit),
       T(test_async_claim_rides_the_submit_commit),
+      T(test_claimed_row_is_the_stored_row),
       T(test_async_claim_times_out_cancels_and_closes),
       T(test_async_claims_share_work),
       T(test_async_complete_and_heartbeat),
