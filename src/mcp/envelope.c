@@ -17,14 +17,25 @@ static bool key_is(const jparse_member *m, const char *k, size_t n) {
 static mcp_env_span span_of(const jparse_member *m) { return (mcp_env_span){m->val, m->val_len}; }
 
 int mcp_envelope_read(const char *text, size_t len, int max_depth, unsigned jflags, mcp_envelope *env) {
+  jparse_member m[MCP_ENV_MAX_MEMBERS], pm[MCP_ENV_MAX_MEMBERS];
+  size_t n = 0, pn = 0;
+  unsigned found = 0;
+  int rc = jparse_scan_sub(text, len, max_depth, jflags, m, MCP_ENV_MAX_MEMBERS, &n, "params", pm, MCP_ENV_MAX_MEMBERS,
+                           &pn, NULL, &found);
+  if (rc != 0) {
+    memset(env, 0, sizeof *env);
+    return rc;
+  }
+  return mcp_envelope_from_scan(text, len, m, n, MCP_ENV_MAX_MEMBERS, pm, pn, MCP_ENV_MAX_MEMBERS, found, env);
+}
+
+int mcp_envelope_from_scan(const char *text, size_t len, const jparse_member *m, size_t n, size_t cap,
+                           const jparse_member *pm, size_t pn, size_t pcap, unsigned found, mcp_envelope *env) {
   memset(env, 0, sizeof *env);
-  jparse_member m[MCP_ENV_MAX_MEMBERS];
-  size_t n = 0;
-  int rc = jparse_scan(text, len, max_depth, jflags, m, MCP_ENV_MAX_MEMBERS, &n, NULL, &env->found);
-  if (rc != 0) return rc;
+  env->found = found;
   size_t i = 0;
   while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t')) i++;
-  if (i >= len || text[i] != '{' || n > MCP_ENV_MAX_MEMBERS) return MCP_ENV_TREE;
+  if (i >= len || text[i] != '{' || n > cap || n > MCP_ENV_MAX_MEMBERS) return MCP_ENV_TREE;
   for (size_t k = 0; k < n; k++) {
     const jparse_member *e = &m[k];
     if (e->key_escaped) return MCP_ENV_TREE;
@@ -33,14 +44,19 @@ int mcp_envelope_read(const char *text, size_t len, int max_depth, unsigned jfla
     else if (key_is(e, "method", 6)) env->method = span_of(e);
     else if (key_is(e, "params", 6)) env->params = span_of(e);
     else if (key_is(e, "result", 6) || key_is(e, "error", 5)) env->has_answer = true;
+    else env->top_other++;
   }
   if (!env->params.p || env->params.p[0] != '{') return 0;
-  jparse_member pm[MCP_ENV_MAX_MEMBERS];
-  size_t pn = 0;
-  if (jparse_members(env->params.p, env->params.n, pm, MCP_ENV_MAX_MEMBERS, &pn) != 0) return MCP_ENV_TREE; /* cannot be */
-  if (pn > MCP_ENV_MAX_MEMBERS) {
-    env->params_other += pn - MCP_ENV_MAX_MEMBERS; /* not read: the caller builds params' tree */
-    pn = MCP_ENV_MAX_MEMBERS;
+  jparse_member walked[MCP_ENV_MAX_MEMBERS];
+  if (!pm) { /* not listed by the caller's scan: walk params (checked text) */
+    pcap = MCP_ENV_MAX_MEMBERS;
+    pm = walked;
+    if (jparse_members(env->params.p, env->params.n, walked, pcap, &pn) != 0) return MCP_ENV_TREE; /* cannot be */
+  }
+  if (pcap > MCP_ENV_MAX_MEMBERS) pcap = MCP_ENV_MAX_MEMBERS;
+  if (pn > pcap) {
+    env->params_other += pn - pcap; /* not read: the caller builds params' tree */
+    pn = pcap;
   }
   for (size_t k = 0; k < pn; k++) {
     const jparse_member *e = &pm[k];

@@ -24,6 +24,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "util/jparse.h"
+
 #define MCP_ENV_MAX_MEMBERS 8 /* top-level and params members read; more: a tree decides */
 
 /* A value's JSON text within the message (a string's quotes included); p == NULL: absent. */
@@ -35,6 +37,7 @@ typedef struct mcp_env_span {
 typedef struct mcp_envelope {
   mcp_env_span jsonrpc, id, method, params;
   bool has_answer; /* a top-level "result" or "error" member */
+  size_t top_other; /* top-level members besides these six (e.g. a /mcp+p2p/1.0.0 "token") */
   /* params, when it is an object ("{"): its members of these names (last one wins) */
   mcp_env_span name, arguments, meta;
   size_t params_other;      /* params members besides name, arguments and _meta */
@@ -48,6 +51,14 @@ typedef struct mcp_envelope {
  * JPARSE_ALLOW_NUL). 0 with *env filled; MCP_ENV_TREE; or jparse_scan's error (-EINVAL not
  * JSON, -ELOOP too deep, -ENOMEM), *env then undefined. Allocates nothing in the common case. */
 int mcp_envelope_read(const char *text, size_t len, int max_depth, unsigned jflags, mcp_envelope *env)
+    __attribute__((warn_unused_result));
+
+/* The same from a scan the caller made already: jparse_scan_sub of text[0..len) with sub_key
+ * "params" (members[] of cap entries, n = its *n_members; params[] of pcap entries, pn = its
+ * *n_sub; found = its found flags; the same max_depth and flags as above) — no byte is read
+ * twice. params NULL: the caller's scan did not list them (jparse_scan): params is walked. */
+int mcp_envelope_from_scan(const char *text, size_t len, const jparse_member *members, size_t n, size_t cap,
+                           const jparse_member *params, size_t pn, size_t pcap, unsigned found, mcp_envelope *env)
     __attribute__((warn_unused_result));
 
 /* True when span is the JSON string lit written without escapes ("2.0" for lit 2.0). */

@@ -1837,7 +1837,7 @@ static void handle_env(mcp_session *s, const sess_msg *e, const char *hdr_versio
     return;
   }
   if (rc.modern) s->ready = true;
-  if (s->o.hook) {
+  if (s->o.hook && !e->call_fast) { /* a fast call: the transport said its hook declines it */
     CHECK(!s->cur); /* hooks do not nest: a hook does not feed the session it serves */
     s->cur = &rc;
     bool taken = s->o.hook(s->o.hook_ud, s, name, rc.id, rc.params);
@@ -1954,34 +1954,35 @@ _Thread_local size_t mcp_session_text_envelope_fed;
 /* The text path (issue 11 §3): the envelope read from the bytes (mcp/envelope.h), trees built
  * only of what the handler reads as one — the id, and a tools/call's arguments and _meta or
  * another method's params — then handled as the tree path handles the whole message (the same
- * checks in the same order: handle_env). Returns false, having answered nothing, for what it
- * leaves to the tree path: text the reader refuses (the tree parse gives the exact error) or
- * leaves to a tree, a message without a method (an answer, or the errors about it), a jsonrpc
- * or method string with escapes, a method name longer than ENV_METHOD_MAX, a failed
- * allocation. The trees built here are owned here and released before returning (a request in
- * flight keeps references of its own). */
-static bool feed_envelope(mcp_session *s, const char *text, size_t len, unsigned jflags, const char *hdr_version) {
-  mcp_envelope env;
-  if (!mcp_session_text_envelope || mcp_envelope_read(text, len, MCP_SESSION_MAX_DEPTH, jflags, &env) != 0) return false;
-  if (!env.method.p || mcp_env_str_escaped(env.jsonrpc) || mcp_env_str_escaped(env.method)) return false;
+ * checks in the same order: handle_env). env is the envelope of text (checked with jflags).
+ * hook_declines: the transport vouches that its method hook would decline a tools/call (return
+ * false), so one can take the fast form without a params tree for the hook. Returns false,
+ * having answered nothing, for what it leaves to the tree path: a message without a method (an
+ * answer, or the errors about it), a jsonrpc or method string with escapes, a method name
+ * longer than ENV_METHOD_MAX, a failed allocation. The trees built here are owned here and
+ * released before returning (a request in flight keeps references of its own). */
+static bool feed_envelope(mcp_session *s, const mcp_envelope *env, unsigned jflags, bool hook_declines,
+                          const char *hdr_version) {
+  if (!mcp_session_text_envelope) return false;
+  if (!env->method.p || mcp_env_str_escaped(env->jsonrpc) || mcp_env_str_escaped(env->method)) return false;
   char method[ENV_METHOD_MAX], tool[ENV_TOOL_MAX];
-  sess_msg e = {.jsonrpc_ok = mcp_env_is_str(env.jsonrpc, "2.0"), .has_method = true, .answer = env.has_answer};
-  if (mcp_env_is_string(env.method)) {
-    if (!mcp_env_cstr(env.method, method, sizeof method)) return false;
+  sess_msg e = {.jsonrpc_ok = mcp_env_is_str(env->jsonrpc, "2.0"), .has_method = true, .answer = env->has_answer};
+  if (mcp_env_is_string(env->method)) {
+    if (!mcp_env_cstr(env->method, method, sizeof method)) return false;
     e.method = method;
   }
-  bool ok = !env.id.p || mcp_envelope_tree(env.id, jflags, &e.id) == 0;
-  e.call_fast = ok && !s->o.hook && e.method && strcmp(e.method, "tools/call") == 0 && env.params.p &&
-                env.params.p[0] == '{' && !env.params_escaped_key && env.params_other == 0 &&
-                mcp_env_cstr(env.name, tool, sizeof tool) &&
-                (!env.arguments.p || env.arguments.p[0] == '{' || env.arguments.p[0] == 'n') &&
-                (!env.meta.p || env.meta.p[0] == '{');
+  bool ok = !env->id.p || mcp_envelope_tree(env->id, jflags, &e.id) == 0;
+  e.call_fast = ok && (!s->o.hook || hook_declines) && e.method && strcmp(e.method, "tools/call") == 0 &&
+                env->params.p && env->params.p[0] == '{' && !env->params_escaped_key && env->params_other == 0 &&
+                mcp_env_cstr(env->name, tool, sizeof tool) &&
+                (!env->arguments.p || env->arguments.p[0] == '{' || env->arguments.p[0] == 'n') &&
+                (!env->meta.p || env->meta.p[0] == '{');
   if (e.call_fast) {
     e.call_tool = tool;
-    if (env.arguments.p && env.arguments.p[0] == '{') ok = mcp_envelope_tree(env.arguments, jflags, &e.call_args) == 0;
-    if (ok && env.meta.p) ok = mcp_envelope_tree(env.meta, jflags, &e.call_meta) == 0;
-  } else if (ok && env.params.p) {
-    ok = mcp_envelope_tree(env.params, jflags, &e.params) == 0;
+    if (env->arguments.p && env->arguments.p[0] == '{') ok = mcp_envelope_tree(env->arguments, jflags, &e.call_args) == 0;
+    if (ok && env->meta.p) ok = mcp_envelope_tree(env->meta, jflags, &e.call_meta) == 0;
+  } else if (ok && env->params.p) {
+    ok = mcp_envelope_tree(env->params, jflags, &e.params) == 0;
   }
   if (ok) {
     mcp_session_text_envelope_fed++;
@@ -1994,6 +1995,35 @@ static bool feed_envelope(mcp_session *s, const char *text, size_t len, unsigned
   return ok;
 }
 
+void mcp_session_feed_text(mcp_session *s, const mcp_session_text *t) {
+  LOOP_THREAD_ONLY();
+  if (s->ended) return;
+  mcp_envelope read;
+  const mcp_envelope *env = t->env;
+  int rc = env ? 0 : mcp_envelope_read(t->text, t->len, MCP_SESSION_MAX_DEPTH, t->jflags, &read);
+  if (!env) env = &read;
+  if (rc == -ELOOP || (rc == 0 && JPARSE_FOUND_DEPTH(env->found) > MCP_SESSION_MAX_DEPTH)) {
+    /* as mcp_session_feed_json_depth: before the message counts */
+    mcp_session_reply_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: JSON nested too deeply", NULL);
+    return;
+  }
+  alloc_watch w = alloc_watch_begin();
+  const trace_scope *outer = msg_begin(s);
+  if (rc != 0 || !feed_envelope(s, env, t->jflags, t->hook_declines_call, NULL)) {
+    alloc_oom_set(false); /* the tree path starts afresh (the reader's trees are gone) */
+    json_t *m;
+    int prc = jparse_flags(t->text, t->len, MCP_SESSION_MAX_DEPTH, t->jflags, &m, NULL, NULL);
+    if (prc == 0) handle_message(s, m, NULL);
+    else if (prc == -ENOMEM)
+      mcp_session_reply_error(s, NULL, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    else /* the transport checked the text: cannot be */
+      mcp_session_reply_error(s, NULL, RPC_PARSE_ERROR, "Parse error", NULL);
+    json_decref(m);
+  }
+  msg_end(s, outer);
+  (void)alloc_watch_end(w);
+}
+
 static void feed_text(mcp_session *s, const char *msg, size_t len) {
   if (len > s->o.max_message_bytes) {
     char m[128];
@@ -2003,7 +2033,8 @@ static void feed_text(mcp_session *s, const char *msg, size_t len) {
   }
   jparse_error jerr;
   alloc_watch w = alloc_watch_begin();
-  if (feed_envelope(s, msg, len, 0, NULL)) {
+  mcp_envelope env;
+  if (mcp_envelope_read(msg, len, MCP_SESSION_MAX_DEPTH, 0, &env) == 0 && feed_envelope(s, &env, 0, false, NULL)) {
     (void)alloc_watch_end(w);
     return;
   }

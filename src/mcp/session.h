@@ -44,6 +44,7 @@
 #include <stdint.h>
 
 #include "mcp/dispatch.h"
+#include "mcp/envelope.h"
 #include "mcp/tasks.h"
 #include "mcp/tool.h"
 
@@ -233,6 +234,25 @@ void mcp_session_feed_json(mcp_session *s, json_t *msg);
  * JPARSE_FOUND_DEPTH: 1 for a flat object): the session compares that with
  * MCP_SESSION_MAX_DEPTH instead of walking the tree; depth < 0 means not known (walked). */
 void mcp_session_feed_json_depth(mcp_session *s, json_t *msg, int depth);
+
+/* The same as mcp_session_feed_json_depth(the tree of text parsed with jflags), for a transport
+ * whose frames are text checked by util/jparse (the /mcp+p2p/1.0.0 frames: jparse_scan with
+ * JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, service/frame.c's raw mode) — read without a tree
+ * where it can be, as mcp_session_feed. env: the text's envelope as the transport read it
+ * (mcp_envelope_from_scan returned 0; its found flags carry the depth, compared with
+ * MCP_SESSION_MAX_DEPTH), so nothing is read twice; NULL = read here. hook_declines_call: the
+ * transport vouches that its method hook would return false for this message if it is a
+ * tools/call (the hook is then not called for it: a plain call takes the fast form without a
+ * tree of params). The size is the transport's to check, as for mcp_session_feed_json.
+ * Everything borrowed for the call. */
+typedef struct mcp_session_text {
+  const char *text;
+  size_t len;
+  unsigned jflags;
+  const mcp_envelope *env;
+  bool hook_declines_call;
+} mcp_session_text;
+void mcp_session_feed_text(mcp_session *s, const mcp_session_text *t);
 
 /* For transports that carry a protocol version outside the body (Streamable HTTP's
  * MCP-Protocol-Version header, given as `header_version`; NULL = none, as mcp_session_feed_json):

@@ -69,13 +69,15 @@ static svc_frame_status frame_scan(const uint8_t *p, size_t n, svc_frame_raw *r,
   detail[0] = 0;
   r->body = (const char *)p;
   r->len = n;
-  r->n_members = 0;
+  r->n_members = r->n_pm = 0;
   r->has_nul = false;
+  r->found = 0;
   if (n == 0) return SVC_FRAME_INVALID_JSON;
   jparse_error jerr;
   unsigned found = 0;
-  int rc = jparse_scan((const char *)p, n, SVC_FRAME_MAX_DEPTH, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, r->m,
-                       SVC_FRAME_RAW_MEMBERS, &r->n_members, &jerr, &found);
+  int rc = jparse_scan_sub((const char *)p, n, SVC_FRAME_MAX_DEPTH, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, r->m,
+                           SVC_FRAME_RAW_MEMBERS, &r->n_members, "params", r->pm, SVC_FRAME_RAW_MEMBERS, &r->n_pm, &jerr,
+                           &found);
   if (rc == -ENOMEM) return SVC_FRAME_NOMEM;
   if (rc != 0) {
     snprintf(detail, detail_cap, "%s (at byte %zu)", jerr.text, jerr.position);
@@ -85,6 +87,7 @@ static svc_frame_status frame_scan(const uint8_t *p, size_t n, svc_frame_raw *r,
   while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) i++;
   if (p[i] != '{') return SVC_FRAME_INVALID_MSG;
   r->has_nul = found & JPARSE_FOUND_NUL;
+  r->found = found;
   return SVC_FRAME_READY;
 }
 

@@ -57,6 +57,11 @@ typedef struct svc_frame_raw {
   jparse_member m[SVC_FRAME_RAW_MEMBERS];
   size_t n_members; /* may exceed SVC_FRAME_RAW_MEMBERS: then only the first ones are in m */
   bool has_nul;     /* a string value holds \u0000 */
+  unsigned found;   /* jparse_scan's found flags (JPARSE_FOUND_NUL, JPARSE_FOUND_DEPTH) */
+  /* the members of a top-level "params" object, as m (jparse_scan_sub: mcp/envelope.h reads
+   * them without walking params again) */
+  jparse_member pm[SVC_FRAME_RAW_MEMBERS];
+  size_t n_pm;
 } svc_frame_raw;
 
 typedef struct svc_frame_dec {

@@ -2,11 +2,13 @@
 #include "service/mcpp.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth/audit.h"
+#include "mcp/envelope.h"
 #include "mcp/session.h"
 #include "service/frame.h"
 #include "util/clock.h"
@@ -373,6 +375,7 @@ svc_mcpp_conn *svc_mcpp_new(const svc_mcpp_env *env, const char *remote_peer_id,
   if (c->env.stranger_max_frame_bytes > c->env.max_frame_bytes) c->env.stranger_max_frame_bytes = c->env.max_frame_bytes;
   c->reply_est = SVC_MCPP_EST_INIT < c->env.max_out_frame_bytes ? SVC_MCPP_EST_INIT : c->env.max_out_frame_bytes;
   svc_frame_dec_init(&c->dec, c->env.max_frame_bytes);
+  svc_frame_dec_set_raw(&c->dec, true); /* frames checked without a tree: handle_raw */
   /* Output ceiling: a few maximal replies; the transport pauses reading when it lags. */
   buf_init(&c->out, c->env.max_out_frame_bytes * 4 + 4096);
   auth_policy_peer_ctx(env->policy, remote_peer_id, &c->base);
@@ -625,20 +628,28 @@ static void answer_held(svc_mcpp_conn *c, int code, const char *message) {
   }
 }
 
-static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes, bool has_nul, int depth) {
-  const json_t *id = json_object_get(msg, "id"); /* notifications have no "id" key */
+/* Takes a frame's share of the stream's budgets (§4.3). False when it crossed one: the
+ * crossing request is refused (the caller answers it rate_limited when it has an id); the ones
+ * read before it still finish and are answered; nothing after it is read. */
+static bool take_frame_budget(svc_mcpp_conn *c) {
   double cost = frame_cost(c);
   c->frame_budget += cost;
   svc_rate *bucket = auth_scopes_empty(&c->auth.scopes) ? c->rate : c->auth_rate;
   if (c->frame_budget > (double)c->env.max_frames || (bucket && !svc_rate_take_cost(bucket, clock_mono_us(), cost))) {
-    /* The crossing request is refused; the ones read before it still finish and are
-     * answered; nothing after it is read. */
     COUNT(st_rate_limited);
+    return false;
+  }
+  c->frames++;
+  return true;
+}
+
+static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes, bool has_nul, int depth) {
+  const json_t *id = json_object_get(msg, "id"); /* notifications have no "id" key */
+  if (!take_frame_budget(c)) {
     if (id) send_error(c, id, SVC_MCPP_E_RATE, "rate_limited");
     stop_input(c, "rate_limited");
     return;
   }
-  c->frames++;
   const json_t *jv = json_object_get(msg, "jsonrpc");
   if (!json_is_string(jv) || strcmp(json_string_value(jv), "2.0") != 0) {
     if (id) {
@@ -703,6 +714,47 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes, bool
   }
 }
 
+#define FRAME_JFLAGS (JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL) /* as service/frame.c checks them */
+
+/* The common frame without a tree (issue 11 §3): a plain tools/call on a stream the session
+ * has accepted — no NUL anywhere, top-level members jsonrpc "2.0", id, method "tools/call" and
+ * params only (no "token" to present, no alias), a tool name that is a plain string the method
+ * hook declines (not task_queue.rpc, and the caller may call tools: method_hook returns false)
+ * — takes the same steps as handle_frame in the same order (budget, frame limit, holding), and
+ * goes to the session as text (mcp_session_feed_text: a tree only of the arguments). Returns
+ * false, having done nothing, for any other frame: handle_frame then has it as a tree. */
+static bool handle_raw(svc_mcpp_conn *c, const svc_frame_raw *r, size_t frame_bytes) {
+  mcp_envelope env;
+  char tool[256];
+  if (!mcp_session_text_envelope || r->has_nul || c->held || !mcp_session_ready(c->sess) ||
+      mcp_envelope_from_scan(r->body, r->len, r->m, r->n_members, SVC_FRAME_RAW_MEMBERS, r->pm, r->n_pm,
+                             SVC_FRAME_RAW_MEMBERS, r->found, &env) != 0)
+    return false;
+  if (env.top_other || env.has_answer || !env.id.p || !mcp_env_is_str(env.jsonrpc, "2.0") ||
+      !mcp_env_is_str(env.method, "tools/call") || !mcp_env_cstr(env.name, tool, sizeof tool) ||
+      strcmp(tool, TASKQ_RPC_TOOL) == 0 || !auth_allows_mask(&c->auth, AUTH_TOOL_CALL))
+    return false;
+  if (!take_frame_budget(c)) {
+    json_t *id = NULL;
+    if (mcp_envelope_tree(env.id, FRAME_JFLAGS, &id) == 0) send_error(c, id, SVC_MCPP_E_RATE, "rate_limited");
+    json_decref(id);
+    stop_input(c, "rate_limited");
+    return true;
+  }
+  update_frame_limit(c); /* as present_tokens does (there are none) */
+  if (c->env.may_start && !c->env.may_start(c->env.ud)) { /* held: as a tree, as handle_frame holds it */
+    json_t *msg = NULL;
+    if (mcp_envelope_tree((mcp_env_span){r->body, r->len}, FRAME_JFLAGS, &msg) == 0) hold_call(c, msg, frame_bytes);
+    else send_error(c, NULL, MCP_RPC_INTERNAL_ERROR, "internal_error");
+    json_decref(msg);
+    return true;
+  }
+  mcp_session_text t = {.text = r->body, .len = r->len, .jflags = FRAME_JFLAGS, .env = &env, .hook_declines_call = true};
+  mcp_session_feed_text(c->sess, &t);
+  if (mcp_session_ended(c->sess)) stop_input(c, "init_required"); /* not for a ready session; as handle_frame */
+  return true;
+}
+
 /* Whether the transport lets this conn take more input now (budgets). */
 static bool may_read(svc_mcpp_conn *c) { return !c->env.may_read || c->env.may_read(c->env.ud); }
 
@@ -713,14 +765,14 @@ int svc_mcpp_feed_some(svc_mcpp_conn *c, const uint8_t *data, size_t len, size_t
   c->in_feed++;
   int rc = 0;
   size_t used_total = 0;
-  while (len > 0 || c->dec.ready) {
+  while (len > 0 || c->dec.ready || c->dec.raw_ready) {
     if (c->closing || c->eof || c->draining) {
       rc = -EPIPE;
       used_total += len; /* ignored, as if read */
       len = 0;
       break;
     }
-    if (!c->dec.ready && !may_read(c)) break; /* over a budget: the rest waits */
+    if (!c->dec.ready && !c->dec.raw_ready && !may_read(c)) break; /* over a budget: the rest waits */
     size_t step = len < SVC_MCPP_FEED_STEP ? len : SVC_MCPP_FEED_STEP;
     size_t used = 0;
     bool had_partial = svc_frame_dec_mid_frame(&c->dec);
@@ -731,8 +783,20 @@ int svc_mcpp_feed_some(svc_mcpp_conn *c, const uint8_t *data, size_t len, size_t
     if (!had_partial && svc_frame_dec_mid_frame(&c->dec)) c->frame_since_ms = clock_mono_ms();
     if (st == SVC_FRAME_READY) {
       c->frame_since_ms = svc_frame_dec_mid_frame(&c->dec) ? clock_mono_ms() : 0;
-      json_t *msg = svc_frame_dec_take(&c->dec);
-      handle_frame(c, msg, used + 256, svc_frame_dec_last_has_nul(&c->dec), svc_frame_dec_last_depth(&c->dec));
+      const svc_frame_raw *r = svc_frame_dec_take_raw(&c->dec); /* raw mode: checked, no tree yet */
+      if (handle_raw(c, r, used + 256)) continue;
+      json_t *msg = NULL;
+      unsigned found = 0;
+      if (jparse_flags(r->body, r->len, INT_MAX / 2, FRAME_JFLAGS, &msg, NULL, &found) != 0) { /* checked: ENOMEM */
+        COUNT(st_frame_errors);
+        send_json(c, svc_frame_error_reply(SVC_FRAME_NOMEM));
+        stop_input(c, svc_frame_status_str(SVC_FRAME_NOMEM));
+        rc = -EPIPE;
+        used_total += len;
+        len = 0;
+        break;
+      }
+      handle_frame(c, msg, used + 256, found & JPARSE_FOUND_NUL, JPARSE_FOUND_DEPTH(found));
       json_decref(msg);
       continue;
     }

@@ -43,6 +43,13 @@ typedef struct ctx {
   struct scan_key *keys; /* SCAN_KEYS of them (scan mode only: not in ctx, which is zeroed) */
   jparse_member *members; /* the top-level object's members (scan mode) */
   size_t members_cap, n_members;
+  /* scan mode: the members of the object that is the value of top-level key sub_key */
+  const char *sub_key;
+  size_t sub_key_len;
+  jparse_member *sub;
+  size_t sub_cap, n_sub;
+  bool sub_next;  /* the value about to be scanned is sub_key's */
+  bool sub_open;  /* scanning that object's own members (depth 2) */
 } ctx;
 
 static void *fail(ctx *c, int rc, const unsigned char *at, const char *text) {
@@ -323,6 +330,8 @@ static json_t *scan_object(ctx *c) {
   if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
   if (c->depth > c->depth_seen) c->depth_seen = c->depth;
   bool top = c->depth == 1 && c->members;
+  bool sub = c->sub_next; /* this object is sub_key's value: its members are listed */
+  c->sub_next = false;
   size_t kbase = c->nkeys;
   skip_ws(c);
   if (c->p < c->end && *c->p == '}') {
@@ -354,6 +363,10 @@ static json_t *scan_object(ctx *c) {
     c->p++;
     skip_ws(c);
     const char *vstart = (const char *)c->p;
+    if (top && c->sub_key && k && klen == c->sub_key_len && memcmp(k, c->sub_key, klen) == 0) {
+      c->n_sub = 0; /* a repeated sub_key: the last one's members (none when it is no object) */
+      c->sub_next = c->p < c->end && *c->p == '{';
+    }
     if (!parse_value(c)) break;
     if (c->flags & JPARSE_REJECT_DUPLICATES) {
       if (!k || c->nkeys >= SCAN_KEYS || c->nkeys - kbase >= SCAN_KEYS_PER_OBJECT) {
@@ -370,16 +383,18 @@ static json_t *scan_object(ctx *c) {
         c->nkeys++;
       }
     }
-    if (top) {
-      if (c->n_members < c->members_cap) {
-        jparse_member *m = &c->members[c->n_members];
+    if (top || sub) {
+      jparse_member *list = top ? c->members : c->sub;
+      size_t *count = top ? &c->n_members : &c->n_sub;
+      if (*count < (top ? c->members_cap : c->sub_cap)) {
+        jparse_member *m = &list[*count];
         m->key = kraw;
         m->key_len = kraw_len;
         m->key_escaped = k == NULL;
         m->val = vstart;
         m->val_len = (size_t)((const char *)c->p - vstart);
       }
-      c->n_members++;
+      (*count)++;
     }
     skip_ws(c);
     if (c->p >= c->end) {
@@ -650,12 +665,20 @@ int jparse_flags(const char *p, size_t n, int max_depth, unsigned flags, json_t 
 
 int jparse_scan(const char *p, size_t n, int max_depth, unsigned flags, jparse_member *members, size_t cap,
                 size_t *n_members, jparse_error *err, unsigned *found) {
+  return jparse_scan_sub(p, n, max_depth, flags, members, cap, n_members, NULL, NULL, 0, NULL, err, found);
+}
+
+int jparse_scan_sub(const char *p, size_t n, int max_depth, unsigned flags, jparse_member *members, size_t cap,
+                    size_t *n_members, const char *sub_key, jparse_member *sub, size_t sub_cap, size_t *n_sub,
+                    jparse_error *err, unsigned *found) {
   if (found) *found = 0;
   if (n_members) *n_members = 0;
+  if (n_sub) *n_sub = 0;
   struct scan_key keys[SCAN_KEYS]; /* uninitialised: filled as keys are met */
   ctx c = {.start = (const unsigned char *)p, .p = (const unsigned char *)p, .end = (const unsigned char *)p + n,
            .max_depth = max_depth, .flags = flags, .err = err, .scan = true, .members = members,
-           .members_cap = members ? cap : 0, .keys = keys};
+           .members_cap = members ? cap : 0, .keys = keys, .sub_key = members && sub ? sub_key : NULL,
+           .sub_key_len = sub_key ? strlen(sub_key) : 0, .sub = sub, .sub_cap = sub ? sub_cap : 0};
   if (err) {
     err->position = 0;
     err->text[0] = 0;
@@ -682,6 +705,7 @@ int jparse_scan(const char *p, size_t n, int max_depth, unsigned flags, jparse_m
     }
   }
   if (n_members) *n_members = c.n_members;
+  if (n_sub) *n_sub = c.n_sub;
   if (found) *found = c.found | (unsigned)(c.depth_seen < 0xffffff ? c.depth_seen : 0xffffff) << 8;
   return 0;
 }

@@ -78,6 +78,16 @@ typedef struct jparse_member {
 int jparse_scan(const char *p, size_t n, int max_depth, unsigned flags, jparse_member *members, size_t cap,
                 size_t *n_members, jparse_error *err, unsigned *found) __attribute__((warn_unused_result));
 
+/* jparse_scan that also lists, the same way, the members of the object that is the value of
+ * the top-level member sub_key (an unescaped key; the last such member's when it repeats), up to
+ * sub_cap of them in sub[]; *n_sub gets how many it has (0 when there is no such member or its
+ * value is not an object). Members of an object that is not that value are not listed; a
+ * top-level key written with an escape is not compared (a reader that sees one in members[]
+ * must not trust sub[]). sub_key NULL (or members NULL) = jparse_scan. */
+int jparse_scan_sub(const char *p, size_t n, int max_depth, unsigned flags, jparse_member *members, size_t cap,
+                    size_t *n_members, const char *sub_key, jparse_member *sub, size_t sub_cap, size_t *n_sub,
+                    jparse_error *err, unsigned *found) __attribute__((warn_unused_result));
+
 /* The value of member `key` in the object text obj[0..n), text that jparse or jparse_scan has
  * accepted (NOT checked again: never call it on unvalidated text). Keys are compared decoded.
  * 0 with *val / *val_len set (a span of obj), -ENOENT when there is no such member, -EINVAL

@@ -17,6 +17,7 @@
 #include "auth/audit.h"
 #include "auth/jwt.h"
 #include "mcp/registry.h"
+#include "mcp/session.h"
 #include "service/frame.h"
 #include "service/mcpp.h"
 #include "taskq/rpc_tool.h"
@@ -1463,6 +1464,93 @@ static void test_calls_held_for_the_peer_share(void **state) {
   svc_mcpp_free(c);
 }
 
+/* Request ids (UUIDs) inside texts: each becomes "U". */
+static void unuuid(char *t) {
+  static const char pat[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+  char *w = t;
+  for (char *p = t; *p;) {
+    size_t k = 0;
+    while (k < 36 && p[k] && (pat[k] == '-' ? p[k] == '-' : strchr("0123456789abcdef", p[k]) != NULL)) k++;
+    if (k == 36) {
+      *w++ = 'U';
+      p += 36;
+    } else {
+      *w++ = *p++;
+    }
+  }
+  *w = 0;
+}
+
+/* Every reply of a conn until it is idle, as normalised text (request ids and durations out). */
+static char *replies_of(fx *f, svc_mcpp_conn *c) {
+  wait_idle(f, c);
+  json_t *all = json_array();
+  json_t *r;
+  while ((r = next_reply(c))) {
+    json_t *meta = json_object_get(json_object_get(r, "result"), "_meta");
+    json_object_del(meta, "io.peermcp/request_id");
+    json_object_del(meta, "io.peermcp/duration_ms");
+    json_array_append_new(all, r);
+  }
+  char *t = json_dumps(all, JSON_SORT_KEYS);
+  json_decref(all);
+  unuuid(t);
+  return t;
+}
+
+/* issue 11 §3: a plain tools/call frame goes to the session as text (no tree of the frame);
+ * every frame answers exactly as through the tree path (mcp_session_text_envelope off), and
+ * the text path is taken where it should be. */
+static void test_text_path_answers_as_the_tree_path(void **state) {
+  fx *f = *state;
+  static const struct {
+    const char *text;
+    bool text_path;
+  } k[] = {
+      {"{\"jsonrpc\":\"2.0\",\"id\":20,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"arguments\":{\"n\":[1,\"\\u00e9\"]}}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":\"s\",\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"_meta\":{\"progressToken\":1}}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":21,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"arguments\":null}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":22,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"arguments\":\"x\"}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":23,\"method\":\"tools/call\",\"params\":{\"name\":\"local_only\"}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":24,\"method\":\"tools/call\",\"params\":{\"name\":\"no_such\"}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":25,\"method\":\"tools/call\",\"params\":{\"name\":\"admin_remote\"}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":26,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"task\":{}}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":1.5,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":27,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"," MODERN_META "}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":28,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"1999-01-01\"}}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":29,\"method\":\"tools/call\",\"params\":{\"name\":5}}", false},
+      {"{\"jsonrpc\":\"2.0\",\"id\":30,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta\\u005fremote\"}}", false},
+      {"{\"jsonrpc\":\"2.0\",\"id\":31,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"arguments\":{\"a\":\"x\\u0000y\"}}}", false},
+      {"{\"jsonrpc\":\"2.0\",\"id\":32,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"},\"token\":\"tok\"}", false},
+      {"{\"jsonrpc\":\"2.0\",\"id\":33,\"method\":\"tools.call\",\"params\":{\"name\":\"zeta_remote\"}}", false},
+      {"{\"jsonrpc\":\"2.0\",\"id\":34,\"method\":\"tools/list\"}", false},
+      {"{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}", false},
+      {"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":99}}", false},
+      {"{\"jsonrpc\":\"2.0\",\"id\":35,\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rpc\",\"arguments\":{}}}", false},
+  };
+  svc_mcpp_conn *c[2] = {open_init(f, PEER_T), open_init(f, PEER_T)};
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+    char *out[2];
+    size_t fed = 0;
+    for (int j = 0; j < 2; j++) {
+      mcp_session_text_envelope = j == 0;
+      size_t before = mcp_session_text_envelope_fed;
+      assert_int_equal(send_text(c[j], k[i].text), 0);
+      out[j] = replies_of(f, c[j]);
+      if (j == 0) fed = mcp_session_text_envelope_fed - before;
+    }
+    mcp_session_text_envelope = true;
+    if ((fed == 1) != k[i].text_path || strcmp(out[0], out[1]) != 0)
+      fail_msg("frame %zu %s: text path %zu (want %d)\n text %s\n tree %s", i, k[i].text, fed, k[i].text_path, out[0],
+               out[1]);
+    free(out[0]);
+    free(out[1]);
+  }
+  svc_mcpp_free(c[0]);
+  svc_mcpp_free(c[1]);
+}
+
 int main(void) {
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1509,6 +1597,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_mcp_tasks_over_a_stream, setup_tasks, teardown),
       cmocka_unit_test_setup_teardown(test_stopping_ends_task_result_waits, setup_tasks, teardown),
       cmocka_unit_test(test_rpc_message_unwrap),
+      T(test_text_path_answers_as_the_tree_path),
       TJ(test_jwt_in_initialize_authorizes_the_stream),
       TJ(test_tampered_jwt_refused_and_counted),
       TJ(test_jwt_bound_to_another_peer_refused),
