@@ -5,6 +5,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,8 +74,9 @@ struct svc_client {
   char *client_name;
   cstream *cur;      /* where new requests go (opening, initialising or ready), or NULL */
   cstream *draining; /* used-up streams finishing their requests (rarely more than one) */
-  creq *reqs;
+  creq *reqs, *reqs_tail;
   size_t n_reqs;
+  size_t n_unsent; /* requests in reqs with no id (not on the wire): send_ready's walk is for them */
   uint64_t next_id;
   json_t *server_info;
   uv_timer_t timer;
@@ -124,18 +126,24 @@ static void req_unlink(svc_client *c, creq *r) {
   for (creq **pp = &c->reqs; *pp; pp = &(*pp)->next)
     if (*pp == r) {
       *pp = r->next;
+      if (c->reqs_tail == r) c->reqs_tail = pp == &c->reqs ? NULL : (creq *)((char *)pp - offsetof(creq, next));
       c->n_reqs--;
+      if (!r->id) {
+        assert(c->n_unsent > 0);
+        c->n_unsent--;
+      }
       return;
     }
 }
 
 /* The attempt on the wire is over (answered, lost or withdrawn). */
-static void req_off_wire(creq *r) {
+static void req_off_wire(svc_client *c, creq *r) {
   if (r->on) {
     assert(r->on->inflight > 0);
     r->on->inflight--;
   }
   r->on = NULL;
+  if (r->id) c->n_unsent++; /* still listed: unsent again (req_unlink counts it out) */
   r->id = 0;
 }
 
@@ -158,7 +166,7 @@ static bool tree_has_nul(const json_t *v) {
 /* Completes a request (unlinked first, so the callback may queue more). A text-path request
  * gets result / error written back as text (a frame that took the tree path: rare). */
 static void req_finish(svc_client *c, creq *r, int err, json_t *result, json_t *error) {
-  req_off_wire(r);
+  req_off_wire(c, r);
   req_unlink(c, r);
   c->refs++;
   if (r->cb) r->cb(r->ud, err, result, error);
@@ -184,7 +192,7 @@ static void req_finish(svc_client *c, creq *r, int err, json_t *result, json_t *
 
 /* Completes a text-path request with the reply's spans. */
 static void req_finish_text(svc_client *c, creq *r, const svc_client_reply *v) {
-  req_off_wire(r);
+  req_off_wire(c, r);
   req_unlink(c, r);
   c->refs++;
   r->tcb(r->ud, 0, v);
@@ -194,7 +202,7 @@ static void req_finish_text(svc_client *c, creq *r, const svc_client_reply *v) {
 
 /* Another attempt later (not before `at`), on whatever stream is current then. */
 static void req_again(svc_client *c, creq *r, int64_t at) {
-  req_off_wire(r);
+  req_off_wire(c, r);
   r->retry_at = at;
   r->deadline = at + r->timeout_ms;
   c->n_retries++;
@@ -301,7 +309,10 @@ static void send_ready(svc_client *c) {
   cstream *cs = c->cur;
   if (!cs || cs->state != CS_READY || c->closed) return;
   int64_t now = now_ms(c);
-  for (creq *r = c->reqs; r && cs->inflight < c->o.max_inflight; r = r->next) {
+  /* Only unsent requests are looked at: none, or just the last one queued (a pipelined caller
+   * adding one as another is answered), or a walk from the first. */
+  creq *from = !c->n_unsent ? NULL : c->n_unsent == 1 && c->reqs_tail && !c->reqs_tail->id ? c->reqs_tail : c->reqs;
+  for (creq *r = from; r && cs->inflight < c->o.max_inflight; r = r->next) {
     if (r->id || r->retry_at > now) continue;
     if (!cs_has_room(c, cs)) {
       /* the server would refuse more frames on this stream: a fresh one takes over */
@@ -317,6 +328,7 @@ static void send_ready(svc_client *c) {
       r->id = 0;
       continue;
     }
+    c->n_unsent--;
     r->on = cs;
     cs->inflight++;
   }
@@ -553,15 +565,19 @@ static void on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
     break;
   }
   if (--cs->in_data == 0 && cs->free_pending) cs_free(cs);
-  if (!c->closed) arm(c);
+  /* Answers only end requests (the timer may then fire early, and its tick re-arms); what
+   * added or re-queued one armed it or left it unsent (arm walks every request). */
+  if (!c->closed && (c->n_unsent || !uv_is_active((uv_handle_t *)&c->timer))) arm(c);
   client_unref(c);
 }
 
 static void on_eof(p2p_stream *s, void *ud) {
   cstream *cs = ud;
-  p2p_stream_close_write(s); /* the server is done with us: finish the stream */
   /* it takes nothing more: new requests go to a fresh stream */
   if (cs == cs->c->cur && cs->state == CS_READY) cs_retire(cs->c, cs);
+  /* The server is done with us: finish the stream. Last: that may end it, and its on_close
+   * frees cs (and may drop the client's last reference). */
+  p2p_stream_close_write(s);
 }
 
 static void on_writable(p2p_stream *s, void *ud) {
@@ -839,12 +855,18 @@ static void req_add(svc_client *c, creq *r, uint32_t timeout_ms) {
   r->timeout_ms = timeout_ms ? timeout_ms : c->o.request_timeout_ms;
   r->deadline = now_ms(c) + r->timeout_ms;
   /* append (FIFO send order) */
-  creq **pp = &c->reqs;
-  while (*pp) pp = &(*pp)->next;
-  *pp = r;
+  r->next = NULL;
+  if (c->reqs_tail) c->reqs_tail->next = r;
+  else c->reqs = r;
+  c->reqs_tail = r;
   c->n_reqs++;
+  c->n_unsent++;
+  int64_t deadline = r->deadline; /* r may be finished (freed) by what follows */
   if (c->cur && c->cur->state == CS_READY) send_ready(c);
   else if (!c->cur && !c->open_err && now_ms(c) >= c->next_open_at) stream_open(c);
+  /* Nothing waiting to go (r went at once, or is already gone) and the timer due no later than
+   * r's deadline: it stays as it is (arm walks every request; its tick re-arms). */
+  if (!c->n_unsent && !c->closed && c->armed_at <= deadline && uv_is_active((uv_handle_t *)&c->timer)) return;
   arm(c);
 }
 
@@ -975,7 +997,7 @@ static int cancel_req(svc_client *c, creq *r) {
     }
     json_decref(m);
   }
-  req_off_wire(r);
+  req_off_wire(c, r);
   req_unlink(c, r);
   req_free(r);
   if (cs && cs->state == CS_DRAINING && cs->inflight == 0 && cs->s) p2p_stream_close_write(cs->s);

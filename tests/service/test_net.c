@@ -51,6 +51,15 @@ static mcp_tool_status echo_tool(mcp_call *call, json_t *args, json_t **result, 
   return MCP_TOOL_OK;
 }
 
+/* Sleeps ms (default 2000) on the pool, stopping early when cancelled. */
+static mcp_tool_status slow_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  (void)ud;
+  json_int_t ms = json_integer_value(json_object_get(args, "ms"));
+  (void)mcp_call_sleep(call, ms > 0 ? ms : 2000);
+  *result = json_pack("{s:b}", "slept", 1);
+  return MCP_TOOL_OK;
+}
+
 static void add_tool(const char *name, unsigned flags, uint64_t scopes) {
   mcp_tool_def d = {0};
   d.name = name;
@@ -109,6 +118,9 @@ static int setup(void **state) {
   W.reg = mcp_registry_new();
   add_tool("echo", MCP_TOOL_REMOTE, AUTH_TOOL_CALL);
   add_tool("secret", 0, 0);
+  mcp_tool_def sd = {.name = "slow", .category = "test", .description = "sleeps", .flags = MCP_TOOL_REMOTE,
+                     .scopes = AUTH_SCOPES(AUTH_TOOL_CALL), .fn = slow_tool};
+  assert_int_equal(mcp_registry_add(W.reg, &sd), 0);
   assert_int_equal(taskq_rpc_tool_register(W.reg, W.tq), 0);
   assert_int_equal(mcp_dispatcher_new(&W.loop, W.reg, NULL, &W.disp), 0);
 
@@ -135,10 +147,12 @@ static void host_closed(p2p_host *h, void *ud) {
 
 static int teardown(void **state) {
   (void)state;
-  int done = 0;
-  svc_server_stop(W.srv, 2000, stopped, &done);
-  run_until(&done);
-  svc_server_free(W.srv);
+  if (W.srv) { /* a test may have stopped it */
+    int done = 0;
+    svc_server_stop(W.srv, 2000, stopped, &done);
+    run_until(&done);
+    svc_server_free(W.srv);
+  }
   mcp_dispatcher_shutdown(W.disp);
   p2p_host_close(W.a, host_closed, NULL);
   p2p_host_close(W.b, host_closed, NULL);
@@ -265,7 +279,7 @@ static void test_tools_call_and_list_for_trusted_peer(void **state) {
   assert_int_equal(svc_client_request(cl, "tools/list", NULL, true, 0, got_cb, &g), 0);
   run_until(&g.done);
   json_t *tools = json_object_get(g.result, "tools");
-  assert_int_equal(json_array_size(tools), 2); /* echo, task_queue.rpc — not secret */
+  assert_int_equal(json_array_size(tools), 3); /* echo, slow, task_queue.rpc — not secret */
   got_clear(&g);
   svc_client_close(cl);
 }
@@ -381,6 +395,81 @@ static void tclose_in_cb(void *ud, int err, const svc_client_reply *rep) {
   tcloser *k = ud;
   svc_client_close(k->cl);
   tgot_cb(&k->g, err, rep);
+}
+
+/* The server stops while a client's stream is open and idle: its FIN reaches the client's
+ * on_eof, which ends the stream — the stream's close frees the client's stream state inside
+ * that call, so on_eof must not look at it afterwards (it did: ASan's heap-use-after-free). */
+static void test_client_stream_ended_by_a_stopping_server(void **state) {
+  (void)state;
+  svc_client *cl = mk_client(W.b);
+  got g = {0};
+  json_t *args = json_pack("{s:i}", "z", 1);
+  assert_int_equal(svc_client_call_tool(cl, "echo", args, false, 0, got_cb, &g), 0);
+  json_decref(args);
+  run_until(&g.done);
+  assert_int_equal(g.err, 0);
+  got_clear(&g);
+  int done = 0;
+  svc_server_stop(W.srv, 2000, stopped, &done);
+  run_until(&done);
+  svc_server_free(W.srv);
+  W.srv = NULL;
+  for (int i = 0; i < 50; i++) uv_run(&W.loop, UV_RUN_NOWAIT);
+  svc_client_close(cl);
+}
+
+/* A call's deadline fires on time while pipelined calls come and go on the same client: the
+ * client re-arms its timer only when a request needs an earlier tick than the one set (a
+ * request with a shorter deadline, one not sent, a retry), and an answer never moves it later.
+ * "slow" (2 s on the pool) with a 300 ms deadline among echo calls with the default 30 s one:
+ * it must fail with -ETIMEDOUT long before the echo calls' deadline. */
+typedef struct chain {
+  svc_client *cl;
+  int left, done, errs;
+} chain;
+static void chain_cb(void *ud, int err, const svc_client_reply *r) {
+  (void)r;
+  chain *ch = ud;
+  if (err) ch->errs++;
+  if (ch->left > 0) {
+    ch->left--;
+    assert_int_equal(svc_client_call_tool_text(ch->cl, "echo", "{}", 2, false, 0, chain_cb, ch), 0);
+  } else {
+    ch->done++;
+  }
+}
+typedef struct tgot_at {
+  int done, err;
+  int64_t at_ms;
+} tgot_at;
+static void tgot_at_cb(void *ud, int err, const svc_client_reply *r) {
+  (void)r;
+  tgot_at *t = ud;
+  t->done = 1;
+  t->err = err;
+  t->at_ms = clock_mono_ms();
+}
+static void test_client_deadline_fires_among_pipelined_calls(void **state) {
+  (void)state;
+  svc_client *cl = mk_client(W.b);
+  static chain ch; /* static: a failed assertion leaves callbacks that still point here */
+  static tgot_at t;
+  ch = (chain){.cl = cl, .left = 1000000};
+  t = (tgot_at){0};
+  for (int i = 0; i < 4; i++) assert_int_equal(svc_client_call_tool_text(cl, "echo", "{}", 2, false, 0, chain_cb, &ch), 0);
+  for (int i = 0; i < 200 && svc_client_pending(cl); i++) uv_run(&W.loop, UV_RUN_ONCE); /* the chain runs */
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(svc_client_call_tool_text(cl, "slow", "{\"ms\":2000}", 11, false, 300, tgot_at_cb, &t), 0);
+  run_until(&t.done);
+  assert_int_equal(t.err, -ETIMEDOUT);
+  assert_true(t.at_ms - t0 < 1900); /* well before the tool would have answered */
+  ch.left = 0; /* the chain winds down */
+  int64_t end = clock_mono_ms() + 20000;
+  while (ch.done < 4 && clock_mono_ms() < end) uv_run(&W.loop, UV_RUN_ONCE);
+  assert_int_equal(ch.done, 4);
+  assert_int_equal(ch.errs, 0);
+  svc_client_close(cl);
 }
 
 static void test_client_closed_inside_its_text_callback(void **state) {
@@ -636,6 +725,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_waiting_claim_is_answered_when_a_task_arrives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tools_call_and_list_for_trusted_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tools_call_text_fast_path, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_deadline_fires_among_pipelined_calls, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_stream_ended_by_a_stopping_server, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_closed_inside_its_text_callback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_closed_inside_its_reply_callback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stranger_is_refused_everywhere, setup, teardown),
