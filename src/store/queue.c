@@ -59,6 +59,16 @@ struct tq_watch {
   struct tq_watch *next;
 };
 
+/* The tasks submitted through this handle that have not ended through it (tq_watch_add_live):
+ * a chained hash of ids under wmu, at most TQ_LIVE_MAX (beyond, a submit is not recorded and a
+ * wait reads the task as before). */
+#define TQ_LIVE_BUCKETS 4096u
+#define TQ_LIVE_MAX 65536u
+typedef struct live_id {
+  struct live_id *next;
+  char id[33];
+} live_id;
+
 struct tq_queue {
   tq_options o;
   char *path;
@@ -80,6 +90,8 @@ struct tq_queue {
   } watchers[TQ_MAX_WATCHERS];
   tq_watch *watches; /* under wmu too; n_watches <= o.max_waiters */
   size_t n_watches;
+  live_id **live; /* TQ_LIVE_BUCKETS heads (allocated at the first submit), under wmu */
+  size_t n_live;
   struct aclaim *claims; /* waiting async claims (parked or running), oldest first; under wmu,
                             counted in n_waiters */
   uint64_t claim_seq;
@@ -168,9 +180,43 @@ static bool task_id_ok(const char *s);
 
 /* ---- waiters ---- */
 
+static live_id **live_slot(tq_queue *q, const char *id) {
+  uint32_t h = 2166136261u; /* FNV-1a: explicit ids are the caller's, not random */
+  for (const char *p = id; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  live_id **pp = &q->live[h % TQ_LIVE_BUCKETS];
+  while (*pp && strcmp((*pp)->id, id) != 0) pp = &(*pp)->next;
+  return pp;
+}
+
+/* Under wmu. */
+static void live_add(tq_queue *q, const char *id) {
+  if (q->n_live >= TQ_LIVE_MAX) return;
+  if (!q->live && !(q->live = calloc(TQ_LIVE_BUCKETS, sizeof *q->live))) return;
+  live_id **pp = live_slot(q, id);
+  if (*pp) return;
+  live_id *e = malloc(sizeof *e);
+  if (!e) return; /* not recorded: a wait reads the task */
+  memcpy(e->id, id, 33);
+  e->next = NULL;
+  *pp = e;
+  q->n_live++;
+}
+
+/* Under wmu. */
+static void live_del(tq_queue *q, const char *id) {
+  if (!q->n_live) return;
+  live_id **pp = live_slot(q, id);
+  live_id *e = *pp;
+  if (!e) return;
+  *pp = e->next;
+  free(e);
+  q->n_live--;
+}
+
 static void on_terminal(void *ud, const char *task_id, const tq_task *row) {
   tq_queue *q = ud;
   pthread_mutex_lock(&q->wmu);
+  live_del(q, task_id);
   for (tq_waiter *w = q->waiters; w; w = w->next)
     if (strcmp(w->task_id, task_id) == 0) {
       w->fired = true;
@@ -354,7 +400,13 @@ int tq_wait_work(tq_queue *q, uint64_t seen, const tq_claim_opts *o, double time
 
 int tq_watch_add(tq_queue *q, const char *task_id, void (*fn)(void *ud, const tq_task *row), void *ud,
                  tq_watch **out) {
+  return tq_watch_add_live(q, task_id, fn, ud, out, NULL);
+}
+
+int tq_watch_add_live(tq_queue *q, const char *task_id, void (*fn)(void *ud, const tq_task *row), void *ud,
+                      tq_watch **out, bool *live) {
   *out = NULL;
+  if (live) *live = false;
   if (!fn || !task_id_ok(task_id)) return task_id && *task_id ? -ENOENT : -EINVAL;
   tq_watch *w = calloc(1, sizeof *w);
   if (!w) return -ENOMEM;
@@ -371,6 +423,7 @@ int tq_watch_add(tq_queue *q, const char *task_id, void (*fn)(void *ud, const tq
   w->next = q->watches;
   q->watches = w;
   q->n_watches++;
+  if (live && q->n_live) *live = *live_slot(q, task_id) != NULL;
   pthread_mutex_unlock(&q->wmu);
   *out = w;
   return 0;
@@ -601,6 +654,12 @@ void tq_close(tq_queue *q) {
     q->watches = w->next;
     free(w);
   }
+  for (size_t i = 0; q->live && i < TQ_LIVE_BUCKETS; i++)
+    for (live_id *e = q->live[i], *n; e; e = n) {
+      n = e->next;
+      free(e);
+    }
+  free(q->live);
   pthread_cond_destroy(&q->exp_cv);
   pthread_mutex_destroy(&q->hmu);
   pthread_mutex_destroy(&q->wmu);
@@ -810,6 +869,13 @@ bad:
   return -EINVAL;
 }
 
+/* A submit that did not commit: its id is not live (submit_chain may have recorded it). */
+static void submit_failed(tq_queue *q, const tq_op *op) {
+  pthread_mutex_lock(&q->wmu);
+  live_del(q, op->task_id);
+  pthread_mutex_unlock(&q->wmu);
+}
+
 /* A submit without a traceparent takes the calling thread's request trace (util/trace.h): the
  * task remembers the request that submitted it, and its worker — on any node — continues it. */
 static const tq_submit_req *with_trace(const tq_submit_req *req, tq_submit_req *copy, char tp[TRACE_PARENT_LEN + 1]) {
@@ -833,6 +899,8 @@ int tq_submit(tq_queue *q, const tq_submit_req *req, char task_id_out[33], bool 
     memcpy(task_id_out, op.task_id, 33);
     if (replayed) *replayed = op.replayed;
     if (!op.replayed) work_changed_ex(q, op.task_type, !op.chained);
+  } else {
+    submit_failed(q, &op);
   }
   free(pj);
   return rc;
@@ -852,6 +920,7 @@ static void async_done(tq_op *op) {
   qm_record(TQOP_SUBMIT, op->rc, false);
   health_note(a->q, op->rc);
   if (op->rc == 0 && !op->replayed) work_changed_ex(a->q, op->task_type, !op->chained);
+  if (op->rc != 0) submit_failed(a->q, op);
   a->cb(op->rc, op->rc == 0 ? op->task_id : NULL, op->replayed, a->ud);
   free(a->payload);
   free(a->type);
@@ -1102,6 +1171,9 @@ static tq_op *submit_chain(tq_op *op) {
   tq_queue *q = op->chain_ud;
   if (op->replayed) return NULL;
   pthread_mutex_lock(&q->wmu);
+  /* the new task is live here from now on (before anyone can learn its id; a failed commit
+   * takes it out again: submit_settled) */
+  live_add(q, op->task_id);
   aclaim *c = q->claims && !q->closing ? take_parked(q, op->task_type, NULL) : NULL;
   pthread_mutex_unlock(&q->wmu);
   if (!c) return NULL;

@@ -314,6 +314,12 @@ typedef struct tq_watch tq_watch;
 int tq_watch_add(tq_queue *q, const char *task_id, void (*fn)(void *ud, const tq_task *row), void *ud,
                  tq_watch **out)
     __attribute__((warn_unused_result));
+/* The same, and *live: whether the task is known here to be queued or running — submitted
+ * through this handle since it opened and not ended through it (at most 65,536 remembered).
+ * Then a first read can be skipped: its end fires the watch. Another process's commits are not
+ * seen (a task it ended stays "live" here): re-read now and then as above. */
+int tq_watch_add_live(tq_queue *q, const char *task_id, void (*fn)(void *ud, const tq_task *row), void *ud,
+                      tq_watch **out, bool *live) __attribute__((warn_unused_result));
 /* Removes and frees a watch (fired or not); when it returns fn is not running and will not
  * run. Any thread; every watch must be removed before tq_close returns. */
 void tq_watch_remove(tq_queue *q, tq_watch *w);

@@ -9,7 +9,8 @@
  *     uv_async when the task ends, a timer ends it at its timeout (and re-reads the task now
  *     and then, for changes another process made to the same file), and only the reads of the
  *     task run on the short pool — in batches, one job at a time for all waits, so a burst of
- *     waits takes one thread. A caller may hold max_waits_per_peer waits at once; more
+ *     waits takes one thread. A task the queue knows to be live (submitted through it, not
+ *     ended: tq_watch_add_live) is not read first: the watch answers from the finished row. A caller may hold max_waits_per_peer waits at once; more
  *     are answered {"ok":false,"error":"busy"} at once. */
 #include "taskq/rpc_tool.h"
 
@@ -387,8 +388,11 @@ static mcp_tool_status wait_start(rpc_tool *rt, mcp_call *call, const json_t *ms
   }
   w->async.data = w;
   w->refs = 3; /* the call's, the timer's, the async's */
-  /* watch before the first read: no transition can slip between */
-  int rc = tq_watch_add(taskq_queue(rt->ctx), task_id, wait_on_watch, w, &w->watch);
+  /* watch before the first read: no transition can slip between; a task this node's queue
+   * knows to be queued or running needs no first read (its end fires the watch; re-reads
+   * still come, for another process's commits) */
+  bool live = false;
+  int rc = tq_watch_add_live(taskq_queue(rt->ctx), task_id, wait_on_watch, w, &w->watch, &live);
   if (rc != 0) {
     w->finished = true;
     uv_close((uv_handle_t *)&w->timer, wait_handle_closed);
@@ -420,7 +424,10 @@ static mcp_tool_status wait_start(rpc_tool *rt, mcp_call *call, const json_t *ms
   }
   rt->waits++;
   mcp_call_on_cancel(call, wait_on_cancel, w);
-  if (!w->finished) wait_start_read(w, W_READ_FIRST);
+  if (!w->finished) {
+    if (live) wait_arm(w);
+    else wait_start_read(w, W_READ_FIRST);
+  }
   return MCP_TOOL_PENDING;
 }
 

@@ -1487,6 +1487,72 @@ static void test_watch_gets_the_completed_row(void **state) {
   tq_task_free(ws.row);
 }
 
+static void noop_watch(void *ud, const tq_task *row) {
+  (void)ud;
+  (void)row;
+}
+
+/* Whether a watched task is live here (tq_watch_add_live): submitted through this handle and
+ * not ended through it. A wait skips its first read on it, so a "live" that is wrong would
+ * leave a wait unanswered: every end (complete, cancel, delete) takes it out, and a task this
+ * handle did not submit (another handle on the same file, an unknown id) is never live. */
+static bool live_of(tq_queue *q, const char *id) {
+  tq_watch *w = NULL;
+  bool live = true;
+  assert_int_equal(tq_watch_add_live(q, id, noop_watch, NULL, &w, &live), 0);
+  tq_watch_remove(q, w);
+  return live;
+}
+
+static void test_watch_live_follows_this_handles_tasks(void **state) {
+  fx *f = *state;
+  char a[33], b[33], c[33], d[33];
+  submit_p(f->q, "t", "{}", a);
+  assert_true(live_of(f->q, a));
+  tq_claim_opts wo = worker("w1");
+  tq_task *t;
+  assert_int_equal(tq_claim_next(f->q, &wo, &t), 0);
+  assert_string_equal(t->task_id, a);
+  assert_true(live_of(f->q, a)); /* running */
+  tq_fence fe = {"w1", t->lease_epoch};
+  tq_task_free(t);
+  assert_int_equal(tq_complete(f->q, a, &fe, TQ_COMPLETED, NULL, NULL), 0);
+  assert_false(live_of(f->q, a));
+  submit_p(f->q, "t", "{\"n\": 1}", b);
+  assert_true(live_of(f->q, b));
+  tq_cancel_outcome co;
+  assert_int_equal(tq_cancel(f->q, b, "no", &co), 0);
+  assert_false(live_of(f->q, b));
+  submit_p(f->q, "t", "{\"n\": 2}", c);
+  bool deleted = false;
+  assert_int_equal(tq_delete(f->q, c, &deleted), 0);
+  assert_true(deleted);
+  assert_false(live_of(f->q, c));
+  assert_false(live_of(f->q, "0123456789abcdef0123456789abcdef"));
+  /* a second handle on the same file: its submits are not live in the first */
+  tq_options o;
+  tq_options_default(&o);
+  o.path = f->path;
+  tq_queue *q2;
+  assert_int_equal(tq_open(&o, &q2), 0);
+  submit_p(q2, "t", "{\"n\": 3}", d);
+  assert_true(live_of(q2, d));
+  assert_false(live_of(f->q, d));
+  tq_close(q2);
+  /* an idempotent replay records nothing new; the first submit's id stays live */
+  json_t *p = json_pack("{s:s}", "idempotency_key", "k1");
+  tq_submit_req r = {.task_type = "t", .payload = p};
+  char e1[33], e2[33];
+  bool replayed = false;
+  assert_int_equal(tq_submit(f->q, &r, e1, &replayed), 0);
+  assert_false(replayed);
+  assert_int_equal(tq_submit(f->q, &r, e2, &replayed), 0);
+  assert_true(replayed);
+  assert_string_equal(e1, e2);
+  assert_true(live_of(f->q, e1));
+  json_decref(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -1529,6 +1595,7 @@ int main(void) {
       T(test_async_claim_waits_and_is_answered_by_a_submit),
       T(test_async_claim_rides_the_submit_commit),
       T(test_claimed_row_is_the_stored_row),
+      T(test_watch_live_follows_this_handles_tasks),
       T(test_async_claim_times_out_cancels_and_closes),
       T(test_async_claims_share_work),
       T(test_async_complete_and_heartbeat),
