@@ -477,6 +477,14 @@ size_t svc_mcpp_held_bytes(const svc_mcpp_conn *c) {
 
 size_t svc_mcpp_held_calls(const svc_mcpp_conn *c) { return c->n_held; }
 
+void svc_mcpp_get_figures(const svc_mcpp_conn *c, svc_mcpp_figures *f) {
+  size_t inflight = mcp_session_inflight(c->sess);
+  f->out = buf_len(&c->out);
+  f->held = f->out + svc_frame_dec_held(&c->dec) + inflight * c->reply_est + c->held_bytes;
+  f->working = inflight - (c->n_waiting < inflight ? c->n_waiting : inflight);
+  f->held_calls = c->n_held;
+}
+
 /* A peer that holds no scope (a stranger, or a token holder before it presented the token)
  * gets the small frame limit; any scope lifts it. */
 static void update_frame_limit(svc_mcpp_conn *c) {

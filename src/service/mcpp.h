@@ -192,6 +192,13 @@ size_t svc_mcpp_waiting(const svc_mcpp_conn *c);
  * in svc_mcpp_output for the caller to flush). */
 size_t svc_mcpp_held_calls(const svc_mcpp_conn *c);
 int svc_mcpp_resume(svc_mcpp_conn *c);
+/* The budget figures above in one call (the transport reads them several times a call):
+ * out = buf_len(svc_mcpp_output), held = svc_mcpp_held_bytes, working = svc_mcpp_inflight −
+ * svc_mcpp_waiting, held_calls = svc_mcpp_held_calls. */
+typedef struct svc_mcpp_figures {
+  size_t out, held, working, held_calls;
+} svc_mcpp_figures;
+void svc_mcpp_get_figures(const svc_mcpp_conn *c, svc_mcpp_figures *f);
 
 /* Bytes waiting to be written (they stay until consumed). */
 buf *svc_mcpp_output(svc_mcpp_conn *c);

@@ -159,16 +159,19 @@ static void st_account(svc_stream *st) {
   if (!st->linked) return;
   svc_server *srv = st->srv;
   size_t q = st->s ? p2p_stream_send_queued(st->s) : 0, all, out, infl;
+  bool has_held = false;
   if (st->kind == ST_MCPP) {
-    out = buf_len(svc_mcpp_output(st->conn)) + q;
-    all = svc_mcpp_held_bytes(st->conn) + q;
-    infl = svc_mcpp_inflight(st->conn) - svc_mcpp_waiting(st->conn); /* waits hold no worker */
+    svc_mcpp_figures f;
+    svc_mcpp_get_figures(st->conn, &f);
+    out = f.out + q;
+    all = f.held + q;
+    infl = f.working; /* waits hold no worker */
+    has_held = f.held_calls > 0;
   } else {
     out = buf_len(&st->lout) + q;
     all = out + buf_len(&st->nd.line);
     infl = st->lcall ? 1 : 0;
   }
-  bool has_held = st->kind == ST_MCPP && svc_mcpp_held_calls(st->conn) > 0;
   if (has_held != st->has_held) {
     st->has_held = has_held;
     if (has_held) srv->n_held_streams++;

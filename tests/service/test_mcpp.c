@@ -552,6 +552,38 @@ static void test_alias_notification_is_ignored(void **state) {
   svc_mcpp_free(c);
 }
 
+/* svc_mcpp_get_figures says in one call what the separate accessors say (the transport's
+ * budget accounting reads it several times a call). */
+static void expect_figures(svc_mcpp_conn *c) {
+  svc_mcpp_figures f;
+  svc_mcpp_get_figures(c, &f);
+  assert_int_equal(f.out, buf_len(svc_mcpp_output(c)));
+  assert_int_equal(f.held, svc_mcpp_held_bytes(c));
+  assert_int_equal(f.working, svc_mcpp_inflight(c) - svc_mcpp_waiting(c));
+  assert_int_equal(f.held_calls, svc_mcpp_held_calls(c));
+}
+static void test_figures_match_the_accessors(void **state) {
+  fx *f = *state;
+  f->env.may_start = fx_may_start;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  expect_figures(c);
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"sleepy\",\"arguments\":{\"ms\":300}}}"), 0);
+  assert_int_equal(svc_mcpp_inflight(c), 1);
+  expect_figures(c);
+  f->deny_start = true; /* the next call is held */
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\",\"arguments\":{}}}"), 0);
+  svc_mcpp_figures fg;
+  svc_mcpp_get_figures(c, &fg);
+  assert_int_equal(fg.held_calls, 1);
+  assert_true(fg.held > 0);
+  expect_figures(c);
+  f->deny_start = false;
+  assert_int_equal(svc_mcpp_resume(c), 1);
+  wait_idle(f, c);
+  expect_figures(c);
+  svc_mcpp_free(c);
+}
+
 static void test_tools_list_shows_remote_tools_the_peer_may_use(void **state) {
   fx *f = *state;
   svc_mcpp_conn *c = open_init(f, PEER_T);
@@ -1571,6 +1603,7 @@ int main(void) {
       T(test_tools_list_unauthorized_peer_sees_nothing),
       T(test_tools_list_shows_remote_tools_the_peer_may_use),
       T(test_alias_notification_is_ignored),
+      T(test_figures_match_the_accessors),
       T(test_peer_without_a_scope_sees_only_tools_it_may_call),
       T(test_token_in_initialize_opens_the_stream),
       T(test_tools_call_unauthorized_peer_refused),
