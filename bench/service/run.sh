@@ -220,7 +220,7 @@ cpu = by.get("tmpfs: node B CPU per task, 16 in flight (µs)", {})
 if anc.get("p50_us") and tw.get("p50_us"):
     lines += [f"Hardware anchor, same run: one durable SQLite commit (python sqlite3, WAL, synchronous=FULL) on this disk "
               f"p50 {anc['p50_us']} µs (p90 {anc.get('p90_us')}); one task one at a time (two durable commits: submit, "
-              f"complete; the claim's commit has no fsync) p50 {tw['p50_us']} µs = {tw['p50_us'] / anc['p50_us']:.2f}x that "
+              f"complete; a waiting claim rides in the submit's commit) p50 {tw['p50_us']} µs = {tw['p50_us'] / anc['p50_us']:.2f}x that "
               "commit — this virtual disk's sync latency swings run to run (the queue's own WAL syncs were measured at "
               "~0.2 ms mean with strace), so the tmpfs rows below are the sharper split."]
 if ts1.get("p50_us") and tw.get("p50_us"):
