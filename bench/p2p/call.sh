@@ -14,7 +14,8 @@
 # --no-stdio`) and of the client (svc_bench_driver), each driven with 2,000 and 12,000 calls (16
 # in flight, one connection); (total₂ − total₁) / 10,000, start-up and shutdown cancelled out,
 # plus the server's top symbols of the longer run.
-# Writes $BUILD/bench-p2p-call.jsonl and replaces the "P2P call path" section of bench/RESULTS.md.
+# Writes $BUILD/bench-p2p-call.jsonl and replaces the generated part of the "P2P call path" section
+# of bench/RESULTS.md (up to its first "### " subsection: dated subsections are kept).
 # Knobs: N_CALLS (remote calls per measurement, default 20000), STDIO_SECONDS (default 2),
 # REPS (default 3: the stdio/remote pairs are interleaved REPS times, the median pair reported),
 # BASE_BUILD (optional: another build directory, e.g. of an older commit, whose peermcp and
@@ -229,7 +230,10 @@ section = "\n".join(L) + "\n"
 text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
 start = text.find("## P2P call path (issue 11 §3)")
 if start >= 0:
-    end = text.find("\n## ", start + 1)
+    # the generated part ends at the next section or at the first dated subsection ("### …"),
+    # which records a past run and its analysis and is kept
+    ends = [e for e in (text.find("\n## ", start + 1), text.find("\n### ", start + 1)) if e >= 0]
+    end = min(ends) if ends else -1
     text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
 else:
     text = text.rstrip("\n") + "\n\n" + section
