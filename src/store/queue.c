@@ -1898,6 +1898,10 @@ static int dump_whole(json_t *o, alloc_watch w, size_t max, char **out) {
 }
 
 int tq__merge_result(const char *old_json, json_t *incoming, size_t max, char **out) {
+  if (!old_json && (!incoming || json_is_object(incoming))) { /* nothing stored: incoming as it is */
+    *out = NULL;
+    return incoming ? dump_result(incoming, max, out) : 0;
+  }
   json_t *old = load_result(old_json);
   if (!old) return -ENOMEM;
   alloc_watch w = alloc_watch_begin();

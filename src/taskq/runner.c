@@ -265,11 +265,17 @@ static void call_done(void *ud, const mcp_call_outcome *out) {
     slot_idle(s);
     return;
   }
-  const json_t *env = out->envelope;
+  /* a success's result is the handler's value (the request asked for lazy_envelope); the
+   * other outcomes come with their envelope */
+  const json_t *env = out->status == MCP_DISPATCH_OK ? NULL : mcp_call_outcome_envelope(out);
   switch (out->status) {
   case MCP_DISPATCH_OK: {
-    const json_t *res = json_object_get(env, "result");
-    json_t *shaped = json_pack("{s:s, s:O}", "tool", s->tool, "result", res ? res : json_null());
+    json_t *shaped = json_object();
+    if (shaped && (json_object_set_new_nocheck(shaped, "tool", json_string(s->tool)) != 0 ||
+                   json_object_set_nocheck(shaped, "result", out->value ? out->value : json_null()) != 0)) {
+      json_decref(shaped);
+      shaped = NULL; /* out of memory: completed without a result, as json_pack left it */
+    }
     r->st.completed++;
     finish_complete(s, TQ_COMPLETED, shaped, NULL);
     json_decref(shaped);
@@ -421,8 +427,10 @@ static void slot_run(slot *s) {
   }
   if (!json_is_object(args)) args = owned = args && !json_is_null(args) ? json_pack("{s:O}", "value", args) : json_object();
   s->state = SL_RUNNING;
+  /* lazy_envelope: a success is read from the outcome's value (call_done), no envelope tree */
   mcp_call_request req = {.tool = s->tool, .args = args, .auth = &r->run_as, .remote = true,
-                          .timeout_ms = r->o.tool_timeout_ms, .trace = &s->scope.trace, .transport = "task"};
+                          .timeout_ms = r->o.tool_timeout_ms, .trace = &s->scope.trace, .transport = "task",
+                          .lazy_envelope = true};
   int rc = mcp_dispatch_start(r->o.dispatcher, &req, call_done, s, &s->call);
   json_decref(owned);
   if (rc < 0) {
