@@ -179,7 +179,7 @@ static void req_finish(svc_client *c, creq *r, int err, json_t *result, json_t *
         r->tcb(r->ud, -ENOMEM, NULL);
       } else {
         svc_client_reply v = {rt, rt ? strlen(rt) : 0, et, et ? strlen(et) : 0,
-                              tree_has_nul(result) || tree_has_nul(error)};
+                              tree_has_nul(result) || tree_has_nul(error), SVC_CLIENT_IS_ERROR_UNKNOWN};
         r->tcb(r->ud, 0, &v);
       }
       free(rt);
@@ -432,6 +432,7 @@ typedef struct reply_parts {
   size_t res_len, err_len;
   json_t *result, *error; /* tree frame: borrowed from m; raw: built on demand, owned */
   bool raw, has_nul;
+  int is_error; /* raw: svc_client_reply.is_error */
 } reply_parts;
 
 static void parts_trees(reply_parts *p) {
@@ -469,7 +470,8 @@ static void handle_reply(svc_client *c, cstream *cs, reply_parts *pt) {
     if (r->tcb && pt->raw) {
       /* the fast path: spans of the frame, no tree */
       svc_client_reply v = {pt->res, pt->res_len, pt->res ? NULL : pt->err ? pt->err : "null",
-                            pt->res ? 0 : pt->err ? pt->err_len : 4, pt->has_nul};
+                            pt->res ? 0 : pt->err ? pt->err_len : 4, pt->has_nul,
+                            pt->res ? pt->is_error : SVC_CLIENT_IS_ERROR_UNKNOWN};
       req_finish_text(c, r, &v);
       break;
     }
@@ -524,6 +526,24 @@ static void handle_raw(svc_client *c, cstream *cs, const svc_frame_raw *f) {
     if (m) handle_tree(c, cs, m);
     json_decref(m);
     return;
+  }
+  /* result.isError from the members the scan listed (frame.h: jparse_scan_sub; keys are
+   * unique, duplicates refused) */
+  if (pt.res && pt.res[0] != '{') {
+    pt.is_error = SVC_CLIENT_IS_ERROR_OTHER;
+  } else if (pt.res && f->n_pm <= SVC_FRAME_RAW_MEMBERS) {
+    pt.is_error = SVC_CLIENT_IS_ERROR_OTHER;
+    for (size_t i = 0; i < f->n_pm; i++) {
+      const jparse_member *m = &f->pm[i];
+      if (m->key_escaped) {
+        pt.is_error = SVC_CLIENT_IS_ERROR_UNKNOWN;
+        break;
+      }
+      if (m->key_len == 7 && memcmp(m->key, "isError", 7) == 0) {
+        if (m->val_len == 4 && memcmp(m->val, "true", 4) == 0) pt.is_error = SVC_CLIENT_IS_ERROR_TRUE;
+        else if (m->val_len == 5 && memcmp(m->val, "false", 5) == 0) pt.is_error = SVC_CLIENT_IS_ERROR_FALSE;
+      }
+    }
   }
   /* an integer id: digits only (no sign, fraction or exponent), as json_is_integer would say
    * of the tree (a negative one matches no request either way) */
@@ -658,6 +678,7 @@ static void stream_open(svc_client *c) {
   cs->state = CS_OPENING;
   svc_frame_dec_init(&cs->dec, c->o.max_frame_bytes);
   svc_frame_dec_set_raw(&cs->dec, true); /* replies are read without a tree (handle_raw) */
+  svc_frame_dec_set_raw_sub(&cs->dec, "result"); /* its members: isError without a walk */
   buf_init(&cs->wbuf, 64u * 1024 * 1024);
   c->cur = cs;
   c->refs++;

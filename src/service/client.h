@@ -101,6 +101,15 @@ typedef struct svc_client_reply {
   const char *error; /* JSON text of "error" ("null" when the reply had neither), or NULL */
   size_t error_len;
   bool has_nul; /* some string value of the reply holds \u0000 (it is not a C string) */
+  /* result.isError as the client saw it while checking the reply (no second walk of result):
+   * UNKNOWN (0) when it did not look — result has more than 8 members or an escaped key, the
+   * reply was read as a tree — then read it from result yourself. */
+  enum {
+    SVC_CLIENT_IS_ERROR_UNKNOWN = 0,
+    SVC_CLIENT_IS_ERROR_TRUE,  /* "isError": true */
+    SVC_CLIENT_IS_ERROR_FALSE, /* "isError": false */
+    SVC_CLIENT_IS_ERROR_OTHER, /* no isError member, another value, or result not an object */
+  } is_error;
 } svc_client_reply;
 typedef void (*svc_client_text_cb)(void *ud, int err, const svc_client_reply *reply);
 int svc_client_call_tool_text(svc_client *c, const char *tool, const char *args, size_t args_len, bool idempotent,

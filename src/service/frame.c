@@ -65,7 +65,8 @@ static svc_frame_status frame_parse(const uint8_t *p, size_t n, json_t **out, ch
 }
 
 /* Raw mode's body check: the same verdicts as frame_parse, by jparse_scan (no tree). */
-static svc_frame_status frame_scan(const uint8_t *p, size_t n, svc_frame_raw *r, char *detail, size_t detail_cap) {
+static svc_frame_status frame_scan(const uint8_t *p, size_t n, const char *sub, svc_frame_raw *r, char *detail,
+                                   size_t detail_cap) {
   detail[0] = 0;
   r->body = (const char *)p;
   r->len = n;
@@ -76,7 +77,7 @@ static svc_frame_status frame_scan(const uint8_t *p, size_t n, svc_frame_raw *r,
   jparse_error jerr;
   unsigned found = 0;
   int rc = jparse_scan_sub((const char *)p, n, SVC_FRAME_MAX_DEPTH, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, r->m,
-                           SVC_FRAME_RAW_MEMBERS, &r->n_members, "params", r->pm, SVC_FRAME_RAW_MEMBERS, &r->n_pm, &jerr,
+                           SVC_FRAME_RAW_MEMBERS, &r->n_members, sub ? sub : "params", r->pm, SVC_FRAME_RAW_MEMBERS, &r->n_pm, &jerr,
                            &found);
   if (rc == -ENOMEM) return SVC_FRAME_NOMEM;
   if (rc != 0) {
@@ -92,6 +93,7 @@ static svc_frame_status frame_scan(const uint8_t *p, size_t n, svc_frame_raw *r,
 }
 
 void svc_frame_dec_set_raw(svc_frame_dec *d, bool raw) { d->raw = raw; }
+void svc_frame_dec_set_raw_sub(svc_frame_dec *d, const char *key) { d->raw_sub = key; }
 
 const svc_frame_raw *svc_frame_dec_take_raw(svc_frame_dec *d) {
   if (!d->raw_ready) return NULL;
@@ -166,7 +168,7 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
     size_t have = buf_len(&d->body);
     if (d->raw && have == 0 && n - used >= d->want) {
       /* raw mode, the whole body in this input: checked where it lies, no copy */
-      svc_frame_status st = frame_scan(p + used, d->want, &d->r, d->detail, sizeof d->detail);
+      svc_frame_status st = frame_scan(p + used, d->want, d->raw_sub, &d->r, d->detail, sizeof d->detail);
       used += d->want;
       d->hdr_have = 0;
       d->want = 0;
@@ -191,7 +193,7 @@ svc_frame_status svc_frame_dec_feed(svc_frame_dec *d, const uint8_t *p, size_t n
     }
     /* Complete frame. */
     if (d->raw) {
-      svc_frame_status st = frame_scan(buf_ptr(&d->body), buf_len(&d->body), &d->r, d->detail, sizeof d->detail);
+      svc_frame_status st = frame_scan(buf_ptr(&d->body), buf_len(&d->body), d->raw_sub, &d->r, d->detail, sizeof d->detail);
       d->hdr_have = 0;
       d->want = 0;
       d->raw_hold = true; /* the bytes stay until the next feed */

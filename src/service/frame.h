@@ -58,8 +58,9 @@ typedef struct svc_frame_raw {
   size_t n_members; /* may exceed SVC_FRAME_RAW_MEMBERS: then only the first ones are in m */
   bool has_nul;     /* a string value holds \u0000 */
   unsigned found;   /* jparse_scan's found flags (JPARSE_FOUND_NUL, JPARSE_FOUND_DEPTH) */
-  /* the members of a top-level "params" object, as m (jparse_scan_sub: mcp/envelope.h reads
-   * them without walking params again) */
+  /* the members of the top-level object member named by svc_frame_dec_set_raw_sub ("params"
+   * unless set: mcp/envelope.h reads them without walking params again; a client's "result"),
+   * as m (jparse_scan_sub) */
   jparse_member pm[SVC_FRAME_RAW_MEMBERS];
   size_t n_pm;
 } svc_frame_raw;
@@ -76,6 +77,7 @@ typedef struct svc_frame_dec {
   bool ready_nul;       /* the last frame parsed holds a NUL (\u0000) in a string value */
   int ready_depth;      /* how deep the last frame parsed nests (JPARSE_FOUND_DEPTH) */
   bool raw;             /* raw mode: frames handed out as svc_frame_raw, no tree */
+  const char *raw_sub;  /* whose members go to r.pm (static; NULL = "params") */
   bool raw_ready, raw_hold;
   svc_frame_raw r;
 } svc_frame_dec;
@@ -96,6 +98,9 @@ json_t *svc_frame_dec_take(svc_frame_dec *d);
  * the bytes given to that feed (then it is not copied), only while those bytes are. */
 void svc_frame_dec_set_raw(svc_frame_dec *d, bool raw);
 const svc_frame_raw *svc_frame_dec_take_raw(svc_frame_dec *d);
+/* Which top-level member's object raw mode lists in svc_frame_raw.pm: "params" by default (a
+ * server reading requests), "result" for a client reading replies. key: a static string. */
+void svc_frame_dec_set_raw_sub(svc_frame_dec *d, const char *key);
 /* Whether the last frame that became ready holds a NUL (\u0000) in some string value: when
  * false, no field of it needs svc_json_has_nul. */
 bool svc_frame_dec_last_has_nul(const svc_frame_dec *d);

@@ -121,8 +121,10 @@ static void on_reply_text(void *ud, int err, const svc_client_reply *rep) {
   req *r = ud;
   const char *v = NULL;
   size_t vn = 0;
-  bool ok = err == 0 && rep->result && jparse_find(rep->result, rep->result_len, "isError", &v, &vn) == 0 && vn == 5 &&
-            memcmp(v, "false", 5) == 0;
+  bool ok = err == 0 && rep->result &&
+            (rep->is_error == SVC_CLIENT_IS_ERROR_FALSE ||
+             (rep->is_error == SVC_CLIENT_IS_ERROR_UNKNOWN && jparse_find(rep->result, rep->result_len, "isError", &v, &vn) == 0 &&
+              vn == 5 && memcmp(v, "false", 5) == 0));
   if (ok) {
     lat_us[r->idx] = clock_mono_us() - r->t0;
     done_ok++;

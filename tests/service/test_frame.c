@@ -43,6 +43,44 @@ static void test_frame_decodes_one_frame(void **st) {
   svc_frame_dec_free(&d);
 }
 
+/* Raw mode lists the members of one top-level object member in pm: "params" by default (a
+ * server's requests), the one svc_frame_dec_set_raw_sub names otherwise (a client's "result") —
+ * and none of another member's. */
+static void raw_members(const char *sub, const char *body, size_t *n_pm, const jparse_member **pm) {
+  static uint8_t wire[256];
+  static svc_frame_dec d;
+  static bool live;
+  if (live) svc_frame_dec_free(&d);
+  size_t n = mkframe(wire, body);
+  svc_frame_dec_init(&d, 0);
+  live = true;
+  svc_frame_dec_set_raw(&d, true);
+  if (sub) svc_frame_dec_set_raw_sub(&d, sub);
+  size_t used;
+  assert_int_equal(svc_frame_dec_feed(&d, wire, n, &used), SVC_FRAME_READY);
+  const svc_frame_raw *r = svc_frame_dec_take_raw(&d);
+  assert_non_null(r);
+  *n_pm = r->n_pm;
+  *pm = r->pm;
+}
+static void test_frame_raw_lists_the_chosen_members(void **st) {
+  (void)st;
+  const char *req = "{\"id\":1,\"params\":{\"name\":\"x\"},\"result\":{\"isError\":false,\"content\":[]}}";
+  size_t n;
+  const jparse_member *pm;
+  raw_members(NULL, req, &n, &pm);
+  assert_int_equal(n, 1);
+  assert_memory_equal(pm[0].key, "name", 4);
+  raw_members("result", req, &n, &pm);
+  assert_int_equal(n, 2);
+  assert_int_equal(pm[0].key_len, 7);
+  assert_memory_equal(pm[0].key, "isError", 7);
+  assert_int_equal(pm[0].val_len, 5);
+  assert_memory_equal(pm[0].val, "false", 5);
+  raw_members("result", "{\"id\":1,\"result\":[1,2]}", &n, &pm); /* not an object: none */
+  assert_int_equal(n, 0);
+}
+
 static void test_frame_accepts_input_byte_by_byte(void **st) {
   (void)st;
   uint8_t wire[128];
@@ -341,6 +379,7 @@ static void test_encode_request_matches_tree_encoding(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_frame_decodes_one_frame),
+      cmocka_unit_test(test_frame_raw_lists_the_chosen_members),
       cmocka_unit_test(test_frame_accepts_input_byte_by_byte),
       cmocka_unit_test(test_frame_stops_after_each_frame),
       cmocka_unit_test(test_frame_rejects_declared_length_over_max_before_body),

@@ -60,6 +60,12 @@ static mcp_tool_status slow_tool(mcp_call *call, json_t *args, json_t **result, 
   return MCP_TOOL_OK;
 }
 
+static mcp_tool_status failing_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
+  (void)call, (void)args, (void)ud;
+  *result = json_pack("{s:s}", "error", "failed on purpose");
+  return MCP_TOOL_ERROR;
+}
+
 static void add_tool(const char *name, unsigned flags, uint64_t scopes) {
   mcp_tool_def d = {0};
   d.name = name;
@@ -121,6 +127,9 @@ static int setup(void **state) {
   mcp_tool_def sd = {.name = "slow", .category = "test", .description = "sleeps", .flags = MCP_TOOL_REMOTE,
                      .scopes = AUTH_SCOPES(AUTH_TOOL_CALL), .fn = slow_tool};
   assert_int_equal(mcp_registry_add(W.reg, &sd), 0);
+  mcp_tool_def fd = {.name = "failing", .category = "test", .description = "fails", .flags = MCP_TOOL_REMOTE | MCP_TOOL_INLINE,
+                     .scopes = AUTH_SCOPES(AUTH_TOOL_CALL), .fn = failing_tool};
+  assert_int_equal(mcp_registry_add(W.reg, &fd), 0);
   assert_int_equal(taskq_rpc_tool_register(W.reg, W.tq), 0);
   assert_int_equal(mcp_dispatcher_new(&W.loop, W.reg, NULL, &W.disp), 0);
 
@@ -279,7 +288,7 @@ static void test_tools_call_and_list_for_trusted_peer(void **state) {
   assert_int_equal(svc_client_request(cl, "tools/list", NULL, true, 0, got_cb, &g), 0);
   run_until(&g.done);
   json_t *tools = json_object_get(g.result, "tools");
-  assert_int_equal(json_array_size(tools), 3); /* echo, slow, task_queue.rpc — not secret */
+  assert_int_equal(json_array_size(tools), 4); /* echo, slow, failing, task_queue.rpc — not secret */
   got_clear(&g);
   svc_client_close(cl);
 }
@@ -289,6 +298,7 @@ typedef struct tgot {
   int done, err;
   char result[4096], error[1024];
   bool has_result, has_error, has_nul;
+  int is_error;
 } tgot;
 
 static void tgot_cb(void *ud, int err, const svc_client_reply *rep) {
@@ -305,6 +315,7 @@ static void tgot_cb(void *ud, int err, const svc_client_reply *rep) {
   g->has_result = rep->result != NULL;
   g->has_error = rep->error != NULL;
   g->has_nul = rep->has_nul;
+  g->is_error = rep->is_error;
 }
 
 static void test_tools_call_text_fast_path(void **state) {
@@ -326,6 +337,7 @@ static void test_tools_call_text_fast_path(void **state) {
   json_t *r = NULL;
   assert_int_equal(jparse(t.result, strlen(t.result), 64, &r, NULL), 0);
   assert_true(json_is_false(json_object_get(r, "isError")));
+  assert_int_equal(t.is_error, SVC_CLIENT_IS_ERROR_FALSE); /* read while the reply was checked */
   json_t *echo = json_object_get(json_object_get(r, "structuredContent"), "echo");
   assert_int_equal(json_integer_value(json_object_get(echo, "z")), 3);
   assert_string_equal(json_string_value(json_object_get(echo, "s")), "caf\xc3\xa9");
@@ -345,6 +357,18 @@ static void test_tools_call_text_fast_path(void **state) {
   run_until(&t.done);
   assert_int_equal(t.err, 0);
   assert_true(t.has_nul);
+
+  /* a tool error: isError true, said with the reply */
+  memset(&t, 0, sizeof t);
+  assert_int_equal(svc_client_call_tool_text(cl, "failing", "{}", 2, false, 0, tgot_cb, &t), 0);
+  run_until(&t.done);
+  assert_int_equal(t.err, 0);
+  assert_true(t.has_result);
+  assert_int_equal(t.is_error, SVC_CLIENT_IS_ERROR_TRUE);
+  const char *ev;
+  size_t evn;
+  assert_int_equal(jparse_find(t.result, strlen(t.result), "isError", &ev, &evn), 0);
+  assert_int_equal(evn, 4); /* true: the text agrees */
 
   /* arguments that are not one valid object are refused before anything is queued (the server
    * would refuse the frame and close the stream under every request on it) */
