@@ -5,7 +5,8 @@
  * builds, jwrite writes and jparse reads back to an equal tree (reals in their shortest form
  * included); an -ELOOP refusal only happens for input nested deeper than the limit; with the
  * REJECT_DUPLICATES | ALLOW_NUL flags jparse_flags and jansson's same flags agree too, and so
- * does jparse_scan (no tree) with jparse_flags, its member spans and jparse_find included. */
+ * does jparse_scan (no tree) with jparse_flags, its member spans and jparse_find included;
+ * jparse_scan_sub's nested members match jparse_members. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -79,6 +80,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (jparse_find(p, size, key, &fv, &fn) != 0 || fv != m[i].val || fn != m[i].val_len) abort();
       }
       json_decref(v);
+    }
+    /* jparse_scan_sub lists the members of the first member's object as jparse_members walks
+     * them (the key unescaped and not repeated: with REJECT_DUPLICATES it cannot be) */
+    if (rc == 0 && nm > 0 && !m[0].key_escaped && m[0].key_len < 200) {
+      char key[256];
+      memcpy(key, m[0].key, m[0].key_len);
+      key[m[0].key_len] = 0;
+      jparse_member tm[4], sm[4], wm[4];
+      size_t tn = 0, sn = 0, wn = 0;
+      if (jparse_scan_sub(p, size, 100000, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, tm, 4, &tn, key, sm, 4, &sn, NULL,
+                          NULL) != 0 || tn != nm)
+        abort();
+      if (jparse_members(m[0].val, m[0].val_len, wm, 4, &wn) != 0) wn = 0; /* not an object: none listed */
+      if (sn != wn) abort();
+      for (size_t i = 0; i < sn && i < 4; i++)
+        if (sm[i].key != wm[i].key || sm[i].key_len != wm[i].key_len || sm[i].val != wm[i].val ||
+            sm[i].val_len != wm[i].val_len || sm[i].key_escaped != wm[i].key_escaped)
+          abort();
     }
     if (jparse_scan(p, size, 100000, 0, NULL, 0, NULL, NULL, NULL) != jparse(p, size, 100000, &v0, NULL)) abort();
     json_decref(v0);

@@ -322,46 +322,89 @@ static json_t *parse_number(ctx *c) {
 
 /* ---------- containers ---------- */
 
+/* The steps both modes share (scan_* and parse_* differ only in what they build). */
+
+/* Past an opening bracket: counts the depth (-ELOOP past max_depth, checked as brackets open)
+ * and consumes an immediate close. 1: members or elements follow; 0: empty, closed; -1: error. */
+static inline int open_container(ctx *c, unsigned char close) {
+  if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply"), -1;
+  if (c->depth > c->depth_seen) c->depth_seen = c->depth;
+  skip_ws(c);
+  if (c->p < c->end && *c->p == close) {
+    c->p++;
+    c->depth--;
+    return 0;
+  }
+  return 1;
+}
+
+/* After a member or element: 1 at ',' (another follows), 0 at the closing bracket (consumed,
+ * the depth given back), -1 after recording the error. */
+static inline int next_or_close(ctx *c, unsigned char close) {
+  bool obj = close == '}';
+  skip_ws(c);
+  if (c->p >= c->end)
+    return fail(c, -EINVAL, c->p, obj ? "unexpected end of input in an object" : "unexpected end of input in an array"), -1;
+  if (*c->p == ',') {
+    c->p++;
+    return 1;
+  }
+  if (*c->p == close) {
+    c->p++;
+    c->depth--;
+    return 0;
+  }
+  return fail(c, -EINVAL, c->p, obj ? "',' or '}' expected" : "',' or ']' expected"), -1;
+}
+
+/* A member's key and the ':' after it, whitespace around allowed; leaves c->p at the value.
+ * k, klen: the key as read_string gives it (into `stack` when decoded; NULL in scan mode when
+ * it holds an escape); kraw, kraw_len: its raw text between the quotes. False on an error. */
+static inline bool member_key(ctx *c, char *stack, const char **k, size_t *klen, const char **kraw, size_t *kraw_len) {
+  skip_ws(c);
+  if (c->p >= c->end) return fail(c, -EINVAL, c->p, "unexpected end of input in an object"), false;
+  if (*c->p != '"') return fail(c, -EINVAL, c->p, "string or '}' expected"), false;
+  c->p++;
+  *kraw = (const char *)c->p;
+  if (!read_string(c, stack, k, klen, false)) return false; /* a key is a C string: no NUL */
+  *kraw_len = (size_t)((const char *)c->p - 1 - *kraw);
+  skip_ws(c);
+  if (c->p >= c->end || *c->p != ':') return fail(c, -EINVAL, c->p, "':' expected"), false;
+  c->p++;
+  skip_ws(c);
+  return true;
+}
+
+/* Whether key k (klen bytes, unescaped) repeats one of the open object's keys kept on c->keys
+ * since kbase; else keeps it (while there is room: false with *room cleared when there is not). */
+static inline bool key_seen(ctx *c, size_t kbase, const char *k, size_t klen, bool *room) {
+  if (c->nkeys >= SCAN_KEYS || c->nkeys - kbase >= SCAN_KEYS_PER_OBJECT) {
+    *room = false;
+    return false;
+  }
+  for (size_t i = kbase; i < c->nkeys; i++)
+    if (c->keys[i].len == klen && memcmp(c->keys[i].k, k, klen) == 0) return true;
+  c->keys[c->nkeys].k = k;
+  c->keys[c->nkeys].len = klen;
+  c->nkeys++;
+  return false;
+}
+
 /* Scan mode: the same grammar and errors as parse_object, no tree. Duplicate keys are found by
  * comparing the raw keys of the object (kept on c->keys); an object with a key holding an escape
  * or with more keys than SCAN_KEYS_PER_OBJECT sets dups_unchecked instead (jparse_scan then
  * decides with a tree parse). */
 static json_t *scan_object(ctx *c) {
-  if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
-  if (c->depth > c->depth_seen) c->depth_seen = c->depth;
-  bool top = c->depth == 1 && c->members;
+  bool top = c->depth == 0 && c->members;
   bool sub = c->sub_next; /* this object is sub_key's value: its members are listed */
   c->sub_next = false;
+  int st = open_container(c, '}');
+  if (st <= 0) return st == 0 ? SCAN_OK : NULL;
   size_t kbase = c->nkeys;
-  skip_ws(c);
-  if (c->p < c->end && *c->p == '}') {
-    c->p++;
-    c->depth--;
-    return SCAN_OK;
-  }
-  for (;;) {
-    skip_ws(c);
-    if (c->p >= c->end) {
-      fail(c, -EINVAL, c->p, "unexpected end of input in an object");
-      break;
-    }
-    if (*c->p != '"') {
-      fail(c, -EINVAL, c->p, "string or '}' expected");
-      break;
-    }
-    const char *kraw = (const char *)c->p + 1;
-    c->p++;
-    const char *k;
-    size_t klen;
-    if (!read_string(c, NULL, &k, &klen, false)) break;
-    size_t kraw_len = (size_t)((const char *)c->p - 1 - kraw);
-    skip_ws(c);
-    if (c->p >= c->end || *c->p != ':') {
-      fail(c, -EINVAL, c->p, "':' expected");
-      break;
-    }
-    c->p++;
-    skip_ws(c);
+  do {
+    const char *k, *kraw;
+    size_t klen, kraw_len;
+    if (!member_key(c, NULL, &k, &klen, &kraw, &kraw_len)) break;
     const char *vstart = (const char *)c->p;
     if (top && c->sub_key && k && klen == c->sub_key_len && memcmp(k, c->sub_key, klen) == 0) {
       c->n_sub = 0; /* a repeated sub_key: the last one's members (none when it is no object) */
@@ -369,19 +412,12 @@ static json_t *scan_object(ctx *c) {
     }
     if (!parse_value(c)) break;
     if (c->flags & JPARSE_REJECT_DUPLICATES) {
-      if (!k || c->nkeys >= SCAN_KEYS || c->nkeys - kbase >= SCAN_KEYS_PER_OBJECT) {
-        c->dups_unchecked = true;
-      } else {
-        for (size_t i = kbase; i < c->nkeys; i++)
-          if (c->keys[i].len == klen && memcmp(c->keys[i].k, k, klen) == 0) {
-            fail(c, -EINVAL, c->p, "duplicate object key");
-            break;
-          }
-        if (c->rc) break;
-        c->keys[c->nkeys].k = k;
-        c->keys[c->nkeys].len = klen;
-        c->nkeys++;
+      bool room = k != NULL;
+      if (room && key_seen(c, kbase, k, klen, &room)) {
+        fail(c, -EINVAL, c->p, "duplicate object key");
+        break;
       }
+      if (!room) c->dups_unchecked = true;
     }
     if (top || sub) {
       jparse_member *list = top ? c->members : c->sub;
@@ -396,86 +432,38 @@ static json_t *scan_object(ctx *c) {
       }
       (*count)++;
     }
-    skip_ws(c);
-    if (c->p >= c->end) {
-      fail(c, -EINVAL, c->p, "unexpected end of input in an object");
-      break;
-    }
-    if (*c->p == ',') {
-      c->p++;
-      continue;
-    }
-    if (*c->p == '}') {
-      c->p++;
-      c->depth--;
-      c->nkeys = kbase;
-      return SCAN_OK;
-    }
-    fail(c, -EINVAL, c->p, "',' or '}' expected");
-    break;
-  }
+    st = next_or_close(c, '}');
+  } while (st == 1);
   c->nkeys = kbase;
-  return NULL;
+  return st == 0 ? SCAN_OK : NULL;
 }
 
 static json_t *scan_array(ctx *c) {
-  if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
-  if (c->depth > c->depth_seen) c->depth_seen = c->depth;
-  skip_ws(c);
-  if (c->p < c->end && *c->p == ']') {
-    c->p++;
-    c->depth--;
-    return SCAN_OK;
-  }
-  for (;;) {
+  int st = open_container(c, ']');
+  while (st == 1) {
     skip_ws(c);
     if (!parse_value(c)) return NULL;
-    skip_ws(c);
-    if (c->p >= c->end) return fail(c, -EINVAL, c->p, "unexpected end of input in an array");
-    if (*c->p == ',') {
-      c->p++;
-      continue;
-    }
-    if (*c->p == ']') {
-      c->p++;
-      c->depth--;
-      return SCAN_OK;
-    }
-    return fail(c, -EINVAL, c->p, "',' or ']' expected");
+    st = next_or_close(c, ']');
   }
+  return st == 0 ? SCAN_OK : NULL;
 }
 
 static json_t *parse_object(ctx *c) {
-  if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
-  if (c->depth > c->depth_seen) c->depth_seen = c->depth;
+  int st = open_container(c, '}');
+  if (st < 0) return NULL;
   json_t *obj = json_object();
   if (!obj) return OOM(c);
+  if (st == 0) return obj;
   /* duplicate keys: compared as raw bytes (c->keys, as the scan does) while every key of the
    * object lies unescaped in the input and there are few; after that json_object_getn, which
    * sees every key set so far (a hash lookup per key saved on the common path) */
   size_t kbase = c->nkeys;
   bool use_get = !c->keys;
-  skip_ws(c);
-  if (c->p < c->end && *c->p == '}') {
-    c->p++;
-    c->depth--;
-    return obj;
-  }
-  for (;;) {
-    skip_ws(c);
-    if (c->p >= c->end) {
-      fail(c, -EINVAL, c->p, "unexpected end of input in an object");
-      break;
-    }
-    if (*c->p != '"') {
-      fail(c, -EINVAL, c->p, "string or '}' expected");
-      break;
-    }
-    c->p++;
+  do {
     char stack[SCRATCH_STACK];
-    const char *k;
-    size_t klen;
-    if (!read_string(c, stack, &k, &klen, false)) break; /* a key is a C string: no NUL */
+    const char *k, *kraw;
+    size_t klen, kraw_len;
+    if (!member_key(c, stack, &k, &klen, &kraw, &kraw_len)) break;
     /* a decoded key in the shared heap scratch would be overwritten by the value's strings
      * (one in `stack` or in the input stays put) */
     char *kheap = NULL;
@@ -487,14 +475,6 @@ static json_t *parse_object(ctx *c) {
       memcpy(kheap, k, klen);
       k = kheap;
     }
-    skip_ws(c);
-    if (c->p >= c->end || *c->p != ':') {
-      free(kheap);
-      fail(c, -EINVAL, c->p, "':' expected");
-      break;
-    }
-    c->p++;
-    skip_ws(c);
     json_t *v = parse_value(c);
     if (!v) {
       free(kheap);
@@ -502,18 +482,10 @@ static json_t *parse_object(ctx *c) {
     }
     if (c->flags & JPARSE_REJECT_DUPLICATES) {
       bool in_input = (const unsigned char *)k >= c->start && (const unsigned char *)k < c->end;
-      if (!use_get && (!in_input || c->nkeys >= SCAN_KEYS || c->nkeys - kbase >= SCAN_KEYS_PER_OBJECT)) use_get = true;
-      bool dup = false;
-      if (use_get) {
-        dup = json_object_getn(obj, k, klen) != NULL;
-      } else {
-        for (size_t i = kbase; i < c->nkeys && !dup; i++) dup = c->keys[i].len == klen && memcmp(c->keys[i].k, k, klen) == 0;
-        if (!dup) {
-          c->keys[c->nkeys].k = k;
-          c->keys[c->nkeys].len = klen;
-          c->nkeys++;
-        }
-      }
+      bool room = !use_get && in_input;
+      bool dup = room && key_seen(c, kbase, k, klen, &room);
+      if (!room && !use_get) use_get = true;
+      if (use_get) dup = json_object_getn(obj, k, klen) != NULL;
       if (dup) {
         json_decref(v);
         free(kheap);
@@ -527,41 +499,20 @@ static json_t *parse_object(ctx *c) {
       OOM(c);
       break;
     }
-    skip_ws(c);
-    if (c->p >= c->end) {
-      fail(c, -EINVAL, c->p, "unexpected end of input in an object");
-      break;
-    }
-    if (*c->p == ',') {
-      c->p++;
-      continue;
-    }
-    if (*c->p == '}') {
-      c->p++;
-      c->depth--;
-      c->nkeys = kbase;
-      return obj;
-    }
-    fail(c, -EINVAL, c->p, "',' or '}' expected");
-    break;
-  }
+    st = next_or_close(c, '}');
+  } while (st == 1);
   c->nkeys = kbase;
+  if (st == 0) return obj;
   json_decref(obj);
   return NULL;
 }
 
 static json_t *parse_array(ctx *c) {
-  if (++c->depth > c->max_depth) return fail(c, -ELOOP, c->p - 1, "nested too deeply");
-  if (c->depth > c->depth_seen) c->depth_seen = c->depth;
+  int st = open_container(c, ']');
+  if (st < 0) return NULL;
   json_t *arr = json_array();
   if (!arr) return OOM(c);
-  skip_ws(c);
-  if (c->p < c->end && *c->p == ']') {
-    c->p++;
-    c->depth--;
-    return arr;
-  }
-  for (;;) {
+  while (st == 1) {
     skip_ws(c);
     json_t *v = parse_value(c);
     if (!v) break;
@@ -569,23 +520,9 @@ static json_t *parse_array(ctx *c) {
       OOM(c);
       break;
     }
-    skip_ws(c);
-    if (c->p >= c->end) {
-      fail(c, -EINVAL, c->p, "unexpected end of input in an array");
-      break;
-    }
-    if (*c->p == ',') {
-      c->p++;
-      continue;
-    }
-    if (*c->p == ']') {
-      c->p++;
-      c->depth--;
-      return arr;
-    }
-    fail(c, -EINVAL, c->p, "',' or ']' expected");
-    break;
+    st = next_or_close(c, ']');
   }
+  if (st == 0) return arr;
   json_decref(arr);
   return NULL;
 }
