@@ -238,9 +238,8 @@ static bool work_type_matches(const tq_work_waiter *w, const char *type) {
 }
 
 /* Work may be claimable: type = the one new task's type (wake one matching waiter), NULL =
- * anything (wake all). claims: also the parked async claims (not when the submit's own
- * transaction already ran one: submit_chain). */
-static void work_changed_ex(tq_queue *q, const char *type, bool claims) {
+ * anything (wake all). */
+static void work_changed(tq_queue *q, const char *type) {
   pthread_mutex_lock(&q->wmu);
   q->work_gen++;
   for (tq_work_waiter *w = q->work_waiters; w; w = w->next) {
@@ -252,12 +251,10 @@ static void work_changed_ex(tq_queue *q, const char *type, bool claims) {
   }
   for (unsigned i = 0; i < TQ_MAX_WATCHERS; i++)
     if (q->watchers[i].fn) q->watchers[i].fn(q->watchers[i].ud, type);
-  aclaim *wake = claims && q->claims ? take_parked(q, type, NULL) : NULL;
+  aclaim *wake = q->claims ? take_parked(q, type, NULL) : NULL;
   pthread_mutex_unlock(&q->wmu);
   requeue_list(wake);
 }
-
-static void work_changed(tq_queue *q, const char *type) { work_changed_ex(q, type, true); }
 
 void tq_work_pass(tq_queue *q) { work_changed(q, NULL); }
 
@@ -869,6 +866,14 @@ bad:
   return -EINVAL;
 }
 
+/* After a submit's commit (its done, before the chained claim's): whether the claim its
+ * transaction ran took the new task — then nothing claimable changed (no work_gen bump, no
+ * waiter or watcher woken: a claim that looked meanwhile and found nothing need not look again).
+ * Otherwise (no claim, or it took an older task or none) the change is announced as before. */
+static void submit_announce(tq_queue *q, const tq_op *op) {
+  if (!op->chain_took) work_changed(q, op->task_type);
+}
+
 /* A submit that did not commit: its id is not live (submit_chain may have recorded it). */
 static void submit_failed(tq_queue *q, const tq_op *op) {
   pthread_mutex_lock(&q->wmu);
@@ -898,7 +903,7 @@ int tq_submit(tq_queue *q, const tq_submit_req *req, char task_id_out[33], bool 
   if (rc == 0) {
     memcpy(task_id_out, op.task_id, 33);
     if (replayed) *replayed = op.replayed;
-    if (!op.replayed) work_changed_ex(q, op.task_type, !op.chained);
+    if (!op.replayed) submit_announce(q, &op);
   } else {
     submit_failed(q, &op);
   }
@@ -919,7 +924,7 @@ static void async_done(tq_op *op) {
   async_submit *a = (async_submit *)op;
   qm_record(TQOP_SUBMIT, op->rc, false);
   health_note(a->q, op->rc);
-  if (op->rc == 0 && !op->replayed) work_changed_ex(a->q, op->task_type, !op->chained);
+  if (op->rc == 0 && !op->replayed) submit_announce(a->q, op);
   if (op->rc != 0) submit_failed(a->q, op);
   a->cb(op->rc, op->rc == 0 ? op->task_id : NULL, op->replayed, a->ud);
   free(a->payload);
@@ -1145,6 +1150,7 @@ static aclaim *take_parked(tq_queue *q, const char *type, const aclaim *except) 
 
 static void aclaim_run(aclaim *c) {
   tq_task_array_free(c->op.tasks, c->op.n_tasks);
+  c->op.chained_by = NULL;
   c->op.tasks = NULL;
   c->op.n_tasks = 0;
   c->op.rc = 0;
@@ -1183,6 +1189,7 @@ static tq_op *submit_chain(tq_op *op) {
   c->op.n_tasks = 0;
   c->op.rc = 0;
   c->op.next = NULL;
+  c->op.chained_by = NULL; /* the writer sets it */
   return &c->op;
 }
 

@@ -61,6 +61,8 @@ struct tq_op {
   tq_op *(*chain)(tq_op *op);
   void *chain_ud;
   bool chained;             /* chain handed over at least one op */
+  bool chain_took;          /* one of them answered this op's task_id among its tasks */
+  tq_op *chained_by;        /* backend, while a chained op runs: the op that handed it over */
 };
 
 typedef struct tq_backend tq_backend;

@@ -1107,6 +1107,12 @@ static void *writer_main(void *arg) {
           continue;
         }
         op->rc = exec_op(&w, op);
+        if (op->chained_by) { /* a chained op (a claim) tells the op that handed it over */
+          for (size_t i = 0; op->rc == 0 && i < op->n_tasks; i++)
+            if (op->tasks[i] && strcmp(op->tasks[i]->task_id, op->chained_by->task_id) == 0)
+              op->chained_by->chain_took = true;
+          op->chained_by = NULL;
+        }
         if (sqlite3_get_autocommit(b->w)) {
           lost = op->rc ? op->rc : -EIO;
           break;
@@ -1125,7 +1131,8 @@ static void *writer_main(void *arg) {
           if (x) {
             tq_op *xl = x;
             n++;
-            while (xl->next) xl = xl->next, n++;
+            x->chained_by = op;
+            while (xl->next) xl = xl->next, xl->chained_by = op, n++;
             xl->next = op->next;
             op->next = x;
             op->chained = true;

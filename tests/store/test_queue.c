@@ -1019,10 +1019,13 @@ static void test_async_claim_rides_the_submit_commit(void **state) {
   TS_WAIT_UNTIL(10000, tq_claims_parked(f->q) == 2); /* both looked (and committed) already */
   tq_io_stats before, after;
   tq_io_stats_get(f->q, &before);
+  uint64_t gen = tq_work_gen(f->q);
   char id[33];
   submit_p(f->q, "t", "{}", id);
   assert_true(actx_wait(&a, 1, 10000)); /* the oldest parked claim */
   tq_io_stats_get(f->q, &after);
+  /* taken in its own commit: nothing claimable changed (no other claim looks again) */
+  assert_int_equal(tq_work_gen(f->q), gen);
   assert_int_equal(a.rc, 0);
   assert_non_null(a.t);
   assert_string_equal(a.t->task_id, id);
@@ -1049,11 +1052,41 @@ static void test_async_claim_rides_the_submit_commit(void **state) {
   tq_task_free(b.t);
   tq_io_stats_get(f->q, &after);
   assert_int_equal(after.commits - before.commits, 1);
-  /* nothing parked: the submit commits alone */
+  /* nothing parked: the submit commits alone, and announces the new work */
+  gen = tq_work_gen(f->q);
   submit_p(f->q, "t", "{}", id);
   tq_io_stats_get(f->q, &before);
   assert_int_equal(before.commits - after.commits, 1);
   assert_int_equal(before.ops - after.ops, 1);
+  assert_int_equal(tq_work_gen(f->q), gen + 1);
+}
+
+/* A chained claim that does not take the new task (its session filter excludes it) leaves it
+ * announced: the work generation moves and another claim gets it. */
+static void test_chained_claim_that_misses_announces_the_task(void **state) {
+  fx *f = *state;
+  tq_claim_opts w1 = worker("w1");
+  w1.session_id = "s1";
+  aclaim_ctx a = ACTX_INIT, b = ACTX_INIT;
+  uint64_t aid = 0;
+  assert_int_equal(tq_claim_next_async(f->q, &w1, 20, aclaim_cb, &a, &aid), 0);
+  TS_WAIT_UNTIL(10000, tq_claims_parked(f->q) == 1);
+  uint64_t gen = tq_work_gen(f->q);
+  char id[33];
+  submit_p(f->q, "t", "{\"session_id\": \"s2\"}", id);
+  assert_true(tq_work_gen(f->q) > gen);
+  TS_WAIT_UNTIL(10000, tq_claims_parked(f->q) == 1); /* looked, missed, parked again */
+  assert_int_equal(a.calls, 0);
+  tq_claim_opts w2 = worker("w2");
+  assert_int_equal(tq_claim_next_async(f->q, &w2, 20, aclaim_cb, &b, NULL), 0);
+  assert_true(actx_wait(&b, 1, 10000));
+  assert_non_null(b.t);
+  assert_string_equal(b.t->task_id, id);
+  tq_task_free(b.t);
+  assert_int_equal(a.calls, 0);
+  /* the first claim still waits: ended here (its context is on this stack) */
+  TS_WAIT_UNTIL(10000, (tq_claim_cancel(f->q, aid), actx_wait(&a, 1, 0)));
+  assert_null(a.t);
 }
 
 /* The wait ends without a task at its deadline (the queue's own timer), at tq_claim_cancel (on
@@ -1594,6 +1627,7 @@ int main(void) {
       T(test_progress_is_fenced_and_keeps_state),
       T(test_async_claim_waits_and_is_answered_by_a_submit),
       T(test_async_claim_rides_the_submit_commit),
+      T(test_chained_claim_that_misses_announces_the_task),
       T(test_claimed_row_is_the_stored_row),
       T(test_watch_live_follows_this_handles_tasks),
       T(test_async_claim_times_out_cancels_and_closes),
