@@ -86,6 +86,17 @@ bool mcp_env_cstr(mcp_env_span span, char *buf, size_t cap) {
 }
 
 int mcp_envelope_tree(mcp_env_span span, unsigned jflags, json_t **out) {
+  /* the usual ids, without a parse: a short integer, a string without escapes (checked text:
+   * the digits form a JSON integer, the string is valid UTF-8) — the values jparse builds */
+  const char *p = span.p;
+  size_t n = span.n, i = p[0] == '-';
+  if (n > i && n - i <= 18) {
+    json_int_t v = 0;
+    while (i < n && p[i] >= '0' && p[i] <= '9') v = v * 10 + (p[i++] - '0');
+    if (i == n) return (*out = json_integer(p[0] == '-' ? -v : v)) ? 0 : -ENOMEM;
+  }
+  if (mcp_env_is_string(span) && !mcp_env_str_escaped(span))
+    return (*out = json_stringn_nocheck(p + 1, n - 2)) ? 0 : -ENOMEM;
   int rc = jparse_flags(span.p, span.n, TREE_DEPTH, jflags, out, NULL, NULL);
   return rc == 0 ? 0 : -ENOMEM; /* validated text: only an allocation can fail */
 }

@@ -86,6 +86,22 @@ static void test_envelope_reads_spans(void **state) {
   assert_int_equal(e.params_other, 9);
 }
 
+/* mcp_envelope_tree builds what jparse builds, on its short paths (integers, plain strings) too. */
+static void test_envelope_tree_is_jparse_tree(void **state) {
+  static const char *const v[] = {"0", "-0", "7", "-42", "123456789012345678", "-123456789012345678",
+                                  "1234567890123456789", "-9223372036854775808", "9223372036854775807", "1.5",
+                                  "-1e3", "\"\"", "\"s\"", "\"\\u00e9\"", "\"\xc3\xa9\"", "\"a\\\"b\"", "null",
+                                  "true", "{\"a\":[1]}", "[]"};
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    json_t *a = NULL, *b = NULL;
+    assert_int_equal(jparse(v[i], strlen(v[i]), 8, &b, NULL), 0);
+    assert_int_equal(mcp_envelope_tree((mcp_env_span){v[i], strlen(v[i])}, 0, &a), 0);
+    if (!json_equal(a, b) || json_typeof(a) != json_typeof(b)) fail_msg("%s: not the tree jparse builds", v[i]);
+    json_decref(a);
+    json_decref(b);
+  }
+}
+
 static void test_envelope_duplicates_last_wins_or_refused(void **state) {
   mcp_envelope e;
   const char *t = "{\"id\":1,\"method\":\"a\",\"id\":2,\"params\":{\"name\":\"x\",\"name\":\"y\"},\"method\":\"b\"}";
@@ -374,6 +390,7 @@ static void test_session_text_path_answers_as_the_tree_path(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_envelope_reads_spans),
+      cmocka_unit_test(test_envelope_tree_is_jparse_tree),
       cmocka_unit_test(test_envelope_duplicates_last_wins_or_refused),
       cmocka_unit_test(test_envelope_refuses_what_the_tree_refuses),
       cmocka_unit_test(test_envelope_leaves_other_shapes_to_a_tree),
