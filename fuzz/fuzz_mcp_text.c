@@ -16,6 +16,7 @@
 #include "mcp/session.h"
 #include "util/jparse.h"
 #include "util/log.h"
+#include "../tests/support/unuuid.h"
 
 static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   (void)call, (void)ud;
@@ -52,22 +53,6 @@ typedef struct {
   size_t len;
 } outbuf;
 
-static void unuuid(char *t) {
-  static const char pat[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-  char *w = t;
-  for (char *p = t; *p;) {
-    size_t k = 0;
-    while (k < 36 && p[k] && (pat[k] == '-' ? p[k] == '-' : strchr("0123456789abcdef", p[k]) != NULL)) k++;
-    if (k == 36) {
-      *w++ = 'U';
-      p += 36;
-    } else {
-      *w++ = *p++;
-    }
-  }
-  *w = 0;
-}
-
 static void on_send(void *ud, char *msg, size_t len) {
   outbuf *o = ud;
   json_t *j = json_loadb(msg, len, JSON_ALLOW_NUL, NULL);
@@ -79,7 +64,7 @@ static void on_send(void *ud, char *msg, size_t len) {
   char *t = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
   json_decref(j);
   if (!t) abort();
-  unuuid(t);
+  ts_unuuid(t);
   size_t n = strlen(t);
   char *g = realloc(o->text, o->len + n + 2);
   if (!g) abort();

@@ -617,14 +617,10 @@ static bool claim_type_ok(const tq_claim_opts *c, const char *type) {
 
 static int load(wctx *w, const char *id, tq_task **out);
 
-/* Loads the row at rowid (the claim's candidate, read in the same transaction). */
-static int load_rowid(wctx *w, sqlite3_int64 rowid, tq_task **out) {
-  sqlite3_stmt *s;
-  int rc = st(w, S_GET_ROWID, &s);
-  *out = NULL;
-  if (rc) return rc;
-  sqlite3_bind_int64(s, 1, rowid);
-  rc = sqlite3_step(s);
+/* Steps a bound one-row SELECT of a task (S_GET, S_GET_ROWID) and resets it: the task in *out
+ * (caller frees), -ENOENT without a row, or the mapped SQLite error. */
+static int load_step(wctx *w, sqlite3_stmt *s, tq_task **out) {
+  int rc = sqlite3_step(s);
   if (rc == SQLITE_ROW) {
     *out = row_task(s);
     rc = *out ? 0 : -ENOMEM;
@@ -633,6 +629,16 @@ static int load_rowid(wctx *w, sqlite3_int64 rowid, tq_task **out) {
   }
   sqlite3_reset(s);
   return rc;
+}
+
+/* Loads the row at rowid (the claim's candidate, read in the same transaction). */
+static int load_rowid(wctx *w, sqlite3_int64 rowid, tq_task **out) {
+  sqlite3_stmt *s;
+  int rc = st(w, S_GET_ROWID, &s);
+  *out = NULL;
+  if (rc) return rc;
+  sqlite3_bind_int64(s, 1, rowid);
+  return load_step(w, s, out);
 }
 
 /* A claim: the candidates by the claim index, each read (by rowid) before its one UPDATE, and
@@ -765,18 +771,10 @@ out:
 static int load(wctx *w, const char *id, tq_task **out) {
   sqlite3_stmt *s;
   int rc = st(w, S_GET, &s);
+  *out = NULL;
   if (rc) return rc;
   sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-  rc = sqlite3_step(s);
-  *out = NULL;
-  if (rc == SQLITE_ROW) {
-    *out = row_task(s);
-    rc = *out ? 0 : -ENOMEM;
-  } else {
-    rc = rc == SQLITE_DONE ? -ENOENT : map_err(w->b->w, rc);
-  }
-  sqlite3_reset(s);
-  return rc;
+  return load_step(w, s, out);
 }
 
 static int fence_check(const tq_op *op, const tq_task *t) {

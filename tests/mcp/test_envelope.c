@@ -19,6 +19,7 @@
 #include "support/mcpfix.h"
 #include "support/wait.h"
 #include "util/jparse.h"
+#include "support/unuuid.h"
 
 /* ---------- the reader ---------- */
 
@@ -228,23 +229,6 @@ static void normalise(json_t *msg) {
   json_object_del(meta, "io.peermcp/duration_ms");
 }
 
-/* Request ids (UUIDs) inside texts, e.g. an error result's: each becomes "U". */
-static void unuuid(char *t) {
-  static const char pat[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-  char *w = t;
-  for (char *p = t; *p;) {
-    size_t k = 0;
-    while (k < 36 && p[k] && (pat[k] == '-' ? p[k] == '-' : strchr("0123456789abcdef", p[k]) != NULL)) k++;
-    if (k == 36) {
-      *w++ = 'U';
-      p += 36;
-    } else {
-      *w++ = *p++;
-    }
-  }
-  *w = 0;
-}
-
 #define NONE 1 /* no answer expected */
 #define ANY 2  /* a result */
 
@@ -378,8 +362,8 @@ static void test_session_text_path_answers_as_the_tree_path(void **state) {
       normalise(a);
       normalise(b);
       char *ta = json_dumps(a, JSON_SORT_KEYS), *tb = json_dumps(b, JSON_SORT_KEYS);
-      unuuid(ta);
-      unuuid(tb);
+      ts_unuuid(ta);
+      ts_unuuid(tb);
       if (strcmp(ta, tb) != 0) fail_msg("case %zu %s: message %zu differs:\n text %s\n tree %s", i, c->text, k, ta, tb);
       free(ta);
       free(tb);

@@ -26,6 +26,7 @@
 #include "tools/mcp_tasks_queue.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "support/unuuid.h"
 
 #define OUR_ID "12D3KooWServerServerServerServerServerServerServerSe"
 #define PEER_T "12D3KooWTrustedTrustedTrustedTrustedTrustedTrustedTr"
@@ -1496,23 +1497,6 @@ static void test_calls_held_for_the_peer_share(void **state) {
   svc_mcpp_free(c);
 }
 
-/* Request ids (UUIDs) inside texts: each becomes "U". */
-static void unuuid(char *t) {
-  static const char pat[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-  char *w = t;
-  for (char *p = t; *p;) {
-    size_t k = 0;
-    while (k < 36 && p[k] && (pat[k] == '-' ? p[k] == '-' : strchr("0123456789abcdef", p[k]) != NULL)) k++;
-    if (k == 36) {
-      *w++ = 'U';
-      p += 36;
-    } else {
-      *w++ = *p++;
-    }
-  }
-  *w = 0;
-}
-
 /* Every reply of a conn until it is idle, as normalised text (request ids and durations out). */
 static char *replies_of(fx *f, svc_mcpp_conn *c) {
   wait_idle(f, c);
@@ -1526,7 +1510,7 @@ static char *replies_of(fx *f, svc_mcpp_conn *c) {
   }
   char *t = json_dumps(all, JSON_SORT_KEYS);
   json_decref(all);
-  unuuid(t);
+  ts_unuuid(t);
   return t;
 }
 
