@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define SCRATCH_STACK 256
 /* scan mode: keys remembered for the duplicate check, all open objects together, and per
@@ -137,6 +140,38 @@ static size_t put_utf8(char *o, unsigned cp) {
   return 4;
 }
 
+#if defined(__SSE2__)
+/* The bits of the 16 bytes at p that end a run of plain string content (k_stop's bytes). */
+static inline unsigned stop_mask16(const unsigned char *p) {
+  __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+  __m128i s = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                           _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+  return (unsigned)_mm_movemask_epi8(s);
+}
+#endif
+
+/* The common short string, inline in the callers (no call into read_string): when the first
+ * byte of the next 16 that is not plain ASCII content is the closing quote, the string is that
+ * span (nothing to validate or decode); *s, *len and c->p as read_string sets them. False:
+ * read_string decides (escape, control, non-ASCII, a longer string, the input's end). */
+static inline bool quick_string(ctx *c, const char **s, size_t *len) {
+#if defined(__SSE2__)
+  const unsigned char *p = c->p;
+  if (c->end - p < 16) return false;
+  unsigned m = stop_mask16(p);
+  if (!m) return false;
+  unsigned i = (unsigned)__builtin_ctz(m);
+  if (p[i] != '"') return false;
+  *s = (const char *)p;
+  *len = i;
+  c->p = p + i + 1;
+  return true;
+#else
+  (void)c, (void)s, (void)len;
+  return false;
+#endif
+}
+
 /* Reads a string at c->p (just past the opening quote). On success *s and *len point at its
  * content: into the input when it has no escape, else into `stack` or c->heap (decoded). */
 static bool read_string(ctx *c, char *stack, const char **s, size_t *len, bool nul_ok) {
@@ -145,6 +180,19 @@ static bool read_string(ctx *c, char *stack, const char **s, size_t *len, bool n
   bool escaped = false;
   size_t out_len = 0;
   for (;;) {
+#if defined(__SSE2__)
+    /* sixteen bytes at a time (SSE2, baseline on x86-64): a '"', a '\\', a control or a byte
+     * >= 0x80 (negative as a signed byte, so "less than 0x20" covers both) sets that byte's bit
+     * in `m`; the lowest set bit is the first stop byte */
+    while (end - p >= 16) {
+      unsigned m = stop_mask16(p);
+      if (m) {
+        p += __builtin_ctz(m);
+        goto stopped;
+      }
+      p += 16;
+    }
+#endif
     /* eight bytes at a time (SWAR): a '"', a '\\', a control or a byte >= 0x80 sets that
      * byte's high bit in `stop`; the lowest set bit is exact (a borrow can only mark bytes after
      * a true stop byte), so on little-endian machines its byte index is where to stop */
@@ -285,6 +333,14 @@ static json_t *parse_number(ctx *c) {
     while (p < end && *p >= '0' && *p <= '9') p++;
   }
   c->p = p;
+  if (!real && (size_t)(p - begin) - neg <= 18) {
+    /* up to 18 digits: below 10^18, inside json_int_t whatever the sign (no overflow check) */
+    if (c->scan) return SCAN_OK;
+    json_int_t v = 0;
+    for (const unsigned char *q = begin + neg; q < p; q++) v = v * 10 + (*q - '0');
+    json_t *j = json_integer(neg ? -v : v);
+    return j ? j : OOM(c);
+  }
   if (!real) {
     /* accumulate as a negative value so that the most negative json_int_t fits */
     json_int_t v = 0;
@@ -366,7 +422,7 @@ static inline bool member_key(ctx *c, char *stack, const char **k, size_t *klen,
   if (*c->p != '"') return fail(c, -EINVAL, c->p, "string or '}' expected"), false;
   c->p++;
   *kraw = (const char *)c->p;
-  if (!read_string(c, stack, k, klen, false)) return false; /* a key is a C string: no NUL */
+  if (!quick_string(c, k, klen) && !read_string(c, stack, k, klen, false)) return false; /* a key is a C string: no NUL */
   *kraw_len = (size_t)((const char *)c->p - 1 - *kraw);
   skip_ws(c);
   if (c->p >= c->end || *c->p != ':') return fail(c, -EINVAL, c->p, "':' expected"), false;
@@ -547,7 +603,7 @@ static json_t *parse_value(ctx *c) {
     char stack[SCRATCH_STACK];
     const char *s;
     size_t len;
-    if (!read_string(c, stack, &s, &len, c->flags & JPARSE_ALLOW_NUL)) return NULL;
+    if (!quick_string(c, &s, &len) && !read_string(c, stack, &s, &len, c->flags & JPARSE_ALLOW_NUL)) return NULL;
     if (c->scan) return SCAN_OK;
     json_t *j = json_stringn_nocheck(s, len);
     return j ? j : OOM(c);

@@ -197,6 +197,77 @@ static void test_jparse_string_scan_finds_every_stop(void **state) {
       }
 }
 
+/* The 16-byte (SSE2) scan and the inline short-string path: a stop byte or a UTF-8 sequence,
+ * valid or not, at every offset of two 16-byte windows and across their boundaries, with every
+ * amount of text after the string (below and above the 16 bytes the fast paths need), as an
+ * array element and as an object key; jansson decides what is right (and the tree's strings
+ * must be equal, so a wrong span fails too). */
+static void test_jparse_wide_string_scan_at_every_offset(void **state) {
+  (void)state;
+  static const struct {
+    const char *b;
+    size_t n;
+  } stops[] = {
+      {"\"", 1},              /* the end of the string */
+      {"\\\"", 2},           /* an escaped quote */
+      {"\\n", 2},             /* an escape */
+      {"\\x", 2},             /* an invalid escape */
+      {"\\u00e9", 6},         /* a \\u escape */
+      {"\0", 1},              /* a raw NUL: refused */
+      {"\x01", 1},            /* controls: refused */
+      {"\x1f", 1},
+      {"\x7f", 1},            /* DEL: allowed */
+      {"\xc3\xa9", 2},        /* é */
+      {"\xe2\x82\xac", 3},    /* € */
+      {"\xf0\x9f\x98\x80", 4}, /* U+1F600 */
+      {"\xc3" "a", 2},        /* a lead byte without its continuation */
+      {"\xe2\x82", 2},        /* a sequence cut short (then the quote) */
+      {"\xc0\x80", 2},        /* overlong */
+      {"\xe0\x80\x80", 3},    /* overlong */
+      {"\xed\xa0\x80", 3},    /* a surrogate */
+      {"\xf4\x90\x80\x80", 4}, /* above U+10FFFF */
+      {"\xf5\x80\x80\x80", 4}, /* an invalid lead byte */
+      {"\x80", 1},            /* a lone continuation byte */
+      {"\xff", 1},
+  };
+  char t[160];
+  for (size_t k = 0; k < 40; k++)
+    for (size_t st = 0; st < sizeof stops / sizeof *stops; st++)
+      for (size_t after = 0; after < 24; after++)
+        for (int as_key = 0; as_key < 2; as_key++) {
+          size_t o = 0;
+          memcpy(t + o, as_key ? "{\"" : "[\"", 2), o += 2;
+          for (size_t i = 0; i < k; i++) t[o++] = (char)('a' + i % 26);
+          memcpy(t + o, stops[st].b, stops[st].n), o += stops[st].n;
+          if (st != 0) t[o++] = '"';
+          if (as_key) t[o++] = ':', t[o++] = '1';
+          for (size_t i = 0; i < after; i++) t[o++] = ' '; /* text after the string */
+          t[o++] = as_key ? '}' : ']';
+          agree(t, o);
+          agree_flags(t, o);
+        }
+}
+
+/* Integers of up to 18 digits skip the overflow check: the values around that length and
+ * around json_int_t's limits, both signs. */
+static void test_jparse_integers_around_the_fast_path(void **state) {
+  (void)state;
+  static const char *ints[] = {"0", "-0", "7", "-7", "999999999999999999", "-999999999999999999",
+                               "100000000000000000", "1000000000000000000", "-1000000000000000000",
+                               "9223372036854775807", "-9223372036854775807", "9223372036854775808",
+                               "-9223372036854775808", "-9223372036854775809", "12345678901234567890",
+                               "00", "-", "-01", "1e5", "123456789012345678.5"};
+  char t[64];
+  for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+    int n = snprintf(t, sizeof t, "[%s]", ints[i]);
+    agree(t, (size_t)n);
+    agree_flags(t, (size_t)n);
+    n = snprintf(t, sizeof t, "{\"n\":%s}", ints[i]);
+    agree(t, (size_t)n);
+    agree_flags(t, (size_t)n);
+  }
+}
+
 static void test_jparse_accepts_what_jansson_accepts(void **state) {
   (void)state;
   AGREE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}");
@@ -358,6 +429,8 @@ int main(void) {
       cmocka_unit_test(test_jparse_flags_match_jansson_flags),
       cmocka_unit_test(test_jparse_scan_duplicates_and_members),
       cmocka_unit_test(test_jparse_string_scan_finds_every_stop),
+      cmocka_unit_test(test_jparse_wide_string_scan_at_every_offset),
+      cmocka_unit_test(test_jparse_integers_around_the_fast_path),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
