@@ -1076,18 +1076,22 @@ sess_req *sess_req_begin(mcp_session *s, req_ctx *rc, int kind) {
     sess_reply_err(s, rc, s->o.busy_code, s->o.busy_message, NULL);
     return NULL;
   }
-  sess_req *r = calloc(1, sizeof *r);
+  /* malloc and a struct assignment, not calloc: glibc's calloc (before 2.41) bypasses the
+   * thread cache, ~400 instructions a request more (and GCC turns malloc + memset into calloc) */
+  sess_req *r = malloc(sizeof *r);
   if (!r) {
     sess_reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
     return NULL;
   }
-  r->s = s;
-  r->id = json_incref(rc->id);
-  r->modern = rc->modern;
-  r->log_min = rc->log_min;
-  r->kind = kind;
-  r->m_method = (uint8_t)s->m_method; /* answered later: counted then (req_answered) */
-  r->m_start_us = s->m_start_us;
+  *r = (sess_req){
+      .s = s,
+      .id = json_incref(rc->id),
+      .modern = rc->modern,
+      .log_min = rc->log_min,
+      .kind = kind,
+      .m_method = (uint8_t)s->m_method, /* answered later: counted then (req_answered) */
+      .m_start_us = s->m_start_us,
+  };
   if (OBS_HOT) r->trace = s->m_scope.trace; /* a later round (call_again) runs in the same trace */
   if (s->m_id == rc->id) s->m_open = false;
   r->next = s->reqs;
