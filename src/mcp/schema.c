@@ -520,19 +520,22 @@ static size_t utf8_codepoints(const char *s, size_t n) {
 }
 
 static bool type_matches(const char *t, const json_t *v) {
-  if (strcmp(t, "object") == 0) return json_is_object(v);
-  if (strcmp(t, "array") == 0) return json_is_array(v);
-  if (strcmp(t, "string") == 0) return json_is_string(v);
-  if (strcmp(t, "number") == 0) return json_is_number(v);
-  if (strcmp(t, "integer") == 0) {
+  switch (t[0]) { /* one strcmp by the first letter, not a chain (several per tools/call) */
+  case 'o': return strcmp(t, "object") == 0 && json_is_object(v);
+  case 'a': return strcmp(t, "array") == 0 && json_is_array(v);
+  case 's': return strcmp(t, "string") == 0 && json_is_string(v);
+  case 'n':
+    if (strcmp(t, "number") == 0) return json_is_number(v);
+    return strcmp(t, "null") == 0 && json_is_null(v);
+  case 'i':
+    if (strcmp(t, "integer") != 0) return false;
     if (json_is_integer(v)) return true;
     if (!json_is_real(v)) return false;
     double d = json_real_value(v);
     return isfinite(d) && d == floor(d);
+  case 'b': return strcmp(t, "boolean") == 0 && json_is_boolean(v);
+  default: return false;
   }
-  if (strcmp(t, "boolean") == 0) return json_is_boolean(v);
-  if (strcmp(t, "null") == 0) return json_is_null(v);
-  return false;
 }
 
 static bool type_known(const char *t) {

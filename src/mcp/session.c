@@ -1579,6 +1579,7 @@ static const method_entry k_requests[] = {
 
 #define N_REQ_METHODS (sizeof k_requests / sizeof k_requests[0])
 #define M_OTHER N_REQ_METHODS /* a method not in k_requests */
+#define M_TOOLS_CALL 5u       /* k_requests' "tools/call" (asserted below) */
 #define M_COUNTED 0xff        /* sess_req.m_method once its answer was counted */
 static const char *const k_transports[] = {"stdio", "http", "p2p"};
 static const char *const k_req_outcomes[] = {"ok", "error"};
@@ -1605,6 +1606,7 @@ static metrics_family g_req_duration = {
 };
 
 __attribute__((constructor)) static void session_metrics_register(void) {
+  CHECK(strcmp(k_requests[M_TOOLS_CALL].name, "tools/call") == 0);
   for (size_t i = 0; i < N_REQ_METHODS; i++) k_method_labels[i] = k_requests[i].name;
   k_method_labels[N_REQ_METHODS] = METRICS_OTHER;
   metrics_register(&g_requests);
@@ -1614,6 +1616,7 @@ __attribute__((constructor)) static void session_metrics_register(void) {
 /* The method's label: its index in k_requests (the MCP++ aliases tools.call / tools.list
  * count as their MCP names), else M_OTHER. */
 static unsigned method_label(const char *name) {
+  if (strcmp(name, "tools/call") == 0) return M_TOOLS_CALL; /* the hot one first */
   for (unsigned i = 0; i < N_REQ_METHODS; i++)
     if (strcmp(name, k_requests[i].name) == 0) return i;
   if (strcmp(name, "tools.call") == 0) return method_label("tools/call");
