@@ -467,11 +467,14 @@ static void call_free(mcp_call *c) {
   if (c->ext && c->ext_free) c->ext_free(c->ext);
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
+#if CALL_SPARE_MAX > 0
   if (d->nspare < CALL_SPARE_MAX && ON_LOOP(d)) { /* freed with d (dispatcher_unref) */
     c->xq_next = d->spare;
     d->spare = c;
     d->nspare++;
-  } else {
+  } else
+#endif
+  {
     free(c);
   }
   if (root) call_unref(root); /* a kid's hold on its root */
