@@ -433,6 +433,8 @@ static inline bool member_key(ctx *c, char *stack, const char **k, size_t *klen,
 
 /* Whether key k (klen bytes, unescaped) repeats one of the open object's keys kept on c->keys
  * since kbase; else keeps it (while there is room: false with *room cleared when there is not). */
+/* Not done (issue 11 §3): per key a linear compare with a memcmp per same-length key; keeping
+ * each key's first 8 bytes as a word was measured slower here (gcc -O2 inlining), left as is. */
 static inline bool key_seen(ctx *c, size_t kbase, const char *k, size_t klen, bool *room) {
   if (c->nkeys >= SCAN_KEYS || c->nkeys - kbase >= SCAN_KEYS_PER_OBJECT) {
     *room = false;
