@@ -613,6 +613,8 @@ typedef struct kwset {
   const json_t *min_items, *max_items, *items;
 } kwset;
 
+/* Not done: a schema compiled once at registration (the kwset of each schema object kept), so a
+ * tools/call does not iterate the schema's keys again (~1.8 k instructions for a 2-property echo). */
 static void kw_scan(const json_t *s, kwset *k) {
   memset(k, 0, sizeof *k);
   for (void *it = json_object_iter((json_t *)s); it; it = json_object_iter_next((json_t *)s, it)) {
