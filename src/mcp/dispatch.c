@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,11 +169,22 @@ struct mcp_dispatcher {
   unsigned nspare;
 };
 
-/* Not under AddressSanitizer: a reused object would hide a use after free. */
-#if defined(__SANITIZE_ADDRESS__)
-#define CALL_SPARE_MAX 0u
-#else
 #define CALL_SPARE_MAX 32u
+
+/* Under AddressSanitizer a spare object is poisoned but for its list link, so a use of a call
+ * after its free still shows while it waits for reuse, and the ASan unit tests run the reuse
+ * path that release builds take. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+static void spare_poison(mcp_call *c) {
+  size_t off = offsetof(mcp_call, xq_next);
+  ASAN_POISON_MEMORY_REGION(c, off);
+  ASAN_POISON_MEMORY_REGION((char *)c + off + sizeof c->xq_next, sizeof *c - off - sizeof c->xq_next);
+}
+static void spare_unpoison(mcp_call *c) { ASAN_UNPOISON_MEMORY_REGION(c, sizeof *c); }
+#else
+static inline void spare_poison(mcp_call *c) { (void)c; }
+static inline void spare_unpoison(mcp_call *c) { (void)c; }
 #endif
 
 #define ON_LOOP(d) pthread_equal(pthread_self(), (d)->loop_thread)
@@ -430,6 +442,7 @@ static mcp_call *call_new(mcp_dispatcher *d, int64_t start_us) {
     c = d->spare;
     d->spare = c->xq_next;
     d->nspare--;
+    spare_unpoison(c);
   } else if (!(c = malloc(sizeof *c))) {
     return NULL;
   }
@@ -467,14 +480,12 @@ static void call_free(mcp_call *c) {
   if (c->ext && c->ext_free) c->ext_free(c->ext);
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
-#if CALL_SPARE_MAX > 0
   if (d->nspare < CALL_SPARE_MAX && ON_LOOP(d)) { /* freed with d (dispatcher_unref) */
     c->xq_next = d->spare;
     d->spare = c;
     d->nspare++;
-  } else
-#endif
-  {
+    spare_poison(c);
+  } else {
     free(c);
   }
   if (root) call_unref(root); /* a kid's hold on its root */
@@ -1001,6 +1012,7 @@ static void dispatcher_unref(mcp_dispatcher *d) {
   if (atomic_fetch_sub(&d->refs, 1) != 1) return;
   while (d->spare) {
     mcp_call *next = d->spare->xq_next;
+    spare_unpoison(d->spare);
     free(d->spare);
     d->spare = next;
   }
