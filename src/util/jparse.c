@@ -156,15 +156,28 @@ static inline unsigned stop_mask16(const unsigned char *p) {
  * read_string decides (escape, control, non-ASCII, a longer string, the input's end). */
 static inline bool quick_string(ctx *c, const char **s, size_t *len) {
 #if defined(__SSE2__)
-  const unsigned char *p = c->p;
-  if (c->end - p < 16) return false;
-  unsigned m = stop_mask16(p);
-  if (!m) return false;
-  unsigned i = (unsigned)__builtin_ctz(m);
-  if (p[i] != '"') return false;
+  const unsigned char *p = c->p, *q = p, *end = c->end;
+  unsigned m;
+  for (;;) {
+    ptrdiff_t left = end - q;
+    if (left >= 16) {
+      m = stop_mask16(q);
+      if (m) break;
+      if (q - p >= 32) return false; /* a long string: read_string's loop */
+      q += 16;
+      continue;
+    }
+    /* fewer than 16 bytes left: the input's last 16 bytes, those before q masked off */
+    if (end - c->start < 16 || left <= 0) return false;
+    m = stop_mask16(end - 16) >> (16 - left);
+    if (!m) return false;
+    break;
+  }
+  q += __builtin_ctz(m);
+  if (*q != '"') return false;
   *s = (const char *)p;
-  *len = i;
-  c->p = p + i + 1;
+  *len = (size_t)(q - p);
+  c->p = q + 1;
   return true;
 #else
   (void)c, (void)s, (void)len;
@@ -398,7 +411,8 @@ static inline int open_container(ctx *c, unsigned char close) {
  * the depth given back), -1 after recording the error. */
 static inline int next_or_close(ctx *c, unsigned char close) {
   bool obj = close == '}';
-  skip_ws(c);
+  /* compact JSON (what peers send): the ',' or the bracket comes at once */
+  if (c->p >= c->end || (*c->p != ',' && *c->p != close)) skip_ws(c);
   if (c->p >= c->end)
     return fail(c, -EINVAL, c->p, obj ? "unexpected end of input in an object" : "unexpected end of input in an array"), -1;
   if (*c->p == ',') {
@@ -417,35 +431,67 @@ static inline int next_or_close(ctx *c, unsigned char close) {
  * k, klen: the key as read_string gives it (into `stack` when decoded; NULL in scan mode when
  * it holds an escape); kraw, kraw_len: its raw text between the quotes. False on an error. */
 static inline bool member_key(ctx *c, char *stack, const char **k, size_t *klen, const char **kraw, size_t *kraw_len) {
-  skip_ws(c);
-  if (c->p >= c->end) return fail(c, -EINVAL, c->p, "unexpected end of input in an object"), false;
-  if (*c->p != '"') return fail(c, -EINVAL, c->p, "string or '}' expected"), false;
+  /* compact JSON: the quote, and the ':' after the key, come at once (one test each) */
+  if (c->p >= c->end || *c->p != '"') {
+    skip_ws(c);
+    if (c->p >= c->end) return fail(c, -EINVAL, c->p, "unexpected end of input in an object"), false;
+    if (*c->p != '"') return fail(c, -EINVAL, c->p, "string or '}' expected"), false;
+  }
   c->p++;
   *kraw = (const char *)c->p;
   if (!quick_string(c, k, klen) && !read_string(c, stack, k, klen, false)) return false; /* a key is a C string: no NUL */
   *kraw_len = (size_t)((const char *)c->p - 1 - *kraw);
-  skip_ws(c);
-  if (c->p >= c->end || *c->p != ':') return fail(c, -EINVAL, c->p, "':' expected"), false;
+  if (c->p >= c->end || *c->p != ':') {
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != ':') return fail(c, -EINVAL, c->p, "':' expected"), false;
+  }
   c->p++;
   skip_ws(c);
   return true;
 }
 
 /* Whether key k (klen bytes, unescaped) repeats one of the open object's keys kept on c->keys
- * since kbase; else keeps it (while there is room: false with *room cleared when there is not). */
-/* Not done (issue 11 §3): per key a linear compare with a memcmp per same-length key; keeping
- * each key's first 8 bytes as a word was measured slower here (gcc -O2 inlining), left as is. */
-static inline bool key_seen(ctx *c, size_t kbase, const char *k, size_t klen, bool *room) {
-  if (c->nkeys >= SCAN_KEYS || c->nkeys - kbase >= SCAN_KEYS_PER_OBJECT) {
+ * since kbase; else keeps it (while there is room: false with *room cleared when there is not).
+ * *bloom (the object's own, zero when it opens) has one bit per key kept, chosen by its length
+ * and its first and last bytes: a key whose bit is clear repeats none of them and is kept
+ * without a compare; only when the bit is set are the kept keys compared (same length, then
+ * the bytes). Every kept key still sets its bit, so a repeat is always compared. */
+static inline unsigned key_bit(const char *k, size_t klen) {
+  /* k is a raw key in the input, between its quotes: k[0] and k[-1 + klen] are readable even
+   * for an empty key (the closing and the opening quote) */
+  return (unsigned)(klen * 7u + (unsigned char)k[0] * 3u + (unsigned char)(k - 1)[klen]) & 63u;
+}
+static inline bool key_seen(ctx *c, size_t kbase, uint64_t *bloom, const char *k, size_t klen, bool *room) {
+  size_t nk = c->nkeys;
+  if (nk >= SCAN_KEYS || nk - kbase >= SCAN_KEYS_PER_OBJECT) {
     *room = false;
     return false;
   }
-  for (size_t i = kbase; i < c->nkeys; i++)
-    if (c->keys[i].len == klen && memcmp(c->keys[i].k, k, klen) == 0) return true;
-  c->keys[c->nkeys].k = k;
-  c->keys[c->nkeys].len = klen;
-  c->nkeys++;
+  uint64_t bit = 1ull << key_bit(k, klen);
+  struct scan_key *keys = c->keys;
+  if (*bloom & bit)
+    for (size_t i = kbase; i < nk; i++)
+      if (keys[i].len == klen && memcmp(keys[i].k, k, klen) == 0) return true;
+  *bloom |= bit;
+  keys[nk].k = k;
+  keys[nk].len = klen;
+  c->nkeys = nk + 1;
   return false;
+}
+
+/* Scan mode: one value, with the commonest (a string) taken here instead of a call into
+ * parse_value; the same checks and errors as parse_value's. True when it is valid. */
+static inline bool scan_value(ctx *c) {
+  const unsigned char *p = c->p;
+  if (p < c->end) {
+    if (*p == '"') {
+      c->p = p + 1;
+      const char *s;
+      size_t len;
+      return quick_string(c, &s, &len) || read_string(c, NULL, &s, &len, c->flags & JPARSE_ALLOW_NUL);
+    }
+  }
+  return parse_value(c) != NULL;
 }
 
 /* Scan mode: the same grammar and errors as parse_object, no tree. Duplicate keys are found by
@@ -459,6 +505,7 @@ static json_t *scan_object(ctx *c) {
   int st = open_container(c, '}');
   if (st <= 0) return st == 0 ? SCAN_OK : NULL;
   size_t kbase = c->nkeys;
+  uint64_t bloom = 0; /* key_seen: this object's keys */
   do {
     const char *k, *kraw;
     size_t klen, kraw_len;
@@ -468,10 +515,10 @@ static json_t *scan_object(ctx *c) {
       c->n_sub = 0; /* a repeated sub_key: the last one's members (none when it is no object) */
       c->sub_next = c->p < c->end && *c->p == '{';
     }
-    if (!parse_value(c)) break;
+    if (!scan_value(c)) break;
     if (c->flags & JPARSE_REJECT_DUPLICATES) {
       bool room = k != NULL;
-      if (room && key_seen(c, kbase, k, klen, &room)) {
+      if (room && key_seen(c, kbase, &bloom, k, klen, &room)) {
         fail(c, -EINVAL, c->p, "duplicate object key");
         break;
       }
@@ -500,7 +547,7 @@ static json_t *scan_array(ctx *c) {
   int st = open_container(c, ']');
   while (st == 1) {
     skip_ws(c);
-    if (!parse_value(c)) return NULL;
+    if (!scan_value(c)) return NULL;
     st = next_or_close(c, ']');
   }
   return st == 0 ? SCAN_OK : NULL;
@@ -516,6 +563,7 @@ static json_t *parse_object(ctx *c) {
    * object lies unescaped in the input and there are few; after that json_object_getn, which
    * sees every key set so far (a hash lookup per key saved on the common path) */
   size_t kbase = c->nkeys;
+  uint64_t bloom = 0; /* key_seen: this object's keys */
   bool use_get = !c->keys;
   do {
     char stack[SCRATCH_STACK];
@@ -541,7 +589,7 @@ static json_t *parse_object(ctx *c) {
     if (c->flags & JPARSE_REJECT_DUPLICATES) {
       bool in_input = (const unsigned char *)k >= c->start && (const unsigned char *)k < c->end;
       bool room = !use_get && in_input;
-      bool dup = room && key_seen(c, kbase, k, klen, &room);
+      bool dup = room && key_seen(c, kbase, &bloom, k, klen, &room);
       if (!room && !use_get) use_get = true;
       if (use_get) dup = json_object_getn(obj, k, klen) != NULL;
       if (dup) {

@@ -174,6 +174,43 @@ static void test_jparse_scan_duplicates_and_members(void **state) {
   assert_int_equal(jparse_scan("[[[]]]", 6, 3, 0, NULL, 0, NULL, NULL, NULL), 0);
 }
 
+/* The duplicate check skips the compare for a key whose filter bit (from its length and its
+ * first and last bytes) no earlier key of the object set: keys that share a bit but differ must
+ * pass, a repeat must be refused wherever it stands (first, middle, last; after keys of the same
+ * bit and of others; the empty key; whitespace around ':' and ','), in the scan and in the tree
+ * parse, against jansson. */
+static void test_jparse_duplicate_keys_sharing_a_filter_bit(void **state) {
+  (void)state;
+  static const char *const keys[] = {"aba", "aca", "ada", "a", "aa", "", "zbz", "abba", "acca", "b", "aea"};
+  const size_t nk = sizeof keys / sizeof keys[0];
+  char t[1024];
+  for (int ws = 0; ws < 2; ws++) {
+    const char *sp = ws ? " " : "";
+    for (size_t n = 1; n <= nk; n++) {
+      /* n distinct keys: accepted */
+      size_t o = 0;
+      o += (size_t)sprintf(t + o, "{");
+      for (size_t i = 0; i < n; i++) o += (size_t)sprintf(t + o, "%s%s\"%s\"%s:%s%zu", i ? "," : "", sp, keys[i], sp, sp, i);
+      size_t base = o;
+      o += (size_t)sprintf(t + o, "%s}", sp);
+      agree_flags(t, o);
+      /* then a repeat of each of them: refused */
+      for (size_t d = 0; d < n; d++) {
+        o = base + (size_t)sprintf(t + base, ",%s\"%s\"%s:%s{\"%s\":0}%s}", sp, keys[d], sp, sp, keys[d], sp);
+        agree_flags(t, o);
+        json_t *v = NULL;
+        assert_int_equal(jparse_flags(t, o, 64, JPARSE_REJECT_DUPLICATES, &v, NULL, NULL), -EINVAL);
+        assert_int_equal(jparse_scan(t, o, 64, JPARSE_REJECT_DUPLICATES, NULL, 0, NULL, NULL, NULL), -EINVAL);
+        /* the same object one level down, and as an array element */
+        char u[1100];
+        int un = snprintf(u, sizeof u, "[0,{\"x\":%.*s}]", (int)o, t);
+        assert_int_equal(jparse_scan(u, (size_t)un, 64, JPARSE_REJECT_DUPLICATES, NULL, 0, NULL, NULL, NULL), -EINVAL);
+        agree_flags(u, (size_t)un);
+      }
+    }
+  }
+}
+
 /* The string scan reads 8 bytes at a time and stops at the first byte that needs a look: a stop
  * byte (quote, backslash, control, non-ASCII) at every offset of the window, after bytes that
  * sit just beside the stop classes (0x1f/0x20, 0x21/0x23, 0x5b/0x5d, 0x7f), must be found exactly
@@ -428,6 +465,7 @@ int main(void) {
       cmocka_unit_test(test_jparse_agrees_on_random_texts),
       cmocka_unit_test(test_jparse_flags_match_jansson_flags),
       cmocka_unit_test(test_jparse_scan_duplicates_and_members),
+      cmocka_unit_test(test_jparse_duplicate_keys_sharing_a_filter_bit),
       cmocka_unit_test(test_jparse_string_scan_finds_every_stop),
       cmocka_unit_test(test_jparse_wide_string_scan_at_every_offset),
       cmocka_unit_test(test_jparse_integers_around_the_fast_path),
