@@ -151,9 +151,11 @@ static inline unsigned stop_mask16(const unsigned char *p) {
 #endif
 
 /* The common short string, inline in the callers (no call into read_string): when the first
- * byte of the next 16 that is not plain ASCII content is the closing quote, the string is that
- * span (nothing to validate or decode); *s, *len and c->p as read_string sets them. False:
- * read_string decides (escape, control, non-ASCII, a longer string, the input's end). */
+ * byte within the next 48 that is not plain ASCII content is the closing quote, the string is
+ * that span (nothing to validate or decode); *s, *len and c->p as read_string sets them. Near
+ * the input's end the last 16 bytes of the input are read, those before c->p masked off (never
+ * a byte outside the input). False: read_string decides (escape, control, non-ASCII, a longer
+ * string, the input's end, an input shorter than 16 bytes). */
 static inline bool quick_string(ctx *c, const char **s, size_t *len) {
 #if defined(__SSE2__)
   const unsigned char *p = c->p, *q = p, *end = c->end;
