@@ -266,6 +266,25 @@ static void test_noise_tampered_transport_frame_fails(void **state) {
   side_free(&b);
 }
 
+/* A flipped bit in the tag itself (the frame's last byte), or in the first tag byte, is refused
+ * too: the tag handed to the cipher is the one checked (tests/p2p: both backends). */
+static void test_noise_tampered_tag_fails(void **state) {
+  (void)state;
+  for (int last = 0; last < 2; last++) {
+    side a, b;
+    side_init(&a, true, NULL, NULL, 0);
+    side_init(&b, false, NULL, NULL, 0);
+    assert_int_equal(handshake(&a, &b, 1 << 20), 0);
+    assert_int_equal(noise_encrypt(a.s, (const uint8_t *)"hello, tag", 10, &a.wire), 0);
+    size_t len = buf_len(&a.wire);
+    buf_ptr(&a.wire)[last ? len - 1 : len - NOISE_TAG_LEN] ^= 0x01;
+    assert_int_equal(deliver(&a, &b, 1 << 20), -EBADMSG);
+    assert_int_equal(buf_len(&b.plain), 0);
+    side_free(&a);
+    side_free(&b);
+  }
+}
+
 static void test_noise_replayed_transport_frame_fails(void **state) {
   (void)state;
   side a, b;
@@ -632,6 +651,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_noise_responder_can_expect_a_peer_too),
       cmocka_unit_test(test_noise_tampered_handshake_message_fails),
       cmocka_unit_test(test_noise_tampered_transport_frame_fails),
+      cmocka_unit_test(test_noise_tampered_tag_fails),
       cmocka_unit_test(test_noise_replayed_transport_frame_fails),
       cmocka_unit_test(test_noise_muxer_negotiation_picks_initiator_preference),
       cmocka_unit_test(test_noise_muxer_negotiation_absent_when_one_side_sends_none),

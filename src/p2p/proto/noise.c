@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <sodium.h>
 
 #include "noise.pb-c.h"
@@ -73,12 +75,22 @@ static int cs_init_transport(cstate *c, const uint8_t k[32], bool encrypt, noise
   return 0;
 }
 
+/* The tag is read and set through the provider's parameters (OSSL_CIPHER_PARAM_AEAD_TAG)
+ * rather than EVP_CIPHER_CTX_ctrl, which only translates EVP_CTRL_AEAD_GET_TAG / SET_TAG into
+ * the same parameter (~100 instructions a message less, callgrind; the same bytes on the wire).
+ * Not done (issue 11 §3): the nonce is still set by EVP_EncryptInit_ex / EVP_DecryptInit_ex,
+ * ~1 k instructions a message (of which EVP_CIPHER_CTX_get_iv_length ~460): OpenSSL 3.0 has no
+ * cheaper public way to change only the nonce of a keyed ChaCha20-Poly1305 context (the TLS
+ * nonce parameters would put the record header into the MAC: a wire change). */
 static int evp_seal(cstate *c, const uint8_t nonce[12], const uint8_t *pt, size_t n, uint8_t *out) {
   int l1 = 0, l2 = 0;
   if (EVP_EncryptInit_ex(c->evp, NULL, NULL, NULL, nonce) != 1 ||
       (n && EVP_EncryptUpdate(c->evp, out, &l1, pt, (int)n) != 1) || EVP_EncryptFinal_ex(c->evp, out + l1, &l2) != 1 ||
-      (size_t)(l1 + l2) != n || EVP_CIPHER_CTX_ctrl(c->evp, EVP_CTRL_AEAD_GET_TAG, NOISE_TAG_LEN, out + n) != 1)
+      (size_t)(l1 + l2) != n)
     return -EIO;
+  OSSL_PARAM tag[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, out + n, NOISE_TAG_LEN),
+                       OSSL_PARAM_construct_end()};
+  if (EVP_CIPHER_CTX_get_params(c->evp, tag) != 1) return -EIO;
   return 0;
 }
 
@@ -88,7 +100,9 @@ static int evp_open(cstate *c, const uint8_t nonce[12], const uint8_t *ct, size_
   size_t m = n - NOISE_TAG_LEN;
   if (EVP_DecryptInit_ex(c->evp, NULL, NULL, NULL, nonce) != 1) return -EIO;
   if (m && EVP_DecryptUpdate(c->evp, out, &l1, ct, (int)m) != 1) return -EBADMSG;
-  if (EVP_CIPHER_CTX_ctrl(c->evp, EVP_CTRL_AEAD_SET_TAG, NOISE_TAG_LEN, (void *)(ct + m)) != 1) return -EIO;
+  OSSL_PARAM tag[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, (void *)(ct + m), NOISE_TAG_LEN),
+                       OSSL_PARAM_construct_end()};
+  if (EVP_CIPHER_CTX_set_params(c->evp, tag) != 1) return -EIO;
   if (EVP_DecryptFinal_ex(c->evp, out + l1, &l2) != 1) return -EBADMSG;
   return 0;
 }
