@@ -11,7 +11,9 @@
 #   - the hardware anchor in the same run: one durable SQLite commit on B's state disk and on
 #     tmpfs, and the waiting-claim task rows again with B's state on tmpfs (what is not disk),
 #     with B's CPU per task from /proc; with BASE_BUILD=dir those rows for that build's peermcp
-#     too, interleaved (ROUNDS pairs): before/after in one run.
+#     too, interleaved (ROUNDS pairs), and the same pairs with B's state on the disk ("disk: "
+#     rows): before/after in one run. The waiting-claim rows include 64 tasks in flight through
+#     the same 16 slots (a backlog queued on B) beside the target's 16 in flight.
 # Writes bench/service/last-run.jsonl and replaces the "Service" section of bench/RESULTS.md.
 # B runs with the node's default limits (rate, streams per peer, frames per stream) and no
 # in-process workers (the tasks go to the remote worker).
@@ -121,6 +123,8 @@ for w in 0 20; do
   sleep 0.5
   run "task submit->complete via 1 remote worker, 1 at a time ($how)" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 1
   run "tasks via 1 remote worker (16 slots), 16 in flight ($how)" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 16
+  # a deeper window through the same 16 slots: a backlog queued on B, as a real queue has
+  [ $w = 20 ] && run "tasks via 1 remote worker (16 slots), 64 in flight, a backlog queued ($how)" tasks --state "$tmp/d" --peer "$B_MA" --n "$((N_TASKS * 4))" --conns 1 --inflight 64
   if [ $w = 20 ]; then
     # idle: the node and the worker with nothing to do, CPU over 5 s
     cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
@@ -143,28 +147,38 @@ kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null
 # BASE_BUILD (optional: another build directory, e.g. of an older commit): its peermcp (node B
 # and the worker) runs the same tmpfs rows right before this build's, labelled " [base]" — the
 # before/after in one run. ROUNDS (1): how many times the pair runs (base, new, base, new, …).
-tmpfs_rows() { # binary, label suffix, round
-  local tbin=$1 sfx=$2 rd=$3 keep_bin=$bin
+# state_rows: the waiting-claim task rows with B's state under `where` — tmpfs ("tmpfs: ") or,
+# with BASE_BUILD, the state directory's disk too ("disk: "), so the disk rows get a before/after
+# in the same run as well. Each: one at a time, 16 in flight (the target's row) and 64 in flight
+# through the same 16 slots (a backlog queued on B).
+state_rows() { # binary, label suffix, round, where, label prefix
+  local tbin=$1 sfx=$2 rd=$3 where=$4 pfx=$5 keep_bin=$bin
   bin=$tbin
-  start_b "$shm/b$sfx$rd"
+  start_b "$where/b$sfx$rd"
   bin=$keep_bin
-  [ -z "$sfx" ] && [ "$rd" = 1 ] && fsync_anchor "$shm/b$sfx$rd" "anchor: one durable SQLite commit (WAL, synchronous=FULL), tmpfs (/dev/shm)"
+  [ "$pfx" = "tmpfs: " ] && [ -z "$sfx" ] && [ "$rd" = 1 ] && fsync_anchor "$where/b$sfx$rd" "anchor: one durable SQLite commit (WAL, synchronous=FULL), tmpfs (/dev/shm)"
   "$tbin" worker --peer "$B_MA" --state-dir "$tmp/w" --slots 16 --config "$tmp/w20.json" 2>"$tmp/wshm.err" >"$tmp/wshm.out" &
   wpid=$!
   pids+=($wpid)
   sleep 0.5
-  run "tmpfs: task submit->complete via 1 remote worker, 1 at a time (waiting claims)$sfx" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 1
+  run "${pfx}task submit->complete via 1 remote worker, 1 at a time (waiting claims)$sfx" tasks --state "$tmp/d" --peer "$B_MA" --n "$N_TASKS" --conns 1 --inflight 1
   c0=$(cpu_of "$B_PID"); cw0=$(cpu_of "$wpid")
-  run "tmpfs: tasks via 1 remote worker (16 slots), 16 in flight (waiting claims)$sfx" tasks --state "$tmp/d" --peer "$B_MA" --n "$((N_TASKS * 4))" --conns 1 --inflight 16
+  run "${pfx}tasks via 1 remote worker (16 slots), 16 in flight (waiting claims)$sfx" tasks --state "$tmp/d" --peer "$B_MA" --n "$((N_TASKS * 4))" --conns 1 --inflight 16
   c1=$(cpu_of "$B_PID"); cw1=$(cpu_of "$wpid")
-  echo "{\"label\": \"tmpfs: node B CPU per task, 16 in flight (µs)$sfx\", \"n\": $((N_TASKS * 4)), \"cpu_us_per_task\": $(( (c1 - c0) * 1000000 / tck / (N_TASKS * 4) ))}" >>"$out"
-  echo "{\"label\": \"tmpfs: worker CPU per task, 16 in flight (µs)$sfx\", \"n\": $((N_TASKS * 4)), \"cpu_us_per_task\": $(( (cw1 - cw0) * 1000000 / tck / (N_TASKS * 4) ))}" >>"$out"
+  echo "{\"label\": \"${pfx}node B CPU per task, 16 in flight (µs)$sfx\", \"n\": $((N_TASKS * 4)), \"cpu_us_per_task\": $(( (c1 - c0) * 1000000 / tck / (N_TASKS * 4) ))}" >>"$out"
+  echo "{\"label\": \"${pfx}worker CPU per task, 16 in flight (µs)$sfx\", \"n\": $((N_TASKS * 4)), \"cpu_us_per_task\": $(( (cw1 - cw0) * 1000000 / tck / (N_TASKS * 4) ))}" >>"$out"
+  run "${pfx}tasks via 1 remote worker (16 slots), 64 in flight, a backlog queued (waiting claims)$sfx" tasks --state "$tmp/d" --peer "$B_MA" --n "$((N_TASKS * 4))" --conns 1 --inflight 64
   kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
   kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null
 }
+tmpfs_rows() { state_rows "$1" "$2" "$3" "$shm" "tmpfs: "; }
 for rd in $(seq "${ROUNDS:-1}"); do
   [ -n "${BASE_BUILD:-}" ] && tmpfs_rows "$BASE_BUILD/peermcp" " [base]" "$rd"
   tmpfs_rows "$bin" "" "$rd"
+  if [ -n "${BASE_BUILD:-}" ]; then
+    state_rows "$BASE_BUILD/peermcp" " [base]" "$rd" "$tmp/rounds" "disk: "
+    state_rows "$bin" "" "$rd" "$tmp/rounds" "disk: "
+  fi
 done
 rm -rf "$shm"
 [ -n "${TASKS_ONLY:-}" ] && { cat "$out"; exit 0; }

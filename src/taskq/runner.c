@@ -20,6 +20,28 @@ enum { CX_NONE = 0, CX_LEASE_LOST, CX_CANCEL, CX_STOP };
 
 typedef struct slot slot;
 
+/* A finish on its way to the source, with everything needed to send it again. A slot has two:
+ * one may be in flight while the slot claims and runs its next task ("detached"); a finish made
+ * while the other is still unanswered keeps the slot waiting for it ("attached"), as every
+ * finish did before. So a worker holds at most 2 x slots unanswered finishes, at most one per
+ * slot while that slot claims. */
+typedef struct finjob {
+  taskq_runner *r;
+  slot *s;           /* the slot it came from */
+  bool busy;         /* holds a finish the source has not taken yet */
+  bool attached;     /* the slot waits for its answer before it claims again */
+  unsigned pending;  /* 1 while the finish is at the source */
+  size_t src;        /* the task's source */
+  taskq_task *task;  /* owned */
+  taskq_finish fin;  /* points into the copies below */
+  json_t *fin_result;
+  char *fin_error, *fin_reason;
+  unsigned fin_tries;
+  uint64_t lease_end_ms; /* loop ms: when the task's lease runs out (no heartbeat renews it now) */
+  trace_scope scope;     /* the task's trace */
+  uv_timer_t timer;      /* the back-off before a finish is sent again */
+} finjob;
+
 struct taskq_runner {
   taskq_runner_opts o;
   taskq_source **sources;
@@ -63,12 +85,9 @@ struct slot {
   bool sleep_after; /* back off after this finish (a release of a task we cannot run) */
   unsigned pending; /* source operations in flight */
   uint64_t started_ms; /* when the running task was claimed (for its log line) */
-  /* the finish being reported, kept until the source has it (sent again after a transport
-   * error while the lease may still be ours) */
-  taskq_finish fin;
-  json_t *fin_result;
-  char *fin_error, *fin_reason;
-  unsigned fin_tries;
+  /* the finishes being reported, each kept until the source has it (sent again after a
+   * transport error while the lease may still be ours) */
+  finjob fj[2];
   uint64_t lease_end_ms; /* loop ms: when the lease runs out unless renewed */
   uint64_t claim_sent_ms; /* loop ms: when the claim in flight went out */
   bool kicked; /* new work was announced while the claim was in flight */
@@ -133,25 +152,27 @@ static void slot_idle(slot *s) {
   slot_claim(s);
 }
 
-static void fin_clear(slot *s) {
-  json_decref(s->fin_result);
-  free(s->fin_error);
-  free(s->fin_reason);
-  s->fin_result = NULL;
-  s->fin_error = s->fin_reason = NULL;
-  s->fin_tries = 0;
-  memset(&s->fin, 0, sizeof s->fin);
+static void job_clear(finjob *j) {
+  taskq_task_free(j->task);
+  j->task = NULL;
+  json_decref(j->fin_result);
+  free(j->fin_error);
+  free(j->fin_reason);
+  j->fin_result = NULL;
+  j->fin_error = j->fin_reason = NULL;
+  j->fin_tries = 0;
+  memset(&j->fin, 0, sizeof j->fin);
+  j->busy = j->attached = false;
 }
 
 static void task_done_with(slot *s) {
   taskq_task_free(s->task);
   s->task = NULL;
   s->tool[0] = 0;
-  fin_clear(s);
   if (s->r->o.once) s->r->finished = true;
 }
 
-static void slot_finish_send(slot *s);
+static void job_send(finjob *j);
 
 /* A failure that says nothing about the task (the source could not be reached or answer):
  * the finish may be sent again. Not: lease lost, refused, a bad answer, the source closing. */
@@ -160,33 +181,48 @@ static bool finish_retryable(int rc) {
          rc != -ECANCELED && rc != -ENOENT;
 }
 
+static void job_on_timer(uv_timer_t *t) {
+  finjob *j = t->data;
+  if (!j->busy || j->pending) return;
+  const trace_scope *outer = trace_scope_enter(&j->scope);
+  job_send(j); /* the retry of a finish */
+  trace_scope_leave(outer);
+}
+
 static void finish_cb(void *ud, int rc) {
-  slot *s = ud;
-  taskq_runner *r = s->r;
-  s->pending--;
+  finjob *j = ud;
+  slot *s = j->s;
+  taskq_runner *r = j->r;
+  j->pending--;
   uint64_t now = uv_now(r->o.loop);
-  const trace_scope *outer = trace_scope_enter(&s->scope); /* lines about the task; not the next claim */
-  if (finish_retryable(rc) && s->task && now + 100 < s->lease_end_ms && !(r->stopping && r->grace_over)) {
+  const trace_scope *outer = trace_scope_enter(&j->scope); /* lines about the task; not the next claim */
+  if (finish_retryable(rc) && j->task && now + 100 < j->lease_end_ms && !(r->stopping && r->grace_over)) {
     /* a worker never drops a result it holds: try again while the lease may still be ours */
-    uint32_t d = 100u << (s->fin_tries < 6 ? s->fin_tries : 6);
-    s->fin_tries++;
+    uint32_t d = 100u << (j->fin_tries < 6 ? j->fin_tries : 6);
+    j->fin_tries++;
     r->st.finish_retries++;
     log_write(LOG_INFO, "runner: finishing a task failed; trying again", "{s:s, s:s, s:s, s:s, s:i}", "worker",
-              s->worker_id, "task_id", s->task->task_id, "source", src_of(s)->name, "error", strerror(-rc), "delay_ms",
-              (int)d);
+              s->worker_id, "task_id", j->task->task_id, "source", r->sources[j->src]->name, "error", strerror(-rc),
+              "delay_ms", (int)d);
     trace_scope_leave(outer);
-    uv_timer_start(&s->timer, on_timer, d, 0);
+    uv_timer_start(&j->timer, job_on_timer, d, 0);
     maybe_all_stopped(r);
     return;
   }
   if (rc == -ESTALE)
     log_write(LOG_DEBUG, "runner: the task changed under the run (cancelled or lease lost)", "{s:s, s:s}", "worker",
-              s->worker_id, "task_id", s->task ? s->task->task_id : "");
+              s->worker_id, "task_id", j->task ? j->task->task_id : "");
   else if (rc != 0)
     log_write(LOG_WARNING, "runner: finishing a task failed", "{s:s, s:s, s:s, s:s}", "worker", s->worker_id, "task_id",
-              s->task ? s->task->task_id : "", "source", src_of(s)->name, "error", strerror(rc < 0 ? -rc : rc));
+              j->task ? j->task->task_id : "", "source", r->sources[j->src]->name, "error", strerror(rc < 0 ? -rc : rc));
   trace_scope_leave(outer);
-  task_done_with(s);
+  bool attached = j->attached;
+  job_clear(j);
+  if (r->o.once) r->finished = true;
+  if (!attached) { /* the slot went on claiming meanwhile */
+    maybe_all_stopped(r);
+    return;
+  }
   if (s->sleep_after) {
     /* a source that hands out what we cannot run would hand it out again at once */
     s->sleep_after = false;
@@ -196,34 +232,49 @@ static void finish_cb(void *ud, int rc) {
   slot_idle(s);
 }
 
-static void slot_finish_send(slot *s) {
-  taskq_lease l = lease_of(s);
-  s->pending++;
-  int rc = src_of(s)->vt->finish(src_of(s)->impl, &l, &s->fin, finish_cb, s);
-  if (rc != 0) {
-    s->pending--;
-    finish_cb(s, rc); /* if it cannot be retried, the lease will run out and the task come back */
-  }
+static void job_send(finjob *j) {
+  taskq_lease l = {.task_id = j->task->task_id, .worker_id = j->task->worker_id, .lease_epoch = j->task->lease_epoch};
+  taskq_source *src = j->r->sources[j->src];
+  j->pending++; /* finish_cb counts it down */
+  int rc = src->vt->finish(src->impl, &l, &j->fin, finish_cb, j);
+  if (rc != 0) finish_cb(j, rc); /* if it cannot be retried, the lease will run out and the task come back */
 }
 
-/* Reports the end of the run to the task's source (keeping a copy until it is through), then
- * claims again. */
+/* Reports the end of the run to the task's source (keeping a copy until it is through). The
+ * slot claims again at once — the next claim travels while the finish is at the source, so
+ * both can ride in one commit there — unless its previous finish is still unanswered (then it
+ * waits for this one, as it does for a release before a back-off, in once mode, and when
+ * stopping). */
 static void slot_finish(slot *s, const taskq_finish *f) {
+  taskq_runner *r = s->r;
   uv_timer_stop(&s->timer);
-  s->state = SL_FINISHING;
-  fin_clear(s);
-  s->fin = *f;
-  s->fin_result = f->result ? json_incref(f->result) : NULL;
-  s->fin_error = f->error ? strdup(f->error) : NULL;
-  s->fin_reason = f->reason ? strdup(f->reason) : NULL;
-  if ((f->error && !s->fin_error) || (f->reason && !s->fin_reason)) {
-    finish_cb(s, -ENOMEM);
-    return;
+  finjob *j = !s->fj[0].busy ? &s->fj[0] : &s->fj[1];
+  const finjob *other = j == &s->fj[0] ? &s->fj[1] : &s->fj[0];
+  assert(!j->busy); /* a slot runs a task only while at most one of its finishes is in flight */
+  j->busy = true;
+  j->attached = other->busy || s->sleep_after || r->o.once || no_more_claims(r);
+  j->src = s->src;
+  j->task = s->task;
+  s->task = NULL;
+  s->tool[0] = 0;
+  j->lease_end_ms = s->lease_end_ms;
+  j->scope = s->scope;
+  j->fin = *f;
+  j->fin_result = f->result ? json_incref(f->result) : NULL;
+  j->fin_error = f->error ? strdup(f->error) : NULL;
+  j->fin_reason = f->reason ? strdup(f->reason) : NULL;
+  j->fin.result = j->fin_result;
+  j->fin.error = j->fin_error;
+  j->fin.reason = j->fin_reason;
+  bool attached = j->attached;
+  s->state = attached ? SL_FINISHING : SL_IDLE;
+  if ((f->error && !j->fin_error) || (f->reason && !j->fin_reason)) {
+    j->pending++;
+    finish_cb(j, -ENOMEM);
+  } else {
+    job_send(j); /* first: the finish goes out before the next claim */
   }
-  s->fin.result = s->fin_result;
-  s->fin.error = s->fin_error;
-  s->fin.reason = s->fin_reason;
-  slot_finish_send(s);
+  if (!attached) slot_idle(s);
 }
 
 static void finish_complete(slot *s, tq_status st, json_t *result, const char *error) {
@@ -349,10 +400,6 @@ static void on_timer(uv_timer_t *t) {
   slot *s = t->data;
   if (s->state == SL_SLEEPING) {
     slot_idle(s);
-  } else if (s->state == SL_FINISHING && s->task) {
-    const trace_scope *outer = trace_scope_enter(&s->scope);
-    slot_finish_send(s); /* the retry of a finish */
-    trace_scope_leave(outer);
   } else if (s->state == SL_CLAIMING && s->r->stopping) {
     /* stopping: a claim waiting for work at the source answers now */
     taskq_source *src = src_of(s);
@@ -655,6 +702,12 @@ int taskq_runner_start(const taskq_runner_opts *o, taskq_runner **out) {
     snprintf(s->worker_id, sizeof s->worker_id, "%.180s/%u", o->worker_id, i);
     uv_timer_init(o->loop, &s->timer);
     s->timer.data = s;
+    for (int k = 0; k < 2; k++) {
+      s->fj[k].r = r;
+      s->fj[k].s = s;
+      uv_timer_init(o->loop, &s->fj[k].timer);
+      s->fj[k].timer.data = &s->fj[k];
+    }
   }
   for (unsigned i = 0; i < r->o.slots; i++) slot_claim(&r->slots[i]);
   log_write(LOG_DEBUG, "runner started", "{s:s, s:i, s:i}", "worker_id", o->worker_id, "slots", (int)r->o.slots,
@@ -696,12 +749,19 @@ static void handle_closed(uv_handle_t *h) {
 
 static void maybe_all_stopped(taskq_runner *r) {
   if (!r->stopping || r->closing_handles || r->stop_reported) return;
-  for (unsigned i = 0; i < r->o.slots; i++)
-    if (r->slots[i].state != SL_STOPPED || r->slots[i].pending) return;
-  r->closing_handles = r->o.slots + (r->grace_init ? 1 : 0);
   for (unsigned i = 0; i < r->o.slots; i++) {
-    r->slots[i].timer.data = r; /* every handle points at the runner once closing */
-    uv_close((uv_handle_t *)&r->slots[i].timer, handle_closed);
+    const slot *s = &r->slots[i];
+    if (s->state != SL_STOPPED || s->pending || s->fj[0].busy || s->fj[1].busy) return;
+  }
+  r->closing_handles = 3 * r->o.slots + (r->grace_init ? 1 : 0);
+  for (unsigned i = 0; i < r->o.slots; i++) {
+    slot *s = &r->slots[i];
+    s->timer.data = r; /* every handle points at the runner once closing */
+    uv_close((uv_handle_t *)&s->timer, handle_closed);
+    for (int k = 0; k < 2; k++) {
+      s->fj[k].timer.data = r;
+      uv_close((uv_handle_t *)&s->fj[k].timer, handle_closed);
+    }
   }
   if (r->grace_init) {
     uv_timer_stop(&r->grace);
@@ -715,9 +775,12 @@ static void on_grace(uv_timer_t *t) {
   for (unsigned i = 0; i < r->o.slots; i++) {
     slot *s = &r->slots[i];
     if (s->state == SL_RUNNING && s->call && s->cancel_why < CX_STOP) call_cancel(s, CX_STOP);
-    else if (s->state == SL_FINISHING && s->task && !s->pending) { /* a finish waiting to be sent again: last try */
-      uv_timer_stop(&s->timer);
-      slot_finish_send(s);
+    for (int k = 0; k < 2; k++) {
+      finjob *j = &s->fj[k];
+      if (j->busy && !j->pending) { /* a finish waiting to be sent again: last try */
+        uv_timer_stop(&j->timer);
+        job_send(j);
+      }
     }
   }
 }
@@ -752,7 +815,7 @@ void taskq_runner_free(taskq_runner *r) {
   auth_fernet_key_wipe(&r->fernet);
   for (unsigned i = 0; r->slots && i < r->o.slots; i++) {
     taskq_task_free(r->slots[i].task);
-    fin_clear(&r->slots[i]);
+    for (int k = 0; k < 2; k++) job_clear(&r->slots[i].fj[k]);
   }
   runner_free_parts(r);
 }
@@ -762,7 +825,8 @@ void taskq_runner_stats_get(const taskq_runner *r, taskq_runner_stats *out) { *o
 bool taskq_runner_finished(const taskq_runner *r) {
   if (!r->o.once || !r->finished) return false;
   for (unsigned i = 0; i < r->o.slots; i++)
-    if (r->slots[i].state == SL_RUNNING || r->slots[i].state == SL_FINISHING || r->slots[i].state == SL_CLAIMING)
+    if (r->slots[i].state == SL_RUNNING || r->slots[i].state == SL_FINISHING || r->slots[i].state == SL_CLAIMING ||
+        r->slots[i].fj[0].busy || r->slots[i].fj[1].busy)
       return false;
   return true;
 }
