@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Durable syncs per task on node B (issue 11 §2, B's state on the disk): the stable side of the
+# on-disk figures. For each build named: B (state under STATE_ROOT, default a mktemp -d on the
+# state directory's disk) traced by `strace -f --seccomp-bpf -e trace=fsync,fdatasync` (only
+# those syscalls stop, so B runs at nearly full speed), one native `peermcp worker --peer B
+# --slots 16`, svc_bench_driver `tasks` (submit → wait) with INFLIGHT tasks in flight (default
+# "16 64": one fresh B per value); a warm-up of WARM tasks, then N.
+#   bash bench/service/syncs.sh [BUILD_DIR...]     (default: ./build; BASE_BUILD=dir adds it first)
+# Prints one JSON line per build and window: {"build", "inflight", "n", "ok", "per_s", "syncs",
+# "syncs_per_task", "sync_ms_total", "sync_us_mean"} — syncs counted over the measured run only
+# (the warm-up's are subtracted), the time inside them from strace -T.
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+N=${N:-2000}
+WARM=${WARM:-100}
+INFLIGHT=${INFLIGHT:-16 64}
+builds=("$@")
+[ ${#builds[@]} -gt 0 ] || builds=("$root/build")
+[ -n "${BASE_BUILD:-}" ] && builds=("$BASE_BUILD" "${builds[@]}")
+export PEERMCP_TEST_TOOLS=1 SVC_DRIVER_TIMEOUT_S=600
+pids=()
+tmp=$(mktemp -d "${STATE_ROOT:-${TMPDIR:-/tmp}}/peermcp-syncs.XXXXXX")
+cleanup() {
+  for p in "${pids[@]}"; do kill $(pgrep -P "$p") "$p" 2>/dev/null; done
+  sleep 0.3
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+drv="$root/build/bench/service/svc_bench_driver"
+[ -x "$drv" ] || ninja -C "$root/build" bench/service/svc_bench_driver >/dev/null || exit 1
+
+count_syncs() { grep -cE '(fsync|fdatasync)\(' "$1" 2>/dev/null || echo 0; }
+sync_ms() { grep -oE '<[0-9.]+>' "$1" 2>/dev/null | tr -d '<>' | awk '{s += $1} END {printf "%.1f", s * 1000}'; }
+
+k=0
+for b in "${builds[@]}"; do
+  for f in $INFLIGHT; do
+    k=$((k + 1))
+    bin="$b/peermcp"
+    run="$tmp/r$k"
+    mkdir -p "$run/b" "$run/w" "$run/d"
+    D_ID=$("$bin" id --state-dir "$run/d/0" 2>/dev/null)
+    W_ID=$("$bin" id --state-dir "$run/w" 2>/dev/null)
+    cat >"$run/b.json" <<EOF
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID", "$W_ID"], "workers": 0}}
+EOF
+    cat >"$run/w.json" <<EOF
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "worker_claim_wait_seconds": 20}}
+EOF
+    st="$run/strace.out"
+    strace -f --seccomp-bpf -T -e trace=fsync,fdatasync -o "$st" "$bin" serve --no-stdio --config "$run/b.json" \
+      --state-dir "$run/b" 2>"$run/b.err" &
+    bpid=$!
+    pids+=($bpid)
+    for _ in $(seq 600); do [ -s "$run/b/announce.json" ] && break; sleep 0.1; done
+    ma=$(python3 -c "import json; print(json.load(open('$run/b/announce.json'))['multiaddr'])")
+    "$bin" worker --peer "$ma" --state-dir "$run/w" --slots 16 --config "$run/w.json" 2>"$run/w.err" >/dev/null &
+    wpid=$!
+    pids+=($wpid)
+    sleep 1
+    timeout 300 "$drv" tasks --state "$run/d" --peer "$ma" --n "$WARM" --conns 1 --inflight "$f" >/dev/null 2>>"$run/drv.err"
+    s0=$(count_syncs "$st")
+    l0=$(wc -l <"$st")
+    line=$(timeout 300 "$drv" tasks --state "$run/d" --peer "$ma" --n "$N" --conns 1 --inflight "$f" 2>>"$run/drv.err")
+    s1=$(count_syncs "$st")
+    tail -n +"$((l0 + 1))" "$st" >"$run/st1" # the measured run's lines (a sync's time is on its last line)
+    kill "$wpid" 2>/dev/null
+    kill $(pgrep -P "$bpid") 2>/dev/null # B itself: strace exits with it
+    wait "$bpid" 2>/dev/null
+    python3 - "$b" "$f" "$N" "${line:-{\}}" "$((s1 - s0))" "$(sync_ms "$run/st1")" <<'PY'
+import json, sys
+b, f, n, line, syncs, ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6] or 0)
+d = json.loads(line) if line.strip().startswith("{") else {}
+print(json.dumps({"build": b, "inflight": f, "n": n, "ok": d.get("ok"), "per_s": d.get("per_s"), "p50_us": d.get("p50_us"),
+                  "syncs": syncs, "syncs_per_task": round(syncs / n, 3), "sync_ms_total": ms,
+                  "sync_us_mean": round(ms * 1000 / syncs, 1) if syncs else None}))
+PY
+  done
+done
