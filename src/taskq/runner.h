@@ -43,6 +43,12 @@
  * (when stopping: until the grace period ends). The finish is fenced by the lease, so a repeat
  * of one that did arrive changes nothing.
  *
+ * A slot does not wait for its finish's answer before it claims again: the finish goes to the
+ * source first, the next claim right after (a remote source's node can put both in one commit).
+ * Each slot keeps at most one finish in flight while it claims and runs; a task that ends while
+ * that one is still unanswered makes the slot wait for its own (at most 2 x slots unanswered
+ * finishes per runner). A release the slot backs off after, once mode and stopping wait too.
+ *
  * Stopping: no new claims; running calls get grace_ms, then are cancelled and their tasks
  * released; done(ud) runs on the loop once every slot is idle, every source operation has
  * answered and every handle is closed. Then free the runner, then its sources.
