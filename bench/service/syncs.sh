@@ -5,7 +5,8 @@
 # those syscalls stop, so B runs at nearly full speed), one native `peermcp worker --peer B
 # --slots 16`, svc_bench_driver `tasks` (submit → wait) with INFLIGHT tasks in flight (default
 # "16 64": one fresh B per value); a warm-up of WARM tasks, then N.
-#   bash bench/service/syncs.sh [BUILD_DIR...]     (default: ./build; BASE_BUILD=dir adds it first)
+#   bash bench/service/syncs.sh [BUILD_DIR...]     (default: ./build; BASE_BUILD=dir adds it first;
+#   ROUNDS=k repeats the whole set k times, interleaved)
 # Prints one JSON line per build and window: {"build", "inflight", "n", "ok", "per_s", "syncs",
 # "syncs_per_task", "sync_ms_total", "sync_us_mean"} — syncs counted over the measured run only
 # (the warm-up's are subtracted), the time inside them from strace -T.
@@ -34,6 +35,7 @@ count_syncs() { grep -cE '(fsync|fdatasync)\(' "$1" 2>/dev/null || echo 0; }
 sync_ms() { grep -oE '<[0-9.]+>' "$1" 2>/dev/null | tr -d '<>' | awk '{s += $1} END {printf "%.1f", s * 1000}'; }
 
 k=0
+for rd in $(seq "${ROUNDS:-1}"); do
 for b in "${builds[@]}"; do
   for f in $INFLIGHT; do
     k=$((k + 1))
@@ -77,4 +79,5 @@ print(json.dumps({"build": b, "inflight": f, "n": n, "ok": d.get("ok"), "per_s":
                   "sync_us_mean": round(ms * 1000 / syncs, 1) if syncs else None}))
 PY
   done
+done
 done
