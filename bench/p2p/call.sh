@@ -18,7 +18,9 @@
 # of bench/RESULTS.md (up to its first "### " subsection: dated subsections are kept).
 # Knobs: N_CALLS (remote calls per measurement, default 20000), STDIO_SECONDS (default 2),
 # REPS (default 3: the stdio/remote pairs are interleaved REPS times, the median pair reported),
-# BASE_BUILD (optional: another build directory, e.g. of an older commit, whose peermcp and
+# EARLY_OFF_ROW (default 1: a row more each round, this build with the host's write policy off on
+# both ends — p2p.write_early_bytes 16 MiB, SVC_DRIVER_WRITE_EARLY_BYTES=0 — the end-of-read flush
+# alone), BASE_BUILD (optional: another build directory, e.g. of an older commit, whose peermcp and
 # svc_bench_driver run the remote rows too, interleaved in the same rounds: before/after in one
 # run; its rows are labelled "(base)").
 # Bounded: ~1–2 minutes on an idle 2-core machine (+ ~2 minutes for callgrind).
@@ -57,9 +59,14 @@ D_ID=$("$bin" id --state-dir "$tmp/d/0" 2>/dev/null)
 cat >"$tmp/b.json" <<EOF
 {"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID"], "workers": 0}}
 EOF
+# The same with the host's write policy off on both ends (p2p.write_early_bytes ≥ 16 MiB; the
+# driver's SVC_DRIVER_WRITE_EARLY_BYTES=0): every read's output leaves at its end, in one frame.
+cat >"$tmp/b-noearly.json" <<EOF
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID"], "workers": 0, "write_early_bytes": 16777216}}
+EOF
 start_b() { # cmd prefix… : starts B (optionally under a wrapper), sets B_PID and B_MA
   rm -f "$tmp/b/announce.json"
-  "$@" "${B_BIN:-$bin}" serve --no-stdio --config "$tmp/b.json" --state-dir "$tmp/b" 2>"$tmp/b.err" &
+  "$@" "${B_BIN:-$bin}" serve --no-stdio --config "${B_CONF:-$tmp/b.json}" --state-dir "$tmp/b" 2>"$tmp/b.err" &
   B_PID=$!
   pids+=($B_PID)
   for _ in $(seq 600); do [ -s "$tmp/b/announce.json" ] && break; sleep 0.1; done
@@ -123,6 +130,13 @@ for r in $(seq "$REPS"); do
   stdio "stdio"
   remote "remote, 1 connection, 1 in flight" 1
   remote "remote, 1 connection, 16 in flight" 16
+  if [ "${EARLY_OFF_ROW:-1}" = 1 ]; then
+    stop_b
+    B_CONF="$tmp/b-noearly.json" start_b
+    SVC_DRIVER_WRITE_EARLY_BYTES=0 remote "remote, 1 connection, 16 in flight, early sends off" 16
+    stop_b
+    start_b
+  fi
   if [ -n "${BASE_BUILD:-}" ]; then
     stop_b
     B_BIN="$BASE_BUILD/peermcp" start_b
@@ -176,6 +190,7 @@ meas = [r for r in rows if not str(r.get("label")).startswith("callgrind")]
 labels = ["stdio, 1 in flight", "remote, 1 connection, 1 in flight", "stdio, 16 in flight", "remote, 1 connection, 16 in flight"]
 floors = [l for l in ("TCP loopback ping-pong, 1 in flight (floor)", "pipe ping-pong, 1 in flight (floor)") if any(r.get("label") == l for r in meas)]
 base_labels = [l + " (base)" for l in (labels[1], labels[3]) if any(r.get("label") == l + " (base)" for r in meas)]
+off_labels = [l for l in ("remote, 1 connection, 16 in flight, early sends off",) if any(r.get("label") == l for r in meas)]
 def med(label, key):
     v = [r.get(key) for r in meas if r.get("label") == label and r.get(key) is not None]
     return statistics.median(v) if v else None
@@ -190,7 +205,7 @@ L = ["## P2P call path (issue 11 §3)", "",
      "", "| Measurement | calls/s | p50 µs | p99 µs | server CPU µs/call | driver CPU µs/call |", "|---|---|---|---|---|---|"]
 def fmt(v):
     return "" if v is None else (f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}")
-for lb in labels + base_labels + floors:
+for lb in labels + off_labels + base_labels + floors:
     ps = allv(lb, "per_s")
     L.append(f"| {lb} | {fmt(med(lb,'per_s'))} {[round(x) for x in ps]} | {fmt(med(lb,'p50_us'))} {allv(lb,'p50_us')} | "
              f"{fmt(med(lb,'p99_us'))} | {fmt(med(lb,'server_cpu_us_per_call'))} {allv(lb,'server_cpu_us_per_call')} | "
@@ -211,6 +226,11 @@ if base_labels:
     b1, b16 = med(base_labels[0], "p50_us"), med(base_labels[-1], "per_s")
     if s1 and b1 and s16 and b16:
         L.append(f"Base build, same rounds: p50 **{b1/s1:.2f}×** stdio, calls/s at 16 in flight **{b16/s16:.2f}** of stdio's.")
+if off_labels and s16 and r16:
+    o16 = med(off_labels[0], "per_s")
+    if o16:
+        L.append(f"Early sends off (p2p.write_early_bytes 16 MiB on both ends), same rounds: calls/s at 16 in flight "
+                 f"**{o16/s16:.2f}** of stdio's; with them (the default, 2048 bytes) {r16/s16:.2f}.")
 sc1, rc1 = med(labels[2], "server_cpu_us_per_call"), med(labels[3], "server_cpu_us_per_call")
 if sc1 and rc1:
     L.append(f"Server CPU per call at 16 in flight, remote / stdio: {rc1/sc1:.2f}× ({rc1} vs {sc1} µs).")

@@ -515,6 +515,7 @@ static const keydef k_p2p[] = {
     {"max_connections", K_U32, OFF(p2p.max_connections), 0, 1, 65536},
     {"enable_perf", K_BOOL, OFF(p2p.enable_perf), 0, 0, 0},
     {"noise_aead", K_AEAD, OFF(p2p.noise_aead), 0, 0, 0},
+    {"write_early_bytes", K_SIZE, OFF(p2p.write_early_bytes), 0, 256, 64 * MiB},
     {"unfenced_complete", K_BOOL, OFF(p2p.unfenced_complete), 0, 0, 0},
     {"session", K_STR, OFF(p2p.session), 0, 0, 4096},
     {"deterministic", K_BOOL, OFF(p2p.deterministic), 0, 0, 0},
@@ -1105,6 +1106,7 @@ static int set_defaults(config *cfg) {
   cfg->p2p.max_connections = 256;
   cfg->p2p.enable_perf = false;
   cfg->p2p.noise_aead = CONFIG_AEAD_OPENSSL;
+  cfg->p2p.write_early_bytes = CONFIG_WRITE_EARLY_BYTES;
   cfg->p2p.cache_replicate_max_peers = 6;
   cfg->p2p.profile = CONFIG_PROFILE_LOCAL;
   cfg->p2p.dht_provide_interval_seconds = 1800;
@@ -2155,8 +2157,9 @@ json_t *config_to_json(const config *cfg) {
       "worker_claim_wait_seconds", (json_int_t)cfg->p2p.worker_claim_wait_seconds, "max_connections", (json_int_t)cfg->p2p.max_connections);
   if (p2p) {
     json_t *more = json_pack(
-        "{s:b, s:s, s:b, s:s?, s:b, s:b, s:o, s:I}", "enable_perf", cfg->p2p.enable_perf, "noise_aead",
-        cfg->p2p.noise_aead == CONFIG_AEAD_LIBSODIUM ? "libsodium" : "openssl", "unfenced_complete",
+        "{s:b, s:s, s:I, s:b, s:s?, s:b, s:b, s:o, s:I}", "enable_perf", cfg->p2p.enable_perf, "noise_aead",
+        cfg->p2p.noise_aead == CONFIG_AEAD_LIBSODIUM ? "libsodium" : "openssl", "write_early_bytes",
+        (json_int_t)cfg->p2p.write_early_bytes, "unfenced_complete",
         cfg->p2p.unfenced_complete, "session", cfg->p2p.session, "deterministic", cfg->p2p.deterministic,
         "cache_replicate", cfg->p2p.cache_replicate, "cache_replicate_targets",
         strv_json(cfg->p2p.cache_replicate_targets, cfg->p2p.cache_replicate_target_count),

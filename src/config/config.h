@@ -36,6 +36,12 @@
 #define CONFIG_FILE_MAX_BYTES (1u << 20)
 #define CONFIG_MAX_COMMANDS 256
 
+/* p2p.write_early_bytes: the default (P2P_WRITE_EARLY_BYTES of p2p/host/host.h), and the value
+ * from which on a connection's output is never sent before the end of a read (a Yamux output
+ * never holds that much). */
+#define CONFIG_WRITE_EARLY_BYTES ((size_t)2048)
+#define CONFIG_WRITE_EARLY_NEVER ((size_t)16 << 20)
+
 typedef enum { CONFIG_OUTPUT_AUTO = 0, CONFIG_OUTPUT_JSON, CONFIG_OUTPUT_TEXT } config_output;
 
 /* Noise transport cipher implementation (same algorithm and wire format either way). */
@@ -176,6 +182,9 @@ typedef struct config {
     uint32_t max_connections;   /* 256 */
     bool enable_perf;           /* false; PEERMCP_P2P_ENABLE_PERF: serve /perf/1.0.0 */
     config_aead noise_aead;     /* openssl; PEERMCP_NOISE_AEAD */
+    size_t write_early_bytes;   /* 2048 (CONFIG_WRITE_EARLY_BYTES): a connection's output is sent
+                                   once it reaches this, even inside a read (p2p_host_config);
+                                   CONFIG_WRITE_EARLY_NEVER or more: only at the read's end */
     bool unfenced_complete;     /* false; PEERMCP_P2P_UNFENCED_COMPLETE: accept `complete`
                                    without worker_id (Python mesh workers; gives up fencing) */
     char *session;              /* NULL; IPFS_ACCELERATE_PY_TASK_P2P_SESSION: status "session" */

@@ -1714,6 +1714,150 @@ static void test_host_writes_of_one_iteration_leave_in_one_frame(void **state) {
   close_hosts(a, b);
 }
 
+/* ---- the write policy: a read's output leaves early once it reaches the mark (issue 11 §3) ---- */
+
+#define EW_STREAMS 2
+#define EW_REQS 8    /* requests per stream, 8 bytes each, all in one frame */
+#define EW_REPLY 500 /* bytes per reply: + a 12-byte Yamux header = 512 of output */
+static struct {
+  p2p_stream *srv[EW_STREAMS], *cli[EW_STREAMS];
+  int n_srv, n_cli;
+  size_t srv_reqs;     /* requests the listener answered */
+  buf got[EW_STREAMS]; /* what each of the dialer's streams received, in order */
+  size_t got_total;
+} ew;
+
+static uint8_t ew_byte(size_t k, size_t j, size_t i) { return (uint8_t)(k * 131 + j * 17 + i * 7 + i / 251); }
+
+/* The listener: each 8-byte request {'r', k, j, …} is answered at once with its own write of a
+ * 500-byte reply, so one read of 16 requests makes 16 × 512 bytes of output inside the read. */
+static void ew_srv_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  (void)s, (void)ud;
+  assert_true(n % 8 == 0);
+  for (size_t off = 0; off < n; off += 8) {
+    assert_int_equal(d[off], 'r');
+    uint8_t reply[EW_REPLY];
+    for (size_t i = 0; i < EW_REPLY; i++) reply[i] = ew_byte(d[off + 1], d[off + 2], i);
+    assert_int_equal(p2p_stream_write(s, reply, sizeof reply), 0);
+    ew.srv_reqs++;
+  }
+}
+static void ew_cli_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  (void)ud;
+  for (int i = 0; i < EW_STREAMS; i++)
+    if (ew.cli[i] == s) assert_int_equal(buf_append(&ew.got[i], d, n), 0);
+  ew.got_total += n;
+}
+static void ew_close(p2p_stream *s, int err, void *ud) {
+  (void)err, (void)ud;
+  for (int i = 0; i < EW_STREAMS; i++) {
+    if (ew.srv[i] == s) ew.srv[i] = NULL;
+    if (ew.cli[i] == s) ew.cli[i] = NULL;
+  }
+}
+static const p2p_stream_callbacks ew_srv_cbs = {.on_data = ew_srv_data, .on_close = ew_close};
+static const p2p_stream_callbacks ew_cli_cbs = {.on_data = ew_cli_data, .on_close = ew_close};
+static void ew_serve(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_set_callbacks(s, &ew_srv_cbs, NULL);
+  if (ew.n_srv < EW_STREAMS) ew.srv[ew.n_srv++] = s;
+}
+static void ew_opened(p2p_stream *s, int err, void *ud) {
+  (void)ud;
+  assert_int_equal(err, 0);
+  p2p_stream_set_callbacks(s, &ew_cli_cbs, NULL);
+  if (ew.n_cli < EW_STREAMS) ew.cli[ew.n_cli++] = s;
+}
+static bool ew_all_open(void *arg) {
+  (void)arg;
+  return ew.n_srv == EW_STREAMS && ew.n_cli == EW_STREAMS;
+}
+static bool ew_all_back(void *arg) { return ew.got_total >= *(size_t *)arg; }
+
+/* One exchange: the dialer writes EW_REQS requests on each stream from the test's body (one
+ * Noise frame, one read for the listener), the listener answers each with its own write inside
+ * that read. Every stream's bytes arrive complete and in order. d: the listener's counters. */
+static void ew_exchange(p2p_host *a, p2p_host_stats *d) {
+  p2p_host_stats a0, a1;
+  for (int i = 0; i < EW_STREAMS; i++) buf_reset(&ew.got[i]);
+  ew.got_total = 0;
+  ew.srv_reqs = 0;
+  p2p_host_get_stats(a, &a0);
+  for (size_t k = 0; k < EW_STREAMS; k++) {
+    uint8_t reqs[EW_REQS * 8] = {0};
+    for (size_t j = 0; j < EW_REQS; j++) {
+      reqs[j * 8] = 'r';
+      reqs[j * 8 + 1] = (uint8_t)k;
+      reqs[j * 8 + 2] = (uint8_t)j;
+    }
+    assert_int_equal(p2p_stream_write(ew.cli[k], reqs, sizeof reqs), 0);
+  }
+  size_t want = EW_STREAMS * EW_REQS * EW_REPLY;
+  assert_true(ts_p2p_wait_for(&fx, ew_all_back, &want, WAIT_MS));
+  for (int i = 0; i < 20; i++) uv_run(&fx.loop, UV_RUN_NOWAIT); /* nothing more may come */
+  p2p_host_get_stats(a, &a1);
+  assert_int_equal(ew.srv_reqs, EW_STREAMS * EW_REQS);
+  assert_int_equal(ew.got_total, want);
+  for (size_t k = 0; k < EW_STREAMS; k++) {
+    assert_int_equal(buf_len(&ew.got[k]), EW_REQS * EW_REPLY);
+    const uint8_t *g = buf_ptr(&ew.got[k]);
+    for (size_t j = 0; j < EW_REQS; j++)
+      for (size_t i = 0; i < EW_REPLY; i++)
+        if (g[j * EW_REPLY + i] != ew_byte(k, j, i)) fail_msg("stream %zu: byte %zu of reply %zu differs", k, i, j);
+  }
+  d->writes_out = a1.writes_out - a0.writes_out;
+  d->noise_frames_out = a1.noise_frames_out - a0.noise_frames_out;
+  d->early_sends = a1.early_sends - a0.early_sends;
+}
+
+/* Two exchanges on one connection (the mark starts again with each read); the first one's
+ * counters into d. */
+static void ew_run(size_t early_bytes, p2p_host_stats *d) {
+  memset(&ew, 0, sizeof ew);
+  for (int i = 0; i < EW_STREAMS; i++) buf_init(&ew.got[i], 1 << 20);
+  char ma[1024];
+  p2p_host_config cfg = {.write_early_bytes = early_bytes};
+  p2p_host *a = make_listener(dir_a, &cfg, ma, sizeof ma);
+  assert_int_equal(p2p_host_handle(a, "/test/early/1", ew_serve, NULL), 0);
+  p2p_host *b = make_host(dir_b, NULL);
+  ts_p2p_connect(&fx, b, a, WAIT_MS);
+  assert_true(wait_identified(b, p2p_host_peer_id(a), 1));
+  for (int i = 0; i < EW_STREAMS; i++)
+    assert_int_equal(p2p_host_open_stream(b, ma, "/test/early/1", ew_opened, NULL), 0);
+  assert_true(ts_p2p_wait_for(&fx, ew_all_open, NULL, WAIT_MS));
+  for (int i = 0; i < 50; i++) uv_run(&fx.loop, UV_RUN_NOWAIT); /* the negotiation's last bytes */
+  ew_exchange(a, d);
+  p2p_host_stats again;
+  ew_exchange(a, &again);
+  assert_int_equal(again.writes_out, d->writes_out);
+  assert_int_equal(again.early_sends, d->early_sends);
+  for (int i = 0; i < EW_STREAMS; i++) buf_free(&ew.got[i]);
+  close_hosts(a, b);
+}
+
+/* A read whose answers pass write_early_bytes sends them before the read ends: 16 answers of
+ * 512 bytes made inside one read leave at 2 KiB (4 answers), then at 4 KiB more (8: the mark
+ * doubled), and the last 4 when the read ends — 3 writes of one Noise frame each, where the
+ * end-of-read flush alone makes 1 — and each stream's bytes arrive whole and in order. */
+static void test_host_read_output_leaves_early_past_the_mark(void **state) {
+  (void)state;
+  p2p_host_stats d;
+  ew_run(2048, &d);
+  assert_int_equal(d.early_sends, 2);
+  assert_int_equal(d.writes_out, 3);
+  assert_int_equal(d.noise_frames_out, 3);
+}
+
+/* The same exchange with the policy off: one write, one Noise frame for the read's output. */
+static void test_host_read_output_leaves_once_with_the_policy_off(void **state) {
+  (void)state;
+  p2p_host_stats d;
+  ew_run(P2P_WRITE_EARLY_OFF, &d);
+  assert_int_equal(d.early_sends, 0);
+  assert_int_equal(d.writes_out, 1);
+  assert_int_equal(d.noise_frames_out, 1);
+}
+
 /* p2p_stream_unread: the bytes given back come first once reading resumes, and the remote's
  * window is not credited for them meanwhile. */
 static p2p_stream *ur_stream;
@@ -1784,6 +1928,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_reserved_handshakes_for_remembered_peers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_stream_unread_gives_bytes_back, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_writes_of_one_iteration_leave_in_one_frame, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_read_output_leaves_early_past_the_mark, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_read_output_leaves_once_with_the_policy_off, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_backs_off_after_a_failed_dial, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_idle_connection_is_closed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_host_dial_with_wrong_peer_id_is_refused, setup, teardown),

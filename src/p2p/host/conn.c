@@ -10,7 +10,10 @@
  * fewer than conn_write_queue_max bytes in flight). Data path in: transport on_read →
  * noise_feed → yamux_session_feed → stream.c. Whatever the streams write while a read is
  * being handled is flushed once when it is done: one Noise frame (up to 64 KiB) and one write
- * per read, not one per reply. */
+ * per read, not one per reply — except that the output leaves early once it reaches the write
+ * policy's mark (p2p_host_config.write_early_bytes, doubled after each early send of the same
+ * read or loop iteration; conn_wrote), so the peer works on the first answers while this side
+ * makes the rest. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,13 +67,9 @@ static int conn_send_plain(p2p_conn *c, const uint8_t *p, size_t n) {
   return p2p_transport_write(c->t, w);
 }
 
-void conn_flush(p2p_conn *c) {
-  if (c->state != CONN_READY || !c->ymx) return;
-  if (c->in_read) return; /* c_on_read flushes once at its end */
-  if (c->flushing) {
-    c->flush_again = true;
-    return;
-  }
+/* Moves Yamux output to the transport while it is writable. early: a send of conn_wrote (maybe
+ * inside a read): the read's or iteration's last flush still comes, and checks draining. */
+static void conn_send_out(p2p_conn *c, bool early) {
   c->flushing = true;
   do {
     c->flush_again = false;
@@ -91,7 +90,29 @@ void conn_flush(p2p_conn *c) {
   c->flushing = false;
   /* A write the transport finished at once (TCP: uv_try_write) reports no on_drain: a
    * draining connection whose last bytes just left is checked here instead. */
-  if (c->draining && c->state == CONN_READY) conn_check_drain(c);
+  if (!early && c->draining && c->state == CONN_READY) conn_check_drain(c);
+}
+
+void conn_flush(p2p_conn *c) {
+  if (c->state != CONN_READY || !c->ymx) return;
+  if (c->in_read) return; /* c_on_read flushes once at its end */
+  if (c->flushing) {
+    c->flush_again = true;
+    return;
+  }
+  c->early_mark = c->h->cfg.write_early_bytes; /* a read or iteration ends: the mark starts again */
+  conn_send_out(c, false);
+}
+
+void conn_wrote(p2p_conn *c) {
+  if (c->state != CONN_READY || !c->ymx) return;
+  if (!c->flushing && yamux_session_out_pending(c->ymx) >= c->early_mark) {
+    /* P2P_WRITE_EARLY_OFF (SIZE_MAX) is never reached: a Yamux output is far smaller */
+    c->early_mark = c->early_mark > SIZE_MAX / 2 ? SIZE_MAX : c->early_mark * 2;
+    c->h->stats.early_sends++;
+    conn_send_out(c, true); /* may close c (conn_close: freed later, as in any flush) */
+  }
+  conn_flush_soon(c); /* the rest (or what the transport did not take) at the end, as before */
 }
 
 static void on_flush_prep(uv_prepare_t *prep);
@@ -172,6 +193,7 @@ static int conn_start_yamux(p2p_conn *c) {
   if (rc) return rc;
   c->state = CONN_READY;
   c->was_ready = true;
+  c->early_mark = c->h->cfg.write_early_bytes;
   c->deadline_ms = 0;
   c->idle_since_ms = clock_mono_ms();
   if (!host_conn_ready(c)) return 0; /* refused: closing */

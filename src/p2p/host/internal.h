@@ -202,7 +202,11 @@ struct p2p_conn {
   p2p_conn *flush_next;   /* … the next one in that list */
   int in_read;            /* inside the transport's on_read: conn_flush waits for its end, so
                              everything the read's frames caused (replies, window updates, on
-                             every stream) leaves as one Noise frame and one write */
+                             every stream) leaves as one Noise frame and one write — unless
+                             it passes early_mark first (conn_wrote) */
+  size_t early_mark;      /* Yamux output at which conn_wrote sends at once, even inside a read:
+                             cfg.write_early_bytes, doubled by each such send, back to it when
+                             a read's or iteration's flush (conn_flush) ends the batch */
   bool draining;          /* GoAway sent or received: close when no streams remain */
   int64_t drain_deadline_ms; /* after our GoAway: close even if streams remain (0 = none) */
   bool was_ready;         /* reached CONN_READY once */
@@ -244,6 +248,9 @@ void conn_flush(p2p_conn *c);
  * a worker pool together, a burst of requests — leaves as one Noise frame and one write, never
  * one per p2p_stream_write. Inside a read nothing is queued: c_on_read flushes at its end. */
 void conn_flush_soon(p2p_conn *c);
+/* After an application write (stream.c): sends at once when the output reached c->early_mark
+ * (the write policy, p2p_host_config.write_early_bytes), else conn_flush_soon. */
+void conn_wrote(p2p_conn *c);
 /* Takes c out of that list (it is being freed). */
 void conn_flush_forget(p2p_conn *c);
 /* Closes a ready, draining connection once nothing is left in flight. */

@@ -390,8 +390,9 @@ void stream_tick(p2p_stream *st, int64_t now_ms) {
 /* ---------------------------------------------------------------- public stream API */
 
 /* After an app call: what Yamux produced goes to the transport once this loop iteration's
- * callbacks are done (conn_flush_soon): writes on many streams share one Noise frame. */
-static void stream_flush_conn(p2p_conn *c) { conn_flush_soon(c); }
+ * callbacks (or the read being handled) are done: writes on many streams share one Noise frame
+ * — or at once when the connection's output reached the write policy's mark (conn_wrote). */
+static void stream_flush_conn(p2p_conn *c) { conn_wrote(c); }
 
 void p2p_stream_set_callbacks(p2p_stream *s, const p2p_stream_callbacks *cbs, void *ud) {
   LOOP_THREAD_ONLY();
