@@ -18,9 +18,9 @@
 # of bench/RESULTS.md (up to its first "### " subsection: dated subsections are kept).
 # Knobs: N_CALLS (remote calls per measurement, default 20000), STDIO_SECONDS (default 2),
 # REPS (default 3: the stdio/remote pairs are interleaved REPS times, the median pair reported),
-# EARLY_OFF_ROW (default 1: a row more each round, this build with the host's write policy off on
-# both ends — p2p.write_early_bytes 16 MiB, SVC_DRIVER_WRITE_EARLY_BYTES=0 — the end-of-read flush
-# alone), BASE_BUILD (optional: another build directory, e.g. of an older commit, whose peermcp and
+# EARLY_ROW (default 1: a row more each round, this build with the host's early sends on at both
+# ends — p2p.write_early_bytes and SVC_DRIVER_WRITE_EARLY_BYTES = EARLY_BYTES, default 2048),
+# BASE_BUILD (optional: another build directory, e.g. of an older commit, whose peermcp and
 # svc_bench_driver run the remote rows too, interleaved in the same rounds: before/after in one
 # run; its rows are labelled "(base)").
 # Bounded: ~1–2 minutes on an idle 2-core machine (+ ~2 minutes for callgrind).
@@ -59,10 +59,11 @@ D_ID=$("$bin" id --state-dir "$tmp/d/0" 2>/dev/null)
 cat >"$tmp/b.json" <<EOF
 {"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID"], "workers": 0}}
 EOF
-# The same with the host's write policy off on both ends (p2p.write_early_bytes ≥ 16 MiB; the
-# driver's SVC_DRIVER_WRITE_EARLY_BYTES=0): every read's output leaves at its end, in one frame.
-cat >"$tmp/b-noearly.json" <<EOF
-{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID"], "workers": 0, "write_early_bytes": 16777216}}
+# The same with the host's write policy on at both ends (p2p.write_early_bytes 2048; the driver's
+# SVC_DRIVER_WRITE_EARLY_BYTES=2048): a read's output also leaves whenever it reaches 2 KiB (then
+# 4, 8 KiB …), so the two ends can work at the same time (off by default: docs/p2p-host.md).
+cat >"$tmp/b-early.json" <<EOF
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID"], "workers": 0, "write_early_bytes": ${EARLY_BYTES:-2048}}}
 EOF
 start_b() { # cmd prefix… : starts B (optionally under a wrapper), sets B_PID and B_MA
   rm -f "$tmp/b/announce.json"
@@ -130,10 +131,10 @@ for r in $(seq "$REPS"); do
   stdio "stdio"
   remote "remote, 1 connection, 1 in flight" 1
   remote "remote, 1 connection, 16 in flight" 16
-  if [ "${EARLY_OFF_ROW:-1}" = 1 ]; then
+  if [ "${EARLY_ROW:-1}" = 1 ]; then
     stop_b
-    B_CONF="$tmp/b-noearly.json" start_b
-    SVC_DRIVER_WRITE_EARLY_BYTES=0 remote "remote, 1 connection, 16 in flight, early sends off" 16
+    B_CONF="$tmp/b-early.json" start_b
+    SVC_DRIVER_WRITE_EARLY_BYTES=${EARLY_BYTES:-2048} remote "remote, 1 connection, 16 in flight, early sends" 16
     stop_b
     start_b
   fi
@@ -190,7 +191,7 @@ meas = [r for r in rows if not str(r.get("label")).startswith("callgrind")]
 labels = ["stdio, 1 in flight", "remote, 1 connection, 1 in flight", "stdio, 16 in flight", "remote, 1 connection, 16 in flight"]
 floors = [l for l in ("TCP loopback ping-pong, 1 in flight (floor)", "pipe ping-pong, 1 in flight (floor)") if any(r.get("label") == l for r in meas)]
 base_labels = [l + " (base)" for l in (labels[1], labels[3]) if any(r.get("label") == l + " (base)" for r in meas)]
-off_labels = [l for l in ("remote, 1 connection, 16 in flight, early sends off",) if any(r.get("label") == l for r in meas)]
+off_labels = [l for l in ("remote, 1 connection, 16 in flight, early sends",) if any(r.get("label") == l for r in meas)]
 def med(label, key):
     v = [r.get(key) for r in meas if r.get("label") == label and r.get(key) is not None]
     return statistics.median(v) if v else None
@@ -229,8 +230,8 @@ if base_labels:
 if off_labels and s16 and r16:
     o16 = med(off_labels[0], "per_s")
     if o16:
-        L.append(f"Early sends off (p2p.write_early_bytes 16 MiB on both ends), same rounds: calls/s at 16 in flight "
-                 f"**{o16/s16:.2f}** of stdio's; with them (the default, 2048 bytes) {r16/s16:.2f}.")
+        L.append(f"Early sends on (p2p.write_early_bytes {os.environ.get('EARLY_BYTES', '2048')} at both ends), same rounds: "
+                 f"calls/s at 16 in flight **{o16/s16:.2f}** of stdio's; without them (the default) {r16/s16:.2f}.")
 sc1, rc1 = med(labels[2], "server_cpu_us_per_call"), med(labels[3], "server_cpu_us_per_call")
 if sc1 and rc1:
     L.append(f"Server CPU per call at 16 in flight, remote / stdio: {rc1/sc1:.2f}× ({rc1} vs {sc1} µs).")

@@ -1106,7 +1106,7 @@ static int set_defaults(config *cfg) {
   cfg->p2p.max_connections = 256;
   cfg->p2p.enable_perf = false;
   cfg->p2p.noise_aead = CONFIG_AEAD_OPENSSL;
-  cfg->p2p.write_early_bytes = CONFIG_WRITE_EARLY_BYTES;
+  cfg->p2p.write_early_bytes = CONFIG_WRITE_EARLY_NEVER;
   cfg->p2p.cache_replicate_max_peers = 6;
   cfg->p2p.profile = CONFIG_PROFILE_LOCAL;
   cfg->p2p.dht_provide_interval_seconds = 1800;

@@ -36,10 +36,8 @@
 #define CONFIG_FILE_MAX_BYTES (1u << 20)
 #define CONFIG_MAX_COMMANDS 256
 
-/* p2p.write_early_bytes: the default (P2P_WRITE_EARLY_BYTES of p2p/host/host.h), and the value
- * from which on a connection's output is never sent before the end of a read (a Yamux output
- * never holds that much). */
-#define CONFIG_WRITE_EARLY_BYTES ((size_t)2048)
+/* p2p.write_early_bytes: from this value on (the default) a connection's output is never sent
+ * before the end of a read (a Yamux output never holds that much): the host's policy is off. */
 #define CONFIG_WRITE_EARLY_NEVER ((size_t)16 << 20)
 
 typedef enum { CONFIG_OUTPUT_AUTO = 0, CONFIG_OUTPUT_JSON, CONFIG_OUTPUT_TEXT } config_output;
@@ -182,9 +180,9 @@ typedef struct config {
     uint32_t max_connections;   /* 256 */
     bool enable_perf;           /* false; PEERMCP_P2P_ENABLE_PERF: serve /perf/1.0.0 */
     config_aead noise_aead;     /* openssl; PEERMCP_NOISE_AEAD */
-    size_t write_early_bytes;   /* 2048 (CONFIG_WRITE_EARLY_BYTES): a connection's output is sent
-                                   once it reaches this, even inside a read (p2p_host_config);
-                                   CONFIG_WRITE_EARLY_NEVER or more: only at the read's end */
+    size_t write_early_bytes;   /* CONFIG_WRITE_EARLY_NEVER (off, the default) or more: a
+                                   connection's output leaves at the end of a read; less: also
+                                   once it reaches this (p2p_host_config; 2048 measured) */
     bool unfenced_complete;     /* false; PEERMCP_P2P_UNFENCED_COMPLETE: accept `complete`
                                    without worker_id (Python mesh workers; gives up fencing) */
     char *session;              /* NULL; IPFS_ACCELERATE_PY_TASK_P2P_SESSION: status "session" */

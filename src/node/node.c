@@ -1059,8 +1059,7 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
   hc.handshake_timeout_ms = cfg->p2p.handshake_timeout_ms;
   hc.enable_perf = cfg->p2p.enable_perf;
   hc.noise_aead = cfg->p2p.noise_aead == CONFIG_AEAD_LIBSODIUM ? NOISE_AEAD_LIBSODIUM : NOISE_AEAD_OPENSSL;
-  hc.write_early_bytes = cfg->p2p.write_early_bytes >= CONFIG_WRITE_EARLY_NEVER ? P2P_WRITE_EARLY_OFF
-                                                                               : cfg->p2p.write_early_bytes;
+  hc.write_early_bytes = cfg->p2p.write_early_bytes >= CONFIG_WRITE_EARLY_NEVER ? 0 : cfg->p2p.write_early_bytes;
   hc.reuseport = cfg->p2p.eff.holepunch; /* DCUtR dials from the listen port */
   int rc = p2p_host_new(n->loop, &hc, &n->host);
   if (rc) {
@@ -1125,8 +1124,7 @@ static int start_dialing_host(node *n, char *err, size_t errlen) {
   hc.state_dir = n->cfg->state_dir;
   hc.no_peerstore_file = true;
   hc.noise_aead = n->cfg->p2p.noise_aead == CONFIG_AEAD_LIBSODIUM ? NOISE_AEAD_LIBSODIUM : NOISE_AEAD_OPENSSL;
-  hc.write_early_bytes = n->cfg->p2p.write_early_bytes >= CONFIG_WRITE_EARLY_NEVER ? P2P_WRITE_EARLY_OFF
-                                                                               : n->cfg->p2p.write_early_bytes;
+  hc.write_early_bytes = n->cfg->p2p.write_early_bytes >= CONFIG_WRITE_EARLY_NEVER ? 0 : n->cfg->p2p.write_early_bytes;
   int rc = p2p_host_new(n->loop, &hc, &n->host);
   if (rc) {
     n->host = NULL;

@@ -1842,17 +1842,18 @@ static void ew_run(size_t early_bytes, p2p_host_stats *d) {
 static void test_host_read_output_leaves_early_past_the_mark(void **state) {
   (void)state;
   p2p_host_stats d;
-  ew_run(2048, &d);
+  ew_run(P2P_WRITE_EARLY_BYTES, &d); /* 2048 */
   assert_int_equal(d.early_sends, 2);
   assert_int_equal(d.writes_out, 3);
   assert_int_equal(d.noise_frames_out, 3);
 }
 
-/* The same exchange with the policy off: one write, one Noise frame for the read's output. */
+/* The same exchange with the policy off (the default): one write, one Noise frame for the read's
+ * output. */
 static void test_host_read_output_leaves_once_with_the_policy_off(void **state) {
   (void)state;
   p2p_host_stats d;
-  ew_run(P2P_WRITE_EARLY_OFF, &d);
+  ew_run(0, &d); /* the default */
   assert_int_equal(d.early_sends, 0);
   assert_int_equal(d.writes_out, 1);
   assert_int_equal(d.noise_frames_out, 1);

@@ -25,7 +25,7 @@
  * Every identity lives under DIR (DIR/0, DIR/1, …); the server must trust them or get the token
  * through --token. One JSON line on stdout; exit 0 when every request succeeded. Bounded by a
  * watchdog (SVC_DRIVER_TIMEOUT_S, default 120 s). SVC_DRIVER_WRITE_EARLY_BYTES sets the host's
- * p2p_host_config.write_early_bytes (0 = never before the end of a read). */
+ * p2p_host_config.write_early_bytes (unset or 0: off, the default). */
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -69,7 +69,7 @@ static p2p_host *mk_host(int i) {
   hc.no_peerstore_file = true;
   hc.max_streams_per_conn = 1024;
   const char *early = getenv("SVC_DRIVER_WRITE_EARLY_BYTES"); /* the host's write policy (bench/p2p/call.sh) */
-  if (early && *early) hc.write_early_bytes = strtoull(early, NULL, 10) ? (size_t)strtoull(early, NULL, 10) : P2P_WRITE_EARLY_OFF;
+  if (early && *early) hc.write_early_bytes = (size_t)strtoull(early, NULL, 10);
   p2p_host *h;
   if (p2p_host_new(&loop, &hc, &h) != 0) {
     fprintf(stderr, "host %d failed\n", i);

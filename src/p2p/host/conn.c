@@ -107,7 +107,7 @@ void conn_flush(p2p_conn *c) {
 void conn_wrote(p2p_conn *c) {
   if (c->state != CONN_READY || !c->ymx) return;
   if (!c->flushing && yamux_session_out_pending(c->ymx) >= c->early_mark) {
-    /* P2P_WRITE_EARLY_OFF (SIZE_MAX) is never reached: a Yamux output is far smaller */
+    /* off (SIZE_MAX, host.c) is never reached: a Yamux output is far smaller */
     c->early_mark = c->early_mark > SIZE_MAX / 2 ? SIZE_MAX : c->early_mark * 2;
     c->h->stats.early_sends++;
     conn_send_out(c, true); /* may close c (conn_close: freed later, as in any flush) */

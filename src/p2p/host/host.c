@@ -1238,7 +1238,7 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out) {
   if (!c->stream_send_max) c->stream_send_max = 4u << 20;
   if (c->stream_send_max < c->stream_send_hwm) c->stream_send_max = c->stream_send_hwm;
   if (!c->conn_write_queue_max) c->conn_write_queue_max = 1u << 20;
-  if (!c->write_early_bytes) c->write_early_bytes = P2P_WRITE_EARLY_BYTES;
+  if (!c->write_early_bytes) c->write_early_bytes = SIZE_MAX; /* off: a Yamux output never holds that much */
   h->state_dir = strdup(cfg->state_dir);
   h->agent_version = strdup(cfg->agent_version ? cfg->agent_version : "peermcp/" PEERMCP_VERSION);
   c->state_dir = h->state_dir;

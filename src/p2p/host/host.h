@@ -43,9 +43,9 @@ typedef struct p2p_host p2p_host;
 typedef struct p2p_stream p2p_stream;
 
 /* Limits and timeouts; zero fields take the defaults shown. */
-/* p2p_host_config.write_early_bytes: the default, and the value that turns early sends off. */
+/* p2p_host_config.write_early_bytes: the mark measured in bench/RESULTS.md ("P2P call path",
+ * 2026-12-07 13:00 UTC); off by default (it did not pay reliably on a shared 2-core machine). */
 #define P2P_WRITE_EARLY_BYTES ((size_t)2048)
-#define P2P_WRITE_EARLY_OFF SIZE_MAX
 
 typedef struct p2p_host_config {
   const char *state_dir;          /* identity.key and the `peers` snapshot live here (required) */
@@ -77,14 +77,13 @@ typedef struct p2p_host_config {
   size_t stream_send_hwm;         /* 256 KiB: write() returns 1 at or above this queue size */
   size_t stream_send_max;         /* 4 MiB: write() refuses past this (-ENOBUFS) */
   size_t conn_write_queue_max;    /* 1 MiB: encrypted bytes queued to one socket */
-  size_t write_early_bytes;       /* 2 KiB (P2P_WRITE_EARLY_BYTES): a connection's queued output
-                                     is encrypted and sent as soon as it reaches this many bytes,
-                                     even inside a read or a loop iteration that would otherwise
-                                     send it once at its end, so the peer starts on the first
-                                     answers while this side makes the rest; each early send of
-                                     one read or iteration doubles the mark (a read making
-                                     much output leaves in O(log n) frames). P2P_WRITE_EARLY_OFF:
-                                     only at the end (one Noise frame per read or iteration) */
+  size_t write_early_bytes;       /* 0 = off: a connection's output leaves once per read or loop
+                                     iteration, at its end (one Noise frame). Else (e.g.
+                                     P2P_WRITE_EARLY_BYTES) it is encrypted and sent as soon as it
+                                     reaches this many bytes, even inside a read, so the peer
+                                     starts on the first answers while this side makes the rest;
+                                     each early send of one read or iteration doubles the mark (a
+                                     read making much output leaves in O(log n) frames) */
   uint32_t yamux_window;          /* 0 = Yamux default (256 KiB, auto-tuned up to 16 MiB):
                                      initial receive window per stream; also the most a
                                      paused stream buffers until the window grows */
