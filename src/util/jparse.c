@@ -88,6 +88,10 @@ static const unsigned char k_stop[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
 
+/* The one-letter escapes JSON allows after a backslash (\u is read apart). */
+static const unsigned char k_simple_escape[256] = {['"'] = 1, ['\\'] = 1, ['/'] = 1, ['b'] = 1,
+                                                   ['f'] = 1, ['n'] = 1, ['r'] = 1, ['t'] = 1};
+
 /* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0. */
 static size_t utf8_seq(const unsigned char *p, const unsigned char *end) {
   unsigned c = p[0];
@@ -262,7 +266,7 @@ static bool read_string(ctx *c, char *stack, const char **s, size_t *len, bool n
       }
       continue;
     }
-    if (!(e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't')) return fail(c, -EINVAL, p, "invalid escape in a string"), false;
+    if (!k_simple_escape[e]) return fail(c, -EINVAL, p, "invalid escape in a string"), false;
     p += 2;
     out_len++;
   }
@@ -463,9 +467,13 @@ static inline unsigned key_bit(const char *k, size_t klen) {
    * for an empty key (the closing and the opening quote) */
   return (unsigned)(klen * 7u + (unsigned char)k[0] * 3u + (unsigned char)(k - 1)[klen]) & 63u;
 }
-static inline bool key_seen(ctx *c, size_t kbase, uint64_t *bloom, const char *k, size_t klen, bool *room) {
+static inline size_t keys_limit(size_t kbase) { /* key_seen's room: both ceilings in one figure */
+  return kbase + SCAN_KEYS_PER_OBJECT < SCAN_KEYS ? kbase + SCAN_KEYS_PER_OBJECT : SCAN_KEYS;
+}
+static inline bool key_seen(ctx *c, size_t kbase, size_t klimit, uint64_t *bloom, const char *k, size_t klen,
+                            bool *room) {
   size_t nk = c->nkeys;
-  if (nk >= SCAN_KEYS || nk - kbase >= SCAN_KEYS_PER_OBJECT) {
+  if (nk >= klimit) { /* SCAN_KEYS in all, or SCAN_KEYS_PER_OBJECT in this object */
     *room = false;
     return false;
   }
@@ -506,7 +514,7 @@ static json_t *scan_object(ctx *c) {
   c->sub_next = false;
   int st = open_container(c, '}');
   if (st <= 0) return st == 0 ? SCAN_OK : NULL;
-  size_t kbase = c->nkeys;
+  size_t kbase = c->nkeys, klimit = keys_limit(kbase);
   uint64_t bloom = 0; /* key_seen: this object's keys */
   do {
     const char *k, *kraw;
@@ -520,7 +528,7 @@ static json_t *scan_object(ctx *c) {
     if (!scan_value(c)) break;
     if (c->flags & JPARSE_REJECT_DUPLICATES) {
       bool room = k != NULL;
-      if (room && key_seen(c, kbase, &bloom, k, klen, &room)) {
+      if (room && key_seen(c, kbase, klimit, &bloom, k, klen, &room)) {
         fail(c, -EINVAL, c->p, "duplicate object key");
         break;
       }
@@ -564,7 +572,7 @@ static json_t *parse_object(ctx *c) {
   /* duplicate keys: compared as raw bytes (c->keys, as the scan does) while every key of the
    * object lies unescaped in the input and there are few; after that json_object_getn, which
    * sees every key set so far (a hash lookup per key saved on the common path) */
-  size_t kbase = c->nkeys;
+  size_t kbase = c->nkeys, klimit = keys_limit(kbase);
   uint64_t bloom = 0; /* key_seen: this object's keys */
   bool use_get = !c->keys;
   do {
@@ -591,7 +599,7 @@ static json_t *parse_object(ctx *c) {
     if (c->flags & JPARSE_REJECT_DUPLICATES) {
       bool in_input = (const unsigned char *)k >= c->start && (const unsigned char *)k < c->end;
       bool room = !use_get && in_input;
-      bool dup = room && key_seen(c, kbase, &bloom, k, klen, &room);
+      bool dup = room && key_seen(c, kbase, klimit, &bloom, k, klen, &room);
       if (!room && !use_get) use_get = true;
       if (use_get) dup = json_object_getn(obj, k, klen) != NULL;
       if (dup) {
