@@ -74,6 +74,7 @@ static inline void skip_ws(ctx *c) {
 }
 
 static json_t *parse_value(ctx *c);
+static json_t *scan_any(ctx *c);
 
 /* ---------- strings ---------- */
 
@@ -501,7 +502,7 @@ static inline bool scan_value(ctx *c) {
       return quick_string(c, &s, &len) || read_string(c, NULL, &s, &len, c->flags & JPARSE_ALLOW_NUL);
     }
   }
-  return parse_value(c) != NULL;
+  return scan_any(c) != NULL;
 }
 
 /* Scan mode: the same grammar and errors as parse_object, no tree. Duplicate keys are found by
@@ -684,6 +685,40 @@ static json_t *parse_value(ctx *c) {
   return fail(c, -EINVAL, c->p, "invalid token");
 }
 
+/* Scan mode's parse_value: the same grammar, checks and errors, without the tree mode's
+ * branches and scratch buffer (a smaller frame for every value the scan recurses into). */
+static json_t *scan_any(ctx *c) {
+  if (c->p >= c->end) return fail(c, -EINVAL, c->p, "unexpected end of input");
+  switch (*c->p) {
+  case '{':
+    c->p++;
+    return scan_object(c);
+  case '[':
+    c->p++;
+    return scan_array(c);
+  case '"': {
+    c->p++;
+    const char *s;
+    size_t len;
+    if (!quick_string(c, &s, &len) && !read_string(c, NULL, &s, &len, c->flags & JPARSE_ALLOW_NUL)) return NULL;
+    return SCAN_OK;
+  }
+  case 't':
+    if (literal(c, "true", 4)) return SCAN_OK;
+    break;
+  case 'f':
+    if (literal(c, "false", 5)) return SCAN_OK;
+    break;
+  case 'n':
+    if (literal(c, "null", 4)) return SCAN_OK;
+    break;
+  default:
+    if (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) return parse_number(c);
+    break;
+  }
+  return fail(c, -EINVAL, c->p, "invalid token");
+}
+
 int jparse(const char *p, size_t n, int max_depth, json_t **out, jparse_error *err) {
   return jparse_flags(p, n, max_depth, 0, out, err, NULL);
 }
@@ -737,7 +772,7 @@ int jparse_scan_sub(const char *p, size_t n, int max_depth, unsigned flags, jpar
     err->text[0] = 0;
   }
   skip_ws(&c);
-  bool ok = parse_value(&c) != NULL;
+  bool ok = scan_any(&c) != NULL;
   if (ok) {
     skip_ws(&c);
     if (c.p != c.end) {
