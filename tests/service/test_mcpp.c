@@ -1517,6 +1517,9 @@ static char *replies_of(fx *f, svc_mcpp_conn *c) {
 /* issue 11 §3: a plain tools/call frame goes to the session as text (no tree of the frame);
  * every frame answers exactly as through the tree path (mcp_session_text_envelope off), and
  * the text path is taken where it should be. */
+#define A10 "aaaaaaaaaa"
+#define A50 A10 A10 A10 A10 A10
+#define A250 A50 A50 A50 A50 A50
 static void test_text_path_answers_as_the_tree_path(void **state) {
   fx *f = *state;
   static const struct {
@@ -1544,6 +1547,16 @@ static void test_text_path_answers_as_the_tree_path(void **state) {
       {"{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}", false},
       {"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":99}}", false},
       {"{\"jsonrpc\":\"2.0\",\"id\":35,\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rpc\",\"arguments\":{}}}", false},
+      /* the literal compares (method, the task_queue.rpc name) are exact, and a name of 256
+       * bytes or more takes the tree path (255 still the text path); another jsonrpc ends the
+       * stream (test_first_request_must_be_initialize) */
+      {"{\"jsonrpc\":\"2.0\",\"id\":36,\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rp\"}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":37,\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rpcx\"}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":39,\"method\":\"tools/calls\",\"params\":{\"name\":\"zeta_remote\"}}", false},
+      {"{\"jsonrpc\":\"2.0\",\"id\":40,\"method\":\"tools/cal\",\"params\":{\"name\":\"zeta_remote\"}}", false},
+      {"{\"jsonrpc\":\"2.0\",\"id\":41,\"method\":\"tools/call\",\"params\":{\"name\":\"" A250 "aaaaa\"}}", true},
+      {"{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"tools/call\",\"params\":{\"name\":\"" A250 "aaaaaa\"}}", false},
+      {"{\"jsonrpc\":\"2.0\",\"id\":43,\"method\":\"tools/call\",\"params\":{\"name\":\"\"}}", true},
   };
   svc_mcpp_conn *c[2] = {open_init(f, PEER_T), open_init(f, PEER_T)};
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
