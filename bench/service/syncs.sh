@@ -8,7 +8,7 @@
 #   bash bench/service/syncs.sh [BUILD_DIR...]     (default: ./build; BASE_BUILD=dir adds it first;
 #   ROUNDS=k repeats the whole set k times, interleaved)
 # Prints one JSON line per build and window: {"build", "inflight", "n", "ok", "per_s", "syncs",
-# "syncs_per_task", "sync_ms_total", "sync_us_mean"} — syncs counted over the measured run only
+# "syncs_per_task", "sync_ms_total", "sync_us_mean", "sync_ms_max"} — syncs counted over the measured run only
 # (the warm-up's are subtracted), the time inside them from strace -T.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,6 +33,7 @@ drv="$root/build/bench/service/svc_bench_driver"
 
 count_syncs() { grep -cE '(fsync|fdatasync)\(' "$1" 2>/dev/null || echo 0; }
 sync_ms() { grep -oE '<[0-9.]+>' "$1" 2>/dev/null | tr -d '<>' | awk '{s += $1} END {printf "%.1f", s * 1000}'; }
+sync_max_ms() { grep -oE '<[0-9.]+>' "$1" 2>/dev/null | tr -d '<>' | awk '$1 > m {m = $1} END {printf "%.1f", m * 1000}'; }
 
 k=0
 for rd in $(seq "${ROUNDS:-1}"); do
@@ -70,13 +71,14 @@ EOF
     kill "$wpid" 2>/dev/null
     kill $(pgrep -P "$bpid") 2>/dev/null # B itself: strace exits with it
     wait "$bpid" 2>/dev/null
-    python3 - "$b" "$f" "$N" "${line:-{\}}" "$((s1 - s0))" "$(sync_ms "$run/st1")" <<'PY'
+    python3 - "$b" "$f" "$N" "${line:-{\}}" "$((s1 - s0))" "$(sync_ms "$run/st1")" "$(sync_max_ms "$run/st1")" <<'PY'
 import json, sys
 b, f, n, line, syncs, ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6] or 0)
+mx = float(sys.argv[7] or 0)
 d = json.loads(line) if line.strip().startswith("{") else {}
 print(json.dumps({"build": b, "inflight": f, "n": n, "ok": d.get("ok"), "per_s": d.get("per_s"), "p50_us": d.get("p50_us"),
                   "syncs": syncs, "syncs_per_task": round(syncs / n, 3), "sync_ms_total": ms,
-                  "sync_us_mean": round(ms * 1000 / syncs, 1) if syncs else None}))
+                  "sync_us_mean": round(ms * 1000 / syncs, 1) if syncs else None, "sync_ms_max": mx}))
 PY
   done
 done
