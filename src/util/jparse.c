@@ -490,8 +490,8 @@ static inline bool key_seen(ctx *c, size_t kbase, size_t klimit, uint64_t *bloom
   return false;
 }
 
-/* Scan mode: one value, with the commonest (a string) taken here instead of a call into
- * parse_value; the same checks and errors as parse_value's. True when it is valid. */
+/* Scan mode: one value, with the commonest (a string, a short integer) taken here instead of a
+ * call; the same checks and errors as scan_any's. True when it is valid. */
 static inline bool scan_value(ctx *c) {
   const unsigned char *p = c->p;
   if (p < c->end) {
@@ -500,6 +500,17 @@ static inline bool scan_value(ctx *c) {
       const char *s;
       size_t len;
       return quick_string(c, &s, &len) || read_string(c, NULL, &s, &len, c->flags & JPARSE_ALLOW_NUL);
+    }
+    if (*p >= '0' && *p <= '9') {
+      /* a non-negative integer of at most 18 digits, as parse_number takes it (no overflow
+       * possible); a leading zero, a fraction, an exponent or more digits: parse_number */
+      const unsigned char *q = p + 1, *end = c->end;
+      if (*p != '0')
+        while (q < end && *q >= '0' && *q <= '9') q++;
+      if (q - p <= 18 && (q >= end || (*q != '.' && *q != 'e' && *q != 'E' && (*q < '0' || *q > '9')))) {
+        c->p = q;
+        return true;
+      }
     }
   }
   return scan_any(c) != NULL;

@@ -293,7 +293,10 @@ static void test_jparse_integers_around_the_fast_path(void **state) {
                                "100000000000000000", "1000000000000000000", "-1000000000000000000",
                                "9223372036854775807", "-9223372036854775807", "9223372036854775808",
                                "-9223372036854775808", "-9223372036854775809", "12345678901234567890",
-                               "00", "-", "-01", "1e5", "123456789012345678.5"};
+                               "00", "-", "-01", "1e5", "123456789012345678.5",
+                               /* the scan's inline integer (a member's value or an element) */
+                               "01", "0.", "0e1", "0E1", "1E5", "1e", "5.", "5.0", "10", "0 ", "5 ", "1234567890123456789",
+                               "123456789012345678", "0x1", "5a", "5-", "05"};
   char t[64];
   for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
     int n = snprintf(t, sizeof t, "[%s]", ints[i]);
@@ -302,6 +305,12 @@ static void test_jparse_integers_around_the_fast_path(void **state) {
     n = snprintf(t, sizeof t, "{\"n\":%s}", ints[i]);
     agree(t, (size_t)n);
     agree_flags(t, (size_t)n);
+    n = snprintf(t, sizeof t, "[1,%s,2]", ints[i]);
+    agree(t, (size_t)n);
+    n = snprintf(t, sizeof t, "[%s", ints[i]); /* the input ends right after it */
+    agree(t, (size_t)n);
+    n = snprintf(t, sizeof t, "{\"n\":%s", ints[i]);
+    agree(t, (size_t)n);
   }
 }
 
