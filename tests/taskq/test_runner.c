@@ -785,6 +785,40 @@ static void test_runner_claims_again_while_its_finish_is_in_flight(void **state)
   stop_scripted();
 }
 
+/* Stopping waits for a finish still in flight from a slot that went on claiming: the runner
+ * reports stopped only once the source took it (the result is not dropped on the way out). */
+static void test_runner_stop_waits_for_a_finish_in_flight(void **state) {
+  (void)state;
+  start_scripted(30, 50);
+  answer_claim(await_op(F_CLAIM), 0, "t1", "tool.call", "echo");
+  fop *f1 = await_op(F_FINISH);
+  fop *c = pending(F_CLAIM);
+  assert_non_null(c); /* the slot claims while t1's finish travels */
+  int done = 0;
+  taskq_runner_stop(W.w, 0, stopped, &done);
+  c->answered = true;
+  uv_update_time(&W.loop);
+  c->claim(c->ud, 0, NULL); /* nothing: the slot stops */
+  int64_t until = clock_mono_ms() + 300;
+  while (clock_mono_ms() < until) {
+    uv_run(&W.loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  assert_false(done); /* t1's finish is still unanswered */
+  assert_false(f1->answered);
+  f1->answered = true;
+  uv_update_time(&W.loop);
+  f1->finish(f1->ud, 0);
+  int64_t end = clock_mono_ms() + 15000;
+  while (!done && clock_mono_ms() < end) uv_run(&W.loop, UV_RUN_ONCE);
+  assert_true(done);
+  taskq_runner_stats st;
+  taskq_runner_stats_get(W.w, &st);
+  assert_int_equal(st.completed, 1);
+  taskq_runner_free(W.w);
+  W.w = NULL;
+}
+
 /* A finish still failing when the lease would have run out is given up (the task comes back
  * to the queue through the expired lease). */
 static void test_runner_gives_up_a_finish_when_the_lease_is_over(void **state) {
@@ -931,6 +965,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_runner_sends_a_finish_again_until_the_source_takes_it, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_gives_up_a_finish_when_the_lease_is_over, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_claims_again_while_its_finish_is_in_flight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_runner_stop_waits_for_a_finish_in_flight, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_claims_again_at_once_after_a_waited_empty_claim, setup, teardown),
       cmocka_unit_test_setup_teardown(test_runner_kick_during_a_claim_claims_again, setup, teardown),
       cmocka_unit_test_setup_teardown(test_task_from_json_refuses_what_is_not_a_task, setup, teardown),
