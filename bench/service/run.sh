@@ -225,6 +225,16 @@ if tp.get("p50_us") and tw.get("p50_us"):
     lines += [f"One at a time, p50: **{tw['p50_us']} µs** waiting vs {tp['p50_us']} µs polling."]
 if tp16.get("per_s") and tw16.get("per_s"):
     lines += [f"16 in flight: **{tw16['per_s']}/s** waiting vs {tp16['per_s']}/s polling."]
+tw64 = by.get("tasks via 1 remote worker (16 slots), 64 in flight, a backlog queued (waiting claims)", {})
+ts64 = by.get("tmpfs: tasks via 1 remote worker (16 slots), 64 in flight, a backlog queued (waiting claims)", {})
+if tw64.get("per_s"):
+    lines += [f"64 in flight through the same 16 slots (a backlog queued on B, as a real queue has; the target's row is "
+              f"the 16 in flight above): **{tw64['per_s']}/s** on the disk, {ts64.get('per_s')}/s on tmpfs."]
+dk = [r for r in rows if r["label"].startswith("disk: ") and "in flight" in r["label"] and r.get("per_s")]
+if dk:
+    lines += ["Disk rows with the base interleaved (B's state on the disk, fresh B per row; base first in each round): " +
+              "; ".join(f"{r['label'][6:].replace('tasks via 1 remote worker (16 slots), ', '').replace(', a backlog queued', '').replace(' (waiting claims)', '')} "
+                        f"{r['per_s']}/s p50 {r.get('p50_us')} µs" for r in dk) + "."]
 for r in idle:
     lines += [f"Idle, 5 s: node B {r.get('node_ms')} ms CPU, waiting worker {r.get('worker_ms')} ms CPU."]
 anc = by.get("anchor: one durable SQLite commit (WAL, synchronous=FULL), state directory's disk", {})
