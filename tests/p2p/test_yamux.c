@@ -241,6 +241,87 @@ static void test_yamux_data_both_ways_and_half_close(void **st) {
   side_free(s);
 }
 
+/* Writes on one stream between two flushes of the output leave as one Data frame (pipelined
+ * calls reach the peer in one delivery): the last frame grows while it is still whole in the
+ * output, is this stream's and carries no flag, up to max_frame_data; anything else starts a
+ * new frame. The peer reads every byte, in order. */
+static void test_yamux_writes_between_flushes_extend_the_last_frame(void **st) {
+  (void)st;
+  yamux_config cfg;
+  yamux_config_default(&cfg);
+  cfg.max_frame_data = 100;
+  side *c, *s;
+  pair(&c, &s, &cfg);
+  c->auto_consume = s->auto_consume = true;
+  yamux_stream *a, *b;
+  assert_int_equal(yamux_stream_open(c->s, &a), 0);
+  assert_int_equal(yamux_stream_open(c->s, &b), 0);
+  pump(c, s); /* the SYNs, and the ACKs back */
+  assert_int_equal(yamux_stream_write(a, (const uint8_t *)"one.", 4), 4); /* its first frame: no flag */
+  pump(c, s);
+  size_t len;
+  yamux_header hs[16];
+  /* three writes on a: one frame of 12 bytes */
+  assert_int_equal(yamux_stream_write(a, (const uint8_t *)"two.", 4), 4);
+  assert_int_equal(yamux_stream_write(a, (const uint8_t *)"three", 5), 5);
+  assert_int_equal(yamux_stream_write(a, (const uint8_t *)"...", 3), 3);
+  const uint8_t *p = yamux_session_out(c->s, &len);
+  assert_int_equal(len, YAMUX_HEADER_LEN + 12);
+  assert_int_equal(frames_of(p, len, hs, 16), 1);
+  assert_int_equal(hs[0].type, YAMUX_TYPE_DATA);
+  assert_int_equal(hs[0].flags, 0);
+  assert_int_equal(hs[0].length, 12);
+  /* another stream's write, then a's again: three frames (a's is not the last one any more) */
+  assert_int_equal(yamux_stream_write(b, (const uint8_t *)"B", 1), 1);
+  assert_int_equal(yamux_stream_write(a, (const uint8_t *)"four", 4), 4);
+  p = yamux_session_out(c->s, &len);
+  assert_int_equal(frames_of(p, len, hs, 16), 3);
+  assert_int_equal(hs[2].length, 4);
+  /* the output taken up to a's last frame (a flush of what came before): that frame is whole
+   * and last, it still grows */
+  yamux_session_out_consume(c->s, YAMUX_HEADER_LEN + 12);
+  assert_int_equal(yamux_stream_write(a, (const uint8_t *)"five", 4), 4);
+  p = yamux_session_out(c->s, &len);
+  assert_int_equal(frames_of(p, len, hs, 16), 2); /* b's, a's "four" + "five" */
+  assert_int_equal(hs[1].length, 8);
+  /* taken into a's frame (part of it is on its way): the next write starts a new frame */
+  yamux_session_out_consume(c->s, YAMUX_HEADER_LEN + 1 + YAMUX_HEADER_LEN + 2);
+  assert_int_equal(yamux_stream_write(a, (const uint8_t *)"six", 3), 3);
+  p = yamux_session_out(c->s, &len);
+  assert_int_equal(len, 6 + YAMUX_HEADER_LEN + 3);
+  /* (what was consumed above is lost to the peer: start over on a fresh pair for the bytes) */
+  yamux_stream_release(a);
+  yamux_stream_release(b);
+  side_free(c);
+  side_free(s);
+
+  /* the bound, the FIN, and the bytes in order */
+  pair(&c, &s, &cfg);
+  c->auto_consume = s->auto_consume = true;
+  assert_int_equal(yamux_stream_open(c->s, &a), 0);
+  pump(c, s);
+  assert_int_equal(yamux_stream_write(a, (const uint8_t *)"x", 1), 1);
+  pump(c, s);
+  uint8_t big[150];
+  for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)('a' + i % 26);
+  for (size_t i = 0; i < sizeof big; i += 30) assert_int_equal(yamux_stream_write(a, big + i, 30), 30);
+  p = yamux_session_out(c->s, &len);
+  assert_int_equal(frames_of(p, len, hs, 16), 2); /* 90 + 60: a frame holds at most 100 */
+  assert_int_equal(hs[0].length, 90);
+  assert_int_equal(hs[1].length, 60);
+  assert_int_equal(yamux_stream_close(a), 0); /* FIN: its own frame */
+  assert_int_equal(yamux_stream_write(a, (const uint8_t *)"y", 1), -EPIPE);
+  p = yamux_session_out(c->s, &len);
+  assert_int_equal(frames_of(p, len, hs, 16), 3);
+  pump(c, s);
+  assert_int_equal(buf_len(&s->rx[1]), 1 + sizeof big);
+  assert_memory_equal((const uint8_t *)buf_ptr(&s->rx[1]) + 1, big, sizeof big);
+  assert_int_equal(s->fins[1], 1);
+  yamux_stream_release(a);
+  side_free(c);
+  side_free(s);
+}
+
 static void test_yamux_sender_never_exceeds_window_slow_reader_backpressure(void **st) {
   (void)st;
   side *c, *s;
@@ -855,6 +936,7 @@ int main(void) {
       cmocka_unit_test(test_yamux_client_ids_odd_server_ids_even_syn_is_window_update),
       cmocka_unit_test(test_yamux_ack_waits_for_first_frame_from_application),
       cmocka_unit_test(test_yamux_data_both_ways_and_half_close),
+      cmocka_unit_test(test_yamux_writes_between_flushes_extend_the_last_frame),
       cmocka_unit_test(test_yamux_sender_never_exceeds_window_slow_reader_backpressure),
       cmocka_unit_test(test_yamux_window_grows_to_16mib_for_fast_reader),
       cmocka_unit_test(test_yamux_rst_resets_peer_stream),

@@ -3,7 +3,10 @@
  * Receiving: at most one partial 12-byte header is kept; Data payloads are handed to the
  * application in place, piece by piece, and charged to the stream's receive window until the
  * application consumes them. Sending: frames are appended to one bounded output buffer;
- * stream data only while it is under the soft limit and within the peer's window.
+ * stream data only while it is under the soft limit and within the peer's window. A write on
+ * the stream whose plain Data frame is the last one in the output (nothing taken from it yet)
+ * extends that frame, up to max_frame_data: what a stream writes between two flushes — many
+ * pipelined replies or requests — reaches the peer as one frame and one delivery.
  *
  * Stream lifetime: a stream is "live" (in the id table, counted against the cap) until it is
  * fully closed (FIN both ways) or reset; its handle lives until the owner releases it. Every
@@ -66,6 +69,11 @@ struct yamux_session {
   yamux_stream *buckets[YAMUX_BUCKETS];
   yamux_stream *all;
   buf out;
+  /* The last frame in out, when it is a flagless Data frame a write on the same stream may
+   * extend: its stream (0 = none) and payload length. Any other frame, or a consume that
+   * reaches into it, ends it. */
+  uint32_t tail_id;
+  uint32_t tail_len;
   /* Receive state. */
   uint8_t hdr[YAMUX_HEADER_LEN];
   size_t hdr_len;
@@ -203,6 +211,7 @@ static int yamux_emit(yamux_session *s, uint8_t type, uint16_t flags, uint32_t i
   yamux_header_encode(&h, dst);
   if (plen) memcpy(dst + YAMUX_HEADER_LEN, payload, plen);
   buf_commit(&s->out, YAMUX_HEADER_LEN + plen);
+  s->tail_id = 0; /* yamux_stream_write marks its own flagless Data frames */
   return 0;
 }
 
@@ -374,6 +383,7 @@ static void yamux_notify_writable(yamux_session *s) {
 void yamux_session_out_consume(yamux_session *s, size_t n) {
   CHECK(n <= buf_len(&s->out));
   buf_consume(&s->out, n);
+  if (buf_len(&s->out) < (size_t)YAMUX_HEADER_LEN + s->tail_len) s->tail_id = 0; /* (part of) it left */
   if (s->n_blocked && buf_len(&s->out) <= s->cfg.out_soft_limit / 2) yamux_notify_writable(s);
 }
 
@@ -658,6 +668,20 @@ ssize_t yamux_stream_write(yamux_stream *st, const uint8_t *data, size_t len) {
     yamux_set_blocked(st, true);
     return -EAGAIN;
   }
+  if (s->tail_id == st->id && !st->ack_needed && n <= s->cfg.max_frame_data - s->tail_len) {
+    /* The last frame in the output is this stream's: it grows (one frame, one delivery). */
+    uint8_t *dst;
+    int rrc = buf_reserve(&s->out, n, &dst);
+    if (rrc) return rrc == -E2BIG ? -EAGAIN : rrc;
+    memcpy(dst, data, n);
+    buf_commit(&s->out, n);
+    s->tail_len += (uint32_t)n;
+    yamux_header h = {0, YAMUX_TYPE_DATA, 0, st->id, s->tail_len};
+    yamux_header_encode(&h, (uint8_t *)buf_ptr(&s->out) + buf_len(&s->out) - s->tail_len - YAMUX_HEADER_LEN);
+    st->send_window -= (uint32_t)n;
+    yamux_set_blocked(st, n < len);
+    return (ssize_t)n;
+  }
   /* All or nothing: room for every frame (and a separate ACK update) before writing any, so
    * an allocation failure leaves nothing half-taken. */
   size_t frames = (n + s->cfg.max_frame_data - 1) / s->cfg.max_frame_data;
@@ -682,6 +706,10 @@ ssize_t yamux_stream_write(yamux_stream *st, const uint8_t *data, size_t len) {
     CHECK(rc == 0); /* the space was reserved above */
     (void)rc;
     done += chunk;
+    if (!flags) { /* a plain Data frame, last in the output: the next write may extend it */
+      s->tail_id = st->id;
+      s->tail_len = (uint32_t)chunk;
+    }
   }
   CHECK(done == n && done <= st->send_window);
   st->send_window -= (uint32_t)done;
