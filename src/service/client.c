@@ -81,6 +81,7 @@ struct svc_client {
   json_t *server_info;
   uv_timer_t timer;
   int refs;
+  int in_reply; /* inside on_data: requests queued meanwhile are written once it returns */
   bool closed;
   int64_t next_open_at;
   unsigned open_failures;
@@ -332,7 +333,16 @@ static void send_ready(svc_client *c) {
     r->on = cs;
     cs->inflight++;
   }
-  cs_flush(cs);
+  /* Requests made while answers are read (a caller that sends the next one from its callback)
+   * leave together when on_data returns: one stream write for the batch, not one per request. */
+  if (!c->in_reply) cs_flush(cs);
+}
+
+/* What on_data's callbacks queued on any of the client's streams. */
+static void flush_queued(svc_client *c) {
+  if (c->cur && buf_len(&c->cur->wbuf)) cs_flush(c->cur);
+  for (cstream *cs = c->draining; cs; cs = cs->next)
+    if (buf_len(&cs->wbuf)) cs_flush(cs);
 }
 
 /* Every request that went out on cs and got no answer: sent again when it may be, else failed.
@@ -566,6 +576,7 @@ static void on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
   svc_client *c = cs->c;
   (void)s;
   c->refs++;
+  c->in_reply++;
   cs->in_data++; /* a callback that closes the client or the stream must not free the frame it reads */
   while (!c->closed && !cs->free_pending && (len > 0 || cs->dec.ready)) {
     size_t used = 0;
@@ -585,6 +596,7 @@ static void on_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
     break;
   }
   if (--cs->in_data == 0 && cs->free_pending) cs_free(cs);
+  if (--c->in_reply == 0 && !c->closed) flush_queued(c);
   /* Answers only end requests (the timer may then fire early, and its tick re-arms); what
    * added or re-queued one armed it or left it unsent (arm walks every request). */
   if (!c->closed && (c->n_unsent || !uv_is_active((uv_handle_t *)&c->timer))) arm(c);
