@@ -968,8 +968,11 @@ int svc_client_call_tool_text(svc_client *c, const char *tool, const char *args,
   if (i == args_len || args[i] != '{' ||
       jparse_scan(args, args_len, 2000, JPARSE_REJECT_DUPLICATES | JPARSE_ALLOW_NUL, NULL, 0, NULL, NULL, NULL) != 0)
     return -EINVAL;
-  creq *r = calloc(1, sizeof *r);
+  /* malloc and a struct assignment, not calloc: glibc's calloc bypasses the thread cache (~100
+   * instructions a call more; GCC turns a memset after malloc back into calloc) */
+  creq *r = malloc(sizeof *r);
   if (!r) return -ENOMEM;
+  *r = (creq){0};
   /* {"name":tool,"arguments":args[,"_meta":{"traceparent":…}]} */
   jwrite *w = &c->jw;
   jwrite_reset(w);
