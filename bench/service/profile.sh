@@ -12,6 +12,7 @@
 # exclusive symbols; keeps the callgrind files in $OUT (default /tmp/peermcp-svc-prof).
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/bench/service/lib.sh"
 N=${N:-300}
 WARM=${WARM:-20}
 TOP=${TOP:-15}
@@ -40,15 +41,7 @@ for b in "${builds[@]}"; do
   drv="$b/bench/service/svc_bench_driver"
   [ -x "$drv" ] || drv="$root/build/bench/service/svc_bench_driver"
   run="$tmp/r$k"
-  mkdir -p "$run/b" "$run/w" "$run/d"
-  D_ID=$("$bin" id --state-dir "$run/d/0" 2>/dev/null)
-  W_ID=$("$bin" id --state-dir "$run/w" 2>/dev/null)
-  cat >"$run/b.json" <<EOF
-{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID", "$W_ID"], "workers": 0}}
-EOF
-  cat >"$run/w.json" <<EOF
-{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "worker_claim_wait_seconds": 20}}
-EOF
+  svc_topology "$bin" "$run"
   cg="$OUT/callgrind.$k.out"
   rm -f "$cg"*
   cgb=() cgw=() cgd=()

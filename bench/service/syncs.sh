@@ -12,6 +12,7 @@
 # (the warm-up's are subtracted), the time inside them from strace -T.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/bench/service/lib.sh"
 N=${N:-2000}
 WARM=${WARM:-100}
 INFLIGHT=${INFLIGHT:-16 64}
@@ -42,15 +43,7 @@ for b in "${builds[@]}"; do
     k=$((k + 1))
     bin="$b/peermcp"
     run="$tmp/r$k"
-    mkdir -p "$run/b" "$run/w" "$run/d"
-    D_ID=$("$bin" id --state-dir "$run/d/0" 2>/dev/null)
-    W_ID=$("$bin" id --state-dir "$run/w" 2>/dev/null)
-    cat >"$run/b.json" <<EOF
-{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID", "$W_ID"], "workers": 0}}
-EOF
-    cat >"$run/w.json" <<EOF
-{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "worker_claim_wait_seconds": 20}}
-EOF
+    svc_topology "$bin" "$run"
     st="$run/strace.out"
     strace -f --seccomp-bpf -T -e trace=fsync,fdatasync -o "$st" "$bin" serve --no-stdio --config "$run/b.json" \
       --state-dir "$run/b" 2>"$run/b.err" &
