@@ -63,6 +63,7 @@ struct cstream {
   cstream *next;     /* in the client's draining list */
   int in_data;       /* inside on_data: a text callback reads the frame from dec */
   bool free_pending; /* closed meanwhile: on_data frees it when it returns */
+  bool init_refused; /* its initialize was answered rate_limited: nothing ran */
 };
 
 struct svc_client {
@@ -385,11 +386,43 @@ static void open_failed(svc_client *c, int err) {
   }
 }
 
+/* The current stream's initialize was refused by the server's frame bucket (rate_limited):
+ * nothing ran, so this is a refusal, not a failure. The next stream waits until the bucket,
+ * as this client sees it, holds a token again (and at least the open back-off); a request
+ * refused more than MAX_REFUSALS times this way fails with -EBUSY. */
+static void open_refused(svc_client *c) {
+  c->open_failures++;
+  if (c->rate > 0) {
+    tokens_refill(c);
+    c->tokens = 0; /* the server's bucket is empty: wait for it */
+  }
+  int64_t now = now_ms(c), at = now + backoff(c, c->open_failures - 1), w = tokens_wait_ms(c);
+  if (now + w > at) at = now + w;
+  c->next_open_at = at;
+  creq *r = c->reqs;
+  while (r && !c->closed) {
+    creq *next = r->next;
+    if (!r->id) {
+      r->refusals++;
+      c->n_refused++;
+      if (r->refusals <= MAX_REFUSALS) {
+        r->retry_at = at;
+        r->deadline = at + r->timeout_ms;
+      } else {
+        req_finish(c, r, -EBUSY, NULL, NULL);
+      }
+    }
+    r = next;
+  }
+}
+
 static void stream_open(svc_client *c);
+static bool refused_before_running(const json_t *error);
 
 static void handle_init_reply(svc_client *c, cstream *cs, json_t *result, json_t *error) {
   if (!result) {
     log_write(LOG_WARNING, "p2p initialize refused", "{s:s, s:O?}", "target", c->target, "error", error);
+    cs->init_refused = refused_before_running(error);
     /* the server closes the stream; the requests fail or retry then */
     return;
   }
@@ -628,7 +661,8 @@ static void on_close(p2p_stream *s, int err, void *ud) {
   cs->s = NULL;
   if (!c->closed) {
     if (cs->inflight) cs_lost(c, cs, err ? err : -ECONNRESET);
-    if (!was_ready) open_failed(c, err ? err : -ECONNRESET);
+    if (!was_ready && cs->init_refused) open_refused(c);
+    else if (!was_ready) open_failed(c, err ? err : -ECONNRESET);
     arm(c);
   }
   if (cs->in_data) cs->free_pending = true; /* on_data frees it (a callback's frame is in it) */
@@ -673,7 +707,7 @@ static void on_open(p2p_stream *s, int err, void *ud) {
   json_t *params = json_pack("{s:{s:s, s:s}, s:[s], s:{}}", "clientInfo", "name", c->client_name, "version",
                              PEERMCP_VERSION, "profiles", "mcp++/p2p-transport", "capabilities");
   if (params && c->token) json_object_set_new(params, "token", json_string(c->token));
-  (void)tokens_take(c); /* initialize is a frame too; it goes even when the bucket is dry */
+  (void)tokens_take(c); /* initialize is a frame too: opens wait for a token (pump, arm) */
   if (cs_frame(cs, cs->init_id, "initialize", params) != 0) p2p_stream_reset(s);
   else cs_flush(cs);
   json_decref(params);
@@ -715,8 +749,8 @@ static bool wants_stream(svc_client *c) {
 
 static void pump(svc_client *c) {
   if (c->closed || c->open_err) return;
-  if (!c->cur && now_ms(c) >= c->next_open_at && wants_stream(c))
-    stream_open(c);
+  if (!c->cur && now_ms(c) >= c->next_open_at && wants_stream(c) && tokens_wait_ms(c) == 0)
+    stream_open(c); /* initialize is a frame too: it waits for a token like a request */
   else if (c->cur && c->cur->state == CS_READY)
     send_ready(c);
 }
@@ -742,7 +776,8 @@ static void arm(svc_client *c) {
   }
   if (unsent_due) {
     if (!c->cur) {
-      int64_t at = c->next_open_at > now ? c->next_open_at : now;
+      int64_t at = c->next_open_at > now ? c->next_open_at : now, w = now + tokens_wait_ms(c);
+      if (w > at) at = w;
       if (at < next) next = at;
     } else if (c->cur->state == CS_READY && c->cur->inflight < c->o.max_inflight) {
       int64_t w = tokens_wait_ms(c);
@@ -896,7 +931,7 @@ static void req_add(svc_client *c, creq *r, uint32_t timeout_ms) {
   c->n_unsent++;
   int64_t deadline = r->deadline; /* r may be finished (freed) by what follows */
   if (c->cur && c->cur->state == CS_READY) send_ready(c);
-  else if (!c->cur && !c->open_err && now_ms(c) >= c->next_open_at) stream_open(c);
+  else if (!c->cur && !c->open_err && now_ms(c) >= c->next_open_at && tokens_wait_ms(c) == 0) stream_open(c);
   /* Nothing waiting to go (r went at once, or is already gone) and the timer due no later than
    * r's deadline: it stays as it is (arm walks every request; its tick re-arms). */
   if (!c->n_unsent && !c->closed && c->armed_at <= deadline && uv_is_active((uv_handle_t *)&c->timer)) return;

@@ -43,6 +43,7 @@ typedef struct world {
 
 static world W;
 static uint32_t g_max_streams, g_init_timeout_ms, g_max_frames; /* server limits for the next setup */
+static double g_rate_per_s; /* strangers' frames per second for the next setup; 0 = 100000 */
 
 static mcp_tool_status echo_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
   (void)call;
@@ -138,7 +139,8 @@ static int setup(void **state) {
   so.host = W.a;
   so.dispatcher = W.disp;
   so.policy = W.pol;
-  so.rate_per_s = 100000;
+  so.rate_per_s = g_rate_per_s > 0 ? g_rate_per_s : 100000;
+  so.rate_burst = g_rate_per_s > 0 ? 2 : 0;
   so.legacy = true;
   so.max_streams_per_peer = g_max_streams;
   so.init_timeout_ms = g_init_timeout_ms;
@@ -699,6 +701,50 @@ static void test_client_rotates_streams_before_the_frame_cap(void **state) {
   assert_int_equal(cnt.by_status[TQ_QUEUED], 20);
 }
 
+static int setup_tight_rate(void **state) {
+  g_rate_per_s = 4; /* strangers: 4 frames a second, a burst of 2 */
+  int rc = setup(state);
+  g_rate_per_s = 0;
+  return rc;
+}
+
+/* Two clients of one peer share the server's per-peer bucket but each paces itself by its own
+ * view of it, so frames are refused. A refused request is sent again on a fresh stream; that
+ * stream's initialize must wait for the bucket too (and a refused initialize is a refusal, not
+ * a failure): every request still gets its answer. */
+static void test_clients_sharing_a_tight_bucket_lose_no_request(void **state) {
+  (void)state;
+  enum { PER = 5 };
+  svc_client_opts o = {0};
+  svc_client *cl[2];
+  got g[2][PER];
+  memset(g, 0, sizeof g);
+  json_t *m = json_pack("{s:s}", "op", "status");
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(svc_client_new(&W.loop, W.c, W.a_addr, &o, &cl[k]), 0);
+    for (int i = 0; i < PER; i++) assert_int_equal(svc_client_rpc(cl[k], m, 60000, got_cb, &g[k][i]), 0);
+  }
+  json_decref(m);
+  uint64_t refused = 0;
+  for (int k = 0; k < 2; k++) {
+    for (int i = 0; i < PER; i++) {
+      int64_t end = clock_mono_ms() + 60000;
+      while (!g[k][i].done && clock_mono_ms() < end) uv_run(&W.loop, UV_RUN_ONCE);
+      assert_true(g[k][i].done);
+      assert_int_equal(g[k][i].err, 0);
+      assert_true(json_is_true(json_object_get(g[k][i].result, "ok")));
+      got_clear(&g[k][i]);
+    }
+  }
+  for (int k = 0; k < 2; k++) {
+    svc_client_stats cs;
+    svc_client_stats_get(cl[k], &cs);
+    refused += cs.refused;
+    svc_client_close(cl[k]);
+  }
+  assert_true(refused > 0); /* the bucket was shared: the clients' views of it were wrong */
+}
+
 static void later_fired(uv_timer_t *t) { *(int *)t->data = 1; }
 static void tm_closed(uv_handle_t *h) { *(int *)h->data = 1; }
 
@@ -758,6 +804,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_streams_per_peer_are_capped, setup_limits, teardown),
       cmocka_unit_test_setup_teardown(test_silent_stream_is_closed_after_init_timeout, setup_limits, teardown),
       cmocka_unit_test_setup_teardown(test_client_rotates_streams_before_the_frame_cap, setup_few_frames, teardown),
+      cmocka_unit_test_setup_teardown(test_clients_sharing_a_tight_bucket_lose_no_request, setup_tight_rate, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
