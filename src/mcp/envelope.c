@@ -69,15 +69,6 @@ int mcp_envelope_from_scan(const char *text, size_t len, const jparse_member *m,
   return 0;
 }
 
-bool mcp_env_is_str(mcp_env_span span, const char *lit) {
-  size_t n = strlen(lit);
-  return span.p && span.n == n + 2 && span.p[0] == '"' && memcmp(span.p + 1, lit, n) == 0 && span.p[n + 1] == '"';
-}
-
-bool mcp_env_str_escaped(mcp_env_span span) {
-  return mcp_env_is_string(span) && memchr(span.p + 1, '\\', span.n - 2) != NULL;
-}
-
 bool mcp_env_cstr(mcp_env_span span, char *buf, size_t cap) {
   if (!mcp_env_is_string(span) || mcp_env_str_escaped(span) || span.n - 2 >= cap) return false;
   memcpy(buf, span.p + 1, span.n - 2);

@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "util/jparse.h"
 
@@ -61,12 +62,18 @@ int mcp_envelope_from_scan(const char *text, size_t len, const jparse_member *me
                            const jparse_member *params, size_t pn, size_t pcap, unsigned found, mcp_envelope *env)
     __attribute__((warn_unused_result));
 
-/* True when span is the JSON string lit written without escapes ("2.0" for lit 2.0). */
-bool mcp_env_is_str(mcp_env_span span, const char *lit);
+/* True when span is the JSON string lit written without escapes ("2.0" for lit 2.0). Inline:
+ * with a literal lit the compiler folds its length (the per-call text path calls it). */
+static inline bool mcp_env_is_str(mcp_env_span span, const char *lit) {
+  size_t n = strlen(lit);
+  return span.p && span.n == n + 2 && span.p[0] == '"' && memcmp(span.p + 1, lit, n) == 0 && span.p[n + 1] == '"';
+}
 /* True when span is a JSON string (escaped or not). */
 static inline bool mcp_env_is_string(mcp_env_span span) { return span.p && span.n >= 2 && span.p[0] == '"'; }
 /* True when span is a JSON string holding an escape (its decoded value differs from its bytes). */
-bool mcp_env_str_escaped(mcp_env_span span);
+static inline bool mcp_env_str_escaped(mcp_env_span span) {
+  return mcp_env_is_string(span) && memchr(span.p + 1, '\\', span.n - 2) != NULL;
+}
 /* Copies an escape-free string value into buf as a C string: true; false when span is not a
  * string, holds an escape, or does not fit cap (terminator included). */
 bool mcp_env_cstr(mcp_env_span span, char *buf, size_t cap);

@@ -731,11 +731,6 @@ static void handle_frame(svc_mcpp_conn *c, json_t *msg, size_t frame_bytes, bool
  * — takes the same steps as handle_frame in the same order (budget, frame limit, holding), and
  * goes to the session as text (mcp_session_feed_text: a tree only of the arguments). Returns
  * false, having done nothing, for any other frame: handle_frame then has it as a tree. */
-/* Whether a span of checked text is exactly the JSON string lit (no escape), quotes included
- * in the compare: what mcp_env_is_str says, without its strlen and call. */
-#define SPAN_IS(span, lit)                                                                                             \
-  ((span).p && (span).n == sizeof("\"" lit "\"") - 1 && memcmp((span).p, "\"" lit "\"", sizeof("\"" lit "\"") - 1) == 0)
-
 static bool handle_raw(svc_mcpp_conn *c, const svc_frame_raw *r, size_t frame_bytes) {
   mcp_envelope env;
   if (!mcp_session_text_envelope || r->has_nul || c->held || !mcp_session_ready(c->sess) ||
@@ -745,9 +740,9 @@ static bool handle_raw(svc_mcpp_conn *c, const svc_frame_raw *r, size_t frame_by
   /* the tool name: a string without an escape, shorter than 256 bytes (what the copy into a
    * 256-byte buffer this replaced took; anything else takes the tree path, as before), and
    * not task_queue.rpc */
-  if (env.top_other || env.has_answer || !env.id.p || !SPAN_IS(env.jsonrpc, "2.0") || !SPAN_IS(env.method, "tools/call") ||
-      !mcp_env_is_string(env.name) || env.name.n - 2 >= 256 || memchr(env.name.p + 1, '\\', env.name.n - 2) ||
-      SPAN_IS(env.name, TASKQ_RPC_TOOL) || !auth_allows_mask(&c->auth, AUTH_TOOL_CALL))
+  if (env.top_other || env.has_answer || !env.id.p || !mcp_env_is_str(env.jsonrpc, "2.0") ||
+      !mcp_env_is_str(env.method, "tools/call") || !mcp_env_is_string(env.name) || env.name.n - 2 >= 256 ||
+      mcp_env_str_escaped(env.name) || mcp_env_is_str(env.name, TASKQ_RPC_TOOL) || !auth_allows_mask(&c->auth, AUTH_TOOL_CALL))
     return false;
   if (!take_frame_budget(c)) {
     json_t *id = NULL;
