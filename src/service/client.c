@@ -118,8 +118,8 @@ static void spare_poison(creq *r) {
 }
 static void spare_unpoison(creq *r) { ASAN_UNPOISON_MEMORY_REGION(r, sizeof *r); }
 #else
-static void spare_poison(creq *r) { (void)r; }
-static void spare_unpoison(creq *r) { (void)r; }
+static inline void spare_poison(creq *r) { (void)r; }
+static inline void spare_unpoison(creq *r) { (void)r; }
 #endif
 
 /* A request record, uninitialised (the caller assigns all of it). */
@@ -137,6 +137,7 @@ static void client_unref(svc_client *c) {
   while (c->spare) {
     creq *r = c->spare;
     c->spare = r->next;
+    spare_unpoison(r);
     free(r);
   }
   json_decref(c->server_info);

@@ -257,9 +257,56 @@ int svc_frame_encode(buf *out, const json_t *msg, size_t max) {
   return rc;
 }
 
+/* A request with its params as text and a method that needs no escape (printable ASCII, no '"'
+ * or '\\'): the same bytes as the writer's, straight into out (no scratch copy). */
+static int encode_request_plain(buf *out, uint64_t id, const char *method, size_t ml, const char *ptext, size_t plen,
+                                size_t max) {
+  char digits[20];
+  size_t nd = 0;
+  do digits[sizeof digits - ++nd] = (char)('0' + id % 10);
+  while ((id /= 10) != 0);
+  static const char k_head[] = "{\"jsonrpc\":\"2.0\",\"id\":", k_method[] = ",\"method\":\"", k_params[] = "\",\"params\":";
+  size_t n = sizeof k_head - 1 + nd + sizeof k_method - 1 + ml + (ptext ? sizeof k_params - 1 + plen : 1) + 1;
+  if (n > (max && max < UINT32_MAX ? max : UINT32_MAX)) return -E2BIG;
+  uint8_t *dst = NULL;
+  int rc = buf_reserve(out, SVC_FRAME_HDR + n, &dst);
+  if (rc != 0) return rc;
+  dst[0] = (uint8_t)(n >> 24);
+  dst[1] = (uint8_t)(n >> 16);
+  dst[2] = (uint8_t)(n >> 8);
+  dst[3] = (uint8_t)n;
+  uint8_t *o = dst + SVC_FRAME_HDR;
+  memcpy(o, k_head, sizeof k_head - 1);
+  o += sizeof k_head - 1;
+  memcpy(o, digits + sizeof digits - nd, nd);
+  o += nd;
+  memcpy(o, k_method, sizeof k_method - 1);
+  o += sizeof k_method - 1;
+  memcpy(o, method, ml);
+  o += ml;
+  if (ptext) {
+    memcpy(o, k_params, sizeof k_params - 1);
+    o += sizeof k_params - 1;
+    memcpy(o, ptext, plen);
+    o += plen;
+  } else {
+    *o++ = '"';
+  }
+  *o = '}';
+  buf_commit(out, SVC_FRAME_HDR + n);
+  return 0;
+}
+
 static int encode_request(buf *out, jwrite *w, uint64_t id, const char *method, const json_t *params,
                           const char *ptext, size_t plen, size_t max) {
   if (!method) return -EINVAL;
+  if (!params && id <= INT64_MAX) { /* jwrite_int prints a long long */
+    size_t ml = 0;
+    while (method[ml] && (unsigned char)method[ml] >= 0x20 && (unsigned char)method[ml] < 0x7f && method[ml] != '"' &&
+           method[ml] != '\\')
+      ml++;
+    if (!method[ml]) return encode_request_plain(out, id, method, ml, ptext, plen, max);
+  }
   jwrite_reset(w);
   jwrite_lit(w, "{\"jsonrpc\":\"2.0\",\"id\":");
   jwrite_int(w, (long long)id);

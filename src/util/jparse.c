@@ -75,6 +75,8 @@ static inline void skip_ws(ctx *c) {
 
 static json_t *parse_value(ctx *c);
 static json_t *scan_any(ctx *c);
+static json_t *scan_object(ctx *c);
+static json_t *scan_array(ctx *c);
 
 /* ---------- strings ---------- */
 
@@ -491,10 +493,19 @@ static inline bool key_seen(ctx *c, size_t kbase, size_t klimit, uint64_t *bloom
 }
 
 /* Scan mode: one value, with the commonest (a string, a short integer) taken here instead of a
- * call; the same checks and errors as scan_any's. True when it is valid. */
+ * call, and an object or array opened from here (no call into scan_any and its switch); the same
+ * checks and errors as scan_any's. True when it is valid. */
 static inline bool scan_value(ctx *c) {
   const unsigned char *p = c->p;
   if (p < c->end) {
+    if (*p == '{') {
+      c->p = p + 1;
+      return scan_object(c) != NULL;
+    }
+    if (*p == '[') {
+      c->p = p + 1;
+      return scan_array(c) != NULL;
+    }
     if (*p == '"') {
       c->p = p + 1;
       const char *s;

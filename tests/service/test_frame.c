@@ -376,6 +376,45 @@ static void test_encode_request_matches_tree_encoding(void **state) {
   jwrite_free(&jw);
 }
 
+/* svc_frame_encode_request_text writes the bytes svc_frame_encode gives for the same request,
+ * whichever way it takes (a method that needs no escape is written without the scratch writer:
+ * printable ASCII; any other byte — a quote, a backslash, a control, DEL, non-ASCII — goes
+ * through the writer), for ids of every digit count, with and without params, and keeps the
+ * ceiling to the byte (nothing appended past it). */
+static void test_encode_request_text_matches_tree_encoding(void **state) {
+  (void)state;
+  jwrite jw;
+  jwrite_init(&jw, UINT32_MAX, JWRITE_ASCII);
+  const char *methods[] = {"tools/call", "", "a\"b", "a\\b", "h\xc3\xa9", "x\x7f", "tab\t", "~ !#/", "notifications/cancelled"};
+  const uint64_t ids[] = {0, 1, 9, 10, 99, 100, 123456789012ULL, 9223372036854775807ULL};
+  const char *ptexts[] = {NULL, "{}", "{\"name\":\"echo\",\"arguments\":{\"n\":1,\"t\":\"a b\"}}"};
+  for (size_t mi = 0; mi < sizeof methods / sizeof *methods; mi++)
+    for (size_t ii = 0; ii < sizeof ids / sizeof *ids; ii++)
+      for (size_t pi = 0; pi < sizeof ptexts / sizeof *ptexts; pi++) {
+        json_t *m = json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", (json_int_t)ids[ii], "method", methods[mi]);
+        if (ptexts[pi]) json_object_set_new(m, "params", json_loads(ptexts[pi], 0, NULL));
+        buf a, b;
+        buf_init(&a, 1 << 20);
+        buf_init(&b, 1 << 20);
+        assert_int_equal(svc_frame_encode(&a, m, 0), 0);
+        size_t pl = ptexts[pi] ? strlen(ptexts[pi]) : 0;
+        assert_int_equal(svc_frame_encode_request_text(&b, &jw, ids[ii], methods[mi], ptexts[pi], pl, 0), 0);
+        assert_int_equal(buf_len(&a), buf_len(&b));
+        assert_memory_equal(buf_ptr(&a), buf_ptr(&b), buf_len(&a));
+        /* the ceiling: a body of exactly max bytes goes, one byte less refuses it whole */
+        size_t body = buf_len(&a) - SVC_FRAME_HDR;
+        buf_reset(&b);
+        assert_int_equal(svc_frame_encode_request_text(&b, &jw, ids[ii], methods[mi], ptexts[pi], pl, body), 0);
+        assert_int_equal(buf_len(&b), buf_len(&a));
+        assert_int_equal(svc_frame_encode_request_text(&b, &jw, ids[ii], methods[mi], ptexts[pi], pl, body - 1), -E2BIG);
+        assert_int_equal(buf_len(&b), buf_len(&a));
+        buf_free(&a);
+        buf_free(&b);
+        json_decref(m);
+      }
+  jwrite_free(&jw);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_frame_decodes_one_frame),
@@ -399,6 +438,7 @@ int main(void) {
       cmocka_unit_test(test_ndjson_junk_and_non_object),
       cmocka_unit_test(test_ndjson_encode_uses_python_separators),
       cmocka_unit_test(test_encode_request_matches_tree_encoding),
+      cmocka_unit_test(test_encode_request_text_matches_tree_encoding),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

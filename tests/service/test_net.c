@@ -410,6 +410,51 @@ static void test_tools_call_text_fast_path(void **state) {
   svc_client_close(cl);
 }
 
+/* Pipelined text calls whose params text lies in the request record or, past its room, in an
+ * allocation of its own, on records reused from earlier requests (more calls than the client keeps
+ * spare, several rounds): every call gets the echo of its own arguments. A tool name that needs
+ * an escape (written by the scratch writer) still makes a frame the server reads (it answers an
+ * unknown tool; the stream carries on). */
+#define TSIZES 96
+static void test_tools_call_text_params_of_every_size_on_reused_records(void **state) {
+  (void)state;
+  svc_client *cl = mk_client(W.b);
+  static tgot t[TSIZES];
+  static char args[TSIZES][400];
+  for (int round = 0; round < 2; round++) {
+    memset(t, 0, sizeof t);
+    for (int i = 0; i < TSIZES; i++) {
+      /* {"i":N,"s":"xxx…"}: the params text ({"name":"echo","arguments":…}) from ~45 bytes to
+       * well past the record's 160 */
+      int len = (i * 3 + round) % 260;
+      char pad[300];
+      memset(pad, 'a' + i % 26, (size_t)len);
+      pad[len] = 0;
+      snprintf(args[i], sizeof args[i], "{\"i\":%d,\"s\":\"%s\"}", i, pad);
+      assert_int_equal(svc_client_call_tool_text(cl, "echo", args[i], strlen(args[i]), false, 0, tgot_cb, &t[i]), 0);
+    }
+    for (int i = 0; i < TSIZES; i++) {
+      run_until(&t[i].done);
+      assert_int_equal(t[i].err, 0);
+      assert_true(t[i].has_result);
+      json_t *r = NULL, *want = NULL;
+      assert_int_equal(jparse(t[i].result, strlen(t[i].result), 64, &r, NULL), 0);
+      assert_int_equal(jparse(args[i], strlen(args[i]), 64, &want, NULL), 0);
+      assert_true(json_equal(json_object_get(json_object_get(r, "structuredContent"), "echo"), want));
+      json_decref(r);
+      json_decref(want);
+    }
+  }
+  static const char *odd[] = {"ec\"ho", "ech\\o", "\xc3\xa9cho", "e\x01cho", "e\x7fcho"};
+  for (size_t i = 0; i < sizeof odd / sizeof *odd; i++) {
+    tgot g = {0};
+    assert_int_equal(svc_client_call_tool_text(cl, odd[i], "{}", 2, false, 0, tgot_cb, &g), 0);
+    run_until(&g.done);
+    assert_int_equal(g.err, 0); /* answered (an error or isError), not a broken stream */
+  }
+  svc_client_close(cl);
+}
+
 /* A text callback may close its client and still read its reply (borrowed for the callback's
  * duration, also when closing freed the stream): ASan reports it if not. */
 typedef struct tcloser {
@@ -795,6 +840,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_waiting_claim_is_answered_when_a_task_arrives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tools_call_and_list_for_trusted_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tools_call_text_fast_path, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tools_call_text_params_of_every_size_on_reused_records, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_deadline_fires_among_pipelined_calls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_stream_ended_by_a_stopping_server, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_closed_inside_its_text_callback, setup, teardown),
