@@ -1326,6 +1326,7 @@ const trace_ctx *mcp_call_trace(const mcp_call *c) { return &c->root->scope.trac
 mcp_registry *mcp_call_registry(const mcp_call *c) { return c->d->reg; }
 mcp_dispatcher *mcp_call_dispatcher(const mcp_call *c) { return c->d; }
 bool mcp_call_is_remote(const mcp_call *c) { return c->remote; }
+int mcp_call_depth(const mcp_call *c) { return c->depth; }
 bool mcp_call_may_use(const mcp_call *c, const mcp_tool *t) { return t && may_use(c->remote, t); }
 const mcp_tool *mcp_call_tool(const mcp_call *c) { return c->tool; }
 void *mcp_call_ext(const mcp_call *c) { return c->root->ext; }

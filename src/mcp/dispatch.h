@@ -254,6 +254,8 @@ mcp_registry *mcp_call_registry(const mcp_call *call);
  * tools: meta-tools must filter their listings the same way). */
 mcp_dispatcher *mcp_call_dispatcher(const mcp_call *call);
 bool mcp_call_is_remote(const mcp_call *call);
+/* 0 for a top-level call (a transport's request), 1.. for mcp_dispatch_invoke children. */
+int mcp_call_depth(const mcp_call *call);
 /* True when the caller may see/call the tool (remote flag; hidden tools are still callable). */
 bool mcp_call_may_use(const mcp_call *call, const mcp_tool *tool);
 /* The tool being run. */

@@ -552,6 +552,35 @@ static bool call_reply_fast(mcp_session *s, sess_req *r, const mcp_call_outcome 
   return sess_deliver(s, MCP_OUT_RESPONSE, r->id, 0, r->modern);
 }
 
+/* A shaper's raw_content answer: {"jsonrpc":"2.0","id":…,"result":{"content":<text>}} written
+ * straight into the output (the text is already in this writer's form); a modern-era request,
+ * or a writer that is not ASCII-only (the text is), parses it and takes the tree path. */
+static void reply_raw_content(mcp_session *s, sess_req *r, const req_ctx *rc, const mcp_session_shaped *sh) {
+  if (!r->modern && (s->out.flags & JWRITE_ASCII)) {
+    jwrite *w = &s->out;
+    jwrite_reset(w);
+    jwrite_lit(w, "{\"jsonrpc\":\"2.0\",\"id\":");
+    jwrite_json(w, r->id);
+    jwrite_lit(w, ",\"result\":{\"content\":");
+    jwrite_raw(w, sh->raw_content, sh->raw_content_len);
+    jwrite_lit(w, "}}");
+    if (!jwrite_error(w) && sess_deliver(s, MCP_OUT_RESPONSE, r->id, 0, false)) return;
+    jwrite_reset(w);
+  }
+  json_t *v = NULL;
+  if (jparse(sh->raw_content, sh->raw_content_len, JWRITE_MAX_DEPTH, &v, NULL) != 0) {
+    sess_reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    return;
+  }
+  json_t *res = json_object();
+  if (!res || json_object_set_new_nocheck(res, "content", v) != 0) {
+    json_decref(res);
+    sess_reply_err(s, rc, RPC_INTERNAL_ERROR, MSG_OOM, NULL);
+    return;
+  }
+  sess_reply(s, rc, res, false);
+}
+
 /* A completion is a unit of work: its answer is whole or -32603 (util/alloc.h). */
 static void on_call_done(void *ud, const mcp_call_outcome *o) {
   sess_req *r = ud;
@@ -588,7 +617,8 @@ static void call_done_work(sess_req *r, const mcp_call_outcome *o) {
    * a shaper that reads it calls mcp_call_outcome_envelope), so a call it leaves alone takes
    * the fast path below like any other. */
   if (s->o.result_shaper && s->o.result_shaper(s->o.hook_ud, o, &shaped)) {
-    if (shaped.result) sess_reply(s, &rc, shaped.result, false);
+    if (shaped.raw_content) reply_raw_content(s, r, &rc, &shaped);
+    else if (shaped.result) sess_reply(s, &rc, shaped.result, false);
     else sess_reply_err(s, &rc, shaped.code ? shaped.code : RPC_INTERNAL_ERROR, shaped.message, NULL);
     sess_req_done(s, r);
     return;

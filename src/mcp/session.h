@@ -159,6 +159,12 @@ typedef struct mcp_session_shaped {
   json_t *result;
   int code;
   const char *message;
+  /* or: the result is {"content":<this JSON text>} — the text of one value, already written as
+   * this session's writer writes it (JWRITE_ASCII when ascii_only), borrowed until the shaper's
+   * caller returns — written straight into the output without a tree (a legacy-era answer; a
+   * modern one parses it and takes the tree path, which adds the era's fields). */
+  const char *raw_content;
+  size_t raw_content_len;
 } mcp_session_shaped;
 typedef bool (*mcp_session_result_shaper)(void *ud, const mcp_call_outcome *outcome, mcp_session_shaped *out);
 

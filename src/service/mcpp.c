@@ -284,6 +284,13 @@ static bool result_shaper(void *ud, const mcp_call_outcome *o, mcp_session_shape
     out->code = MCP_RPC_INTERNAL_ERROR;
     out->message = "shutting_down";
   } else if (tool && strcmp(tool, TASKQ_RPC_TOOL) == 0) {
+    if (o->status == MCP_DISPATCH_OK && json_is_string(o->value)) {
+      /* a success the op table wrote as text for this transport (taskq/rpc_tool.c raw_ok,
+       * TASKQ_ASYNC_RAW: the reply object's JSON, ASCII-only): into the frame as it is */
+      out->raw_content = json_string_value(o->value);
+      out->raw_content_len = json_string_length(o->value);
+      return true;
+    }
     json_t *content;
     /* a success's op reply is the handler's value: the dispatcher's envelope (request id,
      * duration, a tree per call) is built only for the other outcomes */

@@ -24,6 +24,7 @@
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/jparse.h"
+#include "util/jwrite.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/trace.h"
@@ -1869,6 +1870,139 @@ json_t *tq_task_to_json(const tq_task *t, unsigned flags) {
     return NULL;
   }
   return o;
+}
+
+/* Whether s[0..n) is what json_string() accepts: valid UTF-8 (no overlong forms, no
+ * surrogates, nothing past U+10FFFF; jansson's utf8_check_string). ASCII runs go 8 at a time. */
+static bool utf8_valid(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < n) {
+    if (i + 8 <= n) {
+      uint64_t x;
+      memcpy(&x, u + i, 8);
+      if (!(x & 0x8080808080808080ull)) {
+        i += 8;
+        continue;
+      }
+    }
+    unsigned c = u[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+    else return false;
+    if (n - i < len) return false;
+    for (size_t k = 1; k < len; k++) {
+      if ((u[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (u[i + k] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+/* A stored C string as json_string() would take it; false when it would refuse it. */
+static bool put_str(jwrite *w, const char *s) {
+  size_t n = strlen(s);
+  if (!utf8_valid(s, n)) return false;
+  jwrite_str(w, s, n);
+  return true;
+}
+
+static bool put_str_or_null(jwrite *w, const char *s) {
+  if (!s) {
+    jwrite_lit(w, "null");
+    return true;
+  }
+  return put_str(w, s);
+}
+
+/* A timestamp as json_real() takes it (it refuses NaN and infinities). */
+static bool put_real(jwrite *w, double v) {
+  if (!isfinite(v)) return false;
+  jwrite_double(w, v);
+  return true;
+}
+
+/* Stored JSON text as parse_or gives it: the parsed value, the text as a string when it does
+ * not parse, `absent` when there is none. */
+static int put_parsed(jwrite *w, const char *text, const char *absent, size_t absent_len) {
+  if (!text) {
+    jwrite_raw(w, absent, absent_len);
+    return 0;
+  }
+  json_t *v = NULL;
+  int rc = jparse_flags(text, strlen(text), 2048, JPARSE_ALLOW_NUL, &v, NULL, NULL);
+  if (rc == -ENOMEM) return -ENOMEM;
+  if (rc != 0) return put_str(w, text) ? 0 : -EINVAL;
+  jwrite_json(w, v);
+  json_decref(v);
+  return 0;
+}
+
+int tq_task_write_json(jwrite *w, const tq_task *t, unsigned flags) {
+  bool ok = true;
+  jwrite_lit(w, "{\"task_id\":");
+  ok &= put_str(w, t->task_id);
+  jwrite_lit(w, ",\"task_type\":");
+  ok &= put_str(w, t->task_type ? t->task_type : "");
+  jwrite_lit(w, ",\"model_name\":");
+  ok &= put_str(w, t->model_name ? t->model_name : "");
+  jwrite_lit(w, ",\"payload\":");
+  int rc = put_parsed(w, t->payload_json, "{}", 2);
+  if (rc != 0) return rc;
+  jwrite_lit(w, ",\"status\":");
+  jwrite_cstr(w, tq_status_name(t->status));
+  jwrite_lit(w, ",\"assigned_worker\":");
+  ok &= put_str_or_null(w, t->assigned_worker);
+  jwrite_lit(w, ",\"created_at\":");
+  ok &= put_real(w, t->created_at);
+  if ((flags & 0xf) == TQ_JSON_FULL) {
+    jwrite_lit(w, ",\"updated_at\":");
+    ok &= put_real(w, t->updated_at);
+    jwrite_lit(w, ",\"result\":");
+    if ((rc = put_parsed(w, t->result_json, "null", 4)) != 0) return rc;
+    jwrite_lit(w, ",\"error\":");
+    ok &= put_str_or_null(w, t->error);
+    jwrite_lit(w, ",\"priority\":");
+    jwrite_int(w, t->priority);
+    jwrite_lit(w, ",\"attempt\":");
+    jwrite_int(w, t->attempt);
+    jwrite_lit(w, ",\"max_attempts\":");
+    jwrite_int(w, t->max_attempts);
+    jwrite_lit(w, ",\"next_attempt_at\":");
+    ok &= put_real(w, t->next_attempt_at);
+    jwrite_lit(w, ",\"lease_until\":");
+    if (t->has_lease) ok &= put_real(w, t->lease_until);
+    else jwrite_lit(w, "null");
+    jwrite_lit(w, ",\"heartbeat_at\":");
+    if (t->has_heartbeat) ok &= put_real(w, t->heartbeat_at);
+    else jwrite_lit(w, "null");
+    jwrite_lit(w, ",\"idempotency_key\":");
+    ok &= put_str_or_null(w, t->idempotency_key);
+  }
+  if (flags & TQ_JSON_EXTRA) {
+    jwrite_lit(w, ",\"lease_epoch\":");
+    jwrite_int(w, t->lease_epoch);
+    jwrite_lit(w, ",\"cancel_requested\":");
+    if (t->cancel_requested) jwrite_lit(w, "true");
+    else jwrite_lit(w, "false");
+    if (t->traceparent) {
+      jwrite_lit(w, ",\"traceparent\":");
+      ok &= put_str(w, t->traceparent);
+    }
+  }
+  jwrite_byte(w, '}');
+  if (!ok) return -EINVAL;
+  return jwrite_error(w);
 }
 
 /* ---- result merging (Python complete()/release()/cancel() rules) ---- */

@@ -139,6 +139,13 @@ enum {
 };
 /* A new JSON object for the task (payload / result parsed back to JSON); NULL on ENOMEM. */
 json_t *tq_task_to_json(const tq_task *t, unsigned flags);
+/* The same task written straight into w, without a tree: exactly the bytes
+ * jwrite_json(w, tq_task_to_json(t, flags)) appends with w's flags (issue 11 §2: the claim and
+ * wait replies). 0; -EINVAL when the tree path would not give a whole object (a stored string
+ * that is not UTF-8, a timestamp that is not finite: take that path then); -ENOMEM / -E2BIG
+ * (the writer's sticky error). On failure w holds a partial object: truncate it. */
+struct jwrite;
+int tq_task_write_json(struct jwrite *w, const tq_task *t, unsigned flags) __attribute__((warn_unused_result));
 
 /* ---- submit ---- */
 

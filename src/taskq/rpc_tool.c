@@ -86,7 +86,17 @@ static int rpc_nested_tool(void *ud, const auth_ctx *auth, const char *tool, jso
   return rc;
 }
 
-/* A reply is always an object; out of memory becomes a tool error. */
+/* Whether the call's answer goes to the /mcp+p2p/1.0.0 session's result shaper (service/mcpp.c:
+ * a task_queue.rpc request of that transport's caller, not a child of another tool), which
+ * writes a reply given as text (a JSON string: taskq_handle_async's TASKQ_ASYNC_RAW) straight
+ * into the frame. Every other caller gets the reply object. */
+static bool raw_ok(const mcp_call *call) {
+  const mcp_auth *a = mcp_call_auth(call);
+  return a && a->transport == AUTH_TR_MCP_P2P && mcp_call_depth(call) == 0;
+}
+
+/* A reply is always an object (or, for raw_ok callers, its text); out of memory becomes a tool
+ * error. */
 static mcp_tool_status reply_status(json_t **r) {
   if (*r) return MCP_TOOL_OK;
   *r = json_string("out of memory");
@@ -135,6 +145,7 @@ typedef struct rpc_wait {
   bool reading;               /* a read job is out */
   bool fired;                 /* the task ended (or the queue closes): read it and finish */
   bool finished;              /* the call was completed */
+  bool raw;                   /* raw_ok: the answer from a handed row may be its text */
   int refs;                   /* loop thread: the call's, a read job's, each open handle */
   /* a read job's outcome */
   wait_read kind;
@@ -202,7 +213,8 @@ static bool wait_finish_from_row(rpc_wait *w) {
   if (!w->row || w->finished) return false;
   tq_task *t = w->row;
   w->row = NULL;
-  wait_finish(w, taskq_wait_reply_task(w->rt->ctx, t));
+  json_t *r = w->raw ? taskq_wait_reply_task_raw(w->rt->ctx, t) : NULL;
+  wait_finish(w, r ? r : taskq_wait_reply_task(w->rt->ctx, t));
   tq_task_free(t);
   return true;
 }
@@ -374,6 +386,7 @@ static mcp_tool_status wait_start(rpc_tool *rt, mcp_call *call, const json_t *ms
   memcpy(w->task_id, task_id, 33);
   w->deadline_ms = clock_mono_ms() + (int64_t)(timeout_s * 1000.0);
   w->recheck_ms = RPC_WAIT_RECHECK_FIRST_MS;
+  w->raw = raw_ok(call);
   if (uv_timer_init(w->loop, &w->timer) != 0) {
     free(w);
     *result = taskq_error(rt->ctx, "internal_error");
@@ -460,7 +473,8 @@ static mcp_tool_status rpc_fn(mcp_call *call, json_t *args, json_t **result, voi
   taskq_op op = taskq_op_parse(json_is_string(opv) ? json_string_value(opv) : NULL);
   if (op == TASKQ_OP_WAIT && taskq_queue(rt->ctx)) return wait_start(rt, call, msg, result);
   uint64_t claim_id = 0;
-  switch (taskq_handle_async(rt->ctx, msg, mcp_call_auth(call), async_done, call, &claim_id, result)) {
+  switch (taskq_handle_async(rt->ctx, msg, mcp_call_auth(call), raw_ok(call) ? TASKQ_ASYNC_RAW : 0, async_done, call,
+                             &claim_id, result)) {
   case TASKQ_ASYNC_REPLY: return reply_status(result);
   case TASKQ_ASYNC_STARTED:
     if (claim_id) mcp_call_on_cancel(call, claim_on_cancel, (void *)(uintptr_t)claim_id);

@@ -1301,9 +1301,59 @@ json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id) {
   return taskq_wait_read(ctx, task_id, true, &over);
 }
 
+/* ---------- replies written as text (TASKQ_ASYNC_RAW, taskq_wait_reply_task_raw) ---------- */
+
+/* Every byte printable ASCII and nothing JSON escapes: json_string() takes it and every writer
+ * writes it between quotes as it is. */
+static bool plain_ascii(const char *s) {
+  for (const unsigned char *u = (const unsigned char *)s; *u; u++)
+    if (*u < 0x20 || *u > 0x7e || *u == '"' || *u == '\\') return false;
+  return true;
+}
+
+/* {"ok":true,"peer_id":… — reply_ok's first two keys — into a fresh writer; false when the tree
+ * path must be taken (no peer id, or one that is not plain). */
+static bool raw_head(jwrite *w, const taskq_ctx *ctx) {
+  if (!ctx->peer_id || !plain_ascii(ctx->peer_id)) return false;
+  jwrite_init(w, TASKQ_RAW_MAX_BYTES, JWRITE_ASCII);
+  jwrite_lit(w, "{\"ok\":true,\"peer_id\":");
+  jwrite_cstr(w, ctx->peer_id);
+  return true;
+}
+
+/* The finished text as the reply's carrier (a JSON string holding it); NULL when it could not
+ * be written (the caller builds the tree instead). */
+static json_t *raw_take(jwrite *w) {
+  jwrite_byte(w, '}');
+  json_t *r = jwrite_error(w) ? NULL : json_stringn_nocheck(jwrite_ptr(w), jwrite_len(w));
+  jwrite_free(w);
+  return r;
+}
+
+static json_t *raw_with_task(const taskq_ctx *ctx, const tq_task *t, unsigned flags, bool with_wait, double wait_s) {
+  jwrite w;
+  if (!raw_head(&w, ctx)) return NULL;
+  jwrite_lit(&w, ",\"task\":");
+  if (!t) jwrite_lit(&w, "null");
+  else if (tq_task_write_json(&w, t, flags) != 0) {
+    jwrite_free(&w);
+    return NULL;
+  }
+  if (with_wait) {
+    jwrite_lit(&w, ",\"wait_s\":");
+    jwrite_double(&w, wait_s);
+  }
+  return raw_take(&w);
+}
+
+json_t *taskq_wait_reply_task_raw(taskq_ctx *ctx, const tq_task *t) {
+  return raw_with_task(ctx, t, TQ_JSON_FULL | TQ_JSON_EXTRA, false, 0);
+}
+
 /* ---------- the hot ops without a thread (taskq_handle_async) ---------- */
 
 static void op_metrics(taskq_op op, const json_t *r, int64_t t0);
+static void op_metrics_ok(taskq_op op, bool ok, int64_t t0);
 
 /* Whether a caller may see store file names in errors: as for the status detail (worker scope),
  * the local operator and admins. */
@@ -1336,17 +1386,25 @@ typedef struct async_op {
   char task_id[33];
   char ident[96];     /* a waiting claim's caller, counted until it ends ("" = not counted) */
   bool paths;         /* store_paths_for the caller */
+  bool raw;           /* TASKQ_ASYNC_RAW: a success may be answered as text */
 } async_op;
 
-static void async_finish(async_op *a, json_t *r) {
-  note_store_down(a->ctx, a->op, r, a->paths);
-  op_metrics(a->op, r, a->t0);
+/* raw: r is a success written as text (a JSON string holding the reply object). */
+static void async_finish_as(async_op *a, json_t *r, bool raw) {
+  if (raw) {
+    op_metrics_ok(a->op, true, a->t0);
+  } else {
+    note_store_down(a->ctx, a->op, r, a->paths);
+    op_metrics(a->op, r, a->t0);
+  }
   taskq_async_done done = a->done;
   void *ud = a->ud;
   json_decref(a->msg);
   free(a);
   done(r, ud);
 }
+
+static void async_finish(async_op *a, json_t *r) { async_finish_as(a, r, false); }
 
 static void async_submit_done(int rc, const char *task_id, bool replayed, void *ud) {
   async_op *a = ud;
@@ -1355,6 +1413,16 @@ static void async_submit_done(int rc, const char *task_id, bool replayed, void *
     r = taskq_error(a->ctx, "internal_error");
     if (r) json_object_set_new(r, "detail", json_string(tq_strerror(rc)));
   } else {
+    jwrite w;
+    if (a->raw && plain_ascii(task_id) && raw_head(&w, a->ctx)) {
+      jwrite_lit(&w, ",\"task_id\":");
+      jwrite_cstr(&w, task_id);
+      if (replayed) jwrite_lit(&w, ",\"replayed\":true");
+      if ((r = raw_take(&w))) {
+        async_finish_as(a, r, true);
+        return;
+      }
+    }
     r = reply_ok(a->ctx);
     if (r) {
       json_object_set_new(r, "task_id", json_string(task_id));
@@ -1371,10 +1439,17 @@ static void async_claim_done(int rc, tq_task *t, bool waited, void *ud) {
   if (rc < 0) {
     r = taskq_error(a->ctx, tq_strerror(rc));
   } else {
+    bool with_wait = waited || (a->ident[0] && !t);
+    double wait_s = with_wait ? taskq_claim_wait_s(a->ctx, a->msg) : 0;
+    if (a->raw && (r = raw_with_task(a->ctx, t, TQ_JSON_CLAIM | TQ_JSON_EXTRA, with_wait, wait_s))) {
+      tq_task_free(t);
+      async_finish_as(a, r, true);
+      return;
+    }
     r = reply_ok(a->ctx);
     if (r) {
       json_object_set_new(r, "task", t ? tq_task_to_json(t, TQ_JSON_CLAIM | TQ_JSON_EXTRA) : json_null());
-      if (waited || (a->ident[0] && !t)) json_object_set_new(r, "wait_s", json_real(taskq_claim_wait_s(a->ctx, a->msg)));
+      if (with_wait) json_object_set_new(r, "wait_s", json_real(wait_s));
     }
   }
   tq_task_free(t);
@@ -1389,6 +1464,20 @@ static json_t *task_reply(const taskq_ctx *ctx, bool ok, const char *task_id, in
 
 static void async_complete_done(int rc, void *ud) {
   async_op *a = ud;
+  jwrite w;
+  /* task_reply's success: {"ok":true,"task_id":…,"peer_id":…} */
+  if (rc == 0 && a->raw && plain_ascii(a->task_id) && a->ctx->peer_id && plain_ascii(a->ctx->peer_id)) {
+    jwrite_init(&w, TASKQ_RAW_MAX_BYTES, JWRITE_ASCII);
+    jwrite_lit(&w, "{\"ok\":true,\"task_id\":");
+    jwrite_cstr(&w, a->task_id);
+    jwrite_lit(&w, ",\"peer_id\":");
+    jwrite_cstr(&w, a->ctx->peer_id);
+    json_t *r = raw_take(&w);
+    if (r) {
+      async_finish_as(a, r, true);
+      return;
+    }
+  }
   async_finish(a, task_reply(a->ctx, rc == 0, a->task_id, rc));
 }
 
@@ -1494,7 +1583,7 @@ static int async_start(async_op *a, op_env *e, uint64_t *claim_id, json_t **now)
   }
 }
 
-taskq_async_status taskq_handle_async(taskq_ctx *ctx, const json_t *msg, const auth_ctx *auth,
+taskq_async_status taskq_handle_async(taskq_ctx *ctx, const json_t *msg, const auth_ctx *auth, unsigned flags,
                                       taskq_async_done done, void *ud, uint64_t *claim_id, json_t **reply) {
   *reply = NULL;
   if (claim_id) *claim_id = 0;
@@ -1540,6 +1629,7 @@ taskq_async_status taskq_handle_async(taskq_ctx *ctx, const json_t *msg, const a
   a->msg = json_incref((json_t *)msg);
   a->t0 = t0;
   a->paths = store_paths_for(&eff);
+  a->raw = (flags & TASKQ_ASYNC_RAW) != 0;
   op_env e = {ctx, msg, NULL, &eff};
   json_t *now = NULL;
   if (async_start(a, &e, claim_id, &now) == 0) return TASKQ_ASYNC_STARTED;
@@ -1610,7 +1700,10 @@ json_t *taskq_handle(taskq_ctx *ctx, const json_t *msg, const taskq_call *call) 
 }
 
 static void op_metrics(taskq_op op, const json_t *r, int64_t t0) {
-  bool ok = json_is_true(json_object_get(r, "ok"));
+  op_metrics_ok(op, json_is_true(json_object_get(r, "ok")), t0);
+}
+
+static void op_metrics_ok(taskq_op op, bool ok, int64_t t0) {
   metrics_inc(&g_p2p_ops, metrics_series2(&g_p2p_ops, op, ok ? 0 : 1));
   int64_t us = clock_mono_us() - t0;
   metrics_observe_us(&g_p2p_op_duration, op, us > 0 ? (uint64_t)us : 0);

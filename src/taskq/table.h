@@ -168,6 +168,10 @@ json_t *taskq_wait_prepare(taskq_ctx *ctx, const json_t *msg, const auth_ctx *au
 json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id);
 json_t *taskq_wait_read(taskq_ctx *ctx, const char *task_id, bool always, bool *over);
 json_t *taskq_wait_reply_task(taskq_ctx *ctx, const tq_task *t);
+/* The same reply written as text (TASKQ_ASYNC_RAW's carrier: a JSON string holding the
+ * object's JSON text, the bytes jwrite_json with JWRITE_ASCII writes for the tree); NULL when
+ * it cannot be (out of memory, a stored string json_string() refuses): build the tree then. */
+json_t *taskq_wait_reply_task_raw(taskq_ctx *ctx, const tq_task *t);
 /* The hot ops without a thread (issue 11 §2): submit, claim (also one that waits, wait_s),
  * complete and task.heartbeat run straight on the queue's writer (tq_*_async: no worker-pool
  * hop, one group commit for whatever arrived together). taskq_handle_async checks the message
@@ -183,7 +187,15 @@ json_t *taskq_wait_reply_task(taskq_ctx *ctx, const tq_task *t);
  * msg is referenced until done. Loop thread or any other. */
 typedef enum { TASKQ_ASYNC_REPLY = 0, TASKQ_ASYNC_STARTED = 1, TASKQ_ASYNC_BLOCKING = 2 } taskq_async_status;
 typedef void (*taskq_async_done)(json_t *reply, void *ud);
-taskq_async_status taskq_handle_async(taskq_ctx *ctx, const json_t *msg, const auth_ctx *auth,
+/* flags: TASKQ_ASYNC_RAW — the caller's consumer takes a success written as text: done() may
+ * get, instead of the reply object, a JSON *string* holding that object's JSON text (exactly the
+ * bytes jwrite_json with JWRITE_ASCII writes for the tree: same keys, order and numbers), built
+ * where the commit lands without a tree (issue 11 §2). Only successes of submit, claim and
+ * complete come so; refusals, errors and the replies given at once (*reply) stay objects. */
+#define TASKQ_ASYNC_RAW 0x1u
+/* Ceiling of such a text (a task's payload is bounded far below it by the submit's limits). */
+#define TASKQ_RAW_MAX_BYTES ((size_t)1 << 30)
+taskq_async_status taskq_handle_async(taskq_ctx *ctx, const json_t *msg, const auth_ctx *auth, unsigned flags,
                                       taskq_async_done done, void *ud, uint64_t *claim_id, json_t **reply);
 tq_queue *taskq_queue(const taskq_ctx *ctx);
 unsigned taskq_max_waits_per_peer(const taskq_ctx *ctx);

@@ -21,6 +21,7 @@
 #include "service/frame.h"
 #include "service/mcpp.h"
 #include "taskq/rpc_tool.h"
+#include "util/jwrite.h"
 #include "taskq/table.h"
 #include "store/queue.h"
 #include "tools/mcp_tasks_queue.h"
@@ -88,6 +89,8 @@ static bool fx_admit_output(void *ud, size_t len) {
 
 static void on_output(void *ud) { ((fx *)ud)->outputs++; }
 
+static bool g_make_queue; /* setup_queue: the op table gets a queue of its own */
+
 static int make(void **state, bool tasks) {
   fx *f = calloc(1, sizeof *f);
   log_set_level(LOG_WARNING);
@@ -104,8 +107,19 @@ static int make(void **state, bool tasks) {
   auth_scopes tool_call = AUTH_SCOPES(AUTH_TOOL_CALL);
   assert_int_equal(auth_policy_add_peer(f->pol, PEER_L, &tool_call), 0);
   assert_int_equal(auth_policy_set_token(f->pol, "tok", NULL), 0);
+  if (g_make_queue) {
+    snprintf(f->dir, sizeof f->dir, "/tmp/mcpp-queue-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char qpath[128];
+    tq_options qo;
+    tq_options_default(&qo);
+    snprintf(qpath, sizeof qpath, "%s/queue.sqlite3", f->dir);
+    qo.path = qpath;
+    assert_int_equal(tq_open(&qo, &f->q), 0);
+  }
   taskq_config tc;
   taskq_config_default(&tc);
+  tc.queue = f->q;
   tc.policy = f->pol;
   tc.peer_id = OUR_ID;
   tc.tools_enabled = true;
@@ -171,6 +185,12 @@ static char *jwt_for(fx *f, const char *scope, double exp_in, const char *peer) 
   return t;
 }
 static int setup_tasks(void **state) { return make(state, true); }
+static int setup_queue(void **state) {
+  g_make_queue = true;
+  int rc = make(state, false);
+  g_make_queue = false;
+  return rc;
+}
 
 static void stopped(void *ud) { *(int *)ud = 1; }
 
@@ -194,6 +214,12 @@ static int teardown(void **state) {
   }
   mcp_registry_free(f->reg);
   taskq_free(f->tq);
+  if (f->q && !f->mt) { /* setup_queue */
+    tq_close(f->q);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+  }
   auth_policy_free(f->pol);
   if (f->jwt) {
     auth_jwt_free(f->jwt);
@@ -1580,6 +1606,137 @@ static void test_text_path_answers_as_the_tree_path(void **state) {
   svc_mcpp_free(c[1]);
 }
 
+
+/* Runs the loop until a whole frame is out; its text (malloc'd, NUL-terminated). */
+static char *next_frame_text(fx *f, svc_mcpp_conn *c) {
+  buf *out = svc_mcpp_output(c);
+  for (int i = 0; i < 10000; i++) {
+    if (buf_len(out) >= 4) {
+      const uint8_t *p = buf_ptr(out);
+      size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+      if (buf_len(out) >= 4 + n) {
+        char *t = malloc(n + 1);
+        memcpy(t, p + 4, n);
+        t[n] = 0;
+        buf_consume(out, 4 + n);
+        return t;
+      }
+    }
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  fail_msg("no frame");
+  return NULL;
+}
+
+/* {"jsonrpc":"2.0","id":id,"result":{"content":{"ok":true,"peer_id":…,<key>:<v>}}} as the tree
+ * path writes it (ASCII-only, compact): the bytes a task_queue.rpc success had before its
+ * replies were written as text (issue 11 §2). v stolen. */
+static char *tree_frame(int id, const char *key, json_t *v) {
+  json_t *content = json_object();
+  json_object_set_new(content, "ok", json_true());
+  json_object_set_new(content, "peer_id", json_string(OUR_ID));
+  json_object_set_new(content, key, v);
+  json_t *m = json_pack("{s:s, s:i, s:{s:o}}", "jsonrpc", "2.0", "id", id, "result", "content", content);
+  char *t = jwrite_dumps(m, JWRITE_ASCII);
+  json_decref(m);
+  return t;
+}
+
+static json_t *row_json(fx *f, const char *id, unsigned flags) {
+  tq_task *t = NULL;
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  json_t *j = tq_task_to_json(t, flags);
+  tq_task_free(t);
+  return j;
+}
+
+#define RPC(id, msg) "{\"jsonrpc\":\"2.0\",\"id\":" #id ",\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rpc\",\"arguments\":" msg "}}"
+
+/* A worker's cycle over a stream — submit, claim, wait, complete — answers byte for byte as the
+ * tree path did (the replies are now written as text where the commit lands), the lease epoch
+ * still fences the complete, and a modern-era request still gets its era's fields. */
+static void test_task_queue_replies_keep_their_bytes(void **state) {
+  fx *f = *state;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  assert_int_equal(send_text(c, RPC(2, "{\"op\":\"submit\",\"task_type\":\"tool.call\",\"payload\":{\"s\":\"caf\\u00e9 \\u2603\",\"x\":1.25,\"n\":[1,null,true,-3]}}")), 0);
+  char *t = next_frame_text(f, c);
+  json_t *r = json_loads(t, 0, NULL);
+  const char *idp = json_string_value(json_object_get(json_object_get(json_object_get(r, "result"), "content"), "task_id"));
+  assert_non_null(idp);
+  char id[33];
+  snprintf(id, sizeof id, "%s", idp);
+  json_decref(r);
+  json_t *content = json_pack("{s:b, s:s, s:s}", "ok", 1, "peer_id", OUR_ID, "task_id", id);
+  json_t *m = json_pack("{s:s, s:i, s:{s:o}}", "jsonrpc", "2.0", "id", 2, "result", "content", content);
+  char *want = jwrite_dumps(m, JWRITE_ASCII);
+  json_decref(m);
+  assert_string_equal(t, want);
+  free(t);
+  free(want);
+  /* claim: the claim dict (lease_epoch, cancel_requested) of the stored row */
+  assert_int_equal(send_text(c, RPC(3, "{\"op\":\"claim\",\"worker_id\":\"w1\",\"task_types\":[\"tool.call\"]}")), 0);
+  t = next_frame_text(f, c);
+  json_t *row = row_json(f, id, TQ_JSON_CLAIM | TQ_JSON_EXTRA);
+  json_int_t epoch = json_integer_value(json_object_get(row, "lease_epoch"));
+  assert_true(epoch > 0);
+  want = tree_frame(3, "task", row);
+  assert_string_equal(t, want);
+  free(t);
+  free(want);
+  /* a wait on the running task, then a stale complete (refused, an object as before), then the
+   * fenced one: its reply and the wait's (the full dict of the finished row) */
+  char msg[600];
+  snprintf(msg, sizeof msg, RPC(4, "{\"op\":\"wait\",\"task_id\":\"%s\",\"timeout_s\":20}"), id);
+  assert_int_equal(send_text(c, msg), 0);
+  snprintf(msg, sizeof msg,
+           RPC(5, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld,\"result\":{\"v\":\"\\u00e9\"}}"),
+           id, (long long)epoch + 1);
+  assert_int_equal(send_text(c, msg), 0);
+  t = next_frame_text(f, c);
+  r = json_loads(t, 0, NULL);
+  assert_int_equal(json_integer_value(json_object_get(r, "id")), 5);
+  assert_true(json_is_false(json_object_get(json_object_get(json_object_get(r, "result"), "content"), "ok")));
+  json_decref(r);
+  free(t);
+  snprintf(msg, sizeof msg,
+           RPC(6, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld,\"result\":{\"v\":\"\\u00e9\"}}"),
+           id, (long long)epoch);
+  assert_int_equal(send_text(c, msg), 0);
+  char *a = next_frame_text(f, c), *b = next_frame_text(f, c);
+  if (strstr(a, "\"id\":4,")) { /* the two come in either order */
+    char *x = a;
+    a = b;
+    b = x;
+  }
+  content = json_pack("{s:b, s:s, s:s}", "ok", 1, "task_id", id, "peer_id", OUR_ID);
+  m = json_pack("{s:s, s:i, s:{s:o}}", "jsonrpc", "2.0", "id", 6, "result", "content", content);
+  want = jwrite_dumps(m, JWRITE_ASCII);
+  json_decref(m);
+  assert_string_equal(a, want);
+  free(want);
+  row = row_json(f, id, TQ_JSON_FULL | TQ_JSON_EXTRA);
+  assert_string_equal(json_string_value(json_object_get(row, "status")), "completed");
+  want = tree_frame(4, "task", row);
+  assert_string_equal(b, want);
+  free(want);
+  free(a);
+  free(b);
+  /* a modern-era request: the same content, and the era's fields */
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rpc\","
+                                "\"arguments\":{\"op\":\"submit\",\"task_type\":\"x\",\"payload\":{}}," MODERN_META "}}"),
+                   0);
+  r = json_loads((t = next_frame_text(f, c)), 0, NULL);
+  free(t);
+  json_t *res = json_object_get(r, "result");
+  assert_true(json_is_true(json_object_get(json_object_get(res, "content"), "ok")));
+  assert_int_equal(strlen(json_string_value(json_object_get(json_object_get(res, "content"), "task_id"))), 32);
+  assert_string_equal(json_string_value(json_object_get(res, "resultType")), "complete");
+  assert_non_null(json_object_get(json_object_get(res, "_meta"), "io.modelcontextprotocol/serverInfo"));
+  json_decref(r);
+  svc_mcpp_free(c);
+}
+
 int main(void) {
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1627,6 +1784,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_mcp_tasks_over_a_stream, setup_tasks, teardown),
       cmocka_unit_test_setup_teardown(test_stopping_ends_task_result_waits, setup_tasks, teardown),
       cmocka_unit_test(test_rpc_message_unwrap),
+      cmocka_unit_test_setup_teardown(test_task_queue_replies_keep_their_bytes, setup_queue, teardown),
       T(test_text_path_answers_as_the_tree_path),
       TJ(test_jwt_in_initialize_authorizes_the_stream),
       TJ(test_tampered_jwt_refused_and_counted),

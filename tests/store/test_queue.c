@@ -23,6 +23,7 @@
 #include "support/tmpdir.h"
 #include "support/wait.h"
 #include "util/clock.h"
+#include "util/jwrite.h"
 
 typedef struct {
   char dir[TS_TMPDIR_MAX];
@@ -1586,6 +1587,92 @@ static void test_watch_live_follows_this_handles_tasks(void **state) {
   json_decref(p);
 }
 
+
+/* tq_task_write_json writes exactly the bytes of the tree path (jwrite_json of tq_task_to_json,
+ * ASCII-only as the /mcp+p2p/1.0.0 frames are) for every shape a stored row can have, and says
+ * so when the tree path would not give a whole object (issue 11 §2: claim and wait replies
+ * without trees). */
+static void expect_same_bytes(const tq_task *t, unsigned flags) {
+  json_t *tree = tq_task_to_json(t, flags);
+  assert_non_null(tree);
+  char *want = jwrite_dumps(tree, JWRITE_ASCII);
+  assert_non_null(want);
+  jwrite w;
+  jwrite_init(&w, 1u << 20, JWRITE_ASCII);
+  jwrite_lit(&w, "x"); /* appends after what the writer holds */
+  assert_int_equal(tq_task_write_json(&w, t, flags), 0);
+  assert_int_equal(jwrite_len(&w), strlen(want) + 1);
+  assert_memory_equal(jwrite_ptr(&w) + 1, want, strlen(want));
+  jwrite_free(&w);
+  free(want);
+  json_decref(tree);
+}
+
+static void expect_all_flags(const tq_task *t) {
+  const unsigned fl[] = {TQ_JSON_FULL, TQ_JSON_CLAIM, TQ_JSON_FULL | TQ_JSON_EXTRA, TQ_JSON_CLAIM | TQ_JSON_EXTRA};
+  for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) expect_same_bytes(t, fl[i]);
+}
+
+static void test_task_written_as_text_matches_the_tree(void **state) {
+  (void)state;
+  tq_task t = {0};
+  memcpy(t.task_id, "0123456789abcdef0123456789abcdef", 33);
+  t.status = TQ_QUEUED;
+  t.created_at = 1765000000.123456;
+  t.updated_at = 1765000001.5;
+  expect_all_flags(&t); /* no strings, no payload, no lease: {} and nulls */
+  /* every field, as Python stores them (", " and ": " separators, \u escapes, reals) */
+  t.task_type = "tool.call";
+  t.model_name = "m\xc3\xa9";                                 /* non-ASCII: \u00e9 on the wire */
+  t.payload_json = "{\"a\": 1, \"b\": [1.5, \"x\\u00e9\\/\"], \"c\": {\"d\": null, \"e\": 1e20, \"f\": -0}, \"g\": 2.0}";
+  t.status = TQ_RUNNING;
+  t.assigned_worker = "w\"1\\";
+  t.result_json = "{\"content\": [{\"type\": \"text\", \"text\": \"\\u2603 \\ud83d\\ude00 caf\xc3\xa9\"}], \"n\": 12345678901234}";
+  t.error = "boom\n";
+  t.priority = 7;
+  t.attempt = 2;
+  t.max_attempts = 0;
+  t.next_attempt_at = 0;
+  t.has_lease = true;
+  t.lease_until = 1765000031.000001;
+  t.has_heartbeat = true;
+  t.heartbeat_at = 1765000000.25;
+  t.idempotency_key = "k-1";
+  t.lease_epoch = 9007199254740993LL;
+  t.cancel_requested = true;
+  t.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  expect_all_flags(&t);
+  /* text that is not JSON is the text as a string; a NUL inside a payload string; a scalar */
+  t.payload_json = "not json \xe2\x82\xac";
+  t.result_json = "\"\\u0000x\"";
+  expect_all_flags(&t);
+  t.payload_json = "[]";
+  t.result_json = "3";
+  expect_all_flags(&t);
+  /* where the tree path gives no object, the text path says so */
+  jwrite w;
+  jwrite_init(&w, 1u << 20, JWRITE_ASCII);
+  t.model_name = "bad \xc3\x28";
+  assert_null(tq_task_to_json(&t, TQ_JSON_CLAIM));
+  assert_int_equal(tq_task_write_json(&w, &t, TQ_JSON_CLAIM), -EINVAL);
+  t.model_name = "ok";
+  t.payload_json = "\xed\xa0\x80"; /* a surrogate in UTF-8: not JSON and no string either */
+  assert_null(tq_task_to_json(&t, TQ_JSON_CLAIM));
+  jwrite_reset(&w);
+  assert_int_equal(tq_task_write_json(&w, &t, TQ_JSON_CLAIM), -EINVAL);
+  t.payload_json = "{}";
+  t.created_at = NAN;
+  assert_null(tq_task_to_json(&t, TQ_JSON_CLAIM));
+  jwrite_reset(&w);
+  assert_int_equal(tq_task_write_json(&w, &t, TQ_JSON_CLAIM), -EINVAL);
+  t.created_at = 1;
+  /* the writer's ceiling is its error */
+  jwrite_free(&w);
+  jwrite_init(&w, 40, JWRITE_ASCII);
+  assert_int_equal(tq_task_write_json(&w, &t, TQ_JSON_FULL), -E2BIG);
+  jwrite_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
@@ -1634,6 +1721,7 @@ int main(void) {
       T(test_async_claims_share_work),
       T(test_async_complete_and_heartbeat),
       T(test_watch_gets_the_completed_row),
+      cmocka_unit_test(test_task_written_as_text_matches_the_tree),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

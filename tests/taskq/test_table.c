@@ -2,6 +2,8 @@
  * queue and cache in a temp directory, with a fake tool runner. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include "taskq/table.h"
 #include "support/wait.h"
 #include "util/clock.h"
+#include "util/jwrite.h"
 
 #define OUR_ID "12D3KooWServerServerServerServerServerServerServerSe"
 #define PEER_W "12D3KooWWorkerWorkerWorkerWorkerWorkerWorkerWorkerWo"
@@ -408,13 +411,13 @@ static int box_calls(async_box *b) {
   return n;
 }
 
-static json_t *run_async(fx *f, const auth_ctx *who, const char *text, uint64_t *claim_id) {
+static json_t *run_async_flags(fx *f, const auth_ctx *who, const char *text, uint64_t *claim_id, unsigned flags) {
   json_t *msg = json_loads(text, JSON_ALLOW_NUL, NULL);
   assert_non_null(msg);
   async_box b = {.mu = PTHREAD_MUTEX_INITIALIZER};
   json_t *now = NULL;
   uint64_t cid = 0;
-  taskq_async_status st = taskq_handle_async(f->ctx, msg, who, async_box_done, &b, &cid, &now);
+  taskq_async_status st = taskq_handle_async(f->ctx, msg, who, flags, async_box_done, &b, &cid, &now);
   json_decref(msg); /* referenced by the op while it runs */
   if (claim_id) *claim_id = cid;
   if (st == TASKQ_ASYNC_REPLY) {
@@ -426,8 +429,13 @@ static json_t *run_async(fx *f, const auth_ctx *who, const char *text, uint64_t 
   assert_null(now);
   TS_WAIT_UNTIL(30000, box_calls(&b) == 1);
   assert_non_null(b.reply);
-  assert_string_equal(json_string_value(json_object_get(b.reply, "peer_id")), OUR_ID);
+  if (json_is_object(b.reply)) /* (a TASKQ_ASYNC_RAW success is its text) */
+    assert_string_equal(json_string_value(json_object_get(b.reply, "peer_id")), OUR_ID);
   return b.reply;
+}
+
+static json_t *run_async(fx *f, const auth_ctx *who, const char *text, uint64_t *claim_id) {
+  return run_async_flags(f, who, text, claim_id, 0);
 }
 
 static void test_async_hot_ops_reply_like_the_blocking_path(void **state) {
@@ -487,7 +495,7 @@ static void test_async_hot_ops_reply_like_the_blocking_path(void **state) {
   async_box b = {.mu = PTHREAD_MUTEX_INITIALIZER};
   json_t *now = NULL;
   uint64_t cid = 0;
-  assert_int_equal(taskq_handle_async(f->ctx, wmsg, &f->all, async_box_done, &b, &cid, &now), TASKQ_ASYNC_STARTED);
+  assert_int_equal(taskq_handle_async(f->ctx, wmsg, &f->all, 0, async_box_done, &b, &cid, &now), TASKQ_ASYNC_STARTED);
   json_decref(wmsg);
   assert_true(cid != 0);
   TS_WAIT_UNTIL(30000, tq_claims_waiting(f->q) == 1);
@@ -500,14 +508,14 @@ static void test_async_hot_ops_reply_like_the_blocking_path(void **state) {
   /* cancelled by its id: answered with no task */
   wmsg = json_loads("{\"op\":\"claim\",\"worker_id\":\"w2\",\"wait_s\":20}", 0, NULL);
   async_box c = {.mu = PTHREAD_MUTEX_INITIALIZER};
-  assert_int_equal(taskq_handle_async(f->ctx, wmsg, &f->all, async_box_done, &c, &cid, &now), TASKQ_ASYNC_STARTED);
+  assert_int_equal(taskq_handle_async(f->ctx, wmsg, &f->all, 0, async_box_done, &c, &cid, &now), TASKQ_ASYNC_STARTED);
   json_decref(wmsg);
   TS_WAIT_UNTIL(30000, (tq_claim_cancel(f->q, cid), box_calls(&c) == 1));
   assert_true(json_is_null(json_object_get(c.reply, "task")));
   json_decref(c.reply);
   /* ops this path does not take */
   wmsg = json_loads("{\"op\":\"list\"}", 0, NULL);
-  assert_int_equal(taskq_handle_async(f->ctx, wmsg, &f->all, async_box_done, &c, &cid, &now), TASKQ_ASYNC_BLOCKING);
+  assert_int_equal(taskq_handle_async(f->ctx, wmsg, &f->all, 0, async_box_done, &c, &cid, &now), TASKQ_ASYNC_BLOCKING);
   json_decref(wmsg);
 }
 
@@ -1145,6 +1153,101 @@ static void test_bad_credential_refuses_and_tiers_cap_baseline_claims(void **sta
   json_decref(r);
 }
 
+
+/* ---- the hot ops' replies written as text (TASKQ_ASYNC_RAW, issue 11 §2) ---- */
+
+/* One hot op through taskq_handle_async; its reply (new reference). */
+static json_t *hot_op(fx *f, const char *text, unsigned flags) { return run_async_flags(f, &f->all, text, NULL, flags); }
+
+/* The text reply is the tree reply's bytes (jwrite_json, ASCII-only): *want is what the tree
+ * path answers, built from the same facts. */
+static void expect_text_of(json_t *raw, json_t *want) {
+  assert_true(json_is_string(raw));
+  char *w = jwrite_dumps(want, JWRITE_ASCII);
+  assert_non_null(w);
+  assert_int_equal(json_string_length(raw), strlen(w));
+  assert_memory_equal(json_string_value(raw), w, strlen(w));
+  free(w);
+  json_decref(want);
+}
+
+static json_t *get_task_json(fx *f, const char *id, unsigned flags) {
+  tq_task *t = NULL;
+  assert_int_equal(tq_get(f->q, id, &t), 0);
+  json_t *j = tq_task_to_json(t, flags);
+  tq_task_free(t);
+  return j;
+}
+
+static void test_hot_replies_as_text_are_the_tree_bytes(void **state) {
+  fx *f = *state;
+  /* submit: {"ok","peer_id","task_id"} */
+  json_t *r = hot_op(f, "{\"op\":\"submit\",\"task_type\":\"tool.call\",\"payload\":{\"tool\":\"echo\",\"args\":"
+                        "{\"s\":\"caf\\u00e9\",\"x\":1.25,\"n\":[1,null,true]}}}", TASKQ_ASYNC_RAW);
+  assert_true(json_is_string(r));
+  json_t *rt = json_loads(json_string_value(r), 0, NULL);
+  const char *id = json_string_value(json_object_get(rt, "task_id"));
+  assert_non_null(id);
+  char task_id[33];
+  snprintf(task_id, sizeof task_id, "%s", id);
+  json_decref(rt);
+  json_t *want = json_object();
+  json_object_set_new(want, "ok", json_true());
+  json_object_set_new(want, "peer_id", json_string(OUR_ID));
+  json_object_set_new(want, "task_id", json_string(task_id));
+  expect_text_of(r, want);
+  json_decref(r);
+  /* without the flag: the object, as before */
+  r = hot_op(f, "{\"op\":\"submit\",\"task_type\":\"other\",\"payload\":{}}", 0);
+  assert_true(json_is_object(r));
+  assert_true(json_is_true(json_object_get(r, "ok")));
+  json_decref(r);
+  /* claim: {"ok","peer_id","task":<claim dict + lease_epoch, cancel_requested>} */
+  r = hot_op(f, "{\"op\":\"claim\",\"worker_id\":\"w1\",\"task_types\":[\"tool.call\"]}", TASKQ_ASYNC_RAW);
+  want = json_object();
+  json_object_set_new(want, "ok", json_true());
+  json_object_set_new(want, "peer_id", json_string(OUR_ID));
+  json_object_set_new(want, "task", get_task_json(f, task_id, TQ_JSON_CLAIM | TQ_JSON_EXTRA));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(want, "task"), "status")), "running");
+  expect_text_of(r, want);
+  json_decref(r);
+  /* an empty claim that waited: "task":null and wait_s */
+  r = hot_op(f, "{\"op\":\"claim\",\"worker_id\":\"w1\",\"task_types\":[\"tool.call\"],\"wait_s\":0.05}",
+             TASKQ_ASYNC_RAW);
+  want = json_pack("{s:b, s:s, s:n, s:f}", "ok", 1, "peer_id", OUR_ID, "task", "wait_s", 0.05);
+  expect_text_of(r, want);
+  json_decref(r);
+  /* complete (fenced by the lease epoch): {"ok","task_id","peer_id"}; a stale epoch is still
+   * refused, as an object */
+  json_t *cur = get_task_json(f, task_id, TQ_JSON_CLAIM | TQ_JSON_EXTRA);
+  json_int_t epoch = json_integer_value(json_object_get(cur, "lease_epoch"));
+  json_decref(cur);
+  char msg[512];
+  snprintf(msg, sizeof msg, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld,"
+           "\"result\":{\"v\":\"\\u2603\"}}", task_id, (long long)(epoch + 5));
+  r = hot_op(f, msg, TASKQ_ASYNC_RAW);
+  assert_true(json_is_object(r));
+  assert_true(json_is_false(json_object_get(r, "ok")));
+  json_decref(r);
+  snprintf(msg, sizeof msg, "{\"op\":\"complete\",\"task_id\":\"%s\",\"worker_id\":\"w1\",\"lease_epoch\":%lld,"
+           "\"result\":{\"v\":\"\\u2603\"}}", task_id, (long long)epoch);
+  r = hot_op(f, msg, TASKQ_ASYNC_RAW);
+  want = json_pack("{s:b, s:s, s:s}", "ok", 1, "task_id", task_id, "peer_id", OUR_ID);
+  expect_text_of(r, want);
+  json_decref(r);
+  /* the wait's reply from the finished row: the full dict */
+  tq_task *t = NULL;
+  assert_int_equal(tq_get(f->q, task_id, &t), 0);
+  assert_int_equal(t->status, TQ_COMPLETED);
+  r = taskq_wait_reply_task_raw(f->ctx, t);
+  expect_text_of(r, taskq_wait_reply_task(f->ctx, t));
+  json_decref(r);
+  tq_task_free(t);
+  r = taskq_wait_reply_task_raw(f->ctx, NULL);
+  expect_text_of(r, taskq_wait_reply_task(f->ctx, NULL));
+  json_decref(r);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -1177,6 +1280,7 @@ int main(void) {
       T(test_cache_scopes_are_separate),
       T(test_cache_writes_are_replicated_unless_told_not_to),
       T(test_deterministic_claim_gives_each_peer_its_own_tasks),
+      T(test_hot_replies_as_text_are_the_tree_bytes),
       cmocka_unit_test(test_merkle_root_matches_python_vector),
       T(test_bad_credential_refuses_and_tiers_cap_baseline_claims),
       cmocka_unit_test(test_task_types_normalize),
