@@ -13,7 +13,9 @@
 #     with B's CPU per task from /proc; with BASE_BUILD=dir those rows for that build's peermcp
 #     too, interleaved (ROUNDS pairs), and the same pairs with B's state on the disk ("disk: "
 #     rows): before/after in one run. The waiting-claim rows include 64 tasks in flight through
-#     the same 16 slots (a backlog queued on B) beside the target's 16 in flight.
+#     the same 16 slots (a backlog queued on B) beside the target's 16 in flight, and the
+#     classic queue-throughput row: a backlog of N tasks queued up front, drained by one 16-slot
+#     worker, tasks/s from the first claim to the last completion (drain_row).
 # Writes bench/service/last-run.jsonl and replaces the "Service" section of bench/RESULTS.md.
 # B runs with the node's default limits (rate, streams per peer, frames per stream) and no
 # in-process workers (the tasks go to the remote worker).
@@ -169,7 +171,42 @@ state_rows() { # binary, label suffix, round, where, label prefix
   echo "{\"label\": \"${pfx}worker CPU per task, 16 in flight (µs)$sfx\", \"n\": $((N_TASKS * 4)), \"cpu_us_per_task\": $(( (cw1 - cw0) * 1000000 / tck / (N_TASKS * 4) ))}" >>"$out"
   run "${pfx}tasks via 1 remote worker (16 slots), 64 in flight, a backlog queued (waiting claims)$sfx" tasks --state "$tmp/d" --peer "$B_MA" --n "$((N_TASKS * 4))" --conns 1 --inflight 64
   kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
+  drain_row "$tbin" "$where/b$sfx$rd" "${pfx}queue throughput: a backlog of $((N_TASKS * 4)) tasks queued up front, drained by 1 remote worker (16 slots), first claim to last completion$sfx"
   kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null
+}
+# The classic queue-throughput case (issue 11 §2): with no worker attached, N tasks are
+# submitted (64 at once) and all queued; then one 16-slot worker starts and drains them. Rate =
+# N / (last completion − first claim), both read from B's queue rows afterwards (a claim sets
+# heartbeat_at, a complete sets updated_at; wall clock of the same machine): no driver or worker
+# start-up in it. Durability as in every row: each submit and complete answered after its fsync.
+drain_row() { # worker binary, B's state dir, label
+  local dbin=$1 bdir=$2 label=$3 n=$((N_TASKS * 4)) t0 line
+  t0=$(python3 -c 'import time; print(time.time())')
+  line=$(timeout 150 nice "$drv" backlog --state "$tmp/d" --peer "$B_MA" --n "$n" --inflight 64 2>>"$tmp/drv.err")
+  "$dbin" worker --peer "$B_MA" --state-dir "$tmp/w" --slots 16 --config "$tmp/w20.json" 2>"$tmp/wdrain.err" >"$tmp/wdrain.out" &
+  local dpid=$!
+  pids+=($dpid)
+  python3 - "$bdir/queue.sqlite3" "$t0" "$n" "$label" "${line:-{\}}" >>"$out" <<'PYD'
+import json, sqlite3, sys, time
+db, t0, n, label, sub = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+q = "FROM tasks WHERE created_at >= ? AND task_type = 'tool.call'"
+end = time.time() + 120
+done = 0
+while time.time() < end:
+    done = c.execute(f"SELECT count(*) {q} AND status = 'completed'", (t0,)).fetchone()[0]
+    if done >= n: break
+    time.sleep(0.02)
+first, last = c.execute(f"SELECT min(heartbeat_at), max(updated_at) {q} AND status = 'completed'", (t0,)).fetchone()
+d = {"label": label, "n": n, "ok": done}
+try: d["submit_per_s"] = json.loads(sub).get("per_s")
+except ValueError: pass
+if done and first and last and last > first:
+    d["per_s"] = round(done / (last - first), 1)
+    d["drain_ms"] = round((last - first) * 1000, 1)
+print(json.dumps(d))
+PYD
+  kill "$dpid" 2>/dev/null; wait "$dpid" 2>/dev/null
 }
 tmpfs_rows() { state_rows "$1" "$2" "$3" "$shm" "tmpfs: "; }
 for rd in $(seq "${ROUNDS:-1}"); do

@@ -19,6 +19,10 @@
  *                      stream (20 s, no retry); prints {"mode":"waits","waiting":N,
  *                      "status_ok":…,"status_max_ms":…} once those are answered, then keeps the
  *                      waits open until SIGTERM and prints how many got an answer meanwhile
+ *   svc_driver backlog --state DIR --peer MA --n N [--inflight F]
+ *                      submits N tool.call echo tasks (F at once, no wait) and returns once all are
+ *                      queued: the backlog a queue-throughput row drains (bench/service/run.sh);
+ *                      prints {"mode":"backlog","n":N,"ok":…,"failed":…,"per_s":<submits/s>}
  *   svc_driver op      --state DIR --peer MA --msg JSON [--n N]
  *                      after a warm-up status, sends the op message N times one after the other;
  *                      prints {"mode":"op","ok":…,"max_ms":…,"last":<reply>}
@@ -240,6 +244,38 @@ static void task_issue(svc_client *c) {
     free(r);
   }
   json_decref(m);
+}
+
+/* backlog mode: N submits, F at once, nothing waited for */
+static void backlog_issue(svc_client *c);
+static void on_backlog_submit(void *ud, int err, json_t *result, json_t *error) {
+  (void)error;
+  svc_client *c = ud;
+  if (err == 0 && json_is_string(json_object_get(result, "task_id"))) done_ok++;
+  else done_err++;
+  backlog_issue(c);
+}
+
+static void backlog_issue(svc_client *c) {
+  if (sent >= n) return;
+  long i = sent++;
+  json_t *m = json_pack("{s:s, s:s, s:{s:s, s:{s:i}}}", "op", "submit", "task_type", "tool.call", "payload", "tool",
+                        tool, "args", "i", (int)i);
+  if (svc_client_rpc(c, m, 0, on_backlog_submit, c) != 0) done_err++;
+  json_decref(m);
+}
+
+static int run_backlog(void) {
+  hosts[0] = mk_host(0);
+  clients[n_clients++] = mk_client(hosts[0]);
+  int64_t t0 = clock_mono_us();
+  for (long k = 0; k < inflight && k < n; k++) backlog_issue(clients[0]);
+  while (done_ok + done_err < n) uv_run(&loop, UV_RUN_ONCE);
+  double s = (double)(clock_mono_us() - t0) / 1e6;
+  printf("{\"mode\":\"backlog\",\"n\":%ld,\"ok\":%ld,\"failed\":%ld,\"per_s\":%.1f}\n", n, done_ok, done_err,
+         s > 0 ? (double)done_ok / s : 0.0);
+  fflush(stdout);
+  return done_err == 0 ? 0 : 1;
 }
 
 /* waits mode: N submits, then N waits held open; a status per stream marks them all read */
@@ -492,6 +528,7 @@ int main(int argc, char **argv) {
   int mode_rc = -1;
   if (!strcmp(mode, "waits")) mode_rc = run_waits();
   else if (!strcmp(mode, "op")) mode_rc = op_msg ? run_op() : 2;
+  else if (!strcmp(mode, "backlog")) mode_rc = run_backlog();
   if (mode_rc >= 0) {
     for (long i = 0; i < n_clients; i++) svc_client_close(clients[i]);
     p2p_host_close(hosts[0], host_closed, NULL);
