@@ -445,7 +445,7 @@ static void test_tools_call_text_params_of_every_size_on_reused_records(void **s
       json_decref(want);
     }
   }
-  static const char *odd[] = {"ec\"ho", "ech\\o", "\xc3\xa9cho", "e\x01cho", "e\x7fcho"};
+  static const char *odd[] = {"ec\"ho", "ech\\o", "\xc3\xa9" "cho", "e\x01" "cho", "e\x7f" "cho"};
   for (size_t i = 0; i < sizeof odd / sizeof *odd; i++) {
     tgot g = {0};
     assert_int_equal(svc_client_call_tool_text(cl, odd[i], "{}", 2, false, 0, tgot_cb, &g), 0);
