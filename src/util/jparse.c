@@ -208,11 +208,25 @@ static bool read_string(ctx *c, char *stack, const char **s, size_t *len, bool n
      * in `m`; the lowest set bit is the first stop byte */
     while (end - p >= 16) {
       unsigned m = stop_mask16(p);
-      if (m) {
-        p += __builtin_ctz(m);
-        goto stopped;
+      /* simple escapes (\n, \", \\ …: text that holds JSON has many) are taken here, from the
+       * same sixteen bytes; anything else is looked at below, exactly as before */
+      while (m) {
+        const unsigned char *sb = p + __builtin_ctz(m); /* the stop byte */
+        if (*sb != '\\' || end - sb < 2 || !k_simple_escape[sb[1]]) {
+          p = sb;
+          goto stopped;
+        }
+        escaped = true;
+        out_len++;
+        unsigned off = (unsigned)(sb - p) + 2; /* past the escape's second byte */
+        if (off >= 16) {
+          p += off;
+          goto next16;
+        }
+        m &= ~0u << off;
       }
       p += 16;
+    next16:;
     }
 #endif
     /* eight bytes at a time (SWAR): a '"', a '\\', a control or a byte >= 0x80 sets that

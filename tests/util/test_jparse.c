@@ -285,6 +285,66 @@ static void test_jparse_wide_string_scan_at_every_offset(void **state) {
         }
 }
 
+/* Runs of simple escapes (\\n, \\", \\\\, \\/, \\t: JSON text inside a string has many), which the
+ * scan takes from the sixteen bytes it has already compared, then whatever comes next — a bad
+ * byte or escape, a \\u escape, UTF-8, the end — at every place in and across those sixteen
+ * bytes: the same verdict, error text and position as a byte at a time (the position is where
+ * the bad sequence starts), scan and tree parse alike, and the same string as jansson decodes. */
+static void test_jparse_runs_of_escapes_then_anything(void **state) {
+  (void)state;
+  static const char *esc[] = {"\\n", "\\\"", "\\\\", "\\/", "\\t"};
+  static const struct {
+    const char *b;
+    size_t n;
+    const char *error; /* NULL: valid */
+  } next[] = {
+      {"", 0, NULL},
+      {"x", 1, NULL},
+      {"\\u0041", 6, NULL},
+      {"\xc3\xa9", 2, NULL},
+      {"\x01", 1, "control character in a string"},
+      {"\\q", 2, "invalid escape in a string"},
+      {"\\u00zz", 6, "invalid \\u escape"},
+      {"\xff", 1, "invalid UTF-8 in a string"},
+      {"\xc3" "a", 2, "invalid UTF-8 in a string"},
+  };
+  char t[200];
+  for (size_t lead = 0; lead < 20; lead++)
+    for (size_t nesc = 0; nesc < 9; nesc++)
+      for (size_t nx = 0; nx < sizeof next / sizeof *next; nx++)
+        for (size_t after = 0; after < 20; after += 3) {
+          size_t o = 0;
+          memcpy(t + o, "[\"", 2), o += 2;
+          for (size_t i = 0; i < lead; i++) t[o++] = (char)('a' + i % 26);
+          for (size_t i = 0; i < nesc; i++) {
+            size_t l = strlen(esc[(i + lead) % 5]);
+            memcpy(t + o, esc[(i + lead) % 5], l), o += l;
+          }
+          size_t bad_at = o;
+          memcpy(t + o, next[nx].b, next[nx].n), o += next[nx].n;
+          t[o++] = '"';
+          for (size_t i = 0; i < after; i++) t[o++] = ' ';
+          t[o++] = ']';
+          agree(t, o);
+          agree_flags(t, o);
+          jparse_error e1, e2;
+          json_t *v = NULL;
+          int r1 = jparse_scan(t, o, 64, 0, NULL, 0, NULL, &e1, NULL);
+          int r2 = jparse(t, o, 64, &v, &e2);
+          assert_int_equal(r1, r2);
+          if (next[nx].error) {
+            assert_int_equal(r1, -EINVAL);
+            assert_string_equal(e1.text, next[nx].error);
+            assert_int_equal(e1.position, bad_at);
+            assert_string_equal(e2.text, next[nx].error);
+            assert_int_equal(e2.position, bad_at);
+          } else {
+            assert_int_equal(r1, 0);
+          }
+          json_decref(v);
+        }
+}
+
 /* Integers of up to 18 digits skip the overflow check: the values around that length and
  * around json_int_t's limits, both signs. */
 static void test_jparse_integers_around_the_fast_path(void **state) {
@@ -477,6 +537,7 @@ int main(void) {
       cmocka_unit_test(test_jparse_duplicate_keys_sharing_a_filter_bit),
       cmocka_unit_test(test_jparse_string_scan_finds_every_stop),
       cmocka_unit_test(test_jparse_wide_string_scan_at_every_offset),
+      cmocka_unit_test(test_jparse_runs_of_escapes_then_anything),
       cmocka_unit_test(test_jparse_integers_around_the_fast_path),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
