@@ -8,8 +8,12 @@
 #   bash bench/service/syncs.sh [BUILD_DIR...]     (default: ./build; BASE_BUILD=dir adds it first;
 #   ROUNDS=k repeats the whole set k times, interleaved)
 # Prints one JSON line per build and window: {"build", "inflight", "n", "ok", "per_s", "syncs",
-# "syncs_per_task", "sync_ms_total", "sync_us_mean", "sync_ms_max"} — syncs counted over the measured run only
-# (the warm-up's are subtracted), the time inside them from strace -T.
+# "syncs_per_task", "sync_ms_total", "sync_us_mean", "sync_ms_max", "wall_ms", "writer_cpu_ms",
+# "writer_cpu_us_per_group", "writer_busy_pct"} — syncs counted over the measured run only
+# (the warm-up's are subtracted), the time inside them from strace -T; the queue's writer thread
+# (the one that syncs) is found in the trace, its CPU read from /proc (10 ms ticks): busy % =
+# (its CPU + its time in syncs) / the run's wall time — near 100 % means the serial writer
+# bounds tasks/s, and CPU per group (per sync) is what a pipelined writer could overlap.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/bench/service/lib.sh"
@@ -58,20 +62,34 @@ for b in "${builds[@]}"; do
     timeout 300 "$drv" tasks --state "$run/d" --peer "$ma" --n "$WARM" --conns 1 --inflight "$f" >/dev/null 2>>"$run/drv.err"
     s0=$(count_syncs "$st")
     l0=$(wc -l <"$st")
+    # the queue's writer: the thread that made the warm-up's syncs (strace -f prints its tid)
+    wtid=$(grep -oE '^[0-9]+ +(fsync|fdatasync)\(' "$st" | awk '{print $1}' | sort | uniq -c | sort -rn | awk 'NR==1 {print $2}')
+    bpid_real=$(pgrep -P "$bpid" | head -1)
+    tcpu() { awk '{print $14+$15}' "/proc/$bpid_real/task/$wtid/stat" 2>/dev/null || echo 0; }
+    c0=$(tcpu)
+    t0=$(date +%s%N)
     line=$(timeout 300 "$drv" tasks --state "$run/d" --peer "$ma" --n "$N" --conns 1 --inflight "$f" 2>>"$run/drv.err")
+    t1=$(date +%s%N)
+    c1=$(tcpu)
     s1=$(count_syncs "$st")
     tail -n +"$((l0 + 1))" "$st" >"$run/st1" # the measured run's lines (a sync's time is on its last line)
     kill "$wpid" 2>/dev/null
     kill $(pgrep -P "$bpid") 2>/dev/null # B itself: strace exits with it
     wait "$bpid" 2>/dev/null
-    python3 - "$b" "$f" "$N" "${line:-{\}}" "$((s1 - s0))" "$(sync_ms "$run/st1")" "$(sync_max_ms "$run/st1")" <<'PY'
+    python3 - "$b" "$f" "$N" "${line:-{\}}" "$((s1 - s0))" "$(sync_ms "$run/st1")" "$(sync_max_ms "$run/st1")" \
+      "$(( (c1 - c0) * 1000 / $(getconf CLK_TCK) ))" "$(( (t1 - t0) / 1000000 ))" <<'PY'
 import json, sys
 b, f, n, line, syncs, ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6] or 0)
 mx = float(sys.argv[7] or 0)
+wcpu, wall = int(sys.argv[8]), int(sys.argv[9])
 d = json.loads(line) if line.strip().startswith("{") else {}
 print(json.dumps({"build": b, "inflight": f, "n": n, "ok": d.get("ok"), "per_s": d.get("per_s"), "p50_us": d.get("p50_us"),
                   "syncs": syncs, "syncs_per_task": round(syncs / n, 3), "sync_ms_total": ms,
-                  "sync_us_mean": round(ms * 1000 / syncs, 1) if syncs else None, "sync_ms_max": mx}))
+                  "sync_us_mean": round(ms * 1000 / syncs, 1) if syncs else None, "sync_ms_max": mx,
+                  # the writer thread: CPU (10 ms ticks) and time in syncs, against the run's wall time
+                  "wall_ms": wall, "writer_cpu_ms": wcpu,
+                  "writer_cpu_us_per_group": round(wcpu * 1000 / syncs, 1) if syncs else None,
+                  "writer_busy_pct": round((wcpu + ms) * 100 / wall, 1) if wall else None}))
 PY
   done
 done
