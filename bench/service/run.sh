@@ -78,7 +78,7 @@ run() { # label, driver args…
   local line
   line=$(timeout 150 nice "$drv" "$@" 2>>"$tmp/drv.err")
   [ -n "$line" ] || line='{"failed":-1}'
-  python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['label']=sys.argv[2]; print(json.dumps(d))" "$line" "$label" >>"$out"
+  python3 -c "import json,sys; d=json.loads(sys.argv[1]); d['label']=sys.argv[2]; d['load1']=float(open('/proc/loadavg').read().split()[0]); print(json.dumps(d))" "$line" "$label" >>"$out"
 }
 
 # The hardware anchor: one durable commit on B's state disk — a one-row INSERT committed in a
@@ -198,7 +198,7 @@ while time.time() < end:
     if done >= n: break
     time.sleep(0.02)
 first, last = c.execute(f"SELECT min(heartbeat_at), max(updated_at) {q} AND status = 'completed'", (t0,)).fetchone()
-d = {"label": label, "n": n, "ok": done}
+d = {"label": label, "n": n, "ok": done, "load1": float(open("/proc/loadavg").read().split()[0])}
 try: d["submit_per_s"] = json.loads(sub).get("per_s")
 except ValueError: pass
 if done and first and last and last > first:

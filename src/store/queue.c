@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -1932,15 +1933,138 @@ static bool put_real(jwrite *w, double v) {
   return true;
 }
 
+static locale_t g_c_numeric;
+static pthread_once_t g_c_numeric_once = PTHREAD_ONCE_INIT;
+static void c_numeric_init(void) { g_c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
+
+static unsigned hex4(const char *p) {
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+  }
+  return v;
+}
+
+/* One string of checked text (p at its opening quote): decoded and written by jwrite_str, as
+ * the tree path writes the string jparse made of it. Returns the byte after its closing quote,
+ * or NULL (out of memory). */
+static const char *transcode_string(jwrite *w, const char *p) {
+  const char *q = p + 1, *start = q;
+  bool esc = false;
+  while (*q != '"') {
+    if (*q == '\\') {
+      esc = true;
+      q++;
+    }
+    q++;
+  }
+  size_t n = (size_t)(q - start);
+  if (!esc) {
+    jwrite_str(w, start, n);
+    return q + 1;
+  }
+  char stack[256];
+  char *b = n <= sizeof stack ? stack : malloc(n); /* decoded ≤ escaped */
+  if (!b) return NULL;
+  size_t k = 0;
+  for (const char *r = start; r < q;) {
+    if (*r != '\\') {
+      b[k++] = *r++;
+      continue;
+    }
+    char e = r[1];
+    r += 2;
+    switch (e) {
+    case 'b': b[k++] = '\b'; break;
+    case 'f': b[k++] = '\f'; break;
+    case 'n': b[k++] = '\n'; break;
+    case 'r': b[k++] = '\r'; break;
+    case 't': b[k++] = '\t'; break;
+    case 'u': {
+      uint32_t cp = hex4(r);
+      r += 4;
+      if (cp >= 0xD800 && cp <= 0xDBFF) { /* checked: a low surrogate follows */
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(r + 2) - 0xDC00);
+        r += 6;
+      }
+      if (cp < 0x80) {
+        b[k++] = (char)cp;
+      } else if (cp < 0x800) {
+        b[k++] = (char)(0xC0 | (cp >> 6));
+        b[k++] = (char)(0x80 | (cp & 0x3F));
+      } else if (cp < 0x10000) {
+        b[k++] = (char)(0xE0 | (cp >> 12));
+        b[k++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        b[k++] = (char)(0x80 | (cp & 0x3F));
+      } else {
+        b[k++] = (char)(0xF0 | (cp >> 18));
+        b[k++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        b[k++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        b[k++] = (char)(0x80 | (cp & 0x3F));
+      }
+      break;
+    }
+    default: b[k++] = e; break; /* " \\ / */
+    }
+  }
+  jwrite_str(w, b, k);
+  if (b != stack) free(b);
+  return q + 1;
+}
+
+/* Text jparse_scan accepted with JPARSE_ALLOW_NUL | JPARSE_REJECT_DUPLICATES, written exactly as
+ * jwrite_json writes the tree jparse makes of it — without the tree: whitespace dropped, strings
+ * decoded and written again, integers through jwrite_int, reals through jwrite_double of the
+ * same strtod (C locale), literals and brackets as they are. 0 or -ENOMEM. */
+static int transcode_checked(jwrite *w, const char *p) {
+  while (*p) {
+    char c = *p;
+    switch (c) {
+    case ' ': case '\t': case '\n': case '\r': p++; break;
+    case '{': case '}': case '[': case ']': case ',': case ':': jwrite_byte(w, c); p++; break;
+    case '"':
+      if (!(p = transcode_string(w, p))) return -ENOMEM;
+      break;
+    case 't': jwrite_lit(w, "true"); p += 4; break;
+    case 'f': jwrite_lit(w, "false"); p += 5; break;
+    case 'n': jwrite_lit(w, "null"); p += 4; break;
+    default: { /* a number */
+      size_t n = strspn(p, "-+0123456789.eE");
+      if (strcspn(p, ".eE") >= n) {
+        jwrite_int(w, strtoll(p, NULL, 10)); /* checked: inside json_int_t */
+      } else {
+        char stack[64];
+        char *b = n < sizeof stack ? stack : malloc(n + 1);
+        if (!b) return -ENOMEM;
+        memcpy(b, p, n);
+        b[n] = 0;
+        pthread_once(&g_c_numeric_once, c_numeric_init);
+        jwrite_double(w, g_c_numeric ? strtod_l(b, NULL, g_c_numeric) : strtod(b, NULL));
+        if (b != stack) free(b);
+      }
+      p += n;
+      break;
+    }
+    }
+  }
+  return 0;
+}
+
 /* Stored JSON text as parse_or gives it: the parsed value, the text as a string when it does
- * not parse, `absent` when there is none. */
+ * not parse, `absent` when there is none. Text that is JSON with no key repeated (what this
+ * node and the Python services store) is rewritten without a tree; other text takes the parse. */
 static int put_parsed(jwrite *w, const char *text, const char *absent, size_t absent_len) {
   if (!text) {
     jwrite_raw(w, absent, absent_len);
     return 0;
   }
+  size_t tn = strlen(text);
+  int rc = jparse_scan(text, tn, 2048, JPARSE_ALLOW_NUL | JPARSE_REJECT_DUPLICATES, NULL, 0, NULL, NULL, NULL);
+  if (rc == 0) return transcode_checked(w, text);
+  if (rc == -ENOMEM) return -ENOMEM;
   json_t *v = NULL;
-  int rc = jparse_flags(text, strlen(text), 2048, JPARSE_ALLOW_NUL, &v, NULL, NULL);
+  rc = jparse_flags(text, tn, 2048, JPARSE_ALLOW_NUL, &v, NULL, NULL);
   if (rc == -ENOMEM) return -ENOMEM;
   if (rc != 0) return put_str(w, text) ? 0 : -EINVAL;
   jwrite_json(w, v);

@@ -1649,6 +1649,35 @@ static void test_task_written_as_text_matches_the_tree(void **state) {
   t.payload_json = "[]";
   t.result_json = "3";
   expect_all_flags(&t);
+  /* stored text rewritten without a tree: every JSON shape, and the text that takes the parse
+   * (a repeated key: the later value in the earlier place; not JSON: a string) */
+  static char long_esc[2400];
+  if (!long_esc[0]) {
+    strcpy(long_esc, "{\"k\": \"");
+    for (int i = 0; i < 300; i++) strcat(long_esc, i % 3 ? "\\u00e9" : "a\\\"");
+    strcat(long_esc, "\"}");
+  }
+  const char *texts[] = {
+      "{\"a\": {\"b\": [1, 2, {\"c\": []}], \"d\": {}}, \"e\": \"\"}",
+      " [ 1 , -0 , 0.1 , -0.0 , 1.5e-7 , 1E+2 , 2e0, 9223372036854775807, -9223372036854775808 ] ",
+      "[123456789012345678, 1234567890123456789, 1e308, 5e-324, 2.5E-310]",
+      "\"\\/\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f\\u0080\\uFFFF\\ud800\\udc00\\\"\\\\\"",
+      "{\"\\u0061\": 1, \"b\\n\": \"\\u0000\"}",
+      "{\"a\": 1, \"a\": 2, \"b\": 3}",         /* a repeated key */
+      "{\"a\": 1, \"\\u0061\": [2]}",          /* the same key, escaped */
+      "[1e400]",                                 /* real overflow: not JSON to jparse */
+      "[12345678901234567890]",                  /* integer overflow */
+      "{\"a\": 1,}",                              /* not JSON */
+      "\"x\"  ",
+      "true", "false", "null", "  7  ",
+      "{\"caf\xc3\xa9\": \"\xe2\x98\x83 \xf0\x9f\x98\x80\"}",
+      long_esc,
+  };
+  for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+    t.payload_json = (char *)texts[i];
+    t.result_json = (char *)texts[sizeof texts / sizeof texts[0] - 1 - i];
+    expect_all_flags(&t);
+  }
   /* where the tree path gives no object, the text path says so */
   jwrite w;
   jwrite_init(&w, 1u << 20, JWRITE_ASCII);
