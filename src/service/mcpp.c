@@ -74,6 +74,8 @@ struct svc_mcpp_conn {
   mcp_session *sess;
   int in_feed;
   bool counted_init;
+  bool room_unchanged; /* the frame being handled was read right after a may_read that said yes,
+                        * and nothing the budgets count has changed since (handle_raw) */
   bool closing;  /* give up: the output could not be written (ENOMEM); nothing more is sent */
   bool draining; /* no more input: requests already read finish and are answered, then done */
   bool eof;
@@ -203,7 +205,10 @@ static void on_idle(void *ud) {
 
 static bool caller_may_list(const auth_ctx *a, const mcp_tool_def *d) {
   /* an unknown peer, or one whose JWT has expired, sees nothing */
-  if (!auth_ctx_is_local(a) && (auth_scopes_empty(&a->scopes) || auth_ctx_expired_at(a, clock_wall_s()))) return false;
+  /* (the clock is read only for a context that expires: this runs on every tools/call) */
+  if (!auth_ctx_is_local(a) &&
+      (auth_scopes_empty(&a->scopes) || (a->expires_at != 0 && auth_ctx_expired_at(a, clock_wall_s()))))
+    return false;
   if (!auth_allows(a, &d->scopes)) return false;
   return strcmp(d->name, TASKQ_RPC_TOOL) == 0 || auth_allows_mask(a, AUTH_TOOL_CALL);
 }
@@ -759,7 +764,11 @@ static bool handle_raw(svc_mcpp_conn *c, const svc_frame_raw *r, size_t frame_by
     return true;
   }
   update_frame_limit(c); /* as present_tokens does (there are none) */
-  if (c->env.may_start && !c->env.may_start(c->env.ud)) { /* held: as a tree, as handle_frame holds it */
+  /* (right after may_read's yes for this frame, with nothing changed: the cheaper question) */
+  bool start = !c->env.may_start || (c->room_unchanged && c->env.may_start_unchanged
+                                         ? c->env.may_start_unchanged(c->env.ud)
+                                         : c->env.may_start(c->env.ud));
+  if (!start) { /* held: as a tree, as handle_frame holds it */
     json_t *msg = NULL;
     if (mcp_envelope_tree((mcp_env_span){r->body, r->len}, FRAME_JFLAGS, &msg) == 0) hold_call(c, msg, frame_bytes);
     else send_error(c, NULL, MCP_RPC_INTERNAL_ERROR, "internal_error");
@@ -789,11 +798,19 @@ int svc_mcpp_feed_some(svc_mcpp_conn *c, const uint8_t *data, size_t len, size_t
       len = 0;
       break;
     }
-    if (!c->dec.ready && !c->dec.raw_ready && !may_read(c)) break; /* over a budget: the rest waits */
+    bool asked = false;
+    if (!c->dec.ready && !c->dec.raw_ready) {
+      if (!may_read(c)) break; /* over a budget: the rest waits */
+      asked = c->env.may_read != NULL;
+    }
     size_t step = len < SVC_MCPP_FEED_STEP ? len : SVC_MCPP_FEED_STEP;
     size_t used = 0;
     bool had_partial = svc_frame_dec_mid_frame(&c->dec);
+    size_t dec_held = asked ? svc_frame_dec_held(&c->dec) : 0;
     svc_frame_status st = svc_frame_dec_feed(&c->dec, data, step, &used);
+    /* A frame checked where it lay in the input leaves the decoder holding what it held (none):
+     * then nothing the transport's budgets count has moved since its may_read said yes. */
+    c->room_unchanged = asked && st == SVC_FRAME_READY && svc_frame_dec_held(&c->dec) == dec_held;
     data += used;
     len -= used;
     used_total += used;
@@ -801,7 +818,9 @@ int svc_mcpp_feed_some(svc_mcpp_conn *c, const uint8_t *data, size_t len, size_t
     if (st == SVC_FRAME_READY) {
       c->frame_since_ms = svc_frame_dec_mid_frame(&c->dec) ? clock_mono_ms() : 0;
       const svc_frame_raw *r = svc_frame_dec_take_raw(&c->dec); /* raw mode: checked, no tree yet */
-      if (handle_raw(c, r, used + 256)) continue;
+      bool raw_done = handle_raw(c, r, used + 256);
+      c->room_unchanged = false;
+      if (raw_done) continue;
       /* Not done: any other frame is read twice (the scan, then this tree parse; ~1-2 k
        * instructions for a task_queue.rpc frame, not measured in bench-service). */
       json_t *msg = NULL;

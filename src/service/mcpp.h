@@ -139,6 +139,12 @@ typedef struct svc_mcpp_env {
   /* May one more tools/call start now (a TaskQueue `wait` is not asked)? false → the call is
    * held, in order, until svc_mcpp_resume finds room (optional). */
   bool (*may_start)(void *ud);
+  /* may_start asked right after a may_read that said yes for the same frame, with nothing the
+   * transport counts changed since (the frame was checked where it lay in the input: the
+   * decoder holds no more bytes than it did, no output, no call started or ended): the
+   * transport's budgets are as may_read left them, so it may skip settling them again and
+   * answer only what may_read did not ask (optional; without it, may_start is asked). */
+  bool (*may_start_unchanged)(void *ud);
   /* Output was appended outside svc_mcpp_feed (a call or task op completed): the transport
    * should flush soon — later, from its own callback: the conn must not be freed inside. */
   void (*on_output)(void *ud);

@@ -269,6 +269,17 @@ static bool st_may_start(void *ud) {
   return false;
 }
 
+/* st_may_start right after st_may_read said yes for the same frame, nothing counted having
+ * changed since (mcpp's may_start_unchanged): st_account would find what st_may_read settled
+ * and st_room would say yes again, so only the peer's share of the workers is left to ask. */
+static bool st_may_start_unchanged(void *ud) {
+  svc_stream *st = ud;
+  svc_server *srv = st->srv;
+  if (!st->peer || peer_busy(srv, st->peer) < srv->o.max_inflight_per_peer) return true;
+  srv->busy_holds++;
+  return false;
+}
+
 /* May an outgoing message of len bytes be buffered (mcpp's admit_output)? Output alone counts
  * here (the calls' charges are what the reply replaces). A stream with nothing waiting may
  * always take one message, however large (up to the frame cap), within its peer's and the
@@ -576,6 +587,7 @@ static void mcpp_handler(p2p_stream *s, void *ud) {
   env.stranger_max_frame_bytes = srv->o.stranger_max_frame_bytes;
   env.may_read = st_may_read;
   env.may_start = st_may_start;
+  env.may_start_unchanged = st_may_start_unchanged;
   env.admit_output = st_admit_output;
   env.on_output = mcpp_on_output;
   env.ud = st;

@@ -244,9 +244,17 @@ typedef struct many {
 static void many_cb(void *ud, int err, json_t *result, json_t *error) {
   many *m = ud;
   m->answered++;
-  if (err == 0 && json_is_true(json_object_get(result, "ok"))) m->ok++;
-  else m->limited++;
-  (void)error;
+  if (err == 0 && json_is_true(json_object_get(result, "ok"))) {
+    m->ok++;
+  } else {
+    /* say why, so a failure in a loaded run explains itself */
+    m->limited++;
+    char *e = error ? json_dumps(error, JSON_COMPACT) : NULL, *r = result ? json_dumps(result, JSON_COMPACT) : NULL;
+    print_message("op %d of %d not ok: err %d (%s), error %s, result %.200s\n", m->answered, m->n, err,
+                  err ? strerror(-err) : "-", e ? e : "none", r ? r : "none");
+    free(e);
+    free(r);
+  }
   if (result) {
     json_decref(m->last);
     m->last = json_incref(result);
@@ -260,7 +268,11 @@ static int statuses_ok_as(net *x, int n, bool plain, json_t **last) {
   many m = {.n = n};
   for (int i = 0; i < n; i++) {
     json_t *msg = plain ? json_pack("{s:s}", "op", "status") : json_pack("{s:s, s:b}", "op", "status", "detail", 1);
-    if (svc_client_rpc(x->c, msg, 60000, many_cb, &m) != 0) m.answered++, m.limited++;
+    int rc = svc_client_rpc(x->c, msg, 60000, many_cb, &m);
+    if (rc != 0) {
+      m.answered++, m.limited++;
+      print_message("op %d of %d not queued: %d (%s)\n", i + 1, n, rc, strerror(-rc));
+    }
     json_decref(msg);
   }
   if (m.answered == n) m.all_done = 1;
@@ -803,6 +815,9 @@ static void test_docs_special_values_are_all_tested(void **state) {
 
 int main(void) {
   log_set_level(LOG_WARNING);
+  /* one row, e.g. to run it in a loop under load: TEST_SPECIAL_VALUES_FILTER=p2p.authorized* */
+  const char *filter = getenv("TEST_SPECIAL_VALUES_FILTER");
+  if (filter && *filter) cmocka_set_test_filter(filter);
   struct CMUnitTest tests[N_ROWS + 1];
   for (size_t i = 0; i < N_ROWS; i++)
     tests[i] = (struct CMUnitTest){k_rows[i].key, test_special_value, setup_row, teardown, (void *)&k_rows[i]};

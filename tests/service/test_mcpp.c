@@ -78,10 +78,23 @@ typedef struct fx {
   svc_mcpp_env env;
   int outputs; /* on_output calls */
   bool deny_read, deny_output, deny_start; /* budgets, as a transport would say them */
+  int n_read, n_start, n_start_unchanged;    /* how often each was asked (counting hooks) */
 } fx;
 
 static bool fx_may_read(void *ud) { return !((fx *)ud)->deny_read; }
 static bool fx_may_start(void *ud) { return !((fx *)ud)->deny_start; }
+static bool fx_count_read(void *ud) {
+  ((fx *)ud)->n_read++;
+  return !((fx *)ud)->deny_read;
+}
+static bool fx_count_start(void *ud) {
+  ((fx *)ud)->n_start++;
+  return !((fx *)ud)->deny_start;
+}
+static bool fx_count_start_unchanged(void *ud) {
+  ((fx *)ud)->n_start_unchanged++;
+  return !((fx *)ud)->deny_start;
+}
 static bool fx_admit_output(void *ud, size_t len) {
   (void)len;
   return !((fx *)ud)->deny_output;
@@ -1523,6 +1536,75 @@ static void test_calls_held_for_the_peer_share(void **state) {
   svc_mcpp_free(c);
 }
 
+/* may_start_unchanged (the transport skips settling its budgets again) is asked only for a
+ * frame read right after a may_read that said yes, checked where it lay in the input: several
+ * whole frames in one input each; not for a frame put together from two inputs (the decoder
+ * held its first part: the figures moved), not without a may_read, not for a held call's
+ * restart. Its no holds the call as may_start's does. */
+static void test_may_start_unchanged_only_right_after_may_read(void **state) {
+  fx *f = *state;
+  f->env.may_read = fx_count_read;
+  f->env.may_start = fx_count_start;
+  f->env.may_start_unchanged = fx_count_start_unchanged;
+  svc_mcpp_conn *c = open_init(f, PEER_T);
+  f->n_read = f->n_start = f->n_start_unchanged = 0;
+  buf b;
+  buf_init(&b, 1 << 20);
+  for (int id = 2; id <= 4; id++) {
+    char m[200];
+    snprintf(m, sizeof m, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}",
+             id);
+    frame_into(&b, m);
+  }
+  size_t used = 0;
+  assert_int_equal(svc_mcpp_feed_some(c, buf_ptr(&b), buf_len(&b), &used), 0);
+  assert_int_equal(used, buf_len(&b));
+  assert_int_equal(f->n_read, 3);
+  assert_int_equal(f->n_start_unchanged, 3); /* fails when each frame settles the budgets again */
+  assert_int_equal(f->n_start, 0);
+  wait_idle(f, c);
+  for (int i = 0; i < 3; i++) json_decref(next_reply(c));
+  /* its no holds the call, in order, as may_start's does; the restart asks may_start */
+  f->deny_start = true;
+  f->n_start = f->n_start_unchanged = 0;
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}"), 0);
+  assert_int_equal(f->n_start_unchanged, 1);
+  assert_int_equal(svc_mcpp_held_calls(c), 1);
+  assert_int_equal(svc_mcpp_inflight(c), 0);
+  f->deny_start = false;
+  assert_int_equal(svc_mcpp_resume(c), 1);
+  assert_int_equal(f->n_start, 1);
+  json_t *r = wait_reply(f, c);
+  assert_int_equal(json_integer_value(json_object_get(r, "id")), 6);
+  json_decref(r);
+  /* one frame in two inputs: the decoder held the first part, so may_start is asked */
+  buf_reset(&b);
+  frame_into(&b, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}");
+  f->n_start = f->n_start_unchanged = 0;
+  assert_int_equal(svc_mcpp_feed_some(c, buf_ptr(&b), 20, &used), 0);
+  assert_int_equal(svc_mcpp_feed_some(c, buf_ptr(&b) + 20, buf_len(&b) - 20, &used), 0);
+  assert_int_equal(f->n_start, 1); /* fails when the unchanged question is asked after a partial frame */
+  assert_int_equal(f->n_start_unchanged, 0);
+  json_decref(wait_reply(f, c));
+  /* … and for the next frame too: the decoder let go of that frame's bytes (the figures moved) */
+  f->n_start = f->n_start_unchanged = 0;
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}"), 0);
+  assert_int_equal(f->n_start, 1);
+  assert_int_equal(f->n_start_unchanged, 0);
+  json_decref(wait_reply(f, c));
+  /* no may_read: nothing was asked before the frame, so may_start is */
+  f->env.may_read = NULL;
+  svc_mcpp_conn *c2 = open_init(f, PEER_T);
+  f->n_start = f->n_start_unchanged = 0;
+  assert_int_equal(send_text(c2, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"zeta_remote\"}}"), 0);
+  assert_int_equal(f->n_start, 1);
+  assert_int_equal(f->n_start_unchanged, 0);
+  json_decref(wait_reply(f, c2));
+  buf_free(&b);
+  svc_mcpp_free(c2);
+  svc_mcpp_free(c);
+}
+
 /* Every reply of a conn until it is idle, as normalised text (request ids and durations out). */
 static char *replies_of(fx *f, svc_mcpp_conn *c) {
   wait_idle(f, c);
@@ -1781,6 +1863,7 @@ int main(void) {
       T(test_stranger_gets_the_small_frame_limit),
       T(test_budgets),
       T(test_calls_held_for_the_peer_share),
+      T(test_may_start_unchanged_only_right_after_may_read),
       cmocka_unit_test_setup_teardown(test_mcp_tasks_over_a_stream, setup_tasks, teardown),
       cmocka_unit_test_setup_teardown(test_stopping_ends_task_result_waits, setup_tasks, teardown),
       cmocka_unit_test(test_rpc_message_unwrap),
