@@ -210,7 +210,7 @@ static bool caller_may_list(const auth_ctx *a, const mcp_tool_def *d) {
       (auth_scopes_empty(&a->scopes) || (a->expires_at != 0 && auth_ctx_expired_at(a, clock_wall_s()))))
     return false;
   if (!auth_allows(a, &d->scopes)) return false;
-  return strcmp(d->name, TASKQ_RPC_TOOL) == 0 || auth_allows_mask(a, AUTH_TOOL_CALL);
+  return auth_allows_mask(a, AUTH_TOOL_CALL) || strcmp(d->name, TASKQ_RPC_TOOL) == 0; /* the common case first */
 }
 
 static bool tool_filter(void *ud, const mcp_tool *t, const mcp_auth *auth) {
