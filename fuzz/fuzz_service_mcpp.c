@@ -4,9 +4,12 @@
  *
  * Input layout: byte 0 = feed chunk size - 1; byte 1 bit 0 = run the loop until calls in
  * flight are done after each chunk (else they stay in flight until the conn is freed, which
- * must detach them), bit 1 = the remote peer holds the token's scopes from the start; the rest
- * is fed as received bytes. Checks the contract: every output byte is a well-formed frame whose
- * JSON is an object, the conn is done after an error, and nothing leaks. */
+ * must detach them), bit 1 = the remote peer holds the token's scopes from the start, bit 2 =
+ * budget hooks as a transport gives them (may_read yes, may_start no when bit 3: calls held),
+ * which check that may_start_unchanged is asked only when the conn's figures are the ones
+ * may_read saw; the rest is fed as received bytes. Checks the contract: every output byte is a
+ * well-formed frame whose JSON is an object, the conn is done after an error, and nothing
+ * leaks. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,6 +50,28 @@ static mcp_dispatcher *g_disp;
 static auth_policy *g_pol;
 static taskq_ctx *g_tq;
 static int g_outputs;
+
+/* the budget hooks (bit 2): the figures at the last may_read, to compare */
+static svc_mcpp_conn *g_conn;
+static svc_mcpp_figures g_read_fig;
+static bool g_deny_start;
+
+static bool fz_may_read(void *ud) {
+  (void)ud;
+  if (g_conn) svc_mcpp_get_figures(g_conn, &g_read_fig);
+  return true;
+}
+static bool fz_may_start(void *ud) {
+  (void)ud;
+  return !g_deny_start;
+}
+static bool fz_may_start_unchanged(void *ud) {
+  (void)ud;
+  svc_mcpp_figures f;
+  svc_mcpp_get_figures(g_conn, &f);
+  if (memcmp(&f, &g_read_fig, sizeof f) != 0) abort(); /* the conn said "unchanged" wrongly */
+  return !g_deny_start;
+}
 
 static void on_output(void *ud) {
   (void)ud;
@@ -93,6 +118,13 @@ static void check_output(buf *out) {
   buf_reset(out);
 }
 
+/* Held calls (bit 3) wait for room a transport would find later: it comes now. */
+static void release_held(svc_mcpp_conn *c) {
+  if (!g_deny_start) return;
+  g_deny_start = false;
+  (void)svc_mcpp_resume(c);
+}
+
 static void drain(svc_mcpp_conn *c) {
   for (int i = 0; i < 100000 && svc_mcpp_inflight(c) > 0; i++) uv_run(&g_loop, UV_RUN_ONCE);
 }
@@ -101,7 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2) return 0;
   init_once();
   size_t chunk = (size_t)data[0] + 1;
-  bool complete_now = data[1] & 1;
+  uint8_t flags = data[1];
+  bool complete_now = flags & 1;
   const char *peer = data[1] & 2 ? "12D3KooWTrustedTrustedTrustedTrustedTrustedTrustedTr" : "12D3KooWPeer";
   data += 2;
   size -= 2;
@@ -116,8 +149,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   env.page_size = 2;
   env.rpc_timeout_ms = 2000;
   env.on_output = on_output;
+  if (flags & 4) {
+    env.may_read = fz_may_read;
+    env.may_start = fz_may_start;
+    env.may_start_unchanged = fz_may_start_unchanged;
+    g_deny_start = flags & 8;
+  }
   svc_mcpp_conn *c = svc_mcpp_new(&env, peer, NULL);
   if (!c) return 0;
+  g_conn = c;
+  memset(&g_read_fig, 0, sizeof g_read_fig);
   size_t pos = 0;
   while (pos < size) {
     size_t n = size - pos < chunk ? size - pos : chunk;
@@ -129,6 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       /* input stopped; the requests read before still get answers (issue 9 item 6), then done */
       if (svc_mcpp_reading(c)) abort();
       if (complete_now) {
+        release_held(c);
         drain(c);
         check_output(svc_mcpp_output(c));
         if (!svc_mcpp_done(c)) abort();
@@ -138,11 +180,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   svc_mcpp_eof(c);
   if (complete_now) {
+    release_held(c);
     drain(c);
     check_output(svc_mcpp_output(c));
     if (!svc_mcpp_done(c)) abort(); /* EOF and nothing in flight: done */
   }
   svc_mcpp_free(c);
+  g_conn = NULL;
   uv_run(&g_loop, UV_RUN_NOWAIT);
 
   /* the same bytes as one legacy NDJSON request */
