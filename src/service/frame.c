@@ -113,8 +113,6 @@ void svc_frame_dec_free(svc_frame_dec *d) {
   d->ready = NULL;
 }
 
-int svc_frame_dec_mid_frame(const svc_frame_dec *d) { return d->hdr_have > 0; }
-
 void svc_frame_dec_set_max(svc_frame_dec *d, size_t max) {
   d->max = max ? max : SVC_FRAME_DEFAULT_MAX;
   /* the body buffer's own ceiling stays the larger of the two until the frame in progress is
@@ -122,8 +120,6 @@ void svc_frame_dec_set_max(svc_frame_dec *d, size_t max) {
   if (buf_max(&d->body) < d->max) buf_set_max(&d->body, d->max);
   else if (d->hdr_have < SVC_FRAME_HDR && buf_len(&d->body) == 0) buf_set_max(&d->body, d->max);
 }
-
-size_t svc_frame_dec_held(const svc_frame_dec *d) { return d->hdr_have + buf_len(&d->body); }
 
 void svc_frame_dec_fail(svc_frame_dec *d, svc_frame_status st) {
   if (!d->err) d->err = st < 0 ? st : SVC_FRAME_INVALID_MSG;

@@ -107,13 +107,15 @@ bool svc_frame_dec_last_has_nul(const svc_frame_dec *d);
 /* How deep the last frame that became ready nests (1 for a flat object), for
  * mcp_session_feed_json_depth. */
 int svc_frame_dec_last_depth(const svc_frame_dec *d);
-/* True while a frame is partially received (EOF now would be "eof", not "empty"). */
-int svc_frame_dec_mid_frame(const svc_frame_dec *d);
+/* True while a frame is partially received (EOF now would be "eof", not "empty"). Inline: the
+ * conn asks it for every frame. */
+static inline int svc_frame_dec_mid_frame(const svc_frame_dec *d) { return d->hdr_have > 0; }
 /* Changes the ceiling on declared lengths (applies from the next header; a frame whose header
  * already passed keeps its allowance). 0 means SVC_FRAME_DEFAULT_MAX. */
 void svc_frame_dec_set_max(svc_frame_dec *d, size_t max);
-/* Bytes of the current partial frame held (header and body). */
-size_t svc_frame_dec_held(const svc_frame_dec *d);
+/* Bytes of the current partial frame held (header and body). Inline: the conn asks it for every
+ * frame. */
+static inline size_t svc_frame_dec_held(const svc_frame_dec *d) { return d->hdr_have + buf_len(&d->body); }
 /* Kills the decoder with an error status (e.g. SVC_FRAME_TIMEOUT) and drops what it holds. */
 void svc_frame_dec_fail(svc_frame_dec *d, svc_frame_status st);
 /* Why the last body was refused ("duplicate object key near '\"op\"'"), "" when unknown. */
