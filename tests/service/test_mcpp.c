@@ -25,6 +25,7 @@
 #include "taskq/table.h"
 #include "store/queue.h"
 #include "tools/mcp_tasks_queue.h"
+#include "tools/meta.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "support/unuuid.h"
@@ -130,6 +131,7 @@ static int make(void **state, bool tasks) {
     qo.path = qpath;
     assert_int_equal(tq_open(&qo, &f->q), 0);
   }
+  if (g_make_queue) assert_int_equal(tools_meta_register(f->reg), 0); /* a child call of task_queue.rpc */
   taskq_config tc;
   taskq_config_default(&tc);
   tc.queue = f->q;
@@ -1815,6 +1817,20 @@ static void test_task_queue_replies_keep_their_bytes(void **state) {
   assert_int_equal(strlen(json_string_value(json_object_get(json_object_get(res, "content"), "task_id"))), 32);
   assert_string_equal(json_string_value(json_object_get(res, "resultType")), "complete");
   assert_non_null(json_object_get(json_object_get(res, "_meta"), "io.modelcontextprotocol/serverInfo"));
+  json_decref(r);
+  /* a child call (tools_dispatch → task_queue.rpc) of the same caller: its parent reads the
+   * reply as an object, so no text there (rpc_tool.c raw_ok: top-level calls only) */
+  assert_int_equal(send_text(c, "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{\"name\":\"tools_dispatch\","
+                                "\"arguments\":{\"category\":\"p2p\",\"tool\":\"task_queue.rpc\",\"params\":{\"op\":\"submit\"}}}}"),
+                   0);
+  r = json_loads((t = next_frame_text(f, c)), 0, NULL);
+  free(t);
+  json_t *env = json_object_get(json_object_get(r, "result"), "structuredContent");
+  assert_string_equal(json_string_value(json_object_get(env, "status")), "success");
+  json_t *inner = json_object_get(env, "result");
+  assert_true(json_is_object(inner));
+  assert_true(json_is_true(json_object_get(inner, "ok")));
+  assert_int_equal(strlen(json_string_value(json_object_get(inner, "task_id"))), 32);
   json_decref(r);
   svc_mcpp_free(c);
 }
