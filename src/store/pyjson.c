@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,11 @@ int pyjson_utf8_valid(const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < n) {
+    if (i + 8 <= n) { /* ASCII runs 8 bytes at a time */
+      uint64_t x;
+      memcpy(&x, s + i, 8);
+      if (!(x & 0x8080808080808080ull)) { i += 8; continue; }
+    }
     unsigned c = s[i];
     if (c < 0x80) { i++; continue; }
     size_t len;

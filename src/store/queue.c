@@ -1873,47 +1873,10 @@ json_t *tq_task_to_json(const tq_task *t, unsigned flags) {
   return o;
 }
 
-/* Whether s[0..n) is what json_string() accepts: valid UTF-8 (no overlong forms, no
- * surrogates, nothing past U+10FFFF; jansson's utf8_check_string). ASCII runs go 8 at a time. */
-static bool utf8_valid(const char *s, size_t n) {
-  const unsigned char *u = (const unsigned char *)s;
-  size_t i = 0;
-  while (i < n) {
-    if (i + 8 <= n) {
-      uint64_t x;
-      memcpy(&x, u + i, 8);
-      if (!(x & 0x8080808080808080ull)) {
-        i += 8;
-        continue;
-      }
-    }
-    unsigned c = u[i];
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
-    else return false;
-    if (n - i < len) return false;
-    for (size_t k = 1; k < len; k++) {
-      if ((u[i + k] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (u[i + k] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
-    i += len;
-  }
-  return true;
-}
-
 /* A stored C string as json_string() would take it; false when it would refuse it. */
 static bool put_str(jwrite *w, const char *s) {
   size_t n = strlen(s);
-  if (!utf8_valid(s, n)) return false;
+  if (!pyjson_utf8_valid(s, n)) return false; /* what json_string() accepts (jansson's utf8_check_string) */
   jwrite_str(w, s, n);
   return true;
 }

@@ -70,6 +70,23 @@ static void test_pyjson_utf8_validation(void **state) {
   assert_false(pyjson_utf8_valid("\xc0\x80", 2));     /* overlong */
   assert_false(pyjson_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
   assert_false(pyjson_utf8_valid("\xe2\x82", 2));     /* truncated */
+  /* one bad or multi-byte sequence at every place of a long ASCII run (the 8-byte steps) */
+  char s[40];
+  for (size_t at = 0; at + 2 <= sizeof s; at++) {
+    memset(s, 'a', sizeof s);
+    s[at] = (char)0xc0, s[at + 1] = (char)0x80; /* overlong */
+    assert_false(pyjson_utf8_valid(s, sizeof s));
+    s[at] = (char)0xc3, s[at + 1] = (char)0xa9; /* é */
+    assert_true(pyjson_utf8_valid(s, sizeof s));
+    s[at] = (char)0x80, s[at + 1] = 'a'; /* a lone continuation byte */
+    assert_false(pyjson_utf8_valid(s, sizeof s));
+    s[at] = (char)0xff; /* never in UTF-8 */
+    assert_false(pyjson_utf8_valid(s, sizeof s));
+    assert_true(pyjson_utf8_valid(s, at)); /* the run before it */
+  }
+  memset(s, 'a', sizeof s);
+  s[sizeof s - 1] = (char)0xe2; /* truncated at the very end */
+  assert_false(pyjson_utf8_valid(s, sizeof s));
 }
 
 int main(void) {
