@@ -105,6 +105,18 @@ static void on_output(void *ud) { ((fx *)ud)->outputs++; }
 
 static bool g_make_queue; /* setup_queue: the op table gets a queue of its own */
 
+/* A queue in a fresh temporary directory (f->dir, removed by teardown). */
+static void open_queue(fx *f, const char *dir_template) {
+  snprintf(f->dir, sizeof f->dir, "%s", dir_template);
+  assert_non_null(mkdtemp(f->dir));
+  char path[128];
+  tq_options qo;
+  tq_options_default(&qo);
+  snprintf(path, sizeof path, "%s/queue.sqlite3", f->dir);
+  qo.path = path;
+  assert_int_equal(tq_open(&qo, &f->q), 0);
+}
+
 static int make(void **state, bool tasks) {
   fx *f = calloc(1, sizeof *f);
   log_set_level(LOG_WARNING);
@@ -121,16 +133,7 @@ static int make(void **state, bool tasks) {
   auth_scopes tool_call = AUTH_SCOPES(AUTH_TOOL_CALL);
   assert_int_equal(auth_policy_add_peer(f->pol, PEER_L, &tool_call), 0);
   assert_int_equal(auth_policy_set_token(f->pol, "tok", NULL), 0);
-  if (g_make_queue) {
-    snprintf(f->dir, sizeof f->dir, "/tmp/mcpp-queue-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    char qpath[128];
-    tq_options qo;
-    tq_options_default(&qo);
-    snprintf(qpath, sizeof qpath, "%s/queue.sqlite3", f->dir);
-    qo.path = qpath;
-    assert_int_equal(tq_open(&qo, &f->q), 0);
-  }
+  if (g_make_queue) open_queue(f, "/tmp/mcpp-queue-XXXXXX");
   if (g_make_queue) assert_int_equal(tools_meta_register(f->reg), 0); /* a child call of task_queue.rpc */
   taskq_config tc;
   taskq_config_default(&tc);
@@ -144,14 +147,7 @@ static int make(void **state, bool tasks) {
   mcp_dispatcher_opts o = {.threads = 2, .max_threads = 8};
   assert_int_equal(mcp_dispatcher_new(&f->loop, f->reg, &o, &f->d), 0);
   if (tasks) {
-    snprintf(f->dir, sizeof f->dir, "/tmp/mcpp-tasks-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    char path[128];
-    tq_options qo;
-    tq_options_default(&qo);
-    snprintf(path, sizeof path, "%s/queue.sqlite3", f->dir);
-    qo.path = path;
-    assert_int_equal(tq_open(&qo, &f->q), 0);
+    open_queue(f, "/tmp/mcpp-tasks-XXXXXX");
     mcp_tasks_queue_opts to = {.loop = &f->loop, .dispatcher = f->d, .queue = f->q, .runner = true,
                                .runner_slots = 2, .scan_interval_ms = 50, .lease_seconds = 3};
     assert_int_equal(mcp_tasks_queue_new(&to, &f->mt), 0);
