@@ -1055,10 +1055,9 @@ int svc_client_call_tool_text(svc_client *c, const char *tool, const char *args,
   if (!r) return -ENOMEM;
   memset(r, 0, offsetof(creq, inl)); /* not calloc: glibc's calloc bypasses the thread cache */
   /* {"name":tool,"arguments":args[,"_meta":{"traceparent":…}]} */
-  size_t tl = strlen(tool), len = 0;
-  bool plain = !trace_current();
-  for (size_t k = 0; k < tl && plain; k++)
-    plain = (unsigned char)tool[k] >= 0x20 && (unsigned char)tool[k] < 0x7f && tool[k] != '"' && tool[k] != '\\';
+  size_t tl = jwrite_plain_len(tool), len = 0;
+  bool plain = !tool[tl] && !trace_current();
+  if (!plain) tl = strlen(tool);
   if (plain) {
     /* the common case straight into the record (or one allocation): no scratch writer */
     len = sizeof "{\"name\":\"" - 1 + tl + sizeof "\",\"arguments\":" - 1 + args_len + 1;

@@ -297,10 +297,7 @@ static int encode_request(buf *out, jwrite *w, uint64_t id, const char *method, 
                           const char *ptext, size_t plen, size_t max) {
   if (!method) return -EINVAL;
   if (!params && id <= INT64_MAX) { /* jwrite_int prints a long long */
-    size_t ml = 0;
-    while (method[ml] && (unsigned char)method[ml] >= 0x20 && (unsigned char)method[ml] < 0x7f && method[ml] != '"' &&
-           method[ml] != '\\')
-      ml++;
+    size_t ml = jwrite_plain_len(method);
     if (!method[ml]) return encode_request_plain(out, id, method, ml, ptext, plen, max);
   }
   jwrite_reset(w);

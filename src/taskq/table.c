@@ -1305,11 +1305,7 @@ json_t *taskq_wait_reply(taskq_ctx *ctx, const char *task_id) {
 
 /* Every byte printable ASCII and nothing JSON escapes: json_string() takes it and every writer
  * writes it between quotes as it is. */
-static bool plain_ascii(const char *s) {
-  for (const unsigned char *u = (const unsigned char *)s; *u; u++)
-    if (*u < 0x20 || *u > 0x7e || *u == '"' || *u == '\\') return false;
-  return true;
-}
+static bool plain_ascii(const char *s) { return !s[jwrite_plain_len(s)]; }
 
 /* {"ok":true,"peer_id":… — reply_ok's first two keys — into a fresh writer; false when the tree
  * path must be taken (no peer id, or one that is not plain). */

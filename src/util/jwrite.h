@@ -81,6 +81,15 @@ void jwrite_str(jwrite *w, const char *s, size_t n);
 static inline void jwrite_cstr(jwrite *w, const char *s) { jwrite_str(w, s, strlen(s)); }
 /* The same without the quotes: for a JSON text embedded as a string value. */
 void jwrite_str_body(jwrite *w, const char *s, size_t n);
+/* Length of the longest prefix of the C string s that every writer puts between quotes as it
+ * is (printable ASCII, no '"' or '\\'): when s[jwrite_plain_len(s)] == 0 the whole string may be
+ * copied into a message without jwrite_str, with or without JWRITE_ASCII. */
+static inline size_t jwrite_plain_len(const char *s) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t n = 0;
+  while (u[n] >= 0x20 && u[n] < 0x7f && u[n] != '"' && u[n] != '\\') n++;
+  return n;
+}
 void jwrite_int(jwrite *w, long long v);
 /* A finite double in its shortest round-trip form, always with a '.' or an exponent ("2.0",
  * "0.142", "1e20"); NaN and infinities, which JSON cannot hold, are written as null. */

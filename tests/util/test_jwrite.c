@@ -191,6 +191,26 @@ static void test_jwrite_integers(void **state) {
   jwrite_free(&w);
 }
 
+/* jwrite_plain_len says "as it is" exactly for the bytes both writers (with and without
+ * JWRITE_ASCII) copy between quotes unchanged — less DEL, which they copy but which is kept out
+ * of the plain set (a control character to a reader) — and stops at the first other byte. */
+static void test_jwrite_plain_len_agrees_with_the_writer(void **state) {
+  (void)state;
+  for (unsigned flags = 0; flags <= JWRITE_ASCII; flags += JWRITE_ASCII)
+    for (int c = 1; c < 256; c++) {
+      char s[8] = {'a', 'b', (char)c, 'z', 0};
+      jwrite w;
+      jwrite_init(&w, 64, flags);
+      jwrite_str(&w, s + 2, 1);
+      bool same = jwrite_len(&w) == 3 && jwrite_ptr(&w)[1] == (char)c;
+      jwrite_free(&w);
+      /* a lone byte ≥ 0x80 is not UTF-8: only ask the ASCII-escaping writer about ASCII */
+      if (c >= 0x7f) same = false;
+      assert_int_equal(jwrite_plain_len(s), same ? 4 : 2);
+    }
+  assert_int_equal(jwrite_plain_len(""), 0);
+}
+
 static void test_jwrite_ceiling_is_sticky(void **state) {
   (void)state;
   jwrite w;
@@ -235,6 +255,7 @@ int main(void) {
       cmocka_unit_test(test_jwrite_fixed_stated_precision),
       cmocka_unit_test(test_jwrite_fmt_round),
       cmocka_unit_test(test_jwrite_integers),
+      cmocka_unit_test(test_jwrite_plain_len_agrees_with_the_writer),
       cmocka_unit_test(test_jwrite_ceiling_is_sticky),
       cmocka_unit_test(test_jwrite_depth_limit),
   };
