@@ -23,6 +23,7 @@
 #include "auth/auth.h"
 #include "mcp/dispatch.h"
 #include "transport/http.h"
+#include "util/clock.h"
 
 static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   *result = json_pack("{s:O}", "echo", args);
@@ -106,6 +107,11 @@ static int start(fx *f, mcp_http_opts *o) {
 
 /* ---- a client thread: one request per connection, the whole response back ---- */
 
+/* Waits in these tests are bounded by the clock, not by a count of loop turns: a count is over
+ * sooner on a fast, idle machine (3,000,000 empty turns took less than the 800 ms call below). */
+#define WAIT_S 30
+#define UNTIL(cond) for (int64_t until_ = clock_mono_ms() + WAIT_S * 1000; !(cond) && clock_mono_ms() < until_;)
+
 typedef struct req {
   uint16_t port;
   const char *text;
@@ -116,6 +122,8 @@ typedef struct req {
 static void *client_main(void *arg) {
   req *r = arg;
   int s = socket(AF_INET, SOCK_STREAM, 0);
+  struct timeval tv = {.tv_sec = WAIT_S}; /* a server that never answers fails the test, not hangs it */
+  (void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(r->port)};
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   size_t got = 0;
@@ -144,7 +152,7 @@ static void roundtrip(fx *f, req *r) {
   r->port = f->port;
   atomic_store(&r->done, 0);
   assert_int_equal(pthread_create(&t, NULL, client_main, r), 0);
-  for (int i = 0; i < 3000000 && !atomic_load(&r->done); i++) uv_run(&f->loop, UV_RUN_NOWAIT);
+  UNTIL(atomic_load(&r->done)) uv_run(&f->loop, UV_RUN_NOWAIT);
   pthread_join(t, NULL);
   assert_true(atomic_load(&r->done));
 }
@@ -272,10 +280,10 @@ static void test_http_stop_waits_for_an_inflight_call_and_refuses_new_ones(void 
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, client_main, slow), 0);
   mcp_http_stats st;
-  for (int i = 0; i < 3000000; i++) {
+  st.inflight = 0;
+  UNTIL(st.inflight == 1) {
     uv_run(&f->loop, UV_RUN_NOWAIT);
     mcp_http_get_stats(f->h, &st);
-    if (st.inflight == 1) break;
   }
   assert_int_equal(st.inflight, 1);
   int done = 0;
@@ -292,7 +300,7 @@ static void test_http_stop_waits_for_an_inflight_call_and_refuses_new_ones(void 
   roundtrip(f, r);
   assert_int_equal(status_of(r), 503);
   free(q2);
-  for (int i = 0; i < 3000000 && !done; i++) uv_run(&f->loop, UV_RUN_NOWAIT);
+  UNTIL(done) uv_run(&f->loop, UV_RUN_NOWAIT);
   assert_true(done);
   pthread_join(t, NULL);
   assert_int_equal(status_of(slow), 200);
