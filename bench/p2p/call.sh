@@ -22,7 +22,11 @@
 # ends — p2p.write_early_bytes and SVC_DRIVER_WRITE_EARLY_BYTES = EARLY_BYTES, default 2048),
 # BASE_BUILD (optional: another build directory, e.g. of an older commit, whose peermcp and
 # svc_bench_driver run the remote rows too, interleaved in the same rounds: before/after in one
-# run; its rows are labelled "(base)").
+# run; its rows are labelled "(base)"), PIN_ROWS (default 1: rows more each round, stdio and
+# remote at 16 in flight with both processes pinned to CPU 0 ("one CPU": every wake-up stays on
+# that CPU) and with the server on CPU 0 and the client on CPU 1 ("two CPUs": every wake-up
+# crosses CPUs) — on this VM the two placements differ ~3× in calls/s and the unpinned rows land
+# anywhere between, which is most of their noise: bench/RESULTS.md, 2026-12-07 19:05 net9).
 # Bounded: ~1–2 minutes on an idle 2-core machine (+ ~2 minutes for callgrind).
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -83,7 +87,7 @@ stop_b() {
 remote() { # label inflight
   local c0 c1 line
   c0=$(cpu_of "$B_PID")
-  line=$(timeout 300 "${B_DRV:-$sdrv}" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 1 --inflight "$2" 2>>"$tmp/drv.err")
+  line=$(timeout 300 ${PIN_DRV:-} "${B_DRV:-$sdrv}" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 1 --inflight "$2" 2>>"$tmp/drv.err")
   c1=$(cpu_of "$B_PID")
   [ -n "$line" ] || line='{"failed":-1}'
   python3 -c "
@@ -94,20 +98,26 @@ d['server_cpu_us_per_call']=round(cpu*1e6/d['ok'],2) if d.get('ok') else None
 print(json.dumps(d))" "$line" "$1" "$c0" "$c1" | tee -a "$out"
 }
 
-stdio() { # label
+stdio() { # label [driver CPU] [server CPU]: without CPUs, both phases; with them, 16 in flight only, pinned
   local line
-  line=$(timeout 300 "$mdrv" --inflight 16 --warmup 0.5 --seq-seconds "$STDIO_SECONDS" --seconds "$STDIO_SECONDS" -- \
-    "$bin" serve --no-p2p --state-dir "$tmp/s" --log-level warning 2>>"$tmp/stdio.err")
+  if [ $# -ge 3 ]; then
+    line=$(timeout 300 taskset -c "$2" "$mdrv" --inflight 16 --warmup 0.5 --seq-seconds 0 --seconds "$STDIO_SECONDS" -- \
+      taskset -c "$3" "$bin" serve --no-p2p --state-dir "$tmp/s" --log-level warning 2>>"$tmp/stdio.err")
+  else
+    line=$(timeout 300 "$mdrv" --inflight 16 --warmup 0.5 --seq-seconds "$STDIO_SECONDS" --seconds "$STDIO_SECONDS" -- \
+      "$bin" serve --no-p2p --state-dir "$tmp/s" --log-level warning 2>>"$tmp/stdio.err")
+  fi
   [ -n "$line" ] || line='{"failed":-1}'
   python3 -c "
 import json,sys
 d=json.loads(sys.argv[1])
 for ph,k in (('sequential',1),('concurrent',16)):
+    if ph not in d: continue
     p=d.get(ph,{})
-    print(json.dumps({'label':'stdio, %d in flight'%k,'transport':'stdio','inflight':k,'n':p.get('calls'),
+    print(json.dumps({'label':'stdio, %d in flight%s'%(k,sys.argv[2]),'transport':'stdio','inflight':k,'n':p.get('calls'),
         'per_s':p.get('calls_per_s'),'p50_us':round(p.get('p50_ms',0)*1000,1),'p99_us':round(p.get('p99_ms',0)*1000,1),
         'server_cpu_us_per_call':p.get('server_cpu_us_per_call'),'driver_cpu_us_per_call':p.get('driver_cpu_us_per_call')}))
-" "$line" | tee -a "$out"
+" "$line" "${1#stdio}" | tee -a "$out"
 }
 
 floor() { # the kernel's round trip, no peermcp: TCP loopback and pipe ping-pong (bench/p2p/pingpong.c)
@@ -135,6 +145,16 @@ for r in $(seq "$REPS"); do
     stop_b
     B_CONF="$tmp/b-early.json" start_b
     SVC_DRIVER_WRITE_EARLY_BYTES=${EARLY_BYTES:-2048} remote "remote, 1 connection, 16 in flight, early sends" 16
+    stop_b
+    start_b
+  fi
+  if [ "${PIN_ROWS:-1}" = 1 ] && command -v taskset >/dev/null; then
+    stdio "stdio, one CPU" 0 0
+    stdio "stdio, two CPUs" 1 0
+    stop_b
+    start_b taskset -c 0
+    PIN_DRV="taskset -c 0" remote "remote, 1 connection, 16 in flight, one CPU" 16
+    PIN_DRV="taskset -c 1" remote "remote, 1 connection, 16 in flight, two CPUs" 16
     stop_b
     start_b
   fi
@@ -192,6 +212,9 @@ labels = ["stdio, 1 in flight", "remote, 1 connection, 1 in flight", "stdio, 16 
 floors = [l for l in ("TCP loopback ping-pong, 1 in flight (floor)", "pipe ping-pong, 1 in flight (floor)") if any(r.get("label") == l for r in meas)]
 base_labels = [l + " (base)" for l in (labels[1], labels[3]) if any(r.get("label") == l + " (base)" for r in meas)]
 off_labels = [l for l in ("remote, 1 connection, 16 in flight, early sends",) if any(r.get("label") == l for r in meas)]
+pins = [(p, "stdio, 16 in flight, " + p, "remote, 1 connection, 16 in flight, " + p) for p in ("one CPU", "two CPUs")]
+pins = [t for t in pins if any(r.get("label") == t[1] for r in meas) and any(r.get("label") == t[2] for r in meas)]
+pin_labels = [l for t in pins for l in t[1:]]
 def med(label, key):
     v = [r.get(key) for r in meas if r.get("label") == label and r.get(key) is not None]
     return statistics.median(v) if v else None
@@ -206,7 +229,7 @@ L = ["## P2P call path (issue 11 §3)", "",
      "", "| Measurement | calls/s | p50 µs | p99 µs | server CPU µs/call | driver CPU µs/call |", "|---|---|---|---|---|---|"]
 def fmt(v):
     return "" if v is None else (f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}")
-for lb in labels + off_labels + base_labels + floors:
+for lb in labels + off_labels + pin_labels + base_labels + floors:
     ps = allv(lb, "per_s")
     L.append(f"| {lb} | {fmt(med(lb,'per_s'))} {[round(x) for x in ps]} | {fmt(med(lb,'p50_us'))} {allv(lb,'p50_us')} | "
              f"{fmt(med(lb,'p99_us'))} | {fmt(med(lb,'server_cpu_us_per_call'))} {allv(lb,'server_cpu_us_per_call')} | "
@@ -232,6 +255,12 @@ if off_labels and s16 and r16:
     if o16:
         L.append(f"Early sends on (p2p.write_early_bytes {os.environ.get('EARLY_BYTES', '2048')} at both ends), same rounds: "
                  f"calls/s at 16 in flight **{o16/s16:.2f}** of stdio's; without them (the default) {r16/s16:.2f}.")
+for p, sl, rl in pins:
+    a, b = med(sl, "per_s"), med(rl, "per_s")
+    if a and b:
+        per = [f"{y/x:.2f}" for x, y in zip(allv(sl, "per_s"), allv(rl, "per_s")) if x]
+        L.append(f"Pinned, {p} (" + ("server and client on CPU 0" if p == "one CPU" else "server on CPU 0, client on CPU 1") +
+                 f"), same rounds: remote / stdio calls/s at 16 in flight **{b/a:.2f}** (per round {', '.join(per)}).")
 sc1, rc1 = med(labels[2], "server_cpu_us_per_call"), med(labels[3], "server_cpu_us_per_call")
 if sc1 and rc1:
     L.append(f"Server CPU per call at 16 in flight, remote / stdio: {rc1/sc1:.2f}× ({rc1} vs {sc1} µs).")
