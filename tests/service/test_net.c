@@ -43,7 +43,8 @@ typedef struct world {
 
 static world W;
 static uint32_t g_max_streams, g_init_timeout_ms, g_max_frames; /* server limits for the next setup */
-static double g_rate_per_s; /* strangers' frames per second for the next setup; 0 = 100000 */
+static double g_rate_per_s; /* frames per second per peer for the next setup; 0 = 100000 (a
+                              * burst of 100), SVC_RATE_UNLIMITED = no limit */
 
 static mcp_tool_status echo_tool(mcp_call *call, json_t *args, json_t **result, void *ud) {
   (void)call;
@@ -139,7 +140,7 @@ static int setup(void **state) {
   so.host = W.a;
   so.dispatcher = W.disp;
   so.policy = W.pol;
-  so.rate_per_s = g_rate_per_s > 0 ? g_rate_per_s : 100000;
+  so.rate_per_s = g_rate_per_s != 0 ? g_rate_per_s : 100000;
   so.rate_burst = g_rate_per_s > 0 ? 2 : 0;
   so.legacy = true;
   so.max_streams_per_peer = g_max_streams;
@@ -543,6 +544,69 @@ static void test_client_deadline_fires_among_pipelined_calls(void **state) {
   svc_client_close(cl);
 }
 
+static int setup_unlimited_rate(void **state) {
+  g_rate_per_s = SVC_RATE_UNLIMITED; /* as the node's default for trusted peers: nothing paced */
+  int rc = setup(state);
+  g_rate_per_s = 0;
+  return rc;
+}
+
+static void inline_chain_cb(void *ud, int err, const svc_client_reply *r) {
+  (void)r;
+  chain *ch = ud;
+  if (err) ch->errs++;
+  if (ch->left > 0) {
+    ch->left--;
+    if (svc_client_call_tool_text(ch->cl, "echo_inline", "{}", 2, false, 0, inline_chain_cb, ch) != 0) ch->errs++;
+  } else {
+    ch->done++;
+  }
+}
+
+/* At 16 calls in flight on one stream, each batch of requests and each batch of answers crosses
+ * in ONE write (one TCP send carrying one Noise message), both ways: the client writes the calls
+ * its reply callbacks made once the delivery returns, the server answers a read's requests with
+ * one flush. This is what keeps a remote call's kernel work at one epoll_wait + read + sendto per
+ * batch on each side, as many syscalls as the stdio pair (bench/p2p/kcost.sh, bench/RESULTS.md
+ * 2026-12-07 net9). The tool is inline, so every answer is made inside the server's read, and
+ * the rate is unlimited (with a token bucket the client paces requests and a batch may split). */
+static void test_pipelined_batches_cross_in_one_write_each_way(void **state) {
+  (void)state;
+  mcp_tool_def d = {.name = "echo_inline", .category = "test", .description = "echo on the loop",
+                    .flags = MCP_TOOL_REMOTE | MCP_TOOL_INLINE, .scopes = AUTH_SCOPES(AUTH_TOOL_CALL), .fn = echo_tool};
+  assert_int_equal(mcp_registry_add(W.reg, &d), 0);
+  svc_client *cl = mk_client(W.b);
+  tgot t = {0};
+  assert_int_equal(svc_client_call_tool_text(cl, "echo_inline", "{}", 2, false, 0, tgot_cb, &t), 0);
+  run_until(&t.done); /* connected, identified, the stream open */
+  assert_int_equal(t.err, 0);
+  assert_true(t.has_result);
+  int64_t end = clock_mono_ms() + 100; /* identify and its pushes settle */
+  while (clock_mono_ms() < end) uv_run(&W.loop, UV_RUN_NOWAIT);
+
+  enum { INFLIGHT = 16, BATCHES = 32 };
+  static chain ch; /* static: a failed assertion leaves callbacks that still point here */
+  ch = (chain){.cl = cl, .left = INFLIGHT * (BATCHES - 1)};
+  p2p_host_stats a0, b0, a1, b1;
+  p2p_host_get_stats(W.a, &a0);
+  p2p_host_get_stats(W.b, &b0);
+  for (int i = 0; i < INFLIGHT; i++) assert_int_equal(svc_client_call_tool_text(cl, "echo_inline", "{}", 2, false, 0, inline_chain_cb, &ch), 0);
+  end = clock_mono_ms() + 20000;
+  while (ch.done < INFLIGHT && clock_mono_ms() < end) uv_run(&W.loop, UV_RUN_ONCE);
+  assert_int_equal(ch.done, INFLIGHT);
+  assert_int_equal(ch.errs, 0);
+  p2p_host_get_stats(W.a, &a1);
+  p2p_host_get_stats(W.b, &b1);
+  uint64_t srv_writes = a1.writes_out - a0.writes_out, cli_writes = b1.writes_out - b0.writes_out;
+  /* one write a batch each way (+1 for a Yamux window update that may leave on its own) — 512
+   * calls, so one write per call or per few calls is far outside */
+  assert_in_range(srv_writes, BATCHES, BATCHES + 1);
+  assert_in_range(cli_writes, BATCHES, BATCHES + 1);
+  assert_int_equal(a1.noise_frames_out - a0.noise_frames_out, srv_writes);
+  assert_int_equal(b1.noise_frames_out - b0.noise_frames_out, cli_writes);
+  svc_client_close(cl);
+}
+
 static void test_client_closed_inside_its_text_callback(void **state) {
   (void)state;
   tcloser k = {.cl = mk_client(W.b)};
@@ -843,6 +907,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tools_call_text_params_of_every_size_on_reused_records, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_deadline_fires_among_pipelined_calls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_stream_ended_by_a_stopping_server, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pipelined_batches_cross_in_one_write_each_way, setup_unlimited_rate, teardown),
       cmocka_unit_test_setup_teardown(test_client_closed_inside_its_text_callback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_closed_inside_its_reply_callback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stranger_is_refused_everywhere, setup, teardown),
