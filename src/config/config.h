@@ -146,6 +146,7 @@ typedef struct config {
     uint32_t max_attempts;        /* 3 */
     uint32_t wait_max_seconds;    /* 300 */
     bool group_commit;            /* true */
+    bool wal_prefill;             /* true: written zeros ahead of the WAL's end (store/queue.h) */
     uint32_t prune_after_seconds; /* 604800 (7 days); 0 = never */
   } queue;
 

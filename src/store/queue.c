@@ -152,6 +152,8 @@ void tq_options_default(tq_options *o) {
   o->read_connections = 4;
   o->max_waiters = 4096;
   o->wait_recheck_ms = 1000;
+  o->wal_prefill = true;
+  o->wal_autocheckpoint = 8192;
 }
 
 char *tq__strdup(const char *s) { return s ? strdup(s) : NULL; }

@@ -84,6 +84,11 @@ typedef struct tq_options {
   unsigned wait_recheck_ms;  /* 1000: tq_wait also re-reads its task this often, for changes
                                 committed by another process sharing the file (in-process
                                 transitions wake it at once); 0 = in-process wakes only */
+  bool wal_prefill;          /* true: keep written zeros (1–8 MiB) ahead of the WAL's end, so a
+                                commit's fdatasync overwrites blocks instead of growing the file
+                                (no size/extent metadata to journal: about half the sync time on
+                                ext4, bench/RESULTS.md); false = SQLite's plain appends */
+  unsigned wal_autocheckpoint; /* 8192: WAL frames after which a commit checkpoints (PASSIVE) */
 } tq_options;
 
 void tq_options_default(tq_options *o);
@@ -415,6 +420,7 @@ typedef struct tq_io_stats {
   uint64_t ops;         /* state-changing operations executed */
   uint64_t commits;     /* write transactions committed (≈ fsyncs of the WAL) */
   uint64_t max_group;   /* largest group */
+  uint64_t wal_prefill_bytes; /* zeros written ahead of the WAL's end (tq_options.wal_prefill) */
 } tq_io_stats;
 void tq_io_stats_get(tq_queue *q, tq_io_stats *out);
 

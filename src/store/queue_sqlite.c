@@ -59,6 +59,12 @@ struct tq_backend {
   char (*term)[33];
   tq_task **term_row;
   size_t n_term, cap_term;
+  /* WAL prefill (tq_options.wal_prefill; writer thread only): frames in the WAL after the last
+   * commit (the WAL hook), our descriptor on the -wal file, how far it is known written */
+  int wal_frames;
+  unsigned wal_frame_bytes; /* 24 + page size; 0 = prefill off */
+  int wal_fd;
+  off_t wal_filled, wal_cap;
 };
 
 /* ---- errors ---- */
@@ -252,6 +258,106 @@ out:
   return exec(db, "COMMIT");
 }
 
+/* ---- WAL prefill ----
+ *
+ * In its first cycle (and after every open: a clean close removes it) the WAL grows with each
+ * commit, so each commit's fdatasync also journals the file's new size and extents: on this
+ * project's ext4 disk that doubles the sync (bench/RESULTS.md: 200–240 µs appending against
+ * ~100 µs overwriting written blocks; fallocate'd blocks cost like appends — unwritten extents).
+ * So, like PostgreSQL's zero-filled WAL segments, the writer keeps written zeros ahead of the
+ * WAL's last frame (1 MiB, then as much as is already written, at most 8 MiB at a time, their
+ * writeback started at once); SQLite then writes its frames over them. Zeros past the last
+ * frame are what SQLite already expects there: a frame is valid only with the header's salts and
+ * a running checksum, recovery stops at the first one that is not, and a restarted WAL leaves old
+ * frames behind in the same way. The zeros are written only while this connection holds the WAL
+ * write lock (BEGIN IMMEDIATE, then ROLLBACK: no frame written), and only past the file's current
+ * size, so no frame of any connection — another process's included — is ever overwritten. Past
+ * wal_cap (the autocheckpoint's length and some slack, under journal_size_limit so a reset never
+ * truncates them) nothing is added. A failure (disk full) turns it off with one warning; it costs
+ * no commit anything. */
+#define WAL_HDR_BYTES 32
+#define WAL_FRAME_HDR_BYTES 24
+#define WAL_PREFILL_MIN ((off_t)1 << 20) /* the first top-up; then as much as is written (doubling) */
+#define WAL_PREFILL_MAX ((off_t)8 << 20) /* … up to this much at once */
+
+static off_t wal_prefill_step(off_t filled) {
+  return filled < WAL_PREFILL_MIN ? WAL_PREFILL_MIN : filled > WAL_PREFILL_MAX ? WAL_PREFILL_MAX : filled;
+}
+
+/* SQLite's WAL hook (writer connection, after each commit, write lock released): the
+ * autocheckpoint it replaces, and the WAL's length for wal_prefill. */
+static int wal_hook(void *ud, sqlite3 *db, const char *zdb, int frames) {
+  tq_backend *b = ud;
+  b->wal_frames = frames;
+  if (b->o.wal_autocheckpoint && frames >= (int)b->o.wal_autocheckpoint)
+    (void)sqlite3_wal_checkpoint_v2(db, zdb, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+  return SQLITE_OK;
+}
+
+static void wal_prefill_off(tq_backend *b, const char *why, int err) {
+  log_write(LOG_WARNING, "queue: WAL prefill turned off (commits append as SQLite writes them)", "{s:s, s:s, s:s}",
+            "path", b->o.path, "step", why, "error", strerror(err));
+  b->wal_frame_bytes = 0;
+  if (b->wal_fd >= 0) close(b->wal_fd);
+  b->wal_fd = -1;
+}
+
+/* After a group (its ops already answered): tops the written zeros up when the last frame came
+ * within half a step of them, and starts their writeback at once (sync_file_range), so the next
+ * commit's fdatasync finds them mostly on the disk already and pays the new size only. */
+static void wal_prefill(tq_backend *b, sqlite3_stmt *begin, sqlite3_stmt *rollback) {
+  if (!b->wal_frame_bytes) return;
+  off_t end = WAL_HDR_BYTES + (off_t)b->wal_frames * b->wal_frame_bytes;
+  off_t step = wal_prefill_step(b->wal_filled);
+  if (end + step / 2 <= b->wal_filled || b->wal_filled >= b->wal_cap) return;
+  off_t target = (end + step + (256 << 10) - 1) / (256 << 10) * (256 << 10);
+  if (target > b->wal_cap) target = b->wal_cap;
+  /* the WAL write lock, without waiting: another process writing now just means later */
+  sqlite3_busy_timeout(b->w, 0);
+  int src = sqlite3_step(begin);
+  sqlite3_reset(begin);
+  sqlite3_busy_timeout(b->w, b->o.busy_timeout_ms);
+  if (src != SQLITE_DONE) return;
+  char path[PATH_MAX];
+  struct stat fs, ps;
+  int n = snprintf(path, sizeof path, "%s-wal", b->o.path);
+  const char *why = NULL;
+  int err = 0;
+  if (n < 0 || (size_t)n >= sizeof path) {
+    why = "path", err = ENAMETOOLONG;
+  } else if (b->wal_fd >= 0 && (fstat(b->wal_fd, &fs) != 0 || stat(path, &ps) != 0 || fs.st_ino != ps.st_ino ||
+                                fs.st_dev != ps.st_dev)) {
+    close(b->wal_fd); /* not the file SQLite writes now: take the one at the path */
+    b->wal_fd = -1;
+  }
+  if (!why && b->wal_fd < 0 && (b->wal_fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) why = "open", err = errno;
+  if (!why && fstat(b->wal_fd, &fs) != 0) why = "fstat", err = errno;
+  if (!why && !S_ISREG(fs.st_mode)) why = "not a regular file", err = EINVAL;
+  if (!why) {
+    static const char zeros[64 << 10];
+    off_t at = fs.st_size; /* never below the file's size: every frame lies under it */
+    while (at < target) {
+      size_t k = (size_t)(target - at) < sizeof zeros ? (size_t)(target - at) : sizeof zeros;
+      ssize_t wr = pwrite(b->wal_fd, zeros, k, at);
+      if (wr <= 0) {
+        why = "write", err = wr < 0 ? errno : ENOSPC;
+        break;
+      }
+      at += wr;
+    }
+#ifdef SYNC_FILE_RANGE_WRITE
+    if (at > fs.st_size) (void)sync_file_range(b->wal_fd, fs.st_size, at - fs.st_size, SYNC_FILE_RANGE_WRITE);
+#endif
+    pthread_mutex_lock(&b->smu);
+    if (at > fs.st_size) b->st.wal_prefill_bytes += (uint64_t)(at - fs.st_size);
+    pthread_mutex_unlock(&b->smu);
+    b->wal_filled = at;
+  }
+  (void)sqlite3_step(rollback);
+  sqlite3_reset(rollback);
+  if (why) wal_prefill_off(b, why, err);
+}
+
 static int open_conn(tq_backend *b, bool readonly, sqlite3 **out) {
   sqlite3 *db = NULL;
   int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
@@ -282,9 +388,10 @@ static int open_conn(tq_backend *b, bool readonly, sqlite3 **out) {
     }
     if ((e = exec(db, "PRAGMA synchronous=FULL"))) goto fail;
     /* Fewer, larger checkpoints: each one fsyncs the database file too, and group commits fill
-     * the WAL fast. 8192 pages ≈ 32 MiB of WAL between checkpoints; the writer's page cache is
-     * sized to keep the hot index pages. */
-    if ((e = exec(db, "PRAGMA wal_autocheckpoint=8192"))) goto fail;
+     * the WAL fast. tq_options.wal_autocheckpoint (8192 pages ≈ 32 MiB of WAL) between
+     * checkpoints, made by wal_hook (it replaces SQLite's own autocheckpoint hook, to learn the
+     * WAL's length for the prefill); the writer's page cache is sized to keep the hot index pages. */
+    sqlite3_wal_hook(db, wal_hook, b);
     if ((e = exec(db, "PRAGMA cache_size=-16384"))) goto fail;
     if ((e = exec(db, "PRAGMA journal_size_limit=67108864"))) goto fail;
     if ((e = exec(db, "PRAGMA foreign_keys=OFF"))) goto fail;
@@ -1160,6 +1267,8 @@ static void *writer_main(void *arg) {
       }
     }
     finish_group(b, g, rc);
+    sqlite3_stmt *sb, *sr;
+    if (b->wal_frame_bytes && st(&w, S_BEGIN, &sb) == 0 && st(&w, S_ROLLBACK, &sr) == 0) wal_prefill(b, sb, sr);
   }
   for (int i = 0; i < S_NSTMT; i++) sqlite3_finalize(w.s[i]);
   return NULL;
@@ -1173,6 +1282,7 @@ static int sq_open(const tq_options *o, tq_terminal_fn on_terminal, void *ud, tq
   if (!b) return -ENOMEM;
   b->o = *o;
   b->on_terminal = on_terminal;
+  b->wal_fd = -1;
   b->ud = ud;
   /* the parent directory, private */
   char *dir = strdup(o->path);
@@ -1219,6 +1329,17 @@ static int sq_open(const tq_options *o, tq_terminal_fn on_terminal, void *ud, tq
   if (rc == 0 && created && chmod(o->path, 0600) != 0)
     log_write(LOG_WARNING, "queue: cannot chmod the new database", "{s:s, s:s}", "path", o->path, "error", strerror(errno));
   if (rc == 0) rc = migrate(b->w);
+  if (rc == 0 && o->wal_prefill) {
+    sqlite3_stmt *ps = NULL;
+    if (sqlite3_prepare_v2(b->w, "PRAGMA page_size", -1, &ps, NULL) == SQLITE_OK && sqlite3_step(ps) == SQLITE_ROW) {
+      int page = sqlite3_column_int(ps, 0);
+      if (page >= 512 && page <= 65536) b->wal_frame_bytes = WAL_FRAME_HDR_BYTES + (unsigned)page;
+    }
+    sqlite3_finalize(ps);
+    unsigned frames = (o->wal_autocheckpoint ? o->wal_autocheckpoint : 8192) + 256;
+    b->wal_cap = WAL_HDR_BYTES + (off_t)frames * b->wal_frame_bytes;
+    if (b->wal_cap > ((off_t)60 << 20)) b->wal_cap = (off_t)60 << 20; /* under journal_size_limit (64 MiB) */
+  }
   if (rc == -ENOTSUP)
     log_write(LOG_ERROR, "queue: the file is not an SQLite database (a DuckDB task_queue.duckdb from the Python"
               " queue cannot be shared; point the queue path at a new file)", "{s:s}", "path", o->path);
@@ -1257,6 +1378,7 @@ static void sq_close(tq_backend *b) {
     sqlite3_close(c->db);
     free(c);
   }
+  if (b->wal_fd >= 0) close(b->wal_fd);
   /* a clean close checkpoints and removes the WAL */
   sqlite3_close(b->w);
   term_cut(b, 0);

@@ -64,6 +64,134 @@ static tq_claim_opts worker(const char *id) {
   return c;
 }
 
+/* ---- WAL prefill (tq_options.wal_prefill) ---- */
+
+static off_t wal_size(const char *db) {
+  char p[TS_TMPDIR_MAX + 64];
+  snprintf(p, sizeof p, "%s-wal", db);
+  struct stat st;
+  return stat(p, &st) == 0 ? st.st_size : -1;
+}
+
+static void submit_n(tq_queue *q, int from, int n) {
+  json_t *p = json_pack("{s:s}", "pad", "0123456789012345678901234567890123456789");
+  for (int i = from; i < from + n; i++) {
+    char want[33], id[33];
+    snprintf(want, sizeof want, "%032x", i + 1);
+    tq_submit_req r = {.task_type = "t", .payload = p, .task_id = want};
+    assert_int_equal(tq_submit(q, &r, id, NULL), 0);
+  }
+  json_decref(p);
+}
+
+/* The writer keeps written zeros ahead of the WAL's last frame (1 MiB first, up to the
+ * autocheckpoint's length), its own checkpoints still bound the WAL, and with the option off
+ * the WAL holds only SQLite's frames. */
+static void test_wal_prefill_stays_ahead_and_checkpoints_bound_it(void **state) {
+  (void)state;
+  for (int on = 0; on <= 1; on++) {
+    char dir[TS_TMPDIR_MAX], path[TS_TMPDIR_MAX + 32];
+    ts_tmpdir_make(dir, "tq-prefill");
+    snprintf(path, sizeof path, "%s/q.sqlite3", dir);
+    tq_options o;
+    tq_options_default(&o);
+    assert_true(o.wal_prefill);
+    assert_int_equal(o.wal_autocheckpoint, 8192);
+    o.path = path;
+    o.wal_prefill = on;
+    o.wal_autocheckpoint = 200; /* ~0.8 MiB of frames between checkpoints */
+    tq_queue *q;
+    assert_int_equal(tq_open(&o, &q), 0);
+    submit_n(q, 0, 1);
+    tq_io_stats io;
+    /* the writer tops the zeros up after it has answered the group */
+    if (on) TS_WAIT_UNTIL(TS_DEADLINE_MS, (tq_io_stats_get(q, &io), io.wal_prefill_bytes > 0));
+    else usleep(100 * 1000);
+    tq_io_stats_get(q, &io);
+    off_t sz = wal_size(path);
+    if (on) {
+      assert_true(io.wal_prefill_bytes > 0 && io.wal_prefill_bytes <= 32 + 456 * 4120);
+      assert_true(sz >= 1 << 20);
+    } else {
+      assert_int_equal(io.wal_prefill_bytes, 0);
+      assert_true(sz > 0 && sz < 256 * 1024);
+    }
+    /* ~600 commits of a few frames each: several times the autocheckpoint's length */
+    submit_n(q, 1, 600);
+    tq_io_stats_get(q, &io);
+    sz = wal_size(path);
+    /* bounded by the checkpoints (the cap: 32 + (200 + 256) frames of 4,120 bytes) */
+    assert_true(sz > 0 && sz <= 32 + 456 * 4120);
+    if (on) assert_true(io.wal_prefill_bytes <= 32 + 456 * 4120);
+    tq_close(q);
+    assert_int_equal(ts_tmpdir_remove(dir), 0);
+  }
+}
+
+/* A process that dies with written zeros after its WAL's last frame leaves a queue that opens
+ * with every acknowledged submit in it (SQLite's recovery stops at the first invalid frame):
+ * once right after the first top-up (the zeros written just past the commit that asked for
+ * them), once after 300 submits. */
+static void test_wal_prefill_survives_a_crash(void **state) {
+  (void)state;
+  const int counts[] = {1, 300};
+  for (int c = 0; c < 2; c++) {
+    int n = counts[c];
+    char dir[TS_TMPDIR_MAX], path[TS_TMPDIR_MAX + 32];
+    ts_tmpdir_make(dir, "tq-prefill-crash");
+    snprintf(path, sizeof path, "%s/q.sqlite3", dir);
+    tq_options o;
+    tq_options_default(&o);
+    o.path = path;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      tq_queue *q;
+      if (tq_open(&o, &q) != 0) _exit(2);
+      json_t *p = json_object();
+      for (int i = 0; i < n; i++) {
+        char want[33], id[33];
+        snprintf(want, sizeof want, "%032x", i + 1);
+        tq_submit_req r = {.task_type = "t", .payload = p, .task_id = want};
+        if (tq_submit(q, &r, id, NULL) != 0) _exit(3);
+      }
+      tq_io_stats io;
+      for (int k = 0; k < 10000; k++) { /* the top-up follows the answer: let it happen */
+        tq_io_stats_get(q, &io);
+        if (io.wal_prefill_bytes) break;
+        usleep(1000);
+      }
+      _exit(io.wal_prefill_bytes ? 0 : 4); /* no tq_close: no checkpoint, the WAL and its zeros stay */
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    assert_int_equal(WEXITSTATUS(ws), 0);
+    assert_true(wal_size(path) >= 1 << 20);
+    tq_queue *q;
+    assert_int_equal(tq_open(&o, &q), 0);
+    for (int i = 0; i < n; i++) {
+      char want[33];
+      snprintf(want, sizeof want, "%032x", i + 1);
+      tq_task *t = NULL;
+      assert_int_equal(tq_get(q, want, &t), 0);
+      assert_int_equal(t->status, TQ_QUEUED);
+      tq_task_free(t);
+    }
+    /* and it goes on: new commits land after the recovered frames */
+    submit_n(q, n, 10);
+    tq_close(q);
+    assert_int_equal(tq_open(&o, &q), 0);
+    char last[33];
+    snprintf(last, sizeof last, "%032x", n + 10);
+    tq_task *t = NULL;
+    assert_int_equal(tq_get(q, last, &t), 0);
+    tq_task_free(t);
+    tq_close(q);
+    assert_int_equal(ts_tmpdir_remove(dir), 0);
+  }
+}
+
 static void test_submit_returns_32_hex_id_and_full_task_dict(void **state) {
   fx *f = *state;
   char id[33];
@@ -1751,6 +1879,9 @@ int main(void) {
       T(test_async_complete_and_heartbeat),
       T(test_watch_gets_the_completed_row),
       cmocka_unit_test(test_task_written_as_text_matches_the_tree),
+      cmocka_unit_test(test_wal_prefill_stays_ahead_and_checkpoints_bound_it),
+      cmocka_unit_test(test_wal_prefill_survives_a_crash),
   };
+  if (getenv("TQ_TEST_FILTER")) cmocka_set_test_filter(getenv("TQ_TEST_FILTER")); /* one test, e.g. "*prefill*" */
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
