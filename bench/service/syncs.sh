@@ -9,11 +9,17 @@
 #   ROUNDS=k repeats the whole set k times, interleaved)
 # Prints one JSON line per build and window: {"build", "inflight", "n", "ok", "per_s", "syncs",
 # "syncs_per_task", "sync_ms_total", "sync_us_mean", "sync_ms_max", "wall_ms", "writer_cpu_ms",
-# "writer_cpu_us_per_group", "writer_busy_pct"} — syncs counted over the measured run only
-# (the warm-up's are subtracted), the time inside them from strace -T; the queue's writer thread
-# (the one that syncs) is found in the trace, its CPU read from /proc (10 ms ticks): busy % =
-# (its CPU + its time in syncs) / the run's wall time — near 100 % means the serial writer
-# bounds tasks/s, and CPU per group (per sync) is what a pipelined writer could overlap.
+# "writer_cpu_us_per_group", "writer_sync_ms", "writer_busy_pct", "writer_in_sync_pct",
+# "sync_thread_ms", "sync_thread_busy_pct", "overlap_min_pct"} — syncs counted over the measured
+# run only (the warm-up's are subtracted), the time inside them from strace -T. The queue's
+# writer thread is the one named tq-writer (a build without the name: the one that made the
+# warm-up's syncs), the sync stage's tq-sync (issue 11 §2: the pipelined commit; none in older
+# builds). Writer CPU from /proc (10 ms ticks). writer busy % = (its CPU + its own time in
+# syncs) / the run's wall time — near 100 % means the serial writer bounds tasks/s;
+# writer_in_sync_pct = its time in syncs / its busy time; sync_thread_busy_pct = the sync
+# stage's time in syncs / wall; overlap_min_pct = max(0, writer busy + sync stage busy − 100):
+# the least share of the wall time in which the writer ran while a sync was in flight (a serial
+# writer: 0 by construction; the real overlap can be larger).
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/bench/service/lib.sh"
@@ -39,6 +45,10 @@ drv="$root/build/bench/service/svc_bench_driver"
 count_syncs() { grep -cE '(fsync|fdatasync)\(' "$1" 2>/dev/null || echo 0; }
 sync_ms() { grep -oE '<[0-9.]+>' "$1" 2>/dev/null | tr -d '<>' | awk '{s += $1} END {printf "%.1f", s * 1000}'; }
 sync_max_ms() { grep -oE '<[0-9.]+>' "$1" 2>/dev/null | tr -d '<>' | awk '$1 > m {m = $1} END {printf "%.1f", m * 1000}'; }
+# time in syncs of one thread (its lines start with its tid; a sync's time is on its last line)
+tid_sync_ms() { [ -n "$2" ] || { echo 0; return; }; grep -E "^$2 " "$1" 2>/dev/null | grep -oE '<[0-9.]+>' | tr -d '<>' | awk '{s += $1} END {printf "%.1f", s * 1000}'; }
+# the thread of process $1 named $2 (pthread_setname_np), or nothing
+tid_named() { for t in /proc/"$1"/task/*; do [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] && { basename "$t"; return; }; done; }
 
 k=0
 for rd in $(seq "${ROUNDS:-1}"); do
@@ -62,9 +72,12 @@ for b in "${builds[@]}"; do
     timeout 300 "$drv" tasks --state "$run/d" --peer "$ma" --n "$WARM" --conns 1 --inflight "$f" >/dev/null 2>>"$run/drv.err"
     s0=$(count_syncs "$st")
     l0=$(wc -l <"$st")
-    # the queue's writer: the thread that made the warm-up's syncs (strace -f prints its tid)
-    wtid=$(grep -oE '^[0-9]+ +(fsync|fdatasync)\(' "$st" | awk '{print $1}' | sort | uniq -c | sort -rn | awk 'NR==1 {print $2}')
     bpid_real=$(pgrep -P "$bpid" | head -1)
+    # the queue's writer (tq-writer; an older build: the thread that made the warm-up's syncs,
+    # strace -f prints its tid) and the sync stage (tq-sync, when there is one)
+    wtid=$(tid_named "$bpid_real" tq-writer)
+    [ -n "$wtid" ] || wtid=$(grep -oE '^[0-9]+ +(fsync|fdatasync)\(' "$st" | awk '{print $1}' | sort | uniq -c | sort -rn | awk 'NR==1 {print $2}')
+    stid=$(tid_named "$bpid_real" tq-sync)
     tcpu() { awk '{print $14+$15}' "/proc/$bpid_real/task/$wtid/stat" 2>/dev/null || echo 0; }
     c0=$(tcpu)
     t0=$(date +%s%N)
@@ -77,11 +90,15 @@ for b in "${builds[@]}"; do
     kill $(pgrep -P "$bpid") 2>/dev/null # B itself: strace exits with it
     wait "$bpid" 2>/dev/null
     python3 - "$b" "$f" "$N" "${line:-{\}}" "$((s1 - s0))" "$(sync_ms "$run/st1")" "$(sync_max_ms "$run/st1")" \
-      "$(( (c1 - c0) * 1000 / $(getconf CLK_TCK) ))" "$(( (t1 - t0) / 1000000 ))" <<'PY'
+      "$(( (c1 - c0) * 1000 / $(getconf CLK_TCK) ))" "$(( (t1 - t0) / 1000000 ))" "$(tid_sync_ms "$run/st1" "$wtid")" \
+      "$(tid_sync_ms "$run/st1" "$stid")" <<'PY'
 import json, sys
 b, f, n, line, syncs, ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6] or 0)
 mx = float(sys.argv[7] or 0)
 wcpu, wall = int(sys.argv[8]), int(sys.argv[9])
+wsync, ssync = float(sys.argv[10] or 0), float(sys.argv[11] or 0)
+wbusy = (wcpu + wsync) * 100 / wall if wall else None
+sbusy = ssync * 100 / wall if wall else None
 d = json.loads(line) if line.strip().startswith("{") else {}
 print(json.dumps({"build": b, "inflight": f, "n": n, "ok": d.get("ok"), "per_s": d.get("per_s"), "p50_us": d.get("p50_us"),
                   "syncs": syncs, "syncs_per_task": round(syncs / n, 3), "sync_ms_total": ms,
@@ -89,7 +106,11 @@ print(json.dumps({"build": b, "inflight": f, "n": n, "ok": d.get("ok"), "per_s":
                   # the writer thread: CPU (10 ms ticks) and time in syncs, against the run's wall time
                   "wall_ms": wall, "writer_cpu_ms": wcpu,
                   "writer_cpu_us_per_group": round(wcpu * 1000 / syncs, 1) if syncs else None,
-                  "writer_busy_pct": round((wcpu + ms) * 100 / wall, 1) if wall else None}))
+                  "writer_sync_ms": wsync, "writer_busy_pct": round(wbusy, 1) if wall else None,
+                  "writer_in_sync_pct": round(wsync * 100 / (wcpu + wsync), 1) if wcpu + wsync else None,
+                  # the sync stage (pipelined commit): its time in syncs, and the least overlap
+                  "sync_thread_ms": ssync, "sync_thread_busy_pct": round(sbusy, 1) if wall else None,
+                  "overlap_min_pct": round(max(0.0, wbusy + sbusy - 100), 1) if wall else None}))
 PY
   done
 done

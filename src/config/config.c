@@ -486,6 +486,7 @@ static const keydef k_queue[] = {
     {"wait_max_seconds", K_U32, OFF(queue.wait_max_seconds), 0, 1, DAY}, /* 0 used to mean 300 silently */
     {"group_commit", K_BOOL, OFF(queue.group_commit), 0, 0, 0},
     {"wal_prefill", K_BOOL, OFF(queue.wal_prefill), 0, 0, 0},
+    {"sync_pipeline", K_BOOL, OFF(queue.sync_pipeline), 0, 0, 0},
     {"prune_after_seconds", K_U32, OFF(queue.prune_after_seconds), 0, 0, YEARS10},
     {NULL, 0, 0, 0, 0, 0},
 };
@@ -1086,6 +1087,7 @@ static int set_defaults(config *cfg) {
   cfg->queue.wait_max_seconds = 300;
   cfg->queue.group_commit = true;
   cfg->queue.wal_prefill = true;
+  cfg->queue.sync_pipeline = true;
   cfg->queue.prune_after_seconds = 7 * DAY;
   cfg->cache.max_bytes = 256 * MiB;
   cfg->cache.max_entries = 100000;
@@ -2138,12 +2140,12 @@ json_t *config_to_json(const config *cfg) {
   json_t *tools = json_pack("{s:o, s:o, s:b, s:b}", "commands", cmds, "disabled",
                             strv_json(cfg->tools.disabled, cfg->tools.disabled_count), "test_tools",
                             cfg->tools.test_tools, "conformance_fixtures", cfg->tools.conformance_fixtures);
-  json_t *queue = json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:I}", "path", cfg->queue.path, "max_payload_bytes",
+  json_t *queue = json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:b, s:I}", "path", cfg->queue.path, "max_payload_bytes",
                             (json_int_t)cfg->queue.max_payload_bytes, "lease_seconds",
                             (json_int_t)cfg->queue.lease_seconds, "max_attempts", (json_int_t)cfg->queue.max_attempts,
                             "wait_max_seconds", (json_int_t)cfg->queue.wait_max_seconds, "group_commit",
-                            cfg->queue.group_commit, "wal_prefill", cfg->queue.wal_prefill, "prune_after_seconds",
-                            (json_int_t)cfg->queue.prune_after_seconds);
+                            cfg->queue.group_commit, "wal_prefill", cfg->queue.wal_prefill, "sync_pipeline",
+                            cfg->queue.sync_pipeline, "prune_after_seconds", (json_int_t)cfg->queue.prune_after_seconds);
   json_t *cache = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "dir", cfg->cache.dir, "max_bytes",
                             (json_int_t)cfg->cache.max_bytes, "max_entries", (json_int_t)cfg->cache.max_entries,
                             "max_value_bytes", (json_int_t)cfg->cache.max_value_bytes, "default_ttl_seconds",

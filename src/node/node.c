@@ -270,6 +270,7 @@ static int open_store(node *n, char *err, size_t errlen) {
   qo.wait_max_seconds = cfg->queue.wait_max_seconds;
   qo.group_commit = cfg->queue.group_commit;
   qo.wal_prefill = cfg->queue.wal_prefill;
+  qo.sync_pipeline = cfg->queue.sync_pipeline;
   qo.prune_after_seconds = cfg->queue.prune_after_seconds;
   rc = tq_open(&qo, &n->queue);
   if (rc != 0) {

@@ -115,6 +115,12 @@ struct tq_queue {
   dev_t dev;
   ino_t ino;
   bool have_id;
+  /* the database file, opened once at open for the probe's header reads and closed only after
+   * the backend: closing any descriptor of a file drops every POSIX lock the process holds on
+   * it — SQLite's too (the probe used to open and close the file every 5 s, after which another
+   * process closing its connection found no lock, and deleted the WAL the writer was still
+   * appending to) */
+  int probe_fd;
 };
 
 typedef struct aclaim aclaim;
@@ -154,6 +160,7 @@ void tq_options_default(tq_options *o) {
   o->wait_recheck_ms = 1000;
   o->wal_prefill = true;
   o->wal_autocheckpoint = 8192;
+  o->sync_pipeline = true;
 }
 
 char *tq__strdup(const char *s) { return s ? strdup(s) : NULL; }
@@ -455,8 +462,20 @@ static bool storage_err(int rc) {
 /* Records what an operation that reached storage returned: a storage error is remembered with
  * a reason naming the file (corruption for good: it does not heal while the file is open); any
  * other outcome means the storage answered. */
+static void health_break(tq_queue *q, int rc, const char *why_now);
+
 static void health_note(tq_queue *q, int rc) {
   bool bad = storage_err(rc);
+  int se = bad && q->ops->sync_error ? q->ops->sync_error(q->be) : 0;
+  if (se) { /* a failed WAL sync: for good (writes refused until a restart) */
+    char why[320];
+    snprintf(why, sizeof why,
+             "a sync of the queue database's write-ahead log failed (%s: %s); writes are refused and what was not yet"
+             " acknowledged may be lost: restart the node (SQLite recovers what reached the disk) and check the disk",
+             q->path, strerror(-se));
+    health_break(q, se, why);
+    return;
+  }
   pthread_mutex_lock(&q->hmu);
   if (!bad) {
     q->failing = false;
@@ -523,11 +542,9 @@ void tq_health_probe(tq_queue *q) {
     health_break(q, -EIO, why);
     return;
   }
-  int fd = open(q->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return;
+  if (q->probe_fd < 0) return;
   char hdr[16];
-  ssize_t got = pread(fd, hdr, sizeof hdr, 0);
-  close(fd);
+  ssize_t got = pread(q->probe_fd, hdr, sizeof hdr, 0); /* the inode the lstat above matched */
   if (got < 0) return;
   if (got < (ssize_t)sizeof hdr || memcmp(hdr, "SQLite format 3", 16) != 0) {
     snprintf(why, sizeof why,
@@ -607,7 +624,8 @@ int tq_open(const tq_options *o, tq_queue **out) {
     return rc;
   }
   struct stat st; /* the file's identity: tq_health_probe notices a removed or replaced file */
-  if (stat(q->path, &st) == 0) {
+  q->probe_fd = open(q->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (q->probe_fd >= 0 && fstat(q->probe_fd, &st) == 0) {
     q->dev = st.st_dev;
     q->ino = st.st_ino;
     q->have_id = true;
@@ -649,6 +667,7 @@ void tq_close(tq_queue *q) {
     nanosleep(&ts, NULL);
   }
   q->ops->close(q->be); /* finishes the ops already queued to the writer */
+  if (q->probe_fd >= 0) close(q->probe_fd); /* SQLite's connections are closed: no lock to drop */
   CHECK(q->n_watches == 0); /* their owners removed them (tq_watch_remove) */
   while (q->watches) { /* a release build frees what an owner forgot */
     tq_watch *w = q->watches;

@@ -89,6 +89,16 @@ typedef struct tq_options {
                                 (no size/extent metadata to journal: about half the sync time on
                                 ext4, bench/RESULTS.md); false = SQLite's plain appends */
   unsigned wal_autocheckpoint; /* 8192: WAL frames after which a commit checkpoints (PASSIVE) */
+  bool sync_pipeline;        /* true: the writer commits without fsync and a second thread makes
+                                the WAL durable (fdatasync) before any op of the group is
+                                answered, while the writer runs the next group (docs/store.md,
+                                "Pipelined group commit"); false = each commit fsyncs the WAL
+                                itself (synchronous=FULL) on the writer */
+  /* Tests only (NULL otherwise): called by the sync stage before each WAL sync, on its thread;
+   * it may block (holding every answer back) and a negative return is taken as that sync's
+   * error (an injected fsync failure). */
+  int (*test_sync_hook)(void *ud);
+  void *test_sync_ud;
 } tq_options;
 
 void tq_options_default(tq_options *o);
@@ -421,6 +431,8 @@ typedef struct tq_io_stats {
   uint64_t commits;     /* write transactions committed (≈ fsyncs of the WAL) */
   uint64_t max_group;   /* largest group */
   uint64_t wal_prefill_bytes; /* zeros written ahead of the WAL's end (tq_options.wal_prefill) */
+  uint64_t syncs;       /* WAL syncs (fdatasync) made by the sync stage (sync_pipeline) */
+  uint64_t read_waits;  /* reads that waited for the sync of a commit they saw (sync_pipeline) */
 } tq_io_stats;
 void tq_io_stats_get(tq_queue *q, tq_io_stats *out);
 

@@ -2,8 +2,8 @@
  *
  * queue.c validates and normalises every request (canonical payload JSON, clamps, ids), keeps
  * the waiters, and hands a tq_op to a backend. A backend executes state-changing ops
- * asynchronously and durably (calling op->done exactly once, after the commit, from its own
- * thread) and answers reads synchronously on the caller's thread. The SQLite backend
+ * asynchronously and durably (calling op->done exactly once, after the commit is durable, from its own
+ * threads, in the order the ops were executed) and answers reads synchronously on the caller's thread. The SQLite backend
  * (queue_sqlite.c) is the only one today; a PostgreSQL one (SELECT … FOR UPDATE SKIP LOCKED)
  * would implement the same table of functions. */
 #ifndef PEERMCP_STORE_QUEUE_BACKEND_H
@@ -82,6 +82,9 @@ typedef struct tq_backend_ops {
   int (*count)(tq_backend *b, double now, tq_counts *out);
   int (*stats_json)(tq_backend *b, json_t **out);
   void (*io_stats)(tq_backend *b, tq_io_stats *out);
+  /* 0, or the sticky error of a failed durability sync (the backend refuses every write after
+   * it, answering the ops not yet answered with it); NULL = never fails this way. */
+  int (*sync_error)(tq_backend *b);
 } tq_backend_ops;
 
 extern const tq_backend_ops tq_sqlite_backend;

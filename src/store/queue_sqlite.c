@@ -3,15 +3,58 @@
  * One writer thread owns the write connection and executes every state-changing op. It takes
  * whatever ops are pending (up to group_max_ops; 1 with group commit off), runs them in one
  * BEGIN IMMEDIATE … COMMIT, each inside its own savepoint so one op's error does not undo the
- * others, and answers them only after COMMIT returned (WAL + synchronous=FULL: the WAL is
- * fsynced by the commit). Reads use a small pool of read-only connections; WAL lets them run
- * while the writer commits. Schema: p2p_tasks_spec.md §5.2 plus the columns of the §12 fixes. */
+ * others. Reads use a small pool of read-only connections; WAL lets them run while the writer
+ * commits. Schema: p2p_tasks_spec.md §5.2 plus the columns of the §12 fixes.
+ *
+ * Pipelined group commit (o.sync_pipeline, the default; docs/store.md): the writer commits
+ * at synchronous=NORMAL (WAL frames written, no fsync) and hands the group to the sync stage,
+ * SYNC_THREADS threads that make the WAL durable with fdatasync and only then answer the
+ * group's ops (on_terminal, then each done) — strictly in group order — while the writer runs
+ * the next group. With the pipeline off every commit is synchronous=FULL (the COMMIT fsyncs the
+ * WAL) and the writer answers the group itself. The contract is the same either way: no op is
+ * answered, no wait told, before the bytes of its commit are on stable storage.
+ *  - The WAL is synced through descriptors of our own: one per sync thread, opened on
+ *    <db>-wal right after the writer's connection opened it (the directory is private), all
+ *    one inode. SQLite keeps that file open, never reopening it, while the connection lives;
+ *    fsync acts on the inode (every dirty page of it, whoever wrote it), so syncing our
+ *    descriptor makes SQLite's frames durable. Each sync checks the file is still the one the
+ *    path names and is not unlinked — else the frames would be in a file no restart opens: a
+ *    failure, not a reopen. Not SQLITE_FCNTL_JOURNAL_POINTER + xSync: that calls the VFS on the
+ *    writer connection's file object from another thread while the writer uses it (the
+ *    connection is NOMUTEX; unixSync updates the object's fields). fdatasync, not fsync: data
+ *    and the metadata needed to read it (the size when the WAL grew), not timestamps — what
+ *    SQLite uses on Linux. One descriptor per thread because a writeback error is reported once
+ *    per open file description: two threads sharing one could see one error and one success
+ *    for the same lost pages.
+ *  - A sync covers every frame written before it started, so it covers every group handed over
+ *    by then; a group handed over while a sync runs starts the next sync at once on another
+ *    sync thread. A group of only claims and heartbeats needs no sync of its own (as before:
+ *    durable across a process crash; docs/store.md) but is still answered in order, after every
+ *    earlier group's sync.
+ *  - Checkpoints (the writer's autocheckpoint inside a COMMIT, and close) at NORMAL: SQLite syncs
+ *    the WAL before copying frames into the database and syncs the database before it records
+ *    them as backfilled; a writer restarts the WAL (overwrites it from the start, new salt, the
+ *    header synced) only when every frame is backfilled. So a frame is overwritten only once its
+ *    content is in a synced database file: a synced-but-unanswered commit cannot be dropped by a
+ *    reset, and acknowledged data is never only in a WAL region SQLite may overwrite.
+ *  - Readers can see a committed group whose sync is still running. Every read of the pool
+ *    (get, list, count, stats: every path by which a row reaches a client — tasks/get, list,
+ *    resources, a wait's reads) waits after its snapshot in read_gate until every group whose
+ *    COMMIT had started is synced. Done callbacks and on_terminal come only from the sync stage.
+ *    A claim is an op: one that took a task whose submit is in an unsynced group N is in a later
+ *    group M and is answered after N's sync succeeded (groups are answered in order, and the
+ *    sync covering N started after N's frames were written).
+ *  - A failed sync (or a WAL found removed or replaced) is sticky: every op of every group not
+ *    yet answered gets the error (-EIO; -ENOSPC for a full disk), later writes are refused,
+ *    reads return it, the health says broken. Never retried: after a failed fsync the kernel
+ *    may have dropped the dirty pages and a second fsync would report success. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +70,35 @@
 
 #define SCHEMA_VERSION 1
 #define RECOVER_IN_CLAIM 1000
+
+/* A committed group on its way through the sync stage: its ops (linked by next, answered in
+ * order), the terminal notes of its transaction (moved from the writer's, owned), its outcome. */
+typedef struct tq_group {
+  tq_op *ops;
+  size_t n_ops;
+  int rc;          /* the group's own error (its transaction was not committed), or 0 */
+  bool durable;    /* it wrote something that must be on disk before it is answered (a group
+                      of only claims and heartbeats is not: see writer_main) */
+  uint64_t seq;
+  char (*term)[33];
+  tq_task **term_row;
+  size_t n_term, cap_term;
+} tq_group;
+
+#define SYNC_RING 16 /* groups committed ahead of the sync stage before the writer waits */
+/* Syncs in flight at once (a group committed while one runs starts its own on another thread).
+ * 1: two concurrent fdatasyncs of the WAL were slower on this machine's ext4 virtual disk (the
+ * service's disk row, 16 in flight, interleaved: 1 thread 3,656–4,764/s, 2 threads
+ * 3,015–4,844/s, 1 faster in 7 of 9 pairs, 2026-12-07). The code takes any number. */
+#define SYNC_THREADS 1
+
+/* One sync thread and its own descriptor on the WAL (its own open file description: a
+ * writeback error is reported once per description, so each thread's fdatasync sees it). */
+typedef struct sync_thread {
+  tq_backend *b;
+  pthread_t th;
+  int fd;
+} sync_thread;
 
 typedef struct rconn {
   sqlite3 *db;
@@ -65,7 +137,33 @@ struct tq_backend {
   unsigned wal_frame_bytes; /* 24 + page size; 0 = prefill off */
   int wal_fd;
   off_t wal_filled, wal_cap;
+  /* the sync stage (o.sync_pipeline; see the top comment). Under gmu: the ring of groups the
+   * writer handed over and nobody has answered yet (oldest at g_head), and the counters below. */
+  sync_thread sy[SYNC_THREADS];
+  unsigned n_sy;            /* sync threads running (0: the pipeline is off) */
+  dev_t wal_dev;
+  ino_t wal_ino;
+  char *wal_path;
+  pthread_mutex_t gmu;
+  pthread_cond_t g_work;    /* the sync threads: a group was handed over, a sync ended, or stop */
+  pthread_cond_t g_space;   /* the writer: a ring slot came free */
+  pthread_cond_t g_synced;  /* readers (read_gate): settled advanced or failed */
+  tq_group ring[SYNC_RING];
+  size_t g_head, g_n;
+  bool g_stop;
+  bool answering;           /* a sync thread is answering a prefix of the ring (one at a time) */
+  unsigned syncing;         /* syncs running */
+  uint64_t started;         /* the highest group a sync started so far covers */
+  uint64_t durable;         /* the highest group a successful sync covered (all before it too) */
+  uint64_t settled;         /* every group up to this one is durable or wrote nothing */
+  int failed;               /* a WAL sync failed: sticky, every later write is refused */
+  uint64_t w_seq;           /* writer thread: the last group's sequence number */
+  _Atomic uint64_t committing; /* the sequence number of the latest group whose COMMIT started */
 };
+
+/* Readers on a sync thread (an op's done callback or an on_terminal that reads): read_gate
+ * syncs inline there, on that thread's descriptor, instead of waiting for the stage. */
+static _Thread_local const sync_thread *tls_sync;
 
 /* ---- errors ---- */
 
@@ -1141,13 +1239,16 @@ static int exec_op(wctx *w, tq_op *op) {
   return -EINVAL;
 }
 
-/* ---- the writer thread ---- */
+/* ---- answering a group ---- */
 
-static void finish_group(tq_backend *b, tq_op *g, int commit_rc) {
-  if (commit_rc == 0) {
-    for (size_t i = 0; i < b->n_term; i++) b->on_terminal(b->ud, b->term[i], b->term_row[i]);
-  }
-  term_cut(b, 0);
+/* Answers the ops of a group in order: commit_rc (nonzero: nothing of it is kept, or it may not
+ * be durable) becomes every op's error; with 0 the waits of the tasks it ended are told first
+ * (on_terminal), then each op's done. The terminal notes are consumed (term_row freed, n_term
+ * set to 0). */
+static void finish_ops(tq_backend *b, tq_op *g, int commit_rc, char (*term)[33], tq_task **term_row, size_t *n_term) {
+  if (commit_rc == 0)
+    for (size_t i = 0; i < *n_term; i++) b->on_terminal(b->ud, term[i], term_row[i]);
+  while (*n_term > 0) tq_task_free(term_row[--*n_term]);
   while (g) {
     tq_op *next = g->next;
     if (commit_rc) {
@@ -1161,10 +1262,202 @@ static void finish_group(tq_backend *b, tq_op *g, int commit_rc) {
   }
 }
 
+static void finish_group(tq_backend *b, tq_op *g, int commit_rc) {
+  finish_ops(b, g, commit_rc, b->term, b->term_row, &b->n_term);
+}
+
+/* ---- the sync stage ---- */
+
+/* Makes every WAL frame written so far durable: the test hook, the file's identity (the inode
+ * SQLite writes is still the one <path>-wal names, and it is not unlinked: a synced frame in a
+ * file no restart will open is not durable), then fdatasync on fd. 0 or a negative errno (-EIO
+ * for anything but a full disk). Sync threads only (also inline from read_gate on one). */
+static int wal_sync(tq_backend *b, int fd) {
+  if (b->o.test_sync_hook) {
+    int h = b->o.test_sync_hook(b->o.test_sync_ud);
+    if (h < 0) {
+      log_write(LOG_ERROR, "queue: WAL sync failed (test hook); writes are refused until the node restarts",
+                "{s:s, s:i}", "path", b->wal_path, "rc", h);
+      return h;
+    }
+  }
+  struct stat mine, named;
+  memset(&named, 0, sizeof named);
+  memset(&mine, 0, sizeof mine);
+  if (fstat(fd, &mine) != 0 || mine.st_nlink == 0 || stat(b->wal_path, &named) != 0 || named.st_dev != b->wal_dev ||
+      named.st_ino != b->wal_ino || mine.st_ino != b->wal_ino) {
+    log_write(LOG_ERROR, "queue: WAL sync failed: the write-ahead log was removed or replaced under the open queue"
+              " (the commits in it would not survive a restart); writes are refused until the node restarts",
+              "{s:s, s:I, s:I, s:I}", "path", b->wal_path, "links", (json_int_t)mine.st_nlink, "inode",
+              (json_int_t)b->wal_ino, "inode_now", (json_int_t)named.st_ino);
+    return -EIO;
+  }
+  if (fdatasync(fd) != 0) {
+    int e = errno;
+    log_write(LOG_ERROR, "queue: WAL sync failed (fdatasync); the kernel may have dropped the unwritten pages, so"
+              " nothing is retried: every op not yet answered gets an error and writes are refused until the node"
+              " restarts (SQLite recovers what is on disk)", "{s:s, s:s, s:i}", "path", b->wal_path, "error",
+              strerror(e), "errno", e);
+    return e == ENOSPC || e == EDQUOT ? -ENOSPC : -EIO;
+  }
+  pthread_mutex_lock(&b->smu);
+  b->st.syncs++;
+  pthread_mutex_unlock(&b->smu);
+  return 0;
+}
+
+/* Records a failed sync (sticky) and wakes whoever waits on it. Under gmu. */
+static void fail_locked(tq_backend *b, int rc) {
+  if (!b->failed) b->failed = rc ? rc : -EIO;
+  pthread_cond_broadcast(&b->g_synced);
+  pthread_cond_broadcast(&b->g_work);
+}
+
+static tq_group *ring_at(tq_backend *b, size_t i) { return &b->ring[(b->g_head + i) % SYNC_RING]; }
+
+/* Whether the group may be answered now (under gmu; every group before it is answered or about
+ * to be, in order): its sync is done, it needs none, or there is nothing more to wait for. */
+static bool answerable(const tq_backend *b, const tq_group *g) {
+  return b->failed || g->rc || !g->durable || g->seq <= b->durable;
+}
+
+/* A sync thread. Under gmu it loops over two jobs:
+ *  - answer: the longest prefix of the ring that is answerable is taken by one thread at a time
+ *    and answered in group order (on_terminal, then each op's done), outside the lock;
+ *  - sync: when a handed-over group needs a sync that no running sync covers, it starts one
+ *    covering every group handed over so far (all their frames were written before the hand-
+ *    off, so before the fdatasync starts) and, when it succeeds, marks them durable.
+ * A group committed while a sync runs starts the next at once on the other thread instead of
+ * waiting for the first to end (SYNC_THREADS syncs in flight). After a failed sync every group
+ * not yet answered — and every later one — is answered with the error. */
+static void *sync_main(void *arg) {
+  sync_thread *me = arg;
+  tq_backend *b = me->b;
+  check_thread_is_worker();
+  pthread_setname_np(pthread_self(), "tq-sync");
+  tls_sync = me;
+  pthread_mutex_lock(&b->gmu);
+  for (;;) {
+    if (!b->answering && b->g_n && answerable(b, ring_at(b, 0))) {
+      size_t k = 1;
+      while (k < b->g_n && answerable(b, ring_at(b, k))) k++;
+      size_t head = b->g_head;
+      int failed = b->failed;
+      b->answering = true;
+      if (!failed) { /* readers may go on: what they saw is durable (or was never written) */
+        b->settled = ring_at(b, k - 1)->seq;
+        pthread_cond_broadcast(&b->g_synced);
+      }
+      pthread_mutex_unlock(&b->gmu);
+      for (size_t i = 0; i < k; i++) {
+        tq_group *g = &b->ring[(head + i) % SYNC_RING];
+        finish_ops(b, g->ops, failed ? failed : g->rc, g->term, g->term_row, &g->n_term);
+        g->ops = NULL;
+      }
+      pthread_mutex_lock(&b->gmu);
+      b->g_head = (head + k) % SYNC_RING;
+      b->g_n -= k;
+      b->answering = false;
+      pthread_cond_signal(&b->g_space);
+      continue;
+    }
+    bool need = false;
+    for (size_t i = b->g_n; i-- > 0 && !need;) {
+      tq_group *g = ring_at(b, i);
+      if (g->seq <= b->started) break;
+      need = g->durable && g->rc == 0;
+    }
+    if (need && !b->failed) {
+      uint64_t upto = ring_at(b, b->g_n - 1)->seq;
+      b->started = upto;
+      b->syncing++;
+      pthread_mutex_unlock(&b->gmu);
+      int rc = wal_sync(b, me->fd);
+      pthread_mutex_lock(&b->gmu);
+      b->syncing--;
+      if (rc) fail_locked(b, rc);
+      else if (upto > b->durable) b->durable = upto;
+      continue;
+    }
+    if (b->g_stop && !b->g_n && !b->syncing) break;
+    pthread_cond_wait(&b->g_work, &b->gmu);
+  }
+  pthread_cond_broadcast(&b->g_work); /* the other sync threads see the stop too */
+  pthread_mutex_unlock(&b->gmu);
+  return NULL;
+}
+
+/* The writer hands a finished group (committed, rolled back, or refused) to the sync stage: its
+ * ops and the writer's terminal notes move into the next ring slot (the slot's emptied arrays
+ * come back to the writer, so no allocation here). Waits while the ring is full. */
+static void hand_off(tq_backend *b, tq_op *g, size_t n, int rc, bool durable, uint64_t seq) {
+  pthread_mutex_lock(&b->gmu);
+  while (b->g_n == SYNC_RING) pthread_cond_wait(&b->g_space, &b->gmu);
+  tq_group *x = ring_at(b, b->g_n);
+  x->ops = g;
+  x->n_ops = n;
+  x->rc = rc;
+  x->durable = durable;
+  x->seq = seq;
+  char(*t)[33] = x->term;
+  tq_task **tr = x->term_row;
+  size_t cap = x->cap_term;
+  x->term = b->term;
+  x->term_row = b->term_row;
+  x->n_term = rc ? 0 : b->n_term;
+  x->cap_term = b->cap_term;
+  if (rc) term_cut(b, 0);
+  b->term = t;
+  b->term_row = tr;
+  b->n_term = 0;
+  b->cap_term = cap;
+  b->g_n++;
+  pthread_cond_broadcast(&b->g_work); /* an idle sync thread starts its sync now */
+  pthread_mutex_unlock(&b->gmu);
+}
+
+/* Readers (the read pool) may see a group the writer committed whose sync is still running. A
+ * read that reaches a client must not show what a crash could take back, so each read, after
+ * its snapshot ended, waits until every group whose COMMIT had started (b->committing, set
+ * before the COMMIT: anything the snapshot saw has a sequence number at most this) is settled.
+ * 0, or the sync failure (the read's rows may never reach the disk). On a sync thread (a done
+ * callback or on_terminal that reads) it syncs the WAL itself: the frames the read saw were
+ * written before it. */
+static int read_gate(tq_backend *b) {
+  if (!b->n_sy) return 0;
+  uint64_t want = atomic_load(&b->committing);
+  if (tls_sync && tls_sync->b == b) {
+    pthread_mutex_lock(&b->gmu);
+    int rc = b->failed;
+    pthread_mutex_unlock(&b->gmu);
+    if (rc) return rc;
+    if ((rc = wal_sync(b, tls_sync->fd)) != 0) {
+      pthread_mutex_lock(&b->gmu);
+      fail_locked(b, rc);
+      pthread_mutex_unlock(&b->gmu);
+    }
+    return rc;
+  }
+  pthread_mutex_lock(&b->gmu);
+  if (b->settled < want && !b->failed) {
+    pthread_mutex_lock(&b->smu);
+    b->st.read_waits++;
+    pthread_mutex_unlock(&b->smu);
+  }
+  while (b->settled < want && !b->failed) pthread_cond_wait(&b->g_synced, &b->gmu);
+  int rc = b->settled >= want ? 0 : b->failed;
+  pthread_mutex_unlock(&b->gmu);
+  return rc;
+}
+
+/* ---- the writer thread ---- */
+
 static void *writer_main(void *arg) {
   tq_backend *b = arg;
   check_thread_is_worker();
+  pthread_setname_np(pthread_self(), "tq-writer");
   wctx w = {.b = b};
+  bool pipe = b->n_sy > 0;
   for (;;) {
     pthread_mutex_lock(&b->mu);
     while (!b->head && !b->stop) pthread_cond_wait(&b->cv, &b->mu);
@@ -1187,11 +1480,24 @@ static void *writer_main(void *arg) {
     /* A group of only claims and heartbeats commits without its own fsync (synchronous=NORMAL:
      * safe across a process crash; after a power loss the claim may be lost, so the task is
      * queued again and the run's finish is refused as lease_lost — the at-least-once a lost
-     * lease already means). The next commit that is fsynced makes it durable too (one WAL). */
+     * lease already means). The next commit that is fsynced makes it durable too (one WAL).
+     * With the pipeline every commit runs at NORMAL (set at open) and "light" only tells the
+     * sync stage that this group needs no sync of its own (it is still answered in order, after
+     * every earlier group's sync). */
     bool light = true;
     for (tq_op *op = g; op && light; op = op->next) light = op->kind == TQOP_CLAIM || op->kind == TQOP_HEARTBEAT;
-    if (light != b->w_light && wexec(&w, light ? S_SYNC_NORMAL : S_SYNC_FULL) == 0)
+    uint64_t seq = ++b->w_seq;
+    if (pipe) {
+      pthread_mutex_lock(&b->gmu);
+      int failed = b->failed;
+      pthread_mutex_unlock(&b->gmu);
+      if (failed) { /* a sync failed: nothing more is written (answered in order, with the error) */
+        hand_off(b, g, n, -EIO, false, seq);
+        continue;
+      }
+    } else if (light != b->w_light && wexec(&w, light ? S_SYNC_NORMAL : S_SYNC_FULL) == 0) {
       b->w_light = light;
+    }
     double now = clock_wall_s();
     int rc = wexec(&w, S_BEGIN);
     if (rc == 0) {
@@ -1247,14 +1553,23 @@ static void *writer_main(void *arg) {
       if (lost) {
         log_write(LOG_ERROR, "queue: transaction rolled back by the storage", "{s:i, s:i}", "ops", (int)n, "rc", lost);
         term_cut(b, 0);
-        finish_group(b, g, lost);
+        if (pipe) hand_off(b, g, n, lost, false, seq);
+        else finish_group(b, g, lost);
         continue;
       }
-      rc = (n == 1 && g->rc) ? -1 : wexec(&w, S_COMMIT);
+      if (n == 1 && g->rc) {
+        rc = -1;
+      } else {
+        /* before the COMMIT makes the group visible to readers: read_gate reads this after its
+         * snapshot, so whatever a read saw is covered by the sync it waits for */
+        if (pipe) atomic_store(&b->committing, seq);
+        rc = wexec(&w, S_COMMIT);
+      }
       if (rc == -1) {
         (void)wexec(&w, S_ROLLBACK);
         rc = 0; /* the op carries its own error, nothing was written */
         term_cut(b, 0);
+        light = true; /* nothing to sync */
       } else if (rc) {
         if (!sqlite3_get_autocommit(b->w)) (void)wexec(&w, S_ROLLBACK);
         log_write(LOG_ERROR, "queue: commit failed", "{s:i, s:i}", "ops", (int)n, "rc", rc);
@@ -1266,12 +1581,71 @@ static void *writer_main(void *arg) {
         pthread_mutex_unlock(&b->smu);
       }
     }
-    finish_group(b, g, rc);
+    if (pipe) hand_off(b, g, n, rc, !light, seq);
+    else finish_group(b, g, rc);
     sqlite3_stmt *sb, *sr;
     if (b->wal_frame_bytes && st(&w, S_BEGIN, &sb) == 0 && st(&w, S_ROLLBACK, &sr) == 0) wal_prefill(b, sb, sr);
   }
   for (int i = 0; i < S_NSTMT; i++) sqlite3_finalize(w.s[i]);
   return NULL;
+}
+
+/* Opens the sync threads' descriptors on the WAL (SQLite opened <path>-wal when the writer's
+ * connection entered WAL mode — migrate's commit at the latest — and keeps that file open, never
+ * reopening it, for as long as the connection lives; the directory is private, so nobody swaps
+ * the name in between), all checked to be one inode, and syncs the directory once, so the
+ * WAL's name is durable too. 0, or -1 (a warning): the pipeline is off, commits sync themselves. */
+static int wal_open(tq_backend *b) {
+  size_t len = strlen(b->o.path) + 5;
+  if (!(b->wal_path = malloc(len))) return -1;
+  snprintf(b->wal_path, len, "%s-wal", b->o.path);
+  int err = 0;
+  for (unsigned i = 0; i < SYNC_THREADS; i++) {
+    b->sy[i].b = b;
+    b->sy[i].fd = open(b->wal_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat sb;
+    if (b->sy[i].fd < 0 || fstat(b->sy[i].fd, &sb) != 0) err = errno;
+    else if (!S_ISREG(sb.st_mode) || (i > 0 && (sb.st_dev != b->wal_dev || sb.st_ino != b->wal_ino))) err = EINVAL;
+    else {
+      b->wal_dev = sb.st_dev;
+      b->wal_ino = sb.st_ino;
+    }
+    if (err) break;
+  }
+  if (err) {
+    log_write(LOG_WARNING, "queue: cannot open the write-ahead log for the sync stage; commits sync themselves",
+              "{s:s, s:s}", "path", b->wal_path, "error", strerror(err));
+    for (unsigned i = 0; i < SYNC_THREADS; i++) {
+      if (b->sy[i].fd >= 0) close(b->sy[i].fd);
+      b->sy[i].fd = -1;
+    }
+    return -1;
+  }
+  char *dir = strdup(b->wal_path);
+  char *slash = dir ? strrchr(dir, '/') : NULL;
+  if (dir) {
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      (void)fsync(dfd);
+      close(dfd);
+    }
+    free(dir);
+  }
+  return 0;
+}
+
+/* Stops the sync threads (every group handed over is answered first) and closes their
+ * descriptors. */
+static void sync_stop(tq_backend *b) {
+  pthread_mutex_lock(&b->gmu);
+  b->g_stop = true;
+  pthread_cond_broadcast(&b->g_work);
+  pthread_mutex_unlock(&b->gmu);
+  for (unsigned i = 0; i < b->n_sy; i++) pthread_join(b->sy[i].th, NULL);
+  for (unsigned i = 0; i < SYNC_THREADS; i++)
+    if (b->sy[i].fd >= 0) close(b->sy[i].fd);
+  b->n_sy = 0;
 }
 
 /* ---- ops table ---- */
@@ -1280,6 +1654,7 @@ static int sq_open(const tq_options *o, tq_terminal_fn on_terminal, void *ud, tq
   *out = NULL;
   tq_backend *b = calloc(1, sizeof *b);
   if (!b) return -ENOMEM;
+  for (unsigned i = 0; i < SYNC_THREADS; i++) b->sy[i].fd = -1;
   b->o = *o;
   b->on_terminal = on_terminal;
   b->wal_fd = -1;
@@ -1348,13 +1723,29 @@ static int sq_open(const tq_options *o, tq_terminal_fn on_terminal, void *ud, tq
     free(b);
     return rc;
   }
+  bool pipe = o->sync_pipeline && wal_open(b) == 0;
   pthread_mutex_init(&b->mu, NULL);
   pthread_cond_init(&b->cv, NULL);
   pthread_mutex_init(&b->rmu, NULL);
   pthread_cond_init(&b->rcv, NULL);
   pthread_mutex_init(&b->smu, NULL);
+  pthread_mutex_init(&b->gmu, NULL);
+  pthread_cond_init(&b->g_work, NULL);
+  pthread_cond_init(&b->g_space, NULL);
+  pthread_cond_init(&b->g_synced, NULL);
+  /* the writer commits at NORMAL (no fsync) only once the sync threads run */
+  for (unsigned i = 0; pipe && i < SYNC_THREADS; i++) {
+    if (pthread_create(&b->sy[i].th, NULL, sync_main, &b->sy[i]) != 0) break;
+    b->n_sy++;
+  }
+  if (pipe && (b->n_sy == 0 || exec(b->w, "PRAGMA synchronous=NORMAL") != 0)) {
+    log_write(LOG_WARNING, "queue: cannot start the sync stage; commits sync themselves", NULL);
+    sync_stop(b);
+  }
   if (pthread_create(&b->thread, NULL, writer_main, b) != 0) {
+    sync_stop(b);
     sqlite3_close(b->w);
+    free(b->wal_path);
     free(b);
     return -EAGAIN;
   }
@@ -1368,7 +1759,8 @@ static void sq_close(tq_backend *b) {
   b->stop = true;
   pthread_cond_signal(&b->cv);
   pthread_mutex_unlock(&b->mu);
-  pthread_join(b->thread, NULL);
+  pthread_join(b->thread, NULL); /* every queued op has been handed to the sync stage */
+  sync_stop(b); /* … and answered */
   while (b->free_r) {
     rconn *c = b->free_r;
     b->free_r = c->next;
@@ -1384,6 +1776,15 @@ static void sq_close(tq_backend *b) {
   term_cut(b, 0);
   free(b->term);
   free(b->term_row);
+  for (size_t i = 0; i < SYNC_RING; i++) {
+    free(b->ring[i].term);
+    free(b->ring[i].term_row);
+  }
+  free(b->wal_path);
+  pthread_mutex_destroy(&b->gmu);
+  pthread_cond_destroy(&b->g_work);
+  pthread_cond_destroy(&b->g_space);
+  pthread_cond_destroy(&b->g_synced);
   pthread_mutex_destroy(&b->mu);
   pthread_cond_destroy(&b->cv);
   pthread_mutex_destroy(&b->rmu);
@@ -1395,6 +1796,12 @@ static void sq_close(tq_backend *b) {
 static int sq_enqueue(tq_backend *b, tq_op *op) {
   op->next = NULL;
   op->rc = 0;
+  if (b->n_sy) { /* a WAL sync failed: nothing more is written */
+    pthread_mutex_lock(&b->gmu);
+    int failed = b->failed;
+    pthread_mutex_unlock(&b->gmu);
+    if (failed) return failed;
+  }
   pthread_mutex_lock(&b->mu);
   if (b->stop) {
     pthread_mutex_unlock(&b->mu);
@@ -1432,6 +1839,14 @@ static int sq_get(tq_backend *b, const char *task_id, tq_task **out) {
   sqlite3_reset(s); /* ends the read transaction */
   sqlite3_clear_bindings(s);
   r_release(b, c);
+  if (rc == 0 || rc == -ENOENT) {
+    int g = read_gate(b);
+    if (g) {
+      if (rc == 0) tq_task_free(*out);
+      *out = NULL;
+      rc = g;
+    }
+  }
   return rc;
 }
 
@@ -1496,6 +1911,7 @@ static int sq_list(tq_backend *b, const tq_list_opts *o, tq_task ***out, size_t 
   sqlite3_clear_bindings(s);
 out:
   r_release(b, c);
+  if (rc == 0) rc = read_gate(b);
   if (rc) {
     tq_task_array_free(v, n);
     return rc;
@@ -1531,6 +1947,8 @@ static int sq_count(tq_backend *b, double now, tq_counts *out) {
   rc = rc == SQLITE_DONE ? 0 : map_err(c->db, rc);
   sqlite3_finalize(s);
   r_release(b, c);
+  if (rc == 0) rc = read_gate(b);
+  if (rc) memset(out, 0, sizeof *out);
   return rc;
 }
 
@@ -1572,6 +1990,7 @@ out:
   r_release(b, c);
   json_decref(qb);
   json_decref(rb);
+  if (rc == 0) rc = read_gate(b);
   if (rc) {
     json_decref(o);
     return rc;
@@ -1586,6 +2005,14 @@ static void sq_io_stats(tq_backend *b, tq_io_stats *out) {
   pthread_mutex_unlock(&b->smu);
 }
 
+static int sq_sync_error(tq_backend *b) {
+  if (!b->n_sy) return 0;
+  pthread_mutex_lock(&b->gmu);
+  int rc = b->failed;
+  pthread_mutex_unlock(&b->gmu);
+  return rc;
+}
+
 const tq_backend_ops tq_sqlite_backend = {
     .name = "sqlite",
     .open = sq_open,
@@ -1596,6 +2023,7 @@ const tq_backend_ops tq_sqlite_backend = {
     .count = sq_count,
     .stats_json = sq_stats_json,
     .io_stats = sq_io_stats,
+    .sync_error = sq_sync_error,
 };
 /* ---- `peermcp queue check` ---- */
 

@@ -985,6 +985,313 @@ static void test_async_submit_calls_back_after_commit(void **state) {
   assert_int_equal(a.done, 1);
 }
 
+/* ---- the sync stage (sync_pipeline, issue 11 §2) ---- */
+
+/* The test hook of tq_options: counts the syncs that reached it and, while hold is set, keeps
+ * the sync stage inside it (every answer held back); fail_rc is returned as the sync's error. */
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int entered;
+  bool hold;
+  int fail_rc;
+} sync_gate;
+
+#define SGATE_INIT {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER}
+
+static int sync_hook(void *ud) {
+  sync_gate *g = ud;
+  pthread_mutex_lock(&g->mu);
+  g->entered++;
+  pthread_cond_broadcast(&g->cv);
+  while (g->hold) pthread_cond_wait(&g->cv, &g->mu);
+  int rc = g->fail_rc;
+  pthread_mutex_unlock(&g->mu);
+  return rc;
+}
+
+static int sgate_entered(sync_gate *g) {
+  pthread_mutex_lock(&g->mu);
+  int n = g->entered;
+  pthread_mutex_unlock(&g->mu);
+  return n;
+}
+
+static void sgate_release(sync_gate *g, int fail_rc) {
+  pthread_mutex_lock(&g->mu);
+  g->hold = false;
+  g->fail_rc = fail_rc;
+  pthread_cond_broadcast(&g->cv);
+  pthread_mutex_unlock(&g->mu);
+}
+
+static tq_queue *open_piped(fx *f, const char *name, sync_gate *g) {
+  char p[TS_TMPDIR_MAX + 64];
+  snprintf(p, sizeof p, "%s/%s", f->dir, name);
+  tq_options o;
+  tq_options_default(&o);
+  assert_true(o.sync_pipeline); /* the default */
+  o.path = p;
+  o.test_sync_hook = sync_hook;
+  o.test_sync_ud = g;
+  tq_queue *q = NULL;
+  assert_int_equal(tq_open(&o, &q), 0);
+  return q;
+}
+
+/* Whether a task row is in the file, read by a connection of our own (committed, synced or not). */
+static bool row_committed(const char *path, const char *id) {
+  sqlite3 *db;
+  bool found = false;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM tasks WHERE task_id = ?1", -1, &s, NULL) == SQLITE_OK) {
+      sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+      found = sqlite3_step(s) == SQLITE_ROW;
+      sqlite3_finalize(s);
+    }
+  }
+  sqlite3_close(db);
+  return found;
+}
+
+/* The answers of async submits, in the order they came. */
+typedef struct {
+  pthread_mutex_t mu;
+  int n;
+  int order[64];
+  int rc[64];
+} answers;
+
+typedef struct {
+  answers *a;
+  int k;
+} answer_ud;
+
+static void ordered_cb(int rc, const char *task_id, bool replayed, void *ud) {
+  (void)task_id;
+  (void)replayed;
+  answer_ud *u = ud;
+  pthread_mutex_lock(&u->a->mu);
+  u->a->rc[u->a->n] = rc;
+  u->a->order[u->a->n++] = u->k;
+  pthread_mutex_unlock(&u->a->mu);
+}
+
+static int answers_n(answers *a) {
+  pthread_mutex_lock(&a->mu);
+  int n = a->n;
+  pthread_mutex_unlock(&a->mu);
+  return n;
+}
+
+static void submit_k(tq_queue *q, answer_ud *u, int k, const char *explicit_id) {
+  json_t *p = json_pack("{s:i}", "k", k);
+  tq_submit_req r = {.task_type = "pipe", .payload = p, .task_id = explicit_id};
+  assert_int_equal(tq_submit_async(q, &r, ordered_cb, u), 0);
+  json_decref(p);
+}
+
+typedef struct {
+  tq_queue *q;
+  const char *id;
+  int rc;
+  atomic_bool done;
+} getter;
+
+static void *get_thread(void *arg) {
+  getter *g = arg;
+  tq_task *t = NULL;
+  g->rc = tq_get(g->q, g->id, &t);
+  tq_task_free(t);
+  atomic_store(&g->done, true);
+  return NULL;
+}
+
+/* While the sync that covers a commit is held back, nothing of it is answered: the group is in
+ * the file (another connection reads it) but its done callback has not run and a tq_get of the
+ * task (the read pool sees the row) waits too; released, both answer. */
+static void test_pipeline_answers_nothing_before_its_sync(void **state) {
+  fx *f = *state;
+  sync_gate g = SGATE_INIT;
+  g.hold = true;
+  tq_queue *q = open_piped(f, "pipe1.sqlite3", &g);
+  answers a = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  answer_ud u = {&a, 1};
+  const char *id = "0123456789abcdef0123456789abcdef";
+  submit_k(q, &u, 1, id);
+  char p[TS_TMPDIR_MAX + 64];
+  snprintf(p, sizeof p, "%s/pipe1.sqlite3", f->dir);
+  /* (an answer that does not wait for the sync comes instead of the hook, or before it) */
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, sgate_entered(&g) == 1 || answers_n(&a) > 0);
+  assert_int_equal(answers_n(&a), 0);
+  assert_int_equal(sgate_entered(&g), 1);
+  assert_true(row_committed(p, id)); /* committed before the sync the stage is held in */
+  getter gt = {.q = q, .id = id};
+  pthread_t th;
+  pthread_create(&th, NULL, get_thread, &gt);
+  /* the read saw the row and now waits for the sync that covers it */
+  tq_io_stats io;
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, (tq_io_stats_get(q, &io), io.read_waits == 1));
+  assert_false(atomic_load(&gt.done));
+  assert_int_equal(answers_n(&a), 0);
+  sgate_release(&g, 0);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, answers_n(&a) == 1);
+  pthread_join(th, NULL);
+  assert_int_equal(gt.rc, 0);
+  assert_int_equal(a.rc[0], 0);
+  tq_io_stats_get(q, &io);
+  assert_true(io.syncs >= 1);
+  tq_close(q);
+}
+
+/* Groups committed while an earlier group's sync runs are answered after it, in group order. */
+static void test_pipeline_answers_in_group_order(void **state) {
+  fx *f = *state;
+  sync_gate g = SGATE_INIT;
+  g.hold = true;
+  tq_queue *q = open_piped(f, "pipe2.sqlite3", &g);
+  answers a = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  answer_ud u[12];
+  for (int k = 0; k < 12; k++) u[k] = (answer_ud){&a, k};
+  submit_k(q, &u[0], 0, NULL); /* group 1: its sync is held */
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, sgate_entered(&g) == 1 || answers_n(&a) > 0);
+  assert_int_equal(answers_n(&a), 0);
+  tq_io_stats io;
+  for (int k = 1; k < 12; k++) { /* one group each: the writer commits them behind the held sync */
+    tq_io_stats_get(q, &io);
+    uint64_t c0 = io.commits;
+    submit_k(q, &u[k], k, NULL);
+    TS_WAIT_UNTIL(TS_DEADLINE_MS, (tq_io_stats_get(q, &io), io.commits > c0));
+  }
+  assert_int_equal(answers_n(&a), 0); /* eleven more commits, nothing answered */
+  sgate_release(&g, 0);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, answers_n(&a) == 12);
+  for (int k = 0; k < 12; k++) {
+    assert_int_equal(a.order[k], k);
+    assert_int_equal(a.rc[k], 0);
+  }
+  tq_close(q);
+}
+
+/* A failed sync: the held group and every group committed behind it are answered with the
+ * error, later writes are refused, reads too (they could show what may never reach the disk),
+ * and the health says why. */
+static void test_pipeline_sync_failure_fails_pending_and_refuses_writes(void **state) {
+  fx *f = *state;
+  sync_gate g = SGATE_INIT;
+  g.hold = true;
+  tq_queue *q = open_piped(f, "pipe3.sqlite3", &g);
+  char before[33];
+  sgate_release(&g, 0);
+  submit_p(q, "t", "{}", before); /* one that was synced */
+  pthread_mutex_lock(&g.mu);
+  g.hold = true;
+  int base = g.entered;
+  pthread_mutex_unlock(&g.mu);
+  answers a = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  answer_ud u[3] = {{&a, 0}, {&a, 1}, {&a, 2}};
+  submit_k(q, &u[0], 0, NULL);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, sgate_entered(&g) == base + 1 || answers_n(&a) > 0);
+  assert_int_equal(answers_n(&a), 0);
+  tq_io_stats io;
+  tq_io_stats_get(q, &io);
+  uint64_t c0 = io.commits;
+  submit_k(q, &u[1], 1, NULL);
+  submit_k(q, &u[2], 2, NULL);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, (tq_io_stats_get(q, &io), io.commits > c0));
+  assert_int_equal(answers_n(&a), 0);
+  sgate_release(&g, -EIO);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, answers_n(&a) == 3);
+  for (int k = 0; k < 3; k++) {
+    assert_int_equal(a.order[k], k);
+    assert_int_equal(a.rc[k], -EIO);
+  }
+  char id[33];
+  json_t *p = json_object();
+  tq_submit_req r = {.task_type = "t", .payload = p};
+  assert_int_equal(tq_submit(q, &r, id, NULL), -EIO);
+  json_decref(p);
+  tq_task *t = NULL;
+  assert_int_equal(tq_get(q, before, &t), -EIO);
+  assert_null(t);
+  tq_health h;
+  tq_health_get(q, &h);
+  assert_true(h.down);
+  assert_true(h.broken);
+  assert_non_null(strstr(h.reason, "write-ahead log"));
+  tq_close(q);
+  /* reopened, the synced task is there (SQLite recovers what reached the file) */
+  char path[TS_TMPDIR_MAX + 64];
+  snprintf(path, sizeof path, "%s/pipe3.sqlite3", f->dir);
+  tq_options o;
+  tq_options_default(&o);
+  o.path = path;
+  assert_int_equal(tq_open(&o, &q), 0);
+  assert_int_equal(tq_get(q, before, &t), 0);
+  tq_task_free(t);
+  tq_close(q);
+}
+
+/* Another process opening the queue while this one serves (`peermcp status --state-dir`), and
+ * closing it, does not delete the WAL this handle's writer appends to. SQLite deletes the WAL at
+ * a close that gets an exclusive lock on the database; the shared lock this process's
+ * connections hold stops that — unless a close(2) of another descriptor of the file dropped it
+ * (POSIX locks are per process): tq_health_probe opened and closed the file every 5 s, after
+ * which the node's later commits went to an unlinked WAL (lost in a crash; the sync stage now
+ * refuses that: the next submit answered -EIO). */
+static void test_another_process_closing_keeps_the_wal(void **state) {
+  fx *f = *state;
+  char a[33], b2[33], c[33], wal[TS_TMPDIR_MAX + 40];
+  submit_p(f->q, "t", "{}", a);
+  snprintf(wal, sizeof wal, "%s-wal", f->path);
+  struct stat before, after;
+  assert_int_equal(stat(wal, &before), 0);
+  tq_health_probe(f->q); /* as the node's metrics job does every 5 s */
+  /* the other process: this binary again (main: "open-submit-close"), so that SQLite's
+   * in-process lock bookkeeping is its own */
+  char cmd[2 * TS_TMPDIR_MAX + 128];
+  snprintf(cmd, sizeof cmd, "/proc/%d/exe open-submit-close '%s'", (int)getpid(), f->path);
+  FILE *pp = popen(cmd, "r");
+  assert_non_null(pp);
+  assert_non_null(fgets(b2, sizeof b2, pp));
+  assert_int_equal(pclose(pp), 0);
+  assert_int_equal(strlen(b2), 32);
+  assert_int_equal(stat(wal, &after), 0);
+  assert_int_equal(after.st_ino, before.st_ino);
+  submit_p(f->q, "t", "{}", c); /* synced: the WAL is still the file the path names */
+  tq_health h;
+  tq_health_get(f->q, &h);
+  assert_false(h.down);
+  tq_task *t;
+  assert_int_equal(tq_get(f->q, b2, &t), 0);
+  tq_task_free(t);
+  assert_true(row_committed(f->path, c)); /* another connection sees this handle's commit */
+}
+
+/* With the pipeline off every commit syncs itself on the writer: the hook is never called. */
+static void test_pipeline_off_syncs_in_the_commit(void **state) {
+  fx *f = *state;
+  sync_gate g = SGATE_INIT;
+  char p[TS_TMPDIR_MAX + 64];
+  snprintf(p, sizeof p, "%s/nopipe.sqlite3", f->dir);
+  tq_options o;
+  tq_options_default(&o);
+  o.path = p;
+  o.sync_pipeline = false;
+  o.test_sync_hook = sync_hook;
+  o.test_sync_ud = &g;
+  tq_queue *q;
+  assert_int_equal(tq_open(&o, &q), 0);
+  char id[33];
+  submit_p(q, "t", "{}", id);
+  tq_io_stats io;
+  tq_io_stats_get(q, &io);
+  assert_int_equal(io.syncs, 0);
+  assert_int_equal(sgate_entered(&g), 0);
+  tq_close(q);
+}
+
 /* ---- asynchronous claims / completes / heartbeats (no thread blocks) ---- */
 
 typedef struct {
@@ -1830,7 +2137,27 @@ static void test_task_written_as_text_matches_the_tree(void **state) {
   jwrite_free(&w);
 }
 
-int main(void) {
+/* test_another_process_closing_keeps_the_wal's other process: opens the queue at argv[2],
+ * submits one task, prints its id, closes. */
+static int open_submit_close(const char *path) {
+  tq_options o;
+  tq_options_default(&o);
+  o.path = path;
+  tq_queue *q;
+  char id[33];
+  json_t *p = json_object();
+  tq_submit_req r = {.task_type = "t", .payload = p};
+  if (tq_open(&o, &q) != 0) return 1;
+  int rc = tq_submit(q, &r, id, NULL);
+  tq_close(q);
+  json_decref(p);
+  if (rc != 0) return 1;
+  printf("%s", id);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "open-submit-close") == 0) return open_submit_close(argv[2]);
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, fx_setup, fx_teardown)
       T(test_submit_returns_32_hex_id_and_full_task_dict),
@@ -1878,6 +2205,11 @@ int main(void) {
       T(test_async_claims_share_work),
       T(test_async_complete_and_heartbeat),
       T(test_watch_gets_the_completed_row),
+      T(test_pipeline_answers_nothing_before_its_sync),
+      T(test_pipeline_answers_in_group_order),
+      T(test_pipeline_sync_failure_fails_pending_and_refuses_writes),
+      T(test_pipeline_off_syncs_in_the_commit),
+      T(test_another_process_closing_keeps_the_wal),
       cmocka_unit_test(test_task_written_as_text_matches_the_tree),
       cmocka_unit_test(test_wal_prefill_stays_ahead_and_checkpoints_bound_it),
       cmocka_unit_test(test_wal_prefill_survives_a_crash),
