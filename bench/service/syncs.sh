@@ -6,7 +6,8 @@
 # --slots 16`, svc_bench_driver `tasks` (submit → wait) with INFLIGHT tasks in flight (default
 # "16 64": one fresh B per value); a warm-up of WARM tasks, then N.
 #   bash bench/service/syncs.sh [BUILD_DIR...]     (default: ./build; BASE_BUILD=dir adds it first;
-#   ROUNDS=k repeats the whole set k times, interleaved)
+#   ROUNDS=k repeats the whole set k times, interleaved; PIPELINE=1 or 0 sets queue.sync_pipeline
+#   in B's config for the builds other than BASE_BUILD, whose config may not know the key)
 # Prints one JSON line per build and window: {"build", "inflight", "n", "ok", "per_s", "syncs",
 # "syncs_per_task", "sync_ms_total", "sync_us_mean", "sync_ms_max", "wall_ms", "writer_cpu_ms",
 # "writer_cpu_us_per_group", "writer_sync_ms", "writer_busy_pct", "writer_in_sync_pct",
@@ -58,6 +59,13 @@ for b in "${builds[@]}"; do
     bin="$b/peermcp"
     run="$tmp/r$k"
     svc_topology "$bin" "$run"
+    if [ -n "${PIPELINE:-}" ] && [ "$b" != "${BASE_BUILD:-}" ]; then
+      python3 - "$run/b.json" "$PIPELINE" <<'PYC'
+import json, sys
+c = json.load(open(sys.argv[1])); c.setdefault("queue", {})["sync_pipeline"] = sys.argv[2] == "1"
+json.dump(c, open(sys.argv[1], "w"))
+PYC
+    fi
     st="$run/strace.out"
     strace -f --seccomp-bpf -T -e trace=fsync,fdatasync -o "$st" "$bin" serve --no-stdio --config "$run/b.json" \
       --state-dir "$run/b" 2>"$run/b.err" &

@@ -1087,7 +1087,7 @@ static int set_defaults(config *cfg) {
   cfg->queue.wait_max_seconds = 300;
   cfg->queue.group_commit = true;
   cfg->queue.wal_prefill = true;
-  cfg->queue.sync_pipeline = true;
+  cfg->queue.sync_pipeline = false;
   cfg->queue.prune_after_seconds = 7 * DAY;
   cfg->cache.max_bytes = 256 * MiB;
   cfg->cache.max_entries = 100000;

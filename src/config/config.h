@@ -147,7 +147,7 @@ typedef struct config {
     uint32_t wait_max_seconds;    /* 300 */
     bool group_commit;            /* true */
     bool wal_prefill;             /* true: written zeros ahead of the WAL's end (store/queue.h) */
-    bool sync_pipeline;           /* true: commit and WAL fsync overlap (docs/store.md) */
+    bool sync_pipeline;           /* false; true: commit and WAL fsync overlap (docs/store.md) */
     uint32_t prune_after_seconds; /* 604800 (7 days); 0 = never */
   } queue;
 

@@ -160,7 +160,7 @@ void tq_options_default(tq_options *o) {
   o->wait_recheck_ms = 1000;
   o->wal_prefill = true;
   o->wal_autocheckpoint = 8192;
-  o->sync_pipeline = true;
+  o->sync_pipeline = false; /* off: see docs/store.md, "Pipelined group commit" (measured) */
 }
 
 char *tq__strdup(const char *s) { return s ? strdup(s) : NULL; }

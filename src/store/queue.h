@@ -89,11 +89,11 @@ typedef struct tq_options {
                                 (no size/extent metadata to journal: about half the sync time on
                                 ext4, bench/RESULTS.md); false = SQLite's plain appends */
   unsigned wal_autocheckpoint; /* 8192: WAL frames after which a commit checkpoints (PASSIVE) */
-  bool sync_pipeline;        /* true: the writer commits without fsync and a second thread makes
-                                the WAL durable (fdatasync) before any op of the group is
-                                answered, while the writer runs the next group (docs/store.md,
-                                "Pipelined group commit"); false = each commit fsyncs the WAL
-                                itself (synchronous=FULL) on the writer */
+  bool sync_pipeline;        /* false; true: the writer commits without fsync and a second
+                                thread makes the WAL durable (fdatasync) before any op of the
+                                group is answered, while the writer runs the next group
+                                (docs/store.md, "Pipelined group commit"); false = each commit
+                                fsyncs the WAL itself (synchronous=FULL) on the writer */
   /* Tests only (NULL otherwise): called by the sync stage before each WAL sync, on its thread;
    * it may block (holding every answer back) and a negative return is taken as that sync's
    * error (an injected fsync failure). */

@@ -6,7 +6,7 @@
  * others. Reads use a small pool of read-only connections; WAL lets them run while the writer
  * commits. Schema: p2p_tasks_spec.md §5.2 plus the columns of the §12 fixes.
  *
- * Pipelined group commit (o.sync_pipeline, the default; docs/store.md): the writer commits
+ * Pipelined group commit (o.sync_pipeline, off by default: measured; docs/store.md): the writer commits
  * at synchronous=NORMAL (WAL frames written, no fsync) and hands the group to the sync stage,
  * SYNC_THREADS threads that make the WAL durable with fdatasync and only then answer the
  * group's ops (on_terminal, then each done) — strictly in group order — while the writer runs
@@ -27,10 +27,11 @@
  *    per open file description: two threads sharing one could see one error and one success
  *    for the same lost pages.
  *  - A sync covers every frame written before it started, so it covers every group handed over
- *    by then; a group handed over while a sync runs starts the next sync at once on another
- *    sync thread. A group of only claims and heartbeats needs no sync of its own (as before:
- *    durable across a process crash; docs/store.md) but is still answered in order, after every
- *    earlier group's sync.
+ *    by then; the groups handed over while it runs wait for the next one (with SYNC_THREADS > 1
+ *    that one starts at once on another thread; 1 is used, see there). A group of only claims
+ *    and heartbeats needs no sync of its own (as before: durable across a process crash;
+ *    docs/store.md) unless a claim's lease recovery ended a task, whose waits are told; it is
+ *    still answered in order, after every earlier group's sync.
  *  - Checkpoints (the writer's autocheckpoint inside a COMMIT, and close) at NORMAL: SQLite syncs
  *    the WAL before copying frames into the database and syncs the database before it records
  *    them as backfilled; a writer restarts the WAL (overwrites it from the start, new salt, the
@@ -78,7 +79,8 @@ typedef struct tq_group {
   size_t n_ops;
   int rc;          /* the group's own error (its transaction was not committed), or 0 */
   bool durable;    /* it wrote something that must be on disk before it is answered (a group
-                      of only claims and heartbeats is not: see writer_main) */
+                      of only claims and heartbeats is not, unless a claim's lease recovery
+                      ended a task: see writer_main) */
   uint64_t seq;
   char (*term)[33];
   tq_task **term_row;
@@ -1452,6 +1454,36 @@ static int read_gate(tq_backend *b) {
 
 /* ---- the writer thread ---- */
 
+/* With nothing else to run and nothing in the sync stage (every earlier group answered), the
+ * writer syncs and answers the group itself (true): no hand-off, no thread wake-up in the
+ * group's path — the pipeline only pays where there is something to overlap. Else false (the
+ * group goes to the sync stage). */
+static bool writer_syncs(tq_backend *b, tq_op *g, int rc, bool durable, uint64_t seq) {
+  pthread_mutex_lock(&b->mu);
+  bool idle = !b->head;
+  pthread_mutex_unlock(&b->mu);
+  if (!idle) return false;
+  pthread_mutex_lock(&b->gmu);
+  bool alone = b->g_n == 0 && !b->syncing && !b->failed;
+  pthread_mutex_unlock(&b->gmu);
+  if (!alone) return false;
+  /* the sync threads are idle and stay so: they start only on a group handed over */
+  int src = rc == 0 && durable ? wal_sync(b, b->sy[0].fd) : 0;
+  pthread_mutex_lock(&b->gmu);
+  if (src) {
+    fail_locked(b, src);
+  } else {
+    if (seq > b->durable) b->durable = seq;
+    if (seq > b->started) b->started = seq;
+    b->settled = seq;
+    pthread_cond_broadcast(&b->g_synced);
+  }
+  pthread_mutex_unlock(&b->gmu);
+  if (src) term_cut(b, 0);
+  finish_group(b, g, src ? src : rc);
+  return true;
+}
+
 static void *writer_main(void *arg) {
   tq_backend *b = arg;
   check_thread_is_worker();
@@ -1581,8 +1613,11 @@ static void *writer_main(void *arg) {
         pthread_mutex_unlock(&b->smu);
       }
     }
-    if (pipe) hand_off(b, g, n, rc, !light, seq);
-    else finish_group(b, g, rc);
+    /* a claim that recovered expired leases may have ended tasks (on_terminal): their waits
+     * are told only after a sync, so such a group needs one too */
+    bool durable = !light || b->n_term > 0;
+    if (!pipe) finish_group(b, g, rc);
+    else if (!writer_syncs(b, g, rc, durable, seq)) hand_off(b, g, n, rc, durable, seq);
     sqlite3_stmt *sb, *sr;
     if (b->wal_frame_bytes && st(&w, S_BEGIN, &sb) == 0 && st(&w, S_ROLLBACK, &sr) == 0) wal_prefill(b, sb, sr);
   }

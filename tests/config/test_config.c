@@ -81,7 +81,7 @@ static void test_config_defaults_without_file(void **state) {
   assert_int_equal(cfg.queue.max_attempts, 3);
   assert_int_equal(cfg.queue.wait_max_seconds, 300);
   assert_true(cfg.queue.group_commit);
-  assert_true(cfg.queue.sync_pipeline);
+  assert_false(cfg.queue.sync_pipeline);
   assert_int_equal(cfg.queue.prune_after_seconds, 604800);
   assert_int_equal(cfg.cache.max_bytes, 268435456);
   assert_int_equal(cfg.cache.max_entries, 100000);

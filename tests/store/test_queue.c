@@ -988,12 +988,14 @@ static void test_async_submit_calls_back_after_commit(void **state) {
 /* ---- the sync stage (sync_pipeline, issue 11 §2) ---- */
 
 /* The test hook of tq_options: counts the syncs that reached it and, while hold is set, keeps
- * the sync stage inside it (every answer held back); fail_rc is returned as the sync's error. */
+ * the syncing thread inside it (every answer held back) unless a pass was given (sgate_pass:
+ * one sync goes through); fail_rc is returned as the sync's error. */
 typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int entered;
   bool hold;
+  int passes;
   int fail_rc;
 } sync_gate;
 
@@ -1004,7 +1006,8 @@ static int sync_hook(void *ud) {
   pthread_mutex_lock(&g->mu);
   g->entered++;
   pthread_cond_broadcast(&g->cv);
-  while (g->hold) pthread_cond_wait(&g->cv, &g->mu);
+  while (g->hold && g->passes == 0) pthread_cond_wait(&g->cv, &g->mu);
+  if (g->hold) g->passes--;
   int rc = g->fail_rc;
   pthread_mutex_unlock(&g->mu);
   return rc;
@@ -1017,6 +1020,14 @@ static int sgate_entered(sync_gate *g) {
   return n;
 }
 
+/* Lets the one sync held now go through (with success); later ones are held again. */
+static void sgate_pass(sync_gate *g) {
+  pthread_mutex_lock(&g->mu);
+  g->passes++;
+  pthread_cond_broadcast(&g->cv);
+  pthread_mutex_unlock(&g->mu);
+}
+
 static void sgate_release(sync_gate *g, int fail_rc) {
   pthread_mutex_lock(&g->mu);
   g->hold = false;
@@ -1025,15 +1036,17 @@ static void sgate_release(sync_gate *g, int fail_rc) {
   pthread_mutex_unlock(&g->mu);
 }
 
+/* group_max_ops 1: one op a group, so that ops queued behind a held sync make several groups. */
 static tq_queue *open_piped(fx *f, const char *name, sync_gate *g) {
   char p[TS_TMPDIR_MAX + 64];
   snprintf(p, sizeof p, "%s/%s", f->dir, name);
   tq_options o;
   tq_options_default(&o);
-  assert_true(o.sync_pipeline); /* the default */
+  o.sync_pipeline = true;
   o.path = p;
   o.test_sync_hook = sync_hook;
   o.test_sync_ud = g;
+  o.group_max_ops = 1;
   tq_queue *q = NULL;
   assert_int_equal(tq_open(&o, &q), 0);
   return q;
@@ -1110,7 +1123,8 @@ static void *get_thread(void *arg) {
 
 /* While the sync that covers a commit is held back, nothing of it is answered: the group is in
  * the file (another connection reads it) but its done callback has not run and a tq_get of the
- * task (the read pool sees the row) waits too; released, both answer. */
+ * task (the read pool sees the row) waits too; released, both answer. (An idle writer syncs the
+ * group itself: the path of a lone op.) */
 static void test_pipeline_answers_nothing_before_its_sync(void **state) {
   fx *f = *state;
   sync_gate g = SGATE_INIT;
@@ -1145,7 +1159,10 @@ static void test_pipeline_answers_nothing_before_its_sync(void **state) {
   tq_close(q);
 }
 
-/* Groups committed while an earlier group's sync runs are answered after it, in group order. */
+/* Groups committed while an earlier group's sync runs are answered after it, in group order:
+ * the first op is synced by the idle writer itself (held), eleven more queue behind it; one
+ * sync let through, the writer commits the other groups into the sync stage (its sync held)
+ * and nothing of them is answered until it is released — then all, in order. */
 static void test_pipeline_answers_in_group_order(void **state) {
   fx *f = *state;
   sync_gate g = SGATE_INIT;
@@ -1154,17 +1171,17 @@ static void test_pipeline_answers_in_group_order(void **state) {
   answers a = {.mu = PTHREAD_MUTEX_INITIALIZER};
   answer_ud u[12];
   for (int k = 0; k < 12; k++) u[k] = (answer_ud){&a, k};
-  submit_k(q, &u[0], 0, NULL); /* group 1: its sync is held */
+  tq_io_stats io;
+  tq_io_stats_get(q, &io);
+  uint64_t c0 = io.commits;
+  submit_k(q, &u[0], 0, NULL); /* group 1: its sync is held (the writer's own) */
   TS_WAIT_UNTIL(TS_DEADLINE_MS, sgate_entered(&g) == 1 || answers_n(&a) > 0);
   assert_int_equal(answers_n(&a), 0);
-  tq_io_stats io;
-  for (int k = 1; k < 12; k++) { /* one group each: the writer commits them behind the held sync */
-    tq_io_stats_get(q, &io);
-    uint64_t c0 = io.commits;
-    submit_k(q, &u[k], k, NULL);
-    TS_WAIT_UNTIL(TS_DEADLINE_MS, (tq_io_stats_get(q, &io), io.commits > c0));
-  }
-  assert_int_equal(answers_n(&a), 0); /* eleven more commits, nothing answered */
+  for (int k = 1; k < 12; k++) submit_k(q, &u[k], k, NULL); /* queued behind it */
+  sgate_pass(&g);
+  /* groups 2..12 committed; the sync stage's first sync is held */
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, (tq_io_stats_get(q, &io), io.commits >= c0 + 12) && sgate_entered(&g) >= 2);
+  assert_true(answers_n(&a) <= 1); /* group 1 only */
   sgate_release(&g, 0);
   TS_WAIT_UNTIL(TS_DEADLINE_MS, answers_n(&a) == 12);
   for (int k = 0; k < 12; k++) {
@@ -1190,22 +1207,23 @@ static void test_pipeline_sync_failure_fails_pending_and_refuses_writes(void **s
   int base = g.entered;
   pthread_mutex_unlock(&g.mu);
   answers a = {.mu = PTHREAD_MUTEX_INITIALIZER};
-  answer_ud u[3] = {{&a, 0}, {&a, 1}, {&a, 2}};
-  submit_k(q, &u[0], 0, NULL);
-  TS_WAIT_UNTIL(TS_DEADLINE_MS, sgate_entered(&g) == base + 1 || answers_n(&a) > 0);
-  assert_int_equal(answers_n(&a), 0);
+  answer_ud u[4] = {{&a, 0}, {&a, 1}, {&a, 2}, {&a, 3}};
   tq_io_stats io;
   tq_io_stats_get(q, &io);
   uint64_t c0 = io.commits;
-  submit_k(q, &u[1], 1, NULL);
-  submit_k(q, &u[2], 2, NULL);
-  TS_WAIT_UNTIL(TS_DEADLINE_MS, (tq_io_stats_get(q, &io), io.commits > c0));
+  submit_k(q, &u[0], 0, NULL); /* synced by the idle writer, held, then let through */
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, sgate_entered(&g) == base + 1 || answers_n(&a) > 0);
   assert_int_equal(answers_n(&a), 0);
+  for (int k = 1; k < 4; k++) submit_k(q, &u[k], k, NULL);
+  sgate_pass(&g);
+  /* groups 2..4 committed into the sync stage, its sync held; then it fails */
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, (tq_io_stats_get(q, &io), io.commits >= c0 + 4) && sgate_entered(&g) >= base + 2);
+  assert_true(answers_n(&a) <= 1);
   sgate_release(&g, -EIO);
-  TS_WAIT_UNTIL(TS_DEADLINE_MS, answers_n(&a) == 3);
-  for (int k = 0; k < 3; k++) {
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, answers_n(&a) == 4);
+  for (int k = 0; k < 4; k++) {
     assert_int_equal(a.order[k], k);
-    assert_int_equal(a.rc[k], -EIO);
+    assert_int_equal(a.rc[k], k == 0 ? 0 : -EIO);
   }
   char id[33];
   json_t *p = json_object();
@@ -1267,6 +1285,58 @@ static void test_another_process_closing_keeps_the_wal(void **state) {
   assert_int_equal(tq_get(f->q, b2, &t), 0);
   tq_task_free(t);
   assert_true(row_committed(f->path, c)); /* another connection sees this handle's commit */
+}
+
+static void watch_fired(void *ud, const tq_task *row) {
+  (void)row;
+  atomic_store((atomic_int *)ud, 1);
+}
+
+static void claim_answered(int rc, tq_task *t, bool waited, void *ud) {
+  (void)rc;
+  (void)waited;
+  tq_task_free(t);
+  atomic_store((atomic_int *)ud, 1);
+}
+
+/* A group of only claims needs no sync of its own — unless a claim's lease recovery ended a
+ * task: the task's waits are told only after a sync covering that. */
+static void test_pipeline_claim_that_ends_a_task_waits_for_a_sync(void **state) {
+  fx *f = *state;
+  sync_gate g = SGATE_INIT;
+  tq_queue *q = open_piped(f, "pipe4.sqlite3", &g);
+  json_t *p = json_object();
+  tq_submit_req r = {.task_type = "t", .payload = p, .has_max_attempts = true, .max_attempts = 1};
+  char id[33];
+  assert_int_equal(tq_submit(q, &r, id, NULL), 0);
+  json_decref(p);
+  tq_claim_opts c = {.worker_id = "w", .lease_seconds = 1};
+  tq_task *t;
+  assert_int_equal(tq_claim_next(q, &c, &t), 0);
+  assert_non_null(t);
+  double until = t->lease_until;
+  tq_task_free(t);
+  atomic_int fired = 0, answered = 0;
+  tq_watch *w;
+  assert_int_equal(tq_watch_add(q, id, watch_fired, &fired, &w), 0);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, clock_wall_s() > until + 0.05); /* the 1 s lease ends */
+  pthread_mutex_lock(&g.mu);
+  g.hold = true;
+  int base = g.entered;
+  pthread_mutex_unlock(&g.mu);
+  /* a claim (a claims-only group) finds the lease ended, out of attempts: the task ends failed */
+  tq_claim_opts c2 = {.worker_id = "w2"};
+  assert_int_equal(tq_claim_next_async(q, &c2, 0, claim_answered, &answered, NULL), 0);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, sgate_entered(&g) == base + 1 || atomic_load(&fired) || atomic_load(&answered));
+  assert_int_equal(atomic_load(&fired), 0);
+  assert_int_equal(atomic_load(&answered), 0);
+  sgate_release(&g, 0);
+  TS_WAIT_UNTIL(TS_DEADLINE_MS, atomic_load(&fired) && atomic_load(&answered));
+  tq_watch_remove(q, w);
+  assert_int_equal(tq_get(q, id, &t), 0);
+  assert_int_equal(t->status, TQ_FAILED);
+  tq_task_free(t);
+  tq_close(q);
 }
 
 /* With the pipeline off every commit syncs itself on the writer: the hook is never called. */
@@ -2209,6 +2279,7 @@ int main(int argc, char **argv) {
       T(test_pipeline_answers_in_group_order),
       T(test_pipeline_sync_failure_fails_pending_and_refuses_writes),
       T(test_pipeline_off_syncs_in_the_commit),
+      T(test_pipeline_claim_that_ends_a_task_waits_for_a_sync),
       T(test_another_process_closing_keeps_the_wal),
       cmocka_unit_test(test_task_written_as_text_matches_the_tree),
       cmocka_unit_test(test_wal_prefill_stays_ahead_and_checkpoints_bound_it),
