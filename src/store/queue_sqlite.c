@@ -32,7 +32,7 @@
  *    and heartbeats needs no sync of its own (as before: durable across a process crash;
  *    docs/store.md) unless a claim's lease recovery ended a task, whose waits are told; it is
  *    still answered in order, after every earlier group's sync.
- *  - Checkpoints (the writer's autocheckpoint inside a COMMIT, and close) at NORMAL: SQLite syncs
+ *  - Checkpoints (wal_hook's PASSIVE one after a COMMIT, and close) at NORMAL: SQLite syncs
  *    the WAL before copying frames into the database and syncs the database before it records
  *    them as backfilled; a writer restarts the WAL (overwrites it from the start, new salt, the
  *    header synced) only when every frame is backfilled. So a frame is overwritten only once its
