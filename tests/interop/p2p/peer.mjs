@@ -88,12 +88,26 @@ async function readExact (it, n) {
   return [all.subarray(0, n), all.subarray(n)]
 }
 
+// js-libp2p's own defaults disagree: a Yamux stream window may grow to 16 MiB while a paused
+// stream aborts itself past a 4 MiB read buffer. With the slow sink (which pauses), a fast
+// sender that keeps to the window — as it must — could fill that buffer and make js reset the
+// stream ("sink error Cannot write to a stream that is closed", 1 run in 3–8 of suite 40). So
+// the slow listener caps its window under the buffer: the window is what holds the sender.
+const SLOW_STREAM_OPTS = {
+  initialStreamWindowSize: 256 * 1024,
+  maxStreamWindowSize: 2 * 1024 * 1024,
+  inactivityTimeout: 120_000,
+  maxReadBufferLength: 4 * 1024 * 1024,
+  maxWriteBufferLength: Infinity
+}
+
 async function makeNode (listen) {
+  const slow = Number(opt('--slow-sink-ms', '0')) > 0
   const node = await createLibp2p({
     addresses: { listen },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux({ maxInboundStreams: 1024, maxOutboundStreams: 1024 })],
+    streamMuxers: [yamux({ maxInboundStreams: 1024, maxOutboundStreams: 1024, ...(slow ? { streamOptions: SLOW_STREAM_OPTS } : {}) })],
     connectionGater: { denyDialMultiaddr: () => false },
     connectionManager: { maxConnections: 1000, inboundConnectionThreshold: 10000, maxIncomingPendingConnections: 100 },
     services: { identify: identify(), identifyPush: identifyPush(), ping: ping() }
