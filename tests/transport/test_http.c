@@ -23,7 +23,7 @@
 #include "auth/auth.h"
 #include "mcp/dispatch.h"
 #include "transport/http.h"
-#include "util/clock.h"
+#include "support/wait.h"
 
 static mcp_tool_status echo_fn(mcp_call *call, json_t *args, json_t **result, void *ud) {
   *result = json_pack("{s:O}", "echo", args);
@@ -107,10 +107,9 @@ static int start(fx *f, mcp_http_opts *o) {
 
 /* ---- a client thread: one request per connection, the whole response back ---- */
 
-/* Waits in these tests are bounded by the clock, not by a count of loop turns: a count is over
- * sooner on a fast, idle machine (3,000,000 empty turns took less than the 800 ms call below). */
+/* Waits are bounded by the clock (tests/support/wait.h), never by a count of loop turns: a count
+ * is over sooner on a fast, idle machine (3,000,000 empty turns took less than the 800 ms call below). */
 #define WAIT_S 30
-#define UNTIL(cond) for (int64_t until_ = clock_mono_ms() + WAIT_S * 1000; !(cond) && clock_mono_ms() < until_;)
 
 typedef struct req {
   uint16_t port;
@@ -152,9 +151,8 @@ static void roundtrip(fx *f, req *r) {
   r->port = f->port;
   atomic_store(&r->done, 0);
   assert_int_equal(pthread_create(&t, NULL, client_main, r), 0);
-  UNTIL(atomic_load(&r->done)) uv_run(&f->loop, UV_RUN_NOWAIT);
+  TS_LOOP_UNTIL(&f->loop, WAIT_S * 1000, atomic_load(&r->done));
   pthread_join(t, NULL);
-  assert_true(atomic_load(&r->done));
 }
 
 static int status_of(const req *r) {
@@ -281,11 +279,7 @@ static void test_http_stop_waits_for_an_inflight_call_and_refuses_new_ones(void 
   assert_int_equal(pthread_create(&t, NULL, client_main, slow), 0);
   mcp_http_stats st;
   st.inflight = 0;
-  UNTIL(st.inflight == 1) {
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    mcp_http_get_stats(f->h, &st);
-  }
-  assert_int_equal(st.inflight, 1);
+  TS_LOOP_UNTIL(&f->loop, WAIT_S * 1000, (mcp_http_get_stats(f->h, &st), st.inflight == 1));
   int done = 0;
   mcp_http_stop(f->h, stopped, &done);
   assert_false(done); /* the call is still running */
@@ -300,8 +294,7 @@ static void test_http_stop_waits_for_an_inflight_call_and_refuses_new_ones(void 
   roundtrip(f, r);
   assert_int_equal(status_of(r), 503);
   free(q2);
-  UNTIL(done) uv_run(&f->loop, UV_RUN_NOWAIT);
-  assert_true(done);
+  TS_LOOP_UNTIL(&f->loop, WAIT_S * 1000, done);
   pthread_join(t, NULL);
   assert_int_equal(status_of(slow), 200);
   assert_non_null(strstr(slow->resp, "\"slept\":800"));
