@@ -51,15 +51,10 @@ case "${PIN:-}" in
   *) PIN_SRV="" PIN_DRV="" ;;
 esac
 command -v perf >/dev/null || { echo "kcost: perf is missing" >&2; exit 1; }
-tmp=$(mktemp -d)
+. "$root/bench/lib.sh"
+bench_begin
 out="$BUILD/bench-p2p-kcost.jsonl"
 : >"$out"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  [ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
 export PEERMCP_TEST_TOOLS=1 SVC_DRIVER_TIMEOUT_S=300 PEERMCP_MCP_TASKS_RUNNER=0
 bin="$BUILD/peermcp"
 mdrv="${MDRV:-$BUILD/bench/mcp/mcp_bench_driver}"

@@ -17,15 +17,10 @@ js="$root/tests/interop/p2p/peer.mjs"
 ninja -C "$BUILD" bench/p2p/p2p_bench_driver bench/p2p/aead_speed >/dev/null || exit 1
 drv="$BUILD/bench/p2p/p2p_bench_driver"
 aead="$BUILD/bench/p2p/aead_speed"
-tmp=$(mktemp -d)
+. "$root/bench/lib.sh"
+bench_begin
 out="$BUILD/bench-p2p-last-run.jsonl"
 : >"$out"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 tck=$(getconf CLK_TCK)
 C_BIG=$((1024 * 1024 * 1024)) # C↔C single stream
 J_BIG=$((256 * 1024 * 1024))  # anything with a JS end

@@ -24,15 +24,8 @@ builds=("$@")
 [ -n "${BASE_BUILD:-}" ] && builds=("$BASE_BUILD" "${builds[@]}")
 mkdir -p "$OUT"
 export PEERMCP_TEST_TOOLS=1 SVC_DRIVER_TIMEOUT_S=600
-pids=()
-tmp=$(mktemp -d /dev/shm/peermcp-prof.XXXXXX)
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  sleep 0.3
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$root/bench/lib.sh"
+bench_begin /dev/shm
 
 k=0
 for b in "${builds[@]}"; do

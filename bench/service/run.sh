@@ -27,17 +27,11 @@ BUILD="${BUILD:-$root/build}"
 ninja -C "$BUILD" peermcp bench/service/svc_bench_driver >/dev/null || exit 1
 bin="${BIN:-$BUILD/peermcp}" # BIN: another build of peermcp (a before/after run)
 drv="$BUILD/bench/service/svc_bench_driver"
-tmp=$(mktemp -d)
+. "$root/bench/lib.sh"
+bench_begin
+bench_cleanup_extra() { rm -rf "${shm:-/nonexistent}"; }
 out="$root/bench/service/last-run.jsonl"
 : >"$out"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  sleep 0.2
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp" "${shm:-/nonexistent}"
-}
-trap cleanup EXIT
 export PEERMCP_TEST_TOOLS=1 SVC_DRIVER_TIMEOUT_S=120
 N_CALLS=${N_CALLS:-5000}
 N_TASKS=${N_TASKS:-300}

@@ -31,15 +31,8 @@ builds=("$@")
 [ ${#builds[@]} -gt 0 ] || builds=("$root/build")
 [ -n "${BASE_BUILD:-}" ] && builds=("$BASE_BUILD" "${builds[@]}")
 export PEERMCP_TEST_TOOLS=1 SVC_DRIVER_TIMEOUT_S=600
-pids=()
-tmp=$(mktemp -d "${STATE_ROOT:-${TMPDIR:-/tmp}}/peermcp-syncs.XXXXXX")
-cleanup() {
-  for p in "${pids[@]}"; do kill $(pgrep -P "$p") "$p" 2>/dev/null; done
-  sleep 0.3
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$root/bench/lib.sh"
+bench_begin "${STATE_ROOT:-${TMPDIR:-/tmp}}"
 drv="$root/build/bench/service/svc_bench_driver"
 [ -x "$drv" ] || ninja -C "$root/build" bench/service/svc_bench_driver >/dev/null || exit 1
 

@@ -22,16 +22,9 @@ BUILD="${BUILD:-$root/build}"
 ninja -C "$BUILD" peermcp bench/soak/soak >/dev/null || exit 1
 bin="${SOAK_BIN:-$BUILD/peermcp}" # SOAK_BIN: another server binary (before/after runs)
 soak="$BUILD/bench/soak/soak"
-tmp=$(mktemp -d)
+. "$root/bench/lib.sh"
+bench_begin
 out="${SOAK_OUT:-$root/bench/soak/last.json}"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  sleep 0.3
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 BEFORE=${SOAK_BEFORE:-60}
 DURING=${SOAK_DURING:-600}
