@@ -28,6 +28,7 @@
 #include "tools/meta.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "support/stores.h"
 #include "support/unuuid.h"
 
 #define OUR_ID "12D3KooWServerServerServerServerServerServerServerSe"
@@ -1736,14 +1737,6 @@ static char *tree_frame(int id, const char *key, json_t *v) {
   return t;
 }
 
-static json_t *row_json(fx *f, const char *id, unsigned flags) {
-  tq_task *t = NULL;
-  assert_int_equal(tq_get(f->q, id, &t), 0);
-  json_t *j = tq_task_to_json(t, flags);
-  tq_task_free(t);
-  return j;
-}
-
 #define RPC(id, msg) "{\"jsonrpc\":\"2.0\",\"id\":" #id ",\"method\":\"tools/call\",\"params\":{\"name\":\"task_queue.rpc\",\"arguments\":" msg "}}"
 
 /* A worker's cycle over a stream — submit, claim, wait, complete — answers byte for byte as the
@@ -1770,7 +1763,7 @@ static void test_task_queue_replies_keep_their_bytes(void **state) {
   /* claim: the claim dict (lease_epoch, cancel_requested) of the stored row */
   assert_int_equal(send_text(c, RPC(3, "{\"op\":\"claim\",\"worker_id\":\"w1\",\"task_types\":[\"tool.call\"]}")), 0);
   t = next_frame_text(f, c);
-  json_t *row = row_json(f, id, TQ_JSON_CLAIM | TQ_JSON_EXTRA);
+  json_t *row = ts_queue_row_json(f->q, id, TQ_JSON_CLAIM | TQ_JSON_EXTRA);
   json_int_t epoch = json_integer_value(json_object_get(row, "lease_epoch"));
   assert_true(epoch > 0);
   want = tree_frame(3, "task", row);
@@ -1808,7 +1801,7 @@ static void test_task_queue_replies_keep_their_bytes(void **state) {
   json_decref(m);
   assert_string_equal(a, want);
   free(want);
-  row = row_json(f, id, TQ_JSON_FULL | TQ_JSON_EXTRA);
+  row = ts_queue_row_json(f->q, id, TQ_JSON_FULL | TQ_JSON_EXTRA);
   assert_string_equal(json_string_value(json_object_get(row, "status")), "completed");
   want = tree_frame(4, "task", row);
   assert_string_equal(b, want);

@@ -19,6 +19,14 @@ void ts_queue_open(const char *dir, const char *file, tq_queue **out) {
   assert_int_equal(tq_open(&qo, out), 0);
 }
 
+json_t *ts_queue_row_json(tq_queue *q, const char *id, unsigned flags) {
+  tq_task *t = NULL;
+  assert_int_equal(tq_get(q, id, &t), 0);
+  json_t *j = tq_task_to_json(t, flags);
+  tq_task_free(t);
+  return j;
+}
+
 void ts_cache_open(const char *dir, const char *sub, ttlcache **out) {
   char path[TS_TMPDIR_MAX + 64];
   ts_path(path, sizeof path, dir, sub);

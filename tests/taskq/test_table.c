@@ -18,6 +18,7 @@
 
 #include "auth/audit.h"
 #include "taskq/table.h"
+#include "support/stores.h"
 #include "support/wait.h"
 #include "util/clock.h"
 #include "util/jwrite.h"
@@ -1171,14 +1172,6 @@ static void expect_text_of(json_t *raw, json_t *want) {
   json_decref(want);
 }
 
-static json_t *get_task_json(fx *f, const char *id, unsigned flags) {
-  tq_task *t = NULL;
-  assert_int_equal(tq_get(f->q, id, &t), 0);
-  json_t *j = tq_task_to_json(t, flags);
-  tq_task_free(t);
-  return j;
-}
-
 static void test_hot_replies_as_text_are_the_tree_bytes(void **state) {
   fx *f = *state;
   /* submit: {"ok","peer_id","task_id"} */
@@ -1207,7 +1200,7 @@ static void test_hot_replies_as_text_are_the_tree_bytes(void **state) {
   want = json_object();
   json_object_set_new(want, "ok", json_true());
   json_object_set_new(want, "peer_id", json_string(OUR_ID));
-  json_object_set_new(want, "task", get_task_json(f, task_id, TQ_JSON_CLAIM | TQ_JSON_EXTRA));
+  json_object_set_new(want, "task", ts_queue_row_json(f->q, task_id, TQ_JSON_CLAIM | TQ_JSON_EXTRA));
   assert_string_equal(json_string_value(json_object_get(json_object_get(want, "task"), "status")), "running");
   expect_text_of(r, want);
   json_decref(r);
@@ -1219,7 +1212,7 @@ static void test_hot_replies_as_text_are_the_tree_bytes(void **state) {
   json_decref(r);
   /* complete (fenced by the lease epoch): {"ok","task_id","peer_id"}; a stale epoch is still
    * refused, as an object */
-  json_t *cur = get_task_json(f, task_id, TQ_JSON_CLAIM | TQ_JSON_EXTRA);
+  json_t *cur = ts_queue_row_json(f->q, task_id, TQ_JSON_CLAIM | TQ_JSON_EXTRA);
   json_int_t epoch = json_integer_value(json_object_get(cur, "lease_epoch"));
   json_decref(cur);
   char msg[512];
