@@ -1,10 +1,26 @@
-/* aead_speed.c — libsodium's raw ChaCha20-Poly1305 (IETF) encryption speed on this CPU, with
- * Noise-sized messages (65519 bytes of plaintext + 16-byte tag): the ceiling for one Noise
- * stream direction. Prints {"aead":"chacha20poly1305-ietf","msg_bytes":…,"mbps":…,"mib_s":…}. */
+/* aead_speed.c — ChaCha20-Poly1305 (IETF) on this CPU, with both backends the Noise transport
+ * can use (p2p.noise_aead: OpenSSL, the default, and libsodium), called the way
+ * src/p2p/proto/noise.c calls them (OpenSSL: a context keyed once, the nonce set per message
+ * with EVP_EncryptInit_ex, Update, Final, the tag read through OSSL_CIPHER_PARAM_AEAD_TAG;
+ * libsodium: crypto_aead_chacha20poly1305_ietf_encrypt).
+ *
+ *   aead_speed [SECONDS]   Noise-sized messages (65519 bytes of plaintext + 16-byte tag), SECONDS
+ *                          (default 1) per backend: the ceiling for one Noise stream direction.
+ *                          One line per backend: {"aead":"chacha20poly1305-ietf","backend":…,
+ *                          "msg_bytes":65519,"secs":…,"mbps":…,"mib_s":…}
+ *   aead_speed --sweep     the cost of one message by size (64 B … 65519 B), both backends, the
+ *                          best of 5 rounds: {"backend":…,"msg_bytes":…,"us_per_msg":…} — the
+ *                          fixed part is what every small message (one call at a time) pays. */
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#define MSG_MAX 65519
 
 static double now_s(void) {
   struct timespec ts;
@@ -12,28 +28,78 @@ static double now_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+typedef struct aead {
+  const char *name;
+  EVP_CIPHER_CTX *evp; /* NULL: libsodium */
+  unsigned char key[crypto_aead_chacha20poly1305_ietf_KEYBYTES];
+} aead;
+
+static int seal(aead *a, const unsigned char nonce[12], const unsigned char *in, size_t n, unsigned char *out) {
+  if (!a->evp) {
+    unsigned long long clen;
+    return crypto_aead_chacha20poly1305_ietf_encrypt(out, &clen, in, n, NULL, 0, NULL, nonce, a->key);
+  }
+  int l1 = 0, l2 = 0;
+  if (EVP_EncryptInit_ex(a->evp, NULL, NULL, NULL, nonce) != 1 || EVP_EncryptUpdate(a->evp, out, &l1, in, (int)n) != 1 ||
+      EVP_EncryptFinal_ex(a->evp, out + l1, &l2) != 1)
+    return -1;
+  OSSL_PARAM tag[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, out + n, 16),
+                       OSSL_PARAM_construct_end()};
+  return EVP_CIPHER_CTX_get_params(a->evp, tag) == 1 ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
   if (sodium_init() < 0) return 1;
-  size_t msg = 65519;
-  double secs_target = argc > 1 ? atof(argv[1]) : 1.0;
-  unsigned char key[crypto_aead_chacha20poly1305_ietf_KEYBYTES], nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES] = {0};
-  randombytes_buf(key, sizeof key);
-  unsigned char *in = calloc(1, msg), *out = malloc(msg + 16);
-  if (!in || !out) return 1;
-  unsigned long long clen, n = 0;
-  double t0 = now_s(), t;
-  do {
-    for (int i = 0; i < 64; i++) {
-      nonce[4] = (unsigned char)n;
-      crypto_aead_chacha20poly1305_ietf_encrypt(out, &clen, in, msg, NULL, 0, NULL, nonce, key);
-      n++;
+  int sweep = argc > 1 && strcmp(argv[1], "--sweep") == 0;
+  double secs_target = argc > 1 && !sweep ? atof(argv[1]) : 1.0;
+  if (secs_target <= 0 || secs_target > 600) secs_target = 1.0;
+  unsigned char nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES] = {0};
+  unsigned char *in = calloc(1, MSG_MAX), *out = malloc(MSG_MAX + 16);
+  aead backends[2] = {{.name = "openssl"}, {.name = "libsodium"}};
+  for (int b = 0; b < 2; b++) randombytes_buf(backends[b].key, sizeof backends[b].key);
+  backends[0].evp = EVP_CIPHER_CTX_new();
+  if (!in || !out || !backends[0].evp ||
+      EVP_EncryptInit_ex(backends[0].evp, EVP_chacha20_poly1305(), NULL, backends[0].key, NULL) != 1)
+    return 1;
+  int rc = 0;
+  if (!sweep) {
+    for (int b = 0; b < 2 && rc == 0; b++) {
+      unsigned long long n = 0;
+      double t0 = now_s(), t;
+      do {
+        for (int i = 0; i < 64; i++) {
+          nonce[4] = (unsigned char)n, nonce[5] = (unsigned char)(n >> 8);
+          if (seal(&backends[b], nonce, in, MSG_MAX, out) != 0) rc = 1;
+          n++;
+        }
+        t = now_s() - t0;
+      } while (t < secs_target);
+      double bytes = (double)n * MSG_MAX;
+      printf("{\"aead\":\"chacha20poly1305-ietf\",\"backend\":\"%s\",\"msg_bytes\":%d,\"secs\":%.3f,\"mbps\":%.1f,"
+             "\"mib_s\":%.1f}\n",
+             backends[b].name, MSG_MAX, t, bytes * 8 / t / 1e6, bytes / t / 1048576.0);
     }
-    t = now_s() - t0;
-  } while (t < secs_target);
-  double bytes = (double)n * msg;
-  printf("{\"aead\":\"chacha20poly1305-ietf\",\"msg_bytes\":%zu,\"secs\":%.3f,\"mbps\":%.1f,\"mib_s\":%.1f}\n", msg, t,
-         bytes * 8 / t / 1e6, bytes / t / 1048576.0);
+  } else {
+    static const size_t sizes[] = {64, 256, 1024, 4096, 16384, MSG_MAX};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0] && rc == 0; si++) {
+      int iters = sizes[si] <= 4096 ? 50000 : 5000;
+      for (int b = 0; b < 2; b++) {
+        double best = 1e30;
+        for (int r = 0; r < 5; r++) {
+          double t0 = now_s();
+          for (int i = 0; i < iters; i++) {
+            nonce[4] = (unsigned char)i, nonce[5] = (unsigned char)(i >> 8);
+            if (seal(&backends[b], nonce, in, sizes[si], out) != 0) rc = 1;
+          }
+          double per = (now_s() - t0) / iters;
+          if (per < best) best = per;
+        }
+        printf("{\"backend\":\"%s\",\"msg_bytes\":%zu,\"us_per_msg\":%.3f}\n", backends[b].name, sizes[si], best * 1e6);
+      }
+    }
+  }
+  EVP_CIPHER_CTX_free(backends[0].evp);
   free(in);
   free(out);
-  return 0;
+  return rc;
 }

@@ -5,7 +5,8 @@
 #   - single-stream throughput with /perf/1.0.0 (download = the server sends), and upload for C↔C;
 #   - aggregate throughput over 100 concurrent perf streams on one connection;
 #   - CPU seconds per GiB moved (client getrusage/process.cpuUsage + server /proc/<pid>/stat);
-#   - libsodium's raw ChaCha20-Poly1305 speed on this CPU (the ceiling for one Noise direction).
+#   - raw ChaCha20-Poly1305 speed on this CPU with both Noise backends (aead_speed: OpenSSL, the
+#     default p2p.noise_aead and the ceiling for one Noise direction, and libsodium).
 # Writes $BUILD/bench-p2p-last-run.jsonl and replaces the "P2P" section of bench/RESULTS.md.
 # Bounded: about 1.5 minutes on an idle 2-core machine; every step has a timeout.
 set -u
@@ -85,8 +86,13 @@ machine="$cpu_model, $(nproc) cores, $(uname -sr), load avg $(cut -d' ' -f1-3 /p
 echo "$machine" >&2
 
 echo "== AEAD ceiling" >&2
-aead_line=$("$aead" 1)
-echo "$aead_line" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["name"]="aead"; d["kind"]="aead"; print(json.dumps(d))' | tee -a "$out"
+"$aead" 1 | python3 -c '
+import json, sys
+for l in sys.stdin:
+    d = json.loads(l)
+    d["name"] = "aead" if d.get("backend") == "openssl" else "aead-" + d.get("backend", "?")
+    d["kind"] = "aead"
+    print(json.dumps(d))' | tee -a "$out"
 
 start c "$drv" listen --state "$tmp/c-srv" --listen /ip4/127.0.0.1/tcp/0
 c_ma=$LADDR c_pid=$LPID
@@ -124,13 +130,16 @@ path, machine = sys.argv[2], sys.argv[3]
 by = {r["name"]: r for r in runs}
 aead = by.get("aead", {})
 ceil = aead.get("mbps", 0) / 1000.0
+sod = by.get("aead-libsodium", {})
 L = []
 L.append("## P2P")
 L.append("")
 L.append(f"`make bench-p2p` (bench/p2p/run.sh), {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC')}, loopback, one run.")
 L.append(f"Machine: {machine}. C = peermcp's host (release build), JS = js-libp2p 3.3.11 on Node 22 (tests/interop/p2p/peer.mjs).")
 L.append("")
-L.append(f"AEAD ceiling (libsodium ChaCha20-Poly1305 IETF, 65519-byte messages, one core): **{ceil:.2f} Gbit/s** ({aead.get('mib_s', 0)} MiB/s).")
+L.append(f"AEAD ceiling (ChaCha20-Poly1305 IETF with OpenSSL, the default Noise backend p2p.noise_aead, 65519-byte messages, one core): "
+         f"**{ceil:.2f} Gbit/s** ({aead.get('mib_s', 0)} MiB/s); libsodium, the other backend, in the same run: "
+         f"{sod.get('mbps', 0) / 1000.0:.2f} Gbit/s (bench/p2p/aead_speed).")
 L.append("")
 L.append("| Connection set-up + first byte | median ms | min ms |")
 L.append("|---|---|---|")
