@@ -23,7 +23,8 @@ static const cli_flag_help k_config_flags[] = {
 static const cli_flag_help k_serve_flags[] = {
     {"--no-p2p", "do not run the libp2p peer (the p2p_* tools are not offered)"},
     {"--no-stdio", "do not serve MCP on stdin/stdout"},
-    {"--p2p-listen ADDR", "libp2p listen multiaddr, /ip4|ip6/HOST/tcp/PORT (repeatable; replaces\n"
+    {"--p2p-listen ADDR", "libp2p listen multiaddr, /ip4|ip6/HOST/tcp/PORT, or /unix/PATH for peers on\n"
+                          "this host (a socket file made 0600, never advertised) (repeatable; replaces\n"
                           "p2p.listen)"},
     {"--http-listen HOST:PORT", "serve MCP over Streamable HTTP at http://HOST:PORT/mcp (repeatable;\n"
                                 "replaces http.listen; env PEERMCP_HTTP_LISTEN; a bare PORT is 127.0.0.1:PORT)"},
@@ -34,7 +35,8 @@ static const cli_flag_help k_serve_flags[] = {
 };
 
 #define PEER_FLAG                                                                                        \
-  {"--peer TARGET", "act on another node over /mcp+p2p/1.0.0: /ip4|ip6/HOST/tcp/PORT/p2p/PEERID, a name\n" \
+  {"--peer TARGET", "act on another node over /mcp+p2p/1.0.0: /ip4|ip6/HOST/tcp/PORT/p2p/PEERID or\n"      \
+                    "/unix/PATH/p2p/PEERID (same host), a name\n"                                           \
                     "of p2p.peers, or a bare PeerId (announce file, peer table, then mDNS / the DHT when\n"  \
                     "p2p.profile turns them on); without it, act on the local state directory"}
 #define TIMEOUT_FLAG(what) {"--timeout SECONDS", what}

@@ -1662,11 +1662,35 @@ static int check_jwt(lctx *c) {
   return 0;
 }
 
+/* Why a /unix/ listen path is unusable, or NULL: the path (one percent-encoded segment as
+ * js-libp2p writes it, or the older slash form) must be 1..107 bytes (sun_path) with no NUL. */
+static const char *unix_listen_problem(const char *rest) {
+  size_t n = 0;
+  if (strchr(rest, '/')) {
+    n = strlen(rest) + 1;
+  } else {
+    for (const char *p = rest; *p; p++, n++) {
+      if (*p != '%') continue;
+      if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2])) return "a bad %XX escape in the unix path";
+      if (p[1] == '0' && p[2] == '0') return "a NUL in the unix path";
+      p += 2;
+    }
+  }
+  if (n == 0) return "an empty unix socket path";
+  if (n >= 108) return "a unix socket path must be shorter than 108 bytes (sun_path)";
+  return NULL;
+}
+
 /* Why a p2p.listen entry cannot be listened on, or NULL: the host listens on TCP over IPv4 and
- * IPv6 only, at an address of this machine (no names, no UDP/QUIC, no /p2p/ part). */
-#define LISTEN_FORMS "/ip4/ADDR/tcp/PORT or /ip6/ADDR/tcp/PORT (e.g. /ip4/0.0.0.0/tcp/9710)"
+ * IPv6, at an address of this machine (no names, no UDP/QUIC, no /p2p/ part), and on Unix-domain
+ * sockets for peers on this host (/unix/<path>). */
+#define LISTEN_FORMS "/ip4/ADDR/tcp/PORT, /ip6/ADDR/tcp/PORT (e.g. /ip4/0.0.0.0/tcp/9710) or /unix/PATH"
 static const char *listen_addr_problem(const char *a) {
   if (a[0] != '/') return "not a multiaddr; peermcp listens on " LISTEN_FORMS;
+  if (strncmp(a, "/unix/", 6) == 0) {
+    if (strstr(a, "/p2p/")) return "a listen address has no /p2p/ part (the PeerId is added when it is announced)";
+    return unix_listen_problem(a + 6);
+  }
   if (strstr(a, "/udp/") || strstr(a, "/quic")) return "UDP and QUIC are not supported; peermcp listens on " LISTEN_FORMS;
   if (strncmp(a, "/dns", 4) == 0) return "a listen address is an IP address, not a name; peermcp listens on " LISTEN_FORMS;
   if (strstr(a, "/p2p/")) return "a listen address has no /p2p/ part (the PeerId is added when it is announced)";

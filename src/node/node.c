@@ -1100,6 +1100,12 @@ static int start_listening_host(node *n, char *err, size_t errlen) {
     snprintf(msg, sizeof msg, "multiaddr=%s", full);
     log_info(msg, "{s:s}", "multiaddr", full); /* the PeerId is in it, and in the line above */
   }
+  const char *ua[16];
+  size_t nu = p2p_host_unix_addrs(n->host, ua, 16);
+  for (size_t i = 0; i < nu && i < 16; i++) { /* this host only: never announced */
+    snprintf(msg, sizeof msg, "multiaddr=%s/p2p/%s", ua[i], pid);
+    log_info(msg, "{s:s, s:b}", "multiaddr", msg + 10, "local_only", 1);
+  }
   if (cfg->p2p.eff.mdns || cfg->p2p.eff.dht) {
     p2p_discovery_config dc;
     node_discovery_config(cfg, true, &dc);

@@ -114,9 +114,18 @@ const char *svc_target_problem(const char *target, const char *self_id, char *wh
   multiaddr_component c0, c1, c2;
   bool dns = multiaddr_next(&bare, &off, &c0) == 1 && (c0.code == MA_DNS || c0.code == MA_DNS4 || c0.code == MA_DNS6) &&
              multiaddr_next(&bare, &off, &c1) == 1 && c1.code == MA_TCP && multiaddr_next(&bare, &off, &c2) == 0;
-  if (!dns && multiaddr_to_sockaddr(&bare, &ss, &sl) != 0) {
+  char upath[128];
+  int urc = multiaddr_unix_path(&bare, upath, sizeof upath);
+  if (urc == 0 && strlen(upath) >= 108) urc = -ENAMETOOLONG;
+  if (urc == -ENAMETOOLONG) {
+    snprintf(why, whylen, "%s: a unix socket path must be shorter than 108 bytes (sun_path)", target);
+    return why;
+  }
+  if (!dns && urc != 0 && multiaddr_to_sockaddr(&bare, &ss, &sl) != 0) {
     snprintf(why, whylen,
-             "%s: peermcp dials TCP only: /ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT, optionally /p2p/PEERID", target);
+             "%s: peermcp dials TCP and Unix-domain sockets only: /ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT or "
+             "/unix/PATH, optionally /p2p/PEERID",
+             target);
     return why;
   }
   peerid id;

@@ -204,11 +204,13 @@ static json_t *status_json(svc_service *s, bool include_peers, int limit) {
   const char *la[16];
   size_t n = s->host ? p2p_host_listen_addrs(s->host, la, 16) : 0;
   int port = 0;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && i < 16; i++) {
     json_array_append_new(addrs, json_string(la[i]));
     const char *t = strstr(la[i], "/tcp/");
     if (t && !port) port = atoi(t + 5);
   }
+  n = s->host ? p2p_host_unix_addrs(s->host, la, 16) : 0; /* this host only (never advertised) */
+  for (size_t i = 0; i < n && i < 16; i++) json_array_append_new(addrs, json_string(la[i]));
   json_t *r = json_pack("{s:b, s:s, s:b, s:{s:b, s:s, s:i, s:f, s:o, s:b}}", "ok", 1, "status", "ok", "degraded_mode",
                         s->host == NULL, "service", "running", s->started && s->host != NULL, "peer_id", s->peer_id,
                         "listen_port", port, "started_at", s->started_at, "listen_addrs", addrs, "legacy",

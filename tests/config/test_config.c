@@ -610,6 +610,12 @@ static void test_config_unsupported_listen_addresses_are_refused(void **state) {
       {"/ip4/1.2.3/tcp/1", "not an IPv4 address"},
       {"/ip4/0.0.0.0/tcp/70000", "0..65535"},
       {"/ip4/0.0.0.0/tcp/1/ws", "TCP only"},
+      {"/unix/%2Frun%2Fx.sock/p2p/12D3KooWRgVykm3tX7ztRzRyrGC2KCmeUYYWeRsmVDfBwcdvbKUB", "no /p2p/ part"},
+      {"/unix/%2Fa%zz", "bad %XX escape"},
+      {"/unix/%2Fa%00b", "NUL"},
+      {"/unix/%2F"
+       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+       "shorter than 108 bytes"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char text[300];
@@ -628,6 +634,11 @@ static void test_config_unsupported_listen_addresses_are_refused(void **state) {
   assert_int_equal(load(&cfg, "{}", &a, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "--p2p-listen \"/ip6/::/udp/1/quic-v1\""));
   assert_int_equal(load(&cfg, "{\"p2p\": {\"listen\": [\"/ip4/127.0.0.1/tcp/0\", \"/ip6/::1/tcp/9710\"]}}", NULL, err,
+                        sizeof err),
+                   0);
+  config_free(&cfg);
+  /* a Unix-domain socket for same-host peers: percent-encoded (js-libp2p's form) or plain */
+  assert_int_equal(load(&cfg, "{\"p2p\": {\"listen\": [\"/unix/%2Frun%2Fpeermcp.sock\", \"/unix/run/p.sock\"]}}", NULL, err,
                         sizeof err),
                    0);
   config_free(&cfg);

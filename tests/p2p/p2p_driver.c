@@ -949,6 +949,9 @@ int main(int argc, char **argv) {
     }
     const char *addrs[16];
     size_t n = p2p_host_listen_addrs(host, addrs, 16);
+    if (n > 16) n = 16;
+    n += p2p_host_unix_addrs(host, addrs + n, 16 - n); /* then the /unix/ ones */
+    if (n > 16) n = 16;
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
       char full[800];

@@ -79,7 +79,8 @@ static void test_multiaddr_other_protocols_roundtrip(void **state) {
       "/ip4/1.2.3.4/udp/1/webrtc-direct",
       "/ip6zone/eth0/ip6/fe80::1/tcp/1",
       "/ip4/1.2.3.0/ipcidr/24",
-      "/unix/tmp/peermcp.sock",
+      "/unix/%2Ftmp%2Fpeermcp.sock",
+      "/unix/%2Frun%2Fa%20b%25c.sock/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
       "/memory/42",
       "/p2p-circuit",
       "/ip4/1.2.3.4/tcp/1/ws/noise",
@@ -93,6 +94,38 @@ static void test_multiaddr_other_protocols_roundtrip(void **state) {
     assert_int_equal(multiaddr_to_string(&ma, s, sizeof s), 0);
     assert_string_equal(s, ok[i]);
   }
+}
+
+/* /unix/: js-libp2p's text form is one percent-encoded segment; the older slash form is read
+ * (up to a /p2p/ part) and prints in the new form; the binary value is the path either way. */
+static void test_multiaddr_unix_forms(void **state) {
+  (void)state;
+  multiaddr a, b;
+  char s[MULTIADDR_STR_MAX], path[128];
+  assert_int_equal(multiaddr_parse("/unix/%2Ftmp%2Fx.sock/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN", &a), 0);
+  assert_int_equal(multiaddr_parse("/unix/tmp/x.sock/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN", &b), 0);
+  assert_true(multiaddr_equal(&a, &b));
+  assert_int_equal(multiaddr_unix_path(&a, path, sizeof path), 0);
+  assert_string_equal(path, "/tmp/x.sock");
+  peerid id;
+  assert_int_equal(multiaddr_get_peerid(&b, &id), 0);
+  assert_int_equal(multiaddr_to_string(&b, s, sizeof s), 0);
+  assert_string_equal(s, "/unix/%2Ftmp%2Fx.sock/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN");
+  assert_int_equal(multiaddr_parse("/unix/tmp/x.sock", &b), 0);
+  assert_int_equal(multiaddr_unix_path(&b, path, sizeof path), 0);
+  assert_string_equal(path, "/tmp/x.sock");
+  assert_int_equal(multiaddr_parse("/unix/rel.sock", &b), 0); /* one plain segment: a relative path */
+  assert_int_equal(multiaddr_unix_path(&b, path, sizeof path), 0);
+  assert_string_equal(path, "rel.sock");
+  assert_int_equal(multiaddr_unix_path(&b, path, 8), -ENAMETOOLONG);
+  assert_int_equal(multiaddr_parse("/ip4/1.2.3.4/tcp/5", &b), 0);
+  assert_int_equal(multiaddr_unix_path(&b, path, sizeof path), -EAFNOSUPPORT);
+  assert_int_not_equal(multiaddr_parse("/unix/%2Fa%00b", &b), 0);
+  assert_int_not_equal(multiaddr_parse("/unix/%zz", &b), 0);
+  assert_int_not_equal(multiaddr_parse("/unix/", &b), 0);
+  assert_int_equal(multiaddr_from_unix_path("/run/p2p.sock", &b), 0);
+  assert_int_equal(multiaddr_to_string(&b, s, sizeof s), 0);
+  assert_string_equal(s, "/unix/%2Frun%2Fp2p.sock");
 }
 
 static void test_multiaddr_rejects_malformed_text(void **state) {
@@ -180,6 +213,7 @@ int main(void) {
       cmocka_unit_test(test_multiaddr_matches_js_encodings),
       cmocka_unit_test(test_multiaddr_p2p_accepts_cid_form_and_prints_base58),
       cmocka_unit_test(test_multiaddr_other_protocols_roundtrip),
+      cmocka_unit_test(test_multiaddr_unix_forms),
       cmocka_unit_test(test_multiaddr_rejects_malformed_text),
       cmocka_unit_test(test_multiaddr_rejects_malformed_binary),
       cmocka_unit_test(test_multiaddr_sockaddr_conversion),

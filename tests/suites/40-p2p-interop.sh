@@ -163,6 +163,44 @@ else
   ko "c listener (c->c) start"
 fi
 
+# ---------------------------------------------------------------- over Unix-domain sockets
+# Same-host peers (issue 11 §3): /unix/<percent-encoded path> as js-libp2p's @libp2p/tcp writes it,
+# both directions, the same multistream-select → Noise → Yamux upgrade.
+enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+if start_listener cu timeout 200 "$driver" listen --state "$tmp/cu-state" \
+  --listen /ip4/127.0.0.1/tcp/0 --listen "/unix/$(enc "$tmp/c.sock")"; then
+  cu=$(jget '[a for a in d["addrs"] if a.startswith("/unix/")][0]' <<<"$LISTEN_JSON")
+  checks=connect,ping,identifyunix,echo100,big,wrongid
+  timeout 150 "$node" "$peer_js" dial "$cu" "$checks" >"$tmp/js-dials-cu.out" 2>"$tmp/js-dials-cu.err"
+  count_checks "js->c unix" "$tmp/js-dials-cu.out" "$checks"
+  if [ "$(stat -c %a "$tmp/c.sock" 2>/dev/null)" = 600 ]; then ok "c unix socket file is 0600"
+  else ko "c unix socket file is 0600" "$(stat -c %a "$tmp/c.sock" 2>&1)"; fi
+  eval "exec {FD_cu}>&-"
+  for _ in $(seq 300); do kill -0 "$PID_cu" 2>/dev/null || break; sleep 0.1; done
+  if [ ! -e "$tmp/c.sock" ] && ! grep -q "ERROR: AddressSanitizer\|runtime error:" "$tmp/cu.err"; then
+    ok "c unix listener removed its socket file and is clean under ASan/UBSan"
+  else
+    ko "c unix listener removed its socket file and is clean under ASan/UBSan" "$(ls -l "$tmp/c.sock" 2>&1) $(grep -m1 -A3 'ERROR\|runtime error' "$tmp/cu.err")"
+  fi
+else
+  ko "c unix listener start" "$(tail -n 5 "$tmp/cu.err")"
+fi
+if start_listener ju timeout 200 "$node" "$peer_js" listen --unix "$tmp/j.sock"; then
+  ju=$(jget '[a for a in d["addrs"] if a.startswith("/unix/")][0]' <<<"$LISTEN_JSON")
+  checks=ping,echo100,big,wrongid
+  P2P_DRIVER_TIMEOUT_S=150 timeout 160 "$driver" dial --state "$tmp/du-state" "$ju" "$checks" \
+    >"$tmp/c-dials-ju.out" 2>"$tmp/c-dials-ju.err"
+  count_checks "c->js unix" "$tmp/c-dials-ju.out" "$checks"
+  if grep -q "ERROR: AddressSanitizer\|runtime error:" "$tmp/c-dials-ju.err"; then
+    ko "c unix dialer clean under ASan/UBSan" "$(grep -m1 -A3 'ERROR\|runtime error' "$tmp/c-dials-ju.err")"
+  else
+    ok "c unix dialer clean under ASan/UBSan"
+  fi
+  eval "exec {FD_ju}>&-"
+else
+  ko "js unix listener start" "$(tail -n 5 "$tmp/ju.err")"
+fi
+
 # ---------------------------------------------------------------- peermcp serve: announce + JS ping
 if [ -x "$bin" ] && "$bin" serve --help 2>&1 | grep -q -- "--p2p-listen"; then
   ann="$tmp/announce-env.json"

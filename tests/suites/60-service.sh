@@ -81,7 +81,7 @@ if [ -z "$A_ID" ] || [ -z "$CLI_ID" ]; then
 fi
 
 cat >"$tmp/b.json" <<EOF
-{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$A_ID", "$CLI_ID", "$W1_ID", "$W2_ID", "$W3_ID"],
+{"p2p": {"listen": ["/ip4/127.0.0.1/tcp/0", "/unix$tmp/b.sock"], "trusted_peers": ["$A_ID", "$CLI_ID", "$W1_ID", "$W2_ID", "$W3_ID"],
          "enable_legacy_protocol": true, "max_streams_per_peer": 256, "rate_limit_per_second": 100000, "workers": 0}}
 EOF
 # C also accepts JWTs from a test issuer (keys made now by tests/interop/service/jwt_mint.mjs)
@@ -205,6 +205,17 @@ got=$(cli cli task list --peer "$B_MA" --status completed)
 check "CLI task list" [ "$(echo "$got" | jget 'len(d["tasks"]) >= 2')" = "True" ]
 got=$(cli cli call --peer "$B_MA" echo '{"z":3}')
 check "CLI call a tool on B" [ "$(echo "$got" | jget 'd["structuredContent"]["z"]')" = "3" ]
+# B also listens on a Unix-domain socket (same-host peers, issue 11 §3): the same service over it,
+# the socket file 0600, the announce file's first address still the TCP one
+B_UNIX="/unix/$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$tmp/b.sock")/p2p/$B_ID"
+got=$(cli cli call --peer "$B_UNIX" echo '{"z":4}')
+check "CLI call a tool on B over its unix socket" [ "$(echo "$got" | jget 'd["structuredContent"]["z"]')" = "4" ]
+got=$(cli cli call --peer "/unix$tmp/b.sock/p2p/$B_ID" echo '{"z":5}')
+check "…with the older /unix/ slash form too" [ "$(echo "$got" | jget 'd["structuredContent"]["z"]')" = "5" ]
+check "B's unix socket file is 0600" [ "$(stat -c %a "$tmp/b.sock" 2>/dev/null)" = "600" ]
+got=$(cli cli status --peer "$B_UNIX")
+check "CLI status over B's unix socket" [ "$(echo "$got" | jget 'd["peer_id"]')" = "$B_ID" ]
+check "B's announce file names its TCP address first" [ "${B_MA#/ip4/}" != "$B_MA" ]
 
 # ---- an unauthorized peer is refused on every op and sees no tool list ----
 refused=0
@@ -463,6 +474,7 @@ for pair in "B:$B_PID" "C:$C_PID"; do
     ko "node $name stops cleanly on SIGTERM" "rc=$rc $(grep -m1 -E 'Sanitizer|runtime error' "$tmp/$lower.err")"
   fi
 done
+check "B removed its unix socket file when it stopped" [ ! -e "$tmp/b.sock" ]
 if grep -q 'LeakSanitizer\|ERROR: AddressSanitizer\|runtime error' "$tmp/a.err" 2>/dev/null; then
   ko "node A: no sanitizer reports" "$(grep -m1 -E 'Sanitizer|runtime error' "$tmp/a.err")"
 else

@@ -19,7 +19,9 @@ typedef enum {
   K_U8,     /* 1 byte decimal (ipcidr) */
   K_U64,    /* 8 bytes big-endian decimal (memory) */
   K_NAME,   /* var: a non-empty string without '/' (dns*, sni, ip6zone) */
-  K_PATH,   /* var: the rest of the address (unix) */
+  K_PATH,   /* var: a filesystem path (unix): text is one percent-encoded segment, as js-libp2p
+             * writes it (/unix/%2Ftmp%2Fx.sock); the older slash form (/unix/tmp/x.sock) is read
+             * up to a /p2p/ or /ipfs/ segment */
   K_P2P,    /* var: PeerId multihash */
   K_MBASE,  /* var: multihash printed as multibase (certhash) */
   K_PCT,    /* var: percent-encoded text (http-path) */
@@ -204,6 +206,25 @@ static int hexval(char c) {
   return -1;
 }
 
+/* Percent-encoded text → bytes (http-path, unix): no NUL, not empty. */
+static int pct_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *outlen) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (o >= cap) return -E2BIG;
+    if (s[i] == '%') {
+      if (i + 2 >= n) return -EINVAL;
+      int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+      if (hi < 0 || lo < 0) return -EINVAL;
+      out[o++] = (uint8_t)(hi << 4 | lo);
+      i += 2;
+    } else {
+      out[o++] = (uint8_t)s[i];
+    }
+  }
+  *outlen = o;
+  return valid_var_value(K_PCT, out, o);
+}
+
 /* Text value → binary value for one protocol. */
 static int value_from_text(const proto_def *d, const char *s, size_t n, uint8_t *out, size_t cap, size_t *outlen) {
   char tmp[MULTIADDR_STR_MAX];
@@ -234,11 +255,18 @@ static int value_from_text(const proto_def *d, const char *s, size_t n, uint8_t 
     *outlen = 8;
     return 0;
   case K_NAME:
-  case K_PATH:
     if (n == 0 || n > cap) return -EINVAL;
     memcpy(out, s, n);
     *outlen = n;
     return valid_var_value(d->kind, out, n);
+  case K_PATH:
+    if (n == 0 || n > cap) return -EINVAL;
+    if (s[0] == '/') { /* the older slash form (multiaddr_parse): the path as written */
+      memcpy(out, s, n);
+      *outlen = n;
+      return valid_var_value(d->kind, out, n);
+    }
+    return pct_decode(s, n, out, cap, outlen); /* one percent-encoded segment */
   case K_P2P: {
     peerid id;
     if (peerid_parse(s, n, &id)) return -EINVAL;
@@ -250,23 +278,7 @@ static int value_from_text(const proto_def *d, const char *s, size_t n, uint8_t 
   case K_MBASE:
     if (multibase_decode(s, n, out, cap, outlen)) return -EINVAL;
     return valid_var_value(d->kind, out, *outlen);
-  case K_PCT: {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-      if (o >= cap) return -E2BIG;
-      if (s[i] == '%') {
-        if (i + 2 >= n) return -EINVAL;
-        int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-        if (hi < 0 || lo < 0) return -EINVAL;
-        out[o++] = (uint8_t)(hi << 4 | lo);
-        i += 2;
-      } else {
-        out[o++] = (uint8_t)s[i];
-      }
-    }
-    *outlen = o;
-    return valid_var_value(d->kind, out, o);
-  }
+  case K_PCT: return pct_decode(s, n, out, cap, outlen);
   case K_NONE: return -EINVAL;
   }
   return -EINVAL;
@@ -293,10 +305,28 @@ int multiaddr_parse(const char *text, multiaddr *out) {
       const char *vs = text + i;
       size_t vn;
       if (d->kind == K_PATH) {
-        /* A path protocol takes the rest of the address, slashes included. */
-        vs = text + i - 1;
-        vn = n - (i - 1);
-        i = n;
+        /* One segment is the percent-encoded path; more than one (slashes) is the older form,
+         * the path itself with its leading slash, which ends where a /p2p/ or /ipfs/ begins. */
+        size_t end = i;
+        while (end < n) {
+          const char *s2 = memchr(text + end, '/', n - end);
+          if (!s2) {
+            end = n;
+            break;
+          }
+          size_t k = (size_t)(s2 - text);
+          if ((n - k > 5 && memcmp(s2, "/p2p/", 5) == 0) || (n - k > 6 && memcmp(s2, "/ipfs/", 6) == 0)) {
+            end = k;
+            break;
+          }
+          end = k + 1;
+        }
+        vn = end - i;
+        if (memchr(vs, '/', vn)) { /* the older form: the value is the path, leading slash included */
+          vs--;
+          vn++;
+        }
+        i = end + (end < n ? 1 : 0);
       } else {
         const char *s2 = memchr(vs, '/', n - i);
         vn = s2 ? (size_t)(s2 - vs) : n - i;
@@ -345,12 +375,18 @@ static int value_to_text(const multiaddr_component *c, value_kind k, char *out, 
     memcpy(tmp, c->value, c->value_len);
     tl = c->value_len;
     break;
-  case K_PATH:
-    /* The path value already starts with '/' when it came from text; keep one slash. */
-    if (c->value_len >= sizeof tmp) return -ENOSPC;
-    if (c->value[0] == '/') return put(out, cap, o, (const char *)c->value, c->value_len);
-    memcpy(tmp, c->value, c->value_len);
-    tl = c->value_len;
+  case K_PATH: /* one segment, percent-encoded as JavaScript's encodeURIComponent (js-libp2p) */
+  case K_PCT:
+    for (size_t i = 0; i < c->value_len; i++) {
+      uint8_t ch = c->value[i];
+      if (tl + 4 > sizeof tmp) return -ENOSPC;
+      if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+          ch == '.' || ch == '_' || ch == '~' || (k == K_PATH && ch && strchr("!*'()", ch))) {
+        tmp[tl++] = (char)ch;
+      } else {
+        tl += (size_t)snprintf(tmp + tl, 4, "%%%02X", ch);
+      }
+    }
     break;
   case K_P2P: {
     peerid id;
@@ -361,18 +397,6 @@ static int value_to_text(const multiaddr_component *c, value_kind k, char *out, 
   }
   case K_MBASE:
     if (multibase_encode('u', c->value, c->value_len, tmp, sizeof tmp, &tl)) return -ENOSPC;
-    break;
-  case K_PCT:
-    for (size_t i = 0; i < c->value_len; i++) {
-      uint8_t ch = c->value[i];
-      if (tl + 4 > sizeof tmp) return -ENOSPC;
-      if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-          ch == '.' || ch == '_' || ch == '~') {
-        tmp[tl++] = (char)ch;
-      } else {
-        tl += (size_t)snprintf(tmp + tl, 4, "%%%02X", ch);
-      }
-    }
     break;
   }
   int rc = put(out, cap, o, "/", 1);
@@ -444,6 +468,31 @@ int multiaddr_to_sockaddr(const multiaddr *ma, struct sockaddr_storage *ss, sock
     return 0;
   }
   return -EAFNOSUPPORT;
+}
+
+int multiaddr_unix_path(const multiaddr *ma, char *out, size_t cap) {
+  size_t off = 0;
+  multiaddr_component u, rest;
+  if (next_component(ma->bytes, ma->len, &off, &u) != 1 || u.code != MA_UNIX) return -EAFNOSUPPORT;
+  int rc = next_component(ma->bytes, ma->len, &off, &rest);
+  if (rc < 0 || (rc == 1 && (rest.code != MA_P2P || off != ma->len))) return -EAFNOSUPPORT;
+  if (u.value_len >= cap) return -ENAMETOOLONG;
+  memcpy(out, u.value, u.value_len);
+  out[u.value_len] = 0;
+  return 0;
+}
+
+bool multiaddr_is_unix(const multiaddr *ma) {
+  size_t off = 0;
+  multiaddr_component c;
+  while (next_component(ma->bytes, ma->len, &off, &c) == 1)
+    if (c.code == MA_UNIX) return true;
+  return false;
+}
+
+int multiaddr_from_unix_path(const char *path, multiaddr *out) {
+  out->len = 0;
+  return multiaddr_append(out, MA_UNIX, (const uint8_t *)path, strlen(path));
 }
 
 int multiaddr_from_sockaddr(const struct sockaddr *sa, multiaddr *out) {

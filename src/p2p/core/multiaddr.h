@@ -70,6 +70,14 @@ void multiaddr_strip_p2p(const multiaddr *ma, multiaddr *out);
  * 0, -EAFNOSUPPORT (another shape, e.g. dns or udp). */
 int multiaddr_to_sockaddr(const multiaddr *ma, struct sockaddr_storage *ss, socklen_t *sslen)
     __attribute__((warn_unused_result));
+/* /unix/<path>[/p2p/<id>] → the path, NUL-terminated, in out[cap]. 0, -EAFNOSUPPORT (another
+ * shape), -ENAMETOOLONG (the path needs cap bytes or more). Text forms: see multiaddr.c's K_PATH
+ * (/unix/%2Ftmp%2Fx.sock as js-libp2p writes it; /unix/tmp/x.sock is read too). */
+int multiaddr_unix_path(const multiaddr *ma, char *out, size_t cap) __attribute__((warn_unused_result));
+/* Whether ma has a /unix/ component (an address that means something on one host only). */
+bool multiaddr_is_unix(const multiaddr *ma);
+/* A path → /unix/<path>. 0, -EINVAL (empty, NUL), -E2BIG. */
+int multiaddr_from_unix_path(const char *path, multiaddr *out) __attribute__((warn_unused_result));
 /* sockaddr_in/in6 → /ip4|ip6/<addr>/tcp/<port>. 0, -EAFNOSUPPORT. */
 int multiaddr_from_sockaddr(const struct sockaddr *sa, multiaddr *out) __attribute__((warn_unused_result));
 

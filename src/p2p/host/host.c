@@ -1,4 +1,4 @@
-/* host.c — the host object: listeners, dials (TCP transports), connections over streams
+/* host.c — the host object: listeners, dials (TCP and Unix-domain socket transports), connections over streams
  * (p2p_host_upgrade_stream), the connection manager (limits on connections, pending handshakes
  * and streams; handshake, negotiation and idle timeouts; per-peer dial back-off), the protocol
  * handler registry, outbound stream requests, deferred work and the reaper of closed streams,
@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "p2p/core/identity.h"
 #include "p2p/host/internal.h"
@@ -459,7 +462,7 @@ static void on_inbound(uv_stream_t *server, int status) {
   p2p_tcp_ctx ctx;
   host_tcp_ctx(h, &ctx);
   p2p_transport *t;
-  if (p2p_tcp_new(&ctx, &t) != 0) return;
+  if ((l->is_unix ? p2p_unix_new(&ctx, &t) : p2p_tcp_new(&ctx, &t)) != 0) return;
   p2p_conn *c = conn_new(h, t, false);
   if (!c) {
     transport_discard(t);
@@ -471,7 +474,11 @@ static void on_inbound(uv_stream_t *server, int status) {
     return;
   }
   snprintf(c->remote_addr, sizeof c->remote_addr, "%s", t->remote_addr);
-  ip_of(c->remote_addr, c->ip, sizeof c->ip);
+  /* The per-source limits count a unix listener as one source (a dialer has no address): its
+   * /unix/ address stands in for the IP, so max_connections_per_ip and max_pending_per_ip bound
+   * what the local users together may hold, and the process-wide limits apply as for TCP. */
+  if (l->is_unix) snprintf(c->ip, sizeof c->ip, "%s", l->addr);
+  else ip_of(c->remote_addr, c->ip, sizeof c->ip);
   const char *why = admit_inbound(h, c);
   if (why && (strcmp(why, "max_pending_per_ip") == 0 || strcmp(why, "max_pending_handshakes") == 0) &&
       admit_reserve(h, c))
@@ -489,6 +496,16 @@ static void on_inbound(uv_stream_t *server, int status) {
   if (rc) conn_close(c, rc);
 }
 
+/* Removes the socket file of a unix listener, if the path still names the one we bound (another
+ * process may have replaced it meanwhile). */
+static void unix_unlink(host_listener *l) {
+  struct stat st;
+  if (l->is_unix && l->path[0] && stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino &&
+      unlink(l->path) != 0)
+    log_warn("p2p unix listener: socket file not removed", "{s:s, s:s}", "path", l->path, "error", strerror(errno));
+  l->path[0] = 0;
+}
+
 static void on_listener_closed(uv_handle_t *hd) {
   host_listener *l = hd->data;
   p2p_host *h = l->h;
@@ -497,13 +514,100 @@ static void on_listener_closed(uv_handle_t *hd) {
   maybe_finish_close(h);
 }
 
+/* Makes room for a unix listener at `path`: nothing there, or a socket file nobody listens on
+ * (connecting to it is refused: a listener that died), which is removed. Anything else — a
+ * regular file, a directory, a socket someone serves — is left alone: -EEXIST or -EADDRINUSE. */
+static int unix_path_free(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -errno;
+  if (!S_ISSOCK(st.st_mode)) return -EEXIST;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -errno;
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? -EADDRINUSE : errno == ECONNREFUSED ? 0 : -errno;
+  close(fd);
+  if (rc == -EAGAIN) rc = -EADDRINUSE; /* a full backlog (non-blocking connect): someone listens */
+  if (rc == 0 && unlink(path) != 0 && errno != ENOENT) rc = -errno;
+  if (rc == 0) log_info("p2p unix listen: stale socket file replaced", "{s:s}", "path", path);
+  return rc;
+}
+
+/* Binds a Unix-domain socket at `path` with mode 0600 (created under umask 0177: never a moment
+ * with a wider mode; the umask is the process's, restored at once) and records its inode. */
+static int unix_bind(host_listener *l, const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  mode_t old = umask(0177); /* bind makes the file 0777 & ~umask */
+  int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
+  umask(old);
+  struct stat st;
+  if (rc == 0 && stat(path, &st) != 0) rc = -errno;
+  if (rc == 0) {
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+    snprintf(l->path, sizeof l->path, "%s", path);
+    rc = uv_pipe_open(&l->u.pipe, fd); /* from here the handle owns fd */
+    if (rc == 0) return 0;
+    unix_unlink(l);
+  }
+  close(fd);
+  return rc;
+}
+
+static int host_listen_unix(p2p_host *h, const multiaddr *ma, const char *text) {
+  if (h->n_unix == HOST_MAX_LISTENERS) return -EMFILE;
+  char path[HOST_UNIX_PATH_MAX];
+  int rc = multiaddr_unix_path(ma, path, sizeof path);
+  if (rc == -ENAMETOOLONG) {
+    log_error("p2p listen failed: a unix socket path must be shorter than 108 bytes", "{s:s}", "multiaddr", text);
+    return rc;
+  }
+  if (rc) return rc;
+  multiaddr bare;
+  if (multiaddr_from_unix_path(path, &bare) != 0) return -EINVAL; /* a /p2p/ suffix is not listened on */
+  if ((rc = unix_path_free(path)) != 0) {
+    log_error("p2p listen failed: the unix socket path is in use or is not a socket", "{s:s, s:s}", "multiaddr",
+              text, "error", strerror(-rc));
+    return rc;
+  }
+  host_listener *l = calloc(1, sizeof *l);
+  if (!l) return -ENOMEM;
+  l->h = h;
+  l->is_unix = true;
+  rc = uv_pipe_init(h->loop, &l->u.pipe, 0);
+  if (rc) {
+    free(l);
+    return rc;
+  }
+  l->u.handle.data = l;
+  h->open_handles++;
+  rc = unix_bind(l, path);
+  if (rc == 0) rc = uv_listen(&l->u.stream, 128, on_inbound);
+  if (rc == 0) rc = multiaddr_to_string(&bare, l->addr, sizeof l->addr);
+  if (rc) {
+    log_error("p2p listen failed", "{s:s, s:s}", "multiaddr", text, "error", uv_strerror(rc));
+    unix_unlink(l);
+    uv_close(&l->u.handle, on_listener_closed);
+    return rc;
+  }
+  h->unix_listeners[h->n_unix++] = l;
+  log_info("p2p listening (this host only, not advertised)", "{s:s}", "multiaddr", l->addr);
+  return 0;
+}
+
 int p2p_host_listen(p2p_host *h, const char *text) {
   LOOP_THREAD_ONLY();
   if (h->closing) return -ESHUTDOWN;
-  if (h->n_listeners == HOST_MAX_LISTENERS) return -EMFILE;
   multiaddr ma;
   int rc = multiaddr_parse(text, &ma);
   if (rc) return rc;
+  size_t off0 = 0;
+  multiaddr_component first;
+  if (multiaddr_next(&ma, &off0, &first) == 1 && first.code == MA_UNIX) return host_listen_unix(h, &ma, text);
+  if (h->n_listeners == HOST_MAX_LISTENERS) return -EMFILE;
   struct sockaddr_storage ss;
   socklen_t sslen;
   rc = multiaddr_to_sockaddr(&ma, &ss, &sslen);
@@ -512,29 +616,29 @@ int p2p_host_listen(p2p_host *h, const char *text) {
   if (!l) return -ENOMEM;
   l->h = h;
   /* With reuseport the socket exists at once, to set SO_REUSEPORT before bind. */
-  rc = h->cfg.reuseport ? uv_tcp_init_ex(h->loop, &l->tcp, ss.ss_family) : uv_tcp_init(h->loop, &l->tcp);
+  rc = h->cfg.reuseport ? uv_tcp_init_ex(h->loop, &l->u.tcp, ss.ss_family) : uv_tcp_init(h->loop, &l->u.tcp);
   if (rc) {
     free(l);
     return rc;
   }
-  l->tcp.data = l;
+  l->u.handle.data = l;
   h->open_handles++;
   unsigned flags = ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
   if (h->cfg.reuseport) {
     uv_os_fd_t fd;
     int one = 1;
-    rc = uv_fileno((uv_handle_t *)&l->tcp, &fd);
+    rc = uv_fileno(&l->u.handle, &fd);
     if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) rc = -errno;
   }
-  if (rc == 0) rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_inbound);
+  if (rc == 0) rc = uv_tcp_bind(&l->u.tcp, (struct sockaddr *)&ss, flags);
+  if (rc == 0) rc = uv_listen(&l->u.stream, 128, on_inbound);
   int len = sizeof ss;
-  if (rc == 0) rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
+  if (rc == 0) rc = uv_tcp_getsockname(&l->u.tcp, (struct sockaddr *)&ss, &len);
   if (rc == 0) rc = multiaddr_from_sockaddr((struct sockaddr *)&ss, &ma);
   if (rc == 0) rc = multiaddr_to_string(&ma, l->addr, sizeof l->addr);
   if (rc) {
     log_error("p2p listen failed", "{s:s, s:s}", "multiaddr", text, "error", uv_strerror(rc));
-    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    uv_close(&l->u.handle, on_listener_closed);
     return rc;
   }
   h->listeners[h->n_listeners++] = l;
@@ -606,7 +710,7 @@ static int listen_sockaddr(p2p_host *h, int family, struct sockaddr_storage *out
   if (!h->cfg.reuseport) return -EADDRNOTAVAIL;
   for (size_t i = 0; i < h->n_listeners; i++) {
     int len = sizeof *out;
-    if (uv_tcp_getsockname(&h->listeners[i]->tcp, (struct sockaddr *)out, &len) == 0 && out->ss_family == family)
+    if (uv_tcp_getsockname(&h->listeners[i]->u.tcp, (struct sockaddr *)out, &len) == 0 && out->ss_family == family)
       return 0;
   }
   return -EADDRNOTAVAIL;
@@ -694,7 +798,13 @@ static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, c
   struct sockaddr_storage ss, local;
   socklen_t sslen;
   bool dns = false;
-  if (!circuit) {
+  char upath[HOST_UNIX_PATH_MAX];
+  bool is_unix = false;
+  if (!circuit && (rc = multiaddr_unix_path(&bare, upath, sizeof upath)) != -EAFNOSUPPORT) {
+    if (rc) return rc; /* -ENAMETOOLONG: longer than sun_path */
+    if (how->from_listen_port) return -EINVAL;
+    is_unix = true;
+  } else if (!circuit) {
     rc = multiaddr_to_sockaddr(&bare, &ss, &sslen);
     if (rc == -EAFNOSUPPORT && !how->from_listen_port) {
       size_t off = 0;
@@ -711,7 +821,7 @@ static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, c
   } else {
     p2p_tcp_ctx ctx;
     host_tcp_ctx(h, &ctx);
-    rc = p2p_tcp_new(&ctx, &t);
+    rc = is_unix ? p2p_unix_new(&ctx, &t) : p2p_tcp_new(&ctx, &t);
   }
   if (rc) return rc;
   p2p_conn *c = conn_new(h, t, true);
@@ -737,6 +847,8 @@ static int host_dial(p2p_host *h, const multiaddr *ma, const peerid *expected, c
     p2p_stream_transport_dialing(t, true);
     if (rc == 0) rc = h->circuit.dial(h->circuit_ud, p2p_stream_transport_req(t), relay, id);
     if (rc) p2p_stream_transport_dialing(t, false); /* nothing to cancel */
+  } else if (is_unix) {
+    rc = p2p_unix_connect(t, upath);
   } else if (dns) {
     rc = host_resolve_start(h, c, &bare);
   } else if (how->from_listen_port) {
@@ -1308,6 +1420,13 @@ size_t p2p_host_listen_addrs(const p2p_host *h, const char **out, size_t max) {
   return h->n_listeners;
 }
 
+size_t p2p_host_unix_addrs(const p2p_host *h, const char **out, size_t max) {
+  for (size_t i = 0; i < h->n_unix && i < max; i++) out[i] = h->unix_listeners[i]->addr;
+  return h->n_unix;
+}
+
+_Static_assert(sizeof(((struct sockaddr_un *)0)->sun_path) == HOST_UNIX_PATH_MAX, "HOST_UNIX_PATH_MAX is sun_path");
+
 /* The timer, the idle and the prepare handle close last; the last close callback frees the
  * host. */
 static void on_last_handle_closed(uv_handle_t *hd) {
@@ -1374,7 +1493,12 @@ void p2p_host_close(p2p_host *h, void (*done)(p2p_host *h, void *ud), void *ud) 
   h->close_ud = ud;
   h->close_deadline_ms = clock_mono_ms() + 2000;
   services_stop_all(h);
-  for (size_t i = 0; i < h->n_listeners; i++) uv_close((uv_handle_t *)&h->listeners[i]->tcp, on_listener_closed);
+  for (size_t i = 0; i < h->n_listeners; i++) uv_close(&h->listeners[i]->u.handle, on_listener_closed);
+  for (size_t i = 0; i < h->n_unix; i++) { /* the socket file goes now: no new dialer finds it */
+    unix_unlink(h->unix_listeners[i]);
+    uv_close(&h->unix_listeners[i]->u.handle, on_listener_closed);
+  }
+  h->n_unix = 0;
   if (h->n_listeners) {
     h->n_listeners = 0;
     p2p_event ev = {.type = P2P_EV_LISTEN_ADDRS_CHANGED};
@@ -1553,7 +1677,7 @@ int p2p_host_announce_addr(const p2p_host *h, size_t i, char *out, size_t cap) {
 }
 
 int p2p_host_write_announce(const p2p_host *h, const char *path) {
-  if (!h->n_listeners) return -ENOTCONN;
+  if (!h->n_listeners && !h->n_unix) return -ENOTCONN;
   json_t *arr = json_array();
   char first[MULTIADDR_STR_MAX + PEERID_STR_MAX + 8] = "";
   for (size_t i = 0; i < h->n_listeners; i++) {
@@ -1566,6 +1690,12 @@ int p2p_host_write_announce(const p2p_host *h, const char *path) {
   for (size_t i = 0; i < h->n_extra; i++) {
     char full[MULTIADDR_STR_MAX + PEERID_STR_MAX + 8];
     if ((size_t)snprintf(full, sizeof full, "%s/p2p/%s", h->extra_addrs[i], h->id_str) >= sizeof full) continue;
+    json_array_append_new(arr, json_string(full));
+  }
+  for (size_t i = 0; i < h->n_unix; i++) { /* this host's clients only */
+    char full[MULTIADDR_STR_MAX + PEERID_STR_MAX + 8];
+    if ((size_t)snprintf(full, sizeof full, "%s/p2p/%s", h->unix_listeners[i]->addr, h->id_str) >= sizeof full) continue;
+    if (!first[0]) snprintf(first, sizeof first, "%s", full);
     json_array_append_new(arr, json_string(full));
   }
   json_t *o = json_pack("{s:s, s:s, s:o}", "peer_id", h->id_str, "multiaddr", first, "multiaddrs", arr);

@@ -103,15 +103,26 @@ typedef struct p2p_host_config {
 int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out)
     __attribute__((warn_unused_result));
 
-/* Listens on a TCP multiaddr (/ip4/A/tcp/P or /ip6/A/tcp/P; port 0 picks one). */
+/* Listens on a TCP multiaddr (/ip4/A/tcp/P or /ip6/A/tcp/P; port 0 picks one), or on a Unix-domain
+ * socket for peers on this host (/unix/<percent-encoded path>, e.g. /unix/%2Frun%2Fpeermcp%2Fp2p.sock;
+ * the older /unix/run/peermcp/p2p.sock is read too). A unix listener runs the same upgrade
+ * (multistream-select, Noise, Yamux) and the same authorization (PeerId + trust list); its socket
+ * file is created 0600 (bound under umask 0177), a stale socket nobody listens on is replaced, any
+ * other existing file is refused (-EEXIST; -EADDRINUSE when someone listens), a path of 108 bytes
+ * or more is -ENAMETOOLONG, and the file is removed when the host closes. Inbound unix connections
+ * pass the same limits as TCP, the listener counting as one source address. Unix addresses are
+ * never advertised (identify, kad, mdns, rendezvous, autonat): see p2p_host_unix_addrs. */
 int p2p_host_listen(p2p_host *h, const char *multiaddr) __attribute__((warn_unused_result));
 
 /* Our PeerId as text (base58btc, 12D3KooW…). Valid for the host's life. */
 const char *p2p_host_peer_id(const p2p_host *h);
 
-/* The actual listen addresses (real ports), without /p2p/. Returns how many; fills up to `max`
+/* The actual TCP listen addresses (real ports), without /p2p/. Returns how many; fills up to `max`
  * pointers that stay valid until the next p2p_host_listen or close. */
 size_t p2p_host_listen_addrs(const p2p_host *h, const char **out, size_t max);
+/* The unix listen addresses (/unix/…, this host only: not among the listen addresses above nor
+ * anything advertised). Same contract as p2p_host_listen_addrs. */
+size_t p2p_host_unix_addrs(const p2p_host *h, const char **out, size_t max);
 
 /* The i-th listen address as others should dial it, with /p2p/<id> (0.0.0.0 / :: replaced by
  * the first non-internal interface address of that family, else loopback). 0, -ENOENT, -ENOSPC. */
@@ -121,7 +132,9 @@ int p2p_host_announce_addr(const p2p_host *h, size_t i, char *out, size_t cap)
 /* Writes {"peer_id":…, "multiaddr":…, "multiaddrs":[…]} atomically (temp file, fsync, rename)
  * to `path`. multiaddr is the first listen address + /p2p/<id> (0.0.0.0 / :: replaced as in
  * p2p_host_announce_addr); multiaddrs every listen address, then the added ones
- * (p2p_host_add_addr: relay circuits, confirmed external addresses), each with /p2p/<id>. */
+ * (p2p_host_add_addr: relay circuits, confirmed external addresses), then the unix listen
+ * addresses (a local file for local clients: multiaddr is a unix one only when there is no TCP
+ * listener), each with /p2p/<id>. */
 int p2p_host_write_announce(const p2p_host *h, const char *path) __attribute__((warn_unused_result));
 
 /* Orderly shutdown: stop accepting, GoAway + close every connection, save the peerstore,

@@ -59,6 +59,7 @@
 #include "util/check.h"
 
 #define HOST_MAX_LISTENERS 16
+#define HOST_UNIX_PATH_MAX 108 /* sizeof sun_path on Linux (checked in host.c) */
 #define HOST_READ_CHUNK (256u * 1024u)
 #define HOST_PLAIN_MAX (2u * 1024u * 1024u)  /* decrypted bytes per read awaiting Yamux */
 #define HOST_WRITE_CHUNK (512u * 1024u)      /* plaintext per transport write */
@@ -186,7 +187,8 @@ struct p2p_conn {
                              not counted in them; must prove a known PeerId in Noise msg 3 */
   bool known;             /* inbound: Noise proved a remembered or gate-admitted PeerId; never
                              evicted for another handshake */
-  char ip[MULTIADDR_STR_MAX]; /* inbound TCP: the remote address without /tcp/PORT ("" otherwise) */
+  char ip[MULTIADDR_STR_MAX]; /* inbound TCP: the remote address without /tcp/PORT; inbound
+                                 unix: the listener's /unix/ address (one source); "" otherwise */
   mss *mss;
   noise_session *noise;
   yamux_session *ymx;
@@ -267,9 +269,21 @@ typedef struct host_handler {
   struct host_handler *next;
 } host_handler;
 
+/* A TCP listener, or a Unix-domain socket listener (same-host peers, /unix/<path>): those are
+ * kept apart (unix_listeners) so nothing that advertises our addresses (identify, kad, mdns,
+ * rendezvous, autonat, the announced addresses) ever sees one — a path means nothing elsewhere. */
 typedef struct host_listener {
-  uv_tcp_t tcp;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } u;
   p2p_host *h;
+  bool is_unix;
+  dev_t dev;      /* unix: the socket file we bound, unlinked on close only while it is still ours */
+  ino_t ino;
+  char path[HOST_UNIX_PATH_MAX];
   char addr[MULTIADDR_STR_MAX];
 } host_listener;
 
@@ -301,8 +315,10 @@ struct p2p_host {
   keys_public pub;
   peerid id;
   char id_str[PEERID_STR_MAX];
-  host_listener *listeners[HOST_MAX_LISTENERS];
+  host_listener *listeners[HOST_MAX_LISTENERS];   /* TCP: advertised */
   size_t n_listeners;
+  host_listener *unix_listeners[HOST_MAX_LISTENERS]; /* /unix/: this host only, never advertised */
+  size_t n_unix;
   p2p_conn *conns;
   uint32_t n_conns, pending_handshakes;
   uint64_t next_conn_id;

@@ -24,6 +24,9 @@ int p2p_host_add_peer_addrs(p2p_host *h, const char *peer_id, const char *const 
     multiaddr ma;
     peerid in;
     if (!addrs[i] || multiaddr_parse(addrs[i], &ma)) continue;
+    /* a /unix/ path names a socket on this host: taken from the operator (config, CLI) only,
+     * never from the network (a peer must not steer our dials into local sockets) */
+    if (multiaddr_is_unix(&ma) && source != P2P_SRC_MANUAL && source != P2P_SRC_BOOTSTRAP) continue;
     if (multiaddr_get_peerid(&ma, &in) == 0 && !peerid_equal(&in, &id)) continue;
     multiaddr_strip_p2p(&ma, &ma);
     char text[MULTIADDR_STR_MAX];

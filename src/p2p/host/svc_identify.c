@@ -41,7 +41,9 @@ static int identify_build(p2p_host *h, p2p_stream *s, buf *out) {
   m.protocols = protos;
   m.n_protocols = np;
   const char *ra = p2p_stream_remote_addr(s);
-  if (!p2p_stream_is_relayed(s) && ra[0] && multiaddr_parse(ra, &m.observed_addr) == 0) m.has_observed_addr = true;
+  if (!p2p_stream_is_relayed(s) && ra[0] && multiaddr_parse(ra, &m.observed_addr) == 0 &&
+      !multiaddr_is_unix(&m.observed_addr)) /* a socket path is no address the peer could be seen at */
+    m.has_observed_addr = true;
   /* The same addresses signed (RFC 0003): js-libp2p keeps a signed record's addresses as
    * certified. seq: wall-clock milliseconds, increasing with every record we make. */
   buf rec;
@@ -138,7 +140,9 @@ static void identify_apply(identify_rx *rx) {
   }
   p2p_host *h = rx->h;
   char observed[MULTIADDR_STR_MAX] = "";
-  if (m.has_observed_addr && multiaddr_to_string(&m.observed_addr, observed, sizeof observed) != 0) observed[0] = 0;
+  if (m.has_observed_addr &&
+      (multiaddr_is_unix(&m.observed_addr) || multiaddr_to_string(&m.observed_addr, observed, sizeof observed) != 0))
+    observed[0] = 0;
   peerstore_entry *e = peerstore_upsert(h->ps, rx->peer_id);
   if (e) {
     if (m.agent_version) (void)!peerstore_set_str(&e->agent_version, m.agent_version, strlen(m.agent_version));
@@ -148,7 +152,8 @@ static void identify_apply(identify_rx *rx) {
     bool stale = m.signed_peer_record && check_signed_record(rx, &m, e) == -ESTALE;
     for (size_t i = 0; i < m.n_listen_addrs && !stale; i++) {
       char a[MULTIADDR_STR_MAX];
-      if (multiaddr_to_string(&m.listen_addrs[i], a, sizeof a) == 0) (void)!peerstore_add_addr(e, a);
+      if (!multiaddr_is_unix(&m.listen_addrs[i]) && multiaddr_to_string(&m.listen_addrs[i], a, sizeof a) == 0)
+        (void)!peerstore_add_addr(e, a); /* a peer's /unix/ path is not taken from the network */
     }
     if (observed[0]) (void)!peerstore_set_str(&e->observed_addr, observed, strlen(observed));
     if (m.public_key) {

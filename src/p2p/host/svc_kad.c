@@ -408,8 +408,8 @@ static size_t parse_addrs(const char *const *texts, size_t n, multiaddr *out, si
     size_t off = 0;
     multiaddr_component c;
     bool relayed = false;
-    while (multiaddr_next(&out[got], &off, &c) == 1) relayed |= c.code == MA_P2P_CIRCUIT;
-    if (!relayed) got++;
+    while (multiaddr_next(&out[got], &off, &c) == 1) relayed |= c.code == MA_P2P_CIRCUIT || c.code == MA_UNIX;
+    if (!relayed) got++; /* nor a /unix/ address we dialed: it means nothing to other hosts */
   }
   return got;
 }

@@ -2,6 +2,7 @@
  * filters). A connection (conn.c: multistream-select → Noise → Yamux) never touches a socket;
  * it reads and writes bytes through a p2p_transport, so the same upgrade runs over
  *   - TCP (transport_tcp.c): a libuv TCP handle, dialed or accepted;
+ *   - a Unix-domain socket (transport_tcp.c too, over a uv_pipe_t): same-host peers, /unix/<path>;
  *   - a stream of another connection (transport_stream.c): what circuit relay v2 needs (the
  *     relayed connection's Noise and Yamux run inside a Yamux stream to the relay).
  *
@@ -47,7 +48,7 @@ typedef struct p2p_transport_events {
 } p2p_transport_events;
 
 typedef struct p2p_transport_ops {
-  const char *name; /* "tcp", "stream" */
+  const char *name; /* "tcp", "unix", "stream" */
   int (*read_start)(p2p_transport *t);
   void (*read_stop)(p2p_transport *t);
   buf *(*write_buf)(p2p_transport *t, size_t need);

@@ -1,4 +1,5 @@
-/* transport_tcp.c — TCP as a p2p_transport (see transport_tcp.h and transport.h). */
+/* transport_tcp.c — TCP and Unix-domain stream sockets as a p2p_transport (see transport_tcp.h
+ * and transport.h): one implementation over a uv_stream_t that is a uv_tcp_t or a uv_pipe_t. */
 #include "p2p/host/transport_tcp.h"
 
 #include <assert.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "p2p/host/internal.h"
@@ -22,7 +24,12 @@ typedef struct tcp_wreq {
 
 typedef struct tcp_transport {
   p2p_transport base; /* first: a p2p_transport* is a tcp_transport* */
-  uv_tcp_t tcp;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;   /* ops "tcp" */
+    uv_pipe_t pipe; /* ops "unix" */
+  } u;
   uv_connect_t connect_req;
   p2p_tcp_ctx ctx;
   size_t tx_pending;  /* bytes handed to uv_write and not completed */
@@ -99,7 +106,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
 static int tcp_read_start(p2p_transport *bt) {
   tcp_transport *t = tcp_of(bt);
   if (t->reading) return 0;
-  int rc = uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
+  int rc = uv_read_start(&t->u.stream, on_alloc, on_read);
   if (rc == 0) t->reading = true;
   return rc;
 }
@@ -107,7 +114,7 @@ static int tcp_read_start(p2p_transport *bt) {
 static void tcp_read_stop(p2p_transport *bt) {
   tcp_transport *t = tcp_of(bt);
   if (!t->reading) return;
-  uv_read_stop((uv_stream_t *)&t->tcp);
+  uv_read_stop(&t->u.stream);
   t->reading = false;
 }
 
@@ -142,7 +149,7 @@ static void on_written(uv_write_t *req, int status) {
  * away is an error here, never a SIGPIPE. */
 static int tcp_send_now(tcp_transport *t, const uint8_t *p, size_t n) {
   uv_os_fd_t fd;
-  if (uv_fileno((uv_handle_t *)&t->tcp, &fd) != 0) return -EAGAIN; /* let uv_write say */
+  if (uv_fileno(&t->u.handle, &fd) != 0) return -EAGAIN; /* let uv_write say */
   if (n > INT_MAX) n = INT_MAX;
   ssize_t r;
   do r = send(fd, p, n, MSG_NOSIGNAL);
@@ -181,7 +188,7 @@ static int tcp_write(p2p_transport *bt, buf *b) {
     }
   }
   uv_buf_t ub = uv_buf_init((char *)buf_ptr(&w->data) + sent, (unsigned)(n - sent));
-  int rc = uv_write(&w->req, (uv_stream_t *)&t->tcp, &ub, 1, on_written);
+  int rc = uv_write(&w->req, &t->u.stream, &ub, 1, on_written);
   if (rc < 0) {
     wreq_put(t->ctx.pool, w);
     return rc;
@@ -211,58 +218,71 @@ static void tcp_close(p2p_transport *bt, int err) {
   tcp_transport *t = tcp_of(bt);
   assert(!t->lent);
   tcp_read_stop(bt);
-  uv_close((uv_handle_t *)&t->tcp, on_tcp_closed);
+  uv_close(&t->u.handle, on_tcp_closed);
 }
 
-static const p2p_transport_ops tcp_ops = {
-    .name = "tcp",
-    .read_start = tcp_read_start,
-    .read_stop = tcp_read_stop,
-    .write_buf = tcp_write_buf,
-    .write = tcp_write,
-    .write_cancel = tcp_write_cancel,
-    .queued = tcp_queued,
-    .writable = tcp_writable,
-    .close = tcp_close,
-};
+#define STREAM_OPS(NAME)                                                                                           \
+  {                                                                                                                \
+    .name = NAME, .read_start = tcp_read_start, .read_stop = tcp_read_stop, .write_buf = tcp_write_buf,            \
+    .write = tcp_write, .write_cancel = tcp_write_cancel, .queued = tcp_queued, .writable = tcp_writable,          \
+    .close = tcp_close,                                                                                            \
+  }
+static const p2p_transport_ops tcp_ops = STREAM_OPS("tcp");
+static const p2p_transport_ops unix_ops = STREAM_OPS("unix"); /* the same code over a uv_pipe_t */
 
 /* ---------------------------------------------------------------- set-up */
 
 static void fill_addr(tcp_transport *t, bool remote) {
+  char *out = remote ? t->base.remote_addr : t->base.local_addr;
+  multiaddr ma;
+  if (t->base.ops == &unix_ops) {
+    /* The path the socket is bound to; a dialing socket is unnamed, so both ends print the
+     * listener's path (p2p_unix_connect sets the dialer's; an accepted one reads its own). */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+    size_t len = sizeof path;
+    int rc = remote ? uv_pipe_getpeername(&t->u.pipe, path, &len) : uv_pipe_getsockname(&t->u.pipe, path, &len);
+    if (rc == 0 && len > 0 && len < sizeof path) {
+      path[len] = 0;
+      if (multiaddr_from_unix_path(path, &ma) == 0 && multiaddr_to_string(&ma, out, MULTIADDR_STR_MAX) == 0) return;
+    }
+    out[0] = 0;
+    return;
+  }
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  multiaddr ma;
-  int rc = remote ? uv_tcp_getpeername(&t->tcp, (struct sockaddr *)&ss, &len)
-                  : uv_tcp_getsockname(&t->tcp, (struct sockaddr *)&ss, &len);
-  char *out = remote ? t->base.remote_addr : t->base.local_addr;
+  int rc = remote ? uv_tcp_getpeername(&t->u.tcp, (struct sockaddr *)&ss, &len)
+                  : uv_tcp_getsockname(&t->u.tcp, (struct sockaddr *)&ss, &len);
   if (rc == 0 && multiaddr_from_sockaddr((struct sockaddr *)&ss, &ma) == 0 &&
       multiaddr_to_string(&ma, out, MULTIADDR_STR_MAX) == 0)
     return;
   out[0] = 0;
 }
 
-int p2p_tcp_new(const p2p_tcp_ctx *ctx, p2p_transport **out) {
+static int sock_new(const p2p_tcp_ctx *ctx, bool is_unix, p2p_transport **out) {
   assert(ctx && ctx->loop && ctx->rbuf && ctx->rbuf_len && ctx->write_queue_max);
   tcp_transport *t = calloc(1, sizeof *t);
   if (!t) return -ENOMEM;
-  int rc = uv_tcp_init(ctx->loop, &t->tcp);
+  int rc = is_unix ? uv_pipe_init(ctx->loop, &t->u.pipe, 0) : uv_tcp_init(ctx->loop, &t->u.tcp);
   if (rc) {
     free(t);
     return rc;
   }
-  t->base.ops = &tcp_ops;
+  t->base.ops = is_unix ? &unix_ops : &tcp_ops;
   t->ctx = *ctx;
-  t->tcp.data = t;
+  t->u.handle.data = t;
   t->connect_req.data = t;
   *out = &t->base;
   return 0;
 }
 
+int p2p_tcp_new(const p2p_tcp_ctx *ctx, p2p_transport **out) { return sock_new(ctx, false, out); }
+int p2p_unix_new(const p2p_tcp_ctx *ctx, p2p_transport **out) { return sock_new(ctx, true, out); }
+
 static void on_connected(uv_connect_t *req, int status) {
   tcp_transport *t = req->data;
   if (status == UV_ECANCELED || t->base.closing) return;
-  if (status == 0) {
-    (void)uv_tcp_nodelay(&t->tcp, 1);
+  if (status == 0 && t->base.ops == &tcp_ops) {
+    (void)uv_tcp_nodelay(&t->u.tcp, 1);
     fill_addr(t, false);
     fill_addr(t, true);
   }
@@ -272,7 +292,18 @@ static void on_connected(uv_connect_t *req, int status) {
 int p2p_tcp_connect(p2p_transport *bt, const struct sockaddr *sa) {
   assert(bt->ops == &tcp_ops && bt->ev.on_open);
   tcp_transport *t = tcp_of(bt);
-  return uv_tcp_connect(&t->connect_req, &t->tcp, sa, on_connected);
+  return uv_tcp_connect(&t->connect_req, &t->u.tcp, sa, on_connected);
+}
+
+int p2p_unix_connect(p2p_transport *bt, const char *path) {
+  assert(bt->ops == &unix_ops && bt->ev.on_open);
+  tcp_transport *t = tcp_of(bt);
+  multiaddr ma;
+  if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) return -ENAMETOOLONG; /* libuv would truncate */
+  if (multiaddr_from_unix_path(path, &ma) != 0 || multiaddr_to_string(&ma, bt->remote_addr, MULTIADDR_STR_MAX) != 0)
+    bt->remote_addr[0] = 0;
+  uv_pipe_connect(&t->connect_req, &t->u.pipe, path, on_connected); /* errors come to on_connected */
+  return 0;
 }
 
 int p2p_tcp_connect_from(p2p_transport *bt, const struct sockaddr *sa, const struct sockaddr *local) {
@@ -288,21 +319,26 @@ int p2p_tcp_connect_from(p2p_transport *bt, const struct sockaddr *sa, const str
       (local->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
       bind(fd, local, llen) != 0)
     rc = -errno;
-  if (rc == 0) rc = uv_tcp_open(&t->tcp, fd); /* from here the handle owns fd */
+  if (rc == 0) rc = uv_tcp_open(&t->u.tcp, fd); /* from here the handle owns fd */
   if (rc) {
     close(fd);
     return rc;
   }
-  return uv_tcp_connect(&t->connect_req, &t->tcp, sa, on_connected);
+  return uv_tcp_connect(&t->connect_req, &t->u.tcp, sa, on_connected);
 }
 
 int p2p_tcp_accept(p2p_transport *bt, uv_stream_t *server) {
-  assert(bt->ops == &tcp_ops);
+  assert(bt->ops == &tcp_ops || bt->ops == &unix_ops);
   tcp_transport *t = tcp_of(bt);
-  int rc = uv_accept(server, (uv_stream_t *)&t->tcp);
+  int rc = uv_accept(server, &t->u.stream);
   if (rc) return rc;
-  (void)uv_tcp_nodelay(&t->tcp, 1);
-  fill_addr(t, true);
-  fill_addr(t, false);
+  if (bt->ops == &tcp_ops) {
+    (void)uv_tcp_nodelay(&t->u.tcp, 1);
+    fill_addr(t, true);
+    fill_addr(t, false);
+  } else {
+    fill_addr(t, false); /* the listener's path; the dialer is unnamed: it is seen as that path too */
+    memcpy(bt->remote_addr, bt->local_addr, sizeof bt->remote_addr);
+  }
   return 0;
 }

@@ -6,7 +6,7 @@
 //   /peermcp/source/1.0.0  read u64 BE N, send N bytes of pattern(N), close
 //   /perf/1.0.0            perf spec (libp2p/specs perf/perf.md), written here by hand
 // Usage:
-//   peer.mjs listen [--ip6] [--slow-sink-ms MS]    prints {"peer_id","addrs"} as one JSON line,
+//   peer.mjs listen [--ip6] [--unix PATH] [--slow-sink-ms MS]  (--unix: also /unix/PATH) prints {"peer_id","addrs"} as one JSON line,
 //                                                  runs until stdin closes or SIGTERM
 //   peer.mjs dial MULTIADDR CHECK[,CHECK...]       runs checks against a remote peer; prints one
 //                                                  JSON line per check {"check","ok",...}
@@ -232,6 +232,19 @@ const checks = {
     return { ok, agent: r.agentVersion, protocol_version: r.protocolVersion, protocols, listen,
       observed, local, key_matches: keyMatches }
   },
+  // Over a /unix/ connection: the peer's identify carries no /unix/ listen address and no
+  // observedAddr (a socket path means nothing to another host), and its key is the PeerId's.
+  async identifyunix (node, target, ctx) {
+    const conn = ctx.conn ?? await node.dial(target)
+    const r = await node.services.identify.identify(conn)
+    const pk = r.publicKey ? publicKeyFromProtobuf(r.publicKey) : null
+    const keyMatches = pk != null && peerIdFromPublicKey(pk).equals(conn.remotePeer)
+    const listen = r.listenAddrs.map(String)
+    const observed = r.observedAddr?.toString()
+    const ok = keyMatches && conn.remoteAddr.toString().startsWith('/unix/') && listen.length > 0 &&
+      listen.every(a => !a.includes('/unix/')) && observed == null && r.agentVersion?.startsWith('peermcp/')
+    return { ok, listen, observed, remote: conn.remoteAddr.toString(), key_matches: keyMatches }
+  },
   async echo100 (node, target) {
     const conn = await node.dial(target)
     const jobs = []
@@ -341,6 +354,7 @@ async function makeKeyPeer () {
 async function main () {
   if (mode === 'listen') {
     const listen = flag('--ip6') ? ['/ip4/127.0.0.1/tcp/0', '/ip6/::1/tcp/0'] : ['/ip4/127.0.0.1/tcp/0']
+    if (opt('--unix', null)) listen.push('/unix/' + encodeURIComponent(opt('--unix', null))) // same-host peers
     const node = await makeNode(listen)
     node.addEventListener('peer:connect', (e) => log('peer:connect', e.detail.toString()))
     node.addEventListener('peer:disconnect', (e) => log('peer:disconnect', e.detail.toString()))
