@@ -21,7 +21,7 @@ typedef enum {
   K_NAME,   /* var: a non-empty string without '/' (dns*, sni, ip6zone) */
   K_PATH,   /* var: a filesystem path (unix): text is one percent-encoded segment, as js-libp2p
              * writes it (/unix/%2Ftmp%2Fx.sock); the older slash form (/unix/tmp/x.sock) is read
-             * up to a /p2p/ or /ipfs/ segment */
+             * when the next segment names no protocol, up to a /p2p/ or /ipfs/ segment */
   K_P2P,    /* var: PeerId multihash */
   K_MBASE,  /* var: multihash printed as multibase (certhash) */
   K_PCT,    /* var: percent-encoded text (http-path) */
@@ -260,8 +260,9 @@ static int value_from_text(const proto_def *d, const char *s, size_t n, uint8_t 
     *outlen = n;
     return valid_var_value(d->kind, out, n);
   case K_PATH:
-    if (n == 0 || n > cap) return -EINVAL;
+    if (n == 0) return -EINVAL;
     if (s[0] == '/') { /* the older slash form (multiaddr_parse): the path as written */
+      if (n > cap) return -E2BIG;
       memcpy(out, s, n);
       *outlen = n;
       return valid_var_value(d->kind, out, n);
@@ -305,27 +306,26 @@ int multiaddr_parse(const char *text, multiaddr *out) {
       const char *vs = text + i;
       size_t vn;
       if (d->kind == K_PATH) {
-        /* One segment is the percent-encoded path; more than one (slashes) is the older form,
-         * the path itself with its leading slash, which ends where a /p2p/ or /ipfs/ begins. */
-        size_t end = i;
-        while (end < n) {
-          const char *s2 = memchr(text + end, '/', n - end);
-          if (!s2) {
+        /* The value is one percent-encoded segment (js-libp2p's form) when what follows it is
+         * nothing or another protocol; otherwise it is the older form, the path itself with its
+         * leading slash, up to a /p2p/ or /ipfs/ segment (/unix/tmp/x.sock/p2p/<id>). */
+        const char *s1 = memchr(vs, '/', n - i);
+        size_t end = s1 ? (size_t)(s1 - text) : n;
+        if (s1) {
+          const char *nx = s1 + 1, *s2 = memchr(nx, '/', (size_t)(text + n - nx));
+          if (!by_name(nx, s2 ? (size_t)(s2 - nx) : (size_t)(text + n - nx))) { /* the older form */
             end = n;
-            break;
+            for (const char *p = s1; p; p = memchr(p + 1, '/', (size_t)(text + n - p - 1))) {
+              size_t k = (size_t)(p - text);
+              if ((n - k > 5 && memcmp(p, "/p2p/", 5) == 0) || (n - k > 6 && memcmp(p, "/ipfs/", 6) == 0)) {
+                end = k;
+                break;
+              }
+            }
+            vs--; /* the value keeps its leading slash */
           }
-          size_t k = (size_t)(s2 - text);
-          if ((n - k > 5 && memcmp(s2, "/p2p/", 5) == 0) || (n - k > 6 && memcmp(s2, "/ipfs/", 6) == 0)) {
-            end = k;
-            break;
-          }
-          end = k + 1;
         }
-        vn = end - i;
-        if (memchr(vs, '/', vn)) { /* the older form: the value is the path, leading slash included */
-          vs--;
-          vn++;
-        }
+        vn = (size_t)(text + end - vs);
         i = end + (end < n ? 1 : 0);
       } else {
         const char *s2 = memchr(vs, '/', n - i);
