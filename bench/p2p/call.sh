@@ -6,8 +6,11 @@
 #   - remotely over /mcp+p2p/1.0.0 on one connection: svc_bench_driver (tests/service/svc_driver.c,
 #     C, speaking libp2p through src/service/client.c) against `peermcp serve --no-stdio` (the
 #     node's default limits, the driver's PeerId trusted), 1 and 16 in flight;
-#   - the kernel's floor under both, in the same rounds: bench/p2p/pingpong.c, one message in
-#     flight between two processes over TCP loopback and over pipes, no crypto/framing/JSON;
+#   - remotely over a Unix-domain socket (same-host peers): the same driver and node, the node also
+#     listening on /unix/<tmp>/b.sock, dialed as /unix/…/p2p/<id> — rows "remote unix, …";
+#   - the kernel's floor under them, in the same rounds: bench/p2p/pingpong.c, one message in
+#     flight between two processes over TCP loopback, a Unix-domain socket pair and pipes, no
+#     crypto/framing/JSON;
 # and reports calls/s, p50/p99 and the server's CPU per call (/proc/PID/stat, all threads) for
 # each, the ratios remote/stdio and remote/TCP floor. Then, unless BENCH_PROFILE=0 or valgrind is
 # missing, the instructions per remote call under callgrind, of the server (`peermcp serve
@@ -61,6 +64,10 @@ echo "$machine" >&2
 mkdir -p "$tmp/b" "$tmp/d" "$tmp/s"
 D_ID=$("$bin" id --state-dir "$tmp/d/0" 2>/dev/null)
 cat >"$tmp/b.json" <<EOF
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0", "/unix$tmp/b.sock"], "trusted_peers": ["$D_ID"], "workers": 0}}
+EOF
+# The base build (BASE_BUILD) may predate /unix/ listeners: TCP only for it.
+cat >"$tmp/b-tcp.json" <<EOF
 {"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID"], "workers": 0}}
 EOF
 # The same with the host's write policy on at both ends (p2p.write_early_bytes 2048; the driver's
@@ -76,6 +83,7 @@ start_b() { # cmd prefix… : starts B (optionally under a wrapper), sets B_PID 
   pids+=($B_PID)
   for _ in $(seq 600); do [ -s "$tmp/b/announce.json" ] && break; sleep 0.1; done
   B_MA=$(python3 -c "import json; print(json.load(open('$tmp/b/announce.json'))['multiaddr'])" 2>/dev/null)
+  B_UNIX=$(python3 -c "import json; print(([a for a in json.load(open('$tmp/b/announce.json'))['multiaddrs'] if a.startswith('/unix/')] + [''])[0])" 2>/dev/null)
   [ -n "$B_MA" ] || { echo "bench-p2p-call: the server did not start" >&2; cat "$tmp/b.err" >&2; exit 1; }
 }
 stop_b() {
@@ -87,7 +95,7 @@ stop_b() {
 remote() { # label inflight
   local c0 c1 line
   c0=$(cpu_of "$B_PID")
-  line=$(timeout 300 ${PIN_DRV:-} "${B_DRV:-$sdrv}" bench --state "$tmp/d" --peer "$B_MA" --n "$N_CALLS" --conns 1 --inflight "$2" 2>>"$tmp/drv.err")
+  line=$(timeout 300 ${PIN_DRV:-} "${B_DRV:-$sdrv}" bench --state "$tmp/d" --peer "${R_MA:-$B_MA}" --n "$N_CALLS" --conns 1 --inflight "$2" 2>>"$tmp/drv.err")
   c1=$(cpu_of "$B_PID")
   [ -n "$line" ] || line='{"failed":-1}'
   python3 -c "
@@ -127,7 +135,9 @@ floor() { # the kernel's round trip, no peermcp: TCP loopback and pipe ping-pong
   python3 -c "
 import json,sys
 d=json.loads(sys.argv[1])
-for k,lb in (('tcp','TCP loopback ping-pong, 1 in flight (floor)'),('pipe','pipe ping-pong, 1 in flight (floor)')):
+for k,lb in (('tcp','TCP loopback ping-pong, 1 in flight (floor)'),('unix','unix socket ping-pong, 1 in flight (floor)'),
+             ('pipe','pipe ping-pong, 1 in flight (floor)')):
+    if k not in d: continue
     print(json.dumps({'label':lb,'transport':k,'per_s':d[k]['per_s'],'p50_us':d[k]['p50_us'],'p99_us':d[k]['p99_us']}))
 " "$line" | tee -a "$out"
 }
@@ -141,6 +151,10 @@ for r in $(seq "$REPS"); do
   stdio "stdio"
   remote "remote, 1 connection, 1 in flight" 1
   remote "remote, 1 connection, 16 in flight" 16
+  if [ -n "$B_UNIX" ]; then
+    R_MA="$B_UNIX" remote "remote unix, 1 connection, 1 in flight" 1
+    R_MA="$B_UNIX" remote "remote unix, 1 connection, 16 in flight" 16
+  fi
   if [ "${EARLY_ROW:-1}" = 1 ]; then
     stop_b
     B_CONF="$tmp/b-early.json" start_b
@@ -155,12 +169,16 @@ for r in $(seq "$REPS"); do
     start_b taskset -c 0
     PIN_DRV="taskset -c 0" remote "remote, 1 connection, 16 in flight, one CPU" 16
     PIN_DRV="taskset -c 1" remote "remote, 1 connection, 16 in flight, two CPUs" 16
+    if [ -n "$B_UNIX" ]; then
+      R_MA="$B_UNIX" PIN_DRV="taskset -c 0" remote "remote unix, 1 connection, 16 in flight, one CPU" 16
+      R_MA="$B_UNIX" PIN_DRV="taskset -c 1" remote "remote unix, 1 connection, 16 in flight, two CPUs" 16
+    fi
     stop_b
     start_b
   fi
   if [ -n "${BASE_BUILD:-}" ]; then
     stop_b
-    B_BIN="$BASE_BUILD/peermcp" start_b
+    B_CONF="$tmp/b-tcp.json" B_BIN="$BASE_BUILD/peermcp" start_b
     B_DRV="$BASE_BUILD/bench/service/svc_bench_driver" remote "remote, 1 connection, 1 in flight (base)" 1
     B_DRV="$BASE_BUILD/bench/service/svc_bench_driver" remote "remote, 1 connection, 16 in flight (base)" 16
     stop_b
@@ -210,6 +228,10 @@ cgc = [r for r in rows if r.get("label") == "callgrind-client"]
 meas = [r for r in rows if not str(r.get("label")).startswith("callgrind")]
 labels = ["stdio, 1 in flight", "remote, 1 connection, 1 in flight", "stdio, 16 in flight", "remote, 1 connection, 16 in flight"]
 floors = [l for l in ("TCP loopback ping-pong, 1 in flight (floor)", "pipe ping-pong, 1 in flight (floor)") if any(r.get("label") == l for r in meas)]
+ufloor = [l for l in ("unix socket ping-pong, 1 in flight (floor)",) if any(r.get("label") == l for r in meas)]
+unix_labels = [l for l in ("remote unix, 1 connection, 1 in flight", "remote unix, 1 connection, 16 in flight") if any(r.get("label") == l for r in meas)]
+upins = [(p, "stdio, 16 in flight, " + p, "remote unix, 1 connection, 16 in flight, " + p) for p in ("one CPU", "two CPUs")]
+upins = [t for t in upins if any(r.get("label") == t[1] for r in meas) and any(r.get("label") == t[2] for r in meas)]
 base_labels = [l + " (base)" for l in (labels[1], labels[3]) if any(r.get("label") == l + " (base)" for r in meas)]
 off_labels = [l for l in ("remote, 1 connection, 16 in flight, early sends",) if any(r.get("label") == l for r in meas)]
 pins = [(p, "stdio, 16 in flight, " + p, "remote, 1 connection, 16 in flight, " + p) for p in ("one CPU", "two CPUs")]
@@ -229,7 +251,7 @@ L = ["## P2P call path (issue 11 §3)", "",
      "", "| Measurement | calls/s | p50 µs | p99 µs | server CPU µs/call | driver CPU µs/call |", "|---|---|---|---|---|---|"]
 def fmt(v):
     return "" if v is None else (f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}")
-for lb in labels + off_labels + pin_labels + base_labels + floors:
+for lb in labels + unix_labels + off_labels + pin_labels + [t[2] for t in upins] + base_labels + floors + ufloor:
     ps = allv(lb, "per_s")
     L.append(f"| {lb} | {fmt(med(lb,'per_s'))} {[round(x) for x in ps]} | {fmt(med(lb,'p50_us'))} {allv(lb,'p50_us')} | "
              f"{fmt(med(lb,'p99_us'))} | {fmt(med(lb,'server_cpu_us_per_call'))} {allv(lb,'server_cpu_us_per_call')} | "
@@ -246,6 +268,17 @@ if tf and r1 and s1:
     L.append(f"Against the kernel's floor in the same run: remote p50 {r1:.1f} µs = **{r1/tf:.2f}× a bare TCP loopback round "
              f"trip** ({tf:.1f} µs, {r1-tf:.1f} µs above it); stdio p50 {s1:.1f} µs = {s1/pf:.2f}× a bare pipe round trip "
              f"({pf:.1f} µs); 1.25× stdio = {1.25*s1:.1f} µs" + (" — below the TCP floor itself." if 1.25*s1 < tf else "."))
+if len(unix_labels) == 2 and s1 and s16:
+    u1, u16 = med(unix_labels[0], "p50_us"), med(unix_labels[1], "per_s")
+    if u1 and u16:
+        per = [f"{y/x:.2f}" for x, y in zip(allv(labels[2], "per_s"), allv(unix_labels[1], "per_s")) if x]
+        L.append(f"Remote over a unix socket (same-host peers), same rounds: p50 at 1 in flight **{u1/s1:.2f}×** stdio's "
+                 f"(target ≤ 1.25×), calls/s at 16 in flight **{u16/s16:.2f}** of stdio's (target ≥ 0.75; per round "
+                 f"{', '.join(per)})" + (f"; against TCP: p50 {u1/r1:.2f}×, calls/s {u16/r16:.2f}×." if r1 and r16 else "."))
+uf = med(ufloor[0], "p50_us") if ufloor else None
+if uf and pf and tf:
+    L.append(f"Kernel floors, same rounds (one message in flight, no peermcp): unix socket {uf:.1f} µs, pipe {pf:.1f} µs, "
+             f"TCP loopback {tf:.1f} µs per round trip.")
 if base_labels:
     b1, b16 = med(base_labels[0], "p50_us"), med(base_labels[-1], "per_s")
     if s1 and b1 and s16 and b16:
@@ -261,6 +294,11 @@ for p, sl, rl in pins:
         per = [f"{y/x:.2f}" for x, y in zip(allv(sl, "per_s"), allv(rl, "per_s")) if x]
         L.append(f"Pinned, {p} (" + ("server and client on CPU 0" if p == "one CPU" else "server on CPU 0, client on CPU 1") +
                  f"), same rounds: remote / stdio calls/s at 16 in flight **{b/a:.2f}** (per round {', '.join(per)}).")
+for p, sl, rl in upins:
+    a, b = med(sl, "per_s"), med(rl, "per_s")
+    if a and b:
+        per = [f"{y/x:.2f}" for x, y in zip(allv(sl, "per_s"), allv(rl, "per_s")) if x]
+        L.append(f"Pinned, {p}, remote over the unix socket / stdio calls/s at 16 in flight: **{b/a:.2f}** (per round {', '.join(per)}).")
 sc1, rc1 = med(labels[2], "server_cpu_us_per_call"), med(labels[3], "server_cpu_us_per_call")
 if sc1 and rc1:
     L.append(f"Server CPU per call at 16 in flight, remote / stdio: {rc1/sc1:.2f}× ({rc1} vs {sc1} µs).")

@@ -1,12 +1,13 @@
 /* pingpong.c — the floor under bench/p2p/call.sh's latency rows: one message in flight between two
  * processes, nothing but the kernel — no crypto, no framing, no JSON — over TCP loopback (what
- * /mcp+p2p/1.0.0 runs on) and over pipes (what stdio runs on), each side waiting the way a libuv
+ * /mcp+p2p/1.0.0 runs on between hosts), over a Unix-domain stream socket pair (what it runs on
+ * with a /unix/ listener, same-host peers) and over pipes (what stdio runs on), each side waiting the way a libuv
  * loop does (epoll_wait, then a non-blocking read, then send/write: three syscalls a side per
  * round trip, as strace shows for peermcp). Message sizes default to the remote echo's (144-byte
  * request, 304-byte reply as Noise frames).
  *
  *   pingpong [--n N] [--req BYTES] [--rep BYTES]
- * prints {"tcp":{"p50_us":…,"p99_us":…,"per_s":…},"pipe":{…}} */
+ * prints {"tcp":{"p50_us":…,"p99_us":…,"per_s":…},"unix":{…},"pipe":{…}} */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -117,6 +118,21 @@ int main(int argc, char **argv) {
   close(ls);
   waitpid(pid, NULL, 0);
   report("tcp", lat, n, tcp_ns, 0);
+  /* a Unix-domain stream socket pair (a /unix/ connection's kernel path) */
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp)) return 1;
+  pid = fork();
+  if (pid == 0) {
+    close(sp[0]);
+    _exit(side(sp[1], sp[1], 1, n, req, rep, 0, NULL) ? 1 : 0);
+  }
+  close(sp[1]);
+  t0 = now_ns();
+  if (side(sp[0], sp[0], 1, n, req, rep, 1, lat)) return 1;
+  int64_t unix_ns = now_ns() - t0;
+  close(sp[0]);
+  waitpid(pid, NULL, 0);
+  report("unix", lat, n, unix_ns, 0);
   /* pipes */
   int p1[2], p2[2];
   if (pipe(p1) || pipe(p2)) return 1;
