@@ -19,7 +19,9 @@
 # another build's peermcp and svc_bench_driver measured in the same rounds), PIN (same: both
 # processes on CPU 0; split: server on CPU 0, client on CPU 1; unset: where the scheduler puts
 # them), KEEP_TMP (keep the perf files). Writes $BUILD/bench-p2p-kcost.jsonl and prints a Markdown
-# table. Not part of any make target; ~1 minute per build on an idle 2-core machine. Needs perf
+# table. UNIX=1: the remote pair of this build is measured a second time in the same rounds over a
+# Unix-domain socket (the node also listens on /unix/<tmp>/b.sock; rows "remote unix (…)").
+# Not part of any make target; ~1 minute per build on an idle 2-core machine. Needs perf
 # with tracepoints (root or perf_event_paranoid ≤ −1).
 set -u
 SC="read write readv writev sendto recvfrom sendmsg recvmsg epoll_wait epoll_pwait epoll_ctl poll ppoll futex timerfd_settime getrandom clock_gettime"
@@ -63,14 +65,19 @@ D_ID=$("$bin" id --state-dir "$tmp/d/0" 2>/dev/null)
 cat >"$tmp/b.json" <<EOF
 {"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0"], "trusted_peers": ["$D_ID"], "workers": 0}}
 EOF
-remote_run() { # bin drv n tag
+cat >"$tmp/bu.json" <<EOF
+{"log_level": "warning", "p2p": {"listen": ["/ip4/127.0.0.1/tcp/0", "/unix$tmp/b.sock"], "trusted_peers": ["$D_ID"], "workers": 0}}
+EOF
+remote_run() { # bin drv n tag [unix]
   rm -rf "$tmp/b"; mkdir -p "$tmp/b"
-  (perfw "" "$tmp/srv.$4" $PIN_SRV "$1" serve --no-stdio --config "$tmp/b.json" --state-dir "$tmp/b" 2>"$tmp/b.err") &
+  local conf="$tmp/b.json"
+  [ "${5:-}" = unix ] && conf="$tmp/bu.json"
+  (perfw "" "$tmp/srv.$4" $PIN_SRV "$1" serve --no-stdio --config "$conf" --state-dir "$tmp/b" 2>"$tmp/b.err") &
   local pp=$!
   pids+=("$pp")
   for _ in $(seq 300); do [ -s "$tmp/b/announce.json" ] && break; sleep 0.05; done
   local ma
-  ma=$(python3 -c "import json; print(json.load(open('$tmp/b/announce.json'))['multiaddr'])" 2>/dev/null)
+  ma=$(python3 -c "import json,sys; a=json.load(open('$tmp/b/announce.json'))['multiaddrs']; print([x for x in a if x.startswith('/unix/') == (sys.argv[1] == 'unix')][0])" "${5:-tcp}" 2>/dev/null)
   [ -n "$ma" ] || { echo "kcost: the server did not start" >&2; cat "$tmp/b.err" >&2; exit 1; }
   (perfw "" "$tmp/drv.$4" $PIN_DRV "$2" bench --state "$tmp/d" --peer "$ma" --n "$3" --conns 1 --inflight 16 >"$tmp/drvout.$4" 2>>"$tmp/drv.err")
   # the server is perf's child: stop it, perf prints its counts when it exits
@@ -149,6 +156,14 @@ for r in $(seq "$REPS"); do
     done
     emit "remote ($lb)" remote
   done
+  if [ "${UNIX:-0}" = 1 ]; then
+    for MODE in stat rec; do
+      export MODE
+      remote_run "$bin" "$BUILD/bench/service/svc_bench_driver" "$N1" remote.1.$MODE unix
+      remote_run "$bin" "$BUILD/bench/service/svc_bench_driver" "$N2" remote.2.$MODE unix
+    done
+    emit "remote unix (${LABEL:-this build})" remote
+  fi
 done
 python3 - "$out" <<'PYEOF'
 import json, sys, statistics
