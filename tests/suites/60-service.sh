@@ -461,6 +461,30 @@ EOF
   stop_wait "$E_PID" TERM 60
 fi
 
+# ---- a node reachable only over a Unix-domain socket: a same-host worker claims its task ----
+mkdir -p "$tmp/u"
+cat >"$tmp/u.json" <<EOF
+{"p2p": {"listen": ["/unix$tmp/u.sock"], "trusted_peers": ["$CLI_ID"], "workers": 0}}
+EOF
+"$bin" serve --no-stdio --config "$tmp/u.json" --state-dir "$tmp/u" 2>"$tmp/u.err" &
+U_PID=$!
+pids+=($U_PID)
+if wait_announce u && U_MA=$(ma_of u) && [ "${U_MA#/unix/}" != "$U_MA" ]; then
+  got=$(cli cli task submit --peer "$U_MA" --type tool.call '{"tool":"echo","args":{"u":9}}')
+  tid=$(echo "$got" | jget 'd["task_id"]')
+  got=$(timeout 120 "$bin" worker --once --peer "$U_MA" --state-dir "$tmp/cli" 2>>"$tmp/cli.err")
+  check "unix-only node: a worker over its socket completed the task" [ "$(echo "$got" | jget 'd["completed"]')" = "1" ]
+  got=$(cli cli task wait --peer "$U_MA" --timeout 30 "$tid")
+  check "…and the node reports it completed by that worker" \
+    [ "$(echo "$got" | jget 'd["task"]["status"] == "completed" and d["task"]["result"]["result"]["u"] == 9 and d["task"]["assigned_worker"].startswith("'"$CLI_ID"'")')" = "True" ]
+  rc=0
+  stop_wait "$U_PID" TERM 60 || rc=$?
+  check "unix-only node stops cleanly and removes its socket file" \
+    sh -c "[ $rc = 0 ] && [ ! -e '$tmp/u.sock' ] && ! grep -q 'LeakSanitizer\|ERROR: AddressSanitizer\|runtime error' '$tmp/u.err'"
+else
+  ko "unix-only node starts and announces its /unix/ address" "$(tail -n 3 "$tmp/u.err")"
+fi
+
 # ---- clean shutdown of the nodes (no leaks, exit 0) ----
 for pair in "B:$B_PID" "C:$C_PID"; do
   name=${pair%%:*}
