@@ -533,18 +533,22 @@ static int unix_path_free(const char *path) {
   return rc;
 }
 
-/* Binds a Unix-domain socket at `path` with mode 0600 (created under umask 0177: never a moment
- * with a wider mode; the umask is the process's, restored at once) and records its inode. */
+/* Binds a Unix-domain socket at `path`, makes it mode 0600 and records its inode. Not under a
+ * narrowed umask: the umask is the process's, and a directory another thread made meanwhile
+ * (0700 & ~0177 = 0600) would be one its owner cannot enter. Between bind and chmod the file
+ * has the mode the umask gives (0755 under the usual 022: only the owner may connect, connecting
+ * needs write permission); a connection made then still has to pass Noise and the trust list. */
 static int unix_bind(host_listener *l, const char *path) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   memcpy(sa.sun_path, path, strlen(path) + 1);
-  mode_t old = umask(0177); /* bind makes the file 0777 & ~umask */
   int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
-  umask(old);
   struct stat st;
-  if (rc == 0 && stat(path, &st) != 0) rc = -errno;
+  if (rc == 0 && (chmod(path, 0600) != 0 || stat(path, &st) != 0)) {
+    rc = -errno;
+    (void)unlink(path); /* the file this bind just made */
+  }
   if (rc == 0) {
     l->dev = st.st_dev;
     l->ino = st.st_ino;
