@@ -40,17 +40,10 @@ bin="$BUILD/peermcp"
 sdrv="$BUILD/bench/service/svc_bench_driver"
 mdrv="$BUILD/bench/mcp/mcp_bench_driver"
 ppong="$BUILD/bench/p2p/pingpong"
-tmp=$(mktemp -d)
+. "$root/bench/lib.sh"
+bench_begin
 out="$BUILD/bench-p2p-call.jsonl"
 : >"$out"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  sleep 0.2
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 export PEERMCP_TEST_TOOLS=1 SVC_DRIVER_TIMEOUT_S=300 PEERMCP_MCP_TASKS_RUNNER=0
 N_CALLS=${N_CALLS:-20000}
 STDIO_SECONDS=${STDIO_SECONDS:-2}
