@@ -842,6 +842,27 @@ static void arm(svc_client *c) {
   uv_timer_start(&c->timer, on_tick, (uint64_t)(next - now), 0);
 }
 
+/* Requests that reached their deadline without being on the wire: the client waited for a
+ * stream or for the server's bucket all that time, which the caller only sees as -ETIMEDOUT.
+ * Says what it was waiting for (one line a tick, with the first such request's history). */
+static void log_never_sent(svc_client *c, unsigned n, unsigned failures, unsigned refusals) {
+  static const char *const k_state[] = {"none", "opening", "initializing", "ready", "draining"};
+  const cstream *cs = c->cur;
+  int st = cs && cs->state >= CS_OPENING && cs->state <= CS_DRAINING ? cs->state : 0;
+  size_t draining = 0;
+  for (const cstream *d = c->draining; d; d = d->next) draining++;
+  tokens_refill(c);
+  int64_t now = now_ms(c);
+  log_write(LOG_WARNING, "p2p requests timed out before they were sent",
+            "{s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:i, s:I, s:I, s:I}", "target", c->target,
+            "requests", (json_int_t)n, "failures", (json_int_t)failures, "refusals", (json_int_t)refusals,
+            "stream", k_state[st], "stream_inflight", (json_int_t)(cs ? cs->inflight : 0), "draining_streams",
+            (json_int_t)draining, "queued", (json_int_t)c->n_reqs, "tokens", c->tokens, "rate", c->rate,
+            "next_open_in_ms", (json_int_t)(c->next_open_at > now ? c->next_open_at - now : 0), "token_wait_ms",
+            (json_int_t)tokens_wait_ms(c), "open_err", c->open_err, "streams_opened", (json_int_t)c->n_streams,
+            "refused", (json_int_t)c->n_refused, "paced", (json_int_t)c->n_paced);
+}
+
 static void on_tick(uv_timer_t *t) {
   svc_client *c = t->data;
   c->refs++;
@@ -852,6 +873,7 @@ static void on_tick(uv_timer_t *t) {
   }
   int64_t now = now_ms(c);
   creq *r = c->reqs;
+  unsigned never_sent = 0, ns_failures = 0, ns_refusals = 0;
   while (r && !c->closed) {
     creq *next = r->next;
     if (now >= r->deadline) {
@@ -860,11 +882,13 @@ static void on_tick(uv_timer_t *t) {
         /* a late reply to the old attempt is ignored (its id is forgotten) */
         req_again(c, r, now + backoff(c, r->failures - 1));
       } else {
+        if (!r->id && !never_sent++) ns_failures = r->failures - 1, ns_refusals = r->refusals;
         req_finish(c, r, -ETIMEDOUT, NULL, NULL);
       }
     }
     r = next;
   }
+  if (never_sent && !c->closed) log_never_sent(c, never_sent, ns_failures, ns_refusals);
   pump(c);
   arm(c);
   client_unref(c);

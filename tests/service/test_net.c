@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -23,6 +26,7 @@
 #include "service/server.h"
 #include "taskq/table.h"
 #include "util/clock.h"
+#include "util/log.h"
 #include "support/stores.h"
 #include "support/tmpdir.h"
 
@@ -854,6 +858,49 @@ static void test_clients_sharing_a_tight_bucket_lose_no_request(void **state) {
   assert_true(refused > 0); /* the bucket was shared: the clients' views of it were wrong */
 }
 
+/* A request that reaches its deadline without ever going out (here the dial hangs: the
+ * listener takes the TCP connection and never answers the handshake) ends with -ETIMEDOUT,
+ * and the client says what it was waiting for: the caller alone cannot tell it from a server
+ * that never answered. */
+static void test_request_timed_out_unsent_is_explained(void **state) {
+  (void)state;
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(ls >= 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+  assert_int_equal(listen(ls, 4), 0);
+  assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+  char target[300];
+  snprintf(target, sizeof target, "/ip4/127.0.0.1/tcp/%u/p2p/%s", (unsigned)ntohs(sa.sin_port), p2p_host_peer_id(W.a));
+  char path[512];
+  snprintf(path, sizeof path, "%s/client.log", W.dir);
+  FILE *lf = fopen(path, "w+");
+  assert_non_null(lf);
+  log_set_fd(fileno(lf));
+  svc_client *cl;
+  assert_int_equal(svc_client_new(&W.loop, W.b, target, NULL, &cl), 0);
+  got g;
+  memset(&g, 0, sizeof g);
+  json_t *m = json_pack("{s:s}", "op", "status");
+  assert_int_equal(svc_client_rpc(cl, m, 300, got_cb, &g), 0);
+  json_decref(m);
+  for (int64_t end = clock_mono_ms() + 5000; !g.done && clock_mono_ms() < end;) uv_run(&W.loop, UV_RUN_ONCE);
+  log_set_fd(2);
+  assert_true(g.done);
+  assert_int_equal(g.err, -ETIMEDOUT);
+  got_clear(&g);
+  svc_client_close(cl);
+  char text[4096] = "";
+  rewind(lf);
+  size_t n = fread(text, 1, sizeof text - 1, lf);
+  text[n] = 0;
+  fclose(lf);
+  close(ls);
+  assert_non_null(strstr(text, "timed out before they were sent"));
+  assert_non_null(strstr(text, "\"stream\":\"opening\""));
+}
+
 static void later_fired(uv_timer_t *t) { *(int *)t->data = 1; }
 static void tm_closed(uv_handle_t *h) { *(int *)h->data = 1; }
 
@@ -916,6 +963,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_silent_stream_is_closed_after_init_timeout, setup_limits, teardown),
       cmocka_unit_test_setup_teardown(test_client_rotates_streams_before_the_frame_cap, setup_few_frames, teardown),
       cmocka_unit_test_setup_teardown(test_clients_sharing_a_tight_bucket_lose_no_request, setup_tight_rate, teardown),
+      cmocka_unit_test_setup_teardown(test_request_timed_out_unsent_is_explained, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
