@@ -1,7 +1,8 @@
 /* test_host_unix.c — the host's Unix-domain socket transport (/unix/<path>, same-host peers):
  * listen, dial and streams over it; the socket file's hygiene (mode 0600, a stale socket
- * replaced, a regular file or a live socket refused, a too-long path, unlinked on close); the
- * inbound limits applied to it; and its address kept out of everything advertised (identify,
+ * replaced, a regular file or a live socket refused, a too-long path, unlinked on close; the
+ * file bound at a temporary name and moved into place, never seen at its path with another mode,
+ * no temporary name left behind); the inbound limits applied to it; and its address kept out of everything advertised (identify,
  * the announced addresses). Hosts on one libuv loop. */
 #include <errno.h>
 #include <setjmp.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,6 +24,7 @@
 #include "p2p/core/multiaddr.h"
 #include "p2p/host/host.h"
 #include "p2p/host/peers.h"
+#include "p2p/host/unix_listen.h"
 #include "util/log.h"
 
 #include "../support/p2pfix.h"
@@ -125,6 +129,31 @@ static void cl_opened(p2p_stream *s, int err, void *ud) {
   p2p_stream_close_write(s);
 }
 
+
+/* The names in dir (without . and ..), sorted, joined with '|'; how many. */
+static int list_dir(const char *dir, char *out, size_t cap) {
+  struct dirent **ents;
+  int n = scandir(dir, &ents, NULL, alphasort), k = 0;
+  assert_true(n >= 0);
+  out[0] = 0;
+  for (int i = 0; i < n; i++) {
+    if (strcmp(ents[i]->d_name, ".") != 0 && strcmp(ents[i]->d_name, "..") != 0) {
+      size_t len = strlen(out);
+      snprintf(out + len, cap - len, "%s%s", k ? "|" : "", ents[i]->d_name);
+      k++;
+    }
+    free(ents[i]);
+  }
+  free(ents);
+  return k;
+}
+
+/* A fresh directory `name` in slot's directory (0700). */
+static void sub_dir(int slot, const char *name, char *out, size_t cap) {
+  ts_path(out, cap, fx.dirs[slot], name);
+  assert_int_equal(mkdir(out, 0700), 0);
+}
+
 /* ---------------------------------------------------------------- tests */
 
 /* Listen on /unix/, dial <addr>/p2p/<id>, ping and an echo stream over it; the file is 0600
@@ -163,6 +192,214 @@ static void test_unix_listen_dial_stream_mode_and_unlink(void **state) {
   ts_p2p_close(&fx, (p2p_host *[]){a, b}, 2);
   assert_int_equal(lstat(path, &st), -1);
   assert_int_equal(errno, ENOENT);
+}
+
+/* The socket file never exists at its path with another mode than 0600, even under umask 0: it is
+ * bound at a temporary name beside it (".p2p-…"), chmod'ed there and moved into place — the
+ * directory's events never show the final name created or chmod'ed, only moved to. Inbound
+ * connections still report the listen address (not the temporary name the socket was bound
+ * at), and on close the file is unlinked only while the path names our inode. */
+static void test_unix_socket_file_appears_at_its_path_only_as_0600(void **state) {
+  (void)state;
+  char dir[TS_TMPDIR_MAX + 32], path[TS_TMPDIR_MAX + 64], ma[1200], target[1400], names[1024];
+  p2p_host *a = make_host(SLOT_A, NULL);
+  sub_dir(SLOT_A, "run", dir, sizeof dir);
+  ts_path(path, sizeof path, dir, "a.sock");
+  multiaddr m;
+  assert_int_equal(multiaddr_from_unix_path(path, &m), 0);
+  assert_int_equal(multiaddr_to_string(&m, ma, sizeof ma), 0);
+  int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  assert_true(in >= 0);
+  assert_true(inotify_add_watch(in, dir, IN_CREATE | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE) >= 0);
+  mode_t old = umask(0);
+  int rc = p2p_host_listen(a, ma);
+  assert_int_equal(umask(old), 0);
+  assert_int_equal(rc, 0);
+  _Alignas(struct inotify_event) char ev[8192];
+  ssize_t n = read(in, ev, sizeof ev);
+  close(in);
+  assert_true(n > 0);
+  char tmp[256] = "";
+  bool created = false, chmoded = false, moved_from = false, moved_to = false;
+  for (char *p = ev; p < ev + n;) {
+    const struct inotify_event *e = (const struct inotify_event *)p;
+    assert_true(e->len > 0);
+    if (strcmp(e->name, "a.sock") == 0) {
+      assert_int_equal(e->mask, IN_MOVED_TO); /* never created (bind) nor chmod'ed under its name */
+      assert_true(moved_from);
+      moved_to = true;
+    } else {
+      assert_memory_equal(e->name, UNIX_LISTEN_TMP_PREFIX, strlen(UNIX_LISTEN_TMP_PREFIX));
+      assert_int_equal(strlen(e->name), strlen(UNIX_LISTEN_TMP_PREFIX) + UNIX_LISTEN_TMP_RANDOM);
+      if (!tmp[0]) snprintf(tmp, sizeof tmp, "%s", e->name);
+      assert_string_equal(e->name, tmp); /* one temporary name */
+      if (e->mask & IN_CREATE) created = true;
+      if (e->mask & IN_ATTRIB) chmoded = created;
+      if (e->mask & IN_MOVED_FROM) moved_from = chmoded;
+    }
+    p += sizeof *e + e->len;
+  }
+  assert_true(created && chmoded && moved_from && moved_to);
+  struct stat st;
+  assert_int_equal(lstat(path, &st), 0);
+  assert_true(S_ISSOCK(st.st_mode));
+  assert_int_equal(st.st_mode & 07777, 0600);
+  assert_int_equal(list_dir(dir, names, sizeof names), 1);
+  assert_string_equal(names, "a.sock");
+
+  p2p_host *b = make_host(SLOT_B, NULL);
+  full(a, ma, target, sizeof target);
+  assert_int_equal(ts_p2p_ping(&fx, b, target, WAIT_MS), 0);
+  p2p_conn_info ci[4];
+  assert_int_equal(p2p_host_conns(a, p2p_host_peer_id(b), ci, 4), 1);
+  assert_string_equal(ci[0].remote_addr, ma);
+
+  /* somebody moved our file away and put theirs at the path: closing leaves both alone */
+  char moved[TS_TMPDIR_MAX + 64];
+  ts_path(moved, sizeof moved, dir, "moved.sock");
+  assert_int_equal(rename(path, moved), 0);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fclose(f);
+  ts_p2p_close(&fx, (p2p_host *[]){a, b}, 2);
+  assert_int_equal(lstat(path, &st), 0);
+  assert_true(S_ISREG(st.st_mode));
+  assert_int_equal(lstat(moved, &st), 0);
+  assert_true(S_ISSOCK(st.st_mode));
+}
+
+/* No temporary name outlives a listen, whichever way it ends: the path a file took (refused
+ * before any binding, or — the race — after the room check, at the move), a socket that took it
+ * (-EADDRINUSE), the link()+unlink() way of filesystems without RENAME_NOREPLACE (never replaces),
+ * and a success; unix_listen_remove removes only the inode it was given. */
+static void test_unix_no_temporary_name_is_left_behind(void **state) {
+  (void)state;
+  char dir[TS_TMPDIR_MAX + 32], path[TS_TMPDIR_MAX + 64], ma[1200], names[1024];
+  p2p_host *a = make_host(SLOT_A, NULL);
+  sub_dir(SLOT_A, "run", dir, sizeof dir);
+  ts_path(path, sizeof path, dir, "taken");
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("keep me", f);
+  fclose(f);
+  multiaddr m;
+  assert_int_equal(multiaddr_from_unix_path(path, &m), 0);
+  assert_int_equal(multiaddr_to_string(&m, ma, sizeof ma), 0);
+  assert_int_equal(p2p_host_listen(a, ma), -EEXIST);
+  assert_int_equal(list_dir(dir, names, sizeof names), 1);
+  assert_string_equal(names, "taken");
+  /* the race: the file appeared after the room check; the move refuses, the temp name goes */
+  int fd = -1;
+  dev_t dv;
+  ino_t ino;
+  assert_int_equal(unix_listen_open(path, 8, &fd, &dv, &ino), -EEXIST);
+  assert_int_equal(fd, -1);
+  assert_int_equal(list_dir(dir, names, sizeof names), 1);
+  struct stat st;
+  assert_int_equal(lstat(path, &st), 0);
+  assert_true(S_ISREG(st.st_mode));
+  assert_int_equal(st.st_size, 7);
+  char live[TS_TMPDIR_MAX + 64];
+  ts_path(live, sizeof live, dir, "live");
+  make_stale_socket(live);
+  assert_int_equal(unix_listen_open(live, 8, &fd, &dv, &ino), -EADDRINUSE);
+  assert_int_equal(list_dir(dir, names, sizeof names), 2);
+  assert_string_equal(names, "live|taken");
+
+  /* link()+unlink(): refuses a taken name (both left), else moves (same inode, old name gone) */
+  char from[TS_TMPDIR_MAX + 64], to[TS_TMPDIR_MAX + 64];
+  ts_path(from, sizeof from, dir, "from");
+  ts_path(to, sizeof to, dir, "to");
+  assert_non_null(f = fopen(from, "w"));
+  fclose(f);
+  struct stat sf;
+  assert_int_equal(lstat(from, &sf), 0);
+  assert_int_equal(unix_listen_move(from, path, true), -EEXIST);
+  assert_int_equal(unix_listen_move(from, path, false), -EEXIST);
+  assert_int_equal(lstat(path, &st), 0);
+  assert_int_equal(st.st_size, 7);
+  assert_int_equal(unix_listen_move(from, to, true), 0);
+  assert_int_equal(lstat(to, &st), 0);
+  assert_true(st.st_ino == sf.st_ino);
+  assert_int_equal(list_dir(dir, names, sizeof names), 3);
+  assert_string_equal(names, "live|taken|to");
+  assert_int_equal(unlink(to), 0);
+
+  /* success: listening at once (connect works), 0600, its inode; removed by inode only */
+  char ok[TS_TMPDIR_MAX + 64];
+  ts_path(ok, sizeof ok, dir, "ok.sock");
+  assert_int_equal(unix_listen_open(ok, 8, &fd, &dv, &ino), 0);
+  assert_int_equal(list_dir(dir, names, sizeof names), 3);
+  assert_string_equal(names, "live|ok.sock|taken");
+  assert_int_equal(lstat(ok, &st), 0);
+  assert_true(S_ISSOCK(st.st_mode) && (st.st_mode & 07777) == 0600 && st.st_ino == ino && st.st_dev == dv);
+  int cfd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  assert_true(strlen(ok) < sizeof sa.sun_path);
+  memcpy(sa.sun_path, ok, strlen(ok) + 1);
+  assert_int_equal(connect(cfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  close(cfd);
+  assert_int_equal(unix_listen_remove(ok, dv, ino + 1), 0); /* not ours: left */
+  assert_int_equal(lstat(ok, &st), 0);
+  assert_int_equal(unix_listen_remove(ok, dv, ino), 0);
+  assert_int_equal(lstat(ok, &st), -1);
+  close(fd);
+  assert_int_equal(list_dir(dir, names, sizeof names), 2);
+  ts_p2p_close(&fx, (p2p_host *[]){a}, 1);
+}
+
+/* The temporary name must fit sun_path beside the final one: a directory part (with its '/') of
+ * UNIX_LISTEN_DIR_MAX bytes still listens (8 random characters), one byte more is -ENAMETOOLONG
+ * with nothing created; a 107-byte path in a short directory listens (16 random characters). */
+static void test_unix_long_paths_leave_room_for_the_temporary_name(void **state) {
+  (void)state;
+  char dir[256], dir2[256], path[256], ma[1200], names[1024], name[128];
+  p2p_host *a = make_host(SLOT_A, NULL);
+  size_t base = strlen(fx.dirs[SLOT_C]);
+  assert_true(base + 2 < UNIX_LISTEN_DIR_MAX);
+  size_t k = UNIX_LISTEN_DIR_MAX - base - 2; /* base + '/' + name + '/' */
+  memset(name, 'd', k);
+  name[k] = 0;
+  sub_dir(SLOT_C, name, dir, sizeof dir);
+  assert_int_equal(strlen(dir) + 1, UNIX_LISTEN_DIR_MAX);
+  multiaddr m;
+  ts_path(path, sizeof path, dir, "s");
+  assert_int_equal(multiaddr_from_unix_path(path, &m), 0);
+  assert_int_equal(multiaddr_to_string(&m, ma, sizeof ma), 0);
+  mode_t old = umask(0);
+  int rc = p2p_host_listen(a, ma);
+  umask(old);
+  assert_int_equal(rc, 0);
+  struct stat st;
+  assert_int_equal(lstat(path, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0600);
+  assert_int_equal(list_dir(dir, names, sizeof names), 1);
+
+  name[k] = 'd';
+  name[k + 1] = 0;
+  sub_dir(SLOT_C, name, dir2, sizeof dir2);
+  ts_path(path, sizeof path, dir2, "s");
+  assert_int_equal(multiaddr_from_unix_path(path, &m), 0);
+  assert_int_equal(multiaddr_to_string(&m, ma, sizeof ma), 0);
+  assert_int_equal(p2p_host_listen(a, ma), -ENAMETOOLONG);
+  assert_int_equal(list_dir(dir2, names, sizeof names), 0);
+
+  memset(name, 'n', sizeof name);
+  name[UNIX_LISTEN_PATH_MAX - 1 - base - 1] = 0;
+  ts_path(path, sizeof path, fx.dirs[SLOT_C], name);
+  assert_int_equal(strlen(path), UNIX_LISTEN_PATH_MAX - 1);
+  assert_int_equal(multiaddr_from_unix_path(path, &m), 0);
+  assert_int_equal(multiaddr_to_string(&m, ma, sizeof ma), 0);
+  assert_int_equal(p2p_host_listen(a, ma), 0);
+  assert_int_equal(lstat(path, &st), 0);
+  assert_true(S_ISSOCK(st.st_mode));
+  char target[1400];
+  full(a, ma, target, sizeof target);
+  p2p_host *b = make_host(SLOT_B, NULL);
+  assert_int_equal(ts_p2p_ping(&fx, b, target, WAIT_MS), 0);
+  ts_p2p_close(&fx, (p2p_host *[]){a, b}, 2);
+  assert_int_equal(lstat(path, &st), -1);
+  assert_int_equal(list_dir(dir, names, sizeof names), 0);
 }
 
 /* A socket file nobody listens on is replaced; one somebody listens on, a regular file and a
@@ -319,6 +556,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_unix_listen_dial_stream_mode_and_unlink, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unix_existing_paths_and_long_paths, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unix_socket_file_appears_at_its_path_only_as_0600, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unix_no_temporary_name_is_left_behind, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unix_long_paths_leave_room_for_the_temporary_name, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unix_address_is_not_advertised, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unix_inbound_goes_through_the_limits, setup, teardown),
   };

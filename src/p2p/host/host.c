@@ -18,6 +18,7 @@
 #include "p2p/core/identity.h"
 #include "p2p/host/internal.h"
 #include "p2p/host/transport_stream.h"
+#include "p2p/host/unix_listen.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -473,6 +474,10 @@ static void on_inbound(uv_stream_t *server, int status) {
     conn_close(c, -ECONNABORTED);
     return;
   }
+  if (l->is_unix) { /* the socket was bound at a temporary name (unix_listen.h): its name says that */
+    snprintf(t->local_addr, sizeof t->local_addr, "%s", l->addr);
+    snprintf(t->remote_addr, sizeof t->remote_addr, "%s", l->addr);
+  }
   snprintf(c->remote_addr, sizeof c->remote_addr, "%s", t->remote_addr);
   /* The per-source limits count a unix listener as one source (a dialer has no address): its
    * /unix/ address stands in for the IP, so max_connections_per_ip and max_pending_per_ip bound
@@ -499,10 +504,8 @@ static void on_inbound(uv_stream_t *server, int status) {
 /* Removes the socket file of a unix listener, if the path still names the one we bound (another
  * process may have replaced it meanwhile). */
 static void unix_unlink(host_listener *l) {
-  struct stat st;
-  if (l->is_unix && l->path[0] && stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino &&
-      unlink(l->path) != 0)
-    log_warn("p2p unix listener: socket file not removed", "{s:s, s:s}", "path", l->path, "error", strerror(errno));
+  int rc = l->is_unix && l->path[0] ? unix_listen_remove(l->path, l->dev, l->ino) : 0;
+  if (rc) log_warn("p2p unix listener: socket file not removed", "{s:s, s:s}", "path", l->path, "error", strerror(-rc));
   l->path[0] = 0;
 }
 
@@ -514,49 +517,16 @@ static void on_listener_closed(uv_handle_t *hd) {
   maybe_finish_close(h);
 }
 
-/* Makes room for a unix listener at `path`: nothing there, or a socket file nobody listens on
- * (connecting to it is refused: a listener that died), which is removed. Anything else — a
- * regular file, a directory, a socket someone serves — is left alone: -EEXIST or -EADDRINUSE. */
-static int unix_path_free(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -errno;
-  if (!S_ISSOCK(st.st_mode)) return -EEXIST;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return -errno;
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  memcpy(sa.sun_path, path, strlen(path) + 1);
-  int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? -EADDRINUSE : errno == ECONNREFUSED ? 0 : -errno;
-  close(fd);
-  if (rc == -EAGAIN) rc = -EADDRINUSE; /* a full backlog (non-blocking connect): someone listens */
-  if (rc == 0 && unlink(path) != 0 && errno != ENOENT) rc = -errno;
-  if (rc == 0) log_info("p2p unix listen: stale socket file replaced", "{s:s}", "path", path);
-  return rc;
-}
-
-/* Binds a Unix-domain socket at `path`, makes it mode 0600 and records its inode. Not under a
- * narrowed umask: the umask is the process's, and a directory another thread made meanwhile
- * (0700 & ~0177 = 0600) would be one its owner cannot enter. Between bind and chmod the file
- * has the mode the umask gives (0755 under the usual 022: only the owner may connect, connecting
- * needs write permission); a connection made then still has to pass Noise and the trust list. */
+/* The socket file appears at `path` with mode 0600 and listening (unix_listen.h); the handle
+ * takes the fd and its inode is recorded (unlinked on close only while the path names it). */
 static int unix_bind(host_listener *l, const char *path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  memcpy(sa.sun_path, path, strlen(path) + 1);
-  int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
-  struct stat st;
-  if (rc == 0 && (chmod(path, 0600) != 0 || stat(path, &st) != 0)) {
-    rc = -errno;
-    (void)unlink(path); /* the file this bind just made */
-  }
-  if (rc == 0) {
-    l->dev = st.st_dev;
-    l->ino = st.st_ino;
-    snprintf(l->path, sizeof l->path, "%s", path);
-    rc = uv_pipe_open(&l->u.pipe, fd); /* from here the handle owns fd */
-    if (rc == 0) return 0;
-    unix_unlink(l);
-  }
+  int fd;
+  int rc = unix_listen_open(path, 128, &fd, &l->dev, &l->ino);
+  if (rc) return rc;
+  snprintf(l->path, sizeof l->path, "%s", path);
+  rc = uv_pipe_open(&l->u.pipe, fd); /* from here the handle owns fd */
+  if (rc == 0) return 0;
+  unix_unlink(l);
   close(fd);
   return rc;
 }
@@ -572,7 +542,7 @@ static int host_listen_unix(p2p_host *h, const multiaddr *ma, const char *text) 
   if (rc) return rc;
   multiaddr bare;
   if (multiaddr_from_unix_path(path, &bare) != 0) return -EINVAL; /* a /p2p/ suffix is not listened on */
-  if ((rc = unix_path_free(path)) != 0) {
+  if ((rc = unix_listen_make_room(path)) != 0) {
     log_error("p2p listen failed: the unix socket path is in use or is not a socket", "{s:s, s:s}", "multiaddr",
               text, "error", strerror(-rc));
     return rc;

@@ -107,9 +107,11 @@ int p2p_host_new(uv_loop_t *loop, const p2p_host_config *cfg, p2p_host **out)
  * socket for peers on this host (/unix/<percent-encoded path>, e.g. /unix/%2Frun%2Fpeermcp%2Fp2p.sock;
  * the older /unix/run/peermcp/p2p.sock is read too). A unix listener runs the same upgrade
  * (multistream-select, Noise, Yamux) and the same authorization (PeerId + trust list); its socket
- * file is made 0600 right after bind (chmod), a stale socket nobody listens on is replaced, any
- * other existing file is refused (-EEXIST; -EADDRINUSE when someone listens), a path of 108 bytes
- * or more is -ENAMETOOLONG, and the file is removed when the host closes. Inbound unix connections
+ * file appears at the path already 0600 and listening (bound at a temporary name beside it and
+ * moved into place: unix_listen.h; the umask is left alone), a stale socket nobody listens on is
+ * replaced, any other existing file is refused (-EEXIST; -EADDRINUSE when someone listens), a path
+ * of 108 bytes or more, or whose directory part is longer than 94 bytes, is -ENAMETOOLONG, and the
+ * file is removed when the host closes if the path still names it. Inbound unix connections
  * pass the same limits as TCP, the listener counting as one source address. Unix addresses are
  * never advertised (identify, kad, mdns, rendezvous, autonat): see p2p_host_unix_addrs. */
 int p2p_host_listen(p2p_host *h, const char *multiaddr) __attribute__((warn_unused_result));

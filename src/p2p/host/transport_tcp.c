@@ -237,7 +237,8 @@ static void fill_addr(tcp_transport *t, bool remote) {
   multiaddr ma;
   if (t->base.ops == &unix_ops) {
     /* The path the socket is bound to; a dialing socket is unnamed, so both ends print the
-     * listener's path (p2p_unix_connect sets the dialer's; an accepted one reads its own). */
+     * listener's path (p2p_unix_connect sets the dialer's; an accepted one reads its own, which
+     * is the name it was bound at: the host puts its listen address instead, unix_listen.h). */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
     size_t len = sizeof path;
     int rc = remote ? uv_pipe_getpeername(&t->u.pipe, path, &len) : uv_pipe_getsockname(&t->u.pipe, path, &len);

@@ -52,8 +52,9 @@ int p2p_tcp_connect_from(p2p_transport *t, const struct sockaddr *sa, const stru
     __attribute__((warn_unused_result));
 /* Accepts the pending connection of `server` (from its connection callback): open at once,
  * remote_addr and local_addr filled in. A unix transport accepts from a uv_pipe_t server; its
- * dialer is unnamed, so remote_addr is the listener's /unix/ address too. On error close the
- * transport. */
+ * dialer is unnamed, so remote_addr is the listener's /unix/ address too — the name the listener
+ * was bound at, which may be a temporary one since renamed (the host overwrites both). On error
+ * close the transport. */
 int p2p_tcp_accept(p2p_transport *t, uv_stream_t *server) __attribute__((warn_unused_result));
 /* Frees the pool's recycled buffers. */
 void p2p_tcp_pool_free(p2p_tcp_pool *pool);
