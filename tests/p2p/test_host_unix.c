@@ -2,8 +2,9 @@
  * listen, dial and streams over it; the socket file's hygiene (mode 0600, a stale socket
  * replaced, a regular file or a live socket refused, a too-long path, unlinked on close; the
  * file bound at a temporary name and moved into place, never seen at its path with another mode,
- * no temporary name left behind); the inbound limits applied to it; and its address kept out of everything advertised (identify,
- * the announced addresses). Hosts on one libuv loop. */
+ * no temporary name left behind); the inbound limits applied to it, and the reserved handshakes
+ * of a peer remembered at a long unix address; and its address kept out of everything
+ * advertised (identify, the announced addresses). Hosts on one libuv loop. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <poll.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -467,6 +469,62 @@ static void test_unix_existing_paths_and_long_paths(void **state) {
   ts_p2p_close(&fx, (p2p_host *[]){a, b}, 2);
 }
 
+static bool no_conns(void *arg) { return p2p_host_conns(arg, NULL, NULL, 0) == 0; }
+static bool fd_readable(void *arg) {
+  struct pollfd p = {.fd = *(int *)arg, .events = POLLIN};
+  return poll(&p, 1, 0) == 1;
+}
+
+/* Reserved handshakes (issue 9 item 1) for a peer remembered over a unix listener whose address
+ * is long: a path of 100 bytes mostly '+' is a /unix/ address of ~290 characters (%2B), which
+ * the table of remembered sources dropped when it kept addresses of up to 63. With the one
+ * pending slot of that source held by a handshake that moves (its multistream header answered:
+ * not evicted younger than 500 ms), the remembered peer still gets in, through a reserved
+ * handshake. Tried up to three times, as the VM may stall past 500 ms (then the holder is
+ * evicted instead and nothing is reserved). */
+static void test_unix_reserved_handshake_for_a_remembered_peer_at_a_long_address(void **state) {
+  (void)state;
+  char path[TS_TMPDIR_MAX + 128], ma[1200], target[1400], name[128];
+  size_t base = strlen(fx.dirs[SLOT_A]);
+  assert_true(base + 2 < 100);
+  memset(name, '+', sizeof name);
+  name[100 - base - 1] = 0;
+  ts_path(path, sizeof path, fx.dirs[SLOT_A], name);
+  assert_int_equal(strlen(path), 100);
+  multiaddr m;
+  assert_int_equal(multiaddr_from_unix_path(path, &m), 0);
+  assert_int_equal(multiaddr_to_string(&m, ma, sizeof ma), 0);
+  assert_true(strlen(ma) > 250);
+  p2p_host_config ca = {.max_pending_per_ip = 1, .reserved_handshakes = 1};
+  p2p_host *a = make_host(SLOT_A, &ca);
+  assert_int_equal(p2p_host_listen(a, ma), 0);
+  full(a, ma, target, sizeof target);
+  p2p_host *b = make_host(SLOT_B, NULL);
+  assert_int_equal(ts_p2p_ping(&fx, b, target, WAIT_MS), 0);
+  p2p_host_remember_authorized(a, p2p_host_peer_id(b));
+  ts_p2p_close(&fx, (p2p_host *[]){b}, 1);
+  assert_true(ts_p2p_wait_for(&fx, no_conns, a, WAIT_MS));
+  p2p_host_stats st = {0};
+  int err = -1;
+  for (int i = 0; i < 3 && st.reserve_admitted == 0; i++) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(write(fd, "\x13/multistream/1.0.0\n", 20), 20);
+    assert_true(ts_p2p_wait_for(&fx, fd_readable, &fd, WAIT_MS)); /* A answered: it moves */
+    b = make_host(SLOT_B, NULL); /* the same identity (its state directory), a new connection */
+    err = ts_p2p_ping(&fx, b, target, WAIT_MS);
+    p2p_host_get_stats(a, &st);
+    ts_p2p_close(&fx, (p2p_host *[]){b}, 1);
+    close(fd);
+    assert_true(ts_p2p_wait_for(&fx, no_conns, a, WAIT_MS));
+  }
+  assert_true(st.reserve_admitted >= 1);
+  assert_int_equal(err, 0);
+  ts_p2p_close(&fx, (p2p_host *[]){a}, 1);
+}
+
 /* A unix listener's address is local only: not a listen address identify sends, not announced,
  * no observedAddr over a unix connection (either way), never taken from the network (identify,
  * DHT) — only from the operator (p2p_host_add_peer_addrs with P2P_SRC_MANUAL). */
@@ -561,6 +619,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_unix_long_paths_leave_room_for_the_temporary_name, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unix_address_is_not_advertised, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unix_inbound_goes_through_the_limits, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unix_reserved_handshake_for_a_remembered_peer_at_a_long_address, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
  * in stream.c, services and events in services.c. */
 #include <errno.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,10 +376,19 @@ static const host_known *known_peer(p2p_host *h, const char *peer_id) {
   return NULL;
 }
 
+/* The key a source address is remembered by: fixed-size whatever the address's length (a unix
+ * listener's percent-encoded path may be three times sun_path). */
+static void src_key(const char *ip, uint8_t key[HOST_SRC_KEY_LEN]) {
+  crypto_generichash(key, HOST_SRC_KEY_LEN, (const unsigned char *)ip, strlen(ip), NULL, 0);
+}
+
 static bool known_ip(p2p_host *h, const char *ip) {
   int64_t now = clock_mono_ms();
+  uint8_t key[HOST_SRC_KEY_LEN];
+  src_key(ip, key);
   for (uint32_t i = 0; i < h->n_known; i++)
-    if (known_fresh(h, &h->known[i], now) && h->known[i].ip[0] && strcmp(h->known[i].ip, ip) == 0) return true;
+    if (known_fresh(h, &h->known[i], now) && h->known[i].has_src && memcmp(h->known[i].src, key, sizeof key) == 0)
+      return true;
   return false;
 }
 
@@ -400,13 +410,13 @@ void p2p_host_remember_authorized(p2p_host *h, const char *peer_id) {
   if (!k) k = oldest;
   if (strcmp(k->peer_id, peer_id) != 0) {
     snprintf(k->peer_id, sizeof k->peer_id, "%s", peer_id);
-    k->ip[0] = 0;
+    k->has_src = false;
   }
   k->last_ms = now;
   for (p2p_conn *c = h->conns; c; c = c->next) /* the address it comes from (loopback, a NAT: shared) */
-    if (!c->outbound && !c->relayed && c->ip[0] && c->state == CONN_READY && strcmp(c->remote_id, peer_id) == 0 &&
-        strlen(c->ip) < sizeof k->ip) {
-      memcpy(k->ip, c->ip, strlen(c->ip) + 1);
+    if (!c->outbound && !c->relayed && c->ip[0] && c->state == CONN_READY && strcmp(c->remote_id, peer_id) == 0) {
+      src_key(c->ip, k->src);
+      k->has_src = true;
       break;
     }
 }

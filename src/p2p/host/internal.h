@@ -76,9 +76,13 @@
 typedef struct p2p_conn p2p_conn;
 
 /* A PeerId the service said is authorized (p2p_host_remember_authorized). */
+#define HOST_SRC_KEY_LEN 16 /* BLAKE2b-128 of a source address: any length, a fixed-size entry */
 typedef struct host_known {
   char peer_id[PEERID_STR_MAX];
-  char ip[64];      /* the address of its inbound connection then ("" = none known) */
+  uint8_t src[HOST_SRC_KEY_LEN]; /* the source of its inbound connection then (p2p_conn.ip: an IP,
+                                    or a unix listener's /unix/ address of up to ~330 characters),
+                                    hashed */
+  bool has_src;     /* false: none known */
   int64_t last_ms;  /* clock_mono_ms of the last p2p_host_remember_authorized */
 } host_known;
 typedef struct host_open_req host_open_req;
