@@ -1,7 +1,7 @@
 /* test_autonat2.c — AutoNAT v2 messages and both sides of a dial-request stream
  * (p2p/proto/autonat2.h): codec round trips and bounds, the server's one-address choice
  * (private, ours, other IP), the dial-data exchange (counted, chunk ceiling, limits), the
- * client's payment and refusals, and every malformed input. */
+ * client's payment and refusals, the dial-back's transport check, and every malformed input. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -482,6 +482,45 @@ static void test_decodes_js_bytes(void **state) {
   free(m);
 }
 
+/* Client: the dial-back's connection must be of the tested transport (spec: the local address
+ * of the connection the nonce came on): the same protocols in order, values aside (a NAT
+ * changes them), dns* as the IP family it resolves to, a /p2p/ suffix ignored; a relayed or
+ * unknown local address never. */
+static void test_dialback_local_address_must_fit_the_tested_one(void **state) {
+  (void)state;
+  static const struct {
+    const char *local, *tested;
+    bool fits;
+  } cases[] = {
+      {"/ip4/10.0.0.5/tcp/4001", "/ip4/203.0.113.7/tcp/4001", true},   /* behind a NAT */
+      {"/ip4/10.0.0.5/tcp/4001", "/ip4/203.0.113.7/tcp/61000", true},  /* a mapped port */
+      {"/ip4/10.0.0.5/tcp/4001", "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
+       true},
+      {"/ip6/2001:db8::5/tcp/4001", "/ip6/2001:db8::7/tcp/4001", true},
+      {"/ip4/10.0.0.5/tcp/4001", "/dns4/example.com/tcp/4001", true},
+      {"/ip6/2001:db8::5/tcp/4001", "/dns/example.com/tcp/4001", true},
+      {"/ip6/2001:db8::5/tcp/4001", "/dns6/example.com/tcp/4001", true},
+      {"/ip6/2001:db8::5/tcp/4001", "/ip4/203.0.113.7/tcp/4001", false}, /* the other family */
+      {"/ip4/10.0.0.5/tcp/4001", "/ip6/2001:db8::7/tcp/4001", false},
+      {"/ip4/10.0.0.5/tcp/4001", "/dns6/example.com/tcp/4001", false},
+      {"/ip6/2001:db8::5/tcp/4001", "/dns4/example.com/tcp/4001", false},
+      {"/ip4/10.0.0.5/udp/4001", "/ip4/203.0.113.7/tcp/4001", false}, /* another transport */
+      {"/ip4/10.0.0.5/tcp/4001", "/ip4/203.0.113.7/udp/4001/quic-v1", false},
+      {"/ip4/10.0.0.5/tcp/4001", "/ip4/203.0.113.7/tcp/4001/ws", false},
+      {"/ip4/10.0.0.5/tcp/4001/ws", "/ip4/203.0.113.7/tcp/4001", false},
+      {"/unix/%2Frun%2Fp.sock", "/ip4/203.0.113.7/tcp/4001", false},
+      {"/ip4/203.0.113.7/tcp/4001", "/ip4/198.51.100.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA/p2p-circuit",
+       false},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    multiaddr l = ma(cases[i].local), t = ma(cases[i].tested);
+    if (autonat2_dialback_addr_matches(&l, &t) != cases[i].fits) fail_msg("%s / %s", cases[i].local, cases[i].tested);
+  }
+  multiaddr empty = {0}, t = ma("/ip4/203.0.113.7/tcp/4001");
+  assert_false(autonat2_dialback_addr_matches(&empty, &t)); /* relayed, unknown */
+  assert_false(autonat2_dialback_addr_matches(&empty, &empty));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_codec_round_trips),
@@ -492,6 +531,7 @@ int main(void) {
       cmocka_unit_test(test_server_refuses_and_rejects),
       cmocka_unit_test(test_client_refusals),
       cmocka_unit_test(test_decodes_js_bytes),
+      cmocka_unit_test(test_dialback_local_address_must_fit_the_tested_one),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

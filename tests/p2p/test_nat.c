@@ -862,6 +862,7 @@ static void test_autonat2_three_servers_say_public(void **state) {
   assert_true(v2_counter(cn, "client_counters", "answers_ok") >= 3);
   assert_true(v2_counter(cn, "client_counters", "dialbacks_received") >= 3);
   assert_int_equal(v2_counter(cn, "client_counters", "ok_without_nonce"), 0);
+  assert_int_equal(v2_counter(cn, "client_counters", "dialbacks_unfit"), 0); /* fresh, direct, TCP */
   assert_int_equal(v1_counter(cn, "asked"), 0);
   json_int_t ok = 0;
   for (int i = 1; i <= 3; i++) ok += v2_counter(sn[i], "server_counters", "dialed_back_ok");
@@ -948,6 +949,118 @@ static void test_autonat2_ok_without_the_nonce_is_discarded(void **state) {
   assert_true(wait_for(discarded, cn, WAIT_MS));
   assert_int_equal(p2p_host_reachability(c), P2P_REACH_UNKNOWN);
   assert_int_equal(v2_counter(cn, "client_counters", "answers_ok"), 0);
+}
+
+/* A server that sends our nonce back over the connection we asked it on (ours to it: no dial of
+ * the address at all), waits for that dial-back stream to end, then answers OK / OK. The spec
+ * has the client check the connection the nonce came on; this one cannot be the dial, so the
+ * client resets it and discards the OK (before: believed, public with confidence 1). */
+typedef struct reuse_liar {
+  p2p_host *h;
+  p2p_stream *req;
+  buf in;
+  bool answered;
+} reuse_liar;
+
+static void rl_answer(reuse_liar *L) {
+  if (!L->req) return;
+  buf out;
+  buf_init(&out, 256);
+  autonat2_msg m = {.kind = AUTONAT2_DIAL_RESPONSE, .status = AUTONAT2_RS_OK, .dial_status = AUTONAT2_DS_OK};
+  assert_int_equal(autonat2_encode(&m, &out), 0);
+  if (p2p_stream_write(L->req, buf_ptr(&out), buf_len(&out)) < 0) p2p_stream_reset(L->req);
+  else p2p_stream_close_write(L->req);
+  buf_free(&out);
+  L->req = NULL;
+  L->answered = true;
+}
+static void rl_db_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) { (void)s, (void)d, (void)n, (void)ud; }
+static void rl_db_eof(p2p_stream *s, void *ud) { (void)s, (void)ud; }
+static void rl_db_close(p2p_stream *s, int err, void *ud) {
+  (void)s, (void)err;
+  rl_answer(ud);
+}
+static const p2p_stream_callbacks rl_db_cbs = {.on_data = rl_db_data, .on_eof = rl_db_eof, .on_close = rl_db_close};
+static uint64_t rl_nonce;
+static void rl_db_opened(p2p_stream *s, int err, void *ud) {
+  (void)err;
+  if (!s) {
+    rl_answer(ud);
+    return;
+  }
+  p2p_stream_set_callbacks(s, &rl_db_cbs, ud);
+  buf out;
+  buf_init(&out, 64);
+  assert_int_equal(autonat2_dialback_encode(rl_nonce, &out), 0);
+  if (p2p_stream_write(s, buf_ptr(&out), buf_len(&out)) < 0) p2p_stream_reset(s);
+  else p2p_stream_close_write(s);
+  buf_free(&out);
+}
+static void rl_req_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
+  reuse_liar *L = ud;
+  assert_int_equal(buf_append(&L->in, d, n), 0);
+  const uint8_t *body;
+  size_t bl, used;
+  if (autonat2_frame_parse(buf_ptr(&L->in), buf_len(&L->in), &body, &bl, &used) != 0) return;
+  autonat2_msg *m = calloc(1, sizeof *m);
+  assert_non_null(m);
+  assert_int_equal(autonat2_decode(body, bl, m), 0);
+  assert_int_equal(m->kind, AUTONAT2_DIAL_REQUEST);
+  rl_nonce = m->nonce;
+  free(m);
+  buf_consume(&L->in, used);
+  /* the dial-back on the very connection the request came over */
+  assert_int_equal(p2p_host_open_stream_on(L->h, p2p_stream_conn_id(s), AUTONAT2_DIAL_BACK_PROTOCOL, rl_db_opened, L), 0);
+}
+static void rl_req_eof(p2p_stream *s, void *ud) { (void)s, (void)ud; }
+static void rl_req_close(p2p_stream *s, int err, void *ud) {
+  (void)err;
+  reuse_liar *L = ud;
+  if (L->req == s) L->req = NULL;
+}
+static const p2p_stream_callbacks rl_req_cbs = {.on_data = rl_req_data, .on_eof = rl_req_eof, .on_close = rl_req_close};
+static void rl_serve(p2p_stream *s, void *ud) {
+  reuse_liar *L = ud;
+  if (L->req || L->answered) { /* one request is enough */
+    p2p_stream_reset(s);
+    return;
+  }
+  L->req = s;
+  p2p_stream_set_callbacks(s, &rl_req_cbs, L);
+}
+
+/* The client's tally of answers that were no vote, over every address it asked about. */
+static json_int_t v2_addr_other(p2p_nat *n) {
+  json_t *st = nat_status(n);
+  json_t *addrs = json_object_get(json_object_get(json_object_get(st, "autonat"), "v2"), "addrs");
+  json_int_t v = 0;
+  for (size_t i = 0; i < json_array_size(addrs); i++)
+    v += json_integer_value(json_object_get(json_array_get(addrs, i), "other"));
+  json_decref(st);
+  return v;
+}
+static bool liar_ok_handled(void *arg) {
+  return v2_addr_other(arg) >= 1 || v2_counter(arg, "client_counters", "answers_ok") >= 1;
+}
+
+static void test_autonat2_dialback_over_our_own_connection_is_no_confirmation(void **state) {
+  (void)state;
+  p2p_nat_config cc = {.autonat_client = true, .autonat_v2 = true, .autonat_confidence = 1, .allow_private = true};
+  p2p_nat *cn;
+  p2p_host *c = make_host(0, &cc, &cn);
+  p2p_host *liar = make_host(1, NULL, NULL);
+  reuse_liar L = {.h = liar};
+  buf_init(&L.in, AUTONAT2_MAX_MSG + 16);
+  assert_int_equal(p2p_host_handle(liar, AUTONAT2_DIAL_REQUEST_PROTOCOL, rl_serve, &L), 0);
+  ts_p2p_connect(&fx, c, liar, WAIT_MS);
+  assert_true(wait_for(liar_ok_handled, cn, WAIT_MS));
+  assert_true(L.answered);
+  assert_int_equal(v2_counter(cn, "client_counters", "answers_ok"), 0);
+  assert_int_equal(v2_counter(cn, "client_counters", "dialbacks_received"), 0);
+  assert_int_equal(v2_counter(cn, "client_counters", "dialbacks_unfit"), 1);
+  assert_int_equal(p2p_host_reachability(c), P2P_REACH_UNKNOWN);
+  ts_p2p_close(&fx, (p2p_host *[]){c, liar}, 2);
+  buf_free(&L.in);
 }
 
 /* A raw v2 exchange from a host without AutoNAT: send `req` (framed) on `protocol`, collect
@@ -1213,6 +1326,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_autonat2_unreachable_client_is_private, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat2_other_ip_pays_dial_data, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat2_ok_without_the_nonce_is_discarded, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_autonat2_dialback_over_our_own_connection_is_no_confirmation, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_autonat2_server_rate_limits_a_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_autonat2_dialback_with_an_unknown_nonce_is_reset, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcutr_upgrades_a_relayed_connection, setup, teardown),

@@ -222,7 +222,14 @@ const char *p2p_stream_remote_peer(const p2p_stream *s);
 /* The remote address as a multiaddr: /ip4|ip6/…/tcp/… for TCP; for a relayed connection what
  * p2p_host_upgrade_stream was given (e.g. /p2p/<relay>/p2p-circuit), else "". */
 const char *p2p_stream_remote_addr(const p2p_stream *s);
+/* Our end of the stream's connection as a multiaddr: the socket's local address for TCP (the
+ * interface address; an inbound connection's port is the listener's), the listen address for
+ * a unix one accepted here, "" for a relayed connection or when unknown. */
+const char *p2p_stream_local_addr(const p2p_stream *s);
+/* The remote opened this stream (not: dialed its connection; see p2p_stream_conn_inbound). */
 bool p2p_stream_is_inbound(const p2p_stream *s);
+/* The remote dialed the stream's connection (for a relayed one: the relayed stream came in). */
+bool p2p_stream_conn_inbound(const p2p_stream *s);
 /* The stream's connection runs over a stream of another connection (circuit relay). */
 bool p2p_stream_is_relayed(const p2p_stream *s);
 /* The id of the stream's connection (as in p2p_event.conn_id; never 0). */

@@ -503,7 +503,11 @@ void p2p_stream_pause_read(p2p_stream *s, bool paused) {
 const char *p2p_stream_protocol(const p2p_stream *s) { return s->protocol ? s->protocol : ""; }
 const char *p2p_stream_remote_peer(const p2p_stream *s) { return s->conn->remote_id; }
 const char *p2p_stream_remote_addr(const p2p_stream *s) { return s->conn->remote_addr; }
+const char *p2p_stream_local_addr(const p2p_stream *s) {
+  return s->conn->t && !s->conn->relayed ? s->conn->t->local_addr : "";
+}
 bool p2p_stream_is_inbound(const p2p_stream *s) { return s->inbound; }
+bool p2p_stream_conn_inbound(const p2p_stream *s) { return !s->conn->outbound; }
 bool p2p_stream_is_relayed(const p2p_stream *s) { return s->conn->relayed; }
 uint64_t p2p_stream_conn_id(const p2p_stream *s) { return s->conn_id; }
 size_t p2p_stream_max_send_queued(const p2p_stream *s) { return s->max_sendq; }

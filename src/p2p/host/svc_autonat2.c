@@ -43,7 +43,8 @@ typedef struct a2_ask {
   autonat2_client c;
   multiaddr addr;
   uint64_t nonce;
-  bool nonce_seen;
+  bool nonce_seen;                 /* on a dial-back that can be the dial of addr */
+  bool nonce_elsewhere;            /* on a dial-back that cannot (dialback_fits) */
   bool voted;                      /* its answer was a vote */
   int64_t deadline_ms;
   struct a2_ask *next;
@@ -84,7 +85,7 @@ struct p2p_autonat2 {
   autonat_rate rate;               /* requests accepted in the last minute */
   autonat_life life;               /* pending, closing */
   struct {
-    uint64_t asked, ok, dial_error, other, nonce_missing, dialbacks_in, dialbacks_unknown, data_paid;
+    uint64_t asked, ok, dial_error, other, nonce_missing, dialbacks_in, dialbacks_unknown, dialbacks_unfit, data_paid;
     uint64_t served, rejected, refused, dialed_ok, dialed_error, dial_back_error, data_received, bad_requests;
   } stats;
 };
@@ -213,10 +214,15 @@ static void ask_result(a2_ask *a) {
   a2_addr *rec = addr_rec(an, &a->addr, true);
   int r = autonat2_result(a->c.status, a->c.dial_status);
   if (r == 1 && !a->nonce_seen) {
-    /* spec: the client MUST check the nonce; an OK without it is discarded */
-    an->stats.nonce_missing++;
+    /* spec: the client MUST check the nonce; an OK without it is discarded, and so is one whose
+     * nonce came over a connection that cannot be the dial of the address (dbs_data) */
     rec->other++;
-
+    if (a->nonce_elsewhere) {
+      log_info("p2p autonat2: OK, but the dial-back came over another transport or connection; discarded",
+               "{s:s, s:s}", "server", a->server, "addr", t);
+      return;
+    }
+    an->stats.nonce_missing++;
     log_info("p2p autonat2: OK without our nonce on a dial-back; discarded", "{s:s, s:s}", "server", a->server, "addr", t);
     return;
   }
@@ -364,6 +370,16 @@ static void ask_direct_peer(void *ud, const char *peer_id) { maybe_ask(ud, peer_
 
 /* ---------------------------------------------------------------- client: dial-back streams */
 
+/* Whether the dial-back stream s can be the server's dial of `tested`: a connection the server
+ * dialed (inbound: not ours to it, such as the one we asked over), direct, and whose local
+ * address is of the tested transport (spec: the client checks "the local address of the
+ * connection on which the nonce was received"). */
+static bool dialback_fits(p2p_stream *s, const multiaddr *tested) {
+  multiaddr local;
+  return p2p_stream_conn_inbound(s) && !p2p_stream_is_relayed(s) &&
+         multiaddr_parse(p2p_stream_local_addr(s), &local) == 0 && autonat2_dialback_addr_matches(&local, tested);
+}
+
 static void dbs_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
   a2_dbs *b = ud;
   if (!b->s) return;
@@ -383,6 +399,16 @@ static void dbs_data(p2p_stream *s, const uint8_t *d, size_t n, void *ud) {
     an->stats.dialbacks_unknown++;
     log_info("p2p autonat2: dial-back with an unknown nonce; reset", "{s:s, s:s}", "peer", p2p_stream_remote_peer(s),
              "addr", p2p_stream_remote_addr(s));
+    p2p_stream_reset(s);
+    return;
+  }
+  if (!dialback_fits(s, &a->addr)) {
+    a->nonce_elsewhere = true;
+    an->stats.dialbacks_unfit++;
+    log_info("p2p autonat2: dial-back not over a fresh direct connection of the tested transport; reset",
+             "{s:s, s:s, s:s, s:b, s:b}", "peer", p2p_stream_remote_peer(s), "local_addr", p2p_stream_local_addr(s),
+             "remote_addr", p2p_stream_remote_addr(s), "inbound", p2p_stream_conn_inbound(s), "relayed",
+             p2p_stream_is_relayed(s));
     p2p_stream_reset(s);
     return;
   }
@@ -818,11 +844,12 @@ json_t *p2p_autonat2_status_json(const p2p_autonat2 *an) {
                                            (json_int_t)r->asked, "ok", (json_int_t)r->ok, "error", (json_int_t)r->fail,
                                            "other", (json_int_t)r->other));
   }
-  json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "asked", (json_int_t)an->stats.asked, "answers_ok",
+  json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "asked", (json_int_t)an->stats.asked, "answers_ok",
                         (json_int_t)an->stats.ok, "answers_dial_error", (json_int_t)an->stats.dial_error,
                         "answers_other", (json_int_t)an->stats.other, "ok_without_nonce",
                         (json_int_t)an->stats.nonce_missing, "dialbacks_received", (json_int_t)an->stats.dialbacks_in,
-                        "dialbacks_unknown_nonce", (json_int_t)an->stats.dialbacks_unknown, "dial_data_paid",
+                        "dialbacks_unknown_nonce", (json_int_t)an->stats.dialbacks_unknown, "dialbacks_unfit",
+                        (json_int_t)an->stats.dialbacks_unfit, "dial_data_paid",
                         (json_int_t)an->stats.data_paid);
   json_t *s = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "served", (json_int_t)an->stats.served, "rejected",
                         (json_int_t)an->stats.rejected, "refused", (json_int_t)an->stats.refused, "dialed_back_ok",

@@ -215,6 +215,30 @@ int autonat2_select(const multiaddr *observed, const autonat2_msg *req, const mu
   return -1;
 }
 
+/* Whether a first component `l` of a socket's address can be what `t` names. */
+static bool first_matches(uint32_t l, uint32_t t) {
+  switch (t) {
+  case MA_DNS:
+  case MA_DNSADDR: return l == MA_IP4 || l == MA_IP6;
+  case MA_DNS4: return l == MA_IP4;
+  case MA_DNS6: return l == MA_IP6;
+  default: return l == t;
+  }
+}
+
+bool autonat2_dialback_addr_matches(const multiaddr *local, const multiaddr *tested) {
+  multiaddr bare;
+  multiaddr_strip_p2p(tested, &bare);
+  size_t lo = 0, to = 0;
+  multiaddr_component lc, tc;
+  for (int i = 0;; i++) {
+    int lr = multiaddr_next(local, &lo, &lc), tr = multiaddr_next(&bare, &to, &tc);
+    if (lr < 0 || tr < 0) return false;
+    if (lr == 0 || tr == 0) return lr == tr && i > 0; /* the same length, not empty */
+    if (i == 0 ? !first_matches(lc.code, tc.code) : lc.code != tc.code) return false;
+  }
+}
+
 int autonat2_result(uint32_t status, uint32_t dial_status) {
   if (status != AUTONAT2_RS_OK) return 0;
   if (dial_status == AUTONAT2_DS_OK) return 1;

@@ -17,7 +17,8 @@
  * `max_data` bytes is paid (in AUTONAT2_DATA_CHUNK pieces), a larger one resets the stream
  * (spec: "the client resets the stream"); the first DialResponse ends the exchange.
  * autonat2_result says what a response tells about the address (the caller also requires
- * that the nonce came back on a dial-back stream before believing an OK).
+ * that the nonce came back on a dial-back stream — an inbound, direct connection whose local
+ * address autonat2_dialback_addr_matches the tested one — before believing an OK).
  *
  * Structs are plain values; nothing allocates memory for the caller except growing its buf.
  * Thread-safe (no globals). */
@@ -98,6 +99,16 @@ int autonat2_dialback_frame_parse(const uint8_t *in, size_t n, const uint8_t **m
  * *other_ip tells whether its IP differs from observed's (then dial data is due). */
 int autonat2_select(const multiaddr *observed, const autonat2_msg *req, const multiaddr *ours, size_t n_ours,
                     bool allow_private, bool allow_other_ip, bool *other_ip);
+
+/* Client: whether a dial-back connection whose local address is `local` (our end, as the socket
+ * reports it) can be the dial of `tested` (spec: "the client can verify the server did
+ * successfully dial an address of the same transport … by checking the local address of the
+ * connection on which the nonce was received"). True when both have the same protocols in the
+ * same order (values aside: behind a NAT the local IP and port differ from the tested ones), a
+ * /p2p/ suffix of `tested` ignored and its first component matched as a name may resolve
+ * (dns, dnsaddr: ip4 or ip6; dns4: ip4; dns6: ip6). False for an empty `local` (unknown, or a
+ * relayed connection, whose local address is not a socket's). */
+bool autonat2_dialback_addr_matches(const multiaddr *local, const multiaddr *tested);
 
 /* What a DialResponse says about the address it names: 1 reachable (OK / OK), 2 not
  * reachable (OK / E_DIAL_ERROR), 0 nothing (refused, rejected, dial-back error, unknown). */
