@@ -229,10 +229,16 @@ static int check_targets(const cenv *e, const cli_opts *o) {
   return -1;
 }
 
-/* A failure to reach the peer: the reply printed on stdout, and the sentence on stderr. */
-static json_t *dial_failure(cenv *e, const char *target, const char *protocol, int err, bool tool_shape) {
+/* A failure to reach the peer: the reply printed on stdout, and the sentence on stderr.
+ * not_ready: svc_client_not_ready's sentence after a timeout (or NULL), said after it. */
+static json_t *dial_failure(cenv *e, const char *target, const char *protocol, int err, const char *not_ready,
+                            bool tool_shape) {
   char why[1600];
   svc_dial_error_text(e->n ? node_host(e->n) : NULL, target, protocol, err, why, sizeof why);
+  if (not_ready) {
+    size_t l = strlen(why);
+    snprintf(why + l, sizeof why - l, ": %s", not_ready);
+  }
   fprintf(stderr, "peermcp %s: %s\n", e->cmd, why);
   if (tool_shape)
     return json_pack("{s:b, s:s, s:s}", "isError", 1, "error", svc_dial_error_code(err), "detail", why);
@@ -248,7 +254,7 @@ static int env_client(cenv *e, const char *target, svc_client **out) {
   int rc = node_dial(e->n, target, out);
   if (rc != 0) {
     *out = NULL;
-    json_t *r = dial_failure(e, target, "/mcp+p2p/1.0.0", rc, false);
+    json_t *r = dial_failure(e, target, "/mcp+p2p/1.0.0", rc, NULL, false);
     json_decref(r);
     return rc == -EINVAL || rc == -EDESTADDRREQ ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
   }
@@ -285,8 +291,9 @@ static int run_op(cenv *e, const cli_opts *o, json_t *msg, double timeout_s, jso
     sync_reply r = {0};
     if (svc_client_rpc(c, msg, (uint32_t)(timeout_s * 1000), sync_cb, &r) != 0) r.done = 1, r.err = -ENOMEM;
     while (!r.done) uv_run(node_loop(e->n), UV_RUN_ONCE);
+    const char *not_ready = r.err == -ETIMEDOUT ? svc_client_not_ready(c) : NULL; /* static text */
     svc_client_close(c);
-    if (r.err < 0) reply = dial_failure(e, o->peers[0], "/mcp+p2p/1.0.0", r.err, false);
+    if (r.err < 0) reply = dial_failure(e, o->peers[0], "/mcp+p2p/1.0.0", r.err, not_ready, false);
     else if (r.result) reply = json_incref(r.result);
     else reply = json_pack("{s:b, s:s, s:O?}", "ok", 0, "error", "rpc_error", "detail", r.error);
     json_decref(r.result);
@@ -534,8 +541,9 @@ int cli_call(int argc, char **argv) {
     sync_reply r = {0};
     if (svc_client_call_tool(c, o.pos[0], args, false, tmo + 5000, sync_cb, &r) != 0) r.done = 1, r.err = -ENOMEM;
     while (!r.done) uv_run(node_loop(e.n), UV_RUN_ONCE);
+    const char *not_ready = r.err == -ETIMEDOUT ? svc_client_not_ready(c) : NULL; /* static text */
     svc_client_close(c);
-    if (r.err < 0) result = dial_failure(&e, o.peers[0], "/mcp+p2p/1.0.0", r.err, true);
+    if (r.err < 0) result = dial_failure(&e, o.peers[0], "/mcp+p2p/1.0.0", r.err, not_ready, true);
     else if (r.result) result = json_incref(r.result);
     else result = json_pack("{s:b, s:O?}", "isError", 1, "error", r.error);
     json_decref(r.result);

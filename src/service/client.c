@@ -72,6 +72,9 @@ struct cstream {
   int in_data;       /* inside on_data: a text callback reads the frame from dec */
   bool free_pending; /* closed meanwhile: on_data frees it when it returns */
   bool init_refused; /* its initialize was answered rate_limited: nothing ran */
+  bool abandoned;    /* given up before it was ready: no longer the client's current stream */
+  int64_t state_at;  /* loop ms it entered CS_OPENING / CS_INIT */
+  int64_t ready_by;  /* loop ms: still opening / initializing then, it is given up */
 };
 
 struct svc_client {
@@ -95,13 +98,15 @@ struct svc_client {
   int64_t next_open_at;
   unsigned open_failures;
   int open_err; /* a synchronous open failure, reported from the timer */
+  unsigned unready_streak; /* streams given up in a row (none ready since): the bound doubles */
+  int unready_state;       /* the state the last one was given up in (0 once one is ready) */
   uint64_t max_frames; /* the server's limits.max_frames; 0 = no limit */
   /* the server's token bucket, mirrored (limits.rate_capacity / rate_refill_per_sec): frames
    * wait here rather than be refused; rate 0 = no pacing */
   double tokens, rate_cap, rate;
   int64_t tokens_at_us;
   char via[1024]; /* the remote address of the connection the last stream used */
-  uint64_t n_streams, n_retries, n_refused, n_paced;
+  uint64_t n_streams, n_retries, n_refused, n_paced, n_abandoned;
   jwrite jw; /* scratch for request frames (svc_frame_encode_request), kept between them */
   int64_t armed_at; /* loop ms the timer is set for; INT64_MAX = stopped */
   creq *spare;      /* finished request records for reuse (linked by next) */
@@ -477,6 +482,8 @@ static void handle_init_reply(svc_client *c, cstream *cs, json_t *result, json_t
   c->server_info = json_incref(result);
   cs->state = CS_READY;
   c->open_failures = 0;
+  c->unready_streak = 0;
+  c->unready_state = 0;
   const json_t *lim = json_object_get(result, "limits");
   const json_t *mf = json_object_get(lim, "max_frames");
   c->max_frames = json_is_integer(mf) && json_integer_value(mf) > 0 ? (uint64_t)json_integer_value(mf) : 0;
@@ -706,7 +713,7 @@ static void on_close(p2p_stream *s, int err, void *ud) {
   bool was_ready = cs->state == CS_READY || cs->state == CS_DRAINING;
   cs_unlink(c, cs);
   cs->s = NULL;
-  if (!c->closed) {
+  if (!c->closed && !cs->abandoned) { /* given up: cs_give_up did what its end means */
     if (cs->inflight) cs_lost(c, cs, err ? err : -ECONNRESET);
     if (!was_ready && cs->init_refused) open_refused(c);
     else if (!was_ready) open_failed(c, err ? err : -ECONNRESET);
@@ -719,10 +726,25 @@ static void on_close(p2p_stream *s, int err, void *ud) {
 
 static const p2p_stream_callbacks client_cbs = {on_data, on_eof, on_writable, on_close};
 
+/* How long from now a stream may stay opening, or initializing (client.h: ready_timeout_ms).
+ * Walks the requests: runs once per stream state, never per request. */
+static int64_t ready_bound(svc_client *c) {
+  int64_t base = c->o.ready_timeout_ms, b = base << (c->unready_streak < 2 ? c->unready_streak : 2);
+  int64_t now = now_ms(c), left = INT64_MAX;
+  for (const creq *r = c->reqs; r; r = r->next)
+    if (!r->id && r->deadline - now < left) left = r->deadline - now;
+  if (left != INT64_MAX && left / 2 < b) {
+    /* a bound past the waiting requests' deadlines would never let another stream carry them */
+    int64_t floor = base < 1000 ? base : 1000;
+    b = left / 2 > floor ? left / 2 : floor;
+  }
+  return b;
+}
+
 static void on_open(p2p_stream *s, int err, void *ud) {
   cstream *cs = ud;
   svc_client *c = cs->c;
-  if (c->closed) {
+  if (c->closed || cs->abandoned) { /* nobody waits for it any more */
     if (s) {
       cs->s = s;
       cs->state = CS_DRAINING;
@@ -747,6 +769,8 @@ static void on_open(p2p_stream *s, int err, void *ud) {
   }
   cs->s = s;
   cs->state = CS_INIT;
+  cs->state_at = now_ms(c);
+  cs->ready_by = cs->state_at + ready_bound(c);
   c->n_streams++;
   snprintf(c->via, sizeof c->via, "%s", p2p_stream_remote_addr(s));
   p2p_stream_set_callbacks(s, &client_cbs, cs);
@@ -769,6 +793,8 @@ static void stream_open(svc_client *c) {
   }
   cs->c = c;
   cs->state = CS_OPENING;
+  cs->state_at = now_ms(c);
+  cs->ready_by = cs->state_at + ready_bound(c);
   svc_frame_dec_init(&cs->dec, c->o.max_frame_bytes);
   svc_frame_dec_set_raw(&cs->dec, true); /* replies are read without a tree (handle_raw) */
   svc_frame_dec_set_raw_sub(&cs->dec, "result"); /* its members: isError without a walk */
@@ -782,6 +808,32 @@ static void stream_open(svc_client *c) {
     c->cur = NULL;
     cs_free(cs);
     c->open_err = rc;
+  }
+}
+
+/* The current stream did not become ready in time (client.h: ready_timeout_ms): it is given
+ * up — reset now (its on_close frees it), or, still opening, ended by on_open whenever the
+ * host reports — and the next one opens after the open back-off. Nothing of the waiting
+ * requests went out, so none fails here and their deadlines stay as they are. */
+static void cs_give_up(svc_client *c, cstream *cs) {
+  assert(cs == c->cur && (cs->state == CS_OPENING || cs->state == CS_INIT));
+  int64_t now = now_ms(c);
+  c->cur = NULL;
+  cs->abandoned = true;
+  c->n_abandoned++;
+  c->unready_streak++;
+  c->unready_state = cs->state;
+  log_write(LOG_WARNING, "p2p stream not ready in time: given up, another one opens", "{s:s, s:s, s:I, s:I, s:I}",
+            "target", c->target, "state", cs->state == CS_OPENING ? "opening" : "initializing", "for_ms",
+            (json_int_t)(now - cs->state_at), "given_up", (json_int_t)c->n_abandoned, "waiting",
+            (json_int_t)c->n_unsent);
+  bool refused = cs->init_refused; /* the server said rate_limited and did not close it */
+  if (cs->s) p2p_stream_reset(cs->s);
+  if (refused) {
+    open_refused(c);
+  } else {
+    c->open_failures++;
+    c->next_open_at = now + backoff(c, c->open_failures - 1);
   }
 }
 
@@ -831,6 +883,7 @@ static void arm(svc_client *c) {
       if (w > 0 && now + w < next) next = now + w;
     }
   }
+  if (c->cur && c->cur->state < CS_READY && c->cur->ready_by < next) next = c->cur->ready_by;
   if (next == INT64_MAX) {
     if (c->armed_at != INT64_MAX) uv_timer_stop(&c->timer);
     c->armed_at = INT64_MAX;
@@ -854,13 +907,16 @@ static void log_never_sent(svc_client *c, unsigned n, unsigned failures, unsigne
   tokens_refill(c);
   int64_t now = now_ms(c);
   log_write(LOG_WARNING, "p2p requests timed out before they were sent",
-            "{s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:i, s:I, s:I, s:I}", "target", c->target,
-            "requests", (json_int_t)n, "failures", (json_int_t)failures, "refusals", (json_int_t)refusals,
-            "stream", k_state[st], "stream_inflight", (json_int_t)(cs ? cs->inflight : 0), "draining_streams",
-            (json_int_t)draining, "queued", (json_int_t)c->n_reqs, "tokens", c->tokens, "rate", c->rate,
-            "next_open_in_ms", (json_int_t)(c->next_open_at > now ? c->next_open_at - now : 0), "token_wait_ms",
+            "{s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:s?}",
+            "target", c->target, "requests", (json_int_t)n, "failures", (json_int_t)failures, "refusals",
+            (json_int_t)refusals, "stream", k_state[st], "stream_state_ms",
+            (json_int_t)(cs && st < CS_READY ? now - cs->state_at : 0), "stream_inflight",
+            (json_int_t)(cs ? cs->inflight : 0), "draining_streams", (json_int_t)draining, "queued",
+            (json_int_t)c->n_reqs, "tokens", c->tokens, "rate", c->rate, "next_open_in_ms",
+            (json_int_t)(c->next_open_at > now ? c->next_open_at - now : 0), "token_wait_ms",
             (json_int_t)tokens_wait_ms(c), "open_err", c->open_err, "streams_opened", (json_int_t)c->n_streams,
-            "refused", (json_int_t)c->n_refused, "paced", (json_int_t)c->n_paced);
+            "refused", (json_int_t)c->n_refused, "paced", (json_int_t)c->n_paced, "given_up",
+            (json_int_t)c->n_abandoned, "not_ready", svc_client_not_ready(c));
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -889,6 +945,7 @@ static void on_tick(uv_timer_t *t) {
     r = next;
   }
   if (never_sent && !c->closed) log_never_sent(c, never_sent, ns_failures, ns_refusals);
+  if (!c->closed && c->cur && c->cur->state < CS_READY && now >= c->cur->ready_by) cs_give_up(c, c->cur);
   pump(c);
   arm(c);
   client_unref(c);
@@ -914,6 +971,7 @@ int svc_client_new(uv_loop_t *loop, p2p_host *host, const char *target, const sv
   if (!c->o.backoff_ms) c->o.backoff_ms = 50;
   if (!c->o.max_frame_bytes) c->o.max_frame_bytes = 16u * 1024 * 1024;
   if (!c->o.max_inflight) c->o.max_inflight = 32;
+  if (!c->o.ready_timeout_ms) c->o.ready_timeout_ms = 5000;
   c->target = strdup(target);
   c->token = c->o.token && *c->o.token ? strdup(c->o.token) : NULL;
   c->client_name = strdup(c->o.client_name ? c->o.client_name : "peermcp");
@@ -1181,6 +1239,15 @@ void svc_client_stats_get(const svc_client *c, svc_client_stats *out) {
   out->retries = c->n_retries;
   out->refused = c->n_refused;
   out->paced = c->n_paced;
+  out->abandoned = c->n_abandoned;
+}
+
+const char *svc_client_not_ready(const svc_client *c) {
+  int st = c->cur && c->cur->state < CS_READY ? c->cur->state : c->unready_state;
+  if (st == CS_OPENING)
+    return "no /mcp+p2p/1.0.0 stream could be opened to it (the connection or the protocol negotiation never finished)";
+  if (st == CS_INIT) return "it accepted the /mcp+p2p/1.0.0 stream but never answered initialize";
+  return NULL;
 }
 
 static void timer_closed(uv_handle_t *h) { client_unref(h->data); }

@@ -21,6 +21,13 @@
  * (base backoff_ms, doubling, capped at 5 s), up to `retries` more times; every other request
  * fails with the error. A request that never went out (the stream could not be opened or was
  * refused before initialize was answered) may always try again, `retries` times.
+ *
+ * A stream that does not become ready is given up (ready_timeout_ms): one still opening (dial,
+ * handshake, protocol negotiation) or whose initialize is unanswered past the bound is reset
+ * (or, still opening, ended when the host reports), counted (stats.abandoned), logged once
+ * (a WARNING naming the state and how long) and replaced by a fresh one after the open
+ * back-off. The requests waiting for it are not failed: they go on the next stream, and fail
+ * -ETIMEDOUT only at their own deadline (svc_client_not_ready says why, for the message).
  * svc_client_rpc decides from the op (taskq/op.h taskq_op_idempotent): idempotent ops, a
  * submit that carries an idempotency_key, and complete / fail / release fenced by a worker_id
  * and a lease_epoch (once one has taken effect a repeat is refused with lease_lost, or for
@@ -60,6 +67,13 @@ typedef struct svc_client_opts {
   size_t max_inflight;         /* requests sent and unanswered on the stream; 0 → 32 (the
                                   server answers more than 64 with -32010) */
   const char *client_name;     /* clientInfo.name; NULL → "peermcp" */
+  uint32_t ready_timeout_ms;   /* how long a new stream may stay opening, and then how long
+                                  its initialize may stay unanswered, before it is given up and
+                                  another opened; 0 → 5000. Doubled after each stream given up
+                                  in a row (up to ×4: a slow peer still gets through), back to
+                                  the base once one is ready; and at most half the earliest
+                                  waiting request's remaining time (so a second stream can
+                                  still carry it), but not below 1000 (or the base if lower) */
 } svc_client_opts;
 
 typedef void (*svc_client_cb)(void *ud, int err, json_t *result, json_t *error);
@@ -137,8 +151,14 @@ typedef struct svc_client_stats {
   uint64_t retries;  /* attempts sent again (after a break, a timeout or a refusal) */
   uint64_t refused;  /* answers -32010 rate_limited / too_many_requests */
   uint64_t paced;    /* times a frame waited for the server's token bucket */
+  uint64_t abandoned; /* streams given up: not open, or initialize unanswered, in time */
 } svc_client_stats;
 void svc_client_stats_get(const svc_client *c, svc_client_stats *out);
+
+/* Why no stream is ready, for the message of a request that failed -ETIMEDOUT: a sentence
+ * (static) when the current stream is still opening or initializing, or when the last one
+ * was given up so and none has been ready since; NULL otherwise. */
+const char *svc_client_not_ready(const svc_client *c);
 
 /* Fails pending requests with -ECANCELED and frees the client (the stream is closed). */
 void svc_client_close(svc_client *c);

@@ -26,6 +26,10 @@
  *   svc_driver op      --state DIR --peer MA --msg JSON [--n N]
  *                      after a warm-up status, sends the op message N times one after the other;
  *                      prints {"mode":"op","ok":…,"max_ms":…,"last":<reply>}
+ *   svc_driver mute    --state DIR
+ *                      a peer that accepts /mcp+p2p/1.0.0 streams and never answers (not even
+ *                      initialize): prints {"mode":"mute","addr":MA} once it listens, then
+ *                      {"mode":"mute","streams":N} at SIGTERM (or the watchdog)
  * Every identity lives under DIR (DIR/0, DIR/1, …); the server must trust them or get the token
  * through --token. One JSON line on stdout; exit 0 when every request succeeded. Bounded by a
  * watchdog (SVC_DRIVER_TIMEOUT_S, default 120 s). SVC_DRIVER_WRITE_EARLY_BYTES sets the host's
@@ -44,6 +48,7 @@
 
 #include "p2p/host/host.h"
 #include "service/client.h"
+#include "service/mcpp.h"
 #include "util/clock.h"
 #include "util/jparse.h"
 #include "util/log.h"
@@ -415,6 +420,38 @@ static void watchdog(uv_timer_t *t) {
   exit(3);
 }
 
+/* mute mode: streams taken and read, never answered; each ends when its opener ends it */
+static long mute_streams;
+static void mute_data(p2p_stream *s, const uint8_t *d, size_t len, void *ud) { (void)s, (void)d, (void)len, (void)ud; }
+static void mute_eof(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_close_write(s);
+}
+static void mute_close(p2p_stream *s, int err, void *ud) { (void)s, (void)err, (void)ud; }
+static const p2p_stream_callbacks mute_cbs = {mute_data, mute_eof, NULL, mute_close};
+static void mute_handler(p2p_stream *s, void *ud) {
+  (void)ud;
+  mute_streams++;
+  p2p_stream_set_callbacks(s, &mute_cbs, NULL);
+}
+
+static int run_mute(void) {
+  hosts[0] = mk_host(0);
+  const char *addrs[4];
+  if (p2p_host_handle(hosts[0], SVC_MCPP_PROTOCOL, mute_handler, NULL) != 0 ||
+      p2p_host_listen(hosts[0], "/ip4/127.0.0.1/tcp/0") != 0 || p2p_host_listen_addrs(hosts[0], addrs, 4) < 1)
+    return 1;
+  printf("{\"mode\":\"mute\",\"addr\":\"%s/p2p/%s\"}\n", addrs[0], p2p_host_peer_id(hosts[0]));
+  fflush(stdout);
+  uv_signal_init(&loop, &w_sigterm);
+  uv_signal_start(&w_sigterm, on_w_sigterm, SIGTERM);
+  while (!w_stop) uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&w_sigterm, NULL);
+  printf("{\"mode\":\"mute\",\"streams\":%ld}\n", mute_streams);
+  fflush(stdout);
+  return 0;
+}
+
 /* Local baseline over stdio: blocking pipes, one line per message. */
 static int run_stdio(const char *binp) {
   int in[2], outp[2];
@@ -481,7 +518,7 @@ static void host_closed(p2p_host *h, void *ud) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: svc_driver many|streams|bench|tasks|waits|op --state DIR --peer MA [--n N] ...\n");
+    fprintf(stderr, "usage: svc_driver many|streams|bench|tasks|waits|op|backlog|mute --state DIR --peer MA [--n N] ...\n");
     return 2;
   }
   mode = argv[1];
@@ -506,7 +543,8 @@ int main(int argc, char **argv) {
     lat_us = calloc((size_t)n, sizeof *lat_us);
     return run_stdio(bin_path);
   }
-  if (!state_dir || !peer || n < 1 || conns < 1 || conns > MAXC || inflight < 1) return 2;
+  if (!state_dir || (!peer && strcmp(mode, "mute") != 0) || n < 1 || conns < 1 || conns > MAXC || inflight < 1)
+    return 2;
   log_set_level(LOG_WARNING);
   uv_loop_init(&loop);
   uv_timer_t wd;
@@ -529,6 +567,7 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "waits")) mode_rc = run_waits();
   else if (!strcmp(mode, "op")) mode_rc = op_msg ? run_op() : 2;
   else if (!strcmp(mode, "backlog")) mode_rc = run_backlog();
+  else if (!strcmp(mode, "mute")) mode_rc = run_mute();
   if (mode_rc >= 0) {
     for (long i = 0; i < n_clients; i++) svc_client_close(clients[i]);
     p2p_host_close(hosts[0], host_closed, NULL);

@@ -3,6 +3,7 @@
  * end to end: initialize, task_queue.rpc, tools/call, tools/list filtering, many requests on
  * one stream, the legacy NDJSON protocol, and that a stranger is refused. */
 #include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include "mcp/dispatch.h"
 #include "mcp/registry.h"
 #include "service/client.h"
+#include "service/frame.h"
 #include "util/jparse.h"
 #include "service/mcpp.h"
 #include "taskq/rpc_tool.h"
@@ -901,6 +903,238 @@ static void test_request_timed_out_unsent_is_explained(void **state) {
   assert_non_null(strstr(text, "\"stream\":\"opening\""));
 }
 
+/* ---------- a peer on host C whose first streams never answer (not even initialize) ---------- */
+
+typedef struct fake_stream {
+  svc_frame_dec dec;
+  buf out;
+  bool mute;
+} fake_stream;
+
+static struct {
+  unsigned mute_first; /* streams that never answer anything (UINT_MAX: every one) */
+  unsigned streams, closed, answered;
+} F;
+
+static void fake_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
+  fake_stream *fs = ud;
+  if (fs->mute) return;
+  while (len > 0 || fs->dec.ready) {
+    size_t used = 0;
+    svc_frame_status st = svc_frame_dec_feed(&fs->dec, data, len, &used);
+    data += used;
+    len -= used;
+    if (st != SVC_FRAME_READY) break;
+    json_t *m = svc_frame_dec_take(&fs->dec);
+    const char *method = json_string_value(json_object_get(m, "method"));
+    json_t *id = json_object_get(m, "id");
+    if (id) {
+      json_t *r = method && strcmp(method, "initialize") == 0
+                      ? json_pack("{s:s, s:O, s:{s:s, s:{}, s:{s:s, s:s}}}", "jsonrpc", "2.0", "id", id, "result",
+                                  "protocolVersion", "2025-06-18", "capabilities", "serverInfo", "name", "fake",
+                                  "version", "0")
+                      : json_pack("{s:s, s:O, s:{s:b}}", "jsonrpc", "2.0", "id", id, "result", "pong", 1);
+      assert_int_equal(svc_frame_encode(&fs->out, r, 0), 0);
+      json_decref(r);
+      assert_true(p2p_stream_write(s, buf_ptr(&fs->out), buf_len(&fs->out)) >= 0);
+      buf_reset(&fs->out);
+      F.answered++;
+    }
+    json_decref(m);
+  }
+}
+
+static void fake_eof(p2p_stream *s, void *ud) {
+  (void)ud;
+  p2p_stream_close_write(s);
+}
+
+static void fake_close(p2p_stream *s, int err, void *ud) {
+  fake_stream *fs = ud;
+  (void)s, (void)err;
+  svc_frame_dec_free(&fs->dec);
+  buf_free(&fs->out);
+  free(fs);
+  F.closed++;
+}
+
+static const p2p_stream_callbacks fake_cbs = {.on_data = fake_data, .on_eof = fake_eof, .on_close = fake_close};
+
+static void fake_handler(p2p_stream *s, void *ud) {
+  (void)ud;
+  fake_stream *fs = calloc(1, sizeof *fs);
+  assert_non_null(fs);
+  svc_frame_dec_init(&fs->dec, 1u << 20);
+  buf_init(&fs->out, 1u << 20);
+  fs->mute = F.streams++ < F.mute_first;
+  p2p_stream_set_callbacks(s, &fake_cbs, fs);
+}
+
+/* Host C serves the fake on /mcp+p2p/1.0.0; target: its multiaddr. */
+static void fake_listen(unsigned mute_first, char *target, size_t cap) {
+  memset(&F, 0, sizeof F);
+  F.mute_first = mute_first;
+  assert_int_equal(p2p_host_handle(W.c, SVC_MCPP_PROTOCOL, fake_handler, NULL), 0);
+  assert_int_equal(p2p_host_listen(W.c, "/ip4/127.0.0.1/tcp/0"), 0);
+  const char *addrs[4];
+  assert_true(p2p_host_listen_addrs(W.c, addrs, 4) >= 1);
+  snprintf(target, cap, "%s/p2p/%s", addrs[0], p2p_host_peer_id(W.c));
+}
+
+/* The log goes to a file while a test runs; log_end returns what was written. */
+static FILE *log_begin(void) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/client.log", W.dir);
+  FILE *lf = fopen(path, "w+");
+  assert_non_null(lf);
+  log_set_fd(fileno(lf));
+  return lf;
+}
+
+static void log_end(FILE *lf, char *text, size_t cap) {
+  log_set_fd(2);
+  rewind(lf);
+  size_t n = fread(text, 1, cap - 1, lf);
+  text[n] = 0;
+  fclose(lf);
+}
+
+static void run_for_ms(int64_t ms) {
+  for (int64_t end = clock_mono_ms() + ms; clock_mono_ms() < end;) uv_run(&W.loop, UV_RUN_NOWAIT), usleep(1000);
+}
+
+/* The server takes the stream and never answers initialize; the next stream is answered. The
+ * client gives the first up after ready_timeout_ms and sends the waiting requests on the
+ * second: they are answered in about the bound, not at their 10 s deadline. */
+static void test_client_gives_up_a_stream_whose_initialize_is_never_answered(void **state) {
+  (void)state;
+  char target[512];
+  fake_listen(1, target, sizeof target);
+  FILE *lf = log_begin();
+  svc_client_opts o = {.ready_timeout_ms = 500, .request_timeout_ms = 10000};
+  svc_client *cl;
+  assert_int_equal(svc_client_new(&W.loop, W.b, target, &o, &cl), 0);
+  got g[3];
+  memset(g, 0, sizeof g);
+  int64_t t0 = clock_mono_ms();
+  for (int i = 0; i < 3; i++) assert_int_equal(svc_client_request(cl, "ping", NULL, i != 1, 0, got_cb, &g[i]), 0);
+  for (int64_t end = t0 + 15000; !(g[0].done && g[1].done && g[2].done) && clock_mono_ms() < end;)
+    uv_run(&W.loop, UV_RUN_ONCE);
+  int64_t el = clock_mono_ms() - t0;
+  svc_client_stats st;
+  svc_client_stats_get(cl, &st);
+  for (int i = 0; i < 3; i++) {
+    assert_true(g[i].done);
+    assert_int_equal(g[i].err, 0);
+    assert_true(json_is_true(json_object_get(g[i].result, "pong")));
+    got_clear(&g[i]);
+  }
+  print_message("first stream mute: 3 requests answered in %lld ms\n", (long long)el);
+  assert_true(el >= 450 && el < 5000); /* the 500 ms bound (+ back-off, under load), not 10 s */
+  assert_int_equal(st.abandoned, 1);
+  assert_int_equal(st.streams_opened, 2);
+  assert_null(svc_client_not_ready(cl)); /* a stream is ready */
+  for (int64_t end = clock_mono_ms() + 5000; F.closed < 1 && clock_mono_ms() < end;) uv_run(&W.loop, UV_RUN_ONCE);
+  assert_int_equal(F.streams, 2);
+  assert_int_equal(F.closed, 1); /* the given-up stream was reset, the other one is in use */
+  svc_client_close(cl);
+  char text[8192];
+  log_end(lf, text, sizeof text);
+  assert_non_null(strstr(text, "p2p stream not ready in time"));
+  assert_non_null(strstr(text, "\"state\":\"initializing\""));
+}
+
+/* A server that never answers at all: the requests fail at their own deadline (-ETIMEDOUT,
+ * and the client says the stream never became ready), and meanwhile the client opened a few
+ * streams — each after the bound and the back-off, no busy loop — and ended every one. */
+static void test_client_facing_a_mute_server_fails_by_the_deadline_with_few_streams(void **state) {
+  (void)state;
+  char target[512];
+  fake_listen(UINT_MAX, target, sizeof target);
+  FILE *lf = log_begin();
+  svc_client_opts o = {.ready_timeout_ms = 300, .request_timeout_ms = 2500};
+  svc_client *cl;
+  assert_int_equal(svc_client_new(&W.loop, W.b, target, &o, &cl), 0);
+  got g[2];
+  memset(g, 0, sizeof g);
+  int64_t t0 = clock_mono_ms();
+  assert_int_equal(svc_client_request(cl, "ping", NULL, true, 0, got_cb, &g[0]), 0);
+  assert_int_equal(svc_client_request(cl, "ping", NULL, false, 0, got_cb, &g[1]), 0);
+  for (int64_t end = t0 + 15000; !(g[0].done && g[1].done) && clock_mono_ms() < end;) uv_run(&W.loop, UV_RUN_ONCE);
+  int64_t el = clock_mono_ms() - t0;
+  for (int i = 0; i < 2; i++) {
+    assert_true(g[i].done);
+    assert_int_equal(g[i].err, -ETIMEDOUT);
+    got_clear(&g[i]);
+  }
+  assert_true(el >= 2400 && el < 8000); /* their deadline; not retried as if they had been sent */
+  svc_client_stats st;
+  svc_client_stats_get(cl, &st);
+  print_message("mute server: %llu streams opened, %llu given up in %lld ms\n", (unsigned long long)st.streams_opened,
+                (unsigned long long)st.abandoned, (long long)el);
+  /* 300, 600, ≤1200 ms bounds plus back-off in 2.5 s: 2 to 5 given up */
+  assert_true(st.abandoned >= 2 && st.abandoned <= 6);
+  assert_true(st.streams_opened >= st.abandoned && st.streams_opened <= st.abandoned + 1);
+  assert_int_equal(st.retries, 0);
+  const char *why = svc_client_not_ready(cl);
+  assert_non_null(why);
+  assert_non_null(strstr(why, "never answered initialize"));
+  svc_client_close(cl);
+  for (int64_t end = clock_mono_ms() + 5000; F.closed < F.streams && clock_mono_ms() < end;) uv_run(&W.loop, UV_RUN_ONCE);
+  assert_int_equal(F.streams, st.streams_opened);
+  assert_int_equal(F.closed, F.streams); /* none left open on the server */
+  assert_int_equal(F.answered, 0);
+  char text[16384];
+  log_end(lf, text, sizeof text);
+  assert_non_null(strstr(text, "\"state\":\"initializing\""));
+  assert_non_null(strstr(text, "timed out before they were sent"));
+  assert_non_null(strstr(text, "\"not_ready\":\"it accepted the /mcp+p2p/1.0.0 stream but never answered initialize\""));
+}
+
+/* The open itself never completes (the listener takes the TCP connection and never answers the
+ * handshake): the opening stream is given up after the bound and another open started, a few
+ * times; the request fails at its deadline; the opens still pending end when the host reports
+ * (ASan: nothing leaks, nothing is used after the client is gone). */
+static void test_client_gives_up_an_open_that_never_completes(void **state) {
+  (void)state;
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(ls >= 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+  assert_int_equal(listen(ls, 4), 0);
+  assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+  char target[300];
+  snprintf(target, sizeof target, "/ip4/127.0.0.1/tcp/%u/p2p/%s", (unsigned)ntohs(sa.sin_port), p2p_host_peer_id(W.a));
+  FILE *lf = log_begin();
+  svc_client_opts o = {.ready_timeout_ms = 300, .request_timeout_ms = 2000};
+  svc_client *cl;
+  assert_int_equal(svc_client_new(&W.loop, W.b, target, &o, &cl), 0);
+  got g;
+  memset(&g, 0, sizeof g);
+  json_t *m = json_pack("{s:s}", "op", "status");
+  assert_int_equal(svc_client_rpc(cl, m, 0, got_cb, &g), 0);
+  json_decref(m);
+  for (int64_t end = clock_mono_ms() + 10000; !g.done && clock_mono_ms() < end;) uv_run(&W.loop, UV_RUN_ONCE);
+  assert_true(g.done);
+  assert_int_equal(g.err, -ETIMEDOUT);
+  got_clear(&g);
+  svc_client_stats st;
+  svc_client_stats_get(cl, &st);
+  assert_int_equal(st.streams_opened, 0);
+  assert_true(st.abandoned >= 2 && st.abandoned <= 6);
+  const char *why = svc_client_not_ready(cl);
+  assert_non_null(why);
+  assert_non_null(strstr(why, "could be opened"));
+  svc_client_close(cl); /* its given-up opens are still pending in the host */
+  close(ls);            /* they fail now (or when the host closes) */
+  run_for_ms(200);
+  char text[16384];
+  log_end(lf, text, sizeof text);
+  assert_non_null(strstr(text, "p2p stream not ready in time"));
+  assert_non_null(strstr(text, "\"state\":\"opening\""));
+}
+
 static void later_fired(uv_timer_t *t) { *(int *)t->data = 1; }
 static void tm_closed(uv_handle_t *h) { *(int *)h->data = 1; }
 
@@ -964,6 +1198,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_client_rotates_streams_before_the_frame_cap, setup_few_frames, teardown),
       cmocka_unit_test_setup_teardown(test_clients_sharing_a_tight_bucket_lose_no_request, setup_tight_rate, teardown),
       cmocka_unit_test_setup_teardown(test_request_timed_out_unsent_is_explained, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_gives_up_a_stream_whose_initialize_is_never_answered, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_facing_a_mute_server_fails_by_the_deadline_with_few_streams, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_client_gives_up_an_open_that_never_completes, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -216,6 +216,28 @@ check "B's unix socket file is 0600" [ "$(stat -c %a "$tmp/b.sock" 2>/dev/null)"
 got=$(cli cli status --peer "$B_UNIX")
 check "CLI status over B's unix socket" [ "$(echo "$got" | jget 'd["peer_id"]')" = "$B_ID" ]
 check "B's announce file names its TCP address first" [ "${B_MA#/ip4/}" != "$B_MA" ]
+# a peer that takes /mcp+p2p/1.0.0 streams and never answers initialize: `peermcp call` gives
+# up on each stream after a bound (service/client.h ready_timeout_ms), opens another, and fails
+# at its own deadline (--timeout 2: 7 s) saying why — it neither hangs nor blames the network
+if [ -x "$driver" ]; then
+  mkdir -p "$tmp/mute"
+  SVC_DRIVER_TIMEOUT_S=120 "$driver" mute --state "$tmp/mute" >"$tmp/mute.out" 2>"$tmp/mute.err" &
+  mute_pid=$!
+  pids+=("$mute_pid")
+  for _ in $(seq 300); do [ -s "$tmp/mute.out" ] && break; sleep 0.1; done
+  MUTE_MA=$(head -1 "$tmp/mute.out" | jget 'd["addr"]')
+  t0=$(date +%s%N)
+  timeout 60 "$bin" call --peer "$MUTE_MA" --timeout 2 echo '{}' --state-dir "$tmp/cli" >"$tmp/mute.call" 2>"$tmp/mute.call.err"
+  rc=$?
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  bounded=no
+  [ "$rc" = 1 ] && [ "$ms" -ge 6500 ] && [ "$ms" -lt 30000 ] && bounded=yes
+  check "CLI call to a peer that never answers initialize fails (exit $rc) at its deadline (${ms} ms)" [ "$bounded" = yes ]
+  check "…saying the peer never answered initialize" grep -q "^peermcp call: timed out: .*never answered initialize" "$tmp/mute.call.err"
+  check "…and the reply says timeout" [ "$(jget 'd["error"]' <"$tmp/mute.call")" = "timeout" ]
+  stop_wait "$mute_pid"
+  check "…after giving up a stream and opening another" [ "$(tail -1 "$tmp/mute.out" | jget 'd["streams"] >= 2')" = "True" ]
+fi
 
 # ---- an unauthorized peer is refused on every op and sees no tool list ----
 refused=0
