@@ -8,9 +8,11 @@
  *                          (default 1) per backend: the ceiling for one Noise stream direction.
  *                          One line per backend: {"aead":"chacha20poly1305-ietf","backend":…,
  *                          "msg_bytes":65519,"secs":…,"mbps":…,"mib_s":…}
- *   aead_speed --sweep     the cost of one message by size (64 B … 65519 B), both backends, the
- *                          best of 5 rounds: {"backend":…,"msg_bytes":…,"us_per_msg":…} — the
- *                          fixed part is what every small message (one call at a time) pays. */
+ *   aead_speed --sweep [BYTES…]  the cost of one message by size (64 B … 65519 B, or the sizes
+ *                          given, each 1…65519), both backends, the best of 5 rounds:
+ *                          {"backend":…,"msg_bytes":…,"us_per_msg":…} — the fixed part is what
+ *                          every small message (one call at a time) pays; bench/p2p/call.sh
+ *                          asks for the sizes of a 16-call batch's two Noise messages. */
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
@@ -80,8 +82,16 @@ int main(int argc, char **argv) {
              backends[b].name, MSG_MAX, t, bytes * 8 / t / 1e6, bytes / t / 1048576.0);
     }
   } else {
-    static const size_t sizes[] = {64, 256, 1024, 4096, 16384, MSG_MAX};
-    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0] && rc == 0; si++) {
+    size_t sizes[16] = {64, 256, 1024, 4096, 16384, MSG_MAX}, n_sizes = 6;
+    if (argc > 2) {
+      n_sizes = 0;
+      for (int i = 2; i < argc && n_sizes < sizeof sizes / sizeof sizes[0]; i++) {
+        long v = atol(argv[i]);
+        if (v < 1 || v > MSG_MAX) return 2;
+        sizes[n_sizes++] = (size_t)v;
+      }
+    }
+    for (size_t si = 0; si < n_sizes && rc == 0; si++) {
       int iters = sizes[si] <= 4096 ? 50000 : 5000;
       for (int b = 0; b < 2; b++) {
         double best = 1e30;

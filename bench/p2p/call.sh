@@ -29,17 +29,25 @@
 # remote at 16 in flight with both processes pinned to CPU 0 ("one CPU": every wake-up stays on
 # that CPU) and with the server on CPU 0 and the client on CPU 1 ("two CPUs": every wake-up
 # crosses CPUs) — on this VM the two placements differ ~3× in calls/s and the unpinned rows land
-# anywhere between, which is most of their noise: bench/RESULTS.md, 2026-12-07 19:05 net9).
+# anywhere between, which is most of their noise: bench/RESULTS.md, 2026-12-07 19:05 net9); with
+# PIN_ROWS, also the one-CPU floor under those rows: pingpong pinned to CPU 0 with a 16-call batch's
+# wire sizes (BATCH_REQ / BATCH_REP bytes, default 1918 / 4510: what the remote server reads and
+# sends per batch of 16 echo calls, strace, 2026-12-08) over a pipe and a Unix-domain socket pair,
+# and aead_speed's seal of those two sizes — the line "One CPU, the floor" then says how much of
+# stdio's calls/s a remote unix path with no other cost than the socket and Noise could reach.
 # Bounded: ~1–2 minutes on an idle 2-core machine (+ ~2 minutes for callgrind).
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD="${BUILD:-$root/build}"
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" --buildtype=release -Dtests=disabled >/dev/null
-[ "${BENCH_NO_BUILD:-0}" = 1 ] || ninja -C "$BUILD" peermcp bench/service/svc_bench_driver bench/mcp/mcp_bench_driver bench/p2p/pingpong >/dev/null || exit 1
+[ "${BENCH_NO_BUILD:-0}" = 1 ] || ninja -C "$BUILD" peermcp bench/service/svc_bench_driver bench/mcp/mcp_bench_driver bench/p2p/pingpong bench/p2p/aead_speed >/dev/null || exit 1
 bin="$BUILD/peermcp"
 sdrv="$BUILD/bench/service/svc_bench_driver"
 mdrv="$BUILD/bench/mcp/mcp_bench_driver"
 ppong="$BUILD/bench/p2p/pingpong"
+aead="$BUILD/bench/p2p/aead_speed"
+BATCH_REQ=${BATCH_REQ:-1918}
+BATCH_REP=${BATCH_REP:-4510}
 . "$root/bench/lib.sh"
 bench_begin
 out="$BUILD/bench-p2p-call.jsonl"
@@ -135,6 +143,26 @@ for k,lb in (('tcp','TCP loopback ping-pong, 1 in flight (floor)'),('unix','unix
 " "$line" | tee -a "$out"
 }
 
+floor_batch() { # the one-CPU floor of a 16-call batch: pipe and unix ping-pong pinned to CPU 0, batch-sized
+  local line
+  line=$(timeout 120 taskset -c 0 "$ppong" --n 20000 --req "$BATCH_REQ" --rep "$BATCH_REP" 2>/dev/null)
+  [ -n "$line" ] || return 0
+  python3 -c "
+import json,sys
+d=json.loads(sys.argv[1])
+for k,lb in (('unix','unix socket ping-pong, 16-call batches, one CPU (floor)'),('pipe','pipe ping-pong, 16-call batches, one CPU (floor)')):
+    if k not in d: continue
+    print(json.dumps({'label':lb,'transport':k,'per_s':d[k]['per_s'],'p50_us':d[k]['p50_us'],'p99_us':d[k]['p99_us']}))
+" "$line" | tee -a "$out"
+  line=$(timeout 120 taskset -c 0 "$aead" --sweep "$BATCH_REQ" "$BATCH_REP" 2>/dev/null | grep '"openssl"' | tr '\n' ' ')
+  [ -n "$line" ] || return 0
+  python3 -c "
+import json,sys
+v={json.loads(l)['msg_bytes']:json.loads(l)['us_per_msg'] for l in sys.argv[1].replace('} {','}\n{').splitlines() if l.strip()}
+print(json.dumps({'label':'Noise seal of a 16-call batch, one CPU','us_req':v.get(int(sys.argv[2])),'us_rep':v.get(int(sys.argv[3]))}))
+" "$line" "$BATCH_REQ" "$BATCH_REP" | tee -a "$out"
+}
+
 start_b
 # warm-up of the remote path (identity, connection caches, the allocator)
 timeout 120 "$sdrv" bench --state "$tmp/d" --peer "$B_MA" --n 2000 --conns 1 --inflight 16 >/dev/null 2>>"$tmp/drv.err"
@@ -156,6 +184,7 @@ for r in $(seq "$REPS"); do
     start_b
   fi
   if [ "${PIN_ROWS:-1}" = 1 ] && command -v taskset >/dev/null; then
+    floor_batch
     stdio "stdio, one CPU" 0 0
     stdio "stdio, two CPUs" 1 0
     stop_b
@@ -222,6 +251,10 @@ meas = [r for r in rows if not str(r.get("label")).startswith("callgrind")]
 labels = ["stdio, 1 in flight", "remote, 1 connection, 1 in flight", "stdio, 16 in flight", "remote, 1 connection, 16 in flight"]
 floors = [l for l in ("TCP loopback ping-pong, 1 in flight (floor)", "pipe ping-pong, 1 in flight (floor)") if any(r.get("label") == l for r in meas)]
 ufloor = [l for l in ("unix socket ping-pong, 1 in flight (floor)",) if any(r.get("label") == l for r in meas)]
+bfloors = [l for l in ("pipe ping-pong, 16-call batches, one CPU (floor)", "unix socket ping-pong, 16-call batches, one CPU (floor)")
+           if any(r.get("label") == l for r in meas)]
+seals = [r for r in meas if r.get("label") == "Noise seal of a 16-call batch, one CPU" and r.get("us_req") and r.get("us_rep")]
+meas = [r for r in meas if r.get("label") != "Noise seal of a 16-call batch, one CPU"]
 unix_labels = [l for l in ("remote unix, 1 connection, 1 in flight", "remote unix, 1 connection, 16 in flight") if any(r.get("label") == l for r in meas)]
 upins = [(p, "stdio, 16 in flight, " + p, "remote unix, 1 connection, 16 in flight, " + p) for p in ("one CPU", "two CPUs")]
 upins = [t for t in upins if any(r.get("label") == t[1] for r in meas) and any(r.get("label") == t[2] for r in meas)]
@@ -244,7 +277,7 @@ L = ["## P2P call path (issue 11 §3)", "",
      "", "| Measurement | calls/s | p50 µs | p99 µs | server CPU µs/call | driver CPU µs/call |", "|---|---|---|---|---|---|"]
 def fmt(v):
     return "" if v is None else (f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}")
-for lb in labels + unix_labels + off_labels + pin_labels + [t[2] for t in upins] + base_labels + floors + ufloor:
+for lb in labels + unix_labels + off_labels + pin_labels + [t[2] for t in upins] + base_labels + floors + ufloor + bfloors:
     ps = allv(lb, "per_s")
     L.append(f"| {lb} | {fmt(med(lb,'per_s'))} {[round(x) for x in ps]} | {fmt(med(lb,'p50_us'))} {allv(lb,'p50_us')} | "
              f"{fmt(med(lb,'p99_us'))} | {fmt(med(lb,'server_cpu_us_per_call'))} {allv(lb,'server_cpu_us_per_call')} | "
@@ -292,6 +325,20 @@ for p, sl, rl in upins:
     if a and b:
         per = [f"{y/x:.2f}" for x, y in zip(allv(sl, "per_s"), allv(rl, "per_s")) if x]
         L.append(f"Pinned, {p}, remote over the unix socket / stdio calls/s at 16 in flight: **{b/a:.2f}** (per round {', '.join(per)}).")
+so = med("stdio, 16 in flight, one CPU", "per_s")
+if len(bfloors) == 2 and seals and so:
+    # per batch of 16 on one CPU: what a remote unix path pays beyond stdio's at the least — the
+    # socket's kernel path over a pipe's (batch-sized ping-pong, one message each way) and Noise
+    # (each batch's two messages sealed once and opened once; opening costs what sealing does)
+    fp, fu = 1e6 / med(bfloors[0], "per_s"), 1e6 / med(bfloors[1], "per_s")
+    ns = 2 * (statistics.median(r["us_req"] for r in seals) + statistics.median(r["us_rep"] for r in seals))
+    sb = 16e6 / so
+    L.append(f"One CPU, the floor (same rounds): a batch of 16 calls takes stdio {sb:.1f} µs; a unix socket round trip of "
+             f"a batch's sizes ({os.environ.get('BATCH_REQ', '1918')} / {os.environ.get('BATCH_REP', '4510')} bytes) costs "
+             f"{fu - fp:.1f} µs more than a pipe's ({fu:.1f} vs {fp:.1f} µs) and Noise seals and opens the batch's two "
+             f"messages in {ns:.1f} µs: a remote unix path with no other cost than these would reach "
+             f"**{sb / (sb + fu - fp + ns):.2f}** of stdio's one-CPU calls/s (target ≥ 0.75); 0.75 leaves "
+             f"{sb / 0.75 - sb:.1f} µs a batch above stdio.")
 sc1, rc1 = med(labels[2], "server_cpu_us_per_call"), med(labels[3], "server_cpu_us_per_call")
 if sc1 and rc1:
     L.append(f"Server CPU per call at 16 in flight, remote / stdio: {rc1/sc1:.2f}× ({rc1} vs {sc1} µs).")
