@@ -57,25 +57,30 @@ char *jwrite_take(jwrite *w, size_t *len) {
 
 /* ---------- strings ---------- */
 
-/* 1 = copied as is; 0 = needs an escape (", \, control characters). Bytes >= 0x80 are 1 and
- * looked at again in ASCII mode. */
+/* Bits: K_PLAIN_ANY = copied as is (0: needs an escape — ", \, control characters); K_PLAIN_ASCII
+ * = the same under JWRITE_ASCII, where bytes >= 0x80 are escaped too. A run of plain bytes costs
+ * one table test a byte in either mode. */
+#define K_PLAIN_ANY 1u
+#define K_PLAIN_ASCII 2u
+#define PA (K_PLAIN_ANY | K_PLAIN_ASCII)
 static const unsigned char k_plain[256] = {
-    ['\x20'] = 1, ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
-    ['*'] = 1, ['+'] = 1, [','] = 1, ['-'] = 1, ['.'] = 1, ['/'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1,
-    ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, [':'] = 1, [';'] = 1,
-    ['<'] = 1, ['='] = 1, ['>'] = 1, ['?'] = 1, ['@'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1,
-    ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,
-    ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1,
-    ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['['] = 1, [']'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
-    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['{'] = 1,
-    ['|'] = 1, ['}'] = 1, ['~'] = 1, ['\x7f'] = 1,
-    [0x80] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['\x20'] = PA, ['!'] = PA, ['#'] = PA, ['$'] = PA, ['%'] = PA, ['&'] = PA, ['\''] = PA, ['('] = PA, [')'] = PA,
+    ['*'] = PA, ['+'] = PA, [','] = PA, ['-'] = PA, ['.'] = PA, ['/'] = PA, ['0'] = PA, ['1'] = PA, ['2'] = PA,
+    ['3'] = PA, ['4'] = PA, ['5'] = PA, ['6'] = PA, ['7'] = PA, ['8'] = PA, ['9'] = PA, [':'] = PA, [';'] = PA,
+    ['<'] = PA, ['='] = PA, ['>'] = PA, ['?'] = PA, ['@'] = PA, ['A'] = PA, ['B'] = PA, ['C'] = PA, ['D'] = PA,
+    ['E'] = PA, ['F'] = PA, ['G'] = PA, ['H'] = PA, ['I'] = PA, ['J'] = PA, ['K'] = PA, ['L'] = PA, ['M'] = PA,
+    ['N'] = PA, ['O'] = PA, ['P'] = PA, ['Q'] = PA, ['R'] = PA, ['S'] = PA, ['T'] = PA, ['U'] = PA, ['V'] = PA,
+    ['W'] = PA, ['X'] = PA, ['Y'] = PA, ['Z'] = PA, ['['] = PA, [']'] = PA, ['^'] = PA, ['_'] = PA, ['`'] = PA,
+    ['a'] = PA, ['b'] = PA, ['c'] = PA, ['d'] = PA, ['e'] = PA, ['f'] = PA, ['g'] = PA, ['h'] = PA, ['i'] = PA,
+    ['j'] = PA, ['k'] = PA, ['l'] = PA, ['m'] = PA, ['n'] = PA, ['o'] = PA, ['p'] = PA, ['q'] = PA, ['r'] = PA,
+    ['s'] = PA, ['t'] = PA, ['u'] = PA, ['v'] = PA, ['w'] = PA, ['x'] = PA, ['y'] = PA, ['z'] = PA, ['{'] = PA,
+    ['|'] = PA, ['}'] = PA, ['~'] = PA, ['\x7f'] = PA,
+    [0x80] = K_PLAIN_ANY, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
+#undef PA
 
 static const char k_hex[] = "0123456789ABCDEF"; /* \u001F, as jansson writes it */
 
@@ -111,7 +116,7 @@ void jwrite_str_body(jwrite *w, const char *s, size_t n) {
   while (p < end) {
     const unsigned char *run = p;
     if (ascii)
-      while (p < end && k_plain[*p] && *p < 0x80) p++;
+      while (p < end && (k_plain[*p] & K_PLAIN_ASCII)) p++;
     else
       while (p < end && k_plain[*p]) p++;
     if (p > run) jwrite_raw(w, (const char *)run, (size_t)(p - run));
@@ -149,7 +154,7 @@ void jwrite_str(jwrite *w, const char *s, size_t n) {
     size_t i = 0;
     const unsigned char *u = (const unsigned char *)s;
     if (w->flags & JWRITE_ASCII)
-      while (i < n && k_plain[u[i]] && u[i] < 0x80) i++;
+      while (i < n && (k_plain[u[i]] & K_PLAIN_ASCII)) i++;
     else
       while (i < n && k_plain[u[i]]) i++;
     if (i == n) {

@@ -211,6 +211,58 @@ static void test_jwrite_plain_len_agrees_with_the_writer(void **state) {
   assert_int_equal(jwrite_plain_len(""), 0);
 }
 
+/* Strings through both of jwrite's string paths — jwrite_str's one-copy fast path (room in the
+ * buffer) and jwrite_str_body (a writer with no room yet) — with and without JWRITE_ASCII, equal
+ * to jansson's json_dumps of the same string (JSON_ENSURE_ASCII for the ASCII writer): a run of
+ * 0–19 plain bytes, then every ASCII byte but NUL or a 2-, 3- or 4-byte UTF-8 character, then a
+ * plain tail. k_plain's two bits (copied as is; copied as is under JWRITE_ASCII) decide every
+ * byte here. */
+static void str_same_as_jansson(const char *s, size_t n, unsigned flags) {
+  json_t *v = json_stringn(s, n);
+  assert_non_null(v);
+  char *a = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | (flags & JWRITE_ASCII ? JSON_ENSURE_ASCII : 0));
+  assert_non_null(a);
+  for (int fast = 0; fast < 2; fast++) {
+    jwrite w;
+    jwrite_init(&w, 1u << 20, flags);
+    if (fast) { /* room made first: jwrite_str copies in one go when every byte is plain */
+      jwrite_lit(&w, "01234567890123456789012345678901234567890123456789012345678901234567890123456789");
+      jwrite_reset(&w);
+    }
+    jwrite_str(&w, s, n);
+    assert_int_equal(jwrite_error(&w), 0);
+    assert_int_equal(jwrite_len(&w), strlen(a));
+    assert_memory_equal(jwrite_ptr(&w), a, strlen(a));
+    jwrite_free(&w);
+  }
+  free(a);
+  json_decref(v);
+}
+
+static void test_jwrite_every_byte_after_a_plain_run_both_modes(void **state) {
+  (void)state;
+  static const char *const wide[] = {"\xc3\xa9", "\xc2\x80", "\xdf\xbf", "\xe2\x82\xac", "\xe2\x80\xa8",
+                                     "\xef\xbf\xbf", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf"};
+  char s[64];
+  for (unsigned flags = 0; flags <= JWRITE_ASCII; flags += JWRITE_ASCII)
+    for (size_t run = 0; run < 20; run++) {
+      for (size_t i = 0; i < run; i++) s[i] = (char)('a' + i % 26);
+      for (int c = 1; c < 0x80 + 8; c++) {
+        size_t n = run;
+        if (c < 0x80) {
+          s[n++] = (char)c;
+        } else {
+          size_t k = strlen(wide[c - 0x80]);
+          memcpy(s + n, wide[c - 0x80], k);
+          n += k;
+        }
+        memcpy(s + n, "tail", 4);
+        str_same_as_jansson(s, n + 4, flags);
+        str_same_as_jansson(s, n, flags); /* the special byte last */
+      }
+    }
+}
+
 static void test_jwrite_ceiling_is_sticky(void **state) {
   (void)state;
   jwrite w;
@@ -256,6 +308,7 @@ int main(void) {
       cmocka_unit_test(test_jwrite_fmt_round),
       cmocka_unit_test(test_jwrite_integers),
       cmocka_unit_test(test_jwrite_plain_len_agrees_with_the_writer),
+      cmocka_unit_test(test_jwrite_every_byte_after_a_plain_run_both_modes),
       cmocka_unit_test(test_jwrite_ceiling_is_sticky),
       cmocka_unit_test(test_jwrite_depth_limit),
   };
