@@ -42,6 +42,10 @@ typedef enum noise_aead { NOISE_AEAD_OPENSSL = 0, NOISE_AEAD_LIBSODIUM = 1 } noi
 int noise_aead_parse(const char *name, noise_aead *out) __attribute__((warn_unused_result));
 /* "openssl" or "libsodium". */
 const char *noise_aead_name(noise_aead a);
+/* Whether the OpenSSL backend sets each transport message's nonce through the cipher's
+ * parameters (a check run once per process on known messages against the init path) rather
+ * than re-initialising the context; the same bytes either way (noise.c). Any thread. */
+bool noise_openssl_nonce_by_param(void);
 
 typedef struct noise_config {
   bool initiator;                 /* true on the dialing side */
