@@ -95,6 +95,8 @@ struct svc_client {
   int refs;
   int in_reply; /* inside on_data: requests queued meanwhile are written once it returns */
   bool closed;
+  bool pace_blocked; /* send_ready stopped for the bucket: the timer must come, even if the token
+                        is there by the time arm looks (pump clears it) */
   int64_t next_open_at;
   unsigned open_failures;
   int open_err; /* a synchronous open failure, reported from the timer */
@@ -375,6 +377,7 @@ static void send_ready(svc_client *c) {
     }
     if (!tokens_take(c)) {
       c->n_paced++;
+      c->pace_blocked = true;
       break; /* the timer sends it when the bucket has a token again */
     }
     r->id = c->next_id++;
@@ -848,6 +851,7 @@ static bool wants_stream(svc_client *c) {
 
 static void pump(svc_client *c) {
   if (c->closed || c->open_err) return;
+  c->pace_blocked = false;
   if (!c->cur && now_ms(c) >= c->next_open_at && wants_stream(c) && tokens_wait_ms(c) == 0)
     stream_open(c); /* initialize is a frame too: it waits for a token like a request */
   else if (c->cur && c->cur->state == CS_READY)
@@ -879,8 +883,10 @@ static void arm(svc_client *c) {
       if (w > at) at = w;
       if (at < next) next = at;
     } else if (c->cur->state == CS_READY && c->cur->inflight < c->o.max_inflight) {
+      /* w is 0 when the token came after send_ready gave up on it (a moment later, or a loaded
+       * machine's preemption later): a tick now sends, else nothing would until a deadline */
       int64_t w = tokens_wait_ms(c);
-      if (w > 0 && now + w < next) next = now + w;
+      if ((w > 0 || c->pace_blocked) && now + w < next) next = now + w;
     }
   }
   if (c->cur && c->cur->state < CS_READY && c->cur->ready_by < next) next = c->cur->ready_by;

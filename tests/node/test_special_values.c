@@ -280,9 +280,9 @@ static int statuses_ok_as(net *x, int n, bool plain, json_t **last) {
   if (m.ok != n) { /* with the client's "timed out before they were sent" warning, if any */
     svc_client_stats cs;
     svc_client_stats_get(x->c, &cs);
-    print_message("client: %llu streams opened, %llu retries, %llu refused, %llu paced\n",
+    print_message("client: %llu streams opened, %llu retries, %llu refused, %llu paced, %llu given up not ready\n",
                   (unsigned long long)cs.streams_opened, (unsigned long long)cs.retries,
-                  (unsigned long long)cs.refused, (unsigned long long)cs.paced);
+                  (unsigned long long)cs.refused, (unsigned long long)cs.paced, (unsigned long long)cs.abandoned);
   }
   if (last) *last = m.last;
   else json_decref(m.last);

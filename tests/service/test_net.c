@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -913,8 +914,20 @@ typedef struct fake_stream {
 
 static struct {
   unsigned mute_first; /* streams that never answer anything (UINT_MAX: every one) */
+  bool limits;         /* initialize advertises a bucket of 1 frame, 2 a second */
   unsigned streams, closed, answered;
 } F;
+
+/* The client's bucket clock: src/service/client.c is the only caller of uv_hrtime in src/ (this
+ * definition takes the place of libuv's). Real monotonic time, plus g_hr_step_ns more at every
+ * read while a test sets it: time that passes between two reads, as on a loaded machine. */
+static uint64_t g_hr_skew_ns, g_hr_step_ns;
+uint64_t uv_hrtime(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  g_hr_skew_ns += g_hr_step_ns;
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + g_hr_skew_ns;
+}
 
 static void fake_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) {
   fake_stream *fs = ud;
@@ -934,6 +947,9 @@ static void fake_data(p2p_stream *s, const uint8_t *data, size_t len, void *ud) 
                                   "protocolVersion", "2025-06-18", "capabilities", "serverInfo", "name", "fake",
                                   "version", "0")
                       : json_pack("{s:s, s:O, s:{s:b}}", "jsonrpc", "2.0", "id", id, "result", "pong", 1);
+      if (F.limits && method && strcmp(method, "initialize") == 0)
+        json_object_set_new(json_object_get(r, "result"), "limits",
+                            json_pack("{s:i, s:i}", "rate_capacity", 1, "rate_refill_per_sec", 2));
       assert_int_equal(svc_frame_encode(&fs->out, r, 0), 0);
       json_decref(r);
       assert_true(p2p_stream_write(s, buf_ptr(&fs->out), buf_len(&fs->out)) >= 0);
@@ -1135,6 +1151,42 @@ static void test_client_gives_up_an_open_that_never_completes(void **state) {
   assert_non_null(strstr(text, "\"state\":\"opening\""));
 }
 
+/* The issue 11 flake (test_special_values p2p.authorized_rate_limit_per_second: ops 5..12 unsent
+ * for 60 s, the stream ready, the bucket full): send_ready found no token, and by the time arm
+ * looked a moment later the token was there, so arm set no pacing tick and nothing sent the
+ * requests until their deadline. Here the bucket clock moves 300 ms at each read (bucket of 1,
+ * 2 a second): the read in arm always finds the token send_ready missed. The requests must
+ * still go out at once, not at their 20 s deadline. */
+static void test_paced_requests_go_when_the_token_comes_between_send_and_arm(void **state) {
+  (void)state;
+  char target[512];
+  fake_listen(0, target, sizeof target);
+  F.limits = true;
+  svc_client_opts o = {.request_timeout_ms = 20000};
+  svc_client *cl;
+  assert_int_equal(svc_client_new(&W.loop, W.b, target, &o, &cl), 0);
+  got g[3];
+  memset(g, 0, sizeof g);
+  g_hr_step_ns = 300u * 1000 * 1000;
+  int64_t t0 = clock_mono_ms();
+  for (int i = 0; i < 3; i++) assert_int_equal(svc_client_request(cl, "ping", NULL, true, 0, got_cb, &g[i]), 0);
+  for (int64_t end = t0 + 10000; !(g[0].done && g[1].done && g[2].done) && clock_mono_ms() < end;)
+    uv_run(&W.loop, UV_RUN_ONCE);
+  g_hr_step_ns = 0;
+  int64_t el = clock_mono_ms() - t0;
+  svc_client_stats st;
+  svc_client_stats_get(cl, &st);
+  print_message("paced: %llu, answered in %lld ms\n", (unsigned long long)st.paced, (long long)el);
+  for (int i = 0; i < 3; i++) {
+    assert_true(g[i].done);
+    assert_int_equal(g[i].err, 0);
+    got_clear(&g[i]);
+  }
+  assert_true(st.paced > 0); /* the bucket did hold them back */
+  assert_true(el < 5000);
+  svc_client_close(cl);
+}
+
 static void later_fired(uv_timer_t *t) { *(int *)t->data = 1; }
 static void tm_closed(uv_handle_t *h) { *(int *)h->data = 1; }
 
@@ -1202,6 +1254,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_client_facing_a_mute_server_fails_by_the_deadline_with_few_streams, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_client_gives_up_an_open_that_never_completes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_paced_requests_go_when_the_token_comes_between_send_and_arm, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
