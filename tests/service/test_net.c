@@ -32,6 +32,7 @@
 #include "util/log.h"
 #include "support/stores.h"
 #include "support/tmpdir.h"
+#include "support/wait.h"
 
 typedef struct world {
   char dir[TS_TMPDIR_MAX];
@@ -1034,13 +1035,11 @@ static void test_client_gives_up_a_stream_whose_initialize_is_never_answered(voi
   memset(g, 0, sizeof g);
   int64_t t0 = clock_mono_ms();
   for (int i = 0; i < 3; i++) assert_int_equal(svc_client_request(cl, "ping", NULL, i != 1, 0, got_cb, &g[i]), 0);
-  for (int64_t end = t0 + 15000; !(g[0].done && g[1].done && g[2].done) && clock_mono_ms() < end;)
-    uv_run(&W.loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&W.loop, 15000, g[0].done && g[1].done && g[2].done);
   int64_t el = clock_mono_ms() - t0;
   svc_client_stats st;
   svc_client_stats_get(cl, &st);
   for (int i = 0; i < 3; i++) {
-    assert_true(g[i].done);
     assert_int_equal(g[i].err, 0);
     assert_true(json_is_true(json_object_get(g[i].result, "pong")));
     got_clear(&g[i]);
@@ -1050,7 +1049,7 @@ static void test_client_gives_up_a_stream_whose_initialize_is_never_answered(voi
   assert_int_equal(st.abandoned, 1);
   assert_int_equal(st.streams_opened, 2);
   assert_null(svc_client_not_ready(cl)); /* a stream is ready */
-  for (int64_t end = clock_mono_ms() + 5000; F.closed < 1 && clock_mono_ms() < end;) uv_run(&W.loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&W.loop, 5000, F.closed >= 1);
   assert_int_equal(F.streams, 2);
   assert_int_equal(F.closed, 1); /* the given-up stream was reset, the other one is in use */
   svc_client_close(cl);
@@ -1076,10 +1075,9 @@ static void test_client_facing_a_mute_server_fails_by_the_deadline_with_few_stre
   int64_t t0 = clock_mono_ms();
   assert_int_equal(svc_client_request(cl, "ping", NULL, true, 0, got_cb, &g[0]), 0);
   assert_int_equal(svc_client_request(cl, "ping", NULL, false, 0, got_cb, &g[1]), 0);
-  for (int64_t end = t0 + 15000; !(g[0].done && g[1].done) && clock_mono_ms() < end;) uv_run(&W.loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&W.loop, 15000, g[0].done && g[1].done);
   int64_t el = clock_mono_ms() - t0;
   for (int i = 0; i < 2; i++) {
-    assert_true(g[i].done);
     assert_int_equal(g[i].err, -ETIMEDOUT);
     got_clear(&g[i]);
   }
@@ -1096,7 +1094,7 @@ static void test_client_facing_a_mute_server_fails_by_the_deadline_with_few_stre
   assert_non_null(why);
   assert_non_null(strstr(why, "never answered initialize"));
   svc_client_close(cl);
-  for (int64_t end = clock_mono_ms() + 5000; F.closed < F.streams && clock_mono_ms() < end;) uv_run(&W.loop, UV_RUN_ONCE);
+  TS_LOOP_UNTIL(&W.loop, 5000, F.closed >= F.streams);
   assert_int_equal(F.streams, st.streams_opened);
   assert_int_equal(F.closed, F.streams); /* none left open on the server */
   assert_int_equal(F.answered, 0);
@@ -1131,8 +1129,7 @@ static void test_client_gives_up_an_open_that_never_completes(void **state) {
   json_t *m = json_pack("{s:s}", "op", "status");
   assert_int_equal(svc_client_rpc(cl, m, 0, got_cb, &g), 0);
   json_decref(m);
-  for (int64_t end = clock_mono_ms() + 10000; !g.done && clock_mono_ms() < end;) uv_run(&W.loop, UV_RUN_ONCE);
-  assert_true(g.done);
+  TS_LOOP_UNTIL(&W.loop, 10000, g.done);
   assert_int_equal(g.err, -ETIMEDOUT);
   got_clear(&g);
   svc_client_stats st;
